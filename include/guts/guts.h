@@ -1,0 +1,110 @@
+/* guts.h - types, error codes and limits shared by every guts module.
+ *
+ * Every function that can fail returns an int: 0 (GUTS_OK) or a negative
+ * GUTS_E* code; results come back through out-parameters. guts_strerror()
+ * names every code. Nothing here allocates.
+ */
+#ifndef GUTS_GUTS_H
+#define GUTS_GUTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes. */
+#define GUTS_OK 0
+#define GUTS_EINVAL (-1)    /* bad argument or malformed input */
+#define GUTS_ENOMEM (-2)    /* allocation failed */
+#define GUTS_EIO (-3)       /* file or process I/O failed (errno may say more) */
+#define GUTS_ECORRUPT (-4)  /* stored data fails its own checks */
+#define GUTS_EHASH (-5)     /* object content does not hash to its id */
+#define GUTS_ENOTFOUND (-6) /* no such object, ref or repository */
+#define GUTS_ETOOBIG (-7)   /* a length or count exceeds its limit */
+#define GUTS_EPROTO (-8)    /* malformed wire message */
+#define GUTS_EVERSION (-9)  /* unknown protocol or schema version */
+#define GUTS_ESTORE (-10)   /* LMDB failed (see log for mdb_strerror) */
+#define GUTS_EFULL (-11)    /* disk or map cannot grow */
+#define GUTS_ECONFLICT (-12) /* compare-and-swap on a ref lost */
+#define GUTS_EEXIST (-13)   /* already exists */
+#define GUTS_EAGAIN (-14)   /* try again later (e.g. busy, incomplete) */
+
+/** Return a short static description of a GUTS_E* code. */
+const char *guts_strerror(int err);
+
+/* Object ids are git's: SHA-1 of "<type> <size>\0<content>". */
+#define GUTS_ID_LEN 20
+#define GUTS_HEX_LEN 40
+typedef struct guts_id {
+    uint8_t b[GUTS_ID_LEN];
+} guts_id;
+
+/* Node ids are 16 random bytes created once per data dir. */
+#define GUTS_NODE_ID_LEN 16
+typedef struct guts_node_id {
+    uint8_t b[GUTS_NODE_ID_LEN];
+} guts_node_id;
+
+/** Parse 40 lowercase or uppercase hex digits. GUTS_EINVAL otherwise. */
+int guts_id_from_hex(const char *hex, guts_id *out);
+/** Write 40 lowercase hex digits and a NUL into out. */
+void guts_id_to_hex(const guts_id *id, char out[GUTS_HEX_LEN + 1]);
+/** 1 when every byte is zero (git's "no object": deletion). */
+int guts_id_is_zero(const guts_id *id);
+/** memcmp order of two ids. */
+int guts_id_cmp(const guts_id *a, const guts_id *b);
+/** Write 32 lowercase hex digits of a node id and a NUL. */
+void guts_node_id_to_hex(const guts_node_id *id, char out[2 * GUTS_NODE_ID_LEN + 1]);
+
+/* Object types, numbered as in git's pack format. */
+typedef enum guts_otype {
+    GUTS_OBJ_NONE = 0,
+    GUTS_OBJ_COMMIT = 1,
+    GUTS_OBJ_TREE = 2,
+    GUTS_OBJ_BLOB = 3,
+    GUTS_OBJ_TAG = 4,
+} guts_otype;
+
+/** "commit", "tree", "blob", "tag"; NULL for anything else. */
+const char *guts_otype_name(int type);
+/** Parse a type name of len bytes; GUTS_OBJ_NONE if unknown. */
+int guts_otype_parse(const char *name, size_t len);
+
+/** Compute the git id of an object: SHA-1 of "<type> <len>\0" + data.
+ * Returns GUTS_EINVAL for an unknown type. */
+int guts_obj_hash(int type, const void *data, size_t len, guts_id *out);
+
+/* Order-independent fingerprint of a set of ids: the sum modulo 2^128 of
+ * XXH3-128 of each id. Adding and removing commute, so it can be kept
+ * incrementally and compared between nodes: equal fingerprints mean equal
+ * sets with overwhelming probability (non-adversarial; see docs/security.md). */
+typedef struct guts_fp {
+    uint64_t lo, hi;
+} guts_fp;
+
+/** XXH3-128 of an id as a fingerprint term. */
+guts_fp guts_fp_of_id(const guts_id *id);
+/** *acc += term (mod 2^128). */
+void guts_fp_add(guts_fp *acc, guts_fp term);
+/** *acc -= term (mod 2^128). */
+void guts_fp_sub(guts_fp *acc, guts_fp term);
+/** 1 when equal. */
+int guts_fp_eq(guts_fp a, guts_fp b);
+
+/* Limits shared by the store, the wire and the CLI. */
+#define GUTS_KEY_PART_MAX 100   /* OWNER and NAME: 1-100 chars each */
+#define GUTS_KEY_MAX (2 * GUTS_KEY_PART_MAX + 1)
+#define GUTS_REFNAME_MAX 1024   /* far beyond any real ref; bounds wire and keys */
+#define GUTS_OBJ_MAX_DEFAULT (1ull << 30) /* 1 GiB: default object size cap */
+
+/** Check a repository key "OWNER/NAME": each part 1-100 of [A-Za-z0-9._-],
+ * not "." or "..", not starting with ".". Returns 0 or GUTS_EINVAL. Keys come
+ * from the network: this runs before any path is built from one. */
+int guts_repo_key_check(const char *key);
+
+/** Check a full ref name by git's check-ref-format rules (plus "HEAD"):
+ * starts with "refs/", no "..", no control chars, space, ~ ^ : ? * [ \,
+ * no component starting with "." or ending with ".lock", no "//", no
+ * trailing "/" or ".", no "@{", at most GUTS_REFNAME_MAX bytes.
+ * Returns 0 or GUTS_EINVAL. */
+int guts_refname_check(const char *name);
+
+#endif

@@ -1,0 +1,163 @@
+/* store.h - the object store: one LMDB environment per repository.
+ *
+ * Layout of a data dir (see docs/storage.md for every byte):
+ *   DATA/node/                 LMDB env: this node's identity and settings
+ *   DATA/repos/OWNER/NAME/     LMDB env: named databases
+ *       objects   id(20) -> object record (type, size, encoding, content)
+ *       refs      full ref name -> id(20), or "ref: <name>" for a symbolic HEAD
+ *       refclock  full ref name -> Lamport clock(8, BE) writer node id(16), also
+ *                 for deleted refs (tombstones), so deletions never resurrect
+ *       log       insertion sequence(8, BE) -> id(20): "recent objects"
+ *       meta      named values: schema, count, fingerprint, refs digest, clock
+ *
+ * Several processes may open the same environment (a running node and the
+ * CLI); LMDB's lock file serialises writers. Every write goes through one
+ * write transaction per batch; the object count, the set fingerprint, the
+ * refs digest and the log are updated in the same transaction as the data,
+ * so they can never disagree with it after a crash.
+ *
+ * Nothing here reads the clock, the environment or a socket.
+ */
+#ifndef GUTS_STORE_H
+#define GUTS_STORE_H
+
+#include "guts/guts.h"
+
+/* ---- Data directory ------------------------------------------------------ */
+
+typedef struct guts_data guts_data;
+
+/** Open (creating if needed) the data dir at path: DATA/node/ with a random
+ * 16-byte node id made once, and DATA/repos/.
+ * @param[out] out handle; close with guts_data_close().
+ * Errors: GUTS_EIO (cannot create or open), GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_data_open(const char *path, guts_data **out);
+void guts_data_close(guts_data *d);
+/** The data dir path as given to guts_data_open(). */
+const char *guts_data_path(const guts_data *d);
+/** This node's identity. */
+const guts_node_id *guts_data_node_id(const guts_data *d);
+/** Add one to the node's incarnation (kept in DATA/node) and return the new
+ * value: a restarted daemon announces a higher one than before. */
+int guts_data_incarnation_next(guts_data *d, uint64_t *out);
+/** Initial map size of environments opened after this call (bytes, rounded
+ * up to the page size). Maps grow by doubling when full; tests make it small
+ * to exercise growth. Default 64 MiB. */
+void guts_data_set_initial_mapsize(guts_data *d, size_t bytes);
+
+/** Call cb(key, ctx) for every repository env under DATA/repos whose key is
+ * valid, in sorted order. A non-zero return from cb stops the walk and is
+ * returned. */
+int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *ctx);
+
+/* ---- Repositories -------------------------------------------------------- */
+
+typedef struct guts_repo guts_repo;
+
+#define GUTS_REPO_CREATE 0x1 /* create the env if absent */
+
+/** Open the repository env DATA/repos/OWNER/NAME. The key is checked with
+ * guts_repo_key_check() before any path is built.
+ * Errors: GUTS_EINVAL (bad key), GUTS_ENOTFOUND (absent, no CREATE),
+ * GUTS_EVERSION (newer schema), GUTS_EIO, GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **out);
+void guts_repo_close(guts_repo *r);
+const char *guts_repo_key(const guts_repo *r);
+
+/** Remove a repository env from disk (its directory). The handle must not be
+ * open in this process. */
+int guts_repo_remove(guts_data *d, const char *key);
+
+typedef struct guts_repo_info {
+    uint64_t objects;   /* entries in "objects" */
+    uint64_t refs;      /* entries in "refs" (live refs, HEAD included) */
+    uint64_t tombstones; /* deleted refs remembered in "refclock" */
+    guts_fp fp;         /* set fingerprint of the object ids */
+    guts_fp refs_digest; /* order-independent digest of every ref record */
+    uint64_t clock;     /* highest Lamport clock of any ref record */
+    uint64_t txnid;     /* env's last committed transaction: changes on any write */
+    uint64_t stored_bytes; /* sum of stored object record sizes */
+} guts_repo_info;
+
+/** Read the counters of a repository (one read transaction). */
+int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
+/** The env's last committed transaction id, without a transaction: cheap to
+ * poll for writes by other processes. */
+int guts_repo_txnid(guts_repo *r, uint64_t *out);
+
+/* ---- Objects ------------------------------------------------------------- */
+
+typedef struct guts_obj {
+    guts_id id;        /* the claimed id: verified against type and data */
+    int type;          /* GUTS_OBJ_COMMIT .. GUTS_OBJ_TAG */
+    const void *data;  /* content, len bytes (no git header) */
+    size_t len;
+    const guts_id *base; /* optional: a similar object (e.g. git's delta base)
+                          * to compress against if it is stored or earlier in
+                          * the same batch; NULL for none */
+} guts_obj;
+
+/** Store a batch of objects in one write transaction. Every id is verified
+ * first; on a mismatch nothing is stored, *bad is the index of the first bad
+ * object and GUTS_EHASH is returned. Objects already present are skipped
+ * without rewriting. When the map is full it is grown and the batch retried.
+ * @param[out] added number of new objects (may be NULL)
+ * @param[out] bad index of the first rejected object (may be NULL)
+ * Errors: GUTS_EHASH, GUTS_EINVAL (bad type), GUTS_ETOOBIG (object over the
+ * limit), GUTS_EFULL (disk full or map cannot grow), GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, size_t *bad);
+
+/** 1 if the object is stored, 0 if not, or a negative error. */
+int guts_repo_has(guts_repo *r, const guts_id *id);
+
+/** Type and size of a stored object without reading its content.
+ * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE. */
+int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size);
+
+/** Read an object's content. *data is allocated with malloc() for the caller
+ * (free() it); it is verified to decompress to *len bytes. Reading many
+ * objects that share delta bases is fast: decoded bases are cached.
+ * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len);
+
+/** Call cb(id, ctx) for every stored id in [from, to) in id order (from NULL:
+ * the first id; to NULL: past the last). A non-zero return from cb stops the
+ * walk and is returned. Runs in one read transaction. */
+int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
+                  int (*cb)(const guts_id *id, void *ctx), void *ctx);
+
+/** Up to max ids of the most recently inserted objects, newest first.
+ * @param[out] n how many were written to out. */
+int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n);
+
+/* ---- Refs ---------------------------------------------------------------- */
+
+typedef struct guts_ref {
+    char name[GUTS_REFNAME_MAX + 1]; /* "refs/..." or "HEAD" */
+    guts_id target;                  /* zero: deleted (a tombstone) */
+    char symref[GUTS_REFNAME_MAX + 1]; /* non-empty: symbolic (only HEAD) */
+    uint64_t clock;                  /* Lamport clock of the update */
+    guts_node_id writer;             /* node that made the update */
+} guts_ref;
+
+/** Look up one ref record, tombstones included (target zero).
+ * Errors: GUTS_ENOTFOUND, GUTS_EINVAL (bad name), GUTS_ECORRUPT. */
+int guts_repo_ref_get(guts_repo *r, const char *name, guts_ref *out);
+
+/** Call cb(ref, ctx) for every ref record in name order; tombstones only when
+ * with_tombstones is set. A non-zero return from cb stops and is returned. */
+int guts_repo_refs(guts_repo *r, int with_tombstones,
+                   int (*cb)(const guts_ref *ref, void *ctx), void *ctx);
+
+/** Write ref records as given (the merge decision is the caller's) in one
+ * transaction: a zero target without symref removes the ref from "refs" and
+ * keeps a tombstone in "refclock". Names are checked; the refs digest and
+ * the repository clock are updated in the same transaction.
+ * Errors: GUTS_EINVAL (bad name), GUTS_EFULL, GUTS_ESTORE. */
+int guts_repo_refs_put(guts_repo *r, const guts_ref *refs, size_t n);
+
+/** Digest term of one ref record (XXH3-128 of name, target, symref, clock and
+ * writer): the refs digest is their sum mod 2^128, like guts_fp. */
+guts_fp guts_ref_digest_term(const guts_ref *ref);
+
+#endif
