@@ -1,0 +1,215 @@
+/* wire.h - every message guts sends, and its msgpack codec.
+ *
+ * A message is an envelope: a msgpack array
+ *     [magic, version, type, sender, body]
+ * magic is the uint 0x47555453 ("GUTS"), version GUTS_WIRE_VERSION, type one
+ * of GUTS_MSG_*, sender the 16-byte node id (bin), body an array whose
+ * fields are listed per type below. docs/protocol.md gives every byte.
+ *
+ * Datagrams (UDP, multicast or unicast) carry ANNOUNCE and LEAVE and are at
+ * most GUTS_DGRAM_MAX bytes; anything over GUTS_DGRAM_DROP is dropped unread.
+ * Stream frames (TCP) are a 4-byte big-endian length then one envelope.
+ *
+ * Decoding never trusts a count or length: the buffer is first walked by a
+ * bounded pre-check (counts no larger than the bytes that remain, nesting
+ * depth at most GUTS_WIRE_DEPTH_MAX) before msgpack-c sees it, and every
+ * field is checked against the limits here. Decoded messages may point into
+ * the caller's buffer (borrowed fields are marked); free a decoded message
+ * with guts_msg_free().
+ */
+#ifndef GUTS_WIRE_H
+#define GUTS_WIRE_H
+
+#include "guts/guts.h"
+
+#define GUTS_WIRE_MAGIC 0x47555453u
+#define GUTS_WIRE_VERSION 1
+/* Every datagram we send fits in one IPv6 minimum-MTU packet (1280) minus
+ * IPv6 (40) and UDP (8) headers, with room to spare for an AEAD tag. */
+#define GUTS_DGRAM_MAX 1200
+/* Larger datagrams are dropped before any decoding (memberlist's UDP buffer). */
+#define GUTS_DGRAM_DROP 1400
+/* Default stream frame cap; configurable per node. Object content larger than
+ * a frame travels as OBJECT_CHUNK frames. */
+#define GUTS_FRAME_MAX_DEFAULT (4u << 20)
+#define GUTS_FRAME_HDR 4
+#define GUTS_WIRE_DEPTH_MAX 8      /* deepest legal message nests 5 levels */
+#define GUTS_WANT_MAX 4096         /* ids per WANT frame: 4096*22 B < 100 KiB */
+#define GUTS_REFS_MAX 1024         /* ref records per REFS frame */
+#define GUTS_ITEMS_MAX 8192        /* recon items per RECON frame */
+#define GUTS_ANNOUNCE_REPOS_MAX 64 /* repos per ANNOUNCE (bounded anyway by size) */
+#define GUTS_BLOOM_BITS_MAX (1u << 23) /* 1 MiB of bloom per item, far above use */
+
+/* Message types. */
+enum {
+    GUTS_MSG_ANNOUNCE = 1,  /* datagram */
+    GUTS_MSG_LEAVE = 2,     /* datagram */
+    GUTS_MSG_HELLO = 10,    /* stream: first frame each way */
+    GUTS_MSG_RECON = 11,    /* stream: range reconciliation items */
+    GUTS_MSG_WANT = 12,     /* stream: explicit ids wanted */
+    GUTS_MSG_OBJECTS = 13,  /* stream: whole objects */
+    GUTS_MSG_OBJECT_CHUNK = 14, /* stream: part of one large object */
+    GUTS_MSG_REFS = 15,     /* stream: ref records */
+    GUTS_MSG_DONE = 16,     /* stream: the sender finished answering a request */
+    GUTS_MSG_ERROR = 17,    /* stream: the sender gives up on a request */
+};
+
+/* ANNOUNCE: one page of this node's repositories. */
+typedef struct guts_announce_repo {
+    const char *key;        /* borrowed; checked with guts_repo_key_check */
+    uint64_t objects;
+    guts_fp fp;             /* set fingerprint of object ids */
+    uint64_t refs_digest;   /* low 64 bits of the refs digest */
+    /* Bloom of the most recent `covered` object ids (0: none fits). */
+    uint32_t bloom_covered;
+    uint64_t bloom_seed;
+    uint8_t bloom_k;
+    uint32_t bloom_nbits;
+    const uint8_t *bloom_bits; /* borrowed, (nbits+7)/8 bytes */
+} guts_announce_repo;
+
+typedef struct guts_msg_announce {
+    uint64_t incarnation;
+    uint16_t port;          /* TCP port for streams */
+    uint32_t interval_ms;   /* the sender's current announce interval */
+    uint16_t page, pages;   /* this page of how many (repos are paged) */
+    uint32_t nrepos;
+    guts_announce_repo *repos; /* owned by the message */
+} guts_msg_announce;
+
+typedef struct guts_msg_leave {
+    uint64_t incarnation;
+} guts_msg_leave;
+
+typedef struct guts_msg_hello {
+    uint64_t incarnation;
+    uint16_t port;
+} guts_msg_hello;
+
+/* Reconciliation runs over a space of 32-bit keys: for objects the first 4
+ * bytes of the id, for refs the top 32 bits of XXH3-64 of the ref name. A
+ * range (depth, prefix) holds the keys whose top 4*depth bits equal prefix. */
+enum { GUTS_SPACE_OBJECTS = 0, GUTS_SPACE_REFS = 1 };
+#define GUTS_RECON_FANOUT 16
+#define GUTS_RECON_DEPTH_MAX 8
+
+enum {
+    GUTS_ITEM_SPLIT = 1, /* puller -> server: 16-bit seeded fps of the 16 children */
+    GUTS_ITEM_MASK = 2,  /* server -> puller: which children of a SPLIT differ */
+    GUTS_ITEM_BLOOM = 3, /* puller -> server: bloom of the puller's keys in range;
+                          * the server sends what it has there that isn't in it */
+    GUTS_ITEM_ALL = 4,   /* puller -> server: the puller has nothing in range */
+};
+
+typedef struct guts_recon_item {
+    uint8_t kind;
+    uint8_t depth;
+    uint32_t prefix;
+    uint16_t fps[GUTS_RECON_FANOUT]; /* SPLIT */
+    uint16_t mask;                   /* MASK: bit i set when child i differs */
+    uint8_t k;                       /* BLOOM: number of hashes */
+    uint32_t nbits;                  /* BLOOM: size in bits */
+    const uint8_t *bits;             /* BLOOM: borrowed, (nbits+7)/8 bytes */
+} guts_recon_item;
+
+typedef struct guts_msg_recon {
+    const char *key;        /* borrowed */
+    uint8_t space;          /* GUTS_SPACE_* */
+    uint64_t seed;          /* hash seed for fps and blooms of this round */
+    uint32_t round;         /* exchange number within a session */
+    uint32_t nitems;
+    guts_recon_item *items; /* owned by the message */
+} guts_msg_recon;
+
+typedef struct guts_msg_want {
+    const char *key;        /* borrowed */
+    uint32_t nids;
+    guts_id *ids;           /* owned */
+} guts_msg_want;
+
+typedef struct guts_wire_obj {
+    guts_id id;
+    uint8_t type;
+    const uint8_t *data;    /* borrowed */
+    size_t len;
+} guts_wire_obj;
+
+typedef struct guts_msg_objects {
+    const char *key;        /* borrowed */
+    uint32_t nobjs;
+    guts_wire_obj *objs;    /* owned */
+} guts_msg_objects;
+
+typedef struct guts_msg_chunk {
+    const char *key;        /* borrowed */
+    guts_id id;
+    uint8_t type;
+    uint64_t total;         /* object size */
+    uint64_t offset;        /* of this chunk */
+    const uint8_t *data;    /* borrowed */
+    size_t len;
+} guts_msg_chunk;
+
+typedef struct guts_wire_ref {
+    const char *name;       /* borrowed; checked with guts_refname_check */
+    guts_id target;         /* zero: deleted */
+    const char *symref;     /* borrowed; NULL unless symbolic */
+    uint64_t clock;
+    guts_node_id writer;
+} guts_wire_ref;
+
+typedef struct guts_msg_refs {
+    const char *key;        /* borrowed */
+    uint32_t nrefs;
+    guts_wire_ref *refs;    /* owned */
+} guts_msg_refs;
+
+typedef struct guts_msg_done {
+    const char *key;        /* borrowed */
+    uint8_t space;
+    uint64_t sent;          /* objects or refs the sender sent for the request */
+} guts_msg_done;
+
+typedef struct guts_msg_error {
+    int32_t code;           /* GUTS_E* */
+    const char *text;       /* borrowed */
+} guts_msg_error;
+
+typedef struct guts_msg {
+    uint8_t type;
+    uint8_t version;
+    guts_node_id sender;
+    union {
+        guts_msg_announce announce;
+        guts_msg_leave leave;
+        guts_msg_hello hello;
+        guts_msg_recon recon;
+        guts_msg_want want;
+        guts_msg_objects objects;
+        guts_msg_chunk chunk;
+        guts_msg_refs refs;
+        guts_msg_done done;
+        guts_msg_error error;
+    } u;
+} guts_msg;
+
+/** Encode msg as an envelope into buf (cap bytes). *len gets the size.
+ * Errors: GUTS_ETOOBIG (does not fit in cap), GUTS_EINVAL (a field breaks a
+ * limit, e.g. a bad key). Never writes past cap. */
+int guts_msg_encode(const guts_msg *msg, uint8_t *buf, size_t cap, size_t *len);
+
+/** Decode one envelope occupying exactly len bytes of buf. Borrowed fields
+ * of *out point into buf, which must outlive it. On success call
+ * guts_msg_free(out). Errors: GUTS_EPROTO (malformed, trailing bytes, a
+ * count or length beyond what remains or beyond a limit, bad key or ref
+ * name), GUTS_EVERSION (newer version: ignore and count), GUTS_ENOTFOUND
+ * (unknown type: ignore and count), GUTS_ENOMEM. */
+int guts_msg_decode(const uint8_t *buf, size_t len, guts_msg *out);
+
+/** Release what guts_msg_decode() allocated. Safe on a zeroed message. */
+void guts_msg_free(guts_msg *msg);
+
+/** Name of a message type ("ANNOUNCE", ...), or "?" */
+const char *guts_msg_name(int type);
+
+#endif
