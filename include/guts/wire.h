@@ -10,12 +10,17 @@
  * most GUTS_DGRAM_MAX bytes; anything over GUTS_DGRAM_DROP is dropped unread.
  * Stream frames (TCP) are a 4-byte big-endian length then one envelope.
  *
- * Decoding never trusts a count or length: the buffer is first walked by a
- * bounded pre-check (counts no larger than the bytes that remain, nesting
- * depth at most GUTS_WIRE_DEPTH_MAX) before msgpack-c sees it, and every
- * field is checked against the limits here. Decoded messages may point into
- * the caller's buffer (borrowed fields are marked); free a decoded message
- * with guts_msg_free().
+ * Encoding uses msgpack-c's packer writing straight into the caller's
+ * buffer; nothing is allocated. Decoding does not use msgpack-c's unpacker
+ * (it allocates count * sizeof(msgpack_object) from an array header before
+ * reading any element, so `dd ff ff ff ff` would ask for ~100 GB): a small
+ * schema-driven reader (src/wire/reader.c) checks every count and length
+ * against the bytes that remain and against the limits here before anything
+ * is allocated, and nesting is fixed by the schema (at most 5 levels, below
+ * GUTS_WIRE_DEPTH_MAX). Decoded byte fields (bins) point into the caller's
+ * buffer; decoded strings are NUL-terminated copies in one arena owned by the
+ * message (their bytes plus NULs never exceed the input length). Free a
+ * decoded message with guts_msg_free().
  */
 #ifndef GUTS_WIRE_H
 #define GUTS_WIRE_H
@@ -39,6 +44,8 @@
 #define GUTS_ITEMS_MAX 8192        /* recon items per RECON frame */
 #define GUTS_ANNOUNCE_REPOS_MAX 64 /* repos per ANNOUNCE (bounded anyway by size) */
 #define GUTS_BLOOM_BITS_MAX (1u << 23) /* 1 MiB of bloom per item, far above use */
+#define GUTS_BLOOM_K_MAX 32        /* 1% needs k=7, 0.1% k=10: 32 is generous */
+#define GUTS_ERROR_TEXT_MAX 1024   /* one human-readable line, not a log */
 
 /* Message types. */
 enum {
@@ -191,6 +198,7 @@ typedef struct guts_msg {
         guts_msg_done done;
         guts_msg_error error;
     } u;
+    void *arena;            /* decoder-owned string copies; NULL when encoding */
 } guts_msg;
 
 /** Encode msg as an envelope into buf (cap bytes). *len gets the size.
@@ -211,5 +219,50 @@ void guts_msg_free(guts_msg *msg);
 
 /** Name of a message type ("ANNOUNCE", ...), or "?" */
 const char *guts_msg_name(int type);
+
+/** Exact encoded size of msg (what guts_msg_encode would write), after the
+ * same checks. Errors: GUTS_EINVAL as for guts_msg_encode. */
+int guts_msg_size(const guts_msg *msg, size_t *len);
+
+/** Encode msg as a stream frame: the 4-byte big-endian length, then the
+ * envelope. *len gets header plus envelope. Errors as guts_msg_encode. */
+int guts_msg_encode_frame(const guts_msg *msg, uint8_t *buf, size_t cap, size_t *len);
+
+/** Write the 4-byte big-endian frame header for an envelope of len bytes. */
+void guts_wire_frame_hdr(uint32_t len, uint8_t hdr[GUTS_FRAME_HDR]);
+
+/** Read a frame header: *len gets the envelope length that follows.
+ * Errors: GUTS_EPROTO (length 0), GUTS_ETOOBIG (length > frame_max: the
+ * reader should drop the stream, as the frame cannot be skipped cheaply). */
+int guts_wire_frame_len(const uint8_t hdr[GUTS_FRAME_HDR], size_t frame_max, uint32_t *len);
+
+/* ---- Announce paging ----------------------------------------------------
+ * An ANNOUNCE is a head (envelope, the scalars, the repos array header) plus
+ * one entry per repository. The core packs entries while
+ *     guts_announce_head_size(a) + sum(guts_announce_repo_size(r)) <= GUTS_DGRAM_MAX
+ * and sizes each bloom with guts_announce_bloom_room(). All three are exact:
+ * tests/unit/test_wire.c encodes and compares. */
+
+/* Largest possible head: 27 bytes of envelope (fixarray, uint32 magic,
+ * version, type, bin8 sender, body fixarray) plus uint64 incarnation (9),
+ * uint16 port (3), uint32 interval (5), two uint16 (3+3) and an array16
+ * header (3). */
+#define GUTS_ANNOUNCE_HEAD_MAX 53
+
+/** Exact bytes of an ANNOUNCE with a's scalars and a->nrepos entries, not
+ * counting the entries themselves. */
+size_t guts_announce_head_size(const guts_msg_announce *a);
+
+/** Exact encoded bytes of one repository entry (bloom included when
+ * r->bloom_nbits > 0, else the 1-byte nil). */
+size_t guts_announce_repo_size(const guts_announce_repo *r);
+
+/** Largest bloom size in bytes B such that r's entry with a bloom of
+ * nbits = 8*B (and B bytes of bits) takes at most room bytes; any nbits in
+ * (8B-8, 8B] fits too. Uses r's key, objects, fp, refs_digest,
+ * bloom_covered, bloom_seed and bloom_k; ignores bloom_nbits and bits.
+ * Returns 0 when not even a 1-byte bloom fits (send the entry without one),
+ * and never more than GUTS_BLOOM_BITS_MAX / 8. */
+size_t guts_announce_bloom_room(const guts_announce_repo *r, size_t room);
 
 #endif
