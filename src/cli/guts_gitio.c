@@ -1,0 +1,1261 @@
+/* guts_gitio.c - import from and export to git repositories.
+ *
+ * Import asks git for everything through two long-lived processes: one
+ * `cat-file --batch-all-objects --batch-check` lists every object with its
+ * type, size and git's own delta base, and one `cat-file --batch` returns the
+ * contents of the objects the store lacks. The ids are ordered so a delta base
+ * comes before every object built on it (depth-first from each chain's root,
+ * roots in pack order), because the store compresses an object against its
+ * base only when the base is already stored or earlier in the same batch. A
+ * writer thread feeds ids to cat-file while this thread reads the contents, so
+ * neither side can block the other on a full pipe. Objects go to the store in
+ * batches bounded both in count and in bytes, which bounds memory too: only
+ * the id list (about 70 bytes an object) is held for the whole run.
+ *
+ * Export writes one version-2 packfile of whole (undeltified) objects, each
+ * zlib-compressed at the fastest level, straight into `git index-pack
+ * --stdin`: index-pack hashes and indexes on the other core while we read and
+ * compress, and it checks every object, so a corrupt store cannot produce a
+ * repository that looks fine. Refs go through one `git update-ref --stdin`.
+ *
+ * git's stderr is captured in a memory file so that a failure becomes one
+ * line of error naming the command, not a screenful.
+ */
+#include "cli/guts_gitio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+extern char **environ;
+
+/* Objects per guts_repo_put: thousands per write transaction amortise the
+ * commit's fsync while keeping a failed batch cheap to retry. */
+#define GITIO_BATCH_OBJECTS 4096
+/* Content bytes per guts_repo_put: bounds the memory held between reading
+ * from git and committing (a single bigger object is a batch of its own). */
+#define GITIO_BATCH_BYTES (64u << 20)
+/* Indexes into the object list are 32-bit, like a packfile's object count. */
+#define GITIO_OBJECTS_MAX 0xfffffff0u
+/* Ref records per guts_repo_refs_put: a guts_ref is about 2 KiB, so this
+ * bounds the memory of a huge ref set to 8 MiB per transaction. */
+#define GITIO_REFS_BATCH 4096
+/* Output of a small git command (for-each-ref, rev-parse) held in memory:
+ * a million refs at about 100 bytes a line. */
+#define GITIO_CAPTURE_MAX (128u << 20)
+/* A batch-check or batch header line: 40 hex, a type, a size, 40 hex. */
+#define GITIO_LINE_MAX 256
+/* Pipe and buffer sizes for the streams to and from git: large enough that
+ * a system call moves many small objects at once. */
+#define GITIO_PIPE_SIZE (1u << 20)
+#define GITIO_IOBUF (1u << 20)
+/* Redraw the progress line at most this often (nanoseconds). */
+#define GITIO_PROGRESS_NS 250000000ll
+/* zlib level of exported objects. Measured on zlib's history (see
+ * docs/performance.md): level 1 compresses nearly as well as 6 for source
+ * text at several times the speed, and export speed is the target. */
+#define GITIO_ZLEVEL 1
+
+#define NONE UINT32_MAX
+
+/* ---- Errors ------------------------------------------------------------- */
+
+static int fail(char *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, GUTS_GITIO_ERR_MAX, fmt, ap);
+    va_end(ap);
+    /* One line: a git message may carry its own newline. */
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    return code;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* ---- Child processes ---------------------------------------------------- */
+
+typedef struct proc {
+    pid_t pid;
+    int in;    /* write end of the child's stdin, or -1 */
+    int out;   /* read end of the child's stdout, or -1 */
+    int errfd; /* memory file holding the child's stderr */
+    char what[64];
+} proc;
+
+/* Start argv with stdin/stdout as pipes when asked (else /dev/null) and
+ * stderr captured. Every descriptor we keep is close-on-exec, so a child
+ * never holds the write end of another child's stdin open. */
+static int proc_start(proc *p, const char *what, char *const argv[], int want_in, int want_out,
+                      char *err)
+{
+    int inp[2] = {-1, -1}, outp[2] = {-1, -1}, devnull = -1, rc = GUTS_EIO;
+    posix_spawn_file_actions_t fa;
+    memset(p, 0, sizeof *p);
+    p->in = p->out = p->errfd = -1;
+    snprintf(p->what, sizeof p->what, "%s", what);
+    if (posix_spawn_file_actions_init(&fa) != 0) return fail(err, GUTS_ENOMEM, "out of memory");
+    p->errfd = memfd_create("git-stderr", MFD_CLOEXEC);
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (p->errfd < 0 || devnull < 0) goto out;
+    if (want_in && pipe2(inp, O_CLOEXEC) != 0) goto out;
+    if (want_out && pipe2(outp, O_CLOEXEC) != 0) goto out;
+    if (want_in) fcntl(inp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
+    if (want_out) fcntl(outp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
+    posix_spawn_file_actions_adddup2(&fa, want_in ? inp[0] : devnull, 0);
+    posix_spawn_file_actions_adddup2(&fa, want_out ? outp[1] : devnull, 1);
+    posix_spawn_file_actions_adddup2(&fa, p->errfd, 2);
+    if (posix_spawnp(&p->pid, argv[0], &fa, NULL, argv, environ) != 0) {
+        p->pid = 0;
+        goto out;
+    }
+    rc = GUTS_OK;
+out:
+    if (rc != GUTS_OK) fail(err, rc, "cannot start %s: %s", p->what, strerror(errno));
+    posix_spawn_file_actions_destroy(&fa);
+    if (devnull >= 0) close(devnull);
+    if (inp[0] >= 0) close(inp[0]);
+    if (outp[1] >= 0) close(outp[1]);
+    if (rc == GUTS_OK) {
+        p->in = inp[1];
+        p->out = outp[0];
+    } else {
+        if (inp[1] >= 0) close(inp[1]);
+        if (outp[0] >= 0) close(outp[0]);
+        if (p->errfd >= 0) close(p->errfd);
+        p->errfd = -1;
+    }
+    return rc;
+}
+
+/* Wait for the child; on a non-zero exit fill err with the command and the
+ * first line of what it said on stderr. Returns 0 or GUTS_EIO. */
+static int proc_wait(proc *p, char *err)
+{
+    int status = 0, rc = GUTS_OK;
+    if (p->in >= 0) close(p->in);
+    if (p->out >= 0) close(p->out);
+    p->in = p->out = -1;
+    if (p->pid > 0) {
+        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        p->pid = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            char msg[200] = "";
+            ssize_t k = pread(p->errfd, msg, sizeof msg - 1, 0);
+            if (k > 0) {
+                msg[k] = 0;
+                msg[strcspn(msg, "\n")] = 0;
+            }
+            if (err) {
+                if (WIFEXITED(status))
+                    fail(err, GUTS_EIO, "%s failed (exit %d): %s", p->what, WEXITSTATUS(status),
+                         msg[0] ? msg : "no message");
+                else
+                    fail(err, GUTS_EIO, "%s killed by signal %d", p->what, WTERMSIG(status));
+            }
+            rc = GUTS_EIO;
+        }
+    }
+    if (p->errfd >= 0) close(p->errfd);
+    p->errfd = -1;
+    return rc;
+}
+
+/* Run argv to completion, capturing stdout (at most GITIO_CAPTURE_MAX).
+ * *status is 0 on success, else GUTS_EIO with err filled. */
+static int run_capture(const char *what, char *const argv[], char **out, size_t *outlen,
+                       char *err)
+{
+    proc p;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int rc;
+    if (!buf) return fail(err, GUTS_ENOMEM, "out of memory");
+    rc = proc_start(&p, what, argv, 0, 1, err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap >= GITIO_CAPTURE_MAX) {
+                rc = fail(err, GUTS_ETOOBIG, "%s: output over %u MiB", p.what,
+                          GITIO_CAPTURE_MAX >> 20);
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                rc = fail(err, GUTS_ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t k = read(p.out, buf + len, cap - 1 - len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            rc = fail(err, GUTS_EIO, "reading from %s: %s", p.what, strerror(errno));
+            break;
+        }
+        if (k == 0) break;
+        len += (size_t)k;
+    }
+    if (rc) {
+        if (p.pid > 0) kill(p.pid, SIGTERM);
+        proc_wait(&p, NULL);
+        free(buf);
+        return rc;
+    }
+    rc = proc_wait(&p, err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = 0;
+    *out = buf;
+    *outlen = len;
+    return GUTS_OK;
+}
+
+/* ---- Buffered reading of a pipe ----------------------------------------- */
+
+typedef struct rd {
+    int fd;
+    uint8_t *buf;
+    size_t pos, len;
+} rd;
+
+/* 1 when more bytes are buffered, 0 at end of file, GUTS_EIO on error. */
+static int rd_fill(rd *r)
+{
+    if (r->pos < r->len) return 1;
+    for (;;) {
+        ssize_t k = read(r->fd, r->buf, GITIO_IOBUF);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return GUTS_EIO;
+        r->pos = 0;
+        r->len = (size_t)k;
+        return k > 0;
+    }
+}
+
+/* Read one line (without its newline) of at most max-1 bytes into line.
+ * 1: a line; 0: clean end of file; GUTS_ETOOBIG: too long; GUTS_EIO. */
+static int rd_line(rd *r, char *line, size_t max)
+{
+    size_t n = 0;
+    for (;;) {
+        int f = rd_fill(r);
+        if (f < 0) return f;
+        if (f == 0) return n ? GUTS_EIO : 0;
+        uint8_t *s = r->buf + r->pos, *nl = memchr(s, '\n', r->len - r->pos);
+        size_t take = nl ? (size_t)(nl - s) : r->len - r->pos;
+        if (n + take >= max) return GUTS_ETOOBIG;
+        memcpy(line + n, s, take);
+        n += take;
+        r->pos += take + (nl ? 1 : 0);
+        if (nl) {
+            line[n] = 0;
+            return 1;
+        }
+    }
+}
+
+/* Read exactly n bytes; GUTS_EIO at an early end of file. */
+static int rd_exact(rd *r, void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    while (n) {
+        int f = rd_fill(r);
+        if (f <= 0) return GUTS_EIO;
+        size_t take = r->len - r->pos < n ? r->len - r->pos : n;
+        memcpy(d, r->buf + r->pos, take);
+        r->pos += take;
+        d += take;
+        n -= take;
+    }
+    return GUTS_OK;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return GUTS_EIO;
+        p += k;
+        n -= (size_t)k;
+    }
+    return GUTS_OK;
+}
+
+/* ---- Progress ----------------------------------------------------------- */
+
+typedef struct progress {
+    int on;
+    const char *verb;
+    int64_t start, last;
+} progress;
+
+static void progress_show(progress *pg, uint64_t done, uint64_t total, uint64_t bytes, int final)
+{
+    if (!pg->on) return;
+    int64_t t = now_ns();
+    if (!final && t - pg->last < GITIO_PROGRESS_NS) return;
+    pg->last = t;
+    double secs = (double)(t - pg->start) / 1e9, mb = (double)bytes / 1e6;
+    fprintf(stderr, "\r%s: %llu/%llu objects, %.1f MB, %.1f MB/s%s", pg->verb,
+            (unsigned long long)done, (unsigned long long)total, mb, secs > 0 ? mb / secs : 0.0,
+            final ? "\n" : "  ");
+    fflush(stderr);
+}
+
+/* ---- Import: the object list -------------------------------------------- */
+
+typedef struct iobj {
+    guts_id id;
+    guts_id base_id; /* git's delta base, zero when none */
+    uint64_t size;
+    uint32_t base;  /* index of the base in the list, NONE if absent */
+    uint32_t child; /* first object whose base this is (needed ones only) */
+    uint32_t sib;   /* next object sharing our base */
+    uint8_t type;
+    uint8_t need; /* not yet stored */
+} iobj;
+
+typedef struct ilist {
+    iobj *o;
+    size_t n, cap;
+} ilist;
+
+static int hex_id(const char *s, size_t len, guts_id *out)
+{
+    char tmp[GUTS_HEX_LEN + 1];
+    if (len != GUTS_HEX_LEN) return GUTS_EINVAL;
+    memcpy(tmp, s, GUTS_HEX_LEN);
+    tmp[GUTS_HEX_LEN] = 0;
+    return guts_id_from_hex(tmp, out);
+}
+
+/* Parse "<id> <type> <size> <deltabase>" from cat-file --batch-check. */
+static int parse_check_line(char *line, iobj *o)
+{
+    char *f[4];
+    int nf = 0;
+    for (char *s = line; nf < 4;) {
+        f[nf++] = s;
+        char *sp = strchr(s, ' ');
+        if (!sp) break;
+        *sp = 0;
+        s = sp + 1;
+    }
+    if (nf != 4) return GUTS_EINVAL;
+    memset(o, 0, sizeof *o);
+    if (hex_id(f[0], strlen(f[0]), &o->id) || hex_id(f[3], strlen(f[3]), &o->base_id))
+        return GUTS_EINVAL;
+    o->type = (uint8_t)guts_otype_parse(f[1], strlen(f[1]));
+    if (o->type == GUTS_OBJ_NONE) return GUTS_EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long sz = strtoull(f[2], &end, 10);
+    if (errno || *end || end == f[2]) return GUTS_EINVAL;
+    o->size = sz;
+    o->base = o->child = o->sib = NONE;
+    return GUTS_OK;
+}
+
+static int list_objects(const char *gitdir, ilist *L, char *err)
+{
+    char *argv[] = {"git", "-C", (char *)gitdir, "--no-replace-objects", "cat-file",
+                    "--batch-all-objects", "--unordered",
+                    "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)",
+                    NULL};
+    proc p;
+    char line[GITIO_LINE_MAX];
+    int rc = proc_start(&p, "git cat-file --batch-check", argv, 0, 1, err);
+    if (rc) return rc;
+    rd r = {.fd = p.out, .buf = malloc(GITIO_IOBUF)};
+    if (!r.buf) rc = fail(err, GUTS_ENOMEM, "out of memory");
+    while (!rc) {
+        int k = rd_line(&r, line, sizeof line);
+        if (k == 0) break;
+        if (k < 0) {
+            rc = fail(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
+                      "git cat-file --batch-check in %s: %s", gitdir,
+                      k == GUTS_ETOOBIG ? "line too long (not a SHA-1 repository?)"
+                                        : "read failed");
+            break;
+        }
+        if (L->n == L->cap) {
+            size_t nc = L->cap ? L->cap * 2 : 4096;
+            if (nc > GITIO_OBJECTS_MAX) nc = GITIO_OBJECTS_MAX;
+            if (L->n >= nc) {
+                rc = fail(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir,
+                          GITIO_OBJECTS_MAX);
+                break;
+            }
+            iobj *no = realloc(L->o, nc * sizeof *no);
+            if (!no) {
+                rc = fail(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                break;
+            }
+            L->o = no;
+            L->cap = nc;
+        }
+        char copy[GITIO_LINE_MAX];
+        strcpy(copy, line);
+        if (parse_check_line(line, &L->o[L->n]) != GUTS_OK) {
+            rc = fail(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%.100s\"", gitdir, copy);
+            break;
+        }
+        L->n++;
+    }
+    free(r.buf);
+    if (rc) {
+        kill(p.pid, SIGTERM);
+        proc_wait(&p, NULL);
+        return rc;
+    }
+    return proc_wait(&p, err);
+}
+
+static const iobj *sort_base;
+static int cmp_perm(const void *a, const void *b)
+{
+    return guts_id_cmp(&sort_base[*(const uint32_t *)a].id, &sort_base[*(const uint32_t *)b].id);
+}
+
+/* Resolve every delta base to an index (binary search over a permutation
+ * sorted by id), mark what the store lacks, and return the needed objects in
+ * an order where a base precedes what is built on it. */
+static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *nneed_out,
+                       char *err)
+{
+    size_t n = L->n, nneed = 0, k = 0;
+    iobj *o = L->o;
+    uint32_t *perm = malloc((n ? n : 1) * sizeof *perm);
+    uint32_t *order = NULL, *stack = NULL;
+    int rc = GUTS_OK;
+    if (!perm) return fail(err, GUTS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    sort_base = o;
+    qsort(perm, n, sizeof *perm, cmp_perm);
+    for (size_t i = 0; i < n; i++) {
+        if (guts_id_is_zero(&o[i].base_id)) continue;
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = guts_id_cmp(&o[perm[mid]].id, &o[i].base_id);
+            if (c == 0) {
+                o[i].base = perm[mid];
+                break;
+            }
+            if (c < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+    free(perm);
+    for (size_t i = 0; i < n; i++) {
+        int h = guts_repo_has(repo, &o[i].id);
+        if (h < 0) return fail(err, h, "store lookup failed: %s", guts_strerror(h));
+        o[i].need = h == 0;
+        nneed += o[i].need;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = o[i].base;
+        if (o[i].need && b != NONE && o[b].need) {
+            o[i].sib = o[b].child;
+            o[b].child = (uint32_t)i;
+        }
+    }
+    order = malloc((nneed ? nneed : 1) * sizeof *order);
+    stack = malloc((nneed ? nneed : 1) * sizeof *stack);
+    uint8_t *done = calloc(n ? n : 1, 1);
+    if (!order || !stack || !done) {
+        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Roots in git's pack order, each followed depth-first by its chain. */
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = o[i].base;
+        if (!o[i].need || (b != NONE && o[b].need)) continue;
+        size_t sp = 0;
+        stack[sp++] = (uint32_t)i;
+        while (sp) {
+            uint32_t x = stack[--sp];
+            if (done[x]) continue;
+            done[x] = 1;
+            order[k++] = x;
+            for (uint32_t c = o[x].child; c != NONE; c = o[c].sib)
+                if (!done[c] && sp < nneed) stack[sp++] = c;
+        }
+    }
+    /* A delta cycle cannot happen in git; if one did, store those anyway. */
+    for (size_t i = 0; i < n && k < nneed; i++)
+        if (o[i].need && !done[i]) order[k++] = (uint32_t)i;
+    *order_out = order;
+    *nneed_out = nneed;
+    order = NULL;
+out:
+    free(order);
+    free(stack);
+    free(done);
+    return rc;
+}
+
+/* ---- Import: streaming contents ----------------------------------------- */
+
+typedef struct feeder {
+    int fd;
+    const iobj *o;
+    const uint32_t *order;
+    size_t n;
+    int rc;
+} feeder;
+
+/* Writer thread: every needed id, one a line, to cat-file's stdin. */
+static void *feed_ids(void *arg)
+{
+    feeder *f = arg;
+    enum { CHUNK = 64 * 1024 };
+    char *buf = malloc(CHUNK);
+    size_t len = 0;
+    f->rc = buf ? GUTS_OK : GUTS_ENOMEM;
+    for (size_t i = 0; buf && i < f->n && !f->rc; i++) {
+        guts_id_to_hex(&f->o[f->order[i]].id, buf + len);
+        len += GUTS_HEX_LEN;
+        buf[len++] = '\n';
+        if (len + GUTS_HEX_LEN + 1 > CHUNK || i + 1 == f->n) {
+            f->rc = write_all(f->fd, buf, len);
+            len = 0;
+        }
+    }
+    free(buf);
+    close(f->fd); /* EOF tells cat-file to finish */
+    f->fd = -1;
+    return NULL;
+}
+
+typedef struct batch {
+    guts_obj objs[GITIO_BATCH_OBJECTS];
+    void *bufs[GITIO_BATCH_OBJECTS];
+    size_t n, bytes;
+} batch;
+
+static int batch_flush(guts_repo *repo, batch *b, guts_gitio_stats *st, char *err)
+{
+    size_t added = 0, bad = 0;
+    int rc = GUTS_OK;
+    if (b->n) {
+        rc = guts_repo_put(repo, b->objs, b->n, &added, &bad);
+        if (rc) {
+            char hex[GUTS_HEX_LEN + 1] = "?";
+            if (bad < b->n) guts_id_to_hex(&b->objs[bad].id, hex);
+            if (rc == GUTS_EHASH)
+                fail(err, rc, "object %s from git does not hash to its id", hex);
+            else
+                fail(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
+                     guts_strerror(rc));
+        }
+        st->objects_added += added;
+    }
+    for (size_t i = 0; i < b->n; i++) free(b->bufs[i]);
+    b->n = b->bytes = 0;
+    return rc;
+}
+
+/* Parse "<id> <type> <size>" of a --batch header and check it against what
+ * the listing said about this object. */
+static int check_header(char *line, const iobj *o)
+{
+    guts_id id;
+    char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL, *end;
+    if (!sp1 || !sp2) return GUTS_EINVAL;
+    if (hex_id(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id)) return GUTS_EINVAL;
+    if (guts_otype_parse(sp1 + 1, (size_t)(sp2 - sp1 - 1)) != o->type) return GUTS_EINVAL;
+    errno = 0;
+    unsigned long long sz = strtoull(sp2 + 1, &end, 10);
+    if (errno || *end || sz != o->size) return GUTS_EINVAL;
+    return GUTS_OK;
+}
+
+static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const uint32_t *order,
+                          size_t nneed, progress *pg, guts_gitio_stats *st, char *err)
+{
+    char *argv[] = {"git", "-C", (char *)gitdir, "--no-replace-objects", "cat-file", "--batch",
+                    "--buffer", NULL};
+    proc p;
+    pthread_t th;
+    feeder f;
+    batch *b = NULL;
+    rd r = {.fd = -1};
+    char line[GITIO_LINE_MAX], hex[GUTS_HEX_LEN + 1];
+    int rc, started = 0;
+    if (nneed == 0) return GUTS_OK;
+    rc = proc_start(&p, "git cat-file --batch", argv, 1, 1, err);
+    if (rc) return rc;
+    f = (feeder){.fd = p.in, .o = L->o, .order = order, .n = nneed};
+    p.in = -1; /* the feeder closes it */
+    b = calloc(1, sizeof *b);
+    r.fd = p.out;
+    r.buf = malloc(GITIO_IOBUF);
+    if (!b || !r.buf) {
+        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        close(f.fd);
+        goto out;
+    }
+    if (pthread_create(&th, NULL, feed_ids, &f) != 0) {
+        rc = fail(err, GUTS_ENOMEM, "cannot start a thread");
+        close(f.fd);
+        goto out;
+    }
+    started = 1;
+    for (size_t i = 0; i < nneed && !rc; i++) {
+        const iobj *o = &L->o[order[i]];
+        guts_id_to_hex(&o->id, hex);
+        int k = rd_line(&r, line, sizeof line);
+        if (k <= 0) {
+            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s",
+                      gitdir, hex);
+            break;
+        }
+        if (check_header(line, o) != GUTS_OK) {
+            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: for %s it said \"%.100s\"",
+                      gitdir, hex, line);
+            break;
+        }
+        if (o->size > GUTS_OBJ_MAX_DEFAULT || o->size > SIZE_MAX - 1) {
+            rc = fail(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit",
+                      hex, gitdir, (unsigned long long)o->size,
+                      (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
+            break;
+        }
+        if (b->n == GITIO_BATCH_OBJECTS || (b->n && b->bytes + o->size > GITIO_BATCH_BYTES)) {
+            rc = batch_flush(repo, b, st, err);
+            if (rc) break;
+        }
+        void *data = malloc(o->size ? o->size : 1);
+        char nl = 0;
+        if (!data) {
+            rc = fail(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+            break;
+        }
+        if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
+            free(data);
+            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir,
+                      hex);
+            break;
+        }
+        b->bufs[b->n] = data;
+        b->objs[b->n] = (guts_obj){.id = o->id,
+                                   .type = o->type,
+                                   .data = data,
+                                   .len = (size_t)o->size,
+                                   .base = guts_id_is_zero(&o->base_id) ? NULL : &o->base_id};
+        b->n++;
+        b->bytes += o->size;
+        st->bytes += o->size;
+        progress_show(pg, i + 1, nneed, st->bytes, 0);
+    }
+    if (!rc) rc = batch_flush(repo, b, st, err);
+out:
+    if (rc && p.pid > 0) kill(p.pid, SIGTERM);
+    if (b) {
+        for (size_t i = 0; i < b->n; i++) free(b->bufs[i]);
+        free(b);
+    }
+    free(r.buf);
+    if (started) pthread_join(th, NULL);
+    {
+        char werr[GUTS_GITIO_ERR_MAX];
+        int wrc = proc_wait(&p, werr);
+        if (!rc && wrc) rc = fail(err, wrc, "%s", werr);
+    }
+    if (!rc && started && f.rc) rc = fail(err, f.rc, "writing ids to git cat-file --batch failed");
+    return rc;
+}
+
+/* ---- Import: refs ------------------------------------------------------- */
+
+typedef struct nref {
+    char *name;
+    guts_id id;
+    char *symref; /* store refs only; NULL when not symbolic */
+    int tomb;
+} nref;
+
+typedef struct nrefs {
+    nref *r;
+    size_t n, cap;
+} nrefs;
+
+static void nrefs_free(nrefs *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->r[i].name);
+        free(v->r[i].symref);
+    }
+    free(v->r);
+    memset(v, 0, sizeof *v);
+}
+
+static int nrefs_add(nrefs *v, const char *name, const guts_id *id, const char *symref, int tomb)
+{
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? v->cap * 2 : 64;
+        nref *nr = realloc(v->r, nc * sizeof *nr);
+        if (!nr) return GUTS_ENOMEM;
+        v->r = nr;
+        v->cap = nc;
+    }
+    nref *e = &v->r[v->n];
+    e->name = strdup(name);
+    e->symref = symref && symref[0] ? strdup(symref) : NULL;
+    e->id = *id;
+    e->tomb = tomb;
+    if (!e->name || (symref && symref[0] && !e->symref)) {
+        free(e->name);
+        free(e->symref);
+        return GUTS_ENOMEM;
+    }
+    v->n++;
+    return GUTS_OK;
+}
+
+static int cmp_nref(const void *a, const void *b)
+{
+    return strcmp(((const nref *)a)->name, ((const nref *)b)->name);
+}
+
+static int collect_store_ref(const guts_ref *ref, void *ctx)
+{
+    return nrefs_add(ctx, ref->name, &ref->target, ref->symref, guts_id_is_zero(&ref->target) &&
+                                                                    !ref->symref[0]);
+}
+
+/* Refs of the git repository, sorted by name, HEAD excluded. */
+static int git_refs(const char *gitdir, nrefs *out, char *err)
+{
+    char *argv[] = {"git", "-C", (char *)gitdir, "for-each-ref",
+                    "--format=%(objectname) %(refname)", NULL};
+    char *buf, *line, *save = NULL;
+    size_t len;
+    int rc = run_capture("git for-each-ref", argv, &buf, &len, err);
+    if (rc) return rc;
+    for (line = strtok_r(buf, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
+        guts_id id;
+        char *sp = strchr(line, ' ');
+        if (!sp || hex_id(line, (size_t)(sp - line), &id)) {
+            rc = fail(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir,
+                      line);
+            break;
+        }
+        if (guts_refname_check(sp + 1) != GUTS_OK) {
+            rc = fail(err, GUTS_EINVAL, "%s: ref name \"%.200s\" is not valid", gitdir, sp + 1);
+            break;
+        }
+        rc = nrefs_add(out, sp + 1, &id, NULL, 0);
+        if (rc) fail(err, rc, "out of memory reading refs");
+    }
+    free(buf);
+    if (!rc) qsort(out->r, out->n, sizeof *out->r, cmp_nref);
+    return rc;
+}
+
+/* HEAD of the git repository: symbolic (symref filled) or detached (id). */
+static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
+{
+    char *sym[] = {"git", "-C", (char *)gitdir, "symbolic-ref", "-q", "HEAD", NULL};
+    char *rev[] = {"git", "-C", (char *)gitdir, "rev-parse", "-q", "--verify", "HEAD", NULL};
+    char *buf;
+    size_t len;
+    char ignored[GUTS_GITIO_ERR_MAX];
+    symref[0] = 0;
+    memset(id, 0, sizeof *id);
+    if (run_capture("git symbolic-ref", sym, &buf, &len, ignored) == GUTS_OK) {
+        buf[strcspn(buf, "\n")] = 0;
+        int ok = strlen(buf) <= GUTS_REFNAME_MAX && guts_refname_check(buf) == GUTS_OK;
+        if (ok) strcpy(symref, buf);
+        free(buf);
+        if (!ok) return fail(err, GUTS_EINVAL, "%s: HEAD points at an invalid ref name", gitdir);
+        return GUTS_OK;
+    }
+    int rc = run_capture("git rev-parse", rev, &buf, &len, err);
+    if (rc) return fail(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
+    buf[strcspn(buf, "\n")] = 0;
+    rc = hex_id(buf, strlen(buf), id);
+    free(buf);
+    if (rc) return fail(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
+    return GUTS_OK;
+}
+
+static int refs_flush(guts_repo *repo, guts_ref *recs, size_t *n, char *err)
+{
+    int rc = *n ? guts_repo_refs_put(repo, recs, *n) : GUTS_OK;
+    if (rc) fail(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name,
+                 guts_strerror(rc));
+    *n = 0;
+    return rc;
+}
+
+static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
+                       guts_gitio_stats *st, char *err)
+{
+    nrefs g = {0}, s = {0};
+    guts_repo_info info;
+    guts_ref *recs = NULL;
+    size_t nrec = 0, i = 0, j = 0;
+    char head_sym[GUTS_REFNAME_MAX + 1];
+    guts_id head_id, zero;
+    int rc;
+    memset(&zero, 0, sizeof zero);
+    rc = git_refs(gitdir, &g, err);
+    if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
+    if (!rc && (rc = guts_repo_info_get(repo, &info)))
+        fail(err, rc, "reading repository counters: %s", guts_strerror(rc));
+    if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
+        fail(err, rc, "reading stored refs: %s", guts_strerror(rc));
+    if (!rc && !(recs = calloc(GITIO_REFS_BATCH, sizeof *recs)))
+        rc = fail(err, GUTS_ENOMEM, "out of memory");
+    if (rc) goto out;
+    qsort(s.r, s.n, sizeof *s.r, cmp_nref);
+    st->refs_total = g.n + 1;
+    uint64_t clock = info.clock + 1;
+    /* Merge walk of two sorted lists; HEAD in the store list is handled below. */
+    while (i < g.n || j < s.n) {
+        if (j < s.n && strcmp(s.r[j].name, "HEAD") == 0) {
+            j++;
+            continue;
+        }
+        int c = i == g.n ? 1 : j == s.n ? -1 : strcmp(g.r[i].name, s.r[j].name);
+        const char *name = NULL;
+        const guts_id *target = NULL;
+        if (c < 0) { /* new in git */
+            name = g.r[i].name;
+            target = &g.r[i].id;
+            i++;
+        } else if (c > 0) { /* gone from git: a tombstone unless already one */
+            if (!s.r[j].tomb) {
+                name = s.r[j].name;
+                target = &zero;
+                st->refs_deleted++;
+            }
+            j++;
+        } else {
+            if (s.r[j].tomb || s.r[j].symref || guts_id_cmp(&s.r[j].id, &g.r[i].id)) {
+                name = g.r[i].name;
+                target = &g.r[i].id;
+            }
+            i++;
+            j++;
+        }
+        if (!name) continue;
+        guts_ref *e = &recs[nrec++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->name, sizeof e->name, "%s", name);
+        e->target = *target;
+        e->clock = clock;
+        e->writer = *node;
+        st->refs_changed++;
+        if (nrec == GITIO_REFS_BATCH && (rc = refs_flush(repo, recs, &nrec, err))) goto out;
+    }
+    /* HEAD: symbolic with a zero target, or detached at an id. */
+    {
+        int same = 0;
+        for (size_t k = 0; k < s.n; k++) {
+            if (strcmp(s.r[k].name, "HEAD") != 0 || s.r[k].tomb) continue;
+            same = (s.r[k].symref ? strcmp(s.r[k].symref, head_sym) == 0 : head_sym[0] == 0) &&
+                   (head_sym[0] || guts_id_cmp(&s.r[k].id, &head_id) == 0);
+        }
+        if (!same) {
+            guts_ref *e = &recs[nrec++];
+            memset(e, 0, sizeof *e);
+            strcpy(e->name, "HEAD");
+            strcpy(e->symref, head_sym);
+            if (!head_sym[0]) e->target = head_id;
+            e->clock = clock;
+            e->writer = *node;
+            st->refs_changed++;
+        }
+    }
+    rc = refs_flush(repo, recs, &nrec, err);
+out:
+    free(recs);
+    nrefs_free(&g);
+    nrefs_free(&s);
+    return rc;
+}
+
+int guts_gitio_check_repo(const char *gitdir, char *err)
+{
+    char *argv[] = {"git", "-C", (char *)gitdir, "rev-parse", "--git-dir", NULL};
+    char *buf;
+    size_t len;
+    err[0] = 0;
+    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK)
+        return fail(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+    free(buf);
+    return GUTS_OK;
+}
+
+int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir, int progress_on,
+                      guts_gitio_stats *st, char *err)
+{
+    guts_gitio_stats local;
+    ilist L = {0};
+    uint32_t *order = NULL;
+    size_t nneed = 0;
+    progress pg = {.on = progress_on, .verb = "import", .start = now_ns()};
+    int rc;
+    if (!st) st = &local;
+    memset(st, 0, sizeof *st);
+    rc = guts_gitio_check_repo(gitdir, err);
+    if (rc) return rc;
+    rc = list_objects(gitdir, &L, err);
+    if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
+    st->objects_total = L.n;
+    if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, &pg, st, err);
+    if (!rc && nneed) progress_show(&pg, nneed, nneed, st->bytes, 1);
+    /* Refs only once every object they could point at is stored. */
+    if (!rc) rc = import_refs(r, node, gitdir, st, err);
+    free(order);
+    free(L.o);
+    return rc;
+}
+
+/* ---- Export ------------------------------------------------------------- */
+
+typedef struct collect_ids {
+    guts_id *ids;
+    size_t n, cap;
+} collect_ids;
+
+static int collect_id(const guts_id *id, void *ctx)
+{
+    collect_ids *c = ctx;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 4096;
+        guts_id *ni = realloc(c->ids, nc * sizeof *ni);
+        if (!ni) return GUTS_ENOMEM;
+        c->ids = ni;
+        c->cap = nc;
+    }
+    c->ids[c->n++] = *id;
+    return 0;
+}
+
+int guts_gitio_read_order(guts_repo *r, guts_id **ids, size_t *n)
+{
+    guts_repo_info info;
+    int rc = guts_repo_info_get(r, &info);
+    if (rc) return rc;
+    if (info.objects > SIZE_MAX / sizeof(guts_id)) return GUTS_ETOOBIG;
+    guts_id *v = malloc((info.objects ? info.objects : 1) * sizeof *v);
+    size_t got = 0;
+    if (!v) return GUTS_ENOMEM;
+    rc = guts_repo_recent(r, (size_t)info.objects, v, &got);
+    if (rc == GUTS_OK && got == info.objects) {
+        for (size_t i = 0; i < got / 2; i++) {
+            guts_id t = v[i];
+            v[i] = v[got - 1 - i];
+            v[got - 1 - i] = t;
+        }
+        *ids = v;
+        *n = got;
+        return GUTS_OK;
+    }
+    free(v);
+    collect_ids c = {0};
+    rc = guts_repo_ids(r, NULL, NULL, collect_id, &c);
+    if (rc) {
+        free(c.ids);
+        return rc;
+    }
+    *ids = c.ids;
+    *n = c.n;
+    return GUTS_OK;
+}
+
+typedef struct packw {
+    int fd;
+    uint8_t *buf;
+    size_t len;
+    uint64_t total;
+    EVP_MD_CTX *sha;
+} packw;
+
+static int packw_flush(packw *w)
+{
+    if (!w->len) return GUTS_OK;
+    if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_EIO;
+    int rc = write_all(w->fd, w->buf, w->len);
+    w->total += w->len;
+    w->len = 0;
+    return rc;
+}
+
+static int packw_put(packw *w, const void *p, size_t n)
+{
+    if (w->len + n > GITIO_IOBUF) {
+        int rc = packw_flush(w);
+        if (rc) return rc;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+    return GUTS_OK;
+}
+
+/* One pack entry: the type-and-size header, then the deflated content. */
+static int packw_object(packw *w, z_stream *z, int type, const void *data, size_t len)
+{
+    uint8_t hdr[16];
+    size_t h = 0;
+    uint64_t sz = len;
+    hdr[h++] = (uint8_t)((type << 4) | (sz & 0x0f));
+    sz >>= 4;
+    while (sz) {
+        hdr[h - 1] |= 0x80;
+        hdr[h++] = (uint8_t)(sz & 0x7f);
+        sz >>= 7;
+    }
+    int rc = packw_put(w, hdr, h);
+    if (rc) return rc;
+    if (len > UINT_MAX) return GUTS_ETOOBIG;
+    z->next_in = (Bytef *)(uintptr_t)data;
+    z->avail_in = (uInt)len;
+    for (;;) {
+        if (w->len == GITIO_IOBUF && (rc = packw_flush(w))) return rc;
+        z->next_out = w->buf + w->len;
+        z->avail_out = (uInt)(GITIO_IOBUF - w->len);
+        int zr = deflate(z, Z_FINISH);
+        w->len = GITIO_IOBUF - z->avail_out;
+        if (zr == Z_STREAM_END) break;
+        if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_EIO;
+    }
+    return deflateReset(z) == Z_OK ? GUTS_OK : GUTS_EIO;
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, size_t n,
+                      progress *pg, guts_gitio_stats *st, char *err)
+{
+    char *argv[] = {"git", "-C", (char *)outdir, "index-pack", "--stdin", NULL};
+    proc p;
+    packw w = {.fd = -1};
+    z_stream z;
+    int zinit = 0, rc;
+    char hex[GUTS_HEX_LEN + 1];
+    uint8_t head[12], sum[EVP_MAX_MD_SIZE];
+    unsigned sumlen = 0;
+    memset(&z, 0, sizeof z);
+    if (n > UINT32_MAX) return fail(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
+    rc = proc_start(&p, "git index-pack", argv, 1, 0, err);
+    if (rc) return rc;
+    w.fd = p.in;
+    w.buf = malloc(GITIO_IOBUF);
+    w.sha = EVP_MD_CTX_new();
+    if (!w.buf || !w.sha || EVP_DigestInit_ex(w.sha, EVP_sha1(), NULL) != 1) {
+        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (deflateInit(&z, GITIO_ZLEVEL) != Z_OK) {
+        rc = fail(err, GUTS_ENOMEM, "zlib initialisation failed");
+        goto out;
+    }
+    zinit = 1;
+    memcpy(head, "PACK", 4);
+    be32(head + 4, 2);
+    be32(head + 8, (uint32_t)n);
+    rc = packw_put(&w, head, sizeof head);
+    for (size_t i = 0; i < n && !rc; i++) {
+        int type;
+        void *data;
+        size_t len;
+        rc = guts_repo_get(repo, &ids[i], &type, &data, &len);
+        if (rc) {
+            guts_id_to_hex(&ids[i], hex);
+            fail(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
+            break;
+        }
+        rc = packw_object(&w, &z, type, data, len);
+        free(data);
+        if (rc) {
+            guts_id_to_hex(&ids[i], hex);
+            fail(err, rc, "writing object %s to git index-pack: %s", hex,
+                 rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
+            break;
+        }
+        st->bytes += len;
+        st->objects_added++;
+        progress_show(pg, i + 1, n, st->bytes, 0);
+    }
+    if (!rc && (rc = packw_flush(&w)))
+        fail(err, rc, "writing to git index-pack: %s", strerror(errno));
+    if (!rc && EVP_DigestFinal_ex(w.sha, sum, &sumlen) != 1)
+        rc = fail(err, GUTS_EIO, "SHA-1 failed");
+    if (!rc && (rc = write_all(w.fd, sum, sumlen)))
+        fail(err, rc, "writing to git index-pack: %s", strerror(errno));
+    st->pack_bytes = w.total + sumlen;
+out:
+    if (zinit) deflateEnd(&z);
+    free(w.buf);
+    EVP_MD_CTX_free(w.sha);
+    if (rc && p.pid > 0) kill(p.pid, SIGTERM);
+    {
+        char werr[GUTS_GITIO_ERR_MAX];
+        int wrc = proc_wait(&p, werr); /* closes index-pack's stdin: end of pack */
+        if (!rc && wrc) rc = fail(err, wrc, "%s", werr);
+    }
+    return rc;
+}
+
+typedef struct refbuf {
+    char *s;
+    size_t len, cap;
+    int failed;
+    guts_ref head;
+    int have_head;
+    uint64_t count;
+} refbuf;
+
+static int collect_export_ref(const guts_ref *ref, void *ctx)
+{
+    refbuf *b = ctx;
+    if (strcmp(ref->name, "HEAD") == 0) {
+        b->head = *ref;
+        b->have_head = 1;
+        return 0;
+    }
+    if (strncmp(ref->name, "refs/", 5) != 0 || guts_id_is_zero(&ref->target)) return 0;
+    size_t need = strlen(ref->name) + GUTS_HEX_LEN + 16;
+    if (b->len + need > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 65536;
+        while (nc < b->len + need) nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) return GUTS_ENOMEM;
+        b->s = ns;
+        b->cap = nc;
+    }
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&ref->target, hex);
+    b->len += (size_t)sprintf(b->s + b->len, "update %s %s\n", ref->name, hex);
+    b->count++;
+    return 0;
+}
+
+static int export_refs(guts_repo *repo, const char *outdir, guts_gitio_stats *st, char *err)
+{
+    refbuf b = {0};
+    proc p;
+    int rc = guts_repo_refs(repo, 0, collect_export_ref, &b);
+    if (rc) {
+        free(b.s);
+        return fail(err, rc, "reading refs from the store: %s", guts_strerror(rc));
+    }
+    if (b.len) {
+        char *argv[] = {"git", "-C", (char *)outdir, "update-ref", "--stdin", NULL};
+        rc = proc_start(&p, "git update-ref", argv, 1, 0, err);
+        if (!rc) {
+            int wrc = write_all(p.in, b.s, b.len);
+            rc = proc_wait(&p, err);
+            if (!rc && wrc) rc = fail(err, wrc, "writing to git update-ref failed");
+        }
+    }
+    free(b.s);
+    st->refs_total = b.count;
+    if (rc || !b.have_head) return rc;
+    char hex[GUTS_HEX_LEN + 1], *out;
+    size_t len;
+    if (b.head.symref[0]) {
+        char *argv[] = {"git", "-C", (char *)outdir, "symbolic-ref", "HEAD", b.head.symref, NULL};
+        rc = run_capture("git symbolic-ref", argv, &out, &len, err);
+    } else if (!guts_id_is_zero(&b.head.target)) {
+        guts_id_to_hex(&b.head.target, hex);
+        char *argv[] = {"git", "-C", (char *)outdir, "update-ref", "--no-deref", "HEAD", hex, NULL};
+        rc = run_capture("git update-ref", argv, &out, &len, err);
+    } else {
+        return GUTS_OK;
+    }
+    if (!rc) free(out);
+    st->refs_total++;
+    return rc;
+}
+
+static int dir_is_empty_or_absent(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int empty = 1;
+    if (!d) return errno == ENOENT;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            empty = 0;
+            break;
+        }
+    closedir(d);
+    return empty;
+}
+
+int guts_gitio_export(guts_repo *r, const char *outdir, int progress_on, guts_gitio_stats *st,
+                      char *err)
+{
+    guts_gitio_stats local;
+    guts_id *ids = NULL;
+    size_t n = 0, len;
+    char *out;
+    progress pg = {.on = progress_on, .verb = "export", .start = now_ns()};
+    int rc;
+    if (!st) st = &local;
+    memset(st, 0, sizeof *st);
+    err[0] = 0;
+    if (!dir_is_empty_or_absent(outdir))
+        return fail(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
+    char *init[] = {"git", "init", "--bare", "-q", (char *)outdir, NULL};
+    rc = run_capture("git init", init, &out, &len, err);
+    if (rc) return rc;
+    free(out);
+    rc = guts_gitio_read_order(r, &ids, &n);
+    if (rc) return fail(err, rc, "listing stored objects: %s", guts_strerror(rc));
+    st->objects_total = n;
+    if (n) rc = write_pack(r, outdir, ids, n, &pg, st, err);
+    free(ids);
+    if (!rc && n) progress_show(&pg, n, n, st->bytes, 1);
+    if (!rc) rc = export_refs(r, outdir, st, err);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/* guts_gitio.h - the bridge between a git repository and a guts repository.
+ *
+ * Import reads a git repository through git's own plumbing (one
+ * `git cat-file --batch-all-objects --batch-check` to list, one
+ * `git cat-file --batch` to read), so every repository format git understands
+ * (loose, packed, alternates, multi-pack index) works without reimplementing
+ * it. Export writes one packfile of whole objects and lets `git index-pack`
+ * build its index. Both run git as child processes, never one per object.
+ *
+ * Errors come back as a GUTS_E* code plus one line of text in the caller's
+ * buffer naming what was at fault (an id, a ref, a path, a git command).
+ */
+#ifndef GUTS_CLI_GITIO_H
+#define GUTS_CLI_GITIO_H
+
+#include <stdint.h>
+
+#include "guts/store.h"
+
+/* Room for one error line: a path, an id and a git message fit easily. */
+#define GUTS_GITIO_ERR_MAX 512
+
+typedef struct guts_gitio_stats {
+    uint64_t objects_total;  /* objects in the git repository (import) or store (export) */
+    uint64_t objects_added;  /* objects newly stored (import) or written (export) */
+    uint64_t bytes;          /* content bytes read from git or from the store */
+    uint64_t refs_total;     /* refs in git (import) or written (export), HEAD included */
+    uint64_t refs_changed;   /* ref records written, HEAD included (import) */
+    uint64_t refs_deleted;   /* refs turned into tombstones (import) */
+    uint64_t pack_bytes;     /* size of the packfile written (export) */
+} guts_gitio_stats;
+
+/** GUTS_OK when git recognises gitdir as a repository (bare or not), else
+ * GUTS_EINVAL with err naming it. Lets a caller check before creating
+ * anything in the store. */
+int guts_gitio_check_repo(const char *gitdir, char *err);
+
+/** Import every object, every ref and HEAD of the git repository at gitdir
+ * (bare or not) into r. Objects already stored are skipped; refs that changed
+ * are stamped with clock info.clock + 1 and writer = node; refs that vanished
+ * from git become tombstones.
+ * @param progress when non-zero, a progress line is redrawn on stderr
+ * @param[out] st counters (may be NULL)
+ * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
+ * Errors: GUTS_EINVAL (not a git repository, a bad ref name, a SHA-256
+ * repository), GUTS_EIO (git failed), GUTS_EHASH (git returned an object that
+ * does not hash to its id), GUTS_ETOOBIG, GUTS_ENOMEM, and store errors. */
+int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir, int progress,
+                      guts_gitio_stats *st, char *err);
+
+/** Export every object and every live ref of r into a new bare git repository
+ * at outdir (which must not exist or be empty). HEAD is set as stored.
+ * @param progress when non-zero, a progress line is redrawn on stderr
+ * @param[out] st counters (may be NULL)
+ * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
+ * Errors: GUTS_EEXIST (outdir not empty), GUTS_EIO (git failed or a write
+ * failed), GUTS_ETOOBIG (more objects than a pack can hold), store errors. */
+int guts_gitio_export(guts_repo *r, const char *outdir, int progress, guts_gitio_stats *st,
+                      char *err);
+
+/** All stored ids of r in a good order to read them: insertion order when
+ * the insertion log covers every object (delta bases then the objects
+ * compressed against them, so the store's base cache hits), else id order.
+ * @param[out] ids malloc'ed array for the caller to free()
+ * @param[out] n number of ids
+ * Errors: GUTS_ENOMEM, store errors. */
+int guts_gitio_read_order(guts_repo *r, guts_id **ids, size_t *n);
+
+#endif
