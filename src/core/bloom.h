@@ -31,10 +31,8 @@
  * optimum for 1% is 9.59 bits at k = 7 (research.md), so 10 is the most we
  * spend per element for the 1% target of issue 4. */
 #define GUTS_BLOOM_BITS_PER_ELEM 10
-/* More hashes than this buy nothing at the densities we use (the optimum k
- * for 20 bits per element is 14) and would let a hostile peer make every
- * lookup expensive. */
-#define GUTS_BLOOM_K_MAX 16
+/* GUTS_BLOOM_K_MAX (wire.h) bounds k of any filter we accept; the filters we
+ * make use at most guts_bloom_k_for(GUTS_BLOOM_BITS_PER_ELEM_AMPLE) = 14. */
 /* The smallest filter is one byte: below that the rounding dominates. */
 #define GUTS_BLOOM_MIN_BITS 8
 /* When an announce has room to spare, spend at most this many bits per id
