@@ -490,7 +490,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     }
     /* guts_repo_ids promises id order; sort anyway so a bug there shows up
      * as a count or fingerprint fault rather than as false missing links. */
-    qsort(f.sorted, f.n, sizeof *f.sorted, cmp_id);
+    if (f.n) qsort(f.sorted, f.n, sizeof *f.sorted, cmp_id);
     for (size_t i = 0; i < f.n; i++) {
         if (i && guts_id_cmp(&f.sorted[i - 1], &f.sorted[i]) == 0) {
             char hex[GUTS_HEX_LEN + 1];

@@ -787,7 +787,7 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
         if (rc) fail(err, rc, "out of memory reading refs");
     }
     free(buf);
-    if (!rc) qsort(out->r, out->n, sizeof *out->r, cmp_nref);
+    if (!rc && out->n) qsort(out->r, out->n, sizeof *out->r, cmp_nref);
     return rc;
 }
 
@@ -847,7 +847,7 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
     if (!rc && !(recs = calloc(GITIO_REFS_BATCH, sizeof *recs)))
         rc = fail(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
-    qsort(s.r, s.n, sizeof *s.r, cmp_nref);
+    if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
     st->refs_total = g.n + 1;
     uint64_t clock = info.clock + 1;
     /* Merge walk of two sorted lists; HEAD in the store list is handled below. */

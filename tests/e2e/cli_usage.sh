@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The guts command's contract with scripts: usage errors exit 2 with one line
+# on stderr, --help exits 0, operational errors exit 1 with one line naming
+# the input, and status --json is valid JSON even with no repositories.
+set -euo pipefail
+. "$(dirname "$0")/lib.bash"
+
+for args in "" "--bogus" "frobnicate" "import" "import a/b" "import a/b c d" \
+            "export a/b" "fsck" "fsck a/b c" "status extra" "status --yaml" \
+            "import --force a/b c" "--data"; do
+  # shellcheck disable=SC2086
+  expect 2 "$GUTS" $args
+  [ -z "$args" ] || one_line_error
+done
+grep -q '"frobnicate"' <("$GUTS" frobnicate 2>&1) || fail "unknown command not named"
+for bad in "a" "/b" "a/" "a/b/c" ".a/b" "a/.." "../b" "a b/c" "a/b\$" \
+           "$(printf 'x%.0s' $(seq 101))/b"; do
+  expect 2 "$GUTS" fsck "$bad"
+  one_line_error
+  grep -qF "\"$bad\"" "$TMP/err" || fail "key not named: $(cat "$TMP/err")"
+done
+[ ! -e "$GUTS_DATA" ] || fail "usage errors created the data dir"
+
+expect 0 "$GUTS" --help
+grep -q '^usage: guts' "$TMP/out" || fail "--help"
+for c in import export status fsck; do
+  expect 0 "$GUTS" "$c" --help
+  grep -q "^usage: guts $c" "$TMP/out" || fail "$c --help"
+done
+
+expect 1 "$GUTS" fsck no/such
+one_line_error
+grep -q '"no/such"' "$TMP/err" || fail "missing repository not named"
+expect 1 "$GUTS" --data /proc/forbidden status
+one_line_error
+
+# Data dir: --data beats $GUTS_DATA; both work.
+expect 0 "$GUTS" status --json
+/usr/bin/python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); assert d["repos"] == [] and len(d["node"]) == 32' "$TMP/out" || fail "empty status --json"
+node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"])' "$TMP/out")
+expect 0 "$GUTS" status
+grep -q "^node $node\$" "$TMP/out" || fail "node id not stable across runs"
+expect 0 "$GUTS" --data "$TMP/other" status
+grep -q "^node $node\$" "$TMP/out" && fail "--data ignored"
+[ -d "$TMP/other/repos" ] || fail "--data dir not created"
+echo "cli_usage: ok"
