@@ -23,6 +23,11 @@
 
 #include "guts/guts.h"
 
+/** A one-line description of the last store failure in this thread (e.g. the
+ * LMDB error and the operation), for messages next to guts_strerror(); empty
+ * if none. Points to a thread-local buffer overwritten by the next failure. */
+const char *guts_store_errmsg(void);
+
 /* ---- Data directory ------------------------------------------------------ */
 
 typedef struct guts_data guts_data;

@@ -1,0 +1,231 @@
+/* common.c - ids, hex, git object hashing, fingerprints and name checks.
+ *
+ * These are the small pure functions every layer shares. Object ids are
+ * git's SHA-1 (through libcrypto's EVP interface: OpenSSL 3 deprecates the
+ * direct SHA1_* calls), hashed in a streaming way so the git header is never
+ * glued to a copy of the content. Fingerprints are XXH3-128 terms summed
+ * modulo 2^128, so sets can be compared in 16 bytes and kept incrementally.
+ * The key and ref-name checks run on names that arrive from the network,
+ * before any path or database key is built from them, so they are strict
+ * whitelists rather than blacklists wherever git allows it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <xxhash.h>
+
+#include "guts/guts.h"
+#include "store/internal.h"
+
+const char *guts_strerror(int err)
+{
+    switch (err) {
+    case GUTS_OK: return "success";
+    case GUTS_EINVAL: return "invalid argument or malformed input";
+    case GUTS_ENOMEM: return "out of memory";
+    case GUTS_EIO: return "I/O error";
+    case GUTS_ECORRUPT: return "stored data is corrupt";
+    case GUTS_EHASH: return "object content does not match its id";
+    case GUTS_ENOTFOUND: return "not found";
+    case GUTS_ETOOBIG: return "too big";
+    case GUTS_EPROTO: return "malformed wire message";
+    case GUTS_EVERSION: return "unsupported version";
+    case GUTS_ESTORE: return "database error";
+    case GUTS_EFULL: return "disk or map full";
+    case GUTS_ECONFLICT: return "conflicting update";
+    case GUTS_EEXIST: return "already exists";
+    case GUTS_EAGAIN: return "busy, try again";
+    default: return "unknown error";
+    }
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int guts_id_from_hex(const char *hex, guts_id *out)
+{
+    if (!hex || !out) return GUTS_EINVAL;
+    /* Reads exactly 40 digits; a NUL before that is not a digit and fails.
+     * What follows is the caller's business (e.g. cat-file output lines). */
+    for (size_t i = 0; i < GUTS_ID_LEN; i++) {
+        int h = hexval(hex[2 * i]);
+        if (h < 0) return GUTS_EINVAL;
+        int l = hexval(hex[2 * i + 1]);
+        if (l < 0) return GUTS_EINVAL;
+        out->b[i] = (uint8_t)(h << 4 | l);
+    }
+    return GUTS_OK;
+}
+
+static void bytes_to_hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void guts_id_to_hex(const guts_id *id, char out[GUTS_HEX_LEN + 1])
+{
+    bytes_to_hex(id->b, GUTS_ID_LEN, out);
+}
+
+void guts_node_id_to_hex(const guts_node_id *id, char out[2 * GUTS_NODE_ID_LEN + 1])
+{
+    bytes_to_hex(id->b, GUTS_NODE_ID_LEN, out);
+}
+
+int guts_id_is_zero(const guts_id *id)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < GUTS_ID_LEN; i++) acc |= id->b[i];
+    return acc == 0;
+}
+
+int guts_id_cmp(const guts_id *a, const guts_id *b)
+{
+    return memcmp(a->b, b->b, GUTS_ID_LEN);
+}
+
+static const char *const otype_names[] = {NULL, "commit", "tree", "blob", "tag"};
+
+const char *guts_otype_name(int type)
+{
+    if (type < GUTS_OBJ_COMMIT || type > GUTS_OBJ_TAG) return NULL;
+    return otype_names[type];
+}
+
+int guts_otype_parse(const char *name, size_t len)
+{
+    if (!name) return GUTS_OBJ_NONE;
+    for (int t = GUTS_OBJ_COMMIT; t <= GUTS_OBJ_TAG; t++) {
+        if (strlen(otype_names[t]) == len && memcmp(otype_names[t], name, len) == 0) return t;
+    }
+    return GUTS_OBJ_NONE;
+}
+
+int guts_obj_hash(int type, const void *data, size_t len, guts_id *out)
+{
+    const char *name = guts_otype_name(type);
+    if (!name || !out || (!data && len)) return GUTS_EINVAL;
+    char hdr[32];
+    int hl = snprintf(hdr, sizeof hdr, "%s %zu", name, len);
+    if (hl < 0 || (size_t)hl >= sizeof hdr) return GUTS_EINVAL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx) return GUTS_ENOMEM;
+    unsigned int outlen = 0;
+    /* hl + 1 bytes: the header includes its NUL terminator, as in git. */
+    int ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, hdr, (size_t)hl + 1) == 1 &&
+             (len == 0 || EVP_DigestUpdate(ctx, data, len) == 1) &&
+             EVP_DigestFinal_ex(ctx, out->b, &outlen) == 1 && outlen == GUTS_ID_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? GUTS_OK : GUTS_EIO;
+}
+
+guts_fp guts_fp_of_id(const guts_id *id)
+{
+    XXH128_hash_t h = XXH3_128bits(id->b, GUTS_ID_LEN);
+    guts_fp fp = {h.low64, h.high64};
+    return fp;
+}
+
+void guts_fp_add(guts_fp *acc, guts_fp term)
+{
+    uint64_t lo = acc->lo + term.lo;
+    acc->hi = acc->hi + term.hi + (lo < acc->lo);
+    acc->lo = lo;
+}
+
+void guts_fp_sub(guts_fp *acc, guts_fp term)
+{
+    uint64_t borrow = acc->lo < term.lo;
+    acc->lo -= term.lo;
+    acc->hi = acc->hi - term.hi - borrow;
+}
+
+int guts_fp_eq(guts_fp a, guts_fp b)
+{
+    return a.lo == b.lo && a.hi == b.hi;
+}
+
+/* One part of "OWNER/NAME": a conservative portable file name that can never
+ * be a path trick ("." / ".." / hidden files) on any file system. */
+static int key_part_check(const char *p, size_t n)
+{
+    if (n < 1 || n > GUTS_KEY_PART_MAX) return GUTS_EINVAL;
+    if (p[0] == '.') return GUTS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok) return GUTS_EINVAL;
+    }
+    return GUTS_OK;
+}
+
+int guts_repo_key_check(const char *key)
+{
+    if (!key) return GUTS_EINVAL;
+    /* Bounded scan: never read past GUTS_KEY_MAX + 1 bytes of a hostile key. */
+    size_t n = strnlen(key, GUTS_KEY_MAX + 1);
+    if (n > GUTS_KEY_MAX) return GUTS_EINVAL;
+    const char *slash = memchr(key, '/', n);
+    if (!slash) return GUTS_EINVAL;
+    size_t a = (size_t)(slash - key);
+    if (key_part_check(key, a) != GUTS_OK) return GUTS_EINVAL;
+    return key_part_check(slash + 1, n - a - 1);
+}
+
+int guts_refname_check(const char *name)
+{
+    if (!name) return GUTS_EINVAL;
+    size_t n = strnlen(name, GUTS_REFNAME_MAX + 1);
+    if (n > GUTS_REFNAME_MAX) return GUTS_EINVAL;
+    if (strcmp(name, "HEAD") == 0) return GUTS_OK;
+    if (strncmp(name, "refs/", 5) != 0) return GUTS_EINVAL;
+    size_t comp = 0; /* start of the current component */
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c == '\0') {
+            size_t len = i - comp;
+            if (len == 0) return GUTS_EINVAL; /* "//" or a trailing "/" */
+            if (name[comp] == '.') return GUTS_EINVAL;
+            if (len >= 5 && memcmp(name + i - 5, ".lock", 5) == 0) return GUTS_EINVAL;
+            comp = i + 1;
+            continue;
+        }
+        if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' ||
+            c == '?' || c == '*' || c == '[' || c == '\\')
+            return GUTS_EINVAL;
+        if (c == '.' && name[i + 1] == '.') return GUTS_EINVAL;
+        if (c == '@' && name[i + 1] == '{') return GUTS_EINVAL;
+    }
+    if (name[n - 1] == '.') return GUTS_EINVAL;
+    return GUTS_OK;
+}
+
+/* Thread-local so that concurrent handles in different threads never see each
+ * other's message; the CLI prints it next to the GUTS_E* code. */
+static _Thread_local char errmsg[256];
+
+void store_seterr(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+}
+
+const char *guts_store_errmsg(void)
+{
+    return errmsg;
+}

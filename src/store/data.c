@@ -1,0 +1,555 @@
+/* data.c - the data directory, the node identity and repository envs.
+ *
+ * DATA/node is a tiny LMDB env holding the node id (16 random bytes from
+ * getrandom(), made once) and the incarnation counter. DATA/repos/OWNER/NAME
+ * is one LMDB env per repository; the key is checked before any path is
+ * built because keys arrive from the network.
+ *
+ * LMDB forbids opening one env twice in a process (closing either copy drops
+ * the other's POSIX locks), so guts_data keeps the envs it has open and
+ * guts_repo_open shares one env between handles of the same key. Handles
+ * carry their own zstd contexts and cache, so each is single-threaded while
+ * the env (MDB_NOTLS) may be used from several threads.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+int store_mdb_err(int rc, const char *what)
+{
+    if (rc == 0) return GUTS_OK;
+    if (rc < 0 && rc >= GUTS_EAGAIN) return rc; /* already a GUTS_E* code */
+    store_seterr("%s: %s", what, mdb_strerror(rc));
+    if (rc == ENOSPC || rc == MDB_MAP_FULL || rc == EDQUOT) return GUTS_EFULL;
+    if (rc == ENOMEM) return GUTS_ENOMEM;
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) return GUTS_ECORRUPT;
+    if (rc == MDB_VERSION_MISMATCH) return GUTS_EVERSION;
+    if (rc > 0) return GUTS_EIO;
+    return GUTS_ESTORE;
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. */
+static int mkdirs(const char *path)
+{
+    char *p = strdup(path);
+    if (!p) return GUTS_ENOMEM;
+    int rc = GUTS_OK;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+                store_seterr("mkdir %s: %s", p, strerror(errno));
+                rc = GUTS_EIO;
+                break;
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+    }
+    free(p);
+    if (rc == GUTS_OK) {
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            store_seterr("%s: not a directory", path);
+            rc = GUTS_EIO;
+        }
+    }
+    return rc;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = malloc(la + lb + 2);
+    if (!p) return NULL;
+    memcpy(p, a, la);
+    p[la] = '/';
+    memcpy(p + la + 1, b, lb + 1);
+    return p;
+}
+
+static int fill_random(uint8_t *b, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = getrandom(b + got, n - got, 0);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            store_seterr("getrandom: %s", strerror(errno));
+            return GUTS_EIO;
+        }
+        got += (size_t)k;
+    }
+    return GUTS_OK;
+}
+
+/* Read the node id, creating it in the same write txn if absent, so two
+ * processes opening a fresh data dir at once agree on one id. */
+static int node_init(guts_data *d)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(d->node_env, NULL, 0, &txn);
+    if (rc) return store_mdb_err(rc, "node txn");
+    rc = mdb_dbi_open(txn, "node", MDB_CREATE, &d->node_dbi);
+    if (rc) goto fail;
+    MDB_val k = {2, "id"}, v;
+    rc = mdb_get(txn, d->node_dbi, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != GUTS_NODE_ID_LEN) {
+            mdb_txn_abort(txn);
+            store_seterr("node id has %zu bytes", v.mv_size);
+            return GUTS_ECORRUPT;
+        }
+        memcpy(d->node_id.b, v.mv_data, GUTS_NODE_ID_LEN);
+        /* Commit, not abort: an aborted txn would close the dbi it opened. */
+        rc = mdb_txn_commit(txn);
+        return store_mdb_err(rc, "node commit");
+    }
+    if (rc != MDB_NOTFOUND) goto fail;
+    int grc = fill_random(d->node_id.b, GUTS_NODE_ID_LEN);
+    if (grc) {
+        mdb_txn_abort(txn);
+        return grc;
+    }
+    v.mv_size = GUTS_NODE_ID_LEN;
+    v.mv_data = d->node_id.b;
+    rc = mdb_put(txn, d->node_dbi, &k, &v, 0);
+    if (rc) goto fail;
+    rc = mdb_txn_commit(txn);
+    return store_mdb_err(rc, "node commit");
+fail:
+    mdb_txn_abort(txn);
+    return store_mdb_err(rc, "node init");
+}
+
+int guts_data_open(const char *path, guts_data **out)
+{
+    if (!path || !*path || !out) return GUTS_EINVAL;
+    *out = NULL;
+    guts_data *d = calloc(1, sizeof *d);
+    if (!d) return GUTS_ENOMEM;
+    d->initial_mapsize = STORE_MAPSIZE_DEFAULT;
+    pthread_mutex_init(&d->lock, NULL);
+    char *node = NULL, *repos = NULL;
+    int rc = GUTS_ENOMEM;
+    d->path = strdup(path);
+    node = path_join(path, "node");
+    repos = path_join(path, "repos");
+    if (!d->path || !node || !repos) goto fail;
+    if ((rc = mkdirs(path)) || (rc = mkdirs(node)) || (rc = mkdirs(repos))) goto fail;
+    int mrc = mdb_env_create(&d->node_env);
+    if (mrc) {
+        d->node_env = NULL;
+        rc = store_mdb_err(mrc, "node env");
+        goto fail;
+    }
+    if ((mrc = mdb_env_set_maxdbs(d->node_env, 2)) ||
+        (mrc = mdb_env_set_mapsize(d->node_env, STORE_NODE_MAPSIZE)) ||
+        (mrc = mdb_env_open(d->node_env, node, MDB_NOTLS, 0600))) {
+        rc = store_mdb_err(mrc, "open node env");
+        goto fail;
+    }
+    if ((rc = node_init(d))) goto fail;
+    free(node);
+    free(repos);
+    *out = d;
+    return GUTS_OK;
+fail:
+    free(node);
+    free(repos);
+    guts_data_close(d);
+    return rc;
+}
+
+void guts_data_close(guts_data *d)
+{
+    if (!d) return;
+    if (d->node_env) mdb_env_close(d->node_env);
+    /* Handles still open are the caller's leak; their envs stay valid. */
+    pthread_mutex_destroy(&d->lock);
+    free(d->path);
+    free(d);
+}
+
+const char *guts_data_path(const guts_data *d)
+{
+    return d->path;
+}
+
+const guts_node_id *guts_data_node_id(const guts_data *d)
+{
+    return &d->node_id;
+}
+
+int guts_data_incarnation_next(guts_data *d, uint64_t *out)
+{
+    if (!d || !out) return GUTS_EINVAL;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(d->node_env, NULL, 0, &txn);
+    if (rc) return store_mdb_err(rc, "node txn");
+    MDB_val k = {11, "incarnation"}, v;
+    uint64_t inc = 0;
+    rc = mdb_get(txn, d->node_dbi, &k, &v);
+    if (rc == 0 && v.mv_size == 8) {
+        inc = be64_get(v.mv_data);
+    } else if (rc == 0) {
+        mdb_txn_abort(txn);
+        store_seterr("incarnation has %zu bytes", v.mv_size);
+        return GUTS_ECORRUPT;
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc, "read incarnation");
+    }
+    inc++;
+    uint8_t b[8];
+    be64_put(b, inc);
+    v.mv_size = 8;
+    v.mv_data = b;
+    rc = mdb_put(txn, d->node_dbi, &k, &v, 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc, "write incarnation");
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) return store_mdb_err(rc, "commit incarnation");
+    *out = inc;
+    return GUTS_OK;
+}
+
+void guts_data_set_initial_mapsize(guts_data *d, size_t bytes)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    if (bytes < page) bytes = page;
+    d->initial_mapsize = (bytes + page - 1) / page * page;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct strvec {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static int strvec_push(strvec *s, const char *str)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        char **nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv) return GUTS_ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(str))) return GUTS_ENOMEM;
+    s->n++;
+    return GUTS_OK;
+}
+
+static void strvec_free(strvec *s)
+{
+    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+}
+
+int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *ctx)
+{
+    if (!d || !cb) return GUTS_EINVAL;
+    char *repos = path_join(d->path, "repos");
+    if (!repos) return GUTS_ENOMEM;
+    strvec keys = {0};
+    int rc = GUTS_OK;
+    DIR *top = opendir(repos);
+    if (!top) {
+        store_seterr("opendir %s: %s", repos, strerror(errno));
+        free(repos);
+        return GUTS_EIO;
+    }
+    struct dirent *e;
+    while (rc == GUTS_OK && (e = readdir(top))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > GUTS_KEY_PART_MAX) continue;
+        char *owner = path_join(repos, e->d_name);
+        if (!owner) {
+            rc = GUTS_ENOMEM;
+            break;
+        }
+        DIR *od = opendir(owner);
+        struct dirent *f;
+        while (od && rc == GUTS_OK && (f = readdir(od))) {
+            if (f->d_name[0] == '.' || strlen(f->d_name) > GUTS_KEY_PART_MAX) continue;
+            char key[GUTS_KEY_MAX + 1], file[4096];
+            snprintf(key, sizeof key, "%s/%s", e->d_name, f->d_name);
+            if (guts_repo_key_check(key) != GUTS_OK) continue;
+            struct stat st;
+            snprintf(file, sizeof file, "%s/%s/data.mdb", owner, f->d_name);
+            if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            rc = strvec_push(&keys, key);
+        }
+        if (od) closedir(od);
+        free(owner);
+    }
+    closedir(top);
+    free(repos);
+    if (rc == GUTS_OK) {
+        qsort(keys.v, keys.n, sizeof *keys.v, cmp_str);
+        for (size_t i = 0; i < keys.n && rc == 0; i++) rc = cb(keys.v[i], ctx);
+    }
+    strvec_free(&keys);
+    return rc;
+}
+
+/* ---- Repository envs ----------------------------------------------------- */
+
+static int repo_path(const guts_data *d, const char *key, char **out)
+{
+    size_t n = strlen(d->path) + strlen("/repos/") + strlen(key) + 1;
+    char *p = malloc(n);
+    if (!p) return GUTS_ENOMEM;
+    snprintf(p, n, "%s/repos/%s", d->path, key);
+    *out = p;
+    return GUTS_OK;
+}
+
+/* Create the named dbs and check or write the schema, in one write txn. */
+static int env_init(store_env *se)
+{
+    MDB_txn *txn;
+    int rc;
+    for (;;) {
+        rc = mdb_txn_begin(se->env, NULL, 0, &txn);
+        if (rc != MDB_MAP_RESIZED) break;
+        mdb_env_set_mapsize(se->env, 0);
+    }
+    if (rc) return store_mdb_err(rc, "begin init txn");
+    if ((rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &se->objects)) ||
+        (rc = mdb_dbi_open(txn, "refs", MDB_CREATE, &se->refs)) ||
+        (rc = mdb_dbi_open(txn, "refclock", MDB_CREATE, &se->refclock)) ||
+        (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &se->log)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &se->meta))) {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc, "open databases");
+    }
+    MDB_val k = {6, "schema"}, v;
+    rc = mdb_get(txn, se->meta, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 4) {
+            mdb_txn_abort(txn);
+            store_seterr("meta schema has %zu bytes", v.mv_size);
+            return GUTS_ECORRUPT;
+        }
+        const uint8_t *p = v.mv_data;
+        uint32_t schema = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (schema > STORE_SCHEMA) {
+            mdb_txn_abort(txn);
+            store_seterr("schema %u is newer than %u", schema, STORE_SCHEMA);
+            return GUTS_EVERSION;
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        uint8_t b[4] = {0, 0, 0, STORE_SCHEMA};
+        v.mv_size = 4;
+        v.mv_data = b;
+        rc = mdb_put(txn, se->meta, &k, &v, 0);
+        if (rc) {
+            mdb_txn_abort(txn);
+            return store_mdb_err(rc, "write schema");
+        }
+    } else {
+        mdb_txn_abort(txn);
+        return store_mdb_err(rc, "read schema");
+    }
+    rc = mdb_txn_commit(txn);
+    return store_mdb_err(rc, "commit init txn");
+}
+
+static int env_open(guts_data *d, const char *key, unsigned flags, store_env **out)
+{
+    char *dir = NULL, *file = NULL;
+    int rc = repo_path(d, key, &dir);
+    if (rc) return rc;
+    file = path_join(dir, "data.mdb");
+    if (!file) {
+        free(dir);
+        return GUTS_ENOMEM;
+    }
+    struct stat st;
+    if (stat(file, &st) != 0) {
+        if (!(flags & GUTS_REPO_CREATE)) {
+            store_seterr("repository %s not found", key);
+            rc = GUTS_ENOTFOUND;
+            goto out;
+        }
+        if ((rc = mkdirs(dir))) goto out;
+    }
+    store_env *se = calloc(1, sizeof *se);
+    if (!se) {
+        rc = GUTS_ENOMEM;
+        goto out;
+    }
+    snprintf(se->key, sizeof se->key, "%s", key);
+    int mrc = mdb_env_create(&se->env);
+    if (mrc) {
+        free(se);
+        rc = store_mdb_err(mrc, "create env");
+        goto out;
+    }
+    /* MDB_NOTLS: read txns belong to the txn object, not the thread, so one
+     * thread may nest a read inside an iteration callback. */
+    if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
+        (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
+        (mrc = mdb_env_open(se->env, dir, MDB_NOTLS, 0600))) {
+        mdb_env_close(se->env);
+        free(se);
+        rc = store_mdb_err(mrc, "open env");
+        goto out;
+    }
+    if ((rc = env_init(se))) {
+        mdb_env_close(se->env);
+        free(se);
+        goto out;
+    }
+    *out = se;
+out:
+    free(dir);
+    free(file);
+    return rc;
+}
+
+int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **out)
+{
+    if (!d || !out) return GUTS_EINVAL;
+    *out = NULL;
+    if (guts_repo_key_check(key) != GUTS_OK) {
+        store_seterr("invalid repository key");
+        return GUTS_EINVAL;
+    }
+    guts_repo *r = calloc(1, sizeof *r);
+    if (!r) return GUTS_ENOMEM;
+    r->d = d;
+    int rc = GUTS_ENOMEM;
+    r->cctx = ZSTD_createCCtx();
+    r->dctx = ZSTD_createDCtx();
+    if (!r->cctx || !r->dctx || cache_init(&r->cache, STORE_CACHE_BYTES)) goto fail;
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_compressionLevel, STORE_ZSTD_LEVEL)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_checksumFlag, 1)) ||
+        ZSTD_isError(ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
+        rc = GUTS_EINVAL;
+        goto fail;
+    }
+    pthread_mutex_lock(&d->lock);
+    store_env *se;
+    for (se = d->envs; se; se = se->next)
+        if (strcmp(se->key, key) == 0) break;
+    if (se) {
+        rc = GUTS_OK;
+    } else if ((rc = env_open(d, key, flags, &se)) == GUTS_OK) {
+        se->next = d->envs;
+        d->envs = se;
+    }
+    if (rc == GUTS_OK) se->users++;
+    pthread_mutex_unlock(&d->lock);
+    if (rc) goto fail;
+    r->se = se;
+    *out = r;
+    return GUTS_OK;
+fail:
+    ZSTD_freeCCtx(r->cctx);
+    ZSTD_freeDCtx(r->dctx);
+    cache_free(&r->cache);
+    free(r);
+    return rc;
+}
+
+void guts_repo_close(guts_repo *r)
+{
+    if (!r) return;
+    guts_data *d = r->d;
+    pthread_mutex_lock(&d->lock);
+    store_env *se = r->se;
+    if (--se->users == 0) {
+        for (store_env **pp = &d->envs; *pp; pp = &(*pp)->next) {
+            if (*pp == se) {
+                *pp = se->next;
+                break;
+            }
+        }
+        mdb_env_close(se->env);
+        free(se);
+    }
+    pthread_mutex_unlock(&d->lock);
+    ZSTD_freeCCtx(r->cctx);
+    ZSTD_freeDCtx(r->dctx);
+    cache_free(&r->cache);
+    free(r->buf);
+    free(r);
+}
+
+const char *guts_repo_key(const guts_repo *r)
+{
+    return r->se->key;
+}
+
+int guts_repo_remove(guts_data *d, const char *key)
+{
+    if (!d) return GUTS_EINVAL;
+    if (guts_repo_key_check(key) != GUTS_OK) {
+        store_seterr("invalid repository key");
+        return GUTS_EINVAL;
+    }
+    pthread_mutex_lock(&d->lock);
+    int busy = 0;
+    for (store_env *se = d->envs; se; se = se->next)
+        if (strcmp(se->key, key) == 0) busy = 1;
+    pthread_mutex_unlock(&d->lock);
+    if (busy) {
+        store_seterr("repository %s is open in this process", key);
+        return GUTS_EAGAIN;
+    }
+    char *dir;
+    int rc = repo_path(d, key, &dir);
+    if (rc) return rc;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        free(dir);
+        store_seterr("repository %s not found", key);
+        return GUTS_ENOTFOUND;
+    }
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < sizeof files / sizeof *files && rc == GUTS_OK; i++) {
+        char *f = path_join(dir, files[i]);
+        if (!f) {
+            rc = GUTS_ENOMEM;
+            break;
+        }
+        if (unlink(f) != 0 && errno != ENOENT) {
+            store_seterr("unlink %s: %s", f, strerror(errno));
+            rc = GUTS_EIO;
+        }
+        free(f);
+    }
+    if (rc == GUTS_OK && rmdir(dir) != 0) {
+        store_seterr("rmdir %s: %s", dir, strerror(errno));
+        rc = GUTS_EIO;
+    }
+    if (rc == GUTS_OK) {
+        /* The owner dir goes when it is empty; another repo keeps it. */
+        char *slash = strrchr(dir, '/');
+        *slash = '\0';
+        if (rmdir(dir) != 0 && errno != ENOTEMPTY && errno != EEXIST) {
+            store_seterr("rmdir %s: %s", dir, strerror(errno));
+            rc = GUTS_EIO;
+        }
+    }
+    free(dir);
+    return rc;
+}

@@ -1,0 +1,166 @@
+/* internal.h - structures and helpers shared by the store's source files.
+ *
+ * Not a public header: the CLI, core and daemon see only guts/store.h. The
+ * store is split by concern (data dir and envs, transactions and map growth,
+ * object records and their codec, the decoded-base cache, refs); they meet
+ * here.
+ */
+#ifndef GUTS_STORE_INTERNAL_H
+#define GUTS_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+#include <zstd.h>
+
+#include "guts/store.h"
+
+/* Schema written into meta "schema"; a newer one is refused (GUTS_EVERSION). */
+#define STORE_SCHEMA 1
+/* Named databases a repo env may hold: the five of schema 1 plus room for
+ * later layers without a schema change (LMDB fixes the count at open). */
+#define STORE_REPO_MAXDBS 16
+/* The node env holds a few small keys; 1 MiB is hundreds of times enough. */
+#define STORE_NODE_MAPSIZE (1u << 20)
+/* Default initial map of a repo env: small repos never grow, larger ones
+ * double a handful of times. The file itself is sparse until written. */
+#define STORE_MAPSIZE_DEFAULT ((size_t)64 << 20)
+/* Largest map we ever ask for: beyond any repository we target and well
+ * inside a 64-bit address space (47 bits). Past it, puts fail GUTS_EFULL. */
+#define STORE_MAPSIZE_MAX ((size_t)1 << 42)
+
+/* Object record: type(1) encoding(1) size(8, BE) [base id(20) depth(1)] payload. */
+#define REC_HDR 10
+#define REC_DELTA_HDR (REC_HDR + GUTS_ID_LEN + 1)
+#define ENC_RAW 0
+#define ENC_ZSTD 1
+#define ENC_ZSTD_DELTA 2
+/* Longest chain of zstd deltas (object -> base -> base ...): git's default
+ * --depth is 50, and reading cost grows with depth, so the same bound. */
+#define STORE_DELTA_DEPTH_MAX 50
+/* zstd window when compressing against a base: the base and the object must
+ * fit in it for the base to help. 2^27 (128 MiB) is zstd's default decoder
+ * limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT), so decoders need no special setting;
+ * pairs larger than this are compressed without a base. */
+#define STORE_DELTA_WINDOWLOG 27
+/* zstd level: 3 (zstd's default) measured as the best speed/size point for
+ * git objects; see docs/storage.md. */
+#define STORE_ZSTD_LEVEL 3
+/* Decoded-content cache per repo handle: holds bases so that exporting a
+ * repository decodes each delta chain link about once. 64 MiB covers the
+ * working set of chains of typical repositories. */
+#define STORE_CACHE_BYTES ((size_t)64 << 20)
+
+typedef struct store_env store_env;
+struct store_env {
+    char key[GUTS_KEY_MAX + 1];
+    MDB_env *env;
+    MDB_dbi objects, refs, refclock, log, meta;
+    int users;            /* guts_repo handles sharing this env */
+    atomic_int readers;   /* read txns open now: the map cannot be moved */
+    store_env *next;
+};
+
+struct guts_data {
+    char *path;
+    MDB_env *node_env;
+    MDB_dbi node_dbi;
+    guts_node_id node_id;
+    size_t initial_mapsize;
+    pthread_mutex_t lock; /* guards envs */
+    store_env *envs;      /* one per repo env open in this process */
+};
+
+typedef struct cache_entry cache_entry;
+typedef struct store_cache {
+    cache_entry **buckets;
+    size_t nbuckets;
+    size_t count;
+    size_t bytes;
+    size_t cap;
+    cache_entry *head, *tail; /* most recently used first */
+} store_cache;
+
+struct guts_repo {
+    guts_data *d;
+    store_env *se;
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    uint8_t *buf; /* record being built by put */
+    size_t bufcap;
+    store_cache cache;
+};
+
+/* Record header, parsed and range-checked. */
+typedef struct rec_hdr {
+    int type;
+    int enc;
+    uint64_t size;
+    guts_id base;  /* ENC_ZSTD_DELTA only */
+    int depth;     /* 0 unless ENC_ZSTD_DELTA */
+    const uint8_t *payload;
+    size_t plen;
+} rec_hdr;
+
+void store_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Map an LMDB or errno code to GUTS_E*, recording a message. */
+int store_mdb_err(int rc, const char *what);
+
+/* Byte order helpers: every integer on disk is big-endian. */
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+static inline uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+static inline void fp_put(uint8_t *p, guts_fp fp)
+{
+    be64_put(p, fp.hi);
+    be64_put(p + 8, fp.lo);
+}
+static inline guts_fp fp_get(const uint8_t *p)
+{
+    guts_fp fp = {be64_get(p + 8), be64_get(p)};
+    return fp;
+}
+
+/* Transactions (txn.c). A read txn must be ended with store_read_end. */
+int store_read_begin(guts_repo *r, MDB_txn **txn);
+void store_read_end(guts_repo *r, MDB_txn *txn);
+/* Run fn in one write txn and commit. fn returns 0, a GUTS_E* code, or a raw
+ * LMDB/errno code; MDB_MAP_FULL grows the map (by at least grow_hint bytes)
+ * and runs fn again from scratch, so fn must not keep state across calls. */
+int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn *txn, void *arg),
+                void *arg);
+/* meta helpers inside a txn: a missing key reads as zero. */
+int store_meta_get_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t *v);
+int store_meta_put_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t v);
+int store_meta_get_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp *v);
+int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v);
+
+/* Object records (objects.c). */
+int rec_parse(const MDB_val *v, rec_hdr *h);
+
+/* Cache (cache.c): content by id, least recently used evicted first. */
+int cache_init(store_cache *c, size_t cap);
+void cache_free(store_cache *c);
+/* Pointer valid until the next cache_put on the same cache. */
+const uint8_t *cache_get(store_cache *c, const guts_id *id, size_t *len);
+/* Takes ownership of data (malloc'd) in every case: kept or freed. */
+void cache_give(store_cache *c, const guts_id *id, uint8_t *data, size_t len);
+/* Copies data when it is worth keeping. */
+void cache_copy(store_cache *c, const guts_id *id, const void *data, size_t len);
+
+#endif

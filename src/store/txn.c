@@ -1,0 +1,193 @@
+/* txn.c - transactions, map growth and the meta counters.
+ *
+ * LMDB's map has a fixed size; a write that does not fit fails with
+ * MDB_MAP_FULL and the whole transaction is lost. store_write() therefore
+ * runs a write as a function that can be replayed: on MDB_MAP_FULL it aborts,
+ * grows the map (doubling, or more when the caller says the batch is large)
+ * and runs the function again. Another process that grew the map makes our
+ * next txn_begin fail with MDB_MAP_RESIZED; we adopt the new size
+ * (mdb_env_set_mapsize(env, 0)) and retry. Both remaps are only legal while
+ * this process has no transaction on the env, which the readers counter
+ * checks: remapping under a live read txn would leave its pointers dangling.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+/* A failing map growth or resize is retried a bounded number of times: each
+ * round at least doubles the map, so 64 rounds exceed any address space. */
+#define STORE_WRITE_ROUNDS_MAX 64
+
+static int adopt_resize(store_env *se)
+{
+    if (atomic_load(&se->readers) > 0) {
+        store_seterr("map resized by another process while a read is open here");
+        return GUTS_EAGAIN;
+    }
+    int rc = mdb_env_set_mapsize(se->env, 0);
+    return store_mdb_err(rc, "adopt new map size");
+}
+
+int store_read_begin(guts_repo *r, MDB_txn **txn)
+{
+    store_env *se = r->se;
+    for (int i = 0; i < STORE_WRITE_ROUNDS_MAX; i++) {
+        int rc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, txn);
+        if (rc == 0) {
+            atomic_fetch_add(&se->readers, 1);
+            return GUTS_OK;
+        }
+        if (rc != MDB_MAP_RESIZED) return store_mdb_err(rc, "begin read txn");
+        if ((rc = adopt_resize(se))) return rc;
+    }
+    store_seterr("map keeps being resized");
+    return GUTS_EAGAIN;
+}
+
+void store_read_end(guts_repo *r, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    atomic_fetch_sub(&r->se->readers, 1);
+}
+
+static int grow(store_env *se, size_t hint)
+{
+    MDB_envinfo info;
+    int rc = mdb_env_info(se->env, &info);
+    if (rc) return store_mdb_err(rc, "env info");
+    size_t cur = info.me_mapsize;
+    if (cur >= STORE_MAPSIZE_MAX) {
+        store_seterr("map of %zu bytes is at its limit", cur);
+        return GUTS_EFULL;
+    }
+    size_t next = cur * 2;
+    if (hint > cur && hint - cur > next - cur) next = cur + hint;
+    if (next > STORE_MAPSIZE_MAX || next < cur) next = STORE_MAPSIZE_MAX;
+    if (atomic_load(&se->readers) > 0) {
+        store_seterr("map full while a read txn is open in this process");
+        return GUTS_EAGAIN;
+    }
+    rc = mdb_env_set_mapsize(se->env, next);
+    if (rc) {
+        store_seterr("grow map to %zu bytes: %s", next, mdb_strerror(rc));
+        return GUTS_EFULL;
+    }
+    return GUTS_OK;
+}
+
+int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn *txn, void *arg),
+                void *arg)
+{
+    store_env *se = r->se;
+    for (int round = 0; round < STORE_WRITE_ROUNDS_MAX; round++) {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(se->env, NULL, 0, &txn);
+        if (rc == MDB_MAP_RESIZED) {
+            if ((rc = adopt_resize(se))) return rc;
+            continue;
+        }
+        if (rc) return store_mdb_err(rc, "begin write txn");
+        rc = fn(r, txn, arg);
+        if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+        } else {
+            mdb_txn_abort(txn);
+        }
+        if (rc == MDB_MAP_FULL) {
+            if ((rc = grow(se, grow_hint))) return rc;
+            continue;
+        }
+        return store_mdb_err(rc, "write txn");
+    }
+    store_seterr("write retried too often");
+    return GUTS_EFULL;
+}
+
+static int meta_get(guts_repo *r, MDB_txn *txn, const char *k, size_t want, uint8_t *out)
+{
+    MDB_val key = {strlen(k), (void *)k}, v;
+    int rc = mdb_get(txn, r->se->meta, &key, &v);
+    if (rc == MDB_NOTFOUND) {
+        memset(out, 0, want);
+        return GUTS_OK;
+    }
+    if (rc) return rc;
+    if (v.mv_size != want) {
+        store_seterr("meta %s has %zu bytes, not %zu", k, v.mv_size, want);
+        return GUTS_ECORRUPT;
+    }
+    memcpy(out, v.mv_data, want);
+    return GUTS_OK;
+}
+
+static int meta_put(guts_repo *r, MDB_txn *txn, const char *k, size_t n, const uint8_t *b)
+{
+    MDB_val key = {strlen(k), (void *)k}, v = {n, (void *)b};
+    return mdb_put(txn, r->se->meta, &key, &v, 0);
+}
+
+int store_meta_get_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t *v)
+{
+    uint8_t b[8];
+    int rc = meta_get(r, txn, k, 8, b);
+    if (rc == 0) *v = be64_get(b);
+    return rc;
+}
+
+int store_meta_put_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t v)
+{
+    uint8_t b[8];
+    be64_put(b, v);
+    return meta_put(r, txn, k, 8, b);
+}
+
+int store_meta_get_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp *v)
+{
+    uint8_t b[16];
+    int rc = meta_get(r, txn, k, 16, b);
+    if (rc == 0) *v = fp_get(b);
+    return rc;
+}
+
+int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v)
+{
+    uint8_t b[16];
+    fp_put(b, v);
+    return meta_put(r, txn, k, 16, b);
+}
+
+int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
+{
+    if (!r || !out) return GUTS_EINVAL;
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    MDB_stat so, sr, sc;
+    if ((rc = mdb_stat(txn, r->se->objects, &so)) || (rc = mdb_stat(txn, r->se->refs, &sr)) ||
+        (rc = mdb_stat(txn, r->se->refclock, &sc)) ||
+        (rc = store_meta_get_fp(r, txn, "fp", &out->fp)) ||
+        (rc = store_meta_get_fp(r, txn, "refs_digest", &out->refs_digest)) ||
+        (rc = store_meta_get_u64(r, txn, "clock", &out->clock)) ||
+        (rc = store_meta_get_u64(r, txn, "stored_bytes", &out->stored_bytes))) {
+        store_read_end(r, txn);
+        return store_mdb_err(rc, "read info");
+    }
+    out->objects = so.ms_entries;
+    out->refs = sr.ms_entries;
+    out->tombstones = sc.ms_entries >= sr.ms_entries ? sc.ms_entries - sr.ms_entries : 0;
+    out->txnid = mdb_txn_id(txn);
+    store_read_end(r, txn);
+    return GUTS_OK;
+}
+
+int guts_repo_txnid(guts_repo *r, uint64_t *out)
+{
+    if (!r || !out) return GUTS_EINVAL;
+    MDB_envinfo info;
+    int rc = mdb_env_info(r->se->env, &info);
+    if (rc) return store_mdb_err(rc, "env info");
+    *out = info.me_last_txnid;
+    return GUTS_OK;
+}

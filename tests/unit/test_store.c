@@ -1,0 +1,960 @@
+/* test_store.c - the object store as a specification: ids, keys, ref names,
+ * objects, fingerprints, refs, map growth, delta compression, persistence
+ * and visibility to another process. Every test works in its own mkdtemp
+ * directory under /tmp and removes it.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "guts/store.h"
+
+static char tmpdir[64];
+static guts_data *data;
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/guts-test-store-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+}
+
+static void teardown(void)
+{
+    guts_data_close(data);
+    data = NULL;
+    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static guts_repo *open_repo(const char *key)
+{
+    guts_repo *r = NULL;
+    ck_assert_int_eq(guts_repo_open(data, key, GUTS_REPO_CREATE, &r), GUTS_OK);
+    return r;
+}
+
+/* An object with its real id. */
+static guts_obj mkobj(int type, const void *d, size_t len)
+{
+    guts_obj o = {.type = type, .data = d, .len = len};
+    ck_assert_int_eq(guts_obj_hash(type, d, len, &o.id), GUTS_OK);
+    return o;
+}
+
+static void put_ok(guts_repo *r, const guts_obj *objs, size_t n, size_t want_added)
+{
+    size_t added = 99, bad = 99;
+    ck_assert_int_eq(guts_repo_put(r, objs, n, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, want_added);
+}
+
+static void check_get(guts_repo *r, const guts_obj *o)
+{
+    int type = 0;
+    void *d = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(guts_repo_get(r, &o->id, &type, &d, &len), GUTS_OK);
+    ck_assert_int_eq(type, o->type);
+    ck_assert_uint_eq(len, o->len);
+    ck_assert(len == 0 || memcmp(d, o->data, len) == 0);
+    free(d);
+}
+
+/* Deterministic pseudo-random bytes (xorshift). */
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* Text-like, compressible content: words from a small vocabulary. */
+static void fill_text(char *p, size_t n, uint64_t seed)
+{
+    static const char *words[] = {"int ", "return ", "if (", "x", ") {\n", "}\n", "for ",
+                                  "guts_", "repo", "->", "; ", "0", "while ", "static "};
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 7;
+    size_t i = 0;
+    while (i < n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *w = words[x % (sizeof words / sizeof *words)];
+        while (*w && i < n) p[i++] = *w++;
+    }
+}
+
+/* ---- ids and names ------------------------------------------------------- */
+
+START_TEST(test_ids_match_git_for_known_objects)
+{
+    static const struct {
+        int type;
+        const char *data;
+        const char *hex;
+    } cases[] = {
+        {GUTS_OBJ_BLOB, "", "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"},
+        {GUTS_OBJ_TREE, "", "4b825dc642cb6eb9a060e54bf8d69288fbee4904"},
+        {GUTS_OBJ_BLOB, "hello\n", "ce013625030ba8dba906f756967f9e9ca394464a"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        guts_id id, want;
+        ck_assert_int_eq(guts_obj_hash(cases[i].type, cases[i].data, strlen(cases[i].data), &id),
+                         GUTS_OK);
+        ck_assert_int_eq(guts_id_from_hex(cases[i].hex, &want), GUTS_OK);
+        ck_assert_int_eq(guts_id_cmp(&id, &want), 0);
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&id, hex);
+        ck_assert_str_eq(hex, cases[i].hex);
+    }
+    guts_id id;
+    ck_assert_int_eq(guts_obj_hash(0, "", 0, &id), GUTS_EINVAL);
+    ck_assert_int_eq(guts_obj_hash(5, "", 0, &id), GUTS_EINVAL);
+}
+END_TEST
+
+START_TEST(test_hex_parse_rejects_short_and_non_hex)
+{
+    guts_id id;
+    ck_assert_int_eq(guts_id_from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c539", &id), GUTS_EINVAL);
+    ck_assert_int_eq(guts_id_from_hex("g69de29bb2d1d6434b8b29ae775ad8c2e48c5391", &id), GUTS_EINVAL);
+    ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", &id), GUTS_OK);
+    ck_assert_uint_eq(id.b[0], 0xe6);
+    ck_assert_int_eq(guts_otype_parse("tree", 4), GUTS_OBJ_TREE);
+    ck_assert_int_eq(guts_otype_parse("tre", 3), GUTS_OBJ_NONE);
+    ck_assert_str_eq(guts_otype_name(GUTS_OBJ_TAG), "tag");
+    ck_assert_ptr_null(guts_otype_name(7));
+}
+END_TEST
+
+START_TEST(test_fp_add_then_sub_carries_across_halves)
+{
+    guts_fp acc = {UINT64_MAX, 0};
+    guts_fp one = {1, 0};
+    guts_fp_add(&acc, one);
+    ck_assert_uint_eq(acc.lo, 0);
+    ck_assert_uint_eq(acc.hi, 1);
+    guts_fp_sub(&acc, one);
+    ck_assert_uint_eq(acc.lo, UINT64_MAX);
+    ck_assert_uint_eq(acc.hi, 0);
+    guts_fp zero = {0, 0};
+    guts_fp_sub(&zero, one);
+    ck_assert_uint_eq(zero.lo, UINT64_MAX);
+    ck_assert_uint_eq(zero.hi, UINT64_MAX);
+}
+END_TEST
+
+static int count_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_bad_repo_keys_rejected_and_nothing_created)
+{
+    char long_part[GUTS_KEY_PART_MAX + 2 + 2];
+    memset(long_part, 'a', sizeof long_part);
+    long_part[0] = 'o';
+    long_part[1] = '/';
+    long_part[sizeof long_part - 1] = '\0'; /* "o/" + 101 'a' */
+    const char *bad[] = {"",      "a",      "/a",       "a/",   "a/b/c", "../x",  "a/..",
+                         ".a/b",  "a/.b",   "a/.",      "./a",  "a b/c", "a/b c", "a\\b/c",
+                         "a/b\\c", "caf\xc3\xa9/x", "a//b", "a/b\n", long_part};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_msg(guts_repo_key_check(bad[i]) == GUTS_EINVAL, "accepted key #%zu", i);
+        guts_repo *r = NULL;
+        ck_assert_int_eq(guts_repo_open(data, bad[i], GUTS_REPO_CREATE, &r), GUTS_EINVAL);
+        ck_assert_ptr_null(r);
+        ck_assert_int_eq(guts_repo_remove(data, bad[i]), GUTS_EINVAL);
+    }
+    char repos[128];
+    snprintf(repos, sizeof repos, "%s/repos", tmpdir);
+    ck_assert_int_eq(count_entries(repos), 0);
+    ck_assert_int_eq(guts_repo_key_check(NULL), GUTS_EINVAL);
+    const char *good[] = {"a/b", "Owner-1/name.git", "x_y/z.z-9", "a.b/c..d"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) ck_assert_int_eq(guts_repo_key_check(good[i]), GUTS_OK);
+    long_part[sizeof long_part - 2] = '\0'; /* 100 chars: the limit is fine */
+    ck_assert_int_eq(guts_repo_key_check(long_part), GUTS_OK);
+}
+END_TEST
+
+START_TEST(test_bad_ref_names_rejected)
+{
+    char too_long[GUTS_REFNAME_MAX + 2];
+    memcpy(too_long, "refs/heads/", 11);
+    memset(too_long + 11, 'x', sizeof too_long - 12);
+    too_long[sizeof too_long - 1] = '\0';
+    const char *bad[] = {"",
+                         "master",
+                         "refs",
+                         "refs/",
+                         "refs/heads/",
+                         "refs//x",
+                         "refs/heads/a..b",
+                         "refs/heads/.hidden",
+                         "refs/heads/x.lock",
+                         "refs/heads/x.lock/y",
+                         "refs/heads/x.",
+                         "refs/heads/a b",
+                         "refs/heads/a~1",
+                         "refs/heads/a^",
+                         "refs/heads/a:b",
+                         "refs/heads/a?",
+                         "refs/heads/a*",
+                         "refs/heads/a[",
+                         "refs/heads/a\\b",
+                         "refs/heads/a@{1}",
+                         "refs/heads/\x01",
+                         "refs/heads/\x7f",
+                         "head",
+                         "HEAD/x",
+                         too_long};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(guts_refname_check(bad[i]) == GUTS_EINVAL, "accepted ref #%zu", i);
+    const char *good[] = {"HEAD", "refs/heads/main", "refs/tags/v1.0", "refs/heads/feature/x-y_z",
+                          "refs/heads/caf\xc3\xa9", "refs/heads/a@b", "refs/heads/a.b"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        ck_assert_msg(guts_refname_check(good[i]) == GUTS_OK, "rejected %s", good[i]);
+    too_long[GUTS_REFNAME_MAX] = '\0';
+    ck_assert_int_eq(guts_refname_check(too_long), GUTS_OK);
+}
+END_TEST
+
+/* ---- data dir ------------------------------------------------------------ */
+
+START_TEST(test_node_id_is_made_once_and_incarnation_increments)
+{
+    guts_node_id first = *guts_data_node_id(data);
+    guts_node_id zero = {{0}};
+    ck_assert(memcmp(&first, &zero, sizeof zero) != 0);
+    uint64_t a, b;
+    ck_assert_int_eq(guts_data_incarnation_next(data, &a), GUTS_OK);
+    ck_assert_int_eq(guts_data_incarnation_next(data, &b), GUTS_OK);
+    ck_assert_uint_eq(b, a + 1);
+    guts_data_close(data);
+    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert(memcmp(guts_data_node_id(data), &first, sizeof first) == 0);
+    ck_assert_int_eq(guts_data_incarnation_next(data, &a), GUTS_OK);
+    ck_assert_uint_eq(a, b + 1);
+    ck_assert_str_eq(guts_data_path(data), tmpdir);
+}
+END_TEST
+
+static int collect_key(const char *key, void *ctx)
+{
+    char *out = ctx;
+    strcat(out, key);
+    strcat(out, ";");
+    return 0;
+}
+
+START_TEST(test_repos_walk_is_sorted_and_skips_non_repos)
+{
+    guts_repo *r1 = open_repo("zed/b");
+    guts_repo *r2 = open_repo("alice/x");
+    guts_repo *r3 = open_repo("alice/a");
+    guts_repo_close(r1);
+    guts_repo_close(r2);
+    guts_repo_close(r3);
+    char p[256];
+    snprintf(p, sizeof p, "%s/repos/bob", tmpdir); /* a dir without data.mdb */
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/repos/bob/empty", tmpdir);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/repos/.hidden", tmpdir);
+    mkdir(p, 0700);
+    char keys[256] = "";
+    ck_assert_int_eq(guts_data_repos(data, collect_key, keys), GUTS_OK);
+    ck_assert_str_eq(keys, "alice/a;alice/x;zed/b;");
+    guts_repo *r = NULL;
+    ck_assert_int_eq(guts_repo_open(data, "bob/empty", 0, &r), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_repo_open(data, "nobody/here", 0, &r), GUTS_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(test_remove_deletes_env_and_empty_owner_dir)
+{
+    guts_repo *r = open_repo("owner/one");
+    guts_repo_close(open_repo("owner/two"));
+    ck_assert_int_eq(guts_repo_remove(data, "owner/one"), GUTS_EAGAIN);
+    guts_repo_close(r);
+    ck_assert_int_eq(guts_repo_remove(data, "owner/one"), GUTS_OK);
+    char p[256];
+    snprintf(p, sizeof p, "%s/repos/owner", tmpdir);
+    ck_assert_int_eq(count_entries(p), 1);
+    ck_assert_int_eq(guts_repo_remove(data, "owner/two"), GUTS_OK);
+    ck_assert_int_eq(count_entries(p), -1);
+    ck_assert_int_eq(guts_repo_remove(data, "owner/two"), GUTS_ENOTFOUND);
+}
+END_TEST
+
+/* ---- objects ------------------------------------------------------------- */
+
+START_TEST(test_put_get_has_stat_roundtrip)
+{
+    guts_repo *r = open_repo("o/n");
+    ck_assert_str_eq(guts_repo_key(r), "o/n");
+    static char big[100000];
+    fill_text(big, sizeof big, 1);
+    static uint8_t noise[5000];
+    fill(noise, sizeof noise, 2);
+    guts_obj objs[] = {
+        mkobj(GUTS_OBJ_BLOB, "", 0),
+        mkobj(GUTS_OBJ_TREE, "", 0),
+        mkobj(GUTS_OBJ_BLOB, "hello\n", 6),
+        mkobj(GUTS_OBJ_COMMIT, big, sizeof big),
+        mkobj(GUTS_OBJ_BLOB, noise, sizeof noise),
+    };
+    size_t n = sizeof objs / sizeof *objs;
+    ck_assert_int_eq(guts_repo_has(r, &objs[0].id), 0);
+    int type;
+    uint64_t size;
+    ck_assert_int_eq(guts_repo_stat(r, &objs[0].id, &type, &size), GUTS_ENOTFOUND);
+    put_ok(r, objs, n, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(guts_repo_has(r, &objs[i].id), 1);
+        ck_assert_int_eq(guts_repo_stat(r, &objs[i].id, &type, &size), GUTS_OK);
+        ck_assert_int_eq(type, objs[i].type);
+        ck_assert_uint_eq(size, objs[i].len);
+        check_get(r, &objs[i]);
+    }
+    put_ok(r, objs, n, 0); /* everything present: skipped */
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, n);
+    /* Compressible text is stored much smaller than it is. */
+    ck_assert_uint_lt(info.stored_bytes, sizeof big / 2 + sizeof noise + 200);
+    guts_id missing = {{1}};
+    void *d;
+    size_t len;
+    ck_assert_int_eq(guts_repo_get(r, &missing, &type, &d, &len), GUTS_ENOTFOUND);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_duplicates_in_one_batch_are_stored_once)
+{
+    guts_repo *r = open_repo("o/n");
+    guts_obj objs[] = {mkobj(GUTS_OBJ_BLOB, "a\n", 2), mkobj(GUTS_OBJ_BLOB, "a\n", 2)};
+    put_ok(r, objs, 2, 1);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, 1);
+    ck_assert(guts_fp_eq(info.fp, guts_fp_of_id(&objs[0].id)));
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_corrupted_object_rejected_and_nothing_stored)
+{
+    guts_repo *r = open_repo("o/n");
+    guts_obj objs[] = {mkobj(GUTS_OBJ_BLOB, "good\n", 5), mkobj(GUTS_OBJ_BLOB, "evil\n", 5),
+                       mkobj(GUTS_OBJ_BLOB, "also good\n", 10)};
+    objs[1].id.b[7] ^= 1;
+    size_t added = 42, bad = 42;
+    ck_assert_int_eq(guts_repo_put(r, objs, 3, &added, &bad), GUTS_EHASH);
+    ck_assert_uint_eq(bad, 1);
+    ck_assert_uint_eq(added, 0);
+    ck_assert_ptr_nonnull(strstr(guts_store_errmsg(), "does not hash"));
+    /* A type that disagrees with the id is the same fault. */
+    guts_obj t = mkobj(GUTS_OBJ_BLOB, "x", 1);
+    t.type = GUTS_OBJ_TREE;
+    ck_assert_int_eq(guts_repo_put(r, &t, 1, &added, &bad), GUTS_EHASH);
+    t.type = 9;
+    ck_assert_int_eq(guts_repo_put(r, &t, 1, &added, &bad), GUTS_EINVAL);
+    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(guts_repo_has(r, &objs[i].id), 0);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, 0);
+    ck_assert_uint_eq(info.stored_bytes, 0);
+    guts_fp zero = {0, 0};
+    ck_assert(guts_fp_eq(info.fp, zero));
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_object_over_size_limit_rejected)
+{
+    guts_repo *r = open_repo("o/n");
+    /* The check is on the claimed length, before hashing touches the data. */
+    guts_obj o = {.type = GUTS_OBJ_BLOB, .data = "", .len = GUTS_OBJ_MAX_DEFAULT + 1};
+    size_t bad = 7;
+    ck_assert_int_eq(guts_repo_put(r, &o, 1, NULL, &bad), GUTS_ETOOBIG);
+    ck_assert_uint_eq(bad, 0);
+    guts_repo_close(r);
+}
+END_TEST
+
+static int collect_ids(const guts_id *id, void *ctx)
+{
+    guts_id **p = ctx;
+    *(*p)++ = *id;
+    return 0;
+}
+
+static int stop_after_one(const guts_id *id, void *ctx)
+{
+    (void)id;
+    (*(int *)ctx)++;
+    return 5;
+}
+
+START_TEST(test_ids_iterate_in_id_order_within_range)
+{
+    guts_repo *r = open_repo("o/n");
+    enum { N = 200 };
+    static char bufs[N][16];
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        int l = snprintf(bufs[i], sizeof bufs[i], "blob %d\n", i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs[i], (size_t)l);
+    }
+    put_ok(r, objs, N, N);
+    guts_id got[N + 1], *p = got;
+    ck_assert_int_eq(guts_repo_ids(r, NULL, NULL, collect_ids, &p), GUTS_OK);
+    ck_assert_int_eq(p - got, N);
+    for (int i = 1; i < N; i++) ck_assert_int_lt(guts_id_cmp(&got[i - 1], &got[i]), 0);
+    /* [got[10], got[20]) holds exactly those ten ids. */
+    guts_id sub[N], *q = sub;
+    ck_assert_int_eq(guts_repo_ids(r, &got[10], &got[20], collect_ids, &q), GUTS_OK);
+    ck_assert_int_eq(q - sub, 10);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(guts_id_cmp(&sub[i], &got[10 + i]), 0);
+    int calls = 0;
+    ck_assert_int_eq(guts_repo_ids(r, NULL, NULL, stop_after_one, &calls), 5);
+    ck_assert_int_eq(calls, 1);
+    /* recent: newest first */
+    guts_id rec[5];
+    size_t nrec;
+    ck_assert_int_eq(guts_repo_recent(r, 5, rec, &nrec), GUTS_OK);
+    ck_assert_uint_eq(nrec, 5);
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(guts_id_cmp(&rec[i], &objs[N - 1 - i].id), 0);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_fingerprint_independent_of_insertion_order)
+{
+    enum { N = 64 };
+    static char bufs[N][16];
+    guts_obj objs[N];
+    guts_fp want = {0, 0};
+    for (int i = 0; i < N; i++) {
+        int l = snprintf(bufs[i], sizeof bufs[i], "obj %d", i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs[i], (size_t)l);
+        guts_fp_add(&want, guts_fp_of_id(&objs[i].id));
+    }
+    guts_repo *a = open_repo("o/forward");
+    guts_repo *b = open_repo("o/backward");
+    put_ok(a, objs, N, N);
+    for (int i = N - 1; i >= 0; i -= 8) {
+        guts_obj rev[8];
+        for (int j = 0; j < 8; j++) rev[j] = objs[i - j];
+        put_ok(b, rev, 8, 8);
+    }
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+    ck_assert(guts_fp_eq(ia.fp, ib.fp));
+    ck_assert(guts_fp_eq(ia.fp, want));
+    ck_assert_uint_eq(ia.objects, N);
+    /* And it distinguishes sets: one object less differs. */
+    guts_fp less = want;
+    guts_fp_sub(&less, guts_fp_of_id(&objs[0].id));
+    ck_assert(!guts_fp_eq(less, want));
+    guts_repo_close(a);
+    guts_repo_close(b);
+}
+END_TEST
+
+START_TEST(test_map_grows_past_small_initial_size)
+{
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_repo *r = open_repo("o/big");
+    enum { N = 48, SZ = 128 * 1024 };
+    uint8_t *bufs = malloc((size_t)N * SZ);
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        fill(bufs + (size_t)i * SZ, SZ, (uint64_t)i + 100); /* incompressible */
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * SZ, SZ);
+    }
+    put_ok(r, objs, N / 2, N / 2); /* one batch of 3 MiB into a 1 MiB map */
+    for (int i = N / 2; i < N; i++) put_ok(r, &objs[i], 1, 1); /* and one by one */
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, N);
+    ck_assert_uint_ge(info.stored_bytes, (uint64_t)N * SZ);
+    for (int i = 0; i < N; i++) check_get(r, &objs[i]);
+    guts_repo_close(r);
+    free(bufs);
+}
+END_TEST
+
+START_TEST(test_delta_against_base_is_smaller_and_roundtrips)
+{
+    guts_repo *r = open_repo("o/delta");
+    enum { SZ = 64 * 1024, V = 6 };
+    /* Versions of one random (so incompressible alone) file, each a few
+     * bytes different from the last. */
+    uint8_t *v = malloc((size_t)V * SZ);
+    fill(v, SZ, 9);
+    for (int i = 1; i < V; i++) {
+        memcpy(v + (size_t)i * SZ, v + (size_t)(i - 1) * SZ, SZ);
+        v[(size_t)i * SZ + (size_t)i * 1000] ^= 0xff;
+    }
+    guts_obj objs[V];
+    for (int i = 0; i < V; i++) objs[i] = mkobj(GUTS_OBJ_BLOB, v + (size_t)i * SZ, SZ);
+    put_ok(r, &objs[0], 1, 1);
+    guts_repo_info before;
+    ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
+    ck_assert_uint_ge(before.stored_bytes, SZ); /* random: no gain alone */
+    /* objs[1] against the stored base; then a chain inside one batch. */
+    for (int i = 1; i < V; i++) objs[i].base = &objs[i - 1].id;
+    put_ok(r, &objs[1], 1, 1);
+    put_ok(r, &objs[2], V - 2, V - 2);
+    guts_repo_info after;
+    ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
+    ck_assert_uint_lt(after.stored_bytes - before.stored_bytes, (uint64_t)(V - 1) * 200);
+    /* Read back in a fresh handle (cold cache) and in the same one. */
+    guts_repo_close(r);
+    r = open_repo("o/delta");
+    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
+    for (int i = 0; i < V; i++) check_get(r, &objs[i]);
+    guts_repo_close(r);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_base_hint_that_is_absent_or_later_is_ignored)
+{
+    guts_repo *r = open_repo("o/delta");
+    static char a[4000], b[4000];
+    fill_text(a, sizeof a, 3);
+    memcpy(b, a, sizeof b);
+    b[100] = '#';
+    guts_obj objs[2] = {mkobj(GUTS_OBJ_BLOB, b, sizeof b), mkobj(GUTS_OBJ_BLOB, a, sizeof a)};
+    objs[0].base = &objs[1].id; /* base comes later in the batch: not stored yet */
+    guts_id nowhere = {{0xab}};
+    objs[1].base = &nowhere;
+    put_ok(r, objs, 2, 2);
+    guts_repo_close(r);
+    r = open_repo("o/delta");
+    check_get(r, &objs[0]);
+    check_get(r, &objs[1]);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_delta_chain_depth_is_bounded)
+{
+    guts_repo *r = open_repo("o/chain");
+    enum { V = 120, SZ = 2048 };
+    uint8_t *v = malloc((size_t)V * SZ);
+    fill(v, SZ, 77);
+    guts_obj objs[V];
+    for (int i = 0; i < V; i++) {
+        if (i) memcpy(v + (size_t)i * SZ, v + (size_t)(i - 1) * SZ, SZ);
+        v[(size_t)i * SZ + (size_t)(i % SZ)] ^= 0x5a;
+        objs[i] = mkobj(GUTS_OBJ_BLOB, v + (size_t)i * SZ, SZ);
+        objs[i].base = i ? &objs[i - 1].id : NULL;
+    }
+    put_ok(r, objs, V, V);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    /* Deltas everywhere except a full copy every 51 links. */
+    ck_assert_uint_lt(info.stored_bytes, (uint64_t)3 * (SZ + 64) + (uint64_t)V * 200);
+    guts_repo_close(r);
+    r = open_repo("o/chain");
+    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
+    guts_repo_close(r);
+    free(v);
+}
+END_TEST
+
+/* Overwrite the record of one object with raw bytes through LMDB. */
+static void poke_record(const char *key, const guts_id *id, const void *val, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/repos/%s", tmpdir, key);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {len, (void *)val};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+START_TEST(test_malformed_records_read_as_corrupt)
+{
+    static char text[3000];
+    fill_text(text, sizeof text, 5);
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, text, sizeof text);
+    guts_repo *r = open_repo("o/bad");
+    put_ok(r, &o, 1, 1);
+    guts_repo_close(r);
+    uint8_t rec[64] = {GUTS_OBJ_BLOB, 0};
+    static const struct {
+        const char *what;
+        uint8_t type, enc;
+        uint64_t size;
+        size_t len;
+    } cases[] = {
+        {"short header", 3, 0, 0, 5},
+        {"bad type", 9, 0, 4, 14},
+        {"bad encoding", 3, 7, 4, 14},
+        {"raw size mismatch", 3, 0, 5, 14},
+        {"zstd garbage", 3, 1, 3000, 30},
+        {"delta without base", 3, 2, 3000, 40},
+        {"huge size", 3, 1, (uint64_t)1 << 40, 30},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        memset(rec, 0x11, sizeof rec);
+        rec[0] = cases[i].type;
+        rec[1] = cases[i].enc;
+        for (int b = 0; b < 8; b++) rec[2 + b] = (uint8_t)(cases[i].size >> (56 - 8 * b));
+        rec[30] = 1; /* depth for the delta case */
+        poke_record("o/bad", &o.id, rec, cases[i].len);
+        r = open_repo("o/bad");
+        int type;
+        void *d = NULL;
+        size_t len;
+        ck_assert_msg(guts_repo_get(r, &o.id, &type, &d, &len) == GUTS_ECORRUPT, "%s",
+                      cases[i].what);
+        ck_assert_ptr_null(d);
+        guts_repo_close(r);
+    }
+}
+END_TEST
+
+/* ---- refs ---------------------------------------------------------------- */
+
+static guts_ref mkref(const char *name, const char *target_hex, const char *symref, uint64_t clock,
+                      uint8_t writer)
+{
+    guts_ref f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.name, sizeof f.name, "%s", name);
+    if (target_hex) ck_assert_int_eq(guts_id_from_hex(target_hex, &f.target), GUTS_OK);
+    if (symref) snprintf(f.symref, sizeof f.symref, "%s", symref);
+    f.clock = clock;
+    memset(f.writer.b, writer, sizeof f.writer.b);
+    return f;
+}
+
+#define ID_A "ce013625030ba8dba906f756967f9e9ca394464a"
+#define ID_B "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+static int count_refs(const guts_ref *ref, void *ctx)
+{
+    (void)ref;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+START_TEST(test_refs_put_get_and_tombstone)
+{
+    guts_repo *r = open_repo("o/refs");
+    guts_ref refs[] = {mkref("refs/heads/main", ID_A, NULL, 1, 1),
+                       mkref("refs/tags/v1", ID_B, NULL, 2, 1),
+                       mkref("HEAD", NULL, "refs/heads/main", 3, 1)};
+    ck_assert_int_eq(guts_repo_refs_put(r, refs, 3), GUTS_OK);
+    guts_ref got;
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/main", &got), GUTS_OK);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &refs[0].target), 0);
+    ck_assert_uint_eq(got.clock, 1);
+    ck_assert_int_eq(guts_repo_ref_get(r, "HEAD", &got), GUTS_OK);
+    ck_assert_str_eq(got.symref, "refs/heads/main");
+    ck_assert(guts_id_is_zero(&got.target));
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/nope", &got), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_repo_ref_get(r, "bad name", &got), GUTS_EINVAL);
+    /* Delete the tag: a tombstone with its clock and writer. */
+    guts_ref del = mkref("refs/tags/v1", NULL, NULL, 4, 2);
+    ck_assert_int_eq(guts_repo_refs_put(r, &del, 1), GUTS_OK);
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/tags/v1", &got), GUTS_OK);
+    ck_assert(guts_id_is_zero(&got.target));
+    ck_assert_uint_eq(got.clock, 4);
+    ck_assert_uint_eq(got.writer.b[0], 2);
+    int live = 0, all = 0;
+    ck_assert_int_eq(guts_repo_refs(r, 0, count_refs, &live), GUTS_OK);
+    ck_assert_int_eq(guts_repo_refs(r, 1, count_refs, &all), GUTS_OK);
+    ck_assert_int_eq(live, 2);
+    ck_assert_int_eq(all, 3);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.refs, 2);
+    ck_assert_uint_eq(info.tombstones, 1);
+    ck_assert_uint_eq(info.clock, 4);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_refs_put_rejects_bad_names_and_symrefs)
+{
+    guts_repo *r = open_repo("o/refs");
+    guts_ref bad[] = {mkref("refs/heads/a..b", ID_A, NULL, 1, 1),
+                      mkref("refs/heads/x", NULL, "refs/heads/main", 1, 1),
+                      mkref("HEAD", NULL, "refs/heads/..", 1, 1),
+                      mkref("HEAD", NULL, "HEAD", 1, 1)};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_int_eq(guts_repo_refs_put(r, &bad[i], 1), GUTS_EINVAL);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.refs + info.tombstones, 0);
+    guts_repo_close(r);
+}
+END_TEST
+
+static int sum_terms(const guts_ref *ref, void *ctx)
+{
+    guts_fp_add(ctx, guts_ref_digest_term(ref));
+    return 0;
+}
+
+START_TEST(test_refs_digest_independent_of_order_and_history)
+{
+    guts_repo *a = open_repo("o/a");
+    guts_repo *b = open_repo("o/b");
+    guts_ref r1 = mkref("refs/heads/main", ID_A, NULL, 1, 1);
+    guts_ref r2 = mkref("refs/heads/dev", ID_B, NULL, 2, 1);
+    guts_ref r3 = mkref("refs/heads/main", ID_B, NULL, 3, 2); /* overwrites r1 */
+    guts_ref r4 = mkref("refs/heads/gone", ID_B, NULL, 4, 1);
+    guts_ref r5 = mkref("refs/heads/gone", NULL, NULL, 5, 1); /* deletes r4 */
+    guts_ref seq_a[] = {r1, r2, r3, r4, r5};
+    ck_assert_int_eq(guts_repo_refs_put(a, seq_a, 5), GUTS_OK);
+    /* b reaches the same records by another path, one txn each. */
+    guts_ref seq_b[] = {r5, r3, r2};
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(guts_repo_refs_put(b, &seq_b[i], 1), GUTS_OK);
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+    ck_assert(guts_fp_eq(ia.refs_digest, ib.refs_digest));
+    guts_fp sum = {0, 0};
+    ck_assert_int_eq(guts_repo_refs(a, 1, sum_terms, &sum), GUTS_OK);
+    ck_assert(guts_fp_eq(sum, ia.refs_digest));
+    /* A different clock on one record changes the digest. */
+    guts_ref r2b = r2;
+    r2b.clock = 9;
+    ck_assert_int_eq(guts_repo_refs_put(b, &r2b, 1), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+    ck_assert(!guts_fp_eq(ia.refs_digest, ib.refs_digest));
+    guts_repo_close(a);
+    guts_repo_close(b);
+}
+END_TEST
+
+/* ---- persistence and other processes ------------------------------------- */
+
+START_TEST(test_reopen_keeps_objects_refs_and_counters)
+{
+    guts_repo *r = open_repo("o/p");
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "persist\n", 8);
+    put_ok(r, &o, 1, 1);
+    guts_ref f = mkref("refs/heads/main", ID_A, NULL, 7, 3);
+    ck_assert_int_eq(guts_repo_refs_put(r, &f, 1), GUTS_OK);
+    guts_repo_info before, after;
+    ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
+    guts_repo_close(r);
+    guts_data_close(data);
+    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert_int_eq(guts_repo_open(data, "o/p", 0, &r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
+    ck_assert_uint_eq(after.objects, 1);
+    ck_assert_uint_eq(after.refs, 1);
+    ck_assert_uint_eq(after.clock, 7);
+    ck_assert(guts_fp_eq(after.fp, before.fp));
+    ck_assert(guts_fp_eq(after.refs_digest, before.refs_digest));
+    ck_assert_uint_eq(after.stored_bytes, before.stored_bytes);
+    check_get(r, &o);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_two_handles_in_one_process_share_the_env)
+{
+    guts_repo *a = open_repo("o/s");
+    guts_repo *b = open_repo("o/s");
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "shared\n", 7);
+    put_ok(a, &o, 1, 1);
+    ck_assert_int_eq(guts_repo_has(b, &o.id), 1);
+    guts_repo_close(a);
+    check_get(b, &o);
+    guts_repo_close(b);
+}
+END_TEST
+
+START_TEST(test_other_process_writes_seen_via_txnid)
+{
+    guts_repo *r = open_repo("o/mp");
+    uint64_t t0;
+    ck_assert_int_eq(guts_repo_txnid(r, &t0), GUTS_OK);
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "from the child\n", 15);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* A fresh handle on the same data dir, as another process would. */
+        guts_data *cd;
+        guts_repo *cr;
+        int ok = guts_data_open(tmpdir, &cd) == GUTS_OK &&
+                 guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
+        size_t added = 0;
+        ok = ok && guts_repo_put(cr, &o, 1, &added, NULL) == GUTS_OK && added == 1;
+        _exit(ok ? 0 : 1);
+    }
+    /* Poll with a deadline rather than sleeping a fixed time. */
+    uint64_t t1 = t0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        ck_assert_int_eq(guts_repo_txnid(r, &t1), GUTS_OK);
+        if (t1 > t0) break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ck_assert_int_lt(now.tv_sec - start.tv_sec, 30);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(guts_repo_has(r, &o.id), 1);
+    check_get(r, &o);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_other_process_map_growth_is_adopted)
+{
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_repo *r = open_repo("o/grow");
+    guts_obj small = mkobj(GUTS_OBJ_BLOB, "small\n", 6);
+    put_ok(r, &small, 1, 1);
+    enum { SZ = 3 << 20 };
+    uint8_t *big = malloc(SZ);
+    fill(big, SZ, 4242);
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, big, SZ);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        guts_data *cd;
+        guts_repo *cr;
+        int ok = guts_data_open(tmpdir, &cd) == GUTS_OK &&
+                 guts_repo_open(cd, "o/grow", 0, &cr) == GUTS_OK &&
+                 guts_repo_put(cr, &o, 1, NULL, NULL) == GUTS_OK;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Our map is still 1 MiB: reading and writing must adopt the new size. */
+    check_get(r, &o);
+    guts_obj more = mkobj(GUTS_OBJ_BLOB, "more\n", 5);
+    put_ok(r, &more, 1, 1);
+    guts_repo_close(r);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_newer_schema_refused)
+{
+    guts_repo_close(open_repo("o/v"));
+    char path[256];
+    snprintf(path, sizeof path, "%s/repos/o/v", tmpdir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    uint8_t v2[4] = {0, 0, 0, 2};
+    MDB_val k = {6, "schema"}, v = {4, v2};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    guts_repo *r = NULL;
+    ck_assert_int_eq(guts_repo_open(data, "o/v", 0, &r), GUTS_EVERSION);
+    ck_assert_ptr_null(r);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *names = tcase_create("names");
+    tcase_add_test(names, test_ids_match_git_for_known_objects);
+    tcase_add_test(names, test_hex_parse_rejects_short_and_non_hex);
+    tcase_add_test(names, test_fp_add_then_sub_carries_across_halves);
+    tcase_add_test(names, test_bad_ref_names_rejected);
+    suite_add_tcase(s, names);
+
+    TCase *t = tcase_create("store");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_bad_repo_keys_rejected_and_nothing_created);
+    tcase_add_test(t, test_node_id_is_made_once_and_incarnation_increments);
+    tcase_add_test(t, test_repos_walk_is_sorted_and_skips_non_repos);
+    tcase_add_test(t, test_remove_deletes_env_and_empty_owner_dir);
+    tcase_add_test(t, test_put_get_has_stat_roundtrip);
+    tcase_add_test(t, test_duplicates_in_one_batch_are_stored_once);
+    tcase_add_test(t, test_corrupted_object_rejected_and_nothing_stored);
+    tcase_add_test(t, test_object_over_size_limit_rejected);
+    tcase_add_test(t, test_ids_iterate_in_id_order_within_range);
+    tcase_add_test(t, test_fingerprint_independent_of_insertion_order);
+    tcase_add_test(t, test_map_grows_past_small_initial_size);
+    tcase_add_test(t, test_delta_against_base_is_smaller_and_roundtrips);
+    tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
+    tcase_add_test(t, test_delta_chain_depth_is_bounded);
+    tcase_add_test(t, test_malformed_records_read_as_corrupt);
+    tcase_add_test(t, test_refs_put_get_and_tombstone);
+    tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
+    tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
+    tcase_add_test(t, test_reopen_keeps_objects_refs_and_counters);
+    tcase_add_test(t, test_two_handles_in_one_process_share_the_env);
+    tcase_add_test(t, test_other_process_writes_seen_via_txnid);
+    tcase_add_test(t, test_other_process_map_growth_is_adopted);
+    tcase_add_test(t, test_newer_schema_refused);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
