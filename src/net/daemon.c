@@ -1,0 +1,588 @@
+/* daemon.c - the node: libev events in, core actions out.
+ *
+ * Every event (datagram, stream opened, frame, stream drained or closed,
+ * timer, local write, signal) becomes one guts_core_on_* call with the
+ * monotonic time in milliseconds, followed by draining the core's actions
+ * and performing each: datagrams go out of the unicast socket (to the group,
+ * and copies to every --peer), streams are connected or fed or closed, the
+ * one core timer is re-armed, log lines are printed.
+ *
+ * Performing an action can itself close a stream (a write queue past its
+ * hard bound). The core is not re-entered while its actions are drained:
+ * such closes are queued and reported once the drain is over.
+ *
+ * The core never sees a clock: `now` is CLOCK_MONOTONIC (ev_now is wall
+ * clock based and jumps with it), read once per event.
+ *
+ * Other processes write to the data dir (guts import); LMDB lets them, and
+ * a poll of every repository's counters notices within GUTS_NET_POLL_S. A
+ * change in the object set or refs digest (not merely the transaction id,
+ * which our own reads of meta never move but our own writes do) is handed
+ * to the core, which announces it, rate limited. Our own fetches also show
+ * up here; that costs at most one extra announce per interval, never a loop,
+ * since an announce changes nothing in the store.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/net.h"
+
+/* An ephemeral TCP port whose number is taken for UDP is retried with a new
+ * one this many times; a collision is rare, 16 in a row is a broken host. */
+#define PORT_TRIES 16
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void addr_from_sin(const struct sockaddr_in *sin, guts_addr *out)
+{
+    struct sockaddr_in s;
+    memset(&s, 0, sizeof s);
+    s.sin_family = AF_INET;
+    s.sin_port = sin->sin_port;
+    s.sin_addr = sin->sin_addr;
+    memset(out, 0, sizeof *out);
+    out->len = sizeof s;
+    memcpy(out->b, &s, sizeof s);
+}
+
+static int addr_to_sin(const guts_addr *a, struct sockaddr_in *out)
+{
+    if (a->len != sizeof *out)
+        return GUTS_EINVAL;
+    memcpy(out, a->b, sizeof *out);
+    return out->sin_family == AF_INET ? 0 : GUTS_EINVAL;
+}
+
+/* ---- Actions ---------------------------------------------------------------- */
+
+static void defer_closed(guts_net_node *n, uint32_t stream)
+{
+    if (n->ndeferred < sizeof n->deferred / sizeof n->deferred[0])
+        n->deferred[n->ndeferred++] = stream;
+}
+
+static void do_open_stream(guts_net_node *n, const guts_core_action *a)
+{
+    struct sockaddr_in sin;
+    char as[32];
+    if (addr_to_sin(&a->addr, &sin) != 0) {
+        defer_closed(n, a->stream);
+        return;
+    }
+    sin.sin_port = htons(a->port);
+    int rc = guts_net_tcp_connect(&n->tcp, a->stream, &sin, NULL);
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u to %s: %s", a->stream,
+                      guts_net_addr_str(&sin, as, sizeof as), guts_strerror(rc));
+        defer_closed(n, a->stream);
+    }
+}
+
+static void perform(guts_net_node *n, const guts_core_action *a)
+{
+    switch (a->kind) {
+    case GUTS_ACT_SEND_DGRAM:
+        if (a->to_group) {
+            guts_net_udp_send(&n->udp, NULL, a->data, a->len);
+            for (size_t i = 0; i < n->opts.npeers; i++)
+                guts_net_udp_send(&n->udp, &n->opts.peers[i], a->data, a->len);
+        } else {
+            struct sockaddr_in sin;
+            if (addr_to_sin(&a->addr, &sin) == 0)
+                guts_net_udp_send(&n->udp, &sin, a->data, a->len);
+        }
+        break;
+    case GUTS_ACT_OPEN_STREAM:
+        do_open_stream(n, a);
+        break;
+    case GUTS_ACT_SEND_FRAME: {
+        guts_net_conn *c = guts_net_tcp_find(&n->tcp, a->stream);
+        if (c)
+            guts_net_tcp_send_raw(&n->tcp, c, a->data, a->len);
+        break;
+    }
+    case GUTS_ACT_CLOSE_STREAM: {
+        guts_net_conn *c = guts_net_tcp_find(&n->tcp, a->stream);
+        if (c) {
+            c->owner_closed = 1;
+            guts_net_tcp_close(&n->tcp, c, 0); /* after its last frames */
+        }
+        break;
+    }
+    case GUTS_ACT_SET_TIMER: {
+        uint64_t now = now_ms();
+        double delay = a->at > now ? (double)(a->at - now) / 1000.0 : 0.0;
+        ev_timer_stop(n->loop, &n->core_timer);
+        ev_timer_set(&n->core_timer, delay, 0.);
+        ev_timer_start(n->loop, &n->core_timer);
+        break;
+    }
+    case GUTS_ACT_LOG:
+        guts_net_logf(&n->log, a->level, "%s", a->text ? a->text : "");
+        break;
+    default:
+        break;
+    }
+}
+
+/* Perform every pending action; then report streams that closed meanwhile,
+ * which may produce more actions. */
+static void drain(guts_net_node *n)
+{
+    guts_core_action a;
+    for (;;) {
+        n->draining = 1;
+        while (guts_core_next_action(n->core, &a))
+            perform(n, &a);
+        n->draining = 0;
+        if (n->ndeferred == 0)
+            break;
+        uint32_t ids[sizeof n->deferred / sizeof n->deferred[0]];
+        size_t k = n->ndeferred;
+        memcpy(ids, n->deferred, k * sizeof ids[0]);
+        n->ndeferred = 0;
+        for (size_t i = 0; i < k; i++)
+            guts_core_on_stream_closed(n->core, now_ms(), ids[i]);
+    }
+}
+
+/* ---- Network events ----------------------------------------------------- */
+
+static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
+                     const struct sockaddr_in *from)
+{
+    guts_net_node *n = container_of(u, guts_net_node, udp);
+    guts_addr a;
+    addr_from_sin(from, &a);
+    guts_core_on_datagram(n->core, now_ms(), &a, buf, len);
+    drain(n);
+}
+
+static void on_open(guts_net_tcp *t, guts_net_conn *c)
+{
+    guts_net_node *n = container_of(t, guts_net_node, tcp);
+    guts_addr a;
+    addr_from_sin(&c->addr, &a);
+    char as[32];
+    guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s %s", c->id, c->outgoing ? "to" : "from",
+                  guts_net_addr_str(&c->addr, as, sizeof as));
+    guts_core_on_stream_open(n->core, now_ms(), c->id, &a, c->outgoing);
+    drain(n);
+}
+
+static void on_frame(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
+{
+    guts_net_node *n = container_of(t, guts_net_node, tcp);
+    guts_core_on_frame(n->core, now_ms(), c->id, buf, len);
+    drain(n);
+}
+
+static void on_writable(guts_net_tcp *t, guts_net_conn *c)
+{
+    guts_net_node *n = container_of(t, guts_net_node, tcp);
+    guts_core_on_stream_writable(n->core, now_ms(), c->id);
+    drain(n);
+}
+
+static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
+{
+    guts_net_node *n = container_of(t, guts_net_node, tcp);
+    char as[32];
+    guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s closed%s%s (in %llu B, out %llu B)",
+                  c->id, guts_net_addr_str(&c->addr, as, sizeof as), err ? ": " : "",
+                  err ? guts_strerror(err) : "", (unsigned long long)c->rx_bytes,
+                  (unsigned long long)c->tx_bytes);
+    if (c->owner_closed || !n->core)
+        return;
+    if (n->draining) {
+        defer_closed(n, c->id);
+        return;
+    }
+    guts_core_on_stream_closed(n->core, now_ms(), c->id);
+    drain(n);
+}
+
+static void core_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_node *n = container_of(w, guts_net_node, core_timer);
+    guts_core_on_timer(n->core, now_ms());
+    drain(n);
+}
+
+/* ---- Local writes ------------------------------------------------------- */
+
+static guts_net_watch *watch_find(guts_net_node *n, const char *key)
+{
+    for (size_t i = 0; i < n->nwatch; i++)
+        if (strcmp(n->watch[i].key, key) == 0)
+            return &n->watch[i];
+    return NULL;
+}
+
+static int poll_repo(const char *key, void *arg)
+{
+    guts_net_node *n = arg;
+    guts_repo_info info;
+    if (n->store.info(n->store.ctx, key, &info) != 0)
+        return 0;
+    guts_net_watch *w = watch_find(n, key);
+    int changed = 0;
+    if (!w) {
+        if (n->nwatch == GUTS_NET_WATCH_MAX)
+            return 0;
+        if (n->nwatch == n->capwatch) {
+            size_t cap = n->capwatch ? 2 * n->capwatch : 16;
+            guts_net_watch *nw = realloc(n->watch, cap * sizeof *nw);
+            if (!nw)
+                return 0;
+            n->watch = nw;
+            n->capwatch = cap;
+        }
+        w = &n->watch[n->nwatch++];
+        memset(w, 0, sizeof *w);
+        snprintf(w->key, sizeof w->key, "%s", key);
+        changed = 1;
+    } else if (info.txnid != w->txnid &&
+               (info.objects != w->objects || !guts_fp_eq(info.fp, w->fp) ||
+                !guts_fp_eq(info.refs_digest, w->refs_digest))) {
+        changed = 1;
+    }
+    w->txnid = info.txnid;
+    w->objects = info.objects;
+    w->fp = info.fp;
+    w->refs_digest = info.refs_digest;
+    w->seen = 1;
+    if (changed && n->watch_primed) {
+        guts_net_logf(&n->log, GUTS_LOG_DEBUG, "local change in %s (%llu objects)", key,
+                      (unsigned long long)info.objects);
+        guts_core_on_local_change(n->core, now_ms(), key);
+        drain(n);
+    }
+    return 0;
+}
+
+static void poll_local(guts_net_node *n)
+{
+    for (size_t i = 0; i < n->nwatch; i++)
+        n->watch[i].seen = 0;
+    n->store.repos(n->store.ctx, poll_repo, n);
+    /* Repositories removed on disk are forgotten. */
+    size_t j = 0;
+    for (size_t i = 0; i < n->nwatch; i++)
+        if (n->watch[i].seen)
+            n->watch[j++] = n->watch[i];
+    n->nwatch = j;
+    n->watch_primed = 1;
+}
+
+static void poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_node *n = container_of(w, guts_net_node, poll_timer);
+    poll_local(n);
+}
+
+/* ---- Status file ---------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static const char *const sync_names[] = {"in_sync", "behind", "pulling"};
+
+static void write_status(guts_net_node *n)
+{
+    char tmp[sizeof n->status_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    fchmod(fd, 0600);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    uint64_t now = now_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    char hex[2 * GUTS_NODE_ID_LEN + 1], as[32];
+    guts_node_id_to_hex(guts_data_node_id(n->data), hex);
+    size_t pulls = 0, serves = 0;
+    guts_core_sessions(n->core, &pulls, &serves);
+    fprintf(f, "{\n  \"version\": 1,\n  \"pid\": %ld,\n  \"node_id\": \"%s\",\n", (long)getpid(),
+            hex);
+    fprintf(f, "  \"incarnation\": %llu,\n", (unsigned long long)n->incarnation);
+    fprintf(f, "  \"updated_unix_ms\": %llu,\n  \"uptime_ms\": %llu,\n",
+            (unsigned long long)wall.tv_sec * 1000ull + (unsigned long long)wall.tv_nsec / 1000000u,
+            (unsigned long long)(now - n->start_ms));
+    fprintf(f, "  \"listen\": \"%s\",\n", guts_net_addr_str(&n->tcp.local, as, sizeof as));
+    fprintf(f, "  \"group\": \"%s\",\n", guts_net_addr_str(&n->opts.group, as, sizeof as));
+    fprintf(f, "  \"interval_ms\": %u,\n", (unsigned)guts_core_interval(n->core));
+    fprintf(f, "  \"sessions\": {\"pulls\": %zu, \"serves\": %zu},\n", pulls, serves);
+    fprintf(f, "  \"peers\": [");
+    size_t np = guts_core_peer_count(n->core);
+    for (size_t i = 0; i < np; i++) {
+        guts_core_peer_info p;
+        if (guts_core_peer(n->core, i, &p) != 0)
+            continue;
+        struct sockaddr_in sin;
+        char ph[2 * GUTS_NODE_ID_LEN + 1];
+        guts_node_id_to_hex(&p.id, ph);
+        if (addr_to_sin(&p.addr, &sin) == 0)
+            guts_net_addr_str(&sin, as, sizeof as);
+        else
+            snprintf(as, sizeof as, "?");
+        fprintf(f,
+                "%s\n    {\"id\": \"%s\", \"address\": \"%s\", \"port\": %u, "
+                "\"incarnation\": %llu, \"last_heard_ms_ago\": %llu, \"repos\": %u}",
+                i ? "," : "", ph, as, (unsigned)p.port, (unsigned long long)p.incarnation,
+                (unsigned long long)(now > p.last_heard ? now - p.last_heard : 0),
+                (unsigned)p.repos);
+    }
+    fprintf(f, "%s],\n  \"repos\": [", np ? "\n  " : "");
+    for (size_t i = 0; i < n->nwatch; i++) {
+        int st = GUTS_SYNC_IN_SYNC;
+        guts_core_repo_state(n->core, n->watch[i].key, &st);
+        fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
+        json_str(f, n->watch[i].key);
+        fprintf(f, ", \"objects\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\"}",
+                (unsigned long long)n->watch[i].objects, (unsigned long long)n->watch[i].fp.hi,
+                (unsigned long long)n->watch[i].fp.lo,
+                st >= 0 && st <= 2 ? sync_names[st] : "unknown");
+    }
+    guts_core_counters k;
+    guts_core_counters_get(n->core, &k);
+    fprintf(f, "%s],\n  \"counters\": {", n->nwatch ? "\n  " : "");
+    fprintf(f,
+            "\"dgrams_in\": %llu, \"dgrams_out\": %llu, \"dgram_bytes_out\": %llu, "
+            "\"dgram_max_out\": %llu, \"dgrams_dropped\": %llu, \"dgrams_malformed\": %llu, "
+            "\"frames_in\": %llu, \"frames_out\": %llu, \"frame_bytes_out\": %llu, "
+            "\"frames_malformed\": %llu, \"bad_objects\": %llu, \"sessions_started\": %llu, "
+            "\"sessions_served\": %llu, \"sessions_ok\": %llu, \"sessions_failed\": %llu, "
+            "\"objects_fetched\": %llu, \"refs_applied\": %llu, \"refs_pending\": %llu, "
+            "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, ",
+            (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
+            (unsigned long long)k.dgram_bytes_out, (unsigned long long)k.dgram_max_out,
+            (unsigned long long)k.dgrams_dropped, (unsigned long long)k.dgrams_malformed,
+            (unsigned long long)k.frames_in, (unsigned long long)k.frames_out,
+            (unsigned long long)k.frame_bytes_out, (unsigned long long)k.frames_malformed,
+            (unsigned long long)k.bad_objects, (unsigned long long)k.sessions_started,
+            (unsigned long long)k.sessions_served, (unsigned long long)k.sessions_ok,
+            (unsigned long long)k.sessions_failed, (unsigned long long)k.objects_fetched,
+            (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
+            (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
+            (unsigned long long)k.peers_expired);
+    fprintf(f,
+            "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
+            "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
+            "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "
+            "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu}\n}\n",
+            (unsigned long long)n->udp.stats.rx, (unsigned long long)n->udp.stats.tx,
+            (unsigned long long)n->udp.stats.rx_bytes, (unsigned long long)n->udp.stats.tx_bytes,
+            (unsigned long long)n->udp.stats.rx_oversize,
+            (unsigned long long)n->udp.stats.tx_dropped, (unsigned long long)n->tcp.stats.accepted,
+            (unsigned long long)n->tcp.stats.connected, (unsigned long long)n->tcp.stats.refused,
+            (unsigned long long)n->tcp.stats.timeouts, (unsigned long long)n->tcp.stats.rx_bytes,
+            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        unlink(tmp);
+        return;
+    }
+    if (rename(tmp, n->status_path) != 0)
+        unlink(tmp);
+}
+
+static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_node *n = container_of(w, guts_net_node, status_timer);
+    write_status(n);
+}
+
+/* ---- Signals ---------------------------------------------------------------- */
+
+static void leave(guts_net_node *n, int signum)
+{
+    if (n->leaving)
+        return;
+    n->leaving = 1;
+    guts_net_logf(&n->log, GUTS_LOG_INFO, "signal %d: leaving", signum);
+    guts_core_leave(n->core, now_ms());
+    drain(n); /* sends LEAVE: the datagram is out before the loop stops */
+    ev_break(n->loop, EVBREAK_ALL);
+}
+
+static void sigint_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    leave(container_of(w, guts_net_node, sigint), SIGINT);
+}
+
+static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)revents;
+    leave(container_of(w, guts_net_node, sigterm), SIGTERM);
+}
+
+/* ---- Lifecycle ---------------------------------------------------------------- */
+
+/* Listener and unicast socket share one port number. */
+static int open_sockets(guts_net_node *n)
+{
+    static const guts_net_tcp_cbs cbs = {
+        .on_open = on_open, .on_frame = on_frame, .on_writable = on_writable,
+        .on_closed = on_closed};
+    int tries = n->opts.listen.sin_port ? 1 : PORT_TRIES;
+    for (int i = 0; i < tries; i++) {
+        int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, GUTS_FRAME_MAX_DEFAULT, &cbs,
+                                   &n->log);
+        if (rc != 0)
+            return rc;
+        struct sockaddr_in u = n->opts.listen;
+        u.sin_port = n->tcp.local.sin_port;
+        rc = guts_net_udp_open(&n->udp, n->loop, &n->opts.group, n->opts.iface, &u, on_dgram,
+                               &n->log);
+        if (rc == 0)
+            return 0;
+        guts_net_tcp_shutdown(&n->tcp);
+    }
+    guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open UDP sockets (group %s)",
+                  n->opts.group.sin_addr.s_addr ? "set" : "unset");
+    return GUTS_EIO;
+}
+
+int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts)
+{
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    n->opts = *opts;
+    n->log.level = opts->log_level;
+    n->tcp.lfd = -1;
+    n->udp.mcast_fd = n->udp.ucast_fd = -1;
+    n->start_ms = now_ms();
+    char as[32], as2[32];
+
+    int rc = guts_data_open(opts->data, &n->data);
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "data dir %s: %s %s", opts->data,
+                      guts_strerror(rc), guts_store_errmsg());
+        return rc;
+    }
+    rc = guts_data_incarnation_next(n->data, &n->incarnation);
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "incarnation: %s %s", guts_strerror(rc),
+                      guts_store_errmsg());
+        return rc;
+    }
+    snprintf(n->status_path, sizeof n->status_path, "%s/node/status.json", opts->data);
+    rc = guts_core_lmdbstore_new(n->data, &n->lstore);
+    if (rc != 0)
+        return rc;
+    guts_core_lmdbstore_iface(n->lstore, &n->store);
+
+    rc = open_sockets(n);
+    if (rc != 0)
+        return rc;
+
+    guts_core_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.node_id = *guts_data_node_id(n->data);
+    cfg.incarnation = n->incarnation;
+    cfg.tcp_port = ntohs(n->tcp.local.sin_port);
+    cfg.interval_ms = opts->interval_ms;
+    cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
+    cfg.store = &n->store;
+    if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
+        cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
+    rc = guts_core_new(&cfg, &n->core);
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "core: %s", guts_strerror(rc));
+        return rc;
+    }
+
+    char hex[2 * GUTS_NODE_ID_LEN + 1];
+    guts_node_id_to_hex(&cfg.node_id, hex);
+    guts_net_logf(&n->log, GUTS_LOG_INFO,
+                  "node %s incarnation %llu data %s: listening on %s, joined group %s on %s",
+                  hex, (unsigned long long)n->incarnation, opts->data,
+                  guts_net_addr_str(&n->tcp.local, as, sizeof as),
+                  guts_net_addr_str(&opts->group, as2, sizeof as2),
+                  opts->iface[0] ? opts->iface : "the default interface");
+
+    ev_init(&n->core_timer, core_timer_cb);
+    ev_timer_init(&n->poll_timer, poll_timer_cb, GUTS_NET_POLL_S, GUTS_NET_POLL_S);
+    ev_timer_start(loop, &n->poll_timer);
+    ev_timer_init(&n->status_timer, status_timer_cb, GUTS_NET_STATUS_S, GUTS_NET_STATUS_S);
+    ev_timer_start(loop, &n->status_timer);
+    ev_signal_init(&n->sigint, sigint_cb, SIGINT);
+    ev_signal_start(loop, &n->sigint);
+    ev_signal_init(&n->sigterm, sigterm_cb, SIGTERM);
+    ev_signal_start(loop, &n->sigterm);
+
+    poll_local(n); /* prime: the core scans the store itself at start */
+    guts_core_on_timer(n->core, now_ms());
+    drain(n);
+    write_status(n);
+    return 0;
+}
+
+int guts_net_node_run(guts_net_node *n)
+{
+    ev_run(n->loop, 0);
+    return n->exit_code;
+}
+
+void guts_net_node_close(guts_net_node *n)
+{
+    if (n->loop) {
+        ev_timer_stop(n->loop, &n->core_timer);
+        ev_timer_stop(n->loop, &n->poll_timer);
+        ev_timer_stop(n->loop, &n->status_timer);
+        ev_signal_stop(n->loop, &n->sigint);
+        ev_signal_stop(n->loop, &n->sigterm);
+    }
+    /* The core asked for every stream to close when it left; the rest go now
+     * without telling it (it is about to be freed). */
+    guts_core *core = n->core;
+    n->core = NULL;
+    if (n->tcp.lfd >= 0 || n->tcp.conns)
+        guts_net_tcp_shutdown(&n->tcp);
+    guts_net_udp_close(&n->udp, n->loop);
+    if (core)
+        guts_core_free(core);
+    if (n->status_path[0])
+        unlink(n->status_path);
+    if (n->lstore)
+        guts_core_lmdbstore_free(n->lstore);
+    if (n->data)
+        guts_data_close(n->data);
+    free(n->watch);
+    memset(n, 0, sizeof *n);
+}

@@ -1,0 +1,52 @@
+/* main.c - guts-node: parse the command line, run the node, exit.
+ *
+ * Exit codes: 0 after a clean leave (SIGINT/SIGTERM), 1 when the node cannot
+ * start (data dir, sockets), 2 on a usage error.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "net/net.h"
+
+int main(int argc, char **argv)
+{
+    guts_net_opts opts;
+    char err[512];
+    int rc = guts_net_opts_parse(argc, argv, getenv("GUTS_DATA"), getenv("HOME"), &opts, err,
+                                 sizeof err);
+    if (rc == 1) {
+        fputs(guts_net_usage(), stdout);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "guts-node: %s\n%s", err, guts_net_usage());
+        return 2;
+    }
+    /* A peer that resets a stream must not kill the node. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "guts-node: cannot create the event loop\n");
+        return 1;
+    }
+    guts_net_node *node = calloc(1, sizeof *node);
+    if (!node) {
+        fprintf(stderr, "guts-node: out of memory\n");
+        return 1;
+    }
+    rc = guts_net_node_open(node, loop, &opts);
+    if (rc != 0) {
+        fprintf(stderr, "guts-node: cannot start: %s\n", guts_strerror(rc));
+        guts_net_node_close(node);
+        free(node);
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    rc = guts_net_node_run(node);
+    guts_net_node_close(node);
+    free(node);
+    ev_loop_destroy(loop);
+    return rc;
+}

@@ -1,0 +1,302 @@
+/* net.h - the pieces of guts-node, the libev daemon that drives the core.
+ *
+ * The daemon is a thin shell: every protocol decision is the core's
+ * (include/guts/core.h). This layer owns what the core must not: sockets,
+ * the clock, signals and the event loop. It is split by concern:
+ *
+ *   opts.c    command line, data dir resolution
+ *   log.c     one line per event on stderr, timestamped, levelled
+ *   udp.c     the multicast socket (receive group traffic) and the node's
+ *             unicast socket (send everything, receive unicast)
+ *   tcp.c     listener and streams: length-prefixed frames, bounded read
+ *             buffer and write queue with high/low water marks, timeouts
+ *   daemon.c  the loop: feeds events to the core, performs its actions,
+ *             polls the store for other processes' writes, writes status
+ *   main.c    main()
+ *
+ * Every libev watcher lives inside the struct that owns it; callbacks get
+ * back to their owner with container_of. Nothing here is global.
+ */
+#ifndef GUTS_NET_NET_H
+#define GUTS_NET_NET_H
+
+#include <ev.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guts/core.h"
+#include "guts/guts.h"
+#include "guts/store.h"
+#include "guts/wire.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- Options ------------------------------------------------------------- */
+
+/* Default group: administratively scoped (RFC 2365, 239.255.0.0/16 is the
+ * "IPv4 Local Scope"), so routers never forward it; 71 is ASCII 'G'. */
+#define GUTS_NET_GROUP_DEFAULT "239.255.71.71"
+#define GUTS_NET_GROUP_PORT_DEFAULT 7171
+/* Announce interval when not given: the core adapts it to the group size;
+ * this is the base for a small group (memberlist probes every 1 s). */
+#define GUTS_NET_INTERVAL_DEFAULT_MS 1000
+/* Shorter intervals only make sense in tests; below 10 ms a node would
+ * spend its time announcing. Above an hour peers would expire anyway. */
+#define GUTS_NET_INTERVAL_MIN_MS 10
+#define GUTS_NET_INTERVAL_MAX_MS 3600000
+/* --peer may repeat; a LAN without multicast rarely has more static peers
+ * than this, and each costs one datagram per interval. */
+#define GUTS_NET_PEERS_MAX 64
+
+typedef struct guts_net_opts {
+    char data[PATH_MAX];          /* data dir */
+    char iface[IF_NAMESIZE];      /* "" : let the kernel choose */
+    struct sockaddr_in group;     /* multicast group and port */
+    struct sockaddr_in listen;    /* TCP listen (and unicast UDP) address */
+    unsigned interval_ms;
+    struct sockaddr_in peers[GUTS_NET_PEERS_MAX];
+    size_t npeers;
+    int log_level;                /* GUTS_LOG_* of core.h */
+} guts_net_opts;
+
+/** Parse guts-node's command line into *out. The data dir comes from --data,
+ * else env_data ($GUTS_DATA), else home ($HOME)/.local/share/guts.
+ * @param err a one-line message on failure (errlen bytes)
+ * @return 0; 1 when --help was asked (usage is the caller's to print);
+ *         GUTS_EINVAL on a bad argument (message in err). */
+int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
+                        guts_net_opts *out, char *err, size_t errlen);
+
+/** The usage text. */
+const char *guts_net_usage(void);
+
+/** Parse "A.B.C.D:PORT" or "HOST:PORT" (IPv4, resolved with getaddrinfo).
+ * port_zero_ok allows port 0 (ephemeral). GUTS_EINVAL on failure. */
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out);
+
+/** Format addr as "A.B.C.D:PORT" into buf (at least 22 bytes). */
+const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len);
+
+/* ---- Logging ------------------------------------------------------------- */
+
+typedef struct guts_net_log {
+    int level;      /* lines above this level are dropped */
+} guts_net_log;
+
+/** Write one line "2026-01-01T00:00:00.000Z LEVEL message" to stderr when
+ * level <= log->level. */
+void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** "error", "warn", "info", "debug"; -1 if unknown. */
+int guts_net_log_level_parse(const char *s);
+
+/* ---- UDP ------------------------------------------------------------------ */
+
+/* Counters for status and the benchmark. */
+typedef struct guts_net_udp_stats {
+    uint64_t rx, tx, rx_bytes, tx_bytes;
+    uint64_t rx_oversize;   /* datagrams over GUTS_DGRAM_DROP, dropped unread */
+    uint64_t tx_dropped;    /* EAGAIN or other send failure: the next
+                             * periodic announce replaces it */
+} guts_net_udp_stats;
+
+typedef struct guts_net_udp guts_net_udp;
+typedef void guts_net_udp_cb(guts_net_udp *u, const uint8_t *buf, size_t len,
+                             const struct sockaddr_in *from);
+
+/* Two sockets: mcast is bound to the group address and port (shared by every
+ * node on the host through SO_REUSEPORT) and only receives; ucast is bound
+ * to this node's own port (the TCP listener's number) and sends everything,
+ * multicast included, so a datagram's source address is unique per node and
+ * unicast replies to it reach this node and no other. */
+struct guts_net_udp {
+    ev_io mcast_io;
+    ev_io ucast_io;
+    int mcast_fd;
+    int ucast_fd;
+    struct sockaddr_in group;
+    guts_net_udp_cb *on_dgram;
+    const guts_net_log *log;
+    guts_net_udp_stats stats;
+    uint8_t buf[GUTS_DGRAM_DROP + 1]; /* one more to detect oversize */
+};
+
+/** Open both sockets and join the group on iface ("" : kernel's choice).
+ * ucast_addr gives the unicast bind address and port (port must be set).
+ * Errors: GUTS_EIO (socket, bind or join failed; logged with errno). */
+int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
+                      const char *iface, const struct sockaddr_in *ucast_addr,
+                      guts_net_udp_cb *cb, const guts_net_log *log);
+/** Send one datagram without blocking; dropped (and counted) on EAGAIN.
+ * to NULL: the group. Returns 0 or GUTS_EIO. */
+int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len);
+/** Stop watchers, leave the group, close sockets. */
+void guts_net_udp_close(guts_net_udp *u, struct ev_loop *loop);
+
+/* ---- TCP ------------------------------------------------------------------ */
+
+/* A connection's write queue above this stops the core from producing more
+ * for it (and stops reading the peer's requests); it resumes below the low
+ * mark. 1 MiB keeps a gigabit link busy for ~8 ms per wakeup; the queue can
+ * exceed it by at most the frames the core emits in one step. */
+#define GUTS_NET_WQ_HIGH (1u << 20)
+#define GUTS_NET_WQ_LOW (256u << 10)
+/* Hard bound on a write queue: a core that ignores backpressure gets its
+ * connection closed instead of growing memory. Two frames over the high mark. */
+#define GUTS_NET_WQ_HARD (GUTS_NET_WQ_HIGH + 2 * (GUTS_FRAME_MAX_DEFAULT + GUTS_FRAME_HDR))
+/* Read buffers above this are freed after each frame, so an idle connection
+ * that once received a 4 MiB frame doesn't pin it. */
+#define GUTS_NET_RBUF_KEEP (64u << 10)
+/* Concurrent connections (both directions): each may pin a frame's worth of
+ * buffers; 64 * (4 MiB worst case) is the bound a LAN node accepts. */
+#define GUTS_NET_CONN_MAX 64
+/* A connect that neither succeeds nor fails in this time is given up. */
+#define GUTS_NET_CONNECT_TIMEOUT_S 5.0
+/* A stream with nothing received or sent for this long is dead: the core
+ * keeps streams busy during a sync and closes them when done. */
+#define GUTS_NET_IDLE_TIMEOUT_S 60.0
+
+typedef struct guts_net_tcp guts_net_tcp;
+typedef struct guts_net_conn guts_net_conn;
+
+enum { GUTS_CONN_CONNECTING = 1, GUTS_CONN_OPEN = 2 };
+
+struct guts_net_conn {
+    ev_io rio;
+    ev_io wio;
+    ev_timer timer;           /* connect timeout, then idle timeout */
+    guts_net_tcp *tcp;
+    guts_net_conn *next;      /* in tcp->conns */
+    int fd;
+    int state;
+    int outgoing;
+    int reading;              /* rio active */
+    int want_writable;        /* frames were queued: tell the owner when drained */
+    int closed;               /* torn down; freed when the last callback returns */
+    int in_cb;                /* callbacks on the stack that still use it */
+    int owner_closed;         /* the owner asked: don't report the close */
+    uint32_t id;              /* the stream id the core knows */
+    struct sockaddr_in addr;
+    ev_tstamp last_active;
+    /* read: header, then exactly one frame */
+    uint8_t hdr[GUTS_FRAME_HDR];
+    size_t hdr_have;
+    uint8_t *rbuf;
+    size_t rcap, rlen, rhave;
+    /* write queue: bytes [whead, wlen) of wbuf are pending */
+    uint8_t *wbuf;
+    size_t wcap, whead, wlen;
+    int close_after_flush;
+    uint64_t rx_bytes, tx_bytes;
+};
+
+typedef struct guts_net_tcp_stats {
+    uint64_t accepted, connected, refused, closed, timeouts, rx_bytes, tx_bytes;
+} guts_net_tcp_stats;
+
+/* Callbacks into the daemon. Every callback may call back into tcp (send,
+ * close): the connection stays valid until on_closed returns. */
+typedef struct guts_net_tcp_cbs {
+    void (*on_open)(guts_net_tcp *t, guts_net_conn *c);   /* accepted or connected */
+    void (*on_frame)(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
+    void (*on_writable)(guts_net_tcp *t, guts_net_conn *c); /* drained below low mark */
+    void (*on_closed)(guts_net_tcp *t, guts_net_conn *c, int err); /* before free */
+} guts_net_tcp_cbs;
+
+struct guts_net_tcp {
+    ev_io lio;
+    struct ev_loop *loop;
+    int lfd;
+    struct sockaddr_in local;   /* bound listen address, port resolved */
+    size_t frame_max;
+    guts_net_conn *conns;
+    size_t nconns;
+    uint32_t next_id;           /* ids for accepted streams (GUTS_CORE_STREAM_DRIVER set) */
+    guts_net_tcp_cbs cbs;
+    const guts_net_log *log;
+    guts_net_tcp_stats stats;
+};
+
+/** Open a non-blocking listener on addr (port 0: ephemeral; tcp->local gets
+ * the real one). Errors: GUTS_EIO. */
+int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockaddr_in *addr,
+                      size_t frame_max, const guts_net_tcp_cbs *cbs, const guts_net_log *log);
+/** Start a non-blocking connect to addr for stream id. on_open or on_closed
+ * follows. Errors: GUTS_EAGAIN (too many connections), GUTS_EIO, GUTS_ENOMEM. */
+int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
+                         guts_net_conn **out);
+/** Queue one frame: a header for len bytes then buf. Returns 0, or
+ * GUTS_ETOOBIG (len over frame_max, or the queue would pass its hard bound:
+ * the connection is closed) or GUTS_ENOMEM. */
+int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
+/** Queue an already framed buffer (header included). Same errors. */
+int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
+/** 1 when c's write queue is above the high-water mark: don't produce more. */
+int guts_net_tcp_congested(const guts_net_conn *c);
+/** Close c: at once when now is set, else after its queue is flushed.
+ * on_closed is called (with err 0) before the connection is freed. */
+void guts_net_tcp_close(guts_net_tcp *t, guts_net_conn *c, int now);
+/** Find a connection by stream id, NULL if none. */
+guts_net_conn *guts_net_tcp_find(guts_net_tcp *t, uint32_t id);
+/** Close every connection at once and the listener. */
+void guts_net_tcp_shutdown(guts_net_tcp *t);
+
+/* ---- The node ------------------------------------------------------------- */
+
+/* Other processes' writes (guts import) are noticed by polling each
+ * repository's counters this often: well within the one second a user
+ * waits, and a read transaction per repository is microseconds. */
+#define GUTS_NET_POLL_S 0.3
+/* status.json is rewritten this often: fresh enough for `guts status`. */
+#define GUTS_NET_STATUS_S 1.0
+/* Repositories watched for local writes; beyond this new ones are still
+ * found by the core's own scans, just not within a second. */
+#define GUTS_NET_WATCH_MAX 4096
+
+typedef struct guts_net_watch {
+    char key[GUTS_KEY_MAX + 1];
+    uint64_t txnid;
+    uint64_t objects;
+    guts_fp fp, refs_digest;
+    int seen;                   /* found by the current scan */
+} guts_net_watch;
+
+typedef struct guts_net_node {
+    struct ev_loop *loop;
+    guts_net_opts opts;
+    guts_net_log log;
+    guts_data *data;
+    guts_core_lmdbstore *lstore;
+    guts_core_store store;
+    guts_core *core;
+    guts_net_udp udp;
+    guts_net_tcp tcp;
+    ev_timer core_timer;        /* armed by SET_TIMER */
+    ev_timer poll_timer;        /* local writes */
+    ev_timer status_timer;      /* status.json */
+    ev_signal sigint, sigterm;
+    guts_net_watch *watch;
+    size_t nwatch, capwatch;
+    int watch_primed;
+    int draining;               /* inside the action loop: defer core calls */
+    uint32_t deferred[GUTS_NET_CONN_MAX + 1]; /* streams closed while draining */
+    size_t ndeferred;
+    int leaving;
+    int exit_code;
+    uint64_t incarnation;
+    char status_path[PATH_MAX + 32];
+    uint64_t start_ms;
+} guts_net_node;
+
+/** Open the data dir, the sockets and the core, and start the watchers.
+ * Errors: GUTS_EIO (sockets, data dir), GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts);
+/** Run until SIGINT/SIGTERM; returns the exit code (0 after a clean leave). */
+int guts_net_node_run(guts_net_node *n);
+/** Close everything opened by guts_net_node_open. */
+void guts_net_node_close(guts_net_node *n);
+
+#endif

@@ -1,0 +1,180 @@
+/* opts.c - guts-node's command line.
+ *
+ * Strict: every option is known, every value is checked, and the first
+ * problem is reported as one line naming the option, so a typo in a service
+ * file fails at start instead of silently running with defaults. Addresses
+ * are IPv4: the group is an IPv4 multicast group and the rest of the LAN
+ * tooling (nftables rules in tests, git daemon in the benchmark) is too.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/net.h"
+
+const char *guts_net_usage(void)
+{
+    return "usage: guts-node [--data DIR] [--iface NAME] [--group ADDR:PORT]\n"
+           "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
+           "                 [--log-level error|warn|info|debug]\n"
+           "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
+           "  --iface NAME       interface to join the group on (default: kernel's route)\n"
+           "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
+           "  --listen ADDR:PORT TCP streams and unicast datagrams (default 0.0.0.0:0)\n"
+           "  --interval-ms N    base announce interval (default 1000)\n"
+           "  --peer HOST:PORT   also announce by unicast to a peer's --listen address\n"
+           "  --log-level L      error, warn, info (default) or debug\n";
+}
+
+const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
+{
+    char ip[INET_ADDRSTRLEN];
+    if (!inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip))
+        snprintf(ip, sizeof ip, "?");
+    snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(addr->sin_port));
+    return buf;
+}
+
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || colon[1] == '\0')
+        return GUTS_EINVAL;
+    char host[256];
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof host)
+        return GUTS_EINVAL;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || *end || colon[1] == '-' || colon[1] == '+' || port > 65535 ||
+        (port == 0 && !port_zero_ok))
+        return GUTS_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &out->sin_addr) == 1)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return GUTS_EINVAL;
+    out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    snprintf(err, errlen, fmt, a, b);
+    return GUTS_EINVAL;
+}
+
+int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
+                        guts_net_opts *out, char *err, size_t errlen)
+{
+    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_HELP };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, O_DATA},
+        {"iface", required_argument, NULL, O_IFACE},
+        {"group", required_argument, NULL, O_GROUP},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"interval-ms", required_argument, NULL, O_INTERVAL},
+        {"peer", required_argument, NULL, O_PEER},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(out, 0, sizeof *out);
+    out->group.sin_family = AF_INET;
+    out->group.sin_port = htons(GUTS_NET_GROUP_PORT_DEFAULT);
+    inet_pton(AF_INET, GUTS_NET_GROUP_DEFAULT, &out->group.sin_addr);
+    out->listen.sin_family = AF_INET;
+    out->listen.sin_addr.s_addr = htonl(INADDR_ANY);
+    out->interval_ms = GUTS_NET_INTERVAL_DEFAULT_MS;
+    out->log_level = GUTS_LOG_INFO;
+    int have_data = 0;
+
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        const char *v = optarg;
+        switch (c) {
+        case O_DATA:
+            if (!*v || strlen(v) >= sizeof out->data)
+                return fail(err, errlen, "--data: bad path '%s'%s", v, "");
+            strcpy(out->data, v);
+            have_data = 1;
+            break;
+        case O_IFACE:
+            if (!*v || strlen(v) >= sizeof out->iface)
+                return fail(err, errlen, "--iface: bad interface name '%s'%s", v, "");
+            if (if_nametoindex(v) == 0)
+                return fail(err, errlen, "--iface: no interface '%s'%s", v, "");
+            strcpy(out->iface, v);
+            break;
+        case O_GROUP:
+            if (guts_net_parse_addr(v, 0, &out->group) != 0 ||
+                !IN_MULTICAST(ntohl(out->group.sin_addr.s_addr)))
+                return fail(err, errlen, "--group: expected MULTICAST-ADDR:PORT, got '%s'%s", v,
+                            "");
+            break;
+        case O_LISTEN:
+            if (guts_net_parse_addr(v, 1, &out->listen) != 0 ||
+                IN_MULTICAST(ntohl(out->listen.sin_addr.s_addr)))
+                return fail(err, errlen, "--listen: expected ADDR:PORT, got '%s'%s", v, "");
+            break;
+        case O_INTERVAL: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(v, &end, 10);
+            if (errno || !*v || *end || v[0] == '-' || n < GUTS_NET_INTERVAL_MIN_MS ||
+                n > GUTS_NET_INTERVAL_MAX_MS)
+                return fail(err, errlen, "--interval-ms: expected 10..3600000, got '%s'%s", v, "");
+            out->interval_ms = (unsigned)n;
+            break;
+        }
+        case O_PEER:
+            if (out->npeers == GUTS_NET_PEERS_MAX)
+                return fail(err, errlen, "--peer: at most 64 peers (at '%s')%s", v, "");
+            if (guts_net_parse_addr(v, 0, &out->peers[out->npeers]) != 0)
+                return fail(err, errlen, "--peer: expected HOST:PORT, got '%s'%s", v, "");
+            out->npeers++;
+            break;
+        case O_LOG:
+            out->log_level = guts_net_log_level_parse(v);
+            if (out->log_level < 0)
+                return fail(err, errlen, "--log-level: expected error|warn|info|debug, got '%s'%s",
+                            v, "");
+            break;
+        case O_HELP:
+            return 1;
+        case ':':
+            return fail(err, errlen, "%s: missing value%s", argv[optind - 1], "");
+        default:
+            return fail(err, errlen, "unknown option '%s'%s", argv[optind - 1], "");
+        }
+    }
+    if (optind < argc)
+        return fail(err, errlen, "unexpected argument '%s'%s", argv[optind], "");
+    if (!have_data) {
+        int n;
+        if (env_data && *env_data)
+            n = snprintf(out->data, sizeof out->data, "%s", env_data);
+        else if (home && *home)
+            n = snprintf(out->data, sizeof out->data, "%s/.local/share/guts", home);
+        else
+            return fail(err, errlen, "no data dir: give --data, or set GUTS_DATA or HOME%s%s", "",
+                        "");
+        if (n < 0 || (size_t)n >= sizeof out->data)
+            return fail(err, errlen, "data dir path too long%s%s", "", "");
+    }
+    return 0;
+}

@@ -1,0 +1,515 @@
+/* tcp.c - streams: a listener, outgoing connects, length-prefixed frames.
+ *
+ * Every buffer is bounded. Reading: one buffer per connection holds at most
+ * one frame plus what arrived after it (GUTS_NET_RBUF_KEEP, or one frame's
+ * size when a frame is larger), and a header announcing more than frame_max
+ * closes the connection before anything is allocated. Writing: frames are
+ * appended to a per-connection queue; above GUTS_NET_WQ_HIGH the owner is
+ * asked for nothing more (and the peer's requests are not read), and once
+ * the queue falls below GUTS_NET_WQ_LOW the owner hears on_writable and may
+ * produce the next batch. A queue that would pass GUTS_NET_WQ_HARD means the
+ * producer ignored backpressure: the connection is closed.
+ *
+ * Timeouts: a connect has GUTS_NET_CONNECT_TIMEOUT_S; an open connection
+ * with no byte in either direction for GUTS_NET_IDLE_TIMEOUT_S is dead. One
+ * ev_timer per connection serves both, re-armed lazily (libev's documented
+ * "last activity" pattern) so traffic never touches the timer heap.
+ *
+ * Callbacks may close the connection they are called for; a connection is
+ * freed only once no callback frame on the stack still refers to it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include "net/net.h"
+
+/* Listen backlog: a LAN has few peers; connects beyond it are retried. */
+#define TCP_BACKLOG 64
+/* Bytes read per wakeup per connection, so one fast peer can't starve the
+ * others or the timers; 1 MiB is a few ms of work. */
+#define TCP_READ_BURST (1u << 20)
+/* Base read buffer: holds many small frames (recon, want) per syscall. */
+#define TCP_RBUF_BASE (64u << 10)
+
+static void conn_free(guts_net_conn *c)
+{
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c);
+}
+
+/* Leave a callback frame: free the connection if it was closed inside. */
+static void cb_leave(guts_net_conn *c)
+{
+    if (--c->in_cb == 0 && c->closed)
+        conn_free(c);
+}
+
+static void teardown(guts_net_tcp *t, guts_net_conn *c, int err)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    ev_io_stop(t->loop, &c->rio);
+    ev_io_stop(t->loop, &c->wio);
+    ev_timer_stop(t->loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    for (guts_net_conn **p = &t->conns; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    t->nconns--;
+    t->stats.closed++;
+    c->in_cb++;
+    if (t->cbs.on_closed)
+        t->cbs.on_closed(t, c, err);
+    cb_leave(c);
+}
+
+static size_t pending(const guts_net_conn *c)
+{
+    return c->wlen - c->whead;
+}
+
+int guts_net_tcp_congested(const guts_net_conn *c)
+{
+    return pending(c) > GUTS_NET_WQ_HIGH;
+}
+
+static void set_reading(guts_net_tcp *t, guts_net_conn *c, int on)
+{
+    if (c->closed || c->state != GUTS_CONN_OPEN || c->reading == on)
+        return;
+    c->reading = on;
+    if (on)
+        ev_io_start(t->loop, &c->rio);
+    else
+        ev_io_stop(t->loop, &c->rio);
+}
+
+/* Deliver every complete frame in rbuf; keep the incomplete tail. */
+static int deliver(guts_net_tcp *t, guts_net_conn *c)
+{
+    size_t off = 0;
+    while (!c->closed && c->rhave - off >= GUTS_FRAME_HDR) {
+        uint32_t len;
+        int rc = guts_wire_frame_len(c->rbuf + off, t->frame_max, &len);
+        if (rc != 0)
+            return rc;
+        if (c->rhave - off - GUTS_FRAME_HDR < len) {
+            size_t need = GUTS_FRAME_HDR + (size_t)len;
+            if (need > c->rcap) { /* a big frame: room for exactly it */
+                memmove(c->rbuf, c->rbuf + off, c->rhave - off);
+                c->rhave -= off;
+                off = 0;
+                uint8_t *nb = realloc(c->rbuf, need);
+                if (!nb)
+                    return GUTS_ENOMEM;
+                c->rbuf = nb;
+                c->rcap = need;
+            }
+            break;
+        }
+        off += GUTS_FRAME_HDR;
+        if (t->cbs.on_frame)
+            t->cbs.on_frame(t, c, c->rbuf + off, len);
+        off += len;
+        /* Stop at the high mark: the rest waits until the peer drains. */
+        if (!c->closed && guts_net_tcp_congested(c))
+            break;
+    }
+    if (c->closed)
+        return 0;
+    memmove(c->rbuf, c->rbuf + off, c->rhave - off);
+    c->rhave -= off;
+    if (c->rcap > GUTS_NET_RBUF_KEEP && c->rhave <= TCP_RBUF_BASE) {
+        uint8_t *nb = realloc(c->rbuf, TCP_RBUF_BASE);
+        if (nb) {
+            c->rbuf = nb;
+            c->rcap = TCP_RBUF_BASE;
+        }
+    }
+    return 0;
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_conn *c = container_of(w, guts_net_conn, rio);
+    guts_net_tcp *t = c->tcp;
+    c->in_cb++;
+    size_t total = 0;
+    while (!c->closed && total < TCP_READ_BURST && !guts_net_tcp_congested(c)) {
+        if (c->rhave == c->rcap) { /* full of complete frames held back */
+            int rc = deliver(t, c);
+            if (rc) {
+                teardown(t, c, rc);
+                break;
+            }
+            if (c->rhave == c->rcap)
+                break;
+            continue;
+        }
+        ssize_t n = read(c->fd, c->rbuf + c->rhave, c->rcap - c->rhave);
+        if (n == 0) {
+            teardown(t, c, 0);
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                teardown(t, c, GUTS_EIO);
+            break;
+        }
+        c->rhave += (size_t)n;
+        c->rx_bytes += (uint64_t)n;
+        t->stats.rx_bytes += (uint64_t)n;
+        total += (size_t)n;
+        c->last_active = ev_now(t->loop);
+        int rc = deliver(t, c);
+        if (rc) {
+            char a[32];
+            guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: bad frame: %s",
+                          guts_net_addr_str(&c->addr, a, sizeof a), guts_strerror(rc));
+            teardown(t, c, rc);
+            break;
+        }
+    }
+    if (!c->closed && guts_net_tcp_congested(c))
+        set_reading(t, c, 0);
+    cb_leave(c);
+}
+
+static void flush(guts_net_tcp *t, guts_net_conn *c)
+{
+    while (pending(c) > 0) {
+        ssize_t n = send(c->fd, c->wbuf + c->whead, pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                teardown(t, c, GUTS_EIO);
+            return;
+        }
+        c->whead += (size_t)n;
+        c->tx_bytes += (uint64_t)n;
+        t->stats.tx_bytes += (uint64_t)n;
+        c->last_active = ev_now(t->loop);
+    }
+}
+
+static void open_established(guts_net_tcp *t, guts_net_conn *c)
+{
+    c->state = GUTS_CONN_OPEN;
+    c->last_active = ev_now(t->loop);
+    ev_timer_set(&c->timer, GUTS_NET_IDLE_TIMEOUT_S, 0.);
+    ev_timer_start(t->loop, &c->timer);
+    set_reading(t, c, 1);
+    if (t->cbs.on_open)
+        t->cbs.on_open(t, c);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_conn *c = container_of(w, guts_net_conn, wio);
+    guts_net_tcp *t = c->tcp;
+    c->in_cb++;
+    if (c->state == GUTS_CONN_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            err = errno;
+        if (err) {
+            char a[32];
+            guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: %s",
+                          guts_net_addr_str(&c->addr, a, sizeof a), strerror(err));
+            t->stats.refused++;
+            teardown(t, c, GUTS_EIO);
+            cb_leave(c);
+            return;
+        }
+        ev_timer_stop(t->loop, &c->timer);
+        t->stats.connected++;
+        open_established(t, c);
+    }
+    if (!c->closed)
+        flush(t, c);
+    if (!c->closed && pending(c) == 0) {
+        ev_io_stop(t->loop, &c->wio);
+        c->whead = c->wlen = 0;
+        if (c->close_after_flush)
+            teardown(t, c, 0);
+    }
+    if (!c->closed && pending(c) < GUTS_NET_WQ_LOW) {
+        if (!c->close_after_flush)
+            set_reading(t, c, 1);
+        if (c->want_writable) {
+            c->want_writable = 0;
+            if (t->cbs.on_writable)
+                t->cbs.on_writable(t, c);
+        }
+        /* Frames held back in rbuf while congested. */
+        if (!c->closed && c->reading && c->rhave >= GUTS_FRAME_HDR) {
+            int rc = deliver(t, c);
+            if (rc)
+                teardown(t, c, rc);
+        }
+    }
+    cb_leave(c);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    guts_net_conn *c = container_of(w, guts_net_conn, timer);
+    guts_net_tcp *t = c->tcp;
+    char a[32];
+    if (c->state == GUTS_CONN_CONNECTING) {
+        guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: timed out",
+                      guts_net_addr_str(&c->addr, a, sizeof a));
+        t->stats.timeouts++;
+        c->in_cb++;
+        teardown(t, c, GUTS_EAGAIN);
+        cb_leave(c);
+        return;
+    }
+    ev_tstamp left = c->last_active + GUTS_NET_IDLE_TIMEOUT_S - ev_now(loop);
+    if (left > 0.) {
+        ev_timer_set(&c->timer, left, 0.);
+        ev_timer_start(loop, &c->timer);
+        return;
+    }
+    guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: %s idle for %.0f s: closing",
+                  guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_IDLE_TIMEOUT_S);
+    t->stats.timeouts++;
+    c->in_cb++;
+    teardown(t, c, GUTS_EAGAIN);
+    cb_leave(c);
+}
+
+static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr,
+                               uint32_t id, int outgoing)
+{
+    guts_net_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->rbuf = malloc(TCP_RBUF_BASE);
+    if (!c->rbuf) {
+        free(c);
+        return NULL;
+    }
+    c->rcap = TCP_RBUF_BASE;
+    c->tcp = t;
+    c->fd = fd;
+    c->id = id;
+    c->addr = *addr;
+    c->outgoing = outgoing;
+    ev_io_init(&c->rio, read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, timer_cb);
+    c->next = t->conns;
+    t->conns = c;
+    t->nconns++;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    guts_net_tcp *t = container_of(w, guts_net_tcp, lio);
+    for (;;) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        int fd = accept4(t->lfd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: accept: %s", strerror(errno));
+            return;
+        }
+        if (t->nconns >= GUTS_NET_CONN_MAX || from.sin_family != AF_INET) {
+            t->stats.refused++;
+            close(fd);
+            continue;
+        }
+        /* Accepted streams have GUTS_CORE_STREAM_DRIVER set, so they never
+         * collide with the ids the core picks for streams it opens. */
+        uint32_t id;
+        do {
+            id = GUTS_CORE_STREAM_DRIVER | (t->next_id++ & ~GUTS_CORE_STREAM_DRIVER);
+        } while (guts_net_tcp_find(t, id));
+        guts_net_conn *c = conn_new(t, fd, &from, id, 0);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        t->stats.accepted++;
+        c->in_cb++;
+        open_established(t, c);
+        cb_leave(c);
+    }
+}
+
+int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockaddr_in *addr,
+                      size_t frame_max, const guts_net_tcp_cbs *cbs, const guts_net_log *log)
+{
+    memset(t, 0, sizeof *t);
+    t->loop = loop;
+    t->frame_max = frame_max;
+    t->cbs = *cbs;
+    t->log = log;
+    char a[32];
+    t->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (t->lfd < 0) {
+        guts_net_logf(log, GUTS_LOG_ERROR, "tcp: socket: %s", strerror(errno));
+        return GUTS_EIO;
+    }
+    int one = 1;
+    setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    socklen_t sl = sizeof t->local;
+    if (bind(t->lfd, (const struct sockaddr *)addr, sizeof *addr) < 0 ||
+        listen(t->lfd, TCP_BACKLOG) < 0 ||
+        getsockname(t->lfd, (struct sockaddr *)&t->local, &sl) < 0) {
+        guts_net_logf(log, GUTS_LOG_ERROR, "tcp: listen %s: %s",
+                      guts_net_addr_str(addr, a, sizeof a), strerror(errno));
+        close(t->lfd);
+        t->lfd = -1;
+        return GUTS_EIO;
+    }
+    ev_io_init(&t->lio, accept_cb, t->lfd, EV_READ);
+    ev_io_start(loop, &t->lio);
+    return 0;
+}
+
+int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
+                         guts_net_conn **out)
+{
+    if (t->nconns >= GUTS_NET_CONN_MAX)
+        return GUTS_EAGAIN;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return GUTS_EIO;
+    int rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);
+    if (rc < 0 && errno != EINPROGRESS) {
+        char a[32];
+        guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: %s",
+                      guts_net_addr_str(addr, a, sizeof a), strerror(errno));
+        close(fd);
+        t->stats.refused++;
+        return GUTS_EIO;
+    }
+    guts_net_conn *c = conn_new(t, fd, addr, id, 1);
+    if (!c) {
+        close(fd);
+        return GUTS_ENOMEM;
+    }
+    /* Even an immediate success (loopback) is reported from the loop, so
+     * on_open never runs inside the caller. */
+    c->state = GUTS_CONN_CONNECTING;
+    ev_timer_set(&c->timer, GUTS_NET_CONNECT_TIMEOUT_S, 0.);
+    ev_timer_start(t->loop, &c->timer);
+    ev_io_start(t->loop, &c->wio);
+    if (out)
+        *out = c;
+    return 0;
+}
+
+static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const uint8_t *buf,
+                 size_t len)
+{
+    size_t hl = hdr ? GUTS_FRAME_HDR : 0;
+    if (c->closed)
+        return GUTS_EIO;
+    if (pending(c) + hl + len > GUTS_NET_WQ_HARD) {
+        char a[32];
+        guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: write queue over %u bytes: closing",
+                      guts_net_addr_str(&c->addr, a, sizeof a), (unsigned)GUTS_NET_WQ_HARD);
+        teardown(t, c, GUTS_ETOOBIG);
+        return GUTS_ETOOBIG;
+    }
+    if (c->wlen + hl + len > c->wcap) {
+        if (c->whead > 0) { /* compact first */
+            memmove(c->wbuf, c->wbuf + c->whead, pending(c));
+            c->wlen -= c->whead;
+            c->whead = 0;
+        }
+        if (c->wlen + hl + len > c->wcap) {
+            size_t cap = c->wcap ? c->wcap : TCP_RBUF_BASE;
+            while (cap < c->wlen + hl + len)
+                cap *= 2;
+            uint8_t *nb = realloc(c->wbuf, cap);
+            if (!nb)
+                return GUTS_ENOMEM;
+            c->wbuf = nb;
+            c->wcap = cap;
+        }
+    }
+    if (hl) {
+        memcpy(c->wbuf + c->wlen, hdr, hl);
+        c->wlen += hl;
+    }
+    memcpy(c->wbuf + c->wlen, buf, len);
+    c->wlen += len;
+    c->want_writable = 1;
+    if (c->state == GUTS_CONN_OPEN)
+        ev_io_start(t->loop, &c->wio);
+    return 0;
+}
+
+int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
+{
+    if (len == 0 || len > t->frame_max)
+        return GUTS_ETOOBIG;
+    uint8_t hdr[GUTS_FRAME_HDR];
+    guts_wire_frame_hdr((uint32_t)len, hdr);
+    return queue(t, c, hdr, buf, len);
+}
+
+int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
+{
+    if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR)
+        return GUTS_ETOOBIG;
+    return queue(t, c, NULL, buf, len);
+}
+
+void guts_net_tcp_close(guts_net_tcp *t, guts_net_conn *c, int now)
+{
+    if (c->closed)
+        return;
+    if (!now && c->state == GUTS_CONN_OPEN && pending(c) > 0) {
+        c->close_after_flush = 1;
+        set_reading(t, c, 0);
+        return;
+    }
+    teardown(t, c, 0);
+}
+
+guts_net_conn *guts_net_tcp_find(guts_net_tcp *t, uint32_t id)
+{
+    for (guts_net_conn *c = t->conns; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+void guts_net_tcp_shutdown(guts_net_tcp *t)
+{
+    while (t->conns)
+        teardown(t, t->conns, 0);
+    if (t->lfd >= 0) {
+        ev_io_stop(t->loop, &t->lio);
+        close(t->lfd);
+        t->lfd = -1;
+    }
+}
