@@ -229,7 +229,8 @@ void guts_data_set_initial_mapsize(guts_data *d, size_t bytes)
 {
     long pg = sysconf(_SC_PAGESIZE);
     size_t page = pg > 0 ? (size_t)pg : 4096;
-    if (bytes < page) bytes = page;
+    /* Floor: creating the five databases needs a few pages. */
+    if (bytes < 16 * page) bytes = 16 * page;
     d->initial_mapsize = (bytes + page - 1) / page * page;
 }
 
@@ -321,24 +322,27 @@ static int repo_path(const guts_data *d, const char *key, char **out)
     return GUTS_OK;
 }
 
-/* Create the named dbs and check or write the schema, in one write txn. */
-static int env_init(store_env *se)
+/* Open the named dbs and check the schema. The first try is a read txn, so
+ * opening an existing repository never waits for another process's long
+ * write; only a new env (or one missing a db) takes a write txn to create
+ * them. Returns MDB_NOTFOUND from the read try when a write is needed. */
+static int env_init_txn(store_env *se, int readonly)
 {
     MDB_txn *txn;
-    int rc;
-    for (;;) {
-        rc = mdb_txn_begin(se->env, NULL, 0, &txn);
-        if (rc != MDB_MAP_RESIZED) break;
-        mdb_env_set_mapsize(se->env, 0);
+    int rc = MDB_MAP_RESIZED;
+    for (int i = 0; i < 8 && rc == MDB_MAP_RESIZED; i++) {
+        rc = mdb_txn_begin(se->env, NULL, readonly ? MDB_RDONLY : 0, &txn);
+        if (rc == MDB_MAP_RESIZED) mdb_env_set_mapsize(se->env, 0);
     }
     if (rc) return store_mdb_err(rc, "begin init txn");
-    if ((rc = mdb_dbi_open(txn, "objects", MDB_CREATE, &se->objects)) ||
-        (rc = mdb_dbi_open(txn, "refs", MDB_CREATE, &se->refs)) ||
-        (rc = mdb_dbi_open(txn, "refclock", MDB_CREATE, &se->refclock)) ||
-        (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &se->log)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &se->meta))) {
+    unsigned fl = readonly ? 0 : MDB_CREATE;
+    if ((rc = mdb_dbi_open(txn, "objects", fl, &se->objects)) ||
+        (rc = mdb_dbi_open(txn, "refs", fl, &se->refs)) ||
+        (rc = mdb_dbi_open(txn, "refclock", fl, &se->refclock)) ||
+        (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
+        (rc = mdb_dbi_open(txn, "meta", fl, &se->meta))) {
         mdb_txn_abort(txn);
-        return store_mdb_err(rc, "open databases");
+        return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
     }
     MDB_val k = {6, "schema"}, v;
     rc = mdb_get(txn, se->meta, &k, &v);
@@ -355,6 +359,9 @@ static int env_init(store_env *se)
             store_seterr("schema %u is newer than %u", schema, STORE_SCHEMA);
             return GUTS_EVERSION;
         }
+    } else if (rc == MDB_NOTFOUND && readonly) {
+        mdb_txn_abort(txn);
+        return MDB_NOTFOUND;
     } else if (rc == MDB_NOTFOUND) {
         uint8_t b[4] = {0, 0, 0, STORE_SCHEMA};
         v.mv_size = 4;
@@ -368,8 +375,16 @@ static int env_init(store_env *se)
         mdb_txn_abort(txn);
         return store_mdb_err(rc, "read schema");
     }
+    /* Commit even the read txn: dbi handles opened in it then stay open. */
     rc = mdb_txn_commit(txn);
     return store_mdb_err(rc, "commit init txn");
+}
+
+static int env_init(store_env *se)
+{
+    int rc = env_init_txn(se, 1);
+    if (rc == MDB_NOTFOUND) rc = env_init_txn(se, 0);
+    return rc;
 }
 
 static int env_open(guts_data *d, const char *key, unsigned flags, store_env **out)

@@ -49,7 +49,9 @@
 #define STORE_DELTA_WINDOWLOG 27
 /* zstd level: 3 (zstd's default) measured as the best speed/size point for
  * git objects; see docs/storage.md. */
+#ifndef STORE_ZSTD_LEVEL
 #define STORE_ZSTD_LEVEL 3
+#endif
 /* Decoded-content cache per repo handle: holds bases so that exporting a
  * repository decodes each delta chain link about once. 64 MiB covers the
  * working set of chains of typical repositories. */
