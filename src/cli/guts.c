@@ -86,10 +86,12 @@ static const char usage_import[] =
     "OWNER and NAME: 1-100 characters of [A-Za-z0-9._-], not starting with '.'.\n";
 
 static const char usage_export[] =
-    "usage: guts export OWNER/NAME OUTDIR\n"
+    "usage: guts export [--level N] OWNER/NAME OUTDIR\n"
     "\n"
     "Write repository OWNER/NAME as a new bare git repository OUTDIR (absent or\n"
-    "empty): every object in one packfile, every ref, and HEAD.\n";
+    "empty): every object in one packfile, every ref, and HEAD.\n"
+    "--level N: zlib level of the pack, 0 (default: fastest) to 9 (smallest).\n"
+    "The pack has no deltas; `git -C OUTDIR gc` makes it as small as git's own.\n";
 
 static const char usage_status[] =
     "usage: guts status [--json]\n"
@@ -229,13 +231,24 @@ static int cmd_export(const char *data_opt, int argc, char **argv)
     guts_gitio_stats st;
     char err[GUTS_GITIO_ERR_MAX];
     int rc;
+    int level = GUTS_GITIO_ZLEVEL_DEFAULT;
     if (wants_help(argc, argv)) return fputs(usage_export, stdout), 0;
+    if (argc > 1 && strncmp(argv[1], "--level", 7) == 0) {
+        const char *v = argv[1][7] == '=' ? argv[1] + 8 : argv[1][7] == 0 && argc > 2 ? argv[2] : "";
+        if (!(v[0] >= '0' && v[0] <= '9' && v[1] == 0))
+            return die(EXIT_USAGE, cmd, "--level wants a digit 0-9, got \"%s\"", v);
+        level = v[0] - '0';
+        int used = argv[1][7] == '=' ? 1 : 2;
+        argv[used] = argv[0];
+        argv += used;
+        argc -= used;
+    }
     if ((rc = check_operands(cmd, argc, argv, 2, "OWNER/NAME OUTDIR"))) return rc;
     if ((rc = check_key(cmd, argv[1]))) return rc;
     if ((rc = open_data(cmd, data_opt, &d))) return rc;
     if ((rc = open_repo(cmd, d, argv[1], 0, &r))) goto out;
     double t0 = now_s();
-    int e = guts_gitio_export(r, argv[2], isatty(2), &st, err);
+    int e = guts_gitio_export(r, argv[2], level, isatty(2), &st, err);
     if (e) {
         rc = die(EXIT_OP, cmd, "%s to \"%s\": %s", argv[1], argv[2], err);
         goto out;

@@ -69,7 +69,7 @@ git -C "$src" commit -q -m "new file"
 git -C "$src" branch -q -D feature
 expect 0 "$GUTS" import alice/repo "$src"
 grep -q ': 3 objects added .* 2 refs changed (1 deleted)' "$TMP/out" || fail "incremental: $(cat "$TMP/out")"
-expect 0 "$GUTS" export alice/repo "$TMP/out2.git"
+expect 0 "$GUTS" export --level 6 alice/repo "$TMP/out2.git"
 git -C "$TMP/out2.git" fsck --strict --full --no-progress || fail "git fsck of the second export"
 git -C "$TMP/out2.git" rev-parse -q --verify refs/heads/feature >/dev/null && fail "deleted branch exported"
 same_repo "$src" "$TMP/out2.git"
