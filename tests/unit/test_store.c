@@ -346,7 +346,11 @@ START_TEST(test_put_get_has_stat_roundtrip)
         ck_assert_uint_eq(size, objs[i].len);
         check_get(r, &objs[i]);
     }
-    put_ok(r, objs, n, 0); /* everything present: skipped */
+    uint64_t t0, t1;
+    ck_assert_int_eq(guts_repo_txnid(r, &t0), GUTS_OK);
+    put_ok(r, objs, n, 0); /* everything present: skipped, nothing committed */
+    ck_assert_int_eq(guts_repo_txnid(r, &t1), GUTS_OK);
+    ck_assert_uint_eq(t1, t0);
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
     ck_assert_uint_eq(info.objects, n);
