@@ -1,0 +1,238 @@
+# netns.sh - helpers for guts-node end-to-end tests (sourced, not run).
+#
+# Every multicast or multi-process test runs inside a private network
+# namespace that it creates itself, so nothing it sends can reach the host's
+# interfaces or anyone else's group:
+#
+#   . "$(dirname "$0")/lib/netns.sh"
+#   netns_enter "$0" "$@"        # re-execs the script under unshare -n
+#
+# Inside, lo is up with multicast and 224.0.0.0/4 routes to it. The script
+# then starts nodes with node_start (pids recorded), waits with wait_until
+# (polls against a deadline, never a fixed sleep) and stops nodes by pid;
+# the EXIT trap kills whatever is left, by recorded pid only.
+#
+# A test that cannot create a namespace exits 77 (skipped).
+
+# Seconds a graceful stop may take before the node counts as hung.
+NETNS_STOP_TIMEOUT=${NETNS_STOP_TIMEOUT:-15}
+
+netns_enter() {
+  local script=$1; shift
+  if [ "${GUTS_NETNS_INSIDE:-}" != 1 ]; then
+    local outer unshare=(unshare -n)
+    [ "$(id -u)" = 0 ] || unshare=(unshare -rn)
+    if ! "${unshare[@]}" true 2>/dev/null; then
+      echo "cannot create a network namespace (${unshare[*]}): skipped" >&2
+      exit 77
+    fi
+    outer=$(readlink /proc/self/ns/net)
+    GUTS_NETNS_INSIDE=1 GUTS_NETNS_OUTER="$outer" exec "${unshare[@]}" -- bash "$script" "$@"
+  fi
+  # Refuse to run anything on the host's network.
+  if [ -z "${GUTS_NETNS_OUTER:-}" ] || [ "$(readlink /proc/self/ns/net)" = "$GUTS_NETNS_OUTER" ]; then
+    echo "netns_enter: not inside a private network namespace: refusing" >&2
+    exit 1
+  fi
+  ip link set lo up multicast on || { echo "cannot bring lo up: skipped" >&2; exit 77; }
+  ip route add 224.0.0.0/4 dev lo 2>/dev/null || true
+  # Only now (inside): the shared CLI helpers make TMP, HOME, git identity.
+  # shellcheck source=../lib.bash
+  . "$NETNS_LIB_DIR/../lib.bash"
+  GUTS_NODE="$GUTS_BUILD/guts-node"
+  [ -x "$GUTS_NODE" ] || { echo "no $GUTS_NODE: build it first" >&2; exit 1; }
+  trap netns_cleanup EXIT
+}
+
+NETNS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+declare -A NODE_PID=()
+declare -A NODE_ARGS=()
+declare -A NODE_NS=()
+EXTRA_PIDS=()
+NETNS_NAMED=()
+
+# Stop every process we started (by pid), show node logs on failure, remove TMP.
+netns_cleanup() {
+  local rc=$? name pid
+  for name in "${!NODE_PID[@]}"; do
+    pid=${NODE_PID[$name]}
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${EXTRA_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 5))
+  for name in "${!NODE_PID[@]}"; do
+    pid=${NODE_PID[$name]}
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  for pid in "${EXTRA_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for name in "${NETNS_NAMED[@]}"; do ip netns del "$name" 2>/dev/null || true; done
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+    for f in "$TMP"/*.log; do
+      [ -f "$f" ] || continue
+      echo "---- tail of $f" >&2
+      tail -n 40 "$f" >&2
+    done
+  fi
+  if [ -n "${GUTS_KEEP:-}" ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+  exit $rc
+}
+
+# Announce interval for tests: short, so convergence takes seconds.
+NODE_INTERVAL_MS=${NODE_INTERVAL_MS:-200}
+
+# node_start NAME [ARGS...]: start a node on data dir $TMP/NAME, log in
+# $TMP/NAME.log; ARGS are remembered for node_restart.
+node_start() {
+  local name=$1; shift
+  NODE_ARGS[$name]="$*"
+  "$GUTS_NODE" --data "$TMP/$name" --iface lo --interval-ms "$NODE_INTERVAL_MS" \
+    --log-level "${NODE_LOG_LEVEL:-info}" "$@" 2>>"$TMP/$name.log" &
+  NODE_PID[$name]=$!
+}
+
+# node_start_ns NETNS IFACE NAME [ARGS...]: like node_start, inside the named
+# network namespace NETNS (made by netns_add), joined on IFACE.
+node_start_ns() {
+  local ns=$1 iface=$2 name=$3; shift 3
+  NODE_NS[$name]="$ns $iface"
+  NODE_ARGS[$name]="$*"
+  ip netns exec "$ns" "$GUTS_NODE" --data "$TMP/$name" --iface "$iface" \
+    --interval-ms "$NODE_INTERVAL_MS" --log-level "${NODE_LOG_LEVEL:-info}" "$@" 2>>"$TMP/$name.log" &
+  NODE_PID[$name]=$!
+}
+
+# node_restart NAME: start again with the same arguments (and namespace).
+node_restart() {
+  local name=$1
+  if [ -n "${NODE_NS[$name]:-}" ]; then
+    # shellcheck disable=SC2086
+    node_start_ns ${NODE_NS[$name]} "$name" ${NODE_ARGS[$name]}
+  else
+    # shellcheck disable=SC2086
+    node_start "$name" ${NODE_ARGS[$name]}
+  fi
+}
+
+# netns_add NAME: a named network namespace (ip netns add), deleted by the
+# EXIT trap. Names carry the test's pid so parallel runs never collide.
+netns_add() {
+  ip netns add "$1" || { echo "ip netns add $1 failed: skipped" >&2; exit 77; }
+  NETNS_NAMED+=("$1")
+  ip -n "$1" link set lo up
+}
+
+# node_stop NAME: SIGTERM, wait (bounded), require exit status 0.
+node_stop() {
+  local name=$1 pid=${NODE_PID[$1]} rc=0 deadline=$((SECONDS + NETNS_STOP_TIMEOUT))
+  kill -TERM "$pid" 2>/dev/null || fail "node $name (pid $pid) is not running"
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "node $name did not exit within ${NETNS_STOP_TIMEOUT}s of SIGTERM"
+    sleep 0.05
+  done
+  wait "$pid" || rc=$?
+  unset "NODE_PID[$name]"
+  [ $rc -eq 0 ] || fail "node $name exited $rc after SIGTERM"
+}
+
+# node_kill9 NAME: SIGKILL and reap.
+node_kill9() {
+  local name=$1 pid=${NODE_PID[$1]}
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "NODE_PID[$name]"
+}
+
+# node_alive NAME: fail unless the node is running.
+node_alive() {
+  kill -0 "${NODE_PID[$1]}" 2>/dev/null || fail "node $1 died (see $TMP/$1.log)"
+}
+
+# wait_until SECONDS WHAT CMD...: poll CMD every 0.1 s until it succeeds;
+# fail with WHAT after SECONDS. Nodes must stay alive meanwhile.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs)) name
+  until "$@" >/dev/null 2>&1; do
+    for name in "${!NODE_PID[@]}"; do node_alive "$name"; done
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${secs}s: $what"
+    sleep 0.1
+  done
+}
+
+# repo_state DATA KEY: "objects fingerprint refs_digest" of KEY in DATA, from
+# `guts status --json` (empty when absent).
+repo_state() {
+  "$GUTS" --data "$1" status --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+key = sys.argv[1]
+for r in json.load(sys.stdin).get("repos", []):
+    if r["key"] == key:
+        print(r["objects"], r["fingerprint"], r["refs_digest"])' "$2"
+}
+
+# repos_equal KEY DATA...: KEY present with equal objects, refs and digests in all.
+repos_equal() {
+  local key=$1 first="" d s; shift
+  for d in "$@"; do
+    s=$(repo_state "$d" "$key")
+    [ -n "$s" ] || return 1
+    if [ -z "$first" ]; then first=$s; elif [ "$s" != "$first" ]; then return 1; fi
+  done
+}
+
+# node_status NAME FIELD: a top-level value of the node's status.json.
+node_status_peers() {
+  /usr/bin/python3 -c '
+import json, sys
+print(len(json.load(open(sys.argv[1]))["peers"]))' "$TMP/$1/node/status.json" 2>/dev/null
+}
+
+# peers_at_least NAME N: the node's status.json lists at least N peers.
+peers_at_least() {
+  local n
+  n=$(node_status_peers "$1") || return 1
+  [ -n "$n" ] && [ "$n" -ge "$2" ]
+}
+
+# export_check NAME KEY SRC: export KEY from node NAME's data dir, git fsck
+# --strict it and compare it with the git repository SRC.
+export_check() {
+  local name=$1 key=$2 src=$3 out
+  out="$TMP/export-$name-$RANDOM"
+  rm -rf "$out"
+  expect 0 "$GUTS" --data "$TMP/$name" export "$key" "$out"
+  git -C "$out" fsck --strict --full --no-progress >/dev/null 2>&1 || fail "git fsck --strict of $key exported from $name"
+  same_repo "$src" "$out"
+}
+
+# make_repo DIR [COMMITS]: a small real git repository: several commits on
+# two branches, a merge, an annotated tag, a binary, a subdirectory.
+make_repo() {
+  local dir=$1 n=${2:-5} i
+  git init -q "$dir"
+  (
+    cd "$dir"
+    mkdir -p sub
+    printf 'hello\n' >README
+    head -c 20000 /dev/urandom >blob.bin
+    git add -A && git commit -q -m first
+    for i in $(seq 1 "$n"); do
+      seq 1 $((i * 300)) >sub/numbers.txt
+      printf 'line %d\n' "$i" >>README
+      git add -A && git commit -q -m "main $i"
+    done
+    git tag -a v1 -m "tag v1"
+    git checkout -q -b feature
+    printf 'feature\n' >feature.txt
+    git add -A && git commit -q -m feature
+    git checkout -q main
+    git merge -q --no-ff -m merge feature
+  )
+}
+
+# add_commit DIR MESSAGE: one more commit on the current branch.
+add_commit() {
+  (cd "$1" && printf '%s\n' "$2" >>README && git commit -q -am "$2")
+}
