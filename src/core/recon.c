@@ -220,7 +220,7 @@ static int emit_split(guts_recon_puller *p, uint8_t depth, uint32_t prefix,
  * once the round is complete (the arena may move while it grows). */
 static int emit_bloom(guts_recon_puller *p, uint8_t depth, uint32_t prefix, const termbuf *tb)
 {
-    unsigned bpe = GUTS_BLOOM_BITS_PER_ELEM;
+    unsigned bpe = p->bloom_bpe;
     if ((uint64_t)tb->n * bpe > GUTS_BLOOM_BITS_MAX)
         bpe = (unsigned)(GUTS_BLOOM_BITS_MAX / tb->n);
     guts_bloom b;
@@ -310,7 +310,7 @@ static int build_round(guts_recon_puller *p)
         else if (tb.n == 0 || tb.n > GUTS_BLOOM_BITS_MAX)
             est = ALL_BYTES;
         else
-            est = BLOOM_OVERHEAD + guts_bloom_bytes((uint32_t)(tb.n * GUTS_BLOOM_BITS_PER_ELEM));
+            est = BLOOM_OVERHEAD + guts_bloom_bytes((uint32_t)(tb.n * p->bloom_bpe));
         if (p->nitems > 0 && bytes + est > GUTS_RECON_ROUND_BYTES)
             break;
         bytes += est;
@@ -340,7 +340,8 @@ static int build_round(guts_recon_puller *p)
             off += guts_bloom_bytes(p->items[i].nbits);
         }
     }
-    qsort(p->splits, p->nsplits, sizeof *p->splits, split_cmp);
+    if (p->nsplits > 1)
+        qsort(p->splits, p->nsplits, sizeof *p->splits, split_cmp);
     p->stats.items_out += p->nitems;
     if (p->nitems > 0)
         p->stats.rounds++;
@@ -355,6 +356,7 @@ int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uin
     memset(p, 0, sizeof *p);
     p->set = *set;
     p->seed = seed;
+    p->bloom_bpe = GUTS_BLOOM_BITS_PER_ELEM;
     *out = NULL;
     *n_out = 0;
     /* The root is decided like any child: ALL when empty, BLOOM when small,
@@ -416,6 +418,12 @@ int guts_recon_puller_step(guts_recon_puller *p, const guts_recon_item *in, size
     *out = p->items;
     *n_out = p->nitems;
     return GUTS_OK;
+}
+
+void guts_recon_puller_set_bloom_density(guts_recon_puller *p, unsigned bits_per_elem)
+{
+    /* 64 bits per element is already a 1e-10 false-positive rate. */
+    p->bloom_bpe = bits_per_elem < 1 ? 1 : bits_per_elem > 64 ? 64 : bits_per_elem;
 }
 
 void guts_recon_puller_free(guts_recon_puller *p)

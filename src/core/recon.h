@@ -117,6 +117,7 @@ typedef struct guts_recon_puller {
     size_t nitems, capitems;
     uint8_t *arena;
     size_t narena, caparena;
+    unsigned bloom_bpe; /* bits per element of BLOOM items */
     int done;
 } guts_recon_puller;
 
@@ -144,6 +145,11 @@ int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uin
  * Errors: GUTS_ETOOBIG (n_in > GUTS_ITEMS_MAX), GUTS_ENOMEM, or a scan error. */
 int guts_recon_puller_step(guts_recon_puller *p, const guts_recon_item *in, size_t n_in,
                            const guts_recon_item **out, size_t *n_out, int *done);
+
+/** Bits per element of the puller's BLOOM items from the next step on
+ * (default GUTS_BLOOM_BITS_PER_ELEM; clamped to 1..64). Tests lower it to force
+ * false positives; nothing else should need it. */
+void guts_recon_puller_set_bloom_density(guts_recon_puller *p, unsigned bits_per_elem);
 
 /** Release a session's memory. Safe on a zeroed or finished session. */
 void guts_recon_puller_free(guts_recon_puller *p);
