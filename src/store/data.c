@@ -303,7 +303,7 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
     closedir(top);
     free(repos);
     if (rc == GUTS_OK) {
-        qsort(keys.v, keys.n, sizeof *keys.v, cmp_str);
+        if (keys.n) qsort(keys.v, keys.n, sizeof *keys.v, cmp_str);
         for (size_t i = 0; i < keys.n && rc == 0; i++) rc = cb(keys.v[i], ctx);
     }
     strvec_free(&keys);

@@ -276,6 +276,14 @@ static int collect_key(const char *key, void *ctx)
     return 0;
 }
 
+START_TEST(test_repos_walk_of_empty_data_dir_calls_nothing)
+{
+    char keys[256] = "";
+    ck_assert_int_eq(guts_data_repos(data, collect_key, keys), GUTS_OK);
+    ck_assert_str_eq(keys, "");
+}
+END_TEST
+
 START_TEST(test_repos_walk_is_sorted_and_skips_non_repos)
 {
     guts_repo *r1 = open_repo("zed/b");
@@ -929,6 +937,7 @@ static Suite *store_suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_repo_keys_rejected_and_nothing_created);
     tcase_add_test(t, test_node_id_is_made_once_and_incarnation_increments);
+    tcase_add_test(t, test_repos_walk_of_empty_data_dir_calls_nothing);
     tcase_add_test(t, test_repos_walk_is_sorted_and_skips_non_repos);
     tcase_add_test(t, test_remove_deletes_env_and_empty_owner_dir);
     tcase_add_test(t, test_put_get_has_stat_roundtrip);
