@@ -8,8 +8,9 @@
  *
  * Strings are copied, NUL-terminated, into one arena per message. A string
  * of n bytes takes at least n+1 bytes of input (its header is at least one
- * byte), so an arena the size of the input holds every string with its NUL:
- * one allocation, bounded by the datagram or frame. Strings with an embedded
+ * byte), so an arena the size of the rest of the input holds every string
+ * with its NUL: one allocation, bounded by the datagram or frame, and for
+ * types with at most a key and a text, by those two limits. Strings with an embedded
  * NUL are rejected (C callers would see a different, shorter string). Bins
  * (object data, blooms) are not copied and point into the caller's buffer.
  *
@@ -50,8 +51,8 @@ static int get_str(dec *d, size_t max, const char **out)
     size_t n;
     TRY(guts_mpr_str(&d->r, max, &s, &n));
     REQUIRE(memchr(s, 0, n) == NULL);
-    /* Cannot happen (see the top of the file); kept as a hard bound. */
-    REQUIRE(n + 1 <= d->arena_cap - d->arena_used);
+    /* Cannot fail (see the top of the file and arena_alloc); a hard bound. */
+    REQUIRE(d->arena != NULL && n + 1 <= d->arena_cap - d->arena_used);
     char *c = d->arena + d->arena_used;
     memcpy(c, s, n);
     c[n] = '\0';
@@ -325,6 +326,32 @@ static int known_type(uint64_t t)
            (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_ERROR);
 }
 
+/* Room for the strings of a message of this type: its whole length can be
+ * strings only for lists of them (ANNOUNCE, REFS); the others hold a key or
+ * an error text, so a 4 MiB OBJECTS frame does not cost a 4 MiB arena. */
+static int arena_alloc(dec *d, guts_msg *msg)
+{
+    size_t cap = guts_mpr_left(&d->r);
+    switch (msg->type) {
+    case GUTS_MSG_ANNOUNCE:
+    case GUTS_MSG_REFS:
+        break;
+    case GUTS_MSG_LEAVE:
+    case GUTS_MSG_HELLO:
+        return 0;
+    default:
+        if (cap > GUTS_KEY_MAX + GUTS_ERROR_TEXT_MAX + 2)
+            cap = GUTS_KEY_MAX + GUTS_ERROR_TEXT_MAX + 2;
+        break;
+    }
+    d->arena = malloc(cap ? cap : 1);
+    if (d->arena == NULL)
+        return GUTS_ENOMEM;
+    d->arena_cap = cap;
+    msg->arena = d->arena;
+    return 0;
+}
+
 /* The envelope, then the body; on error *msg may hold partial results. */
 static int dec_msg(dec *d, guts_msg *msg)
 {
@@ -346,6 +373,7 @@ static int dec_msg(dec *d, guts_msg *msg)
     TRY(guts_mpr_bin_copy(&d->r, GUTS_NODE_ID_LEN, msg->sender.b));
     if (!known_type(type))
         return GUTS_ENOTFOUND;
+    TRY(arena_alloc(d, msg));
     TRY(dec_body(d, msg));
     REQUIRE(guts_mpr_left(&d->r) == 0);
     return 0;
@@ -356,11 +384,7 @@ int guts_msg_decode(const uint8_t *buf, size_t len, guts_msg *out)
     memset(out, 0, sizeof *out);
     if (buf == NULL || len == 0)
         return GUTS_EPROTO;
-    dec d = {.r = {buf, buf + len}, .arena = NULL, .arena_cap = len, .arena_used = 0};
-    d.arena = malloc(len);
-    if (d.arena == NULL)
-        return GUTS_ENOMEM;
-    out->arena = d.arena;
+    dec d = {.r = {buf, buf + len}, .arena = NULL, .arena_cap = 0, .arena_used = 0};
     int rc = dec_msg(&d, out);
     if (rc) {
         /* Keep what lets the caller count the message, drop the rest. */
