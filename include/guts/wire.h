@@ -202,19 +202,29 @@ typedef struct guts_msg {
 } guts_msg;
 
 /** Encode msg as an envelope into buf (cap bytes). *len gets the size.
- * Errors: GUTS_ETOOBIG (does not fit in cap), GUTS_EINVAL (a field breaks a
- * limit, e.g. a bad key). Never writes past cap. */
+ * msg->version and msg->arena are ignored (GUTS_WIRE_VERSION is sent).
+ * Errors: GUTS_ETOOBIG (does not fit in cap: nothing is written),
+ * GUTS_EINVAL (a field breaks a check the decoder makes, e.g. a bad key or
+ * ref name, a count over its limit, a bad bloom or item, unknown type).
+ * Never allocates, never writes past cap. */
 int guts_msg_encode(const guts_msg *msg, uint8_t *buf, size_t cap, size_t *len);
 
-/** Decode one envelope occupying exactly len bytes of buf. Borrowed fields
- * of *out point into buf, which must outlive it. On success call
- * guts_msg_free(out). Errors: GUTS_EPROTO (malformed, trailing bytes, a
- * count or length beyond what remains or beyond a limit, bad key or ref
- * name), GUTS_EVERSION (newer version: ignore and count), GUTS_ENOTFOUND
- * (unknown type: ignore and count), GUTS_ENOMEM. */
+/** Decode one envelope occupying exactly len bytes of buf. Borrowed byte
+ * fields (bloom bits, object data) point into buf, which must outlive *out;
+ * borrowed strings (keys, ref names, text) are NUL-terminated copies in
+ * out->arena. On success call guts_msg_free(out). On error nothing needs
+ * freeing (calling guts_msg_free is still safe); for GUTS_EVERSION
+ * out->version, and for GUTS_ENOTFOUND out->type (0 if > 255) and
+ * out->sender, are filled in so the caller can count the message.
+ * Errors: GUTS_EPROTO (malformed, trailing bytes, a count or length beyond
+ * what remains or beyond a limit, bad key or ref name), GUTS_EVERSION
+ * (newer version: ignore and count), GUTS_ENOTFOUND (unknown type: ignore
+ * and count), GUTS_ENOMEM. */
 int guts_msg_decode(const uint8_t *buf, size_t len, guts_msg *out);
 
-/** Release what guts_msg_decode() allocated. Safe on a zeroed message. */
+/** Release what guts_msg_decode() allocated and zero *msg. Safe on a zeroed
+ * message and on NULL. Only for decoded messages: it frees the record array
+ * (repos, items, ids, objs or refs) of msg->type. */
 void guts_msg_free(guts_msg *msg);
 
 /** Name of a message type ("ANNOUNCE", ...), or "?" */
