@@ -564,13 +564,37 @@ static void *feed_ids(void *arg)
     return NULL;
 }
 
+/* A batch of objects on its way to guts_repo_put. Contents live in an arena
+ * reused from batch to batch (no page faults after the first); an object too
+ * big for it gets a buffer of its own. */
 typedef struct batch {
     guts_obj objs[GITIO_BATCH_OBJECTS];
-    void *bufs[GITIO_BATCH_OBJECTS];
-    size_t n, bytes;
+    void *own[GITIO_BATCH_OBJECTS]; /* malloc'ed content, or NULL if in the arena */
+    uint8_t *arena;
+    size_t n, bytes, used;
 } batch;
 
-static int batch_flush(guts_repo *repo, batch *b, guts_gitio_stats *st, char *err)
+/* Where the next object's content of size bytes goes: the arena when it
+ * fits, else a buffer of its own (recorded to be freed). NULL: no memory. */
+static void *batch_slot(batch *b, size_t size)
+{
+    if (b->used + size <= GITIO_BATCH_BYTES) {
+        void *p = b->arena + b->used;
+        b->used += size;
+        b->own[b->n] = NULL;
+        return p;
+    }
+    b->own[b->n] = malloc(size ? size : 1);
+    return b->own[b->n];
+}
+
+static void batch_clear(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) free(b->own[i]);
+    b->n = b->bytes = b->used = 0;
+}
+
+static int batch_store(guts_repo *repo, batch *b, uint64_t *added_total, char *err)
 {
     size_t added = 0, bad = 0;
     int rc = GUTS_OK;
@@ -585,10 +609,68 @@ static int batch_flush(guts_repo *repo, batch *b, guts_gitio_stats *st, char *er
                 fail(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
                      guts_strerror(rc));
         }
-        st->objects_added += added;
+        *added_total += added;
     }
-    for (size_t i = 0; i < b->n; i++) free(b->bufs[i]);
-    b->n = b->bytes = 0;
+    batch_clear(b);
+    return rc;
+}
+
+/* The storing thread: compressing and committing a batch (zstd, SHA-1,
+ * LMDB) overlaps with reading the next one from git, so cat-file is never
+ * left waiting on a full pipe while we compress. Two batches alternate. */
+typedef struct storer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    guts_repo *repo;
+    batch *pending; /* handed over, not yet taken */
+    int busy;       /* storing a batch */
+    int quit;
+    int rc;
+    uint64_t added;
+    char err[GUTS_GITIO_ERR_MAX];
+} storer;
+
+static void *store_batches(void *arg)
+{
+    storer *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->pending && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->pending) break;
+        batch *b = s->pending;
+        s->pending = NULL;
+        s->busy = 1;
+        int failed = s->rc != GUTS_OK;
+        pthread_mutex_unlock(&s->mu);
+        char err[GUTS_GITIO_ERR_MAX];
+        int rc = failed ? GUTS_OK : batch_store(s->repo, b, &s->added, err);
+        if (failed) batch_clear(b);
+        pthread_mutex_lock(&s->mu);
+        if (rc && !s->rc) {
+            s->rc = rc;
+            memcpy(s->err, err, sizeof err);
+        }
+        s->busy = 0;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Wait until the storer is idle (so both batches are free again); hand it
+ * b if b is not NULL. Returns the storer's first error, if any, with its
+ * message copied to err (unless err is NULL). */
+static int storer_submit(storer *s, batch *b, char *err)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->pending || s->busy) pthread_cond_wait(&s->cv, &s->mu);
+    int rc = s->rc;
+    if (rc && err) memcpy(err, s->err, GUTS_GITIO_ERR_MAX);
+    if (!rc && b) {
+        s->pending = b;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -613,31 +695,41 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
     char *argv[] = {"git", "-C", (char *)gitdir, "--no-replace-objects", "cat-file", "--batch",
                     "--buffer", NULL};
     proc p;
-    pthread_t th;
+    pthread_t feed_th, store_th;
     feeder f;
-    batch *b = NULL;
+    storer s = {.repo = repo};
+    batch *bs[2] = {NULL, NULL}, *b;
     rd r = {.fd = -1};
     char line[GITIO_LINE_MAX], hex[GUTS_HEX_LEN + 1];
-    int rc, started = 0;
+    int rc, fed = 0, stored = 0, cur = 0;
     if (nneed == 0) return GUTS_OK;
     rc = proc_start(&p, "git cat-file --batch", argv, 1, 1, err);
     if (rc) return rc;
     f = (feeder){.fd = p.in, .o = L->o, .order = order, .n = nneed};
     p.in = -1; /* the feeder closes it */
-    b = calloc(1, sizeof *b);
     r.fd = p.out;
     r.buf = malloc(GITIO_IOBUF);
-    if (!b || !r.buf) {
+    for (int i = 0; i < 2; i++)
+        if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = malloc(GITIO_BATCH_BYTES);
+    if (!r.buf || !bs[0] || !bs[1] || !bs[0]->arena || !bs[1]->arena) {
         rc = fail(err, GUTS_ENOMEM, "out of memory");
         close(f.fd);
         goto out;
     }
-    if (pthread_create(&th, NULL, feed_ids, &f) != 0) {
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    if (pthread_create(&feed_th, NULL, feed_ids, &f) != 0) {
         rc = fail(err, GUTS_ENOMEM, "cannot start a thread");
         close(f.fd);
         goto out;
     }
-    started = 1;
+    fed = 1;
+    if (pthread_create(&store_th, NULL, store_batches, &s) != 0) {
+        rc = fail(err, GUTS_ENOMEM, "cannot start a thread");
+        goto out;
+    }
+    stored = 1;
+    b = bs[cur];
     for (size_t i = 0; i < nneed && !rc; i++) {
         const iobj *o = &L->o[order[i]];
         guts_id_to_hex(&o->id, hex);
@@ -659,47 +751,62 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
             break;
         }
         if (b->n == GITIO_BATCH_OBJECTS || (b->n && b->bytes + o->size > GITIO_BATCH_BYTES)) {
-            rc = batch_flush(repo, b, st, err);
-            if (rc) break;
+            if ((rc = storer_submit(&s, b, err))) break;
+            cur ^= 1;
+            b = bs[cur];
         }
-        void *data = malloc(o->size ? o->size : 1);
+        void *data = batch_slot(b, (size_t)o->size);
         char nl = 0;
         if (!data) {
             rc = fail(err, GUTS_ENOMEM, "out of memory reading %s", hex);
             break;
         }
-        if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
-            free(data);
-            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir,
-                      hex);
-            break;
-        }
-        b->bufs[b->n] = data;
         b->objs[b->n] = (guts_obj){.id = o->id,
                                    .type = o->type,
                                    .data = data,
                                    .len = (size_t)o->size,
                                    .base = guts_id_is_zero(&o->base_id) ? NULL : &o->base_id};
         b->n++;
+        if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
+            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir,
+                      hex);
+            break;
+        }
         b->bytes += o->size;
         st->bytes += o->size;
         progress_show(pg, i + 1, nneed, st->bytes, 0);
     }
-    if (!rc) rc = batch_flush(repo, b, st, err);
+    if (!rc) rc = storer_submit(&s, b, err);
+    if (stored) {
+        int src = storer_submit(&s, NULL, rc ? NULL : err); /* wait for the last batch */
+        if (!rc) rc = src;
+        pthread_mutex_lock(&s.mu);
+        s.quit = 1;
+        pthread_cond_broadcast(&s.cv);
+        pthread_mutex_unlock(&s.mu);
+        pthread_join(store_th, NULL);
+    }
+    st->objects_added = s.added;
 out:
     if (rc && p.pid > 0) kill(p.pid, SIGTERM);
-    if (b) {
-        for (size_t i = 0; i < b->n; i++) free(b->bufs[i]);
-        free(b);
-    }
+    for (int i = 0; i < 2; i++)
+        if (bs[i]) {
+            batch_clear(bs[i]);
+            free(bs[i]->arena);
+            free(bs[i]);
+        }
     free(r.buf);
-    if (started) pthread_join(th, NULL);
+    if (fed) pthread_join(feed_th, NULL);
+    if (fed) {
+        pthread_mutex_destroy(&s.mu);
+        pthread_cond_destroy(&s.cv);
+    }
     {
         char werr[GUTS_GITIO_ERR_MAX];
         int wrc = proc_wait(&p, werr);
         if (!rc && wrc) rc = fail(err, wrc, "%s", werr);
     }
-    if (!rc && started && f.rc) rc = fail(err, f.rc, "writing ids to git cat-file --batch failed");
+    if (!rc && fed && f.rc) rc = fail(err, f.rc, "writing ids to git cat-file --batch failed");
     return rc;
 }
 
