@@ -1,0 +1,225 @@
+/* core.h - the guts protocol as a state machine without I/O.
+ *
+ * A guts_core is one node: it keeps the peer table, decides what to
+ * announce and when, decides what to pull from whom, and runs sync sessions.
+ * It never reads a clock, owns a socket or touches a file: the driver (the
+ * libev daemon in src/net/, or the simulator in sim/) feeds it events with
+ * the current time, and drains the actions it wants done. The store is
+ * reached through a small table of functions (guts_core_store), so the same
+ * core runs over LMDB (guts_core_lmdbstore_*) or memory (guts_memstore_*).
+ *
+ * Calling convention: after every guts_core_on_* call the driver calls
+ * guts_core_next_action() until it returns 0 and performs each action.
+ * Buffers inside an action belong to the core and stay valid only until the
+ * next call into the core. One core must be used from one thread at a time;
+ * any number of cores may live in one process.
+ *
+ * Streams: the core names outgoing streams with ids below
+ * GUTS_CORE_STREAM_DRIVER; the driver names incoming (accepted) streams with
+ * ids that have that bit set, so the two never collide. A stream carries one
+ * sync session (one repository) and is closed by the puller when done.
+ */
+#ifndef GUTS_CORE_H
+#define GUTS_CORE_H
+
+#include "guts/guts.h"
+#include "guts/store.h"
+
+/* ---- Addresses ------------------------------------------------------------ */
+
+/* An address is opaque to the core: the daemon stores a sockaddr in it, the
+ * simulator a node index. 28 bytes hold a sockaddr_in6. Two addresses are
+ * the same peer when len and the first len bytes are equal. */
+#define GUTS_ADDR_MAX 28
+typedef struct guts_addr {
+    uint8_t len;
+    uint8_t b[GUTS_ADDR_MAX];
+} guts_addr;
+
+/** 1 when a and b name the same address. */
+int guts_addr_eq(const guts_addr *a, const guts_addr *b);
+
+/* ---- Store interface ------------------------------------------------------ */
+
+/* What the core needs from a store, per repository key. Every function
+ * returns 0 or a GUTS_E* code; semantics are those of the guts_repo_*
+ * functions of store.h with the same names (put verifies ids, refs_put
+ * writes records as given). Walk callbacks return non-zero to stop; the walk
+ * returns that value. */
+typedef struct guts_core_store {
+    void *ctx;
+    int (*repos)(void *ctx, int (*cb)(const char *key, void *arg), void *arg);
+    int (*create)(void *ctx, const char *key);
+    /* GUTS_ENOTFOUND when the repository does not exist. */
+    int (*info)(void *ctx, const char *key, guts_repo_info *out);
+    int (*ids)(void *ctx, const char *key, const guts_id *from, const guts_id *to,
+               int (*cb)(const guts_id *id, void *arg), void *arg);
+    /* 1 present, 0 absent, or < 0. */
+    int (*has)(void *ctx, const char *key, const guts_id *id);
+    /* *data is malloc()ed for the caller. */
+    int (*get)(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+               size_t *len);
+    int (*put)(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+               size_t *bad);
+    int (*recent)(void *ctx, const char *key, size_t max, guts_id *out, size_t *n);
+    int (*refs)(void *ctx, const char *key, int with_tombstones,
+                int (*cb)(const guts_ref *ref, void *arg), void *arg);
+    int (*ref_get)(void *ctx, const char *key, const char *name, guts_ref *out);
+    int (*refs_put)(void *ctx, const char *key, const guts_ref *refs, size_t n);
+} guts_core_store;
+
+/* ---- In-memory store (tests, simulator) ----------------------------------- */
+
+typedef struct guts_memstore guts_memstore;
+
+/** Create an empty in-memory store. Free with guts_memstore_free().
+ * Errors: GUTS_ENOMEM. */
+int guts_memstore_new(guts_memstore **out);
+void guts_memstore_free(guts_memstore *m);
+/** Fill *out with the vtable over m (valid while m lives). */
+void guts_memstore_iface(guts_memstore *m, guts_core_store *out);
+
+/* ---- LMDB store adapter --------------------------------------------------- */
+
+typedef struct guts_core_lmdbstore guts_core_lmdbstore;
+
+/** Wrap an open data dir (not owned) as a core store; repositories are
+ * opened on first use and kept open. Errors: GUTS_ENOMEM. */
+int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out);
+/** Close every repository opened through it and free it. */
+void guts_core_lmdbstore_free(guts_core_lmdbstore *s);
+void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
+/** Close the repository handle of key if open (e.g. before removing it). */
+void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
+
+/* ---- Configuration -------------------------------------------------------- */
+
+#define GUTS_CORE_INTERVAL_DEFAULT 1000 /* ms: memberlist's LAN probe interval */
+#define GUTS_CORE_EXPIRY_DEFAULT 5      /* missed intervals: rides out 4 losses */
+/* Announce traffic of the whole group, bytes/s (RTCP's "session bandwidth"
+ * share): ~50 full announces a second; 1,000 nodes then announce every ~20 s. */
+#define GUTS_CORE_GROUP_BUDGET_DEFAULT 64000
+#define GUTS_CORE_SESSIONS_DEFAULT 4    /* concurrent pulls (and as many serves) */
+
+typedef struct guts_core_config {
+    guts_node_id node_id;
+    uint64_t incarnation;     /* larger after every restart */
+    uint16_t tcp_port;        /* advertised for streams (opaque to the core) */
+    uint32_t interval_ms;     /* base announce interval; 0: default */
+    uint32_t expiry_missed;   /* peer expiry in missed intervals; 0: default */
+    uint32_t group_budget;    /* bytes/s of announces for the whole group; 0: default */
+    uint32_t frame_max;       /* largest frame accepted and sent; 0: default */
+    uint32_t max_sessions;    /* concurrent outgoing (and incoming) sessions; 0: default */
+    uint64_t seed;            /* PRNG seed: jitter, peer choice, recon seeds */
+    const guts_core_store *store; /* copied */
+} guts_core_config;
+
+/* ---- Lifecycle and events ------------------------------------------------- */
+
+typedef struct guts_core guts_core;
+
+/** Create a core. Nothing is sent until the first event (call
+ * guts_core_on_timer(c, now) to start). Errors: GUTS_EINVAL, GUTS_ENOMEM. */
+int guts_core_new(const guts_core_config *cfg, guts_core **out);
+/** Free a core; streams it had are forgotten (the driver closes them). */
+void guts_core_free(guts_core *c);
+
+/** A datagram arrived from addr. Over GUTS_DGRAM_DROP bytes: dropped unread. */
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
+                           const uint8_t *buf, size_t len);
+/** A stream is connected: outgoing (one the core asked for with OPEN_STREAM)
+ * or incoming (accepted; id chosen by the driver, with
+ * GUTS_CORE_STREAM_DRIVER set). */
+void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream,
+                              const guts_addr *peer, int outgoing);
+/** One frame's envelope (without its 4-byte header) arrived on a stream. */
+void guts_core_on_frame(guts_core *c, uint64_t now, uint32_t stream, const uint8_t *buf,
+                        size_t len);
+/** The stream's send buffer drained below the driver's threshold after the
+ * core had sent on it: the core sends the next frames, up to a budget. */
+void guts_core_on_stream_writable(guts_core *c, uint64_t now, uint32_t stream);
+/** The stream closed or failed to connect, not at the core's request. */
+void guts_core_on_stream_closed(guts_core *c, uint64_t now, uint32_t stream);
+/** Time passed (the core asked with SET_TIMER, or the driver's own tick). */
+void guts_core_on_timer(guts_core *c, uint64_t now);
+/** A repository changed outside the core (an import); key NULL: rescan all. */
+void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key);
+/** Say goodbye: a LEAVE datagram is queued and every stream closed. */
+void guts_core_leave(guts_core *c, uint64_t now);
+
+/* ---- Actions -------------------------------------------------------------- */
+
+#define GUTS_CORE_STREAM_DRIVER 0x80000000u
+
+enum {
+    GUTS_ACT_SEND_DGRAM = 1, /* data,len to the group (to_group) or to addr */
+    GUTS_ACT_OPEN_STREAM,    /* connect stream to addr, port */
+    GUTS_ACT_SEND_FRAME,     /* data,len (4-byte header included) on stream */
+    GUTS_ACT_CLOSE_STREAM,   /* close stream; no on_stream_closed follows */
+    GUTS_ACT_SET_TIMER,      /* call on_timer at or after `at` (replaces earlier) */
+    GUTS_ACT_LOG,            /* level, text: one line worth logging */
+};
+
+enum { GUTS_LOG_ERROR = 0, GUTS_LOG_WARN, GUTS_LOG_INFO, GUTS_LOG_DEBUG };
+
+#define GUTS_CORE_LOG_MAX 256 /* one line */
+
+typedef struct guts_core_action {
+    int kind;
+    int to_group;            /* SEND_DGRAM */
+    guts_addr addr;          /* SEND_DGRAM (unicast), OPEN_STREAM */
+    uint16_t port;           /* OPEN_STREAM: the peer's advertised TCP port */
+    uint32_t stream;         /* OPEN_STREAM, SEND_FRAME, CLOSE_STREAM */
+    const uint8_t *data;     /* SEND_DGRAM, SEND_FRAME; owned by the core */
+    size_t len;
+    uint64_t at;             /* SET_TIMER */
+    int level;               /* LOG */
+    const char *text;        /* LOG; owned by the core */
+} guts_core_action;
+
+/** Take the next action. Returns 1 and fills *out, or 0 when none is left. */
+int guts_core_next_action(guts_core *c, guts_core_action *out);
+
+/* ---- Status --------------------------------------------------------------- */
+
+typedef struct guts_core_peer_info {
+    guts_node_id id;
+    guts_addr addr;
+    uint16_t port;
+    uint64_t incarnation;
+    uint64_t last_heard;     /* ms, driver's clock */
+    uint32_t interval_ms;    /* its advertised announce interval */
+    uint32_t repos;          /* repositories it announced */
+} guts_core_peer_info;
+
+typedef struct guts_core_counters {
+    uint64_t dgrams_in, dgrams_out, dgram_bytes_out, dgram_max_out;
+    uint64_t dgrams_dropped;     /* over GUTS_DGRAM_DROP */
+    uint64_t dgrams_malformed;   /* failed to decode */
+    uint64_t dgrams_unknown;     /* unknown message type */
+    uint64_t dgrams_version;     /* newer protocol version */
+    uint64_t frames_in, frames_out, frame_bytes_out;
+    uint64_t frames_malformed;
+    uint64_t bad_objects;        /* objects whose content failed the hash */
+    uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;
+    uint64_t objects_fetched, refs_applied, refs_pending;
+    uint64_t peers_joined, peers_left, peers_expired;
+} guts_core_counters;
+
+/** Number of live peers. */
+size_t guts_core_peer_count(const guts_core *c);
+/** Peer i (0 <= i < guts_core_peer_count). Errors: GUTS_ENOTFOUND. */
+int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out);
+/** Counters since creation. */
+void guts_core_counters_get(const guts_core *c, guts_core_counters *out);
+/** The current announce interval in ms (before jitter). */
+uint32_t guts_core_interval(const guts_core *c);
+/** Sessions open now: pulls (outgoing) and serves (incoming). */
+void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves);
+
+enum { GUTS_SYNC_IN_SYNC = 0, GUTS_SYNC_BEHIND, GUTS_SYNC_PULLING };
+/** Sync state of a repository against the live peers: IN_SYNC when every
+ * peer that announced it agrees on fingerprint and refs digest. */
+int guts_core_repo_state(const guts_core *c, const char *key, int *state);
+
+#endif

@@ -1,0 +1,84 @@
+/* cluster.h - many guts cores in one process on a virtual clock and network.
+ *
+ * The fixture the core's property tests use, and the seed of guts-sim
+ * (issue 6). Like canonical/raft's fixture, it drives a whole cluster one
+ * event at a time: events (datagram and frame deliveries, stream opens and
+ * closes, timers) sit in one queue ordered by (virtual time, sequence number),
+ * so a run is a pure function of its configuration and seed.
+ *
+ * Network model: datagrams go to every other node (multicast) or one node,
+ * each copy independently lost, duplicated and delayed by a latency drawn
+ * in [latency_min, latency_max] (so they reorder). Streams are reliable and
+ * ordered like TCP; a frame is delivered no earlier than the previous frame
+ * of the same direction. A restart loses the core's state, keeps its store
+ * (durable) and closes its streams: the other side sees them closed.
+ * Addresses are 2-byte node indices; a node's TCP port is its index too.
+ */
+#ifndef GUTS_SIM_CLUSTER_H
+#define GUTS_SIM_CLUSTER_H
+
+#include "guts/core.h"
+
+/* A cluster is small and in one process: 64 nodes is plenty for property
+ * tests; guts-sim's scale runs will lift this with their own structures. */
+#define GUTS_CLUSTER_NODES_MAX 4096
+
+typedef struct guts_cluster_config {
+    size_t nodes;
+    uint64_t seed;
+    double loss;           /* per datagram copy, 0..1 */
+    double dup;            /* chance a datagram copy is delivered twice */
+    uint32_t latency_min;  /* ms */
+    uint32_t latency_max;  /* ms; > min reorders datagrams */
+    uint32_t interval_ms;  /* base announce interval of every core; 0: default */
+    uint32_t max_sessions; /* 0: default */
+    uint32_t frame_max;    /* 0: default */
+} guts_cluster_config;
+
+typedef struct guts_cluster_stats {
+    uint64_t dgrams, dgram_bytes, dgram_max; /* sent by cores */
+    uint64_t dgrams_lost, dgrams_duped;
+    uint64_t frames, frame_bytes;
+    uint64_t streams_opened;
+    uint64_t events;
+} guts_cluster_stats;
+
+typedef struct guts_cluster guts_cluster;
+
+/** Create a cluster of cfg->nodes cores, each on its own memstore, and start
+ * them at time 0. Errors: GUTS_EINVAL, GUTS_ENOMEM. */
+int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out);
+void guts_cluster_free(guts_cluster *cl);
+
+/** Process every event up to and including virtual time t (ms). */
+int guts_cluster_run_until(guts_cluster *cl, uint64_t t);
+/** Virtual time now. */
+uint64_t guts_cluster_now(const guts_cluster *cl);
+
+/** Change the network faults from now on. */
+void guts_cluster_set_faults(guts_cluster *cl, double loss, double dup, uint32_t latency_min,
+                             uint32_t latency_max);
+
+/** Restart node i: its core is freed (state lost, streams closed at both
+ * ends) and a new one with a higher incarnation starts over the same store. */
+int guts_cluster_restart(guts_cluster *cl, size_t i);
+
+/** Tell node i's core that repository key changed in its store (a local
+ * write by a test); NULL: rescan. */
+void guts_cluster_local_change(guts_cluster *cl, size_t i, const char *key);
+
+size_t guts_cluster_size(const guts_cluster *cl);
+guts_core *guts_cluster_core(guts_cluster *cl, size_t i);
+guts_memstore *guts_cluster_store(guts_cluster *cl, size_t i);
+/** The store interface of node i (a copy is fine). */
+const guts_core_store *guts_cluster_iface(const guts_cluster *cl, size_t i);
+void guts_cluster_stats_get(const guts_cluster *cl, guts_cluster_stats *out);
+
+/** Log lines of every core go to stderr when verbose is set. */
+void guts_cluster_set_verbose(guts_cluster *cl, int verbose);
+
+/** 1 when every node holds the same repositories with equal object
+ * fingerprints and equal refs digests. */
+int guts_cluster_converged(const guts_cluster *cl);
+
+#endif

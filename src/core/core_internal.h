@@ -1,0 +1,292 @@
+/* core_internal.h - the guts_core structure shared by src/core/node*.c.
+ *
+ * One struct holds a node's whole volatile state: the action queue, the
+ * peer table, a cache of local repository counters, and the sync sessions.
+ * Files split by concern: node.c (lifecycle, PRNG, actions, dispatch,
+ * timers, status), node_members.c (peer table), node_announce.c (announce
+ * building and the pull decision), node_sync.c (sessions: reconciliation
+ * and object streaming), node_refs.c (closure checks and ref application).
+ * Everything here is lost on restart by design: the store is the only
+ * durable state, and a fresh core rebuilds the rest from announces.
+ */
+#ifndef GUTS_CORE_INTERNAL_H
+#define GUTS_CORE_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "core/bloom.h"
+#include "core/recon.h"
+#include "core/refmerge.h"
+#include "guts/core.h"
+#include "guts/wire.h"
+
+/* ---- Limits (each with why) ---------------------------------------------- */
+
+/* A LAN group of 10,000 nodes is far beyond the target; the cap bounds the
+ * memory a flood of forged node ids can take (each peer is ~100 bytes plus
+ * its announced repositories). */
+#define CORE_PEERS_MAX 16384
+/* Repositories remembered per peer: bounds memory per peer; a node carrying
+ * more is still served, we just track only the first ones it announced. */
+#define CORE_PEER_REPOS_MAX 4096
+/* Repositories the core tracks locally (one cache entry each). */
+#define CORE_REPOS_MAX 65536
+/* Immediate announces after a change are at most one per this many ms (mDNS
+ * sends a record at most once a second; 150 ms keeps propagation fast while
+ * a burst of 100 imports costs at most ~7 datagrams a second). */
+#define CORE_ANNOUNCE_GAP_MS 150
+/* Random delay before an urgent pull, ms: spreads the herd of nodes that
+ * heard the same announce (mDNS waits 20-120 ms before answering). */
+#define CORE_PULL_STAGGER_MS 100
+/* Anti-entropy: a repository that differs from a peer without evidence that
+ * the peer has more is pulled anyway after this many base intervals
+ * (randomised x[1,2]) - Demers' backstop, so convergence never depends on
+ * the heuristic. */
+#define CORE_ANTI_ENTROPY_INTERVALS 3
+/* A session with no frame for this long is abandoned (a stuck peer must not
+ * hold a session slot forever). */
+#define CORE_SESSION_IDLE_MS 30000
+/* Bytes the core queues on one stream per call before waiting for
+ * on_stream_writable: bounds the driver's buffers (backpressure). */
+#define CORE_SEND_BUDGET (1u << 20)
+/* Objects per OBJECTS frame: a frame also stays under the frame cap; many
+ * small objects amortise the envelope. */
+#define CORE_OBJS_PER_FRAME 1024
+/* Objects larger than this go as OBJECT_CHUNK frames of this size. 1 MiB
+ * leaves room under the 4 MiB default frame cap and bounds per-frame memory. */
+#define CORE_CHUNK (1u << 20)
+/* Largest object the core accepts through chunks (memory is allocated as
+ * chunks arrive, never from the claimed total). */
+#define CORE_OBJ_MAX (256u << 20)
+/* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
+ * each, so at most 40 MiB per session in the worst case; ALL ranges are
+ * walked lazily and take no queue. */
+#define CORE_SERVE_QUEUE_MAX (2u << 20)
+/* WANT exchanges in one session for missing closure pieces: a commit's
+ * closure is found level by level; past this, refs stay pending for the
+ * next session. */
+#define CORE_WANT_ROUNDS_MAX 64
+/* Ref records received in one session / pending per repository: bounds
+ * memory (~100 bytes each); more arrive in the next session. */
+#define CORE_REFS_PENDING_MAX 65536
+/* Commits walked when asking whether one is an ancestor of another: past
+ * this the answer is "no", which keeps a conflict record: safe. */
+#define CORE_ANCESTRY_MAX 100000
+/* Ids remembered as "closure complete" per repository before the cache is
+ * dropped and rebuilt (24 bytes each: ~50 MiB at most). */
+#define CORE_COMPLETE_MAX (2u << 20)
+/* Actions waiting in the queue: every event produces a bounded number; this
+ * is only a guard against a bug turning into unbounded memory. */
+#define CORE_ACTIONS_MAX 100000
+
+/* ---- Structures ----------------------------------------------------------- */
+
+typedef struct core_act {
+    guts_core_action a;
+    uint8_t *buf; /* owned copy of data */
+    char *text;   /* owned copy of text */
+} core_act;
+
+typedef struct peer_repo {
+    char *key;
+    uint64_t objects;
+    guts_fp fp;
+    uint64_t rdigest;
+    uint64_t heard; /* when announced */
+} peer_repo;
+
+typedef struct peer {
+    guts_node_id id;
+    guts_addr addr;
+    uint16_t port;
+    uint64_t inc;
+    uint64_t last_heard;
+    uint32_t interval;
+    peer_repo *repos; /* sorted by key */
+    size_t nrepos, caprepos;
+} peer;
+
+/* A compact ref record (guts_ref is 2 KiB of fixed arrays). */
+typedef struct cref {
+    char *name;
+    guts_id target;
+    char *symref; /* NULL unless symbolic */
+    uint64_t clock;
+    guts_node_id writer;
+} cref;
+
+/* A small open-addressing set of ids (closure walks, complete cache). */
+typedef struct idset {
+    guts_id *slots;
+    uint8_t *used;
+    size_t n, cap;
+} idset;
+
+typedef struct lrepo {
+    char key[GUTS_KEY_MAX + 1];
+    guts_repo_info info;
+    int changed;        /* to be announced first */
+    uint64_t next_pull; /* 0: none scheduled */
+    int urgent;         /* next_pull was set by evidence, not anti-entropy */
+    int pulling;        /* an outgoing session runs for it */
+    uint32_t failures;  /* consecutive failed pulls: backoff */
+    cref *pending;      /* refs waiting for their closure */
+    size_t npending, cappending;
+    idset complete;     /* ids whose closure is known complete */
+} lrepo;
+
+enum { SESS_PULL = 1, SESS_SERVE = 2 };
+enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE };
+
+/* A job on a serving stream, answered in order. */
+enum { JOB_IDS = 1, JOB_RANGE, JOB_REFS, JOB_DONE };
+typedef struct job {
+    int kind;
+    guts_id *ids;    /* JOB_IDS: owned */
+    size_t nids, pos;
+    guts_id from;    /* JOB_RANGE: next id to send */
+    guts_id to;      /* exclusive */
+    int to_end;      /* range runs to the last id */
+    char **names;    /* JOB_REFS: owned ref names */
+    size_t nnames;
+    uint8_t space;   /* JOB_DONE */
+    uint64_t sent;   /* JOB_DONE: what the request produced */
+} job;
+
+typedef struct session {
+    guts_core *core;
+    uint32_t stream;
+    int kind;
+    int phase;
+    guts_addr addr;
+    guts_node_id peer_id;
+    char key[GUTS_KEY_MAX + 1];
+    uint64_t started, last_active;
+    int got_hello;
+    /* puller */
+    guts_recon_puller recon;
+    int recon_live;
+    uint64_t seed;
+    uint32_t round;
+    uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
+    int recon_done;
+    uint32_t want_rounds;
+    cref *inrefs;         /* refs received this session */
+    size_t ninrefs, capinrefs;
+    uint64_t got_objects, got_bytes, got_refs;
+    uint8_t *chunk;       /* large object being assembled */
+    size_t chunk_len, chunk_cap;
+    guts_id chunk_id;
+    int chunk_type;
+    uint64_t chunk_total;
+    /* server */
+    job *jobs;
+    size_t njobs, capjobs, headjob;
+    size_t queued_ids;
+    int blocked;          /* waiting for on_stream_writable */
+    uint8_t *big;         /* large object being sent in chunks */
+    size_t big_len, big_off;
+    int big_type;
+    guts_id big_id;
+    uint64_t sent_objects;
+    uint64_t req_sent;    /* elements sent for the request being answered */
+    int said_hello;
+} session;
+
+struct guts_core {
+    guts_core_config cfg;
+    guts_core_store st;
+    uint64_t rng[4];
+    uint64_t now;
+    int left;
+
+    core_act *acts;
+    size_t nacts, capacts, headact;
+
+    peer *peers;
+    size_t npeers, cappeers;
+
+    lrepo **repos; /* sorted by key */
+    size_t nrepos, caprepos;
+    size_t rr;     /* round-robin cursor of the announce pager */
+
+    session **sess;
+    size_t nsess, capsess;
+    uint32_t next_stream;
+
+    uint64_t next_announce, last_announce;
+    int announce_soon;
+    uint64_t next_timer_sent;
+    uint64_t next_expiry_check;
+
+    guts_core_counters ctr;
+    uint8_t dgram[GUTS_DGRAM_MAX];
+};
+
+/* node.c */
+uint64_t core_rand(guts_core *c);
+/* uniform in [0, n) (n > 0) */
+uint64_t core_rand_below(guts_core *c, uint64_t n);
+int core_push(guts_core *c, const guts_core_action *a);
+void core_log(guts_core *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Encode msg as a frame and queue it on stream. */
+int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg);
+void core_close_stream(guts_core *c, uint32_t stream);
+void core_msg_init(guts_core *c, guts_msg *m, int type);
+lrepo *core_repo_find(guts_core *c, const char *key);
+/* Find or add the cache entry; refreshes its counters from the store. */
+int core_repo_load(guts_core *c, const char *key, lrepo **out);
+void core_repo_refresh(guts_core *c, lrepo *r);
+uint32_t core_frame_payload(const guts_core *c);
+
+/* node_members.c */
+peer *members_find(guts_core *c, const guts_node_id *id);
+/* Record that a datagram from id/addr/inc arrived; NULL when ignored. */
+peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
+                    uint64_t inc, uint16_t port, uint32_t interval);
+void members_remove(guts_core *c, size_t i, const char *why);
+void members_expire(guts_core *c);
+peer_repo *members_repo(peer *p, const char *key);
+int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
+                     uint64_t rdigest, uint64_t now);
+uint64_t members_next_expiry(const guts_core *c);
+
+/* node_announce.c */
+uint32_t announce_interval(const guts_core *c);
+void announce_send(guts_core *c);
+void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
+/* Decide whether r needs a pull given what peers announced. */
+void announce_consider(guts_core *c, lrepo *r);
+void announce_changed(guts_core *c, lrepo *r);
+
+/* node_sync.c */
+session *sync_find(guts_core *c, uint32_t stream);
+void sync_start_pulls(guts_core *c);
+void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *peer, int outgoing);
+void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len);
+void sync_on_writable(guts_core *c, uint32_t stream);
+void sync_on_closed(guts_core *c, uint32_t stream);
+/* End session s: close its stream (when close_stream), free it. */
+void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *why);
+void sync_abort_peer(guts_core *c, const guts_addr *addr);
+void sync_idle(guts_core *c);
+void sync_free_all(guts_core *c);
+
+/* node_refs.c */
+void cref_free(cref *r);
+int cref_from_wire(cref *out, const guts_wire_ref *w);
+void cref_to_ref(const cref *in, guts_ref *out);
+/* Try to apply every pending ref of r; missing closure ids are collected
+ * into want (at most cap). */
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant);
+/* Move a session's received refs into the repository's pending list. */
+void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
+void repo_free_state(lrepo *r);
+
+/* idset */
+int idset_add(idset *s, const guts_id *id);
+int idset_has(const idset *s, const guts_id *id);
+void idset_clear(idset *s);
+
+#endif

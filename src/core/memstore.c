@@ -1,0 +1,420 @@
+/* memstore.c - an in-memory store behind the core's store interface.
+ *
+ * Tests and the simulator run many cores in one process; giving each an
+ * LMDB env would make thousands of nodes impossible. This store keeps the
+ * same semantics as store.h where the core can observe them: put verifies
+ * every id first and stores nothing on a mismatch, the set fingerprint and
+ * the refs digest are kept incrementally, tombstones are ref records with a
+ * zero target, and "recent" is insertion order, newest first.
+ *
+ * Objects live in one array per repository kept sorted by id (a batch is
+ * sorted and merged in, O(n + b log b)), so range walks for reconciliation
+ * are a binary search and a scan. Refs are a small array sorted by name.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "guts/core.h"
+
+typedef struct mobj {
+    guts_id id;
+    int type;
+    size_t len;
+    uint8_t *data;
+} mobj;
+
+typedef struct mrepo {
+    char key[GUTS_KEY_MAX + 1];
+    mobj *objs; /* sorted by id */
+    size_t nobjs, capobjs;
+    guts_id *log; /* insertion order */
+    size_t nlog, caplog;
+    guts_ref *refs; /* sorted by name; tombstones included */
+    size_t nrefs, caprefs;
+    guts_fp fp, rdigest;
+    uint64_t txnid, clock, bytes, tombstones;
+} mrepo;
+
+struct guts_memstore {
+    mrepo **repos; /* sorted by key */
+    size_t n, cap;
+};
+
+int guts_memstore_new(guts_memstore **out)
+{
+    *out = calloc(1, sizeof(guts_memstore));
+    return *out ? GUTS_OK : GUTS_ENOMEM;
+}
+
+void guts_memstore_free(guts_memstore *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        mrepo *r = m->repos[i];
+        for (size_t j = 0; j < r->nobjs; j++)
+            free(r->objs[j].data);
+        free(r->objs);
+        free(r->log);
+        free(r->refs);
+        free(r);
+    }
+    free(m->repos);
+    free(m);
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return GUTS_OK;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need)
+        nc *= 2;
+    void *p = realloc(*arr, nc * elem);
+    if (!p)
+        return GUTS_ENOMEM;
+    *arr = p;
+    *cap = nc;
+    return GUTS_OK;
+}
+
+/* Index of key, or of where it would go (with *found 0). */
+static size_t repo_pos(const guts_memstore *m, const char *key, int *found)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(m->repos[mid]->key, key);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static mrepo *repo_find(const guts_memstore *m, const char *key)
+{
+    int found;
+    size_t i = repo_pos(m, key, &found);
+    return found ? m->repos[i] : NULL;
+}
+
+/* First object index with id >= *id. */
+static size_t obj_lower(const mrepo *r, const guts_id *id)
+{
+    size_t lo = 0, hi = r->nobjs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (guts_id_cmp(&r->objs[mid].id, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const mobj *obj_find(const mrepo *r, const guts_id *id)
+{
+    size_t i = obj_lower(r, id);
+    if (i < r->nobjs && guts_id_cmp(&r->objs[i].id, id) == 0)
+        return &r->objs[i];
+    return NULL;
+}
+
+static int m_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
+{
+    guts_memstore *m = ctx;
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = cb(m->repos[i]->key, arg);
+        if (rc)
+            return rc;
+    }
+    return GUTS_OK;
+}
+
+static int m_create(void *ctx, const char *key)
+{
+    guts_memstore *m = ctx;
+    if (guts_repo_key_check(key) != GUTS_OK)
+        return GUTS_EINVAL;
+    int found;
+    size_t pos = repo_pos(m, key, &found);
+    if (found)
+        return GUTS_OK;
+    if (grow((void **)&m->repos, &m->cap, m->n + 1, sizeof(mrepo *)))
+        return GUTS_ENOMEM;
+    mrepo *r = calloc(1, sizeof(mrepo));
+    if (!r)
+        return GUTS_ENOMEM;
+    strcpy(r->key, key);
+    memmove(m->repos + pos + 1, m->repos + pos, (m->n - pos) * sizeof(mrepo *));
+    m->repos[pos] = r;
+    m->n++;
+    return GUTS_OK;
+}
+
+static int m_info(void *ctx, const char *key, guts_repo_info *out)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    memset(out, 0, sizeof(*out));
+    out->objects = r->nobjs;
+    out->refs = r->nrefs - r->tombstones;
+    out->tombstones = r->tombstones;
+    out->fp = r->fp;
+    out->refs_digest = r->rdigest;
+    out->clock = r->clock;
+    out->txnid = r->txnid;
+    out->stored_bytes = r->bytes;
+    return GUTS_OK;
+}
+
+static int m_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
+                 int (*cb)(const guts_id *id, void *arg), void *arg)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    size_t i = from ? obj_lower(r, from) : 0;
+    for (; i < r->nobjs; i++) {
+        if (to && guts_id_cmp(&r->objs[i].id, to) >= 0)
+            break;
+        int rc = cb(&r->objs[i].id, arg);
+        if (rc)
+            return rc;
+    }
+    return GUTS_OK;
+}
+
+static int m_has(void *ctx, const char *key, const guts_id *id)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    return obj_find(r, id) != NULL;
+}
+
+static int m_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+                 size_t *len)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    const mobj *o = obj_find(r, id);
+    if (!o)
+        return GUTS_ENOTFOUND;
+    *data = malloc(o->len ? o->len : 1);
+    if (!*data)
+        return GUTS_ENOMEM;
+    memcpy(*data, o->data, o->len);
+    *type = o->type;
+    *len = o->len;
+    return GUTS_OK;
+}
+
+static int cmp_mobj(const void *a, const void *b)
+{
+    return guts_id_cmp(&((const mobj *)a)->id, &((const mobj *)b)->id);
+}
+
+static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+                 size_t *bad)
+{
+    mrepo *r = repo_find(ctx, key);
+    if (added)
+        *added = 0;
+    if (!r)
+        return GUTS_ENOTFOUND;
+    for (size_t i = 0; i < n; i++) {
+        guts_id h;
+        int rc = guts_obj_hash(objs[i].type, objs[i].data, objs[i].len, &h);
+        if (rc != GUTS_OK || guts_id_cmp(&h, &objs[i].id) != 0) {
+            if (bad)
+                *bad = i;
+            return rc != GUTS_OK ? rc : GUTS_EHASH;
+        }
+    }
+    mobj *fresh = calloc(n ? n : 1, sizeof(mobj));
+    if (!fresh)
+        return GUTS_ENOMEM;
+    size_t nf = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (obj_find(r, &objs[i].id))
+            continue;
+        fresh[nf].id = objs[i].id;
+        fresh[nf].type = objs[i].type;
+        fresh[nf].len = objs[i].len;
+        nf++;
+    }
+    qsort(fresh, nf, sizeof(mobj), cmp_mobj);
+    size_t w = 0; /* drop duplicates inside the batch */
+    for (size_t i = 0; i < nf; i++)
+        if (w == 0 || guts_id_cmp(&fresh[w - 1].id, &fresh[i].id) != 0)
+            fresh[w++] = fresh[i];
+    nf = w;
+    int rc = grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj));
+    if (!rc)
+        rc = grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(guts_id));
+    size_t nlog = r->nlog;
+    /* copy contents and log in batch order, like the LMDB store */
+    for (size_t j = 0; !rc && j < n; j++) {
+        mobj probe = {.id = objs[j].id};
+        mobj *f = bsearch(&probe, fresh, nf, sizeof(mobj), cmp_mobj);
+        if (!f || f->data)
+            continue;
+        f->data = malloc(objs[j].len ? objs[j].len : 1);
+        if (!f->data) {
+            rc = GUTS_ENOMEM;
+            break;
+        }
+        memcpy(f->data, objs[j].data, objs[j].len);
+        r->log[nlog++] = f->id;
+    }
+    if (rc) {
+        for (size_t i = 0; i < nf; i++)
+            free(fresh[i].data);
+        free(fresh);
+        return rc;
+    }
+    r->nlog = nlog;
+    for (size_t i = 0; i < nf; i++) {
+        guts_fp_add(&r->fp, guts_fp_of_id(&fresh[i].id));
+        r->bytes += fresh[i].len;
+    }
+    /* merge from the back */
+    size_t a = r->nobjs, b = nf, d = r->nobjs + nf;
+    while (b > 0) {
+        if (a > 0 && guts_id_cmp(&r->objs[a - 1].id, &fresh[b - 1].id) > 0)
+            r->objs[--d] = r->objs[--a];
+        else
+            r->objs[--d] = fresh[--b];
+    }
+    r->nobjs += nf;
+    free(fresh);
+    if (nf)
+        r->txnid++;
+    if (added)
+        *added = nf;
+    return GUTS_OK;
+}
+
+static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
+{
+    const mrepo *r = repo_find(ctx, key);
+    *n = 0;
+    if (!r)
+        return GUTS_ENOTFOUND;
+    for (size_t i = 0; i < max && i < r->nlog; i++)
+        out[(*n)++] = r->log[r->nlog - 1 - i];
+    return GUTS_OK;
+}
+
+static size_t ref_pos(const mrepo *r, const char *name, int *found)
+{
+    size_t lo = 0, hi = r->nrefs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(r->refs[mid].name, name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static int is_tombstone(const guts_ref *ref)
+{
+    return ref->symref[0] == 0 && guts_id_is_zero(&ref->target);
+}
+
+static int m_refs(void *ctx, const char *key, int with_tombstones,
+                  int (*cb)(const guts_ref *ref, void *arg), void *arg)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    for (size_t i = 0; i < r->nrefs; i++) {
+        if (!with_tombstones && is_tombstone(&r->refs[i]))
+            continue;
+        int rc = cb(&r->refs[i], arg);
+        if (rc)
+            return rc;
+    }
+    return GUTS_OK;
+}
+
+static int m_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
+{
+    const mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    int found;
+    size_t i = ref_pos(r, name, &found);
+    if (!found)
+        return GUTS_ENOTFOUND;
+    *out = r->refs[i];
+    return GUTS_OK;
+}
+
+static int m_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
+{
+    mrepo *r = repo_find(ctx, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    for (size_t i = 0; i < n; i++)
+        if (guts_refname_check(refs[i].name) != GUTS_OK)
+            return GUTS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int found;
+        size_t pos = ref_pos(r, refs[i].name, &found);
+        if (found) {
+            guts_fp_sub(&r->rdigest, guts_ref_digest_term(&r->refs[pos]));
+            if (is_tombstone(&r->refs[pos]))
+                r->tombstones--;
+        } else {
+            if (grow((void **)&r->refs, &r->caprefs, r->nrefs + 1, sizeof(guts_ref)))
+                return GUTS_ENOMEM;
+            memmove(r->refs + pos + 1, r->refs + pos, (r->nrefs - pos) * sizeof(guts_ref));
+            r->nrefs++;
+        }
+        r->refs[pos] = refs[i];
+        guts_fp_add(&r->rdigest, guts_ref_digest_term(&r->refs[pos]));
+        if (is_tombstone(&r->refs[pos]))
+            r->tombstones++;
+        if (refs[i].clock > r->clock)
+            r->clock = refs[i].clock;
+    }
+    if (n)
+        r->txnid++;
+    return GUTS_OK;
+}
+
+void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ctx = m;
+    out->repos = m_repos;
+    out->create = m_create;
+    out->info = m_info;
+    out->ids = m_ids;
+    out->has = m_has;
+    out->get = m_get;
+    out->put = m_put;
+    out->recent = m_recent;
+    out->refs = m_refs;
+    out->ref_get = m_ref_get;
+    out->refs_put = m_refs_put;
+}

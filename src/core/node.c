@@ -1,0 +1,565 @@
+/* node.c - a guts node's lifecycle, event dispatch and action queue.
+ *
+ * The core is a plain state machine: every entry point takes `now` from the
+ * driver, updates state and appends actions to a queue the driver drains
+ * with guts_core_next_action(). Action buffers are copies owned by the
+ * queue; they are released at the start of the next event, so a driver may
+ * hold an action's data until then. Randomness (announce jitter, pull
+ * stagger, peer choice, reconciliation seeds) comes from a xoshiro256**
+ * generator seeded from the configuration, so a simulation is a pure
+ * function of its seeds.
+ *
+ * After each event the core computes its next deadline (announce, expiry,
+ * scheduled pulls, idle sessions) and emits SET_TIMER when it changed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+int guts_addr_eq(const guts_addr *a, const guts_addr *b)
+{
+    return a->len == b->len && a->len <= GUTS_ADDR_MAX && memcmp(a->b, b->b, a->len) == 0;
+}
+
+/* ---- PRNG: splitmix64 seeding xoshiro256** ------------------------------- */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+uint64_t core_rand(guts_core *c)
+{
+    uint64_t *s = c->rng;
+    uint64_t r = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+uint64_t core_rand_below(guts_core *c, uint64_t n)
+{
+    return n ? core_rand(c) % n : 0;
+}
+
+/* ---- Actions ------------------------------------------------------------- */
+
+static void acts_release(guts_core *c)
+{
+    for (size_t i = 0; i < c->headact; i++) {
+        free(c->acts[i].buf);
+        free(c->acts[i].text);
+    }
+    memmove(c->acts, c->acts + c->headact, (c->nacts - c->headact) * sizeof(core_act));
+    c->nacts -= c->headact;
+    c->headact = 0;
+}
+
+int core_push(guts_core *c, const guts_core_action *a)
+{
+    if (c->nacts >= CORE_ACTIONS_MAX)
+        return GUTS_EFULL;
+    if (c->nacts == c->capacts) {
+        size_t nc = c->capacts ? 2 * c->capacts : 64;
+        core_act *p = realloc(c->acts, nc * sizeof(core_act));
+        if (!p)
+            return GUTS_ENOMEM;
+        c->acts = p;
+        c->capacts = nc;
+    }
+    core_act *e = &c->acts[c->nacts];
+    memset(e, 0, sizeof(*e));
+    e->a = *a;
+    if (a->data && a->len) {
+        e->buf = malloc(a->len);
+        if (!e->buf)
+            return GUTS_ENOMEM;
+        memcpy(e->buf, a->data, a->len);
+        e->a.data = e->buf;
+    }
+    if (a->text) {
+        e->text = strdup(a->text);
+        if (!e->text) {
+            free(e->buf);
+            return GUTS_ENOMEM;
+        }
+        e->a.text = e->text;
+    }
+    c->nacts++;
+    return GUTS_OK;
+}
+
+/* Queue an action whose buffer is already malloc()ed (ownership moves). */
+static int push_owned(guts_core *c, guts_core_action *a, uint8_t *buf)
+{
+    a->data = NULL;
+    size_t len = a->len;
+    int rc = core_push(c, a);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    core_act *e = &c->acts[c->nacts - 1];
+    e->buf = buf;
+    e->a.data = buf;
+    e->a.len = len;
+    return GUTS_OK;
+}
+
+int guts_core_next_action(guts_core *c, guts_core_action *out)
+{
+    if (c->headact >= c->nacts)
+        return 0;
+    *out = c->acts[c->headact++].a;
+    return 1;
+}
+
+void core_log(guts_core *c, int level, const char *fmt, ...)
+{
+    char line[GUTS_CORE_LOG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    guts_core_action a = {.kind = GUTS_ACT_LOG, .level = level, .text = line};
+    core_push(c, &a);
+}
+
+void core_msg_init(guts_core *c, guts_msg *m, int type)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = (uint8_t)type;
+    m->version = GUTS_WIRE_VERSION;
+    m->sender = c->cfg.node_id;
+}
+
+uint32_t core_frame_payload(const guts_core *c)
+{
+    return c->cfg.frame_max;
+}
+
+int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg)
+{
+    size_t sz;
+    int rc = guts_msg_size(msg, &sz);
+    if (rc)
+        return rc;
+    if (sz > c->cfg.frame_max)
+        return GUTS_ETOOBIG;
+    uint8_t *buf = malloc(sz + GUTS_FRAME_HDR);
+    if (!buf)
+        return GUTS_ENOMEM;
+    size_t len;
+    rc = guts_msg_encode_frame(msg, buf, sz + GUTS_FRAME_HDR, &len);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    guts_core_action a = {.kind = GUTS_ACT_SEND_FRAME, .stream = stream, .len = len};
+    c->ctr.frames_out++;
+    c->ctr.frame_bytes_out += len;
+    return push_owned(c, &a, buf);
+}
+
+void core_close_stream(guts_core *c, uint32_t stream)
+{
+    guts_core_action a = {.kind = GUTS_ACT_CLOSE_STREAM, .stream = stream};
+    core_push(c, &a);
+}
+
+/* ---- Local repository cache ---------------------------------------------- */
+
+static size_t repo_pos(const guts_core *c, const char *key, int *found)
+{
+    size_t lo = 0, hi = c->nrepos;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int r = strcmp(c->repos[mid]->key, key);
+        if (r == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+lrepo *core_repo_find(guts_core *c, const char *key)
+{
+    int found;
+    size_t i = repo_pos(c, key, &found);
+    return found ? c->repos[i] : NULL;
+}
+
+void core_repo_refresh(guts_core *c, lrepo *r)
+{
+    guts_repo_info info;
+    if (c->st.info(c->st.ctx, r->key, &info) != GUTS_OK)
+        return;
+    if (info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
+        !guts_fp_eq(info.refs_digest, r->info.refs_digest))
+        announce_changed(c, r);
+    r->info = info;
+}
+
+int core_repo_load(guts_core *c, const char *key, lrepo **out)
+{
+    int found;
+    size_t pos = repo_pos(c, key, &found);
+    if (found) {
+        core_repo_refresh(c, c->repos[pos]);
+        *out = c->repos[pos];
+        return GUTS_OK;
+    }
+    if (c->nrepos >= CORE_REPOS_MAX)
+        return GUTS_EFULL;
+    if (guts_repo_key_check(key) != GUTS_OK)
+        return GUTS_EINVAL;
+    guts_repo_info info;
+    int rc = c->st.info(c->st.ctx, key, &info);
+    if (rc)
+        return rc;
+    if (c->nrepos == c->caprepos) {
+        size_t nc = c->caprepos ? 2 * c->caprepos : 16;
+        lrepo **p = realloc(c->repos, nc * sizeof(lrepo *));
+        if (!p)
+            return GUTS_ENOMEM;
+        c->repos = p;
+        c->caprepos = nc;
+    }
+    lrepo *r = calloc(1, sizeof(lrepo));
+    if (!r)
+        return GUTS_ENOMEM;
+    strcpy(r->key, key);
+    r->info = info;
+    r->changed = 1;
+    memmove(c->repos + pos + 1, c->repos + pos, (c->nrepos - pos) * sizeof(lrepo *));
+    c->repos[pos] = r;
+    c->nrepos++;
+    *out = r;
+    return GUTS_OK;
+}
+
+static int rescan_cb(const char *key, void *arg)
+{
+    guts_core *c = arg;
+    lrepo *r;
+    core_repo_load(c, key, &r);
+    return 0;
+}
+
+/* ---- Timers -------------------------------------------------------------- */
+
+static uint64_t next_deadline(guts_core *c)
+{
+    uint64_t t = c->next_announce;
+    if (c->announce_soon) {
+        uint64_t s = c->last_announce + CORE_ANNOUNCE_GAP_MS;
+        if (s < t)
+            t = s;
+    }
+    uint64_t e = members_next_expiry(c);
+    if (e && e < t)
+        t = e;
+    for (size_t i = 0; i < c->nrepos; i++) {
+        uint64_t p = c->repos[i]->next_pull;
+        if (p && !c->repos[i]->pulling && p < t)
+            t = p;
+    }
+    for (size_t i = 0; i < c->nsess; i++) {
+        uint64_t idle = c->sess[i]->last_active + CORE_SESSION_IDLE_MS;
+        if (idle < t)
+            t = idle;
+    }
+    if (t <= c->now)
+        t = c->now + 1;
+    return t;
+}
+
+/* Work common to the end of every event: due timers, then SET_TIMER. */
+static void settle(guts_core *c)
+{
+    if (c->left)
+        return;
+    members_expire(c);
+    sync_idle(c);
+    if (c->now >= c->next_announce ||
+        (c->announce_soon && c->now >= c->last_announce + CORE_ANNOUNCE_GAP_MS))
+        announce_send(c);
+    sync_start_pulls(c);
+    uint64_t t = next_deadline(c);
+    if (t != c->next_timer_sent) {
+        guts_core_action a = {.kind = GUTS_ACT_SET_TIMER, .at = t};
+        if (core_push(c, &a) == GUTS_OK)
+            c->next_timer_sent = t;
+    }
+}
+
+static void enter(guts_core *c, uint64_t now)
+{
+    acts_release(c);
+    if (now > c->now)
+        c->now = now;
+}
+
+/* ---- Lifecycle ----------------------------------------------------------- */
+
+int guts_core_new(const guts_core_config *cfg, guts_core **out)
+{
+    if (!cfg || !cfg->store || !out)
+        return GUTS_EINVAL;
+    const guts_core_store *s = cfg->store;
+    if (!s->repos || !s->create || !s->info || !s->ids || !s->has || !s->get || !s->put ||
+        !s->recent || !s->refs || !s->ref_get || !s->refs_put)
+        return GUTS_EINVAL;
+    guts_core *c = calloc(1, sizeof(guts_core));
+    if (!c)
+        return GUTS_ENOMEM;
+    c->cfg = *cfg;
+    c->st = *cfg->store;
+    c->cfg.store = &c->st;
+    if (!c->cfg.interval_ms)
+        c->cfg.interval_ms = GUTS_CORE_INTERVAL_DEFAULT;
+    if (!c->cfg.expiry_missed)
+        c->cfg.expiry_missed = GUTS_CORE_EXPIRY_DEFAULT;
+    if (!c->cfg.group_budget)
+        c->cfg.group_budget = GUTS_CORE_GROUP_BUDGET_DEFAULT;
+    if (!c->cfg.frame_max)
+        c->cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
+    /* Frames must hold at least one chunk plus its envelope. */
+    if (c->cfg.frame_max < 64 * 1024)
+        c->cfg.frame_max = 64 * 1024;
+    if (!c->cfg.max_sessions)
+        c->cfg.max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
+    uint64_t x = cfg->seed ^ 0x6775747363307265ull;
+    for (int i = 0; i < 4; i++)
+        c->rng[i] = splitmix(&x);
+    c->next_stream = 1;
+    c->next_announce = 0; /* the first timer announces at once */
+    c->st.repos(c->st.ctx, rescan_cb, c);
+    *out = c;
+    return GUTS_OK;
+}
+
+void guts_core_free(guts_core *c)
+{
+    if (!c)
+        return;
+    sync_free_all(c);
+    c->headact = c->nacts;
+    acts_release(c);
+    free(c->acts);
+    while (c->npeers)
+        members_remove(c, c->npeers - 1, NULL);
+    free(c->peers);
+    for (size_t i = 0; i < c->nrepos; i++) {
+        repo_free_state(c->repos[i]);
+        free(c->repos[i]);
+    }
+    free(c->repos);
+    free(c->sess);
+    free(c);
+}
+
+/* ---- Events -------------------------------------------------------------- */
+
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
+                           const uint8_t *buf, size_t len)
+{
+    enter(c, now);
+    c->ctr.dgrams_in++;
+    if (len > GUTS_DGRAM_DROP) {
+        c->ctr.dgrams_dropped++;
+        goto out;
+    }
+    if (c->left)
+        goto out;
+    guts_msg m;
+    int rc = guts_msg_decode(buf, len, &m);
+    if (rc == GUTS_EVERSION) {
+        c->ctr.dgrams_version++;
+        goto out;
+    }
+    if (rc == GUTS_ENOTFOUND) {
+        c->ctr.dgrams_unknown++;
+        goto out;
+    }
+    if (rc) {
+        c->ctr.dgrams_malformed++;
+        goto out;
+    }
+    if (memcmp(&m.sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0) {
+        guts_msg_free(&m); /* our own, looped back */
+        goto out;
+    }
+    if (m.type == GUTS_MSG_ANNOUNCE) {
+        announce_on(c, &m, from);
+    } else if (m.type == GUTS_MSG_LEAVE) {
+        peer *p = members_find(c, &m.sender);
+        if (p && m.u.leave.incarnation >= p->inc) {
+            sync_abort_peer(c, &p->addr);
+            members_remove(c, (size_t)(p - c->peers), "left");
+        }
+    } else {
+        c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
+    }
+    guts_msg_free(&m);
+out:
+    settle(c);
+}
+
+void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream,
+                              const guts_addr *peer, int outgoing)
+{
+    enter(c, now);
+    sync_on_open(c, stream, peer, outgoing);
+    settle(c);
+}
+
+void guts_core_on_frame(guts_core *c, uint64_t now, uint32_t stream, const uint8_t *buf,
+                        size_t len)
+{
+    enter(c, now);
+    c->ctr.frames_in++;
+    sync_on_frame(c, stream, buf, len);
+    settle(c);
+}
+
+void guts_core_on_stream_writable(guts_core *c, uint64_t now, uint32_t stream)
+{
+    enter(c, now);
+    sync_on_writable(c, stream);
+    settle(c);
+}
+
+void guts_core_on_stream_closed(guts_core *c, uint64_t now, uint32_t stream)
+{
+    enter(c, now);
+    sync_on_closed(c, stream);
+    settle(c);
+}
+
+void guts_core_on_timer(guts_core *c, uint64_t now)
+{
+    enter(c, now);
+    c->next_timer_sent = 0; /* the driver's timer fired: re-arm */
+    settle(c);
+}
+
+void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key)
+{
+    enter(c, now);
+    if (key) {
+        lrepo *r;
+        core_repo_load(c, key, &r);
+    } else {
+        c->st.repos(c->st.ctx, rescan_cb, c);
+        for (size_t i = 0; i < c->nrepos; i++)
+            core_repo_refresh(c, c->repos[i]);
+    }
+    settle(c);
+}
+
+void guts_core_leave(guts_core *c, uint64_t now)
+{
+    enter(c, now);
+    if (c->left)
+        return;
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_LEAVE);
+    m.u.leave.incarnation = c->cfg.incarnation;
+    size_t len;
+    if (guts_msg_encode(&m, c->dgram, sizeof(c->dgram), &len) == GUTS_OK) {
+        guts_core_action a = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
+                              .len = len};
+        core_push(c, &a);
+        c->ctr.dgrams_out++;
+        c->ctr.dgram_bytes_out += len;
+    }
+    sync_free_all(c);
+    c->left = 1;
+}
+
+/* ---- Status -------------------------------------------------------------- */
+
+size_t guts_core_peer_count(const guts_core *c)
+{
+    return c->npeers;
+}
+
+int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
+{
+    if (i >= c->npeers)
+        return GUTS_ENOTFOUND;
+    const peer *p = &c->peers[i];
+    memset(out, 0, sizeof(*out));
+    out->id = p->id;
+    out->addr = p->addr;
+    out->port = p->port;
+    out->incarnation = p->inc;
+    out->last_heard = p->last_heard;
+    out->interval_ms = p->interval;
+    out->repos = (uint32_t)p->nrepos;
+    return GUTS_OK;
+}
+
+void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
+{
+    *out = c->ctr;
+    out->refs_pending = 0;
+    for (size_t i = 0; i < c->nrepos; i++)
+        out->refs_pending += c->repos[i]->npending;
+}
+
+uint32_t guts_core_interval(const guts_core *c)
+{
+    return announce_interval(c);
+}
+
+void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)
+{
+    *pulls = *serves = 0;
+    for (size_t i = 0; i < c->nsess; i++) {
+        if (c->sess[i]->kind == SESS_PULL)
+            (*pulls)++;
+        else
+            (*serves)++;
+    }
+}
+
+int guts_core_repo_state(const guts_core *c, const char *key, int *state)
+{
+    lrepo *r = core_repo_find((guts_core *)c, key);
+    if (!r)
+        return GUTS_ENOTFOUND;
+    if (r->pulling) {
+        *state = GUTS_SYNC_PULLING;
+        return GUTS_OK;
+    }
+    *state = GUTS_SYNC_IN_SYNC;
+    for (size_t i = 0; i < c->npeers; i++) {
+        peer_repo *pr = members_repo(&c->peers[i], key);
+        if (pr && (!guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo))
+            *state = GUTS_SYNC_BEHIND;
+    }
+    return GUTS_OK;
+}

@@ -1,0 +1,307 @@
+/* node_announce.c - what a node tells the group, and what it makes of what
+ * it hears.
+ *
+ * Sending. Every announce is one datagram of at most GUTS_DGRAM_MAX bytes.
+ * Repositories are paged: those changed since the last announce go first,
+ * then a round-robin cursor walks the rest, so with R repositories every one
+ * is announced at least every ceil(R / per-page) announces. Entries are
+ * packed with the codec's exact size helpers; what room is left is shared
+ * among the page's entries as blooms of each repository's most recent ids
+ * (the "what's new" digest; a bloom of a whole large repository would never
+ * fit, and the stream reconciliation does the rest).
+ *
+ * The interval follows RTCP (RFC 3550 section 6.2): the whole group's
+ * announce traffic stays within group_budget bytes per second, so
+ * interval = max(base, members * average size / budget), each one
+ * randomised in [0.5, 1.5] of that so members do not synchronise. A change
+ * to a repository (a local write or a completed fetch) asks for an announce
+ * at once, rate-limited to one per CORE_ANNOUNCE_GAP_MS: nodes that fetched
+ * an update announce it, so others can pull from them and not only from the
+ * writer (epidemic spread).
+ *
+ * Receiving: the pull decision. For each repository entry of a peer:
+ *  - we lack the repository: create it and pull soon (the puller then asks
+ *    for everything with one ALL item);
+ *  - fingerprints equal and refs digests equal: in sync, nothing happens;
+ *  - evidence that the peer has objects we lack: pull soon (after a random
+ *    stagger). Evidence is: its count is larger than ours; or its refs digest
+ *    differs while the objects agree; or its bloom covers all its objects and
+ *    enough of ours test absent: at least count_peer - (count_ours - absent)
+ *    of its objects are not ours (absent ones are surely not common, as a
+ *    bloom has no false negatives);
+ *  - otherwise (the sets differ but we may be the one ahead): an
+ *    anti-entropy pull after a few intervals (Demers et al. 1987), so
+ *    convergence never rests on the heuristic alone.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* Our own ids tested against a peer's bloom for the evidence rule: beyond
+ * this count the rule is skipped (anti-entropy covers it). */
+#define ANNOUNCE_EVIDENCE_MAX 1024
+
+uint32_t announce_interval(const guts_core *c)
+{
+    uint64_t members = c->npeers + 1;
+    /* average announce size: assume full datagrams when nothing is known */
+    uint64_t avg = c->ctr.dgrams_out ? c->ctr.dgram_bytes_out / c->ctr.dgrams_out : GUTS_DGRAM_MAX;
+    uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
+    if (iv < c->cfg.interval_ms)
+        iv = c->cfg.interval_ms;
+    if (iv > 600000)
+        iv = 600000; /* ten minutes: beyond any group we expect */
+    return (uint32_t)iv;
+}
+
+void announce_changed(guts_core *c, lrepo *r)
+{
+    r->changed = 1;
+    c->announce_soon = 1;
+}
+
+typedef struct entry {
+    lrepo *r;
+    guts_bloom bloom;
+} entry;
+
+static void fill_entry(guts_announce_repo *e, const lrepo *r)
+{
+    memset(e, 0, sizeof(*e));
+    e->key = r->key;
+    e->objects = r->info.objects;
+    e->fp = r->info.fp;
+    e->refs_digest = r->info.refs_digest.lo;
+}
+
+/* Give entry e a bloom of r's newest ids that fits in room bytes. */
+static void add_bloom(guts_core *c, guts_announce_repo *e, entry *en, size_t room)
+{
+    e->bloom_seed = core_rand(c);
+    e->bloom_k = 7;
+    size_t bytes = guts_announce_bloom_room(e, room);
+    if (bytes == 0 || en->r->info.objects == 0)
+        return;
+    size_t avail = bytes * 8 / GUTS_BLOOM_BITS_PER_ELEM + 1;
+    if (avail > en->r->info.objects)
+        avail = (size_t)en->r->info.objects;
+    guts_id *ids = malloc(avail * sizeof(guts_id));
+    if (!ids)
+        return;
+    size_t got = 0;
+    if (c->st.recent(c->st.ctx, en->r->key, avail, ids, &got) != GUTS_OK || got == 0) {
+        free(ids);
+        return;
+    }
+    size_t covered;
+    uint32_t nbits;
+    uint8_t k;
+    guts_bloom_fit(bytes, got, &covered, &nbits, &k);
+    if (covered == 0 || nbits == 0 ||
+        guts_bloom_make(&en->bloom, nbits / 8, 8, e->bloom_seed) != GUTS_OK) {
+        free(ids);
+        return;
+    }
+    en->bloom.k = k;
+    for (size_t i = 0; i < covered; i++)
+        guts_bloom_add(&en->bloom, ids[i].b, GUTS_ID_LEN);
+    free(ids);
+    e->bloom_covered = (uint32_t)covered;
+    e->bloom_k = k;
+    e->bloom_nbits = en->bloom.nbits;
+    e->bloom_bits = en->bloom.bits;
+    /* the k field may change the size by a byte: recheck */
+    if (guts_announce_repo_size(e) > room) {
+        e->bloom_covered = 0;
+        e->bloom_nbits = 0;
+        e->bloom_bits = NULL;
+        guts_bloom_free(&en->bloom);
+    }
+}
+
+void announce_send(guts_core *c)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_ANNOUNCE);
+    guts_msg_announce *a = &m.u.announce;
+    a->incarnation = c->cfg.incarnation;
+    a->port = c->cfg.tcp_port;
+    uint32_t iv = announce_interval(c);
+    a->interval_ms = iv;
+
+    guts_announce_repo reps[GUTS_ANNOUNCE_REPOS_MAX];
+    entry ens[GUTS_ANNOUNCE_REPOS_MAX];
+    size_t n = 0, used = GUTS_ANNOUNCE_HEAD_MAX;
+    memset(ens, 0, sizeof(ens));
+    /* changed repositories first, then round robin */
+    size_t start = c->rr;
+    for (int pass = 0; pass < 2 && n < GUTS_ANNOUNCE_REPOS_MAX; pass++) {
+        for (size_t i = 0; i < c->nrepos && n < GUTS_ANNOUNCE_REPOS_MAX; i++) {
+            size_t idx = pass == 0 ? i : (start + i) % c->nrepos;
+            lrepo *r = c->repos[idx];
+            if (pass == 0 && !r->changed)
+                continue;
+            int dup = 0;
+            for (size_t j = 0; j < n; j++)
+                dup |= ens[j].r == r;
+            if (dup)
+                continue;
+            fill_entry(&reps[n], r);
+            size_t sz = guts_announce_repo_size(&reps[n]);
+            if (used + sz > GUTS_DGRAM_MAX)
+                goto full;
+            used += sz;
+            ens[n].r = r;
+            if (pass == 1)
+                c->rr = (idx + 1) % c->nrepos;
+            n++;
+        }
+    }
+full:
+    /* share the room left as blooms, first entries first */
+    for (size_t i = 0; i < n; i++) {
+        size_t room = GUTS_DGRAM_MAX - used;
+        size_t share = room / (n - i);
+        size_t base = guts_announce_repo_size(&reps[i]);
+        add_bloom(c, &reps[i], &ens[i], base + share);
+        used += guts_announce_repo_size(&reps[i]) - base;
+    }
+    a->nrepos = (uint32_t)n;
+    a->repos = reps;
+    size_t per = n ? n : 1;
+    a->pages = (uint16_t)(c->nrepos ? (c->nrepos + per - 1) / per : 1);
+    a->page = (uint16_t)(c->nrepos ? (c->rr / per) % a->pages : 0);
+    size_t len = 0;
+    int rc = guts_msg_encode(&m, c->dgram, GUTS_DGRAM_MAX, &len);
+    if (rc == GUTS_ETOOBIG) { /* cannot happen with exact sizes; be safe */
+        for (size_t i = 0; i < n; i++) {
+            reps[i].bloom_nbits = 0;
+            reps[i].bloom_covered = 0;
+            reps[i].bloom_bits = NULL;
+        }
+        rc = guts_msg_encode(&m, c->dgram, GUTS_DGRAM_MAX, &len);
+    }
+    for (size_t i = 0; i < n; i++)
+        guts_bloom_free(&ens[i].bloom);
+    if (rc == GUTS_OK && len <= GUTS_DGRAM_MAX) {
+        for (size_t i = 0; i < n; i++)
+            ens[i].r->changed = 0;
+        guts_core_action act = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
+                                .len = len};
+        if (core_push(c, &act) == GUTS_OK) {
+            c->ctr.dgrams_out++;
+            c->ctr.dgram_bytes_out += len;
+            if (len > c->ctr.dgram_max_out)
+                c->ctr.dgram_max_out = len;
+        }
+    } else {
+        core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
+    }
+    c->last_announce = c->now;
+    c->next_announce = c->now + iv / 2 + core_rand_below(c, iv + 1);
+    c->announce_soon = 0;
+    for (size_t i = 0; i < c->nrepos; i++)
+        if (c->repos[i]->changed)
+            c->announce_soon = 1;
+}
+
+/* Schedule a pull of r: urgent ones after a short random stagger (with
+ * backoff after failures), others after the anti-entropy delay. An earlier
+ * schedule is kept. */
+static void schedule(guts_core *c, lrepo *r, int urgent)
+{
+    uint64_t delay;
+    if (urgent) {
+        delay = 1 + core_rand_below(c, CORE_PULL_STAGGER_MS);
+        uint32_t f = r->failures < 8 ? r->failures : 8;
+        if (f)
+            delay += (uint64_t)250 << f; /* 0.5 s .. 64 s */
+    } else {
+        uint64_t iv = (uint64_t)c->cfg.interval_ms * CORE_ANTI_ENTROPY_INTERVALS;
+        delay = iv + core_rand_below(c, iv + 1);
+    }
+    uint64_t t = c->now + delay;
+    if (!r->next_pull || t < r->next_pull) {
+        r->next_pull = t;
+        r->urgent = urgent;
+    }
+}
+
+static int differs(const lrepo *r, const peer_repo *pr)
+{
+    return !guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo;
+}
+
+void announce_consider(guts_core *c, lrepo *r)
+{
+    int any = 0, urgent = 0;
+    for (size_t i = 0; i < c->npeers; i++) {
+        peer_repo *pr = members_repo(&c->peers[i], r->key);
+        if (!pr || !differs(r, pr))
+            continue;
+        any = 1;
+        if (pr->objects > r->info.objects || guts_fp_eq(pr->fp, r->info.fp))
+            urgent = 1;
+    }
+    if (any)
+        schedule(c, r, urgent);
+    else
+        r->next_pull = 0;
+}
+
+/* Evidence from a peer's bloom that it holds objects we lack (see top). */
+static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo *e)
+{
+    if (!e->bloom_nbits || e->bloom_covered != e->objects)
+        return 0;
+    if (r->info.objects == 0 || r->info.objects > ANNOUNCE_EVIDENCE_MAX)
+        return 0;
+    guts_bloom b;
+    if (guts_bloom_view(&b, e->bloom_bits, e->bloom_nbits, e->bloom_k, e->bloom_seed))
+        return 0;
+    guts_id *ids = malloc((size_t)r->info.objects * sizeof(guts_id));
+    if (!ids)
+        return 0;
+    size_t n = 0;
+    int ev = 0;
+    if (c->st.recent(c->st.ctx, r->key, (size_t)r->info.objects, ids, &n) == GUTS_OK &&
+        n == r->info.objects) {
+        uint64_t absent = 0;
+        for (size_t i = 0; i < n; i++)
+            absent += !guts_bloom_has(&b, ids[i].b, GUTS_ID_LEN);
+        ev = e->objects + absent > r->info.objects;
+    }
+    free(ids);
+    return ev;
+}
+
+void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
+{
+    const guts_msg_announce *a = &m->u.announce;
+    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms);
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < a->nrepos; i++) {
+        const guts_announce_repo *e = &a->repos[i];
+        if (guts_repo_key_check(e->key) != GUTS_OK)
+            continue;
+        members_repo_set(p, e->key, e->objects, e->fp, e->refs_digest, c->now);
+        lrepo *r = core_repo_find(c, e->key);
+        if (!r) {
+            if (c->nrepos >= CORE_REPOS_MAX || c->st.create(c->st.ctx, e->key) != GUTS_OK ||
+                core_repo_load(c, e->key, &r) != GUTS_OK) {
+                core_log(c, GUTS_LOG_WARN, "cannot create repository %s", e->key);
+                continue;
+            }
+            core_log(c, GUTS_LOG_INFO, "new repository %s", e->key);
+            schedule(c, r, 1);
+            continue;
+        }
+        if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo)
+            continue;
+        int urgent = e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
+                     bloom_evidence(c, r, e);
+        schedule(c, r, urgent);
+    }
+}

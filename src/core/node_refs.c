@@ -1,0 +1,479 @@
+/* node_refs.c - applying ref records received from peers.
+ *
+ * A ref record is applied only when the closure of its target is in the
+ * store (commit -> tree and parents; tree -> entries except gitlinks, mode
+ * 160000; tag -> its object), so an export is always fsck-clean. Records
+ * whose closure is incomplete wait in the repository's pending list; the
+ * session asks its peer for the missing ids with WANT and retries as they
+ * arrive, and every later session end retries too.
+ *
+ * The walk is costly on a first sync (it reads every commit and tree once),
+ * so ids found complete are remembered per repository (the "complete"
+ * cache), seeded with the targets of the refs already stored: an applied
+ * ref's closure is complete by this very rule, and objects are never
+ * removed. A fast-forward then walks only the new commits. Blobs are never
+ * read: a tree entry's mode says it is a blob, and presence is enough.
+ *
+ * The merge itself is h4's CRDT rule (refmerge.h): the winner is written,
+ * and a divergent loser is written as a conflict record, itself merged with
+ * any conflict record already under that name.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* ---- idset: open addressing on the id's first bytes ---------------------- */
+
+static size_t id_hash(const guts_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b + 4, sizeof(h));
+    return (size_t)(h * 0x9e3779b97f4a7c15ull >> 7);
+}
+
+static int idset_grow(idset *s)
+{
+    size_t nc = s->cap ? 2 * s->cap : 256;
+    guts_id *slots = calloc(nc, sizeof(guts_id));
+    uint8_t *used = calloc(nc, 1);
+    if (!slots || !used) {
+        free(slots);
+        free(used);
+        return GUTS_ENOMEM;
+    }
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->used[i])
+            continue;
+        size_t j = id_hash(&s->slots[i]) & (nc - 1);
+        while (used[j])
+            j = (j + 1) & (nc - 1);
+        used[j] = 1;
+        slots[j] = s->slots[i];
+    }
+    free(s->slots);
+    free(s->used);
+    s->slots = slots;
+    s->used = used;
+    s->cap = nc;
+    return GUTS_OK;
+}
+
+int idset_has(const idset *s, const guts_id *id)
+{
+    if (!s->cap)
+        return 0;
+    size_t j = id_hash(id) & (s->cap - 1);
+    while (s->used[j]) {
+        if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
+            return 1;
+        j = (j + 1) & (s->cap - 1);
+    }
+    return 0;
+}
+
+/* 1 added, 0 already there, <0 error. */
+int idset_add(idset *s, const guts_id *id)
+{
+    if ((s->n + 1) * 2 > s->cap && idset_grow(s))
+        return GUTS_ENOMEM;
+    size_t j = id_hash(id) & (s->cap - 1);
+    while (s->used[j]) {
+        if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
+            return 0;
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->used[j] = 1;
+    s->slots[j] = *id;
+    s->n++;
+    return 1;
+}
+
+void idset_clear(idset *s)
+{
+    free(s->slots);
+    free(s->used);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- Compact ref records ------------------------------------------------- */
+
+void cref_free(cref *r)
+{
+    free(r->name);
+    free(r->symref);
+    r->name = r->symref = NULL;
+}
+
+int cref_from_wire(cref *out, const guts_wire_ref *w)
+{
+    memset(out, 0, sizeof(*out));
+    if (!w->name || guts_refname_check(w->name) != GUTS_OK)
+        return GUTS_EINVAL;
+    if (w->symref && (strlen(w->symref) > GUTS_REFNAME_MAX || guts_refname_check(w->symref)))
+        return GUTS_EINVAL;
+    out->name = strdup(w->name);
+    out->symref = w->symref && w->symref[0] ? strdup(w->symref) : NULL;
+    if (!out->name || (w->symref && w->symref[0] && !out->symref)) {
+        cref_free(out);
+        return GUTS_ENOMEM;
+    }
+    out->target = w->target;
+    out->clock = w->clock;
+    out->writer = w->writer;
+    return GUTS_OK;
+}
+
+void cref_to_ref(const cref *in, guts_ref *out)
+{
+    memset(out, 0, sizeof(*out));
+    strcpy(out->name, in->name);
+    if (in->symref)
+        strcpy(out->symref, in->symref);
+    out->target = in->target;
+    out->clock = in->clock;
+    out->writer = in->writer;
+}
+
+void repo_free_state(lrepo *r)
+{
+    for (size_t i = 0; i < r->npending; i++)
+        cref_free(&r->pending[i]);
+    free(r->pending);
+    r->pending = NULL;
+    r->npending = r->cappending = 0;
+    idset_clear(&r->complete);
+}
+
+void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
+{
+    (void)c;
+    for (size_t i = 0; i < n; i++) {
+        /* one pending record per name: keep the greater */
+        size_t j;
+        for (j = 0; j < r->npending; j++)
+            if (strcmp(r->pending[j].name, refs[i].name) == 0)
+                break;
+        if (j < r->npending) {
+            guts_ref a, b;
+            cref_to_ref(&r->pending[j], &a);
+            cref_to_ref(&refs[i], &b);
+            if (guts_ref_cmp(&b, &a) > 0) {
+                cref_free(&r->pending[j]);
+                r->pending[j] = refs[i];
+            } else {
+                cref_free(&refs[i]);
+            }
+            continue;
+        }
+        if (r->npending >= CORE_REFS_PENDING_MAX) {
+            cref_free(&refs[i]);
+            continue;
+        }
+        if (r->npending == r->cappending) {
+            size_t nc = r->cappending ? 2 * r->cappending : 16;
+            cref *p = realloc(r->pending, nc * sizeof(cref));
+            if (!p) {
+                cref_free(&refs[i]);
+                continue;
+            }
+            r->pending = p;
+            r->cappending = nc;
+        }
+        r->pending[r->npending++] = refs[i];
+    }
+}
+
+/* ---- Object parsing ------------------------------------------------------ */
+
+static int hex_id(const uint8_t *p, size_t n, guts_id *out)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    if (n < GUTS_HEX_LEN)
+        return GUTS_EINVAL;
+    memcpy(hex, p, GUTS_HEX_LEN);
+    hex[GUTS_HEX_LEN] = 0;
+    return guts_id_from_hex(hex, out);
+}
+
+/* A walk item: an id and whether a tree entry told us it is a blob. */
+typedef struct witem {
+    guts_id id;
+    int blob;
+} witem;
+
+typedef struct walk {
+    witem *stack;
+    size_t n, cap;
+    int err;
+} walk;
+
+static void wpush(walk *w, const guts_id *id, int blob)
+{
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? 2 * w->cap : 64;
+        witem *p = realloc(w->stack, nc * sizeof(witem));
+        if (!p) {
+            w->err = GUTS_ENOMEM;
+            return;
+        }
+        w->stack = p;
+        w->cap = nc;
+    }
+    w->stack[w->n].id = *id;
+    w->stack[w->n].blob = blob;
+    w->n++;
+}
+
+/* Push the ids an object refers to. Malformed content refers to nothing
+ * (its hash was verified; git fsck would judge its format). */
+static void children_of(walk *w, int type, const uint8_t *d, size_t len, int parents_only)
+{
+    guts_id id;
+    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) {
+        size_t pos = 0;
+        while (pos < len) {
+            const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+            size_t ll = nl ? (size_t)(nl - (d + pos)) : len - pos;
+            if (ll == 0)
+                break; /* end of headers */
+            const uint8_t *l = d + pos;
+            if (type == GUTS_OBJ_COMMIT && !parents_only && ll >= 5 && memcmp(l, "tree ", 5) == 0 &&
+                hex_id(l + 5, ll - 5, &id) == GUTS_OK)
+                wpush(w, &id, 0);
+            else if (type == GUTS_OBJ_COMMIT && ll >= 7 && memcmp(l, "parent ", 7) == 0 &&
+                     hex_id(l + 7, ll - 7, &id) == GUTS_OK)
+                wpush(w, &id, 0);
+            else if (type == GUTS_OBJ_TAG && ll >= 7 && memcmp(l, "object ", 7) == 0 &&
+                     hex_id(l + 7, ll - 7, &id) == GUTS_OK)
+                wpush(w, &id, 0);
+            pos += ll + 1;
+        }
+    } else if (type == GUTS_OBJ_TREE) {
+        size_t pos = 0;
+        while (pos < len) {
+            const uint8_t *sp = memchr(d + pos, ' ', len - pos);
+            if (!sp)
+                return;
+            size_t mlen = (size_t)(sp - (d + pos));
+            int gitlink = mlen == 6 && memcmp(d + pos, "160000", 6) == 0;
+            int tree = mlen == 5 && memcmp(d + pos, "40000", 5) == 0;
+            const uint8_t *nul = memchr(sp, 0, len - (size_t)(sp - d));
+            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len)
+                return;
+            memcpy(id.b, nul + 1, GUTS_ID_LEN);
+            if (!gitlink)
+                wpush(w, &id, !tree);
+            pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
+        }
+    }
+}
+
+static void children(walk *w, int type, const uint8_t *d, size_t len)
+{
+    children_of(w, type, d, len, 0);
+}
+
+static int seed_cb(const guts_ref *ref, void *arg)
+{
+    lrepo *r = arg;
+    if (!guts_id_is_zero(&ref->target) && !ref->symref[0])
+        idset_add(&r->complete, &ref->target);
+    return 0;
+}
+
+/* Walk target's closure. Missing ids go into want (deduplicated, at most
+ * cap); *complete says whether nothing was missing. */
+static int closure(guts_core *c, lrepo *r, const guts_id *target, guts_id *want, size_t cap,
+                   size_t *nwant, int *complete)
+{
+    if (r->complete.n == 0)
+        c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
+    *complete = 1;
+    if (idset_has(&r->complete, target))
+        return GUTS_OK;
+    walk w = {0};
+    idset seen = {0};
+    wpush(&w, target, 0);
+    while (w.n && !w.err) {
+        witem it = w.stack[--w.n];
+        if (idset_has(&r->complete, &it.id))
+            continue;
+        int added = idset_add(&seen, &it.id);
+        if (added <= 0) {
+            if (added < 0)
+                w.err = added;
+            continue;
+        }
+        int has = c->st.has(c->st.ctx, r->key, &it.id);
+        if (has < 0) {
+            w.err = has;
+            break;
+        }
+        if (!has) {
+            *complete = 0;
+            int dup = 0;
+            for (size_t i = 0; i < *nwant; i++)
+                dup |= guts_id_cmp(&want[i], &it.id) == 0;
+            if (!dup && *nwant < cap)
+                want[(*nwant)++] = it.id;
+            continue;
+        }
+        if (it.blob)
+            continue;
+        int type;
+        void *data;
+        size_t len;
+        if (c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len) != GUTS_OK) {
+            *complete = 0;
+            continue;
+        }
+        children(&w, type, data, len);
+        free(data);
+    }
+    int rc = w.err;
+    if (!rc && *complete) {
+        if (r->complete.n + seen.n > CORE_COMPLETE_MAX)
+            idset_clear(&r->complete);
+        for (size_t i = 0; i < seen.cap; i++)
+            if (seen.used[i])
+                idset_add(&r->complete, &seen.slots[i]);
+    }
+    free(w.stack);
+    idset_clear(&seen);
+    return rc;
+}
+
+/* ---- Ancestry oracle for the merge --------------------------------------- */
+
+typedef struct anc_ctx {
+    guts_core *c;
+    lrepo *r;
+} anc_ctx;
+
+static int is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
+{
+    anc_ctx *x = ctx;
+    walk w = {0};
+    idset seen = {0};
+    int found = 0;
+    size_t steps = 0;
+    wpush(&w, desc, 0);
+    while (w.n && !w.err && !found && steps < CORE_ANCESTRY_MAX) {
+        witem it = w.stack[--w.n];
+        if (idset_add(&seen, &it.id) <= 0)
+            continue;
+        steps++;
+        int type;
+        void *data;
+        size_t len;
+        if (x->c->st.get(x->c->st.ctx, x->r->key, &it.id, &type, &data, &len) != GUTS_OK)
+            continue; /* unknown: treat as not an ancestor (a conflict is kept) */
+        if (type == GUTS_OBJ_COMMIT) {
+            walk p = {0};
+            children_of(&p, type, data, len, 1);
+            for (size_t i = 0; i < p.n; i++) {
+                if (guts_id_cmp(&p.stack[i].id, anc) == 0)
+                    found = 1;
+                wpush(&w, &p.stack[i].id, 0);
+            }
+            free(p.stack);
+        }
+        free(data);
+    }
+    free(w.stack);
+    idset_clear(&seen);
+    return found;
+}
+
+/* ---- Applying ------------------------------------------------------------ */
+
+/* Merge one incoming record; 1 applied (or obsolete), 0 wait, <0 error. */
+static int apply_one(guts_core *c, lrepo *r, const cref *p, guts_id *want, size_t cap,
+                     size_t *nwant)
+{
+    guts_ref *in = malloc(4 * sizeof(guts_ref));
+    if (!in)
+        return GUTS_ENOMEM;
+    guts_ref *cur = in + 1, *res = in + 2, *conf = in + 3;
+    cref_to_ref(p, in);
+    int have = c->st.ref_get(c->st.ctx, r->key, in->name, cur) == GUTS_OK;
+    int rc = 1;
+    if (have && guts_ref_cmp(cur, in) == 0)
+        goto out; /* already applied */
+    if (!in->symref[0] && !guts_id_is_zero(&in->target)) {
+        int complete;
+        rc = closure(c, r, &in->target, want, cap, nwant, &complete);
+        if (rc)
+            goto out;
+        if (!complete) {
+            rc = 0;
+            goto out;
+        }
+    }
+    anc_ctx ax = {c, r};
+    int has_conf = 0;
+    rc = guts_ref_merge(have ? cur : NULL, in, is_ancestor, &ax, res, conf, &has_conf);
+    if (rc < 0) {
+        rc = 0;
+        goto out;
+    }
+    guts_ref *recs = malloc(2 * sizeof(guts_ref));
+    if (!recs) {
+        rc = GUTS_ENOMEM;
+        goto out;
+    }
+    size_t n = 0;
+    if (!have || guts_ref_cmp(res, cur) != 0)
+        recs[n++] = *res;
+    if (has_conf) {
+        guts_ref *old = malloc(3 * sizeof(guts_ref));
+        if (old) {
+            guts_ref *m = old + 1, *junk = old + 2;
+            int hj = 0;
+            if (c->st.ref_get(c->st.ctx, r->key, conf->name, old) == GUTS_OK) {
+                if (guts_ref_merge(old, conf, NULL, NULL, m, junk, &hj) == GUTS_OK &&
+                    guts_ref_cmp(m, old) != 0)
+                    recs[n++] = *m;
+            } else {
+                recs[n++] = *conf;
+            }
+            free(old);
+        }
+    }
+    rc = n ? c->st.refs_put(c->st.ctx, r->key, recs, n) : GUTS_OK;
+    if (rc == GUTS_OK) {
+        c->ctr.refs_applied += n;
+        for (size_t i = 0; i < n; i++)
+            if (!recs[i].symref[0] && !guts_id_is_zero(&recs[i].target))
+                idset_add(&r->complete, &recs[i].target);
+        rc = 1;
+    }
+    free(recs);
+out:
+    free(in);
+    return rc;
+}
+
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant)
+{
+    *nwant = 0;
+    size_t w = 0;
+    int changed = 0;
+    for (size_t i = 0; i < r->npending; i++) {
+        int rc = apply_one(c, r, &r->pending[i], want, cap, nwant);
+        if (rc == 1) {
+            changed = 1;
+            cref_free(&r->pending[i]);
+        } else {
+            if (rc < 0)
+                core_log(c, GUTS_LOG_WARN, "ref %s in %s not applied: %s", r->pending[i].name,
+                         r->key, guts_strerror(rc));
+            r->pending[w++] = r->pending[i];
+        }
+    }
+    r->npending = w;
+    if (changed)
+        core_repo_refresh(c, r);
+    return GUTS_OK;
+}

@@ -1,0 +1,1185 @@
+/* node_sync.c - sync sessions: one stream, one repository, one pull.
+ *
+ * The puller opens a stream and drives; the server answers. Frames, in
+ * order on the stream:
+ *
+ *   P: HELLO, RECON(space objects, seed, round 0, items)
+ *   S: HELLO, RECON(same round, MASK items), OBJECTS/OBJECT_CHUNK..., DONE
+ *   P: RECON(round 1, ...)            ... until the puller's engine is done
+ *   P: RECON(space refs, new seed, round 0, items)
+ *   S: RECON(MASKs), REFS..., DONE    ... until done
+ *   P: WANT(ids missing from a ref's closure)   (zero or more times)
+ *   S: OBJECTS..., DONE
+ *   P: closes the stream.
+ *
+ * Each RECON or WANT request gets exactly one DONE after every element it
+ * produced, so the puller knows a phase is over when its engine has nothing
+ * more to ask and every request has its DONE. The server answers a RECON's
+ * SPLITs at once (the MASK reply lets the puller's next round start while
+ * objects still stream) and queues the elements as jobs: ids found by BLOOM
+ * items, WANT ids, and ALL ranges, which are walked lazily from the store
+ * so that serving a whole repository never holds it in memory. Jobs are
+ * sent up to CORE_SEND_BUDGET bytes per event, then the session waits for
+ * on_stream_writable (backpressure).
+ *
+ * Every received object is hashed before it is stored; one bad object ends
+ * the session (stream closed, counted) and the repository backs off from
+ * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames
+ * and are assembled in memory as they arrive, up to CORE_OBJ_MAX.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* Object bytes per OBJECTS frame and per OBJECT_CHUNK: CORE_CHUNK, or a
+ * quarter of a small configured frame cap (an OBJECTS frame may hold that
+ * much plus one more object of up to that size, plus envelopes). */
+static size_t core_chunk(const guts_core *c)
+{
+    size_t q = c->cfg.frame_max / 4;
+    return q < CORE_CHUNK ? q : CORE_CHUNK;
+}
+
+session *sync_find(guts_core *c, uint32_t stream)
+{
+    for (size_t i = 0; i < c->nsess; i++)
+        if (c->sess[i]->stream == stream)
+            return c->sess[i];
+    return NULL;
+}
+
+static session *sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
+{
+    if (c->nsess == c->capsess) {
+        size_t nc = c->capsess ? 2 * c->capsess : 8;
+        session **p = realloc(c->sess, nc * sizeof(session *));
+        if (!p)
+            return NULL;
+        c->sess = p;
+        c->capsess = nc;
+    }
+    session *s = calloc(1, sizeof(session));
+    if (!s)
+        return NULL;
+    s->core = c;
+    s->stream = stream;
+    s->kind = kind;
+    s->addr = *addr;
+    s->started = s->last_active = c->now;
+    c->sess[c->nsess++] = s;
+    return s;
+}
+
+static void jobs_free(session *s)
+{
+    for (size_t i = s->headjob; i < s->njobs; i++) {
+        job *j = &s->jobs[i];
+        free(j->ids);
+        for (size_t k = 0; k < j->nnames; k++)
+            free(j->names[k]);
+        free(j->names);
+    }
+    free(s->jobs);
+    s->jobs = NULL;
+    s->njobs = s->headjob = s->capjobs = 0;
+}
+
+static void sess_free(session *s)
+{
+    guts_recon_puller_free(&s->recon);
+    for (size_t i = 0; i < s->ninrefs; i++)
+        cref_free(&s->inrefs[i]);
+    free(s->inrefs);
+    free(s->chunk);
+    free(s->big);
+    jobs_free(s);
+    free(s);
+}
+
+static void sess_remove(guts_core *c, session *s)
+{
+    for (size_t i = 0; i < c->nsess; i++) {
+        if (c->sess[i] == s) {
+            c->sess[i] = c->sess[--c->nsess];
+            break;
+        }
+    }
+    sess_free(s);
+}
+
+static void peer_hex(guts_core *c, const session *s, char *hex)
+{
+    for (size_t i = 0; i < c->npeers; i++) {
+        if (guts_addr_eq(&c->peers[i].addr, &s->addr)) {
+            guts_node_id_to_hex(&c->peers[i].id, hex);
+            hex[8] = 0;
+            return;
+        }
+    }
+    strcpy(hex, "?");
+}
+
+void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *why)
+{
+    if (close_stream)
+        core_close_stream(c, s->stream);
+    char hex[2 * GUTS_NODE_ID_LEN + 1];
+    peer_hex(c, s, hex);
+    if (s->kind == SESS_PULL) {
+        lrepo *r = core_repo_find(c, s->key);
+        if (ok)
+            c->ctr.sessions_ok++;
+        else
+            c->ctr.sessions_failed++;
+        core_log(c, ok ? GUTS_LOG_INFO : GUTS_LOG_WARN,
+                 "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key,
+                 hex, ok ? "finished" : "failed", (unsigned long long)s->got_objects,
+                 (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
+                 (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
+        if (r) {
+            r->pulling = 0;
+            r->failures = ok ? 0 : r->failures + 1;
+            /* refs received may wait for objects another session brings */
+            if (s->ninrefs) {
+                refs_take(c, r, s->inrefs, s->ninrefs);
+                free(s->inrefs);
+                s->inrefs = NULL;
+                s->ninrefs = 0;
+            }
+            size_t nw;
+            refs_apply_pending(c, r, NULL, 0, &nw);
+            core_repo_refresh(c, r);
+            sess_remove(c, s);
+            announce_consider(c, r);
+            return;
+        }
+    } else {
+        c->ctr.sessions_served++;
+        if (!ok)
+            core_log(c, GUTS_LOG_DEBUG, "serving %s to %s ended: %s", s->key, hex,
+                     why ? why : "failed");
+    }
+    sess_remove(c, s);
+}
+
+void sync_free_all(guts_core *c)
+{
+    while (c->nsess) {
+        session *s = c->sess[c->nsess - 1];
+        core_close_stream(c, s->stream);
+        if (s->kind == SESS_PULL) {
+            lrepo *r = core_repo_find(c, s->key);
+            if (r)
+                r->pulling = 0;
+        }
+        sess_remove(c, s);
+    }
+}
+
+void sync_abort_peer(guts_core *c, const guts_addr *addr)
+{
+    for (size_t i = c->nsess; i-- > 0;) {
+        if (i < c->nsess && guts_addr_eq(&c->sess[i]->addr, addr))
+            sync_end(c, c->sess[i], 0, 1, "peer gone");
+    }
+}
+
+void sync_idle(guts_core *c)
+{
+    for (size_t i = c->nsess; i-- > 0;) {
+        if (i < c->nsess && c->now >= c->sess[i]->last_active + CORE_SESSION_IDLE_MS)
+            sync_end(c, c->sess[i], 0, 1, "idle");
+    }
+}
+
+/* ---- Sets seen by the reconciliation engine ------------------------------ */
+
+typedef struct scan_ctx {
+    guts_recon_visit cb;
+    void *cbctx;
+    uint32_t lo, hi;
+} scan_ctx;
+
+static void key_to_id(uint32_t k, guts_id *id)
+{
+    memset(id, 0, sizeof(*id));
+    id->b[0] = (uint8_t)(k >> 24);
+    id->b[1] = (uint8_t)(k >> 16);
+    id->b[2] = (uint8_t)(k >> 8);
+    id->b[3] = (uint8_t)k;
+}
+
+static int obj_visit(const guts_id *id, void *arg)
+{
+    scan_ctx *x = arg;
+    return x->cb(x->cbctx, guts_recon_key_of_id(id), guts_fp_of_id(id), id);
+}
+
+static int objects_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx)
+{
+    session *s = ctx;
+    guts_core *c = s->core;
+    guts_id from, to;
+    key_to_id(lo, &from);
+    key_to_id(hi + 1, &to);
+    scan_ctx x = {cb, cbctx, lo, hi};
+    return c->st.ids(c->st.ctx, s->key, &from, hi == UINT32_MAX ? NULL : &to, obj_visit, &x);
+}
+
+static int ref_visit(const guts_ref *ref, void *arg)
+{
+    scan_ctx *x = arg;
+    uint32_t k = guts_recon_key_of_refname(ref->name);
+    if (k < x->lo || k > x->hi)
+        return 0;
+    return x->cb(x->cbctx, k, guts_ref_digest_term(ref), ref);
+}
+
+static int refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx)
+{
+    session *s = ctx;
+    guts_core *c = s->core;
+    scan_ctx x = {cb, cbctx, lo, hi};
+    return c->st.refs(c->st.ctx, s->key, 1, ref_visit, &x);
+}
+
+/* ---- Puller -------------------------------------------------------------- */
+
+/* Pick the peer to pull r from: among peers whose state differs, those with
+ * the most objects (the newest state), at random among equals. */
+static peer *choose_peer(guts_core *c, lrepo *r)
+{
+    peer *best = NULL;
+    uint64_t best_n = 0, ties = 0;
+    for (size_t i = 0; i < c->npeers; i++) {
+        peer_repo *pr = members_repo(&c->peers[i], r->key);
+        if (!pr || (guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo))
+            continue;
+        if (!best || pr->objects > best_n) {
+            best = &c->peers[i];
+            best_n = pr->objects;
+            ties = 1;
+        } else if (pr->objects == best_n && core_rand_below(c, ++ties) == 0) {
+            best = &c->peers[i];
+        }
+    }
+    return best;
+}
+
+void sync_start_pulls(guts_core *c)
+{
+    if (c->nrepos == 0)
+        return;
+    size_t pulls, serves;
+    guts_core_sessions(c, &pulls, &serves);
+    size_t off = (size_t)core_rand_below(c, c->nrepos);
+    for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
+        lrepo *r = c->repos[(off + i) % c->nrepos];
+        if (!r->next_pull || r->next_pull > c->now || r->pulling)
+            continue;
+        r->next_pull = 0;
+        peer *p = choose_peer(c, r);
+        if (!p)
+            continue;
+        uint32_t id = c->next_stream;
+        c->next_stream = (c->next_stream + 1) & ~GUTS_CORE_STREAM_DRIVER;
+        if (c->next_stream == 0)
+            c->next_stream = 1;
+        session *s = sess_new(c, id, SESS_PULL, &p->addr);
+        if (!s)
+            return;
+        s->peer_id = p->id;
+        strcpy(s->key, r->key);
+        s->phase = PHASE_CONNECTING;
+        peer_repo *pr = members_repo(p, r->key);
+        /* objects agree: only refs differ */
+        if (pr && guts_fp_eq(pr->fp, r->info.fp))
+            s->recon_done = 2;
+        r->pulling = 1;
+        pulls++;
+        c->ctr.sessions_started++;
+        guts_core_action a = {.kind = GUTS_ACT_OPEN_STREAM, .stream = id, .addr = p->addr,
+                              .port = p->port};
+        core_push(c, &a);
+    }
+}
+
+static int send_recon(guts_core *c, session *s, uint8_t space, const guts_recon_item *items,
+                      size_t n)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_RECON);
+    m.u.recon.key = s->key;
+    m.u.recon.space = space;
+    m.u.recon.seed = s->seed;
+    m.u.recon.round = s->round;
+    m.u.recon.nitems = (uint32_t)n;
+    m.u.recon.items = (guts_recon_item *)items;
+    return core_send_frame(c, s->stream, &m);
+}
+
+/* Start reconciliation of one space. */
+static int phase_start(guts_core *c, session *s, int phase)
+{
+    guts_recon_puller_free(&s->recon);
+    memset(&s->recon, 0, sizeof(s->recon));
+    s->phase = phase;
+    s->round = 0;
+    s->recon_done = 0;
+    s->seed = core_rand(c);
+    guts_recon_set set = {s, phase == PHASE_OBJECTS ? objects_scan : refs_scan};
+    const guts_recon_item *items;
+    size_t n;
+    int rc = guts_recon_puller_start(&s->recon, &set, s->seed, &items, &n);
+    if (rc)
+        return rc;
+    rc = send_recon(c, s, phase == PHASE_OBJECTS ? GUTS_SPACE_OBJECTS : GUTS_SPACE_REFS, items,
+                    n);
+    if (rc)
+        return rc;
+    s->outstanding++;
+    return GUTS_OK;
+}
+
+static void send_hello(guts_core *c, session *s)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_HELLO);
+    m.u.hello.incarnation = c->cfg.incarnation;
+    m.u.hello.port = c->cfg.tcp_port;
+    core_send_frame(c, s->stream, &m);
+    s->said_hello = 1;
+}
+
+/* Move the puller on when a phase is complete. */
+static void advance(guts_core *c, session *s)
+{
+    if (!s->recon_done || s->outstanding)
+        return;
+    lrepo *r = core_repo_find(c, s->key);
+    if (!r) {
+        sync_end(c, s, 0, 1, "repository vanished");
+        return;
+    }
+    if (s->phase == PHASE_OBJECTS) {
+        int rc = phase_start(c, s, PHASE_REFS);
+        if (rc)
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    /* refs phase or a WANT answered: apply what is complete, ask for more */
+    if (s->ninrefs) {
+        refs_take(c, r, s->inrefs, s->ninrefs);
+        free(s->inrefs);
+        s->inrefs = NULL;
+        s->ninrefs = s->capinrefs = 0;
+    }
+    guts_id *want = malloc(GUTS_WANT_MAX * sizeof(guts_id));
+    size_t nwant = 0;
+    if (want)
+        refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant);
+    if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_WANT);
+        m.u.want.key = s->key;
+        m.u.want.nids = (uint32_t)nwant;
+        m.u.want.ids = want;
+        if (core_send_frame(c, s->stream, &m) == GUTS_OK) {
+            s->want_rounds++;
+            s->outstanding++;
+            s->phase = PHASE_WANTS;
+            free(want);
+            return;
+        }
+    }
+    free(want);
+    s->phase = PHASE_DONE;
+    sync_end(c, s, 1, 1, NULL);
+}
+
+static void pull_open(guts_core *c, session *s)
+{
+    send_hello(c, s);
+    int rc;
+    if (s->recon_done == 2) {
+        s->phase = PHASE_OBJECTS;
+        s->recon_done = 1;
+        rc = phase_start(c, s, PHASE_REFS);
+    } else {
+        rc = phase_start(c, s, PHASE_OBJECTS);
+    }
+    if (rc)
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+}
+
+static void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
+{
+    int want_space = s->phase == PHASE_OBJECTS ? GUTS_SPACE_OBJECTS : GUTS_SPACE_REFS;
+    if ((s->phase != PHASE_OBJECTS && s->phase != PHASE_REFS) || s->recon_done ||
+        m->space != want_space || m->round != s->round || m->seed != s->seed) {
+        sync_end(c, s, 0, 1, "unexpected RECON");
+        return;
+    }
+    const guts_recon_item *out;
+    size_t n;
+    int done = 0;
+    int rc = guts_recon_puller_step(&s->recon, m->items, m->nitems, &out, &n, &done);
+    if (rc) {
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    if (n) {
+        s->round++;
+        rc = send_recon(c, s, (uint8_t)want_space, out, n);
+        if (rc) {
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+            return;
+        }
+        s->outstanding++;
+    }
+    if (done || n == 0)
+        s->recon_done = 1;
+    advance(c, s);
+}
+
+static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        guts_id h;
+        if (guts_obj_hash(objs[i].type, objs[i].data, objs[i].len, &h) != GUTS_OK ||
+            guts_id_cmp(&h, &objs[i].id) != 0) {
+            c->ctr.bad_objects++;
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&objs[i].id, hex);
+            core_log(c, GUTS_LOG_WARN, "bad object %s in %s: peer dropped from session", hex,
+                     s->key);
+            return GUTS_EHASH;
+        }
+    }
+    size_t added = 0, bad = 0;
+    int rc = c->st.put(c->st.ctx, s->key, objs, n, &added, &bad);
+    if (rc) {
+        if (rc == GUTS_EHASH)
+            c->ctr.bad_objects++;
+        return rc;
+    }
+    s->got_objects += added;
+    c->ctr.objects_fetched += added;
+    for (size_t i = 0; i < n; i++)
+        s->got_bytes += objs[i].len;
+    return GUTS_OK;
+}
+
+static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
+{
+    if (m->nobjs == 0)
+        return;
+    guts_obj *objs = calloc(m->nobjs, sizeof(guts_obj));
+    if (!objs) {
+        sync_end(c, s, 0, 1, "out of memory");
+        return;
+    }
+    for (uint32_t i = 0; i < m->nobjs; i++) {
+        objs[i].id = m->objs[i].id;
+        objs[i].type = m->objs[i].type;
+        objs[i].data = m->objs[i].data;
+        objs[i].len = m->objs[i].len;
+    }
+    int rc = store_objects(c, s, objs, m->nobjs);
+    free(objs);
+    if (rc)
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+}
+
+static void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m)
+{
+    if (m->offset == 0) {
+        free(s->chunk);
+        s->chunk = NULL;
+        s->chunk_len = s->chunk_cap = 0;
+        if (m->total > CORE_OBJ_MAX || !guts_otype_name(m->type)) {
+            sync_end(c, s, 0, 1, "object too large");
+            return;
+        }
+        s->chunk_id = m->id;
+        s->chunk_type = m->type;
+        s->chunk_total = m->total;
+    } else if (!s->chunk || guts_id_cmp(&m->id, &s->chunk_id) != 0 ||
+               m->offset != s->chunk_len || m->total != s->chunk_total) {
+        sync_end(c, s, 0, 1, "chunk out of order");
+        return;
+    }
+    if (m->len > s->chunk_total - s->chunk_len) {
+        sync_end(c, s, 0, 1, "chunk beyond object size");
+        return;
+    }
+    if (s->chunk_len + m->len > s->chunk_cap || !s->chunk) {
+        size_t nc = s->chunk_cap ? s->chunk_cap : CORE_CHUNK;
+        while (nc < s->chunk_len + m->len)
+            nc *= 2;
+        if (nc > s->chunk_total && s->chunk_total > 0)
+            nc = (size_t)s->chunk_total;
+        uint8_t *p = realloc(s->chunk, nc ? nc : 1);
+        if (!p) {
+            sync_end(c, s, 0, 1, "out of memory");
+            return;
+        }
+        s->chunk = p;
+        s->chunk_cap = nc;
+    }
+    if (m->len)
+        memcpy(s->chunk + s->chunk_len, m->data, m->len);
+    s->chunk_len += m->len;
+    if (s->chunk_len == s->chunk_total) {
+        guts_obj o = {.id = s->chunk_id, .type = s->chunk_type, .data = s->chunk,
+                      .len = s->chunk_len};
+        int rc = store_objects(c, s, &o, 1);
+        free(s->chunk);
+        s->chunk = NULL;
+        s->chunk_len = s->chunk_cap = 0;
+        if (rc)
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+    }
+}
+
+static void pull_refs(guts_core *c, session *s, const guts_msg_refs *m)
+{
+    (void)c;
+    for (uint32_t i = 0; i < m->nrefs; i++) {
+        if (s->ninrefs >= CORE_REFS_PENDING_MAX)
+            return; /* the rest comes with the next session */
+        if (s->ninrefs == s->capinrefs) {
+            size_t nc = s->capinrefs ? 2 * s->capinrefs : 16;
+            cref *p = realloc(s->inrefs, nc * sizeof(cref));
+            if (!p)
+                return;
+            s->inrefs = p;
+            s->capinrefs = nc;
+        }
+        if (cref_from_wire(&s->inrefs[s->ninrefs], &m->refs[i]) == GUTS_OK) {
+            s->ninrefs++;
+            s->got_refs++;
+        }
+    }
+}
+
+/* ---- Server -------------------------------------------------------------- */
+
+static job *job_push(session *s, int kind)
+{
+    if (s->njobs == s->capjobs) {
+        if (s->headjob > 0) {
+            memmove(s->jobs, s->jobs + s->headjob, (s->njobs - s->headjob) * sizeof(job));
+            s->njobs -= s->headjob;
+            s->headjob = 0;
+        }
+        if (s->njobs == s->capjobs) {
+            size_t nc = s->capjobs ? 2 * s->capjobs : 8;
+            job *p = realloc(s->jobs, nc * sizeof(job));
+            if (!p)
+                return NULL;
+            s->jobs = p;
+            s->capjobs = nc;
+        }
+    }
+    job *j = &s->jobs[s->njobs++];
+    memset(j, 0, sizeof(*j));
+    j->kind = kind;
+    return j;
+}
+
+typedef struct emit_ctx {
+    session *s;
+    guts_id *ids;
+    size_t n, cap;
+    char **names;
+} emit_ctx;
+
+static int emit_id(void *ctx, uint32_t key, const void *elem)
+{
+    (void)key;
+    emit_ctx *e = ctx;
+    if (e->s->queued_ids + e->n >= CORE_SERVE_QUEUE_MAX)
+        return GUTS_EFULL;
+    if (e->n == e->cap) {
+        size_t nc = e->cap ? 2 * e->cap : 64;
+        guts_id *p = realloc(e->ids, nc * sizeof(guts_id));
+        if (!p)
+            return GUTS_ENOMEM;
+        e->ids = p;
+        e->cap = nc;
+    }
+    e->ids[e->n++] = *(const guts_id *)elem;
+    return 0;
+}
+
+static int emit_ref(void *ctx, uint32_t key, const void *elem)
+{
+    (void)key;
+    emit_ctx *e = ctx;
+    if (e->n >= CORE_REFS_PENDING_MAX)
+        return GUTS_EFULL;
+    if (e->n == e->cap) {
+        size_t nc = e->cap ? 2 * e->cap : 64;
+        char **p = realloc(e->names, nc * sizeof(char *));
+        if (!p)
+            return GUTS_ENOMEM;
+        e->names = p;
+        e->cap = nc;
+    }
+    char *d = strdup(((const guts_ref *)elem)->name);
+    if (!d)
+        return GUTS_ENOMEM;
+    e->names[e->n++] = d;
+    return 0;
+}
+
+static void serve_pump(guts_core *c, session *s);
+
+static int serve_key(guts_core *c, session *s, const char *key)
+{
+    if (!s->key[0]) {
+        if (!core_repo_find(c, key))
+            return GUTS_ENOTFOUND;
+        strcpy(s->key, key);
+        return GUTS_OK;
+    }
+    return strcmp(s->key, key) == 0 ? GUTS_OK : GUTS_EPROTO;
+}
+
+static void serve_error(guts_core *c, session *s, int code, const char *text)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_ERROR);
+    m.u.error.code = code;
+    m.u.error.text = text;
+    core_send_frame(c, s->stream, &m);
+    sync_end(c, s, 0, 1, text);
+}
+
+static void serve_recon(guts_core *c, session *s, const guts_msg_recon *m)
+{
+    int rc = serve_key(c, s, m->key);
+    if (rc) {
+        serve_error(c, s, rc, rc == GUTS_ENOTFOUND ? "no such repository" : "key changed");
+        return;
+    }
+    if (m->space != GUTS_SPACE_OBJECTS && m->space != GUTS_SPACE_REFS) {
+        serve_error(c, s, GUTS_EPROTO, "unknown space");
+        return;
+    }
+    guts_recon_item *in = malloc((m->nitems ? m->nitems : 1) * sizeof(guts_recon_item));
+    guts_recon_item *out = malloc((m->nitems ? m->nitems : 1) * sizeof(guts_recon_item));
+    job *ranges = NULL;
+    size_t nin = 0, nranges = 0;
+    if (!in || !out) {
+        free(in);
+        free(out);
+        serve_error(c, s, GUTS_ENOMEM, "out of memory");
+        return;
+    }
+    /* ALL items over objects are walked lazily; the engine answers the rest */
+    for (uint32_t i = 0; i < m->nitems; i++) {
+        const guts_recon_item *it = &m->items[i];
+        if (m->space == GUTS_SPACE_OBJECTS && it->kind == GUTS_ITEM_ALL) {
+            if (guts_recon_range_check(it->depth, it->prefix) != GUTS_OK) {
+                rc = GUTS_EPROTO;
+                break;
+            }
+            job *p = realloc(ranges, (nranges + 1) * sizeof(job));
+            if (!p) {
+                rc = GUTS_ENOMEM;
+                break;
+            }
+            ranges = p;
+            memset(&ranges[nranges], 0, sizeof(job));
+            uint32_t lo, hi;
+            guts_recon_range_bounds(it->depth, it->prefix, &lo, &hi);
+            key_to_id(lo, &ranges[nranges].from);
+            key_to_id(hi + 1, &ranges[nranges].to);
+            ranges[nranges].to_end = hi == UINT32_MAX;
+            nranges++;
+        } else {
+            in[nin++] = *it;
+        }
+    }
+    emit_ctx e = {.s = s};
+    size_t nout = 0;
+    if (!rc && nin) {
+        guts_recon_set set = {s, m->space == GUTS_SPACE_OBJECTS ? objects_scan : refs_scan};
+        rc = guts_recon_serve(&set, m->seed, in, nin, out, nin, &nout,
+                              m->space == GUTS_SPACE_OBJECTS ? emit_id : emit_ref, &e, NULL);
+    }
+    if (rc) {
+        free(in);
+        free(out);
+        free(ranges);
+        free(e.ids);
+        for (size_t i = 0; e.names && i < e.n; i++)
+            free(e.names[i]);
+        free(e.names);
+        serve_error(c, s, rc, "bad reconciliation request");
+        return;
+    }
+    guts_msg r;
+    core_msg_init(c, &r, GUTS_MSG_RECON);
+    r.u.recon.key = s->key;
+    r.u.recon.space = m->space;
+    r.u.recon.seed = m->seed;
+    r.u.recon.round = m->round;
+    r.u.recon.nitems = (uint32_t)nout;
+    r.u.recon.items = out;
+    rc = core_send_frame(c, s->stream, &r);
+    free(in);
+    free(out);
+    int failed = rc != GUTS_OK;
+    if (m->space == GUTS_SPACE_OBJECTS) {
+        if (e.n) {
+            job *j = job_push(s, JOB_IDS);
+            if (j) {
+                j->ids = e.ids;
+                j->nids = e.n;
+                s->queued_ids += e.n;
+                e.ids = NULL;
+            } else {
+                failed = 1;
+            }
+        }
+        for (size_t i = 0; i < nranges; i++) {
+            job *j = job_push(s, JOB_RANGE);
+            if (!j) {
+                failed = 1;
+                break;
+            }
+            *j = ranges[i];
+            j->kind = JOB_RANGE;
+        }
+    } else if (e.n) {
+        job *j = job_push(s, JOB_REFS);
+        if (j) {
+            j->names = e.names;
+            j->nnames = e.n;
+            e.names = NULL;
+            e.n = 0;
+        } else {
+            failed = 1;
+        }
+    }
+    free(ranges);
+    free(e.ids);
+    for (size_t i = 0; e.names && i < e.n; i++)
+        free(e.names[i]);
+    free(e.names);
+    job *d = failed ? NULL : job_push(s, JOB_DONE);
+    if (!d) {
+        serve_error(c, s, GUTS_ENOMEM, "out of memory");
+        return;
+    }
+    d->space = m->space;
+    serve_pump(c, s);
+}
+
+static void serve_want(guts_core *c, session *s, const guts_msg_want *m)
+{
+    int rc = serve_key(c, s, m->key);
+    if (rc) {
+        serve_error(c, s, rc, "no such repository");
+        return;
+    }
+    if (s->queued_ids + m->nids > CORE_SERVE_QUEUE_MAX) {
+        serve_error(c, s, GUTS_ETOOBIG, "too many ids queued");
+        return;
+    }
+    if (m->nids) {
+        job *j = job_push(s, JOB_IDS);
+        guts_id *ids = malloc(m->nids * sizeof(guts_id));
+        if (!j || !ids) {
+            free(ids);
+            serve_error(c, s, GUTS_ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(ids, m->ids, m->nids * sizeof(guts_id));
+        j->ids = ids;
+        j->nids = m->nids;
+        s->queued_ids += m->nids;
+    }
+    job *d = job_push(s, JOB_DONE);
+    if (!d) {
+        serve_error(c, s, GUTS_ENOMEM, "out of memory");
+        return;
+    }
+    d->space = GUTS_SPACE_OBJECTS;
+    serve_pump(c, s);
+}
+
+typedef struct range_ctx {
+    guts_id *out;
+    size_t n, max;
+} range_ctx;
+
+static int range_take(const guts_id *id, void *arg)
+{
+    range_ctx *x = arg;
+    x->out[x->n++] = *id;
+    return x->n >= x->max ? 1 : 0;
+}
+
+/* Next ids of an IDS or RANGE job, advancing it. 0 when exhausted. */
+static size_t job_next_ids(guts_core *c, session *s, job *j, guts_id *out, size_t max)
+{
+    if (j->kind == JOB_IDS) {
+        size_t n = j->nids - j->pos;
+        if (n > max)
+            n = max;
+        memcpy(out, j->ids + j->pos, n * sizeof(guts_id));
+        j->pos += n;
+        return n;
+    }
+    range_ctx x = {out, 0, max};
+    if (j->to_end && j->pos) /* pos marks a finished open-ended range */
+        return 0;
+    c->st.ids(c->st.ctx, s->key, &j->from, j->to_end ? NULL : &j->to, range_take, &x);
+    if (x.n < max) {
+        j->to_end = 1;
+        j->pos = 1;
+        if (x.n == 0)
+            return 0;
+    } else {
+        /* resume just after the last id */
+        guts_id nx = out[x.n - 1];
+        int i = GUTS_ID_LEN - 1;
+        while (i >= 0 && ++nx.b[i] == 0)
+            i--;
+        if (i < 0) {
+            j->to_end = 1;
+            j->pos = 1;
+        } else {
+            j->from = nx;
+        }
+    }
+    return x.n;
+}
+
+static int send_big_chunk(guts_core *c, session *s, size_t *budget)
+{
+    size_t n = s->big_len - s->big_off;
+    if (n > core_chunk(c))
+        n = core_chunk(c);
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_OBJECT_CHUNK);
+    m.u.chunk.key = s->key;
+    m.u.chunk.id = s->big_id;
+    m.u.chunk.type = (uint8_t)s->big_type;
+    m.u.chunk.total = s->big_len;
+    m.u.chunk.offset = s->big_off;
+    m.u.chunk.data = s->big + s->big_off;
+    m.u.chunk.len = n;
+    int rc = core_send_frame(c, s->stream, &m);
+    if (rc)
+        return rc;
+    s->big_off += n;
+    *budget = *budget > n ? *budget - n : 0;
+    if (s->big_off >= s->big_len) {
+        free(s->big);
+        s->big = NULL;
+        s->sent_objects++;
+        s->req_sent++;
+    }
+    return GUTS_OK;
+}
+
+/* One OBJECTS frame from the head job; large objects become chunks. */
+static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
+{
+    guts_id ids[CORE_OBJS_PER_FRAME];
+    guts_wire_obj *objs = calloc(CORE_OBJS_PER_FRAME, sizeof(guts_wire_obj));
+    void **bufs = calloc(CORE_OBJS_PER_FRAME, sizeof(void *));
+    if (!objs || !bufs) {
+        free(objs);
+        free(bufs);
+        return GUTS_ENOMEM;
+    }
+    size_t n = 0, bytes = 0;
+    int rc = GUTS_OK;
+    /* take ids one at a time so a frame can stop at the byte cap */
+    size_t cap = core_chunk(c);
+    while (n < CORE_OBJS_PER_FRAME && bytes < cap) {
+        size_t got = job_next_ids(c, s, j, ids, 1);
+        if (!got)
+            break;
+        int type;
+        void *data;
+        size_t len;
+        if (c->st.get(c->st.ctx, s->key, &ids[0], &type, &data, &len) != GUTS_OK)
+            continue; /* not ours (a stale WANT): skip */
+        if (len > cap) {
+            s->big = data;
+            s->big_len = len;
+            s->big_off = 0;
+            s->big_type = type;
+            s->big_id = ids[0];
+            break;
+        }
+        objs[n].id = ids[0];
+        objs[n].type = (uint8_t)type;
+        objs[n].data = data;
+        objs[n].len = len;
+        bufs[n] = data;
+        n++;
+        bytes += len;
+    }
+    if (n) {
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_OBJECTS);
+        m.u.objects.key = s->key;
+        m.u.objects.nobjs = (uint32_t)n;
+        m.u.objects.objs = objs;
+        rc = core_send_frame(c, s->stream, &m);
+        s->sent_objects += n;
+        s->req_sent += n;
+        *budget = *budget > bytes ? *budget - bytes : 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
+    free(objs);
+    free(bufs);
+    return rc;
+}
+
+/* Refs per REFS frame: a record is at most ~2.1 KB encoded (two names of
+ * GUTS_REFNAME_MAX), so this many always fit the frame cap. */
+static size_t refs_per_frame(const guts_core *c)
+{
+    size_t n = c->cfg.frame_max / 2200;
+    return n > GUTS_REFS_MAX ? GUTS_REFS_MAX : (n ? n : 1);
+}
+
+static int send_refs(guts_core *c, session *s, job *j, size_t *budget)
+{
+    size_t max = refs_per_frame(c);
+    guts_wire_ref *w = calloc(max, sizeof(guts_wire_ref));
+    guts_ref *recs = malloc(max * sizeof(guts_ref));
+    if (!w || !recs) {
+        free(w);
+        free(recs);
+        return GUTS_ENOMEM;
+    }
+    size_t n = 0;
+    while (n < max && j->pos < j->nnames) {
+        const char *name = j->names[j->pos++];
+        if (c->st.ref_get(c->st.ctx, s->key, name, &recs[n]) != GUTS_OK)
+            continue;
+        w[n].name = recs[n].name;
+        w[n].target = recs[n].target;
+        w[n].symref = recs[n].symref[0] ? recs[n].symref : NULL;
+        w[n].clock = recs[n].clock;
+        w[n].writer = recs[n].writer;
+        n++;
+    }
+    int rc = GUTS_OK;
+    if (n) {
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_REFS);
+        m.u.refs.key = s->key;
+        m.u.refs.nrefs = (uint32_t)n;
+        m.u.refs.refs = w;
+        rc = core_send_frame(c, s->stream, &m);
+        s->req_sent += n;
+        size_t approx = n * 100;
+        *budget = *budget > approx ? *budget - approx : 0;
+    }
+    free(w);
+    free(recs);
+    return rc;
+}
+
+static void job_pop(session *s)
+{
+    job *j = &s->jobs[s->headjob];
+    if (j->kind == JOB_IDS && s->queued_ids >= j->nids)
+        s->queued_ids -= j->nids;
+    free(j->ids);
+    for (size_t k = 0; k < j->nnames; k++)
+        free(j->names[k]);
+    free(j->names);
+    s->headjob++;
+    if (s->headjob == s->njobs)
+        s->headjob = s->njobs = 0;
+}
+
+static void serve_pump(guts_core *c, session *s)
+{
+    if (s->blocked)
+        return;
+    size_t budget = CORE_SEND_BUDGET;
+    int rc = GUTS_OK;
+    while (budget > 0 && rc == GUTS_OK) {
+        if (s->big) {
+            rc = send_big_chunk(c, s, &budget);
+            continue;
+        }
+        if (s->headjob >= s->njobs)
+            return; /* idle until the next request */
+        job *j = &s->jobs[s->headjob];
+        switch (j->kind) {
+        case JOB_IDS:
+        case JOB_RANGE:
+            if ((j->kind == JOB_IDS && j->pos >= j->nids) ||
+                (j->kind == JOB_RANGE && j->to_end && j->pos)) {
+                job_pop(s);
+                break;
+            }
+            rc = send_objects(c, s, j, &budget);
+            break;
+        case JOB_REFS:
+            if (j->pos >= j->nnames) {
+                job_pop(s);
+                break;
+            }
+            rc = send_refs(c, s, j, &budget);
+            break;
+        case JOB_DONE: {
+            guts_msg m;
+            core_msg_init(c, &m, GUTS_MSG_DONE);
+            m.u.done.key = s->key;
+            m.u.done.space = j->space;
+            m.u.done.sent = s->req_sent;
+            s->req_sent = 0;
+            rc = core_send_frame(c, s->stream, &m);
+            job_pop(s);
+            break;
+        }
+        default:
+            job_pop(s);
+        }
+    }
+    if (rc) {
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    /* out of budget with work left: wait for the driver to drain */
+    s->blocked = 1;
+}
+
+/* ---- Events -------------------------------------------------------------- */
+
+void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *addr, int outgoing)
+{
+    session *s = sync_find(c, stream);
+    if (outgoing) {
+        if (!s || s->kind != SESS_PULL || s->phase != PHASE_CONNECTING) {
+            core_close_stream(c, stream);
+            return;
+        }
+        s->last_active = c->now;
+        pull_open(c, s);
+        return;
+    }
+    if (s || c->left) {
+        core_close_stream(c, stream);
+        return;
+    }
+    size_t pulls, serves;
+    guts_core_sessions(c, &pulls, &serves);
+    s = sess_new(c, stream, SESS_SERVE, addr);
+    if (!s) {
+        core_close_stream(c, stream);
+        return;
+    }
+    s->phase = PHASE_OBJECTS;
+    if (serves >= c->cfg.max_sessions)
+        serve_error(c, s, GUTS_EAGAIN, "busy");
+}
+
+void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len)
+{
+    session *s = sync_find(c, stream);
+    if (!s)
+        return; /* a late frame of a session already ended */
+    if (len > c->cfg.frame_max) {
+        c->ctr.frames_malformed++;
+        sync_end(c, s, 0, 1, "frame too large");
+        return;
+    }
+    guts_msg m;
+    int rc = guts_msg_decode(buf, len, &m);
+    if (rc) {
+        c->ctr.frames_malformed++;
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    s->last_active = c->now;
+    const char *key = NULL;
+    switch (m.type) {
+    case GUTS_MSG_RECON: key = m.u.recon.key; break;
+    case GUTS_MSG_WANT: key = m.u.want.key; break;
+    case GUTS_MSG_OBJECTS: key = m.u.objects.key; break;
+    case GUTS_MSG_OBJECT_CHUNK: key = m.u.chunk.key; break;
+    case GUTS_MSG_REFS: key = m.u.refs.key; break;
+    case GUTS_MSG_DONE: key = m.u.done.key; break;
+    default: break;
+    }
+    if (s->kind == SESS_PULL) {
+        if (key && strcmp(key, s->key) != 0) {
+            sync_end(c, s, 0, 1, "frame for another repository");
+        } else if (m.type == GUTS_MSG_HELLO) {
+            s->got_hello = 1;
+        } else if (m.type == GUTS_MSG_RECON) {
+            pull_recon(c, s, &m.u.recon);
+        } else if (m.type == GUTS_MSG_OBJECTS) {
+            pull_objects(c, s, &m.u.objects);
+        } else if (m.type == GUTS_MSG_OBJECT_CHUNK) {
+            pull_chunk(c, s, &m.u.chunk);
+        } else if (m.type == GUTS_MSG_REFS) {
+            pull_refs(c, s, &m.u.refs);
+        } else if (m.type == GUTS_MSG_DONE) {
+            if (!s->outstanding) {
+                sync_end(c, s, 0, 1, "unexpected DONE");
+            } else {
+                s->outstanding--;
+                advance(c, s);
+            }
+        } else if (m.type == GUTS_MSG_ERROR) {
+            sync_end(c, s, 0, 1, m.u.error.text ? m.u.error.text : "peer error");
+        } else {
+            sync_end(c, s, 0, 1, "unexpected message");
+        }
+    } else {
+        if (m.type == GUTS_MSG_HELLO) {
+            s->got_hello = 1;
+            if (!s->said_hello)
+                send_hello(c, s);
+        } else if (m.type == GUTS_MSG_RECON) {
+            serve_recon(c, s, &m.u.recon);
+        } else if (m.type == GUTS_MSG_WANT) {
+            serve_want(c, s, &m.u.want);
+        } else if (m.type == GUTS_MSG_ERROR) {
+            sync_end(c, s, 0, 1, "peer error");
+        } else {
+            serve_error(c, s, GUTS_EPROTO, "unexpected message");
+        }
+    }
+    guts_msg_free(&m);
+}
+
+void sync_on_writable(guts_core *c, uint32_t stream)
+{
+    session *s = sync_find(c, stream);
+    if (!s || s->kind != SESS_SERVE)
+        return;
+    s->last_active = c->now;
+    s->blocked = 0;
+    serve_pump(c, s);
+}
+
+void sync_on_closed(guts_core *c, uint32_t stream)
+{
+    session *s = sync_find(c, stream);
+    if (!s)
+        return;
+    if (s->kind == SESS_PULL)
+        sync_end(c, s, 0, 0, "stream closed");
+    else
+        sync_end(c, s, 1, 0, NULL);
+}
