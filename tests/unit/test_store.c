@@ -610,6 +610,79 @@ START_TEST(test_delta_chain_depth_is_bounded)
 }
 END_TEST
 
+START_TEST(test_large_similar_objects_delta_beyond_default_window)
+{
+    guts_repo *r = open_repo("o/large");
+    enum { SZ = 20 << 20 }; /* above the cache's per-entry cap and zstd's 2^21 default window */
+    uint8_t *a = malloc(SZ), *b = malloc(SZ);
+    fill(a, SZ, 31);
+    memcpy(b, a, SZ);
+    b[SZ - 10] ^= 1;
+    b[5] ^= 1;
+    guts_obj oa = mkobj(GUTS_OBJ_BLOB, a, SZ), ob = mkobj(GUTS_OBJ_BLOB, b, SZ);
+    ob.base = &oa.id;
+    put_ok(r, &oa, 1, 1);
+    put_ok(r, &ob, 1, 1);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_lt(info.stored_bytes, (uint64_t)SZ + SZ / 100);
+    guts_repo_close(r);
+    r = open_repo("o/large");
+    check_get(r, &ob);
+    check_get(r, &oa);
+    guts_repo_close(r);
+    free(a);
+    free(b);
+}
+END_TEST
+
+typedef struct fsck_ctx {
+    guts_repo *r;
+    size_t n;
+    guts_fp fp;
+} fsck_ctx;
+
+static int rehash_cb(const guts_id *id, void *arg)
+{
+    fsck_ctx *c = arg;
+    int type;
+    void *d;
+    size_t len;
+    int rc = guts_repo_get(c->r, id, &type, &d, &len);
+    if (rc) return rc;
+    guts_id got;
+    rc = guts_obj_hash(type, d, len, &got);
+    free(d);
+    if (rc || guts_id_cmp(&got, id) != 0) return GUTS_EHASH;
+    guts_fp_add(&c->fp, guts_fp_of_id(id));
+    c->n++;
+    return 0;
+}
+
+START_TEST(test_get_inside_ids_callback_rehashes_everything)
+{
+    guts_repo *r = open_repo("o/fsck");
+    enum { N = 40, SZ = 3000 };
+    static char bufs[N][SZ];
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        fill_text(bufs[i], SZ, 1);
+        bufs[i][i * 7] = '!';
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs[i], SZ);
+        objs[i].base = i ? &objs[i - 1].id : NULL;
+    }
+    put_ok(r, objs, N, N);
+    guts_repo_close(r);
+    fsck_ctx c = {.r = open_repo("o/fsck")};
+    ck_assert_int_eq(guts_repo_ids(c.r, NULL, NULL, rehash_cb, &c), GUTS_OK);
+    ck_assert_uint_eq(c.n, N);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(c.r, &info), GUTS_OK);
+    ck_assert(guts_fp_eq(info.fp, c.fp));
+    guts_repo_close(c.r);
+}
+END_TEST
+
 /* Overwrite the record of one object with raw bytes through LMDB. */
 static void poke_record(const char *key, const guts_id *id, const void *val, size_t len)
 {
@@ -951,6 +1024,8 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
+    tcase_add_test(t, test_large_similar_objects_delta_beyond_default_window);
+    tcase_add_test(t, test_get_inside_ids_callback_rehashes_everything);
     tcase_add_test(t, test_refs_put_get_and_tombstone);
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
