@@ -37,6 +37,8 @@ typedef struct guts_data guts_data;
  * @param[out] out handle; close with guts_data_close().
  * Errors: GUTS_EIO (cannot create or open), GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_data_open(const char *path, guts_data **out);
+/** Close the data dir handle. Repository handles still open from it stay
+ * valid until they are closed. */
 void guts_data_close(guts_data *d);
 /** The data dir path as given to guts_data_open(). */
 const char *guts_data_path(const guts_data *d);

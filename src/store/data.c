@@ -138,6 +138,7 @@ int guts_data_open(const char *path, guts_data **out)
     guts_data *d = calloc(1, sizeof *d);
     if (!d) return GUTS_ENOMEM;
     d->initial_mapsize = STORE_MAPSIZE_DEFAULT;
+    d->refs = 1;
     pthread_mutex_init(&d->lock, NULL);
     char *node = NULL, *repos = NULL;
     int rc = GUTS_ENOMEM;
@@ -170,14 +171,23 @@ fail:
     return rc;
 }
 
+static void data_free(guts_data *d)
+{
+    pthread_mutex_destroy(&d->lock);
+    free(d->path);
+    free(d);
+}
+
 void guts_data_close(guts_data *d)
 {
     if (!d) return;
     if (d->node_env) mdb_env_close(d->node_env);
-    /* Handles still open are the caller's leak; their envs stay valid. */
-    pthread_mutex_destroy(&d->lock);
-    free(d->path);
-    free(d);
+    d->node_env = NULL;
+    /* Repo handles still open keep the rest alive until they close. */
+    pthread_mutex_lock(&d->lock);
+    int last = --d->refs == 0;
+    pthread_mutex_unlock(&d->lock);
+    if (last) data_free(d);
 }
 
 const char *guts_data_path(const guts_data *d)
@@ -471,7 +481,10 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
         se->next = d->envs;
         d->envs = se;
     }
-    if (rc == GUTS_OK) se->users++;
+    if (rc == GUTS_OK) {
+        se->users++;
+        d->refs++;
+    }
     pthread_mutex_unlock(&d->lock);
     if (rc) goto fail;
     r->se = se;
@@ -501,7 +514,9 @@ void guts_repo_close(guts_repo *r)
         mdb_env_close(se->env);
         free(se);
     }
+    int last = --d->refs == 0;
     pthread_mutex_unlock(&d->lock);
+    if (last) data_free(d);
     ZSTD_freeCCtx(r->cctx);
     ZSTD_freeDCtx(r->dctx);
     cache_free(&r->cache);

@@ -73,7 +73,8 @@ struct guts_data {
     MDB_dbi node_dbi;
     guts_node_id node_id;
     size_t initial_mapsize;
-    pthread_mutex_t lock; /* guards envs */
+    int refs;             /* 1 for the caller + one per open repo handle */
+    pthread_mutex_t lock; /* guards envs and refs */
     store_env *envs;      /* one per repo env open in this process */
 };
 

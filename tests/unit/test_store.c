@@ -971,6 +971,18 @@ START_TEST(test_other_process_map_growth_is_adopted)
 }
 END_TEST
 
+START_TEST(test_repo_handle_outlives_its_data_handle)
+{
+    guts_repo *r = open_repo("o/late");
+    guts_data_close(data);
+    data = NULL;
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "late\n", 5);
+    put_ok(r, &o, 1, 1);
+    check_get(r, &o);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_newer_schema_refused)
 {
     guts_repo_close(open_repo("o/v"));
@@ -1033,6 +1045,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_two_handles_in_one_process_share_the_env);
     tcase_add_test(t, test_other_process_writes_seen_via_txnid);
     tcase_add_test(t, test_other_process_map_growth_is_adopted);
+    tcase_add_test(t, test_repo_handle_outlives_its_data_handle);
     tcase_add_test(t, test_newer_schema_refused);
     suite_add_tcase(s, t);
     return s;
