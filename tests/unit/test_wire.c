@@ -1082,6 +1082,208 @@ static uint64_t rng(void)
 #define FUZZ_ITERS 200000
 #define FUZZ_SLACK 8 /* room for inserted bytes */
 
+/* ---- Random valid messages ------------------------------------------------- */
+
+/* Values at every msgpack width boundary, or anything. */
+static uint64_t rand_u64(void)
+{
+    static const uint64_t edge[] = {0, 1, 127, 128, 255, 256, 65535, 65536,
+                                    UINT32_MAX, 1ull << 32, UINT64_MAX};
+    return rng() % 2 ? edge[rng() % (sizeof edge / sizeof edge[0])] : rng() >> (rng() % 64);
+}
+
+static char long_key[GUTS_KEY_MAX + 1], long_ref[GUTS_REFNAME_MAX + 1];
+
+static const char *rand_key(void)
+{
+    static const char *keys[] = {"a/b", "alice/guts", "Owner_1/repo.name-2", long_key};
+    return keys[rng() % 4];
+}
+
+static const char *rand_ref(void)
+{
+    static const char *refs[] = {"HEAD", "refs/heads/main", "refs/tags/v1.0",
+                                 "refs/guts/conflicts/0123456789abcdef0123456789abcdef/refs/heads/x",
+                                 long_ref};
+    return refs[rng() % 5];
+}
+
+/* Mostly small counts, sometimes past the fixarray/bin8 boundaries. */
+static uint32_t rand_count(uint32_t max)
+{
+    uint32_t n = rng() % 8 ? (uint32_t)(rng() % 20) : (uint32_t)(rng() % 300);
+    return n > max ? max : n;
+}
+
+static uint8_t rand_bits[80000];
+
+static void rand_bloom(uint8_t *k, uint32_t *nbits, const uint8_t **bits)
+{
+    *k = (uint8_t)(1 + rng() % GUTS_BLOOM_K_MAX);
+    *nbits = (uint32_t)(1 + (rng() % 8 ? rng() % 3000 : rng() % (8 * sizeof rand_bits)));
+    *bits = rand_bits;
+}
+
+static void rand_msg(guts_msg *m)
+{
+    static guts_announce_repo repos[GUTS_ANNOUNCE_REPOS_MAX];
+    static guts_recon_item items[300];
+    static guts_id ids[300];
+    static guts_wire_obj objs[300];
+    static guts_wire_ref refs[300];
+    memset(m, 0, sizeof *m);
+    m->type = (uint8_t)sample_types[rng() % NSAMPLES];
+    m->version = GUTS_WIRE_VERSION;
+    for (int i = 0; i < GUTS_NODE_ID_LEN; i++)
+        m->sender.b[i] = (uint8_t)rng();
+    switch (m->type) {
+    case GUTS_MSG_ANNOUNCE: {
+        guts_msg_announce *a = &m->u.announce;
+        a->incarnation = rand_u64();
+        a->port = (uint16_t)rng();
+        a->interval_ms = (uint32_t)rand_u64();
+        a->page = (uint16_t)rand_u64();
+        a->pages = (uint16_t)rand_u64();
+        a->nrepos = rand_count(GUTS_ANNOUNCE_REPOS_MAX);
+        a->repos = repos;
+        for (uint32_t i = 0; i < a->nrepos; i++) {
+            guts_announce_repo *r = &repos[i];
+            memset(r, 0, sizeof *r);
+            r->key = rand_key();
+            r->objects = rand_u64();
+            r->fp.lo = rand_u64();
+            r->fp.hi = rand_u64();
+            r->refs_digest = rand_u64();
+            if (rng() % 2) {
+                r->bloom_covered = (uint32_t)rand_u64();
+                r->bloom_seed = rand_u64();
+                rand_bloom(&r->bloom_k, &r->bloom_nbits, &r->bloom_bits);
+            }
+        }
+        break;
+    }
+    case GUTS_MSG_LEAVE:
+        m->u.leave.incarnation = rand_u64();
+        break;
+    case GUTS_MSG_HELLO:
+        m->u.hello.incarnation = rand_u64();
+        m->u.hello.port = (uint16_t)rand_u64();
+        break;
+    case GUTS_MSG_RECON: {
+        guts_msg_recon *r = &m->u.recon;
+        r->key = rand_key();
+        r->space = (uint8_t)(rng() % 2);
+        r->seed = rand_u64();
+        r->round = (uint32_t)rand_u64();
+        r->nitems = rand_count(300);
+        r->items = items;
+        for (uint32_t i = 0; i < r->nitems; i++) {
+            guts_recon_item *it = &items[i];
+            memset(it, 0, sizeof *it);
+            it->kind = (uint8_t)(GUTS_ITEM_SPLIT + rng() % 4);
+            it->depth = (uint8_t)(rng() % (GUTS_RECON_DEPTH_MAX + 1));
+            it->prefix = it->depth == 8 ? (uint32_t)rng()
+                                        : (uint32_t)(rng() & ((1u << (4 * it->depth)) - 1));
+            for (int j = 0; j < GUTS_RECON_FANOUT; j++)
+                it->fps[j] = (uint16_t)rng();
+            it->mask = (uint16_t)rand_u64();
+            if (it->kind == GUTS_ITEM_BLOOM)
+                rand_bloom(&it->k, &it->nbits, &it->bits);
+        }
+        break;
+    }
+    case GUTS_MSG_WANT:
+        m->u.want.key = rand_key();
+        m->u.want.nids = rand_count(300);
+        m->u.want.ids = ids;
+        for (uint32_t i = 0; i < m->u.want.nids; i++)
+            for (int j = 0; j < GUTS_ID_LEN; j++)
+                ids[i].b[j] = (uint8_t)rng();
+        break;
+    case GUTS_MSG_OBJECTS:
+        m->u.objects.key = rand_key();
+        m->u.objects.nobjs = rand_count(300);
+        m->u.objects.objs = objs;
+        for (uint32_t i = 0; i < m->u.objects.nobjs; i++) {
+            fill_id(&objs[i].id, (uint8_t)rng());
+            objs[i].type = (uint8_t)(GUTS_OBJ_COMMIT + rng() % 4);
+            objs[i].len = rng() % 8 ? rng() % 100 : rng() % sizeof rand_bits;
+            objs[i].data = rand_bits;
+        }
+        break;
+    case GUTS_MSG_OBJECT_CHUNK: {
+        guts_msg_chunk *c = &m->u.chunk;
+        c->key = rand_key();
+        fill_id(&c->id, (uint8_t)rng());
+        c->type = (uint8_t)(GUTS_OBJ_COMMIT + rng() % 4);
+        c->len = rng() % sizeof rand_bits;
+        c->data = rand_bits;
+        c->total = c->len + rand_u64() % (GUTS_OBJ_MAX_DEFAULT - c->len + 1);
+        c->offset = rng() % (c->total - c->len + 1);
+        break;
+    }
+    case GUTS_MSG_REFS:
+        m->u.refs.key = rand_key();
+        m->u.refs.nrefs = rand_count(300);
+        m->u.refs.refs = refs;
+        for (uint32_t i = 0; i < m->u.refs.nrefs; i++) {
+            refs[i].name = rand_ref();
+            fill_id(&refs[i].target, (uint8_t)rng());
+            refs[i].symref = rng() % 4 ? NULL : rand_ref();
+            refs[i].clock = rand_u64();
+            fill_node(&refs[i].writer, (uint8_t)rng());
+        }
+        break;
+    case GUTS_MSG_DONE:
+        m->u.done.key = rand_key();
+        m->u.done.space = (uint8_t)(rng() % 2);
+        m->u.done.sent = rand_u64();
+        break;
+    case GUTS_MSG_ERROR:
+        m->u.error.code = (int32_t)(uint32_t)rand_u64();
+        m->u.error.text = rng() % 4 ? "something went wrong: \xc3\xa9" : NULL;
+        break;
+    }
+}
+
+static void rand_init(void)
+{
+    memset(long_key, 'k', GUTS_KEY_MAX);
+    long_key[GUTS_KEY_PART_MAX] = '/';
+    memset(long_ref, 'r', GUTS_REFNAME_MAX);
+    memcpy(long_ref, "refs/heads/", 11);
+    ck_assert_int_eq(guts_repo_key_check(long_key), 0);
+    ck_assert_int_eq(guts_refname_check(long_ref), 0);
+    for (size_t i = 0; i < sizeof rand_bits; i++)
+        rand_bits[i] = (uint8_t)(i * 31 + 7);
+}
+
+#define RANDOM_MSGS 20000
+
+START_TEST(test_random_valid_messages_round_trip_at_their_exact_size)
+{
+    rand_init();
+    rng_state = 0x243f6a8885a308d3ull;
+    for (int n = 0; n < RANDOM_MSGS; n++) {
+        guts_msg m, d;
+        size_t need, len, again;
+        rand_msg(&m);
+        ck_assert_int_eq(guts_msg_size(&m, &need), 0);
+        /* An exact-size buffer: ASan catches any write past it. */
+        uint8_t *buf = malloc(need);
+        ck_assert_int_eq(guts_msg_encode(&m, buf, need, &len), 0);
+        ck_assert_uint_eq(len, need);
+        ck_assert_int_eq(guts_msg_decode(buf, len, &d), 0);
+        assert_same(&m, &d);
+        ck_assert_int_eq(guts_msg_size(&d, &again), 0);
+        ck_assert_uint_eq(again, need);
+        guts_msg_free(&d);
+        free(buf);
+    }
+}
+END_TEST
+
+
 START_TEST(test_random_mutations_never_crash_and_decode_to_a_fixed_point)
 {
     static const uint8_t interesting[] = {0x00, 0x01, 0x7f, 0x80, 0x90, 0x9f, 0xa0, 0xbf,
@@ -1094,13 +1296,28 @@ START_TEST(test_random_mutations_never_crash_and_decode_to_a_fixed_point)
         sample(sample_types[t], &m);
         enc[t] = encode_alloc(&m, &enclen[t]);
     }
+    rand_init();
     rng_state = 0x9e3779b97f4a7c15ull;
     unsigned accepted = 0;
     for (int it = 0; it < FUZZ_ITERS; it++) {
-        int t = (int)(rng() % NSAMPLES);
-        size_t n = enclen[t];
+        /* Half the time a sample, half a random valid message. */
+        const uint8_t *orig;
+        uint8_t *gen = NULL;
+        size_t n;
+        if (rng() % 2) {
+            int t = (int)(rng() % NSAMPLES);
+            orig = enc[t];
+            n = enclen[t];
+        } else {
+            guts_msg g;
+            rand_msg(&g);
+            gen = encode_alloc(&g, &n);
+            orig = gen;
+        }
+        const size_t orig_len = n;
         uint8_t *b = malloc(n + FUZZ_SLACK);
-        memcpy(b, enc[t], n);
+        memcpy(b, orig, n);
+        free(gen);
         int muts = 1 + (int)(rng() % 4);
         for (int k = 0; k < muts && n > 0; k++) {
             size_t at = rng() % n;
@@ -1113,7 +1330,7 @@ START_TEST(test_random_mutations_never_crash_and_decode_to_a_fixed_point)
                 n--;
                 break;
             case 4: /* insert a byte */
-                if (n < enclen[t] + FUZZ_SLACK) {
+                if (n < orig_len + FUZZ_SLACK) {
                     memmove(b + at + 1, b + at, n - at);
                     b[at] = (uint8_t)rng();
                     n++;
@@ -1413,6 +1630,7 @@ static Suite *wire_suite(void)
     tc = tcase_create("fuzz");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_random_mutations_never_crash_and_decode_to_a_fixed_point);
+    tcase_add_test(tc, test_random_valid_messages_round_trip_at_their_exact_size);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sizes");
