@@ -42,12 +42,13 @@
 #include "guts/wire.h"
 
 /* A child holding at most this many of the puller's elements gets a BLOOM
- * instead of a SPLIT. Cost model (encoded bytes): a BLOOM of m terms is
- * ~1.25*m + 12; a SPLIT is ~58 plus an ~10-byte MASK back, and then leaves
- * of m/16. For one difference in the range, splitting pays once
- * 1.25*m > 70 + 1.25*m/16, i.e. m > ~60; with several differences in the
- * range the split pays later. 48 is measured best at n = 100,000 for
- * d = 10..1000 (bench/bench_recon.c). */
+ * instead of a SPLIT. Cost model (encoded bytes, wire/encode.c): a BLOOM of m
+ * terms is ~1.25*m + 12; a SPLIT is ~40 plus a ~10-byte MASK back, then
+ * leaves of m/16. For one difference in the range, splitting pays once
+ * 1.25*m > 50 + 1.25*m/16 + 12, i.e. m > ~53. Ranges of a 16-way tree hold
+ * n/16^depth elements, so only the band matters: bench_recon measures the
+ * same bytes for any value from 32 to 128 at n = 100,000 (leaves of ~24
+ * against ranges of ~390), and 10-30% more at d >= 1000 with 16 or 24. */
 #define GUTS_RECON_LEAF 48
 /* Upper bound on the encoded size of one round's items the puller produces,
  * so a RECON frame stays far below GUTS_FRAME_MAX_DEFAULT (4 MiB). Work that
