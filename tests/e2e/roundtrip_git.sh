@@ -105,4 +105,20 @@ expect 0 "$GUTS" import carol/empty "$TMP/empty.git"
 expect 0 "$GUTS" export carol/empty "$TMP/out5.git"
 [ "$(git -C "$TMP/out5.git" symbolic-ref HEAD)" = refs/heads/main ] || fail "empty repository's HEAD"
 expect 0 "$GUTS" fsck carol/empty
+# --- a corrupted object record: guts fsck names it and fails ----------------
+if command -v mdb_dump >/dev/null && command -v mdb_load >/dev/null; then
+  id=$(printf 'new\n' | git hash-object --stdin)
+  env="$GUTS_DATA/repos/alice/repo"
+  mdb_dump -s objects "$env" | awk -v key=" $id" '
+    hdr { if ($0 !~ /^db_pagesize=/) print; if ($0 == "HEADER=END") hdr = 0; next }
+    want { v = substr($0, 1, length($0) - 1); print v (substr($0, length($0)) == "0" ? "1" : "0"); want = 0; next }
+    $0 == key { print; want = 1 }
+    END { print "DATA=END" }' hdr=1 >"$TMP/one"
+  grep -q "^ $id\$" "$TMP/one" || fail "object $id not found in mdb_dump"
+  mdb_load -s objects "$env" <"$TMP/one"
+  expect 1 "$GUTS" fsck alice/repo
+  cat "$TMP/out"
+  grep -q "object $id" "$TMP/out" || fail "fsck did not name $id: $(cat "$TMP/out")"
+  one_line_error
+fi
 echo "roundtrip_git: ok ($objs objects)"
