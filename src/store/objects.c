@@ -292,6 +292,9 @@ static long try_delta(guts_repo *r, MDB_txn *txn, const put_ctx *c, const guts_o
     if (bo) {
         base = bo->data;
         blen = bo->len;
+        /* A base is often the base of more objects, in later batches too:
+         * keep a copy (only bases: copying every object costs ~10%). */
+        cache_copy(&r->cache, bid, base, blen);
     } else if (!(base = cache_get(&r->cache, bid, &blen))) {
         int t;
         rc = obj_decode(r, txn, bid, &t, &owned, &blen);
@@ -390,8 +393,6 @@ static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
         stored += (uint64_t)n;
         guts_fp_add(&fp, guts_fp_of_id(&o->id));
         c->added++;
-        /* Later objects (this batch or the next) are often built on this one. */
-        cache_copy(&r->cache, &o->id, o->data, o->len);
     }
     if (c->added == 0) return GUTS_OK;
     if ((rc = store_meta_put_u64(r, txn, "count", count)) ||
