@@ -206,11 +206,21 @@ static int cmd_import(const char *data_opt, int argc, char **argv)
     if ((rc = check_key(cmd, argv[1]))) return rc;
     if (guts_gitio_check_repo(argv[2], err) != GUTS_OK) return die(EXIT_OP, cmd, "%s", err);
     if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    /* Remember whether this import creates the repository: a failed first
+     * import that stored nothing then leaves nothing behind. */
+    int created = guts_repo_open(d, argv[1], 0, &r) == GUTS_ENOTFOUND;
+    if (r) guts_repo_close(r);
+    r = NULL;
     if ((rc = open_repo(cmd, d, argv[1], GUTS_REPO_CREATE, &r))) goto out;
     double t0 = now_s();
     int e = guts_gitio_import(r, guts_data_node_id(d), argv[2], isatty(2), &st, err);
     if (e) {
         rc = die(EXIT_OP, cmd, "%s from \"%s\": %s", argv[1], argv[2], err);
+        if (created && st.objects_added == 0) {
+            guts_repo_close(r);
+            r = NULL;
+            guts_repo_remove(d, argv[1]);
+        }
         goto out;
     }
     printf("imported %s: %" PRIu64 " objects added (%" PRIu64 " in git, %.1f MB read), %" PRIu64

@@ -802,9 +802,14 @@ out:
         pthread_cond_destroy(&s.cv);
     }
     {
-        char werr[GUTS_GITIO_ERR_MAX];
+        char werr[GUTS_GITIO_ERR_MAX], mine[GUTS_GITIO_ERR_MAX];
         int wrc = proc_wait(&p, werr);
         if (!rc && wrc) rc = fail(err, wrc, "%s", werr);
+        /* A short read usually means git gave up: say why, not just where. */
+        else if (rc == GUTS_EIO && wrc && !strstr(werr, "killed by signal")) {
+            memcpy(mine, err, sizeof mine);
+            fail(err, rc, "%.200s; %.250s", mine, werr);
+        }
     }
     if (!rc && fed && f.rc) rc = fail(err, f.rc, "writing ids to git cat-file --batch failed");
     return rc;

@@ -95,6 +95,18 @@ expect 1 "$GUTS" export alice/nothere "$TMP/out3.git"
 one_line_error
 [ ! -e "$GUTS_DATA/repos/alice/nothere" ] || fail "export created a repository"
 
+# A corrupt git object: one line naming it, and a first import that stored
+# nothing leaves no repository behind.
+git init -q "$TMP/broken"
+printf 'one\n' >"$TMP/broken/f" && git -C "$TMP/broken" add f && git -C "$TMP/broken" commit -q -m one
+bad=$(git -C "$TMP/broken" rev-parse HEAD:f)
+obj="$TMP/broken/.git/objects/${bad:0:2}/${bad:2}"
+chmod u+w "$obj" && head -c 8 "$obj" >"$TMP/trunc" && cat "$TMP/trunc" >"$obj"
+expect 1 "$GUTS" import dave/broken "$TMP/broken"
+one_line_error
+grep -q "$bad" "$TMP/err" || fail "corrupt object not named: $(cat "$TMP/err")"
+[ ! -e "$GUTS_DATA/repos/dave/broken" ] || fail "failed import left a repository"
+
 # --- a bare source and an empty repository ---------------------------------
 git clone -q --bare "$src" "$TMP/bare.git"
 expect 0 "$GUTS" import carol/bare "$TMP/bare.git"
