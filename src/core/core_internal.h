@@ -219,6 +219,7 @@ struct guts_core {
     uint64_t next_timer_sent;
     uint64_t next_expiry_check;
 
+    uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };

@@ -61,6 +61,8 @@ uint64_t core_rand_below(guts_core *c, uint64_t n)
 
 static void acts_release(guts_core *c)
 {
+    if (c->headact == 0)
+        return;
     for (size_t i = 0; i < c->headact; i++) {
         free(c->acts[i].buf);
         free(c->acts[i].text);
@@ -412,6 +414,8 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
         goto out;
     }
     if (m.type == GUTS_MSG_ANNOUNCE) {
+        c->ann_bytes += len;
+        c->ann_count++;
         announce_on(c, &m, from);
     } else if (m.type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m.sender);

@@ -45,8 +45,9 @@
 uint32_t announce_interval(const guts_core *c)
 {
     uint64_t members = c->npeers + 1;
-    /* average announce size: assume full datagrams when nothing is known */
-    uint64_t avg = c->ctr.dgrams_out ? c->ctr.dgram_bytes_out / c->ctr.dgrams_out : GUTS_DGRAM_MAX;
+    /* average size of the announces sent and heard (RTCP's avg_rtcp_size);
+     * full datagrams when nothing is known yet */
+    uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : GUTS_DGRAM_MAX;
     uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
     if (iv < c->cfg.interval_ms)
         iv = c->cfg.interval_ms;
@@ -80,7 +81,11 @@ static void add_bloom(guts_core *c, guts_announce_repo *e, entry *en, size_t roo
 {
     e->bloom_seed = core_rand(c);
     e->bloom_k = 7;
+    /* size for the largest covered count (its encoding only shrinks) */
+    e->bloom_covered = en->r->info.objects > UINT32_MAX ? UINT32_MAX
+                                                         : (uint32_t)en->r->info.objects;
     size_t bytes = guts_announce_bloom_room(e, room);
+    e->bloom_covered = 0;
     if (bytes == 0 || en->r->info.objects == 0)
         return;
     size_t avail = bytes * 8 / GUTS_BLOOM_BITS_PER_ELEM + 1;
@@ -192,6 +197,8 @@ full:
         if (core_push(c, &act) == GUTS_OK) {
             c->ctr.dgrams_out++;
             c->ctr.dgram_bytes_out += len;
+            c->ann_bytes += len;
+            c->ann_count++;
             if (len > c->ctr.dgram_max_out)
                 c->ctr.dgram_max_out = len;
         }

@@ -1,0 +1,612 @@
+/* test_core.c - the protocol core: membership, announces, pull sessions.
+ *
+ * Single cores are driven by hand (datagrams encoded with the real codec,
+ * actions drained and inspected); pairs run in sim/cluster on a virtual
+ * clock. Runs without fork so LeakSanitizer sees every test.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "guts/core.h"
+#include "guts/wire.h"
+#include "core/refmerge.h"
+#include "test_core_util.h"
+
+#define KEY "alice/proj"
+
+/* ---- A single core driven by hand ---------------------------------------- */
+
+typedef struct solo {
+    guts_memstore *mem;
+    guts_core_store iface;
+    guts_core *core;
+    guts_node_id id;
+    /* actions seen since the last drain */
+    size_t dgrams, opens, frames, closes;
+    size_t dgram_max;
+    uint32_t last_open;
+    uint8_t last_frame[1 << 16];
+    size_t last_frame_len;
+} solo;
+
+static void solo_drain(solo *s)
+{
+    guts_core_action a;
+    while (guts_core_next_action(s->core, &a)) {
+        switch (a.kind) {
+        case GUTS_ACT_SEND_DGRAM:
+            s->dgrams++;
+            ck_assert_uint_le(a.len, GUTS_DGRAM_MAX);
+            if (a.len > s->dgram_max)
+                s->dgram_max = a.len;
+            break;
+        case GUTS_ACT_OPEN_STREAM:
+            s->opens++;
+            s->last_open = a.stream;
+            ck_assert_uint_eq(a.stream & GUTS_CORE_STREAM_DRIVER, 0);
+            break;
+        case GUTS_ACT_SEND_FRAME:
+            s->frames++;
+            if (a.len <= sizeof(s->last_frame)) {
+                memcpy(s->last_frame, a.data, a.len);
+                s->last_frame_len = a.len;
+            }
+            break;
+        case GUTS_ACT_CLOSE_STREAM:
+            s->closes++;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void solo_init(solo *s, uint64_t seed)
+{
+    memset(s, 0, sizeof(*s));
+    ck_assert_int_eq(guts_memstore_new(&s->mem), 0);
+    guts_memstore_iface(s->mem, &s->iface);
+    s->id.b[0] = 0x55;
+    guts_core_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = s->id;
+    cfg.incarnation = 1;
+    cfg.tcp_port = 7000;
+    cfg.seed = seed;
+    cfg.store = &s->iface;
+    ck_assert_int_eq(guts_core_new(&cfg, &s->core), 0);
+}
+
+static void solo_start(solo *s)
+{
+    guts_core_on_timer(s->core, 0);
+    solo_drain(s);
+}
+
+static void solo_free(solo *s)
+{
+    guts_core_free(s->core);
+    guts_memstore_free(s->mem);
+}
+
+static void peer_id(int n, guts_node_id *id)
+{
+    memset(id, 0, sizeof(*id));
+    id->b[0] = 0x70;
+    id->b[1] = (uint8_t)(n >> 8);
+    id->b[2] = (uint8_t)n;
+}
+
+static void peer_addr(int n, guts_addr *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->len = 4;
+    a->b[0] = 10;
+    a->b[2] = (uint8_t)(n >> 8);
+    a->b[3] = (uint8_t)n;
+}
+
+/* Feed an ANNOUNCE from fake peer n with the given repositories. */
+static void feed_announce(solo *s, uint64_t now, int n, uint64_t inc,
+                          const guts_announce_repo *repos, uint32_t nrepos)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_ANNOUNCE;
+    m.version = GUTS_WIRE_VERSION;
+    peer_id(n, &m.sender);
+    m.u.announce.incarnation = inc;
+    m.u.announce.port = 9000;
+    m.u.announce.interval_ms = 1000;
+    m.u.announce.page = 0;
+    m.u.announce.pages = 1;
+    m.u.announce.nrepos = nrepos;
+    m.u.announce.repos = (guts_announce_repo *)repos;
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    peer_addr(n, &a);
+    guts_core_on_datagram(s->core, now, &a, buf, len);
+    solo_drain(s);
+}
+
+static void feed_leave(solo *s, uint64_t now, int n, uint64_t inc)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_LEAVE;
+    m.version = GUTS_WIRE_VERSION;
+    peer_id(n, &m.sender);
+    m.u.leave.incarnation = inc;
+    uint8_t buf[64];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    peer_addr(n, &a);
+    guts_core_on_datagram(s->core, now, &a, buf, len);
+    solo_drain(s);
+}
+
+START_TEST(test_peer_joins_on_announce_and_expires_after_missed_intervals)
+{
+    solo s;
+    solo_init(&s, 1);
+    solo_start(&s);
+    feed_announce(&s, 100, 1, 1, NULL, 0);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    guts_core_peer_info pi;
+    ck_assert_int_eq(guts_core_peer(s.core, 0, &pi), 0);
+    ck_assert_uint_eq(pi.incarnation, 1);
+    ck_assert_uint_eq(pi.port, 9000);
+    ck_assert_uint_eq(pi.last_heard, 100);
+    /* 4 intervals later it is still there */
+    guts_core_on_timer(s.core, 100 + 4000);
+    solo_drain(&s);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    /* far past 5 missed intervals (with jitter allowance) it is gone */
+    guts_core_on_timer(s.core, 100 + 8000);
+    solo_drain(&s);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_expired, 1);
+    solo_free(&s);
+}
+END_TEST
+
+START_TEST(test_leave_removes_peer_at_once)
+{
+    solo s;
+    solo_init(&s, 2);
+    solo_start(&s);
+    feed_announce(&s, 10, 1, 3, NULL, 0);
+    feed_announce(&s, 10, 2, 1, NULL, 0);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 2);
+    feed_leave(&s, 20, 1, 2); /* an old life's LEAVE: ignored */
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 2);
+    feed_leave(&s, 20, 1, 3);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    solo_free(&s);
+}
+END_TEST
+
+START_TEST(test_higher_incarnation_replaces_and_lower_is_ignored)
+{
+    solo s;
+    solo_init(&s, 3);
+    solo_start(&s);
+    feed_announce(&s, 10, 1, 5, NULL, 0);
+    feed_announce(&s, 20, 1, 6, NULL, 0);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    guts_core_peer_info pi;
+    guts_core_peer(s.core, 0, &pi);
+    ck_assert_uint_eq(pi.incarnation, 6);
+    feed_announce(&s, 30, 1, 5, NULL, 0); /* stale datagram of the old life */
+    guts_core_peer(s.core, 0, &pi);
+    ck_assert_uint_eq(pi.incarnation, 6);
+    ck_assert_uint_eq(pi.last_heard, 20);
+    solo_free(&s);
+}
+END_TEST
+
+START_TEST(test_own_datagrams_are_ignored)
+{
+    solo s;
+    solo_init(&s, 4);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    guts_core_on_local_change(s.core, 0, KEY);
+    guts_core_action a;
+    uint8_t copy[GUTS_DGRAM_MAX];
+    size_t len = 0;
+    while (guts_core_next_action(s.core, &a))
+        if (a.kind == GUTS_ACT_SEND_DGRAM) {
+            memcpy(copy, a.data, a.len);
+            len = a.len;
+        }
+    ck_assert_uint_gt(len, 0);
+    guts_addr me;
+    peer_addr(99, &me);
+    guts_core_on_datagram(s.core, 5, &me, copy, len);
+    solo_drain(&s);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
+    solo_free(&s);
+}
+END_TEST
+
+/* Run a core with the given repositories through many announce intervals;
+ * every datagram must fit and every repository must be announced. */
+static void check_announces(size_t nrepos, size_t objects_in_first)
+{
+    solo s;
+    solo_init(&s, 5 + nrepos);
+    char key[64];
+    for (size_t i = 0; i < nrepos; i++) {
+        snprintf(key, sizeof(key), "owner-%zu/a-rather-long-repository-name-%zu", i, i);
+        ck_assert_int_eq(s.iface.create(s.iface.ctx, key), 0);
+    }
+    if (objects_in_first) {
+        snprintf(key, sizeof(key), "owner-%d/a-rather-long-repository-name-%d", 0, 0);
+        guts_obj *o = calloc(objects_in_first, sizeof(guts_obj));
+        char (*txt)[16] = calloc(objects_in_first, 16);
+        for (size_t i = 0; i < objects_in_first; i++) {
+            int n = snprintf(txt[i], 16, "b%zu", i);
+            o[i].type = GUTS_OBJ_BLOB;
+            o[i].data = txt[i];
+            o[i].len = (size_t)n;
+            guts_obj_hash(GUTS_OBJ_BLOB, txt[i], (size_t)n, &o[i].id);
+        }
+        ck_assert_int_eq(s.iface.put(s.iface.ctx, key, o, objects_in_first, NULL, NULL), 0);
+        free(o);
+        free(txt);
+    }
+    guts_core_on_local_change(s.core, 0, NULL);
+    char **seen = calloc(nrepos + 1, sizeof(char *));
+    size_t nseen = 0, dgrams = 0, blooms = 0;
+    uint64_t now = 0;
+    for (int step = 0; step < 400; step++) {
+        guts_core_action a;
+        uint64_t next = now + 1000;
+        while (guts_core_next_action(s.core, &a)) {
+            if (a.kind == GUTS_ACT_SET_TIMER)
+                next = a.at;
+            if (a.kind != GUTS_ACT_SEND_DGRAM)
+                continue;
+            dgrams++;
+            ck_assert_uint_le(a.len, GUTS_DGRAM_MAX);
+            guts_msg m;
+            ck_assert_int_eq(guts_msg_decode(a.data, a.len, &m), 0);
+            ck_assert_int_eq(m.type, GUTS_MSG_ANNOUNCE);
+            for (uint32_t i = 0; i < m.u.announce.nrepos; i++) {
+                const guts_announce_repo *r = &m.u.announce.repos[i];
+                blooms += r->bloom_nbits > 0;
+                int dup = 0;
+                for (size_t j = 0; j < nseen; j++)
+                    dup |= strcmp(seen[j], r->key) == 0;
+                if (!dup && nseen < nrepos)
+                    seen[nseen++] = strdup(r->key);
+            }
+            guts_msg_free(&m);
+        }
+        now = next;
+        guts_core_on_timer(s.core, now);
+    }
+    ck_assert_uint_gt(dgrams, 100);
+    ck_assert_uint_eq(nseen, nrepos);
+    if (objects_in_first)
+        ck_assert_uint_gt(blooms, 0);
+    for (size_t j = 0; j < nseen; j++)
+        free(seen[j]);
+    free(seen);
+    solo_drain(&s);
+    solo_free(&s);
+}
+
+START_TEST(test_announce_never_exceeds_1200_bytes)
+{
+    check_announces(0, 0);
+    check_announces(1, 0);
+    check_announces(1, 20000); /* one huge repository: bloom of recent ids */
+    check_announces(50, 300);
+    check_announces(500, 0);
+}
+END_TEST
+
+START_TEST(test_interval_grows_with_group_size)
+{
+    solo s;
+    solo_init(&s, 6);
+    solo_start(&s);
+    /* peers announce ten repositories each: ~600-byte datagrams */
+    guts_announce_repo reps[10];
+    char keys[10][64];
+    memset(reps, 0, sizeof(reps));
+    for (int i = 0; i < 10; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "someone/repository-number-%d", i);
+        reps[i].key = keys[i];
+        reps[i].objects = 123456;
+        reps[i].fp.lo = reps[i].fp.hi = 0x0123456789abcdefull;
+        reps[i].refs_digest = 0xfedcba9876543210ull;
+    }
+    feed_announce(&s, 10, 1, 1, reps, 10);
+    uint32_t small = guts_core_interval(s.core);
+    ck_assert_uint_eq(small, GUTS_CORE_INTERVAL_DEFAULT);
+    for (int n = 2; n <= 400; n++)
+        feed_announce(&s, 20, n, 1, reps, 10);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 400);
+    uint32_t big = guts_core_interval(s.core);
+    /* 401 members * ~600 bytes / 64 kB/s: several seconds */
+    ck_assert_uint_gt(big, 3 * small);
+    ck_assert_uint_lt(big, 10 * small);
+    solo_free(&s);
+}
+END_TEST
+
+START_TEST(test_malformed_datagrams_are_counted_not_fatal)
+{
+    solo s;
+    solo_init(&s, 7);
+    solo_start(&s);
+    guts_addr a;
+    peer_addr(1, &a);
+    static const uint8_t junk1[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t junk2[] = {0x95, 0xce, 0x47, 0x55, 0x54, 0x53, 0x01};
+    static const uint8_t junk3[] = {0xc1};
+    uint8_t big[1500];
+    memset(big, 0x90, sizeof(big));
+    const struct {
+        const uint8_t *b;
+        size_t n;
+    } cases[] = {{junk1, sizeof(junk1)}, {junk2, sizeof(junk2)}, {junk3, sizeof(junk3)},
+                 {junk1, 0}, {big, 1300}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        guts_core_on_datagram(s.core, 10 + i, &a, cases[i].b, cases[i].n);
+        solo_drain(&s);
+    }
+    guts_core_on_datagram(s.core, 30, &a, big, sizeof(big)); /* over 1400: dropped unread */
+    solo_drain(&s);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.dgrams_in, 6);
+    ck_assert_uint_eq(k.dgrams_dropped, 1);
+    ck_assert_uint_eq(k.dgrams_malformed + k.dgrams_unknown + k.dgrams_version, 5);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
+    solo_free(&s);
+}
+END_TEST
+
+/* A peer that answers a pull with an object whose content does not match
+ * its id is dropped from the session, counted, and nothing is stored. */
+START_TEST(test_bad_object_drops_the_peer)
+{
+    solo s;
+    solo_init(&s, 8);
+    solo_start(&s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 1;
+    r.fp.lo = 42;
+    r.refs_digest = 7;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    /* the repository is created and a pull scheduled within the stagger */
+    guts_core_on_timer(s.core, 500);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.opens, 1);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    guts_core_on_stream_open(s.core, 500, s.last_open, &pa, 1);
+    solo_drain(&s);
+    ck_assert_uint_ge(s.frames, 2); /* HELLO and the first RECON */
+
+    static const char content[] = "not what the id says";
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_OBJECTS;
+    m.version = GUTS_WIRE_VERSION;
+    peer_id(1, &m.sender);
+    guts_wire_obj o;
+    memset(&o, 0, sizeof(o));
+    guts_obj_hash(GUTS_OBJ_BLOB, "something else", 14, &o.id);
+    o.type = GUTS_OBJ_BLOB;
+    o.data = (const uint8_t *)content;
+    o.len = sizeof(content) - 1;
+    m.u.objects.key = KEY;
+    m.u.objects.nobjs = 1;
+    m.u.objects.objs = &o;
+    uint8_t buf[256];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_core_on_frame(s.core, 510, s.last_open, buf, len);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.closes, 1);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.bad_objects, 1);
+    ck_assert_uint_eq(k.sessions_failed, 1);
+    guts_repo_info info;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
+    ck_assert_uint_eq(info.objects, 0);
+    size_t pulls, serves;
+    guts_core_sessions(s.core, &pulls, &serves);
+    ck_assert_uint_eq(pulls, 0);
+    solo_free(&s);
+}
+END_TEST
+
+/* ---- Pairs in the cluster fixture ---------------------------------------- */
+
+static guts_cluster *pair(uint64_t seed)
+{
+    guts_cluster_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.nodes = 2;
+    cfg.seed = seed;
+    cfg.latency_min = 1;
+    cfg.latency_max = 5;
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    if (getenv("GUTS_TEST_VERBOSE"))
+        guts_cluster_set_verbose(cl, 1);
+    return cl;
+}
+
+static void history(const guts_core_store *s, int commits, const char *tag)
+{
+    char text[64];
+    for (int i = 0; i < commits; i++) {
+        snprintf(text, sizeof(text), "%s commit %d", tag, i);
+        tu_write_commit(s, KEY, "refs/heads/main", 0, text);
+    }
+}
+
+START_TEST(test_in_sync_nodes_open_no_stream)
+{
+    guts_cluster *cl = pair(11);
+    for (size_t i = 0; i < 2; i++) {
+        const guts_core_store *s = guts_cluster_iface(cl, i);
+        ck_assert_int_eq(s->create(s->ctx, KEY), 0);
+        history(s, 5, "same");
+        guts_cluster_local_change(cl, i, KEY);
+    }
+    ck_assert(guts_cluster_converged(cl));
+    guts_cluster_run_until(cl, 30000);
+    guts_cluster_stats st;
+    guts_cluster_stats_get(cl, &st);
+    ck_assert_uint_eq(st.streams_opened, 0);
+    ck_assert_uint_gt(st.dgrams, 20);
+    ck_assert_uint_le(st.dgram_max, GUTS_DGRAM_MAX);
+    ck_assert_uint_eq(guts_core_peer_count(guts_cluster_core(cl, 0)), 1);
+    guts_cluster_free(cl);
+}
+END_TEST
+
+START_TEST(test_lacking_node_pulls_everything)
+{
+    guts_cluster *cl = pair(12);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    history(s0, 30, "hist");
+    guts_node_id w;
+    tu_writer(0, &w);
+    guts_ref head;
+    ck_assert_int_eq(s0->ref_get(s0->ctx, KEY, "refs/heads/main", &head), 0);
+    tu_set_ref(s0, KEY, "refs/tags/v1", &head.target, &w);
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 10000);
+    ck_assert(guts_cluster_converged(cl));
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    guts_repo_info a, b;
+    ck_assert_int_eq(s0->info(s0->ctx, KEY, &a), 0);
+    ck_assert_int_eq(s1->info(s1->ctx, KEY, &b), 0);
+    ck_assert_uint_eq(a.objects, 90);
+    ck_assert_uint_eq(b.objects, 90);
+    ck_assert_uint_eq(b.refs, 2);
+    guts_ref got;
+    ck_assert_int_eq(s1->ref_get(s1->ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &head.target), 0);
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_eq(k.objects_fetched, 90);
+    ck_assert_uint_ge(k.sessions_ok, 1);
+    guts_cluster_free(cl);
+}
+END_TEST
+
+START_TEST(test_both_sides_exchange_new_commits)
+{
+    guts_cluster *cl = pair(13);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    history(s0, 10, "base");
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 5000);
+    ck_assert(guts_cluster_converged(cl));
+    /* both write on their own branch */
+    tu_write_commit(s0, KEY, "refs/heads/zero", 0, "from zero");
+    tu_write_commit(s1, KEY, "refs/heads/one", 1, "from one");
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_local_change(cl, 1, KEY);
+    guts_cluster_run_until(cl, 30000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_repo_info b;
+    ck_assert_int_eq(s1->info(s1->ctx, KEY, &b), 0);
+    ck_assert_uint_eq(b.refs, 3);
+    guts_cluster_free(cl);
+}
+END_TEST
+
+START_TEST(test_concurrent_updates_keep_the_loser_as_conflict)
+{
+    guts_cluster *cl = pair(14);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    history(s0, 3, "base");
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 5000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_id c0 = tu_write_commit(s0, KEY, "refs/heads/main", 0, "zero wins?");
+    guts_id c1 = tu_write_commit(s1, KEY, "refs/heads/main", 1, "one wins?");
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_local_change(cl, 1, KEY);
+    guts_cluster_run_until(cl, 40000);
+    ck_assert(guts_cluster_converged(cl));
+    /* one is main, the other a conflict record, on both nodes */
+    for (size_t i = 0; i < 2; i++) {
+        const guts_core_store *s = guts_cluster_iface(cl, i);
+        guts_ref main;
+        ck_assert_int_eq(s->ref_get(s->ctx, KEY, "refs/heads/main", &main), 0);
+        int zero_won = guts_id_cmp(&main.target, &c0) == 0;
+        ck_assert(zero_won || guts_id_cmp(&main.target, &c1) == 0);
+        guts_node_id loser;
+        tu_writer(zero_won ? 1 : 0, &loser);
+        char name[GUTS_REFNAME_MAX + 1];
+        ck_assert_int_eq(guts_ref_conflict_name("refs/heads/main", &loser, name), 0);
+        guts_ref conf;
+        ck_assert_int_eq(s->ref_get(s->ctx, KEY, name, &conf), 0);
+        ck_assert_int_eq(guts_id_cmp(&conf.target, zero_won ? &c1 : &c0), 0);
+    }
+    guts_cluster_free(cl);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("core");
+    TCase *t = tcase_create("membership");
+    tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
+    tcase_add_test(t, test_leave_removes_peer_at_once);
+    tcase_add_test(t, test_higher_incarnation_replaces_and_lower_is_ignored);
+    tcase_add_test(t, test_own_datagrams_are_ignored);
+    tcase_add_test(t, test_malformed_datagrams_are_counted_not_fatal);
+    suite_add_tcase(s, t);
+    t = tcase_create("announce");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_announce_never_exceeds_1200_bytes);
+    tcase_add_test(t, test_interval_grows_with_group_size);
+    suite_add_tcase(s, t);
+    t = tcase_create("sessions");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_bad_object_drops_the_peer);
+    tcase_add_test(t, test_in_sync_nodes_open_no_stream);
+    tcase_add_test(t, test_lacking_node_pulls_everything);
+    tcase_add_test(t, test_both_sides_exchange_new_commits);
+    tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
