@@ -40,8 +40,7 @@ static void die(const char *what, int rc)
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (!p)
-        die("malloc", GUTS_ENOMEM);
+    if (!p) die("malloc", GUTS_ENOMEM);
     return p;
 }
 
@@ -62,16 +61,14 @@ static void mset_add(mset *m, const guts_id *id)
     if (m->n == m->cap) {
         m->cap = m->cap ? 2 * m->cap : 1024;
         m->ids = realloc(m->ids, m->cap * sizeof *m->ids);
-        if (!m->ids)
-            die("realloc", GUTS_ENOMEM);
+        if (!m->ids) die("realloc", GUTS_ENOMEM);
     }
     m->ids[m->n++] = *id;
 }
 
 static void mset_sort(mset *m)
 {
-    if (m->n > 1)
-        qsort(m->ids, m->n, sizeof *m->ids, id_cmp);
+    if (m->n > 1) qsort(m->ids, m->n, sizeof *m->ids, id_cmp);
 }
 
 static int mset_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx)
@@ -87,11 +84,9 @@ static int mset_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, v
     }
     for (size_t i = a; i < m->n; i++) {
         uint32_t k = guts_recon_key_of_id(&m->ids[i]);
-        if (k > hi)
-            break;
+        if (k > hi) break;
         int rc = cb(cbctx, k, guts_fp_of_id(&m->ids[i]), &m->ids[i]);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
@@ -125,15 +120,12 @@ static void travel(uint64_t seed, uint32_t round, const guts_recon_item *items, 
     m.u.recon.items = (guts_recon_item *)(uintptr_t)items;
     size_t len, len2;
     int rc = guts_msg_size(&m, &len);
-    if (rc)
-        die("guts_msg_size", rc);
+    if (rc) die("guts_msg_size", rc);
     *buf = xmalloc(len);
-    if ((rc = guts_msg_encode(&m, *buf, len, &len2)))
-        die("guts_msg_encode", rc);
+    if ((rc = guts_msg_encode(&m, *buf, len, &len2))) die("guts_msg_encode", rc);
     *bytes += GUTS_FRAME_HDR + len;
     memset(out, 0, sizeof *out);
-    if ((rc = guts_msg_decode(*buf, len, out)))
-        die("guts_msg_decode", rc);
+    if ((rc = guts_msg_decode(*buf, len, out))) die("guts_msg_decode", rc);
 }
 
 static void session(mset *P, mset *S, uint64_t seed, sess *out)
@@ -145,8 +137,7 @@ static void session(mset *P, mset *S, uint64_t seed, sess *out)
     size_t n;
     mset got = {0};
     int rc = guts_recon_puller_start(&p, &ps, seed, &items, &n);
-    if (rc)
-        die("puller_start", rc);
+    if (rc) die("puller_start", rc);
     guts_recon_item *masks = xmalloc(GUTS_ITEMS_MAX * sizeof *masks);
     int done = 0;
     uint32_t round = 0;
@@ -156,16 +147,13 @@ static void session(mset *P, mset *S, uint64_t seed, sess *out)
         travel(seed, round, items, n, &out->bytes, &req, &b1);
         size_t nm;
         uint64_t emitted;
-        rc = guts_recon_serve(&ss, req.u.recon.seed, req.u.recon.items, req.u.recon.nitems,
-                              masks, GUTS_ITEMS_MAX, &nm, collect, &got, &emitted);
-        if (rc)
-            die("serve", rc);
+        rc = guts_recon_serve(&ss, req.u.recon.seed, req.u.recon.items, req.u.recon.nitems, masks,
+                              GUTS_ITEMS_MAX, &nm, collect, &got, &emitted);
+        if (rc) die("serve", rc);
         out->got += emitted;
         travel(seed, round, masks, nm, &out->bytes, &rep, &b2);
-        rc = guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems, &items, &n,
-                                    &done);
-        if (rc)
-            die("puller_step", rc);
+        rc = guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems, &items, &n, &done);
+        if (rc) die("puller_step", rc);
         guts_msg_free(&req);
         guts_msg_free(&rep);
         free(b1);
@@ -203,8 +191,7 @@ static void run(size_t n, size_t d, uint64_t seed)
     mset_sort(&S);
     /* P = S minus d ids chosen at random. */
     uint8_t *drop = calloc(n ? n : 1, 1);
-    if (!drop)
-        die("calloc", GUTS_ENOMEM);
+    if (!drop) die("calloc", GUTS_ENOMEM);
     for (size_t k = 0; k < d;) {
         size_t i = (size_t)(rng_next(&seed) % n);
         if (!drop[i]) {
@@ -213,8 +200,7 @@ static void run(size_t n, size_t d, uint64_t seed)
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (!drop[i])
-            mset_add(&P, &S.ids[i]);
+        if (!drop[i]) mset_add(&P, &S.ids[i]);
     free(drop);
 
     sess first, s;
@@ -235,7 +221,7 @@ static void run(size_t n, size_t d, uint64_t seed)
         fprintf(stderr, "bench_recon: n=%zu d=%zu: sets differ after convergence\n", n, d);
         exit(1);
     }
-    size_t idlist = 5 + 22 * n;                   /* msgpack array of bin8(20) */
+    size_t idlist = 5 + 22 * n;                          /* msgpack array of bin8(20) */
     size_t bloom = (size_t)((double)n * 9.59 / 8 + 0.5); /* 1% optimum */
     printf("| %zu | %zu | %zu | %zu | %.1f | %zu/%zu | %zu | %zu | %.1f | %zu | %zu |\n", n, d,
            first.rounds, first.bytes, d ? (double)first.bytes / (double)d : 0.0, first.got, d,
@@ -257,8 +243,7 @@ int main(int argc, char **argv)
     uint64_t seed = 2026;
     for (size_t i = 0; i < (quick ? 2u : 3u); i++)
         for (size_t j = 0; j < sizeof ds / sizeof ds[0]; j++) {
-            if (ds[j] > ns[i])
-                continue;
+            if (ds[j] > ns[i]) continue;
             run(ns[i], ds[j], seed + 31 * i + j);
         }
     return 0;

@@ -17,29 +17,22 @@ uint8_t guts_bloom_k_for(unsigned bits_per_elem)
 {
     /* round(bpe * ln 2) without libm: ln 2 ~ 0.693147 = 693147 / 10^6. */
     uint64_t k = ((uint64_t)bits_per_elem * 693147u + 500000u) / 1000000u;
-    if (k < 1)
-        k = 1;
-    if (k > GUTS_BLOOM_K_MAX)
-        k = GUTS_BLOOM_K_MAX;
+    if (k < 1) k = 1;
+    if (k > GUTS_BLOOM_K_MAX) k = GUTS_BLOOM_K_MAX;
     return (uint8_t)k;
 }
 
 int guts_bloom_make(guts_bloom *b, size_t n_elems, unsigned bits_per_elem, uint64_t seed)
 {
     memset(b, 0, sizeof *b);
-    if (bits_per_elem == 0)
-        return GUTS_EINVAL;
-    if (n_elems > GUTS_BLOOM_BITS_MAX / bits_per_elem)
-        return GUTS_ETOOBIG;
+    if (bits_per_elem == 0) return GUTS_EINVAL;
+    if (n_elems > GUTS_BLOOM_BITS_MAX / bits_per_elem) return GUTS_ETOOBIG;
     uint64_t nbits = (uint64_t)n_elems * bits_per_elem;
-    if (nbits < GUTS_BLOOM_MIN_BITS)
-        nbits = GUTS_BLOOM_MIN_BITS;
+    if (nbits < GUTS_BLOOM_MIN_BITS) nbits = GUTS_BLOOM_MIN_BITS;
     nbits = (nbits + 7) & ~(uint64_t)7;
-    if (nbits > GUTS_BLOOM_BITS_MAX)
-        return GUTS_ETOOBIG;
+    if (nbits > GUTS_BLOOM_BITS_MAX) return GUTS_ETOOBIG;
     b->bits = calloc(1, guts_bloom_bytes((uint32_t)nbits));
-    if (!b->bits)
-        return GUTS_ENOMEM;
+    if (!b->bits) return GUTS_ENOMEM;
     b->nbits = (uint32_t)nbits;
     b->k = guts_bloom_k_for(bits_per_elem);
     b->seed = seed;
@@ -47,8 +40,7 @@ int guts_bloom_make(guts_bloom *b, size_t n_elems, unsigned bits_per_elem, uint6
     return GUTS_OK;
 }
 
-int guts_bloom_view(guts_bloom *b, const uint8_t *bits, uint32_t nbits, uint8_t k,
-                    uint64_t seed)
+int guts_bloom_view(guts_bloom *b, const uint8_t *bits, uint32_t nbits, uint8_t k, uint64_t seed)
 {
     memset(b, 0, sizeof *b);
     if (!bits || nbits < GUTS_BLOOM_MIN_BITS || nbits > GUTS_BLOOM_BITS_MAX || k == 0 ||
@@ -82,8 +74,7 @@ static void probes_init(const guts_bloom *b, const void *key, size_t len, uint64
 
 void guts_bloom_add(guts_bloom *b, const void *key, size_t len)
 {
-    if (!b->bits || !b->owned)
-        return;
+    if (!b->bits || !b->owned) return;
     uint64_t h1, h2;
     probes_init(b, key, len, &h1, &h2);
     for (unsigned i = 0; i < b->k; i++) {
@@ -95,14 +86,12 @@ void guts_bloom_add(guts_bloom *b, const void *key, size_t len)
 
 int guts_bloom_has(const guts_bloom *b, const void *key, size_t len)
 {
-    if (!b->bits)
-        return 0;
+    if (!b->bits) return 0;
     uint64_t h1, h2;
     probes_init(b, key, len, &h1, &h2);
     for (unsigned i = 0; i < b->k; i++) {
         uint32_t j = reduce(h1, b->nbits);
-        if (!(b->bits[j >> 3] & (1u << (j & 7))))
-            return 0;
+        if (!(b->bits[j >> 3] & (1u << (j & 7)))) return 0;
         h1 += h2;
     }
     return 1;
@@ -110,28 +99,24 @@ int guts_bloom_has(const guts_bloom *b, const void *key, size_t len)
 
 void guts_bloom_free(guts_bloom *b)
 {
-    if (b->owned)
-        free(b->bits);
+    if (b->owned) free(b->bits);
     memset(b, 0, sizeof *b);
 }
 
-void guts_bloom_fit(size_t room, size_t available, size_t *covered, uint32_t *nbits,
-                    uint8_t *k)
+void guts_bloom_fit(size_t room, size_t available, size_t *covered, uint32_t *nbits, uint8_t *k)
 {
     *covered = 0;
     *nbits = 0;
     *k = 0;
     size_t cap_bits = room > GUTS_BLOOM_BITS_MAX / 8 ? GUTS_BLOOM_BITS_MAX : room * 8;
-    if (available == 0 || cap_bits < GUTS_BLOOM_MIN_BITS)
-        return;
+    if (available == 0 || cap_bits < GUTS_BLOOM_MIN_BITS) return;
     size_t n = available;
     unsigned bpe;
     if (n <= cap_bits / GUTS_BLOOM_BITS_PER_ELEM) {
         /* Everything fits at the target density: spend the spare room on a
          * lower false-positive rate, up to the ample density. */
         bpe = (unsigned)(cap_bits / n);
-        if (bpe > GUTS_BLOOM_BITS_PER_ELEM_AMPLE)
-            bpe = GUTS_BLOOM_BITS_PER_ELEM_AMPLE;
+        if (bpe > GUTS_BLOOM_BITS_PER_ELEM_AMPLE) bpe = GUTS_BLOOM_BITS_PER_ELEM_AMPLE;
     } else {
         n = cap_bits / GUTS_BLOOM_BITS_PER_ELEM;
         bpe = GUTS_BLOOM_BITS_PER_ELEM;
@@ -143,11 +128,9 @@ void guts_bloom_fit(size_t room, size_t available, size_t *covered, uint32_t *nb
         }
     }
     size_t bits = n * bpe;
-    if (bits < GUTS_BLOOM_MIN_BITS)
-        bits = GUTS_BLOOM_MIN_BITS;
+    if (bits < GUTS_BLOOM_MIN_BITS) bits = GUTS_BLOOM_MIN_BITS;
     bits = (bits + 7) & ~(size_t)7;
-    if (bits > cap_bits)
-        bits = cap_bits & ~(size_t)7;
+    if (bits > cap_bits) bits = cap_bits & ~(size_t)7;
     *covered = n;
     *nbits = (uint32_t)bits;
     *k = guts_bloom_k_for((unsigned)(bits / n));

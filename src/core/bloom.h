@@ -41,11 +41,11 @@
 #define GUTS_BLOOM_BITS_PER_ELEM_AMPLE 20
 
 typedef struct guts_bloom {
-    uint8_t *bits;   /* (nbits + 7) / 8 bytes; owned when `owned` */
-    uint32_t nbits;  /* >= GUTS_BLOOM_MIN_BITS, <= GUTS_BLOOM_BITS_MAX */
-    uint8_t k;       /* 1 .. GUTS_BLOOM_K_MAX */
-    uint64_t seed;   /* XXH3 seed: changes every round */
-    int owned;       /* 1: guts_bloom_free() releases bits */
+    uint8_t *bits;  /* (nbits + 7) / 8 bytes; owned when `owned` */
+    uint32_t nbits; /* >= GUTS_BLOOM_MIN_BITS, <= GUTS_BLOOM_BITS_MAX */
+    uint8_t k;      /* 1 .. GUTS_BLOOM_K_MAX */
+    uint64_t seed;  /* XXH3 seed: changes every round */
+    int owned;      /* 1: guts_bloom_free() releases bits */
 } guts_bloom;
 
 /** The number of hashes that minimises false positives at bits_per_elem
@@ -64,8 +64,7 @@ int guts_bloom_make(guts_bloom *b, size_t n_elems, unsigned bits_per_elem, uint6
  * copying; bits must outlive b. guts_bloom_free() on it does nothing harmful.
  * Errors: GUTS_EINVAL (bits NULL, nbits below GUTS_BLOOM_MIN_BITS or above
  * GUTS_BLOOM_BITS_MAX, k 0 or above GUTS_BLOOM_K_MAX). */
-int guts_bloom_view(guts_bloom *b, const uint8_t *bits, uint32_t nbits, uint8_t k,
-                    uint64_t seed);
+int guts_bloom_view(guts_bloom *b, const uint8_t *bits, uint32_t nbits, uint8_t k, uint64_t seed);
 
 /** Add len bytes of key to a filter made by guts_bloom_make(). */
 void guts_bloom_add(guts_bloom *b, const void *key, size_t len);
@@ -93,7 +92,6 @@ static inline size_t guts_bloom_bytes(uint32_t nbits)
  * @param[out] nbits filter size in bits (a multiple of 8, <= room * 8)
  * @param[out] k hashes
  * Never fails. */
-void guts_bloom_fit(size_t room, size_t available, size_t *covered, uint32_t *nbits,
-                    uint8_t *k);
+void guts_bloom_fit(size_t room, size_t available, size_t *covered, uint32_t *nbits, uint8_t *k);
 
 #endif

@@ -74,10 +74,8 @@ uint16_t guts_recon_fp16(guts_fp sum, uint64_t seed)
 
 int guts_recon_range_check(uint8_t depth, uint32_t prefix)
 {
-    if (depth > GUTS_RECON_DEPTH_MAX)
-        return GUTS_EINVAL;
-    if (depth < GUTS_RECON_DEPTH_MAX && (prefix >> (4 * depth)) != 0)
-        return GUTS_EINVAL;
+    if (depth > GUTS_RECON_DEPTH_MAX) return GUTS_EINVAL;
+    if (depth < GUTS_RECON_DEPTH_MAX && (prefix >> (4 * depth)) != 0) return GUTS_EINVAL;
     return GUTS_OK;
 }
 
@@ -117,8 +115,7 @@ static int children_visit(void *ctx, uint32_t key, guts_fp term, const void *ele
     return 0;
 }
 
-static int scan_children(const guts_recon_set *set, uint8_t depth, uint32_t prefix,
-                         children *c)
+static int scan_children(const guts_recon_set *set, uint8_t depth, uint32_t prefix, children *c)
 {
     memset(c, 0, sizeof *c);
     c->depth = depth;
@@ -132,14 +129,12 @@ static int scan_children(const guts_recon_set *set, uint8_t depth, uint32_t pref
 /* Grow *arr (of *cap elements of size sz) to hold at least need. */
 static int grow(void **arr, size_t *cap, size_t need, size_t sz)
 {
-    if (need <= *cap)
-        return GUTS_OK;
+    if (need <= *cap) return GUTS_OK;
     size_t n = *cap ? *cap : 16;
     while (n < need)
         n *= 2;
     void *p = realloc(*arr, n * sz);
-    if (!p)
-        return GUTS_ENOMEM;
+    if (!p) return GUTS_ENOMEM;
     *arr = p;
     *cap = n;
     return GUTS_OK;
@@ -154,8 +149,7 @@ static int push_work(guts_recon_puller *p, uint8_t depth, uint32_t prefix)
         p->headwork = 0;
     }
     int rc = grow((void **)&p->work, &p->capwork, p->nwork + 1, sizeof *p->work);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     p->work[p->nwork].depth = depth;
     p->work[p->nwork].prefix = prefix;
     p->nwork++;
@@ -182,11 +176,9 @@ static int terms_visit(void *ctx, uint32_t key, guts_fp term, const void *elem)
     return 0;
 }
 
-static guts_recon_item *new_item(guts_recon_puller *p, uint8_t kind, uint8_t depth,
-                                 uint32_t prefix)
+static guts_recon_item *new_item(guts_recon_puller *p, uint8_t kind, uint8_t depth, uint32_t prefix)
 {
-    if (grow((void **)&p->items, &p->capitems, p->nitems + 1, sizeof *p->items))
-        return NULL;
+    if (grow((void **)&p->items, &p->capitems, p->nitems + 1, sizeof *p->items)) return NULL;
     guts_recon_item *it = &p->items[p->nitems++];
     memset(it, 0, sizeof *it);
     it->kind = kind;
@@ -195,15 +187,12 @@ static guts_recon_item *new_item(guts_recon_puller *p, uint8_t kind, uint8_t dep
     return it;
 }
 
-static int emit_split(guts_recon_puller *p, uint8_t depth, uint32_t prefix,
-                      const children *c)
+static int emit_split(guts_recon_puller *p, uint8_t depth, uint32_t prefix, const children *c)
 {
     int rc = grow((void **)&p->splits, &p->capsplits, p->nsplits + 1, sizeof *p->splits);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     guts_recon_item *it = new_item(p, GUTS_ITEM_SPLIT, depth, prefix);
-    if (!it)
-        return GUTS_ENOMEM;
+    if (!it) return GUTS_ENOMEM;
     guts_recon_split *s = &p->splits[p->nsplits++];
     s->depth = depth;
     s->prefix = prefix;
@@ -221,12 +210,10 @@ static int emit_split(guts_recon_puller *p, uint8_t depth, uint32_t prefix,
 static int emit_bloom(guts_recon_puller *p, uint8_t depth, uint32_t prefix, const termbuf *tb)
 {
     unsigned bpe = p->bloom_bpe;
-    if ((uint64_t)tb->n * bpe > GUTS_BLOOM_BITS_MAX)
-        bpe = (unsigned)(GUTS_BLOOM_BITS_MAX / tb->n);
+    if ((uint64_t)tb->n * bpe > GUTS_BLOOM_BITS_MAX) bpe = (unsigned)(GUTS_BLOOM_BITS_MAX / tb->n);
     guts_bloom b;
     int rc = guts_bloom_make(&b, tb->n, bpe, p->seed);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     uint8_t key[16];
     for (size_t i = 0; i < tb->n; i++) {
         guts_recon_term_bytes(tb->t[i], key);
@@ -252,10 +239,8 @@ static int emit_bloom(guts_recon_puller *p, uint8_t depth, uint32_t prefix, cons
 static int split_cmp(const void *a, const void *b)
 {
     const guts_recon_split *x = a, *y = b;
-    if (x->depth != y->depth)
-        return x->depth < y->depth ? -1 : 1;
-    if (x->prefix != y->prefix)
-        return x->prefix < y->prefix ? -1 : 1;
+    if (x->depth != y->depth) return x->depth < y->depth ? -1 : 1;
+    if (x->prefix != y->prefix) return x->prefix < y->prefix ? -1 : 1;
     return 0;
 }
 
@@ -270,8 +255,7 @@ static int build_round(guts_recon_puller *p)
     int rc = GUTS_OK;
     while (p->headwork < p->nwork) {
         guts_recon_work w = p->work[p->headwork];
-        if (p->nitems >= GUTS_ITEMS_MAX)
-            break;
+        if (p->nitems >= GUTS_ITEMS_MAX) break;
         /* Decide from the actual contents of the range (one scan): the set
          * may have grown since the parent was counted. */
         tb.n = 0;
@@ -284,25 +268,20 @@ static int build_round(guts_recon_puller *p)
          * collecting terms is only needed for a leaf. */
         if (w.depth < GUTS_RECON_DEPTH_MAX) {
             rc = scan_children(&p->set, w.depth, w.prefix, &c);
-            if (rc)
-                goto out;
+            if (rc) goto out;
             uint64_t total = 0;
             for (int i = 0; i < GUTS_RECON_FANOUT; i++)
                 total += c.count[i];
             split = total > GUTS_RECON_LEAF;
             if (!split && total > 0) {
                 rc = p->set.scan(p->set.ctx, lo, hi, terms_visit, &tb);
-                if (tb.err)
-                    rc = tb.err;
-                if (rc)
-                    goto out;
+                if (tb.err) rc = tb.err;
+                if (rc) goto out;
             }
         } else {
             rc = p->set.scan(p->set.ctx, lo, hi, terms_visit, &tb);
-            if (tb.err)
-                rc = tb.err;
-            if (rc)
-                goto out;
+            if (tb.err) rc = tb.err;
+            if (rc) goto out;
         }
         size_t est;
         if (split)
@@ -311,8 +290,7 @@ static int build_round(guts_recon_puller *p)
             est = ALL_BYTES;
         else
             est = BLOOM_OVERHEAD + guts_bloom_bytes((uint32_t)(tb.n * p->bloom_bpe));
-        if (p->nitems > 0 && bytes + est > GUTS_RECON_ROUND_BYTES)
-            break;
+        if (p->nitems > 0 && bytes + est > GUTS_RECON_ROUND_BYTES) break;
         bytes += est;
         if (split) {
             rc = emit_split(p, w.depth, w.prefix, &c);
@@ -320,18 +298,15 @@ static int build_round(guts_recon_puller *p)
             /* Nothing here (or more than any bloom can describe): ask for
              * everything in the range. */
             rc = new_item(p, GUTS_ITEM_ALL, w.depth, w.prefix) ? GUTS_OK : GUTS_ENOMEM;
-            if (!rc)
-                p->stats.alls++;
+            if (!rc) p->stats.alls++;
         } else {
             rc = emit_bloom(p, w.depth, w.prefix, &tb);
         }
-        if (rc)
-            goto out;
+        if (rc) goto out;
         p->headwork++;
     }
     p->stats.deferred += p->nwork - p->headwork;
-    if (p->headwork == p->nwork)
-        p->headwork = p->nwork = 0;
+    if (p->headwork == p->nwork) p->headwork = p->nwork = 0;
     /* The arena is complete: point the blooms at their bits, in order. */
     size_t off = 0;
     for (size_t i = 0; i < p->nitems; i++) {
@@ -340,11 +315,9 @@ static int build_round(guts_recon_puller *p)
             off += guts_bloom_bytes(p->items[i].nbits);
         }
     }
-    if (p->nsplits > 1)
-        qsort(p->splits, p->nsplits, sizeof *p->splits, split_cmp);
+    if (p->nsplits > 1) qsort(p->splits, p->nsplits, sizeof *p->splits, split_cmp);
     p->stats.items_out += p->nitems;
-    if (p->nitems > 0)
-        p->stats.rounds++;
+    if (p->nitems > 0) p->stats.rounds++;
 out:
     free(tb.t);
     return rc;
@@ -362,8 +335,7 @@ int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uin
     /* The root is decided like any child: ALL when empty, BLOOM when small,
      * else SPLIT. */
     int rc = push_work(p, 0, 0);
-    if (!rc)
-        rc = build_round(p);
+    if (!rc) rc = build_round(p);
     if (rc) {
         guts_recon_puller_free(p);
         return rc;
@@ -379,10 +351,8 @@ int guts_recon_puller_step(guts_recon_puller *p, const guts_recon_item *in, size
     *out = NULL;
     *n_out = 0;
     *done = p->done;
-    if (p->done)
-        return GUTS_OK;
-    if (n_in > GUTS_ITEMS_MAX)
-        return GUTS_ETOOBIG;
+    if (p->done) return GUTS_OK;
+    if (n_in > GUTS_ITEMS_MAX) return GUTS_ETOOBIG;
     for (size_t i = 0; i < n_in; i++) {
         const guts_recon_item *it = &in[i];
         if (it->kind != GUTS_ITEM_MASK || guts_recon_range_check(it->depth, it->prefix) ||
@@ -391,9 +361,8 @@ int guts_recon_puller_step(guts_recon_puller *p, const guts_recon_item *in, size
             continue;
         }
         guts_recon_split key = {.depth = it->depth, .prefix = it->prefix};
-        guts_recon_split *s = p->nsplits ? bsearch(&key, p->splits, p->nsplits,
-                                                   sizeof *p->splits, split_cmp)
-                                         : NULL;
+        guts_recon_split *s =
+            p->nsplits ? bsearch(&key, p->splits, p->nsplits, sizeof *p->splits, split_cmp) : NULL;
         if (!s || s->answered) {
             p->stats.ignored++;
             continue;
@@ -401,16 +370,13 @@ int guts_recon_puller_step(guts_recon_puller *p, const guts_recon_item *in, size
         s->answered = 1;
         p->stats.masks_in++;
         for (unsigned c = 0; c < GUTS_RECON_FANOUT; c++) {
-            if (!(it->mask & (1u << c)))
-                continue;
+            if (!(it->mask & (1u << c))) continue;
             int rc = push_work(p, (uint8_t)(it->depth + 1), it->prefix << 4 | c);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
     }
     int rc = build_round(p);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (p->nitems == 0) {
         p->done = 1;
         *done = 1;
@@ -453,8 +419,7 @@ static int serve_visit(void *ctx, uint32_t key, guts_fp term, const void *elem)
     if (s->bloom) {
         uint8_t b[16];
         guts_recon_term_bytes(term, b);
-        if (guts_bloom_has(s->bloom, b, sizeof b))
-            return 0;
+        if (guts_bloom_has(s->bloom, b, sizeof b)) return 0;
     }
     s->emitted++;
     return s->emit(s->emit_ctx, key, elem);
@@ -468,14 +433,13 @@ static int u64_cmp(const void *a, const void *b)
 
 static int item_valid(const guts_recon_item *it)
 {
-    if (guts_recon_range_check(it->depth, it->prefix))
-        return 0;
+    if (guts_recon_range_check(it->depth, it->prefix)) return 0;
     switch (it->kind) {
     case GUTS_ITEM_SPLIT:
         return it->depth < GUTS_RECON_DEPTH_MAX;
     case GUTS_ITEM_BLOOM:
-        return it->bits && it->nbits >= GUTS_BLOOM_MIN_BITS &&
-               it->nbits <= GUTS_BLOOM_BITS_MAX && it->k >= 1 && it->k <= GUTS_BLOOM_K_MAX;
+        return it->bits && it->nbits >= GUTS_BLOOM_MIN_BITS && it->nbits <= GUTS_BLOOM_BITS_MAX &&
+               it->k >= 1 && it->k <= GUTS_BLOOM_K_MAX;
     case GUTS_ITEM_ALL:
         return 1;
     default:
@@ -488,24 +452,18 @@ int guts_recon_serve(const guts_recon_set *set, uint64_t seed, const guts_recon_
                      guts_recon_emit emit, void *emit_ctx, uint64_t *n_emitted)
 {
     *n_out = 0;
-    if (n_emitted)
-        *n_emitted = 0;
-    if (n_in > GUTS_ITEMS_MAX)
-        return GUTS_ETOOBIG;
-    if (n_in == 0)
-        return GUTS_OK;
+    if (n_emitted) *n_emitted = 0;
+    if (n_in > GUTS_ITEMS_MAX) return GUTS_ETOOBIG;
+    if (n_in == 0) return GUTS_OK;
     size_t nsplit = 0;
     for (size_t i = 0; i < n_in; i++) {
-        if (!item_valid(&in[i]))
-            return GUTS_EPROTO;
+        if (!item_valid(&in[i])) return GUTS_EPROTO;
         nsplit += in[i].kind == GUTS_ITEM_SPLIT;
     }
-    if (nsplit > out_cap)
-        return GUTS_ETOOBIG;
+    if (nsplit > out_cap) return GUTS_ETOOBIG;
     /* A range named twice would only multiply our work: refuse it. */
     uint64_t *ranges = malloc(n_in * sizeof *ranges);
-    if (!ranges)
-        return GUTS_ENOMEM;
+    if (!ranges) return GUTS_ENOMEM;
     for (size_t i = 0; i < n_in; i++)
         ranges[i] = (uint64_t)in[i].depth << 32 | in[i].prefix;
     qsort(ranges, n_in, sizeof *ranges, u64_cmp);
@@ -513,8 +471,7 @@ int guts_recon_serve(const guts_recon_set *set, uint64_t seed, const guts_recon_
     for (size_t i = 1; i < n_in; i++)
         dup |= ranges[i] == ranges[i - 1];
     free(ranges);
-    if (dup)
-        return GUTS_EPROTO;
+    if (dup) return GUTS_EPROTO;
 
     serve_ctx sc = {.emit = emit, .emit_ctx = emit_ctx};
     int rc = GUTS_OK;
@@ -523,12 +480,10 @@ int guts_recon_serve(const guts_recon_set *set, uint64_t seed, const guts_recon_
         if (it->kind == GUTS_ITEM_SPLIT) {
             children c;
             rc = scan_children(set, it->depth, it->prefix, &c);
-            if (rc)
-                break;
+            if (rc) break;
             uint16_t mask = 0;
             for (unsigned k = 0; k < GUTS_RECON_FANOUT; k++)
-                if (guts_recon_fp16(c.sum[k], seed) != it->fps[k])
-                    mask |= (uint16_t)(1u << k);
+                if (guts_recon_fp16(c.sum[k], seed) != it->fps[k]) mask |= (uint16_t)(1u << k);
             if (mask) {
                 guts_recon_item *m = &out[(*n_out)++];
                 memset(m, 0, sizeof *m);
@@ -543,15 +498,13 @@ int guts_recon_serve(const guts_recon_set *set, uint64_t seed, const guts_recon_
         sc.bloom = NULL;
         if (it->kind == GUTS_ITEM_BLOOM) {
             rc = guts_bloom_view(&b, it->bits, it->nbits, it->k, seed);
-            if (rc)
-                break;
+            if (rc) break;
             sc.bloom = &b;
         }
         uint32_t lo, hi;
         guts_recon_range_bounds(it->depth, it->prefix, &lo, &hi);
         rc = set->scan(set->ctx, lo, hi, serve_visit, &sc);
     }
-    if (n_emitted)
-        *n_emitted = sc.emitted;
+    if (n_emitted) *n_emitted = sc.emitted;
     return rc;
 }

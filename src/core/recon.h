@@ -88,14 +88,14 @@ void guts_recon_range_bounds(uint8_t depth, uint32_t prefix, uint32_t *lo, uint3
 
 /** Counters of one puller session. */
 typedef struct guts_recon_stats {
-    uint32_t rounds;      /* messages the puller produced (start + steps with items) */
-    uint64_t items_out;   /* items produced */
+    uint32_t rounds;    /* messages the puller produced (start + steps with items) */
+    uint64_t items_out; /* items produced */
     uint64_t splits, blooms, alls;
-    uint64_t bloom_bits;  /* sum of nbits of the BLOOM items */
-    uint64_t masks_in;    /* MASK items accepted */
-    uint64_t ignored;     /* items from the server ignored: not a MASK, a bad
-                           * range, or a range not split last round */
-    uint64_t deferred;    /* child ranges carried to a later round by the caps */
+    uint64_t bloom_bits; /* sum of nbits of the BLOOM items */
+    uint64_t masks_in;   /* MASK items accepted */
+    uint64_t ignored;    /* items from the server ignored: not a MASK, a bad
+                          * range, or a range not split last round */
+    uint64_t deferred;   /* child ranges carried to a later round by the caps */
 } guts_recon_stats;
 
 /* Internal records of a session (see recon.c). */

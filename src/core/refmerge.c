@@ -30,14 +30,11 @@ int guts_ref_is_tombstone(const guts_ref *r)
 
 int guts_ref_cmp(const guts_ref *a, const guts_ref *b)
 {
-    if (a->clock != b->clock)
-        return a->clock < b->clock ? -1 : 1;
+    if (a->clock != b->clock) return a->clock < b->clock ? -1 : 1;
     int c = memcmp(a->writer.b, b->writer.b, GUTS_NODE_ID_LEN);
-    if (c)
-        return c < 0 ? -1 : 1;
+    if (c) return c < 0 ? -1 : 1;
     c = memcmp(a->target.b, b->target.b, GUTS_ID_LEN);
-    if (c)
-        return c < 0 ? -1 : 1;
+    if (c) return c < 0 ? -1 : 1;
     c = strcmp(a->symref, b->symref);
     return c < 0 ? -1 : c > 0;
 }
@@ -50,20 +47,16 @@ int guts_ref_is_conflict_name(const char *name)
 int guts_ref_conflict_name(const char *name, const guts_node_id *writer,
                            char out[GUTS_REFNAME_MAX + 1])
 {
-    if (!name || !name[0])
-        return GUTS_EINVAL;
+    if (!name || !name[0]) return GUTS_EINVAL;
     const char *rest = strncmp(name, "refs/", 5) == 0 ? name + 5 : name;
     char hex[2 * GUTS_NODE_ID_LEN + 1];
     guts_node_id_to_hex(writer, hex);
     /* Build the uncut name in a buffer big enough for any input name. */
     char full[sizeof GUTS_CONFLICT_PREFIX + 2 * GUTS_NODE_ID_LEN + 1 + GUTS_REFNAME_MAX + 1];
     size_t restlen = strnlen(rest, GUTS_REFNAME_MAX + 1);
-    if (restlen > GUTS_REFNAME_MAX)
-        return GUTS_EINVAL;
-    int n = snprintf(full, sizeof full, "%s%s/%.*s", GUTS_CONFLICT_PREFIX, hex, (int)restlen,
-                     rest);
-    if (n < 0 || (size_t)n >= sizeof full)
-        return GUTS_EINVAL;
+    if (restlen > GUTS_REFNAME_MAX) return GUTS_EINVAL;
+    int n = snprintf(full, sizeof full, "%s%s/%.*s", GUTS_CONFLICT_PREFIX, hex, (int)restlen, rest);
+    if (n < 0 || (size_t)n >= sizeof full) return GUTS_EINVAL;
     if ((size_t)n <= GUTS_REFNAME_MAX) {
         memcpy(out, full, (size_t)n + 1);
         return GUTS_OK;
@@ -88,8 +81,7 @@ static int make_conflict(const guts_ref *loser, guts_ref *conflict)
 {
     memset(conflict, 0, sizeof *conflict);
     int rc = guts_ref_conflict_name(loser->name, &loser->writer, conflict->name);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     conflict->target = loser->target;
     conflict->clock = loser->clock;
     conflict->writer = loser->writer;
@@ -104,8 +96,7 @@ int guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn
         *result = *in;
         return GUTS_OK;
     }
-    if (strcmp(cur->name, in->name) != 0)
-        return GUTS_EINVAL;
+    if (strcmp(cur->name, in->name) != 0) return GUTS_EINVAL;
     int c = guts_ref_cmp(cur, in);
     const guts_ref *win = c >= 0 ? cur : in;
     const guts_ref *lose = c >= 0 ? in : cur;
@@ -115,16 +106,14 @@ int guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn
             keep = memcmp(win->writer.b, lose->writer.b, GUTS_NODE_ID_LEN) != 0;
         } else if (is_direct(win) && guts_id_cmp(&win->target, &lose->target) != 0) {
             int a = is_ancestor ? is_ancestor(ctx, &lose->target, &win->target) : 0;
-            if (a < 0)
-                return a;
+            if (a < 0) return a;
             keep = !a;
         }
         /* A symbolic winner or loser (only HEAD) has no history to diverge. */
     }
     if (keep) {
         int rc = make_conflict(lose, conflict);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         *has_conflict = 1;
     }
     *result = *win;
@@ -134,26 +123,21 @@ int guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn
 int guts_ref_conflict_obsolete(const guts_ref *conflict, const guts_ref *winner,
                                guts_ref_ancestor_fn is_ancestor, void *ctx)
 {
-    if (!is_direct(conflict) || !is_direct(winner))
-        return 0;
-    if (guts_id_cmp(&conflict->target, &winner->target) == 0)
-        return 1;
-    if (!is_ancestor)
-        return 0;
+    if (!is_direct(conflict) || !is_direct(winner)) return 0;
+    if (guts_id_cmp(&conflict->target, &winner->target) == 0) return 1;
+    if (!is_ancestor) return 0;
     return is_ancestor(ctx, &conflict->target, &winner->target);
 }
 
 int guts_ref_clock_next(uint64_t local_max, uint64_t seen, uint64_t *out)
 {
     uint64_t m = local_max > seen ? local_max : seen;
-    if (m == UINT64_MAX)
-        return GUTS_ETOOBIG;
+    if (m == UINT64_MAX) return GUTS_ETOOBIG;
     *out = m + 1;
     return GUTS_OK;
 }
 
 void guts_ref_clock_observe(uint64_t *local, uint64_t seen)
 {
-    if (seen > *local)
-        *local = seen;
+    if (seen > *local) *local = seen;
 }

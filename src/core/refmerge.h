@@ -31,8 +31,7 @@
 /** Ancestry oracle: 1 if ancestor is reachable from descendant through
  * commit parents (the merge never asks about equal ids), 0 if not, a
  * negative GUTS_E* if unknown (e.g. GUTS_EAGAIN: objects not stored yet). */
-typedef int (*guts_ref_ancestor_fn)(void *ctx, const guts_id *ancestor,
-                                    const guts_id *descendant);
+typedef int (*guts_ref_ancestor_fn)(void *ctx, const guts_id *ancestor, const guts_id *descendant);
 
 /** 1 for a tombstone: zero target and no symref. */
 int guts_ref_is_tombstone(const guts_ref *r);

@@ -170,17 +170,16 @@ START_TEST(test_bloom_rejects_bad_sizes_and_k)
         uint32_t nbits;
         uint8_t k;
     } bad[] = {
-        {NULL, 64, 7},                        /* no bits */
-        {bits, 0, 7},                         /* empty */
-        {bits, GUTS_BLOOM_MIN_BITS - 1, 7},   /* below one byte */
-        {bits, GUTS_BLOOM_BITS_MAX + 1, 7},   /* beyond the wire limit */
-        {bits, 64, 0},                        /* no hashes */
-        {bits, 64, GUTS_BLOOM_K_MAX + 1},     /* too many hashes */
+        {NULL, 64, 7},                      /* no bits */
+        {bits, 0, 7},                       /* empty */
+        {bits, GUTS_BLOOM_MIN_BITS - 1, 7}, /* below one byte */
+        {bits, GUTS_BLOOM_BITS_MAX + 1, 7}, /* beyond the wire limit */
+        {bits, 64, 0},                      /* no hashes */
+        {bits, 64, GUTS_BLOOM_K_MAX + 1},   /* too many hashes */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         guts_bloom v;
-        ck_assert_int_eq(guts_bloom_view(&v, bad[i].bits, bad[i].nbits, bad[i].k, 1),
-                         GUTS_EINVAL);
+        ck_assert_int_eq(guts_bloom_view(&v, bad[i].bits, bad[i].nbits, bad[i].k, 1), GUTS_EINVAL);
     }
     guts_bloom b;
     ck_assert_int_eq(guts_bloom_make(&b, 10, 0, 1), GUTS_EINVAL);

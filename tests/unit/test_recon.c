@@ -61,8 +61,7 @@ static void mset_add(mset *m, const guts_id *id)
 
 static void mset_sort(mset *m)
 {
-    if (m->n > 1)
-        qsort(m->ids, m->n, sizeof *m->ids, id_cmp);
+    if (m->n > 1) qsort(m->ids, m->n, sizeof *m->ids, id_cmp);
 }
 
 static int mset_has(const mset *m, const guts_id *id)
@@ -89,11 +88,9 @@ static int mset_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, v
     }
     for (size_t i = a; i < m->n; i++) {
         uint32_t k = guts_recon_key_of_id(&m->ids[i]);
-        if (k > hi)
-            break;
+        if (k > hi) break;
         int rc = cb(cbctx, k, guts_fp_of_id(&m->ids[i]), &m->ids[i]);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
@@ -105,8 +102,7 @@ static guts_recon_set as_set(mset *m)
 }
 
 /* P and S share `common` ids; S has `only_s` more, P has `only_p` more. */
-static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p, mset *P,
-                      mset *S)
+static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p, mset *P, mset *S)
 {
     memset(P, 0, sizeof *P);
     memset(S, 0, sizeof *S);
@@ -131,9 +127,9 @@ static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p
 /* ---- sessions through the codec ------------------------------------------ */
 
 typedef struct sess_stats {
-    size_t bytes;    /* RECON frames both ways, with frame headers */
-    size_t rounds;   /* puller messages */
-    size_t got;      /* elements emitted by the server */
+    size_t bytes;  /* RECON frames both ways, with frame headers */
+    size_t rounds; /* puller messages */
+    size_t got;    /* elements emitted by the server */
     guts_recon_stats puller;
 } sess_stats;
 
@@ -205,14 +201,14 @@ static void run_session(mset *P, mset *S, uint64_t seed, unsigned bpe, sess_stat
         size_t nm;
         uint64_t emitted;
         ck_assert_int_eq(guts_recon_serve(&ss, req.u.recon.seed, req.u.recon.items,
-                                          req.u.recon.nitems, masks, GUTS_ITEMS_MAX, &nm,
-                                          collect, &g, &emitted),
+                                          req.u.recon.nitems, masks, GUTS_ITEMS_MAX, &nm, collect,
+                                          &g, &emitted),
                          GUTS_OK);
         st->got += emitted;
         travel(seed, round, masks, nm, &st->bytes, &rep, &b2);
-        ck_assert_int_eq(guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems,
-                                                &items, &n, &done),
-                         GUTS_OK);
+        ck_assert_int_eq(
+            guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems, &items, &n, &done),
+            GUTS_OK);
         guts_msg_free(&req);
         guts_msg_free(&rep);
         free(b1);
@@ -236,8 +232,7 @@ static void run_session(mset *P, mset *S, uint64_t seed, unsigned bpe, sess_stat
 static int contains_all(const mset *P, const mset *S)
 {
     for (size_t i = 0; i < S->n; i++)
-        if (!mset_has(P, &S->ids[i]))
-            return 0;
+        if (!mset_has(P, &S->ids[i])) return 0;
     return 1;
 }
 
@@ -254,8 +249,7 @@ static int converge(mset *P, mset *S, uint64_t seed, unsigned bpe, int max_sessi
         ck_assert_int_lt(sessions, max_sessions);
         sess_stats st;
         run_session(P, S, rng_next(&seed), bpe, &st);
-        if (sessions == 0 && first)
-            *first = st;
+        if (sessions == 0 && first) *first = st;
         sessions++;
     }
     ck_assert_uint_eq(P->n, want); /* exactly the union */
@@ -268,8 +262,8 @@ START_TEST(test_recon_converges_to_the_union_for_many_sizes)
 {
     struct {
         size_t n, d;
-    } cases[] = {{1, 1}, {10, 3}, {100, 10}, {1000, 1}, {1000, 100}, {5000, 5000},
-                 {20000, 10}, {20000, 1000}};
+    } cases[] = {{1, 1},      {10, 3},      {100, 10},   {1000, 1},
+                 {1000, 100}, {5000, 5000}, {20000, 10}, {20000, 1000}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mset P, S;
         make_pair(100 + c, cases[c].n, cases[c].d, cases[c].d, &P, &S);
@@ -289,7 +283,7 @@ START_TEST(test_recon_equal_sets_finish_after_the_root)
     make_pair(1, 5000, 0, 0, &P, &S);
     sess_stats st;
     run_session(&P, &S, 99, GUTS_BLOOM_BITS_PER_ELEM, &st);
-    ck_assert_uint_eq(st.rounds, 1);  /* SPLIT(root), no MASK back: done */
+    ck_assert_uint_eq(st.rounds, 1); /* SPLIT(root), no MASK back: done */
     ck_assert_uint_eq(st.got, 0);
     ck_assert_uint_eq(st.puller.splits, 1);
     ck_assert_uint_lt(st.bytes, 200);
@@ -366,8 +360,7 @@ START_TEST(test_recon_digest_bytes_meet_issue_targets_at_100k)
         make_pair(50 + c, 100000 - cases[c].d, cases[c].d, 0, &P, &S);
         sess_stats first;
         int sessions = converge(&P, &S, 3, GUTS_BLOOM_BITS_PER_ELEM, 4, &first);
-        ck_assert_msg(first.bytes <= cases[c].limit, "d=%zu: %zu bytes", cases[c].d,
-                      first.bytes);
+        ck_assert_msg(first.bytes <= cases[c].limit, "d=%zu: %zu bytes", cases[c].d, first.bytes);
         /* One session gets nearly everything (1% blooms, 16-bit fps). */
         ck_assert_uint_ge(first.got * 100, cases[c].d * 95);
         ck_assert_int_le(sessions, 3);
@@ -433,8 +426,7 @@ static int rset_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, v
     for (size_t i = 0; i < r->n; i++) /* a filtered full scan, as for refs */
         if (r->e[i].key >= lo && r->e[i].key <= hi) {
             int rc = cb(cbctx, r->e[i].key, r->e[i].term, &r->e[i].idx);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
     return 0;
 }
@@ -510,11 +502,9 @@ START_TEST(test_recon_one_changed_ref_of_1500_costs_under_2kb)
             free(b2);
         }
         guts_recon_puller_free(&p);
-        if (getenv("GUTS_TEST_VERBOSE"))
-            fprintf(stderr, "refs: %zu digest bytes\n", bytes);
+        if (getenv("GUTS_TEST_VERBOSE")) fprintf(stderr, "refs: %zu digest bytes\n", bytes);
         ck_assert_uint_le(bytes, 1500);
-        if (got[0] == 0)
-            continue; /* hidden by a 1% false positive: the next seed finds it */
+        if (got[0] == 0) continue; /* hidden by a 1% false positive: the next seed finds it */
         ck_assert_uint_eq(got[0], 1);
         ck_assert_uint_eq(got[1], 700);
         found = 1;
@@ -553,7 +543,11 @@ START_TEST(test_recon_server_rejects_invalid_items)
         {.kind = GUTS_ITEM_BLOOM, .depth = 0, .k = 7, .nbits = 0, .bits = bits},
         {.kind = GUTS_ITEM_BLOOM, .depth = 0, .k = 0, .nbits = 64, .bits = bits},
         {.kind = GUTS_ITEM_BLOOM, .depth = 0, .k = GUTS_BLOOM_K_MAX + 1, .nbits = 64, .bits = bits},
-        {.kind = GUTS_ITEM_BLOOM, .depth = 0, .k = 7, .nbits = GUTS_BLOOM_BITS_MAX + 1, .bits = bits},
+        {.kind = GUTS_ITEM_BLOOM,
+         .depth = 0,
+         .k = 7,
+         .nbits = GUTS_BLOOM_BITS_MAX + 1,
+         .bits = bits},
         {.kind = GUTS_ITEM_BLOOM, .depth = 0, .k = 7, .nbits = 64, .bits = NULL},
         good_all, /* the same range twice */
     };
@@ -563,8 +557,7 @@ START_TEST(test_recon_server_rejects_invalid_items)
         guts_recon_item in[2] = {good_all, bad[i]};
         int emitted = 0;
         size_t nout = 99;
-        ck_assert_int_eq(guts_recon_serve(&ss, 1, in, 2, out, 4, &nout, count_emit, &emitted,
-                                          NULL),
+        ck_assert_int_eq(guts_recon_serve(&ss, 1, in, 2, out, 4, &nout, count_emit, &emitted, NULL),
                          GUTS_EPROTO);
         ck_assert_int_eq(emitted, 0);
         ck_assert_uint_eq(nout, 0);
@@ -577,8 +570,7 @@ START_TEST(test_recon_server_rejects_invalid_items)
                      GUTS_ETOOBIG);
     guts_recon_item splits[2] = {{.kind = GUTS_ITEM_SPLIT, .depth = 1, .prefix = 0},
                                  {.kind = GUTS_ITEM_SPLIT, .depth = 1, .prefix = 1}};
-    ck_assert_int_eq(guts_recon_serve(&ss, 1, splits, 2, out, 1, &nout, count_emit, &emitted,
-                                      NULL),
+    ck_assert_int_eq(guts_recon_serve(&ss, 1, splits, 2, out, 1, &nout, count_emit, &emitted, NULL),
                      GUTS_ETOOBIG);
     ck_assert_int_eq(emitted, 0);
     mset_free(&P);
@@ -599,12 +591,12 @@ START_TEST(test_recon_puller_ignores_masks_it_did_not_ask_for)
     ck_assert_uint_eq(n, 1);
     ck_assert_uint_eq(items[0].kind, GUTS_ITEM_SPLIT);
     guts_recon_item in[] = {
-        {.kind = GUTS_ITEM_MASK, .depth = 1, .prefix = 5, .mask = 0xffff}, /* never split */
+        {.kind = GUTS_ITEM_MASK, .depth = 1, .prefix = 5, .mask = 0xffff},      /* never split */
         {.kind = GUTS_ITEM_MASK, .depth = GUTS_RECON_DEPTH_MAX + 3, .mask = 1}, /* bad depth */
-        {.kind = GUTS_ITEM_MASK, .depth = 2, .prefix = 256, .mask = 1}, /* bad prefix */
+        {.kind = GUTS_ITEM_MASK, .depth = 2, .prefix = 256, .mask = 1},         /* bad prefix */
         {.kind = GUTS_ITEM_MASK, .depth = GUTS_RECON_DEPTH_MAX, .prefix = 7, .mask = 1},
-        {.kind = GUTS_ITEM_SPLIT, .depth = 0},                           /* not a MASK */
-        {.kind = GUTS_ITEM_ALL, .depth = 0},                             /* not a MASK */
+        {.kind = GUTS_ITEM_SPLIT, .depth = 0},                             /* not a MASK */
+        {.kind = GUTS_ITEM_ALL, .depth = 0},                               /* not a MASK */
         {.kind = GUTS_ITEM_MASK, .depth = 0, .prefix = 0, .mask = 0x0001}, /* the answer */
         {.kind = GUTS_ITEM_MASK, .depth = 0, .prefix = 0, .mask = 0xffff}, /* answered twice */
     };

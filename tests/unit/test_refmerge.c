@@ -64,8 +64,7 @@ static void dag_make(dag *g, uint64_t seed)
             unsigned p = 1 + rnd(&seed, i - 1);
             g->anc[p][i] = 1;
             for (unsigned a = 1; a < i; a++)
-                if (g->anc[a][p])
-                    g->anc[a][i] = 1;
+                if (g->anc[a][p]) g->anc[a][i] = 1;
         }
     }
 }
@@ -104,8 +103,7 @@ typedef struct replica {
 static guts_ref *replica_find(replica *rp, const char *name)
 {
     for (size_t i = 0; i < rp->n; i++)
-        if (strcmp(rp->refs[i].name, name) == 0)
-            return &rp->refs[i];
+        if (strcmp(rp->refs[i].name, name) == 0) return &rp->refs[i];
     return NULL;
 }
 
@@ -160,15 +158,13 @@ START_TEST(test_refmerge_winner_is_the_same_in_any_order_with_duplicates)
                             1 + rnd(&s, 4), rnd(&s, 3));
         const guts_ref *max = &recs[0];
         for (unsigned i = 1; i < n; i++)
-            if (guts_ref_cmp(&recs[i], max) > 0)
-                max = &recs[i];
+            if (guts_ref_cmp(&recs[i], max) > 0) max = &recs[i];
         for (int perm = 0; perm < 10; perm++) {
             /* A random order with every record at least once, some twice. */
             unsigned order[24], m = 0;
             for (unsigned i = 0; i < n; i++) {
                 order[m++] = i;
-                if (rnd(&s, 3) == 0)
-                    order[m++] = i;
+                if (rnd(&s, 3) == 0) order[m++] = i;
             }
             shuffle(&s, order, m);
             replica rp = {.n = 0};
@@ -188,8 +184,8 @@ START_TEST(test_refmerge_pairwise_laws)
     dag g;
     dag_make(&g, 12);
     for (int t = 0; t < 2000; t++) {
-        guts_ref a = mkref("refs/heads/x", rnd(&s, 4) ? 1 + rnd(&s, NCOMMITS) : 0,
-                           1 + rnd(&s, 3), rnd(&s, 3));
+        guts_ref a = mkref("refs/heads/x", rnd(&s, 4) ? 1 + rnd(&s, NCOMMITS) : 0, 1 + rnd(&s, 3),
+                           rnd(&s, 3));
         guts_ref b = mkref("refs/heads/x", 1 + rnd(&s, NCOMMITS), 1 + rnd(&s, 3), rnd(&s, 3));
         guts_ref c = mkref("refs/heads/x", 1 + rnd(&s, NCOMMITS), 1 + rnd(&s, 3), rnd(&s, 3));
         static guts_ref ab, ba, abc, bc, a_bc, aa, conf, conf2;
@@ -199,8 +195,7 @@ START_TEST(test_refmerge_pairwise_laws)
         ck_assert_int_eq(guts_ref_merge(&b, &a, dag_is_ancestor, &g, &ba, &conf2, &h2), 0);
         ck_assert(ref_same(&ab, &ba));
         ck_assert_int_eq(h1, h2);
-        if (h1)
-            ck_assert(ref_same(&conf, &conf2));
+        if (h1) ck_assert(ref_same(&conf, &conf2));
         /* Associative. */
         ck_assert_int_eq(guts_ref_merge(&ab, &c, dag_is_ancestor, &g, &abc, &conf, &h1), 0);
         ck_assert_int_eq(guts_ref_merge(&b, &c, dag_is_ancestor, &g, &bc, &conf, &h1), 0);
@@ -220,17 +215,14 @@ static int norm_targets(const replica *rp, const char *name, dag *g, unsigned ou
 {
     const guts_ref *w = NULL;
     for (size_t i = 0; i < rp->n; i++)
-        if (strcmp(rp->refs[i].name, name) == 0)
-            w = &rp->refs[i];
+        if (strcmp(rp->refs[i].name, name) == 0) w = &rp->refs[i];
     unsigned wt = commit_index(&w->target);
     unsigned cand[MAXREFS], nc = 0;
     for (size_t i = 0; i < rp->n; i++) {
-        if (!guts_ref_is_conflict_name(rp->refs[i].name))
-            continue;
+        if (!guts_ref_is_conflict_name(rp->refs[i].name)) continue;
         unsigned t = commit_index(&rp->refs[i].target);
         ck_assert_uint_ne(t, 0);
-        if (wt && (t == wt || g->anc[t][wt]))
-            continue;
+        if (wt && (t == wt || g->anc[t][wt])) continue;
         cand[nc++] = t;
     }
     int n = 0;
@@ -240,8 +232,7 @@ static int norm_targets(const replica *rp, const char *name, dag *g, unsigned ou
             covered |= g->anc[cand[i]][cand[j]];
         for (int j = 0; j < n; j++)
             dup |= out[j] == cand[i];
-        if (!covered && !dup)
-            out[n++] = cand[i];
+        if (!covered && !dup) out[n++] = cand[i];
     }
     /* sort for comparison */
     for (int i = 1; i < n; i++)
@@ -270,15 +261,13 @@ START_TEST(test_refmerge_conflicts_are_the_same_in_any_order)
         /* Expected: maximal live targets not contained in the winner. */
         const guts_ref *max = &recs[0];
         for (unsigned i = 1; i < n; i++)
-            if (guts_ref_cmp(&recs[i], max) > 0)
-                max = &recs[i];
+            if (guts_ref_cmp(&recs[i], max) > 0) max = &recs[i];
         unsigned wt = commit_index(&max->target);
         unsigned exp[12];
         int nexp = 0;
         for (unsigned i = 0; i < n; i++) {
             unsigned t = commit_index(&recs[i].target);
-            if (&recs[i] == max || t == 0 || (wt && (t == wt || g.anc[t][wt])))
-                continue;
+            if (&recs[i] == max || t == 0 || (wt && (t == wt || g.anc[t][wt]))) continue;
             int covered = 0, dup = 0;
             for (unsigned j = 0; j < n; j++) {
                 unsigned u = commit_index(&recs[j].target);
@@ -287,8 +276,7 @@ START_TEST(test_refmerge_conflicts_are_the_same_in_any_order)
             }
             for (int j = 0; j < nexp; j++)
                 dup |= exp[j] == t;
-            if (!covered && !dup)
-                exp[nexp++] = t;
+            if (!covered && !dup) exp[nexp++] = t;
         }
         for (int i = 1; i < nexp; i++)
             for (int j = i; j > 0 && exp[j - 1] > exp[j]; j--) {
@@ -512,8 +500,7 @@ START_TEST(test_refmerge_conflict_names)
         size_t at = GUTS_REFNAME_MAX - 17 - 48 - 1 - (size_t)shift;
         c[at] = shift & 1 ? '/' : '.';
         c[at + 1] = shift & 1 ? 'z' : '/';
-        if (guts_refname_check(c) != GUTS_OK)
-            continue;
+        if (guts_refname_check(c) != GUTS_OK) continue;
         tried++;
         char oc[GUTS_REFNAME_MAX + 1];
         ck_assert_int_eq(guts_ref_conflict_name(c, &w, oc), 0);
