@@ -702,6 +702,85 @@ static void poke_record(const char *key, const guts_id *id, const void *val, siz
     mdb_env_close(env);
 }
 
+/* Read the stored record of one object through LMDB (repo not open here). */
+static size_t peek_record(const char *key, const guts_id *id, uint8_t *out, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/repos/%s", tmpdir, key);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, MDB_RDONLY, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+    ck_assert_uint_le(v.mv_size, cap);
+    memcpy(out, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return v.mv_size;
+}
+
+START_TEST(test_damaged_records_never_read_as_wrong_content)
+{
+    enum { TXT = 3000, NOISE = 5000 };
+    static char text[TXT], text2[TXT];
+    static uint8_t noise[NOISE];
+    fill_text(text, TXT, 8);
+    memcpy(text2, text, TXT);
+    memcpy(text2 + 1000, "CHANGED", 7);
+    fill(noise, NOISE, 8);
+    guts_obj objs[4] = {mkobj(GUTS_OBJ_BLOB, "hello\n", 6), mkobj(GUTS_OBJ_BLOB, text, TXT),
+                        mkobj(GUTS_OBJ_BLOB, text2, TXT), mkobj(GUTS_OBJ_BLOB, noise, NOISE)};
+    objs[2].base = &objs[1].id;
+    guts_repo *r = open_repo("o/fuzz");
+    put_ok(r, objs, 4, 4);
+    guts_repo_close(r);
+    static uint8_t orig[NOISE + 64], rec[NOISE + 64];
+    uint64_t x = 12345;
+    int corrupt_seen = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t len = peek_record("o/fuzz", &objs[i].id, orig, sizeof orig);
+        for (int m = 0; m < 40; m++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            memcpy(rec, orig, len);
+            size_t n = len;
+            if (m % 8 == 7) {
+                n = (size_t)(x >> 8) % len; /* truncated */
+            } else {
+                /* Any byte but the type (byte 0), which only fsck can check. */
+                size_t pos = 1 + (size_t)(x >> 8) % (len - 1);
+                rec[pos] ^= (uint8_t)(1u << (x % 8));
+            }
+            poke_record("o/fuzz", &objs[i].id, rec, n);
+            r = open_repo("o/fuzz");
+            int type = 0;
+            void *d = NULL;
+            size_t dlen = 0;
+            int rc = guts_repo_get(r, &objs[i].id, &type, &d, &dlen);
+            if (rc == GUTS_OK) {
+                ck_assert_int_eq(type, objs[i].type);
+                ck_assert_uint_eq(dlen, objs[i].len);
+                ck_assert(memcmp(d, objs[i].data, dlen) == 0);
+                free(d);
+            } else {
+                ck_assert_msg(rc == GUTS_ECORRUPT, "object %d mutation %d: %s", i, m,
+                              guts_strerror(rc));
+                corrupt_seen++;
+            }
+            guts_repo_close(r);
+        }
+        poke_record("o/fuzz", &objs[i].id, orig, len);
+    }
+    ck_assert_int_gt(corrupt_seen, 100);
+}
+END_TEST
+
 START_TEST(test_malformed_records_read_as_corrupt)
 {
     static char text[3000];
@@ -1036,6 +1115,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
+    tcase_add_test(t, test_damaged_records_never_read_as_wrong_content);
     tcase_add_test(t, test_large_similar_objects_delta_beyond_default_window);
     tcase_add_test(t, test_get_inside_ids_callback_rehashes_everything);
     tcase_add_test(t, test_refs_put_get_and_tombstone);
