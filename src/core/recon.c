@@ -2,12 +2,13 @@
  * exchange).
  *
  * The puller keeps two things between rounds: the ranges it SPLIT in the last
- * round, with its own element count in each child (so a MASK bit turns into
- * ALL, BLOOM or SPLIT without another scan of the parent), and a FIFO of
- * child ranges that did not fit in the last round's caps. Anything the server
- * says about a range the puller did not just split is ignored: the puller's
- * work is bounded by its own tree (each range is split at most once per
- * session and ranges only get deeper), whatever the server sends.
+ * round and a FIFO of child ranges that did not fit in the last round's caps.
+ * A child named by a MASK is scanned again when its item is built, so objects
+ * stored while the session runs (they stream in as it goes) are counted.
+ * Anything the server says about a range the puller did not just split is
+ * ignored: the puller's work is bounded by its own tree (each range is split
+ * at most once per session and ranges only get deeper), whatever the server
+ * sends.
  *
  * The server is stateless: every round is answered from the items alone. It
  * validates the whole round before doing any work, and refuses a range named
@@ -26,7 +27,6 @@ struct guts_recon_split {
     uint32_t prefix;
     uint8_t depth;
     uint8_t answered;
-    uint32_t counts[GUTS_RECON_FANOUT];
 };
 
 struct guts_recon_work {
@@ -197,10 +197,8 @@ static int emit_split(guts_recon_puller *p, uint8_t depth, uint32_t prefix, cons
     s->depth = depth;
     s->prefix = prefix;
     s->answered = 0;
-    for (int i = 0; i < GUTS_RECON_FANOUT; i++) {
+    for (int i = 0; i < GUTS_RECON_FANOUT; i++)
         it->fps[i] = guts_recon_fp16(c->sum[i], p->seed);
-        s->counts[i] = c->count[i];
-    }
     p->stats.splits++;
     return GUTS_OK;
 }

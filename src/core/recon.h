@@ -107,7 +107,7 @@ typedef struct guts_recon_puller {
     guts_recon_set set;
     uint64_t seed;
     guts_recon_stats stats;
-    /* ranges SPLIT in the last round, sorted, with the puller's child counts */
+    /* ranges SPLIT in the last round, sorted, each answered at most once */
     guts_recon_split *splits;
     size_t nsplits, capsplits;
     /* children waiting for a round (beyond the per-round caps) */

@@ -655,6 +655,61 @@ START_TEST(test_recon_hostile_server_cannot_make_the_puller_loop)
 }
 END_TEST
 
+START_TEST(test_recon_random_items_are_refused_or_ignored_safely)
+{
+    /* Random rounds of random items, valid and not, at both ends: every call
+     * returns a defined code, and nothing reads past a bloom's bits (ASan). */
+    mset P, S;
+    make_pair(95, 3000, 50, 50, &P, &S);
+    guts_recon_set ps = as_set(&P), ss = as_set(&S);
+    uint64_t s = 77;
+    enum { NI = 40 };
+    guts_recon_item in[NI], out[NI];
+    uint8_t *bits[NI];
+    for (int iter = 0; iter < 400; iter++) {
+        size_t n = 1 + rng_next(&s) % NI;
+        for (size_t i = 0; i < n; i++) {
+            guts_recon_item *it = &in[i];
+            memset(it, 0, sizeof *it);
+            it->kind = (uint8_t)(rng_next(&s) % 6);
+            it->depth = (uint8_t)(rng_next(&s) % 11);
+            uint64_t r = rng_next(&s);
+            it->prefix = r & 1 ? (uint32_t)(r >> 8)
+                               : (uint32_t)(r >> 8) & ((1u << (4 * (it->depth % 8))) - 1);
+            it->mask = (uint16_t)rng_next(&s);
+            for (int k = 0; k < GUTS_RECON_FANOUT; k++)
+                it->fps[k] = (uint16_t)rng_next(&s);
+            it->k = (uint8_t)(rng_next(&s) % 40);
+            it->nbits = (uint32_t)(rng_next(&s) % 2000);
+            bits[i] = malloc(guts_bloom_bytes(it->nbits) + 1);
+            memset(bits[i], (int)(rng_next(&s) & 0xff), guts_bloom_bytes(it->nbits) + 1);
+            it->bits = bits[i];
+        }
+        size_t nout;
+        int emitted = 0;
+        int rc =
+            guts_recon_serve(&ss, rng_next(&s), in, n, out, NI, &nout, count_emit, &emitted, NULL);
+        ck_assert(rc == GUTS_OK || rc == GUTS_EPROTO);
+        if (rc == GUTS_EPROTO) ck_assert_int_eq(emitted, 0);
+        ck_assert_uint_le(nout, n);
+
+        guts_recon_puller p;
+        const guts_recon_item *items;
+        size_t ni;
+        int done = 0;
+        ck_assert_int_eq(guts_recon_puller_start(&p, &ps, iter, &items, &ni), GUTS_OK);
+        for (int round = 0; round < 3 && !done; round++)
+            ck_assert_int_eq(guts_recon_puller_step(&p, in, n, &items, &ni, &done), GUTS_OK);
+        ck_assert_uint_le(p.stats.masks_in + p.stats.ignored, 3 * n);
+        guts_recon_puller_free(&p);
+        for (size_t i = 0; i < n; i++)
+            free(bits[i]);
+    }
+    mset_free(&P);
+    mset_free(&S);
+}
+END_TEST
+
 START_TEST(test_recon_ranges_and_keys)
 {
     uint32_t lo, hi;
@@ -701,6 +756,7 @@ int main(void)
     tcase_add_test(tc, test_recon_server_rejects_invalid_items);
     tcase_add_test(tc, test_recon_puller_ignores_masks_it_did_not_ask_for);
     tcase_add_test(tc, test_recon_hostile_server_cannot_make_the_puller_loop);
+    tcase_add_test(tc, test_recon_random_items_are_refused_or_ignored_safely);
     tcase_add_test(tc, test_recon_ranges_and_keys);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
