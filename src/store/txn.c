@@ -61,9 +61,10 @@ static int grow(store_env *se, size_t hint)
         store_seterr("map of %zu bytes is at its limit", cur);
         return GUTS_EFULL;
     }
-    size_t next = cur * 2;
-    if (hint > cur && hint - cur > next - cur) next = cur + hint;
-    if (next > STORE_MAPSIZE_MAX || next < cur) next = STORE_MAPSIZE_MAX;
+    /* max(2 * cur, cur + hint), clamped: a batch bigger than the map gets
+     * room for itself in one step instead of several replays. */
+    size_t next = cur > STORE_MAPSIZE_MAX / 2 ? STORE_MAPSIZE_MAX : cur * 2;
+    if (hint > cur) next = hint > STORE_MAPSIZE_MAX - cur ? STORE_MAPSIZE_MAX : cur + hint;
     if (atomic_load(&se->readers) > 0) {
         store_seterr("map full while a read txn is open in this process");
         return GUTS_EAGAIN;
