@@ -343,6 +343,7 @@ int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out)
     if (!cl)
         return GUTS_ENOMEM;
     cl->cfg = *cfg;
+    cl->cfg.stores = NULL; /* copied into the nodes: the caller's array may go */
     cl->rng = cfg->seed ^ 0x636c7573746572ull;
     cl->nodes = calloc(cfg->nodes, sizeof(node));
     if (!cl->nodes) {
@@ -354,6 +355,10 @@ int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out)
         for (size_t k = 0; k < GUTS_NODE_ID_LEN; k += 8) {
             uint64_t r = rnd(cl);
             memcpy(nd->id.b + k, &r, 8);
+        }
+        if (cfg->stores) {
+            nd->iface = cfg->stores[i];
+            continue;
         }
         if (guts_memstore_new(&nd->mem)) {
             guts_cluster_free(cl);

@@ -33,6 +33,9 @@ typedef struct guts_cluster_config {
     uint32_t interval_ms;  /* base announce interval of every core; 0: default */
     uint32_t max_sessions; /* 0: default */
     uint32_t frame_max;    /* 0: default */
+    /* optional: one store per node (e.g. LMDB via guts_core_lmdbstore);
+     * NULL gives every node its own memstore */
+    const guts_core_store *stores;
 } guts_cluster_config;
 
 typedef struct guts_cluster_stats {
@@ -69,6 +72,7 @@ void guts_cluster_local_change(guts_cluster *cl, size_t i, const char *key);
 
 size_t guts_cluster_size(const guts_cluster *cl);
 guts_core *guts_cluster_core(guts_cluster *cl, size_t i);
+/** Node i's memstore; NULL when the cluster was given its stores. */
 guts_memstore *guts_cluster_store(guts_cluster *cl, size_t i);
 /** The store interface of node i (a copy is fine). */
 const guts_core_store *guts_cluster_iface(const guts_cluster *cl, size_t i);

@@ -5,6 +5,7 @@
  * clock. Runs without fork so LeakSanitizer sees every test.
  */
 #include <check.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,6 +576,94 @@ START_TEST(test_concurrent_updates_keep_the_loser_as_conflict)
 }
 END_TEST
 
+/* Objects larger than a chunk travel as OBJECT_CHUNK frames and arrive
+ * whole and verified. */
+START_TEST(test_large_object_travels_in_chunks)
+{
+    guts_cluster *cl = pair(15);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    size_t big = (3u << 20) + 12345;
+    uint8_t *data = malloc(big);
+    ck_assert_ptr_nonnull(data);
+    uint64_t x = 1;
+    for (size_t i = 0; i < big; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        data[i] = (uint8_t)(x >> 56);
+    }
+    guts_id bid = tu_put(s0, KEY, GUTS_OBJ_BLOB, data, big);
+    free(data);
+    guts_id tree = tu_tree(s0, KEY, &bid, NULL);
+    guts_id c = tu_commit(s0, KEY, &tree, NULL, 0, "big");
+    guts_node_id w;
+    tu_writer(0, &w);
+    tu_set_ref(s0, KEY, "refs/heads/main", &c, &w);
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 10000);
+    ck_assert(guts_cluster_converged(cl));
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    int type;
+    void *got;
+    size_t len;
+    ck_assert_int_eq(s1->get(s1->ctx, KEY, &bid, &type, &got, &len), 0);
+    ck_assert_uint_eq(len, big);
+    free(got);
+    guts_cluster_stats st;
+    guts_cluster_stats_get(cl, &st);
+    ck_assert_uint_ge(st.frames, 6); /* at least 4 chunks plus the exchange */
+    guts_cluster_free(cl);
+}
+END_TEST
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The same protocol over the LMDB store: two data dirs replicate. */
+START_TEST(test_lmdb_stores_replicate)
+{
+    char dir[] = "/tmp/guts-core-lmdb-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    guts_data *d[2];
+    guts_core_lmdbstore *ls[2];
+    guts_core_store st[2];
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/n%d", dir, i);
+        ck_assert_int_eq(guts_data_open(path, &d[i]), 0);
+        ck_assert_int_eq(guts_core_lmdbstore_new(d[i], &ls[i]), 0);
+        guts_core_lmdbstore_iface(ls[i], &st[i]);
+    }
+    ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
+    history(&st[0], 20, "lmdb");
+    guts_cluster_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.nodes = 2;
+    cfg.seed = 16;
+    cfg.latency_min = 1;
+    cfg.latency_max = 4;
+    cfg.stores = st;
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    guts_cluster_run_until(cl, 10000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_repo_info b;
+    ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &b), 0);
+    ck_assert_uint_eq(b.objects, 60);
+    ck_assert_uint_eq(b.refs, 1);
+    guts_cluster_free(cl);
+    for (int i = 0; i < 2; i++) {
+        guts_core_lmdbstore_free(ls[i]);
+        guts_data_close(d[i]);
+    }
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("core");
@@ -597,6 +686,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_lacking_node_pulls_everything);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
     tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
+    tcase_add_test(t, test_large_object_travels_in_chunks);
+    tcase_add_test(t, test_lmdb_stores_replicate);
     suite_add_tcase(s, t);
     return s;
 }

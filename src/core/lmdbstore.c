@@ -1,0 +1,209 @@
+/* lmdbstore.c - the core's store interface over the LMDB store (store.h).
+ *
+ * A thin adapter: each vtable call maps to the guts_repo_* function of the
+ * same name. Repository environments are opened on first use and kept open
+ * (opening an env costs a few system calls and file descriptors; the daemon
+ * touches the same repositories over and over), in a small array sorted by
+ * key. Creation goes through GUTS_REPO_CREATE; nothing else creates.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "guts/core.h"
+
+typedef struct open_repo {
+    char *key;
+    guts_repo *repo;
+} open_repo;
+
+struct guts_core_lmdbstore {
+    guts_data *data;
+    open_repo *open;
+    size_t n, cap;
+};
+
+int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out)
+{
+    if (!d || !out)
+        return GUTS_EINVAL;
+    guts_core_lmdbstore *s = calloc(1, sizeof(*s));
+    if (!s)
+        return GUTS_ENOMEM;
+    s->data = d;
+    *out = s;
+    return GUTS_OK;
+}
+
+void guts_core_lmdbstore_free(guts_core_lmdbstore *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        guts_repo_close(s->open[i].repo);
+        free(s->open[i].key);
+    }
+    free(s->open);
+    free(s);
+}
+
+static size_t pos_of(const guts_core_lmdbstore *s, const char *key, int *found)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(s->open[mid].key, key);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key)
+{
+    int found;
+    size_t i = pos_of(s, key, &found);
+    if (!found)
+        return;
+    guts_repo_close(s->open[i].repo);
+    free(s->open[i].key);
+    memmove(s->open + i, s->open + i + 1, (s->n - i - 1) * sizeof(open_repo));
+    s->n--;
+}
+
+/* The open handle of key, opening (and with create, creating) it. */
+static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_repo **out)
+{
+    int found;
+    size_t i = pos_of(s, key, &found);
+    if (found) {
+        *out = s->open[i].repo;
+        return GUTS_OK;
+    }
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 16;
+        open_repo *p = realloc(s->open, nc * sizeof(open_repo));
+        if (!p)
+            return GUTS_ENOMEM;
+        s->open = p;
+        s->cap = nc;
+    }
+    char *k = strdup(key);
+    if (!k)
+        return GUTS_ENOMEM;
+    guts_repo *r;
+    int rc = guts_repo_open(s->data, key, create ? GUTS_REPO_CREATE : 0, &r);
+    if (rc) {
+        free(k);
+        return rc;
+    }
+    memmove(s->open + i + 1, s->open + i, (s->n - i) * sizeof(open_repo));
+    s->open[i].key = k;
+    s->open[i].repo = r;
+    s->n++;
+    *out = r;
+    return GUTS_OK;
+}
+
+static int l_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
+{
+    guts_core_lmdbstore *s = ctx;
+    return guts_data_repos(s->data, cb, arg);
+}
+
+static int l_create(void *ctx, const char *key)
+{
+    guts_repo *r;
+    return get_repo(ctx, key, 1, &r);
+}
+
+static int l_info(void *ctx, const char *key, guts_repo_info *out)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_info_get(r, out);
+}
+
+static int l_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
+                 int (*cb)(const guts_id *id, void *arg), void *arg)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_ids(r, from, to, cb, arg);
+}
+
+static int l_has(void *ctx, const char *key, const guts_id *id)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_has(r, id);
+}
+
+static int l_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+                 size_t *len)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_get(r, id, type, data, len);
+}
+
+static int l_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+                 size_t *bad)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_put(r, objs, n, added, bad);
+}
+
+static int l_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
+{
+    guts_repo *r;
+    *n = 0;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_recent(r, max, out, n);
+}
+
+static int l_refs(void *ctx, const char *key, int with_tombstones,
+                  int (*cb)(const guts_ref *ref, void *arg), void *arg)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_refs(r, with_tombstones, cb, arg);
+}
+
+static int l_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_ref_get(r, name, out);
+}
+
+static int l_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_refs_put(r, refs, n);
+}
+
+void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ctx = s;
+    out->repos = l_repos;
+    out->create = l_create;
+    out->info = l_info;
+    out->ids = l_ids;
+    out->has = l_has;
+    out->get = l_get;
+    out->put = l_put;
+    out->recent = l_recent;
+    out->refs = l_refs;
+    out->ref_get = l_ref_get;
+    out->refs_put = l_refs_put;
+}
