@@ -51,6 +51,10 @@ int guts_data_incarnation_next(guts_data *d, uint64_t *out);
  * up to the page size). Maps grow by doubling when full; tests make it small
  * to exercise growth. Default 64 MiB. */
 void guts_data_set_initial_mapsize(guts_data *d, size_t bytes);
+/** Largest map of environments opened after this call (bytes): a write that
+ * would need more fails with GUTS_EFULL and stores nothing. Caps the disk a
+ * repository may take; tests make it small. Default 4 TiB. */
+void guts_data_set_max_mapsize(guts_data *d, size_t bytes);
 
 /** Call cb(key, ctx) for every repository env under DATA/repos whose key is
  * valid, in sorted order. A non-zero return from cb stops the walk and is

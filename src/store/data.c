@@ -138,6 +138,7 @@ int guts_data_open(const char *path, guts_data **out)
     guts_data *d = calloc(1, sizeof *d);
     if (!d) return GUTS_ENOMEM;
     d->initial_mapsize = STORE_MAPSIZE_DEFAULT;
+    d->max_mapsize = STORE_MAPSIZE_MAX;
     d->refs = 1;
     pthread_mutex_init(&d->lock, NULL);
     char *node = NULL, *repos = NULL;
@@ -242,6 +243,11 @@ void guts_data_set_initial_mapsize(guts_data *d, size_t bytes)
     /* Floor: creating the five databases needs a few pages. */
     if (bytes < 16 * page) bytes = 16 * page;
     d->initial_mapsize = (bytes + page - 1) / page * page;
+}
+
+void guts_data_set_max_mapsize(guts_data *d, size_t bytes)
+{
+    d->max_mapsize = bytes > STORE_MAPSIZE_MAX ? STORE_MAPSIZE_MAX : bytes;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -422,6 +428,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         goto out;
     }
     snprintf(se->key, sizeof se->key, "%s", key);
+    se->max_mapsize = d->max_mapsize;
     int mrc = mdb_env_create(&se->env);
     if (mrc) {
         free(se);

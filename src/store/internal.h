@@ -62,8 +62,10 @@ struct store_env {
     char key[GUTS_KEY_MAX + 1];
     MDB_env *env;
     MDB_dbi objects, refs, refclock, log, meta;
+    size_t max_mapsize;
     int users;            /* guts_repo handles sharing this env */
     atomic_int readers;   /* read txns open now: the map cannot be moved */
+    atomic_int broken;    /* a failed remap left no map: every call fails */
     store_env *next;
 };
 
@@ -73,6 +75,7 @@ struct guts_data {
     MDB_dbi node_dbi;
     guts_node_id node_id;
     size_t initial_mapsize;
+    size_t max_mapsize;
     int refs;             /* 1 for the caller + one per open repo handle */
     pthread_mutex_t lock; /* guards envs and refs */
     store_env *envs;      /* one per repo env open in this process */

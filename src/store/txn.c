@@ -26,12 +26,22 @@ static int adopt_resize(store_env *se)
         return GUTS_EAGAIN;
     }
     int rc = mdb_env_set_mapsize(se->env, 0);
+    if (rc) atomic_store(&se->broken, 1);
     return store_mdb_err(rc, "adopt new map size");
+}
+
+static int check_broken(store_env *se)
+{
+    if (!atomic_load(&se->broken)) return GUTS_OK;
+    store_seterr("environment %s lost its map after a failed resize; reopen it", se->key);
+    return GUTS_ESTORE;
 }
 
 int store_read_begin(guts_repo *r, MDB_txn **txn)
 {
     store_env *se = r->se;
+    int brc = check_broken(se);
+    if (brc) return brc;
     for (int i = 0; i < STORE_WRITE_ROUNDS_MAX; i++) {
         int rc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, txn);
         if (rc == 0) {
@@ -56,21 +66,24 @@ static int grow(store_env *se, size_t hint)
     MDB_envinfo info;
     int rc = mdb_env_info(se->env, &info);
     if (rc) return store_mdb_err(rc, "env info");
-    size_t cur = info.me_mapsize;
-    if (cur >= STORE_MAPSIZE_MAX) {
+    size_t cur = info.me_mapsize, max = se->max_mapsize;
+    if (cur >= max) {
         store_seterr("map of %zu bytes is at its limit", cur);
         return GUTS_EFULL;
     }
     /* max(2 * cur, cur + hint), clamped: a batch bigger than the map gets
      * room for itself in one step instead of several replays. */
-    size_t next = cur > STORE_MAPSIZE_MAX / 2 ? STORE_MAPSIZE_MAX : cur * 2;
-    if (hint > cur) next = hint > STORE_MAPSIZE_MAX - cur ? STORE_MAPSIZE_MAX : cur + hint;
+    size_t next = cur > max / 2 ? max : cur * 2;
+    if (hint > cur) next = hint > max - cur ? max : cur + hint;
     if (atomic_load(&se->readers) > 0) {
         store_seterr("map full while a read txn is open in this process");
         return GUTS_EAGAIN;
     }
     rc = mdb_env_set_mapsize(se->env, next);
     if (rc) {
+        /* LMDB has unmapped the old map already: map the old size again,
+         * or the env is unusable for the rest of this process. */
+        if (mdb_env_set_mapsize(se->env, cur) != 0) atomic_store(&se->broken, 1);
         store_seterr("grow map to %zu bytes: %s", next, mdb_strerror(rc));
         return GUTS_EFULL;
     }
@@ -83,7 +96,9 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
     store_env *se = r->se;
     for (int round = 0; round < STORE_WRITE_ROUNDS_MAX; round++) {
         MDB_txn *txn;
-        int rc = mdb_txn_begin(se->env, NULL, 0, &txn);
+        int rc = check_broken(se);
+        if (rc) return rc;
+        rc = mdb_txn_begin(se->env, NULL, 0, &txn);
         if (rc == MDB_MAP_RESIZED) {
             if ((rc = adopt_resize(se))) return rc;
             continue;
@@ -186,8 +201,10 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
 int guts_repo_txnid(guts_repo *r, uint64_t *out)
 {
     if (!r || !out) return GUTS_EINVAL;
+    int rc = check_broken(r->se);
+    if (rc) return rc;
     MDB_envinfo info;
-    int rc = mdb_env_info(r->se->env, &info);
+    rc = mdb_env_info(r->se->env, &info);
     if (rc) return store_mdb_err(rc, "env info");
     *out = info.me_last_txnid;
     return GUTS_OK;

@@ -529,6 +529,34 @@ START_TEST(test_map_grows_past_small_initial_size)
 }
 END_TEST
 
+START_TEST(test_map_that_cannot_grow_fails_full_and_stores_nothing)
+{
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_data_set_max_mapsize(data, 2 << 20);
+    guts_repo *r = open_repo("o/capped");
+    enum { BIG = 3 << 20, MID = 600 << 10 };
+    uint8_t *big = malloc(BIG);
+    fill(big, BIG, 5150);
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, big, BIG);
+    size_t added = 9;
+    ck_assert_int_eq(guts_repo_put(r, &o, 1, &added, NULL), GUTS_EFULL);
+    ck_assert_uint_eq(added, 0);
+    ck_assert_ptr_nonnull(strstr(guts_store_errmsg(), "limit"));
+    ck_assert_int_eq(guts_repo_has(r, &o.id), 0);
+    /* The env still works, and can still grow up to the cap. */
+    guts_obj mid = mkobj(GUTS_OBJ_BLOB, big, MID);
+    put_ok(r, &mid, 1, 1);
+    guts_obj small = mkobj(GUTS_OBJ_BLOB, "small\n", 6);
+    put_ok(r, &small, 1, 1);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, 2);
+    check_get(r, &mid);
+    guts_repo_close(r);
+    free(big);
+}
+END_TEST
+
 START_TEST(test_delta_against_base_is_smaller_and_roundtrips)
 {
     guts_repo *r = open_repo("o/delta");
@@ -1111,6 +1139,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_ids_iterate_in_id_order_within_range);
     tcase_add_test(t, test_fingerprint_independent_of_insertion_order);
     tcase_add_test(t, test_map_grows_past_small_initial_size);
+    tcase_add_test(t, test_map_that_cannot_grow_fails_full_and_stores_nothing);
     tcase_add_test(t, test_delta_against_base_is_smaller_and_roundtrips);
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
