@@ -473,8 +473,9 @@ static int open_sockets(guts_net_node *n)
             return 0;
         guts_net_tcp_shutdown(&n->tcp);
     }
-    guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open UDP sockets (group %s)",
-                  n->opts.group.sin_addr.s_addr ? "set" : "unset");
+    char as[32];
+    guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open UDP sockets for group %s",
+                  guts_net_addr_str(&n->opts.group, as, sizeof as));
     return GUTS_EIO;
 }
 

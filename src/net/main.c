@@ -20,7 +20,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc != 0) {
-        fprintf(stderr, "guts-node: %s\n%s", err, guts_net_usage());
+        fprintf(stderr, "guts-node: %s (see guts-node --help)\n", err);
         return 2;
     }
     /* A peer that resets a stream must not kill the node. */
