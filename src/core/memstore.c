@@ -391,6 +391,8 @@ static int m_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
             r->nrefs++;
         }
         r->refs[pos] = refs[i];
+        if (r->refs[pos].symref[0]) /* as the LMDB store: symbolic refs have no target */
+            memset(&r->refs[pos].target, 0, sizeof(guts_id));
         guts_fp_add(&r->rdigest, guts_ref_digest_term(&r->refs[pos]));
         if (is_tombstone(&r->refs[pos]))
             r->tombstones++;

@@ -118,7 +118,8 @@ int cref_from_wire(cref *out, const guts_wire_ref *w)
         cref_free(out);
         return GUTS_ENOMEM;
     }
-    out->target = w->target;
+    if (!out->symref) /* a symbolic ref has no target (the store drops it too) */
+        out->target = w->target;
     out->clock = w->clock;
     out->writer = w->writer;
     return GUTS_OK;

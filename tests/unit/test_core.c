@@ -496,6 +496,13 @@ START_TEST(test_lacking_node_pulls_everything)
     guts_ref head;
     ck_assert_int_eq(s0->ref_get(s0->ctx, KEY, "refs/heads/main", &head), 0);
     tu_set_ref(s0, KEY, "refs/tags/v1", &head.target, &w);
+    guts_ref *sym = calloc(1, sizeof(guts_ref));
+    strcpy(sym->name, "HEAD");
+    strcpy(sym->symref, "refs/heads/main");
+    sym->clock = 100;
+    sym->writer = w;
+    ck_assert_int_eq(s0->refs_put(s0->ctx, KEY, sym, 1), 0);
+    free(sym);
     guts_cluster_local_change(cl, 0, KEY);
     guts_cluster_run_until(cl, 10000);
     ck_assert(guts_cluster_converged(cl));
@@ -505,8 +512,10 @@ START_TEST(test_lacking_node_pulls_everything)
     ck_assert_int_eq(s1->info(s1->ctx, KEY, &b), 0);
     ck_assert_uint_eq(a.objects, 90);
     ck_assert_uint_eq(b.objects, 90);
-    ck_assert_uint_eq(b.refs, 2);
+    ck_assert_uint_eq(b.refs, 3);
     guts_ref got;
+    ck_assert_int_eq(s1->ref_get(s1->ctx, KEY, "HEAD", &got), 0);
+    ck_assert_str_eq(got.symref, "refs/heads/main");
     ck_assert_int_eq(s1->ref_get(s1->ctx, KEY, "refs/heads/main", &got), 0);
     ck_assert_int_eq(guts_id_cmp(&got.target, &head.target), 0);
     guts_core_counters k;
