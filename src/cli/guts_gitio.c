@@ -1034,8 +1034,10 @@ int guts_gitio_check_repo(const char *gitdir, char *err)
     char *buf;
     size_t len;
     err[0] = 0;
-    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK)
+    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
+        if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
         return fail(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+    }
     free(buf);
     return GUTS_OK;
 }
@@ -1212,6 +1214,13 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
     uint8_t *b = malloc(len);
     if (!b) return fail(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
     if (n) qsort(e, n, sizeof *e, cmp_pentry);
+    for (size_t i = 1; i < n; i++)
+        if (guts_id_cmp(&e[i - 1].id, &e[i].id) == 0) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&e[i].id, hex);
+            free(b);
+            return fail(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
+        }
     memcpy(b, "\377tOc", 4);
     be32(b + 4, 2);
     pos = 8;
