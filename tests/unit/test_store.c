@@ -19,7 +19,7 @@
 
 #include "guts/store.h"
 
-static char tmpdir[64];
+static char tmpdir[96];
 static guts_data *data;
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -30,9 +30,26 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     return remove(path);
 }
 
+/* One directory per test case, made and removed by the parent process (an
+ * unchecked fixture), so a failing test, whose process exits without its
+ * teardown, still leaves nothing behind; each test works in its own
+ * subdirectory. */
+static char basedir[64];
+
+static void base_setup(void)
+{
+    snprintf(basedir, sizeof basedir, "/tmp/guts-test-store-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(basedir));
+}
+
+static void base_teardown(void)
+{
+    nftw(basedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/guts-test-store-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/t-XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
 }
@@ -1125,6 +1142,7 @@ static Suite *store_suite(void)
     suite_add_tcase(s, names);
 
     TCase *t = tcase_create("store");
+    tcase_add_unchecked_fixture(t, base_setup, base_teardown);
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_repo_keys_rejected_and_nothing_created);
