@@ -199,6 +199,7 @@ typedef struct guts_core_counters {
     uint64_t dgrams_unknown;     /* unknown message type */
     uint64_t dgrams_version;     /* newer protocol version */
     uint64_t frames_in, frames_out, frame_bytes_out;
+    uint64_t digest_bytes_out;   /* stream bytes other than OBJECTS/OBJECT_CHUNK */
     uint64_t frames_malformed;
     uint64_t bad_objects;        /* objects whose content failed the hash */
     uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;

@@ -175,6 +175,8 @@ int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg)
     guts_core_action a = {.kind = GUTS_ACT_SEND_FRAME, .stream = stream, .len = len};
     c->ctr.frames_out++;
     c->ctr.frame_bytes_out += len;
+    if (msg->type != GUTS_MSG_OBJECTS && msg->type != GUTS_MSG_OBJECT_CHUNK)
+        c->ctr.digest_bytes_out += len;
     return push_owned(c, &a, buf);
 }
 

@@ -673,6 +673,115 @@ START_TEST(test_lmdb_stores_replicate)
 }
 END_TEST
 
+/* Digest bytes (every stream byte but OBJECTS frames, both directions) to
+ * pull d missing objects of n: issue 4 asks for at most 16 KB at d=10 and
+ * 64 KB at d=1000 for n=100,000. */
+static uint64_t digest_bytes_for(size_t n, size_t d, uint64_t seed)
+{
+    guts_cluster *cl = pair(seed);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    ck_assert_int_eq(s1->create(s1->ctx, KEY), 0);
+    guts_obj *o = calloc(n, sizeof(guts_obj));
+    char (*txt)[24] = calloc(n, 24);
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(txt[i], 24, "o%zu-%llu", i, (unsigned long long)seed);
+        o[i].type = GUTS_OBJ_BLOB;
+        o[i].data = txt[i];
+        o[i].len = (size_t)len;
+        guts_obj_hash(GUTS_OBJ_BLOB, txt[i], (size_t)len, &o[i].id);
+    }
+    ck_assert_int_eq(s0->put(s0->ctx, KEY, o, n, NULL, NULL), 0);
+    ck_assert_int_eq(s1->put(s1->ctx, KEY, o, n - d, NULL, NULL), 0);
+    free(o);
+    free(txt);
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_local_change(cl, 1, KEY);
+    uint64_t t = 0;
+    while (t < 60000 && !guts_cluster_converged(cl)) {
+        t += 250;
+        guts_cluster_run_until(cl, t);
+    }
+    ck_assert(guts_cluster_converged(cl));
+    guts_core_counters a, b;
+    guts_core_counters_get(guts_cluster_core(cl, 0), &a);
+    guts_core_counters_get(guts_cluster_core(cl, 1), &b);
+    ck_assert_uint_eq(b.objects_fetched, d);
+    uint64_t bytes = a.digest_bytes_out + b.digest_bytes_out;
+    if (getenv("GUTS_TEST_VERBOSE"))
+        fprintf(stderr, "n=%zu d=%zu: %llu digest bytes, %llu sessions, converged at %llu ms\n",
+                n, d, (unsigned long long)bytes, (unsigned long long)b.sessions_started,
+                (unsigned long long)t);
+    guts_cluster_free(cl);
+    return bytes;
+}
+
+START_TEST(test_digest_bytes_stay_within_issue_bounds)
+{
+    ck_assert_uint_le(digest_bytes_for(100000, 10, 21), 16000);
+    ck_assert_uint_le(digest_bytes_for(100000, 1000, 22), 64000);
+}
+END_TEST
+
+/* 1,500 refs, one moved to another stored commit: only the refs phase runs
+ * (fingerprints agree) and it costs at most 2 KB (issue 4). */
+START_TEST(test_one_changed_ref_of_1500_costs_under_2kb)
+{
+    guts_cluster *cl = pair(23);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    guts_node_id w;
+    tu_writer(0, &w);
+    guts_id c1 = {{0}}, c2 = {{0}};
+    guts_ref *recs = calloc(1500, sizeof(guts_ref));
+    for (int i = 0; i < 2; i++) {
+        const guts_core_store *s = i ? s1 : s0;
+        ck_assert_int_eq(s->create(s->ctx, KEY), 0);
+        guts_id blob = tu_blob(s, KEY, "content");
+        guts_id tree = tu_tree(s, KEY, &blob, NULL);
+        c1 = tu_commit(s, KEY, &tree, NULL, 0, "one");
+        c2 = tu_commit(s, KEY, &tree, &c1, 1, "two");
+        for (int r = 0; r < 1500; r++) {
+            memset(&recs[r], 0, sizeof(guts_ref));
+            snprintf(recs[r].name, sizeof(recs[r].name), "refs/heads/branch-%04d", r);
+            recs[r].target = c1;
+            recs[r].clock = 1;
+            recs[r].writer = w;
+        }
+        ck_assert_int_eq(s->refs_put(s->ctx, KEY, recs, 1500), 0);
+        guts_cluster_local_change(cl, (size_t)i, KEY);
+    }
+    free(recs);
+    guts_cluster_run_until(cl, 5000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_core_counters a0, b0;
+    guts_core_counters_get(guts_cluster_core(cl, 0), &a0);
+    guts_core_counters_get(guts_cluster_core(cl, 1), &b0);
+    ck_assert_uint_eq(a0.digest_bytes_out + b0.digest_bytes_out, 0);
+    tu_set_ref(s0, KEY, "refs/heads/branch-0777", &c2, &w);
+    guts_cluster_local_change(cl, 0, KEY);
+    uint64_t t = 5000;
+    while (t < 30000 && !guts_cluster_converged(cl)) {
+        t += 100;
+        guts_cluster_run_until(cl, t);
+    }
+    ck_assert(guts_cluster_converged(cl));
+    guts_core_counters a, b;
+    guts_core_counters_get(guts_cluster_core(cl, 0), &a);
+    guts_core_counters_get(guts_cluster_core(cl, 1), &b);
+    uint64_t bytes = a.digest_bytes_out + b.digest_bytes_out;
+    if (getenv("GUTS_TEST_VERBOSE"))
+        fprintf(stderr, "1500 refs, one changed: %llu bytes\n", (unsigned long long)bytes);
+    ck_assert_uint_gt(bytes, 0);
+    ck_assert_uint_le(bytes, 2048);
+    guts_ref got;
+    ck_assert_int_eq(s1->ref_get(s1->ctx, KEY, "refs/heads/branch-0777", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &c2), 0);
+    guts_cluster_free(cl);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("core");
@@ -697,6 +806,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
     tcase_add_test(t, test_large_object_travels_in_chunks);
     tcase_add_test(t, test_lmdb_stores_replicate);
+    tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);
+    tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);
     suite_add_tcase(s, t);
     return s;
 }
