@@ -45,6 +45,7 @@ cd "$TMP"
 # --- import, export, compare ---------------------------------------------
 expect 0 "$GUTS" import alice/repo "$src"
 grep -q '^imported alice/repo: ' "$TMP/out" || fail "no summary line: $(cat "$TMP/out")"
+[ ! -s "$TMP/err" ] || fail "stderr is not a terminal, yet import wrote: $(cat "$TMP/err")"
 total=$(git_objects "$src" | wc -l)
 grep -q " $total objects added ($total in git" "$TMP/out" || fail "summary: $(cat "$TMP/out"), want $total added"
 expect 0 "$GUTS" export alice/repo "$TMP/out1.git"
@@ -79,6 +80,14 @@ refs=$(($(git_refs "$src" | wc -l) + 1))
 objs=$(git_objects "$src" | wc -l)
 expect 0 "$GUTS" status
 grep -Eq "^alice/repo +$objs +$refs +[0-9a-f]{32} +[0-9a-f]{32}$" "$TMP/out" || fail "status: $(cat "$TMP/out"), want $objs objects $refs refs"
+
+# On a terminal (script(1) provides one) import and export draw progress.
+if command -v script >/dev/null; then
+  script -qec "'$GUTS' import erin/repo '$src'; '$GUTS' export erin/repo '$TMP/tty.git'" /dev/null |
+    tr '\r' '\n' >"$TMP/tty"
+  grep -q "^import: $objs/$objs objects, " "$TMP/tty" || fail "no import progress: $(cat "$TMP/tty")"
+  grep -q "^export: $objs/$objs objects, " "$TMP/tty" || fail "no export progress: $(cat "$TMP/tty")"
+fi
 
 # --- bad input: one line, exit 1 or 2, nothing created ----------------------
 expect 2 "$GUTS" --data "$TMP/nodata" import 'a/../b' "$src"
