@@ -445,6 +445,10 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         rc = store_mdb_err(mrc, "open env");
         goto out;
     }
+    /* A process killed inside a read txn leaves its reader slot behind,
+     * pinning old pages (and, 126 times over, all slots): clear them. */
+    int dead = 0;
+    mdb_reader_check(se->env, &dead);
     if ((rc = env_init(se))) {
         mdb_env_close(se->env);
         free(se);

@@ -1107,6 +1107,64 @@ START_TEST(test_repo_handle_outlives_its_data_handle)
 }
 END_TEST
 
+static int die_in_walk(const guts_id *id, void *ctx)
+{
+    (void)id;
+    (void)ctx;
+    _exit(0); /* killed while its read txn holds a reader slot */
+}
+
+static int reader_listed(const char *key, pid_t pid)
+{
+    char cmd[256], line[256], pidstr[32];
+    snprintf(cmd, sizeof cmd, "mdb_stat -r %s/repos/%s", tmpdir, key);
+    snprintf(pidstr, sizeof pidstr, " %d ", (int)pid);
+    int seen = 0;
+    FILE *p = popen(cmd, "r"); /* -r lists readers without clearing any */
+    ck_assert_ptr_nonnull(p);
+    while (fgets(line, sizeof line, p)) seen |= strstr(line, pidstr) != NULL;
+    pclose(p);
+    return seen;
+}
+
+/* Fork a process that opens the repository and then runs walk (NULL: just
+ * open and close); returns its pid after it has exited with status 0. */
+static pid_t run_child(const char *key, int (*walk)(const guts_id *, void *))
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        guts_data *cd;
+        guts_repo *cr;
+        if (guts_data_open(tmpdir, &cd) != GUTS_OK || guts_repo_open(cd, key, 0, &cr) != GUTS_OK)
+            _exit(1);
+        if (walk) guts_repo_ids(cr, NULL, NULL, walk, NULL);
+        guts_repo_close(cr);
+        guts_data_close(cd);
+        _exit(0);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return pid;
+}
+
+START_TEST(test_reader_slot_of_dead_process_is_cleared_on_open)
+{
+    if (access("/usr/bin/mdb_stat", X_OK) != 0) return; /* lmdb-utils absent */
+    /* This process keeps the env open, like a running node, so LMDB does
+     * not reset the reader table as it would for a first opener. */
+    guts_repo *r = open_repo("o/stale");
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "x\n", 2);
+    put_ok(r, &o, 1, 1);
+    pid_t dead = run_child("o/stale", die_in_walk);
+    ck_assert_msg(reader_listed("o/stale", dead), "dead reader %d not in the table", (int)dead);
+    run_child("o/stale", NULL); /* the next process to open clears it */
+    ck_assert_msg(!reader_listed("o/stale", dead), "dead reader %d still listed", (int)dead);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_newer_schema_refused)
 {
     guts_repo_close(open_repo("o/v"));
@@ -1173,6 +1231,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_other_process_writes_seen_via_txnid);
     tcase_add_test(t, test_other_process_map_growth_is_adopted);
     tcase_add_test(t, test_repo_handle_outlives_its_data_handle);
+    tcase_add_test(t, test_reader_slot_of_dead_process_is_cleared_on_open);
     tcase_add_test(t, test_newer_schema_refused);
     suite_add_tcase(s, t);
     return s;
