@@ -55,6 +55,11 @@ void guts_data_set_initial_mapsize(guts_data *d, size_t bytes);
  * would need more fails with GUTS_EFULL and stores nothing. Caps the disk a
  * repository may take; tests make it small. Default 4 TiB. */
 void guts_data_set_max_mapsize(guts_data *d, size_t bytes);
+/** Budget of the decoded-object cache of each repository handle opened
+ * after this call (bytes; 0 disables it). Default 64 MiB: enough for the
+ * delta chains of an export; a process keeping many repositories open may
+ * want less. */
+void guts_data_set_cache_bytes(guts_data *d, size_t bytes);
 
 /** Call cb(key, ctx) for every repository env under DATA/repos whose key is
  * valid, in sorted order. A non-zero return from cb stops the walk and is

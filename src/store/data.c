@@ -139,6 +139,7 @@ int guts_data_open(const char *path, guts_data **out)
     if (!d) return GUTS_ENOMEM;
     d->initial_mapsize = STORE_MAPSIZE_DEFAULT;
     d->max_mapsize = STORE_MAPSIZE_MAX;
+    d->cache_bytes = STORE_CACHE_BYTES;
     d->refs = 1;
     pthread_mutex_init(&d->lock, NULL);
     char *node = NULL, *repos = NULL;
@@ -248,6 +249,11 @@ void guts_data_set_initial_mapsize(guts_data *d, size_t bytes)
 void guts_data_set_max_mapsize(guts_data *d, size_t bytes)
 {
     d->max_mapsize = bytes > STORE_MAPSIZE_MAX ? STORE_MAPSIZE_MAX : bytes;
+}
+
+void guts_data_set_cache_bytes(guts_data *d, size_t bytes)
+{
+    d->cache_bytes = bytes;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -475,7 +481,7 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     int rc = GUTS_ENOMEM;
     r->cctx = ZSTD_createCCtx();
     r->dctx = ZSTD_createDCtx();
-    if (!r->cctx || !r->dctx || cache_init(&r->cache, STORE_CACHE_BYTES)) goto fail;
+    if (!r->cctx || !r->dctx || cache_init(&r->cache, d->cache_bytes)) goto fail;
     if (ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_compressionLevel, STORE_ZSTD_LEVEL)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_checksumFlag, 1)) ||
         ZSTD_isError(ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {

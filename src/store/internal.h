@@ -76,6 +76,7 @@ struct guts_data {
     guts_node_id node_id;
     size_t initial_mapsize;
     size_t max_mapsize;
+    size_t cache_bytes;
     int refs;             /* 1 for the caller + one per open repo handle */
     pthread_mutex_t lock; /* guards envs and refs */
     store_env *envs;      /* one per repo env open in this process */

@@ -728,6 +728,28 @@ START_TEST(test_get_inside_ids_callback_rehashes_everything)
 }
 END_TEST
 
+START_TEST(test_reads_without_cache_decode_whole_chains)
+{
+    guts_data_set_cache_bytes(data, 0);
+    guts_repo *r = open_repo("o/nocache");
+    enum { V = 60, SZ = 1500 };
+    static char v[V][SZ];
+    guts_obj objs[V];
+    for (int i = 0; i < V; i++) {
+        fill_text(v[i], SZ, 21);
+        snprintf(v[i] + 3 * i, 4, "%03d", i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, v[i], SZ);
+        objs[i].base = i ? &objs[i - 1].id : NULL;
+    }
+    put_ok(r, objs, V, V);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_lt(info.stored_bytes, (uint64_t)V * SZ / 4);
+    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
+    guts_repo_close(r);
+}
+END_TEST
+
 /* Overwrite the record of one object with raw bytes through LMDB. */
 static void poke_record(const char *key, const guts_id *id, const void *val, size_t len)
 {
@@ -1219,6 +1241,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_delta_against_base_is_smaller_and_roundtrips);
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
+    tcase_add_test(t, test_reads_without_cache_decode_whole_chains);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
     tcase_add_test(t, test_damaged_records_never_read_as_wrong_content);
     tcase_add_test(t, test_large_similar_objects_delta_beyond_default_window);
