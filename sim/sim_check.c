@@ -1,0 +1,477 @@
+/* sim_check.c - the invariant checker, as a store wrapper.
+ *
+ * Every core in guts-sim reaches its store through this wrapper, so the
+ * checks see every write the protocol makes, at the moment it makes it:
+ *  - put: every object is hashed; a batch the store accepts while an object
+ *    does not hash to its id is a violation (the store must refuse it);
+ *    objects read back are hashed too, which catches a store that corrupts.
+ *  - refs_put: a record with a direct target needs that target's closure
+ *    (commit -> tree and parents, tree -> entries but gitlinks, tag ->
+ *    object) already stored; and a record may only replace a smaller one in
+ *    the merge order (guts_ref_cmp): the CRDT register only grows, whatever
+ *    order updates arrive in. The second check is what catches a merge that
+ *    is not commutative, long before the end-of-run convergence check.
+ * The closure walk is the checker's own (not the core's), with its own
+ * per-repository cache of ids known complete: objects are never removed, so
+ * a complete closure stays complete, and a fast-forward walks only the new
+ * commits.
+ *
+ * --broken-merge is here too: the link step wraps guts_ref_merge
+ * (-Wl,--wrap=guts_ref_merge, guts-sim only), and the wrapper lets the
+ * incoming record win when the switch is on. No core code knows about it.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/refmerge.h"
+#include "sim.h"
+
+/* ---- Violation lines ------------------------------------------------------ */
+
+void sim_violation_note(sim_violations *v, uint32_t node, const char *fmt, ...)
+{
+    if (v->nlines >= SIM_VIOLATION_LINES)
+        return;
+    char *line = v->lines[v->nlines++];
+    int n = snprintf(line, SIM_VIOLATION_LINE_MAX, "t=%llums node %u: ",
+                     (unsigned long long)(v->now ? *v->now : 0), (unsigned)node);
+    if (n < 0 || n >= SIM_VIOLATION_LINE_MAX)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, SIM_VIOLATION_LINE_MAX - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- An id set (open addressing) ------------------------------------------ */
+
+typedef struct cset {
+    guts_id *slot;
+    uint8_t *used;
+    size_t n, cap;
+} cset;
+
+static size_t cset_hash(const guts_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof(h)); /* SHA-1 bytes are already uniform */
+    return (size_t)(h ^ (h >> 29));
+}
+
+static int cset_has(const cset *s, const guts_id *id)
+{
+    if (!s->cap)
+        return 0;
+    for (size_t j = cset_hash(id) & (s->cap - 1); s->used[j]; j = (j + 1) & (s->cap - 1))
+        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0)
+            return 1;
+    return 0;
+}
+
+static int cset_add(cset *s, const guts_id *id)
+{
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 64;
+        guts_id *slot = malloc(nc * sizeof(guts_id));
+        uint8_t *used = calloc(nc, 1);
+        if (!slot || !used) {
+            free(slot);
+            free(used);
+            return GUTS_ENOMEM;
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->used[i])
+                continue;
+            size_t j = cset_hash(&s->slot[i]) & (nc - 1);
+            while (used[j])
+                j = (j + 1) & (nc - 1);
+            used[j] = 1;
+            slot[j] = s->slot[i];
+        }
+        free(s->slot);
+        free(s->used);
+        s->slot = slot;
+        s->used = used;
+        s->cap = nc;
+    }
+    size_t j = cset_hash(id) & (s->cap - 1);
+    for (; s->used[j]; j = (j + 1) & (s->cap - 1))
+        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0)
+            return 0;
+    s->used[j] = 1;
+    s->slot[j] = *id;
+    s->n++;
+    return 1;
+}
+
+static void cset_free(cset *s)
+{
+    free(s->slot);
+    free(s->used);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- The wrapper ----------------------------------------------------------- */
+
+typedef struct crepo {
+    char key[GUTS_KEY_MAX + 1];
+    cset complete;
+} crepo;
+
+struct sim_cstore {
+    guts_core_store in;
+    uint32_t node;
+    sim_violations *v;
+    int *dirty;
+    crepo *repos;
+    size_t nrepos, caprepos;
+};
+
+static crepo *crepo_get(sim_cstore *cs, const char *key)
+{
+    for (size_t i = 0; i < cs->nrepos; i++)
+        if (strcmp(cs->repos[i].key, key) == 0)
+            return &cs->repos[i];
+    if (cs->nrepos == cs->caprepos) {
+        size_t nc = cs->caprepos ? 2 * cs->caprepos : 4;
+        crepo *p = realloc(cs->repos, nc * sizeof(crepo));
+        if (!p)
+            return NULL;
+        cs->repos = p;
+        cs->caprepos = nc;
+    }
+    crepo *r = &cs->repos[cs->nrepos++];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    return r;
+}
+
+static int w_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.repos(cs->in.ctx, cb, arg);
+}
+
+static int w_create(void *ctx, const char *key)
+{
+    sim_cstore *cs = ctx;
+    int rc = cs->in.create(cs->in.ctx, key);
+    if (rc == GUTS_OK)
+        *cs->dirty = 1;
+    return rc;
+}
+
+static int w_info(void *ctx, const char *key, guts_repo_info *out)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.info(cs->in.ctx, key, out);
+}
+
+static int w_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
+                 int (*cb)(const guts_id *id, void *arg), void *arg)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.ids(cs->in.ctx, key, from, to, cb, arg);
+}
+
+static int w_has(void *ctx, const char *key, const guts_id *id)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.has(cs->in.ctx, key, id);
+}
+
+static int w_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+                 size_t *len)
+{
+    sim_cstore *cs = ctx;
+    int rc = cs->in.get(cs->in.ctx, key, id, type, data, len);
+    if (rc == GUTS_OK) {
+        guts_id h;
+        if (guts_obj_hash(*type, *data, *len, &h) != GUTS_OK || guts_id_cmp(&h, id) != 0) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(id, hex);
+            cs->v->bad_object++;
+            sim_violation_note(cs->v, cs->node, "%s: stored object %s does not hash to its id",
+                               key, hex);
+        }
+    }
+    return rc;
+}
+
+static int w_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+                 size_t *bad)
+{
+    sim_cstore *cs = ctx;
+    size_t first_bad = SIZE_MAX;
+    for (size_t i = 0; i < n && first_bad == SIZE_MAX; i++) {
+        guts_id h;
+        if (guts_obj_hash(objs[i].type, objs[i].data, objs[i].len, &h) != GUTS_OK ||
+            guts_id_cmp(&h, &objs[i].id) != 0)
+            first_bad = i;
+    }
+    size_t a = 0;
+    int rc = cs->in.put(cs->in.ctx, key, objs, n, &a, bad);
+    if (added)
+        *added = a;
+    if (rc == GUTS_OK && first_bad != SIZE_MAX) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&objs[first_bad].id, hex);
+        cs->v->bad_object++;
+        sim_violation_note(cs->v, cs->node, "%s: store accepted object %s whose content hashes "
+                           "elsewhere", key, hex);
+    }
+    if (rc == GUTS_OK && a)
+        *cs->dirty = 1;
+    return rc;
+}
+
+static int w_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.recent(cs->in.ctx, key, max, out, n);
+}
+
+static int w_refs(void *ctx, const char *key, int with_tombstones,
+                  int (*cb)(const guts_ref *ref, void *arg), void *arg)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.refs(cs->in.ctx, key, with_tombstones, cb, arg);
+}
+
+static int w_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.ref_get(cs->in.ctx, key, name, out);
+}
+
+/* ---- Closure walk ---------------------------------------------------------- */
+
+static int hexid(const uint8_t *p, size_t n, guts_id *out)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    if (n < GUTS_HEX_LEN)
+        return GUTS_EINVAL;
+    memcpy(hex, p, GUTS_HEX_LEN);
+    hex[GUTS_HEX_LEN] = 0;
+    return guts_id_from_hex(hex, out);
+}
+
+typedef struct stack {
+    guts_id *ids;
+    size_t n, cap;
+} stack;
+
+static int spush(stack *s, const guts_id *id)
+{
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? 2 * s->cap : 64;
+        guts_id *p = realloc(s->ids, nc * sizeof(guts_id));
+        if (!p)
+            return GUTS_ENOMEM;
+        s->ids = p;
+        s->cap = nc;
+    }
+    s->ids[s->n++] = *id;
+    return GUTS_OK;
+}
+
+/* Push what a stored object refers to. */
+static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
+{
+    guts_id id;
+    int rc = GUTS_OK;
+    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) {
+        size_t pos = 0;
+        while (pos < len && !rc) {
+            const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+            size_t ll = nl ? (size_t)(nl - (d + pos)) : len - pos;
+            if (ll == 0)
+                break;
+            const uint8_t *l = d + pos;
+            if (type == GUTS_OBJ_COMMIT && ll > 5 && !memcmp(l, "tree ", 5) &&
+                !hexid(l + 5, ll - 5, &id))
+                rc = spush(s, &id);
+            else if (type == GUTS_OBJ_COMMIT && ll > 7 && !memcmp(l, "parent ", 7) &&
+                     !hexid(l + 7, ll - 7, &id))
+                rc = spush(s, &id);
+            else if (type == GUTS_OBJ_TAG && ll > 7 && !memcmp(l, "object ", 7) &&
+                     !hexid(l + 7, ll - 7, &id))
+                rc = spush(s, &id);
+            pos += ll + 1;
+        }
+    } else if (type == GUTS_OBJ_TREE) {
+        size_t pos = 0;
+        while (pos < len && !rc) {
+            const uint8_t *sp = memchr(d + pos, ' ', len - pos);
+            if (!sp)
+                break;
+            int gitlink = sp - (d + pos) == 6 && !memcmp(d + pos, "160000", 6);
+            const uint8_t *nul = memchr(sp, 0, len - (size_t)(sp - d));
+            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len)
+                break;
+            memcpy(id.b, nul + 1, GUTS_ID_LEN);
+            if (!gitlink)
+                rc = spush(s, &id);
+            pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
+        }
+    }
+    return rc;
+}
+
+/* 1 complete, 0 not (*missing gets one absent id), <0 error. */
+static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const guts_id *target,
+                            guts_id *missing)
+{
+    if (cset_has(&cr->complete, target))
+        return 1;
+    stack st = {0};
+    cset seen = {0};
+    int rc = spush(&st, target), complete = 1;
+    while (!rc && st.n) {
+        guts_id id = st.ids[--st.n];
+        if (cset_has(&cr->complete, &id))
+            continue;
+        int added = cset_add(&seen, &id);
+        if (added <= 0) {
+            rc = added;
+            continue;
+        }
+        int type;
+        void *data;
+        size_t len;
+        int g = cs->in.get(cs->in.ctx, key, &id, &type, &data, &len);
+        if (g == GUTS_ENOTFOUND) {
+            complete = 0;
+            *missing = id;
+            break;
+        }
+        if (g) {
+            rc = g;
+            break;
+        }
+        rc = refs_of(&st, type, data, len);
+        free(data);
+    }
+    if (!rc && complete)
+        for (size_t i = 0; i < seen.cap && !rc; i++)
+            if (seen.used[i] && cset_add(&cr->complete, &seen.slot[i]) < 0)
+                rc = GUTS_ENOMEM;
+    free(st.ids);
+    cset_free(&seen);
+    return rc ? rc : complete;
+}
+
+static int w_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
+{
+    sim_cstore *cs = ctx;
+    crepo *cr = crepo_get(cs, key);
+    guts_ref *cur = malloc(sizeof(guts_ref));
+    if (!cr || !cur) {
+        free(cur);
+        return GUTS_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const guts_ref *r = &refs[i];
+        if (cs->in.ref_get(cs->in.ctx, key, r->name, cur) == GUTS_OK &&
+            guts_ref_cmp(r, cur) < 0) {
+            cs->v->ref_backwards++;
+            sim_violation_note(cs->v, cs->node,
+                               "%s: ref %s went backwards (clock %llu replaced by %llu)", key,
+                               r->name, (unsigned long long)cur->clock,
+                               (unsigned long long)r->clock);
+        }
+        if (r->symref[0] || guts_id_is_zero(&r->target))
+            continue;
+        guts_id missing;
+        int c = closure_complete(cs, cr, key, &r->target, &missing);
+        if (c < 0) {
+            cs->v->store_error++;
+            sim_violation_note(cs->v, cs->node, "%s: closure walk failed: %s", key,
+                               guts_strerror(c));
+        } else if (c == 0) {
+            char hex[GUTS_HEX_LEN + 1], mh[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&r->target, hex);
+            guts_id_to_hex(&missing, mh);
+            cs->v->open_closure++;
+            sim_violation_note(cs->v, cs->node, "%s: ref %s -> %s applied, closure lacks %s",
+                               key, r->name, hex, mh);
+        }
+    }
+    free(cur);
+    int rc = cs->in.refs_put(cs->in.ctx, key, refs, n);
+    if (rc == GUTS_OK && n)
+        *cs->dirty = 1;
+    return rc;
+}
+
+int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *v, int *dirty,
+                   sim_cstore **out)
+{
+    sim_cstore *cs = calloc(1, sizeof(*cs));
+    if (!cs)
+        return GUTS_ENOMEM;
+    cs->in = *inner;
+    cs->node = node;
+    cs->v = v;
+    cs->dirty = dirty;
+    *out = cs;
+    return GUTS_OK;
+}
+
+void sim_cstore_free(sim_cstore *cs)
+{
+    if (!cs)
+        return;
+    for (size_t i = 0; i < cs->nrepos; i++)
+        cset_free(&cs->repos[i].complete);
+    free(cs->repos);
+    free(cs);
+}
+
+void sim_cstore_iface(sim_cstore *cs, guts_core_store *out)
+{
+    out->ctx = cs;
+    out->repos = w_repos;
+    out->create = w_create;
+    out->info = w_info;
+    out->ids = w_ids;
+    out->has = w_has;
+    out->get = w_get;
+    out->put = w_put;
+    out->recent = w_recent;
+    out->refs = w_refs;
+    out->ref_get = w_ref_get;
+    out->refs_put = w_refs_put;
+}
+
+/* ---- --broken-merge -------------------------------------------------------- */
+
+static int broken_merge;
+
+void sim_broken_merge_set(int on)
+{
+    broken_merge = on;
+}
+
+/* Declared here only: the linker provides these names for guts-sim, which
+ * is linked with -Wl,--wrap=guts_ref_merge (see CMakeLists.txt). */
+int __real_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
+                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
+                          guts_ref *conflict, int *has_conflict);
+int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
+                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
+                          guts_ref *conflict, int *has_conflict);
+
+int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
+                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
+                          guts_ref *conflict, int *has_conflict)
+{
+    if (broken_merge && cur && strcmp(cur->name, in->name) == 0) {
+        /* "last arrival wins": depends on delivery order, so not commutative */
+        *has_conflict = 0;
+        *result = *in;
+        return GUTS_OK;
+    }
+    return __real_guts_ref_merge(cur, in, is_ancestor, ctx, result, conflict, has_conflict);
+}

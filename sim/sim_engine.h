@@ -1,0 +1,96 @@
+/* sim_engine.h - the engine's state, shared by sim_net.c (running) and
+ * sim_report.c (measuring). Not a public interface: see sim.h.
+ */
+#ifndef GUTS_SIM_ENGINE_H
+#define GUTS_SIM_ENGINE_H
+
+#include "sim.h"
+
+/* A delivered payload, shared by reference: one multicast is one buffer
+ * however many nodes receive it. */
+typedef struct sbuf {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+} sbuf;
+
+enum { EV_DGRAM = 1, EV_OPEN, EV_FRAME, EV_CLOSED, EV_WRITABLE, EV_TIMER };
+
+#define LINK_NONE UINT32_MAX
+
+/* 48 bytes: the heap holds every datagram copy in flight. */
+typedef struct sev {
+    uint64_t t, seq;
+    uint32_t kind, node, gen, from; /* from: sender (DGRAM) or peer (OPEN) */
+    uint32_t link;                  /* LINK_NONE for a failed connect */
+    uint32_t aux;                   /* TIMER: tseq; OPEN: outgoing; CLOSED w/o link: stream */
+    sbuf *buf;
+} sev;
+
+/* A stream between two nodes, one id at each end (0 opener, 1 acceptor). */
+typedef struct slink {
+    uint32_t n[2], id[2], gen[2];
+    uint8_t closed[2];
+    uint32_t inflight[2]; /* frames in flight towards end i */
+    uint64_t last[2];     /* latest delivery time towards end i (TCP order) */
+} slink;
+
+enum { NODE_ABSENT = 0, NODE_UP, NODE_DOWN };
+
+typedef struct snode {
+    guts_core *core;
+    int state;
+    uint32_t gen, tseq;
+    uint64_t inc;
+    guts_node_id id;
+    guts_memstore *mem;
+    guts_data *data;
+    guts_core_lmdbstore *lst;
+    guts_core_store inner, iface;
+    sim_cstore *cs;
+    int dirty;
+    uint64_t digest, changed_at;
+    uint32_t *links; /* links with an open end here */
+    size_t nlinks, caplinks;
+    uint32_t group;  /* partition group; all 0 when healed */
+    uint64_t egress_free;
+    uint64_t writes;
+    int ever_started;
+    sim_traffic tr;
+} snode;
+
+struct sim {
+    sim_config cfg;
+    snode *nodes;
+    sev *heap;
+    size_t nheap, capheap;
+    uint64_t seq, now, rng;
+    double loss, dup;
+    uint32_t lat_min, lat_max;
+    slink *links;
+    size_t nlinks, caplinks;
+    uint32_t next_accept;
+    sim_action *sched; /* sorted by (t, seq) */
+    size_t nsched, capsched, pos;
+    uint64_t t_quiet;  /* last fault, join, leave, heal or write */
+    uint64_t end;      /* when the run stops */
+    uint64_t stopped_at;
+    int partitioned;
+    char tmpdir[256];
+    sim_violations viol;
+    /* totals */
+    uint64_t events, dgram_max, dgrams_lost, dgrams_duped, egress_dropped;
+    uint64_t streams_opened, writes_done, crashes, restarts, joins, leaves;
+    uint64_t dgram_deliveries;
+    /* traffic snapshot at the start of the steady window */
+    uint64_t steady_from;
+    int steady_taken;
+    sim_traffic steady0;
+    uint32_t steady_nodes;
+};
+
+/* sim_net.c, for the report */
+void sim_traffic_sum(const sim *s, sim_traffic *t);
+int sim_all_equal(const sim *s);
+
+#endif

@@ -1,0 +1,250 @@
+/* sim_report.c - what a run measured, as JSON (--json) or a short summary.
+ *
+ * Everything printed comes from the virtual run except the "wall" values
+ * (seconds of real time, peak RSS): in JSON they sit alone on the last
+ * member line, `"wall": {...}`, and in the summary on the last line,
+ * starting "wall:", so a determinism check drops that one line and
+ * compares the rest byte for byte (tests/e2e/sim_determinism.sh).
+ *
+ * Convergence time: a node reaches the final state when its store digest
+ * (every repository's key, object count, set fingerprint and refs digest)
+ * last changed; the time reported is that moment minus the quiet point
+ * (the last write, fault, join, leave or heal), or 0 for a node that
+ * already held the final state then. p50/p99/max are nearest-rank over the
+ * live nodes.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_engine.h"
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t rank(const uint64_t *v, size_t n, unsigned pct)
+{
+    if (!n)
+        return 0;
+    size_t k = ((size_t)pct * n + 99) / 100;
+    return v[k ? k - 1 : 0];
+}
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+typedef struct rates {
+    double mm, mb, um, ub, fm, fb, rm, rb;
+} rates;
+
+static void rates_of(const sim_traffic *a, const sim_traffic *b, double node_s, rates *r)
+{
+    static const sim_traffic zero;
+    if (!b)
+        b = &zero;
+    double d = node_s > 0 ? node_s : 1;
+    r->mm = (double)(a->mcast_msgs - b->mcast_msgs) / d;
+    r->mb = (double)(a->mcast_bytes - b->mcast_bytes) / d;
+    r->um = (double)(a->ucast_msgs - b->ucast_msgs) / d;
+    r->ub = (double)(a->ucast_bytes - b->ucast_bytes) / d;
+    r->fm = (double)(a->frame_msgs - b->frame_msgs) / d;
+    r->fb = (double)(a->frame_bytes - b->frame_bytes) / d;
+    r->rm = (double)(a->recv_msgs - b->recv_msgs) / d;
+    r->rb = (double)(a->recv_bytes - b->recv_bytes) / d;
+}
+
+static void json_rates(FILE *out, const char *name, const rates *r)
+{
+    fprintf(out,
+            "  \"%s\": {\"multicast_msgs\": %.3f, \"multicast_bytes\": %.1f, "
+            "\"unicast_msgs\": %.3f, \"unicast_bytes\": %.1f, \"stream_frames\": %.3f, "
+            "\"stream_bytes\": %.1f, \"received_dgrams\": %.3f, \"received_bytes\": %.1f},\n",
+            name, r->mm, r->mb, r->um, r->ub, r->fm, r->fb, r->rm, r->rb);
+}
+
+int sim_report(sim *s, FILE *out, double wall_s, uint64_t rss_bytes)
+{
+    const sim_config *c = &s->cfg;
+    uint32_t N = c->nodes;
+    uint64_t *reach = malloc(((size_t)N + 1) * sizeof(uint64_t));
+    uint64_t *dig = malloc(((size_t)N + 1) * sizeof(uint64_t));
+    size_t live = 0;
+    guts_core_counters tot;
+    memset(&tot, 0, sizeof(tot));
+    for (uint32_t i = 0; reach && dig && i < N; i++) {
+        snode *nd = &s->nodes[i];
+        if (nd->state != NODE_UP)
+            continue;
+        reach[live] = nd->changed_at > s->t_quiet ? nd->changed_at - s->t_quiet : 0;
+        dig[live++] = nd->digest;
+        guts_core_counters k;
+        guts_core_counters_get(nd->core, &k);
+        tot.sessions_ok += k.sessions_ok;
+        tot.sessions_failed += k.sessions_failed;
+        tot.objects_fetched += k.objects_fetched;
+        tot.refs_applied += k.refs_applied;
+        tot.refs_pending += k.refs_pending;
+        tot.peers_expired += k.peers_expired;
+        tot.bad_objects += k.bad_objects;
+        tot.dgrams_malformed += k.dgrams_malformed;
+        tot.frames_malformed += k.frames_malformed;
+        tot.dgrams_dropped += k.dgrams_dropped;
+    }
+    /* distinct final states and the largest group sharing one */
+    size_t states = 0, majority = 0;
+    if (dig && live) {
+        qsort(dig, live, sizeof(uint64_t), u64_cmp);
+        for (size_t i = 0; i < live;) {
+            size_t j = i;
+            while (j < live && dig[j] == dig[i])
+                j++;
+            states++;
+            if (j - i > majority)
+                majority = j - i;
+            i = j;
+        }
+    }
+    int converged = live > 0 && states == 1;
+    if (reach)
+        qsort(reach, live, sizeof(uint64_t), u64_cmp);
+    const sim_violations *v = &s->viol;
+    uint64_t nviol = v->bad_object + v->open_closure + v->big_dgram + v->ref_backwards +
+                     v->store_error;
+    int ok = converged && nviol == 0;
+
+    sim_traffic all;
+    sim_traffic_sum(s, &all);
+    double secs = (double)s->stopped_at / 1000.0;
+    rates whole, steady;
+    rates_of(&all, NULL, secs * N, &whole);
+    int have_steady = s->steady_taken && s->stopped_at > s->steady_from;
+    double steady_s = have_steady ? (double)(s->stopped_at - s->steady_from) / 1000.0 : 0;
+    rates_of(&all, have_steady ? &s->steady0 : &all, steady_s * N, &steady);
+
+    char *replay = NULL;
+    size_t replay_len = 0;
+    FILE *rf = open_memstream(&replay, &replay_len);
+    if (rf) {
+        sim_opts_replay(c, rf);
+        fclose(rf);
+    }
+    const char *cmd = replay ? replay : "guts-sim";
+
+    if (c->json) {
+        fprintf(out, "{\n  \"command\": ");
+        json_str(out, cmd);
+        fprintf(out,
+                ",\n  \"nodes\": %" PRIu32 ",\n  \"seed\": %" PRIu64 ",\n"
+                "  \"duration_ms\": %" PRIu64 ",\n  \"stopped_ms\": %" PRIu64 ",\n"
+                "  \"quiet_ms\": %" PRIu64 ",\n  \"converged\": %s,\n"
+                "  \"live_nodes\": %zu,\n  \"final_states\": %zu,\n  \"largest_agreeing\": %zu,\n",
+                N, c->seed, c->duration, s->stopped_at, s->t_quiet, converged ? "true" : "false",
+                live, states, majority);
+        if (converged)
+            fprintf(out,
+                    "  \"convergence_ms\": {\"p50\": %" PRIu64 ", \"p99\": %" PRIu64
+                    ", \"max\": %" PRIu64 "},\n",
+                    rank(reach, live, 50), rank(reach, live, 99), rank(reach, live, 100));
+        else
+            fprintf(out, "  \"convergence_ms\": null,\n");
+        json_rates(out, "per_node_per_s", &whole);
+        fprintf(out, "  \"steady_from_ms\": %" PRIu64 ",\n", have_steady ? s->steady_from : 0);
+        json_rates(out, "steady_per_node_per_s", &steady);
+        fprintf(out,
+                "  \"largest_dgram\": %" PRIu64 ",\n  \"dgram_deliveries\": %" PRIu64
+                ",\n  \"dgrams_lost\": %" PRIu64 ",\n  \"dgrams_duped\": %" PRIu64
+                ",\n  \"egress_dropped\": %" PRIu64 ",\n  \"streams_opened\": %" PRIu64
+                ",\n  \"events\": %" PRIu64 ",\n",
+                s->dgram_max, s->dgram_deliveries, s->dgrams_lost, s->dgrams_duped,
+                s->egress_dropped, s->streams_opened, s->events);
+        fprintf(out,
+                "  \"faults\": {\"writes\": %" PRIu64 ", \"crashes\": %" PRIu64
+                ", \"restarts\": %" PRIu64 ", \"joins\": %" PRIu64 ", \"leaves\": %" PRIu64
+                "},\n",
+                s->writes_done, s->crashes, s->restarts, s->joins, s->leaves);
+        fprintf(out,
+                "  \"cores\": {\"sessions_ok\": %" PRIu64 ", \"sessions_failed\": %" PRIu64
+                ", \"objects_fetched\": %" PRIu64 ", \"refs_applied\": %" PRIu64
+                ", \"refs_pending\": %" PRIu64 ", \"peers_expired\": %" PRIu64
+                ", \"bad_objects\": %" PRIu64 ", \"dgrams_malformed\": %" PRIu64
+                ", \"frames_malformed\": %" PRIu64 "},\n",
+                tot.sessions_ok, tot.sessions_failed, tot.objects_fetched, tot.refs_applied,
+                tot.refs_pending, tot.peers_expired, tot.bad_objects, tot.dgrams_malformed,
+                tot.frames_malformed);
+        fprintf(out,
+                "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64
+                ", \"open_closure\": %" PRIu64 ", \"big_dgram\": %" PRIu64
+                ", \"ref_backwards\": %" PRIu64 ", \"store_error\": %" PRIu64
+                ", \"not_converged\": %d, \"first\": [",
+                nviol, v->bad_object, v->open_closure, v->big_dgram, v->ref_backwards,
+                v->store_error, !converged);
+        for (size_t i = 0; i < v->nlines; i++) {
+            fputs(i ? ", " : "", out);
+            json_str(out, v->lines[i]);
+        }
+        fprintf(out, "]},\n  \"ok\": %s,\n", ok ? "true" : "false");
+        fprintf(out,
+                "  \"wall\": {\"seconds\": %.3f, \"rss_bytes\": %" PRIu64
+                ", \"rss_per_node_bytes\": %" PRIu64 "}\n}\n",
+                wall_s, rss_bytes, N ? rss_bytes / N : 0);
+    } else {
+        fprintf(out, "guts-sim: %" PRIu32 " nodes, seed %" PRIu64 ", %.1f virtual s", N,
+                c->seed, secs);
+        fprintf(out, " (%" PRIu64 " writes, %" PRIu64 " crashes, %" PRIu64 " joins, %" PRIu64
+                     " leaves)\n",
+                s->writes_done, s->crashes, s->joins, s->leaves);
+        if (converged)
+            fprintf(out,
+                    "converged: %zu live nodes agree; after the quiet point %.3f s: "
+                    "p50 %.3f s, p99 %.3f s, max %.3f s\n",
+                    live, (double)s->t_quiet / 1000, (double)rank(reach, live, 50) / 1000,
+                    (double)rank(reach, live, 99) / 1000, (double)rank(reach, live, 100) / 1000);
+        else
+            fprintf(out, "NOT converged: %zu live nodes in %zu states (largest %zu)\n", live,
+                    states, majority);
+        fprintf(out,
+                "per node per s: multicast %.2f msgs %.0f B, unicast %.2f msgs %.0f B, "
+                "streams %.2f frames %.0f B, received %.1f dgrams\n",
+                whole.mm, whole.mb, whole.um, whole.ub, whole.fm, whole.fb, whole.rm);
+        fprintf(out, "largest datagram: %" PRIu64 " B (limit %d); sessions ok %" PRIu64
+                     ", failed %" PRIu64 "\n",
+                s->dgram_max, GUTS_DGRAM_MAX, tot.sessions_ok, tot.sessions_failed);
+        if (nviol == 0) {
+            fprintf(out, "violations: none\n");
+        } else {
+            fprintf(out,
+                    "violations: %" PRIu64 " (bad object %" PRIu64 ", open closure %" PRIu64
+                    ", big datagram %" PRIu64 ", ref backwards %" PRIu64 ", store %" PRIu64
+                    ")\n",
+                    nviol, v->bad_object, v->open_closure, v->big_dgram, v->ref_backwards,
+                    v->store_error);
+            for (size_t i = 0; i < v->nlines; i++)
+                fprintf(out, "  %s\n", v->lines[i]);
+        }
+        if (!ok)
+            fprintf(out, "FAILED; replay: %s\n", cmd);
+        fprintf(out, "wall: %.3f s, peak RSS %" PRIu64 " MB, %" PRIu64 " kB per node\n",
+                wall_s, rss_bytes >> 20, N ? rss_bytes / N / 1024 : 0);
+    }
+    if (!ok && c->json)
+        fprintf(stderr, "guts-sim: FAILED; replay: %s\n", cmd);
+    free(replay);
+    free(reach);
+    free(dig);
+    return ok ? 0 : 1;
+}
