@@ -122,8 +122,7 @@ static int check_operands(const char *cmd, int argc, char **argv, int want, cons
 {
     for (int i = 1; i < argc; i++)
         if (argv[i][0] == '-' && argv[i][1])
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", argv[i],
-                       cmd);
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", argv[i], cmd);
     if (argc - 1 != want)
         return die(EXIT_USAGE, cmd, "expected %s, got %d argument%s (see guts %s --help)", shape,
                    argc - 1, argc - 1 == 1 ? "" : "s", cmd);
@@ -171,12 +170,10 @@ static int open_data(const char *cmd, const char *opt, guts_data **out)
     else
         return die(EXIT_USAGE, cmd, "no data directory: use --data DIR or set GUTS_DATA");
     if (mkdirs(path) != 0)
-        return die(EXIT_OP, cmd, "cannot create data directory \"%s\": %s", path,
-                   strerror(errno));
+        return die(EXIT_OP, cmd, "cannot create data directory \"%s\": %s", path, strerror(errno));
     int rc = guts_data_open(path, out);
     if (rc)
-        return die(EXIT_OP, cmd, "cannot open data directory \"%s\": %s", path,
-                   guts_strerror(rc));
+        return die(EXIT_OP, cmd, "cannot open data directory \"%s\": %s", path, guts_strerror(rc));
     return 0;
 }
 
@@ -186,8 +183,7 @@ static int open_repo(const char *cmd, guts_data *d, const char *key, unsigned fl
     int rc = guts_repo_open(d, key, flags, out);
     if (rc == GUTS_ENOTFOUND)
         return die(EXIT_OP, cmd, "no repository \"%s\" in \"%s\"", key, guts_data_path(d));
-    if (rc)
-        return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, guts_strerror(rc));
+    if (rc) return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, guts_strerror(rc));
     return 0;
 }
 
@@ -244,7 +240,9 @@ static int cmd_export(const char *data_opt, int argc, char **argv)
     int level = GUTS_GITIO_ZLEVEL_DEFAULT;
     if (wants_help(argc, argv)) return fputs(usage_export, stdout), 0;
     if (argc > 1 && strncmp(argv[1], "--level", 7) == 0) {
-        const char *v = argv[1][7] == '=' ? argv[1] + 8 : argv[1][7] == 0 && argc > 2 ? argv[2] : "";
+        const char *v = argv[1][7] == '='             ? argv[1] + 8
+                        : argv[1][7] == 0 && argc > 2 ? argv[2]
+                                                      : "";
         if (!(v[0] >= '0' && v[0] <= '9' && v[1] == 0))
             return die(EXIT_USAGE, cmd, "--level wants a digit 0-9, got \"%s\"", v);
         level = v[0] - '0';
@@ -263,8 +261,7 @@ static int cmd_export(const char *data_opt, int argc, char **argv)
         rc = die(EXIT_OP, cmd, "%s to \"%s\": %s", argv[1], argv[2], err);
         goto out;
     }
-    printf("exported %s: %" PRIu64 " objects (%.1f MB, pack %.1f MB), %" PRIu64
-           " refs, %.2f s\n",
+    printf("exported %s: %" PRIu64 " objects (%.1f MB, pack %.1f MB), %" PRIu64 " refs, %.2f s\n",
            argv[1], st.objects_added, (double)st.bytes / 1e6, (double)st.pack_bytes / 1e6,
            st.refs_total, now_s() - t0);
 out:
@@ -324,8 +321,7 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0)
             c.json = 1;
         else if (argv[i][0] == '-')
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts status --help)",
-                       argv[i]);
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts status --help)", argv[i]);
         else
             return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts status --help)",
                        argv[i]);
@@ -506,7 +502,8 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     f.key = argv[1];
     f.r = r;
     double t0 = now_s();
-    if ((e = guts_repo_info_get(r, &info)) || (e = guts_repo_ids(r, NULL, NULL, collect_sorted, &f)) ||
+    if ((e = guts_repo_info_get(r, &info)) ||
+        (e = guts_repo_ids(r, NULL, NULL, collect_sorted, &f)) ||
         (e = guts_gitio_read_order(r, &order, &norder))) {
         rc = die(EXIT_OP, cmd, "%s: reading the store: %s", argv[1], guts_strerror(e));
         goto out;
@@ -570,8 +567,9 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     }
     printf("fsck %s: %zu objects, %" PRIu64 " refs, %" PRIu64 " fault%s, %.2f s\n", argv[1], f.n,
            fr.live, f.faults, f.faults == 1 ? "" : "s", now_s() - t0);
-    if (f.faults) rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " fault%s found", argv[1], f.faults,
-                           f.faults == 1 ? "" : "s");
+    if (f.faults)
+        rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " fault%s found", argv[1], f.faults,
+                 f.faults == 1 ? "" : "s");
 out:
     free(order);
     free(f.sorted);

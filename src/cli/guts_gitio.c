@@ -27,9 +27,9 @@
  */
 #include "cli/guts_gitio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -77,8 +77,7 @@ extern char **environ;
 
 /* ---- Errors ------------------------------------------------------------- */
 
-static int fail(char *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, int code, const char *fmt, ...)
 {
@@ -190,8 +189,7 @@ static int proc_wait(proc *p, char *err)
 
 /* Run argv to completion, capturing stdout (at most GITIO_CAPTURE_MAX).
  * *status is 0 on success, else GUTS_EIO with err filled. */
-static int run_capture(const char *what, char *const argv[], char **out, size_t *outlen,
-                       char *err)
+static int run_capture(const char *what, char *const argv[], char **out, size_t *outlen, char *err)
 {
     proc p;
     size_t cap = 4096, len = 0;
@@ -394,8 +392,13 @@ static int parse_check_line(char *line, iobj *o)
 
 static int list_objects(const char *gitdir, ilist *L, char *err)
 {
-    char *argv[] = {"git", "-C", (char *)gitdir, "--no-replace-objects", "cat-file",
-                    "--batch-all-objects", "--unordered",
+    char *argv[] = {"git",
+                    "-C",
+                    (char *)gitdir,
+                    "--no-replace-objects",
+                    "cat-file",
+                    "--batch-all-objects",
+                    "--unordered",
                     "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)",
                     NULL};
     proc p;
@@ -408,18 +411,17 @@ static int list_objects(const char *gitdir, ilist *L, char *err)
         int k = rd_line(&r, line, sizeof line);
         if (k == 0) break;
         if (k < 0) {
-            rc = fail(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
-                      "git cat-file --batch-check in %s: %s", gitdir,
-                      k == GUTS_ETOOBIG ? "line too long (not a SHA-1 repository?)"
-                                        : "read failed");
+            rc =
+                fail(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
+                     "git cat-file --batch-check in %s: %s", gitdir,
+                     k == GUTS_ETOOBIG ? "line too long (not a SHA-1 repository?)" : "read failed");
             break;
         }
         if (L->n == L->cap) {
             size_t nc = L->cap ? L->cap * 2 : 4096;
             if (nc > GITIO_OBJECTS_MAX) nc = GITIO_OBJECTS_MAX;
             if (L->n >= nc) {
-                rc = fail(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir,
-                          GITIO_OBJECTS_MAX);
+                rc = fail(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir, GITIO_OBJECTS_MAX);
                 break;
             }
             iobj *no = realloc(L->o, nc * sizeof *no);
@@ -465,7 +467,8 @@ static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *
     uint32_t *order = NULL, *stack = NULL;
     int rc = GUTS_OK;
     if (!perm) return fail(err, GUTS_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
     sort_base = o;
     qsort(perm, n, sizeof *perm, cmp_perm);
     for (size_t i = 0; i < n; i++) {
@@ -592,7 +595,8 @@ static void *batch_slot(batch *b, size_t size)
 
 static void batch_clear(batch *b)
 {
-    for (size_t i = 0; i < b->n; i++) free(b->own[i]);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->own[i]);
     b->n = b->bytes = b->used = 0;
 }
 
@@ -637,7 +641,8 @@ static void *store_batches(void *arg)
     storer *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->pending && !s->quit) pthread_cond_wait(&s->cv, &s->mu);
+        while (!s->pending && !s->quit)
+            pthread_cond_wait(&s->cv, &s->mu);
         if (!s->pending) break;
         batch *b = s->pending;
         s->pending = NULL;
@@ -665,7 +670,8 @@ static void *store_batches(void *arg)
 static int storer_submit(storer *s, batch *b, char *err)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->pending || s->busy) pthread_cond_wait(&s->cv, &s->mu);
+    while (s->pending || s->busy)
+        pthread_cond_wait(&s->cv, &s->mu);
     int rc = s->rc;
     if (rc && err) memcpy(err, s->err, GUTS_GITIO_ERR_MAX);
     if (!rc && b) {
@@ -694,8 +700,8 @@ static int check_header(char *line, const iobj *o)
 static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const uint32_t *order,
                           size_t nneed, progress *pg, guts_gitio_stats *st, char *err)
 {
-    char *argv[] = {"git", "-C", (char *)gitdir, "--no-replace-objects", "cat-file", "--batch",
-                    "--buffer", NULL};
+    char *argv[] = {"git",      "-C",      (char *)gitdir, "--no-replace-objects",
+                    "cat-file", "--batch", "--buffer",     NULL};
     proc p;
     pthread_t feed_th, store_th;
     feeder f;
@@ -737,8 +743,8 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         guts_id_to_hex(&o->id, hex);
         int k = rd_line(&r, line, sizeof line);
         if (k <= 0) {
-            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s",
-                      gitdir, hex);
+            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
+                      hex);
             break;
         }
         if (check_header(line, o) != GUTS_OK) {
@@ -747,9 +753,9 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
             break;
         }
         if (o->size > GUTS_OBJ_MAX_DEFAULT || o->size > SIZE_MAX - 1) {
-            rc = fail(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit",
-                      hex, gitdir, (unsigned long long)o->size,
-                      (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
+            rc =
+                fail(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
+                     gitdir, (unsigned long long)o->size, (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
             break;
         }
         if (b->n == GITIO_BATCH_OBJECTS || (b->n && b->bytes + o->size > GITIO_BATCH_BYTES)) {
@@ -770,8 +776,8 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
                                    .base = guts_id_is_zero(&o->base_id) ? NULL : &o->base_id};
         b->n++;
         if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
-            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir,
-                      hex);
+            rc =
+                fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
             break;
         }
         b->bytes += o->size;
@@ -871,15 +877,15 @@ static int cmp_nref(const void *a, const void *b)
 
 static int collect_store_ref(const guts_ref *ref, void *ctx)
 {
-    return nrefs_add(ctx, ref->name, &ref->target, ref->symref, guts_id_is_zero(&ref->target) &&
-                                                                    !ref->symref[0]);
+    return nrefs_add(ctx, ref->name, &ref->target, ref->symref,
+                     guts_id_is_zero(&ref->target) && !ref->symref[0]);
 }
 
 /* Refs of the git repository, sorted by name, HEAD excluded. */
 static int git_refs(const char *gitdir, nrefs *out, char *err)
 {
-    char *argv[] = {"git", "-C", (char *)gitdir, "for-each-ref",
-                    "--format=%(objectname) %(refname)", NULL};
+    char *argv[] = {
+        "git", "-C", (char *)gitdir, "for-each-ref", "--format=%(objectname) %(refname)", NULL};
     char *buf, *line, *save = NULL;
     size_t len;
     int rc = run_capture("git for-each-ref", argv, &buf, &len, err);
@@ -888,8 +894,8 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
         guts_id id;
         char *sp = strchr(line, ' ');
         if (!sp || hex_id(line, (size_t)(sp - line), &id)) {
-            rc = fail(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir,
-                      line);
+            rc =
+                fail(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
             break;
         }
         if (guts_refname_check(sp + 1) != GUTS_OK) {
@@ -934,8 +940,8 @@ static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
 static int refs_flush(guts_repo *repo, guts_ref *recs, size_t *n, char *err)
 {
     int rc = *n ? guts_repo_refs_put(repo, recs, *n) : GUTS_OK;
-    if (rc) fail(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name,
-                 guts_strerror(rc));
+    if (rc)
+        fail(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name, guts_strerror(rc));
     *n = 0;
     return rc;
 }
@@ -1209,7 +1215,8 @@ static int cmp_pentry(const void *a, const void *b)
 static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsum[20], char *err)
 {
     size_t large = 0, len, pos = 0;
-    for (size_t i = 0; i < n; i++) large += e[i].off >= 0x80000000u;
+    for (size_t i = 0; i < n; i++)
+        large += e[i].off >= 0x80000000u;
     len = 8 + 256 * 4 + n * (GUTS_ID_LEN + 4 + 4) + large * 8 + 2 * 20;
     uint8_t *b = malloc(len);
     if (!b) return fail(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
@@ -1226,12 +1233,15 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
     pos = 8;
     size_t k = 0;
     for (unsigned byte = 0; byte < 256; byte++) {
-        while (k < n && e[k].id.b[0] <= byte) k++;
+        while (k < n && e[k].id.b[0] <= byte)
+            k++;
         be32(b + pos, (uint32_t)k);
         pos += 4;
     }
-    for (size_t i = 0; i < n; i++, pos += GUTS_ID_LEN) memcpy(b + pos, e[i].id.b, GUTS_ID_LEN);
-    for (size_t i = 0; i < n; i++, pos += 4) be32(b + pos, e[i].crc);
+    for (size_t i = 0; i < n; i++, pos += GUTS_ID_LEN)
+        memcpy(b + pos, e[i].id.b, GUTS_ID_LEN);
+    for (size_t i = 0; i < n; i++, pos += 4)
+        be32(b + pos, e[i].crc);
     size_t li = 0;
     for (size_t i = 0; i < n; i++, pos += 4)
         be32(b + pos, e[i].off < 0x80000000u ? (uint32_t)e[i].off : 0x80000000u | (uint32_t)li++);
@@ -1260,8 +1270,8 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
 /* Write every object into OUTDIR/objects/pack as pack-<sha>.pack and .idx.
  * Each object is rehashed on the way (the store verified it on insert; this
  * catches rot since then), so the index needs no second reading by git. */
-static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, size_t n,
-                      int level, progress *pg, guts_gitio_stats *st, char *err)
+static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, size_t n, int level,
+                      progress *pg, guts_gitio_stats *st, char *err)
 {
     packw w = {.fd = -1};
     z_stream z;
@@ -1376,7 +1386,8 @@ static int collect_export_ref(const guts_ref *ref, void *ctx)
     size_t need = strlen(ref->name) + GUTS_HEX_LEN + 2;
     if (b->len + need + 1 > b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 65536;
-        while (nc < b->len + need + 1) nc *= 2;
+        while (nc < b->len + need + 1)
+            nc *= 2;
         char *ns = realloc(b->s, nc);
         if (!ns) return GUTS_ENOMEM;
         b->s = ns;

@@ -21,13 +21,13 @@
 #define GUTS_GITIO_ERR_MAX 512
 
 typedef struct guts_gitio_stats {
-    uint64_t objects_total;  /* objects in the git repository (import) or store (export) */
-    uint64_t objects_added;  /* objects newly stored (import) or written (export) */
-    uint64_t bytes;          /* content bytes read from git or from the store */
-    uint64_t refs_total;     /* refs in git (import) or written (export), HEAD included */
-    uint64_t refs_changed;   /* ref records written, HEAD included (import) */
-    uint64_t refs_deleted;   /* refs turned into tombstones (import) */
-    uint64_t pack_bytes;     /* size of the packfile written (export) */
+    uint64_t objects_total; /* objects in the git repository (import) or store (export) */
+    uint64_t objects_added; /* objects newly stored (import) or written (export) */
+    uint64_t bytes;         /* content bytes read from git or from the store */
+    uint64_t refs_total;    /* refs in git (import) or written (export), HEAD included */
+    uint64_t refs_changed;  /* ref records written, HEAD included (import) */
+    uint64_t refs_deleted;  /* refs turned into tombstones (import) */
+    uint64_t pack_bytes;    /* size of the packfile written (export) */
 } guts_gitio_stats;
 
 /** GUTS_OK when git recognises gitdir as a repository (bare or not), else
