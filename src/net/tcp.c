@@ -128,7 +128,12 @@ static int deliver(guts_net_tcp *t, guts_net_conn *c)
         return 0;
     memmove(c->rbuf, c->rbuf + off, c->rhave - off);
     c->rhave -= off;
-    if (c->rcap > GUTS_NET_RBUF_KEEP && c->rhave <= TCP_RBUF_BASE) {
+    /* Shrink back once no frame larger than the base buffer is in progress. */
+    size_t need = 0;
+    if (c->rhave >= GUTS_FRAME_HDR)
+        need = GUTS_FRAME_HDR + ((size_t)c->rbuf[0] << 24 | (size_t)c->rbuf[1] << 16 |
+                                 (size_t)c->rbuf[2] << 8 | c->rbuf[3]);
+    if (c->rcap > GUTS_NET_RBUF_KEEP && c->rhave <= TCP_RBUF_BASE && need <= TCP_RBUF_BASE) {
         uint8_t *nb = realloc(c->rbuf, TCP_RBUF_BASE);
         if (nb) {
             c->rbuf = nb;

@@ -21,6 +21,7 @@
  * the next announce replaces it.
  */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +31,20 @@
 /* Receive at most this many datagrams per wakeup so a flood on one socket
  * can't starve streams and timers. */
 #define UDP_BURST_MAX 64
+
+/* First IPv4 address of iface; left unchanged when it has none. */
+static void iface_addr(const char *iface, struct in_addr *out)
+{
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+        if (p->ifa_addr && p->ifa_addr->sa_family == AF_INET && strcmp(p->ifa_name, iface) == 0) {
+            *out = ((struct sockaddr_in *)p->ifa_addr)->sin_addr;
+            break;
+        }
+    freeifaddrs(ifa);
+}
 
 static int sockopt(const guts_net_log *log, int fd, int level, int name, const void *v,
                    socklen_t len, const char *what)
@@ -125,9 +140,13 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
     u->ucast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (u->ucast_fd < 0)
         goto fail_errno;
+    /* The interface's own address as the source: with only an index, Linux
+     * sends from 0.0.0.0 on lo and peers could not reply. */
     struct ip_mreqn mif;
     memset(&mif, 0, sizeof mif);
     mif.imr_ifindex = mreq.imr_ifindex;
+    if (mif.imr_ifindex)
+        iface_addr(iface, &mif.imr_address);
     if (sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl,
                 "IP_MULTICAST_TTL") ||
         sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loopon, sizeof loopon,
