@@ -1419,37 +1419,28 @@ static int write_file(const char *path, const void *data, size_t len, char *err)
 
 /* Refs go straight into packed-refs and HEAD into its file: what git's own
  * clone writes, and measured many times faster than `git update-ref --stdin`,
- * which creates and locks one loose file per ref. Every target was written
- * into the pack just before (the store holds a ref only with its object). */
-static int export_refs(guts_repo *repo, const char *outdir, guts_gitio_stats *st, char *err)
+ * which creates and locks one loose file per ref. */
+static int export_refs(const refbuf *b, const char *outdir, guts_gitio_stats *st, char *err)
 {
     static const char header[] = "# pack-refs with: sorted \n";
-    refbuf b = {0};
     char path[PATH_MAX];
-    int rc = guts_repo_refs(repo, 0, collect_export_ref, &b);
-    if (rc) {
-        free(b.s);
-        return fail(err, rc, "reading refs from the store: %s", guts_strerror(rc));
-    }
-    if (b.len) {
+    int rc = GUTS_OK;
+    if (b->len) {
         snprintf(path, sizeof path, "%s/packed-refs", outdir);
-        char *all = malloc(sizeof header + b.len);
-        if (!all) rc = fail(err, GUTS_ENOMEM, "out of memory");
-        if (!rc) {
-            memcpy(all, header, sizeof header - 1);
-            memcpy(all + sizeof header - 1, b.s, b.len);
-            rc = write_file(path, all, sizeof header - 1 + b.len, err);
-        }
+        char *all = malloc(sizeof header + b->len);
+        if (!all) return fail(err, GUTS_ENOMEM, "out of memory");
+        memcpy(all, header, sizeof header - 1);
+        memcpy(all + sizeof header - 1, b->s, b->len);
+        rc = write_file(path, all, sizeof header - 1 + b->len, err);
         free(all);
     }
-    free(b.s);
-    st->refs_total = b.count;
-    if (rc || !b.have_head) return rc;
+    st->refs_total = b->count;
+    if (rc || !b->have_head) return rc;
     char line[GUTS_REFNAME_MAX + 16];
-    if (b.head.symref[0])
-        snprintf(line, sizeof line, "ref: %s\n", b.head.symref);
-    else if (!guts_id_is_zero(&b.head.target)) {
-        guts_id_to_hex(&b.head.target, line);
+    if (b->head.symref[0])
+        snprintf(line, sizeof line, "ref: %s\n", b->head.symref);
+    else if (!guts_id_is_zero(&b->head.target)) {
+        guts_id_to_hex(&b->head.target, line);
         strcat(line, "\n");
     } else
         return GUTS_OK;
@@ -1493,12 +1484,23 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     rc = run_capture("git init", init, &out, &len, err);
     if (rc) return rc;
     free(out);
+    /* Refs before objects: a running node may add both meanwhile, but it
+     * stores a ref only after everything it points at, and objects are
+     * never removed, so every ref read now has its objects in the list read
+     * next. The other order could export a ref to a missing object. */
+    refbuf b = {0};
+    rc = guts_repo_refs(r, 0, collect_export_ref, &b);
+    if (rc) {
+        free(b.s);
+        return fail(err, rc, "reading refs from the store: %s", guts_strerror(rc));
+    }
     rc = guts_gitio_read_order(r, &ids, &n);
-    if (rc) return fail(err, rc, "listing stored objects: %s", guts_strerror(rc));
+    if (rc) fail(err, rc, "listing stored objects: %s", guts_strerror(rc));
     st->objects_total = n;
-    if (n) rc = write_pack(r, outdir, ids, n, level, &pg, st, err);
+    if (!rc && n) rc = write_pack(r, outdir, ids, n, level, &pg, st, err);
     free(ids);
     if (!rc && n) progress_show(&pg, n, n, st->bytes, 1);
-    if (!rc) rc = export_refs(r, outdir, st, err);
+    if (!rc) rc = export_refs(&b, outdir, st, err);
+    free(b.s);
     return rc;
 }
