@@ -479,12 +479,10 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     if (!r) return GUTS_ENOMEM;
     r->d = d;
     int rc = GUTS_ENOMEM;
-    r->cctx = ZSTD_createCCtx();
+    r->cctx[0] = store_cctx_new();
     r->dctx = ZSTD_createDCtx();
-    if (!r->cctx || !r->dctx || cache_init(&r->cache, d->cache_bytes)) goto fail;
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_compressionLevel, STORE_ZSTD_LEVEL)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_checksumFlag, 1)) ||
-        ZSTD_isError(ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
+    if (!r->cctx[0] || !r->dctx || cache_init(&r->cache, d->cache_bytes)) goto fail;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
         rc = GUTS_EINVAL;
         goto fail;
     }
@@ -508,11 +506,25 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     *out = r;
     return GUTS_OK;
 fail:
-    ZSTD_freeCCtx(r->cctx);
+    ZSTD_freeCCtx(r->cctx[0]);
     ZSTD_freeDCtx(r->dctx);
     cache_free(&r->cache);
     free(r);
     return rc;
+}
+
+ZSTD_CCtx *store_cctx_new(void)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    if (!c) return NULL;
+    /* Frame checksums: a damaged record reads as GUTS_ECORRUPT, not as
+     * wrong content. */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, STORE_ZSTD_LEVEL)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1))) {
+        ZSTD_freeCCtx(c);
+        return NULL;
+    }
+    return c;
 }
 
 void guts_repo_close(guts_repo *r)
@@ -534,10 +546,12 @@ void guts_repo_close(guts_repo *r)
     int last = --d->refs == 0;
     pthread_mutex_unlock(&d->lock);
     if (last) data_free(d);
-    ZSTD_freeCCtx(r->cctx);
+    for (int w = 0; w < STORE_PUT_THREADS_MAX; w++) {
+        ZSTD_freeCCtx(r->cctx[w]);
+        free(r->arena[w].buf);
+    }
     ZSTD_freeDCtx(r->dctx);
     cache_free(&r->cache);
-    free(r->buf);
     free(r);
 }
 

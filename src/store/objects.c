@@ -12,15 +12,18 @@
  *
  * A put is one write transaction for the whole batch: ids are verified
  * before it starts, existing ids are skipped with one lookup before any
- * compression, and count, fingerprint, log, sequence and stored bytes are
+ * compression, objects are compressed on up to STORE_PUT_THREADS_MAX
+ * threads, and count, fingerprint, log, sequence and stored bytes are
  * written at the end of the same transaction. Reads decode a chain
  * iteratively from the nearest cached (or full) base towards the object.
  * zstd frames carry their XXH64 checksum and every decode is checked
  * against the recorded size, so a damaged record reads as GUTS_ECORRUPT and
  * never as wrong content (a full SHA-1 rehash is fsck's job).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/internal.h"
 
@@ -40,7 +43,10 @@
  * each; bigger raw ones (incompressible blobs) are checked by length and
  * left to fsck, as rehashing them would double the cost of an export. */
 #define STORE_RAW_VERIFY_MAX ((size_t)64 << 10)
-/* A put's record buffer above this size is released after the batch so one
+/* Content bytes per compression thread: below this, starting a thread costs
+ * more than it saves. */
+#define STORE_PUT_BYTES_PER_THREAD ((size_t)1 << 20)
+/* A put's record arena above this size is released after the batch so one
  * huge blob does not pin its buffer for the handle's lifetime. */
 #define STORE_BUF_KEEP ((size_t)16 << 20)
 
@@ -242,11 +248,46 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
 
 /* ---- put ------------------------------------------------------------------ */
 
+/* A put runs in three phases inside its write transaction:
+ *   A (this thread)  skip present and duplicate ids; choose each object's
+ *                    base (stored, or earlier in the batch) and fetch the
+ *                    base's content; bound the chain depth from above;
+ *   B (1-4 threads)  compress every object on its own, against its base;
+ *   C (this thread)  write records in batch order, fixing each delta's depth
+ *                    from its base's actual record, plus log and counters.
+ * Only phase B runs in parallel, and it touches neither LMDB nor the cache,
+ * only the batch, the fetched bases and per-thread contexts and arenas. */
+
+#define NO_INDEX ((size_t)-1)
+
+typedef struct put_item {
+    uint8_t skip;       /* present already, or a repeat of an earlier id */
+    uint8_t delta;      /* phase A: try the base; after B: record is a delta */
+    uint8_t planned;    /* depth bound if a delta (>= the actual depth) */
+    uint8_t depth;      /* actual depth of the record written (phase C) */
+    uint8_t base_depth; /* depth of a base stored before this put */
+    int worker;         /* arena holding the record */
+    size_t base_idx;    /* base earlier in this batch, or NO_INDEX */
+    const uint8_t *base;
+    size_t blen;
+    size_t off, len;    /* record in its arena */
+} put_item;
+
 typedef struct put_ctx {
+    guts_repo *r;
     const guts_obj *objs;
     size_t n;
-    size_t *map; /* open addressing: index + 1 of an object with that id */
+    size_t *map; /* open addressing: first index + 1 of each id in the batch */
     size_t mask;
+    put_item *items;
+    /* Base contents copied from the cache or decoded for this put. */
+    guts_id *pool_ids;
+    uint8_t **pool;
+    size_t *pool_lens;
+    size_t npool;
+    size_t *pmap; /* open addressing over pool_ids, same size as map */
+    atomic_size_t next;
+    atomic_int err;
     size_t added;
 } put_ctx;
 
@@ -257,22 +298,127 @@ static size_t map_slot(const guts_id *id)
     return (size_t)h;
 }
 
-static const guts_obj *batch_find(const put_ctx *c, const guts_id *id)
+/* Index of the first object in the batch with this id, or NO_INDEX. */
+static size_t batch_first(const put_ctx *c, const guts_id *id)
 {
     for (size_t s = map_slot(id) & c->mask;; s = (s + 1) & c->mask) {
-        if (!c->map[s]) return NULL;
-        const guts_obj *o = &c->objs[c->map[s] - 1];
-        if (memcmp(o->id.b, id->b, GUTS_ID_LEN) == 0) return o;
+        if (!c->map[s]) return NO_INDEX;
+        size_t i = c->map[s] - 1;
+        if (memcmp(c->objs[i].id.b, id->b, GUTS_ID_LEN) == 0) return i;
     }
 }
 
-static int ensure_buf(guts_repo *r, size_t need)
+/* The pool slot of id: its index + 1 in *slot, 0 if free. */
+static size_t *pool_slot(put_ctx *c, const guts_id *id)
 {
-    if (r->bufcap >= need) return GUTS_OK;
-    free(r->buf);
-    r->buf = malloc(need);
-    r->bufcap = r->buf ? need : 0;
-    return r->buf ? GUTS_OK : GUTS_ENOMEM;
+    for (size_t s = map_slot(id) & c->mask;; s = (s + 1) & c->mask) {
+        if (!c->pmap[s] || memcmp(c->pool_ids[c->pmap[s] - 1].b, id->b, GUTS_ID_LEN) == 0)
+            return &c->pmap[s];
+    }
+}
+
+static void pool_release(put_ctx *c, guts_repo *r)
+{
+    /* They are bases: later puts and reads will likely want them again. */
+    for (size_t i = 0; i < c->npool; i++) cache_give(&r->cache, &c->pool_ids[i], c->pool[i], c->pool_lens[i]);
+    c->npool = 0;
+    if (c->pmap) memset(c->pmap, 0, (c->mask + 1) * sizeof *c->pmap);
+}
+
+/* Content of a base stored before this put, kept in the pool until the put
+ * ends. Returns 0, GUTS_ECORRUPT (the base does not decode: skip the delta)
+ * or another error. */
+static int pool_fetch(put_ctx *c, MDB_txn *txn, const guts_id *bid, const uint8_t **out,
+                      size_t *len)
+{
+    guts_repo *r = c->r;
+    size_t *slot = pool_slot(c, bid);
+    if (*slot) {
+        *out = c->pool[*slot - 1];
+        *len = c->pool_lens[*slot - 1];
+        return GUTS_OK;
+    }
+    uint8_t *buf;
+    size_t blen;
+    const uint8_t *cached = cache_get(&r->cache, bid, &blen);
+    if (cached) {
+        /* A copy: decoding other bases below may evict this entry. */
+        if (!(buf = malloc(blen ? blen : 1))) return GUTS_ENOMEM;
+        memcpy(buf, cached, blen);
+    } else {
+        int t, rc = obj_decode(r, txn, bid, &t, &buf, &blen);
+        if (rc) return rc;
+    }
+    size_t k = c->npool++;
+    c->pool_ids[k] = *bid;
+    c->pool[k] = buf;
+    c->pool_lens[k] = blen;
+    *slot = k + 1;
+    *out = buf;
+    *len = blen;
+    return GUTS_OK;
+}
+
+/* Phase A. Returns 0, a GUTS_E* code or a raw LMDB code. */
+static int put_plan(put_ctx *c, MDB_txn *txn)
+{
+    store_env *se = c->r->se;
+    for (size_t i = 0; i < c->n; i++) {
+        put_item *it = &c->items[i];
+        const guts_obj *o = &c->objs[i];
+        memset(it, 0, sizeof *it);
+        it->base_idx = NO_INDEX;
+        if (batch_first(c, &o->id) != i) {
+            it->skip = 1;
+            continue;
+        }
+        MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v;
+        int rc = mdb_get(txn, se->objects, &k, &v);
+        if (rc == 0) {
+            it->skip = 1;
+            continue;
+        }
+        if (rc != MDB_NOTFOUND) return rc;
+        const guts_id *bid = o->base;
+        if (!bid || guts_id_is_zero(bid) || guts_id_cmp(bid, &o->id) == 0 ||
+            o->len < STORE_ZSTD_MIN_LEN)
+            continue;
+        size_t j = batch_first(c, bid);
+        unsigned planned;
+        if (j != NO_INDEX && j < i && !c->items[j].skip) {
+            /* Stored by this put before o: use its content directly. */
+            planned = c->items[j].planned + 1u;
+            it->base_idx = j;
+            it->base = c->objs[j].data;
+            it->blen = c->objs[j].len;
+        } else {
+            k.mv_data = (void *)bid->b;
+            rc = mdb_get(txn, se->objects, &k, &v);
+            if (rc == MDB_NOTFOUND) continue; /* not stored (or later in the batch) */
+            if (rc) return rc;
+            rec_hdr bh;
+            if (rec_parse(&v, &bh)) continue; /* a damaged base is fsck's to report */
+            planned = (unsigned)bh.depth + 1u;
+            if (planned > STORE_DELTA_DEPTH_MAX ||
+                bh.size + o->len > ((uint64_t)1 << STORE_DELTA_WINDOWLOG))
+                continue;
+            it->base_depth = (uint8_t)bh.depth;
+            if (j != NO_INDEX) { /* same content is in the batch: no decoding */
+                it->base = c->objs[j].data;
+                it->blen = c->objs[j].len;
+            } else {
+                rc = pool_fetch(c, txn, bid, &it->base, &it->blen);
+                if (rc == GUTS_ECORRUPT) continue; /* store o without it */
+                if (rc) return rc;
+            }
+        }
+        if (planned > STORE_DELTA_DEPTH_MAX ||
+            (uint64_t)it->blen + o->len > ((uint64_t)1 << STORE_DELTA_WINDOWLOG))
+            continue;
+        it->delta = 1;
+        it->planned = (uint8_t)planned;
+    }
+    return GUTS_OK;
 }
 
 static unsigned ceil_log2(uint64_t x)
@@ -282,101 +428,143 @@ static unsigned ceil_log2(uint64_t x)
     return l;
 }
 
-/* Compress o as a delta against its hinted base if that base is stored and
- * the chain stays within bounds. Returns the record length, 0 when no useful
- * delta was made, or a negative error. */
-static long try_delta(guts_repo *r, MDB_txn *txn, const put_ctx *c, const guts_obj *o)
+/* Compress o into p (room for REC_DELTA_HDR + ZSTD_compressBound(o->len)):
+ * against its base when that pays, else plain zstd when that pays, else
+ * raw. Clears it->delta when the base was not used. Returns the length. */
+static size_t encode(ZSTD_CCtx *cctx, const guts_obj *o, put_item *it, uint8_t *p, size_t cap)
 {
-    const guts_id *bid = o->base;
-    if (!bid || guts_id_is_zero(bid) || guts_id_cmp(bid, &o->id) == 0) return 0;
-    if (o->len < STORE_ZSTD_MIN_LEN) return 0;
-    MDB_val k = {GUTS_ID_LEN, (void *)bid->b}, v;
-    int rc = mdb_get(txn, r->se->objects, &k, &v);
-    if (rc == MDB_NOTFOUND) return 0;
-    if (rc) return store_mdb_err(rc, "read delta base");
-    rec_hdr bh;
-    if (rec_parse(&v, &bh)) return 0; /* a damaged base is fsck's to report */
-    if (bh.depth + 1 > STORE_DELTA_DEPTH_MAX) return 0;
-    if (bh.size + o->len > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) return 0;
-    const uint8_t *base = NULL;
-    uint8_t *owned = NULL;
-    size_t blen = 0;
-    const guts_obj *bo = batch_find(c, bid);
-    if (bo) {
-        base = bo->data;
-        blen = bo->len;
-        /* A base is often the base of more objects, in later batches too:
-         * keep a copy (only bases: copying every object costs ~10%). */
-        cache_copy(&r->cache, bid, base, blen);
-    } else if (!(base = cache_get(&r->cache, bid, &blen))) {
-        int t;
-        rc = obj_decode(r, txn, bid, &t, &owned, &blen);
-        /* A base that no longer decodes is fsck's to report; the new object
-         * is still stored, without it. */
-        if (rc == GUTS_ECORRUPT) return 0;
-        if (rc) return rc;
-        base = owned;
-    }
-    long out = 0;
-    unsigned wlog = ceil_log2(blen + o->len);
-    if (wlog < STORE_WINDOWLOG_MIN) wlog = STORE_WINDOWLOG_MIN;
-    size_t zr = ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_windowLog, (int)wlog);
-    /* zstd's regular match finder indexes only the end of a large prefix
-     * (its hash tables hold a few hundred KiB of positions); the long
-     * distance matcher indexes all of it, as `zstd --patch-from` does. */
-    int ldm = blen >= STORE_LDM_MIN_BASE;
-    if (!ZSTD_isError(zr))
-        zr = ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_enableLongDistanceMatching, ldm);
-    if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_refPrefix(r->cctx, base, blen);
-    if (!ZSTD_isError(zr))
-        zr = ZSTD_compress2(r->cctx, r->buf + REC_DELTA_HDR, r->bufcap - REC_DELTA_HDR, o->data,
-                            o->len);
-    if (ZSTD_isError(zr)) {
-        ZSTD_CCtx_reset(r->cctx, ZSTD_reset_session_only);
-    } else if (zr + REC_DELTA_HDR < o->len + REC_HDR) {
-        uint8_t *p = r->buf;
-        p[0] = (uint8_t)o->type;
-        p[1] = ENC_ZSTD_DELTA;
-        be64_put(p + 2, o->len);
-        memcpy(p + REC_HDR, bid->b, GUTS_ID_LEN);
-        p[REC_HDR + GUTS_ID_LEN] = (uint8_t)(bh.depth + 1);
-        out = (long)(zr + REC_DELTA_HDR);
-    }
-    ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_windowLog, 0);
-    ZSTD_CCtx_setParameter(r->cctx, ZSTD_c_enableLongDistanceMatching, 0);
-    if (owned) cache_give(&r->cache, bid, owned, blen);
-    return out;
-}
-
-/* Build o's record in r->buf; returns its length or a negative error. */
-static long encode(guts_repo *r, MDB_txn *txn, const put_ctx *c, const guts_obj *o)
-{
-    long n = try_delta(r, txn, c, o);
-    if (n != 0) return n;
-    uint8_t *p = r->buf;
     p[0] = (uint8_t)o->type;
     be64_put(p + 2, o->len);
-    if (o->len >= STORE_ZSTD_MIN_LEN) {
-        size_t zr = ZSTD_CCtx_refPrefix(r->cctx, NULL, 0);
+    if (it->delta) {
+        it->delta = 0;
+        unsigned wlog = ceil_log2((uint64_t)it->blen + o->len);
+        if (wlog < STORE_WINDOWLOG_MIN) wlog = STORE_WINDOWLOG_MIN;
+        /* zstd's regular match finder indexes only the end of a large
+         * prefix; the long distance matcher indexes all of it, as
+         * `zstd --patch-from` does. */
+        int ldm = it->blen >= STORE_LDM_MIN_BASE;
+        size_t zr = ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, (int)wlog);
         if (!ZSTD_isError(zr))
-            zr = ZSTD_compress2(r->cctx, p + REC_HDR, r->bufcap - REC_HDR, o->data, o->len);
+            zr = ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, ldm);
+        if (!ZSTD_isError(zr)) zr = ZSTD_CCtx_refPrefix(cctx, it->base, it->blen);
+        if (!ZSTD_isError(zr))
+            zr = ZSTD_compress2(cctx, p + REC_DELTA_HDR, cap - REC_DELTA_HDR, o->data, o->len);
+        if (ZSTD_isError(zr)) ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, 0);
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 0);
+        if (!ZSTD_isError(zr) && zr + REC_DELTA_HDR < o->len + REC_HDR) {
+            p[1] = ENC_ZSTD_DELTA;
+            memcpy(p + REC_HDR, o->base->b, GUTS_ID_LEN);
+            p[REC_HDR + GUTS_ID_LEN] = 0; /* depth: set in phase C */
+            it->delta = 1;
+            return zr + REC_DELTA_HDR;
+        }
+    }
+    if (o->len >= STORE_ZSTD_MIN_LEN) {
+        size_t zr = ZSTD_CCtx_refPrefix(cctx, NULL, 0);
+        if (!ZSTD_isError(zr)) zr = ZSTD_compress2(cctx, p + REC_HDR, cap - REC_HDR, o->data, o->len);
         if (ZSTD_isError(zr)) {
-            ZSTD_CCtx_reset(r->cctx, ZSTD_reset_session_only);
+            ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
         } else if (zr < o->len) {
             p[1] = ENC_ZSTD;
-            return (long)(REC_HDR + zr);
+            return REC_HDR + zr;
         }
     }
     p[1] = ENC_RAW;
     if (o->len) memcpy(p + REC_HDR, o->data, o->len);
-    return (long)(REC_HDR + o->len);
+    return REC_HDR + o->len;
 }
 
-static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
+typedef struct put_worker {
+    put_ctx *c;
+    int w;
+} put_worker;
+
+/* Phase B: take objects one at a time until none is left. */
+static void *put_work(void *arg)
 {
-    put_ctx *c = arg;
+    put_worker *pw = arg;
+    put_ctx *c = pw->c;
+    guts_repo *r = c->r;
+    ZSTD_CCtx *cctx = r->cctx[pw->w];
+    store_arena *a = &r->arena[pw->w];
+    for (;;) {
+        size_t i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->n || atomic_load(&c->err)) break;
+        put_item *it = &c->items[i];
+        if (it->skip) continue;
+        const guts_obj *o = &c->objs[i];
+        size_t need = REC_DELTA_HDR + ZSTD_compressBound(o->len);
+        if (a->cap - a->used < need) {
+            size_t cap = a->cap ? 2 * a->cap : (size_t)1 << 20;
+            while (cap - a->used < need) cap *= 2;
+            uint8_t *nb = realloc(a->buf, cap);
+            if (!nb) {
+                atomic_store(&c->err, GUTS_ENOMEM);
+                break;
+            }
+            a->buf = nb;
+            a->cap = cap;
+        }
+        it->worker = pw->w;
+        it->off = a->used;
+        it->len = encode(cctx, o, it, a->buf + a->used, a->cap - a->used);
+        a->used += it->len;
+    }
+    return NULL;
+}
+
+static long online_cpus(void)
+{
+    static atomic_long n; /* sysconf reads /sys: once per process is enough */
+    long v = atomic_load(&n);
+    if (!v) {
+        v = sysconf(_SC_NPROCESSORS_ONLN);
+        if (v < 1) v = 1;
+        atomic_store(&n, v);
+    }
+    return v;
+}
+
+/* Phase B on as many threads as the batch's size and the machine justify. */
+static int put_compress(put_ctx *c)
+{
+    guts_repo *r = c->r;
+    size_t bytes = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->items[i].skip) bytes += c->objs[i].len;
+    size_t want = 1 + bytes / STORE_PUT_BYTES_PER_THREAD;
+    if (want > STORE_PUT_THREADS_MAX) want = STORE_PUT_THREADS_MAX;
+    if (want > (size_t)online_cpus()) want = (size_t)online_cpus();
+    int nw = 1;
+    for (; nw < (int)want; nw++) {
+        if (r->cctx[nw]) continue;
+        if (!(r->cctx[nw] = store_cctx_new())) break;
+    }
+    for (int w = 0; w < nw; w++) r->arena[w].used = 0;
+    atomic_store(&c->next, 0);
+    atomic_store(&c->err, 0);
+    put_worker pw[STORE_PUT_THREADS_MAX];
+    pthread_t th[STORE_PUT_THREADS_MAX];
+    int started = 0;
+    for (int w = 1; w < nw; w++) {
+        pw[w].c = c;
+        pw[w].w = w;
+        if (pthread_create(&th[w], NULL, put_work, &pw[w]) != 0) break;
+        started = w;
+    }
+    pw[0].c = c;
+    pw[0].w = 0;
+    put_work(&pw[0]);
+    for (int w = 1; w <= started; w++) pthread_join(th[w], NULL);
+    return atomic_load(&c->err);
+}
+
+/* Phase C. Returns 0, a GUTS_E* code or a raw LMDB code. */
+static int put_write(put_ctx *c, MDB_txn *txn)
+{
+    guts_repo *r = c->r;
     store_env *se = r->se;
-    c->added = 0;
     uint64_t count, seq, stored;
     guts_fp fp;
     int rc;
@@ -386,16 +574,18 @@ static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
         (rc = store_meta_get_fp(r, txn, "fp", &fp)))
         return rc;
     for (size_t i = 0; i < c->n; i++) {
+        put_item *it = &c->items[i];
+        if (it->skip) continue;
         const guts_obj *o = &c->objs[i];
-        MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v;
-        rc = mdb_get(txn, se->objects, &k, &v);
-        if (rc == 0) continue;
-        if (rc != MDB_NOTFOUND) return rc;
-        if ((rc = ensure_buf(r, REC_DELTA_HDR + ZSTD_compressBound(o->len)))) return rc;
-        long n = encode(r, txn, c, o);
-        if (n < 0) return (int)n;
-        v.mv_size = (size_t)n;
-        v.mv_data = r->buf;
+        uint8_t *rec = r->arena[it->worker].buf + it->off;
+        if (it->delta) {
+            unsigned bd = it->base_idx != NO_INDEX ? c->items[it->base_idx].depth : it->base_depth;
+            it->depth = (uint8_t)(bd + 1); /* <= planned <= STORE_DELTA_DEPTH_MAX */
+            rec[REC_HDR + GUTS_ID_LEN] = it->depth;
+            if (it->base_idx != NO_INDEX) /* a base: the next batches may want it too */
+                cache_copy(&r->cache, &o->base[0], it->base, it->blen);
+        }
+        MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v = {it->len, rec};
         if ((rc = mdb_put(txn, se->objects, &k, &v, 0))) return rc;
         uint8_t sk[8];
         be64_put(sk, seq);
@@ -403,7 +593,7 @@ static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
         if ((rc = mdb_put(txn, se->log, &lk, &k, MDB_APPEND))) return rc;
         seq++;
         count++;
-        stored += (uint64_t)n;
+        stored += it->len;
         guts_fp_add(&fp, guts_fp_of_id(&o->id));
         c->added++;
     }
@@ -414,6 +604,18 @@ static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
         (rc = store_meta_put_fp(r, txn, "fp", fp)))
         return rc;
     return GUTS_OK;
+}
+
+static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
+{
+    put_ctx *c = arg;
+    (void)r;
+    c->added = 0;
+    int rc = put_plan(c, txn);
+    if (rc == 0) rc = put_compress(c);
+    if (rc == 0) rc = put_write(c, txn);
+    pool_release(c, c->r);
+    return rc;
 }
 
 int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, size_t *bad)
@@ -449,12 +651,18 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
         }
         total += o->len;
     }
-    put_ctx c = {.objs = objs, .n = n};
+    put_ctx c = {.r = r, .objs = objs, .n = n};
     size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    c.map = calloc(cap, sizeof *c.map);
-    if (!c.map) return GUTS_ENOMEM;
     c.mask = cap - 1;
+    c.map = calloc(cap, sizeof *c.map);
+    c.pmap = calloc(cap, sizeof *c.pmap);
+    c.items = malloc(n * sizeof *c.items);
+    c.pool_ids = malloc(n * sizeof *c.pool_ids);
+    c.pool = malloc(n * sizeof *c.pool);
+    c.pool_lens = malloc(n * sizeof *c.pool_lens);
+    int rc = GUTS_ENOMEM;
+    if (!c.map || !c.pmap || !c.items || !c.pool_ids || !c.pool || !c.pool_lens) goto out;
     for (size_t i = 0; i < n; i++) {
         size_t s = map_slot(&objs[i].id) & c.mask;
         while (c.map[s] && memcmp(objs[c.map[s] - 1].id.b, objs[i].id.b, GUTS_ID_LEN) != 0)
@@ -463,12 +671,19 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
     }
     /* If the map fills, grow by at least what this batch could take: raw
      * size plus per-record and B-tree overhead (generous: ~2x). */
-    int rc = store_write(r, 2 * total + 256 * n, put_fn, &c);
+    rc = store_write(r, 2 * total + 256 * n, put_fn, &c);
+out:
     free(c.map);
-    if (r->bufcap > STORE_BUF_KEEP) {
-        free(r->buf);
-        r->buf = NULL;
-        r->bufcap = 0;
+    free(c.pmap);
+    free(c.items);
+    free(c.pool_ids);
+    free(c.pool);
+    free(c.pool_lens);
+    for (int w = 0; w < STORE_PUT_THREADS_MAX; w++) {
+        if (r->arena[w].cap > STORE_BUF_KEEP) {
+            free(r->arena[w].buf);
+            memset(&r->arena[w], 0, sizeof r->arena[w]);
+        }
     }
     if (rc == GUTS_OK && added) *added = c.added;
     return rc;
