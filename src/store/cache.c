@@ -16,7 +16,7 @@ struct cache_entry {
     guts_id id;
     uint8_t *data;
     size_t len;
-    cache_entry *hnext;      /* bucket chain */
+    cache_entry *hnext;       /* bucket chain */
     cache_entry *prev, *next; /* LRU list */
 };
 
@@ -60,10 +60,14 @@ void cache_free(store_cache *c)
 
 static void lru_unlink(store_cache *c, cache_entry *e)
 {
-    if (e->prev) e->prev->next = e->next;
-    else c->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
     e->prev = e->next = NULL;
 }
 
@@ -79,7 +83,8 @@ static void lru_push_front(store_cache *c, cache_entry *e)
 static cache_entry *find(store_cache *c, const guts_id *id, cache_entry ***slot)
 {
     cache_entry **pp = &c->buckets[bucket_of(c, id)];
-    while (*pp && memcmp((*pp)->id.b, id->b, GUTS_ID_LEN) != 0) pp = &(*pp)->hnext;
+    while (*pp && memcmp((*pp)->id.b, id->b, GUTS_ID_LEN) != 0)
+        pp = &(*pp)->hnext;
     if (slot) *slot = pp;
     return *pp;
 }
@@ -151,7 +156,8 @@ void cache_give(store_cache *c, const guts_id *id, uint8_t *data, size_t len)
     lru_push_front(c, e);
     c->bytes += entry_cost(len);
     c->count++;
-    while (c->bytes > c->cap && c->tail != e) evict_one(c);
+    while (c->bytes > c->cap && c->tail != e)
+        evict_one(c);
     if (c->count > c->nbuckets) rehash(c);
 }
 

@@ -21,22 +21,38 @@
 const char *guts_strerror(int err)
 {
     switch (err) {
-    case GUTS_OK: return "success";
-    case GUTS_EINVAL: return "invalid argument or malformed input";
-    case GUTS_ENOMEM: return "out of memory";
-    case GUTS_EIO: return "I/O error";
-    case GUTS_ECORRUPT: return "stored data is corrupt";
-    case GUTS_EHASH: return "object content does not match its id";
-    case GUTS_ENOTFOUND: return "not found";
-    case GUTS_ETOOBIG: return "too big";
-    case GUTS_EPROTO: return "malformed wire message";
-    case GUTS_EVERSION: return "unsupported version";
-    case GUTS_ESTORE: return "database error";
-    case GUTS_EFULL: return "disk or map full";
-    case GUTS_ECONFLICT: return "conflicting update";
-    case GUTS_EEXIST: return "already exists";
-    case GUTS_EAGAIN: return "busy, try again";
-    default: return "unknown error";
+    case GUTS_OK:
+        return "success";
+    case GUTS_EINVAL:
+        return "invalid argument or malformed input";
+    case GUTS_ENOMEM:
+        return "out of memory";
+    case GUTS_EIO:
+        return "I/O error";
+    case GUTS_ECORRUPT:
+        return "stored data is corrupt";
+    case GUTS_EHASH:
+        return "object content does not match its id";
+    case GUTS_ENOTFOUND:
+        return "not found";
+    case GUTS_ETOOBIG:
+        return "too big";
+    case GUTS_EPROTO:
+        return "malformed wire message";
+    case GUTS_EVERSION:
+        return "unsupported version";
+    case GUTS_ESTORE:
+        return "database error";
+    case GUTS_EFULL:
+        return "disk or map full";
+    case GUTS_ECONFLICT:
+        return "conflicting update";
+    case GUTS_EEXIST:
+        return "already exists";
+    case GUTS_EAGAIN:
+        return "busy, try again";
+    default:
+        return "unknown error";
     }
 }
 
@@ -86,7 +102,8 @@ void guts_node_id_to_hex(const guts_node_id *id, char out[2 * GUTS_NODE_ID_LEN +
 int guts_id_is_zero(const guts_id *id)
 {
     uint8_t acc = 0;
-    for (size_t i = 0; i < GUTS_ID_LEN; i++) acc |= id->b[i];
+    for (size_t i = 0; i < GUTS_ID_LEN; i++)
+        acc |= id->b[i];
     return acc == 0;
 }
 
@@ -203,8 +220,8 @@ int guts_refname_check(const char *name)
             comp = i + 1;
             continue;
         }
-        if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' ||
-            c == '?' || c == '*' || c == '[' || c == '\\')
+        if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' ||
+            c == '*' || c == '[' || c == '\\')
             return GUTS_EINVAL;
         if (c == '.' && name[i + 1] == '.') return GUTS_EINVAL;
         if (c == '@' && name[i + 1] == '{') return GUTS_EINVAL;

@@ -282,7 +282,8 @@ static int strvec_push(strvec *s, const char *str)
 
 static void strvec_free(strvec *s)
 {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
     free(s->v);
 }
 
@@ -326,7 +327,8 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
     free(repos);
     if (rc == GUTS_OK) {
         if (keys.n) qsort(keys.v, keys.n, sizeof *keys.v, cmp_str);
-        for (size_t i = 0; i < keys.n && rc == 0; i++) rc = cb(keys.v[i], ctx);
+        for (size_t i = 0; i < keys.n && rc == 0; i++)
+            rc = cb(keys.v[i], ctx);
     }
     strvec_free(&keys);
     return rc;

@@ -68,9 +68,9 @@ struct store_env {
     MDB_env *env;
     MDB_dbi objects, refs, refclock, log, meta;
     size_t max_mapsize;
-    int users;            /* guts_repo handles sharing this env */
-    atomic_int readers;   /* read txns open now: the map cannot be moved */
-    atomic_int broken;    /* a failed remap left no map: every call fails */
+    int users;          /* guts_repo handles sharing this env */
+    atomic_int readers; /* read txns open now: the map cannot be moved */
+    atomic_int broken;  /* a failed remap left no map: every call fails */
     store_env *next;
 };
 
@@ -121,8 +121,8 @@ typedef struct rec_hdr {
     int type;
     int enc;
     uint64_t size;
-    guts_id base;  /* ENC_ZSTD_DELTA only */
-    int depth;     /* 0 unless ENC_ZSTD_DELTA */
+    guts_id base; /* ENC_ZSTD_DELTA only */
+    int depth;    /* 0 unless ENC_ZSTD_DELTA */
     const uint8_t *payload;
     size_t plen;
 } rec_hdr;
@@ -143,7 +143,8 @@ static inline void be64_put(uint8_t *p, uint64_t v)
 static inline uint64_t be64_get(const uint8_t *p)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
     return v;
 }
 static inline void fp_put(uint8_t *p, guts_fp fp)

@@ -270,7 +270,7 @@ typedef struct put_item {
     size_t base_idx;    /* base earlier in this batch, or NO_INDEX */
     const uint8_t *base;
     size_t blen;
-    size_t off, len;    /* record in its arena */
+    size_t off, len; /* record in its arena */
 } put_item;
 
 typedef struct put_ctx {
@@ -320,7 +320,8 @@ static size_t *pool_slot(put_ctx *c, const guts_id *id)
 static void pool_release(put_ctx *c, guts_repo *r)
 {
     /* They are bases: later puts and reads will likely want them again. */
-    for (size_t i = 0; i < c->npool; i++) cache_give(&r->cache, &c->pool_ids[i], c->pool[i], c->pool_lens[i]);
+    for (size_t i = 0; i < c->npool; i++)
+        cache_give(&r->cache, &c->pool_ids[i], c->pool[i], c->pool_lens[i]);
     c->npool = 0;
     if (c->pmap) memset(c->pmap, 0, (c->mask + 1) * sizeof *c->pmap);
 }
@@ -424,7 +425,8 @@ static int put_plan(put_ctx *c, MDB_txn *txn)
 static unsigned ceil_log2(uint64_t x)
 {
     unsigned l = 0;
-    while (l < 63 && ((uint64_t)1 << l) < x) l++;
+    while (l < 63 && ((uint64_t)1 << l) < x)
+        l++;
     return l;
 }
 
@@ -462,7 +464,8 @@ static size_t encode(ZSTD_CCtx *cctx, const guts_obj *o, put_item *it, uint8_t *
     }
     if (o->len >= STORE_ZSTD_MIN_LEN) {
         size_t zr = ZSTD_CCtx_refPrefix(cctx, NULL, 0);
-        if (!ZSTD_isError(zr)) zr = ZSTD_compress2(cctx, p + REC_HDR, cap - REC_HDR, o->data, o->len);
+        if (!ZSTD_isError(zr))
+            zr = ZSTD_compress2(cctx, p + REC_HDR, cap - REC_HDR, o->data, o->len);
         if (ZSTD_isError(zr)) {
             ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
         } else if (zr < o->len) {
@@ -497,7 +500,8 @@ static void *put_work(void *arg)
         size_t need = REC_DELTA_HDR + ZSTD_compressBound(o->len);
         if (a->cap - a->used < need) {
             size_t cap = a->cap ? 2 * a->cap : (size_t)1 << 20;
-            while (cap - a->used < need) cap *= 2;
+            while (cap - a->used < need)
+                cap *= 2;
             uint8_t *nb = realloc(a->buf, cap);
             if (!nb) {
                 atomic_store(&c->err, GUTS_ENOMEM);
@@ -541,7 +545,8 @@ static int put_compress(put_ctx *c)
         if (r->cctx[nw]) continue;
         if (!(r->cctx[nw] = store_cctx_new())) break;
     }
-    for (int w = 0; w < nw; w++) r->arena[w].used = 0;
+    for (int w = 0; w < nw; w++)
+        r->arena[w].used = 0;
     atomic_store(&c->next, 0);
     atomic_store(&c->err, 0);
     put_worker pw[STORE_PUT_THREADS_MAX];
@@ -556,7 +561,8 @@ static int put_compress(put_ctx *c)
     pw[0].c = c;
     pw[0].w = 0;
     put_work(&pw[0]);
-    for (int w = 1; w <= started; w++) pthread_join(th[w], NULL);
+    for (int w = 1; w <= started; w++)
+        pthread_join(th[w], NULL);
     return atomic_load(&c->err);
 }
 
@@ -653,7 +659,8 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
     }
     put_ctx c = {.r = r, .objs = objs, .n = n};
     size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
+    while (cap < 2 * n)
+        cap *= 2;
     c.mask = cap - 1;
     c.map = calloc(cap, sizeof *c.map);
     c.pmap = calloc(cap, sizeof *c.pmap);

@@ -107,8 +107,8 @@ int guts_repo_ref_get(guts_repo *r, const char *name, guts_ref *out)
     return store_mdb_err(rc, "read ref");
 }
 
-int guts_repo_refs(guts_repo *r, int with_tombstones,
-                   int (*cb)(const guts_ref *ref, void *ctx), void *ctx)
+int guts_repo_refs(guts_repo *r, int with_tombstones, int (*cb)(const guts_ref *ref, void *ctx),
+                   void *ctx)
 {
     if (!r || !cb) return GUTS_EINVAL;
     MDB_txn *txn;
@@ -183,8 +183,10 @@ static int refs_fn(guts_repo *r, MDB_txn *txn, void *arg)
         normalize(&c->refs[i], &rec);
         size_t nlen = strlen(rec.name);
         rc = ref_load(r, txn, rec.name, nlen, &old);
-        if (rc == GUTS_OK) guts_fp_sub(&digest, guts_ref_digest_term(&old));
-        else if (rc != GUTS_ENOTFOUND) return rc;
+        if (rc == GUTS_OK)
+            guts_fp_sub(&digest, guts_ref_digest_term(&old));
+        else if (rc != GUTS_ENOTFOUND)
+            return rc;
         MDB_val k = {nlen, rec.name}, v;
         uint8_t val[SYMREF_PREFIX_LEN + GUTS_REFNAME_MAX];
         if (rec.symref[0]) {

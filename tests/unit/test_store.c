@@ -110,8 +110,8 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 /* Text-like, compressible content: words from a small vocabulary. */
 static void fill_text(char *p, size_t n, uint64_t seed)
 {
-    static const char *words[] = {"int ", "return ", "if (", "x", ") {\n", "}\n", "for ",
-                                  "guts_", "repo", "->", "; ", "0", "while ", "static "};
+    static const char *words[] = {"int ",  "return ", "if (", "x",  ") {\n", "}\n",    "for ",
+                                  "guts_", "repo",    "->",   "; ", "0",     "while ", "static "};
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 7;
     size_t i = 0;
     while (i < n) {
@@ -119,7 +119,8 @@ static void fill_text(char *p, size_t n, uint64_t seed)
         x ^= x >> 7;
         x ^= x << 17;
         const char *w = words[x % (sizeof words / sizeof *words)];
-        while (*w && i < n) p[i++] = *w++;
+        while (*w && i < n)
+            p[i++] = *w++;
     }
 }
 
@@ -156,7 +157,8 @@ START_TEST(test_hex_parse_rejects_short_and_non_hex)
 {
     guts_id id;
     ck_assert_int_eq(guts_id_from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c539", &id), GUTS_EINVAL);
-    ck_assert_int_eq(guts_id_from_hex("g69de29bb2d1d6434b8b29ae775ad8c2e48c5391", &id), GUTS_EINVAL);
+    ck_assert_int_eq(guts_id_from_hex("g69de29bb2d1d6434b8b29ae775ad8c2e48c5391", &id),
+                     GUTS_EINVAL);
     ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", &id), GUTS_OK);
     ck_assert_uint_eq(id.b[0], 0xe6);
     ck_assert_int_eq(guts_otype_parse("tree", 4), GUTS_OBJ_TREE);
@@ -202,9 +204,10 @@ START_TEST(test_bad_repo_keys_rejected_and_nothing_created)
     long_part[0] = 'o';
     long_part[1] = '/';
     long_part[sizeof long_part - 1] = '\0'; /* "o/" + 101 'a' */
-    const char *bad[] = {"",      "a",      "/a",       "a/",   "a/b/c", "../x",  "a/..",
-                         ".a/b",  "a/.b",   "a/.",      "./a",  "a b/c", "a/b c", "a\\b/c",
-                         "a/b\\c", "caf\xc3\xa9/x", "a//b", "a/b\n", long_part};
+    const char *bad[] = {
+        "",     "a",     "/a",     "a/",    "a/b/c", "../x",   "a/..",   ".a/b",
+        "a/.b", "a/.",   "./a",    "a b/c", "a/b c", "a\\b/c", "a/b\\c", "caf\xc3\xa9/x",
+        "a//b", "a/b\n", long_part};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ck_assert_msg(guts_repo_key_check(bad[i]) == GUTS_EINVAL, "accepted key #%zu", i);
         guts_repo *r = NULL;
@@ -217,7 +220,8 @@ START_TEST(test_bad_repo_keys_rejected_and_nothing_created)
     ck_assert_int_eq(count_entries(repos), 0);
     ck_assert_int_eq(guts_repo_key_check(NULL), GUTS_EINVAL);
     const char *good[] = {"a/b", "Owner-1/name.git", "x_y/z.z-9", "a.b/c..d"};
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) ck_assert_int_eq(guts_repo_key_check(good[i]), GUTS_OK);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        ck_assert_int_eq(guts_repo_key_check(good[i]), GUTS_OK);
     long_part[sizeof long_part - 2] = '\0'; /* 100 chars: the limit is fine */
     ck_assert_int_eq(guts_repo_key_check(long_part), GUTS_OK);
 }
@@ -256,8 +260,13 @@ START_TEST(test_bad_ref_names_rejected)
                          too_long};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ck_assert_msg(guts_refname_check(bad[i]) == GUTS_EINVAL, "accepted ref #%zu", i);
-    const char *good[] = {"HEAD", "refs/heads/main", "refs/tags/v1.0", "refs/heads/feature/x-y_z",
-                          "refs/heads/caf\xc3\xa9", "refs/heads/a@b", "refs/heads/a.b"};
+    const char *good[] = {"HEAD",
+                          "refs/heads/main",
+                          "refs/tags/v1.0",
+                          "refs/heads/feature/x-y_z",
+                          "refs/heads/caf\xc3\xa9",
+                          "refs/heads/a@b",
+                          "refs/heads/a.b"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         ck_assert_msg(guts_refname_check(good[i]) == GUTS_OK, "rejected %s", good[i]);
     too_long[GUTS_REFNAME_MAX] = '\0';
@@ -419,7 +428,8 @@ START_TEST(test_corrupted_object_rejected_and_nothing_stored)
     ck_assert_int_eq(guts_repo_put(r, &t, 1, &added, &bad), GUTS_EHASH);
     t.type = 9;
     ck_assert_int_eq(guts_repo_put(r, &t, 1, &added, &bad), GUTS_EINVAL);
-    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(guts_repo_has(r, &objs[i].id), 0);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_int_eq(guts_repo_has(r, &objs[i].id), 0);
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
     ck_assert_uint_eq(info.objects, 0);
@@ -470,12 +480,14 @@ START_TEST(test_ids_iterate_in_id_order_within_range)
     guts_id got[N + 1], *p = got;
     ck_assert_int_eq(guts_repo_ids(r, NULL, NULL, collect_ids, &p), GUTS_OK);
     ck_assert_int_eq(p - got, N);
-    for (int i = 1; i < N; i++) ck_assert_int_lt(guts_id_cmp(&got[i - 1], &got[i]), 0);
+    for (int i = 1; i < N; i++)
+        ck_assert_int_lt(guts_id_cmp(&got[i - 1], &got[i]), 0);
     /* [got[10], got[20]) holds exactly those ten ids. */
     guts_id sub[N], *q = sub;
     ck_assert_int_eq(guts_repo_ids(r, &got[10], &got[20], collect_ids, &q), GUTS_OK);
     ck_assert_int_eq(q - sub, 10);
-    for (int i = 0; i < 10; i++) ck_assert_int_eq(guts_id_cmp(&sub[i], &got[10 + i]), 0);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(guts_id_cmp(&sub[i], &got[10 + i]), 0);
     int calls = 0;
     ck_assert_int_eq(guts_repo_ids(r, NULL, NULL, stop_after_one, &calls), 5);
     ck_assert_int_eq(calls, 1);
@@ -484,7 +496,8 @@ START_TEST(test_ids_iterate_in_id_order_within_range)
     size_t nrec;
     ck_assert_int_eq(guts_repo_recent(r, 5, rec, &nrec), GUTS_OK);
     ck_assert_uint_eq(nrec, 5);
-    for (int i = 0; i < 5; i++) ck_assert_int_eq(guts_id_cmp(&rec[i], &objs[N - 1 - i].id), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(guts_id_cmp(&rec[i], &objs[N - 1 - i].id), 0);
     guts_repo_close(r);
 }
 END_TEST
@@ -505,7 +518,8 @@ START_TEST(test_fingerprint_independent_of_insertion_order)
     put_ok(a, objs, N, N);
     for (int i = N - 1; i >= 0; i -= 8) {
         guts_obj rev[8];
-        for (int j = 0; j < 8; j++) rev[j] = objs[i - j];
+        for (int j = 0; j < 8; j++)
+            rev[j] = objs[i - j];
         put_ok(b, rev, 8, 8);
     }
     guts_repo_info ia, ib;
@@ -535,12 +549,14 @@ START_TEST(test_map_grows_past_small_initial_size)
         objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * SZ, SZ);
     }
     put_ok(r, objs, N / 2, N / 2); /* one batch of 3 MiB into a 1 MiB map */
-    for (int i = N / 2; i < N; i++) put_ok(r, &objs[i], 1, 1); /* and one by one */
+    for (int i = N / 2; i < N; i++)
+        put_ok(r, &objs[i], 1, 1); /* and one by one */
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
     ck_assert_uint_eq(info.objects, N);
     ck_assert_uint_ge(info.stored_bytes, (uint64_t)N * SZ);
-    for (int i = 0; i < N; i++) check_get(r, &objs[i]);
+    for (int i = 0; i < N; i++)
+        check_get(r, &objs[i]);
     guts_repo_close(r);
     free(bufs);
 }
@@ -587,13 +603,15 @@ START_TEST(test_delta_against_base_is_smaller_and_roundtrips)
         v[(size_t)i * SZ + (size_t)i * 1000] ^= 0xff;
     }
     guts_obj objs[V];
-    for (int i = 0; i < V; i++) objs[i] = mkobj(GUTS_OBJ_BLOB, v + (size_t)i * SZ, SZ);
+    for (int i = 0; i < V; i++)
+        objs[i] = mkobj(GUTS_OBJ_BLOB, v + (size_t)i * SZ, SZ);
     put_ok(r, &objs[0], 1, 1);
     guts_repo_info before;
     ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
     ck_assert_uint_ge(before.stored_bytes, SZ); /* random: no gain alone */
     /* objs[1] against the stored base; then a chain inside one batch. */
-    for (int i = 1; i < V; i++) objs[i].base = &objs[i - 1].id;
+    for (int i = 1; i < V; i++)
+        objs[i].base = &objs[i - 1].id;
     put_ok(r, &objs[1], 1, 1);
     put_ok(r, &objs[2], V - 2, V - 2);
     guts_repo_info after;
@@ -602,8 +620,10 @@ START_TEST(test_delta_against_base_is_smaller_and_roundtrips)
     /* Read back in a fresh handle (cold cache) and in the same one. */
     guts_repo_close(r);
     r = open_repo("o/delta");
-    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
-    for (int i = 0; i < V; i++) check_get(r, &objs[i]);
+    for (int i = V - 1; i >= 0; i--)
+        check_get(r, &objs[i]);
+    for (int i = 0; i < V; i++)
+        check_get(r, &objs[i]);
     guts_repo_close(r);
     free(v);
 }
@@ -618,8 +638,10 @@ START_TEST(test_records_do_not_depend_on_batching_or_threads)
     guts_obj objs[N];
     for (int i = 0; i < N; i++) {
         char *p = v + (size_t)i * SZ;
-        if (i % 10 == 0) fill_text(p, SZ, (uint64_t)i);
-        else memcpy(p, p - SZ, SZ);
+        if (i % 10 == 0)
+            fill_text(p, SZ, (uint64_t)i);
+        else
+            memcpy(p, p - SZ, SZ);
         snprintf(p + (size_t)i * 997 % (SZ - 16), 12, "edit %03d", i);
         objs[i] = mkobj(GUTS_OBJ_BLOB, p, SZ);
         objs[i].base = i % 10 ? &objs[i - 1].id : NULL;
@@ -627,7 +649,8 @@ START_TEST(test_records_do_not_depend_on_batching_or_threads)
     guts_repo *a = open_repo("o/batch");
     guts_repo *b = open_repo("o/single");
     put_ok(a, objs, N, N);
-    for (int i = 0; i < N; i++) put_ok(b, &objs[i], 1, 1);
+    for (int i = 0; i < N; i++)
+        put_ok(b, &objs[i], 1, 1);
     guts_repo_info ia, ib;
     ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
     ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
@@ -641,7 +664,8 @@ START_TEST(test_records_do_not_depend_on_batching_or_threads)
     guts_repo_close(a);
     guts_repo_close(b);
     a = open_repo("o/batch");
-    for (int i = N - 1; i >= 0; i--) check_get(a, &objs[i]);
+    for (int i = N - 1; i >= 0; i--)
+        check_get(a, &objs[i]);
     guts_repo_close(a);
     free(v);
 }
@@ -687,7 +711,8 @@ START_TEST(test_delta_chain_depth_is_bounded)
     ck_assert_uint_lt(info.stored_bytes, (uint64_t)3 * (SZ + 64) + (uint64_t)V * 200);
     guts_repo_close(r);
     r = open_repo("o/chain");
-    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
+    for (int i = V - 1; i >= 0; i--)
+        check_get(r, &objs[i]);
     guts_repo_close(r);
     free(v);
 }
@@ -783,7 +808,8 @@ START_TEST(test_reads_without_cache_decode_whole_chains)
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
     ck_assert_uint_lt(info.stored_bytes, (uint64_t)V * SZ / 4);
-    for (int i = V - 1; i >= 0; i--) check_get(r, &objs[i]);
+    for (int i = V - 1; i >= 0; i--)
+        check_get(r, &objs[i]);
     guts_repo_close(r);
 }
 END_TEST
@@ -913,7 +939,8 @@ START_TEST(test_malformed_records_read_as_corrupt)
         memset(rec, 0x11, sizeof rec);
         rec[0] = cases[i].type;
         rec[1] = cases[i].enc;
-        for (int b = 0; b < 8; b++) rec[2 + b] = (uint8_t)(cases[i].size >> (56 - 8 * b));
+        for (int b = 0; b < 8; b++)
+            rec[2 + b] = (uint8_t)(cases[i].size >> (56 - 8 * b));
         rec[30] = 1; /* depth for the delta case */
         poke_record("o/bad", &o.id, rec, cases[i].len);
         r = open_repo("o/bad");
@@ -1025,7 +1052,8 @@ START_TEST(test_refs_digest_independent_of_order_and_history)
     ck_assert_int_eq(guts_repo_refs_put(a, seq_a, 5), GUTS_OK);
     /* b reaches the same records by another path, one txn each. */
     guts_ref seq_b[] = {r5, r3, r2};
-    for (int i = 0; i < 3; i++) ck_assert_int_eq(guts_repo_refs_put(b, &seq_b[i], 1), GUTS_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(guts_repo_refs_put(b, &seq_b[i], 1), GUTS_OK);
     guts_repo_info ia, ib;
     ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
     ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
@@ -1096,8 +1124,8 @@ START_TEST(test_other_process_writes_seen_via_txnid)
         /* A fresh handle on the same data dir, as another process would. */
         guts_data *cd;
         guts_repo *cr;
-        int ok = guts_data_open(tmpdir, &cd) == GUTS_OK &&
-                 guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
+        int ok =
+            guts_data_open(tmpdir, &cd) == GUTS_OK && guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
         size_t added = 0;
         ok = ok && guts_repo_put(cr, &o, 1, &added, NULL) == GUTS_OK && added == 1;
         _exit(ok ? 0 : 1);
@@ -1182,7 +1210,8 @@ static int reader_listed(const char *key, pid_t pid)
     int seen = 0;
     FILE *p = popen(cmd, "r"); /* -r lists readers without clearing any */
     ck_assert_ptr_nonnull(p);
-    while (fgets(line, sizeof line, p)) seen |= strstr(line, pidstr) != NULL;
+    while (fgets(line, sizeof line, p))
+        seen |= strstr(line, pidstr) != NULL;
     pclose(p);
     return seen;
 }
