@@ -46,9 +46,11 @@
 /* Content bytes per compression thread: below this, starting a thread costs
  * more than it saves. */
 #define STORE_PUT_BYTES_PER_THREAD ((size_t)1 << 20)
-/* A put's record arena above this size is released after the batch so one
- * huge blob does not pin its buffer for the handle's lifetime. */
-#define STORE_BUF_KEEP ((size_t)16 << 20)
+/* A put thread's record arena is kept between puts up to this size (the
+ * compressed output of a 16 MiB import batch fits) and released above it,
+ * so a huge blob pins nothing and a node with many repositories open keeps
+ * at most 4 x 4 MiB per handle. */
+#define STORE_BUF_KEEP ((size_t)4 << 20)
 
 int rec_parse(const MDB_val *v, rec_hdr *h)
 {
