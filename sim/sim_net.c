@@ -11,8 +11,9 @@
  *    sender's domain; each copy is lost with probability loss, duplicated
  *    with probability dup, and delayed by the link's base latency plus
  *    jitter (so copies reorder). Domain gateways (node d of domain d) also
- *    unicast their group datagrams to the next domain's gateway, as
- *    guts-node --peer does between networks without a multicast route.
+ *    unicast their group datagrams to the previous and next domains'
+ *    gateways, as guts-node --peer does between networks without a
+ *    multicast route.
  *    A copy towards a node that is down or absent when it is sent is lost.
  *  - Streams are TCP-like: reliable and ordered per direction; a frame is
  *    delivered no earlier than the one before it; when the last frame in
@@ -352,13 +353,13 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             for (uint32_t j = i % d; j < N; j += d)
                 if (j != i)
                     dgram_copy(s, i, j, b, dep);
-            if (d > 1 && i < d) {
-                uint32_t g = (i + 1) % d;
-                if (g != i && g < N) {
-                    nd->tr.ucast_msgs++;
-                    nd->tr.ucast_bytes += a->len;
-                    dgram_copy(s, i, g, b, dep);
-                }
+            /* gateways: node d of domain d has --peer set to both
+             * neighbouring domains' gateways */
+            for (uint32_t k = 0; d > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
+                uint32_t g = k == 0 ? (i + 1) % d : (i + d - 1) % d;
+                nd->tr.ucast_msgs++;
+                nd->tr.ucast_bytes += a->len;
+                dgram_copy(s, i, g, b, dep);
             }
         } else {
             uint32_t j;
