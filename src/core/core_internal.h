@@ -43,6 +43,9 @@
  * (randomised x[1,2]) - Demers' backstop, so convergence never depends on
  * the heuristic. */
 #define CORE_ANTI_ENTROPY_INTERVALS 3
+/* Each anti-entropy pull that brings nothing doubles the next delay, up to
+ * 2^this: a peer that is merely behind costs ~1 idle session a minute. */
+#define CORE_ANTI_ENTROPY_BACKOFF 5
 /* A session with no frame for this long is abandoned (a stuck peer must not
  * hold a session slot forever). */
 #define CORE_SESSION_IDLE_MS 30000
@@ -130,6 +133,7 @@ typedef struct lrepo {
     int urgent;         /* next_pull was set by evidence, not anti-entropy */
     int pulling;        /* an outgoing session runs for it */
     uint32_t failures;  /* consecutive failed pulls: backoff */
+    uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     cref *pending;      /* refs waiting for their closure */
     size_t npending, cappending;
     idset complete;     /* ids whose closure is known complete */
@@ -174,6 +178,7 @@ typedef struct session {
     cref *inrefs;         /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
+    uint64_t applied0;    /* refs_applied counter when the session started */
     uint8_t *chunk;       /* large object being assembled */
     size_t chunk_len, chunk_cap;
     guts_id chunk_id;

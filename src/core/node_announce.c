@@ -225,7 +225,9 @@ static void schedule(guts_core *c, lrepo *r, int urgent)
         if (f)
             delay += (uint64_t)250 << f; /* 0.5 s .. 64 s */
     } else {
-        uint64_t iv = (uint64_t)c->cfg.interval_ms * CORE_ANTI_ENTROPY_INTERVALS;
+        uint32_t b = r->idle_pulls < CORE_ANTI_ENTROPY_BACKOFF ? r->idle_pulls
+                                                               : CORE_ANTI_ENTROPY_BACKOFF;
+        uint64_t iv = ((uint64_t)c->cfg.interval_ms * CORE_ANTI_ENTROPY_INTERVALS) << b;
         delay = iv + core_rand_below(c, iv + 1);
     }
     uint64_t t = c->now + delay;
@@ -237,6 +239,9 @@ static void schedule(guts_core *c, lrepo *r, int urgent)
 
 static int differs(const lrepo *r, const peer_repo *pr)
 {
+    /* a peer with no objects and no refs has nothing to give */
+    if (pr->objects == 0 && pr->rdigest == 0)
+        return 0;
     return !guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo;
 }
 
@@ -307,6 +312,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         }
         if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo)
             continue;
+        if (e->objects == 0 && e->refs_digest == 0)
+            continue; /* it has nothing to give */
         int urgent = e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
                      bloom_evidence(c, r, e);
         schedule(c, r, urgent);

@@ -283,10 +283,93 @@ static int seed_cb(const guts_ref *ref, void *arg)
     return 0;
 }
 
-/* Walk target's closure. Missing ids go into want (deduplicated, at most
- * cap); *complete says whether nothing was missing. */
-static int closure(guts_core *c, lrepo *r, const guts_id *target, guts_id *want, size_t cap,
-                   size_t *nwant, int *complete)
+/* id -> index map for one walk (open addressing, like idset). */
+typedef struct idmap {
+    guts_id *keys;
+    uint32_t *vals;
+    uint8_t *used;
+    size_t n, cap;
+} idmap;
+
+static int idmap_grow(idmap *m)
+{
+    size_t nc = m->cap ? 2 * m->cap : 256;
+    guts_id *k = calloc(nc, sizeof(guts_id));
+    uint32_t *v = calloc(nc, sizeof(uint32_t));
+    uint8_t *u = calloc(nc, 1);
+    if (!k || !v || !u) {
+        free(k);
+        free(v);
+        free(u);
+        return GUTS_ENOMEM;
+    }
+    for (size_t i = 0; i < m->cap; i++) {
+        if (!m->used[i])
+            continue;
+        size_t j = id_hash(&m->keys[i]) & (nc - 1);
+        while (u[j])
+            j = (j + 1) & (nc - 1);
+        u[j] = 1;
+        k[j] = m->keys[i];
+        v[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    free(m->used);
+    m->keys = k;
+    m->vals = v;
+    m->used = u;
+    m->cap = nc;
+    return GUTS_OK;
+}
+
+/* Index of id, or -1. */
+static long idmap_get(const idmap *m, const guts_id *id)
+{
+    if (!m->cap)
+        return -1;
+    size_t j = id_hash(id) & (m->cap - 1);
+    while (m->used[j]) {
+        if (memcmp(&m->keys[j], id, sizeof(*id)) == 0)
+            return m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+static int idmap_put(idmap *m, const guts_id *id, uint32_t val)
+{
+    if ((m->n + 1) * 2 > m->cap && idmap_grow(m))
+        return GUTS_ENOMEM;
+    size_t j = id_hash(id) & (m->cap - 1);
+    while (m->used[j])
+        j = (j + 1) & (m->cap - 1);
+    m->used[j] = 1;
+    m->keys[j] = *id;
+    m->vals[j] = val;
+    m->n++;
+    return GUTS_OK;
+}
+
+static void idmap_free(idmap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    free(m->used);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Walk target's closure, down to ids already known complete.
+ *
+ * Every object reached is a node; "bad" nodes are missing ones and ones an
+ * earlier walk of this pass found incomplete (not walked again: a pass over
+ * many refs sharing history costs one walk of that history, not one per
+ * ref). Badness then flows from children to parents over the reversed
+ * edges; every node left good has a complete closure and joins the
+ * repository's complete cache, bad ones join the pass's incomplete set.
+ * Missing ids go into want (deduplicated, at most cap). */
+static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
+                   guts_id *want, size_t cap, size_t *nwant, int *complete)
 {
     if (r->complete.n == 0)
         c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
@@ -294,24 +377,83 @@ static int closure(guts_core *c, lrepo *r, const guts_id *target, guts_id *want,
     if (idset_has(&r->complete, target))
         return GUTS_OK;
     walk w = {0};
-    idset seen = {0};
+    idmap map = {0};
+    guts_id *nodes = NULL;
+    uint8_t *bad = NULL;
+    size_t nnodes = 0, capnodes = 0;
+    uint32_t (*edges)[2] = NULL; /* parent index, child index */
+    size_t nedges = 0, capedges = 0;
+    /* children pushed from a node are tagged with its index + 1 */
+    uint32_t *from = NULL;
+    size_t capfrom = 0;
+    int rc = GUTS_OK;
     wpush(&w, target, 0);
-    while (w.n && !w.err) {
-        witem it = w.stack[--w.n];
+    if (!w.err && (from = malloc(64 * sizeof(uint32_t))) != NULL) {
+        capfrom = 64;
+        from[0] = 0;
+    } else {
+        rc = GUTS_ENOMEM;
+    }
+    while (!rc && w.n && !w.err) {
+        w.n--;
+        witem it = w.stack[w.n];
+        uint32_t parent = from[w.n];
         if (idset_has(&r->complete, &it.id))
             continue;
-        int added = idset_add(&seen, &it.id);
-        if (added <= 0) {
-            if (added < 0)
-                w.err = added;
+        long idx = idmap_get(&map, &it.id);
+        int isnew = idx < 0;
+        if (isnew) {
+            if (nnodes == capnodes) {
+                size_t nc = capnodes ? 2 * capnodes : 256;
+                guts_id *nn = realloc(nodes, nc * sizeof(guts_id));
+                uint8_t *nb = nn ? realloc(bad, nc) : NULL;
+                if (nn)
+                    nodes = nn;
+                if (!nb) {
+                    rc = GUTS_ENOMEM;
+                    break;
+                }
+                bad = nb;
+                capnodes = nc;
+            }
+            idx = (long)nnodes;
+            nodes[nnodes] = it.id;
+            bad[nnodes] = 0;
+            nnodes++;
+            if (idmap_put(&map, &it.id, (uint32_t)idx)) {
+                rc = GUTS_ENOMEM;
+                break;
+            }
+        }
+        if (parent) {
+            if (nedges == capedges) {
+                size_t nc = capedges ? 2 * capedges : 256;
+                uint32_t(*ne)[2] = realloc(edges, nc * sizeof(*edges));
+                if (!ne) {
+                    rc = GUTS_ENOMEM;
+                    break;
+                }
+                edges = ne;
+                capedges = nc;
+            }
+            edges[nedges][0] = parent - 1;
+            edges[nedges][1] = (uint32_t)idx;
+            nedges++;
+        }
+        if (!isnew)
+            continue; /* seen before in this walk */
+        if (idset_has(incomplete, &it.id)) {
+            bad[idx] = 1;
+            *complete = 0;
             continue;
         }
         int has = c->st.has(c->st.ctx, r->key, &it.id);
         if (has < 0) {
-            w.err = has;
+            rc = has;
             break;
         }
         if (!has) {
+            bad[idx] = 1;
             *complete = 0;
             int dup = 0;
             for (size_t i = 0; i < *nwant; i++)
@@ -326,22 +468,89 @@ static int closure(guts_core *c, lrepo *r, const guts_id *target, guts_id *want,
         void *data;
         size_t len;
         if (c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len) != GUTS_OK) {
+            bad[idx] = 1;
             *complete = 0;
             continue;
         }
+        size_t before = w.n;
         children(&w, type, data, len);
         free(data);
+        if (w.err)
+            break;
+        if (w.cap > capfrom) {
+            uint32_t *nf = realloc(from, w.cap * sizeof(uint32_t));
+            if (!nf) {
+                rc = GUTS_ENOMEM;
+                break;
+            }
+            from = nf;
+            capfrom = w.cap;
+        }
+        for (size_t i = before; i < w.n; i++)
+            from[i] = (uint32_t)idx + 1;
     }
-    int rc = w.err;
-    if (!rc && *complete) {
-        if (r->complete.n + seen.n > CORE_COMPLETE_MAX)
+    if (!rc && w.err)
+        rc = w.err;
+    if (!rc && !*complete) {
+        /* reversed edges (CSR): parents of each child, then a BFS from the
+         * bad nodes up to every ancestor */
+        uint32_t *start = calloc(nnodes + 1, sizeof(uint32_t));
+        uint32_t *par = malloc((nedges ? nedges : 1) * sizeof(uint32_t));
+        uint32_t *queue = malloc((nnodes ? nnodes : 1) * sizeof(uint32_t));
+        if (!start || !par || !queue) {
+            rc = GUTS_ENOMEM;
+        } else {
+            for (size_t e = 0; e < nedges; e++)
+                start[edges[e][1] + 1]++;
+            for (size_t i = 0; i < nnodes; i++)
+                start[i + 1] += start[i];
+            uint32_t *fill = calloc(nnodes ? nnodes : 1, sizeof(uint32_t));
+            if (!fill) {
+                rc = GUTS_ENOMEM;
+            } else {
+                for (size_t e = 0; e < nedges; e++) {
+                    uint32_t ch = edges[e][1];
+                    par[start[ch] + fill[ch]++] = edges[e][0];
+                }
+                free(fill);
+                size_t qh = 0, qt = 0;
+                for (size_t i = 0; i < nnodes; i++)
+                    if (bad[i])
+                        queue[qt++] = (uint32_t)i;
+                while (qh < qt) {
+                    uint32_t n = queue[qh++];
+                    for (uint32_t k = start[n]; k < start[n + 1]; k++) {
+                        if (!bad[par[k]]) {
+                            bad[par[k]] = 1;
+                            queue[qt++] = par[k];
+                        }
+                    }
+                }
+            }
+        }
+        free(start);
+        free(par);
+        free(queue);
+    }
+    if (!rc) {
+        size_t good = 0;
+        for (size_t i = 0; i < nnodes; i++)
+            good += !bad[i];
+        if (r->complete.n + good > CORE_COMPLETE_MAX)
             idset_clear(&r->complete);
-        for (size_t i = 0; i < seen.cap; i++)
-            if (seen.used[i])
-                idset_add(&r->complete, &seen.slots[i]);
+        for (size_t i = 0; i < nnodes; i++) {
+            if (!bad[i])
+                idset_add(&r->complete, &nodes[i]);
+            else
+                idset_add(incomplete, &nodes[i]);
+        }
     }
     free(w.stack);
-    idset_clear(&seen);
+    free(from);
+    free(nodes);
+    free(bad);
+    free(edges);
+    idmap_free(&map);
     return rc;
 }
 
@@ -390,8 +599,8 @@ static int is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
 /* ---- Applying ------------------------------------------------------------ */
 
 /* Merge one incoming record; 1 applied (or obsolete), 0 wait, <0 error. */
-static int apply_one(guts_core *c, lrepo *r, const cref *p, guts_id *want, size_t cap,
-                     size_t *nwant)
+static int apply_one(guts_core *c, lrepo *r, idset *incomplete, const cref *p, guts_id *want,
+                     size_t cap, size_t *nwant)
 {
     guts_ref *in = malloc(4 * sizeof(guts_ref));
     if (!in)
@@ -404,7 +613,7 @@ static int apply_one(guts_core *c, lrepo *r, const cref *p, guts_id *want, size_
         goto out; /* already applied */
     if (!in->symref[0] && !guts_id_is_zero(&in->target)) {
         int complete;
-        rc = closure(c, r, &in->target, want, cap, nwant, &complete);
+        rc = closure(c, r, incomplete, &in->target, want, cap, nwant, &complete);
         if (rc)
             goto out;
         if (!complete) {
@@ -461,8 +670,9 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     *nwant = 0;
     size_t w = 0;
     int changed = 0;
+    idset incomplete = {0};
     for (size_t i = 0; i < r->npending; i++) {
-        int rc = apply_one(c, r, &r->pending[i], want, cap, nwant);
+        int rc = apply_one(c, r, &incomplete, &r->pending[i], want, cap, nwant);
         if (rc == 1) {
             changed = 1;
             cref_free(&r->pending[i]);
@@ -474,6 +684,7 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         }
     }
     r->npending = w;
+    idset_clear(&incomplete);
     if (changed)
         core_repo_refresh(c, r);
     return GUTS_OK;

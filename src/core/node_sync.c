@@ -149,6 +149,10 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             }
             size_t nw;
             refs_apply_pending(c, r, NULL, 0, &nw);
+            if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0)
+                r->idle_pulls++;
+            else if (s->got_objects || c->ctr.refs_applied != s->applied0)
+                r->idle_pulls = 0;
             core_repo_refresh(c, r);
             sess_remove(c, s);
             announce_consider(c, r);
@@ -256,6 +260,8 @@ static peer *choose_peer(guts_core *c, lrepo *r)
         peer_repo *pr = members_repo(&c->peers[i], r->key);
         if (!pr || (guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo))
             continue;
+        if (pr->objects == 0 && pr->rdigest == 0)
+            continue; /* nothing to give */
         if (!best || pr->objects > best_n) {
             best = &c->peers[i];
             best_n = pr->objects;
@@ -290,6 +296,7 @@ void sync_start_pulls(guts_core *c)
         if (!s)
             return;
         s->peer_id = p->id;
+        s->applied0 = c->ctr.refs_applied;
         strcpy(s->key, r->key);
         s->phase = PHASE_CONNECTING;
         peer_repo *pr = members_repo(p, r->key);
