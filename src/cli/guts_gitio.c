@@ -77,9 +77,9 @@ extern char **environ;
 
 /* ---- Errors ------------------------------------------------------------- */
 
-static int fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static int fail(char *err, int code, const char *fmt, ...)
+static int errf(char *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -119,7 +119,7 @@ static int proc_start(proc *p, const char *what, char *const argv[], int want_in
     memset(p, 0, sizeof *p);
     p->in = p->out = p->errfd = -1;
     snprintf(p->what, sizeof p->what, "%s", what);
-    if (posix_spawn_file_actions_init(&fa) != 0) return fail(err, GUTS_ENOMEM, "out of memory");
+    if (posix_spawn_file_actions_init(&fa) != 0) return errf(err, GUTS_ENOMEM, "out of memory");
     p->errfd = memfd_create("git-stderr", MFD_CLOEXEC);
     devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (p->errfd < 0 || devnull < 0) goto out;
@@ -136,7 +136,7 @@ static int proc_start(proc *p, const char *what, char *const argv[], int want_in
     }
     rc = GUTS_OK;
 out:
-    if (rc != GUTS_OK) fail(err, rc, "cannot start %s: %s", p->what, strerror(errno));
+    if (rc != GUTS_OK) errf(err, rc, "cannot start %s: %s", p->what, strerror(errno));
     posix_spawn_file_actions_destroy(&fa);
     if (devnull >= 0) close(devnull);
     if (inp[0] >= 0) close(inp[0]);
@@ -174,10 +174,10 @@ static int proc_wait(proc *p, char *err)
             }
             if (err) {
                 if (WIFEXITED(status))
-                    fail(err, GUTS_EIO, "%s failed (exit %d): %s", p->what, WEXITSTATUS(status),
+                    errf(err, GUTS_EIO, "%s failed (exit %d): %s", p->what, WEXITSTATUS(status),
                          msg[0] ? msg : "no message");
                 else
-                    fail(err, GUTS_EIO, "%s killed by signal %d", p->what, WTERMSIG(status));
+                    errf(err, GUTS_EIO, "%s killed by signal %d", p->what, WTERMSIG(status));
             }
             rc = GUTS_EIO;
         }
@@ -195,7 +195,7 @@ static int run_capture(const char *what, char *const argv[], char **out, size_t 
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     int rc;
-    if (!buf) return fail(err, GUTS_ENOMEM, "out of memory");
+    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory");
     rc = proc_start(&p, what, argv, 0, 1, err);
     if (rc) {
         free(buf);
@@ -204,13 +204,13 @@ static int run_capture(const char *what, char *const argv[], char **out, size_t 
     for (;;) {
         if (len + 1 >= cap) {
             if (cap >= GITIO_CAPTURE_MAX) {
-                rc = fail(err, GUTS_ETOOBIG, "%s: output over %u MiB", p.what,
+                rc = errf(err, GUTS_ETOOBIG, "%s: output over %u MiB", p.what,
                           GITIO_CAPTURE_MAX >> 20);
                 break;
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
-                rc = fail(err, GUTS_ENOMEM, "out of memory");
+                rc = errf(err, GUTS_ENOMEM, "out of memory");
                 break;
             }
             buf = nb;
@@ -219,7 +219,7 @@ static int run_capture(const char *what, char *const argv[], char **out, size_t 
         ssize_t k = read(p.out, buf + len, cap - 1 - len);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
-            rc = fail(err, GUTS_EIO, "reading from %s: %s", p.what, strerror(errno));
+            rc = errf(err, GUTS_EIO, "reading from %s: %s", p.what, strerror(errno));
             break;
         }
         if (k == 0) break;
@@ -368,7 +368,8 @@ static int parse_check_line(char *line, iobj *o)
 {
     char *f[4];
     int nf = 0;
-    for (char *s = line; nf < 4;) {
+    for (char *s = line;;) {
+        if (nf == 4) return GUTS_EINVAL; /* a fifth field */
         f[nf++] = s;
         char *sp = strchr(s, ' ');
         if (!sp) break;
@@ -383,8 +384,9 @@ static int parse_check_line(char *line, iobj *o)
     if (o->type == GUTS_OBJ_NONE) return GUTS_EINVAL;
     char *end;
     errno = 0;
+    if (f[2][0] < '0' || f[2][0] > '9') return GUTS_EINVAL; /* strtoull takes "-1", " 1" */
     unsigned long long sz = strtoull(f[2], &end, 10);
-    if (errno || *end || end == f[2]) return GUTS_EINVAL;
+    if (errno || *end) return GUTS_EINVAL;
     o->size = sz;
     o->base = o->child = o->sib = NONE;
     return GUTS_OK;
@@ -406,13 +408,13 @@ static int list_objects(const char *gitdir, ilist *L, char *err)
     int rc = proc_start(&p, "git cat-file --batch-check", argv, 0, 1, err);
     if (rc) return rc;
     rd r = {.fd = p.out, .buf = malloc(GITIO_IOBUF)};
-    if (!r.buf) rc = fail(err, GUTS_ENOMEM, "out of memory");
+    if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
     while (!rc) {
         int k = rd_line(&r, line, sizeof line);
         if (k == 0) break;
         if (k < 0) {
             rc =
-                fail(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
+                errf(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
                      "git cat-file --batch-check in %s: %s", gitdir,
                      k == GUTS_ETOOBIG ? "line too long (not a SHA-1 repository?)" : "read failed");
             break;
@@ -421,12 +423,12 @@ static int list_objects(const char *gitdir, ilist *L, char *err)
             size_t nc = L->cap ? L->cap * 2 : 4096;
             if (nc > GITIO_OBJECTS_MAX) nc = GITIO_OBJECTS_MAX;
             if (L->n >= nc) {
-                rc = fail(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir, GITIO_OBJECTS_MAX);
+                rc = errf(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir, GITIO_OBJECTS_MAX);
                 break;
             }
             iobj *no = realloc(L->o, nc * sizeof *no);
             if (!no) {
-                rc = fail(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
                 break;
             }
             L->o = no;
@@ -435,7 +437,7 @@ static int list_objects(const char *gitdir, ilist *L, char *err)
         char copy[GITIO_LINE_MAX];
         strcpy(copy, line);
         if (parse_check_line(line, &L->o[L->n]) != GUTS_OK) {
-            rc = fail(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%.100s\"", gitdir, copy);
+            rc = errf(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%.100s\"", gitdir, copy);
             break;
         }
         L->n++;
@@ -466,7 +468,7 @@ static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *
     uint32_t *perm = malloc((n ? n : 1) * sizeof *perm);
     uint32_t *order = NULL, *stack = NULL;
     int rc = GUTS_OK;
-    if (!perm) return fail(err, GUTS_ENOMEM, "out of memory");
+    if (!perm) return errf(err, GUTS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         perm[i] = (uint32_t)i;
     sort_base = o;
@@ -490,7 +492,7 @@ static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *
     free(perm);
     for (size_t i = 0; i < n; i++) {
         int h = guts_repo_has(repo, &o[i].id);
-        if (h < 0) return fail(err, h, "store lookup failed: %s", guts_strerror(h));
+        if (h < 0) return errf(err, h, "store lookup failed: %s", guts_strerror(h));
         o[i].need = h == 0;
         nneed += o[i].need;
     }
@@ -505,7 +507,7 @@ static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *
     stack = malloc((nneed ? nneed : 1) * sizeof *stack);
     uint8_t *done = calloc(n ? n : 1, 1);
     if (!order || !stack || !done) {
-        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
         goto out;
     }
     /* Roots in git's pack order, each followed depth-first by its chain. */
@@ -610,9 +612,9 @@ static int batch_store(guts_repo *repo, batch *b, uint64_t *added_total, char *e
             char hex[GUTS_HEX_LEN + 1] = "?";
             if (bad < b->n) guts_id_to_hex(&b->objs[bad].id, hex);
             if (rc == GUTS_EHASH)
-                fail(err, rc, "object %s from git does not hash to its id", hex);
+                errf(err, rc, "object %s from git does not hash to its id", hex);
             else
-                fail(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
+                errf(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
                      guts_strerror(rc));
         }
         *added_total += added;
@@ -692,6 +694,7 @@ static int check_header(char *line, const iobj *o)
     if (hex_id(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id)) return GUTS_EINVAL;
     if (guts_otype_parse(sp1 + 1, (size_t)(sp2 - sp1 - 1)) != o->type) return GUTS_EINVAL;
     errno = 0;
+    if (sp2[1] < '0' || sp2[1] > '9') return GUTS_EINVAL;
     unsigned long long sz = strtoull(sp2 + 1, &end, 10);
     if (errno || *end || sz != o->size) return GUTS_EINVAL;
     return GUTS_OK;
@@ -720,20 +723,20 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
     for (int i = 0; i < 2; i++)
         if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = malloc(GITIO_BATCH_BYTES);
     if (!r.buf || !bs[0] || !bs[1] || !bs[0]->arena || !bs[1]->arena) {
-        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
         close(f.fd);
         goto out;
     }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     if (pthread_create(&feed_th, NULL, feed_ids, &f) != 0) {
-        rc = fail(err, GUTS_ENOMEM, "cannot start a thread");
+        rc = errf(err, GUTS_ENOMEM, "cannot start a thread");
         close(f.fd);
         goto out;
     }
     fed = 1;
     if (pthread_create(&store_th, NULL, store_batches, &s) != 0) {
-        rc = fail(err, GUTS_ENOMEM, "cannot start a thread");
+        rc = errf(err, GUTS_ENOMEM, "cannot start a thread");
         goto out;
     }
     stored = 1;
@@ -743,18 +746,18 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         guts_id_to_hex(&o->id, hex);
         int k = rd_line(&r, line, sizeof line);
         if (k <= 0) {
-            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
+            rc = errf(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
                       hex);
             break;
         }
         if (check_header(line, o) != GUTS_OK) {
-            rc = fail(err, GUTS_EIO, "git cat-file --batch in %s: for %s it said \"%.100s\"",
+            rc = errf(err, GUTS_EIO, "git cat-file --batch in %s: for %s it said \"%.100s\"",
                       gitdir, hex, line);
             break;
         }
         if (o->size > GUTS_OBJ_MAX_DEFAULT || o->size > SIZE_MAX - 1) {
             rc =
-                fail(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
+                errf(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
                      gitdir, (unsigned long long)o->size, (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
             break;
         }
@@ -766,7 +769,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         void *data = batch_slot(b, (size_t)o->size);
         char nl = 0;
         if (!data) {
-            rc = fail(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+            rc = errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
             break;
         }
         b->objs[b->n] = (guts_obj){.id = o->id,
@@ -777,7 +780,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         b->n++;
         if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
             rc =
-                fail(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+                errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
             break;
         }
         b->bytes += o->size;
@@ -812,14 +815,14 @@ out:
     {
         char werr[GUTS_GITIO_ERR_MAX], mine[GUTS_GITIO_ERR_MAX];
         int wrc = proc_wait(&p, werr);
-        if (!rc && wrc) rc = fail(err, wrc, "%s", werr);
+        if (!rc && wrc) rc = errf(err, wrc, "%s", werr);
         /* A short read usually means git gave up: say why, not just where. */
         else if (rc == GUTS_EIO && wrc && !strstr(werr, "killed by signal")) {
             memcpy(mine, err, sizeof mine);
-            fail(err, rc, "%.200s; %.250s", mine, werr);
+            errf(err, rc, "%.200s; %.250s", mine, werr);
         }
     }
-    if (!rc && fed && f.rc) rc = fail(err, f.rc, "writing ids to git cat-file --batch failed");
+    if (!rc && fed && f.rc) rc = errf(err, f.rc, "writing ids to git cat-file --batch failed");
     return rc;
 }
 
@@ -895,15 +898,15 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
         char *sp = strchr(line, ' ');
         if (!sp || hex_id(line, (size_t)(sp - line), &id)) {
             rc =
-                fail(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
+                errf(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
             break;
         }
         if (guts_refname_check(sp + 1) != GUTS_OK) {
-            rc = fail(err, GUTS_EINVAL, "%s: ref name \"%.200s\" is not valid", gitdir, sp + 1);
+            rc = errf(err, GUTS_EINVAL, "%s: ref name \"%.200s\" is not valid", gitdir, sp + 1);
             break;
         }
         rc = nrefs_add(out, sp + 1, &id, NULL, 0);
-        if (rc) fail(err, rc, "out of memory reading refs");
+        if (rc) errf(err, rc, "out of memory reading refs");
     }
     free(buf);
     if (!rc && out->n) qsort(out->r, out->n, sizeof *out->r, cmp_nref);
@@ -925,15 +928,15 @@ static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
         int ok = strlen(buf) <= GUTS_REFNAME_MAX && guts_refname_check(buf) == GUTS_OK;
         if (ok) strcpy(symref, buf);
         free(buf);
-        if (!ok) return fail(err, GUTS_EINVAL, "%s: HEAD points at an invalid ref name", gitdir);
+        if (!ok) return errf(err, GUTS_EINVAL, "%s: HEAD points at an invalid ref name", gitdir);
         return GUTS_OK;
     }
     int rc = run_capture("git rev-parse", rev, &buf, &len, err);
-    if (rc) return fail(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
+    if (rc) return errf(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
     buf[strcspn(buf, "\n")] = 0;
     rc = hex_id(buf, strlen(buf), id);
     free(buf);
-    if (rc) return fail(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
+    if (rc) return errf(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
     return GUTS_OK;
 }
 
@@ -941,7 +944,7 @@ static int refs_flush(guts_repo *repo, guts_ref *recs, size_t *n, char *err)
 {
     int rc = *n ? guts_repo_refs_put(repo, recs, *n) : GUTS_OK;
     if (rc)
-        fail(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name, guts_strerror(rc));
+        errf(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name, guts_strerror(rc));
     *n = 0;
     return rc;
 }
@@ -960,11 +963,11 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
     rc = git_refs(gitdir, &g, err);
     if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
     if (!rc && (rc = guts_repo_info_get(repo, &info)))
-        fail(err, rc, "reading repository counters: %s", guts_strerror(rc));
+        errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
-        fail(err, rc, "reading stored refs: %s", guts_strerror(rc));
+        errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
     if (!rc && !(recs = calloc(GITIO_REFS_BATCH, sizeof *recs)))
-        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
     if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
     st->refs_total = g.n + 1;
@@ -1042,7 +1045,7 @@ int guts_gitio_check_repo(const char *gitdir, char *err)
     err[0] = 0;
     if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
         if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
-        return fail(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+        return errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
     }
     free(buf);
     return GUTS_OK;
@@ -1219,14 +1222,14 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
         large += e[i].off >= 0x80000000u;
     len = 8 + 256 * 4 + n * (GUTS_ID_LEN + 4 + 4) + large * 8 + 2 * 20;
     uint8_t *b = malloc(len);
-    if (!b) return fail(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
+    if (!b) return errf(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
     if (n) qsort(e, n, sizeof *e, cmp_pentry);
     for (size_t i = 1; i < n; i++)
         if (guts_id_cmp(&e[i - 1].id, &e[i].id) == 0) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(&e[i].id, hex);
             free(b);
-            return fail(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
+            return errf(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
         }
     memcpy(b, "\377tOc", 4);
     be32(b + 4, 2);
@@ -1256,13 +1259,13 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
     unsigned sl = 0;
     if (EVP_Digest(b, pos, b + pos, &sl, EVP_sha1(), NULL) != 1 || sl != 20) {
         free(b);
-        return fail(err, GUTS_EIO, "SHA-1 failed");
+        return errf(err, GUTS_EIO, "SHA-1 failed");
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444), rc = GUTS_OK;
     if (fd < 0 || write_all(fd, b, len) != GUTS_OK)
-        rc = fail(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
+        rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && !rc)
-        rc = fail(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
+        rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
     free(b);
     return rc;
 }
@@ -1281,20 +1284,20 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
     uint8_t head[12], sum[EVP_MAX_MD_SIZE];
     unsigned sumlen = 0;
     memset(&z, 0, sizeof z);
-    if (n > UINT32_MAX) return fail(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
+    if (n > UINT32_MAX) return errf(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/objects/pack/tmp_guts_XXXXXX", outdir) >= sizeof tmp)
-        return fail(err, GUTS_EINVAL, "path too long: %s", outdir);
+        return errf(err, GUTS_EINVAL, "path too long: %s", outdir);
     w.fd = mkostemp(tmp, O_CLOEXEC);
-    if (w.fd < 0) return fail(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
+    if (w.fd < 0) return errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
     w.buf = malloc(GITIO_IOBUF);
     w.sha = EVP_MD_CTX_new();
     e = malloc(n * sizeof *e);
     if (!w.buf || !w.sha || !e || EVP_DigestInit_ex(w.sha, EVP_sha1(), NULL) != 1) {
-        rc = fail(err, GUTS_ENOMEM, "out of memory");
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
         goto out;
     }
     if (deflateInit(&z, level) != Z_OK) {
-        rc = fail(err, GUTS_ENOMEM, "zlib initialisation failed");
+        rc = errf(err, GUTS_ENOMEM, "zlib initialisation failed");
         goto out;
     }
     zinit = 1;
@@ -1310,12 +1313,12 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         guts_id_to_hex(&ids[i], hex);
         rc = guts_repo_get(repo, &ids[i], &type, &data, &len);
         if (rc) {
-            fail(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
+            errf(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
             break;
         }
         if (guts_obj_hash(type, data, len, &h) != GUTS_OK || guts_id_cmp(&h, &ids[i])) {
             free(data);
-            rc = fail(err, GUTS_ECORRUPT, "stored object %s does not hash to its id", hex);
+            rc = errf(err, GUTS_ECORRUPT, "stored object %s does not hash to its id", hex);
             break;
         }
         e[i].id = ids[i];
@@ -1324,7 +1327,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         e[i].crc = w.crc;
         free(data);
         if (rc) {
-            fail(err, rc, "writing object %s to %s: %s", hex, tmp,
+            errf(err, rc, "writing object %s to %s: %s", hex, tmp,
                  rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
             break;
         }
@@ -1332,14 +1335,14 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         st->objects_added++;
         progress_show(pg, i + 1, n, st->bytes, 0);
     }
-    if (!rc && (rc = packw_flush(&w))) fail(err, rc, "writing %s: %s", tmp, strerror(errno));
+    if (!rc && (rc = packw_flush(&w))) errf(err, rc, "writing %s: %s", tmp, strerror(errno));
     if (!rc && (EVP_DigestFinal_ex(w.sha, sum, &sumlen) != 1 || sumlen != 20))
-        rc = fail(err, GUTS_EIO, "SHA-1 failed");
+        rc = errf(err, GUTS_EIO, "SHA-1 failed");
     if (!rc && (rc = write_all(w.fd, sum, sumlen)))
-        fail(err, rc, "writing %s: %s", tmp, strerror(errno));
+        errf(err, rc, "writing %s: %s", tmp, strerror(errno));
     st->pack_bytes = w.total + sumlen;
     if (!rc && (fchmod(w.fd, 0444) != 0 || close(w.fd) != 0))
-        rc = fail(err, GUTS_EIO, "writing %s: %s", tmp, strerror(errno));
+        rc = errf(err, GUTS_EIO, "writing %s: %s", tmp, strerror(errno));
     if (!rc) w.fd = -1;
     if (!rc) {
         /* The pack under its final name first: git finds packs by their .idx. */
@@ -1348,7 +1351,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         guts_id_to_hex(&packid, hex);
         snprintf(final, sizeof final, "%s/objects/pack/pack-%s.pack", outdir, hex);
         if (rename(tmp, final) != 0)
-            rc = fail(err, GUTS_EIO, "renaming %s: %s", tmp, strerror(errno));
+            rc = errf(err, GUTS_EIO, "renaming %s: %s", tmp, strerror(errno));
         else
             tmp[0] = 0;
         snprintf(final, sizeof final, "%s/objects/pack/pack-%s.idx", outdir, hex);
@@ -1405,13 +1408,13 @@ static int write_file(const char *path, const void *data, size_t len, char *err)
 {
     char tmp[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.guts-tmp", path) >= sizeof tmp)
-        return fail(err, GUTS_EINVAL, "path too long: %s", path);
+        return errf(err, GUTS_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = GUTS_OK;
     if (fd < 0 || write_all(fd, data, len) != GUTS_OK) rc = GUTS_EIO;
     if (fd >= 0 && close(fd) != 0) rc = GUTS_EIO;
     if (!rc && rename(tmp, path) != 0) rc = GUTS_EIO;
     if (rc) {
-        fail(err, rc, "writing %s: %s", path, strerror(errno));
+        errf(err, rc, "writing %s: %s", path, strerror(errno));
         unlink(tmp);
     }
     return rc;
@@ -1428,7 +1431,7 @@ static int export_refs(const refbuf *b, const char *outdir, guts_gitio_stats *st
     if (b->len) {
         snprintf(path, sizeof path, "%s/packed-refs", outdir);
         char *all = malloc(sizeof header + b->len);
-        if (!all) return fail(err, GUTS_ENOMEM, "out of memory");
+        if (!all) return errf(err, GUTS_ENOMEM, "out of memory");
         memcpy(all, header, sizeof header - 1);
         memcpy(all + sizeof header - 1, b->s, b->len);
         rc = write_file(path, all, sizeof header - 1 + b->len, err);
@@ -1477,9 +1480,9 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
     err[0] = 0;
-    if (level < 0 || level > 9) return fail(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
+    if (level < 0 || level > 9) return errf(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
     if (!dir_is_empty_or_absent(outdir))
-        return fail(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
+        return errf(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
     char *init[] = {"git", "init", "--bare", "-q", (char *)outdir, NULL};
     rc = run_capture("git init", init, &out, &len, err);
     if (rc) return rc;
@@ -1492,10 +1495,10 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     rc = guts_repo_refs(r, 0, collect_export_ref, &b);
     if (rc) {
         free(b.s);
-        return fail(err, rc, "reading refs from the store: %s", guts_strerror(rc));
+        return errf(err, rc, "reading refs from the store: %s", guts_strerror(rc));
     }
     rc = guts_gitio_read_order(r, &ids, &n);
-    if (rc) fail(err, rc, "listing stored objects: %s", guts_strerror(rc));
+    if (rc) errf(err, rc, "listing stored objects: %s", guts_strerror(rc));
     st->objects_total = n;
     if (!rc && n) rc = write_pack(r, outdir, ids, n, level, &pg, st, err);
     free(ids);
