@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -286,6 +287,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         cb_leave(c);
         return;
     }
+    /* Bytes waiting in our receive buffer mean we were the slow side (the
+     * loop was busy, or reading is paused for backpressure): not idle. */
+    int unread = 0;
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
+        c->last_active = ev_now(loop);
     ev_tstamp left = c->last_active + GUTS_NET_IDLE_TIMEOUT_S - ev_now(loop);
     if (left > 0.) {
         ev_timer_set(&c->timer, left, 0.);

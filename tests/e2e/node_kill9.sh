@@ -36,7 +36,8 @@ got=$(repo_state "$TMP/b" mirror/zlib); got=${got%% *}
 echo "b killed holding $got of $total objects"
 [ "$got" -lt "$total" ] || echo "note: transfer finished before the kill; still checking restart"
 
-expect 0 "$GUTS" --data "$TMP/b" fsck mirror/zlib
+# (No fsck here: a partial store legitimately has trees whose entries have
+# not arrived yet; refs are applied only once closures are complete.)
 node_restart b
 wait_until 120 "restarted b completes" repos_equal mirror/zlib "$TMP/a" "$TMP/b"
 expect 0 "$GUTS" --data "$TMP/b" fsck mirror/zlib
