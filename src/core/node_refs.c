@@ -598,16 +598,71 @@ static int is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
 
 /* ---- Applying ------------------------------------------------------------ */
 
-/* Merge one incoming record; 1 applied (or obsolete), 0 wait, <0 error. */
-static int apply_one(guts_core *c, lrepo *r, idset *incomplete, const cref *p, guts_id *want,
-                     size_t cap, size_t *nwant)
+/* Records to write, flushed in one refs_put (one write transaction, one
+ * fsync) per this many: applying a clone's 1,000 refs one transaction each
+ * would stall the node for seconds. Lookups scan the batch linearly. */
+#define REFS_BATCH 256
+
+typedef struct batch {
+    guts_ref *recs;
+    size_t n;
+} batch;
+
+static int batch_flush(guts_core *c, lrepo *r, batch *b)
 {
-    guts_ref *in = malloc(4 * sizeof(guts_ref));
+    if (!b->n)
+        return GUTS_OK;
+    int rc = c->st.refs_put(c->st.ctx, r->key, b->recs, b->n);
+    if (rc == GUTS_OK) {
+        c->ctr.refs_applied += b->n;
+        for (size_t i = 0; i < b->n; i++)
+            if (!b->recs[i].symref[0] && !guts_id_is_zero(&b->recs[i].target))
+                idset_add(&r->complete, &b->recs[i].target);
+    }
+    b->n = 0;
+    return rc;
+}
+
+/* The current record of name: the batch's if it has one, else the store's. */
+static int lookup(guts_core *c, lrepo *r, const batch *b, const char *name, guts_ref *out)
+{
+    for (size_t i = b->n; i-- > 0;) {
+        if (strcmp(b->recs[i].name, name) == 0) {
+            *out = b->recs[i];
+            return GUTS_OK;
+        }
+    }
+    return c->st.ref_get(c->st.ctx, r->key, name, out);
+}
+
+/* Queue rec, replacing a queued record of the same name. */
+static int batch_put(guts_core *c, lrepo *r, batch *b, const guts_ref *rec)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (strcmp(b->recs[i].name, rec->name) == 0) {
+            b->recs[i] = *rec;
+            return GUTS_OK;
+        }
+    }
+    if (b->n == REFS_BATCH) {
+        int rc = batch_flush(c, r, b);
+        if (rc)
+            return rc;
+    }
+    b->recs[b->n++] = *rec;
+    return GUTS_OK;
+}
+
+/* Merge one incoming record; 1 applied (or obsolete), 0 wait, <0 error. */
+static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const cref *p,
+                     guts_id *want, size_t cap, size_t *nwant)
+{
+    guts_ref *in = malloc(6 * sizeof(guts_ref));
     if (!in)
         return GUTS_ENOMEM;
-    guts_ref *cur = in + 1, *res = in + 2, *conf = in + 3;
+    guts_ref *cur = in + 1, *res = in + 2, *conf = in + 3, *old = in + 4, *m = in + 5;
     cref_to_ref(p, in);
-    int have = c->st.ref_get(c->st.ctx, r->key, in->name, cur) == GUTS_OK;
+    int have = lookup(c, r, b, in->name, cur) == GUTS_OK;
     int rc = 1;
     if (have && guts_ref_cmp(cur, in) == 0)
         goto out; /* already applied */
@@ -628,38 +683,23 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, const cref *p, g
         rc = 0;
         goto out;
     }
-    guts_ref *recs = malloc(2 * sizeof(guts_ref));
-    if (!recs) {
-        rc = GUTS_ENOMEM;
-        goto out;
-    }
-    size_t n = 0;
+    rc = GUTS_OK;
     if (!have || guts_ref_cmp(res, cur) != 0)
-        recs[n++] = *res;
-    if (has_conf) {
-        guts_ref *old = malloc(3 * sizeof(guts_ref));
-        if (old) {
-            guts_ref *m = old + 1, *junk = old + 2;
-            int hj = 0;
-            if (c->st.ref_get(c->st.ctx, r->key, conf->name, old) == GUTS_OK) {
-                if (guts_ref_merge(old, conf, NULL, NULL, m, junk, &hj) == GUTS_OK &&
-                    guts_ref_cmp(m, old) != 0)
-                    recs[n++] = *m;
-            } else {
-                recs[n++] = *conf;
-            }
-            free(old);
+        rc = batch_put(c, r, b, res);
+    if (!rc && has_conf) {
+        /* a conflict record merges with one already under its name */
+        int hj = 0;
+        guts_ref *junk = cur;
+        if (lookup(c, r, b, conf->name, old) == GUTS_OK) {
+            if (guts_ref_merge(old, conf, NULL, NULL, m, junk, &hj) == GUTS_OK &&
+                guts_ref_cmp(m, old) != 0)
+                rc = batch_put(c, r, b, m);
+        } else {
+            rc = batch_put(c, r, b, conf);
         }
     }
-    rc = n ? c->st.refs_put(c->st.ctx, r->key, recs, n) : GUTS_OK;
-    if (rc == GUTS_OK) {
-        c->ctr.refs_applied += n;
-        for (size_t i = 0; i < n; i++)
-            if (!recs[i].symref[0] && !guts_id_is_zero(&recs[i].target))
-                idset_add(&r->complete, &recs[i].target);
+    if (!rc)
         rc = 1;
-    }
-    free(recs);
 out:
     free(in);
     return rc;
@@ -671,8 +711,11 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     size_t w = 0;
     int changed = 0;
     idset incomplete = {0};
+    batch b = {malloc(REFS_BATCH * sizeof(guts_ref)), 0};
+    if (!b.recs)
+        return GUTS_ENOMEM;
     for (size_t i = 0; i < r->npending; i++) {
-        int rc = apply_one(c, r, &incomplete, &r->pending[i], want, cap, nwant);
+        int rc = apply_one(c, r, &incomplete, &b, &r->pending[i], want, cap, nwant);
         if (rc == 1) {
             changed = 1;
             cref_free(&r->pending[i]);
@@ -684,6 +727,10 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         }
     }
     r->npending = w;
+    int frc = batch_flush(c, r, &b);
+    if (frc)
+        core_log(c, GUTS_LOG_WARN, "refs of %s not written: %s", r->key, guts_strerror(frc));
+    free(b.recs);
     idset_clear(&incomplete);
     if (changed)
         core_repo_refresh(c, r);
