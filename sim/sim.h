@@ -154,7 +154,7 @@ void sim_free(sim *s);
 int sim_run(sim *s);
 /** Write the report (JSON or human) to out; returns the exit status the
  * run deserves: 0 converged and clean, 1 otherwise. */
-int sim_report(sim *s, FILE *out, double wall_s, uint64_t rss_bytes);
+int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_bytes);
 
 /* ---- Checking store (sim_check.c) ------------------------------------------ */
 

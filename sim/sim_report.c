@@ -77,7 +77,7 @@ static void json_rates(FILE *out, const char *name, const rates *r)
             name, r->mm, r->mb, r->um, r->ub, r->fm, r->fb, r->rm, r->rb);
 }
 
-int sim_report(sim *s, FILE *out, double wall_s, uint64_t rss_bytes)
+int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_bytes)
 {
     const sim_config *c = &s->cfg;
     uint32_t N = c->nodes;
@@ -199,9 +199,9 @@ int sim_report(sim *s, FILE *out, double wall_s, uint64_t rss_bytes)
         }
         fprintf(out, "]},\n  \"ok\": %s,\n", ok ? "true" : "false");
         fprintf(out,
-                "  \"wall\": {\"seconds\": %.3f, \"rss_bytes\": %" PRIu64
+                "  \"wall\": {\"seconds\": %.3f, \"cpu_seconds\": %.3f, \"rss_bytes\": %" PRIu64
                 ", \"rss_per_node_bytes\": %" PRIu64 "}\n}\n",
-                wall_s, rss_bytes, N ? rss_bytes / N : 0);
+                wall_s, cpu_s, rss_bytes, N ? rss_bytes / N : 0);
     } else {
         fprintf(out, "guts-sim: %" PRIu32 " nodes, seed %" PRIu64 ", %.1f virtual s", N,
                 c->seed, secs);
@@ -238,8 +238,9 @@ int sim_report(sim *s, FILE *out, double wall_s, uint64_t rss_bytes)
         }
         if (!ok)
             fprintf(out, "FAILED; replay: %s\n", cmd);
-        fprintf(out, "wall: %.3f s, peak RSS %" PRIu64 " MB, %" PRIu64 " kB per node\n",
-                wall_s, rss_bytes >> 20, N ? rss_bytes / N / 1024 : 0);
+        fprintf(out, "wall: %.3f s (cpu %.3f s), peak RSS %" PRIu64 " MB, %" PRIu64
+                     " kB per node\n",
+                wall_s, cpu_s, rss_bytes >> 20, N ? rss_bytes / N / 1024 : 0);
     }
     if (!ok && c->json)
         fprintf(stderr, "guts-sim: FAILED; replay: %s\n", cmd);
