@@ -26,6 +26,10 @@
  * memory a flood of forged node ids can take (each peer is ~100 bytes plus
  * its announced repositories). */
 #define CORE_PEERS_MAX 16384
+/* Expiry is checked at most once per this fraction of the base interval:
+ * a peer may outlive its deadline by that much, and the O(peers) scan
+ * stays rare in large groups. */
+#define CORE_EXPIRY_SLACK_DIV 2
 /* Repositories remembered per peer: bounds memory per peer; a node carrying
  * more is still served, we just track only the first ones it announced. */
 #define CORE_PEER_REPOS_MAX 4096
@@ -210,6 +214,8 @@ struct guts_core {
 
     peer *peers;
     size_t npeers, cappeers;
+    uint32_t *pindex; /* open addressing: node id -> peer index + 1 (0 empty) */
+    size_t pindex_cap;
 
     lrepo **repos; /* sorted by key */
     size_t nrepos, caprepos;
@@ -222,7 +228,7 @@ struct guts_core {
     uint64_t next_announce, last_announce;
     int announce_soon;
     uint64_t next_timer_sent;
-    uint64_t next_expiry_check;
+    uint64_t next_expiry_check; /* earliest time any peer can expire */
 
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
     guts_core_counters ctr;

@@ -375,6 +375,7 @@ void guts_core_free(guts_core *c)
     while (c->npeers)
         members_remove(c, c->npeers - 1, NULL);
     free(c->peers);
+    free(c->pindex);
     for (size_t i = 0; i < c->nrepos; i++) {
         repo_free_state(c->repos[i]);
         free(c->repos[i]);

@@ -15,11 +15,45 @@
 
 #include "core/core_internal.h"
 
+static size_t nid_hash(const guts_node_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof(h));
+    return (size_t)((h ^ (h >> 29)) * 0x9e3779b97f4a7c15ull >> 3);
+}
+
+/* Rebuild the id index (after growth or a removal, which is rare). */
+static int pindex_rebuild(guts_core *c, size_t want_cap)
+{
+    size_t cap = c->pindex_cap ? c->pindex_cap : 16;
+    while (cap < want_cap * 2)
+        cap *= 2;
+    uint32_t *ix = calloc(cap, sizeof(uint32_t));
+    if (!ix)
+        return GUTS_ENOMEM;
+    for (size_t i = 0; i < c->npeers; i++) {
+        size_t j = nid_hash(&c->peers[i].id) & (cap - 1);
+        while (ix[j])
+            j = (j + 1) & (cap - 1);
+        ix[j] = (uint32_t)i + 1;
+    }
+    free(c->pindex);
+    c->pindex = ix;
+    c->pindex_cap = cap;
+    return GUTS_OK;
+}
+
 peer *members_find(guts_core *c, const guts_node_id *id)
 {
-    for (size_t i = 0; i < c->npeers; i++)
-        if (memcmp(&c->peers[i].id, id, sizeof(*id)) == 0)
-            return &c->peers[i];
+    if (!c->pindex_cap)
+        return NULL;
+    size_t j = nid_hash(id) & (c->pindex_cap - 1);
+    while (c->pindex[j]) {
+        peer *p = &c->peers[c->pindex[j] - 1];
+        if (memcmp(&p->id, id, sizeof(*id)) == 0)
+            return p;
+        j = (j + 1) & (c->pindex_cap - 1);
+    }
     return NULL;
 }
 
@@ -44,6 +78,16 @@ void members_remove(guts_core *c, size_t i, const char *why)
     peer_clear_repos(p);
     c->peers[i] = c->peers[c->npeers - 1];
     c->npeers--;
+    if (c->npeers == 0) {
+        free(c->pindex);
+        c->pindex = NULL;
+        c->pindex_cap = 0;
+    } else if (pindex_rebuild(c, c->npeers) != GUTS_OK) {
+        /* keep lookups correct without an index: rebuilt on the next add */
+        free(c->pindex);
+        c->pindex = NULL;
+        c->pindex_cap = 0;
+    }
 }
 
 static uint64_t expiry_of(const guts_core *c, const peer *p)
@@ -55,24 +99,28 @@ static uint64_t expiry_of(const guts_core *c, const peer *p)
 
 uint64_t members_next_expiry(const guts_core *c)
 {
-    uint64_t t = 0;
-    for (size_t i = 0; i < c->npeers; i++) {
-        uint64_t e = expiry_of(c, &c->peers[i]);
-        if (!t || e < t)
-            t = e;
-    }
-    return t;
+    return c->npeers ? c->next_expiry_check : 0;
 }
 
+/* Scan for expired peers when the earliest possible deadline has come, and
+ * then not again for a fraction of an interval (see CORE_EXPIRY_SLACK_DIV). */
 void members_expire(guts_core *c)
 {
+    if (!c->npeers || c->now < c->next_expiry_check)
+        return;
+    uint64_t next = 0;
     for (size_t i = c->npeers; i-- > 0;) {
-        if (c->now >= expiry_of(c, &c->peers[i])) {
+        uint64_t e = expiry_of(c, &c->peers[i]);
+        if (c->now >= e) {
             c->ctr.peers_expired++;
             sync_abort_peer(c, &c->peers[i].addr);
             members_remove(c, i, "expired");
+        } else if (!next || e < next) {
+            next = e;
         }
     }
+    uint64_t slack = c->now + c->cfg.interval_ms / CORE_EXPIRY_SLACK_DIV;
+    c->next_expiry_check = next > slack ? next : slack;
 }
 
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
@@ -105,6 +153,22 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         memset(p, 0, sizeof(*p));
         p->id = *id;
         p->inc = inc;
+        if (c->npeers * 2 > c->pindex_cap || !c->pindex) {
+            if (pindex_rebuild(c, c->npeers)) {
+                c->npeers--;
+                return NULL;
+            }
+        } else {
+            size_t j = nid_hash(id) & (c->pindex_cap - 1);
+            while (c->pindex[j])
+                j = (j + 1) & (c->pindex_cap - 1);
+            c->pindex[j] = (uint32_t)c->npeers;
+        }
+        /* a new peer's deadline may be the earliest */
+        uint64_t e = c->now + (uint64_t)(interval ? interval : c->cfg.interval_ms) *
+                                  c->cfg.expiry_missed * 3 / 2;
+        if (c->npeers == 1 || e < c->next_expiry_check)
+            c->next_expiry_check = e;
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s joined", hex);
@@ -116,6 +180,9 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;
+    uint64_t e = expiry_of(c, p); /* a shorter interval may bring it forward */
+    if (e < c->next_expiry_check)
+        c->next_expiry_check = e;
     return p;
 }
 
