@@ -1,0 +1,781 @@
+/* test_seal.c - cluster-key sealing: what a keyed cluster accepts and what it
+ * refuses.
+ *
+ * Datagrams: round trip, the 1200-byte budget, every single-byte change,
+ * every truncation, another key, replays (also past the replay cache's
+ * capacity), the timestamp window, and that a sealed announce shows no
+ * repository name, object id, fingerprint or node id. Streams: both
+ * directions, replayed, reordered, reflected, tampered and transplanted
+ * frames, peers with another key or none. Key files: mode, size, no
+ * overwrite.
+ *
+ * Runs without fork so that LeakSanitizer sees every test's allocations.
+ */
+#include "guts/seal.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "guts/wire.h"
+
+#define NOW 1700000000000ull /* ms: some wall-clock time */
+
+static const uint8_t KEY_A[GUTS_SEAL_KEY_LEN] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                                 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                                 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+
+static guts_seal *seal_with(uint8_t first)
+{
+    uint8_t key[GUTS_SEAL_KEY_LEN];
+    memcpy(key, KEY_A, sizeof(key));
+    key[0] = first;
+    guts_seal *s = NULL;
+    ck_assert_int_eq(guts_seal_new(key, &s), 0);
+    return s;
+}
+
+static void nonce_n(uint64_t i, uint8_t n[GUTS_SEAL_NONCE_LEN])
+{
+    memset(n, 0x5a, GUTS_SEAL_NONCE_LEN);
+    for (int b = 0; b < 8; b++)
+        n[b] = (uint8_t)(i >> (8 * b));
+}
+
+static size_t seal_text(guts_seal *s, uint64_t now, const char *text, uint8_t *out)
+{
+    size_t olen = 0;
+    ck_assert_int_eq(guts_seal_dgram(s, now, NULL, (const uint8_t *)text, strlen(text), out,
+                                     GUTS_DGRAM_MAX, &olen),
+                     0);
+    ck_assert_uint_eq(olen, strlen(text) + GUTS_SEAL_DGRAM_OVERHEAD);
+    return olen;
+}
+
+static int open_reason(guts_seal *s, uint64_t now, const uint8_t *in, size_t len)
+{
+    uint8_t pt[GUTS_DGRAM_DROP];
+    size_t plen = 0;
+    int reason = -1;
+    int rc = guts_seal_dgram_open(s, now, in, len, pt, sizeof(pt), &plen, &reason);
+    ck_assert_int_eq(rc, reason == GUTS_SEAL_R_OK ? 0 : GUTS_EPROTO);
+    return reason;
+}
+
+/* ---- Datagrams ------------------------------------------------------------ */
+
+START_TEST(test_dgram_round_trip_restores_the_plaintext)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    uint8_t out[GUTS_DGRAM_MAX], pt[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "hello, cluster", out), plen = 0;
+    int reason = -1;
+    ck_assert_int_eq(guts_seal_dgram_open(b, NOW + 5, out, len, pt, sizeof(pt), &plen, &reason), 0);
+    ck_assert_int_eq(reason, GUTS_SEAL_R_OK);
+    ck_assert_uint_eq(plen, 14);
+    ck_assert_mem_eq(pt, "hello, cluster", 14);
+    guts_seal_counters c;
+    guts_seal_counters_get(b, &c);
+    ck_assert_uint_eq(c.dgrams_opened, 1);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+START_TEST(test_sealed_dgram_at_the_plaintext_cap_is_exactly_1200_bytes)
+{
+    guts_seal *a = seal_with(1);
+    static uint8_t pt[GUTS_SEAL_DGRAM_PLAIN_MAX + 1];
+    uint8_t out[GUTS_DGRAM_DROP];
+    size_t olen = 0;
+    ck_assert_int_eq(GUTS_SEAL_DGRAM_PLAIN_MAX, 1146);
+    ck_assert_int_eq(
+        guts_seal_dgram(a, NOW, NULL, pt, GUTS_SEAL_DGRAM_PLAIN_MAX, out, sizeof(out), &olen), 0);
+    ck_assert_uint_eq(olen, GUTS_DGRAM_MAX);
+    ck_assert_int_eq(
+        guts_seal_dgram(a, NOW, NULL, pt, GUTS_SEAL_DGRAM_PLAIN_MAX + 1, out, sizeof(out), &olen),
+        GUTS_ETOOBIG);
+    ck_assert_int_eq(guts_seal_dgram(a, NOW, NULL, pt, 100, out, 100 + 53, &olen), GUTS_ETOOBIG);
+    guts_seal_free(a);
+}
+END_TEST
+
+START_TEST(test_dgram_with_any_byte_changed_is_rejected)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "refs/heads/main moved", out);
+    for (size_t i = 0; i < len; i++) {
+        for (int bit = 0; bit < 8; bit += 7) {
+            out[i] ^= (uint8_t)(1u << bit);
+            /* The receiver's clock is the sender's: only the change matters. */
+            int r = open_reason(b, NOW, out, len);
+            ck_assert_msg(r != GUTS_SEAL_R_OK, "byte %zu bit %d changed, still opened", i, bit);
+            out[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    /* Untouched, it still opens: no rejection above was remembered. */
+    ck_assert_int_eq(open_reason(b, NOW, out, len), GUTS_SEAL_R_OK);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+START_TEST(test_dgram_cut_at_any_length_is_rejected)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "a", out);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *cut = malloc(n ? n : 1); /* exact size: ASan sees over-reads */
+        memcpy(cut, out, n);
+        ck_assert_int_ne(open_reason(b, NOW, cut, n), GUTS_SEAL_R_OK);
+        free(cut);
+    }
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+START_TEST(test_dgram_from_another_key_is_counted_as_key_mismatch)
+{
+    guts_seal *a = seal_with(1), *other = seal_with(2);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "hello", out);
+    ck_assert_int_eq(open_reason(other, NOW, out, len), GUTS_SEAL_R_KEY_MISMATCH);
+    guts_seal_counters c;
+    guts_seal_counters_get(other, &c);
+    ck_assert_uint_eq(c.rejected[GUTS_SEAL_R_KEY_MISMATCH], 1);
+    ck_assert_uint_eq(c.dgrams_opened, 0);
+    /* Same key id by chance (forced here): the AEAD still refuses it. */
+    uint8_t id[GUTS_SEAL_KEYID_LEN];
+    guts_seal_key_id(other, id);
+    memcpy(out + 2, id, GUTS_SEAL_KEYID_LEN);
+    ck_assert_int_eq(open_reason(other, NOW, out, len), GUTS_SEAL_R_FORGED);
+    guts_seal_free(a);
+    guts_seal_free(other);
+}
+END_TEST
+
+START_TEST(test_plain_envelope_is_counted_as_unsealed)
+{
+    guts_seal *b = seal_with(1);
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_LEAVE;
+    m.u.leave.incarnation = 7;
+    uint8_t env[64];
+    size_t len = 0;
+    ck_assert_int_eq(guts_msg_encode(&m, env, sizeof(env), &len), 0);
+    ck_assert_int_eq(open_reason(b, NOW, env, len), GUTS_SEAL_R_UNSEALED);
+    ck_assert_int_eq(open_reason(b, NOW, env, 0), GUTS_SEAL_R_UNSEALED);
+    guts_seal_free(b);
+}
+END_TEST
+
+START_TEST(test_sealed_dgram_is_not_a_plain_message)
+{
+    guts_seal *a = seal_with(1);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "x", out);
+    guts_msg m;
+    ck_assert_int_eq(guts_msg_decode(out, len, &m), GUTS_EPROTO);
+    guts_seal_free(a);
+}
+END_TEST
+
+START_TEST(test_replayed_dgram_is_rejected)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "announce", out);
+    ck_assert_int_eq(open_reason(b, NOW, out, len), GUTS_SEAL_R_OK);
+    ck_assert_int_eq(open_reason(b, NOW + 1000, out, len), GUTS_SEAL_R_REPLAY);
+    ck_assert_int_eq(open_reason(b, NOW + GUTS_SEAL_WINDOW_MS, out, len), GUTS_SEAL_R_REPLAY);
+    ck_assert_int_eq(open_reason(b, NOW + GUTS_SEAL_WINDOW_MS + 1, out, len), GUTS_SEAL_R_STALE);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+/* Three times the cache's capacity, all within one window: the cache
+ * forgets, but never so that an old datagram opens again. */
+START_TEST(test_replay_is_rejected_even_past_the_cache_capacity)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    enum { N = 3 * GUTS_SEAL_REPLAY_BUCKETS * GUTS_SEAL_REPLAY_WAYS };
+    uint8_t *all = malloc((size_t)N * 64);
+    size_t olen = 0, opened = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        uint8_t n[GUTS_SEAL_NONCE_LEN];
+        nonce_n(i, n);
+        uint64_t t = NOW + i / 4; /* 4 datagrams a ms: 12 s in all */
+        ck_assert_int_eq(
+            guts_seal_dgram(a, t, n, (const uint8_t *)"ping", 4, all + i * 64, 64, &olen), 0);
+        opened += open_reason(b, t, all + i * 64, olen) == GUTS_SEAL_R_OK;
+    }
+    /* Nearly all genuine datagrams got through despite the overload. */
+    ck_assert_uint_ge(opened, (size_t)N * 9 / 10);
+    for (uint64_t i = 0; i < N; i++)
+        ck_assert_int_eq(open_reason(b, NOW + N / 4, all + i * 64, olen), GUTS_SEAL_R_REPLAY);
+    free(all);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+START_TEST(test_dgram_outside_the_window_is_rejected_as_stale)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    static const struct {
+        int64_t skew; /* receiver's clock minus sender's */
+        int reason;
+    } cases[] = {
+        {0, GUTS_SEAL_R_OK},
+        {GUTS_SEAL_WINDOW_MS, GUTS_SEAL_R_OK},
+        {-GUTS_SEAL_WINDOW_MS, GUTS_SEAL_R_OK},
+        {GUTS_SEAL_WINDOW_MS + 1, GUTS_SEAL_R_STALE},
+        {-GUTS_SEAL_WINDOW_MS - 1, GUTS_SEAL_R_STALE},
+        {3600000, GUTS_SEAL_R_STALE},
+        {-3600000, GUTS_SEAL_R_STALE},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t out[GUTS_DGRAM_MAX];
+        size_t len = seal_text(a, NOW, "x", out);
+        ck_assert_msg(open_reason(b, (uint64_t)((int64_t)NOW + cases[i].skew), out, len) ==
+                          cases[i].reason,
+                      "skew %lld", (long long)cases[i].skew);
+    }
+    /* A forged timestamp fails authentication even inside the window. */
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW - 60000, "x", out);
+    for (int i = 0; i < 8; i++) /* restamp it as fresh */
+        out[2 + GUTS_SEAL_KEYID_LEN + i] = (uint8_t)(NOW >> (56 - 8 * i));
+    ck_assert_int_eq(open_reason(b, NOW, out, len), GUTS_SEAL_R_FORGED);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+static int contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0) return 1;
+    return 0;
+}
+
+START_TEST(test_sealed_announce_shows_no_repo_name_id_or_fingerprint)
+{
+    guts_seal *a = seal_with(1);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = "alice/secret-project";
+    r.objects = 123456;
+    r.fp.lo = 0x0102030405060708ull;
+    r.fp.hi = 0x1112131415161718ull;
+    r.refs_digest = 0xfedcba9876543210ull;
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_ANNOUNCE;
+    memset(m.sender.b, 0xab, sizeof(m.sender.b));
+    m.sender.b[3] = 0x42;
+    m.u.announce.incarnation = 3;
+    m.u.announce.port = 7171;
+    m.u.announce.pages = 1;
+    m.u.announce.nrepos = 1;
+    m.u.announce.repos = &r;
+    uint8_t env[GUTS_SEAL_DGRAM_PLAIN_MAX], out[GUTS_DGRAM_MAX];
+    size_t len = 0, olen = 0;
+    ck_assert_int_eq(guts_msg_encode(&m, env, sizeof(env), &len), 0);
+    ck_assert(contains(env, len, "secret-project", 14)); /* the search works */
+    ck_assert_int_eq(guts_seal_dgram(a, NOW, NULL, env, len, out, sizeof(out), &olen), 0);
+    static const char *words[] = {"alice", "secret", "project", "GUTS"};
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(!contains(out, olen, words[i], strlen(words[i])), "%s in clear", words[i]);
+    const uint8_t fp_lo[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const uint8_t digest[4] = {0xfe, 0xdc, 0xba, 0x98};
+    ck_assert(!contains(out, olen, fp_lo, 4) && !contains(out, olen, fp_lo + 4, 4));
+    ck_assert(!contains(out, olen, digest, 4));
+    ck_assert(!contains(out, olen, m.sender.b, 6));
+    guts_seal_free(a);
+}
+END_TEST
+
+START_TEST(test_caller_nonces_make_sealing_deterministic)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1);
+    uint8_t n[GUTS_SEAL_NONCE_LEN], o1[GUTS_DGRAM_MAX], o2[GUTS_DGRAM_MAX];
+    size_t l1 = 0, l2 = 0;
+    nonce_n(99, n);
+    ck_assert_int_eq(guts_seal_dgram(a, NOW, n, (const uint8_t *)"abc", 3, o1, sizeof(o1), &l1), 0);
+    ck_assert_int_eq(guts_seal_dgram(b, NOW, n, (const uint8_t *)"abc", 3, o2, sizeof(o2), &l2), 0);
+    ck_assert_uint_eq(l1, l2);
+    ck_assert_mem_eq(o1, o2, l1);
+    /* Random nonces: two seals of the same text differ. */
+    l1 = seal_text(a, NOW, "abc", o1);
+    l2 = seal_text(a, NOW, "abc", o2);
+    ck_assert(memcmp(o1, o2, l1) != 0);
+    guts_seal_free(a);
+    guts_seal_free(b);
+}
+END_TEST
+
+/* ---- Streams -------------------------------------------------------------- */
+
+typedef struct pair {
+    guts_seal *sa, *sb;
+    guts_seal_stream a, b; /* a connected to b */
+} pair;
+
+static void pair_open(pair *p, uint8_t key_a, uint8_t key_b)
+{
+    uint8_t ha[GUTS_SEAL_HELLO_LEN], hb[GUTS_SEAL_HELLO_LEN];
+    p->sa = seal_with(key_a);
+    p->sb = seal_with(key_b);
+    ck_assert_int_eq(guts_seal_stream_init(&p->a, p->sa, 1, NULL, ha), 0);
+    ck_assert_int_eq(guts_seal_stream_init(&p->b, p->sb, 0, NULL, hb), 0);
+    uint32_t len = 0;
+    ck_assert_int_eq(guts_wire_frame_len(ha, GUTS_FRAME_MAX_DEFAULT, &len), 0);
+    ck_assert_uint_eq(len, GUTS_SEAL_HELLO_LEN - 4);
+}
+
+static void pair_hello(pair *p)
+{
+    uint8_t ha[GUTS_SEAL_HELLO_LEN], hb[GUTS_SEAL_HELLO_LEN];
+    /* Re-init to get the hellos (init is where they are written). */
+    ck_assert_int_eq(guts_seal_stream_init(&p->a, p->sa, 1, NULL, ha), 0);
+    ck_assert_int_eq(guts_seal_stream_init(&p->b, p->sb, 0, NULL, hb), 0);
+    int r = -1;
+    ck_assert_int_eq(guts_seal_stream_on_hello(&p->a, hb + 4, sizeof(hb) - 4, &r), 0);
+    ck_assert_int_eq(guts_seal_stream_on_hello(&p->b, ha + 4, sizeof(ha) - 4, &r), 0);
+}
+
+static void pair_close(pair *p)
+{
+    guts_seal_stream_clear(&p->a);
+    guts_seal_stream_clear(&p->b);
+    guts_seal_free(p->sa);
+    guts_seal_free(p->sb);
+}
+
+/* A frame as the core makes it: header and a text envelope. */
+static size_t mk_frame(const char *text, uint8_t *f)
+{
+    size_t n = strlen(text);
+    guts_wire_frame_hdr((uint32_t)n, f);
+    memcpy(f + 4, text, n);
+    return n + 4;
+}
+
+static size_t seal_frame(guts_seal_stream *st, const char *text, uint8_t *out)
+{
+    uint8_t f[256];
+    size_t flen = mk_frame(text, f), olen = 0;
+    ck_assert_int_eq(guts_seal_stream_seal(st, f, flen, out, 256 + 16, &olen), 0);
+    ck_assert_uint_eq(olen, flen + GUTS_SEAL_FRAME_OVERHEAD);
+    uint32_t body = 0;
+    ck_assert_int_eq(guts_wire_frame_len(out, GUTS_FRAME_MAX_DEFAULT + 16, &body), 0);
+    ck_assert_uint_eq(body, olen - 4);
+    return olen;
+}
+
+/* Open a copy (opening is in place); returns the reason. */
+static int open_frame(guts_seal_stream *st, const uint8_t *sealed, size_t len, char *text)
+{
+    uint8_t buf[300];
+    memcpy(buf, sealed, len);
+    size_t plen = 0;
+    int r = -1;
+    int rc = guts_seal_stream_open(st, buf, buf + 4, len - 4, &plen, &r);
+    ck_assert_int_eq(rc, r == GUTS_SEAL_R_OK ? 0 : GUTS_EPROTO);
+    if (rc == 0 && text) {
+        memcpy(text, buf + 4, plen);
+        text[plen] = 0;
+    }
+    return r;
+}
+
+START_TEST(test_stream_frames_round_trip_both_ways)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    uint8_t s[300];
+    char text[300];
+    for (int i = 0; i < 5; i++) {
+        size_t n = seal_frame(&p.a, "request", s);
+        ck_assert_int_eq(open_frame(&p.b, s, n, text), GUTS_SEAL_R_OK);
+        ck_assert_str_eq(text, "request");
+        n = seal_frame(&p.b, "answer", s);
+        ck_assert_int_eq(open_frame(&p.a, s, n, text), GUTS_SEAL_R_OK);
+        ck_assert_str_eq(text, "answer");
+    }
+    guts_seal_counters c;
+    guts_seal_counters_get(p.sb, &c);
+    ck_assert_uint_eq(c.frames_opened, 5);
+    ck_assert_uint_eq(c.streams_ready, 1);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_reordered_frames_are_rejected)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    uint8_t f0[300], f1[300];
+    size_t n0 = seal_frame(&p.a, "first", f0), n1 = seal_frame(&p.a, "second", f1);
+    ck_assert_int_eq(open_frame(&p.b, f1, n1, NULL), GUTS_SEAL_R_FORGED);
+    /* The stream is failed now: even the right frame is refused. */
+    ck_assert_int_eq(open_frame(&p.b, f0, n0, NULL), GUTS_SEAL_R_STATE);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_replayed_frame_is_rejected)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    uint8_t f0[300];
+    size_t n0 = seal_frame(&p.a, "want", f0);
+    ck_assert_int_eq(open_frame(&p.b, f0, n0, NULL), GUTS_SEAL_R_OK);
+    ck_assert_int_eq(open_frame(&p.b, f0, n0, NULL), GUTS_SEAL_R_FORGED);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_frame_reflected_back_is_rejected)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    uint8_t f0[300];
+    size_t n0 = seal_frame(&p.a, "hello", f0);
+    ck_assert_int_eq(open_frame(&p.a, f0, n0, NULL), GUTS_SEAL_R_FORGED);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_frame_from_another_connection_is_rejected)
+{
+    pair p, q;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    pair_open(&q, 1, 1);
+    pair_hello(&q);
+    uint8_t f0[300];
+    size_t n0 = seal_frame(&p.a, "objects", f0);
+    ck_assert_int_eq(open_frame(&q.b, f0, n0, NULL), GUTS_SEAL_R_FORGED);
+    pair_close(&p);
+    pair_close(&q);
+}
+END_TEST
+
+START_TEST(test_stream_frame_with_any_byte_changed_is_rejected)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    uint8_t f0[300];
+    for (size_t i = 0;; i++) {
+        pair_hello(&p); /* fresh keys: a failed stream refuses everything */
+        size_t n0 = seal_frame(&p.a, "refs/heads/main", f0);
+        if (i >= n0) break;
+        f0[i] ^= 0x10;
+        ck_assert_int_ne(open_frame(&p.b, f0, n0, NULL), GUTS_SEAL_R_OK);
+    }
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_peer_with_another_key_fails_at_the_hello)
+{
+    pair p;
+    pair_open(&p, 1, 2);
+    uint8_t ha[GUTS_SEAL_HELLO_LEN], hb[GUTS_SEAL_HELLO_LEN];
+    ck_assert_int_eq(guts_seal_stream_init(&p.a, p.sa, 1, NULL, ha), 0);
+    ck_assert_int_eq(guts_seal_stream_init(&p.b, p.sb, 0, NULL, hb), 0);
+    int r = -1;
+    ck_assert_int_eq(guts_seal_stream_on_hello(&p.b, ha + 4, sizeof(ha) - 4, &r), GUTS_EPROTO);
+    ck_assert_int_eq(r, GUTS_SEAL_R_KEY_MISMATCH);
+    ck_assert_int_eq(p.b.state, GUTS_SEAL_ST_FAILED);
+    guts_seal_counters c;
+    guts_seal_counters_get(p.sb, &c);
+    ck_assert_uint_eq(c.rejected[GUTS_SEAL_R_KEY_MISMATCH], 1);
+    /* Same key id by chance (forced): the hellos pass, the first frame fails. */
+    uint8_t ida[GUTS_SEAL_KEYID_LEN], idb[GUTS_SEAL_KEYID_LEN];
+    guts_seal_key_id(p.sa, ida);
+    guts_seal_key_id(p.sb, idb);
+    ck_assert_int_eq(guts_seal_stream_init(&p.a, p.sa, 1, NULL, ha), 0);
+    ck_assert_int_eq(guts_seal_stream_init(&p.b, p.sb, 0, NULL, hb), 0);
+    memcpy(ha + 6, idb, sizeof(idb));
+    memcpy(hb + 6, ida, sizeof(ida));
+    ck_assert_int_eq(guts_seal_stream_on_hello(&p.b, ha + 4, sizeof(ha) - 4, &r), 0);
+    ck_assert_int_eq(guts_seal_stream_on_hello(&p.a, hb + 4, sizeof(hb) - 4, &r), 0);
+    uint8_t f0[300];
+    size_t n0 = seal_frame(&p.a, "hello", f0);
+    ck_assert_int_eq(open_frame(&p.b, f0, n0, NULL), GUTS_SEAL_R_FORGED);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_plain_peer_fails_at_the_hello)
+{
+    guts_seal *s = seal_with(1);
+    guts_seal_stream st;
+    uint8_t hello[GUTS_SEAL_HELLO_LEN], f[64];
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_HELLO;
+    m.u.hello.incarnation = 1;
+    m.u.hello.port = 7000;
+    size_t len = 0;
+    ck_assert_int_eq(guts_msg_encode_frame(&m, f, sizeof(f), &len), 0);
+    ck_assert_int_eq(guts_seal_stream_init(&st, s, 0, NULL, hello), 0);
+    int r = -1;
+    ck_assert_int_eq(guts_seal_stream_on_hello(&st, f + 4, len - 4, &r), GUTS_EPROTO);
+    ck_assert_int_eq(r, GUTS_SEAL_R_UNSEALED);
+    /* And a keyless peer's decoder refuses our hello at its first byte. */
+    ck_assert_int_eq(guts_msg_decode(hello + 4, GUTS_SEAL_HELLO_BODY, &m), GUTS_EPROTO);
+    guts_seal_stream_clear(&st);
+    guts_seal_free(s);
+}
+END_TEST
+
+START_TEST(test_stream_bad_hellos_are_refused)
+{
+    guts_seal *s = seal_with(1);
+    guts_seal_stream st;
+    uint8_t mine[GUTS_SEAL_HELLO_LEN], peer[GUTS_SEAL_HELLO_LEN];
+    guts_seal_stream st2;
+    ck_assert_int_eq(guts_seal_stream_init(&st2, s, 1, NULL, peer), 0);
+    static const struct {
+        size_t off, len; /* of the peer's hello body */
+        int flip;        /* byte to change, or -1 */
+        int reason;
+    } cases[] = {
+        {4, 0, -1, GUTS_SEAL_R_UNSEALED},
+        {4, 1, -1, GUTS_SEAL_R_SHORT},
+        {4, GUTS_SEAL_HELLO_BODY - 1, -1, GUTS_SEAL_R_SHORT},
+        {4, GUTS_SEAL_HELLO_BODY, 5, GUTS_SEAL_R_VERSION},
+        {4, GUTS_SEAL_HELLO_BODY, 4, GUTS_SEAL_R_UNSEALED},
+        {4, GUTS_SEAL_HELLO_BODY, 7, GUTS_SEAL_R_KEY_MISMATCH},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t h[GUTS_SEAL_HELLO_LEN];
+        memcpy(h, peer, sizeof(h));
+        if (cases[i].flip >= 0) h[cases[i].flip] ^= 0x01;
+        ck_assert_int_eq(guts_seal_stream_init(&st, s, 0, NULL, mine), 0);
+        int r = -1;
+        ck_assert_int_eq(guts_seal_stream_on_hello(&st, h + cases[i].off, cases[i].len, &r),
+                         GUTS_EPROTO);
+        ck_assert_msg(r == cases[i].reason, "case %zu: %s", i, guts_seal_reason(r));
+    }
+    /* Our own hello reflected back. */
+    ck_assert_int_eq(guts_seal_stream_init(&st, s, 0, NULL, mine), 0);
+    int r = -1;
+    ck_assert_int_eq(guts_seal_stream_on_hello(&st, mine + 4, GUTS_SEAL_HELLO_BODY, &r),
+                     GUTS_EPROTO);
+    ck_assert_int_eq(r, GUTS_SEAL_R_REPLAY);
+    /* A second hello. */
+    ck_assert_int_eq(guts_seal_stream_init(&st, s, 0, NULL, mine), 0);
+    ck_assert_int_eq(guts_seal_stream_on_hello(&st, peer + 4, GUTS_SEAL_HELLO_BODY, &r), 0);
+    ck_assert_int_eq(guts_seal_stream_on_hello(&st, peer + 4, GUTS_SEAL_HELLO_BODY, &r),
+                     GUTS_EPROTO);
+    ck_assert_int_eq(r, GUTS_SEAL_R_STATE);
+    guts_seal_stream_clear(&st);
+    guts_seal_stream_clear(&st2);
+    guts_seal_free(s);
+}
+END_TEST
+
+START_TEST(test_stream_frame_before_the_hello_is_refused)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    uint8_t f[64], out[128];
+    size_t flen = mk_frame("early", f), olen = 0;
+    ck_assert_int_eq(guts_seal_stream_seal(&p.a, f, flen, out, sizeof(out), &olen), GUTS_EINVAL);
+    memcpy(out, f, flen);
+    memset(out + flen, 0, 16);
+    guts_wire_frame_hdr((uint32_t)(flen - 4 + 16), out);
+    ck_assert_int_eq(open_frame(&p.b, out, flen + 16, NULL), GUTS_SEAL_R_STATE);
+    pair_close(&p);
+}
+END_TEST
+
+START_TEST(test_stream_seal_refuses_a_frame_whose_header_lies)
+{
+    pair p;
+    pair_open(&p, 1, 1);
+    pair_hello(&p);
+    uint8_t f[64], out[128];
+    size_t flen = mk_frame("abc", f), olen = 0;
+    f[3]++;
+    ck_assert_int_eq(guts_seal_stream_seal(&p.a, f, flen, out, sizeof(out), &olen), GUTS_EINVAL);
+    f[3]--;
+    ck_assert_int_eq(guts_seal_stream_seal(&p.a, f, flen, out, flen + 15, &olen), GUTS_ETOOBIG);
+    ck_assert_int_eq(guts_seal_stream_seal(&p.a, f, 4, out, sizeof(out), &olen), GUTS_EINVAL);
+    pair_close(&p);
+}
+END_TEST
+
+/* ---- Key files ------------------------------------------------------------ */
+
+static char tmpdir[64];
+
+static void tmp_setup(void)
+{
+    strcpy(tmpdir, "/tmp/test_seal.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void tmp_teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void path_in(const char *name, char *out)
+{
+    snprintf(out, 128, "%s/%s", tmpdir, name);
+}
+
+START_TEST(test_key_generate_writes_32_bytes_with_mode_0600)
+{
+    tmp_setup();
+    char path[128], err[256];
+    path_in("key", path);
+    mode_t old = umask(0);
+    ck_assert_int_eq(guts_seal_key_generate(path, err, sizeof(err)), 0);
+    umask(old);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 07777, 0600);
+    ck_assert_int_eq(sb.st_size, GUTS_SEAL_KEY_LEN);
+    uint8_t k1[GUTS_SEAL_KEY_LEN], k2[GUTS_SEAL_KEY_LEN];
+    ck_assert_int_eq(guts_seal_key_load(path, k1, err, sizeof(err)), 0);
+    char path2[128];
+    path_in("key2", path2);
+    ck_assert_int_eq(guts_seal_key_generate(path2, err, sizeof(err)), 0);
+    ck_assert_int_eq(guts_seal_key_load(path2, k2, err, sizeof(err)), 0);
+    ck_assert(memcmp(k1, k2, sizeof(k1)) != 0);
+    tmp_teardown();
+}
+END_TEST
+
+START_TEST(test_key_generate_never_replaces_a_file)
+{
+    tmp_setup();
+    char path[128], err[256];
+    path_in("key", path);
+    ck_assert_int_eq(guts_seal_key_generate(path, err, sizeof(err)), 0);
+    uint8_t k1[GUTS_SEAL_KEY_LEN], k2[GUTS_SEAL_KEY_LEN];
+    ck_assert_int_eq(guts_seal_key_load(path, k1, err, sizeof(err)), 0);
+    ck_assert_int_eq(guts_seal_key_generate(path, err, sizeof(err)), GUTS_EEXIST);
+    ck_assert_int_eq(guts_seal_key_load(path, k2, err, sizeof(err)), 0);
+    ck_assert_mem_eq(k1, k2, sizeof(k1));
+    char link[128];
+    path_in("link", link);
+    ck_assert_int_eq(symlink(path, link), 0);
+    ck_assert_int_eq(guts_seal_key_generate(link, err, sizeof(err)), GUTS_EEXIST);
+    path_in("nodir/key", path);
+    ck_assert_int_eq(guts_seal_key_generate(path, err, sizeof(err)), GUTS_EIO);
+    tmp_teardown();
+}
+END_TEST
+
+START_TEST(test_key_load_refuses_bad_files)
+{
+    tmp_setup();
+    static const struct {
+        mode_t mode;
+        size_t size;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {0600, 32, 0, ""},
+        {0400, 32, 0, ""},
+        {0640, 32, GUTS_EINVAL, "chmod 600"},
+        {0604, 32, GUTS_EINVAL, "chmod 600"},
+        {0610, 32, GUTS_EINVAL, "chmod 600"},
+        {0600, 31, GUTS_EINVAL, "not 32"},
+        {0600, 33, GUTS_EINVAL, "not 32"},
+        {0600, 0, GUTS_EINVAL, "not 32"},
+        {0600, 64, GUTS_EINVAL, "not 32"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[128], err[256] = "";
+        snprintf(path, sizeof(path), "%s/k%zu", tmpdir, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        ck_assert_int_ge(fd, 0);
+        uint8_t bytes[64] = {7};
+        ck_assert_int_eq(write(fd, bytes, cases[i].size), (ssize_t)cases[i].size);
+        ck_assert_int_eq(fchmod(fd, cases[i].mode), 0);
+        close(fd);
+        uint8_t key[GUTS_SEAL_KEY_LEN];
+        ck_assert_int_eq(guts_seal_key_load(path, key, err, sizeof(err)), cases[i].rc);
+        ck_assert_msg(strstr(err, cases[i].says), "case %zu: %s", i, err);
+    }
+    char err[256] = "", path[128];
+    uint8_t key[GUTS_SEAL_KEY_LEN];
+    path_in("missing", path);
+    ck_assert_int_eq(guts_seal_key_load(path, key, err, sizeof(err)), GUTS_EIO);
+    ck_assert_ptr_nonnull(strstr(err, "missing"));
+    ck_assert_int_eq(guts_seal_key_load(tmpdir, key, err, sizeof(err)), GUTS_EINVAL);
+    tmp_teardown();
+}
+END_TEST
+
+static Suite *seal_suite(void)
+{
+    Suite *s = suite_create("seal");
+    TCase *tc = tcase_create("dgram");
+    tcase_add_test(tc, test_dgram_round_trip_restores_the_plaintext);
+    tcase_add_test(tc, test_sealed_dgram_at_the_plaintext_cap_is_exactly_1200_bytes);
+    tcase_add_test(tc, test_dgram_with_any_byte_changed_is_rejected);
+    tcase_add_test(tc, test_dgram_cut_at_any_length_is_rejected);
+    tcase_add_test(tc, test_dgram_from_another_key_is_counted_as_key_mismatch);
+    tcase_add_test(tc, test_plain_envelope_is_counted_as_unsealed);
+    tcase_add_test(tc, test_sealed_dgram_is_not_a_plain_message);
+    tcase_add_test(tc, test_replayed_dgram_is_rejected);
+    tcase_add_test(tc, test_replay_is_rejected_even_past_the_cache_capacity);
+    tcase_add_test(tc, test_dgram_outside_the_window_is_rejected_as_stale);
+    tcase_add_test(tc, test_sealed_announce_shows_no_repo_name_id_or_fingerprint);
+    tcase_add_test(tc, test_caller_nonces_make_sealing_deterministic);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("stream");
+    tcase_add_test(tc, test_stream_frames_round_trip_both_ways);
+    tcase_add_test(tc, test_stream_reordered_frames_are_rejected);
+    tcase_add_test(tc, test_stream_replayed_frame_is_rejected);
+    tcase_add_test(tc, test_stream_frame_reflected_back_is_rejected);
+    tcase_add_test(tc, test_stream_frame_from_another_connection_is_rejected);
+    tcase_add_test(tc, test_stream_frame_with_any_byte_changed_is_rejected);
+    tcase_add_test(tc, test_stream_peer_with_another_key_fails_at_the_hello);
+    tcase_add_test(tc, test_stream_plain_peer_fails_at_the_hello);
+    tcase_add_test(tc, test_stream_bad_hellos_are_refused);
+    tcase_add_test(tc, test_stream_frame_before_the_hello_is_refused);
+    tcase_add_test(tc, test_stream_seal_refuses_a_frame_whose_header_lies);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("keyfile");
+    tcase_add_test(tc, test_key_generate_writes_32_bytes_with_mode_0600);
+    tcase_add_test(tc, test_key_generate_never_replaces_a_file);
+    tcase_add_test(tc, test_key_load_refuses_bad_files);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(seal_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
