@@ -590,6 +590,42 @@ START_TEST(test_map_that_cannot_grow_fails_full_and_stores_nothing)
 }
 END_TEST
 
+typedef struct put_in_walk {
+    guts_repo *r;
+    const guts_obj *big;
+    int rc;
+} put_in_walk;
+
+static int put_during_walk(const guts_id *id, void *arg)
+{
+    (void)id;
+    put_in_walk *p = arg;
+    p->rc = guts_repo_put(p->r, p->big, 1, NULL, NULL);
+    return 1;
+}
+
+START_TEST(test_map_growth_under_an_open_read_is_refused_not_unsafe)
+{
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_repo *r = open_repo("o/walk");
+    guts_obj small = mkobj(GUTS_OBJ_BLOB, "small\n", 6);
+    put_ok(r, &small, 1, 1);
+    enum { BIG = 3 << 20 };
+    uint8_t *big = malloc(BIG);
+    fill(big, BIG, 99);
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, big, BIG);
+    /* Growing remaps: pointers of the walk's read txn would dangle. */
+    put_in_walk p = {r, &o, 0};
+    ck_assert_int_eq(guts_repo_ids(r, NULL, NULL, put_during_walk, &p), 1);
+    ck_assert_int_eq(p.rc, GUTS_EAGAIN);
+    ck_assert_int_eq(guts_repo_has(r, &o.id), 0);
+    put_ok(r, &o, 1, 1); /* outside the walk it grows */
+    check_get(r, &o);
+    guts_repo_close(r);
+    free(big);
+}
+END_TEST
+
 START_TEST(test_delta_against_base_is_smaller_and_roundtrips)
 {
     guts_repo *r = open_repo("o/delta");
@@ -1305,6 +1341,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_fingerprint_independent_of_insertion_order);
     tcase_add_test(t, test_map_grows_past_small_initial_size);
     tcase_add_test(t, test_map_that_cannot_grow_fails_full_and_stores_nothing);
+    tcase_add_test(t, test_map_growth_under_an_open_read_is_refused_not_unsafe);
     tcase_add_test(t, test_delta_against_base_is_smaller_and_roundtrips);
     tcase_add_test(t, test_records_do_not_depend_on_batching_or_threads);
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
