@@ -31,7 +31,16 @@ typedef struct solo {
     uint32_t last_open;
     uint8_t last_frame[1 << 16];
     size_t last_frame_len;
+    uint8_t *fr[32]; /* copies of the frames sent, header stripped */
+    size_t frlen[32], nfr;
 } solo;
+
+static void solo_frames_clear(solo *s)
+{
+    for (size_t i = 0; i < s->nfr; i++)
+        free(s->fr[i]);
+    s->nfr = 0;
+}
 
 static void solo_drain(solo *s)
 {
@@ -51,6 +60,12 @@ static void solo_drain(solo *s)
             break;
         case GUTS_ACT_SEND_FRAME:
             s->frames++;
+            if (s->nfr < 32) {
+                s->frlen[s->nfr] = a.len - GUTS_FRAME_HDR;
+                s->fr[s->nfr] = malloc(a.len);
+                memcpy(s->fr[s->nfr], a.data + GUTS_FRAME_HDR, a.len - GUTS_FRAME_HDR);
+                s->nfr++;
+            }
             if (a.len <= sizeof(s->last_frame)) {
                 memcpy(s->last_frame, a.data, a.len);
                 s->last_frame_len = a.len;
@@ -89,6 +104,7 @@ static void solo_start(solo *s)
 
 static void solo_free(solo *s)
 {
+    solo_frames_clear(s);
     guts_core_free(s->core);
     guts_memstore_free(s->mem);
 }
@@ -435,6 +451,158 @@ START_TEST(test_bad_object_drops_the_peer)
     guts_core_sessions(s.core, &pulls, &serves);
     ck_assert_uint_eq(pulls, 0);
     solo_free(&s);
+}
+END_TEST
+
+/* Send one message to the solo core on stream st, as peer 1. */
+static void feed_frame(solo *s, uint64_t now, uint32_t st, guts_msg *m)
+{
+    m->version = GUTS_WIRE_VERSION;
+    peer_id(1, &m->sender);
+    size_t cap = 1 << 16, len;
+    uint8_t *buf = malloc(cap);
+    ck_assert_int_eq(guts_msg_encode(m, buf, cap, &len), 0);
+    guts_core_on_frame(s->core, now, st, buf, len);
+    free(buf);
+    solo_drain(s);
+}
+
+static void feed_done(solo *s, uint64_t now, uint32_t st, int space)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_DONE;
+    m.u.done.key = KEY;
+    m.u.done.space = (uint8_t)space;
+    feed_frame(s, now, st, &m);
+}
+
+/* The last frame sent must be a WANT for exactly id. */
+static void expect_want(solo *s, const guts_id *id)
+{
+    ck_assert_uint_gt(s->nfr, 0);
+    guts_msg m;
+    ck_assert_int_eq(guts_msg_decode(s->fr[s->nfr - 1], s->frlen[s->nfr - 1], &m), 0);
+    ck_assert_int_eq(m.type, GUTS_MSG_WANT);
+    ck_assert_uint_eq(m.u.want.nids, 1);
+    ck_assert_int_eq(guts_id_cmp(&m.u.want.ids[0], id), 0);
+    guts_msg_free(&m);
+}
+
+static void feed_object(solo *s, uint64_t now, uint32_t st, const guts_core_store *from,
+                        const guts_id *id)
+{
+    int type;
+    void *data;
+    size_t len;
+    ck_assert_int_eq(from->get(from->ctx, KEY, id, &type, &data, &len), 0);
+    guts_wire_obj o = {.id = *id, .type = (uint8_t)type, .data = data, .len = len};
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_OBJECTS;
+    m.u.objects.key = KEY;
+    m.u.objects.nobjs = 1;
+    m.u.objects.objs = &o;
+    feed_frame(s, now, st, &m);
+    free(data);
+    feed_done(s, now, st, GUTS_SPACE_OBJECTS);
+}
+
+/* A ref whose closure the objects phase did not bring (the server's ref moved
+ * meanwhile) waits, and the puller asks for each missing piece with WANT
+ * until the closure is complete; only then is the ref applied. */
+START_TEST(test_ref_waits_for_its_closure_and_wants_the_pieces)
+{
+    guts_memstore *src;
+    guts_core_store from;
+    ck_assert_int_eq(guts_memstore_new(&src), 0);
+    guts_memstore_iface(src, &from);
+    ck_assert_int_eq(from.create(from.ctx, KEY), 0);
+    guts_id blob = tu_blob(&from, KEY, "piece");
+    guts_id tree = tu_tree(&from, KEY, &blob, NULL);
+    guts_id commit = tu_commit(&from, KEY, &tree, NULL, 0, "tip");
+
+    solo s;
+    solo_init(&s, 9);
+    solo_start(&s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 3;
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    guts_core_on_timer(s.core, 500);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.opens, 1);
+    uint32_t st = s.last_open;
+    guts_addr pa;
+    peer_addr(1, &pa);
+    solo_frames_clear(&s);
+    guts_core_on_stream_open(s.core, 500, st, &pa, 1);
+    solo_drain(&s);
+    /* HELLO, then RECON over objects: answer "nothing differs" */
+    ck_assert_uint_eq(s.nfr, 2);
+    guts_msg m;
+    ck_assert_int_eq(guts_msg_decode(s.fr[1], s.frlen[1], &m), 0);
+    ck_assert_int_eq(m.type, GUTS_MSG_RECON);
+    ck_assert_int_eq(m.u.recon.space, GUTS_SPACE_OBJECTS);
+    uint64_t seed = m.u.recon.seed;
+    guts_msg_free(&m);
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_RECON;
+    m.u.recon.key = KEY;
+    m.u.recon.space = GUTS_SPACE_OBJECTS;
+    m.u.recon.seed = seed;
+    feed_frame(&s, 510, st, &m);
+    solo_frames_clear(&s);
+    feed_done(&s, 510, st, GUTS_SPACE_OBJECTS);
+    /* refs phase */
+    ck_assert_uint_eq(s.nfr, 1);
+    ck_assert_int_eq(guts_msg_decode(s.fr[0], s.frlen[0], &m), 0);
+    ck_assert_int_eq(m.type, GUTS_MSG_RECON);
+    ck_assert_int_eq(m.u.recon.space, GUTS_SPACE_REFS);
+    seed = m.u.recon.seed;
+    guts_msg_free(&m);
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_RECON;
+    m.u.recon.key = KEY;
+    m.u.recon.space = GUTS_SPACE_REFS;
+    m.u.recon.seed = seed;
+    feed_frame(&s, 520, st, &m);
+    guts_wire_ref wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.name = "refs/heads/main";
+    wr.target = commit;
+    wr.clock = 1;
+    peer_id(1, &wr.writer);
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_REFS;
+    m.u.refs.key = KEY;
+    m.u.refs.nrefs = 1;
+    m.u.refs.refs = &wr;
+    feed_frame(&s, 520, st, &m);
+    feed_done(&s, 520, st, GUTS_SPACE_REFS);
+    /* commit, then its tree, then the blob are wanted one level at a time */
+    expect_want(&s, &commit);
+    guts_ref got;
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
+    feed_object(&s, 530, st, &from, &commit);
+    expect_want(&s, &tree);
+    feed_object(&s, 540, st, &from, &tree);
+    expect_want(&s, &blob);
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
+    feed_object(&s, 550, st, &from, &blob);
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &commit), 0);
+    ck_assert_uint_eq(s.closes, 1);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.sessions_ok, 1);
+    ck_assert_uint_eq(k.refs_applied, 1);
+    ck_assert_uint_eq(k.refs_pending, 0);
+    solo_free(&s);
+    guts_memstore_free(src);
 }
 END_TEST
 
@@ -800,6 +968,7 @@ static Suite *suite(void)
     t = tcase_create("sessions");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_object_drops_the_peer);
+    tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_in_sync_nodes_open_no_stream);
     tcase_add_test(t, test_lacking_node_pulls_everything);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
