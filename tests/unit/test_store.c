@@ -1290,6 +1290,60 @@ START_TEST(test_reader_slot_of_dead_process_is_cleared_on_open)
 }
 END_TEST
 
+START_TEST(test_two_processes_writing_and_growing_at_once)
+{
+    enum { PER = 16, SZ = 256 << 10, KIDS = 2 };
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_repo_close(open_repo("o/race"));
+    pid_t kids[KIDS];
+    for (int k = 0; k < KIDS; k++) {
+        kids[k] = fork();
+        ck_assert_int_ge(kids[k], 0);
+        if (kids[k] == 0) {
+            guts_data *cd;
+            guts_repo *cr;
+            if (guts_data_open(tmpdir, &cd) != GUTS_OK) _exit(1);
+            guts_data_set_initial_mapsize(cd, 1 << 20);
+            if (guts_repo_open(cd, "o/race", 0, &cr) != GUTS_OK) _exit(2);
+            uint8_t *b = malloc(SZ);
+            for (int i = 0; i < PER; i++) {
+                fill(b, SZ, (uint64_t)(1000 * k + i));
+                guts_obj o = {.type = GUTS_OBJ_BLOB, .data = b, .len = SZ};
+                guts_obj_hash(o.type, b, SZ, &o.id);
+                size_t added = 0;
+                if (guts_repo_put(cr, &o, 1, &added, NULL) != GUTS_OK || added != 1) _exit(3);
+            }
+            guts_repo_close(cr);
+            guts_data_close(cd);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < KIDS; k++) {
+        int status;
+        ck_assert_int_eq(waitpid(kids[k], &status, 0), kids[k]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d: status %d", k,
+                      status);
+    }
+    guts_repo *r = open_repo("o/race");
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, KIDS * PER);
+    guts_fp want = {0, 0};
+    uint8_t *b = malloc(SZ);
+    for (int k = 0; k < KIDS; k++) {
+        for (int i = 0; i < PER; i++) {
+            fill(b, SZ, (uint64_t)(1000 * k + i));
+            guts_obj o = mkobj(GUTS_OBJ_BLOB, b, SZ);
+            check_get(r, &o);
+            guts_fp_add(&want, guts_fp_of_id(&o.id));
+        }
+    }
+    ck_assert(guts_fp_eq(info.fp, want));
+    free(b);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_newer_schema_refused)
 {
     guts_repo_close(open_repo("o/v"));
@@ -1360,6 +1414,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_other_process_map_growth_is_adopted);
     tcase_add_test(t, test_repo_handle_outlives_its_data_handle);
     tcase_add_test(t, test_reader_slot_of_dead_process_is_cleared_on_open);
+    tcase_add_test(t, test_two_processes_writing_and_growing_at_once);
     tcase_add_test(t, test_newer_schema_refused);
     suite_add_tcase(s, t);
     return s;
