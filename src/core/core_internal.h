@@ -200,6 +200,7 @@ typedef struct session {
     uint64_t sent_objects;
     uint64_t req_sent;    /* elements sent for the request being answered */
     int said_hello;
+    int busy;             /* the server said EAGAIN: retry soon, elsewhere */
 } session;
 
 struct guts_core {

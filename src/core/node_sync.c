@@ -139,7 +139,9 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                  (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
         if (r) {
             r->pulling = 0;
-            r->failures = ok ? 0 : r->failures + 1;
+            /* a busy server is load shedding, not failing: no backoff */
+            if (!s->busy)
+                r->failures = ok ? 0 : r->failures + 1;
             /* refs received may wait for objects another session brings */
             if (s->ninrefs) {
                 refs_take(c, r, s->inrefs, s->ninrefs);
@@ -154,8 +156,11 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             else if (s->got_objects || c->ctr.refs_applied != s->applied0)
                 r->idle_pulls = 0;
             core_repo_refresh(c, r);
+            int busy = s->busy;
             sess_remove(c, s);
             announce_consider(c, r);
+            if (busy && r->next_pull) /* soon, probably from another peer */
+                r->next_pull = c->now + 1 + core_rand_below(c, 3 * CORE_PULL_STAGGER_MS);
             return;
         }
     } else {
@@ -1148,6 +1153,7 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
                 advance(c, s);
             }
         } else if (m.type == GUTS_MSG_ERROR) {
+            s->busy = m.u.error.code == GUTS_EAGAIN;
             sync_end(c, s, 0, 1, m.u.error.text ? m.u.error.text : "peer error");
         } else {
             sync_end(c, s, 0, 1, "unexpected message");
