@@ -15,6 +15,10 @@
  *   3    frame (envelope) on a stream     6  a stream becomes writable
  *                                         7  time passes (next byte * 50 ms)
  *
+ * RECON frames sent on a stream where the core itself sent a RECON are
+ * re-stamped with that RECON's seed, round and space (a 64-bit seed is
+ * beyond guessing), so the puller's side of reconciliation is reachable.
+ *
  * Actions are drained after every event and checked against invariants a
  * hostile peer must not be able to break: every datagram is sent to the
  * group (never a unicast reply an attacker could aim at a victim) and fits
@@ -42,6 +46,16 @@ static void check(int ok)
     if (!ok) abort();
 }
 
+/* The last RECON the core sent on a stream: a puller refuses replies whose
+ * seed, round or space differ, and the fuzzer cannot guess a 64-bit seed,
+ * so RECON frames it sends on that stream are re-stamped with these. */
+typedef struct fuzz_recon {
+    uint32_t stream;
+    uint64_t seed;
+    uint32_t round;
+    uint8_t space;
+} fuzz_recon;
+
 typedef struct fuzz_state {
     guts_core *core;
     uint64_t now;
@@ -49,7 +63,60 @@ typedef struct fuzz_state {
     uint32_t pending[FUZZ_STREAMS]; /* OPEN_STREAM asked, not yet connected */
     uint32_t next_in;
     uint32_t refused[FUZZ_STREAMS]; /* connects to report failed after a drain */
+    fuzz_recon recon[FUZZ_STREAMS];
 } fuzz_state;
+
+static int slot_has(const uint32_t *set, uint32_t id);
+
+static void recon_note(fuzz_state *st, uint32_t stream, const uint8_t *env, size_t len)
+{
+    guts_msg m;
+    if (guts_msg_decode(env, len, &m) != 0) return;
+    if (m.type == GUTS_MSG_RECON) {
+        fuzz_recon *free_slot = NULL, *r = NULL;
+        for (int i = 0; i < FUZZ_STREAMS; i++) {
+            if (st->recon[i].stream == stream)
+                r = &st->recon[i];
+            else if (!free_slot &&
+                     (st->recon[i].stream == 0 || !slot_has(st->streams, st->recon[i].stream)))
+                free_slot = &st->recon[i];
+        }
+        if (!r) r = free_slot;
+        if (r) {
+            r->stream = stream;
+            r->seed = m.u.recon.seed;
+            r->round = m.u.recon.round;
+            r->space = m.u.recon.space;
+        }
+    }
+    guts_msg_free(&m);
+}
+
+/* Re-stamp a RECON frame for stream; returns a malloc()ed envelope in *out
+ * (or NULL to send the input as it is). */
+static void recon_stamp(const fuzz_state *st, uint32_t stream, const uint8_t *env, size_t len,
+                        uint8_t **out, size_t *olen)
+{
+    *out = NULL;
+    const fuzz_recon *r = NULL;
+    for (int i = 0; i < FUZZ_STREAMS; i++)
+        if (st->recon[i].stream == stream) r = &st->recon[i];
+    guts_msg m;
+    if (!r || guts_msg_decode(env, len, &m) != 0) return;
+    if (m.type == GUTS_MSG_RECON) {
+        m.u.recon.seed = r->seed;
+        m.u.recon.round = r->round;
+        m.u.recon.space = r->space;
+        size_t cap = len + 16; /* seed and round grow by at most 8 + 4 bytes */
+        *out = malloc(cap);
+        check(*out != NULL);
+        if (guts_msg_encode(&m, *out, cap, olen) != 0) {
+            free(*out);
+            *out = NULL;
+        }
+    }
+    guts_msg_free(&m);
+}
 
 static int slot_add(uint32_t *set, uint32_t id)
 {
@@ -109,6 +176,7 @@ again:
             uint32_t body = 0;
             check(guts_wire_frame_len(a.data, FUZZ_FRAME_MAX, &body) == 0);
             check(body == a.len - GUTS_FRAME_HDR);
+            recon_note(st, a.stream, a.data + GUTS_FRAME_HDR, body);
             break;
         }
         case GUTS_ACT_CLOSE_STREAM:
@@ -227,7 +295,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 guts_core_on_datagram(st.core, st.now, &peer[op], buf, len);
             } else {
                 uint32_t s = slot_pick(st.streams, sel);
-                if (s) guts_core_on_frame(st.core, st.now, s, buf, len);
+                uint8_t *stamped = NULL;
+                size_t slen = 0;
+                if (s) recon_stamp(&st, s, buf, len, &stamped, &slen);
+                if (stamped) {
+                    guts_core_on_frame(st.core, st.now, s, stamped, slen);
+                    free(stamped);
+                } else if (s) {
+                    guts_core_on_frame(st.core, st.now, s, buf, len);
+                }
             }
             free(buf);
             break;
