@@ -19,14 +19,20 @@ node_start c
 wait_until 60 "late node c catches up" repos_equal alice/repo "$TMP/a" "$TMP/c"
 export_check c alice/repo "$src"
 
-# Stop b; a's peers drop it at once (LEAVE), not after expiry.
+# Stop b; a drops it because of its LEAVE ("left"), not after expiry.
+bid=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"])' "$TMP/b/node/status.json")
 node_stop b
+[ ! -e "$TMP/b/node/status.json" ] || fail "b left its status.json behind after a clean stop"
 peers_exactly() { local n; n=$(node_status_peers "$1") && [ "$n" -eq "$2" ]; }
 wait_until 10 "a forgets b after its LEAVE" peers_exactly a 1
+grep -q "peer $bid left" "$TMP/a.log" || fail "a did not log b's LEAVE ('peer $bid left')"
 
 # b misses two rounds of changes.
 add_commit "$src" "while b was away 1"
 expect 0 "$GUTS" --data "$TMP/a" import alice/repo "$src"
+# (c must have a's update before writing on top of it, or the two updates of
+# main are concurrent and one becomes a conflict ref: node_conflict.sh.)
+wait_until 60 "c has a's update" repos_equal alice/repo "$TMP/a" "$TMP/c"
 add_commit "$src" "while b was away 2"
 git -C "$src" tag v2
 expect 0 "$GUTS" --data "$TMP/c" import alice/repo "$src"
