@@ -60,8 +60,7 @@ static void addr_from_sin(const struct sockaddr_in *sin, guts_addr *out)
 
 static int addr_to_sin(const guts_addr *a, struct sockaddr_in *out)
 {
-    if (a->len != sizeof *out)
-        return GUTS_EINVAL;
+    if (a->len != sizeof *out) return GUTS_EINVAL;
     memcpy(out, a->b, sizeof *out);
     return out->sin_family == AF_INET ? 0 : GUTS_EINVAL;
 }
@@ -101,8 +100,7 @@ static void perform(guts_net_node *n, const guts_core_action *a)
                 guts_net_udp_send(&n->udp, &n->opts.peers[i], a->data, a->len);
         } else {
             struct sockaddr_in sin;
-            if (addr_to_sin(&a->addr, &sin) == 0)
-                guts_net_udp_send(&n->udp, &sin, a->data, a->len);
+            if (addr_to_sin(&a->addr, &sin) == 0) guts_net_udp_send(&n->udp, &sin, a->data, a->len);
         }
         break;
     case GUTS_ACT_OPEN_STREAM:
@@ -110,8 +108,7 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         break;
     case GUTS_ACT_SEND_FRAME: {
         guts_net_conn *c = guts_net_tcp_find(&n->tcp, a->stream);
-        if (c)
-            guts_net_tcp_send_raw(&n->tcp, c, a->data, a->len);
+        if (c) guts_net_tcp_send_raw(&n->tcp, c, a->data, a->len);
         break;
     }
     case GUTS_ACT_CLOSE_STREAM: {
@@ -148,8 +145,7 @@ static void drain(guts_net_node *n)
         while (guts_core_next_action(n->core, &a))
             perform(n, &a);
         n->draining = 0;
-        if (n->ndeferred == 0)
-            break;
+        if (n->ndeferred == 0) break;
         uint32_t ids[sizeof n->deferred / sizeof n->deferred[0]];
         size_t k = n->ndeferred;
         memcpy(ids, n->deferred, k * sizeof ids[0]);
@@ -201,12 +197,11 @@ static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
     char as[32];
-    guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s closed%s%s (in %llu B, out %llu B)",
-                  c->id, guts_net_addr_str(&c->addr, as, sizeof as), err ? ": " : "",
+    guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s closed%s%s (in %llu B, out %llu B)", c->id,
+                  guts_net_addr_str(&c->addr, as, sizeof as), err ? ": " : "",
                   err ? guts_strerror(err) : "", (unsigned long long)c->rx_bytes,
                   (unsigned long long)c->tx_bytes);
-    if (c->owner_closed || !n->core)
-        return;
+    if (c->owner_closed || !n->core) return;
     if (n->draining) {
         defer_closed(n, c->id);
         return;
@@ -228,8 +223,7 @@ static void core_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static guts_net_watch *watch_find(guts_net_node *n, const char *key)
 {
     for (size_t i = 0; i < n->nwatch; i++)
-        if (strcmp(n->watch[i].key, key) == 0)
-            return &n->watch[i];
+        if (strcmp(n->watch[i].key, key) == 0) return &n->watch[i];
     return NULL;
 }
 
@@ -237,18 +231,15 @@ static int poll_repo(const char *key, void *arg)
 {
     guts_net_node *n = arg;
     guts_repo_info info;
-    if (n->store.info(n->store.ctx, key, &info) != 0)
-        return 0;
+    if (n->store.info(n->store.ctx, key, &info) != 0) return 0;
     guts_net_watch *w = watch_find(n, key);
     int changed = 0;
     if (!w) {
-        if (n->nwatch == GUTS_NET_WATCH_MAX)
-            return 0;
+        if (n->nwatch == GUTS_NET_WATCH_MAX) return 0;
         if (n->nwatch == n->capwatch) {
             size_t cap = n->capwatch ? 2 * n->capwatch : 16;
             guts_net_watch *nw = realloc(n->watch, cap * sizeof *nw);
-            if (!nw)
-                return 0;
+            if (!nw) return 0;
             n->watch = nw;
             n->capwatch = cap;
         }
@@ -283,8 +274,7 @@ static void poll_local(guts_net_node *n)
     /* Repositories removed on disk are forgotten. */
     size_t j = 0;
     for (size_t i = 0; i < n->nwatch; i++)
-        if (n->watch[i].seen)
-            n->watch[j++] = n->watch[i];
+        if (n->watch[i].seen) n->watch[j++] = n->watch[i];
     n->nwatch = j;
     n->watch_primed = 1;
 }
@@ -320,8 +310,7 @@ static void write_status(guts_net_node *n)
     char tmp[sizeof n->status_path + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     fchmod(fd, 0600);
     FILE *f = fdopen(fd, "w");
     if (!f) {
@@ -349,8 +338,7 @@ static void write_status(guts_net_node *n)
     size_t np = guts_core_peer_count(n->core);
     for (size_t i = 0; i < np; i++) {
         guts_core_peer_info p;
-        if (guts_core_peer(n->core, i, &p) != 0)
-            continue;
+        if (guts_core_peer(n->core, i, &p) != 0) continue;
         struct sockaddr_in sin;
         char ph[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(&p.id, ph);
@@ -415,8 +403,7 @@ static void write_status(guts_net_node *n)
         unlink(tmp);
         return;
     }
-    if (rename(tmp, n->status_path) != 0)
-        unlink(tmp);
+    if (rename(tmp, n->status_path) != 0) unlink(tmp);
 }
 
 static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -430,8 +417,7 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void leave(guts_net_node *n, int signum)
 {
-    if (n->leaving)
-        return;
+    if (n->leaving) return;
     n->leaving = 1;
     guts_net_logf(&n->log, GUTS_LOG_INFO, "signal %d: leaving", signum);
     guts_core_leave(n->core, now_ms());
@@ -456,21 +442,20 @@ static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
 /* Listener and unicast socket share one port number. */
 static int open_sockets(guts_net_node *n)
 {
-    static const guts_net_tcp_cbs cbs = {
-        .on_open = on_open, .on_frame = on_frame, .on_writable = on_writable,
-        .on_closed = on_closed};
+    static const guts_net_tcp_cbs cbs = {.on_open = on_open,
+                                         .on_frame = on_frame,
+                                         .on_writable = on_writable,
+                                         .on_closed = on_closed};
     int tries = n->opts.listen.sin_port ? 1 : PORT_TRIES;
     for (int i = 0; i < tries; i++) {
         int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, GUTS_FRAME_MAX_DEFAULT, &cbs,
                                    &n->log);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         struct sockaddr_in u = n->opts.listen;
         u.sin_port = n->tcp.local.sin_port;
         rc = guts_net_udp_open(&n->udp, n->loop, &n->opts.group, n->opts.iface, &u, on_dgram,
                                &n->log);
-        if (rc == 0)
-            return 0;
+        if (rc == 0) return 0;
         guts_net_tcp_shutdown(&n->tcp);
     }
     char as[32];
@@ -492,8 +477,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
 
     int rc = guts_data_open(opts->data, &n->data);
     if (rc != 0) {
-        guts_net_logf(&n->log, GUTS_LOG_ERROR, "data dir %s: %s %s", opts->data,
-                      guts_strerror(rc), guts_store_errmsg());
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "data dir %s: %s %s", opts->data, guts_strerror(rc),
+                      guts_store_errmsg());
         return rc;
     }
     rc = guts_data_incarnation_next(n->data, &n->incarnation);
@@ -504,13 +489,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     }
     snprintf(n->status_path, sizeof n->status_path, "%s/node/status.json", opts->data);
     rc = guts_core_lmdbstore_new(n->data, &n->lstore);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     guts_core_lmdbstore_iface(n->lstore, &n->store);
 
     rc = open_sockets(n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
 
     guts_core_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -531,8 +514,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     char hex[2 * GUTS_NODE_ID_LEN + 1];
     guts_node_id_to_hex(&cfg.node_id, hex);
     guts_net_logf(&n->log, GUTS_LOG_INFO,
-                  "node %s incarnation %llu data %s: listening on %s, joined group %s on %s",
-                  hex, (unsigned long long)n->incarnation, opts->data,
+                  "node %s incarnation %llu data %s: listening on %s, joined group %s on %s", hex,
+                  (unsigned long long)n->incarnation, opts->data,
                   guts_net_addr_str(&n->tcp.local, as, sizeof as),
                   guts_net_addr_str(&opts->group, as2, sizeof as2),
                   opts->iface[0] ? opts->iface : "the default interface");
@@ -573,17 +556,12 @@ void guts_net_node_close(guts_net_node *n)
      * without telling it (it is about to be freed). */
     guts_core *core = n->core;
     n->core = NULL;
-    if (n->tcp.lfd >= 0 || n->tcp.conns)
-        guts_net_tcp_shutdown(&n->tcp);
+    if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);
     guts_net_udp_close(&n->udp, n->loop);
-    if (core)
-        guts_core_free(core);
-    if (n->status_path[0])
-        unlink(n->status_path);
-    if (n->lstore)
-        guts_core_lmdbstore_free(n->lstore);
-    if (n->data)
-        guts_data_close(n->data);
+    if (core) guts_core_free(core);
+    if (n->status_path[0]) unlink(n->status_path);
+    if (n->lstore) guts_core_lmdbstore_free(n->lstore);
+    if (n->data) guts_data_close(n->data);
     free(n->watch);
     memset(n, 0, sizeof *n);
 }

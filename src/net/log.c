@@ -22,15 +22,13 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 int guts_net_log_level_parse(const char *s)
 {
     for (int i = 0; i < 4; i++)
-        if (strcasecmp(s, level_names[i]) == 0)
-            return i;
+        if (strcasecmp(s, level_names[i]) == 0) return i;
     return -1;
 }
 
 void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
 {
-    if (level > log->level)
-        return;
+    if (level > log->level) return;
     char line[LOG_LINE_MAX];
     struct timespec ts;
     struct tm tm;
@@ -38,13 +36,14 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
     n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                          level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                          level_names[level < 0   ? 0
+                                      : level > 3 ? 3
+                                                  : level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
-    if (m < 0)
-        m = 0;
+    if (m < 0) m = 0;
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);

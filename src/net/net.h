@@ -32,7 +32,7 @@
 #include "guts/store.h"
 #include "guts/wire.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- Options ------------------------------------------------------------- */
 
@@ -52,14 +52,14 @@
 #define GUTS_NET_PEERS_MAX 64
 
 typedef struct guts_net_opts {
-    char data[PATH_MAX];          /* data dir */
-    char iface[IF_NAMESIZE];      /* "" : let the kernel choose */
-    struct sockaddr_in group;     /* multicast group and port */
-    struct sockaddr_in listen;    /* TCP listen (and unicast UDP) address */
+    char data[PATH_MAX];       /* data dir */
+    char iface[IF_NAMESIZE];   /* "" : let the kernel choose */
+    struct sockaddr_in group;  /* multicast group and port */
+    struct sockaddr_in listen; /* TCP listen (and unicast UDP) address */
     unsigned interval_ms;
     struct sockaddr_in peers[GUTS_NET_PEERS_MAX];
     size_t npeers;
-    int log_level;                /* GUTS_LOG_* of core.h */
+    int log_level; /* GUTS_LOG_* of core.h */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -83,7 +83,7 @@ const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t 
 /* ---- Logging ------------------------------------------------------------- */
 
 typedef struct guts_net_log {
-    int level;      /* lines above this level are dropped */
+    int level; /* lines above this level are dropped */
 } guts_net_log;
 
 /** Write one line "2026-01-01T00:00:00.000Z LEVEL message" to stderr when
@@ -98,9 +98,9 @@ int guts_net_log_level_parse(const char *s);
 /* Counters for status and the benchmark. */
 typedef struct guts_net_udp_stats {
     uint64_t rx, tx, rx_bytes, tx_bytes;
-    uint64_t rx_oversize;   /* datagrams over GUTS_DGRAM_DROP, dropped unread */
-    uint64_t tx_dropped;    /* EAGAIN or other send failure: the next
-                             * periodic announce replaces it */
+    uint64_t rx_oversize; /* datagrams over GUTS_DGRAM_DROP, dropped unread */
+    uint64_t tx_dropped;  /* EAGAIN or other send failure: the next
+                           * periodic announce replaces it */
 } guts_net_udp_stats;
 
 typedef struct guts_net_udp guts_net_udp;
@@ -128,8 +128,8 @@ struct guts_net_udp {
  * ucast_addr gives the unicast bind address and port (port must be set).
  * Errors: GUTS_EIO (socket, bind or join failed; logged with errno). */
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
-                      const char *iface, const struct sockaddr_in *ucast_addr,
-                      guts_net_udp_cb *cb, const guts_net_log *log);
+                      const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
+                      const guts_net_log *log);
 /** Send one datagram without blocking; dropped (and counted) on EAGAIN.
  * to NULL: the group. Returns 0 or GUTS_EIO. */
 int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len);
@@ -167,18 +167,18 @@ enum { GUTS_CONN_CONNECTING = 1, GUTS_CONN_OPEN = 2 };
 struct guts_net_conn {
     ev_io rio;
     ev_io wio;
-    ev_timer timer;           /* connect timeout, then idle timeout */
+    ev_timer timer; /* connect timeout, then idle timeout */
     guts_net_tcp *tcp;
-    guts_net_conn *next;      /* in tcp->conns */
+    guts_net_conn *next; /* in tcp->conns */
     int fd;
     int state;
     int outgoing;
-    int reading;              /* rio active */
-    int want_writable;        /* frames were queued: tell the owner when drained */
-    int closed;               /* torn down; freed when the last callback returns */
-    int in_cb;                /* callbacks on the stack that still use it */
-    int owner_closed;         /* the owner asked: don't report the close */
-    uint32_t id;              /* the stream id the core knows */
+    int reading;       /* rio active */
+    int want_writable; /* frames were queued: tell the owner when drained */
+    int closed;        /* torn down; freed when the last callback returns */
+    int in_cb;         /* callbacks on the stack that still use it */
+    int owner_closed;  /* the owner asked: don't report the close */
+    uint32_t id;       /* the stream id the core knows */
     struct sockaddr_in addr;
     ev_tstamp last_active;
     /* read: header, then exactly one frame */
@@ -200,9 +200,9 @@ typedef struct guts_net_tcp_stats {
 /* Callbacks into the daemon. Every callback may call back into tcp (send,
  * close): the connection stays valid until on_closed returns. */
 typedef struct guts_net_tcp_cbs {
-    void (*on_open)(guts_net_tcp *t, guts_net_conn *c);   /* accepted or connected */
+    void (*on_open)(guts_net_tcp *t, guts_net_conn *c); /* accepted or connected */
     void (*on_frame)(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
-    void (*on_writable)(guts_net_tcp *t, guts_net_conn *c); /* drained below low mark */
+    void (*on_writable)(guts_net_tcp *t, guts_net_conn *c);        /* drained below low mark */
     void (*on_closed)(guts_net_tcp *t, guts_net_conn *c, int err); /* before free */
 } guts_net_tcp_cbs;
 
@@ -210,11 +210,11 @@ struct guts_net_tcp {
     ev_io lio;
     struct ev_loop *loop;
     int lfd;
-    struct sockaddr_in local;   /* bound listen address, port resolved */
+    struct sockaddr_in local; /* bound listen address, port resolved */
     size_t frame_max;
     guts_net_conn *conns;
     size_t nconns;
-    uint32_t next_id;           /* ids for accepted streams (GUTS_CORE_STREAM_DRIVER set) */
+    uint32_t next_id; /* ids for accepted streams (GUTS_CORE_STREAM_DRIVER set) */
     guts_net_tcp_cbs cbs;
     const guts_net_log *log;
     guts_net_tcp_stats stats;
@@ -261,7 +261,7 @@ typedef struct guts_net_watch {
     uint64_t txnid;
     uint64_t objects;
     guts_fp fp, refs_digest;
-    int seen;                   /* found by the current scan */
+    int seen; /* found by the current scan */
 } guts_net_watch;
 
 typedef struct guts_net_node {
@@ -274,14 +274,14 @@ typedef struct guts_net_node {
     guts_core *core;
     guts_net_udp udp;
     guts_net_tcp tcp;
-    ev_timer core_timer;        /* armed by SET_TIMER */
-    ev_timer poll_timer;        /* local writes */
-    ev_timer status_timer;      /* status.json */
+    ev_timer core_timer;   /* armed by SET_TIMER */
+    ev_timer poll_timer;   /* local writes */
+    ev_timer status_timer; /* status.json */
     ev_signal sigint, sigterm;
     guts_net_watch *watch;
     size_t nwatch, capwatch;
     int watch_primed;
-    int draining;               /* inside the action loop: defer core calls */
+    int draining;                             /* inside the action loop: defer core calls */
     uint32_t deferred[GUTS_NET_CONN_MAX + 1]; /* streams closed while draining */
     size_t ndeferred;
     int leaving;

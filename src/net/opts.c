@@ -6,10 +6,10 @@
  * are IPv4: the group is an IPv4 multicast group and the rest of the LAN
  * tooling (nftables rules in tests, git daemon in the benchmark) is too.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +33,7 @@ const char *guts_net_usage(void)
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
 {
     char ip[INET_ADDRSTRLEN];
-    if (!inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip))
-        snprintf(ip, sizeof ip, "?");
+    if (!inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip)) snprintf(ip, sizeof ip, "?");
     snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(addr->sin_port));
     return buf;
 }
@@ -42,12 +41,10 @@ const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t 
 int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out)
 {
     const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || colon[1] == '\0')
-        return GUTS_EINVAL;
+    if (!colon || colon == s || colon[1] == '\0') return GUTS_EINVAL;
     char host[256];
     size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host)
-        return GUTS_EINVAL;
+    if (hl >= sizeof host) return GUTS_EINVAL;
     memcpy(host, s, hl);
     host[hl] = '\0';
     char *end;
@@ -59,12 +56,10 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out
     memset(out, 0, sizeof *out);
     out->sin_family = AF_INET;
     out->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &out->sin_addr) == 1)
-        return 0;
+    if (inet_pton(AF_INET, host, &out->sin_addr) == 1) return 0;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-        return GUTS_EINVAL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return GUTS_EINVAL;
     out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
     freeaddrinfo(res);
     return 0;
@@ -162,8 +157,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             return fail(err, errlen, "unknown option '%s'%s", argv[optind - 1], "");
         }
     }
-    if (optind < argc)
-        return fail(err, errlen, "unexpected argument '%s'%s", argv[optind], "");
+    if (optind < argc) return fail(err, errlen, "unexpected argument '%s'%s", argv[optind], "");
     if (!have_data) {
         int n;
         if (env_data && *env_data)

@@ -19,11 +19,11 @@
  * freed only once no callback frame on the stack still refers to it.
  */
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "net/net.h"
@@ -46,14 +46,12 @@ static void conn_free(guts_net_conn *c)
 /* Leave a callback frame: free the connection if it was closed inside. */
 static void cb_leave(guts_net_conn *c)
 {
-    if (--c->in_cb == 0 && c->closed)
-        conn_free(c);
+    if (--c->in_cb == 0 && c->closed) conn_free(c);
 }
 
 static void teardown(guts_net_tcp *t, guts_net_conn *c, int err)
 {
-    if (c->closed)
-        return;
+    if (c->closed) return;
     c->closed = 1;
     ev_io_stop(t->loop, &c->rio);
     ev_io_stop(t->loop, &c->wio);
@@ -68,8 +66,7 @@ static void teardown(guts_net_tcp *t, guts_net_conn *c, int err)
     t->nconns--;
     t->stats.closed++;
     c->in_cb++;
-    if (t->cbs.on_closed)
-        t->cbs.on_closed(t, c, err);
+    if (t->cbs.on_closed) t->cbs.on_closed(t, c, err);
     cb_leave(c);
 }
 
@@ -85,8 +82,7 @@ int guts_net_tcp_congested(const guts_net_conn *c)
 
 static void set_reading(guts_net_tcp *t, guts_net_conn *c, int on)
 {
-    if (c->closed || c->state != GUTS_CONN_OPEN || c->reading == on)
-        return;
+    if (c->closed || c->state != GUTS_CONN_OPEN || c->reading == on) return;
     c->reading = on;
     if (on)
         ev_io_start(t->loop, &c->rio);
@@ -101,8 +97,7 @@ static int deliver(guts_net_tcp *t, guts_net_conn *c)
     while (!c->closed && c->rhave - off >= GUTS_FRAME_HDR) {
         uint32_t len;
         int rc = guts_wire_frame_len(c->rbuf + off, t->frame_max, &len);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         if (c->rhave - off - GUTS_FRAME_HDR < len) {
             size_t need = GUTS_FRAME_HDR + (size_t)len;
             if (need > c->rcap) { /* a big frame: room for exactly it */
@@ -110,23 +105,19 @@ static int deliver(guts_net_tcp *t, guts_net_conn *c)
                 c->rhave -= off;
                 off = 0;
                 uint8_t *nb = realloc(c->rbuf, need);
-                if (!nb)
-                    return GUTS_ENOMEM;
+                if (!nb) return GUTS_ENOMEM;
                 c->rbuf = nb;
                 c->rcap = need;
             }
             break;
         }
         off += GUTS_FRAME_HDR;
-        if (t->cbs.on_frame)
-            t->cbs.on_frame(t, c, c->rbuf + off, len);
+        if (t->cbs.on_frame) t->cbs.on_frame(t, c, c->rbuf + off, len);
         off += len;
         /* Stop at the high mark: the rest waits until the peer drains. */
-        if (!c->closed && guts_net_tcp_congested(c))
-            break;
+        if (!c->closed && guts_net_tcp_congested(c)) break;
     }
-    if (c->closed)
-        return 0;
+    if (c->closed) return 0;
     memmove(c->rbuf, c->rbuf + off, c->rhave - off);
     c->rhave -= off;
     /* Shrink back once no frame larger than the base buffer is in progress. */
@@ -158,8 +149,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
                 teardown(t, c, rc);
                 break;
             }
-            if (c->rhave == c->rcap)
-                break;
+            if (c->rhave == c->rcap) break;
             continue;
         }
         ssize_t n = read(c->fd, c->rbuf + c->rhave, c->rcap - c->rhave);
@@ -168,10 +158,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                teardown(t, c, GUTS_EIO);
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) teardown(t, c, GUTS_EIO);
             break;
         }
         c->rhave += (size_t)n;
@@ -188,8 +176,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
     }
-    if (!c->closed && guts_net_tcp_congested(c))
-        set_reading(t, c, 0);
+    if (!c->closed && guts_net_tcp_congested(c)) set_reading(t, c, 0);
     cb_leave(c);
 }
 
@@ -198,10 +185,8 @@ static void flush(guts_net_tcp *t, guts_net_conn *c)
     while (pending(c) > 0) {
         ssize_t n = send(c->fd, c->wbuf + c->whead, pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                teardown(t, c, GUTS_EIO);
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) teardown(t, c, GUTS_EIO);
             return;
         }
         c->whead += (size_t)n;
@@ -218,8 +203,7 @@ static void open_established(guts_net_tcp *t, guts_net_conn *c)
     ev_timer_set(&c->timer, GUTS_NET_IDLE_TIMEOUT_S, 0.);
     ev_timer_start(t->loop, &c->timer);
     set_reading(t, c, 1);
-    if (t->cbs.on_open)
-        t->cbs.on_open(t, c);
+    if (t->cbs.on_open) t->cbs.on_open(t, c);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -231,8 +215,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (c->state == GUTS_CONN_CONNECTING) {
         int err = 0;
         socklen_t el = sizeof err;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-            err = errno;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) err = errno;
         if (err) {
             char a[32];
             guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: %s",
@@ -246,27 +229,22 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
         t->stats.connected++;
         open_established(t, c);
     }
-    if (!c->closed)
-        flush(t, c);
+    if (!c->closed) flush(t, c);
     if (!c->closed && pending(c) == 0) {
         ev_io_stop(t->loop, &c->wio);
         c->whead = c->wlen = 0;
-        if (c->close_after_flush)
-            teardown(t, c, 0);
+        if (c->close_after_flush) teardown(t, c, 0);
     }
     if (!c->closed && pending(c) < GUTS_NET_WQ_LOW) {
-        if (!c->close_after_flush)
-            set_reading(t, c, 1);
+        if (!c->close_after_flush) set_reading(t, c, 1);
         if (c->want_writable) {
             c->want_writable = 0;
-            if (t->cbs.on_writable)
-                t->cbs.on_writable(t, c);
+            if (t->cbs.on_writable) t->cbs.on_writable(t, c);
         }
         /* Frames held back in rbuf while congested. */
         if (!c->closed && c->reading && c->rhave >= GUTS_FRAME_HDR) {
             int rc = deliver(t, c);
-            if (rc)
-                teardown(t, c, rc);
+            if (rc) teardown(t, c, rc);
         }
     }
     cb_leave(c);
@@ -290,8 +268,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Bytes waiting in our receive buffer mean we were the slow side (the
      * loop was busy, or reading is paused for backpressure): not idle. */
     int unread = 0;
-    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
-        c->last_active = ev_now(loop);
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) c->last_active = ev_now(loop);
     ev_tstamp left = c->last_active + GUTS_NET_IDLE_TIMEOUT_S - ev_now(loop);
     if (left > 0.) {
         ev_timer_set(&c->timer, left, 0.);
@@ -306,12 +283,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     cb_leave(c);
 }
 
-static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr,
-                               uint32_t id, int outgoing)
+static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr, uint32_t id,
+                               int outgoing)
 {
     guts_net_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->rbuf = malloc(TCP_RBUF_BASE);
     if (!c->rbuf) {
         free(c);
@@ -343,8 +319,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t fl = sizeof from;
         int fd = accept4(t->lfd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
+            if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: accept: %s", strerror(errno));
             return;
@@ -406,11 +381,9 @@ int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockad
 int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
                          guts_net_conn **out)
 {
-    if (t->nconns >= GUTS_NET_CONN_MAX)
-        return GUTS_EAGAIN;
+    if (t->nconns >= GUTS_NET_CONN_MAX) return GUTS_EAGAIN;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return GUTS_EIO;
+    if (fd < 0) return GUTS_EIO;
     int rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);
     if (rc < 0 && errno != EINPROGRESS) {
         char a[32];
@@ -431,8 +404,7 @@ int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in 
     ev_timer_set(&c->timer, GUTS_NET_CONNECT_TIMEOUT_S, 0.);
     ev_timer_start(t->loop, &c->timer);
     ev_io_start(t->loop, &c->wio);
-    if (out)
-        *out = c;
+    if (out) *out = c;
     return 0;
 }
 
@@ -440,8 +412,7 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
                  size_t len)
 {
     size_t hl = hdr ? GUTS_FRAME_HDR : 0;
-    if (c->closed)
-        return GUTS_EIO;
+    if (c->closed) return GUTS_EIO;
     if (pending(c) + hl + len > GUTS_NET_WQ_HARD) {
         char a[32];
         guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: write queue over %u bytes: closing",
@@ -460,8 +431,7 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
             while (cap < c->wlen + hl + len)
                 cap *= 2;
             uint8_t *nb = realloc(c->wbuf, cap);
-            if (!nb)
-                return GUTS_ENOMEM;
+            if (!nb) return GUTS_ENOMEM;
             c->wbuf = nb;
             c->wcap = cap;
         }
@@ -473,15 +443,13 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
     memcpy(c->wbuf + c->wlen, buf, len);
     c->wlen += len;
     c->want_writable = 1;
-    if (c->state == GUTS_CONN_OPEN)
-        ev_io_start(t->loop, &c->wio);
+    if (c->state == GUTS_CONN_OPEN) ev_io_start(t->loop, &c->wio);
     return 0;
 }
 
 int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
 {
-    if (len == 0 || len > t->frame_max)
-        return GUTS_ETOOBIG;
+    if (len == 0 || len > t->frame_max) return GUTS_ETOOBIG;
     uint8_t hdr[GUTS_FRAME_HDR];
     guts_wire_frame_hdr((uint32_t)len, hdr);
     return queue(t, c, hdr, buf, len);
@@ -489,15 +457,13 @@ int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, siz
 
 int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
 {
-    if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR)
-        return GUTS_ETOOBIG;
+    if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR) return GUTS_ETOOBIG;
     return queue(t, c, NULL, buf, len);
 }
 
 void guts_net_tcp_close(guts_net_tcp *t, guts_net_conn *c, int now)
 {
-    if (c->closed)
-        return;
+    if (c->closed) return;
     if (!now && c->state == GUTS_CONN_OPEN && pending(c) > 0) {
         c->close_after_flush = 1;
         set_reading(t, c, 0);
@@ -509,8 +475,7 @@ void guts_net_tcp_close(guts_net_tcp *t, guts_net_conn *c, int now)
 guts_net_conn *guts_net_tcp_find(guts_net_tcp *t, uint32_t id)
 {
     for (guts_net_conn *c = t->conns; c; c = c->next)
-        if (c->id == id)
-            return c;
+        if (c->id == id) return c;
     return NULL;
 }
 

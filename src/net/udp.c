@@ -36,8 +36,7 @@
 static void iface_addr(const char *iface, struct in_addr *out)
 {
     struct ifaddrs *ifa = NULL;
-    if (getifaddrs(&ifa) != 0)
-        return;
+    if (getifaddrs(&ifa) != 0) return;
     for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
         if (p->ifa_addr && p->ifa_addr->sa_family == AF_INET && strcmp(p->ifa_name, iface) == 0) {
             *out = ((struct sockaddr_in *)p->ifa_addr)->sin_addr;
@@ -49,8 +48,7 @@ static void iface_addr(const char *iface, struct in_addr *out)
 static int sockopt(const guts_net_log *log, int fd, int level, int name, const void *v,
                    socklen_t len, const char *what)
 {
-    if (setsockopt(fd, level, name, v, len) == 0)
-        return 0;
+    if (setsockopt(fd, level, name, v, len) == 0) return 0;
     guts_net_logf(log, GUTS_LOG_ERROR, "udp: setsockopt %s: %s", what, strerror(errno));
     return -1;
 }
@@ -60,8 +58,8 @@ static void drain(guts_net_udp *u, int fd)
     for (int i = 0; i < UDP_BURST_MAX; i++) {
         struct sockaddr_in from;
         struct iovec iov = {.iov_base = u->buf, .iov_len = sizeof u->buf};
-        struct msghdr mh = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov,
-                            .msg_iovlen = 1};
+        struct msghdr mh = {
+            .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
         ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -72,8 +70,7 @@ static void drain(guts_net_udp *u, int fd)
             u->stats.rx_oversize++;
             continue;
         }
-        if (mh.msg_namelen < sizeof from || from.sin_family != AF_INET)
-            continue;
+        if (mh.msg_namelen < sizeof from || from.sin_family != AF_INET) continue;
         u->stats.rx++;
         u->stats.rx_bytes += (uint64_t)n;
         u->on_dgram(u, u->buf, (size_t)n, &from);
@@ -95,8 +92,8 @@ static void ucast_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
-                      const char *iface, const struct sockaddr_in *ucast_addr,
-                      guts_net_udp_cb *cb, const guts_net_log *log)
+                      const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
+                      const guts_net_log *log)
 {
     memset(u, 0, sizeof *u);
     u->mcast_fd = u->ucast_fd = -1;
@@ -119,8 +116,7 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
 
     /* Group socket: receive only. */
     u->mcast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (u->mcast_fd < 0)
-        goto fail_errno;
+    if (u->mcast_fd < 0) goto fail_errno;
     if (sockopt(log, u->mcast_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one, "SO_REUSEADDR") ||
         sockopt(log, u->mcast_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one, "SO_REUSEPORT"))
         goto fail;
@@ -138,15 +134,13 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
 
     /* Unicast socket: sends everything, receives what is addressed to us. */
     u->ucast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (u->ucast_fd < 0)
-        goto fail_errno;
+    if (u->ucast_fd < 0) goto fail_errno;
     /* The interface's own address as the source: with only an index, Linux
      * sends from 0.0.0.0 on lo and peers could not reply. */
     struct ip_mreqn mif;
     memset(&mif, 0, sizeof mif);
     mif.imr_ifindex = mreq.imr_ifindex;
-    if (mif.imr_ifindex)
-        iface_addr(iface, &mif.imr_address);
+    if (mif.imr_ifindex) iface_addr(iface, &mif.imr_address);
     if (sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl,
                 "IP_MULTICAST_TTL") ||
         sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loopon, sizeof loopon,
@@ -155,8 +149,7 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
                 "IP_MULTICAST_ALL"))
         goto fail;
     if (mif.imr_ifindex &&
-        sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif,
-                "IP_MULTICAST_IF"))
+        sockopt(log, u->ucast_fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif, "IP_MULTICAST_IF"))
         goto fail;
     if (bind(u->ucast_fd, (const struct sockaddr *)ucast_addr, sizeof *ucast_addr) < 0) {
         guts_net_logf(log, GUTS_LOG_DEBUG, "udp: bind %s: %s",
@@ -173,10 +166,8 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
 fail_errno:
     guts_net_logf(log, GUTS_LOG_ERROR, "udp: socket: %s", strerror(errno));
 fail:
-    if (u->mcast_fd >= 0)
-        close(u->mcast_fd);
-    if (u->ucast_fd >= 0)
-        close(u->ucast_fd);
+    if (u->mcast_fd >= 0) close(u->mcast_fd);
+    if (u->ucast_fd >= 0) close(u->ucast_fd);
     u->mcast_fd = u->ucast_fd = -1;
     return GUTS_EIO;
 }
