@@ -40,6 +40,15 @@ echo "b killed holding $got of $total objects"
 # not arrived yet; refs are applied only once closures are complete.)
 node_restart b
 wait_until 120 "restarted b completes" repos_equal mirror/zlib "$TMP/a" "$TMP/b"
+# What was committed before the kill is not fetched again.
+wait_until 10 "b's status.json is fresh" test -f "$TMP/b/node/status.json"
+fetched() {
+  /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counters"]["objects_fetched"])' "$TMP/b/node/status.json"
+}
+fetched_all() { [ "$(fetched)" -ge $((total - got)) ]; }
+wait_until 10 "b's counters catch up" fetched_all
+echo "after the restart b fetched $(fetched) objects (missing: $((total - got)))"
+[ "$(fetched)" -eq $((total - got)) ] || fail "b fetched $(fetched) objects after the restart, but only $((total - got)) were missing"
 expect 0 "$GUTS" --data "$TMP/b" fsck mirror/zlib
 grep -q ' 0 faults' "$TMP/out" || fail "fsck after restart: $(cat "$TMP/out")"
 export_check b mirror/zlib "$src"
