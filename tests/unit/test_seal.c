@@ -732,6 +732,330 @@ START_TEST(test_key_load_refuses_bad_files)
 }
 END_TEST
 
+/* ---- Cores over sealed transport ------------------------------------------
+ * Real cores on memory stores, their datagrams and frames passed through the
+ * seal exactly as a keyed daemon would (hello first, the core told of a
+ * stream only once the handshake passed): shows the whole path works
+ * (three nodes in one key converge; each datagram <= 1200 bytes), that
+ * a node with another key or none never stores anything from the cluster,
+ * and that nothing on the wire shows a repository name. Delivery is
+ * synchronous through a FIFO, so the cores are never re-entered. */
+
+#include "guts/core.h"
+
+#define XN 3        /* nodes */
+#define XSTREAMS 16 /* connection ends per node */
+#define XQ 4096     /* deliveries in flight */
+#define XKEY "alice/secret-repo"
+
+typedef struct xend {
+    int used, keyed_ok;
+    uint32_t id; /* the stream id the owner's core knows */
+    int peer, peer_end;
+    guts_seal_stream st;
+} xend;
+
+typedef struct xnode {
+    guts_memstore *mem;
+    guts_core_store iface;
+    guts_core *core;
+    guts_seal *seal; /* NULL: runs open */
+    uint64_t timer;
+    xend ends[XSTREAMS];
+    uint32_t next_in;
+} xnode;
+
+typedef struct xmsg {
+    int kind; /* 0 datagram, 1 frame, 2 close */
+    int to, from, end;
+    uint8_t *data;
+    size_t len;
+} xmsg;
+
+static xnode xn[XN];
+static xmsg xq[XQ];
+static size_t xq_head, xq_tail;
+static uint64_t xnow;
+static size_t x_wire_max, x_plain_over, x_leaks;
+
+static void x_push(int kind, int to, int from, int end, const uint8_t *d, size_t len)
+{
+    ck_assert_uint_lt(xq_tail - xq_head, XQ);
+    xmsg *m = &xq[xq_tail++ % XQ];
+    m->kind = kind;
+    m->to = to;
+    m->from = from;
+    m->end = end;
+    m->data = len ? malloc(len) : NULL;
+    if (len) memcpy(m->data, d, len);
+    m->len = len;
+    /* What a capture on the LAN would show. */
+    if (kind != 2 && len && contains(d, len, "secret-repo", 11) && xn[from].seal) x_leaks++;
+}
+
+static int x_end_new(xnode *n)
+{
+    for (int i = 0; i < XSTREAMS; i++)
+        if (!n->ends[i].used) {
+            memset(&n->ends[i], 0, sizeof(n->ends[i]));
+            n->ends[i].used = 1;
+            return i;
+        }
+    ck_abort_msg("out of connection ends");
+    return -1;
+}
+
+static int x_end_find(xnode *n, uint32_t id)
+{
+    for (int i = 0; i < XSTREAMS; i++)
+        if (n->ends[i].used && n->ends[i].id == id) return i;
+    return -1;
+}
+
+/* A connect from node i (its core's stream id) to node j: both ends say
+ * hello; only if both hellos pass do the cores hear of the stream. */
+static void x_connect(int i, uint32_t id, int j)
+{
+    int a = x_end_new(&xn[i]), b = x_end_new(&xn[j]);
+    xend *ea = &xn[i].ends[a], *eb = &xn[j].ends[b];
+    ea->id = id;
+    eb->id = GUTS_CORE_STREAM_DRIVER | ++xn[j].next_in;
+    ea->peer = j, ea->peer_end = b;
+    eb->peer = i, eb->peer_end = a;
+    int ok = 1;
+    if (xn[i].seal && xn[j].seal) {
+        uint8_t ha[GUTS_SEAL_HELLO_LEN], hb[GUTS_SEAL_HELLO_LEN];
+        int r;
+        guts_seal_stream_init(&ea->st, xn[i].seal, 1, NULL, ha);
+        guts_seal_stream_init(&eb->st, xn[j].seal, 0, NULL, hb);
+        ok = guts_seal_stream_on_hello(&eb->st, ha + 4, GUTS_SEAL_HELLO_BODY, &r) == 0 &&
+             guts_seal_stream_on_hello(&ea->st, hb + 4, GUTS_SEAL_HELLO_BODY, &r) == 0;
+    } else if (xn[i].seal || xn[j].seal) {
+        ok = 0; /* a keyed end refuses a plain first frame (tested above) */
+    }
+    if (!ok) {
+        ea->used = eb->used = 0;
+        guts_core_on_stream_closed(xn[i].core, xnow, id);
+        return;
+    }
+    ea->keyed_ok = eb->keyed_ok = xn[i].seal != NULL;
+    guts_core_on_stream_open(xn[j].core, xnow, eb->id, &(guts_addr){.len = 1, .b = {(uint8_t)i}},
+                             0);
+    guts_core_on_stream_open(xn[i].core, xnow, id, &(guts_addr){.len = 1, .b = {(uint8_t)j}}, 1);
+}
+
+static void x_drain(int i)
+{
+    guts_core_action a;
+    xnode *n = &xn[i];
+    while (guts_core_next_action(n->core, &a)) {
+        if (a.kind == GUTS_ACT_SEND_DGRAM) {
+            uint8_t out[GUTS_DGRAM_DROP];
+            size_t olen = a.len;
+            const uint8_t *wire = a.data;
+            if (n->seal) {
+                if (a.len > GUTS_SEAL_DGRAM_PLAIN_MAX) { /* the core must size for the seal */
+                    x_plain_over++;
+                    continue;
+                }
+                ck_assert_int_eq(guts_seal_dgram(n->seal, NOW + xnow, NULL, a.data, a.len, out,
+                                                 sizeof(out), &olen),
+                                 0);
+                wire = out;
+            }
+            if (olen > x_wire_max) x_wire_max = olen;
+            for (int j = 0; j < XN; j++)
+                if (j != i) x_push(0, j, i, 0, wire, olen);
+        } else if (a.kind == GUTS_ACT_OPEN_STREAM) {
+            x_push(3, a.addr.b[0], i, (int)a.stream, NULL, 0);
+        } else if (a.kind == GUTS_ACT_SEND_FRAME) {
+            int e = x_end_find(n, a.stream);
+            if (e < 0) continue;
+            xend *end = &n->ends[e];
+            if (end->keyed_ok) {
+                uint8_t *out = malloc(a.len + GUTS_SEAL_FRAME_OVERHEAD);
+                size_t olen = 0;
+                ck_assert_int_eq(guts_seal_stream_seal(&end->st, a.data, a.len, out,
+                                                       a.len + GUTS_SEAL_FRAME_OVERHEAD, &olen),
+                                 0);
+                x_push(1, end->peer, i, end->peer_end, out, olen);
+                free(out);
+            } else {
+                x_push(1, end->peer, i, end->peer_end, a.data, a.len);
+            }
+        } else if (a.kind == GUTS_ACT_CLOSE_STREAM) {
+            int e = x_end_find(n, a.stream);
+            if (e < 0) continue;
+            n->ends[e].used = 0;
+            x_push(2, n->ends[e].peer, i, n->ends[e].peer_end, NULL, 0);
+        } else if (a.kind == GUTS_ACT_SET_TIMER) {
+            n->timer = a.at;
+        }
+    }
+}
+
+static void x_deliver(xmsg *m)
+{
+    xnode *n = &xn[m->to];
+    if (m->kind == 0) {
+        if (n->seal) {
+            uint8_t pt[GUTS_DGRAM_DROP];
+            size_t plen = 0;
+            if (guts_seal_dgram_open(n->seal, NOW + xnow, m->data, m->len, pt, sizeof(pt), &plen,
+                                     NULL) == 0)
+                guts_core_on_datagram(n->core, xnow,
+                                      &(guts_addr){.len = 1, .b = {(uint8_t)m->from}}, pt, plen);
+        } else {
+            guts_core_on_datagram(n->core, xnow, &(guts_addr){.len = 1, .b = {(uint8_t)m->from}},
+                                  m->data, m->len);
+        }
+    } else if (m->kind == 3) {
+        x_connect(m->from, (uint32_t)m->end, m->to);
+    } else {
+        xend *end = &n->ends[m->end];
+        if (!end->used) return;
+        if (m->kind == 2) {
+            end->used = 0;
+            guts_core_on_stream_closed(n->core, xnow, end->id);
+            return;
+        }
+        size_t plen = m->len - 4;
+        if (end->keyed_ok &&
+            guts_seal_stream_open(&end->st, m->data, m->data + 4, m->len - 4, &plen, NULL) != 0) {
+            end->used = 0;
+            guts_core_on_stream_closed(n->core, xnow, end->id);
+            return;
+        }
+        guts_core_on_frame(n->core, xnow, end->id, m->data + 4, plen);
+        guts_core_on_stream_writable(n->core, xnow, end->id);
+    }
+}
+
+/* Nodes 0..XN-1 with keys[i] (0: none); node 0 holds a repository. */
+static void x_setup(const uint8_t *keys)
+{
+    memset(xn, 0, sizeof(xn));
+    xq_head = xq_tail = 0;
+    xnow = 0;
+    x_wire_max = x_plain_over = x_leaks = 0;
+    for (int i = 0; i < XN; i++) {
+        xnode *n = &xn[i];
+        ck_assert_int_eq(guts_memstore_new(&n->mem), 0);
+        guts_memstore_iface(n->mem, &n->iface);
+        if (keys[i]) n->seal = seal_with(keys[i]);
+        guts_core_config cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        memset(cfg.node_id.b, 0x30 + i, sizeof(cfg.node_id.b));
+        cfg.incarnation = 1;
+        cfg.tcp_port = (uint16_t)(7000 + i);
+        cfg.interval_ms = 200;
+        cfg.seed = 100 + (uint64_t)i;
+        cfg.store = &n->iface;
+        ck_assert_int_eq(guts_core_new(&cfg, &n->core), 0);
+    }
+    const guts_core_store *s = &xn[0].iface;
+    ck_assert_int_eq(s->create(s->ctx, XKEY), 0);
+    for (int k = 0; k < 20; k++) {
+        char text[32];
+        snprintf(text, sizeof(text), "blob %d\n", k);
+        guts_obj o;
+        memset(&o, 0, sizeof(o));
+        o.type = GUTS_OBJ_BLOB;
+        o.data = text;
+        o.len = strlen(text);
+        ck_assert_int_eq(guts_obj_hash(o.type, o.data, o.len, &o.id), 0);
+        ck_assert_int_eq(s->put(s->ctx, XKEY, &o, 1, NULL, NULL), 0);
+    }
+}
+
+static void x_run(uint64_t until)
+{
+    for (int i = 0; i < XN; i++) {
+        guts_core_on_local_change(xn[i].core, xnow, NULL); /* node 0's repository */
+        guts_core_on_timer(xn[i].core, xnow);
+        x_drain(i);
+    }
+    while (xnow < until) {
+        while (xq_head != xq_tail) {
+            xmsg m = xq[xq_head++ % XQ];
+            x_deliver(&m);
+            free(m.data);
+            for (int i = 0; i < XN; i++)
+                x_drain(i);
+        }
+        xnow += 10;
+        for (int i = 0; i < XN; i++)
+            if (xn[i].timer && xn[i].timer <= xnow) {
+                xn[i].timer = 0;
+                guts_core_on_timer(xn[i].core, xnow);
+                x_drain(i);
+            }
+    }
+}
+
+static void x_teardown(void)
+{
+    while (xq_head != xq_tail)
+        free(xq[xq_head++ % XQ].data);
+    for (int i = 0; i < XN; i++) {
+        guts_core_free(xn[i].core);
+        guts_memstore_free(xn[i].mem);
+        guts_seal_free(xn[i].seal);
+    }
+}
+
+static int x_has_repo(int i, guts_repo_info *info)
+{
+    return xn[i].iface.info(xn[i].iface.ctx, XKEY, info) == 0;
+}
+
+START_TEST(test_keyed_cluster_replicates_and_shows_nothing_in_clear)
+{
+    const uint8_t keys[XN] = {1, 1, 1};
+    x_setup(keys);
+    x_run(10000);
+    guts_repo_info a, b;
+    ck_assert(x_has_repo(0, &a));
+    for (int i = 1; i < XN; i++) {
+        ck_assert_msg(x_has_repo(i, &b), "node %d lacks the repository", i);
+        ck_assert_uint_eq(b.objects, 20);
+        ck_assert(guts_fp_eq(a.fp, b.fp));
+    }
+    ck_assert_uint_eq(x_leaks, 0);
+    ck_assert_uint_le(x_wire_max, GUTS_DGRAM_MAX);
+    ck_assert_uint_eq(x_plain_over, 0);
+    guts_seal_counters c;
+    guts_seal_counters_get(xn[1].seal, &c);
+    ck_assert_uint_gt(c.dgrams_opened, 0);
+    ck_assert_uint_gt(c.streams_ready, 0);
+    x_teardown();
+}
+END_TEST
+
+START_TEST(test_nodes_with_another_key_or_none_store_nothing_from_the_cluster)
+{
+    const uint8_t keys[XN] = {1, 2, 0}; /* node 1: another key; node 2: open */
+    x_setup(keys);
+    x_run(5000);
+    guts_repo_info info;
+    ck_assert(!x_has_repo(1, &info));
+    ck_assert(!x_has_repo(2, &info));
+    guts_seal_counters c;
+    guts_seal_counters_get(xn[1].seal, &c);
+    ck_assert_uint_gt(c.rejected[GUTS_SEAL_R_KEY_MISMATCH], 0);
+    ck_assert_uint_eq(c.dgrams_opened, 0);
+    guts_seal_counters_get(xn[0].seal, &c);
+    ck_assert_uint_gt(c.rejected[GUTS_SEAL_R_KEY_MISMATCH], 0);
+    ck_assert_uint_gt(c.rejected[GUTS_SEAL_R_UNSEALED], 0); /* the open node's announces */
+    guts_core_counters k;
+    guts_core_counters_get(xn[2].core, &k);
+    ck_assert_uint_gt(k.dgrams_malformed, 0); /* sealed datagrams are junk to it */
+    ck_assert_uint_eq(guts_core_peer_count(xn[2].core), 0);
+    ck_assert_uint_eq(x_leaks, 0);
+    x_teardown();
+}
+END_TEST
+
 static Suite *seal_suite(void)
 {
     Suite *s = suite_create("seal");
@@ -761,6 +1085,10 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_stream_bad_hellos_are_refused);
     tcase_add_test(tc, test_stream_frame_before_the_hello_is_refused);
     tcase_add_test(tc, test_stream_seal_refuses_a_frame_whose_header_lies);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cores");
+    tcase_add_test(tc, test_keyed_cluster_replicates_and_shows_nothing_in_clear);
+    tcase_add_test(tc, test_nodes_with_another_key_or_none_store_nothing_from_the_cluster);
     suite_add_tcase(s, tc);
     tc = tcase_create("keyfile");
     tcase_add_test(tc, test_key_generate_writes_32_bytes_with_mode_0600);
