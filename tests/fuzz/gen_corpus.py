@@ -154,6 +154,12 @@ def core_sessions():
           + frame_ev(0, env(11, [KEY, 0, 0, 0, []])) + frame_ev(0, env(16, [KEY, 0, 3]))
           + frame_ev(0, refs) + frame_ev(0, env(11, [KEY, 1, 0, 0, []]))
           + frame_ev(0, env(16, [KEY, 1, 2])))
+    bid, _, bdata = new[0]
+    write("fuzz_core", "pull_chunks",
+          dgram(0, ann) + bytes([7, 40, 4]) + frame_ev(0, hello)
+          + frame_ev(0, env(14, [KEY, bid, 3, len(bdata), 0, bdata[:2]]))
+          + frame_ev(0, env(14, [KEY, bid, 3, len(bdata), 2, bdata[2:]]))
+          + frame_ev(0, env(11, [KEY, 0, 0, 0, []])) + frame_ev(0, env(16, [KEY, 0, 1])))
     write("fuzz_core", "pull_masks", dgram(0, ann) + bytes([7, 40, 4]) + frame_ev(0, hello)
           + frame_ev(0, env(11, [KEY, 0, 0, 0, [[2, 0, 0, 0xffff]]]))
           + frame_ev(0, objs) + frame_ev(0, env(16, [KEY, 0, 3])))
