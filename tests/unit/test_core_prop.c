@@ -2,13 +2,14 @@
  *
  * A deterministic PRNG drives 2-5 cores on memstores through datagram loss
  * (up to 30%), duplication, reordering and restarts (the store survives,
- * the core's state does not) while writers add commits and move refs on
- * random nodes, concurrently on the same branches. Then faults stop and
+ * the core's state does not) while writers add commits, move refs and
+ * delete a branch (tombstones) on random nodes, concurrently on the same
+ * branches. Then faults stop and
  * time passes. Properties, for every seed:
  *   - all nodes hold equal object sets and equal ref records;
  *   - every live ref's closure is complete in every store;
- *   - every commit ever written as a ref target is still reachable from
- *     some ref (fast-forwards are never lost; divergent losers are kept
+ *   - every commit ever written as a ref target, on a branch not deleted
+ *     since, is still reachable from some ref (fast-forwards are never lost; divergent losers are kept
  *     under refs/guts/conflicts/), except that refmerge keeps one conflict
  *     record per writer and ref, so a writer's second divergent loss on a
  *     ref replaces its first (seed 125 shows it; counted and printed);
@@ -47,6 +48,7 @@ typedef struct written {
     guts_id id;
     size_t node;
     const char *branch;
+    int deleted; /* its branch was deleted after it was written */
 } written;
 
 /* ---- walking stored objects ---------------------------------------------- */
@@ -220,7 +222,7 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
     written *w = NULL;
     size_t nw = 0, capw = 0;
     uint64_t t = 0;
-    int step = 0, restarts = 0;
+    int step = 0, restarts = 0, deletes = 0;
     char text[96];
     /* seed data: each repository starts on one node */
     for (int k = 0; k < 2; k++) {
@@ -236,6 +238,7 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
             }
             w[nw].key = k;
             w[nw].node = at;
+            w[nw].deleted = 0;
             w[nw].branch = branches[0];
             w[nw].id = tu_write_commit(s, keys[k], branches[0], at, text);
             nw++;
@@ -250,6 +253,27 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
         if (r < 8) {
             guts_cluster_restart(cl, at);
             restarts++;
+        } else if (r < 12) {
+            /* delete a branch: a tombstone; commits written on it so far
+             * may legitimately vanish */
+            int k = (int)(prng(&x) % 2);
+            const char *br = branches[1];
+            const guts_core_store *s = guts_cluster_iface(cl, at);
+            guts_ref *cur = calloc(1, sizeof(guts_ref));
+            ck_assert_ptr_nonnull(cur);
+            if (s->ref_get(s->ctx, keys[k], br, cur) == 0 && !guts_id_is_zero(&cur->target)) {
+                guts_node_id wid;
+                tu_writer(at, &wid);
+                guts_id zero;
+                memset(&zero, 0, sizeof(zero));
+                tu_set_ref(s, keys[k], br, &zero, &wid);
+                for (size_t j = 0; j < nw; j++)
+                    if (w[j].key == k && w[j].branch == br)
+                        w[j].deleted = 1;
+                deletes++;
+                guts_cluster_local_change(cl, at, keys[k]);
+            }
+            free(cur);
         } else if (r < 60) {
             int k = (int)(prng(&x) % 2);
             const char *br = branches[prng(&x) % 2];
@@ -265,6 +289,7 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
             }
             w[nw].key = k;
             w[nw].node = at;
+            w[nw].deleted = 0;
             w[nw].branch = br;
             w[nw].id = tu_write_commit(s, keys[k], br, at, text);
             if (getenv("GUTS_TEST_VERBOSE")) {
@@ -314,7 +339,7 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
                 failed = 1;
             }
             for (size_t j = 0; j < nw && !failed; j++) {
-                if (w[j].key == k && !il_has(&reach, &w[j].id)) {
+                if (w[j].key == k && !w[j].deleted && !il_has(&reach, &w[j].id)) {
                     /* refmerge keeps one conflict record per writer and ref:
                      * a writer's second divergent loss on a ref replaces its
                      * first (documented in refmerge.h). Only a commit whose
@@ -347,8 +372,8 @@ static int run_seed(uint64_t seed, char *why, size_t whylen)
     }
     total_conflicts += conflicts;
     if (getenv("GUTS_TEST_VERBOSE"))
-        fprintf(stderr, "seed %llu: %zu conflicts, %zu nodes loss %.2f dup %.2f lat %u restarts %d writes %zu "
-                "settled at %llu ms, %llu dgrams, %llu streams\n", (unsigned long long)seed, conflicts, n,
+        fprintf(stderr, "seed %llu: %d deletes, %zu conflicts, %zu nodes loss %.2f dup %.2f lat %u restarts %d writes %zu "
+                "settled at %llu ms, %llu dgrams, %llu streams\n", (unsigned long long)seed, deletes, conflicts, n,
                 loss, dup, lat_max, restarts, nw, (unsigned long long)settled,
                 (unsigned long long)st.dgrams, (unsigned long long)st.streams_opened);
     free(w);
