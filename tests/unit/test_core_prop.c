@@ -4,15 +4,15 @@
  * (up to 30%), duplication, reordering and restarts (the store survives,
  * the core's state does not) while writers add commits, move refs and
  * delete a branch (tombstones) on random nodes, concurrently on the same
- * branches. Then faults stop and
- * time passes. Properties, for every seed:
+ * branches. Then faults stop and time passes. Properties, for every seed:
  *   - all nodes hold equal object sets and equal ref records;
  *   - every live ref's closure is complete in every store;
  *   - every commit ever written as a ref target, on a branch not deleted
- *     since, is still reachable from some ref (fast-forwards are never lost; divergent losers are kept
- *     under refs/guts/conflicts/), except that refmerge keeps one conflict
- *     record per writer and ref, so a writer's second divergent loss on a
- *     ref replaces its first (seed 125 shows it; counted and printed);
+ *     since, is still reachable from some ref (fast-forwards are never
+ *     lost; divergent losers are kept under refs/guts/conflicts/), except
+ *     that refmerge keeps one conflict record per writer and ref, so a
+ *     writer's second divergent loss on a ref replaces its first (counted
+ *     and printed: seed 125 of the workload without deletes showed it);
  *   - no datagram is over GUTS_DGRAM_MAX bytes.
  * A failing seed is printed; GUTS_PROP_SEED=N runs that one alone, with
  * GUTS_TEST_VERBOSE=1 for the cores' logs.
