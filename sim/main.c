@@ -18,13 +18,11 @@
 static uint64_t peak_rss(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     char line[256];
     unsigned long long kb = 0;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
-            break;
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
     fclose(f);
     return (uint64_t)kb * 1024;
 }
@@ -34,8 +32,7 @@ static uint64_t peak_rss(void)
 static double cpu_now(void)
 {
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
@@ -63,8 +60,7 @@ int main(int argc, char **argv)
     double t0 = wall_now();
     sim *s = NULL;
     int rc = sim_new(&cfg, &s);
-    if (rc == GUTS_OK)
-        rc = sim_run(s);
+    if (rc == GUTS_OK) rc = sim_run(s);
     int status;
     if (rc != GUTS_OK) {
         fprintf(stderr, "guts-sim: cannot run: %s\n", guts_strerror(rc));

@@ -46,28 +46,28 @@
 /* ---- Scheduled actions (flags and scenario files become these) ----------- */
 
 enum {
-    SA_CRASH = 1,  /* node: core state lost, store kept, streams reset */
-    SA_RESTART,    /* node: new core, higher incarnation, same store */
-    SA_JOIN,       /* node: an absent node starts */
-    SA_LEAVE,      /* node: LEAVE sent, core gone, node absent */
-    SA_PARTITION,  /* groups: traffic between groups dropped, streams reset */
-    SA_HEAL,       /* everything reachable again */
-    SA_WRITE,      /* node, repo: a commit and ref updates in its store */
-    SA_LOSS,       /* value */
-    SA_DUP,        /* value */
-    SA_LATENCY,    /* lat_min, lat_max */
+    SA_CRASH = 1, /* node: core state lost, store kept, streams reset */
+    SA_RESTART,   /* node: new core, higher incarnation, same store */
+    SA_JOIN,      /* node: an absent node starts */
+    SA_LEAVE,     /* node: LEAVE sent, core gone, node absent */
+    SA_PARTITION, /* groups: traffic between groups dropped, streams reset */
+    SA_HEAL,      /* everything reachable again */
+    SA_WRITE,     /* node, repo: a commit and ref updates in its store */
+    SA_LOSS,      /* value */
+    SA_DUP,       /* value */
+    SA_LATENCY,   /* lat_min, lat_max */
 };
 
 typedef struct sim_action {
     uint64_t t;
-    uint64_t seq;      /* order among equal times: order of creation */
+    uint64_t seq; /* order among equal times: order of creation */
     int kind;
     uint32_t node;
     uint32_t repo;
-    uint32_t writer;   /* SA_WRITE: writer number (names its branch) */
+    uint32_t writer; /* SA_WRITE: writer number (names its branch) */
     double value;
     uint32_t lat_min, lat_max;
-    uint32_t *group;   /* SA_PARTITION: group of every node (owned) */
+    uint32_t *group; /* SA_PARTITION: group of every node (owned) */
 } sim_action;
 
 /* ---- Options -------------------------------------------------------------- */
@@ -89,11 +89,11 @@ typedef struct sim_config {
     uint32_t interval_ms;        /* cores' base announce interval; 0: default */
     uint64_t ramp;               /* nodes start spread over [0, ramp) ms */
     int lmdb, json, broken_merge, verbose, until_converged;
-    const char *scenario;        /* path or NULL */
+    const char *scenario; /* path or NULL */
     /* from the scenario file */
     sim_action *acts;
     size_t nacts, capacts;
-    uint32_t *absent;            /* nodes that start absent (join later) */
+    uint32_t *absent; /* nodes that start absent (join later) */
     size_t nabsent;
     int has_end;
 } sim_config;
@@ -118,10 +118,10 @@ typedef struct sim sim;
 
 /* Traffic counted per node, split by kind. */
 typedef struct sim_traffic {
-    uint64_t mcast_msgs, mcast_bytes;   /* multicast datagrams sent */
-    uint64_t ucast_msgs, ucast_bytes;   /* unicast datagrams sent */
-    uint64_t frame_msgs, frame_bytes;   /* stream frames sent */
-    uint64_t recv_msgs, recv_bytes;     /* datagrams delivered to it */
+    uint64_t mcast_msgs, mcast_bytes; /* multicast datagrams sent */
+    uint64_t ucast_msgs, ucast_bytes; /* unicast datagrams sent */
+    uint64_t frame_msgs, frame_bytes; /* stream frames sent */
+    uint64_t recv_msgs, recv_bytes;   /* datagrams delivered to it */
 } sim_traffic;
 
 /* Violations described in full in the report; the rest are only counted
@@ -137,7 +137,7 @@ typedef struct sim_violations {
     uint64_t store_error;   /* the checker could not read a store */
     char lines[SIM_VIOLATION_LINES][SIM_VIOLATION_LINE_MAX];
     size_t nlines;
-    const uint64_t *now;    /* virtual clock, for the lines */
+    const uint64_t *now; /* virtual clock, for the lines */
 } sim_violations;
 
 /** Count nothing, describe one violation (kept when fewer than

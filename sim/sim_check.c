@@ -31,13 +31,12 @@
 
 void sim_violation_note(sim_violations *v, uint32_t node, const char *fmt, ...)
 {
-    if (v->nlines >= SIM_VIOLATION_LINES)
-        return;
+    if (v->nlines >= SIM_VIOLATION_LINES) return;
     char *line = v->lines[v->nlines++];
-    int n = snprintf(line, SIM_VIOLATION_LINE_MAX, "t=%llums node %u: ",
-                     (unsigned long long)(v->now ? *v->now : 0), (unsigned)node);
-    if (n < 0 || n >= SIM_VIOLATION_LINE_MAX)
-        return;
+    int n =
+        snprintf(line, SIM_VIOLATION_LINE_MAX,
+                 "t=%llums node %u: ", (unsigned long long)(v->now ? *v->now : 0), (unsigned)node);
+    if (n < 0 || n >= SIM_VIOLATION_LINE_MAX) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, SIM_VIOLATION_LINE_MAX - (size_t)n, fmt, ap);
@@ -61,11 +60,9 @@ static size_t cset_hash(const guts_id *id)
 
 static int cset_has(const cset *s, const guts_id *id)
 {
-    if (!s->cap)
-        return 0;
+    if (!s->cap) return 0;
     for (size_t j = cset_hash(id) & (s->cap - 1); s->used[j]; j = (j + 1) & (s->cap - 1))
-        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0)
-            return 1;
+        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0) return 1;
     return 0;
 }
 
@@ -81,8 +78,7 @@ static int cset_add(cset *s, const guts_id *id)
             return GUTS_ENOMEM;
         }
         for (size_t i = 0; i < s->cap; i++) {
-            if (!s->used[i])
-                continue;
+            if (!s->used[i]) continue;
             size_t j = cset_hash(&s->slot[i]) & (nc - 1);
             while (used[j])
                 j = (j + 1) & (nc - 1);
@@ -97,8 +93,7 @@ static int cset_add(cset *s, const guts_id *id)
     }
     size_t j = cset_hash(id) & (s->cap - 1);
     for (; s->used[j]; j = (j + 1) & (s->cap - 1))
-        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0)
-            return 0;
+        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0) return 0;
     s->used[j] = 1;
     s->slot[j] = *id;
     s->n++;
@@ -131,13 +126,11 @@ struct sim_cstore {
 static crepo *crepo_get(sim_cstore *cs, const char *key)
 {
     for (size_t i = 0; i < cs->nrepos; i++)
-        if (strcmp(cs->repos[i].key, key) == 0)
-            return &cs->repos[i];
+        if (strcmp(cs->repos[i].key, key) == 0) return &cs->repos[i];
     if (cs->nrepos == cs->caprepos) {
         size_t nc = cs->caprepos ? 2 * cs->caprepos : 4;
         crepo *p = realloc(cs->repos, nc * sizeof(crepo));
-        if (!p)
-            return NULL;
+        if (!p) return NULL;
         cs->repos = p;
         cs->caprepos = nc;
     }
@@ -157,8 +150,7 @@ static int w_create(void *ctx, const char *key)
 {
     sim_cstore *cs = ctx;
     int rc = cs->in.create(cs->in.ctx, key);
-    if (rc == GUTS_OK)
-        *cs->dirty = 1;
+    if (rc == GUTS_OK) *cs->dirty = 1;
     return rc;
 }
 
@@ -181,8 +173,7 @@ static int w_has(void *ctx, const char *key, const guts_id *id)
     return cs->in.has(cs->in.ctx, key, id);
 }
 
-static int w_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
-                 size_t *len)
+static int w_get(void *ctx, const char *key, const guts_id *id, int *type, void **data, size_t *len)
 {
     sim_cstore *cs = ctx;
     int rc = cs->in.get(cs->in.ctx, key, id, type, data, len);
@@ -192,8 +183,8 @@ static int w_get(void *ctx, const char *key, const guts_id *id, int *type, void 
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(id, hex);
             cs->v->bad_object++;
-            sim_violation_note(cs->v, cs->node, "%s: stored object %s does not hash to its id",
-                               key, hex);
+            sim_violation_note(cs->v, cs->node, "%s: stored object %s does not hash to its id", key,
+                               hex);
         }
     }
     return rc;
@@ -212,17 +203,17 @@ static int w_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
     }
     size_t a = 0;
     int rc = cs->in.put(cs->in.ctx, key, objs, n, &a, bad);
-    if (added)
-        *added = a;
+    if (added) *added = a;
     if (rc == GUTS_OK && first_bad != SIZE_MAX) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(&objs[first_bad].id, hex);
         cs->v->bad_object++;
-        sim_violation_note(cs->v, cs->node, "%s: store accepted object %s whose content hashes "
-                           "elsewhere", key, hex);
+        sim_violation_note(cs->v, cs->node,
+                           "%s: store accepted object %s whose content hashes "
+                           "elsewhere",
+                           key, hex);
     }
-    if (rc == GUTS_OK && a)
-        *cs->dirty = 1;
+    if (rc == GUTS_OK && a) *cs->dirty = 1;
     return rc;
 }
 
@@ -250,8 +241,7 @@ static int w_ref_get(void *ctx, const char *key, const char *name, guts_ref *out
 static int hexid(const uint8_t *p, size_t n, guts_id *out)
 {
     char hex[GUTS_HEX_LEN + 1];
-    if (n < GUTS_HEX_LEN)
-        return GUTS_EINVAL;
+    if (n < GUTS_HEX_LEN) return GUTS_EINVAL;
     memcpy(hex, p, GUTS_HEX_LEN);
     hex[GUTS_HEX_LEN] = 0;
     return guts_id_from_hex(hex, out);
@@ -267,8 +257,7 @@ static int spush(stack *s, const guts_id *id)
     if (s->n == s->cap) {
         size_t nc = s->cap ? 2 * s->cap : 64;
         guts_id *p = realloc(s->ids, nc * sizeof(guts_id));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         s->ids = p;
         s->cap = nc;
     }
@@ -286,8 +275,7 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
         while (pos < len && !rc) {
             const uint8_t *nl = memchr(d + pos, '\n', len - pos);
             size_t ll = nl ? (size_t)(nl - (d + pos)) : len - pos;
-            if (ll == 0)
-                break;
+            if (ll == 0) break;
             const uint8_t *l = d + pos;
             if (type == GUTS_OBJ_COMMIT && ll > 5 && !memcmp(l, "tree ", 5) &&
                 !hexid(l + 5, ll - 5, &id))
@@ -304,15 +292,12 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
         size_t pos = 0;
         while (pos < len && !rc) {
             const uint8_t *sp = memchr(d + pos, ' ', len - pos);
-            if (!sp)
-                break;
+            if (!sp) break;
             int gitlink = sp - (d + pos) == 6 && !memcmp(d + pos, "160000", 6);
             const uint8_t *nul = memchr(sp, 0, len - (size_t)(sp - d));
-            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len)
-                break;
+            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len) break;
             memcpy(id.b, nul + 1, GUTS_ID_LEN);
-            if (!gitlink)
-                rc = spush(s, &id);
+            if (!gitlink) rc = spush(s, &id);
             pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
         }
     }
@@ -323,15 +308,13 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
 static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const guts_id *target,
                             guts_id *missing)
 {
-    if (cset_has(&cr->complete, target))
-        return 1;
+    if (cset_has(&cr->complete, target)) return 1;
     stack st = {0};
     cset seen = {0};
     int rc = spush(&st, target), complete = 1;
     while (!rc && st.n) {
         guts_id id = st.ids[--st.n];
-        if (cset_has(&cr->complete, &id))
-            continue;
+        if (cset_has(&cr->complete, &id)) continue;
         int added = cset_add(&seen, &id);
         if (added <= 0) {
             rc = added;
@@ -355,8 +338,7 @@ static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const gu
     }
     if (!rc && complete)
         for (size_t i = 0; i < seen.cap && !rc; i++)
-            if (seen.used[i] && cset_add(&cr->complete, &seen.slot[i]) < 0)
-                rc = GUTS_ENOMEM;
+            if (seen.used[i] && cset_add(&cr->complete, &seen.slot[i]) < 0) rc = GUTS_ENOMEM;
     free(st.ids);
     cset_free(&seen);
     return rc ? rc : complete;
@@ -373,16 +355,13 @@ static int w_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
     }
     for (size_t i = 0; i < n; i++) {
         const guts_ref *r = &refs[i];
-        if (cs->in.ref_get(cs->in.ctx, key, r->name, cur) == GUTS_OK &&
-            guts_ref_cmp(r, cur) < 0) {
+        if (cs->in.ref_get(cs->in.ctx, key, r->name, cur) == GUTS_OK && guts_ref_cmp(r, cur) < 0) {
             cs->v->ref_backwards++;
-            sim_violation_note(cs->v, cs->node,
-                               "%s: ref %s went backwards (clock %llu replaced by %llu)", key,
-                               r->name, (unsigned long long)cur->clock,
-                               (unsigned long long)r->clock);
+            sim_violation_note(
+                cs->v, cs->node, "%s: ref %s went backwards (clock %llu replaced by %llu)", key,
+                r->name, (unsigned long long)cur->clock, (unsigned long long)r->clock);
         }
-        if (r->symref[0] || guts_id_is_zero(&r->target))
-            continue;
+        if (r->symref[0] || guts_id_is_zero(&r->target)) continue;
         guts_id missing;
         int c = closure_complete(cs, cr, key, &r->target, &missing);
         if (c < 0) {
@@ -394,14 +373,13 @@ static int w_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
             guts_id_to_hex(&r->target, hex);
             guts_id_to_hex(&missing, mh);
             cs->v->open_closure++;
-            sim_violation_note(cs->v, cs->node, "%s: ref %s -> %s applied, closure lacks %s",
-                               key, r->name, hex, mh);
+            sim_violation_note(cs->v, cs->node, "%s: ref %s -> %s applied, closure lacks %s", key,
+                               r->name, hex, mh);
         }
     }
     free(cur);
     int rc = cs->in.refs_put(cs->in.ctx, key, refs, n);
-    if (rc == GUTS_OK && n)
-        *cs->dirty = 1;
+    if (rc == GUTS_OK && n) *cs->dirty = 1;
     return rc;
 }
 
@@ -409,8 +387,7 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
                    sim_cstore **out)
 {
     sim_cstore *cs = calloc(1, sizeof(*cs));
-    if (!cs)
-        return GUTS_ENOMEM;
+    if (!cs) return GUTS_ENOMEM;
     cs->in = *inner;
     cs->node = node;
     cs->v = v;
@@ -421,8 +398,7 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
 
 void sim_cstore_free(sim_cstore *cs)
 {
-    if (!cs)
-        return;
+    if (!cs) return;
     for (size_t i = 0; i < cs->nrepos; i++)
         cset_free(&cs->repos[i].complete);
     free(cs->repos);
@@ -456,16 +432,13 @@ void sim_broken_merge_set(int on)
 
 /* Declared here only: the linker provides these names for guts-sim, which
  * is linked with -Wl,--wrap=guts_ref_merge (see CMakeLists.txt). */
-int __real_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
-                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
-                          guts_ref *conflict, int *has_conflict);
-int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
-                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
-                          guts_ref *conflict, int *has_conflict);
+int __real_guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn is_ancestor,
+                          void *ctx, guts_ref *result, guts_ref *conflict, int *has_conflict);
+int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn is_ancestor,
+                          void *ctx, guts_ref *result, guts_ref *conflict, int *has_conflict);
 
-int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in,
-                          guts_ref_ancestor_fn is_ancestor, void *ctx, guts_ref *result,
-                          guts_ref *conflict, int *has_conflict)
+int __wrap_guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn is_ancestor,
+                          void *ctx, guts_ref *result, guts_ref *conflict, int *has_conflict)
 {
     if (broken_merge && cur && strcmp(cur->name, in->name) == 0) {
         /* "last arrival wins": depends on delivery order, so not commutative */

@@ -52,7 +52,7 @@ typedef struct snode {
     uint64_t digest, changed_at;
     uint32_t *links; /* links with an open end here */
     size_t nlinks, caplinks;
-    uint32_t group;  /* partition group; all 0 when healed */
+    uint32_t group; /* partition group; all 0 when healed */
     uint64_t egress_free;
     uint64_t writes;
     int ever_started;
@@ -72,8 +72,8 @@ struct sim {
     uint32_t next_accept;
     sim_action *sched; /* sorted by (t, seq) */
     size_t nsched, capsched, pos;
-    uint64_t t_quiet;  /* last fault, join, leave, heal or write */
-    uint64_t end;      /* when the run stops */
+    uint64_t t_quiet; /* last fault, join, leave, heal or write */
+    uint64_t end;     /* when the run stops */
     uint64_t stopped_at;
     int partitioned;
     char tmpdir[256];

@@ -62,8 +62,7 @@ static uint64_t rnd_below(sim *s, uint64_t n)
 static uint64_t latency(sim *s, uint32_t a, uint32_t b)
 {
     uint32_t lo = s->lat_min, hi = s->lat_max;
-    if (hi <= lo)
-        return lo;
+    if (hi <= lo) return lo;
     uint32_t span = hi - lo, half = span / 2;
     uint64_t pair = ((uint64_t)(a < b ? a : b) << 32) | (a < b ? b : a);
     uint64_t h = XXH3_64bits_withSeed(&pair, sizeof(pair), s->cfg.seed);
@@ -75,19 +74,16 @@ static uint64_t latency(sim *s, uint32_t a, uint32_t b)
 static sbuf *sbuf_new(const uint8_t *data, size_t len)
 {
     sbuf *b = malloc(sizeof(sbuf) + (len ? len : 1));
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     b->refs = 0;
     b->len = (uint32_t)len;
-    if (len)
-        memcpy(b->data, data, len);
+    if (len) memcpy(b->data, data, len);
     return b;
 }
 
 static void sbuf_drop(sbuf *b)
 {
-    if (b && --b->refs == 0)
-        free(b);
+    if (b && --b->refs == 0) free(b);
 }
 
 static int ev_less(const sev *a, const sev *b)
@@ -100,19 +96,16 @@ static int push(sim *s, sev *e)
     if (s->nheap == s->capheap) {
         size_t nc = s->capheap ? 2 * s->capheap : 1024;
         sev *p = realloc(s->heap, nc * sizeof(sev));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         s->heap = p;
         s->capheap = nc;
     }
-    if (e->buf)
-        e->buf->refs++;
+    if (e->buf) e->buf->refs++;
     e->seq = s->seq++;
     size_t i = s->nheap++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!ev_less(e, &s->heap[p]))
-            break;
+        if (!ev_less(e, &s->heap[p])) break;
         s->heap[i] = s->heap[p];
         i = p;
     }
@@ -125,8 +118,7 @@ static void pop(sim *s, sev *out)
     *out = s->heap[0];
     sev last = s->heap[--s->nheap];
     size_t i = 0, n = s->nheap;
-    if (n == 0)
-        return;
+    if (n == 0) return;
     for (;;) {
         size_t l = 2 * i + 1, m = i;
         const sev *best = &last;
@@ -134,10 +126,8 @@ static void pop(sim *s, sev *out)
             m = l;
             best = &s->heap[l];
         }
-        if (l + 1 < n && ev_less(&s->heap[l + 1], best))
-            m = l + 1;
-        if (m == i)
-            break;
+        if (l + 1 < n && ev_less(&s->heap[l + 1], best)) m = l + 1;
+        if (m == i) break;
         s->heap[i] = s->heap[m];
         i = m;
     }
@@ -158,10 +148,8 @@ static void addr_of(uint32_t i, guts_addr *a)
 
 static int addr_node(const sim *s, const guts_addr *a, uint32_t *i)
 {
-    if (a->len != 4)
-        return GUTS_EINVAL;
-    *i = ((uint32_t)a->b[0] << 24) | ((uint32_t)a->b[1] << 16) | ((uint32_t)a->b[2] << 8) |
-         a->b[3];
+    if (a->len != 4) return GUTS_EINVAL;
+    *i = ((uint32_t)a->b[0] << 24) | ((uint32_t)a->b[1] << 16) | ((uint32_t)a->b[2] << 8) | a->b[3];
     return *i < s->cfg.nodes ? GUTS_OK : GUTS_EINVAL;
 }
 
@@ -172,8 +160,7 @@ static int node_link_add(snode *nd, uint32_t l)
     if (nd->nlinks == nd->caplinks) {
         size_t nc = nd->caplinks ? 2 * nd->caplinks : 8;
         uint32_t *p = realloc(nd->links, nc * sizeof(uint32_t));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         nd->links = p;
         nd->caplinks = nc;
     }
@@ -211,16 +198,13 @@ static slink *link_find(sim *s, uint32_t i, uint32_t stream, int *side)
 static void link_close(sim *s, uint32_t li, int side, uint64_t delay)
 {
     slink *l = &s->links[li];
-    if (l->closed[side])
-        return;
+    if (l->closed[side]) return;
     l->closed[side] = 1;
     node_link_del(&s->nodes[l->n[side]], li);
     int o = 1 - side;
-    if (l->closed[o])
-        return;
+    if (l->closed[o]) return;
     uint64_t t = s->now + delay;
-    if (t < l->last[o])
-        t = l->last[o];
+    if (t < l->last[o]) t = l->last[o];
     sev e = {.t = t, .kind = EV_CLOSED, .node = l->n[o], .gen = l->gen[o], .link = li};
     push(s, &e);
 }
@@ -231,8 +215,7 @@ static void link_close(sim *s, uint32_t li, int side, uint64_t delay)
  * queue. UINT64_MAX when a datagram would wait too long (dropped). */
 static uint64_t egress(sim *s, uint32_t i, size_t len, int droppable)
 {
-    if (!s->cfg.bandwidth)
-        return s->now;
+    if (!s->cfg.bandwidth) return s->now;
     snode *nd = &s->nodes[i];
     uint64_t dep = nd->egress_free > s->now ? nd->egress_free : s->now;
     if (droppable && dep - s->now > SIM_EGRESS_QUEUE_MS) {
@@ -252,8 +235,7 @@ static int reachable(const sim *s, uint32_t a, uint32_t b)
 static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
 {
     snode *to = &s->nodes[j];
-    if (to->state != NODE_UP || !reachable(s, from, j))
-        return;
+    if (to->state != NODE_UP || !reachable(s, from, j)) return;
     if (s->loss > 0 && rnd01(s) < s->loss) {
         s->dgrams_lost++;
         return;
@@ -264,8 +246,13 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
         s->dgrams_duped++;
     }
     for (int k = 0; k < copies; k++) {
-        sev e = {.t = dep + latency(s, from, j), .kind = EV_DGRAM, .node = j, .gen = to->gen,
-                 .from = from, .link = LINK_NONE, .buf = b};
+        sev e = {.t = dep + latency(s, from, j),
+                 .kind = EV_DGRAM,
+                 .node = j,
+                 .gen = to->gen,
+                 .from = from,
+                 .link = LINK_NONE,
+                 .buf = b};
         push(s, &e);
     }
 }
@@ -294,8 +281,12 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
         }
     }
     if (fail) {
-        sev e = {.t = s->now + fail, .kind = EV_CLOSED, .node = i, .gen = nd->gen,
-                 .link = LINK_NONE, .aux = a->stream};
+        sev e = {.t = s->now + fail,
+                 .kind = EV_CLOSED,
+                 .node = i,
+                 .gen = nd->gen,
+                 .link = LINK_NONE,
+                 .aux = a->stream};
         push(s, &e);
         return;
     }
@@ -311,10 +302,20 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
     node_link_add(nd, li);
     node_link_add(&s->nodes[j], li);
     uint64_t lat = latency(s, i, j);
-    sev acc = {.t = s->now + lat, .kind = EV_OPEN, .node = j, .gen = l->gen[1], .from = i,
-               .link = li, .aux = 0};
-    sev con = {.t = s->now + 2 * lat, .kind = EV_OPEN, .node = i, .gen = l->gen[0], .from = j,
-               .link = li, .aux = 1};
+    sev acc = {.t = s->now + lat,
+               .kind = EV_OPEN,
+               .node = j,
+               .gen = l->gen[1],
+               .from = i,
+               .link = li,
+               .aux = 0};
+    sev con = {.t = s->now + 2 * lat,
+               .kind = EV_OPEN,
+               .node = i,
+               .gen = l->gen[0],
+               .from = j,
+               .link = li,
+               .aux = 1};
     l->last[0] = con.t;
     l->last[1] = acc.t;
     s->streams_opened++;
@@ -327,8 +328,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
     snode *nd = &s->nodes[i];
     switch (a->kind) {
     case GUTS_ACT_SEND_DGRAM: {
-        if (a->len > s->dgram_max)
-            s->dgram_max = a->len;
+        if (a->len > s->dgram_max) s->dgram_max = a->len;
         if (a->len > GUTS_DGRAM_MAX) {
             s->viol.big_dgram++;
             sim_violation_note(&s->viol, i, "datagram of %zu bytes (limit %d)", a->len,
@@ -342,17 +342,14 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             nd->tr.ucast_bytes += a->len;
         }
         uint64_t dep = egress(s, i, a->len, 1);
-        if (dep == UINT64_MAX)
-            break;
+        if (dep == UINT64_MAX) break;
         sbuf *b = sbuf_new(a->data, a->len);
-        if (!b)
-            break;
+        if (!b) break;
         b->refs = 1; /* held while the copies are pushed */
         if (a->to_group) {
             uint32_t d = s->cfg.domains, N = s->cfg.nodes;
             for (uint32_t j = i % d; j < N; j += d)
-                if (j != i)
-                    dgram_copy(s, i, j, b, dep);
+                if (j != i) dgram_copy(s, i, j, b, dep);
             /* gateways: node d of domain d has --peer set to both
              * neighbouring domains' gateways */
             for (uint32_t k = 0; d > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
@@ -363,8 +360,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             }
         } else {
             uint32_t j;
-            if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i)
-                dgram_copy(s, i, j, b, dep);
+            if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i) dgram_copy(s, i, j, b, dep);
         }
         sbuf_drop(b);
         break;
@@ -375,41 +371,44 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
     case GUTS_ACT_SEND_FRAME: {
         int side;
         slink *l = link_find(s, i, a->stream, &side);
-        if (!l || a->len < GUTS_FRAME_HDR)
-            break;
+        if (!l || a->len < GUTS_FRAME_HDR) break;
         nd->tr.frame_msgs++;
         nd->tr.frame_bytes += a->len;
         int o = 1 - side;
         uint64_t t = egress(s, i, a->len, 0) + latency(s, l->n[0], l->n[1]);
-        if (t < l->last[o])
-            t = l->last[o];
+        if (t < l->last[o]) t = l->last[o];
         l->last[o] = t;
         l->inflight[o]++;
         sbuf *b = sbuf_new(a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
-        if (!b)
-            break;
-        sev e = {.t = t, .kind = EV_FRAME, .node = l->n[o], .gen = l->gen[o],
-                 .link = (uint32_t)(l - s->links), .buf = b};
+        if (!b) break;
+        sev e = {.t = t,
+                 .kind = EV_FRAME,
+                 .node = l->n[o],
+                 .gen = l->gen[o],
+                 .link = (uint32_t)(l - s->links),
+                 .buf = b};
         push(s, &e);
         break;
     }
     case GUTS_ACT_CLOSE_STREAM: {
         int side;
         slink *l = link_find(s, i, a->stream, &side);
-        if (l)
-            link_close(s, (uint32_t)(l - s->links), side, latency(s, l->n[0], l->n[1]));
+        if (l) link_close(s, (uint32_t)(l - s->links), side, latency(s, l->n[0], l->n[1]));
         break;
     }
     case GUTS_ACT_SET_TIMER: {
         nd->tseq++;
-        sev e = {.t = a->at > s->now ? a->at : s->now, .kind = EV_TIMER, .node = i,
-                 .gen = nd->gen, .link = LINK_NONE, .aux = nd->tseq};
+        sev e = {.t = a->at > s->now ? a->at : s->now,
+                 .kind = EV_TIMER,
+                 .node = i,
+                 .gen = nd->gen,
+                 .link = LINK_NONE,
+                 .aux = nd->tseq};
         push(s, &e);
         break;
     }
     case GUTS_ACT_LOG:
-        if (s->cfg.verbose)
-            fprintf(stderr, "%10" PRIu64 " n%u: %s\n", s->now, i, a->text);
+        if (s->cfg.verbose) fprintf(stderr, "%10" PRIu64 " n%u: %s\n", s->now, i, a->text);
         break;
     default:
         break;
@@ -444,8 +443,7 @@ static int digest_cb(const char *key, void *arg)
 static uint64_t node_digest(sim *s, uint32_t i)
 {
     XXH3_state_t *h = XXH3_createState();
-    if (!h)
-        return 0;
+    if (!h) return 0;
     XXH3_64bits_reset(h);
     digest_ctx d = {&s->nodes[i].inner, h, 0};
     d.st->repos(d.st->ctx, digest_cb, &d);
@@ -461,8 +459,7 @@ static uint64_t node_digest(sim *s, uint32_t i)
 static void note_change(sim *s, uint32_t i)
 {
     snode *nd = &s->nodes[i];
-    if (!nd->dirty)
-        return;
+    if (!nd->dirty) return;
     nd->dirty = 0;
     uint64_t d = node_digest(s, i);
     if (d != nd->digest) {
@@ -493,8 +490,7 @@ static int start_core(sim *s, uint32_t i)
     cfg.seed = rnd(s);
     cfg.store = &nd->iface;
     int rc = guts_core_new(&cfg, &nd->core);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     nd->state = NODE_UP;
     nd->ever_started = 1;
     guts_core_on_timer(nd->core, s->now);
@@ -507,8 +503,7 @@ static int start_core(sim *s, uint32_t i)
 static void stop_core(sim *s, uint32_t i, int state)
 {
     snode *nd = &s->nodes[i];
-    if (nd->state != NODE_UP)
-        return;
+    if (nd->state != NODE_UP) return;
     guts_core_free(nd->core);
     nd->core = NULL;
     while (nd->nlinks) {
@@ -525,8 +520,7 @@ static void stop_core(sim *s, uint32_t i, int state)
 static void dispatch(sim *s, sev *e)
 {
     snode *nd = &s->nodes[e->node];
-    if (e->gen != nd->gen || !nd->core)
-        return;
+    if (e->gen != nd->gen || !nd->core) return;
     slink *l = e->link != LINK_NONE ? &s->links[e->link] : NULL;
     /* a link joins two different nodes: the end here is the one naming it */
     int side = l && l->n[1] == e->node ? 1 : 0;
@@ -541,14 +535,12 @@ static void dispatch(sim *s, sev *e)
         break;
     }
     case EV_OPEN: {
-        if (l->closed[side])
-            return;
+        if (l->closed[side]) return;
         if (l->closed[1 - side]) {
             /* the other end went away before the connect completed */
             l->closed[side] = 1;
             node_link_del(nd, e->link);
-            if (e->aux)
-                guts_core_on_stream_closed(nd->core, s->now, l->id[side]);
+            if (e->aux) guts_core_on_stream_closed(nd->core, s->now, l->id[side]);
             break;
         }
         guts_addr a;
@@ -557,26 +549,25 @@ static void dispatch(sim *s, sev *e)
         break;
     }
     case EV_FRAME:
-        if (l->inflight[side])
-            l->inflight[side]--;
-        if (l->closed[side])
-            return;
+        if (l->inflight[side]) l->inflight[side]--;
+        if (l->closed[side]) return;
         guts_core_on_frame(nd->core, s->now, l->id[side], e->buf->data, e->buf->len);
         if (l->inflight[side] == 0 && !l->closed[1 - side]) {
-            sev w = {.t = s->now, .kind = EV_WRITABLE, .node = l->n[1 - side],
-                     .gen = l->gen[1 - side], .link = e->link};
+            sev w = {.t = s->now,
+                     .kind = EV_WRITABLE,
+                     .node = l->n[1 - side],
+                     .gen = l->gen[1 - side],
+                     .link = e->link};
             push(s, &w);
         }
         break;
     case EV_WRITABLE:
-        if (l->closed[side])
-            return;
+        if (l->closed[side]) return;
         guts_core_on_stream_writable(nd->core, s->now, l->id[side]);
         break;
     case EV_CLOSED:
         if (l) {
-            if (l->closed[side])
-                return; /* closed here already */
+            if (l->closed[side]) return; /* closed here already */
             l->closed[side] = 1;
             node_link_del(nd, e->link);
             guts_core_on_stream_closed(nd->core, s->now, l->id[side]);
@@ -585,8 +576,7 @@ static void dispatch(sim *s, sev *e)
         }
         break;
     case EV_TIMER:
-        if (e->aux != nd->tseq)
-            return; /* superseded */
+        if (e->aux != nd->tseq) return; /* superseded */
         guts_core_on_timer(nd->core, s->now);
         break;
     }
@@ -600,8 +590,7 @@ static int sched_add(sim *s, const sim_action *a)
     if (s->nsched == s->capsched) {
         size_t nc = s->capsched ? 2 * s->capsched : 256;
         sim_action *p = realloc(s->sched, nc * sizeof(sim_action));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         s->sched = p;
         s->capsched = nc;
     }
@@ -613,8 +602,7 @@ static int sched_add(sim *s, const sim_action *a)
     if (a->group) {
         size_t bytes = (size_t)s->cfg.nodes * sizeof(uint32_t);
         n->group = malloc(bytes);
-        if (!n->group)
-            return GUTS_ENOMEM;
+        if (!n->group) return GUTS_ENOMEM;
         memcpy(n->group, a->group, bytes);
     }
     return GUTS_OK;
@@ -623,16 +611,14 @@ static int sched_add(sim *s, const sim_action *a)
 static int act_cmp(const void *x, const void *y)
 {
     const sim_action *a = x, *b = y;
-    if (a->t != b->t)
-        return a->t < b->t ? -1 : 1;
+    if (a->t != b->t) return a->t < b->t ? -1 : 1;
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
 static void do_write(sim *s, uint32_t i, uint32_t repo, uint32_t wn)
 {
     snode *nd = &s->nodes[i];
-    if (!nd->ever_started)
-        return; /* not part of the group yet */
+    if (!nd->ever_started) return; /* not part of the group yet */
     int rc = sim_work_write(&nd->iface, repo, wn, nd->writes++, &nd->id);
     if (rc) {
         s->viol.store_error++;
@@ -656,8 +642,7 @@ static void do_partition(sim *s, const uint32_t *group)
     for (uint32_t i = 0; i < N; i++)
         s->nodes[i].group = group ? group[i] : 0;
     s->partitioned = group != NULL;
-    if (!group)
-        return;
+    if (!group) return;
     for (uint32_t i = 0; i < N; i++) {
         snode *nd = &s->nodes[i];
         for (size_t k = 0; k < nd->nlinks;) {
@@ -669,12 +654,15 @@ static void do_partition(sim *s, const uint32_t *group)
             }
             /* both ends hear a reset: neither data nor FIN crosses a cut */
             for (int e = 0; e < 2; e++) {
-                if (l->closed[e])
-                    continue;
+                if (l->closed[e]) continue;
                 l->closed[e] = 1;
                 node_link_del(&s->nodes[l->n[e]], li);
-                sev ev = {.t = s->now + 1, .kind = EV_CLOSED, .node = l->n[e], .gen = l->gen[e],
-                          .link = LINK_NONE, .aux = l->id[e]};
+                sev ev = {.t = s->now + 1,
+                          .kind = EV_CLOSED,
+                          .node = l->n[e],
+                          .gen = l->gen[e],
+                          .link = LINK_NONE,
+                          .aux = l->id[e]};
                 push(s, &ev);
             }
         }
@@ -693,12 +681,10 @@ static void run_action(sim *s, const sim_action *a)
         }
         break;
     case SA_RESTART:
-        if (nd && nd->state == NODE_DOWN && start_core(s, i) == GUTS_OK)
-            s->restarts++;
+        if (nd && nd->state == NODE_DOWN && start_core(s, i) == GUTS_OK) s->restarts++;
         break;
     case SA_JOIN:
-        if (nd && nd->state == NODE_ABSENT && start_core(s, i) == GUTS_OK)
-            s->joins++;
+        if (nd && nd->state == NODE_ABSENT && start_core(s, i) == GUTS_OK) s->joins++;
         break;
     case SA_LEAVE:
         if (nd && nd->state == NODE_UP) {
@@ -715,8 +701,7 @@ static void run_action(sim *s, const sim_action *a)
         do_partition(s, NULL);
         break;
     case SA_WRITE:
-        if (nd && a->repo < s->cfg.repos)
-            do_write(s, i, a->repo, a->writer);
+        if (nd && a->repo < s->cfg.repos) do_write(s, i, a->repo, a->writer);
         break;
     case SA_LOSS:
         s->loss = a->value;
@@ -740,14 +725,11 @@ static int build_schedule(sim *s)
     int rc = GUTS_OK;
     /* start-up: every node not declared absent joins in [0, ramp) */
     uint8_t *absent = calloc(N, 1);
-    if (!absent)
-        return GUTS_ENOMEM;
+    if (!absent) return GUTS_ENOMEM;
     for (size_t k = 0; k < c->nabsent; k++)
-        if (c->absent[k] < N)
-            absent[c->absent[k]] = 1;
+        if (c->absent[k] < N) absent[c->absent[k]] = 1;
     for (uint32_t i = 0; i < N && !rc; i++) {
-        if (absent[i])
-            continue;
+        if (absent[i]) continue;
         sim_action a = {.t = rnd_below(s, c->ramp), .kind = SA_JOIN, .node = i};
         rc = sched_add(s, &a);
     }
@@ -759,15 +741,12 @@ static int build_schedule(sim *s)
             double t = 0;
             for (;;) {
                 t += -log(1.0 - rnd01(s)) / c->crash_rate * 1000.0;
-                if (t >= (double)c->faults_until)
-                    break;
+                if (t >= (double)c->faults_until) break;
                 uint64_t tc = (uint64_t)t, tr = tc + 1000 + rnd_below(s, 9001);
-                if (tr > c->faults_until)
-                    tr = c->faults_until;
+                if (tr > c->faults_until) tr = c->faults_until;
                 sim_action cr = {.t = tc, .kind = SA_CRASH, .node = i};
                 sim_action re = {.t = tr, .kind = SA_RESTART, .node = i};
-                if ((rc = sched_add(s, &cr)) || (rc = sched_add(s, &re)))
-                    break;
+                if ((rc = sched_add(s, &cr)) || (rc = sched_add(s, &re))) break;
                 t = (double)tr;
             }
         }
@@ -775,16 +754,14 @@ static int build_schedule(sim *s)
     /* --partition A-B: the lower and upper halves of the node numbers */
     if (c->has_partition && !rc) {
         uint32_t *g = malloc((size_t)N * sizeof(uint32_t));
-        if (!g)
-            return GUTS_ENOMEM;
+        if (!g) return GUTS_ENOMEM;
         for (uint32_t i = 0; i < N; i++)
             g[i] = i < N / 2 ? 0 : 1;
         sim_action p = {.t = c->part_from, .kind = SA_PARTITION, .group = g};
         sim_action h = {.t = c->part_to, .kind = SA_HEAL};
         rc = sched_add(s, &p);
         free(g);
-        if (!rc)
-            rc = sched_add(s, &h);
+        if (!rc) rc = sched_add(s, &h);
     }
     /* writers: writer w sits at a random node and writes repository w mod R
      * every write_every (jittered x[0.5, 1.5]) from 2 s until faults_until */
@@ -793,8 +770,8 @@ static int build_schedule(sim *s)
             uint32_t node = (uint32_t)rnd_below(s, N);
             uint64_t t = 2000 + rnd_below(s, c->write_every + 1);
             while (t < c->faults_until && !rc) {
-                sim_action a = {.t = t, .kind = SA_WRITE, .node = node, .repo = w % c->repos,
-                                .writer = w};
+                sim_action a = {
+                    .t = t, .kind = SA_WRITE, .node = node, .repo = w % c->repos, .writer = w};
                 rc = sched_add(s, &a);
                 t += c->write_every / 2 + rnd_below(s, c->write_every + 1);
             }
@@ -803,14 +780,12 @@ static int build_schedule(sim *s)
     /* the scenario file's own lines */
     for (size_t k = 0; k < c->nacts && !rc; k++)
         rc = sched_add(s, &c->acts[k]);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     qsort(s->sched, s->nsched, sizeof(sim_action), act_cmp);
     s->t_quiet = 0;
     for (size_t k = 0; k < s->nsched; k++) {
         int kind = s->sched[k].kind;
-        if (kind != SA_LOSS && kind != SA_DUP && kind != SA_LATENCY &&
-            s->sched[k].t > s->t_quiet)
+        if (kind != SA_LOSS && kind != SA_DUP && kind != SA_LATENCY && s->sched[k].t > s->t_quiet)
             s->t_quiet = s->sched[k].t;
     }
     return GUTS_OK;
@@ -825,20 +800,16 @@ static int node_store(sim *s, uint32_t i)
     if (s->cfg.lmdb) {
         char path[320];
         snprintf(path, sizeof(path), "%s/n%u", s->tmpdir, i);
-        if ((rc = guts_data_open(path, &nd->data)))
-            return rc;
+        if ((rc = guts_data_open(path, &nd->data))) return rc;
         /* small maps: many envs in one process, and growth gets exercised */
         guts_data_set_initial_mapsize(nd->data, 1u << 20);
-        if ((rc = guts_core_lmdbstore_new(nd->data, &nd->lst)))
-            return rc;
+        if ((rc = guts_core_lmdbstore_new(nd->data, &nd->lst))) return rc;
         guts_core_lmdbstore_iface(nd->lst, &nd->inner);
     } else {
-        if ((rc = guts_memstore_new(&nd->mem)))
-            return rc;
+        if ((rc = guts_memstore_new(&nd->mem))) return rc;
         guts_memstore_iface(nd->mem, &nd->inner);
     }
-    if ((rc = sim_cstore_new(&nd->inner, i, &s->viol, &nd->dirty, &nd->cs)))
-        return rc;
+    if ((rc = sim_cstore_new(&nd->inner, i, &s->viol, &nd->dirty, &nd->cs))) return rc;
     sim_cstore_iface(nd->cs, &nd->iface);
     return GUTS_OK;
 }
@@ -846,8 +817,7 @@ static int node_store(sim *s, uint32_t i)
 int sim_new(const sim_config *cfg, sim **out)
 {
     sim *s = calloc(1, sizeof(sim));
-    if (!s)
-        return GUTS_ENOMEM;
+    if (!s) return GUTS_ENOMEM;
     *out = s;
     s->cfg = *cfg; /* the scenario's actions stay the caller's */
     s->rng = cfg->seed ^ 0x67757473253173ull;
@@ -857,16 +827,13 @@ int sim_new(const sim_config *cfg, sim **out)
     s->lat_max = cfg->lat_max;
     s->viol.now = &s->now;
     s->end = cfg->duration;
-    if (s->cfg.domains == 0)
-        s->cfg.domains = 1;
+    if (s->cfg.domains == 0) s->cfg.domains = 1;
     sim_broken_merge_set(cfg->broken_merge);
     s->nodes = calloc(cfg->nodes, sizeof(snode));
-    if (!s->nodes)
-        return GUTS_ENOMEM;
+    if (!s->nodes) return GUTS_ENOMEM;
     if (cfg->lmdb) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(s->tmpdir, sizeof(s->tmpdir), "%s/guts-sim-XXXXXX",
-                 tmp && *tmp ? tmp : "/tmp");
+        snprintf(s->tmpdir, sizeof(s->tmpdir), "%s/guts-sim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(s->tmpdir)) {
             s->tmpdir[0] = 0;
             return GUTS_EIO;
@@ -879,21 +846,18 @@ int sim_new(const sim_config *cfg, sim **out)
             uint64_t r = rnd(s);
             memcpy(nd->id.b + k, &r, 8);
         }
-        if ((rc = node_store(s, i)))
-            return rc;
+        if ((rc = node_store(s, i))) return rc;
     }
     /* repository r starts at node r mod N with K objects */
     for (uint32_t r = 0; r < cfg->repos; r++) {
         uint32_t i = r % cfg->nodes;
-        if ((rc = sim_work_seed(&s->nodes[i].iface, r, cfg->objects, &s->nodes[i].id)))
-            return rc;
+        if ((rc = sim_work_seed(&s->nodes[i].iface, r, cfg->objects, &s->nodes[i].id))) return rc;
     }
     for (uint32_t i = 0; i < cfg->nodes; i++) {
         s->nodes[i].dirty = 1;
         note_change(s, i);
     }
-    if ((rc = build_schedule(s)))
-        return rc;
+    if ((rc = build_schedule(s))) return rc;
     s->steady_from = s->end - s->end / 4;
     return GUTS_OK;
 }
@@ -902,18 +866,15 @@ int sim_new(const sim_config *cfg, sim **out)
 static void rm_tree(const char *dir)
 {
     const char *base = strrchr(dir, '/');
-    if (!dir[0] || !base || strncmp(base + 1, "guts-sim-", 9) != 0 || strchr(dir, '\''))
-        return;
+    if (!dir[0] || !base || strncmp(base + 1, "guts-sim-", 9) != 0 || strchr(dir, '\'')) return;
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "guts-sim: could not remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "guts-sim: could not remove %s\n", dir);
 }
 
 void sim_free(sim *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     if (s->nodes) {
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {
             snode *nd = &s->nodes[i];
@@ -921,8 +882,7 @@ void sim_free(sim *s)
             sim_cstore_free(nd->cs);
             guts_memstore_free(nd->mem);
             guts_core_lmdbstore_free(nd->lst);
-            if (nd->data)
-                guts_data_close(nd->data);
+            if (nd->data) guts_data_close(nd->data);
             free(nd->links);
         }
     }
@@ -934,8 +894,7 @@ void sim_free(sim *s)
     free(s->heap);
     free(s->links);
     free(s->nodes);
-    if (s->tmpdir[0])
-        rm_tree(s->tmpdir);
+    if (s->tmpdir[0]) rm_tree(s->tmpdir);
     free(s);
 }
 
@@ -964,10 +923,8 @@ int sim_all_equal(const sim *s)
     uint64_t d = 0;
     for (uint32_t i = 0; i < s->cfg.nodes; i++) {
         const snode *nd = &s->nodes[i];
-        if (nd->state != NODE_UP)
-            continue;
-        if (have && nd->digest != d)
-            return 0;
+        if (nd->state != NODE_UP) continue;
+        if (have && nd->digest != d) return 0;
         d = nd->digest;
         have = 1;
     }
@@ -979,14 +936,12 @@ static void run_events(sim *s, uint64_t t)
     while (s->nheap && s->heap[0].t <= t) {
         sev e;
         pop(s, &e);
-        if (e.t > s->now)
-            s->now = e.t;
+        if (e.t > s->now) s->now = e.t;
         s->events++;
         dispatch(s, &e);
         sbuf_drop(e.buf);
     }
-    if (t > s->now)
-        s->now = t;
+    if (t > s->now) s->now = t;
 }
 
 /* How often a --until-converged run checks whether it may stop (ms). */
@@ -997,16 +952,12 @@ int sim_run(sim *s)
     uint64_t next_check = SIM_CHECK_EVERY;
     for (;;) {
         uint64_t t = s->end;
-        if (s->pos < s->nsched && s->sched[s->pos].t < t)
-            t = s->sched[s->pos].t;
-        if (!s->steady_taken && s->steady_from < t)
-            t = s->steady_from;
-        if (s->cfg.until_converged && next_check < t)
-            t = next_check;
+        if (s->pos < s->nsched && s->sched[s->pos].t < t) t = s->sched[s->pos].t;
+        if (!s->steady_taken && s->steady_from < t) t = s->steady_from;
+        if (s->cfg.until_converged && next_check < t) t = next_check;
         /* actions run after the events of earlier instants, before their own */
         run_events(s, t > 0 && s->pos < s->nsched && s->sched[s->pos].t == t ? t - 1 : t);
-        if (s->now < t)
-            s->now = t;
+        if (s->now < t) s->now = t;
         if (!s->steady_taken && s->now >= s->steady_from) {
             sim_traffic_sum(s, &s->steady0);
             s->steady_taken = 1;
@@ -1015,8 +966,7 @@ int sim_run(sim *s)
             run_action(s, &s->sched[s->pos++]);
         if (s->cfg.until_converged && s->now >= next_check) {
             next_check = s->now + SIM_CHECK_EVERY;
-            if (s->now >= s->t_quiet && s->pos >= s->nsched && !s->partitioned &&
-                sim_all_equal(s))
+            if (s->now >= s->t_quiet && s->pos >= s->nsched && !s->partitioned && sim_all_equal(s))
                 break;
         }
         if (s->now >= s->end) {

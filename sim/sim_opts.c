@@ -51,13 +51,11 @@ static int fail(FILE *err, const char *fmt, ...)
 
 int sim_parse_duration(const char *s, uint64_t *ms)
 {
-    if (!s || !isdigit((unsigned char)s[0]))
-        return GUTS_EINVAL;
+    if (!s || !isdigit((unsigned char)s[0])) return GUTS_EINVAL;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return GUTS_EINVAL;
+    if (errno) return GUTS_EINVAL;
     uint64_t mul;
     if (strcmp(end, "ms") == 0)
         mul = 1;
@@ -67,21 +65,18 @@ int sim_parse_duration(const char *s, uint64_t *ms)
         mul = 60000;
     else
         return GUTS_EINVAL;
-    if (v > SIM_DURATION_MAX / mul)
-        return GUTS_EINVAL;
+    if (v > SIM_DURATION_MAX / mul) return GUTS_EINVAL;
     *ms = v * mul;
     return GUTS_OK;
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
-    if (!s || !isdigit((unsigned char)s[0]))
-        return GUTS_EINVAL;
+    if (!s || !isdigit((unsigned char)s[0])) return GUTS_EINVAL;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return GUTS_EINVAL;
+    if (errno || *end || v > max) return GUTS_EINVAL;
     *out = v;
     return GUTS_OK;
 }
@@ -90,21 +85,18 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out)
 {
     uint64_t v;
     int rc = parse_u64(s, max, &v);
-    if (!rc)
-        *out = (uint32_t)v;
+    if (!rc) *out = (uint32_t)v;
     return rc;
 }
 
 /* A probability in [0, 1]. */
 static int parse_prob(const char *s, double *out)
 {
-    if (!s || !(isdigit((unsigned char)s[0]) || s[0] == '.'))
-        return GUTS_EINVAL;
+    if (!s || !(isdigit((unsigned char)s[0]) || s[0] == '.')) return GUTS_EINVAL;
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (errno || *end || !(v >= 0 && v <= 1))
-        return GUTS_EINVAL;
+    if (errno || *end || !(v >= 0 && v <= 1)) return GUTS_EINVAL;
     *out = v;
     return GUTS_OK;
 }
@@ -113,23 +105,19 @@ static int parse_prob(const char *s, double *out)
 static int parse_latency(const char *s, uint32_t *lo, uint32_t *hi)
 {
     char buf[64];
-    if (!s || strlen(s) >= sizeof(buf))
-        return GUTS_EINVAL;
+    if (!s || strlen(s) >= sizeof(buf)) return GUTS_EINVAL;
     strcpy(buf, s);
     char *dots = strstr(buf, "..");
     uint64_t a, b;
     if (dots) {
         *dots = 0;
-        if (sim_parse_duration(buf, &a) || sim_parse_duration(dots + 2, &b))
-            return GUTS_EINVAL;
+        if (sim_parse_duration(buf, &a) || sim_parse_duration(dots + 2, &b)) return GUTS_EINVAL;
     } else {
-        if (sim_parse_duration(buf, &a))
-            return GUTS_EINVAL;
+        if (sim_parse_duration(buf, &a)) return GUTS_EINVAL;
         b = a;
     }
     /* an hour of one-way latency is no LAN; it also keeps sums small */
-    if (a > b || b > 3600000)
-        return GUTS_EINVAL;
+    if (a > b || b > 3600000) return GUTS_EINVAL;
     *lo = (uint32_t)a;
     *hi = (uint32_t)b;
     return GUTS_OK;
@@ -139,12 +127,10 @@ static int parse_latency(const char *s, uint32_t *lo, uint32_t *hi)
 static int parse_window(const char *s, uint64_t *from, uint64_t *to)
 {
     char buf[64];
-    if (!s || strlen(s) >= sizeof(buf))
-        return GUTS_EINVAL;
+    if (!s || strlen(s) >= sizeof(buf)) return GUTS_EINVAL;
     strcpy(buf, s);
     char *dash = strchr(buf, '-');
-    if (!dash)
-        return GUTS_EINVAL;
+    if (!dash) return GUTS_EINVAL;
     *dash = 0;
     if (sim_parse_duration(buf, from) || sim_parse_duration(dash + 1, to) || *from >= *to)
         return GUTS_EINVAL;
@@ -155,8 +141,7 @@ static int parse_window(const char *s, uint64_t *from, uint64_t *to)
 static int parse_rate(const char *s, uint64_t *out)
 {
     char buf[32];
-    if (!s || !*s || strlen(s) >= sizeof(buf))
-        return GUTS_EINVAL;
+    if (!s || !*s || strlen(s) >= sizeof(buf)) return GUTS_EINVAL;
     strcpy(buf, s);
     uint64_t mul = 1;
     size_t n = strlen(buf);
@@ -164,11 +149,9 @@ static int parse_rate(const char *s, uint64_t *out)
         mul = 1000;
     else if (buf[n - 1] == 'M')
         mul = 1000000;
-    if (mul > 1)
-        buf[n - 1] = 0;
+    if (mul > 1) buf[n - 1] = 0;
     uint64_t v;
-    if (parse_u64(buf, UINT64_MAX / mul, &v) || v == 0)
-        return GUTS_EINVAL;
+    if (parse_u64(buf, UINT64_MAX / mul, &v) || v == 0) return GUTS_EINVAL;
     *out = v * mul;
     return GUTS_OK;
 }
@@ -185,8 +168,7 @@ static int nlist_add(nlist *l, uint32_t x)
     if (l->n == l->cap) {
         size_t nc = l->cap ? 2 * l->cap : 16;
         uint32_t *p = realloc(l->v, nc * sizeof(uint32_t));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         l->v = p;
         l->cap = nc;
     }
@@ -197,8 +179,7 @@ static int nlist_add(nlist *l, uint32_t x)
 static int parse_nodes(const char *s, uint32_t nodes, nlist *out)
 {
     char *copy = strdup(s), *save = NULL;
-    if (!copy)
-        return GUTS_ENOMEM;
+    if (!copy) return GUTS_ENOMEM;
     int rc = GUTS_OK;
     for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
         char *dash = strchr(tok, '-');
@@ -212,14 +193,12 @@ static int parse_nodes(const char *s, uint32_t nodes, nlist *out)
         } else {
             b = a;
         }
-        if (!rc && b >= nodes)
-            rc = GUTS_EINVAL;
+        if (!rc && b >= nodes) rc = GUTS_EINVAL;
         for (uint64_t x = a; !rc && x <= b; x++)
             rc = nlist_add(out, (uint32_t)x);
     }
     free(copy);
-    if (!rc && out->n == 0)
-        rc = GUTS_EINVAL;
+    if (!rc && out->n == 0) rc = GUTS_EINVAL;
     return rc;
 }
 
@@ -230,8 +209,7 @@ int sim_opts_add_action(sim_config *cfg, const sim_action *a)
     if (cfg->nacts == cfg->capacts) {
         size_t nc = cfg->capacts ? 2 * cfg->capacts : 32;
         sim_action *p = realloc(cfg->acts, nc * sizeof(sim_action));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         cfg->acts = p;
         cfg->capacts = nc;
     }
@@ -247,13 +225,11 @@ static size_t words(char *line, char **w, size_t max)
     while (*p && n < max) {
         while (*p == ' ' || *p == '\t')
             p++;
-        if (!*p)
-            break;
+        if (!*p) break;
         w[n++] = p;
         while (*p && *p != ' ' && *p != '\t')
             p++;
-        if (*p)
-            *p++ = 0;
+        if (*p) *p++ = 0;
     }
     return n;
 }
@@ -267,8 +243,7 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
     a.t = t;
     const char *k = w[0];
     int rc = GUTS_OK;
-    if (!strcmp(k, "crash") || !strcmp(k, "restart") || !strcmp(k, "join") ||
-        !strcmp(k, "leave")) {
+    if (!strcmp(k, "crash") || !strcmp(k, "restart") || !strcmp(k, "join") || !strcmp(k, "leave")) {
         a.kind = !strcmp(k, "crash")     ? SA_CRASH
                  : !strcmp(k, "restart") ? SA_RESTART
                  : !strcmp(k, "join")    ? SA_JOIN
@@ -289,14 +264,12 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
     if (!strcmp(k, "partition")) {
         a.kind = SA_PARTITION;
         a.group = calloc(cfg->nodes, sizeof(uint32_t));
-        if (!a.group)
-            return GUTS_ENOMEM;
+        if (!a.group) return GUTS_ENOMEM;
         uint32_t g = 0;
         size_t groups = 0;
         for (size_t i = 1; i < n && !rc; i++) {
             if (!strcmp(w[i], "|")) {
-                if (++g >= SIM_GROUPS_MAX)
-                    rc = GUTS_EINVAL;
+                if (++g >= SIM_GROUPS_MAX) rc = GUTS_EINVAL;
                 continue;
             }
             nlist l = {0};
@@ -312,8 +285,7 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
             return GUTS_EINVAL;
         }
         rc = sim_opts_add_action(cfg, &a);
-        if (rc)
-            free(a.group);
+        if (rc) free(a.group);
         return rc;
     }
     if (!strcmp(k, "heal")) {
@@ -327,8 +299,7 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
     if (!strcmp(k, "write")) {
         uint32_t r;
         if (n != 4 || strncmp(w[1], "repo", 4) || parse_u32(w[1] + 4, UINT32_MAX, &r) ||
-            r >= cfg->repos || strcmp(w[2], "node") ||
-            parse_u32(w[3], cfg->nodes - 1, &a.node)) {
+            r >= cfg->repos || strcmp(w[2], "node") || parse_u32(w[3], cfg->nodes - 1, &a.node)) {
             *why = "expected: write repoR node I (R below --repos, I below --nodes)";
             return GUTS_EINVAL;
         }
@@ -360,8 +331,7 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
 static int scenario_read(sim_config *cfg, int duration_given, FILE *err)
 {
     FILE *f = fopen(cfg->scenario, "r");
-    if (!f)
-        return fail(err, "%s: cannot open scenario", cfg->scenario);
+    if (!f) return fail(err, "%s: cannot open scenario", cfg->scenario);
     char *line = malloc(SIM_LINE_MAX);
     if (!line) {
         fclose(f);
@@ -379,13 +349,11 @@ static int scenario_read(sim_config *cfg, int duration_given, FILE *err)
             break;
         }
         char *hash = strchr(line, '#');
-        if (hash)
-            *hash = 0;
+        if (hash) *hash = 0;
         line[strcspn(line, "\r\n")] = 0;
         char *w[SIM_GROUPS_MAX * 2 + 8];
         size_t n = words(line, w, sizeof(w) / sizeof(w[0]));
-        if (n == 0)
-            continue;
+        if (n == 0) continue;
         const char *why = NULL;
         if (!strcmp(w[0], "end")) {
             uint64_t d;
@@ -415,17 +383,14 @@ static int scenario_read(sim_config *cfg, int duration_given, FILE *err)
                 why = "expected: at DURATION ACTION ...";
             else {
                 int r = scenario_at(cfg, t, w + 2, n - 2, &next_writer, &why);
-                if (r && r != GUTS_EINVAL)
-                    rc = r;
+                if (r && r != GUTS_EINVAL) rc = r;
             }
         } else {
             why = "expected a line starting with at, end or absent";
         }
-        if (why)
-            rc = fail(err, "%s:%u: %s", cfg->scenario, lineno, why);
+        if (why) rc = fail(err, "%s:%u: %s", cfg->scenario, lineno, why);
     }
-    if (!rc && ferror(f))
-        rc = fail(err, "%s: read error", cfg->scenario);
+    if (!rc && ferror(f)) rc = fail(err, "%s: read error", cfg->scenario);
     free(line);
     fclose(f);
     return rc;
@@ -447,9 +412,10 @@ void sim_opts_usage(FILE *out)
 }
 
 static const char *const flags_with_value[] = {
-    "--nodes", "--seed", "--loss", "--dup", "--latency", "--repos", "--objects",
-    "--writers", "--partition", "--crash-rate", "--duration", "--faults-until",
-    "--write-every", "--domains", "--bandwidth", "--interval", "--ramp", "--scenario", NULL};
+    "--nodes",    "--seed",         "--loss",        "--dup",       "--latency",
+    "--repos",    "--objects",      "--writers",     "--partition", "--crash-rate",
+    "--duration", "--faults-until", "--write-every", "--domains",   "--bandwidth",
+    "--interval", "--ramp",         "--scenario",    NULL};
 
 int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
 {
@@ -482,8 +448,7 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
         for (const char *const *f = flags_with_value; *f; f++)
             takes |= strcmp(name, *f) == 0;
         if (takes && !val) {
-            if (i + 1 >= argc)
-                return fail(err, "%s needs a value", name);
+            if (i + 1 >= argc) return fail(err, "%s needs a value", name);
             val = argv[++i];
         } else if (!takes && val) {
             return fail(err, "%s takes no value", name);
@@ -551,29 +516,23 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
             cfg->verbose = 1;
         else
             return fail(err, "unknown option %s (see --help)", arg);
-        if (bad)
-            return fail(err, "bad value for %s: '%s'", name, val);
+        if (bad) return fail(err, "bad value for %s: '%s'", name, val);
     }
     if (cfg->scenario) {
         int rc = scenario_read(cfg, duration_given, err);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     (void)ramp_given;
-    if (!faults_given)
-        cfg->faults_until = cfg->duration / 2;
+    if (!faults_given) cfg->faults_until = cfg->duration / 2;
     if (cfg->faults_until > cfg->duration)
         return fail(err, "--faults-until is after the end of the run");
     if (cfg->has_partition && cfg->part_to > cfg->duration)
         return fail(err, "--partition heals after the end of the run");
-    if (cfg->ramp >= cfg->duration)
-        return fail(err, "--ramp must end before the run does");
-    if (cfg->domains > cfg->nodes)
-        return fail(err, "--domains exceeds --nodes");
+    if (cfg->ramp >= cfg->duration) return fail(err, "--ramp must end before the run does");
+    if (cfg->domains > cfg->nodes) return fail(err, "--domains exceeds --nodes");
     if (cfg->lmdb && cfg->nodes > SIM_LMDB_NODES_MAX)
         return fail(err, "--lmdb is for small clusters (at most %d nodes)", SIM_LMDB_NODES_MAX);
-    if (cfg->writers && cfg->repos == 0)
-        return fail(err, "--writers needs --repos of at least 1");
+    if (cfg->writers && cfg->repos == 0) return fail(err, "--writers needs --repos of at least 1");
     return GUTS_OK;
 }
 
@@ -602,8 +561,7 @@ static void put_double(FILE *out, const char *flag, double v)
     char buf[40];
     for (int prec = 6; prec <= 17; prec++) {
         snprintf(buf, sizeof(buf), "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
+        if (strtod(buf, NULL) == v) break;
     }
     fprintf(out, " %s %s", flag, buf);
 }
@@ -628,20 +586,12 @@ void sim_opts_replay(const sim_config *c, FILE *out)
     put_dur(out, "--faults-until", c->faults_until);
     put_dur(out, "--write-every", c->write_every);
     put_dur(out, "--ramp", c->ramp);
-    if (c->domains > 1)
-        fprintf(out, " --domains %" PRIu32, c->domains);
-    if (c->bandwidth)
-        fprintf(out, " --bandwidth %" PRIu64, c->bandwidth);
-    if (c->interval_ms)
-        put_dur(out, "--interval", c->interval_ms);
-    if (c->scenario)
-        fprintf(out, " --scenario %s", c->scenario);
-    if (c->lmdb)
-        fputs(" --lmdb", out);
-    if (c->broken_merge)
-        fputs(" --broken-merge", out);
-    if (c->until_converged)
-        fputs(" --until-converged", out);
-    if (c->json)
-        fputs(" --json", out);
+    if (c->domains > 1) fprintf(out, " --domains %" PRIu32, c->domains);
+    if (c->bandwidth) fprintf(out, " --bandwidth %" PRIu64, c->bandwidth);
+    if (c->interval_ms) put_dur(out, "--interval", c->interval_ms);
+    if (c->scenario) fprintf(out, " --scenario %s", c->scenario);
+    if (c->lmdb) fputs(" --lmdb", out);
+    if (c->broken_merge) fputs(" --broken-merge", out);
+    if (c->until_converged) fputs(" --until-converged", out);
+    if (c->json) fputs(" --json", out);
 }

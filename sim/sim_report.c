@@ -27,8 +27,7 @@ static int u64_cmp(const void *a, const void *b)
 
 static uint64_t rank(const uint64_t *v, size_t n, unsigned pct)
 {
-    if (!n)
-        return 0;
+    if (!n) return 0;
     size_t k = ((size_t)pct * n + 99) / 100;
     return v[k ? k - 1 : 0];
 }
@@ -55,8 +54,7 @@ typedef struct rates {
 static void rates_of(const sim_traffic *a, const sim_traffic *b, double node_s, rates *r)
 {
     static const sim_traffic zero;
-    if (!b)
-        b = &zero;
+    if (!b) b = &zero;
     double d = node_s > 0 ? node_s : 1;
     r->mm = (double)(a->mcast_msgs - b->mcast_msgs) / d;
     r->mb = (double)(a->mcast_bytes - b->mcast_bytes) / d;
@@ -88,8 +86,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
     memset(&tot, 0, sizeof(tot));
     for (uint32_t i = 0; reach && dig && i < N; i++) {
         snode *nd = &s->nodes[i];
-        if (nd->state != NODE_UP)
-            continue;
+        if (nd->state != NODE_UP) continue;
         reach[live] = nd->changed_at > s->t_quiet ? nd->changed_at - s->t_quiet : 0;
         dig[live++] = nd->digest;
         guts_core_counters k;
@@ -114,17 +111,15 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
             while (j < live && dig[j] == dig[i])
                 j++;
             states++;
-            if (j - i > majority)
-                majority = j - i;
+            if (j - i > majority) majority = j - i;
             i = j;
         }
     }
     int converged = live > 0 && states == 1;
-    if (reach)
-        qsort(reach, live, sizeof(uint64_t), u64_cmp);
+    if (reach) qsort(reach, live, sizeof(uint64_t), u64_cmp);
     const sim_violations *v = &s->viol;
-    uint64_t nviol = v->bad_object + v->open_closure + v->big_dgram + v->ref_backwards +
-                     v->store_error;
+    uint64_t nviol =
+        v->bad_object + v->open_closure + v->big_dgram + v->ref_backwards + v->store_error;
     int ok = converged && nviol == 0;
 
     sim_traffic all;
@@ -174,8 +169,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 s->egress_dropped, s->streams_opened, s->events);
         fprintf(out,
                 "  \"faults\": {\"writes\": %" PRIu64 ", \"crashes\": %" PRIu64
-                ", \"restarts\": %" PRIu64 ", \"joins\": %" PRIu64 ", \"leaves\": %" PRIu64
-                "},\n",
+                ", \"restarts\": %" PRIu64 ", \"joins\": %" PRIu64 ", \"leaves\": %" PRIu64 "},\n",
                 s->writes_done, s->crashes, s->restarts, s->joins, s->leaves);
         fprintf(out,
                 "  \"cores\": {\"sessions_ok\": %" PRIu64 ", \"sessions_failed\": %" PRIu64
@@ -203,10 +197,11 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 ", \"rss_per_node_bytes\": %" PRIu64 "}\n}\n",
                 wall_s, cpu_s, rss_bytes, N ? rss_bytes / N : 0);
     } else {
-        fprintf(out, "guts-sim: %" PRIu32 " nodes, seed %" PRIu64 ", %.1f virtual s", N,
-                c->seed, secs);
-        fprintf(out, " (%" PRIu64 " writes, %" PRIu64 " crashes, %" PRIu64 " joins, %" PRIu64
-                     " leaves)\n",
+        fprintf(out, "guts-sim: %" PRIu32 " nodes, seed %" PRIu64 ", %.1f virtual s", N, c->seed,
+                secs);
+        fprintf(out,
+                " (%" PRIu64 " writes, %" PRIu64 " crashes, %" PRIu64 " joins, %" PRIu64
+                " leaves)\n",
                 s->writes_done, s->crashes, s->joins, s->leaves);
         if (converged)
             fprintf(out,
@@ -221,29 +216,27 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 "per node per s: multicast %.2f msgs %.0f B, unicast %.2f msgs %.0f B, "
                 "streams %.2f frames %.0f B, received %.1f dgrams\n",
                 whole.mm, whole.mb, whole.um, whole.ub, whole.fm, whole.fb, whole.rm);
-        fprintf(out, "largest datagram: %" PRIu64 " B (limit %d); sessions ok %" PRIu64
-                     ", failed %" PRIu64 "\n",
+        fprintf(out,
+                "largest datagram: %" PRIu64 " B (limit %d); sessions ok %" PRIu64
+                ", failed %" PRIu64 "\n",
                 s->dgram_max, GUTS_DGRAM_MAX, tot.sessions_ok, tot.sessions_failed);
         if (nviol == 0) {
             fprintf(out, "violations: none\n");
         } else {
             fprintf(out,
                     "violations: %" PRIu64 " (bad object %" PRIu64 ", open closure %" PRIu64
-                    ", big datagram %" PRIu64 ", ref backwards %" PRIu64 ", store %" PRIu64
-                    ")\n",
+                    ", big datagram %" PRIu64 ", ref backwards %" PRIu64 ", store %" PRIu64 ")\n",
                     nviol, v->bad_object, v->open_closure, v->big_dgram, v->ref_backwards,
                     v->store_error);
             for (size_t i = 0; i < v->nlines; i++)
                 fprintf(out, "  %s\n", v->lines[i]);
         }
-        if (!ok)
-            fprintf(out, "FAILED; replay: %s\n", cmd);
-        fprintf(out, "wall: %.3f s (cpu %.3f s), peak RSS %" PRIu64 " MB, %" PRIu64
-                     " kB per node\n",
+        if (!ok) fprintf(out, "FAILED; replay: %s\n", cmd);
+        fprintf(out,
+                "wall: %.3f s (cpu %.3f s), peak RSS %" PRIu64 " MB, %" PRIu64 " kB per node\n",
                 wall_s, cpu_s, rss_bytes >> 20, N ? rss_bytes / N / 1024 : 0);
     }
-    if (!ok && c->json)
-        fprintf(stderr, "guts-sim: FAILED; replay: %s\n", cmd);
+    if (!ok && c->json) fprintf(stderr, "guts-sim: FAILED; replay: %s\n", cmd);
     free(replay);
     free(reach);
     free(dig);

@@ -49,8 +49,7 @@ static int make_obj(wobj *w, int type, char *buf, size_t len)
 static int make_blob(wobj *w, const char *fmt, uint32_t r, uint64_t a, uint64_t b)
 {
     char *buf = malloc(96);
-    if (!buf)
-        return GUTS_ENOMEM;
+    if (!buf) return GUTS_ENOMEM;
     int n = snprintf(buf, 96, fmt, r, a, b);
     return make_obj(w, GUTS_OBJ_BLOB, buf, (size_t)n);
 }
@@ -62,8 +61,7 @@ static int make_tree(wobj *w, const char *const *names, const guts_id *ids, size
     for (size_t i = 0; i < n; i++)
         cap += 8 + strlen(names[i]) + 1 + GUTS_ID_LEN;
     char *buf = malloc(cap ? cap : 1);
-    if (!buf)
-        return GUTS_ENOMEM;
+    if (!buf) return GUTS_ENOMEM;
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
         len += (size_t)sprintf(buf + len, "100644 %s", names[i]) + 1; /* keeps the NUL */
@@ -79,8 +77,7 @@ static int make_commit(wobj *w, const guts_id *tree, const guts_id *parent, uint
     char th[GUTS_HEX_LEN + 1], ph[GUTS_HEX_LEN + 1];
     guts_id_to_hex(tree, th);
     char *buf = malloc(512);
-    if (!buf)
-        return GUTS_ENOMEM;
+    if (!buf) return GUTS_ENOMEM;
     int n = snprintf(buf, 512, "tree %s\n", th);
     if (parent) {
         guts_id_to_hex(parent, ph);
@@ -103,8 +100,7 @@ static void objs_free(wobj *w, size_t n)
 static int put_all(const guts_core_store *st, const char *key, wobj *w, size_t n)
 {
     guts_obj *objs = malloc((n ? n : 1) * sizeof(guts_obj));
-    if (!objs)
-        return GUTS_ENOMEM;
+    if (!objs) return GUTS_ENOMEM;
     for (size_t i = 0; i < n; i++)
         objs[i] = w[i].o;
     size_t added = 0, bad = 0;
@@ -119,10 +115,8 @@ static void ref_set(guts_ref *ref, const char *name, const guts_id *target, cons
 {
     memset(ref, 0, sizeof(*ref));
     snprintf(ref->name, sizeof(ref->name), "%s", name);
-    if (target)
-        ref->target = *target;
-    if (symref)
-        snprintf(ref->symref, sizeof(ref->symref), "%s", symref);
+    if (target) ref->target = *target;
+    if (symref) snprintf(ref->symref, sizeof(ref->symref), "%s", symref);
     ref->clock = clock;
     ref->writer = *w;
 }
@@ -133,12 +127,10 @@ static int repo_clock(const guts_core_store *st, const char *key, uint64_t *cloc
     int rc = st->info(st->ctx, key, &info);
     if (rc == GUTS_ENOTFOUND) {
         rc = st->create(st->ctx, key);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         rc = st->info(st->ctx, key, &info);
     }
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *clock = info.clock;
     return GUTS_OK;
 }
@@ -149,12 +141,10 @@ int sim_work_seed(const guts_core_store *st, uint32_t r, uint32_t k, const guts_
     sim_repo_key(r, key);
     uint64_t clock;
     int rc = repo_clock(st, key, &clock);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     size_t ncommits = k / 3, extra = k % 3, n = 0;
     wobj *objs = calloc(k ? k : 1, sizeof(wobj));
-    if (!objs)
-        return GUTS_ENOMEM;
+    if (!objs) return GUTS_ENOMEM;
     guts_id prev, blobs[3];
     const char *names[3] = {"a", "e0", "e1"};
     for (size_t e = 0; e < extra && !rc; e++) {
@@ -163,26 +153,21 @@ int sim_work_seed(const guts_core_store *st, uint32_t r, uint32_t k, const guts_
     }
     for (size_t i = 0; i < ncommits && !rc; i++) {
         rc = make_blob(&objs[n], "repo %" PRIu32 " blob %" PRIu64 " %" PRIu64 "\n", r, i, 0);
-        if (rc)
-            break;
+        if (rc) break;
         blobs[0] = objs[n++].o.id;
         rc = make_tree(&objs[n], names, blobs, i == 0 ? 1 + extra : 1);
-        if (rc)
-            break;
+        if (rc) break;
         guts_id tree = objs[n++].o.id;
         char msg[64];
         snprintf(msg, sizeof(msg), "seed %zu", i);
         rc = make_commit(&objs[n], &tree, i ? &prev : NULL, i, msg);
         prev = objs[n++].o.id;
     }
-    if (!rc)
-        rc = put_all(st, key, objs, n);
+    if (!rc) rc = put_all(st, key, objs, n);
     objs_free(objs, k ? k : 1);
-    if (rc || ncommits == 0)
-        return rc;
+    if (rc || ncommits == 0) return rc;
     guts_ref *refs = malloc(2 * sizeof(guts_ref));
-    if (!refs)
-        return GUTS_ENOMEM;
+    if (!refs) return GUTS_ENOMEM;
     ref_set(&refs[0], "refs/heads/main", &prev, NULL, clock + 1, w);
     ref_set(&refs[1], "HEAD", NULL, "refs/heads/main", clock + 1, w);
     rc = st->refs_put(st->ctx, key, refs, 2);
@@ -197,34 +182,27 @@ int sim_work_write(const guts_core_store *st, uint32_t r, uint32_t wn, uint64_t 
     sim_repo_key(r, key);
     uint64_t clock;
     int rc = repo_clock(st, key, &clock);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     guts_ref *refs = malloc(2 * sizeof(guts_ref));
-    if (!refs)
-        return GUTS_ENOMEM;
+    if (!refs) return GUTS_ENOMEM;
     guts_id parent;
     int has_parent = st->ref_get(st->ctx, key, "refs/heads/main", &refs[0]) == GUTS_OK &&
                      !guts_id_is_zero(&refs[0].target) && !refs[0].symref[0] &&
                      st->has(st->ctx, key, &refs[0].target) == 1;
-    if (has_parent)
-        parent = refs[0].target;
+    if (has_parent) parent = refs[0].target;
     wobj *objs = calloc(3, sizeof(wobj));
     if (!objs) {
         free(refs);
         return GUTS_ENOMEM;
     }
     const char *names[1] = {"a"};
-    rc = make_blob(&objs[0], "repo %" PRIu32 " writer %" PRIu64 " write %" PRIu64 "\n", r, wn,
-                   cnt);
-    if (!rc)
-        rc = make_tree(&objs[1], names, &objs[0].o.id, 1);
+    rc = make_blob(&objs[0], "repo %" PRIu32 " writer %" PRIu64 " write %" PRIu64 "\n", r, wn, cnt);
+    if (!rc) rc = make_tree(&objs[1], names, &objs[0].o.id, 1);
     char msg[64];
     snprintf(msg, sizeof(msg), "writer %" PRIu32 " write %" PRIu64, wn, cnt);
     if (!rc)
-        rc = make_commit(&objs[2], &objs[1].o.id, has_parent ? &parent : NULL, 1000000 + cnt,
-                         msg);
-    if (!rc)
-        rc = put_all(st, key, objs, 3);
+        rc = make_commit(&objs[2], &objs[1].o.id, has_parent ? &parent : NULL, 1000000 + cnt, msg);
+    if (!rc) rc = put_all(st, key, objs, 3);
     if (!rc) {
         char branch[64];
         snprintf(branch, sizeof(branch), "refs/heads/writer-%" PRIu32, wn);
