@@ -88,7 +88,7 @@ typedef struct sim_config {
     uint64_t bandwidth;          /* bytes/s per node egress; 0: unlimited */
     uint32_t interval_ms;        /* cores' base announce interval; 0: default */
     uint64_t ramp;               /* nodes start spread over [0, ramp) ms */
-    int lmdb, json, broken_merge, verbose, until_converged;
+    int lmdb, json, broken_merge, verbose, until_converged, progress;
     const char *scenario; /* path or NULL */
     /* from the scenario file */
     sim_action *acts;

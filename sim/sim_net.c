@@ -946,12 +946,15 @@ static void run_events(sim *s, uint64_t t)
 
 /* How often a --until-converged run checks whether it may stop (ms). */
 #define SIM_CHECK_EVERY 100
+/* --progress: a line on stderr every this many virtual ms. */
+#define SIM_PROGRESS_EVERY 10000
 
 int sim_run(sim *s)
 {
-    uint64_t next_check = SIM_CHECK_EVERY;
+    uint64_t next_check = SIM_CHECK_EVERY, next_progress = SIM_PROGRESS_EVERY;
     for (;;) {
         uint64_t t = s->end;
+        if (s->cfg.progress && next_progress < t) t = next_progress;
         if (s->pos < s->nsched && s->sched[s->pos].t < t) t = s->sched[s->pos].t;
         if (!s->steady_taken && s->steady_from < t) t = s->steady_from;
         if (s->cfg.until_converged && next_check < t) t = next_check;
@@ -964,6 +967,12 @@ int sim_run(sim *s)
         }
         while (s->pos < s->nsched && s->sched[s->pos].t <= s->now)
             run_action(s, &s->sched[s->pos++]);
+        if (s->cfg.progress && s->now >= next_progress) {
+            fprintf(stderr,
+                    "guts-sim: %" PRIu64 " virtual s, %" PRIu64 " events, %" PRIu64 " deliveries\n",
+                    s->now / 1000, s->events, s->dgram_deliveries);
+            next_progress = s->now + SIM_PROGRESS_EVERY;
+        }
         if (s->cfg.until_converged && s->now >= next_check) {
             next_check = s->now + SIM_CHECK_EVERY;
             if (s->now >= s->t_quiet && s->pos >= s->nsched && !s->partitioned && sim_all_equal(s))

@@ -405,7 +405,7 @@ void sim_opts_usage(FILE *out)
           "                [--crash-rate P] [--duration 300s] [--faults-until T]\n"
           "                [--write-every T] [--domains D] [--bandwidth BYTES/s]\n"
           "                [--interval T] [--ramp T] [--scenario FILE] [--lmdb] [--json]\n"
-          "                [--broken-merge] [--until-converged] [--verbose]\n"
+          "                [--broken-merge] [--until-converged] [--verbose] [--progress]\n"
           "Runs N guts protocol cores on a virtual clock and network; see docs/simulator.md.\n"
           "Exit status: 0 converged with no violation, 1 otherwise, 2 usage error.\n",
           out);
@@ -512,6 +512,8 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
             cfg->broken_merge = 1;
         else if (!strcmp(name, "--until-converged"))
             cfg->until_converged = 1;
+        else if (!strcmp(name, "--progress"))
+            cfg->progress = 1;
         else if (!strcmp(name, "--verbose"))
             cfg->verbose = 1;
         else
