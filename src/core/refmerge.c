@@ -4,9 +4,16 @@
  * commutative, associative and idempotent. Conflict records are derived from
  * the pair being merged only, so the merge needs no history: a loser that is
  * not an ancestor of the winner (not a fast-forward) is kept under a name
- * that depends on its writer, so two nodes that see the same divergence make
- * the same conflict record, and conflicts of one writer on one ref merge by
- * the same order (the newest survives).
+ * made of its writer, its target and the ref, so two nodes that see the same
+ * divergence make the same conflict record. Two records can share a conflict
+ * name only when they keep the same commit (they merge by the same order,
+ * keeping the newer clock), so a conflict record never replaces a different
+ * lost commit: a writer that loses twice on one ref keeps both. Naming by
+ * the writer's clock instead would rely on a writer never reusing a clock,
+ * which a restored or re-created store breaks (its clock starts again from
+ * what it holds), and then one of two commits under one name would be lost.
+ * The price is one record per lost commit rather than per writer and ref;
+ * guts_ref_conflict_obsolete() tells which of them the history has merged.
  *
  * Tombstones carry no target, so whether a delete "saw" an update cannot be
  * told from the records. The rule chosen: a tombstone beating a live record
@@ -44,24 +51,29 @@ int guts_ref_is_conflict_name(const char *name)
     return strncmp(name, GUTS_CONFLICT_PREFIX, strlen(GUTS_CONFLICT_PREFIX)) == 0;
 }
 
-int guts_ref_conflict_name(const char *name, const guts_node_id *writer,
+int guts_ref_conflict_name(const char *name, const guts_node_id *writer, const guts_id *target,
                            char out[GUTS_REFNAME_MAX + 1])
 {
     if (!name || !name[0]) return GUTS_EINVAL;
     const char *rest = strncmp(name, "refs/", 5) == 0 ? name + 5 : name;
-    char hex[2 * GUTS_NODE_ID_LEN + 1];
-    guts_node_id_to_hex(writer, hex);
+    char whex[2 * GUTS_NODE_ID_LEN + 1], thex[GUTS_HEX_LEN + 1];
+    guts_node_id_to_hex(writer, whex);
+    guts_id_to_hex(target, thex);
     /* Build the uncut name in a buffer big enough for any input name. */
-    char full[sizeof GUTS_CONFLICT_PREFIX + 2 * GUTS_NODE_ID_LEN + 1 + GUTS_REFNAME_MAX + 1];
+    char full[sizeof GUTS_CONFLICT_PREFIX + 2 * GUTS_NODE_ID_LEN + 1 + GUTS_HEX_LEN + 1 +
+              GUTS_REFNAME_MAX + 1];
     size_t restlen = strnlen(rest, GUTS_REFNAME_MAX + 1);
     if (restlen > GUTS_REFNAME_MAX) return GUTS_EINVAL;
-    int n = snprintf(full, sizeof full, "%s%s/%.*s", GUTS_CONFLICT_PREFIX, hex, (int)restlen, rest);
+    int n = snprintf(full, sizeof full, "%s%s/%s/%.*s", GUTS_CONFLICT_PREFIX, whex, thex,
+                     (int)restlen, rest);
     if (n < 0 || (size_t)n >= sizeof full) return GUTS_EINVAL;
     if ((size_t)n <= GUTS_REFNAME_MAX) {
         memcpy(out, full, (size_t)n + 1);
         return GUTS_OK;
     }
-    /* Too long: keep a deterministic head and a hash of the whole. */
+    /* Too long: keep a deterministic head and a hash of the whole. The head
+     * always holds the prefix, writer and target (the cut falls far beyond
+     * them), so distinct lost commits still never share a name. */
     uint64_t h = XXH3_64bits(full, (size_t)n);
     size_t keep = GUTS_REFNAME_MAX - 17;
     while (keep > 0 && (full[keep - 1] == '/' || full[keep - 1] == '.'))
@@ -80,7 +92,7 @@ static int is_direct(const guts_ref *r)
 static int make_conflict(const guts_ref *loser, guts_ref *conflict)
 {
     memset(conflict, 0, sizeof *conflict);
-    int rc = guts_ref_conflict_name(loser->name, &loser->writer, conflict->name);
+    int rc = guts_ref_conflict_name(loser->name, &loser->writer, &loser->target, conflict->name);
     if (rc) return rc;
     conflict->target = loser->target;
     conflict->clock = loser->clock;

@@ -10,10 +10,13 @@
  * Nothing divergent is dropped: when the loser of a merge is a live direct
  * ref whose target is not an ancestor of the winner's target (not a
  * fast-forward), or the winner is a tombstone by another writer, the loser is
- * kept as the record refs/guts/conflicts/<loser-writer-hex>/<name without
- * "refs/">, with the loser's target, clock and writer. Conflict records are
- * ordinary refs: they replicate and merge by the same order (merging into a
- * conflict name never makes a conflict of a conflict). A tombstone (zero
+ * kept as the record refs/guts/conflicts/<loser-writer-hex>/<loser-target-
+ * hex>/<name without "refs/">, with the loser's target, clock and writer.
+ * The target in the name means one record per lost commit: a conflict record
+ * never replaces another lost commit (a writer losing twice on one ref keeps
+ * both). Conflict records are ordinary refs: they replicate and merge by the
+ * same order, and two records under one name hold the same target (merging
+ * into a conflict name never makes a conflict of a conflict). A tombstone (zero
  * target, no symref) that wins stays a tombstone: an older update arriving
  * after a delete never resurrects the ref.
  */
@@ -53,16 +56,18 @@ int guts_ref_cmp(const guts_ref *a, const guts_ref *b);
 int guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn is_ancestor,
                    void *ctx, guts_ref *result, guts_ref *conflict, int *has_conflict);
 
-/** The conflict name for ref `name` written by `writer`:
- * GUTS_CONFLICT_PREFIX + 32 hex digits + "/" + name without its "refs/"
- * prefix (HEAD stays "HEAD"). When that exceeds GUTS_REFNAME_MAX, it is cut
- * to GUTS_REFNAME_MAX - 17 bytes, trailing '/' and '.' are dropped, and "-"
- * plus 16 hex digits of XXH3-64 of the uncut name are appended: distinct
- * long names keep distinct conflict names, and the result is still a valid
- * ref name of at most GUTS_REFNAME_MAX bytes.
+/** The conflict name for ref `name` when `writer`'s update to `target` lost:
+ * GUTS_CONFLICT_PREFIX + 32 hex digits of writer + "/" + 40 hex digits of
+ * target + "/" + name without its "refs/" prefix (HEAD stays "HEAD"). When
+ * that exceeds GUTS_REFNAME_MAX, it is cut to GUTS_REFNAME_MAX - 17 bytes,
+ * trailing '/' and '.' are dropped, and "-" plus 16 hex digits of XXH3-64 of
+ * the uncut name are appended: the cut falls after writer and target, so
+ * distinct lost commits keep distinct names, distinct long ref names keep
+ * distinct names too, and the result is still a valid ref name of at most
+ * GUTS_REFNAME_MAX bytes.
  * @param out buffer of GUTS_REFNAME_MAX + 1 bytes
  * Errors: GUTS_EINVAL (empty name). */
-int guts_ref_conflict_name(const char *name, const guts_node_id *writer,
+int guts_ref_conflict_name(const char *name, const guts_node_id *writer, const guts_id *target,
                            char out[GUTS_REFNAME_MAX + 1]);
 
 /** 1 if name lies under GUTS_CONFLICT_PREFIX. */

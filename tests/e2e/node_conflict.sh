@@ -3,7 +3,7 @@
 # b import different commits for refs/heads/main before they ever meet (each
 # alone in the namespace); once both run, every node (c too) ends with the
 # same refs: main is one of the two commits and the other is kept under
-# refs/guts/conflicts/<writer>/heads/main, never lost.
+# refs/guts/conflicts/<writer>/<commit>/heads/main, never lost.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -47,7 +47,7 @@ cmp "$TMP/refs-a" "$TMP/refs-c" || fail "refs differ between a and c"
 main=$(awk '$2 == "refs/heads/main" {print $1}' "$TMP/refs-a")
 [ "$main" = "$ca" ] || [ "$main" = "$cb" ] || fail "main is neither side: $main"
 loser=$ca; [ "$main" = "$ca" ] && loser=$cb
-grep -E "^$loser refs/guts/conflicts/[0-9a-f]+/(refs/)?heads/main\$" "$TMP/refs-a" >/dev/null \
+grep -E "^$loser refs/guts/conflicts/[0-9a-f]{32}/$loser/heads/main\$" "$TMP/refs-a" >/dev/null \
   || { cat "$TMP/refs-a" >&2; fail "loser $loser not kept under refs/guts/conflicts/"; }
 
 for n in a b c; do node_stop $n; done

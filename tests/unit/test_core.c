@@ -744,7 +744,8 @@ START_TEST(test_concurrent_updates_keep_the_loser_as_conflict)
         guts_node_id loser;
         tu_writer(zero_won ? 1 : 0, &loser);
         char name[GUTS_REFNAME_MAX + 1];
-        ck_assert_int_eq(guts_ref_conflict_name("refs/heads/main", &loser, name), 0);
+        ck_assert_int_eq(
+            guts_ref_conflict_name("refs/heads/main", &loser, zero_won ? &c1 : &c0, name), 0);
         guts_ref conf;
         ck_assert_int_eq(s->ref_get(s->ctx, KEY, name, &conf), 0);
         ck_assert_int_eq(guts_id_cmp(&conf.target, zero_won ? &c1 : &c0), 0);

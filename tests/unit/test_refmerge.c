@@ -1,8 +1,9 @@
 /* test_refmerge.c - the ref merge rule as a specification: its laws over
  * random histories (commutative, associative, idempotent winner; the same
  * conflicts whatever the order), fast-forwards without conflicts, tombstones
- * that don't resurrect, divergent updates kept under conflict names, and the
- * Lamport clock helpers.
+ * that don't resurrect, divergent updates kept under conflict names (one per
+ * lost commit, so a writer losing twice keeps both), and the Lamport clock
+ * helpers.
  *
  * Histories run over a fixed random commit DAG whose ancestor relation is
  * precomputed; a commit's id carries its index in its first two bytes.
@@ -244,20 +245,35 @@ static int norm_targets(const replica *rp, const char *name, dag *g, unsigned ou
     return n;
 }
 
+/* Merge every record of one replica (winners and conflicts) into another:
+ * what replication does between two nodes. */
+static void replica_merge(replica *into, const replica *from, dag *g)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        guts_ref r = from->refs[i];
+        replica_apply(into, &r, g);
+    }
+}
+
 START_TEST(test_refmerge_conflicts_are_the_same_in_any_order)
 {
-    /* Every record by its own writer (a conflict name per record): after
+    /* Few live writers, so one writer often loses several times on the ref
+     * (tombstones get writers of their own: a tombstone over its own
+     * writer's update is a delete, not a conflict, see below). After
      * dropping conflicts the winner or another conflict already contains,
-     * every order leaves exactly the heads of the divergent history. */
+     * every order, with duplicates, and every split of the records between
+     * two replicas merged afterwards, leaves exactly the heads of the
+     * divergent history. */
     uint64_t s = 3;
     for (int h = 0; h < 200; h++) {
         dag g;
         dag_make(&g, 100 + h);
         unsigned n = 2 + rnd(&s, 9);
         guts_ref recs[12];
-        for (unsigned i = 0; i < n; i++)
-            recs[i] = mkref("refs/heads/dev", rnd(&s, 6) ? 1 + rnd(&s, NCOMMITS) : 0,
-                            1 + rnd(&s, 6), 1 + i);
+        for (unsigned i = 0; i < n; i++) {
+            unsigned t = rnd(&s, 6) ? 1 + rnd(&s, NCOMMITS) : 0;
+            recs[i] = mkref("refs/heads/dev", t, 1 + rnd(&s, 6), t ? 1 + rnd(&s, 3) : 100 + i);
+        }
         /* Expected: maximal live targets not contained in the winner. */
         const guts_ref *max = &recs[0];
         for (unsigned i = 1; i < n; i++)
@@ -285,18 +301,27 @@ START_TEST(test_refmerge_conflicts_are_the_same_in_any_order)
                 exp[j - 1] = t;
             }
         for (int perm = 0; perm < 12; perm++) {
-            unsigned order[12];
-            for (unsigned i = 0; i < n; i++)
-                order[i] = i;
-            shuffle(&s, order, n);
-            replica rp = {.n = 0};
-            for (unsigned i = 0; i < n; i++)
+            unsigned order[24], m = 0;
+            for (unsigned i = 0; i < n; i++) {
+                order[m++] = i;
+                if (rnd(&s, 3) == 0) order[m++] = i;
+            }
+            shuffle(&s, order, m);
+            static replica rp, ra, rb;
+            rp.n = ra.n = rb.n = 0;
+            for (unsigned i = 0; i < m; i++) {
                 replica_apply(&rp, &recs[order[i]], &g);
-            unsigned got[MAXREFS];
-            int ngot = norm_targets(&rp, "refs/heads/dev", &g, got);
-            ck_assert_int_eq(ngot, nexp);
-            for (int i = 0; i < ngot; i++)
-                ck_assert_uint_eq(got[i], exp[i]);
+                replica_apply(rnd(&s, 2) ? &ra : &rb, &recs[order[i]], &g);
+            }
+            replica_merge(&ra, &rb, &g);
+            const replica *both[2] = {&rp, &ra};
+            for (int k = 0; k < 2; k++) {
+                unsigned got[MAXREFS];
+                int ngot = norm_targets(both[k], "refs/heads/dev", &g, got);
+                ck_assert_int_eq(ngot, nexp);
+                for (int i = 0; i < ngot; i++)
+                    ck_assert_uint_eq(got[i], exp[i]);
+            }
         }
     }
 }
@@ -339,10 +364,11 @@ START_TEST(test_refmerge_divergent_update_is_kept_as_conflict)
     ck_assert_int_eq(guts_ref_merge(&a, &b, dag_is_ancestor, &g, &res, &conf, &has), GUTS_OK);
     ck_assert(ref_same(&res, &b));
     ck_assert_int_eq(has, 1);
-    char hex[33];
+    char hex[33], thex[GUTS_HEX_LEN + 1];
     guts_node_id_to_hex(&a.writer, hex);
-    char want[128];
-    snprintf(want, sizeof want, "refs/guts/conflicts/%s/heads/main", hex);
+    guts_id_to_hex(&a.target, thex);
+    char want[160];
+    snprintf(want, sizeof want, "refs/guts/conflicts/%s/%s/heads/main", hex, thex);
     ck_assert_str_eq(conf.name, want);
     ck_assert_uint_eq(commit_index(&conf.target), 1);
     ck_assert_uint_eq(conf.clock, 7);
@@ -353,6 +379,65 @@ START_TEST(test_refmerge_divergent_update_is_kept_as_conflict)
     guts_ref merged = mkref("refs/heads/main", 3, 9, 2);
     ck_assert_int_eq(guts_ref_conflict_obsolete(&conf, &merged, dag_is_ancestor, &g), 1);
     ck_assert_int_eq(guts_ref_conflict_obsolete(&conf, &b, dag_is_ancestor, &g), 0);
+}
+END_TEST
+
+START_TEST(test_refmerge_writer_losing_twice_keeps_both_commits)
+{
+    /* Writer 1 moves main to 1 and loses to writer 2's 2; it then builds 3
+     * on 2 and loses again to writer 3's 4, also built on 2. Both of writer
+     * 1's commits stay, under two names, whatever the order. */
+    dag g;
+    memset(&g, 0, sizeof g);
+    g.anc[2][3] = g.anc[2][4] = 1;
+    guts_ref recs[4] = {mkref("refs/heads/main", 1, 1, 1), mkref("refs/heads/main", 2, 2, 2),
+                        mkref("refs/heads/main", 3, 3, 1), mkref("refs/heads/main", 4, 4, 3)};
+    unsigned order[4] = {0, 1, 2, 3};
+    uint64_t s = 6;
+    for (int perm = 0; perm < 48; perm++) {
+        shuffle(&s, order, 4);
+        replica rp = {.n = 0};
+        for (unsigned i = 0; i < 4; i++)
+            replica_apply(&rp, &recs[order[i]], &g);
+        ck_assert_uint_eq(commit_index(&replica_find(&rp, "refs/heads/main")->target), 4);
+        ck_assert_uint_eq(rp.n, 3); /* main and two conflict records */
+        char n1[GUTS_REFNAME_MAX + 1], n3[GUTS_REFNAME_MAX + 1];
+        ck_assert_int_eq(
+            guts_ref_conflict_name("refs/heads/main", &recs[0].writer, &recs[0].target, n1), 0);
+        ck_assert_int_eq(
+            guts_ref_conflict_name("refs/heads/main", &recs[2].writer, &recs[2].target, n3), 0);
+        ck_assert_str_ne(n1, n3);
+        guts_ref *c1 = replica_find(&rp, n1), *c3 = replica_find(&rp, n3);
+        ck_assert_ptr_nonnull(c1);
+        ck_assert_ptr_nonnull(c3);
+        ck_assert_uint_eq(commit_index(&c1->target), 1);
+        ck_assert_uint_eq(c1->clock, 1);
+        ck_assert_uint_eq(commit_index(&c3->target), 3);
+        ck_assert_uint_eq(c3->clock, 3);
+    }
+}
+END_TEST
+
+START_TEST(test_refmerge_same_lost_commit_shares_one_conflict_name)
+{
+    /* The same commit lost twice (its writer rewrote it at a later clock)
+     * is one record, with the newer clock: the set of names grows with the
+     * lost commits, not with the updates. */
+    dag g;
+    memset(&g, 0, sizeof g);
+    guts_ref a = mkref("refs/heads/main", 1, 2, 1), a2 = mkref("refs/heads/main", 1, 5, 1);
+    guts_ref b = mkref("refs/heads/main", 2, 3, 2), b2 = mkref("refs/heads/main", 3, 6, 2);
+    const guts_ref *recs[4] = {&a, &b, &a2, &b2};
+    replica rp = {.n = 0};
+    for (int i = 0; i < 4; i++)
+        replica_apply(&rp, recs[i], &g);
+    ck_assert_uint_eq(commit_index(&replica_find(&rp, "refs/heads/main")->target), 3);
+    char n1[GUTS_REFNAME_MAX + 1];
+    ck_assert_int_eq(guts_ref_conflict_name("refs/heads/main", &a.writer, &a.target, n1), 0);
+    guts_ref *c1 = replica_find(&rp, n1);
+    ck_assert_ptr_nonnull(c1);
+    ck_assert_uint_eq(c1->clock, 5);
+    ck_assert_uint_eq(rp.n, 3); /* main, writer 1's commit 1, writer 2's commit 2 */
 }
 END_TEST
 
@@ -465,12 +550,16 @@ START_TEST(test_refmerge_conflict_names)
     guts_node_id w;
     for (int i = 0; i < GUTS_NODE_ID_LEN; i++)
         w.b[i] = (uint8_t)(0xa0 + i);
+    guts_id t = commit_id(0x1234), u = commit_id(0x1235);
     char out[GUTS_REFNAME_MAX + 1];
-    ck_assert_int_eq(guts_ref_conflict_name("refs/tags/v1.0", &w, out), 0);
-    ck_assert_str_eq(out, "refs/guts/conflicts/a0a1a2a3a4a5a6a7a8a9aaabacadaeaf/tags/v1.0");
-    ck_assert_int_eq(guts_ref_conflict_name("HEAD", &w, out), 0);
-    ck_assert_str_eq(out, "refs/guts/conflicts/a0a1a2a3a4a5a6a7a8a9aaabacadaeaf/HEAD");
-    ck_assert_int_eq(guts_ref_conflict_name("", &w, out), GUTS_EINVAL);
+    ck_assert_int_eq(guts_ref_conflict_name("refs/tags/v1.0", &w, &t, out), 0);
+    ck_assert_str_eq(out, "refs/guts/conflicts/a0a1a2a3a4a5a6a7a8a9aaabacadaeaf/"
+                          "1234c00000000000000000000000000000000000/tags/v1.0");
+    ck_assert_int_eq(guts_refname_check(out), GUTS_OK);
+    ck_assert_int_eq(guts_ref_conflict_name("HEAD", &w, &t, out), 0);
+    ck_assert_str_eq(out, "refs/guts/conflicts/a0a1a2a3a4a5a6a7a8a9aaabacadaeaf/"
+                          "1234c00000000000000000000000000000000000/HEAD");
+    ck_assert_int_eq(guts_ref_conflict_name("", &w, &t, out), GUTS_EINVAL);
     /* Long names: cut deterministically, a hash keeps them apart, valid. */
     char a[GUTS_REFNAME_MAX + 1], b[GUTS_REFNAME_MAX + 1];
     memset(a, 'x', GUTS_REFNAME_MAX);
@@ -482,28 +571,33 @@ START_TEST(test_refmerge_conflict_names)
         a[GUTS_REFNAME_MAX - 60 - k] = b[GUTS_REFNAME_MAX - 60 - k] = '/';
     ck_assert_int_eq(guts_refname_check(a), GUTS_OK);
     char oa[GUTS_REFNAME_MAX + 1], oa2[GUTS_REFNAME_MAX + 1], ob[GUTS_REFNAME_MAX + 1];
-    ck_assert_int_eq(guts_ref_conflict_name(a, &w, oa), 0);
-    ck_assert_int_eq(guts_ref_conflict_name(a, &w, oa2), 0);
-    ck_assert_int_eq(guts_ref_conflict_name(b, &w, ob), 0);
+    char oau[GUTS_REFNAME_MAX + 1];
+    ck_assert_int_eq(guts_ref_conflict_name(a, &w, &t, oa), 0);
+    ck_assert_int_eq(guts_ref_conflict_name(a, &w, &t, oa2), 0);
+    ck_assert_int_eq(guts_ref_conflict_name(b, &w, &t, ob), 0);
+    ck_assert_int_eq(guts_ref_conflict_name(a, &w, &u, oau), 0);
     ck_assert_uint_le(strlen(oa), GUTS_REFNAME_MAX);
     ck_assert_str_eq(oa, oa2);
     ck_assert_str_ne(oa, ob);
+    ck_assert_str_ne(oa, oau); /* another lost commit: another name */
     ck_assert_int_eq(guts_refname_check(oa), GUTS_OK);
     ck_assert_int_eq(guts_refname_check(ob), GUTS_OK);
+    ck_assert_int_eq(guts_refname_check(oau), GUTS_OK);
     /* A cut that lands after '/' or '.' drops them: still a valid name. The
-     * output keeps GUTS_REFNAME_MAX - 17 bytes; the prefix and hex (53) stand
-     * for "refs/" (5), so the last kept input byte is at MAX - 17 - 48 - 1. */
+     * output keeps GUTS_REFNAME_MAX - 17 bytes; the prefix, writer and target
+     * (20 + 33 + 41 = 94) stand for "refs/" (5), so the last kept input byte
+     * is at MAX - 17 - 89 - 1. */
     int tried = 0;
     for (int shift = 0; shift < 4; shift++) {
         char c[GUTS_REFNAME_MAX + 1];
         memcpy(c, a, sizeof c);
-        size_t at = GUTS_REFNAME_MAX - 17 - 48 - 1 - (size_t)shift;
+        size_t at = GUTS_REFNAME_MAX - 17 - 89 - 1 - (size_t)shift;
         c[at] = shift & 1 ? '/' : '.';
         c[at + 1] = shift & 1 ? 'z' : '/';
         if (guts_refname_check(c) != GUTS_OK) continue;
         tried++;
         char oc[GUTS_REFNAME_MAX + 1];
-        ck_assert_int_eq(guts_ref_conflict_name(c, &w, oc), 0);
+        ck_assert_int_eq(guts_ref_conflict_name(c, &w, &t, oc), 0);
         ck_assert_int_eq(guts_refname_check(oc), GUTS_OK);
         ck_assert_uint_le(strlen(oc), GUTS_REFNAME_MAX);
     }
@@ -536,6 +630,8 @@ int main(void)
     tcase_add_test(tc, test_refmerge_conflicts_are_the_same_in_any_order);
     tcase_add_test(tc, test_refmerge_fast_forward_never_conflicts);
     tcase_add_test(tc, test_refmerge_divergent_update_is_kept_as_conflict);
+    tcase_add_test(tc, test_refmerge_writer_losing_twice_keeps_both_commits);
+    tcase_add_test(tc, test_refmerge_same_lost_commit_shares_one_conflict_name);
     tcase_add_test(tc, test_refmerge_ties_break_by_writer_then_target);
     tcase_add_test(tc, test_refmerge_tombstone_does_not_resurrect);
     tcase_add_test(tc, test_refmerge_tombstone_keeps_other_writers_update);
