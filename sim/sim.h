@@ -76,6 +76,7 @@ typedef struct sim_config {
     uint32_t nodes;
     uint64_t seed;
     double loss, dup;
+    double corrupt;            /* chance a datagram copy or frame has a byte flipped */
     uint32_t lat_min, lat_max; /* ms */
     uint32_t repos, objects, writers;
     int has_partition;

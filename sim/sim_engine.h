@@ -81,7 +81,7 @@ struct sim {
     /* totals */
     uint64_t events, dgram_max, dgrams_lost, dgrams_duped, egress_dropped;
     uint64_t streams_opened, writes_done, crashes, restarts, joins, leaves;
-    uint64_t dgram_deliveries;
+    uint64_t dgram_deliveries, corrupted;
     /* traffic snapshot at the start of the steady window */
     uint64_t steady_from;
     int steady_taken;

@@ -231,6 +231,20 @@ static int reachable(const sim *s, uint32_t a, uint32_t b)
     return s->nodes[a].group == s->nodes[b].group;
 }
 
+/* --corrupt: with that probability, a private copy of b with one byte
+ * flipped (what a checksum that missed, or a bad NIC, delivers); NULL
+ * otherwise. No random draw at all when the option is off, so runs without
+ * it are unchanged by its existence. */
+static sbuf *corrupt_copy(sim *s, const sbuf *b)
+{
+    if (s->cfg.corrupt <= 0 || b->len == 0 || rnd01(s) >= s->cfg.corrupt) return NULL;
+    sbuf *c = sbuf_new(b->data, b->len);
+    if (!c) return NULL;
+    c->data[rnd_below(s, b->len)] ^= (uint8_t)(1 + rnd_below(s, 255));
+    s->corrupted++;
+    return c;
+}
+
 /* One copy of a datagram towards j: loss, duplication, latency. */
 static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
 {
@@ -253,6 +267,8 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
                  .from = from,
                  .link = LINK_NONE,
                  .buf = b};
+        sbuf *bad = corrupt_copy(s, b);
+        if (bad) e.buf = bad;
         push(s, &e);
     }
 }
@@ -381,6 +397,11 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         l->inflight[o]++;
         sbuf *b = sbuf_new(a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
         if (!b) break;
+        sbuf *bad = corrupt_copy(s, b);
+        if (bad) {
+            free(b);
+            b = bad;
+        }
         sev e = {.t = t,
                  .kind = EV_FRAME,
                  .node = l->n[o],

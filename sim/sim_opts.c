@@ -400,7 +400,8 @@ static int scenario_read(sim_config *cfg, int duration_given, FILE *err)
 
 void sim_opts_usage(FILE *out)
 {
-    fputs("usage: guts-sim [--nodes N] [--seed S] [--loss P] [--dup P] [--latency 1ms..20ms]\n"
+    fputs("usage: guts-sim [--nodes N] [--seed S] [--loss P] [--dup P] [--corrupt P]\n"
+          "                [--latency 1ms..20ms]\n"
           "                [--repos R] [--objects K] [--writers W] [--partition 30s-60s]\n"
           "                [--crash-rate P] [--duration 300s] [--faults-until T]\n"
           "                [--write-every T] [--domains D] [--bandwidth BYTES/s]\n"
@@ -412,10 +413,10 @@ void sim_opts_usage(FILE *out)
 }
 
 static const char *const flags_with_value[] = {
-    "--nodes",    "--seed",         "--loss",        "--dup",       "--latency",
-    "--repos",    "--objects",      "--writers",     "--partition", "--crash-rate",
-    "--duration", "--faults-until", "--write-every", "--domains",   "--bandwidth",
-    "--interval", "--ramp",         "--scenario",    NULL};
+    "--nodes",      "--seed",     "--loss",         "--dup",         "--corrupt",
+    "--latency",    "--repos",    "--objects",      "--writers",     "--partition",
+    "--crash-rate", "--duration", "--faults-until", "--write-every", "--domains",
+    "--bandwidth",  "--interval", "--ramp",         "--scenario",    NULL};
 
 int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
 {
@@ -463,6 +464,8 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
             bad = parse_u64(val, UINT64_MAX, &cfg->seed);
         else if (!strcmp(name, "--loss"))
             bad = parse_prob(val, &cfg->loss) || cfg->loss >= 1;
+        else if (!strcmp(name, "--corrupt"))
+            bad = parse_prob(val, &cfg->corrupt);
         else if (!strcmp(name, "--dup"))
             bad = parse_prob(val, &cfg->dup);
         else if (!strcmp(name, "--latency"))
@@ -573,6 +576,7 @@ void sim_opts_replay(const sim_config *c, FILE *out)
     fprintf(out, "guts-sim --nodes %" PRIu32 " --seed %" PRIu64, c->nodes, c->seed);
     put_double(out, "--loss", c->loss);
     put_double(out, "--dup", c->dup);
+    if (c->corrupt > 0) put_double(out, "--corrupt", c->corrupt);
     fprintf(out, " --latency %" PRIu32 "ms..%" PRIu32 "ms", c->lat_min, c->lat_max);
     fprintf(out, " --repos %" PRIu32 " --objects %" PRIu32 " --writers %" PRIu32, c->repos,
             c->objects, c->writers);

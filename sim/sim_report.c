@@ -75,6 +75,133 @@ static void json_rates(FILE *out, const char *name, const rates *r)
             name, r->mm, r->mb, r->um, r->ub, r->fm, r->fb, r->rm, r->rb);
 }
 
+/* ---- divergence: what differs between a node and the majority ------------- */
+
+/* Nodes described when a run does not converge, and ref records per
+ * repository: enough to start debugging from, short enough to read. */
+#define DIVERGE_NODES 3
+#define DIVERGE_REFS 6
+
+typedef struct rlist {
+    guts_ref *r;
+    size_t n, cap;
+} rlist;
+
+static int rlist_cb(const guts_ref *ref, void *arg)
+{
+    rlist *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 16;
+        guts_ref *p = realloc(l->r, nc * sizeof(guts_ref));
+        if (!p) return GUTS_ENOMEM;
+        l->r = p;
+        l->cap = nc;
+    }
+    l->r[l->n++] = *ref;
+    return 0;
+}
+
+static void ref_line(FILE *out, const char *who, const guts_ref *r)
+{
+    char hex[GUTS_HEX_LEN + 1], w[2 * GUTS_NODE_ID_LEN + 1];
+    guts_id_to_hex(&r->target, hex);
+    guts_node_id_to_hex(&r->writer, w);
+    fprintf(out, "      %s %s -> %.12s%s%s clock %" PRIu64 " writer %.8s\n", who, r->name, hex,
+            r->symref[0] ? " symref " : "", r->symref, r->clock, w);
+}
+
+/* Refs of one repository that differ between node a and reference b. */
+static void diff_refs(const guts_core_store *a, const guts_core_store *b, const char *key,
+                      FILE *out)
+{
+    rlist la = {0}, lb = {0};
+    a->refs(a->ctx, key, 1, rlist_cb, &la);
+    b->refs(b->ctx, key, 1, rlist_cb, &lb);
+    size_t i = 0, j = 0, shown = 0;
+    while ((i < la.n || j < lb.n) && shown < DIVERGE_REFS) {
+        int c = i >= la.n ? 1 : j >= lb.n ? -1 : strcmp(la.r[i].name, lb.r[j].name);
+        if (c == 0) {
+            guts_ref *x = &la.r[i++], *y = &lb.r[j++];
+            if (x->clock == y->clock && !guts_id_cmp(&x->target, &y->target) &&
+                !memcmp(&x->writer, &y->writer, sizeof(x->writer)) && !strcmp(x->symref, y->symref))
+                continue;
+            ref_line(out, "node:    ", x);
+            ref_line(out, "majority:", y);
+        } else if (c < 0) {
+            ref_line(out, "only here:", &la.r[i++]);
+        } else {
+            ref_line(out, "only in majority:", &lb.r[j++]);
+        }
+        shown++;
+    }
+    free(la.r);
+    free(lb.r);
+}
+
+typedef struct klist {
+    char (*k)[GUTS_KEY_MAX + 1];
+    size_t n, cap;
+} klist;
+
+static int klist_cb(const char *key, void *arg)
+{
+    klist *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 8;
+        void *p = realloc(l->k, nc * sizeof(*l->k));
+        if (!p) return GUTS_ENOMEM;
+        l->k = p;
+        l->cap = nc;
+    }
+    snprintf(l->k[l->n++], GUTS_KEY_MAX + 1, "%s", key);
+    return 0;
+}
+
+/* For a few live nodes outside the largest agreeing group: each repository
+ * that differs from a node of that group, with counts, pending refs and the
+ * ref records that differ. */
+static void divergence(sim *s, uint64_t major, FILE *out)
+{
+    uint32_t N = s->cfg.nodes, ref = N;
+    for (uint32_t i = 0; i < N && ref == N; i++)
+        if (s->nodes[i].state == NODE_UP && s->nodes[i].digest == major) ref = i;
+    if (ref == N) return;
+    const guts_core_store *b = &s->nodes[ref].inner;
+    size_t shown = 0;
+    for (uint32_t i = 0; i < N && shown < DIVERGE_NODES; i++) {
+        snode *nd = &s->nodes[i];
+        if (nd->state != NODE_UP || nd->digest == major) continue;
+        shown++;
+        guts_core_counters k;
+        guts_core_counters_get(nd->core, &k);
+        fprintf(out, "  node %u differs from node %u (refs pending %" PRIu64 "):\n", i, ref,
+                k.refs_pending);
+        const guts_core_store *a = &nd->inner;
+        klist keys = {0};
+        a->repos(a->ctx, klist_cb, &keys);
+        b->repos(b->ctx, klist_cb, &keys);
+        for (size_t r = 0; r < keys.n; r++) {
+            int dup = 0;
+            for (size_t q = 0; q < r; q++)
+                dup |= strcmp(keys.k[q], keys.k[r]) == 0;
+            if (dup) continue;
+            guts_repo_info x, y;
+            int hx = a->info(a->ctx, keys.k[r], &x) == GUTS_OK;
+            int hy = b->info(b->ctx, keys.k[r], &y) == GUTS_OK;
+            if (hx && hy && guts_fp_eq(x.fp, y.fp) && guts_fp_eq(x.refs_digest, y.refs_digest))
+                continue;
+            fprintf(out,
+                    "    %s: objects %" PRIu64 " vs %" PRIu64 "%s, refs %" PRIu64 " vs %" PRIu64
+                    "\n",
+                    keys.k[r], hx ? x.objects : 0, hy ? y.objects : 0,
+                    hx && hy && guts_fp_eq(x.fp, y.fp) ? " (same set)" : "", hx ? x.refs : 0,
+                    hy ? y.refs : 0);
+            if (hx && hy) diff_refs(a, b, keys.k[r], out);
+        }
+        free(keys.k);
+    }
+}
+
 int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_bytes)
 {
     const sim_config *c = &s->cfg;
@@ -104,6 +231,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
     }
     /* distinct final states and the largest group sharing one */
     size_t states = 0, majority = 0;
+    uint64_t major = 0;
     if (dig && live) {
         qsort(dig, live, sizeof(uint64_t), u64_cmp);
         for (size_t i = 0; i < live;) {
@@ -111,7 +239,10 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
             while (j < live && dig[j] == dig[i])
                 j++;
             states++;
-            if (j - i > majority) majority = j - i;
+            if (j - i > majority) {
+                majority = j - i;
+                major = dig[i];
+            }
             i = j;
         }
     }
@@ -163,9 +294,9 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         fprintf(out,
                 "  \"largest_dgram\": %" PRIu64 ",\n  \"dgram_deliveries\": %" PRIu64
                 ",\n  \"dgrams_lost\": %" PRIu64 ",\n  \"dgrams_duped\": %" PRIu64
-                ",\n  \"egress_dropped\": %" PRIu64 ",\n  \"streams_opened\": %" PRIu64
-                ",\n  \"events\": %" PRIu64 ",\n",
-                s->dgram_max, s->dgram_deliveries, s->dgrams_lost, s->dgrams_duped,
+                ",\n  \"corrupted\": %" PRIu64 ",\n  \"egress_dropped\": %" PRIu64
+                ",\n  \"streams_opened\": %" PRIu64 ",\n  \"events\": %" PRIu64 ",\n",
+                s->dgram_max, s->dgram_deliveries, s->dgrams_lost, s->dgrams_duped, s->corrupted,
                 s->egress_dropped, s->streams_opened, s->events);
         fprintf(out,
                 "  \"faults\": {\"writes\": %" PRIu64 ", \"crashes\": %" PRIu64
@@ -209,9 +340,11 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                     "p50 %.3f s, p99 %.3f s, max %.3f s\n",
                     live, (double)s->t_quiet / 1000, (double)rank(reach, live, 50) / 1000,
                     (double)rank(reach, live, 99) / 1000, (double)rank(reach, live, 100) / 1000);
-        else
+        else {
             fprintf(out, "NOT converged: %zu live nodes in %zu states (largest %zu)\n", live,
                     states, majority);
+            divergence(s, major, out);
+        }
         fprintf(out,
                 "per node per s: multicast %.2f msgs %.0f B, unicast %.2f msgs %.0f B, "
                 "streams %.2f frames %.0f B, received %.1f dgrams\n",
