@@ -4,7 +4,8 @@
 # object stored and no ref over an incomplete closure, and the cores must
 # have seen the damage (malformed messages, objects rejected by their hash).
 #
-# Known core issue (reported with issue 6): a ref record whose target was
+# Known core issue (reported with issue 6; confirmed by logging refs_take):
+# a ref record whose target was
 # corrupted stays pending forever (its closure can never complete) and, as
 # the greater pending record for its name, shadows the valid record, so
 # that node never converges (seed 4: node 7 pulls 1 ref every ~15 ms). Until
