@@ -1,0 +1,693 @@
+/* fetch.c - the helper's `fetch`: objects from the store into the local
+ * repository as one pack.
+ *
+ * What to send is decided as git's own upload-pack does without a
+ * negotiation round: the local repository's ref targets ("haves") and git's
+ * requested ids ("wants") enter one priority queue of commits ordered by
+ * committer date, newest first. A commit reached from a have is
+ * uninteresting and passes that on to its parents; a commit reached only
+ * from wants is sent. The walk stops as soon as nothing interesting is left
+ * in the queue, so a fetch of three new commits reads a handful of commits,
+ * not the history. Dates only steer the order: a skewed date can make the
+ * walk send a commit the local repository already has (git does the same),
+ * never skip one it lacks, because a commit is left out only when it is
+ * marked reachable from a have.
+ *
+ * Trees and blobs: those of the "edge" commits (uninteresting parents of
+ * sent commits) are known to the local repository and marked first; the
+ * trees of sent commits are then walked, skipping anything known or already
+ * selected. A clone has no haves: everything reachable is sent.
+ *
+ * The pack holds whole objects (no deltas: the store's zstd deltas are not
+ * git deltas), each deflated at the caller's level, and streams straight
+ * into `git index-pack --stdin`, which runs in parallel with us on another
+ * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
+ * goes to `git unpack-objects` instead, as git's own fetch does. Each object
+ * read from the store is hashed before it is written: a damaged store fails
+ * the fetch instead of handing git a wrong object.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "remote/remote.h"
+
+/* Commit states (the "commits" set). */
+#define C_UNINT 0x01   /* reachable from a have: the local repository has it */
+#define C_INHEAP 0x02  /* queued */
+#define C_SENT 0x04    /* popped while interesting */
+#define C_EDGE 0x08    /* an uninteresting parent of a sent commit; trees marked */
+#define C_MISSING 0x10 /* not in the store (a have we never had) */
+
+/* Tree/blob/tag states (the "objs" set). */
+#define O_KNOWN 0x01 /* the local repository has it (and, for a tree, all below) */
+#define O_SEND 0x02  /* selected for the pack */
+
+/* Tag chains longer than this are malformed or hostile: git itself peels at
+ * most a few levels in practice. */
+#define TAG_DEPTH_MAX 32
+
+/* Pack output buffer: large writes into the pipe, one SHA-1 update each. */
+#define PACK_BUF (1u << 20)
+
+/* A git pack counts its objects in 32 bits. */
+#define PACK_OBJECTS_MAX 0xffffffffu
+
+typedef struct commit_info {
+    guts_id id;
+    guts_id tree;
+    uint64_t time;
+    uint32_t parent_off; /* into walk.parents */
+    uint32_t nparents;
+} commit_info;
+
+typedef struct heap_ent {
+    uint64_t time;
+    uint32_t ci; /* index into walk.ci */
+} heap_ent;
+
+typedef struct walk {
+    guts_repo *r;
+    char *err;
+    remote_idset commits; /* value: index into ci */
+    commit_info *ci;
+    size_t nci, capci;
+    guts_id *parents;
+    size_t npar, cappar;
+    heap_ent *heap;
+    size_t nheap, capheap;
+    size_t nint; /* interesting entries queued */
+    uint32_t *sent;
+    size_t nsent, capsent;
+    remote_idset objs;
+    guts_id *send; /* the pack, in order */
+    size_t nsend, capsend;
+    guts_id *stack;
+    size_t nstack, capstack;
+    guts_id *roots; /* trees wanted directly (a tag of a tree) */
+    size_t nroots, caproots;
+    int progress;
+} walk;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return GUTS_OK;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *np = realloc(*p, c * elem);
+    if (!np) return GUTS_ENOMEM;
+    *p = np;
+    *cap = c;
+    return GUTS_OK;
+}
+
+#define PUSH(w, arr, n, cap, val)                                                                  \
+    (grow((void **)&(w)->arr, &(w)->cap, (w)->n + 1, sizeof *(w)->arr)                             \
+         ? remote_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                         \
+         : ((w)->arr[(w)->n++] = (val), GUTS_OK))
+
+static int hex_id(const char *p, const char *end, guts_id *out)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    if (end - p < GUTS_HEX_LEN) return GUTS_EINVAL;
+    memcpy(hex, p, GUTS_HEX_LEN);
+    hex[GUTS_HEX_LEN] = 0;
+    return guts_id_from_hex(hex, out);
+}
+
+static int corrupt(walk *w, const guts_id *id, const char *what)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(id, hex);
+    return remote_errf(w->err, GUTS_ECORRUPT, "stored object %s: %s", hex, what);
+}
+
+static int get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *len)
+{
+    int rc = guts_repo_get(w->r, id, type, data, len);
+    if (rc && rc != GUTS_ENOTFOUND) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        return remote_errf(w->err, rc, "read %s from the store: %s (%s)", hex, guts_strerror(rc),
+                           guts_store_errmsg());
+    }
+    return rc;
+}
+
+/* ---- commits ------------------------------------------------------------- */
+
+/* Parse a commit's headers: tree, parents (appended to w->parents), and the
+ * committer's time (0 when absent or malformed: it only orders the walk). */
+static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, commit_info *ci)
+{
+    const char *end = p + len;
+    int have_tree = 0;
+    ci->time = 0;
+    ci->parent_off = (uint32_t)w->npar;
+    ci->nparents = 0;
+    while (p < end && *p != '\n') {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) nl = end;
+        if (!have_tree) {
+            if (nl - p < 5 || memcmp(p, "tree ", 5) || hex_id(p + 5, nl, &ci->tree))
+                return corrupt(w, id, "commit without a tree line");
+            have_tree = 1;
+        } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {
+            guts_id par;
+            if (hex_id(p + 7, nl, &par)) return corrupt(w, id, "bad parent line");
+            if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
+            int rc = PUSH(w, parents, npar, cappar, par);
+            if (rc) return rc;
+            ci->nparents++;
+        } else if (nl - p >= 10 && memcmp(p, "committer ", 10) == 0) {
+            const char *gt = NULL;
+            for (const char *q = p; q < nl; q++)
+                if (*q == '>') gt = q;
+            uint64_t t = 0;
+            for (const char *q = gt ? gt + 2 : nl; q < nl && *q >= '0' && *q <= '9'; q++)
+                t = t * 10 + (uint64_t)(*q - '0');
+            ci->time = t;
+        }
+        p = nl + 1;
+    }
+    if (!have_tree) return corrupt(w, id, "commit without a tree line");
+    return GUTS_OK;
+}
+
+static int heap_less(const heap_ent *a, const heap_ent *b)
+{
+    return a->time < b->time || (a->time == b->time && a->ci < b->ci);
+}
+
+static int heap_push(walk *w, uint64_t time, uint32_t ci)
+{
+    int rc = PUSH(w, heap, nheap, capheap, ((heap_ent){time, ci}));
+    if (rc) return rc;
+    size_t i = w->nheap - 1;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!heap_less(&w->heap[up], &w->heap[i])) break;
+        heap_ent t = w->heap[up];
+        w->heap[up] = w->heap[i];
+        w->heap[i] = t;
+        i = up;
+    }
+    return GUTS_OK;
+}
+
+static heap_ent heap_pop(walk *w)
+{
+    heap_ent top = w->heap[0];
+    w->heap[0] = w->heap[--w->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->nheap && heap_less(&w->heap[m], &w->heap[l])) m = l;
+        if (r < w->nheap && heap_less(&w->heap[m], &w->heap[r])) m = r;
+        if (m == i) break;
+        heap_ent t = w->heap[m];
+        w->heap[m] = w->heap[i];
+        w->heap[i] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* Queue a commit, reading it on first sight; or pass "uninteresting" on to
+ * one already seen (re-queueing it if it was popped, so its parents learn). */
+static int queue_commit(walk *w, const guts_id *id, int unint)
+{
+    size_t slot;
+    int added, rc = remote_idset_add(&w->commits, id, &slot, &added);
+    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    if (!added) {
+        uint8_t f = w->commits.flags[slot];
+        if ((f & C_MISSING) || !unint || (f & C_UNINT)) return GUTS_OK;
+        w->commits.flags[slot] |= C_UNINT;
+        if (f & C_INHEAP) {
+            w->nint--;
+            return GUTS_OK;
+        }
+        w->commits.flags[slot] |= C_INHEAP;
+        uint32_t ci = w->commits.vals[slot];
+        return heap_push(w, w->ci[ci].time, ci);
+    }
+    int type;
+    void *data;
+    size_t len;
+    rc = get_obj(w, id, &type, &data, &len);
+    if (rc == GUTS_ENOTFOUND && unint) {
+        w->commits.flags[slot] |= C_MISSING | C_UNINT;
+        return GUTS_OK;
+    }
+    if (rc == GUTS_ENOTFOUND) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        return remote_errf(w->err, rc, "commit %s is not in the store", hex);
+    }
+    if (rc) return rc;
+    if (type != GUTS_OBJ_COMMIT) {
+        free(data);
+        if (unint) { /* a have that is no commit: nothing to walk */
+            w->commits.flags[slot] |= C_MISSING | C_UNINT;
+            return GUTS_OK;
+        }
+        return corrupt(w, id, "expected a commit");
+    }
+    commit_info ci = {.id = *id};
+    rc = parse_commit(w, id, data, len, &ci);
+    free(data);
+    if (rc) return rc;
+    if (w->nci >= UINT32_MAX) return remote_errf(w->err, GUTS_ETOOBIG, "too many commits");
+    rc = PUSH(w, ci, nci, capci, ci);
+    if (rc) return rc;
+    w->commits.vals[slot] = (uint32_t)(w->nci - 1);
+    w->commits.flags[slot] |= C_INHEAP | (unint ? C_UNINT : 0);
+    if (!unint) w->nint++;
+    return heap_push(w, ci.time, (uint32_t)(w->nci - 1));
+}
+
+static int walk_commits(walk *w)
+{
+    while (w->nint > 0) {
+        heap_ent e = heap_pop(w);
+        size_t slot = remote_idset_find(&w->commits, &w->ci[e.ci].id);
+        uint8_t f = w->commits.flags[slot];
+        w->commits.flags[slot] &= (uint8_t)~C_INHEAP;
+        int unint = (f & C_UNINT) != 0;
+        if (!unint) {
+            w->nint--;
+            w->commits.flags[slot] |= C_SENT;
+            int rc = PUSH(w, sent, nsent, capsent, e.ci);
+            if (rc) return rc;
+        }
+        uint32_t off = w->ci[e.ci].parent_off, np = w->ci[e.ci].nparents;
+        for (uint32_t i = 0; i < np; i++) {
+            guts_id par = w->parents[off + i]; /* a copy: queueing may realloc */
+            int rc = queue_commit(w, &par, unint);
+            if (rc) return rc;
+        }
+    }
+    return GUTS_OK;
+}
+
+/* ---- trees ----------------------------------------------------------------- */
+
+/* Call back for each entry of a tree: is_tree 1 for subtrees; gitlinks
+ * (submodule commits) are skipped, they live in another repository. */
+static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
+                        int (*cb)(walk *w, const guts_id *id, int is_tree))
+{
+    const char *end = p + len;
+    while (p < end) {
+        unsigned mode = 0;
+        const char *q = p;
+        while (q < end && *q >= '0' && *q <= '7')
+            mode = mode * 8 + (unsigned)(*q++ - '0');
+        if (q == p || q >= end || *q != ' ' || q - p > 6) return corrupt(w, tid, "bad tree entry");
+        const char *nul = memchr(q, 0, (size_t)(end - q));
+        if (!nul || end - nul - 1 < GUTS_ID_LEN) return corrupt(w, tid, "truncated tree entry");
+        guts_id id;
+        memcpy(id.b, nul + 1, GUTS_ID_LEN);
+        p = nul + 1 + GUTS_ID_LEN;
+        if (mode == 0160000) continue;
+        int rc = cb(w, &id, mode == 040000);
+        if (rc) return rc;
+    }
+    return GUTS_OK;
+}
+
+/* Mark: the local repository has this tree and everything below it. */
+static int mark_known(walk *w, const guts_id *id, int is_tree)
+{
+    size_t slot;
+    int added, rc = remote_idset_add(&w->objs, id, &slot, &added);
+    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    if (w->objs.flags[slot] & O_KNOWN) return GUTS_OK;
+    w->objs.flags[slot] |= O_KNOWN;
+    if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
+    return GUTS_OK;
+}
+
+/* Select for the pack unless known or selected already. */
+static int mark_send(walk *w, const guts_id *id, int is_tree)
+{
+    size_t slot;
+    int added, rc = remote_idset_add(&w->objs, id, &slot, &added);
+    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    if (!added) return GUTS_OK;
+    w->objs.flags[slot] |= O_SEND;
+    if (w->nsend >= PACK_OBJECTS_MAX)
+        return remote_errf(w->err, GUTS_ETOOBIG, "more objects than a pack can hold");
+    rc = PUSH(w, send, nsend, capsend, *id);
+    if (rc) return rc;
+    if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
+    return GUTS_OK;
+}
+
+/* Drain the tree stack: read each tree and apply cb to its entries. A tree
+ * the store lacks is fatal when sending (git would get an incomplete pack)
+ * and ignored when marking (that only costs a larger pack). */
+static int drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int sending)
+{
+    while (w->nstack > 0) {
+        guts_id tid = w->stack[--w->nstack];
+        int type;
+        void *data;
+        size_t len;
+        int rc = get_obj(w, &tid, &type, &data, &len);
+        if (rc == GUTS_ENOTFOUND && !sending) continue;
+        if (rc == GUTS_ENOTFOUND) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&tid, hex);
+            return remote_errf(w->err, rc, "tree %s is not in the store", hex);
+        }
+        if (rc) return rc;
+        if (type != GUTS_OBJ_TREE) {
+            free(data);
+            return corrupt(w, &tid, "expected a tree");
+        }
+        rc = tree_entries(w, &tid, data, len, cb);
+        free(data);
+        if (rc) return rc;
+    }
+    return GUTS_OK;
+}
+
+/* ---- tags, haves and wants --------------------------------------------------- */
+
+/* Follow tags from id to a non-tag: *type and *target. With each tag object
+ * seen, apply on_tag (mark known or select). ENOTFOUND when an object on
+ * the way is not stored. */
+static int peel(walk *w, const guts_id *id, int *type, guts_id *target,
+                int (*on_tag)(walk *w, const guts_id *id, int is_tree))
+{
+    guts_id cur = *id;
+    for (int depth = 0; depth < TAG_DEPTH_MAX; depth++) {
+        uint64_t size;
+        int rc = guts_repo_stat(w->r, &cur, type, &size);
+        if (rc) return rc;
+        if (*type != GUTS_OBJ_TAG) {
+            *target = cur;
+            return GUTS_OK;
+        }
+        rc = on_tag(w, &cur, 0);
+        if (rc) return rc;
+        void *data;
+        size_t len;
+        int t;
+        rc = get_obj(w, &cur, &t, &data, &len);
+        if (rc) return rc;
+        guts_id next;
+        int ok = len >= 7 && memcmp(data, "object ", 7) == 0 &&
+                 hex_id((char *)data + 7, (char *)data + len, &next) == 0;
+        free(data);
+        if (!ok) return corrupt(w, &cur, "tag without an object line");
+        cur = next;
+    }
+    return corrupt(w, id, "tag chain too long");
+}
+
+static int add_haves(walk *w, const guts_id *haves, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int type;
+        guts_id t;
+        int rc = peel(w, &haves[i], &type, &t, mark_known);
+        if (rc == GUTS_ENOTFOUND) continue; /* the store never had it */
+        if (rc) return rc;
+        if (type == GUTS_OBJ_COMMIT)
+            rc = queue_commit(w, &t, 1);
+        else
+            rc = mark_known(w, &t, 0); /* a tree or blob: itself is enough */
+        if (rc) return rc;
+        w->nstack = 0; /* known tags push nothing to walk */
+    }
+    return GUTS_OK;
+}
+
+static int add_wants(walk *w, const guts_id *wants, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int type;
+        guts_id t;
+        int rc = peel(w, &wants[i], &type, &t, mark_send);
+        if (rc == GUTS_ENOTFOUND) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&wants[i], hex);
+            return remote_errf(w->err, rc, "%s (or an object it tags) is not in the store", hex);
+        }
+        if (rc) return rc;
+        if (type == GUTS_OBJ_COMMIT)
+            rc = queue_commit(w, &t, 0);
+        else if (type == GUTS_OBJ_TREE)
+            rc = PUSH(w, roots, nroots, caproots, t);
+        else
+            rc = mark_send(w, &t, 0);
+        if (rc) return rc;
+    }
+    return GUTS_OK;
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+static void progress_line(const walk *w, const char *what, size_t done, size_t total, int last)
+{
+    if (!w->progress) return;
+    if (total)
+        fprintf(stderr, "\rguts: %s: %3u%% (%zu/%zu)%s", what,
+                (unsigned)(done * 100 / (total ? total : 1)), done, total, last ? ", done.\n" : "");
+    else
+        fprintf(stderr, "\rguts: %s: %zu%s", what, done, last ? ", done.\n" : "");
+}
+
+/* ---- pack ------------------------------------------------------------------ */
+
+typedef struct packw {
+    int fd;
+    uint8_t *buf;
+    size_t used;
+    EVP_MD_CTX *sha;
+    uint64_t total;
+} packw;
+
+static int packw_flush(packw *p)
+{
+    if (!p->used) return GUTS_OK;
+    if (EVP_DigestUpdate(p->sha, p->buf, p->used) != 1) return GUTS_ENOMEM;
+    if (remote_write_all(p->fd, p->buf, p->used)) return GUTS_EIO;
+    p->total += p->used;
+    p->used = 0;
+    return GUTS_OK;
+}
+
+static int packw_put(packw *p, const void *data, size_t n)
+{
+    if (PACK_BUF - p->used < n) {
+        int rc = packw_flush(p);
+        if (rc) return rc;
+    }
+    memcpy(p->buf + p->used, data, n);
+    p->used += n;
+    return GUTS_OK;
+}
+
+/* One entry: type and size header, then the deflated content, written
+ * straight into the buffer. */
+static int packw_object(packw *p, z_stream *z, int type, const void *data, size_t len)
+{
+    uint8_t h[16];
+    size_t n = 0;
+    uint64_t sz = len;
+    uint8_t c = (uint8_t)((type << 4) | (sz & 15));
+    sz >>= 4;
+    while (sz) {
+        h[n++] = c | 0x80;
+        c = sz & 0x7f;
+        sz >>= 7;
+    }
+    h[n++] = c;
+    int rc = packw_put(p, h, n);
+    if (rc) return rc;
+    if (deflateReset(z) != Z_OK) return GUTS_ENOMEM;
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len; /* objects are at most GUTS_OBJ_MAX_DEFAULT (1 GiB) */
+    for (;;) {
+        if (PACK_BUF - p->used < 64 && (rc = packw_flush(p))) return rc;
+        z->next_out = p->buf + p->used;
+        z->avail_out = (uInt)(PACK_BUF - p->used);
+        int zr = deflate(z, Z_FINISH);
+        p->used = PACK_BUF - z->avail_out;
+        if (zr == Z_STREAM_END) return GUTS_OK;
+        if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_ENOMEM;
+    }
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static int write_pack(walk *w, int zlevel, remote_fetch_stats *st)
+{
+    char *argv_index[] = {"git", "index-pack", "--stdin", NULL};
+    char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
+    char **argv = w->nsend < REMOTE_UNPACK_LIMIT ? argv_unpack : argv_index;
+    packw p = {.fd = -1};
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    int zinit = 0, rc;
+    remote_proc proc = {.pid = -1, .in = -1, .out = -1};
+    p.buf = malloc(PACK_BUF);
+    p.sha = EVP_MD_CTX_new();
+    if (!p.buf || !p.sha || EVP_DigestInit_ex(p.sha, EVP_sha1(), NULL) != 1) {
+        rc = remote_errf(w->err, GUTS_ENOMEM, "out of memory for the pack");
+        goto out;
+    }
+    if (deflateInit(&z, zlevel) != Z_OK) {
+        rc = remote_errf(w->err, GUTS_ENOMEM, "deflateInit failed");
+        goto out;
+    }
+    zinit = 1;
+    rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, REMOTE_FD_NULL, w->err);
+    if (rc) goto out;
+    p.fd = proc.in;
+    uint8_t hdr[12] = {'P', 'A', 'C', 'K'};
+    be32(hdr + 4, 2);
+    be32(hdr + 8, (uint32_t)w->nsend);
+    if ((rc = packw_put(&p, hdr, sizeof hdr))) goto io;
+    for (size_t i = 0; i < w->nsend; i++) {
+        int type;
+        void *data;
+        size_t len;
+        rc = get_obj(w, &w->send[i], &type, &data, &len);
+        if (rc == GUTS_ENOTFOUND) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&w->send[i], hex);
+            rc = remote_errf(w->err, rc, "object %s is not in the store", hex);
+        }
+        if (rc) goto out;
+        guts_id h;
+        if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, &w->send[i])) {
+            free(data);
+            rc = corrupt(w, &w->send[i], "content does not hash to its id");
+            goto out;
+        }
+        rc = packw_object(&p, &z, type, data, len);
+        free(data);
+        if (rc) goto io;
+        st->bytes += len;
+        st->objects++;
+        if ((i & 1023) == 0) progress_line(w, "writing objects", i, w->nsend, 0);
+    }
+    if ((rc = packw_flush(&p))) goto io;
+    uint8_t sum[GUTS_ID_LEN];
+    unsigned sl = 0;
+    if (EVP_DigestFinal_ex(p.sha, sum, &sl) != 1 || sl != GUTS_ID_LEN) {
+        rc = remote_errf(w->err, GUTS_ENOMEM, "SHA-1 of the pack failed");
+        goto out;
+    }
+    if (remote_write_all(p.fd, sum, sizeof sum)) {
+        rc = GUTS_EIO;
+        goto io;
+    }
+    st->pack_bytes = p.total + sizeof sum;
+    progress_line(w, "writing objects", w->nsend, w->nsend, 1);
+    int status;
+    rc = remote_proc_wait(&proc, &status, w->err);
+    if (!rc && status) rc = remote_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
+    goto out;
+io:
+    if (rc == GUTS_EIO)
+        rc = remote_errf(w->err, rc, "writing the pack to %s: %s", proc.what, strerror(errno));
+    else
+        rc = remote_errf(w->err, rc, "writing the pack: %s", guts_strerror(rc));
+out:
+    if (proc.pid > 0) {
+        int status;
+        char ignore[REMOTE_ERR_MAX];
+        remote_proc_wait(&proc, &status, ignore);
+    }
+    if (zinit) deflateEnd(&z);
+    EVP_MD_CTX_free(p.sha);
+    free(p.buf);
+    return rc;
+}
+
+/* ---- entry ----------------------------------------------------------------- */
+
+static void walk_free(walk *w)
+{
+    remote_idset_free(&w->commits);
+    remote_idset_free(&w->objs);
+    free(w->ci);
+    free(w->parents);
+    free(w->heap);
+    free(w->sent);
+    free(w->send);
+    free(w->stack);
+    free(w->roots);
+}
+
+static int select_objects(walk *w, const guts_id *wants, size_t nwants, const guts_id *haves,
+                          size_t nhaves, remote_fetch_stats *st)
+{
+    int rc;
+    if ((rc = add_haves(w, haves, nhaves))) return rc;
+    if ((rc = add_wants(w, wants, nwants))) return rc;
+    if ((rc = walk_commits(w))) return rc;
+    st->commits_walked = w->nci;
+    /* Sent commits that later turned out reachable from a have stay home. */
+    size_t k = 0;
+    for (size_t i = 0; i < w->nsent; i++) {
+        size_t slot = remote_idset_find(&w->commits, &w->ci[w->sent[i]].id);
+        if (!(w->commits.flags[slot] & C_UNINT)) w->sent[k++] = w->sent[i];
+    }
+    w->nsent = k;
+    /* Edges: what the local repository has below them is not sent. */
+    for (size_t i = 0; i < w->nsent; i++) {
+        const commit_info *c = &w->ci[w->sent[i]];
+        for (uint32_t j = 0; j < c->nparents; j++) {
+            size_t slot = remote_idset_find(&w->commits, &w->parents[c->parent_off + j]);
+            uint8_t f = w->commits.flags[slot];
+            if (!(f & C_UNINT) || (f & (C_MISSING | C_EDGE))) continue;
+            w->commits.flags[slot] |= C_EDGE;
+            guts_id tree = w->ci[w->commits.vals[slot]].tree;
+            if ((rc = mark_known(w, &tree, 1)) || (rc = drain(w, mark_known, 0))) return rc;
+        }
+    }
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id id = w->ci[w->sent[i]].id;
+        if ((rc = mark_send(w, &id, 0))) return rc;
+    }
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id tree = w->ci[w->sent[i]].tree;
+        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send, 1))) return rc;
+        if ((i & 255) == 0) progress_line(w, "counting objects", w->nsend, 0, 0);
+    }
+    for (size_t i = 0; i < w->nroots; i++)
+        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send, 1))) return rc;
+    progress_line(w, "counting objects", w->nsend, 0, 1);
+    return GUTS_OK;
+}
+
+int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
+                 size_t nhaves, int zlevel, int progress, remote_fetch_stats *st, char *err)
+{
+    walk w = {.r = r, .err = err, .progress = progress};
+    memset(st, 0, sizeof *st);
+    if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
+    int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
+    if (!rc && w.nsend > 0) rc = write_pack(&w, zlevel, st);
+    walk_free(&w);
+    return rc;
+}

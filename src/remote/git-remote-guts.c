@@ -1,0 +1,427 @@
+/* git-remote-guts.c - git's remote helper for guts://OWNER/NAME.
+ *
+ * git runs `git-remote-guts REMOTE URL` with $GIT_DIR set when a URL starts
+ * with guts:// (or guts::) and speaks gitremote-helpers(7) on our stdin and
+ * stdout: we offer `fetch`, `push` and `option`. Objects cross as packs in
+ * both directions (fetch.c, push.c); the store is the local data dir, found
+ * as the CLI finds it ($GUTS_DATA, else ~/.local/share/guts: git offers no
+ * way to pass --data). Nothing here talks to a node: a running node sees the
+ * store change within a second and announces it.
+ *
+ * stdout carries only protocol lines; everything for the user goes to
+ * stderr, one line per failure, prefixed "guts: ".
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "remote/remote.h"
+
+/* zlib level of fetched packs. Level 1 costs little over 0 here (the store
+ * read and git index-pack dominate, docs/performance.md) and leaves the
+ * clone's pack about 3x smaller on disk than stored entries would. */
+#define ZLEVEL 1
+
+/* Commands in one fetch or push batch: far more than any real push. */
+#define BATCH_MAX 100000
+
+typedef struct helper {
+    char key[GUTS_KEY_MAX + 1];
+    char datadir[4096];
+    guts_data *data;
+    int verbosity;
+    int progress;
+    int dry_run;
+} helper;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("guts: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* guts://OWNER/NAME (or OWNER/NAME, as git passes guts::OWNER/NAME) to a key. */
+static int parse_url(const char *url, char *key)
+{
+    if (strncmp(url, "guts://", 7) == 0) url += 7;
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    if (n == 0 || n > GUTS_KEY_MAX) return GUTS_EINVAL;
+    memcpy(key, url, n);
+    key[n] = 0;
+    return guts_repo_key_check(key);
+}
+
+static int open_data(helper *h)
+{
+    if (h->data) return 0;
+    const char *env = getenv("GUTS_DATA"), *home = getenv("HOME");
+    if (env && env[0])
+        snprintf(h->datadir, sizeof h->datadir, "%s", env);
+    else if (home && home[0])
+        snprintf(h->datadir, sizeof h->datadir, "%s/.local/share/guts", home);
+    else {
+        say("no data directory: set GUTS_DATA");
+        return -1;
+    }
+    if (mkdirs(h->datadir) != 0) {
+        say("cannot create data directory \"%s\": %s", h->datadir, strerror(errno));
+        return -1;
+    }
+    int rc = guts_data_open(h->datadir, &h->data);
+    if (rc) {
+        say("cannot open data directory \"%s\": %s", h->datadir, guts_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Open the repository; *r NULL (and 0) when it does not exist. */
+static int open_repo(helper *h, guts_repo **r)
+{
+    *r = NULL;
+    if (open_data(h)) return -1;
+    int rc = guts_repo_open(h->data, h->key, 0, r);
+    if (rc == GUTS_ENOTFOUND) return 0;
+    if (rc) {
+        say("cannot open %s: %s", h->key, guts_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- list ------------------------------------------------------------------ */
+
+typedef struct list_ctx {
+    guts_ref head;
+    int has_head;
+} list_ctx;
+
+static int print_ref(const guts_ref *ref, void *ctx)
+{
+    list_ctx *l = ctx;
+    if (strcmp(ref->name, "HEAD") == 0) {
+        l->head = *ref;
+        l->has_head = 1;
+        return 0;
+    }
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&ref->target, hex);
+    printf("%s %s\n", hex, ref->name);
+    return 0;
+}
+
+static int cmd_list(helper *h, int for_push)
+{
+    guts_repo *r;
+    if (open_repo(h, &r)) return -1;
+    if (!r) {
+        if (!for_push) {
+            say("no repository %s in %s", h->key, h->datadir);
+            return -1;
+        }
+        printf("\n"); /* a push creates it */
+        fflush(stdout);
+        return 0;
+    }
+    list_ctx l = {.has_head = 0};
+    int rc = guts_repo_refs(r, 0, print_ref, &l);
+    if (!rc && l.has_head) {
+        guts_ref target;
+        if (l.head.symref[0]) {
+            /* Only a HEAD that names a live branch: git clones it as such. */
+            if (guts_repo_ref_get(r, l.head.symref, &target) == 0 &&
+                !guts_id_is_zero(&target.target))
+                printf("@%s HEAD\n", l.head.symref);
+        } else if (!guts_id_is_zero(&l.head.target)) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&l.head.target, hex);
+            printf("%s HEAD\n", hex);
+        }
+    }
+    guts_repo_close(r);
+    if (rc) {
+        say("reading refs of %s: %s", h->key, guts_strerror(rc));
+        return -1;
+    }
+    printf("\n");
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- option ---------------------------------------------------------------- */
+
+static void cmd_option(helper *h, const char *args)
+{
+    const char *sp = strchr(args, ' ');
+    const char *val = sp ? sp + 1 : "";
+    size_t n = sp ? (size_t)(sp - args) : strlen(args);
+    const char *reply = "unsupported";
+    if (n == 9 && memcmp(args, "verbosity", 9) == 0) {
+        h->verbosity = atoi(val);
+        reply = "ok";
+    } else if (n == 8 && memcmp(args, "progress", 8) == 0) {
+        h->progress = strcmp(val, "true") == 0;
+        reply = "ok";
+    } else if (n == 7 && memcmp(args, "dry-run", 7) == 0) {
+        h->dry_run = strcmp(val, "true") == 0;
+        reply = "ok";
+    }
+    printf("%s\n", reply);
+    fflush(stdout);
+}
+
+/* ---- fetch ----------------------------------------------------------------- */
+
+typedef struct ids {
+    guts_id *v;
+    size_t n, cap;
+} ids;
+
+static int ids_push(ids *a, const guts_id *id)
+{
+    if (a->n == a->cap) {
+        size_t c = a->cap ? a->cap * 2 : 64;
+        guts_id *nv = realloc(a->v, c * sizeof *nv);
+        if (!nv) return -1;
+        a->v = nv;
+        a->cap = c;
+    }
+    a->v[a->n++] = *id;
+    return 0;
+}
+
+/* The local repository's ref targets: what it has. */
+static int local_haves(ids *haves)
+{
+    char *argv[] = {"git", "for-each-ref", "--format=%(objectname)", NULL};
+    char *out = NULL, err[REMOTE_ERR_MAX];
+    int status, rc = remote_run(argv, &out, NULL, &status, err);
+    if (rc) {
+        say("%s", err);
+        return -1;
+    }
+    if (status) {
+        free(out);
+        say("git for-each-ref failed (exit %d)", status);
+        return -1;
+    }
+    for (char *p = out, *nl; *p; p = nl + 1) {
+        nl = strchr(p, '\n');
+        if (!nl) break;
+        *nl = 0;
+        guts_id id;
+        if (guts_id_from_hex(p, &id) == 0 && ids_push(haves, &id)) {
+            free(out);
+            say("out of memory");
+            return -1;
+        }
+    }
+    free(out);
+    return 0;
+}
+
+static int cmd_fetch(helper *h, char **line, size_t *cap)
+{
+    ids wants = {0}, haves = {0};
+    int ret = -1;
+    guts_repo *r = NULL;
+    for (;;) {
+        char *l = *line;
+        guts_id id;
+        if (strncmp(l, "fetch ", 6) != 0 || strlen(l) < 6 + GUTS_HEX_LEN ||
+            (l[6 + GUTS_HEX_LEN] != ' ' && l[6 + GUTS_HEX_LEN] != 0)) {
+            say("unexpected line in a fetch batch: %.80s", l);
+            goto out;
+        }
+        l[6 + GUTS_HEX_LEN] = 0;
+        if (guts_id_from_hex(l + 6, &id) || wants.n >= BATCH_MAX || ids_push(&wants, &id)) {
+            say("bad fetch line or too many: %.80s", l);
+            goto out;
+        }
+        ssize_t n = getline(line, cap, stdin);
+        if (n <= 0) break;
+        if ((*line)[n - 1] == '\n') (*line)[--n] = 0;
+        if (n == 0) break;
+    }
+    if (open_repo(h, &r)) goto out;
+    if (!r) {
+        say("no repository %s in %s", h->key, h->datadir);
+        goto out;
+    }
+    if (local_haves(&haves)) goto out;
+    remote_fetch_stats st;
+    char err[REMOTE_ERR_MAX];
+    int rc = remote_fetch(r, wants.v, wants.n, haves.v, haves.n, ZLEVEL, h->progress, &st, err);
+    if (rc) {
+        say("fetch from %s failed: %s", h->key, err);
+        goto out;
+    }
+    if (h->verbosity > 1)
+        say("fetched %llu objects (%llu bytes, pack %llu bytes) walking %llu commits",
+            (unsigned long long)st.objects, (unsigned long long)st.bytes,
+            (unsigned long long)st.pack_bytes, (unsigned long long)st.commits_walked);
+    printf("\n");
+    fflush(stdout);
+    ret = 0;
+out:
+    if (r) guts_repo_close(r);
+    free(wants.v);
+    free(haves.v);
+    return ret;
+}
+
+/* ---- push ------------------------------------------------------------------ */
+
+static int parse_push(const char *l, remote_push_cmd *c)
+{
+    memset(c, 0, sizeof *c);
+    l += 5; /* "push " */
+    if (*l == '+') {
+        c->force = 1;
+        l++;
+    }
+    const char *colon = strchr(l, ':');
+    if (!colon) return -1;
+    size_t sl = (size_t)(colon - l), dl = strlen(colon + 1);
+    if (sl > GUTS_REFNAME_MAX || dl == 0 || dl > GUTS_REFNAME_MAX) return -1;
+    memcpy(c->src, l, sl);
+    c->src[sl] = 0;
+    memcpy(c->dst, colon + 1, dl + 1);
+    c->del = sl == 0;
+    return 0;
+}
+
+static int cmd_push(helper *h, char **line, size_t *cap)
+{
+    remote_push_cmd *cmds = NULL;
+    size_t n = 0, ncap = 0;
+    int ret = -1;
+    for (;;) {
+        if (n == ncap) {
+            size_t c = ncap ? ncap * 2 : 16;
+            remote_push_cmd *nc = c <= BATCH_MAX ? realloc(cmds, c * sizeof *nc) : NULL;
+            if (!nc) {
+                say("too many push commands");
+                goto out;
+            }
+            cmds = nc;
+            ncap = c;
+        }
+        if (strncmp(*line, "push ", 5) != 0 || parse_push(*line, &cmds[n])) {
+            say("unexpected line in a push batch: %.80s", *line);
+            goto out;
+        }
+        n++;
+        ssize_t len = getline(line, cap, stdin);
+        if (len <= 0) break;
+        if ((*line)[len - 1] == '\n') (*line)[--len] = 0;
+        if (len == 0) break;
+    }
+    if (open_data(h)) goto out;
+    remote_push_stats st;
+    char err[REMOTE_ERR_MAX];
+    int rc = remote_push(h->data, h->key, cmds, n, h->dry_run, h->progress, &st, err);
+    if (rc) say("push to %s failed: %s", h->key, err);
+    for (size_t i = 0; i < n; i++) {
+        if (rc)
+            printf("error %s store failed\n", cmds[i].dst);
+        else if (cmds[i].status == REMOTE_PUSH_OK)
+            printf("ok %s\n", cmds[i].dst);
+        else
+            printf("error %s %s\n", cmds[i].dst, cmds[i].msg[0] ? cmds[i].msg : "rejected");
+    }
+    printf("\n");
+    fflush(stdout);
+    if (!rc && h->verbosity > 1)
+        say("stored %llu of %llu objects (%llu bytes) in %llu transactions, %llu refs",
+            (unsigned long long)st.added, (unsigned long long)st.objects,
+            (unsigned long long)st.bytes, (unsigned long long)st.batches,
+            (unsigned long long)st.refs);
+    ret = 0;
+out:
+    free(cmds);
+    return ret;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    helper h = {.verbosity = 1};
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: git-remote-guts REMOTE [URL]  (run by git for guts:// URLs)\n");
+        return 2;
+    }
+    const char *url = argc == 3 ? argv[2] : argv[1];
+    if (parse_url(url, h.key)) {
+        say("bad URL \"%s\": want guts://OWNER/NAME", url);
+        return 2;
+    }
+    if (!getenv("GIT_DIR")) {
+        say("GIT_DIR is not set: git-remote-guts is run by git, not by hand");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a git child that dies shows as EPIPE, not death */
+    char *line = NULL;
+    size_t cap = 0;
+    int ret = 0;
+    for (;;) {
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n <= 0) break;
+        if (line[n - 1] == '\n') line[--n] = 0;
+        if (n == 0) break; /* git ends the session with a blank line */
+        if (strcmp(line, "capabilities") == 0) {
+            printf("fetch\npush\noption\n\n");
+            fflush(stdout);
+        } else if (strcmp(line, "list") == 0 || strcmp(line, "list for-push") == 0) {
+            if (cmd_list(&h, line[4] == ' ')) {
+                ret = 1;
+                break;
+            }
+        } else if (strncmp(line, "option ", 7) == 0) {
+            cmd_option(&h, line + 7);
+        } else if (strncmp(line, "fetch ", 6) == 0) {
+            if (cmd_fetch(&h, &line, &cap)) {
+                ret = 1;
+                break;
+            }
+        } else if (strncmp(line, "push ", 5) == 0) {
+            if (cmd_push(&h, &line, &cap)) {
+                ret = 1;
+                break;
+            }
+        } else {
+            say("unknown command from git: %.80s", line);
+            ret = 1;
+            break;
+        }
+    }
+    free(line);
+    if (h.data) guts_data_close(h.data);
+    return ret;
+}
