@@ -66,6 +66,12 @@ typedef struct guts_core_store {
                 int (*cb)(const guts_ref *ref, void *arg), void *arg);
     int (*ref_get)(void *ctx, const char *key, const char *name, guts_ref *out);
     int (*refs_put)(void *ctx, const char *key, const guts_ref *refs, size_t n);
+    /* Optional, both or neither (NULL: objects travel as raw content through
+     * get and put). Records as in guts_repo_rec_get / guts_repo_rec_put:
+     * *buf is malloc()ed for the caller and out points into it. */
+    int (*rec_get)(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf);
+    int (*rec_put)(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
+                   size_t *added, size_t *bad);
 } guts_core_store;
 
 /* ---- In-memory store (tests, simulator) ----------------------------------- */
@@ -202,6 +208,8 @@ typedef struct guts_core_counters {
     uint64_t digest_bytes_out;   /* stream bytes other than OBJECTS/OBJECT_CHUNK */
     uint64_t frames_malformed;
     uint64_t bad_objects;        /* objects whose content failed the hash */
+    uint64_t objects_nobase;     /* delta records received before their base */
+    uint64_t objects_dropped;    /* of those, never stored in their session */
     uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;
     uint64_t objects_fetched, refs_applied, refs_pending;
     uint64_t peers_joined, peers_left, peers_expired;

@@ -146,6 +146,59 @@ int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
  * @param[out] n how many were written to out. */
 int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n);
 
+/* ---- Records: objects as stored, for replication ------------------------- */
+
+/* Encodings of a record's payload (the "objects" database's encoding byte;
+ * docs/storage.md). */
+#define GUTS_REC_RAW 0   /* the content */
+#define GUTS_REC_ZSTD 1  /* one zstd frame of the content */
+#define GUTS_REC_DELTA 2 /* a zstd frame made with base's full content as prefix */
+
+/* One object's record: what guts_repo_rec_get() reads without decompressing
+ * and guts_repo_rec_put() stores from another node. */
+typedef struct guts_rec {
+    guts_id id;
+    int type;          /* GUTS_OBJ_COMMIT .. GUTS_OBJ_TAG */
+    int enc;           /* GUTS_REC_* */
+    uint64_t size;     /* content size, <= GUTS_OBJ_MAX_DEFAULT */
+    guts_id base;      /* GUTS_REC_DELTA only */
+    unsigned depth;    /* GUTS_REC_DELTA: chain depth where it was read
+                        * (1..50); ignored by guts_repo_rec_put() */
+    const void *data;  /* payload, len bytes */
+    size_t len;
+} guts_rec;
+
+/** Read an object's record as stored (no decompression). *buf is malloc()ed
+ * for the caller (free() it) and out's data points into it.
+ * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf);
+
+/** Store objects received as records, in one write transaction, in order.
+ * Each record is decoded (a delta against its base: stored before this call
+ * or earlier in it) and its id verified from the decoded content before
+ * anything is written; then its payload is stored as received (a delta
+ * with its depth recomputed here), or, when a delta's chain would pass the
+ * depth limit, its content is stored by the normal path. A delta whose base
+ * is absent is not stored: nobase[i] is set to 1 (0 for every other
+ * record), so the caller can retry it when the base has arrived. Objects
+ * already present are skipped. A size over GUTS_OBJ_MAX_DEFAULT is rejected
+ * before anything is allocated.
+ * @param nobase n flags, or NULL
+ * @param[out] added number of new objects (may be NULL)
+ * @param[out] bad index of the first rejected record (may be NULL)
+ * Errors: GUTS_EHASH (does not decode, or decodes to another id: nothing
+ * stored), GUTS_EINVAL (bad type or encoding), GUTS_ETOOBIG, GUTS_EFULL,
+ * GUTS_ECORRUPT (a stored base does not decode), GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
+                      size_t *added, size_t *bad);
+
+/** Decode a record without a store (for other stores): base is the base's
+ * content for a delta (NULL otherwise). The content is verified against the
+ * record's id. *out is malloc()ed for the caller.
+ * Errors: GUTS_EHASH (undecodable or another id), GUTS_EINVAL, GUTS_ETOOBIG,
+ * GUTS_ENOMEM. */
+int guts_rec_decode(const guts_rec *rec, const void *base, size_t blen, void **out);
+
 /* ---- Refs ---------------------------------------------------------------- */
 
 typedef struct guts_ref {

@@ -134,9 +134,18 @@ typedef struct guts_msg_want {
     guts_id *ids;           /* owned */
 } guts_msg_want;
 
+/* Payload encodings of an object on the wire: the store's record encodings
+ * (GUTS_REC_* in store.h, docs/storage.md). RAW travels in the short form
+ * [id, type, data]; ZSTD and DELTA in the record form
+ * [id, type, enc, size, base|nil, data]. */
+enum { GUTS_WIRE_ENC_RAW = 0, GUTS_WIRE_ENC_ZSTD = 1, GUTS_WIRE_ENC_DELTA = 2 };
+
 typedef struct guts_wire_obj {
     guts_id id;
     uint8_t type;
+    uint8_t enc;            /* GUTS_WIRE_ENC_*; RAW: data is the content */
+    uint64_t size;          /* content size (ZSTD, DELTA; RAW: len) */
+    guts_id base;           /* DELTA only */
     const uint8_t *data;    /* borrowed */
     size_t len;
 } guts_wire_obj;

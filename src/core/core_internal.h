@@ -65,6 +65,16 @@
 /* Largest object the core accepts through chunks (memory is allocated as
  * chunks arrive, never from the claimed total). */
 #define CORE_OBJ_MAX (256u << 20)
+/* Content bytes that the compressed records of one OBJECTS frame may decode
+ * to: bounds the receiver's work per frame (a zstd frame can expand ~30000x)
+ * while leaving room for well-compressed objects; the sender keeps under it
+ * and sends a larger object alone, as chunks of its content. */
+#define CORE_FRAME_DECODED_MAX (64u << 20)
+/* Delta records held by a puller until their base arrives (bytes of
+ * payload; records are compressed, zlib's whole history is 7 MB): over
+ * this, further ones are dropped (counted) and fetched by a later session.
+ * Small enough for the daemon's 64 MB RssAnon bound. */
+#define CORE_PENDING_BYTES_MAX (16u << 20)
 /* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
  * each, so at most 40 MiB per session in the worst case; ALL ranges are
  * walked lazily and take no queue. */
@@ -161,6 +171,15 @@ typedef struct job {
     uint64_t sent;   /* JOB_DONE: what the request produced */
 } job;
 
+/* A delta record received before its base, held by the puller. */
+typedef struct pend_rec {
+    guts_rec rec;   /* data points into buf */
+    uint8_t *buf;   /* NULL once stored or dropped */
+    int asked;      /* its base was in a WANT */
+    int picked;     /* in the batch being stored */
+    size_t next;    /* next entry with the same base hash, or SIZE_MAX */
+} pend_rec;
+
 typedef struct session {
     guts_core *core;
     uint32_t stream;
@@ -188,6 +207,10 @@ typedef struct session {
     guts_id chunk_id;
     int chunk_type;
     uint64_t chunk_total;
+    pend_rec *pend;       /* deltas waiting for their base */
+    size_t npend, cappend, live_pend, pend_bytes;
+    size_t *pend_heads;   /* base hash -> first entry, SIZE_MAX: none */
+    size_t pend_mask;
     /* server */
     job *jobs;
     size_t njobs, capjobs, headjob;
@@ -197,6 +220,8 @@ typedef struct session {
     size_t big_len, big_off;
     int big_type;
     guts_id big_id;
+    guts_rec carry;       /* record read but not fitting the last frame */
+    void *carry_buf;      /* non-NULL when carry is set */
     uint64_t sent_objects;
     uint64_t req_sent;    /* elements sent for the request being answered */
     int said_hello;

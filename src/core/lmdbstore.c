@@ -191,6 +191,21 @@ static int l_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
     return rc ? rc : guts_repo_refs_put(r, refs, n);
 }
 
+static int l_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_rec_get(r, id, out, buf);
+}
+
+static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
+                     size_t *added, size_t *bad)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_rec_put(r, recs, n, nobase, added, bad);
+}
+
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -206,4 +221,6 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
     out->refs = l_refs;
     out->ref_get = l_ref_get;
     out->refs_put = l_refs_put;
+    out->rec_get = l_rec_get;
+    out->rec_put = l_rec_put;
 }

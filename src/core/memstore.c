@@ -404,6 +404,90 @@ static int m_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
     return GUTS_OK;
 }
 
+/* Records: this store keeps raw content, so it reads every object as a raw
+ * record, and decodes what it is given (zstd, or a delta against a base
+ * stored here or earlier in the call) into content for m_put. */
+static int m_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
+{
+    int type;
+    size_t len;
+    int rc = m_get(ctx, key, id, &type, buf, &len);
+    if (rc)
+        return rc;
+    memset(out, 0, sizeof(*out));
+    out->id = *id;
+    out->type = type;
+    out->enc = GUTS_REC_RAW;
+    out->size = len;
+    out->data = *buf;
+    out->len = len;
+    return GUTS_OK;
+}
+
+static int m_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
+                     size_t *added, size_t *bad)
+{
+    mrepo *r = repo_find(ctx, key);
+    if (added)
+        *added = 0;
+    if (!r)
+        return GUTS_ENOTFOUND;
+    guts_obj *objs = calloc(n ? n : 1, sizeof(guts_obj));
+    void **bufs = calloc(n ? n : 1, sizeof(void *));
+    size_t *from = calloc(n ? n : 1, sizeof(size_t)); /* record index of objs[k] */
+    int rc = objs && bufs && from ? GUTS_OK : GUTS_ENOMEM;
+    size_t no = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const guts_rec *rec = &recs[i];
+        if (nobase)
+            nobase[i] = 0;
+        const void *base = NULL;
+        size_t blen = 0;
+        if (rec->enc == GUTS_REC_DELTA) {
+            const mobj *b = obj_find(r, &rec->base);
+            if (b) {
+                base = b->data;
+                blen = b->len;
+            }
+            for (size_t k = 0; !base && k < no; k++) {
+                if (guts_id_cmp(&objs[k].id, &rec->base) == 0) {
+                    base = objs[k].data;
+                    blen = objs[k].len;
+                }
+            }
+            if (!base) {
+                if (nobase)
+                    nobase[i] = 1;
+                continue;
+            }
+        }
+        rc = guts_rec_decode(rec, base, blen, &bufs[no]);
+        if (rc) {
+            if (bad)
+                *bad = i;
+            break;
+        }
+        objs[no].id = rec->id;
+        objs[no].type = rec->type;
+        objs[no].data = bufs[no];
+        objs[no].len = (size_t)rec->size;
+        from[no] = i;
+        no++;
+    }
+    if (!rc) {
+        size_t b = 0;
+        rc = m_put(ctx, key, objs, no, added, &b);
+        if (rc && bad)
+            *bad = from[b];
+    }
+    for (size_t k = 0; bufs && k < no; k++)
+        free(bufs[k]);
+    free(objs);
+    free(bufs);
+    free(from);
+    return rc;
+}
+
 void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -419,4 +503,6 @@ void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
     out->refs = m_refs;
     out->ref_get = m_ref_get;
     out->refs_put = m_refs_put;
+    out->rec_get = m_rec_get;
+    out->rec_put = m_rec_put;
 }

@@ -85,6 +85,10 @@ static void jobs_free(session *s)
     s->njobs = s->headjob = s->capjobs = 0;
 }
 
+static void pend_free(guts_core *c, session *s);
+static void log_bad(guts_core *c, session *s, const guts_id *id);
+static void pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
+
 static void sess_free(session *s)
 {
     guts_recon_puller_free(&s->recon);
@@ -93,6 +97,8 @@ static void sess_free(session *s)
     free(s->inrefs);
     free(s->chunk);
     free(s->big);
+    free(s->carry_buf);
+    pend_free(s->core, s);
     jobs_free(s);
     free(s);
 }
@@ -389,8 +395,10 @@ static void advance(guts_core *c, session *s)
     }
     guts_id *want = malloc(GUTS_WANT_MAX * sizeof(guts_id));
     size_t nwant = 0;
-    if (want)
+    if (want) {
         refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant);
+        pend_wants(c, s, want, GUTS_WANT_MAX, &nwant);
+    }
     if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
         guts_msg m;
         core_msg_init(c, &m, GUTS_MSG_WANT);
@@ -455,31 +463,248 @@ static void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
     advance(c, s);
 }
 
-static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t n)
+/* ---- Records waiting for their base -------------------------------------- */
+
+/* The server sends each frame's records shallowest first, but a base may
+ * sit in a later frame (the walk is in id order) or, after a bloom false
+ * positive, not come at all. Such a delta is held here, indexed by base id,
+ * and stored as soon as its base is; bases still missing when the refs are
+ * in go into the session's WANT, and what is left at the end is dropped
+ * and counted (a later session fetches it). */
+
+static size_t pend_hash(const guts_id *id, size_t mask)
 {
-    for (size_t i = 0; i < n; i++) {
-        guts_id h;
-        if (guts_obj_hash(objs[i].type, objs[i].data, objs[i].len, &h) != GUTS_OK ||
-            guts_id_cmp(&h, &objs[i].id) != 0) {
-            c->ctr.bad_objects++;
-            char hex[GUTS_HEX_LEN + 1];
-            guts_id_to_hex(&objs[i].id, hex);
-            core_log(c, GUTS_LOG_WARN, "bad object %s in %s: peer dropped from session", hex,
-                     s->key);
-            return GUTS_EHASH;
+    uint64_t h;
+    memcpy(&h, id->b + 8, sizeof(h));
+    return (size_t)h & mask;
+}
+
+static void pend_free(guts_core *c, session *s)
+{
+    for (size_t i = 0; i < s->npend; i++) {
+        if (s->pend[i].buf) {
+            c->ctr.objects_dropped++;
+            free(s->pend[i].buf);
         }
     }
+    free(s->pend);
+    free(s->pend_heads);
+    s->pend = NULL;
+    s->pend_heads = NULL;
+    s->npend = s->cappend = s->live_pend = s->pend_bytes = 0;
+}
+
+static int pend_rehash(session *s, size_t nb)
+{
+    size_t *h = malloc(nb * sizeof(size_t));
+    if (!h)
+        return GUTS_ENOMEM;
+    for (size_t i = 0; i < nb; i++)
+        h[i] = SIZE_MAX;
+    for (size_t i = 0; i < s->npend; i++) {
+        size_t b = pend_hash(&s->pend[i].rec.base, nb - 1);
+        s->pend[i].next = h[b];
+        h[b] = i;
+    }
+    free(s->pend_heads);
+    s->pend_heads = h;
+    s->pend_mask = nb - 1;
+    return GUTS_OK;
+}
+
+/* Hold a copy of rec; dropped (counted) when over the byte bound. */
+static void pend_add(guts_core *c, session *s, const guts_rec *rec)
+{
+    c->ctr.objects_nobase++;
+    if (s->pend_bytes + rec->len > CORE_PENDING_BYTES_MAX) {
+        c->ctr.objects_dropped++;
+        return;
+    }
+    if (s->npend == s->cappend) {
+        size_t nc = s->cappend ? 2 * s->cappend : 64;
+        pend_rec *p = realloc(s->pend, nc * sizeof(pend_rec));
+        if (!p) {
+            c->ctr.objects_dropped++;
+            return;
+        }
+        s->pend = p;
+        s->cappend = nc;
+        if (pend_rehash(s, 2 * nc) != GUTS_OK) { /* the old index stays valid */
+            c->ctr.objects_dropped++;
+            return;
+        }
+    }
+    uint8_t *buf = malloc(rec->len ? rec->len : 1);
+    if (!buf) {
+        c->ctr.objects_dropped++;
+        return;
+    }
+    if (rec->len)
+        memcpy(buf, rec->data, rec->len);
+    pend_rec *e = &s->pend[s->npend];
+    e->rec = *rec;
+    e->rec.data = buf;
+    e->buf = buf;
+    e->asked = 0;
+    e->picked = 0;
+    size_t b = pend_hash(&rec->base, s->pend_mask);
+    e->next = s->pend_heads[b];
+    s->pend_heads[b] = s->npend++;
+    s->live_pend++;
+    s->pend_bytes += rec->len;
+}
+
+static void pend_kill(session *s, pend_rec *e)
+{
+    free(e->buf);
+    e->buf = NULL;
+    s->live_pend--;
+    s->pend_bytes -= e->rec.len;
+}
+
+/* ids were just stored (or found present): store the deltas waiting on
+ * them, on those, and so on, in one call (breadth first, so every base goes
+ * before the records made against it). Takes ids (malloc()ed). */
+static int pend_resolve(guts_core *c, session *s, guts_id *ids, size_t nids)
+{
+    if (!s->live_pend) {
+        free(ids);
+        return GUTS_OK;
+    }
+    guts_id *work = realloc(ids, (nids + s->live_pend) * sizeof(guts_id));
+    guts_rec *batch = malloc(s->live_pend * sizeof(guts_rec));
+    size_t *from = malloc(s->live_pend * sizeof(size_t));
+    uint8_t *nobase = calloc(s->live_pend, 1);
+    if (!work || !batch || !from || !nobase) {
+        free(work ? work : ids);
+        free(batch);
+        free(from);
+        free(nobase);
+        return GUTS_ENOMEM;
+    }
+    size_t nb = 0;
+    for (size_t k = 0; k < nids && nb < s->live_pend; k++) {
+        for (size_t i = s->pend_heads[pend_hash(&work[k], s->pend_mask)]; i != SIZE_MAX;
+             i = s->pend[i].next) {
+            pend_rec *e = &s->pend[i];
+            if (e->buf && !e->picked && guts_id_cmp(&e->rec.base, &work[k]) == 0) {
+                e->picked = 1; /* an id may be listed twice */
+                from[nb] = i;
+                batch[nb++] = e->rec;
+                work[nids++] = e->rec.id;
+            }
+        }
+    }
+    int rc = GUTS_OK;
+    if (nb) {
+        size_t added = 0, bad = 0;
+        rc = c->st.rec_put(c->st.ctx, s->key, batch, nb, nobase, &added, &bad);
+        if (rc == GUTS_OK) {
+            s->got_objects += added;
+            c->ctr.objects_fetched += added;
+        } else if (rc == GUTS_EHASH) {
+            c->ctr.bad_objects++;
+            log_bad(c, s, &batch[bad < nb ? bad : 0].id);
+        }
+    }
+    for (size_t q = 0; q < nb; q++) {
+        pend_rec *e = &s->pend[from[q]];
+        e->picked = 0;
+        if (rc == GUTS_OK && !nobase[q]) {
+            s->got_bytes += e->rec.len;
+            pend_kill(s, e);
+        }
+    }
+    free(work);
+    free(batch);
+    free(from);
+    free(nobase);
+    return rc;
+}
+
+static void log_bad(guts_core *c, session *s, const guts_id *id)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(id, hex);
+    core_log(c, GUTS_LOG_WARN, "bad object %s in %s: peer dropped from session", hex, s->key);
+}
+
+/* Store records (verified by the store, once); hold deltas without base. */
+static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n)
+{
+    uint8_t *nobase = calloc(n ? n : 1, 1);
+    guts_id *done = malloc((n ? n : 1) * sizeof(guts_id));
+    if (!nobase || !done) {
+        free(nobase);
+        free(done);
+        return GUTS_ENOMEM;
+    }
+    size_t added = 0, bad = 0, ndone = 0;
+    int rc = c->st.rec_put(c->st.ctx, s->key, recs, n, nobase, &added, &bad);
+    if (rc) {
+        if (rc == GUTS_EHASH) {
+            c->ctr.bad_objects++;
+            log_bad(c, s, &recs[bad < n ? bad : 0].id);
+        }
+        free(nobase);
+        free(done);
+        return rc;
+    }
+    s->got_objects += added;
+    c->ctr.objects_fetched += added;
+    for (size_t i = 0; i < n; i++) {
+        if (nobase[i]) {
+            pend_add(c, s, &recs[i]);
+        } else {
+            s->got_bytes += recs[i].len;
+            done[ndone++] = recs[i].id;
+        }
+    }
+    free(nobase);
+    return pend_resolve(c, s, done, ndone); /* takes done */
+}
+
+/* Bases of held deltas, not asked for before and not stored: appended to a
+ * WANT list of *n ids (up to max). */
+static void pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n)
+{
+    for (size_t i = 0; i < s->npend && *n < max; i++) {
+        pend_rec *e = &s->pend[i];
+        if (!e->buf || e->asked)
+            continue;
+        e->asked = 1;
+        int dup = 0;
+        for (size_t k = 0; k < *n && !dup; k++)
+            dup = guts_id_cmp(&want[k], &e->rec.base) == 0;
+        if (!dup && c->st.has(c->st.ctx, s->key, &e->rec.base) == 0)
+            want[(*n)++] = e->rec.base;
+    }
+}
+
+/* Store raw objects: the store verifies every id (once) before storing. */
+static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t n)
+{
     size_t added = 0, bad = 0;
     int rc = c->st.put(c->st.ctx, s->key, objs, n, &added, &bad);
     if (rc) {
-        if (rc == GUTS_EHASH)
+        if (rc == GUTS_EHASH) {
             c->ctr.bad_objects++;
+            log_bad(c, s, &objs[bad < n ? bad : 0].id);
+        }
         return rc;
     }
     s->got_objects += added;
     c->ctr.objects_fetched += added;
     for (size_t i = 0; i < n; i++)
         s->got_bytes += objs[i].len;
+    if (s->live_pend && n) { /* a raw object may be a held delta's base */
+        guts_id *ids = malloc(n * sizeof(guts_id));
+        if (!ids)
+            return GUTS_ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            ids[i] = objs[i].id;
+        return pend_resolve(c, s, ids, n);
+    }
     return GUTS_OK;
 }
 
@@ -487,19 +712,58 @@ static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
 {
     if (m->nobjs == 0)
         return;
-    guts_obj *objs = calloc(m->nobjs, sizeof(guts_obj));
-    if (!objs) {
-        sync_end(c, s, 0, 1, "out of memory");
+    /* Bound the decoding work of the frame before any of it is done. */
+    uint64_t decoded = 0;
+    for (uint32_t i = 0; i < m->nobjs; i++)
+        if (m->objs[i].enc != GUTS_WIRE_ENC_RAW)
+            decoded += m->objs[i].size;
+    if (decoded > CORE_FRAME_DECODED_MAX) {
+        c->ctr.frames_malformed++;
+        sync_end(c, s, 0, 1, "frame decodes to too much");
         return;
     }
-    for (uint32_t i = 0; i < m->nobjs; i++) {
-        objs[i].id = m->objs[i].id;
-        objs[i].type = m->objs[i].type;
-        objs[i].data = m->objs[i].data;
-        objs[i].len = m->objs[i].len;
+    int rc;
+    if (c->st.rec_put) {
+        guts_rec *recs = calloc(m->nobjs, sizeof(guts_rec));
+        if (!recs) {
+            sync_end(c, s, 0, 1, "out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < m->nobjs; i++) {
+            const guts_wire_obj *w = &m->objs[i];
+            recs[i].id = w->id;
+            recs[i].type = w->type;
+            recs[i].enc = w->enc;
+            recs[i].size = w->size;
+            recs[i].base = w->base;
+            recs[i].data = w->data;
+            recs[i].len = w->len;
+        }
+        rc = store_recs(c, s, recs, m->nobjs);
+        free(recs);
+    } else {
+        /* A store without records takes raw objects only; the others are
+         * dropped (counted) and come raw from a peer with the same store. */
+        guts_obj *objs = calloc(m->nobjs, sizeof(guts_obj));
+        if (!objs) {
+            sync_end(c, s, 0, 1, "out of memory");
+            return;
+        }
+        size_t n = 0;
+        for (uint32_t i = 0; i < m->nobjs; i++) {
+            if (m->objs[i].enc != GUTS_WIRE_ENC_RAW) {
+                c->ctr.objects_dropped++;
+                continue;
+            }
+            objs[n].id = m->objs[i].id;
+            objs[n].type = m->objs[i].type;
+            objs[n].data = m->objs[i].data;
+            objs[n].len = m->objs[i].len;
+            n++;
+        }
+        rc = n ? store_objects(c, s, objs, n) : GUTS_OK;
+        free(objs);
     }
-    int rc = store_objects(c, s, objs, m->nobjs);
-    free(objs);
     if (rc)
         sync_end(c, s, 0, 1, guts_strerror(rc));
 }
@@ -901,8 +1165,9 @@ static int send_big_chunk(guts_core *c, session *s, size_t *budget)
     return GUTS_OK;
 }
 
-/* One OBJECTS frame from the head job; large objects become chunks. */
-static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
+/* One OBJECTS frame of raw content from the head job (a store without
+ * records); large objects become chunks. */
+static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
 {
     guts_id ids[CORE_OBJS_PER_FRAME];
     guts_wire_obj *objs = calloc(CORE_OBJS_PER_FRAME, sizeof(guts_wire_obj));
@@ -956,6 +1221,129 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
         free(bufs[i]);
     free(objs);
     free(bufs);
+    return rc;
+}
+
+typedef struct out_rec {
+    guts_rec r;
+    void *buf; /* owns r.data */
+    size_t idx;
+} out_rec;
+
+static unsigned rec_depth(const guts_rec *r)
+{
+    return r->enc == GUTS_REC_DELTA ? r->depth : 0;
+}
+
+/* Shallowest first, then as read: a delta's base, when in the same frame,
+ * is stored before it (depth strictly decreases along a chain). */
+static int cmp_out(const void *a, const void *b)
+{
+    const out_rec *x = a, *y = b;
+    unsigned dx = rec_depth(&x->r), dy = rec_depth(&y->r);
+    if (dx != dy)
+        return dx < dy ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* One OBJECTS frame of stored records from the head job: objects travel
+ * compressed as the store keeps them, and the receiver stores them without
+ * compressing again. At most core_chunk() record bytes and
+ * CORE_FRAME_DECODED_MAX content bytes per frame; a record past the latter
+ * waits in s->carry for the next frame; an object too large for either
+ * goes alone as chunks of its content. */
+static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
+{
+    if (!c->st.rec_get)
+        return send_objects_raw(c, s, j, budget);
+    out_rec *v = calloc(CORE_OBJS_PER_FRAME, sizeof(out_rec));
+    guts_wire_obj *objs = calloc(CORE_OBJS_PER_FRAME, sizeof(guts_wire_obj));
+    if (!v || !objs) {
+        free(v);
+        free(objs);
+        return GUTS_ENOMEM;
+    }
+    size_t n = 0, bytes = 0, cap = core_chunk(c);
+    uint64_t decoded = 0;
+    while (n < CORE_OBJS_PER_FRAME && bytes < cap) {
+        guts_rec rec;
+        void *buf;
+        if (s->carry_buf) {
+            rec = s->carry;
+            buf = s->carry_buf;
+            s->carry_buf = NULL;
+        } else {
+            guts_id id;
+            if (!job_next_ids(c, s, j, &id, 1))
+                break;
+            if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
+                continue; /* not ours (a stale WANT): skip */
+        }
+        if (rec.len > cap || rec.size > CORE_FRAME_DECODED_MAX) {
+            guts_id id = rec.id;
+            free(buf);
+            int type;
+            void *data;
+            size_t len;
+            if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
+                continue;
+            if (len > cap) {
+                s->big = data;
+                s->big_len = len;
+                s->big_off = 0;
+                s->big_type = type;
+                s->big_id = id;
+                break;
+            }
+            memset(&rec, 0, sizeof(rec)); /* compressed past the cap: raw fits */
+            rec.id = id;
+            rec.type = type;
+            rec.enc = GUTS_REC_RAW;
+            rec.size = len;
+            rec.data = data;
+            rec.len = len;
+            buf = data;
+        }
+        uint64_t dec = rec.enc == GUTS_REC_RAW ? 0 : rec.size;
+        if (n && decoded + dec > CORE_FRAME_DECODED_MAX) {
+            s->carry = rec;
+            s->carry_buf = buf;
+            break;
+        }
+        decoded += dec;
+        v[n].r = rec;
+        v[n].buf = buf;
+        v[n].idx = n;
+        n++;
+        bytes += rec.len;
+    }
+    int rc = GUTS_OK;
+    if (n) {
+        qsort(v, n, sizeof(out_rec), cmp_out);
+        for (size_t i = 0; i < n; i++) {
+            guts_wire_obj *o = &objs[i];
+            o->id = v[i].r.id;
+            o->type = (uint8_t)v[i].r.type;
+            o->enc = (uint8_t)v[i].r.enc;
+            o->size = v[i].r.size;
+            o->base = v[i].r.base;
+            o->data = v[i].r.data;
+            o->len = v[i].r.len;
+        }
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_OBJECTS);
+        m.u.objects.key = s->key;
+        m.u.objects.nobjs = (uint32_t)n;
+        m.u.objects.objs = objs;
+        rc = core_send_frame(c, s->stream, &m);
+        s->sent_objects += n;
+        s->req_sent += n;
+        *budget = *budget > bytes ? *budget - bytes : 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i].buf);
+    free(v);
+    free(objs);
     return rc;
 }
 
@@ -1037,8 +1425,8 @@ static void serve_pump(guts_core *c, session *s)
         switch (j->kind) {
         case JOB_IDS:
         case JOB_RANGE:
-            if ((j->kind == JOB_IDS && j->pos >= j->nids) ||
-                (j->kind == JOB_RANGE && j->to_end && j->pos)) {
+            if (!s->carry_buf && ((j->kind == JOB_IDS && j->pos >= j->nids) ||
+                                  (j->kind == JOB_RANGE && j->to_end && j->pos))) {
                 job_pop(s);
                 break;
             }

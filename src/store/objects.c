@@ -698,6 +698,290 @@ out:
     return rc;
 }
 
+/* ---- records (replication) ------------------------------------------------ */
+
+/* Records travel between nodes as stored: the sender reads them without
+ * decompressing, the receiver decodes each once (against its own copy of
+ * the base, which has the same id and so the same content) to verify the id,
+ * and keeps the payload as received. One SHA-1 and one decompression per
+ * object; no compression unless a delta chain would grow past its bound. */
+
+int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf)
+{
+    if (!r || !id || !out || !buf) return GUTS_EINVAL;
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    rc = mdb_get(txn, r->se->objects, &k, &v);
+    rec_hdr h;
+    uint8_t *copy = NULL;
+    if (rc == MDB_NOTFOUND) {
+        rc = GUTS_ENOTFOUND;
+    } else if (rc) {
+        rc = store_mdb_err(rc, "read object");
+    } else if (rec_parse(&v, &h)) {
+        rc = corrupt(id, "malformed record");
+    } else if (!(copy = malloc(v.mv_size))) {
+        rc = GUTS_ENOMEM;
+    } else {
+        memcpy(copy, v.mv_data, v.mv_size);
+        memset(out, 0, sizeof *out);
+        out->id = *id;
+        out->type = h.type;
+        out->enc = h.enc;
+        out->size = h.size;
+        out->base = h.base;
+        out->depth = (unsigned)h.depth;
+        out->data = copy + (h.payload - (const uint8_t *)v.mv_data);
+        out->len = h.plen;
+        *buf = copy;
+    }
+    store_read_end(r, txn);
+    return rc;
+}
+
+/* Shape checks that need no store: type, encoding and the size bound (before
+ * anything is allocated for the content). */
+static int rec_check(const guts_rec *rec)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&rec->id, hex);
+    if (!guts_otype_name(rec->type) || rec->enc < GUTS_REC_RAW || rec->enc > GUTS_REC_DELTA ||
+        (!rec->data && rec->len)) {
+        store_seterr("record %s: invalid type %d or encoding %d", hex, rec->type, rec->enc);
+        return GUTS_EINVAL;
+    }
+    if (rec->size > GUTS_OBJ_MAX_DEFAULT) {
+        store_seterr("record %s: %llu bytes is over the limit", hex,
+                     (unsigned long long)rec->size);
+        return GUTS_ETOOBIG;
+    }
+    if (rec->enc == GUTS_REC_RAW && rec->len != rec->size) {
+        store_seterr("record %s: raw payload of %zu bytes for size %llu", hex, rec->len,
+                     (unsigned long long)rec->size);
+        return GUTS_EHASH;
+    }
+    return GUTS_OK;
+}
+
+/* Decode rec (base: the base's content for a delta) with dctx and verify
+ * its id. A raw record is not copied: *out is NULL and the content is the
+ * payload. Returns 0 or GUTS_EHASH / GUTS_ENOMEM. */
+static int rec_decode_verify(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base,
+                             size_t blen, uint8_t **out)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    const uint8_t *content = rec->data;
+    uint8_t *buf = NULL;
+    *out = NULL;
+    if (rec->enc != GUTS_REC_RAW) {
+        if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
+        int delta = rec->enc == GUTS_REC_DELTA;
+        size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
+        if (!ZSTD_isError(zr))
+            zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
+        if (ZSTD_isError(zr) || zr != rec->size) {
+            ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+            ZSTD_DCtx_refPrefix(dctx, NULL, 0);
+            free(buf);
+            guts_id_to_hex(&rec->id, hex);
+            store_seterr("record %s: payload does not decode to %llu bytes", hex,
+                         (unsigned long long)rec->size);
+            return GUTS_EHASH;
+        }
+        content = buf;
+    }
+    guts_id got;
+    int rc = guts_obj_hash(rec->type, content, (size_t)rec->size, &got);
+    if (rc == GUTS_OK && guts_id_cmp(&got, &rec->id) != 0) {
+        guts_id_to_hex(&rec->id, hex);
+        store_seterr("record %s: content does not hash to its id", hex);
+        rc = GUTS_EHASH;
+    }
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return GUTS_OK;
+}
+
+int guts_rec_decode(const guts_rec *rec, const void *base, size_t blen, void **out)
+{
+    if (!rec || !out || (rec->enc == GUTS_REC_DELTA && !base && blen)) return GUTS_EINVAL;
+    int rc = rec_check(rec);
+    if (rc) return rc;
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    if (!dctx) return GUTS_ENOMEM;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
+        ZSTD_freeDCtx(dctx);
+        return GUTS_ENOMEM;
+    }
+    uint8_t *buf;
+    rc = rec_decode_verify(dctx, rec, base, blen, &buf);
+    ZSTD_freeDCtx(dctx);
+    if (rc) return rc;
+    if (!buf) { /* raw: the caller gets a copy */
+        if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
+        if (rec->size) memcpy(buf, rec->data, (size_t)rec->size);
+    }
+    *out = buf;
+    return GUTS_OK;
+}
+
+typedef struct rput_ctx {
+    const guts_rec *recs;
+    size_t n;
+    uint8_t *nobase;
+    size_t added, bad;
+} rput_ctx;
+
+/* Write one record (hdr + optional delta header + payload) and its log
+ * entry; counters are updated by the caller. */
+static int rput_write(guts_repo *r, MDB_txn *txn, const guts_id *id, const uint8_t *head,
+                      size_t hlen, const void *payload, size_t plen, uint64_t seq)
+{
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
+    int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE);
+    if (rc) return rc;
+    memcpy(v.mv_data, head, hlen);
+    if (plen) memcpy((uint8_t *)v.mv_data + hlen, payload, plen);
+    uint8_t sk[8];
+    be64_put(sk, seq);
+    MDB_val lk = {8, sk};
+    return mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND);
+}
+
+static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
+{
+    rput_ctx *c = arg;
+    store_env *se = r->se;
+    uint64_t count, seq, stored;
+    guts_fp fp;
+    int rc;
+    c->added = 0;
+    if ((rc = store_meta_get_u64(r, txn, "count", &count)) ||
+        (rc = store_meta_get_u64(r, txn, "seq", &seq)) ||
+        (rc = store_meta_get_u64(r, txn, "stored_bytes", &stored)) ||
+        (rc = store_meta_get_fp(r, txn, "fp", &fp)))
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        const guts_rec *rec = &c->recs[i];
+        if (c->nobase) c->nobase[i] = 0;
+        MDB_val k = {GUTS_ID_LEN, (void *)rec->id.b}, v;
+        rc = mdb_get(txn, se->objects, &k, &v); /* sees this call's own writes */
+        if (rc == 0) continue;
+        if (rc != MDB_NOTFOUND) return rc;
+        const uint8_t *base = NULL;
+        size_t blen = 0;
+        uint8_t *owned_base = NULL;
+        unsigned depth = 0;
+        if (rec->enc == GUTS_REC_DELTA) {
+            if (guts_id_cmp(&rec->base, &rec->id) == 0) {
+                c->bad = i;
+                store_seterr("record is a delta against itself");
+                return GUTS_EHASH;
+            }
+            k.mv_data = (void *)rec->base.b;
+            rc = mdb_get(txn, se->objects, &k, &v);
+            if (rc == MDB_NOTFOUND) {
+                if (c->nobase) c->nobase[i] = 1;
+                continue;
+            }
+            if (rc) return rc;
+            rec_hdr bh;
+            if (rec_parse(&v, &bh)) return corrupt(&rec->base, "malformed record");
+            depth = (unsigned)bh.depth + 1;
+            if (!(base = cache_get(&r->cache, &rec->base, &blen))) {
+                int t;
+                if ((rc = obj_decode(r, txn, &rec->base, &t, &owned_base, &blen))) return rc;
+                base = owned_base;
+            }
+        }
+        uint8_t *content;
+        rc = rec_decode_verify(r->dctx, rec, base, blen, &content);
+        /* The base is likely the base of the next record too. */
+        if (owned_base) cache_give(&r->cache, &rec->base, owned_base, blen);
+        if (rc) {
+            free(content);
+            c->bad = i;
+            return rc;
+        }
+        uint8_t head[REC_DELTA_HDR];
+        head[0] = (uint8_t)rec->type;
+        head[1] = (uint8_t)rec->enc;
+        be64_put(head + 2, rec->size);
+        size_t reclen;
+        if (rec->enc != GUTS_REC_DELTA || depth <= STORE_DELTA_DEPTH_MAX) {
+            size_t hlen = REC_HDR;
+            if (rec->enc == GUTS_REC_DELTA) {
+                memcpy(head + REC_HDR, rec->base.b, GUTS_ID_LEN);
+                head[REC_HDR + GUTS_ID_LEN] = (uint8_t)depth;
+                hlen = REC_DELTA_HDR;
+            }
+            rc = rput_write(r, txn, &rec->id, head, hlen, rec->data, rec->len, seq);
+            reclen = hlen + rec->len;
+        } else {
+            /* Too deep here: store the content on its own, as put does. */
+            guts_obj o = {.id = rec->id, .type = rec->type, .data = content,
+                          .len = (size_t)rec->size};
+            put_item it = {0};
+            size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
+            uint8_t *p = malloc(cap);
+            if (!p) {
+                free(content);
+                return GUTS_ENOMEM;
+            }
+            reclen = encode(r->cctx[0], &o, &it, p, cap);
+            rc = rput_write(r, txn, &rec->id, p, reclen, NULL, 0, seq);
+            free(p);
+        }
+        if (rc) {
+            free(content);
+            return rc;
+        }
+        if (content) cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
+        seq++;
+        count++;
+        stored += reclen;
+        guts_fp_add(&fp, guts_fp_of_id(&rec->id));
+        c->added++;
+    }
+    if (c->added == 0) return GUTS_OK;
+    if ((rc = store_meta_put_u64(r, txn, "count", count)) ||
+        (rc = store_meta_put_u64(r, txn, "seq", seq)) ||
+        (rc = store_meta_put_u64(r, txn, "stored_bytes", stored)) ||
+        (rc = store_meta_put_fp(r, txn, "fp", fp)))
+        return rc;
+    return GUTS_OK;
+}
+
+int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
+                      size_t *added, size_t *bad)
+{
+    if (added) *added = 0;
+    if (!r || (!recs && n)) return GUTS_EINVAL;
+    if (n == 0) return GUTS_OK;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = rec_check(&recs[i]);
+        if (rc) {
+            if (bad) *bad = i;
+            return rc;
+        }
+        total += recs[i].len;
+    }
+    rput_ctx c = {.recs = recs, .n = n, .nobase = nobase};
+    /* The map grows by at least this batch's records plus B-tree overhead;
+     * a rare too-deep delta stored whole may need more, which a retry
+     * with a bigger map covers. */
+    int rc = store_write(r, 2 * total + 256 * n, rput_fn, &c);
+    if (rc && bad) *bad = c.bad;
+    if (rc == GUTS_OK && added) *added = c.added;
+    return rc;
+}
+
 /* ---- iteration ------------------------------------------------------------ */
 
 int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
@@ -768,3 +1052,7 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n)
     store_read_end(r, txn);
     return res;
 }
+
+_Static_assert(GUTS_REC_RAW == ENC_RAW && GUTS_REC_ZSTD == ENC_ZSTD &&
+                   GUTS_REC_DELTA == ENC_ZSTD_DELTA,
+               "store.h record encodings are the stored encoding byte");

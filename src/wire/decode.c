@@ -238,10 +238,26 @@ static int dec_objects(dec *d, guts_msg_objects *m)
     m->objs = arr;
     for (uint32_t i = 0; i < m->nobjs; i++) {
         guts_wire_obj *o = &m->objs[i];
-        TRY(guts_mpr_array_n(&d->r, 3));
+        uint32_t nf;
+        TRY(guts_mpr_array(&d->r, &nf));
+        if (nf != 3 && nf != 6)
+            return GUTS_EPROTO;
         TRY(guts_mpr_bin_copy(&d->r, GUTS_ID_LEN, o->id.b));
         TRY(get_u8(d, GUTS_OBJ_COMMIT, GUTS_OBJ_TAG, &o->type));
+        if (nf == 6) {
+            /* record form: a compressed payload and the size it decodes to */
+            TRY(get_u8(d, GUTS_WIRE_ENC_ZSTD, GUTS_WIRE_ENC_DELTA, &o->enc));
+            TRY(guts_mpr_uint(&d->r, GUTS_OBJ_MAX_DEFAULT, &o->size));
+            if (o->enc == GUTS_WIRE_ENC_DELTA)
+                TRY(guts_mpr_bin_copy(&d->r, GUTS_ID_LEN, o->base.b));
+            else if (!guts_mpr_nil(&d->r))
+                return GUTS_EPROTO;
+        }
         TRY(guts_mpr_bin(&d->r, GUTS_OBJ_MAX_DEFAULT, &o->data, &o->len));
+        if (nf == 3) {
+            o->enc = GUTS_WIRE_ENC_RAW;
+            o->size = o->len;
+        }
     }
     return 0;
 }

@@ -220,9 +220,23 @@ static int enc_objects(msgpack_packer *pk, const guts_msg_objects *m)
         const guts_wire_obj *o = &m->objs[i];
         CHECK(otype_ok(o->type) && o->len <= GUTS_OBJ_MAX_DEFAULT);
         CHECK(o->len == 0 || o->data != NULL);
-        P(msgpack_pack_array(pk, 3));
+        CHECK(o->enc <= GUTS_WIRE_ENC_DELTA && o->size <= GUTS_OBJ_MAX_DEFAULT);
+        if (o->enc == GUTS_WIRE_ENC_RAW) {
+            P(msgpack_pack_array(pk, 3));
+            TRY(put_bin(pk, o->id.b, GUTS_ID_LEN));
+            P(msgpack_pack_uint8(pk, o->type));
+            TRY(put_bin(pk, o->data, o->len));
+            continue;
+        }
+        P(msgpack_pack_array(pk, 6));
         TRY(put_bin(pk, o->id.b, GUTS_ID_LEN));
         P(msgpack_pack_uint8(pk, o->type));
+        P(msgpack_pack_uint8(pk, o->enc));
+        P(msgpack_pack_uint64(pk, o->size));
+        if (o->enc == GUTS_WIRE_ENC_DELTA)
+            TRY(put_bin(pk, o->base.b, GUTS_ID_LEN));
+        else
+            P(msgpack_pack_nil(pk));
         TRY(put_bin(pk, o->data, o->len));
     }
     return 0;

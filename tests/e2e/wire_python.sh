@@ -93,6 +93,10 @@ for path in files:
         key, objs = body
         assert objs[0][1:] == [3, b"hello\n"] and len(objs[0][0]) == 20
         assert objs[1][1:] == [2, b""]
+        # record forms: [id, type, enc, size, base|nil, payload]
+        assert objs[2][1:] == [3, 1, 1000, None, b"hello\n"]
+        assert objs[3][1:4] == [3, 2, 70000] and objs[3][4] == objs[0][0]
+        assert objs[3][5] == b"hello\n" and len(objs) == 4
     elif mtype == 14:  # OBJECT_CHUNK
         key, oid, otype, total, offset, data = body
         assert (otype, total, offset, data) == (3, 5000000, 4194304, b"0123456789")

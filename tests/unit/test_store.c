@@ -803,6 +803,211 @@ static int rehash_cb(const guts_id *id, void *arg)
     return 0;
 }
 
+/* A chain of V versions of a 16 KiB text, each with one edit, put with
+ * deltas (v[i] against v[i-1]) into r. */
+enum { RV = 6, RSZ = 16 << 10 };
+static char *rec_chain(guts_repo *r, guts_obj *objs, int n, uint64_t seed)
+{
+    char *v = malloc((size_t)n * RSZ);
+    fill_text(v, RSZ, seed);
+    for (int i = 0; i < n; i++) {
+        char *p = v + (size_t)i * RSZ;
+        if (i) memcpy(p, p - RSZ, RSZ);
+        p[(size_t)i * 131 % RSZ] = (char)('A' + i % 26);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, p, RSZ);
+        objs[i].base = i ? &objs[i - 1].id : NULL;
+    }
+    if (r) put_ok(r, objs, (size_t)n, (size_t)n);
+    return v;
+}
+
+START_TEST(test_records_copy_to_another_repo_as_stored)
+{
+    guts_repo *a = open_repo("o/a"), *b = open_repo("o/b");
+    guts_obj objs[RV];
+    char *v = rec_chain(a, objs, RV, 5);
+    guts_rec recs[RV];
+    void *bufs[RV];
+    for (int i = 0; i < RV; i++) {
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+        ck_assert(guts_id_cmp(&recs[i].id, &objs[i].id) == 0);
+        ck_assert_uint_eq(recs[i].size, RSZ);
+        if (i) {
+            ck_assert_int_eq(recs[i].enc, GUTS_REC_DELTA);
+            ck_assert_uint_eq(recs[i].depth, (unsigned)i);
+            ck_assert(guts_id_cmp(&recs[i].base, &objs[i - 1].id) == 0);
+        }
+    }
+    /* Deepest first: every delta lacks its base, only the full one is stored. */
+    guts_rec rev[RV];
+    uint8_t nobase[RV];
+    for (int i = 0; i < RV; i++)
+        rev[i] = recs[RV - 1 - i];
+    size_t added = 9, bad = 0;
+    ck_assert_int_eq(guts_repo_rec_put(b, rev, RV, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, 1);
+    for (int i = 0; i < RV; i++)
+        ck_assert_uint_eq(nobase[i], i < RV - 1);
+    /* In order: the rest go in, byte for byte as in a. */
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, RV, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, RV - 1);
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+    ck_assert(guts_fp_eq(ia.fp, ib.fp));
+    ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
+    guts_repo_close(b);
+    b = open_repo("o/b");
+    for (int i = RV - 1; i >= 0; i--)
+        check_get(b, &objs[i]);
+    for (int i = 0; i < RV; i++)
+        free(bufs[i]);
+    guts_repo_close(a);
+    guts_repo_close(b);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_bad_records_are_rejected_and_nothing_stored)
+{
+    guts_repo *a = open_repo("o/a"), *b = open_repo("o/b");
+    guts_obj objs[2];
+    char *v = rec_chain(a, objs, 2, 6);
+    guts_rec good[2];
+    void *bufs[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &good[i], &bufs[i]), GUTS_OK);
+    ck_assert_int_eq(good[0].enc, GUTS_REC_ZSTD);
+    uint8_t *tampered = malloc(good[1].len);
+    memcpy(tampered, good[1].data, good[1].len);
+    tampered[good[1].len / 2] ^= 0x40;
+    static const char raw[] = "hello\n";
+    guts_rec rawrec = {.type = GUTS_OBJ_BLOB, .enc = GUTS_REC_RAW, .size = 6, .data = raw,
+                       .len = 6};
+    ck_assert_int_eq(guts_obj_hash(GUTS_OBJ_BLOB, raw, 6, &rawrec.id), GUTS_OK);
+    static const char other[] = "other\n";
+    guts_rec first = {.type = GUTS_OBJ_BLOB, .enc = GUTS_REC_RAW, .size = 6, .data = other,
+                      .len = 6};
+    ck_assert_int_eq(guts_obj_hash(GUTS_OBJ_BLOB, other, 6, &first.id), GUTS_OK);
+    struct {
+        const char *what;
+        guts_rec r;
+        int want;
+    } cases[8];
+    int n = 0;
+    cases[n].what = "payload byte flipped";
+    cases[n].r = good[1];
+    cases[n].r.data = tampered;
+    cases[n++].want = GUTS_EHASH;
+    cases[n].what = "another object's id";
+    cases[n].r = good[1];
+    cases[n].r.id.b[0] ^= 1;
+    cases[n++].want = GUTS_EHASH;
+    cases[n].what = "size differs from the frame's";
+    cases[n].r = good[1];
+    cases[n].r.size -= 1;
+    cases[n++].want = GUTS_EHASH;
+    cases[n].what = "size over the object limit";
+    cases[n].r = good[0];
+    cases[n].r.size = (uint64_t)GUTS_OBJ_MAX_DEFAULT + 1;
+    cases[n++].want = GUTS_ETOOBIG;
+    cases[n].what = "raw length differs from size";
+    cases[n].r = rawrec;
+    cases[n].r.len = 5;
+    cases[n++].want = GUTS_EHASH;
+    cases[n].what = "unknown encoding";
+    cases[n].r = rawrec;
+    cases[n].r.enc = 3;
+    cases[n++].want = GUTS_EINVAL;
+    cases[n].what = "bad type";
+    cases[n].r = rawrec;
+    cases[n].r.type = 7;
+    cases[n++].want = GUTS_EINVAL;
+    cases[n].what = "raw content of another id";
+    cases[n].r = rawrec;
+    cases[n].r.id = objs[1].id;
+    cases[n++].want = GUTS_EHASH;
+    for (int i = 0; i < n; i++) {
+        /* a good record first in the same call: it must not be kept either */
+        guts_rec batch[3] = {first, good[0], cases[i].r};
+        size_t added = 0, bad = 9;
+        int rc = guts_repo_rec_put(b, batch, 3, NULL, &added, &bad);
+        ck_assert_msg(rc == cases[i].want, "%s: %d", cases[i].what, rc);
+        ck_assert_msg(bad == 2, "%s: bad %zu", cases[i].what, bad);
+        guts_repo_info ib;
+        ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+        ck_assert_msg(ib.objects == 0, "%s: stored", cases[i].what);
+    }
+    free(tampered);
+    free(bufs[0]);
+    free(bufs[1]);
+    guts_repo_close(a);
+    guts_repo_close(b);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_record_past_the_depth_bound_is_stored_whole)
+{
+    /* b holds a chain of 51 (depths 0..50); a holds its last two and a next
+     * version, v51 a delta of depth 2 there against v50. In b it would be
+     * depth 51: stored on its own instead. */
+    enum { N = 52 };
+    guts_repo *a = open_repo("o/a"), *b = open_repo("o/b");
+    guts_obj objs[N];
+    char *v = rec_chain(NULL, objs, N, 7);
+    put_ok(b, objs, N - 1, N - 1);
+    guts_obj tail[3] = {objs[N - 3], objs[N - 2], objs[N - 1]};
+    tail[0].base = NULL;
+    tail[1].base = &tail[0].id;
+    tail[2].base = &tail[1].id;
+    put_ok(a, tail, 3, 3);
+    guts_rec rec, got;
+    void *buf, *buf2;
+    ck_assert_int_eq(guts_repo_rec_get(a, &objs[N - 1].id, &rec, &buf), GUTS_OK);
+    ck_assert_int_eq(rec.enc, GUTS_REC_DELTA);
+    ck_assert_uint_eq(rec.depth, 2);
+    ck_assert_int_eq(guts_repo_rec_get(b, &objs[N - 2].id, &got, &buf2), GUTS_OK);
+    ck_assert_uint_eq(got.depth, 50);
+    free(buf2);
+    size_t added = 0;
+    ck_assert_int_eq(guts_repo_rec_put(b, &rec, 1, NULL, &added, NULL), GUTS_OK);
+    ck_assert_uint_eq(added, 1);
+    ck_assert_int_eq(guts_repo_rec_get(b, &objs[N - 1].id, &got, &buf2), GUTS_OK);
+    ck_assert_int_ne(got.enc, GUTS_REC_DELTA);
+    free(buf2);
+    free(buf);
+    guts_repo_close(b);
+    b = open_repo("o/b");
+    check_get(b, &objs[N - 1]);
+    guts_repo_close(a);
+    guts_repo_close(b);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_rec_decode_without_a_store_verifies_the_id)
+{
+    guts_repo *a = open_repo("o/a");
+    guts_obj objs[2];
+    char *v = rec_chain(a, objs, 2, 8);
+    guts_rec rec;
+    void *buf, *out = NULL;
+    ck_assert_int_eq(guts_repo_rec_get(a, &objs[1].id, &rec, &buf), GUTS_OK);
+    ck_assert_int_eq(guts_rec_decode(&rec, objs[0].data, objs[0].len, &out), GUTS_OK);
+    ck_assert_mem_eq(out, objs[1].data, RSZ);
+    free(out);
+    /* against the wrong base: never the wrong content */
+    char *other = malloc(RSZ);
+    fill_text(other, RSZ, 99);
+    ck_assert_int_eq(guts_rec_decode(&rec, other, RSZ, &out), GUTS_EHASH);
+    free(other);
+    free(buf);
+    guts_repo_close(a);
+    free(v);
+}
+END_TEST
+
 START_TEST(test_get_inside_ids_callback_rehashes_everything)
 {
     guts_repo *r = open_repo("o/fsck");
@@ -1416,6 +1621,10 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_reader_slot_of_dead_process_is_cleared_on_open);
     tcase_add_test(t, test_two_processes_writing_and_growing_at_once);
     tcase_add_test(t, test_newer_schema_refused);
+    tcase_add_test(t, test_records_copy_to_another_repo_as_stored);
+    tcase_add_test(t, test_bad_records_are_rejected_and_nothing_stored);
+    tcase_add_test(t, test_record_past_the_depth_bound_is_stored_whole);
+    tcase_add_test(t, test_rec_decode_without_a_store_verifies_the_id);
     suite_add_tcase(s, t);
     return s;
 }

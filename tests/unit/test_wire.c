@@ -33,7 +33,7 @@ static uint8_t bloom_big[300];
 static guts_announce_repo s_repos[3];
 static guts_recon_item s_items[5];
 static guts_id s_ids[3];
-static guts_wire_obj s_objs[2];
+static guts_wire_obj s_objs[4];
 static guts_wire_ref s_refs[3];
 static const uint8_t s_blob[] = "hello\n";
 static const uint8_t s_chunk[] = "0123456789";
@@ -130,7 +130,22 @@ static void sample(int type, guts_msg *m)
         s_objs[1].type = GUTS_OBJ_TREE;
         s_objs[1].data = NULL;
         s_objs[1].len = 0;
-        m->u.objects.nobjs = 2;
+        /* record forms: a zstd frame, and a delta against objs[0] (the codec
+         * does not look inside payloads) */
+        fill_id(&s_objs[2].id, 0x60);
+        s_objs[2].type = GUTS_OBJ_BLOB;
+        s_objs[2].enc = GUTS_WIRE_ENC_ZSTD;
+        s_objs[2].size = 1000;
+        s_objs[2].data = s_blob;
+        s_objs[2].len = 6;
+        fill_id(&s_objs[3].id, 0x70);
+        s_objs[3].type = GUTS_OBJ_BLOB;
+        s_objs[3].enc = GUTS_WIRE_ENC_DELTA;
+        s_objs[3].size = 70000;
+        s_objs[3].base = s_objs[0].id;
+        s_objs[3].data = s_blob;
+        s_objs[3].len = 6;
+        m->u.objects.nobjs = 4;
         m->u.objects.objs = s_objs;
         break;
     case GUTS_MSG_OBJECT_CHUNK: {
@@ -276,6 +291,10 @@ static void assert_same(const guts_msg *a, const guts_msg *b)
             const guts_wire_obj *p = &a->u.objects.objs[i], *q = &b->u.objects.objs[i];
             ck_assert_mem_eq(p->id.b, q->id.b, GUTS_ID_LEN);
             ck_assert_uint_eq(p->type, q->type);
+            ck_assert_uint_eq(p->enc, q->enc);
+            ck_assert_uint_eq(p->enc ? p->size : p->len, q->size);
+            if (p->enc == GUTS_WIRE_ENC_DELTA)
+                ck_assert_mem_eq(p->base.b, q->base.b, GUTS_ID_LEN);
             ck_assert_uint_eq(p->len, q->len);
             assert_bytes(p->data, q->data, p->len);
         }
@@ -1047,6 +1066,63 @@ START_TEST(test_object_bounds_are_enforced)
 }
 END_TEST
 
+/* One OBJECTS frame holding one object of n fields: id, blob, then enc,
+ * size and base (0: nil, 1: an id, 2: a uint) as given, then "x". */
+static int record_with(uint32_t n, uint64_t enc, uint64_t size, int base)
+{
+    static const uint8_t id[20] = {1};
+    craft c;
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, GUTS_MSG_OBJECTS);
+    msgpack_pack_array(&c.pk, 2);
+    craft_str(&c, "a/b", 3);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, n);
+    craft_bin(&c, id, 20);
+    msgpack_pack_uint8(&c.pk, GUTS_OBJ_BLOB);
+    if (n >= 6) {
+        msgpack_pack_uint64(&c.pk, enc);
+        msgpack_pack_uint64(&c.pk, size);
+        if (base == 0)
+            msgpack_pack_nil(&c.pk);
+        else if (base == 1)
+            craft_bin(&c, id, 20);
+        else
+            msgpack_pack_uint8(&c.pk, 1);
+    } else if (n == 4) {
+        msgpack_pack_uint64(&c.pk, enc);
+    }
+    craft_bin(&c, "x", 1);
+    return craft_decode(&c);
+}
+
+START_TEST(test_object_record_form_is_checked)
+{
+    static const struct {
+        const char *what;
+        uint32_t n;
+        uint64_t enc, size;
+        int base, want;
+    } cases[] = {
+        {"zstd, nil base", 6, GUTS_WIRE_ENC_ZSTD, 100, 0, 0},
+        {"delta with its base", 6, GUTS_WIRE_ENC_DELTA, 100, 1, 0},
+        {"largest size", 6, GUTS_WIRE_ENC_ZSTD, GUTS_OBJ_MAX_DEFAULT, 0, 0},
+        {"size over the object limit", 6, GUTS_WIRE_ENC_ZSTD, GUTS_OBJ_MAX_DEFAULT + 1, 0,
+         GUTS_EPROTO},
+        {"raw in the record form", 6, GUTS_WIRE_ENC_RAW, 1, 0, GUTS_EPROTO},
+        {"unknown encoding", 6, 3, 100, 0, GUTS_EPROTO},
+        {"delta without a base", 6, GUTS_WIRE_ENC_DELTA, 100, 0, GUTS_EPROTO},
+        {"zstd with a base", 6, GUTS_WIRE_ENC_ZSTD, 100, 1, GUTS_EPROTO},
+        {"base not an id", 6, GUTS_WIRE_ENC_DELTA, 100, 2, GUTS_EPROTO},
+        {"four fields", 4, GUTS_WIRE_ENC_ZSTD, 0, 0, GUTS_EPROTO},
+        {"seven fields", 7, GUTS_WIRE_ENC_ZSTD, 100, 0, GUTS_EPROTO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(record_with(cases[i].n, cases[i].enc, cases[i].size, cases[i].base) ==
+                          cases[i].want,
+                      "%s", cases[i].what);
+}
+END_TEST
+
 START_TEST(test_every_truncation_of_every_message_is_rejected)
 {
     for (int t = 0; t < NSAMPLES; t++) {
@@ -1624,6 +1700,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_announce_bloom_violations_are_rejected);
     tcase_add_test(tc, test_field_type_and_range_violations_are_rejected);
     tcase_add_test(tc, test_object_bounds_are_enforced);
+    tcase_add_test(tc, test_object_record_form_is_checked);
     tcase_add_test(tc, test_every_truncation_of_every_message_is_rejected);
     suite_add_tcase(s, tc);
 

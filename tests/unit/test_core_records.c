@@ -1,0 +1,130 @@
+/* test_core_records.c - objects replicated as stored records between two
+ * cores on LMDB stores: deltas arrive before their bases (small frames,
+ * id order across frames) and are held until the base is stored; nothing
+ * is dropped and the receiver ends with the same set and the records
+ * stored compressed, without compressing them again. */
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "guts/core.h"
+#include "guts/store.h"
+
+#define KEY "o/records"
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+START_TEST(test_delta_records_before_their_base_are_held_then_stored)
+{
+    enum { CHAINS = 3, LEN = 40, SZ = 32 << 10, N = CHAINS * LEN };
+    char tmp[] = "/tmp/guts-core-rec-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    guts_data *d[2];
+    guts_core_lmdbstore *ls[2];
+    guts_core_store st[2];
+    for (int i = 0; i < 2; i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/n%d", tmp, i);
+        ck_assert_int_eq(guts_data_open(p, &d[i]), 0);
+        ck_assert_int_eq(guts_core_lmdbstore_new(d[i], &ls[i]), 0);
+        guts_core_lmdbstore_iface(ls[i], &st[i]);
+    }
+    /* Chains of random (incompressible) 32 KiB blobs, each 64 bytes off the
+     * last: a full record then deltas of a few hundred bytes. */
+    uint8_t *v = malloc((size_t)N * SZ);
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        uint8_t *p = v + (size_t)i * SZ;
+        if (i % LEN == 0)
+            fill(p, SZ, (uint64_t)i + 1);
+        else
+            memcpy(p, p - SZ, SZ);
+        for (size_t e = 0; e < 64; e++) /* a delta of some hundred bytes */
+            p[((size_t)i * 64 + e) * 509 % SZ] ^= 0x5a;
+        memset(&objs[i], 0, sizeof(objs[i]));
+        objs[i].type = GUTS_OBJ_BLOB;
+        objs[i].data = p;
+        objs[i].len = SZ;
+        ck_assert_int_eq(guts_obj_hash(GUTS_OBJ_BLOB, p, SZ, &objs[i].id), 0);
+        objs[i].base = i % LEN ? &objs[i - 1].id : NULL;
+    }
+    ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
+    ck_assert_int_eq(st[0].put(st[0].ctx, KEY, objs, N, NULL, NULL), 0);
+
+    /* The smallest frame cap, 64 KiB: 16 KiB of records a frame, so the
+     * bases go as chunks and the deltas over several frames, in id order. */
+    guts_cluster_config cfg = {.nodes = 2, .seed = 5, .frame_max = 64 << 10, .stores = st};
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    uint64_t t = 0;
+    guts_repo_info a, b;
+    memset(&b, 0, sizeof(b));
+    ck_assert_int_eq(st[0].info(st[0].ctx, KEY, &a), 0);
+    while (t < 60000) {
+        t += 500;
+        ck_assert_int_eq(guts_cluster_run_until(cl, t), 0);
+        if (st[1].info(st[1].ctx, KEY, &b) == 0 && guts_fp_eq(a.fp, b.fp))
+            break;
+    }
+    ck_assert(guts_fp_eq(a.fp, b.fp));
+    ck_assert_uint_eq(b.objects, N);
+    /* records kept as they came: the same bytes as the sender's */
+    ck_assert_uint_eq(b.stored_bytes, a.stored_bytes);
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_gt(k.objects_nobase, 0);
+    ck_assert_uint_eq(k.objects_dropped, 0);
+    ck_assert_uint_eq(k.bad_objects, 0);
+    for (int i = N - 1; i >= 0; i -= 7) {
+        int type;
+        void *data;
+        size_t len;
+        ck_assert_int_eq(st[1].get(st[1].ctx, KEY, &objs[i].id, &type, &data, &len), 0);
+        ck_assert_uint_eq(len, SZ);
+        ck_assert_mem_eq(data, objs[i].data, SZ);
+        free(data);
+    }
+    guts_cluster_free(cl);
+    for (int i = 0; i < 2; i++) {
+        guts_core_lmdbstore_free(ls[i]);
+        guts_data_close(d[i]);
+    }
+    free(v);
+    nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("core_records");
+    TCase *t = tcase_create("records");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_delta_records_before_their_base_are_held_then_stored);
+    suite_add_tcase(s, t);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
