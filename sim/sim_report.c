@@ -202,6 +202,35 @@ static void divergence(sim *s, uint64_t major, FILE *out)
     }
 }
 
+/* Nodes listed as the slowest to reach the final state: where to look first
+ * in a long tail (replay with --verbose and follow them). */
+#define SLOWEST_NODES 5
+
+/* The SLOWEST_NODES live nodes whose store last changed latest after the
+ * quiet point, slowest first: out[k] gets the node, ms[k] the time. */
+static size_t slowest(const sim *s, uint32_t *out, uint64_t *ms)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+        const snode *nd = &s->nodes[i];
+        if (nd->state != NODE_UP || nd->changed_at <= s->t_quiet) continue;
+        uint64_t t = nd->changed_at - s->t_quiet;
+        size_t k = n < SLOWEST_NODES ? n++ : SLOWEST_NODES;
+        if (k == SLOWEST_NODES) {
+            if (t <= ms[SLOWEST_NODES - 1]) continue;
+            k = SLOWEST_NODES - 1;
+        }
+        while (k > 0 && ms[k - 1] < t) {
+            ms[k] = ms[k - 1];
+            out[k] = out[k - 1];
+            k--;
+        }
+        ms[k] = t;
+        out[k] = i;
+    }
+    return n;
+}
+
 int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_bytes)
 {
     const sim_config *c = &s->cfg;
@@ -247,6 +276,9 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         }
     }
     int converged = live > 0 && states == 1;
+    uint32_t slow[SLOWEST_NODES];
+    uint64_t slow_ms[SLOWEST_NODES];
+    size_t nslow = slowest(s, slow, slow_ms);
     if (reach) qsort(reach, live, sizeof(uint64_t), u64_cmp);
     const sim_violations *v = &s->viol;
     uint64_t nviol =
@@ -288,6 +320,11 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                     rank(reach, live, 50), rank(reach, live, 99), rank(reach, live, 100));
         else
             fprintf(out, "  \"convergence_ms\": null,\n");
+        fprintf(out, "  \"slowest_nodes\": [");
+        for (size_t k = 0; k < nslow; k++)
+            fprintf(out, "%s{\"node\": %u, \"ms\": %" PRIu64 "}", k ? ", " : "", slow[k],
+                    slow_ms[k]);
+        fprintf(out, "],\n");
         json_rates(out, "per_node_per_s", &whole);
         fprintf(out, "  \"steady_from_ms\": %" PRIu64 ",\n", have_steady ? s->steady_from : 0);
         json_rates(out, "steady_per_node_per_s", &steady);
@@ -340,7 +377,13 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                     "p50 %.3f s, p99 %.3f s, max %.3f s\n",
                     live, (double)s->t_quiet / 1000, (double)rank(reach, live, 50) / 1000,
                     (double)rank(reach, live, 99) / 1000, (double)rank(reach, live, 100) / 1000);
-        else {
+        if (converged && nslow) {
+            fprintf(out, "slowest:");
+            for (size_t k = 0; k < nslow; k++)
+                fprintf(out, " node %u %.3f s%s", slow[k], (double)slow_ms[k] / 1000,
+                        k + 1 < nslow ? "," : "\n");
+        }
+        if (!converged) {
             fprintf(out, "NOT converged: %zu live nodes in %zu states (largest %zu)\n", live,
                     states, majority);
             divergence(s, major, out);
