@@ -537,11 +537,18 @@ static void be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static int write_pack(walk *w, int zlevel, remote_fetch_stats *st)
+/* A clone's pack (no haves) holds the whole closure of the wants: index-pack
+ * can check that as it indexes, which spares git its own connectivity walk
+ * afterwards. A fetch's pack leaves out what the local repository has, so
+ * it is not self-contained and is not checked here. */
+static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
+                      remote_fetch_stats *st)
 {
-    char *argv_index[] = {"git", "index-pack", "--stdin", NULL};
+    char *argv_index[] = {"git", "index-pack", "--stdin", NULL, NULL};
     char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
-    char **argv = w->nsend < REMOTE_UNPACK_LIMIT ? argv_unpack : argv_index;
+    int indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
+    char **argv = indexed ? argv_index : argv_unpack;
+    if (indexed && self_contained) argv_index[3] = "--check-self-contained-and-connected";
     packw p = {.fd = -1};
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -605,6 +612,7 @@ static int write_pack(walk *w, int zlevel, remote_fetch_stats *st)
     int status;
     rc = remote_proc_wait(&proc, &status, w->err);
     if (!rc && status) rc = remote_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
+    if (!rc) *connected = indexed && self_contained;
     goto out;
 io:
     if (rc == GUTS_EIO)
@@ -681,13 +689,15 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
 }
 
 int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
-                 size_t nhaves, int zlevel, int progress, remote_fetch_stats *st, char *err)
+                 size_t nhaves, int zlevel, int progress, int *connected, remote_fetch_stats *st,
+                 char *err)
 {
+    *connected = 0;
     walk w = {.r = r, .err = err, .progress = progress};
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
-    if (!rc && w.nsend > 0) rc = write_pack(&w, zlevel, st);
+    if (!rc && w.nsend > 0) rc = write_pack(&w, zlevel, nhaves == 0, connected, st);
     walk_free(&w);
     return rc;
 }

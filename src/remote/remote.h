@@ -117,11 +117,15 @@ typedef struct remote_fetch_stats {
  * incomplete.
  * @param zlevel zlib level of pack entries (0-9)
  * @param progress nonzero: a progress line on stderr
+ * @param[out] connected 1 when git itself verified the result connected: no
+ *        haves (a clone) and `git index-pack --check-self-contained-and-
+ *        connected` accepted the pack; 0 otherwise
  * Errors: GUTS_ENOTFOUND (a want or an object it needs is not stored),
  * GUTS_ECORRUPT (a stored object fails its hash or does not parse),
  * GUTS_EIO (git index-pack failed), GUTS_ETOOBIG, GUTS_ENOMEM, store errors. */
 int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
-                 size_t nhaves, int zlevel, int progress, remote_fetch_stats *st, char *err);
+                 size_t nhaves, int zlevel, int progress, int *connected, remote_fetch_stats *st,
+                 char *err);
 
 /* ---- push.c ---------------------------------------------------------------- */
 
