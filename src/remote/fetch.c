@@ -544,11 +544,12 @@ static void be32(uint8_t *p, uint32_t v)
 static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
                       remote_fetch_stats *st)
 {
-    char *argv_index[] = {"git", "index-pack", "--stdin", NULL, NULL};
+    char *argv_index[] = {"git", "index-pack", "--stdin", "--keep=fetched by git-remote-guts",
+                          NULL,  NULL};
     char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
     int indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
     char **argv = indexed ? argv_index : argv_unpack;
-    if (indexed && self_contained) argv_index[3] = "--check-self-contained-and-connected";
+    if (indexed && self_contained) argv_index[4] = "--check-self-contained-and-connected";
     packw p = {.fd = -1};
     z_stream z;
     memset(&z, 0, sizeof z);
@@ -565,7 +566,8 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         goto out;
     }
     zinit = 1;
-    rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, REMOTE_FD_NULL, w->err);
+    rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, indexed ? REMOTE_FD_PIPE : REMOTE_FD_NULL,
+                           w->err);
     if (rc) goto out;
     p.fd = proc.in;
     uint8_t hdr[12] = {'P', 'A', 'C', 'K'};
@@ -609,9 +611,29 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     }
     st->pack_bytes = p.total + sizeof sum;
     progress_line(w, "writing objects", w->nsend, w->nsend, 1);
+    /* index-pack names the pack it kept ("keep\t<hash>") once its input
+     * ends: only then is its stdout read, and it is one short line. */
+    char line[128] = "";
+    size_t ll = 0;
+    close(proc.in);
+    proc.in = p.fd = -1;
+    while (indexed && ll + 1 < sizeof line) {
+        ssize_t n = read(proc.out, line + ll, sizeof line - 1 - ll);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        ll += (size_t)n;
+    }
+    line[ll] = 0;
     int status;
     rc = remote_proc_wait(&proc, &status, w->err);
     if (!rc && status) rc = remote_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
+    if (!rc && indexed) {
+        if (strncmp(line, "keep\t", 5) != 0 || ll < 5 + GUTS_HEX_LEN)
+            rc = remote_errf(w->err, GUTS_EIO, "%s said \"%.60s\", not keep\\t<hash>", proc.what,
+                             line);
+        else
+            memcpy(st->keep, line + 5, GUTS_HEX_LEN);
+    }
     if (!rc) *connected = indexed && self_contained;
     goto out;
 io:

@@ -294,6 +294,12 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
         say("fetched %llu objects (%llu bytes, pack %llu bytes) walking %llu commits",
             (unsigned long long)st.objects, (unsigned long long)st.bytes,
             (unsigned long long)st.pack_bytes, (unsigned long long)st.commits_walked);
+    /* The .keep protects the new pack from a concurrent gc until git has
+     * written the refs; git removes it then. With it git also skips the
+     * new pack's objects in its connectivity walk. */
+    const char *gitdir = getenv("GIT_DIR");
+    if (st.keep[0])
+        printf("lock %s/objects/pack/pack-%s.keep\n", gitdir ? gitdir : ".git", st.keep);
     if (connected && h->check_connectivity) printf("connectivity-ok\n");
     printf("\n");
     fflush(stdout);

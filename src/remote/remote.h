@@ -98,10 +98,13 @@ void remote_idset_free(remote_idset *s);
 /* ---- fetch.c --------------------------------------------------------------- */
 
 typedef struct remote_fetch_stats {
-    uint64_t commits_walked; /* commits read from the store by the walk */
-    uint64_t objects;        /* objects written into the pack */
-    uint64_t bytes;          /* their content bytes */
-    uint64_t pack_bytes;     /* the pack's size */
+    uint64_t commits_walked;     /* commits read from the store by the walk */
+    uint64_t objects;            /* objects written into the pack */
+    uint64_t bytes;              /* their content bytes */
+    uint64_t pack_bytes;         /* the pack's size */
+    char keep[GUTS_HEX_LEN + 1]; /* hash of the pack index-pack kept with a .keep
+                                  * file (empty: unpacked, no pack): git removes
+                                  * the .keep once the refs are written */
 } remote_fetch_stats;
 
 /* git's own fetch.unpackLimit default: fewer objects are unpacked loose

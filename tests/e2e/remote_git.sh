@@ -67,6 +67,7 @@ diff <(git_objects "$src") <(git -C "$c1" cat-file --batch-all-objects --batch-c
   fail "the clone's objects differ from the source's"
 [ "$(loose_count "$c1")" -eq 0 ] || fail "clone left $(loose_count "$c1") loose objects, want one pack"
 [ "$(find "$c1/.git/objects/pack" -name '*.pack' | wc -l)" -eq 1 ] || fail "clone: want exactly one pack"
+[ -z "$(find "$c1/.git/objects/pack" -name '*.keep')" ] || fail "clone left a .keep (git removes the lock)"
 
 # A repository that does not exist: git fails, with our one-line reason.
 expect 128 git clone -q guts://alice/nope "$TMP/nope"
@@ -83,6 +84,18 @@ expect 0 git -C "$c1" fetch -q
 # One commit changing README: a commit, a tree, a blob.
 [ $(($(loose_count "$c1") - before)) -eq 3 ] || fail "fetch sent $(($(loose_count "$c1") - before)) objects, want 3"
 git -C "$c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck after fetch"
+
+# A larger fetch is one more pack (not loose objects), lock released.
+(cd "$src" && mkdir more && for i in $(seq 1 120); do echo "more $i" >"more/m$i"; done &&
+  git add -A && git commit -q -m more)
+expect 0 "$GUTS" import alice/repo "$src"
+before=$(loose_count "$c1")
+expect 0 git -C "$c1" fetch -q
+[ "$(git -C "$c1" rev-parse origin/main)" = "$(git -C "$src" rev-parse main)" ] || fail "large fetch"
+[ "$(loose_count "$c1")" -eq "$before" ] || fail "a fetch of 123 objects left loose objects"
+[ "$(find "$c1/.git/objects/pack" -name '*.pack' | wc -l)" -eq 2 ] || fail "large fetch: want a second pack"
+[ -z "$(find "$c1/.git/objects/pack" -name '*.keep')" ] || fail "fetch left a .keep"
+git -C "$c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck after the large fetch"
 
 # --- pull ---------------------------------------------------------------------------
 add_commit "$src" "for pull"
