@@ -59,6 +59,15 @@
 /* Objects per OBJECTS frame: a frame also stays under the frame cap; many
  * small objects amortise the envelope. */
 #define CORE_OBJS_PER_FRAME 1024
+/* Records per OBJECTS frame (stores that read records): each frame costs the
+ * receiver one write transaction (two fsyncs), so frames carry up to
+ * 2 x CORE_CHUNK of records; zlib's average ~600 bytes fill that at ~3500.
+ * (16384 for small objects cut 202,000 small objects from 47 commits to 13
+ * but not the time, and raised the receiver's memory.) */
+#define CORE_RECS_PER_FRAME 4096
+/* Encoded bytes of one record-form object besides its payload, at most:
+ * array 1, id 22, type 1, enc 1, size 9, base 22, bin header 5 (61). */
+#define CORE_REC_OVERHEAD 64
 /* Objects larger than this go as OBJECT_CHUNK frames of this size. 1 MiB
  * leaves room under the 4 MiB default frame cap and bounds per-frame memory. */
 #define CORE_CHUNK (1u << 20)
@@ -71,10 +80,14 @@
  * and sends a larger object alone, as chunks of its content. */
 #define CORE_FRAME_DECODED_MAX (64u << 20)
 /* Delta records held by a puller until their base arrives (bytes of
- * payload; records are compressed, zlib's whole history is 7 MB): over
+ * payload plus the entry's own, CORE_PEND_ENTRY_COST; records are
+ * compressed, zlib's whole history is 7 MB): over
  * this, further ones are dropped (counted) and fetched by a later session.
  * Small enough for the daemon's 64 MB RssAnon bound. */
 #define CORE_PENDING_BYTES_MAX (16u << 20)
+/* Memory of one held record besides its payload: the entry, its index slot
+ * (2 per entry) and malloc's header. */
+#define CORE_PEND_ENTRY_COST (sizeof(pend_rec) + 2 * sizeof(size_t) + 16)
 /* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
  * each, so at most 40 MiB per session in the worst case; ALL ranges are
  * walked lazily and take no queue. */
@@ -86,6 +99,18 @@
 /* Ref records received in one session / pending per repository: bounds
  * memory (~100 bytes each); more arrive in the next session. */
 #define CORE_REFS_PENDING_MAX 65536
+/* Distinct pending records per ref name: a record whose closure never
+ * completes (a corrupted or forged target) must not shadow a valid one of
+ * the same name, so records are kept per (name, record); past this, the
+ * record tried most often makes room (a forged flood of one name stays
+ * bounded). */
+#define CORE_REFS_PER_NAME_MAX 4
+/* Apply passes a pending record may fail (closure incomplete) before it is
+ * dropped: twice a session's WANT rounds, so a deep but honest closure
+ * filled over two sessions is not cut short. Dropping is safe: a peer that
+ * has the record applied still differs in its refs digest, so the record
+ * comes back with the next pull, with a fresh count. */
+#define CORE_REF_TRIES_MAX (2 * CORE_WANT_ROUNDS_MAX)
 /* Commits walked when asking whether one is an ancestor of another: past
  * this the answer is "no", which keeps a conflict record: safe. */
 #define CORE_ANCESTRY_MAX 100000
@@ -130,6 +155,7 @@ typedef struct cref {
     char *symref; /* NULL unless symbolic */
     uint64_t clock;
     guts_node_id writer;
+    uint32_t tries; /* pending: passes that found its closure incomplete */
 } cref;
 
 /* A small open-addressing set of ids (closure walks, complete cache). */

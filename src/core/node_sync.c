@@ -516,7 +516,7 @@ static int pend_rehash(session *s, size_t nb)
 static void pend_add(guts_core *c, session *s, const guts_rec *rec)
 {
     c->ctr.objects_nobase++;
-    if (s->pend_bytes + rec->len > CORE_PENDING_BYTES_MAX) {
+    if (s->pend_bytes + rec->len + CORE_PEND_ENTRY_COST > CORE_PENDING_BYTES_MAX) {
         c->ctr.objects_dropped++;
         return;
     }
@@ -551,7 +551,7 @@ static void pend_add(guts_core *c, session *s, const guts_rec *rec)
     e->next = s->pend_heads[b];
     s->pend_heads[b] = s->npend++;
     s->live_pend++;
-    s->pend_bytes += rec->len;
+    s->pend_bytes += rec->len + CORE_PEND_ENTRY_COST;
 }
 
 static void pend_kill(session *s, pend_rec *e)
@@ -559,67 +559,7 @@ static void pend_kill(session *s, pend_rec *e)
     free(e->buf);
     e->buf = NULL;
     s->live_pend--;
-    s->pend_bytes -= e->rec.len;
-}
-
-/* ids were just stored (or found present): store the deltas waiting on
- * them, on those, and so on, in one call (breadth first, so every base goes
- * before the records made against it). Takes ids (malloc()ed). */
-static int pend_resolve(guts_core *c, session *s, guts_id *ids, size_t nids)
-{
-    if (!s->live_pend) {
-        free(ids);
-        return GUTS_OK;
-    }
-    guts_id *work = realloc(ids, (nids + s->live_pend) * sizeof(guts_id));
-    guts_rec *batch = malloc(s->live_pend * sizeof(guts_rec));
-    size_t *from = malloc(s->live_pend * sizeof(size_t));
-    uint8_t *nobase = calloc(s->live_pend, 1);
-    if (!work || !batch || !from || !nobase) {
-        free(work ? work : ids);
-        free(batch);
-        free(from);
-        free(nobase);
-        return GUTS_ENOMEM;
-    }
-    size_t nb = 0;
-    for (size_t k = 0; k < nids && nb < s->live_pend; k++) {
-        for (size_t i = s->pend_heads[pend_hash(&work[k], s->pend_mask)]; i != SIZE_MAX;
-             i = s->pend[i].next) {
-            pend_rec *e = &s->pend[i];
-            if (e->buf && !e->picked && guts_id_cmp(&e->rec.base, &work[k]) == 0) {
-                e->picked = 1; /* an id may be listed twice */
-                from[nb] = i;
-                batch[nb++] = e->rec;
-                work[nids++] = e->rec.id;
-            }
-        }
-    }
-    int rc = GUTS_OK;
-    if (nb) {
-        size_t added = 0, bad = 0;
-        rc = c->st.rec_put(c->st.ctx, s->key, batch, nb, nobase, &added, &bad);
-        if (rc == GUTS_OK) {
-            s->got_objects += added;
-            c->ctr.objects_fetched += added;
-        } else if (rc == GUTS_EHASH) {
-            c->ctr.bad_objects++;
-            log_bad(c, s, &batch[bad < nb ? bad : 0].id);
-        }
-    }
-    for (size_t q = 0; q < nb; q++) {
-        pend_rec *e = &s->pend[from[q]];
-        e->picked = 0;
-        if (rc == GUTS_OK && !nobase[q]) {
-            s->got_bytes += e->rec.len;
-            pend_kill(s, e);
-        }
-    }
-    free(work);
-    free(batch);
-    free(from);
-    free(nobase);
-    return rc;
+    s->pend_bytes -= e->rec.len + CORE_PEND_ENTRY_COST;
 }
 
 static void log_bad(guts_core *c, session *s, const guts_id *id)
@@ -629,39 +569,85 @@ static void log_bad(guts_core *c, session *s, const guts_id *id)
     core_log(c, GUTS_LOG_WARN, "bad object %s in %s: peer dropped from session", hex, s->key);
 }
 
-/* Store records (verified by the store, once); hold deltas without base. */
-static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n)
+/* Store records (verified by the store, once) in one call, followed by the
+ * held deltas whose base is among them or among the extra ids (just stored
+ * another way), transitively, breadth first so that every base goes before
+ * the records made against it: one write transaction per frame. Deltas of
+ * recs without their base are held. */
+static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
+                      const guts_id *extra, size_t nextra)
 {
-    uint8_t *nobase = calloc(n ? n : 1, 1);
-    guts_id *done = malloc((n ? n : 1) * sizeof(guts_id));
-    if (!nobase || !done) {
-        free(nobase);
-        free(done);
-        return GUTS_ENOMEM;
+    size_t cap = n + s->live_pend;
+    guts_rec *all = malloc((cap ? cap : 1) * sizeof(guts_rec));
+    guts_id *work = malloc((nextra + cap ? nextra + cap : 1) * sizeof(guts_id));
+    size_t *from = malloc((s->live_pend ? s->live_pend : 1) * sizeof(size_t));
+    uint8_t *nobase = calloc(cap ? cap : 1, 1);
+    int rc = GUTS_ENOMEM;
+    if (!all || !work || !from || !nobase)
+        goto out;
+    if (n)
+        memcpy(all, recs, n * sizeof(guts_rec));
+    size_t nwork = 0, np = 0;
+    for (size_t i = 0; i < nextra; i++)
+        work[nwork++] = extra[i];
+    for (size_t i = 0; i < n; i++)
+        work[nwork++] = recs[i].id;
+    for (size_t k = 0; k < nwork && s->live_pend && np < s->live_pend; k++) {
+        for (size_t i = s->pend_heads[pend_hash(&work[k], s->pend_mask)]; i != SIZE_MAX;
+             i = s->pend[i].next) {
+            pend_rec *e = &s->pend[i];
+            if (e->buf && !e->picked && guts_id_cmp(&e->rec.base, &work[k]) == 0) {
+                e->picked = 1; /* an id may be listed twice */
+                from[np] = i;
+                all[n + np++] = e->rec;
+                work[nwork++] = e->rec.id;
+            }
+        }
     }
-    size_t added = 0, bad = 0, ndone = 0;
-    int rc = c->st.rec_put(c->st.ctx, s->key, recs, n, nobase, &added, &bad);
-    if (rc) {
+    rc = GUTS_OK;
+    if (n + np) {
+        size_t added = 0, bad = 0;
+        rc = c->st.rec_put(c->st.ctx, s->key, all, n + np, nobase, &added, &bad);
         if (rc == GUTS_EHASH) {
             c->ctr.bad_objects++;
-            log_bad(c, s, &recs[bad < n ? bad : 0].id);
+            log_bad(c, s, &all[bad < n + np ? bad : 0].id);
+        } else if (rc == GUTS_OK) {
+            s->got_objects += added;
+            c->ctr.objects_fetched += added;
         }
-        free(nobase);
-        free(done);
-        return rc;
     }
-    s->got_objects += added;
-    c->ctr.objects_fetched += added;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t q = 0; q < np; q++) {
+        pend_rec *e = &s->pend[from[q]];
+        e->picked = 0;
+        if (rc == GUTS_OK && !nobase[n + q]) {
+            s->got_bytes += e->rec.len;
+            pend_kill(s, e);
+        }
+    }
+    size_t held = 0, nstored = 0;
+    for (size_t i = 0; rc == GUTS_OK && i < n; i++) {
         if (nobase[i]) {
             pend_add(c, s, &recs[i]);
+            held++;
         } else {
             s->got_bytes += recs[i].len;
-            done[ndone++] = recs[i].id;
         }
     }
+    /* A record of recs may have been made against a held delta stored in
+     * this call after it: once more, from everything this call stored. */
+    if (rc == GUTS_OK && held && n) {
+        for (size_t i = 0; i < n + np; i++)
+            if (!nobase[i])
+                work[nstored++] = all[i].id;
+        if (nstored)
+            rc = store_recs(c, s, NULL, 0, work, nstored);
+    }
+out:
+    free(all);
+    free(work);
+    free(from);
     free(nobase);
-    return pend_resolve(c, s, done, ndone); /* takes done */
+    return rc;
 }
 
 /* Bases of held deltas, not asked for before and not stored: appended to a
@@ -703,9 +689,10 @@ static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t 
             return GUTS_ENOMEM;
         for (size_t i = 0; i < n; i++)
             ids[i] = objs[i].id;
-        return pend_resolve(c, s, ids, n);
+        rc = store_recs(c, s, NULL, 0, ids, n);
+        free(ids);
     }
-    return GUTS_OK;
+    return rc;
 }
 
 static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
@@ -739,7 +726,7 @@ static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
             recs[i].data = w->data;
             recs[i].len = w->len;
         }
-        rc = store_recs(c, s, recs, m->nobjs);
+        rc = store_recs(c, s, recs, m->nobjs, NULL, 0);
         free(recs);
     } else {
         /* A store without records takes raw objects only; the others are
@@ -1248,7 +1235,7 @@ static int cmp_out(const void *a, const void *b)
 
 /* One OBJECTS frame of stored records from the head job: objects travel
  * compressed as the store keeps them, and the receiver stores them without
- * compressing again. At most core_chunk() record bytes and
+ * compressing again. About 2 x core_chunk() record bytes and
  * CORE_FRAME_DECODED_MAX content bytes per frame; a record past the latter
  * waits in s->carry for the next frame; an object too large for either
  * goes alone as chunks of its content. */
@@ -1256,16 +1243,19 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
 {
     if (!c->st.rec_get)
         return send_objects_raw(c, s, j, budget);
-    out_rec *v = calloc(CORE_OBJS_PER_FRAME, sizeof(out_rec));
-    guts_wire_obj *objs = calloc(CORE_OBJS_PER_FRAME, sizeof(guts_wire_obj));
+    out_rec *v = calloc(CORE_RECS_PER_FRAME, sizeof(out_rec));
+    guts_wire_obj *objs = calloc(CORE_RECS_PER_FRAME, sizeof(guts_wire_obj));
     if (!v || !objs) {
         free(v);
         free(objs);
         return GUTS_ENOMEM;
     }
-    size_t n = 0, bytes = 0, cap = core_chunk(c);
+    /* Up to 2 chunks of records (overhead counted) plus one more record of
+     * up to a chunk: 3 chunks and an envelope, under frame_max with a
+     * quarter to spare. */
+    size_t n = 0, bytes = 0, cap = core_chunk(c), fcap = 2 * core_chunk(c);
     uint64_t decoded = 0;
-    while (n < CORE_OBJS_PER_FRAME && bytes < cap) {
+    while (n < CORE_RECS_PER_FRAME && bytes < fcap) {
         guts_rec rec;
         void *buf;
         if (s->carry_buf) {
@@ -1315,7 +1305,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
         v[n].buf = buf;
         v[n].idx = n;
         n++;
-        bytes += rec.len;
+        bytes += rec.len + CORE_REC_OVERHEAD;
     }
     int rc = GUTS_OK;
     if (n) {
