@@ -985,8 +985,11 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
             name = g.r[i].name;
             target = &g.r[i].id;
             i++;
-        } else if (c > 0) { /* gone from git: a tombstone unless already one */
-            if (!s.r[j].tomb) {
+        } else if (c > 0) {
+            /* Gone from git: a tombstone unless already one. refs/guts/ is
+             * guts' own namespace (conflict records kept for the cluster):
+             * a git repository not having them says nothing about them. */
+            if (!s.r[j].tomb && strncmp(s.r[j].name, "refs/guts/", 10) != 0) {
                 name = s.r[j].name;
                 target = &zero;
                 st->refs_deleted++;
