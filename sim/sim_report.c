@@ -252,6 +252,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         tot.objects_fetched += k.objects_fetched;
         tot.refs_applied += k.refs_applied;
         tot.refs_pending += k.refs_pending;
+        tot.refs_dropped += k.refs_dropped;
         tot.peers_expired += k.peers_expired;
         tot.bad_objects += k.bad_objects;
         tot.dgrams_malformed += k.dgrams_malformed;
@@ -342,11 +343,12 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         fprintf(out,
                 "  \"cores\": {\"sessions_ok\": %" PRIu64 ", \"sessions_failed\": %" PRIu64
                 ", \"objects_fetched\": %" PRIu64 ", \"refs_applied\": %" PRIu64
-                ", \"refs_pending\": %" PRIu64 ", \"peers_expired\": %" PRIu64
+                ", \"refs_pending\": %" PRIu64 ", \"refs_dropped\": %" PRIu64
+                ", \"peers_expired\": %" PRIu64
                 ", \"bad_objects\": %" PRIu64 ", \"dgrams_malformed\": %" PRIu64
                 ", \"frames_malformed\": %" PRIu64 "},\n",
                 tot.sessions_ok, tot.sessions_failed, tot.objects_fetched, tot.refs_applied,
-                tot.refs_pending, tot.peers_expired, tot.bad_objects, tot.dgrams_malformed,
+                tot.refs_pending, tot.refs_dropped, tot.peers_expired, tot.bad_objects, tot.dgrams_malformed,
                 tot.frames_malformed);
         fprintf(out,
                 "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64

@@ -99,6 +99,18 @@
 /* Ref records received in one session / pending per repository: bounds
  * memory (~100 bytes each); more arrive in the next session. */
 #define CORE_REFS_PENDING_MAX 65536
+/* Distinct pending records per ref name: a record whose closure never
+ * completes (a corrupted or forged target) must not shadow a valid one of
+ * the same name, so records are kept per (name, record); past this, the
+ * record tried most often makes room (a forged flood of one name stays
+ * bounded). */
+#define CORE_REFS_PER_NAME_MAX 4
+/* Apply passes a pending record may fail (closure incomplete) before it is
+ * dropped: twice a session's WANT rounds, so a deep but honest closure
+ * filled over two sessions is not cut short. Dropping is safe: a peer that
+ * has the record applied still differs in its refs digest, so the record
+ * comes back with the next pull, with a fresh count. */
+#define CORE_REF_TRIES_MAX (2 * CORE_WANT_ROUNDS_MAX)
 /* Commits walked when asking whether one is an ancestor of another: past
  * this the answer is "no", which keeps a conflict record: safe. */
 #define CORE_ANCESTRY_MAX 100000
@@ -143,6 +155,7 @@ typedef struct cref {
     char *symref; /* NULL unless symbolic */
     uint64_t clock;
     guts_node_id writer;
+    uint32_t tries; /* pending: passes that found its closure incomplete */
 } cref;
 
 /* A small open-addressing set of ids (closure walks, complete cache). */

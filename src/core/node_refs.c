@@ -146,25 +146,51 @@ void repo_free_state(lrepo *r)
     idset_clear(&r->complete);
 }
 
+static int cref_cmp(const cref *x, const cref *y)
+{
+    guts_ref *t = malloc(2 * sizeof(guts_ref));
+    if (!t)
+        return strcmp(x->name, y->name); /* only equality matters to callers */
+    cref_to_ref(x, t);
+    cref_to_ref(y, t + 1);
+    int rc = guts_ref_cmp(t, t + 1);
+    free(t);
+    return rc;
+}
+
+/* Pending records are kept per (name, record), not per name: keeping only
+ * the greater record of a name let one whose target can never arrive (a
+ * byte flipped in transit, or a forged record) shadow the valid record
+ * behind it forever. Each record now waits on its own closure, the merge
+ * rule orders whichever complete, and one that never completes is dropped
+ * after CORE_REF_TRIES_MAX failed passes (refs_apply_pending). */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
 {
     (void)c;
     for (size_t i = 0; i < n; i++) {
-        /* one pending record per name: keep the greater */
-        size_t j;
-        for (j = 0; j < r->npending; j++)
-            if (strcmp(r->pending[j].name, refs[i].name) == 0)
+        size_t same = 0, worst = SIZE_MAX;
+        int dup = 0;
+        for (size_t j = 0; j < r->npending && !dup; j++) {
+            if (strcmp(r->pending[j].name, refs[i].name) != 0)
+                continue;
+            if (cref_cmp(&r->pending[j], &refs[i]) == 0) {
+                dup = 1;
                 break;
-        if (j < r->npending) {
-            guts_ref a, b;
-            cref_to_ref(&r->pending[j], &a);
-            cref_to_ref(&refs[i], &b);
-            if (guts_ref_cmp(&b, &a) > 0) {
-                cref_free(&r->pending[j]);
-                r->pending[j] = refs[i];
-            } else {
-                cref_free(&refs[i]);
             }
+            same++;
+            /* the one tried most, the lesser on a tie, makes room */
+            if (worst == SIZE_MAX || r->pending[j].tries > r->pending[worst].tries ||
+                (r->pending[j].tries == r->pending[worst].tries &&
+                 cref_cmp(&r->pending[j], &r->pending[worst]) < 0))
+                worst = j;
+        }
+        if (dup) {
+            cref_free(&refs[i]);
+            continue;
+        }
+        if (same >= CORE_REFS_PER_NAME_MAX) {
+            cref_free(&r->pending[worst]);
+            r->pending[worst] = refs[i];
             continue;
         }
         if (r->npending >= CORE_REFS_PENDING_MAX) {
@@ -718,6 +744,12 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         int rc = apply_one(c, r, &incomplete, &b, &r->pending[i], want, cap, nwant);
         if (rc == 1) {
             changed = 1;
+            cref_free(&r->pending[i]);
+        } else if (rc == 0 && ++r->pending[i].tries >= CORE_REF_TRIES_MAX) {
+            /* its closure never completed: a damaged or forged target */
+            c->ctr.refs_dropped++;
+            core_log(c, GUTS_LOG_WARN, "ref %s in %s dropped: closure incomplete after %u tries",
+                     r->pending[i].name, r->key, (unsigned)r->pending[i].tries);
             cref_free(&r->pending[i]);
         } else {
             if (rc < 0)

@@ -606,6 +606,125 @@ START_TEST(test_ref_waits_for_its_closure_and_wants_the_pieces)
 }
 END_TEST
 
+/* Drive s (which peer 1 announced at `now`) through a pull up to the end of
+ * its refs phase, peer 1 offering refs[0..n): returns the stream. */
+static uint32_t pull_offering_refs(solo *s, uint64_t now, const guts_wire_ref *refs, uint32_t n)
+{
+    guts_core_on_timer(s->core, now);
+    solo_drain(s);
+    ck_assert_uint_gt(s->opens, 0);
+    uint32_t st = s->last_open;
+    guts_addr pa;
+    peer_addr(1, &pa);
+    solo_frames_clear(s);
+    guts_core_on_stream_open(s->core, now, st, &pa, 1);
+    solo_drain(s);
+    for (int space = GUTS_SPACE_OBJECTS;; space = GUTS_SPACE_REFS) {
+        /* answer the RECON with "nothing differs" */
+        ck_assert_uint_gt(s->nfr, 0);
+        guts_msg m;
+        ck_assert_int_eq(guts_msg_decode(s->fr[s->nfr - 1], s->frlen[s->nfr - 1], &m), 0);
+        ck_assert_int_eq(m.type, GUTS_MSG_RECON);
+        ck_assert_int_eq(m.u.recon.space, space);
+        uint64_t seed = m.u.recon.seed;
+        guts_msg_free(&m);
+        memset(&m, 0, sizeof(m));
+        m.type = GUTS_MSG_RECON;
+        m.u.recon.key = KEY;
+        m.u.recon.space = (uint8_t)space;
+        m.u.recon.seed = seed;
+        feed_frame(s, now, st, &m);
+        if (space == GUTS_SPACE_REFS) {
+            memset(&m, 0, sizeof(m));
+            m.type = GUTS_MSG_REFS;
+            m.u.refs.key = KEY;
+            m.u.refs.nrefs = n;
+            m.u.refs.refs = (guts_wire_ref *)refs;
+            feed_frame(s, now, st, &m);
+        }
+        solo_frames_clear(s);
+        feed_done(s, now, st, space);
+        if (space == GUTS_SPACE_REFS)
+            return st;
+    }
+}
+
+/* Answer every WANT on st with nothing until the puller ends the session. */
+static void starve_wants(solo *s, uint64_t now, uint32_t st)
+{
+    size_t closes = s->closes;
+    for (int i = 0; i < 1000 && s->closes == closes; i++) {
+        solo_frames_clear(s);
+        feed_done(s, now, st, GUTS_SPACE_OBJECTS);
+    }
+    ck_assert_uint_eq(s->closes, closes + 1);
+    guts_core_on_stream_closed(s->core, now, st);
+    solo_drain(s);
+}
+
+/* A peer offers two records of one ref: a greater one whose target never
+ * arrives (corrupted in transit or forged) and a valid lesser one whose
+ * closure is here. The valid one is applied at once - the unverifiable one
+ * does not shadow it - and the other is dropped after bounded tries rather
+ * than pulled for forever (guts-sim --corrupt, seed 4). */
+START_TEST(test_unverifiable_ref_never_shadows_a_valid_one)
+{
+    solo s;
+    solo_init(&s, 11);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    guts_id blob = tu_blob(&s.iface, KEY, "piece");
+    guts_id tree = tu_tree(&s.iface, KEY, &blob, NULL);
+    guts_id commit = tu_commit(&s.iface, KEY, &tree, NULL, 0, "tip");
+    solo_start(&s);
+    guts_wire_ref wr[2];
+    memset(wr, 0, sizeof(wr));
+    wr[0].name = wr[1].name = "refs/heads/main";
+    wr[0].target = commit;
+    wr[0].target.b[7] ^= 0x20; /* one flipped bit: nobody has this object */
+    wr[0].clock = 5;
+    wr[1].target = commit;
+    wr[1].clock = 1;
+    peer_id(1, &wr[0].writer);
+    peer_id(1, &wr[1].writer);
+
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 4; /* more than ours: evidence, an urgent pull */
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    uint64_t now = 10;
+    feed_announce(&s, now, 1, 1, &r, 1);
+    uint32_t st = pull_offering_refs(&s, now + 500, wr, 2);
+    guts_ref got;
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &commit), 0);
+    ck_assert_uint_eq(got.clock, 1);
+    expect_want(&s, &wr[0].target);
+    starve_wants(&s, now + 600, st);
+
+    /* the peer keeps offering the bad record: it is given up, not retried
+     * in every session forever */
+    guts_core_counters k;
+    for (int round = 0; round < 4; round++) {
+        guts_core_counters_get(s.core, &k);
+        if (k.refs_pending == 0)
+            break;
+        now += 600000;
+        s.opens = 0;
+        feed_announce(&s, now, 1, 1, &r, 1);
+        st = pull_offering_refs(&s, now + 500, wr, 1);
+        starve_wants(&s, now + 600, st);
+    }
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.refs_pending, 0);
+    ck_assert_uint_ge(k.refs_dropped, 1);
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &commit), 0);
+    solo_free(&s);
+}
+END_TEST
+
 /* ---- Pairs in the cluster fixture ---------------------------------------- */
 
 static guts_cluster *pair(uint64_t seed)
@@ -970,6 +1089,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_object_drops_the_peer);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
+    tcase_add_test(t, test_unverifiable_ref_never_shadows_a_valid_one);
     tcase_add_test(t, test_in_sync_nodes_open_no_stream);
     tcase_add_test(t, test_lacking_node_pulls_everything);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
