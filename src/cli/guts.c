@@ -8,6 +8,7 @@
  * Arguments are checked (keys above all) before the data dir is touched.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/guts_gitio.h"
+#include "cli/guts_json.h"
 #include "guts/store.h"
 
 #define EXIT_OP 1    /* operational error */
@@ -68,14 +70,20 @@ static const char usage_main[] =
     "usage: guts [--data DIR] COMMAND [ARGS]\n"
     "\n"
     "Replicate git repositories across a LAN. Commands:\n"
-    "  import OWNER/NAME GITDIR   store every object, ref and HEAD of a git repository\n"
-    "  export OWNER/NAME OUTDIR   write a stored repository as a new bare git repository\n"
-    "  status [--json]            this node's id and every stored repository\n"
-    "  fsck OWNER/NAME            rehash every object, check counts, refs and links\n"
+    "  import OWNER/NAME GITDIR       store every object, ref and HEAD of a git repository\n"
+    "  export OWNER/NAME OUTDIR       write a stored repository as a new bare git repository\n"
+    "  ls [--json]                    list repositories: key, objects, refs\n"
+    "  refs OWNER/NAME [--all] [--json]  list a repository's refs\n"
+    "  log OWNER/NAME [REF] [-n N]    one line per commit, newest first\n"
+    "  rm OWNER/NAME [--yes] [--force]  remove a repository from this data dir\n"
+    "  status [--json]                node id, repositories, and a running node's state\n"
+    "  peers [--json]                 the peers a running node hears from\n"
+    "  fsck OWNER/NAME                rehash every object, check counts, refs and links\n"
+    "  help [COMMAND]                 this text, or a command's\n"
     "\n"
     "The data directory is --data DIR, else $GUTS_DATA, else ~/.local/share/guts.\n"
-    "`guts COMMAND --help` describes a command. Exit status: 0 success,\n"
-    "1 operational error, 2 usage error.\n";
+    "`guts COMMAND --help` describes a command; `man guts` (docs/guts.1) all of\n"
+    "them. Exit status: 0 success, 1 operational error, 2 usage error.\n";
 
 static const char usage_import[] =
     "usage: guts import OWNER/NAME GITDIR\n"
@@ -97,8 +105,58 @@ static const char usage_status[] =
     "usage: guts status [--json]\n"
     "\n"
     "Print this node's id and, per repository: key, objects, refs (HEAD\n"
-    "included), set fingerprint and refs digest (32 hex digits each).\n"
-    "--json prints one JSON object instead.\n";
+    "included), set fingerprint and refs digest (32 hex digits each). When a\n"
+    "guts-node runs on the data dir (DATA/node/status.json written in the last\n"
+    "5 s by a live pid), also its pid, node id, listen address, its peers (id,\n"
+    "address, last heard) and each repository's sync state (in_sync, behind,\n"
+    "pulling); otherwise \"no node running\".\n"
+    "--json prints one JSON object instead: {\"node\", \"repos\": [...],\n"
+    "\"daemon\": {\"state\": \"running\"|\"stale\"|\"not_running\"|\"unreadable\", ...}}.\n"
+    "Exit 1 if status.json exists but cannot be read as a status file.\n";
+
+static const char usage_peers[] =
+    "usage: guts peers [--json]\n"
+    "\n"
+    "Print the peers the node running on the data dir hears from: node id,\n"
+    "address:port and when it last heard from each; \"no node running\" if none.\n"
+    "--json prints {\"daemon\": STATE, \"peers\": [{\"id\", \"address\", \"port\",\n"
+    "\"incarnation\", \"last_heard_ms_ago\", \"repos\"}]}. Exit 1 if status.json\n"
+    "exists but cannot be read as a status file.\n";
+
+static const char usage_ls[] =
+    "usage: guts ls [--json]\n"
+    "\n"
+    "List the repositories in the data dir: key, objects, refs (HEAD included).\n"
+    "--json prints a JSON array of {\"key\", \"objects\", \"refs\"}.\n";
+
+static const char usage_refs[] =
+    "usage: guts refs OWNER/NAME [--all] [--json]\n"
+    "\n"
+    "List the refs of repository OWNER/NAME in name order, one per line: id\n"
+    "(\"ref: TARGET\" for a symbolic HEAD), Lamport clock, writer node id, name.\n"
+    "--all includes deleted refs (tombstones, shown as \"(deleted)\").\n"
+    "--json prints a JSON array of {\"name\", \"id\", \"symref\", \"deleted\",\n"
+    "\"clock\", \"writer\"} (id null for a symbolic or deleted ref).\n";
+
+static const char usage_log[] =
+    "usage: guts log OWNER/NAME [REF] [-n N]\n"
+    "\n"
+    "Print the commits of REF (default HEAD), newest first, one per line from\n"
+    "the store: short id, author date, author, subject. The walk follows first\n"
+    "parents (like git log --first-parent) and stops after N commits (default\n"
+    "20, at most 1000000). REF is a full ref name, HEAD, a branch, tag or\n"
+    "remote-tracking name, or a 40-digit commit id; tags are peeled.\n";
+
+static const char usage_rm[] =
+    "usage: guts rm OWNER/NAME [--yes] [--force]\n"
+    "\n"
+    "Remove repository OWNER/NAME (its LMDB environment) from the data dir.\n"
+    "Asks on a terminal; --yes removes without asking (required when stdin is\n"
+    "not a terminal). Refused while a guts-node runs on the data dir: the node\n"
+    "holds the environment open, would go on serving its now invisible copy\n"
+    "until it restarts, and peers that have the repository send it back.\n"
+    "Stop the node first, or pass --force to remove anyway. Removing from one\n"
+    "node never removes from others.\n";
 
 static const char usage_fsck[] =
     "usage: guts fsck OWNER/NAME\n"
@@ -158,7 +216,8 @@ static int mkdirs(const char *path)
     return 0;
 }
 
-static int open_data(const char *cmd, const char *opt, guts_data **out)
+/* The data dir's path, without touching it: --data, $GUTS_DATA, ~/.local/share/guts. */
+static int data_path(const char *cmd, const char *opt, const char **out)
 {
     static char path[4096];
     const char *env = getenv("GUTS_DATA"), *home = getenv("HOME");
@@ -170,9 +229,18 @@ static int open_data(const char *cmd, const char *opt, guts_data **out)
         snprintf(path, sizeof path, "%s/.local/share/guts", home);
     else
         return die(EXIT_USAGE, cmd, "no data directory: use --data DIR or set GUTS_DATA");
+    *out = path;
+    return 0;
+}
+
+static int open_data(const char *cmd, const char *opt, guts_data **out)
+{
+    const char *path;
+    int rc;
+    if ((rc = data_path(cmd, opt, &path))) return rc;
     if (mkdirs(path) != 0)
         return die(EXIT_OP, cmd, "cannot create data directory \"%s\": %s", path, strerror(errno));
-    int rc = guts_data_open(path, out);
+    rc = guts_data_open(path, out);
     if (rc)
         return die(EXIT_OP, cmd, "cannot open data directory \"%s\": %s", path, guts_strerror(rc));
     return 0;
@@ -271,14 +339,377 @@ out:
     return rc;
 }
 
-/* ---- status ------------------------------------------------------------- */
+/* ---- A running node: DATA/node/status.json ------------------------------ */
+
+/* guts-node rewrites its status file every second (GUTS_NET_STATUS_S); one
+ * older than this is from a node that is stopped (SIGSTOP), stuck, or gone
+ * while another process took its pid. */
+#define NODE_FRESH_MS 5000
+
+enum { NODE_ABSENT, NODE_DEAD, NODE_STALE, NODE_RUNNING, NODE_BAD };
+static const char *const node_state_names[] = {"not_running", "not_running", "stale", "running",
+                                               "unreadable"};
+
+/* What the status file says, once read and checked. The file is untrusted
+ * input: any process able to write DATA/node could have written it. */
+typedef struct node_run {
+    int state;
+    long pid;        /* DEAD, STALE, RUNNING */
+    uint64_t age_ms; /* since the file was last written */
+    char path[4200];
+    char why[256]; /* BAD: one line */
+    guts_json j;
+    const guts_json_val *root;
+} node_run;
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Read DATA/node/status.json into nr (release with node_run_free()). */
+static void node_read(const char *data, node_run *nr)
+{
+    memset(nr, 0, sizeof *nr);
+    snprintf(nr->path, sizeof nr->path, "%s/node/status.json", data);
+    int fd = open(nr->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            nr->state = NODE_ABSENT;
+        } else {
+            nr->state = NODE_BAD;
+            snprintf(nr->why, sizeof nr->why, "cannot open: %s", strerror(errno));
+        }
+        return;
+    }
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    char err[GUTS_JSON_ERR_MAX];
+    nr->state = NODE_BAD;
+    if (fstat(fd, &st) != 0) {
+        snprintf(nr->why, sizeof nr->why, "cannot stat: %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(nr->why, sizeof nr->why, "not a regular file");
+        goto out;
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > GUTS_JSON_INPUT_MAX) {
+        snprintf(nr->why, sizeof nr->why, "%lld bytes, over the limit of %u", (long long)st.st_size,
+                 GUTS_JSON_INPUT_MAX);
+        goto out;
+    }
+    /* One byte more than the limit tells a file that grew meanwhile. */
+    if (!(buf = malloc(GUTS_JSON_INPUT_MAX + 1u))) {
+        snprintf(nr->why, sizeof nr->why, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t k = read(fd, buf + len, GUTS_JSON_INPUT_MAX + 1u - len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            snprintf(nr->why, sizeof nr->why, "cannot read: %s", strerror(errno));
+            goto out;
+        }
+        if (k == 0) break;
+        len += (size_t)k;
+        if (len > GUTS_JSON_INPUT_MAX) {
+            snprintf(nr->why, sizeof nr->why, "over the limit of %u bytes", GUTS_JSON_INPUT_MAX);
+            goto out;
+        }
+    }
+    if (guts_json_parse(buf, len, &nr->j, err) != GUTS_OK) {
+        snprintf(nr->why, sizeof nr->why, "malformed JSON: %s", err);
+        goto out;
+    }
+    nr->root = guts_json_root(&nr->j);
+    const guts_json_val *pid = guts_json_get(&nr->j, nr->root, "pid");
+    const guts_json_val *ver = guts_json_get(&nr->j, nr->root, "version");
+    if (!nr->root || nr->root->type != GUTS_JSON_OBJECT) {
+        snprintf(nr->why, sizeof nr->why, "not a JSON object");
+        goto out;
+    }
+    if (ver && !(ver->is_uint && ver->u == 1)) {
+        snprintf(nr->why, sizeof nr->why, "unknown \"version\" (this guts reads version 1)");
+        goto out;
+    }
+    /* pid 1 and below are never a guts-node, and kill(0 or -1, 0) means a
+     * process group: only a plain positive pid is asked about. */
+    if (!pid || !pid->is_uint || pid->u < 2 || pid->u > INT32_MAX) {
+        snprintf(nr->why, sizeof nr->why, "no valid \"pid\"");
+        goto out;
+    }
+    nr->pid = (long)pid->u;
+    uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000u + (uint64_t)st.st_mtim.tv_nsec / 1000000u;
+    uint64_t now = wall_ms();
+    nr->age_ms = now > mtime ? now - mtime : 0;
+    if (kill((pid_t)nr->pid, 0) != 0 && errno != EPERM)
+        nr->state = NODE_DEAD;
+    else if (nr->age_ms > NODE_FRESH_MS)
+        nr->state = NODE_STALE;
+    else
+        nr->state = NODE_RUNNING;
+out:
+    free(buf);
+    close(fd);
+}
+
+static void node_run_free(node_run *nr)
+{
+    guts_json_free(&nr->j);
+}
+
+/* Untrusted text for a terminal or a JSON string: printable ASCII only, so
+ * no escape sequence reaches the terminal and the JSON stays valid UTF-8. */
+static void put_safe(const char *s, size_t len, int json)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f)
+            c = '?';
+        else if (json && (c == '"' || c == '\\'))
+            putchar('\\');
+        putchar(c);
+    }
+}
+
+/* Member key of obj as text ("?" when absent or not a string). */
+static void put_field_str(const guts_json *j, const guts_json_val *obj, const char *key, int json)
+{
+    const guts_json_val *v = guts_json_get(j, obj, key);
+    if (json) {
+        if (!v || v->type != GUTS_JSON_STRING) {
+            fputs("null", stdout);
+            return;
+        }
+        putchar('"');
+        put_safe(v->str, v->slen, 1);
+        putchar('"');
+    } else if (v && v->type == GUTS_JSON_STRING) {
+        put_safe(v->str, v->slen, 0);
+    } else {
+        putchar('?');
+    }
+}
+
+/* Member key of obj as an unsigned number: *out, 1 when present. */
+static int field_u(const guts_json *j, const guts_json_val *obj, const char *key, uint64_t *out)
+{
+    const guts_json_val *v = guts_json_get(j, obj, key);
+    if (!v || !v->is_uint) return 0;
+    *out = v->u;
+    return 1;
+}
+
+static void put_field_u(const guts_json *j, const guts_json_val *obj, const char *key)
+{
+    uint64_t u;
+    if (field_u(j, obj, key, &u))
+        printf("%" PRIu64, u);
+    else
+        fputs("null", stdout);
+}
+
+/* "1.2 s ago" and the like, for a last-heard age in ms. */
+static void put_age(uint64_t ms)
+{
+    if (ms < 60000)
+        printf("%.1f s ago", (double)ms / 1000.0);
+    else if (ms < 3600000)
+        printf("%" PRIu64 " min ago", ms / 60000);
+    else
+        printf("%" PRIu64 " h ago", ms / 3600000);
+}
+
+/* The peers array as JSON ("peers": [...]) or as a table. */
+static void node_peers_print(const node_run *nr, int json)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *peers = guts_json_get(j, nr->root, "peers");
+    const guts_json_val *p =
+        peers && peers->type == GUTS_JSON_ARRAY ? guts_json_child(j, peers) : NULL;
+    int n = 0;
+    if (json) fputs("\"peers\": [", stdout);
+    if (!json) printf("%-32s  %-21s  %s\n", "PEER", "ADDRESS", "LAST HEARD");
+    for (; p; p = guts_json_next(j, p)) {
+        uint64_t port = 0, ago = 0;
+        if (p->type != GUTS_JSON_OBJECT) continue;
+        int have_port = field_u(j, p, "port", &port);
+        int have_ago = field_u(j, p, "last_heard_ms_ago", &ago);
+        if (json) {
+            fputs(n ? ",\n    {\"id\": " : "\n    {\"id\": ", stdout);
+            put_field_str(j, p, "id", 1);
+            fputs(", \"address\": ", stdout);
+            put_field_str(j, p, "address", 1);
+            fputs(", \"port\": ", stdout);
+            put_field_u(j, p, "port");
+            fputs(", \"incarnation\": ", stdout);
+            put_field_u(j, p, "incarnation");
+            fputs(", \"last_heard_ms_ago\": ", stdout);
+            put_field_u(j, p, "last_heard_ms_ago");
+            fputs(", \"repos\": ", stdout);
+            put_field_u(j, p, "repos");
+            putchar('}');
+        } else {
+            char addr[64];
+            const guts_json_val *a = guts_json_get(j, p, "address");
+            int w = 0;
+            put_field_str(j, p, "id", 0);
+            fputs("  ", stdout);
+            if (a && a->type == GUTS_JSON_STRING && a->slen < 40) {
+                put_safe(a->str, a->slen, 0);
+                w = (int)a->slen;
+            } else {
+                putchar('?');
+                w = 1;
+            }
+            /* guts-node writes "ADDR:PORT" (its source address); a bare
+             * address gets the port field appended. */
+            int bare = a && a->type == GUTS_JSON_STRING && !memchr(a->str, ':', a->slen);
+            snprintf(addr, sizeof addr, have_port && bare ? ":%" PRIu64 : "", port);
+            fputs(addr, stdout);
+            w += (int)strlen(addr);
+            printf("%*s  ", w < 21 ? 21 - w : 0, "");
+            if (have_ago)
+                put_age(ago);
+            else
+                putchar('?');
+            putchar('\n');
+        }
+        n++;
+    }
+    if (json) fputs(n ? "\n  ]" : "]", stdout);
+}
+
+/* The node section of `guts status`: process, peers, per-repository state. */
+static void node_print(const node_run *nr, const char *data, int json)
+{
+    const guts_json *j = &nr->j;
+    int live = nr->state == NODE_RUNNING || nr->state == NODE_STALE;
+    if (json) {
+        printf(",\n \"daemon\": {\"state\": \"%s\"", node_state_names[nr->state]);
+        if (nr->state == NODE_BAD) {
+            fputs(", \"error\": \"", stdout);
+            put_safe(nr->why, strlen(nr->why), 1);
+            putchar('"');
+        }
+        if (nr->state != NODE_ABSENT && nr->state != NODE_BAD)
+            printf(", \"pid\": %ld, \"updated_ms_ago\": %" PRIu64, nr->pid, nr->age_ms);
+        if (!live) {
+            fputs("}", stdout);
+            return;
+        }
+        fputs(", \"node_id\": ", stdout);
+        put_field_str(j, nr->root, "node_id", 1);
+        fputs(", \"listen\": ", stdout);
+        put_field_str(j, nr->root, "listen", 1);
+        fputs(", \"incarnation\": ", stdout);
+        put_field_u(j, nr->root, "incarnation");
+        fputs(", \"interval_ms\": ", stdout);
+        put_field_u(j, nr->root, "interval_ms");
+        fputs(", \"uptime_ms\": ", stdout);
+        put_field_u(j, nr->root, "uptime_ms");
+        fputs(",\n  ", stdout);
+        node_peers_print(nr, 1);
+        fputs(",\n  \"repos\": [", stdout);
+    } else {
+        putchar('\n');
+        switch (nr->state) {
+        case NODE_ABSENT:
+            printf("no node running on %s\n", data);
+            return;
+        case NODE_DEAD:
+            printf("no node running on %s (status.json left by pid %ld, which is gone: killed?)\n",
+                   data, nr->pid);
+            return;
+        case NODE_BAD:
+            printf("node state unknown: %s: %s\n", nr->path, nr->why);
+            return;
+        case NODE_STALE:
+            printf("guts-node pid %ld is not responding: status.json last written %.1f s ago\n",
+                   nr->pid, (double)nr->age_ms / 1000.0);
+            break;
+        default:
+            break;
+        }
+        printf("guts-node pid %ld, node ", nr->pid);
+        put_field_str(j, nr->root, "node_id", 0);
+        fputs(", listening on ", stdout);
+        put_field_str(j, nr->root, "listen", 0);
+        fputs(", incarnation ", stdout);
+        put_field_u(j, nr->root, "incarnation");
+        putchar('\n');
+        node_peers_print(nr, 0);
+        printf("%-30s %10s  %s\n", "SYNC", "OBJECTS", "STATE");
+    }
+    const guts_json_val *repos = guts_json_get(j, nr->root, "repos");
+    const guts_json_val *r =
+        repos && repos->type == GUTS_JSON_ARRAY ? guts_json_child(j, repos) : NULL;
+    int n = 0;
+    for (; r; r = guts_json_next(j, r)) {
+        if (r->type != GUTS_JSON_OBJECT) continue;
+        if (json) {
+            fputs(n ? ",\n    {\"key\": " : "\n    {\"key\": ", stdout);
+            put_field_str(j, r, "key", 1);
+            fputs(", \"objects\": ", stdout);
+            put_field_u(j, r, "objects");
+            fputs(", \"fingerprint\": ", stdout);
+            put_field_str(j, r, "fingerprint", 1);
+            fputs(", \"state\": ", stdout);
+            put_field_str(j, r, "state", 1);
+            putchar('}');
+        } else {
+            const guts_json_val *k = guts_json_get(j, r, "key");
+            uint64_t objs = 0;
+            int w = 1;
+            if (k && k->type == GUTS_JSON_STRING && k->slen <= GUTS_KEY_MAX) {
+                put_safe(k->str, k->slen, 0);
+                w = (int)k->slen;
+            } else {
+                putchar('?');
+            }
+            printf("%*s ", w < 30 ? 30 - w : 0, "");
+            if (field_u(j, r, "objects", &objs))
+                printf("%10" PRIu64 "  ", objs);
+            else
+                printf("%10s  ", "?");
+            put_field_str(j, r, "state", 0);
+            putchar('\n');
+        }
+        n++;
+    }
+    if (json) fputs(n ? "\n  ]}" : "]}", stdout);
+}
+
+/* ---- status / peers ----------------------------------------------------- */
 
 typedef struct status_ctx {
     guts_data *d;
+    const node_run *nr;
     int json;
     int n;
     int rc;
 } status_ctx;
+
+/* The sync state the running node reports for key, or NULL. */
+static const guts_json_val *node_repo_state(const node_run *nr, const char *key)
+{
+    if (!nr || nr->state != NODE_RUNNING) return NULL;
+    const guts_json_val *repos = guts_json_get(&nr->j, nr->root, "repos");
+    const guts_json_val *r =
+        repos && repos->type == GUTS_JSON_ARRAY ? guts_json_child(&nr->j, repos) : NULL;
+    for (; r; r = guts_json_next(&nr->j, r)) {
+        const guts_json_val *k = guts_json_get(&nr->j, r, "key");
+        const guts_json_val *s = guts_json_get(&nr->j, r, "state");
+        if (k && k->type == GUTS_JSON_STRING && strcmp(k->str, key) == 0 && s &&
+            s->type == GUTS_JSON_STRING)
+            return s;
+    }
+    return NULL;
+}
 
 static int status_repo(const char *key, void *arg)
 {
@@ -298,15 +729,39 @@ static int status_repo(const char *key, void *arg)
     }
     fp_hex(info.fp, fp);
     fp_hex(info.refs_digest, rd);
-    if (c->json)
+    if (c->json) {
+        const guts_json_val *s = node_repo_state(c->nr, key);
         printf("%s\n    {\"key\": \"%s\", \"objects\": %" PRIu64 ", \"refs\": %" PRIu64
                ", \"tombstones\": %" PRIu64 ", \"fingerprint\": \"%s\", \"refs_digest\": \"%s\""
-               ", \"clock\": %" PRIu64 ", \"stored_bytes\": %" PRIu64 "}",
+               ", \"clock\": %" PRIu64 ", \"stored_bytes\": %" PRIu64 ", \"sync\": ",
                c->n ? "," : "", key, info.objects, info.refs, info.tombstones, fp, rd, info.clock,
                info.stored_bytes);
-    else
+        if (s) {
+            putchar('"');
+            put_safe(s->str, s->slen, 1);
+            fputs("\"}", stdout);
+        } else {
+            fputs("null}", stdout);
+        }
+    } else {
         printf("%-30s %10" PRIu64 " %8" PRIu64 "  %s  %s\n", key, info.objects, info.refs, fp, rd);
+    }
     c->n++;
+    return 0;
+}
+
+/* --json alone: the option every listing command takes. */
+static int parse_json_only(const char *cmd, int argc, char **argv, int *json)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            *json = 1;
+        else if (argv[i][0] == '-')
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", argv[i], cmd);
+        else
+            return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts %s --help)", argv[i],
+                       cmd);
+    }
     return 0;
 }
 
@@ -315,20 +770,14 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
     const char *cmd = "status";
     guts_data *d = NULL;
     status_ctx c = {0};
+    node_run nr;
     char node[2 * GUTS_NODE_ID_LEN + 1];
     int rc;
-    if (wants_help(argc, argv)) return fputs(usage_status, stdout), 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            c.json = 1;
-        else if (argv[i][0] == '-')
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts status --help)", argv[i]);
-        else
-            return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts status --help)",
-                       argv[i]);
-    }
+    if ((rc = parse_json_only(cmd, argc, argv, &c.json))) return rc;
     if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    node_read(guts_data_path(d), &nr);
     c.d = d;
+    c.nr = &nr;
     guts_node_id_to_hex(guts_data_node_id(d), node);
     if (c.json)
         printf("{\"node\": \"%s\", \"repos\": [", node);
@@ -336,10 +785,461 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
         printf("node %s\n%-30s %10s %8s  %-32s  %s\n", node, "REPOSITORY", "OBJECTS", "REFS",
                "FINGERPRINT", "REFS DIGEST");
     rc = guts_data_repos(d, status_repo, &c);
-    if (c.json) printf("%s]}\n", c.n ? "\n" : "");
+    if (c.json) printf("%s]", c.n ? "\n" : "");
+    node_print(&nr, guts_data_path(d), c.json);
+    if (c.json) printf("\n}\n");
+    if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", guts_strerror(rc));
+    if (nr.state == NODE_BAD) c.rc = die(EXIT_OP, cmd, "\"%s\": %s", nr.path, nr.why);
+    node_run_free(&nr);
+    guts_data_close(d);
+    return c.rc;
+}
+
+static int cmd_peers(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "peers";
+    const char *data;
+    node_run nr;
+    int json = 0, rc;
+    if ((rc = parse_json_only(cmd, argc, argv, &json))) return rc;
+    if ((rc = data_path(cmd, data_opt, &data))) return rc;
+    node_read(data, &nr);
+    if (nr.state == NODE_BAD) {
+        rc = die(EXIT_OP, cmd, "\"%s\": %s", nr.path, nr.why);
+    } else if (json) {
+        printf("{\"daemon\": \"%s\", ", node_state_names[nr.state]);
+        if (nr.state == NODE_RUNNING || nr.state == NODE_STALE)
+            node_peers_print(&nr, 1);
+        else
+            fputs("\"peers\": []", stdout);
+        fputs("}\n", stdout);
+    } else if (nr.state == NODE_RUNNING || nr.state == NODE_STALE) {
+        if (nr.state == NODE_STALE)
+            printf("guts-node pid %ld is not responding: status.json last written %.1f s ago\n",
+                   nr.pid, (double)nr.age_ms / 1000.0);
+        node_peers_print(&nr, 0);
+    } else {
+        printf("no node running on %s\n", data);
+    }
+    node_run_free(&nr);
+    return rc;
+}
+
+/* ---- ls / refs ---------------------------------------------------------- */
+
+static int ls_repo(const char *key, void *arg)
+{
+    status_ctx *c = arg;
+    guts_repo *r;
+    guts_repo_info info;
+    int rc = guts_repo_open(c->d, key, 0, &r);
+    if (rc == GUTS_OK) {
+        rc = guts_repo_info_get(r, &info);
+        guts_repo_close(r);
+    }
+    if (rc) {
+        c->rc = die(EXIT_OP, "ls", "repository \"%s\": %s", key, guts_strerror(rc));
+        return 0;
+    }
+    if (c->json)
+        printf("%s\n  {\"key\": \"%s\", \"objects\": %" PRIu64 ", \"refs\": %" PRIu64 "}",
+               c->n ? "," : "", key, info.objects, info.refs);
+    else
+        printf("%-30s %10" PRIu64 " %8" PRIu64 "\n", key, info.objects, info.refs);
+    c->n++;
+    return 0;
+}
+
+static int cmd_ls(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "ls";
+    guts_data *d = NULL;
+    status_ctx c = {0};
+    int rc;
+    if ((rc = parse_json_only(cmd, argc, argv, &c.json))) return rc;
+    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    c.d = d;
+    if (c.json)
+        fputs("[", stdout);
+    else
+        printf("%-30s %10s %8s\n", "REPOSITORY", "OBJECTS", "REFS");
+    rc = guts_data_repos(d, ls_repo, &c);
+    if (c.json) printf("%s]\n", c.n ? "\n" : "");
     if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", guts_strerror(rc));
     guts_data_close(d);
     return c.rc;
+}
+
+typedef struct refs_ctx {
+    int json, n;
+} refs_ctx;
+
+/* A ref name from the store (checked by guts_refname_check on the way in,
+ * so printable ASCII), still printed through put_safe: it came from peers. */
+static int refs_one(const guts_ref *ref, void *arg)
+{
+    refs_ctx *c = arg;
+    char id[GUTS_HEX_LEN + 1], w[2 * GUTS_NODE_ID_LEN + 1];
+    int sym = ref->symref[0] != 0, dead = !sym && guts_id_is_zero(&ref->target);
+    guts_id_to_hex(&ref->target, id);
+    guts_node_id_to_hex(&ref->writer, w);
+    if (c->json) {
+        fputs(c->n ? ",\n  {\"name\": \"" : "\n  {\"name\": \"", stdout);
+        put_safe(ref->name, strlen(ref->name), 1);
+        fputs("\", \"id\": ", stdout);
+        if (sym || dead)
+            fputs("null", stdout);
+        else
+            printf("\"%s\"", id);
+        fputs(", \"symref\": ", stdout);
+        if (sym) {
+            putchar('"');
+            put_safe(ref->symref, strlen(ref->symref), 1);
+            putchar('"');
+        } else {
+            fputs("null", stdout);
+        }
+        printf(", \"deleted\": %s, \"clock\": %" PRIu64 ", \"writer\": \"%s\"}",
+               dead ? "true" : "false", ref->clock, w);
+    } else {
+        if (sym) {
+            size_t n = strlen(ref->symref);
+            fputs("ref: ", stdout);
+            put_safe(ref->symref, n, 0);
+            printf("%*s", n + 5 < GUTS_HEX_LEN ? (int)(GUTS_HEX_LEN - 5 - n) + 1 : 1, "");
+        } else {
+            printf("%s ", dead ? "(deleted)                               " : id);
+        }
+        printf("%8" PRIu64 " %s ", ref->clock, w);
+        put_safe(ref->name, strlen(ref->name), 0);
+        putchar('\n');
+    }
+    c->n++;
+    return 0;
+}
+
+static int cmd_refs(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "refs";
+    const char *key = NULL;
+    guts_data *d = NULL;
+    guts_repo *r = NULL;
+    refs_ctx c = {0};
+    int all = 0, rc;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            c.json = 1;
+        else if (strcmp(argv[i], "--all") == 0)
+            all = 1;
+        else if (argv[i][0] == '-')
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts refs --help)", argv[i]);
+        else if (key)
+            return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts refs --help)",
+                       argv[i]);
+        else
+            key = argv[i];
+    }
+    if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts refs --help)");
+    if ((rc = check_key(cmd, key))) return rc;
+    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_repo(cmd, d, key, 0, &r))) goto out;
+    if (c.json) fputs("[", stdout);
+    int e = guts_repo_refs(r, all, refs_one, &c);
+    if (c.json) printf("%s]\n", c.n ? "\n" : "");
+    if (e) rc = die(EXIT_OP, cmd, "%s: reading refs: %s", key, guts_strerror(e));
+out:
+    if (r) guts_repo_close(r);
+    guts_data_close(d);
+    return rc;
+}
+
+/* ---- log ---------------------------------------------------------------- */
+
+/* Default and largest -n of `guts log`: a screenful, and a bound that keeps
+ * a typo from walking a huge history. */
+#define LOG_DEFAULT 20
+#define LOG_MAX 1000000
+/* Levels of symbolic refs and of tags pointing at tags followed to reach a
+ * commit: git stops symref chains at 5 too. */
+#define LOG_DEREF_MAX 5
+
+/* The commit REF names: an id, a full ref name, HEAD, or a short name
+ * (refs/heads/, refs/tags/, refs/remotes/ tried in that order). Tags are
+ * peeled. On failure *why says what went wrong. */
+static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why)
+{
+    guts_ref rec;
+    char name[GUTS_REFNAME_MAX + 32];
+    int found = 0;
+    *why = "no such ref or commit";
+    if (strlen(ref) == GUTS_HEX_LEN && guts_id_from_hex(ref, out) == GUTS_OK) {
+        found = 1;
+    } else {
+        static const char *const prefixes[] = {"", "refs/heads/", "refs/tags/", "refs/remotes/"};
+        for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes && !found; i++) {
+            if (i == 0 && strcmp(ref, "HEAD") != 0 && strncmp(ref, "refs/", 5) != 0) continue;
+            snprintf(name, sizeof name, "%s%s", prefixes[i], ref);
+            for (int depth = 0; depth <= LOG_DEREF_MAX; depth++) {
+                if (guts_refname_check(name) != GUTS_OK) break;
+                if (guts_repo_ref_get(r, name, &rec) != GUTS_OK) break;
+                if (rec.symref[0]) {
+                    snprintf(name, sizeof name, "%s", rec.symref);
+                    *why = "HEAD points at a branch that does not exist (unborn)";
+                    continue;
+                }
+                if (guts_id_is_zero(&rec.target)) {
+                    *why = "the ref was deleted";
+                    break;
+                }
+                *out = rec.target;
+                found = 1;
+                break;
+            }
+        }
+    }
+    if (!found) return GUTS_ENOTFOUND;
+    for (int depth = 0; depth <= LOG_DEREF_MAX; depth++) {
+        int type;
+        void *data;
+        size_t len;
+        int e = guts_repo_get(r, out, &type, &data, &len);
+        if (e) {
+            *why = e == GUTS_ENOTFOUND ? "the object is not stored" : guts_strerror(e);
+            return e;
+        }
+        if (type == GUTS_OBJ_COMMIT) {
+            free(data);
+            return GUTS_OK;
+        }
+        int ok = type == GUTS_OBJ_TAG && len > 7 + GUTS_HEX_LEN && memcmp(data, "object ", 7) == 0;
+        char hex[GUTS_HEX_LEN + 1];
+        if (ok) {
+            memcpy(hex, (char *)data + 7, GUTS_HEX_LEN);
+            hex[GUTS_HEX_LEN] = 0;
+            ok = guts_id_from_hex(hex, out) == GUTS_OK;
+        }
+        free(data);
+        if (!ok) {
+            *why = "it names no commit";
+            return GUTS_EINVAL;
+        }
+    }
+    *why = "tags nested too deep";
+    return GUTS_EINVAL;
+}
+
+/* One line for a commit: short id, author date, author, subject. Commit
+ * text came from a git repository or a peer: printed through put_safe. */
+static void log_line(const guts_id *id, const char *data, size_t len, guts_id *parent,
+                     int *has_parent)
+{
+    const char *p = data, *end = data + len;
+    const char *an = NULL, *subject = NULL;
+    size_t anl = 0, subl = 0;
+    char date[64] = "?", hex[GUTS_HEX_LEN + 1];
+    *has_parent = 0;
+    while (p < end && *p != '\n') {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (!*has_parent && ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
+            char ph[GUTS_HEX_LEN + 1];
+            memcpy(ph, p + 7, GUTS_HEX_LEN);
+            ph[GUTS_HEX_LEN] = 0;
+            *has_parent = guts_id_from_hex(ph, parent) == GUTS_OK;
+        } else if (!an && ll > 7 && memcmp(p, "author ", 7) == 0) {
+            /* "author NAME <EMAIL> EPOCH TZ" */
+            const char *lt = memchr(p + 7, '<', ll - 7);
+            const char *gt = lt ? memchr(lt, '>', (size_t)(p + ll - lt)) : NULL;
+            an = p + 7;
+            anl = lt ? (size_t)(lt - an) : ll - 7;
+            while (anl && an[anl - 1] == ' ')
+                anl--;
+            if (gt) {
+                char tail[64];
+                size_t tl = (size_t)(p + ll - gt - 1);
+                long long secs;
+                int tz;
+                if (tl < sizeof tail) {
+                    memcpy(tail, gt + 1, tl);
+                    tail[tl] = 0;
+                    if (sscanf(tail, " %lld %d", &secs, &tz) == 2 && tz > -10000 && tz < 10000 &&
+                        secs > -62135596800LL && secs < 253402300799LL) {
+                        int off = (tz / 100) * 3600 + (tz % 100) * 60;
+                        time_t t = (time_t)(secs + off);
+                        struct tm tm;
+                        if (gmtime_r(&t, &tm))
+                            snprintf(date + strftime(date, 32, "%Y-%m-%d %H:%M", &tm), 32,
+                                     " %c%04d", tz < 0 ? '-' : '+', tz < 0 ? -tz : tz);
+                    }
+                }
+            }
+        }
+        if (!nl) {
+            p = end;
+            break;
+        }
+        p = nl + 1;
+    }
+    /* The message starts after the blank line; the subject is its first
+     * non-empty line. */
+    if (p < end) p++;
+    while (p < end && *p == '\n')
+        p++;
+    subject = p;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    subl = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    guts_id_to_hex(id, hex);
+    printf("%.12s %s ", hex, date);
+    if (an)
+        put_safe(an, anl, 0);
+    else
+        putchar('?');
+    fputs("  ", stdout);
+    put_safe(subject, subl, 0);
+    putchar('\n');
+}
+
+static int cmd_log(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "log";
+    const char *key = NULL, *ref = NULL;
+    guts_data *d = NULL;
+    guts_repo *r = NULL;
+    long max = LOG_DEFAULT;
+    int rc;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-n") == 0 || strncmp(argv[i], "-n", 2) == 0) {
+            const char *v = argv[i][2] ? argv[i] + 2 : i + 1 < argc ? argv[++i] : "";
+            char *e;
+            errno = 0;
+            max = strtol(v, &e, 10);
+            if (!v[0] || *e || errno || max < 1 || max > LOG_MAX)
+                return die(EXIT_USAGE, cmd, "-n wants a count 1-%d, got \"%s\"", LOG_MAX, v);
+        } else if (argv[i][0] == '-') {
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts log --help)", argv[i]);
+        } else if (!key) {
+            key = argv[i];
+        } else if (!ref) {
+            ref = argv[i];
+        } else {
+            return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts log --help)",
+                       argv[i]);
+        }
+    }
+    if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME [REF] (see guts log --help)");
+    if ((rc = check_key(cmd, key))) return rc;
+    if (!ref) ref = "HEAD";
+    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_repo(cmd, d, key, 0, &r))) goto out;
+    guts_id id;
+    const char *why;
+    if (log_resolve(r, ref, &id, &why) != GUTS_OK) {
+        rc = die(EXIT_OP, cmd, "%s: \"%s\": %s", key, ref, why);
+        goto out;
+    }
+    for (long i = 0; i < max; i++) {
+        int type, more;
+        void *data;
+        size_t len;
+        guts_id parent;
+        char hex[GUTS_HEX_LEN + 1];
+        int e = guts_repo_get(r, &id, &type, &data, &len);
+        if (e || type != GUTS_OBJ_COMMIT) {
+            guts_id_to_hex(&id, hex);
+            rc = die(EXIT_OP, cmd, "%s: commit %s: %s", key, hex,
+                     e ? guts_strerror(e) : "not a commit");
+            if (!e) free(data);
+            goto out;
+        }
+        log_line(&id, data, len, &parent, &more);
+        free(data);
+        if (!more) break;
+        id = parent;
+    }
+out:
+    if (r) guts_repo_close(r);
+    guts_data_close(d);
+    return rc;
+}
+
+/* ---- rm ----------------------------------------------------------------- */
+
+static int cmd_rm(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "rm";
+    const char *key = NULL;
+    guts_data *d = NULL;
+    guts_repo *r = NULL;
+    guts_repo_info info;
+    node_run nr;
+    int yes = 0, force = 0, rc;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+            yes = 1;
+        else if (strcmp(argv[i], "--force") == 0)
+            force = 1;
+        else if (argv[i][0] == '-')
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts rm --help)", argv[i]);
+        else if (key)
+            return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts rm --help)", argv[i]);
+        else
+            key = argv[i];
+    }
+    if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts rm --help)");
+    if ((rc = check_key(cmd, key))) return rc;
+    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_repo(cmd, d, key, 0, &r))) goto out_data;
+    int e = guts_repo_info_get(r, &info);
+    guts_repo_close(r);
+    if (e) {
+        rc = die(EXIT_OP, cmd, "%s: %s", key, guts_strerror(e));
+        goto out_data;
+    }
+    node_read(guts_data_path(d), &nr);
+    /* A running node holds the env open: on Linux unlinking its files is
+     * safe for that process (it keeps the old inodes), but it goes on
+     * serving and writing a copy nobody else can see, and a later import or
+     * a peer's push recreates the repository beside it. So: stop the node
+     * first, unless the operator says otherwise. */
+    if (!force && (nr.state == NODE_RUNNING || nr.state == NODE_STALE)) {
+        rc = die(EXIT_OP, cmd,
+                 "%s: guts-node (pid %ld) is running on \"%s\" and holds the repository open; "
+                 "stop it first, or pass --force (the node keeps its open copy until it "
+                 "restarts, and peers that have the repository will send it back)",
+                 key, nr.pid, guts_data_path(d));
+        goto out;
+    }
+    if (!force && nr.state == NODE_BAD) {
+        rc = die(EXIT_OP, cmd,
+                 "%s: cannot tell whether a node is running (\"%s\": %s); pass --force to "
+                 "remove anyway",
+                 key, nr.path, nr.why);
+        goto out;
+    }
+    if (!yes) {
+        if (!isatty(0) || !isatty(2)) {
+            rc = die(EXIT_USAGE, cmd, "%s: not removed: pass --yes to remove without asking", key);
+            goto out;
+        }
+        char line[16];
+        fprintf(stderr, "remove %s (%" PRIu64 " objects, %" PRIu64 " refs) from %s? [y/N] ", key,
+                info.objects, info.refs, guts_data_path(d));
+        if (!fgets(line, sizeof line, stdin) || (strcmp(line, "y\n") && strcmp(line, "yes\n"))) {
+            rc = die(EXIT_OP, cmd, "%s: not removed", key);
+            goto out;
+        }
+    }
+    e = guts_repo_remove(d, key);
+    if (e) {
+        rc = die(EXIT_OP, cmd, "%s: %s (%s)", key, guts_strerror(e), guts_store_errmsg());
+        goto out;
+    }
+    printf("removed %s: %" PRIu64 " objects, %" PRIu64 " refs\n", key, info.objects, info.refs);
+out:
+    node_run_free(&nr);
+out_data:
+    guts_data_close(d);
+    return rc;
 }
 
 /* ---- fsck --------------------------------------------------------------- */
@@ -637,6 +1537,26 @@ out:
 
 /* ---- main --------------------------------------------------------------- */
 
+/* Every command: `guts --help` lists them, `guts COMMAND --help` and
+ * `guts help COMMAND` print the usage. (Room for more, e.g. keygen.) */
+typedef struct command {
+    const char *name;
+    int (*run)(const char *data_opt, int argc, char **argv);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"import", cmd_import, usage_import},
+    {"export", cmd_export, usage_export},
+    {"ls", cmd_ls, usage_ls},
+    {"refs", cmd_refs, usage_refs},
+    {"log", cmd_log, usage_log},
+    {"rm", cmd_rm, usage_rm},
+    {"status", cmd_status, usage_status},
+    {"peers", cmd_peers, usage_peers},
+    {"fsck", cmd_fsck, usage_fsck},
+};
+
 int main(int argc, char **argv)
 {
     const char *data_opt = NULL;
@@ -667,19 +1587,22 @@ int main(int argc, char **argv)
     const char *cmd = argv[i];
     int sub_argc = argc - i;
     char **sub_argv = argv + i;
+    if (strcmp(cmd, "help") == 0) {
+        if (sub_argc == 1) return fputs(usage_main, stdout), 0;
+        cmd = sub_argv[1];
+        sub_argc = 1;
+    }
+    const command *c = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof *commands; k++)
+        if (strcmp(cmd, commands[k].name) == 0) c = &commands[k];
+    if (!c) return die(EXIT_USAGE, NULL, "unknown command \"%s\" (see guts --help)", cmd);
     int rc;
-    if (strcmp(cmd, "import") == 0)
-        rc = cmd_import(data_opt, sub_argc, sub_argv);
-    else if (strcmp(cmd, "export") == 0)
-        rc = cmd_export(data_opt, sub_argc, sub_argv);
-    else if (strcmp(cmd, "status") == 0)
-        rc = cmd_status(data_opt, sub_argc, sub_argv);
-    else if (strcmp(cmd, "fsck") == 0)
-        rc = cmd_fsck(data_opt, sub_argc, sub_argv);
-    else if (strcmp(cmd, "help") == 0)
-        rc = (fputs(usage_main, stdout), 0);
+    if (sub_argc == 1 && strcmp(argv[i], "help") == 0)
+        rc = (fputs(c->usage, stdout), 0);
+    else if (wants_help(sub_argc, sub_argv))
+        rc = (fputs(c->usage, stdout), 0);
     else
-        rc = die(EXIT_USAGE, NULL, "unknown command \"%s\" (see guts --help)", cmd);
+        rc = c->run(data_opt, sub_argc, sub_argv);
     if (fflush(stdout) != 0 && rc == 0) rc = die(EXIT_OP, cmd, "writing output failed");
     return rc;
 }
