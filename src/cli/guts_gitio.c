@@ -330,9 +330,18 @@ static void progress_show(progress *pg, uint64_t done, uint64_t total, uint64_t 
     if (!final && t - pg->last < GITIO_PROGRESS_NS) return;
     pg->last = t;
     double secs = (double)(t - pg->start) / 1e9, mb = (double)bytes / 1e6;
-    fprintf(stderr, "\r%s: %llu/%llu objects, %.1f MB, %.1f MB/s%s", pg->verb,
-            (unsigned long long)done, (unsigned long long)total, mb, secs > 0 ? mb / secs : 0.0,
-            final ? "\n" : "  ");
+    /* ETA from the object rate so far: objects are what the total counts
+     * (their sizes are not all known up front). Shown once a rate exists. */
+    char eta[32] = "";
+    if (!final && done && done < total && secs > 0.5) {
+        double left = (double)(total - done) * secs / (double)done;
+        if (left < 360000)
+            snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)left / 60, (int)left % 60);
+    }
+    fprintf(stderr, "\r%s: %llu/%llu objects, %.1f MB, %.1f MB/s, %.0f objects/s%s\033[K%s",
+            pg->verb, (unsigned long long)done, (unsigned long long)total, mb,
+            secs > 0 ? mb / secs : 0.0, secs > 0 ? (double)done / secs : 0.0, eta,
+            final ? "\n" : "");
     fflush(stderr);
 }
 
