@@ -51,6 +51,10 @@
  * so a huge blob pins nothing and a node with many repositories open keeps
  * at most 4 x 4 MiB per handle. */
 #define STORE_BUF_KEEP ((size_t)4 << 20)
+/* Received contents at least this large are kept in the cache as likely
+ * bases (guts_repo_rec_put); below it a content costs the cache (entry,
+ * hashing, eviction) about what decoding it again costs. */
+#define STORE_REC_CACHE_MIN 512
 
 int rec_parse(const MDB_val *v, rec_hdr *h)
 {
@@ -941,7 +945,13 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
             free(content);
             return rc;
         }
-        if (content) cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
+        /* A base of the next records, likely; small contents are cheaper to
+         * decode again than to keep (many tiny entries cost the cache more
+         * than they save). */
+        if (content && rec->size >= STORE_REC_CACHE_MIN)
+            cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
+        else
+            free(content);
         seq++;
         count++;
         stored += reclen;
