@@ -1,4 +1,5 @@
-/* guts.c - the `guts` command: import, export, status, fsck.
+/* guts.c - the `guts` command: import, export, ls, refs, log, rm, status,
+ * peers, fsck.
  *
  * A thin front end over the store (include/guts/store.h) and the git bridge
  * (guts_gitio.c). It is the only place that reads the environment ($GUTS_DATA,
@@ -6,6 +7,12 @@
  * 0 success, 1 an operational error, 2 a usage error. Every error is one line
  * on stderr that names the input at fault, so scripts can show it as is.
  * Arguments are checked (keys above all) before the data dir is touched.
+ *
+ * A running guts-node is seen only through DATA/node/status.json, which it
+ * rewrites every second: the CLI needs no socket and no protocol of its own
+ * to show peers and sync states, and the file is parsed as untrusted input
+ * by a bounded reader (guts_json.c). Commands are one table (`commands`):
+ * a new one (e.g. keygen) is a function, a usage text and a row.
  */
 #include <errno.h>
 #include <fcntl.h>
