@@ -171,7 +171,8 @@ py 'd["daemon"] == "running" and [p["port"] for p in d["peers"]] == [7173, 7174]
 # rm refuses while the node runs; --force overrides.
 expect 1 "$GUTS" rm alice/repo --yes
 one_line_error
-grep -q "pid $$" "$TMP/err" && grep -q -- '--force' "$TMP/err" || fail "rm refusal unclear: $(cat "$TMP/err")"
+grep -q "pid $$" "$TMP/err" || fail "rm refusal names no pid: $(cat "$TMP/err")"
+grep -q -- '--force' "$TMP/err" || fail "rm refusal names no way out: $(cat "$TMP/err")"
 [ -d "$GUTS_DATA/repos/alice/repo" ] || fail "rm removed despite the running node"
 
 # Stale: the pid lives but the file is old.
