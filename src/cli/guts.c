@@ -576,7 +576,8 @@ static void node_peers_print(const node_run *nr, int json)
             /* guts-node writes "ADDR:PORT" (its source address); a bare
              * address gets the port field appended. */
             int bare = a && a->type == GUTS_JSON_STRING && !memchr(a->str, ':', a->slen);
-            snprintf(addr, sizeof addr, have_port && bare ? ":%" PRIu64 : "", port);
+            addr[0] = 0;
+            if (have_port && bare) snprintf(addr, sizeof addr, ":%" PRIu64, port);
             fputs(addr, stdout);
             w += (int)strlen(addr);
             printf("%*s  ", w < 21 ? 21 - w : 0, "");
