@@ -249,6 +249,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         guts_core_counters_get(nd->core, &k);
         tot.sessions_ok += k.sessions_ok;
         tot.sessions_failed += k.sessions_failed;
+        tot.sessions_empty += k.sessions_empty;
         tot.objects_fetched += k.objects_fetched;
         tot.refs_applied += k.refs_applied;
         tot.refs_pending += k.refs_pending;
@@ -342,12 +343,13 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 s->writes_done, s->crashes, s->restarts, s->joins, s->leaves);
         fprintf(out,
                 "  \"cores\": {\"sessions_ok\": %" PRIu64 ", \"sessions_failed\": %" PRIu64
+                ", \"sessions_empty\": %" PRIu64
                 ", \"objects_fetched\": %" PRIu64 ", \"refs_applied\": %" PRIu64
                 ", \"refs_pending\": %" PRIu64 ", \"refs_dropped\": %" PRIu64
                 ", \"peers_expired\": %" PRIu64
                 ", \"bad_objects\": %" PRIu64 ", \"dgrams_malformed\": %" PRIu64
                 ", \"frames_malformed\": %" PRIu64 "},\n",
-                tot.sessions_ok, tot.sessions_failed, tot.objects_fetched, tot.refs_applied,
+                tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched, tot.refs_applied,
                 tot.refs_pending, tot.refs_dropped, tot.peers_expired, tot.bad_objects, tot.dgrams_malformed,
                 tot.frames_malformed);
         fprintf(out,

@@ -211,6 +211,7 @@ typedef struct guts_core_counters {
     uint64_t objects_nobase;     /* delta records received before their base */
     uint64_t objects_dropped;    /* of those, never stored in their session */
     uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;
+    uint64_t sessions_empty;     /* pulls that ended ok with no object and no ref */
     uint64_t objects_fetched, refs_applied, refs_pending;
     uint64_t refs_dropped;       /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;

@@ -135,6 +135,13 @@ typedef struct peer_repo {
     guts_fp fp;
     uint64_t rdigest;
     uint64_t heard; /* when announced */
+    /* The state (fp, rdigest) it announced when a pull from it brought
+     * nothing: a peer that is merely behind us, or holds nothing we lack,
+     * keeps announcing a state that differs from ours; until that state
+     * changes it is pulled only by anti-entropy (see node_announce.c). */
+    guts_fp empty_fp;
+    uint64_t empty_rd;
+    int empty;
 } peer_repo;
 
 typedef struct peer {
@@ -315,6 +322,10 @@ peer_repo *members_repo(peer *p, const char *key);
 int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now);
 uint64_t members_next_expiry(const guts_core *c);
+/* pr still announces the state at which a pull from it brought nothing. */
+int members_repo_exhausted(const peer_repo *pr);
+/* A pull of key from id ended ok; empty: it brought nothing. */
+void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int empty);
 
 /* node_announce.c */
 uint32_t announce_interval(const guts_core *c);

@@ -253,7 +253,8 @@ void announce_consider(guts_core *c, lrepo *r)
         if (!pr || !differs(r, pr))
             continue;
         any = 1;
-        if (pr->objects > r->info.objects || guts_fp_eq(pr->fp, r->info.fp))
+        if (!members_repo_exhausted(pr) &&
+            (pr->objects > r->info.objects || guts_fp_eq(pr->fp, r->info.fp)))
             urgent = 1;
     }
     if (any)
@@ -314,8 +315,10 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
             continue;
         if (e->objects == 0 && e->refs_digest == 0)
             continue; /* it has nothing to give */
-        int urgent = e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
-                     bloom_evidence(c, r, e);
+        peer_repo *pr = members_repo(p, e->key);
+        int urgent = !(pr && members_repo_exhausted(pr)) &&
+                     (e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
+                      bloom_evidence(c, r, e));
         schedule(c, r, urgent);
     }
 }

@@ -233,6 +233,7 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
             return GUTS_ENOMEM;
         memmove(p->repos + i + 1, p->repos + i, (p->nrepos - i) * sizeof(peer_repo));
         p->nrepos++;
+        memset(&p->repos[i], 0, sizeof(p->repos[i]));
         p->repos[i].key = k;
     }
     p->repos[i].objects = objects;
@@ -240,4 +241,23 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
     p->repos[i].rdigest = rdigest;
     p->repos[i].heard = now;
     return GUTS_OK;
+}
+
+int members_repo_exhausted(const peer_repo *pr)
+{
+    return pr->empty && guts_fp_eq(pr->fp, pr->empty_fp) && pr->rdigest == pr->empty_rd;
+}
+
+/* Our own state only grows, so a peer that had nothing for us at state X
+ * still has nothing while it announces X: remember X, and pull it again
+ * eagerly only once it announces something else. */
+void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int empty)
+{
+    peer *p = members_find(c, id);
+    peer_repo *pr = p ? members_repo(p, key) : NULL;
+    if (!pr)
+        return;
+    pr->empty = empty;
+    pr->empty_fp = pr->fp;
+    pr->empty_rd = pr->rdigest;
 }

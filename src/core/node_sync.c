@@ -157,8 +157,13 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             }
             size_t nw;
             refs_apply_pending(c, r, NULL, 0, &nw);
-            if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0)
+            if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
+                c->ctr.sessions_empty++;
+                members_pulled(c, &s->peer_id, r->key, 1);
+            } else if (ok) {
+                members_pulled(c, &s->peer_id, r->key, 0);
+            }
             else if (s->got_objects || c->ctr.refs_applied != s->applied0)
                 r->idle_pulls = 0;
             core_repo_refresh(c, r);
@@ -262,17 +267,27 @@ static int refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, v
 /* ---- Puller -------------------------------------------------------------- */
 
 /* Pick the peer to pull r from: among peers whose state differs, those with
- * the most objects (the newest state), at random among equals. */
+ * the most objects (the newest state), at random among equals. A peer still
+ * announcing the state at which it last gave us nothing is skipped, except
+ * by an anti-entropy pull when no other peer differs (Demers' backstop). */
 static peer *choose_peer(guts_core *c, lrepo *r)
 {
     peer *best = NULL;
     uint64_t best_n = 0, ties = 0;
+    int best_ex = 1;
     for (size_t i = 0; i < c->npeers; i++) {
         peer_repo *pr = members_repo(&c->peers[i], r->key);
         if (!pr || (guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo))
             continue;
         if (pr->objects == 0 && pr->rdigest == 0)
             continue; /* nothing to give */
+        int ex = members_repo_exhausted(pr);
+        if (ex && (r->urgent || !best_ex))
+            continue;
+        if (best_ex && !ex) { /* a fresh peer beats any exhausted one */
+            best = NULL;
+            best_ex = 0;
+        }
         if (!best || pr->objects > best_n) {
             best = &c->peers[i];
             best_n = pr->objects;

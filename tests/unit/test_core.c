@@ -725,6 +725,54 @@ START_TEST(test_unverifiable_ref_never_shadows_a_valid_one)
 }
 END_TEST
 
+/* A peer whose announced state differs from ours but that gave us nothing
+ * (it is behind us, or holds nothing we lack) is not pulled again while it
+ * announces that same state; once its state changes it is pulled at once.
+ * (guts-sim's fault run: one node pulled such a peer 90 times in 12 s.) */
+START_TEST(test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes)
+{
+    solo s;
+    solo_init(&s, 12);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    guts_id blob = tu_blob(&s.iface, KEY, "piece");
+    guts_id tree = tu_tree(&s.iface, KEY, &blob, NULL);
+    tu_commit(&s.iface, KEY, &tree, NULL, 0, "tip");
+    solo_start(&s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 4;
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    uint32_t st = pull_offering_refs(&s, 510, NULL, 0);
+    ck_assert_uint_eq(s.closes, 1);
+    guts_core_on_stream_closed(s.core, 520, st);
+    solo_drain(&s);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.sessions_empty, 1);
+
+    /* the same state again, twice: no pull */
+    s.opens = 0;
+    for (uint64_t t = 1000; t <= 2000; t += 1000) {
+        feed_announce(&s, t, 1, 1, &r, 1);
+        guts_core_on_timer(s.core, t + 500);
+        solo_drain(&s);
+    }
+    ck_assert_uint_eq(s.opens, 0);
+
+    /* a new state: pulled at once */
+    r.fp.lo = 3;
+    r.objects = 5;
+    feed_announce(&s, 3000, 1, 1, &r, 1);
+    guts_core_on_timer(s.core, 3200);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.opens, 1);
+    solo_free(&s);
+}
+END_TEST
+
 /* ---- Pairs in the cluster fixture ---------------------------------------- */
 
 static guts_cluster *pair(uint64_t seed)
@@ -1090,6 +1138,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_bad_object_drops_the_peer);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_unverifiable_ref_never_shadows_a_valid_one);
+    tcase_add_test(t, test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes);
     tcase_add_test(t, test_in_sync_nodes_open_no_stream);
     tcase_add_test(t, test_lacking_node_pulls_everything);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
