@@ -149,10 +149,11 @@ static const char usage_log[] =
     "usage: guts log OWNER/NAME [REF] [-n N]\n"
     "\n"
     "Print the commits of REF (default HEAD), newest first, one per line from\n"
-    "the store: short id, author date, author, subject. The walk follows first\n"
-    "parents (like git log --first-parent) and stops after N commits (default\n"
-    "20, at most 1000000). REF is a full ref name, HEAD, a branch, tag or\n"
-    "remote-tracking name, or a 40-digit commit id; tags are peeled.\n";
+    "the store: short id, author date, author, subject. Commits reachable from\n"
+    "REF come newest first by committer date (git log's default order), each\n"
+    "once; the walk stops after N commits (default 20, at most 1000000).\n"
+    "REF is a full ref name, HEAD, a branch, tag or remote-tracking name, or a\n"
+    "40-digit commit id; tags are peeled. Exit 1 if a parent is not stored.\n";
 
 static const char usage_rm[] =
     "usage: guts rm OWNER/NAME [--yes] [--force]\n"
@@ -1107,6 +1108,164 @@ static void log_line(const guts_id *id, const char *data, size_t len, guts_id *p
     putchar('\n');
 }
 
+/* The walk of `guts log`: newest commit first by committer date, like
+ * git log's default order, each commit once. A max-heap of the frontier
+ * and a hash set of commits already queued; both grow with the commits
+ * printed (at most -n) times their parents, never with the history. */
+typedef struct log_item {
+    guts_id id;
+    int64_t when; /* committer date, seconds since the epoch */
+    uint64_t seq; /* queue order: ties go to the commit queued first */
+} log_item;
+
+typedef struct log_walk {
+    guts_repo *r;
+    log_item *heap;
+    size_t n, cap;
+    guts_id *seen; /* open addressing; the zero id marks a free slot */
+    size_t nseen, capseen;
+    uint64_t seq;
+    uint64_t missing; /* parents named but not stored */
+} log_walk;
+
+static int log_before(const log_item *a, const log_item *b)
+{
+    return a->when != b->when ? a->when > b->when : a->seq < b->seq;
+}
+
+/* 1 if id was already queued, else remember it and return 0. */
+static int log_seen(log_walk *w, const guts_id *id, int *err)
+{
+    if (2 * (w->nseen + 1) > w->capseen) {
+        size_t nc = w->capseen ? 2 * w->capseen : 1024;
+        guts_id *ns = calloc(nc, sizeof *ns);
+        if (!ns) return *err = GUTS_ENOMEM, 0;
+        for (size_t i = 0; i < w->capseen; i++) {
+            if (guts_id_is_zero(&w->seen[i])) continue;
+            uint64_t h;
+            memcpy(&h, w->seen[i].b, sizeof h);
+            size_t k = (size_t)h & (nc - 1);
+            while (!guts_id_is_zero(&ns[k]))
+                k = (k + 1) & (nc - 1);
+            ns[k] = w->seen[i];
+        }
+        free(w->seen);
+        w->seen = ns;
+        w->capseen = nc;
+    }
+    uint64_t h;
+    memcpy(&h, id->b, sizeof h); /* SHA-1 bytes are uniform */
+    size_t k = (size_t)h & (w->capseen - 1);
+    while (!guts_id_is_zero(&w->seen[k])) {
+        if (guts_id_cmp(&w->seen[k], id) == 0) return 1;
+        k = (k + 1) & (w->capseen - 1);
+    }
+    w->seen[k] = *id;
+    w->nseen++;
+    return 0;
+}
+
+/* Committer date of a commit's text (0 if unreadable). */
+static int64_t log_when(const char *data, size_t len)
+{
+    const char *p = data, *end = data + len;
+    while (p < end && *p != '\n') {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (ll > 10 && memcmp(p, "committer ", 10) == 0) {
+            const char *gt = NULL;
+            for (const char *q = p; q < p + ll; q++)
+                if (*q == '>') gt = q;
+            char tail[32];
+            size_t tl = gt ? (size_t)(p + ll - gt - 1) : 0;
+            long long secs;
+            if (gt && tl < sizeof tail) {
+                memcpy(tail, gt + 1, tl);
+                tail[tl] = 0;
+                if (sscanf(tail, " %lld", &secs) == 1) return (int64_t)secs;
+            }
+            return 0;
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    return 0;
+}
+
+/* Queue a commit once. A commit that is not stored is counted, not fatal:
+ * the lines already printed stay true. */
+static int log_push(log_walk *w, const guts_id *id)
+{
+    int e = 0, type;
+    void *data;
+    size_t len;
+    if (guts_id_is_zero(id)) return w->missing++, 0; /* the hash set's empty slot */
+    if (log_seen(w, id, &e)) return 0;
+    if (e) return e;
+    e = guts_repo_get(w->r, id, &type, &data, &len);
+    if (e == GUTS_ENOTFOUND) return w->missing++, 0;
+    if (e) return e;
+    int64_t when = type == GUTS_OBJ_COMMIT ? log_when(data, len) : 0;
+    free(data);
+    if (type != GUTS_OBJ_COMMIT) return GUTS_ECORRUPT;
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? 2 * w->cap : 64;
+        log_item *nh = realloc(w->heap, nc * sizeof *nh);
+        if (!nh) return GUTS_ENOMEM;
+        w->heap = nh;
+        w->cap = nc;
+    }
+    size_t i = w->n++;
+    w->heap[i] = (log_item){.id = *id, .when = when, .seq = w->seq++};
+    while (i && log_before(&w->heap[i], &w->heap[(i - 1) / 2])) {
+        log_item t = w->heap[i];
+        w->heap[i] = w->heap[(i - 1) / 2];
+        w->heap[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static log_item log_pop(log_walk *w)
+{
+    log_item top = w->heap[0];
+    w->heap[0] = w->heap[--w->n];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->n && log_before(&w->heap[l], &w->heap[m])) m = l;
+        if (r < w->n && log_before(&w->heap[r], &w->heap[m])) m = r;
+        if (m == i) break;
+        log_item t = w->heap[i];
+        w->heap[i] = w->heap[m];
+        w->heap[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* Queue every parent named in a commit's header. */
+static int log_push_parents(log_walk *w, const char *data, size_t len)
+{
+    const char *p = data, *end = data + len;
+    while (p < end && *p != '\n') {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
+            char ph[GUTS_HEX_LEN + 1];
+            guts_id pid;
+            memcpy(ph, p + 7, GUTS_HEX_LEN);
+            ph[GUTS_HEX_LEN] = 0;
+            if (guts_id_from_hex(ph, &pid) == GUTS_OK) {
+                int e = log_push(w, &pid);
+                if (e) return e;
+            }
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    return 0;
+}
+
 static int cmd_log(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "log";
@@ -1145,25 +1304,26 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
         rc = die(EXIT_OP, cmd, "%s: \"%s\": %s", key, ref, why);
         goto out;
     }
-    for (long i = 0; i < max; i++) {
+    log_walk w = {.r = r};
+    int e = log_push(&w, &id);
+    for (long i = 0; !e && i < max && w.n; i++) {
         int type, more;
         void *data;
         size_t len;
         guts_id parent;
-        char hex[GUTS_HEX_LEN + 1];
-        int e = guts_repo_get(r, &id, &type, &data, &len);
-        if (e || type != GUTS_OBJ_COMMIT) {
-            guts_id_to_hex(&id, hex);
-            rc = die(EXIT_OP, cmd, "%s: commit %s: %s", key, hex,
-                     e ? guts_strerror(e) : "not a commit");
-            if (!e) free(data);
-            goto out;
-        }
-        log_line(&id, data, len, &parent, &more);
+        log_item it = log_pop(&w);
+        if ((e = guts_repo_get(r, &it.id, &type, &data, &len))) break;
+        log_line(&it.id, data, len, &parent, &more);
+        e = log_push_parents(&w, data, len);
         free(data);
-        if (!more) break;
-        id = parent;
     }
+    if (e)
+        rc = die(EXIT_OP, cmd, "%s: reading commits: %s", key, guts_strerror(e));
+    else if (w.missing)
+        rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " parent commit%s not stored (see guts fsck %s)", key,
+                 w.missing, w.missing == 1 ? " is" : "s are", key);
+    free(w.heap);
+    free(w.seen);
 out:
     if (r) guts_repo_close(r);
     guts_data_close(d);

@@ -244,4 +244,39 @@ one_line_error
 expect 0 "$GUTS" import alice/repo "$src"
 expect 0 "$GUTS" refs alice/repo --all
 grep -q 'refs/heads/topic' "$TMP/out" && fail "a removed repository's tombstones came back"
+
+# --- log of a merge: every commit reachable, each once, newest committer
+# date first (git log's order when dates differ), bounded by -n.
+m="$TMP/merge"
+git init -q "$m"
+c=0
+commit() { # BRANCH MESSAGE
+  c=$((c + 1))
+  git -C "$m" checkout -q "$1"
+  echo "$2" >"$m/$2"
+  git -C "$m" add "$2"
+  GIT_COMMITTER_DATE="2024-02-01T00:00:$(printf %02d $c)Z" git -C "$m" commit -qm "$2"
+}
+git -C "$m" commit -q --allow-empty -m root
+git -C "$m" branch side
+commit main m1; commit side s1; commit main m2; commit side s2
+git -C "$m" checkout -q main
+GIT_COMMITTER_DATE="2024-02-01T00:01:00Z" git -C "$m" merge -q --no-ff -m merge side
+expect 0 "$GUTS" import alice/merge "$m"
+expect 0 "$GUTS" log alice/merge
+cut -c1-12 "$TMP/out" >"$TMP/ours"
+git -C "$m" log --format=%H | cut -c1-12 >"$TMP/theirs"
+diff "$TMP/theirs" "$TMP/ours" >&2 || fail "log order differs from git log"
+[ "$(wc -l <"$TMP/out")" -eq 6 ] || fail "log of a merge: $(cat "$TMP/out")"
+expect 0 "$GUTS" log alice/merge -n 3
+[ "$(cut -c1-12 "$TMP/out")" = "$(head -3 "$TMP/theirs")" ] || fail "log -n 3 of a merge"
+
+# A shallow clone's oldest commit names a parent the store lacks: the lines
+# that are true are printed, then one error line, exit 1.
+git clone -q --depth 1 "file://$src" "$TMP/shallow"
+expect 0 "$GUTS" import alice/shallow "$TMP/shallow"
+expect 1 "$GUTS" log alice/shallow
+one_line_error
+grep -q 'not stored' "$TMP/err" || fail "missing parent: $(cat "$TMP/err")"
+[ "$(wc -l <"$TMP/out")" -eq 1 ] || fail "shallow log: $(cat "$TMP/out")"
 echo "cli_commands: ok"
