@@ -1039,23 +1039,16 @@ static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char *
 
 /* One line for a commit: short id, author date, author, subject. Commit
  * text came from a git repository or a peer: printed through put_safe. */
-static void log_line(const guts_id *id, const char *data, size_t len, guts_id *parent,
-                     int *has_parent)
+static void log_line(const guts_id *id, const char *data, size_t len)
 {
     const char *p = data, *end = data + len;
     const char *an = NULL, *subject = NULL;
     size_t anl = 0, subl = 0;
     char date[64] = "?", hex[GUTS_HEX_LEN + 1];
-    *has_parent = 0;
     while (p < end && *p != '\n') {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (!*has_parent && ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
-            char ph[GUTS_HEX_LEN + 1];
-            memcpy(ph, p + 7, GUTS_HEX_LEN);
-            ph[GUTS_HEX_LEN] = 0;
-            *has_parent = guts_id_from_hex(ph, parent) == GUTS_OK;
-        } else if (!an && ll > 7 && memcmp(p, "author ", 7) == 0) {
+        if (!an && ll > 7 && memcmp(p, "author ", 7) == 0) {
             /* "author NAME <EMAIL> EPOCH TZ" */
             const char *lt = memchr(p + 7, '<', ll - 7);
             const char *gt = lt ? memchr(lt, '>', (size_t)(p + ll - lt)) : NULL;
@@ -1307,13 +1300,12 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
     log_walk w = {.r = r};
     int e = log_push(&w, &id);
     for (long i = 0; !e && i < max && w.n; i++) {
-        int type, more;
+        int type;
         void *data;
         size_t len;
-        guts_id parent;
         log_item it = log_pop(&w);
         if ((e = guts_repo_get(r, &it.id, &type, &data, &len))) break;
-        log_line(&it.id, data, len, &parent, &more);
+        log_line(&it.id, data, len);
         e = log_push_parents(&w, data, len);
         free(data);
     }
