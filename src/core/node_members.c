@@ -243,9 +243,17 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
     return GUTS_OK;
 }
 
+static uint64_t state_sig(const peer_repo *pr)
+{
+    uint64_t h = pr->fp.lo * 0x9e3779b97f4a7c15ull;
+    h ^= (pr->fp.hi + (h << 6) + (h >> 2)) * 0xbf58476d1ce4e5b9ull;
+    h ^= (pr->rdigest + (h << 6) + (h >> 2)) * 0x94d049bb133111ebull;
+    return h ? h : 1;
+}
+
 int members_repo_exhausted(const peer_repo *pr)
 {
-    return pr->empty && guts_fp_eq(pr->fp, pr->empty_fp) && pr->rdigest == pr->empty_rd;
+    return pr->empty_sig && pr->empty_sig == state_sig(pr);
 }
 
 /* Our own state only grows, so a peer that had nothing for us at state X
@@ -257,7 +265,5 @@ void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int e
     peer_repo *pr = p ? members_repo(p, key) : NULL;
     if (!pr)
         return;
-    pr->empty = empty;
-    pr->empty_fp = pr->fp;
-    pr->empty_rd = pr->rdigest;
+    pr->empty_sig = empty ? state_sig(pr) : 0;
 }
