@@ -116,6 +116,9 @@ typedef struct guts_core_config {
     uint32_t group_budget;    /* bytes/s of announces for the whole group; 0: default */
     uint32_t frame_max;       /* largest frame accepted and sent; 0: default */
     uint32_t max_sessions;    /* concurrent outgoing (and incoming) sessions; 0: default */
+    uint32_t dgram_max;       /* largest datagram the core builds; 0 (or more than
+                               * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
+                               * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
     uint64_t seed;            /* PRNG seed: jitter, peer choice, recon seeds */
     const guts_core_store *store; /* copied */
 } guts_core_config;

@@ -354,6 +354,12 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
         c->cfg.frame_max = 64 * 1024;
     if (!c->cfg.max_sessions)
         c->cfg.max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
+    /* An announce needs its head and at least one repository entry; below
+     * 512 bytes a datagram holds too little to be worth sending. */
+    if (!c->cfg.dgram_max || c->cfg.dgram_max > GUTS_DGRAM_MAX)
+        c->cfg.dgram_max = GUTS_DGRAM_MAX;
+    if (c->cfg.dgram_max < 512)
+        c->cfg.dgram_max = 512;
     uint64_t x = cfg->seed ^ 0x6775747363307265ull;
     for (int i = 0; i < 4; i++)
         c->rng[i] = splitmix(&x);

@@ -1,7 +1,8 @@
 /* node_announce.c - what a node tells the group, and what it makes of what
  * it hears.
  *
- * Sending. Every announce is one datagram of at most GUTS_DGRAM_MAX bytes.
+ * Sending. Every announce is one datagram of at most cfg.dgram_max bytes
+ * (GUTS_DGRAM_MAX, less the seal's overhead in a keyed cluster).
  * Repositories are paged: those changed since the last announce go first,
  * then a round-robin cursor walks the rest, so with R repositories every one
  * is announced at least every ceil(R / per-page) announces. Entries are
@@ -47,7 +48,7 @@ uint32_t announce_interval(const guts_core *c)
     uint64_t members = c->npeers + 1;
     /* average size of the announces sent and heard (RTCP's avg_rtcp_size);
      * full datagrams when nothing is known yet */
-    uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : GUTS_DGRAM_MAX;
+    uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : c->cfg.dgram_max;
     uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
     if (iv < c->cfg.interval_ms)
         iv = c->cfg.interval_ms;
@@ -154,7 +155,7 @@ void announce_send(guts_core *c)
                 continue;
             fill_entry(&reps[n], r);
             size_t sz = guts_announce_repo_size(&reps[n]);
-            if (used + sz > GUTS_DGRAM_MAX)
+            if (used + sz > c->cfg.dgram_max)
                 goto full;
             used += sz;
             ens[n].r = r;
@@ -166,7 +167,7 @@ void announce_send(guts_core *c)
 full:
     /* share the room left as blooms, first entries first */
     for (size_t i = 0; i < n; i++) {
-        size_t room = GUTS_DGRAM_MAX - used;
+        size_t room = c->cfg.dgram_max - used;
         size_t share = room / (n - i);
         size_t base = guts_announce_repo_size(&reps[i]);
         add_bloom(c, &reps[i], &ens[i], base + share);
@@ -178,18 +179,18 @@ full:
     a->pages = (uint16_t)(c->nrepos ? (c->nrepos + per - 1) / per : 1);
     a->page = (uint16_t)(c->nrepos ? (c->rr / per) % a->pages : 0);
     size_t len = 0;
-    int rc = guts_msg_encode(&m, c->dgram, GUTS_DGRAM_MAX, &len);
+    int rc = guts_msg_encode(&m, c->dgram, c->cfg.dgram_max, &len);
     if (rc == GUTS_ETOOBIG) { /* cannot happen with exact sizes; be safe */
         for (size_t i = 0; i < n; i++) {
             reps[i].bloom_nbits = 0;
             reps[i].bloom_covered = 0;
             reps[i].bloom_bits = NULL;
         }
-        rc = guts_msg_encode(&m, c->dgram, GUTS_DGRAM_MAX, &len);
+        rc = guts_msg_encode(&m, c->dgram, c->cfg.dgram_max, &len);
     }
     for (size_t i = 0; i < n; i++)
         guts_bloom_free(&ens[i].bloom);
-    if (rc == GUTS_OK && len <= GUTS_DGRAM_MAX) {
+    if (rc == GUTS_OK && len <= c->cfg.dgram_max) {
         for (size_t i = 0; i < n; i++)
             ens[i].r->changed = 0;
         guts_core_action act = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,

@@ -80,7 +80,8 @@ static void solo_drain(solo *s)
     }
 }
 
-static void solo_init(solo *s, uint64_t seed)
+/* dgram_max: the core's config field (0: default). */
+static void solo_init_max(solo *s, uint64_t seed, uint32_t dgram_max)
 {
     memset(s, 0, sizeof(*s));
     ck_assert_int_eq(guts_memstore_new(&s->mem), 0);
@@ -92,8 +93,14 @@ static void solo_init(solo *s, uint64_t seed)
     cfg.incarnation = 1;
     cfg.tcp_port = 7000;
     cfg.seed = seed;
+    cfg.dgram_max = dgram_max;
     cfg.store = &s->iface;
     ck_assert_int_eq(guts_core_new(&cfg, &s->core), 0);
+}
+
+static void solo_init(solo *s, uint64_t seed)
+{
+    solo_init_max(s, seed, 0);
 }
 
 static void solo_start(solo *s)
@@ -256,10 +263,11 @@ END_TEST
 
 /* Run a core with the given repositories through many announce intervals;
  * every datagram must fit and every repository must be announced. */
-static void check_announces(size_t nrepos, size_t objects_in_first)
+static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgram_max)
 {
     solo s;
-    solo_init(&s, 5 + nrepos);
+    solo_init_max(&s, 5 + nrepos, dgram_max);
+    size_t limit = dgram_max ? dgram_max : GUTS_DGRAM_MAX;
     char key[64];
     for (size_t i = 0; i < nrepos; i++) {
         snprintf(key, sizeof(key), "owner-%zu/a-rather-long-repository-name-%zu", i, i);
@@ -293,7 +301,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first)
             if (a.kind != GUTS_ACT_SEND_DGRAM)
                 continue;
             dgrams++;
-            ck_assert_uint_le(a.len, GUTS_DGRAM_MAX);
+            ck_assert_uint_le(a.len, limit);
             guts_msg m;
             ck_assert_int_eq(guts_msg_decode(a.data, a.len, &m), 0);
             ck_assert_int_eq(m.type, GUTS_MSG_ANNOUNCE);
@@ -324,11 +332,20 @@ static void check_announces(size_t nrepos, size_t objects_in_first)
 
 START_TEST(test_announce_never_exceeds_1200_bytes)
 {
-    check_announces(0, 0);
-    check_announces(1, 0);
-    check_announces(1, 20000); /* one huge repository: bloom of recent ids */
-    check_announces(50, 300);
-    check_announces(500, 0);
+    check_announces(0, 0, 0);
+    check_announces(1, 0, 0);
+    check_announces(1, 20000, 0); /* one huge repository: bloom of recent ids */
+    check_announces(50, 300, 0);
+    check_announces(500, 0, 0);
+}
+END_TEST
+
+/* A keyed daemon sets dgram_max to 1200 - 54 so sealed datagrams fit. */
+START_TEST(test_announce_fits_the_keyed_dgram_max)
+{
+    check_announces(1, 20000, GUTS_DGRAM_MAX - 54);
+    check_announces(50, 0, GUTS_DGRAM_MAX - 54);
+    check_announces(500, 0, GUTS_DGRAM_MAX - 54);
 }
 END_TEST
 
@@ -1131,6 +1148,7 @@ static Suite *suite(void)
     t = tcase_create("announce");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_announce_never_exceeds_1200_bytes);
+    tcase_add_test(t, test_announce_fits_the_keyed_dgram_max);
     tcase_add_test(t, test_interval_grows_with_group_size);
     suite_add_tcase(s, t);
     t = tcase_create("sessions");
