@@ -1,5 +1,5 @@
 /* guts.c - the `guts` command: import, export, ls, refs, log, rm, status,
- * peers, fsck.
+ * peers, fsck, keygen.
  *
  * A thin front end over the store (include/guts/store.h) and the git bridge
  * (guts_gitio.c). It is the only place that reads the environment ($GUTS_DATA,
@@ -28,6 +28,7 @@
 
 #include "cli/guts_gitio.h"
 #include "cli/guts_json.h"
+#include "guts/seal.h"
 #include "guts/store.h"
 
 #define EXIT_OP 1    /* operational error */
@@ -86,6 +87,7 @@ static const char usage_main[] =
     "  status [--json]                node id, repositories, and a running node's state\n"
     "  peers [--json]                 the peers a running node hears from\n"
     "  fsck OWNER/NAME                rehash every object, check counts, refs and links\n"
+    "  keygen FILE                    write a new cluster key for guts-node --key-file\n"
     "  help [COMMAND]                 this text, or a command's\n"
     "\n"
     "The data directory is --data DIR, else $GUTS_DATA, else ~/.local/share/guts.\n"
@@ -114,9 +116,11 @@ static const char usage_status[] =
     "Print this node's id and, per repository: key, objects, refs (HEAD\n"
     "included), set fingerprint and refs digest (32 hex digits each). When a\n"
     "guts-node runs on the data dir (DATA/node/status.json written in the last\n"
-    "5 s by a live pid), also its pid, node id, listen address, its peers (id,\n"
-    "address, last heard) and each repository's sync state (in_sync, behind,\n"
-    "pulling); otherwise \"no node running\".\n"
+    "5 s by a live pid), also its pid, node id, listen address, whether it\n"
+    "runs keyed (its key id and the traffic it refused: key mismatch, not\n"
+    "sealed, ...) or open, its peers (id, address, last heard) and each\n"
+    "repository's sync state (in_sync, behind, pulling); otherwise \"no node\n"
+    "running\".\n"
     "--json prints one JSON object instead: {\"node\", \"repos\": [...],\n"
     "\"daemon\": {\"state\": \"running\"|\"stale\"|\"not_running\"|\"unreadable\", ...}}.\n"
     "Exit 1 if status.json exists but cannot be read as a status file.\n";
@@ -174,6 +178,16 @@ static const char usage_fsck[] =
     "that commits, trees and tags only link to stored objects. Prints one line\n"
     "per fault and exits 1 if there is any. HEAD on an unborn branch is a\n"
     "notice, not a fault (as in git fsck).\n";
+
+static const char usage_keygen[] =
+    "usage: guts keygen FILE\n"
+    "\n"
+    "Write a new cluster key: 32 random bytes in FILE, created with mode 0600\n"
+    "(an existing FILE is never replaced). Copy it to every node of the\n"
+    "cluster and start each with guts-node --key-file FILE: their datagrams\n"
+    "and streams are then encrypted and authenticated, and nodes without it\n"
+    "are ignored. Prints the key id (8 hex digits), the same on every node\n"
+    "that holds the same key.\n";
 
 static int wants_help(int argc, char **argv)
 {
@@ -593,6 +607,59 @@ static void node_peers_print(const node_run *nr, int json)
     if (json) fputs(n ? "\n  ]" : "]", stdout);
 }
 
+/* The seal's refusal counters of status.json, with their text names. */
+static const char *const seal_refusals[][2] = {
+    {"rejected_key_mismatch", "key mismatch"},
+    {"rejected_unsealed", "not sealed"},
+    {"rejected_stale", "stale"},
+    {"rejected_replay", "replayed"},
+    {"rejected_forged", "forged"},
+    {"rejected_short", "truncated"},
+    {"rejected_version", "bad version"},
+    {"rejected_state", "out of order"},
+};
+
+/* Whether the node runs keyed (its "seal" object), and what it refused:
+ * a node with another key or none on the LAN shows up here. */
+static void node_seal_print(const node_run *nr, int json)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *sv = guts_json_get(j, nr->root, "seal");
+    if (!sv || sv->type != GUTS_JSON_OBJECT) { /* a node from before keys */
+        if (json) fputs(", \"seal\": null", stdout);
+        return;
+    }
+    const guts_json_val *k = guts_json_get(j, sv, "keyed");
+    int keyed = k && k->type == GUTS_JSON_TRUE;
+    if (json) {
+        printf(", \"seal\": {\"keyed\": %s", keyed ? "true" : "false");
+        if (keyed) {
+            fputs(", \"key_id\": ", stdout);
+            put_field_str(j, sv, "key_id", 1);
+            for (size_t i = 0; i < sizeof seal_refusals / sizeof *seal_refusals; i++) {
+                printf(", \"%s\": ", seal_refusals[i][0]);
+                put_field_u(j, sv, seal_refusals[i][0]);
+            }
+        }
+        putchar('}');
+        return;
+    }
+    if (!keyed) {
+        fputs("running open (no --key-file): traffic is neither authenticated nor encrypted\n",
+              stdout);
+        return;
+    }
+    fputs("keyed: cluster key ", stdout);
+    put_field_str(j, sv, "key_id", 0);
+    int n = 0;
+    for (size_t i = 0; i < sizeof seal_refusals / sizeof *seal_refusals; i++) {
+        uint64_t u = 0;
+        if (!field_u(j, sv, seal_refusals[i][0], &u) || u == 0) continue;
+        printf("%s%" PRIu64 " %s", n++ ? ", " : "; refused ", u, seal_refusals[i][1]);
+    }
+    putchar('\n');
+}
+
 /* The node section of `guts status`: process, peers, per-repository state. */
 static void node_print(const node_run *nr, const char *data, int json)
 {
@@ -621,6 +688,7 @@ static void node_print(const node_run *nr, const char *data, int json)
         put_field_u(j, nr->root, "interval_ms");
         fputs(", \"uptime_ms\": ", stdout);
         put_field_u(j, nr->root, "uptime_ms");
+        node_seal_print(nr, 1);
         fputs(",\n  ", stdout);
         node_peers_print(nr, 1);
         fputs(",\n  \"repos\": [", stdout);
@@ -651,6 +719,7 @@ static void node_print(const node_run *nr, const char *data, int json)
         fputs(", incarnation ", stdout);
         put_field_u(j, nr->root, "incarnation");
         putchar('\n');
+        node_seal_print(nr, 0);
         node_peers_print(nr, 0);
         printf("%-30s %10s  %s\n", "SYNC", "OBJECTS", "STATE");
     }
@@ -1695,10 +1764,40 @@ out:
     return rc;
 }
 
+/* ---- keygen ------------------------------------------------------------- */
+
+/* The key is read back from the file just written, so the id printed is
+ * the one guts-node will announce with (and a short write would fail). */
+static int cmd_keygen(const char *data_opt, int argc, char **argv)
+{
+    const char *cmd = "keygen";
+    (void)data_opt;
+    int rc;
+    if ((rc = check_operands(cmd, argc, argv, 1, "FILE"))) return rc;
+    char err[512];
+    rc = guts_seal_key_generate(argv[1], err, sizeof err);
+    if (rc != 0) return die(EXIT_OP, cmd, "%s", err);
+    uint8_t key[GUTS_SEAL_KEY_LEN];
+    guts_seal *s = NULL;
+    rc = guts_seal_key_load(argv[1], key, err, sizeof err);
+    if (rc != 0) return die(EXIT_OP, cmd, "%s", err);
+    rc = guts_seal_new(key, &s);
+    memset(key, 0, sizeof key);
+    if (rc != 0) return die(EXIT_OP, cmd, "%s: %s", argv[1], guts_strerror(rc));
+    uint8_t id[GUTS_SEAL_KEYID_LEN];
+    guts_seal_key_id(s, id);
+    guts_seal_free(s);
+    printf("wrote %s (key id ", argv[1]);
+    for (size_t i = 0; i < sizeof id; i++)
+        printf("%02x", id[i]);
+    printf(")\n");
+    return 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 /* Every command: `guts --help` lists them, `guts COMMAND --help` and
- * `guts help COMMAND` print the usage. (Room for more, e.g. keygen.) */
+ * `guts help COMMAND` print the usage. */
 typedef struct command {
     const char *name;
     int (*run)(const char *data_opt, int argc, char **argv);
@@ -1715,6 +1814,7 @@ static const command commands[] = {
     {"status", cmd_status, usage_status},
     {"peers", cmd_peers, usage_peers},
     {"fsck", cmd_fsck, usage_fsck},
+    {"keygen", cmd_keygen, usage_keygen},
 };
 
 int main(int argc, char **argv)

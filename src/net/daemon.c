@@ -14,6 +14,17 @@
  * The core never sees a clock: `now` is CLOCK_MONOTONIC (ev_now is wall
  * clock based and jumps with it), read once per event.
  *
+ * Keyed (--key-file): the seal (include/guts/seal.h) sits between the
+ * sockets and the core, so nothing unauthenticated reaches the core's
+ * decoder. Datagrams are sealed per destination and opened before
+ * guts_core_on_datagram; the seal's timestamp window takes wall-clock ms
+ * (CLOCK_REALTIME: compared across machines), never the monotonic `now`.
+ * A stream starts with a seal hello each way; the core hears of it (stream
+ * open) only once the peer's hello checked out, and every frame after it is
+ * sealed on the way out and opened in place on the way in. A failed hello
+ * or frame closes the connection. The core builds announces of at most
+ * GUTS_SEAL_DGRAM_PLAIN_MAX bytes so sealed ones still fit GUTS_DGRAM_MAX.
+ *
  * Other processes write to the data dir (guts import); LMDB lets them, and
  * a poll of every repository's counters notices within GUTS_NET_POLL_S. A
  * change in the object set or refs digest (not merely the transaction id,
@@ -47,6 +58,30 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A refusal by the seal: the first of each reason gets an info line (a
+ * node with another key, or an open one, on the group is worth knowing
+ * about); the rest only count (status.json), so a flood can't fill the log. */
+static void seal_refused(guts_net_node *n, const char *what, const struct sockaddr_in *from,
+                         int why)
+{
+    char as[32];
+    /* datagrams and streams are logged apart: bits 0-15 and 16-31 */
+    unsigned bit = 1u << ((why >= 0 && why < GUTS_SEAL_R_COUNT ? why : 0) +
+                          (strcmp(what, "datagram") == 0 ? 0 : 16));
+    int level = (n->seal_logged & bit) ? GUTS_LOG_DEBUG : GUTS_LOG_INFO;
+    n->seal_logged |= bit;
+    guts_net_logf(&n->log, level, "%s from %s refused: %s%s", what,
+                  guts_net_addr_str(from, as, sizeof as), guts_seal_reason(why),
+                  level == GUTS_LOG_INFO ? " (further ones are only counted)" : "");
 }
 
 static void addr_from_sin(const struct sockaddr_in *sin, guts_addr *out)
@@ -93,17 +128,68 @@ static void do_open_stream(guts_net_node *n, const guts_core_action *a)
     }
 }
 
+/* One datagram to one destination (NULL: the group). Keyed, each copy is
+ * sealed on its own: a peer that gets both the group's copy and a --peer
+ * copy then sees two datagrams, not a replay. */
+static void send_dgram(guts_net_node *n, const struct sockaddr_in *to, const uint8_t *data,
+                       size_t len)
+{
+    if (!n->seal) {
+        guts_net_udp_send(&n->udp, to, data, len);
+        return;
+    }
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t olen = 0;
+    int rc = guts_seal_dgram(n->seal, wall_ms(), NULL, data, len, buf, sizeof buf, &olen);
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_WARN, "datagram of %zu bytes not sent: %s", len,
+                      guts_strerror(rc));
+        return;
+    }
+    guts_net_udp_send(&n->udp, to, buf, olen);
+}
+
+/* A frame the core made (header included), sealed first when keyed. */
+static void send_frame(guts_net_node *n, guts_net_conn *c, const uint8_t *data, size_t len)
+{
+    if (!n->seal) {
+        guts_net_tcp_send_raw(&n->tcp, c, data, len);
+        return;
+    }
+    size_t need = len + GUTS_SEAL_FRAME_OVERHEAD, olen = 0;
+    if (need > n->sealcap) {
+        uint8_t *nb = realloc(n->sealbuf, need);
+        if (!nb) {
+            guts_net_tcp_close(&n->tcp, c, 1);
+            return;
+        }
+        n->sealbuf = nb;
+        n->sealcap = need;
+    }
+    if (guts_seal_stream_seal(&c->seal, data, len, n->sealbuf, n->sealcap, &olen) != 0) {
+        guts_net_tcp_close(&n->tcp, c, 1);
+        return;
+    }
+    guts_net_tcp_send_raw(&n->tcp, c, n->sealbuf, olen);
+    /* Big frames would pin their size: keep at most the read buffer's. */
+    if (n->sealcap > GUTS_NET_RBUF_KEEP) {
+        free(n->sealbuf);
+        n->sealbuf = NULL;
+        n->sealcap = 0;
+    }
+}
+
 static void perform(guts_net_node *n, const guts_core_action *a)
 {
     switch (a->kind) {
     case GUTS_ACT_SEND_DGRAM:
         if (a->to_group) {
-            guts_net_udp_send(&n->udp, NULL, a->data, a->len);
+            send_dgram(n, NULL, a->data, a->len);
             for (size_t i = 0; i < n->opts.npeers; i++)
-                guts_net_udp_send(&n->udp, &n->opts.peers[i], a->data, a->len);
+                send_dgram(n, &n->opts.peers[i], a->data, a->len);
         } else {
             struct sockaddr_in sin;
-            if (addr_to_sin(&a->addr, &sin) == 0) guts_net_udp_send(&n->udp, &sin, a->data, a->len);
+            if (addr_to_sin(&a->addr, &sin) == 0) send_dgram(n, &sin, a->data, a->len);
         }
         break;
     case GUTS_ACT_OPEN_STREAM:
@@ -111,7 +197,7 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         break;
     case GUTS_ACT_SEND_FRAME: {
         guts_net_conn *c = guts_net_tcp_find(&n->tcp, a->stream);
-        if (c) guts_net_tcp_send_raw(&n->tcp, c, a->data, a->len);
+        if (c) send_frame(n, c, a->data, a->len);
         break;
     }
     case GUTS_ACT_CLOSE_STREAM: {
@@ -166,25 +252,71 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
     guts_net_node *n = container_of(u, guts_net_node, udp);
     guts_addr a;
     addr_from_sin(from, &a);
-    guts_core_on_datagram(n->core, now_ms(), &a, buf, len);
+    if (n->seal) {
+        uint8_t pt[GUTS_DGRAM_DROP];
+        size_t plen = 0;
+        int why = GUTS_SEAL_R_OK;
+        if (guts_seal_dgram_open(n->seal, wall_ms(), buf, len, pt, sizeof pt, &plen, &why) != 0) {
+            seal_refused(n, "datagram", from, why);
+            return;
+        }
+        guts_core_on_datagram(n->core, now_ms(), &a, pt, plen);
+    } else {
+        guts_core_on_datagram(n->core, now_ms(), &a, buf, len);
+    }
+    drain(n);
+}
+
+/* The stream counts as open for the core: now, or once the hello is in. */
+static void stream_ready(guts_net_node *n, guts_net_conn *c)
+{
+    guts_addr a;
+    addr_from_sin(&c->addr, &a);
+    guts_core_on_stream_open(n->core, now_ms(), c->id, &a, c->outgoing);
     drain(n);
 }
 
 static void on_open(guts_net_tcp *t, guts_net_conn *c)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
-    guts_addr a;
-    addr_from_sin(&c->addr, &a);
     char as[32];
     guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s %s", c->id, c->outgoing ? "to" : "from",
                   guts_net_addr_str(&c->addr, as, sizeof as));
-    guts_core_on_stream_open(n->core, now_ms(), c->id, &a, c->outgoing);
-    drain(n);
+    if (!n->seal) {
+        stream_ready(n, c);
+        return;
+    }
+    uint8_t hello[GUTS_SEAL_HELLO_LEN];
+    if (guts_seal_stream_init(&c->seal, n->seal, c->outgoing, NULL, hello) != 0 ||
+        guts_net_tcp_send_raw(t, c, hello, sizeof hello) != 0)
+        guts_net_tcp_close(t, c, 1);
 }
 
-static void on_frame(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
+static void on_frame(guts_net_tcp *t, guts_net_conn *c, uint8_t *buf, size_t len)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
+    if (n->seal) {
+        int why = GUTS_SEAL_R_OK;
+        if (c->seal.state == GUTS_SEAL_ST_HELLO) {
+            if (guts_seal_stream_on_hello(&c->seal, buf, len, &why) != 0) {
+                seal_refused(n, "stream", &c->addr, why);
+                guts_net_tcp_close(t, c, 1);
+                return;
+            }
+            stream_ready(n, c);
+            return;
+        }
+        /* The header is rebuilt from len: the same 4 bytes that were read. */
+        uint8_t hdr[GUTS_FRAME_HDR];
+        size_t plen = 0;
+        guts_wire_frame_hdr((uint32_t)len, hdr);
+        if (guts_seal_stream_open(&c->seal, hdr, buf, len, &plen, &why) != 0) {
+            seal_refused(n, "stream frame", &c->addr, why);
+            guts_net_tcp_close(t, c, 1);
+            return;
+        }
+        len = plen;
+    }
     guts_core_on_frame(n->core, now_ms(), c->id, buf, len);
     drain(n);
 }
@@ -204,7 +336,11 @@ static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
                   guts_net_addr_str(&c->addr, as, sizeof as), err ? ": " : "",
                   err ? guts_strerror(err) : "", (unsigned long long)c->rx_bytes,
                   (unsigned long long)c->tx_bytes);
-    if (c->owner_closed || !n->core) return;
+    /* An accepted stream whose hello never checked out was never the
+     * core's; an outgoing one was (the core asked for it). */
+    int known = !n->seal || c->outgoing || c->seal.state == GUTS_SEAL_ST_READY;
+    if (n->seal) guts_seal_stream_clear(&c->seal);
+    if (c->owner_closed || !n->core || !known) return;
     if (n->draining) {
         defer_closed(n, c->id);
         return;
@@ -308,6 +444,12 @@ static void json_str(FILE *f, const char *s)
 
 static const char *const sync_names[] = {"in_sync", "behind", "pulling"};
 
+/* status.json names of the seal's refusal counters, by GUTS_SEAL_R_*. */
+static const char *const seal_reason_keys[] = {
+    "ok", "unsealed", "version", "short", "key_mismatch", "stale", "replay", "forged", "state"};
+_Static_assert(sizeof seal_reason_keys / sizeof *seal_reason_keys == GUTS_SEAL_R_COUNT,
+               "a status.json name for every seal refusal reason");
+
 static void write_status(guts_net_node *n)
 {
     char tmp[sizeof n->status_path + 8];
@@ -395,7 +537,7 @@ static void write_status(guts_net_node *n)
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
             "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "
-            "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu}\n}\n",
+            "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu}",
             (unsigned long long)n->udp.stats.rx, (unsigned long long)n->udp.stats.tx,
             (unsigned long long)n->udp.stats.rx_bytes, (unsigned long long)n->udp.stats.tx_bytes,
             (unsigned long long)n->udp.stats.rx_oversize,
@@ -403,6 +545,26 @@ static void write_status(guts_net_node *n)
             (unsigned long long)n->tcp.stats.connected, (unsigned long long)n->tcp.stats.refused,
             (unsigned long long)n->tcp.stats.timeouts, (unsigned long long)n->tcp.stats.rx_bytes,
             (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns);
+    fprintf(f, ",\n  \"seal\": {\"keyed\": %s", n->seal ? "true" : "false");
+    if (n->seal) {
+        uint8_t id[GUTS_SEAL_KEYID_LEN];
+        guts_seal_key_id(n->seal, id);
+        guts_seal_counters sc;
+        guts_seal_counters_get(n->seal, &sc);
+        fprintf(f, ", \"key_id\": \"");
+        for (size_t i = 0; i < sizeof id; i++)
+            fprintf(f, "%02x", id[i]);
+        fprintf(f,
+                "\", \"dgrams_sealed\": %llu, \"dgrams_opened\": %llu, \"frames_sealed\": %llu, "
+                "\"frames_opened\": %llu, \"streams_ready\": %llu",
+                (unsigned long long)sc.dgrams_sealed, (unsigned long long)sc.dgrams_opened,
+                (unsigned long long)sc.frames_sealed, (unsigned long long)sc.frames_opened,
+                (unsigned long long)sc.streams_ready);
+        for (int r = 1; r < GUTS_SEAL_R_COUNT; r++)
+            fprintf(f, ", \"rejected_%s\": %llu", seal_reason_keys[r],
+                    (unsigned long long)sc.rejected[r]);
+    }
+    fprintf(f, "}\n}\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         unlink(tmp);
@@ -453,8 +615,9 @@ static int open_sockets(guts_net_node *n)
                                          .on_closed = on_closed};
     int tries = n->opts.listen.sin_port ? 1 : PORT_TRIES;
     for (int i = 0; i < tries; i++) {
-        int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, GUTS_FRAME_MAX_DEFAULT, &cbs,
-                                   &n->log);
+        /* keyed, a frame on the wire carries the seal's tag as well */
+        size_t frame_max = GUTS_FRAME_MAX_DEFAULT + (n->seal ? GUTS_SEAL_FRAME_OVERHEAD : 0);
+        int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, frame_max, &cbs, &n->log);
         if (rc != 0) return rc;
         struct sockaddr_in u = n->opts.listen;
         u.sin_port = n->tcp.local.sin_port;
@@ -469,9 +632,11 @@ static int open_sockets(guts_net_node *n)
     return GUTS_EIO;
 }
 
-int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts)
+int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts,
+                       guts_seal *seal)
 {
     memset(n, 0, sizeof *n);
+    n->seal = seal;
     n->loop = loop;
     n->opts = *opts;
     n->log.level = opts->log_level;
@@ -511,6 +676,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.tcp_port = ntohs(n->tcp.local.sin_port);
     cfg.interval_ms = opts->interval_ms;
     cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
+    cfg.dgram_max = n->seal ? GUTS_SEAL_DGRAM_PLAIN_MAX : 0;
     cfg.store = &n->store;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
         cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
@@ -528,6 +694,18 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
                   guts_net_addr_str(&n->tcp.local, as, sizeof as),
                   guts_net_addr_str(&opts->group, as2, sizeof as2),
                   opts->iface[0] ? opts->iface : "the default interface");
+    if (n->seal) {
+        uint8_t id[GUTS_SEAL_KEYID_LEN];
+        guts_seal_key_id(n->seal, id);
+        guts_net_logf(&n->log, GUTS_LOG_INFO,
+                      "keyed: cluster key %02x%02x%02x%02x from %s; datagrams and streams are "
+                      "encrypted and authenticated, nodes without this key are ignored",
+                      id[0], id[1], id[2], id[3], opts->key_file);
+    } else {
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "running open: no --key-file, so datagrams and streams are neither "
+                      "authenticated nor encrypted; anyone on the LAN can read and inject");
+    }
 
     ev_init(&n->core_timer, core_timer_cb);
     ev_timer_init(&n->poll_timer, poll_timer_cb, GUTS_NET_POLL_S, GUTS_NET_POLL_S);
@@ -568,6 +746,8 @@ void guts_net_node_close(guts_net_node *n)
     if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);
     guts_net_udp_close(&n->udp, n->loop);
     if (core) guts_core_free(core);
+    guts_seal_free(n->seal);
+    free(n->sealbuf);
     if (n->status_path[0]) unlink(n->status_path);
     if (n->lstore) guts_core_lmdbstore_free(n->lstore);
     if (n->data) guts_data_close(n->data);

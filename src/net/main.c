@@ -1,11 +1,13 @@
 /* main.c - guts-node: parse the command line, run the node, exit.
  *
  * Exit codes: 0 after a clean leave (SIGINT/SIGTERM), 1 when the node cannot
- * start (data dir, sockets), 2 on a usage error.
+ * start (data dir, sockets), 2 on a usage error or a bad --key-file (missing,
+ * wrong size, readable by others), checked before anything is opened.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "net/net.h"
 
@@ -23,20 +25,36 @@ int main(int argc, char **argv)
         fprintf(stderr, "guts-node: %s (see guts-node --help)\n", err);
         return 2;
     }
+    guts_seal *seal = NULL;
+    if (opts.key_file[0]) {
+        uint8_t key[GUTS_SEAL_KEY_LEN];
+        rc = guts_seal_key_load(opts.key_file, key, err, sizeof err);
+        if (rc == 0) {
+            rc = guts_seal_new(key, &seal);
+            if (rc != 0) snprintf(err, sizeof err, "%s", guts_strerror(rc));
+        }
+        memset(key, 0, sizeof key);
+        if (rc != 0) {
+            fprintf(stderr, "guts-node: --key-file: %s\n", err);
+            return 2;
+        }
+    }
     /* A peer that resets a stream must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
         fprintf(stderr, "guts-node: cannot create the event loop\n");
+        guts_seal_free(seal);
         return 1;
     }
     guts_net_node *node = calloc(1, sizeof *node);
     if (!node) {
         fprintf(stderr, "guts-node: out of memory\n");
+        guts_seal_free(seal);
         return 1;
     }
-    rc = guts_net_node_open(node, loop, &opts);
+    rc = guts_net_node_open(node, loop, &opts, seal); /* owns seal now */
     if (rc != 0) {
         fprintf(stderr, "guts-node: cannot start: %s\n", guts_strerror(rc));
         guts_net_node_close(node);

@@ -11,6 +11,7 @@
  *   tcp.c     listener and streams: length-prefixed frames, bounded read
  *             buffer and write queue with high/low water marks, timeouts
  *   daemon.c  the loop: feeds events to the core, performs its actions,
+ *             seals and opens everything with the cluster key when keyed,
  *             polls the store for other processes' writes, writes status
  *   main.c    main()
  *
@@ -29,6 +30,7 @@
 
 #include "guts/core.h"
 #include "guts/guts.h"
+#include "guts/seal.h"
 #include "guts/store.h"
 #include "guts/wire.h"
 
@@ -59,7 +61,8 @@ typedef struct guts_net_opts {
     unsigned interval_ms;
     struct sockaddr_in peers[GUTS_NET_PEERS_MAX];
     size_t npeers;
-    int log_level; /* GUTS_LOG_* of core.h */
+    int log_level;           /* GUTS_LOG_* of core.h */
+    char key_file[PATH_MAX]; /* --key-file; "": run open */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -191,6 +194,9 @@ struct guts_net_conn {
     size_t wcap, whead, wlen;
     int close_after_flush;
     uint64_t rx_bytes, tx_bytes;
+    /* keyed node: this connection's keys; the core hears of the stream
+     * only once the peer's hello checked out (seal.state READY) */
+    guts_seal_stream seal;
 };
 
 typedef struct guts_net_tcp_stats {
@@ -201,7 +207,9 @@ typedef struct guts_net_tcp_stats {
  * close): the connection stays valid until on_closed returns. */
 typedef struct guts_net_tcp_cbs {
     void (*on_open)(guts_net_tcp *t, guts_net_conn *c); /* accepted or connected */
-    void (*on_frame)(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
+    /* buf is the frame's body in the read buffer: the owner may change it
+     * in place (the seal opens frames there) until it returns. */
+    void (*on_frame)(guts_net_tcp *t, guts_net_conn *c, uint8_t *buf, size_t len);
     void (*on_writable)(guts_net_tcp *t, guts_net_conn *c);        /* drained below low mark */
     void (*on_closed)(guts_net_tcp *t, guts_net_conn *c, int err); /* before free */
 } guts_net_tcp_cbs;
@@ -289,11 +297,18 @@ typedef struct guts_net_node {
     uint64_t incarnation;
     char status_path[PATH_MAX + 32];
     uint64_t start_ms;
+    guts_seal *seal;  /* cluster key (owned); NULL: the node runs open */
+    uint8_t *sealbuf; /* a stream frame being sealed */
+    size_t sealcap;
+    unsigned seal_logged; /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
 } guts_net_node;
 
 /** Open the data dir, the sockets and the core, and start the watchers.
+ * seal: the cluster key's context (the node owns it from here on, even on
+ * failure; guts_net_node_close frees it), or NULL to run open.
  * Errors: GUTS_EIO (sockets, data dir), GUTS_ESTORE, GUTS_ENOMEM. */
-int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts);
+int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts,
+                       guts_seal *seal);
 /** Run until SIGINT/SIGTERM; returns the exit code (0 after a clean leave). */
 int guts_net_node_run(guts_net_node *n);
 /** Close everything opened by guts_net_node_open. */

@@ -20,14 +20,16 @@ const char *guts_net_usage(void)
 {
     return "usage: guts-node [--data DIR] [--iface NAME] [--group ADDR:PORT]\n"
            "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
-           "                 [--log-level error|warn|info|debug]\n"
+           "                 [--log-level error|warn|info|debug] [--key-file FILE]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
            "  --listen ADDR:PORT TCP streams and unicast datagrams (default 0.0.0.0:0)\n"
            "  --interval-ms N    base announce interval (default 1000)\n"
            "  --peer HOST:PORT   also announce by unicast to a peer's --listen address\n"
-           "  --log-level L      error, warn, info (default) or debug\n";
+           "  --log-level L      error, warn, info (default) or debug\n"
+           "  --key-file FILE    cluster key (from guts keygen): seal every datagram and\n"
+           "                     stream; without it the node runs open\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -74,7 +76,7 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
 int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
                         guts_net_opts *out, char *err, size_t errlen)
 {
-    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_HELP };
+    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_KEY, O_HELP };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
         {"iface", required_argument, NULL, O_IFACE},
@@ -83,6 +85,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"interval-ms", required_argument, NULL, O_INTERVAL},
         {"peer", required_argument, NULL, O_PEER},
         {"log-level", required_argument, NULL, O_LOG},
+        {"key-file", required_argument, NULL, O_KEY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -148,6 +151,11 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (out->log_level < 0)
                 return fail(err, errlen, "--log-level: expected error|warn|info|debug, got '%s'%s",
                             v, "");
+            break;
+        case O_KEY:
+            if (!*v || strlen(v) >= sizeof out->key_file)
+                return fail(err, errlen, "--key-file: bad path '%s'%s", v, "");
+            strcpy(out->key_file, v);
             break;
         case O_HELP:
             return 1;
