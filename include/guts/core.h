@@ -121,6 +121,12 @@ typedef struct guts_core_config {
                                * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
     uint64_t seed;            /* PRNG seed: jitter, peer choice, recon seeds */
     const guts_core_store *store; /* copied */
+    /* Whether to take a repository a peer announced and we lack (create it
+     * and pull it): non-zero to take it. NULL: take every one. Repositories
+     * already in the store are not asked about. The daemon matches --repos
+     * patterns here; the core stays free of policy and of I/O. */
+    int (*repo_wanted)(void *arg, const char *key);
+    void *repo_wanted_arg;
 } guts_core_config;
 
 /* ---- Lifecycle and events ------------------------------------------------- */

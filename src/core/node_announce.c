@@ -21,8 +21,10 @@
  * writer (epidemic spread).
  *
  * Receiving: the pull decision. For each repository entry of a peer:
- *  - we lack the repository: create it and pull soon (the puller then asks
- *    for everything with one ALL item);
+ *  - we lack the repository: if cfg.repo_wanted takes it (default: all),
+ *    create it and pull soon (the puller then asks for everything with one
+ *    ALL item); otherwise ignore it, so a peer cannot make us store what the
+ *    operator did not ask for;
  *  - fingerprints equal and refs digests equal: in sync, nothing happens;
  *  - evidence that the peer has objects we lack: pull soon (after a random
  *    stagger). Evidence is: its count is larger than ours; or its refs digest
@@ -303,6 +305,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         members_repo_set(p, e->key, e->objects, e->fp, e->refs_digest, c->now);
         lrepo *r = core_repo_find(c, e->key);
         if (!r) {
+            if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
+                continue; /* not ours to take (the --repos allowlist) */
             if (c->nrepos >= CORE_REPOS_MAX || c->st.create(c->st.ctx, e->key) != GUTS_OK ||
                 core_repo_load(c, e->key, &r) != GUTS_OK) {
                 core_log(c, GUTS_LOG_WARN, "cannot create repository %s", e->key);

@@ -5,6 +5,7 @@
  * clock. Runs without fork so LeakSanitizer sees every test.
  */
 #include <check.h>
+#include <fnmatch.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,8 +81,15 @@ static void solo_drain(solo *s)
     }
 }
 
-/* dgram_max: the core's config field (0: default). */
-static void solo_init_max(solo *s, uint64_t seed, uint32_t dgram_max)
+/* A --repos allowlist of one pattern, as the daemon matches it. */
+static int wanted_by_pattern(void *arg, const char *key)
+{
+    return fnmatch((const char *)arg, key, 0) == 0;
+}
+
+/* dgram_max: the core's config field (0: default). pattern: the only
+ * repositories taken from announces (NULL: all). */
+static void solo_init_cfg(solo *s, uint64_t seed, uint32_t dgram_max, const char *pattern)
 {
     memset(s, 0, sizeof(*s));
     ck_assert_int_eq(guts_memstore_new(&s->mem), 0);
@@ -95,7 +103,16 @@ static void solo_init_max(solo *s, uint64_t seed, uint32_t dgram_max)
     cfg.seed = seed;
     cfg.dgram_max = dgram_max;
     cfg.store = &s->iface;
+    if (pattern) {
+        cfg.repo_wanted = wanted_by_pattern;
+        cfg.repo_wanted_arg = (void *)pattern;
+    }
     ck_assert_int_eq(guts_core_new(&cfg, &s->core), 0);
+}
+
+static void solo_init_max(solo *s, uint64_t seed, uint32_t dgram_max)
+{
+    solo_init_cfg(s, seed, dgram_max, NULL);
 }
 
 static void solo_init(solo *s, uint64_t seed)
@@ -198,6 +215,49 @@ START_TEST(test_peer_joins_on_announce_and_expires_after_missed_intervals)
     guts_core_counters k;
     guts_core_counters_get(s.core, &k);
     ck_assert_uint_eq(k.peers_expired, 1);
+    solo_free(&s);
+}
+END_TEST
+
+/* An announce of a repository we lack; objects > 0 so there is something
+ * to pull. Returns the streams opened over the next few intervals. */
+static size_t announce_and_wait(solo *s, const char *key)
+{
+    guts_announce_repo e;
+    memset(&e, 0, sizeof(e));
+    e.key = key;
+    e.objects = 3;
+    e.refs_digest = 7;
+    e.fp.lo = 1;
+    feed_announce(s, 100, 1, 1, &e, 1);
+    for (uint64_t t = 200; t <= 5000; t += 100) {
+        feed_announce(s, t, 1, 1, &e, 1);
+        guts_core_on_timer(s->core, t);
+        solo_drain(s);
+    }
+    return s->opens;
+}
+
+START_TEST(test_announced_repo_outside_allowlist_is_never_created_or_pulled)
+{
+    solo s;
+    solo_init_cfg(&s, 31, 0, "alice/*");
+    solo_start(&s);
+    ck_assert_uint_eq(announce_and_wait(&s, "mallory/junk"), 0);
+    guts_repo_info info;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, "mallory/junk", &info), GUTS_ENOTFOUND);
+    solo_free(&s);
+}
+END_TEST
+
+START_TEST(test_announced_repo_inside_allowlist_is_created_and_pulled)
+{
+    solo s;
+    solo_init_cfg(&s, 32, 0, "alice/*");
+    solo_start(&s);
+    ck_assert_uint_ge(announce_and_wait(&s, KEY), 1);
+    guts_repo_info info;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
     solo_free(&s);
 }
 END_TEST
@@ -1141,6 +1201,8 @@ static Suite *suite(void)
     TCase *t = tcase_create("membership");
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
     tcase_add_test(t, test_leave_removes_peer_at_once);
+    tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
+    tcase_add_test(t, test_announced_repo_inside_allowlist_is_created_and_pulled);
     tcase_add_test(t, test_higher_incarnation_replaces_and_lower_is_ignored);
     tcase_add_test(t, test_own_datagrams_are_ignored);
     tcase_add_test(t, test_malformed_datagrams_are_counted_not_fatal);
