@@ -678,6 +678,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
     cfg.dgram_max = n->seal ? GUTS_SEAL_DGRAM_PLAIN_MAX : 0;
     cfg.store = &n->store;
+    cfg.repo_wanted = guts_net_repo_wanted;
+    cfg.repo_wanted_arg = &n->opts;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
         cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
     rc = guts_core_new(&cfg, &n->core);

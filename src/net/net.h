@@ -52,6 +52,11 @@
 /* --peer may repeat; a LAN without multicast rarely has more static peers
  * than this, and each costs one datagram per interval. */
 #define GUTS_NET_PEERS_MAX 64
+/* --repos patterns: an allowlist is a handful of owners or projects, not a
+ * database; 64 keeps guts_net_opts a fixed size like --peer. */
+#define GUTS_NET_REPOS_MAX 64
+/* A pattern may escape every character of the longest key. */
+#define GUTS_NET_REPO_PATTERN_MAX (2 * GUTS_KEY_MAX)
 
 typedef struct guts_net_opts {
     char data[PATH_MAX];       /* data dir */
@@ -63,6 +68,10 @@ typedef struct guts_net_opts {
     size_t npeers;
     int log_level;           /* GUTS_LOG_* of core.h */
     char key_file[PATH_MAX]; /* --key-file; "": run open */
+    /* --repos: fnmatch(3) patterns over OWNER/NAME; a repository a peer
+     * announced is taken only if one matches. None: take every one. */
+    char repos[GUTS_NET_REPOS_MAX][GUTS_NET_REPO_PATTERN_MAX + 1];
+    size_t nrepos;
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -72,6 +81,10 @@ typedef struct guts_net_opts {
  *         GUTS_EINVAL on a bad argument (message in err). */
 int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
                         guts_net_opts *out, char *err, size_t errlen);
+
+/** Whether opts' --repos patterns take repository key (1) or not (0); with
+ * no pattern every key is taken. Fits guts_core_config.repo_wanted. */
+int guts_net_repo_wanted(void *opts, const char *key);
 
 /** The usage text. */
 const char *guts_net_usage(void);

@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ const char *guts_net_usage(void)
     return "usage: guts-node [--data DIR] [--iface NAME] [--group ADDR:PORT]\n"
            "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
            "                 [--log-level error|warn|info|debug] [--key-file FILE]\n"
+           "                 [--repos PATTERN]...\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -29,7 +31,9 @@ const char *guts_net_usage(void)
            "  --peer HOST:PORT   also announce by unicast to a peer's --listen address\n"
            "  --log-level L      error, warn, info (default) or debug\n"
            "  --key-file FILE    cluster key (from guts keygen): seal every datagram and\n"
-           "                     stream; without it the node runs open\n";
+           "                     stream; without it the node runs open\n"
+           "  --repos PATTERN    take a repository a peer announces only if OWNER/NAME\n"
+           "                     matches this shell glob (repeatable; default: all)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -67,6 +71,15 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out
     return 0;
 }
 
+int guts_net_repo_wanted(void *opts, const char *key)
+{
+    const guts_net_opts *o = opts;
+    if (o->nrepos == 0) return 1;
+    for (size_t i = 0; i < o->nrepos; i++)
+        if (fnmatch(o->repos[i], key, 0) == 0) return 1;
+    return 0;
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
     snprintf(err, errlen, fmt, a, b);
@@ -76,7 +89,7 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
 int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
                         guts_net_opts *out, char *err, size_t errlen)
 {
-    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_KEY, O_HELP };
+    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_KEY, O_REPOS, O_HELP };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
         {"iface", required_argument, NULL, O_IFACE},
@@ -86,6 +99,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"peer", required_argument, NULL, O_PEER},
         {"log-level", required_argument, NULL, O_LOG},
         {"key-file", required_argument, NULL, O_KEY},
+        {"repos", required_argument, NULL, O_REPOS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -156,6 +170,13 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (!*v || strlen(v) >= sizeof out->key_file)
                 return fail(err, errlen, "--key-file: bad path '%s'%s", v, "");
             strcpy(out->key_file, v);
+            break;
+        case O_REPOS:
+            if (out->nrepos == GUTS_NET_REPOS_MAX)
+                return fail(err, errlen, "--repos: at most 64 patterns (at '%s')%s", v, "");
+            if (!*v || strlen(v) > GUTS_NET_REPO_PATTERN_MAX)
+                return fail(err, errlen, "--repos: bad pattern '%s'%s", v, "");
+            strcpy(out->repos[out->nrepos++], v);
             break;
         case O_HELP:
             return 1;
