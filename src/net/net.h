@@ -72,6 +72,8 @@ typedef struct guts_net_opts {
      * announced is taken only if one matches. None: take every one. */
     char repos[GUTS_NET_REPOS_MAX][GUTS_NET_REPO_PATTERN_MAX + 1];
     size_t nrepos;
+    unsigned max_dgram_rate; /* --max-dgram-rate: per source per second; 0: off */
+    unsigned max_conn_rate;  /* --max-conn-rate: per source per second; 0: off */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -108,6 +110,49 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /** "error", "warn", "info", "debug"; -1 if unknown. */
 int guts_net_log_level_parse(const char *s);
+
+/* ---- Per-source rate limits ---------------------------------------------- */
+
+/* Datagrams per source address: a node sends one announce per interval
+ * (1 s by default, 10 ms at the fastest flag) plus immediate announces at
+ * most every 150 ms, so 50/s leaves room for several nodes behind one
+ * address (NAT, one host) and a burst of 100 for a restart's catch-up, while
+ * a flood is cut to 50 decodes a second. */
+#define GUTS_NET_DGRAM_RATE_DEFAULT 50
+#define GUTS_NET_DGRAM_BURST_FACTOR 2
+/* New TCP connections per source address: a peer opens at most
+ * max_sessions (4) pulls at a time, each one connection; 10/s with a burst
+ * of 20 covers several nodes behind one address reconnecting at once. */
+#define GUTS_NET_CONN_RATE_DEFAULT 10
+#define GUTS_NET_CONN_BURST_FACTOR 2
+/* Fixed table: 256 sets x 4 ways = 1024 sources tracked, ~32 KiB; a LAN
+ * has far fewer live sources, and a forged flood only evicts. */
+#define GUTS_NET_RATE_SETS 256
+#define GUTS_NET_RATE_WAYS 4
+/* --max-dgram-rate / --max-conn-rate: above this a limit means nothing. */
+#define GUTS_NET_RATE_FLAG_MAX 1000000
+
+typedef struct guts_net_rate_bucket {
+    uint32_t addr;    /* IPv4, network order */
+    uint32_t used;    /* 0: free slot */
+    uint64_t tokens;  /* thousandths of a token */
+    uint64_t last_ms; /* last refill (and use: the LRU order) */
+} guts_net_rate_bucket;
+
+typedef struct guts_net_rate {
+    uint32_t rate;    /* tokens per second; 0: no limit */
+    uint32_t burst;   /* bucket size */
+    uint64_t seed;    /* set hash key */
+    uint64_t limited; /* events refused */
+    guts_net_rate_bucket b[GUTS_NET_RATE_SETS][GUTS_NET_RATE_WAYS];
+} guts_net_rate;
+
+/** Reset t to rate tokens/s per source (0: off) and burst tokens (at least 1);
+ * seed keys the set hash (random per process). */
+void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_t seed);
+/** Take a token for source addr at now_ms: 1 if allowed, 0 if the source is
+ * over its rate (counted in t->limited). */
+int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
 
 /* ---- UDP ------------------------------------------------------------------ */
 
@@ -239,6 +284,7 @@ struct guts_net_tcp {
     guts_net_tcp_cbs cbs;
     const guts_net_log *log;
     guts_net_tcp_stats stats;
+    guts_net_rate *conn_rate; /* new connections per source (not owned); NULL: none */
 };
 
 /** Open a non-blocking listener on addr (port 0: ephemeral; tcp->local gets
@@ -313,7 +359,9 @@ typedef struct guts_net_node {
     guts_seal *seal;  /* cluster key (owned); NULL: the node runs open */
     uint8_t *sealbuf; /* a stream frame being sealed */
     size_t sealcap;
-    unsigned seal_logged; /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
+    unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
+    guts_net_rate dgram_rate; /* datagrams per source */
+    guts_net_rate conn_rate;  /* accepted connections per source */
 } guts_net_node;
 
 /** Open the data dir, the sockets and the core, and start the watchers.
