@@ -250,6 +250,9 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
                      const struct sockaddr_in *from)
 {
     guts_net_node *n = container_of(u, guts_net_node, udp);
+    /* Before the seal and the decoder: a flooding source costs a table
+     * lookup per datagram, not a decrypt or a decode. */
+    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, now_ms())) return;
     guts_addr a;
     addr_from_sin(from, &a);
     if (n->seal) {
@@ -537,14 +540,16 @@ static void write_status(guts_net_node *n)
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
             "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "
-            "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu}",
+            "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu, "
+            "\"rate_limited_dgrams\": %llu, \"rate_limited_conns\": %llu}",
             (unsigned long long)n->udp.stats.rx, (unsigned long long)n->udp.stats.tx,
             (unsigned long long)n->udp.stats.rx_bytes, (unsigned long long)n->udp.stats.tx_bytes,
             (unsigned long long)n->udp.stats.rx_oversize,
             (unsigned long long)n->udp.stats.tx_dropped, (unsigned long long)n->tcp.stats.accepted,
             (unsigned long long)n->tcp.stats.connected, (unsigned long long)n->tcp.stats.refused,
             (unsigned long long)n->tcp.stats.timeouts, (unsigned long long)n->tcp.stats.rx_bytes,
-            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns);
+            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns,
+            (unsigned long long)n->dgram_rate.limited, (unsigned long long)n->conn_rate.limited);
     fprintf(f, ",\n  \"seal\": {\"keyed\": %s", n->seal ? "true" : "false");
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];
@@ -682,6 +687,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.repo_wanted_arg = &n->opts;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
         cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
+    guts_net_rate_init(&n->dgram_rate, opts->max_dgram_rate,
+                       opts->max_dgram_rate * GUTS_NET_DGRAM_BURST_FACTOR, cfg.seed);
+    guts_net_rate_init(&n->conn_rate, opts->max_conn_rate,
+                       opts->max_conn_rate * GUTS_NET_CONN_BURST_FACTOR, ~cfg.seed);
+    n->tcp.conn_rate = &n->conn_rate;
     rc = guts_core_new(&cfg, &n->core);
     if (rc != 0) {
         guts_net_logf(&n->log, GUTS_LOG_ERROR, "core: %s", guts_strerror(rc));

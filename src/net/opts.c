@@ -22,7 +22,7 @@ const char *guts_net_usage(void)
     return "usage: guts-node [--data DIR] [--iface NAME] [--group ADDR:PORT]\n"
            "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
            "                 [--log-level error|warn|info|debug] [--key-file FILE]\n"
-           "                 [--repos PATTERN]...\n"
+           "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -33,7 +33,11 @@ const char *guts_net_usage(void)
            "  --key-file FILE    cluster key (from guts keygen): seal every datagram and\n"
            "                     stream; without it the node runs open\n"
            "  --repos PATTERN    take a repository a peer announces only if OWNER/NAME\n"
-           "                     matches this shell glob (repeatable; default: all)\n";
+           "                     matches this shell glob (repeatable; default: all)\n"
+           "  --max-dgram-rate N datagrams per second per source address (default 50,\n"
+           "                     burst 2x; 0: off)\n"
+           "  --max-conn-rate N  new connections per second per source address (default\n"
+           "                     10, burst 2x; 0: off)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -89,7 +93,20 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
 int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
                         guts_net_opts *out, char *err, size_t errlen)
 {
-    enum { O_DATA = 1, O_IFACE, O_GROUP, O_LISTEN, O_INTERVAL, O_PEER, O_LOG, O_KEY, O_REPOS, O_HELP };
+    enum {
+        O_DATA = 1,
+        O_IFACE,
+        O_GROUP,
+        O_LISTEN,
+        O_INTERVAL,
+        O_PEER,
+        O_LOG,
+        O_KEY,
+        O_REPOS,
+        O_DGRAM_RATE,
+        O_CONN_RATE,
+        O_HELP
+    };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},
         {"iface", required_argument, NULL, O_IFACE},
@@ -100,6 +117,8 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"log-level", required_argument, NULL, O_LOG},
         {"key-file", required_argument, NULL, O_KEY},
         {"repos", required_argument, NULL, O_REPOS},
+        {"max-dgram-rate", required_argument, NULL, O_DGRAM_RATE},
+        {"max-conn-rate", required_argument, NULL, O_CONN_RATE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -111,6 +130,8 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
     out->listen.sin_addr.s_addr = htonl(INADDR_ANY);
     out->interval_ms = GUTS_NET_INTERVAL_DEFAULT_MS;
     out->log_level = GUTS_LOG_INFO;
+    out->max_dgram_rate = GUTS_NET_DGRAM_RATE_DEFAULT;
+    out->max_conn_rate = GUTS_NET_CONN_RATE_DEFAULT;
     int have_data = 0;
 
     opterr = 0;
@@ -178,6 +199,17 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
                 return fail(err, errlen, "--repos: bad pattern '%s'%s", v, "");
             strcpy(out->repos[out->nrepos++], v);
             break;
+        case O_DGRAM_RATE:
+        case O_CONN_RATE: {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(v, &end, 10);
+            const char *name = c == O_DGRAM_RATE ? "--max-dgram-rate" : "--max-conn-rate";
+            if (errno || !*v || *end || v[0] == '-' || n > GUTS_NET_RATE_FLAG_MAX)
+                return fail(err, errlen, "%s: expected 0..1000000 (0: off), got '%s'", name, v);
+            *(c == O_DGRAM_RATE ? &out->max_dgram_rate : &out->max_conn_rate) = (unsigned)n;
+            break;
+        }
         case O_HELP:
             return 1;
         case ':':

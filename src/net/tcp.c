@@ -329,6 +329,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
+        if (t->conn_rate && !guts_net_rate_allow(t->conn_rate, from.sin_addr.s_addr,
+                                                 (uint64_t)(ev_now(t->loop) * 1000.0))) {
+            close(fd); /* counted in conn_rate->limited */
+            continue;
+        }
         /* Accepted streams have GUTS_CORE_STREAM_DRIVER set, so they never
          * collide with the ids the core picks for streams it opens. */
         uint32_t id;

@@ -28,7 +28,10 @@ WVEC="${GUTS_SRC:-$(dirname "$0")/../..}/tests/wire_vectors"
 src="$TMP/src"
 make_repo "$src" 4
 expect 0 "$GUTS" --data "$TMP/a" import alice/repo "$src"
-node_start a --listen 127.0.0.1:$PORT_A
+# The per-source rate limits are off for a: this test is about what the
+# decoder and the stream code survive, so every datagram and connection must
+# reach them (node_ratelimit.sh tests the limits).
+node_start a --listen 127.0.0.1:$PORT_A --max-dgram-rate 0 --max-conn-rate 0
 wait_until 20 "a writes its status" test -f "$TMP/a/node/status.json"
 pid_a=${NODE_PID[a]}
 rss_kb() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
