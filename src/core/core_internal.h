@@ -182,6 +182,8 @@ typedef struct lrepo {
     int pulling;        /* an outgoing session runs for it */
     uint32_t failures;  /* consecutive failed pulls: backoff */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
+    int unstored;        /* heard in an announce, not in the store until a pull
+                          * brings an object or a ref (node.c, "Lazy creation") */
     cref *pending;      /* refs waiting for their closure */
     size_t npending, cappending;
     idset complete;     /* ids whose closure is known complete */
@@ -264,7 +266,8 @@ typedef struct session {
 
 struct guts_core {
     guts_core_config cfg;
-    guts_core_store st;
+    guts_core_store st;   /* what the core calls: st_* wrappers over real */
+    guts_core_store real; /* the driver's store */
     uint64_t rng[4];
     uint64_t now;
     int left;
@@ -309,6 +312,8 @@ void core_msg_init(guts_core *c, guts_msg *m, int type);
 lrepo *core_repo_find(guts_core *c, const char *key);
 /* Find or add the cache entry; refreshes its counters from the store. */
 int core_repo_load(guts_core *c, const char *key, lrepo **out);
+/* Track key, announced by a peer, without creating it in the store. */
+int core_repo_announced(guts_core *c, const char *key, lrepo **out);
 void core_repo_refresh(guts_core *c, lrepo *r);
 uint32_t core_frame_payload(const guts_core *c);
 

@@ -225,6 +225,9 @@ void core_repo_refresh(guts_core *c, lrepo *r)
     r->info = info;
 }
 
+static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
+                       lrepo **out);
+
 int core_repo_load(guts_core *c, const char *key, lrepo **out)
 {
     int found;
@@ -242,6 +245,34 @@ int core_repo_load(guts_core *c, const char *key, lrepo **out)
     int rc = c->st.info(c->st.ctx, key, &info);
     if (rc)
         return rc;
+    return repo_insert(c, pos, key, &info, out);
+}
+
+int core_repo_announced(guts_core *c, const char *key, lrepo **out)
+{
+    int found;
+    size_t pos = repo_pos(c, key, &found);
+    if (found) {
+        *out = c->repos[pos];
+        return GUTS_OK;
+    }
+    if (c->nrepos >= CORE_REPOS_MAX)
+        return GUTS_EFULL;
+    if (guts_repo_key_check(key) != GUTS_OK)
+        return GUTS_EINVAL;
+    guts_repo_info info;
+    memset(&info, 0, sizeof(info)); /* what an empty repository reports */
+    int rc = repo_insert(c, pos, key, &info, out);
+    if (rc == GUTS_OK) {
+        (*out)->unstored = 1;
+        (*out)->changed = 0; /* nothing to announce until it holds something */
+    }
+    return rc;
+}
+
+static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
+                       lrepo **out)
+{
     if (c->nrepos == c->caprepos) {
         size_t nc = c->caprepos ? 2 * c->caprepos : 16;
         lrepo **p = realloc(c->repos, nc * sizeof(lrepo *));
@@ -254,7 +285,7 @@ int core_repo_load(guts_core *c, const char *key, lrepo **out)
     if (!r)
         return GUTS_ENOMEM;
     strcpy(r->key, key);
-    r->info = info;
+    r->info = *info;
     r->changed = 1;
     memmove(c->repos + pos + 1, c->repos + pos, (c->nrepos - pos) * sizeof(lrepo *));
     c->repos[pos] = r;
@@ -325,6 +356,156 @@ static void enter(guts_core *c, uint64_t now)
         c->now = now;
 }
 
+/* ---- Lazy creation --------------------------------------------------------
+ *
+ * A repository a peer announces is tracked at once (so it can be pulled) but
+ * created in the store only when a pull brings its first object or ref: a
+ * stranger announcing keys costs a node an lrepo in memory (bounded by
+ * CORE_REPOS_MAX), never an environment on disk. The core reaches the store
+ * only through c->st, whose functions below read an unstored repository as
+ * empty and create it before the first write. */
+
+static lrepo *unstored(guts_core *c, const char *key)
+{
+    lrepo *r = core_repo_find(c, key);
+    return r && r->unstored ? r : NULL;
+}
+
+/* Before a write: create the repository if it is not stored yet. */
+static int materialize(guts_core *c, const char *key)
+{
+    lrepo *r = unstored(c, key);
+    if (!r)
+        return GUTS_OK;
+    int rc = c->real.create(c->real.ctx, key);
+    if (rc)
+        return rc;
+    r->unstored = 0;
+    core_log(c, GUTS_LOG_INFO, "new repository %s", key);
+    return GUTS_OK;
+}
+
+static int st_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
+{
+    guts_core *c = ctx;
+    return c->real.repos(c->real.ctx, cb, arg);
+}
+
+static int st_create(void *ctx, const char *key)
+{
+    guts_core *c = ctx;
+    return c->real.create(c->real.ctx, key);
+}
+
+static int st_info(void *ctx, const char *key, guts_repo_info *out)
+{
+    guts_core *c = ctx;
+    return c->real.info(c->real.ctx, key, out);
+}
+
+static int st_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
+                  int (*cb)(const guts_id *id, void *arg), void *arg)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_OK;
+    return c->real.ids(c->real.ctx, key, from, to, cb, arg);
+}
+
+static int st_has(void *ctx, const char *key, const guts_id *id)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return 0;
+    return c->real.has(c->real.ctx, key, id);
+}
+
+static int st_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+                  size_t *len)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_ENOTFOUND;
+    return c->real.get(c->real.ctx, key, id, type, data, len);
+}
+
+static int st_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+                  size_t *bad)
+{
+    guts_core *c = ctx;
+    int rc = n ? materialize(c, key) : GUTS_OK;
+    return rc ? rc : c->real.put(c->real.ctx, key, objs, n, added, bad);
+}
+
+static int st_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key)) {
+        *n = 0;
+        return GUTS_OK;
+    }
+    return c->real.recent(c->real.ctx, key, max, out, n);
+}
+
+static int st_refs(void *ctx, const char *key, int with_tombstones,
+                   int (*cb)(const guts_ref *ref, void *arg), void *arg)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_OK;
+    return c->real.refs(c->real.ctx, key, with_tombstones, cb, arg);
+}
+
+static int st_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_ENOTFOUND;
+    return c->real.ref_get(c->real.ctx, key, name, out);
+}
+
+static int st_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
+{
+    guts_core *c = ctx;
+    int rc = n ? materialize(c, key) : GUTS_OK;
+    return rc ? rc : c->real.refs_put(c->real.ctx, key, refs, n);
+}
+
+static int st_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_ENOTFOUND;
+    return c->real.rec_get(c->real.ctx, key, id, out, buf);
+}
+
+static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
+                      uint8_t *nobase, size_t *added, size_t *bad)
+{
+    guts_core *c = ctx;
+    int rc = n ? materialize(c, key) : GUTS_OK;
+    return rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad);
+}
+
+static void lazy_store(guts_core *c)
+{
+    c->st = c->real;
+    c->st.ctx = c;
+    c->st.repos = st_repos;
+    c->st.create = st_create;
+    c->st.info = st_info;
+    c->st.ids = st_ids;
+    c->st.has = st_has;
+    c->st.get = st_get;
+    c->st.put = st_put;
+    c->st.recent = st_recent;
+    c->st.refs = st_refs;
+    c->st.ref_get = st_ref_get;
+    c->st.refs_put = st_refs_put;
+    c->st.rec_get = c->real.rec_get ? st_rec_get : NULL;
+    c->st.rec_put = c->real.rec_put ? st_rec_put : NULL;
+}
+
 /* ---- Lifecycle ----------------------------------------------------------- */
 
 int guts_core_new(const guts_core_config *cfg, guts_core **out)
@@ -339,7 +520,8 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
     if (!c)
         return GUTS_ENOMEM;
     c->cfg = *cfg;
-    c->st = *cfg->store;
+    c->real = *cfg->store;
+    lazy_store(c);
     c->cfg.store = &c->st;
     if (!c->cfg.interval_ms)
         c->cfg.interval_ms = GUTS_CORE_INTERVAL_DEFAULT;

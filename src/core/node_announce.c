@@ -21,10 +21,12 @@
  * writer (epidemic spread).
  *
  * Receiving: the pull decision. For each repository entry of a peer:
- *  - we lack the repository: if cfg.repo_wanted takes it (default: all),
- *    create it and pull soon (the puller then asks for everything with one
- *    ALL item); otherwise ignore it, so a peer cannot make us store what the
- *    operator did not ask for;
+ *  - we lack the repository: if cfg.repo_wanted takes it (default: all)
+ *    and the peer has something, track it and pull soon (the puller then
+ *    asks for everything with one ALL item); it is created in the store
+ *    only when the pull brings an object or a ref (node.c, "Lazy
+ *    creation"). Otherwise ignore it, so a peer cannot make us store what
+ *    the operator did not ask for;
  *  - fingerprints equal and refs digests equal: in sync, nothing happens;
  *  - evidence that the peer has objects we lack: pull soon (after a random
  *    stagger). Evidence is: its count is larger than ours; or its refs digest
@@ -148,7 +150,7 @@ void announce_send(guts_core *c)
         for (size_t i = 0; i < c->nrepos && n < GUTS_ANNOUNCE_REPOS_MAX; i++) {
             size_t idx = pass == 0 ? i : (start + i) % c->nrepos;
             lrepo *r = c->repos[idx];
-            if (pass == 0 && !r->changed)
+            if (r->unstored || (pass == 0 && !r->changed))
                 continue;
             int dup = 0;
             for (size_t j = 0; j < n; j++)
@@ -307,12 +309,17 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         if (!r) {
             if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
                 continue; /* not ours to take (the --repos allowlist) */
-            if (c->nrepos >= CORE_REPOS_MAX || c->st.create(c->st.ctx, e->key) != GUTS_OK ||
-                core_repo_load(c, e->key, &r) != GUTS_OK) {
-                core_log(c, GUTS_LOG_WARN, "cannot create repository %s", e->key);
+            if (e->objects == 0 && e->refs_digest == 0)
+                continue; /* nothing to take */
+            /* in the store but not seen by the core yet (an import since
+             * the last scan): load it; else track it unstored */
+            if (core_repo_load(c, e->key, &r) != GUTS_OK &&
+                core_repo_announced(c, e->key, &r) != GUTS_OK) {
+                core_log(c, GUTS_LOG_WARN, "cannot track repository %s", e->key);
                 continue;
             }
-            core_log(c, GUTS_LOG_INFO, "new repository %s", e->key);
+            core_log(c, GUTS_LOG_DEBUG, "repository %s announced; created when a pull brings "
+                                        "something", e->key);
             schedule(c, r, 1);
             continue;
         }

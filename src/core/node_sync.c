@@ -918,7 +918,8 @@ static void serve_pump(guts_core *c, session *s);
 static int serve_key(guts_core *c, session *s, const char *key)
 {
     if (!s->key[0]) {
-        if (!core_repo_find(c, key))
+        lrepo *r = core_repo_find(c, key);
+        if (!r || r->unstored)
             return GUTS_ENOTFOUND;
         strcpy(s->key, key);
         return GUTS_OK;
