@@ -93,8 +93,10 @@ grep -q "running open" "$TMP/d.log" || fail "d did not say it runs open"
 grep -q "running open" "$TMP/a.log" && fail "a says it runs open"
 grep -q "keyed: cluster key" "$TMP/a.log" || fail "a did not log its key id"
 
-# A stream that starts with a plain frame instead of a seal hello: a sends
-# its own hello, then closes the connection, counts it and stays up.
+# A stream that starts with a plain frame instead of a seal hello: a closes
+# the connection, counts it and stays up. Whether a's own hello (queued at
+# accept) reaches us before the close depends on scheduling, so we accept
+# either nothing or exactly that hello; never anything else.
 before=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seal"]["rejected_unsealed"])' "$TMP/a/node/status.json")
 /usr/bin/python3 - "$TMP/a/node/status.json" <<'PY' || fail "plain stream to a"
 import json, socket, sys
@@ -103,11 +105,14 @@ c = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
 c.sendall(bytes([0, 0, 0, 6, 0x95, 1, 2, 3, 4, 5]))
 got = b""
 while True:
-    b = c.recv(4096)
+    try:
+        b = c.recv(4096)
+    except ConnectionResetError:
+        break
     if not b:
         break
     got += b
-assert len(got) == 34 and got[:6] == bytes([0, 0, 0, 30, 0xC1, 1]), got.hex()
+assert got == b"" or (len(got) == 34 and got[:6] == bytes([0, 0, 0, 30, 0xC1, 1])), got.hex()
 PY
 wait_until 10 "a counts the plain stream" st a "d['seal']['rejected_unsealed'] > $before and d['counters']['frames_malformed'] == 0"
 grep -Eq "stream from 127\.0\.0\.1:[0-9]+ refused: not sealed" "$TMP/a.log" || fail "a did not log the plain stream"
