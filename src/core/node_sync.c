@@ -1170,6 +1170,23 @@ static int send_big_chunk(guts_core *c, session *s, size_t *budget)
 
 /* One OBJECTS frame of raw content from the head job (a store without
  * records); large objects become chunks. */
+/* Send one OBJECTS frame of n objects (bytes of content) and charge it to the
+ * session's counters and the caller's byte budget. */
+static int send_objects_frame(guts_core *c, session *s, guts_wire_obj *objs, size_t n,
+                              size_t bytes, size_t *budget)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_OBJECTS);
+    m.u.objects.key = s->key;
+    m.u.objects.nobjs = (uint32_t)n;
+    m.u.objects.objs = objs;
+    int rc = core_send_frame(c, s->stream, &m);
+    s->sent_objects += n;
+    s->req_sent += n;
+    *budget = *budget > bytes ? *budget - bytes : 0;
+    return rc;
+}
+
 static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
 {
     guts_id ids[CORE_OBJS_PER_FRAME];
@@ -1210,15 +1227,7 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         bytes += len;
     }
     if (n) {
-        guts_msg m;
-        core_msg_init(c, &m, GUTS_MSG_OBJECTS);
-        m.u.objects.key = s->key;
-        m.u.objects.nobjs = (uint32_t)n;
-        m.u.objects.objs = objs;
-        rc = core_send_frame(c, s->stream, &m);
-        s->sent_objects += n;
-        s->req_sent += n;
-        *budget = *budget > bytes ? *budget - bytes : 0;
+        rc = send_objects_frame(c, s, objs, n, bytes, budget);
     }
     for (size_t i = 0; i < n; i++)
         free(bufs[i]);
@@ -1336,15 +1345,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             o->data = v[i].r.data;
             o->len = v[i].r.len;
         }
-        guts_msg m;
-        core_msg_init(c, &m, GUTS_MSG_OBJECTS);
-        m.u.objects.key = s->key;
-        m.u.objects.nobjs = (uint32_t)n;
-        m.u.objects.objs = objs;
-        rc = core_send_frame(c, s->stream, &m);
-        s->sent_objects += n;
-        s->req_sent += n;
-        *budget = *budget > bytes ? *budget - bytes : 0;
+        rc = send_objects_frame(c, s, objs, n, bytes, budget);
     }
     for (size_t i = 0; i < n; i++)
         free(v[i].buf);
