@@ -108,12 +108,18 @@ typedef struct proc {
     char what[64];
 } proc;
 
-/* Start argv with stdin/stdout as pipes when asked (else /dev/null) and
- * stderr captured. Every descriptor we keep is close-on-exec, so a child
- * never holds the write end of another child's stdin open. */
-static int proc_start(proc *p, const char *what, char *const argv[], int want_in, int want_out,
+/* Choices of stdin for proc_start besides a descriptor of the caller's
+ * (which the caller still owns and closes). */
+#define PROC_NULL (-1) /* /dev/null */
+#define PROC_PIPE (-2) /* a new pipe: p->in is its write end */
+
+/* Start argv with stdin as chosen, stdout a pipe when asked (else
+ * /dev/null) and stderr captured. Every descriptor we keep is close-on-exec,
+ * so a child never holds the write end of another child's stdin open. */
+static int proc_start(proc *p, const char *what, char *const argv[], int in, int want_out,
                       char *err)
 {
+    int want_in = in == PROC_PIPE;
     int inp[2] = {-1, -1}, outp[2] = {-1, -1}, devnull = -1, rc = GUTS_EIO;
     posix_spawn_file_actions_t fa;
     memset(p, 0, sizeof *p);
@@ -127,7 +133,7 @@ static int proc_start(proc *p, const char *what, char *const argv[], int want_in
     if (want_out && pipe2(outp, O_CLOEXEC) != 0) goto out;
     if (want_in) fcntl(inp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
     if (want_out) fcntl(outp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
-    posix_spawn_file_actions_adddup2(&fa, want_in ? inp[0] : devnull, 0);
+    posix_spawn_file_actions_adddup2(&fa, want_in ? inp[0] : in >= 0 ? in : devnull, 0);
     posix_spawn_file_actions_adddup2(&fa, want_out ? outp[1] : devnull, 1);
     posix_spawn_file_actions_adddup2(&fa, p->errfd, 2);
     if (posix_spawnp(&p->pid, argv[0], &fa, NULL, argv, environ) != 0) {
@@ -196,7 +202,7 @@ static int run_capture(const char *what, char *const argv[], char **out, size_t 
     char *buf = malloc(cap);
     int rc;
     if (!buf) return errf(err, GUTS_ENOMEM, "out of memory");
-    rc = proc_start(&p, what, argv, 0, 1, err);
+    rc = proc_start(&p, what, argv, PROC_NULL, 1, err);
     if (rc) {
         free(buf);
         return rc;
@@ -401,20 +407,62 @@ static int parse_check_line(char *line, iobj *o)
     return GUTS_OK;
 }
 
-static int list_objects(const char *gitdir, ilist *L, char *err)
+/* The format of a listing line: what plan_import and check_header need. */
+#define GITIO_CHECK_FORMAT "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)"
+
+/* Start the listing into *p: every object of gitdir when ntips is 0, else
+ * those reachable from tips and not from exclude, `git rev-list --objects`
+ * piped straight into `git cat-file --batch-check` (rl is then the
+ * rev-list, to be waited for too). rev-list reads all of its stdin before
+ * it writes anything, so writing every id first cannot deadlock. */
+static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
+                      const guts_id *exclude, size_t nexclude, proc *rl, proc *p, char *err)
 {
-    char *argv[] = {"git",
-                    "-C",
-                    (char *)gitdir,
-                    "--no-replace-objects",
-                    "cat-file",
-                    "--batch-all-objects",
-                    "--unordered",
-                    "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)",
-                    NULL};
-    proc p;
+    char *all_argv[] = {"git",         "-C",          (char *)gitdir,      "--no-replace-objects",
+                        "cat-file",    "--batch-all-objects", "--unordered", GITIO_CHECK_FORMAT,
+                        NULL};
+    char *check_argv[] = {"git",      "-C",  (char *)gitdir, "--no-replace-objects",
+                          "cat-file", GITIO_CHECK_FORMAT, NULL};
+    char *rl_argv[] = {"git",       "-C",      (char *)gitdir, "--no-replace-objects",
+                       "rev-list",  "--objects", "--no-object-names", "--ignore-missing",
+                       "--stdin",   NULL};
+    memset(rl, 0, sizeof *rl);
+    rl->in = rl->out = rl->errfd = -1;
+    if (!ntips) return proc_start(p, "git cat-file --batch-check", all_argv, PROC_NULL, 1, err);
+    int rc = proc_start(rl, "git rev-list --objects", rl_argv, PROC_PIPE, 1, err);
+    if (rc) return rc;
+    rc = proc_start(p, "git cat-file --batch-check", check_argv, rl->out, 1, err);
+    close(rl->out);
+    rl->out = -1;
+    char line[GUTS_HEX_LEN + 3]; /* "^", the id, "\n" and guts_id_to_hex's NUL */
+    for (size_t i = 0; i < ntips + nexclude && !rc; i++) {
+        size_t k = 0;
+        if (i >= ntips) line[k++] = '^';
+        guts_id_to_hex(i < ntips ? &tips[i] : &exclude[i - ntips], line + k);
+        k += GUTS_HEX_LEN;
+        line[k++] = '\n';
+        if (write_all(rl->in, line, k))
+            rc = errf(err, GUTS_EIO, "writing to git rev-list: %s", strerror(errno));
+    }
+    close(rl->in);
+    rl->in = -1;
+    if (rc) {
+        if (p->pid > 0) {
+            kill(p->pid, SIGTERM);
+            proc_wait(p, NULL);
+        }
+        kill(rl->pid, SIGTERM);
+        proc_wait(rl, NULL);
+    }
+    return rc;
+}
+
+static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
+                        const guts_id *exclude, size_t nexclude, ilist *L, char *err)
+{
+    proc rl, p;
     char line[GITIO_LINE_MAX];
-    int rc = proc_start(&p, "git cat-file --batch-check", argv, 0, 1, err);
+    int rc = list_start(gitdir, tips, ntips, exclude, nexclude, &rl, &p, err);
     if (rc) return rc;
     rd r = {.fd = p.out, .buf = malloc(GITIO_IOBUF)};
     if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
@@ -454,10 +502,12 @@ static int list_objects(const char *gitdir, ilist *L, char *err)
     free(r.buf);
     if (rc) {
         kill(p.pid, SIGTERM);
-        proc_wait(&p, NULL);
-        return rc;
+        if (rl.pid > 0) kill(rl.pid, SIGTERM);
     }
-    return proc_wait(&p, err);
+    int crc = proc_wait(&p, rc ? NULL : err);
+    if (!rc) rc = crc;
+    int rrc = proc_wait(&rl, rc ? NULL : err);
+    return rc ? rc : rrc;
 }
 
 static const iobj *sort_base;
@@ -723,7 +773,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
     char line[GITIO_LINE_MAX], hex[GUTS_HEX_LEN + 1];
     int rc, fed = 0, stored = 0, cur = 0;
     if (nneed == 0) return GUTS_OK;
-    rc = proc_start(&p, "git cat-file --batch", argv, 1, 1, err);
+    rc = proc_start(&p, "git cat-file --batch", argv, PROC_PIPE, 1, err);
     if (rc) return rc;
     f = (feeder){.fd = p.in, .o = L->o, .order = order, .n = nneed};
     p.in = -1; /* the feeder closes it */
@@ -1049,6 +1099,26 @@ out:
     return rc;
 }
 
+/* The object half of an import or a push: list (everything, or what tips
+ * reach and exclude does not), skip what is stored, read the rest in an
+ * order that puts each delta base first, store. */
+static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
+                         const guts_id *exclude, size_t nexclude, progress *pg,
+                         guts_gitio_stats *st, char *err)
+{
+    ilist L = {0};
+    uint32_t *order = NULL;
+    size_t nneed = 0;
+    int rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, err);
+    if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
+    st->objects_total = L.n;
+    if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, pg, st, err);
+    if (!rc && nneed) progress_show(pg, nneed, nneed, st->bytes, 1);
+    free(order);
+    free(L.o);
+    return rc;
+}
+
 int guts_gitio_check_repo(const char *gitdir, char *err)
 {
     char *argv[] = {"git", "-C", (char *)gitdir, "rev-parse", "--git-dir", NULL};
@@ -1067,25 +1137,26 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
                       guts_gitio_stats *st, char *err)
 {
     guts_gitio_stats local;
-    ilist L = {0};
-    uint32_t *order = NULL;
-    size_t nneed = 0;
     progress pg = {.on = progress_on, .verb = "import", .start = now_ns()};
     int rc;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
     rc = guts_gitio_check_repo(gitdir, err);
     if (rc) return rc;
-    rc = list_objects(gitdir, &L, err);
-    if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
-    st->objects_total = L.n;
-    if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, &pg, st, err);
-    if (!rc && nneed) progress_show(&pg, nneed, nneed, st->bytes, 1);
+    rc = store_objects(r, gitdir, NULL, 0, NULL, 0, &pg, st, err);
     /* Refs only once every object they could point at is stored. */
     if (!rc) rc = import_refs(r, node, gitdir, st, err);
-    free(order);
-    free(L.o);
     return rc;
+}
+
+int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
+                               const guts_id *exclude, size_t nexclude, int progress_on,
+                               guts_gitio_stats *st, char *err)
+{
+    progress pg = {.on = progress_on, .verb = "storing objects", .start = now_ns()};
+    memset(st, 0, sizeof *st);
+    if (!ntips) return GUTS_OK;
+    return store_objects(r, gitdir, tips, ntips, exclude, nexclude, &pg, st, err);
 }
 
 /* ---- Export ------------------------------------------------------------- */

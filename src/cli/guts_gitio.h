@@ -48,6 +48,20 @@ int guts_gitio_check_repo(const char *gitdir, char *err);
 int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir, int progress,
                       guts_gitio_stats *st, char *err);
 
+/** Store the objects of the git repository at gitdir that tips reach and
+ * exclude does not (`git rev-list --objects TIPS ^EXCLUDE`; an exclude git
+ * does not have is ignored), as import stores objects: what r has is
+ * skipped, delta bases go first, batches are committed as they fill. No
+ * refs are written. gitdir "." means the repository of $GIT_DIR (what a
+ * remote helper gets).
+ * @param progress when non-zero, a progress line is redrawn on stderr
+ * @param[out] st objects_total (listed), objects_added, bytes
+ * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
+ * Errors: as guts_gitio_import. */
+int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
+                               const guts_id *exclude, size_t nexclude, int progress,
+                               guts_gitio_stats *st, char *err);
+
 /* Default zlib level of exported objects. Measured on zlib's history
  * (docs/performance.md): level 0 exports in 0.31 s, as fast as
  * `git clone --mirror --no-local`, level 1 in 1.05 s with a pack 3x smaller;

@@ -374,9 +374,8 @@ static int cmd_push(helper *h, char **line, size_t *cap)
     printf("\n");
     fflush(stdout);
     if (!rc && h->verbosity > 1)
-        say("stored %llu of %llu objects (%llu bytes) in %llu transactions, %llu refs",
-            (unsigned long long)st.added, (unsigned long long)st.objects,
-            (unsigned long long)st.bytes, (unsigned long long)st.batches,
+        say("stored %llu of %llu objects (%llu bytes), %llu refs", (unsigned long long)st.added,
+            (unsigned long long)st.objects, (unsigned long long)st.bytes,
             (unsigned long long)st.refs);
     ret = 0;
 out:

@@ -9,271 +9,26 @@
  * ancestor only if it is there). Only then are objects copied, and only
  * those the accepted updates need: `git rev-list --objects` from the new
  * tips, excluding everything the store's refs already reach (a store ref is
- * applied only once its closure is stored), piped straight into one
- * `git cat-file --batch --buffer`, whose output we read. Objects go to
- * guts_repo_put in batches of up to REMOTE_PUSH_BATCH_BYTES of content (so
- * an ordinary push is one write transaction) with git's own delta base as
- * the compression hint. Last, every accepted ref record is written in one
+ * applied only once its closure is stored). That is the import's object
+ * path (guts_gitio_store_reachable): rev-list piped into one
+ * `cat-file --batch-check`, then the objects the store lacks read by one
+ * `cat-file --batch` with each git delta base first (the store compresses
+ * against a base only once it is stored), in batches a second thread
+ * compresses and commits while the next is read. Last, every accepted ref record is written in one
  * transaction, after re-reading each record: one that changed meanwhile
  * (a node applied a peer's update) fails that command with "fetch first".
  *
  * A running node polls the environment's counters and announces the new
  * objects and refs: the helper never talks to it.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/guts_gitio.h"
 #include "core/refmerge.h"
 #include "remote/remote.h"
-
-/* A cat-file header line: id, type, size, delta base and spaces fit in 128. */
-#define HDR_MAX 256
-#define READ_BUF (1u << 20)
-
-typedef struct reader {
-    int fd;
-    char *buf;
-    size_t pos, len;
-} reader;
-
-static int rd_fill(reader *r)
-{
-    if (r->pos < r->len) return 1;
-    for (;;) {
-        ssize_t n = read(r->fd, r->buf, READ_BUF);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return (int)n;
-        r->pos = 0;
-        r->len = (size_t)n;
-        return 1;
-    }
-}
-
-/* A line without its '\n'; 0 at EOF before any byte, -1 on error or overlong. */
-static int rd_line(reader *r, char *line, size_t max)
-{
-    size_t n = 0;
-    for (;;) {
-        int f = rd_fill(r);
-        if (f <= 0) return f < 0 ? -1 : (n ? -1 : 0);
-        char c = r->buf[r->pos++];
-        if (c == '\n') break;
-        if (n + 1 >= max) return -1;
-        line[n++] = c;
-    }
-    line[n] = 0;
-    return 1;
-}
-
-static int rd_exact(reader *r, void *dst, size_t n)
-{
-    char *d = dst;
-    while (n > 0) {
-        if (rd_fill(r) <= 0) return -1;
-        size_t k = r->len - r->pos < n ? r->len - r->pos : n;
-        memcpy(d, r->buf + r->pos, k);
-        r->pos += k;
-        d += k;
-        n -= k;
-    }
-    return 0;
-}
-
-/* ---- objects ------------------------------------------------------------- */
-
-typedef struct batch {
-    guts_obj *objs;
-    size_t *off;
-    guts_id *bases;
-    uint8_t *has_base;
-    size_t n, cap;
-    char *arena;
-    size_t used, acap;
-} batch;
-
-static void batch_free(batch *b)
-{
-    free(b->objs);
-    free(b->off);
-    free(b->bases);
-    free(b->has_base);
-    free(b->arena);
-}
-
-static int batch_room(batch *b, size_t bytes)
-{
-    if (b->n == b->cap) {
-        size_t c = b->cap ? b->cap * 2 : 1024;
-        guts_obj *o = realloc(b->objs, c * sizeof *o);
-        if (o) b->objs = o;
-        size_t *off = realloc(b->off, c * sizeof *off);
-        if (off) b->off = off;
-        guts_id *bs = realloc(b->bases, c * sizeof *bs);
-        if (bs) b->bases = bs;
-        uint8_t *hb = realloc(b->has_base, c);
-        if (hb) b->has_base = hb;
-        if (!o || !off || !bs || !hb) return GUTS_ENOMEM;
-        b->cap = c;
-    }
-    if (b->acap - b->used < bytes) {
-        size_t c = b->acap ? b->acap : (1u << 20);
-        while (c - b->used < bytes)
-            c *= 2;
-        char *a = realloc(b->arena, c);
-        if (!a) return GUTS_ENOMEM;
-        b->arena = a;
-        b->acap = c;
-    }
-    return GUTS_OK;
-}
-
-static int batch_store(guts_repo *r, batch *b, remote_push_stats *st, char *err)
-{
-    if (!b->n) return GUTS_OK;
-    for (size_t i = 0; i < b->n; i++) {
-        b->objs[i].data = b->arena + b->off[i];
-        b->objs[i].base = b->has_base[i] ? &b->bases[i] : NULL;
-    }
-    size_t added = 0, bad = 0;
-    int rc = guts_repo_put(r, b->objs, b->n, &added, &bad);
-    if (rc == GUTS_EHASH) {
-        char hex[GUTS_HEX_LEN + 1];
-        guts_id_to_hex(&b->objs[bad].id, hex);
-        return remote_errf(err, rc, "git gave object %s with content of another id", hex);
-    }
-    if (rc)
-        return remote_errf(err, rc, "storing %zu objects: %s (%s)", b->n, guts_strerror(rc),
-                           guts_store_errmsg());
-    st->added += added;
-    st->batches++;
-    b->n = 0;
-    b->used = 0;
-    return GUTS_OK;
-}
-
-static int parse_hdr(char *line, guts_id *id, int *type, uint64_t *size, guts_id *base,
-                     int *missing)
-{
-    char *sp = strchr(line, ' ');
-    if (!sp || sp - line != GUTS_HEX_LEN) return GUTS_EINVAL;
-    *sp = 0;
-    if (guts_id_from_hex(line, id)) return GUTS_EINVAL;
-    char *t = sp + 1;
-    *missing = strcmp(t, "missing") == 0;
-    if (*missing) return GUTS_OK;
-    sp = strchr(t, ' ');
-    if (!sp) return GUTS_EINVAL;
-    *type = guts_otype_parse(t, (size_t)(sp - t));
-    if (*type == GUTS_OBJ_NONE) return GUTS_EINVAL;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(sp + 1, &end, 10);
-    if (errno || end == sp + 1 || *end != ' ' || v > GUTS_OBJ_MAX_DEFAULT) return GUTS_ETOOBIG;
-    *size = v;
-    return guts_id_from_hex(end + 1, base) ? GUTS_EINVAL : GUTS_OK;
-}
-
-static void progress_line(int on, uint64_t n, uint64_t bytes, int last)
-{
-    if (!on) return;
-    fprintf(stderr, "\rguts: storing objects: %llu, %.1f MiB%s", (unsigned long long)n,
-            (double)bytes / (1024.0 * 1024.0), last ? ", done.\n" : "");
-}
-
-/* Copy the objects reachable from tips and not from exclude into r. */
-static int copy_objects(guts_repo *r, const guts_id *tips, size_t ntips, const guts_id *exclude,
-                        size_t nexclude, int progress, remote_push_stats *st, char *err)
-{
-    char *rl_argv[] = {"git",     "rev-list", "--objects", "--no-object-names", "--ignore-missing",
-                       "--stdin", NULL};
-    char *cf_argv[] = {"git", "cat-file",
-                       "--batch=%(objectname) %(objecttype) %(objectsize) %(deltabase)", "--buffer",
-                       NULL};
-    remote_proc rl = {.pid = -1, .in = -1, .out = -1}, cf = rl;
-    int pp[2] = {-1, -1}, rc;
-    batch b = {0};
-    reader rd = {.fd = -1};
-    char line[HDR_MAX];
-    if (pipe2(pp, O_CLOEXEC) != 0) return remote_errf(err, GUTS_EIO, "pipe: %s", strerror(errno));
-    rc = remote_proc_start(&rl, rl_argv, REMOTE_FD_PIPE, pp[1], err);
-    if (!rc) rc = remote_proc_start(&cf, cf_argv, pp[0], REMOTE_FD_PIPE, err);
-    close(pp[0]);
-    close(pp[1]);
-    if (rc) goto out;
-    /* rev-list reads all of stdin before it writes anything: no deadlock. */
-    for (size_t i = 0; i < ntips + nexclude && !rc; i++) {
-        char hex[GUTS_HEX_LEN + 1];
-        guts_id_to_hex(i < ntips ? &tips[i] : &exclude[i - ntips], hex);
-        snprintf(line, sizeof line, "%s%s\n", i < ntips ? "" : "^", hex);
-        if (remote_write_all(rl.in, line, strlen(line)))
-            rc = remote_errf(err, GUTS_EIO, "writing to git rev-list: %s", strerror(errno));
-    }
-    close(rl.in);
-    rl.in = -1;
-    if (rc) goto out;
-    rd.fd = cf.out;
-    rd.buf = malloc(READ_BUF);
-    if (!rd.buf) {
-        rc = remote_errf(err, GUTS_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (;;) {
-        int lr = rd_line(&rd, line, sizeof line);
-        if (lr == 0) break;
-        guts_id id, base;
-        int type = 0, missing = 0;
-        uint64_t size = 0;
-        if (lr < 0 || parse_hdr(line, &id, &type, &size, &base, &missing)) {
-            rc = remote_errf(err, GUTS_EIO, "git cat-file: unexpected output \"%.80s\"", line);
-            goto out;
-        }
-        if (missing) {
-            rc = remote_errf(err, GUTS_EIO, "git cat-file: object %s is missing", line);
-            goto out;
-        }
-        if (b.used + size > REMOTE_PUSH_BATCH_BYTES && (rc = batch_store(r, &b, st, err))) goto out;
-        if (batch_room(&b, size + 1)) {
-            rc = remote_errf(err, GUTS_ENOMEM, "out of memory for %llu bytes",
-                             (unsigned long long)size);
-            goto out;
-        }
-        char nl = 0;
-        if (rd_exact(&rd, b.arena + b.used, size) || rd_exact(&rd, &nl, 1) || nl != '\n') {
-            rc = remote_errf(err, GUTS_EIO, "git cat-file: truncated object %s", line);
-            goto out;
-        }
-        guts_obj *o = &b.objs[b.n];
-        memset(o, 0, sizeof *o);
-        o->id = id;
-        o->type = type;
-        o->len = size;
-        b.off[b.n] = b.used;
-        b.bases[b.n] = base;
-        b.has_base[b.n] = !guts_id_is_zero(&base);
-        b.n++;
-        b.used += size;
-        st->objects++;
-        st->bytes += size;
-        if ((st->objects & 1023) == 0) progress_line(progress, st->objects, st->bytes, 0);
-    }
-    rc = batch_store(r, &b, st, err);
-    if (!rc) progress_line(progress, st->objects, st->bytes, 1);
-out:;
-    int s1 = 0, s2 = 0;
-    char e2[REMOTE_ERR_MAX];
-    if (rl.pid > 0) remote_proc_wait(&rl, &s1, e2);
-    if (cf.pid > 0) remote_proc_wait(&cf, &s2, e2);
-    if (!rc && (s1 || s2))
-        rc = remote_errf(err, GUTS_EIO, "git %s failed (exit %d)", s1 ? "rev-list" : "cat-file",
-                         s1 ? s1 : s2);
-    free(rd.buf);
-    batch_free(&b);
-    return rc;
-}
 
 /* ---- decisions --------------------------------------------------------------- */
 
@@ -521,8 +276,17 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
             rc = remote_errf(err, rc, "reading refs of %s: %s", key, guts_strerror(rc));
             goto out;
         }
-        rc = copy_objects(r, tips.v, tips.n, have.v, have.n, progress, st, err);
-        if (rc) goto out;
+        guts_gitio_stats gs;
+        char gerr[GUTS_GITIO_ERR_MAX];
+        rc = guts_gitio_store_reachable(r, ".", tips.v, tips.n, have.v, have.n, progress, &gs,
+                                        gerr);
+        st->objects = gs.objects_total;
+        st->added = gs.objects_added;
+        st->bytes = gs.bytes;
+        if (rc) {
+            rc = remote_errf(err, rc, "%s", gerr);
+            goto out;
+        }
     }
     rc = write_refs(r, guts_data_node_id(d), cmds, n, write, st, err);
 out:

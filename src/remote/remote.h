@@ -12,9 +12,9 @@
  *   fetch.c   `fetch`: a commit walk in the store that stops at what the
  *             local repository has, then one packfile streamed into
  *             `git index-pack --stdin` (or `git unpack-objects` when small)
- *   push.c    `push`: rules (fast-forward, tags, deletion), objects read by
- *             one `git rev-list --objects | git cat-file --batch` pipeline
- *             into guts_repo_put batches, then ref records in one write
+ *   push.c    `push`: rules (fast-forward, tags, deletion), objects stored
+ *             by the import's path (cli/guts_gitio.c) from what
+ *             `git rev-list --objects` lists, then ref records in one write
  *   git-remote-guts.c   main(): argument and URL parsing, the command loop
  *
  * Every function that can fail returns 0 or a negative GUTS_E* code and
@@ -152,17 +152,11 @@ typedef struct remote_push_cmd {
 } remote_push_cmd;
 
 typedef struct remote_push_stats {
-    uint64_t objects; /* objects read from git */
+    uint64_t objects; /* objects the new tips reach (git rev-list) */
     uint64_t added;   /* of which new to the store */
-    uint64_t bytes;   /* their content bytes */
-    uint64_t batches; /* guts_repo_put calls (write transactions) */
+    uint64_t bytes;   /* content bytes read from git */
     uint64_t refs;    /* ref records written (HEAD included) */
 } remote_push_stats;
-
-/* Content bytes gathered before one guts_repo_put: a push up to this size
- * is one write transaction; a larger one is split (objects go first, refs
- * last, so a crash in between leaves only unreferenced objects). */
-#define REMOTE_PUSH_BATCH_BYTES ((size_t)256 << 20)
 
 /** Apply git's push commands to the repository key of d: resolve each src in
  * $GIT_DIR, refuse by git's rules (a non-fast-forward or an existing tag is
