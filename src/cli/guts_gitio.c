@@ -26,6 +26,7 @@
  * line of error naming the command, not a screenful.
  */
 #include "cli/guts_gitio.h"
+#include "cli/guts_progress.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,8 +72,6 @@ extern char **environ;
  * a system call moves many small objects at once. */
 #define GITIO_PIPE_SIZE (1u << 20)
 #define GITIO_IOBUF (1u << 20)
-/* Redraw the progress line at most this often (nanoseconds). */
-#define GITIO_PROGRESS_NS 250000000ll
 #define NONE UINT32_MAX
 
 /* ---- Errors ------------------------------------------------------------- */
@@ -89,13 +88,6 @@ static int errf(char *err, int code, const char *fmt, ...)
     for (char *p = err; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
     return code;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 /* ---- Child processes ---------------------------------------------------- */
@@ -319,36 +311,6 @@ static int write_all(int fd, const void *buf, size_t n)
         n -= (size_t)k;
     }
     return GUTS_OK;
-}
-
-/* ---- Progress ----------------------------------------------------------- */
-
-typedef struct progress {
-    int on;
-    const char *verb;
-    int64_t start, last;
-} progress;
-
-static void progress_show(progress *pg, uint64_t done, uint64_t total, uint64_t bytes, int final)
-{
-    if (!pg->on) return;
-    int64_t t = now_ns();
-    if (!final && t - pg->last < GITIO_PROGRESS_NS) return;
-    pg->last = t;
-    double secs = (double)(t - pg->start) / 1e9, mb = (double)bytes / 1e6;
-    /* ETA from the object rate so far: objects are what the total counts
-     * (their sizes are not all known up front). Shown once a rate exists. */
-    char eta[32] = "";
-    if (!final && done && done < total && secs > 0.5) {
-        double left = (double)(total - done) * secs / (double)done;
-        if (left < 360000)
-            snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)left / 60, (int)left % 60);
-    }
-    fprintf(stderr, "\r%s: %llu/%llu objects, %.1f MB, %.1f MB/s, %.0f objects/s%s\033[K%s",
-            pg->verb, (unsigned long long)done, (unsigned long long)total, mb,
-            secs > 0 ? mb / secs : 0.0, secs > 0 ? (double)done / secs : 0.0, eta,
-            final ? "\n" : "");
-    fflush(stderr);
 }
 
 /* ---- Import: the object list -------------------------------------------- */
@@ -760,7 +722,7 @@ static int check_header(char *line, const iobj *o)
 }
 
 static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const uint32_t *order,
-                          size_t nneed, progress *pg, guts_gitio_stats *st, char *err)
+                          size_t nneed, guts_progress *pg, guts_gitio_stats *st, char *err)
 {
     char *argv[] = {"git",      "-C",      (char *)gitdir, "--no-replace-objects",
                     "cat-file", "--batch", "--buffer",     NULL};
@@ -844,7 +806,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         }
         b->bytes += o->size;
         st->bytes += o->size;
-        progress_show(pg, i + 1, nneed, st->bytes, 0);
+        guts_progress_show(pg, i + 1, nneed, st->bytes, 0);
     }
     if (!rc) rc = storer_submit(&s, b, err);
     if (stored) {
@@ -1103,7 +1065,7 @@ out:
  * reach and exclude does not), skip what is stored, read the rest in an
  * order that puts each delta base first, store. */
 static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
-                         const guts_id *exclude, size_t nexclude, progress *pg,
+                         const guts_id *exclude, size_t nexclude, guts_progress *pg,
                          guts_gitio_stats *st, char *err)
 {
     ilist L = {0};
@@ -1113,7 +1075,7 @@ static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, 
     if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
     st->objects_total = L.n;
     if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, pg, st, err);
-    if (!rc && nneed) progress_show(pg, nneed, nneed, st->bytes, 1);
+    if (!rc && nneed) guts_progress_show(pg, nneed, nneed, st->bytes, 1);
     free(order);
     free(L.o);
     return rc;
@@ -1137,7 +1099,8 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
                       guts_gitio_stats *st, char *err)
 {
     guts_gitio_stats local;
-    progress pg = {.on = progress_on, .verb = "import", .start = now_ns()};
+    guts_progress pg;
+    guts_progress_start(&pg, "import", progress_on);
     int rc;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
@@ -1153,7 +1116,8 @@ int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *
                                const guts_id *exclude, size_t nexclude, int progress_on,
                                guts_gitio_stats *st, char *err)
 {
-    progress pg = {.on = progress_on, .verb = "storing objects", .start = now_ns()};
+    guts_progress pg;
+    guts_progress_start(&pg, "guts: storing objects", progress_on);
     memset(st, 0, sizeof *st);
     if (!ntips) return GUTS_OK;
     return store_objects(r, gitdir, tips, ntips, exclude, nexclude, &pg, st, err);
@@ -1357,7 +1321,7 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
  * Each object is rehashed on the way (the store verified it on insert; this
  * catches rot since then), so the index needs no second reading by git. */
 static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, size_t n, int level,
-                      progress *pg, guts_gitio_stats *st, char *err)
+                      guts_progress *pg, guts_gitio_stats *st, char *err)
 {
     packw w = {.fd = -1};
     z_stream z;
@@ -1416,7 +1380,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         }
         st->bytes += len;
         st->objects_added++;
-        progress_show(pg, i + 1, n, st->bytes, 0);
+        guts_progress_show(pg, i + 1, n, st->bytes, 0);
     }
     if (!rc && (rc = packw_flush(&w))) errf(err, rc, "writing %s: %s", tmp, strerror(errno));
     if (!rc && (EVP_DigestFinal_ex(w.sha, sum, &sumlen) != 1 || sumlen != 20))
@@ -1558,7 +1522,8 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     guts_id *ids = NULL;
     size_t n = 0, len;
     char *out;
-    progress pg = {.on = progress_on, .verb = "export", .start = now_ns()};
+    guts_progress pg;
+    guts_progress_start(&pg, "export", progress_on);
     int rc;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
@@ -1585,7 +1550,7 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     st->objects_total = n;
     if (!rc && n) rc = write_pack(r, outdir, ids, n, level, &pg, st, err);
     free(ids);
-    if (!rc && n) progress_show(&pg, n, n, st->bytes, 1);
+    if (!rc && n) guts_progress_show(&pg, n, n, st->bytes, 1);
     if (!rc) rc = export_refs(&b, outdir, st, err);
     free(b.s);
     return rc;

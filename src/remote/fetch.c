@@ -91,7 +91,7 @@ typedef struct walk {
     size_t nstack, capstack;
     guts_id *roots; /* trees wanted directly (a tag of a tree) */
     size_t nroots, caproots;
-    int progress;
+    guts_progress counting, writing;
 } walk;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -455,18 +455,6 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
     return GUTS_OK;
 }
 
-/* ---- progress ---------------------------------------------------------------- */
-
-static void progress_line(const walk *w, const char *what, size_t done, size_t total, int last)
-{
-    if (!w->progress) return;
-    if (total)
-        fprintf(stderr, "\rguts: %s: %3u%% (%zu/%zu)%s", what,
-                (unsigned)(done * 100 / (total ? total : 1)), done, total, last ? ", done.\n" : "");
-    else
-        fprintf(stderr, "\rguts: %s: %zu%s", what, done, last ? ", done.\n" : "");
-}
-
 /* ---- pack ------------------------------------------------------------------ */
 
 typedef struct packw {
@@ -596,7 +584,7 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         if (rc) goto io;
         st->bytes += len;
         st->objects++;
-        if ((i & 1023) == 0) progress_line(w, "writing objects", i, w->nsend, 0);
+        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
     }
     if ((rc = packw_flush(&p))) goto io;
     uint8_t sum[GUTS_ID_LEN];
@@ -610,7 +598,7 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         goto io;
     }
     st->pack_bytes = p.total + sizeof sum;
-    progress_line(w, "writing objects", w->nsend, w->nsend, 1);
+    guts_progress_show(&w->writing, w->nsend, w->nsend, st->bytes, 1);
     /* index-pack names the pack it kept ("keep\t<hash>") once its input
      * ends: only then is its stdout read, and it is one short line. */
     char line[128] = "";
@@ -702,11 +690,11 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     for (size_t i = 0; i < w->nsent; i++) {
         guts_id tree = w->ci[w->sent[i]].tree;
         if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send, 1))) return rc;
-        if ((i & 255) == 0) progress_line(w, "counting objects", w->nsend, 0, 0);
+        guts_progress_show(&w->counting, w->nsend, 0, 0, 0);
     }
     for (size_t i = 0; i < w->nroots; i++)
         if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send, 1))) return rc;
-    progress_line(w, "counting objects", w->nsend, 0, 1);
+    guts_progress_show(&w->counting, w->nsend, 0, 0, 1);
     return GUTS_OK;
 }
 
@@ -715,7 +703,9 @@ int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_i
                  char *err)
 {
     *connected = 0;
-    walk w = {.r = r, .err = err, .progress = progress};
+    walk w = {.r = r, .err = err};
+    guts_progress_start(&w.counting, "guts: counting objects", progress);
+    guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);

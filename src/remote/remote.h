@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cli/guts_progress.h"
 #include "guts/guts.h"
 #include "guts/store.h"
 

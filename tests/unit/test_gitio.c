@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/guts_gitio.c"
+#include "cli/guts_progress.c"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits
