@@ -237,6 +237,24 @@ uint32_t guts_core_interval(const guts_core *c);
 /** Sessions open now: pulls (outgoing) and serves (incoming). */
 void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves);
 
+/** One pull in progress, for a progress display. */
+typedef struct guts_core_pull_info {
+    char key[GUTS_KEY_MAX + 1]; /* the repository */
+    guts_node_id peer;          /* the peer pulled from */
+    guts_addr addr;
+    uint64_t started;           /* ms, driver's clock */
+    uint64_t objects;           /* objects received and stored so far */
+    uint64_t bytes;             /* their bytes as received (records) */
+    uint64_t expected;          /* objects expected: the peer's announced count
+                                 * minus ours when the pull began; 0 when that
+                                 * says nothing (the peer announced no more) */
+} guts_core_pull_info;
+
+/** Fill out with up to max pulls in progress (outgoing sessions), in no
+ * particular order; returns how many there are (may exceed max). out may be
+ * NULL when max is 0 (a count only). */
+size_t guts_core_pulls(const guts_core *c, guts_core_pull_info *out, size_t max);
+
 enum { GUTS_SYNC_IN_SYNC = 0, GUTS_SYNC_BEHIND, GUTS_SYNC_PULLING };
 /** Sync state of a repository against the live peers: IN_SYNC when every
  * peer that announced it agrees on fingerprint and refs digest. */

@@ -237,6 +237,7 @@ typedef struct session {
     cref *inrefs;         /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
+    uint64_t expected;    /* objects the peer announced beyond ours at the start */
     uint64_t applied0;    /* refs_applied counter when the session started */
     uint8_t *chunk;       /* large object being assembled */
     size_t chunk_len, chunk_cap;

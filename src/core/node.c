@@ -741,6 +741,29 @@ void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)
     }
 }
 
+size_t guts_core_pulls(const guts_core *c, guts_core_pull_info *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsess; i++) {
+        const session *s = c->sess[i];
+        if (s->kind != SESS_PULL)
+            continue;
+        if (n < max) {
+            guts_core_pull_info *o = &out[n];
+            memset(o, 0, sizeof(*o));
+            strcpy(o->key, s->key);
+            o->peer = s->peer_id;
+            o->addr = s->addr;
+            o->started = s->started;
+            o->objects = s->got_objects;
+            o->bytes = s->got_bytes;
+            o->expected = s->expected;
+        }
+        n++;
+    }
+    return n;
+}
+
 int guts_core_repo_state(const guts_core *c, const char *key, int *state)
 {
     lrepo *r = core_repo_find((guts_core *)c, key);

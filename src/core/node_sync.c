@@ -326,6 +326,8 @@ void sync_start_pulls(guts_core *c)
         strcpy(s->key, r->key);
         s->phase = PHASE_CONNECTING;
         peer_repo *pr = members_repo(p, r->key);
+        if (pr && pr->objects > r->info.objects)
+            s->expected = pr->objects - r->info.objects;
         /* objects agree: only refs differ */
         if (pr && guts_fp_eq(pr->fp, r->info.fp))
             s->recon_done = 2;

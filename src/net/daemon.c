@@ -25,6 +25,13 @@
  * or frame closes the connection. The core builds announces of at most
  * GUTS_SEAL_DGRAM_PLAIN_MAX bytes so sealed ones still fit GUTS_DGRAM_MAX.
  *
+ * On a terminal (stderr a tty) a line per running pull (repository, peer,
+ * objects and bytes so far, rate, and an ETA when the peer's announced
+ * count says how many to expect) is redrawn under the log every
+ * GUTS_NET_PROGRESS_S with the CLI's progress format; the numbers are the
+ * core's session counters (guts_core_pulls). Not on a terminal: nothing but
+ * the log lines, so a redirected log carries no escape sequences.
+ *
  * Other processes write to the data dir (guts import); LMDB lets them, and
  * a poll of every repository's counters notices within GUTS_NET_POLL_S. A
  * change in the object set or refs digest (not merely the transaction id,
@@ -33,6 +40,7 @@
  * up here; that costs at most one extra announce per interval, never a loop,
  * since an announce changes nothing in the store.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -40,10 +48,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/guts_progress.h"
 #include "net/net.h"
 
 /* 16 MiB: the deltas of a pull mostly sit on recently received bases. */
@@ -226,6 +236,8 @@ static void perform(guts_net_node *n, const guts_core_action *a)
 
 /* Perform every pending action; then report streams that closed meanwhile,
  * which may produce more actions. */
+static void progress_draw(guts_net_node *n);
+
 static void drain(guts_net_node *n)
 {
     guts_core_action a;
@@ -242,6 +254,8 @@ static void drain(guts_net_node *n)
         for (size_t i = 0; i < k; i++)
             guts_core_on_stream_closed(n->core, now_ms(), ids[i]);
     }
+    /* A pull that starts or ends shows at once, not at the next redraw. */
+    if (n->tty.on && guts_core_pulls(n->core, NULL, 0) != n->tty.pulls) progress_draw(n);
 }
 
 /* ---- Network events ----------------------------------------------------- */
@@ -585,6 +599,64 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     write_status(n);
 }
 
+/* ---- Progress on a terminal -------------------------------------------------- */
+
+/* Terminal width (80 when unknown): a line wider than the screen would wrap
+ * and the erase would miss its first half. */
+static size_t tty_cols(void)
+{
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20) return ws.ws_col;
+    return 80;
+}
+
+/* Replace the progress lines with the pulls running now, in one write. */
+static void progress_draw(guts_net_node *n)
+{
+    guts_core_pull_info pulls[GUTS_NET_PROGRESS_LINES];
+    char out[(GUTS_NET_PROGRESS_LINES + 1) * GUTS_PROGRESS_LINE_MAX + 256];
+    size_t cols = tty_cols(), len = 0, total = guts_core_pulls(n->core, pulls, GUTS_NET_PROGRESS_LINES);
+    size_t shown = total < GUTS_NET_PROGRESS_LINES ? total : GUTS_NET_PROGRESS_LINES;
+    n->tty.pulls = total;
+    if (!n->tty.lines && !shown) return;
+    len = guts_net_tty_erase(&n->tty, out, 0, 256);
+    uint64_t now = now_ms();
+    for (size_t i = 0; i <= shown; i++) {
+        char line[GUTS_PROGRESS_LINE_MAX];
+        if (i == shown) {
+            if (total == shown) break;
+            snprintf(line, sizeof line, "(%zu more pulls)", total - shown);
+        } else {
+            const guts_core_pull_info *p = &pulls[i];
+            struct sockaddr_in sin;
+            char what[GUTS_KEY_MAX + 32], ip[INET_ADDRSTRLEN] = "?";
+            if (addr_to_sin(&p->addr, &sin) == 0) inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof ip);
+            snprintf(what, sizeof what, "pull %.*s from %s", GUTS_KEY_MAX, p->key, ip);
+            /* A peer may give more than it announced beyond us: then the
+             * count says nothing and no total is shown. */
+            uint64_t expect = p->objects <= p->expected ? p->expected : 0;
+            guts_progress_format(line, sizeof line, what, p->objects, expect, p->bytes,
+                                 (double)(now - p->started) / 1e3);
+        }
+        size_t k = strlen(line);
+        if (k > cols - 1) k = cols - 1;
+        if (i) out[len++] = '\n';
+        memcpy(out + len, line, k);
+        len += k;
+        memcpy(out + len, "\033[K", 3);
+        len += 3;
+        n->tty.lines++;
+    }
+    ssize_t w = write(STDERR_FILENO, out, len);
+    (void)w;
+}
+
+static void progress_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    progress_draw(container_of(w, guts_net_node, progress_timer));
+}
+
 /* ---- Signals ---------------------------------------------------------------- */
 
 static void leave(guts_net_node *n, int signum)
@@ -645,6 +717,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->loop = loop;
     n->opts = *opts;
     n->log.level = opts->log_level;
+    n->log.tty = &n->tty;
+    n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
     n->start_ms = now_ms();
@@ -724,6 +798,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_timer_start(loop, &n->poll_timer);
     ev_timer_init(&n->status_timer, status_timer_cb, GUTS_NET_STATUS_S, GUTS_NET_STATUS_S);
     ev_timer_start(loop, &n->status_timer);
+    ev_timer_init(&n->progress_timer, progress_timer_cb, GUTS_NET_PROGRESS_S, GUTS_NET_PROGRESS_S);
+    if (n->tty.on) ev_timer_start(loop, &n->progress_timer);
     ev_signal_init(&n->sigint, sigint_cb, SIGINT);
     ev_signal_start(loop, &n->sigint);
     ev_signal_init(&n->sigterm, sigterm_cb, SIGTERM);
@@ -748,6 +824,7 @@ void guts_net_node_close(guts_net_node *n)
         ev_timer_stop(n->loop, &n->core_timer);
         ev_timer_stop(n->loop, &n->poll_timer);
         ev_timer_stop(n->loop, &n->status_timer);
+        ev_timer_stop(n->loop, &n->progress_timer);
         ev_signal_stop(n->loop, &n->sigint);
         ev_signal_stop(n->loop, &n->sigterm);
     }
@@ -761,6 +838,11 @@ void guts_net_node_close(guts_net_node *n)
     guts_seal_free(n->seal);
     free(n->sealbuf);
     if (n->status_path[0]) unlink(n->status_path);
+    if (n->tty.lines) {
+        char erase[256];
+        ssize_t w = write(STDERR_FILENO, erase, guts_net_tty_erase(&n->tty, erase, 0, sizeof erase));
+        (void)w;
+    }
     if (n->lstore) guts_core_lmdbstore_free(n->lstore);
     if (n->data) guts_data_close(n->data);
     free(n->watch);

@@ -4,6 +4,9 @@
  * the protocol itself only ever sees the monotonic clock) and a level. Each
  * line is formatted into one buffer and written with a single write(2), so
  * lines from several nodes sharing a terminal or file don't interleave.
+ * On a terminal the daemon keeps live progress lines under the log: a log
+ * line first erases them (in the same write), and they are drawn again
+ * below it at the next redraw.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +29,20 @@ int guts_net_log_level_parse(const char *s)
     return -1;
 }
 
+size_t guts_net_tty_erase(guts_net_tty *tty, char *buf, size_t len, size_t cap)
+{
+    /* Erase the line the cursor is on, then each one above it. */
+    for (size_t i = 0; i < tty->lines; i++) {
+        const char *seq = i == 0 ? "\r\033[K" : "\033[A\033[K";
+        size_t k = strlen(seq);
+        if (len + k >= cap) break;
+        memcpy(buf + len, seq, k);
+        len += k;
+    }
+    tty->lines = 0;
+    return len;
+}
+
 void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
 {
     if (level > log->level) return;
@@ -34,7 +51,10 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    size_t n = 0;
+    if (log->tty && log->tty->lines)
+        n = guts_net_tty_erase(log->tty, line, 0, sizeof line / 2);
+    n += strftime(line + n, sizeof line - n, "%Y-%m-%dT%H:%M:%S", &tm);
     n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
                           level_names[level < 0   ? 0
                                       : level > 3 ? 3

@@ -5,7 +5,8 @@
  * the clock, signals and the event loop. It is split by concern:
  *
  *   opts.c    command line, data dir resolution
- *   log.c     one line per event on stderr, timestamped, levelled
+ *   log.c     one line per event on stderr, timestamped, levelled; on a
+ *             terminal the live progress lines of the pulls stay under them
  *   udp.c     the multicast socket (receive group traffic) and the node's
  *             unicast socket (send everything, receive unicast)
  *   tcp.c     listener and streams: length-prefixed frames, bounded read
@@ -100,16 +101,29 @@ const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t 
 
 /* ---- Logging ------------------------------------------------------------- */
 
+/* Progress lines drawn under the log on a terminal (daemon.c draws them,
+ * log.c erases them before a log line; the next redraw brings them back). */
+typedef struct guts_net_tty {
+    int on;       /* stderr is a terminal */
+    size_t lines; /* progress lines on screen now; the cursor ends the last */
+    size_t pulls; /* pulls at the last redraw: a change redraws at once */
+} guts_net_tty;
+
 typedef struct guts_net_log {
-    int level; /* lines above this level are dropped */
+    int level;         /* lines above this level are dropped */
+    guts_net_tty *tty; /* NULL: never any progress lines */
 } guts_net_log;
 
 /** Write one line "2026-01-01T00:00:00.000Z LEVEL message" to stderr when
- * level <= log->level. */
+ * level <= log->level, first erasing the progress lines if any are drawn. */
 void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /** "error", "warn", "info", "debug"; -1 if unknown. */
 int guts_net_log_level_parse(const char *s);
+/** Append to buf (room: cap bytes, len used) what erases tty's progress
+ * lines and puts the cursor at the start of the first; tty->lines becomes
+ * 0. Returns the new length (buf is cut at cap, never overrun). */
+size_t guts_net_tty_erase(guts_net_tty *tty, char *buf, size_t len, size_t cap);
 
 /* ---- Per-source rate limits ---------------------------------------------- */
 
@@ -319,6 +333,11 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
 #define GUTS_NET_POLL_S 0.3
 /* status.json is rewritten this often: fresh enough for `guts status`. */
 #define GUTS_NET_STATUS_S 1.0
+/* Progress lines on a terminal are redrawn this often (as the CLI's). */
+#define GUTS_NET_PROGRESS_S 0.25
+/* At most this many pulls get a line of their own; the rest are counted in
+ * one more line, so the block stays on one screen. */
+#define GUTS_NET_PROGRESS_LINES 8
 /* Repositories watched for local writes; beyond this new ones are still
  * found by the core's own scans, just not within a second. */
 #define GUTS_NET_WATCH_MAX 4096
@@ -344,6 +363,8 @@ typedef struct guts_net_node {
     ev_timer core_timer;   /* armed by SET_TIMER */
     ev_timer poll_timer;   /* local writes */
     ev_timer status_timer; /* status.json */
+    ev_timer progress_timer; /* progress lines, when stderr is a terminal */
+    guts_net_tty tty;
     ev_signal sigint, sigterm;
     guts_net_watch *watch;
     size_t nwatch, capwatch;
