@@ -534,6 +534,69 @@ START_TEST(test_bad_object_drops_the_peer)
 }
 END_TEST
 
+/* A running pull is listed for a progress display: its repository, the
+ * peer, what it stored so far, and the peer's announced count beyond ours
+ * as the total to expect; once it ends it is gone. */
+START_TEST(test_pulls_list_a_running_pull_with_its_counters)
+{
+    solo s;
+    solo_init(&s, 8);
+    solo_start(&s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 5;
+    r.fp.lo = 42;
+    r.refs_digest = 7;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    guts_core_on_timer(s.core, 500);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.opens, 1);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    guts_core_on_stream_open(s.core, 500, s.last_open, &pa, 1);
+    solo_drain(&s);
+
+    static const char content[] = "a blob the pull brings";
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_OBJECTS;
+    m.version = GUTS_WIRE_VERSION;
+    peer_id(1, &m.sender);
+    guts_wire_obj o;
+    memset(&o, 0, sizeof(o));
+    o.type = GUTS_OBJ_BLOB;
+    o.data = (const uint8_t *)content;
+    o.len = sizeof(content) - 1;
+    guts_obj_hash(GUTS_OBJ_BLOB, content, o.len, &o.id);
+    m.u.objects.key = KEY;
+    m.u.objects.nobjs = 1;
+    m.u.objects.objs = &o;
+    uint8_t buf[256];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_core_on_frame(s.core, 510, s.last_open, buf, len);
+    solo_drain(&s);
+
+    guts_core_pull_info p[2];
+    ck_assert_uint_eq(guts_core_pulls(s.core, NULL, 0), 1);
+    ck_assert_uint_eq(guts_core_pulls(s.core, p, 2), 1);
+    ck_assert_str_eq(p[0].key, KEY);
+    guts_node_id want;
+    peer_id(1, &want);
+    ck_assert_mem_eq(p[0].peer.b, want.b, sizeof(want.b));
+    ck_assert_uint_eq(p[0].started, 500);
+    ck_assert_uint_eq(p[0].objects, 1);
+    ck_assert_uint_eq(p[0].bytes, o.len);
+    ck_assert_uint_eq(p[0].expected, 5);
+
+    guts_core_on_stream_closed(s.core, 520, s.last_open);
+    solo_drain(&s);
+    ck_assert_uint_eq(guts_core_pulls(s.core, p, 2), 0);
+    solo_free(&s);
+}
+END_TEST
+
 /* Send one message to the solo core on stream st, as peer 1. */
 static void feed_frame(solo *s, uint64_t now, uint32_t st, guts_msg *m)
 {
@@ -1219,6 +1282,7 @@ static Suite *suite(void)
     t = tcase_create("sessions");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_object_drops_the_peer);
+    tcase_add_test(t, test_pulls_list_a_running_pull_with_its_counters);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_unverifiable_ref_never_shadows_a_valid_one);
     tcase_add_test(t, test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes);
