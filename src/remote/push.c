@@ -14,9 +14,11 @@
  * `cat-file --batch-check`, then the objects the store lacks read by one
  * `cat-file --batch` with each git delta base first (the store compresses
  * against a base only once it is stored), in batches a second thread
- * compresses and commits while the next is read. Last, every accepted ref record is written in one
- * transaction, after re-reading each record: one that changed meanwhile
- * (a node applied a peer's update) fails that command with "fetch first".
+ * compresses and commits while the next is read (a crash between batches
+ * leaves only unreferenced objects). Last, every accepted ref record is
+ * written in one transaction, after re-reading each record: one that
+ * changed meanwhile (a node applied a peer's update) fails that command
+ * with "fetch first".
  *
  * A running node polls the environment's counters and announces the new
  * objects and refs: the helper never talks to it.
