@@ -16,7 +16,7 @@
 
 /* Redraw at most this often: a terminal cannot show more, and a redraw per
  * object would cost more than the work it reports. */
-#define GUTS_PROGRESS_NS 250000000ll
+#define GUTS_PROGRESS_NS 250000000LL
 /* Room for one formatted line (a repository key is at most 201 bytes). */
 #define GUTS_PROGRESS_LINE_MAX 384
 
