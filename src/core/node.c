@@ -467,7 +467,7 @@ static int wrote(guts_core *c, const char *key, int rc, size_t n)
         c->full = 1;
     } else if (rc == GUTS_OK && n && c->full) {
         c->full = 0;
-        core_log(c, GUTS_LOG_WARN, "store writable again (%s): taking new objects", key);
+        core_log(c, GUTS_LOG_INFO, "store writable again (%s): taking new objects", key);
     }
     return rc;
 }

@@ -139,7 +139,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             c->ctr.sessions_ok++;
         else
             c->ctr.sessions_failed++;
-        core_log(c, ok ? GUTS_LOG_INFO : GUTS_LOG_WARN,
+        /* a full store said so once (node.c); its probes fail quietly */
+        core_log(c, ok ? GUTS_LOG_INFO : c->full ? GUTS_LOG_DEBUG : GUTS_LOG_WARN,
                  "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key,
                  hex, ok ? "finished" : "failed", (unsigned long long)s->got_objects,
                  (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
