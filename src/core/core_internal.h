@@ -114,6 +114,10 @@
 /* Ids remembered as "closure complete" per repository before the cache is
  * dropped and rebuilt (24 bytes each: ~50 MiB at most). */
 #define CORE_COMPLETE_MAX (2u << 20)
+/* Objects remembered as refused for their size (20 bytes each), so each is
+ * logged once and not asked for again by WANTs; past this the set starts
+ * over (at worst a line more per object). */
+#define CORE_REFUSED_MAX 1024
 /* Actions waiting in the queue: every event produces a bounded number; this
  * is only a guard against a bug turning into unbounded memory. */
 #define CORE_ACTIONS_MAX 100000
@@ -298,7 +302,7 @@ struct guts_core {
     int refused_logged;   /* a remote-only cap refused a key: said once */
     int full;             /* the store refused a write as full (GUTS_EFULL) */
     uint64_t full_retry;  /* while full: no pull starts before this */
-    guts_id big_logged;   /* last object refused as over obj_max (logged once) */
+    idset refused;        /* objects refused as over obj_max: logged once, not wanted */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };
@@ -323,9 +327,12 @@ int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out);
 /* Drop the remote-only repositories no live peer vouches for (their
  * announcer is gone) and no pull is using. */
 void core_repo_evict_orphans(guts_core *c);
-/* Object id of size bytes from s's peer: 1 (counted, logged once per id)
- * when it is over obj_max and must be skipped, else 0. */
+/* Object id of key, size bytes, from a peer: 1 (counted, logged once per
+ * id) when it is over obj_max and must be skipped, else 0. */
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size);
+/* Remove from ids[0..*n) those refused for their size: asking again would
+ * only bring them again. */
+void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);
 /* 1 while no pull may start because the store is full. */
 int core_store_full(const guts_core *c);
 void core_repo_refresh(guts_core *c, lrepo *r);

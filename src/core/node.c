@@ -479,16 +479,26 @@ int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t 
     if (size <= c->cfg.obj_max)
         return 0;
     c->ctr.objects_too_big++;
-    if (guts_id_cmp(id, &c->big_logged) != 0) {
+    if (c->refused.n >= CORE_REFUSED_MAX)
+        idset_clear(&c->refused);
+    if (idset_add(&c->refused, id) == 1) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_WARN,
                  "object %s in %s refused: %llu bytes, over the %llu-byte object limit "
                  "(--max-object)",
                  hex, key, (unsigned long long)size, (unsigned long long)c->cfg.obj_max);
-        c->big_logged = *id;
     }
     return 1;
+}
+
+void core_wants_trim(guts_core *c, guts_id *ids, size_t *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!idset_has(&c->refused, &ids[i]))
+            ids[k++] = ids[i];
+    *n = k;
 }
 
 static int st_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
@@ -682,6 +692,7 @@ void guts_core_free(guts_core *c)
     }
     free(c->repos);
     free(c->sess);
+    idset_clear(&c->refused);
     free(c);
 }
 

@@ -416,6 +416,7 @@ static void advance(guts_core *c, session *s)
     if (want) {
         refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant);
         pend_wants(c, s, want, GUTS_WANT_MAX, &nwant);
+        core_wants_trim(c, want, &nwant);
     }
     if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
         guts_msg m;
