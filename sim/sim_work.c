@@ -48,13 +48,12 @@ static int make_obj(wobj *w, int type, char *buf, size_t len)
 
 /* "repo R WHAT A MIDB\n": every blob the workload writes (a literal format,
  * so the compiler and cppcheck check its arguments). */
-static int make_blob(wobj *w, uint32_t r, const char *what, uint64_t a, const char *mid,
-                     uint64_t b)
+static int make_blob(wobj *w, uint32_t r, const char *what, uint64_t a, const char *mid, uint64_t b)
 {
     char *buf = malloc(96);
     if (!buf) return GUTS_ENOMEM;
-    int n = snprintf(buf, 96, "repo %" PRIu32 " %s %" PRIu64 " %s%" PRIu64 "\n", r, what, a, mid,
-                     b);
+    int n =
+        snprintf(buf, 96, "repo %" PRIu32 " %s %" PRIu64 " %s%" PRIu64 "\n", r, what, a, mid, b);
     return make_obj(w, GUTS_OBJ_BLOB, buf, (size_t)n);
 }
 

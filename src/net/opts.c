@@ -271,15 +271,15 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             const struct range *r = &ranges[c - O_FRAME];
             unsigned long long n;
             if (parse_num(v, r->min, r->max, &n) != 0) {
-                snprintf(err, errlen, "%s: expected %llu..%llu, got '%s'", r->name, r->min,
-                         r->max, v);
+                snprintf(err, errlen, "%s: expected %llu..%llu, got '%s'", r->name, r->min, r->max,
+                         v);
                 return GUTS_EINVAL;
             }
             if (c == O_OBJECT)
                 out->max_object = n;
             else
-                *(c == O_FRAME      ? &out->max_frame
-                  : c == O_SESSIONS ? &out->max_sessions
+                *(c == O_FRAME          ? &out->max_frame
+                  : c == O_SESSIONS     ? &out->max_sessions
                   : c == O_REMOTE_REPOS ? &out->max_remote_repos
                                         : &out->max_peer_repos) = (unsigned)n;
             break;

@@ -104,8 +104,7 @@ static int fs_short(store_env *se, size_t need)
 {
     mdb_filehandle_t fd;
     struct statvfs sv;
-    if (mdb_env_get_fd(se->env, &fd) != 0 || fstatvfs(fd, &sv) != 0)
-        return 0;
+    if (mdb_env_get_fd(se->env, &fd) != 0 || fstatvfs(fd, &sv) != 0) return 0;
     return (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)need + (1u << 20);
 }
 
