@@ -136,7 +136,7 @@ typedef struct guts_core_config {
                                * session goes on. Chunks are assembled in memory, so
                                * this also bounds a pull's buffer. */
     uint32_t remote_repos_max; /* remote-only keys tracked at once; 0: default */
-    uint32_t peer_repos_max;  /* of those, per announcing peer; 0: default */
+    uint32_t peer_repos_max;   /* of those, per announcing peer; 0: default */
     uint32_t dgram_max;       /* largest datagram the core builds; 0 (or more than
                                * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
                                * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
