@@ -95,7 +95,7 @@ static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* ---- Child processes ---------------------------------------------------- */
@@ -1472,7 +1472,7 @@ static int dir_is_empty_or_absent(const char *path)
     int empty = 1;
     if (!d) return errno == ENOENT;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
             empty = 0;
             break;
         }
