@@ -393,7 +393,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
     solo s;
     solo_init_max(&s, 5 + nrepos, dgram_max);
     size_t limit = dgram_max ? dgram_max : GUTS_DGRAM_MAX;
-    char key[64];
+    char key[96];
     for (size_t i = 0; i < nrepos; i++) {
         snprintf(key, sizeof(key), "owner-%zu/a-rather-long-repository-name-%zu", i, i);
         ck_assert_int_eq(s.iface.create(s.iface.ctx, key), 0);
