@@ -325,6 +325,7 @@ static int start_core(guts_cluster *cl, size_t i)
     cfg.interval_ms = cl->cfg.interval_ms;
     cfg.max_sessions = cl->cfg.max_sessions;
     cfg.frame_max = cl->cfg.frame_max;
+    cfg.obj_max = cl->cfg.obj_max;
     cfg.seed = rnd(cl);
     cfg.store = &nd->iface;
     int rc = guts_core_new(&cfg, &nd->core);

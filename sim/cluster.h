@@ -33,6 +33,7 @@ typedef struct guts_cluster_config {
     uint32_t interval_ms;  /* base announce interval of every core; 0: default */
     uint32_t max_sessions; /* 0: default */
     uint32_t frame_max;    /* 0: default */
+    uint64_t obj_max;      /* 0: default */
     /* optional: one store per node (e.g. LMDB via guts_core_lmdbstore);
      * NULL gives every node its own memstore */
     const guts_core_store *stores;

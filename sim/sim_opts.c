@@ -298,8 +298,9 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
     }
     if (!strcmp(k, "write")) {
         uint32_t r;
-        if (n != 4 || strncmp(w[1], "repo", 4) || parse_u32(w[1] + 4, UINT32_MAX, &r) ||
-            r >= cfg->repos || strcmp(w[2], "node") || parse_u32(w[3], cfg->nodes - 1, &a.node)) {
+        if (n != 4 || strncmp(w[1], "repo", 4) != 0 || parse_u32(w[1] + 4, UINT32_MAX, &r) ||
+            r >= cfg->repos || strcmp(w[2], "node") != 0 ||
+            parse_u32(w[3], cfg->nodes - 1, &a.node)) {
             *why = "expected: write repoR node I (R below --repos, I below --nodes)";
             return GUTS_EINVAL;
         }

@@ -106,6 +106,20 @@ void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
  * share): ~50 full announces a second; 1,000 nodes then announce every ~20 s. */
 #define GUTS_CORE_GROUP_BUDGET_DEFAULT 64000
 #define GUTS_CORE_SESSIONS_DEFAULT 4    /* concurrent pulls (and as many serves) */
+/* Repository keys tracked because a peer announced them and not stored yet
+ * ("remote-only": nothing pulled so far). Each costs ~600 bytes; 4096 lets
+ * a node joining a LAN of thousands of repositories take them in waves
+ * (a key is stored, and stops counting, once its first pull brings
+ * something; refused keys come back with the next announce), while a
+ * stranger announcing made-up keys costs at most ~2.5 MiB. */
+#define GUTS_CORE_REMOTE_REPOS_DEFAULT 4096
+/* Of those, taken from any one peer: a single announcer cannot use the
+ * whole budget and lock out the keys other peers announce. */
+#define GUTS_CORE_PEER_REPOS_DEFAULT 1024
+/* While the store is full (GUTS_EFULL: disk or LMDB map cannot grow), no
+ * pull starts; one is tried again after this many ms, to notice that
+ * space came back (du and the filesystem give no event to wait for). */
+#define GUTS_CORE_FULL_RETRY_MS 10000
 
 typedef struct guts_core_config {
     guts_node_id node_id;
@@ -116,6 +130,13 @@ typedef struct guts_core_config {
     uint32_t group_budget;    /* bytes/s of announces for the whole group; 0: default */
     uint32_t frame_max;       /* largest frame accepted and sent; 0: default */
     uint32_t max_sessions;    /* concurrent outgoing (and incoming) sessions; 0: default */
+    uint64_t obj_max;         /* largest object taken from a peer (content bytes); 0 or
+                               * more than GUTS_OBJ_MAX_DEFAULT: GUTS_OBJ_MAX_DEFAULT.
+                               * A larger one is skipped (counted, logged) and the
+                               * session goes on. Chunks are assembled in memory, so
+                               * this also bounds a pull's buffer. */
+    uint32_t remote_repos_max; /* remote-only keys tracked at once; 0: default */
+    uint32_t peer_repos_max;   /* of those, per announcing peer; 0: default */
     uint32_t dgram_max;       /* largest datagram the core builds; 0 (or more than
                                * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
                                * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
@@ -224,6 +245,12 @@ typedef struct guts_core_counters {
     uint64_t objects_fetched, refs_applied, refs_pending;
     uint64_t refs_dropped;       /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
+    uint64_t objects_too_big;    /* skipped: over obj_max */
+    uint64_t repos_remote;       /* now: remote-only keys tracked */
+    uint64_t repos_refused;      /* announced keys not tracked: a remote-only cap */
+    uint64_t repos_evicted;      /* remote-only keys dropped when their peer left */
+    uint64_t store_full;         /* now: 1 while the store refuses writes (full) */
+    uint64_t writes_full;        /* writes the store refused as full */
 } guts_core_counters;
 
 /** Number of live peers. */

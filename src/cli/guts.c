@@ -1453,7 +1453,8 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
         char line[16];
         fprintf(stderr, "remove %s (%" PRIu64 " objects, %" PRIu64 " refs) from %s? [y/N] ", key,
                 info.objects, info.refs, guts_data_path(d));
-        if (!fgets(line, sizeof line, stdin) || (strcmp(line, "y\n") && strcmp(line, "yes\n"))) {
+        if (!fgets(line, sizeof line, stdin) ||
+            (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0)) {
             rc = die(EXIT_OP, cmd, "%s: not removed", key);
             goto out;
         }

@@ -1521,7 +1521,7 @@ static int dir_is_empty_or_absent(const char *path)
     int empty = 1;
     if (!d) return errno == ENOENT;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
             empty = 0;
             break;
         }

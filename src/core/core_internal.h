@@ -71,9 +71,6 @@
 /* Objects larger than this go as OBJECT_CHUNK frames of this size. 1 MiB
  * leaves room under the 4 MiB default frame cap and bounds per-frame memory. */
 #define CORE_CHUNK (1u << 20)
-/* Largest object the core accepts through chunks (memory is allocated as
- * chunks arrive, never from the claimed total). */
-#define CORE_OBJ_MAX (256u << 20)
 /* Content bytes that the compressed records of one OBJECTS frame may decode
  * to: bounds the receiver's work per frame (a zstd frame can expand ~30000x)
  * while leaving room for well-compressed objects; the sender keeps under it
@@ -117,6 +114,10 @@
 /* Ids remembered as "closure complete" per repository before the cache is
  * dropped and rebuilt (24 bytes each: ~50 MiB at most). */
 #define CORE_COMPLETE_MAX (2u << 20)
+/* Objects remembered as refused for their size (20 bytes each), so each is
+ * logged once and not asked for again by WANTs; past this the set starts
+ * over (at worst a line more per object). */
+#define CORE_REFUSED_MAX 1024
 /* Actions waiting in the queue: every event produces a bounded number; this
  * is only a guard against a bug turning into unbounded memory. */
 #define CORE_ACTIONS_MAX 100000
@@ -154,6 +155,7 @@ typedef struct peer {
     uint32_t interval;
     peer_repo *repos; /* sorted by key */
     size_t nrepos, caprepos;
+    uint32_t taken; /* remote-only repositories tracked because it announced them */
 } peer;
 
 /* A compact ref record (guts_ref is 2 KiB of fixed arrays). */
@@ -184,6 +186,7 @@ typedef struct lrepo {
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
                           * brings an object or a ref (node.c, "Lazy creation") */
+    guts_node_id origin; /* unstored: the peer whose announce made us track it */
     cref *pending;      /* refs waiting for their closure */
     size_t npending, cappending;
     idset complete;     /* ids whose closure is known complete */
@@ -244,6 +247,7 @@ typedef struct session {
     guts_id chunk_id;
     int chunk_type;
     uint64_t chunk_total;
+    int chunk_skip;       /* the object being received is over obj_max: dropped */
     pend_rec *pend;       /* deltas waiting for their base */
     size_t npend, cappend, live_pend, pend_bytes;
     size_t *pend_heads;   /* base hash -> first entry, SIZE_MAX: none */
@@ -295,6 +299,11 @@ struct guts_core {
     uint64_t next_expiry_check; /* earliest time any peer can expire */
 
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
+    size_t nremote;       /* unstored repositories (remote-only keys) */
+    int refused_logged;   /* a remote-only cap refused a key: said once */
+    int full;             /* the store refused a write as full (GUTS_EFULL) */
+    uint64_t full_retry;  /* while full: no pull starts before this */
+    idset refused;        /* objects refused as over obj_max: logged once, not wanted */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };
@@ -313,8 +322,20 @@ void core_msg_init(guts_core *c, guts_msg *m, int type);
 lrepo *core_repo_find(guts_core *c, const char *key);
 /* Find or add the cache entry; refreshes its counters from the store. */
 int core_repo_load(guts_core *c, const char *key, lrepo **out);
-/* Track key, announced by a peer, without creating it in the store. */
-int core_repo_announced(guts_core *c, const char *key, lrepo **out);
+/* Track key, announced by peer from, without creating it in the store.
+ * GUTS_EFULL when a remote-only cap refuses it (counted, logged once). */
+int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out);
+/* Drop the remote-only repositories no live peer vouches for (their
+ * announcer is gone) and no pull is using. */
+void core_repo_evict_orphans(guts_core *c);
+/* Object id of key, size bytes, from a peer: 1 (counted, logged once per
+ * id) when it is over obj_max and must be skipped, else 0. */
+int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size);
+/* Remove from ids[0..*n) those refused for their size: asking again would
+ * only bring them again. */
+void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);
+/* 1 while no pull may start because the store is full. */
+int core_store_full(const guts_core *c);
 void core_repo_refresh(guts_core *c, lrepo *r);
 uint32_t core_frame_payload(const guts_core *c);
 

@@ -248,7 +248,7 @@ int core_repo_load(guts_core *c, const char *key, lrepo **out)
     return repo_insert(c, pos, key, &info, out);
 }
 
-int core_repo_announced(guts_core *c, const char *key, lrepo **out)
+int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out)
 {
     int found;
     size_t pos = repo_pos(c, key, &found);
@@ -256,18 +256,70 @@ int core_repo_announced(guts_core *c, const char *key, lrepo **out)
         *out = c->repos[pos];
         return GUTS_OK;
     }
-    if (c->nrepos >= CORE_REPOS_MAX)
-        return GUTS_EFULL;
     if (guts_repo_key_check(key) != GUTS_OK)
         return GUTS_EINVAL;
+    const char *cap = NULL;
+    if (c->nrepos >= CORE_REPOS_MAX)
+        cap = "repositories tracked";
+    else if (c->nremote >= c->cfg.remote_repos_max)
+        cap = "remote-only repositories (--max-remote-repos)";
+    else if (from->taken >= c->cfg.peer_repos_max)
+        cap = "remote-only repositories from one peer (--max-peer-repos)";
+    if (cap) {
+        c->ctr.repos_refused++;
+        if (!c->refused_logged) {
+            char hex[2 * GUTS_NODE_ID_LEN + 1];
+            guts_node_id_to_hex(&from->id, hex);
+            core_log(c, GUTS_LOG_WARN,
+                     "repository %s announced by %s not tracked: at the cap of %s; "
+                     "further refusals are only counted (repos_refused)",
+                     key, hex, cap);
+            c->refused_logged = 1;
+        }
+        return GUTS_EFULL;
+    }
     guts_repo_info info;
     memset(&info, 0, sizeof(info)); /* what an empty repository reports */
     int rc = repo_insert(c, pos, key, &info, out);
     if (rc == GUTS_OK) {
         (*out)->unstored = 1;
         (*out)->changed = 0; /* nothing to announce until it holds something */
+        (*out)->origin = from->id;
+        from->taken++;
+        c->nremote++;
     }
     return rc;
+}
+
+/* r stops being remote-only (stored, or dropped): release its counts. */
+static void remote_release(guts_core *c, lrepo *r)
+{
+    peer *p = members_find(c, &r->origin);
+    if (p && p->taken)
+        p->taken--;
+    r->unstored = 0;
+    c->nremote--;
+}
+
+void core_repo_evict_orphans(guts_core *c)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->nrepos; i++) {
+        lrepo *r = c->repos[i];
+        if (r->unstored && !r->pulling && !members_find(c, &r->origin)) {
+            remote_release(c, r);
+            repo_free_state(r);
+            free(r);
+            c->ctr.repos_evicted++;
+            if (i < c->rr)
+                c->rr--;
+            continue;
+        }
+        c->repos[k++] = r;
+    }
+    c->nrepos = k;
+    if (c->rr >= c->nrepos)
+        c->rr = 0;
 }
 
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
@@ -317,6 +369,8 @@ static uint64_t next_deadline(guts_core *c)
         t = e;
     for (size_t i = 0; i < c->nrepos; i++) {
         uint64_t p = c->repos[i]->next_pull;
+        if (p && core_store_full(c) && p < c->full_retry)
+            p = c->full_retry; /* no pull starts before */
         if (p && !c->repos[i]->pulling && p < t)
             t = p;
     }
@@ -380,9 +434,71 @@ static int materialize(guts_core *c, const char *key)
     int rc = c->real.create(c->real.ctx, key);
     if (rc)
         return rc;
-    r->unstored = 0;
+    remote_release(c, r);
     core_log(c, GUTS_LOG_INFO, "new repository %s", key);
     return GUTS_OK;
+}
+
+/* ---- Full store -----------------------------------------------------------
+ *
+ * When the disk or the LMDB map cannot grow, the store refuses a write with
+ * GUTS_EFULL and stores nothing of it (its transaction is aborted). The
+ * core then stops starting pulls, says so once, and keeps serving (reads
+ * need no space); every GUTS_CORE_FULL_RETRY_MS one round of pulls is let
+ * through as a probe, and the first write that succeeds ends the state,
+ * said once too. Every write goes through the wrappers below, so this is
+ * the one place that sees both outcomes. */
+
+int core_store_full(const guts_core *c)
+{
+    return c->full && c->now < c->full_retry;
+}
+
+static int wrote(guts_core *c, const char *key, int rc, size_t n)
+{
+    if (rc == GUTS_EFULL) {
+        c->ctr.writes_full++;
+        c->full_retry = c->now + GUTS_CORE_FULL_RETRY_MS;
+        if (!c->full)
+            core_log(c, GUTS_LOG_ERROR,
+                     "store full (disk or LMDB map cannot grow) writing %s: not taking new "
+                     "objects, still serving; retrying every %u s",
+                     key, GUTS_CORE_FULL_RETRY_MS / 1000);
+        c->full = 1;
+    } else if (rc == GUTS_OK && n && c->full) {
+        c->full = 0;
+        core_log(c, GUTS_LOG_INFO, "store writable again (%s): taking new objects", key);
+    }
+    return rc;
+}
+
+/* ---- Object size cap ------------------------------------------------------ */
+
+int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size)
+{
+    if (size <= c->cfg.obj_max)
+        return 0;
+    c->ctr.objects_too_big++;
+    if (c->refused.n >= CORE_REFUSED_MAX)
+        idset_clear(&c->refused);
+    if (idset_add(&c->refused, id) == 1) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        core_log(c, GUTS_LOG_WARN,
+                 "object %s in %s refused: %llu bytes, over the %llu-byte object limit "
+                 "(--max-object)",
+                 hex, key, (unsigned long long)size, (unsigned long long)c->cfg.obj_max);
+    }
+    return 1;
+}
+
+void core_wants_trim(guts_core *c, guts_id *ids, size_t *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!idset_has(&c->refused, &ids[i]))
+            ids[k++] = ids[i];
+    *n = k;
 }
 
 static int st_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
@@ -434,7 +550,7 @@ static int st_put(void *ctx, const char *key, const guts_obj *objs, size_t n, si
 {
     guts_core *c = ctx;
     int rc = n ? materialize(c, key) : GUTS_OK;
-    return rc ? rc : c->real.put(c->real.ctx, key, objs, n, added, bad);
+    return wrote(c, key, rc ? rc : c->real.put(c->real.ctx, key, objs, n, added, bad), n);
 }
 
 static int st_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
@@ -468,7 +584,7 @@ static int st_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t 
 {
     guts_core *c = ctx;
     int rc = n ? materialize(c, key) : GUTS_OK;
-    return rc ? rc : c->real.refs_put(c->real.ctx, key, refs, n);
+    return wrote(c, key, rc ? rc : c->real.refs_put(c->real.ctx, key, refs, n), n);
 }
 
 static int st_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
@@ -484,7 +600,7 @@ static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n
 {
     guts_core *c = ctx;
     int rc = n ? materialize(c, key) : GUTS_OK;
-    return rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad);
+    return wrote(c, key, rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad), n);
 }
 
 static void lazy_store(guts_core *c)
@@ -536,6 +652,12 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
         c->cfg.frame_max = 64 * 1024;
     if (!c->cfg.max_sessions)
         c->cfg.max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
+    if (!c->cfg.obj_max || c->cfg.obj_max > GUTS_OBJ_MAX_DEFAULT)
+        c->cfg.obj_max = GUTS_OBJ_MAX_DEFAULT;
+    if (!c->cfg.remote_repos_max)
+        c->cfg.remote_repos_max = GUTS_CORE_REMOTE_REPOS_DEFAULT;
+    if (!c->cfg.peer_repos_max)
+        c->cfg.peer_repos_max = GUTS_CORE_PEER_REPOS_DEFAULT;
     /* An announce needs its head and at least one repository entry; below
      * 512 bytes a datagram holds too little to be worth sending. */
     if (!c->cfg.dgram_max || c->cfg.dgram_max > GUTS_DGRAM_MAX)
@@ -570,6 +692,7 @@ void guts_core_free(guts_core *c)
     }
     free(c->repos);
     free(c->sess);
+    idset_clear(&c->refused);
     free(c);
 }
 
@@ -723,6 +846,8 @@ void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
     out->refs_pending = 0;
     for (size_t i = 0; i < c->nrepos; i++)
         out->refs_pending += c->repos[i]->npending;
+    out->repos_remote = c->nremote;
+    out->store_full = c->full;
 }
 
 uint32_t guts_core_interval(const guts_core *c)

@@ -313,10 +313,15 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
                 continue; /* nothing to take */
             /* in the store but not seen by the core yet (an import since
              * the last scan): load it; else track it unstored */
-            if (core_repo_load(c, e->key, &r) != GUTS_OK &&
-                core_repo_announced(c, e->key, &r) != GUTS_OK) {
-                core_log(c, GUTS_LOG_WARN, "cannot track repository %s", e->key);
-                continue;
+            if (core_repo_load(c, e->key, &r) != GUTS_OK) {
+                int rc = core_repo_announced(c, e->key, p, &r);
+                if (rc == GUTS_EFULL)
+                    continue; /* over a cap: counted; it comes back next announce */
+                if (rc) {
+                    core_log(c, GUTS_LOG_WARN, "cannot track repository %s: %s", e->key,
+                             guts_strerror(rc));
+                    continue;
+                }
             }
             core_log(c, GUTS_LOG_DEBUG, "repository %s announced; created when a pull brings "
                                         "something", e->key);

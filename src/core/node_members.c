@@ -88,6 +88,10 @@ void members_remove(guts_core *c, size_t i, const char *why)
         c->pindex = NULL;
         c->pindex_cap = 0;
     }
+    /* what only it announced goes with it (another announcer brings it back);
+     * not when the core is being freed (why NULL) */
+    if (why && c->nremote)
+        core_repo_evict_orphans(c);
 }
 
 static uint64_t expiry_of(const guts_core *c, const peer *p)

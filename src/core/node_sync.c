@@ -25,7 +25,8 @@
  * Every received object is hashed before it is stored; one bad object ends
  * the session (stream closed, counted) and the repository backs off from
  * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames
- * and are assembled in memory as they arrive, up to CORE_OBJ_MAX.
+ * and are assembled in memory as they arrive, up to the configured obj_max;
+ * an object over it is skipped (counted, logged) and the session goes on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -138,15 +139,17 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             c->ctr.sessions_ok++;
         else
             c->ctr.sessions_failed++;
-        core_log(c, ok ? GUTS_LOG_INFO : GUTS_LOG_WARN,
+        /* a full store said so once (node.c); its probes fail quietly */
+        core_log(c, ok ? GUTS_LOG_INFO : c->full ? GUTS_LOG_DEBUG : GUTS_LOG_WARN,
                  "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key,
                  hex, ok ? "finished" : "failed", (unsigned long long)s->got_objects,
                  (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
                  (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
         if (r) {
             r->pulling = 0;
-            /* a busy server is load shedding, not failing: no backoff */
-            if (!s->busy)
+            /* a busy server is load shedding, not failing, and a full
+             * store is ours to fix: no backoff */
+            if (!s->busy && !c->full)
                 r->failures = ok ? 0 : r->failures + 1;
             /* refs received may wait for objects another session brings */
             if (s->ninrefs) {
@@ -301,7 +304,7 @@ static peer *choose_peer(guts_core *c, lrepo *r)
 
 void sync_start_pulls(guts_core *c)
 {
-    if (c->nrepos == 0)
+    if (c->nrepos == 0 || core_store_full(c))
         return;
     size_t pulls, serves;
     guts_core_sessions(c, &pulls, &serves);
@@ -415,6 +418,7 @@ static void advance(guts_core *c, session *s)
     if (want) {
         refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant);
         pend_wants(c, s, want, GUTS_WANT_MAX, &nwant);
+        core_wants_trim(c, want, &nwant);
     }
     if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
         guts_msg m;
@@ -733,17 +737,21 @@ static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
             sync_end(c, s, 0, 1, "out of memory");
             return;
         }
+        size_t n = 0;
         for (uint32_t i = 0; i < m->nobjs; i++) {
             const guts_wire_obj *w = &m->objs[i];
-            recs[i].id = w->id;
-            recs[i].type = w->type;
-            recs[i].enc = w->enc;
-            recs[i].size = w->size;
-            recs[i].base = w->base;
-            recs[i].data = w->data;
-            recs[i].len = w->len;
+            if (core_obj_refused(c, s->key, &w->id, w->size))
+                continue;
+            recs[n].id = w->id;
+            recs[n].type = w->type;
+            recs[n].enc = w->enc;
+            recs[n].size = w->size;
+            recs[n].base = w->base;
+            recs[n].data = w->data;
+            recs[n].len = w->len;
+            n++;
         }
-        rc = store_recs(c, s, recs, m->nobjs, NULL, 0);
+        rc = n ? store_recs(c, s, recs, n, NULL, 0) : GUTS_OK;
         free(recs);
     } else {
         /* A store without records takes raw objects only; the others are
@@ -759,6 +767,8 @@ static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
                 c->ctr.objects_dropped++;
                 continue;
             }
+            if (core_obj_refused(c, s->key, &m->objs[i].id, m->objs[i].len))
+                continue;
             objs[n].id = m->objs[i].id;
             objs[n].type = m->objs[i].type;
             objs[n].data = m->objs[i].data;
@@ -778,20 +788,29 @@ static void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m)
         free(s->chunk);
         s->chunk = NULL;
         s->chunk_len = s->chunk_cap = 0;
-        if (m->total > CORE_OBJ_MAX || !guts_otype_name(m->type)) {
-            sync_end(c, s, 0, 1, "object too large");
+        if (!guts_otype_name(m->type)) {
+            sync_end(c, s, 0, 1, "bad object type");
             return;
         }
         s->chunk_id = m->id;
         s->chunk_type = m->type;
         s->chunk_total = m->total;
-    } else if (!s->chunk || guts_id_cmp(&m->id, &s->chunk_id) != 0 ||
+        s->chunk_skip = core_obj_refused(c, s->key, &m->id, m->total);
+    } else if ((!s->chunk && !s->chunk_skip) || guts_id_cmp(&m->id, &s->chunk_id) != 0 ||
                m->offset != s->chunk_len || m->total != s->chunk_total) {
         sync_end(c, s, 0, 1, "chunk out of order");
         return;
     }
     if (m->len > s->chunk_total - s->chunk_len) {
         sync_end(c, s, 0, 1, "chunk beyond object size");
+        return;
+    }
+    if (s->chunk_skip) { /* over obj_max: follow its offsets, keep nothing */
+        s->chunk_len += m->len;
+        if (s->chunk_len == s->chunk_total) {
+            s->chunk_skip = 0;
+            s->chunk_len = 0;
+        }
         return;
     }
     if (s->chunk_len + m->len > s->chunk_cap || !s->chunk) {

@@ -537,7 +537,9 @@ static void write_status(guts_net_node *n)
             "\"sessions_served\": %llu, \"sessions_ok\": %llu, \"sessions_failed\": %llu, "
             "\"objects_fetched\": %llu, \"objects_nobase\": %llu, \"objects_dropped\": %llu, "
             "\"refs_applied\": %llu, \"refs_pending\": %llu, "
-            "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, ",
+            "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, "
+            "\"objects_too_big\": %llu, \"repos_remote\": %llu, \"repos_refused\": %llu, "
+            "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, ",
             (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
             (unsigned long long)k.dgram_bytes_out, (unsigned long long)k.dgram_max_out,
             (unsigned long long)k.dgrams_dropped, (unsigned long long)k.dgrams_malformed,
@@ -549,7 +551,10 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.objects_nobase, (unsigned long long)k.objects_dropped,
             (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
             (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
-            (unsigned long long)k.peers_expired);
+            (unsigned long long)k.peers_expired, (unsigned long long)k.objects_too_big,
+            (unsigned long long)k.repos_remote, (unsigned long long)k.repos_refused,
+            (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
+            (unsigned long long)k.writes_full);
     fprintf(f,
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
@@ -693,7 +698,7 @@ static int open_sockets(guts_net_node *n)
     int tries = n->opts.listen.sin_port ? 1 : PORT_TRIES;
     for (int i = 0; i < tries; i++) {
         /* keyed, a frame on the wire carries the seal's tag as well */
-        size_t frame_max = GUTS_FRAME_MAX_DEFAULT + (n->seal ? GUTS_SEAL_FRAME_OVERHEAD : 0);
+        size_t frame_max = n->opts.max_frame + (n->seal ? GUTS_SEAL_FRAME_OVERHEAD : 0);
         int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, frame_max, &cbs, &n->log);
         if (rc != 0) return rc;
         struct sockaddr_in u = n->opts.listen;
@@ -754,7 +759,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.incarnation = n->incarnation;
     cfg.tcp_port = ntohs(n->tcp.local.sin_port);
     cfg.interval_ms = opts->interval_ms;
-    cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
+    cfg.frame_max = opts->max_frame;
+    cfg.obj_max = opts->max_object;
+    cfg.max_sessions = opts->max_sessions;
+    cfg.remote_repos_max = opts->max_remote_repos;
+    cfg.peer_repos_max = opts->max_peer_repos;
     cfg.dgram_max = n->seal ? GUTS_SEAL_DGRAM_PLAIN_MAX : 0;
     cfg.store = &n->store;
     cfg.repo_wanted = guts_net_repo_wanted;

@@ -75,6 +75,11 @@ typedef struct guts_net_opts {
     size_t nrepos;
     unsigned max_dgram_rate; /* --max-dgram-rate: per source per second; 0: off */
     unsigned max_conn_rate;  /* --max-conn-rate: per source per second; 0: off */
+    unsigned max_frame;      /* --max-frame: bytes of one frame's envelope */
+    uint64_t max_object;     /* --max-object: bytes of one object's content */
+    unsigned max_sessions;   /* --max-sessions: pulls at once (and as many serves) */
+    unsigned max_remote_repos; /* --max-remote-repos: remote-only keys tracked */
+    unsigned max_peer_repos;   /* --max-peer-repos: of those, per announcing peer */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -145,6 +150,22 @@ size_t guts_net_tty_erase(guts_net_tty *tty, char *buf, size_t len, size_t cap);
 #define GUTS_NET_RATE_WAYS 4
 /* --max-dgram-rate / --max-conn-rate: above this a limit means nothing. */
 #define GUTS_NET_RATE_FLAG_MAX 1000000
+/* --max-frame: a frame must hold a 64 KiB chunk and its envelope (the core
+ * raises anything smaller to that); above 64 MiB one connection's buffers
+ * (read buffer plus a write queue of two frames) pass 200 MiB, and the
+ * GUTS_NET_CONN_MAX connections could pin gigabytes. */
+#define GUTS_NET_FRAME_FLAG_MIN (64u << 10)
+#define GUTS_NET_FRAME_FLAG_MAX (64u << 20)
+/* --max-object: 1 KiB .. GUTS_OBJ_MAX_DEFAULT (1 GiB), the largest size
+ * the wire format and the store accept at all. */
+#define GUTS_NET_OBJECT_FLAG_MIN 1024
+/* --max-sessions: each session may pin a frame's buffers and, pulling, an
+ * object being assembled; GUTS_NET_CONN_MAX connections must hold the
+ * pulls and serves (2 x 16) with room for handshakes in progress. */
+#define GUTS_NET_SESSIONS_FLAG_MAX 16
+/* --max-remote-repos / --max-peer-repos: the core tracks at most 65,536
+ * repositories in all. */
+#define GUTS_NET_REPOS_FLAG_MAX 65536
 
 typedef struct guts_net_rate_bucket {
     uint32_t addr;    /* IPv4, network order */
@@ -221,7 +242,7 @@ void guts_net_udp_close(guts_net_udp *u, struct ev_loop *loop);
 #define GUTS_NET_WQ_LOW (256u << 10)
 /* Hard bound on a write queue: a core that ignores backpressure gets its
  * connection closed instead of growing memory. Two frames over the high mark. */
-#define GUTS_NET_WQ_HARD (GUTS_NET_WQ_HIGH + 2 * (GUTS_FRAME_MAX_DEFAULT + GUTS_FRAME_HDR))
+#define GUTS_NET_WQ_HARD(frame_max) (GUTS_NET_WQ_HIGH + 2 * ((frame_max) + GUTS_FRAME_HDR))
 /* Read buffers above this are freed after each frame, so an idle connection
  * that once received a 4 MiB frame doesn't pin it. */
 #define GUTS_NET_RBUF_KEEP (64u << 10)

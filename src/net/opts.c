@@ -23,6 +23,8 @@ const char *guts_net_usage(void)
            "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
            "                 [--log-level error|warn|info|debug] [--key-file FILE]\n"
            "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
+           "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
+           "                 [--max-remote-repos N] [--max-peer-repos N]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -37,7 +39,15 @@ const char *guts_net_usage(void)
            "  --max-dgram-rate N datagrams per second per source address (default 50,\n"
            "                     burst 2x; 0: off)\n"
            "  --max-conn-rate N  new connections per second per source address (default\n"
-           "                     10, burst 2x; 0: off)\n";
+           "                     10, burst 2x; 0: off)\n"
+           "  --max-frame BYTES  largest stream frame taken or sent (default 4194304;\n"
+           "                     65536..67108864; keep it equal on every node)\n"
+           "  --max-object BYTES largest object taken from a peer; larger ones are\n"
+           "                     skipped (default and most 1073741824; at least 1024)\n"
+           "  --max-sessions N   pulls at once, and as many serves (default 4; 1..16)\n"
+           "  --max-remote-repos N  repositories announced by peers and not stored yet\n"
+           "                     that the node tracks (default 4096; 1..65536)\n"
+           "  --max-peer-repos N of those, announced by one peer (default 1024; 1..65536)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -84,6 +94,32 @@ int guts_net_repo_wanted(void *opts, const char *key)
     return 0;
 }
 
+/* A decimal count in [min, max]: 0 or GUTS_EINVAL. */
+static int parse_num(const char *v, unsigned long long min, unsigned long long max,
+                     unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || !*v || *end || v[0] == '-' || v[0] == '+' || n < min || n > max)
+        return GUTS_EINVAL;
+    *out = n;
+    return 0;
+}
+
+/* The byte and count limits, in the order of their option codes. */
+struct range {
+    const char *name;
+    unsigned long long min, max;
+};
+static const struct range ranges[] = {
+    {"--max-frame", GUTS_NET_FRAME_FLAG_MIN, GUTS_NET_FRAME_FLAG_MAX},
+    {"--max-object", GUTS_NET_OBJECT_FLAG_MIN, GUTS_OBJ_MAX_DEFAULT},
+    {"--max-sessions", 1, GUTS_NET_SESSIONS_FLAG_MAX},
+    {"--max-remote-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
+    {"--max-peer-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
+};
+
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
     snprintf(err, errlen, fmt, a, b);
@@ -105,6 +141,11 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_REPOS,
         O_DGRAM_RATE,
         O_CONN_RATE,
+        O_FRAME,
+        O_OBJECT,
+        O_SESSIONS,
+        O_REMOTE_REPOS,
+        O_PEER_REPOS,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -119,6 +160,11 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"repos", required_argument, NULL, O_REPOS},
         {"max-dgram-rate", required_argument, NULL, O_DGRAM_RATE},
         {"max-conn-rate", required_argument, NULL, O_CONN_RATE},
+        {"max-frame", required_argument, NULL, O_FRAME},
+        {"max-object", required_argument, NULL, O_OBJECT},
+        {"max-sessions", required_argument, NULL, O_SESSIONS},
+        {"max-remote-repos", required_argument, NULL, O_REMOTE_REPOS},
+        {"max-peer-repos", required_argument, NULL, O_PEER_REPOS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -132,6 +178,11 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
     out->log_level = GUTS_LOG_INFO;
     out->max_dgram_rate = GUTS_NET_DGRAM_RATE_DEFAULT;
     out->max_conn_rate = GUTS_NET_CONN_RATE_DEFAULT;
+    out->max_frame = GUTS_FRAME_MAX_DEFAULT;
+    out->max_object = GUTS_OBJ_MAX_DEFAULT;
+    out->max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
+    out->max_remote_repos = GUTS_CORE_REMOTE_REPOS_DEFAULT;
+    out->max_peer_repos = GUTS_CORE_PEER_REPOS_DEFAULT;
     int have_data = 0;
 
     opterr = 0;
@@ -208,6 +259,29 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (errno || !*v || *end || v[0] == '-' || n > GUTS_NET_RATE_FLAG_MAX)
                 return fail(err, errlen, "%s: expected 0..1000000 (0: off), got '%s'", name, v);
             *(c == O_DGRAM_RATE ? &out->max_dgram_rate : &out->max_conn_rate) = (unsigned)n;
+            break;
+        }
+        case O_FRAME:
+        case O_OBJECT:
+        case O_SESSIONS:
+        case O_REMOTE_REPOS:
+        case O_PEER_REPOS: {
+            _Static_assert(O_PEER_REPOS - O_FRAME + 1 == sizeof ranges / sizeof ranges[0],
+                           "a range per limit option");
+            const struct range *r = &ranges[c - O_FRAME];
+            unsigned long long n;
+            if (parse_num(v, r->min, r->max, &n) != 0) {
+                snprintf(err, errlen, "%s: expected %llu..%llu, got '%s'", r->name, r->min, r->max,
+                         v);
+                return GUTS_EINVAL;
+            }
+            if (c == O_OBJECT)
+                out->max_object = n;
+            else
+                *(c == O_FRAME          ? &out->max_frame
+                  : c == O_SESSIONS     ? &out->max_sessions
+                  : c == O_REMOTE_REPOS ? &out->max_remote_repos
+                                        : &out->max_peer_repos) = (unsigned)n;
             break;
         }
         case O_HELP:

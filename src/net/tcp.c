@@ -418,10 +418,10 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
 {
     size_t hl = hdr ? GUTS_FRAME_HDR : 0;
     if (c->closed) return GUTS_EIO;
-    if (pending(c) + hl + len > GUTS_NET_WQ_HARD) {
+    if (pending(c) + hl + len > GUTS_NET_WQ_HARD(t->frame_max)) {
         char a[32];
-        guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: write queue over %u bytes: closing",
-                      guts_net_addr_str(&c->addr, a, sizeof a), (unsigned)GUTS_NET_WQ_HARD);
+        guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: write queue over %zu bytes: closing",
+                      guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_WQ_HARD(t->frame_max));
         teardown(t, c, GUTS_ETOOBIG);
         return GUTS_ETOOBIG;
     }

@@ -155,7 +155,7 @@ static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, c
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) nl = end;
         if (!have_tree) {
-            if (nl - p < 5 || memcmp(p, "tree ", 5) || hex_id(p + 5, nl, &ci->tree))
+            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 || hex_id(p + 5, nl, &ci->tree))
                 return corrupt(w, id, "commit without a tree line");
             have_tree = 1;
         } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {

@@ -41,7 +41,7 @@ int cache_init(store_cache *c, size_t cap)
     memset(c, 0, sizeof *c);
     c->cap = cap;
     c->nbuckets = CACHE_BUCKETS_MIN;
-    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+    c->buckets = calloc(c->nbuckets, sizeof(cache_entry *));
     return c->buckets ? GUTS_OK : GUTS_ENOMEM;
 }
 
@@ -105,7 +105,7 @@ static void evict_one(store_cache *c)
 static void rehash(store_cache *c)
 {
     size_t nb = c->nbuckets * 2;
-    cache_entry **b = calloc(nb, sizeof *b);
+    cache_entry **b = calloc(nb, sizeof(cache_entry *));
     if (!b) return; /* keep the old table: slower, still correct */
     free(c->buckets);
     c->buckets = b;

@@ -313,8 +313,9 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
         while (od && rc == GUTS_OK && (f = readdir(od))) {
             if (f->d_name[0] == '.' || strlen(f->d_name) > GUTS_KEY_PART_MAX) continue;
             char key[GUTS_KEY_MAX + 1], file[4096];
-            snprintf(key, sizeof key, "%s/%s", e->d_name, f->d_name);
-            if (guts_repo_key_check(key) != GUTS_OK) continue;
+            if (snprintf(key, sizeof key, "%s/%s", e->d_name, f->d_name) >= (int)sizeof key ||
+                guts_repo_key_check(key) != GUTS_OK)
+                continue;
             struct stat st;
             snprintf(file, sizeof file, "%s/%s/data.mdb", owner, f->d_name);
             if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) continue;

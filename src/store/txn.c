@@ -9,9 +9,17 @@
  * (mdb_env_set_mapsize(env, 0)) and retry. Both remaps are only legal while
  * this process has no transaction on the env, which the readers counter
  * checks: remapping under a live read txn would leave its pointers dangling.
+ *
+ * A disk that fills up during a commit does not always say ENOSPC: LMDB
+ * reports a short pwrite(2) as EIO. A commit that fails with EIO while the
+ * filesystem has less room than the write needs is therefore taken for a
+ * full disk (GUTS_EFULL), so the node can wait for space instead of
+ * treating the store as broken. Either way LMDB has not written its meta
+ * page, so nothing of the transaction is visible.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "store/internal.h"
 
@@ -90,6 +98,16 @@ static int grow(store_env *se, size_t hint)
     return GUTS_OK;
 }
 
+/* 1 when the filesystem of se has less than need bytes (plus a margin of
+ * 1 MiB for LMDB's own pages) available to us. */
+static int fs_short(store_env *se, size_t need)
+{
+    mdb_filehandle_t fd;
+    struct statvfs sv;
+    if (mdb_env_get_fd(se->env, &fd) != 0 || fstatvfs(fd, &sv) != 0) return 0;
+    return (unsigned long long)sv.f_bavail * sv.f_frsize < (unsigned long long)need + (1u << 20);
+}
+
 int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn *txn, void *arg),
                 void *arg)
 {
@@ -114,6 +132,7 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
             if ((rc = grow(se, grow_hint))) return rc;
             continue;
         }
+        if (rc == EIO && fs_short(se, grow_hint)) rc = ENOSPC;
         return store_mdb_err(rc, "write txn");
     }
     store_seterr("write retried too often");

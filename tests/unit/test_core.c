@@ -34,6 +34,7 @@ typedef struct solo {
     size_t last_frame_len;
     uint8_t *fr[32]; /* copies of the frames sent, header stripped */
     size_t frlen[32], nfr;
+    size_t warns; /* LOG actions at WARN or ERROR */
 } solo;
 
 static void solo_frames_clear(solo *s)
@@ -75,6 +76,10 @@ static void solo_drain(solo *s)
         case GUTS_ACT_CLOSE_STREAM:
             s->closes++;
             break;
+        case GUTS_ACT_LOG:
+            if (a.level <= GUTS_LOG_WARN)
+                s->warns++;
+            break;
         default:
             break;
         }
@@ -87,9 +92,10 @@ static int wanted_by_pattern(void *arg, const char *key)
     return fnmatch((const char *)arg, key, 0) == 0;
 }
 
-/* dgram_max: the core's config field (0: default). pattern: the only
- * repositories taken from announces (NULL: all). */
-static void solo_init_cfg(solo *s, uint64_t seed, uint32_t dgram_max, const char *pattern)
+/* dgram_max, remote_max, peer_max: the core's config fields (0: default).
+ * pattern: the only repositories taken from announces (NULL: all). */
+static void solo_init_caps(solo *s, uint64_t seed, uint32_t dgram_max, const char *pattern,
+                           uint32_t remote_max, uint32_t peer_max)
 {
     memset(s, 0, sizeof(*s));
     ck_assert_int_eq(guts_memstore_new(&s->mem), 0);
@@ -102,12 +108,19 @@ static void solo_init_cfg(solo *s, uint64_t seed, uint32_t dgram_max, const char
     cfg.tcp_port = 7000;
     cfg.seed = seed;
     cfg.dgram_max = dgram_max;
+    cfg.remote_repos_max = remote_max;
+    cfg.peer_repos_max = peer_max;
     cfg.store = &s->iface;
     if (pattern) {
         cfg.repo_wanted = wanted_by_pattern;
         cfg.repo_wanted_arg = (void *)pattern;
     }
     ck_assert_int_eq(guts_core_new(&cfg, &s->core), 0);
+}
+
+static void solo_init_cfg(solo *s, uint64_t seed, uint32_t dgram_max, const char *pattern)
+{
+    solo_init_caps(s, seed, dgram_max, pattern, 0, 0);
 }
 
 static void solo_init_max(solo *s, uint64_t seed, uint32_t dgram_max)
@@ -265,6 +278,55 @@ START_TEST(test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the
 }
 END_TEST
 
+/* Peer n announces keys "pN/kI" for I in [first, first + count), 4 to a
+ * datagram, all at time now (no pull is due yet). */
+static void announce_keys(solo *s, uint64_t now, int n, int first, int count)
+{
+    char keys[4][32];
+    guts_announce_repo e[4];
+    memset(e, 0, sizeof(e));
+    for (int i = first; i < first + count;) {
+        uint32_t k = 0;
+        for (; k < 4 && i < first + count; k++, i++) {
+            snprintf(keys[k], sizeof(keys[k]), "p%d/k%d", n, i);
+            e[k].key = keys[k];
+            e[k].objects = 3;
+            e[k].refs_digest = 7;
+            e[k].fp.lo = 1;
+        }
+        feed_announce(s, now, n, 1, e, k);
+    }
+}
+
+START_TEST(test_remote_only_repositories_are_capped_per_peer_and_in_all)
+{
+    solo s;
+    solo_init_caps(&s, 33, 0, NULL, 20, 8);
+    solo_start(&s);
+    guts_core_counters k;
+    announce_keys(&s, 10, 1, 0, 12); /* 8 taken, 4 over the per-peer cap */
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_remote, 8);
+    ck_assert_uint_eq(k.repos_refused, 4);
+    announce_keys(&s, 10, 2, 0, 12);
+    announce_keys(&s, 10, 3, 0, 12); /* 4 more reach the global cap of 20 */
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_remote, 20);
+    ck_assert_uint_eq(k.repos_refused, 4 + 4 + 8);
+    ck_assert_uint_eq(s.warns, 1); /* one line; the rest are counted */
+    /* peer 1 leaves: what it alone announced goes, and others fit again */
+    feed_leave(&s, 20, 1, 1);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_evicted, 8);
+    ck_assert_uint_eq(k.repos_remote, 12);
+    announce_keys(&s, 30, 3, 4, 8);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_remote, 16);
+    ck_assert_uint_eq(s.warns, 1);
+    solo_free(&s);
+}
+END_TEST
+
 START_TEST(test_leave_removes_peer_at_once)
 {
     solo s;
@@ -331,7 +393,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
     solo s;
     solo_init_max(&s, 5 + nrepos, dgram_max);
     size_t limit = dgram_max ? dgram_max : GUTS_DGRAM_MAX;
-    char key[64];
+    char key[96];
     for (size_t i = 0; i < nrepos; i++) {
         snprintf(key, sizeof(key), "owner-%zu/a-rather-long-repository-name-%zu", i, i);
         ck_assert_int_eq(s.iface.create(s.iface.ctx, key), 0);
@@ -1103,6 +1165,129 @@ START_TEST(test_large_object_travels_in_chunks)
 }
 END_TEST
 
+static guts_id random_blob(const guts_core_store *s, size_t len, uint64_t seed)
+{
+    uint8_t *data = malloc(len);
+    ck_assert_ptr_nonnull(data);
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        data[i] = (uint8_t)(seed >> 56);
+    }
+    guts_id id = tu_put(s, KEY, GUTS_OBJ_BLOB, data, len);
+    free(data);
+    return id;
+}
+
+/* Objects over obj_max are skipped, one in a frame of records and one in
+ * chunks, and the session goes on: everything else, and the ref, arrive. */
+START_TEST(test_object_over_the_limit_is_skipped_and_the_rest_arrives)
+{
+    guts_cluster_config cfg = {.nodes = 2, .seed = 16, .latency_min = 1, .latency_max = 5,
+                               .obj_max = 64 << 10};
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    guts_id mid = random_blob(s0, 100 << 10, 1);        /* one OBJECTS record */
+    guts_id big = random_blob(s0, (3u << 20) + 7, 2);   /* OBJECT_CHUNKs */
+    guts_id small = random_blob(s0, (64 << 10) - 1, 3); /* just under */
+    guts_id tree = tu_tree(s0, KEY, &small, NULL);
+    guts_id c = tu_commit(s0, KEY, &tree, NULL, 0, "with small");
+    guts_node_id w;
+    tu_writer(0, &w);
+    tu_set_ref(s0, KEY, "refs/heads/main", &c, &w);
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 10000);
+    const guts_core_store *s1 = guts_cluster_iface(cl, 1);
+    ck_assert_int_eq(s1->has(s1->ctx, KEY, &mid), 0);
+    ck_assert_int_eq(s1->has(s1->ctx, KEY, &big), 0);
+    ck_assert_int_eq(s1->has(s1->ctx, KEY, &small), 1);
+    ck_assert_int_eq(s1->has(s1->ctx, KEY, &c), 1);
+    guts_ref got;
+    ck_assert_int_eq(s1->ref_get(s1->ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &c), 0);
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_ge(k.objects_too_big, 2);
+    ck_assert_uint_eq(k.bad_objects, 0);
+    guts_cluster_free(cl);
+}
+END_TEST
+
+/* A store whose writes fail GUTS_EFULL while full_now is set, as LMDB's
+ * do when the disk or the map cannot grow. */
+static int full_now;
+static guts_core_store full_inner;
+
+static int full_create(void *ctx, const char *key)
+{
+    return full_now ? GUTS_EFULL : full_inner.create(ctx, key);
+}
+
+static int full_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+                    size_t *bad)
+{
+    return full_now ? GUTS_EFULL : full_inner.put(ctx, key, objs, n, added, bad);
+}
+
+static int full_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
+{
+    return full_now ? GUTS_EFULL : full_inner.refs_put(ctx, key, refs, n);
+}
+
+static int full_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
+                        uint8_t *nobase, size_t *added, size_t *bad)
+{
+    return full_now ? GUTS_EFULL : full_inner.rec_put(ctx, key, recs, n, nobase, added, bad);
+}
+
+START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
+{
+    guts_memstore *m[2];
+    guts_core_store st[2];
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(guts_memstore_new(&m[i]), 0);
+        guts_memstore_iface(m[i], &st[i]);
+    }
+    full_inner = st[1];
+    st[1].create = full_create;
+    st[1].put = full_put;
+    st[1].refs_put = full_refs_put;
+    st[1].rec_put = full_rec_put;
+    full_now = 1;
+    guts_cluster_config cfg = {.nodes = 2, .seed = 17, .latency_min = 1, .latency_max = 5,
+                               .stores = st};
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    history(s0, 5, "full");
+    guts_cluster_local_change(cl, 0, KEY);
+    guts_cluster_run_until(cl, 60000);
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_eq(k.store_full, 1);
+    ck_assert_uint_ge(k.writes_full, 1);
+    /* a probe per retry period, not a pull per announce */
+    ck_assert_uint_le(k.sessions_started, 60000 / GUTS_CORE_FULL_RETRY_MS + 1);
+    ck_assert(!guts_cluster_converged(cl));
+    guts_repo_info info;
+    ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &info), GUTS_ENOTFOUND);
+    full_now = 0; /* space came back */
+    uint64_t t = 60000;
+    while (t < 60000 + 3 * GUTS_CORE_FULL_RETRY_MS && !guts_cluster_converged(cl)) {
+        t += 100;
+        guts_cluster_run_until(cl, t);
+    }
+    ck_assert(guts_cluster_converged(cl));
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_eq(k.store_full, 0);
+    guts_cluster_free(cl);
+    for (int i = 0; i < 2; i++)
+        guts_memstore_free(m[i]);
+}
+END_TEST
+
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -1269,6 +1454,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t, test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);
+    tcase_add_test(t, test_remote_only_repositories_are_capped_per_peer_and_in_all);
     tcase_add_test(t, test_higher_incarnation_replaces_and_lower_is_ignored);
     tcase_add_test(t, test_own_datagrams_are_ignored);
     tcase_add_test(t, test_malformed_datagrams_are_counted_not_fatal);
@@ -1291,6 +1477,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_both_sides_exchange_new_commits);
     tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
     tcase_add_test(t, test_large_object_travels_in_chunks);
+    tcase_add_test(t, test_object_over_the_limit_is_skipped_and_the_rest_arrives);
+    tcase_add_test(t, test_full_store_stops_pulls_and_resumes_when_space_returns);
     tcase_add_test(t, test_lmdb_stores_replicate);
     tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);
     tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);

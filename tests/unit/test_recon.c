@@ -19,236 +19,42 @@
 #include "guts/store.h"
 #include "guts/wire.h"
 
-/* ---- deterministic ids ---------------------------------------------------- */
+#include "recon_pair.h"
 
-static uint64_t rng_next(uint64_t *s)
+static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p, rp_set *P,
+                      rp_set *S)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    ck_assert_int_eq(rp_make_pair(seed, common, only_s, only_p, P, S), GUTS_OK);
 }
 
-static void mkid(uint64_t *s, guts_id *id)
+/* One session: P pulls from S; exact (nothing P has, nothing twice). */
+static void run_session(rp_set *P, rp_set *S, uint64_t seed, unsigned bpe, rp_stats *st)
 {
-    for (int i = 0; i < GUTS_ID_LEN; i += 4) {
-        uint64_t v = rng_next(s);
-        memcpy(id->b + i, &v, 4);
-    }
+    size_t dups;
+    ck_assert_int_eq(rp_pull(P, S, seed, bpe, st, &dups), GUTS_OK);
+    ck_assert_uint_eq(dups, 0);
 }
 
-/* ---- an in-memory set ----------------------------------------------------- */
-
-typedef struct mset {
-    guts_id *ids; /* sorted */
-    size_t n, cap;
-} mset;
-
-static int id_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, GUTS_ID_LEN);
-}
-
-static void mset_add(mset *m, const guts_id *id)
-{
-    if (m->n == m->cap) {
-        m->cap = m->cap ? 2 * m->cap : 64;
-        m->ids = realloc(m->ids, m->cap * sizeof *m->ids);
-        ck_assert_ptr_nonnull(m->ids);
-    }
-    m->ids[m->n++] = *id;
-}
-
-static void mset_sort(mset *m)
-{
-    if (m->n > 1) qsort(m->ids, m->n, sizeof *m->ids, id_cmp);
-}
-
-static int mset_has(const mset *m, const guts_id *id)
-{
-    return m->n && bsearch(id, m->ids, m->n, sizeof *m->ids, id_cmp) != NULL;
-}
-
-static void mset_free(mset *m)
-{
-    free(m->ids);
-    memset(m, 0, sizeof *m);
-}
-
-static int mset_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx)
-{
-    mset *m = ctx;
-    size_t a = 0, b = m->n;
-    while (a < b) { /* first id with key >= lo */
-        size_t mid = a + (b - a) / 2;
-        if (guts_recon_key_of_id(&m->ids[mid]) < lo)
-            a = mid + 1;
-        else
-            b = mid;
-    }
-    for (size_t i = a; i < m->n; i++) {
-        uint32_t k = guts_recon_key_of_id(&m->ids[i]);
-        if (k > hi) break;
-        int rc = cb(cbctx, k, guts_fp_of_id(&m->ids[i]), &m->ids[i]);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-static guts_recon_set as_set(mset *m)
-{
-    guts_recon_set s = {m, mset_scan};
-    return s;
-}
-
-/* P and S share `common` ids; S has `only_s` more, P has `only_p` more. */
-static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p, mset *P, mset *S)
-{
-    memset(P, 0, sizeof *P);
-    memset(S, 0, sizeof *S);
-    guts_id id;
-    for (size_t i = 0; i < common; i++) {
-        mkid(&seed, &id);
-        mset_add(P, &id);
-        mset_add(S, &id);
-    }
-    for (size_t i = 0; i < only_s; i++) {
-        mkid(&seed, &id);
-        mset_add(S, &id);
-    }
-    for (size_t i = 0; i < only_p; i++) {
-        mkid(&seed, &id);
-        mset_add(P, &id);
-    }
-    mset_sort(P);
-    mset_sort(S);
-}
-
-/* ---- sessions through the codec ------------------------------------------ */
-
-typedef struct sess_stats {
-    size_t bytes;  /* RECON frames both ways, with frame headers */
-    size_t rounds; /* puller messages */
-    size_t got;    /* elements emitted by the server */
-    guts_recon_stats puller;
-} sess_stats;
-
-typedef struct got_list {
-    mset *P;
-    mset got;
-} got_list;
-
-static int collect(void *ctx, uint32_t key, const void *elem)
-{
-    got_list *g = ctx;
-    const guts_id *id = elem;
-    ck_assert_uint_eq(key, guts_recon_key_of_id(id));
-    /* Exactness: the server never sends what the puller already has. */
-    ck_assert_msg(!mset_has(g->P, id), "emitted an id the puller has");
-    mset_add(&g->got, id);
-    return 0;
-}
-
-/* Encode a RECON message, count its frame, decode it into *out (which
- * borrows *buf: free both after use). */
-static void travel(uint64_t seed, uint32_t round, const guts_recon_item *items, size_t n,
-                   size_t *bytes, guts_msg *out, uint8_t **buf)
-{
-    guts_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = GUTS_MSG_RECON;
-    m.version = GUTS_WIRE_VERSION;
-    m.u.recon.key = "owner/repo";
-    m.u.recon.space = GUTS_SPACE_OBJECTS;
-    m.u.recon.seed = seed;
-    m.u.recon.round = round;
-    m.u.recon.nitems = (uint32_t)n;
-    m.u.recon.items = (guts_recon_item *)(uintptr_t)items;
-    size_t len;
-    ck_assert_int_eq(guts_msg_size(&m, &len), GUTS_OK);
-    ck_assert_uint_le(len, GUTS_FRAME_MAX_DEFAULT);
-    *buf = malloc(len ? len : 1);
-    size_t len2;
-    ck_assert_int_eq(guts_msg_encode(&m, *buf, len, &len2), GUTS_OK);
-    ck_assert_uint_eq(len, len2);
-    *bytes += GUTS_FRAME_HDR + len;
-    memset(out, 0, sizeof *out);
-    ck_assert_int_eq(guts_msg_decode(*buf, len, out), GUTS_OK);
-    ck_assert_uint_eq(out->u.recon.nitems, n);
-}
-
-/* One session: P pulls from S; what it gets is merged into P at the end. */
-static void run_session(mset *P, mset *S, uint64_t seed, unsigned bpe, sess_stats *st)
-{
-    memset(st, 0, sizeof *st);
-    guts_recon_set ps = as_set(P), ss = as_set(S);
-    guts_recon_puller p;
-    const guts_recon_item *items;
-    size_t n;
-    got_list g = {P, {0}};
-    ck_assert_int_eq(guts_recon_puller_start(&p, &ps, seed, &items, &n), GUTS_OK);
-    guts_recon_puller_set_bloom_density(&p, bpe);
-    guts_recon_item *masks = malloc(GUTS_ITEMS_MAX * sizeof *masks);
-    int done = 0;
-    uint32_t round = 0;
-    while (!done) {
-        ck_assert_uint_gt(n, 0);
-        ck_assert_uint_le(n, GUTS_ITEMS_MAX);
-        ck_assert_uint_lt(round, 64); /* bounded: depth 8 plus deferrals */
-        guts_msg req, rep;
-        uint8_t *b1, *b2;
-        travel(seed, round, items, n, &st->bytes, &req, &b1);
-        size_t nm;
-        uint64_t emitted;
-        ck_assert_int_eq(guts_recon_serve(&ss, req.u.recon.seed, req.u.recon.items,
-                                          req.u.recon.nitems, masks, GUTS_ITEMS_MAX, &nm, collect,
-                                          &g, &emitted),
-                         GUTS_OK);
-        st->got += emitted;
-        travel(seed, round, masks, nm, &st->bytes, &rep, &b2);
-        ck_assert_int_eq(
-            guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems, &items, &n, &done),
-            GUTS_OK);
-        guts_msg_free(&req);
-        guts_msg_free(&rep);
-        free(b1);
-        free(b2);
-        round++;
-    }
-    ck_assert_uint_eq(n, 0);
-    st->rounds = round;
-    st->puller = p.stats;
-    guts_recon_puller_free(&p);
-    free(masks);
-    for (size_t i = 0; i < g.got.n; i++)
-        mset_add(P, &g.got.ids[i]);
-    mset_sort(P);
-    /* No id arrived twice. */
-    for (size_t i = 1; i < P->n; i++)
-        ck_assert_int_ne(memcmp(&P->ids[i - 1], &P->ids[i], GUTS_ID_LEN), 0);
-    mset_free(&g.got);
-}
-
-static int contains_all(const mset *P, const mset *S)
+static int contains_all(const rp_set *P, const rp_set *S)
 {
     for (size_t i = 0; i < S->n; i++)
-        if (!mset_has(P, &S->ids[i])) return 0;
+        if (!rp_has(P, &S->ids[i])) return 0;
     return 1;
 }
 
 /* Sessions with fresh seeds until P holds S; returns the number of sessions,
  * and the stats of the first. */
-static int converge(mset *P, mset *S, uint64_t seed, unsigned bpe, int max_sessions,
-                    sess_stats *first)
+static int converge(rp_set *P, rp_set *S, uint64_t seed, unsigned bpe, int max_sessions,
+                    rp_stats *first)
 {
     size_t want = P->n;
     for (size_t i = 0; i < S->n; i++)
-        want += !mset_has(P, &S->ids[i]);
+        want += !rp_has(P, &S->ids[i]);
     int sessions = 0;
     while (!contains_all(P, S)) {
         ck_assert_int_lt(sessions, max_sessions);
-        sess_stats st;
-        run_session(P, S, rng_next(&seed), bpe, &st);
+        rp_stats st;
+        run_session(P, S, rp_rng(&seed), bpe, &st);
         if (sessions == 0 && first) *first = st;
         sessions++;
     }
@@ -265,39 +71,39 @@ START_TEST(test_recon_converges_to_the_union_for_many_sizes)
     } cases[] = {{1, 1},      {10, 3},      {100, 10},   {1000, 1},
                  {1000, 100}, {5000, 5000}, {20000, 10}, {20000, 1000}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        mset P, S;
+        rp_set P, S;
         make_pair(100 + c, cases[c].n, cases[c].d, cases[c].d, &P, &S);
         size_t p0 = P.n;
         int sessions = converge(&P, &S, 7 + c, GUTS_BLOOM_BITS_PER_ELEM, 6, NULL);
         ck_assert_uint_eq(P.n, p0 + cases[c].d);
         ck_assert_int_ge(sessions, 1);
-        mset_free(&P);
-        mset_free(&S);
+        rp_free(&P);
+        rp_free(&S);
     }
 }
 END_TEST
 
 START_TEST(test_recon_equal_sets_finish_after_the_root)
 {
-    mset P, S;
+    rp_set P, S;
     make_pair(1, 5000, 0, 0, &P, &S);
-    sess_stats st;
+    rp_stats st;
     run_session(&P, &S, 99, GUTS_BLOOM_BITS_PER_ELEM, &st);
     ck_assert_uint_eq(st.rounds, 1); /* SPLIT(root), no MASK back: done */
     ck_assert_uint_eq(st.got, 0);
     ck_assert_uint_eq(st.puller.splits, 1);
     ck_assert_uint_lt(st.bytes, 200);
     ck_assert_uint_eq(P.n, 5000);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
 START_TEST(test_recon_empty_puller_asks_for_all)
 {
-    mset P, S;
+    rp_set P, S;
     make_pair(2, 0, 3000, 0, &P, &S);
-    sess_stats st;
+    rp_stats st;
     run_session(&P, &S, 5, GUTS_BLOOM_BITS_PER_ELEM, &st);
     ck_assert_uint_eq(st.rounds, 1);
     ck_assert_uint_eq(st.puller.alls, 1);
@@ -305,28 +111,28 @@ START_TEST(test_recon_empty_puller_asks_for_all)
     ck_assert_uint_eq(st.got, 3000);
     ck_assert(contains_all(&P, &S));
     ck_assert_uint_eq(P.n, 3000);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
 START_TEST(test_recon_empty_server_sends_nothing)
 {
-    mset P, S;
+    rp_set P, S;
     make_pair(3, 0, 0, 2000, &P, &S);
-    sess_stats st;
+    rp_stats st;
     run_session(&P, &S, 5, GUTS_BLOOM_BITS_PER_ELEM, &st);
     ck_assert_uint_eq(st.got, 0);
     ck_assert_uint_eq(P.n, 2000);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
 START_TEST(test_recon_both_empty)
 {
-    mset P = {0}, S = {0};
-    sess_stats st;
+    rp_set P = {0}, S = {0};
+    rp_stats st;
     run_session(&P, &S, 5, GUTS_BLOOM_BITS_PER_ELEM, &st);
     ck_assert_uint_eq(st.got, 0);
     ck_assert_uint_eq(st.rounds, 1);
@@ -336,16 +142,16 @@ END_TEST
 START_TEST(test_recon_small_puller_sends_one_bloom)
 {
     /* A puller with few elements sends one BLOOM of the root: one round. */
-    mset P, S;
+    rp_set P, S;
     make_pair(4, GUTS_RECON_LEAF / 2, 500, 3, &P, &S);
-    sess_stats st;
+    rp_stats st;
     run_session(&P, &S, 11, GUTS_BLOOM_BITS_PER_ELEM, &st);
     ck_assert_uint_eq(st.puller.blooms, 1);
     ck_assert_uint_eq(st.rounds, 1);
     ck_assert_uint_le(st.got, 500);
     ck_assert_uint_ge(st.got, 480); /* at most a few hidden by false positives */
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
@@ -356,16 +162,16 @@ START_TEST(test_recon_digest_bytes_meet_issue_targets_at_100k)
         size_t d, limit;
     } cases[] = {{10, 16 * 1024}, {1000, 64 * 1024}};
     for (size_t c = 0; c < 2; c++) {
-        mset P, S;
+        rp_set P, S;
         make_pair(50 + c, 100000 - cases[c].d, cases[c].d, 0, &P, &S);
-        sess_stats first;
+        rp_stats first;
         int sessions = converge(&P, &S, 3, GUTS_BLOOM_BITS_PER_ELEM, 4, &first);
         ck_assert_msg(first.bytes <= cases[c].limit, "d=%zu: %zu bytes", cases[c].d, first.bytes);
         /* One session gets nearly everything (1% blooms, 16-bit fps). */
         ck_assert_uint_ge(first.got * 100, cases[c].d * 95);
         ck_assert_int_le(sessions, 3);
-        mset_free(&P);
-        mset_free(&S);
+        rp_free(&P);
+        rp_free(&S);
     }
 }
 END_TEST
@@ -374,15 +180,15 @@ START_TEST(test_recon_converges_despite_high_false_positive_rate)
 {
     /* 2 bits per element: ~40% false positives per leaf; the seed changes
      * every session so hidden elements show up later. */
-    mset P, S;
+    rp_set P, S;
     make_pair(60, 20000, 300, 300, &P, &S);
-    sess_stats first;
+    rp_stats first;
     int sessions = converge(&P, &S, 17, 2, 30, &first);
     ck_assert_uint_lt(first.got, 300); /* the first session missed some */
     ck_assert_int_ge(sessions, 2);
     ck_assert_int_le(sessions, 15);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
@@ -390,14 +196,14 @@ START_TEST(test_recon_round_caps_defer_work_and_still_converge)
 {
     /* 30,000 differences spread over 300,000 ids need more leaves in one
      * round than GUTS_ITEMS_MAX: the puller carries the rest to later rounds. */
-    mset P, S;
+    rp_set P, S;
     make_pair(70, 270000, 30000, 0, &P, &S);
-    sess_stats first;
+    rp_stats first;
     converge(&P, &S, 23, GUTS_BLOOM_BITS_PER_ELEM, 4, &first);
     ck_assert_uint_gt(first.puller.deferred, 0);
     ck_assert_uint_ge(first.got * 100, 30000u * 95);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
@@ -478,30 +284,12 @@ START_TEST(test_recon_one_changed_ref_of_1500_costs_under_2kb)
     uint64_t seed = 1000;
     int found = 0;
     for (int attempt = 0; attempt < 3 && !found; attempt++, seed++) {
-        guts_recon_puller p;
-        const guts_recon_item *items;
-        size_t n, bytes = 0, got[17] = {0};
-        int done = 0;
-        ck_assert_int_eq(guts_recon_puller_start(&p, &ps, seed, &items, &n), GUTS_OK);
-        guts_recon_item masks[64];
-        for (uint32_t round = 0; !done; round++) {
-            guts_msg req, rep;
-            uint8_t *b1, *b2;
-            travel(seed, round, items, n, &bytes, &req, &b1);
-            size_t nm;
-            ck_assert_int_eq(guts_recon_serve(&ss, seed, req.u.recon.items, req.u.recon.nitems,
-                                              masks, 64, &nm, collect_idx, got, NULL),
-                             GUTS_OK);
-            travel(seed, round, masks, nm, &bytes, &rep, &b2);
-            ck_assert_int_eq(guts_recon_puller_step(&p, rep.u.recon.items, rep.u.recon.nitems,
-                                                    &items, &n, &done),
-                             GUTS_OK);
-            guts_msg_free(&req);
-            guts_msg_free(&rep);
-            free(b1);
-            free(b2);
-        }
-        guts_recon_puller_free(&p);
+        size_t got[17] = {0};
+        rp_stats st;
+        ck_assert_int_eq(
+            rp_session(&ps, &ss, seed, GUTS_BLOOM_BITS_PER_ELEM, 64, collect_idx, got, &st),
+            GUTS_OK);
+        size_t bytes = st.bytes;
         if (getenv("GUTS_TEST_VERBOSE")) fprintf(stderr, "refs: %zu digest bytes\n", bytes);
         ck_assert_uint_le(bytes, 1500);
         if (got[0] == 0) continue; /* hidden by a 1% false positive: the next seed finds it */
@@ -527,9 +315,9 @@ static int count_emit(void *ctx, uint32_t key, const void *elem)
 
 START_TEST(test_recon_server_rejects_invalid_items)
 {
-    mset P, S;
+    rp_set P, S;
     make_pair(80, 1000, 10, 0, &P, &S);
-    guts_recon_set ss = as_set(&S);
+    guts_recon_set ss = rp_as_recon(&S);
     static const uint8_t bits[64];
     guts_recon_item good_all = {.kind = GUTS_ITEM_ALL, .depth = 1, .prefix = 3};
     guts_recon_item bad[] = {
@@ -573,16 +361,16 @@ START_TEST(test_recon_server_rejects_invalid_items)
     ck_assert_int_eq(guts_recon_serve(&ss, 1, splits, 2, out, 1, &nout, count_emit, &emitted, NULL),
                      GUTS_ETOOBIG);
     ck_assert_int_eq(emitted, 0);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
 START_TEST(test_recon_puller_ignores_masks_it_did_not_ask_for)
 {
-    mset P, S;
+    rp_set P, S;
     make_pair(90, 10000, 0, 0, &P, &S);
-    guts_recon_set ps = as_set(&P);
+    guts_recon_set ps = rp_as_recon(&P);
     guts_recon_puller p;
     const guts_recon_item *items;
     size_t n;
@@ -613,8 +401,8 @@ START_TEST(test_recon_puller_ignores_masks_it_did_not_ask_for)
     ck_assert_int_eq(guts_recon_puller_step(&p, in, GUTS_ITEMS_MAX + 1, &items, &n, &done),
                      GUTS_ETOOBIG);
     guts_recon_puller_free(&p);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
@@ -622,9 +410,9 @@ START_TEST(test_recon_hostile_server_cannot_make_the_puller_loop)
 {
     /* A server that answers every SPLIT with "all children differ": the
      * puller descends its own tree once and stops. */
-    mset P, S;
+    rp_set P, S;
     make_pair(91, 20000, 0, 0, &P, &S);
-    guts_recon_set ps = as_set(&P);
+    guts_recon_set ps = rp_as_recon(&P);
     guts_recon_puller p;
     const guts_recon_item *items;
     size_t n;
@@ -650,8 +438,8 @@ START_TEST(test_recon_hostile_server_cannot_make_the_puller_loop)
     ck_assert_uint_le(p.stats.splits, 2 * 20000 / GUTS_RECON_LEAF + 1);
     free(ans);
     guts_recon_puller_free(&p);
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 
@@ -659,36 +447,36 @@ START_TEST(test_recon_random_items_are_refused_or_ignored_safely)
 {
     /* Random rounds of random items, valid and not, at both ends: every call
      * returns a defined code, and nothing reads past a bloom's bits (ASan). */
-    mset P, S;
+    rp_set P, S;
     make_pair(95, 3000, 50, 50, &P, &S);
-    guts_recon_set ps = as_set(&P), ss = as_set(&S);
+    guts_recon_set ps = rp_as_recon(&P), ss = rp_as_recon(&S);
     uint64_t s = 77;
     enum { NI = 40 };
     guts_recon_item in[NI], out[NI];
     uint8_t *bits[NI];
     for (int iter = 0; iter < 400; iter++) {
-        size_t n = 1 + rng_next(&s) % NI;
+        size_t n = 1 + rp_rng(&s) % NI;
         for (size_t i = 0; i < n; i++) {
             guts_recon_item *it = &in[i];
             memset(it, 0, sizeof *it);
-            it->kind = (uint8_t)(rng_next(&s) % 6);
-            it->depth = (uint8_t)(rng_next(&s) % 11);
-            uint64_t r = rng_next(&s);
+            it->kind = (uint8_t)(rp_rng(&s) % 6);
+            it->depth = (uint8_t)(rp_rng(&s) % 11);
+            uint64_t r = rp_rng(&s);
             it->prefix = r & 1 ? (uint32_t)(r >> 8)
                                : (uint32_t)(r >> 8) & ((1u << (4 * (it->depth % 8))) - 1);
-            it->mask = (uint16_t)rng_next(&s);
+            it->mask = (uint16_t)rp_rng(&s);
             for (int k = 0; k < GUTS_RECON_FANOUT; k++)
-                it->fps[k] = (uint16_t)rng_next(&s);
-            it->k = (uint8_t)(rng_next(&s) % 40);
-            it->nbits = (uint32_t)(rng_next(&s) % 2000);
+                it->fps[k] = (uint16_t)rp_rng(&s);
+            it->k = (uint8_t)(rp_rng(&s) % 40);
+            it->nbits = (uint32_t)(rp_rng(&s) % 2000);
             bits[i] = malloc(guts_bloom_bytes(it->nbits) + 1);
-            memset(bits[i], (int)(rng_next(&s) & 0xff), guts_bloom_bytes(it->nbits) + 1);
+            memset(bits[i], (int)(rp_rng(&s) & 0xff), guts_bloom_bytes(it->nbits) + 1);
             it->bits = bits[i];
         }
         size_t nout;
         int emitted = 0;
         int rc =
-            guts_recon_serve(&ss, rng_next(&s), in, n, out, NI, &nout, count_emit, &emitted, NULL);
+            guts_recon_serve(&ss, rp_rng(&s), in, n, out, NI, &nout, count_emit, &emitted, NULL);
         ck_assert(rc == GUTS_OK || rc == GUTS_EPROTO);
         if (rc == GUTS_EPROTO) ck_assert_int_eq(emitted, 0);
         ck_assert_uint_le(nout, n);
@@ -705,8 +493,8 @@ START_TEST(test_recon_random_items_are_refused_or_ignored_safely)
         for (size_t i = 0; i < n; i++)
             free(bits[i]);
     }
-    mset_free(&P);
-    mset_free(&S);
+    rp_free(&P);
+    rp_free(&S);
 }
 END_TEST
 

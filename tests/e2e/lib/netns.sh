@@ -20,8 +20,11 @@ NETNS_STOP_TIMEOUT=${NETNS_STOP_TIMEOUT:-15}
 netns_enter() {
   local script=$1; shift
   if [ "${GUTS_NETNS_INSIDE:-}" != 1 ]; then
-    local outer unshare=(unshare -n)
-    [ "$(id -u)" = 0 ] || unshare=(unshare -rn)
+    # NETNS_MOUNT=1: a private mount namespace too (for netns_tmpfs)
+    local outer flags=-n
+    [ -z "${NETNS_MOUNT:-}" ] || flags=-nm
+    local unshare=(unshare "$flags")
+    [ "$(id -u)" = 0 ] || unshare=(unshare -r "$flags")
     if ! "${unshare[@]}" true 2>/dev/null; then
       echo "cannot create a network namespace (${unshare[*]}): skipped" >&2
       exit 77
@@ -50,6 +53,16 @@ declare -A NODE_ARGS=()
 declare -A NODE_NS=()
 EXTRA_PIDS=()
 NETNS_NAMED=()
+NETNS_MOUNTS=()
+
+# netns_tmpfs DIR BYTES: mount a tmpfs of BYTES on DIR (made if absent);
+# needs NETNS_MOUNT=1 before netns_enter. Skips (77) where mounting is not
+# allowed; unmounted by the EXIT trap.
+netns_tmpfs() {
+  mkdir -p "$1"
+  mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$1" || { echo "cannot mount a tmpfs: skipped" >&2; exit 77; }
+  NETNS_MOUNTS+=("$1")
+}
 
 # Stop every process we started (by pid), show node logs on failure, remove TMP.
 netns_cleanup() {
@@ -68,6 +81,7 @@ netns_cleanup() {
   for pid in "${EXTRA_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for name in "${NETNS_NAMED[@]}"; do ip netns del "$name" 2>/dev/null || true; done
+  for name in "${NETNS_MOUNTS[@]}"; do umount "$name" 2>/dev/null || true; done
   if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     for f in "$TMP"/*.log; do
       [ -f "$f" ] || continue
