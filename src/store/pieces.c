@@ -225,47 +225,75 @@ static int obj_header(int type, uint64_t size, sha_hdr *h)
     return GUTS_OK;
 }
 
+/* Type, size and encoding of a stored object. */
+static int obj_head(guts_repo *r, const guts_id *id, rec_hdr *h)
+{
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    rc = mdb_get(txn, r->se->objects, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        rc = GUTS_ENOTFOUND;
+    else if (rc)
+        rc = store_mdb_err(rc, "read object");
+    else if (rec_parse(&v, h))
+        rc = store_corrupt(id, "malformed record");
+    store_read_end(r, txn);
+    return rc;
+}
+
 int guts_repo_stream(guts_repo *r, const guts_id *id,
                      int (*cb)(const void *data, size_t len, void *ctx), void *ctx)
 {
     if (!r || !id || !cb) return GUTS_EINVAL;
-    int type;
-    uint64_t size;
-    int rc = guts_repo_stat(r, id, &type, &size);
+    rec_hdr h;
+    int rc = obj_head(r, id, &h);
     if (rc) return rc;
     sha_hdr hdr;
-    if ((rc = obj_header(type, size, &hdr))) return store_corrupt(id, "bad type");
-    size_t cap = size < GUTS_PIECE_BYTES ? (size_t)size : GUTS_PIECE_BYTES;
-    uint8_t *buf = malloc(cap ? cap : 1);
+    if (obj_header(h.type, h.size, &hdr)) return store_corrupt(id, "bad type");
+    uint8_t *whole = NULL, *buf = NULL;
+    if (h.enc != ENC_PIECES) { /* one record: decoded once, handed out in slices */
+        int type;
+        size_t len;
+        if ((rc = guts_repo_get(r, id, &type, (void **)&whole, &len))) return rc;
+    } else if (!(buf = malloc(GUTS_PIECE_BYTES))) {
+        return GUTS_ENOMEM;
+    }
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (!buf || !sha || EVP_DigestInit_ex(sha, EVP_sha1(), NULL) != 1 ||
+    if (!sha || EVP_DigestInit_ex(sha, EVP_sha1(), NULL) != 1 ||
         EVP_DigestUpdate(sha, hdr.b, hdr.len) != 1) {
         rc = GUTS_ENOMEM;
         goto out;
     }
-    for (uint64_t off = 0; off < size;) {
-        size_t got;
-        if ((rc = guts_repo_read(r, id, off, buf, cap, &got))) goto out;
+    for (uint64_t off = 0; off < h.size;) {
+        size_t got = h.size - off < GUTS_PIECE_BYTES ? (size_t)(h.size - off) : GUTS_PIECE_BYTES;
+        const uint8_t *p = whole + off;
+        if (!whole) {
+            if ((rc = guts_repo_read(r, id, off, buf, GUTS_PIECE_BYTES, &got))) goto out;
+            p = buf;
+        }
         if (got == 0) {
             rc = store_corrupt(id, "content ends early");
             goto out;
         }
-        if (EVP_DigestUpdate(sha, buf, got) != 1) {
+        if (EVP_DigestUpdate(sha, p, got) != 1) {
             rc = GUTS_EIO;
             goto out;
         }
-        if ((rc = cb(buf, got, ctx))) goto out;
+        if ((rc = cb(p, got, ctx))) goto out;
         off += got;
     }
-    guts_id h;
+    guts_id got_id;
     unsigned hl = 0;
-    if (EVP_DigestFinal_ex(sha, h.b, &hl) != 1 || hl != GUTS_ID_LEN)
+    if (EVP_DigestFinal_ex(sha, got_id.b, &hl) != 1 || hl != GUTS_ID_LEN)
         rc = GUTS_EIO;
-    else if (guts_id_cmp(&h, id) != 0)
+    else if (guts_id_cmp(&got_id, id) != 0)
         rc = store_corrupt(id, "content does not hash to its id");
 out:
     EVP_MD_CTX_free(sha);
     free(buf);
+    free(whole);
     return rc;
 }
 
