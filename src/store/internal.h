@@ -25,7 +25,8 @@
  * it); envs without one stay at 1 and remain readable by older code. */
 #define STORE_SCHEMA 1
 #define STORE_SCHEMA_PIECES 2
-/* Named databases a repo env may hold: the five of schema 1 plus room for
+/* Named databases a repo env may hold: the seven used (five, plus pieces and
+ * stage for large objects) plus room for
  * later layers without a schema change (LMDB fixes the count at open). */
 #define STORE_REPO_MAXDBS 16
 /* The node env holds a few small keys; 1 MiB is hundreds of times enough. */
