@@ -377,7 +377,7 @@ static int stage_evict(guts_repo *r, MDB_txn *txn)
         MDB_cursor *cur;
         if ((rc = mdb_cursor_open(txn, r->se->stage, &cur))) return rc;
         MDB_val k, v;
-        guts_id oldest;
+        guts_id oldest = {{0}};
         uint64_t best = UINT64_MAX;
         while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
             uint64_t t = v.mv_size == STAGE_ROW_LEN ? be64_get((const uint8_t *)v.mv_data + 25) : 0;
