@@ -716,8 +716,8 @@ static int check_header(char *line, const iobj *o)
  * pieces per write transaction: it is never held whole (the store hashes
  * it as it goes and stores it once the last bytes verify). The storer
  * thread must be idle (the repo handle is single-threaded). */
-static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdir,
-                        uint64_t *added, char *err)
+static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdir, uint64_t *added,
+                        char *err)
 {
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(&o->id, hex);
@@ -728,14 +728,16 @@ static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdi
     for (uint64_t off = 0; off < o->size && !rc; off += GITIO_LARGE_STEP) {
         size_t k = o->size - off < GITIO_LARGE_STEP ? (size_t)(o->size - off) : GITIO_LARGE_STEP;
         if (rd_exact(r, buf, k)) {
-            rc = errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+            rc =
+                errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
             break;
         }
         rc = guts_repo_stage_write(repo, &o->id, o->type, o->size, off, buf, k, &stored);
         if (rc == GUTS_EHASH)
             errf(err, rc, "object %s from git does not hash to its id", hex);
         else if (rc)
-            errf(err, rc, "storing object %s: %s (%s)", hex, guts_strerror(rc), guts_store_errmsg());
+            errf(err, rc, "storing object %s: %s (%s)", hex, guts_strerror(rc),
+                 guts_store_errmsg());
     }
     free(buf);
     if (!rc && (rd_exact(r, &nl, 1) || nl != '\n'))

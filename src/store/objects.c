@@ -941,7 +941,8 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
             if (rc) return rc;
             rec_hdr bh;
             if (rec_parse(&v, &bh)) return store_corrupt(&rec->base, "malformed record");
-            if (bh.enc == ENC_PIECES && bh.size + rec->size > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) {
+            if (bh.enc == ENC_PIECES &&
+                bh.size + rec->size > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) {
                 /* No store makes such a delta (window bound): refuse to
                  * assemble a huge base for it. */
                 c->bad = i;

@@ -511,14 +511,14 @@ static int stage_fn(guts_repo *r, MDB_txn *txn, void *arg)
         if ((rc = stage_evict(r, txn))) return rc;
         s = (stage_row){.type = w->type, .size = w->size};
         sha_hdr hdr;
-        if (obj_header(w->type, w->size, &hdr) || EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1 ||
+        if (obj_header(w->type, w->size, &hdr) ||
+            EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1 ||
             EVP_DigestUpdate(w->sha, hdr.b, hdr.len) != 1)
             return GUTS_EIO;
     } else {
         if (!have_row || s.have != w->off || s.type != w->type || s.size != w->size) {
-            store_seterr("object %s: %llu bytes staged, a write at %llu cannot continue them",
-                         hex, have_row ? (unsigned long long)s.have : 0ull,
-                         (unsigned long long)w->off);
+            store_seterr("object %s: %llu bytes staged, a write at %llu cannot continue them", hex,
+                         have_row ? (unsigned long long)s.have : 0ull, (unsigned long long)w->off);
             return GUTS_EINVAL;
         }
         if (r->stage_sha && r->stage_have == s.have && guts_id_cmp(&r->stage_id, w->id) == 0) {

@@ -87,8 +87,8 @@ START_TEST(test_staged_object_is_invisible_until_complete_then_reads_back)
         size_t n = size - off < step ? size - off : step;
         int stored = -1;
         ck_assert_int_eq(guts_repo_has(r, &id), 0);
-        ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, off, c + off, n, &stored),
-                         GUTS_OK);
+        ck_assert_int_eq(
+            guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, off, c + off, n, &stored), GUTS_OK);
         guts_repo_info info;
         ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
         if (off + n < size) {
@@ -112,7 +112,8 @@ START_TEST(test_staged_object_is_invisible_until_complete_then_reads_back)
     ck_assert(memcmp(d, c, size) == 0);
     free(d);
     /* ranges: inside one piece, across pieces, the tail, past the end */
-    static const size_t offs[] = {0, 5, GUTS_PIECE_BYTES - 3, 2 * GUTS_PIECE_BYTES, 3 * GUTS_PIECE_BYTES + 12000};
+    static const size_t offs[] = {0, 5, GUTS_PIECE_BYTES - 3, 2 * GUTS_PIECE_BYTES,
+                                  3 * GUTS_PIECE_BYTES + 12000};
     uint8_t *buf = malloc(2 * GUTS_PIECE_BYTES);
     for (size_t i = 0; i < sizeof offs / sizeof *offs; i++) {
         ck_assert_int_eq(guts_repo_read(r, &id, offs[i], buf, 2 * GUTS_PIECE_BYTES, &got), GUTS_OK);
@@ -187,19 +188,23 @@ START_TEST(test_staging_resumes_after_reopen_at_the_staged_length_only)
     ck_assert_int_eq(st[0].type, GUTS_OBJ_BLOB);
     int stored;
     /* any offset but the staged length is refused */
-    ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut - 1, c + cut - 1, 1, &stored),
-                     GUTS_EINVAL);
-    ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut + 1, c + cut + 1, 1, &stored),
-                     GUTS_EINVAL);
+    ck_assert_int_eq(
+        guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut - 1, c + cut - 1, 1, &stored),
+        GUTS_EINVAL);
+    ck_assert_int_eq(
+        guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut + 1, c + cut + 1, 1, &stored),
+        GUTS_EINVAL);
     ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_TREE, size, cut, c + cut, 1, &stored),
                      GUTS_EINVAL);
-    ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut, c + cut, size, &stored),
-                     GUTS_ETOOBIG);
+    ck_assert_int_eq(
+        guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, cut, c + cut, size, &stored),
+        GUTS_ETOOBIG);
     /* the prefix is rehashed from disk: completing it verifies */
     ck_assert_int_eq(stage_range(r, &id, c, size, cut, size, 400000, GUTS_OK), 1);
     ck_assert_int_eq(guts_repo_has(r, &id), 1);
     /* an object already present is not staged again */
-    ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, 0, c, 1000, &stored), GUTS_OK);
+    ck_assert_int_eq(guts_repo_stage_write(r, &id, GUTS_OBJ_BLOB, size, 0, c, 1000, &stored),
+                     GUTS_OK);
     ck_assert_int_eq(stored, 0);
     ck_assert_int_eq(guts_repo_stage_list(r, st, GUTS_STAGE_MAX, &n), GUTS_OK);
     ck_assert_uint_eq(n, 0);
