@@ -11,7 +11,7 @@
 
 #include "guts/store.h"
 
-static char tmpdir[64];
+static char basedir[64], tmpdir[96];
 static guts_data *data;
 
 static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -22,9 +22,23 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     return remove(path);
 }
 
+/* The base directory is made and removed by the parent (an unchecked
+ * fixture), so a failing test, whose process exits without its teardown,
+ * leaves nothing behind. */
+static void base_setup(void)
+{
+    snprintf(basedir, sizeof basedir, "/tmp/guts-test-large-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(basedir));
+}
+
+static void base_teardown(void)
+{
+    nftw(basedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/guts-test-large-XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "%s/t-XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
 }
@@ -266,6 +280,7 @@ static Suite *large_suite(void)
 {
     Suite *s = suite_create("store_large");
     TCase *t = tcase_create("large");
+    tcase_add_unchecked_fixture(t, base_setup, base_teardown);
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_staged_object_is_invisible_until_complete_then_reads_back);
