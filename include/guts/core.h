@@ -72,6 +72,15 @@ typedef struct guts_core_store {
     int (*rec_get)(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf);
     int (*rec_put)(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
                    size_t *added, size_t *bad);
+    /* Large objects, as guts_repo_read, guts_repo_stage_write,
+     * guts_repo_stage_list and guts_repo_stage_drop: objects sent as
+     * OBJECT_CHUNK are read by range and staged as they arrive. */
+    int (*read)(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf, size_t len,
+                size_t *got);
+    int (*stage_write)(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,
+                       uint64_t off, const void *data, size_t len, int *stored);
+    int (*stage_list)(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n);
+    int (*stage_drop)(void *ctx, const char *key, const guts_id *id);
 } guts_core_store;
 
 /* ---- In-memory store (tests, simulator) ----------------------------------- */

@@ -9,6 +9,8 @@
  *                 for deleted refs (tombstones), so deletions never resurrect
  *       log       insertion sequence(8, BE) -> id(20): "recent objects"
  *       meta      named values: schema, count, fingerprint, refs digest, clock
+ *       pieces    id(20) index(4, BE) -> one piece of a large object
+ *       stage     id(20) -> a large object being received, not yet an object
  *
  * Several processes may open the same environment (a running node and the
  * CLI); LMDB's lock file serialises writers. Every write goes through one
@@ -93,6 +95,8 @@ typedef struct guts_repo_info {
     uint64_t clock;     /* highest Lamport clock of any ref record */
     uint64_t txnid;     /* env's last committed transaction: changes on any write */
     uint64_t stored_bytes; /* sum of stored object record sizes */
+    uint64_t staged;       /* large objects partly received (not objects yet) */
+    uint64_t staged_bytes; /* content bytes held for them */
 } guts_repo_info;
 
 /** Read the counters of a repository (one read transaction). */
@@ -146,6 +150,66 @@ int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
  * @param[out] n how many were written to out. */
 int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n);
 
+/* ---- Large objects: pieces, staging, range reads ------------------------- */
+
+/* Objects of at least this many bytes are stored in pieces of
+ * GUTS_PIECE_BYTES, each compressed on its own (docs/storage.md, "Large
+ * objects"): no step of storing, reading or sending one holds it whole. */
+#define GUTS_LARGE_MIN ((uint64_t)8 << 20)
+#define GUTS_PIECE_BYTES ((size_t)1 << 20)
+
+/** Read up to len bytes of an object's content from byte off into buf;
+ * *got is min(len, size - off). A large object is read piece by piece
+ * (only the pieces covering the range are decoded); any other is decoded
+ * whole (the cache keeps it for the next range). Pieces are checked by
+ * length and zstd checksum, not rehashed (guts_repo_stream does that).
+ * Errors: GUTS_EINVAL (off past the end), GUTS_ENOTFOUND, GUTS_ECORRUPT,
+ * GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_read(guts_repo *r, const guts_id *id, uint64_t off, void *buf, size_t len,
+                   size_t *got);
+
+/** Call cb(data, len, ctx) with an object's content in order, at most
+ * GUTS_PIECE_BYTES at a time, and rehash it on the way (SHA-1 of git's
+ * header and the content). A non-zero return from cb stops and is returned.
+ * Errors: those of guts_repo_read, GUTS_ECORRUPT (the content does not hash
+ * to its id; reported after the last call of cb). */
+int guts_repo_stream(guts_repo *r, const guts_id *id,
+                     int (*cb)(const void *data, size_t len, void *ctx), void *ctx);
+
+/* A large object partly received: what guts_repo_stage_list reports. */
+typedef struct guts_stage {
+    guts_id id;
+    int type;
+    uint64_t size; /* the whole object's content size */
+    uint64_t have; /* bytes staged: the next write starts here */
+} guts_stage;
+
+/* Staged objects per repository: starting another drops the one written
+ * least recently (a sender that vanished must not pin disk for ever). */
+#define GUTS_STAGE_MAX 8
+
+/** Stage len bytes at offset off of object id (type, size bytes in all),
+ * committed before the call returns. off 0 starts the object over; any
+ * other off must equal the bytes staged so far (what guts_repo_stage_list
+ * reports). Staged bytes are kept as pieces and hashed as they arrive (after
+ * a restart the staged prefix is rehashed from disk once); staging is not
+ * an object: not in "objects", not counted, not in the fingerprint. The
+ * write that completes the object checks its SHA-1 and, in the same
+ * transaction, makes it an object (*stored = 1); on a mismatch the staging
+ * is dropped and nothing is stored. An object already present is not
+ * staged: its staging, if any, is dropped and *stored stays 0.
+ * Errors: GUTS_EINVAL (bad type, off not the staged length, or a type or
+ * size other than the staging's), GUTS_ETOOBIG (size over the limit, or
+ * off + len past size), GUTS_EHASH, GUTS_EFULL, GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_stage_write(guts_repo *r, const guts_id *id, int type, uint64_t size, uint64_t off,
+                          const void *data, size_t len, int *stored);
+
+/** Up to max staged objects, least recently written first; *n how many. */
+int guts_repo_stage_list(guts_repo *r, guts_stage *out, size_t max, size_t *n);
+
+/** Drop id's staging (no error when there is none). */
+int guts_repo_stage_drop(guts_repo *r, const guts_id *id);
+
 /* ---- Records: objects as stored, for replication ------------------------- */
 
 /* Encodings of a record's payload (the "objects" database's encoding byte;
@@ -153,6 +217,8 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n);
 #define GUTS_REC_RAW 0   /* the content */
 #define GUTS_REC_ZSTD 1  /* one zstd frame of the content */
 #define GUTS_REC_DELTA 2 /* a zstd frame made with base's full content as prefix */
+#define GUTS_REC_PIECES 3 /* a large object: no payload here (read it with
+                           * guts_repo_read); never accepted by rec_put */
 
 /* One object's record: what guts_repo_rec_get() reads without decompressing
  * and guts_repo_rec_put() stores from another node. */
@@ -169,7 +235,8 @@ typedef struct guts_rec {
 } guts_rec;
 
 /** Read an object's record as stored (no decompression). *buf is malloc()ed
- * for the caller (free() it) and out's data points into it.
+ * for the caller (free() it) and out's data points into it. A large object
+ * comes back as enc GUTS_REC_PIECES with no data (*buf NULL).
  * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf);
 

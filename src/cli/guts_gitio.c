@@ -58,6 +58,9 @@ extern char **environ;
  * is a batch of its own). 16 MiB imported zlib as fast as 64 MiB with
  * fewer fresh pages to fault in, and a commit per 16 MiB costs little. */
 #define GITIO_BATCH_BYTES (16u << 20)
+/* Bytes of a large object read from git per store write (guts_repo_stage_write):
+ * four pieces, so memory stays a few MiB whatever the object's size. */
+#define GITIO_LARGE_STEP (4u << 20)
 /* Indexes into the object list are 32-bit, like a packfile's object count. */
 #define GITIO_OBJECTS_MAX 0xfffffff0u
 /* Ref records per guts_repo_refs_put: a guts_ref is about 2 KiB, so this
@@ -735,6 +738,40 @@ static int check_header(char *line, const iobj *o)
     return GUTS_OK;
 }
 
+/* A large object from cat-file straight into the store's staging, a few
+ * pieces per write transaction: it is never held whole (the store hashes
+ * it as it goes and stores it once the last bytes verify). The storer
+ * thread must be idle (the repo handle is single-threaded). */
+static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdir, uint64_t *added,
+                        char *err)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&o->id, hex);
+    uint8_t *buf = malloc(GITIO_LARGE_STEP);
+    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+    int rc = GUTS_OK, stored = 0;
+    char nl = 0;
+    for (uint64_t off = 0; off < o->size && !rc; off += GITIO_LARGE_STEP) {
+        size_t k = o->size - off < GITIO_LARGE_STEP ? (size_t)(o->size - off) : GITIO_LARGE_STEP;
+        if (rd_exact(r, buf, k)) {
+            rc =
+                errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+            break;
+        }
+        rc = guts_repo_stage_write(repo, &o->id, o->type, o->size, off, buf, k, &stored);
+        if (rc == GUTS_EHASH)
+            errf(err, rc, "object %s from git does not hash to its id", hex);
+        else if (rc)
+            errf(err, rc, "storing object %s: %s (%s)", hex, guts_strerror(rc),
+                 guts_store_errmsg());
+    }
+    free(buf);
+    if (!rc && (rd_exact(r, &nl, 1) || nl != '\n'))
+        rc = errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+    if (!rc) *added += (uint64_t)stored;
+    return rc;
+}
+
 static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const uint32_t *order,
                           size_t nneed, guts_progress *pg, guts_gitio_stats *st, char *err)
 {
@@ -795,6 +832,19 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
                 errf(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
                      gitdir, (unsigned long long)o->size, (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
             break;
+        }
+        if (o->size >= GUTS_LARGE_MIN) {
+            /* Hand over what is gathered, wait until the storer is idle. */
+            if (b->n) {
+                if ((rc = storer_submit(&s, b, err))) break;
+                cur ^= 1;
+                b = bs[cur];
+            }
+            if ((rc = storer_submit(&s, NULL, err))) break;
+            if ((rc = stream_large(repo, &r, o, gitdir, &s.added, err))) break;
+            st->bytes += o->size;
+            guts_progress_show(pg, i + 1, nneed, st->bytes, 0);
+            continue;
         }
         if (b->n == GITIO_BATCH_OBJECTS || (b->n && b->bytes + o->size > GITIO_BATCH_BYTES)) {
             if ((rc = storer_submit(&s, b, err))) break;
@@ -1227,12 +1277,12 @@ static int packw_put(packw *w, const void *p, size_t n)
     return GUTS_OK;
 }
 
-/* One pack entry: the type-and-size header, then the deflated content. */
-static int packw_object(packw *w, z_stream *z, int type, const void *data, size_t len)
+/* A pack entry's type-and-size header; starts the entry's CRC-32. */
+static int packw_begin(packw *w, int type, uint64_t size)
 {
     uint8_t hdr[16];
     size_t h = 0;
-    uint64_t sz = len;
+    uint64_t sz = size;
     hdr[h++] = (uint8_t)((type << 4) | (sz & 0x0f));
     sz >>= 4;
     while (sz) {
@@ -1241,8 +1291,13 @@ static int packw_object(packw *w, z_stream *z, int type, const void *data, size_
         sz >>= 7;
     }
     w->crc = (uint32_t)crc32(0, NULL, 0);
-    int rc = packw_put(w, hdr, h);
-    if (rc) return rc;
+    return packw_put(w, hdr, h);
+}
+
+/* Deflate len more bytes of the entry; Z_FINISH ends it. */
+static int packw_deflate(packw *w, z_stream *z, const void *data, size_t len, int flush)
+{
+    int rc;
     if (len > UINT_MAX) return GUTS_ETOOBIG;
     z->next_in = (Bytef *)(uintptr_t)data;
     z->avail_in = (uInt)len;
@@ -1251,13 +1306,44 @@ static int packw_object(packw *w, z_stream *z, int type, const void *data, size_
         size_t before = w->len;
         z->next_out = w->buf + w->len;
         z->avail_out = (uInt)(GITIO_IOBUF - w->len);
-        int zr = deflate(z, Z_FINISH);
+        int zr = deflate(z, flush);
         w->len = GITIO_IOBUF - z->avail_out;
         w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
-        if (zr == Z_STREAM_END) break;
+        if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0) break;
         if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_EIO;
     }
+    if (flush != Z_FINISH) return GUTS_OK;
     return deflateReset(z) == Z_OK ? GUTS_OK : GUTS_EIO;
+}
+
+/* One pack entry: the type-and-size header, then the deflated content. */
+static int packw_object(packw *w, z_stream *z, int type, const void *data, size_t len)
+{
+    int rc = packw_begin(w, type, len);
+    return rc ? rc : packw_deflate(w, z, data, len, Z_FINISH);
+}
+
+typedef struct pack_stream {
+    packw *w;
+    z_stream *z;
+} pack_stream;
+
+static int pack_stream_cb(const void *data, size_t len, void *ctx)
+{
+    pack_stream *ps = ctx;
+    return packw_deflate(ps->w, ps->z, data, len, Z_NO_FLUSH);
+}
+
+/* A large object's entry, read piece by piece from the store (which
+ * rehashes it on the way): never held whole. */
+static int packw_stream(packw *w, z_stream *z, guts_repo *repo, const guts_id *id, int type,
+                        uint64_t size)
+{
+    pack_stream ps = {w, z};
+    int rc = packw_begin(w, type, size);
+    if (!rc) rc = guts_repo_stream(repo, id, pack_stream_cb, &ps);
+    if (!rc) rc = packw_deflate(w, z, NULL, 0, Z_FINISH);
+    return rc;
 }
 
 static void be32(uint8_t *p, uint32_t v)
@@ -1370,9 +1456,26 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         int type;
         void *data;
         size_t len;
+        uint64_t size;
         guts_id h;
         guts_id_to_hex(&ids[i], hex);
-        rc = guts_repo_get(repo, &ids[i], &type, &data, &len);
+        rc = guts_repo_stat(repo, &ids[i], &type, &size);
+        if (rc == GUTS_OK && size >= GUTS_LARGE_MIN) {
+            e[i].id = ids[i];
+            e[i].off = w.total + w.len;
+            rc = packw_stream(&w, &z, repo, &ids[i], type, size);
+            e[i].crc = w.crc;
+            if (rc) {
+                errf(err, rc, "object %s: %s (%s)", hex, guts_strerror(rc),
+                     rc == GUTS_EIO ? strerror(errno) : guts_store_errmsg());
+                break;
+            }
+            st->bytes += size;
+            st->objects_added++;
+            guts_progress_show(pg, i + 1, n, st->bytes, 0);
+            continue;
+        }
+        if (!rc) rc = guts_repo_get(repo, &ids[i], &type, &data, &len);
         if (rc) {
             errf(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
             break;

@@ -71,6 +71,11 @@
 /* Objects larger than this go as OBJECT_CHUNK frames of this size. 1 MiB
  * leaves room under the 4 MiB default frame cap and bounds per-frame memory. */
 #define CORE_CHUNK (1u << 20)
+/* Chunk bytes a puller gathers before one staging write (one write
+ * transaction, two fsyncs): 4 MiB keeps the commits of a 500 MB object at
+ * ~125 while the buffer and LMDB's dirty pages stay a few MiB. At most this
+ * much is fetched again after a crash. */
+#define CORE_STAGE_BATCH (4u << 20)
 /* Content bytes that the compressed records of one OBJECTS frame may decode
  * to: bounds the receiver's work per frame (a zstd frame can expand ~30000x)
  * while leaving room for well-compressed objects; the sender keeps under it
@@ -242,12 +247,14 @@ typedef struct session {
     uint64_t got_objects, got_bytes, got_refs;
     uint64_t expected;    /* objects the peer announced beyond ours at the start */
     uint64_t applied0;    /* refs_applied counter when the session started */
-    uint8_t *chunk;       /* large object being assembled */
-    size_t chunk_len, chunk_cap;
+    uint8_t *chunk;       /* chunks of the large object being received, not yet staged */
+    size_t chunk_fill;    /* bytes in chunk (at most CORE_STAGE_BATCH) */
+    int chunk_active;     /* an object's chunks are arriving */
     guts_id chunk_id;
     int chunk_type;
     uint64_t chunk_total;
     int chunk_skip;       /* the object being received is over obj_max: dropped */
+    uint64_t chunk_next;  /* offset the next chunk must have */
     pend_rec *pend;       /* deltas waiting for their base */
     size_t npend, cappend, live_pend, pend_bytes;
     size_t *pend_heads;   /* base hash -> first entry, SIZE_MAX: none */
@@ -257,10 +264,12 @@ typedef struct session {
     size_t njobs, capjobs, headjob;
     size_t queued_ids;
     int blocked;          /* waiting for on_stream_writable */
-    uint8_t *big;         /* large object being sent in chunks */
-    size_t big_len, big_off;
+    int big_active;       /* a large object is being sent in chunks */
+    uint64_t big_len, big_off;
     int big_type;
     guts_id big_id;
+    guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
+    size_t nresume;
     guts_rec carry;       /* record read but not fitting the last frame */
     void *carry_buf;      /* non-NULL when carry is set */
     uint64_t sent_objects;

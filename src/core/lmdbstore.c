@@ -206,6 +206,37 @@ static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
     return rc ? rc : guts_repo_rec_put(r, recs, n, nobase, added, bad);
 }
 
+static int l_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
+                  size_t len, size_t *got)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_read(r, id, off, buf, len, got);
+}
+
+static int l_stage_write(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,
+                         uint64_t off, const void *data, size_t len, int *stored)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_stage_write(r, id, type, size, off, data, len, stored);
+}
+
+static int l_stage_list(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n)
+{
+    guts_repo *r;
+    *n = 0;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_stage_list(r, out, max, n);
+}
+
+static int l_stage_drop(void *ctx, const char *key, const guts_id *id)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_stage_drop(r, id);
+}
+
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -223,4 +254,8 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
     out->refs_put = l_refs_put;
     out->rec_get = l_rec_get;
     out->rec_put = l_rec_put;
+    out->read = l_read;
+    out->stage_write = l_stage_write;
+    out->stage_list = l_stage_list;
+    out->stage_drop = l_stage_drop;
 }

@@ -23,8 +23,17 @@ typedef struct mobj {
     uint8_t *data;
 } mobj;
 
+/* A large object being received (memory: the bytes so far). */
+typedef struct mstage {
+    guts_stage st;
+    uint8_t *data;
+    uint64_t touched;
+} mstage;
+
 typedef struct mrepo {
     char key[GUTS_KEY_MAX + 1];
+    mstage stage[GUTS_STAGE_MAX];
+    size_t nstage;
     mobj *objs; /* sorted by id */
     size_t nobjs, capobjs;
     guts_id *log; /* insertion order */
@@ -55,6 +64,8 @@ void guts_memstore_free(guts_memstore *m)
         for (size_t j = 0; j < r->nobjs; j++)
             free(r->objs[j].data);
         free(r->objs);
+        for (size_t j = 0; j < r->nstage; j++)
+            free(r->stage[j].data);
         free(r->log);
         free(r->refs);
         free(r);
@@ -488,6 +499,120 @@ static int m_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
     return rc;
 }
 
+/* ---- Large objects: the same contract as store.h's staging, in memory ---- */
+
+static int m_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
+                  size_t len, size_t *got)
+{
+    const mrepo *r = repo_find(ctx, key);
+    const mobj *o = r ? obj_find(r, id) : NULL;
+    *got = 0;
+    if (!o)
+        return GUTS_ENOTFOUND;
+    if (off > o->len)
+        return GUTS_EINVAL;
+    size_t n = o->len - off < len ? (size_t)(o->len - off) : len;
+    if (n)
+        memcpy(buf, o->data + off, n);
+    *got = n;
+    return GUTS_OK;
+}
+
+static mstage *stage_find(mrepo *r, const guts_id *id)
+{
+    for (size_t i = 0; i < r->nstage; i++)
+        if (guts_id_cmp(&r->stage[i].st.id, id) == 0)
+            return &r->stage[i];
+    return NULL;
+}
+
+static void stage_remove(mrepo *r, mstage *m)
+{
+    free(m->data);
+    *m = r->stage[--r->nstage];
+}
+
+static int m_stage_drop(void *ctx, const char *key, const guts_id *id)
+{
+    mrepo *r = repo_find(ctx, key);
+    mstage *m = r ? stage_find(r, id) : NULL;
+    if (m)
+        stage_remove(r, m);
+    return GUTS_OK;
+}
+
+static int m_stage_write(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,
+                         uint64_t off, const void *data, size_t len, int *stored)
+{
+    mrepo *r = repo_find(ctx, key);
+    *stored = 0;
+    if (!r)
+        return GUTS_ENOTFOUND;
+    if (!guts_otype_name(type))
+        return GUTS_EINVAL;
+    if (size > GUTS_OBJ_MAX_DEFAULT || off > size || len > size - off)
+        return GUTS_ETOOBIG;
+    mstage *m = stage_find(r, id);
+    if (obj_find(r, id)) {
+        if (m)
+            stage_remove(r, m);
+        return GUTS_OK;
+    }
+    if (off == 0) {
+        if (m)
+            stage_remove(r, m);
+        if (r->nstage == GUTS_STAGE_MAX) { /* drop the least recently written */
+            mstage *old = &r->stage[0];
+            for (size_t i = 1; i < r->nstage; i++)
+                if (r->stage[i].touched < old->touched)
+                    old = &r->stage[i];
+            stage_remove(r, old);
+        }
+        m = &r->stage[r->nstage++];
+        memset(m, 0, sizeof(*m));
+        m->st = (guts_stage){.id = *id, .type = type, .size = size};
+    } else if (!m || m->st.have != off || m->st.type != type || m->st.size != size) {
+        return GUTS_EINVAL;
+    }
+    uint8_t *p = realloc(m->data, (size_t)(off + len) ? (size_t)(off + len) : 1);
+    if (!p)
+        return GUTS_ENOMEM;
+    m->data = p;
+    if (len)
+        memcpy(p + off, data, len);
+    m->st.have = off + len;
+    m->touched = ++r->txnid;
+    if (m->st.have < size)
+        return GUTS_OK;
+    guts_obj o = {.id = *id, .type = type, .data = m->data, .len = (size_t)size};
+    size_t added = 0;
+    int rc = m_put(ctx, key, &o, 1, &added, NULL);
+    stage_remove(r, m);
+    if (rc == GUTS_OK)
+        *stored = added == 1;
+    return rc;
+}
+
+static int m_stage_list(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n)
+{
+    mrepo *r = repo_find(ctx, key);
+    *n = 0;
+    if (!r)
+        return GUTS_OK;
+    uint64_t last = 0;
+    while (*n < max) { /* least recently written first */
+        const mstage *next = NULL;
+        for (size_t i = 0; i < r->nstage; i++)
+            if (r->stage[i].touched > last && (!next || r->stage[i].touched < next->touched))
+                next = &r->stage[i];
+        if (!next)
+            break;
+        out[(*n)++] = next->st;
+        last = next->touched;
+    }
+    return GUTS_OK;
+}
+
 void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -505,4 +630,8 @@ void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
     out->refs_put = m_refs_put;
     out->rec_get = m_rec_get;
     out->rec_put = m_rec_put;
+    out->read = m_read;
+    out->stage_write = m_stage_write;
+    out->stage_list = m_stage_list;
+    out->stage_drop = m_stage_drop;
 }

@@ -603,6 +603,40 @@ static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n
     return wrote(c, key, rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad), n);
 }
 
+static int st_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
+                   size_t len, size_t *got)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_ENOTFOUND;
+    return c->real.read(c->real.ctx, key, id, off, buf, len, got);
+}
+
+static int st_stage_write(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,
+                          uint64_t off, const void *data, size_t len, int *stored)
+{
+    guts_core *c = ctx;
+    int rc = materialize(c, key);
+    return rc ? rc : c->real.stage_write(c->real.ctx, key, id, type, size, off, data, len, stored);
+}
+
+static int st_stage_list(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n)
+{
+    guts_core *c = ctx;
+    *n = 0;
+    if (unstored(c, key))
+        return GUTS_OK;
+    return c->real.stage_list(c->real.ctx, key, out, max, n);
+}
+
+static int st_stage_drop(void *ctx, const char *key, const guts_id *id)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key))
+        return GUTS_OK;
+    return c->real.stage_drop(c->real.ctx, key, id);
+}
+
 static void lazy_store(guts_core *c)
 {
     c->st = c->real;
@@ -620,6 +654,10 @@ static void lazy_store(guts_core *c)
     c->st.refs_put = st_refs_put;
     c->st.rec_get = c->real.rec_get ? st_rec_get : NULL;
     c->st.rec_put = c->real.rec_put ? st_rec_put : NULL;
+    c->st.read = st_read;
+    c->st.stage_write = st_stage_write;
+    c->st.stage_list = st_stage_list;
+    c->st.stage_drop = st_stage_drop;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
@@ -630,7 +668,8 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
         return GUTS_EINVAL;
     const guts_core_store *s = cfg->store;
     if (!s->repos || !s->create || !s->info || !s->ids || !s->has || !s->get || !s->put ||
-        !s->recent || !s->refs || !s->ref_get || !s->refs_put)
+        !s->recent || !s->refs || !s->ref_get || !s->refs_put || !s->read || !s->stage_write ||
+        !s->stage_list || !s->stage_drop)
         return GUTS_EINVAL;
     guts_core *c = calloc(1, sizeof(guts_core));
     if (!c)

@@ -24,9 +24,14 @@
  *
  * Every received object is hashed before it is stored; one bad object ends
  * the session (stream closed, counted) and the repository backs off from
- * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames
- * and are assembled in memory as they arrive, up to the configured obj_max;
- * an object over it is skipped (counted, logged) and the session goes on.
+ * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames:
+ * the server reads them from the store chunk by chunk, the puller stages
+ * them in the store every CORE_STAGE_BATCH bytes (the store verifies the
+ * SHA-1 when the last byte is in, and only then is it an object). A
+ * puller that holds a staged prefix says so first (an empty OBJECT_CHUNK
+ * with the offset it holds) and the server starts that object there. An
+ * object over the configured obj_max is followed but not kept (counted,
+ * logged once) and the session goes on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +92,7 @@ static void jobs_free(session *s)
 }
 
 static void pend_free(guts_core *c, session *s);
+static int chunk_flush(guts_core *c, session *s);
 static void log_bad(guts_core *c, session *s, const guts_id *id);
 static void pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
 
@@ -97,7 +103,6 @@ static void sess_free(session *s)
         cref_free(&s->inrefs[i]);
     free(s->inrefs);
     free(s->chunk);
-    free(s->big);
     free(s->carry_buf);
     pend_free(s->core, s);
     jobs_free(s);
@@ -135,6 +140,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
     peer_hex(c, s, hex);
     if (s->kind == SESS_PULL) {
         lrepo *r = core_repo_find(c, s->key);
+        if (s->chunk_active && s->chunk_fill) /* keep what arrived: a later pull resumes */
+            chunk_flush(c, s);
         if (ok)
             c->ctr.sessions_ok++;
         else
@@ -439,9 +446,39 @@ static void advance(guts_core *c, session *s)
     sync_end(c, s, 1, 1, NULL);
 }
 
+/* Tell the server which large objects we hold a staged prefix of (an empty
+ * OBJECT_CHUNK at the offset we hold): it starts them there. Staging of
+ * objects stored meanwhile (from another peer) is dropped here. */
+static void send_resumes(guts_core *c, session *s)
+{
+    guts_stage st[GUTS_STAGE_MAX];
+    size_t n = 0;
+    if (c->st.stage_list(c->st.ctx, s->key, st, GUTS_STAGE_MAX, &n) != GUTS_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (c->st.has(c->st.ctx, s->key, &st[i].id) == 1) {
+            c->st.stage_drop(c->st.ctx, s->key, &st[i].id);
+            continue;
+        }
+        if (st[i].have == 0)
+            continue;
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_OBJECT_CHUNK);
+        m.u.chunk.key = s->key;
+        m.u.chunk.id = st[i].id;
+        m.u.chunk.type = (uint8_t)st[i].type;
+        m.u.chunk.total = st[i].size;
+        m.u.chunk.offset = st[i].have;
+        m.u.chunk.data = NULL;
+        m.u.chunk.len = 0;
+        core_send_frame(c, s->stream, &m);
+    }
+}
+
 static void pull_open(guts_core *c, session *s)
 {
     send_hello(c, s);
+    send_resumes(c, s);
     int rc;
     if (s->recon_done == 2) {
         s->phase = PHASE_OBJECTS;
@@ -782,64 +819,94 @@ static void pull_objects(guts_core *c, session *s, const guts_msg_objects *m)
         sync_end(c, s, 0, 1, guts_strerror(rc));
 }
 
+/* Stage the buffered chunks (one write transaction); after the last byte
+ * the store has verified the object and made it visible. */
+static int chunk_flush(guts_core *c, session *s)
+{
+    int stored = 0;
+    uint64_t off = s->chunk_next - s->chunk_fill;
+    int rc = c->st.stage_write(c->st.ctx, s->key, &s->chunk_id, s->chunk_type, s->chunk_total, off,
+                               s->chunk, s->chunk_fill, &stored);
+    s->chunk_fill = 0;
+    if (rc == GUTS_EHASH) {
+        c->ctr.bad_objects++;
+        log_bad(c, s, &s->chunk_id);
+    }
+    if (rc || s->chunk_next < s->chunk_total)
+        return rc;
+    s->chunk_active = 0;
+    if (!stored)
+        return GUTS_OK;
+    s->got_objects++;
+    c->ctr.objects_fetched++;
+    /* it may be a held delta's base */
+    return s->live_pend ? store_recs(c, s, NULL, 0, &s->chunk_id, 1) : GUTS_OK;
+}
+
 static void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m)
 {
-    if (m->offset == 0) {
-        free(s->chunk);
-        s->chunk = NULL;
-        s->chunk_len = s->chunk_cap = 0;
-        if (!guts_otype_name(m->type)) {
-            sync_end(c, s, 0, 1, "bad object type");
+    if (!s->chunk_active) {
+        if (m->total > GUTS_OBJ_MAX_DEFAULT || !guts_otype_name(m->type)) {
+            sync_end(c, s, 0, 1,
+                     m->total > GUTS_OBJ_MAX_DEFAULT ? "object too large" : "bad object type");
             return;
         }
+        if (m->offset) { /* a resume: only at the offset we hold staged */
+            guts_stage st[GUTS_STAGE_MAX];
+            size_t n = 0, i = 0;
+            c->st.stage_list(c->st.ctx, s->key, st, GUTS_STAGE_MAX, &n);
+            while (i < n && (guts_id_cmp(&st[i].id, &m->id) != 0 || st[i].have != m->offset))
+                i++;
+            if (i == n) {
+                sync_end(c, s, 0, 1, "chunk does not continue a staged object");
+                return;
+            }
+        }
+        s->chunk_active = 1;
         s->chunk_id = m->id;
         s->chunk_type = m->type;
         s->chunk_total = m->total;
+        s->chunk_next = m->offset;
+        s->chunk_fill = 0;
         s->chunk_skip = core_obj_refused(c, s->key, &m->id, m->total);
-    } else if ((!s->chunk && !s->chunk_skip) || guts_id_cmp(&m->id, &s->chunk_id) != 0 ||
-               m->offset != s->chunk_len || m->total != s->chunk_total) {
+    } else if (guts_id_cmp(&m->id, &s->chunk_id) != 0 || m->offset != s->chunk_next ||
+               m->total != s->chunk_total || m->type != s->chunk_type) {
         sync_end(c, s, 0, 1, "chunk out of order");
         return;
     }
-    if (m->len > s->chunk_total - s->chunk_len) {
-        sync_end(c, s, 0, 1, "chunk beyond object size");
+    if (m->len > s->chunk_total - s->chunk_next) {
+        sync_end(c, s, 0, 1, "chunk past the object's size");
         return;
     }
     if (s->chunk_skip) { /* over obj_max: follow its offsets, keep nothing */
-        s->chunk_len += m->len;
-        if (s->chunk_len == s->chunk_total) {
-            s->chunk_skip = 0;
-            s->chunk_len = 0;
-        }
+        s->chunk_next += m->len;
+        if (s->chunk_next == s->chunk_total)
+            s->chunk_active = s->chunk_skip = 0;
         return;
     }
-    if (s->chunk_len + m->len > s->chunk_cap || !s->chunk) {
-        size_t nc = s->chunk_cap ? s->chunk_cap : CORE_CHUNK;
-        while (nc < s->chunk_len + m->len)
-            nc *= 2;
-        if (nc > s->chunk_total && s->chunk_total > 0)
-            nc = (size_t)s->chunk_total;
-        uint8_t *p = realloc(s->chunk, nc ? nc : 1);
-        if (!p) {
-            sync_end(c, s, 0, 1, "out of memory");
-            return;
-        }
-        s->chunk = p;
-        s->chunk_cap = nc;
+    if (!s->chunk && !(s->chunk = malloc(CORE_STAGE_BATCH))) {
+        sync_end(c, s, 0, 1, "out of memory");
+        return;
     }
-    if (m->len)
-        memcpy(s->chunk + s->chunk_len, m->data, m->len);
-    s->chunk_len += m->len;
-    if (s->chunk_len == s->chunk_total) {
-        guts_obj o = {.id = s->chunk_id, .type = s->chunk_type, .data = s->chunk,
-                      .len = s->chunk_len};
-        int rc = store_objects(c, s, &o, 1);
-        free(s->chunk);
-        s->chunk = NULL;
-        s->chunk_len = s->chunk_cap = 0;
-        if (rc)
-            sync_end(c, s, 0, 1, guts_strerror(rc));
-    }
+    s->got_bytes += m->len;
+    const uint8_t *p = m->data;
+    size_t left = m->len;
+    int rc = GUTS_OK;
+    do {
+        size_t take = CORE_STAGE_BATCH - s->chunk_fill;
+        if (take > left)
+            take = left;
+        if (take)
+            memcpy(s->chunk + s->chunk_fill, p, take);
+        s->chunk_fill += take;
+        s->chunk_next += take;
+        p += take;
+        left -= take;
+        if (s->chunk_fill == CORE_STAGE_BATCH || s->chunk_next == s->chunk_total)
+            rc = chunk_flush(c, s);
+    } while (rc == GUTS_OK && left);
+    if (rc)
+        sync_end(c, s, 0, 1, guts_strerror(rc));
 }
 
 static void pull_refs(guts_core *c, session *s, const guts_msg_refs *m)
@@ -1080,6 +1147,25 @@ static void serve_recon(guts_core *c, session *s, const guts_msg_recon *m)
     serve_pump(c, s);
 }
 
+/* An empty OBJECT_CHUNK from the puller: it holds the first offset bytes
+ * of id staged; when id is sent, it starts there. Kept for the session, at
+ * most as many as a store stages. */
+static void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m)
+{
+    int rc = serve_key(c, s, m->key);
+    if (rc) {
+        serve_error(c, s, rc, "no such repository");
+        return;
+    }
+    if (m->len) {
+        serve_error(c, s, GUTS_EPROTO, "unexpected message");
+        return;
+    }
+    if (s->nresume < GUTS_STAGE_MAX)
+        s->resume[s->nresume++] =
+            (guts_stage){.id = m->id, .type = m->type, .size = m->total, .have = m->offset};
+}
+
 static void serve_want(guts_core *c, session *s, const guts_msg_want *m)
 {
     int rc = serve_key(c, s, m->key);
@@ -1161,28 +1247,55 @@ static size_t job_next_ids(guts_core *c, session *s, job *j, guts_id *out, size_
     return x.n;
 }
 
+/* Start sending a large object in chunks, where the puller's resume
+ * request (if any) says it holds a prefix. */
+static void big_start(session *s, const guts_id *id, int type, uint64_t size)
+{
+    s->big_active = 1;
+    s->big_id = *id;
+    s->big_type = type;
+    s->big_len = size;
+    s->big_off = 0;
+    for (size_t i = 0; i < s->nresume; i++) {
+        const guts_stage *r = &s->resume[i];
+        if (guts_id_cmp(&r->id, id) == 0 && r->type == type && r->size == size && r->have < size) {
+            s->big_off = r->have;
+            s->resume[i] = s->resume[--s->nresume];
+            break;
+        }
+    }
+}
+
+/* One OBJECT_CHUNK read from the store: a large object is never held whole. */
 static int send_big_chunk(guts_core *c, session *s, size_t *budget)
 {
-    size_t n = s->big_len - s->big_off;
-    if (n > core_chunk(c))
-        n = core_chunk(c);
-    guts_msg m;
-    core_msg_init(c, &m, GUTS_MSG_OBJECT_CHUNK);
-    m.u.chunk.key = s->key;
-    m.u.chunk.id = s->big_id;
-    m.u.chunk.type = (uint8_t)s->big_type;
-    m.u.chunk.total = s->big_len;
-    m.u.chunk.offset = s->big_off;
-    m.u.chunk.data = s->big + s->big_off;
-    m.u.chunk.len = n;
-    int rc = core_send_frame(c, s->stream, &m);
+    uint64_t left = s->big_len - s->big_off;
+    size_t n = left < core_chunk(c) ? (size_t)left : core_chunk(c), got = 0;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return GUTS_ENOMEM;
+    int rc = c->st.read(c->st.ctx, s->key, &s->big_id, s->big_off, buf, n, &got);
+    if (rc == GUTS_OK && got != n)
+        rc = GUTS_ECORRUPT;
+    if (rc == GUTS_OK) {
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_OBJECT_CHUNK);
+        m.u.chunk.key = s->key;
+        m.u.chunk.id = s->big_id;
+        m.u.chunk.type = (uint8_t)s->big_type;
+        m.u.chunk.total = s->big_len;
+        m.u.chunk.offset = s->big_off;
+        m.u.chunk.data = buf;
+        m.u.chunk.len = n;
+        rc = core_send_frame(c, s->stream, &m);
+    }
+    free(buf);
     if (rc)
         return rc;
     s->big_off += n;
     *budget = *budget > n ? *budget - n : 0;
     if (s->big_off >= s->big_len) {
-        free(s->big);
-        s->big = NULL;
+        s->big_active = 0;
         s->sent_objects++;
         s->req_sent++;
     }
@@ -1232,11 +1345,8 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         if (c->st.get(c->st.ctx, s->key, &ids[0], &type, &data, &len) != GUTS_OK)
             continue; /* not ours (a stale WANT): skip */
         if (len > cap) {
-            s->big = data;
-            s->big_len = len;
-            s->big_off = 0;
-            s->big_type = type;
-            s->big_id = ids[0];
+            free(data);
+            big_start(s, &ids[0], type, len);
             break;
         }
         objs[n].id = ids[0];
@@ -1315,22 +1425,18 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
                 continue; /* not ours (a stale WANT): skip */
         }
-        if (rec.len > cap || rec.size > CORE_FRAME_DECODED_MAX) {
+        if (rec.enc == GUTS_REC_PIECES || rec.len > cap || rec.size > CORE_FRAME_DECODED_MAX) {
             guts_id id = rec.id;
+            int type = rec.type;
             free(buf);
-            int type;
+            if (rec.size > cap) { /* chunks, read from the store as they go */
+                big_start(s, &id, type, rec.size);
+                break;
+            }
             void *data;
             size_t len;
             if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
                 continue;
-            if (len > cap) {
-                s->big = data;
-                s->big_len = len;
-                s->big_off = 0;
-                s->big_type = type;
-                s->big_id = id;
-                break;
-            }
             memset(&rec, 0, sizeof(rec)); /* compressed past the cap: raw fits */
             rec.id = id;
             rec.type = type;
@@ -1443,7 +1549,7 @@ static void serve_pump(guts_core *c, session *s)
     size_t budget = CORE_SEND_BUDGET;
     int rc = GUTS_OK;
     while (budget > 0 && rc == GUTS_OK) {
-        if (s->big) {
+        if (s->big_active) {
             rc = send_big_chunk(c, s, &budget);
             continue;
         }
@@ -1583,6 +1689,8 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
             serve_recon(c, s, &m.u.recon);
         } else if (m.type == GUTS_MSG_WANT) {
             serve_want(c, s, &m.u.want);
+        } else if (m.type == GUTS_MSG_OBJECT_CHUNK) {
+            serve_resume(c, s, &m.u.chunk);
         } else if (m.type == GUTS_MSG_ERROR) {
             sync_end(c, s, 0, 1, "peer error");
         } else {

@@ -486,13 +486,12 @@ static int packw_put(packw *p, const void *data, size_t n)
     return GUTS_OK;
 }
 
-/* One entry: type and size header, then the deflated content, written
- * straight into the buffer. */
-static int packw_object(packw *p, z_stream *z, int type, const void *data, size_t len)
+/* An entry's type and size header. */
+static int packw_begin(packw *p, z_stream *z, int type, uint64_t size)
 {
     uint8_t h[16];
     size_t n = 0;
-    uint64_t sz = len;
+    uint64_t sz = size;
     uint8_t c = (uint8_t)((type << 4) | (sz & 15));
     sz >>= 4;
     while (sz) {
@@ -503,18 +502,37 @@ static int packw_object(packw *p, z_stream *z, int type, const void *data, size_
     h[n++] = c;
     int rc = packw_put(p, h, n);
     if (rc) return rc;
-    if (deflateReset(z) != Z_OK) return GUTS_ENOMEM;
+    return deflateReset(z) == Z_OK ? GUTS_OK : GUTS_ENOMEM;
+}
+
+/* Deflate len more bytes of the entry straight into the buffer; Z_FINISH
+ * ends it. */
+static int packw_deflate(packw *p, z_stream *z, const void *data, size_t len, int flush)
+{
+    int rc;
     z->next_in = (Bytef *)data;
     z->avail_in = (uInt)len; /* objects are at most GUTS_OBJ_MAX_DEFAULT (1 GiB) */
     for (;;) {
         if (PACK_BUF - p->used < 64 && (rc = packw_flush(p))) return rc;
         z->next_out = p->buf + p->used;
         z->avail_out = (uInt)(PACK_BUF - p->used);
-        int zr = deflate(z, Z_FINISH);
+        int zr = deflate(z, flush);
         p->used = PACK_BUF - z->avail_out;
-        if (zr == Z_STREAM_END) return GUTS_OK;
+        if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0)
+            return GUTS_OK;
         if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_ENOMEM;
     }
+}
+
+typedef struct pack_stream {
+    packw *p;
+    z_stream *z;
+} pack_stream;
+
+static int pack_stream_cb(const void *data, size_t len, void *ctx)
+{
+    pack_stream *ps = ctx;
+    return packw_deflate(ps->p, ps->z, data, len, Z_NO_FLUSH);
 }
 
 static void be32(uint8_t *p, uint32_t v)
@@ -566,6 +584,22 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         int type;
         void *data;
         size_t len;
+        uint64_t size;
+        if (guts_repo_stat(w->r, &w->send[i], &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
+            /* a large object: piece by piece, rehashed by the store */
+            pack_stream ps = {&p, &z};
+            rc = packw_begin(&p, &z, type, size);
+            if (!rc) rc = guts_repo_stream(w->r, &w->send[i], pack_stream_cb, &ps);
+            if (!rc) rc = packw_deflate(&p, &z, NULL, 0, Z_FINISH);
+            if (rc == GUTS_EIO) goto io;
+            if (rc) {
+                rc = corrupt(w, &w->send[i], guts_store_errmsg());
+                goto out;
+            }
+            st->bytes += size;
+            st->objects++;
+            continue;
+        }
         rc = get_obj(w, &w->send[i], &type, &data, &len);
         if (rc == GUTS_ENOTFOUND) {
             char hex[GUTS_HEX_LEN + 1];
@@ -579,7 +613,8 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
             rc = corrupt(w, &w->send[i], "content does not hash to its id");
             goto out;
         }
-        rc = packw_object(&p, &z, type, data, len);
+        rc = packw_begin(&p, &z, type, len);
+        if (!rc) rc = packw_deflate(&p, &z, data, len, Z_FINISH);
         free(data);
         if (rc) goto io;
         st->bytes += len;

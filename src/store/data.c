@@ -365,7 +365,9 @@ static int env_init_txn(store_env *se, int readonly)
         (rc = mdb_dbi_open(txn, "refs", fl, &se->refs)) ||
         (rc = mdb_dbi_open(txn, "refclock", fl, &se->refclock)) ||
         (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
-        (rc = mdb_dbi_open(txn, "meta", fl, &se->meta))) {
+        (rc = mdb_dbi_open(txn, "meta", fl, &se->meta)) ||
+        (rc = mdb_dbi_open(txn, "pieces", fl, &se->pieces)) ||
+        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage))) {
         mdb_txn_abort(txn);
         return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
     }
@@ -379,9 +381,9 @@ static int env_init_txn(store_env *se, int readonly)
         }
         const uint8_t *p = v.mv_data;
         uint32_t schema = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-        if (schema > STORE_SCHEMA) {
+        if (schema > STORE_SCHEMA_PIECES) {
             mdb_txn_abort(txn);
-            store_seterr("schema %u is newer than %u", schema, STORE_SCHEMA);
+            store_seterr("schema %u is newer than %u", schema, STORE_SCHEMA_PIECES);
             return GUTS_EVERSION;
         }
     } else if (rc == MDB_NOTFOUND && readonly) {
@@ -481,6 +483,7 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     guts_repo *r = calloc(1, sizeof *r);
     if (!r) return GUTS_ENOMEM;
     r->d = d;
+    r->stage_have = UINT64_MAX;
     int rc = GUTS_ENOMEM;
     r->cctx[0] = store_cctx_new();
     r->dctx = ZSTD_createDCtx();
@@ -554,6 +557,7 @@ void guts_repo_close(guts_repo *r)
         free(r->arena[w].buf);
     }
     ZSTD_freeDCtx(r->dctx);
+    EVP_MD_CTX_free(r->stage_sha);
     cache_free(&r->cache);
     free(r);
 }

@@ -15,13 +15,18 @@
 #include <stdint.h>
 
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <zstd.h>
 
 #include "guts/store.h"
 
-/* Schema written into meta "schema"; a newer one is refused (GUTS_EVERSION). */
+/* Schema written into meta "schema"; a newer one is refused (GUTS_EVERSION).
+ * 2 once an env holds a large object (encoding 3, older code cannot read
+ * it); envs without one stay at 1 and remain readable by older code. */
 #define STORE_SCHEMA 1
-/* Named databases a repo env may hold: the five of schema 1 plus room for
+#define STORE_SCHEMA_PIECES 2
+/* Named databases a repo env may hold: the seven used (five, plus pieces and
+ * stage for large objects) plus room for
  * later layers without a schema change (LMDB fixes the count at open). */
 #define STORE_REPO_MAXDBS 16
 /* The node env holds a few small keys; 1 MiB is hundreds of times enough. */
@@ -39,6 +44,9 @@
 #define ENC_RAW 0
 #define ENC_ZSTD 1
 #define ENC_ZSTD_DELTA 2
+#define ENC_PIECES 3
+/* A large object's row: the header, then the piece size (4, BE). */
+#define REC_PIECES_LEN (REC_HDR + 4)
 /* Longest chain of zstd deltas (object -> base -> base ...): git's default
  * --depth is 50, and reading cost grows with depth, so the same bound. */
 #define STORE_DELTA_DEPTH_MAX 50
@@ -66,7 +74,7 @@ typedef struct store_env store_env;
 struct store_env {
     char key[GUTS_KEY_MAX + 1];
     MDB_env *env;
-    MDB_dbi objects, refs, refclock, log, meta;
+    MDB_dbi objects, refs, refclock, log, meta, pieces, stage;
     size_t max_mapsize;
     int users;          /* guts_repo handles sharing this env */
     atomic_int readers; /* read txns open now: the map cannot be moved */
@@ -111,6 +119,11 @@ struct guts_repo {
     ZSTD_DCtx *dctx;
     store_arena arena[STORE_PUT_THREADS_MAX];
     store_cache cache;
+    /* SHA-1 of the staging last written through this handle, as committed:
+     * the next write of the same object continues it (pieces.c). */
+    EVP_MD_CTX *stage_sha;
+    guts_id stage_id;
+    uint64_t stage_have; /* bytes hashed; UINT64_MAX: nothing valid */
 };
 
 /* A compression context with the store's parameters (NULL: no memory). */
@@ -174,6 +187,13 @@ int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v);
 
 /* Object records (objects.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);
+int store_corrupt(const guts_id *id, const char *why);
+
+/* Large objects (pieces.c): the whole content of a large object read in
+ * txn into a new buffer (for guts_repo_get and delta bases). */
+int pieces_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t size, uint8_t **out);
+/* Sum of staged content bytes and the number of staged objects. */
+int stage_totals(guts_repo *r, MDB_txn *txn, uint64_t *n, uint64_t *bytes);
 
 /* Cache (cache.c): content by id, least recently used evicted first. */
 int cache_init(store_cache *c, size_t cap);

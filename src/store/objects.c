@@ -55,6 +55,9 @@
  * bases (guts_repo_rec_put); below it a content costs the cache (entry,
  * hashing, eviction) about what decoding it again costs. */
 #define STORE_REC_CACHE_MIN 512
+/* Bytes of a large object written per transaction by guts_repo_put: four
+ * pieces, so LMDB's dirty pages (heap until commit) stay a few MiB. */
+#define STORE_PUT_STAGE_BYTES (4 * GUTS_PIECE_BYTES)
 
 int rec_parse(const MDB_val *v, rec_hdr *h)
 {
@@ -78,6 +81,15 @@ int rec_parse(const MDB_val *v, rec_hdr *h)
         h->payload = p + REC_HDR;
         h->plen = n - REC_HDR;
         return GUTS_OK;
+    case ENC_PIECES:
+        /* Content in "pieces" (pieces.c); only this piece size is written. */
+        if (n != REC_PIECES_LEN || h->size < 1 ||
+            ((uint32_t)p[REC_HDR] << 24 | (uint32_t)p[REC_HDR + 1] << 16 |
+             (uint32_t)p[REC_HDR + 2] << 8 | p[REC_HDR + 3]) != GUTS_PIECE_BYTES)
+            goto bad;
+        h->payload = NULL;
+        h->plen = 0;
+        return GUTS_OK;
     case ENC_ZSTD_DELTA:
         if (n <= REC_DELTA_HDR) goto bad;
         memcpy(h->base.b, p + REC_HDR, GUTS_ID_LEN);
@@ -94,7 +106,7 @@ bad:
     return GUTS_ECORRUPT;
 }
 
-static int corrupt(const guts_id *id, const char *why)
+int store_corrupt(const guts_id *id, const char *why)
 {
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(id, hex);
@@ -116,7 +128,7 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
             guts_id got;
             if (guts_obj_hash(h->type, buf, h->size, &got) != GUTS_OK || guts_id_cmp(&got, id)) {
                 free(buf);
-                return corrupt(id, "raw content does not hash to its id");
+                return store_corrupt(id, "raw content does not hash to its id");
             }
         }
         *out = buf;
@@ -130,7 +142,7 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
         ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);
         ZSTD_DCtx_refPrefix(r->dctx, NULL, 0);
         free(buf);
-        return corrupt(id, ZSTD_isError(rc) ? ZSTD_getErrorName(rc) : "decoded size differs");
+        return store_corrupt(id, ZSTD_isError(rc) ? ZSTD_getErrorName(rc) : "decoded size differs");
     }
     *out = buf;
     return GUTS_OK;
@@ -148,13 +160,13 @@ static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, 
     int rc = mdb_get(txn, r->se->objects, &k, &v);
     if (rc == MDB_NOTFOUND) return GUTS_ENOTFOUND;
     if (rc) return store_mdb_err(rc, "read object");
-    if ((rc = rec_parse(&v, &chain[0]))) return corrupt(id, "malformed record");
+    if ((rc = rec_parse(&v, &chain[0]))) return store_corrupt(id, "malformed record");
     ids[0] = *id;
     *type = chain[0].type;
     size_t clen;
     const uint8_t *cached = cache_get(&r->cache, id, &clen);
     if (cached) {
-        if (clen != chain[0].size) return corrupt(id, "cached size differs");
+        if (clen != chain[0].size) return store_corrupt(id, "cached size differs");
         uint8_t *copy = malloc(clen ? clen : 1);
         if (!copy) return GUTS_ENOMEM;
         memcpy(copy, cached, clen);
@@ -168,20 +180,27 @@ static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, 
     while (chain[top].enc == ENC_ZSTD_DELTA) {
         const guts_id *bid = &chain[top].base;
         if ((base = cache_get(&r->cache, bid, &blen))) break;
-        if (top == STORE_DELTA_DEPTH_MAX) return corrupt(id, "delta chain too deep");
+        if (top == STORE_DELTA_DEPTH_MAX) return store_corrupt(id, "delta chain too deep");
         k.mv_data = (void *)bid->b;
         rc = mdb_get(txn, r->se->objects, &k, &v);
-        if (rc == MDB_NOTFOUND) return corrupt(&ids[top], "delta base missing");
+        if (rc == MDB_NOTFOUND) return store_corrupt(&ids[top], "delta base missing");
         if (rc) return store_mdb_err(rc, "read delta base");
         top++;
         ids[top] = *bid;
-        if ((rc = rec_parse(&v, &chain[top]))) return corrupt(bid, "malformed record");
+        if ((rc = rec_parse(&v, &chain[top]))) return store_corrupt(bid, "malformed record");
         /* Depth strictly decreases along a chain: also rules out cycles. */
         if (chain[top].depth != chain[top - 1].depth - 1)
-            return corrupt(&ids[top - 1], "delta depth inconsistent");
+            return store_corrupt(&ids[top - 1], "delta depth inconsistent");
     }
     uint8_t *owned = NULL; /* content of ids[j + 1], ours */
-    for (int j = top; j >= 0; j--) {
+    int j = top;
+    if (!base && chain[top].enc == ENC_PIECES) { /* a large object, or its base */
+        if ((rc = pieces_decode(r, txn, &ids[top], chain[top].size, &owned))) return rc;
+        base = owned;
+        blen = (size_t)chain[top].size;
+        j = top - 1;
+    }
+    for (; j >= 0; j--) {
         uint8_t *cur;
         rc = rec_decode(r, &ids[j], &chain[j], base, blen, &cur);
         if (owned) cache_give(&r->cache, &ids[j + 1], owned, blen);
@@ -243,7 +262,7 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
             if (type) *type = h.type;
             if (size) *size = h.size;
         } else {
-            corrupt(id, "malformed record");
+            store_corrupt(id, "malformed record");
         }
     } else {
         rc = rc == MDB_NOTFOUND ? GUTS_ENOTFOUND : store_mdb_err(rc, "read object");
@@ -404,7 +423,8 @@ static int put_plan(put_ctx *c, MDB_txn *txn)
             if (rc == MDB_NOTFOUND) continue; /* not stored (or later in the batch) */
             if (rc) return rc;
             rec_hdr bh;
-            if (rec_parse(&v, &bh)) continue; /* a damaged base is fsck's to report */
+            if (rec_parse(&v, &bh) || bh.enc == ENC_PIECES)
+                continue; /* damaged (fsck's to report), or large: never a base */
             planned = (unsigned)bh.depth + 1u;
             if (planned > STORE_DELTA_DEPTH_MAX ||
                 bh.size + o->len > ((uint64_t)1 << STORE_DELTA_WINDOWLOG))
@@ -663,6 +683,24 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
         }
         total += o->len;
     }
+    /* Large objects go in pieces first, each in transactions of its own
+     * (pieces.c); the batch below then finds them present. */
+    size_t large = 0;
+    for (size_t i = 0; i < n; i++) {
+        const guts_obj *o = &objs[i];
+        if (o->len < GUTS_LARGE_MIN) continue;
+        int stored = 0, rc = GUTS_OK;
+        for (size_t off = 0; off < o->len && rc == GUTS_OK; off += STORE_PUT_STAGE_BYTES) {
+            size_t k = o->len - off < STORE_PUT_STAGE_BYTES ? o->len - off : STORE_PUT_STAGE_BYTES;
+            rc = guts_repo_stage_write(r, &o->id, o->type, o->len, off,
+                                       (const uint8_t *)o->data + off, k, &stored);
+        }
+        if (rc) {
+            if (bad) *bad = i;
+            return rc;
+        }
+        large += (size_t)stored;
+    }
     put_ctx c = {.r = r, .objs = objs, .n = n};
     size_t cap = 16;
     while (cap < 2 * n)
@@ -698,7 +736,7 @@ out:
             memset(&r->arena[w], 0, sizeof r->arena[w]);
         }
     }
-    if (rc == GUTS_OK && added) *added = c.added;
+    if (rc == GUTS_OK && added) *added = c.added + large;
     return rc;
 }
 
@@ -725,7 +763,14 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
     } else if (rc) {
         rc = store_mdb_err(rc, "read object");
     } else if (rec_parse(&v, &h)) {
-        rc = corrupt(id, "malformed record");
+        rc = store_corrupt(id, "malformed record");
+    } else if (h.enc == ENC_PIECES) {
+        memset(out, 0, sizeof *out);
+        out->id = *id;
+        out->type = h.type;
+        out->enc = h.enc;
+        out->size = h.size;
+        *buf = NULL;
     } else if (!(copy = malloc(v.mv_size))) {
         rc = GUTS_ENOMEM;
     } else {
@@ -895,7 +940,15 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
             }
             if (rc) return rc;
             rec_hdr bh;
-            if (rec_parse(&v, &bh)) return corrupt(&rec->base, "malformed record");
+            if (rec_parse(&v, &bh)) return store_corrupt(&rec->base, "malformed record");
+            if (bh.enc == ENC_PIECES &&
+                bh.size + rec->size > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) {
+                /* No store makes such a delta (window bound): refuse to
+                 * assemble a huge base for it. */
+                c->bad = i;
+                store_seterr("record is a delta against a large object");
+                return GUTS_EHASH;
+            }
             depth = (unsigned)bh.depth + 1;
             if (!(base = cache_get(&r->cache, &rec->base, &blen))) {
                 int t;

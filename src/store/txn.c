@@ -209,6 +209,10 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
         store_read_end(r, txn);
         return store_mdb_err(rc, "read info");
     }
+    if ((rc = stage_totals(r, txn, &out->staged, &out->staged_bytes))) {
+        store_read_end(r, txn);
+        return store_mdb_err(rc, "read staging");
+    }
     out->objects = so.ms_entries;
     out->refs = sr.ms_entries;
     out->tombstones = sc.ms_entries >= sr.ms_entries ? sc.ms_entries - sr.ms_entries : 0;

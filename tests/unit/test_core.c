@@ -713,6 +713,70 @@ static void feed_object(solo *s, uint64_t now, uint32_t st, const guts_core_stor
     feed_done(s, now, st, GUTS_SPACE_OBJECTS);
 }
 
+/* Chunks from a peer are bounded and checked: a first chunk at an offset we
+ * do not hold staged, a gap, a change of total, or content that does not
+ * hash to the id each end the session, and nothing becomes an object. */
+START_TEST(test_hostile_chunks_store_nothing)
+{
+    enum { TOTAL = 3000 };
+    static const struct {
+        const char *what;
+        uint64_t off[2], len[2], total[2];
+        int n, bad; /* chunks fed; 1 when it ends as a bad object */
+    } cases[] = {
+        {"resume without staging", {100, 0}, {100, 0}, {TOTAL, 0}, 1, 0},
+        {"gap", {0, 1500}, {1000, 1000}, {TOTAL, TOTAL}, 2, 0},
+        {"total changes", {0, 1000}, {1000, 1000}, {TOTAL, TOTAL + 1}, 2, 0},
+        {"wrong content", {0, 1000}, {1000, 2000}, {TOTAL, TOTAL}, 2, 1},
+    };
+    static uint8_t content[TOTAL];
+    memset(content, 'x', sizeof(content));
+    guts_id id;
+    guts_obj_hash(GUTS_OBJ_BLOB, "another content", 15, &id);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+        solo s;
+        solo_init(&s, 8);
+        solo_start(&s);
+        guts_announce_repo r;
+        memset(&r, 0, sizeof(r));
+        r.key = KEY;
+        r.objects = 1;
+        r.fp.lo = 42;
+        r.refs_digest = 7;
+        feed_announce(&s, 10, 1, 1, &r, 1);
+        guts_core_on_timer(s.core, 500);
+        solo_drain(&s);
+        guts_addr pa;
+        peer_addr(1, &pa);
+        guts_core_on_stream_open(s.core, 500, s.last_open, &pa, 1);
+        solo_drain(&s);
+        for (int k = 0; k < cases[c].n; k++) {
+            guts_msg m;
+            memset(&m, 0, sizeof(m));
+            m.type = GUTS_MSG_OBJECT_CHUNK;
+            m.u.chunk.key = KEY;
+            m.u.chunk.id = id;
+            m.u.chunk.type = GUTS_OBJ_BLOB;
+            m.u.chunk.total = cases[c].total[k];
+            m.u.chunk.offset = cases[c].off[k];
+            m.u.chunk.data = content;
+            m.u.chunk.len = cases[c].len[k];
+            feed_frame(&s, 510, s.last_open, &m);
+        }
+        ck_assert_msg(s.closes == 1, "%s: session not ended", cases[c].what);
+        guts_core_counters k;
+        guts_core_counters_get(s.core, &k);
+        ck_assert_msg(k.bad_objects == (uint64_t)cases[c].bad, "%s: bad objects", cases[c].what);
+        guts_repo_info info;
+        memset(&info, 0, sizeof(info));
+        s.iface.info(s.iface.ctx, KEY, &info);
+        ck_assert_msg(info.objects == 0, "%s: stored", cases[c].what);
+        ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &id) == 1, 0);
+        solo_free(&s);
+    }
+}
+END_TEST
+
 /* A ref whose closure the objects phase did not bring (the server's ref moved
  * meanwhile) waits, and the puller asks for each missing piece with WANT
  * until the closure is complete; only then is the ref applied. */
@@ -1479,6 +1543,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_large_object_travels_in_chunks);
     tcase_add_test(t, test_object_over_the_limit_is_skipped_and_the_rest_arrives);
     tcase_add_test(t, test_full_store_stops_pulls_and_resumes_when_space_returns);
+    tcase_add_test(t, test_hostile_chunks_store_nothing);
     tcase_add_test(t, test_lmdb_stores_replicate);
     tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);
     tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);
