@@ -268,11 +268,11 @@ int guts_repo_stream(guts_repo *r, const guts_id *id,
     }
     for (uint64_t off = 0; off < h.size;) {
         size_t got = h.size - off < GUTS_PIECE_BYTES ? (size_t)(h.size - off) : GUTS_PIECE_BYTES;
-        const uint8_t *p = whole + off;
-        if (!whole) {
-            if ((rc = guts_repo_read(r, id, off, buf, GUTS_PIECE_BYTES, &got))) goto out;
-            p = buf;
-        }
+        const uint8_t *p = buf;
+        if (whole)
+            p = whole + off;
+        else if ((rc = guts_repo_read(r, id, off, buf, GUTS_PIECE_BYTES, &got)))
+            goto out;
         if (got == 0) {
             rc = store_corrupt(id, "content ends early");
             goto out;
