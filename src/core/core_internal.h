@@ -94,7 +94,10 @@
 #define CORE_SERVE_QUEUE_MAX (2u << 20)
 /* WANT exchanges in one session for missing closure pieces: a commit's
  * closure is found level by level; past this, refs stay pending for the
- * next session. */
+ * next session. A round that brings no object ends the session at once
+ * (advance): an honest server holds the closure of every ref it sends, so
+ * only a broken or hostile peer, or a record damaged in transit, asks for
+ * more rounds than progress. */
 #define CORE_WANT_ROUNDS_MAX 64
 /* Ref records received in one session / pending per repository: bounds
  * memory (~100 bytes each); more arrive in the next session. */
@@ -105,12 +108,13 @@
  * record tried most often makes room (a forged flood of one name stays
  * bounded). */
 #define CORE_REFS_PER_NAME_MAX 4
-/* Apply passes a pending record may fail (closure incomplete) before it is
- * dropped: twice a session's WANT rounds, so a deep but honest closure
- * filled over two sessions is not cut short. Dropping is safe: a peer that
- * has the record applied still differs in its refs digest, so the record
- * comes back with the next pull, with a fresh count. */
-#define CORE_REF_TRIES_MAX (2 * CORE_WANT_ROUNDS_MAX)
+/* Sessions a pending record may end with its closure still incomplete
+ * before it is dropped (only the pass at a session's end counts, not those
+ * between WANT rounds): a deep but honest closure is filled over at most
+ * a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is
+ * safe: a peer that has the record applied still differs in its refs
+ * digest, so the record comes back with the next pull, with a fresh count. */
+#define CORE_REF_TRIES_MAX 4
 /* Commits walked when asking whether one is an ancestor of another: past
  * this the answer is "no", which keeps a conflict record: safe. */
 #define CORE_ANCESTRY_MAX 100000
@@ -163,7 +167,7 @@ typedef struct cref {
     char *symref; /* NULL unless symbolic */
     uint64_t clock;
     guts_node_id writer;
-    uint32_t tries; /* pending: passes that found its closure incomplete */
+    uint32_t tries; /* pending: sessions that ended with its closure incomplete */
 } cref;
 
 /* A small open-addressing set of ids (closure walks, complete cache). */
@@ -234,6 +238,7 @@ typedef struct session {
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
     uint32_t want_rounds;
+    uint64_t want_mark;   /* got_objects + npend when the last WANT was sent */
     cref *inrefs;         /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
@@ -359,8 +364,10 @@ void cref_free(cref *r);
 int cref_from_wire(cref *out, const guts_wire_ref *w);
 void cref_to_ref(const cref *in, guts_ref *out);
 /* Try to apply every pending ref of r; missing closure ids are collected
- * into want (at most cap). */
-int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant);
+ * into want (at most cap). count: a session ends, so a record still
+ * incomplete uses up one of its CORE_REF_TRIES_MAX tries. */
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant,
+                       int count);
 /* Move a session's received refs into the repository's pending list. */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);

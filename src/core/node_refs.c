@@ -163,7 +163,7 @@ static int cref_cmp(const cref *x, const cref *y)
  * byte flipped in transit, or a forged record) shadow the valid record
  * behind it forever. Each record now waits on its own closure, the merge
  * rule orders whichever complete, and one that never completes is dropped
- * after CORE_REF_TRIES_MAX failed passes (refs_apply_pending). */
+ * after CORE_REF_TRIES_MAX sessions (refs_apply_pending). */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
 {
     (void)c;
@@ -731,7 +731,8 @@ out:
     return rc;
 }
 
-int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant)
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant,
+                       int count)
 {
     *nwant = 0;
     size_t w = 0;
@@ -745,10 +746,10 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         if (rc == 1) {
             changed = 1;
             cref_free(&r->pending[i]);
-        } else if (rc == 0 && ++r->pending[i].tries >= CORE_REF_TRIES_MAX) {
+        } else if (rc == 0 && count && ++r->pending[i].tries >= CORE_REF_TRIES_MAX) {
             /* its closure never completed: a damaged or forged target */
             c->ctr.refs_dropped++;
-            core_log(c, GUTS_LOG_WARN, "ref %s in %s dropped: closure incomplete after %u tries",
+            core_log(c, GUTS_LOG_WARN, "ref %s in %s dropped: closure incomplete after %u sessions",
                      r->pending[i].name, r->key, (unsigned)r->pending[i].tries);
             cref_free(&r->pending[i]);
         } else {

@@ -156,7 +156,7 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                 s->ninrefs = 0;
             }
             size_t nw;
-            refs_apply_pending(c, r, NULL, 0, &nw);
+            refs_apply_pending(c, r, NULL, 0, &nw, !s->busy);
             if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
                 c->ctr.sessions_empty++;
@@ -401,6 +401,13 @@ static void advance(guts_core *c, session *s)
             sync_end(c, s, 0, 1, guts_strerror(rc));
         return;
     }
+    /* A WANT that brought nothing (no object stored or held) would bring
+     * nothing again: a peer that cannot give a closure it advertised is
+     * broken or hostile, and must not hold the session for 64 rounds. */
+    if (s->phase == PHASE_WANTS && s->got_objects + s->npend == s->want_mark) {
+        sync_end(c, s, 0, 1, "WANT round brought nothing");
+        return;
+    }
     /* refs phase or a WANT answered: apply what is complete, ask for more */
     if (s->ninrefs) {
         refs_take(c, r, s->inrefs, s->ninrefs);
@@ -411,7 +418,7 @@ static void advance(guts_core *c, session *s)
     guts_id *want = malloc(GUTS_WANT_MAX * sizeof(guts_id));
     size_t nwant = 0;
     if (want) {
-        refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant);
+        refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant, 0);
         pend_wants(c, s, want, GUTS_WANT_MAX, &nwant);
     }
     if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
@@ -422,6 +429,7 @@ static void advance(guts_core *c, session *s)
         m.u.want.ids = want;
         if (core_send_frame(c, s->stream, &m) == GUTS_OK) {
             s->want_rounds++;
+            s->want_mark = s->got_objects + s->npend;
             s->outstanding++;
             s->phase = PHASE_WANTS;
             free(want);
