@@ -88,6 +88,9 @@
 /* Memory of one held record besides its payload: the entry, its index slot
  * (2 per entry) and malloc's header. */
 #define CORE_PEND_ENTRY_COST (sizeof(pend_rec) + 2 * sizeof(size_t) + 16)
+/* Ids a RANGE or LOG job reads from the store at once: one read
+ * transaction per this many objects sent, 5 KiB per job being sent. */
+#define CORE_JOB_BATCH 256
 /* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
  * each, so at most 40 MiB per session in the worst case; ALL ranges are
  * walked lazily and take no queue. */
@@ -197,14 +200,18 @@ enum { SESS_PULL = 1, SESS_SERVE = 2 };
 enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE };
 
 /* A job on a serving stream, answered in order. */
-enum { JOB_IDS = 1, JOB_RANGE, JOB_REFS, JOB_DONE };
+enum { JOB_IDS = 1, JOB_RANGE, JOB_LOG, JOB_REFS, JOB_DONE };
 typedef struct job {
     int kind;
     guts_id *ids;    /* JOB_IDS: owned */
     size_t nids, pos;
-    guts_id from;    /* JOB_RANGE: next id to send */
+    guts_id from;    /* JOB_RANGE: next id to read */
     guts_id to;      /* exclusive */
     int to_end;      /* range runs to the last id */
+    uint64_t seq;    /* JOB_LOG: next log position to read */
+    guts_id *buf;    /* JOB_RANGE, JOB_LOG: ids read ahead (owned) */
+    size_t nbuf, bufpos;
+    int end;         /* the store has no ids past buf */
     char **names;    /* JOB_REFS: owned ref names */
     size_t nnames;
     uint8_t space;   /* JOB_DONE */

@@ -76,6 +76,7 @@ static void jobs_free(session *s)
     for (size_t i = s->headjob; i < s->njobs; i++) {
         job *j = &s->jobs[i];
         free(j->ids);
+        free(j->buf);
         for (size_t k = 0; k < j->nnames; k++)
             free(j->names[k]);
         free(j->names);
@@ -986,6 +987,11 @@ static void serve_recon(guts_core *c, session *s, const guts_msg_recon *m)
             key_to_id(lo, &ranges[nranges].from);
             key_to_id(hi + 1, &ranges[nranges].to);
             ranges[nranges].to_end = hi == UINT32_MAX;
+            /* The whole repository goes in insertion order, every delta
+             * after its base, so the puller never holds one waiting; a
+             * smaller range is read in id order (one cursor over it, not
+             * a walk of the whole log). */
+            ranges[nranges].kind = it->depth == 0 && c->st.log ? JOB_LOG : JOB_RANGE;
             nranges++;
         } else {
             in[nin++] = *it;
@@ -1040,7 +1046,6 @@ static void serve_recon(guts_core *c, session *s, const guts_msg_recon *m)
                 break;
             }
             *j = ranges[i];
-            j->kind = JOB_RANGE;
         }
     } else if (e.n) {
         job *j = job_push(s, JOB_REFS);
@@ -1112,40 +1117,71 @@ static int range_take(const guts_id *id, void *arg)
     return x->n >= x->max ? 1 : 0;
 }
 
-/* Next ids of an IDS or RANGE job, advancing it. 0 when exhausted. */
-static size_t job_next_ids(guts_core *c, session *s, job *j, guts_id *out, size_t max)
+/* Read the next CORE_JOB_BATCH ids of a RANGE or LOG job into its buffer
+ * (one read transaction for many objects); sets j->end when the store has
+ * no more. */
+static int job_refill(guts_core *c, session *s, job *j)
 {
-    if (j->kind == JOB_IDS) {
-        size_t n = j->nids - j->pos;
-        if (n > max)
-            n = max;
-        memcpy(out, j->ids + j->pos, n * sizeof(guts_id));
-        j->pos += n;
-        return n;
-    }
-    range_ctx x = {out, 0, max};
-    if (j->to_end && j->pos) /* pos marks a finished open-ended range */
-        return 0;
-    c->st.ids(c->st.ctx, s->key, &j->from, j->to_end ? NULL : &j->to, range_take, &x);
-    if (x.n < max) {
-        j->to_end = 1;
-        j->pos = 1;
-        if (x.n == 0)
-            return 0;
+    if (!j->buf && !(j->buf = malloc(CORE_JOB_BATCH * sizeof(guts_id))))
+        return GUTS_ENOMEM;
+    j->nbuf = j->bufpos = 0;
+    if (j->kind == JOB_LOG) {
+        uint64_t next;
+        int rc = c->st.log(c->st.ctx, s->key, j->seq, CORE_JOB_BATCH, j->buf, &j->nbuf, &next);
+        if (rc)
+            return rc;
+        j->seq = next;
     } else {
-        /* resume just after the last id */
-        guts_id nx = out[x.n - 1];
-        int i = GUTS_ID_LEN - 1;
-        while (i >= 0 && ++nx.b[i] == 0)
-            i--;
-        if (i < 0) {
-            j->to_end = 1;
-            j->pos = 1;
-        } else {
+        range_ctx x = {j->buf, 0, CORE_JOB_BATCH};
+        int rc = c->st.ids(c->st.ctx, s->key, &j->from, j->to_end ? NULL : &j->to, range_take,
+                           &x);
+        if (rc < 0)
+            return rc;
+        j->nbuf = x.n;
+        if (x.n == CORE_JOB_BATCH) { /* resume just after the last id */
+            guts_id nx = j->buf[x.n - 1];
+            int i = GUTS_ID_LEN - 1;
+            while (i >= 0 && ++nx.b[i] == 0)
+                i--;
+            if (i < 0)
+                j->end = 1;
             j->from = nx;
         }
     }
-    return x.n;
+    if (j->nbuf < CORE_JOB_BATCH)
+        j->end = 1;
+    return GUTS_OK;
+}
+
+/* The job has sent every id it will send. */
+static int job_finished(const job *j)
+{
+    if (j->kind == JOB_IDS)
+        return j->pos >= j->nids;
+    return j->end && j->bufpos >= j->nbuf;
+}
+
+/* Next id of an IDS, RANGE or LOG job into *out, advancing it: 1, or 0 when
+ * the job is finished, or < 0 on a store error. */
+static int job_next_id(guts_core *c, session *s, job *j, guts_id *out)
+{
+    if (j->kind == JOB_IDS) {
+        if (j->pos >= j->nids)
+            return 0;
+        *out = j->ids[j->pos++];
+        return 1;
+    }
+    if (j->bufpos >= j->nbuf) {
+        if (j->end)
+            return 0;
+        int rc = job_refill(c, s, j);
+        if (rc)
+            return rc;
+        if (j->nbuf == 0)
+            return 0;
+    }
+    *out = j->buf[j->bufpos++];
+    return 1;
 }
 
 static int send_big_chunk(guts_core *c, session *s, size_t *budget)
@@ -1197,7 +1233,7 @@ static int send_objects_frame(guts_core *c, session *s, guts_wire_obj *objs, siz
 
 static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
 {
-    guts_id ids[CORE_OBJS_PER_FRAME];
+    guts_id id;
     guts_wire_obj *objs = calloc(CORE_OBJS_PER_FRAME, sizeof(guts_wire_obj));
     void **bufs = calloc(CORE_OBJS_PER_FRAME, sizeof(void *));
     if (!objs || !bufs) {
@@ -1210,23 +1246,25 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
     /* take ids one at a time so a frame can stop at the byte cap */
     size_t cap = core_chunk(c);
     while (n < CORE_OBJS_PER_FRAME && bytes < cap) {
-        size_t got = job_next_ids(c, s, j, ids, 1);
-        if (!got)
+        int got = job_next_id(c, s, j, &id);
+        if (got <= 0) {
+            rc = got;
             break;
+        }
         int type;
         void *data;
         size_t len;
-        if (c->st.get(c->st.ctx, s->key, &ids[0], &type, &data, &len) != GUTS_OK)
+        if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
             continue; /* not ours (a stale WANT): skip */
         if (len > cap) {
             s->big = data;
             s->big_len = len;
             s->big_off = 0;
             s->big_type = type;
-            s->big_id = ids[0];
+            s->big_id = id;
             break;
         }
-        objs[n].id = ids[0];
+        objs[n].id = id;
         objs[n].type = (uint8_t)type;
         objs[n].data = data;
         objs[n].len = len;
@@ -1234,9 +1272,8 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         n++;
         bytes += len;
     }
-    if (n) {
+    if (n && rc == GUTS_OK)
         rc = send_objects_frame(c, s, objs, n, bytes, budget);
-    }
     for (size_t i = 0; i < n; i++)
         free(bufs[i]);
     free(objs);
@@ -1288,6 +1325,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
      * quarter to spare. */
     size_t n = 0, bytes = 0, cap = core_chunk(c), fcap = 2 * core_chunk(c);
     uint64_t decoded = 0;
+    int rc = GUTS_OK;
     while (n < CORE_RECS_PER_FRAME && bytes < fcap) {
         guts_rec rec;
         void *buf;
@@ -1297,8 +1335,11 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             s->carry_buf = NULL;
         } else {
             guts_id id;
-            if (!job_next_ids(c, s, j, &id, 1))
+            int got = job_next_id(c, s, j, &id);
+            if (got <= 0) {
+                rc = got;
                 break;
+            }
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
                 continue; /* not ours (a stale WANT): skip */
         }
@@ -1340,8 +1381,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
         n++;
         bytes += rec.len + CORE_REC_OVERHEAD;
     }
-    int rc = GUTS_OK;
-    if (n) {
+    if (n && rc == GUTS_OK) {
         qsort(v, n, sizeof(out_rec), cmp_out);
         for (size_t i = 0; i < n; i++) {
             guts_wire_obj *o = &objs[i];
@@ -1415,6 +1455,7 @@ static void job_pop(session *s)
     if (j->kind == JOB_IDS && s->queued_ids >= j->nids)
         s->queued_ids -= j->nids;
     free(j->ids);
+    free(j->buf);
     for (size_t k = 0; k < j->nnames; k++)
         free(j->names[k]);
     free(j->names);
@@ -1440,8 +1481,8 @@ static void serve_pump(guts_core *c, session *s)
         switch (j->kind) {
         case JOB_IDS:
         case JOB_RANGE:
-            if (!s->carry_buf && ((j->kind == JOB_IDS && j->pos >= j->nids) ||
-                                  (j->kind == JOB_RANGE && j->to_end && j->pos))) {
+        case JOB_LOG:
+            if (!s->carry_buf && job_finished(j)) {
                 job_pop(s);
                 break;
             }
