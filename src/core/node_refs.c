@@ -473,10 +473,22 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
             *complete = 0;
             continue;
         }
-        int has = c->st.has(c->st.ctx, r->key, &it.id);
+        /* a blob needs only a lookup; anything else is read (and a read
+         * that finds nothing is the lookup: one store call per object) */
+        int type, grc = GUTS_OK;
+        void *data = NULL;
+        size_t len;
+        int has = it.blob ? c->st.has(c->st.ctx, r->key, &it.id)
+                          : (grc = c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len)) ==
+                                GUTS_OK;
         if (has < 0) {
             rc = has;
             break;
+        }
+        if (!has && grc != GUTS_OK && grc != GUTS_ENOTFOUND) {
+            bad[idx] = 1; /* unreadable: never complete, never wanted */
+            *complete = 0;
+            continue;
         }
         if (!has) {
             bad[idx] = 1;
@@ -490,14 +502,6 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
         }
         if (it.blob)
             continue;
-        int type;
-        void *data;
-        size_t len;
-        if (c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len) != GUTS_OK) {
-            bad[idx] = 1;
-            *complete = 0;
-            continue;
-        }
         size_t before = w.n;
         children(&w, type, data, len);
         free(data);
