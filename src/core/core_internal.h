@@ -40,8 +40,12 @@
  * a burst of 100 imports costs at most ~7 datagrams a second). */
 #define CORE_ANNOUNCE_GAP_MS 150
 /* Random delay before an urgent pull, ms: spreads the herd of nodes that
- * heard the same announce (mDNS waits 20-120 ms before answering). */
+ * heard the same announce (mDNS waits 20-120 ms before answering). The herd
+ * is at most the peers we know, so the window is this many ms per peer, up
+ * to CORE_PULL_STAGGER_MS: a node alone with one peer (a fresh node joining,
+ * two machines) pulls within 5 ms instead of 50 on average. */
 #define CORE_PULL_STAGGER_MS 100
+#define CORE_PULL_STAGGER_PER_PEER_MS 5
 /* Anti-entropy: a repository that differs from a peer without evidence that
  * the peer has more is pulled anyway after this many base intervals
  * (randomised x[1,2]) - Demers' backstop, so convergence never depends on
