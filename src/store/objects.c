@@ -774,12 +774,13 @@ typedef struct rput_ctx {
 } rput_ctx;
 
 /* Write one record (hdr + optional delta header + payload) and its log
- * entry; counters are updated by the caller. */
+ * entry; counters are updated by the caller. MDB_KEYEXIST (nothing
+ * written) when the id is stored already: the put is the lookup. */
 static int rput_write(guts_repo *r, MDB_txn *txn, const guts_id *id, const uint8_t *head,
                       size_t hlen, const void *payload, size_t plen, uint64_t seq)
 {
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
-    int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE);
+    int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
     if (rc) return rc;
     memcpy(v.mv_data, head, hlen);
     if (plen) memcpy((uint8_t *)v.mv_data + hlen, payload, plen);
@@ -805,10 +806,11 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
     for (size_t i = 0; i < c->n; i++) {
         const guts_rec *rec = &c->recs[i];
         if (c->nobase) c->nobase[i] = 0;
-        MDB_val k = {GUTS_ID_LEN, (void *)rec->id.b}, v;
-        rc = mdb_get(txn, se->objects, &k, &v); /* sees this call's own writes */
-        if (rc == 0) continue;
-        if (rc != MDB_NOTFOUND) return rc;
+        /* No lookup of the id first: records that are stored already are
+         * rare in a pull (reconciliation asked for missing ones), and the
+         * put below finds them (MDB_NOOVERWRITE) at the price of one
+         * wasted decode, where a lookup cost every record a B-tree search. */
+        MDB_val k = {GUTS_ID_LEN, NULL}, v;
         const uint8_t *base = NULL;
         size_t blen = 0;
         uint8_t *owned_base = NULL;
@@ -875,6 +877,7 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
         }
         if (rc) {
             free(content);
+            if (rc == MDB_KEYEXIST) continue;
             return rc;
         }
         /* A base of the next records, likely; small contents are cheaper to
