@@ -127,6 +127,15 @@ static void peer_hex(guts_core *c, const session *s, char *hex)
     strcpy(hex, "?");
 }
 
+static void sync_log(guts_core *c, const session *s, int ok, const char *hex, const char *why)
+{
+    core_log(c, ok ? GUTS_LOG_INFO : GUTS_LOG_WARN,
+             "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key, hex,
+             ok ? "finished" : "failed", (unsigned long long)s->got_objects,
+             (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
+             (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
+}
+
 void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *why)
 {
     if (close_stream)
@@ -139,11 +148,6 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             c->ctr.sessions_ok++;
         else
             c->ctr.sessions_failed++;
-        core_log(c, ok ? GUTS_LOG_INFO : GUTS_LOG_WARN,
-                 "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key,
-                 hex, ok ? "finished" : "failed", (unsigned long long)s->got_objects,
-                 (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
-                 (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
         if (r) {
             r->pulling = 0;
             /* a busy server is load shedding, not failing: no backoff */
@@ -158,6 +162,7 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             }
             size_t nw;
             refs_apply_pending(c, r, NULL, 0, &nw, !s->busy);
+            sync_log(c, s, ok, hex, why); /* after the last refs are applied */
             if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
                 c->ctr.sessions_empty++;
@@ -175,6 +180,7 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                 r->next_pull = c->now + 1 + core_rand_below(c, 3 * CORE_PULL_STAGGER_MS);
             return;
         }
+        sync_log(c, s, ok, hex, why);
     } else {
         c->ctr.sessions_served++;
         if (!ok)
