@@ -72,9 +72,6 @@ typedef struct guts_core_store {
     int (*rec_get)(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf);
     int (*rec_put)(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
                    size_t *added, size_t *bad);
-    /* Ids in insertion order (a delta after its base), as guts_repo_log. */
-    int (*log)(void *ctx, const char *key, uint64_t from, size_t max, guts_id *out, size_t *n,
-               uint64_t *next);
 } guts_core_store;
 
 /* ---- In-memory store (tests, simulator) ----------------------------------- */

@@ -146,14 +146,6 @@ int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
  * @param[out] n how many were written to out. */
 int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n);
 
-/** Up to max ids in insertion order, from log position from on: a delta
- * comes after its base, since a record is only stored against a base
- * already stored. Replication sends a whole repository in this order.
- * @param[out] n how many were written to out.
- * @param[out] next the position to continue from. */
-int guts_repo_log(guts_repo *r, uint64_t from, size_t max, guts_id *out, size_t *n,
-                  uint64_t *next);
-
 /* ---- Records: objects as stored, for replication ------------------------- */
 
 /* Encodings of a record's payload (the "objects" database's encoding byte;

@@ -92,7 +92,16 @@
 /* Memory of one held record besides its payload: the entry, its index slot
  * (2 per entry) and malloc's header. */
 #define CORE_PEND_ENTRY_COST (sizeof(pend_rec) + 2 * sizeof(size_t) + 16)
-/* Ids a RANGE or LOG job reads from the store at once: one read
+/* Records a server reads ahead of the id it is at: a delta and its bases
+ * not sent yet. The store bounds a chain at 50 deltas (docs/storage.md);
+ * past this the rest go in walk order and the receiver holds what comes
+ * before its base. */
+#define CORE_AHEAD_MAX 64
+/* Ids a whole-repository walk remembers as sent ahead (~42 bytes each at
+ * load 1/2): past this, bases go in walk order (the receiver holds what
+ * comes early), so a huge repository costs the server at most ~11 MB. */
+#define CORE_EARLY_MAX (256u << 10)
+/* Ids a RANGE job reads from the store at once: one read
  * transaction per this many objects sent, 5 KiB per job being sent. */
 #define CORE_JOB_BATCH 256
 /* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
@@ -204,7 +213,7 @@ enum { SESS_PULL = 1, SESS_SERVE = 2 };
 enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE };
 
 /* A job on a serving stream, answered in order. */
-enum { JOB_IDS = 1, JOB_RANGE, JOB_LOG, JOB_REFS, JOB_DONE };
+enum { JOB_IDS = 1, JOB_RANGE, JOB_REFS, JOB_DONE };
 typedef struct job {
     int kind;
     guts_id *ids;    /* JOB_IDS: owned */
@@ -212,15 +221,21 @@ typedef struct job {
     guts_id from;    /* JOB_RANGE: next id to read */
     guts_id to;      /* exclusive */
     int to_end;      /* range runs to the last id */
-    uint64_t seq;    /* JOB_LOG: next log position to read */
-    guts_id *buf;    /* JOB_RANGE, JOB_LOG: ids read ahead (owned) */
+    guts_id *buf;    /* JOB_RANGE: ids read ahead (owned) */
     size_t nbuf, bufpos;
     int end;         /* the store has no ids past buf */
+    int whole;       /* JOB_RANGE over the whole id space: bases go first */
     char **names;    /* JOB_REFS: owned ref names */
     size_t nnames;
     uint8_t space;   /* JOB_DONE */
     uint64_t sent;   /* JOB_DONE: what the request produced */
 } job;
+
+/* A record read from the store, to be sent. */
+typedef struct sent_rec {
+    guts_rec rec;   /* data points into buf */
+    void *buf;
+} sent_rec;
 
 /* A delta record received before its base, held by the puller. */
 typedef struct pend_rec {
@@ -272,8 +287,11 @@ typedef struct session {
     size_t big_len, big_off;
     int big_type;
     guts_id big_id;
-    guts_rec carry;       /* record read but not fitting the last frame */
-    void *carry_buf;      /* non-NULL when carry is set */
+    /* Records read but not sent yet, in send order: one that did not fit
+     * the last frame, or a delta's bases read ahead of it. */
+    sent_rec ahead[CORE_AHEAD_MAX];
+    size_t headahead, nahead;
+    idset early;          /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent;    /* elements sent for the request being answered */
     int said_hello;

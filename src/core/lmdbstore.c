@@ -206,14 +206,6 @@ static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
     return rc ? rc : guts_repo_rec_put(r, recs, n, nobase, added, bad);
 }
 
-static int l_log(void *ctx, const char *key, uint64_t from, size_t max, guts_id *out,
-                 size_t *n, uint64_t *next)
-{
-    guts_repo *r;
-    int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_log(r, from, max, out, n, next);
-}
-
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -231,5 +223,4 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
     out->refs_put = l_refs_put;
     out->rec_get = l_rec_get;
     out->rec_put = l_rec_put;
-    out->log = l_log;
 }

@@ -316,20 +316,6 @@ static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t
     return GUTS_OK;
 }
 
-static int m_log(void *ctx, const char *key, uint64_t from, size_t max, guts_id *out,
-                 size_t *n, uint64_t *next)
-{
-    const mrepo *r = repo_find(ctx, key);
-    *n = 0;
-    *next = from;
-    if (!r)
-        return GUTS_ENOTFOUND;
-    for (uint64_t i = from; i < r->nlog && *n < max; i++)
-        out[(*n)++] = r->log[i];
-    *next = from + *n;
-    return GUTS_OK;
-}
-
 static size_t ref_pos(const mrepo *r, const char *name, int *found)
 {
     size_t lo = 0, hi = r->nrefs;
@@ -519,5 +505,4 @@ void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
     out->refs_put = m_refs_put;
     out->rec_get = m_rec_get;
     out->rec_put = m_rec_put;
-    out->log = m_log;
 }

@@ -487,18 +487,6 @@ static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n
     return rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad);
 }
 
-static int st_log(void *ctx, const char *key, uint64_t from, size_t max, guts_id *out,
-                  size_t *n, uint64_t *next)
-{
-    guts_core *c = ctx;
-    if (unstored(c, key)) {
-        *n = 0;
-        *next = from;
-        return GUTS_OK;
-    }
-    return c->real.log(c->real.ctx, key, from, max, out, n, next);
-}
-
 static void lazy_store(guts_core *c)
 {
     c->st = c->real;
@@ -516,7 +504,6 @@ static void lazy_store(guts_core *c)
     c->st.refs_put = st_refs_put;
     c->st.rec_get = c->real.rec_get ? st_rec_get : NULL;
     c->st.rec_put = c->real.rec_put ? st_rec_put : NULL;
-    c->st.log = c->real.log ? st_log : NULL;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */

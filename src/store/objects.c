@@ -998,42 +998,6 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n)
     return res;
 }
 
-int guts_repo_log(guts_repo *r, uint64_t from, size_t max, guts_id *out, size_t *n,
-                  uint64_t *next)
-{
-    if (!r || !n || !next || (!out && max)) return GUTS_EINVAL;
-    *n = 0;
-    *next = from;
-    if (max == 0) return GUTS_OK;
-    MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
-    MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, r->se->log, &cur))) {
-        store_read_end(r, txn);
-        return store_mdb_err(rc, "cursor");
-    }
-    uint8_t sk[8];
-    be64_put(sk, from);
-    MDB_val k = {8, sk}, v;
-    MDB_cursor_op op = MDB_SET_RANGE;
-    int res = GUTS_OK;
-    while (*n < max && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
-        op = MDB_NEXT;
-        if (k.mv_size != 8 || v.mv_size != GUTS_ID_LEN) {
-            res = GUTS_ECORRUPT;
-            store_seterr("log entry of %zu bytes", v.mv_size);
-            break;
-        }
-        memcpy(out[(*n)++].b, v.mv_data, GUTS_ID_LEN);
-        *next = be64_get(k.mv_data) + 1;
-    }
-    if (res == GUTS_OK && rc && rc != MDB_NOTFOUND) res = store_mdb_err(rc, "read log");
-    mdb_cursor_close(cur);
-    store_read_end(r, txn);
-    return res;
-}
-
 _Static_assert(GUTS_REC_RAW == ENC_RAW && GUTS_REC_ZSTD == ENC_ZSTD &&
                    GUTS_REC_DELTA == ENC_ZSTD_DELTA,
                "store.h record encodings are the stored encoding byte");

@@ -1,8 +1,9 @@
 /* test_core_records.c - objects replicated as stored records between two
  * cores on LMDB stores. A receiver that holds nothing gets the repository
- * in insertion order, so no delta ever waits for its base; one that holds
- * something gets id order, deltas arrive before their bases (small frames)
- * and are held until the base is stored. Either way nothing is dropped and
+ * in id order with every base sent ahead of its deltas, so no delta ever
+ * waits for its base; one that holds something gets plain id order, deltas
+ * arrive before their bases (small frames) and are held until the base is
+ * stored. Either way nothing is dropped and
  * the receiver ends with the same set and the records stored compressed,
  * without compressing them again. */
 #include <check.h>
