@@ -125,8 +125,8 @@
  * bounded). */
 #define CORE_REFS_PER_NAME_MAX 4
 /* Sessions a pending record may end with its closure still incomplete
- * before it is dropped (only the pass at a session's end counts, not those
- * between WANT rounds): a deep but honest closure is filled over at most
+ * before it is dropped (only the pass at the end of a session that reached
+ * its refs phase counts, not those between WANT rounds): a deep but honest closure is filled over at most
  * a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is
  * safe: a peer that has the record applied still differs in its refs
  * digest, so the record comes back with the next pull, with a fresh count. */

@@ -163,7 +163,9 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                 s->ninrefs = 0;
             }
             size_t nw;
-            refs_apply_pending(c, r, NULL, 0, &nw, !s->busy);
+            /* a try counts for a session that asked for closures: one
+             * that ended before its refs phase tried nothing */
+            refs_apply_pending(c, r, NULL, 0, &nw, !s->busy && s->phase >= PHASE_REFS);
             sync_log(c, s, ok, hex, why); /* after the last refs are applied */
             if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
