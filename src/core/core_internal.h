@@ -40,8 +40,12 @@
  * a burst of 100 imports costs at most ~7 datagrams a second). */
 #define CORE_ANNOUNCE_GAP_MS 150
 /* Random delay before an urgent pull, ms: spreads the herd of nodes that
- * heard the same announce (mDNS waits 20-120 ms before answering). */
+ * heard the same announce (mDNS waits 20-120 ms before answering). The herd
+ * is at most the peers we know, so the window is this many ms per peer, up
+ * to CORE_PULL_STAGGER_MS: a node alone with one peer (a fresh node joining,
+ * two machines) pulls within 5 ms instead of 50 on average. */
 #define CORE_PULL_STAGGER_MS 100
+#define CORE_PULL_STAGGER_PER_PEER_MS 5
 /* Anti-entropy: a repository that differs from a peer without evidence that
  * the peer has more is pulled anyway after this many base intervals
  * (randomised x[1,2]) - Demers' backstop, so convergence never depends on
@@ -90,13 +94,28 @@
 /* Memory of one held record besides its payload: the entry, its index slot
  * (2 per entry) and malloc's header. */
 #define CORE_PEND_ENTRY_COST (sizeof(pend_rec) + 2 * sizeof(size_t) + 16)
+/* Records a server reads ahead of the id it is at: a delta and its bases
+ * not sent yet. The store bounds a chain at 50 deltas (docs/storage.md);
+ * past this the rest go in walk order and the receiver holds what comes
+ * before its base. */
+#define CORE_AHEAD_MAX 64
+/* Ids a whole-repository walk remembers as sent ahead (~42 bytes each at
+ * load 1/2): past this, bases go in walk order (the receiver holds what
+ * comes early), so a huge repository costs the server at most ~11 MB. */
+#define CORE_EARLY_MAX (256u << 10)
+/* Ids a RANGE job reads from the store at once: one read
+ * transaction per this many objects sent, 5 KiB per job being sent. */
+#define CORE_JOB_BATCH 256
 /* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
  * each, so at most 40 MiB per session in the worst case; ALL ranges are
  * walked lazily and take no queue. */
 #define CORE_SERVE_QUEUE_MAX (2u << 20)
 /* WANT exchanges in one session for missing closure pieces: a commit's
  * closure is found level by level; past this, refs stay pending for the
- * next session. */
+ * next session. A round that brings no object ends the session at once
+ * (advance): an honest server holds the closure of every ref it sends, so
+ * only a broken or hostile peer, or a record damaged in transit, asks for
+ * more rounds than progress. */
 #define CORE_WANT_ROUNDS_MAX 64
 /* Ref records received in one session / pending per repository: bounds
  * memory (~100 bytes each); more arrive in the next session. */
@@ -107,12 +126,13 @@
  * record tried most often makes room (a forged flood of one name stays
  * bounded). */
 #define CORE_REFS_PER_NAME_MAX 4
-/* Apply passes a pending record may fail (closure incomplete) before it is
- * dropped: twice a session's WANT rounds, so a deep but honest closure
- * filled over two sessions is not cut short. Dropping is safe: a peer that
- * has the record applied still differs in its refs digest, so the record
- * comes back with the next pull, with a fresh count. */
-#define CORE_REF_TRIES_MAX (2 * CORE_WANT_ROUNDS_MAX)
+/* Sessions a pending record may end with its closure still incomplete
+ * before it is dropped (only the pass at the end of a session that reached
+ * its refs phase counts, not those between WANT rounds): a deep but honest closure is filled over at most
+ * a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is
+ * safe: a peer that has the record applied still differs in its refs
+ * digest, so the record comes back with the next pull, with a fresh count. */
+#define CORE_REF_TRIES_MAX 4
 /* Commits walked when asking whether one is an ancestor of another: past
  * this the answer is "no", which keeps a conflict record: safe. */
 #define CORE_ANCESTRY_MAX 100000
@@ -170,7 +190,7 @@ typedef struct cref {
     char *symref; /* NULL unless symbolic */
     uint64_t clock;
     guts_node_id writer;
-    uint32_t tries; /* pending: passes that found its closure incomplete */
+    uint32_t tries; /* pending: sessions that ended with its closure incomplete */
 } cref;
 
 /* A small open-addressing set of ids (closure walks, complete cache). */
@@ -206,14 +226,24 @@ typedef struct job {
     int kind;
     guts_id *ids;    /* JOB_IDS: owned */
     size_t nids, pos;
-    guts_id from;    /* JOB_RANGE: next id to send */
+    guts_id from;    /* JOB_RANGE: next id to read */
     guts_id to;      /* exclusive */
     int to_end;      /* range runs to the last id */
+    guts_id *buf;    /* JOB_RANGE: ids read ahead (owned) */
+    size_t nbuf, bufpos;
+    int end;         /* the store has no ids past buf */
+    int whole;       /* JOB_RANGE over the whole id space: bases go first */
     char **names;    /* JOB_REFS: owned ref names */
     size_t nnames;
     uint8_t space;   /* JOB_DONE */
     uint64_t sent;   /* JOB_DONE: what the request produced */
 } job;
+
+/* A record read from the store, to be sent. */
+typedef struct sent_rec {
+    guts_rec rec;   /* data points into buf */
+    void *buf;
+} sent_rec;
 
 /* A delta record received before its base, held by the puller. */
 typedef struct pend_rec {
@@ -242,6 +272,7 @@ typedef struct session {
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
     uint32_t want_rounds;
+    uint64_t want_mark;   /* got_objects + npend when the last WANT was sent */
     cref *inrefs;         /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
@@ -270,8 +301,11 @@ typedef struct session {
     guts_id big_id;
     guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
     size_t nresume;
-    guts_rec carry;       /* record read but not fitting the last frame */
-    void *carry_buf;      /* non-NULL when carry is set */
+    /* Records read but not sent yet, in send order: one that did not fit
+     * the last frame, or a delta's bases read ahead of it. */
+    sent_rec ahead[CORE_AHEAD_MAX];
+    size_t headahead, nahead;
+    idset early;          /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent;    /* elements sent for the request being answered */
     int said_hello;
@@ -390,8 +424,10 @@ void cref_free(cref *r);
 int cref_from_wire(cref *out, const guts_wire_ref *w);
 void cref_to_ref(const cref *in, guts_ref *out);
 /* Try to apply every pending ref of r; missing closure ids are collected
- * into want (at most cap). */
-int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant);
+ * into want (at most cap). count: a session ends, so a record still
+ * incomplete uses up one of its CORE_REF_TRIES_MAX tries. */
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant,
+                       int count);
 /* Move a session's received refs into the repository's pending list. */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);

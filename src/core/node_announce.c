@@ -225,7 +225,9 @@ static void schedule(guts_core *c, lrepo *r, int urgent)
 {
     uint64_t delay;
     if (urgent) {
-        delay = 1 + core_rand_below(c, CORE_PULL_STAGGER_MS);
+        uint64_t win = (uint64_t)c->npeers * CORE_PULL_STAGGER_PER_PEER_MS;
+        delay = 1 + core_rand_below(c, win < CORE_PULL_STAGGER_MS ? (win ? win : 1)
+                                                                  : CORE_PULL_STAGGER_MS);
         uint32_t f = r->failures < 8 ? r->failures : 8;
         if (f)
             delay += (uint64_t)250 << f; /* 0.5 s .. 64 s */

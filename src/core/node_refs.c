@@ -163,7 +163,7 @@ static int cref_cmp(const cref *x, const cref *y)
  * byte flipped in transit, or a forged record) shadow the valid record
  * behind it forever. Each record now waits on its own closure, the merge
  * rule orders whichever complete, and one that never completes is dropped
- * after CORE_REF_TRIES_MAX failed passes (refs_apply_pending). */
+ * after CORE_REF_TRIES_MAX sessions (refs_apply_pending). */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
 {
     (void)c;
@@ -309,79 +309,65 @@ static int seed_cb(const guts_ref *ref, void *arg)
     return 0;
 }
 
-/* id -> index map for one walk (open addressing, like idset). */
+/* id -> index map for one walk: open addressing over indexes into the
+ * walk's own node array (slot = index + 1, 0 empty), so a node costs 8
+ * bytes here at load 1/2 instead of a second copy of its id (a walk of
+ * 200,000 objects took ~10 MB more with copies). */
 typedef struct idmap {
-    guts_id *keys;
-    uint32_t *vals;
-    uint8_t *used;
+    uint32_t *slots;
     size_t n, cap;
 } idmap;
 
-static int idmap_grow(idmap *m)
+static int idmap_grow(idmap *m, const guts_id *nodes)
 {
     size_t nc = m->cap ? 2 * m->cap : 256;
-    guts_id *k = calloc(nc, sizeof(guts_id));
-    uint32_t *v = calloc(nc, sizeof(uint32_t));
-    uint8_t *u = calloc(nc, 1);
-    if (!k || !v || !u) {
-        free(k);
-        free(v);
-        free(u);
+    uint32_t *sl = calloc(nc, sizeof(uint32_t));
+    if (!sl)
         return GUTS_ENOMEM;
-    }
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->used[i])
+        if (!m->slots[i])
             continue;
-        size_t j = id_hash(&m->keys[i]) & (nc - 1);
-        while (u[j])
+        size_t j = id_hash(&nodes[m->slots[i] - 1]) & (nc - 1);
+        while (sl[j])
             j = (j + 1) & (nc - 1);
-        u[j] = 1;
-        k[j] = m->keys[i];
-        v[j] = m->vals[i];
+        sl[j] = m->slots[i];
     }
-    free(m->keys);
-    free(m->vals);
-    free(m->used);
-    m->keys = k;
-    m->vals = v;
-    m->used = u;
+    free(m->slots);
+    m->slots = sl;
     m->cap = nc;
     return GUTS_OK;
 }
 
-/* Index of id, or -1. */
-static long idmap_get(const idmap *m, const guts_id *id)
+/* Index of id among nodes, or -1. */
+static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
 {
     if (!m->cap)
         return -1;
     size_t j = id_hash(id) & (m->cap - 1);
-    while (m->used[j]) {
-        if (memcmp(&m->keys[j], id, sizeof(*id)) == 0)
-            return m->vals[j];
+    while (m->slots[j]) {
+        if (memcmp(&nodes[m->slots[j] - 1], id, sizeof(*id)) == 0)
+            return (long)m->slots[j] - 1;
         j = (j + 1) & (m->cap - 1);
     }
     return -1;
 }
 
-static int idmap_put(idmap *m, const guts_id *id, uint32_t val)
+/* Add nodes[idx] (not present). */
+static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
 {
-    if ((m->n + 1) * 2 > m->cap && idmap_grow(m))
+    if ((m->n + 1) * 2 > m->cap && idmap_grow(m, nodes))
         return GUTS_ENOMEM;
-    size_t j = id_hash(id) & (m->cap - 1);
-    while (m->used[j])
+    size_t j = id_hash(&nodes[idx]) & (m->cap - 1);
+    while (m->slots[j])
         j = (j + 1) & (m->cap - 1);
-    m->used[j] = 1;
-    m->keys[j] = *id;
-    m->vals[j] = val;
+    m->slots[j] = idx + 1;
     m->n++;
     return GUTS_OK;
 }
 
 static void idmap_free(idmap *m)
 {
-    free(m->keys);
-    free(m->vals);
-    free(m->used);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
 }
 
@@ -405,7 +391,8 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
     walk w = {0};
     idmap map = {0};
     guts_id *nodes = NULL;
-    uint8_t *bad = NULL;
+    enum { N_BAD = 1, N_BLOB = 2 };
+    uint8_t *bad = NULL; /* N_BAD, N_BLOB per node */
     size_t nnodes = 0, capnodes = 0;
     uint32_t (*edges)[2] = NULL; /* parent index, child index */
     size_t nedges = 0, capedges = 0;
@@ -426,7 +413,7 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
         uint32_t parent = from[w.n];
         if (idset_has(&r->complete, &it.id))
             continue;
-        long idx = idmap_get(&map, &it.id);
+        long idx = idmap_get(&map, nodes, &it.id);
         int isnew = idx < 0;
         if (isnew) {
             if (nnodes == capnodes) {
@@ -444,9 +431,9 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
             }
             idx = (long)nnodes;
             nodes[nnodes] = it.id;
-            bad[nnodes] = 0;
+            bad[nnodes] = it.blob ? N_BLOB : 0;
             nnodes++;
-            if (idmap_put(&map, &it.id, (uint32_t)idx)) {
+            if (idmap_put(&map, nodes, (uint32_t)idx)) {
                 rc = GUTS_ENOMEM;
                 break;
             }
@@ -469,17 +456,29 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
         if (!isnew)
             continue; /* seen before in this walk */
         if (idset_has(incomplete, &it.id)) {
-            bad[idx] = 1;
+            bad[idx] |= N_BAD;
             *complete = 0;
             continue;
         }
-        int has = c->st.has(c->st.ctx, r->key, &it.id);
+        /* a blob needs only a lookup; anything else is read (and a read
+         * that finds nothing is the lookup: one store call per object) */
+        int type, grc = GUTS_OK;
+        void *data = NULL;
+        size_t len;
+        int has = it.blob ? c->st.has(c->st.ctx, r->key, &it.id)
+                          : (grc = c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len)) ==
+                                GUTS_OK;
         if (has < 0) {
             rc = has;
             break;
         }
+        if (!has && grc != GUTS_OK && grc != GUTS_ENOTFOUND) {
+            bad[idx] |= N_BAD; /* unreadable: never complete, never wanted */
+            *complete = 0;
+            continue;
+        }
         if (!has) {
-            bad[idx] = 1;
+            bad[idx] |= N_BAD;
             *complete = 0;
             int dup = 0;
             for (size_t i = 0; i < *nwant; i++)
@@ -490,14 +489,6 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
         }
         if (it.blob)
             continue;
-        int type;
-        void *data;
-        size_t len;
-        if (c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len) != GUTS_OK) {
-            bad[idx] = 1;
-            *complete = 0;
-            continue;
-        }
         size_t before = w.n;
         children(&w, type, data, len);
         free(data);
@@ -541,13 +532,13 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
                 free(fill);
                 size_t qh = 0, qt = 0;
                 for (size_t i = 0; i < nnodes; i++)
-                    if (bad[i])
+                    if (bad[i] & N_BAD)
                         queue[qt++] = (uint32_t)i;
                 while (qh < qt) {
                     uint32_t n = queue[qh++];
                     for (uint32_t k = start[n]; k < start[n + 1]; k++) {
-                        if (!bad[par[k]]) {
-                            bad[par[k]] = 1;
+                        if (!(bad[par[k]] & N_BAD)) {
+                            bad[par[k]] |= N_BAD;
                             queue[qt++] = par[k];
                         }
                     }
@@ -561,14 +552,18 @@ static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *tar
     if (!rc) {
         size_t good = 0;
         for (size_t i = 0; i < nnodes; i++)
-            good += !bad[i];
+            good += !(bad[i] & (N_BAD | N_BLOB));
         if (r->complete.n + good > CORE_COMPLETE_MAX)
             idset_clear(&r->complete);
+        /* Blobs stay out of the complete cache: a blob is a leaf, checked
+         * by one lookup whenever a walk meets it again, so caching it saves
+         * little and would double the cache (half the objects of a
+         * repository are blobs; 21 bytes each at load 1/2). */
         for (size_t i = 0; i < nnodes; i++) {
-            if (!bad[i])
-                idset_add(&r->complete, &nodes[i]);
-            else
+            if (bad[i] & N_BAD)
                 idset_add(incomplete, &nodes[i]);
+            else if (!(bad[i] & N_BLOB))
+                idset_add(&r->complete, &nodes[i]);
         }
     }
     free(w.stack);
@@ -731,7 +726,8 @@ out:
     return rc;
 }
 
-int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant)
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant,
+                       int count)
 {
     *nwant = 0;
     size_t w = 0;
@@ -745,10 +741,10 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         if (rc == 1) {
             changed = 1;
             cref_free(&r->pending[i]);
-        } else if (rc == 0 && ++r->pending[i].tries >= CORE_REF_TRIES_MAX) {
+        } else if (rc == 0 && count && ++r->pending[i].tries >= CORE_REF_TRIES_MAX) {
             /* its closure never completed: a damaged or forged target */
             c->ctr.refs_dropped++;
-            core_log(c, GUTS_LOG_WARN, "ref %s in %s dropped: closure incomplete after %u tries",
+            core_log(c, GUTS_LOG_WARN, "ref %s in %s dropped: closure incomplete after %u sessions",
                      r->pending[i].name, r->key, (unsigned)r->pending[i].tries);
             cref_free(&r->pending[i]);
         } else {

@@ -485,9 +485,9 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     r->d = d;
     r->stage_have = UINT64_MAX;
     int rc = GUTS_ENOMEM;
-    r->cctx[0] = store_cctx_new();
+    r->cctx = store_cctx_new();
     r->dctx = ZSTD_createDCtx();
-    if (!r->cctx[0] || !r->dctx || cache_init(&r->cache, d->cache_bytes)) goto fail;
+    if (!r->cctx || !r->dctx || cache_init(&r->cache, d->cache_bytes)) goto fail;
     if (ZSTD_isError(ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
         rc = GUTS_EINVAL;
         goto fail;
@@ -512,7 +512,7 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     *out = r;
     return GUTS_OK;
 fail:
-    ZSTD_freeCCtx(r->cctx[0]);
+    ZSTD_freeCCtx(r->cctx);
     ZSTD_freeDCtx(r->dctx);
     cache_free(&r->cache);
     free(r);
@@ -552,10 +552,8 @@ void guts_repo_close(guts_repo *r)
     int last = --d->refs == 0;
     pthread_mutex_unlock(&d->lock);
     if (last) data_free(d);
-    for (int w = 0; w < STORE_PUT_THREADS_MAX; w++) {
-        ZSTD_freeCCtx(r->cctx[w]);
-        free(r->arena[w].buf);
-    }
+    ZSTD_freeCCtx(r->cctx);
+    free(r->arena.buf);
     ZSTD_freeDCtx(r->dctx);
     EVP_MD_CTX_free(r->stage_sha);
     cache_free(&r->cache);

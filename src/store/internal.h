@@ -65,11 +65,6 @@
  * working set of chains of typical repositories. */
 #define STORE_CACHE_BYTES ((size_t)64 << 20)
 
-/* Compression threads per put: zstd is most of a put's CPU and objects
- * compress independently once their bases are fetched. Beyond 4 the serial
- * parts (SHA-1 check, LMDB writes, commit) dominate. */
-#define STORE_PUT_THREADS_MAX 4
-
 typedef struct store_env store_env;
 struct store_env {
     char key[GUTS_KEY_MAX + 1];
@@ -105,8 +100,8 @@ typedef struct store_cache {
     cache_entry *head, *tail; /* most recently used first */
 } store_cache;
 
-/* Records compressed by one put thread, kept between puts (no page faults
- * after the first batch). */
+/* Records compressed by a put, kept between puts (no page faults after the
+ * first batch). */
 typedef struct store_arena {
     uint8_t *buf;
     size_t used, cap;
@@ -115,9 +110,9 @@ typedef struct store_arena {
 struct guts_repo {
     guts_data *d;
     store_env *se;
-    ZSTD_CCtx *cctx[STORE_PUT_THREADS_MAX]; /* [0] always; others on demand */
+    ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
-    store_arena arena[STORE_PUT_THREADS_MAX];
+    store_arena arena;
     store_cache cache;
     /* SHA-1 of the staging last written through this handle, as committed:
      * the next write of the same object continues it (pieces.c). */

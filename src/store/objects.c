@@ -12,15 +12,16 @@
  *
  * A put is one write transaction for the whole batch: ids are verified
  * before it starts, existing ids are skipped with one lookup before any
- * compression, objects are compressed on up to STORE_PUT_THREADS_MAX
- * threads, and count, fingerprint, log, sequence and stored bytes are
- * written at the end of the same transaction. Reads decode a chain
+ * compression, and count, fingerprint, log, sequence and stored bytes are
+ * written at the end of the same transaction. (Compressing on up to four
+ * threads gained nothing measurable on 2 cores - zlib's import 0.7-1.1 s
+ * either way, 202,000 small objects 3.8 s on one thread, 4.8-5.3 s on
+ * two - and was removed.) Reads decode a chain
  * iteratively from the nearest cached (or full) base towards the object.
  * zstd frames carry their XXH64 checksum and every decode is checked
  * against the recorded size, so a damaged record reads as GUTS_ECORRUPT and
  * never as wrong content (a full SHA-1 rehash is fsck's job).
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,13 +44,10 @@
  * each; bigger raw ones (incompressible blobs) are checked by length and
  * left to fsck, as rehashing them would double the cost of an export. */
 #define STORE_RAW_VERIFY_MAX ((size_t)64 << 10)
-/* Content bytes per compression thread: below this, starting a thread costs
- * more than it saves. */
-#define STORE_PUT_BYTES_PER_THREAD ((size_t)1 << 20)
-/* A put thread's record arena is kept between puts up to this size (the
+/* A put's record arena is kept between puts up to this size (the
  * compressed output of a 16 MiB import batch fits) and released above it,
  * so a huge blob pins nothing and a node with many repositories open keeps
- * at most 4 x 4 MiB per handle. */
+ * at most 4 MiB per handle. */
 #define STORE_BUF_KEEP ((size_t)4 << 20)
 /* Received contents at least this large are kept in the cache as likely
  * bases (guts_repo_rec_put); below it a content costs the cache (entry,
@@ -274,14 +272,14 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
 /* ---- put ------------------------------------------------------------------ */
 
 /* A put runs in three phases inside its write transaction:
- *   A (this thread)  skip present and duplicate ids; choose each object's
- *                    base (stored, or earlier in the batch) and fetch the
- *                    base's content; bound the chain depth from above;
- *   B (1-4 threads)  compress every object on its own, against its base;
- *   C (this thread)  write records in batch order, fixing each delta's depth
- *                    from its base's actual record, plus log and counters.
- * Only phase B runs in parallel, and it touches neither LMDB nor the cache,
- * only the batch, the fetched bases and per-thread contexts and arenas. */
+ *   A  skip present and duplicate ids; choose each object's base (stored,
+ *      or earlier in the batch) and fetch the base's content; bound the
+ *      chain depth from above;
+ *   B  compress every object on its own, against its base;
+ *   C  write records in batch order, fixing each delta's depth from its
+ *      base's actual record, plus log and counters.
+ * Phase B touches neither LMDB nor the cache, only the batch, the fetched
+ * bases, the compression context and the arena. */
 
 #define NO_INDEX ((size_t)-1)
 
@@ -291,7 +289,6 @@ typedef struct put_item {
     uint8_t planned;    /* depth bound if a delta (>= the actual depth) */
     uint8_t depth;      /* actual depth of the record written (phase C) */
     uint8_t base_depth; /* depth of a base stored before this put */
-    int worker;         /* arena holding the record */
     size_t base_idx;    /* base earlier in this batch, or NO_INDEX */
     const uint8_t *base;
     size_t blen;
@@ -311,8 +308,6 @@ typedef struct put_ctx {
     size_t *pool_lens;
     size_t npool;
     size_t *pmap; /* open addressing over pool_ids, same size as map */
-    atomic_size_t next;
-    atomic_int err;
     size_t added;
 } put_ctx;
 
@@ -504,22 +499,13 @@ static size_t encode(ZSTD_CCtx *cctx, const guts_obj *o, put_item *it, uint8_t *
     return REC_HDR + o->len;
 }
 
-typedef struct put_worker {
-    put_ctx *c;
-    int w;
-} put_worker;
-
-/* Phase B: take objects one at a time until none is left. */
-static void *put_work(void *arg)
+/* Phase B: compress every object not skipped into the arena. */
+static int put_compress(put_ctx *c)
 {
-    put_worker *pw = arg;
-    put_ctx *c = pw->c;
     guts_repo *r = c->r;
-    ZSTD_CCtx *cctx = r->cctx[pw->w];
-    store_arena *a = &r->arena[pw->w];
-    for (;;) {
-        size_t i = atomic_fetch_add(&c->next, 1);
-        if (i >= c->n || atomic_load(&c->err)) break;
+    store_arena *a = &r->arena;
+    a->used = 0;
+    for (size_t i = 0; i < c->n; i++) {
         put_item *it = &c->items[i];
         if (it->skip) continue;
         const guts_obj *o = &c->objs[i];
@@ -529,67 +515,15 @@ static void *put_work(void *arg)
             while (cap - a->used < need)
                 cap *= 2;
             uint8_t *nb = realloc(a->buf, cap);
-            if (!nb) {
-                atomic_store(&c->err, GUTS_ENOMEM);
-                break;
-            }
+            if (!nb) return GUTS_ENOMEM;
             a->buf = nb;
             a->cap = cap;
         }
-        it->worker = pw->w;
         it->off = a->used;
-        it->len = encode(cctx, o, it, a->buf + a->used, a->cap - a->used);
+        it->len = encode(r->cctx, o, it, a->buf + a->used, a->cap - a->used);
         a->used += it->len;
     }
-    return NULL;
-}
-
-static long online_cpus(void)
-{
-    static atomic_long n; /* sysconf reads /sys: once per process is enough */
-    long v = atomic_load(&n);
-    if (!v) {
-        v = sysconf(_SC_NPROCESSORS_ONLN);
-        if (v < 1) v = 1;
-        atomic_store(&n, v);
-    }
-    return v;
-}
-
-/* Phase B on as many threads as the batch's size and the machine justify. */
-static int put_compress(put_ctx *c)
-{
-    guts_repo *r = c->r;
-    size_t bytes = 0;
-    for (size_t i = 0; i < c->n; i++)
-        if (!c->items[i].skip) bytes += c->objs[i].len;
-    size_t want = 1 + bytes / STORE_PUT_BYTES_PER_THREAD;
-    if (want > STORE_PUT_THREADS_MAX) want = STORE_PUT_THREADS_MAX;
-    if (want > (size_t)online_cpus()) want = (size_t)online_cpus();
-    int nw = 1;
-    for (; nw < (int)want; nw++) {
-        if (r->cctx[nw]) continue;
-        if (!(r->cctx[nw] = store_cctx_new())) break;
-    }
-    for (int w = 0; w < nw; w++)
-        r->arena[w].used = 0;
-    atomic_store(&c->next, 0);
-    atomic_store(&c->err, 0);
-    put_worker pw[STORE_PUT_THREADS_MAX];
-    pthread_t th[STORE_PUT_THREADS_MAX];
-    int started = 0;
-    for (int w = 1; w < nw; w++) {
-        pw[w].c = c;
-        pw[w].w = w;
-        if (pthread_create(&th[w], NULL, put_work, &pw[w]) != 0) break;
-        started = w;
-    }
-    pw[0].c = c;
-    pw[0].w = 0;
-    put_work(&pw[0]);
-    for (int w = 1; w <= started; w++)
-        pthread_join(th[w], NULL);
-    return atomic_load(&c->err);
+    return GUTS_OK;
 }
 
 /* Phase C. Returns 0, a GUTS_E* code or a raw LMDB code. */
@@ -609,7 +543,7 @@ static int put_write(put_ctx *c, MDB_txn *txn)
         put_item *it = &c->items[i];
         if (it->skip) continue;
         const guts_obj *o = &c->objs[i];
-        uint8_t *rec = r->arena[it->worker].buf + it->off;
+        uint8_t *rec = r->arena.buf + it->off;
         if (it->delta) {
             unsigned bd = it->base_idx != NO_INDEX ? c->items[it->base_idx].depth : it->base_depth;
             it->depth = (uint8_t)(bd + 1); /* <= planned <= STORE_DELTA_DEPTH_MAX */
@@ -730,11 +664,9 @@ out:
     free(c.pool_ids);
     free(c.pool);
     free(c.pool_lens);
-    for (int w = 0; w < STORE_PUT_THREADS_MAX; w++) {
-        if (r->arena[w].cap > STORE_BUF_KEEP) {
-            free(r->arena[w].buf);
-            memset(&r->arena[w], 0, sizeof r->arena[w]);
-        }
+    if (r->arena.cap > STORE_BUF_KEEP) {
+        free(r->arena.buf);
+        memset(&r->arena, 0, sizeof r->arena);
     }
     if (rc == GUTS_OK && added) *added = c.added + large;
     return rc;
@@ -887,12 +819,13 @@ typedef struct rput_ctx {
 } rput_ctx;
 
 /* Write one record (hdr + optional delta header + payload) and its log
- * entry; counters are updated by the caller. */
+ * entry; counters are updated by the caller. MDB_KEYEXIST (nothing
+ * written) when the id is stored already: the put is the lookup. */
 static int rput_write(guts_repo *r, MDB_txn *txn, const guts_id *id, const uint8_t *head,
                       size_t hlen, const void *payload, size_t plen, uint64_t seq)
 {
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
-    int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE);
+    int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
     if (rc) return rc;
     memcpy(v.mv_data, head, hlen);
     if (plen) memcpy((uint8_t *)v.mv_data + hlen, payload, plen);
@@ -918,10 +851,11 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
     for (size_t i = 0; i < c->n; i++) {
         const guts_rec *rec = &c->recs[i];
         if (c->nobase) c->nobase[i] = 0;
-        MDB_val k = {GUTS_ID_LEN, (void *)rec->id.b}, v;
-        rc = mdb_get(txn, se->objects, &k, &v); /* sees this call's own writes */
-        if (rc == 0) continue;
-        if (rc != MDB_NOTFOUND) return rc;
+        /* No lookup of the id first: records that are stored already are
+         * rare in a pull (reconciliation asked for missing ones), and the
+         * put below finds them (MDB_NOOVERWRITE) at the price of one
+         * wasted decode, where a lookup cost every record a B-tree search. */
+        MDB_val k = {GUTS_ID_LEN, NULL}, v;
         const uint8_t *base = NULL;
         size_t blen = 0;
         uint8_t *owned_base = NULL;
@@ -990,12 +924,13 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
                 free(content);
                 return GUTS_ENOMEM;
             }
-            reclen = encode(r->cctx[0], &o, &it, p, cap);
+            reclen = encode(r->cctx, &o, &it, p, cap);
             rc = rput_write(r, txn, &rec->id, p, reclen, NULL, 0, seq);
             free(p);
         }
         if (rc) {
             free(content);
+            if (rc == MDB_KEYEXIST) continue;
             return rc;
         }
         /* A base of the next records, likely; small contents are cheaper to

@@ -95,9 +95,9 @@ static int piece_write(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t i
     size_t cap = 1 + ZSTD_compressBound(len);
     uint8_t *z = malloc(cap);
     if (!z) return GUTS_ENOMEM;
-    size_t zr = ZSTD_CCtx_refPrefix(r->cctx[0], NULL, 0);
-    if (!ZSTD_isError(zr)) zr = ZSTD_compress2(r->cctx[0], z + 1, cap - 1, data, len);
-    if (ZSTD_isError(zr)) ZSTD_CCtx_reset(r->cctx[0], ZSTD_reset_session_only);
+    size_t zr = ZSTD_CCtx_refPrefix(r->cctx, NULL, 0);
+    if (!ZSTD_isError(zr)) zr = ZSTD_compress2(r->cctx, z + 1, cap - 1, data, len);
+    if (ZSTD_isError(zr)) ZSTD_CCtx_reset(r->cctx, ZSTD_reset_session_only);
     if (!ZSTD_isError(zr) && zr < len) {
         z[0] = PIECE_ZSTD;
         v.mv_size = 1 + zr;

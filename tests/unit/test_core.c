@@ -994,6 +994,49 @@ START_TEST(test_unverifiable_ref_never_shadows_a_valid_one)
 }
 END_TEST
 
+/* A peer that answers a WANT with nothing (broken, hostile, or the record
+ * was damaged in transit) ends the session at that round: one WANT, not
+ * CORE_WANT_ROUNDS_MAX of them, and the session counts as failed. */
+START_TEST(test_want_round_that_brings_nothing_ends_the_session)
+{
+    solo s;
+    solo_init(&s, 13);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    solo_start(&s);
+    guts_wire_ref wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.name = "refs/heads/main";
+    memset(wr.target.b, 0x5a, GUTS_ID_LEN); /* nobody has this object */
+    wr.clock = 1;
+    peer_id(1, &wr.writer);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 4;
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    uint32_t st = pull_offering_refs(&s, 510, &wr, 1);
+    expect_want(&s, &wr.target);
+    ck_assert_uint_eq(s.closes, 0);
+    solo_frames_clear(&s);
+    feed_done(&s, 520, st, GUTS_SPACE_OBJECTS);
+    ck_assert_uint_eq(s.closes, 1);
+    for (size_t i = 0; i < s.nfr; i++) { /* no second WANT */
+        guts_msg m;
+        ck_assert_int_eq(guts_msg_decode(s.fr[i], s.frlen[i], &m), 0);
+        ck_assert_int_ne(m.type, GUTS_MSG_WANT);
+        guts_msg_free(&m);
+    }
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.sessions_failed, 1);
+    ck_assert_uint_eq(k.sessions_ok, 0);
+    ck_assert_uint_eq(k.refs_pending, 1); /* kept: another peer may have it */
+    solo_free(&s);
+}
+END_TEST
+
 /* A peer whose announced state differs from ours but that gave us nothing
  * (it is behind us, or holds nothing we lack) is not pulled again while it
  * announces that same state; once its state changes it is pulled at once.
@@ -1535,6 +1578,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_pulls_list_a_running_pull_with_its_counters);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_unverifiable_ref_never_shadows_a_valid_one);
+    tcase_add_test(t, test_want_round_that_brings_nothing_ends_the_session);
     tcase_add_test(t, test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes);
     tcase_add_test(t, test_in_sync_nodes_open_no_stream);
     tcase_add_test(t, test_lacking_node_pulls_everything);

@@ -1,9 +1,11 @@
 /* test_core_records.c - objects replicated as stored records between two
- * cores on LMDB stores: deltas arrive before their bases (small frames,
- * id order across frames) and are held until the base is stored; nothing
- * is dropped and the receiver ends with the same set and the records
- * stored compressed, without compressing them again; a large object
- * resumes where the receiver's staging stopped. */
+ * cores on LMDB stores. A receiver that holds nothing gets the repository
+ * in id order with every base sent ahead of its deltas, so no delta ever
+ * waits for its base; one that holds something gets plain id order, deltas
+ * arrive before their bases (small frames) and are held until the base is
+ * stored. Either way nothing is dropped and the receiver ends with the same
+ * set and the records stored compressed, without compressing them again; a
+ * large object resumes where the receiver's staging stopped. */
 #include <check.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -36,7 +38,10 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
-START_TEST(test_delta_records_before_their_base_are_held_then_stored)
+/* Replicate chains of deltas from node 0 to node 1 (which first holds one
+ * unrelated blob when preload) and check the result; *k gets node 1's
+ * counters. */
+static void replicate(int preload, guts_core_counters *k)
 {
     enum { CHAINS = 3, LEN = 40, SZ = 32 << 10, N = CHAINS * LEN };
     char tmp[] = "/tmp/guts-core-rec-XXXXXX";
@@ -72,6 +77,13 @@ START_TEST(test_delta_records_before_their_base_are_held_then_stored)
     }
     ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
     ck_assert_int_eq(st[0].put(st[0].ctx, KEY, objs, N, NULL, NULL), 0);
+    if (preload) {
+        guts_obj o = {.type = GUTS_OBJ_BLOB, .data = "unrelated", .len = 9};
+        ck_assert_int_eq(guts_obj_hash(o.type, o.data, o.len, &o.id), 0);
+        ck_assert_int_eq(st[0].put(st[0].ctx, KEY, &o, 1, NULL, NULL), 0);
+        ck_assert_int_eq(st[1].create(st[1].ctx, KEY), 0);
+        ck_assert_int_eq(st[1].put(st[1].ctx, KEY, &o, 1, NULL, NULL), 0);
+    }
 
     /* The smallest frame cap, 64 KiB: 16 KiB of records a frame, so the
      * bases go as chunks and the deltas over several frames, in id order. */
@@ -89,16 +101,14 @@ START_TEST(test_delta_records_before_their_base_are_held_then_stored)
             break;
     }
     ck_assert(guts_fp_eq(a.fp, b.fp));
-    ck_assert_uint_eq(b.objects, N);
+    ck_assert_uint_eq(b.objects, N + (preload ? 1 : 0));
     /* records kept as they came: the same bytes as the sender's, except
      * the chain bases, which came as chunks and are kept as one piece each
      * (a 14-byte row and a 1-byte piece header instead of a 10-byte one) */
     ck_assert_uint_eq(b.stored_bytes, a.stored_bytes + CHAINS * 5);
-    guts_core_counters k;
-    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
-    ck_assert_uint_gt(k.objects_nobase, 0);
-    ck_assert_uint_eq(k.objects_dropped, 0);
-    ck_assert_uint_eq(k.bad_objects, 0);
+    guts_core_counters_get(guts_cluster_core(cl, 1), k);
+    ck_assert_uint_eq(k->objects_dropped, 0);
+    ck_assert_uint_eq(k->bad_objects, 0);
     for (int i = N - 1; i >= 0; i -= 7) {
         int type;
         void *data;
@@ -115,6 +125,21 @@ START_TEST(test_delta_records_before_their_base_are_held_then_stored)
     }
     free(v);
     nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+START_TEST(test_empty_receiver_gets_every_base_before_its_deltas)
+{
+    guts_core_counters k;
+    replicate(0, &k);
+    ck_assert_uint_eq(k.objects_nobase, 0);
+}
+END_TEST
+
+START_TEST(test_delta_records_before_their_base_are_held_then_stored)
+{
+    guts_core_counters k;
+    replicate(1, &k);
+    ck_assert_uint_gt(k.objects_nobase, 0);
 }
 END_TEST
 
@@ -211,6 +236,7 @@ int main(void)
     Suite *s = suite_create("core_records");
     TCase *t = tcase_create("records");
     tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_empty_receiver_gets_every_base_before_its_deltas);
     tcase_add_test(t, test_delta_records_before_their_base_are_held_then_stored);
     tcase_add_test(t, test_large_object_resumes_at_the_staged_length);
     tcase_add_test(t, test_large_object_resumes_between_memory_stores);
