@@ -224,6 +224,7 @@ typedef struct guts_core_counters {
     uint64_t objects_fetched, refs_applied, refs_pending;
     uint64_t refs_dropped;       /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
+    uint64_t peers_evicted;      /* left a full view for a more useful sender */
 } guts_core_counters;
 
 /** Number of live peers. */

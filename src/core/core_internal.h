@@ -22,10 +22,29 @@
 
 /* ---- Limits (each with why) ---------------------------------------------- */
 
-/* A LAN group of 10,000 nodes is far beyond the target; the cap bounds the
- * memory a flood of forged node ids can take (each peer is ~100 bytes plus
- * its announced repositories). */
-#define CORE_PEERS_MAX 16384
+/* Peers kept in the view (partial membership, docs/architecture.md
+ * "Membership"): a node needs a few sources per repository, not the whole
+ * group; 256 entries (~250 bytes each with one repository) bound a core's
+ * memory whatever the group size, and a flood of forged node ids only
+ * churns the view. When it is full, a new sender enters only if its
+ * announce is useful (it has a repository state we would pull), in place
+ * of the least useful, stalest entry. */
+#define CORE_VIEW_MAX 256
+/* Peers sampled for eviction from a full view (see view_evict). */
+#define CORE_VIEW_SAMPLE 8
+/* Group-size sketch: the k smallest hashes of sender ids heard (k minimum
+ * values, Bar-Yossef et al. 2002), in two epochs. Exact below k senders;
+ * above, standard error ~1/sqrt(k-2): 6.3% at 256 (4 KiB per core). */
+#define CORE_KMV_K 256
+/* Announces of the whole group per second, at most (with the byte budget,
+ * the tighter wins): a receiver's cost is per datagram more than per byte,
+ * so small announces must not raise the rate it pays (~50 full announces
+ * a second is what GUTS_CORE_GROUP_BUDGET_DEFAULT allows). */
+#define CORE_GROUP_RATE 50
+/* A change is announced at once unless this many peers of the view already
+ * announced the same state (Trickle's redundancy constant, RFC 6206): they
+ * are sources enough, and every extra announce reaches the whole group. */
+#define CORE_ANNOUNCE_REDUNDANT 32
 /* Expiry is checked at most once per this fraction of the base interval:
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
@@ -177,6 +196,7 @@ typedef struct lrepo {
     char key[GUTS_KEY_MAX + 1];
     guts_repo_info info;
     int changed;        /* to be announced first */
+    guts_fp ann_fp;     /* the fingerprint our last announce of it carried */
     uint64_t next_pull; /* 0: none scheduled */
     int urgent;         /* next_pull was set by evidence, not anti-entropy */
     int pulling;        /* an outgoing session runs for it */
@@ -289,11 +309,21 @@ struct guts_core {
     uint32_t next_stream;
 
     uint64_t next_announce, last_announce;
+    uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
     int announce_soon;
+    int started;         /* the first event came (first announce scheduled) */
     uint64_t next_timer_sent;
     uint64_t next_expiry_check; /* earliest time any peer can expire */
 
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
+    /* group-size sketch (node_members.c): per epoch the sorted distinct
+     * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last */
+    uint64_t kmv[2][CORE_KMV_K];
+    size_t nkmv[2];
+    int kmv_cur;
+    uint64_t kmv_seed;      /* keyed: a sender cannot pick small hashes */
+    uint64_t kmv_epoch_end; /* 0: not started */
+    uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };
@@ -319,9 +349,16 @@ uint32_t core_frame_payload(const guts_core *c);
 
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);
-/* Record that a datagram from id/addr/inc arrived; NULL when ignored. */
+/* Record that a datagram from id/addr/inc arrived; NULL when ignored. A new
+ * sender enters a full view only when useful (see CORE_VIEW_MAX). */
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval);
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful);
+/* Count sender id in the group-size sketch. */
+void members_sketch_add(guts_core *c, const guts_node_id *id);
+/* Estimated members of the group, this node included. */
+uint64_t members_estimate(guts_core *c);
+/* Peers of the view that announced exactly r's state. */
+size_t members_same_state(guts_core *c, const lrepo *r);
 void members_remove(guts_core *c, size_t i, const char *why);
 void members_expire(guts_core *c);
 peer_repo *members_repo(peer *p, const char *key);
@@ -334,7 +371,12 @@ int members_repo_exhausted(const peer_repo *pr);
 void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int empty);
 
 /* node_announce.c */
-uint32_t announce_interval(const guts_core *c);
+uint32_t announce_interval(guts_core *c);
+/* The regular announce is due (RTCP's timer reconsideration): 1, or 0 and
+ * next_announce moved to when the interval, grown meanwhile, ends. */
+int announce_due(guts_core *c);
+/* Schedule the first announce: half an interval, jittered (RFC 3550). */
+void announce_start(guts_core *c);
 void announce_send(guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */

@@ -219,10 +219,11 @@ void core_repo_refresh(guts_core *c, lrepo *r)
     guts_repo_info info;
     if (c->st.info(c->st.ctx, r->key, &info) != GUTS_OK)
         return;
-    if (info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
-        !guts_fp_eq(info.refs_digest, r->info.refs_digest))
-        announce_changed(c, r);
+    int changed = info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
+                  !guts_fp_eq(info.refs_digest, r->info.refs_digest);
     r->info = info;
+    if (changed)
+        announce_changed(c, r);
 }
 
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
@@ -337,8 +338,8 @@ static void settle(guts_core *c)
         return;
     members_expire(c);
     sync_idle(c);
-    if (c->now >= c->next_announce ||
-        (c->announce_soon && c->now >= c->last_announce + CORE_ANNOUNCE_GAP_MS))
+    int due = c->now >= c->next_announce && announce_due(c);
+    if (due || (c->announce_soon && c->now >= c->last_announce + CORE_ANNOUNCE_GAP_MS))
         announce_send(c);
     sync_start_pulls(c);
     uint64_t t = next_deadline(c);
@@ -354,6 +355,10 @@ static void enter(guts_core *c, uint64_t now)
     acts_release(c);
     if (now > c->now)
         c->now = now;
+    if (!c->started) {
+        c->started = 1;
+        announce_start(c);
+    }
 }
 
 /* ---- Lazy creation --------------------------------------------------------
@@ -546,7 +551,7 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
     for (int i = 0; i < 4; i++)
         c->rng[i] = splitmix(&x);
     c->next_stream = 1;
-    c->next_announce = 0; /* the first timer announces at once */
+    c->kmv_seed = core_rand(c);
     c->st.repos(c->st.ctx, rescan_cb, c);
     *out = c;
     return GUTS_OK;
@@ -727,7 +732,7 @@ void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
 
 uint32_t guts_core_interval(const guts_core *c)
 {
-    return announce_interval(c);
+    return announce_interval((guts_core *)c); /* it only fills a cache */
 }
 
 void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)

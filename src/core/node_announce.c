@@ -47,13 +47,16 @@
  * this count the rule is skipped (anti-entropy covers it). */
 #define ANNOUNCE_EVIDENCE_MAX 1024
 
-uint32_t announce_interval(const guts_core *c)
+uint32_t announce_interval(guts_core *c)
 {
-    uint64_t members = c->npeers + 1;
+    uint64_t members = members_estimate(c);
     /* average size of the announces sent and heard (RTCP's avg_rtcp_size);
      * full datagrams when nothing is known yet */
     uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : c->cfg.dgram_max;
     uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
+    uint64_t by_rate = members * 1000 / CORE_GROUP_RATE;
+    if (iv < by_rate)
+        iv = by_rate;
     if (iv < c->cfg.interval_ms)
         iv = c->cfg.interval_ms;
     if (iv > 600000)
@@ -61,10 +64,40 @@ uint32_t announce_interval(const guts_core *c)
     return (uint32_t)iv;
 }
 
+static void jitter(guts_core *c)
+{
+    c->ann_factor = 500 + (uint32_t)core_rand_below(c, 1001);
+}
+
+void announce_start(guts_core *c)
+{
+    jitter(c);
+    c->last_announce = c->now;
+    c->next_announce = c->now + (uint64_t)c->cfg.interval_ms / 2 * c->ann_factor / 1000;
+}
+
+int announce_due(guts_core *c)
+{
+    uint64_t iv = announce_interval(c);
+    if (c->ctr.dgrams_out == 0)
+        iv /= 2; /* the first one */
+    uint64_t due = c->last_announce + iv * c->ann_factor / 1000;
+    if (due <= c->now)
+        return 1;
+    c->next_announce = due;
+    return 0;
+}
+
 void announce_changed(guts_core *c, lrepo *r)
 {
     r->changed = 1;
-    c->announce_soon = 1;
+    /* Enough peers announced this state already: it waits for the regular
+     * announce (see CORE_ANNOUNCE_REDUNDANT). Unless our last announce had
+     * these objects with other refs: peers would take that for refs we
+     * have and they lack, and pull us for nothing until corrected. */
+    if (guts_fp_eq(r->ann_fp, r->info.fp) ||
+        members_same_state(c, r) < CORE_ANNOUNCE_REDUNDANT)
+        c->announce_soon = 1;
 }
 
 typedef struct entry {
@@ -195,8 +228,10 @@ full:
     for (size_t i = 0; i < n; i++)
         guts_bloom_free(&ens[i].bloom);
     if (rc == GUTS_OK && len <= c->cfg.dgram_max) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             ens[i].r->changed = 0;
+            ens[i].r->ann_fp = ens[i].r->info.fp;
+        }
         guts_core_action act = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
                                 .len = len};
         if (core_push(c, &act) == GUTS_OK) {
@@ -211,7 +246,8 @@ full:
         core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
     }
     c->last_announce = c->now;
-    c->next_announce = c->now + iv / 2 + core_rand_below(c, iv + 1);
+    jitter(c);
+    c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
     c->announce_soon = 0;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed)
@@ -294,10 +330,30 @@ static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo
     return ev;
 }
 
+/* a has a repository state we would pull (lazily: only a full view asks) */
+static int announce_useful(guts_core *c, const guts_msg_announce *a)
+{
+    for (uint32_t i = 0; i < a->nrepos; i++) {
+        const guts_announce_repo *e = &a->repos[i];
+        if ((e->objects == 0 && e->refs_digest == 0) || guts_repo_key_check(e->key) != GUTS_OK)
+            continue;
+        const lrepo *r = core_repo_find(c, e->key);
+        if (r ? !guts_fp_eq(e->fp, r->info.fp) || e->refs_digest != r->info.refs_digest.lo
+              : !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
+            return 1;
+    }
+    return 0;
+}
+
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
     const guts_msg_announce *a = &m->u.announce;
-    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms);
+    members_sketch_add(c, &m->sender);
+    int useful = c->npeers >= CORE_VIEW_MAX && !members_find(c, &m->sender)
+                     ? announce_useful(c, a)
+                     : 1;
+    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms,
+                            useful);
     if (!p)
         return;
     for (uint32_t i = 0; i < a->nrepos; i++) {

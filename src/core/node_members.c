@@ -1,4 +1,5 @@
-/* node_members.c - the peer table, built from announces.
+/* node_members.c - the view (a bounded peer table, built from announces)
+ * and the group-size sketch.
  *
  * There is no join protocol: a peer exists while its announces keep coming.
  * An entry holds the peer's id, the address its datagrams came from, its
@@ -9,9 +10,24 @@
  * id comes back with a higher incarnation (a restart: its sessions are
  * aborted, its old announcements forgotten). Lower incarnations are stale
  * datagrams of a previous life and are ignored.
+ *
+ * The view holds at most CORE_VIEW_MAX peers. Once full, a sender not in it
+ * enters only when its announce is useful (a repository state we would
+ * pull: the writer of an update always gets in), evicting the peer that is
+ * least useful (no state we would pull), stalest first. Eviction sends
+ * nothing and aborts nothing: a session with an evicted peer runs on.
+ *
+ * The group size, which sets the announce interval, is not the view's: it
+ * is estimated from the k smallest keyed hashes of the sender ids heard
+ * (k minimum values: exact below k distinct senders, else (k - 1) / the
+ * k-th smallest hash as a fraction of 2^64). Senders are counted over two
+ * epochs, each at least two announce intervals long (every live member
+ * announces within 1.5 intervals), so departed members fade out within
+ * two epochs.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/core_internal.h"
 
@@ -66,6 +82,31 @@ static void peer_clear_repos(peer *p)
     p->nrepos = p->caprepos = 0;
 }
 
+/* The index slot holding peer i + 1. */
+static size_t pindex_slot(const guts_core *c, size_t i)
+{
+    size_t j = nid_hash(&c->peers[i].id) & (c->pindex_cap - 1);
+    while (c->pindex[j] != i + 1)
+        j = (j + 1) & (c->pindex_cap - 1);
+    return j;
+}
+
+/* Empty slot j of the linear-probing index, moving later entries of its
+ * cluster back so every lookup still finds them (no tombstones). */
+static void pindex_delete(guts_core *c, size_t j)
+{
+    size_t mask = c->pindex_cap - 1;
+    for (size_t k = (j + 1) & mask; c->pindex[k]; k = (k + 1) & mask) {
+        size_t home = nid_hash(&c->peers[c->pindex[k] - 1].id) & mask;
+        /* entry k may fill j unless its home lies cyclically in (j, k] */
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            c->pindex[j] = c->pindex[k];
+            j = k;
+        }
+    }
+    c->pindex[j] = 0;
+}
+
 void members_remove(guts_core *c, size_t i, const char *why)
 {
     peer *p = &c->peers[i];
@@ -76,23 +117,28 @@ void members_remove(guts_core *c, size_t i, const char *why)
         c->ctr.peers_left++;
     }
     peer_clear_repos(p);
+    if (c->pindex) {
+        pindex_delete(c, pindex_slot(c, i));
+        if (i != c->npeers - 1) /* the last entry moves to i */
+            c->pindex[pindex_slot(c, c->npeers - 1)] = (uint32_t)i + 1;
+    }
     c->peers[i] = c->peers[c->npeers - 1];
     c->npeers--;
     if (c->npeers == 0) {
         free(c->pindex);
         c->pindex = NULL;
         c->pindex_cap = 0;
-    } else if (pindex_rebuild(c, c->npeers) != GUTS_OK) {
-        /* keep lookups correct without an index: rebuilt on the next add */
-        free(c->pindex);
-        c->pindex = NULL;
-        c->pindex_cap = 0;
     }
 }
 
-static uint64_t expiry_of(const guts_core *c, const peer *p)
+static uint64_t expiry_of(guts_core *c, const peer *p)
 {
-    uint32_t iv = p->interval ? p->interval : c->cfg.interval_ms;
+    /* the peer's advertised interval, or ours when longer: a peer that
+     * announced first in a group it did not know yet advertised too short
+     * a one (RTCP times members out by the receiver's own interval) */
+    uint32_t iv = announce_interval(c);
+    if (p->interval > iv)
+        iv = p->interval;
     /* the sender jitters up to 1.5x its interval */
     return p->last_heard + (uint64_t)iv * c->cfg.expiry_missed * 3 / 2;
 }
@@ -102,10 +148,94 @@ uint64_t members_next_expiry(const guts_core *c)
     return c->npeers ? c->next_expiry_check : 0;
 }
 
+/* Start a new sketch epoch when the current one is over. */
+static void sketch_tick(guts_core *c)
+{
+    if (c->now < c->kmv_epoch_end)
+        return;
+    if (c->kmv_epoch_end) {
+        c->kmv_cur ^= 1;
+        c->nkmv[c->kmv_cur] = 0;
+        c->kmv_est = 0;
+    }
+    uint64_t len = (uint64_t)c->cfg.interval_ms * c->cfg.expiry_missed * 3 / 2;
+    uint64_t two = 2 * (uint64_t)announce_interval(c);
+    c->kmv_epoch_end = c->now + (two > len ? two : len);
+}
+
+void members_sketch_add(guts_core *c, const guts_node_id *id)
+{
+    uint64_t h = XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed);
+    uint64_t *a = c->kmv[c->kmv_cur];
+    size_t n = c->nkmv[c->kmv_cur];
+    if (n == CORE_KMV_K && h >= a[n - 1])
+        return;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] == h)
+            return;
+        if (a[mid] < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (n == CORE_KMV_K)
+        n--; /* the largest makes room */
+    memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
+    a[lo] = h;
+    c->kmv_est = 0;
+    c->nkmv[c->kmv_cur] = n + 1;
+}
+
+/* Estimate from both epochs, without the view (cached until they change). */
+static uint64_t sketch_estimate(guts_core *c)
+{
+    if (c->kmv_est)
+        return c->kmv_est;
+    /* merge both epochs' sorted hashes: distinct ones, up to k */
+    const uint64_t *a = c->kmv[0], *b = c->kmv[1];
+    size_t na = c->nkmv[0], nb = c->nkmv[1], i = 0, j = 0, n = 0;
+    uint64_t last = 0;
+    while (n < CORE_KMV_K && (i < na || j < nb)) {
+        uint64_t v;
+        if (j >= nb || (i < na && a[i] <= b[j]))
+            v = a[i++];
+        else
+            v = b[j++];
+        if (n && v == last)
+            continue;
+        last = v;
+        n++;
+    }
+    uint64_t est = n;
+    if (n == CORE_KMV_K && last)
+        est = (uint64_t)((CORE_KMV_K - 1) * 18446744073709551616.0 / (double)last);
+    c->kmv_est = est + 1;
+    return c->kmv_est;
+}
+
+uint64_t members_estimate(guts_core *c)
+{
+    uint64_t est = sketch_estimate(c);
+    return est > c->npeers + 1 ? est : c->npeers + 1;
+}
+
+size_t members_same_state(guts_core *c, const lrepo *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->npeers; i++) {
+        const peer_repo *pr = members_repo(&c->peers[i], r->key);
+        n += pr && guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo;
+    }
+    return n;
+}
+
 /* Scan for expired peers when the earliest possible deadline has come, and
  * then not again for a fraction of an interval (see CORE_EXPIRY_SLACK_DIV). */
 void members_expire(guts_core *c)
 {
+    sketch_tick(c);
     if (!c->npeers || c->now < c->next_expiry_check)
         return;
     uint64_t next = 0;
@@ -123,8 +253,43 @@ void members_expire(guts_core *c)
     c->next_expiry_check = next > slack ? next : slack;
 }
 
+/* p announced a state of one of our repositories that we would pull. */
+static int peer_useful(guts_core *c, const peer *p)
+{
+    for (size_t k = 0; k < p->nrepos; k++) {
+        const peer_repo *pr = &p->repos[k];
+        if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr))
+            continue;
+        const lrepo *r = core_repo_find(c, pr->key);
+        if (r && (!guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo))
+            return 1;
+    }
+    return 0;
+}
+
+/* Make room in a full view: of CORE_VIEW_SAMPLE peers drawn at random,
+ * evict the least useful, stalest first (a full scan per newcomer would cost
+ * O(view) during every update's spread; d random choices keep it O(1)). */
+static void view_evict(guts_core *c)
+{
+    size_t victim = 0;
+    int vu = 2;
+    uint64_t vt = 0;
+    for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
+        size_t i = (size_t)core_rand_below(c, c->npeers);
+        int u = peer_useful(c, &c->peers[i]);
+        if (u < vu || (u == vu && c->peers[i].last_heard < vt)) {
+            victim = i;
+            vu = u;
+            vt = c->peers[i].last_heard;
+        }
+    }
+    c->ctr.peers_evicted++;
+    members_remove(c, victim, NULL);
+}
+
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval)
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful)
 {
     peer *p = members_find(c, id);
     if (p && inc < p->inc)
@@ -139,8 +304,11 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         p->inc = inc;
     }
     if (!p) {
-        if (c->npeers >= CORE_PEERS_MAX)
-            return NULL;
+        if (c->npeers >= CORE_VIEW_MAX) {
+            if (!useful)
+                return NULL;
+            view_evict(c);
+        }
         if (c->npeers == c->cappeers) {
             size_t nc = c->cappeers ? 2 * c->cappeers : 8;
             peer *np = realloc(c->peers, nc * sizeof(peer));
@@ -164,24 +332,19 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
                 j = (j + 1) & (c->pindex_cap - 1);
             c->pindex[j] = (uint32_t)c->npeers;
         }
-        /* a new peer's deadline may be the earliest */
-        uint64_t e = c->now + (uint64_t)(interval ? interval : c->cfg.interval_ms) *
-                                  c->cfg.expiry_missed * 3 / 2;
-        if (c->npeers == 1 || e < c->next_expiry_check)
-            c->next_expiry_check = e;
+        if (c->npeers == 1)
+            c->next_expiry_check = 0; /* set below */
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s joined", hex);
         c->ctr.peers_joined++;
-        /* a newcomer should hear from us soon, not in a full interval */
-        c->announce_soon = 1;
     }
     p->addr = *addr;
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;
     uint64_t e = expiry_of(c, p); /* a shorter interval may bring it forward */
-    if (e < c->next_expiry_check)
+    if (!c->next_expiry_check || e < c->next_expiry_check)
         c->next_expiry_check = e;
     return p;
 }
@@ -221,7 +384,7 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
         if (p->nrepos >= CORE_PEER_REPOS_MAX)
             return GUTS_EFULL;
         if (p->nrepos == p->caprepos) {
-            size_t nc = p->caprepos ? 2 * p->caprepos : 8;
+            size_t nc = p->caprepos ? 2 * p->caprepos : 1; /* most peers carry few */
             peer_repo *np = realloc(p->repos, nc * sizeof(peer_repo));
             if (!np)
                 return GUTS_ENOMEM;
