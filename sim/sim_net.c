@@ -561,8 +561,10 @@ static void dispatch(sim *s, sev *e)
     }
     case EV_OPEN: {
         if (l->closed[side]) return;
-        if (l->closed[1 - side]) {
-            /* the other end went away before the connect completed */
+        if (l->closed[1 - side] && !l->inflight[side]) {
+            /* the other end went away before the connect completed, and
+             * sent nothing (what it sent, such as a "busy" ERROR, arrives
+             * as over TCP: after the connect, before the close) */
             l->closed[side] = 1;
             node_link_del(nd, e->link);
             if (e->aux) guts_core_on_stream_closed(nd->core, s->now, l->id[side]);
