@@ -38,13 +38,17 @@
 #define CORE_KMV_K 256
 /* Announces of the whole group per second, at most (with the byte budget,
  * the tighter wins): a receiver's cost is per datagram more than per byte,
- * so small announces must not raise the rate it pays (~50 full announces
- * a second is what GUTS_CORE_GROUP_BUDGET_DEFAULT allows). */
-#define CORE_GROUP_RATE 50
+ * so small announces must not raise the rate it pays. 20 a second is what
+ * a memberlist node receives (gossip to 3 every 200 ms, plus probes). */
+#define CORE_GROUP_RATE 20
 /* A change is announced at once unless this many peers of the view already
  * announced the same state (Trickle's redundancy constant, RFC 6206): they
  * are sources enough, and every extra announce reaches the whole group. */
 #define CORE_ANNOUNCE_REDUNDANT 32
+/* A change others already announced goes out after a random wait of up to
+ * this, ms, and only if still not redundant then (Trickle's listen period):
+ * nodes that fetched an update at the same moment do not all announce it. */
+#define CORE_ANNOUNCE_LISTEN_MS 200
 /* Expiry is checked at most once per this fraction of the base interval:
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
@@ -310,7 +314,8 @@ struct guts_core {
 
     uint64_t next_announce, last_announce;
     uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
-    int announce_soon;
+    int announce_soon;   /* a change to announce, at soon_at or later */
+    uint64_t soon_at;
     int started;         /* the first event came (first announce scheduled) */
     uint64_t next_timer_sent;
     uint64_t next_expiry_check; /* earliest time any peer can expire */
@@ -382,6 +387,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);
 void announce_changed(guts_core *c, lrepo *r);
+/* An announce of changes is due now (and still worth sending). */
+int announce_soon_due(guts_core *c);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);

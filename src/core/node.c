@@ -310,6 +310,8 @@ static uint64_t next_deadline(guts_core *c)
     uint64_t t = c->next_announce;
     if (c->announce_soon) {
         uint64_t s = c->last_announce + CORE_ANNOUNCE_GAP_MS;
+        if (s < c->soon_at)
+            s = c->soon_at;
         if (s < t)
             t = s;
     }
@@ -339,7 +341,7 @@ static void settle(guts_core *c)
     members_expire(c);
     sync_idle(c);
     int due = c->now >= c->next_announce && announce_due(c);
-    if (due || (c->announce_soon && c->now >= c->last_announce + CORE_ANNOUNCE_GAP_MS))
+    if (due || announce_soon_due(c))
         announce_send(c);
     sync_start_pulls(c);
     uint64_t t = next_deadline(c);

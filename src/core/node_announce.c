@@ -88,16 +88,40 @@ int announce_due(guts_core *c)
     return 0;
 }
 
+/* Announcing r's state now would tell the group something: fewer than
+ * CORE_ANNOUNCE_REDUNDANT peers announced it, or our last announce had
+ * these objects with other refs (peers would take that for refs we have
+ * and they lack, and pull us for nothing until corrected). */
+static int worth(guts_core *c, const lrepo *r)
+{
+    return guts_fp_eq(r->ann_fp, r->info.fp) ||
+           members_same_state(c, r) < CORE_ANNOUNCE_REDUNDANT;
+}
+
 void announce_changed(guts_core *c, lrepo *r)
 {
     r->changed = 1;
-    /* Enough peers announced this state already: it waits for the regular
-     * announce (see CORE_ANNOUNCE_REDUNDANT). Unless our last announce had
-     * these objects with other refs: peers would take that for refs we
-     * have and they lack, and pull us for nothing until corrected. */
-    if (guts_fp_eq(r->ann_fp, r->info.fp) ||
-        members_same_state(c, r) < CORE_ANNOUNCE_REDUNDANT)
-        c->announce_soon = 1;
+    if (!worth(c, r))
+        return; /* it waits for the regular announce */
+    /* the first to announce a state does so at once; others listen first */
+    uint64_t at = c->now;
+    if (members_same_state(c, r))
+        at += 1 + core_rand_below(c, CORE_ANNOUNCE_LISTEN_MS);
+    if (!c->announce_soon || at < c->soon_at)
+        c->soon_at = at;
+    c->announce_soon = 1;
+}
+
+int announce_soon_due(guts_core *c)
+{
+    if (!c->announce_soon || c->now < c->soon_at ||
+        c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS)
+        return 0;
+    for (size_t i = 0; i < c->nrepos; i++)
+        if (c->repos[i]->changed && worth(c, c->repos[i]))
+            return 1;
+    c->announce_soon = 0; /* others said it all meanwhile */
+    return 0;
 }
 
 typedef struct entry {
@@ -249,9 +273,10 @@ full:
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
     c->announce_soon = 0;
+    c->soon_at = c->now;
     for (size_t i = 0; i < c->nrepos; i++)
-        if (c->repos[i]->changed)
-            c->announce_soon = 1;
+        if (c->repos[i]->changed && worth(c, c->repos[i]))
+            c->announce_soon = 1; /* did not fit */
 }
 
 /* Schedule a pull of r: urgent ones after a short random stagger (with

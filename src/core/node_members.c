@@ -131,12 +131,12 @@ void members_remove(guts_core *c, size_t i, const char *why)
     }
 }
 
-static uint64_t expiry_of(guts_core *c, const peer *p)
+/* When p expires, given our own announce interval iv: the peer's
+ * advertised interval, or ours when longer (a peer that announced first in
+ * a group it did not know yet advertised too short a one; RTCP times
+ * members out by the receiver's own interval). */
+static uint64_t expiry_of(const guts_core *c, const peer *p, uint32_t iv)
 {
-    /* the peer's advertised interval, or ours when longer: a peer that
-     * announced first in a group it did not know yet advertised too short
-     * a one (RTCP times members out by the receiver's own interval) */
-    uint32_t iv = announce_interval(c);
     if (p->interval > iv)
         iv = p->interval;
     /* the sender jitters up to 1.5x its interval */
@@ -239,8 +239,9 @@ void members_expire(guts_core *c)
     if (!c->npeers || c->now < c->next_expiry_check)
         return;
     uint64_t next = 0;
+    uint32_t iv = announce_interval(c);
     for (size_t i = c->npeers; i-- > 0;) {
-        uint64_t e = expiry_of(c, &c->peers[i]);
+        uint64_t e = expiry_of(c, &c->peers[i], iv);
         if (c->now >= e) {
             c->ctr.peers_expired++;
             sync_abort_peer(c, &c->peers[i].addr);
@@ -343,7 +344,9 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;
-    uint64_t e = expiry_of(c, p); /* a shorter interval may bring it forward */
+    /* a shorter interval may bring it forward (without ours: the scan
+     * finds the true deadline, this one is never later) */
+    uint64_t e = expiry_of(c, p, c->cfg.interval_ms);
     if (!c->next_expiry_check || e < c->next_expiry_check)
         c->next_expiry_check = e;
     return p;
