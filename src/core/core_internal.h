@@ -41,14 +41,18 @@
  * so small announces must not raise the rate it pays. 20 a second is what
  * a memberlist node receives (gossip to 3 every 200 ms, plus probes). */
 #define CORE_GROUP_RATE 20
-/* A change is announced at once unless this many peers of the view already
- * announced the same state (Trickle's redundancy constant, RFC 6206): they
+/* A change is announced at once unless this many announces of the same
+ * state were heard already (Trickle's redundancy constant, RFC 6206): they
  * are sources enough, and every extra announce reaches the whole group. */
 #define CORE_ANNOUNCE_REDUNDANT 32
 /* A change others already announced goes out after a random wait of up to
  * this, ms, and only if still not redundant then (Trickle's listen period):
  * nodes that fetched an update at the same moment do not all announce it. */
 #define CORE_ANNOUNCE_LISTEN_MS 200
+/* States counted per repository for that: a new state, the one before it,
+ * intermediate ones (objects fetched, refs not yet) and a concurrent write;
+ * the least recently heard makes room. */
+#define CORE_SEEN_STATES 4
 /* Expiry is checked at most once per this fraction of the base interval:
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
@@ -196,11 +200,20 @@ typedef struct idset {
     size_t n, cap;
 } idset;
 
+/* A repository state peers announced, how many times, and when last. */
+typedef struct seen_state {
+    guts_fp fp;
+    uint64_t rdigest, objects;
+    uint64_t at;
+    uint32_t n; /* 0: unused */
+} seen_state;
+
 typedef struct lrepo {
     char key[GUTS_KEY_MAX + 1];
     guts_repo_info info;
     int changed;        /* to be announced first */
     guts_fp ann_fp;     /* the fingerprint our last announce of it carried */
+    seen_state seen[CORE_SEEN_STATES]; /* states announced lately, how often */
     uint64_t next_pull; /* 0: none scheduled */
     int urgent;         /* next_pull was set by evidence, not anti-entropy */
     int pulling;        /* an outgoing session runs for it */
@@ -362,8 +375,8 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
 void members_sketch_add(guts_core *c, const guts_node_id *id);
 /* Estimated members of the group, this node included. */
 uint64_t members_estimate(guts_core *c);
-/* Peers of the view that announced exactly r's state. */
-size_t members_same_state(guts_core *c, const lrepo *r);
+/* A hash of a repository state (fingerprint, refs digest), never 0. */
+uint64_t members_state_sig(guts_fp fp, uint64_t rdigest);
 void members_remove(guts_core *c, size_t i, const char *why);
 void members_expire(guts_core *c);
 peer_repo *members_repo(peer *p, const char *key);
@@ -387,6 +400,9 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);
 void announce_changed(guts_core *c, lrepo *r);
+/* A peer state is evidence of something we lack (pulled at once): more
+ * objects, or the same objects with other refs. */
+int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest);
 /* An announce of changes is due now (and still worth sending). */
 int announce_soon_due(guts_core *c);
 

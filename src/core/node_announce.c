@@ -92,10 +92,41 @@ int announce_due(guts_core *c)
  * CORE_ANNOUNCE_REDUNDANT peers announced it, or our last announce had
  * these objects with other refs (peers would take that for refs we have
  * and they lack, and pull us for nothing until corrected). */
-static int worth(guts_core *c, const lrepo *r)
+/* Announces heard of r's current state (see CORE_SEEN_STATES). */
+static uint32_t heard_same(const lrepo *r)
 {
-    return guts_fp_eq(r->ann_fp, r->info.fp) ||
-           members_same_state(c, r) < CORE_ANNOUNCE_REDUNDANT;
+    for (int i = 0; i < CORE_SEEN_STATES; i++)
+        if (r->seen[i].n && guts_fp_eq(r->seen[i].fp, r->info.fp) &&
+            r->seen[i].rdigest == r->info.refs_digest.lo)
+            return r->seen[i].n;
+    return 0;
+}
+
+/* A state ahead of r's was announced lately: ours is on its way there
+ * (objects fetched, refs not yet; or a pull that ended half way). */
+static int heard_ahead(const guts_core *c, const lrepo *r)
+{
+    for (int i = 0; i < CORE_SEEN_STATES; i++) {
+        const seen_state *x = &r->seen[i];
+        if (x->n && x->at + 2 * (uint64_t)c->cfg.interval_ms >= c->now &&
+            announce_ahead(r, x->objects, x->fp, x->rdigest))
+            return 1;
+    }
+    return 0;
+}
+
+static int worth(const guts_core *c, const lrepo *r)
+{
+    if (guts_fp_eq(r->ann_fp, r->info.fp))
+        return 1;
+    return heard_same(r) < CORE_ANNOUNCE_REDUNDANT && !heard_ahead(c, r);
+}
+
+int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest)
+{
+    if (guts_fp_eq(fp, r->info.fp))
+        return rdigest != r->info.refs_digest.lo;
+    return objects > r->info.objects;
 }
 
 void announce_changed(guts_core *c, lrepo *r)
@@ -105,7 +136,7 @@ void announce_changed(guts_core *c, lrepo *r)
         return; /* it waits for the regular announce */
     /* the first to announce a state does so at once; others listen first */
     uint64_t at = c->now;
-    if (members_same_state(c, r))
+    if (heard_same(r))
         at += 1 + core_rand_below(c, CORE_ANNOUNCE_LISTEN_MS);
     if (!c->announce_soon || at < c->soon_at)
         c->soon_at = at;
@@ -355,28 +386,46 @@ static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo
     return ev;
 }
 
-/* a has a repository state we would pull (lazily: only a full view asks) */
-static int announce_useful(guts_core *c, const guts_msg_announce *a)
+/* Count an announce of a state of r (see CORE_ANNOUNCE_REDUNDANT): once we
+ * have that state too, it says how many peers announced it already. */
+static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e)
 {
-    for (uint32_t i = 0; i < a->nrepos; i++) {
-        const guts_announce_repo *e = &a->repos[i];
-        if ((e->objects == 0 && e->refs_digest == 0) || guts_repo_key_check(e->key) != GUTS_OK)
-            continue;
-        const lrepo *r = core_repo_find(c, e->key);
-        if (r ? !guts_fp_eq(e->fp, r->info.fp) || e->refs_digest != r->info.refs_digest.lo
-              : !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
-            return 1;
+    seen_state *old = &r->seen[0];
+    for (int i = 0; i < CORE_SEEN_STATES; i++) {
+        seen_state *x = &r->seen[i];
+        if (x->n && guts_fp_eq(x->fp, e->fp) && x->rdigest == e->refs_digest) {
+            x->n += x->n < UINT32_MAX;
+            x->at = c->now;
+            return;
+        }
+        if (x->at < old->at)
+            old = x;
     }
-    return 0;
+    old->fp = e->fp;
+    old->rdigest = e->refs_digest;
+    old->objects = e->objects;
+    old->n = 1;
+    old->at = c->now;
 }
 
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
     const guts_msg_announce *a = &m->u.announce;
     members_sketch_add(c, &m->sender);
-    int useful = c->npeers >= CORE_VIEW_MAX && !members_find(c, &m->sender)
-                     ? announce_useful(c, a)
-                     : 1;
+    /* useful: a state we would pull at once (what a full view admits) */
+    int useful = 0;
+    for (uint32_t i = 0; i < a->nrepos; i++) {
+        const guts_announce_repo *e = &a->repos[i];
+        if ((e->objects == 0 && e->refs_digest == 0) || guts_repo_key_check(e->key) != GUTS_OK)
+            continue;
+        lrepo *r = core_repo_find(c, e->key);
+        if (r) {
+            note_state(c, r, e);
+            useful |= announce_ahead(r, e->objects, e->fp, e->refs_digest);
+        } else {
+            useful |= !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key);
+        }
+    }
     peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms,
                             useful);
     if (!p)
@@ -415,3 +464,4 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         schedule(c, r, urgent);
     }
 }
+

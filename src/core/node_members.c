@@ -221,16 +221,6 @@ uint64_t members_estimate(guts_core *c)
     return est > c->npeers + 1 ? est : c->npeers + 1;
 }
 
-size_t members_same_state(guts_core *c, const lrepo *r)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < c->npeers; i++) {
-        const peer_repo *pr = members_repo(&c->peers[i], r->key);
-        n += pr && guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo;
-    }
-    return n;
-}
-
 /* Scan for expired peers when the earliest possible deadline has come, and
  * then not again for a fraction of an interval (see CORE_EXPIRY_SLACK_DIV). */
 void members_expire(guts_core *c)
@@ -254,7 +244,7 @@ void members_expire(guts_core *c)
     c->next_expiry_check = next > slack ? next : slack;
 }
 
-/* p announced a state of one of our repositories that we would pull. */
+/* p announced a state of one of our repositories that we would pull at once. */
 static int peer_useful(guts_core *c, const peer *p)
 {
     for (size_t k = 0; k < p->nrepos; k++) {
@@ -262,7 +252,7 @@ static int peer_useful(guts_core *c, const peer *p)
         if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr))
             continue;
         const lrepo *r = core_repo_find(c, pr->key);
-        if (r && (!guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo))
+        if (r && announce_ahead(r, pr->objects, pr->fp, pr->rdigest))
             return 1;
     }
     return 0;
@@ -409,12 +399,17 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
     return GUTS_OK;
 }
 
+uint64_t members_state_sig(guts_fp fp, uint64_t rdigest)
+{
+    uint64_t h = fp.lo * 0x9e3779b97f4a7c15ull;
+    h ^= (fp.hi + (h << 6) + (h >> 2)) * 0xbf58476d1ce4e5b9ull;
+    h ^= (rdigest + (h << 6) + (h >> 2)) * 0x94d049bb133111ebull;
+    return h ? h : 1;
+}
+
 static uint64_t state_sig(const peer_repo *pr)
 {
-    uint64_t h = pr->fp.lo * 0x9e3779b97f4a7c15ull;
-    h ^= (pr->fp.hi + (h << 6) + (h >> 2)) * 0xbf58476d1ce4e5b9ull;
-    h ^= (pr->rdigest + (h << 6) + (h >> 2)) * 0x94d049bb133111ebull;
-    return h ? h : 1;
+    return members_state_sig(pr->fp, pr->rdigest);
 }
 
 int members_repo_exhausted(const peer_repo *pr)
