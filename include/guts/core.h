@@ -142,6 +142,14 @@ void guts_core_free(guts_core *c);
 /** A datagram arrived from addr. Over GUTS_DGRAM_DROP bytes: dropped unread. */
 void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
                            const uint8_t *buf, size_t len);
+/** A datagram of len bytes from addr that the driver decoded itself:
+ * guts_msg_decode returned GUTS_OK for it and filled m. The same as
+ * guts_core_on_datagram with those bytes, without decoding them again (a
+ * driver handing one datagram to many cores decodes it once); m is only
+ * read, and not kept past the call. */
+struct guts_msg; /* guts/wire.h */
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from,
+                      const struct guts_msg *m, size_t len);
 /** A stream is connected: outgoing (one the core asked for with OPEN_STREAM)
  * or incoming (accepted; id chosen by the driver, with
  * GUTS_CORE_STREAM_DRIVER set). */

@@ -36,6 +36,8 @@
  * values, Bar-Yossef et al. 2002), in two epochs. Exact below k senders;
  * above, standard error ~1/sqrt(k-2): 6.3% at 256 (4 KiB per core). */
 #define CORE_KMV_K 256
+/* Longest sketch epoch: twice the longest announce interval (10 min). */
+#define CORE_EPOCH_MAX_MS 1200000
 /* Announces of the whole group per second, at most (with the byte budget,
  * the tighter wins): a receiver's cost is per datagram more than per byte,
  * so small announces must not raise the rate it pays. 20 a second is what
@@ -342,6 +344,7 @@ struct guts_core {
     uint64_t kmv_seed;      /* keyed: a sender cannot pick small hashes */
     uint64_t kmv_epoch_end; /* 0: not started */
     uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
+    uint64_t kmv_since;     /* when the first epoch began */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };

@@ -582,6 +582,26 @@ void guts_core_free(guts_core *c)
 
 /* ---- Events -------------------------------------------------------------- */
 
+/* A decoded datagram of len bytes. */
+static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_t len)
+{
+    if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
+        return; /* our own, looped back */
+    if (m->type == GUTS_MSG_ANNOUNCE) {
+        c->ann_bytes += len;
+        c->ann_count++;
+        announce_on(c, m, from);
+    } else if (m->type == GUTS_MSG_LEAVE) {
+        peer *p = members_find(c, &m->sender);
+        if (p && m->u.leave.incarnation >= p->inc) {
+            sync_abort_peer(c, &p->addr);
+            members_remove(c, (size_t)(p - c->peers), "left");
+        }
+    } else {
+        c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
+    }
+}
+
 void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
                            const uint8_t *buf, size_t len)
 {
@@ -607,25 +627,21 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
         c->ctr.dgrams_malformed++;
         goto out;
     }
-    if (memcmp(&m.sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0) {
-        guts_msg_free(&m); /* our own, looped back */
-        goto out;
-    }
-    if (m.type == GUTS_MSG_ANNOUNCE) {
-        c->ann_bytes += len;
-        c->ann_count++;
-        announce_on(c, &m, from);
-    } else if (m.type == GUTS_MSG_LEAVE) {
-        peer *p = members_find(c, &m.sender);
-        if (p && m.u.leave.incarnation >= p->inc) {
-            sync_abort_peer(c, &p->addr);
-            members_remove(c, (size_t)(p - c->peers), "left");
-        }
-    } else {
-        c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
-    }
+    on_msg(c, from, &m, len);
     guts_msg_free(&m);
 out:
+    settle(c);
+}
+
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const guts_msg *m,
+                      size_t len)
+{
+    enter(c, now);
+    c->ctr.dgrams_in++;
+    if (len > GUTS_DGRAM_DROP)
+        c->ctr.dgrams_dropped++;
+    else if (!c->left)
+        on_msg(c, from, m, len);
     settle(c);
 }
 

@@ -22,8 +22,9 @@
  * (k minimum values: exact below k distinct senders, else (k - 1) / the
  * k-th smallest hash as a fraction of 2^64). Senders are counted over two
  * epochs, each at least two announce intervals long (every live member
- * announces within 1.5 intervals), so departed members fade out within
- * two epochs.
+ * announces within 1.5 intervals) and at least as long as the node has run
+ * (up to CORE_EPOCH_MAX_MS), so departed members fade out within two
+ * epochs.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -158,9 +159,20 @@ static void sketch_tick(guts_core *c)
         c->nkmv[c->kmv_cur] = 0;
         c->kmv_est = 0;
     }
+    if (!c->kmv_epoch_end)
+        c->kmv_since = c->now;
+    /* at least two intervals, and while the group starts up (each member's
+     * first announce is spread over its first interval) the whole time
+     * since we started: forgetting early senders then would shrink the
+     * estimate and the interval with it */
     uint64_t len = (uint64_t)c->cfg.interval_ms * c->cfg.expiry_missed * 3 / 2;
     uint64_t two = 2 * (uint64_t)announce_interval(c);
-    c->kmv_epoch_end = c->now + (two > len ? two : len);
+    uint64_t up = c->now - c->kmv_since;
+    if (len < two)
+        len = two;
+    if (len < up)
+        len = up < CORE_EPOCH_MAX_MS ? up : CORE_EPOCH_MAX_MS;
+    c->kmv_epoch_end = c->now + len;
 }
 
 void members_sketch_add(guts_core *c, const guts_node_id *id)
