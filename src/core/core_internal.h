@@ -396,7 +396,9 @@ uint32_t announce_interval(guts_core *c);
 /* The regular announce is due (RTCP's timer reconsideration): 1, or 0 and
  * next_announce moved to when the interval, grown meanwhile, ends. */
 int announce_due(guts_core *c);
-/* Schedule the first announce: half an interval, jittered (RFC 3550). */
+/* Schedule the first announce: one base interval, jittered, then
+ * reconsidered like every other (RFC 3550 halves this first one; not
+ * halving it halves the flood when a large group starts at once). */
 void announce_start(guts_core *c);
 void announce_send(guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);

@@ -73,14 +73,12 @@ void announce_start(guts_core *c)
 {
     jitter(c);
     c->last_announce = c->now;
-    c->next_announce = c->now + (uint64_t)c->cfg.interval_ms / 2 * c->ann_factor / 1000;
+    c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
 }
 
 int announce_due(guts_core *c)
 {
     uint64_t iv = announce_interval(c);
-    if (c->ctr.dgrams_out == 0)
-        iv /= 2; /* the first one */
     uint64_t due = c->last_announce + iv * c->ann_factor / 1000;
     if (due <= c->now)
         return 1;
