@@ -159,7 +159,11 @@ typedef struct core_act {
 } core_act;
 
 typedef struct peer_repo {
-    char *key;
+    /* the key: the lrepo's own when we track the repository (shared: one
+     * copy for every peer, and members_repo(p, r->key) matches it by
+     * address, without a strcmp per peer), else an owned copy */
+    const char *key;
+    int shared;
     uint64_t objects;
     guts_fp fp;
     uint64_t rdigest;
@@ -383,7 +387,9 @@ uint64_t members_state_sig(guts_fp fp, uint64_t rdigest);
 void members_remove(guts_core *c, size_t i, const char *why);
 void members_expire(guts_core *c);
 peer_repo *members_repo(peer *p, const char *key);
-int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
+/* Record p's announced state of key; r: our entry for key, if any (lrepo
+ * entries live as long as the core, so peers may share their key). */
+int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now);
 uint64_t members_next_expiry(const guts_core *c);
 /* pr still announces the state at which a pull from it brought nothing. */

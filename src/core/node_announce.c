@@ -432,8 +432,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         const guts_announce_repo *e = &a->repos[i];
         if (guts_repo_key_check(e->key) != GUTS_OK)
             continue;
-        members_repo_set(p, e->key, e->objects, e->fp, e->refs_digest, c->now);
         lrepo *r = core_repo_find(c, e->key);
+        members_repo_set(p, e->key, r, e->objects, e->fp, e->refs_digest, c->now);
         if (!r) {
             if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
                 continue; /* not ours to take (the --repos allowlist) */

@@ -77,7 +77,8 @@ peer *members_find(guts_core *c, const guts_node_id *id)
 static void peer_clear_repos(peer *p)
 {
     for (size_t i = 0; i < p->nrepos; i++)
-        free(p->repos[i].key);
+        if (!p->repos[i].shared)
+            free((void *)p->repos[i].key);
     free(p->repos);
     p->repos = NULL;
     p->nrepos = p->caprepos = 0;
@@ -359,7 +360,7 @@ static size_t prepo_pos(const peer *p, const char *key, int *found)
     size_t lo = 0, hi = p->nrepos;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int r = strcmp(p->repos[mid].key, key);
+        int r = p->repos[mid].key == key ? 0 : strcmp(p->repos[mid].key, key);
         if (r == 0) {
             *found = 1;
             return mid;
@@ -380,11 +381,16 @@ peer_repo *members_repo(peer *p, const char *key)
     return found ? &p->repos[i] : NULL;
 }
 
-int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
+int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now)
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
+    if (found && r && !p->repos[i].shared) { /* tracked since: share its key */
+        free((void *)p->repos[i].key);
+        p->repos[i].key = r->key;
+        p->repos[i].shared = 1;
+    }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX)
             return GUTS_EFULL;
@@ -396,13 +402,14 @@ int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
             p->repos = np;
             p->caprepos = nc;
         }
-        char *k = strdup(key);
-        if (!k)
+        char *k = r ? NULL : strdup(key);
+        if (!r && !k)
             return GUTS_ENOMEM;
         memmove(p->repos + i + 1, p->repos + i, (p->nrepos - i) * sizeof(peer_repo));
         p->nrepos++;
         memset(&p->repos[i], 0, sizeof(p->repos[i]));
-        p->repos[i].key = k;
+        p->repos[i].key = r ? r->key : k;
+        p->repos[i].shared = r != NULL;
     }
     p->repos[i].objects = objects;
     p->repos[i].fp = fp;
