@@ -332,6 +332,7 @@ struct guts_core {
     uint32_t next_stream;
 
     uint64_t next_announce, last_announce;
+    uint64_t ann_base;   /* start of the current interval (the last announce, or start) */
     uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;

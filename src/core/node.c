@@ -309,7 +309,7 @@ static uint64_t next_deadline(guts_core *c)
 {
     uint64_t t = c->next_announce;
     if (c->announce_soon) {
-        uint64_t s = c->last_announce + CORE_ANNOUNCE_GAP_MS;
+        uint64_t s = c->ctr.dgrams_out ? c->last_announce + CORE_ANNOUNCE_GAP_MS : 0;
         if (s < c->soon_at)
             s = c->soon_at;
         if (s < t)
@@ -694,6 +694,10 @@ void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key)
         for (size_t i = 0; i < c->nrepos; i++)
             core_repo_refresh(c, c->repos[i]);
     }
+    /* a repository new to the core is news too */
+    for (size_t i = 0; i < c->nrepos; i++)
+        if (c->repos[i]->changed && !c->repos[i]->unstored && !c->announce_soon)
+            announce_changed(c, c->repos[i]);
     settle(c);
 }
 

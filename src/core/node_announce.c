@@ -72,14 +72,14 @@ static void jitter(guts_core *c)
 void announce_start(guts_core *c)
 {
     jitter(c);
-    c->last_announce = c->now;
+    c->ann_base = c->now;
     c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
 }
 
 int announce_due(guts_core *c)
 {
     uint64_t iv = announce_interval(c);
-    uint64_t due = c->last_announce + iv * c->ann_factor / 1000;
+    uint64_t due = c->ann_base + iv * c->ann_factor / 1000;
     if (due <= c->now)
         return 1;
     c->next_announce = due;
@@ -144,7 +144,7 @@ void announce_changed(guts_core *c, lrepo *r)
 int announce_soon_due(guts_core *c)
 {
     if (!c->announce_soon || c->now < c->soon_at ||
-        c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS)
+        (c->ctr.dgrams_out && c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS))
         return 0;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i]))
@@ -298,7 +298,7 @@ full:
     } else {
         core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
     }
-    c->last_announce = c->now;
+    c->last_announce = c->ann_base = c->now;
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
     c->announce_soon = 0;
