@@ -1,9 +1,10 @@
 /* core_internal.h - the guts_core structure shared by src/core/node*.c.
  *
  * One struct holds a node's whole volatile state: the action queue, the
- * peer table, a cache of local repository counters, and the sync sessions.
+ * view (bounded peer table) and group-size sketch, a cache of local
+ * repository counters, and the sync sessions.
  * Files split by concern: node.c (lifecycle, PRNG, actions, dispatch,
- * timers, status), node_members.c (peer table), node_announce.c (announce
+ * timers, status), node_members.c (view and sketch), node_announce.c (announce
  * building and the pull decision), node_sync.c (sessions: reconciliation
  * and object streaming), node_refs.c (closure checks and ref application).
  * Everything here is lost on restart by design: the store is the only
