@@ -1,7 +1,8 @@
 /* core.h - the guts protocol as a state machine without I/O.
  *
  * A guts_core is one node: it keeps a bounded view of its peers, decides
- * what to announce and when, decides what to pull from whom, and runs sync sessions.
+ * what to announce and when, decides what to pull from whom, and runs sync
+ * sessions.
  * It never reads a clock, owns a socket or touches a file: the driver (the
  * libev daemon in src/net/, or the simulator in sim/) feeds it events with
  * the current time, and drains the actions it wants done. The store is
