@@ -186,7 +186,10 @@ typedef struct peer {
     uint64_t inc;
     uint64_t last_heard;
     uint32_t interval;
-    peer_repo *repos; /* sorted by key */
+    /* repository entries sorted by key: `one` while caprepos <= 1, else
+     * the `repos` array (node_members.c, prepos) */
+    peer_repo one;
+    peer_repo *repos;
     size_t nrepos, caprepos;
 } peer;
 

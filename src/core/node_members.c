@@ -74,12 +74,22 @@ peer *members_find(guts_core *c, const guts_node_id *id)
     return NULL;
 }
 
+/* p's repository entries: inline while there is one (most peers carry one
+ * or a few, and scans of the view then touch no other memory), else an
+ * array. */
+static peer_repo *prepos(const peer *p)
+{
+    return p->caprepos > 1 ? p->repos : (peer_repo *)&p->one;
+}
+
 static void peer_clear_repos(peer *p)
 {
+    peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
-        if (!p->repos[i].shared)
-            free((void *)p->repos[i].key);
-    free(p->repos);
+        if (!pr[i].shared)
+            free((void *)pr[i].key);
+    if (p->caprepos > 1)
+        free(p->repos);
     p->repos = NULL;
     p->nrepos = p->caprepos = 0;
 }
@@ -261,7 +271,7 @@ void members_expire(guts_core *c)
 static int peer_useful(guts_core *c, const peer *p)
 {
     for (size_t k = 0; k < p->nrepos; k++) {
-        const peer_repo *pr = &p->repos[k];
+        const peer_repo *pr = &prepos(p)[k];
         if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr))
             continue;
         const lrepo *r = core_repo_find(c, pr->key);
@@ -358,9 +368,10 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
 static size_t prepo_pos(const peer *p, const char *key, int *found)
 {
     size_t lo = 0, hi = p->nrepos;
+    const peer_repo *a = prepos(p);
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int r = p->repos[mid].key == key ? 0 : strcmp(p->repos[mid].key, key);
+        int r = a[mid].key == key ? 0 : strcmp(a[mid].key, key);
         if (r == 0) {
             *found = 1;
             return mid;
@@ -378,7 +389,7 @@ peer_repo *members_repo(peer *p, const char *key)
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
-    return found ? &p->repos[i] : NULL;
+    return found ? &prepos(p)[i] : NULL;
 }
 
 int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
@@ -386,35 +397,41 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
-    if (found && r && !p->repos[i].shared) { /* tracked since: share its key */
-        free((void *)p->repos[i].key);
-        p->repos[i].key = r->key;
-        p->repos[i].shared = 1;
+    if (found && r && !prepos(p)[i].shared) { /* tracked since: share its key */
+        free((void *)prepos(p)[i].key);
+        prepos(p)[i].key = r->key;
+        prepos(p)[i].shared = 1;
     }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX)
             return GUTS_EFULL;
         if (p->nrepos == p->caprepos) {
-            size_t nc = p->caprepos ? 2 * p->caprepos : 1; /* most peers carry few */
-            peer_repo *np = realloc(p->repos, nc * sizeof(peer_repo));
-            if (!np)
-                return GUTS_ENOMEM;
-            p->repos = np;
+            size_t nc = p->caprepos ? 2 * p->caprepos : 1;
+            if (nc > 1) {
+                peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
+                if (!np)
+                    return GUTS_ENOMEM;
+                if (p->caprepos == 1)
+                    np[0] = p->one;
+                p->repos = np;
+            }
             p->caprepos = nc;
         }
         char *k = r ? NULL : strdup(key);
         if (!r && !k)
             return GUTS_ENOMEM;
-        memmove(p->repos + i + 1, p->repos + i, (p->nrepos - i) * sizeof(peer_repo));
+        peer_repo *a = prepos(p);
+        memmove(a + i + 1, a + i, (p->nrepos - i) * sizeof(peer_repo));
         p->nrepos++;
-        memset(&p->repos[i], 0, sizeof(p->repos[i]));
-        p->repos[i].key = r ? r->key : k;
-        p->repos[i].shared = r != NULL;
+        memset(&a[i], 0, sizeof(a[i]));
+        a[i].key = r ? r->key : k;
+        a[i].shared = r != NULL;
     }
-    p->repos[i].objects = objects;
-    p->repos[i].fp = fp;
-    p->repos[i].rdigest = rdigest;
-    p->repos[i].heard = now;
+    peer_repo *e = &prepos(p)[i];
+    e->objects = objects;
+    e->fp = fp;
+    e->rdigest = rdigest;
+    e->heard = now;
     return GUTS_OK;
 }
 
