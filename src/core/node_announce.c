@@ -76,15 +76,6 @@ void announce_start(guts_core *c)
     c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
 }
 
-int announce_due(guts_core *c)
-{
-    uint64_t iv = announce_interval(c);
-    uint64_t due = c->ann_base + iv * c->ann_factor / 1000;
-    if (due <= c->now)
-        return 1;
-    c->next_announce = due;
-    return 0;
-}
 
 /* Announcing r's state now would tell the group something: fewer than
  * CORE_ANNOUNCE_REDUNDANT peers announced it, or our last announce had
@@ -118,6 +109,24 @@ static int worth(const guts_core *c, const lrepo *r)
     if (guts_fp_eq(r->ann_fp, r->info.fp))
         return 1;
     return heard_same(r) < CORE_ANNOUNCE_REDUNDANT && !heard_ahead(c, r);
+}
+
+int announce_due(guts_core *c)
+{
+    /* news no one announced yet (what a node holds at start, before it
+     * heard others announce the same) is not postponed */
+    for (size_t i = 0; i < c->nrepos; i++) {
+        const lrepo *r = c->repos[i];
+        if (r->changed && !r->unstored && (r->info.objects || r->info.refs_digest.lo) &&
+            worth(c, r))
+            return 1;
+    }
+    uint64_t iv = announce_interval(c);
+    uint64_t due = c->ann_base + iv * c->ann_factor / 1000;
+    if (due <= c->now)
+        return 1;
+    c->next_announce = due;
+    return 0;
 }
 
 int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest)
