@@ -12,13 +12,16 @@
  * fit, and the stream reconciliation does the rest).
  *
  * The interval follows RTCP (RFC 3550 section 6.2): the whole group's
- * announce traffic stays within group_budget bytes per second, so
- * interval = max(base, members * average size / budget), each one
- * randomised in [0.5, 1.5] of that so members do not synchronise. A change
- * to a repository (a local write or a completed fetch) asks for an announce
- * at once, rate-limited to one per CORE_ANNOUNCE_GAP_MS: nodes that fetched
- * an update announce it, so others can pull from them and not only from the
- * writer (epidemic spread).
+ * announces stay within group_budget bytes and CORE_GROUP_RATE datagrams
+ * per second, so interval = max(base, members * average size / budget,
+ * members / rate), members being the sketch's estimate (node_members.c),
+ * each one randomised in [0.5, 1.5] of that so members do not synchronise,
+ * and reconsidered when due (RFC 3550 section 6.3.6: if the interval grew
+ * meanwhile, wait for its new end). A change to a repository (a local write
+ * or a completed fetch) asks for an announce at once, rate-limited to one
+ * per CORE_ANNOUNCE_GAP_MS: nodes that fetched an update announce it, so
+ * others can pull from them and not only from the writer (epidemic
+ * spread); unless the state is redundant (Trickle, RFC 6206: see worth()).
  *
  * Receiving: the pull decision. For each repository entry of a peer:
  *  - we lack the repository: if cfg.repo_wanted takes it (default: all)
@@ -76,11 +79,6 @@ void announce_start(guts_core *c)
     c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
 }
 
-
-/* Announcing r's state now would tell the group something: fewer than
- * CORE_ANNOUNCE_REDUNDANT peers announced it, or our last announce had
- * these objects with other refs (peers would take that for refs we have
- * and they lack, and pull us for nothing until corrected). */
 /* Announces heard of r's current state (see CORE_SEEN_STATES). */
 static uint32_t heard_same(const lrepo *r)
 {
@@ -104,6 +102,11 @@ static int heard_ahead(const guts_core *c, const lrepo *r)
     return 0;
 }
 
+/* Announcing r's state now would tell the group something: fewer than
+ * CORE_ANNOUNCE_REDUNDANT peers announced it and it is not behind a state
+ * heard lately; or our last announce had these objects with other refs
+ * (peers would take that for refs we have and they lack, and pull us for
+ * nothing until corrected). */
 static int worth(const guts_core *c, const lrepo *r)
 {
     if (guts_fp_eq(r->ann_fp, r->info.fp))
@@ -471,4 +474,3 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         schedule(c, r, urgent);
     }
 }
-
