@@ -20,9 +20,9 @@
 #include "guts/core.h"
 #include "guts/wire.h"
 
-/* Cores in one process. Each core keeps a peer table of every other node
- * (~100 bytes a peer before repositories), so memory grows with N^2: 10,000
- * nodes already need ~10-40 GB. 50,000 only catches typos. */
+/* Cores in one process. Each core's view is bounded (256 peers), so memory
+ * grows with N: ~100 KB per node, 1 GB at 10,000. 50,000 only catches
+ * typos. */
 #define SIM_NODES_MAX 50000
 /* Repositories and writers: a workload knob, not a protocol limit; the
  * announce pager copes with any number, the report lists each one. */

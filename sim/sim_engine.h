@@ -11,6 +11,9 @@
 typedef struct sbuf {
     uint32_t refs;
     uint32_t len;
+    int decoded;  /* a datagram: msg and rc hold guts_msg_decode's result */
+    int rc;
+    guts_msg msg; /* decoded once for every recipient (guts_core_on_msg) */
     uint8_t data[];
 } sbuf;
 

@@ -77,13 +77,17 @@ static sbuf *sbuf_new(const uint8_t *data, size_t len)
     if (!b) return NULL;
     b->refs = 0;
     b->len = (uint32_t)len;
+    b->decoded = 0;
     if (len) memcpy(b->data, data, len);
     return b;
 }
 
 static void sbuf_drop(sbuf *b)
 {
-    if (b && --b->refs == 0) free(b);
+    if (b && --b->refs == 0) {
+        if (b->decoded) guts_msg_free(&b->msg);
+        free(b);
+    }
 }
 
 static int ev_less(const sev *a, const sev *b)
@@ -556,13 +560,23 @@ static void dispatch(sim *s, sev *e)
         nd->tr.recv_msgs++;
         nd->tr.recv_bytes += e->buf->len;
         s->dgram_deliveries++;
-        guts_core_on_datagram(nd->core, s->now, &a, e->buf->data, e->buf->len);
+        sbuf *b = e->buf;
+        if (!b->decoded && b->len <= GUTS_DGRAM_DROP) {
+            b->rc = guts_msg_decode(b->data, b->len, &b->msg);
+            b->decoded = 1;
+        }
+        if (b->decoded && b->rc == GUTS_OK)
+            guts_core_on_msg(nd->core, s->now, &a, &b->msg, b->len);
+        else /* the core counts what fails to decode */
+            guts_core_on_datagram(nd->core, s->now, &a, b->data, b->len);
         break;
     }
     case EV_OPEN: {
         if (l->closed[side]) return;
-        if (l->closed[1 - side]) {
-            /* the other end went away before the connect completed */
+        if (l->closed[1 - side] && !l->inflight[side]) {
+            /* the other end went away before the connect completed, and
+             * sent nothing (what it sent, such as a "busy" ERROR, arrives
+             * as over TCP: after the connect, before the close) */
             l->closed[side] = 1;
             node_link_del(nd, e->link);
             if (e->aux) guts_core_on_stream_closed(nd->core, s->now, l->id[side]);

@@ -255,6 +255,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         tot.refs_pending += k.refs_pending;
         tot.refs_dropped += k.refs_dropped;
         tot.peers_expired += k.peers_expired;
+        tot.peers_evicted += k.peers_evicted;
         tot.bad_objects += k.bad_objects;
         tot.dgrams_malformed += k.dgrams_malformed;
         tot.frames_malformed += k.frames_malformed;
@@ -346,11 +347,11 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 ", \"sessions_empty\": %" PRIu64
                 ", \"objects_fetched\": %" PRIu64 ", \"refs_applied\": %" PRIu64
                 ", \"refs_pending\": %" PRIu64 ", \"refs_dropped\": %" PRIu64
-                ", \"peers_expired\": %" PRIu64
+                ", \"peers_expired\": %" PRIu64 ", \"peers_evicted\": %" PRIu64
                 ", \"bad_objects\": %" PRIu64 ", \"dgrams_malformed\": %" PRIu64
                 ", \"frames_malformed\": %" PRIu64 "},\n",
                 tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched, tot.refs_applied,
-                tot.refs_pending, tot.refs_dropped, tot.peers_expired, tot.bad_objects, tot.dgrams_malformed,
+                tot.refs_pending, tot.refs_dropped, tot.peers_expired, tot.peers_evicted, tot.bad_objects, tot.dgrams_malformed,
                 tot.frames_malformed);
         fprintf(out,
                 "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64

@@ -1,7 +1,8 @@
 /* core.h - the guts protocol as a state machine without I/O.
  *
- * A guts_core is one node: it keeps the peer table, decides what to
- * announce and when, decides what to pull from whom, and runs sync sessions.
+ * A guts_core is one node: it keeps a bounded view of its peers, decides
+ * what to announce and when, decides what to pull from whom, and runs sync
+ * sessions.
  * It never reads a clock, owns a socket or touches a file: the driver (the
  * libev daemon in src/net/, or the simulator in sim/) feeds it events with
  * the current time, and drains the actions it wants done. The store is
@@ -172,6 +173,14 @@ void guts_core_free(guts_core *c);
 /** A datagram arrived from addr. Over GUTS_DGRAM_DROP bytes: dropped unread. */
 void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
                            const uint8_t *buf, size_t len);
+/** A datagram of len bytes from addr that the driver decoded itself:
+ * guts_msg_decode returned GUTS_OK for it and filled m. The same as
+ * guts_core_on_datagram with those bytes, without decoding them again (a
+ * driver handing one datagram to many cores decodes it once); m is only
+ * read, and not kept past the call. */
+struct guts_msg; /* guts/wire.h */
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from,
+                      const struct guts_msg *m, size_t len);
 /** A stream is connected: outgoing (one the core asked for with OPEN_STREAM)
  * or incoming (accepted; id chosen by the driver, with
  * GUTS_CORE_STREAM_DRIVER set). */
@@ -260,6 +269,7 @@ typedef struct guts_core_counters {
     uint64_t repos_evicted;      /* remote-only keys dropped when their peer left */
     uint64_t store_full;         /* now: 1 while the store refuses writes (full) */
     uint64_t writes_full;        /* writes the store refused as full */
+    uint64_t peers_evicted;      /* left a full view for a more useful sender */
 } guts_core_counters;
 
 /** Number of live peers. */

@@ -1,9 +1,10 @@
 /* core_internal.h - the guts_core structure shared by src/core/node*.c.
  *
  * One struct holds a node's whole volatile state: the action queue, the
- * peer table, a cache of local repository counters, and the sync sessions.
+ * view (bounded peer table) and group-size sketch, a cache of local
+ * repository counters, and the sync sessions.
  * Files split by concern: node.c (lifecycle, PRNG, actions, dispatch,
- * timers, status), node_members.c (peer table), node_announce.c (announce
+ * timers, status), node_members.c (view and sketch), node_announce.c (announce
  * building and the pull decision), node_sync.c (sessions: reconciliation
  * and object streaming), node_refs.c (closure checks and ref application).
  * Everything here is lost on restart by design: the store is the only
@@ -22,10 +23,39 @@
 
 /* ---- Limits (each with why) ---------------------------------------------- */
 
-/* A LAN group of 10,000 nodes is far beyond the target; the cap bounds the
- * memory a flood of forged node ids can take (each peer is ~100 bytes plus
- * its announced repositories). */
-#define CORE_PEERS_MAX 16384
+/* Peers kept in the view (partial membership, docs/architecture.md
+ * "Membership"): a node needs a few sources per repository, not the whole
+ * group; 256 entries (~250 bytes each with one repository) bound a core's
+ * memory whatever the group size, and a flood of forged node ids only
+ * churns the view. When it is full, a new sender enters only if its
+ * announce is useful (it has a repository state we would pull), in place
+ * of the least useful, stalest entry. */
+#define CORE_VIEW_MAX 256
+/* Peers sampled for eviction from a full view (see view_evict). */
+#define CORE_VIEW_SAMPLE 8
+/* Group-size sketch: the k smallest hashes of sender ids heard (k minimum
+ * values, Bar-Yossef et al. 2002), in two epochs. Exact below k senders;
+ * above, standard error ~1/sqrt(k-2): 6.3% at 256 (4 KiB per core). */
+#define CORE_KMV_K 256
+/* Longest sketch epoch: twice the longest announce interval (10 min). */
+#define CORE_EPOCH_MAX_MS 1200000
+/* Announces of the whole group per second, at most (with the byte budget,
+ * the tighter wins): a receiver's cost is per datagram more than per byte,
+ * so small announces must not raise the rate it pays. 20 a second is what
+ * a memberlist node receives (gossip to 3 every 200 ms, plus probes). */
+#define CORE_GROUP_RATE 20
+/* A change is announced at once unless this many announces of the same
+ * state were heard already (Trickle's redundancy constant, RFC 6206): they
+ * are sources enough, and every extra announce reaches the whole group. */
+#define CORE_ANNOUNCE_REDUNDANT 32
+/* A change others already announced goes out after a random wait of up to
+ * this, ms, and only if still not redundant then (Trickle's listen period):
+ * nodes that fetched an update at the same moment do not all announce it. */
+#define CORE_ANNOUNCE_LISTEN_MS 200
+/* States counted per repository for that: a new state, the one before it,
+ * intermediate ones (objects fetched, refs not yet) and a concurrent write;
+ * the least recently heard makes room. */
+#define CORE_SEEN_STATES 4
 /* Expiry is checked at most once per this fraction of the base interval:
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
@@ -156,7 +186,11 @@ typedef struct core_act {
 } core_act;
 
 typedef struct peer_repo {
-    char *key;
+    /* the key: the lrepo's own when we track the repository (shared: one
+     * copy for every peer, and members_repo(p, r->key) matches it by
+     * address, without a strcmp per peer), else an owned copy */
+    const char *key;
+    int shared;
     uint64_t objects;
     guts_fp fp;
     uint64_t rdigest;
@@ -178,7 +212,10 @@ typedef struct peer {
     uint64_t inc;
     uint64_t last_heard;
     uint32_t interval;
-    peer_repo *repos; /* sorted by key */
+    /* repository entries sorted by key: `one` while caprepos <= 1, else
+     * the `repos` array (node_members.c, prepos) */
+    peer_repo one;
+    peer_repo *repos;
     size_t nrepos, caprepos;
     uint32_t taken; /* remote-only repositories tracked because it announced them */
 } peer;
@@ -200,10 +237,20 @@ typedef struct idset {
     size_t n, cap;
 } idset;
 
+/* A repository state peers announced, how many times, and when last. */
+typedef struct seen_state {
+    guts_fp fp;
+    uint64_t rdigest, objects;
+    uint64_t at;
+    uint32_t n; /* 0: unused */
+} seen_state;
+
 typedef struct lrepo {
     char key[GUTS_KEY_MAX + 1];
     guts_repo_info info;
     int changed;        /* to be announced first */
+    guts_fp ann_fp;     /* the fingerprint our last announce of it carried */
+    seen_state seen[CORE_SEEN_STATES]; /* states announced lately, how often */
     uint64_t next_pull; /* 0: none scheduled */
     int urgent;         /* next_pull was set by evidence, not anti-entropy */
     int pulling;        /* an outgoing session runs for it */
@@ -337,7 +384,11 @@ struct guts_core {
     uint32_t next_stream;
 
     uint64_t next_announce, last_announce;
-    int announce_soon;
+    uint64_t ann_base;   /* start of the current interval (the last announce, or start) */
+    uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
+    int announce_soon;   /* a change to announce, at soon_at or later */
+    uint64_t soon_at;
+    int started;         /* the first event came (first announce scheduled) */
     uint64_t next_timer_sent;
     uint64_t next_expiry_check; /* earliest time any peer can expire */
 
@@ -347,6 +398,15 @@ struct guts_core {
     int full;             /* the store refused a write as full (GUTS_EFULL) */
     uint64_t full_retry;  /* while full: no pull starts before this */
     idset refused;        /* objects refused as over obj_max: logged once, not wanted */
+    /* group-size sketch (node_members.c): per epoch the sorted distinct
+     * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last */
+    uint64_t kmv[2][CORE_KMV_K];
+    size_t nkmv[2];
+    int kmv_cur;
+    uint64_t kmv_seed;      /* keyed: a sender cannot pick small hashes */
+    uint64_t kmv_epoch_end; /* 0: not started */
+    uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
+    uint64_t kmv_since;     /* when the first epoch began */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
 };
@@ -384,13 +444,22 @@ uint32_t core_frame_payload(const guts_core *c);
 
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);
-/* Record that a datagram from id/addr/inc arrived; NULL when ignored. */
+/* Record that a datagram from id/addr/inc arrived; NULL when ignored. A new
+ * sender enters a full view only when useful (see CORE_VIEW_MAX). */
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval);
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful);
+/* Count sender id in the group-size sketch. */
+void members_sketch_add(guts_core *c, const guts_node_id *id);
+/* Estimated members of the group, this node included. */
+uint64_t members_estimate(guts_core *c);
+/* A hash of a repository state (fingerprint, refs digest), never 0. */
+uint64_t members_state_sig(guts_fp fp, uint64_t rdigest);
 void members_remove(guts_core *c, size_t i, const char *why);
 void members_expire(guts_core *c);
 peer_repo *members_repo(peer *p, const char *key);
-int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
+/* Record p's announced state of key; r: our entry for key, if any (lrepo
+ * entries live as long as the core, so peers may share their key). */
+int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now);
 uint64_t members_next_expiry(const guts_core *c);
 /* pr still announces the state at which a pull from it brought nothing. */
@@ -399,12 +468,24 @@ int members_repo_exhausted(const peer_repo *pr);
 void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int empty);
 
 /* node_announce.c */
-uint32_t announce_interval(const guts_core *c);
+uint32_t announce_interval(guts_core *c);
+/* The regular announce is due (RTCP's timer reconsideration): 1, or 0 and
+ * next_announce moved to when the interval, grown meanwhile, ends. */
+int announce_due(guts_core *c);
+/* Schedule the first announce: one base interval, jittered, then
+ * reconsidered like every other (RFC 3550 halves this first one; not
+ * halving it halves the flood when a large group starts at once). */
+void announce_start(guts_core *c);
 void announce_send(guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);
 void announce_changed(guts_core *c, lrepo *r);
+/* A peer state is evidence of something we lack (pulled at once): more
+ * objects, or the same objects with other refs. */
+int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest);
+/* An announce of changes is due now (and still worth sending). */
+int announce_soon_due(guts_core *c);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);

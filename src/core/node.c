@@ -219,10 +219,11 @@ void core_repo_refresh(guts_core *c, lrepo *r)
     guts_repo_info info;
     if (c->st.info(c->st.ctx, r->key, &info) != GUTS_OK)
         return;
-    if (info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
-        !guts_fp_eq(info.refs_digest, r->info.refs_digest))
-        announce_changed(c, r);
+    int changed = info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
+                  !guts_fp_eq(info.refs_digest, r->info.refs_digest);
     r->info = info;
+    if (changed)
+        announce_changed(c, r);
 }
 
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
@@ -360,7 +361,9 @@ static uint64_t next_deadline(guts_core *c)
 {
     uint64_t t = c->next_announce;
     if (c->announce_soon) {
-        uint64_t s = c->last_announce + CORE_ANNOUNCE_GAP_MS;
+        uint64_t s = c->ctr.dgrams_out ? c->last_announce + CORE_ANNOUNCE_GAP_MS : 0;
+        if (s < c->soon_at)
+            s = c->soon_at;
         if (s < t)
             t = s;
     }
@@ -391,8 +394,8 @@ static void settle(guts_core *c)
         return;
     members_expire(c);
     sync_idle(c);
-    if (c->now >= c->next_announce ||
-        (c->announce_soon && c->now >= c->last_announce + CORE_ANNOUNCE_GAP_MS))
+    int due = c->now >= c->next_announce && announce_due(c);
+    if (due || announce_soon_due(c))
         announce_send(c);
     sync_start_pulls(c);
     uint64_t t = next_deadline(c);
@@ -408,6 +411,10 @@ static void enter(guts_core *c, uint64_t now)
     acts_release(c);
     if (now > c->now)
         c->now = now;
+    if (!c->started) {
+        c->started = 1;
+        announce_start(c);
+    }
 }
 
 /* ---- Lazy creation --------------------------------------------------------
@@ -707,7 +714,7 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
     for (int i = 0; i < 4; i++)
         c->rng[i] = splitmix(&x);
     c->next_stream = 1;
-    c->next_announce = 0; /* the first timer announces at once */
+    c->kmv_seed = core_rand(c);
     c->st.repos(c->st.ctx, rescan_cb, c);
     *out = c;
     return GUTS_OK;
@@ -737,6 +744,26 @@ void guts_core_free(guts_core *c)
 
 /* ---- Events -------------------------------------------------------------- */
 
+/* A decoded datagram of len bytes. */
+static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_t len)
+{
+    if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
+        return; /* our own, looped back */
+    if (m->type == GUTS_MSG_ANNOUNCE) {
+        c->ann_bytes += len;
+        c->ann_count++;
+        announce_on(c, m, from);
+    } else if (m->type == GUTS_MSG_LEAVE) {
+        peer *p = members_find(c, &m->sender);
+        if (p && m->u.leave.incarnation >= p->inc) {
+            sync_abort_peer(c, &p->addr);
+            members_remove(c, (size_t)(p - c->peers), "left");
+        }
+    } else {
+        c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
+    }
+}
+
 void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
                            const uint8_t *buf, size_t len)
 {
@@ -762,25 +789,21 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
         c->ctr.dgrams_malformed++;
         goto out;
     }
-    if (memcmp(&m.sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0) {
-        guts_msg_free(&m); /* our own, looped back */
-        goto out;
-    }
-    if (m.type == GUTS_MSG_ANNOUNCE) {
-        c->ann_bytes += len;
-        c->ann_count++;
-        announce_on(c, &m, from);
-    } else if (m.type == GUTS_MSG_LEAVE) {
-        peer *p = members_find(c, &m.sender);
-        if (p && m.u.leave.incarnation >= p->inc) {
-            sync_abort_peer(c, &p->addr);
-            members_remove(c, (size_t)(p - c->peers), "left");
-        }
-    } else {
-        c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
-    }
+    on_msg(c, from, &m, len);
     guts_msg_free(&m);
 out:
+    settle(c);
+}
+
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const guts_msg *m,
+                      size_t len)
+{
+    enter(c, now);
+    c->ctr.dgrams_in++;
+    if (len > GUTS_DGRAM_DROP)
+        c->ctr.dgrams_dropped++;
+    else if (!c->left)
+        on_msg(c, from, m, len);
     settle(c);
 }
 
@@ -833,6 +856,10 @@ void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key)
         for (size_t i = 0; i < c->nrepos; i++)
             core_repo_refresh(c, c->repos[i]);
     }
+    /* a repository new to the core is news too */
+    for (size_t i = 0; i < c->nrepos; i++)
+        if (c->repos[i]->changed && !c->repos[i]->unstored && !c->announce_soon)
+            announce_changed(c, c->repos[i]);
     settle(c);
 }
 
@@ -891,7 +918,7 @@ void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
 
 uint32_t guts_core_interval(const guts_core *c)
 {
-    return announce_interval(c);
+    return announce_interval((guts_core *)c); /* it only fills a cache */
 }
 
 void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)

@@ -12,13 +12,16 @@
  * fit, and the stream reconciliation does the rest).
  *
  * The interval follows RTCP (RFC 3550 section 6.2): the whole group's
- * announce traffic stays within group_budget bytes per second, so
- * interval = max(base, members * average size / budget), each one
- * randomised in [0.5, 1.5] of that so members do not synchronise. A change
- * to a repository (a local write or a completed fetch) asks for an announce
- * at once, rate-limited to one per CORE_ANNOUNCE_GAP_MS: nodes that fetched
- * an update announce it, so others can pull from them and not only from the
- * writer (epidemic spread).
+ * announces stay within group_budget bytes and CORE_GROUP_RATE datagrams
+ * per second, so interval = max(base, members * average size / budget,
+ * members / rate), members being the sketch's estimate (node_members.c),
+ * each one randomised in [0.5, 1.5] of that so members do not synchronise,
+ * and reconsidered when due (RFC 3550 section 6.3.6: if the interval grew
+ * meanwhile, wait for its new end). A change to a repository (a local write
+ * or a completed fetch) asks for an announce at once, rate-limited to one
+ * per CORE_ANNOUNCE_GAP_MS: nodes that fetched an update announce it, so
+ * others can pull from them and not only from the writer (epidemic
+ * spread); unless the state is redundant (Trickle, RFC 6206: see worth()).
  *
  * Receiving: the pull decision. For each repository entry of a peer:
  *  - we lack the repository: if cfg.repo_wanted takes it (default: all)
@@ -47,13 +50,16 @@
  * this count the rule is skipped (anti-entropy covers it). */
 #define ANNOUNCE_EVIDENCE_MAX 1024
 
-uint32_t announce_interval(const guts_core *c)
+uint32_t announce_interval(guts_core *c)
 {
-    uint64_t members = c->npeers + 1;
+    uint64_t members = members_estimate(c);
     /* average size of the announces sent and heard (RTCP's avg_rtcp_size);
      * full datagrams when nothing is known yet */
     uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : c->cfg.dgram_max;
     uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
+    uint64_t by_rate = members * 1000 / CORE_GROUP_RATE;
+    if (iv < by_rate)
+        iv = by_rate;
     if (iv < c->cfg.interval_ms)
         iv = c->cfg.interval_ms;
     if (iv > 600000)
@@ -61,10 +67,102 @@ uint32_t announce_interval(const guts_core *c)
     return (uint32_t)iv;
 }
 
+static void jitter(guts_core *c)
+{
+    c->ann_factor = 500 + (uint32_t)core_rand_below(c, 1001);
+}
+
+void announce_start(guts_core *c)
+{
+    jitter(c);
+    c->ann_base = c->now;
+    c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
+}
+
+/* Announces heard of r's current state (see CORE_SEEN_STATES). */
+static uint32_t heard_same(const lrepo *r)
+{
+    for (int i = 0; i < CORE_SEEN_STATES; i++)
+        if (r->seen[i].n && guts_fp_eq(r->seen[i].fp, r->info.fp) &&
+            r->seen[i].rdigest == r->info.refs_digest.lo)
+            return r->seen[i].n;
+    return 0;
+}
+
+/* A state ahead of r's was announced lately: ours is on its way there
+ * (objects fetched, refs not yet; or a pull that ended half way). */
+static int heard_ahead(const guts_core *c, const lrepo *r)
+{
+    for (int i = 0; i < CORE_SEEN_STATES; i++) {
+        const seen_state *x = &r->seen[i];
+        if (x->n && x->at + 2 * (uint64_t)c->cfg.interval_ms >= c->now &&
+            announce_ahead(r, x->objects, x->fp, x->rdigest))
+            return 1;
+    }
+    return 0;
+}
+
+/* Announcing r's state now would tell the group something: fewer than
+ * CORE_ANNOUNCE_REDUNDANT peers announced it and it is not behind a state
+ * heard lately; or our last announce had these objects with other refs
+ * (peers would take that for refs we have and they lack, and pull us for
+ * nothing until corrected). */
+static int worth(const guts_core *c, const lrepo *r)
+{
+    if (guts_fp_eq(r->ann_fp, r->info.fp))
+        return 1;
+    return heard_same(r) < CORE_ANNOUNCE_REDUNDANT && !heard_ahead(c, r);
+}
+
+int announce_due(guts_core *c)
+{
+    /* news no one announced yet (what a node holds at start, before it
+     * heard others announce the same) is not postponed */
+    for (size_t i = 0; i < c->nrepos; i++) {
+        const lrepo *r = c->repos[i];
+        if (r->changed && !r->unstored && (r->info.objects || r->info.refs_digest.lo) &&
+            worth(c, r))
+            return 1;
+    }
+    uint64_t iv = announce_interval(c);
+    uint64_t due = c->ann_base + iv * c->ann_factor / 1000;
+    if (due <= c->now)
+        return 1;
+    c->next_announce = due;
+    return 0;
+}
+
+int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest)
+{
+    if (guts_fp_eq(fp, r->info.fp))
+        return rdigest != r->info.refs_digest.lo;
+    return objects > r->info.objects;
+}
+
 void announce_changed(guts_core *c, lrepo *r)
 {
     r->changed = 1;
+    if (!worth(c, r))
+        return; /* it waits for the regular announce */
+    /* the first to announce a state does so at once; others listen first */
+    uint64_t at = c->now;
+    if (heard_same(r))
+        at += 1 + core_rand_below(c, CORE_ANNOUNCE_LISTEN_MS);
+    if (!c->announce_soon || at < c->soon_at)
+        c->soon_at = at;
     c->announce_soon = 1;
+}
+
+int announce_soon_due(guts_core *c)
+{
+    if (!c->announce_soon || c->now < c->soon_at ||
+        (c->ctr.dgrams_out && c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS))
+        return 0;
+    for (size_t i = 0; i < c->nrepos; i++)
+        if (c->repos[i]->changed && worth(c, c->repos[i]))
+            return 1;
+    c->announce_soon = 0; /* others said it all meanwhile */
+    return 0;
 }
 
 typedef struct entry {
@@ -195,8 +293,10 @@ full:
     for (size_t i = 0; i < n; i++)
         guts_bloom_free(&ens[i].bloom);
     if (rc == GUTS_OK && len <= c->cfg.dgram_max) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             ens[i].r->changed = 0;
+            ens[i].r->ann_fp = ens[i].r->info.fp;
+        }
         guts_core_action act = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
                                 .len = len};
         if (core_push(c, &act) == GUTS_OK) {
@@ -210,12 +310,14 @@ full:
     } else {
         core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
     }
-    c->last_announce = c->now;
-    c->next_announce = c->now + iv / 2 + core_rand_below(c, iv + 1);
+    c->last_announce = c->ann_base = c->now;
+    jitter(c);
+    c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
     c->announce_soon = 0;
+    c->soon_at = c->now;
     for (size_t i = 0; i < c->nrepos; i++)
-        if (c->repos[i]->changed)
-            c->announce_soon = 1;
+        if (c->repos[i]->changed && worth(c, c->repos[i]))
+            c->announce_soon = 1; /* did not fit */
 }
 
 /* Schedule a pull of r: urgent ones after a short random stagger (with
@@ -296,18 +398,56 @@ static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo
     return ev;
 }
 
+/* Count an announce of a state of r (see CORE_ANNOUNCE_REDUNDANT): once we
+ * have that state too, it says how many peers announced it already. */
+static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e)
+{
+    seen_state *old = &r->seen[0];
+    for (int i = 0; i < CORE_SEEN_STATES; i++) {
+        seen_state *x = &r->seen[i];
+        if (x->n && guts_fp_eq(x->fp, e->fp) && x->rdigest == e->refs_digest) {
+            x->n += x->n < UINT32_MAX;
+            x->at = c->now;
+            return;
+        }
+        if (x->at < old->at)
+            old = x;
+    }
+    old->fp = e->fp;
+    old->rdigest = e->refs_digest;
+    old->objects = e->objects;
+    old->n = 1;
+    old->at = c->now;
+}
+
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
     const guts_msg_announce *a = &m->u.announce;
-    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms);
+    members_sketch_add(c, &m->sender);
+    /* useful: a state we would pull at once (what a full view admits) */
+    int useful = 0;
+    for (uint32_t i = 0; i < a->nrepos; i++) {
+        const guts_announce_repo *e = &a->repos[i];
+        if ((e->objects == 0 && e->refs_digest == 0) || guts_repo_key_check(e->key) != GUTS_OK)
+            continue;
+        lrepo *r = core_repo_find(c, e->key);
+        if (r) {
+            note_state(c, r, e);
+            useful |= announce_ahead(r, e->objects, e->fp, e->refs_digest);
+        } else {
+            useful |= !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key);
+        }
+    }
+    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms,
+                            useful);
     if (!p)
         return;
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
         if (guts_repo_key_check(e->key) != GUTS_OK)
             continue;
-        members_repo_set(p, e->key, e->objects, e->fp, e->refs_digest, c->now);
         lrepo *r = core_repo_find(c, e->key);
+        members_repo_set(p, e->key, r, e->objects, e->fp, e->refs_digest, c->now);
         if (!r) {
             if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
                 continue; /* not ours to take (the --repos allowlist) */

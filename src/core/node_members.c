@@ -1,4 +1,5 @@
-/* node_members.c - the peer table, built from announces.
+/* node_members.c - the view (a bounded peer table, built from announces)
+ * and the group-size sketch.
  *
  * There is no join protocol: a peer exists while its announces keep coming.
  * An entry holds the peer's id, the address its datagrams came from, its
@@ -9,9 +10,25 @@
  * id comes back with a higher incarnation (a restart: its sessions are
  * aborted, its old announcements forgotten). Lower incarnations are stale
  * datagrams of a previous life and are ignored.
+ *
+ * The view holds at most CORE_VIEW_MAX peers. Once full, a sender not in it
+ * enters only when its announce is useful (a repository state we would
+ * pull: the writer of an update always gets in), evicting the peer that is
+ * least useful (no state we would pull), stalest first. Eviction sends
+ * nothing and aborts nothing: a session with an evicted peer runs on.
+ *
+ * The group size, which sets the announce interval, is not the view's: it
+ * is estimated from the k smallest keyed hashes of the sender ids heard
+ * (k minimum values: exact below k distinct senders, else (k - 1) / the
+ * k-th smallest hash as a fraction of 2^64). Senders are counted over two
+ * epochs, each at least two announce intervals long (every live member
+ * announces within 1.5 intervals) and at least as long as the node has run
+ * (up to CORE_EPOCH_MAX_MS), so departed members fade out within two
+ * epochs.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/core_internal.h"
 
@@ -57,13 +74,49 @@ peer *members_find(guts_core *c, const guts_node_id *id)
     return NULL;
 }
 
+/* p's repository entries: inline while there is one (most peers carry one
+ * or a few, and scans of the view then touch no other memory), else an
+ * array. */
+static peer_repo *prepos(const peer *p)
+{
+    return p->caprepos > 1 ? p->repos : (peer_repo *)&p->one;
+}
+
 static void peer_clear_repos(peer *p)
 {
+    peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
-        free(p->repos[i].key);
-    free(p->repos);
+        if (!pr[i].shared)
+            free((void *)pr[i].key);
+    if (p->caprepos > 1)
+        free(p->repos);
     p->repos = NULL;
     p->nrepos = p->caprepos = 0;
+}
+
+/* The index slot holding peer i + 1. */
+static size_t pindex_slot(const guts_core *c, size_t i)
+{
+    size_t j = nid_hash(&c->peers[i].id) & (c->pindex_cap - 1);
+    while (c->pindex[j] != i + 1)
+        j = (j + 1) & (c->pindex_cap - 1);
+    return j;
+}
+
+/* Empty slot j of the linear-probing index, moving later entries of its
+ * cluster back so every lookup still finds them (no tombstones). */
+static void pindex_delete(guts_core *c, size_t j)
+{
+    size_t mask = c->pindex_cap - 1;
+    for (size_t k = (j + 1) & mask; c->pindex[k]; k = (k + 1) & mask) {
+        size_t home = nid_hash(&c->peers[c->pindex[k] - 1].id) & mask;
+        /* entry k may fill j unless its home lies cyclically in (j, k] */
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            c->pindex[j] = c->pindex[k];
+            j = k;
+        }
+    }
+    c->pindex[j] = 0;
 }
 
 void members_remove(guts_core *c, size_t i, const char *why)
@@ -76,14 +129,14 @@ void members_remove(guts_core *c, size_t i, const char *why)
         c->ctr.peers_left++;
     }
     peer_clear_repos(p);
+    if (c->pindex) {
+        pindex_delete(c, pindex_slot(c, i));
+        if (i != c->npeers - 1) /* the last entry moves to i */
+            c->pindex[pindex_slot(c, c->npeers - 1)] = (uint32_t)i + 1;
+    }
     c->peers[i] = c->peers[c->npeers - 1];
     c->npeers--;
     if (c->npeers == 0) {
-        free(c->pindex);
-        c->pindex = NULL;
-        c->pindex_cap = 0;
-    } else if (pindex_rebuild(c, c->npeers) != GUTS_OK) {
-        /* keep lookups correct without an index: rebuilt on the next add */
         free(c->pindex);
         c->pindex = NULL;
         c->pindex_cap = 0;
@@ -94,9 +147,14 @@ void members_remove(guts_core *c, size_t i, const char *why)
         core_repo_evict_orphans(c);
 }
 
-static uint64_t expiry_of(const guts_core *c, const peer *p)
+/* When p expires, given our own announce interval iv: the peer's
+ * advertised interval, or ours when longer (a peer that announced first in
+ * a group it did not know yet advertised too short a one; RTCP times
+ * members out by the receiver's own interval). */
+static uint64_t expiry_of(const guts_core *c, const peer *p, uint32_t iv)
 {
-    uint32_t iv = p->interval ? p->interval : c->cfg.interval_ms;
+    if (p->interval > iv)
+        iv = p->interval;
     /* the sender jitters up to 1.5x its interval */
     return p->last_heard + (uint64_t)iv * c->cfg.expiry_missed * 3 / 2;
 }
@@ -106,15 +164,101 @@ uint64_t members_next_expiry(const guts_core *c)
     return c->npeers ? c->next_expiry_check : 0;
 }
 
+/* Start a new sketch epoch when the current one is over. */
+static void sketch_tick(guts_core *c)
+{
+    if (c->now < c->kmv_epoch_end)
+        return;
+    if (c->kmv_epoch_end) {
+        c->kmv_cur ^= 1;
+        c->nkmv[c->kmv_cur] = 0;
+        c->kmv_est = 0;
+    }
+    if (!c->kmv_epoch_end)
+        c->kmv_since = c->now;
+    /* at least two intervals, and while the group starts up (each member's
+     * first announce is spread over its first interval) the whole time
+     * since we started: forgetting early senders then would shrink the
+     * estimate and the interval with it */
+    uint64_t len = (uint64_t)c->cfg.interval_ms * c->cfg.expiry_missed * 3 / 2;
+    uint64_t two = 2 * (uint64_t)announce_interval(c);
+    uint64_t up = c->now - c->kmv_since;
+    if (len < two)
+        len = two;
+    if (len < up)
+        len = up < CORE_EPOCH_MAX_MS ? up : CORE_EPOCH_MAX_MS;
+    c->kmv_epoch_end = c->now + len;
+}
+
+void members_sketch_add(guts_core *c, const guts_node_id *id)
+{
+    uint64_t h = XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed);
+    uint64_t *a = c->kmv[c->kmv_cur];
+    size_t n = c->nkmv[c->kmv_cur];
+    if (n == CORE_KMV_K && h >= a[n - 1])
+        return;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] == h)
+            return;
+        if (a[mid] < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (n == CORE_KMV_K)
+        n--; /* the largest makes room */
+    memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
+    a[lo] = h;
+    c->kmv_est = 0;
+    c->nkmv[c->kmv_cur] = n + 1;
+}
+
+/* Estimate from both epochs, without the view (cached until they change). */
+static uint64_t sketch_estimate(guts_core *c)
+{
+    if (c->kmv_est)
+        return c->kmv_est;
+    /* merge both epochs' sorted hashes: distinct ones, up to k */
+    const uint64_t *a = c->kmv[0], *b = c->kmv[1];
+    size_t na = c->nkmv[0], nb = c->nkmv[1], i = 0, j = 0, n = 0;
+    uint64_t last = 0;
+    while (n < CORE_KMV_K && (i < na || j < nb)) {
+        uint64_t v;
+        if (j >= nb || (i < na && a[i] <= b[j]))
+            v = a[i++];
+        else
+            v = b[j++];
+        if (n && v == last)
+            continue;
+        last = v;
+        n++;
+    }
+    uint64_t est = n;
+    if (n == CORE_KMV_K && last)
+        est = (uint64_t)((CORE_KMV_K - 1) * 18446744073709551616.0 / (double)last);
+    c->kmv_est = est + 1;
+    return c->kmv_est;
+}
+
+uint64_t members_estimate(guts_core *c)
+{
+    uint64_t est = sketch_estimate(c);
+    return est > c->npeers + 1 ? est : c->npeers + 1;
+}
+
 /* Scan for expired peers when the earliest possible deadline has come, and
  * then not again for a fraction of an interval (see CORE_EXPIRY_SLACK_DIV). */
 void members_expire(guts_core *c)
 {
+    sketch_tick(c);
     if (!c->npeers || c->now < c->next_expiry_check)
         return;
     uint64_t next = 0;
+    uint32_t iv = announce_interval(c);
     for (size_t i = c->npeers; i-- > 0;) {
-        uint64_t e = expiry_of(c, &c->peers[i]);
+        uint64_t e = expiry_of(c, &c->peers[i], iv);
         if (c->now >= e) {
             c->ctr.peers_expired++;
             sync_abort_peer(c, &c->peers[i].addr);
@@ -127,8 +271,43 @@ void members_expire(guts_core *c)
     c->next_expiry_check = next > slack ? next : slack;
 }
 
+/* p announced a state of one of our repositories that we would pull at once. */
+static int peer_useful(guts_core *c, const peer *p)
+{
+    for (size_t k = 0; k < p->nrepos; k++) {
+        const peer_repo *pr = &prepos(p)[k];
+        if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr))
+            continue;
+        const lrepo *r = core_repo_find(c, pr->key);
+        if (r && announce_ahead(r, pr->objects, pr->fp, pr->rdigest))
+            return 1;
+    }
+    return 0;
+}
+
+/* Make room in a full view: of CORE_VIEW_SAMPLE peers drawn at random,
+ * evict the least useful, stalest first (a full scan per newcomer would cost
+ * O(view) during every update's spread; d random choices keep it O(1)). */
+static void view_evict(guts_core *c)
+{
+    size_t victim = 0;
+    int vu = 2;
+    uint64_t vt = 0;
+    for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
+        size_t i = (size_t)core_rand_below(c, c->npeers);
+        int u = peer_useful(c, &c->peers[i]);
+        if (u < vu || (u == vu && c->peers[i].last_heard < vt)) {
+            victim = i;
+            vu = u;
+            vt = c->peers[i].last_heard;
+        }
+    }
+    c->ctr.peers_evicted++;
+    members_remove(c, victim, NULL);
+}
+
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval)
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful)
 {
     peer *p = members_find(c, id);
     if (p && inc < p->inc)
@@ -143,8 +322,11 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         p->inc = inc;
     }
     if (!p) {
-        if (c->npeers >= CORE_PEERS_MAX)
-            return NULL;
+        if (c->npeers >= CORE_VIEW_MAX) {
+            if (!useful)
+                return NULL;
+            view_evict(c);
+        }
         if (c->npeers == c->cappeers) {
             size_t nc = c->cappeers ? 2 * c->cappeers : 8;
             peer *np = realloc(c->peers, nc * sizeof(peer));
@@ -168,24 +350,21 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
                 j = (j + 1) & (c->pindex_cap - 1);
             c->pindex[j] = (uint32_t)c->npeers;
         }
-        /* a new peer's deadline may be the earliest */
-        uint64_t e = c->now + (uint64_t)(interval ? interval : c->cfg.interval_ms) *
-                                  c->cfg.expiry_missed * 3 / 2;
-        if (c->npeers == 1 || e < c->next_expiry_check)
-            c->next_expiry_check = e;
+        if (c->npeers == 1)
+            c->next_expiry_check = 0; /* set below */
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s joined", hex);
         c->ctr.peers_joined++;
-        /* a newcomer should hear from us soon, not in a full interval */
-        c->announce_soon = 1;
     }
     p->addr = *addr;
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;
-    uint64_t e = expiry_of(c, p); /* a shorter interval may bring it forward */
-    if (e < c->next_expiry_check)
+    /* a shorter interval may bring it forward (without ours: the scan
+     * finds the true deadline, this one is never later) */
+    uint64_t e = expiry_of(c, p, c->cfg.interval_ms);
+    if (!c->next_expiry_check || e < c->next_expiry_check)
         c->next_expiry_check = e;
     return p;
 }
@@ -193,9 +372,10 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
 static size_t prepo_pos(const peer *p, const char *key, int *found)
 {
     size_t lo = 0, hi = p->nrepos;
+    const peer_repo *a = prepos(p);
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int r = strcmp(p->repos[mid].key, key);
+        int r = a[mid].key == key ? 0 : strcmp(a[mid].key, key);
         if (r == 0) {
             *found = 1;
             return mid;
@@ -213,46 +393,63 @@ peer_repo *members_repo(peer *p, const char *key)
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
-    return found ? &p->repos[i] : NULL;
+    return found ? &prepos(p)[i] : NULL;
 }
 
-int members_repo_set(peer *p, const char *key, uint64_t objects, guts_fp fp,
+int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now)
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
+    if (found && r && !prepos(p)[i].shared) { /* tracked since: share its key */
+        free((void *)prepos(p)[i].key);
+        prepos(p)[i].key = r->key;
+        prepos(p)[i].shared = 1;
+    }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX)
             return GUTS_EFULL;
         if (p->nrepos == p->caprepos) {
-            size_t nc = p->caprepos ? 2 * p->caprepos : 8;
-            peer_repo *np = realloc(p->repos, nc * sizeof(peer_repo));
-            if (!np)
-                return GUTS_ENOMEM;
-            p->repos = np;
+            size_t nc = p->caprepos ? 2 * p->caprepos : 1;
+            if (nc > 1) {
+                peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
+                if (!np)
+                    return GUTS_ENOMEM;
+                if (p->caprepos == 1)
+                    np[0] = p->one;
+                p->repos = np;
+            }
             p->caprepos = nc;
         }
-        char *k = strdup(key);
-        if (!k)
+        char *k = r ? NULL : strdup(key);
+        if (!r && !k)
             return GUTS_ENOMEM;
-        memmove(p->repos + i + 1, p->repos + i, (p->nrepos - i) * sizeof(peer_repo));
+        peer_repo *a = prepos(p);
+        memmove(a + i + 1, a + i, (p->nrepos - i) * sizeof(peer_repo));
         p->nrepos++;
-        memset(&p->repos[i], 0, sizeof(p->repos[i]));
-        p->repos[i].key = k;
+        memset(&a[i], 0, sizeof(a[i]));
+        a[i].key = r ? r->key : k;
+        a[i].shared = r != NULL;
     }
-    p->repos[i].objects = objects;
-    p->repos[i].fp = fp;
-    p->repos[i].rdigest = rdigest;
-    p->repos[i].heard = now;
+    peer_repo *e = &prepos(p)[i];
+    e->objects = objects;
+    e->fp = fp;
+    e->rdigest = rdigest;
+    e->heard = now;
     return GUTS_OK;
+}
+
+uint64_t members_state_sig(guts_fp fp, uint64_t rdigest)
+{
+    uint64_t h = fp.lo * 0x9e3779b97f4a7c15ull;
+    h ^= (fp.hi + (h << 6) + (h >> 2)) * 0xbf58476d1ce4e5b9ull;
+    h ^= (rdigest + (h << 6) + (h >> 2)) * 0x94d049bb133111ebull;
+    return h ? h : 1;
 }
 
 static uint64_t state_sig(const peer_repo *pr)
 {
-    uint64_t h = pr->fp.lo * 0x9e3779b97f4a7c15ull;
-    h ^= (pr->fp.hi + (h << 6) + (h >> 2)) * 0xbf58476d1ce4e5b9ull;
-    h ^= (pr->rdigest + (h << 6) + (h >> 2)) * 0x94d049bb133111ebull;
-    return h ? h : 1;
+    return members_state_sig(pr->fp, pr->rdigest);
 }
 
 int members_repo_exhausted(const peer_repo *pr)

@@ -125,6 +125,11 @@ static void sess_remove(guts_core *c, session *s)
 
 static void peer_hex(guts_core *c, const session *s, char *hex)
 {
+    if (s->kind == SESS_PULL) { /* we chose the peer: no scan of the view */
+        guts_node_id_to_hex(&s->peer_id, hex);
+        hex[8] = 0;
+        return;
+    }
     for (size_t i = 0; i < c->npeers; i++) {
         if (guts_addr_eq(&c->peers[i].addr, &s->addr)) {
             guts_node_id_to_hex(&c->peers[i].id, hex);
@@ -149,8 +154,9 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
 {
     if (close_stream)
         core_close_stream(c, s->stream);
-    char hex[2 * GUTS_NODE_ID_LEN + 1];
-    peer_hex(c, s, hex);
+    char hex[2 * GUTS_NODE_ID_LEN + 1] = "?";
+    if (s->kind == SESS_PULL || !ok) /* what the logs below need */
+        peer_hex(c, s, hex);
     if (s->kind == SESS_PULL) {
         lrepo *r = core_repo_find(c, s->key);
         if (s->chunk_active && s->chunk_fill) /* keep what arrived: a later pull resumes */
@@ -189,9 +195,10 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             core_repo_refresh(c, r);
             int busy = s->busy;
             sess_remove(c, s);
-            announce_consider(c, r);
-            if (busy && r->next_pull) /* soon, probably from another peer */
+            if (busy) /* soon, probably from another peer (none: no pull) */
                 r->next_pull = c->now + 1 + core_rand_below(c, 3 * CORE_PULL_STAGGER_MS);
+            else
+                announce_consider(c, r);
             return;
         }
         sync_log(c, s, ok, hex, why);

@@ -493,13 +493,77 @@ START_TEST(test_interval_grows_with_group_size)
     feed_announce(&s, 10, 1, 1, reps, 10);
     uint32_t small = guts_core_interval(s.core);
     ck_assert_uint_eq(small, GUTS_CORE_INTERVAL_DEFAULT);
-    for (int n = 2; n <= 400; n++)
+    for (int n = 2; n <= 100; n++)
         feed_announce(&s, 20, n, 1, reps, 10);
-    ck_assert_uint_eq(guts_core_peer_count(s.core), 400);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 100);
     uint32_t big = guts_core_interval(s.core);
-    /* 401 members * ~600 bytes / 64 kB/s: several seconds */
-    ck_assert_uint_gt(big, 3 * small);
-    ck_assert_uint_lt(big, 10 * small);
+    /* 101 members: the group's 20 announces a second (5 s) and its
+     * 64 kB/s (101 * ~600 bytes: ~1 s), the tighter */
+    ck_assert_uint_eq(big, 101 * 1000 / 20);
+    solo_free(&s);
+}
+END_TEST
+
+/* The view is bounded (256 peers): a flood of announces from many distinct
+ * senders keeps it at its cap, while the group size behind the interval is
+ * estimated from all of them (k minimum values, k = 256: standard error
+ * ~6%; asserted within 20%). Senders with nothing for us do not displace
+ * anyone from a full view; a sender ahead of us (a writer) always gets in. */
+START_TEST(test_view_is_bounded_and_group_size_estimated)
+{
+    solo s;
+    solo_init(&s, 61);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, "team/app"), 0);
+    guts_obj o = {.type = GUTS_OBJ_BLOB, .data = "hello", .len = 5};
+    guts_obj_hash(GUTS_OBJ_BLOB, o.data, o.len, &o.id);
+    ck_assert_int_eq(s.iface.put(s.iface.ctx, "team/app", &o, 1, NULL, NULL), 0);
+    guts_core_on_local_change(s.core, 0, NULL);
+    solo_start(&s);
+    guts_repo_info ours;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, "team/app", &ours), 0);
+    guts_announce_repo same;
+    memset(&same, 0, sizeof(same));
+    same.key = "team/app";
+    same.objects = ours.objects;
+    same.fp = ours.fp;
+    same.refs_digest = ours.refs_digest.lo;
+    guts_announce_repo ahead = same;
+    ahead.objects = ours.objects + 1;
+    ahead.fp.lo ^= 1;
+
+    const int senders = 5000;
+    for (int n = 1; n <= senders; n++)
+        feed_announce(&s, 100 + (uint64_t)n / 10, n, 1, n % 2 ? &same : &ahead, 1);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 256);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_joined, 256 + k.peers_evicted);
+    ck_assert_uint_gt(k.peers_evicted, 1000);
+    /* interval = members * 1000 / 20 ms (the rate bound rules here) */
+    uint64_t est = (uint64_t)guts_core_interval(s.core) * 20 / 1000;
+    ck_assert_uint_ge(est, (senders + 1) * 8 / 10);
+    ck_assert_uint_le(est, (senders + 1) * 12 / 10);
+    /* the view is full of peers ahead of us: senders in sync stay out */
+    for (int n = senders + 1; n <= senders + 300; n++)
+        feed_announce(&s, 700, n, 1, &same, 1);
+    guts_core_counters k2;
+    guts_core_counters_get(s.core, &k2);
+    ck_assert_uint_eq(k2.peers_evicted, k.peers_evicted);
+    /* a writer's announce of a newer state gets in */
+    ahead.fp.lo ^= 2;
+    feed_announce(&s, 800, senders + 301, 1, &ahead, 1);
+    guts_core_counters_get(s.core, &k2);
+    ck_assert_uint_eq(k2.peers_evicted, k.peers_evicted + 1);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 256);
+    int found = 0;
+    guts_node_id want;
+    peer_id(senders + 301, &want);
+    for (size_t i = 0; i < guts_core_peer_count(s.core); i++) {
+        guts_core_peer_info pi;
+        ck_assert_int_eq(guts_core_peer(s.core, i, &pi), 0);
+        found |= memcmp(&pi.id, &want, sizeof(want)) == 0;
+    }
+    ck_assert(found);
     solo_free(&s);
 }
 END_TEST
@@ -1571,6 +1635,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_announce_never_exceeds_1200_bytes);
     tcase_add_test(t, test_announce_fits_the_keyed_dgram_max);
     tcase_add_test(t, test_interval_grows_with_group_size);
+    tcase_add_test(t, test_view_is_bounded_and_group_size_estimated);
     suite_add_tcase(s, t);
     t = tcase_create("sessions");
     tcase_set_timeout(t, 120);
