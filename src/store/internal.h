@@ -180,6 +180,20 @@ int store_meta_put_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t v);
 int store_meta_get_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp *v);
 int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v);
 
+/* The object set's counters in meta, as one write sees them: load them,
+ * store_set_add() every new object whose row is written, save them. */
+typedef struct store_set {
+    uint64_t count, seq, stored; /* meta "count", "seq", "stored_bytes" */
+    guts_fp fp;                  /* meta "fp" */
+    size_t added;                /* objects added by this write */
+} store_set;
+int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s);
+/* Log the new object id (its row of rowlen bytes is written) at s->seq and
+ * count it. */
+int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, size_t rowlen);
+/* Write the counters back; nothing when no object was added. */
+int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
+
 /* Object records (objects.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);
 int store_corrupt(const guts_id *id, const char *why);

@@ -531,14 +531,9 @@ static int put_write(put_ctx *c, MDB_txn *txn)
 {
     guts_repo *r = c->r;
     store_env *se = r->se;
-    uint64_t count, seq, stored;
-    guts_fp fp;
+    store_set set;
     int rc;
-    if ((rc = store_meta_get_u64(r, txn, "count", &count)) ||
-        (rc = store_meta_get_u64(r, txn, "seq", &seq)) ||
-        (rc = store_meta_get_u64(r, txn, "stored_bytes", &stored)) ||
-        (rc = store_meta_get_fp(r, txn, "fp", &fp)))
-        return rc;
+    if ((rc = store_set_load(r, txn, &set))) return rc;
     for (size_t i = 0; i < c->n; i++) {
         put_item *it = &c->items[i];
         if (it->skip) continue;
@@ -552,24 +547,12 @@ static int put_write(put_ctx *c, MDB_txn *txn)
                 cache_copy(&r->cache, &o->base[0], it->base, it->blen);
         }
         MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v = {it->len, rec};
-        if ((rc = mdb_put(txn, se->objects, &k, &v, 0))) return rc;
-        uint8_t sk[8];
-        be64_put(sk, seq);
-        MDB_val lk = {8, sk};
-        if ((rc = mdb_put(txn, se->log, &lk, &k, MDB_APPEND))) return rc;
-        seq++;
-        count++;
-        stored += it->len;
-        guts_fp_add(&fp, guts_fp_of_id(&o->id));
-        c->added++;
+        if ((rc = mdb_put(txn, se->objects, &k, &v, 0)) ||
+            (rc = store_set_add(r, txn, &set, &o->id, it->len)))
+            return rc;
     }
-    if (c->added == 0) return GUTS_OK;
-    if ((rc = store_meta_put_u64(r, txn, "count", count)) ||
-        (rc = store_meta_put_u64(r, txn, "seq", seq)) ||
-        (rc = store_meta_put_u64(r, txn, "stored_bytes", stored)) ||
-        (rc = store_meta_put_fp(r, txn, "fp", fp)))
-        return rc;
-    return GUTS_OK;
+    c->added = set.added;
+    return store_set_save(r, txn, &set);
 }
 
 static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
@@ -734,8 +717,7 @@ static int rec_check(const guts_rec *rec)
         return GUTS_EINVAL;
     }
     if (rec->size > GUTS_OBJ_MAX_DEFAULT) {
-        store_seterr("record %s: %llu bytes is over the limit", hex,
-                     (unsigned long long)rec->size);
+        store_seterr("record %s: %llu bytes is over the limit", hex, (unsigned long long)rec->size);
         return GUTS_ETOOBIG;
     }
     if (rec->enc == GUTS_REC_RAW && rec->len != rec->size) {
@@ -749,8 +731,8 @@ static int rec_check(const guts_rec *rec)
 /* Decode rec (base: the base's content for a delta) with dctx and verify
  * its id. A raw record is not copied: *out is NULL and the content is the
  * payload. Returns 0 or GUTS_EHASH / GUTS_ENOMEM. */
-static int rec_decode_verify(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base,
-                             size_t blen, uint8_t **out)
+static int rec_decode_verify(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base, size_t blen,
+                             uint8_t **out)
 {
     char hex[GUTS_HEX_LEN + 1];
     const uint8_t *content = rec->data;
@@ -760,8 +742,7 @@ static int rec_decode_verify(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t
         if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
         int delta = rec->enc == GUTS_REC_DELTA;
         size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
-        if (!ZSTD_isError(zr))
-            zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
+        if (!ZSTD_isError(zr)) zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
         if (ZSTD_isError(zr) || zr != rec->size) {
             ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
             ZSTD_DCtx_refPrefix(dctx, NULL, 0);
@@ -822,32 +803,24 @@ typedef struct rput_ctx {
  * entry; counters are updated by the caller. MDB_KEYEXIST (nothing
  * written) when the id is stored already: the put is the lookup. */
 static int rput_write(guts_repo *r, MDB_txn *txn, const guts_id *id, const uint8_t *head,
-                      size_t hlen, const void *payload, size_t plen, uint64_t seq)
+                      size_t hlen, const void *payload, size_t plen)
 {
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
     int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
     if (rc) return rc;
     memcpy(v.mv_data, head, hlen);
     if (plen) memcpy((uint8_t *)v.mv_data + hlen, payload, plen);
-    uint8_t sk[8];
-    be64_put(sk, seq);
-    MDB_val lk = {8, sk};
-    return mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND);
+    return 0;
 }
 
 static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
 {
     rput_ctx *c = arg;
     store_env *se = r->se;
-    uint64_t count, seq, stored;
-    guts_fp fp;
+    store_set set;
     int rc;
     c->added = 0;
-    if ((rc = store_meta_get_u64(r, txn, "count", &count)) ||
-        (rc = store_meta_get_u64(r, txn, "seq", &seq)) ||
-        (rc = store_meta_get_u64(r, txn, "stored_bytes", &stored)) ||
-        (rc = store_meta_get_fp(r, txn, "fp", &fp)))
-        return rc;
+    if ((rc = store_set_load(r, txn, &set))) return rc;
     for (size_t i = 0; i < c->n; i++) {
         const guts_rec *rec = &c->recs[i];
         if (c->nobase) c->nobase[i] = 0;
@@ -911,12 +884,12 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
                 head[REC_HDR + GUTS_ID_LEN] = (uint8_t)depth;
                 hlen = REC_DELTA_HDR;
             }
-            rc = rput_write(r, txn, &rec->id, head, hlen, rec->data, rec->len, seq);
+            rc = rput_write(r, txn, &rec->id, head, hlen, rec->data, rec->len);
             reclen = hlen + rec->len;
         } else {
             /* Too deep here: store the content on its own, as put does. */
-            guts_obj o = {.id = rec->id, .type = rec->type, .data = content,
-                          .len = (size_t)rec->size};
+            guts_obj o = {
+                .id = rec->id, .type = rec->type, .data = content, .len = (size_t)rec->size};
             put_item it = {0};
             size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
             uint8_t *p = malloc(cap);
@@ -925,7 +898,7 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
                 return GUTS_ENOMEM;
             }
             reclen = encode(r->cctx, &o, &it, p, cap);
-            rc = rput_write(r, txn, &rec->id, p, reclen, NULL, 0, seq);
+            rc = rput_write(r, txn, &rec->id, p, reclen, NULL, 0);
             free(p);
         }
         if (rc) {
@@ -940,23 +913,14 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
             cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
         else
             free(content);
-        seq++;
-        count++;
-        stored += reclen;
-        guts_fp_add(&fp, guts_fp_of_id(&rec->id));
-        c->added++;
+        if ((rc = store_set_add(r, txn, &set, &rec->id, reclen))) return rc;
+        c->added = set.added;
     }
-    if (c->added == 0) return GUTS_OK;
-    if ((rc = store_meta_put_u64(r, txn, "count", count)) ||
-        (rc = store_meta_put_u64(r, txn, "seq", seq)) ||
-        (rc = store_meta_put_u64(r, txn, "stored_bytes", stored)) ||
-        (rc = store_meta_put_fp(r, txn, "fp", fp)))
-        return rc;
-    return GUTS_OK;
+    return store_set_save(r, txn, &set);
 }
 
-int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
-                      size_t *added, size_t *bad)
+int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase, size_t *added,
+                      size_t *bad)
 {
     if (added) *added = 0;
     if (!r || (!recs && n)) return GUTS_EINVAL;

@@ -454,14 +454,9 @@ static int pieces_append(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t
 /* Completion: the stage row becomes the object row, with log and counters. */
 static int stage_finish(guts_repo *r, MDB_txn *txn, const guts_id *id, const stage_row *s)
 {
-    uint64_t count, seq, stored;
-    guts_fp fp;
+    store_set set;
     int rc;
-    if ((rc = store_meta_get_u64(r, txn, "count", &count)) ||
-        (rc = store_meta_get_u64(r, txn, "seq", &seq)) ||
-        (rc = store_meta_get_u64(r, txn, "stored_bytes", &stored)) ||
-        (rc = store_meta_get_fp(r, txn, "fp", &fp)))
-        return rc;
+    if ((rc = store_set_load(r, txn, &set))) return rc;
     uint8_t row[REC_PIECES_LEN];
     row[0] = (uint8_t)s->type;
     row[1] = ENC_PIECES;
@@ -471,19 +466,11 @@ static int stage_finish(guts_repo *r, MDB_txn *txn, const guts_id *id, const sta
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {sizeof row, row};
     rc = mdb_del(txn, r->se->stage, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) return rc;
-    if ((rc = mdb_put(txn, r->se->objects, &k, &v, MDB_NOOVERWRITE))) return rc;
-    uint8_t sk[8];
-    be64_put(sk, seq);
-    MDB_val lk = {8, sk};
-    if ((rc = mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND))) return rc;
-    guts_fp_add(&fp, guts_fp_of_id(id));
     uint8_t schema[4] = {0, 0, 0, STORE_SCHEMA_PIECES};
     MDB_val sck = {6, "schema"}, scv = {4, schema};
-    if ((rc = store_meta_put_u64(r, txn, "count", count + 1)) ||
-        (rc = store_meta_put_u64(r, txn, "seq", seq + 1)) ||
-        (rc = store_meta_put_u64(r, txn, "stored_bytes", stored + s->stored + sizeof row)) ||
-        (rc = store_meta_put_fp(r, txn, "fp", fp)) ||
-        (rc = mdb_put(txn, r->se->meta, &sck, &scv, 0)))
+    if ((rc = mdb_put(txn, r->se->objects, &k, &v, MDB_NOOVERWRITE)) ||
+        (rc = store_set_add(r, txn, &set, id, s->stored + sizeof row)) ||
+        (rc = store_set_save(r, txn, &set)) || (rc = mdb_put(txn, r->se->meta, &sck, &scv, 0)))
         return rc;
     return GUTS_OK;
 }

@@ -192,6 +192,45 @@ int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v)
     return meta_put(r, txn, k, 16, b);
 }
 
+int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s)
+{
+    int rc;
+    s->added = 0;
+    if ((rc = store_meta_get_u64(r, txn, "count", &s->count)) ||
+        (rc = store_meta_get_u64(r, txn, "seq", &s->seq)) ||
+        (rc = store_meta_get_u64(r, txn, "stored_bytes", &s->stored)) ||
+        (rc = store_meta_get_fp(r, txn, "fp", &s->fp)))
+        return rc;
+    return 0;
+}
+
+int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, size_t rowlen)
+{
+    uint8_t sk[8];
+    be64_put(sk, s->seq);
+    MDB_val lk = {8, sk}, k = {GUTS_ID_LEN, (void *)id->b};
+    int rc = mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND);
+    if (rc) return rc;
+    s->seq++;
+    s->count++;
+    s->stored += rowlen;
+    guts_fp_add(&s->fp, guts_fp_of_id(id));
+    s->added++;
+    return 0;
+}
+
+int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s)
+{
+    int rc;
+    if (s->added == 0) return 0;
+    if ((rc = store_meta_put_u64(r, txn, "count", s->count)) ||
+        (rc = store_meta_put_u64(r, txn, "seq", s->seq)) ||
+        (rc = store_meta_put_u64(r, txn, "stored_bytes", s->stored)) ||
+        (rc = store_meta_put_fp(r, txn, "fp", s->fp)))
+        return rc;
+    return 0;
+}
+
 int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
 {
     if (!r || !out) return GUTS_EINVAL;
