@@ -19,47 +19,8 @@
 
 #include "guts/store.h"
 
-static char tmpdir[96];
-static guts_data *data;
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* One directory per test case, made and removed by the parent process (an
- * unchecked fixture), so a failing test, whose process exits without its
- * teardown, still leaves nothing behind; each test works in its own
- * subdirectory. */
-static char basedir[64];
-
-static void base_setup(void)
-{
-    snprintf(basedir, sizeof basedir, "/tmp/guts-test-store-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(basedir));
-}
-
-static void base_teardown(void)
-{
-    nftw(basedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "%s/t-XXXXXX", basedir);
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
-}
-
-static void teardown(void)
-{
-    guts_data_close(data);
-    data = NULL;
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
+#define STORE_TEST_NAME "store"
+#include "test_store_util.h"
 
 static guts_repo *open_repo(const char *key)
 {
