@@ -457,6 +457,9 @@ uint64_t members_state_sig(guts_fp fp, uint64_t rdigest);
 void members_remove(guts_core *c, size_t i, const char *why);
 void members_expire(guts_core *c);
 peer_repo *members_repo(peer *p, const char *key);
+/* Drop every peer's entry for r, which is about to be freed (entries may
+ * share its key). */
+void members_forget_repo(guts_core *c, const lrepo *r);
 /* Record p's announced state of key; r: our entry for key, if any (lrepo
  * entries live as long as the core, so peers may share their key). */
 int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,

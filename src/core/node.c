@@ -309,6 +309,7 @@ void core_repo_evict_orphans(guts_core *c)
         lrepo *r = c->repos[i];
         if (r->unstored && !r->pulling && !members_find(c, &r->origin)) {
             remote_release(c, r);
+            members_forget_repo(c, r);
             repo_free_state(r);
             free(r);
             c->ctr.repos_evicted++;

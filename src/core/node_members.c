@@ -46,8 +46,7 @@ static int pindex_rebuild(guts_core *c, size_t want_cap)
     while (cap < want_cap * 2)
         cap *= 2;
     uint32_t *ix = calloc(cap, sizeof(uint32_t));
-    if (!ix)
-        return GUTS_ENOMEM;
+    if (!ix) return GUTS_ENOMEM;
     for (size_t i = 0; i < c->npeers; i++) {
         size_t j = nid_hash(&c->peers[i].id) & (cap - 1);
         while (ix[j])
@@ -62,13 +61,11 @@ static int pindex_rebuild(guts_core *c, size_t want_cap)
 
 peer *members_find(guts_core *c, const guts_node_id *id)
 {
-    if (!c->pindex_cap)
-        return NULL;
+    if (!c->pindex_cap) return NULL;
     size_t j = nid_hash(id) & (c->pindex_cap - 1);
     while (c->pindex[j]) {
         peer *p = &c->peers[c->pindex[j] - 1];
-        if (memcmp(&p->id, id, sizeof(*id)) == 0)
-            return p;
+        if (memcmp(&p->id, id, sizeof(*id)) == 0) return p;
         j = (j + 1) & (c->pindex_cap - 1);
     }
     return NULL;
@@ -86,10 +83,8 @@ static void peer_clear_repos(peer *p)
 {
     peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
-        if (!pr[i].shared)
-            free((void *)pr[i].key);
-    if (p->caprepos > 1)
-        free(p->repos);
+        if (!pr[i].shared) free((void *)pr[i].key);
+    if (p->caprepos > 1) free(p->repos);
     p->repos = NULL;
     p->nrepos = p->caprepos = 0;
 }
@@ -143,8 +138,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
     }
     /* what only it announced goes with it (another announcer brings it back);
      * not when the core is being freed (why NULL) */
-    if (why && c->nremote)
-        core_repo_evict_orphans(c);
+    if (why && c->nremote) core_repo_evict_orphans(c);
 }
 
 /* When p expires, given our own announce interval iv: the peer's
@@ -153,8 +147,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
  * members out by the receiver's own interval). */
 static uint64_t expiry_of(const guts_core *c, const peer *p, uint32_t iv)
 {
-    if (p->interval > iv)
-        iv = p->interval;
+    if (p->interval > iv) iv = p->interval;
     /* the sender jitters up to 1.5x its interval */
     return p->last_heard + (uint64_t)iv * c->cfg.expiry_missed * 3 / 2;
 }
@@ -167,15 +160,13 @@ uint64_t members_next_expiry(const guts_core *c)
 /* Start a new sketch epoch when the current one is over. */
 static void sketch_tick(guts_core *c)
 {
-    if (c->now < c->kmv_epoch_end)
-        return;
+    if (c->now < c->kmv_epoch_end) return;
     if (c->kmv_epoch_end) {
         c->kmv_cur ^= 1;
         c->nkmv[c->kmv_cur] = 0;
         c->kmv_est = 0;
     }
-    if (!c->kmv_epoch_end)
-        c->kmv_since = c->now;
+    if (!c->kmv_epoch_end) c->kmv_since = c->now;
     /* at least two intervals, and while the group starts up (each member's
      * first announce is spread over its first interval) the whole time
      * since we started: forgetting early senders then would shrink the
@@ -183,10 +174,8 @@ static void sketch_tick(guts_core *c)
     uint64_t len = (uint64_t)c->cfg.interval_ms * c->cfg.expiry_missed * 3 / 2;
     uint64_t two = 2 * (uint64_t)announce_interval(c);
     uint64_t up = c->now - c->kmv_since;
-    if (len < two)
-        len = two;
-    if (len < up)
-        len = up < CORE_EPOCH_MAX_MS ? up : CORE_EPOCH_MAX_MS;
+    if (len < two) len = two;
+    if (len < up) len = up < CORE_EPOCH_MAX_MS ? up : CORE_EPOCH_MAX_MS;
     c->kmv_epoch_end = c->now + len;
 }
 
@@ -195,20 +184,17 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
     uint64_t h = XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed);
     uint64_t *a = c->kmv[c->kmv_cur];
     size_t n = c->nkmv[c->kmv_cur];
-    if (n == CORE_KMV_K && h >= a[n - 1])
-        return;
+    if (n == CORE_KMV_K && h >= a[n - 1]) return;
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (a[mid] == h)
-            return;
+        if (a[mid] == h) return;
         if (a[mid] < h)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (n == CORE_KMV_K)
-        n--; /* the largest makes room */
+    if (n == CORE_KMV_K) n--; /* the largest makes room */
     memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
     a[lo] = h;
     c->kmv_est = 0;
@@ -218,8 +204,7 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
 /* Estimate from both epochs, without the view (cached until they change). */
 static uint64_t sketch_estimate(guts_core *c)
 {
-    if (c->kmv_est)
-        return c->kmv_est;
+    if (c->kmv_est) return c->kmv_est;
     /* merge both epochs' sorted hashes: distinct ones, up to k */
     const uint64_t *a = c->kmv[0], *b = c->kmv[1];
     size_t na = c->nkmv[0], nb = c->nkmv[1], i = 0, j = 0, n = 0;
@@ -230,8 +215,7 @@ static uint64_t sketch_estimate(guts_core *c)
             v = a[i++];
         else
             v = b[j++];
-        if (n && v == last)
-            continue;
+        if (n && v == last) continue;
         last = v;
         n++;
     }
@@ -253,8 +237,7 @@ uint64_t members_estimate(guts_core *c)
 void members_expire(guts_core *c)
 {
     sketch_tick(c);
-    if (!c->npeers || c->now < c->next_expiry_check)
-        return;
+    if (!c->npeers || c->now < c->next_expiry_check) return;
     uint64_t next = 0;
     uint32_t iv = announce_interval(c);
     for (size_t i = c->npeers; i-- > 0;) {
@@ -276,11 +259,9 @@ static int peer_useful(guts_core *c, const peer *p)
 {
     for (size_t k = 0; k < p->nrepos; k++) {
         const peer_repo *pr = &prepos(p)[k];
-        if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr))
-            continue;
+        if ((pr->objects == 0 && pr->rdigest == 0) || members_repo_exhausted(pr)) continue;
         const lrepo *r = core_repo_find(c, pr->key);
-        if (r && announce_ahead(r, pr->objects, pr->fp, pr->rdigest))
-            return 1;
+        if (r && announce_ahead(r, pr->objects, pr->fp, pr->rdigest)) return 1;
     }
     return 0;
 }
@@ -306,12 +287,11 @@ static void view_evict(guts_core *c)
     members_remove(c, victim, NULL);
 }
 
-peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval, int useful)
+peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, uint64_t inc,
+                    uint16_t port, uint32_t interval, int useful)
 {
     peer *p = members_find(c, id);
-    if (p && inc < p->inc)
-        return NULL; /* a datagram from before its restart */
+    if (p && inc < p->inc) return NULL; /* a datagram from before its restart */
     if (p && inc > p->inc) {
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
@@ -323,15 +303,13 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
     }
     if (!p) {
         if (c->npeers >= CORE_VIEW_MAX) {
-            if (!useful)
-                return NULL;
+            if (!useful) return NULL;
             view_evict(c);
         }
         if (c->npeers == c->cappeers) {
             size_t nc = c->cappeers ? 2 * c->cappeers : 8;
             peer *np = realloc(c->peers, nc * sizeof(peer));
-            if (!np)
-                return NULL;
+            if (!np) return NULL;
             c->peers = np;
             c->cappeers = nc;
         }
@@ -350,8 +328,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
                 j = (j + 1) & (c->pindex_cap - 1);
             c->pindex[j] = (uint32_t)c->npeers;
         }
-        if (c->npeers == 1)
-            c->next_expiry_check = 0; /* set below */
+        if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s joined", hex);
@@ -364,8 +341,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
     /* a shorter interval may bring it forward (without ours: the scan
      * finds the true deadline, this one is never later) */
     uint64_t e = expiry_of(c, p, c->cfg.interval_ms);
-    if (!c->next_expiry_check || e < c->next_expiry_check)
-        c->next_expiry_check = e;
+    if (!c->next_expiry_check || e < c->next_expiry_check) c->next_expiry_check = e;
     return p;
 }
 
@@ -396,6 +372,20 @@ peer_repo *members_repo(peer *p, const char *key)
     return found ? &prepos(p)[i] : NULL;
 }
 
+void members_forget_repo(guts_core *c, const lrepo *r)
+{
+    for (size_t i = 0; i < c->npeers; i++) {
+        peer *p = &c->peers[i];
+        int found;
+        size_t j = prepo_pos(p, r->key, &found);
+        if (!found) continue;
+        peer_repo *a = prepos(p);
+        if (!a[j].shared) free((void *)a[j].key);
+        memmove(a + j, a + j + 1, (p->nrepos - j - 1) * sizeof(peer_repo));
+        p->nrepos--;
+    }
+}
+
 int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
                      uint64_t rdigest, uint64_t now)
 {
@@ -407,23 +397,19 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
         prepos(p)[i].shared = 1;
     }
     if (!found) {
-        if (p->nrepos >= CORE_PEER_REPOS_MAX)
-            return GUTS_EFULL;
+        if (p->nrepos >= CORE_PEER_REPOS_MAX) return GUTS_EFULL;
         if (p->nrepos == p->caprepos) {
             size_t nc = p->caprepos ? 2 * p->caprepos : 1;
             if (nc > 1) {
                 peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
-                if (!np)
-                    return GUTS_ENOMEM;
-                if (p->caprepos == 1)
-                    np[0] = p->one;
+                if (!np) return GUTS_ENOMEM;
+                if (p->caprepos == 1) np[0] = p->one;
                 p->repos = np;
             }
             p->caprepos = nc;
         }
         char *k = r ? NULL : strdup(key);
-        if (!r && !k)
-            return GUTS_ENOMEM;
+        if (!r && !k) return GUTS_ENOMEM;
         peer_repo *a = prepos(p);
         memmove(a + i + 1, a + i, (p->nrepos - i) * sizeof(peer_repo));
         p->nrepos++;
@@ -464,7 +450,6 @@ void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int e
 {
     peer *p = members_find(c, id);
     peer_repo *pr = p ? members_repo(p, key) : NULL;
-    if (!pr)
-        return;
+    if (!pr) return;
     pr->empty_sig = empty ? state_sig(pr) : 0;
 }

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "core/refmerge.h"
 #include "guts/core.h"
 #include "guts/wire.h"
-#include "core/refmerge.h"
 #include "test_core_util.h"
 
 #define KEY "alice/proj"
@@ -52,8 +52,7 @@ static void solo_drain(solo *s)
         case GUTS_ACT_SEND_DGRAM:
             s->dgrams++;
             ck_assert_uint_le(a.len, GUTS_DGRAM_MAX);
-            if (a.len > s->dgram_max)
-                s->dgram_max = a.len;
+            if (a.len > s->dgram_max) s->dgram_max = a.len;
             break;
         case GUTS_ACT_OPEN_STREAM:
             s->opens++;
@@ -77,8 +76,7 @@ static void solo_drain(solo *s)
             s->closes++;
             break;
         case GUTS_ACT_LOG:
-            if (a.level <= GUTS_LOG_WARN)
-                s->warns++;
+            if (a.level <= GUTS_LOG_WARN) s->warns++;
             break;
         default:
             break;
@@ -327,6 +325,34 @@ START_TEST(test_remote_only_repositories_are_capped_per_peer_and_in_all)
 }
 END_TEST
 
+/* A key tracked for peer 1 and announced by peer 2 too: when peer 1 leaves
+ * the key is dropped, and peer 2's entry for it with it (they shared the
+ * key's memory); peer 2's next announce tracks it afresh. */
+START_TEST(test_evicted_repository_is_forgotten_by_every_peer)
+{
+    solo s;
+    solo_init_caps(&s, 34, 0, NULL, 20, 8);
+    solo_start(&s);
+    guts_announce_repo e;
+    memset(&e, 0, sizeof(e));
+    e.key = "shared/key";
+    e.objects = 3;
+    e.refs_digest = 7;
+    e.fp.lo = 1;
+    feed_announce(&s, 10, 1, 1, &e, 1);
+    feed_announce(&s, 10, 2, 1, &e, 1);
+    feed_leave(&s, 20, 1, 1);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_evicted, 1);
+    ck_assert_uint_eq(k.repos_remote, 0);
+    feed_announce(&s, 30, 2, 1, &e, 1); /* read the freed key before the fix */
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.repos_remote, 1);
+    solo_free(&s);
+}
+END_TEST
+
 START_TEST(test_leave_removes_peer_at_once)
 {
     solo s;
@@ -401,7 +427,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
     if (objects_in_first) {
         snprintf(key, sizeof(key), "owner-%d/a-rather-long-repository-name-%d", 0, 0);
         guts_obj *o = calloc(objects_in_first, sizeof(guts_obj));
-        char (*txt)[16] = calloc(objects_in_first, 16);
+        char(*txt)[16] = calloc(objects_in_first, 16);
         for (size_t i = 0; i < objects_in_first; i++) {
             int n = snprintf(txt[i], 16, "b%zu", i);
             o[i].type = GUTS_OBJ_BLOB;
@@ -421,10 +447,8 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
         guts_core_action a;
         uint64_t next = now + 1000;
         while (guts_core_next_action(s.core, &a)) {
-            if (a.kind == GUTS_ACT_SET_TIMER)
-                next = a.at;
-            if (a.kind != GUTS_ACT_SEND_DGRAM)
-                continue;
+            if (a.kind == GUTS_ACT_SET_TIMER) next = a.at;
+            if (a.kind != GUTS_ACT_SEND_DGRAM) continue;
             dgrams++;
             ck_assert_uint_le(a.len, limit);
             guts_msg m;
@@ -436,8 +460,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
                 int dup = 0;
                 for (size_t j = 0; j < nseen; j++)
                     dup |= strcmp(seen[j], r->key) == 0;
-                if (!dup && nseen < nrepos)
-                    seen[nseen++] = strdup(r->key);
+                if (!dup && nseen < nrepos) seen[nseen++] = strdup(r->key);
             }
             guts_msg_free(&m);
         }
@@ -446,8 +469,7 @@ static void check_announces(size_t nrepos, size_t objects_in_first, uint32_t dgr
     }
     ck_assert_uint_gt(dgrams, 100);
     ck_assert_uint_eq(nseen, nrepos);
-    if (objects_in_first)
-        ck_assert_uint_gt(blooms, 0);
+    if (objects_in_first) ck_assert_uint_gt(blooms, 0);
     for (size_t j = 0; j < nseen; j++)
         free(seen[j]);
     free(seen);
@@ -583,8 +605,11 @@ START_TEST(test_malformed_datagrams_are_counted_not_fatal)
     const struct {
         const uint8_t *b;
         size_t n;
-    } cases[] = {{junk1, sizeof(junk1)}, {junk2, sizeof(junk2)}, {junk3, sizeof(junk3)},
-                 {junk1, 0}, {big, 1300}};
+    } cases[] = {{junk1, sizeof(junk1)},
+                 {junk2, sizeof(junk2)},
+                 {junk3, sizeof(junk3)},
+                 {junk1, 0},
+                 {big, 1300}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         guts_core_on_datagram(s.core, 10 + i, &a, cases[i].b, cases[i].n);
         solo_drain(&s);
@@ -977,8 +1002,7 @@ static uint32_t pull_offering_refs(solo *s, uint64_t now, const guts_wire_ref *r
         }
         solo_frames_clear(s);
         feed_done(s, now, st, space);
-        if (space == GUTS_SPACE_REFS)
-            return st;
+        if (space == GUTS_SPACE_REFS) return st;
     }
 }
 
@@ -1041,8 +1065,7 @@ START_TEST(test_unverifiable_ref_never_shadows_a_valid_one)
     guts_core_counters k;
     for (int round = 0; round < 4; round++) {
         guts_core_counters_get(s.core, &k);
-        if (k.refs_pending == 0)
-            break;
+        if (k.refs_pending == 0) break;
         now += 600000;
         s.opens = 0;
         feed_announce(&s, now, 1, 1, &r, 1);
@@ -1161,8 +1184,7 @@ static guts_cluster *pair(uint64_t seed)
     cfg.latency_max = 5;
     guts_cluster *cl;
     ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
-    if (getenv("GUTS_TEST_VERBOSE"))
-        guts_cluster_set_verbose(cl, 1);
+    if (getenv("GUTS_TEST_VERBOSE")) guts_cluster_set_verbose(cl, 1);
     return cl;
 }
 
@@ -1353,8 +1375,8 @@ static guts_id random_blob(const guts_core_store *s, size_t len, uint64_t seed)
  * chunks, and the session goes on: everything else, and the ref, arrive. */
 START_TEST(test_object_over_the_limit_is_skipped_and_the_rest_arrives)
 {
-    guts_cluster_config cfg = {.nodes = 2, .seed = 16, .latency_min = 1, .latency_max = 5,
-                               .obj_max = 64 << 10};
+    guts_cluster_config cfg = {
+        .nodes = 2, .seed = 16, .latency_min = 1, .latency_max = 5, .obj_max = 64 << 10};
     guts_cluster *cl;
     ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
     const guts_core_store *s0 = guts_cluster_iface(cl, 0);
@@ -1406,8 +1428,8 @@ static int full_refs_put(void *ctx, const char *key, const guts_ref *refs, size_
     return full_now ? GUTS_EFULL : full_inner.refs_put(ctx, key, refs, n);
 }
 
-static int full_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
-                        uint8_t *nobase, size_t *added, size_t *bad)
+static int full_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
+                        size_t *added, size_t *bad)
 {
     return full_now ? GUTS_EFULL : full_inner.rec_put(ctx, key, recs, n, nobase, added, bad);
 }
@@ -1426,8 +1448,8 @@ START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
     st[1].refs_put = full_refs_put;
     st[1].rec_put = full_rec_put;
     full_now = 1;
-    guts_cluster_config cfg = {.nodes = 2, .seed = 17, .latency_min = 1, .latency_max = 5,
-                               .stores = st};
+    guts_cluster_config cfg = {
+        .nodes = 2, .seed = 17, .latency_min = 1, .latency_max = 5, .stores = st};
     guts_cluster *cl;
     ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
     const guts_core_store *s0 = guts_cluster_iface(cl, 0);
@@ -1519,7 +1541,7 @@ static uint64_t digest_bytes_for(size_t n, size_t d, uint64_t seed)
     ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
     ck_assert_int_eq(s1->create(s1->ctx, KEY), 0);
     guts_obj *o = calloc(n, sizeof(guts_obj));
-    char (*txt)[24] = calloc(n, 24);
+    char(*txt)[24] = calloc(n, 24);
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(txt[i], 24, "o%zu-%llu", i, (unsigned long long)seed);
         o[i].type = GUTS_OBJ_BLOB;
@@ -1545,8 +1567,8 @@ static uint64_t digest_bytes_for(size_t n, size_t d, uint64_t seed)
     ck_assert_uint_eq(b.objects_fetched, d);
     uint64_t bytes = a.digest_bytes_out + b.digest_bytes_out;
     if (getenv("GUTS_TEST_VERBOSE"))
-        fprintf(stderr, "n=%zu d=%zu: %llu digest bytes, %llu sessions, converged at %llu ms\n",
-                n, d, (unsigned long long)bytes, (unsigned long long)b.sessions_started,
+        fprintf(stderr, "n=%zu d=%zu: %llu digest bytes, %llu sessions, converged at %llu ms\n", n,
+                d, (unsigned long long)bytes, (unsigned long long)b.sessions_started,
                 (unsigned long long)t);
     guts_cluster_free(cl);
     return bytes;
@@ -1624,8 +1646,10 @@ static Suite *suite(void)
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
-    tcase_add_test(t, test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);
+    tcase_add_test(t,
+                   test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);
     tcase_add_test(t, test_remote_only_repositories_are_capped_per_peer_and_in_all);
+    tcase_add_test(t, test_evicted_repository_is_forgotten_by_every_peer);
     tcase_add_test(t, test_higher_incarnation_replaces_and_lower_is_ignored);
     tcase_add_test(t, test_own_datagrams_are_ignored);
     tcase_add_test(t, test_malformed_datagrams_are_counted_not_fatal);
