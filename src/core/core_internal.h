@@ -52,6 +52,25 @@
  * this, ms, and only if still not redundant then (Trickle's listen period):
  * nodes that fetched an update at the same moment do not all announce it. */
 #define CORE_ANNOUNCE_LISTEN_MS 200
+/* A node's first announce (its hello) goes out at a random time within
+ * this many ms of its start, so a node joining a small group is heard at
+ * once, not after a whole interval; unless by then it has heard
+ * CORE_HELLO_GROUP members: a large group starting at once (every member
+ * at the same moment) then waits for its regular turns, and only those that
+ * spoke before hearing anyone (about N x latency / CORE_HELLO_MS) flood. */
+#define CORE_HELLO_MS 100
+#define CORE_HELLO_GROUP 16
+/* A member of a small group (at most CORE_REPLY_GROUP estimated members)
+ * that has run one base interval answers a newcomer's first announce with
+ * its own, with probability min(1, CORE_REPLY_K / members), after a random
+ * delay of up to CORE_REPLY_MS (mDNS answers a query after 20-120 ms, RFC
+ * 6762 section 6): the newcomer learns who holds what in tens of ms. In a
+ * larger group someone announces every 1 / CORE_GROUP_RATE s anyway, so no
+ * one answers, and a group starting at once (nobody has run an interval)
+ * triggers no answers. */
+#define CORE_REPLY_GROUP 20
+#define CORE_REPLY_K 3
+#define CORE_REPLY_MS 20
 /* States counted per repository for that: a new state, the one before it,
  * intermediate ones (objects fetched, refs not yet) and a concurrent write;
  * the least recently heard makes room. */
@@ -158,10 +177,10 @@
 #define CORE_REFS_PER_NAME_MAX 4
 /* Sessions a pending record may end with its closure still incomplete
  * before it is dropped (only the pass at the end of a session that reached
- * its refs phase counts, not those between WANT rounds): a deep but honest closure is filled over at most
- * a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is
- * safe: a peer that has the record applied still differs in its refs
- * digest, so the record comes back with the next pull, with a fresh count. */
+ * its refs phase counts, not those between WANT rounds): a deep but honest closure is filled over
+ * at most a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is safe: a peer that
+ * has the record applied still differs in its refs digest, so the record comes back with the next
+ * pull, with a fresh count. */
 #define CORE_REF_TRIES_MAX 4
 /* Commits walked when asking whether one is an ancestor of another: past
  * this the answer is "no", which keeps a conflict record: safe. */
@@ -248,20 +267,20 @@ typedef struct seen_state {
 typedef struct lrepo {
     char key[GUTS_KEY_MAX + 1];
     guts_repo_info info;
-    int changed;        /* to be announced first */
-    guts_fp ann_fp;     /* the fingerprint our last announce of it carried */
+    int changed;                       /* to be announced first */
+    guts_fp ann_fp;                    /* the fingerprint our last announce of it carried */
     seen_state seen[CORE_SEEN_STATES]; /* states announced lately, how often */
-    uint64_t next_pull; /* 0: none scheduled */
-    int urgent;         /* next_pull was set by evidence, not anti-entropy */
-    int pulling;        /* an outgoing session runs for it */
-    uint32_t failures;  /* consecutive failed pulls: backoff */
+    uint64_t next_pull;                /* 0: none scheduled */
+    int urgent;                        /* next_pull was set by evidence, not anti-entropy */
+    int pulling;                       /* an outgoing session runs for it */
+    uint32_t failures;                 /* consecutive failed pulls: backoff */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
                           * brings an object or a ref (node.c, "Lazy creation") */
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
-    cref *pending;      /* refs waiting for their closure */
+    cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
-    idset complete;     /* ids whose closure is known complete */
+    idset complete; /* ids whose closure is known complete */
 } lrepo;
 
 enum { SESS_PULL = 1, SESS_SERVE = 2 };
@@ -271,34 +290,34 @@ enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE 
 enum { JOB_IDS = 1, JOB_RANGE, JOB_REFS, JOB_DONE };
 typedef struct job {
     int kind;
-    guts_id *ids;    /* JOB_IDS: owned */
+    guts_id *ids; /* JOB_IDS: owned */
     size_t nids, pos;
-    guts_id from;    /* JOB_RANGE: next id to read */
-    guts_id to;      /* exclusive */
-    int to_end;      /* range runs to the last id */
-    guts_id *buf;    /* JOB_RANGE: ids read ahead (owned) */
+    guts_id from; /* JOB_RANGE: next id to read */
+    guts_id to;   /* exclusive */
+    int to_end;   /* range runs to the last id */
+    guts_id *buf; /* JOB_RANGE: ids read ahead (owned) */
     size_t nbuf, bufpos;
-    int end;         /* the store has no ids past buf */
-    int whole;       /* JOB_RANGE over the whole id space: bases go first */
-    char **names;    /* JOB_REFS: owned ref names */
+    int end;      /* the store has no ids past buf */
+    int whole;    /* JOB_RANGE over the whole id space: bases go first */
+    char **names; /* JOB_REFS: owned ref names */
     size_t nnames;
-    uint8_t space;   /* JOB_DONE */
-    uint64_t sent;   /* JOB_DONE: what the request produced */
+    uint8_t space; /* JOB_DONE */
+    uint64_t sent; /* JOB_DONE: what the request produced */
 } job;
 
 /* A record read from the store, to be sent. */
 typedef struct sent_rec {
-    guts_rec rec;   /* data points into buf */
+    guts_rec rec; /* data points into buf */
     void *buf;
 } sent_rec;
 
 /* A delta record received before its base, held by the puller. */
 typedef struct pend_rec {
-    guts_rec rec;   /* data points into buf */
-    uint8_t *buf;   /* NULL once stored or dropped */
-    int asked;      /* its base was in a WANT */
-    int picked;     /* in the batch being stored */
-    size_t next;    /* next entry with the same base hash, or SIZE_MAX */
+    guts_rec rec; /* data points into buf */
+    uint8_t *buf; /* NULL once stored or dropped */
+    int asked;    /* its base was in a WANT */
+    int picked;   /* in the batch being stored */
+    size_t next;  /* next entry with the same base hash, or SIZE_MAX */
 } pend_rec;
 
 typedef struct session {
@@ -319,30 +338,30 @@ typedef struct session {
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
     uint32_t want_rounds;
-    uint64_t want_mark;   /* got_objects + npend when the last WANT was sent */
-    cref *inrefs;         /* refs received this session */
+    uint64_t want_mark; /* got_objects + npend when the last WANT was sent */
+    cref *inrefs;       /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
-    uint64_t expected;    /* objects the peer announced beyond ours at the start */
-    uint64_t applied0;    /* refs_applied counter when the session started */
-    uint8_t *chunk;       /* chunks of the large object being received, not yet staged */
-    size_t chunk_fill;    /* bytes in chunk (at most CORE_STAGE_BATCH) */
-    int chunk_active;     /* an object's chunks are arriving */
+    uint64_t expected; /* objects the peer announced beyond ours at the start */
+    uint64_t applied0; /* refs_applied counter when the session started */
+    uint8_t *chunk;    /* chunks of the large object being received, not yet staged */
+    size_t chunk_fill; /* bytes in chunk (at most CORE_STAGE_BATCH) */
+    int chunk_active;  /* an object's chunks are arriving */
     guts_id chunk_id;
     int chunk_type;
     uint64_t chunk_total;
-    int chunk_skip;       /* the object being received is over obj_max: dropped */
-    uint64_t chunk_next;  /* offset the next chunk must have */
-    pend_rec *pend;       /* deltas waiting for their base */
+    int chunk_skip;      /* the object being received is over obj_max: dropped */
+    uint64_t chunk_next; /* offset the next chunk must have */
+    pend_rec *pend;      /* deltas waiting for their base */
     size_t npend, cappend, live_pend, pend_bytes;
-    size_t *pend_heads;   /* base hash -> first entry, SIZE_MAX: none */
+    size_t *pend_heads; /* base hash -> first entry, SIZE_MAX: none */
     size_t pend_mask;
     /* server */
     job *jobs;
     size_t njobs, capjobs, headjob;
     size_t queued_ids;
-    int blocked;          /* waiting for on_stream_writable */
-    int big_active;       /* a large object is being sent in chunks */
+    int blocked;    /* waiting for on_stream_writable */
+    int big_active; /* a large object is being sent in chunks */
     uint64_t big_len, big_off;
     int big_type;
     guts_id big_id;
@@ -352,11 +371,11 @@ typedef struct session {
      * the last frame, or a delta's bases read ahead of it. */
     sent_rec ahead[CORE_AHEAD_MAX];
     size_t headahead, nahead;
-    idset early;          /* ids sent ahead of a whole-repository walk */
+    idset early; /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
-    uint64_t req_sent;    /* elements sent for the request being answered */
+    uint64_t req_sent; /* elements sent for the request being answered */
     int said_hello;
-    int busy;             /* the server said EAGAIN: retry soon, elsewhere */
+    int busy; /* the server said EAGAIN: retry soon, elsewhere */
 } session;
 
 struct guts_core {
@@ -377,7 +396,7 @@ struct guts_core {
 
     lrepo **repos; /* sorted by key */
     size_t nrepos, caprepos;
-    size_t rr;     /* round-robin cursor of the announce pager */
+    size_t rr; /* round-robin cursor of the announce pager */
 
     session **sess;
     size_t nsess, capsess;
@@ -388,16 +407,19 @@ struct guts_core {
     uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;
-    int started;         /* the first event came (first announce scheduled) */
+    int reply_soon;    /* with announce_soon: an answer to a newcomer */
+    uint64_t hello_at; /* the first announce, 0 once sent or dropped */
+    uint64_t up_since; /* the first event's time */
+    int started;       /* the first event came (first announce scheduled) */
     uint64_t next_timer_sent;
     uint64_t next_expiry_check; /* earliest time any peer can expire */
 
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
-    size_t nremote;       /* unstored repositories (remote-only keys) */
-    int refused_logged;   /* a remote-only cap refused a key: said once */
-    int full;             /* the store refused a write as full (GUTS_EFULL) */
-    uint64_t full_retry;  /* while full: no pull starts before this */
-    idset refused;        /* objects refused as over obj_max: logged once, not wanted */
+    size_t nremote;                /* unstored repositories (remote-only keys) */
+    int refused_logged;            /* a remote-only cap refused a key: said once */
+    int full;                      /* the store refused a write as full (GUTS_EFULL) */
+    uint64_t full_retry;           /* while full: no pull starts before this */
+    idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
     /* group-size sketch (node_members.c): per epoch the sorted distinct
      * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last */
     uint64_t kmv[2][CORE_KMV_K];
@@ -416,8 +438,7 @@ uint64_t core_rand(guts_core *c);
 /* uniform in [0, n) (n > 0) */
 uint64_t core_rand_below(guts_core *c, uint64_t n);
 int core_push(guts_core *c, const guts_core_action *a);
-void core_log(guts_core *c, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void core_log(guts_core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Encode msg as a frame and queue it on stream. */
 int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg);
 void core_close_stream(guts_core *c, uint32_t stream);
@@ -446,8 +467,8 @@ uint32_t core_frame_payload(const guts_core *c);
 peer *members_find(guts_core *c, const guts_node_id *id);
 /* Record that a datagram from id/addr/inc arrived; NULL when ignored. A new
  * sender enters a full view only when useful (see CORE_VIEW_MAX). */
-peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
-                    uint64_t inc, uint16_t port, uint32_t interval, int useful);
+peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, uint64_t inc,
+                    uint16_t port, uint32_t interval, int useful);
 /* Count sender id in the group-size sketch. */
 void members_sketch_add(guts_core *c, const guts_node_id *id);
 /* Estimated members of the group, this node included. */
@@ -479,6 +500,10 @@ int announce_due(guts_core *c);
  * reconsidered like every other (RFC 3550 halves this first one; not
  * halving it halves the flood when a large group starts at once). */
 void announce_start(guts_core *c);
+/* The hello is due: send it (1) unless a large group was heard already. */
+int announce_hello_due(guts_core *c);
+/* A member not in our view announced (fresh: its first datagram to us). */
+void announce_newcomer(guts_core *c);
 void announce_send(guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */
@@ -510,8 +535,7 @@ void cref_to_ref(const cref *in, guts_ref *out);
 /* Try to apply every pending ref of r; missing closure ids are collected
  * into want (at most cap). count: a session ends, so a record still
  * incomplete uses up one of its CORE_REF_TRIES_MAX tries. */
-int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant,
-                       int count);
+int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t *nwant, int count);
 /* Move a session's received refs into the repository's pending list. */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);

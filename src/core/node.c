@@ -61,8 +61,7 @@ uint64_t core_rand_below(guts_core *c, uint64_t n)
 
 static void acts_release(guts_core *c)
 {
-    if (c->headact == 0)
-        return;
+    if (c->headact == 0) return;
     for (size_t i = 0; i < c->headact; i++) {
         free(c->acts[i].buf);
         free(c->acts[i].text);
@@ -74,13 +73,11 @@ static void acts_release(guts_core *c)
 
 int core_push(guts_core *c, const guts_core_action *a)
 {
-    if (c->nacts >= CORE_ACTIONS_MAX)
-        return GUTS_EFULL;
+    if (c->nacts >= CORE_ACTIONS_MAX) return GUTS_EFULL;
     if (c->nacts == c->capacts) {
         size_t nc = c->capacts ? 2 * c->capacts : 64;
         core_act *p = realloc(c->acts, nc * sizeof(core_act));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         c->acts = p;
         c->capacts = nc;
     }
@@ -89,8 +86,7 @@ int core_push(guts_core *c, const guts_core_action *a)
     e->a = *a;
     if (a->data && a->len) {
         e->buf = malloc(a->len);
-        if (!e->buf)
-            return GUTS_ENOMEM;
+        if (!e->buf) return GUTS_ENOMEM;
         memcpy(e->buf, a->data, a->len);
         e->a.data = e->buf;
     }
@@ -125,8 +121,7 @@ static int push_owned(guts_core *c, guts_core_action *a, uint8_t *buf)
 
 int guts_core_next_action(guts_core *c, guts_core_action *out)
 {
-    if (c->headact >= c->nacts)
-        return 0;
+    if (c->headact >= c->nacts) return 0;
     *out = c->acts[c->headact++].a;
     return 1;
 }
@@ -159,13 +154,10 @@ int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg)
 {
     size_t sz;
     int rc = guts_msg_size(msg, &sz);
-    if (rc)
-        return rc;
-    if (sz > c->cfg.frame_max)
-        return GUTS_ETOOBIG;
+    if (rc) return rc;
+    if (sz > c->cfg.frame_max) return GUTS_ETOOBIG;
     uint8_t *buf = malloc(sz + GUTS_FRAME_HDR);
-    if (!buf)
-        return GUTS_ENOMEM;
+    if (!buf) return GUTS_ENOMEM;
     size_t len;
     rc = guts_msg_encode_frame(msg, buf, sz + GUTS_FRAME_HDR, &len);
     if (rc) {
@@ -217,13 +209,11 @@ lrepo *core_repo_find(guts_core *c, const char *key)
 void core_repo_refresh(guts_core *c, lrepo *r)
 {
     guts_repo_info info;
-    if (c->st.info(c->st.ctx, r->key, &info) != GUTS_OK)
-        return;
+    if (c->st.info(c->st.ctx, r->key, &info) != GUTS_OK) return;
     int changed = info.txnid != r->info.txnid || !guts_fp_eq(info.fp, r->info.fp) ||
                   !guts_fp_eq(info.refs_digest, r->info.refs_digest);
     r->info = info;
-    if (changed)
-        announce_changed(c, r);
+    if (changed) announce_changed(c, r);
 }
 
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
@@ -238,14 +228,11 @@ int core_repo_load(guts_core *c, const char *key, lrepo **out)
         *out = c->repos[pos];
         return GUTS_OK;
     }
-    if (c->nrepos >= CORE_REPOS_MAX)
-        return GUTS_EFULL;
-    if (guts_repo_key_check(key) != GUTS_OK)
-        return GUTS_EINVAL;
+    if (c->nrepos >= CORE_REPOS_MAX) return GUTS_EFULL;
+    if (guts_repo_key_check(key) != GUTS_OK) return GUTS_EINVAL;
     guts_repo_info info;
     int rc = c->st.info(c->st.ctx, key, &info);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return repo_insert(c, pos, key, &info, out);
 }
 
@@ -257,8 +244,7 @@ int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out)
         *out = c->repos[pos];
         return GUTS_OK;
     }
-    if (guts_repo_key_check(key) != GUTS_OK)
-        return GUTS_EINVAL;
+    if (guts_repo_key_check(key) != GUTS_OK) return GUTS_EINVAL;
     const char *cap = NULL;
     if (c->nrepos >= CORE_REPOS_MAX)
         cap = "repositories tracked";
@@ -296,8 +282,7 @@ int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out)
 static void remote_release(guts_core *c, lrepo *r)
 {
     peer *p = members_find(c, &r->origin);
-    if (p && p->taken)
-        p->taken--;
+    if (p && p->taken) p->taken--;
     r->unstored = 0;
     c->nremote--;
 }
@@ -313,15 +298,13 @@ void core_repo_evict_orphans(guts_core *c)
             repo_free_state(r);
             free(r);
             c->ctr.repos_evicted++;
-            if (i < c->rr)
-                c->rr--;
+            if (i < c->rr) c->rr--;
             continue;
         }
         c->repos[k++] = r;
     }
     c->nrepos = k;
-    if (c->rr >= c->nrepos)
-        c->rr = 0;
+    if (c->rr >= c->nrepos) c->rr = 0;
 }
 
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
@@ -330,14 +313,12 @@ static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_rep
     if (c->nrepos == c->caprepos) {
         size_t nc = c->caprepos ? 2 * c->caprepos : 16;
         lrepo **p = realloc(c->repos, nc * sizeof(lrepo *));
-        if (!p)
-            return GUTS_ENOMEM;
+        if (!p) return GUTS_ENOMEM;
         c->repos = p;
         c->caprepos = nc;
     }
     lrepo *r = calloc(1, sizeof(lrepo));
-    if (!r)
-        return GUTS_ENOMEM;
+    if (!r) return GUTS_ENOMEM;
     strcpy(r->key, key);
     r->info = *info;
     r->changed = 1;
@@ -361,57 +342,48 @@ static int rescan_cb(const char *key, void *arg)
 static uint64_t next_deadline(guts_core *c)
 {
     uint64_t t = c->next_announce;
+    if (c->hello_at && c->hello_at < t) t = c->hello_at;
     if (c->announce_soon) {
         uint64_t s = c->ctr.dgrams_out ? c->last_announce + CORE_ANNOUNCE_GAP_MS : 0;
-        if (s < c->soon_at)
-            s = c->soon_at;
-        if (s < t)
-            t = s;
+        if (s < c->soon_at) s = c->soon_at;
+        if (s < t) t = s;
     }
     uint64_t e = members_next_expiry(c);
-    if (e && e < t)
-        t = e;
+    if (e && e < t) t = e;
     for (size_t i = 0; i < c->nrepos; i++) {
         uint64_t p = c->repos[i]->next_pull;
         if (p && core_store_full(c) && p < c->full_retry)
             p = c->full_retry; /* no pull starts before */
-        if (p && !c->repos[i]->pulling && p < t)
-            t = p;
+        if (p && !c->repos[i]->pulling && p < t) t = p;
     }
     for (size_t i = 0; i < c->nsess; i++) {
         uint64_t idle = c->sess[i]->last_active + CORE_SESSION_IDLE_MS;
-        if (idle < t)
-            t = idle;
+        if (idle < t) t = idle;
     }
-    if (t <= c->now)
-        t = c->now + 1;
+    if (t <= c->now) t = c->now + 1;
     return t;
 }
 
 /* Work common to the end of every event: due timers, then SET_TIMER. */
 static void settle(guts_core *c)
 {
-    if (c->left)
-        return;
+    if (c->left) return;
     members_expire(c);
     sync_idle(c);
     int due = c->now >= c->next_announce && announce_due(c);
-    if (due || announce_soon_due(c))
-        announce_send(c);
+    if (due || announce_hello_due(c) || announce_soon_due(c)) announce_send(c);
     sync_start_pulls(c);
     uint64_t t = next_deadline(c);
     if (t != c->next_timer_sent) {
         guts_core_action a = {.kind = GUTS_ACT_SET_TIMER, .at = t};
-        if (core_push(c, &a) == GUTS_OK)
-            c->next_timer_sent = t;
+        if (core_push(c, &a) == GUTS_OK) c->next_timer_sent = t;
     }
 }
 
 static void enter(guts_core *c, uint64_t now)
 {
     acts_release(c);
-    if (now > c->now)
-        c->now = now;
+    if (now > c->now) c->now = now;
     if (!c->started) {
         c->started = 1;
         announce_start(c);
@@ -437,11 +409,9 @@ static lrepo *unstored(guts_core *c, const char *key)
 static int materialize(guts_core *c, const char *key)
 {
     lrepo *r = unstored(c, key);
-    if (!r)
-        return GUTS_OK;
+    if (!r) return GUTS_OK;
     int rc = c->real.create(c->real.ctx, key);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     remote_release(c, r);
     core_log(c, GUTS_LOG_INFO, "new repository %s", key);
     return GUTS_OK;
@@ -484,11 +454,9 @@ static int wrote(guts_core *c, const char *key, int rc, size_t n)
 
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size)
 {
-    if (size <= c->cfg.obj_max)
-        return 0;
+    if (size <= c->cfg.obj_max) return 0;
     c->ctr.objects_too_big++;
-    if (c->refused.n >= CORE_REFUSED_MAX)
-        idset_clear(&c->refused);
+    if (c->refused.n >= CORE_REFUSED_MAX) idset_clear(&c->refused);
     if (idset_add(&c->refused, id) == 1) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
@@ -504,8 +472,7 @@ void core_wants_trim(guts_core *c, guts_id *ids, size_t *n)
 {
     size_t k = 0;
     for (size_t i = 0; i < *n; i++)
-        if (!idset_has(&c->refused, &ids[i]))
-            ids[k++] = ids[i];
+        if (!idset_has(&c->refused, &ids[i])) ids[k++] = ids[i];
     *n = k;
 }
 
@@ -531,16 +498,14 @@ static int st_ids(void *ctx, const char *key, const guts_id *from, const guts_id
                   int (*cb)(const guts_id *id, void *arg), void *arg)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_OK;
+    if (unstored(c, key)) return GUTS_OK;
     return c->real.ids(c->real.ctx, key, from, to, cb, arg);
 }
 
 static int st_has(void *ctx, const char *key, const guts_id *id)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return 0;
+    if (unstored(c, key)) return 0;
     return c->real.has(c->real.ctx, key, id);
 }
 
@@ -548,8 +513,7 @@ static int st_get(void *ctx, const char *key, const guts_id *id, int *type, void
                   size_t *len)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_ENOTFOUND;
+    if (unstored(c, key)) return GUTS_ENOTFOUND;
     return c->real.get(c->real.ctx, key, id, type, data, len);
 }
 
@@ -575,16 +539,14 @@ static int st_refs(void *ctx, const char *key, int with_tombstones,
                    int (*cb)(const guts_ref *ref, void *arg), void *arg)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_OK;
+    if (unstored(c, key)) return GUTS_OK;
     return c->real.refs(c->real.ctx, key, with_tombstones, cb, arg);
 }
 
 static int st_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_ENOTFOUND;
+    if (unstored(c, key)) return GUTS_ENOTFOUND;
     return c->real.ref_get(c->real.ctx, key, name, out);
 }
 
@@ -598,25 +560,24 @@ static int st_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t 
 static int st_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_ENOTFOUND;
+    if (unstored(c, key)) return GUTS_ENOTFOUND;
     return c->real.rec_get(c->real.ctx, key, id, out, buf);
 }
 
-static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
-                      uint8_t *nobase, size_t *added, size_t *bad)
+static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
+                      size_t *added, size_t *bad)
 {
     guts_core *c = ctx;
     int rc = n ? materialize(c, key) : GUTS_OK;
-    return wrote(c, key, rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad), n);
+    return wrote(c, key, rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad),
+                 n);
 }
 
 static int st_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
                    size_t len, size_t *got)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_ENOTFOUND;
+    if (unstored(c, key)) return GUTS_ENOTFOUND;
     return c->real.read(c->real.ctx, key, id, off, buf, len, got);
 }
 
@@ -632,16 +593,14 @@ static int st_stage_list(void *ctx, const char *key, guts_stage *out, size_t max
 {
     guts_core *c = ctx;
     *n = 0;
-    if (unstored(c, key))
-        return GUTS_OK;
+    if (unstored(c, key)) return GUTS_OK;
     return c->real.stage_list(c->real.ctx, key, out, max, n);
 }
 
 static int st_stage_drop(void *ctx, const char *key, const guts_id *id)
 {
     guts_core *c = ctx;
-    if (unstored(c, key))
-        return GUTS_OK;
+    if (unstored(c, key)) return GUTS_OK;
     return c->real.stage_drop(c->real.ctx, key, id);
 }
 
@@ -672,45 +631,33 @@ static void lazy_store(guts_core *c)
 
 int guts_core_new(const guts_core_config *cfg, guts_core **out)
 {
-    if (!cfg || !cfg->store || !out)
-        return GUTS_EINVAL;
+    if (!cfg || !cfg->store || !out) return GUTS_EINVAL;
     const guts_core_store *s = cfg->store;
     if (!s->repos || !s->create || !s->info || !s->ids || !s->has || !s->get || !s->put ||
         !s->recent || !s->refs || !s->ref_get || !s->refs_put || !s->read || !s->stage_write ||
         !s->stage_list || !s->stage_drop)
         return GUTS_EINVAL;
     guts_core *c = calloc(1, sizeof(guts_core));
-    if (!c)
-        return GUTS_ENOMEM;
+    if (!c) return GUTS_ENOMEM;
     c->cfg = *cfg;
     c->real = *cfg->store;
     lazy_store(c);
     c->cfg.store = &c->st;
-    if (!c->cfg.interval_ms)
-        c->cfg.interval_ms = GUTS_CORE_INTERVAL_DEFAULT;
-    if (!c->cfg.expiry_missed)
-        c->cfg.expiry_missed = GUTS_CORE_EXPIRY_DEFAULT;
-    if (!c->cfg.group_budget)
-        c->cfg.group_budget = GUTS_CORE_GROUP_BUDGET_DEFAULT;
-    if (!c->cfg.frame_max)
-        c->cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
+    if (!c->cfg.interval_ms) c->cfg.interval_ms = GUTS_CORE_INTERVAL_DEFAULT;
+    if (!c->cfg.expiry_missed) c->cfg.expiry_missed = GUTS_CORE_EXPIRY_DEFAULT;
+    if (!c->cfg.group_budget) c->cfg.group_budget = GUTS_CORE_GROUP_BUDGET_DEFAULT;
+    if (!c->cfg.frame_max) c->cfg.frame_max = GUTS_FRAME_MAX_DEFAULT;
     /* Frames must hold at least one chunk plus its envelope. */
-    if (c->cfg.frame_max < 64 * 1024)
-        c->cfg.frame_max = 64 * 1024;
-    if (!c->cfg.max_sessions)
-        c->cfg.max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
+    if (c->cfg.frame_max < 64 * 1024) c->cfg.frame_max = 64 * 1024;
+    if (!c->cfg.max_sessions) c->cfg.max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
     if (!c->cfg.obj_max || c->cfg.obj_max > GUTS_OBJ_MAX_DEFAULT)
         c->cfg.obj_max = GUTS_OBJ_MAX_DEFAULT;
-    if (!c->cfg.remote_repos_max)
-        c->cfg.remote_repos_max = GUTS_CORE_REMOTE_REPOS_DEFAULT;
-    if (!c->cfg.peer_repos_max)
-        c->cfg.peer_repos_max = GUTS_CORE_PEER_REPOS_DEFAULT;
+    if (!c->cfg.remote_repos_max) c->cfg.remote_repos_max = GUTS_CORE_REMOTE_REPOS_DEFAULT;
+    if (!c->cfg.peer_repos_max) c->cfg.peer_repos_max = GUTS_CORE_PEER_REPOS_DEFAULT;
     /* An announce needs its head and at least one repository entry; below
      * 512 bytes a datagram holds too little to be worth sending. */
-    if (!c->cfg.dgram_max || c->cfg.dgram_max > GUTS_DGRAM_MAX)
-        c->cfg.dgram_max = GUTS_DGRAM_MAX;
-    if (c->cfg.dgram_max < 512)
-        c->cfg.dgram_max = 512;
+    if (!c->cfg.dgram_max || c->cfg.dgram_max > GUTS_DGRAM_MAX) c->cfg.dgram_max = GUTS_DGRAM_MAX;
+    if (c->cfg.dgram_max < 512) c->cfg.dgram_max = 512;
     uint64_t x = cfg->seed ^ 0x6775747363307265ull;
     for (int i = 0; i < 4; i++)
         c->rng[i] = splitmix(&x);
@@ -723,8 +670,7 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
 
 void guts_core_free(guts_core *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     sync_free_all(c);
     c->headact = c->nacts;
     acts_release(c);
@@ -765,8 +711,8 @@ static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_
     }
 }
 
-void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
-                           const uint8_t *buf, size_t len)
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, const uint8_t *buf,
+                           size_t len)
 {
     enter(c, now);
     c->ctr.dgrams_in++;
@@ -774,8 +720,7 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
         c->ctr.dgrams_dropped++;
         goto out;
     }
-    if (c->left)
-        goto out;
+    if (c->left) goto out;
     guts_msg m;
     int rc = guts_msg_decode(buf, len, &m);
     if (rc == GUTS_EVERSION) {
@@ -808,16 +753,15 @@ void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const g
     settle(c);
 }
 
-void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream,
-                              const guts_addr *peer, int outgoing)
+void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream, const guts_addr *peer,
+                              int outgoing)
 {
     enter(c, now);
     sync_on_open(c, stream, peer, outgoing);
     settle(c);
 }
 
-void guts_core_on_frame(guts_core *c, uint64_t now, uint32_t stream, const uint8_t *buf,
-                        size_t len)
+void guts_core_on_frame(guts_core *c, uint64_t now, uint32_t stream, const uint8_t *buf, size_t len)
 {
     enter(c, now);
     c->ctr.frames_in++;
@@ -867,15 +811,14 @@ void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key)
 void guts_core_leave(guts_core *c, uint64_t now)
 {
     enter(c, now);
-    if (c->left)
-        return;
+    if (c->left) return;
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_LEAVE);
     m.u.leave.incarnation = c->cfg.incarnation;
     size_t len;
     if (guts_msg_encode(&m, c->dgram, sizeof(c->dgram), &len) == GUTS_OK) {
-        guts_core_action a = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
-                              .len = len};
+        guts_core_action a = {
+            .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram, .len = len};
         core_push(c, &a);
         c->ctr.dgrams_out++;
         c->ctr.dgram_bytes_out += len;
@@ -893,8 +836,7 @@ size_t guts_core_peer_count(const guts_core *c)
 
 int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
 {
-    if (i >= c->npeers)
-        return GUTS_ENOTFOUND;
+    if (i >= c->npeers) return GUTS_ENOTFOUND;
     const peer *p = &c->peers[i];
     memset(out, 0, sizeof(*out));
     out->id = p->id;
@@ -938,8 +880,7 @@ size_t guts_core_pulls(const guts_core *c, guts_core_pull_info *out, size_t max)
     size_t n = 0;
     for (size_t i = 0; i < c->nsess; i++) {
         const session *s = c->sess[i];
-        if (s->kind != SESS_PULL)
-            continue;
+        if (s->kind != SESS_PULL) continue;
         if (n < max) {
             guts_core_pull_info *o = &out[n];
             memset(o, 0, sizeof(*o));
@@ -959,8 +900,7 @@ size_t guts_core_pulls(const guts_core *c, guts_core_pull_info *out, size_t max)
 int guts_core_repo_state(const guts_core *c, const char *key, int *state)
 {
     lrepo *r = core_repo_find((guts_core *)c, key);
-    if (!r)
-        return GUTS_ENOTFOUND;
+    if (!r) return GUTS_ENOTFOUND;
     if (r->pulling) {
         *state = GUTS_SYNC_PULLING;
         return GUTS_OK;

@@ -58,12 +58,9 @@ uint32_t announce_interval(guts_core *c)
     uint64_t avg = c->ann_count ? c->ann_bytes / c->ann_count : c->cfg.dgram_max;
     uint64_t iv = members * avg * 1000 / c->cfg.group_budget;
     uint64_t by_rate = members * 1000 / CORE_GROUP_RATE;
-    if (iv < by_rate)
-        iv = by_rate;
-    if (iv < c->cfg.interval_ms)
-        iv = c->cfg.interval_ms;
-    if (iv > 600000)
-        iv = 600000; /* ten minutes: beyond any group we expect */
+    if (iv < by_rate) iv = by_rate;
+    if (iv < c->cfg.interval_ms) iv = c->cfg.interval_ms;
+    if (iv > 600000) iv = 600000; /* ten minutes: beyond any group we expect */
     return (uint32_t)iv;
 }
 
@@ -75,8 +72,29 @@ static void jitter(guts_core *c)
 void announce_start(guts_core *c)
 {
     jitter(c);
-    c->ann_base = c->now;
+    c->ann_base = c->up_since = c->now;
     c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
+    c->hello_at = c->now + 1 + core_rand_below(c, CORE_HELLO_MS);
+}
+
+int announce_hello_due(guts_core *c)
+{
+    if (!c->hello_at || c->now < c->hello_at) return 0;
+    c->hello_at = 0;
+    return members_estimate(c) < CORE_HELLO_GROUP;
+}
+
+void announce_newcomer(guts_core *c)
+{
+    /* a view that is not full holds the whole group: exact, and it
+     * forgets members that left, where the sketch remembers an epoch */
+    uint64_t members = c->npeers < CORE_VIEW_MAX ? c->npeers + 1 : members_estimate(c);
+    if (members > CORE_REPLY_GROUP || c->now < c->up_since + c->cfg.interval_ms ||
+        core_rand_below(c, members) >= CORE_REPLY_K)
+        return;
+    uint64_t at = c->now + 1 + core_rand_below(c, CORE_REPLY_MS);
+    if (!c->announce_soon || at < c->soon_at) c->soon_at = at;
+    c->announce_soon = c->reply_soon = 1;
 }
 
 /* Announces heard of r's current state (see CORE_SEEN_STATES). */
@@ -109,8 +127,7 @@ static int heard_ahead(const guts_core *c, const lrepo *r)
  * nothing until corrected). */
 static int worth(const guts_core *c, const lrepo *r)
 {
-    if (guts_fp_eq(r->ann_fp, r->info.fp))
-        return 1;
+    if (guts_fp_eq(r->ann_fp, r->info.fp)) return 1;
     return heard_same(r) < CORE_ANNOUNCE_REDUNDANT && !heard_ahead(c, r);
 }
 
@@ -126,30 +143,25 @@ int announce_due(guts_core *c)
     }
     uint64_t iv = announce_interval(c);
     uint64_t due = c->ann_base + iv * c->ann_factor / 1000;
-    if (due <= c->now)
-        return 1;
+    if (due <= c->now) return 1;
     c->next_announce = due;
     return 0;
 }
 
 int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest)
 {
-    if (guts_fp_eq(fp, r->info.fp))
-        return rdigest != r->info.refs_digest.lo;
+    if (guts_fp_eq(fp, r->info.fp)) return rdigest != r->info.refs_digest.lo;
     return objects > r->info.objects;
 }
 
 void announce_changed(guts_core *c, lrepo *r)
 {
     r->changed = 1;
-    if (!worth(c, r))
-        return; /* it waits for the regular announce */
+    if (!worth(c, r)) return; /* it waits for the regular announce */
     /* the first to announce a state does so at once; others listen first */
     uint64_t at = c->now;
-    if (heard_same(r))
-        at += 1 + core_rand_below(c, CORE_ANNOUNCE_LISTEN_MS);
-    if (!c->announce_soon || at < c->soon_at)
-        c->soon_at = at;
+    if (heard_same(r)) at += 1 + core_rand_below(c, CORE_ANNOUNCE_LISTEN_MS);
+    if (!c->announce_soon || at < c->soon_at) c->soon_at = at;
     c->announce_soon = 1;
 }
 
@@ -158,9 +170,9 @@ int announce_soon_due(guts_core *c)
     if (!c->announce_soon || c->now < c->soon_at ||
         (c->ctr.dgrams_out && c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS))
         return 0;
+    if (c->reply_soon) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
-        if (c->repos[i]->changed && worth(c, c->repos[i]))
-            return 1;
+        if (c->repos[i]->changed && worth(c, c->repos[i])) return 1;
     c->announce_soon = 0; /* others said it all meanwhile */
     return 0;
 }
@@ -185,18 +197,15 @@ static void add_bloom(guts_core *c, guts_announce_repo *e, entry *en, size_t roo
     e->bloom_seed = core_rand(c);
     e->bloom_k = 7;
     /* size for the largest covered count (its encoding only shrinks) */
-    e->bloom_covered = en->r->info.objects > UINT32_MAX ? UINT32_MAX
-                                                         : (uint32_t)en->r->info.objects;
+    e->bloom_covered =
+        en->r->info.objects > UINT32_MAX ? UINT32_MAX : (uint32_t)en->r->info.objects;
     size_t bytes = guts_announce_bloom_room(e, room);
     e->bloom_covered = 0;
-    if (bytes == 0 || en->r->info.objects == 0)
-        return;
+    if (bytes == 0 || en->r->info.objects == 0) return;
     size_t avail = bytes * 8 / GUTS_BLOOM_BITS_PER_ELEM + 1;
-    if (avail > en->r->info.objects)
-        avail = (size_t)en->r->info.objects;
+    if (avail > en->r->info.objects) avail = (size_t)en->r->info.objects;
     guts_id *ids = malloc(avail * sizeof(guts_id));
-    if (!ids)
-        return;
+    if (!ids) return;
     size_t got = 0;
     if (c->st.recent(c->st.ctx, en->r->key, avail, ids, &got) != GUTS_OK || got == 0) {
         free(ids);
@@ -248,21 +257,17 @@ void announce_send(guts_core *c)
         for (size_t i = 0; i < c->nrepos && n < GUTS_ANNOUNCE_REPOS_MAX; i++) {
             size_t idx = pass == 0 ? i : (start + i) % c->nrepos;
             lrepo *r = c->repos[idx];
-            if (r->unstored || (pass == 0 && !r->changed))
-                continue;
+            if (r->unstored || (pass == 0 && !r->changed)) continue;
             int dup = 0;
             for (size_t j = 0; j < n; j++)
                 dup |= ens[j].r == r;
-            if (dup)
-                continue;
+            if (dup) continue;
             fill_entry(&reps[n], r);
             size_t sz = guts_announce_repo_size(&reps[n]);
-            if (used + sz > c->cfg.dgram_max)
-                goto full;
+            if (used + sz > c->cfg.dgram_max) goto full;
             used += sz;
             ens[n].r = r;
-            if (pass == 1)
-                c->rr = (idx + 1) % c->nrepos;
+            if (pass == 1) c->rr = (idx + 1) % c->nrepos;
             n++;
         }
     }
@@ -297,15 +302,14 @@ full:
             ens[i].r->changed = 0;
             ens[i].r->ann_fp = ens[i].r->info.fp;
         }
-        guts_core_action act = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram,
-                                .len = len};
+        guts_core_action act = {
+            .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram, .len = len};
         if (core_push(c, &act) == GUTS_OK) {
             c->ctr.dgrams_out++;
             c->ctr.dgram_bytes_out += len;
             c->ann_bytes += len;
             c->ann_count++;
-            if (len > c->ctr.dgram_max_out)
-                c->ctr.dgram_max_out = len;
+            if (len > c->ctr.dgram_max_out) c->ctr.dgram_max_out = len;
         }
     } else {
         core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
@@ -313,11 +317,11 @@ full:
     c->last_announce = c->ann_base = c->now;
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
-    c->announce_soon = 0;
+    c->announce_soon = c->reply_soon = 0;
+    c->hello_at = 0; /* any announce says hello */
     c->soon_at = c->now;
     for (size_t i = 0; i < c->nrepos; i++)
-        if (c->repos[i]->changed && worth(c, c->repos[i]))
-            c->announce_soon = 1; /* did not fit */
+        if (c->repos[i]->changed && worth(c, c->repos[i])) c->announce_soon = 1; /* did not fit */
 }
 
 /* Schedule a pull of r: urgent ones after a short random stagger (with
@@ -331,11 +335,10 @@ static void schedule(guts_core *c, lrepo *r, int urgent)
         delay = 1 + core_rand_below(c, win < CORE_PULL_STAGGER_MS ? (win ? win : 1)
                                                                   : CORE_PULL_STAGGER_MS);
         uint32_t f = r->failures < 8 ? r->failures : 8;
-        if (f)
-            delay += (uint64_t)250 << f; /* 0.5 s .. 64 s */
+        if (f) delay += (uint64_t)250 << f; /* 0.5 s .. 64 s */
     } else {
-        uint32_t b = r->idle_pulls < CORE_ANTI_ENTROPY_BACKOFF ? r->idle_pulls
-                                                               : CORE_ANTI_ENTROPY_BACKOFF;
+        uint32_t b =
+            r->idle_pulls < CORE_ANTI_ENTROPY_BACKOFF ? r->idle_pulls : CORE_ANTI_ENTROPY_BACKOFF;
         uint64_t iv = ((uint64_t)c->cfg.interval_ms * CORE_ANTI_ENTROPY_INTERVALS) << b;
         delay = iv + core_rand_below(c, iv + 1);
     }
@@ -349,8 +352,7 @@ static void schedule(guts_core *c, lrepo *r, int urgent)
 static int differs(const lrepo *r, const peer_repo *pr)
 {
     /* a peer with no objects and no refs has nothing to give */
-    if (pr->objects == 0 && pr->rdigest == 0)
-        return 0;
+    if (pr->objects == 0 && pr->rdigest == 0) return 0;
     return !guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo;
 }
 
@@ -359,8 +361,7 @@ void announce_consider(guts_core *c, lrepo *r)
     int any = 0, urgent = 0;
     for (size_t i = 0; i < c->npeers; i++) {
         peer_repo *pr = members_repo(&c->peers[i], r->key);
-        if (!pr || !differs(r, pr))
-            continue;
+        if (!pr || !differs(r, pr)) continue;
         any = 1;
         if (!members_repo_exhausted(pr) &&
             (pr->objects > r->info.objects || guts_fp_eq(pr->fp, r->info.fp)))
@@ -375,16 +376,12 @@ void announce_consider(guts_core *c, lrepo *r)
 /* Evidence from a peer's bloom that it holds objects we lack (see top). */
 static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo *e)
 {
-    if (!e->bloom_nbits || e->bloom_covered != e->objects)
-        return 0;
-    if (r->info.objects == 0 || r->info.objects > ANNOUNCE_EVIDENCE_MAX)
-        return 0;
+    if (!e->bloom_nbits || e->bloom_covered != e->objects) return 0;
+    if (r->info.objects == 0 || r->info.objects > ANNOUNCE_EVIDENCE_MAX) return 0;
     guts_bloom b;
-    if (guts_bloom_view(&b, e->bloom_bits, e->bloom_nbits, e->bloom_k, e->bloom_seed))
-        return 0;
+    if (guts_bloom_view(&b, e->bloom_bits, e->bloom_nbits, e->bloom_k, e->bloom_seed)) return 0;
     guts_id *ids = malloc((size_t)r->info.objects * sizeof(guts_id));
-    if (!ids)
-        return 0;
+    if (!ids) return 0;
     size_t n = 0;
     int ev = 0;
     if (c->st.recent(c->st.ctx, r->key, (size_t)r->info.objects, ids, &n) == GUTS_OK &&
@@ -410,8 +407,7 @@ static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e)
             x->at = c->now;
             return;
         }
-        if (x->at < old->at)
-            old = x;
+        if (x->at < old->at) old = x;
     }
     old->fp = e->fp;
     old->rdigest = e->refs_digest;
@@ -438,21 +434,19 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
             useful |= !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key);
         }
     }
-    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms,
-                            useful);
-    if (!p)
-        return;
+    int fresh = members_find(c, &m->sender) == NULL;
+    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms, useful);
+    if (!p) return;
+    if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
-        if (guts_repo_key_check(e->key) != GUTS_OK)
-            continue;
+        if (guts_repo_key_check(e->key) != GUTS_OK) continue;
         lrepo *r = core_repo_find(c, e->key);
         members_repo_set(p, e->key, r, e->objects, e->fp, e->refs_digest, c->now);
         if (!r) {
             if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
                 continue; /* not ours to take (the --repos allowlist) */
-            if (e->objects == 0 && e->refs_digest == 0)
-                continue; /* nothing to take */
+            if (e->objects == 0 && e->refs_digest == 0) continue; /* nothing to take */
             /* in the store but not seen by the core yet (an import since
              * the last scan): load it; else track it unstored */
             if (core_repo_load(c, e->key, &r) != GUTS_OK) {
@@ -465,15 +459,15 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
                     continue;
                 }
             }
-            core_log(c, GUTS_LOG_DEBUG, "repository %s announced; created when a pull brings "
-                                        "something", e->key);
+            core_log(c, GUTS_LOG_DEBUG,
+                     "repository %s announced; created when a pull brings "
+                     "something",
+                     e->key);
             schedule(c, r, 1);
             continue;
         }
-        if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo)
-            continue;
-        if (e->objects == 0 && e->refs_digest == 0)
-            continue; /* it has nothing to give */
+        if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo) continue;
+        if (e->objects == 0 && e->refs_digest == 0) continue; /* it has nothing to give */
         peer_repo *pr = members_repo(p, e->key);
         int urgent = !(pr && members_repo_exhausted(pr)) &&
                      (e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
