@@ -169,6 +169,9 @@ static inline guts_fp fp_get(const uint8_t *p)
 /* Transactions (txn.c). A read txn must be ended with store_read_end. */
 int store_read_begin(guts_repo *r, MDB_txn **txn);
 void store_read_end(guts_repo *r, MDB_txn *txn);
+/* A read txn and a cursor on dbi in it (nothing open on error); close the
+ * cursor, then store_read_end(). */
+int store_read_cursor(guts_repo *r, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur);
 /* Run fn in one write txn and commit. fn returns 0, a GUTS_E* code, or a raw
  * LMDB/errno code; MDB_MAP_FULL grows the map (by at least grow_hint bytes)
  * and runs fn again from scratch, so fn must not keep state across calls. */

@@ -951,13 +951,9 @@ int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
 {
     if (!r || !cb) return GUTS_EINVAL;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, r->se->objects, &cur))) {
-        store_read_end(r, txn);
-        return store_mdb_err(rc, "cursor");
-    }
+    int rc = store_read_cursor(r, r->se->objects, &txn, &cur);
+    if (rc) return rc;
     MDB_val k = {0, NULL}, v;
     MDB_cursor_op op = MDB_FIRST;
     if (from) {
@@ -990,13 +986,9 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n)
     *n = 0;
     if (max == 0) return GUTS_OK;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, r->se->log, &cur))) {
-        store_read_end(r, txn);
-        return store_mdb_err(rc, "cursor");
-    }
+    int rc = store_read_cursor(r, r->se->log, &txn, &cur);
+    if (rc) return rc;
     MDB_val k, v;
     MDB_cursor_op op = MDB_LAST;
     int res = GUTS_OK;

@@ -604,13 +604,9 @@ int guts_repo_stage_list(guts_repo *r, guts_stage *out, size_t max, size_t *n)
     if (!r || !n || (!out && max)) return GUTS_EINVAL;
     *n = 0;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, r->se->stage, &cur))) {
-        store_read_end(r, txn);
-        return store_mdb_err(rc, "cursor");
-    }
+    int rc = store_read_cursor(r, r->se->stage, &txn, &cur);
+    if (rc) return rc;
     uint64_t touched[GUTS_STAGE_MAX];
     MDB_val k, v;
     while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {

@@ -112,13 +112,9 @@ int guts_repo_refs(guts_repo *r, int with_tombstones, int (*cb)(const guts_ref *
 {
     if (!r || !cb) return GUTS_EINVAL;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, r->se->refclock, &cur))) {
-        store_read_end(r, txn);
-        return store_mdb_err(rc, "cursor");
-    }
+    int rc = store_read_cursor(r, r->se->refclock, &txn, &cur);
+    if (rc) return rc;
     guts_ref ref;
     MDB_val k, v;
     MDB_cursor_op op = MDB_FIRST;

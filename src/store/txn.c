@@ -192,6 +192,17 @@ int store_meta_put_fp(guts_repo *r, MDB_txn *txn, const char *k, guts_fp v)
     return meta_put(r, txn, k, 16, b);
 }
 
+int store_read_cursor(guts_repo *r, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur)
+{
+    int rc = store_read_begin(r, txn);
+    if (rc) return rc;
+    if ((rc = mdb_cursor_open(*txn, dbi, cur))) {
+        store_read_end(r, *txn);
+        return store_mdb_err(rc, "cursor");
+    }
+    return 0;
+}
+
 int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s)
 {
     int rc;
