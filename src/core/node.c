@@ -699,6 +699,12 @@ static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_
     if (m->type == GUTS_MSG_ANNOUNCE) {
         c->ann_bytes += len;
         c->ann_count++;
+        if (c->now >= c->heard_sec + 1000) {
+            c->heard_prev = c->now < c->heard_sec + 2000 ? c->heard_now : 0;
+            c->heard_now = 0;
+            c->heard_sec = c->now;
+        }
+        c->heard_now++;
         announce_on(c, m, from);
     } else if (m->type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m->sender);

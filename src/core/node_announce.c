@@ -90,6 +90,7 @@ void announce_newcomer(guts_core *c)
      * forgets members that left, where the sketch remembers an epoch */
     uint64_t members = c->npeers < CORE_VIEW_MAX ? c->npeers + 1 : members_estimate(c);
     if (members > CORE_REPLY_GROUP || c->now < c->up_since + c->cfg.interval_ms ||
+        c->heard_now + c->heard_prev > CORE_REPLY_QUIET ||
         core_rand_below(c, members) >= CORE_REPLY_K)
         return;
     uint64_t at = c->now + 1 + core_rand_below(c, CORE_REPLY_MS);
