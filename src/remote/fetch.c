@@ -543,6 +543,35 @@ static void be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* The pack entry type of a delta against a base named by its id. */
+#define PACK_REF_DELTA 7
+
+/* A git delta for object id (type, data, len) against the base the store
+ * compressed it against, when that base goes in the same pack and has the
+ * same type (a REF_DELTA takes its base's type), and the delta is under
+ * half the object. index-pack resolves it wherever the base stands in the
+ * pack; the store's delta chains have no cycles, so neither do these. */
+static int delta_of(walk *w, const guts_id *id, int type, const void *data, size_t len,
+                    guts_id *base, uint8_t **delta, size_t *dlen)
+{
+    guts_rec rec;
+    void *rbuf;
+    if (guts_repo_rec_get(w->r, id, &rec, &rbuf) != GUTS_OK) return GUTS_ENOTFOUND;
+    free(rbuf);
+    if (rec.enc != GUTS_REC_DELTA || guts_id_cmp(&rec.base, id) == 0) return GUTS_ENOTFOUND;
+    size_t slot = remote_idset_find(&w->objs, &rec.base);
+    if (slot == SIZE_MAX || !(w->objs.flags[slot] & O_SEND)) return GUTS_ENOTFOUND;
+    int btype;
+    void *bdata;
+    size_t blen;
+    if (guts_repo_get(w->r, &rec.base, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
+    int rc =
+        btype == type ? remote_delta(bdata, blen, data, len, len / 2, delta, dlen) : GUTS_ENOTFOUND;
+    free(bdata);
+    *base = rec.base;
+    return rc;
+}
+
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
  * can check that as it indexes, which spares git its own connectivity walk
  * afterwards. A fetch's pack leaves out what the local repository has, so
@@ -613,8 +642,18 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
             rc = corrupt(w, &w->send[i], "content does not hash to its id");
             goto out;
         }
-        rc = packw_begin(&p, &z, type, len);
-        if (!rc) rc = packw_deflate(&p, &z, data, len, Z_FINISH);
+        uint8_t *delta = NULL;
+        size_t dlen = 0;
+        guts_id base;
+        if (indexed && delta_of(w, &w->send[i], type, data, len, &base, &delta, &dlen) == GUTS_OK) {
+            rc = packw_begin(&p, &z, PACK_REF_DELTA, dlen);
+            if (!rc) rc = packw_put(&p, base.b, GUTS_ID_LEN);
+            if (!rc) rc = packw_deflate(&p, &z, delta, dlen, Z_FINISH);
+            free(delta);
+        } else {
+            rc = packw_begin(&p, &z, type, len);
+            if (!rc) rc = packw_deflate(&p, &z, data, len, Z_FINISH);
+        }
         free(data);
         if (rc) goto io;
         st->bytes += len;
