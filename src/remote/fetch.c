@@ -18,8 +18,10 @@
  * trees of sent commits are then walked, skipping anything known or already
  * selected. A clone has no haves: everything reachable is sent.
  *
- * The pack holds whole objects (no deltas: the store's zstd deltas are not
- * git deltas), each deflated at the caller's level, and streams straight
+ * The pack holds whole objects, each deflated at the caller's level, except
+ * where the store keeps an object as a zstd delta against a base that goes
+ * in the same pack: that object goes as a git delta (REF_DELTA, delta.c)
+ * against the same base. It streams straight
  * into `git index-pack --stdin`, which runs in parallel with us on another
  * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
