@@ -204,26 +204,8 @@ static void cmd_option(helper *h, const char *args)
 
 /* ---- fetch ----------------------------------------------------------------- */
 
-typedef struct ids {
-    guts_id *v;
-    size_t n, cap;
-} ids;
-
-static int ids_push(ids *a, const guts_id *id)
-{
-    if (a->n == a->cap) {
-        size_t c = a->cap ? a->cap * 2 : 64;
-        guts_id *nv = realloc(a->v, c * sizeof *nv);
-        if (!nv) return -1;
-        a->v = nv;
-        a->cap = c;
-    }
-    a->v[a->n++] = *id;
-    return 0;
-}
-
 /* The local repository's ref targets: what it has. */
-static int local_haves(ids *haves)
+static int local_haves(remote_ids *haves)
 {
     char *argv[] = {"git", "for-each-ref", "--format=%(objectname)", NULL};
     char *out = NULL, err[REMOTE_ERR_MAX];
@@ -242,7 +224,7 @@ static int local_haves(ids *haves)
         if (!nl) break;
         *nl = 0;
         guts_id id;
-        if (guts_id_from_hex(p, &id) == 0 && ids_push(haves, &id)) {
+        if (guts_id_from_hex(p, &id) == 0 && remote_ids_push(haves, &id)) {
             free(out);
             say("out of memory");
             return -1;
@@ -254,7 +236,7 @@ static int local_haves(ids *haves)
 
 static int cmd_fetch(helper *h, char **line, size_t *cap)
 {
-    ids wants = {0}, haves = {0};
+    remote_ids wants = {0}, haves = {0};
     int ret = -1;
     guts_repo *r = NULL;
     for (;;) {
@@ -266,7 +248,7 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
             goto out;
         }
         l[6 + GUTS_HEX_LEN] = 0;
-        if (guts_id_from_hex(l + 6, &id) || wants.n >= BATCH_MAX || ids_push(&wants, &id)) {
+        if (guts_id_from_hex(l + 6, &id) || wants.n >= BATCH_MAX || remote_ids_push(&wants, &id)) {
             say("bad fetch line or too many: %.80s", l);
             goto out;
         }

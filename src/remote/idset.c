@@ -83,3 +83,16 @@ void remote_idset_free(remote_idset *s)
     free(s->flags);
     memset(s, 0, sizeof *s);
 }
+
+int remote_ids_push(remote_ids *a, const guts_id *id)
+{
+    if (a->n == a->cap) {
+        size_t c = a->cap ? a->cap * 2 : 64;
+        guts_id *nv = realloc(a->v, c * sizeof *nv);
+        if (!nv) return GUTS_ENOMEM;
+        a->v = nv;
+        a->cap = c;
+    }
+    a->v[a->n++] = *id;
+    return GUTS_OK;
+}

@@ -130,28 +130,10 @@ static int decide(guts_repo *r, remote_push_cmd *c, int *write, char *err)
 
 /* ---- refs -------------------------------------------------------------------- */
 
-typedef struct idvec {
-    guts_id *v;
-    size_t n, cap;
-} idvec;
-
-static int idvec_push(idvec *a, const guts_id *id)
-{
-    if (a->n == a->cap) {
-        size_t c = a->cap ? a->cap * 2 : 64;
-        guts_id *nv = realloc(a->v, c * sizeof *nv);
-        if (!nv) return GUTS_ENOMEM;
-        a->v = nv;
-        a->cap = c;
-    }
-    a->v[a->n++] = *id;
-    return GUTS_OK;
-}
-
 static int collect_target(const guts_ref *ref, void *ctx)
 {
     if (ref->symref[0] || guts_id_is_zero(&ref->target)) return 0;
-    return idvec_push(ctx, &ref->target);
+    return remote_ids_push(ctx, &ref->target);
 }
 
 static int same_record(const guts_ref *a, int alive, const guts_ref *b, int blive)
@@ -242,7 +224,7 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
 {
     guts_repo *r = NULL;
     uint8_t *write = calloc(n ? n : 1, 1);
-    idvec tips = {0}, have = {0};
+    remote_ids tips = {0}, have = {0};
     memset(st, 0, sizeof *st);
     if (!write) return remote_errf(err, GUTS_ENOMEM, "out of memory");
     int rc = guts_repo_open(d, key, 0, &r);
@@ -260,7 +242,7 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
         rc = decide(r, &cmds[i], &w, err);
         write[i] = (uint8_t)w;
         nwrite += (size_t)w;
-        if (!rc && w && !cmds[i].del) rc = idvec_push(&tips, &cmds[i].new_id);
+        if (!rc && w && !cmds[i].del) rc = remote_ids_push(&tips, &cmds[i].new_id);
     }
     if (rc) goto out;
     if (dry_run || nwrite == 0) {
@@ -280,8 +262,8 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
         }
         guts_gitio_stats gs;
         char gerr[GUTS_GITIO_ERR_MAX];
-        rc = guts_gitio_store_reachable(r, ".", tips.v, tips.n, have.v, have.n, progress, &gs,
-                                        gerr);
+        rc =
+            guts_gitio_store_reachable(r, ".", tips.v, tips.n, have.v, have.n, progress, &gs, gerr);
         st->objects = gs.objects_total;
         st->added = gs.objects_added;
         st->bytes = gs.bytes;

@@ -96,6 +96,15 @@ int remote_idset_add(remote_idset *s, const guts_id *id, size_t *slot, int *adde
 size_t remote_idset_find(const remote_idset *s, const guts_id *id);
 void remote_idset_free(remote_idset *s);
 
+/* A growable list of ids (wants, haves, tips); free(v) when done. */
+typedef struct remote_ids {
+    guts_id *v;
+    size_t n, cap;
+} remote_ids;
+
+/** Append id. Errors: GUTS_ENOMEM. */
+int remote_ids_push(remote_ids *a, const guts_id *id);
+
 /* ---- delta.c --------------------------------------------------------------- */
 
 /** A git delta turning base[0..bn) into dst[0..dn), in at most max bytes:
