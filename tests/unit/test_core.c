@@ -1497,13 +1497,8 @@ START_TEST(test_lmdb_stores_replicate)
     guts_data *d[2];
     guts_core_lmdbstore *ls[2];
     guts_core_store st[2];
-    for (int i = 0; i < 2; i++) {
-        char path[128];
-        snprintf(path, sizeof(path), "%s/n%d", dir, i);
-        ck_assert_int_eq(guts_data_open(path, &d[i]), 0);
-        ck_assert_int_eq(guts_core_lmdbstore_new(d[i], &ls[i]), 0);
-        guts_core_lmdbstore_iface(ls[i], &st[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        tu_lmdb_open(dir, i, &d[i], &ls[i], &st[i]);
     ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
     history(&st[0], 20, "lmdb");
     guts_cluster_config cfg;

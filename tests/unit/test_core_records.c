@@ -16,6 +16,7 @@
 #include "cluster.h"
 #include "guts/core.h"
 #include "guts/store.h"
+#include "test_core_util.h"
 
 #define KEY "o/records"
 
@@ -49,13 +50,8 @@ static void replicate(int preload, guts_core_counters *k)
     guts_data *d[2];
     guts_core_lmdbstore *ls[2];
     guts_core_store st[2];
-    for (int i = 0; i < 2; i++) {
-        char p[128];
-        snprintf(p, sizeof(p), "%s/n%d", tmp, i);
-        ck_assert_int_eq(guts_data_open(p, &d[i]), 0);
-        ck_assert_int_eq(guts_core_lmdbstore_new(d[i], &ls[i]), 0);
-        guts_core_lmdbstore_iface(ls[i], &st[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        tu_lmdb_open(tmp, i, &d[i], &ls[i], &st[i]);
     /* Chains of random (incompressible) 32 KiB blobs, each 64 bytes off the
      * last: a full record then deltas of a few hundred bytes. */
     uint8_t *v = malloc((size_t)N * SZ);
@@ -97,8 +93,7 @@ static void replicate(int preload, guts_core_counters *k)
     while (t < 60000) {
         t += 500;
         ck_assert_int_eq(guts_cluster_run_until(cl, t), 0);
-        if (st[1].info(st[1].ctx, KEY, &b) == 0 && guts_fp_eq(a.fp, b.fp))
-            break;
+        if (st[1].info(st[1].ctx, KEY, &b) == 0 && guts_fp_eq(a.fp, b.fp)) break;
     }
     ck_assert(guts_fp_eq(a.fp, b.fp));
     ck_assert_uint_eq(b.objects, N + (preload ? 1 : 0));
@@ -159,11 +154,7 @@ static void resume_case(int lmdb)
     guts_core_store st[2];
     for (int i = 0; i < 2; i++) {
         if (lmdb) {
-            char p[128];
-            snprintf(p, sizeof(p), "%s/n%d", tmp, i);
-            ck_assert_int_eq(guts_data_open(p, &d[i]), 0);
-            ck_assert_int_eq(guts_core_lmdbstore_new(d[i], &ls[i]), 0);
-            guts_core_lmdbstore_iface(ls[i], &st[i]);
+            tu_lmdb_open(tmp, i, &d[i], &ls[i], &st[i]);
         } else {
             ck_assert_int_eq(guts_memstore_new(&ms[i]), 0);
             guts_memstore_iface(ms[i], &st[i]);
@@ -188,8 +179,7 @@ static void resume_case(int lmdb)
     ck_assert_int_eq(st[0].info(st[0].ctx, KEY, &a), 0);
     for (uint64_t t = 500; t <= 60000; t += 500) {
         ck_assert_int_eq(guts_cluster_run_until(cl, t), 0);
-        if (st[1].info(st[1].ctx, KEY, &b) == 0 && guts_fp_eq(a.fp, b.fp))
-            break;
+        if (st[1].info(st[1].ctx, KEY, &b) == 0 && guts_fp_eq(a.fp, b.fp)) break;
     }
     ck_assert(guts_fp_eq(a.fp, b.fp));
     guts_cluster_stats cs;
@@ -211,8 +201,7 @@ static void resume_case(int lmdb)
     guts_cluster_free(cl);
     for (int i = 0; i < 2; i++) {
         guts_core_lmdbstore_free(ls[i]);
-        if (d[i])
-            guts_data_close(d[i]);
+        if (d[i]) guts_data_close(d[i]);
         guts_memstore_free(ms[i]);
     }
     free(v);

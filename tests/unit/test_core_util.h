@@ -13,10 +13,22 @@
 #include <string.h>
 
 #include "guts/core.h"
+#include "guts/store.h"
 #include "guts/wire.h"
 
-static inline guts_id tu_put(const guts_core_store *s, const char *key, int type,
-                             const void *data, size_t len)
+/* Node i's store on LMDB, in dir/n<i>: *d, *ls and the table *st. */
+static inline void tu_lmdb_open(const char *dir, int i, guts_data **d, guts_core_lmdbstore **ls,
+                                guts_core_store *st)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/n%d", dir, i);
+    ck_assert_int_eq(guts_data_open(path, d), 0);
+    ck_assert_int_eq(guts_core_lmdbstore_new(*d, ls), 0);
+    guts_core_lmdbstore_iface(*ls, st);
+}
+
+static inline guts_id tu_put(const guts_core_store *s, const char *key, int type, const void *data,
+                             size_t len)
 {
     guts_obj o;
     memset(&o, 0, sizeof(o));
@@ -96,8 +108,8 @@ static inline void tu_set_ref(const guts_core_store *s, const char *key, const c
 }
 
 /* One commit on top of ref `name` (or a root commit), then the ref moves. */
-static inline guts_id tu_write_commit(const guts_core_store *s, const char *key,
-                                      const char *name, size_t writer, const char *text)
+static inline guts_id tu_write_commit(const guts_core_store *s, const char *key, const char *name,
+                                      size_t writer, const char *text)
 {
     guts_node_id w;
     tu_writer(writer, &w);
