@@ -58,8 +58,7 @@ typedef struct guts_core_store {
     /* 1 present, 0 absent, or < 0. */
     int (*has)(void *ctx, const char *key, const guts_id *id);
     /* *data is malloc()ed for the caller. */
-    int (*get)(void *ctx, const char *key, const guts_id *id, int *type, void **data,
-               size_t *len);
+    int (*get)(void *ctx, const char *key, const guts_id *id, int *type, void **data, size_t *len);
     int (*put)(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
                size_t *bad);
     int (*recent)(void *ctx, const char *key, size_t max, guts_id *out, size_t *n);
@@ -115,7 +114,7 @@ void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
 /* Announce traffic of the whole group, bytes/s (RTCP's "session bandwidth"
  * share): ~50 full announces a second; 1,000 nodes then announce every ~20 s. */
 #define GUTS_CORE_GROUP_BUDGET_DEFAULT 64000
-#define GUTS_CORE_SESSIONS_DEFAULT 4    /* concurrent pulls (and as many serves) */
+#define GUTS_CORE_SESSIONS_DEFAULT 4 /* concurrent pulls (and as many serves) */
 /* Repository keys tracked because a peer announced them and not stored yet
  * ("remote-only": nothing pulled so far). Each costs ~600 bytes; 4096 lets
  * a node joining a LAN of thousands of repositories take them in waves
@@ -133,24 +132,24 @@ void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
 
 typedef struct guts_core_config {
     guts_node_id node_id;
-    uint64_t incarnation;     /* larger after every restart */
-    uint16_t tcp_port;        /* advertised for streams (opaque to the core) */
-    uint32_t interval_ms;     /* base announce interval; 0: default */
-    uint32_t expiry_missed;   /* peer expiry in missed intervals; 0: default */
-    uint32_t group_budget;    /* bytes/s of announces for the whole group; 0: default */
-    uint32_t frame_max;       /* largest frame accepted and sent; 0: default */
-    uint32_t max_sessions;    /* concurrent outgoing (and incoming) sessions; 0: default */
-    uint64_t obj_max;         /* largest object taken from a peer (content bytes); 0 or
-                               * more than GUTS_OBJ_MAX_DEFAULT: GUTS_OBJ_MAX_DEFAULT.
-                               * A larger one is skipped (counted, logged) and the
-                               * session goes on. Chunks are assembled in memory, so
-                               * this also bounds a pull's buffer. */
-    uint32_t remote_repos_max; /* remote-only keys tracked at once; 0: default */
-    uint32_t peer_repos_max;   /* of those, per announcing peer; 0: default */
-    uint32_t dgram_max;       /* largest datagram the core builds; 0 (or more than
-                               * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
-                               * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
-    uint64_t seed;            /* PRNG seed: jitter, peer choice, recon seeds */
+    uint64_t incarnation;         /* larger after every restart */
+    uint16_t tcp_port;            /* advertised for streams (opaque to the core) */
+    uint32_t interval_ms;         /* base announce interval; 0: default */
+    uint32_t expiry_missed;       /* peer expiry in missed intervals; 0: default */
+    uint32_t group_budget;        /* bytes/s of announces for the whole group; 0: default */
+    uint32_t frame_max;           /* largest frame accepted and sent; 0: default */
+    uint32_t max_sessions;        /* concurrent outgoing (and incoming) sessions; 0: default */
+    uint64_t obj_max;             /* largest object taken from a peer (content bytes); 0 or
+                                   * more than GUTS_OBJ_MAX_DEFAULT: GUTS_OBJ_MAX_DEFAULT.
+                                   * A larger one is skipped (counted, logged) and the
+                                   * session goes on. Chunks are assembled in memory, so
+                                   * this also bounds a pull's buffer. */
+    uint32_t remote_repos_max;    /* remote-only keys tracked at once; 0: default */
+    uint32_t peer_repos_max;      /* of those, per announcing peer; 0: default */
+    uint32_t dgram_max;           /* largest datagram the core builds; 0 (or more than
+                                   * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
+                                   * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
+    uint64_t seed;                /* PRNG seed: jitter, peer choice, recon seeds */
     const guts_core_store *store; /* copied */
     /* Whether to take a repository a peer announced and we lack (create it
      * and pull it): non-zero to take it. NULL: take every one. Repositories
@@ -171,21 +170,21 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out);
 void guts_core_free(guts_core *c);
 
 /** A datagram arrived from addr. Over GUTS_DGRAM_DROP bytes: dropped unread. */
-void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from,
-                           const uint8_t *buf, size_t len);
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, const uint8_t *buf,
+                           size_t len);
 /** A datagram of len bytes from addr that the driver decoded itself:
  * guts_msg_decode returned GUTS_OK for it and filled m. The same as
  * guts_core_on_datagram with those bytes, without decoding them again (a
  * driver handing one datagram to many cores decodes it once); m is only
  * read, and not kept past the call. */
 struct guts_msg; /* guts/wire.h */
-void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from,
-                      const struct guts_msg *m, size_t len);
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const struct guts_msg *m,
+                      size_t len);
 /** A stream is connected: outgoing (one the core asked for with OPEN_STREAM)
  * or incoming (accepted; id chosen by the driver, with
  * GUTS_CORE_STREAM_DRIVER set). */
-void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream,
-                              const guts_addr *peer, int outgoing);
+void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream, const guts_addr *peer,
+                              int outgoing);
 /** One frame's envelope (without its 4-byte header) arrived on a stream. */
 void guts_core_on_frame(guts_core *c, uint64_t now, uint32_t stream, const uint8_t *buf,
                         size_t len);
@@ -220,15 +219,15 @@ enum { GUTS_LOG_ERROR = 0, GUTS_LOG_WARN, GUTS_LOG_INFO, GUTS_LOG_DEBUG };
 
 typedef struct guts_core_action {
     int kind;
-    int to_group;            /* SEND_DGRAM */
-    guts_addr addr;          /* SEND_DGRAM (unicast), OPEN_STREAM */
-    uint16_t port;           /* OPEN_STREAM: the peer's advertised TCP port */
-    uint32_t stream;         /* OPEN_STREAM, SEND_FRAME, CLOSE_STREAM */
-    const uint8_t *data;     /* SEND_DGRAM, SEND_FRAME; owned by the core */
+    int to_group;        /* SEND_DGRAM */
+    guts_addr addr;      /* SEND_DGRAM (unicast), OPEN_STREAM */
+    uint16_t port;       /* OPEN_STREAM: the peer's advertised TCP port */
+    uint32_t stream;     /* OPEN_STREAM, SEND_FRAME, CLOSE_STREAM */
+    const uint8_t *data; /* SEND_DGRAM, SEND_FRAME; owned by the core */
     size_t len;
-    uint64_t at;             /* SET_TIMER */
-    int level;               /* LOG */
-    const char *text;        /* LOG; owned by the core */
+    uint64_t at;      /* SET_TIMER */
+    int level;        /* LOG */
+    const char *text; /* LOG; owned by the core */
 } guts_core_action;
 
 /** Take the next action. Returns 1 and fills *out, or 0 when none is left. */
@@ -241,35 +240,37 @@ typedef struct guts_core_peer_info {
     guts_addr addr;
     uint16_t port;
     uint64_t incarnation;
-    uint64_t last_heard;     /* ms, driver's clock */
-    uint32_t interval_ms;    /* its advertised announce interval */
-    uint32_t repos;          /* repositories it announced */
+    uint64_t last_heard;  /* ms, driver's clock */
+    uint32_t interval_ms; /* its advertised announce interval */
+    uint32_t repos;       /* repositories it announced */
 } guts_core_peer_info;
 
 typedef struct guts_core_counters {
     uint64_t dgrams_in, dgrams_out, dgram_bytes_out, dgram_max_out;
-    uint64_t dgrams_dropped;     /* over GUTS_DGRAM_DROP */
-    uint64_t dgrams_malformed;   /* failed to decode */
-    uint64_t dgrams_unknown;     /* unknown message type */
-    uint64_t dgrams_version;     /* newer protocol version */
+    uint64_t dgrams_dropped;   /* over GUTS_DGRAM_DROP */
+    uint64_t dgrams_malformed; /* failed to decode */
+    uint64_t dgrams_unknown;   /* unknown message type */
+    uint64_t dgrams_version;   /* newer protocol version */
     uint64_t frames_in, frames_out, frame_bytes_out;
-    uint64_t digest_bytes_out;   /* stream bytes other than OBJECTS/OBJECT_CHUNK */
+    uint64_t digest_bytes_out; /* stream bytes other than OBJECTS/OBJECT_CHUNK */
     uint64_t frames_malformed;
-    uint64_t bad_objects;        /* objects whose content failed the hash */
-    uint64_t objects_nobase;     /* delta records received before their base */
-    uint64_t objects_dropped;    /* of those, never stored in their session */
+    uint64_t bad_objects;     /* objects whose content failed the hash */
+    uint64_t objects_nobase;  /* delta records received before their base */
+    uint64_t objects_dropped; /* of those, never stored in their session */
     uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;
-    uint64_t sessions_empty;     /* pulls that ended ok with no object and no ref */
+    uint64_t sessions_empty; /* pulls that ended ok with no object and no ref */
     uint64_t objects_fetched, refs_applied, refs_pending;
-    uint64_t refs_dropped;       /* pending records whose closure never completed */
+    uint64_t refs_dropped; /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
-    uint64_t objects_too_big;    /* skipped: over obj_max */
-    uint64_t repos_remote;       /* now: remote-only keys tracked */
-    uint64_t repos_refused;      /* announced keys not tracked: a remote-only cap */
-    uint64_t repos_evicted;      /* remote-only keys dropped when their peer left */
-    uint64_t store_full;         /* now: 1 while the store refuses writes (full) */
-    uint64_t writes_full;        /* writes the store refused as full */
-    uint64_t peers_evicted;      /* left a full view for a more useful sender */
+    uint64_t objects_too_big; /* skipped: over obj_max */
+    uint64_t repos_remote;    /* now: remote-only keys tracked */
+    uint64_t repos_refused;   /* announced keys not tracked: a remote-only cap */
+    uint64_t repos_evicted;   /* remote-only keys dropped when their peer left */
+    uint64_t store_full;      /* now: 1 while the store refuses writes (full) */
+    uint64_t writes_full;     /* writes the store refused as full */
+    uint64_t peers_evicted;   /* left a full view for a more useful sender */
+    uint64_t hellos;          /* first announces sent at start (0 or 1) */
+    uint64_t answers;         /* announces sent to answer a newcomer */
 } guts_core_counters;
 
 /** Number of live peers. */
@@ -288,12 +289,12 @@ typedef struct guts_core_pull_info {
     char key[GUTS_KEY_MAX + 1]; /* the repository */
     guts_node_id peer;          /* the peer pulled from */
     guts_addr addr;
-    uint64_t started;           /* ms, driver's clock */
-    uint64_t objects;           /* objects received and stored so far */
-    uint64_t bytes;             /* their bytes as received (records) */
-    uint64_t expected;          /* objects expected: the peer's announced count
-                                 * minus ours when the pull began; 0 when that
-                                 * says nothing (the peer announced no more) */
+    uint64_t started;  /* ms, driver's clock */
+    uint64_t objects;  /* objects received and stored so far */
+    uint64_t bytes;    /* their bytes as received (records) */
+    uint64_t expected; /* objects expected: the peer's announced count
+                        * minus ours when the pull began; 0 when that
+                        * says nothing (the peer announced no more) */
 } guts_core_pull_info;
 
 /** Fill out with up to max pulls in progress (outgoing sessions), in no

@@ -81,7 +81,9 @@ int announce_hello_due(guts_core *c)
 {
     if (!c->hello_at || c->now < c->hello_at) return 0;
     c->hello_at = 0;
-    return members_estimate(c) < CORE_HELLO_GROUP;
+    if (members_estimate(c) >= CORE_HELLO_GROUP) return 0;
+    c->ctr.hellos++;
+    return 1;
 }
 
 void announce_newcomer(guts_core *c)
@@ -318,6 +320,7 @@ full:
     c->last_announce = c->ann_base = c->now;
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
+    c->ctr.answers += (uint64_t)c->reply_soon;
     c->announce_soon = c->reply_soon = 0;
     c->hello_at = 0; /* any announce says hello */
     c->soon_at = c->now;

@@ -353,6 +353,54 @@ START_TEST(test_evicted_repository_is_forgotten_by_every_peer)
 }
 END_TEST
 
+/* Datagrams the core sends between times from and to (inclusive), driven
+ * by its timer every ms. */
+static size_t sent_between(solo *s, uint64_t from, uint64_t to)
+{
+    size_t d0 = s->dgrams;
+    for (uint64_t t = from; t <= to; t++) {
+        guts_core_on_timer(s->core, t);
+        solo_drain(s);
+    }
+    return s->dgrams - d0;
+}
+
+/* Joining fast (docs/architecture.md): a starting node says hello within
+ * 100 ms, long before its first regular announce (half an interval at the
+ * earliest); a node that has run an interval answers a member's first
+ * announce within 20 ms, not a member it knows; a node that has just
+ * started answers nobody. */
+START_TEST(test_hello_and_answer_to_a_newcomer)
+{
+    solo s;
+    solo_init(&s, 41);
+    solo_start(&s);
+    guts_core_counters k;
+    ck_assert_uint_eq(sent_between(&s, 1, 100), 1); /* the hello */
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.hellos, 1);
+    feed_announce(&s, 101, 1, 1, NULL, 0); /* new, but we just started */
+    sent_between(&s, 102, 400);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.answers, 0);
+    for (int i = 0; i < 4; i++) {
+        uint64_t t = 3000 + 2000 * (uint64_t)i;
+        sent_between(&s, t - 1900, t - 1);
+        feed_announce(&s, t, 1, 1, NULL, 0); /* known: keeps it alive */
+        sent_between(&s, t + 1, t + 400);
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.answers, (uint64_t)i);
+        feed_announce(&s, t + 500, 10 + i, 1, NULL, 0); /* a newcomer */
+        sent_between(&s, t + 501, t + 700);
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.answers, (uint64_t)i + 1); /* 3 members: always */
+        feed_leave(&s, t + 800, 10 + i, 1);            /* the group stays at 3 */
+    }
+    ck_assert_uint_eq(k.hellos, 1);
+    solo_free(&s);
+}
+END_TEST
+
 START_TEST(test_leave_removes_peer_at_once)
 {
     solo s;
@@ -1639,6 +1687,7 @@ static Suite *suite(void)
     Suite *s = suite_create("core");
     TCase *t = tcase_create("membership");
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
+    tcase_add_test(t, test_hello_and_answer_to_a_newcomer);
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t,
