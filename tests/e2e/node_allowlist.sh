@@ -23,7 +23,8 @@ wait_until 60 "alice/repo replicated to b" repos_equal alice/repo "$TMP/a" "$TMP
 wait_until 60 "bob/xy replicated to b" repos_equal bob/xy "$TMP/a" "$TMP/b"
 
 # Many announces later mallory/junk is still absent from b.
-sleep $((NODE_INTERVAL_MS * 10 / 1000 + 1))
+heard=$(node_counter b dgrams_in)
+wait_until 60 "b heard 10 more datagrams" counter_at_least b dgrams_in $((heard + 10))
 [ -z "$(repo_state "$TMP/b" mallory/junk)" ] || fail "b took mallory/junk"
 expect 0 "$GUTS" --data "$TMP/b" ls
 if grep -q mallory "$TMP/out"; then fail "mallory/junk listed on b"; fi

@@ -40,8 +40,8 @@ main_on_b() { "$GUTS" --data "$TMP/b" refs alice/repo | grep -q "refs/heads/main
 wait_until 30 "main on b" main_on_b
 
 # Several more pulls (anti-entropy: b still differs from a) say nothing new.
-sleep_until=$((SECONDS + 5))
-while [ $SECONDS -lt $sleep_until ]; do node_alive b; sleep 0.5; done
+ended=$(sessions_ended b)
+wait_until 60 "b ended two more pulls" counter_at_least b sessions_ended $((ended + 2))
 for id in "$mid" "$huge"; do
   n=$(grep -c "object $id in alice/repo refused" "$TMP/b.log" || true)
   [ "$n" -eq 1 ] || fail "object $id refused $n times in the log, want 1"

@@ -210,6 +210,24 @@ peers_at_least() {
   [ -n "$n" ] && [ "$n" -ge "$2" ]
 }
 
+# node_counter NAME COUNTER: a counter of the node's status.json (written
+# about once a second), 0 before the first write.
+node_counter() {
+  local v
+  v=$(grep -o "\"$2\": [0-9]*" "$TMP/$1/node/status.json" 2>/dev/null | grep -o '[0-9]*$')
+  echo "${v:-0}"
+}
+
+# sessions_ended NAME: pulls the node has finished, ok or failed.
+sessions_ended() { echo $(($(node_counter "$1" sessions_ok) + $(node_counter "$1" sessions_failed))); }
+
+# counter_at_least NAME COUNTER N (COUNTER may be sessions_ended).
+counter_at_least() {
+  local v
+  if [ "$2" = sessions_ended ]; then v=$(sessions_ended "$1"); else v=$(node_counter "$1" "$2"); fi
+  [ "$v" -ge "$3" ]
+}
+
 # export_check NAME KEY SRC: export KEY from node NAME's data dir, git fsck
 # --strict it and compare it with the git repository SRC.
 export_check() {
