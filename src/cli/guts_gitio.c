@@ -71,6 +71,9 @@ extern char **environ;
 #define GITIO_CAPTURE_MAX (128u << 20)
 /* A batch-check or batch header line: 40 hex, a type, a size, 40 hex. */
 #define GITIO_LINE_MAX 256
+/* A listing line with its path (push): a longer path is cut there, which
+ * only weakens its delta hint. */
+#define GITIO_PATH_LINE_MAX 4352
 /* Pipe and buffer sizes for the streams to and from git: large enough that
  * a system call moves many small objects at once. */
 #define GITIO_PIPE_SIZE (1u << 20)
@@ -279,9 +282,10 @@ static int rd_fill(rd *r)
     }
 }
 
-/* Read one line (without its newline) of at most max-1 bytes into line.
+/* Read one line (without its newline) of at most max-1 bytes into line;
+ * with cut, the bytes past that are dropped instead of failing.
  * 1: a line; 0: clean end of file; GUTS_ETOOBIG: too long; GUTS_EIO. */
-static int rd_line(rd *r, char *line, size_t max)
+static int rd_line_cut(rd *r, char *line, size_t max, int cut)
 {
     size_t n = 0;
     for (;;) {
@@ -289,16 +293,24 @@ static int rd_line(rd *r, char *line, size_t max)
         if (f < 0) return f;
         if (f == 0) return n ? GUTS_EIO : 0;
         uint8_t *s = r->buf + r->pos, *nl = memchr(s, '\n', r->len - r->pos);
-        size_t take = nl ? (size_t)(nl - s) : r->len - r->pos;
-        if (n + take >= max) return GUTS_ETOOBIG;
+        size_t take = nl ? (size_t)(nl - s) : r->len - r->pos, skip = take;
+        if (n + take >= max) {
+            if (!cut) return GUTS_ETOOBIG;
+            take = max - 1 - n;
+        }
         memcpy(line + n, s, take);
         n += take;
-        r->pos += take + (nl ? 1 : 0);
+        r->pos += skip + (nl ? 1 : 0);
         if (nl) {
             line[n] = 0;
             return 1;
         }
     }
+}
+
+static int rd_line(rd *r, char *line, size_t max)
+{
+    return rd_line_cut(r, line, max, 0);
 }
 
 /* Read exactly n bytes; GUTS_EIO at an early end of file. */
@@ -334,8 +346,9 @@ static int write_all(int fd, const void *buf, size_t n)
 
 typedef struct iobj {
     guts_id id;
-    guts_id base_id; /* git's delta base, zero when none */
+    guts_id base_id; /* git's delta base, or the hint's id once taken; zero: none */
     uint64_t size;
+    uint32_t hint;  /* the object last listed at the same path (phints), or NONE */
     uint32_t base;  /* index of the base in the list, NONE if absent */
     uint32_t child; /* first object whose base this is (needed ones only) */
     uint32_t sib;   /* next object sharing our base */
@@ -357,20 +370,23 @@ static int hex_id(const char *s, size_t len, guts_id *out)
     return guts_id_from_hex(tmp, out);
 }
 
-/* Parse "<id> <type> <size> <deltabase>" from cat-file --batch-check. */
-static int parse_check_line(char *line, iobj *o)
+/* Parse "<id> <type> <size> <deltabase>" from cat-file --batch-check; with
+ * path (a listing with names), " <path>" follows, the path possibly empty
+ * or holding spaces, and *path points at it. */
+static int parse_check_line(char *line, iobj *o, char **path)
 {
-    char *f[4];
-    int nf = 0;
+    char *f[5];
+    int nf = 0, want = path ? 5 : 4;
     for (char *s = line;;) {
-        if (nf == 4) return GUTS_EINVAL; /* a fifth field */
         f[nf++] = s;
+        if (nf == want) break; /* the path: the rest of the line */
         char *sp = strchr(s, ' ');
         if (!sp) break;
         *sp = 0;
         s = sp + 1;
     }
-    if (nf != 4) return GUTS_EINVAL;
+    if (nf != want || strchr(f[3], ' ')) return GUTS_EINVAL;
+    if (path) *path = f[4];
     memset(o, 0, sizeof *o);
     if (hex_id(f[0], strlen(f[0]), &o->id) || hex_id(f[3], strlen(f[3]), &o->base_id))
         return GUTS_EINVAL;
@@ -382,12 +398,83 @@ static int parse_check_line(char *line, iobj *o)
     unsigned long long sz = strtoull(f[2], &end, 10);
     if (errno || *end) return GUTS_EINVAL;
     o->size = sz;
-    o->base = o->child = o->sib = NONE;
+    o->hint = o->base = o->child = o->sib = NONE;
     return GUTS_OK;
 }
 
-/* The format of a listing line: what plan_import and check_header need. */
+/* The format of a listing line: what plan_import and check_header need,
+ * and after a listing from rev-list the path it named the object by. */
 #define GITIO_CHECK_FORMAT "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)"
+#define GITIO_CHECK_PATH_FORMAT GITIO_CHECK_FORMAT " %(rest)"
+
+/* Delta hints for what git stores whole. A pack straight from
+ * `git fast-import`, or repacked without -f, may hold most versions of a
+ * file as whole objects, and a store following only git's bases would then
+ * compress each on its own and a clone's pack would carry them whole. The
+ * previous version of the same path is what git's own delta search tries
+ * first (it sorts by path), so a tree or blob without a git base is given
+ * the object listed last at its path (rev-list lists newest first: the
+ * newer version is the base, as in git). Paths are kept as 64-bit hashes
+ * of type and path: a collision only gives a poorer hint, and the store
+ * uses a hint only when the delta is smaller than the object. plan_import
+ * takes a hint only for an object that is no git object's base: a chain
+ * then follows hints to ever earlier objects and, once it takes one of
+ * git's edges, only git's edges (every object they reach is a git base, so
+ * it has no hint), and git's are acyclic: no hint can close a cycle, which
+ * would leave its objects without a base-first order. */
+typedef struct phints {
+    uint64_t *key; /* 0: empty slot */
+    uint32_t *idx; /* the object last listed at that path */
+    size_t cap, n;
+} phints;
+
+static uint64_t path_hash(int type, const char *path)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)type; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+/* Swap in the object at index i as the last at its path; returns the one
+ * there before, or NONE. GUTS_ENOMEM leaves the hints as they were. */
+static int phints_swap(phints *t, uint64_t key, uint32_t i, uint32_t *prev)
+{
+    *prev = NONE;
+    if (2 * (t->n + 1) > t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 4096;
+        uint64_t *nk = calloc(nc, sizeof *nk);
+        uint32_t *ni = malloc(nc * sizeof *ni);
+        if (!nk || !ni) {
+            free(nk);
+            free(ni);
+            return GUTS_ENOMEM;
+        }
+        for (size_t j = 0; j < t->cap; j++) {
+            if (!t->key[j]) continue;
+            size_t s = (size_t)t->key[j] & (nc - 1);
+            while (nk[s])
+                s = (s + 1) & (nc - 1);
+            nk[s] = t->key[j];
+            ni[s] = t->idx[j];
+        }
+        free(t->key);
+        free(t->idx);
+        t->key = nk;
+        t->idx = ni;
+        t->cap = nc;
+    }
+    size_t s = (size_t)key & (t->cap - 1);
+    while (t->key[s] && t->key[s] != key)
+        s = (s + 1) & (t->cap - 1);
+    if (t->key[s])
+        *prev = t->idx[s];
+    else
+        t->n++;
+    t->key[s] = key;
+    t->idx[s] = i;
+    return GUTS_OK;
+}
 
 /* Start the listing into *p: every object of gitdir when ntips is 0, else
  * those reachable from tips and not from exclude, `git rev-list --objects`
@@ -401,10 +488,10 @@ static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
                         "cat-file",    "--batch-all-objects", "--unordered", GITIO_CHECK_FORMAT,
                         NULL};
     char *check_argv[] = {"git",      "-C",  (char *)gitdir, "--no-replace-objects",
-                          "cat-file", GITIO_CHECK_FORMAT, NULL};
-    char *rl_argv[] = {"git",       "-C",      (char *)gitdir, "--no-replace-objects",
-                       "rev-list",  "--objects", "--no-object-names", "--ignore-missing",
-                       "--stdin",   NULL};
+                          "cat-file", GITIO_CHECK_PATH_FORMAT, NULL};
+    char *rl_argv[] = {"git",      "-C",      (char *)gitdir,     "--no-replace-objects",
+                       "rev-list", "--objects", "--ignore-missing", "--stdin",
+                       NULL};
     memset(rl, 0, sizeof *rl);
     rl->in = rl->out = rl->errfd = -1;
     if (!ntips) return proc_start(p, "git cat-file --batch-check", all_argv, PROC_NULL, 1, err);
@@ -440,13 +527,14 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
                         const guts_id *exclude, size_t nexclude, ilist *L, char *err)
 {
     proc rl, p;
-    char line[GITIO_LINE_MAX];
+    char line[GITIO_PATH_LINE_MAX], *path = NULL;
+    phints hints = {0};
     int rc = list_start(gitdir, tips, ntips, exclude, nexclude, &rl, &p, err);
     if (rc) return rc;
     rd r = {.fd = p.out, .buf = malloc(GITIO_IOBUF)};
     if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
     while (!rc) {
-        int k = rd_line(&r, line, sizeof line);
+        int k = rd_line_cut(&r, line, ntips ? sizeof line : GITIO_LINE_MAX, ntips != 0);
         if (k == 0) break;
         if (k < 0) {
             rc =
@@ -470,14 +558,27 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
             L->o = no;
             L->cap = nc;
         }
-        char copy[GITIO_LINE_MAX];
-        strcpy(copy, line);
-        if (parse_check_line(line, &L->o[L->n]) != GUTS_OK) {
-            rc = errf(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%.100s\"", gitdir, copy);
+        char copy[101];
+        size_t cl = strnlen(line, sizeof copy - 1);
+        memcpy(copy, line, cl);
+        copy[cl] = 0;
+        iobj *o = &L->o[L->n];
+        if (parse_check_line(line, o, ntips ? &path : NULL) != GUTS_OK) {
+            rc = errf(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%s\"", gitdir, copy);
             break;
+        }
+        if (ntips && (o->type == GUTS_OBJ_TREE || o->type == GUTS_OBJ_BLOB)) {
+            uint32_t prev;
+            if (phints_swap(&hints, path_hash(o->type, path), (uint32_t)L->n, &prev)) {
+                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                break;
+            }
+            if (guts_id_is_zero(&o->base_id)) o->hint = prev;
         }
         L->n++;
     }
+    free(hints.key);
+    free(hints.idx);
     free(r.buf);
     if (rc) {
         kill(p.pid, SIGTERM);
@@ -528,6 +629,16 @@ static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *
         }
     }
     free(perm);
+    /* Hints, for objects no git base names (child is free until below). */
+    for (size_t i = 0; i < n; i++)
+        if (o[i].base != NONE) o[o[i].base].child = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o[i].hint == NONE || !guts_id_is_zero(&o[i].base_id) || o[i].child == 0) continue;
+        o[i].base = o[i].hint;
+        o[i].base_id = o[o[i].hint].id;
+    }
+    for (size_t i = 0; i < n; i++)
+        o[i].child = NONE;
     for (size_t i = 0; i < n; i++) {
         int h = guts_repo_has(repo, &o[i].id);
         if (h < 0) return errf(err, h, "store lookup failed: %s", guts_strerror(h));

@@ -172,4 +172,34 @@ git -C "$TMP/c2" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck o
 txn=$(status_field bob/fresh clock)
 expect 0 git -C "$c1" push guts://bob/fresh main
 [ "$(status_field bob/fresh clock)" -eq "$txn" ] || fail "an up-to-date push wrote refs"
+
+# --- versions git keeps whole travel as deltas --------------------------------------------
+# fast-import deltas a blob only against the blob written just before it:
+# two unrelated files edited in turn leave every version whole in git's
+# pack. The push gives each the previous version of its path as a hint, so
+# the store keeps deltas and the clone's pack carries them as git deltas.
+whole="$TMP/whole.git"
+git init -q --bare "$whole"
+/usr/bin/python3 - <<'PY' | git -C "$whole" fast-import --quiet
+import random, sys
+rng = random.Random(5)
+words = {"a.txt": ["alpha", "beta", "gamma", "delta"], "b.txt": ["one", "two", "three", "four"]}
+files = {n: [" ".join(rng.choice(w) for _ in range(8)) + "\n" for _ in range(120)]
+         for n, w in words.items()}
+out = sys.stdout.buffer
+for c in range(60):
+    out.write(b"commit refs/heads/main\ncommitter T <t@guts.invalid> %d +0000\n" % (1700000000 + c))
+    out.write(b"data 2\nc\n")  # no "from": the branch goes on from its tip
+    for n, w in words.items():
+        files[n][rng.randrange(120)] = " ".join(rng.choice(w) for _ in range(8)) + "\n"
+        body = "".join(files[n]).encode()
+        out.write(b"M 100644 inline %s\ndata %d\n%s\n" % (n.encode(), len(body), body))
+PY
+blob_deltas() { git verify-pack -v "$1"/objects/pack/*.idx | awk '$2 == "blob" && NF >= 7' | wc -l; }
+[ "$(blob_deltas "$whole")" -lt 10 ] || fail "precondition: fast-import made blob deltas"
+expect 0 git -C "$whole" push -q guts://carol/whole main
+expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone.git"
+git -C "$TMP/whole-clone.git" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of whole-clone"
+[ "$(blob_deltas "$TMP/whole-clone.git")" -ge 100 ] ||
+  fail "clone of whole versions has $(blob_deltas "$TMP/whole-clone.git") blob deltas, want >= 100 of 120"
 echo "ok"

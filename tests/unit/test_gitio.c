@@ -208,7 +208,7 @@ START_TEST(test_check_line_parses_id_type_size_and_delta_base)
 {
     char line[] = HEX_A " blob 123 " HEX_A;
     iobj o;
-    ck_assert_int_eq(parse_check_line(line, &o), GUTS_OK);
+    ck_assert_int_eq(parse_check_line(line, &o, NULL), GUTS_OK);
     ck_assert_int_eq(o.type, GUTS_OBJ_BLOB);
     ck_assert_uint_eq(o.size, 123);
     ck_assert_int_eq(guts_id_cmp(&o.id, &o.base_id), 0);
@@ -236,8 +236,45 @@ START_TEST(test_check_line_rejects_malformed_lines)
         char line[256];
         iobj o;
         snprintf(line, sizeof line, "%s", bad[i]);
-        ck_assert_msg(parse_check_line(line, &o) != GUTS_OK, "accepted \"%s\"", bad[i]);
+        ck_assert_msg(parse_check_line(line, &o, NULL) != GUTS_OK, "accepted \"%s\"", bad[i]);
     }
+}
+END_TEST
+
+START_TEST(test_check_line_with_a_path_takes_the_rest_of_the_line)
+{
+    char *path = NULL;
+    iobj o;
+    char spaced[] = HEX_A " blob 7 " HEX_0 " src/a file  with spaces.txt";
+    ck_assert_int_eq(parse_check_line(spaced, &o, &path), GUTS_OK);
+    ck_assert_str_eq(path, "src/a file  with spaces.txt");
+    ck_assert(guts_id_is_zero(&o.base_id));
+    char root[] = HEX_A " tree 7 " HEX_0 " ";
+    ck_assert_int_eq(parse_check_line(root, &o, &path), GUTS_OK);
+    ck_assert_str_eq(path, "");
+    char none[] = HEX_A " commit 7 " HEX_0; /* the path field is required */
+    ck_assert_int_ne(parse_check_line(none, &o, &path), GUTS_OK);
+}
+END_TEST
+
+START_TEST(test_path_hints_chain_each_path_and_keep_types_apart)
+{
+    phints t = {0};
+    uint32_t prev;
+    /* Enough paths to grow the table several times. */
+    for (uint32_t i = 0; i < 20000; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "d/f%u", i % 5000);
+        ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_BLOB, path), i, &prev), GUTS_OK);
+        ck_assert_uint_eq(prev, i < 5000 ? NONE : i - 5000);
+    }
+    ck_assert_uint_eq(t.n, 5000);
+    ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_TREE, "d/f1"), 7, &prev), GUTS_OK);
+    ck_assert_uint_eq(prev, NONE);
+    ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_BLOB, "d/f1"), 8, &prev), GUTS_OK);
+    ck_assert_uint_eq(prev, 15001);
+    free(t.key);
+    free(t.idx);
 }
 END_TEST
 
@@ -245,7 +282,7 @@ START_TEST(test_batch_header_must_match_the_listing)
 {
     iobj o;
     char ok[] = HEX_A " blob 0 " HEX_0;
-    ck_assert_int_eq(parse_check_line(ok, &o), GUTS_OK);
+    ck_assert_int_eq(parse_check_line(ok, &o, NULL), GUTS_OK);
     char same[] = HEX_A " blob 0";
     ck_assert_int_eq(check_header(same, &o), GUTS_OK);
     static const char *bad[] = {HEX_0 " blob 0", HEX_A " tree 0", HEX_A " blob 1", HEX_A " missing",
@@ -271,7 +308,7 @@ static ilist make_list(const int *base, size_t n)
         ck_assert_int_eq(guts_obj_hash(GUTS_OBJ_BLOB, content, strlen(content), &L.o[i].id), 0);
         L.o[i].type = GUTS_OBJ_BLOB;
         L.o[i].size = strlen(content);
-        L.o[i].base = L.o[i].child = L.o[i].sib = NONE;
+        L.o[i].hint = L.o[i].base = L.o[i].child = L.o[i].sib = NONE;
     }
     for (size_t i = 0; i < n; i++) {
         if (base[i] >= 0) L.o[i].base_id = L.o[base[i]].id;
@@ -353,6 +390,42 @@ START_TEST(test_plan_skips_stored_objects_and_starts_chains_at_them)
 }
 END_TEST
 
+START_TEST(test_plan_takes_path_hints_that_cannot_close_a_cycle)
+{
+    /* git: 1 is a delta against 0, 0, 2 and 3 are whole. Hints (the same
+     * path listed earlier): 0 -> 1 would close a cycle with git's edge
+     * (0 is git's base: refused); 2 -> 1 and 3 -> 2 are taken; 1 has a git
+     * base already, so its hint is ignored. */
+    static const int base[] = {-1, 0, -1, -1};
+    guts_data *d;
+    guts_repo *r;
+    char err[GUTS_GITIO_ERR_MAX];
+    ck_assert_int_eq(guts_data_open(dir, &d), 0);
+    ck_assert_int_eq(guts_repo_open(d, "t/plan3", GUTS_REPO_CREATE, &r), 0);
+    ilist L = make_list(base, 4);
+    L.o[0].hint = 1;
+    L.o[1].hint = 3;
+    L.o[2].hint = 1;
+    L.o[3].hint = 2;
+    uint32_t *order;
+    size_t n;
+    ck_assert_int_eq(plan_import(r, &L, &order, &n, err), GUTS_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_uint_eq(L.o[0].base, NONE);
+    ck_assert(guts_id_is_zero(&L.o[0].base_id));
+    ck_assert_uint_eq(L.o[1].base, 0);
+    ck_assert_uint_eq(L.o[2].base, 1);
+    ck_assert_int_eq(guts_id_cmp(&L.o[2].base_id, &L.o[1].id), 0);
+    ck_assert_uint_eq(L.o[3].base, 2);
+    check_bases_first(&L, order, n);
+    ck_assert_uint_eq(order[0], 0);
+    free(order);
+    free(L.o);
+    guts_repo_close(r);
+    guts_data_close(d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("gitio");
@@ -364,9 +437,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_idx_refuses_a_duplicate_id);
     tcase_add_test(tc, test_check_line_parses_id_type_size_and_delta_base);
     tcase_add_test(tc, test_check_line_rejects_malformed_lines);
+    tcase_add_test(tc, test_check_line_with_a_path_takes_the_rest_of_the_line);
+    tcase_add_test(tc, test_path_hints_chain_each_path_and_keep_types_apart);
     tcase_add_test(tc, test_batch_header_must_match_the_listing);
     tcase_add_test(tc, test_plan_puts_every_delta_base_before_its_dependents);
     tcase_add_test(tc, test_plan_skips_stored_objects_and_starts_chains_at_them);
+    tcase_add_test(tc, test_plan_takes_path_hints_that_cannot_close_a_cycle);
     suite_add_tcase(s, tc);
     return s;
 }
