@@ -523,8 +523,131 @@ static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
     return rc;
 }
 
+/* Paths of the trees and blobs a push lists first at their path (no hint
+ * from the listing) and git keeps whole: the candidates for a hint from an
+ * earlier version of the path the store already has (prev_hints). Paths
+ * are kept NUL-separated, up to GITIO_PFIRST_TEXT_MAX bytes in all: past
+ * that the rest go without (hints only save space). */
+#define GITIO_PFIRST_TEXT_MAX (64u << 20)
+typedef struct pfirst {
+    uint32_t *idx;
+    size_t *off;
+    char *text;
+    size_t n, cap, tlen, tcap;
+} pfirst;
+
+static void pfirst_free(pfirst *f)
+{
+    free(f->idx);
+    free(f->off);
+    free(f->text);
+}
+
+/* Remember object i first listed at path; GUTS_ENOMEM. */
+static int pfirst_add(pfirst *f, uint32_t i, const char *path)
+{
+    size_t len = strlen(path) + 1;
+    if (f->tlen + len > GITIO_PFIRST_TEXT_MAX) return GUTS_OK;
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? 2 * f->cap : 1024;
+        uint32_t *ni = realloc(f->idx, nc * sizeof *ni);
+        if (ni) f->idx = ni;
+        size_t *no = ni ? realloc(f->off, nc * sizeof *no) : NULL;
+        if (!no) return GUTS_ENOMEM;
+        f->off = no;
+        f->cap = nc;
+    }
+    if (f->tlen + len > f->tcap) {
+        size_t nc = f->tcap ? 2 * f->tcap : 64 * 1024;
+        while (nc < f->tlen + len)
+            nc *= 2;
+        char *nt = realloc(f->text, nc);
+        if (!nt) return GUTS_ENOMEM;
+        f->text = nt;
+        f->tcap = nc;
+    }
+    memcpy(f->text + f->tlen, path, len);
+    f->idx[f->n] = i;
+    f->off[f->n++] = f->tlen;
+    f->tlen += len;
+    return GUTS_OK;
+}
+
+/* Hints from earlier versions: each candidate still without a base is
+ * looked up as "PREV:path" in one `git cat-file --batch-check` per prev
+ * commit (the pushed refs' old targets), in order, and given what is there
+ * when it has the same type. That object is in the store (a prev is a
+ * stored ref's target, stored with its closure), so the store can compress
+ * against it; a commit git lacks, or a path gone, just yields "missing".
+ * It is what git's own push does with the trees of the commits the remote
+ * has (pack-objects' preferred bases): a pushed commit's objects are
+ * usually loose in git, with no delta base at all. */
+static int prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts_id *prev,
+                      size_t nprev, char *err)
+{
+    char *argv[] = {"git",      "-C", (char *)gitdir, "--no-replace-objects", "cat-file",
+                    "--batch-check=%(objectname) %(objecttype)", NULL};
+    char line[GITIO_PATH_LINE_MAX], hex[GUTS_HEX_LEN + 1];
+    int rc = GUTS_OK;
+    uint8_t *buf = malloc(GITIO_IOBUF);
+    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory");
+    for (size_t k = 0; k < nprev && !rc; k++) {
+        /* The queries go through a memory file: cat-file's answers can then
+         * be read without a writer thread. */
+        int in = memfd_create("git-queries", MFD_CLOEXEC);
+        FILE *q = in >= 0 ? fdopen(dup(in), "w") : NULL;
+        size_t nq = 0;
+        if (!q) {
+            if (in >= 0) close(in);
+            rc = errf(err, GUTS_EIO, "cannot make a query file: %s", strerror(errno));
+            break;
+        }
+        guts_id_to_hex(&prev[k], hex);
+        for (size_t j = 0; j < f->n; j++)
+            if (guts_id_is_zero(&L->o[f->idx[j]].base_id)) {
+                fprintf(q, "%s:%s\n", hex, f->text + f->off[j]);
+                nq++;
+            }
+        if (fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0) {
+            close(in);
+            rc = errf(err, GUTS_EIO, "writing a query file: %s", strerror(errno));
+            break;
+        }
+        if (!nq) {
+            close(in);
+            break;
+        }
+        proc p;
+        rc = proc_start(&p, "git cat-file --batch-check", argv, in, 1, err);
+        close(in);
+        if (rc) break;
+        rd r = {.fd = p.out, .buf = buf};
+        for (size_t j = 0; j < f->n && !rc; j++) {
+            iobj *o = &L->o[f->idx[j]];
+            if (!guts_id_is_zero(&o->base_id)) continue;
+            int got = rd_line_cut(&r, line, sizeof line, 1);
+            if (got <= 0) {
+                rc = errf(err, GUTS_EIO, "git cat-file --batch-check in %s stopped early", gitdir);
+                break;
+            }
+            /* "<id> <type>", or "<query> missing" (or "ambiguous"). */
+            guts_id id;
+            char *sp = strchr(line, ' ');
+            if (!sp || sp - line != GUTS_HEX_LEN || hex_id(line, GUTS_HEX_LEN, &id)) continue;
+            int type = guts_otype_parse(sp + 1, strlen(sp + 1));
+            if (type == o->type && guts_id_cmp(&id, &o->id) != 0) o->base_id = id;
+        }
+        if (rc) kill(p.pid, SIGTERM);
+        int wrc = proc_wait(&p, rc ? NULL : err);
+        if (!rc) rc = wrc;
+    }
+    free(buf);
+    return rc;
+}
+
 static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
-                        const guts_id *exclude, size_t nexclude, ilist *L, char *err)
+                        const guts_id *exclude, size_t nexclude, ilist *L, pfirst *firsts,
+                        char *err)
 {
     proc rl, p;
     char line[GITIO_PATH_LINE_MAX], *path = NULL;
@@ -574,6 +697,11 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
                 break;
             }
             if (guts_id_is_zero(&o->base_id)) o->hint = prev;
+            if (prev == NONE && guts_id_is_zero(&o->base_id) && firsts &&
+                pfirst_add(firsts, (uint32_t)L->n, path)) {
+                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                break;
+            }
         }
         L->n++;
     }
@@ -1240,13 +1368,16 @@ out:
  * reach and exclude does not), skip what is stored, read the rest in an
  * order that puts each delta base first, store. */
 static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
-                         const guts_id *exclude, size_t nexclude, guts_progress *pg,
-                         guts_gitio_stats *st, char *err)
+                         const guts_id *exclude, size_t nexclude, const guts_id *prev,
+                         size_t nprev, guts_progress *pg, guts_gitio_stats *st, char *err)
 {
     ilist L = {0};
+    pfirst firsts = {0};
     uint32_t *order = NULL;
     size_t nneed = 0;
-    int rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, err);
+    int rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL, err);
+    if (!rc && firsts.n) rc = prev_hints(gitdir, &L, &firsts, prev, nprev, err);
+    pfirst_free(&firsts);
     if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
     st->objects_total = L.n;
     if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, pg, st, err);
@@ -1281,21 +1412,21 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
     memset(st, 0, sizeof *st);
     rc = guts_gitio_check_repo(gitdir, err);
     if (rc) return rc;
-    rc = store_objects(r, gitdir, NULL, 0, NULL, 0, &pg, st, err);
+    rc = store_objects(r, gitdir, NULL, 0, NULL, 0, NULL, 0, &pg, st, err);
     /* Refs only once every object they could point at is stored. */
     if (!rc) rc = import_refs(r, node, gitdir, st, err);
     return rc;
 }
 
 int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
-                               const guts_id *exclude, size_t nexclude, int progress_on,
-                               guts_gitio_stats *st, char *err)
+                               const guts_id *exclude, size_t nexclude, const guts_id *prev,
+                               size_t nprev, int progress_on, guts_gitio_stats *st, char *err)
 {
     guts_progress pg;
     guts_progress_start(&pg, "guts: storing objects", progress_on);
     memset(st, 0, sizeof *st);
     if (!ntips) return GUTS_OK;
-    return store_objects(r, gitdir, tips, ntips, exclude, nexclude, &pg, st, err);
+    return store_objects(r, gitdir, tips, ntips, exclude, nexclude, prev, nprev, &pg, st, err);
 }
 
 /* ---- Export ------------------------------------------------------------- */

@@ -53,14 +53,17 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
  * does not have is ignored), as import stores objects: what r has is
  * skipped, delta bases go first, batches are committed as they fill. No
  * refs are written. gitdir "." means the repository of $GIT_DIR (what a
- * remote helper gets).
+ * remote helper gets). An object git keeps whole is compressed against the
+ * previous version of its path: listed before it, else at the same path in
+ * the first of prev that has one (commits the store has: the pushed refs'
+ * old targets).
  * @param progress when non-zero, a progress line is redrawn on stderr
  * @param[out] st objects_total (listed), objects_added, bytes
  * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
  * Errors: as guts_gitio_import. */
 int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *tips, size_t ntips,
-                               const guts_id *exclude, size_t nexclude, int progress,
-                               guts_gitio_stats *st, char *err);
+                               const guts_id *exclude, size_t nexclude, const guts_id *prev,
+                               size_t nprev, int progress, guts_gitio_stats *st, char *err);
 
 /* Default zlib level of exported objects. Measured on zlib's history
  * (docs/performance.md): level 0 exports in 0.31 s, as fast as

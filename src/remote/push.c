@@ -219,6 +219,34 @@ out:
 
 /* ---- entry ------------------------------------------------------------------- */
 
+/* Commits whose trees hold the versions a push's new objects most likely
+ * follow: the old targets of the refs it updates, else (a new branch) what
+ * the store's HEAD points at. The store has each with its closure. */
+#define PUSH_PREV_MAX 4
+static size_t push_prev(guts_repo *r, const remote_push_cmd *cmds, size_t n,
+                        const uint8_t *write, guts_id *prev)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < PUSH_PREV_MAX; i++) {
+        const guts_ref *c = &cmds[i].cur;
+        if (!write[i] || cmds[i].del || !cmds[i].cur_live || c->symref[0]) continue;
+        int dup = 0;
+        for (size_t j = 0; j < k; j++)
+            dup |= guts_id_cmp(&prev[j], &c->target) == 0;
+        if (!dup) prev[k++] = c->target;
+    }
+    guts_ref head;
+    if (k == 0 && guts_repo_ref_get(r, "HEAD", &head) == GUTS_OK && !guts_ref_is_tombstone(&head)) {
+        if (head.symref[0]) {
+            char name[sizeof head.symref];
+            memcpy(name, head.symref, sizeof name);
+            if (guts_repo_ref_get(r, name, &head) != GUTS_OK) return 0;
+        }
+        if (!head.symref[0] && !guts_id_is_zero(&head.target)) prev[k++] = head.target;
+    }
+    return k;
+}
+
 int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, int dry_run,
                 int progress, remote_push_stats *st, char *err)
 {
@@ -260,10 +288,12 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
             rc = remote_errf(err, rc, "reading refs of %s: %s", key, guts_strerror(rc));
             goto out;
         }
+        guts_id prev[PUSH_PREV_MAX];
+        size_t nprev = push_prev(r, cmds, n, write, prev);
         guts_gitio_stats gs;
         char gerr[GUTS_GITIO_ERR_MAX];
-        rc =
-            guts_gitio_store_reachable(r, ".", tips.v, tips.n, have.v, have.n, progress, &gs, gerr);
+        rc = guts_gitio_store_reachable(r, ".", tips.v, tips.n, have.v, have.n, prev, nprev,
+                                        progress, &gs, gerr);
         st->objects = gs.objects_total;
         st->added = gs.objects_added;
         st->bytes = gs.bytes;

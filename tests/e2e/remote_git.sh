@@ -202,4 +202,18 @@ expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone.git"
 git -C "$TMP/whole-clone.git" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of whole-clone"
 [ "$(blob_deltas "$TMP/whole-clone.git")" -ge 100 ] ||
   fail "clone of whole versions has $(blob_deltas "$TMP/whole-clone.git") blob deltas, want >= 100 of 120"
+# A commit pushed from a working clone is loose in git (no delta base at
+# all): its blob and trees are compressed against the versions at the same
+# paths in the ref's old target, and a fresh clone carries the blob as a delta.
+work="$TMP/whole-work"
+expect 0 git clone -q guts://carol/whole "$work"
+echo "one more line" >>"$work/a.txt"
+git -C "$work" commit -qam more
+[ -z "$(git -C "$work" verify-pack -v "$work"/.git/objects/pack/*.idx 2>/dev/null |
+  awk -v b="$(git -C "$work" rev-parse main:a.txt)" '$1 == b')" ] || fail "precondition: the new blob is packed"
+expect 0 git -C "$work" push -q origin main
+expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone2.git"
+git verify-pack -v "$TMP"/whole-clone2.git/objects/pack/*.idx |
+  awk -v b="$(git -C "$work" rev-parse main:a.txt)" '$1 == b && NF >= 7 {f = 1} END {exit !f}' ||
+  fail "a pushed loose blob is not a delta in a fresh clone"
 echo "ok"
