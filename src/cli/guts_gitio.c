@@ -405,7 +405,7 @@ static int parse_check_line(char *line, iobj *o, char **path)
 /* The format of a listing line: what plan_import and check_header need,
  * and after a listing from rev-list the path it named the object by. */
 #define GITIO_CHECK_FORMAT "--batch-check=%(objectname) %(objecttype) %(objectsize) %(deltabase)"
-#define GITIO_CHECK_PATH_FORMAT GITIO_CHECK_FORMAT " %(rest)"
+static char gitio_check_path_format[] = GITIO_CHECK_FORMAT " %(rest)";
 
 /* Delta hints for what git stores whole. A pack straight from
  * `git fast-import`, or repacked without -f, may hold most versions of a
@@ -488,7 +488,7 @@ static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
                         "cat-file",    "--batch-all-objects", "--unordered", GITIO_CHECK_FORMAT,
                         NULL};
     char *check_argv[] = {"git",      "-C",  (char *)gitdir, "--no-replace-objects",
-                          "cat-file", GITIO_CHECK_PATH_FORMAT, NULL};
+                          "cat-file", gitio_check_path_format, NULL};
     char *rl_argv[] = {"git",      "-C",      (char *)gitdir,     "--no-replace-objects",
                        "rev-list", "--objects", "--ignore-missing", "--stdin",
                        NULL};
