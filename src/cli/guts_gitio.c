@@ -645,6 +645,19 @@ static int prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts_
     return rc;
 }
 
+/* Object i of the list is named path by rev-list: it becomes the last at
+ * that path, and its hint is the one there before when git gave it no base.
+ * *prev: that one, or NONE. GUTS_ENOMEM. */
+static int hint_at_path(phints *t, ilist *L, uint32_t i, const char *path, uint32_t *prev)
+{
+    iobj *o = &L->o[i];
+    *prev = NONE;
+    if (o->type != GUTS_OBJ_TREE && o->type != GUTS_OBJ_BLOB) return GUTS_OK;
+    int rc = phints_swap(t, path_hash(o->type, path), i, prev);
+    if (!rc && guts_id_is_zero(&o->base_id)) o->hint = *prev;
+    return rc;
+}
+
 static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
                         const guts_id *exclude, size_t nexclude, ilist *L, pfirst *firsts,
                         char *err)
@@ -692,11 +705,10 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
         }
         if (ntips && (o->type == GUTS_OBJ_TREE || o->type == GUTS_OBJ_BLOB)) {
             uint32_t prev;
-            if (phints_swap(&hints, path_hash(o->type, path), (uint32_t)L->n, &prev)) {
+            if (hint_at_path(&hints, L, (uint32_t)L->n, path, &prev)) {
                 rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
                 break;
             }
-            if (guts_id_is_zero(&o->base_id)) o->hint = prev;
             if (prev == NONE && guts_id_is_zero(&o->base_id) && firsts &&
                 pfirst_add(firsts, (uint32_t)L->n, path)) {
                 rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
@@ -724,39 +736,46 @@ static int cmp_perm(const void *a, const void *b)
     return guts_id_cmp(&sort_base[*(const uint32_t *)a].id, &sort_base[*(const uint32_t *)b].id);
 }
 
-/* Resolve every delta base to an index (binary search over a permutation
- * sorted by id), mark what the store lacks, and return the needed objects in
- * an order where a base precedes what is built on it. */
-static int plan_import(guts_repo *repo, ilist *L, uint32_t **order_out, size_t *nneed_out,
-                       char *err)
+/* The list's indexes sorted by id, for list_find; NULL: no memory. */
+static uint32_t *list_index(const ilist *L)
+{
+    uint32_t *perm = malloc((L->n ? L->n : 1) * sizeof *perm);
+    if (!perm) return NULL;
+    for (size_t i = 0; i < L->n; i++)
+        perm[i] = (uint32_t)i;
+    sort_base = L->o;
+    qsort(perm, L->n, sizeof *perm, cmp_perm);
+    return perm;
+}
+
+/* The index of id in the list, or NONE. */
+static uint32_t list_find(const ilist *L, const uint32_t *perm, const guts_id *id)
+{
+    size_t lo = 0, hi = L->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = guts_id_cmp(&L->o[perm[mid]].id, id);
+        if (c == 0) return perm[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NONE;
+}
+
+/* Resolve every delta base to an index (perm: list_index), take the hints
+ * that are safe, mark what the store lacks, and return the needed objects
+ * in an order where a base precedes what is built on it. */
+static int plan_import(guts_repo *repo, ilist *L, const uint32_t *perm, uint32_t **order_out,
+                       size_t *nneed_out, char *err)
 {
     size_t n = L->n, nneed = 0, k = 0;
     iobj *o = L->o;
-    uint32_t *perm = malloc((n ? n : 1) * sizeof *perm);
     uint32_t *order = NULL, *stack = NULL;
     int rc = GUTS_OK;
-    if (!perm) return errf(err, GUTS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        perm[i] = (uint32_t)i;
-    sort_base = o;
-    qsort(perm, n, sizeof *perm, cmp_perm);
-    for (size_t i = 0; i < n; i++) {
-        if (guts_id_is_zero(&o[i].base_id)) continue;
-        size_t lo = 0, hi = n;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            int c = guts_id_cmp(&o[perm[mid]].id, &o[i].base_id);
-            if (c == 0) {
-                o[i].base = perm[mid];
-                break;
-            }
-            if (c < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-    }
-    free(perm);
+        if (!guts_id_is_zero(&o[i].base_id)) o[i].base = list_find(L, perm, &o[i].base_id);
     /* Hints, for objects no git base names (child is free until below). */
     for (size_t i = 0; i < n; i++)
         if (o[i].base != NONE) o[o[i].base].child = 0;
@@ -1364,6 +1383,49 @@ out:
     return rc;
 }
 
+/* Import lists every object with `cat-file --batch-all-objects` (which has
+ * no names: unreachable objects are stored too), so the names for the path
+ * hints come from a `git rev-list --objects --all` run beside it; each of
+ * its lines is looked up in the list by id. Its order (newest first) is
+ * the order the hints follow, as in a push. */
+static int import_hints_start(const char *gitdir, proc *rl, char *err)
+{
+    char *argv[] = {"git",      "-C",        (char *)gitdir, "--no-replace-objects",
+                    "rev-list", "--objects", "--all",        NULL};
+    return proc_start(rl, "git rev-list --objects --all", argv, PROC_NULL, 1, err);
+}
+
+static int import_hints(const char *gitdir, ilist *L, const uint32_t *perm, proc *rl, char *err)
+{
+    char line[GITIO_PATH_LINE_MAX];
+    phints hints = {0};
+    uint32_t prev;
+    int rc = GUTS_OK;
+    rd r = {.fd = rl->out, .buf = malloc(GITIO_IOBUF)};
+    if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
+    while (!rc) {
+        int k = rd_line_cut(&r, line, sizeof line, 1);
+        if (k == 0) break;
+        if (k < 0) {
+            rc = errf(err, GUTS_EIO, "git rev-list --objects in %s: read failed", gitdir);
+            break;
+        }
+        guts_id id;
+        uint32_t i;
+        if (strlen(line) <= GUTS_HEX_LEN || line[GUTS_HEX_LEN] != ' ' ||
+            hex_id(line, GUTS_HEX_LEN, &id) || (i = list_find(L, perm, &id)) == NONE)
+            continue; /* a commit (no name), or not listed: no hint */
+        if (hint_at_path(&hints, L, i, line + GUTS_HEX_LEN + 1, &prev))
+            rc = errf(err, GUTS_ENOMEM, "out of memory reading names");
+    }
+    free(hints.key);
+    free(hints.idx);
+    free(r.buf);
+    if (rc) kill(rl->pid, SIGTERM);
+    int wrc = proc_wait(rl, rc ? NULL : err);
+    return rc ? rc : wrc;
+}
+
 /* The object half of an import or a push: list (everything, or what tips
  * reach and exclude does not), skip what is stored, read the rest in an
  * order that puts each delta base first, store. */
@@ -1373,12 +1435,22 @@ static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, 
 {
     ilist L = {0};
     pfirst firsts = {0};
-    uint32_t *order = NULL;
+    uint32_t *order = NULL, *perm = NULL;
     size_t nneed = 0;
-    int rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL, err);
+    proc names = {.pid = 0};
+    int rc = ntips ? GUTS_OK : import_hints_start(gitdir, &names, err);
+    if (!rc)
+        rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL, err);
     if (!rc && firsts.n) rc = prev_hints(gitdir, &L, &firsts, prev, nprev, err);
     pfirst_free(&firsts);
-    if (!rc) rc = plan_import(r, &L, &order, &nneed, err);
+    if (!rc && !(perm = list_index(&L))) rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (names.pid > 0) {
+        if (rc) kill(names.pid, SIGTERM);
+        int hrc = rc ? proc_wait(&names, NULL) : import_hints(gitdir, &L, perm, &names, err);
+        if (!rc) rc = hrc;
+    }
+    if (!rc) rc = plan_import(r, &L, perm, &order, &nneed, err);
+    free(perm);
     st->objects_total = L.n;
     if (!rc) rc = stream_objects(r, gitdir, &L, order, nneed, pg, st, err);
     if (!rc && nneed) guts_progress_show(pg, nneed, nneed, st->bytes, 1);

@@ -176,8 +176,9 @@ expect 0 git -C "$c1" push guts://bob/fresh main
 # --- versions git keeps whole travel as deltas --------------------------------------------
 # fast-import deltas a blob only against the blob written just before it:
 # two unrelated files edited in turn leave every version whole in git's
-# pack. The push gives each the previous version of its path as a hint, so
-# the store keeps deltas and the clone's pack carries them as git deltas.
+# pack. A push (or an import) gives each the previous version of its path
+# as a hint, so the store keeps deltas and a clone's pack carries them as
+# git deltas.
 whole="$TMP/whole.git"
 git init -q --bare "$whole"
 /usr/bin/python3 - <<'PY' | git -C "$whole" fast-import --quiet
@@ -202,6 +203,11 @@ expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone.git"
 git -C "$TMP/whole-clone.git" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of whole-clone"
 [ "$(blob_deltas "$TMP/whole-clone.git")" -ge 100 ] ||
   fail "clone of whole versions has $(blob_deltas "$TMP/whole-clone.git") blob deltas, want >= 100 of 120"
+# guts import takes the same hints (names from a rev-list beside its listing).
+expect 0 "$GUTS" import carol/imported "$whole"
+expect 0 git clone -q --bare guts://carol/imported "$TMP/imported-clone.git"
+[ "$(blob_deltas "$TMP/imported-clone.git")" -ge 100 ] ||
+  fail "clone of an import of whole versions has $(blob_deltas "$TMP/imported-clone.git") blob deltas"
 # A commit pushed from a working clone is loose in git (no delta base at
 # all): its blob and trees are compressed against the versions at the same
 # paths in the ref's old target, and a fresh clone carries the blob as a delta.
