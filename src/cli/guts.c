@@ -108,7 +108,8 @@ static const char usage_export[] =
     "Write repository OWNER/NAME as a new bare git repository OUTDIR (absent or\n"
     "empty): every object in one packfile, every ref, and HEAD.\n"
     "--level N: zlib level of the pack, 0 (default: fastest) to 9 (smallest).\n"
-    "The pack has no deltas; `git -C OUTDIR gc` makes it as small as git's own.\n";
+    "Objects the store keeps as deltas go as git deltas; `git -C OUTDIR gc`\n"
+    "makes the pack as small as git's own.\n";
 
 static const char usage_status[] =
     "usage: guts status [--json]\n"

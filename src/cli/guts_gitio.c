@@ -12,7 +12,8 @@
  * batches bounded both in count and in bytes, which bounds memory too: only
  * the id list (about 70 bytes an object) is held for the whole run.
  *
- * Export writes one version-2 packfile of whole (undeltified) objects and its
+ * Export writes one version-2 packfile (guts_pack.c: whole objects, and git
+ * deltas where the store keeps a delta against a base) and its
  * version-2 index itself, then packed-refs and HEAD: what `git clone` leaves
  * behind. Writing the index here instead of running `git index-pack` saves a
  * second inflate-and-hash pass over every byte (measured: index-pack alone
@@ -26,6 +27,7 @@
  * line of error naming the command, not a screenful.
  */
 #include "cli/guts_gitio.h"
+#include "cli/guts_pack.h"
 #include "cli/guts_progress.h"
 
 #include <dirent.h>
@@ -1560,114 +1562,6 @@ typedef struct pentry {
     uint32_t crc; /* CRC-32 of the entry as stored (header and zlib data) */
 } pentry;
 
-typedef struct packw {
-    int fd;
-    uint8_t *buf;
-    size_t len;
-    uint64_t total; /* bytes written to fd */
-    uint32_t crc;   /* of the entry being written */
-    EVP_MD_CTX *sha;
-} packw;
-
-static int packw_flush(packw *w)
-{
-    if (!w->len) return GUTS_OK;
-    if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_EIO;
-    int rc = write_all(w->fd, w->buf, w->len);
-    w->total += w->len;
-    w->len = 0;
-    return rc;
-}
-
-static int packw_put(packw *w, const void *p, size_t n)
-{
-    if (w->len + n > GITIO_IOBUF) {
-        int rc = packw_flush(w);
-        if (rc) return rc;
-    }
-    memcpy(w->buf + w->len, p, n);
-    w->len += n;
-    w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
-    return GUTS_OK;
-}
-
-/* A pack entry's type-and-size header; starts the entry's CRC-32. */
-static int packw_begin(packw *w, int type, uint64_t size)
-{
-    uint8_t hdr[16];
-    size_t h = 0;
-    uint64_t sz = size;
-    hdr[h++] = (uint8_t)((type << 4) | (sz & 0x0f));
-    sz >>= 4;
-    while (sz) {
-        hdr[h - 1] |= 0x80;
-        hdr[h++] = (uint8_t)(sz & 0x7f);
-        sz >>= 7;
-    }
-    w->crc = (uint32_t)crc32(0, NULL, 0);
-    return packw_put(w, hdr, h);
-}
-
-/* Deflate len more bytes of the entry; Z_FINISH ends it. */
-static int packw_deflate(packw *w, z_stream *z, const void *data, size_t len, int flush)
-{
-    int rc;
-    if (len > UINT_MAX) return GUTS_ETOOBIG;
-    z->next_in = (Bytef *)(uintptr_t)data;
-    z->avail_in = (uInt)len;
-    for (;;) {
-        if (w->len == GITIO_IOBUF && (rc = packw_flush(w))) return rc;
-        size_t before = w->len;
-        z->next_out = w->buf + w->len;
-        z->avail_out = (uInt)(GITIO_IOBUF - w->len);
-        int zr = deflate(z, flush);
-        w->len = GITIO_IOBUF - z->avail_out;
-        w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
-        if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0) break;
-        if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_EIO;
-    }
-    if (flush != Z_FINISH) return GUTS_OK;
-    return deflateReset(z) == Z_OK ? GUTS_OK : GUTS_EIO;
-}
-
-/* One pack entry: the type-and-size header, then the deflated content. */
-static int packw_object(packw *w, z_stream *z, int type, const void *data, size_t len)
-{
-    int rc = packw_begin(w, type, len);
-    return rc ? rc : packw_deflate(w, z, data, len, Z_FINISH);
-}
-
-typedef struct pack_stream {
-    packw *w;
-    z_stream *z;
-} pack_stream;
-
-static int pack_stream_cb(const void *data, size_t len, void *ctx)
-{
-    pack_stream *ps = ctx;
-    return packw_deflate(ps->w, ps->z, data, len, Z_NO_FLUSH);
-}
-
-/* A large object's entry, read piece by piece from the store (which
- * rehashes it on the way): never held whole. */
-static int packw_stream(packw *w, z_stream *z, guts_repo *repo, const guts_id *id, int type,
-                        uint64_t size)
-{
-    pack_stream ps = {w, z};
-    int rc = packw_begin(w, type, size);
-    if (!rc) rc = guts_repo_stream(repo, id, pack_stream_cb, &ps);
-    if (!rc) rc = packw_deflate(w, z, NULL, 0, Z_FINISH);
-    return rc;
-}
-
-static void be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static int cmp_pentry(const void *a, const void *b)
 {
     return guts_id_cmp(&((const pentry *)a)->id, &((const pentry *)b)->id);
@@ -1693,26 +1587,26 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
             return errf(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
         }
     memcpy(b, "\377tOc", 4);
-    be32(b + 4, 2);
+    guts_pack_be32(b + 4, 2);
     pos = 8;
     size_t k = 0;
     for (unsigned byte = 0; byte < 256; byte++) {
         while (k < n && e[k].id.b[0] <= byte)
             k++;
-        be32(b + pos, (uint32_t)k);
+        guts_pack_be32(b + pos, (uint32_t)k);
         pos += 4;
     }
     for (size_t i = 0; i < n; i++, pos += GUTS_ID_LEN)
         memcpy(b + pos, e[i].id.b, GUTS_ID_LEN);
     for (size_t i = 0; i < n; i++, pos += 4)
-        be32(b + pos, e[i].crc);
+        guts_pack_be32(b + pos, e[i].crc);
     size_t li = 0;
     for (size_t i = 0; i < n; i++, pos += 4)
-        be32(b + pos, e[i].off < 0x80000000u ? (uint32_t)e[i].off : 0x80000000u | (uint32_t)li++);
+        guts_pack_be32(b + pos, e[i].off < 0x80000000u ? (uint32_t)e[i].off : 0x80000000u | (uint32_t)li++);
     for (size_t i = 0; i < n; i++) {
         if (e[i].off < 0x80000000u) continue;
-        be32(b + pos, (uint32_t)(e[i].off >> 32));
-        be32(b + pos + 4, (uint32_t)e[i].off);
+        guts_pack_be32(b + pos, (uint32_t)(e[i].off >> 32));
+        guts_pack_be32(b + pos + 4, (uint32_t)e[i].off);
         pos += 8;
     }
     memcpy(b + pos, packsum, 20);
@@ -1737,47 +1631,36 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
 static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, size_t n, int level,
                       guts_progress *pg, guts_gitio_stats *st, char *err)
 {
-    packw w = {.fd = -1};
-    z_stream z;
+    guts_packw w = {.fd = -1};
     pentry *e = NULL;
-    int zinit = 0, rc = GUTS_OK;
+    int fd = -1, rc = GUTS_OK;
     char hex[GUTS_HEX_LEN + 1], tmp[PATH_MAX], final[PATH_MAX];
-    uint8_t head[12], sum[EVP_MAX_MD_SIZE];
-    unsigned sumlen = 0;
-    memset(&z, 0, sizeof z);
+    uint8_t sum[GUTS_ID_LEN];
     if (n > UINT32_MAX) return errf(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/objects/pack/tmp_guts_XXXXXX", outdir) >= sizeof tmp)
         return errf(err, GUTS_EINVAL, "path too long: %s", outdir);
-    w.fd = mkostemp(tmp, O_CLOEXEC);
-    if (w.fd < 0) return errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
-    w.buf = malloc(GITIO_IOBUF);
-    w.sha = EVP_MD_CTX_new();
-    e = malloc(n * sizeof *e);
-    if (!w.buf || !w.sha || !e || EVP_DigestInit_ex(w.sha, EVP_sha1(), NULL) != 1) {
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) return errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
+    e = malloc((n ? n : 1) * sizeof *e);
+    rc = e ? guts_packw_open(&w, fd, level, (uint32_t)n) : GUTS_ENOMEM;
+    if (rc) {
+        errf(err, rc, "starting %s: %s", tmp, rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
         goto out;
     }
-    if (deflateInit(&z, level) != Z_OK) {
-        rc = errf(err, GUTS_ENOMEM, "zlib initialisation failed");
-        goto out;
-    }
-    zinit = 1;
-    memcpy(head, "PACK", 4);
-    be32(head + 4, 2);
-    be32(head + 8, (uint32_t)n);
-    rc = packw_put(&w, head, sizeof head);
     for (size_t i = 0; i < n && !rc; i++) {
         int type;
         void *data;
         size_t len;
         uint64_t size;
-        guts_id h;
+        guts_id h, base;
+        uint8_t *delta;
+        size_t dlen;
         guts_id_to_hex(&ids[i], hex);
+        e[i].id = ids[i];
+        e[i].off = guts_packw_offset(&w);
         rc = guts_repo_stat(repo, &ids[i], &type, &size);
         if (rc == GUTS_OK && size >= GUTS_LARGE_MIN) {
-            e[i].id = ids[i];
-            e[i].off = w.total + w.len;
-            rc = packw_stream(&w, &z, repo, &ids[i], type, size);
+            rc = guts_packw_stream(&w, repo, &ids[i], type, size);
             e[i].crc = w.crc;
             if (rc) {
                 errf(err, rc, "object %s: %s (%s)", hex, guts_strerror(rc),
@@ -1799,9 +1682,14 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
             rc = errf(err, GUTS_ECORRUPT, "stored object %s does not hash to its id", hex);
             break;
         }
-        e[i].id = ids[i];
-        e[i].off = w.total + w.len;
-        rc = packw_object(&w, &z, type, data, len);
+        /* Every stored object goes in this pack, so every base is in it. */
+        if (guts_pack_delta_of(repo, &ids[i], type, data, len, NULL, NULL, &base, &delta, &dlen) ==
+            GUTS_OK) {
+            rc = guts_packw_ref_delta(&w, &base, delta, dlen);
+            free(delta);
+        } else {
+            rc = guts_packw_object(&w, type, data, len);
+        }
         e[i].crc = w.crc;
         free(data);
         if (rc) {
@@ -1813,15 +1701,12 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         st->objects_added++;
         guts_progress_show(pg, i + 1, n, st->bytes, 0);
     }
-    if (!rc && (rc = packw_flush(&w))) errf(err, rc, "writing %s: %s", tmp, strerror(errno));
-    if (!rc && (EVP_DigestFinal_ex(w.sha, sum, &sumlen) != 1 || sumlen != 20))
-        rc = errf(err, GUTS_EIO, "SHA-1 failed");
-    if (!rc && (rc = write_all(w.fd, sum, sumlen)))
+    if (!rc && (rc = guts_packw_finish(&w, sum)))
         errf(err, rc, "writing %s: %s", tmp, strerror(errno));
-    st->pack_bytes = w.total + sumlen;
-    if (!rc && (fchmod(w.fd, 0444) != 0 || close(w.fd) != 0))
+    st->pack_bytes = w.total;
+    if (!rc && (fchmod(fd, 0444) != 0 || close(fd) != 0))
         rc = errf(err, GUTS_EIO, "writing %s: %s", tmp, strerror(errno));
-    if (!rc) w.fd = -1;
+    if (!rc) fd = -1;
     if (!rc) {
         /* The pack under its final name first: git finds packs by their .idx. */
         guts_id packid;
@@ -1836,12 +1721,10 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         if (!rc) rc = write_idx(final, e, n, sum, err);
     }
 out:
-    if (zinit) deflateEnd(&z);
-    if (w.fd >= 0) close(w.fd);
+    if (fd >= 0) close(fd);
     if (rc && tmp[0]) unlink(tmp);
-    free(w.buf);
+    guts_packw_free(&w);
     free(e);
-    EVP_MD_CTX_free(w.sha);
     return rc;
 }
 

@@ -20,7 +20,7 @@
  *
  * The pack holds whole objects, each deflated at the caller's level, except
  * where the store keeps an object as a zstd delta against a base that goes
- * in the same pack: that object goes as a git delta (REF_DELTA, delta.c)
+ * in the same pack: that object goes as a git delta (REF_DELTA, guts_pack.c)
  * against the same base. It streams straight
  * into `git index-pack --stdin`, which runs in parallel with us on another
  * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
@@ -34,9 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <zlib.h>
-
+#include "cli/guts_pack.h"
 #include "remote/remote.h"
 
 /* Commit states (the "commits" set). */
@@ -54,8 +52,6 @@
  * most a few levels in practice. */
 #define TAG_DEPTH_MAX 32
 
-/* Pack output buffer: large writes into the pipe, one SHA-1 update each. */
-#define PACK_BUF (1u << 20)
 
 /* A git pack counts its objects in 32 bits. */
 #define PACK_OBJECTS_MAX 0xffffffffu
@@ -459,119 +455,12 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
 
 /* ---- pack ------------------------------------------------------------------ */
 
-typedef struct packw {
-    int fd;
-    uint8_t *buf;
-    size_t used;
-    EVP_MD_CTX *sha;
-    uint64_t total;
-} packw;
-
-static int packw_flush(packw *p)
+/* Does a delta's base go in this pack? (guts_pack_delta_of) */
+static int base_sent(const guts_id *base, void *ctx)
 {
-    if (!p->used) return GUTS_OK;
-    if (EVP_DigestUpdate(p->sha, p->buf, p->used) != 1) return GUTS_ENOMEM;
-    if (remote_write_all(p->fd, p->buf, p->used)) return GUTS_EIO;
-    p->total += p->used;
-    p->used = 0;
-    return GUTS_OK;
-}
-
-static int packw_put(packw *p, const void *data, size_t n)
-{
-    if (PACK_BUF - p->used < n) {
-        int rc = packw_flush(p);
-        if (rc) return rc;
-    }
-    memcpy(p->buf + p->used, data, n);
-    p->used += n;
-    return GUTS_OK;
-}
-
-/* An entry's type and size header. */
-static int packw_begin(packw *p, z_stream *z, int type, uint64_t size)
-{
-    uint8_t h[16];
-    size_t n = 0;
-    uint64_t sz = size;
-    uint8_t c = (uint8_t)((type << 4) | (sz & 15));
-    sz >>= 4;
-    while (sz) {
-        h[n++] = c | 0x80;
-        c = sz & 0x7f;
-        sz >>= 7;
-    }
-    h[n++] = c;
-    int rc = packw_put(p, h, n);
-    if (rc) return rc;
-    return deflateReset(z) == Z_OK ? GUTS_OK : GUTS_ENOMEM;
-}
-
-/* Deflate len more bytes of the entry straight into the buffer; Z_FINISH
- * ends it. */
-static int packw_deflate(packw *p, z_stream *z, const void *data, size_t len, int flush)
-{
-    int rc;
-    z->next_in = (Bytef *)data;
-    z->avail_in = (uInt)len; /* objects are at most GUTS_OBJ_MAX_DEFAULT (1 GiB) */
-    for (;;) {
-        if (PACK_BUF - p->used < 64 && (rc = packw_flush(p))) return rc;
-        z->next_out = p->buf + p->used;
-        z->avail_out = (uInt)(PACK_BUF - p->used);
-        int zr = deflate(z, flush);
-        p->used = PACK_BUF - z->avail_out;
-        if (flush == Z_FINISH ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0)
-            return GUTS_OK;
-        if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_ENOMEM;
-    }
-}
-
-typedef struct pack_stream {
-    packw *p;
-    z_stream *z;
-} pack_stream;
-
-static int pack_stream_cb(const void *data, size_t len, void *ctx)
-{
-    pack_stream *ps = ctx;
-    return packw_deflate(ps->p, ps->z, data, len, Z_NO_FLUSH);
-}
-
-static void be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* The pack entry type of a delta against a base named by its id. */
-#define PACK_REF_DELTA 7
-
-/* A git delta for object id (type, data, len) against the base the store
- * compressed it against, when that base goes in the same pack and has the
- * same type (a REF_DELTA takes its base's type), and the delta is under
- * half the object. index-pack resolves it wherever the base stands in the
- * pack; the store's delta chains have no cycles, so neither do these. */
-static int delta_of(walk *w, const guts_id *id, int type, const void *data, size_t len,
-                    guts_id *base, uint8_t **delta, size_t *dlen)
-{
-    guts_rec rec;
-    void *rbuf;
-    if (guts_repo_rec_get(w->r, id, &rec, &rbuf) != GUTS_OK) return GUTS_ENOTFOUND;
-    free(rbuf);
-    if (rec.enc != GUTS_REC_DELTA || guts_id_cmp(&rec.base, id) == 0) return GUTS_ENOTFOUND;
-    size_t slot = remote_idset_find(&w->objs, &rec.base);
-    if (slot == SIZE_MAX || !(w->objs.flags[slot] & O_SEND)) return GUTS_ENOTFOUND;
-    int btype;
-    void *bdata;
-    size_t blen;
-    if (guts_repo_get(w->r, &rec.base, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
-    int rc =
-        btype == type ? remote_delta(bdata, blen, data, len, len / 2, delta, dlen) : GUTS_ENOTFOUND;
-    free(bdata);
-    *base = rec.base;
-    return rc;
+    walk *w = ctx;
+    size_t slot = remote_idset_find(&w->objs, base);
+    return slot != SIZE_MAX && (w->objs.flags[slot] & O_SEND);
 }
 
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
@@ -587,30 +476,13 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     int indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
     char **argv = indexed ? argv_index : argv_unpack;
     if (indexed && self_contained) argv_index[4] = "--check-self-contained-and-connected";
-    packw p = {.fd = -1};
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    int zinit = 0, rc;
+    guts_packw p = {.fd = -1};
+    int rc;
     remote_proc proc = {.pid = -1, .in = -1, .out = -1};
-    p.buf = malloc(PACK_BUF);
-    p.sha = EVP_MD_CTX_new();
-    if (!p.buf || !p.sha || EVP_DigestInit_ex(p.sha, EVP_sha1(), NULL) != 1) {
-        rc = remote_errf(w->err, GUTS_ENOMEM, "out of memory for the pack");
-        goto out;
-    }
-    if (deflateInit(&z, zlevel) != Z_OK) {
-        rc = remote_errf(w->err, GUTS_ENOMEM, "deflateInit failed");
-        goto out;
-    }
-    zinit = 1;
     rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, indexed ? REMOTE_FD_PIPE : REMOTE_FD_NULL,
                            w->err);
     if (rc) goto out;
-    p.fd = proc.in;
-    uint8_t hdr[12] = {'P', 'A', 'C', 'K'};
-    be32(hdr + 4, 2);
-    be32(hdr + 8, (uint32_t)w->nsend);
-    if ((rc = packw_put(&p, hdr, sizeof hdr))) goto io;
+    if ((rc = guts_packw_open(&p, proc.in, zlevel, (uint32_t)w->nsend))) goto io;
     for (size_t i = 0; i < w->nsend; i++) {
         int type;
         void *data;
@@ -618,10 +490,7 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         uint64_t size;
         if (guts_repo_stat(w->r, &w->send[i], &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
             /* a large object: piece by piece, rehashed by the store */
-            pack_stream ps = {&p, &z};
-            rc = packw_begin(&p, &z, type, size);
-            if (!rc) rc = guts_repo_stream(w->r, &w->send[i], pack_stream_cb, &ps);
-            if (!rc) rc = packw_deflate(&p, &z, NULL, 0, Z_FINISH);
+            rc = guts_packw_stream(&p, w->r, &w->send[i], type, size);
             if (rc == GUTS_EIO) goto io;
             if (rc) {
                 rc = corrupt(w, &w->send[i], guts_store_errmsg());
@@ -647,14 +516,12 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         uint8_t *delta = NULL;
         size_t dlen = 0;
         guts_id base;
-        if (indexed && delta_of(w, &w->send[i], type, data, len, &base, &delta, &dlen) == GUTS_OK) {
-            rc = packw_begin(&p, &z, PACK_REF_DELTA, dlen);
-            if (!rc) rc = packw_put(&p, base.b, GUTS_ID_LEN);
-            if (!rc) rc = packw_deflate(&p, &z, delta, dlen, Z_FINISH);
+        if (indexed && guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_sent, w, &base,
+                                          &delta, &dlen) == GUTS_OK) {
+            rc = guts_packw_ref_delta(&p, &base, delta, dlen);
             free(delta);
         } else {
-            rc = packw_begin(&p, &z, type, len);
-            if (!rc) rc = packw_deflate(&p, &z, data, len, Z_FINISH);
+            rc = guts_packw_object(&p, type, data, len);
         }
         free(data);
         if (rc) goto io;
@@ -662,18 +529,9 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         st->objects++;
         guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
     }
-    if ((rc = packw_flush(&p))) goto io;
     uint8_t sum[GUTS_ID_LEN];
-    unsigned sl = 0;
-    if (EVP_DigestFinal_ex(p.sha, sum, &sl) != 1 || sl != GUTS_ID_LEN) {
-        rc = remote_errf(w->err, GUTS_ENOMEM, "SHA-1 of the pack failed");
-        goto out;
-    }
-    if (remote_write_all(p.fd, sum, sizeof sum)) {
-        rc = GUTS_EIO;
-        goto io;
-    }
-    st->pack_bytes = p.total + sizeof sum;
+    if ((rc = guts_packw_finish(&p, sum))) goto io;
+    st->pack_bytes = p.total;
     guts_progress_show(&w->writing, w->nsend, w->nsend, st->bytes, 1);
     /* index-pack names the pack it kept ("keep\t<hash>") once its input
      * ends: only then is its stdout read, and it is one short line. */
@@ -711,9 +569,7 @@ out:
         char ignore[REMOTE_ERR_MAX];
         remote_proc_wait(&proc, &status, ignore);
     }
-    if (zinit) deflateEnd(&z);
-    EVP_MD_CTX_free(p.sha);
-    free(p.buf);
+    guts_packw_free(&p);
     return rc;
 }
 

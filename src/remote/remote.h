@@ -105,15 +105,6 @@ typedef struct remote_ids {
 /** Append id. Errors: GUTS_ENOMEM. */
 int remote_ids_push(remote_ids *a, const guts_id *id);
 
-/* ---- delta.c --------------------------------------------------------------- */
-
-/** A git delta turning base[0..bn) into dst[0..dn), in at most max bytes:
- * *out (malloc'd, the caller frees) and *outlen. GUTS_ENOTFOUND when no
- * delta that short was found (or the inputs are under 16 bytes),
- * GUTS_ENOMEM. */
-int remote_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
-                 uint8_t **out, size_t *outlen);
-
 /* ---- fetch.c --------------------------------------------------------------- */
 
 typedef struct remote_fetch_stats {

@@ -1,5 +1,4 @@
-/* test_remote_delta.c - git deltas written by the remote helper
- * (src/remote/delta.c), checked by applying them with a decoder written
+/* test_pack.c - git deltas written for packs (src/cli/guts_pack.c), checked by applying them with a decoder written
  * here from git's pack-format documentation: every delta must rebuild its
  * target exactly, stay within the size asked for, and use both instruction
  * kinds with the encodings' corner cases (a copy of exactly 0x10000 bytes
@@ -10,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "remote/remote.h"
+#include "cli/guts_pack.h"
 
 static uint64_t rng(uint64_t *s)
 {
@@ -89,7 +88,7 @@ static size_t roundtrip(const uint8_t *base, size_t bn, const uint8_t *dst, size
 {
     uint8_t *d, *r;
     size_t dl, rn;
-    ck_assert_int_eq(remote_delta(base, bn, dst, dn, max, &d, &dl), GUTS_OK);
+    ck_assert_int_eq(guts_pack_delta(base, bn, dst, dn, max, &d, &dl), GUTS_OK);
     ck_assert_uint_le(dl, max);
     ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, copies, inserts), 0);
     ck_assert_uint_eq(rn, dn);
@@ -173,17 +172,17 @@ START_TEST(test_no_delta_when_nothing_matches_or_too_long)
     size_t dl = 7;
     fill(a, sizeof a, 1);
     fill(b, sizeof b, 2);
-    ck_assert_int_eq(remote_delta(a, sizeof a, b, sizeof b, sizeof b / 2, &d, &dl), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_pack_delta(a, sizeof a, b, sizeof b, sizeof b / 2, &d, &dl), GUTS_ENOTFOUND);
     ck_assert_ptr_null(d);
     ck_assert_uint_eq(dl, 0);
-    ck_assert_int_eq(remote_delta(a, 8, a, 8, 100, &d, &dl), GUTS_ENOTFOUND); /* under a block */
-    ck_assert_int_eq(remote_delta(a, sizeof a, a, sizeof a, 0, &d, &dl), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_pack_delta(a, 8, a, 8, 100, &d, &dl), GUTS_ENOTFOUND); /* under a block */
+    ck_assert_int_eq(guts_pack_delta(a, sizeof a, a, sizeof a, 0, &d, &dl), GUTS_ENOTFOUND);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("remote_delta");
+    Suite *s = suite_create("pack");
     TCase *t = tcase_create("delta");
     tcase_add_test(t, test_edits_rebuild_exactly_and_briefly);
     tcase_add_test(t, test_corner_encodings);

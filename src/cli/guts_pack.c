@@ -1,0 +1,311 @@
+/* guts_pack.c - git packfiles from the store (guts_pack.h).
+ *
+ * Deltas: git's format (gitformat-pack) is the base's and the result's
+ * sizes as little-endian base-128 varints, then instructions: a byte with
+ * the top bit set copies from the base (bits 0-3 say which of 4 offset
+ * bytes follow, bits 4-6 which of 3 size bytes, a size of 0 meaning
+ * 0x10000), a byte 1..127 inserts that many literal bytes that follow it.
+ * Matching: the base is indexed by 16-byte blocks at every 16th offset;
+ * the target is scanned byte by byte, a hit is verified and extended both
+ * ways. Linear in the two sizes; no attempt at git's best delta, only a
+ * short one.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <errno.h>
+
+#include "cli/guts_pack.h"
+
+/* ---- Writing ---------------------------------------------------------------- */
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return GUTS_EIO;
+        p += k;
+        n -= (size_t)k;
+    }
+    return GUTS_OK;
+}
+
+static int flush(guts_packw *w)
+{
+    if (!w->len) return GUTS_OK;
+    if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_ENOMEM;
+    int rc = write_all(w->fd, w->buf, w->len);
+    w->total += w->len;
+    w->len = 0;
+    return rc;
+}
+
+static int put(guts_packw *w, const void *p, size_t n)
+{
+    if (w->len + n > GUTS_PACK_BUF) {
+        int rc = flush(w);
+        if (rc) return rc;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+    w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
+    return GUTS_OK;
+}
+
+/* An entry's type-and-size header; starts the entry's CRC-32. */
+static int begin(guts_packw *w, int type, uint64_t size)
+{
+    uint8_t hdr[16];
+    size_t h = 0;
+    uint64_t sz = size;
+    hdr[h++] = (uint8_t)((type << 4) | (sz & 0x0f));
+    sz >>= 4;
+    while (sz) {
+        hdr[h - 1] |= 0x80;
+        hdr[h++] = (uint8_t)(sz & 0x7f);
+        sz >>= 7;
+    }
+    w->crc = (uint32_t)crc32(0, NULL, 0);
+    if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
+    return put(w, hdr, h);
+}
+
+/* Deflate len more bytes of the entry straight into the buffer; Z_FINISH
+ * ends it. */
+static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
+{
+    int rc;
+    if (len > UINT_MAX) return GUTS_ETOOBIG;
+    w->z.next_in = (Bytef *)(uintptr_t)data;
+    w->z.avail_in = (uInt)len;
+    for (;;) {
+        if (w->len == GUTS_PACK_BUF && (rc = flush(w))) return rc;
+        size_t before = w->len;
+        w->z.next_out = w->buf + w->len;
+        w->z.avail_out = (uInt)(GUTS_PACK_BUF - w->len);
+        int zr = deflate(&w->z, mode);
+        w->len = GUTS_PACK_BUF - w->z.avail_out;
+        w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
+        if (mode == Z_FINISH ? zr == Z_STREAM_END : w->z.avail_in == 0 && w->z.avail_out > 0)
+            return GUTS_OK;
+        if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_ENOMEM;
+    }
+}
+
+int guts_packw_open(guts_packw *w, int fd, int level, uint32_t nobjects)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = fd;
+    w->buf = malloc(GUTS_PACK_BUF);
+    w->sha = EVP_MD_CTX_new();
+    if (!w->buf || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1) return GUTS_ENOMEM;
+    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
+    w->zinit = 1;
+    uint8_t head[12] = {'P', 'A', 'C', 'K'};
+    guts_pack_be32(head + 4, 2);
+    guts_pack_be32(head + 8, nobjects);
+    return put(w, head, sizeof head);
+}
+
+uint64_t guts_packw_offset(const guts_packw *w)
+{
+    return w->total + w->len;
+}
+
+int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
+{
+    int rc = begin(w, type, len);
+    return rc ? rc : deflate_more(w, data, len, Z_FINISH);
+}
+
+int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
+{
+    int rc = begin(w, GUTS_PACK_REF_DELTA, len);
+    if (!rc) rc = put(w, base->b, GUTS_ID_LEN);
+    return rc ? rc : deflate_more(w, delta, len, Z_FINISH);
+}
+
+static int stream_cb(const void *data, size_t len, void *ctx)
+{
+    return deflate_more(ctx, data, len, Z_NO_FLUSH);
+}
+
+int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size)
+{
+    int rc = begin(w, type, size);
+    if (!rc) rc = guts_repo_stream(r, id, stream_cb, w);
+    return rc ? rc : deflate_more(w, NULL, 0, Z_FINISH);
+}
+
+int guts_packw_finish(guts_packw *w, uint8_t sum[20])
+{
+    unsigned sl = 0;
+    int rc = flush(w);
+    if (rc) return rc;
+    if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
+    rc = write_all(w->fd, sum, 20);
+    if (!rc) w->total += 20;
+    return rc;
+}
+
+void guts_packw_free(guts_packw *w)
+{
+    if (w->zinit) deflateEnd(&w->z);
+    free(w->buf);
+    EVP_MD_CTX_free(w->sha);
+    w->zinit = 0;
+    w->buf = NULL;
+    w->sha = NULL;
+}
+
+int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *data, size_t len,
+                       int (*in_pack)(const guts_id *base, void *ctx), void *ctx, guts_id *base,
+                       uint8_t **delta, size_t *dlen)
+{
+    guts_rec rec;
+    void *rbuf;
+    if (guts_repo_rec_get(r, id, &rec, &rbuf) != GUTS_OK) return GUTS_ENOTFOUND;
+    free(rbuf);
+    if (rec.enc != GUTS_REC_DELTA || guts_id_cmp(&rec.base, id) == 0) return GUTS_ENOTFOUND;
+    if (in_pack && !in_pack(&rec.base, ctx)) return GUTS_ENOTFOUND;
+    int btype;
+    void *bdata;
+    size_t blen;
+    if (guts_repo_get(r, &rec.base, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
+    int rc = btype == type ? guts_pack_delta(bdata, blen, data, len, len / 2, delta, dlen)
+                           : GUTS_ENOTFOUND;
+    free(bdata);
+    *base = rec.base;
+    return rc;
+}
+
+/* ---- Deltas ----------------------------------------------------------------- */
+
+#define BLOCK 16
+#define COPY_MAX 0xffffffu /* 3 size bytes */
+
+typedef struct dbuf {
+    uint8_t *p;
+    size_t n, cap;
+} dbuf;
+
+/* Append; 0, or -1 once the buffer would pass its cap. */
+static int dput(dbuf *b, const void *d, size_t n)
+{
+    if (b->n + n > b->cap) return -1;
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+    return 0;
+}
+
+static int put_varint(dbuf *b, uint64_t v)
+{
+    uint8_t t[10];
+    size_t n = 0;
+    do {
+        t[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) t[n] |= 0x80;
+        n++;
+    } while (v);
+    return dput(b, t, n);
+}
+
+static int put_insert(dbuf *b, const uint8_t *d, size_t n)
+{
+    while (n) {
+        uint8_t k = (uint8_t)(n > 127 ? 127 : n);
+        if (dput(b, &k, 1) || dput(b, d, k)) return -1;
+        d += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static int put_copy(dbuf *b, size_t off, size_t n)
+{
+    while (n) {
+        size_t k = n > COPY_MAX ? COPY_MAX : n;
+        uint8_t t[8], op = 0x80;
+        size_t m = 1;
+        for (int i = 0; i < 4; i++)
+            if ((off >> (8 * i)) & 0xff) {
+                op |= (uint8_t)(1u << i);
+                t[m++] = (uint8_t)(off >> (8 * i));
+            }
+        if (k != 0x10000)
+            for (int i = 0; i < 3; i++)
+                if ((k >> (8 * i)) & 0xff) {
+                    op |= (uint8_t)(0x10u << i);
+                    t[m++] = (uint8_t)(k >> (8 * i));
+                }
+        t[0] = op;
+        if (dput(b, t, m)) return -1;
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static uint32_t block_hash(const uint8_t *p, unsigned bits)
+{
+    uint64_t a, c;
+    memcpy(&a, p, 8);
+    memcpy(&c, p + 8, 8);
+    uint64_t h = a * 0x9e3779b97f4a7c15ull ^ c * 0xc2b2ae3d27d4eb4full;
+    return (uint32_t)((h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull >> (64 - bits));
+}
+
+int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
+                    uint8_t **out, size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    /* offsets fit 4 bytes, sizes of objects this small never need more */
+    if (bn < BLOCK || dn < BLOCK || bn > 0xffffffffu || max == 0) return GUTS_ENOTFOUND;
+    unsigned bits = 4;
+    while ((1ull << bits) < 2 * (bn / BLOCK) && bits < 24)
+        bits++;
+    uint32_t *tab = malloc(((size_t)1 << bits) * sizeof *tab);
+    dbuf b = {malloc(max), 0, max};
+    if (!tab || !b.p) {
+        free(tab);
+        free(b.p);
+        return GUTS_ENOMEM;
+    }
+    memset(tab, 0xff, ((size_t)1 << bits) * sizeof *tab);
+    for (size_t i = 0; i + BLOCK <= bn; i += BLOCK)
+        tab[block_hash(base + i, bits)] = (uint32_t)i;
+    int bad = put_varint(&b, bn) || put_varint(&b, dn);
+    size_t i = 0, lit = 0; /* dst[lit, i) waits to be inserted */
+    while (!bad && i + BLOCK <= dn) {
+        uint32_t cand = tab[block_hash(dst + i, bits)];
+        if (cand == UINT32_MAX || memcmp(base + cand, dst + i, BLOCK) != 0) {
+            i++;
+            continue;
+        }
+        size_t s = cand, n = BLOCK;
+        while (s + n < bn && i + n < dn && base[s + n] == dst[i + n])
+            n++;
+        while (i > lit && s > 0 && base[s - 1] == dst[i - 1]) {
+            i--;
+            s--;
+            n++;
+        }
+        bad = put_insert(&b, dst + lit, i - lit) || put_copy(&b, s, n);
+        i += n;
+        lit = i;
+    }
+    if (!bad) bad = put_insert(&b, dst + lit, dn - lit);
+    free(tab);
+    if (bad) {
+        free(b.p);
+        return GUTS_ENOTFOUND; /* not shorter than max */
+    }
+    *out = b.p;
+    *outlen = b.n;
+    return GUTS_OK;
+}

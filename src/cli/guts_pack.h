@@ -1,0 +1,96 @@
+/* guts_pack.h - writing git packfiles from the store: one writer for
+ * `guts export` (which indexes the pack itself) and the remote helper's
+ * fetch (which streams it into `git index-pack`).
+ *
+ * Format (git's Documentation/gitformat-pack.txt): "PACK", version 2 and
+ * the object count as big-endian 32-bit words; per object a header of
+ * type (3 bits) and size (little-endian base-128), then the content
+ * deflated (a REF_DELTA: the base's 20-byte id, then the delta deflated);
+ * last the SHA-1 of everything before it.
+ *
+ * Where the store holds an object as a zstd delta against a base, the
+ * writer can send it as a git delta against the same base (guts_pack_delta
+ * builds one from the two contents), so a pack carries roughly the store's
+ * compression instead of whole objects.
+ */
+#ifndef GUTS_CLI_PACK_H
+#define GUTS_CLI_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "guts/store.h"
+
+/* A big-endian 32-bit word, as packs and pack indexes store them. */
+static inline void guts_pack_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Pack entry type of a delta against a base named by its id. */
+#define GUTS_PACK_REF_DELTA 7
+
+/* Output buffer: large writes, one SHA-1 update each. */
+#define GUTS_PACK_BUF (1u << 20)
+
+typedef struct guts_packw {
+    int fd;         /* the caller's; never closed here */
+    uint8_t *buf;
+    size_t len;     /* buffered, not yet written */
+    uint64_t total; /* bytes written to fd */
+    uint32_t crc;   /* CRC-32 of the entry being written (a pack index wants it) */
+    EVP_MD_CTX *sha;
+    z_stream z;
+    int zinit;
+} guts_packw;
+
+/** Start a pack of nobjects entries on fd, deflating at zlib level
+ * (0-9). Errors: GUTS_ENOMEM, GUTS_EIO (a write failed: errno says why). */
+int guts_packw_open(guts_packw *w, int fd, int level, uint32_t nobjects);
+
+/** Offset in the pack at which the next entry starts. */
+uint64_t guts_packw_offset(const guts_packw *w);
+
+/** One whole object. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_ETOOBIG. */
+int guts_packw_object(guts_packw *w, int type, const void *data, size_t len);
+
+/** One REF_DELTA entry: delta (guts_pack_delta) against base. */
+int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len);
+
+/** A large object, read piece by piece from the store (which rehashes it
+ * on the way): never held whole. Errors: the store's, GUTS_EIO. */
+int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size);
+
+/** Write what is buffered and the trailer; sum gets the pack's SHA-1.
+ * Errors: GUTS_EIO, GUTS_ENOMEM. */
+int guts_packw_finish(guts_packw *w, uint8_t sum[20]);
+
+/** Free the writer's buffers (not fd). Safe on a zeroed or failed writer. */
+void guts_packw_free(guts_packw *w);
+
+/** A git delta turning base[0..bn) into dst[0..dn), in at most max bytes:
+ * *out (malloc'd, the caller frees) and *outlen. GUTS_ENOTFOUND when no
+ * delta that short was found (or the inputs are under 16 bytes),
+ * GUTS_ENOMEM. */
+int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
+                    uint8_t **out, size_t *outlen);
+
+/** The git delta for object id (type, its content data/len) against the
+ * base the store compressed it against, when in_pack(base, ctx) says the
+ * base goes in the same pack (NULL: every object does), the base has the
+ * same type (a REF_DELTA takes its base's type) and the delta is under
+ * half the object: *base, *delta (malloc'd) and *dlen. index-pack and pack
+ * readers resolve it wherever the base stands in the pack; the store's
+ * chains have no cycles, so neither do these. GUTS_ENOTFOUND when there is
+ * none. */
+int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *data, size_t len,
+                       int (*in_pack)(const guts_id *base, void *ctx), void *ctx, guts_id *base,
+                       uint8_t **delta, size_t *dlen);
+
+#endif
