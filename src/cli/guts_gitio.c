@@ -1642,7 +1642,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) return errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
     e = malloc((n ? n : 1) * sizeof *e);
-    rc = e ? guts_packw_open(&w, fd, level, (uint32_t)n) : GUTS_ENOMEM;
+    rc = e ? guts_packw_open(&w, fd, level, 1, (uint32_t)n) : GUTS_ENOMEM;
     if (rc) {
         errf(err, rc, "starting %s: %s", tmp, rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
         goto out;

@@ -51,7 +51,7 @@ static int put(guts_packw *w, const void *p, size_t n)
     }
     memcpy(w->buf + w->len, p, n);
     w->len += n;
-    w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
+    if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
     return GUTS_OK;
 }
 
@@ -88,17 +88,19 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
         w->z.avail_out = (uInt)(GUTS_PACK_BUF - w->len);
         int zr = deflate(&w->z, mode);
         w->len = GUTS_PACK_BUF - w->z.avail_out;
-        w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
+        if (w->with_crc)
+            w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
         if (mode == Z_FINISH ? zr == Z_STREAM_END : w->z.avail_in == 0 && w->z.avail_out > 0)
             return GUTS_OK;
         if (zr != Z_OK && zr != Z_BUF_ERROR) return GUTS_ENOMEM;
     }
 }
 
-int guts_packw_open(guts_packw *w, int fd, int level, uint32_t nobjects)
+int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects)
 {
     memset(w, 0, sizeof *w);
     w->fd = fd;
+    w->with_crc = with_crc;
     w->buf = malloc(GUTS_PACK_BUF);
     w->sha = EVP_MD_CTX_new();
     if (!w->buf || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1) return GUTS_ENOMEM;

@@ -44,15 +44,18 @@ typedef struct guts_packw {
     uint8_t *buf;
     size_t len;     /* buffered, not yet written */
     uint64_t total; /* bytes written to fd */
-    uint32_t crc;   /* CRC-32 of the entry being written (a pack index wants it) */
+    uint32_t crc;   /* CRC-32 of the entry being written, if with_crc */
+    int with_crc;
     EVP_MD_CTX *sha;
     z_stream z;
     int zinit;
 } guts_packw;
 
 /** Start a pack of nobjects entries on fd, deflating at zlib level
- * (0-9). Errors: GUTS_ENOMEM, GUTS_EIO (a write failed: errno says why). */
-int guts_packw_open(guts_packw *w, int fd, int level, uint32_t nobjects);
+ * (0-9); with_crc: keep each entry's CRC-32 in w->crc (a pack index wants
+ * it; index-pack computes its own). Errors: GUTS_ENOMEM, GUTS_EIO (a write
+ * failed: errno says why). */
+int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects);
 
 /** Offset in the pack at which the next entry starts. */
 uint64_t guts_packw_offset(const guts_packw *w);

@@ -482,7 +482,7 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, indexed ? REMOTE_FD_PIPE : REMOTE_FD_NULL,
                            w->err);
     if (rc) goto out;
-    if ((rc = guts_packw_open(&p, proc.in, zlevel, (uint32_t)w->nsend))) goto io;
+    if ((rc = guts_packw_open(&p, proc.in, zlevel, 0, (uint32_t)w->nsend))) goto io;
     for (size_t i = 0; i < w->nsend; i++) {
         int type;
         void *data;

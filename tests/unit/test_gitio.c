@@ -70,7 +70,7 @@ static uint8_t *pack_one(int type, const void *data, size_t len, int level, size
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     guts_packw w;
     ck_assert(fd >= 0);
-    ck_assert_int_eq(guts_packw_open(&w, fd, level, 1), GUTS_OK);
+    ck_assert_int_eq(guts_packw_open(&w, fd, level, 1, 1), GUTS_OK);
     uint64_t start = guts_packw_offset(&w);
     ck_assert_uint_eq(start, 12);
     ck_assert_int_eq(guts_packw_object(&w, type, data, len), GUTS_OK);
