@@ -583,55 +583,39 @@ static int pfirst_add(pfirst *f, uint32_t i, const char *path)
  * against it; a commit git lacks, or a path gone, just yields "missing".
  * It is what git's own push does with the trees of the commits the remote
  * has (pack-objects' preferred bases): a pushed commit's objects are
- * usually loose in git, with no delta base at all. */
-static int prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts_id *prev,
-                      size_t nprev, char *err)
+ * usually loose in git, with no delta base at all. Hints are optional:
+ * whatever fails here (a commit git lacks, git itself) leaves fewer. */
+static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts_id *prev,
+                       size_t nprev)
 {
     char *argv[] = {"git",      "-C", (char *)gitdir, "--no-replace-objects", "cat-file",
                     "--batch-check=%(objectname) %(objecttype)", NULL};
-    char line[GITIO_PATH_LINE_MAX], hex[GUTS_HEX_LEN + 1];
-    int rc = GUTS_OK;
+    char line[GITIO_PATH_LINE_MAX], hex[GUTS_HEX_LEN + 1], ignore[GUTS_GITIO_ERR_MAX];
     uint8_t *buf = malloc(GITIO_IOBUF);
-    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory");
-    for (size_t k = 0; k < nprev && !rc; k++) {
+    for (size_t k = 0; buf && k < nprev; k++) {
         /* The queries go through a memory file: cat-file's answers can then
          * be read without a writer thread. */
         int in = memfd_create("git-queries", MFD_CLOEXEC);
         FILE *q = in >= 0 ? fdopen(dup(in), "w") : NULL;
         size_t nq = 0;
-        if (!q) {
-            if (in >= 0) close(in);
-            rc = errf(err, GUTS_EIO, "cannot make a query file: %s", strerror(errno));
-            break;
-        }
         guts_id_to_hex(&prev[k], hex);
-        for (size_t j = 0; j < f->n; j++)
+        for (size_t j = 0; q && j < f->n; j++)
             if (guts_id_is_zero(&L->o[f->idx[j]].base_id)) {
                 fprintf(q, "%s:%s\n", hex, f->text + f->off[j]);
                 nq++;
             }
-        if (fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0) {
-            close(in);
-            rc = errf(err, GUTS_EIO, "writing a query file: %s", strerror(errno));
-            break;
-        }
-        if (!nq) {
-            close(in);
-            break;
-        }
         proc p;
-        rc = proc_start(&p, "git cat-file --batch-check", argv, in, 1, err);
+        if (!q || fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0 || !nq ||
+            proc_start(&p, "git cat-file --batch-check", argv, in, 1, ignore) != GUTS_OK) {
+            if (in >= 0) close(in);
+            break;
+        }
         close(in);
-        if (rc) break;
         rd r = {.fd = p.out, .buf = buf};
-        for (size_t j = 0; j < f->n && !rc; j++) {
+        for (size_t j = 0; j < f->n; j++) {
             iobj *o = &L->o[f->idx[j]];
             if (!guts_id_is_zero(&o->base_id)) continue;
-            int got = rd_line_cut(&r, line, sizeof line, 1);
-            if (got <= 0) {
-                rc = errf(err, GUTS_EIO, "git cat-file --batch-check in %s stopped early", gitdir);
-                break;
-            }
+            if (rd_line_cut(&r, line, sizeof line, 1) <= 0) break;
             /* "<id> <type>", or "<query> missing" (or "ambiguous"). */
             guts_id id;
             char *sp = strchr(line, ' ');
@@ -639,12 +623,10 @@ static int prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts_
             int type = guts_otype_parse(sp + 1, strlen(sp + 1));
             if (type == o->type && guts_id_cmp(&id, &o->id) != 0) o->base_id = id;
         }
-        if (rc) kill(p.pid, SIGTERM);
-        int wrc = proc_wait(&p, rc ? NULL : err);
-        if (!rc) rc = wrc;
+        kill(p.pid, SIGTERM); /* done with it, whatever it still has to say */
+        proc_wait(&p, NULL);
     }
     free(buf);
-    return rc;
 }
 
 /* Object i of the list is named path by rev-list: it becomes the last at
@@ -1397,7 +1379,7 @@ static int import_hints_start(const char *gitdir, proc *rl, char *err)
     return proc_start(rl, "git rev-list --objects --all", argv, PROC_NULL, 1, err);
 }
 
-static int import_hints(const char *gitdir, ilist *L, const uint32_t *perm, proc *rl, char *err)
+static int import_hints(ilist *L, const uint32_t *perm, proc *rl, char *err)
 {
     char line[GITIO_PATH_LINE_MAX];
     phints hints = {0};
@@ -1407,11 +1389,7 @@ static int import_hints(const char *gitdir, ilist *L, const uint32_t *perm, proc
     if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
     while (!rc) {
         int k = rd_line_cut(&r, line, sizeof line, 1);
-        if (k == 0) break;
-        if (k < 0) {
-            rc = errf(err, GUTS_EIO, "git rev-list --objects in %s: read failed", gitdir);
-            break;
-        }
+        if (k <= 0) break; /* the end, or a failed read: fewer hints */
         guts_id id;
         uint32_t i;
         if (strlen(line) <= GUTS_HEX_LEN || line[GUTS_HEX_LEN] != ' ' ||
@@ -1423,9 +1401,9 @@ static int import_hints(const char *gitdir, ilist *L, const uint32_t *perm, proc
     free(hints.key);
     free(hints.idx);
     free(r.buf);
-    if (rc) kill(rl->pid, SIGTERM);
-    int wrc = proc_wait(rl, rc ? NULL : err);
-    return rc ? rc : wrc;
+    kill(rl->pid, SIGTERM); /* done with it, whatever it still has to say */
+    proc_wait(rl, NULL);    /* a failed rev-list (a broken ref) only costs hints */
+    return rc;
 }
 
 /* The object half of an import or a push: list (everything, or what tips
@@ -1443,12 +1421,12 @@ static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, 
     int rc = ntips ? GUTS_OK : import_hints_start(gitdir, &names, err);
     if (!rc)
         rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL, err);
-    if (!rc && firsts.n) rc = prev_hints(gitdir, &L, &firsts, prev, nprev, err);
+    if (!rc && firsts.n) prev_hints(gitdir, &L, &firsts, prev, nprev);
     pfirst_free(&firsts);
     if (!rc && !(perm = list_index(&L))) rc = errf(err, GUTS_ENOMEM, "out of memory");
     if (names.pid > 0) {
         if (rc) kill(names.pid, SIGTERM);
-        int hrc = rc ? proc_wait(&names, NULL) : import_hints(gitdir, &L, perm, &names, err);
+        int hrc = rc ? proc_wait(&names, NULL) : import_hints(&L, perm, &names, err);
         if (!rc) rc = hrc;
     }
     if (!rc) rc = plan_import(r, &L, perm, &order, &nneed, err);
