@@ -331,18 +331,6 @@ static int rd_exact(rd *r, void *dst, size_t n)
     return GUTS_OK;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return GUTS_EIO;
-        p += k;
-        n -= (size_t)k;
-    }
-    return GUTS_OK;
-}
 
 /* ---- Import: the object list -------------------------------------------- */
 
@@ -509,7 +497,7 @@ static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
         guts_id_to_hex(i < ntips ? &tips[i] : &exclude[i - ntips], line + k);
         k += GUTS_HEX_LEN;
         line[k++] = '\n';
-        if (write_all(rl->in, line, k))
+        if (guts_write_all(rl->in, line, k))
             rc = errf(err, GUTS_EIO, "writing to git rev-list: %s", strerror(errno));
     }
     close(rl->in);
@@ -841,7 +829,7 @@ static void *feed_ids(void *arg)
         len += GUTS_HEX_LEN;
         buf[len++] = '\n';
         if (len + GUTS_HEX_LEN + 1 > CHUNK || i + 1 == f->n) {
-            f->rc = write_all(f->fd, buf, len);
+            f->rc = guts_write_all(f->fd, buf, len);
             len = 0;
         }
     }
@@ -1595,7 +1583,7 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
         return errf(err, GUTS_EIO, "SHA-1 failed");
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444), rc = GUTS_OK;
-    if (fd < 0 || write_all(fd, b, len) != GUTS_OK)
+    if (fd < 0 || guts_write_all(fd, b, len) != GUTS_OK)
         rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && !rc)
         rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
@@ -1749,7 +1737,7 @@ static int write_file(const char *path, const void *data, size_t len, char *err)
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.guts-tmp", path) >= sizeof tmp)
         return errf(err, GUTS_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = GUTS_OK;
-    if (fd < 0 || write_all(fd, data, len) != GUTS_OK) rc = GUTS_EIO;
+    if (fd < 0 || guts_write_all(fd, data, len) != GUTS_OK) rc = GUTS_EIO;
     if (fd >= 0 && close(fd) != 0) rc = GUTS_EIO;
     if (!rc && rename(tmp, path) != 0) rc = GUTS_EIO;
     if (rc) {

@@ -10,17 +10,17 @@
  * ways. Linear in the two sizes; no attempt at git's best delta, only a
  * short one.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <errno.h>
 
 #include "cli/guts_pack.h"
 
 /* ---- Writing ---------------------------------------------------------------- */
 
-static int write_all(int fd, const void *buf, size_t n)
+int guts_write_all(int fd, const void *buf, size_t n)
 {
     const uint8_t *p = buf;
     while (n) {
@@ -37,7 +37,7 @@ static int flush(guts_packw *w)
 {
     if (!w->len) return GUTS_OK;
     if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_ENOMEM;
-    int rc = write_all(w->fd, w->buf, w->len);
+    int rc = guts_write_all(w->fd, w->buf, w->len);
     w->total += w->len;
     w->len = 0;
     return rc;
@@ -148,7 +148,7 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
     int rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
-    rc = write_all(w->fd, sum, 20);
+    rc = guts_write_all(w->fd, sum, 20);
     if (!rc) w->total += 20;
     return rc;
 }

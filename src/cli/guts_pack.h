@@ -51,6 +51,10 @@ typedef struct guts_packw {
     int zinit;
 } guts_packw;
 
+/** Write all n bytes to fd, retrying short writes and EINTR (the git
+ * bridge's pipes and files use it too). GUTS_OK or GUTS_EIO (errno set). */
+int guts_write_all(int fd, const void *buf, size_t n);
+
 /** Start a pack of nobjects entries on fd, deflating at zlib level
  * (0-9); with_crc: keep each entry's CRC-32 in w->crc (a pack index wants
  * it; index-pack computes its own). Errors: GUTS_ENOMEM, GUTS_EIO (a write

@@ -28,21 +28,6 @@ int remote_errf(char *err, int code, const char *fmt, ...)
     return code;
 }
 
-int remote_write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* In the child: make fd the standard stream target, or /dev/null. */
 static void child_stream(int fd, int target, int flags)
 {

@@ -71,9 +71,6 @@ int remote_run(char *const argv[], char **out, size_t *len, int *status, char *e
  * holds ten million ref lines. */
 #define REMOTE_CAPTURE_MAX (1u << 30)
 
-/** write(2) all of buf. Returns 0 or -1 (errno set). */
-int remote_write_all(int fd, const void *buf, size_t n);
-
 /* ---- idset.c --------------------------------------------------------------- */
 
 /* Per-id state: the low 7 bits are the caller's flags; the set keeps one bit
