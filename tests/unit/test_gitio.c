@@ -333,6 +333,34 @@ static void check_bases_first(const ilist *L, const uint32_t *order, size_t n)
     free(pos);
 }
 
+/* A plan test's store: key in a fresh data dir (closed by plan_done). */
+static guts_repo *plan_repo(const char *key, guts_data **d)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_data_open(dir, d), 0);
+    ck_assert_int_eq(guts_repo_open(*d, key, GUTS_REPO_CREATE, &r), 0);
+    return r;
+}
+
+/* plan_import over L, which must succeed; the order, *n entries long. */
+static uint32_t *plan(guts_repo *r, ilist *L, size_t *n)
+{
+    char err[GUTS_GITIO_ERR_MAX];
+    uint32_t *order, *perm = list_index(L);
+    ck_assert_ptr_nonnull(perm);
+    ck_assert_int_eq(plan_import(r, L, perm, &order, n, err), GUTS_OK);
+    free(perm);
+    return order;
+}
+
+static void plan_done(guts_data *d, guts_repo *r, ilist *L, uint32_t *order)
+{
+    free(order);
+    free(L->o);
+    guts_repo_close(r);
+    guts_data_close(d);
+}
+
 START_TEST(test_plan_puts_every_delta_base_before_its_dependents)
 {
     /* Chains in both directions of the list order, a fan-out and an absent
@@ -340,24 +368,15 @@ START_TEST(test_plan_puts_every_delta_base_before_its_dependents)
      * list. */
     static const int base[] = {4, -1, 1, 5, 5, -1, -2, 0};
     guts_data *d;
-    guts_repo *r;
-    char err[GUTS_GITIO_ERR_MAX];
-    ck_assert_int_eq(guts_data_open(dir, &d), 0);
-    ck_assert_int_eq(guts_repo_open(d, "t/plan1", GUTS_REPO_CREATE, &r), 0);
+    guts_repo *r = plan_repo("t/plan1", &d);
     ilist L = make_list(base, 8);
-    uint32_t *order;
     size_t n;
-    uint32_t *perm = list_index(&L);
-    ck_assert_int_eq(plan_import(r, &L, perm, &order, &n, err), GUTS_OK);
-    free(perm);
+    uint32_t *order = plan(r, &L, &n);
     ck_assert_uint_eq(n, 8);
     ck_assert_uint_eq(L.o[0].base, 4);
     ck_assert_uint_eq(L.o[6].base, NONE);
     check_bases_first(&L, order, n);
-    free(order);
-    free(L.o);
-    guts_repo_close(r);
-    guts_data_close(d);
+    plan_done(d, r, &L, order);
 }
 END_TEST
 
@@ -365,10 +384,7 @@ START_TEST(test_plan_skips_stored_objects_and_starts_chains_at_them)
 {
     static const int base[] = {-1, 0, 1, 2};
     guts_data *d;
-    guts_repo *r;
-    char err[GUTS_GITIO_ERR_MAX];
-    ck_assert_int_eq(guts_data_open(dir, &d), 0);
-    ck_assert_int_eq(guts_repo_open(d, "t/plan2", GUTS_REPO_CREATE, &r), 0);
+    guts_repo *r = plan_repo("t/plan2", &d);
     ilist L = make_list(base, 4);
     /* Store objects 0 and 1 first: only 2 and 3 remain, 2 first. */
     for (int i = 0; i < 2; i++) {
@@ -378,18 +394,12 @@ START_TEST(test_plan_skips_stored_objects_and_starts_chains_at_them)
             .id = L.o[i].id, .type = GUTS_OBJ_BLOB, .data = content, .len = strlen(content)};
         ck_assert_int_eq(guts_repo_put(r, &o, 1, NULL, NULL), 0);
     }
-    uint32_t *order;
     size_t n;
-    uint32_t *perm = list_index(&L);
-    ck_assert_int_eq(plan_import(r, &L, perm, &order, &n, err), GUTS_OK);
-    free(perm);
+    uint32_t *order = plan(r, &L, &n);
     ck_assert_uint_eq(n, 2);
     ck_assert_uint_eq(order[0], 2);
     ck_assert_uint_eq(order[1], 3);
-    free(order);
-    free(L.o);
-    guts_repo_close(r);
-    guts_data_close(d);
+    plan_done(d, r, &L, order);
 }
 END_TEST
 
@@ -401,20 +411,14 @@ START_TEST(test_plan_takes_path_hints_that_cannot_close_a_cycle)
      * base already, so its hint is ignored. */
     static const int base[] = {-1, 0, -1, -1};
     guts_data *d;
-    guts_repo *r;
-    char err[GUTS_GITIO_ERR_MAX];
-    ck_assert_int_eq(guts_data_open(dir, &d), 0);
-    ck_assert_int_eq(guts_repo_open(d, "t/plan3", GUTS_REPO_CREATE, &r), 0);
+    guts_repo *r = plan_repo("t/plan3", &d);
     ilist L = make_list(base, 4);
     L.o[0].hint = 1;
     L.o[1].hint = 3;
     L.o[2].hint = 1;
     L.o[3].hint = 2;
-    uint32_t *order;
     size_t n;
-    uint32_t *perm = list_index(&L);
-    ck_assert_int_eq(plan_import(r, &L, perm, &order, &n, err), GUTS_OK);
-    free(perm);
+    uint32_t *order = plan(r, &L, &n);
     ck_assert_uint_eq(n, 4);
     ck_assert_uint_eq(L.o[0].base, NONE);
     ck_assert(guts_id_is_zero(&L.o[0].base_id));
@@ -424,10 +428,7 @@ START_TEST(test_plan_takes_path_hints_that_cannot_close_a_cycle)
     ck_assert_uint_eq(L.o[3].base, 2);
     check_bases_first(&L, order, n);
     ck_assert_uint_eq(order[0], 0);
-    free(order);
-    free(L.o);
-    guts_repo_close(r);
-    guts_data_close(d);
+    plan_done(d, r, &L, order);
 }
 END_TEST
 
