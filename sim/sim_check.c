@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/refmerge.h"
+#include "guts/gitobj.h"
 #include "sim.h"
 
 /* ---- Violation lines ------------------------------------------------------ */
@@ -238,15 +239,6 @@ static int w_ref_get(void *ctx, const char *key, const char *name, guts_ref *out
 
 /* ---- Closure walk ---------------------------------------------------------- */
 
-static int hexid(const uint8_t *p, size_t n, guts_id *out)
-{
-    char hex[GUTS_HEX_LEN + 1];
-    if (n < GUTS_HEX_LEN) return GUTS_EINVAL;
-    memcpy(hex, p, GUTS_HEX_LEN);
-    hex[GUTS_HEX_LEN] = 0;
-    return guts_id_from_hex(hex, out);
-}
-
 typedef struct stack {
     guts_id *ids;
     size_t n, cap;
@@ -278,28 +270,21 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
             if (ll == 0) break;
             const uint8_t *l = d + pos;
             if (type == GUTS_OBJ_COMMIT && ll > 5 && !memcmp(l, "tree ", 5) &&
-                !hexid(l + 5, ll - 5, &id))
+                !guts_id_from_hex((const char *)l + 5, ll - 5, &id))
                 rc = spush(s, &id);
             else if (type == GUTS_OBJ_COMMIT && ll > 7 && !memcmp(l, "parent ", 7) &&
-                     !hexid(l + 7, ll - 7, &id))
+                     !guts_id_from_hex((const char *)l + 7, ll - 7, &id))
                 rc = spush(s, &id);
             else if (type == GUTS_OBJ_TAG && ll > 7 && !memcmp(l, "object ", 7) &&
-                     !hexid(l + 7, ll - 7, &id))
+                     !guts_id_from_hex((const char *)l + 7, ll - 7, &id))
                 rc = spush(s, &id);
             pos += ll + 1;
         }
     } else if (type == GUTS_OBJ_TREE) {
         size_t pos = 0;
-        while (pos < len && !rc) {
-            const uint8_t *sp = memchr(d + pos, ' ', len - pos);
-            if (!sp) break;
-            int gitlink = sp - (d + pos) == 6 && !memcmp(d + pos, "160000", 6);
-            const uint8_t *nul = memchr(sp, 0, len - (size_t)(sp - d));
-            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len) break;
-            memcpy(id.b, nul + 1, GUTS_ID_LEN);
-            if (!gitlink) rc = spush(s, &id);
-            pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
-        }
+        guts_tree_entry e;
+        while (!rc && guts_tree_entry_next(d, len, &pos, &e) == 1)
+            if (e.type != GUTS_OBJ_COMMIT) rc = spush(s, &e.id);
     }
     return rc;
 }

@@ -839,7 +839,7 @@ static int node_store(sim *s, uint32_t i)
     if (s->cfg.lmdb) {
         char path[320];
         snprintf(path, sizeof(path), "%s/n%u", s->tmpdir, i);
-        if ((rc = guts_data_open(path, &nd->data))) return rc;
+        if ((rc = guts_data_open(path, GUTS_DATA_CREATE, &nd->data))) return rc;
         /* small maps: many envs in one process, and growth gets exercised */
         guts_data_set_initial_mapsize(nd->data, 1u << 20);
         if ((rc = guts_core_lmdbstore_new(nd->data, &nd->lst))) return rc;

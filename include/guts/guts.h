@@ -43,8 +43,10 @@ typedef struct guts_node_id {
     uint8_t b[GUTS_NODE_ID_LEN];
 } guts_node_id;
 
-/** Parse 40 lowercase or uppercase hex digits. GUTS_EINVAL otherwise. */
-int guts_id_from_hex(const char *hex, guts_id *out);
+/** Parse an id from hex[0..len): exactly 40 lowercase or uppercase hex
+ * digits, nothing before or after. The one hex-id parser of every module:
+ * GUTS_EINVAL for any other length or a non-hex byte. */
+int guts_id_from_hex(const char *hex, size_t len, guts_id *out);
 /** Write 40 lowercase hex digits and a NUL into out. */
 void guts_id_to_hex(const guts_id *id, char out[GUTS_HEX_LEN + 1]);
 /** 1 when every byte is zero (git's "no object": deletion). */

@@ -34,11 +34,28 @@ const char *guts_store_errmsg(void);
 
 typedef struct guts_data guts_data;
 
-/** Open (creating if needed) the data dir at path: DATA/node/ with a random
- * 16-byte node id made once, and DATA/repos/.
+/* guts_data_open flags. */
+#define GUTS_DATA_CREATE 1u /* make the data dir (and missing parents) if absent */
+
+/** Open the data dir at path: DATA/node/ with a random 16-byte node id made
+ * once, and DATA/repos/. With GUTS_DATA_CREATE whatever is missing is made
+ * (mode 0700); without it nothing is created, so read-only tools never turn
+ * a mistyped path into a new data dir.
  * @param[out] out handle; close with guts_data_close().
- * Errors: GUTS_EIO (cannot create or open), GUTS_ESTORE, GUTS_ENOMEM. */
-int guts_data_open(const char *path, guts_data **out);
+ * Errors (guts_store_errmsg() has the cause, errno text included, worded to
+ * follow the data dir's path): GUTS_ENOTFOUND (path does not exist, without
+ * GUTS_DATA_CREATE), GUTS_EINVAL (path exists but has no node/ or repos/),
+ * GUTS_EIO (cannot create, stat or open: permission denied, not a
+ * directory, ...), GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_data_open(const char *path, unsigned flags, guts_data **out);
+/** Take the data dir's daemon lock: an exclusive flock on
+ * DATA/node/daemon.lock, holding this process's pid, kept until
+ * guts_data_close() (or the process's exit, however it ends). One guts-node
+ * per data dir: a second one would announce the same node id.
+ * @param[out] holder with GUTS_EAGAIN, the pid of the process holding it
+ *   (0 if it could not be read)
+ * Errors: GUTS_EAGAIN (held by another process), GUTS_EIO, GUTS_ENOMEM. */
+int guts_data_lock(guts_data *d, long *holder);
 /** Close the data dir handle. Repository handles still open from it stay
  * valid until they are closed. */
 void guts_data_close(guts_data *d);

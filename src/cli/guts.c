@@ -28,6 +28,7 @@
 
 #include "cli/guts_gitio.h"
 #include "cli/guts_json.h"
+#include "guts/gitobj.h"
 #include "guts/seal.h"
 #include "guts/store.h"
 
@@ -223,22 +224,6 @@ static int check_key(const char *cmd, const char *key)
 
 /* ---- Data dir ----------------------------------------------------------- */
 
-/* mkdir -p: the default data dir's parents may not exist yet. */
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf) return -1;
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* The data dir's path, without touching it: --data, $GUTS_DATA, ~/.local/share/guts. */
 static int data_path(const char *cmd, const char *opt, const char **out)
 {
@@ -256,16 +241,34 @@ static int data_path(const char *cmd, const char *opt, const char **out)
     return 0;
 }
 
-static int open_data(const char *cmd, const char *opt, guts_data **out)
+/* What went wrong in the store, with its cause: the store's own message
+ * (errno text included) when the code is one that carries one, else the
+ * code's name. */
+static const char *store_why(int rc)
+{
+    const char *msg = guts_store_errmsg();
+    int has_cause = rc == GUTS_EIO || rc == GUTS_ESTORE || rc == GUTS_ECORRUPT ||
+                    rc == GUTS_EFULL || rc == GUTS_EVERSION;
+    return has_cause && msg[0] ? msg : guts_strerror(rc);
+}
+
+/* Open the data dir; only a command that writes (import) creates it, so a
+ * mistyped --data is an error, not a new empty data dir. */
+static int open_data(const char *cmd, const char *opt, unsigned flags, guts_data **out)
 {
     const char *path;
     int rc;
     if ((rc = data_path(cmd, opt, &path))) return rc;
-    if (mkdirs(path) != 0)
-        return die(EXIT_OP, cmd, "cannot create data directory \"%s\": %s", path, strerror(errno));
-    rc = guts_data_open(path, out);
+    rc = guts_data_open(path, flags, out);
+    if (rc == GUTS_ENOTFOUND)
+        return die(EXIT_OP, cmd,
+                   "data directory \"%s\" does not exist (guts import or guts-node creates it; "
+                   "--data DIR or $GUTS_DATA names another)",
+                   path);
+    /* the first store call of the process: its message is this failure's */
     if (rc)
-        return die(EXIT_OP, cmd, "cannot open data directory \"%s\": %s", path, guts_strerror(rc));
+        return die(EXIT_OP, cmd, "cannot open data directory \"%s\": %s", path,
+                   guts_store_errmsg()[0] ? guts_store_errmsg() : guts_strerror(rc));
     return 0;
 }
 
@@ -275,7 +278,7 @@ static int open_repo(const char *cmd, guts_data *d, const char *key, unsigned fl
     int rc = guts_repo_open(d, key, flags, out);
     if (rc == GUTS_ENOTFOUND)
         return die(EXIT_OP, cmd, "no repository \"%s\" in \"%s\"", key, guts_data_path(d));
-    if (rc) return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, guts_strerror(rc));
+    if (rc) return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, store_why(rc));
     return 0;
 }
 
@@ -293,7 +296,7 @@ static int cmd_import(const char *data_opt, int argc, char **argv)
     if ((rc = check_operands(cmd, argc, argv, 2, "OWNER/NAME GITDIR"))) return rc;
     if ((rc = check_key(cmd, argv[1]))) return rc;
     if (guts_gitio_check_repo(argv[2], err) != GUTS_OK) return die(EXIT_OP, cmd, "%s", err);
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, GUTS_DATA_CREATE, &d))) return rc;
     /* Remember whether this import creates the repository: a failed first
      * import that stored nothing then leaves nothing behind. */
     int created = guts_repo_open(d, argv[1], 0, &r) == GUTS_ENOTFOUND;
@@ -345,7 +348,7 @@ static int cmd_export(const char *data_opt, int argc, char **argv)
     }
     if ((rc = check_operands(cmd, argc, argv, 2, "OWNER/NAME OUTDIR"))) return rc;
     if ((rc = check_key(cmd, argv[1]))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     if ((rc = open_repo(cmd, d, argv[1], 0, &r))) goto out;
     double t0 = now_s();
     int e = guts_gitio_export(r, argv[2], level, isatty(2), &st, err);
@@ -803,7 +806,7 @@ static int status_repo(const char *key, void *arg)
     }
     if (rc) {
         /* Keep listing the others; report this one. */
-        c->rc = die(EXIT_OP, "status", "repository \"%s\": %s", key, guts_strerror(rc));
+        c->rc = die(EXIT_OP, "status", "repository \"%s\": %s", key, store_why(rc));
         return 0;
     }
     fp_hex(info.fp, fp);
@@ -854,7 +857,7 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
     char node[2 * GUTS_NODE_ID_LEN + 1];
     int rc;
     if ((rc = parse_json_only(cmd, argc, argv, &c.json))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     node_read(guts_data_path(d), &nr);
     c.d = d;
     c.nr = &nr;
@@ -868,7 +871,7 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
     if (c.json) printf("%s]", c.n ? "\n" : "");
     node_print(&nr, guts_data_path(d), c.json);
     if (c.json) printf("\n}\n");
-    if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", guts_strerror(rc));
+    if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", store_why(rc));
     if (nr.state == NODE_BAD) c.rc = die(EXIT_OP, cmd, "\"%s\": %s", nr.path, nr.why);
     node_run_free(&nr);
     guts_data_close(d);
@@ -878,11 +881,13 @@ static int cmd_status(const char *data_opt, int argc, char **argv)
 static int cmd_peers(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "peers";
-    const char *data;
+    guts_data *d = NULL;
     node_run nr;
     int json = 0, rc;
     if ((rc = parse_json_only(cmd, argc, argv, &json))) return rc;
-    if ((rc = data_path(cmd, data_opt, &data))) return rc;
+    /* opened only to tell a mistyped data dir from one without a node */
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
+    const char *data = guts_data_path(d);
     node_read(data, &nr);
     if (nr.state == NODE_BAD) {
         rc = die(EXIT_OP, cmd, "\"%s\": %s", nr.path, nr.why);
@@ -902,6 +907,7 @@ static int cmd_peers(const char *data_opt, int argc, char **argv)
         printf("no node running on %s\n", data);
     }
     node_run_free(&nr);
+    guts_data_close(d);
     return rc;
 }
 
@@ -918,7 +924,7 @@ static int ls_repo(const char *key, void *arg)
         guts_repo_close(r);
     }
     if (rc) {
-        c->rc = die(EXIT_OP, "ls", "repository \"%s\": %s", key, guts_strerror(rc));
+        c->rc = die(EXIT_OP, "ls", "repository \"%s\": %s", key, store_why(rc));
         return 0;
     }
     if (c->json)
@@ -937,7 +943,7 @@ static int cmd_ls(const char *data_opt, int argc, char **argv)
     status_ctx c = {0};
     int rc;
     if ((rc = parse_json_only(cmd, argc, argv, &c.json))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     c.d = d;
     if (c.json)
         fputs("[", stdout);
@@ -945,7 +951,7 @@ static int cmd_ls(const char *data_opt, int argc, char **argv)
         printf("%-30s %10s %8s\n", "REPOSITORY", "OBJECTS", "REFS");
     rc = guts_data_repos(d, ls_repo, &c);
     if (c.json) printf("%s]\n", c.n ? "\n" : "");
-    if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", guts_strerror(rc));
+    if (rc) c.rc = die(EXIT_OP, cmd, "listing repositories: %s", store_why(rc));
     guts_data_close(d);
     return c.rc;
 }
@@ -1021,12 +1027,12 @@ static int cmd_refs(const char *data_opt, int argc, char **argv)
     }
     if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts refs --help)");
     if ((rc = check_key(cmd, key))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     if ((rc = open_repo(cmd, d, key, 0, &r))) goto out;
     if (c.json) fputs("[", stdout);
     int e = guts_repo_refs(r, all, refs_one, &c);
     if (c.json) printf("%s]\n", c.n ? "\n" : "");
-    if (e) rc = die(EXIT_OP, cmd, "%s: reading refs: %s", key, guts_strerror(e));
+    if (e) rc = die(EXIT_OP, cmd, "%s: reading refs: %s", key, store_why(e));
 out:
     if (r) guts_repo_close(r);
     guts_data_close(d);
@@ -1052,7 +1058,7 @@ static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char *
     char name[GUTS_REFNAME_MAX + 32];
     int found = 0;
     *why = "no such ref or commit";
-    if (strlen(ref) == GUTS_HEX_LEN && guts_id_from_hex(ref, out) == GUTS_OK) {
+    if (guts_id_from_hex(ref, strlen(ref), out) == GUTS_OK) {
         found = 1;
     } else {
         static const char *const prefixes[] = {"", "refs/heads/", "refs/tags/", "refs/remotes/"};
@@ -1091,13 +1097,9 @@ static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char *
             free(data);
             return GUTS_OK;
         }
-        int ok = type == GUTS_OBJ_TAG && len > 7 + GUTS_HEX_LEN && memcmp(data, "object ", 7) == 0;
-        char hex[GUTS_HEX_LEN + 1];
-        if (ok) {
-            memcpy(hex, (char *)data + 7, GUTS_HEX_LEN);
-            hex[GUTS_HEX_LEN] = 0;
-            ok = guts_id_from_hex(hex, out) == GUTS_OK;
-        }
+        const char *nl = type == GUTS_OBJ_TAG ? memchr(data, '\n', len) : NULL;
+        int ok = nl && nl - (char *)data > 7 && memcmp(data, "object ", 7) == 0 &&
+                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, out) == GUTS_OK;
         free(data);
         if (!ok) {
             *why = "it names no commit";
@@ -1315,11 +1317,8 @@ static int log_push_parents(log_walk *w, const char *data, size_t len)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
         if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
-            char ph[GUTS_HEX_LEN + 1];
             guts_id pid;
-            memcpy(ph, p + 7, GUTS_HEX_LEN);
-            ph[GUTS_HEX_LEN] = 0;
-            if (guts_id_from_hex(ph, &pid) == GUTS_OK) {
+            if (guts_id_from_hex(p + 7, GUTS_HEX_LEN, &pid) == GUTS_OK) {
                 int e = log_push(w, &pid);
                 if (e) return e;
             }
@@ -1360,7 +1359,7 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
     if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME [REF] (see guts log --help)");
     if ((rc = check_key(cmd, key))) return rc;
     if (!ref) ref = "HEAD";
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     if ((rc = open_repo(cmd, d, key, 0, &r))) goto out;
     guts_id id;
     const char *why;
@@ -1381,7 +1380,7 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
         free(data);
     }
     if (e)
-        rc = die(EXIT_OP, cmd, "%s: reading commits: %s", key, guts_strerror(e));
+        rc = die(EXIT_OP, cmd, "%s: reading commits: %s", key, store_why(e));
     else if (w.missing)
         rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " parent commit%s not stored (see guts fsck %s)", key,
                  w.missing, w.missing == 1 ? " is" : "s are", key);
@@ -1418,12 +1417,12 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
     }
     if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts rm --help)");
     if ((rc = check_key(cmd, key))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     if ((rc = open_repo(cmd, d, key, 0, &r))) goto out_data;
     int e = guts_repo_info_get(r, &info);
     guts_repo_close(r);
     if (e) {
-        rc = die(EXIT_OP, cmd, "%s: %s", key, guts_strerror(e));
+        rc = die(EXIT_OP, cmd, "%s: %s", key, store_why(e));
         goto out_data;
     }
     node_read(guts_data_path(d), &nr);
@@ -1534,11 +1533,8 @@ static void fsck_headers(fsck *f, const char *from, const char *data, size_t len
         if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) word = "parent";
         if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "object ", 7) == 0) word = "object";
         if (word) {
-            char hex[GUTS_HEX_LEN + 1];
             guts_id id;
-            memcpy(hex, p + ll - GUTS_HEX_LEN, GUTS_HEX_LEN);
-            hex[GUTS_HEX_LEN] = 0;
-            if (guts_id_from_hex(hex, &id) != GUTS_OK)
+            if (guts_id_from_hex(p + ll - GUTS_HEX_LEN, GUTS_HEX_LEN, &id) != GUTS_OK)
                 fault(f, "%s has a malformed %s line", from, word);
             else
                 fsck_link(f, from, word, &id);
@@ -1548,24 +1544,16 @@ static void fsck_headers(fsck *f, const char *from, const char *data, size_t len
     }
 }
 
-/* Tree entries: "<octal mode> <name>\0<20-byte id>"; gitlinks (mode 160000)
- * name commits of other repositories and are not followed. */
+/* Tree entries (guts_tree_entry_next); gitlinks name commits of other
+ * repositories and are not followed. */
 static void fsck_tree(fsck *f, const char *from, const uint8_t *data, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        const uint8_t *sp = memchr(data + i, ' ', len - i);
-        const uint8_t *nul = sp ? memchr(sp, 0, len - (size_t)(sp - data)) : NULL;
-        if (!sp || !nul || (size_t)(nul - data) + 1 + GUTS_ID_LEN > len) {
-            fault(f, "%s is a malformed tree (at byte %zu)", from, i);
-            return;
-        }
-        guts_id id;
-        memcpy(id.b, nul + 1, GUTS_ID_LEN);
-        int gitlink = (size_t)(sp - (data + i)) == 6 && memcmp(data + i, "160000", 6) == 0;
-        if (!gitlink) fsck_link(f, from, "entry", &id);
-        i = (size_t)(nul - data) + 1 + GUTS_ID_LEN;
-    }
+    size_t pos = 0;
+    guts_tree_entry e;
+    int rc;
+    while ((rc = guts_tree_entry_next(data, len, &pos, &e)) == 1)
+        if (e.type != GUTS_OBJ_COMMIT) fsck_link(f, from, "entry", &e.id);
+    if (rc) fault(f, "%s is a malformed tree (at byte %zu)", from, pos);
 }
 
 static int collect_sorted(const guts_id *id, void *ctx)
@@ -1683,7 +1671,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     if (wants_help(argc, argv)) return fputs(usage_fsck, stdout), 0;
     if ((rc = check_operands(cmd, argc, argv, 1, "OWNER/NAME"))) return rc;
     if ((rc = check_key(cmd, argv[1]))) return rc;
-    if ((rc = open_data(cmd, data_opt, &d))) return rc;
+    if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
     if ((rc = open_repo(cmd, d, argv[1], 0, &r))) goto out;
     f.key = argv[1];
     f.r = r;
@@ -1691,7 +1679,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     int pinned = fsck_snapshot(r, &f, &fr, &info, &e);
     if (!e) e = guts_gitio_read_order(r, &order, &norder);
     if (e) {
-        rc = die(EXIT_OP, cmd, "%s: reading the store: %s", argv[1], guts_strerror(e));
+        rc = die(EXIT_OP, cmd, "%s: reading the store: %s", argv[1], store_why(e));
         goto out;
     }
     if (!pinned)

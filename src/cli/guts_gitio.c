@@ -351,15 +351,6 @@ typedef struct ilist {
     size_t n, cap;
 } ilist;
 
-static int hex_id(const char *s, size_t len, guts_id *out)
-{
-    char tmp[GUTS_HEX_LEN + 1];
-    if (len != GUTS_HEX_LEN) return GUTS_EINVAL;
-    memcpy(tmp, s, GUTS_HEX_LEN);
-    tmp[GUTS_HEX_LEN] = 0;
-    return guts_id_from_hex(tmp, out);
-}
-
 /* Parse "<id> <type> <size> <deltabase>" from cat-file --batch-check; with
  * path (a listing with names), " <path>" follows, the path possibly empty
  * or holding spaces, and *path points at it. */
@@ -378,7 +369,7 @@ static int parse_check_line(char *line, iobj *o, char **path)
     if (nf != want || strchr(f[3], ' ')) return GUTS_EINVAL;
     if (path) *path = f[4];
     memset(o, 0, sizeof *o);
-    if (hex_id(f[0], strlen(f[0]), &o->id) || hex_id(f[3], strlen(f[3]), &o->base_id))
+    if (guts_id_from_hex(f[0], strlen(f[0]), &o->id) || guts_id_from_hex(f[3], strlen(f[3]), &o->base_id))
         return GUTS_EINVAL;
     o->type = (uint8_t)guts_otype_parse(f[1], strlen(f[1]));
     if (o->type == GUTS_OBJ_NONE) return GUTS_EINVAL;
@@ -607,7 +598,7 @@ static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts
             /* "<id> <type>", or "<query> missing" (or "ambiguous"). */
             guts_id id;
             char *sp = strchr(line, ' ');
-            if (!sp || sp - line != GUTS_HEX_LEN || hex_id(line, GUTS_HEX_LEN, &id)) continue;
+            if (!sp || sp - line != GUTS_HEX_LEN || guts_id_from_hex(line, GUTS_HEX_LEN, &id)) continue;
             int type = guts_otype_parse(sp + 1, strlen(sp + 1));
             if (type == o->type && guts_id_cmp(&id, &o->id) != 0) o->base_id = id;
         }
@@ -959,7 +950,7 @@ static int check_header(char *line, const iobj *o)
     guts_id id;
     char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL, *end;
     if (!sp1 || !sp2) return GUTS_EINVAL;
-    if (hex_id(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id)) return GUTS_EINVAL;
+    if (guts_id_from_hex(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id)) return GUTS_EINVAL;
     if (guts_otype_parse(sp1 + 1, (size_t)(sp2 - sp1 - 1)) != o->type) return GUTS_EINVAL;
     errno = 0;
     if (sp2[1] < '0' || sp2[1] > '9') return GUTS_EINVAL;
@@ -1211,7 +1202,7 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
     for (line = strtok_r(buf, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
         guts_id id;
         char *sp = strchr(line, ' ');
-        if (!sp || hex_id(line, (size_t)(sp - line), &id)) {
+        if (!sp || guts_id_from_hex(line, (size_t)(sp - line), &id)) {
             rc =
                 errf(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
             break;
@@ -1249,7 +1240,7 @@ static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
     int rc = run_capture("git rev-parse", rev, &buf, &len, err);
     if (rc) return errf(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
     buf[strcspn(buf, "\n")] = 0;
-    rc = hex_id(buf, strlen(buf), id);
+    rc = guts_id_from_hex(buf, strlen(buf), id);
     free(buf);
     if (rc) return errf(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
     return GUTS_OK;
@@ -1381,7 +1372,7 @@ static int import_hints(ilist *L, const uint32_t *perm, proc *rl, char *err)
         guts_id id;
         uint32_t i;
         if (strlen(line) <= GUTS_HEX_LEN || line[GUTS_HEX_LEN] != ' ' ||
-            hex_id(line, GUTS_HEX_LEN, &id) || (i = list_find(L, perm, &id)) == NONE)
+            guts_id_from_hex(line, GUTS_HEX_LEN, &id) || (i = list_find(L, perm, &id)) == NONE)
             continue; /* a commit (no name), or not listed: no hint */
         if (hint_at_path(&hints, L, i, line + GUTS_HEX_LEN + 1, &prev))
             rc = errf(err, GUTS_ENOMEM, "out of memory reading names");

@@ -12,7 +12,9 @@
  * cache), seeded with the targets of the refs already stored: an applied
  * ref's closure is complete by this very rule, and objects are never
  * removed. A fast-forward then walks only the new commits. Blobs are never
- * read: a tree entry's mode says it is a blob, and presence is enough.
+ * read: a tree entry's mode says it is a blob, and presence is enough (the
+ * mode is read as git reads it, an octal number, by guts_tree_entry_next:
+ * "040000" is a subtree as much as "40000" is).
  *
  * The merge itself is h4's CRDT rule (refmerge.h): the winner is written,
  * and a divergent loser is written as a conflict record, itself merged with
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+#include "guts/gitobj.h"
 
 /* ---- idset: open addressing on the id's first bytes ---------------------- */
 
@@ -213,16 +216,6 @@ void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
 
 /* ---- Object parsing ------------------------------------------------------ */
 
-static int hex_id(const uint8_t *p, size_t n, guts_id *out)
-{
-    char hex[GUTS_HEX_LEN + 1];
-    if (n < GUTS_HEX_LEN)
-        return GUTS_EINVAL;
-    memcpy(hex, p, GUTS_HEX_LEN);
-    hex[GUTS_HEX_LEN] = 0;
-    return guts_id_from_hex(hex, out);
-}
-
 /* A walk item: an id and whether a tree entry told us it is a blob. */
 typedef struct witem {
     guts_id id;
@@ -266,33 +259,22 @@ static void children_of(walk *w, int type, const uint8_t *d, size_t len, int par
                 break; /* end of headers */
             const uint8_t *l = d + pos;
             if (type == GUTS_OBJ_COMMIT && !parents_only && ll >= 5 && memcmp(l, "tree ", 5) == 0 &&
-                hex_id(l + 5, ll - 5, &id) == GUTS_OK)
+                guts_id_from_hex((const char *)l + 5, ll - 5, &id) == GUTS_OK)
                 wpush(w, &id, 0);
             else if (type == GUTS_OBJ_COMMIT && ll >= 7 && memcmp(l, "parent ", 7) == 0 &&
-                     hex_id(l + 7, ll - 7, &id) == GUTS_OK)
+                     guts_id_from_hex((const char *)l + 7, ll - 7, &id) == GUTS_OK)
                 wpush(w, &id, 0);
             else if (type == GUTS_OBJ_TAG && ll >= 7 && memcmp(l, "object ", 7) == 0 &&
-                     hex_id(l + 7, ll - 7, &id) == GUTS_OK)
+                     guts_id_from_hex((const char *)l + 7, ll - 7, &id) == GUTS_OK)
                 wpush(w, &id, 0);
             pos += ll + 1;
         }
     } else if (type == GUTS_OBJ_TREE) {
         size_t pos = 0;
-        while (pos < len) {
-            const uint8_t *sp = memchr(d + pos, ' ', len - pos);
-            if (!sp)
-                return;
-            size_t mlen = (size_t)(sp - (d + pos));
-            int gitlink = mlen == 6 && memcmp(d + pos, "160000", 6) == 0;
-            int tree = mlen == 5 && memcmp(d + pos, "40000", 5) == 0;
-            const uint8_t *nul = memchr(sp, 0, len - (size_t)(sp - d));
-            if (!nul || (size_t)(nul - d) + 1 + GUTS_ID_LEN > len)
-                return;
-            memcpy(id.b, nul + 1, GUTS_ID_LEN);
-            if (!gitlink)
-                wpush(w, &id, !tree);
-            pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
-        }
+        guts_tree_entry e;
+        while (guts_tree_entry_next(d, len, &pos, &e) == 1)
+            if (e.type != GUTS_OBJ_COMMIT) /* a gitlink is another repository's */
+                wpush(w, &e.id, e.type == GUTS_OBJ_BLOB);
     }
 }
 

@@ -729,10 +729,27 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->start_ms = now_ms();
     char as[32], as2[32];
 
-    int rc = guts_data_open(opts->data, &n->data);
+    int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);
     if (rc != 0) {
-        guts_net_logf(&n->log, GUTS_LOG_ERROR, "data dir %s: %s %s", opts->data, guts_strerror(rc),
-                      guts_store_errmsg());
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open data directory \"%s\": %s",
+                      opts->data, guts_store_errmsg());
+        return rc;
+    }
+    /* One node per data dir: a second would announce the same node id (peers
+     * would see restarts and leaves) and remove the first's status.json on
+     * its way out. The lock comes before anything is written. */
+    long holder;
+    rc = guts_data_lock(n->data, &holder);
+    if (rc == GUTS_EAGAIN) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR,
+                      "data directory \"%s\" is in use by another guts-node (pid %ld): "
+                      "one node per data directory",
+                      opts->data, holder);
+        return rc;
+    }
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot lock data directory \"%s\": %s",
+                      opts->data, guts_store_errmsg());
         return rc;
     }
     /* The store's cache of decoded delta bases, per repository: a pull
@@ -747,7 +764,10 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     }
     snprintf(n->status_path, sizeof n->status_path, "%s/node/status.json", opts->data);
     rc = guts_core_lmdbstore_new(n->data, &n->lstore);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "store: %s", guts_strerror(rc));
+        return rc;
+    }
     guts_core_lmdbstore_iface(n->lstore, &n->store);
 
     rc = open_sockets(n);

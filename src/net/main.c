@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     }
     rc = guts_net_node_open(node, loop, &opts, seal); /* owns seal now */
     if (rc != 0) {
-        fprintf(stderr, "guts-node: cannot start: %s\n", guts_strerror(rc));
+        /* guts_net_node_open logged why, in one line: nothing to add */
         guts_net_node_close(node);
         free(node);
         ev_loop_destroy(loop);

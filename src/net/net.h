@@ -406,10 +406,13 @@ typedef struct guts_net_node {
     guts_net_rate conn_rate;  /* accepted connections per source */
 } guts_net_node;
 
-/** Open the data dir, the sockets and the core, and start the watchers.
+/** Open the data dir (created if absent) and take its lock, open the
+ * sockets and the core, and start the watchers. Every failure is logged,
+ * one line with its cause, before it is returned.
  * seal: the cluster key's context (the node owns it from here on, even on
  * failure; guts_net_node_close frees it), or NULL to run open.
- * Errors: GUTS_EIO (sockets, data dir), GUTS_ESTORE, GUTS_ENOMEM. */
+ * Errors: GUTS_EAGAIN (another guts-node holds the data dir), GUTS_EIO
+ * (sockets, data dir), GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts,
                        guts_seal *seal);
 /** Run until SIGINT/SIGTERM; returns the exit code (0 after a clean leave). */

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "cli/guts_pack.h"
+#include "guts/gitobj.h"
 #include "remote/remote.h"
 
 /* Commit states (the "commits" set). */
@@ -110,15 +111,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
          ? remote_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                         \
          : ((w)->arr[(w)->n++] = (val), GUTS_OK))
 
-static int hex_id(const char *p, const char *end, guts_id *out)
-{
-    char hex[GUTS_HEX_LEN + 1];
-    if (end - p < GUTS_HEX_LEN) return GUTS_EINVAL;
-    memcpy(hex, p, GUTS_HEX_LEN);
-    hex[GUTS_HEX_LEN] = 0;
-    return guts_id_from_hex(hex, out);
-}
-
 static int corrupt(walk *w, const guts_id *id, const char *what)
 {
     char hex[GUTS_HEX_LEN + 1];
@@ -153,12 +145,12 @@ static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, c
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) nl = end;
         if (!have_tree) {
-            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 || hex_id(p + 5, nl, &ci->tree))
+            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 || guts_id_from_hex(p + 5, (size_t)(nl - p) - 5, &ci->tree))
                 return corrupt(w, id, "commit without a tree line");
             have_tree = 1;
         } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {
             guts_id par;
-            if (hex_id(p + 7, nl, &par)) return corrupt(w, id, "bad parent line");
+            if (guts_id_from_hex(p + 7, (size_t)(nl - p) - 7, &par)) return corrupt(w, id, "bad parent line");
             if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
             int rc = PUSH(w, parents, npar, cappar, par);
             if (rc) return rc;
@@ -302,23 +294,14 @@ static int walk_commits(walk *w)
 static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
                         int (*cb)(walk *w, const guts_id *id, int is_tree))
 {
-    const char *end = p + len;
-    while (p < end) {
-        unsigned mode = 0;
-        const char *q = p;
-        while (q < end && *q >= '0' && *q <= '7')
-            mode = mode * 8 + (unsigned)(*q++ - '0');
-        if (q == p || q >= end || *q != ' ' || q - p > 6) return corrupt(w, tid, "bad tree entry");
-        const char *nul = memchr(q, 0, (size_t)(end - q));
-        if (!nul || end - nul - 1 < GUTS_ID_LEN) return corrupt(w, tid, "truncated tree entry");
-        guts_id id;
-        memcpy(id.b, nul + 1, GUTS_ID_LEN);
-        p = nul + 1 + GUTS_ID_LEN;
-        if (mode == 0160000) continue;
-        int rc = cb(w, &id, mode == 040000);
-        if (rc) return rc;
+    size_t pos = 0;
+    guts_tree_entry e;
+    int rc;
+    while ((rc = guts_tree_entry_next((const uint8_t *)p, len, &pos, &e)) == 1) {
+        if (e.type == GUTS_OBJ_COMMIT) continue;
+        if ((rc = cb(w, &e.id, e.type == GUTS_OBJ_TREE))) return rc;
     }
-    return GUTS_OK;
+    return rc ? corrupt(w, tid, "malformed tree entry") : GUTS_OK;
 }
 
 /* Mark: the local repository has this tree and everything below it. */
@@ -403,8 +386,9 @@ static int peel(walk *w, const guts_id *id, int *type, guts_id *target,
         rc = get_obj(w, &cur, &t, &data, &len);
         if (rc) return rc;
         guts_id next;
-        int ok = len >= 7 && memcmp(data, "object ", 7) == 0 &&
-                 hex_id((char *)data + 7, (char *)data + len, &next) == 0;
+        const char *nl = memchr(data, '\n', len);
+        int ok = nl && nl - (char *)data >= 7 && memcmp(data, "object ", 7) == 0 &&
+                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, &next) == 0;
         free(data);
         if (!ok) return corrupt(w, &cur, "tag without an object line");
         cur = next;

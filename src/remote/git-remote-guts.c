@@ -11,13 +11,11 @@
  * stdout carries only protocol lines; everything for the user goes to
  * stderr, one line per failure, prefixed "guts: ".
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "remote/remote.h"
@@ -54,19 +52,6 @@ static void say(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* guts://OWNER/NAME (or OWNER/NAME, as git passes guts::OWNER/NAME) to a key. */
 static int parse_url(const char *url, char *key)
 {
@@ -80,7 +65,10 @@ static int parse_url(const char *url, char *key)
     return guts_repo_key_check(key);
 }
 
-static int open_data(helper *h)
+/* The data dir: $GUTS_DATA, else ~/.local/share/guts. Only a push creates
+ * it (flags GUTS_DATA_CREATE); a fetch or clone from a data dir that does
+ * not exist says so and leaves nothing behind. */
+static int open_data(helper *h, unsigned flags)
 {
     if (h->data) return 0;
     const char *env = getenv("GUTS_DATA"), *home = getenv("HOME");
@@ -92,27 +80,31 @@ static int open_data(helper *h)
         say("no data directory: set GUTS_DATA");
         return -1;
     }
-    if (mkdirs(h->datadir) != 0) {
-        say("cannot create data directory \"%s\": %s", h->datadir, strerror(errno));
+    int rc = guts_data_open(h->datadir, flags, &h->data);
+    if (rc == GUTS_ENOTFOUND) {
+        say("data directory \"%s\" does not exist (set GUTS_DATA to the data directory of "
+            "guts import and guts-node)",
+            h->datadir);
         return -1;
     }
-    int rc = guts_data_open(h->datadir, &h->data);
     if (rc) {
-        say("cannot open data directory \"%s\": %s", h->datadir, guts_strerror(rc));
+        say("cannot open data directory \"%s\": %s", h->datadir,
+            guts_store_errmsg()[0] ? guts_store_errmsg() : guts_strerror(rc));
         return -1;
     }
     return 0;
 }
 
 /* Open the repository; *r NULL (and 0) when it does not exist. */
-static int open_repo(helper *h, guts_repo **r)
+static int open_repo(helper *h, unsigned flags, guts_repo **r)
 {
     *r = NULL;
-    if (open_data(h)) return -1;
+    if (open_data(h, flags)) return -1;
     int rc = guts_repo_open(h->data, h->key, 0, r);
     if (rc == GUTS_ENOTFOUND) return 0;
     if (rc) {
-        say("cannot open %s: %s", h->key, guts_strerror(rc));
+        say("cannot open %s: %s", h->key,
+            rc == GUTS_EIO || rc == GUTS_ESTORE ? guts_store_errmsg() : guts_strerror(rc));
         return -1;
     }
     return 0;
@@ -142,7 +134,7 @@ static int print_ref(const guts_ref *ref, void *ctx)
 static int cmd_list(helper *h, int for_push)
 {
     guts_repo *r;
-    if (open_repo(h, &r)) return -1;
+    if (open_repo(h, for_push ? GUTS_DATA_CREATE : 0, &r)) return -1;
     if (!r) {
         if (!for_push) {
             say("no repository %s in %s", h->key, h->datadir);
@@ -224,7 +216,7 @@ static int local_haves(remote_ids *haves)
         if (!nl) break;
         *nl = 0;
         guts_id id;
-        if (guts_id_from_hex(p, &id) == 0 && remote_ids_push(haves, &id)) {
+        if (guts_id_from_hex(p, strlen(p), &id) == 0 && remote_ids_push(haves, &id)) {
             free(out);
             say("out of memory");
             return -1;
@@ -248,7 +240,7 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
             goto out;
         }
         l[6 + GUTS_HEX_LEN] = 0;
-        if (guts_id_from_hex(l + 6, &id) || wants.n >= BATCH_MAX || remote_ids_push(&wants, &id)) {
+        if (guts_id_from_hex(l + 6, GUTS_HEX_LEN, &id) || wants.n >= BATCH_MAX || remote_ids_push(&wants, &id)) {
             say("bad fetch line or too many: %.80s", l);
             goto out;
         }
@@ -257,7 +249,7 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
         if ((*line)[n - 1] == '\n') (*line)[--n] = 0;
         if (n == 0) break;
     }
-    if (open_repo(h, &r)) goto out;
+    if (open_repo(h, 0, &r)) goto out;
     if (!r) {
         say("no repository %s in %s", h->key, h->datadir);
         goto out;
@@ -340,7 +332,7 @@ static int cmd_push(helper *h, char **line, size_t *cap)
         if ((*line)[len - 1] == '\n') (*line)[--len] = 0;
         if (len == 0) break;
     }
-    if (open_data(h)) goto out;
+    if (open_data(h, GUTS_DATA_CREATE)) goto out;
     remote_push_stats st;
     char err[REMOTE_ERR_MAX];
     int rc = remote_push(h->data, h->key, cmds, n, h->dry_run, h->progress, &st, err);

@@ -49,7 +49,7 @@ static int resolve_src(remote_push_cmd *c, char *err)
     if (rc) return rc;
     size_t len = strlen(out);
     if (len && out[len - 1] == '\n') out[--len] = 0;
-    if (status || len != GUTS_HEX_LEN || guts_id_from_hex(out, &c->new_id))
+    if (status || guts_id_from_hex(out, len, &c->new_id))
         set_error(c, "src refspec does not resolve");
     free(out);
     return GUTS_OK;

@@ -64,11 +64,12 @@ static int hexval(char c)
     return -1;
 }
 
-int guts_id_from_hex(const char *hex, guts_id *out)
+int guts_id_from_hex(const char *hex, size_t len, guts_id *out)
 {
-    if (!hex || !out) return GUTS_EINVAL;
-    /* Reads exactly 40 digits; a NUL before that is not a digit and fails.
-     * What follows is the caller's business (e.g. cat-file output lines). */
+    /* Exactly 40 digits and nothing else: a caller hands over the field it
+     * cut (a line, a word), so trailing bytes are a malformed field, not
+     * something to skip. */
+    if (!hex || !out || len != GUTS_HEX_LEN) return GUTS_EINVAL;
     for (size_t i = 0; i < GUTS_ID_LEN; i++) {
         int h = hexval(hex[2 * i]);
         if (h < 0) return GUTS_EINVAL;

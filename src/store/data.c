@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,8 +37,34 @@ int store_mdb_err(int rc, const char *what)
     return GUTS_ESTORE;
 }
 
-/* mkdir -p with mode 0700 for every directory it creates. */
-static int mkdirs(const char *path)
+/* The directory path exists and is one (named `shown` in messages; NULL for
+ * the data dir itself). GUTS_ENOTFOUND when the data dir is absent,
+ * GUTS_EINVAL when one of its parts is (not a data dir), GUTS_EIO with the
+ * errno text otherwise (permission denied, not a directory, ...). */
+static int dir_present(const char *path, const char *shown)
+{
+    struct stat st;
+    int e = stat(path, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    if (e == 0) return GUTS_OK;
+    if (e == ENOENT && !shown) {
+        store_seterr("it does not exist");
+        return GUTS_ENOTFOUND;
+    }
+    if (e == ENOENT) {
+        store_seterr("not a guts data directory (it has no %s/)", shown);
+        return GUTS_EINVAL;
+    }
+    if (shown)
+        store_seterr("%s: %s", shown, strerror(e));
+    else
+        store_seterr("%s", strerror(e));
+    return GUTS_EIO;
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. Failures name
+ * `shown` (NULL: the data dir itself, which the caller names) and carry
+ * the errno text. */
+static int mkdirs(const char *path, const char *shown)
 {
     char *p = strdup(path);
     if (!p) return GUTS_ENOMEM;
@@ -47,7 +74,12 @@ static int mkdirs(const char *path)
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-                store_seterr("mkdir %s: %s", p, strerror(errno));
+                if (c != '\0')
+                    store_seterr("cannot create %s: %s", p, strerror(errno));
+                else if (shown)
+                    store_seterr("%s: %s", shown, strerror(errno));
+                else
+                    store_seterr("%s", strerror(errno));
                 rc = GUTS_EIO;
                 break;
             }
@@ -56,13 +88,7 @@ static int mkdirs(const char *path)
         }
     }
     free(p);
-    if (rc == GUTS_OK) {
-        struct stat st;
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            store_seterr("%s: not a directory", path);
-            rc = GUTS_EIO;
-        }
-    }
+    if (rc == GUTS_OK) rc = dir_present(path, shown);
     return rc;
 }
 
@@ -131,7 +157,7 @@ fail:
     return store_mdb_err(rc, "node init");
 }
 
-int guts_data_open(const char *path, guts_data **out)
+int guts_data_open(const char *path, unsigned flags, guts_data **out)
 {
     if (!path || !*path || !out) return GUTS_EINVAL;
     *out = NULL;
@@ -141,6 +167,7 @@ int guts_data_open(const char *path, guts_data **out)
     d->max_mapsize = STORE_MAPSIZE_MAX;
     d->cache_bytes = STORE_CACHE_BYTES;
     d->refs = 1;
+    d->lock_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
     char *node = NULL, *repos = NULL;
     int rc = GUTS_ENOMEM;
@@ -148,7 +175,16 @@ int guts_data_open(const char *path, guts_data **out)
     node = path_join(path, "node");
     repos = path_join(path, "repos");
     if (!d->path || !node || !repos) goto fail;
-    if ((rc = mkdirs(path)) || (rc = mkdirs(node)) || (rc = mkdirs(repos))) goto fail;
+    /* Without GUTS_DATA_CREATE nothing is made: a mistyped --data must not
+     * become a new data dir with a node identity of its own. */
+    if (flags & GUTS_DATA_CREATE) {
+        if ((rc = mkdirs(path, NULL)) || (rc = mkdirs(node, "node")) ||
+            (rc = mkdirs(repos, "repos")))
+            goto fail;
+    } else if ((rc = dir_present(path, NULL)) || (rc = dir_present(node, "node")) ||
+               (rc = dir_present(repos, "repos"))) {
+        goto fail;
+    }
     int mrc = mdb_env_create(&d->node_env);
     if (mrc) {
         d->node_env = NULL;
@@ -158,7 +194,7 @@ int guts_data_open(const char *path, guts_data **out)
     if ((mrc = mdb_env_set_maxdbs(d->node_env, 2)) ||
         (mrc = mdb_env_set_mapsize(d->node_env, STORE_NODE_MAPSIZE)) ||
         (mrc = mdb_env_open(d->node_env, node, MDB_NOTLS, 0600))) {
-        rc = store_mdb_err(mrc, "open node env");
+        rc = store_mdb_err(mrc, "node");
         goto fail;
     }
     if ((rc = node_init(d))) goto fail;
@@ -183,6 +219,8 @@ static void data_free(guts_data *d)
 void guts_data_close(guts_data *d)
 {
     if (!d) return;
+    if (d->lock_fd >= 0) close(d->lock_fd); /* releases the flock */
+    d->lock_fd = -1;
     if (d->node_env) mdb_env_close(d->node_env);
     d->node_env = NULL;
     /* Repo handles still open keep the rest alive until they close. */
@@ -431,7 +469,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
             rc = GUTS_ENOTFOUND;
             goto out;
         }
-        if ((rc = mkdirs(dir))) goto out;
+        if ((rc = mkdirs(dir, dir))) goto out;
     }
     store_env *se = calloc(1, sizeof *se);
     if (!se) {
@@ -618,4 +656,55 @@ int guts_repo_remove(guts_data *d, const char *key)
     }
     free(dir);
     return rc;
+}
+
+/* The lock is an flock on DATA/node/daemon.lock: the kernel drops it when
+ * the holder exits, however it exits, so a killed node never leaves a
+ * stale lock behind (a pid file alone would need a liveness guess). The
+ * file holds the holder's pid for the message of the one refused. */
+int guts_data_lock(guts_data *d, long *holder)
+{
+    if (!d || !holder) return GUTS_EINVAL;
+    *holder = 0;
+    if (d->lock_fd >= 0) return GUTS_OK;
+    char *file = path_join(d->path, "node/" STORE_LOCK_FILE);
+    if (!file) return GUTS_ENOMEM;
+    int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        store_seterr("%s: %s", file, strerror(errno));
+        free(file);
+        return GUTS_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            /* The holder writes its pid right after locking: an empty read
+             * is a holder in that instant, reported as pid 0 (unknown). */
+            char buf[32];
+            ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+            if (k > 0) {
+                buf[k] = 0;
+                char *end;
+                long pid = strtol(buf, &end, 10);
+                if (end != buf && (*end == '\n' || *end == 0) && pid > 0) *holder = pid;
+            }
+            store_seterr("%s is locked by pid %ld", file, *holder);
+        } else {
+            store_seterr("flock %s: %s", file, strerror(e));
+        }
+        close(fd);
+        free(file);
+        return e == EWOULDBLOCK ? GUTS_EAGAIN : GUTS_EIO;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        store_seterr("%s: %s", file, strerror(errno));
+        close(fd);
+        free(file);
+        return GUTS_EIO;
+    }
+    free(file);
+    d->lock_fd = fd;
+    return GUTS_OK;
 }

@@ -88,7 +88,11 @@ struct guts_data {
     int refs;             /* 1 for the caller + one per open repo handle */
     pthread_mutex_t lock; /* guards envs and refs */
     store_env *envs;      /* one per repo env open in this process */
+    int lock_fd;          /* DATA/node/daemon.lock while guts_data_lock holds it, else -1 */
 };
+
+/* The file guts_data_lock flocks, under DATA/node/. */
+#define STORE_LOCK_FILE "daemon.lock"
 
 typedef struct cache_entry cache_entry;
 typedef struct store_cache {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The guts command's contract with scripts: usage errors exit 2 with one line
 # on stderr, --help exits 0, operational errors exit 1 with one line naming
-# the input, and status --json is valid JSON even with no repositories.
+# the input, and status --json is valid JSON.
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
@@ -28,19 +28,30 @@ for c in import export status fsck; do
   grep -q "^usage: guts $c" "$TMP/out" || fail "$c --help"
 done
 
+# Read-only commands never create the data dir: absent, it is an error.
 expect 1 "$GUTS" fsck no/such
 one_line_error
-grep -q '"no/such"' "$TMP/err" || fail "missing repository not named"
+grep -q "data directory \"$GUTS_DATA\" does not exist" "$TMP/err" || fail "absent data dir: $(cat "$TMP/err")"
+[ ! -e "$GUTS_DATA" ] || fail "fsck created the data dir"
 expect 1 "$GUTS" --data /proc/forbidden status
 one_line_error
 
+# import creates it.
+git init -q "$TMP/g"
+git -C "$TMP/g" commit -q --allow-empty -m one
+expect 0 "$GUTS" import a/b "$TMP/g"
+expect 1 "$GUTS" fsck no/such
+one_line_error
+grep -q '"no/such"' "$TMP/err" || fail "missing repository not named"
+
 # Data dir: --data beats $GUTS_DATA; both work.
 expect 0 "$GUTS" status --json
-/usr/bin/python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); assert d["repos"] == [] and len(d["node"]) == 32' "$TMP/out" || fail "empty status --json"
+/usr/bin/python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); assert [r["key"] for r in d["repos"]] == ["a/b"] and len(d["node"]) == 32' "$TMP/out" || fail "status --json"
 node=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node"])' "$TMP/out")
 expect 0 "$GUTS" status
 grep -q "^node $node\$" "$TMP/out" || fail "node id not stable across runs"
+expect 0 "$GUTS" --data "$TMP/other" import a/b "$TMP/g"
+[ -d "$TMP/other/repos" ] || fail "--data dir not created"
 expect 0 "$GUTS" --data "$TMP/other" status
 grep -q "^node $node\$" "$TMP/out" && fail "--data ignored"
-[ -d "$TMP/other/repos" ] || fail "--data dir not created"
 echo "cli_usage: ok"

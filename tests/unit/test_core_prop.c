@@ -24,6 +24,7 @@
 #include "cluster.h"
 #include "core/refmerge.h"
 #include "guts/core.h"
+#include "guts/gitobj.h"
 #include "guts/wire.h"
 #include "test_core_util.h"
 
@@ -80,7 +81,6 @@ static int il_has(const idlist *l, const guts_id *id)
 static void refs_of(int type, const uint8_t *d, size_t len, int parents_only, idlist *out)
 {
     guts_id id;
-    char hex[GUTS_HEX_LEN + 1];
     if (type == GUTS_OBJ_COMMIT) {
         size_t pos = 0;
         while (pos < len && d[pos] != '\n') {
@@ -89,22 +89,20 @@ static void refs_of(int type, const uint8_t *d, size_t len, int parents_only, id
             int tree = ll == 45 && memcmp(d + pos, "tree ", 5) == 0;
             int parent = ll == 47 && memcmp(d + pos, "parent ", 7) == 0;
             if ((tree && !parents_only) || parent) {
-                memcpy(hex, d + pos + ll - GUTS_HEX_LEN, GUTS_HEX_LEN);
-                hex[GUTS_HEX_LEN] = 0;
-                ck_assert_int_eq(guts_id_from_hex(hex, &id), 0);
+                ck_assert_int_eq(
+                    guts_id_from_hex((const char *)d + pos + ll - GUTS_HEX_LEN, GUTS_HEX_LEN, &id),
+                    0);
                 il_push(out, &id);
             }
             pos += ll + 1;
         }
     } else if (type == GUTS_OBJ_TREE && !parents_only) {
         size_t pos = 0;
-        while (pos < len) {
-            const uint8_t *nul = memchr(d + pos, 0, len - pos);
-            ck_assert_ptr_nonnull(nul);
-            memcpy(id.b, nul + 1, GUTS_ID_LEN);
-            il_push(out, &id);
-            pos = (size_t)(nul - d) + 1 + GUTS_ID_LEN;
-        }
+        guts_tree_entry e;
+        int rc;
+        while ((rc = guts_tree_entry_next(d, len, &pos, &e)) == 1)
+            il_push(out, &e.id);
+        ck_assert_int_eq(rc, 0);
     }
 }
 

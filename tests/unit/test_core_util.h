@@ -22,7 +22,7 @@ static inline void tu_lmdb_open(const char *dir, int i, guts_data **d, guts_core
 {
     char path[160];
     snprintf(path, sizeof(path), "%s/n%d", dir, i);
-    ck_assert_int_eq(guts_data_open(path, d), 0);
+    ck_assert_int_eq(guts_data_open(path, GUTS_DATA_CREATE, d), 0);
     ck_assert_int_eq(guts_core_lmdbstore_new(*d, ls), 0);
     guts_core_lmdbstore_iface(*ls, st);
 }

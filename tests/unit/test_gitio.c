@@ -337,7 +337,7 @@ static void check_bases_first(const ilist *L, const uint32_t *order, size_t n)
 static guts_repo *plan_repo(const char *key, guts_data **d)
 {
     guts_repo *r;
-    ck_assert_int_eq(guts_data_open(dir, d), 0);
+    ck_assert_int_eq(guts_data_open(dir, GUTS_DATA_CREATE, d), 0);
     ck_assert_int_eq(guts_repo_open(*d, key, GUTS_REPO_CREATE, &r), 0);
     return r;
 }

@@ -17,6 +17,7 @@
 
 #include <lmdb.h>
 
+#include "guts/gitobj.h"
 #include "guts/store.h"
 
 #define STORE_TEST_NAME "store"
@@ -102,7 +103,7 @@ START_TEST(test_ids_match_git_for_known_objects)
         guts_id id, want;
         ck_assert_int_eq(guts_obj_hash(cases[i].type, cases[i].data, strlen(cases[i].data), &id),
                          GUTS_OK);
-        ck_assert_int_eq(guts_id_from_hex(cases[i].hex, &want), GUTS_OK);
+        ck_assert_int_eq(guts_id_from_hex(cases[i].hex, strlen(cases[i].hex), &want), GUTS_OK);
         ck_assert_int_eq(guts_id_cmp(&id, &want), 0);
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(&id, hex);
@@ -114,18 +115,100 @@ START_TEST(test_ids_match_git_for_known_objects)
 }
 END_TEST
 
-START_TEST(test_hex_parse_rejects_short_and_non_hex)
+START_TEST(test_hex_parse_takes_exactly_40_hex_digits)
 {
+    static const char *const bad[] = {
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c539",   /* 39 digits */
+        "g69de29bb2d1d6434b8b29ae775ad8c2e48c5391",  /* not hex */
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391 ", /* a trailing byte */
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c53910", /* a 41st digit */
+        "e69de29bb2d1d6434b8b29ae775ad8c2e48c539\n", /* a newline as 40th */
+        "",
+    };
     guts_id id;
-    ck_assert_int_eq(guts_id_from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c539", &id), GUTS_EINVAL);
-    ck_assert_int_eq(guts_id_from_hex("g69de29bb2d1d6434b8b29ae775ad8c2e48c5391", &id),
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(guts_id_from_hex(bad[i], strlen(bad[i]), &id) == GUTS_EINVAL, "accepted \"%s\"",
+                      bad[i]);
+    /* the length is the caller's field: a NUL inside it is not a digit */
+    ck_assert_int_eq(guts_id_from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c539\0", 40, &id),
                      GUTS_EINVAL);
-    ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", &id), GUTS_OK);
+    ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", 40, &id), GUTS_OK);
     ck_assert_uint_eq(id.b[0], 0xe6);
     ck_assert_int_eq(guts_otype_parse("tree", 4), GUTS_OBJ_TREE);
     ck_assert_int_eq(guts_otype_parse("tre", 3), GUTS_OBJ_NONE);
     ck_assert_str_eq(guts_otype_name(GUTS_OBJ_TAG), "tag");
     ck_assert_ptr_null(guts_otype_name(7));
+}
+END_TEST
+
+/* One entry "<mode> <name>\0<id>" into buf at n; returns the new length. */
+static size_t tree_entry(uint8_t *buf, size_t n, const char *mode, const char *name, uint8_t fill)
+{
+    n += (size_t)sprintf((char *)buf + n, "%s %s", mode, name) + 1;
+    memset(buf + n, fill, GUTS_ID_LEN);
+    return n + GUTS_ID_LEN;
+}
+
+/* git reads a mode as an octal number: "040000" is a directory as "40000"
+ * is (written by other tools, and by hostile peers to hide a subtree). */
+START_TEST(test_tree_entries_read_modes_as_octal)
+{
+    static const struct {
+        const char *mode;
+        unsigned value;
+        int type;
+    } cases[] = {
+        {"40000", 040000, GUTS_OBJ_TREE},   {"040000", 040000, GUTS_OBJ_TREE},
+        {"0040000", 040000, GUTS_OBJ_TREE}, {"100644", 0100644, GUTS_OBJ_BLOB},
+        {"100755", 0100755, GUTS_OBJ_BLOB}, {"120000", 0120000, GUTS_OBJ_BLOB},
+        {"160000", 0160000, GUTS_OBJ_COMMIT}, {"0160000", 0160000, GUTS_OBJ_COMMIT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint8_t buf[128];
+        size_t n = tree_entry(buf, 0, cases[i].mode, "dir", (uint8_t)i);
+        n = tree_entry(buf, n, "100644", "f", 0xee);
+        size_t pos = 0;
+        guts_tree_entry e;
+        ck_assert_int_eq(guts_tree_entry_next(buf, n, &pos, &e), 1);
+        ck_assert_msg(e.mode == cases[i].value && e.type == cases[i].type, "mode %s",
+                      cases[i].mode);
+        ck_assert_uint_eq(e.name_len, 3);
+        ck_assert_int_eq(memcmp(e.name, "dir", 3), 0);
+        ck_assert_uint_eq(e.id.b[0], (uint8_t)i);
+        ck_assert_int_eq(guts_tree_entry_next(buf, n, &pos, &e), 1);
+        ck_assert_int_eq(e.type, GUTS_OBJ_BLOB);
+        ck_assert_uint_eq(e.id.b[19], 0xee);
+        ck_assert_int_eq(guts_tree_entry_next(buf, n, &pos, &e), 0);
+        ck_assert_uint_eq(pos, n);
+    }
+}
+END_TEST
+
+START_TEST(test_malformed_tree_entries_are_rejected)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *why;
+    } cases[] = {
+        {"100644 f\0aaaaaaaaaaaaaaaaaaa", 28, "19 id bytes"},
+        {"100644 f", 8, "no NUL after the name"},
+        {"100644 \0aaaaaaaaaaaaaaaaaaaa", 28, "empty name"},
+        {" f\0aaaaaaaaaaaaaaaaaaaa", 23, "empty mode"},
+        {"100844 f\0aaaaaaaaaaaaaaaaaaaa", 29, "8 is not octal"},
+        {"-40000 f\0aaaaaaaaaaaaaaaaaaaa", 29, "a sign"},
+        {"200000 f\0aaaaaaaaaaaaaaaaaaaa", 29, "over 16 bits"},
+        {"77777777777777777777777 f\0aaaaaaaaaaaaaaaaaaaa", 46, "would overflow"},
+        {"100644", 6, "no space"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t pos = 0;
+        guts_tree_entry e;
+        ck_assert_msg(guts_tree_entry_next((const uint8_t *)cases[i].bytes, cases[i].len, &pos,
+                                           &e) == GUTS_EINVAL,
+                      "accepted: %s", cases[i].why);
+        ck_assert_uint_eq(pos, 0);
+    }
 }
 END_TEST
 
@@ -247,7 +330,7 @@ START_TEST(test_node_id_is_made_once_and_incarnation_increments)
     ck_assert_int_eq(guts_data_incarnation_next(data, &b), GUTS_OK);
     ck_assert_uint_eq(b, a + 1);
     guts_data_close(data);
-    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert_int_eq(guts_data_open(tmpdir, GUTS_DATA_CREATE, &data), GUTS_OK);
     ck_assert(memcmp(guts_data_node_id(data), &first, sizeof first) == 0);
     ck_assert_int_eq(guts_data_incarnation_next(data, &a), GUTS_OK);
     ck_assert_uint_eq(a, b + 1);
@@ -1167,7 +1250,7 @@ static guts_ref mkref(const char *name, const char *target_hex, const char *symr
     guts_ref f;
     memset(&f, 0, sizeof f);
     snprintf(f.name, sizeof f.name, "%s", name);
-    if (target_hex) ck_assert_int_eq(guts_id_from_hex(target_hex, &f.target), GUTS_OK);
+    if (target_hex) ck_assert_int_eq(guts_id_from_hex(target_hex, strlen(target_hex), &f.target), GUTS_OK);
     if (symref) snprintf(f.symref, sizeof f.symref, "%s", symref);
     f.clock = clock;
     memset(f.writer.b, writer, sizeof f.writer.b);
@@ -1289,7 +1372,7 @@ START_TEST(test_reopen_keeps_objects_refs_and_counters)
     ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
     guts_repo_close(r);
     guts_data_close(data);
-    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert_int_eq(guts_data_open(tmpdir, GUTS_DATA_CREATE, &data), GUTS_OK);
     ck_assert_int_eq(guts_repo_open(data, "o/p", 0, &r), GUTS_OK);
     ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
     ck_assert_uint_eq(after.objects, 1);
@@ -1329,7 +1412,7 @@ START_TEST(test_other_process_writes_seen_via_txnid)
         guts_data *cd;
         guts_repo *cr;
         int ok =
-            guts_data_open(tmpdir, &cd) == GUTS_OK && guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
+            guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) == GUTS_OK && guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
         size_t added = 0;
         ok = ok && guts_repo_put(cr, &o, 1, &added, NULL) == GUTS_OK && added == 1;
         _exit(ok ? 0 : 1);
@@ -1370,7 +1453,7 @@ START_TEST(test_other_process_map_growth_is_adopted)
     if (pid == 0) {
         guts_data *cd;
         guts_repo *cr;
-        int ok = guts_data_open(tmpdir, &cd) == GUTS_OK &&
+        int ok = guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) == GUTS_OK &&
                  guts_repo_open(cd, "o/grow", 0, &cr) == GUTS_OK &&
                  guts_repo_put(cr, &o, 1, NULL, NULL) == GUTS_OK;
         _exit(ok ? 0 : 1);
@@ -1429,7 +1512,7 @@ static pid_t run_child(const char *key, int (*walk)(const guts_id *, void *))
     if (pid == 0) {
         guts_data *cd;
         guts_repo *cr;
-        if (guts_data_open(tmpdir, &cd) != GUTS_OK || guts_repo_open(cd, key, 0, &cr) != GUTS_OK)
+        if (guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) != GUTS_OK || guts_repo_open(cd, key, 0, &cr) != GUTS_OK)
             _exit(1);
         if (walk) guts_repo_ids(cr, NULL, NULL, walk, NULL);
         guts_repo_close(cr);
@@ -1470,7 +1553,7 @@ START_TEST(test_two_processes_writing_and_growing_at_once)
         if (kids[k] == 0) {
             guts_data *cd;
             guts_repo *cr;
-            if (guts_data_open(tmpdir, &cd) != GUTS_OK) _exit(1);
+            if (guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) != GUTS_OK) _exit(1);
             guts_data_set_initial_mapsize(cd, 1 << 20);
             if (guts_repo_open(cd, "o/race", 0, &cr) != GUTS_OK) _exit(2);
             uint8_t *b = malloc(SZ);
@@ -1541,7 +1624,9 @@ static Suite *store_suite(void)
     Suite *s = suite_create("store");
     TCase *names = tcase_create("names");
     tcase_add_test(names, test_ids_match_git_for_known_objects);
-    tcase_add_test(names, test_hex_parse_rejects_short_and_non_hex);
+    tcase_add_test(names, test_hex_parse_takes_exactly_40_hex_digits);
+    tcase_add_test(names, test_tree_entries_read_modes_as_octal);
+    tcase_add_test(names, test_malformed_tree_entries_are_rejected);
     tcase_add_test(names, test_fp_add_then_sub_carries_across_halves);
     tcase_add_test(names, test_bad_ref_names_rejected);
     suite_add_tcase(s, names);

@@ -154,7 +154,7 @@ START_TEST(test_staging_resumes_after_reopen_at_the_staged_length_only)
     stage_range(r, &id, c, size, 0, cut, 300000, GUTS_OK);
     guts_repo_close(r);
     guts_data_close(data);
-    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert_int_eq(guts_data_open(tmpdir, GUTS_DATA_CREATE, &data), GUTS_OK);
     r = open_repo();
     guts_stage st[GUTS_STAGE_MAX];
     size_t n = 0;

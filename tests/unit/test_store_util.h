@@ -42,7 +42,7 @@ static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s/t-XXXXXX", basedir);
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    ck_assert_int_eq(guts_data_open(tmpdir, &data), GUTS_OK);
+    ck_assert_int_eq(guts_data_open(tmpdir, GUTS_DATA_CREATE, &data), GUTS_OK);
 }
 
 static void teardown(void)
