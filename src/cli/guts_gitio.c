@@ -33,6 +33,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1786,24 +1787,58 @@ static int dir_is_empty_or_absent(const char *path)
     return empty;
 }
 
-int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_on,
-                      guts_gitio_stats *st, char *err)
+/* What a failed export must remove so that the retry is not refused: the
+ * topmost directory it made (OUTDIR, or OUTDIR's highest missing parent:
+ * git init makes them), or, when OUTDIR was an existing empty directory,
+ * only what is in it. *keep says which. */
+static int export_made(const char *outdir, char *made, size_t cap, int *keep)
 {
-    guts_gitio_stats local;
+    struct stat sb;
+    size_t n = strlen(outdir);
+    while (n > 1 && outdir[n - 1] == '/')
+        n--;
+    if (n + 1 > cap) return GUTS_ETOOBIG;
+    memcpy(made, outdir, n);
+    made[n] = 0;
+    *keep = stat(made, &sb) == 0;
+    if (*keep) return GUTS_OK;
+    for (;;) {
+        char *slash = strrchr(made, '/');
+        if (!slash || slash == made) return GUTS_OK;
+        *slash = 0;
+        int parent_exists = stat(made, &sb) == 0;
+        *slash = '/';
+        if (parent_exists) return GUTS_OK;
+        *slash = 0; /* the parent is missing too: git init makes it */
+    }
+}
+
+static const char *unmake_keep; /* nftw passes no context: the kept top */
+
+static int unmake_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag;
+    if (ftw->level == 0 && unmake_keep) return 0;
+    remove(path); /* best effort: what cannot go is reported by the retry */
+    return 0;
+}
+
+/* Remove what export_made named (never following a symbolic link out). */
+static void export_unmake(const char *made, int keep)
+{
+    unmake_keep = keep ? made : NULL;
+    nftw(made, unmake_one, 16, FTW_DEPTH | FTW_PHYS);
+    unmake_keep = NULL;
+}
+
+static int export_into(guts_repo *r, const char *outdir, int level, guts_progress *pg,
+                       guts_gitio_stats *st, char *err)
+{
     guts_id *ids = NULL;
     size_t n = 0, len;
     char *out;
-    guts_progress pg;
-    guts_progress_start(&pg, "export", progress_on);
-    int rc;
-    if (!st) st = &local;
-    memset(st, 0, sizeof *st);
-    err[0] = 0;
-    if (level < 0 || level > 9) return errf(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
-    if (!dir_is_empty_or_absent(outdir))
-        return errf(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
     char *init[] = {"git", "init", "--bare", "-q", (char *)outdir, NULL};
-    rc = run_capture("git init", init, &out, &len, err);
+    int rc = run_capture("git init", init, &out, &len, err);
     if (rc) return rc;
     free(out);
     /* Refs before objects: a running node may add both meanwhile, but it
@@ -1819,10 +1854,33 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     rc = guts_gitio_read_order(r, &ids, &n);
     if (rc) errf(err, rc, "listing stored objects: %s", guts_strerror(rc));
     st->objects_total = n;
-    if (!rc && n) rc = write_pack(r, outdir, ids, n, level, &pg, st, err);
+    if (!rc && n) rc = write_pack(r, outdir, ids, n, level, pg, st, err);
     free(ids);
-    if (!rc && n) guts_progress_show(&pg, n, n, st->bytes, 1);
+    if (!rc && n) guts_progress_show(pg, n, n, st->bytes, 1);
     if (!rc) rc = export_refs(&b, outdir, st, err);
     free(b.s);
+    return rc;
+}
+
+int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_on,
+                      guts_gitio_stats *st, char *err)
+{
+    guts_gitio_stats local;
+    guts_progress pg;
+    guts_progress_start(&pg, "export", progress_on);
+    if (!st) st = &local;
+    memset(st, 0, sizeof *st);
+    err[0] = 0;
+    if (level < 0 || level > 9) return errf(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
+    if (!dir_is_empty_or_absent(outdir))
+        return errf(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
+    char made[PATH_MAX];
+    int keep;
+    if (export_made(outdir, made, sizeof made, &keep))
+        return errf(err, GUTS_ETOOBIG, "\"%.100s...\": path too long", outdir);
+    int rc = export_into(r, outdir, level, &pg, st, err);
+    /* A half-written repository is worse than none: git would take it for
+     * a repository, and the retry would be refused as "not empty". */
+    if (rc) export_unmake(made, keep);
     return rc;
 }
