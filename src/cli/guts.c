@@ -200,12 +200,25 @@ static int wants_help(int argc, char **argv)
     return 0;
 }
 
+/* An option the command does not know. --data is the usual slip: it is
+ * the one global option, so it goes before the command, and saying so
+ * beats "unknown". */
+static int unknown_option(const char *cmd, const char *opt)
+{
+    if (strcmp(opt, "--data") == 0 || strncmp(opt, "--data=", 7) == 0)
+        return die(EXIT_USAGE, cmd,
+                   "\"--data\" is a global option: it goes before the command "
+                   "(guts --data DIR %s ...)",
+                   cmd);
+    return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", opt, cmd);
+}
+
 /* Reject options a command does not know, and count its operands. */
 static int check_operands(const char *cmd, int argc, char **argv, int want, const char *shape)
 {
     for (int i = 1; i < argc; i++)
         if (argv[i][0] == '-' && argv[i][1])
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", argv[i], cmd);
+            return unknown_option(cmd, argv[i]);
     if (argc - 1 != want)
         return die(EXIT_USAGE, cmd, "expected %s, got %d argument%s (see guts %s --help)", shape,
                    argc - 1, argc - 1 == 1 ? "" : "s", cmd);
@@ -840,7 +853,7 @@ static int parse_json_only(const char *cmd, int argc, char **argv, int *json)
         if (strcmp(argv[i], "--json") == 0)
             *json = 1;
         else if (argv[i][0] == '-')
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts %s --help)", argv[i], cmd);
+            return unknown_option(cmd, argv[i]);
         else
             return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts %s --help)", argv[i],
                        cmd);
@@ -1018,7 +1031,7 @@ static int cmd_refs(const char *data_opt, int argc, char **argv)
         else if (strcmp(argv[i], "--all") == 0)
             all = 1;
         else if (argv[i][0] == '-')
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts refs --help)", argv[i]);
+            return unknown_option(cmd, argv[i]);
         else if (key)
             return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts refs --help)",
                        argv[i]);
@@ -1346,7 +1359,7 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
             if (!v[0] || *e || errno || max < 1 || max > LOG_MAX)
                 return die(EXIT_USAGE, cmd, "-n wants a count 1-%d, got \"%s\"", LOG_MAX, v);
         } else if (argv[i][0] == '-') {
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts log --help)", argv[i]);
+            return unknown_option(cmd, argv[i]);
         } else if (!key) {
             key = argv[i];
         } else if (!ref) {
@@ -1409,7 +1422,7 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
         else if (strcmp(argv[i], "--force") == 0)
             force = 1;
         else if (argv[i][0] == '-')
-            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts rm --help)", argv[i]);
+            return unknown_option(cmd, argv[i]);
         else if (key)
             return die(EXIT_USAGE, cmd, "unexpected argument \"%s\" (see guts rm --help)", argv[i]);
         else
@@ -1879,6 +1892,9 @@ int main(int argc, char **argv)
         rc = (fputs(c->usage, stdout), 0);
     else
         rc = c->run(data_opt, sub_argc, sub_argv);
-    if (fflush(stdout) != 0 && rc == 0) rc = die(EXIT_OP, cmd, "writing output failed");
+    /* A reader that stopped reading (`guts refs K | head -1`) got what it
+     * wanted: a closed pipe is not a failure, and says nothing. */
+    if (fflush(stdout) != 0 && rc == 0 && errno != EPIPE)
+        rc = die(EXIT_OP, cmd, "writing output failed: %s", strerror(errno));
     return rc;
 }

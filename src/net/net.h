@@ -98,8 +98,11 @@ int guts_net_repo_wanted(void *opts, const char *key);
 const char *guts_net_usage(void);
 
 /** Parse "A.B.C.D:PORT" or "HOST:PORT" (IPv4, resolved with getaddrinfo).
- * port_zero_ok allows port 0 (ephemeral). GUTS_EINVAL on failure. */
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out);
+ * port_zero_ok allows port 0 (ephemeral).
+ * @param[out] why NULL, or with GUTS_ENOTFOUND the resolver's text (static)
+ * Errors: GUTS_EINVAL (not HOST:PORT), GUTS_ENOTFOUND (HOST did not resolve). */
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out,
+                        const char **why);
 
 /** Format addr as "A.B.C.D:PORT" into buf (at least 22 bytes). */
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len);

@@ -58,8 +58,10 @@ const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t 
     return buf;
 }
 
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out)
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out,
+                        const char **why)
 {
+    *why = NULL;
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s || colon[1] == '\0') return GUTS_EINVAL;
     char host[256];
@@ -79,7 +81,11 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out
     if (inet_pton(AF_INET, host, &out->sin_addr) == 1) return 0;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return GUTS_EINVAL;
+    int g = getaddrinfo(host, NULL, &hints, &res);
+    if (g != 0 || !res) {
+        *why = g != 0 ? gai_strerror(g) : "no IPv4 address";
+        return GUTS_ENOTFOUND;
+    }
     out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
     freeaddrinfo(res);
     return 0;
@@ -126,9 +132,23 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
     return GUTS_EINVAL;
 }
 
+/* An address option that failed: a name that did not resolve says so with
+ * the resolver's words (a typo and a dead DNS server read differently);
+ * anything else is the wrong shape. */
+static int fail_addr(char *err, size_t errlen, const char *opt, const char *shape, const char *v,
+                     const char *why)
+{
+    if (why)
+        snprintf(err, errlen, "%s: cannot resolve the host of '%s': %s", opt, v, why);
+    else
+        snprintf(err, errlen, "%s: expected %s, got '%s'", opt, shape, v);
+    return GUTS_EINVAL;
+}
+
 int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char *home,
                         guts_net_opts *out, char *err, size_t errlen)
 {
+    const char *why;
     enum {
         O_DATA = 1,
         O_IFACE,
@@ -205,15 +225,14 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             strcpy(out->iface, v);
             break;
         case O_GROUP:
-            if (guts_net_parse_addr(v, 0, &out->group) != 0 ||
+            if (guts_net_parse_addr(v, 0, &out->group, &why) != 0 ||
                 !IN_MULTICAST(ntohl(out->group.sin_addr.s_addr)))
-                return fail(err, errlen, "--group: expected MULTICAST-ADDR:PORT, got '%s'%s", v,
-                            "");
+                return fail_addr(err, errlen, "--group", "MULTICAST-ADDR:PORT", v, why);
             break;
         case O_LISTEN:
-            if (guts_net_parse_addr(v, 1, &out->listen) != 0 ||
+            if (guts_net_parse_addr(v, 1, &out->listen, &why) != 0 ||
                 IN_MULTICAST(ntohl(out->listen.sin_addr.s_addr)))
-                return fail(err, errlen, "--listen: expected ADDR:PORT, got '%s'%s", v, "");
+                return fail_addr(err, errlen, "--listen", "ADDR:PORT", v, why);
             break;
         case O_INTERVAL: {
             char *end;
@@ -228,8 +247,8 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         case O_PEER:
             if (out->npeers == GUTS_NET_PEERS_MAX)
                 return fail(err, errlen, "--peer: at most 64 peers (at '%s')%s", v, "");
-            if (guts_net_parse_addr(v, 0, &out->peers[out->npeers]) != 0)
-                return fail(err, errlen, "--peer: expected HOST:PORT, got '%s'%s", v, "");
+            if (guts_net_parse_addr(v, 0, &out->peers[out->npeers], &why) != 0)
+                return fail_addr(err, errlen, "--peer", "HOST:PORT", v, why);
             out->npeers++;
             break;
         case O_LOG:
