@@ -159,7 +159,10 @@ static void send_dgram(guts_net_node *n, const struct sockaddr_in *to, const uin
     guts_net_udp_send(&n->udp, to, buf, olen);
 }
 
-/* A frame the core made (header included), sealed first when keyed. */
+/* A frame the core made (header included), sealed first when keyed. A
+ * frame that cannot be queued (no memory) closes the stream inside
+ * guts_net_tcp_send_raw, and on_closed tells the core: the peer sees the
+ * stream end at once instead of waiting out its idle timeout. */
 static void send_frame(guts_net_node *n, guts_net_conn *c, const uint8_t *data, size_t len)
 {
     if (!n->seal) {

@@ -436,7 +436,16 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
             while (cap < c->wlen + hl + len)
                 cap *= 2;
             uint8_t *nb = realloc(c->wbuf, cap);
-            if (!nb) return GUTS_ENOMEM;
+            if (!nb) {
+                /* A dropped frame would leave the peer waiting for it until
+                 * its idle timeout: end the stream now, and say so. */
+                char a[32];
+                guts_net_logf(t->log, GUTS_LOG_WARN,
+                              "tcp: %s: no memory to queue a frame of %zu bytes: closing",
+                              guts_net_addr_str(&c->addr, a, sizeof a), len);
+                teardown(t, c, GUTS_ENOMEM);
+                return GUTS_ENOMEM;
+            }
             c->wbuf = nb;
             c->wcap = cap;
         }
@@ -454,7 +463,10 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
 
 int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
 {
-    if (len == 0 || len > t->frame_max) return GUTS_ETOOBIG;
+    if (len == 0 || len > t->frame_max) {
+        teardown(t, c, GUTS_ETOOBIG);
+        return GUTS_ETOOBIG;
+    }
     uint8_t hdr[GUTS_FRAME_HDR];
     guts_wire_frame_hdr((uint32_t)len, hdr);
     return queue(t, c, hdr, buf, len);
@@ -462,7 +474,10 @@ int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, siz
 
 int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
 {
-    if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR) return GUTS_ETOOBIG;
+    if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR) {
+        teardown(t, c, GUTS_ETOOBIG);
+        return GUTS_ETOOBIG;
+    }
     return queue(t, c, NULL, buf, len);
 }
 
