@@ -217,8 +217,7 @@ static int unknown_option(const char *cmd, const char *opt)
 static int check_operands(const char *cmd, int argc, char **argv, int want, const char *shape)
 {
     for (int i = 1; i < argc; i++)
-        if (argv[i][0] == '-' && argv[i][1])
-            return unknown_option(cmd, argv[i]);
+        if (argv[i][0] == '-' && argv[i][1]) return unknown_option(cmd, argv[i]);
     if (argc - 1 != want)
         return die(EXIT_USAGE, cmd, "expected %s, got %d argument%s (see guts %s --help)", shape,
                    argc - 1, argc - 1 == 1 ? "" : "s", cmd);
@@ -1111,8 +1110,9 @@ static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char *
             return GUTS_OK;
         }
         const char *nl = type == GUTS_OBJ_TAG ? memchr(data, '\n', len) : NULL;
-        int ok = nl && nl - (char *)data > 7 && memcmp(data, "object ", 7) == 0 &&
-                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, out) == GUTS_OK;
+        int ok =
+            nl && nl - (char *)data > 7 && memcmp(data, "object ", 7) == 0 &&
+            guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, out) == GUTS_OK;
         free(data);
         if (!ok) {
             *why = "it names no commit";

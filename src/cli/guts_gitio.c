@@ -370,7 +370,8 @@ static int parse_check_line(char *line, iobj *o, char **path)
     if (nf != want || strchr(f[3], ' ')) return GUTS_EINVAL;
     if (path) *path = f[4];
     memset(o, 0, sizeof *o);
-    if (guts_id_from_hex(f[0], strlen(f[0]), &o->id) || guts_id_from_hex(f[3], strlen(f[3]), &o->base_id))
+    if (guts_id_from_hex(f[0], strlen(f[0]), &o->id) ||
+        guts_id_from_hex(f[3], strlen(f[3]), &o->base_id))
         return GUTS_EINVAL;
     o->type = (uint8_t)guts_otype_parse(f[1], strlen(f[1]));
     if (o->type == GUTS_OBJ_NONE) return GUTS_EINVAL;
@@ -599,7 +600,8 @@ static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts
             /* "<id> <type>", or "<query> missing" (or "ambiguous"). */
             guts_id id;
             char *sp = strchr(line, ' ');
-            if (!sp || sp - line != GUTS_HEX_LEN || guts_id_from_hex(line, GUTS_HEX_LEN, &id)) continue;
+            if (!sp || sp - line != GUTS_HEX_LEN || guts_id_from_hex(line, GUTS_HEX_LEN, &id))
+                continue;
             int type = guts_otype_parse(sp + 1, strlen(sp + 1));
             if (type == o->type && guts_id_cmp(&id, &o->id) != 0) o->base_id = id;
         }
@@ -951,7 +953,8 @@ static int check_header(char *line, const iobj *o)
     guts_id id;
     char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL, *end;
     if (!sp1 || !sp2) return GUTS_EINVAL;
-    if (guts_id_from_hex(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id)) return GUTS_EINVAL;
+    if (guts_id_from_hex(line, (size_t)(sp1 - line), &id) || guts_id_cmp(&id, &o->id))
+        return GUTS_EINVAL;
     if (guts_otype_parse(sp1 + 1, (size_t)(sp2 - sp1 - 1)) != o->type) return GUTS_EINVAL;
     errno = 0;
     if (sp2[1] < '0' || sp2[1] > '9') return GUTS_EINVAL;

@@ -734,8 +734,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
 
     int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);
     if (rc != 0) {
-        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open data directory \"%s\": %s",
-                      opts->data, guts_store_errmsg());
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open data directory \"%s\": %s", opts->data,
+                      guts_store_errmsg());
         return rc;
     }
     /* One node per data dir: a second would announce the same node id (peers
@@ -751,8 +751,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
         return rc;
     }
     if (rc != 0) {
-        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot lock data directory \"%s\": %s",
-                      opts->data, guts_store_errmsg());
+        guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot lock data directory \"%s\": %s", opts->data,
+                      guts_store_errmsg());
         return rc;
     }
     /* The store's cache of decoded delta bases, per repository: a pull

@@ -101,8 +101,7 @@ const char *guts_net_usage(void);
  * port_zero_ok allows port 0 (ephemeral).
  * @param[out] why NULL, or with GUTS_ENOTFOUND the resolver's text (static)
  * Errors: GUTS_EINVAL (not HOST:PORT), GUTS_ENOTFOUND (HOST did not resolve). */
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out,
-                        const char **why);
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out, const char **why);
 
 /** Format addr as "A.B.C.D:PORT" into buf (at least 22 bytes). */
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len);

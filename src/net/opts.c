@@ -58,8 +58,7 @@ const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t 
     return buf;
 }
 
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out,
-                        const char **why)
+int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out, const char **why)
 {
     *why = NULL;
     const char *colon = strrchr(s, ':');

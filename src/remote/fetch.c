@@ -145,12 +145,14 @@ static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, c
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) nl = end;
         if (!have_tree) {
-            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 || guts_id_from_hex(p + 5, (size_t)(nl - p) - 5, &ci->tree))
+            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 ||
+                guts_id_from_hex(p + 5, (size_t)(nl - p) - 5, &ci->tree))
                 return corrupt(w, id, "commit without a tree line");
             have_tree = 1;
         } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {
             guts_id par;
-            if (guts_id_from_hex(p + 7, (size_t)(nl - p) - 7, &par)) return corrupt(w, id, "bad parent line");
+            if (guts_id_from_hex(p + 7, (size_t)(nl - p) - 7, &par))
+                return corrupt(w, id, "bad parent line");
             if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
             int rc = PUSH(w, parents, npar, cappar, par);
             if (rc) return rc;

@@ -240,7 +240,8 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
             goto out;
         }
         l[6 + GUTS_HEX_LEN] = 0;
-        if (guts_id_from_hex(l + 6, GUTS_HEX_LEN, &id) || wants.n >= BATCH_MAX || remote_ids_push(&wants, &id)) {
+        if (guts_id_from_hex(l + 6, GUTS_HEX_LEN, &id) || wants.n >= BATCH_MAX ||
+            remote_ids_push(&wants, &id)) {
             say("bad fetch line or too many: %.80s", l);
             goto out;
         }

@@ -75,7 +75,8 @@ static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
     e->conn = NULL;
 }
 
-static const guts_net_tcp_cbs cbs = {.on_open = on_open, .on_frame = on_frame, .on_closed = on_closed};
+static const guts_net_tcp_cbs cbs = {
+    .on_open = on_open, .on_frame = on_frame, .on_closed = on_closed};
 
 /* Run the loop until *flag is set, for at most 10 s. */
 static void run_until(struct ev_loop *loop, const int *flag)

@@ -127,12 +127,13 @@ START_TEST(test_hex_parse_takes_exactly_40_hex_digits)
     };
     guts_id id;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        ck_assert_msg(guts_id_from_hex(bad[i], strlen(bad[i]), &id) == GUTS_EINVAL, "accepted \"%s\"",
-                      bad[i]);
+        ck_assert_msg(guts_id_from_hex(bad[i], strlen(bad[i]), &id) == GUTS_EINVAL,
+                      "accepted \"%s\"", bad[i]);
     /* the length is the caller's field: a NUL inside it is not a digit */
     ck_assert_int_eq(guts_id_from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c539\0", 40, &id),
                      GUTS_EINVAL);
-    ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", 40, &id), GUTS_OK);
+    ck_assert_int_eq(guts_id_from_hex("E69DE29BB2D1D6434B8B29AE775AD8C2E48C5391", 40, &id),
+                     GUTS_OK);
     ck_assert_uint_eq(id.b[0], 0xe6);
     ck_assert_int_eq(guts_otype_parse("tree", 4), GUTS_OBJ_TREE);
     ck_assert_int_eq(guts_otype_parse("tre", 3), GUTS_OBJ_NONE);
@@ -158,9 +159,9 @@ START_TEST(test_tree_entries_read_modes_as_octal)
         unsigned value;
         int type;
     } cases[] = {
-        {"40000", 040000, GUTS_OBJ_TREE},   {"040000", 040000, GUTS_OBJ_TREE},
-        {"0040000", 040000, GUTS_OBJ_TREE}, {"100644", 0100644, GUTS_OBJ_BLOB},
-        {"100755", 0100755, GUTS_OBJ_BLOB}, {"120000", 0120000, GUTS_OBJ_BLOB},
+        {"40000", 040000, GUTS_OBJ_TREE},     {"040000", 040000, GUTS_OBJ_TREE},
+        {"0040000", 040000, GUTS_OBJ_TREE},   {"100644", 0100644, GUTS_OBJ_BLOB},
+        {"100755", 0100755, GUTS_OBJ_BLOB},   {"120000", 0120000, GUTS_OBJ_BLOB},
         {"160000", 0160000, GUTS_OBJ_COMMIT}, {"0160000", 0160000, GUTS_OBJ_COMMIT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -1250,7 +1251,8 @@ static guts_ref mkref(const char *name, const char *target_hex, const char *symr
     guts_ref f;
     memset(&f, 0, sizeof f);
     snprintf(f.name, sizeof f.name, "%s", name);
-    if (target_hex) ck_assert_int_eq(guts_id_from_hex(target_hex, strlen(target_hex), &f.target), GUTS_OK);
+    if (target_hex)
+        ck_assert_int_eq(guts_id_from_hex(target_hex, strlen(target_hex), &f.target), GUTS_OK);
     if (symref) snprintf(f.symref, sizeof f.symref, "%s", symref);
     f.clock = clock;
     memset(f.writer.b, writer, sizeof f.writer.b);
@@ -1411,8 +1413,8 @@ START_TEST(test_other_process_writes_seen_via_txnid)
         /* A fresh handle on the same data dir, as another process would. */
         guts_data *cd;
         guts_repo *cr;
-        int ok =
-            guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) == GUTS_OK && guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
+        int ok = guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) == GUTS_OK &&
+                 guts_repo_open(cd, "o/mp", 0, &cr) == GUTS_OK;
         size_t added = 0;
         ok = ok && guts_repo_put(cr, &o, 1, &added, NULL) == GUTS_OK && added == 1;
         _exit(ok ? 0 : 1);
@@ -1512,7 +1514,8 @@ static pid_t run_child(const char *key, int (*walk)(const guts_id *, void *))
     if (pid == 0) {
         guts_data *cd;
         guts_repo *cr;
-        if (guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) != GUTS_OK || guts_repo_open(cd, key, 0, &cr) != GUTS_OK)
+        if (guts_data_open(tmpdir, GUTS_DATA_CREATE, &cd) != GUTS_OK ||
+            guts_repo_open(cd, key, 0, &cr) != GUTS_OK)
             _exit(1);
         if (walk) guts_repo_ids(cr, NULL, NULL, walk, NULL);
         guts_repo_close(cr);
