@@ -367,7 +367,8 @@ static int env_init_txn(store_env *se, int readonly)
         (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
         (rc = mdb_dbi_open(txn, "meta", fl, &se->meta)) ||
         (rc = mdb_dbi_open(txn, "pieces", fl, &se->pieces)) ||
-        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage))) {
+        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage)) ||
+        (rc = mdb_dbi_open(txn, "imports", fl, &se->imports))) {
         mdb_txn_abort(txn);
         return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
     }
