@@ -1290,8 +1290,8 @@ static int git_source(const char *gitdir, char *path, uint8_t src[GUTS_IMPORT_SR
     char *real = realpath(buf, path);
     int e = errno;
     free(buf);
-    if (!real) return errf(err, GUTS_EIO, "%s: cannot resolve its git directory: %s", gitdir,
-                           strerror(e));
+    if (!real)
+        return errf(err, GUTS_EIO, "%s: cannot resolve its git directory: %s", gitdir, strerror(e));
     XXH128_hash_t h = XXH3_128bits(path, strlen(path));
     for (int i = 0; i < 8; i++) {
         src[i] = (uint8_t)(h.high64 >> (56 - 8 * i));
@@ -1306,10 +1306,11 @@ static int git_source(const char *gitdir, char *path, uint8_t src[GUTS_IMPORT_SR
  * rule is git's (add, fast-forward, never rewind or delete without being
  * told) except for refs nobody changed since this directory's last import:
  * those mirror the directory, as they hold only its user's own work. */
-enum { IMP_ABSENT, IMP_TOMB, IMP_LIVE };                /* the store's record */
-enum { IMP_BRANCH, IMP_TAG, IMP_HEAD, IMP_GUTS };        /* kinds of names */
+enum { IMP_ABSENT, IMP_TOMB, IMP_LIVE };                         /* the store's record */
+enum { IMP_BRANCH, IMP_TAG, IMP_HEAD, IMP_GUTS };                /* kinds of names */
 enum { IMP_NOTHING, IMP_SET, IMP_DELETE, IMP_KEEP, IMP_ASK_FF }; /* actions */
-#define IMP_FF_UNDECIDED (-1) /* the walk's budget ran out */
+/* Fast-forward answers besides 1 and 0: the walk's budget ran out; not asked. */
+#define IMP_FF_UNDECIDED (-1)
 #define IMP_FF_UNASKED 2
 
 enum {
@@ -1333,7 +1334,8 @@ static const char *const imp_why_text[] = {
     [WHY_UNDECIDED] = "whether the directory's commit is a fast-forward was not decided "
                       "within the walk's budget (--force to update)",
     [WHY_TAG] = "the stored tag has another target (--force to move it)",
-    [WHY_HEAD] = "changed by someone else since this directory's last import (--force to set it)",
+    [WHY_HEAD] = "set by someone else since this directory's last import, or before its "
+                 "first (--force to set it)",
     [WHY_GONE_CHANGED] = "not in the directory, and updated by someone else since its last "
                          "import (--prune to delete)",
     [WHY_GONE_NEVER] = "not in the directory, and never imported from it (--prune to delete)",
@@ -1369,8 +1371,7 @@ static int imp_decide(const imp_case *c, int *why)
     if (c->store != IMP_LIVE) {
         /* Someone deleted what this directory imported, and the directory
          * still has it as imported: the deletion is the newer intent. */
-        if (c->store == IMP_TOMB && c->marked && c->git_unmoved &&
-            !(c->flags & GUTS_GITIO_FORCE)) {
+        if (c->store == IMP_TOMB && c->marked && c->git_unmoved && !(c->flags & GUTS_GITIO_FORCE)) {
             *why = WHY_DELETED;
             return IMP_KEEP;
         }
@@ -1383,7 +1384,7 @@ static int imp_decide(const imp_case *c, int *why)
     }
     if (c->ff == IMP_FF_UNASKED) return IMP_ASK_FF;
     if (c->ff == 1) return IMP_SET;
-    *why = c->ff == IMP_FF_UNDECIDED      ? WHY_UNDECIDED
+    *why = c->ff == IMP_FF_UNDECIDED     ? WHY_UNDECIDED
            : c->marked && c->git_unmoved ? WHY_MOVED
                                          : WHY_NOT_FF;
     return IMP_KEEP;
@@ -1468,8 +1469,8 @@ static void imp_fill(imp_item *it, unsigned flags)
     c->mine = m && c->store == IMP_LIVE && m->clock == s->clock &&
               memcmp(m->writer.b, s->writer.b, GUTS_NODE_ID_LEN) == 0 &&
               guts_id_cmp(&m->id, &s->id) == 0;
-    c->git_unmoved = m && g && !g->symref && !guts_id_is_zero(&m->id) &&
-                     guts_id_cmp(&m->id, &g->id) == 0;
+    c->git_unmoved =
+        m && g && !g->symref && !guts_id_is_zero(&m->id) && guts_id_cmp(&m->id, &g->id) == 0;
     c->kind = imp_kind((g ? g : s ? s : m)->name);
     c->ff = IMP_FF_UNASKED;
     c->flags = flags;
@@ -1522,8 +1523,7 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
     int rc = git_source(gitdir, path, src, err);
     if (!rc) rc = git_refs(gitdir, &g, err);
     if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
-    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0)))
-        errf(err, rc, "out of memory");
+    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
     if (!rc && (rc = guts_repo_info_get(repo, &info)))
         errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
@@ -1570,8 +1570,9 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
         imp_item *it = &items[i];
         if (it->act != IMP_SET && it->act != IMP_DELETE) continue;
         if ((rc = guts_ref_clock_next(info.clock, 0, &clock))) {
-            errf(err, rc, "the repository's ref clock is at its limit (%" PRIu64
-                          "): no record can be newer, no ref was written",
+            errf(err, rc,
+                 "the repository's ref clock is at its limit (%" PRIu64
+                 "): no record can be newer, no ref was written",
                  info.clock);
             goto out;
         }
