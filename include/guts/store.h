@@ -319,14 +319,18 @@ typedef struct guts_import_mark {
 int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
                            int (*cb)(const guts_import_mark *m, void *ctx), void *ctx);
 
-/** In one write transaction: write ref records as guts_repo_refs_put does,
- * set (or, with forget, drop) marks of source src, and keep path as the
- * source's name for people reading the env (mdb_dump).
- * Errors: GUTS_EINVAL (bad name, path over 4096 bytes), GUTS_EFULL,
- * GUTS_ESTORE. */
+/** In one write transaction: check that the refs digest still is *digest
+ * (the ref state the caller decided on: no record changed since, by a node
+ * applying a peer's update or a push), then write ref records as
+ * guts_repo_refs_put does, set (or, with forget, drop) marks of source src,
+ * and keep path as the source's name for people reading the env
+ * (mdb_dump). On success *digest is the refs digest written, ready for the
+ * caller's next batch.
+ * Errors: GUTS_ECONFLICT (the refs changed: nothing written; decide again),
+ * GUTS_EINVAL (bad name, path over 4096 bytes), GUTS_EFULL, GUTS_ESTORE. */
 int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], const char *path,
-                         const guts_ref *refs, size_t n, const guts_import_mark *marks,
-                         size_t nmarks);
+                         guts_fp *digest, const guts_ref *refs, size_t n,
+                         const guts_import_mark *marks, size_t nmarks);
 
 /** Digest term of one ref record (XXH3-128 of name, target, symref, clock and
  * writer): the refs digest is their sum mod 2^128, like guts_fp. */

@@ -1481,18 +1481,27 @@ typedef struct imp_out {
     guts_repo *repo;
     const uint8_t *src;
     const char *path;
+    guts_fp digest; /* the ref state decided on, then as each batch left it */
     guts_ref *recs;
     guts_import_mark *marks;
     size_t nrec, nmark;
+    uint64_t changed, deleted; /* of recs: counted into st once committed */
+    guts_gitio_stats *st;
 } imp_out;
 
 static int imp_flush(imp_out *o, char *err)
 {
-    int rc = guts_repo_import_put(o->repo, o->src, o->path, o->recs, o->nrec, o->marks, o->nmark);
-    if (rc)
+    int rc = guts_repo_import_put(o->repo, o->src, o->path, &o->digest, o->recs, o->nrec, o->marks,
+                                  o->nmark);
+    if (rc == GUTS_OK) {
+        o->st->refs_changed += o->changed;
+        o->st->refs_deleted += o->deleted;
+    } else if (rc != GUTS_ECONFLICT) {
         errf(err, rc, "writing %zu refs and %zu import marks: %s (%s)", o->nrec, o->nmark,
              guts_strerror(rc), guts_store_errmsg());
+    }
     o->nrec = o->nmark = 0;
+    o->changed = o->deleted = 0;
     return rc;
 }
 
@@ -1509,45 +1518,41 @@ static int imp_mark(imp_out *o, const char *name, const guts_id *target, uint64_
     return o->nmark == GITIO_REFS_BATCH ? imp_flush(o, err) : GUTS_OK;
 }
 
-static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
-                       const guts_gitio_import_opts *opts, guts_gitio_stats *st, char *err)
+/* One pass over the store's side: read its refs and the directory's marks,
+ * decide every name against git's refs g (sorted, HEAD included), run the
+ * fast-forward tests, write. GUTS_ECONFLICT: the store's refs changed since
+ * they were read (a node applied a peer's update, a push landed): nothing
+ * of the failed batch was written, and the caller decides again. */
+static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nrefs *g,
+                            imp_out *o, const guts_gitio_import_opts *opts, char *err)
 {
-    nrefs g = {0}, s = {0}, m = {0};
+    nrefs s = {0}, m = {0};
     imp_item *items = NULL;
     size_t nitems = 0;
     guts_repo_info info;
-    char head_sym[GUTS_REFNAME_MAX + 1], path[PATH_MAX];
-    uint8_t src[GUTS_IMPORT_SRC_LEN];
-    guts_id head_id;
-    imp_out o = {.repo = repo, .src = src, .path = path};
-    int rc = git_source(gitdir, path, src, err);
-    if (!rc) rc = git_refs(gitdir, &g, err);
-    if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
-    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
-    if (!rc && (rc = guts_repo_info_get(repo, &info)))
+    guts_gitio_stats *st = o->st;
+    int rc;
+    if ((rc = guts_repo_info_get(repo, &info)))
         errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
         errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
-    if (!rc && (rc = guts_repo_import_marks(repo, src, collect_mark, &m)))
+    if (!rc && (rc = guts_repo_import_marks(repo, o->src, collect_mark, &m)))
         errf(err, rc, "reading import marks: %s (%s)", guts_strerror(rc), guts_store_errmsg());
-    if (!rc && !(items = calloc(g.n + s.n + m.n, sizeof *items)))
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
-    if (!rc && (!(o.recs = calloc(GITIO_REFS_BATCH, sizeof *o.recs)) ||
-                !(o.marks = calloc(GITIO_REFS_BATCH, sizeof *o.marks))))
+    if (!rc && !(items = calloc(g->n + s.n + m.n, sizeof *items)))
         rc = errf(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
-    qsort(g.r, g.n, sizeof *g.r, cmp_nref);
+    /* Read before the refs: a change in between only costs another pass. */
+    o->digest = info.refs_digest;
     if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
     if (m.n) qsort(m.r, m.n, sizeof *m.r, cmp_nref);
-    st->refs_total = g.n;
     /* Merge walk of three sorted lists: one item per name, decided. */
-    for (size_t i = 0, j = 0, k = 0; i < g.n || j < s.n || k < m.n;) {
+    for (size_t i = 0, j = 0, k = 0; i < g->n || j < s.n || k < m.n;) {
         const char *least = NULL;
-        if (i < g.n) least = g.r[i].name;
+        if (i < g->n) least = g->r[i].name;
         if (j < s.n && (!least || strcmp(s.r[j].name, least) < 0)) least = s.r[j].name;
         if (k < m.n && (!least || strcmp(m.r[k].name, least) < 0)) least = m.r[k].name;
         imp_item *it = &items[nitems++];
-        it->g = i < g.n && strcmp(g.r[i].name, least) == 0 ? &g.r[i++] : NULL;
+        it->g = i < g->n && strcmp(g->r[i].name, least) == 0 ? &g->r[i++] : NULL;
         it->s = j < s.n && strcmp(s.r[j].name, least) == 0 ? &s.r[j++] : NULL;
         it->m = k < m.n && strcmp(m.r[k].name, least) == 0 ? &m.r[k++] : NULL;
         imp_fill(it, opts->flags);
@@ -1582,43 +1587,82 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
         imp_item *it = &items[i];
         const nref *gr = it->g, *sr = it->s;
         const char *name = (gr ? gr : sr ? sr : it->m)->name;
-        if (it->act == IMP_KEEP) {
-            st->refs_kept++;
-            if (opts->kept) opts->kept(opts->ctx, name, imp_why_text[it->why]);
-            continue;
-        }
+        if (it->act == IMP_KEEP) continue;
         if (it->act == IMP_NOTHING) {
             /* Agreement is remembered (changes by others after it are
              * theirs); a name gone from both is forgotten. */
             if (gr && !it->c.mine)
-                rc = imp_mark(&o, name, &sr->id, sr->clock, &sr->writer, 0, err);
+                rc = imp_mark(o, name, &sr->id, sr->clock, &sr->writer, 0, err);
             else if (!gr && it->m)
-                rc = imp_mark(&o, name, NULL, 0, NULL, 1, err);
+                rc = imp_mark(o, name, NULL, 0, NULL, 1, err);
             continue;
         }
-        guts_ref *e = &o.recs[o.nrec++];
+        guts_ref *e = &o->recs[o->nrec++];
         memset(e, 0, sizeof *e);
         snprintf(e->name, sizeof e->name, "%s", name);
         if (gr && gr->symref) snprintf(e->symref, sizeof e->symref, "%s", gr->symref);
         if (gr && !gr->symref) e->target = gr->id;
         e->clock = clock;
         e->writer = *node;
-        st->refs_changed++;
-        if (it->act == IMP_DELETE) st->refs_deleted++;
+        o->changed++;
+        if (it->act == IMP_DELETE) o->deleted++;
         if (it->act == IMP_SET)
-            rc = imp_mark(&o, name, &e->target, clock, node, 0, err);
+            rc = imp_mark(o, name, &e->target, clock, node, 0, err);
         else if (it->m)
-            rc = imp_mark(&o, name, NULL, 0, NULL, 1, err);
-        if (!rc && o.nrec == GITIO_REFS_BATCH) rc = imp_flush(&o, err);
+            rc = imp_mark(o, name, NULL, 0, NULL, 1, err);
+        if (!rc && o->nrec == GITIO_REFS_BATCH) rc = imp_flush(o, err);
     }
-    if (!rc && (o.nrec || o.nmark)) rc = imp_flush(&o, err);
+    if (!rc && (o->nrec || o->nmark)) rc = imp_flush(o, err);
+    /* Kept refs are reported once, by the pass that wrote. */
+    for (size_t i = 0; i < nitems && !rc; i++) {
+        const imp_item *it = &items[i];
+        if (it->act != IMP_KEEP) continue;
+        st->refs_kept++;
+        if (opts->kept)
+            opts->kept(opts->ctx, (it->g ? it->g : it->s ? it->s : it->m)->name,
+                       imp_why_text[it->why]);
+    }
 out:
-    free(o.recs);
-    free(o.marks);
+    o->nrec = o->nmark = 0;
+    o->changed = o->deleted = 0;
     free(items);
-    nrefs_free(&g);
     nrefs_free(&s);
     nrefs_free(&m);
+    return rc;
+}
+
+/* Passes of import_refs_pass before giving up on a store whose refs keep
+ * changing under it (each pass costs a read of every ref). */
+#define IMPORT_REFS_PASSES 8
+
+static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
+                       const guts_gitio_import_opts *opts, guts_gitio_stats *st, char *err)
+{
+    nrefs g = {0};
+    char head_sym[GUTS_REFNAME_MAX + 1], path[PATH_MAX];
+    uint8_t src[GUTS_IMPORT_SRC_LEN];
+    guts_id head_id;
+    imp_out o = {.repo = repo, .src = src, .path = path, .st = st};
+    int rc = git_source(gitdir, path, src, err);
+    if (!rc) rc = git_refs(gitdir, &g, err);
+    if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
+    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
+    if (!rc && (!(o.recs = calloc(GITIO_REFS_BATCH, sizeof *o.recs)) ||
+                !(o.marks = calloc(GITIO_REFS_BATCH, sizeof *o.marks))))
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (!rc) {
+        qsort(g.r, g.n, sizeof *g.r, cmp_nref);
+        st->refs_total = g.n;
+        rc = GUTS_ECONFLICT;
+        for (int pass = 0; pass < IMPORT_REFS_PASSES && rc == GUTS_ECONFLICT; pass++)
+            rc = import_refs_pass(repo, node, &g, &o, opts, err);
+        if (rc == GUTS_ECONFLICT)
+            errf(err, rc, "the repository's refs changed during each of %d tries; import again",
+                 IMPORT_REFS_PASSES);
+    }
+    free(o.recs);
+    free(o.marks);
+    nrefs_free(&g);
     return rc;
 }
 

@@ -324,13 +324,22 @@ typedef struct import_ctx {
     const char *path;
     const guts_import_mark *marks;
     size_t nmarks;
+    guts_fp *digest; /* in: the ref state decided on; out: the state written */
 } import_ctx;
 
 static int import_fn(guts_repo *r, MDB_txn *txn, void *arg)
 {
     import_ctx *c = arg;
-    int rc = c->refs.n ? refs_fn(r, txn, &c->refs) : GUTS_OK;
+    guts_fp now;
+    int rc = store_meta_get_fp(r, txn, "refs_digest", &now);
     if (rc) return rc;
+    if (!guts_fp_eq(now, *c->digest)) {
+        store_seterr("refs changed since they were read");
+        return GUTS_ECONFLICT;
+    }
+    if (c->refs.n && (rc = refs_fn(r, txn, &c->refs))) return rc;
+    if ((rc = store_meta_get_fp(r, txn, "refs_digest", &now))) return rc;
+    *c->digest = now;
     uint8_t key[MARK_KEY_LEN], val[MARK_HDR + GUTS_REFNAME_MAX];
     MDB_val k = {GUTS_IMPORT_SRC_LEN, key}, v = {strlen(c->path), (void *)c->path};
     memcpy(key, c->src, GUTS_IMPORT_SRC_LEN);
@@ -358,10 +367,10 @@ static int import_fn(guts_repo *r, MDB_txn *txn, void *arg)
 }
 
 int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], const char *path,
-                         const guts_ref *refs, size_t n, const guts_import_mark *marks,
-                         size_t nmarks)
+                         guts_fp *digest, const guts_ref *refs, size_t n,
+                         const guts_import_mark *marks, size_t nmarks)
 {
-    if (!r || !src || !path || (!refs && n) || (!marks && nmarks)) return GUTS_EINVAL;
+    if (!r || !src || !path || !digest || (!refs && n) || (!marks && nmarks)) return GUTS_EINVAL;
     if (strnlen(path, MARK_PATH_MAX + 1) > MARK_PATH_MAX) {
         store_seterr("import source path over %d bytes", MARK_PATH_MAX);
         return GUTS_EINVAL;
@@ -375,6 +384,11 @@ int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], c
         }
     }
     if (rc || (n == 0 && nmarks == 0)) return rc;
-    import_ctx c = {{refs, n}, src, path, marks, nmarks};
-    return store_write(r, 4096 * (n + nmarks) + MARK_PATH_MAX, import_fn, &c);
+    /* A replayed transaction (map growth) starts from the caller's digest
+     * again: import_fn only sets it once everything is written. */
+    guts_fp want = *digest;
+    import_ctx c = {{refs, n}, src, path, marks, nmarks, &want};
+    rc = store_write(r, 4096 * (n + nmarks) + MARK_PATH_MAX, import_fn, &c);
+    if (rc == GUTS_OK) *digest = want;
+    return rc;
 }

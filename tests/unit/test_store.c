@@ -1305,14 +1305,25 @@ static guts_import_mark mkmark(const char *name, uint8_t target, uint64_t clock,
     return m;
 }
 
-START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs)
+START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on)
 {
     guts_repo *r = open_repo("o/marks");
     const uint8_t one[GUTS_IMPORT_SRC_LEN] = {1}, two[GUTS_IMPORT_SRC_LEN] = {2};
     guts_ref ref = mkref("refs/heads/main", ID_A, NULL, 5, 7);
     guts_import_mark m[] = {mkmark("refs/heads/main", 0xaa, 5, 0), mkmark("HEAD", 0, 6, 0)};
-    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &ref, 1, m, 2), GUTS_OK);
-    ck_assert_int_eq(guts_repo_import_put(r, two, "/src/two", NULL, 0, m, 1), GUTS_OK);
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    guts_fp digest = info.refs_digest, stale = digest;
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, &ref, 1, m, 2), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert(guts_fp_eq(digest, info.refs_digest)); /* what the next batch expects */
+    ck_assert(!guts_fp_eq(digest, stale));
+    /* Decided on refs that changed since: nothing written. */
+    guts_ref later = mkref("refs/heads/late", ID_B, NULL, 6, 7);
+    ck_assert_int_eq(guts_repo_import_put(r, two, "/src/two", &stale, &later, 1, m, 1),
+                     GUTS_ECONFLICT);
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/late", &(guts_ref){0}), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_repo_import_put(r, two, "/src/two", &digest, NULL, 0, m, 1), GUTS_OK);
     guts_ref got;
     ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/main", &got), GUTS_OK);
     ck_assert_uint_eq(got.clock, 5);
@@ -1333,7 +1344,8 @@ START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs)
     guts_repo_info before, after;
     ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
     guts_import_mark forget = mkmark("refs/heads/main", 0, 0, 1);
-    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", NULL, 0, &forget, 1), GUTS_OK);
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, NULL, 0, &forget, 1),
+                     GUTS_OK);
     ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
     ck_assert(guts_fp_eq(before.refs_digest, after.refs_digest));
     ck_assert_uint_eq(before.refs + before.tombstones, after.refs + after.tombstones);
@@ -1344,7 +1356,8 @@ START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs)
     ck_assert_str_eq(s1.m[0].name, "HEAD");
     /* Bad names are refused before anything is written. */
     guts_import_mark bad = mkmark("refs/heads/a..b", 1, 1, 0);
-    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", NULL, 0, &bad, 1), GUTS_EINVAL);
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, NULL, 0, &bad, 1),
+                     GUTS_EINVAL);
     guts_repo_close(r);
 }
 END_TEST
@@ -1647,7 +1660,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_refs_put_get_and_tombstone);
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
-    tcase_add_test(t, test_import_marks_are_per_source_local_and_written_with_the_refs);
+    tcase_add_test(t, test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on);
     tcase_add_test(t, test_reopen_keeps_objects_refs_and_counters);
     tcase_add_test(t, test_two_handles_in_one_process_share_the_env);
     tcase_add_test(t, test_other_process_writes_seen_via_txnid);
