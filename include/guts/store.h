@@ -107,6 +107,16 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
  * poll for writes by other processes. */
 int guts_repo_txnid(guts_repo *r, uint64_t *out);
 
+/** Open one read transaction that every read through r then uses, until
+ * guts_repo_read_release(): a consistent snapshot, and a walk that reads
+ * thousands of objects costs one transaction, not one each. Writes through
+ * r still work, but cannot grow the map meanwhile (GUTS_EAGAIN), and the
+ * snapshot does not see them: release before writing. Closing r releases.
+ * Errors: GUTS_EINVAL (already held), store errors. */
+int guts_repo_read_hold(guts_repo *r);
+/** End guts_repo_read_hold's transaction (nothing if none is held). */
+void guts_repo_read_release(guts_repo *r);
+
 /* ---- Objects ------------------------------------------------------------- */
 
 typedef struct guts_obj {

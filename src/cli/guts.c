@@ -1253,7 +1253,8 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
     }
     guts_walk w = {.r = r};
     guts_walk_item it;
-    int e = guts_walk_push(&w, &id);
+    int e = guts_repo_read_hold(r); /* one read transaction for the walk */
+    if (!e) e = guts_walk_push(&w, &id);
     for (long i = 0; !e && i < max && guts_walk_pop(&w, &it); i++) {
         int type;
         void *data;
@@ -1269,6 +1270,7 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
         rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " parent commit%s not stored (see guts fsck %s)", key,
                  w.missing, w.missing == 1 ? " is" : "s are", key);
     guts_walk_free(&w);
+    guts_repo_read_release(r);
 out:
     if (r) guts_repo_close(r);
     guts_data_close(d);

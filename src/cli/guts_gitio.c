@@ -1531,8 +1531,12 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
     size_t nitems = 0;
     guts_repo_info info;
     guts_gitio_stats *st = o->st;
-    int rc;
-    if ((rc = guts_repo_info_get(repo, &info)))
+    /* One snapshot for every read of the pass (refs, marks, the walks):
+     * the digest matches the refs read, and the walks cost one read
+     * transaction, not one per commit. Released before the writes. */
+    int rc = guts_repo_read_hold(repo);
+    if (rc) errf(err, rc, "reading the repository: %s (%s)", guts_strerror(rc), guts_store_errmsg());
+    if (!rc && (rc = guts_repo_info_get(repo, &info)))
         errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
         errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
@@ -1541,7 +1545,6 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
     if (!rc && !(items = calloc(g->n + s.n + m.n, sizeof *items)))
         rc = errf(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
-    /* Read before the refs: a change in between only costs another pass. */
     o->digest = info.refs_digest;
     if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
     if (m.n) qsort(m.r, m.n, sizeof *m.r, cmp_nref);
@@ -1583,6 +1586,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         }
         break;
     }
+    guts_repo_read_release(repo);
     for (size_t i = 0; i < nitems && !rc; i++) {
         imp_item *it = &items[i];
         const nref *gr = it->g, *sr = it->s;
@@ -1623,6 +1627,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
                        imp_why_text[it->why]);
     }
 out:
+    guts_repo_read_release(repo);
     o->nrec = o->nmark = 0;
     o->changed = o->deleted = 0;
     free(items);

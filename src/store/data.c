@@ -537,6 +537,7 @@ ZSTD_CCtx *store_cctx_new(void)
 void guts_repo_close(guts_repo *r)
 {
     if (!r) return;
+    guts_repo_read_release(r);
     guts_data *d = r->d;
     pthread_mutex_lock(&d->lock);
     store_env *se = r->se;

@@ -119,6 +119,9 @@ struct guts_repo {
     EVP_MD_CTX *stage_sha;
     guts_id stage_id;
     uint64_t stage_have; /* bytes hashed; UINT64_MAX: nothing valid */
+    /* guts_repo_read_hold's read txn: every read of this handle uses it
+     * (store_read_begin hands it out, store_read_end leaves it open). */
+    MDB_txn *held;
 };
 
 /* A compression context with the store's parameters (NULL: no memory). */

@@ -1362,6 +1362,27 @@ START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs_they
 }
 END_TEST
 
+START_TEST(test_read_hold_is_one_snapshot_until_released)
+{
+    guts_repo *r = open_repo("o/hold");
+    guts_obj a = mkobj(GUTS_OBJ_BLOB, "held a\n", 7), b = mkobj(GUTS_OBJ_BLOB, "held b\n", 7);
+    put_ok(r, &a, 1, 1);
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_EINVAL); /* one at a time */
+    put_ok(r, &b, 1, 1);
+    ck_assert_int_eq(guts_repo_has(r, &a.id), 1);
+    ck_assert_int_eq(guts_repo_has(r, &b.id), 0); /* written after the snapshot */
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, 1);
+    guts_repo_read_release(r);
+    ck_assert_int_eq(guts_repo_has(r, &b.id), 1);
+    guts_repo_read_release(r); /* nothing held: nothing happens */
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_OK);
+    guts_repo_close(r); /* closing releases */
+}
+END_TEST
+
 START_TEST(test_reopen_keeps_objects_refs_and_counters)
 {
     guts_repo *r = open_repo("o/p");
@@ -1661,6 +1682,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
     tcase_add_test(t, test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on);
+    tcase_add_test(t, test_read_hold_is_one_snapshot_until_released);
     tcase_add_test(t, test_reopen_keeps_objects_refs_and_counters);
     tcase_add_test(t, test_two_handles_in_one_process_share_the_env);
     tcase_add_test(t, test_other_process_writes_seen_via_txnid);
