@@ -23,6 +23,15 @@
  * caller's: level 0 (stored blocks) is what keeps export as fast as
  * `git clone --mirror --no-local` (docs/performance.md).
  *
+ * Import's refs follow git push's rules against the store's records, with
+ * one memory git lacks: the records this git directory's last import left
+ * (its "marks", in the env's local imports db), which tell the user's own
+ * changes (followed, deletions and rewinds included) from changes others
+ * made since (never rewound, moved or deleted without --force/--prune).
+ * The rule is one pure function (imp_decide, table-tested); fast-forwards
+ * are decided by walking commits in the store within one read snapshot;
+ * the writes are a compare-and-swap on the refs digest.
+ *
  * git's stderr is captured in a memory file so that a failure becomes one
  * line of error naming the command, not a screenful.
  */
@@ -1284,8 +1293,10 @@ static int git_source(const char *gitdir, char *path, uint8_t src[GUTS_IMPORT_SR
     char *argv[] = {"git", "-C", (char *)gitdir, "rev-parse", "--absolute-git-dir", NULL};
     char *buf;
     size_t len;
-    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK)
+    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
+        if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
         return errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+    }
     buf[strcspn(buf, "\n")] = 0;
     char *real = realpath(buf, path);
     int e = errno;
@@ -1641,15 +1652,14 @@ out:
 #define IMPORT_REFS_PASSES 8
 
 static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
-                       const guts_gitio_import_opts *opts, guts_gitio_stats *st, char *err)
+                       const char *path, const uint8_t *src, const guts_gitio_import_opts *opts,
+                       guts_gitio_stats *st, char *err)
 {
     nrefs g = {0};
-    char head_sym[GUTS_REFNAME_MAX + 1], path[PATH_MAX];
-    uint8_t src[GUTS_IMPORT_SRC_LEN];
+    char head_sym[GUTS_REFNAME_MAX + 1];
     guts_id head_id;
     imp_out o = {.repo = repo, .src = src, .path = path, .st = st};
-    int rc = git_source(gitdir, path, src, err);
-    if (!rc) rc = git_refs(gitdir, &g, err);
+    int rc = git_refs(gitdir, &g, err);
     if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
     if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
     if (!rc && (!(o.recs = calloc(GITIO_REFS_BATCH, sizeof *o.recs)) ||
@@ -1763,16 +1773,17 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
     guts_gitio_stats local;
     guts_gitio_import_opts none = {0};
     guts_progress pg;
+    char path[PATH_MAX];
+    uint8_t src[GUTS_IMPORT_SRC_LEN];
     if (!opts) opts = &none;
     guts_progress_start(&pg, "import", opts->progress);
-    int rc;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
-    rc = guts_gitio_check_repo(gitdir, err);
+    int rc = git_source(gitdir, path, src, err); /* also: is it a repository? */
     if (rc) return rc;
     rc = store_objects(r, gitdir, NULL, 0, NULL, 0, NULL, 0, &pg, st, err);
     /* Refs only once every object they could point at is stored. */
-    if (!rc) rc = import_refs(r, node, gitdir, opts, st, err);
+    if (!rc) rc = import_refs(r, node, gitdir, path, src, opts, st, err);
     return rc;
 }
 

@@ -35,6 +35,11 @@ txn=$(last_txn alice/repo)
 expect 0 "$GUTS" import alice/repo "$src"
 [ "$(summary)" = "0 refs changed (0 deleted), 0 kept" ] || fail "repeated import: $(cat "$TMP/out")"
 [ "$(last_txn alice/repo)" = "$txn" ] || fail "a repeated import wrote to the store"
+# The work tree and its .git (through a symlink too) are one directory.
+ln -s "$src" "$TMP/link"
+expect 0 "$GUTS" import alice/repo "$TMP/link/.git"
+[ "$(summary)" = "0 refs changed (0 deleted), 0 kept" ] || fail "import of .git: $(cat "$TMP/out")"
+[ "$(last_txn alice/repo)" = "$txn" ] || fail "an import of the same directory's .git wrote"
 
 # --- push a commit to main, a new branch and a tag through guts:// -------------
 c1="$TMP/c1"
