@@ -11,6 +11,8 @@
  *       meta      named values: schema, count, fingerprint, refs digest, clock
  *       pieces    id(20) index(4, BE) -> one piece of a large object
  *       stage     id(20) -> a large object being received, not yet an object
+ *       imports   source(16) [XXH3-64 of a ref name(8)] -> what the last
+ *                 import from one git directory left (local: never sent)
  *
  * Several processes may open the same environment (a running node and the
  * CLI); LMDB's lock file serialises writers. Every write goes through one
@@ -121,6 +123,16 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
 /** The env's last committed transaction id, without a transaction: cheap to
  * poll for writes by other processes. */
 int guts_repo_txnid(guts_repo *r, uint64_t *out);
+
+/** Open one read transaction that every read through r then uses, until
+ * guts_repo_read_release(): a consistent snapshot, and a walk that reads
+ * thousands of objects costs one transaction, not one each. Writes through
+ * r still work, but cannot grow the map meanwhile (GUTS_EAGAIN), and the
+ * snapshot does not see them: release before writing. Closing r releases.
+ * Errors: GUTS_EINVAL (already held), store errors. */
+int guts_repo_read_hold(guts_repo *r);
+/** End guts_repo_read_hold's transaction (nothing if none is held). */
+void guts_repo_read_release(guts_repo *r);
 
 /* ---- Objects ------------------------------------------------------------- */
 
@@ -308,6 +320,44 @@ int guts_repo_refs(guts_repo *r, int with_tombstones,
  * the repository clock are updated in the same transaction.
  * Errors: GUTS_EINVAL (bad name), GUTS_EFULL, GUTS_ESTORE. */
 int guts_repo_refs_put(guts_repo *r, const guts_ref *refs, size_t n);
+
+/* ---- Import marks ---------------------------------------------------------- */
+
+/* A source of imports: 16 bytes naming one git directory (the CLI hashes
+ * its canonical path), so marks of different directories never mix. */
+#define GUTS_IMPORT_SRC_LEN 16
+
+/* The ref record one source's last import left for a name: the record it
+ * wrote, or the store's record it found equal to the source's ref. A ref
+ * whose record still equals its mark was changed by nobody since; one
+ * whose record differs was changed by someone else (a push, a peer). Marks
+ * are local to the env: not refs, not in the refs digest, never sent. */
+typedef struct guts_import_mark {
+    char name[GUTS_REFNAME_MAX + 1];
+    guts_id target;      /* the record's target; zero for a symbolic HEAD */
+    uint64_t clock;      /* the record's Lamport clock */
+    guts_node_id writer; /* the record's writer */
+    int forget;          /* guts_repo_import_put only: drop the name's mark */
+} guts_import_mark;
+
+/** Call cb(mark, ctx) for every mark of source src (in no useful order).
+ * A non-zero return from cb stops and is returned.
+ * Errors: GUTS_ECORRUPT (a malformed mark), GUTS_ESTORE. */
+int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
+                           int (*cb)(const guts_import_mark *m, void *ctx), void *ctx);
+
+/** In one write transaction: check that the refs digest still is *digest
+ * (the ref state the caller decided on: no record changed since, by a node
+ * applying a peer's update or a push), then write ref records as
+ * guts_repo_refs_put does, set (or, with forget, drop) marks of source src,
+ * and keep path as the source's name for people reading the env
+ * (mdb_dump). On success *digest is the refs digest written, ready for the
+ * caller's next batch.
+ * Errors: GUTS_ECONFLICT (the refs changed: nothing written; decide again),
+ * GUTS_EINVAL (bad name, path over 4096 bytes), GUTS_EFULL, GUTS_ESTORE. */
+int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], const char *path,
+                         guts_fp *digest, const guts_ref *refs, size_t n,
+                         const guts_import_mark *marks, size_t nmarks);
 
 /** Digest term of one ref record (XXH3-128 of name, target, symref, clock and
  * writer): the refs digest is their sum mod 2^128, like guts_fp. */

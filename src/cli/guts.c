@@ -28,6 +28,7 @@
 
 #include "cli/guts_gitio.h"
 #include "cli/guts_json.h"
+#include "cli/guts_walk.h"
 #include "guts/gitobj.h"
 #include "guts/seal.h"
 #include "guts/store.h"
@@ -96,11 +97,17 @@ static const char usage_main[] =
     "them. Exit status: 0 success, 1 operational error, 2 usage error.\n";
 
 static const char usage_import[] =
-    "usage: guts import OWNER/NAME GITDIR\n"
+    "usage: guts import [--force] [--prune] OWNER/NAME GITDIR\n"
     "\n"
-    "Store every object, every ref and HEAD of the git repository GITDIR (bare or\n"
+    "Store every object, the refs and HEAD of the git repository GITDIR (bare or\n"
     "not) as repository OWNER/NAME. Importing again stores only the new objects\n"
-    "and the changed refs; refs deleted in git become deletions in guts.\n"
+    "and the changed refs. Refs follow git push's rules: new refs are added and\n"
+    "branches fast-forwarded; a ref someone else changed since GITDIR's last\n"
+    "import (a push, another node; before GITDIR's first import, every ref) is\n"
+    "never rewound, moved (tags, HEAD) or deleted: it is kept, with one \"kept\"\n"
+    "line saying why. Refs nobody else changed follow GITDIR, deletions included.\n"
+    "--force (-f): rewind, move and restore such refs to GITDIR's.\n"
+    "--prune (-p): delete refs GITDIR lacks, whoever wrote them.\n"
     "OWNER and NAME: 1-100 characters of [A-Za-z0-9._-], not starting with '.'.\n";
 
 static const char usage_export[] =
@@ -296,40 +303,74 @@ static int open_repo(const char *cmd, guts_data *d, const char *key, unsigned fl
 
 /* ---- import / export ---------------------------------------------------- */
 
+/* Refs an import kept, one line each up to IMPORT_KEPT_SHOW, then a count:
+ * a first import into a busy repository may keep thousands. */
+#define IMPORT_KEPT_SHOW 20
+
+typedef struct import_kept {
+    uint64_t n;
+} import_kept;
+
+static void import_kept_line(void *ctx, const char *name, const char *why)
+{
+    import_kept *k = ctx;
+    if (k->n++ < IMPORT_KEPT_SHOW) printf("kept %s: %s\n", name, why);
+}
+
 static int cmd_import(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "import";
+    const char *key = NULL, *gitdir = NULL;
     guts_data *d = NULL;
     guts_repo *r = NULL;
     guts_gitio_stats st;
+    import_kept kept = {0};
+    guts_gitio_import_opts opts = {.progress = isatty(2), .kept = import_kept_line, .ctx = &kept};
     char err[GUTS_GITIO_ERR_MAX];
-    int rc;
+    int rc, operands = 0;
     if (wants_help(argc, argv)) return fputs(usage_import, stdout), 0;
-    if ((rc = check_operands(cmd, argc, argv, 2, "OWNER/NAME GITDIR"))) return rc;
-    if ((rc = check_key(cmd, argv[1]))) return rc;
-    if (guts_gitio_check_repo(argv[2], err) != GUTS_OK) return die(EXIT_OP, cmd, "%s", err);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0)
+            opts.flags |= GUTS_GITIO_FORCE;
+        else if (strcmp(argv[i], "--prune") == 0 || strcmp(argv[i], "-p") == 0)
+            opts.flags |= GUTS_GITIO_PRUNE;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return die(EXIT_USAGE, cmd, "unknown option \"%s\" (see guts import --help)", argv[i]);
+        else if (operands++ == 0)
+            key = argv[i];
+        else
+            gitdir = argv[i];
+    }
+    if (operands != 2)
+        return die(EXIT_USAGE, cmd,
+                   "expected OWNER/NAME GITDIR, got %d argument%s (see guts import --help)",
+                   operands, operands == 1 ? "" : "s");
+    if ((rc = check_key(cmd, key))) return rc;
+    if (guts_gitio_check_repo(gitdir, err) != GUTS_OK) return die(EXIT_OP, cmd, "%s", err);
     if ((rc = open_data(cmd, data_opt, GUTS_DATA_CREATE, &d))) return rc;
     /* Remember whether this import creates the repository: a failed first
      * import that stored nothing then leaves nothing behind. */
-    int created = guts_repo_open(d, argv[1], 0, &r) == GUTS_ENOTFOUND;
+    int created = guts_repo_open(d, key, 0, &r) == GUTS_ENOTFOUND;
     if (r) guts_repo_close(r);
     r = NULL;
-    if ((rc = open_repo(cmd, d, argv[1], GUTS_REPO_CREATE, &r))) goto out;
+    if ((rc = open_repo(cmd, d, key, GUTS_REPO_CREATE, &r))) goto out;
     double t0 = now_s();
-    int e = guts_gitio_import(r, guts_data_node_id(d), argv[2], isatty(2), &st, err);
+    int e = guts_gitio_import(r, guts_data_node_id(d), gitdir, &opts, &st, err);
     if (e) {
-        rc = die(EXIT_OP, cmd, "%s from \"%s\": %s", argv[1], argv[2], err);
+        rc = die(EXIT_OP, cmd, "%s from \"%s\": %s", key, gitdir, err);
         if (created && st.objects_added == 0) {
             guts_repo_close(r);
             r = NULL;
-            guts_repo_remove(d, argv[1]);
+            guts_repo_remove(d, key);
         }
         goto out;
     }
+    if (kept.n > IMPORT_KEPT_SHOW)
+        printf("kept %" PRIu64 " more refs\n", kept.n - IMPORT_KEPT_SHOW);
     printf("imported %s: %" PRIu64 " objects added (%" PRIu64 " in git, %.1f MB read), %" PRIu64
-           " refs changed (%" PRIu64 " deleted), %.2f s\n",
-           argv[1], st.objects_added, st.objects_total, (double)st.bytes / 1e6, st.refs_changed,
-           st.refs_deleted, now_s() - t0);
+           " refs changed (%" PRIu64 " deleted), %" PRIu64 " kept, %.2f s\n",
+           key, st.objects_added, st.objects_total, (double)st.bytes / 1e6, st.refs_changed,
+           st.refs_deleted, st.refs_kept, now_s() - t0);
 out:
     if (r) guts_repo_close(r);
     guts_data_close(d);
@@ -1187,161 +1228,6 @@ static void log_line(const guts_id *id, const char *data, size_t len)
     putchar('\n');
 }
 
-/* The walk of `guts log`: newest commit first by committer date, like
- * git log's default order, each commit once. A max-heap of the frontier
- * and a hash set of commits already queued; both grow with the commits
- * printed (at most -n) times their parents, never with the history. */
-typedef struct log_item {
-    guts_id id;
-    int64_t when; /* committer date, seconds since the epoch */
-    uint64_t seq; /* queue order: ties go to the commit queued first */
-} log_item;
-
-typedef struct log_walk {
-    guts_repo *r;
-    log_item *heap;
-    size_t n, cap;
-    guts_id *seen; /* open addressing; the zero id marks a free slot */
-    size_t nseen, capseen;
-    uint64_t seq;
-    uint64_t missing; /* parents named but not stored */
-} log_walk;
-
-static int log_before(const log_item *a, const log_item *b)
-{
-    return a->when != b->when ? a->when > b->when : a->seq < b->seq;
-}
-
-/* 1 if id was already queued, else remember it and return 0. */
-static int log_seen(log_walk *w, const guts_id *id, int *err)
-{
-    if (2 * (w->nseen + 1) > w->capseen) {
-        size_t nc = w->capseen ? 2 * w->capseen : 1024;
-        guts_id *ns = calloc(nc, sizeof *ns);
-        if (!ns) return *err = GUTS_ENOMEM, 0;
-        for (size_t i = 0; i < w->capseen; i++) {
-            if (guts_id_is_zero(&w->seen[i])) continue;
-            uint64_t h;
-            memcpy(&h, w->seen[i].b, sizeof h);
-            size_t k = (size_t)h & (nc - 1);
-            while (!guts_id_is_zero(&ns[k]))
-                k = (k + 1) & (nc - 1);
-            ns[k] = w->seen[i];
-        }
-        free(w->seen);
-        w->seen = ns;
-        w->capseen = nc;
-    }
-    uint64_t h;
-    memcpy(&h, id->b, sizeof h); /* SHA-1 bytes are uniform */
-    size_t k = (size_t)h & (w->capseen - 1);
-    while (!guts_id_is_zero(&w->seen[k])) {
-        if (guts_id_cmp(&w->seen[k], id) == 0) return 1;
-        k = (k + 1) & (w->capseen - 1);
-    }
-    w->seen[k] = *id;
-    w->nseen++;
-    return 0;
-}
-
-/* Committer date of a commit's text (0 if unreadable). */
-static int64_t log_when(const char *data, size_t len)
-{
-    const char *p = data, *end = data + len;
-    while (p < end && *p != '\n') {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (ll > 10 && memcmp(p, "committer ", 10) == 0) {
-            const char *gt = NULL;
-            for (const char *q = p; q < p + ll; q++)
-                if (*q == '>') gt = q;
-            char tail[32];
-            size_t tl = gt ? (size_t)(p + ll - gt - 1) : 0;
-            long long secs;
-            if (gt && tl < sizeof tail) {
-                memcpy(tail, gt + 1, tl);
-                tail[tl] = 0;
-                if (sscanf(tail, " %lld", &secs) == 1) return (int64_t)secs;
-            }
-            return 0;
-        }
-        if (!nl) break;
-        p = nl + 1;
-    }
-    return 0;
-}
-
-/* Queue a commit once. A commit that is not stored is counted, not fatal:
- * the lines already printed stay true. */
-static int log_push(log_walk *w, const guts_id *id)
-{
-    int e = 0, type;
-    void *data;
-    size_t len;
-    if (guts_id_is_zero(id)) return w->missing++, 0; /* the hash set's empty slot */
-    if (log_seen(w, id, &e)) return 0;
-    if (e) return e;
-    e = guts_repo_get(w->r, id, &type, &data, &len);
-    if (e == GUTS_ENOTFOUND) return w->missing++, 0;
-    if (e) return e;
-    int64_t when = type == GUTS_OBJ_COMMIT ? log_when(data, len) : 0;
-    free(data);
-    if (type != GUTS_OBJ_COMMIT) return GUTS_ECORRUPT;
-    if (w->n == w->cap) {
-        size_t nc = w->cap ? 2 * w->cap : 64;
-        log_item *nh = realloc(w->heap, nc * sizeof *nh);
-        if (!nh) return GUTS_ENOMEM;
-        w->heap = nh;
-        w->cap = nc;
-    }
-    size_t i = w->n++;
-    w->heap[i] = (log_item){.id = *id, .when = when, .seq = w->seq++};
-    while (i && log_before(&w->heap[i], &w->heap[(i - 1) / 2])) {
-        log_item t = w->heap[i];
-        w->heap[i] = w->heap[(i - 1) / 2];
-        w->heap[(i - 1) / 2] = t;
-        i = (i - 1) / 2;
-    }
-    return 0;
-}
-
-static log_item log_pop(log_walk *w)
-{
-    log_item top = w->heap[0];
-    w->heap[0] = w->heap[--w->n];
-    for (size_t i = 0;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->n && log_before(&w->heap[l], &w->heap[m])) m = l;
-        if (r < w->n && log_before(&w->heap[r], &w->heap[m])) m = r;
-        if (m == i) break;
-        log_item t = w->heap[i];
-        w->heap[i] = w->heap[m];
-        w->heap[m] = t;
-        i = m;
-    }
-    return top;
-}
-
-/* Queue every parent named in a commit's header. */
-static int log_push_parents(log_walk *w, const char *data, size_t len)
-{
-    const char *p = data, *end = data + len;
-    while (p < end && *p != '\n') {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
-            guts_id pid;
-            if (guts_id_from_hex(p + 7, GUTS_HEX_LEN, &pid) == GUTS_OK) {
-                int e = log_push(w, &pid);
-                if (e) return e;
-            }
-        }
-        if (!nl) break;
-        p = nl + 1;
-    }
-    return 0;
-}
-
 static int cmd_log(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "log";
@@ -1380,16 +1266,17 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
         rc = die(EXIT_OP, cmd, "%s: \"%s\": %s", key, ref, why);
         goto out;
     }
-    log_walk w = {.r = r};
-    int e = log_push(&w, &id);
-    for (long i = 0; !e && i < max && w.n; i++) {
+    guts_walk w = {.r = r};
+    guts_walk_item it;
+    int e = guts_repo_read_hold(r); /* one read transaction for the walk */
+    if (!e) e = guts_walk_push(&w, &id);
+    for (long i = 0; !e && i < max && guts_walk_pop(&w, &it); i++) {
         int type;
         void *data;
         size_t len;
-        log_item it = log_pop(&w);
         if ((e = guts_repo_get(r, &it.id, &type, &data, &len))) break;
         log_line(&it.id, data, len);
-        e = log_push_parents(&w, data, len);
+        e = guts_walk_push_parents(&w, data, len);
         free(data);
     }
     if (e)
@@ -1397,8 +1284,8 @@ static int cmd_log(const char *data_opt, int argc, char **argv)
     else if (w.missing)
         rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " parent commit%s not stored (see guts fsck %s)", key,
                  w.missing, w.missing == 1 ? " is" : "s are", key);
-    free(w.heap);
-    free(w.seen);
+    guts_walk_free(&w);
+    guts_repo_read_release(r);
 out:
     if (r) guts_repo_close(r);
     guts_data_close(d);

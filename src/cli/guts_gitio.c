@@ -23,17 +23,29 @@
  * caller's: level 0 (stored blocks) is what keeps export as fast as
  * `git clone --mirror --no-local` (docs/performance.md).
  *
+ * Import's refs follow git push's rules against the store's records, with
+ * one memory git lacks: the records this git directory's last import left
+ * (its "marks", in the env's local imports db), which tell the user's own
+ * changes (followed, deletions and rewinds included) from changes others
+ * made since (never rewound, moved or deleted without --force/--prune).
+ * The rule is one pure function (imp_decide, table-tested); fast-forwards
+ * are decided by walking commits in the store within one read snapshot;
+ * the writes are a compare-and-swap on the refs digest.
+ *
  * git's stderr is captured in a memory file so that a failure becomes one
  * line of error naming the command, not a screenful.
  */
 #include "cli/guts_gitio.h"
 #include "cli/guts_pack.h"
 #include "cli/guts_progress.h"
+#include "cli/guts_walk.h"
+#include "core/refmerge.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,6 +61,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 extern char **environ;
@@ -1140,9 +1153,11 @@ out:
 
 typedef struct nref {
     char *name;
-    guts_id id;
-    char *symref; /* store refs only; NULL when not symbolic */
+    guts_id id;   /* zero for a symbolic or deleted ref */
+    char *symref; /* NULL when not symbolic */
     int tomb;
+    uint64_t clock;      /* store records and marks */
+    guts_node_id writer; /* store records and marks */
 } nref;
 
 typedef struct nrefs {
@@ -1170,6 +1185,7 @@ static int nrefs_add(nrefs *v, const char *name, const guts_id *id, const char *
         v->cap = nc;
     }
     nref *e = &v->r[v->n];
+    memset(e, 0, sizeof *e);
     e->name = strdup(name);
     e->symref = symref && symref[0] ? strdup(symref) : NULL;
     e->id = *id;
@@ -1190,8 +1206,23 @@ static int cmp_nref(const void *a, const void *b)
 
 static int collect_store_ref(const guts_ref *ref, void *ctx)
 {
-    return nrefs_add(ctx, ref->name, &ref->target, ref->symref,
-                     guts_id_is_zero(&ref->target) && !ref->symref[0]);
+    nrefs *v = ctx;
+    int rc = nrefs_add(v, ref->name, &ref->target, ref->symref,
+                       guts_id_is_zero(&ref->target) && !ref->symref[0]);
+    if (rc) return rc;
+    v->r[v->n - 1].clock = ref->clock;
+    v->r[v->n - 1].writer = ref->writer;
+    return GUTS_OK;
+}
+
+static int collect_mark(const guts_import_mark *m, void *ctx)
+{
+    nrefs *v = ctx;
+    int rc = nrefs_add(v, m->name, &m->target, NULL, 0);
+    if (rc) return rc;
+    v->r[v->n - 1].clock = m->clock;
+    v->r[v->n - 1].writer = m->writer;
+    return GUTS_OK;
 }
 
 /* Refs of the git repository, sorted by name, HEAD excluded. */
@@ -1219,7 +1250,6 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
         if (rc) errf(err, rc, "out of memory reading refs");
     }
     free(buf);
-    if (!rc && out->n) qsort(out->r, out->n, sizeof *out->r, cmp_nref);
     return rc;
 }
 
@@ -1250,103 +1280,399 @@ static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
     return GUTS_OK;
 }
 
-static int refs_flush(guts_repo *repo, guts_ref *recs, size_t *n, char *err)
+/* The source of an import: the git directory as git resolves it (a work
+ * tree and its .git are one source), made canonical by realpath(), and 16
+ * bytes of XXH3-128 of that path to key its marks. path gets PATH_MAX bytes. */
+static int git_source(const char *gitdir, char *path, uint8_t src[GUTS_IMPORT_SRC_LEN], char *err)
 {
-    int rc = *n ? guts_repo_refs_put(repo, recs, *n) : GUTS_OK;
-    if (rc)
-        errf(err, rc, "writing %zu refs (first %.200s): %s", *n, recs[0].name, guts_strerror(rc));
-    *n = 0;
+    char *argv[] = {"git", "-C", (char *)gitdir, "rev-parse", "--absolute-git-dir", NULL};
+    char *buf;
+    size_t len;
+    if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
+        if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
+        return errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+    }
+    buf[strcspn(buf, "\n")] = 0;
+    char *real = realpath(buf, path);
+    int e = errno;
+    free(buf);
+    if (!real)
+        return errf(err, GUTS_EIO, "%s: cannot resolve its git directory: %s", gitdir, strerror(e));
+    XXH128_hash_t h = XXH3_128bits(path, strlen(path));
+    for (int i = 0; i < 8; i++) {
+        src[i] = (uint8_t)(h.high64 >> (56 - 8 * i));
+        src[8 + i] = (uint8_t)(h.low64 >> (56 - 8 * i));
+    }
+    return GUTS_OK;
+}
+
+/* What import does with one ref name: docs/operations.md, "import's ref
+ * rules". The three views of a name are git's ref (g), the store's record
+ * (s) and this directory's mark (m: the record its last import left). The
+ * rule is git's (add, fast-forward, never rewind or delete without being
+ * told) except for refs nobody changed since this directory's last import:
+ * those mirror the directory, as they hold only its user's own work. */
+enum { IMP_ABSENT, IMP_TOMB, IMP_LIVE };                         /* the store's record */
+enum { IMP_BRANCH, IMP_TAG, IMP_HEAD, IMP_GUTS };                /* kinds of names */
+enum { IMP_NOTHING, IMP_SET, IMP_DELETE, IMP_KEEP, IMP_ASK_FF }; /* actions */
+/* Fast-forward answers besides 1 and 0: the walk's budget ran out; not asked. */
+#define IMP_FF_UNDECIDED (-1)
+#define IMP_FF_UNASKED 2
+
+enum {
+    WHY_NONE,
+    WHY_MOVED,
+    WHY_NOT_FF,
+    WHY_UNDECIDED,
+    WHY_TAG,
+    WHY_HEAD,
+    WHY_GONE_CHANGED,
+    WHY_GONE_NEVER,
+    WHY_DELETED,
+};
+
+static const char *const imp_why_text[] = {
+    [WHY_NONE] = "",
+    [WHY_MOVED] = "updated by someone else since this directory's last import, and the "
+                  "directory's commit does not contain that update (--force to rewind)",
+    [WHY_NOT_FF] = "the directory's commit is not a fast-forward of the stored one "
+                   "(--force to rewind)",
+    [WHY_UNDECIDED] = "whether the directory's commit is a fast-forward was not decided "
+                      "within the walk's budget (--force to update)",
+    [WHY_TAG] = "the stored tag has another target (--force to move it)",
+    [WHY_HEAD] = "set by someone else since this directory's last import, or before its "
+                 "first (--force to set it)",
+    [WHY_GONE_CHANGED] = "not in the directory, and updated by someone else since its last "
+                         "import (--prune to delete)",
+    [WHY_GONE_NEVER] = "not in the directory, and never imported from it (--prune to delete)",
+    [WHY_DELETED] = "deleted by someone else since this directory's last import "
+                    "(--force to restore)",
+};
+
+typedef struct imp_case {
+    int git;         /* git has the ref */
+    int store;       /* IMP_ABSENT, IMP_TOMB, IMP_LIVE */
+    int same;        /* the live store value is git's */
+    int marked;      /* this directory's last import left a mark */
+    int mine;        /* the store's record is the marked one: nobody changed it */
+    int git_unmoved; /* git's target is the marked one */
+    int kind;        /* IMP_BRANCH, IMP_TAG, IMP_HEAD, IMP_GUTS */
+    int ff;          /* 1, 0, IMP_FF_UNDECIDED, or IMP_FF_UNASKED */
+    unsigned flags;  /* GUTS_GITIO_FORCE, GUTS_GITIO_PRUNE */
+} imp_case;
+
+static int imp_decide(const imp_case *c, int *why)
+{
+    *why = WHY_NONE;
+    if (c->git && c->store == IMP_LIVE && c->same) return IMP_NOTHING;
+    if (!c->git && c->store != IMP_LIVE) return IMP_NOTHING;
+    if (!c->git) {
+        /* refs/guts/ is guts' own (conflict records kept for the cluster):
+         * a git directory not having them says nothing about them. */
+        if (c->kind == IMP_GUTS) return IMP_NOTHING;
+        if (c->mine || (c->flags & GUTS_GITIO_PRUNE)) return IMP_DELETE;
+        *why = c->marked ? WHY_GONE_CHANGED : WHY_GONE_NEVER;
+        return IMP_KEEP;
+    }
+    if (c->store != IMP_LIVE) {
+        /* Someone deleted what this directory imported, and the directory
+         * still has it as imported: the deletion is the newer intent. */
+        if (c->store == IMP_TOMB && c->marked && c->git_unmoved && !(c->flags & GUTS_GITIO_FORCE)) {
+            *why = WHY_DELETED;
+            return IMP_KEEP;
+        }
+        return IMP_SET;
+    }
+    if (c->mine || (c->flags & GUTS_GITIO_FORCE)) return IMP_SET;
+    if (c->kind == IMP_TAG || c->kind == IMP_HEAD) {
+        *why = c->kind == IMP_TAG ? WHY_TAG : WHY_HEAD;
+        return IMP_KEEP;
+    }
+    if (c->ff == IMP_FF_UNASKED) return IMP_ASK_FF;
+    if (c->ff == 1) return IMP_SET;
+    *why = c->ff == IMP_FF_UNDECIDED     ? WHY_UNDECIDED
+           : c->marked && c->git_unmoved ? WHY_MOVED
+                                         : WHY_NOT_FF;
+    return IMP_KEEP;
+}
+
+/* Committer dates can run backwards (clock skew between committers): the
+ * fast-forward walk goes a day past the old commit's date before it gives
+ * up, the slop git's own date cutoffs use (name-rev). */
+#define IMPORT_FF_SLOP (24 * 3600)
+/* Commits the fast-forward tests of one import may read, over all refs: a
+ * bound on the work a hostile or strange history can cause. A test cut off
+ * keeps its ref (the cautious answer) and says so. */
+#define IMPORT_FF_COMMITS 200000
+
+/* Is old an ancestor of new? Walks new's history in the store, newest
+ * first by committer date, until old is found or every commit left is more
+ * than IMPORT_FF_SLOP older than old. *ff: 1, 0, or IMP_FF_UNDECIDED when
+ * *budget (commits, decremented) runs out. Not commits: 0. */
+static int ff_test(guts_repo *r, const guts_id *old, const guts_id *new, uint64_t *budget, int *ff)
+{
+    int type, tnew, rc;
+    uint64_t size;
+    void *data;
+    size_t len;
+    *ff = 0;
+    if ((rc = guts_repo_stat(r, new, &tnew, &size)) == GUTS_ENOTFOUND) return GUTS_OK;
+    if (rc) return rc;
+    if ((rc = guts_repo_get(r, old, &type, &data, &len)) == GUTS_ENOTFOUND) return GUTS_OK;
+    if (rc) return rc;
+    int64_t cutoff = type == GUTS_OBJ_COMMIT ? guts_commit_when(data, len) - IMPORT_FF_SLOP : 0;
+    free(data);
+    if (type != GUTS_OBJ_COMMIT || tnew != GUTS_OBJ_COMMIT) return GUTS_OK;
+    guts_walk w = {.r = r};
+    guts_walk_item it;
+    rc = guts_walk_push(&w, new);
+    while (!rc && guts_walk_pop(&w, &it)) {
+        if (guts_id_cmp(&it.id, old) == 0) {
+            *ff = 1;
+            break;
+        }
+        if (it.when < cutoff) break; /* the heap's newest: all others are older */
+        if (*budget == 0) {
+            *ff = IMP_FF_UNDECIDED;
+            break;
+        }
+        (*budget)--;
+        if ((rc = guts_repo_get(r, &it.id, &type, &data, &len))) break;
+        rc = guts_walk_push_parents(&w, data, len);
+        free(data);
+    }
+    guts_walk_free(&w);
     return rc;
 }
 
-static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
-                       guts_gitio_stats *st, char *err)
+/* One name in the three sorted lists, with its decision. */
+typedef struct imp_item {
+    const nref *g, *s, *m;
+    imp_case c;
+    int act, why;
+} imp_item;
+
+static int imp_kind(const char *name)
 {
-    nrefs g = {0}, s = {0};
+    if (strcmp(name, "HEAD") == 0) return IMP_HEAD;
+    if (strncmp(name, "refs/tags/", 10) == 0) return IMP_TAG;
+    if (strncmp(name, "refs/guts/", 10) == 0) return IMP_GUTS;
+    return IMP_BRANCH;
+}
+
+static void imp_fill(imp_item *it, unsigned flags)
+{
+    const nref *g = it->g, *s = it->s, *m = it->m;
+    imp_case *c = &it->c;
+    memset(c, 0, sizeof *c);
+    c->git = g != NULL;
+    c->store = !s ? IMP_ABSENT : s->tomb ? IMP_TOMB : IMP_LIVE;
+    if (g && c->store == IMP_LIVE)
+        c->same = g->symref ? s->symref && strcmp(g->symref, s->symref) == 0
+                            : !s->symref && guts_id_cmp(&g->id, &s->id) == 0;
+    c->marked = m != NULL;
+    /* A symbolic record's mark has a zero target (nref keeps it zero). */
+    c->mine = m && c->store == IMP_LIVE && m->clock == s->clock &&
+              memcmp(m->writer.b, s->writer.b, GUTS_NODE_ID_LEN) == 0 &&
+              guts_id_cmp(&m->id, &s->id) == 0;
+    c->git_unmoved =
+        m && g && !g->symref && !guts_id_is_zero(&m->id) && guts_id_cmp(&m->id, &g->id) == 0;
+    c->kind = imp_kind((g ? g : s ? s : m)->name);
+    c->ff = IMP_FF_UNASKED;
+    c->flags = flags;
+}
+
+/* Records and marks waiting for one write transaction. */
+typedef struct imp_out {
+    guts_repo *repo;
+    const uint8_t *src;
+    const char *path;
+    guts_fp digest; /* the ref state decided on, then as each batch left it */
+    guts_ref *recs;
+    guts_import_mark *marks;
+    size_t nrec, nmark;
+    uint64_t changed, deleted; /* of recs: counted into st once committed */
+    guts_gitio_stats *st;
+} imp_out;
+
+static int imp_flush(imp_out *o, char *err)
+{
+    int rc = guts_repo_import_put(o->repo, o->src, o->path, &o->digest, o->recs, o->nrec, o->marks,
+                                  o->nmark);
+    if (rc == GUTS_OK) {
+        o->st->refs_changed += o->changed;
+        o->st->refs_deleted += o->deleted;
+    } else if (rc != GUTS_ECONFLICT) {
+        errf(err, rc, "writing %zu refs and %zu import marks: %s (%s)", o->nrec, o->nmark,
+             guts_strerror(rc), guts_store_errmsg());
+    }
+    o->nrec = o->nmark = 0;
+    o->changed = o->deleted = 0;
+    return rc;
+}
+
+static int imp_mark(imp_out *o, const char *name, const guts_id *target, uint64_t clock,
+                    const guts_node_id *writer, int forget, char *err)
+{
+    guts_import_mark *k = &o->marks[o->nmark++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->name, sizeof k->name, "%s", name);
+    if (target) k->target = *target;
+    k->clock = clock;
+    if (writer) k->writer = *writer;
+    k->forget = forget;
+    return o->nmark == GITIO_REFS_BATCH ? imp_flush(o, err) : GUTS_OK;
+}
+
+/* One pass over the store's side: read its refs and the directory's marks,
+ * decide every name against git's refs g (sorted, HEAD included), run the
+ * fast-forward tests, write. GUTS_ECONFLICT: the store's refs changed since
+ * they were read (a node applied a peer's update, a push landed): nothing
+ * of the failed batch was written, and the caller decides again. */
+static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nrefs *g,
+                            imp_out *o, const guts_gitio_import_opts *opts, char *err)
+{
+    nrefs s = {0}, m = {0};
+    imp_item *items = NULL;
+    size_t nitems = 0;
     guts_repo_info info;
-    guts_ref *recs = NULL;
-    size_t nrec = 0, i = 0, j = 0;
-    char head_sym[GUTS_REFNAME_MAX + 1];
-    guts_id head_id, zero;
-    int rc;
-    memset(&zero, 0, sizeof zero);
-    rc = git_refs(gitdir, &g, err);
-    if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
+    guts_gitio_stats *st = o->st;
+    /* One snapshot for every read of the pass (refs, marks, the walks):
+     * the digest matches the refs read, and the walks cost one read
+     * transaction, not one per commit. Released before the writes. */
+    int rc = guts_repo_read_hold(repo);
+    if (rc) errf(err, rc, "reading the repository: %s (%s)", guts_strerror(rc), guts_store_errmsg());
     if (!rc && (rc = guts_repo_info_get(repo, &info)))
         errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
         errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
-    if (!rc && !(recs = calloc(GITIO_REFS_BATCH, sizeof *recs)))
+    if (!rc && (rc = guts_repo_import_marks(repo, o->src, collect_mark, &m)))
+        errf(err, rc, "reading import marks: %s (%s)", guts_strerror(rc), guts_store_errmsg());
+    if (!rc && !(items = calloc(g->n + s.n + m.n, sizeof *items)))
         rc = errf(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
+    o->digest = info.refs_digest;
     if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
-    st->refs_total = g.n + 1;
-    uint64_t clock = info.clock + 1;
-    /* Merge walk of two sorted lists; HEAD in the store list is handled below. */
-    while (i < g.n || j < s.n) {
-        if (j < s.n && strcmp(s.r[j].name, "HEAD") == 0) {
-            j++;
+    if (m.n) qsort(m.r, m.n, sizeof *m.r, cmp_nref);
+    /* Merge walk of three sorted lists: one item per name, decided. */
+    for (size_t i = 0, j = 0, k = 0; i < g->n || j < s.n || k < m.n;) {
+        const char *least = NULL;
+        if (i < g->n) least = g->r[i].name;
+        if (j < s.n && (!least || strcmp(s.r[j].name, least) < 0)) least = s.r[j].name;
+        if (k < m.n && (!least || strcmp(m.r[k].name, least) < 0)) least = m.r[k].name;
+        imp_item *it = &items[nitems++];
+        it->g = i < g->n && strcmp(g->r[i].name, least) == 0 ? &g->r[i++] : NULL;
+        it->s = j < s.n && strcmp(s.r[j].name, least) == 0 ? &s.r[j++] : NULL;
+        it->m = k < m.n && strcmp(m.r[k].name, least) == 0 ? &m.r[k++] : NULL;
+        imp_fill(it, opts->flags);
+        it->act = imp_decide(&it->c, &it->why);
+    }
+    /* Fast-forward tests only where the rule needs them, in one budget. */
+    uint64_t budget = IMPORT_FF_COMMITS;
+    for (size_t i = 0; i < nitems; i++) {
+        imp_item *it = &items[i];
+        if (it->act != IMP_ASK_FF) continue;
+        if ((rc = ff_test(repo, &it->s->id, &it->g->id, &budget, &it->c.ff))) {
+            errf(err, rc, "fast-forward test of %.200s: %s (%s)", it->g->name, guts_strerror(rc),
+                 guts_store_errmsg());
+            goto out;
+        }
+        it->act = imp_decide(&it->c, &it->why);
+    }
+    uint64_t clock = 0;
+    for (size_t i = 0; i < nitems; i++) {
+        imp_item *it = &items[i];
+        if (it->act != IMP_SET && it->act != IMP_DELETE) continue;
+        if ((rc = guts_ref_clock_next(info.clock, 0, &clock))) {
+            errf(err, rc,
+                 "the repository's ref clock is at its limit (%" PRIu64
+                 "): no record can be newer, no ref was written",
+                 info.clock);
+            goto out;
+        }
+        break;
+    }
+    guts_repo_read_release(repo);
+    for (size_t i = 0; i < nitems && !rc; i++) {
+        imp_item *it = &items[i];
+        const nref *gr = it->g, *sr = it->s;
+        const char *name = (gr ? gr : sr ? sr : it->m)->name;
+        if (it->act == IMP_KEEP) continue;
+        if (it->act == IMP_NOTHING) {
+            /* Agreement is remembered (changes by others after it are
+             * theirs); a name gone from both is forgotten. */
+            if (gr && !it->c.mine)
+                rc = imp_mark(o, name, &sr->id, sr->clock, &sr->writer, 0, err);
+            else if (!gr && it->m)
+                rc = imp_mark(o, name, NULL, 0, NULL, 1, err);
             continue;
         }
-        int c = i == g.n ? 1 : j == s.n ? -1 : strcmp(g.r[i].name, s.r[j].name);
-        const char *name = NULL;
-        const guts_id *target = NULL;
-        if (c < 0) { /* new in git */
-            name = g.r[i].name;
-            target = &g.r[i].id;
-            i++;
-        } else if (c > 0) {
-            /* Gone from git: a tombstone unless already one. refs/guts/ is
-             * guts' own namespace (conflict records kept for the cluster):
-             * a git repository not having them says nothing about them. */
-            if (!s.r[j].tomb && strncmp(s.r[j].name, "refs/guts/", 10) != 0) {
-                name = s.r[j].name;
-                target = &zero;
-                st->refs_deleted++;
-            }
-            j++;
-        } else {
-            if (s.r[j].tomb || s.r[j].symref || guts_id_cmp(&s.r[j].id, &g.r[i].id)) {
-                name = g.r[i].name;
-                target = &g.r[i].id;
-            }
-            i++;
-            j++;
-        }
-        if (!name) continue;
-        guts_ref *e = &recs[nrec++];
+        guts_ref *e = &o->recs[o->nrec++];
         memset(e, 0, sizeof *e);
         snprintf(e->name, sizeof e->name, "%s", name);
-        e->target = *target;
+        if (gr && gr->symref) snprintf(e->symref, sizeof e->symref, "%s", gr->symref);
+        if (gr && !gr->symref) e->target = gr->id;
         e->clock = clock;
         e->writer = *node;
-        st->refs_changed++;
-        if (nrec == GITIO_REFS_BATCH && (rc = refs_flush(repo, recs, &nrec, err))) goto out;
+        o->changed++;
+        if (it->act == IMP_DELETE) o->deleted++;
+        if (it->act == IMP_SET)
+            rc = imp_mark(o, name, &e->target, clock, node, 0, err);
+        else if (it->m)
+            rc = imp_mark(o, name, NULL, 0, NULL, 1, err);
+        if (!rc && o->nrec == GITIO_REFS_BATCH) rc = imp_flush(o, err);
     }
-    /* HEAD: symbolic with a zero target, or detached at an id. */
-    {
-        int same = 0;
-        for (size_t k = 0; k < s.n; k++) {
-            if (strcmp(s.r[k].name, "HEAD") != 0 || s.r[k].tomb) continue;
-            same = (s.r[k].symref ? strcmp(s.r[k].symref, head_sym) == 0 : head_sym[0] == 0) &&
-                   (head_sym[0] || guts_id_cmp(&s.r[k].id, &head_id) == 0);
-        }
-        if (!same) {
-            guts_ref *e = &recs[nrec++];
-            memset(e, 0, sizeof *e);
-            strcpy(e->name, "HEAD");
-            strcpy(e->symref, head_sym);
-            if (!head_sym[0]) e->target = head_id;
-            e->clock = clock;
-            e->writer = *node;
-            st->refs_changed++;
-        }
+    if (!rc && (o->nrec || o->nmark)) rc = imp_flush(o, err);
+    /* Kept refs are reported once, by the pass that wrote. */
+    for (size_t i = 0; i < nitems && !rc; i++) {
+        const imp_item *it = &items[i];
+        if (it->act != IMP_KEEP) continue;
+        st->refs_kept++;
+        if (opts->kept)
+            opts->kept(opts->ctx, (it->g ? it->g : it->s ? it->s : it->m)->name,
+                       imp_why_text[it->why]);
     }
-    rc = refs_flush(repo, recs, &nrec, err);
 out:
-    free(recs);
-    nrefs_free(&g);
+    guts_repo_read_release(repo);
+    o->nrec = o->nmark = 0;
+    o->changed = o->deleted = 0;
+    free(items);
     nrefs_free(&s);
+    nrefs_free(&m);
+    return rc;
+}
+
+/* Passes of import_refs_pass before giving up on a store whose refs keep
+ * changing under it (each pass costs a read of every ref). */
+#define IMPORT_REFS_PASSES 8
+
+static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gitdir,
+                       const char *path, const uint8_t *src, const guts_gitio_import_opts *opts,
+                       guts_gitio_stats *st, char *err)
+{
+    nrefs g = {0};
+    char head_sym[GUTS_REFNAME_MAX + 1];
+    guts_id head_id;
+    imp_out o = {.repo = repo, .src = src, .path = path, .st = st};
+    int rc = git_refs(gitdir, &g, err);
+    if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
+    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
+    if (!rc && (!(o.recs = calloc(GITIO_REFS_BATCH, sizeof *o.recs)) ||
+                !(o.marks = calloc(GITIO_REFS_BATCH, sizeof *o.marks))))
+        rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (!rc) {
+        qsort(g.r, g.n, sizeof *g.r, cmp_nref);
+        st->refs_total = g.n;
+        rc = GUTS_ECONFLICT;
+        for (int pass = 0; pass < IMPORT_REFS_PASSES && rc == GUTS_ECONFLICT; pass++)
+            rc = import_refs_pass(repo, node, &g, &o, opts, err);
+        if (rc == GUTS_ECONFLICT)
+            errf(err, rc, "the repository's refs changed during each of %d tries; import again",
+                 IMPORT_REFS_PASSES);
+    }
+    free(o.recs);
+    free(o.marks);
+    nrefs_free(&g);
     return rc;
 }
 
@@ -1436,20 +1762,23 @@ int guts_gitio_check_repo(const char *gitdir, char *err)
     return GUTS_OK;
 }
 
-int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir, int progress_on,
-                      guts_gitio_stats *st, char *err)
+int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir,
+                      const guts_gitio_import_opts *opts, guts_gitio_stats *st, char *err)
 {
     guts_gitio_stats local;
+    guts_gitio_import_opts none = {0};
     guts_progress pg;
-    guts_progress_start(&pg, "import", progress_on);
-    int rc;
+    char path[PATH_MAX];
+    uint8_t src[GUTS_IMPORT_SRC_LEN];
+    if (!opts) opts = &none;
+    guts_progress_start(&pg, "import", opts->progress);
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
-    rc = guts_gitio_check_repo(gitdir, err);
+    int rc = git_source(gitdir, path, src, err); /* also: is it a repository? */
     if (rc) return rc;
     rc = store_objects(r, gitdir, NULL, 0, NULL, 0, NULL, 0, &pg, st, err);
     /* Refs only once every object they could point at is stored. */
-    if (!rc) rc = import_refs(r, node, gitdir, st, err);
+    if (!rc) rc = import_refs(r, node, gitdir, path, src, opts, st, err);
     return rc;
 }
 

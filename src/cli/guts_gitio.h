@@ -27,6 +27,7 @@ typedef struct guts_gitio_stats {
     uint64_t refs_total;    /* refs in git (import) or written (export), HEAD included */
     uint64_t refs_changed;  /* ref records written, HEAD included (import) */
     uint64_t refs_deleted;  /* refs turned into tombstones (import) */
+    uint64_t refs_kept;     /* refs import left as they were against git's (import) */
     uint64_t pack_bytes;    /* size of the packfile written (export) */
 } guts_gitio_stats;
 
@@ -35,18 +36,39 @@ typedef struct guts_gitio_stats {
  * anything in the store. */
 int guts_gitio_check_repo(const char *gitdir, char *err);
 
-/** Import every object, every ref and HEAD of the git repository at gitdir
- * (bare or not) into r. Objects already stored are skipped; refs that changed
- * are stamped with clock info.clock + 1 and writer = node; refs that vanished
- * from git become tombstones.
- * @param progress when non-zero, a progress line is redrawn on stderr
+/* Import flags, as git push's and git fetch's options of the same names. */
+#define GUTS_GITIO_FORCE 0x1 /* rewind refs, move tags and HEAD, restore deleted refs */
+#define GUTS_GITIO_PRUNE 0x2 /* delete refs the git directory lacks, whoever wrote them */
+
+typedef struct guts_gitio_import_opts {
+    unsigned flags; /* GUTS_GITIO_FORCE, GUTS_GITIO_PRUNE */
+    int progress;   /* non-zero: a progress line is redrawn on stderr */
+    /* Called for every ref the import leaves as it is though git's differs
+     * (may be NULL): its name and why, one line of text without a period. */
+    void (*kept)(void *ctx, const char *name, const char *why);
+    void *ctx;
+} guts_gitio_import_opts;
+
+/** Import every object, and the refs and HEAD, of the git repository at
+ * gitdir (bare or not) into r. Objects already stored are skipped. Refs
+ * follow git's rules (docs/operations.md, "import's ref rules"): new refs
+ * are added, fast-forwards applied; a ref someone else changed since this
+ * directory's last import (or any ref, before its first) is not rewound,
+ * deleted or, for a tag or HEAD, moved unless opts->flags says so, and is
+ * reported through opts->kept. Refs nobody changed since the last import
+ * from this directory follow it, deletions included. Records written are
+ * stamped with the next repository clock (guts_ref_clock_next) and writer =
+ * node; what was written or found equal is remembered as this directory's
+ * import marks (guts_repo_import_put), keyed by its canonical path.
+ * @param opts flags, progress and the kept callback (may be NULL: none)
  * @param[out] st counters (may be NULL)
  * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
  * Errors: GUTS_EINVAL (not a git repository, a bad ref name, a SHA-256
  * repository), GUTS_EIO (git failed), GUTS_EHASH (git returned an object that
- * does not hash to its id), GUTS_ETOOBIG, GUTS_ENOMEM, and store errors. */
-int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir, int progress,
-                      guts_gitio_stats *st, char *err);
+ * does not hash to its id), GUTS_ETOOBIG (too many objects, or the ref clock
+ * is at UINT64_MAX: no ref written), GUTS_ENOMEM, and store errors. */
+int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir,
+                      const guts_gitio_import_opts *opts, guts_gitio_stats *st, char *err);
 
 /** Store the objects of the git repository at gitdir that tips reach and
  * exclude does not (`git rev-list --objects TIPS ^EXCLUDE`; an exclude git

@@ -405,7 +405,8 @@ static int env_init_txn(store_env *se, int readonly)
         (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
         (rc = mdb_dbi_open(txn, "meta", fl, &se->meta)) ||
         (rc = mdb_dbi_open(txn, "pieces", fl, &se->pieces)) ||
-        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage))) {
+        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage)) ||
+        (rc = mdb_dbi_open(txn, "imports", fl, &se->imports))) {
         mdb_txn_abort(txn);
         return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
     }
@@ -574,6 +575,7 @@ ZSTD_CCtx *store_cctx_new(void)
 void guts_repo_close(guts_repo *r)
 {
     if (!r) return;
+    guts_repo_read_release(r);
     guts_data *d = r->d;
     pthread_mutex_lock(&d->lock);
     store_env *se = r->se;

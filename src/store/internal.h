@@ -25,8 +25,8 @@
  * it); envs without one stay at 1 and remain readable by older code. */
 #define STORE_SCHEMA 1
 #define STORE_SCHEMA_PIECES 2
-/* Named databases a repo env may hold: the seven used (five, plus pieces and
- * stage for large objects) plus room for
+/* Named databases a repo env may hold: the eight used (five, plus pieces and
+ * stage for large objects, imports for import marks) plus room for
  * later layers without a schema change (LMDB fixes the count at open). */
 #define STORE_REPO_MAXDBS 16
 /* The node env holds a few small keys; 1 MiB is hundreds of times enough. */
@@ -69,7 +69,7 @@ typedef struct store_env store_env;
 struct store_env {
     char key[GUTS_KEY_MAX + 1];
     MDB_env *env;
-    MDB_dbi objects, refs, refclock, log, meta, pieces, stage;
+    MDB_dbi objects, refs, refclock, log, meta, pieces, stage, imports;
     size_t max_mapsize;
     int users;          /* guts_repo handles sharing this env */
     atomic_int readers; /* read txns open now: the map cannot be moved */
@@ -123,6 +123,9 @@ struct guts_repo {
     EVP_MD_CTX *stage_sha;
     guts_id stage_id;
     uint64_t stage_have; /* bytes hashed; UINT64_MAX: nothing valid */
+    /* guts_repo_read_hold's read txn: every read of this handle uses it
+     * (store_read_begin hands it out, store_read_end leaves it open). */
+    MDB_txn *held;
 };
 
 /* A compression context with the store's parameters (NULL: no memory). */

@@ -10,7 +10,12 @@
  * The refs digest is a sum mod 2^128 of one XXH3-128 term per record, kept
  * in meta and updated by subtracting the old record's term and adding the new
  * one in the same transaction: two nodes compare ref state in 16 bytes.
+ *
+ * Import marks (below) are this env's own memory of what each git
+ * directory's last import left, written in the transaction of the import's
+ * ref records; they are no ref state and never leave the env.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <xxhash.h>
@@ -216,12 +221,12 @@ static int refs_fn(guts_repo *r, MDB_txn *txn, void *arg)
     return GUTS_OK;
 }
 
-int guts_repo_refs_put(guts_repo *r, const guts_ref *refs, size_t n)
+/* Reject what no record may hold; the structs are fixed arrays, so the NUL
+ * must be inside them. */
+static int refs_check(const guts_ref *refs, size_t n)
 {
-    if (!r || (!refs && n)) return GUTS_EINVAL;
     for (size_t i = 0; i < n; i++) {
         const guts_ref *f = &refs[i];
-        /* The structs are fixed arrays: demand the NUL inside them. */
         if (strnlen(f->name, sizeof f->name) > GUTS_REFNAME_MAX ||
             strnlen(f->symref, sizeof f->symref) > GUTS_REFNAME_MAX ||
             guts_refname_check(f->name) != GUTS_OK) {
@@ -234,7 +239,156 @@ int guts_repo_refs_put(guts_repo *r, const guts_ref *refs, size_t n)
             return GUTS_EINVAL;
         }
     }
-    if (n == 0) return GUTS_OK;
+    return GUTS_OK;
+}
+
+int guts_repo_refs_put(guts_repo *r, const guts_ref *refs, size_t n)
+{
+    if (!r || (!refs && n)) return GUTS_EINVAL;
+    int rc = refs_check(refs, n);
+    if (rc || n == 0) return rc;
     refs_ctx c = {refs, n};
     return store_write(r, 4096 * n, refs_fn, &c);
+}
+
+/* ---- Import marks ----------------------------------------------------------
+ *
+ * "imports" is keyed source(16) then XXH3-64 of the ref name (8, BE): a
+ * fixed 24 bytes whatever the name's length (LMDB keys stop at 511 bytes).
+ * A mark's value is clock(8, BE) writer(16) target(20) name; the name in
+ * the value tells a hash collision (a mark of another name: treated as no
+ * mark, the cautious reading). The key source(16) alone holds the source's
+ * path, for people reading the env.
+ */
+#define MARK_KEY_LEN (GUTS_IMPORT_SRC_LEN + 8)
+#define MARK_HDR (8 + GUTS_NODE_ID_LEN + GUTS_ID_LEN)
+#define MARK_PATH_MAX 4096
+
+static void mark_key(uint8_t key[MARK_KEY_LEN], const uint8_t src[GUTS_IMPORT_SRC_LEN],
+                     const char *name)
+{
+    memcpy(key, src, GUTS_IMPORT_SRC_LEN);
+    be64_put(key + GUTS_IMPORT_SRC_LEN, XXH3_64bits(name, strlen(name)));
+}
+
+int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
+                           int (*cb)(const guts_import_mark *m, void *ctx), void *ctx)
+{
+    if (!r || !src || !cb) return GUTS_EINVAL;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = store_read_cursor(r, r->se->imports, &txn, &cur);
+    if (rc) return rc;
+    guts_import_mark *m = malloc(sizeof *m);
+    if (!m) {
+        mdb_cursor_close(cur);
+        store_read_end(r, txn);
+        return GUTS_ENOMEM;
+    }
+    MDB_val k = {GUTS_IMPORT_SRC_LEN, (void *)src}, v;
+    int out = GUTS_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < GUTS_IMPORT_SRC_LEN || memcmp(k.mv_data, src, GUTS_IMPORT_SRC_LEN) != 0)
+            break;
+        if (k.mv_size == GUTS_IMPORT_SRC_LEN) continue; /* the source's path */
+        size_t nl = v.mv_size - MARK_HDR;
+        if (k.mv_size != MARK_KEY_LEN || v.mv_size <= MARK_HDR || nl > GUTS_REFNAME_MAX) {
+            store_seterr("import mark of %zu bytes under a %zu-byte key", v.mv_size, k.mv_size);
+            out = GUTS_ECORRUPT;
+            break;
+        }
+        const uint8_t *p = v.mv_data;
+        memset(m, 0, sizeof *m);
+        memcpy(m->name, p + MARK_HDR, nl);
+        if (strlen(m->name) != nl || guts_refname_check(m->name) != GUTS_OK) {
+            store_seterr("import mark with a malformed ref name");
+            out = GUTS_ECORRUPT;
+            break;
+        }
+        m->clock = be64_get(p);
+        memcpy(m->writer.b, p + 8, GUTS_NODE_ID_LEN);
+        memcpy(m->target.b, p + 8 + GUTS_NODE_ID_LEN, GUTS_ID_LEN);
+        if ((out = cb(m, ctx)) != 0) break;
+    }
+    if (out == GUTS_OK && rc && rc != MDB_NOTFOUND) out = store_mdb_err(rc, "iterate import marks");
+    free(m);
+    mdb_cursor_close(cur);
+    store_read_end(r, txn);
+    return out;
+}
+
+typedef struct import_ctx {
+    refs_ctx refs;
+    const uint8_t *src;
+    const char *path;
+    const guts_import_mark *marks;
+    size_t nmarks;
+    guts_fp *digest; /* in: the ref state decided on; out: the state written */
+} import_ctx;
+
+static int import_fn(guts_repo *r, MDB_txn *txn, void *arg)
+{
+    import_ctx *c = arg;
+    guts_fp now;
+    int rc = store_meta_get_fp(r, txn, "refs_digest", &now);
+    if (rc) return rc;
+    if (!guts_fp_eq(now, *c->digest)) {
+        store_seterr("refs changed since they were read");
+        return GUTS_ECONFLICT;
+    }
+    if (c->refs.n && (rc = refs_fn(r, txn, &c->refs))) return rc;
+    if ((rc = store_meta_get_fp(r, txn, "refs_digest", &now))) return rc;
+    *c->digest = now;
+    uint8_t key[MARK_KEY_LEN], val[MARK_HDR + GUTS_REFNAME_MAX];
+    MDB_val k = {GUTS_IMPORT_SRC_LEN, key}, v = {strlen(c->path), (void *)c->path};
+    memcpy(key, c->src, GUTS_IMPORT_SRC_LEN);
+    if ((rc = mdb_put(txn, r->se->imports, &k, &v, 0))) return rc;
+    for (size_t i = 0; i < c->nmarks; i++) {
+        const guts_import_mark *m = &c->marks[i];
+        mark_key(key, c->src, m->name);
+        k.mv_size = MARK_KEY_LEN;
+        if (m->forget) {
+            rc = mdb_del(txn, r->se->imports, &k, NULL);
+            if (rc == MDB_NOTFOUND) rc = 0;
+        } else {
+            size_t nl = strlen(m->name);
+            be64_put(val, m->clock);
+            memcpy(val + 8, m->writer.b, GUTS_NODE_ID_LEN);
+            memcpy(val + 8 + GUTS_NODE_ID_LEN, m->target.b, GUTS_ID_LEN);
+            memcpy(val + MARK_HDR, m->name, nl);
+            v.mv_size = MARK_HDR + nl;
+            v.mv_data = val;
+            rc = mdb_put(txn, r->se->imports, &k, &v, 0);
+        }
+        if (rc) return rc;
+    }
+    return GUTS_OK;
+}
+
+int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], const char *path,
+                         guts_fp *digest, const guts_ref *refs, size_t n,
+                         const guts_import_mark *marks, size_t nmarks)
+{
+    if (!r || !src || !path || !digest || (!refs && n) || (!marks && nmarks)) return GUTS_EINVAL;
+    if (strnlen(path, MARK_PATH_MAX + 1) > MARK_PATH_MAX) {
+        store_seterr("import source path over %d bytes", MARK_PATH_MAX);
+        return GUTS_EINVAL;
+    }
+    int rc = refs_check(refs, n);
+    for (size_t i = 0; i < nmarks && !rc; i++) {
+        if (strnlen(marks[i].name, sizeof marks[i].name) > GUTS_REFNAME_MAX ||
+            guts_refname_check(marks[i].name) != GUTS_OK) {
+            store_seterr("invalid ref name in an import mark");
+            rc = GUTS_EINVAL;
+        }
+    }
+    if (rc || (n == 0 && nmarks == 0)) return rc;
+    /* A replayed transaction (map growth) starts from the caller's digest
+     * again: import_fn only sets it once everything is written. */
+    guts_fp want = *digest;
+    import_ctx c = {{refs, n}, src, path, marks, nmarks, &want};
+    rc = store_write(r, 4096 * (n + nmarks) + MARK_PATH_MAX, import_fn, &c);
+    if (rc == GUTS_OK) *digest = want;
+    return rc;
 }

@@ -47,6 +47,10 @@ static int check_broken(store_env *se)
 
 int store_read_begin(guts_repo *r, MDB_txn **txn)
 {
+    if (r->held) {
+        *txn = r->held;
+        return GUTS_OK;
+    }
     store_env *se = r->se;
     int brc = check_broken(se);
     if (brc) return brc;
@@ -65,8 +69,26 @@ int store_read_begin(guts_repo *r, MDB_txn **txn)
 
 void store_read_end(guts_repo *r, MDB_txn *txn)
 {
+    if (txn == r->held) return;
     mdb_txn_abort(txn);
     atomic_fetch_sub(&r->se->readers, 1);
+}
+
+int guts_repo_read_hold(guts_repo *r)
+{
+    if (!r || r->held) return GUTS_EINVAL;
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc == GUTS_OK) r->held = txn;
+    return rc;
+}
+
+void guts_repo_read_release(guts_repo *r)
+{
+    if (!r || !r->held) return;
+    MDB_txn *txn = r->held;
+    r->held = NULL;
+    store_read_end(r, txn);
 }
 
 static int grow(store_env *se, size_t hint)

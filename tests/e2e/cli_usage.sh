@@ -7,7 +7,7 @@ set -euo pipefail
 
 for args in "" "--bogus" "frobnicate" "import" "import a/b" "import a/b c d" \
             "export a/b" "fsck" "fsck a/b c" "status extra" "status --yaml" \
-            "import --force a/b c" "--data"; do
+            "import --bogus a/b c" "import --force a/b" "--data"; do
   # shellcheck disable=SC2086
   expect 2 "$GUTS" $args
   [ -z "$args" ] || one_line_error

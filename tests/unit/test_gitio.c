@@ -432,6 +432,155 @@ START_TEST(test_plan_takes_path_hints_that_cannot_close_a_cycle)
 }
 END_TEST
 
+/* ---- Import's ref rule ----------------------------------------------------- */
+
+START_TEST(test_import_rule_follows_git_and_keeps_what_others_changed)
+{
+    enum { B = IMP_BRANCH, T = IMP_TAG, H = IMP_HEAD, G = IMP_GUTS };
+    enum { ABS = IMP_ABSENT, TOMB = IMP_TOMB, LIVE = IMP_LIVE };
+    enum { F = GUTS_GITIO_FORCE, P = GUTS_GITIO_PRUNE, UN = IMP_FF_UNASKED, UD = IMP_FF_UNDECIDED };
+    static const struct {
+        const char *what;
+        imp_case c; /* git store same marked mine git_unmoved kind ff flags */
+        int act, why;
+    } cases[] = {
+        {"git and store agree", {1, LIVE, 1, 1, 1, 1, B, UN, 0}, IMP_NOTHING, WHY_NONE},
+        {"gone from both", {0, TOMB, 0, 0, 0, 0, B, UN, P}, IMP_NOTHING, WHY_NONE},
+        {"new in git", {1, ABS, 0, 0, 0, 0, B, UN, 0}, IMP_SET, WHY_NONE},
+        {"new in git over a tombstone", {1, TOMB, 0, 0, 0, 0, B, UN, 0}, IMP_SET, WHY_NONE},
+        {"own update, even a rewind", {1, LIVE, 0, 1, 1, 0, B, UN, 0}, IMP_SET, WHY_NONE},
+        {"own deletion", {0, LIVE, 0, 1, 1, 1, B, UN, 0}, IMP_DELETE, WHY_NONE},
+        {"own tag moved", {1, LIVE, 0, 1, 1, 0, T, UN, 0}, IMP_SET, WHY_NONE},
+        {"own HEAD moved", {1, LIVE, 0, 1, 1, 0, H, UN, 0}, IMP_SET, WHY_NONE},
+        {"pushed since: ask", {1, LIVE, 0, 1, 0, 1, B, UN, 0}, IMP_ASK_FF, WHY_NONE},
+        {"pushed since: kept", {1, LIVE, 0, 1, 0, 1, B, 0, 0}, IMP_KEEP, WHY_MOVED},
+        {"fast-forward past a push", {1, LIVE, 0, 1, 0, 0, B, 1, 0}, IMP_SET, WHY_NONE},
+        {"diverged from a push", {1, LIVE, 0, 1, 0, 0, B, 0, 0}, IMP_KEEP, WHY_NOT_FF},
+        {"no mark: fast-forward", {1, LIVE, 0, 0, 0, 0, B, 1, 0}, IMP_SET, WHY_NONE},
+        {"no mark: not one", {1, LIVE, 0, 0, 0, 0, B, 0, 0}, IMP_KEEP, WHY_NOT_FF},
+        {"walk cut off", {1, LIVE, 0, 1, 0, 0, B, UD, 0}, IMP_KEEP, WHY_UNDECIDED},
+        {"--force rewinds without asking", {1, LIVE, 0, 1, 0, 1, B, UN, F}, IMP_SET, WHY_NONE},
+        {"--prune does not rewind", {1, LIVE, 0, 1, 0, 1, B, 0, P}, IMP_KEEP, WHY_MOVED},
+        {"tag of another target", {1, LIVE, 0, 0, 0, 0, T, UN, 0}, IMP_KEEP, WHY_TAG},
+        {"tag with --force", {1, LIVE, 0, 0, 0, 0, T, UN, F}, IMP_SET, WHY_NONE},
+        {"HEAD changed by others", {1, LIVE, 0, 1, 0, 0, H, UN, 0}, IMP_KEEP, WHY_HEAD},
+        {"pushed branch, never here", {0, LIVE, 0, 0, 0, 0, B, UN, 0}, IMP_KEEP, WHY_GONE_NEVER},
+        {"pushed tag, never here", {0, LIVE, 0, 0, 0, 0, T, UN, F}, IMP_KEEP, WHY_GONE_NEVER},
+        {"updated since, gone here", {0, LIVE, 0, 1, 0, 1, B, UN, 0}, IMP_KEEP, WHY_GONE_CHANGED},
+        {"--prune deletes", {0, LIVE, 0, 0, 0, 0, B, UN, P}, IMP_DELETE, WHY_NONE},
+        {"refs/guts/ is never pruned", {0, LIVE, 0, 0, 0, 0, G, UN, P | F}, IMP_NOTHING, WHY_NONE},
+        {"deleted by others", {1, TOMB, 0, 1, 0, 1, B, UN, 0}, IMP_KEEP, WHY_DELETED},
+        {"deleted by others, --force", {1, TOMB, 0, 1, 0, 1, B, UN, F}, IMP_SET, WHY_NONE},
+        {"deleted by others, moved here", {1, TOMB, 0, 1, 0, 0, B, UN, 0}, IMP_SET, WHY_NONE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int why = -1;
+        int act = imp_decide(&cases[i].c, &why);
+        ck_assert_msg(act == cases[i].act && why == cases[i].why, "%s: action %d why %d",
+                      cases[i].what, act, why);
+        if (act == IMP_KEEP) ck_assert(imp_why_text[why][0] != 0);
+    }
+}
+END_TEST
+
+/* ---- Fast-forward walk ------------------------------------------------------ */
+
+/* Store a commit with the given parents and committer date; its id. */
+static guts_id put_commit(guts_repo *r, const guts_id *parents, size_t n, int64_t when, int tag)
+{
+    char text[512], hex[GUTS_HEX_LEN + 1];
+    size_t len =
+        (size_t)snprintf(text, sizeof text, "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n");
+    for (size_t i = 0; i < n; i++) {
+        guts_id_to_hex(&parents[i], hex);
+        len += (size_t)snprintf(text + len, sizeof text - len, "parent %s\n", hex);
+    }
+    len += (size_t)snprintf(text + len, sizeof text - len,
+                            "author A <a@b> %lld +0000\ncommitter A <a@b> %lld +0000\n\nc%d\n",
+                            (long long)when, (long long)when, tag);
+    guts_obj o = {.type = GUTS_OBJ_COMMIT, .data = text, .len = len};
+    ck_assert_int_eq(guts_obj_hash(o.type, o.data, o.len, &o.id), 0);
+    ck_assert_int_eq(guts_repo_put(r, &o, 1, NULL, NULL), 0);
+    return o.id;
+}
+
+static int ff_of(guts_repo *r, const guts_id *old, const guts_id *new, uint64_t *budget)
+{
+    int ff = 42;
+    ck_assert_int_eq(ff_test(r, old, new, budget, &ff), GUTS_OK);
+    return ff;
+}
+
+START_TEST(test_ff_walk_finds_ancestors_through_every_parent)
+{
+    /* a <- b <- c <- m, a <- d <- m (m a merge), e alone. */
+    guts_data *d;
+    guts_repo *r = plan_repo("t/ff1", &d);
+    int64_t t = 1700000000;
+    guts_id a = put_commit(r, NULL, 0, t, 1);
+    guts_id b = put_commit(r, &a, 1, t + 10, 2);
+    guts_id c = put_commit(r, &b, 1, t + 20, 3);
+    guts_id dd = put_commit(r, &a, 1, t + 15, 4);
+    guts_id mp[2] = {c, dd};
+    guts_id m = put_commit(r, mp, 2, t + 30, 5);
+    guts_id e = put_commit(r, NULL, 0, t + 5, 6);
+    uint64_t budget = 1000;
+    ck_assert_int_eq(ff_of(r, &a, &c, &budget), 1);
+    ck_assert_int_eq(ff_of(r, &dd, &m, &budget), 1); /* through the second parent */
+    ck_assert_int_eq(ff_of(r, &a, &m, &budget), 1);
+    ck_assert_int_eq(ff_of(r, &c, &a, &budget), 0);  /* a rewind */
+    ck_assert_int_eq(ff_of(r, &dd, &c, &budget), 0); /* diverged */
+    ck_assert_int_eq(ff_of(r, &e, &m, &budget), 0);  /* unrelated */
+    /* Not a commit, or not stored: never a fast-forward. */
+    guts_obj blob = {.type = GUTS_OBJ_BLOB, .data = "x\n", .len = 2};
+    ck_assert_int_eq(guts_obj_hash(blob.type, blob.data, blob.len, &blob.id), 0);
+    ck_assert_int_eq(guts_repo_put(r, &blob, 1, NULL, NULL), 0);
+    guts_id absent = id_of_byte(0xab, 0xcd);
+    ck_assert_int_eq(ff_of(r, &blob.id, &m, &budget), 0);
+    ck_assert_int_eq(ff_of(r, &a, &blob.id, &budget), 0);
+    ck_assert_int_eq(ff_of(r, &absent, &m, &budget), 0);
+    guts_repo_close(r);
+    guts_data_close(d);
+}
+END_TEST
+
+START_TEST(test_ff_walk_stops_a_day_below_the_old_commits_date_and_within_its_budget)
+{
+    /* A chain of 200 commits an hour apart, and an unrelated commit newer
+     * than all of them: the walk from the chain's tip stops at once (every
+     * commit is over a day older), reading nothing. */
+    guts_data *d;
+    guts_repo *r = plan_repo("t/ff2", &d);
+    int64_t t = 1700000000;
+    guts_id chain[200];
+    for (int i = 0; i < 200; i++)
+        chain[i] = put_commit(r, i ? &chain[i - 1] : NULL, i ? 1 : 0, t + 3600 * i, i);
+    guts_id late = put_commit(r, NULL, 0, t + 3600 * 200 + 2 * IMPORT_FF_SLOP, 999);
+    uint64_t budget = 1000;
+    ck_assert_int_eq(ff_of(r, &late, &chain[199], &budget), 0);
+    ck_assert_uint_eq(budget, 1000);
+    /* Within the slop the walk goes on: an old commit 30 hours below the
+     * tip takes 30 steps; a budget of 10 gives up, undecided. */
+    ck_assert_int_eq(ff_of(r, &chain[169], &chain[199], &budget), 1);
+    ck_assert_uint_eq(budget, 1000 - 30);
+    budget = 10;
+    ck_assert_int_eq(ff_of(r, &chain[169], &chain[199], &budget), IMP_FF_UNDECIDED);
+    ck_assert_uint_eq(budget, 0);
+    /* A commit dated 12 hours before its parent (clock skew) is walked
+     * through; one dated 8 days before it ends the walk: the cautious
+     * answer, not a fast-forward (import keeps the ref and says so). */
+    guts_id skew = put_commit(r, &chain[199], 1, t + 3600 * 187, 1000);
+    guts_id top = put_commit(r, &skew, 1, t + 3600 * 201, 1001);
+    budget = 1000;
+    ck_assert_int_eq(ff_of(r, &chain[199], &top, &budget), 1);
+    guts_id far = put_commit(r, &chain[199], 1, t, 1002);
+    top = put_commit(r, &far, 1, t + 3600 * 201, 1003);
+    ck_assert_int_eq(ff_of(r, &chain[199], &top, &budget), 0);
+    guts_repo_close(r);
+    guts_data_close(d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("gitio");
@@ -449,6 +598,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_plan_puts_every_delta_base_before_its_dependents);
     tcase_add_test(tc, test_plan_skips_stored_objects_and_starts_chains_at_them);
     tcase_add_test(tc, test_plan_takes_path_hints_that_cannot_close_a_cycle);
+    tcase_add_test(tc, test_import_rule_follows_git_and_keeps_what_others_changed);
+    tcase_add_test(tc, test_ff_walk_finds_ancestors_through_every_parent);
+    tcase_add_test(tc, test_ff_walk_stops_a_day_below_the_old_commits_date_and_within_its_budget);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1363,6 +1363,111 @@ END_TEST
 
 /* ---- persistence and other processes ------------------------------------- */
 
+
+/* Marks of one source, collected by name into a fixed table. */
+typedef struct marks_seen {
+    guts_import_mark m[4];
+    int n;
+} marks_seen;
+
+static int collect_marks(const guts_import_mark *m, void *ctx)
+{
+    marks_seen *s = ctx;
+    ck_assert_int_lt(s->n, 4);
+    s->m[s->n++] = *m;
+    return 0;
+}
+
+static guts_import_mark mkmark(const char *name, uint8_t target, uint64_t clock, int forget)
+{
+    guts_import_mark m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "%s", name);
+    memset(m.target.b, target, GUTS_ID_LEN);
+    m.clock = clock;
+    m.writer.b[0] = 7;
+    m.forget = forget;
+    return m;
+}
+
+START_TEST(test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on)
+{
+    guts_repo *r = open_repo("o/marks");
+    const uint8_t one[GUTS_IMPORT_SRC_LEN] = {1}, two[GUTS_IMPORT_SRC_LEN] = {2};
+    guts_ref ref = mkref("refs/heads/main", ID_A, NULL, 5, 7);
+    guts_import_mark m[] = {mkmark("refs/heads/main", 0xaa, 5, 0), mkmark("HEAD", 0, 6, 0)};
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    guts_fp digest = info.refs_digest, stale = digest;
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, &ref, 1, m, 2), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert(guts_fp_eq(digest, info.refs_digest)); /* what the next batch expects */
+    ck_assert(!guts_fp_eq(digest, stale));
+    /* Decided on refs that changed since: nothing written. */
+    guts_ref later = mkref("refs/heads/late", ID_B, NULL, 6, 7);
+    ck_assert_int_eq(guts_repo_import_put(r, two, "/src/two", &stale, &later, 1, m, 1),
+                     GUTS_ECONFLICT);
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/late", &(guts_ref){0}), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_repo_import_put(r, two, "/src/two", &digest, NULL, 0, m, 1), GUTS_OK);
+    guts_ref got;
+    ck_assert_int_eq(guts_repo_ref_get(r, "refs/heads/main", &got), GUTS_OK);
+    ck_assert_uint_eq(got.clock, 5);
+    marks_seen s1 = {0}, s2 = {0};
+    ck_assert_int_eq(guts_repo_import_marks(r, one, collect_marks, &s1), GUTS_OK);
+    ck_assert_int_eq(guts_repo_import_marks(r, two, collect_marks, &s2), GUTS_OK);
+    ck_assert_int_eq(s1.n, 2);
+    ck_assert_int_eq(s2.n, 1);
+    for (int i = 0; i < s1.n; i++) {
+        int main = strcmp(s1.m[i].name, "refs/heads/main") == 0;
+        ck_assert(main || strcmp(s1.m[i].name, "HEAD") == 0);
+        ck_assert_uint_eq(s1.m[i].clock, main ? 5 : 6);
+        ck_assert_uint_eq(s1.m[i].target.b[0], main ? 0xaa : 0);
+        ck_assert_uint_eq(s1.m[i].writer.b[0], 7);
+    }
+    /* Marks are no ref state: a marks-only write leaves refs, the refs
+     * digest and the clock as they were. */
+    guts_repo_info before, after;
+    ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
+    guts_import_mark forget = mkmark("refs/heads/main", 0, 0, 1);
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, NULL, 0, &forget, 1),
+                     GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
+    ck_assert(guts_fp_eq(before.refs_digest, after.refs_digest));
+    ck_assert_uint_eq(before.refs + before.tombstones, after.refs + after.tombstones);
+    ck_assert_uint_eq(before.clock, after.clock);
+    s1.n = 0;
+    ck_assert_int_eq(guts_repo_import_marks(r, one, collect_marks, &s1), GUTS_OK);
+    ck_assert_int_eq(s1.n, 1);
+    ck_assert_str_eq(s1.m[0].name, "HEAD");
+    /* Bad names are refused before anything is written. */
+    guts_import_mark bad = mkmark("refs/heads/a..b", 1, 1, 0);
+    ck_assert_int_eq(guts_repo_import_put(r, one, "/src/one", &digest, NULL, 0, &bad, 1),
+                     GUTS_EINVAL);
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_read_hold_is_one_snapshot_until_released)
+{
+    guts_repo *r = open_repo("o/hold");
+    guts_obj a = mkobj(GUTS_OBJ_BLOB, "held a\n", 7), b = mkobj(GUTS_OBJ_BLOB, "held b\n", 7);
+    put_ok(r, &a, 1, 1);
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_EINVAL); /* one at a time */
+    put_ok(r, &b, 1, 1);
+    ck_assert_int_eq(guts_repo_has(r, &a.id), 1);
+    ck_assert_int_eq(guts_repo_has(r, &b.id), 0); /* written after the snapshot */
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    ck_assert_uint_eq(info.objects, 1);
+    guts_repo_read_release(r);
+    ck_assert_int_eq(guts_repo_has(r, &b.id), 1);
+    guts_repo_read_release(r); /* nothing held: nothing happens */
+    ck_assert_int_eq(guts_repo_read_hold(r), GUTS_OK);
+    guts_repo_close(r); /* closing releases */
+}
+END_TEST
+
 START_TEST(test_reopen_keeps_objects_refs_and_counters)
 {
     guts_repo *r = open_repo("o/p");
@@ -1664,6 +1769,8 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_refs_put_get_and_tombstone);
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
+    tcase_add_test(t, test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on);
+    tcase_add_test(t, test_read_hold_is_one_snapshot_until_released);
     tcase_add_test(t, test_reopen_keeps_objects_refs_and_counters);
     tcase_add_test(t, test_two_handles_in_one_process_share_the_env);
     tcase_add_test(t, test_other_process_writes_seen_via_txnid);
