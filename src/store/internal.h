@@ -137,6 +137,16 @@ typedef struct rec_hdr {
 
 void store_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Longest cause of a damaged env (one line). */
+#define STORE_WHY_MAX 600
+/* Check dir/data.mdb against its LMDB meta pages without mapping it.
+ * GUTS_OK; GUTS_EDAMAGED or GUTS_EIO with the cause in why (envcheck.c). */
+int store_env_check_file(const char *dir, char *why, size_t whylen);
+/* Read every database of the env at dir in a child process (map of mapsize
+ * bytes). GUTS_OK; GUTS_EDAMAGED (the child died, or LMDB found its pages
+ * broken) or GUTS_EIO (it could not check) with the cause in why. */
+int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen);
+
 /* Map an LMDB or errno code to GUTS_E*, recording a message. */
 int store_mdb_err(int rc, const char *what);
 
