@@ -681,6 +681,41 @@ static void node_seal_print(const node_run *nr, int json)
     putchar('\n');
 }
 
+/* Repositories the node found damaged and set aside (status.json's
+ * "damaged"): each is pulled afresh from peers under its own key. */
+static void node_damaged_print(const node_run *nr, int json)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *list = guts_json_get(j, nr->root, "damaged");
+    const guts_json_val *r = list && list->type == GUTS_JSON_ARRAY ? guts_json_child(j, list) : NULL;
+    int n = 0;
+    if (json) fputs(",\n  \"damaged\": [", stdout);
+    for (; r; r = guts_json_next(j, r)) {
+        if (r->type != GUTS_JSON_OBJECT) continue;
+        if (json) {
+            fputs(n ? ",\n    {\"key\": " : "\n    {\"key\": ", stdout);
+            put_field_str(j, r, "key", 1);
+            fputs(", \"moved_to\": ", stdout);
+            put_field_str(j, r, "moved_to", 1);
+            fputs(", \"cause\": ", stdout);
+            put_field_str(j, r, "cause", 1);
+            fputs(", \"unix_ms\": ", stdout);
+            put_field_u(j, r, "unix_ms");
+            putchar('}');
+        } else {
+            fputs("damaged: ", stdout);
+            put_field_str(j, r, "key", 0);
+            fputs(" set aside as ", stdout);
+            put_field_str(j, r, "moved_to", 0);
+            fputs(" (", stdout);
+            put_field_str(j, r, "cause", 0);
+            fputs("); a healthy copy is pulled from peers\n", stdout);
+        }
+        n++;
+    }
+    if (json) fputs(n ? "\n  ]" : "]", stdout);
+}
+
 /* The node section of `guts status`: process, peers, per-repository state. */
 static void node_print(const node_run *nr, const char *data, int json)
 {
@@ -780,7 +815,9 @@ static void node_print(const node_run *nr, const char *data, int json)
         }
         n++;
     }
-    if (json) fputs(n ? "\n  ]}" : "]}", stdout);
+    if (json) fputs(n ? "\n  ]" : "]", stdout);
+    node_damaged_print(nr, json);
+    if (json) putchar('}');
 }
 
 /* ---- status / peers ----------------------------------------------------- */
