@@ -30,6 +30,12 @@
  * if none. Points to a thread-local buffer overwritten by the next failure. */
 const char *guts_store_errmsg(void);
 
+/** Where the text of a failed LMDB assertion goes (len bytes at buf,
+ * NUL-terminated) before the process aborts, instead of stderr: a program
+ * that runs its work in a child (guts) passes a shared page, and reports
+ * the text with its own one line. NULL: stderr. Process-wide. */
+void guts_store_crash_note(char *buf, size_t len);
+
 /* ---- Data directory ------------------------------------------------------ */
 
 typedef struct guts_data guts_data;

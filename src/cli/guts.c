@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2088,6 +2089,10 @@ static const command commands[] = {
     {"keygen", cmd_keygen, usage_keygen},
 };
 
+/* Bytes kept of LMDB's assertion text: one line of file, line, expression
+ * and function (LMDB formats it into 400). */
+#define CRASH_NOTE_BYTES 512
+
 /* Signals that say a process read what it should not have: a page past
  * the end of a truncated file (SIGBUS), a wild offset from a damaged page
  * (SIGSEGV), LMDB's own assertions (SIGABRT). */
@@ -2107,9 +2112,14 @@ static int run_command(const command *c, const char *data_opt, int argc, char **
 {
     fflush(stdout);
     fflush(stderr);
+    /* LMDB's assertion text, written by the child just before it aborts. */
+    char *note = mmap(NULL, CRASH_NOTE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                      -1, 0);
+    if (note == MAP_FAILED) note = NULL;
     pid_t pid = fork();
     if (pid < 0) return die(EXIT_OP, c->name, "fork: %s", strerror(errno));
     if (pid == 0) {
+        guts_store_crash_note(note, CRASH_NOTE_BYTES);
         int rc = c->run(data_opt, argc, argv);
         if (fflush(stdout) != 0 && rc == 0) rc = die(EXIT_OP, c->name, "writing output failed");
         exit(rc);
@@ -2117,23 +2127,28 @@ static int run_command(const command *c, const char *data_opt, int argc, char **
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) return die(EXIT_OP, c->name, "waitpid: %s", strerror(errno));
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    int sig = WTERMSIG(st);
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    if (note && !fault_signal(sig)) munmap(note, CRASH_NOTE_BYTES);
+    if (!sig) return WEXITSTATUS(st);
     if (!fault_signal(sig)) {
         /* Stopped from outside (^C, kill): end the same way. */
         signal(sig, SIG_DFL);
         raise(sig);
         return 128 + sig;
     }
+    char why[CRASH_NOTE_BYTES + 64];
+    snprintf(why, sizeof why, "%s%s%s", strsignal(sig), note && note[0] ? ": " : "",
+             note ? note : "");
+    if (note) munmap(note, CRASH_NOTE_BYTES);
     if (argc > 1 && guts_repo_key_check(argv[1]) == GUTS_OK)
         return die(EXIT_OP, c->name,
                    "%s: environment damaged: reading it killed the process (%s); guts fsck %s "
                    "names the damage",
-                   argv[1], strsignal(sig), argv[1]);
+                   argv[1], why, argv[1]);
     return die(EXIT_OP, c->name,
                "environment damaged: reading the data directory killed the process (%s); guts "
                "fsck OWNER/NAME names the damage",
-               strsignal(sig));
+               why);
 }
 
 int main(int argc, char **argv)

@@ -362,15 +362,34 @@ static int env_init_txn(store_env *se, int readonly)
     }
     if (rc) return store_mdb_err(rc, "begin init txn");
     unsigned fl = readonly ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "objects", fl, &se->objects)) ||
-        (rc = mdb_dbi_open(txn, "refs", fl, &se->refs)) ||
-        (rc = mdb_dbi_open(txn, "refclock", fl, &se->refclock)) ||
-        (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
-        (rc = mdb_dbi_open(txn, "meta", fl, &se->meta)) ||
-        (rc = mdb_dbi_open(txn, "pieces", fl, &se->pieces)) ||
-        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage))) {
+    /* The first five are in every env since schema 1; pieces and stage
+     * came with large objects, so an older env may lack them. */
+    static const char *const names[] = {"objects", "refs", "refclock", "log",
+                                        "meta",    "pieces", "stage"};
+    MDB_dbi *const dbis[] = {&se->objects, &se->refs, &se->refclock, &se->log,
+                             &se->meta,    &se->pieces, &se->stage};
+    int found = 0, missing = -1;
+    for (int i = 0; i < 7; i++) {
+        rc = mdb_dbi_open(txn, names[i], fl, dbis[i]);
+        if (rc == MDB_NOTFOUND && readonly) {
+            if (missing < 0) missing = i;
+            continue;
+        }
+        if (rc) {
+            mdb_txn_abort(txn);
+            return store_mdb_err(rc, "open databases");
+        }
+        if (i < 5) found++;
+    }
+    if (missing >= 0) {
         mdb_txn_abort(txn);
-        return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
+        /* None of the five: a new env (or one whose creation was cut
+         * short), created now. Some of them: the others were lost. */
+        if (found > 0 && missing < 5) {
+            store_seterr("database %s is missing", names[missing]);
+            return GUTS_EDAMAGED;
+        }
+        return MDB_NOTFOUND;
     }
     MDB_val k = {6, "schema"}, v;
     rc = mdb_get(txn, se->meta, &k, &v);
@@ -459,7 +478,8 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     }
     /* MDB_NOTLS: read txns belong to the txn object, not the thread, so one
      * thread may nest a read inside an iteration callback. */
-    if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
+    if ((mrc = mdb_env_set_assert(se->env, store_assert)) ||
+        (mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
         (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
         (mrc = mdb_env_open(se->env, dir, MDB_NOTLS, 0600))) {
         mdb_env_close(se->env);

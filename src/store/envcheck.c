@@ -77,6 +77,33 @@
 
 _Static_assert(sizeof(size_t) == 8, "the meta page layout above is LMDB's on 64-bit hosts");
 
+/* Where an LMDB assertion's text goes before the process aborts
+ * (guts_store_crash_note); NULL: stderr, as LMDB itself would print it. */
+static char *crash_note;
+static size_t crash_note_len;
+
+void guts_store_crash_note(char *buf, size_t len)
+{
+    crash_note = buf;
+    crash_note_len = buf ? len : 0;
+}
+
+/* LMDB calls this on a failed assertion and prints and aborts if it
+ * returns: it does not return, so the text is said once, where asked. */
+void store_assert(MDB_env *env, const char *msg)
+{
+    (void)env;
+    if (crash_note_len) {
+        snprintf(crash_note, crash_note_len, "%s", msg);
+    } else {
+        size_t n = strlen(msg);
+        ssize_t w = write(STDERR_FILENO, msg, n);
+        w = write(STDERR_FILENO, "\n", 1);
+        (void)w;
+    }
+    abort();
+}
+
 static uint64_t u64_at(const uint8_t *p)
 {
     uint64_t v;
@@ -326,7 +353,8 @@ static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
     MDB_envinfo info;
     MDB_stat st;
     int rc;
-    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_assert(env, store_assert)) ||
+        (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
         (rc = mdb_env_set_mapsize(env, mapsize)) || (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
         (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) || (rc = mdb_env_info(env, &info)) ||
         (rc = mdb_env_stat(env, &st))) {
@@ -403,6 +431,7 @@ int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen)
          * (stdio buffers, atexit handlers) runs here. */
         close(fds[0]);
         signal(SIGPIPE, SIG_IGN);
+        guts_store_crash_note(NULL, 0);
         if (dup2(fds[1], STDERR_FILENO) < 0) _exit(WALK_ERROR);
         char msg[WALK_REPORT_MAX];
         msg[0] = 0;

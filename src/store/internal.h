@@ -137,6 +137,10 @@ typedef struct rec_hdr {
 
 void store_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* LMDB's assertion callback for every env: the text to the crash note
+ * (guts_store_crash_note) or stderr, then abort(). */
+void store_assert(MDB_env *env, const char *msg);
+
 /* Longest cause of a damaged env (one line). */
 #define STORE_WHY_MAX 600
 /* Check dir/data.mdb against its LMDB meta pages without mapping it.
