@@ -294,7 +294,9 @@ static int walk_db(walk *w, MDB_txn *txn, MDB_dbi dbi, const char *name)
     uint64_t n = 0;
     int res = WALK_OK;
     for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
-        n++;
+        /* Past the header's count: a page chain that loops would never
+         * end; this bounds the walk (each step is bounded by the depth). */
+        if (++n > ms.ms_entries) break;
         if (!inside(w, &k) || !inside(w, &v)) {
             snprintf(w->why, w->whylen, "database %s: entry %llu lies outside the file", name,
                      (unsigned long long)n);
@@ -308,11 +310,15 @@ static int walk_db(walk *w, MDB_txn *txn, MDB_dbi dbi, const char *name)
             break;
         }
     }
-    if (res == WALK_OK && rc != MDB_NOTFOUND) {
+    if (res == WALK_OK && rc != MDB_NOTFOUND && n <= ms.ms_entries) {
         snprintf(w->why, w->whylen, "database %s: %s", name, mdb_strerror(rc));
         res = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? WALK_DAMAGED : WALK_ERROR;
     }
-    if (res == WALK_OK && n != ms.ms_entries) {
+    if (res == WALK_OK && n > ms.ms_entries) {
+        snprintf(w->why, w->whylen, "database %s: more entries than its header counts (%llu)", name,
+                 (unsigned long long)ms.ms_entries);
+        res = WALK_DAMAGED;
+    } else if (res == WALK_OK && n != ms.ms_entries) {
         snprintf(w->why, w->whylen, "database %s: %llu entries read, its header counts %llu", name,
                  (unsigned long long)n, (unsigned long long)ms.ms_entries);
         res = WALK_DAMAGED;
