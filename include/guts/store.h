@@ -110,8 +110,7 @@ int guts_repo_remove(guts_data *d, const char *key);
  * @param[out] to the new path, NUL-terminated in tolen bytes (may be NULL)
  * Errors: GUTS_EINVAL, GUTS_EAGAIN (open here), GUTS_ENOTFOUND, GUTS_EIO,
  * GUTS_EEXIST (99 copies already set aside under that suffix). */
-int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to,
-                        size_t tolen);
+int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen);
 
 typedef struct guts_repo_info {
     uint64_t objects;   /* entries in "objects" */

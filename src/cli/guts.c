@@ -688,7 +688,8 @@ static void node_damaged_print(const node_run *nr, int json)
 {
     const guts_json *j = &nr->j;
     const guts_json_val *list = guts_json_get(j, nr->root, "damaged");
-    const guts_json_val *r = list && list->type == GUTS_JSON_ARRAY ? guts_json_child(j, list) : NULL;
+    const guts_json_val *r =
+        list && list->type == GUTS_JSON_ARRAY ? guts_json_child(j, list) : NULL;
     int n = 0;
     if (json) fputs(",\n  \"damaged\": [", stdout);
     for (; r; r = guts_json_next(j, r)) {
@@ -861,8 +862,9 @@ static int status_repo(const char *key, void *arg)
     }
     if (rc) {
         /* Keep listing the others; report this one. */
-        c->rc = die(EXIT_OP, "status", "repository \"%s\": %s%s%s", key, guts_strerror(rc),
-                    rc == GUTS_EDAMAGED ? ": " : "", rc == GUTS_EDAMAGED ? guts_store_errmsg() : "");
+        c->rc =
+            die(EXIT_OP, "status", "repository \"%s\": %s%s%s", key, guts_strerror(rc),
+                rc == GUTS_EDAMAGED ? ": " : "", rc == GUTS_EDAMAGED ? guts_store_errmsg() : "");
         return 0;
     }
     fp_hex(info.fp, fp);
@@ -977,8 +979,9 @@ static int ls_repo(const char *key, void *arg)
         guts_repo_close(r);
     }
     if (rc) {
-        c->rc = die(EXIT_OP, "ls", "repository \"%s\": %s%s%s", key, guts_strerror(rc),
-                    rc == GUTS_EDAMAGED ? ": " : "", rc == GUTS_EDAMAGED ? guts_store_errmsg() : "");
+        c->rc =
+            die(EXIT_OP, "ls", "repository \"%s\": %s%s%s", key, guts_strerror(rc),
+                rc == GUTS_EDAMAGED ? ": " : "", rc == GUTS_EDAMAGED ? guts_store_errmsg() : "");
         return 0;
     }
     if (c->json)
@@ -1558,7 +1561,7 @@ typedef struct fsck {
     guts_repo *r;
     guts_id *sorted; /* every stored id, in id order, for membership tests */
     size_t n;
-    uint8_t *mark;   /* FSCK_* per index of sorted */
+    uint8_t *mark; /* FSCK_* per index of sorted */
     uint64_t faults;
     int json;
     int pass;        /* 1: every object; 2: the walk from the refs */
@@ -2113,8 +2116,8 @@ static int run_command(const command *c, const char *data_opt, int argc, char **
     fflush(stdout);
     fflush(stderr);
     /* LMDB's assertion text, written by the child just before it aborts. */
-    char *note = mmap(NULL, CRASH_NOTE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                      -1, 0);
+    char *note =
+        mmap(NULL, CRASH_NOTE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (note == MAP_FAILED) note = NULL;
     pid_t pid = fork();
     if (pid < 0) return die(EXIT_OP, c->name, "fork: %s", strerror(errno));

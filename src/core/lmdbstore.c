@@ -69,8 +69,7 @@ void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_
 static int refused(const guts_core_lmdbstore *s, const char *key)
 {
     for (size_t i = 0; i < s->nrefused; i++)
-        if (strcmp(s->refused[i], key) == 0)
-            return 1;
+        if (strcmp(s->refused[i], key) == 0) return 1;
     return 0;
 }
 
@@ -83,8 +82,7 @@ static int damaged(guts_core_lmdbstore *s, const char *key)
     char **p = realloc(s->refused, (s->nrefused + 1) * sizeof(char *));
     if (p) {
         s->refused = p;
-        if ((p[s->nrefused] = strdup(key)))
-            s->nrefused++;
+        if ((p[s->nrefused] = strdup(key))) s->nrefused++;
     }
     return GUTS_EDAMAGED;
 }
@@ -137,8 +135,7 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
         s->open = p;
         s->cap = nc;
     }
-    if (refused(s, key))
-        return GUTS_EDAMAGED;
+    if (refused(s, key)) return GUTS_EDAMAGED;
     char *k = strdup(key);
     if (!k)
         return GUTS_ENOMEM;
@@ -147,8 +144,7 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     if (rc == GUTS_EDAMAGED) {
         rc = damaged(s, key);
         /* Set aside: a create makes a fresh env in its place. */
-        if (rc == GUTS_ENOTFOUND && create)
-            rc = guts_repo_open(s->data, key, GUTS_REPO_CREATE, &r);
+        if (rc == GUTS_ENOTFOUND && create) rc = guts_repo_open(s->data, key, GUTS_REPO_CREATE, &r);
     }
     if (rc) {
         free(k);

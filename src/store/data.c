@@ -364,9 +364,9 @@ static int env_init_txn(store_env *se, int readonly)
     unsigned fl = readonly ? 0 : MDB_CREATE;
     /* The first five are in every env since schema 1; pieces and stage
      * came with large objects, so an older env may lack them. */
-    static const char *const names[] = {"objects", "refs", "refclock", "log",
+    static const char *const names[] = {"objects", "refs",   "refclock", "log",
                                         "meta",    "pieces", "stage"};
-    MDB_dbi *const dbis[] = {&se->objects, &se->refs, &se->refclock, &se->log,
+    MDB_dbi *const dbis[] = {&se->objects, &se->refs,   &se->refclock, &se->log,
                              &se->meta,    &se->pieces, &se->stage};
     int found = 0, missing = -1;
     for (int i = 0; i < 7; i++) {
@@ -657,8 +657,7 @@ int guts_repo_remove(guts_data *d, const char *key)
     return rc;
 }
 
-int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to,
-                        size_t tolen)
+int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen)
 {
     if (!d || !suffix || !*suffix || strchr(suffix, '/') || strlen(suffix) > 64) return GUTS_EINVAL;
     if (guts_repo_key_check(key) != GUTS_OK) {

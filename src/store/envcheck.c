@@ -226,8 +226,7 @@ static int check_file_once(const char *file, char *why, size_t whylen)
         uint64_t root = u64_at(m + LMDB_OFF_DB(i) + LMDB_DB_ROOT);
         if (root != LMDB_NO_PAGE && (root < 2 || root > last)) {
             snprintf(why, whylen, "the %s database's root is page %llu, outside pages 2-%llu",
-                     i ? "main" : "free-list", (unsigned long long)root,
-                     (unsigned long long)last);
+                     i ? "main" : "free-list", (unsigned long long)root, (unsigned long long)last);
             goto out;
         }
     }
@@ -361,12 +360,13 @@ static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
     int rc;
     if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_assert(env, store_assert)) ||
         (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
-        (rc = mdb_env_set_mapsize(env, mapsize)) || (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
+        (rc = mdb_env_set_mapsize(env, mapsize)) ||
+        (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
         (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) || (rc = mdb_env_info(env, &info)) ||
         (rc = mdb_env_stat(env, &st))) {
         snprintf(why, whylen, "open: %s", mdb_strerror(rc));
         return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ? WALK_DAMAGED
-                                                                                  : WALK_ERROR;
+                                                                                   : WALK_ERROR;
     }
     mdb_filehandle_t fd;
     const uint8_t *map;

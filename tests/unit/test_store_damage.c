@@ -98,7 +98,8 @@ START_TEST(test_damaged_meta_pages_or_length_are_refused_before_mapping)
 {
     char file[512];
     make_repo("o/m", 40, file, sizeof file);
-    if (meta_damage[_i].truncate_to >= 0) ck_assert_int_eq(truncate(file, meta_damage[_i].truncate_to), 0);
+    if (meta_damage[_i].truncate_to >= 0)
+        ck_assert_int_eq(truncate(file, meta_damage[_i].truncate_to), 0);
     if (meta_damage[_i].n) {
         /* Both metas name the same last page only after a second commit:
          * damage the newer one by writing it into both. */
