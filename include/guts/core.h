@@ -106,6 +106,16 @@ void guts_core_lmdbstore_free(guts_core_lmdbstore *s);
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
 /** Close the repository handle of key if open (e.g. before removing it). */
 void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
+/** What to do with a repository found damaged (GUTS_EDAMAGED, why from
+ * guts_store_errmsg()) the first time it is opened. Return 0 once it is out
+ * of the way (guts_repo_set_aside): the key then reads as absent and can be
+ * pulled afresh. Any other return keeps it refused without opening it again. */
+typedef int (*guts_core_lmdbstore_damaged_fn)(const char *key, const char *why, void *arg);
+/** Every repository is opened with GUTS_REPO_VERIFY (a child process reads
+ * each page first: a damaged env cannot kill the caller). With a hook set,
+ * a damaged one is handed to fn; without one it is refused. */
+void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_damaged_fn fn,
+                                    void *arg);
 
 /* ---- Configuration -------------------------------------------------------- */
 

@@ -26,6 +26,7 @@
 #define GUTS_ECONFLICT (-12) /* compare-and-swap on a ref lost */
 #define GUTS_EEXIST (-13)   /* already exists */
 #define GUTS_EAGAIN (-14)   /* try again later (e.g. busy, incomplete) */
+#define GUTS_EDAMAGED (-15) /* a repository environment (LMDB file) is damaged */
 
 /** Return a short static description of a GUTS_E* code. */
 const char *guts_strerror(int err);

@@ -32,6 +32,12 @@
  * if none. Points to a thread-local buffer overwritten by the next failure. */
 const char *guts_store_errmsg(void);
 
+/** Where the text of a failed LMDB assertion goes (len bytes at buf,
+ * NUL-terminated) before the process aborts, instead of stderr: a program
+ * that runs its work in a child (guts) passes a shared page, and reports
+ * the text with its own one line. NULL: stderr. Process-wide. */
+void guts_store_crash_note(char *buf, size_t len);
+
 /* ---- Data directory ------------------------------------------------------ */
 
 typedef struct guts_data guts_data;
@@ -92,10 +98,19 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
 typedef struct guts_repo guts_repo;
 
 #define GUTS_REPO_CREATE 0x1 /* create the env if absent */
+#define GUTS_REPO_VERIFY 0x2 /* read every page of an existing env first */
 
 /** Open the repository env DATA/repos/OWNER/NAME. The key is checked with
- * guts_repo_key_check() before any path is built.
+ * guts_repo_key_check() before any path is built. An existing env's file is
+ * first checked against its LMDB meta pages (read with pread, not mapped):
+ * an empty or short data.mdb, meta pages that are not LMDB's, or a last
+ * page past the end of the file is damage. With GUTS_REPO_VERIFY, a child
+ * process then reads every database of the env (every branch and leaf
+ * page); if it dies by a signal or LMDB finds a broken page, that is damage
+ * too, found without risk to this process (its cost: docs/operations.md).
+ * Without it, a damaged page met later can still kill this process.
  * Errors: GUTS_EINVAL (bad key), GUTS_ENOTFOUND (absent, no CREATE),
+ * GUTS_EDAMAGED (damaged: guts_store_errmsg() says how),
  * GUTS_EVERSION (newer schema), GUTS_EIO, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **out);
 void guts_repo_close(guts_repo *r);
@@ -104,6 +119,17 @@ const char *guts_repo_key(const guts_repo *r);
 /** Remove a repository env from disk (its directory). The handle must not be
  * open in this process. */
 int guts_repo_remove(guts_data *d, const char *key);
+
+/** Move a damaged repository env out of the way, keeping every file: its
+ * directory DATA/repos/OWNER/NAME becomes DATA/damaged/OWNER/NAME.SUFFIX
+ * ("-2", "-3"... appended when that exists). The key is then absent and may
+ * be created afresh (e.g. pulled from peers). Nothing is ever deleted. The
+ * env must not be open in this process.
+ * @param suffix e.g. a UTC time; no '/', at most 64 bytes
+ * @param[out] to the new path, NUL-terminated in tolen bytes (may be NULL)
+ * Errors: GUTS_EINVAL, GUTS_EAGAIN (open here), GUTS_ENOTFOUND, GUTS_EIO,
+ * GUTS_EEXIST (99 copies already set aside under that suffix). */
+int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen);
 
 typedef struct guts_repo_info {
     uint64_t objects;   /* entries in "objects" */

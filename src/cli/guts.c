@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,13 +182,23 @@ static const char usage_rm[] =
     "node never removes from others.\n";
 
 static const char usage_fsck[] =
-    "usage: guts fsck OWNER/NAME\n"
+    "usage: guts fsck [--json] OWNER/NAME\n"
     "\n"
-    "Read and rehash every object, recompute the object count and the set\n"
-    "fingerprint, check that every ref and HEAD point at stored objects and\n"
-    "that commits, trees and tags only link to stored objects. Prints one line\n"
-    "per fault and exits 1 if there is any. HEAD on an unborn branch is a\n"
-    "notice, not a fault (as in git fsck).\n";
+    "First read every page of the repository's environment in a separate\n"
+    "process: a damaged one (a truncated or overwritten data.mdb) is reported\n"
+    "as \"environment damaged\" with its cause, exit 1. Then read and rehash\n"
+    "every object, recompute the object count and the set fingerprint, check\n"
+    "that every ref and HEAD point at stored objects and that the commits,\n"
+    "trees and tags the refs reach only link to stored objects. Prints one\n"
+    "line per fault (the first 100, then a count of the rest) and exits 1 if\n"
+    "there is any. Objects no ref reaches that link to objects not stored\n"
+    "yet are what an interrupted import or pull leaves: one line counts them,\n"
+    "not a fault (git fsck calls such objects dangling). HEAD on an unborn\n"
+    "branch is a notice, not a fault (as in git fsck).\n"
+    "\n"
+    "  --json   one JSON object: repo, objects, refs, faults, not_yet_referenced,\n"
+    "           seconds, shown (fault lines), not_shown, notices; or repo and\n"
+    "           damaged (the cause) for a damaged environment\n";
 
 static const char usage_keygen[] =
     "usage: guts keygen FILE\n"
@@ -266,6 +278,11 @@ static int data_path(const char *cmd, const char *opt, const char **out)
 static const char *store_why(int rc)
 {
     const char *msg = guts_store_errmsg();
+    if (rc == GUTS_EDAMAGED) {
+        static char damaged[600];
+        snprintf(damaged, sizeof damaged, "environment damaged: %s", msg);
+        return damaged;
+    }
     int has_cause = rc == GUTS_EIO || rc == GUTS_ESTORE || rc == GUTS_ECORRUPT ||
                     rc == GUTS_EFULL || rc == GUTS_EVERSION;
     return has_cause && msg[0] ? msg : guts_strerror(rc);
@@ -291,14 +308,21 @@ static int open_data(const char *cmd, const char *opt, unsigned flags, guts_data
     return 0;
 }
 
+/* The one line for a failed guts_repo_open (rc) of key; returns EXIT_OP. */
+static int repo_open_error(const char *cmd, guts_data *d, const char *key, int rc)
+{
+    if (rc == GUTS_ENOTFOUND)
+        return die(EXIT_OP, cmd, "no repository \"%s\" in \"%s\"", key, guts_data_path(d));
+    if (rc == GUTS_EDAMAGED)
+        return die(EXIT_OP, cmd, "%s: environment damaged: %s", key, guts_store_errmsg());
+    return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, store_why(rc));
+}
+
 static int open_repo(const char *cmd, guts_data *d, const char *key, unsigned flags,
                      guts_repo **out)
 {
     int rc = guts_repo_open(d, key, flags, out);
-    if (rc == GUTS_ENOTFOUND)
-        return die(EXIT_OP, cmd, "no repository \"%s\" in \"%s\"", key, guts_data_path(d));
-    if (rc) return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, store_why(rc));
-    return 0;
+    return rc ? repo_open_error(cmd, d, key, rc) : 0;
 }
 
 /* ---- import / export ---------------------------------------------------- */
@@ -402,7 +426,9 @@ static int cmd_export(const char *data_opt, int argc, char **argv)
     if ((rc = check_operands(cmd, argc, argv, 2, "OWNER/NAME OUTDIR"))) return rc;
     if ((rc = check_key(cmd, argv[1]))) return rc;
     if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
-    if ((rc = open_repo(cmd, d, argv[1], 0, &r))) goto out;
+    /* Export reads every object: the full check first costs it little and
+     * refuses a damaged env before anything is written. */
+    if ((rc = open_repo(cmd, d, argv[1], GUTS_REPO_VERIFY, &r))) goto out;
     double t0 = now_s();
     int e = guts_gitio_export(r, argv[2], level, isatty(2), &st, err);
     if (e) {
@@ -717,6 +743,42 @@ static void node_seal_print(const node_run *nr, int json)
     putchar('\n');
 }
 
+/* Repositories the node found damaged and set aside (status.json's
+ * "damaged"): each is pulled afresh from peers under its own key. */
+static void node_damaged_print(const node_run *nr, int json)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *list = guts_json_get(j, nr->root, "damaged");
+    const guts_json_val *r =
+        list && list->type == GUTS_JSON_ARRAY ? guts_json_child(j, list) : NULL;
+    int n = 0;
+    if (json) fputs(",\n  \"damaged\": [", stdout);
+    for (; r; r = guts_json_next(j, r)) {
+        if (r->type != GUTS_JSON_OBJECT) continue;
+        if (json) {
+            fputs(n ? ",\n    {\"key\": " : "\n    {\"key\": ", stdout);
+            put_field_str(j, r, "key", 1);
+            fputs(", \"moved_to\": ", stdout);
+            put_field_str(j, r, "moved_to", 1);
+            fputs(", \"cause\": ", stdout);
+            put_field_str(j, r, "cause", 1);
+            fputs(", \"unix_ms\": ", stdout);
+            put_field_u(j, r, "unix_ms");
+            putchar('}');
+        } else {
+            fputs("damaged: ", stdout);
+            put_field_str(j, r, "key", 0);
+            fputs(" set aside as ", stdout);
+            put_field_str(j, r, "moved_to", 0);
+            fputs(" (", stdout);
+            put_field_str(j, r, "cause", 0);
+            fputs("); a healthy copy is pulled from peers\n", stdout);
+        }
+        n++;
+    }
+    if (json) fputs(n ? "\n  ]" : "]", stdout);
+}
+
 /* The node section of `guts status`: process, peers, per-repository state. */
 static void node_print(const node_run *nr, const char *data, int json)
 {
@@ -816,7 +878,9 @@ static void node_print(const node_run *nr, const char *data, int json)
         }
         n++;
     }
-    if (json) fputs(n ? "\n  ]}" : "]}", stdout);
+    if (json) fputs(n ? "\n  ]" : "]", stdout);
+    node_damaged_print(nr, json);
+    if (json) putchar('}');
 }
 
 /* ---- status / peers ----------------------------------------------------- */
@@ -1375,49 +1439,106 @@ out_data:
 
 /* ---- fsck --------------------------------------------------------------- */
 
+/* What is a fault is what git's fsck calls one: damage to what the refs
+ * reach (a missing object, a record that does not decode or hash to its
+ * id, a malformed commit or tree, a ref to an absent object), plus stored
+ * data that fails its own checks anywhere. An object no ref reaches whose
+ * links are not all stored yet is what an interrupted import or pull
+ * leaves (objects are stored bases and parents first, but in batches, and
+ * refs last): counted on one line, not a fault.
+ *
+ * Pass 1 reads every object once, in the store's read order, rehashing
+ * it and noting which link to absent objects. Only if some do, pass 2 walks
+ * from the refs (reading commits, trees and tags again; a blob links to
+ * nothing) to tell the reachable ones, whose missing links are faults,
+ * from the rest. */
+
+#define FSCK_INCOMPLETE 0x1 /* links to an object not stored */
+#define FSCK_REACHED 0x2    /* reached from a ref (pass 2) */
+
 typedef struct fsck {
     const char *key;
     guts_repo *r;
     guts_id *sorted; /* every stored id, in id order, for membership tests */
     size_t n;
+    uint8_t *mark; /* FSCK_* per index of sorted */
     uint64_t faults;
+    int json;
+    int pass;        /* 1: every object; 2: the walk from the refs */
+    int cur_missing; /* pass 1: the object being parsed links to an absent one */
+    size_t *queue;   /* pass 2: reached, not yet read */
+    size_t nq;
+    char *shown[FSCK_REPORT_MAX]; /* --json: fault lines, printed at the end */
+    char **notes;                 /* --json: notices */
+    size_t nnotes;
 } fsck;
 
 static void fault(fsck *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(fsck *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void fault(fsck *f, const char *fmt, ...)
 {
-    if (f->faults++ < FSCK_REPORT_MAX) {
+    if (f->faults < FSCK_REPORT_MAX) {
+        char line[1024];
         va_list ap;
         va_start(ap, fmt);
-        printf("%s: ", f->key);
-        vprintf(fmt, ap);
-        putchar('\n');
+        vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
+        if (f->json)
+            f->shown[f->faults] = strdup(line);
+        else
+            printf("%s: %s\n", f->key, line);
     }
+    f->faults++;
 }
 
-static int fsck_present(const fsck *f, const guts_id *id)
+static void notice(fsck *f, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!f->json) {
+        printf("%s: notice: %s\n", f->key, line);
+        return;
+    }
+    char **nn = realloc(f->notes, (f->nnotes + 1) * sizeof *nn);
+    if (!nn) return;
+    f->notes = nn;
+    if ((nn[f->nnotes] = strdup(line))) f->nnotes++;
+}
+
+/* The index of id in f->sorted, or SIZE_MAX when it is not stored. */
+static size_t fsck_find(const fsck *f, const guts_id *id)
 {
     size_t lo = 0, hi = f->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = guts_id_cmp(&f->sorted[mid], id);
-        if (c == 0) return 1;
+        if (c == 0) return mid;
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return 0;
+    return SIZE_MAX;
 }
 
 static void fsck_link(fsck *f, const char *from, const char *what, const guts_id *id)
 {
-    char hex[GUTS_HEX_LEN + 1];
-    if (fsck_present(f, id)) return;
-    guts_id_to_hex(id, hex);
-    fault(f, "%s links to missing %s %s", from, what, hex);
+    size_t i = fsck_find(f, id);
+    if (i == SIZE_MAX) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        if (f->pass == 1)
+            f->cur_missing = 1;
+        else
+            fault(f, "%s links to missing %s %s", from, what, hex);
+    } else if (f->pass == 2 && !(f->mark[i] & FSCK_REACHED)) {
+        f->mark[i] |= FSCK_REACHED;
+        f->queue[f->nq++] = i;
+    }
 }
 
 /* Links named by "<word> <hex>\n" header lines of a commit or a tag (up to
@@ -1434,10 +1555,11 @@ static void fsck_headers(fsck *f, const char *from, const char *data, size_t len
         if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "object ", 7) == 0) word = "object";
         if (word) {
             guts_id id;
-            if (guts_id_from_hex(p + ll - GUTS_HEX_LEN, GUTS_HEX_LEN, &id) != GUTS_OK)
-                fault(f, "%s has a malformed %s line", from, word);
-            else
+            if (guts_id_from_hex(p + ll - GUTS_HEX_LEN, GUTS_HEX_LEN, &id) != GUTS_OK) {
+                if (f->pass == 1) fault(f, "%s has a malformed %s line", from, word);
+            } else {
                 fsck_link(f, from, word, &id);
+            }
         }
         if (!nl) break;
         p = nl + 1;
@@ -1453,7 +1575,17 @@ static void fsck_tree(fsck *f, const char *from, const uint8_t *data, size_t len
     int rc;
     while ((rc = guts_tree_entry_next(data, len, &pos, &e)) == 1)
         if (e.type != GUTS_OBJ_COMMIT) fsck_link(f, from, "entry", &e.id);
-    if (rc) fault(f, "%s is a malformed tree (at byte %zu)", from, pos);
+    if (rc && f->pass == 1) fault(f, "%s is a malformed tree (at byte %zu)", from, pos);
+}
+
+/* The links of one object's content. */
+static void fsck_links(fsck *f, int type, const guts_id *id, const void *data, size_t len)
+{
+    char hex[GUTS_HEX_LEN + 1], from[GUTS_HEX_LEN + 16];
+    guts_id_to_hex(id, hex);
+    snprintf(from, sizeof from, "%s %s", guts_otype_name(type), hex);
+    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) fsck_headers(f, from, data, len);
+    if (type == GUTS_OBJ_TREE) fsck_tree(f, from, data, len);
 }
 
 static int collect_sorted(const guts_id *id, void *ctx)
@@ -1556,6 +1688,57 @@ static int fsck_discard(const void *data, size_t len, void *ctx)
     return 0;
 }
 
+/* Pass 2: walk from the refs; the missing links of what is reached are
+ * faults. Returns the objects left incomplete and unreached. */
+static uint64_t fsck_reach(fsck *f, const fsck_refs *fr)
+{
+    f->pass = 2;
+    f->nq = 0;
+    for (size_t i = 0; i < fr->n; i++) {
+        size_t k = fsck_find(f, &fr->t[i].id);
+        if (k != SIZE_MAX && !(f->mark[k] & FSCK_REACHED)) {
+            f->mark[k] |= FSCK_REACHED;
+            f->queue[f->nq++] = k;
+        }
+    }
+    while (f->nq) {
+        size_t k = f->queue[--f->nq];
+        int type;
+        uint64_t size;
+        void *data;
+        size_t len;
+        /* A blob links to nothing; one that cannot be read is a fault of pass 1. */
+        if (guts_repo_stat(f->r, &f->sorted[k], &type, &size) != GUTS_OK || type == GUTS_OBJ_BLOB ||
+            guts_repo_get(f->r, &f->sorted[k], &type, &data, &len) != GUTS_OK)
+            continue;
+        fsck_links(f, type, &f->sorted[k], data, len);
+        free(data);
+    }
+    uint64_t left = 0;
+    for (size_t i = 0; i < f->n; i++)
+        if ((f->mark[i] & (FSCK_INCOMPLETE | FSCK_REACHED)) == FSCK_INCOMPLETE) left++;
+    return left;
+}
+
+static void fsck_free(fsck *f)
+{
+    for (size_t i = 0; i < FSCK_REPORT_MAX; i++)
+        free(f->shown[i]);
+    for (size_t i = 0; i < f->nnotes; i++)
+        free(f->notes[i]);
+    free(f->notes);
+    free(f->sorted);
+    free(f->mark);
+    free(f->queue);
+}
+
+static void put_json_str(const char *s)
+{
+    putchar('"');
+    put_safe(s, strlen(s), 1);
+    putchar('"');
+}
+
 static int cmd_fsck(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "fsck";
@@ -1567,31 +1750,56 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     fsck f = {0};
     fsck_refs fr = {0};
     guts_fp fp = {0, 0};
+    uint64_t pending = 0;
     int rc, e = 0;
-    if (wants_help(argc, argv)) return fputs(usage_fsck, stdout), 0;
-    if ((rc = check_operands(cmd, argc, argv, 1, "OWNER/NAME"))) return rc;
-    if ((rc = check_key(cmd, argv[1]))) return rc;
+    const char *key = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            f.json = 1;
+        else if (argv[i][0] == '-')
+            return unknown_option(cmd, argv[i]);
+        else if (key)
+            return die(EXIT_USAGE, cmd, "expected OWNER/NAME, got more (see guts %s --help)", cmd);
+        else
+            key = argv[i];
+    }
+    if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts %s --help)", cmd);
+    if ((rc = check_key(cmd, key))) return rc;
     if ((rc = open_data(cmd, data_opt, 0, &d))) return rc;
-    if ((rc = open_repo(cmd, d, argv[1], 0, &r))) goto out;
-    f.key = argv[1];
+    /* fsck reads every page anyway: the walk of GUTS_REPO_VERIFY costs it
+     * little and turns a damaged env into a report instead of a signal. */
+    e = guts_repo_open(d, key, GUTS_REPO_VERIFY, &r);
+    if (e == GUTS_EDAMAGED && f.json) {
+        fputs("{\"repo\": ", stdout);
+        put_json_str(key);
+        fputs(", \"damaged\": ", stdout);
+        put_json_str(guts_store_errmsg());
+        fputs("}\n", stdout);
+    }
+    if (e) {
+        rc = repo_open_error(cmd, d, key, e);
+        goto out;
+    }
+    f.key = key;
     f.r = r;
     double t0 = now_s();
     int pinned = fsck_snapshot(r, &f, &fr, &info, &e);
     if (!e) e = guts_gitio_read_order(r, &order, &norder);
+    if (!e && !(f.mark = calloc(f.n ? f.n : 1, 1))) e = GUTS_ENOMEM;
     if (e) {
-        rc = die(EXIT_OP, cmd, "%s: reading the store: %s", argv[1], store_why(e));
+        rc = die(EXIT_OP, cmd, "%s: reading the store: %s", key, store_why(e));
         goto out;
     }
     if (!pinned)
-        printf("%s: notice: the repository kept changing (a node is writing): counts, "
-               "fingerprint and refs digest not compared\n",
-               argv[1]);
+        notice(&f, "the repository kept changing (a node is writing): counts, fingerprint and "
+                   "refs digest not compared");
     /* Staging is not an object (docs/storage.md, "Large objects"): not a
      * fault, said so that the disk it takes is accounted for. */
     if (info.staged)
-        printf("%s: notice: %" PRIu64 " large object%s partly received (%" PRIu64
-               " bytes staged, not objects yet; the next pull resumes them)\n",
-               argv[1], info.staged, info.staged == 1 ? "" : "s", info.staged_bytes);
+        notice(&f,
+               "%" PRIu64 " large object%s partly received (%" PRIu64
+               " bytes staged, not objects yet; the next pull resumes them)",
+               info.staged, info.staged == 1 ? "" : "s", info.staged_bytes);
     /* guts_repo_ids promises id order; sort anyway so a bug there shows up
      * as a count or fingerprint fault rather than as false missing links. */
     if (f.n) qsort(f.sorted, f.n, sizeof *f.sorted, cmp_id);
@@ -1616,7 +1824,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     if (pinned && !guts_fp_eq(fr.digest, info.refs_digest))
         fault(&f, "refs digest does not match the refs");
     for (size_t i = 0; i < fr.n; i++)
-        if (!fsck_present(&f, &fr.t[i].id)) {
+        if (fsck_find(&f, &fr.t[i].id) == SIZE_MAX) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(&fr.t[i].id, hex);
             fault(&f, "ref %s points at missing object %s", fr.t[i].name, hex);
@@ -1627,17 +1835,18 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
         /* HEAD on an unborn branch is legal (git fsck only notes it): say
          * so without counting a fault. A present target was checked above. */
         if (e == GUTS_ENOTFOUND || (e == GUTS_OK && guts_id_is_zero(&t.target)))
-            printf("%s: notice: HEAD points at %s, which does not exist (unborn)\n", argv[1],
-                   fr.head.symref);
+            notice(&f, "HEAD points at %s, which does not exist (unborn)", fr.head.symref);
         else if (e != GUTS_OK)
             fault(&f, "HEAD's target %s cannot be read: %s", fr.head.symref, guts_strerror(e));
     }
+    f.pass = 1;
+    uint64_t incomplete = 0;
     for (size_t i = 0; i < norder; i++) {
         int type;
         void *data;
         size_t len;
         guts_id h;
-        char hex[GUTS_HEX_LEN + 1], from[GUTS_HEX_LEN + 16];
+        char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(&order[i], hex);
         uint64_t size = 0;
         e = guts_repo_stat(r, &order[i], &type, &size);
@@ -1660,20 +1869,59 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
             guts_id_to_hex(&h, got);
             fault(&f, "object %s hashes to %s", hex, got);
         } else {
-            snprintf(from, sizeof from, "%s %s", guts_otype_name(type), hex);
-            if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) fsck_headers(&f, from, data, len);
-            if (type == GUTS_OBJ_TREE) fsck_tree(&f, from, data, len);
+            f.cur_missing = 0;
+            fsck_links(&f, type, &order[i], data, len);
+            size_t k = fsck_find(&f, &order[i]);
+            if (f.cur_missing && k != SIZE_MAX) {
+                f.mark[k] |= FSCK_INCOMPLETE;
+                incomplete++;
+            }
         }
         free(data);
     }
-    printf("fsck %s: %zu objects, %" PRIu64 " refs, %" PRIu64 " fault%s, %.2f s\n", argv[1], f.n,
-           fr.live, f.faults, f.faults == 1 ? "" : "s", now_s() - t0);
+    if (incomplete) {
+        if (!(f.queue = malloc(f.n * sizeof *f.queue))) {
+            rc = die(EXIT_OP, cmd, "%s: %s", key, guts_strerror(GUTS_ENOMEM));
+            goto out;
+        }
+        pending = fsck_reach(&f, &fr);
+    }
+    if (pending)
+        notice(&f,
+               "%" PRIu64 " object%s not yet referenced, from an interrupted import or pull: guts "
+               "import again or let the node finish",
+               pending, pending == 1 ? "" : "s");
+    double secs = now_s() - t0;
+    if (f.json) {
+        fputs("{\"repo\": ", stdout);
+        put_json_str(key);
+        printf(", \"objects\": %zu, \"refs\": %" PRIu64 ", \"faults\": %" PRIu64
+               ", \"not_yet_referenced\": %" PRIu64 ", \"seconds\": %.2f,\n \"shown\": [",
+               f.n, fr.live, f.faults, pending, secs);
+        for (size_t i = 0; i < FSCK_REPORT_MAX && f.shown[i]; i++) {
+            fputs(i ? ",\n  " : "\n  ", stdout);
+            put_json_str(f.shown[i]);
+        }
+        printf("],\n \"not_shown\": %" PRIu64 ",\n \"notices\": [",
+               f.faults > FSCK_REPORT_MAX ? f.faults - FSCK_REPORT_MAX : 0);
+        for (size_t i = 0; i < f.nnotes; i++) {
+            fputs(i ? ",\n  " : "\n  ", stdout);
+            put_json_str(f.notes[i]);
+        }
+        fputs("]}\n", stdout);
+    } else {
+        if (f.faults > FSCK_REPORT_MAX)
+            printf("%s: ... and %" PRIu64 " more fault%s not shown\n", key,
+                   f.faults - FSCK_REPORT_MAX, f.faults - FSCK_REPORT_MAX == 1 ? "" : "s");
+        printf("fsck %s: %zu objects, %" PRIu64 " refs, %" PRIu64 " fault%s, %.2f s\n", key, f.n,
+               fr.live, f.faults, f.faults == 1 ? "" : "s", secs);
+    }
     if (f.faults)
-        rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " fault%s found", argv[1], f.faults,
+        rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " fault%s found", key, f.faults,
                  f.faults == 1 ? "" : "s");
 out:
     free(order);
-    free(f.sorted);
+    fsck_free(&f);
     fsck_refs_free(&fr);
     if (r) guts_repo_close(r);
     guts_data_close(d);
@@ -1733,6 +1981,71 @@ static const command commands[] = {
     {"keygen", cmd_keygen, usage_keygen},
 };
 
+/* Bytes kept of LMDB's assertion text: one line of file, line, expression
+ * and function (LMDB formats it into 400). */
+#define CRASH_NOTE_BYTES 512
+
+/* Signals that say a process read what it should not have: a page past
+ * the end of a truncated file (SIGBUS), a wild offset from a damaged page
+ * (SIGSEGV), LMDB's own assertions (SIGABRT). */
+static int fault_signal(int sig)
+{
+    return sig == SIGBUS || sig == SIGSEGV || sig == SIGABRT || sig == SIGILL || sig == SIGFPE;
+}
+
+/* Run a command in a child process and wait for it. LMDB trusts the file
+ * it maps, and the check at open reads only the meta pages (a full walk,
+ * GUTS_REPO_VERIFY, is for the commands that read everything anyway): a
+ * damaged page met later kills the reader by a signal, which no handler
+ * can undo inside LMDB. The child takes that death; this process turns it
+ * into one line and exit 1. The fork costs well under a millisecond
+ * (docs/operations.md, "A damaged disk"). */
+static int run_command(const command *c, const char *data_opt, int argc, char **argv)
+{
+    fflush(stdout);
+    fflush(stderr);
+    /* LMDB's assertion text, written by the child just before it aborts. */
+    char *note =
+        mmap(NULL, CRASH_NOTE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (note == MAP_FAILED) note = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return die(EXIT_OP, c->name, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        guts_store_crash_note(note, CRASH_NOTE_BYTES);
+        int rc = c->run(data_opt, argc, argv);
+        /* A reader that stopped reading (`guts refs K | head -1`) got what
+         * it wanted: a closed pipe is not a failure, and says nothing. */
+        if (fflush(stdout) != 0 && rc == 0 && errno != EPIPE)
+            rc = die(EXIT_OP, c->name, "writing output failed: %s", strerror(errno));
+        exit(rc);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return die(EXIT_OP, c->name, "waitpid: %s", strerror(errno));
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    if (note && !fault_signal(sig)) munmap(note, CRASH_NOTE_BYTES);
+    if (!sig) return WEXITSTATUS(st);
+    if (!fault_signal(sig)) {
+        /* Stopped from outside (^C, kill): end the same way. */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return 128 + sig;
+    }
+    char why[CRASH_NOTE_BYTES + 64];
+    snprintf(why, sizeof why, "%s%s%s", strsignal(sig), note && note[0] ? ": " : "",
+             note ? note : "");
+    if (note) munmap(note, CRASH_NOTE_BYTES);
+    if (argc > 1 && guts_repo_key_check(argv[1]) == GUTS_OK)
+        return die(EXIT_OP, c->name,
+                   "%s: environment damaged: reading it killed the process (%s); guts fsck %s "
+                   "names the damage",
+                   argv[1], why, argv[1]);
+    return die(EXIT_OP, c->name,
+               "environment damaged: reading the data directory killed the process (%s); guts "
+               "fsck OWNER/NAME names the damage",
+               why);
+}
+
 int main(int argc, char **argv)
 {
     const char *data_opt = NULL;
@@ -1778,9 +2091,7 @@ int main(int argc, char **argv)
     else if (wants_help(sub_argc, sub_argv))
         rc = (fputs(c->usage, stdout), 0);
     else
-        rc = c->run(data_opt, sub_argc, sub_argv);
-    /* A reader that stopped reading (`guts refs K | head -1`) got what it
-     * wanted: a closed pipe is not a failure, and says nothing. */
+        return run_command(c, data_opt, sub_argc, sub_argv);
     if (fflush(stdout) != 0 && rc == 0 && errno != EPIPE)
         rc = die(EXIT_OP, cmd, "writing output failed: %s", strerror(errno));
     return rc;

@@ -5,6 +5,12 @@
  * (opening an env costs a few system calls and file descriptors; the daemon
  * touches the same repositories over and over), in a small array sorted by
  * key. Creation goes through GUTS_REPO_CREATE; nothing else creates.
+ *
+ * The first open of each repository verifies it (GUTS_REPO_VERIFY: every
+ * page read by a child process), once per process: this is what lets a
+ * node serve a data dir holding a damaged file. A damaged repository goes
+ * to the owner's hook, which sets it aside (it then reads as absent and is
+ * pulled afresh from peers), or is remembered and refused from then on.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,10 @@ struct guts_core_lmdbstore {
     guts_data *data;
     open_repo *open;
     size_t n, cap;
+    guts_core_lmdbstore_damaged_fn on_damaged;
+    void *damaged_arg;
+    char **refused; /* damaged and still in place: never opened again */
+    size_t nrefused;
 };
 
 int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out)
@@ -43,7 +53,38 @@ void guts_core_lmdbstore_free(guts_core_lmdbstore *s)
         free(s->open[i].key);
     }
     free(s->open);
+    for (size_t i = 0; i < s->nrefused; i++)
+        free(s->refused[i]);
+    free(s->refused);
     free(s);
+}
+
+void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_damaged_fn fn,
+                                    void *arg)
+{
+    s->on_damaged = fn;
+    s->damaged_arg = arg;
+}
+
+static int refused(const guts_core_lmdbstore *s, const char *key)
+{
+    for (size_t i = 0; i < s->nrefused; i++)
+        if (strcmp(s->refused[i], key) == 0) return 1;
+    return 0;
+}
+
+/* key's env is damaged: the hook sets it aside (then it is absent), or it
+ * is refused for the life of this store. */
+static int damaged(guts_core_lmdbstore *s, const char *key)
+{
+    if (s->on_damaged && s->on_damaged(key, guts_store_errmsg(), s->damaged_arg) == 0)
+        return GUTS_ENOTFOUND;
+    char **p = realloc(s->refused, (s->nrefused + 1) * sizeof(char *));
+    if (p) {
+        s->refused = p;
+        if ((p[s->nrefused] = strdup(key))) s->nrefused++;
+    }
+    return GUTS_EDAMAGED;
 }
 
 static size_t pos_of(const guts_core_lmdbstore *s, const char *key, int *found)
@@ -94,11 +135,17 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
         s->open = p;
         s->cap = nc;
     }
+    if (refused(s, key)) return GUTS_EDAMAGED;
     char *k = strdup(key);
     if (!k)
         return GUTS_ENOMEM;
     guts_repo *r;
-    int rc = guts_repo_open(s->data, key, create ? GUTS_REPO_CREATE : 0, &r);
+    int rc = guts_repo_open(s->data, key, GUTS_REPO_VERIFY | (create ? GUTS_REPO_CREATE : 0), &r);
+    if (rc == GUTS_EDAMAGED) {
+        rc = damaged(s, key);
+        /* Set aside: a create makes a fresh env in its place. */
+        if (rc == GUTS_ENOTFOUND && create) rc = guts_repo_open(s->data, key, GUTS_REPO_CREATE, &r);
+    }
     if (rc) {
         free(k);
         return rc;

@@ -529,9 +529,20 @@ static void write_status(guts_net_node *n)
                 (unsigned long long)n->watch[i].fp.lo,
                 st >= 0 && st <= 2 ? sync_names[st] : "unknown");
     }
+    fprintf(f, "%s],\n  \"damaged\": [", n->nwatch ? "\n  " : "");
+    for (size_t i = 0; i < n->ndamaged; i++) {
+        const guts_net_damaged *dm = &n->damaged[i];
+        fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
+        json_str(f, dm->key);
+        fprintf(f, ", \"moved_to\": ");
+        json_str(f, dm->moved_to);
+        fprintf(f, ", \"cause\": ");
+        json_str(f, dm->cause);
+        fprintf(f, ", \"unix_ms\": %llu}", (unsigned long long)dm->unix_ms);
+    }
     guts_core_counters k;
     guts_core_counters_get(n->core, &k);
-    fprintf(f, "%s],\n  \"counters\": {", n->nwatch ? "\n  " : "");
+    fprintf(f, "%s],\n  \"counters\": {", n->ndamaged ? "\n  " : "");
     fprintf(f,
             "\"dgrams_in\": %llu, \"dgrams_out\": %llu, \"dgram_bytes_out\": %llu, "
             "\"dgram_max_out\": %llu, \"dgrams_dropped\": %llu, \"dgrams_malformed\": %llu, "
@@ -772,6 +783,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
         return rc;
     }
     guts_core_lmdbstore_iface(n->lstore, &n->store);
+    guts_core_lmdbstore_on_damaged(n->lstore, guts_net_damaged_hook, n);
 
     rc = open_sockets(n);
     if (rc != 0) return rc;
@@ -878,5 +890,6 @@ void guts_net_node_close(guts_net_node *n)
     if (n->lstore) guts_core_lmdbstore_free(n->lstore);
     if (n->data) guts_data_close(n->data);
     free(n->watch);
+    free(n->damaged);
     memset(n, 0, sizeof *n);
 }

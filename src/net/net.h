@@ -369,6 +369,19 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
  * found by the core's own scans, just not within a second. */
 #define GUTS_NET_WATCH_MAX 4096
 
+/* Damaged repositories remembered for status.json (each was logged when
+ * found); past this the oldest is dropped: a data dir where so many are
+ * damaged has one problem, not 64. */
+#define GUTS_NET_DAMAGED_MAX 64
+
+/* A repository found damaged and set aside (damaged.c). */
+typedef struct guts_net_damaged {
+    char key[GUTS_KEY_MAX + 1];
+    char moved_to[PATH_MAX + 128]; /* empty: could not be set aside */
+    char cause[256];
+    uint64_t unix_ms;
+} guts_net_damaged;
+
 typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
@@ -410,7 +423,15 @@ typedef struct guts_net_node {
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
     guts_net_rate dgram_rate; /* datagrams per source */
     guts_net_rate conn_rate;  /* accepted connections per source */
+    guts_net_damaged *damaged; /* most recent last, at most GUTS_NET_DAMAGED_MAX */
+    size_t ndamaged;
 } guts_net_node;
+
+/** The store adapter's hook (guts_core_lmdbstore_on_damaged; arg: the
+ * node): log the damage once, move the repository to
+ * DATA/damaged/OWNER/NAME.<UTC time> and remember it for status.json.
+ * Returns 0 once it is set aside. */
+int guts_net_damaged_hook(const char *key, const char *why, void *arg);
 
 /** Open the data dir (created if absent) and take its lock, open the
  * sockets and the core, and start the watchers. Every failure is logged,

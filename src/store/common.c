@@ -49,6 +49,8 @@ const char *guts_strerror(int err)
         return "conflicting update";
     case GUTS_EEXIST:
         return "already exists";
+    case GUTS_EDAMAGED:
+        return "environment damaged";
     case GUTS_EAGAIN:
         return "busy, try again";
     default:

@@ -27,11 +27,12 @@
 int store_mdb_err(int rc, const char *what)
 {
     if (rc == 0) return GUTS_OK;
-    if (rc < 0 && rc >= GUTS_EAGAIN) return rc; /* already a GUTS_E* code */
+    if (rc < 0 && rc >= GUTS_EDAMAGED) return rc; /* already a GUTS_E* code */
     store_seterr("%s: %s", what, mdb_strerror(rc));
     if (rc == ENOSPC || rc == MDB_MAP_FULL || rc == EDQUOT) return GUTS_EFULL;
     if (rc == ENOMEM) return GUTS_ENOMEM;
-    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) return GUTS_ECORRUPT;
+    /* LMDB's own structure is broken: the env, not one record. */
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID) return GUTS_EDAMAGED;
     if (rc == MDB_VERSION_MISMATCH) return GUTS_EVERSION;
     if (rc > 0) return GUTS_EIO;
     return GUTS_ESTORE;
@@ -399,16 +400,35 @@ static int env_init_txn(store_env *se, int readonly)
     }
     if (rc) return store_mdb_err(rc, "begin init txn");
     unsigned fl = readonly ? 0 : MDB_CREATE;
-    if ((rc = mdb_dbi_open(txn, "objects", fl, &se->objects)) ||
-        (rc = mdb_dbi_open(txn, "refs", fl, &se->refs)) ||
-        (rc = mdb_dbi_open(txn, "refclock", fl, &se->refclock)) ||
-        (rc = mdb_dbi_open(txn, "log", fl, &se->log)) ||
-        (rc = mdb_dbi_open(txn, "meta", fl, &se->meta)) ||
-        (rc = mdb_dbi_open(txn, "pieces", fl, &se->pieces)) ||
-        (rc = mdb_dbi_open(txn, "stage", fl, &se->stage)) ||
-        (rc = mdb_dbi_open(txn, "imports", fl, &se->imports))) {
+    /* The first five are in every env since schema 1; pieces and stage
+     * came with large objects and imports with import's ref rules, so an
+     * older env may lack them. */
+    static const char *const names[] = {"objects", "refs",  "refclock", "log",
+                                        "meta",    "pieces", "stage",   "imports"};
+    MDB_dbi *const dbis[] = {&se->objects, &se->refs,  &se->refclock, &se->log,
+                             &se->meta,    &se->pieces, &se->stage,   &se->imports};
+    int found = 0, missing = -1;
+    for (int i = 0; i < 8; i++) {
+        rc = mdb_dbi_open(txn, names[i], fl, dbis[i]);
+        if (rc == MDB_NOTFOUND && readonly) {
+            if (missing < 0) missing = i;
+            continue;
+        }
+        if (rc) {
+            mdb_txn_abort(txn);
+            return store_mdb_err(rc, "open databases");
+        }
+        if (i < 5) found++;
+    }
+    if (missing >= 0) {
         mdb_txn_abort(txn);
-        return readonly && rc == MDB_NOTFOUND ? rc : store_mdb_err(rc, "open databases");
+        /* None of the five: a new env (or one whose creation was cut
+         * short), created now. Some of them: the others were lost. */
+        if (found > 0 && missing < 5) {
+            store_seterr("database %s is missing", names[missing]);
+            return GUTS_EDAMAGED;
+        }
+        return MDB_NOTFOUND;
     }
     MDB_val k = {6, "schema"}, v;
     rc = mdb_get(txn, se->meta, &k, &v);
@@ -471,6 +491,16 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
             goto out;
         }
         if ((rc = mkdirs(dir, dir))) goto out;
+    } else {
+        /* An existing env is checked before LMDB maps it (envcheck.c). */
+        char why[STORE_WHY_MAX];
+        rc = store_env_check_file(dir, why, sizeof why);
+        if (rc == GUTS_OK && (flags & GUTS_REPO_VERIFY))
+            rc = store_env_walk(dir, d->initial_mapsize, why, sizeof why);
+        if (rc) {
+            store_seterr("%s", why);
+            goto out;
+        }
     }
     store_env *se = calloc(1, sizeof *se);
     if (!se) {
@@ -487,7 +517,8 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     }
     /* MDB_NOTLS: read txns belong to the txn object, not the thread, so one
      * thread may nest a read inside an iteration callback. */
-    if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
+    if ((mrc = mdb_env_set_assert(se->env, store_assert)) ||
+        (mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
         (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
         (mrc = mdb_env_open(se->env, dir, MDB_NOTLS, 0600))) {
         mdb_env_close(se->env);
@@ -605,6 +636,17 @@ const char *guts_repo_key(const guts_repo *r)
     return r->se->key;
 }
 
+/* 1 if this process has key's env open: its directory must stay. */
+static int env_in_use(guts_data *d, const char *key)
+{
+    pthread_mutex_lock(&d->lock);
+    int busy = 0;
+    for (store_env *se = d->envs; se; se = se->next)
+        if (strcmp(se->key, key) == 0) busy = 1;
+    pthread_mutex_unlock(&d->lock);
+    return busy;
+}
+
 int guts_repo_remove(guts_data *d, const char *key)
 {
     if (!d) return GUTS_EINVAL;
@@ -612,12 +654,7 @@ int guts_repo_remove(guts_data *d, const char *key)
         store_seterr("invalid repository key");
         return GUTS_EINVAL;
     }
-    pthread_mutex_lock(&d->lock);
-    int busy = 0;
-    for (store_env *se = d->envs; se; se = se->next)
-        if (strcmp(se->key, key) == 0) busy = 1;
-    pthread_mutex_unlock(&d->lock);
-    if (busy) {
+    if (env_in_use(d, key)) {
         store_seterr("repository %s is open in this process", key);
         return GUTS_EAGAIN;
     }
@@ -709,4 +746,50 @@ int guts_data_lock(guts_data *d, long *holder)
     free(file);
     d->lock_fd = fd;
     return GUTS_OK;
+}
+
+int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen)
+{
+    if (!d || !suffix || !*suffix || strchr(suffix, '/') || strlen(suffix) > 64) return GUTS_EINVAL;
+    if (guts_repo_key_check(key) != GUTS_OK) {
+        store_seterr("invalid repository key");
+        return GUTS_EINVAL;
+    }
+    if (env_in_use(d, key)) {
+        store_seterr("repository %s is open in this process", key);
+        return GUTS_EAGAIN;
+    }
+    char from[4096], dst[4096], owner[4096];
+    const char *slash = strchr(key, '/');
+    snprintf(from, sizeof from, "%s/repos/%s", d->path, key);
+    if (snprintf(owner, sizeof owner, "%s/damaged/%.*s", d->path, (int)(slash - key), key) >=
+        (int)sizeof owner - GUTS_KEY_PART_MAX - 80) {
+        store_seterr("data dir path too long");
+        return GUTS_EINVAL;
+    }
+    int rc = mkdirs(owner, owner);
+    if (rc) return rc;
+    for (int i = 1; i < 100; i++) {
+        int len = i == 1 ? snprintf(dst, sizeof dst, "%s/%s.%s", owner, slash + 1, suffix)
+                         : snprintf(dst, sizeof dst, "%s/%s.%s-%d", owner, slash + 1, suffix, i);
+        if (len < 0 || len >= (int)sizeof dst) break;
+        struct stat st;
+        if (lstat(dst, &st) == 0) continue;
+        if (rename(from, dst) != 0) {
+            if (errno == ENOENT) {
+                store_seterr("repository %s not found", key);
+                return GUTS_ENOTFOUND;
+            }
+            store_seterr("rename %s to %s: %s", from, dst, strerror(errno));
+            return GUTS_EIO;
+        }
+        if (to) snprintf(to, tolen, "%s", dst);
+        /* The owner dir under repos/ goes when this was its last repository. */
+        char *cut = strrchr(from, '/');
+        *cut = 0;
+        rmdir(from);
+        return GUTS_OK;
+    }
+    store_seterr("%s: too many damaged copies set aside", owner);
+    return GUTS_EEXIST;
 }

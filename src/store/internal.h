@@ -144,6 +144,20 @@ typedef struct rec_hdr {
 
 void store_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* LMDB's assertion callback for every env: the text to the crash note
+ * (guts_store_crash_note) or stderr, then abort(). */
+void store_assert(MDB_env *env, const char *msg);
+
+/* Longest cause of a damaged env (one line). */
+#define STORE_WHY_MAX 600
+/* Check dir/data.mdb against its LMDB meta pages without mapping it.
+ * GUTS_OK; GUTS_EDAMAGED or GUTS_EIO with the cause in why (envcheck.c). */
+int store_env_check_file(const char *dir, char *why, size_t whylen);
+/* Read every database of the env at dir in a child process (map of mapsize
+ * bytes). GUTS_OK; GUTS_EDAMAGED (the child died, or LMDB found its pages
+ * broken) or GUTS_EIO (it could not check) with the cause in why. */
+int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen);
+
 /* Map an LMDB or errno code to GUTS_E*, recording a message. */
 int store_mdb_err(int rc, const char *what);
 

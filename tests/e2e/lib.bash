@@ -53,3 +53,44 @@ mdb_entries() {
                                       /^Status of / {f = 0}
                                       f && $1 == "Entries:" {print $2; exit}'
 }
+
+# damage_env ENVDIR KIND: damage an LMDB environment's data.mdb the ways a
+# disk or a hostile hand can (issue 13, item 2; issue 20, item 1):
+#   truncate  cut to half its length
+#   empty     cut to zero bytes
+#   random    random bytes over every page after the two meta pages
+#   middle    64 KiB of random bytes from the middle of the file
+#   leafflip  bytes 8-15 of every leaf page's header inverted (flags,
+#             lower/upper bounds: what made mdb_cursor_next assert)
+damage_env() {
+  /usr/bin/python3 - "$1/data.mdb" "$2" <<'PY'
+import os, struct, sys
+path, kind = sys.argv[1], sys.argv[2]
+size = os.path.getsize(path)
+with open(path, "r+b") as f:
+    psize = struct.unpack_from("<I", f.read(64), 16 + 24)[0]
+    if kind == "truncate":
+        f.truncate(size // 2)
+    elif kind == "empty":
+        f.truncate(0)
+    elif kind == "random":
+        f.seek(2 * psize)
+        f.write(os.urandom(size - 2 * psize))
+    elif kind == "middle":
+        f.seek(size // 2)
+        f.write(os.urandom(65536))
+    elif kind == "leafflip":
+        n = 0
+        for pg in range(2, size // psize):
+            f.seek(pg * psize + 8)
+            hdr = bytearray(f.read(8))
+            if struct.unpack_from("<H", hdr, 2)[0] & 0x02:  # P_LEAF
+                f.seek(pg * psize + 8)
+                f.write(bytes(b ^ 0xFF for b in hdr))
+                n += 1
+        if n == 0:
+            sys.exit("no leaf page to damage")
+    else:
+        sys.exit("unknown damage " + kind)
+PY
+}

@@ -1,0 +1,494 @@
+/* envcheck.c - telling a damaged repository environment from a healthy one.
+ *
+ * LMDB trusts its file: it maps data.mdb and follows page numbers without
+ * comparing them with the file's length, so a truncated file faults (SIGBUS)
+ * at the first page past its end, and a page of garbage sends it to wild
+ * offsets (SIGSEGV) or into an assertion (abort). None of these can be
+ * caught and recovered from in the process they hit. Two checks keep such a
+ * file from killing a process of ours:
+ *
+ *  - store_env_check_file(), before every open of an existing env: both
+ *    meta pages read with pread(2), never through the map (page flags,
+ *    magic, format version, page size); the newest one's last page and its
+ *    database roots must lie inside the file. An empty or short data.mdb,
+ *    which LMDB would silently initialise as a new empty environment, is
+ *    damage too, unless another process holds LMDB's exclusive lock on it
+ *    (it is creating the env this instant): that one is waited for. Costs
+ *    two small reads.
+ *  - store_env_walk() in a child process, when the caller asks for it
+ *    (GUTS_REPO_VERIFY): every database of the env, the free list included,
+ *    is read with a cursor, which visits every branch and leaf page, and
+ *    every key and value must lie inside the file; each database's entry
+ *    count must match its header. A child that dies by a signal, or that
+ *    LMDB answers with MDB_CORRUPTED or MDB_PAGE_NOTFOUND, means damage;
+ *    the cause (LMDB's assertion text included: the child's stderr is the
+ *    pipe) comes back to the parent. Costs a fork and a read of every branch
+ *    and leaf page, not of overflow pages where the large values live
+ *    (docs/operations.md, "A damaged disk", has the measured cost).
+ *
+ * Damage inside a value (a record's bytes) is not this file's concern: every
+ * record is checked where it is read (lengths, zstd checksums, the SHA-1 of
+ * every object) and reported as GUTS_ECORRUPT.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+/* LMDB 0.9's meta page on a 64-bit host: a 16-byte page header (page
+ * number 8, pad 2, flags 2, lower/upper 4), then MDB_meta: magic 4,
+ * version 4, address 8, map size 8, two MDB_db records of 48 bytes (free
+ * list, main), the last page number 8 and the transaction id 8. An MDB_db is
+ * pad 4 (the page size, in the free list's), flags 2, depth 2, branch, leaf
+ * and overflow page counts and entries 8 each, root page 8. */
+#define LMDB_PAGEHDR 16
+#define LMDB_P_META 0x08
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_DATA_VERSION 1u
+#define LMDB_META_LEN (LMDB_PAGEHDR + 136)
+#define LMDB_OFF_FLAGS 10
+#define LMDB_OFF_MAGIC (LMDB_PAGEHDR + 0)
+#define LMDB_OFF_VERSION (LMDB_PAGEHDR + 4)
+#define LMDB_OFF_DB(i) (LMDB_PAGEHDR + 24 + 48 * (i))
+#define LMDB_DB_ROOT 40
+#define LMDB_OFF_LASTPG (LMDB_PAGEHDR + 120)
+#define LMDB_OFF_TXNID (LMDB_PAGEHDR + 128)
+#define LMDB_NO_PAGE UINT64_MAX /* P_INVALID: an empty database's root */
+/* Page sizes LMDB can have written: powers of two from its minimum to its
+ * maximum (MAX_PAGESIZE is 32 KiB in 0.9; 64 KiB allowed for later ones). */
+#define LMDB_PSIZE_MIN 256u
+#define LMDB_PSIZE_MAX 65536u
+
+/* Exit codes of the walking child; any other end (a signal, a sanitizer's
+ * exit) is damage as well. */
+#define WALK_OK 0
+#define WALK_DAMAGED 10
+#define WALK_ERROR 11
+/* Bytes of the child's report kept: one line of cause. */
+#define WALK_REPORT_MAX 512
+
+_Static_assert(sizeof(size_t) == 8, "the meta page layout above is LMDB's on 64-bit hosts");
+
+/* Where an LMDB assertion's text goes before the process aborts
+ * (guts_store_crash_note); NULL: stderr, as LMDB itself would print it. */
+static char *crash_note;
+static size_t crash_note_len;
+
+void guts_store_crash_note(char *buf, size_t len)
+{
+    crash_note = buf;
+    crash_note_len = buf ? len : 0;
+}
+
+/* LMDB calls this on a failed assertion and prints and aborts if it
+ * returns: it does not return, so the text is said once, where asked. */
+void store_assert(MDB_env *env, const char *msg)
+{
+    (void)env;
+    if (crash_note_len) {
+        snprintf(crash_note, crash_note_len, "%s", msg);
+    } else {
+        size_t n = strlen(msg);
+        ssize_t w = write(STDERR_FILENO, msg, n);
+        w = write(STDERR_FILENO, "\n", 1);
+        (void)w;
+    }
+    abort();
+}
+
+static uint64_t u64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t u32_at(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Read n bytes at off; 0, or the number read when short, or -1 (errno). */
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -1;
+        if (k == 0) break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+/* 1 if m is an LMDB meta page of the format we read, else 0 and why. */
+static int meta_ok(const uint8_t *m, int which, char *why, size_t whylen)
+{
+    uint16_t flags;
+    memcpy(&flags, m + LMDB_OFF_FLAGS, 2);
+    if (!(flags & LMDB_P_META) || u32_at(m + LMDB_OFF_MAGIC) != LMDB_MAGIC) {
+        snprintf(why, whylen, "meta page %d is not an LMDB meta page", which);
+        return 0;
+    }
+    if (u32_at(m + LMDB_OFF_VERSION) != LMDB_DATA_VERSION) {
+        snprintf(why, whylen, "meta page %d has format version %u, not %u", which,
+                 u32_at(m + LMDB_OFF_VERSION), LMDB_DATA_VERSION);
+        return 0;
+    }
+    return 1;
+}
+
+/* Wait until no process holds LMDB's exclusive lock on dir/lock.mdb (held
+ * while an env is being created, and only then: afterwards LMDB holds it
+ * shared). Our own read lock goes with the descriptor. */
+static void wait_creator(const char *lockfile)
+{
+    int fd = open(lockfile, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return;
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    while (fcntl(fd, F_SETLKW, &fl) != 0 && errno == EINTR) {
+    }
+    close(fd);
+}
+
+/* The check without the wait: GUTS_OK, GUTS_EDAMAGED (why says), GUTS_EIO. */
+static int check_file_once(const char *file, char *why, size_t whylen)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "open %s: %s", file, strerror(errno));
+        return GUTS_EIO;
+    }
+    uint8_t m0[LMDB_META_LEN], m1[LMDB_META_LEN];
+    int rc = GUTS_EDAMAGED;
+    struct stat st;
+    ssize_t got = pread_full(fd, m0, sizeof m0, 0);
+    if (got < 0) {
+        snprintf(why, whylen, "read %s: %s", file, strerror(errno));
+        rc = GUTS_EIO;
+        goto out;
+    }
+    if (got == 0) {
+        snprintf(why, whylen, "data.mdb is empty");
+        goto out;
+    }
+    if ((size_t)got < sizeof m0) {
+        snprintf(why, whylen, "data.mdb has %zd bytes, less than a meta page", got);
+        goto out;
+    }
+    if (!meta_ok(m0, 0, why, whylen)) goto out;
+    uint32_t psize = u32_at(m0 + LMDB_OFF_DB(0));
+    if (psize < LMDB_PSIZE_MIN || psize > LMDB_PSIZE_MAX || (psize & (psize - 1))) {
+        snprintf(why, whylen, "meta page 0 gives a page size of %u", psize);
+        goto out;
+    }
+    got = pread_full(fd, m1, sizeof m1, psize);
+    if (got < 0) {
+        snprintf(why, whylen, "read %s: %s", file, strerror(errno));
+        rc = GUTS_EIO;
+        goto out;
+    }
+    if ((size_t)got < sizeof m1) {
+        snprintf(why, whylen, "data.mdb ends inside its second meta page");
+        goto out;
+    }
+    if (!meta_ok(m1, 1, why, whylen)) goto out;
+    /* LMDB uses the meta page of the newer transaction. */
+    const uint8_t *m = u64_at(m1 + LMDB_OFF_TXNID) > u64_at(m0 + LMDB_OFF_TXNID) ? m1 : m0;
+    uint64_t last = u64_at(m + LMDB_OFF_LASTPG);
+    /* The size after the metas were read: a writer extends the file before
+     * it writes the meta page that refers to the new pages. */
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, whylen, "stat %s: %s", file, strerror(errno));
+        rc = GUTS_EIO;
+        goto out;
+    }
+    uint64_t pages = (uint64_t)st.st_size / psize;
+    if (last < 1 || last >= pages) {
+        snprintf(why, whylen,
+                 "data.mdb has %llu bytes (%llu pages of %u) but its meta page names page %llu",
+                 (unsigned long long)st.st_size, (unsigned long long)pages, psize,
+                 (unsigned long long)last);
+        goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+        uint64_t root = u64_at(m + LMDB_OFF_DB(i) + LMDB_DB_ROOT);
+        if (root != LMDB_NO_PAGE && (root < 2 || root > last)) {
+            snprintf(why, whylen, "the %s database's root is page %llu, outside pages 2-%llu",
+                     i ? "main" : "free-list", (unsigned long long)root, (unsigned long long)last);
+            goto out;
+        }
+    }
+    rc = GUTS_OK;
+out:
+    close(fd);
+    return rc;
+}
+
+int store_env_check_file(const char *dir, char *why, size_t whylen)
+{
+    char file[4096], lock[4096];
+    if (snprintf(file, sizeof file, "%s/data.mdb", dir) >= (int)sizeof file ||
+        snprintf(lock, sizeof lock, "%s/lock.mdb", dir) >= (int)sizeof lock) {
+        snprintf(why, whylen, "path too long");
+        return GUTS_EINVAL;
+    }
+    int rc = check_file_once(file, why, whylen);
+    if (rc != GUTS_EDAMAGED) return rc;
+    /* Empty or short may be an env another process is creating right now. */
+    wait_creator(lock);
+    return check_file_once(file, why, whylen);
+}
+
+/* ---- The walk -------------------------------------------------------------- */
+
+typedef struct walk {
+    const uint8_t *lo, *hi; /* the file's pages in the map */
+    uint64_t last;          /* last page number */
+    char *why;
+    size_t whylen;
+} walk;
+
+static int inside(const walk *w, const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+    return p >= w->lo && p <= w->hi && v->mv_size <= (size_t)(w->hi - p);
+}
+
+/* The free list's values are page lists: a count, then that many pages. */
+static int freelist_ok(const walk *w, const MDB_val *v)
+{
+    if (v->mv_size < 8 || v->mv_size % 8) return 0;
+    const uint8_t *p = v->mv_data;
+    uint64_t n = u64_at(p);
+    if (n != v->mv_size / 8 - 1) return 0;
+    for (uint64_t i = 1; i <= n; i++)
+        if (u64_at(p + 8 * i) > w->last) return 0;
+    return 1;
+}
+
+/* Every entry of one database: WALK_OK, WALK_DAMAGED or WALK_ERROR. */
+static int walk_db(walk *w, MDB_txn *txn, MDB_dbi dbi, const char *name)
+{
+    MDB_stat ms;
+    MDB_cursor *cur;
+    int rc = mdb_stat(txn, dbi, &ms);
+    if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc) {
+        snprintf(w->why, w->whylen, "database %s: %s", name, mdb_strerror(rc));
+        return WALK_ERROR;
+    }
+    MDB_val k, v;
+    uint64_t n = 0;
+    int res = WALK_OK;
+    for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+        /* Past the header's count: a page chain that loops would never
+         * end; this bounds the walk (each step is bounded by the depth). */
+        if (++n > ms.ms_entries) break;
+        if (!inside(w, &k) || !inside(w, &v)) {
+            snprintf(w->why, w->whylen, "database %s: entry %llu lies outside the file", name,
+                     (unsigned long long)n);
+            res = WALK_DAMAGED;
+            break;
+        }
+        if (dbi == 0 && !freelist_ok(w, &v)) {
+            snprintf(w->why, w->whylen, "the free list's entry %llu is not a list of pages",
+                     (unsigned long long)n);
+            res = WALK_DAMAGED;
+            break;
+        }
+    }
+    if (res == WALK_OK && rc != MDB_NOTFOUND && n <= ms.ms_entries) {
+        snprintf(w->why, w->whylen, "database %s: %s", name, mdb_strerror(rc));
+        res = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? WALK_DAMAGED : WALK_ERROR;
+    }
+    if (res == WALK_OK && n > ms.ms_entries) {
+        snprintf(w->why, w->whylen, "database %s: more entries than its header counts (%llu)", name,
+                 (unsigned long long)ms.ms_entries);
+        res = WALK_DAMAGED;
+    } else if (res == WALK_OK && n != ms.ms_entries) {
+        snprintf(w->why, w->whylen, "database %s: %llu entries read, its header counts %llu", name,
+                 (unsigned long long)n, (unsigned long long)ms.ms_entries);
+        res = WALK_DAMAGED;
+    }
+    mdb_cursor_close(cur);
+    return res;
+}
+
+/* Where this process maps the file open as fd: LMDB does not say
+ * (mdb_env_info's address is the meta page's, not the map's), so the
+ * kernel's list of mappings is read. 0 when found. */
+static int map_of(int fd, const uint8_t **start)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f) return -1;
+    char line[4096];
+    int rc = -1;
+    while (rc && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, min;
+        if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu", &lo, &hi, &off, &maj, &min, &ino) == 6 &&
+            off == 0 && ino == (unsigned long)st.st_ino && makedev(maj, min) == st.st_dev) {
+            *start = (const uint8_t *)(uintptr_t)lo;
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Open dir and read every database; the child's whole job. */
+static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_envinfo info;
+    MDB_stat st;
+    int rc;
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_assert(env, store_assert)) ||
+        (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
+        (rc = mdb_env_set_mapsize(env, mapsize)) ||
+        (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
+        (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) || (rc = mdb_env_info(env, &info)) ||
+        (rc = mdb_env_stat(env, &st))) {
+        snprintf(why, whylen, "open: %s", mdb_strerror(rc));
+        return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ? WALK_DAMAGED
+                                                                                   : WALK_ERROR;
+    }
+    mdb_filehandle_t fd;
+    const uint8_t *map;
+    if ((rc = mdb_env_get_fd(env, &fd)) || map_of(fd, &map)) {
+        snprintf(why, whylen, "cannot find the map of data.mdb");
+        return WALK_ERROR;
+    }
+    walk w = {.lo = map,
+              .hi = map + (info.me_last_pgno + 1) * st.ms_psize,
+              .last = info.me_last_pgno,
+              .why = why,
+              .whylen = whylen};
+    MDB_dbi main;
+    if ((rc = mdb_dbi_open(txn, NULL, 0, &main))) {
+        snprintf(why, whylen, "main database: %s", mdb_strerror(rc));
+        return WALK_ERROR;
+    }
+    int res = walk_db(&w, txn, 0, "free list");
+    if (res == WALK_OK) res = walk_db(&w, txn, main, "main");
+    /* The main database holds the named ones: walk each. */
+    MDB_cursor *cur = NULL;
+    if (res == WALK_OK && (rc = mdb_cursor_open(txn, main, &cur))) {
+        snprintf(why, whylen, "main database: %s", mdb_strerror(rc));
+        res = WALK_ERROR;
+    }
+    MDB_val k, v;
+    for (MDB_cursor_op op = MDB_FIRST;
+         res == WALK_OK && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+        char name[64];
+        if (k.mv_size == 0 || k.mv_size >= sizeof name || memchr(k.mv_data, 0, k.mv_size)) {
+            snprintf(why, whylen, "the main database holds a name of %zu bytes", k.mv_size);
+            res = WALK_DAMAGED;
+            break;
+        }
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = 0;
+        MDB_dbi dbi;
+        if ((rc = mdb_dbi_open(txn, name, 0, &dbi))) {
+            snprintf(why, whylen, "database %s: %s", name, mdb_strerror(rc));
+            res = rc == MDB_INCOMPATIBLE || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+                          rc == MDB_DBS_FULL
+                      ? WALK_DAMAGED
+                      : WALK_ERROR;
+            break;
+        }
+        res = walk_db(&w, txn, dbi, name);
+    }
+    return res;
+}
+
+int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        return GUTS_EIO;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(why, whylen, "fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return GUTS_EIO;
+    }
+    if (pid == 0) {
+        /* The child: its stderr is the pipe, so an LMDB assertion's text
+         * reaches the parent as the cause. _exit: nothing of the parent's
+         * (stdio buffers, atexit handlers) runs here. */
+        close(fds[0]);
+        signal(SIGPIPE, SIG_IGN);
+        guts_store_crash_note(NULL, 0);
+        if (dup2(fds[1], STDERR_FILENO) < 0) _exit(WALK_ERROR);
+        char msg[WALK_REPORT_MAX];
+        msg[0] = 0;
+        int res = walk_env(dir, mapsize, msg, sizeof msg - 1);
+        if (res != WALK_OK) {
+            size_t n = strlen(msg);
+            msg[n++] = '\n';
+            ssize_t wr = write(STDERR_FILENO, msg, n);
+            (void)wr;
+        }
+        _exit(res);
+    }
+    close(fds[1]);
+    char rep[WALK_REPORT_MAX];
+    size_t have = 0;
+    for (;;) {
+        char buf[4096];
+        ssize_t k = read(fds[0], buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        size_t take = (size_t)k < sizeof rep - 1 - have ? (size_t)k : sizeof rep - 1 - have;
+        memcpy(rep + have, buf, take);
+        have += take;
+    }
+    close(fds[0]);
+    rep[have] = 0;
+    /* The first line is the cause; nothing unprintable is passed on. */
+    char *nl = strchr(rep, '\n');
+    if (nl) *nl = 0;
+    for (char *p = rep; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
+    int status;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    if (w < 0) {
+        snprintf(why, whylen, "waitpid: %s", strerror(errno));
+        return GUTS_EIO;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WALK_OK) return GUTS_OK;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WALK_ERROR) {
+        snprintf(why, whylen, "checking it failed: %s", rep);
+        return GUTS_EIO;
+    }
+    if (WIFSIGNALED(status))
+        snprintf(why, whylen, "reading it killed a checking process (%s)%s%s",
+                 strsignal(WTERMSIG(status)), rep[0] ? ": " : "", rep);
+    else if (WEXITSTATUS(status) == WALK_DAMAGED)
+        snprintf(why, whylen, "%s", rep);
+    else
+        snprintf(why, whylen, "a checking process failed (exit %d)%s%s", WEXITSTATUS(status),
+                 rep[0] ? ": " : "", rep);
+    return GUTS_EDAMAGED;
+}
