@@ -1447,6 +1447,7 @@ static int ff_test(guts_repo *r, const guts_id *old, const guts_id *new, uint64_
 
 /* One name in the three sorted lists, with its decision. */
 typedef struct imp_item {
+    const char *name; /* of whichever views have it */
     const nref *g, *s, *m;
     imp_case c;
     int act, why;
@@ -1477,7 +1478,7 @@ static void imp_fill(imp_item *it, unsigned flags)
               guts_id_cmp(&m->id, &s->id) == 0;
     c->git_unmoved =
         m && g && !g->symref && !guts_id_is_zero(&m->id) && guts_id_cmp(&m->id, &g->id) == 0;
-    c->kind = imp_kind((g ? g : s ? s : m)->name);
+    c->kind = imp_kind(it->name);
     c->ff = IMP_FF_UNASKED;
     c->flags = flags;
 }
@@ -1561,6 +1562,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         if (j < s.n && (!least || strcmp(s.r[j].name, least) < 0)) least = s.r[j].name;
         if (k < m.n && (!least || strcmp(m.r[k].name, least) < 0)) least = m.r[k].name;
         imp_item *it = &items[nitems++];
+        it->name = least;
         it->g = i < g->n && strcmp(g->r[i].name, least) == 0 ? &g->r[i++] : NULL;
         it->s = j < s.n && strcmp(s.r[j].name, least) == 0 ? &s.r[j++] : NULL;
         it->m = k < m.n && strcmp(m.r[k].name, least) == 0 ? &m.r[k++] : NULL;
@@ -1596,7 +1598,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
     for (size_t i = 0; i < nitems && !rc; i++) {
         imp_item *it = &items[i];
         const nref *gr = it->g, *sr = it->s;
-        const char *name = (gr ? gr : sr ? sr : it->m)->name;
+        const char *name = it->name;
         if (it->act == IMP_KEEP) continue;
         if (it->act == IMP_NOTHING) {
             /* Agreement is remembered (changes by others after it are
@@ -1629,8 +1631,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         if (it->act != IMP_KEEP) continue;
         st->refs_kept++;
         if (opts->kept)
-            opts->kept(opts->ctx, (it->g ? it->g : it->s ? it->s : it->m)->name,
-                       imp_why_text[it->why]);
+            opts->kept(opts->ctx, it->name, imp_why_text[it->why]);
     }
 out:
     guts_repo_read_release(repo);

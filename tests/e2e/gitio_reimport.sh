@@ -114,6 +114,14 @@ grep -q '^kept refs/heads/topic: not in the directory, and never imported from i
 [ "$(store_ref bob/made refs/heads/topic)" = "$(git -C "$c1" rev-parse topic)" ] || fail "first import deleted topic"
 [ "$(store_ref bob/made refs/heads/main)" = "$(git -C "$src" rev-parse main)" ] || fail "first import did not add main"
 
+# --- many kept refs: the first 20 are named, then a count ---------------------------------
+for i in $(seq 1 22); do git -C "$c1" tag "many$i" main; done
+expect 0 git -C "$c1" push -q origin 'refs/tags/many*:refs/tags/many*'
+expect 0 "$GUTS" import alice/repo "$src"
+[ "$(summary)" = "0 refs changed (0 deleted), 22 kept" ] || fail "22 pushed tags: $(cat "$TMP/out")"
+[ "$(grep -c '^kept refs/tags/many' "$TMP/out")" -eq 20 ] || fail "not 20 kept lines: $(cat "$TMP/out")"
+grep -qx 'kept 2 more refs' "$TMP/out" || fail "no count of the rest: $(cat "$TMP/out")"
+
 # --- a ref clock at its limit: the import stops before writing a record -----------------
 # (a peer's record at UINT64_MAX; clock + 1 would wrap to 0, a record that
 # loses every merge)
