@@ -176,9 +176,12 @@ wait_until() {
 }
 
 # repo_state DATA KEY: "objects fingerprint refs_digest" of KEY in DATA, from
-# `guts status --json` (empty when absent).
+# `guts status --json` (empty when absent, the data dir included: status
+# does not create one).
 repo_state() {
-  "$GUTS" --data "$1" status --json 2>/dev/null | /usr/bin/python3 -c '
+  local json
+  json=$("$GUTS" --data "$1" status --json 2>/dev/null) || return 0
+  printf '%s' "$json" | /usr/bin/python3 -c '
 import json, sys
 key = sys.argv[1]
 for r in json.load(sys.stdin).get("repos", []):
