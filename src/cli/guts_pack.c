@@ -192,6 +192,9 @@ int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *da
  * a 42 KB delta with one candidate, under 1 KB with these), few enough to
  * keep the scan linear. */
 #define DELTA_CHAIN_MAX 16
+/* A match this long where the file went on is taken without the chain:
+ * shorter ones (a few common words) are often the wrong place. */
+#define DELTA_GOOD_MATCH 64
 #define COPY_MAX 0xffffffu /* 3 size bytes */
 
 typedef struct dbuf {
@@ -300,13 +303,14 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
     size_t next = 0;       /* where the last copy ended in base */
     while (!bad && i + BLOCK <= dn) {
         /* Candidates: the place right after the last copy, shifted by what
-         * was inserted since (where an edited file goes on), then up to
-         * DELTA_CHAIN_MAX blocks of the bucket: the longest match wins. */
+         * was inserted since (where an edited file goes on); when that does
+         * not match well, up to DELTA_CHAIN_MAX blocks of the bucket, the
+         * longest match winning. */
         size_t s = 0, n = 0, at = next + (i - lit);
         uint32_t blk = tab[block_hash(dst + i, bits)];
         for (int c = 0; c <= DELTA_CHAIN_MAX; c++) {
             if (c > 0) {
-                if (blk == UINT32_MAX) break;
+                if (n >= DELTA_GOOD_MATCH || blk == UINT32_MAX) break; /* going on */
                 at = (size_t)blk * BLOCK;
                 blk = chain[blk];
             }
