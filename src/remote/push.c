@@ -225,6 +225,10 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
                 rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check ended early");
                 break;
             }
+            if (!strchr(line, '\n')) { /* the answers would no longer match the questions */
+                rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check: line too long");
+                break;
+            }
             guts_id id;
             int t = check_line(line, &id);
             if (k == 0) {
@@ -300,6 +304,8 @@ static int anc_read(anc *a, const guts_id *id, int *type, size_t *len)
         return remote_errf(a->err, GUTS_EIO, "writing to git cat-file: %s", strerror(errno));
     if (!fgets(line, sizeof line, a->out))
         return remote_errf(a->err, GUTS_EIO, "git cat-file --batch ended early");
+    if (!strchr(line, '\n'))
+        return remote_errf(a->err, GUTS_EIO, "git cat-file --batch: header too long");
     *len = 0;
     char *sp = strchr(line, ' ');
     if (!sp || strncmp(sp + 1, "missing", 7) == 0) {
