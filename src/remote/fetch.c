@@ -490,7 +490,8 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     int indexed = w->indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
     char **argv = indexed ? argv_index : argv_unpack;
     /* A clone's pack is whole; a fetch's may be thin (base_ok). */
-    if (indexed) argv_index[4] = self_contained ? "--check-self-contained-and-connected" : "--fix-thin";
+    if (indexed)
+        argv_index[4] = self_contained ? "--check-self-contained-and-connected" : "--fix-thin";
     guts_packw p = {.fd = -1};
     int rc;
     remote_proc proc = {.pid = -1, .in = -1, .out = -1};

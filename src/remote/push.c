@@ -115,8 +115,9 @@ static int scan_refs(guts_repo *r, ref_scan *s, char *err)
     s->have.n = 0;
     int rc = r ? guts_repo_refs(r, 1, scan_one, s) : GUTS_OK;
     if (rc == GUTS_ENOMEM) return remote_errf(err, rc, "out of memory reading refs");
-    if (rc) return remote_errf(err, rc, "reading refs: %s (%s)", guts_strerror(rc),
-                               guts_store_errmsg());
+    if (rc)
+        return remote_errf(err, rc, "reading refs: %s (%s)", guts_strerror(rc),
+                           guts_store_errmsg());
     for (size_t i = 0; i < s->n; i++) {
         if (s->seen[i]) continue;
         remote_push_cmd *c = &s->cmds[i];
@@ -243,7 +244,8 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
     int st;
     int wrc = remote_proc_wait(&p, &st, rc ? NULL : err);
     if (!rc && wrc) rc = wrc;
-    if (!rc && st) rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check failed (exit %d)", st);
+    if (!rc && st)
+        rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check failed (exit %d)", st);
     return rc;
 }
 
@@ -440,7 +442,8 @@ static int check_ancestry(remote_push_cmd *cmds, size_t n, const uint8_t *ask, c
     int rc = remote_proc_start(&a.p, argv, REMOTE_FD_PIPE, REMOTE_FD_PIPE, err);
     if (rc) return rc;
     a.out = fdopen(a.p.out, "r");
-    if (!a.out) rc = remote_errf(err, GUTS_ENOMEM, "out of memory");
+    if (!a.out)
+        rc = remote_errf(err, GUTS_ENOMEM, "out of memory");
     else
         a.p.out = -1;
     uint32_t q = 0;
@@ -629,8 +632,11 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
     guts_repo *r = NULL;
     uint8_t *write = calloc(n ? n : 1, 1);
     size_t *by_dst = malloc((n ? n : 1) * sizeof *by_dst);
-    ref_scan s = {.cmds = cmds, .by_dst = by_dst, .n = n,
-                  .seen = malloc(n ? n : 1), .stale = calloc(n ? n : 1, 1)};
+    ref_scan s = {.cmds = cmds,
+                  .by_dst = by_dst,
+                  .n = n,
+                  .seen = malloc(n ? n : 1),
+                  .stale = calloc(n ? n : 1, 1)};
     remote_ids tips = {0};
     memset(st, 0, sizeof *st);
     int rc = GUTS_OK;
