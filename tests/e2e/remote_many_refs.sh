@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # A repository of 1,500 refs (branches, light and annotated tags) through
-# the git bridge: `guts import`, `git push --mirror guts://`, a fast-forward
-# push of every branch, a push batch mixing fast-forwards and refused
-# updates, and `git clone --mirror guts://` each start a bounded number of
-# git processes, whatever the number of refs (the helper used to start one
-# `git rev-parse` per ref: 12 s for 1,496 refs). Processes are counted by a
-# `git` wrapper first on PATH that logs every invocation; the helper and the
-# CLI find git through PATH, git itself runs its own subcommands from its
-# exec path, so the log holds exactly what guts started. After each step the
-# result is compared with git's refs exactly.
+# the git bridge: `guts import`, `git push --mirror guts://`, `git clone
+# --mirror guts://`, a fast-forward push of every branch and the fetch of
+# it, a push batch mixing refused and up-to-date updates, and `guts export`
+# each start a bounded number of git processes, whatever the number of refs
+# (the helper used to start one `git rev-parse` per ref: 12 s for 1,496
+# refs). Processes are counted by a `git` wrapper that logs what guts or
+# the helper start (see below). After each step the result is compared
+# with git's refs exactly.
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 HELPER="$GUTS_BUILD/git-remote-guts"
@@ -94,9 +93,10 @@ for i in range(int(sys.argv[1])):
     w.write(b"M 100644 inline ff.txt\ndata 8\nff %04d\n\n" % i)
 PY
 counted "push --all (600 fast-forwards)" "$REALGIT" -C "$src" push -q --all guts://alice/repo
-rm -rf "$TMP/m1"
-expect 0 "$REALGIT" clone -q --mirror guts://alice/repo "$TMP/m1"
+counted "fetch of 600 updated refs" "$REALGIT" -C "$TMP/m1" fetch -q
 diff <(refs_of "$src") <(refs_of "$TMP/m1") >"$TMP/diff" || { head "$TMP/diff" >&2; fail "refs differ after the fast-forwards"; }
+counted "guts export" "$GUTS" export alice/repo "$TMP/exported"
+diff <(refs_of "$src") <(refs_of "$TMP/exported") >/dev/null || fail "the export's refs differ"
 
 # --- the helper's own rules in one batch of 600: every even branch back to
 # its parent (not a fast-forward: refused), every odd one to itself (up to
