@@ -570,10 +570,11 @@ static int pfirst_add(pfirst *f, uint32_t i, const char *path)
 }
 
 /* Hints from earlier versions: each candidate still without a base is
- * looked up as "PREV:path" in one `git cat-file --batch-check` per prev
- * commit (the pushed refs' old targets), in order, and given what is there
- * when it has the same type. That object is in the store (a prev is a
- * stored ref's target, stored with its closure), so the store can compress
+ * looked up as "PREV:path" for every prev commit (the pushed refs' old
+ * targets) in one `git cat-file --batch-check`, whatever the number of
+ * prevs, and given what the first prev with an answer holds there when it
+ * has the same type. That object is in the store (a prev is a stored
+ * ref's target, stored with its closure), so the store can compress
  * against it; a commit git lacks, or a path gone, just yields "missing".
  * It is what git's own push does with the trees of the commits the remote
  * has (pack-objects' preferred bases): a pushed commit's objects are
@@ -586,30 +587,41 @@ static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts
                     "--batch-check=%(objectname) %(objecttype)", NULL};
     char line[GITIO_PATH_LINE_MAX], hex[GUTS_HEX_LEN + 1], ignore[GUTS_GITIO_ERR_MAX];
     uint8_t *buf = malloc(GITIO_IOBUF);
-    for (size_t k = 0; buf && k < nprev; k++) {
-        /* The queries go through a memory file: cat-file's answers can then
-         * be read without a writer thread. */
-        int in = memfd_create("git-queries", MFD_CLOEXEC);
-        FILE *q = in >= 0 ? fdopen(dup(in), "w") : NULL;
-        size_t nq = 0;
+    /* The queries go through a memory file: cat-file's answers can then be
+     * read without a writer thread. Candidates that have a base now are
+     * not asked; the answers come in the order asked, prev by prev. */
+    int in = buf ? memfd_create("git-queries", MFD_CLOEXEC) : -1;
+    FILE *q = in >= 0 ? fdopen(dup(in), "w") : NULL;
+    size_t nq = 0;
+    for (size_t k = 0; q && k < nprev; k++) {
         guts_id_to_hex(&prev[k], hex);
-        for (size_t j = 0; q && j < f->n; j++)
+        for (size_t j = 0; j < f->n; j++)
             if (guts_id_is_zero(&L->o[f->idx[j]].base_id)) {
                 fprintf(q, "%s:%s\n", hex, f->text + f->off[j]);
                 nq++;
             }
-        proc p;
-        if (!q || fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0 || !nq ||
-            proc_start(&p, "git cat-file --batch-check", argv, in, 1, ignore) != GUTS_OK) {
-            if (in >= 0) close(in);
-            break;
-        }
-        close(in);
-        rd r = {.fd = p.out, .buf = buf};
+    }
+    proc p;
+    if (!q || fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0 || !nq ||
+        proc_start(&p, "git cat-file --batch-check", argv, in, 1, ignore) != GUTS_OK) {
+        if (in >= 0) close(in);
+        free(buf);
+        return;
+    }
+    close(in);
+    rd r = {.fd = p.out, .buf = buf};
+    uint8_t *asked = calloc(f->n ? f->n : 1, 1);
+    for (size_t j = 0; asked && j < f->n; j++)
+        asked[j] = guts_id_is_zero(&L->o[f->idx[j]].base_id);
+    for (size_t k = 0; asked && k < nprev; k++) {
         for (size_t j = 0; j < f->n; j++) {
+            if (!asked[j]) continue;
             iobj *o = &L->o[f->idx[j]];
-            if (!guts_id_is_zero(&o->base_id)) continue;
-            if (rd_line_cut(&r, line, sizeof line, 1) <= 0) break;
+            if (rd_line_cut(&r, line, sizeof line, 1) <= 0) {
+                k = nprev;
+                break;
+            }
+            if (!guts_id_is_zero(&o->base_id)) continue; /* an earlier prev had it */
             /* "<id> <type>", or "<query> missing" (or "ambiguous"). */
             guts_id id;
             char *sp = strchr(line, ' ');
@@ -618,9 +630,10 @@ static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts
             int type = guts_otype_parse(sp + 1, strlen(sp + 1));
             if (type == o->type && guts_id_cmp(&id, &o->id) != 0) o->base_id = id;
         }
-        kill(p.pid, SIGTERM); /* done with it, whatever it still has to say */
-        proc_wait(&p, NULL);
     }
+    free(asked);
+    kill(p.pid, SIGTERM); /* done with it, whatever it still has to say */
+    proc_wait(&p, NULL);
     free(buf);
 }
 

@@ -187,6 +187,14 @@ int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *da
 /* ---- Deltas ----------------------------------------------------------------- */
 
 #define BLOCK 16
+/* Blocks of one hash tried per position: enough to find the right one in
+ * repetitive text (a one-line change to a 2 MB file of repeated words made
+ * a 42 KB delta with one candidate, under 1 KB with these), few enough to
+ * keep the scan linear. */
+#define DELTA_CHAIN_MAX 16
+/* A match this long where the file went on is taken without the chain:
+ * shorter ones (a few common words) are often the wrong place. */
+#define DELTA_GOOD_MATCH 64
 #define COPY_MAX 0xffffffu /* 3 size bytes */
 
 typedef struct dbuf {
@@ -271,27 +279,54 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
     unsigned bits = 4;
     while ((1ull << bits) < 2 * (bn / BLOCK) && bits < 24)
         bits++;
+    size_t nblocks = bn / BLOCK;
     uint32_t *tab = malloc(((size_t)1 << bits) * sizeof *tab);
+    uint32_t *chain = malloc((nblocks ? nblocks : 1) * sizeof *chain);
     dbuf b = {malloc(max), 0, max};
-    if (!tab || !b.p) {
+    if (!tab || !chain || !b.p) {
         free(tab);
+        free(chain);
         free(b.p);
         return GUTS_ENOMEM;
     }
+    /* Each bucket heads a chain of the base's blocks with that hash, the
+     * last first: repetitive text has many, and the right one is the one
+     * that matches longest. */
     memset(tab, 0xff, ((size_t)1 << bits) * sizeof *tab);
-    for (size_t i = 0; i + BLOCK <= bn; i += BLOCK)
-        tab[block_hash(base + i, bits)] = (uint32_t)i;
+    for (size_t k = 0; k < nblocks; k++) {
+        uint32_t h = block_hash(base + k * BLOCK, bits);
+        chain[k] = tab[h];
+        tab[h] = (uint32_t)k;
+    }
     int bad = put_varint(&b, bn) || put_varint(&b, dn);
     size_t i = 0, lit = 0; /* dst[lit, i) waits to be inserted */
+    size_t next = 0;       /* where the last copy ended in base */
     while (!bad && i + BLOCK <= dn) {
-        uint32_t cand = tab[block_hash(dst + i, bits)];
-        if (cand == UINT32_MAX || memcmp(base + cand, dst + i, BLOCK) != 0) {
+        /* Candidates: the place right after the last copy, shifted by what
+         * was inserted since (where an edited file goes on); when that does
+         * not match well, up to DELTA_CHAIN_MAX blocks of the bucket, the
+         * longest match winning. */
+        size_t s = 0, n = 0, at = next + (i - lit);
+        uint32_t blk = tab[block_hash(dst + i, bits)];
+        for (int c = 0; c <= DELTA_CHAIN_MAX; c++) {
+            if (c > 0) {
+                if (n >= DELTA_GOOD_MATCH || blk == UINT32_MAX) break; /* going on */
+                at = (size_t)blk * BLOCK;
+                blk = chain[blk];
+            }
+            if (at + BLOCK > bn || memcmp(base + at, dst + i, BLOCK) != 0) continue;
+            size_t k = BLOCK;
+            while (at + k < bn && i + k < dn && base[at + k] == dst[i + k])
+                k++;
+            if (k > n) {
+                s = at;
+                n = k;
+            }
+        }
+        if (n == 0) {
             i++;
             continue;
         }
-        size_t s = cand, n = BLOCK;
-        while (s + n < bn && i + n < dn && base[s + n] == dst[i + n])
-            n++;
         while (i > lit && s > 0 && base[s - 1] == dst[i - 1]) {
             i--;
             s--;
@@ -300,9 +335,11 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
         bad = put_insert(&b, dst + lit, i - lit) || put_copy(&b, s, n);
         i += n;
         lit = i;
+        next = s + n;
     }
     if (!bad) bad = put_insert(&b, dst + lit, dn - lit);
     free(tab);
+    free(chain);
     if (bad) {
         free(b.p);
         return GUTS_ENOTFOUND; /* not shorter than max */

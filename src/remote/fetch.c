@@ -20,9 +20,10 @@
  *
  * The pack holds whole objects, each deflated at the caller's level, except
  * where the store keeps an object as a zstd delta against a base that goes
- * in the same pack: that object goes as a git delta (REF_DELTA, guts_pack.c)
- * against the same base. It streams straight
- * into `git index-pack --stdin`, which runs in parallel with us on another
+ * in the same pack, or that the local repository has (a thin pack, as git's
+ * own fetch sends): that object goes as a git delta (REF_DELTA, guts_pack.c)
+ * against the same base. It streams straight into
+ * `git index-pack --stdin --fix-thin`, which runs in parallel with us on another
  * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
  * read from the store is hashed before it is written: a damaged store fails
@@ -53,6 +54,10 @@
  * most a few levels in practice. */
 #define TAG_DEPTH_MAX 32
 
+
+/* zlib level of a pack under REMOTE_UNPACK_LIMIT objects: zlib's default,
+ * which is git's too. */
+#define REMOTE_SMALL_PACK_LEVEL 6
 
 /* A git pack counts its objects in 32 bits. */
 #define PACK_OBJECTS_MAX 0xffffffffu
@@ -91,6 +96,7 @@ typedef struct walk {
     guts_id *roots; /* trees wanted directly (a tag of a tree) */
     size_t nroots, caproots;
     guts_progress counting, writing;
+    int indexed; /* the pack goes to index-pack (else unpack-objects) */
 } walk;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -441,12 +447,20 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
 
 /* ---- pack ------------------------------------------------------------------ */
 
-/* Does a delta's base go in this pack? (guts_pack_delta_of) */
-static int base_sent(const guts_id *base, void *ctx)
+/* May an object go as a git delta against base (guts_pack_delta_of)? When
+ * the base goes in the same pack, if index-pack reads it (unpack-objects
+ * gets whole objects then); and, the pack being thin, when the local
+ * repository has the base (a tree or blob of an edge commit): git's own
+ * fetch does the same and `index-pack --fix-thin` (or unpack-objects, which
+ * reads bases from the repository) completes it. A one-line change to a
+ * large file then costs a delta, not the file. */
+static int base_ok(const guts_id *base, void *ctx)
 {
     walk *w = ctx;
     size_t slot = remote_idset_find(&w->objs, base);
-    return slot != SIZE_MAX && (w->objs.flags[slot] & O_SEND);
+    if (slot == SIZE_MAX) return 0;
+    uint8_t f = w->objs.flags[slot];
+    return (f & O_SEND) ? w->indexed : (f & O_KNOWN) != 0;
 }
 
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
@@ -459,16 +473,22 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     char *argv_index[] = {"git", "index-pack", "--stdin", "--keep=fetched by git-remote-guts",
                           NULL,  NULL};
     char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
-    int indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
+    int indexed = w->indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
     char **argv = indexed ? argv_index : argv_unpack;
-    if (indexed && self_contained) argv_index[4] = "--check-self-contained-and-connected";
+    /* A clone's pack is whole; a fetch's may be thin (base_ok). */
+    if (indexed)
+        argv_index[4] = self_contained ? "--check-self-contained-and-connected" : "--fix-thin";
     guts_packw p = {.fd = -1};
     int rc;
     remote_proc proc = {.pid = -1, .in = -1, .out = -1};
     rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, indexed ? REMOTE_FD_PIPE : REMOTE_FD_NULL,
                            w->err);
     if (rc) goto out;
-    if ((rc = guts_packw_open(&p, proc.in, zlevel, 0, (uint32_t)w->nsend))) goto io;
+    /* A pack of fewer than REMOTE_UNPACK_LIMIT objects (a fetch of a few
+     * commits) is deflated as git would: costing nothing measurable, level 0
+     * would leave it several times git's size. */
+    int level = indexed || zlevel > REMOTE_SMALL_PACK_LEVEL ? zlevel : REMOTE_SMALL_PACK_LEVEL;
+    if ((rc = guts_packw_open(&p, proc.in, level, 0, (uint32_t)w->nsend))) goto io;
     for (size_t i = 0; i < w->nsend; i++) {
         int type;
         void *data;
@@ -502,8 +522,8 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
         uint8_t *delta = NULL;
         size_t dlen = 0;
         guts_id base;
-        if (indexed && guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_sent, w, &base,
-                                          &delta, &dlen) == GUTS_OK) {
+        if (guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_ok, w, &base, &delta,
+                               &dlen) == GUTS_OK) {
             rc = guts_packw_ref_delta(&p, &base, delta, dlen);
             free(delta);
         } else {

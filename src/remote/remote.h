@@ -12,7 +12,8 @@
  *   fetch.c   `fetch`: a commit walk in the store that stops at what the
  *             local repository has, then one packfile streamed into
  *             `git index-pack --stdin` (or `git unpack-objects` when small)
- *   push.c    `push`: rules (fast-forward, tags, deletion), objects stored
+ *   push.c    `push`: rules (fast-forward, tags, deletion) decided for all
+ *             commands by two git processes at most, objects stored
  *             by the import's path (cli/guts_gitio.c) from what
  *             `git rev-list --objects` lists, then ref records in one write
  *   git-remote-guts.c   main(): argument and URL parsing, the command loop
