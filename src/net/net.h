@@ -80,6 +80,7 @@ typedef struct guts_net_opts {
     unsigned max_sessions;   /* --max-sessions: pulls at once (and as many serves) */
     unsigned max_remote_repos; /* --max-remote-repos: remote-only keys tracked */
     unsigned max_peer_repos;   /* --max-peer-repos: of those, per announcing peer */
+    unsigned max_learned;      /* --max-learned-peers: addresses kept from peer exchange */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -211,8 +212,10 @@ typedef void guts_net_udp_cb(guts_net_udp *u, const uint8_t *buf, size_t len,
 struct guts_net_udp {
     ev_io mcast_io;
     ev_io ucast_io;
-    int mcast_fd;
+    int mcast_fd; /* -1: no multicast (mcast_off says why); unicast only */
     int ucast_fd;
+    char mcast_off[160]; /* "" while the group is joined */
+    int via_unicast;     /* the datagram being handed to on_dgram came to ucast_fd */
     struct sockaddr_in group;
     guts_net_udp_cb *on_dgram;
     const guts_net_log *log;
@@ -222,7 +225,10 @@ struct guts_net_udp {
 
 /** Open both sockets and join the group on iface ("" : kernel's choice).
  * ucast_addr gives the unicast bind address and port (port must be set).
- * Errors: GUTS_EIO (socket, bind or join failed; logged with errno). */
+ * A group that cannot be joined (no multicast route, an iface without the
+ * MULTICAST flag) is no error: u->mcast_fd stays -1, u->mcast_off names the
+ * cause, and the node works by unicast alone.
+ * Errors: GUTS_EIO (the unicast socket failed; logged with errno). */
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
                       const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
                       const guts_net_log *log);
@@ -363,6 +369,26 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
  * found by the core's own scans, just not within a second. */
 #define GUTS_NET_WATCH_MAX 4096
 
+/* Remembered peers (DATA/node/peers): the addresses of live peers, kept
+ * so a node restarted on a network without multicast finds them with no
+ * flags. 32 is a segment's worth of ways back in; each is tried as a
+ * learned address (at most one announce per interval, given up after a
+ * few), so a stale list costs little. Entries not seen for a week are
+ * dropped: a laptop back from a trip should not announce to last month's
+ * hotel network. Rewritten every 30 s (and at exit) by write-to-temp,
+ * fsync and rename. */
+#define GUTS_NET_REMEMBER_MAX 32
+#define GUTS_NET_REMEMBER_AGE_S (7 * 24 * 3600)
+#define GUTS_NET_REMEMBER_S 30.0
+/* A line of the file is "A.B.C.D:PORT UNIX_SECONDS": 32 bytes at most;
+ * longer lines are damage and skipped. */
+#define GUTS_NET_REMEMBER_LINE 64
+
+typedef struct guts_net_remembered {
+    struct sockaddr_in addr;
+    uint64_t seen; /* unix seconds when last live */
+} guts_net_remembered;
+
 typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
@@ -385,6 +411,10 @@ typedef struct guts_net_node {
     ev_timer poll_timer;   /* local writes */
     ev_timer status_timer; /* status.json */
     ev_timer progress_timer; /* progress lines, when stderr is a terminal */
+    ev_timer remember_timer; /* DATA/node/peers */
+    guts_net_remembered remembered[GUTS_NET_REMEMBER_MAX];
+    size_t nremembered;
+    char peers_path[PATH_MAX + 32];
     guts_net_tty tty;
     ev_signal sigint, sigterm;
     guts_net_watch *watch;

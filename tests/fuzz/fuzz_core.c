@@ -10,7 +10,7 @@
  * The input is a list of events, each one opcode byte and, for datagrams and
  * frames, a 2-byte little-endian length and that many payload bytes:
  *
- *   0,1  datagram from peer A or B        4  the core's next OPEN_STREAM connects
+ *   0,1  datagram from A (group), B (unicast) 4  the core's next OPEN_STREAM connects
  *   2    a peer opens a stream to us      5  a stream closes
  *   3    frame (envelope) on a stream     6  a stream becomes writable
  *                                         7  time passes (next byte * 50 ms)
@@ -21,8 +21,9 @@
  *
  * Actions are drained after every event and checked against invariants a
  * hostile peer must not be able to break: every datagram is sent to the
- * group (never a unicast reply an attacker could aim at a victim) and fits
- * in GUTS_DGRAM_MAX; every frame has a correct header and respects the
+ * group, or by unicast only to B, the one address heard by unicast (an
+ * attacker cannot aim a reply at an address it is not sending from), and
+ * fits in GUTS_DGRAM_MAX; every frame has a correct header and respects the
  * frame max; streams named in actions are ones the core opened or was
  * given.
  */
@@ -63,6 +64,7 @@ typedef struct fuzz_state {
     uint32_t pending[FUZZ_STREAMS]; /* OPEN_STREAM asked, not yet connected */
     uint32_t next_in;
     uint32_t refused[FUZZ_STREAMS]; /* connects to report failed after a drain */
+    guts_addr ucast_peer;           /* the only address heard by unicast */
     fuzz_recon recon[FUZZ_STREAMS];
 } fuzz_state;
 
@@ -161,7 +163,7 @@ again:
     while (guts_core_next_action(st->core, &a)) {
         switch (a.kind) {
         case GUTS_ACT_SEND_DGRAM:
-            check(a.to_group == 1);
+            check(a.to_group == 1 || guts_addr_eq(&a.addr, &st->ucast_peer));
             check(a.len > 0 && a.len <= GUTS_DGRAM_MAX);
             break;
         case GUTS_ACT_OPEN_STREAM:
@@ -271,6 +273,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer[i].b[0] = 10;
         peer[i].b[3] = (uint8_t)(1 + i);
     }
+    st.ucast_peer = peer[1];
 
     size_t off = 0;
     for (int ev = 0; ev < FUZZ_EVENTS && off < size; ev++) {
@@ -292,7 +295,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(buf, data + off, len);
             off += len;
             if (op < 2) {
-                guts_core_on_datagram(st.core, st.now, &peer[op], buf, len);
+                guts_core_on_datagram(st.core, st.now, &peer[op],
+                                      op ? GUTS_VIA_UNICAST : GUTS_VIA_GROUP, buf, len);
             } else {
                 uint32_t s = slot_pick(st.streams, sel);
                 uint8_t *stamped = NULL;
