@@ -21,8 +21,9 @@
  *
  * Actions are drained after every event and checked against invariants a
  * hostile peer must not be able to break: every datagram is sent to the
- * group, or by unicast only to B, the one address heard by unicast (an
- * attacker cannot aim a reply at an address it is not sending from), and
+ * group, or by unicast to B, the one address heard by unicast, or to an
+ * address B named in PEERS no more than once per (1 s) interval: an
+ * attacker cannot aim more at an address it is not sending from; and it
  * fits in GUTS_DGRAM_MAX; every frame has a correct header and respects the
  * frame max; streams named in actions are ones the core opened or was
  * given.
@@ -65,6 +66,9 @@ typedef struct fuzz_state {
     uint32_t next_in;
     uint32_t refused[FUZZ_STREAMS]; /* connects to report failed after a drain */
     guts_addr ucast_peer;           /* the only address heard by unicast */
+    guts_addr other[64];            /* other unicast destinations (learned) ... */
+    uint64_t other_at[64];          /* ... and when each last got a datagram */
+    size_t nother;
     fuzz_recon recon[FUZZ_STREAMS];
 } fuzz_state;
 
@@ -163,7 +167,18 @@ again:
     while (guts_core_next_action(st->core, &a)) {
         switch (a.kind) {
         case GUTS_ACT_SEND_DGRAM:
-            check(a.to_group == 1 || guts_addr_eq(&a.addr, &st->ucast_peer));
+            if (!a.to_group && !guts_addr_eq(&a.addr, &st->ucast_peer)) {
+                size_t i = 0;
+                while (i < st->nother && !guts_addr_eq(&st->other[i], &a.addr))
+                    i++;
+                if (i < st->nother) {
+                    check(st->now >= st->other_at[i] + 1000); /* the base interval */
+                } else {
+                    check(st->nother < 64); /* at most learned_max (32) of them */
+                    st->other[st->nother++] = a.addr;
+                }
+                st->other_at[i] = st->now;
+            }
             check(a.len > 0 && a.len <= GUTS_DGRAM_MAX);
             break;
         case GUTS_ACT_OPEN_STREAM:
