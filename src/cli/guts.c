@@ -130,9 +130,10 @@ static const char usage_peers[] =
     "usage: guts peers [--json]\n"
     "\n"
     "Print the peers the node running on the data dir hears from: node id,\n"
-    "address:port and when it last heard from each; \"no node running\" if none.\n"
+    "address:port, how (multicast, unicast or both) and when it last heard from\n"
+    "each; \"no node running\" if none.\n"
     "--json prints {\"daemon\": STATE, \"peers\": [{\"id\", \"address\", \"port\",\n"
-    "\"incarnation\", \"last_heard_ms_ago\", \"repos\"}]}. Exit 1 if status.json\n"
+    "\"incarnation\", \"last_heard_ms_ago\", \"repos\", \"via\"}]}. Exit 1 if status.json\n"
     "exists but cannot be read as a status file.\n";
 
 static const char usage_ls[] =
@@ -556,7 +557,7 @@ static void node_peers_print(const node_run *nr, int json)
         peers && peers->type == GUTS_JSON_ARRAY ? guts_json_child(j, peers) : NULL;
     int n = 0;
     if (json) fputs("\"peers\": [", stdout);
-    if (!json) printf("%-32s  %-21s  %s\n", "PEER", "ADDRESS", "LAST HEARD");
+    if (!json) printf("%-32s  %-21s  %-9s  %s\n", "PEER", "ADDRESS", "VIA", "LAST HEARD");
     for (; p; p = guts_json_next(j, p)) {
         uint64_t port = 0, ago = 0;
         if (p->type != GUTS_JSON_OBJECT) continue;
@@ -575,6 +576,8 @@ static void node_peers_print(const node_run *nr, int json)
             put_field_u(j, p, "last_heard_ms_ago");
             fputs(", \"repos\": ", stdout);
             put_field_u(j, p, "repos");
+            fputs(", \"via\": ", stdout);
+            put_field_str(j, p, "via", 1);
             putchar('}');
         } else {
             char addr[64];
@@ -597,6 +600,14 @@ static void node_peers_print(const node_run *nr, int json)
             fputs(addr, stdout);
             w += (int)strlen(addr);
             printf("%*s  ", w < 21 ? 21 - w : 0, "");
+            /* multicast, unicast or both (guts-node before issue 14: ?) */
+            const guts_json_val *via = guts_json_get(j, p, "via");
+            if (via && via->type == GUTS_JSON_STRING && via->slen <= 9) {
+                put_safe(via->str, via->slen, 0);
+                printf("%*s  ", (int)(9 - via->slen), "");
+            } else {
+                printf("%-9s  ", "?");
+            }
             if (have_ago)
                 put_age(ago);
             else
@@ -622,6 +633,25 @@ static const char *const seal_refusals[][2] = {
 
 /* Whether the node runs keyed (its "seal" object), and what it refused:
  * a node with another key or none on the LAN shows up here. */
+/* Sources whose datagrams the node refused (another key, open/sealed
+ * mismatch): one line each, text only (status.json has them as they are). */
+static void node_refused_print(const node_run *nr)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *rv = guts_json_get(j, nr->root, "refused");
+    const guts_json_val *r = rv && rv->type == GUTS_JSON_ARRAY ? guts_json_child(j, rv) : NULL;
+    for (; r; r = guts_json_next(j, r)) {
+        uint64_t count = 0;
+        if (r->type != GUTS_JSON_OBJECT) continue;
+        fputs("refused datagrams from ", stdout);
+        put_field_str(j, r, "address", 0);
+        fputs(": ", stdout);
+        put_field_str(j, r, "reason", 0);
+        if (field_u(j, r, "count", &count)) printf(" (%" PRIu64 ")", count);
+        putchar('\n');
+    }
+}
+
 static void node_seal_print(const node_run *nr, int json)
 {
     const guts_json *j = &nr->j;
@@ -721,6 +751,7 @@ static void node_print(const node_run *nr, const char *data, int json)
         put_field_u(j, nr->root, "incarnation");
         putchar('\n');
         node_seal_print(nr, 0);
+        node_refused_print(nr);
         node_peers_print(nr, 0);
         printf("%-30s %10s  %s\n", "SYNC", "OBJECTS", "STATE");
     }

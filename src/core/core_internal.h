@@ -570,6 +570,9 @@ void reach_copies(guts_core *c, const uint8_t *data, size_t len, int announce);
 /* A PEERS datagram m arrived from addr. */
 void reach_on_peers(guts_core *c, const guts_msg *m, const guts_addr *from);
 void reach_free(guts_core *c);
+/* How a datagram from a by way of via came: "multicast", "unicast" or,
+ * for a seed or a learned address, which one (for the join log line). */
+const char *reach_path(const guts_core *c, const guts_addr *a, int via);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);

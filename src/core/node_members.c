@@ -339,8 +339,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
-        core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex,
-                 via == GUTS_VIA_UNICAST ? "unicast" : "multicast");
+        core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex, reach_path(c, addr, via));
         c->ctr.peers_joined++;
     }
     p->addr = *addr;

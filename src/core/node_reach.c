@@ -225,6 +225,15 @@ int guts_core_remember(guts_core *c, uint64_t now, const guts_addr *addr)
     return GUTS_OK;
 }
 
+const char *reach_path(const guts_core *c, const guts_addr *a, int via)
+{
+    if (via != GUTS_VIA_UNICAST) return "multicast";
+    if (is_seed(c, a)) return "unicast, a seed (--peer)";
+    for (size_t i = 0; i < c->nlearned; i++)
+        if (guts_addr_eq(&c->learned[i].addr, a)) return "unicast, learned";
+    return "unicast";
+}
+
 void reach_free(guts_core *c)
 {
     free(c->learned);

@@ -84,6 +84,19 @@ static void seal_refused(guts_net_node *n, const char *what, const struct sockad
                          int why)
 {
     char as[32];
+    /* datagrams: warn once per source, then count it (status.json) */
+    if (strcmp(what, "datagram") == 0) {
+        if (guts_net_refused_note(&n->refused, from, why, now_ms()))
+            guts_net_logf(&n->log, GUTS_LOG_WARN,
+                          "datagram from %s refused: %s%s (further ones from it are only "
+                          "counted: guts status)",
+                          guts_net_addr_str(from, as, sizeof as), guts_seal_reason(why),
+                          why == GUTS_SEAL_R_KEY_MISMATCH
+                              ? ": that node has another --key-file"
+                          : why == GUTS_SEAL_R_UNSEALED ? ": that node runs open (no --key-file)"
+                                                        : "");
+        return;
+    }
     /* datagrams and streams are logged apart: bits 0-15 and 16-31 */
     unsigned bit = 1u << ((why >= 0 && why < GUTS_SEAL_R_COUNT ? why : 0) +
                           (strcmp(what, "datagram") == 0 ? 0 : 16));
@@ -281,6 +294,17 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
             return;
         }
         guts_core_on_datagram(n->core, now_ms(), &a, via, pt, plen);
+    } else if (len && buf[0] == GUTS_SEAL_MAGIC) {
+        /* sealed traffic on an open node: it would only count as
+         * malformed; say once per source what it is */
+        char as[32];
+        if (guts_net_refused_note(&n->refused, from, GUTS_NET_REFUSED_SEALED, now_ms()))
+            guts_net_logf(&n->log, GUTS_LOG_WARN,
+                          "datagram from %s is sealed with a cluster key and this node runs "
+                          "open (no --key-file): ignored (further ones from it are only "
+                          "counted: guts status)",
+                          guts_net_addr_str(from, as, sizeof as));
+        return;
     } else {
         guts_core_on_datagram(n->core, now_ms(), &a, via, buf, len);
     }
@@ -520,7 +544,20 @@ static void write_status(guts_net_node *n)
                 (unsigned)p.repos,
                 p.via_group && p.via_unicast ? "both" : p.via_unicast ? "unicast" : "multicast");
     }
-    fprintf(f, "%s],\n  \"repos\": [", np ? "\n  " : "");
+    fprintf(f, "%s],\n  \"refused\": [", np ? "\n  " : "");
+    size_t nr = 0;
+    for (size_t i = 0; i < GUTS_NET_REFUSED_MAX; i++) {
+        const guts_net_refused_src *s = &n->refused.src[i];
+        if (!s->count) continue;
+        fprintf(f, "%s\n    {\"address\": \"%s\", \"reason\": \"%s\", \"count\": %llu, "
+                   "\"last_ms_ago\": %llu}",
+                nr++ ? "," : "", guts_net_addr_str(&s->addr, as, sizeof as),
+                s->why == GUTS_NET_REFUSED_SEALED ? "sealed, this node is open"
+                                                  : guts_seal_reason(s->why),
+                (unsigned long long)s->count,
+                (unsigned long long)(now > s->last_ms ? now - s->last_ms : 0));
+    }
+    fprintf(f, "%s],\n  \"repos\": [", nr ? "\n  " : "");
     for (size_t i = 0; i < n->nwatch; i++) {
         int st = GUTS_SYNC_IN_SYNC;
         guts_core_repo_state(n->core, n->watch[i].key, &st);
@@ -609,10 +646,52 @@ static void write_status(guts_net_node *n)
     if (rename(tmp, n->status_path) != 0) unlink(tmp);
 }
 
+/* One line when no peer has been heard for GUTS_NET_LONELY_MS, naming the
+ * likely cause and what to do; one when a peer is heard again. */
+static void lonely_check(guts_net_node *n)
+{
+    uint64_t now = now_ms();
+    size_t np = guts_core_peer_count(n->core);
+    if (np) {
+        if (n->lonely_logged)
+            guts_net_logf(&n->log, GUTS_LOG_INFO, "hearing %zu peer%s again after %llu s alone",
+                          np, np == 1 ? "" : "s",
+                          (unsigned long long)((now - n->lonely_since) / 1000));
+        n->lonely_since = 0;
+        n->lonely_logged = 0;
+        return;
+    }
+    if (!n->lonely_since) n->lonely_since = now;
+    if (n->lonely_logged || now - n->lonely_since < GUTS_NET_LONELY_MS) return;
+    n->lonely_logged = 1;
+    char as[32];
+    if (n->refused.total)
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s, but datagrams were refused (another key, or "
+                      "sealed/open mismatch): see guts status",
+                      GUTS_NET_LONELY_MS / 1000);
+    else if (n->udp.mcast_fd < 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s and no multicast here: %s",
+                      GUTS_NET_LONELY_MS / 1000,
+                      n->opts.npeers ? "the --peer addresses do not answer (down? firewall?)"
+                                     : "add --peer HOST:PORT of one node");
+    else
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s on group %s: alone, or the network blocks "
+                      "multicast (client isolation, IGMP snooping without a querier, a "
+                      "firewall): %s",
+                      GUTS_NET_LONELY_MS / 1000,
+                      guts_net_addr_str(&n->opts.group, as, sizeof as),
+                      n->opts.npeers ? "the --peer addresses do not answer either"
+                                     : "add --peer HOST:PORT of one node");
+}
+
 static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, status_timer);
+    lonely_check(n);
     write_status(n);
 }
 

@@ -190,6 +190,33 @@ void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_
  * over its rate (counted in t->limited). */
 int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
 
+/* ---- Refused sources -------------------------------------------------------- */
+
+/* Sources whose datagrams were refused (another cluster key, unsealed on a
+ * keyed node, sealed on an open one), each counted: a LAN has a handful of
+ * misconfigured nodes, not hundreds; 16 entries keep status.json short. */
+#define GUTS_NET_REFUSED_MAX 16
+/* Reason of a refusal: a GUTS_SEAL_R_* of the keyed node's seal, or this
+ * one on an open node that hears sealed datagrams. */
+#define GUTS_NET_REFUSED_SEALED 100
+
+typedef struct guts_net_refused_src {
+    struct sockaddr_in addr;
+    int why; /* GUTS_SEAL_R_* or GUTS_NET_REFUSED_SEALED */
+    uint64_t count, last_ms;
+} guts_net_refused_src;
+
+typedef struct guts_net_refused {
+    guts_net_refused_src src[GUTS_NET_REFUSED_MAX];
+    uint64_t total;
+} guts_net_refused;
+
+/** Count a datagram from `from` refused for why at now_ms. Returns 1 when
+ * the source is new to the table (or refused for another reason than
+ * before): the caller logs it once at warn. */
+int guts_net_refused_note(guts_net_refused *t, const struct sockaddr_in *from, int why,
+                          uint64_t now_ms);
+
 /* ---- UDP ------------------------------------------------------------------ */
 
 /* Counters for status and the benchmark. */
@@ -378,6 +405,10 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
  * hotel network. Rewritten every 30 s (and at exit) by write-to-temp,
  * fsync and rename. */
 #define GUTS_NET_REMEMBER_MAX 32
+/* No peer heard for this long gets one warning with the likely cause:
+ * well past a peer's expiry at the default interval (7.5 s), short enough
+ * that a user watching the log sees it while still at the machine. */
+#define GUTS_NET_LONELY_MS 30000
 #define GUTS_NET_REMEMBER_AGE_S (7 * 24 * 3600)
 #define GUTS_NET_REMEMBER_S 30.0
 /* A line of the file is "A.B.C.D:PORT UNIX_SECONDS": 32 bytes at most;
@@ -432,6 +463,9 @@ typedef struct guts_net_node {
     uint8_t *sealbuf; /* a stream frame being sealed */
     size_t sealcap;
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
+    guts_net_refused refused; /* datagrams refused, per source */
+    uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
+    int lonely_logged;        /* the "no peer heard" line is out */
     guts_net_rate dgram_rate; /* datagrams per source */
     guts_net_rate conn_rate;  /* accepted connections per source */
 } guts_net_node;
