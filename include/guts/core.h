@@ -306,6 +306,7 @@ typedef struct guts_core_counters {
     uint64_t dgrams_unicast;  /* unicast copies of group datagrams (seeds, answers) */
     uint64_t peers_unicast;   /* now: live peers heard by unicast */
     uint64_t pex_out, pex_in; /* PEERS datagrams sent, and taken from live peers */
+    uint64_t pex_bytes_out;   /* their bytes (also in dgram_bytes_out) */
     uint64_t pex_ignored;     /* PEERS from a sender not live in the view */
     uint64_t learned;         /* now: addresses learned and not given up */
     uint64_t learned_dropped; /* addresses not kept: the table was full of newer ones */

@@ -100,6 +100,7 @@ static void send_peers(guts_core *c, const peer *to)
         .kind = GUTS_ACT_SEND_DGRAM, .to_group = 0, .addr = to->addr, .data = buf, .len = len};
     if (core_push(c, &a) != GUTS_OK) return;
     c->ctr.pex_out++;
+    c->ctr.pex_bytes_out += len;
     c->ctr.dgram_bytes_out += len;
 }
 

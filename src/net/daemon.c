@@ -583,6 +583,7 @@ static void write_status(guts_net_node *n)
             "\"objects_too_big\": %llu, \"repos_remote\": %llu, \"repos_refused\": %llu, "
             "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, "
             "\"dgrams_unicast\": %llu, \"peers_unicast\": %llu, \"pex_out\": %llu, "
+            "\"pex_bytes_out\": %llu, "
             "\"pex_in\": %llu, \"pex_ignored\": %llu, \"learned\": %llu, "
             "\"learned_dropped\": %llu, \"learned_given_up\": %llu, ",
             (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
@@ -601,6 +602,7 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
             (unsigned long long)k.writes_full, (unsigned long long)k.dgrams_unicast,
             (unsigned long long)k.peers_unicast, (unsigned long long)k.pex_out,
+            (unsigned long long)k.pex_bytes_out,
             (unsigned long long)k.pex_in, (unsigned long long)k.pex_ignored,
             (unsigned long long)k.learned, (unsigned long long)k.learned_dropped,
             (unsigned long long)k.learned_given_up);
