@@ -693,6 +693,14 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, status_timer);
+    if (n->udp.mcast_fd < 0 && ++n->rejoin_ticks >= GUTS_NET_REJOIN_TICKS) {
+        n->rejoin_ticks = 0;
+        char as[32];
+        if (guts_net_udp_rejoin(&n->udp))
+            guts_net_logf(&n->log, GUTS_LOG_INFO, "multicast available now: joined group %s on %s",
+                          guts_net_addr_str(&n->opts.group, as, sizeof as),
+                          n->opts.iface[0] ? n->opts.iface : "the default interface");
+    }
     lonely_check(n);
     write_status(n);
 }

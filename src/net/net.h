@@ -243,6 +243,9 @@ struct guts_net_udp {
     int ucast_fd;
     char mcast_off[160]; /* "" while the group is joined */
     int via_unicast;     /* the datagram being handed to on_dgram came to ucast_fd */
+    struct ev_loop *loop;
+    struct ip_mreqn mreq;   /* the join, kept to try again */
+    char iface[IF_NAMESIZE];
     struct sockaddr_in group;
     guts_net_udp_cb *on_dgram;
     const guts_net_log *log;
@@ -259,6 +262,9 @@ struct guts_net_udp {
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
                       const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
                       const guts_net_log *log);
+/** Without the group (u->mcast_fd -1): try to join it again (a network that
+ * came up since). Returns 1 when joined now, else 0 (u->mcast_off updated). */
+int guts_net_udp_rejoin(guts_net_udp *u);
 /** Send one datagram without blocking; dropped (and counted) on EAGAIN.
  * to NULL: the group. Returns 0 or GUTS_EIO. */
 int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len);
@@ -409,6 +415,10 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
  * well past a peer's expiry at the default interval (7.5 s), short enough
  * that a user watching the log sees it while still at the machine. */
 #define GUTS_NET_LONELY_MS 30000
+/* Without the group, the join is tried again this often (in status ticks
+ * of GUTS_NET_STATUS_S): a network coming up is noticed within seconds, and
+ * a failed join is one setsockopt. */
+#define GUTS_NET_REJOIN_TICKS 5
 #define GUTS_NET_REMEMBER_AGE_S (7 * 24 * 3600)
 #define GUTS_NET_REMEMBER_S 30.0
 /* A line of the file is "A.B.C.D:PORT UNIX_SECONDS": 32 bytes at most;
@@ -466,6 +476,7 @@ typedef struct guts_net_node {
     guts_net_refused refused; /* datagrams refused, per source */
     uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
     int lonely_logged;        /* the "no peer heard" line is out */
+    unsigned rejoin_ticks;    /* status ticks since the last join attempt */
     guts_net_rate dgram_rate; /* datagrams per source */
     guts_net_rate conn_rate;  /* accepted connections per source */
 } guts_net_node;

@@ -21,6 +21,8 @@
  * u->mcast_off for one warning, and group datagrams are not sent at all
  * (each would fail with ENETUNREACH). Unicast (--peer, answers to peers
  * heard by unicast, learned and remembered peers) then carries everything.
+ * The join is tried again now and then (guts_net_udp_rejoin): a laptop that
+ * starts before its network is up gets multicast once it is, no restart.
  *
  * Receive reads into a buffer one byte larger than GUTS_DGRAM_DROP so
  * MSG_TRUNC (or the extra byte) tells an oversize datagram, dropped unread.
@@ -145,6 +147,32 @@ fail:
     return -1;
 }
 
+/* Join the group (u->mreq on u->iface): 0 and the watcher started, or -1
+ * with u->mcast_off saying why. */
+static int group_try(guts_net_udp *u)
+{
+    if (u->mreq.imr_ifindex && !iface_multicast(u->iface)) {
+        snprintf(u->mcast_off, sizeof u->mcast_off, "interface %s has no MULTICAST flag",
+                 u->iface);
+        return -1;
+    }
+    if (mcast_open(u, &u->group, &u->mreq) != 0) {
+        if (u->mcast_fd >= 0) close(u->mcast_fd);
+        u->mcast_fd = -1;
+        return -1;
+    }
+    u->mcast_off[0] = 0;
+    ev_io_init(&u->mcast_io, mcast_cb, u->mcast_fd, EV_READ);
+    ev_io_start(u->loop, &u->mcast_io);
+    return 0;
+}
+
+int guts_net_udp_rejoin(guts_net_udp *u)
+{
+    if (u->mcast_fd >= 0) return 0;
+    return group_try(u) == 0 ? 1 : 0;
+}
+
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
                       const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
                       const guts_net_log *log)
@@ -168,15 +196,9 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
     }
     char a[32];
 
-    /* Group socket: receive only. Any failure here leaves the node
-     * without multicast, not without a network. */
-    if (mreq.imr_ifindex && !iface_multicast(iface)) {
-        snprintf(u->mcast_off, sizeof u->mcast_off,
-                 "interface %s has no MULTICAST flag", iface);
-    } else if (mcast_open(u, group, &mreq) != 0) {
-        if (u->mcast_fd >= 0) close(u->mcast_fd);
-        u->mcast_fd = -1;
-    }
+    u->loop = loop;
+    u->mreq = mreq;
+    if (iface) snprintf(u->iface, sizeof u->iface, "%s", iface);
 
     /* Unicast socket: sends everything, receives what is addressed to us. */
     u->ucast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -203,10 +225,9 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
         goto fail;
     }
 
-    if (u->mcast_fd >= 0) {
-        ev_io_init(&u->mcast_io, mcast_cb, u->mcast_fd, EV_READ);
-        ev_io_start(loop, &u->mcast_io);
-    }
+    /* Group socket: receive only. Any failure here leaves the node
+     * without multicast, not without a network. */
+    group_try(u);
     ev_io_init(&u->ucast_io, ucast_cb, u->ucast_fd, EV_READ);
     ev_io_start(loop, &u->ucast_io);
     return 0;

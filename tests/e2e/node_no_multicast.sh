@@ -3,7 +3,8 @@
 # (as in a container without a default route), or joined on an interface
 # without the MULTICAST flag, starts anyway, says why in exactly one
 # warning, and replicates by unicast to its --peer (before issue 14 it
-# exited with "setsockopt IP_ADD_MEMBERSHIP: No such device").
+# exited with "setsockopt IP_ADD_MEMBERSHIP: No such device"). When the
+# route appears, the running nodes join the group without a restart.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -26,7 +27,18 @@ for n in a b; do
 done
 grep -q 'error' "$TMP/a.log" && fail "a logged an error"
 
+# The route comes back (a network coming up): the running nodes join the
+# group without a restart, and a node that knows nobody finds them by
+# multicast alone.
+ip route add 224.0.0.0/4 dev lo
+wait_until 30 "a joins the group once there is a route" \
+  grep -q 'multicast available now: joined group 239.255.71.71:7171' "$TMP/a.log"
+node_start d --listen 127.0.0.1:7204
+wait_until 60 "d, with no --peer, gets alice/repo by multicast" repos_equal alice/repo "$TMP/a" "$TMP/d"
+node_stop d
+
 # An interface without the MULTICAST flag: the node says so and goes on.
+ip route del 224.0.0.0/4 dev lo
 ip link set lo multicast off
 NODE_IFACE=lo
 node_start c --listen 127.0.0.1:7203 --peer 127.0.0.1:7201
