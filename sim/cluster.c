@@ -25,6 +25,7 @@ typedef struct event {
     size_t node;
     uint64_t gen;
     size_t from;      /* EV_DGRAM: sender; EV_OPEN: peer */
+    int via;          /* EV_DGRAM: GUTS_VIA_* */
     uint32_t stream;  /* at `node` */
     int outgoing;     /* EV_OPEN */
     size_t link;      /* EV_FRAME, EV_CLOSED, EV_WRITABLE, EV_OPEN */
@@ -186,7 +187,8 @@ static void send_dgram_copy(guts_cluster *cl, size_t from, size_t to, const guts
         cl->stats.dgrams_duped++;
     for (int k = 0; k < copies; k++) {
         event e = {.t = cl->now + latency(cl), .kind = EV_DGRAM, .node = to,
-                   .gen = cl->nodes[to].gen, .from = from, .len = a->len};
+                   .gen = cl->nodes[to].gen, .from = from, .len = a->len,
+                   .via = a->to_group ? GUTS_VIA_GROUP : GUTS_VIA_UNICAST};
         e.buf = malloc(a->len ? a->len : 1);
         if (!e.buf)
             return;
@@ -435,7 +437,7 @@ static void dispatch(guts_cluster *cl, event *e)
     case EV_DGRAM: {
         guts_addr a;
         addr_of(e->from, &a);
-        guts_core_on_datagram(nd->core, cl->now, &a, e->buf, e->len);
+        guts_core_on_datagram(nd->core, cl->now, &a, e->via, e->buf, e->len);
         break;
     }
     case EV_OPEN: {

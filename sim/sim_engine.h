@@ -26,7 +26,7 @@ typedef struct sev {
     uint64_t t, seq;
     uint32_t kind, node, gen, from; /* from: sender (DGRAM) or peer (OPEN) */
     uint32_t link;                  /* LINK_NONE for a failed connect */
-    uint32_t aux;                   /* TIMER: tseq; OPEN: outgoing; CLOSED w/o link: stream */
+    uint32_t aux; /* TIMER: tseq; OPEN: outgoing; CLOSED w/o link: stream; DGRAM: GUTS_VIA_* */
     sbuf *buf;
 } sev;
 

@@ -250,7 +250,7 @@ static sbuf *corrupt_copy(sim *s, const sbuf *b)
 }
 
 /* One copy of a datagram towards j: loss, duplication, latency. */
-static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
+static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep, uint32_t via)
 {
     snode *to = &s->nodes[j];
     if (to->state != NODE_UP || !reachable(s, from, j)) return;
@@ -270,6 +270,7 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep)
                  .gen = to->gen,
                  .from = from,
                  .link = LINK_NONE,
+                 .aux = via,
                  .buf = b};
         sbuf *bad = corrupt_copy(s, b);
         if (bad) e.buf = bad;
@@ -369,18 +370,20 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         if (a->to_group) {
             uint32_t d = s->cfg.domains, N = s->cfg.nodes;
             for (uint32_t j = i % d; j < N; j += d)
-                if (j != i) dgram_copy(s, i, j, b, dep);
+                if (j != i) dgram_copy(s, i, j, b, dep, GUTS_VIA_GROUP);
             /* gateways: node d of domain d has --peer set to both
              * neighbouring domains' gateways */
             for (uint32_t k = 0; d > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
                 uint32_t g = k == 0 ? (i + 1) % d : (i + d - 1) % d;
                 nd->tr.ucast_msgs++;
                 nd->tr.ucast_bytes += a->len;
-                dgram_copy(s, i, g, b, dep);
+                /* as --peer on both gateways: already both ways */
+                dgram_copy(s, i, g, b, dep, GUTS_VIA_GROUP);
             }
         } else {
             uint32_t j;
-            if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i) dgram_copy(s, i, j, b, dep);
+            if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i)
+                dgram_copy(s, i, j, b, dep, GUTS_VIA_UNICAST);
         }
         sbuf_drop(b);
         break;
@@ -566,9 +569,9 @@ static void dispatch(sim *s, sev *e)
             b->decoded = 1;
         }
         if (b->decoded && b->rc == GUTS_OK)
-            guts_core_on_msg(nd->core, s->now, &a, &b->msg, b->len);
+            guts_core_on_msg(nd->core, s->now, &a, (int)e->aux, &b->msg, b->len);
         else /* the core counts what fails to decode */
-            guts_core_on_datagram(nd->core, s->now, &a, b->data, b->len);
+            guts_core_on_datagram(nd->core, s->now, &a, (int)e->aux, b->data, b->len);
         break;
     }
     case EV_OPEN: {

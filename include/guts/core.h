@@ -139,6 +139,17 @@ void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_
  * pull starts; one is tried again after this many ms, to notice that
  * space came back (du and the filesystem give no event to wait for). */
 #define GUTS_CORE_FULL_RETRY_MS 10000
+/* Seeds: addresses every group datagram also goes to by unicast (guts-node's
+ * --peer). Each costs a datagram per announce; a network without
+ * multicast needs one, a few for redundancy. */
+#define GUTS_CORE_SEEDS_MAX 64
+/* Addresses learned by peer exchange and kept at once (node_reach.c): each
+ * not heard from costs at most one announce per interval until it answers
+ * or is given up, so this bounds what a node sends to addresses that never
+ * spoke to it (docs/security.md, "Amplification"). 32 covers the other
+ * segments a LAN is made of several times over. */
+#define GUTS_CORE_LEARNED_DEFAULT 32
+#define GUTS_CORE_LEARNED_MAX 1024
 
 typedef struct guts_core_config {
     guts_node_id node_id;
@@ -160,6 +171,13 @@ typedef struct guts_core_config {
                                    * GUTS_DGRAM_MAX): GUTS_DGRAM_MAX. A keyed daemon sets
                                    * GUTS_SEAL_DGRAM_PLAIN_MAX so sealed ones still fit. */
     uint64_t seed;                /* PRNG seed: jitter, peer choice, recon seeds */
+    /* Seeds (at most GUTS_CORE_SEEDS_MAX, copied): every group datagram is
+     * also sent to each by unicast, whether it answers or not. */
+    const guts_addr *seeds;
+    uint32_t nseeds;
+    /* Addresses learned from peers' PEERS datagrams kept at once; 0:
+     * GUTS_CORE_LEARNED_DEFAULT, at most GUTS_CORE_LEARNED_MAX. */
+    uint32_t learned_max;
     const guts_core_store *store; /* copied */
     /* Whether to take a repository a peer announced and we lack (create it
      * and pull it): non-zero to take it. NULL: take every one. Repositories
@@ -179,17 +197,23 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out);
 /** Free a core; streams it had are forgotten (the driver closes them). */
 void guts_core_free(guts_core *c);
 
-/** A datagram arrived from addr. Over GUTS_DGRAM_DROP bytes: dropped unread. */
-void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, const uint8_t *buf,
-                           size_t len);
+/* How a datagram reached the node: sent to the group (multicast), or
+ * addressed to this node (unicast). A peer heard by unicast is answered by
+ * unicast while it stays live: the group may not reach it (issue 14). */
+enum { GUTS_VIA_GROUP = 0, GUTS_VIA_UNICAST = 1 };
+
+/** A datagram arrived from addr, by way of via (GUTS_VIA_*). Over
+ * GUTS_DGRAM_DROP bytes: dropped unread. */
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, int via,
+                           const uint8_t *buf, size_t len);
 /** A datagram of len bytes from addr that the driver decoded itself:
  * guts_msg_decode returned GUTS_OK for it and filled m. The same as
  * guts_core_on_datagram with those bytes, without decoding them again (a
  * driver handing one datagram to many cores decodes it once); m is only
  * read, and not kept past the call. */
 struct guts_msg; /* guts/wire.h */
-void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const struct guts_msg *m,
-                      size_t len);
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, int via,
+                      const struct guts_msg *m, size_t len);
 /** A stream is connected: outgoing (one the core asked for with OPEN_STREAM)
  * or incoming (accepted; id chosen by the driver, with
  * GUTS_CORE_STREAM_DRIVER set). */
@@ -207,6 +231,12 @@ void guts_core_on_stream_closed(guts_core *c, uint64_t now, uint32_t stream);
 void guts_core_on_timer(guts_core *c, uint64_t now);
 /** A repository changed outside the core (an import); key NULL: rescan all. */
 void guts_core_on_local_change(guts_core *c, uint64_t now, const char *key);
+/** Try addr, a peer's address remembered from an earlier run (the driver
+ * keeps them: guts-node in DATA/node/peers): it is treated as an address
+ * learned by peer exchange, one announce per interval until a datagram
+ * comes from it, given up after a few unanswered ones. Errors: GUTS_EFULL
+ * (as many learned addresses as learned_max), GUTS_EINVAL, GUTS_ENOMEM. */
+int guts_core_remember(guts_core *c, uint64_t now, const guts_addr *addr);
 /** Say goodbye: a LEAVE datagram is queued and every stream closed. */
 void guts_core_leave(guts_core *c, uint64_t now);
 
@@ -253,6 +283,8 @@ typedef struct guts_core_peer_info {
     uint64_t last_heard;  /* ms, driver's clock */
     uint32_t interval_ms; /* its advertised announce interval */
     uint32_t repos;       /* repositories it announced */
+    int via_group;        /* heard by multicast within its expiry */
+    int via_unicast;      /* heard by unicast within its expiry: answered by unicast */
 } guts_core_peer_info;
 
 typedef struct guts_core_counters {
@@ -281,6 +313,14 @@ typedef struct guts_core_counters {
     uint64_t peers_evicted;   /* left a full view for a more useful sender */
     uint64_t hellos;          /* first announces sent at start (0 or 1) */
     uint64_t answers;         /* announces sent to answer a newcomer */
+    uint64_t dgrams_unicast;  /* unicast copies of group datagrams (seeds, answers) */
+    uint64_t peers_unicast;   /* now: live peers heard by unicast */
+    uint64_t pex_out, pex_in; /* PEERS datagrams sent, and taken from live peers */
+    uint64_t pex_bytes_out;   /* their bytes (also in dgram_bytes_out) */
+    uint64_t pex_ignored;     /* PEERS from a sender not live in the view */
+    uint64_t learned;         /* now: addresses learned and not given up */
+    uint64_t learned_dropped; /* addresses not kept: the table was full of newer ones */
+    uint64_t learned_given_up; /* addresses that never answered CORE_LEARNED_TRIES announces */
 } guts_core_counters;
 
 /** Number of live peers. */

@@ -6,7 +6,7 @@
  * of GUTS_MSG_*, sender the 16-byte node id (bin), body an array whose
  * fields are listed per type below. docs/protocol.md gives every byte.
  *
- * Datagrams (UDP, multicast or unicast) carry ANNOUNCE and LEAVE and are at
+ * Datagrams (UDP, multicast or unicast) carry ANNOUNCE, LEAVE and PEERS and are at
  * most GUTS_DGRAM_MAX bytes; anything over GUTS_DGRAM_DROP is dropped unread.
  * Stream frames (TCP) are a 4-byte big-endian length then one envelope.
  *
@@ -46,11 +46,19 @@
 #define GUTS_BLOOM_BITS_MAX (1u << 23) /* 1 MiB of bloom per item, far above use */
 #define GUTS_BLOOM_K_MAX 32        /* 1% needs k=7, 0.1% k=10: 32 is generous */
 #define GUTS_ERROR_TEXT_MAX 1024   /* one human-readable line, not a log */
+/* Peers per PEERS datagram: 16 entries of an IPv6 address (39 bytes each)
+ * and the envelope stay near 660 bytes, well inside GUTS_DGRAM_MAX even
+ * sealed; a sample of 8 is what a node sends (CORE_PEX_SAMPLE). */
+#define GUTS_PEERS_MAX 16
+/* An address in PEERS: the driver's own form, opaque to the codec (guts-node:
+ * 6 bytes, IPv4 and port; 18, IPv6 and port; guts-sim: a 4-byte index). */
+#define GUTS_WIRE_ADDR_MAX 18
 
 /* Message types. */
 enum {
     GUTS_MSG_ANNOUNCE = 1,  /* datagram */
     GUTS_MSG_LEAVE = 2,     /* datagram */
+    GUTS_MSG_PEERS = 3,     /* datagram, unicast only: a sample of live peers */
     GUTS_MSG_HELLO = 10,    /* stream: first frame each way */
     GUTS_MSG_RECON = 11,    /* stream: range reconciliation items */
     GUTS_MSG_WANT = 12,     /* stream: explicit ids wanted */
@@ -87,6 +95,19 @@ typedef struct guts_msg_announce {
 typedef struct guts_msg_leave {
     uint64_t incarnation;
 } guts_msg_leave;
+
+/* PEERS: live peers of the sender, each a node id and the address its
+ * datagrams come from (peer exchange, docs/protocol.md). */
+typedef struct guts_wire_peer {
+    guts_node_id id;
+    uint8_t addr_len; /* 1..GUTS_WIRE_ADDR_MAX */
+    uint8_t addr[GUTS_WIRE_ADDR_MAX];
+} guts_wire_peer;
+
+typedef struct guts_msg_peers {
+    uint32_t npeers;        /* at most GUTS_PEERS_MAX */
+    guts_wire_peer *peers;  /* owned by the message when decoded */
+} guts_msg_peers;
 
 typedef struct guts_msg_hello {
     uint64_t incarnation;
@@ -198,6 +219,7 @@ typedef struct guts_msg {
     union {
         guts_msg_announce announce;
         guts_msg_leave leave;
+        guts_msg_peers peers;
         guts_msg_hello hello;
         guts_msg_recon recon;
         guts_msg_want want;

@@ -86,6 +86,25 @@
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
 #define CORE_EXPIRY_SLACK_DIV 2
+/* Peer exchange (node_reach.c). A PEERS datagram carries a random sample
+ * of this many live peers: enough that a node hearing one learns a few
+ * ways into another segment, small enough (~250 bytes with IPv4) to cost
+ * less than an announce. */
+#define CORE_PEX_SAMPLE 8
+/* A peer heard by unicast gets PEERS when first heard that way and then
+ * once every this many announce intervals: membership changes slowly, and
+ * peers the sample missed come in the next one. */
+#define CORE_PEX_EVERY 8
+/* A learned address that has not answered this many announces (one per
+ * interval) is given up ... */
+#define CORE_LEARNED_TRIES 5
+/* ... and not tried again, even when named again, for this many intervals:
+ * a hostile member naming a victim over and over gets it at most
+ * CORE_LEARNED_TRIES announces per CORE_LEARNED_QUIET intervals per node. */
+#define CORE_LEARNED_QUIET 60
+/* A learned address no peer has named for this many intervals is
+ * forgotten (unless its node is live: then the view keeps it). */
+#define CORE_LEARNED_TTL 30
 /* Repositories remembered per peer: bounds memory per peer; a node carrying
  * more is still served, we just track only the first ones it announced. */
 #define CORE_PEER_REPOS_MAX 4096
@@ -231,12 +250,25 @@ typedef struct peer_repo {
     uint64_t empty_sig;
 } peer_repo;
 
+/* An address learned from a peer's PEERS (node_reach.c). */
+typedef struct learned {
+    guts_addr addr;
+    guts_node_id id;      /* the node said to be there */
+    uint64_t named;       /* last time a peer named it */
+    uint64_t sent;        /* last announce sent to it, 0: never */
+    uint64_t quiet_until; /* given up: not tried before this */
+    uint32_t unanswered;  /* announces sent since it was last heard */
+} learned;
+
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
     uint16_t port;
     uint64_t inc;
     uint64_t last_heard;
+    uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
+    uint64_t group_heard; /* last datagram by multicast, 0: never */
+    uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint32_t interval;
     /* repository entries sorted by key: `one` while caprepos <= 1, else
      * the `repos` array (node_members.c, prepos) */
@@ -440,6 +472,10 @@ struct guts_core {
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_counters ctr;
     uint8_t dgram[GUTS_DGRAM_MAX];
+    guts_addr seeds[GUTS_CORE_SEEDS_MAX]; /* cfg.seeds, copied (node_reach.c) */
+    uint64_t seed_sent[GUTS_CORE_SEEDS_MAX]; /* last datagram to an unheard seed */
+    learned *learned; /* at most cfg.learned_max */
+    size_t nlearned;
 };
 
 /* node.c */
@@ -476,8 +512,11 @@ uint32_t core_frame_payload(const guts_core *c);
 peer *members_find(guts_core *c, const guts_node_id *id);
 /* Record that a datagram from id/addr/inc arrived; NULL when ignored. A new
  * sender enters a full view only when useful (see CORE_VIEW_MAX). */
-peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, uint64_t inc,
-                    uint16_t port, uint32_t interval, int useful);
+peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, int via,
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful);
+/* 1 while a datagram heard at `at` (0: never) keeps p live: p's expiry
+ * counted from then. */
+int members_live_since(guts_core *c, const peer *p, uint64_t at);
 /* Count sender id in the group-size sketch. */
 void members_sketch_add(guts_core *c, const guts_node_id *id);
 /* Estimated members of the group, this node included. */
@@ -514,7 +553,7 @@ int announce_hello_due(guts_core *c);
 /* A member not in our view announced (fresh: its first datagram to us). */
 void announce_newcomer(guts_core *c);
 void announce_send(guts_core *c);
-void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
+void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);
 void announce_changed(guts_core *c, lrepo *r);
@@ -523,6 +562,17 @@ void announce_changed(guts_core *c, lrepo *r);
 int announce_ahead(const lrepo *r, uint64_t objects, guts_fp fp, uint64_t rdigest);
 /* An announce of changes is due now (and still worth sending). */
 int announce_soon_due(guts_core *c);
+
+/* node_reach.c */
+/* Queue the unicast copies of a group datagram (data, len): one to each
+ * seed, and one to each live peer heard by unicast that is no seed. */
+void reach_copies(guts_core *c, const uint8_t *data, size_t len, int announce);
+/* A PEERS datagram m arrived from addr. */
+void reach_on_peers(guts_core *c, const guts_msg *m, const guts_addr *from);
+void reach_free(guts_core *c);
+/* How a datagram from a by way of via came: "multicast", "unicast" or,
+ * for a seed or a learned address, which one (for the join log line). */
+const char *reach_path(const guts_core *c, const guts_addr *a, int via);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);

@@ -643,6 +643,14 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
     c->real = *cfg->store;
     lazy_store(c);
     c->cfg.store = &c->st;
+    if (cfg->nseeds > GUTS_CORE_SEEDS_MAX || (cfg->nseeds && !cfg->seeds)) {
+        free(c);
+        return GUTS_EINVAL;
+    }
+    if (cfg->nseeds) memcpy(c->seeds, cfg->seeds, cfg->nseeds * sizeof(guts_addr));
+    c->cfg.seeds = NULL; /* copied: c->seeds */
+    if (!c->cfg.learned_max) c->cfg.learned_max = GUTS_CORE_LEARNED_DEFAULT;
+    if (c->cfg.learned_max > GUTS_CORE_LEARNED_MAX) c->cfg.learned_max = GUTS_CORE_LEARNED_MAX;
     if (!c->cfg.interval_ms) c->cfg.interval_ms = GUTS_CORE_INTERVAL_DEFAULT;
     if (!c->cfg.expiry_missed) c->cfg.expiry_missed = GUTS_CORE_EXPIRY_DEFAULT;
     if (!c->cfg.group_budget) c->cfg.group_budget = GUTS_CORE_GROUP_BUDGET_DEFAULT;
@@ -679,6 +687,7 @@ void guts_core_free(guts_core *c)
         members_remove(c, c->npeers - 1, NULL);
     free(c->peers);
     free(c->pindex);
+    reach_free(c);
     for (size_t i = 0; i < c->nrepos; i++) {
         repo_free_state(c->repos[i]);
         free(c->repos[i]);
@@ -692,7 +701,7 @@ void guts_core_free(guts_core *c)
 /* ---- Events -------------------------------------------------------------- */
 
 /* A decoded datagram of len bytes. */
-static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_t len)
+static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg *m, size_t len)
 {
     if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
         return; /* our own, looped back */
@@ -705,7 +714,9 @@ static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_
             c->heard_sec = c->now;
         }
         c->heard_now++;
-        announce_on(c, m, from);
+        announce_on(c, m, from, via);
+    } else if (m->type == GUTS_MSG_PEERS) {
+        reach_on_peers(c, m, from);
     } else if (m->type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m->sender);
         if (p && m->u.leave.incarnation >= p->inc) {
@@ -717,8 +728,8 @@ static void on_msg(guts_core *c, const guts_addr *from, const guts_msg *m, size_
     }
 }
 
-void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, const uint8_t *buf,
-                           size_t len)
+void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, int via,
+                           const uint8_t *buf, size_t len)
 {
     enter(c, now);
     c->ctr.dgrams_in++;
@@ -741,21 +752,21 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, co
         c->ctr.dgrams_malformed++;
         goto out;
     }
-    on_msg(c, from, &m, len);
+    on_msg(c, from, via, &m, len);
     guts_msg_free(&m);
 out:
     settle(c);
 }
 
-void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, const guts_msg *m,
-                      size_t len)
+void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, int via,
+                      const guts_msg *m, size_t len)
 {
     enter(c, now);
     c->ctr.dgrams_in++;
     if (len > GUTS_DGRAM_DROP)
         c->ctr.dgrams_dropped++;
     else if (!c->left)
-        on_msg(c, from, m, len);
+        on_msg(c, from, via, m, len);
     settle(c);
 }
 
@@ -828,6 +839,7 @@ void guts_core_leave(guts_core *c, uint64_t now)
         core_push(c, &a);
         c->ctr.dgrams_out++;
         c->ctr.dgram_bytes_out += len;
+        reach_copies(c, c->dgram, len, 0);
     }
     sync_free_all(c);
     c->left = 1;
@@ -852,6 +864,8 @@ int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
     out->last_heard = p->last_heard;
     out->interval_ms = p->interval;
     out->repos = (uint32_t)p->nrepos;
+    out->via_group = members_live_since((guts_core *)c, p, p->group_heard);
+    out->via_unicast = members_live_since((guts_core *)c, p, p->ucast_heard);
     return GUTS_OK;
 }
 
@@ -863,6 +877,13 @@ void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
         out->refs_pending += c->repos[i]->npending;
     out->repos_remote = c->nremote;
     out->store_full = c->full;
+    out->learned = 0;
+    for (size_t i = 0; i < c->nlearned; i++)
+        out->learned += c->learned[i].quiet_until <= c->now;
+    out->peers_unicast = 0;
+    for (size_t i = 0; i < c->npeers; i++)
+        out->peers_unicast += members_live_since((guts_core *)c, &c->peers[i],
+                                                 c->peers[i].ucast_heard);
 }
 
 uint32_t guts_core_interval(const guts_core *c)

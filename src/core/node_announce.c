@@ -313,6 +313,7 @@ full:
             c->ann_bytes += len;
             c->ann_count++;
             if (len > c->ctr.dgram_max_out) c->ctr.dgram_max_out = len;
+            reach_copies(c, c->dgram, len, 1);
         }
     } else {
         core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
@@ -420,7 +421,7 @@ static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e)
     old->at = c->now;
 }
 
-void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
+void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via)
 {
     const guts_msg_announce *a = &m->u.announce;
     members_sketch_add(c, &m->sender);
@@ -439,7 +440,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         }
     }
     int fresh = members_find(c, &m->sender) == NULL;
-    peer *p = members_heard(c, &m->sender, from, a->incarnation, a->port, a->interval_ms, useful);
+    peer *p =
+        members_heard(c, &m->sender, from, via, a->incarnation, a->port, a->interval_ms, useful);
     if (!p) return;
     if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {

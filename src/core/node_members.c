@@ -287,8 +287,16 @@ static void view_evict(guts_core *c)
     members_remove(c, victim, NULL);
 }
 
-peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, uint64_t inc,
-                    uint16_t port, uint32_t interval, int useful)
+int members_live_since(guts_core *c, const peer *p, uint64_t at)
+{
+    if (!at) return 0;
+    uint32_t iv = announce_interval(c);
+    if (p->interval > iv) iv = p->interval;
+    return c->now < at + (uint64_t)iv * c->cfg.expiry_missed * 3 / 2;
+}
+
+peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, int via,
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful)
 {
     peer *p = members_find(c, id);
     if (p && inc < p->inc) return NULL; /* a datagram from before its restart */
@@ -331,13 +339,17 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
-        core_log(c, GUTS_LOG_INFO, "peer %s joined", hex);
+        core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex, reach_path(c, addr, via));
         c->ctr.peers_joined++;
     }
     p->addr = *addr;
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;
+    if (via == GUTS_VIA_UNICAST)
+        p->ucast_heard = c->now;
+    else
+        p->group_heard = c->now;
     /* a shorter interval may bring it forward (without ours: the scan
      * finds the true deadline, this one is never later) */
     uint64_t e = expiry_of(c, p, c->cfg.interval_ms);

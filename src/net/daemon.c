@@ -84,6 +84,19 @@ static void seal_refused(guts_net_node *n, const char *what, const struct sockad
                          int why)
 {
     char as[32];
+    /* datagrams: warn once per source, then count it (status.json) */
+    if (strcmp(what, "datagram") == 0) {
+        if (guts_net_refused_note(&n->refused, from, why, now_ms()))
+            guts_net_logf(&n->log, GUTS_LOG_WARN,
+                          "datagram from %s refused: %s%s (further ones from it are only "
+                          "counted: guts status)",
+                          guts_net_addr_str(from, as, sizeof as), guts_seal_reason(why),
+                          why == GUTS_SEAL_R_KEY_MISMATCH
+                              ? ": that node has another --key-file"
+                          : why == GUTS_SEAL_R_UNSEALED ? ": that node runs open (no --key-file)"
+                                                        : "");
+        return;
+    }
     /* datagrams and streams are logged apart: bits 0-15 and 16-31 */
     unsigned bit = 1u << ((why >= 0 && why < GUTS_SEAL_R_COUNT ? why : 0) +
                           (strcmp(what, "datagram") == 0 ? 0 : 16));
@@ -94,23 +107,27 @@ static void seal_refused(guts_net_node *n, const char *what, const struct sockad
                   level == GUTS_LOG_INFO ? " (further ones are only counted)" : "");
 }
 
+/* The core's addresses are the daemon's wire form (peer exchange carries
+ * them as they are, docs/protocol.md "PEERS"): 4 bytes of IPv4 address
+ * and 2 of port, both in network order. */
+#define NET_ADDR4_LEN 6
+
 static void addr_from_sin(const struct sockaddr_in *sin, guts_addr *out)
 {
-    struct sockaddr_in s;
-    memset(&s, 0, sizeof s);
-    s.sin_family = AF_INET;
-    s.sin_port = sin->sin_port;
-    s.sin_addr = sin->sin_addr;
     memset(out, 0, sizeof *out);
-    out->len = sizeof s;
-    memcpy(out->b, &s, sizeof s);
+    out->len = NET_ADDR4_LEN;
+    memcpy(out->b, &sin->sin_addr.s_addr, 4);
+    memcpy(out->b + 4, &sin->sin_port, 2);
 }
 
 static int addr_to_sin(const guts_addr *a, struct sockaddr_in *out)
 {
-    if (a->len != sizeof *out) return GUTS_EINVAL;
-    memcpy(out, a->b, sizeof *out);
-    return out->sin_family == AF_INET ? 0 : GUTS_EINVAL;
+    if (a->len != NET_ADDR4_LEN) return GUTS_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    memcpy(&out->sin_addr.s_addr, a->b, 4);
+    memcpy(&out->sin_port, a->b + 4, 2);
+    return 0;
 }
 
 /* ---- Actions ---------------------------------------------------------------- */
@@ -198,8 +215,6 @@ static void perform(guts_net_node *n, const guts_core_action *a)
     case GUTS_ACT_SEND_DGRAM:
         if (a->to_group) {
             send_dgram(n, NULL, a->data, a->len);
-            for (size_t i = 0; i < n->opts.npeers; i++)
-                send_dgram(n, &n->opts.peers[i], a->data, a->len);
         } else {
             struct sockaddr_in sin;
             if (addr_to_sin(&a->addr, &sin) == 0) send_dgram(n, &sin, a->data, a->len);
@@ -272,6 +287,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
     if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, now_ms())) return;
     guts_addr a;
     addr_from_sin(from, &a);
+    int via = u->via_unicast ? GUTS_VIA_UNICAST : GUTS_VIA_GROUP;
     if (n->seal) {
         uint8_t pt[GUTS_DGRAM_DROP];
         size_t plen = 0;
@@ -280,9 +296,20 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
             seal_refused(n, "datagram", from, why);
             return;
         }
-        guts_core_on_datagram(n->core, now_ms(), &a, pt, plen);
+        guts_core_on_datagram(n->core, now_ms(), &a, via, pt, plen);
+    } else if (len && buf[0] == GUTS_SEAL_MAGIC) {
+        /* sealed traffic on an open node: it would only count as
+         * malformed; say once per source what it is */
+        char as[32];
+        if (guts_net_refused_note(&n->refused, from, GUTS_NET_REFUSED_SEALED, now_ms()))
+            guts_net_logf(&n->log, GUTS_LOG_WARN,
+                          "datagram from %s is sealed with a cluster key and this node runs "
+                          "open (no --key-file): ignored (further ones from it are only "
+                          "counted: guts status)",
+                          guts_net_addr_str(from, as, sizeof as));
+        return;
     } else {
-        guts_core_on_datagram(n->core, now_ms(), &a, buf, len);
+        guts_core_on_datagram(n->core, now_ms(), &a, via, buf, len);
     }
     drain(n);
 }
@@ -513,12 +540,27 @@ static void write_status(guts_net_node *n)
             snprintf(as, sizeof as, "?");
         fprintf(f,
                 "%s\n    {\"id\": \"%s\", \"address\": \"%s\", \"port\": %u, "
-                "\"incarnation\": %llu, \"last_heard_ms_ago\": %llu, \"repos\": %u}",
+                "\"incarnation\": %llu, \"last_heard_ms_ago\": %llu, \"repos\": %u, "
+                "\"via\": \"%s\"}",
                 i ? "," : "", ph, as, (unsigned)p.port, (unsigned long long)p.incarnation,
                 (unsigned long long)(now > p.last_heard ? now - p.last_heard : 0),
-                (unsigned)p.repos);
+                (unsigned)p.repos,
+                p.via_group && p.via_unicast ? "both" : p.via_unicast ? "unicast" : "multicast");
     }
-    fprintf(f, "%s],\n  \"repos\": [", np ? "\n  " : "");
+    fprintf(f, "%s],\n  \"refused\": [", np ? "\n  " : "");
+    size_t nr = 0;
+    for (size_t i = 0; i < GUTS_NET_REFUSED_MAX; i++) {
+        const guts_net_refused_src *s = &n->refused.src[i];
+        if (!s->count) continue;
+        fprintf(f, "%s\n    {\"address\": \"%s\", \"reason\": \"%s\", \"count\": %llu, "
+                   "\"last_ms_ago\": %llu}",
+                nr++ ? "," : "", guts_net_addr_str(&s->addr, as, sizeof as),
+                s->why == GUTS_NET_REFUSED_SEALED ? "sealed, this node is open"
+                                                  : guts_seal_reason(s->why),
+                (unsigned long long)s->count,
+                (unsigned long long)(now > s->last_ms ? now - s->last_ms : 0));
+    }
+    fprintf(f, "%s],\n  \"repos\": [", nr ? "\n  " : "");
     for (size_t i = 0; i < n->nwatch; i++) {
         int st = GUTS_SYNC_IN_SYNC;
         guts_core_repo_state(n->core, n->watch[i].key, &st);
@@ -553,7 +595,11 @@ static void write_status(guts_net_node *n)
             "\"refs_applied\": %llu, \"refs_pending\": %llu, "
             "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, "
             "\"objects_too_big\": %llu, \"repos_remote\": %llu, \"repos_refused\": %llu, "
-            "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, ",
+            "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, "
+            "\"dgrams_unicast\": %llu, \"peers_unicast\": %llu, \"pex_out\": %llu, "
+            "\"pex_bytes_out\": %llu, "
+            "\"pex_in\": %llu, \"pex_ignored\": %llu, \"learned\": %llu, "
+            "\"learned_dropped\": %llu, \"learned_given_up\": %llu, ",
             (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
             (unsigned long long)k.dgram_bytes_out, (unsigned long long)k.dgram_max_out,
             (unsigned long long)k.dgrams_dropped, (unsigned long long)k.dgrams_malformed,
@@ -568,7 +614,12 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.peers_expired, (unsigned long long)k.objects_too_big,
             (unsigned long long)k.repos_remote, (unsigned long long)k.repos_refused,
             (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
-            (unsigned long long)k.writes_full);
+            (unsigned long long)k.writes_full, (unsigned long long)k.dgrams_unicast,
+            (unsigned long long)k.peers_unicast, (unsigned long long)k.pex_out,
+            (unsigned long long)k.pex_bytes_out,
+            (unsigned long long)k.pex_in, (unsigned long long)k.pex_ignored,
+            (unsigned long long)k.learned, (unsigned long long)k.learned_dropped,
+            (unsigned long long)k.learned_given_up);
     fprintf(f,
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
@@ -611,11 +662,156 @@ static void write_status(guts_net_node *n)
     if (rename(tmp, n->status_path) != 0) unlink(tmp);
 }
 
+/* One line when no peer has been heard for GUTS_NET_LONELY_MS, naming the
+ * likely cause and what to do; one when a peer is heard again. */
+static void lonely_check(guts_net_node *n)
+{
+    uint64_t now = now_ms();
+    size_t np = guts_core_peer_count(n->core);
+    if (np) {
+        if (n->lonely_logged)
+            guts_net_logf(&n->log, GUTS_LOG_INFO, "hearing %zu peer%s again after %llu s alone",
+                          np, np == 1 ? "" : "s",
+                          (unsigned long long)((now - n->lonely_since) / 1000));
+        n->lonely_since = 0;
+        n->lonely_logged = 0;
+        return;
+    }
+    if (!n->lonely_since) n->lonely_since = now;
+    if (n->lonely_logged || now - n->lonely_since < GUTS_NET_LONELY_MS) return;
+    n->lonely_logged = 1;
+    char as[32];
+    if (n->refused.total)
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s, but datagrams were refused (another key, or "
+                      "sealed/open mismatch): see guts status",
+                      GUTS_NET_LONELY_MS / 1000);
+    else if (n->udp.mcast_fd < 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s and no multicast here: %s",
+                      GUTS_NET_LONELY_MS / 1000,
+                      n->opts.npeers ? "the --peer addresses do not answer (down? firewall?)"
+                                     : "add --peer HOST:PORT of one node");
+    else
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no peer heard for %u s on group %s: alone, or the network blocks "
+                      "multicast (client isolation, IGMP snooping without a querier, a "
+                      "firewall): %s",
+                      GUTS_NET_LONELY_MS / 1000,
+                      guts_net_addr_str(&n->opts.group, as, sizeof as),
+                      n->opts.npeers ? "the --peer addresses do not answer either"
+                                     : "add --peer HOST:PORT of one node");
+}
+
 static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, status_timer);
+    if (n->udp.mcast_fd < 0 && ++n->rejoin_ticks >= GUTS_NET_REJOIN_TICKS) {
+        n->rejoin_ticks = 0;
+        char as[32];
+        if (guts_net_udp_rejoin(&n->udp))
+            guts_net_logf(&n->log, GUTS_LOG_INFO, "multicast available now: joined group %s on %s",
+                          guts_net_addr_str(&n->opts.group, as, sizeof as),
+                          n->opts.iface[0] ? n->opts.iface : "the default interface");
+    }
+    lonely_check(n);
     write_status(n);
+}
+
+/* ---- Remembered peers ---------------------------------------------------------- */
+
+/* Load DATA/node/peers: at most GUTS_NET_REMEMBER_MAX entries of the
+ * last week; lines that do not parse are skipped (the file is ours, but a
+ * disk or an editor may have damaged it). A missing file is no error. */
+static void remembered_load(guts_net_node *n)
+{
+    FILE *f = fopen(n->peers_path, "r");
+    if (!f) return;
+    char line[GUTS_NET_REMEMBER_LINE];
+    uint64_t now = (uint64_t)time(NULL);
+    while (n->nremembered < GUTS_NET_REMEMBER_MAX && fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') { /* too long: skip it */
+            int ch;
+            while ((ch = fgetc(f)) != EOF && ch != '\n') {
+            }
+            continue;
+        }
+        char ip[INET_ADDRSTRLEN];
+        unsigned port;
+        unsigned long long seen;
+        char end;
+        guts_net_remembered r;
+        memset(&r, 0, sizeof r);
+        if (sscanf(line, "%15[0-9.]:%5u %20llu%c", ip, &port, &seen, &end) != 4 || end != '\n' ||
+            port == 0 || port > 65535 || inet_pton(AF_INET, ip, &r.addr.sin_addr) != 1 ||
+            seen + GUTS_NET_REMEMBER_AGE_S < now || seen > now + GUTS_NET_REMEMBER_AGE_S)
+            continue;
+        r.addr.sin_family = AF_INET;
+        r.addr.sin_port = htons((uint16_t)port);
+        r.seen = seen;
+        n->remembered[n->nremembered++] = r;
+    }
+    fclose(f);
+}
+
+static int remembered_newer(const void *a, const void *b)
+{
+    const guts_net_remembered *x = a, *y = b;
+    return x->seen < y->seen ? 1 : x->seen > y->seen ? -1 : 0;
+}
+
+/* Merge the live peers into the list (newest first, at most
+ * GUTS_NET_REMEMBER_MAX) and write it atomically. */
+static void remembered_save(guts_net_node *n)
+{
+    uint64_t now = (uint64_t)time(NULL);
+    size_t np = guts_core_peer_count(n->core);
+    for (size_t i = 0; i < np; i++) {
+        guts_core_peer_info p;
+        struct sockaddr_in sin;
+        if (guts_core_peer(n->core, i, &p) != 0 || addr_to_sin(&p.addr, &sin) != 0) continue;
+        guts_net_remembered *r = NULL;
+        for (size_t j = 0; j < n->nremembered && !r; j++)
+            if (n->remembered[j].addr.sin_addr.s_addr == sin.sin_addr.s_addr &&
+                n->remembered[j].addr.sin_port == sin.sin_port)
+                r = &n->remembered[j];
+        if (!r) {
+            if (n->nremembered == GUTS_NET_REMEMBER_MAX) {
+                /* the oldest makes room */
+                qsort(n->remembered, n->nremembered, sizeof *r, remembered_newer);
+                r = &n->remembered[--n->nremembered];
+            }
+            r = &n->remembered[n->nremembered++];
+            r->addr = sin;
+        }
+        r->seen = now;
+    }
+    qsort(n->remembered, n->nremembered, sizeof n->remembered[0], remembered_newer);
+    char tmp[sizeof n->peers_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", n->peers_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    for (size_t i = 0; i < n->nremembered; i++) {
+        char as[32];
+        fprintf(f, "%s %llu\n", guts_net_addr_str(&n->remembered[i].addr, as, sizeof as),
+                (unsigned long long)n->remembered[i].seen);
+    }
+    int bad = fflush(f) != 0 || fsync(fd) != 0 || ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, n->peers_path) != 0) unlink(tmp);
+}
+
+static void remember_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    remembered_save(container_of(w, guts_net_node, remember_timer));
 }
 
 /* ---- Progress on a terminal -------------------------------------------------- */
@@ -803,6 +999,13 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.store = &n->store;
     cfg.repo_wanted = guts_net_repo_wanted;
     cfg.repo_wanted_arg = &n->opts;
+    /* --peer: seeds the core copies every group datagram to */
+    guts_addr seeds[GUTS_NET_PEERS_MAX];
+    for (size_t i = 0; i < opts->npeers; i++)
+        addr_from_sin(&opts->peers[i], &seeds[i]);
+    cfg.seeds = seeds;
+    cfg.nseeds = (uint32_t)opts->npeers;
+    cfg.learned_max = opts->max_learned;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
         cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
     guts_net_rate_init(&n->dgram_rate, opts->max_dgram_rate,
@@ -815,15 +1018,40 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
         guts_net_logf(&n->log, GUTS_LOG_ERROR, "core: %s", guts_strerror(rc));
         return rc;
     }
+    /* remembered peers are tried like learned ones (given up if silent) */
+    snprintf(n->peers_path, sizeof n->peers_path, "%s/node/peers", opts->data);
+    remembered_load(n);
+    size_t tried = 0;
+    for (size_t i = 0; i < n->nremembered; i++) {
+        guts_addr a;
+        addr_from_sin(&n->remembered[i].addr, &a);
+        tried += guts_core_remember(n->core, now_ms(), &a) == 0;
+    }
 
     char hex[2 * GUTS_NODE_ID_LEN + 1];
     guts_node_id_to_hex(&cfg.node_id, hex);
-    guts_net_logf(&n->log, GUTS_LOG_INFO,
-                  "node %s incarnation %llu data %s: listening on %s, joined group %s on %s", hex,
-                  (unsigned long long)n->incarnation, opts->data,
-                  guts_net_addr_str(&n->tcp.local, as, sizeof as),
-                  guts_net_addr_str(&opts->group, as2, sizeof as2),
-                  opts->iface[0] ? opts->iface : "the default interface");
+    if (n->udp.mcast_fd >= 0)
+        guts_net_logf(&n->log, GUTS_LOG_INFO,
+                      "node %s incarnation %llu data %s: listening on %s, joined group %s on %s",
+                      hex, (unsigned long long)n->incarnation, opts->data,
+                      guts_net_addr_str(&n->tcp.local, as, sizeof as),
+                      guts_net_addr_str(&opts->group, as2, sizeof as2),
+                      opts->iface[0] ? opts->iface : "the default interface");
+    else
+        guts_net_logf(&n->log, GUTS_LOG_INFO,
+                      "node %s incarnation %llu data %s: listening on %s, no multicast", hex,
+                      (unsigned long long)n->incarnation, opts->data,
+                      guts_net_addr_str(&n->tcp.local, as, sizeof as));
+    if (n->udp.mcast_fd < 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN,
+                      "no multicast (%s): working by unicast only, %s", n->udp.mcast_off,
+                      opts->npeers || tried
+                          ? "to --peer and remembered addresses and the peers that answer"
+                          : "and no --peer given nor remembered: add --peer HOST:PORT of one "
+                            "node");
+    if (tried)
+        guts_net_logf(&n->log, GUTS_LOG_INFO, "trying %zu remembered peer%s from %s", tried,
+                      tried == 1 ? "" : "s", n->peers_path);
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];
         guts_seal_key_id(n->seal, id);
@@ -844,6 +1072,8 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_timer_start(loop, &n->status_timer);
     ev_timer_init(&n->progress_timer, progress_timer_cb, GUTS_NET_PROGRESS_S, GUTS_NET_PROGRESS_S);
     if (n->tty.on) ev_timer_start(loop, &n->progress_timer);
+    ev_timer_init(&n->remember_timer, remember_timer_cb, GUTS_NET_REMEMBER_S, GUTS_NET_REMEMBER_S);
+    ev_timer_start(loop, &n->remember_timer);
     ev_signal_init(&n->sigint, sigint_cb, SIGINT);
     ev_signal_start(loop, &n->sigint);
     ev_signal_init(&n->sigterm, sigterm_cb, SIGTERM);
@@ -869,11 +1099,13 @@ void guts_net_node_close(guts_net_node *n)
         ev_timer_stop(n->loop, &n->poll_timer);
         ev_timer_stop(n->loop, &n->status_timer);
         ev_timer_stop(n->loop, &n->progress_timer);
+        ev_timer_stop(n->loop, &n->remember_timer);
         ev_signal_stop(n->loop, &n->sigint);
         ev_signal_stop(n->loop, &n->sigterm);
     }
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */
+    if (n->core && n->peers_path[0]) remembered_save(n);
     guts_core *core = n->core;
     n->core = NULL;
     if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);

@@ -80,6 +80,7 @@ typedef struct guts_net_opts {
     unsigned max_sessions;   /* --max-sessions: pulls at once (and as many serves) */
     unsigned max_remote_repos; /* --max-remote-repos: remote-only keys tracked */
     unsigned max_peer_repos;   /* --max-peer-repos: of those, per announcing peer */
+    unsigned max_learned;      /* --max-learned-peers: addresses kept from peer exchange */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -191,6 +192,33 @@ void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_
  * over its rate (counted in t->limited). */
 int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
 
+/* ---- Refused sources -------------------------------------------------------- */
+
+/* Sources whose datagrams were refused (another cluster key, unsealed on a
+ * keyed node, sealed on an open one), each counted: a LAN has a handful of
+ * misconfigured nodes, not hundreds; 16 entries keep status.json short. */
+#define GUTS_NET_REFUSED_MAX 16
+/* Reason of a refusal: a GUTS_SEAL_R_* of the keyed node's seal, or this
+ * one on an open node that hears sealed datagrams. */
+#define GUTS_NET_REFUSED_SEALED 100
+
+typedef struct guts_net_refused_src {
+    struct sockaddr_in addr;
+    int why; /* GUTS_SEAL_R_* or GUTS_NET_REFUSED_SEALED */
+    uint64_t count, last_ms;
+} guts_net_refused_src;
+
+typedef struct guts_net_refused {
+    guts_net_refused_src src[GUTS_NET_REFUSED_MAX];
+    uint64_t total;
+} guts_net_refused;
+
+/** Count a datagram from `from` refused for why at now_ms. Returns 1 when
+ * the source is new to the table (or refused for another reason than
+ * before): the caller logs it once at warn. */
+int guts_net_refused_note(guts_net_refused *t, const struct sockaddr_in *from, int why,
+                          uint64_t now_ms);
+
 /* ---- UDP ------------------------------------------------------------------ */
 
 /* Counters for status and the benchmark. */
@@ -213,8 +241,13 @@ typedef void guts_net_udp_cb(guts_net_udp *u, const uint8_t *buf, size_t len,
 struct guts_net_udp {
     ev_io mcast_io;
     ev_io ucast_io;
-    int mcast_fd;
+    int mcast_fd; /* -1: no multicast (mcast_off says why); unicast only */
     int ucast_fd;
+    char mcast_off[160]; /* "" while the group is joined */
+    int via_unicast;     /* the datagram being handed to on_dgram came to ucast_fd */
+    struct ev_loop *loop;
+    struct ip_mreqn mreq;   /* the join, kept to try again */
+    char iface[IF_NAMESIZE];
     struct sockaddr_in group;
     guts_net_udp_cb *on_dgram;
     const guts_net_log *log;
@@ -224,10 +257,16 @@ struct guts_net_udp {
 
 /** Open both sockets and join the group on iface ("" : kernel's choice).
  * ucast_addr gives the unicast bind address and port (port must be set).
- * Errors: GUTS_EIO (socket, bind or join failed; logged with errno). */
+ * A group that cannot be joined (no multicast route, an iface without the
+ * MULTICAST flag) is no error: u->mcast_fd stays -1, u->mcast_off names the
+ * cause, and the node works by unicast alone.
+ * Errors: GUTS_EIO (the unicast socket failed; logged with errno). */
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
                       const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
                       const guts_net_log *log);
+/** Without the group (u->mcast_fd -1): try to join it again (a network that
+ * came up since). Returns 1 when joined now, else 0 (u->mcast_off updated). */
+int guts_net_udp_rejoin(guts_net_udp *u);
 /** Send one datagram without blocking; dropped (and counted) on EAGAIN.
  * to NULL: the group. Returns 0 or GUTS_EIO. */
 int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len);
@@ -382,6 +421,34 @@ typedef struct guts_net_damaged {
     uint64_t unix_ms;
 } guts_net_damaged;
 
+/* Remembered peers (DATA/node/peers): the addresses of live peers, kept
+ * so a node restarted on a network without multicast finds them with no
+ * flags. 32 is a segment's worth of ways back in; each is tried as a
+ * learned address (at most one announce per interval, given up after a
+ * few), so a stale list costs little. Entries not seen for a week are
+ * dropped: a laptop back from a trip should not announce to last month's
+ * hotel network. Rewritten every 30 s (and at exit) by write-to-temp,
+ * fsync and rename. */
+#define GUTS_NET_REMEMBER_MAX 32
+/* No peer heard for this long gets one warning with the likely cause:
+ * well past a peer's expiry at the default interval (7.5 s), short enough
+ * that a user watching the log sees it while still at the machine. */
+#define GUTS_NET_LONELY_MS 30000
+/* Without the group, the join is tried again this often (in status ticks
+ * of GUTS_NET_STATUS_S): a network coming up is noticed within seconds, and
+ * a failed join is one setsockopt. */
+#define GUTS_NET_REJOIN_TICKS 5
+#define GUTS_NET_REMEMBER_AGE_S (7 * 24 * 3600)
+#define GUTS_NET_REMEMBER_S 30.0
+/* A line of the file is "A.B.C.D:PORT UNIX_SECONDS": 32 bytes at most;
+ * longer lines are damage and skipped. */
+#define GUTS_NET_REMEMBER_LINE 64
+
+typedef struct guts_net_remembered {
+    struct sockaddr_in addr;
+    uint64_t seen; /* unix seconds when last live */
+} guts_net_remembered;
+
 typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
@@ -404,6 +471,10 @@ typedef struct guts_net_node {
     ev_timer poll_timer;   /* local writes */
     ev_timer status_timer; /* status.json */
     ev_timer progress_timer; /* progress lines, when stderr is a terminal */
+    ev_timer remember_timer; /* DATA/node/peers */
+    guts_net_remembered remembered[GUTS_NET_REMEMBER_MAX];
+    size_t nremembered;
+    char peers_path[PATH_MAX + 32];
     guts_net_tty tty;
     ev_signal sigint, sigterm;
     guts_net_watch *watch;
@@ -421,6 +492,10 @@ typedef struct guts_net_node {
     uint8_t *sealbuf; /* a stream frame being sealed */
     size_t sealcap;
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
+    guts_net_refused refused; /* datagrams refused, per source */
+    uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
+    int lonely_logged;        /* the "no peer heard" line is out */
+    unsigned rejoin_ticks;    /* status ticks since the last join attempt */
     guts_net_rate dgram_rate; /* datagrams per source */
     guts_net_rate conn_rate;  /* accepted connections per source */
     guts_net_damaged *damaged; /* most recent last, at most GUTS_NET_DAMAGED_MAX */

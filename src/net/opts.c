@@ -25,6 +25,7 @@ const char *guts_net_usage(void)
            "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
            "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
+           "                 [--max-learned-peers N]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -47,7 +48,9 @@ const char *guts_net_usage(void)
            "  --max-sessions N   pulls at once, and as many serves (default 4; 1..16)\n"
            "  --max-remote-repos N  repositories announced by peers and not stored yet\n"
            "                     that the node tracks (default 4096; 1..65536)\n"
-           "  --max-peer-repos N of those, announced by one peer (default 1024; 1..65536)\n";
+           "  --max-peer-repos N of those, announced by one peer (default 1024; 1..65536)\n"
+           "  --max-learned-peers N  addresses kept from peer exchange (default 32;\n"
+           "                     1..1024)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -123,6 +126,7 @@ static const struct range ranges[] = {
     {"--max-sessions", 1, GUTS_NET_SESSIONS_FLAG_MAX},
     {"--max-remote-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
     {"--max-peer-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
+    {"--max-learned-peers", 1, GUTS_CORE_LEARNED_MAX},
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -165,6 +169,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_SESSIONS,
         O_REMOTE_REPOS,
         O_PEER_REPOS,
+        O_LEARNED,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -184,6 +189,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"max-sessions", required_argument, NULL, O_SESSIONS},
         {"max-remote-repos", required_argument, NULL, O_REMOTE_REPOS},
         {"max-peer-repos", required_argument, NULL, O_PEER_REPOS},
+        {"max-learned-peers", required_argument, NULL, O_LEARNED},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -202,6 +208,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
     out->max_sessions = GUTS_CORE_SESSIONS_DEFAULT;
     out->max_remote_repos = GUTS_CORE_REMOTE_REPOS_DEFAULT;
     out->max_peer_repos = GUTS_CORE_PEER_REPOS_DEFAULT;
+    out->max_learned = GUTS_CORE_LEARNED_DEFAULT;
     int have_data = 0;
 
     opterr = 0;
@@ -283,8 +290,9 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         case O_OBJECT:
         case O_SESSIONS:
         case O_REMOTE_REPOS:
-        case O_PEER_REPOS: {
-            _Static_assert(O_PEER_REPOS - O_FRAME + 1 == sizeof ranges / sizeof ranges[0],
+        case O_PEER_REPOS:
+        case O_LEARNED: {
+            _Static_assert(O_LEARNED - O_FRAME + 1 == sizeof ranges / sizeof ranges[0],
                            "a range per limit option");
             const struct range *r = &ranges[c - O_FRAME];
             unsigned long long n;
@@ -299,7 +307,8 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
                 *(c == O_FRAME          ? &out->max_frame
                   : c == O_SESSIONS     ? &out->max_sessions
                   : c == O_REMOTE_REPOS ? &out->max_remote_repos
-                                        : &out->max_peer_repos) = (unsigned)n;
+                  : c == O_PEER_REPOS   ? &out->max_peer_repos
+                                        : &out->max_learned) = (unsigned)n;
             break;
         }
         case O_HELP:

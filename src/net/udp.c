@@ -15,6 +15,15 @@
  * every group joined by any socket on the host to this one), and the
  * outgoing interface pinned when --iface is given.
  *
+ * Without multicast (no route for the group, as in a namespace or container
+ * with no default route; or an --iface without the MULTICAST flag) the node
+ * still runs: the group socket is left out, the cause is kept in
+ * u->mcast_off for one warning, and group datagrams are not sent at all
+ * (each would fail with ENETUNREACH). Unicast (--peer, answers to peers
+ * heard by unicast, learned and remembered peers) then carries everything.
+ * The join is tried again now and then (guts_net_udp_rejoin): a laptop that
+ * starts before its network is up gets multicast once it is, no restart.
+ *
  * Receive reads into a buffer one byte larger than GUTS_DGRAM_DROP so
  * MSG_TRUNC (or the extra byte) tells an oversize datagram, dropped unread.
  * Send never blocks: datagrams are periodic, so on EAGAIN one is dropped and
@@ -22,6 +31,7 @@
  */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,6 +53,22 @@ static void iface_addr(const char *iface, struct in_addr *out)
             break;
         }
     freeifaddrs(ifa);
+}
+
+/* 1 when iface has the MULTICAST flag (or cannot be asked: the join will
+ * tell), 0 when it has not. */
+static int iface_multicast(const char *iface)
+{
+    struct ifaddrs *ifa = NULL;
+    int on = 1;
+    if (getifaddrs(&ifa) != 0) return 1;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+        if (strcmp(p->ifa_name, iface) == 0) {
+            on = (p->ifa_flags & IFF_MULTICAST) != 0;
+            break;
+        }
+    freeifaddrs(ifa);
+    return on;
 }
 
 static int sockopt(const guts_net_log *log, int fd, int level, int name, const void *v,
@@ -73,6 +99,7 @@ static void drain(guts_net_udp *u, int fd)
         if (mh.msg_namelen < sizeof from || from.sin_family != AF_INET) continue;
         u->stats.rx++;
         u->stats.rx_bytes += (uint64_t)n;
+        u->via_unicast = fd == u->ucast_fd;
         u->on_dgram(u, u->buf, (size_t)n, &from);
     }
 }
@@ -91,6 +118,61 @@ static void ucast_cb(struct ev_loop *loop, ev_io *w, int revents)
     drain(u, u->ucast_fd);
 }
 
+/* Open the group socket and join; on failure u->mcast_off says why. */
+static int mcast_open(guts_net_udp *u, const struct sockaddr_in *group,
+                      const struct ip_mreqn *mreq)
+{
+    int one = 1, zero = 0;
+    char a[32];
+    const char *what = "socket";
+    u->mcast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (u->mcast_fd < 0) goto fail;
+    what = "SO_REUSEADDR";
+    if (setsockopt(u->mcast_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) goto fail;
+    what = "SO_REUSEPORT";
+    if (setsockopt(u->mcast_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) goto fail;
+    what = "bind";
+    if (bind(u->mcast_fd, (const struct sockaddr *)group, sizeof *group) < 0) goto fail;
+    what = "IP_MULTICAST_ALL";
+    if (setsockopt(u->mcast_fd, IPPROTO_IP, IP_MULTICAST_ALL, &zero, sizeof zero) != 0) goto fail;
+    what = "IP_ADD_MEMBERSHIP";
+    if (setsockopt(u->mcast_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, mreq, sizeof *mreq) != 0) goto fail;
+    return 0;
+fail:
+    /* ENODEV from the join: the kernel found no route (so no interface)
+     * for the group */
+    snprintf(u->mcast_off, sizeof u->mcast_off, "%s %s: %s%s", what,
+             guts_net_addr_str(group, a, sizeof a), strerror(errno),
+             errno == ENODEV ? " (no multicast route or interface)" : "");
+    return -1;
+}
+
+/* Join the group (u->mreq on u->iface): 0 and the watcher started, or -1
+ * with u->mcast_off saying why. */
+static int group_try(guts_net_udp *u)
+{
+    if (u->mreq.imr_ifindex && !iface_multicast(u->iface)) {
+        snprintf(u->mcast_off, sizeof u->mcast_off, "interface %s has no MULTICAST flag",
+                 u->iface);
+        return -1;
+    }
+    if (mcast_open(u, &u->group, &u->mreq) != 0) {
+        if (u->mcast_fd >= 0) close(u->mcast_fd);
+        u->mcast_fd = -1;
+        return -1;
+    }
+    u->mcast_off[0] = 0;
+    ev_io_init(&u->mcast_io, mcast_cb, u->mcast_fd, EV_READ);
+    ev_io_start(u->loop, &u->mcast_io);
+    return 0;
+}
+
+int guts_net_udp_rejoin(guts_net_udp *u)
+{
+    if (u->mcast_fd >= 0) return 0;
+    return group_try(u) == 0 ? 1 : 0;
+}
+
 int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
                       const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
                       const guts_net_log *log)
@@ -100,7 +182,7 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
     u->group = *group;
     u->on_dgram = cb;
     u->log = log;
-    int one = 1, zero = 0;
+    int zero = 0;
     unsigned char ttl = 1, loopon = 1;
     struct ip_mreqn mreq;
     memset(&mreq, 0, sizeof mreq);
@@ -114,23 +196,9 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
     }
     char a[32];
 
-    /* Group socket: receive only. */
-    u->mcast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (u->mcast_fd < 0) goto fail_errno;
-    if (sockopt(log, u->mcast_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one, "SO_REUSEADDR") ||
-        sockopt(log, u->mcast_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one, "SO_REUSEPORT"))
-        goto fail;
-    struct sockaddr_in gb = *group;
-    if (bind(u->mcast_fd, (struct sockaddr *)&gb, sizeof gb) < 0) {
-        guts_net_logf(log, GUTS_LOG_ERROR, "udp: bind %s: %s",
-                      guts_net_addr_str(group, a, sizeof a), strerror(errno));
-        goto fail;
-    }
-    if (sockopt(log, u->mcast_fd, IPPROTO_IP, IP_MULTICAST_ALL, &zero, sizeof zero,
-                "IP_MULTICAST_ALL") ||
-        sockopt(log, u->mcast_fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq,
-                "IP_ADD_MEMBERSHIP"))
-        goto fail;
+    u->loop = loop;
+    u->mreq = mreq;
+    if (iface) snprintf(u->iface, sizeof u->iface, "%s", iface);
 
     /* Unicast socket: sends everything, receives what is addressed to us. */
     u->ucast_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -157,9 +225,10 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockad
         goto fail;
     }
 
-    ev_io_init(&u->mcast_io, mcast_cb, u->mcast_fd, EV_READ);
+    /* Group socket: receive only. Any failure here leaves the node
+     * without multicast, not without a network. */
+    group_try(u);
     ev_io_init(&u->ucast_io, ucast_cb, u->ucast_fd, EV_READ);
-    ev_io_start(loop, &u->mcast_io);
     ev_io_start(loop, &u->ucast_io);
     return 0;
 
@@ -174,6 +243,7 @@ fail:
 
 int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len)
 {
+    if (!to && u->mcast_fd < 0) return 0; /* no multicast: unicast only */
     const struct sockaddr_in *dst = to ? to : &u->group;
     ssize_t n = sendto(u->ucast_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL,
                        (const struct sockaddr *)dst, sizeof *dst);

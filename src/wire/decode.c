@@ -295,6 +295,26 @@ static int dec_refs(dec *d, guts_msg_refs *m)
     return 0;
 }
 
+static int dec_peers(dec *d, guts_msg_peers *m)
+{
+    void *arr;
+    TRY(guts_mpr_array_n(&d->r, 1));
+    TRY(get_array(d, GUTS_PEERS_MAX, sizeof *m->peers, &m->npeers, &arr));
+    m->peers = arr;
+    for (uint32_t i = 0; i < m->npeers; i++) {
+        guts_wire_peer *p = &m->peers[i];
+        const uint8_t *a;
+        size_t n;
+        TRY(guts_mpr_array_n(&d->r, 2));
+        TRY(guts_mpr_bin_copy(&d->r, GUTS_NODE_ID_LEN, p->id.b));
+        TRY(guts_mpr_bin(&d->r, GUTS_WIRE_ADDR_MAX, &a, &n));
+        REQUIRE(n >= 1);
+        memcpy(p->addr, a, n);
+        p->addr_len = (uint8_t)n;
+    }
+    return 0;
+}
+
 static int dec_body(dec *d, guts_msg *msg)
 {
     switch (msg->type) {
@@ -303,6 +323,8 @@ static int dec_body(dec *d, guts_msg *msg)
     case GUTS_MSG_LEAVE:
         TRY(guts_mpr_array_n(&d->r, 1));
         return get_u64(d, &msg->u.leave.incarnation);
+    case GUTS_MSG_PEERS:
+        return dec_peers(d, &msg->u.peers);
     case GUTS_MSG_HELLO:
         TRY(guts_mpr_array_n(&d->r, 2));
         TRY(get_u64(d, &msg->u.hello.incarnation));
@@ -338,7 +360,7 @@ static int dec_body(dec *d, guts_msg *msg)
 
 static int known_type(uint64_t t)
 {
-    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_LEAVE) ||
+    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_PEERS) ||
            (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_ERROR);
 }
 
@@ -353,6 +375,7 @@ static int arena_alloc(dec *d, guts_msg *msg)
     case GUTS_MSG_REFS:
         break;
     case GUTS_MSG_LEAVE:
+    case GUTS_MSG_PEERS:
     case GUTS_MSG_HELLO:
         return 0;
     default:
@@ -433,6 +456,9 @@ void guts_msg_free(guts_msg *msg)
         break;
     case GUTS_MSG_REFS:
         free(msg->u.refs.refs);
+        break;
+    case GUTS_MSG_PEERS:
+        free(msg->u.peers.peers);
         break;
     default:
         break;

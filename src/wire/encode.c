@@ -286,6 +286,20 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         P(msgpack_pack_array(pk, 1));
         P(msgpack_pack_uint64(pk, msg->u.leave.incarnation));
         return 0;
+    case GUTS_MSG_PEERS: {
+        const guts_msg_peers *m = &msg->u.peers;
+        CHECK(m->npeers <= GUTS_PEERS_MAX && (m->npeers == 0 || m->peers));
+        P(msgpack_pack_array(pk, 1));
+        P(msgpack_pack_array(pk, m->npeers));
+        for (uint32_t i = 0; i < m->npeers; i++) {
+            const guts_wire_peer *p = &m->peers[i];
+            CHECK(p->addr_len >= 1 && p->addr_len <= GUTS_WIRE_ADDR_MAX);
+            P(msgpack_pack_array(pk, 2));
+            TRY(put_bin(pk, p->id.b, GUTS_NODE_ID_LEN));
+            TRY(put_bin(pk, p->addr, p->addr_len));
+        }
+        return 0;
+    }
     case GUTS_MSG_HELLO:
         P(msgpack_pack_array(pk, 2));
         P(msgpack_pack_uint64(pk, msg->u.hello.incarnation));
@@ -400,6 +414,7 @@ const char *guts_msg_name(int type)
     switch (type) {
     case GUTS_MSG_ANNOUNCE: return "ANNOUNCE";
     case GUTS_MSG_LEAVE: return "LEAVE";
+    case GUTS_MSG_PEERS: return "PEERS";
     case GUTS_MSG_HELLO: return "HELLO";
     case GUTS_MSG_RECON: return "RECON";
     case GUTS_MSG_WANT: return "WANT";

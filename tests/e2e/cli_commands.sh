@@ -140,7 +140,7 @@ write_status() { # PID
   "interval_ms": 1000,
   "sessions": {"pulls": 0, "serves": 1},
   "peers": [
-    {"id": "00112233445566778899aabbccddeeff", "address": "10.9.0.2:7173", "port": 7173, "incarnation": 1, "last_heard_ms_ago": 420, "repos": 1},
+    {"id": "00112233445566778899aabbccddeeff", "address": "10.9.0.2:7173", "port": 7173, "incarnation": 1, "last_heard_ms_ago": 420, "repos": 1, "via": "unicast"},
     {"id": "ffeeddccbbaa99887766554433221100", "address": "10.9.0.3\u001b[2J", "port": 7174, "incarnation": 2, "last_heard_ms_ago": 75000, "repos": 0}
   ],
   "repos": [
@@ -154,7 +154,7 @@ write_status $$
 expect 0 "$GUTS" status
 grep -q "^guts-node pid $$, node 0123456789abcdef0123456789abcdef, listening on 10.9.0.1:7172, incarnation 7\$" "$TMP/out" ||
   fail "status node line: $(cat "$TMP/out")"
-grep -Eq '^00112233445566778899aabbccddeeff +10.9.0.2:7173 +0.4 s ago$' "$TMP/out" || fail "status peer: $(cat "$TMP/out")"
+grep -Eq '^00112233445566778899aabbccddeeff +10.9.0.2:7173 +unicast +0.4 s ago$' "$TMP/out" || fail "status peer: $(cat "$TMP/out")"
 grep -Eq '^alice/repo +[0-9]+ +pulling$' "$TMP/out" || fail "status sync state: $(cat "$TMP/out")"
 grep -q $'\e' "$TMP/out" && fail "an escape sequence reached the terminal"
 expect 0 "$GUTS" status --json
@@ -163,10 +163,11 @@ py 'd["daemon"]["state"] == "running" and d["daemon"]["pid"] == '"$$"' and d["da
 py 'len(d["daemon"]["peers"]) == 2 and d["daemon"]["repos"][0]["state"] == "pulling" and d["repos"][0]["sync"] == "pulling"'
 expect 0 "$GUTS" peers
 [ "$(wc -l <"$TMP/out")" -eq 3 ] || fail "peers: $(cat "$TMP/out")"
-grep -Eq '^ffeeddccbbaa99887766554433221100 +10.9.0.3\?\[2J:7174 +1 min ago$' "$TMP/out" || fail "peers: $(cat "$TMP/out")"
+grep -Eq '^ffeeddccbbaa99887766554433221100 +10.9.0.3\?\[2J:7174 +\? +1 min ago$' "$TMP/out" || fail "peers: $(cat "$TMP/out")"
 expect 0 "$GUTS" peers --json
 json_ok
 py 'd["daemon"] == "running" and [p["port"] for p in d["peers"]] == [7173, 7174]'
+py '[p["via"] for p in d["peers"]] == ["unicast", None]'
 
 # rm refuses while the node runs; --force overrides.
 expect 1 "$GUTS" rm alice/repo --yes

@@ -27,7 +27,7 @@ wait_until 60 "alice/repo in sync on b" in_sync
 expect 0 "$GUTS" --data "$TMP/a" status
 grep -q "^guts-node pid ${NODE_PID[a]}, node [0-9a-f]\{32\}, listening on 127.0.0.1:[0-9]*, incarnation [0-9]*\$" "$TMP/out" ||
   fail "status node line: $(cat "$TMP/out")"
-grep -Eq '^[0-9a-f]{32} +127\.0\.0\.1:[0-9]+ +[0-9.]+ s ago$' "$TMP/out" || fail "status peer line: $(cat "$TMP/out")"
+grep -Eq '^[0-9a-f]{32} +127\.0\.0\.1:[0-9]+ +multicast +[0-9.]+ s ago$' "$TMP/out" || fail "status peer line: $(cat "$TMP/out")"
 expect 0 "$GUTS" --data "$TMP/a" status --json
 py 'd["daemon"]["state"] == "running" and d["daemon"]["pid"] == '"${NODE_PID[a]}" || fail "status --json: $(cat "$TMP/out")"
 py 'd["daemon"]["node_id"] == d["node"]' || fail "node id differs"

@@ -7,7 +7,7 @@ set -euo pipefail
 
 for args in "" "--bogus" "frobnicate" "import" "import a/b" "import a/b c d" \
             "export a/b" "fsck" "fsck a/b c" "status extra" "status --yaml" \
-            "import --bogus a/b c" "import --force a/b" "--data"; do
+            "import --bogus a/b c" "import --force a/b" "--data" "doctor extra" "doctor --yaml"; do
   # shellcheck disable=SC2086
   expect 2 "$GUTS" $args
   [ -z "$args" ] || one_line_error
@@ -23,7 +23,7 @@ done
 
 expect 0 "$GUTS" --help
 grep -q '^usage: guts' "$TMP/out" || fail "--help"
-for c in import export status fsck; do
+for c in import export status fsck doctor; do
   expect 0 "$GUTS" "$c" --help
   grep -q "^usage: guts $c" "$TMP/out" || fail "$c --help"
 done

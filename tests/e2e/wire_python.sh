@@ -35,7 +35,7 @@ MAGIC = 0x47555453
 SENDER = bytes((0xa0 + 0x11 * i) & 0xff for i in range(16))
 d = sys.argv[1]
 files = sorted(glob.glob(os.path.join(d, "*.msgpack")))
-assert len(files) == 10, "expected 10 vectors in %s, found %d" % (d, len(files))
+assert len(files) == 11, "expected 11 vectors in %s, found %d" % (d, len(files))
 seen = set()
 
 def u64be(b):
@@ -71,6 +71,12 @@ for path in files:
         assert repos[1][0] == "bob/empty" and repos[1][4] is None
     elif mtype == 2:  # LEAVE
         assert body == [0x123456789]
+    elif mtype == 3:  # PEERS
+        (peers,) = body
+        assert len(peers) == 2
+        assert peers[0][1] == bytes([192, 168, 1, 20, 0x1C, 0x03]), peers[0]
+        assert len(peers[1][1]) == 18 and peers[1][1][0] == 0xFD, peers[1]
+        assert all(len(p[0]) == 16 for p in peers)
     elif mtype == 10:  # HELLO
         assert body == [77, 65535]
     elif mtype == 11:  # RECON
@@ -111,7 +117,7 @@ for path in files:
         assert body == ["alice/guts", 1, 1500]
     elif mtype == 17:  # ERROR
         assert body == [-6, "no such repository"]
-assert seen == {1, 2, 10, 11, 12, 13, 14, 15, 16, 17}, seen
+assert seen == {1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17}, seen
 print("ok: %d vectors in %s" % (len(files), d))
 EOF
 done

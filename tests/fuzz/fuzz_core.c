@@ -10,7 +10,7 @@
  * The input is a list of events, each one opcode byte and, for datagrams and
  * frames, a 2-byte little-endian length and that many payload bytes:
  *
- *   0,1  datagram from peer A or B        4  the core's next OPEN_STREAM connects
+ *   0,1  datagram from A (group), B (unicast) 4  the core's next OPEN_STREAM connects
  *   2    a peer opens a stream to us      5  a stream closes
  *   3    frame (envelope) on a stream     6  a stream becomes writable
  *                                         7  time passes (next byte * 50 ms)
@@ -21,8 +21,10 @@
  *
  * Actions are drained after every event and checked against invariants a
  * hostile peer must not be able to break: every datagram is sent to the
- * group (never a unicast reply an attacker could aim at a victim) and fits
- * in GUTS_DGRAM_MAX; every frame has a correct header and respects the
+ * group, or by unicast to B, the one address heard by unicast, or to an
+ * address B named in PEERS no more than once per (1 s) interval: an
+ * attacker cannot aim more at an address it is not sending from; and it
+ * fits in GUTS_DGRAM_MAX; every frame has a correct header and respects the
  * frame max; streams named in actions are ones the core opened or was
  * given.
  */
@@ -63,6 +65,10 @@ typedef struct fuzz_state {
     uint32_t pending[FUZZ_STREAMS]; /* OPEN_STREAM asked, not yet connected */
     uint32_t next_in;
     uint32_t refused[FUZZ_STREAMS]; /* connects to report failed after a drain */
+    guts_addr ucast_peer;           /* the only address heard by unicast */
+    guts_addr other[64];            /* other unicast destinations (learned) ... */
+    uint64_t other_at[64];          /* ... and when each last got a datagram */
+    size_t nother;
     fuzz_recon recon[FUZZ_STREAMS];
 } fuzz_state;
 
@@ -161,7 +167,18 @@ again:
     while (guts_core_next_action(st->core, &a)) {
         switch (a.kind) {
         case GUTS_ACT_SEND_DGRAM:
-            check(a.to_group == 1);
+            if (!a.to_group && !guts_addr_eq(&a.addr, &st->ucast_peer)) {
+                size_t i = 0;
+                while (i < st->nother && !guts_addr_eq(&st->other[i], &a.addr))
+                    i++;
+                if (i < st->nother) {
+                    check(st->now >= st->other_at[i] + 1000); /* the base interval */
+                } else {
+                    check(st->nother < 64); /* at most learned_max (32) of them */
+                    st->other[st->nother++] = a.addr;
+                }
+                st->other_at[i] = st->now;
+            }
             check(a.len > 0 && a.len <= GUTS_DGRAM_MAX);
             break;
         case GUTS_ACT_OPEN_STREAM:
@@ -271,6 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer[i].b[0] = 10;
         peer[i].b[3] = (uint8_t)(1 + i);
     }
+    st.ucast_peer = peer[1];
 
     size_t off = 0;
     for (int ev = 0; ev < FUZZ_EVENTS && off < size; ev++) {
@@ -292,7 +310,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(buf, data + off, len);
             off += len;
             if (op < 2) {
-                guts_core_on_datagram(st.core, st.now, &peer[op], buf, len);
+                guts_core_on_datagram(st.core, st.now, &peer[op],
+                                      op ? GUTS_VIA_UNICAST : GUTS_VIA_GROUP, buf, len);
             } else {
                 uint32_t s = slot_pick(st.streams, sel);
                 uint8_t *stamped = NULL;

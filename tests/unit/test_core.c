@@ -18,6 +18,8 @@
 #include "test_core_util.h"
 
 #define KEY "alice/proj"
+/* CORE_LEARNED_TRIES of src/core/core_internal.h (not a public header) */
+#define CORE_LEARNED_TRIES_TEST 5
 
 /* ---- A single core driven by hand ---------------------------------------- */
 
@@ -35,6 +37,13 @@ typedef struct solo {
     uint8_t *fr[32]; /* copies of the frames sent, header stripped */
     size_t frlen[32], nfr;
     size_t warns; /* LOG actions at WARN or ERROR */
+    size_t ucast; /* datagrams sent by unicast (not to the group) */
+    guts_addr ucast_to[8]; /* the first ones' destinations */
+    size_t pex;            /* PEERS datagrams sent (by unicast) */
+    guts_addr watch;       /* datagrams sent to this address are counted */
+    size_t watched;
+    uint64_t watched_at[16]; /* when (the `now` of solo_drain_at) */
+    uint64_t now;
 } solo;
 
 static void solo_frames_clear(solo *s)
@@ -53,6 +62,16 @@ static void solo_drain(solo *s)
             s->dgrams++;
             ck_assert_uint_le(a.len, GUTS_DGRAM_MAX);
             if (a.len > s->dgram_max) s->dgram_max = a.len;
+            if (!a.to_group && a.len > 7 && a.data[7] == GUTS_MSG_PEERS) {
+                s->pex++;
+                break;
+            }
+            if (!a.to_group && guts_addr_eq(&a.addr, &s->watch)) {
+                if (s->watched < 16) s->watched_at[s->watched] = s->now;
+                s->watched++;
+            }
+            if (!a.to_group && s->ucast < 8) s->ucast_to[s->ucast] = a.addr;
+            s->ucast += !a.to_group;
             break;
         case GUTS_ACT_OPEN_STREAM:
             s->opens++;
@@ -162,8 +181,8 @@ static void peer_addr(int n, guts_addr *a)
 }
 
 /* Feed an ANNOUNCE from fake peer n with the given repositories. */
-static void feed_announce(solo *s, uint64_t now, int n, uint64_t inc,
-                          const guts_announce_repo *repos, uint32_t nrepos)
+static void feed_announce_via(solo *s, uint64_t now, int n, uint64_t inc,
+                              const guts_announce_repo *repos, uint32_t nrepos, int via)
 {
     guts_msg m;
     memset(&m, 0, sizeof(m));
@@ -182,8 +201,14 @@ static void feed_announce(solo *s, uint64_t now, int n, uint64_t inc,
     ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
     guts_addr a;
     peer_addr(n, &a);
-    guts_core_on_datagram(s->core, now, &a, buf, len);
+    guts_core_on_datagram(s->core, now, &a, via, buf, len);
     solo_drain(s);
+}
+
+static void feed_announce(solo *s, uint64_t now, int n, uint64_t inc,
+                          const guts_announce_repo *repos, uint32_t nrepos)
+{
+    feed_announce_via(s, now, n, inc, repos, nrepos, GUTS_VIA_GROUP);
 }
 
 static void feed_leave(solo *s, uint64_t now, int n, uint64_t inc)
@@ -199,7 +224,7 @@ static void feed_leave(solo *s, uint64_t now, int n, uint64_t inc)
     ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
     guts_addr a;
     peer_addr(n, &a);
-    guts_core_on_datagram(s->core, now, &a, buf, len);
+    guts_core_on_datagram(s->core, now, &a, GUTS_VIA_GROUP, buf, len);
     solo_drain(s);
 }
 
@@ -226,6 +251,159 @@ START_TEST(test_peer_joins_on_announce_and_expires_after_missed_intervals)
     guts_core_counters k;
     guts_core_counters_get(s.core, &k);
     ck_assert_uint_eq(k.peers_expired, 1);
+    solo_free(&s);
+}
+END_TEST
+
+/* Unicast answers (issue 14): a peer heard by unicast gets every group
+ * announce by unicast too, until it expires; a peer heard by multicast only
+ * gets none; a seed gets one per announce whether it answers or not, and
+ * never a second copy when it is also heard by unicast. */
+START_TEST(test_peer_heard_by_unicast_is_answered_by_unicast_until_it_expires)
+{
+    solo s;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(guts_memstore_new(&s.mem), 0);
+    guts_memstore_iface(s.mem, &s.iface);
+    s.id.b[0] = 0x55;
+    guts_addr seed;
+    peer_addr(3, &seed);
+    guts_core_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = s.id;
+    cfg.incarnation = 1;
+    cfg.tcp_port = 7000;
+    cfg.seed = 1;
+    cfg.store = &s.iface;
+    cfg.seeds = &seed;
+    cfg.nseeds = 1;
+    ck_assert_int_eq(guts_core_new(&cfg, &s.core), 0);
+    solo_start(&s);
+    feed_announce_via(&s, 100, 1, 1, NULL, 0, GUTS_VIA_UNICAST); /* peer 1: unicast */
+    feed_announce_via(&s, 100, 2, 1, NULL, 0, GUTS_VIA_GROUP);   /* peer 2: multicast */
+    feed_announce_via(&s, 100, 3, 1, NULL, 0, GUTS_VIA_UNICAST); /* the seed answers */
+    guts_core_peer_info pi;
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(guts_core_peer(s.core, i, &pi), 0);
+        int n = pi.addr.b[3];
+        ck_assert_int_eq(pi.via_unicast, n != 2);
+        ck_assert_int_eq(pi.via_group, n == 2);
+    }
+    /* the next regular announces: each one to the group, to peer 1 and to
+     * the seed, nothing to peer 2 */
+    size_t groups = 0;
+    s.dgrams = s.ucast = 0;
+    for (uint64_t t = 200; t <= 3000; t += 50) {
+        size_t before = s.dgrams - s.ucast - s.pex;
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+        groups += s.dgrams - s.ucast - s.pex - before;
+        if (t % 1000 == 0) {
+            feed_announce_via(&s, t, 1, 1, NULL, 0, GUTS_VIA_UNICAST);
+            feed_announce_via(&s, t, 3, 1, NULL, 0, GUTS_VIA_UNICAST);
+        }
+    }
+    ck_assert_uint_ge(groups, 2);
+    ck_assert_uint_eq(s.ucast, 2 * groups);
+    for (size_t i = 0; i < 8 && i < s.ucast; i++)
+        ck_assert(s.ucast_to[i].b[3] == 1 || s.ucast_to[i].b[3] == 3);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_unicast, 2);
+    /* peer 1 falls silent: once it expires it gets nothing more; the seed
+     * still gets every announce */
+    s.dgrams = s.ucast = s.pex = 0;
+    s.watch = seed;
+    groups = 0;
+    for (uint64_t t = 3050; t <= 20000; t += 50) {
+        size_t before = s.dgrams - s.ucast - s.pex;
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+        groups += s.dgrams - s.ucast - s.pex - before;
+    }
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
+    ck_assert_uint_gt(groups, 4);
+    /* the silent seed: at most one announce per (1 s) interval, but still
+     * announces; peer 1 none once expired */
+    ck_assert_uint_le(s.watched, groups);
+    ck_assert_uint_le(s.watched, 18);
+    ck_assert_uint_ge(s.watched, 8);
+    ck_assert_uint_lt(s.ucast, s.watched + groups);
+    solo_free(&s);
+}
+END_TEST
+
+/* A PEERS datagram from fake peer n naming peers ids[i] at addrs[i]. */
+static void feed_peers(solo *s, uint64_t now, int n, const int *named, size_t k)
+{
+    guts_wire_peer w[GUTS_PEERS_MAX];
+    memset(w, 0, sizeof(w));
+    for (size_t i = 0; i < k; i++) {
+        guts_addr a;
+        peer_addr(named[i], &a);
+        if (named[i] < 0) /* ourselves */
+            w[i].id = s->id;
+        else
+            peer_id(named[i], &w[i].id);
+        w[i].addr_len = a.len;
+        memcpy(w[i].addr, a.b, a.len);
+    }
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_PEERS;
+    peer_id(n, &m.sender);
+    m.u.peers.npeers = (uint32_t)k;
+    m.u.peers.peers = w;
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    peer_addr(n, &a);
+    guts_core_on_datagram(s->core, now, &a, GUTS_VIA_UNICAST, buf, len);
+    solo_drain(s);
+}
+
+/* Peer exchange (issue 14): a peer heard by unicast is sent PEERS; an
+ * address learned from a live peer's PEERS gets one announce per interval
+ * while it stays silent, CORE_LEARNED_TRIES (5) in all, then it is given up
+ * and naming it again changes nothing for a while; PEERS from a sender
+ * that is not a live member, naming ourselves or the sender, teach nothing. */
+START_TEST(test_learned_address_gets_one_announce_per_interval_then_is_given_up)
+{
+    solo s;
+    solo_init(&s, 3);
+    solo_start(&s);
+    peer_addr(50, &s.watch);
+    feed_announce_via(&s, 100, 2, 1, NULL, 0, GUTS_VIA_GROUP);
+    feed_announce_via(&s, 100, 1, 1, NULL, 0, GUTS_VIA_UNICAST);
+    /* a stranger's PEERS: ignored */
+    feed_peers(&s, 150, 9, (const int[]){50}, 1);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.pex_ignored, 1);
+    ck_assert_uint_eq(k.learned, 0);
+    /* peer 1 names 50, us, itself and peer 2 (heard already): 50 is learned */
+    feed_peers(&s, 200, 1, (const int[]){50, -1, 1, 2}, 4);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.pex_in, 1);
+    ck_assert_uint_eq(k.learned, 1);
+    for (uint64_t t = 250; t <= 20000; t += 10) {
+        s.now = t;
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+        if (t % 1000 == 0) { /* peers 1 and 2 stay live */
+            feed_announce_via(&s, t, 1, 1, NULL, 0, GUTS_VIA_UNICAST);
+            feed_announce_via(&s, t, 2, 1, NULL, 0, GUTS_VIA_GROUP);
+        }
+        if (t == 12000) feed_peers(&s, t, 1, (const int[]){50}, 1); /* named again */
+    }
+    ck_assert_uint_eq(s.watched, CORE_LEARNED_TRIES_TEST);
+    for (size_t i = 1; i < s.watched; i++)
+        ck_assert_uint_ge(s.watched_at[i] - s.watched_at[i - 1], 1000);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.learned_given_up, 1);
+    ck_assert_uint_ge(s.pex, 1); /* peer 1, heard by unicast, was told of peer 2 */
+    ck_assert_uint_eq(k.pex_out, s.pex);
     solo_free(&s);
 }
 END_TEST
@@ -453,7 +631,7 @@ START_TEST(test_own_datagrams_are_ignored)
     ck_assert_uint_gt(len, 0);
     guts_addr me;
     peer_addr(99, &me);
-    guts_core_on_datagram(s.core, 5, &me, copy, len);
+    guts_core_on_datagram(s.core, 5, &me, GUTS_VIA_GROUP, copy, len);
     solo_drain(&s);
     ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
     solo_free(&s);
@@ -659,10 +837,10 @@ START_TEST(test_malformed_datagrams_are_counted_not_fatal)
                  {junk1, 0},
                  {big, 1300}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        guts_core_on_datagram(s.core, 10 + i, &a, cases[i].b, cases[i].n);
+        guts_core_on_datagram(s.core, 10 + i, &a, GUTS_VIA_GROUP, cases[i].b, cases[i].n);
         solo_drain(&s);
     }
-    guts_core_on_datagram(s.core, 30, &a, big, sizeof(big)); /* over 1400: dropped unread */
+    guts_core_on_datagram(s.core, 30, &a, GUTS_VIA_GROUP, big, sizeof(big)); /* over 1400: dropped unread */
     solo_drain(&s);
     guts_core_counters k;
     guts_core_counters_get(s.core, &k);
@@ -1745,6 +1923,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
     tcase_add_test(t, test_hello_and_answer_to_a_newcomer);
     tcase_add_test(t, test_leave_removes_peer_at_once);
+    tcase_add_test(t, test_peer_heard_by_unicast_is_answered_by_unicast_until_it_expires);
+    tcase_add_test(t, test_learned_address_gets_one_announce_per_interval_then_is_given_up);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t,
                    test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);

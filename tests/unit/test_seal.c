@@ -904,10 +904,11 @@ static void x_deliver(xmsg *m)
             if (guts_seal_dgram_open(n->seal, NOW + xnow, m->data, m->len, pt, sizeof(pt), &plen,
                                      NULL) == 0)
                 guts_core_on_datagram(n->core, xnow,
-                                      &(guts_addr){.len = 1, .b = {(uint8_t)m->from}}, pt, plen);
+                                      &(guts_addr){.len = 1, .b = {(uint8_t)m->from}}, GUTS_VIA_GROUP,
+                                      pt, plen);
         } else {
             guts_core_on_datagram(n->core, xnow, &(guts_addr){.len = 1, .b = {(uint8_t)m->from}},
-                                  m->data, m->len);
+                                  GUTS_VIA_GROUP, m->data, m->len);
         }
     } else if (m->kind == 3) {
         x_connect(m->from, (uint32_t)m->end, m->to);

@@ -22,9 +22,9 @@
 
 /* ---- Sample messages ----------------------------------------------------- */
 
-#define NSAMPLES 10
+#define NSAMPLES 11
 static const int sample_types[NSAMPLES] = {
-    GUTS_MSG_ANNOUNCE, GUTS_MSG_LEAVE, GUTS_MSG_HELLO, GUTS_MSG_RECON,
+    GUTS_MSG_ANNOUNCE, GUTS_MSG_LEAVE, GUTS_MSG_PEERS, GUTS_MSG_HELLO, GUTS_MSG_RECON,
     GUTS_MSG_WANT, GUTS_MSG_OBJECTS, GUTS_MSG_OBJECT_CHUNK, GUTS_MSG_REFS,
     GUTS_MSG_DONE, GUTS_MSG_ERROR};
 
@@ -33,6 +33,7 @@ static uint8_t bloom_big[300];
 static guts_announce_repo s_repos[3];
 static guts_recon_item s_items[5];
 static guts_id s_ids[3];
+static guts_wire_peer s_peers[2];
 static guts_wire_obj s_objs[4];
 static guts_wire_ref s_refs[3];
 static const uint8_t s_blob[] = "hello\n";
@@ -85,6 +86,20 @@ static void sample(int type, guts_msg *m)
     }
     case GUTS_MSG_LEAVE:
         m->u.leave.incarnation = 0x123456789ull;
+        break;
+    case GUTS_MSG_PEERS:
+        memset(s_peers, 0, sizeof s_peers);
+        fill_node(&s_peers[0].id, 0x30);
+        s_peers[0].addr_len = 6; /* 192.168.1.20:7171 */
+        memcpy(s_peers[0].addr, (const uint8_t[]){192, 168, 1, 20, 0x1c, 0x03}, 6);
+        fill_node(&s_peers[1].id, 0x40);
+        s_peers[1].addr_len = 18; /* [fd00::2]:7172 */
+        s_peers[1].addr[0] = 0xfd;
+        s_peers[1].addr[15] = 2;
+        s_peers[1].addr[16] = 0x1c;
+        s_peers[1].addr[17] = 0x04;
+        m->u.peers.npeers = 2;
+        m->u.peers.peers = s_peers;
         break;
     case GUTS_MSG_HELLO:
         m->u.hello.incarnation = 77;
@@ -244,6 +259,15 @@ static void assert_same(const guts_msg *a, const guts_msg *b)
     }
     case GUTS_MSG_LEAVE:
         ck_assert_uint_eq(a->u.leave.incarnation, b->u.leave.incarnation);
+        break;
+    case GUTS_MSG_PEERS:
+        ck_assert_uint_eq(a->u.peers.npeers, b->u.peers.npeers);
+        for (uint32_t i = 0; i < a->u.peers.npeers; i++) {
+            const guts_wire_peer *p = &a->u.peers.peers[i], *q = &b->u.peers.peers[i];
+            assert_bytes(p->id.b, q->id.b, GUTS_NODE_ID_LEN);
+            ck_assert_uint_eq(p->addr_len, q->addr_len);
+            assert_bytes(p->addr, q->addr, p->addr_len);
+        }
         break;
     case GUTS_MSG_HELLO:
         ck_assert_uint_eq(a->u.hello.incarnation, b->u.hello.incarnation);
@@ -786,7 +810,7 @@ START_TEST(test_version_and_unknown_type_are_reported_for_counting)
     guts_msg_free(&d);
     msgpack_sbuffer_destroy(&c.sb);
 
-    craft_begin(&c, GUTS_WIRE_MAGIC, 1, 3); /* gap between LEAVE and HELLO */
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, 4); /* gap between PEERS and HELLO */
     msgpack_pack_array(&c.pk, 0);
     ck_assert_int_eq(craft_decode(&c), GUTS_ENOTFOUND);
     craft_begin(&c, GUTS_WIRE_MAGIC, 1, 1000);
@@ -876,6 +900,64 @@ START_TEST(test_recon_item_violations_are_rejected)
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         ck_assert_msg(recon_with(1, t[i].fn) == GUTS_EPROTO, "%s", t[i].what);
     ck_assert_int_eq(recon_with(1, item_bloom_ok), 0);
+}
+END_TEST
+
+/* PEERS with n entries, each a node id of idlen bytes and an address of
+ * alen bytes. */
+static int peers_with(uint32_t n, size_t idlen, size_t alen)
+{
+    static const uint8_t b[32] = {0};
+    craft c;
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, GUTS_MSG_PEERS);
+    msgpack_pack_array(&c.pk, 1);
+    msgpack_pack_array(&c.pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        msgpack_pack_array(&c.pk, 2);
+        craft_bin(&c, b, idlen);
+        craft_bin(&c, b, alen);
+    }
+    return craft_decode(&c);
+}
+
+START_TEST(test_peers_over_their_limits_are_rejected)
+{
+    static const struct {
+        const char *what;
+        uint32_t n;
+        size_t idlen, alen;
+        int want;
+    } t[] = {
+        {"16 IPv6 peers", GUTS_PEERS_MAX, 16, 18, 0},
+        {"none", 0, 16, 6, 0},
+        {"17 peers", GUTS_PEERS_MAX + 1, 16, 6, GUTS_EPROTO},
+        {"an empty address", 1, 16, 0, GUTS_EPROTO},
+        {"a 19-byte address", 1, 16, GUTS_WIRE_ADDR_MAX + 1, GUTS_EPROTO},
+        {"a 15-byte node id", 1, 15, 6, GUTS_EPROTO},
+        {"a 17-byte node id", 1, 17, 6, GUTS_EPROTO},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        ck_assert_msg(peers_with(t[i].n, t[i].idlen, t[i].alen) == t[i].want, "%s", t[i].what);
+    /* the encoder refuses what the decoder would */
+    guts_msg m;
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    sample(GUTS_MSG_PEERS, &m);
+    m.u.peers.npeers = GUTS_PEERS_MAX + 1;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof buf, &len), GUTS_EINVAL);
+    sample(GUTS_MSG_PEERS, &m);
+    s_peers[1].addr_len = 0;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof buf, &len), GUTS_EINVAL);
+    /* the largest PEERS fits a sealed datagram with room to spare */
+    static guts_wire_peer many[GUTS_PEERS_MAX];
+    memset(many, 0xff, sizeof many);
+    for (int i = 0; i < GUTS_PEERS_MAX; i++)
+        many[i].addr_len = GUTS_WIRE_ADDR_MAX;
+    sample(GUTS_MSG_PEERS, &m);
+    m.u.peers.npeers = GUTS_PEERS_MAX;
+    m.u.peers.peers = many;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof buf, &len), 0);
+    ck_assert_uint_le(len, 700);
 }
 END_TEST
 
@@ -1241,6 +1323,19 @@ static void rand_msg(guts_msg *m)
     case GUTS_MSG_LEAVE:
         m->u.leave.incarnation = rand_u64();
         break;
+    case GUTS_MSG_PEERS: {
+        static guts_wire_peer rp[GUTS_PEERS_MAX];
+        m->u.peers.npeers = (uint32_t)(rng() % (GUTS_PEERS_MAX + 1));
+        for (uint32_t i = 0; i < m->u.peers.npeers; i++) {
+            rp[i].addr_len = (uint8_t)(1 + rng() % GUTS_WIRE_ADDR_MAX);
+            for (size_t j = 0; j < sizeof rp[i].id.b; j++)
+                rp[i].id.b[j] = (uint8_t)rng();
+            for (size_t j = 0; j < rp[i].addr_len; j++)
+                rp[i].addr[j] = (uint8_t)rng();
+        }
+        m->u.peers.peers = rp;
+        break;
+    }
     case GUTS_MSG_HELLO:
         m->u.hello.incarnation = rand_u64();
         m->u.hello.port = (uint16_t)rand_u64();
@@ -1697,6 +1792,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_nesting_deeper_than_the_schema_is_rejected);
     tcase_add_test(tc, test_recon_item_violations_are_rejected);
     tcase_add_test(tc, test_counts_over_their_limits_are_rejected);
+    tcase_add_test(tc, test_peers_over_their_limits_are_rejected);
     tcase_add_test(tc, test_announce_bloom_violations_are_rejected);
     tcase_add_test(tc, test_field_type_and_range_violations_are_rejected);
     tcase_add_test(tc, test_object_bounds_are_enforced);

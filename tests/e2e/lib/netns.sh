@@ -96,12 +96,18 @@ netns_cleanup() {
 # Announce interval for tests: short, so convergence takes seconds.
 NODE_INTERVAL_MS=${NODE_INTERVAL_MS:-200}
 
+# Interface node_start joins the group on; NODE_IFACE= (empty) gives no
+# --iface at all (the kernel's route decides, as for a user).
+NODE_IFACE=${NODE_IFACE-lo}
+
 # node_start NAME [ARGS...]: start a node on data dir $TMP/NAME, log in
 # $TMP/NAME.log; ARGS are remembered for node_restart.
 node_start() {
   local name=$1; shift
   NODE_ARGS[$name]="$*"
-  "$GUTS_NODE" --data "$TMP/$name" --iface lo --interval-ms "$NODE_INTERVAL_MS" \
+  local ifarg=()
+  [ -z "$NODE_IFACE" ] || ifarg=(--iface "$NODE_IFACE")
+  "$GUTS_NODE" --data "$TMP/$name" "${ifarg[@]}" --interval-ms "$NODE_INTERVAL_MS" \
     --log-level "${NODE_LOG_LEVEL:-info}" "$@" 2>>"$TMP/$name.log" &
   NODE_PID[$name]=$!
 }
