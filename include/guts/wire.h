@@ -46,6 +46,9 @@
 #define GUTS_BLOOM_BITS_MAX (1u << 23) /* 1 MiB of bloom per item, far above use */
 #define GUTS_BLOOM_K_MAX 32        /* 1% needs k=7, 0.1% k=10: 32 is generous */
 #define GUTS_ERROR_TEXT_MAX 1024   /* one human-readable line, not a log */
+/* A busy server's retry-after: a minute is longer than any session it
+ * would wait for; a larger value from a peer is malformed. */
+#define GUTS_RETRY_AFTER_MAX_MS 60000
 
 /* Message types. */
 enum {
@@ -189,6 +192,8 @@ typedef struct guts_msg_done {
 typedef struct guts_msg_error {
     int32_t code;           /* GUTS_E* */
     const char *text;       /* borrowed */
+    uint32_t retry_after_ms; /* 0: none; a busy server's hint (at most
+                              * GUTS_RETRY_AFTER_MAX_MS) */
 } guts_msg_error;
 
 typedef struct guts_msg {

@@ -113,6 +113,21 @@
 /* A session with no frame for this long is abandoned (a stuck peer must not
  * hold a session slot forever). */
 #define CORE_SESSION_IDLE_MS 30000
+/* A pull that ended well leaves its stream open ("parked") for the next
+ * pull from the same peer: hundreds of repositories then travel over
+ * max_sessions connections instead of one connection each, which the
+ * server's per-source connection rate (10/s) would throttle to 10 pulls a
+ * second. The next pull usually follows within milliseconds; 2 s keeps a
+ * server's keyless session and connection slot far below its 30 s idle. */
+#define CORE_PARK_MS 2000
+/* What a server at its session limit asks the puller to wait (ERROR busy,
+ * retry-after): a small repository's session lasts milliseconds, so a slot
+ * is likely free by then; a puller doubles it for each busy answer in a
+ * row, up to 2^CORE_BUSY_BACKOFF_MAX times, and spreads it by [0.5, 1.5)
+ * with the core's seeded RNG so the pullers it turned away don't return
+ * together. */
+#define CORE_BUSY_RETRY_MS 250
+#define CORE_BUSY_BACKOFF_MAX 4
 /* Bytes the core queues on one stream per call before waiting for
  * on_stream_writable: bounds the driver's buffers (backpressure). */
 #define CORE_SEND_BUDGET (1u << 20)
@@ -281,6 +296,7 @@ typedef struct lrepo {
     int urgent;                        /* next_pull was set by evidence, not anti-entropy */
     int pulling;                       /* an outgoing session runs for it */
     uint32_t failures;                 /* consecutive failed pulls: backoff */
+    uint32_t busy_streak;              /* consecutive busy answers: back-off */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
                           * brings an object or a ref (node.c, "Lazy creation") */
@@ -290,7 +306,10 @@ typedef struct lrepo {
     idset complete; /* ids whose closure is known complete */
 } lrepo;
 
-enum { SESS_PULL = 1, SESS_SERVE = 2 };
+/* SESS_PARKED: a puller's stream between two pulls from the same peer
+ * (CORE_PARK_MS), no repository, no counters; it becomes a SESS_PULL again
+ * or is closed. */
+enum { SESS_PULL = 1, SESS_SERVE = 2, SESS_PARKED = 3 };
 enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE };
 
 /* A job on a serving stream, answered in order. */
@@ -383,6 +402,7 @@ typedef struct session {
     uint64_t req_sent; /* elements sent for the request being answered */
     int said_hello;
     int busy; /* the server said EAGAIN: retry soon, elsewhere */
+    uint32_t retry_after; /* busy: the server's retry-after, ms (0: none) */
 } session;
 
 struct guts_core {

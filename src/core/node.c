@@ -357,7 +357,9 @@ static uint64_t next_deadline(guts_core *c)
         if (p && !c->repos[i]->pulling && p < t) t = p;
     }
     for (size_t i = 0; i < c->nsess; i++) {
-        uint64_t idle = c->sess[i]->last_active + CORE_SESSION_IDLE_MS;
+        const session *x = c->sess[i];
+        uint64_t idle =
+            x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
         if (idle < t) t = idle;
     }
     if (t <= c->now) t = c->now + 1;
@@ -874,9 +876,10 @@ void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)
 {
     *pulls = *serves = 0;
     for (size_t i = 0; i < c->nsess; i++) {
-        if (c->sess[i]->kind == SESS_PULL)
+        const session *x = c->sess[i];
+        if (x->kind == SESS_PULL)
             (*pulls)++;
-        else
+        else if (x->kind == SESS_SERVE && x->key[0])
             (*serves)++;
     }
 }

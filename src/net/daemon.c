@@ -12,7 +12,9 @@
  * such closes are queued and reported once the drain is over.
  *
  * The core never sees a clock: `now` is CLOCK_MONOTONIC (ev_now is wall
- * clock based and jumps with it), read once per event.
+ * clock based and jumps with it), read once per event; the rate limits and
+ * tcp.c's timeouts use the same clock (guts_net_now_ms), so a wall clock
+ * stepped either way changes no duration.
  *
  * Keyed (--key-file): the seal (include/guts/seal.h) sits between the
  * sockets and the core, so nothing unauthenticated reaches the core's
@@ -63,7 +65,7 @@
  * one this many times; a collision is rare, 16 in a row is a broken host. */
 #define PORT_TRIES 16
 
-static uint64_t now_ms(void)
+uint64_t guts_net_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -219,7 +221,7 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         break;
     }
     case GUTS_ACT_SET_TIMER: {
-        uint64_t now = now_ms();
+        uint64_t now = guts_net_now_ms();
         double delay = a->at > now ? (double)(a->at - now) / 1000.0 : 0.0;
         ev_timer_stop(n->loop, &n->core_timer);
         ev_timer_set(&n->core_timer, delay, 0.);
@@ -252,7 +254,7 @@ static void drain(guts_net_node *n)
         memcpy(ids, n->deferred, k * sizeof ids[0]);
         n->ndeferred = 0;
         for (size_t i = 0; i < k; i++)
-            guts_core_on_stream_closed(n->core, now_ms(), ids[i]);
+            guts_core_on_stream_closed(n->core, guts_net_now_ms(), ids[i]);
     }
     /* A pull that starts or ends shows at once, not at the next redraw. */
     if (n->tty.on && guts_core_pulls(n->core, NULL, 0) != n->tty.pulls) progress_draw(n);
@@ -266,7 +268,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
     guts_net_node *n = container_of(u, guts_net_node, udp);
     /* Before the seal and the decoder: a flooding source costs a table
      * lookup per datagram, not a decrypt or a decode. */
-    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, now_ms())) return;
+    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, guts_net_now_ms())) return;
     guts_addr a;
     addr_from_sin(from, &a);
     if (n->seal) {
@@ -277,9 +279,9 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
             seal_refused(n, "datagram", from, why);
             return;
         }
-        guts_core_on_datagram(n->core, now_ms(), &a, pt, plen);
+        guts_core_on_datagram(n->core, guts_net_now_ms(), &a, pt, plen);
     } else {
-        guts_core_on_datagram(n->core, now_ms(), &a, buf, len);
+        guts_core_on_datagram(n->core, guts_net_now_ms(), &a, buf, len);
     }
     drain(n);
 }
@@ -289,7 +291,7 @@ static void stream_ready(guts_net_node *n, guts_net_conn *c)
 {
     guts_addr a;
     addr_from_sin(&c->addr, &a);
-    guts_core_on_stream_open(n->core, now_ms(), c->id, &a, c->outgoing);
+    guts_core_on_stream_open(n->core, guts_net_now_ms(), c->id, &a, c->outgoing);
     drain(n);
 }
 
@@ -334,14 +336,18 @@ static void on_frame(guts_net_tcp *t, guts_net_conn *c, uint8_t *buf, size_t len
         }
         len = plen;
     }
-    guts_core_on_frame(n->core, now_ms(), c->id, buf, len);
+    guts_core_on_frame(n->core, guts_net_now_ms(), c->id, buf, len);
     drain(n);
+    /* The core took the frame without closing the stream: the peer spoke
+     * the protocol (keyed: with the cluster key), so the connection now
+     * holds a slot. c stays valid here: tcp holds it during on_frame. */
+    if (!c->proven && !c->closed && !c->close_after_flush) guts_net_tcp_proven(t, c);
 }
 
 static void on_writable(guts_net_tcp *t, guts_net_conn *c)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
-    guts_core_on_stream_writable(n->core, now_ms(), c->id);
+    guts_core_on_stream_writable(n->core, guts_net_now_ms(), c->id);
     drain(n);
 }
 
@@ -362,7 +368,7 @@ static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
         defer_closed(n, c->id);
         return;
     }
-    guts_core_on_stream_closed(n->core, now_ms(), c->id);
+    guts_core_on_stream_closed(n->core, guts_net_now_ms(), c->id);
     drain(n);
 }
 
@@ -370,7 +376,7 @@ static void core_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, core_timer);
-    guts_core_on_timer(n->core, now_ms());
+    guts_core_on_timer(n->core, guts_net_now_ms());
     drain(n);
 }
 
@@ -416,7 +422,7 @@ static int poll_repo(const char *key, void *arg)
     if (changed && n->watch_primed) {
         guts_net_logf(&n->log, GUTS_LOG_DEBUG, "local change in %s (%llu objects)", key,
                       (unsigned long long)info.objects);
-        guts_core_on_local_change(n->core, now_ms(), key);
+        guts_core_on_local_change(n->core, guts_net_now_ms(), key);
         drain(n);
     }
     return 0;
@@ -479,7 +485,7 @@ static void write_status(guts_net_node *n)
         close(fd);
         return;
     }
-    uint64_t now = now_ms();
+    uint64_t now = guts_net_now_ms();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     char hex[2 * GUTS_NODE_ID_LEN + 1], as[32];
@@ -560,6 +566,8 @@ static void write_status(guts_net_node *n)
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
             "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "
             "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu, "
+            "\"tcp_unproven\": %zu, \"tcp_refused_source\": %llu, "
+            "\"tcp_handshake_timeouts\": %llu, \"tcp_evicted\": %llu, "
             "\"rate_limited_dgrams\": %llu, \"rate_limited_conns\": %llu}",
             (unsigned long long)n->udp.stats.rx, (unsigned long long)n->udp.stats.tx,
             (unsigned long long)n->udp.stats.rx_bytes, (unsigned long long)n->udp.stats.tx_bytes,
@@ -567,8 +575,10 @@ static void write_status(guts_net_node *n)
             (unsigned long long)n->udp.stats.tx_dropped, (unsigned long long)n->tcp.stats.accepted,
             (unsigned long long)n->tcp.stats.connected, (unsigned long long)n->tcp.stats.refused,
             (unsigned long long)n->tcp.stats.timeouts, (unsigned long long)n->tcp.stats.rx_bytes,
-            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns,
-            (unsigned long long)n->dgram_rate.limited, (unsigned long long)n->conn_rate.limited);
+            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns, n->tcp.nunproven,
+            (unsigned long long)n->tcp.stats.refused_source,
+            (unsigned long long)n->tcp.stats.handshake_timeouts,
+            (unsigned long long)n->tcp.stats.evicted, (unsigned long long)n->dgram_rate.limited, (unsigned long long)n->conn_rate.limited);
     fprintf(f, ",\n  \"seal\": {\"keyed\": %s", n->seal ? "true" : "false");
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];
@@ -625,7 +635,7 @@ static void progress_draw(guts_net_node *n)
     n->tty.pulls = total;
     if (!n->tty.lines && !shown) return;
     len = guts_net_tty_erase(&n->tty, out, 0, 256);
-    uint64_t now = now_ms();
+    uint64_t now = guts_net_now_ms();
     for (size_t i = 0; i <= shown; i++) {
         char line[GUTS_PROGRESS_LINE_MAX];
         if (i == shown) {
@@ -669,7 +679,7 @@ static void leave(guts_net_node *n, int signum)
     if (n->leaving) return;
     n->leaving = 1;
     guts_net_logf(&n->log, GUTS_LOG_INFO, "signal %d: leaving", signum);
-    guts_core_leave(n->core, now_ms());
+    guts_core_leave(n->core, guts_net_now_ms());
     drain(n); /* sends LEAVE: the datagram is out before the loop stops */
     ev_break(n->loop, EVBREAK_ALL);
 }
@@ -726,7 +736,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
-    n->start_ms = now_ms();
+    n->start_ms = guts_net_now_ms();
     char as[32], as2[32];
 
     int rc = guts_data_open(opts->data, &n->data);
@@ -769,7 +779,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.repo_wanted = guts_net_repo_wanted;
     cfg.repo_wanted_arg = &n->opts;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
-        cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
+        cfg.seed = guts_net_now_ms() ^ ((uint64_t)getpid() << 32);
     guts_net_rate_init(&n->dgram_rate, opts->max_dgram_rate,
                        opts->max_dgram_rate * GUTS_NET_DGRAM_BURST_FACTOR, cfg.seed);
     guts_net_rate_init(&n->conn_rate, opts->max_conn_rate,
@@ -815,7 +825,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_signal_start(loop, &n->sigterm);
 
     poll_local(n); /* prime: the core scans the store itself at start */
-    guts_core_on_timer(n->core, now_ms());
+    guts_core_on_timer(n->core, guts_net_now_ms());
     drain(n);
     write_status(n);
     return 0;
