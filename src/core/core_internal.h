@@ -78,6 +78,11 @@
 #define CORE_REPLY_QUIET 10
 #define CORE_REPLY_K 3
 #define CORE_REPLY_MS 20
+/* The answer to a newcomer is followed by the rest of the node's pages, one
+ * per CORE_ANNOUNCE_GAP_MS (the rate of immediate announces), so a fresh
+ * node learns 1,000 repositories (~35 pages) in ~5 s instead of ~35 base
+ * intervals; the round-robin cursor moves on as for any announce, so the
+ * sweep costs a group nothing but sending the same pages sooner. */
 /* States counted per repository for that: a new state, the one before it,
  * intermediate ones (objects fetched, refs not yet) and a concurrent write;
  * the least recently heard makes room. */
@@ -435,6 +440,7 @@ struct guts_core {
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;
     int reply_soon;                 /* with announce_soon: an answer to a newcomer */
+    uint32_t sweep_left; /* pages still to send of a newcomer's full round */
     uint64_t hello_at;              /* the first announce, 0 once sent or dropped */
     uint64_t up_since;              /* the first event's time */
     uint64_t heard_sec;             /* start of the current second of heard_now */
