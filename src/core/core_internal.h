@@ -131,7 +131,7 @@
  * row, up to 2^CORE_BUSY_BACKOFF_MAX times, and spreads it by [0.5, 1.5)
  * with the core's seeded RNG so the pullers it turned away don't return
  * together. */
-#define CORE_BUSY_RETRY_MS 250
+#define CORE_BUSY_RETRY_MS 100
 #define CORE_BUSY_BACKOFF_MAX 4
 /* Bytes the core queues on one stream per call before waiting for
  * on_stream_writable: bounds the driver's buffers (backpressure). */

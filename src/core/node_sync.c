@@ -97,6 +97,7 @@ static int chunk_flush(guts_core *c, session *s);
 static void log_bad(guts_core *c, session *s, const guts_id *id);
 static void pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
 static void pull_open(guts_core *c, session *s);
+static void send_hello(guts_core *c, session *s);
 
 static void sess_free(session *s)
 {
@@ -291,6 +292,10 @@ static void park(guts_core *c, uint32_t stream, const guts_addr *addr, const gut
         return;
     }
     s->peer_id = *peer_id;
+    /* a HELLO now tells the server this pull is over: it frees the serve
+     * slot at once (a parked stream held it for 2 s) and answers HELLO;
+     * the next pull on the stream starts with its RECON */
+    send_hello(c, s);
 }
 
 /* A parked stream to peer p, or NULL. */
@@ -408,7 +413,7 @@ void sync_start_pulls(guts_core *c)
             continue;
         session *s = parked_to(c, p);
         int reused = s != NULL;
-        if (s) { /* open already: a new HELLO starts the session on it */
+        if (s) { /* open already, its HELLO sent when it was parked */
             s->kind = SESS_PULL;
             s->started = s->last_active = c->now;
         } else {
@@ -586,7 +591,8 @@ static void send_resumes(guts_core *c, session *s)
 
 static void pull_open(guts_core *c, session *s)
 {
-    send_hello(c, s);
+    if (!s->said_hello) /* a parked stream said it when the last pull ended */
+        send_hello(c, s);
     send_resumes(c, s);
     int rc;
     if (s->recon_done == 2) {
@@ -1844,7 +1850,10 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
     default: break;
     }
     if (s->kind == SESS_PARKED) {
-        sync_end(c, s, 0, 1, NULL); /* nothing is asked on a parked stream */
+        if (m.type == GUTS_MSG_HELLO) /* the server's answer to ours */
+            s->got_hello = 1;
+        else /* nothing else comes on a parked stream */
+            sync_end(c, s, 0, 1, NULL);
     } else if (s->kind == SESS_PULL) {
         if (key && strcmp(key, s->key) != 0) {
             sync_end(c, s, 0, 1, "frame for another repository");
