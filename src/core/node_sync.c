@@ -10,7 +10,17 @@
  *   S: RECON(MASKs), REFS..., DONE    ... until done
  *   P: WANT(ids missing from a ref's closure)   (zero or more times)
  *   S: OBJECTS..., DONE
- *   P: closes the stream.
+ *   P: HELLO (this pull is over)      S: HELLO
+ *   P: the next pull from the same peer, or closes the stream after
+ *      CORE_PARK_MS.
+ *
+ * A finished pull's stream is "parked" (SESS_PARKED) for the next pull from
+ * the same peer, so many repositories travel over a few connections; the
+ * puller's HELLO at the end frees the server's slot at once. A server takes
+ * a serve slot when a request names a repository, not when a stream opens,
+ * and a server at its limit answers ERROR(EAGAIN) with a retry-after; the
+ * puller backs off by it, doubled per busy answer in a row, with jitter
+ * from the core's seeded RNG.
  *
  * Each RECON or WANT request gets exactly one DONE after every element it
  * produced, so the puller knows a phase is over when its engine has nothing
