@@ -541,6 +541,7 @@ static void write_status(guts_net_node *n)
             "\"frames_in\": %llu, \"frames_out\": %llu, \"frame_bytes_out\": %llu, "
             "\"frames_malformed\": %llu, \"bad_objects\": %llu, \"sessions_started\": %llu, "
             "\"sessions_served\": %llu, \"sessions_ok\": %llu, \"sessions_failed\": %llu, "
+            "\"sessions_busy\": %llu, "
             "\"objects_fetched\": %llu, \"objects_nobase\": %llu, \"objects_dropped\": %llu, "
             "\"refs_applied\": %llu, \"refs_pending\": %llu, "
             "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, "
@@ -553,7 +554,8 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.frame_bytes_out, (unsigned long long)k.frames_malformed,
             (unsigned long long)k.bad_objects, (unsigned long long)k.sessions_started,
             (unsigned long long)k.sessions_served, (unsigned long long)k.sessions_ok,
-            (unsigned long long)k.sessions_failed, (unsigned long long)k.objects_fetched,
+            (unsigned long long)k.sessions_failed, (unsigned long long)k.sessions_busy,
+            (unsigned long long)k.objects_fetched,
             (unsigned long long)k.objects_nobase, (unsigned long long)k.objects_dropped,
             (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
             (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
