@@ -79,10 +79,13 @@
 #define CORE_REPLY_K 3
 #define CORE_REPLY_MS 20
 /* The answer to a newcomer is followed by the rest of the node's pages, one
- * per CORE_ANNOUNCE_GAP_MS (the rate of immediate announces), so a fresh
- * node learns 1,000 repositories (~35 pages) in ~5 s instead of ~35 base
- * intervals; the round-robin cursor moves on as for any announce, so the
- * sweep costs a group nothing but sending the same pages sooner. */
+ * per CORE_SWEEP_GAP_MS, so a fresh node learns 1,000 repositories (~36
+ * pages) in ~2 s instead of ~36 base intervals. 50 ms is the whole group's
+ * announce rate (CORE_GROUP_RATE, 20/s), and only a small quiet group
+ * answers newcomers at all; the round-robin cursor moves on as for any
+ * announce, so the sweep costs a group nothing but sending the same pages
+ * sooner. */
+#define CORE_SWEEP_GAP_MS (1000 / CORE_GROUP_RATE)
 /* States counted per repository for that: a new state, the one before it,
  * intermediate ones (objects fetched, refs not yet) and a concurrent write;
  * the least recently heard makes room. */
@@ -540,6 +543,9 @@ int announce_hello_due(guts_core *c);
 /* A member not in our view announced (fresh: its first datagram to us). */
 void announce_newcomer(guts_core *c);
 void announce_send(guts_core *c);
+/* Least time between two immediate announces: CORE_ANNOUNCE_GAP_MS, or
+ * CORE_SWEEP_GAP_MS while a newcomer's sweep runs. */
+uint64_t announce_gap(const guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);

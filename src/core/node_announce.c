@@ -168,10 +168,15 @@ void announce_changed(guts_core *c, lrepo *r)
     c->announce_soon = 1;
 }
 
+uint64_t announce_gap(const guts_core *c)
+{
+    return c->sweep_left ? CORE_SWEEP_GAP_MS : CORE_ANNOUNCE_GAP_MS;
+}
+
 int announce_soon_due(guts_core *c)
 {
     if (!c->announce_soon || c->now < c->soon_at ||
-        (c->ctr.dgrams_out && c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS))
+        (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)))
         return 0;
     if (c->reply_soon || c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
