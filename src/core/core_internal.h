@@ -443,7 +443,7 @@ struct guts_core {
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;
     int reply_soon;                 /* with announce_soon: an answer to a newcomer */
-    uint32_t sweep_left; /* pages still to send of a newcomer's full round */
+    uint32_t sweep_left;            /* pages still to send of a newcomer's full round */
     uint64_t hello_at;              /* the first announce, 0 once sent or dropped */
     uint64_t up_since;              /* the first event's time */
     uint64_t heard_sec;             /* start of the current second of heard_now */

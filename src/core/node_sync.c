@@ -275,7 +275,8 @@ void sync_idle(guts_core *c)
         if (i >= c->nsess)
             continue;
         session *s = c->sess[i];
-        if (c->now >= s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS))
+        uint64_t idle = s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS;
+        if (c->now >= s->last_active + idle)
             sync_end(c, s, 0, 1, "idle");
     }
 }

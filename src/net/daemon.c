@@ -555,14 +555,13 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.bad_objects, (unsigned long long)k.sessions_started,
             (unsigned long long)k.sessions_served, (unsigned long long)k.sessions_ok,
             (unsigned long long)k.sessions_failed, (unsigned long long)k.sessions_busy,
-            (unsigned long long)k.objects_fetched,
-            (unsigned long long)k.objects_nobase, (unsigned long long)k.objects_dropped,
-            (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
-            (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
-            (unsigned long long)k.peers_expired, (unsigned long long)k.objects_too_big,
-            (unsigned long long)k.repos_remote, (unsigned long long)k.repos_refused,
-            (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
-            (unsigned long long)k.writes_full);
+            (unsigned long long)k.objects_fetched, (unsigned long long)k.objects_nobase,
+            (unsigned long long)k.objects_dropped, (unsigned long long)k.refs_applied,
+            (unsigned long long)k.refs_pending, (unsigned long long)k.peers_joined,
+            (unsigned long long)k.peers_left, (unsigned long long)k.peers_expired,
+            (unsigned long long)k.objects_too_big, (unsigned long long)k.repos_remote,
+            (unsigned long long)k.repos_refused, (unsigned long long)k.repos_evicted,
+            (unsigned long long)k.store_full, (unsigned long long)k.writes_full);
     fprintf(f,
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
@@ -580,7 +579,8 @@ static void write_status(guts_net_node *n)
             (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns, n->tcp.nunproven,
             (unsigned long long)n->tcp.stats.refused_source,
             (unsigned long long)n->tcp.stats.handshake_timeouts,
-            (unsigned long long)n->tcp.stats.evicted, (unsigned long long)n->dgram_rate.limited, (unsigned long long)n->conn_rate.limited);
+            (unsigned long long)n->tcp.stats.evicted, (unsigned long long)n->dgram_rate.limited,
+            (unsigned long long)n->conn_rate.limited);
     fprintf(f, ",\n  \"seal\": {\"keyed\": %s", n->seal ? "true" : "false");
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];

@@ -213,8 +213,7 @@ static void open_established(guts_net_tcp *t, guts_net_conn *c)
 {
     c->state = GUTS_CONN_OPEN;
     c->last_active = guts_net_now_ms();
-    ev_timer_set(&c->timer, c->proven ? GUTS_NET_IDLE_TIMEOUT_S : GUTS_NET_HANDSHAKE_TIMEOUT_S,
-                 0.);
+    ev_timer_set(&c->timer, c->proven ? GUTS_NET_IDLE_TIMEOUT_S : GUTS_NET_HANDSHAKE_TIMEOUT_S, 0.);
     ev_timer_start(t->loop, &c->timer);
     set_reading(t, c, 1);
     if (t->cbs.on_open) t->cbs.on_open(t, c);

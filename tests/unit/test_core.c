@@ -1682,7 +1682,6 @@ START_TEST(test_one_changed_ref_of_1500_costs_under_2kb)
 }
 END_TEST
 
-
 /* ---- Serve slots, busy answers, reused streams (issue 20) ------------------ */
 
 /* The last frame sent, decoded (the caller frees it). */

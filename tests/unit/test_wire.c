@@ -1363,7 +1363,8 @@ static void rand_msg(guts_msg *m)
     case GUTS_MSG_ERROR:
         m->u.error.code = (int32_t)(uint32_t)rand_u64();
         m->u.error.text = rng() % 4 ? "something went wrong: \xc3\xa9" : NULL;
-        m->u.error.retry_after_ms = rng() % 2 ? (uint32_t)(rng() % (GUTS_RETRY_AFTER_MAX_MS + 1)) : 0;
+        m->u.error.retry_after_ms =
+            rng() % 2 ? (uint32_t)(rng() % (GUTS_RETRY_AFTER_MAX_MS + 1)) : 0;
         break;
     }
 }
