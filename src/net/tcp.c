@@ -263,6 +263,15 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
     cb_leave(c);
 }
 
+/* Close c for a deadline it missed, counted in *counter. */
+static void time_out(guts_net_tcp *t, guts_net_conn *c, uint64_t *counter)
+{
+    (*counter)++;
+    c->in_cb++;
+    teardown(t, c, GUTS_EAGAIN);
+    cb_leave(c);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -272,19 +281,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->state == GUTS_CONN_CONNECTING) {
         guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: timed out",
                       guts_net_addr_str(&c->addr, a, sizeof a));
-        t->stats.timeouts++;
-        c->in_cb++;
-        teardown(t, c, GUTS_EAGAIN);
-        cb_leave(c);
+        time_out(t, c, &t->stats.timeouts);
         return;
     }
     if (!c->proven) {
         guts_net_logf(t->log, GUTS_LOG_DEBUG, "tcp: %s sent no valid frame in %.0f s: closing",
                       guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_HANDSHAKE_TIMEOUT_S);
-        t->stats.handshake_timeouts++;
-        c->in_cb++;
-        teardown(t, c, GUTS_EAGAIN);
-        cb_leave(c);
+        time_out(t, c, &t->stats.handshake_timeouts);
         return;
     }
     /* Bytes waiting in our receive buffer mean we were the slow side (the
@@ -300,10 +303,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: %s idle for %.0f s: closing",
                   guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_IDLE_TIMEOUT_S);
-    t->stats.timeouts++;
-    c->in_cb++;
-    teardown(t, c, GUTS_EAGAIN);
-    cb_leave(c);
+    time_out(t, c, &t->stats.timeouts);
 }
 
 static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr, uint32_t id,
@@ -353,10 +353,7 @@ static int evict_unproven(guts_net_tcp *t)
     for (guts_net_conn *c = t->conns; c; c = c->next) /* newest first */
         if (!c->proven) old = c;
     if (!old) return 0;
-    t->stats.evicted++;
-    old->in_cb++;
-    teardown(t, old, GUTS_EAGAIN);
-    cb_leave(old);
+    time_out(t, old, &t->stats.evicted);
     return 1;
 }
 
