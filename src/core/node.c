@@ -350,7 +350,12 @@ static uint64_t next_deadline(guts_core *c)
     }
     uint64_t e = members_next_expiry(c);
     if (e && e < t) t = e;
-    for (size_t i = 0; i < c->nrepos; i++) {
+    /* With every pull slot taken, a due pull waits for a pull to end (an
+     * event, which settles again), not for a timer: arming one at now + 1
+     * woke a node syncing 1,000 repositories every millisecond. */
+    size_t pulls, serves;
+    guts_core_sessions(c, &pulls, &serves);
+    for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         uint64_t p = c->repos[i]->next_pull;
         if (p && core_store_full(c) && p < c->full_retry)
             p = c->full_retry; /* no pull starts before */

@@ -413,6 +413,7 @@ typedef struct guts_net_node {
     ev_signal sigint, sigterm;
     guts_net_watch *watch;
     size_t nwatch, capwatch;
+    size_t watch_next; /* where watch_find looks first: after the last found */
     int watch_primed;
     int draining;                             /* inside the action loop: defer core calls */
     uint32_t deferred[GUTS_NET_CONN_MAX + 1]; /* streams closed while draining */
