@@ -301,6 +301,7 @@ typedef struct guts_core_counters {
     uint64_t objects_dropped; /* of those, never stored in their session */
     uint64_t sessions_started, sessions_served, sessions_ok, sessions_failed;
     uint64_t sessions_empty; /* pulls that ended ok with no object and no ref */
+    uint64_t sessions_busy;  /* pulls a busy server deferred (not failures) */
     uint64_t objects_fetched, refs_applied, refs_pending;
     uint64_t refs_dropped; /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
@@ -331,7 +332,9 @@ int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out);
 void guts_core_counters_get(const guts_core *c, guts_core_counters *out);
 /** The current announce interval in ms (before jitter). */
 uint32_t guts_core_interval(const guts_core *c);
-/** Sessions open now: pulls (outgoing) and serves (incoming). */
+/** Sessions open now: pulls (outgoing) and serves (incoming) that asked
+ * for a repository; a stream that asked for nothing yet (or a puller's
+ * stream parked between two pulls) is neither, and takes no slot. */
 void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves);
 
 /** One pull in progress, for a progress display. */

@@ -53,6 +53,9 @@
 /* An address in PEERS: the driver's own form, opaque to the codec (guts-node:
  * 6 bytes, IPv4 and port; 18, IPv6 and port; guts-sim: a 4-byte index). */
 #define GUTS_WIRE_ADDR_MAX 18
+/* A busy server's retry-after: a minute is longer than any session it
+ * would wait for; a larger value from a peer is malformed. */
+#define GUTS_RETRY_AFTER_MAX_MS 60000
 
 /* Message types. */
 enum {
@@ -210,6 +213,8 @@ typedef struct guts_msg_done {
 typedef struct guts_msg_error {
     int32_t code;           /* GUTS_E* */
     const char *text;       /* borrowed */
+    uint32_t retry_after_ms; /* 0: none; a busy server's hint (at most
+                              * GUTS_RETRY_AFTER_MAX_MS) */
 } guts_msg_error;
 
 typedef struct guts_msg {

@@ -829,6 +829,34 @@ static void node_damaged_print(const node_run *nr, int json)
     if (json) fputs(n ? "\n  ]" : "]", stdout);
 }
 
+/* Connections the node closed or refused before they proved anything
+ * (status.json counters): a silent or hostile neighbour shows up here. */
+static const char *const conn_refusals[][2] = {
+    {"tcp_handshake_timeouts", "silent past the handshake deadline"},
+    {"tcp_refused_source", "over a source's connection cap"},
+    {"tcp_evicted", "evicted unproven from a full table"},
+    {"rate_limited_conns", "over a source's connection rate"},
+};
+
+static void node_conns_print(const node_run *nr, int json)
+{
+    const guts_json *j = &nr->j;
+    const guts_json_val *cv = guts_json_get(j, nr->root, "counters");
+    if (!cv || cv->type != GUTS_JSON_OBJECT) return;
+    int n = 0;
+    for (size_t i = 0; i < sizeof conn_refusals / sizeof *conn_refusals; i++) {
+        uint64_t u = 0;
+        if (!field_u(j, cv, conn_refusals[i][0], &u)) continue;
+        if (json) {
+            printf(", \"%s\": %" PRIu64, conn_refusals[i][0], u);
+        } else if (u) {
+            printf("%s%" PRIu64 " %s", n++ ? ", " : "connections closed or refused: ", u,
+                   conn_refusals[i][1]);
+        }
+    }
+    if (n) putchar('\n');
+}
+
 /* The node section of `guts status`: process, peers, per-repository state. */
 static void node_print(const node_run *nr, const char *data, int json)
 {
@@ -858,6 +886,7 @@ static void node_print(const node_run *nr, const char *data, int json)
         fputs(", \"uptime_ms\": ", stdout);
         put_field_u(j, nr->root, "uptime_ms");
         node_seal_print(nr, 1);
+        node_conns_print(nr, 1);
         fputs(",\n  ", stdout);
         node_peers_print(nr, 1);
         fputs(",\n  \"repos\": [", stdout);
@@ -890,6 +919,7 @@ static void node_print(const node_run *nr, const char *data, int json)
         putchar('\n');
         node_seal_print(nr, 0);
         node_refused_print(nr);
+        node_conns_print(nr, 0);
         node_peers_print(nr, 0);
         printf("%-30s %10s  %s\n", "SYNC", "OBJECTS", "STATE");
     }

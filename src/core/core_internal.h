@@ -78,6 +78,14 @@
 #define CORE_REPLY_QUIET 10
 #define CORE_REPLY_K 3
 #define CORE_REPLY_MS 20
+/* The answer to a newcomer is followed by the rest of the node's pages, one
+ * per CORE_SWEEP_GAP_MS, so a fresh node learns 1,000 repositories (~36
+ * pages) in ~2 s instead of ~36 base intervals. 50 ms is the whole group's
+ * announce rate (CORE_GROUP_RATE, 20/s), and only a small quiet group
+ * answers newcomers at all; the round-robin cursor moves on as for any
+ * announce, so the sweep costs a group nothing but sending the same pages
+ * sooner. */
+#define CORE_SWEEP_GAP_MS (1000 / CORE_GROUP_RATE)
 /* States counted per repository for that: a new state, the one before it,
  * intermediate ones (objects fetched, refs not yet) and a concurrent write;
  * the least recently heard makes room. */
@@ -132,6 +140,21 @@
 /* A session with no frame for this long is abandoned (a stuck peer must not
  * hold a session slot forever). */
 #define CORE_SESSION_IDLE_MS 30000
+/* A pull that ended well leaves its stream open ("parked") for the next
+ * pull from the same peer: hundreds of repositories then travel over
+ * max_sessions connections instead of one connection each, which the
+ * server's per-source connection rate (10/s) would throttle to 10 pulls a
+ * second. The next pull usually follows within milliseconds; 2 s keeps a
+ * server's keyless session and connection slot far below its 30 s idle. */
+#define CORE_PARK_MS 2000
+/* What a server at its session limit asks the puller to wait (ERROR busy,
+ * retry-after): a small repository's session lasts milliseconds, so a slot
+ * is likely free by then; a puller doubles it for each busy answer in a
+ * row, up to 2^CORE_BUSY_BACKOFF_MAX times, and spreads it by [0.5, 1.5)
+ * with the core's seeded RNG so the pullers it turned away don't return
+ * together. */
+#define CORE_BUSY_RETRY_MS 100
+#define CORE_BUSY_BACKOFF_MAX 4
 /* Bytes the core queues on one stream per call before waiting for
  * on_stream_writable: bounds the driver's buffers (backpressure). */
 #define CORE_SEND_BUDGET (1u << 20)
@@ -313,6 +336,7 @@ typedef struct lrepo {
     int urgent;                        /* next_pull was set by evidence, not anti-entropy */
     int pulling;                       /* an outgoing session runs for it */
     uint32_t failures;                 /* consecutive failed pulls: backoff */
+    uint32_t busy_streak;              /* consecutive busy answers: back-off */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
                           * brings an object or a ref (node.c, "Lazy creation") */
@@ -322,7 +346,10 @@ typedef struct lrepo {
     idset complete; /* ids whose closure is known complete */
 } lrepo;
 
-enum { SESS_PULL = 1, SESS_SERVE = 2 };
+/* SESS_PARKED: a puller's stream between two pulls from the same peer
+ * (CORE_PARK_MS), no repository, no counters; it becomes a SESS_PULL again
+ * or is closed. */
+enum { SESS_PULL = 1, SESS_SERVE = 2, SESS_PARKED = 3 };
 enum { PHASE_CONNECTING = 0, PHASE_OBJECTS, PHASE_REFS, PHASE_WANTS, PHASE_DONE };
 
 /* A job on a serving stream, answered in order. */
@@ -415,6 +442,7 @@ typedef struct session {
     uint64_t req_sent; /* elements sent for the request being answered */
     int said_hello;
     int busy; /* the server said EAGAIN: retry soon, elsewhere */
+    uint32_t retry_after; /* busy: the server's retry-after, ms (0: none) */
 } session;
 
 struct guts_core {
@@ -447,6 +475,7 @@ struct guts_core {
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;
     int reply_soon;                 /* with announce_soon: an answer to a newcomer */
+    uint32_t sweep_left;            /* pages still to send of a newcomer's full round */
     uint64_t hello_at;              /* the first announce, 0 once sent or dropped */
     uint64_t up_since;              /* the first event's time */
     uint64_t heard_sec;             /* start of the current second of heard_now */
@@ -553,6 +582,9 @@ int announce_hello_due(guts_core *c);
 /* A member not in our view announced (fresh: its first datagram to us). */
 void announce_newcomer(guts_core *c);
 void announce_send(guts_core *c);
+/* Least time between two immediate announces: CORE_ANNOUNCE_GAP_MS, or
+ * CORE_SWEEP_GAP_MS while a newcomer's sweep runs. */
+uint64_t announce_gap(const guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);

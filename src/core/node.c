@@ -344,20 +344,27 @@ static uint64_t next_deadline(guts_core *c)
     uint64_t t = c->next_announce;
     if (c->hello_at && c->hello_at < t) t = c->hello_at;
     if (c->announce_soon) {
-        uint64_t s = c->ctr.dgrams_out ? c->last_announce + CORE_ANNOUNCE_GAP_MS : 0;
+        uint64_t s = c->ctr.dgrams_out ? c->last_announce + announce_gap(c) : 0;
         if (s < c->soon_at) s = c->soon_at;
         if (s < t) t = s;
     }
     uint64_t e = members_next_expiry(c);
     if (e && e < t) t = e;
-    for (size_t i = 0; i < c->nrepos; i++) {
+    /* With every pull slot taken, a due pull waits for a pull to end (an
+     * event, which settles again), not for a timer: arming one at now + 1
+     * woke a node syncing 1,000 repositories every millisecond. */
+    size_t pulls, serves;
+    guts_core_sessions(c, &pulls, &serves);
+    for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         uint64_t p = c->repos[i]->next_pull;
         if (p && core_store_full(c) && p < c->full_retry)
             p = c->full_retry; /* no pull starts before */
         if (p && !c->repos[i]->pulling && p < t) t = p;
     }
     for (size_t i = 0; i < c->nsess; i++) {
-        uint64_t idle = c->sess[i]->last_active + CORE_SESSION_IDLE_MS;
+        const session *x = c->sess[i];
+        uint64_t idle =
+            x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
         if (idle < t) t = idle;
     }
     if (t <= c->now) t = c->now + 1;
@@ -895,9 +902,10 @@ void guts_core_sessions(const guts_core *c, size_t *pulls, size_t *serves)
 {
     *pulls = *serves = 0;
     for (size_t i = 0; i < c->nsess; i++) {
-        if (c->sess[i]->kind == SESS_PULL)
+        const session *x = c->sess[i];
+        if (x->kind == SESS_PULL)
             (*pulls)++;
-        else
+        else if (x->kind == SESS_SERVE && x->key[0])
             (*serves)++;
     }
 }

@@ -168,12 +168,17 @@ void announce_changed(guts_core *c, lrepo *r)
     c->announce_soon = 1;
 }
 
+uint64_t announce_gap(const guts_core *c)
+{
+    return c->sweep_left ? CORE_SWEEP_GAP_MS : CORE_ANNOUNCE_GAP_MS;
+}
+
 int announce_soon_due(guts_core *c)
 {
     if (!c->announce_soon || c->now < c->soon_at ||
-        (c->ctr.dgrams_out && c->now < c->last_announce + CORE_ANNOUNCE_GAP_MS))
+        (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)))
         return 0;
-    if (c->reply_soon) return 1;
+    if (c->reply_soon || c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i])) return 1;
     c->announce_soon = 0; /* others said it all meanwhile */
@@ -322,11 +327,18 @@ full:
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
     c->ctr.answers += (uint64_t)c->reply_soon;
+    /* a newcomer hears every page of ours soon (CORE_REPLY_*): the
+     * answer starts a sweep of the others; any announce is one page of it */
+    if (c->reply_soon && a->pages > 1)
+        c->sweep_left = (uint32_t)a->pages - 1;
+    else if (c->sweep_left)
+        c->sweep_left--;
     c->announce_soon = c->reply_soon = 0;
     c->hello_at = 0; /* any announce says hello */
     c->soon_at = c->now;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i])) c->announce_soon = 1; /* did not fit */
+    if (c->sweep_left) c->announce_soon = 1;
 }
 
 /* Schedule a pull of r: urgent ones after a short random stagger (with

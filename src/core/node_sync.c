@@ -10,7 +10,17 @@
  *   S: RECON(MASKs), REFS..., DONE    ... until done
  *   P: WANT(ids missing from a ref's closure)   (zero or more times)
  *   S: OBJECTS..., DONE
- *   P: closes the stream.
+ *   P: HELLO (this pull is over)      S: HELLO
+ *   P: the next pull from the same peer, or closes the stream after
+ *      CORE_PARK_MS.
+ *
+ * A finished pull's stream is "parked" (SESS_PARKED) for the next pull from
+ * the same peer, so many repositories travel over a few connections; the
+ * puller's HELLO at the end frees the server's slot at once. A server takes
+ * a serve slot when a request names a repository, not when a stream opens,
+ * and a server at its limit answers ERROR(EAGAIN) with a retry-after; the
+ * puller backs off by it, doubled per busy answer in a row, with jitter
+ * from the core's seeded RNG.
  *
  * Each RECON or WANT request gets exactly one DONE after every element it
  * produced, so the puller knows a phase is over when its engine has nothing
@@ -96,6 +106,8 @@ static void pend_free(guts_core *c, session *s);
 static int chunk_flush(guts_core *c, session *s);
 static void log_bad(guts_core *c, session *s, const guts_id *id);
 static void pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
+static void pull_open(guts_core *c, session *s);
+static void send_hello(guts_core *c, session *s);
 
 static void sess_free(session *s)
 {
@@ -142,18 +154,36 @@ static void peer_hex(guts_core *c, const session *s, char *hex)
 
 static void sync_log(guts_core *c, const session *s, int ok, const char *hex, const char *why)
 {
-    /* a full store said so once (node.c); its probes fail quietly */
-    core_log(c, ok ? GUTS_LOG_INFO : c->full ? GUTS_LOG_DEBUG : GUTS_LOG_WARN,
+    /* a full store said so once (node.c); its probes fail quietly; a busy
+     * server deferred the pull, which is retried (not a failure) */
+    core_log(c, ok ? GUTS_LOG_INFO : c->full || s->busy ? GUTS_LOG_DEBUG : GUTS_LOG_WARN,
              "sync %s from %s %s: %llu objects, %llu bytes, %llu refs, %llu ms%s%s", s->key, hex,
              ok ? "finished" : "failed", (unsigned long long)s->got_objects,
              (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
              (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
 }
 
+/* When to pull r again after a busy answer: the server's retry-after (or
+ * CORE_BUSY_RETRY_MS), doubled per busy answer in a row, times [0.5, 1.5)
+ * from the seeded RNG. */
+static uint64_t busy_delay(guts_core *c, lrepo *r, uint32_t retry_after)
+{
+    uint64_t d = retry_after ? retry_after : CORE_BUSY_RETRY_MS;
+    uint32_t k = r->busy_streak < CORE_BUSY_BACKOFF_MAX ? r->busy_streak : CORE_BUSY_BACKOFF_MAX;
+    d <<= k;
+    if (r->busy_streak < UINT32_MAX)
+        r->busy_streak++;
+    return d / 2 + core_rand_below(c, d);
+}
+
 void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *why)
 {
     if (close_stream)
         core_close_stream(c, s->stream);
+    if (s->kind == SESS_PARKED) { /* no pull on it: nothing to count or log */
+        sess_remove(c, s);
+        return;
+    }
     char hex[2 * GUTS_NODE_ID_LEN + 1] = "?";
     if (s->kind == SESS_PULL || !ok) /* what the logs below need */
         peer_hex(c, s, hex);
@@ -163,6 +193,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             chunk_flush(c, s);
         if (ok)
             c->ctr.sessions_ok++;
+        else if (s->busy)
+            c->ctr.sessions_busy++;
         else
             c->ctr.sessions_failed++;
         if (r) {
@@ -171,6 +203,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
              * store is ours to fix: no backoff */
             if (!s->busy && !c->full)
                 r->failures = ok ? 0 : r->failures + 1;
+            if (ok)
+                r->busy_streak = 0;
             /* refs received may wait for objects another session brings */
             if (s->ninrefs) {
                 refs_take(c, r, s->inrefs, s->ninrefs);
@@ -194,16 +228,18 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                 r->idle_pulls = 0;
             core_repo_refresh(c, r);
             int busy = s->busy;
+            uint32_t retry_after = s->retry_after;
             sess_remove(c, s);
-            if (busy) /* soon, probably from another peer (none: no pull) */
-                r->next_pull = c->now + 1 + core_rand_below(c, 3 * CORE_PULL_STAGGER_MS);
+            if (busy) /* later, maybe from another peer (none: no pull) */
+                r->next_pull = c->now + 1 + busy_delay(c, r, retry_after);
             else
                 announce_consider(c, r);
             return;
         }
         sync_log(c, s, ok, hex, why);
     } else {
-        c->ctr.sessions_served++;
+        if (s->key[0]) /* a stream that asked for nothing served nothing */
+            c->ctr.sessions_served++;
         if (!ok)
             core_log(c, GUTS_LOG_DEBUG, "serving %s to %s ended: %s", s->key, hex,
                      why ? why : "failed");
@@ -236,9 +272,53 @@ void sync_abort_peer(guts_core *c, const guts_addr *addr)
 void sync_idle(guts_core *c)
 {
     for (size_t i = c->nsess; i-- > 0;) {
-        if (i < c->nsess && c->now >= c->sess[i]->last_active + CORE_SESSION_IDLE_MS)
-            sync_end(c, c->sess[i], 0, 1, "idle");
+        if (i >= c->nsess)
+            continue;
+        session *s = c->sess[i];
+        uint64_t idle = s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS;
+        if (c->now >= s->last_active + idle)
+            sync_end(c, s, 0, 1, "idle");
     }
+}
+
+/* Keep a finished pull's stream for the next pull from the same peer. At
+ * most max_sessions are parked: the oldest goes first. */
+static void park(guts_core *c, uint32_t stream, const guts_addr *addr, const guts_node_id *peer_id)
+{
+    session *old = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsess; i++) {
+        session *x = c->sess[i];
+        if (x->kind != SESS_PARKED)
+            continue;
+        n++;
+        if (!old || x->last_active < old->last_active)
+            old = x;
+    }
+    if (n >= c->cfg.max_sessions && old)
+        sync_end(c, old, 0, 1, NULL);
+    session *s = sess_new(c, stream, SESS_PARKED, addr);
+    if (!s) {
+        core_close_stream(c, stream);
+        return;
+    }
+    s->peer_id = *peer_id;
+    /* a HELLO now tells the server this pull is over: it frees the serve
+     * slot at once (a parked stream held it for 2 s) and answers HELLO;
+     * the next pull on the stream starts with its RECON */
+    send_hello(c, s);
+}
+
+/* A parked stream to peer p, or NULL. */
+static session *parked_to(guts_core *c, const peer *p)
+{
+    for (size_t i = 0; i < c->nsess; i++) {
+        session *x = c->sess[i];
+        if (x->kind == SESS_PARKED && guts_addr_eq(&x->addr, &p->addr) &&
+            memcmp(&x->peer_id, &p->id, sizeof p->id) == 0)
+            return x;
+    }
+    return NULL;
 }
 
 /* ---- Sets seen by the reconciliation engine ------------------------------ */
@@ -342,13 +422,20 @@ void sync_start_pulls(guts_core *c)
         peer *p = choose_peer(c, r);
         if (!p)
             continue;
-        uint32_t id = c->next_stream;
-        c->next_stream = (c->next_stream + 1) & ~GUTS_CORE_STREAM_DRIVER;
-        if (c->next_stream == 0)
-            c->next_stream = 1;
-        session *s = sess_new(c, id, SESS_PULL, &p->addr);
-        if (!s)
-            return;
+        session *s = parked_to(c, p);
+        int reused = s != NULL;
+        if (s) { /* open already, its HELLO sent when it was parked */
+            s->kind = SESS_PULL;
+            s->started = s->last_active = c->now;
+        } else {
+            uint32_t id = c->next_stream;
+            c->next_stream = (c->next_stream + 1) & ~GUTS_CORE_STREAM_DRIVER;
+            if (c->next_stream == 0)
+                c->next_stream = 1;
+            s = sess_new(c, id, SESS_PULL, &p->addr);
+            if (!s)
+                return;
+        }
         s->peer_id = p->id;
         s->applied0 = c->ctr.refs_applied;
         strcpy(s->key, r->key);
@@ -362,7 +449,11 @@ void sync_start_pulls(guts_core *c)
         r->pulling = 1;
         pulls++;
         c->ctr.sessions_started++;
-        guts_core_action a = {.kind = GUTS_ACT_OPEN_STREAM, .stream = id, .addr = p->addr,
+        if (reused) {
+            pull_open(c, s);
+            continue;
+        }
+        guts_core_action a = {.kind = GUTS_ACT_OPEN_STREAM, .stream = s->stream, .addr = p->addr,
                               .port = p->port};
         core_push(c, &a);
     }
@@ -469,7 +560,15 @@ static void advance(guts_core *c, session *s)
     }
     free(want);
     s->phase = PHASE_DONE;
-    sync_end(c, s, 1, 1, NULL);
+    /* the stream stays open for the next pull from this peer, if it
+     * answered our HELLO (it speaks the protocol that reuses streams) */
+    uint32_t stream = s->stream;
+    guts_addr addr = s->addr;
+    guts_node_id peer_id = s->peer_id;
+    int reuse = s->got_hello && !c->left;
+    sync_end(c, s, 1, !reuse, NULL);
+    if (reuse)
+        park(c, stream, &addr, &peer_id);
 }
 
 /* Tell the server which large objects we hold a staged prefix of (an empty
@@ -503,7 +602,8 @@ static void send_resumes(guts_core *c, session *s)
 
 static void pull_open(guts_core *c, session *s)
 {
-    send_hello(c, s);
+    if (!s->said_hello) /* a parked stream said it when the last pull ended */
+        send_hello(c, s);
     send_resumes(c, s);
     int rc;
     if (s->recon_done == 2) {
@@ -1035,6 +1135,11 @@ static int serve_key(guts_core *c, session *s, const char *key)
         lrepo *r = core_repo_find(c, key);
         if (!r || r->unstored)
             return GUTS_ENOTFOUND;
+        /* a serve slot is taken here, by a request, not by a connection */
+        size_t pulls, serves;
+        guts_core_sessions(c, &pulls, &serves);
+        if (serves >= c->cfg.max_sessions)
+            return GUTS_EAGAIN;
         strcpy(s->key, key);
         return GUTS_OK;
     }
@@ -1046,7 +1151,8 @@ static void serve_error(guts_core *c, session *s, int code, const char *text)
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_ERROR);
     m.u.error.code = code;
-    m.u.error.text = text;
+    m.u.error.text = code == GUTS_EAGAIN ? "busy" : text;
+    m.u.error.retry_after_ms = code == GUTS_EAGAIN ? CORE_BUSY_RETRY_MS : 0;
     core_send_frame(c, s->stream, &m);
     sync_end(c, s, 0, 1, text);
 }
@@ -1717,16 +1823,13 @@ void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *addr, int outg
         core_close_stream(c, stream);
         return;
     }
-    size_t pulls, serves;
-    guts_core_sessions(c, &pulls, &serves);
+    /* no slot yet: serve_key takes one when the peer asks for something */
     s = sess_new(c, stream, SESS_SERVE, addr);
     if (!s) {
         core_close_stream(c, stream);
         return;
     }
     s->phase = PHASE_OBJECTS;
-    if (serves >= c->cfg.max_sessions)
-        serve_error(c, s, GUTS_EAGAIN, "busy");
 }
 
 void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len)
@@ -1757,7 +1860,12 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
     case GUTS_MSG_DONE: key = m.u.done.key; break;
     default: break;
     }
-    if (s->kind == SESS_PULL) {
+    if (s->kind == SESS_PARKED) {
+        if (m.type == GUTS_MSG_HELLO) /* the server's answer to ours */
+            s->got_hello = 1;
+        else /* nothing else comes on a parked stream */
+            sync_end(c, s, 0, 1, NULL);
+    } else if (s->kind == SESS_PULL) {
         if (key && strcmp(key, s->key) != 0) {
             sync_end(c, s, 0, 1, "frame for another repository");
         } else if (m.type == GUTS_MSG_HELLO) {
@@ -1779,12 +1887,31 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
             }
         } else if (m.type == GUTS_MSG_ERROR) {
             s->busy = m.u.error.code == GUTS_EAGAIN;
+            s->retry_after = m.u.error.retry_after_ms;
             sync_end(c, s, 0, 1, m.u.error.text ? m.u.error.text : "peer error");
         } else {
             sync_end(c, s, 0, 1, "unexpected message");
         }
     } else {
-        if (m.type == GUTS_MSG_HELLO) {
+        if (m.type == GUTS_MSG_HELLO && s->got_hello) {
+            /* the puller starts its next pull on this stream: the last one
+             * must be fully answered (its DONEs all sent) */
+            if (s->headjob < s->njobs || s->big_active || s->headahead < s->nahead) {
+                serve_error(c, s, GUTS_EPROTO, "HELLO before the last request was answered");
+            } else {
+                uint32_t stream = s->stream;
+                guts_addr addr = s->addr;
+                sync_end(c, s, 1, 0, NULL);
+                s = sess_new(c, stream, SESS_SERVE, &addr);
+                if (!s) {
+                    core_close_stream(c, stream);
+                } else {
+                    s->phase = PHASE_OBJECTS;
+                    s->got_hello = 1;
+                    send_hello(c, s);
+                }
+            }
+        } else if (m.type == GUTS_MSG_HELLO) {
             s->got_hello = 1;
             if (!s->said_hello)
                 send_hello(c, s);

@@ -12,7 +12,9 @@
  * such closes are queued and reported once the drain is over.
  *
  * The core never sees a clock: `now` is CLOCK_MONOTONIC (ev_now is wall
- * clock based and jumps with it), read once per event.
+ * clock based and jumps with it), read once per event; the rate limits and
+ * tcp.c's timeouts use the same clock (guts_net_now_ms), so a wall clock
+ * stepped either way changes no duration.
  *
  * Keyed (--key-file): the seal (include/guts/seal.h) sits between the
  * sockets and the core, so nothing unauthenticated reaches the core's
@@ -63,13 +65,6 @@
  * one this many times; a collision is rare, 16 in a row is a broken host. */
 #define PORT_TRIES 16
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -86,7 +81,7 @@ static void seal_refused(guts_net_node *n, const char *what, const struct sockad
     char as[32];
     /* datagrams: warn once per source, then count it (status.json) */
     if (strcmp(what, "datagram") == 0) {
-        if (guts_net_refused_note(&n->refused, from, why, now_ms()))
+        if (guts_net_refused_note(&n->refused, from, why, guts_net_now_ms()))
             guts_net_logf(&n->log, GUTS_LOG_WARN,
                           "datagram from %s refused: %s%s (further ones from it are only "
                           "counted: guts status)",
@@ -237,7 +232,7 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         break;
     }
     case GUTS_ACT_SET_TIMER: {
-        uint64_t now = now_ms();
+        uint64_t now = guts_net_now_ms();
         double delay = a->at > now ? (double)(a->at - now) / 1000.0 : 0.0;
         ev_timer_stop(n->loop, &n->core_timer);
         ev_timer_set(&n->core_timer, delay, 0.);
@@ -270,7 +265,7 @@ static void drain(guts_net_node *n)
         memcpy(ids, n->deferred, k * sizeof ids[0]);
         n->ndeferred = 0;
         for (size_t i = 0; i < k; i++)
-            guts_core_on_stream_closed(n->core, now_ms(), ids[i]);
+            guts_core_on_stream_closed(n->core, guts_net_now_ms(), ids[i]);
     }
     /* A pull that starts or ends shows at once, not at the next redraw. */
     if (n->tty.on && guts_core_pulls(n->core, NULL, 0) != n->tty.pulls) progress_draw(n);
@@ -284,7 +279,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
     guts_net_node *n = container_of(u, guts_net_node, udp);
     /* Before the seal and the decoder: a flooding source costs a table
      * lookup per datagram, not a decrypt or a decode. */
-    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, now_ms())) return;
+    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, guts_net_now_ms())) return;
     guts_addr a;
     addr_from_sin(from, &a);
     int via = u->via_unicast ? GUTS_VIA_UNICAST : GUTS_VIA_GROUP;
@@ -296,12 +291,12 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
             seal_refused(n, "datagram", from, why);
             return;
         }
-        guts_core_on_datagram(n->core, now_ms(), &a, via, pt, plen);
+        guts_core_on_datagram(n->core, guts_net_now_ms(), &a, via, pt, plen);
     } else if (len && buf[0] == GUTS_SEAL_MAGIC) {
         /* sealed traffic on an open node: it would only count as
          * malformed; say once per source what it is */
         char as[32];
-        if (guts_net_refused_note(&n->refused, from, GUTS_NET_REFUSED_SEALED, now_ms()))
+        if (guts_net_refused_note(&n->refused, from, GUTS_NET_REFUSED_SEALED, guts_net_now_ms()))
             guts_net_logf(&n->log, GUTS_LOG_WARN,
                           "datagram from %s is sealed with a cluster key and this node runs "
                           "open (no --key-file): ignored (further ones from it are only "
@@ -309,7 +304,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
                           guts_net_addr_str(from, as, sizeof as));
         return;
     } else {
-        guts_core_on_datagram(n->core, now_ms(), &a, via, buf, len);
+        guts_core_on_datagram(n->core, guts_net_now_ms(), &a, via, buf, len);
     }
     drain(n);
 }
@@ -319,7 +314,7 @@ static void stream_ready(guts_net_node *n, guts_net_conn *c)
 {
     guts_addr a;
     addr_from_sin(&c->addr, &a);
-    guts_core_on_stream_open(n->core, now_ms(), c->id, &a, c->outgoing);
+    guts_core_on_stream_open(n->core, guts_net_now_ms(), c->id, &a, c->outgoing);
     drain(n);
 }
 
@@ -364,14 +359,18 @@ static void on_frame(guts_net_tcp *t, guts_net_conn *c, uint8_t *buf, size_t len
         }
         len = plen;
     }
-    guts_core_on_frame(n->core, now_ms(), c->id, buf, len);
+    guts_core_on_frame(n->core, guts_net_now_ms(), c->id, buf, len);
     drain(n);
+    /* The core took the frame without closing the stream: the peer spoke
+     * the protocol (keyed: with the cluster key), so the connection now
+     * holds a slot. c stays valid here: tcp holds it during on_frame. */
+    if (!c->proven && !c->closed && !c->close_after_flush) guts_net_tcp_proven(t, c);
 }
 
 static void on_writable(guts_net_tcp *t, guts_net_conn *c)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
-    guts_core_on_stream_writable(n->core, now_ms(), c->id);
+    guts_core_on_stream_writable(n->core, guts_net_now_ms(), c->id);
     drain(n);
 }
 
@@ -392,7 +391,7 @@ static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
         defer_closed(n, c->id);
         return;
     }
-    guts_core_on_stream_closed(n->core, now_ms(), c->id);
+    guts_core_on_stream_closed(n->core, guts_net_now_ms(), c->id);
     drain(n);
 }
 
@@ -400,16 +399,27 @@ static void core_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, core_timer);
-    guts_core_on_timer(n->core, now_ms());
+    guts_core_on_timer(n->core, guts_net_now_ms());
     drain(n);
 }
 
 /* ---- Local writes ------------------------------------------------------- */
 
+/* The store lists repositories in the same order at every poll, so the
+ * next key is almost always the one after the last found: a scan of the
+ * whole list for each key cost 500,000 strcmp a poll at 1,000 repositories. */
 static guts_net_watch *watch_find(guts_net_node *n, const char *key)
 {
+    size_t h = n->watch_next;
+    if (h < n->nwatch && strcmp(n->watch[h].key, key) == 0) {
+        n->watch_next = h + 1;
+        return &n->watch[h];
+    }
     for (size_t i = 0; i < n->nwatch; i++)
-        if (strcmp(n->watch[i].key, key) == 0) return &n->watch[i];
+        if (strcmp(n->watch[i].key, key) == 0) {
+            n->watch_next = i + 1;
+            return &n->watch[i];
+        }
     return NULL;
 }
 
@@ -446,7 +456,7 @@ static int poll_repo(const char *key, void *arg)
     if (changed && n->watch_primed) {
         guts_net_logf(&n->log, GUTS_LOG_DEBUG, "local change in %s (%llu objects)", key,
                       (unsigned long long)info.objects);
-        guts_core_on_local_change(n->core, now_ms(), key);
+        guts_core_on_local_change(n->core, guts_net_now_ms(), key);
         drain(n);
     }
     return 0;
@@ -456,6 +466,7 @@ static void poll_local(guts_net_node *n)
 {
     for (size_t i = 0; i < n->nwatch; i++)
         n->watch[i].seen = 0;
+    n->watch_next = 0;
     n->store.repos(n->store.ctx, poll_repo, n);
     /* Repositories removed on disk are forgotten. */
     size_t j = 0;
@@ -509,7 +520,7 @@ static void write_status(guts_net_node *n)
         close(fd);
         return;
     }
-    uint64_t now = now_ms();
+    uint64_t now = guts_net_now_ms();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     char hex[2 * GUTS_NODE_ID_LEN + 1], as[32];
@@ -591,6 +602,7 @@ static void write_status(guts_net_node *n)
             "\"frames_in\": %llu, \"frames_out\": %llu, \"frame_bytes_out\": %llu, "
             "\"frames_malformed\": %llu, \"bad_objects\": %llu, \"sessions_started\": %llu, "
             "\"sessions_served\": %llu, \"sessions_ok\": %llu, \"sessions_failed\": %llu, "
+            "\"sessions_busy\": %llu, "
             "\"objects_fetched\": %llu, \"objects_nobase\": %llu, \"objects_dropped\": %llu, "
             "\"refs_applied\": %llu, \"refs_pending\": %llu, "
             "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, "
@@ -607,7 +619,8 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.frame_bytes_out, (unsigned long long)k.frames_malformed,
             (unsigned long long)k.bad_objects, (unsigned long long)k.sessions_started,
             (unsigned long long)k.sessions_served, (unsigned long long)k.sessions_ok,
-            (unsigned long long)k.sessions_failed, (unsigned long long)k.objects_fetched,
+            (unsigned long long)k.sessions_failed, (unsigned long long)k.sessions_busy,
+            (unsigned long long)k.objects_fetched,
             (unsigned long long)k.objects_nobase, (unsigned long long)k.objects_dropped,
             (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
             (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
@@ -625,6 +638,8 @@ static void write_status(guts_net_node *n)
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
             "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "
             "\"tcp_rx_bytes\": %llu, \"tcp_tx_bytes\": %llu, \"tcp_open\": %zu, "
+            "\"tcp_unproven\": %zu, \"tcp_refused_source\": %llu, "
+            "\"tcp_handshake_timeouts\": %llu, \"tcp_evicted\": %llu, "
             "\"rate_limited_dgrams\": %llu, \"rate_limited_conns\": %llu}",
             (unsigned long long)n->udp.stats.rx, (unsigned long long)n->udp.stats.tx,
             (unsigned long long)n->udp.stats.rx_bytes, (unsigned long long)n->udp.stats.tx_bytes,
@@ -632,8 +647,11 @@ static void write_status(guts_net_node *n)
             (unsigned long long)n->udp.stats.tx_dropped, (unsigned long long)n->tcp.stats.accepted,
             (unsigned long long)n->tcp.stats.connected, (unsigned long long)n->tcp.stats.refused,
             (unsigned long long)n->tcp.stats.timeouts, (unsigned long long)n->tcp.stats.rx_bytes,
-            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns,
-            (unsigned long long)n->dgram_rate.limited, (unsigned long long)n->conn_rate.limited);
+            (unsigned long long)n->tcp.stats.tx_bytes, n->tcp.nconns, n->tcp.nunproven,
+            (unsigned long long)n->tcp.stats.refused_source,
+            (unsigned long long)n->tcp.stats.handshake_timeouts,
+            (unsigned long long)n->tcp.stats.evicted, (unsigned long long)n->dgram_rate.limited,
+            (unsigned long long)n->conn_rate.limited);
     fprintf(f, ",\n  \"seal\": {\"keyed\": %s", n->seal ? "true" : "false");
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];
@@ -666,7 +684,7 @@ static void write_status(guts_net_node *n)
  * likely cause and what to do; one when a peer is heard again. */
 static void lonely_check(guts_net_node *n)
 {
-    uint64_t now = now_ms();
+    uint64_t now = guts_net_now_ms();
     size_t np = guts_core_peer_count(n->core);
     if (np) {
         if (n->lonely_logged)
@@ -835,7 +853,7 @@ static void progress_draw(guts_net_node *n)
     n->tty.pulls = total;
     if (!n->tty.lines && !shown) return;
     len = guts_net_tty_erase(&n->tty, out, 0, 256);
-    uint64_t now = now_ms();
+    uint64_t now = guts_net_now_ms();
     for (size_t i = 0; i <= shown; i++) {
         char line[GUTS_PROGRESS_LINE_MAX];
         if (i == shown) {
@@ -879,7 +897,7 @@ static void leave(guts_net_node *n, int signum)
     if (n->leaving) return;
     n->leaving = 1;
     guts_net_logf(&n->log, GUTS_LOG_INFO, "signal %d: leaving", signum);
-    guts_core_leave(n->core, now_ms());
+    guts_core_leave(n->core, guts_net_now_ms());
     drain(n); /* sends LEAVE: the datagram is out before the loop stops */
     ev_break(n->loop, EVBREAK_ALL);
 }
@@ -936,7 +954,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
-    n->start_ms = now_ms();
+    n->start_ms = guts_net_now_ms();
     char as[32], as2[32];
 
     int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);
@@ -1007,7 +1025,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.nseeds = (uint32_t)opts->npeers;
     cfg.learned_max = opts->max_learned;
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
-        cfg.seed = now_ms() ^ ((uint64_t)getpid() << 32);
+        cfg.seed = guts_net_now_ms() ^ ((uint64_t)getpid() << 32);
     guts_net_rate_init(&n->dgram_rate, opts->max_dgram_rate,
                        opts->max_dgram_rate * GUTS_NET_DGRAM_BURST_FACTOR, cfg.seed);
     guts_net_rate_init(&n->conn_rate, opts->max_conn_rate,
@@ -1025,7 +1043,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     for (size_t i = 0; i < n->nremembered; i++) {
         guts_addr a;
         addr_from_sin(&n->remembered[i].addr, &a);
-        tried += guts_core_remember(n->core, now_ms(), &a) == 0;
+        tried += guts_core_remember(n->core, guts_net_now_ms(), &a) == 0;
     }
 
     char hex[2 * GUTS_NODE_ID_LEN + 1];
@@ -1080,7 +1098,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_signal_start(loop, &n->sigterm);
 
     poll_local(n); /* prime: the core scans the store itself at start */
-    guts_core_on_timer(n->core, now_ms());
+    guts_core_on_timer(n->core, guts_net_now_ms());
     drain(n);
     write_status(n);
     return 0;

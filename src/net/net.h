@@ -107,6 +107,11 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out
 /** Format addr as "A.B.C.D:PORT" into buf (at least 22 bytes). */
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len);
 
+/** CLOCK_MONOTONIC in ms: every duration in the daemon (timeouts, rate
+ * limits, the core's `now`) is measured with it, never with the wall
+ * clock, which an administrator or NTP may step either way. */
+uint64_t guts_net_now_ms(void);
+
 /* ---- Logging ------------------------------------------------------------- */
 
 /* Progress lines drawn under the log on a terminal (daemon.c draws them,
@@ -290,6 +295,17 @@ void guts_net_udp_close(guts_net_udp *u, struct ev_loop *loop);
 /* Concurrent connections (both directions): each may pin a frame's worth of
  * buffers; 64 * (4 MiB worst case) is the bound a LAN node accepts. */
 #define GUTS_NET_CONN_MAX 64
+/* One source address holds at most half the table: nodes behind one
+ * address (a NAT, several nodes on one host) each pull at most
+ * max_sessions streams, and with the rest of the table no single source
+ * can lock the others out. */
+#define GUTS_NET_CONN_PER_SOURCE (GUTS_NET_CONN_MAX / 2)
+/* An accepted connection must deliver its first valid frame (keyed: the
+ * seal hello and a frame that opens with the cluster key) within this time;
+ * a peer on a LAN does it in milliseconds. Until then it holds no slot:
+ * when the table is full the oldest such connection makes room, and a
+ * silent one is closed when the time is up (counted in status.json). */
+#define GUTS_NET_HANDSHAKE_TIMEOUT_S 2.0
 /* A connect that neither succeeds nor fails in this time is given up. */
 #define GUTS_NET_CONNECT_TIMEOUT_S 5.0
 /* A stream with nothing received or sent for this long is dead: the core
@@ -315,9 +331,10 @@ struct guts_net_conn {
     int closed;        /* torn down; freed when the last callback returns */
     int in_cb;         /* callbacks on the stack that still use it */
     int owner_closed;  /* the owner asked: don't report the close */
+    int proven;        /* outgoing, or a first valid frame came in time */
     uint32_t id;       /* the stream id the core knows */
     struct sockaddr_in addr;
-    ev_tstamp last_active;
+    uint64_t last_active; /* monotonic ms (guts_net_now_ms) */
     /* read: header, then exactly one frame */
     uint8_t hdr[GUTS_FRAME_HDR];
     size_t hdr_have;
@@ -335,6 +352,9 @@ struct guts_net_conn {
 
 typedef struct guts_net_tcp_stats {
     uint64_t accepted, connected, refused, closed, timeouts, rx_bytes, tx_bytes;
+    /* accepted connections that proved nothing: refused over the source's
+     * cap, closed silent at the handshake deadline, closed to make room */
+    uint64_t refused_source, handshake_timeouts, evicted;
 } guts_net_tcp_stats;
 
 /* Callbacks into the daemon. Every callback may call back into tcp (send,
@@ -356,6 +376,7 @@ struct guts_net_tcp {
     size_t frame_max;
     guts_net_conn *conns;
     size_t nconns;
+    size_t nunproven; /* accepted, no valid frame yet: they hold no slot */
     uint32_t next_id; /* ids for accepted streams (GUTS_CORE_STREAM_DRIVER set) */
     guts_net_tcp_cbs cbs;
     const guts_net_log *log;
@@ -386,6 +407,9 @@ int guts_net_tcp_congested(const guts_net_conn *c);
 /** Close c: at once when now is set, else after its queue is flushed.
  * on_closed is called (with err 0) before the connection is freed. */
 void guts_net_tcp_close(guts_net_tcp *t, guts_net_conn *c, int now);
+/** The owner found c's first frame valid: from now on c holds a slot and
+ * has the idle timeout instead of the handshake deadline. */
+void guts_net_tcp_proven(guts_net_tcp *t, guts_net_conn *c);
 /** Find a connection by stream id, NULL if none. */
 guts_net_conn *guts_net_tcp_find(guts_net_tcp *t, uint32_t id);
 /** Close every connection at once and the listener. */
@@ -479,6 +503,7 @@ typedef struct guts_net_node {
     ev_signal sigint, sigterm;
     guts_net_watch *watch;
     size_t nwatch, capwatch;
+    size_t watch_next; /* where watch_find looks first: after the last found */
     int watch_primed;
     int draining;                             /* inside the action loop: defer core calls */
     uint32_t deferred[GUTS_NET_CONN_MAX + 1]; /* streams closed while draining */

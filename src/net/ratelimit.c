@@ -15,6 +15,7 @@
  * any rate from 1/s and no floating point is needed.
  */
 #include <string.h>
+#include <time.h>
 
 #include "net/net.h"
 
@@ -69,4 +70,13 @@ int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms)
     }
     b->tokens -= MILLI;
     return 1;
+}
+
+/* The one clock of every duration in the daemon: monotonic, so a wall
+ * clock stepped back or forward never freezes a limit or a timeout. */
+uint64_t guts_net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

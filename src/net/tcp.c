@@ -10,10 +10,22 @@
  * produce the next batch. A queue that would pass GUTS_NET_WQ_HARD means the
  * producer ignored backpressure: the connection is closed.
  *
- * Timeouts: a connect has GUTS_NET_CONNECT_TIMEOUT_S; an open connection
- * with no byte in either direction for GUTS_NET_IDLE_TIMEOUT_S is dead. One
- * ev_timer per connection serves both, re-armed lazily (libev's documented
- * "last activity" pattern) so traffic never touches the timer heap.
+ * Timeouts: a connect has GUTS_NET_CONNECT_TIMEOUT_S; an accepted
+ * connection has GUTS_NET_HANDSHAKE_TIMEOUT_S to deliver a frame its owner
+ * finds valid (guts_net_tcp_proven); an open connection with no byte in
+ * either direction for GUTS_NET_IDLE_TIMEOUT_S is dead. One ev_timer per
+ * connection serves all three, re-armed lazily (libev's documented "last
+ * activity" pattern) so traffic never touches the timer heap. Activity is
+ * stamped with the monotonic clock (guts_net_now_ms): ev_now() follows the
+ * wall clock, and a clock stepped back a day made every connection look
+ * active for a day.
+ *
+ * Admission: a source address holds at most GUTS_NET_CONN_PER_SOURCE
+ * connections and takes a token from its rate bucket per accept. A
+ * connection that has not proven itself holds no slot of the table: when
+ * the table is full, the oldest unproven one is closed to make room, so
+ * silent connections (or a non-member that cannot pass the seal) can delay
+ * nobody for longer than the handshake deadline.
  *
  * Callbacks may close the connection they are called for; a connection is
  * freed only once no callback frame on the stack still refers to it.
@@ -64,6 +76,7 @@ static void teardown(guts_net_tcp *t, guts_net_conn *c, int err)
             break;
         }
     t->nconns--;
+    if (!c->proven) t->nunproven--;
     t->stats.closed++;
     c->in_cb++;
     if (t->cbs.on_closed) t->cbs.on_closed(t, c, err);
@@ -166,7 +179,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->rx_bytes += (uint64_t)n;
         t->stats.rx_bytes += (uint64_t)n;
         total += (size_t)n;
-        c->last_active = ev_now(t->loop);
+        c->last_active = guts_net_now_ms();
         int rc = deliver(t, c);
         if (rc) {
             char a[32];
@@ -192,15 +205,15 @@ static void flush(guts_net_tcp *t, guts_net_conn *c)
         c->whead += (size_t)n;
         c->tx_bytes += (uint64_t)n;
         t->stats.tx_bytes += (uint64_t)n;
-        c->last_active = ev_now(t->loop);
+        c->last_active = guts_net_now_ms();
     }
 }
 
 static void open_established(guts_net_tcp *t, guts_net_conn *c)
 {
     c->state = GUTS_CONN_OPEN;
-    c->last_active = ev_now(t->loop);
-    ev_timer_set(&c->timer, GUTS_NET_IDLE_TIMEOUT_S, 0.);
+    c->last_active = guts_net_now_ms();
+    ev_timer_set(&c->timer, c->proven ? GUTS_NET_IDLE_TIMEOUT_S : GUTS_NET_HANDSHAKE_TIMEOUT_S, 0.);
     ev_timer_start(t->loop, &c->timer);
     set_reading(t, c, 1);
     if (t->cbs.on_open) t->cbs.on_open(t, c);
@@ -250,6 +263,15 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
     cb_leave(c);
 }
 
+/* Close c for a deadline it missed, counted in *counter. */
+static void time_out(guts_net_tcp *t, guts_net_conn *c, uint64_t *counter)
+{
+    (*counter)++;
+    c->in_cb++;
+    teardown(t, c, GUTS_EAGAIN);
+    cb_leave(c);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -259,28 +281,29 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->state == GUTS_CONN_CONNECTING) {
         guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: timed out",
                       guts_net_addr_str(&c->addr, a, sizeof a));
-        t->stats.timeouts++;
-        c->in_cb++;
-        teardown(t, c, GUTS_EAGAIN);
-        cb_leave(c);
+        time_out(t, c, &t->stats.timeouts);
+        return;
+    }
+    if (!c->proven) {
+        guts_net_logf(t->log, GUTS_LOG_DEBUG, "tcp: %s sent no valid frame in %.0f s: closing",
+                      guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_HANDSHAKE_TIMEOUT_S);
+        time_out(t, c, &t->stats.handshake_timeouts);
         return;
     }
     /* Bytes waiting in our receive buffer mean we were the slow side (the
      * loop was busy, or reading is paused for backpressure): not idle. */
     int unread = 0;
-    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) c->last_active = ev_now(loop);
-    ev_tstamp left = c->last_active + GUTS_NET_IDLE_TIMEOUT_S - ev_now(loop);
-    if (left > 0.) {
-        ev_timer_set(&c->timer, left, 0.);
+    uint64_t now = guts_net_now_ms();
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) c->last_active = now;
+    uint64_t end = c->last_active + (uint64_t)(GUTS_NET_IDLE_TIMEOUT_S * 1000.0);
+    if (end > now) {
+        ev_timer_set(&c->timer, (double)(end - now) / 1000.0, 0.);
         ev_timer_start(loop, &c->timer);
         return;
     }
     guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: %s idle for %.0f s: closing",
                   guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_IDLE_TIMEOUT_S);
-    t->stats.timeouts++;
-    c->in_cb++;
-    teardown(t, c, GUTS_EAGAIN);
-    cb_leave(c);
+    time_out(t, c, &t->stats.timeouts);
 }
 
 static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr, uint32_t id,
@@ -299,6 +322,8 @@ static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in
     c->id = id;
     c->addr = *addr;
     c->outgoing = outgoing;
+    c->proven = outgoing; /* we chose to connect: nothing to prove */
+    if (!c->proven) t->nunproven++;
     ev_io_init(&c->rio, read_cb, fd, EV_READ);
     ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
     ev_init(&c->timer, timer_cb);
@@ -308,6 +333,40 @@ static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return c;
+}
+
+/* Connections accepted from addr and open now. */
+static size_t source_conns(const guts_net_tcp *t, uint32_t addr)
+{
+    size_t n = 0;
+    for (const guts_net_conn *c = t->conns; c; c = c->next)
+        n += !c->outgoing && c->addr.sin_addr.s_addr == addr;
+    return n;
+}
+
+/* Make room in a full table: close the oldest accepted connection that has
+ * not proven itself. 0 when every connection has (the new one is refused). */
+static int evict_unproven(guts_net_tcp *t)
+{
+    guts_net_conn *old = NULL;
+    if (t->nunproven == 0) return 0;
+    for (guts_net_conn *c = t->conns; c; c = c->next) /* newest first */
+        if (!c->proven) old = c;
+    if (!old) return 0;
+    time_out(t, old, &t->stats.evicted);
+    return 1;
+}
+
+void guts_net_tcp_proven(guts_net_tcp *t, guts_net_conn *c)
+{
+    if (c->proven || c->closed) return;
+    c->proven = 1;
+    t->nunproven--;
+    /* from the handshake deadline to the idle timeout, counted from now */
+    c->last_active = guts_net_now_ms();
+    ev_timer_stop(t->loop, &c->timer);
+    ev_timer_set(&c->timer, GUTS_NET_IDLE_TIMEOUT_S, 0.);
+    ev_timer_start(t->loop, &c->timer);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -324,14 +383,24 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: accept: %s", strerror(errno));
             return;
         }
-        if (t->nconns >= GUTS_NET_CONN_MAX || from.sin_family != AF_INET) {
+        if (from.sin_family != AF_INET) {
             t->stats.refused++;
             close(fd);
             continue;
         }
-        if (t->conn_rate && !guts_net_rate_allow(t->conn_rate, from.sin_addr.s_addr,
-                                                 (uint64_t)(ev_now(t->loop) * 1000.0))) {
+        if (source_conns(t, from.sin_addr.s_addr) >= GUTS_NET_CONN_PER_SOURCE) {
+            t->stats.refused_source++;
+            close(fd);
+            continue;
+        }
+        if (t->conn_rate &&
+            !guts_net_rate_allow(t->conn_rate, from.sin_addr.s_addr, guts_net_now_ms())) {
             close(fd); /* counted in conn_rate->limited */
+            continue;
+        }
+        if (t->nconns >= GUTS_NET_CONN_MAX && !evict_unproven(t)) {
+            t->stats.refused++;
+            close(fd);
             continue;
         }
         /* Accepted streams have GUTS_CORE_STREAM_DRIVER set, so they never
@@ -386,7 +455,7 @@ int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockad
 int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
                          guts_net_conn **out)
 {
-    if (t->nconns >= GUTS_NET_CONN_MAX) return GUTS_EAGAIN;
+    if (t->nconns >= GUTS_NET_CONN_MAX && !evict_unproven(t)) return GUTS_EAGAIN;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return GUTS_EIO;
     int rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);

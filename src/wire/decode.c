@@ -346,12 +346,17 @@ static int dec_body(dec *d, guts_msg *msg)
         return get_u64(d, &msg->u.done.sent);
     case GUTS_MSG_ERROR: {
         int64_t code;
-        TRY(guts_mpr_array_n(&d->r, 2));
+        uint32_t n;
+        TRY(guts_mpr_array(&d->r, &n));
+        if (n != 2 && n != 3)
+            return GUTS_EPROTO;
         TRY(guts_mpr_int(&d->r, INT32_MIN, INT32_MAX, &code));
         msg->u.error.code = (int32_t)code;
-        if (guts_mpr_nil(&d->r))
-            return 0;
-        return get_str(d, GUTS_ERROR_TEXT_MAX, &msg->u.error.text);
+        if (!guts_mpr_nil(&d->r))
+            TRY(get_str(d, GUTS_ERROR_TEXT_MAX, &msg->u.error.text));
+        if (n == 3)
+            TRY(get_u32(d, GUTS_RETRY_AFTER_MAX_MS, &msg->u.error.retry_after_ms));
+        return 0;
     }
     default:
         return GUTS_ENOTFOUND;

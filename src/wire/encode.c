@@ -323,14 +323,20 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         P(msgpack_pack_uint64(pk, msg->u.done.sent));
         return 0;
     case GUTS_MSG_ERROR:
-        P(msgpack_pack_array(pk, 2));
+        /* the third element only when there is a retry-after: an error
+         * without one is the same bytes as before it existed */
+        CHECK(msg->u.error.retry_after_ms <= GUTS_RETRY_AFTER_MAX_MS);
+        P(msgpack_pack_array(pk, msg->u.error.retry_after_ms ? 3 : 2));
         P(msgpack_pack_int32(pk, msg->u.error.code));
         if (msg->u.error.text == NULL) {
             P(msgpack_pack_nil(pk));
-            return 0;
+        } else {
+            CHECK(strlen(msg->u.error.text) <= GUTS_ERROR_TEXT_MAX);
+            TRY(put_str(pk, msg->u.error.text));
         }
-        CHECK(strlen(msg->u.error.text) <= GUTS_ERROR_TEXT_MAX);
-        return put_str(pk, msg->u.error.text);
+        if (msg->u.error.retry_after_ms)
+            P(msgpack_pack_uint32(pk, msg->u.error.retry_after_ms));
+        return 0;
     default:
         return GUTS_EINVAL;
     }

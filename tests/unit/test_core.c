@@ -1916,6 +1916,166 @@ START_TEST(test_one_changed_ref_of_1500_costs_under_2kb)
 }
 END_TEST
 
+/* ---- Serve slots, busy answers, reused streams (issue 20) ------------------ */
+
+/* The last frame sent, decoded (the caller frees it). */
+static void last_msg(solo *s, guts_msg *m)
+{
+    ck_assert_uint_gt(s->nfr, 0);
+    ck_assert_int_eq(guts_msg_decode(s->fr[s->nfr - 1], s->frlen[s->nfr - 1], m), 0);
+}
+
+static void feed_recon(solo *s, uint64_t now, uint32_t st)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_RECON;
+    m.u.recon.key = KEY;
+    m.u.recon.space = GUTS_SPACE_OBJECTS;
+    m.u.recon.seed = 1;
+    feed_frame(s, now, st, &m);
+}
+
+/* Connections that ask for nothing take no serve slot; the fifth request
+ * over max_sessions (4) is answered busy with a retry-after. */
+START_TEST(test_only_requests_take_serve_slots_and_busy_carries_a_retry_after)
+{
+    solo s;
+    solo_init(&s, 21);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    tu_blob(&s.iface, KEY, "served");
+    solo_start(&s);
+    guts_core_on_local_change(s.core, 1, KEY);
+    solo_drain(&s);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    for (uint32_t i = 0; i < 8; i++) /* silent connections */
+        guts_core_on_stream_open(s.core, 10, GUTS_CORE_STREAM_DRIVER | i, &pa, 0);
+    solo_drain(&s);
+    size_t pulls, serves;
+    guts_core_sessions(s.core, &pulls, &serves);
+    ck_assert_uint_eq(serves, 0);
+    ck_assert_uint_eq(s.frames, 0);
+    for (uint32_t i = 0; i < 4; i++)
+        feed_recon(&s, 20, GUTS_CORE_STREAM_DRIVER | i);
+    guts_core_sessions(s.core, &pulls, &serves);
+    ck_assert_uint_eq(serves, 4);
+    solo_frames_clear(&s);
+    feed_recon(&s, 30, GUTS_CORE_STREAM_DRIVER | 4);
+    guts_msg m;
+    last_msg(&s, &m);
+    ck_assert_int_eq(m.type, GUTS_MSG_ERROR);
+    ck_assert_int_eq(m.u.error.code, GUTS_EAGAIN);
+    ck_assert_uint_gt(m.u.error.retry_after_ms, 0);
+    ck_assert_uint_le(m.u.error.retry_after_ms, GUTS_RETRY_AFTER_MAX_MS);
+    guts_msg_free(&m);
+    guts_core_sessions(s.core, &pulls, &serves);
+    ck_assert_uint_eq(serves, 4);
+    solo_free(&s);
+}
+END_TEST
+
+/* Step the timer 1 ms at a time until the core opens one more stream. */
+static void until_open(solo *s, uint64_t *now)
+{
+    size_t opens = s->opens;
+    for (int i = 0; i < 100000 && s->opens == opens; i++) {
+        (*now)++;
+        guts_core_on_timer(s->core, *now);
+        solo_drain(s);
+    }
+    ck_assert_uint_eq(s->opens, opens + 1);
+}
+
+/* The pull's stream (the last opened) opens and the server answers busy
+ * with retry_after ms: returns the ms until the pull opens a stream again. */
+static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
+{
+    guts_addr pa;
+    peer_addr(1, &pa);
+    uint32_t st = s->last_open;
+    guts_core_on_stream_open(s->core, *now, st, &pa, 1);
+    solo_drain(s);
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_ERROR;
+    m.u.error.code = GUTS_EAGAIN;
+    m.u.error.text = "busy";
+    m.u.error.retry_after_ms = retry_after;
+    feed_frame(s, *now, st, &m);
+    uint64_t at = *now;
+    until_open(s, now);
+    return *now - at;
+}
+
+/* A busy answer is a deferral, not a failure: no warn line, no failure
+ * counted; the pull waits the server's retry-after times [0.5, 1.5),
+ * doubling for each busy answer in a row, and the jitter comes from the
+ * seeded RNG (same seed, same delays; other seeds, other delays). */
+START_TEST(test_busy_answers_back_off_with_seeded_jitter)
+{
+    uint64_t first[6];
+    for (uint64_t seed = 0; seed < 6; seed++) {
+        solo s;
+        solo_init(&s, 100 + seed % 3);
+        solo_start(&s);
+        guts_announce_repo r;
+        memset(&r, 0, sizeof(r));
+        r.key = KEY;
+        r.objects = 5;
+        r.fp.lo = 42;
+        r.refs_digest = 7;
+        feed_announce(&s, 10, 1, 1, &r, 1);
+        uint64_t now = 10;
+        until_open(&s, &now);
+        uint64_t d1 = busy_then_reopen(&s, &now, 1000);
+        ck_assert_uint_ge(d1, 500);
+        ck_assert_uint_le(d1, 1501);
+        uint64_t d2 = busy_then_reopen(&s, &now, 1000);
+        ck_assert_uint_ge(d2, 1000);
+        ck_assert_uint_le(d2, 3001);
+        first[seed] = d1;
+        ck_assert_uint_eq(s.warns, 0);
+        guts_core_counters k;
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.sessions_busy, 2);
+        ck_assert_uint_eq(k.sessions_failed, 0);
+        solo_free(&s);
+    }
+    for (int i = 0; i < 3; i++) /* seeds 100..102, twice each */
+        ck_assert_uint_eq(first[i], first[i + 3]);
+    ck_assert(first[0] != first[1] || first[1] != first[2]);
+}
+END_TEST
+
+/* Fifty repositories reach a fresh node over at most max_sessions streams:
+ * a finished pull's stream carries the next pull from the same peer. */
+START_TEST(test_many_repositories_share_few_streams)
+{
+    guts_cluster *cl = pair(31);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    char key[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "many/r%d", i);
+        ck_assert_int_eq(s0->create(s0->ctx, key), 0);
+        char text[32];
+        snprintf(text, sizeof(text), "repository %d", i);
+        tu_write_commit(s0, key, "refs/heads/main", 0, text);
+        guts_cluster_local_change(cl, 0, key);
+    }
+    guts_cluster_run_until(cl, 30000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_cluster_stats st;
+    guts_cluster_stats_get(cl, &st);
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 1), &k);
+    ck_assert_uint_ge(k.sessions_ok, 50);
+    ck_assert_uint_eq(k.sessions_failed, 0);
+    ck_assert_uint_le(st.streams_opened, 8);
+    guts_cluster_free(cl);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("core");
@@ -1961,6 +2121,9 @@ static Suite *suite(void)
     tcase_add_test(t, test_lmdb_stores_replicate);
     tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);
     tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);
+    tcase_add_test(t, test_only_requests_take_serve_slots_and_busy_carries_a_retry_after);
+    tcase_add_test(t, test_busy_answers_back_off_with_seeded_jitter);
+    tcase_add_test(t, test_many_repositories_share_few_streams);
     suite_add_tcase(s, t);
     return s;
 }

@@ -356,6 +356,7 @@ static void assert_same(const guts_msg *a, const guts_msg *b)
         break;
     case GUTS_MSG_ERROR:
         ck_assert_int_eq(a->u.error.code, b->u.error.code);
+        ck_assert_uint_eq(a->u.error.retry_after_ms, b->u.error.retry_after_ms);
         if (a->u.error.text)
             ck_assert_str_eq(a->u.error.text, b->u.error.text);
         else
@@ -422,6 +423,36 @@ START_TEST(test_empty_lists_and_nil_error_text_round_trip)
     m.u.error.text = NULL;
     m.u.error.code = INT32_MIN;
     round_trip(&m);
+}
+END_TEST
+
+/* docs/protocol.md's bytes for a busy answer: the retry-after is a third
+ * element, present only when set, so other errors keep their old bytes. */
+START_TEST(test_busy_error_carries_its_retry_after_as_a_third_element)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_ERROR;
+    m.version = GUTS_WIRE_VERSION;
+    m.u.error.code = GUTS_EAGAIN;
+    m.u.error.text = "busy";
+    m.u.error.retry_after_ms = 100;
+    uint8_t buf[64];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    static const uint8_t body[] = {0x93, 0xf2, 0xa4, 'b', 'u', 's', 'y', 0x64};
+    ck_assert_uint_eq(len, 26 + sizeof(body));
+    ck_assert_mem_eq(buf + 26, body, sizeof(body));
+    guts_msg d;
+    ck_assert_int_eq(guts_msg_decode(buf, len, &d), 0);
+    ck_assert_uint_eq(d.u.error.retry_after_ms, 100);
+    guts_msg_free(&d);
+    m.u.error.retry_after_ms = 0;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(buf[26], 0x92);
+    ck_assert_int_eq(guts_msg_decode(buf, len, &d), 0);
+    ck_assert_uint_eq(d.u.error.retry_after_ms, 0);
+    guts_msg_free(&d);
 }
 END_TEST
 
@@ -1093,6 +1124,20 @@ START_TEST(test_field_type_and_range_violations_are_rejected)
     msgpack_pack_int64(&c.pk, INT64_MIN);
     msgpack_pack_nil(&c.pk);
     ck_assert_int_eq(craft_decode(&c), GUTS_EPROTO);
+    /* ERROR retry-after over a minute; a fourth element. */
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, GUTS_MSG_ERROR);
+    msgpack_pack_array(&c.pk, 3);
+    msgpack_pack_int8(&c.pk, GUTS_EAGAIN);
+    msgpack_pack_nil(&c.pk);
+    msgpack_pack_uint32(&c.pk, GUTS_RETRY_AFTER_MAX_MS + 1);
+    ck_assert_int_eq(craft_decode(&c), GUTS_EPROTO);
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, GUTS_MSG_ERROR);
+    msgpack_pack_array(&c.pk, 4);
+    msgpack_pack_int8(&c.pk, GUTS_EAGAIN);
+    msgpack_pack_nil(&c.pk);
+    msgpack_pack_uint8(&c.pk, 100);
+    msgpack_pack_uint8(&c.pk, 0);
+    ck_assert_int_eq(craft_decode(&c), GUTS_EPROTO);
     /* Sender of 15 bytes. */
     msgpack_sbuffer_init(&c.sb);
     msgpack_packer_init(&c.pk, &c.sb, msgpack_sbuffer_write);
@@ -1413,6 +1458,8 @@ static void rand_msg(guts_msg *m)
     case GUTS_MSG_ERROR:
         m->u.error.code = (int32_t)(uint32_t)rand_u64();
         m->u.error.text = rng() % 4 ? "something went wrong: \xc3\xa9" : NULL;
+        m->u.error.retry_after_ms =
+            rng() % 2 ? (uint32_t)(rng() % (GUTS_RETRY_AFTER_MAX_MS + 1)) : 0;
         break;
     }
 }
@@ -1768,6 +1815,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_announce_with_large_bloom_and_three_repos_round_trips);
     tcase_add_test(tc, test_recon_with_depth_zero_item_round_trips);
     tcase_add_test(tc, test_empty_lists_and_nil_error_text_round_trip);
+    tcase_add_test(tc, test_busy_error_carries_its_retry_after_as_a_third_element);
     tcase_add_test(tc, test_decoded_strings_are_nul_terminated_copies);
     tcase_add_test(tc, test_free_is_safe_on_a_zeroed_message);
     tcase_add_test(tc, test_fingerprint_bytes_are_lo_then_hi_big_endian);
