@@ -1482,10 +1482,19 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
     if (!key) return die(EXIT_USAGE, cmd, "expected OWNER/NAME (see guts rm --help)");
     if ((rc = check_key(cmd, key))) return rc;
     if ((rc = open_data(cmd, data_opt, &d))) return rc;
-    if ((rc = open_repo(cmd, d, key, 0, &r))) goto out_data;
-    int e = guts_repo_info_get(r, &info);
-    guts_repo_close(r);
-    if (e) {
+    /* A damaged env can still be removed: checked in a child (rm is rare),
+     * then never opened here. */
+    int e = guts_repo_open(d, key, GUTS_REPO_VERIFY, &r), damaged = e == GUTS_EDAMAGED;
+    memset(&info, 0, sizeof info);
+    if (e && !damaged) {
+        rc = repo_open_error(cmd, d, key, e);
+        goto out_data;
+    }
+    if (!damaged) {
+        e = guts_repo_info_get(r, &info);
+        guts_repo_close(r);
+    }
+    if (e && !damaged) {
         rc = die(EXIT_OP, cmd, "%s: %s", key, guts_strerror(e));
         goto out_data;
     }
@@ -1516,8 +1525,12 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
             goto out;
         }
         char line[16];
-        fprintf(stderr, "remove %s (%" PRIu64 " objects, %" PRIu64 " refs) from %s? [y/N] ", key,
-                info.objects, info.refs, guts_data_path(d));
+        if (damaged)
+            fprintf(stderr, "remove %s (a damaged environment) from %s? [y/N] ", key,
+                    guts_data_path(d));
+        else
+            fprintf(stderr, "remove %s (%" PRIu64 " objects, %" PRIu64 " refs) from %s? [y/N] ",
+                    key, info.objects, info.refs, guts_data_path(d));
         if (!fgets(line, sizeof line, stdin) ||
             (strcmp(line, "y\n") != 0 && strcmp(line, "yes\n") != 0)) {
             rc = die(EXIT_OP, cmd, "%s: not removed", key);
@@ -1529,7 +1542,10 @@ static int cmd_rm(const char *data_opt, int argc, char **argv)
         rc = die(EXIT_OP, cmd, "%s: %s (%s)", key, guts_strerror(e), guts_store_errmsg());
         goto out;
     }
-    printf("removed %s: %" PRIu64 " objects, %" PRIu64 " refs\n", key, info.objects, info.refs);
+    if (damaged)
+        printf("removed %s: a damaged environment\n", key);
+    else
+        printf("removed %s: %" PRIu64 " objects, %" PRIu64 " refs\n", key, info.objects, info.refs);
 out:
     node_run_free(&nr);
 out_data:
