@@ -122,8 +122,10 @@ static const char usage_status[] =
     "5 s by a live pid), also its pid, node id, listen address, whether it\n"
     "runs keyed (its key id and the traffic it refused: key mismatch, not\n"
     "sealed, ...) or open, its peers (id, address, last heard) and each\n"
-    "repository's sync state (in_sync, behind, pulling); otherwise \"no node\n"
-    "running\".\n"
+    "repository's sync state (in_sync, behind, pulling) and the repositories\n"
+    "it found damaged and set aside under DATA/damaged (\"damaged\": key,\n"
+    "moved_to, cause); otherwise \"no node running\". A repository whose\n"
+    "environment is damaged is one line on stderr and exit 1.\n"
     "--json prints one JSON object instead: {\"node\", \"repos\": [...],\n"
     "\"daemon\": {\"state\": \"running\"|\"stale\"|\"not_running\"|\"unreadable\", ...}}.\n"
     "Exit 1 if status.json exists but cannot be read as a status file.\n";
