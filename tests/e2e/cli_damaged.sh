@@ -2,7 +2,7 @@
 # A damaged repository environment never kills a command (issue 13, item 2;
 # issue 20, item 1). For each kind of damage (damage_env in lib.bash) every
 # command that reads the repository, fsck, refs, export, log and status,
-# exits 1 with one line on stderr, never by a signal; fsck names the damage
+# exits 1 with one line on stderr, never by a signal, and rm removes it; fsck names the damage
 # ("environment damaged" and its cause) in text and in --json, and export
 # refuses before writing anything. Damage confined to 64 KiB in the middle
 # of the file (middle) may hit pages LMDB reads, stored values only, or
@@ -63,6 +63,9 @@ for kind in truncate empty random leafflip middle; do
   # The healthy repository beside it is untouched.
   expect 0 "$GUTS" --data "$TMP/d" fsck b/other
   expect 0 "$GUTS" --data "$TMP/d" refs b/other
+  # And the damaged one can be removed without being opened.
+  expect 0 "$GUTS" --data "$TMP/d" rm a/r --yes
+  [ ! -e "$TMP/d/repos/a/r" ] || fail "$kind: rm left $TMP/d/repos/a/r"
   echo "$kind: every command exits with one line"
 done
 
