@@ -647,9 +647,10 @@ static int env_in_use(guts_data *d, const char *key)
     return busy;
 }
 
-int guts_repo_remove(guts_data *d, const char *key)
+/* A repository about to be moved or removed: a valid key whose env this
+ * process does not hold open. */
+static int key_not_in_use(guts_data *d, const char *key)
 {
-    if (!d) return GUTS_EINVAL;
     if (guts_repo_key_check(key) != GUTS_OK) {
         store_seterr("invalid repository key");
         return GUTS_EINVAL;
@@ -658,6 +659,14 @@ int guts_repo_remove(guts_data *d, const char *key)
         store_seterr("repository %s is open in this process", key);
         return GUTS_EAGAIN;
     }
+    return GUTS_OK;
+}
+
+int guts_repo_remove(guts_data *d, const char *key)
+{
+    if (!d) return GUTS_EINVAL;
+    int ck = key_not_in_use(d, key);
+    if (ck) return ck;
     char *dir;
     int rc = repo_path(d, key, &dir);
     if (rc) return rc;
@@ -751,14 +760,8 @@ int guts_data_lock(guts_data *d, long *holder)
 int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen)
 {
     if (!d || !suffix || !*suffix || strchr(suffix, '/') || strlen(suffix) > 64) return GUTS_EINVAL;
-    if (guts_repo_key_check(key) != GUTS_OK) {
-        store_seterr("invalid repository key");
-        return GUTS_EINVAL;
-    }
-    if (env_in_use(d, key)) {
-        store_seterr("repository %s is open in this process", key);
-        return GUTS_EAGAIN;
-    }
+    int ck = key_not_in_use(d, key);
+    if (ck) return ck;
     char from[4096], dst[4096], owner[4096];
     const char *slash = strchr(key, '/');
     snprintf(from, sizeof from, "%s/repos/%s", d->path, key);
