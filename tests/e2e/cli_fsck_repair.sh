@@ -18,20 +18,7 @@ expect 0 "$GUTS" import p/r "$src"
 expect 0 "$GUTS" fsck p/r
 before=$("$GUTS" fsck --json p/r | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["objects"])')
 
-# Flip one content byte of every copy of the record (an old copy may sit in
-# a free page): value bytes only, every page header stays valid.
-/usr/bin/python3 - "$GUTS_DATA/repos/p/r/data.mdb" "$marker" <<'PY'
-import sys
-path, marker = sys.argv[1], sys.argv[2].encode()
-b = bytearray(open(path, 'rb').read())
-n, i = 0, b.find(marker)
-while i >= 0:
-    b[i] ^= 0x20
-    n += 1
-    i = b.find(marker, i + 1)
-assert n >= 1, "marker not found"
-open(path, 'r+b').write(b)
-PY
+damage_record "$GUTS_DATA/repos/p/r" "$marker"
 
 expect 1 "$GUTS" fsck p/r
 grep -q "object $bad" "$TMP/out" || fail "fsck does not name the damaged object: $(cat "$TMP/out")"
