@@ -1479,8 +1479,8 @@ typedef struct fsck {
     uint8_t *mark; /* FSCK_* per index of sorted */
     uint64_t faults;
     int json;
-    int pass;        /* 1: every object; 2: the walk from the refs */
-    guts_id *bad;    /* objects that fail their hash (--repair drops them) */
+    int pass;     /* 1: every object; 2: the walk from the refs */
+    guts_id *bad; /* objects that fail their hash (--repair drops them) */
     size_t nbad, capbad;
     int cur_missing; /* pass 1: the object being parsed links to an absent one */
     size_t *queue;   /* pass 2: reached, not yet read */

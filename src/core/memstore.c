@@ -332,12 +332,10 @@ static int m_verify(void *ctx, const char *key, const guts_id *id)
 {
     const mrepo *r = repo_find(ctx, key);
     const mobj *o = r ? obj_find(r, id) : NULL;
-    if (!o)
-        return GUTS_ENOTFOUND;
+    if (!o) return GUTS_ENOTFOUND;
     guts_id got;
     int rc = guts_obj_hash(o->type, o->data, o->len, &got);
-    if (rc == GUTS_OK && guts_id_cmp(&got, id) != 0)
-        rc = GUTS_ECORRUPT;
+    if (rc == GUTS_OK && guts_id_cmp(&got, id) != 0) rc = GUTS_ECORRUPT;
     return rc;
 }
 
@@ -345,12 +343,10 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
 {
     mrepo *r = repo_find(ctx, key);
     *dropped = 0;
-    if (!r)
-        return GUTS_ENOTFOUND;
+    if (!r) return GUTS_ENOTFOUND;
     for (size_t k = 0; k < n; k++) {
         mobj *o = (mobj *)obj_find(r, &ids[k]);
-        if (!o)
-            continue;
+        if (!o) continue;
         size_t i = (size_t)(o - r->objs);
         guts_fp_sub(&r->fp, guts_fp_of_id(&o->id));
         r->bytes = r->bytes > o->len ? r->bytes - o->len : 0;
@@ -367,10 +363,8 @@ int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
 {
     const mrepo *r = repo_find(m, key);
     const mobj *o = r ? obj_find(r, id) : NULL;
-    if (!o)
-        return GUTS_ENOTFOUND;
-    if (o->len == 0)
-        return GUTS_EINVAL;
+    if (!o) return GUTS_ENOTFOUND;
+    if (o->len == 0) return GUTS_EINVAL;
     o->data[0] ^= 0xff;
     return GUTS_OK;
 }

@@ -1399,8 +1399,7 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         int type;
         void *data;
         size_t len;
-        if (core_obj_damaged(c, s->key, &id))
-            continue;
+        if (core_obj_damaged(c, s->key, &id)) continue;
         if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
             continue; /* not ours (a stale WANT): skip */
         if (len > cap) {
@@ -1529,8 +1528,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             }
             if (j->whole && idset_has(&s->early, &id))
                 continue; /* sent ahead of its place */
-            if (core_obj_damaged(c, s->key, &id))
-                continue;
+            if (core_obj_damaged(c, s->key, &id)) continue;
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
                 continue; /* not ours (a stale WANT): skip */
             if (!j->whole || rec.enc != GUTS_REC_DELTA) {
