@@ -398,6 +398,18 @@ static int w_stage_drop(void *ctx, const char *key, const guts_id *id)
     return cs->in.stage_drop(cs->in.ctx, key, id);
 }
 
+static int w_verify(void *ctx, const char *key, const guts_id *id)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.verify(cs->in.ctx, key, id);
+}
+
+static int w_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped)
+{
+    sim_cstore *cs = ctx;
+    return cs->in.drop(cs->in.ctx, key, ids, n, dropped);
+}
+
 int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *v, int *dirty,
                    sim_cstore **out)
 {
@@ -438,6 +450,8 @@ void sim_cstore_iface(sim_cstore *cs, guts_core_store *out)
     out->stage_write = w_stage_write;
     out->stage_list = w_stage_list;
     out->stage_drop = w_stage_drop;
+    out->verify = cs->in.verify && cs->in.drop ? w_verify : NULL;
+    out->drop = cs->in.verify && cs->in.drop ? w_drop : NULL;
 }
 
 /* ---- --broken-merge -------------------------------------------------------- */

@@ -81,6 +81,11 @@ typedef struct guts_core_store {
                        uint64_t off, const void *data, size_t len, int *stored);
     int (*stage_list)(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n);
     int (*stage_drop)(void *ctx, const char *key, const guts_id *id);
+    /* Optional, both or neither: as guts_repo_verify and guts_repo_drop. A
+     * server checks each object before it sends it; one that fails its hash
+     * is dropped, so this node pulls a good copy like any missing object. */
+    int (*verify)(void *ctx, const char *key, const guts_id *id);
+    int (*drop)(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped);
 } guts_core_store;
 
 /* ---- In-memory store (tests, simulator) ----------------------------------- */
@@ -93,6 +98,10 @@ int guts_memstore_new(guts_memstore **out);
 void guts_memstore_free(guts_memstore *m);
 /** Fill *out with the vtable over m (valid while m lives). */
 void guts_memstore_iface(guts_memstore *m, guts_core_store *out);
+/** Test hook: flip the first content byte of a stored object, so that it
+ * no longer hashes to its id (what a damaged disk record looks like).
+ * Errors: GUTS_ENOTFOUND, GUTS_EINVAL (an empty object). */
+int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id);
 
 /* ---- LMDB store adapter --------------------------------------------------- */
 
@@ -306,6 +315,7 @@ typedef struct guts_core_counters {
     uint64_t refs_dropped; /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
     uint64_t objects_too_big; /* skipped: over obj_max */
+    uint64_t objects_damaged; /* stored objects that failed their hash when served: dropped */
     uint64_t repos_remote;    /* now: remote-only keys tracked */
     uint64_t repos_refused;   /* announced keys not tracked: a remote-only cap */
     uint64_t repos_evicted;   /* remote-only keys dropped when their peer left */

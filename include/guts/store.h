@@ -195,6 +195,21 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size);
  * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len);
 
+/** Check that a stored object's content hashes to its id: the record (and
+ * its delta chain) is decoded and rehashed, a large object piece by piece.
+ * Errors: GUTS_ECORRUPT (it does not: guts_store_errmsg() says how),
+ * GUTS_ENOTFOUND, GUTS_ESTORE, GUTS_ENOMEM. */
+int guts_repo_verify(guts_repo *r, const guts_id *id);
+
+/** Remove stored objects (records that failed guts_repo_verify) in one write
+ * transaction, with count, fingerprint and stored bytes, so the repository
+ * no longer claims them and the next pull fetches them again. Ids not
+ * stored are skipped. The insertion log keeps their old entries; readers of
+ * it (guts_repo_recent) skip ids no longer stored.
+ * @param[out] dropped how many were removed (may be NULL)
+ * Errors: GUTS_EINVAL, GUTS_EFULL, GUTS_ESTORE. */
+int guts_repo_drop(guts_repo *r, const guts_id *ids, size_t n, size_t *dropped);
+
 /** Call cb(id, ctx) for every stored id in [from, to) in id order (from NULL:
  * the first id; to NULL: past the last). A non-zero return from cb stops the
  * walk and is returned. Runs in one read transaction. */

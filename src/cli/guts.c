@@ -193,7 +193,7 @@ static const char usage_rm[] =
     "node never removes from others.\n";
 
 static const char usage_fsck[] =
-    "usage: guts fsck [--json] OWNER/NAME\n"
+    "usage: guts fsck [--json] [--repair] OWNER/NAME\n"
     "\n"
     "First read every page of the repository's environment in a separate\n"
     "process: a damaged one (a truncated or overwritten data.mdb) is reported\n"
@@ -207,6 +207,11 @@ static const char usage_fsck[] =
     "not a fault (git fsck calls such objects dangling). HEAD on an unborn\n"
     "branch is a notice, not a fault (as in git fsck).\n"
     "\n"
+    "  --repair remove the objects that fail their hash (a damaged record, or\n"
+    "           a delta whose base is damaged), with the object count and\n"
+    "           fingerprint, and name each: a running node, or the next one\n"
+    "           started, fetches them again from a peer. Nothing else is\n"
+    "           changed. Exit 0 when every fault was such an object.\n"
     "  --json   one JSON object: repo, objects, refs, faults, not_yet_referenced,\n"
     "           seconds, shown (fault lines), not_shown, notices; or repo and\n"
     "           damaged (the cause) for a damaged environment\n";
@@ -803,6 +808,16 @@ static void node_damaged_print(const node_run *nr, int json)
     const guts_json_val *list = guts_json_get(j, nr->root, "damaged");
     const guts_json_val *r =
         list && list->type == GUTS_JSON_ARRAY ? guts_json_child(j, list) : NULL;
+    /* objects that failed their hash when served (dropped, fetched again) */
+    const guts_json_val *ctr = guts_json_get(j, nr->root, "counters");
+    uint64_t bad = 0;
+    if (ctr && ctr->type == GUTS_JSON_OBJECT) field_u(j, ctr, "objects_damaged", &bad);
+    if (json)
+        printf(", \"objects_damaged\": %" PRIu64, bad);
+    else if (bad)
+        printf("damaged objects: %" PRIu64 " failed their hash when served; dropped and fetched "
+               "again from peers\n",
+               bad);
     int n = 0;
     if (json) fputs(",\n  \"damaged\": [", stdout);
     for (; r; r = guts_json_next(j, r)) {
@@ -1563,7 +1578,9 @@ typedef struct fsck {
     uint8_t *mark; /* FSCK_* per index of sorted */
     uint64_t faults;
     int json;
-    int pass;        /* 1: every object; 2: the walk from the refs */
+    int pass;     /* 1: every object; 2: the walk from the refs */
+    guts_id *bad; /* objects that fail their hash (--repair drops them) */
+    size_t nbad, capbad;
     int cur_missing; /* pass 1: the object being parsed links to an absent one */
     size_t *queue;   /* pass 2: reached, not yet read */
     size_t nq;
@@ -1573,6 +1590,18 @@ typedef struct fsck {
 } fsck;
 
 static void fault(fsck *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Remember an object that fails its hash; on no memory it is only reported. */
+static void fsck_bad(fsck *f, const guts_id *id)
+{
+    if (f->nbad == f->capbad) {
+        size_t nc = f->capbad ? 2 * f->capbad : 16;
+        guts_id *p = realloc(f->bad, nc * sizeof *p);
+        if (!p) return;
+        f->bad = p;
+        f->capbad = nc;
+    }
+    f->bad[f->nbad++] = *id;
+}
 static void notice(fsck *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void fault(fsck *f, const char *fmt, ...)
@@ -1829,6 +1858,7 @@ static void fsck_free(fsck *f)
     free(f->sorted);
     free(f->mark);
     free(f->queue);
+    free(f->bad);
 }
 
 static void put_json_str(const char *s)
@@ -1850,11 +1880,14 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
     fsck_refs fr = {0};
     guts_fp fp = {0, 0};
     uint64_t pending = 0;
-    int rc, e = 0;
+    int rc, e = 0, repair = 0;
+    size_t dropped = 0;
     const char *key = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             f.json = 1;
+        else if (strcmp(argv[i], "--repair") == 0)
+            repair = 1;
         else if (argv[i][0] == '-')
             return unknown_option(cmd, argv[i]);
         else if (key)
@@ -1952,6 +1985,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
         if (e == GUTS_OK && type == GUTS_OBJ_BLOB && size >= GUTS_LARGE_MIN) {
             /* a large blob: rehashed piece by piece, never held whole */
             e = guts_repo_stream(r, &order[i], fsck_discard, NULL);
+            if (e == GUTS_ECORRUPT) fsck_bad(&f, &order[i]);
             if (e == GUTS_ECORRUPT)
                 fault(&f, "object %s: %s", hex, guts_store_errmsg());
             else if (e)
@@ -1959,6 +1993,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
             continue;
         }
         if (e == GUTS_OK) e = guts_repo_get(r, &order[i], &type, &data, &len);
+        if (e == GUTS_ECORRUPT) fsck_bad(&f, &order[i]);
         if (e) {
             fault(&f, "object %s cannot be read: %s", hex, guts_strerror(e));
             continue;
@@ -1967,6 +2002,7 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
             char got[GUTS_HEX_LEN + 1] = "?";
             guts_id_to_hex(&h, got);
             fault(&f, "object %s hashes to %s", hex, got);
+            fsck_bad(&f, &order[i]);
         } else {
             f.cur_missing = 0;
             fsck_links(&f, type, &order[i], data, len);
@@ -1990,6 +2026,14 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
                "%" PRIu64 " object%s not yet referenced, from an interrupted import or pull: guts "
                "import again or let the node finish",
                pending, pending == 1 ? "" : "s");
+    if (repair && f.nbad) {
+        e = guts_repo_drop(r, f.bad, f.nbad, &dropped);
+        if (e) {
+            rc = die(EXIT_OP, cmd, "%s: dropping %zu damaged object%s: %s", key, f.nbad,
+                     f.nbad == 1 ? "" : "s", store_why(e));
+            goto out;
+        }
+    }
     double secs = now_s() - t0;
     if (f.json) {
         fputs("{\"repo\": ", stdout);
@@ -2007,15 +2051,30 @@ static int cmd_fsck(const char *data_opt, int argc, char **argv)
             fputs(i ? ",\n  " : "\n  ", stdout);
             put_json_str(f.notes[i]);
         }
+        fputs("],\n \"dropped\": [", stdout);
+        for (size_t i = 0; i < f.nbad && repair; i++) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&f.bad[i], hex);
+            printf("%s\"%s\"", i ? ", " : "", hex);
+        }
         fputs("]}\n", stdout);
     } else {
+        for (size_t i = 0; i < f.nbad && repair; i++) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&f.bad[i], hex);
+            printf("%s: dropped damaged object %s\n", key, hex);
+        }
+        if (repair && f.nbad)
+            printf("fsck %s: dropped %zu damaged object%s; a running node (or the next start) "
+                   "fetches %s again from a peer\n",
+                   key, dropped, dropped == 1 ? "" : "s", dropped == 1 ? "it" : "them");
         if (f.faults > FSCK_REPORT_MAX)
             printf("%s: ... and %" PRIu64 " more fault%s not shown\n", key,
                    f.faults - FSCK_REPORT_MAX, f.faults - FSCK_REPORT_MAX == 1 ? "" : "s");
         printf("fsck %s: %zu objects, %" PRIu64 " refs, %" PRIu64 " fault%s, %.2f s\n", key, f.n,
                fr.live, f.faults, f.faults == 1 ? "" : "s", secs);
     }
-    if (f.faults)
+    if (f.faults && !(repair && f.faults == f.nbad))
         rc = die(EXIT_OP, cmd, "%s: %" PRIu64 " fault%s found", key, f.faults,
                  f.faults == 1 ? "" : "s");
 out:

@@ -490,6 +490,7 @@ struct guts_core {
     int full;                      /* the store refused a write as full (GUTS_EFULL) */
     uint64_t full_retry;           /* while full: no pull starts before this */
     idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
+    idset damaged;                 /* stored objects found failing their hash: logged once */
     /* group-size sketch (node_members.c): per epoch the sorted distinct
      * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last */
     uint64_t kmv[2][CORE_KMV_K];
@@ -529,6 +530,10 @@ void core_repo_evict_orphans(guts_core *c);
 /* Object id of key, size bytes, from a peer: 1 (counted, logged once per
  * id) when it is over obj_max and must be skipped, else 0. */
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size);
+/* Before serving a stored object: 1 when it fails its hash (then it is
+ * dropped from the store so a peer's copy replaces it, counted, and logged
+ * once per id) and must not be sent; 0 to send it. */
+int core_obj_damaged(guts_core *c, const char *key, const guts_id *id);
 /* Remove from ids[0..*n) those refused for their size: asking again would
  * only bring them again. */
 void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);

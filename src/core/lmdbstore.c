@@ -253,6 +253,21 @@ static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
     return rc ? rc : guts_repo_rec_put(r, recs, n, nobase, added, bad);
 }
 
+static int l_verify(void *ctx, const char *key, const guts_id *id)
+{
+    guts_repo *r;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_verify(r, id);
+}
+
+static int l_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped)
+{
+    guts_repo *r;
+    *dropped = 0;
+    int rc = get_repo(ctx, key, 0, &r);
+    return rc ? rc : guts_repo_drop(r, ids, n, dropped);
+}
+
 static int l_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
                   size_t len, size_t *got)
 {
@@ -300,6 +315,8 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
     out->ref_get = l_ref_get;
     out->refs_put = l_refs_put;
     out->rec_get = l_rec_get;
+    out->verify = l_verify;
+    out->drop = l_drop;
     out->rec_put = l_rec_put;
     out->read = l_read;
     out->stage_write = l_stage_write;

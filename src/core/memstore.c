@@ -322,8 +322,50 @@ static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t
     *n = 0;
     if (!r)
         return GUTS_ENOTFOUND;
-    for (size_t i = 0; i < max && i < r->nlog; i++)
-        out[(*n)++] = r->log[r->nlog - 1 - i];
+    for (size_t i = 0; *n < max && i < r->nlog; i++)
+        if (obj_find(r, &r->log[r->nlog - 1 - i])) /* not dropped */
+            out[(*n)++] = r->log[r->nlog - 1 - i];
+    return GUTS_OK;
+}
+
+static int m_verify(void *ctx, const char *key, const guts_id *id)
+{
+    const mrepo *r = repo_find(ctx, key);
+    const mobj *o = r ? obj_find(r, id) : NULL;
+    if (!o) return GUTS_ENOTFOUND;
+    guts_id got;
+    int rc = guts_obj_hash(o->type, o->data, o->len, &got);
+    if (rc == GUTS_OK && guts_id_cmp(&got, id) != 0) rc = GUTS_ECORRUPT;
+    return rc;
+}
+
+static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped)
+{
+    mrepo *r = repo_find(ctx, key);
+    *dropped = 0;
+    if (!r) return GUTS_ENOTFOUND;
+    for (size_t k = 0; k < n; k++) {
+        mobj *o = (mobj *)obj_find(r, &ids[k]);
+        if (!o) continue;
+        size_t i = (size_t)(o - r->objs);
+        guts_fp_sub(&r->fp, guts_fp_of_id(&o->id));
+        r->bytes = r->bytes > o->len ? r->bytes - o->len : 0;
+        free(o->data);
+        memmove(r->objs + i, r->objs + i + 1, (r->nobjs - i - 1) * sizeof(mobj));
+        r->nobjs--;
+        r->txnid++;
+        (*dropped)++;
+    }
+    return GUTS_OK;
+}
+
+int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
+{
+    const mrepo *r = repo_find(m, key);
+    const mobj *o = r ? obj_find(r, id) : NULL;
+    if (!o) return GUTS_ENOTFOUND;
+    if (o->len == 0) return GUTS_EINVAL;
+    o->data[0] ^= 0xff;
     return GUTS_OK;
 }
 
@@ -634,4 +676,6 @@ void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
     out->stage_write = m_stage_write;
     out->stage_list = m_stage_list;
     out->stage_drop = m_stage_drop;
+    out->verify = m_verify;
+    out->drop = m_drop;
 }

@@ -457,6 +457,40 @@ static int wrote(guts_core *c, const char *key, int rc, size_t n)
     return rc;
 }
 
+/* ---- Damaged stored objects ---------------------------------------------- */
+
+/* A record that no longer hashes to its id (a damaged disk) would reach
+ * every puller and end each session at the same object. It is skipped and
+ * dropped instead: the repository's count and fingerprint then stop
+ * claiming it, so the next announce differs from a healthy peer's and the
+ * ordinary pull fetches a verified copy. Only a hash failure drops; any
+ * other error (store busy, no memory) just skips the object this time. */
+int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
+{
+    if (!c->st.verify || c->st.verify(c->st.ctx, key, id) != GUTS_ECORRUPT) return 0;
+    size_t dropped = 0;
+    int rc = c->st.drop(c->st.ctx, key, id, 1, &dropped);
+    c->ctr.objects_damaged++;
+    lrepo *r = core_repo_find(c, key);
+    if (rc == GUTS_OK && dropped && r) core_repo_refresh(c, r); /* announce the new fingerprint */
+    if (c->damaged.n >= CORE_REFUSED_MAX) idset_clear(&c->damaged);
+    if (idset_add(&c->damaged, id) == 1) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        if (rc == GUTS_OK)
+            core_log(c, GUTS_LOG_WARN,
+                     "object %s in %s is damaged (fails its hash): not served, dropped, to be "
+                     "fetched again from a peer",
+                     hex, key);
+        else
+            core_log(c, GUTS_LOG_WARN,
+                     "object %s in %s is damaged (fails its hash): not served; dropping it "
+                     "failed: %s",
+                     hex, key, guts_strerror(rc));
+    }
+    return 1;
+}
+
 /* ---- Object size cap ------------------------------------------------------ */
 
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size)
@@ -611,6 +645,21 @@ static int st_stage_drop(void *ctx, const char *key, const guts_id *id)
     return c->real.stage_drop(c->real.ctx, key, id);
 }
 
+static int st_verify(void *ctx, const char *key, const guts_id *id)
+{
+    guts_core *c = ctx;
+    if (unstored(c, key)) return GUTS_ENOTFOUND;
+    return c->real.verify(c->real.ctx, key, id);
+}
+
+static int st_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped)
+{
+    guts_core *c = ctx;
+    *dropped = 0;
+    if (unstored(c, key)) return GUTS_OK;
+    return c->real.drop(c->real.ctx, key, ids, n, dropped);
+}
+
 static void lazy_store(guts_core *c)
 {
     c->st = c->real;
@@ -632,6 +681,8 @@ static void lazy_store(guts_core *c)
     c->st.stage_write = st_stage_write;
     c->st.stage_list = st_stage_list;
     c->st.stage_drop = st_stage_drop;
+    c->st.verify = c->real.verify && c->real.drop ? st_verify : NULL;
+    c->st.drop = c->real.verify && c->real.drop ? st_drop : NULL;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
@@ -702,6 +753,7 @@ void guts_core_free(guts_core *c)
     free(c->repos);
     free(c->sess);
     idset_clear(&c->refused);
+    idset_clear(&c->damaged);
     free(c);
 }
 

@@ -34,7 +34,12 @@
  *
  * Every received object is hashed before it is stored; one bad object ends
  * the session (stream closed, counted) and the repository backs off from
- * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames:
+ * pulling. So a server checks each stored object before sending it
+ * (core_obj_damaged): one that fails its hash is skipped and dropped from
+ * its store, and the session goes on; the puller gets it from another peer
+ * and the server fetches it back like any object it lacks. A delta whose
+ * base is damaged fails too (its content cannot be rebuilt) and is treated
+ * the same way. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames:
  * the server reads them from the store chunk by chunk, the puller stages
  * them in the store every CORE_STAGE_BATCH bytes (the store verifies the
  * SHA-1 when the last byte is in, and only then is it an object). A
@@ -1500,6 +1505,7 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         int type;
         void *data;
         size_t len;
+        if (core_obj_damaged(c, s->key, &id)) continue;
         if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
             continue; /* not ours (a stale WANT): skip */
         if (len > cap) {
@@ -1564,6 +1570,8 @@ static void read_ahead(guts_core *c, session *s, const guts_id *x, const guts_re
         const guts_id *b = &ch[k - 1].rec.base;
         if (guts_id_cmp(b, x) <= 0 || idset_has(&s->early, b))
             break; /* sent already */
+        if (core_obj_damaged(c, s->key, b))
+            break; /* sent without it: the puller holds the delta until a peer sends a good base */
         if (c->st.rec_get(c->st.ctx, s->key, b, &ch[k].rec, &ch[k].buf) != GUTS_OK)
             break;
         if (idset_add(&s->early, b) < 0) {
@@ -1626,6 +1634,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             }
             if (j->whole && idset_has(&s->early, &id))
                 continue; /* sent ahead of its place */
+            if (core_obj_damaged(c, s->key, &id)) continue;
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
                 continue; /* not ours (a stale WANT): skip */
             if (!j->whole || rec.enc != GUTS_REC_DELTA) {

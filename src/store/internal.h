@@ -225,6 +225,8 @@ int store_corrupt(const guts_id *id, const char *why);
 /* Large objects (pieces.c): the whole content of a large object read in
  * txn into a new buffer (for guts_repo_get and delta bases). */
 int pieces_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t size, uint8_t **out);
+/* Delete every piece of id, adding their value bytes to *bytes (may be NULL). */
+int pieces_del(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t *bytes);
 /* Sum of staged content bytes and the number of staged objects. */
 int stage_totals(guts_repo *r, MDB_txn *txn, uint64_t *n, uint64_t *bytes);
 

@@ -231,6 +231,76 @@ int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_
     return GUTS_OK;
 }
 
+static int verify_discard(const void *data, size_t len, void *ctx)
+{
+    (void)data;
+    (void)len;
+    (void)ctx;
+    return 0;
+}
+
+int guts_repo_verify(guts_repo *r, const guts_id *id)
+{
+    int type;
+    uint64_t size;
+    int rc = guts_repo_stat(r, id, &type, &size);
+    if (rc) return rc;
+    if (size >= GUTS_LARGE_MIN) return guts_repo_stream(r, id, verify_discard, NULL);
+    void *data;
+    size_t len;
+    if ((rc = guts_repo_get(r, id, &type, &data, &len))) return rc;
+    guts_id got;
+    rc = guts_obj_hash(type, data, len, &got);
+    free(data);
+    if (rc == GUTS_OK && guts_id_cmp(&got, id) != 0)
+        rc = store_corrupt(id, "content does not hash to its id");
+    return rc;
+}
+
+typedef struct drop_ctx {
+    const guts_id *ids;
+    size_t n, dropped;
+} drop_ctx;
+
+static int drop_fn(guts_repo *r, MDB_txn *txn, void *arg)
+{
+    drop_ctx *c = arg;
+    store_set set;
+    int rc = store_set_load(r, txn, &set);
+    if (rc) return rc;
+    c->dropped = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        MDB_val k = {GUTS_ID_LEN, (void *)c->ids[i].b}, v;
+        rc = mdb_get(txn, r->se->objects, &k, &v);
+        if (rc == MDB_NOTFOUND) continue;
+        if (rc) return rc;
+        uint64_t bytes = v.mv_size;
+        rec_hdr h;
+        /* a row too damaged to parse may still own pieces: delete any */
+        if ((rec_parse(&v, &h) || h.enc == ENC_PIECES) &&
+            (rc = pieces_del(r, txn, &c->ids[i], &bytes)))
+            return rc;
+        if ((rc = mdb_del(txn, r->se->objects, &k, NULL))) return rc;
+        set.count = set.count ? set.count - 1 : 0;
+        set.stored = set.stored > bytes ? set.stored - bytes : 0;
+        guts_fp_sub(&set.fp, guts_fp_of_id(&c->ids[i]));
+        c->dropped++;
+    }
+    set.added = c->dropped; /* store_set_save writes only when non-zero */
+    return store_set_save(r, txn, &set);
+}
+
+int guts_repo_drop(guts_repo *r, const guts_id *ids, size_t n, size_t *dropped)
+{
+    if (dropped) *dropped = 0;
+    if (!r || (!ids && n)) return GUTS_EINVAL;
+    if (n == 0) return GUTS_OK;
+    drop_ctx c = {ids, n, 0};
+    int rc = store_write(r, 0, drop_fn, &c);
+    if (rc == GUTS_OK && dropped) *dropped = c.dropped;
+    return rc;
+}
+
 int guts_repo_has(guts_repo *r, const guts_id *id)
 {
     if (!r || !id) return GUTS_EINVAL;
@@ -999,6 +1069,9 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n)
             store_seterr("log entry of %zu bytes", v.mv_size);
             break;
         }
+        MDB_val ok = {GUTS_ID_LEN, v.mv_data}, ov;
+        if (mdb_get(txn, r->se->objects, &ok, &ov) == MDB_NOTFOUND)
+            continue; /* dropped as damaged (guts_repo_drop) */
         memcpy(out[(*n)++].b, v.mv_data, GUTS_ID_LEN);
     }
     if (res == GUTS_OK && rc && rc != MDB_NOTFOUND) res = store_mdb_err(rc, "read log");

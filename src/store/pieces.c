@@ -330,13 +330,10 @@ static int stage_put(guts_repo *r, MDB_txn *txn, const guts_id *id, const stage_
 
 /* Delete id's stage row and, unless keep_pieces (they belong to a stored
  * large object), every piece keyed by id. */
-static int stage_del(guts_repo *r, MDB_txn *txn, const guts_id *id, int keep_pieces)
+int pieces_del(guts_repo *r, MDB_txn *txn, const guts_id *id, uint64_t *bytes)
 {
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b};
-    int rc = mdb_del(txn, r->se->stage, &k, NULL);
-    if (rc && rc != MDB_NOTFOUND) return rc;
-    if (keep_pieces) return GUTS_OK;
     MDB_cursor *cur;
+    int rc;
     if ((rc = mdb_cursor_open(txn, r->se->pieces, &cur))) return rc;
     for (;;) {
         uint8_t pk[PIECE_KEY_LEN];
@@ -345,10 +342,19 @@ static int stage_del(guts_repo *r, MDB_txn *txn, const guts_id *id, int keep_pie
         rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
         if (rc || key.mv_size != PIECE_KEY_LEN || memcmp(key.mv_data, id->b, GUTS_ID_LEN) != 0)
             break;
+        if (bytes) *bytes += v.mv_size;
         if ((rc = mdb_cursor_del(cur, 0))) break;
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int stage_del(guts_repo *r, MDB_txn *txn, const guts_id *id, int keep_pieces)
+{
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b};
+    int rc = mdb_del(txn, r->se->stage, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND) return rc;
+    return keep_pieces ? GUTS_OK : pieces_del(r, txn, id, NULL);
 }
 
 int stage_totals(guts_repo *r, MDB_txn *txn, uint64_t *n, uint64_t *bytes)

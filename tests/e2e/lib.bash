@@ -94,3 +94,23 @@ with open(path, "r+b") as f:
         sys.exit("unknown damage " + kind)
 PY
 }
+
+# damage_record DIR MARKER: flip one byte of every copy of MARKER in DIR's
+# data.mdb (an old copy may sit in a free page). Value bytes only: every
+# page stays valid; the object stored raw with MARKER (a blob under 24
+# bytes) then no longer hashes to its id.
+damage_record() {
+  /usr/bin/python3 - "$1/data.mdb" "$2" <<'PY'
+import sys
+path, marker = sys.argv[1], sys.argv[2].encode()
+b = bytearray(open(path, 'rb').read())
+n, i = 0, b.find(marker)
+while i >= 0:
+    b[i] ^= 0x20
+    n += 1
+    i = b.find(marker, i + 1)
+if n == 0:
+    sys.exit("marker not found")
+open(path, 'r+b').write(b)
+PY
+}

@@ -1541,6 +1541,62 @@ START_TEST(test_lacking_node_pulls_everything)
 }
 END_TEST
 
+/* Issue 20, item 2: node 0's copy of the head commit is damaged (its bytes
+ * no longer hash to its id). Node 2, empty, pulls from node 0 and node 1:
+ * node 0 skips the damaged record instead of ending every session at it,
+ * counts it once, and drops it, so node 2 completes (the commit from node
+ * 1) and node 0 itself fetches a good copy back. */
+START_TEST(test_damaged_record_is_skipped_and_fetched_again)
+{
+    guts_cluster_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.nodes = 3;
+    cfg.seed = 20;
+    cfg.latency_min = 1;
+    cfg.latency_max = 5;
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    if (getenv("GUTS_TEST_VERBOSE")) guts_cluster_set_verbose(cl, 1);
+    for (size_t i = 0; i < 2; i++) {
+        const guts_core_store *s = guts_cluster_iface(cl, i);
+        ck_assert_int_eq(s->create(s->ctx, KEY), 0);
+        history(s, 20, "same");
+        guts_cluster_local_change(cl, i, KEY);
+    }
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    const guts_core_store *s2 = guts_cluster_iface(cl, 2);
+    guts_ref head;
+    ck_assert_int_eq(s0->ref_get(s0->ctx, KEY, "refs/heads/main", &head), 0);
+    ck_assert_int_eq(guts_memstore_damage(guts_cluster_store(cl, 0), KEY, &head.target), 0);
+    guts_cluster_run_until(cl, 60000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_repo_info a, c;
+    ck_assert_int_eq(s0->info(s0->ctx, KEY, &a), 0);
+    ck_assert_int_eq(s2->info(s2->ctx, KEY, &c), 0);
+    ck_assert_uint_eq(c.objects, 60);
+    ck_assert_uint_eq(c.refs, 1);
+    ck_assert_uint_eq(a.objects, 60);
+    /* node 0 holds a good copy again, as does node 2 */
+    for (size_t i = 0; i < 3; i += 2) {
+        const guts_core_store *s = guts_cluster_iface(cl, i);
+        int type;
+        void *data;
+        size_t len;
+        guts_id got;
+        ck_assert_int_eq(s->get(s->ctx, KEY, &head.target, &type, &data, &len), 0);
+        ck_assert_int_eq(guts_obj_hash(type, data, len, &got), 0);
+        free(data);
+        ck_assert_int_eq(guts_id_cmp(&got, &head.target), 0);
+    }
+    guts_core_counters k;
+    guts_core_counters_get(guts_cluster_core(cl, 0), &k);
+    ck_assert_uint_eq(k.objects_damaged, 1);
+    guts_core_counters_get(guts_cluster_core(cl, 2), &k);
+    ck_assert_uint_eq(k.bad_objects, 0);
+    guts_cluster_free(cl);
+}
+END_TEST
+
 START_TEST(test_both_sides_exchange_new_commits)
 {
     guts_cluster *cl = pair(13);
@@ -2112,6 +2168,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes);
     tcase_add_test(t, test_in_sync_nodes_open_no_stream);
     tcase_add_test(t, test_lacking_node_pulls_everything);
+    tcase_add_test(t, test_damaged_record_is_skipped_and_fetched_again);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
     tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
     tcase_add_test(t, test_large_object_travels_in_chunks);

@@ -203,6 +203,93 @@ START_TEST(test_set_aside_moves_the_env_and_keeps_every_file)
 }
 END_TEST
 
+/* Object i of make_repo(): its id into *id. */
+static void made_id(int i, guts_id *id)
+{
+    char buf[3000];
+    for (size_t k = 0; k < sizeof buf; k++)
+        buf[k] = (char)((i * 131 + (int)k * 7) ^ (int)(k >> 3));
+    ck_assert_int_eq(guts_obj_hash(GUTS_OBJ_BLOB, buf, sizeof buf, id), GUTS_OK);
+}
+
+/* Rewrite one record's value through LMDB with its last byte flipped: the
+ * env stays valid, only that object's content is wrong. */
+static void damage_record(const char *key, const guts_id *id)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/repos/%s", tmpdir, key);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    ck_assert_int_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    ck_assert_int_eq(mdb_get(txn, dbi, &k, &v), 0);
+    uint8_t *copy = malloc(v.mv_size);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size - 1] ^= 0x5a;
+    MDB_val nv = {v.mv_size, copy};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &nv, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    free(copy);
+    mdb_env_close(env);
+}
+
+/* Issue 20, item 2: a record that fails its hash is found by verify and
+ * dropped with count and fingerprint; every other object stays, and the
+ * object can be stored again from a good copy. */
+START_TEST(test_damaged_record_fails_verify_and_drop_keeps_count_and_fingerprint)
+{
+    char file[512];
+    make_repo("o/c", 4, file, sizeof file);
+    guts_id ids[4];
+    for (int i = 0; i < 4; i++)
+        made_id(i, &ids[i]);
+    guts_repo *r = NULL;
+    guts_repo_info before, after;
+    ck_assert_int_eq(guts_repo_open(data, "o/c", 0, &r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &before), GUTS_OK);
+    guts_repo_close(r);
+    damage_record("o/c", &ids[1]);
+    ck_assert_int_eq(guts_repo_open(data, "o/c", 0, &r), GUTS_OK);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(guts_repo_verify(r, &ids[i]), i == 1 ? GUTS_ECORRUPT : GUTS_OK);
+    size_t dropped = 9;
+    ck_assert_int_eq(guts_repo_drop(r, &ids[1], 1, &dropped), GUTS_OK);
+    ck_assert_uint_eq(dropped, 1);
+    ck_assert_int_eq(guts_repo_drop(r, &ids[1], 1, &dropped), GUTS_OK);
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_int_eq(guts_repo_has(r, &ids[1]), 0);
+    ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
+    ck_assert_uint_eq(after.objects, 3);
+    guts_fp fp = before.fp;
+    guts_fp_sub(&fp, guts_fp_of_id(&ids[1]));
+    ck_assert(guts_fp_eq(fp, after.fp));
+    ck_assert_uint_lt(after.stored_bytes, before.stored_bytes);
+    guts_id recent[8];
+    size_t n = 0;
+    ck_assert_int_eq(guts_repo_recent(r, 8, recent, &n), GUTS_OK);
+    ck_assert_uint_eq(n, 3);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_ne(guts_id_cmp(&recent[i], &ids[1]), 0);
+    /* a good copy goes back in and the repository is whole again */
+    char buf[3000];
+    for (size_t k = 0; k < sizeof buf; k++)
+        buf[k] = (char)((1 * 131 + (int)k * 7) ^ (int)(k >> 3));
+    guts_obj o = {.id = ids[1], .type = GUTS_OBJ_BLOB, .data = buf, .len = sizeof buf};
+    ck_assert_int_eq(guts_repo_put(r, &o, 1, NULL, NULL), GUTS_OK);
+    ck_assert_int_eq(guts_repo_verify(r, &ids[1]), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(r, &after), GUTS_OK);
+    ck_assert_uint_eq(after.objects, 4);
+    ck_assert(guts_fp_eq(before.fp, after.fp));
+    guts_repo_close(r);
+}
+END_TEST
+
 static Suite *damage_suite(void)
 {
     Suite *s = suite_create("store_damage");
@@ -216,6 +303,7 @@ static Suite *damage_suite(void)
     tcase_add_test(t, test_verify_reads_every_page_in_a_child_and_survives_damage);
     tcase_add_test(t, test_env_missing_some_of_its_databases_is_damaged_not_recreated);
     tcase_add_test(t, test_set_aside_moves_the_env_and_keeps_every_file);
+    tcase_add_test(t, test_damaged_record_fails_verify_and_drop_keeps_count_and_fingerprint);
     suite_add_tcase(s, t);
     return s;
 }
