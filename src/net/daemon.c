@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -993,6 +994,20 @@ static int open_sockets(guts_net_node *n)
     return GUTS_EIO;
 }
 
+/* Each open env holds 3 descriptors (data.mdb twice, lock.mdb) and the
+ * store keeps every env open: a soft limit of 1,024 would stop a node near
+ * 340 repositories. The soft limit goes up to the hard one. */
+static void raise_fd_limit(guts_net_node *n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN, "cannot raise the open file limit from %llu: %s",
+                      (unsigned long long)was, strerror(errno));
+}
+
 int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts,
                        guts_seal *seal)
 {
@@ -1006,6 +1021,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
     n->start_ms = guts_net_now_ms();
+    raise_fd_limit(n);
     char as[32], as2[32];
 
     int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);
