@@ -115,6 +115,10 @@ void guts_core_lmdbstore_free(guts_core_lmdbstore *s);
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
 /** Close the repository handle of key if open (e.g. before removing it). */
 void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
+/** The last committed transaction id of key's env (guts_repo_txnid: no
+ * transaction, no system call once open): what a poll for writes by other
+ * processes compares before reading anything. */
+int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t *out);
 /** What to do with a repository found damaged (GUTS_EDAMAGED, why from
  * guts_store_errmsg()) the first time it is opened. Return 0 once it is out
  * of the way (guts_repo_set_aside): the key then reads as absent and can be

@@ -158,6 +158,13 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     return GUTS_OK;
 }
 
+int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t *out)
+{
+    guts_repo *r;
+    int rc = get_repo(s, key, 0, &r);
+    return rc ? rc : guts_repo_txnid(r, out);
+}
+
 static int l_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
 {
     guts_core_lmdbstore *s = ctx;

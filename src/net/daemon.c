@@ -43,6 +43,7 @@
  * since an announce changes nothing in the store.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -50,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -426,9 +428,16 @@ static guts_net_watch *watch_find(guts_net_node *n, const char *key)
 static int poll_repo(const char *key, void *arg)
 {
     guts_net_node *n = arg;
+    guts_net_watch *w = watch_find(n, key);
+    /* Unchanged since the last poll: the env's txnid says so without a
+     * transaction (1,000 read transactions every poll held the loop). */
+    uint64_t txnid;
+    if (w && guts_core_lmdbstore_txnid(n->lstore, key, &txnid) == 0 && txnid == w->txnid) {
+        w->seen = 1;
+        return 0;
+    }
     guts_repo_info info;
     if (n->store.info(n->store.ctx, key, &info) != 0) return 0;
-    guts_net_watch *w = watch_find(n, key);
     int changed = 0;
     if (!w) {
         if (n->nwatch == GUTS_NET_WATCH_MAX) return 0;
@@ -462,8 +471,51 @@ static int poll_repo(const char *key, void *arg)
     return 0;
 }
 
+static uint64_t stamp_mix(uint64_t h, const struct stat *st)
+{
+    const uint64_t v[3] = {(uint64_t)st->st_ino, (uint64_t)st->st_mtim.tv_sec,
+                           (uint64_t)st->st_mtim.tv_nsec};
+    for (size_t i = 0; i < 3; i++)
+        h = (h ^ v[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* A stamp of DATA/repos and its owner directories (inode, mtime): a
+ * repository made or removed changes its owner's; a write inside an env
+ * changes neither. 0 on failure (then the poll scans). */
+static uint64_t repos_stamp(guts_net_node *n)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/repos", guts_data_path(n->data)) >= (int)sizeof path)
+        return 0;
+    struct stat st;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    if (fstat(dirfd(d), &st) == 0) h = stamp_mix(h, &st);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0) h = stamp_mix(h, &st);
+    closedir(d);
+    return h ? h : 1;
+}
+
 static void poll_local(guts_net_node *n)
 {
+    uint64_t stamp = repos_stamp(n);
+    if (n->watch_primed && stamp && stamp == n->repos_stamp &&
+        ++n->polls_unscanned < GUTS_NET_SCAN_EVERY) {
+        /* Nothing made or removed: only the envs' txnids are looked at. */
+        for (size_t i = 0; i < n->nwatch; i++) {
+            char key[GUTS_KEY_MAX + 1];
+            memcpy(key, n->watch[i].key, sizeof key);
+            n->watch_next = i;
+            poll_repo(key, n);
+        }
+        return;
+    }
+    n->repos_stamp = stamp;
+    n->polls_unscanned = 0;
     for (size_t i = 0; i < n->nwatch; i++)
         n->watch[i].seen = 0;
     n->watch_next = 0;
@@ -944,6 +996,20 @@ static int open_sockets(guts_net_node *n)
     return GUTS_EIO;
 }
 
+/* Each open env holds 3 descriptors (data.mdb twice, lock.mdb) and the
+ * store keeps every env open: a soft limit of 1,024 would stop a node near
+ * 340 repositories. The soft limit goes up to the hard one. */
+static void raise_fd_limit(guts_net_node *n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN, "cannot raise the open file limit from %llu: %s",
+                      (unsigned long long)was, strerror(errno));
+}
+
 int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_opts *opts,
                        guts_seal *seal)
 {
@@ -957,6 +1023,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
     n->start_ms = guts_net_now_ms();
+    raise_fd_limit(n);
     char as[32], as2[32];
 
     int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);

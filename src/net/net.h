@@ -431,6 +431,10 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
 /* Repositories watched for local writes; beyond this new ones are still
  * found by the core's own scans, just not within a second. */
 #define GUTS_NET_WATCH_MAX 4096
+/* The local-write poll lists DATA/repos (a stat per repository) only when
+ * the directories changed, and at least every this many polls (a data.mdb
+ * created after the scan that saw its directory). */
+#define GUTS_NET_SCAN_EVERY 10
 
 /* Damaged repositories remembered for status.json (each was logged when
  * found); past this the oldest is dropped: a data dir where so many are
@@ -505,6 +509,8 @@ typedef struct guts_net_node {
     size_t nwatch, capwatch;
     size_t watch_next; /* where watch_find looks first: after the last found */
     int watch_primed;
+    uint64_t repos_stamp;     /* DATA/repos and its owner dirs as of the last scan */
+    unsigned polls_unscanned; /* polls since the last scan of DATA/repos */
     int draining;                             /* inside the action loop: defer core calls */
     uint32_t deferred[GUTS_NET_CONN_MAX + 1]; /* streams closed while draining */
     size_t ndeferred;

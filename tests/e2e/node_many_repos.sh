@@ -36,6 +36,19 @@ if grep ' warn ' "$TMP/a.log" "$TMP/b.log" | grep -v 'running open'; then
   fail "warn lines in the logs"
 fi
 export_check b many/r$N "$TMP/src"
+
+# The local-write poll reads only the environments whose txnid moved: an
+# import into one of the running node's many repositories, and a new one,
+# must still be noticed and replicated.
+git -C "$TMP/src" checkout -q main
+printf 'one more\n' >>"$TMP/src/README"
+git -C "$TMP/src" commit -q -am "after the start"
+expect 0 "$GUTS" --data "$TMP/a" import many/r17 "$TMP/src"
+expect 0 "$GUTS" --data "$TMP/a" import many/new "$TMP/src"
+want=$(keys "$TMP/a")
+[ "$(wc -l <<<"$want")" -eq $((N + 1)) ] || fail "a holds $(wc -l <<<"$want") repositories"
+wait_until 30 "b replicates the import into many/r17 and the new many/new" all_there
+export_check b many/r17 "$TMP/src"
 node_stop a
 node_stop b
 echo "ok"
