@@ -42,13 +42,7 @@ node_stop c
 node_stop d
 
 # Multicast dropped by the firewall, unicast working (f --peer e).
-command -v nft >/dev/null || { echo "no nft: skipped" >&2; exit 77; }
-nft -f - <<'NFT' || { echo "nft refused the ruleset: skipped" >&2; exit 77; }
-table inet nomcast {
-  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; }
-  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; }
-}
-NFT
+block_multicast || { echo "no nft, or it refused the ruleset: skipped" >&2; exit 77; }
 node_start e --listen 127.0.0.1:7205
 node_start f --listen 127.0.0.1:7206 --peer 127.0.0.1:7205
 wait_until 30 "doctor on e: multicast fails while unicast works, hint --peer" \

@@ -14,13 +14,7 @@ set -euo pipefail
 netns_enter "$0" "$@"
 [ -x "$GUTS_BUILD/git-remote-guts" ] || fail "no $GUTS_BUILD/git-remote-guts: build it first"
 export PATH="$GUTS_BUILD:$PATH"
-command -v nft >/dev/null || { echo "no nft: skipped" >&2; exit 77; }
-nft -f - <<'NFT' || { echo "nft refused the ruleset: skipped" >&2; exit 77; }
-table inet nomcast {
-  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; }
-  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; }
-}
-NFT
+block_multicast || { echo "no nft, or it refused the ruleset: skipped" >&2; exit 77; }
 
 # peers_via NAME N VIA: NAME lists at least N peers, every one heard by VIA.
 peers_via() {

@@ -277,3 +277,16 @@ make_repo() {
 add_commit() {
   (cd "$1" && printf '%s\n' "$2" >>README && git commit -q -am "$2")
 }
+
+# Drop every IPv4 multicast datagram in and out of this namespace (a
+# firewall that blocks multicast, as on client-isolated Wi-Fi). Returns
+# nonzero when nft is missing or refuses the ruleset.
+block_multicast() {
+  command -v nft >/dev/null || return 1
+  nft -f - <<'NFT'
+table inet nomcast {
+  chain out { type filter hook output priority 0; ip daddr 224.0.0.0/4 drop; }
+  chain in { type filter hook input priority 0; ip daddr 224.0.0.0/4 drop; }
+}
+NFT
+}
