@@ -336,6 +336,7 @@ typedef struct guts_core_counters {
     uint64_t learned;         /* now: addresses learned and not given up */
     uint64_t learned_dropped; /* addresses not kept: the table was full of newer ones */
     uint64_t learned_given_up; /* addresses that never answered CORE_LEARNED_TRIES announces */
+    uint64_t conflicts;        /* conflict records a divergent update made here (refmerge.h) */
 } guts_core_counters;
 
 /** Number of live peers. */

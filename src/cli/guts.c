@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/guts_cli.h"
 #include "cli/guts_gitio.h"
 #include "cli/guts_json.h"
 #include "cli/guts_walk.h"
@@ -42,8 +43,6 @@
 #include "guts/seal.h"
 #include "guts/store.h"
 
-#define EXIT_OP 1    /* operational error */
-#define EXIT_USAGE 2 /* usage error */
 
 /* Faults printed by fsck before it only counts them: a shallow or broken
  * repository may miss thousands of objects, one line each helps nobody. */
@@ -51,11 +50,8 @@
 
 static const char *prog = "guts";
 
-static int die(int code, const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Print "guts: CMD: message" as one line and return code. */
-static int die(int code, const char *cmd, const char *fmt, ...)
+int die(int code, const char *cmd, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -98,6 +94,8 @@ static const char usage_main[] =
     "  status [--json]                node id, repositories, and a running node's state\n"
     "  peers [--json]                 the peers a running node hears from\n"
     "  fsck OWNER/NAME                rehash every object, check counts, refs and links\n"
+    "  conflicts [OWNER/NAME]         divergent updates kept under refs/guts/conflicts/\n"
+    "  resolve OWNER/NAME REF (--take COMMIT | --merge)  settle a ref's conflicts everywhere\n"
     "  keygen FILE                    write a new cluster key for guts-node --key-file\n"
     "  doctor [--json]                why nodes do not find each other: checks\n"
     "  help [COMMAND]                 this text, or a command's\n"
@@ -133,7 +131,8 @@ static const char usage_status[] =
     "usage: guts status [--json]\n"
     "\n"
     "Print this node's id and, per repository: key, objects, refs (HEAD\n"
-    "included), set fingerprint and refs digest (32 hex digits each). When a\n"
+    "included), set fingerprint and refs digest (32 hex digits each), and its\n"
+    "conflicts when it has any (see guts conflicts). When a\n"
     "guts-node runs on the data dir (DATA/node/status.json written in the last\n"
     "5 s by a live pid), also its pid, node id, listen address, whether it\n"
     "runs keyed (its key id and the traffic it refused: key mismatch, not\n"
@@ -250,7 +249,7 @@ static int wants_help(int argc, char **argv)
 /* An option the command does not know. --data is the usual slip: it is
  * the one global option, so it goes before the command, and saying so
  * beats "unknown". */
-static int unknown_option(const char *cmd, const char *opt)
+int unknown_option(const char *cmd, const char *opt)
 {
     if (strcmp(opt, "--data") == 0 || strncmp(opt, "--data=", 7) == 0)
         return die(EXIT_USAGE, cmd,
@@ -271,7 +270,7 @@ static int check_operands(const char *cmd, int argc, char **argv, int want, cons
     return 0;
 }
 
-static int check_key(const char *cmd, const char *key)
+int check_key(const char *cmd, const char *key)
 {
     if (guts_repo_key_check(key) != GUTS_OK)
         return die(EXIT_USAGE, cmd,
@@ -303,7 +302,7 @@ static int data_path(const char *cmd, const char *opt, const char **out)
 /* What went wrong in the store, with its cause: the store's own message
  * (errno text included) when the code is one that carries one, else the
  * code's name. */
-static const char *store_why(int rc)
+const char *store_why(int rc)
 {
     const char *msg = guts_store_errmsg();
     if (rc == GUTS_EDAMAGED) {
@@ -318,7 +317,7 @@ static const char *store_why(int rc)
 
 /* Open the data dir; only a command that writes (import) creates it, so a
  * mistyped --data is an error, not a new empty data dir. */
-static int open_data(const char *cmd, const char *opt, unsigned flags, guts_data **out)
+int open_data(const char *cmd, const char *opt, unsigned flags, guts_data **out)
 {
     const char *path;
     int rc;
@@ -346,7 +345,7 @@ static int repo_open_error(const char *cmd, guts_data *d, const char *key, int r
     return die(EXIT_OP, cmd, "cannot open repository \"%s\": %s", key, store_why(rc));
 }
 
-static int open_repo(const char *cmd, guts_data *d, const char *key, unsigned flags,
+int open_repo(const char *cmd, guts_data *d, const char *key, unsigned flags,
                      guts_repo **out)
 {
     int rc = guts_repo_open(d, key, flags, out);
@@ -597,7 +596,7 @@ static void node_run_free(node_run *nr)
 
 /* Untrusted text for a terminal or a JSON string: printable ASCII only, so
  * no escape sequence reaches the terminal and the JSON stays valid UTF-8. */
-static void put_safe(const char *s, size_t len, int json)
+void put_safe(const char *s, size_t len, int json)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -1014,9 +1013,11 @@ static int status_repo(const char *key, void *arg)
     guts_repo *r;
     guts_repo_info info;
     char fp[33], rd[33];
+    uint64_t conflicts = 0;
     int rc = guts_repo_open(c->d, key, 0, &r);
     if (rc == GUTS_OK) {
         rc = guts_repo_info_get(r, &info);
+        if (!rc) rc = conflicts_count(r, &conflicts);
         guts_repo_close(r);
     }
     if (rc) {
@@ -1031,9 +1032,9 @@ static int status_repo(const char *key, void *arg)
         printf("%s\n    {\"key\": \"%s\", \"objects\": %" PRIu64 ", \"refs\": %" PRIu64
                ", \"tombstones\": %" PRIu64 ", \"fingerprint\": \"%s\", \"refs_digest\": \"%s\""
                ", \"clock\": %" PRIu64 ", \"stored_bytes\": %" PRIu64 ", \"staged\": %" PRIu64
-               ", \"staged_bytes\": %" PRIu64 ", \"sync\": ",
+               ", \"staged_bytes\": %" PRIu64 ", \"conflicts\": %" PRIu64 ", \"sync\": ",
                c->n ? "," : "", key, info.objects, info.refs, info.tombstones, fp, rd, info.clock,
-               info.stored_bytes, info.staged, info.staged_bytes);
+               info.stored_bytes, info.staged, info.staged_bytes, conflicts);
         if (s) {
             putchar('"');
             put_safe(s->str, s->slen, 1);
@@ -1042,7 +1043,11 @@ static int status_repo(const char *key, void *arg)
             fputs("null}", stdout);
         }
     } else {
-        printf("%-30s %10" PRIu64 " %8" PRIu64 "  %s  %s\n", key, info.objects, info.refs, fp, rd);
+        printf("%-30s %10" PRIu64 " %8" PRIu64 "  %s  %s", key, info.objects, info.refs, fp, rd);
+        if (conflicts)
+            printf("  %" PRIu64 " conflict%s (guts conflicts %s)", conflicts,
+                   conflicts == 1 ? "" : "s", key);
+        putchar('\n');
     }
     c->n++;
     return 0;
@@ -1267,7 +1272,7 @@ out:
 /* The commit REF names: an id, a full ref name, HEAD, or a short name
  * (refs/heads/, refs/tags/, refs/remotes/ tried in that order). Tags are
  * peeled. On failure *why says what went wrong. */
-static int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why)
+int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why)
 {
     guts_ref rec;
     char name[GUTS_REFNAME_MAX + 32];
@@ -1861,7 +1866,7 @@ static void fsck_free(fsck *f)
     free(f->bad);
 }
 
-static void put_json_str(const char *s)
+void put_json_str(const char *s)
 {
     putchar('"');
     put_safe(s, strlen(s), 1);
@@ -2437,6 +2442,8 @@ static const command commands[] = {
     {"fsck", cmd_fsck, usage_fsck, 1},
     {"keygen", cmd_keygen, usage_keygen, 0},
     {"doctor", cmd_doctor, usage_doctor, 0},
+    {"conflicts", cmd_conflicts, usage_conflicts, 1},
+    {"resolve", cmd_resolve, usage_resolve, 1},
 };
 
 /* Bytes kept of LMDB's assertion text: one line of file, line, expression

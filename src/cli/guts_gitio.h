@@ -104,6 +104,25 @@ int guts_gitio_store_reachable(guts_repo *r, const char *gitdir, const guts_id *
 int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress,
                       guts_gitio_stats *st, char *err);
 
+/* Most commits guts_gitio_merge merges into one: more divergent copies of
+ * one ref than that are settled with --take, or in a clone. */
+#define GUTS_GITIO_MERGE_MAX 64
+
+/** Merge the commits theirs[0..ntheirs) into ours with git, one two-parent
+ * merge commit each in turn (`git merge-tree --write-tree`, then `git
+ * commit-tree`, with the user's git identity or else "guts resolve"), and
+ * store the new objects in r. The work happens in a temporary bare
+ * repository under $TMPDIR (else /tmp) holding an export of r, removed
+ * after. No ref is written.
+ * @param msg the merge commits' message
+ * @param[out] out the last merge commit
+ * @param[out] err one line describing a failure (GUTS_GITIO_ERR_MAX bytes)
+ * Errors: GUTS_ECONFLICT (the merge has conflicts: err names the paths),
+ * GUTS_EINVAL (ntheirs), GUTS_EIO (git failed, e.g. unrelated histories),
+ * and those of guts_gitio_export and guts_gitio_store_reachable. */
+int guts_gitio_merge(guts_repo *r, const guts_id *ours, const guts_id *theirs, size_t ntheirs,
+                     const char *msg, guts_id *out, char *err);
+
 /** All stored ids of r in a good order to read them: insertion order when
  * the insertion log covers every object (delta bases then the objects
  * compressed against them, so the store's base cache hits), else id order.

@@ -697,8 +697,17 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const 
             if (guts_ref_merge(old, conf, NULL, NULL, m, junk, &hj) == GUTS_OK &&
                 guts_ref_cmp(m, old) != 0)
                 rc = batch_put(c, r, b, m);
-        } else {
-            rc = batch_put(c, r, b, conf);
+        } else if ((rc = batch_put(c, r, b, conf)) == GUTS_OK) {
+            /* a new divergence: one line, with what settles it */
+            char lost[GUTS_HEX_LEN + 1], won[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&conf->target, lost);
+            guts_id_to_hex(&res->target, won);
+            c->ctr.conflicts++;
+            core_log(c, GUTS_LOG_WARN,
+                     "conflict on %s in %s: %.12s lost to %.12s and is kept as %s (guts "
+                     "conflicts %s; guts resolve settles it)",
+                     in->name, r->key, lost, guts_id_is_zero(&res->target) ? "a delete" : won,
+                     conf->name, r->key);
         }
     }
     if (!rc)

@@ -664,7 +664,7 @@ static void write_status(guts_net_node *n)
             "\"dgrams_unicast\": %llu, \"peers_unicast\": %llu, \"pex_out\": %llu, "
             "\"pex_bytes_out\": %llu, "
             "\"pex_in\": %llu, \"pex_ignored\": %llu, \"learned\": %llu, "
-            "\"learned_dropped\": %llu, \"learned_given_up\": %llu, ",
+            "\"learned_dropped\": %llu, \"learned_given_up\": %llu, \"conflicts\": %llu, ",
             (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
             (unsigned long long)k.dgram_bytes_out, (unsigned long long)k.dgram_max_out,
             (unsigned long long)k.dgrams_dropped, (unsigned long long)k.dgrams_malformed,
@@ -686,7 +686,7 @@ static void write_status(guts_net_node *n)
             (unsigned long long)k.pex_bytes_out,
             (unsigned long long)k.pex_in, (unsigned long long)k.pex_ignored,
             (unsigned long long)k.learned, (unsigned long long)k.learned_dropped,
-            (unsigned long long)k.learned_given_up);
+            (unsigned long long)k.learned_given_up, (unsigned long long)k.conflicts);
     fprintf(f,
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "

@@ -1,0 +1,59 @@
+/* guts_cli.h - what the `guts` command's files share: exit codes, the one
+ * error line, argument checks and opening the data dir and a repository.
+ *
+ * Every function that reports prints exactly one line on stderr naming the
+ * input at fault and returns the exit status to use.
+ */
+#ifndef GUTS_CLI_H
+#define GUTS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guts/store.h"
+
+#define EXIT_OP 1    /* operational error */
+#define EXIT_USAGE 2 /* usage error */
+
+/** Print "guts: CMD: message" (newlines folded) and return code. */
+int die(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/** An option cmd does not know: EXIT_USAGE, with a hint for --data. */
+int unknown_option(const char *cmd, const char *opt);
+
+/** 0 when key is a valid OWNER/NAME, else EXIT_USAGE with the rule. */
+int check_key(const char *cmd, const char *key);
+
+/** The store's cause for rc, or rc's name. */
+const char *store_why(int rc);
+
+/** Open the data dir (--data opt, $GUTS_DATA, ~/.local/share/guts); flags as
+ * guts_data_open (GUTS_DATA_CREATE only for commands that write). 0 or
+ * EXIT_OP/EXIT_USAGE after one line. */
+int open_data(const char *cmd, const char *opt, unsigned flags, guts_data **out);
+
+/** Open repository key of d; 0 or EXIT_OP after one line. */
+int open_repo(const char *cmd, guts_data *d, const char *key, unsigned flags, guts_repo **out);
+
+/** Untrusted text to stdout as printable ASCII ('?' for the rest); json:
+ * '"' and '\' escaped. */
+void put_safe(const char *s, size_t len, int json);
+
+/** s as a JSON string on stdout, through put_safe. */
+void put_json_str(const char *s);
+
+/** The commit ref names in r: an id, a full ref name, HEAD or a short name
+ * (refs/heads/, refs/tags/, refs/remotes/ tried in that order); tags are
+ * peeled. On failure *why says what went wrong. */
+int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why);
+
+/* Commands in their own files (guts_conflicts.c). */
+int cmd_conflicts(const char *data_opt, int argc, char **argv);
+int cmd_resolve(const char *data_opt, int argc, char **argv);
+extern const char usage_conflicts[], usage_resolve[];
+
+/** The number of live conflict records of r (refs under
+ * refs/guts/conflicts/). Errors: store errors. */
+int conflicts_count(guts_repo *r, uint64_t *n);
+
+#endif
