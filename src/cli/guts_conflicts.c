@@ -169,6 +169,11 @@ typedef struct reach {
     int valid;  /* walked from tip */
 } reach;
 
+static int same(const guts_id *a, const guts_id *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
 static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, sizeof(guts_id));
@@ -289,7 +294,7 @@ static void list_one(list_ctx *lc, const char *key, guts_repo *r, const conflict
     guts_ref w;
     int live = c->ref[0] && guts_repo_ref_get(r, c->ref, &w) == GUTS_OK && !w.symref[0] &&
                !guts_id_is_zero(&w.target);
-    if (live && (!win->valid || memcmp(&win->tip, &w.target, sizeof w.target)))
+    if (live && (!win->valid || !same(&win->tip, &w.target)))
         reach_walk(r, &w.target, win);
     reach_walk(r, &c->rec.target, kept);
     long long wo = live ? reach_minus(win, kept) : -1, ko = live ? reach_minus(kept, win) : -1;
@@ -453,7 +458,7 @@ static int take_target(guts_repo *r, const char *arg, const guts_ref *win, int l
         const guts_id *id = i < n ? &mine[i]->rec.target : live ? &win->target : NULL;
         if (!id) continue;
         guts_id_to_hex(id, hex);
-        if (strncmp(hex, arg, len) == 0 && (hits == 0 || memcmp(out, id, sizeof *id))) {
+        if (strncmp(hex, arg, len) == 0 && (hits == 0 || !same(out, id))) {
             *out = *id;
             hits++;
         }
@@ -554,14 +559,14 @@ int cmd_resolve(const char *data_opt, int argc, char **argv)
         guts_id theirs[GUTS_GITIO_MERGE_MAX], c;
         size_t nt = 0;
         reach_walk(r, &w.target, &win);
-        if (win.rc || win.capped || peel(r, &w.target, &c) || memcmp(&c, &w.target, sizeof c)) {
+        if (win.rc || win.capped || peel(r, &w.target, &c) || !same(&c, &w.target)) {
             rc = die(EXIT_OP, cmd, "%s: --merge needs %s to name a commit whose history is stored",
                      key, ref);
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
             guts_id k;
-            if (peel(r, &mine[i]->rec.target, &k) || memcmp(&k, &mine[i]->rec.target, sizeof k)) {
+            if (peel(r, &mine[i]->rec.target, &k) || !same(&k, &mine[i]->rec.target)) {
                 rc = die(EXIT_OP, cmd,
                          "%s: --merge needs commits, and %s keeps a tag or an object that is "
                          "not stored: use --take",
@@ -598,7 +603,7 @@ int cmd_resolve(const char *data_opt, int argc, char **argv)
         goto out;
     }
     const guts_node_id *node = guts_data_node_id(d);
-    if (!live || memcmp(&w.target, &target, sizeof target)) {
+    if (!live || !same(&w.target, &target)) {
         guts_ref *s = &recs[nrecs++];
         memset(s, 0, sizeof *s);
         snprintf(s->name, sizeof s->name, "%s", ref);
@@ -630,7 +635,7 @@ int cmd_resolve(const char *data_opt, int argc, char **argv)
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(&target, hex);
     printf("%s %s: %s %.12s, %zu conflict record%s deleted\n", key, ref,
-           take ? "now" : live && memcmp(&w.target, &target, sizeof target) ? "merged as"
+           take ? "now" : live && !same(&w.target, &target) ? "merged as"
                                                                            : "already holds",
            hex, n, n == 1 ? "" : "s");
 out:
