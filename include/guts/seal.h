@@ -108,6 +108,10 @@ typedef struct guts_seal_counters {
 
 typedef struct guts_seal guts_seal;
 
+/* Keys one node holds at once: the first seals, every one opens. Two are
+ * enough for a rotation (old and new); the rest is room for a slow one. */
+#define GUTS_SEAL_KEYS_MAX 8
+
 /** Name of a GUTS_SEAL_R_* reason ("key mismatch", ...), or "?". */
 const char *guts_seal_reason(int reason);
 
@@ -116,9 +120,22 @@ const char *guts_seal_reason(int reason);
  * Errors: GUTS_EINVAL (NULL key), GUTS_ENOMEM, GUTS_EIO (libsodium could
  * not initialise). */
 int guts_seal_new(const uint8_t key[GUTS_SEAL_KEY_LEN], guts_seal **out);
+/** Create a sealing context for a key ring: keys[0] seals datagrams and
+ * names the key of the streams this node opens; every key of the ring opens
+ * datagrams and answers streams (key rotation without downtime).
+ * Errors: as guts_seal_new, and GUTS_EINVAL for n of 0 or over
+ * GUTS_SEAL_KEYS_MAX. */
+int guts_seal_new_ring(const uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t n, guts_seal **out);
+/** Replace the ring in place (a key file reread): counters, the replay
+ * cache and streams already open (their keys are derived) are kept.
+ * Errors: GUTS_EINVAL (n of 0 or over GUTS_SEAL_KEYS_MAX). */
+int guts_seal_rekey(guts_seal *s, const uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t n);
+/** The ids of the ring's keys, first (sealing) key first; fills at most max
+ * and returns how many keys there are. */
+size_t guts_seal_key_ids(const guts_seal *s, uint8_t ids[][GUTS_SEAL_KEYID_LEN], size_t max);
 /** Wipe the key and free. Safe on NULL. */
 void guts_seal_free(guts_seal *s);
-/** This key's id (what datagrams and hellos carry). */
+/** The sealing (first) key's id (what datagrams and hellos carry). */
 void guts_seal_key_id(const guts_seal *s, uint8_t id[GUTS_SEAL_KEYID_LEN]);
 /** Counters since creation. */
 void guts_seal_counters_get(const guts_seal *s, guts_seal_counters *out);
@@ -159,6 +176,7 @@ typedef struct guts_seal_stream {
     int outgoing;                       /* 1: we connected (initiator) */
     int state;                          /* GUTS_SEAL_ST_* */
     uint8_t nonce[GUTS_SEAL_NONCE_LEN]; /* ours, sent in the hello */
+    uint8_t key_id[GUTS_SEAL_KEYID_LEN]; /* the connection's key: the initiator's */
     uint8_t tx[GUTS_SEAL_KEY_LEN], rx[GUTS_SEAL_KEY_LEN];
     uint64_t tx_seq, rx_seq;
 } guts_seal_stream;
@@ -168,6 +186,12 @@ typedef struct guts_seal_stream {
  * Errors: GUTS_EINVAL (NULL argument). */
 int guts_seal_stream_init(guts_seal_stream *st, guts_seal *s, int outgoing, const uint8_t *nonce,
                           uint8_t hello[GUTS_SEAL_HELLO_LEN]);
+
+/** Our hello frame as it stands: the initiator sends the one init wrote;
+ * a responder sends this one after guts_seal_stream_on_hello succeeded, so
+ * it names the key the initiator chose (which may not be the responder's
+ * first). Errors: GUTS_EINVAL (NULL argument). */
+int guts_seal_stream_hello(const guts_seal_stream *st, uint8_t hello[GUTS_SEAL_HELLO_LEN]);
 
 /** Take the peer's hello (the body of its first frame, len bytes, without
  * the 4-byte length) and derive this connection's keys.
@@ -196,18 +220,29 @@ int guts_seal_stream_open(guts_seal_stream *st, const uint8_t hdr[4], uint8_t *b
 void guts_seal_stream_clear(guts_seal_stream *st);
 
 /* ---- Key files -------------------------------------------------------------
- * A key file holds exactly GUTS_SEAL_KEY_LEN raw random bytes. err (errlen
- * bytes, may be NULL) gets one line saying what is wrong and what to do. */
+ * A key file holds one key per line as 64 hex digits (the first line's key
+ * seals, all of them open; blank lines and lines starting with '#' are
+ * skipped), at most GUTS_SEAL_KEYS_MAX keys; or, as written before key
+ * rings, exactly GUTS_SEAL_KEY_LEN raw bytes. err (errlen bytes, may be
+ * NULL) gets one line saying what is wrong and what to do. */
 
-/** Read a key file. Refuses a file that is not a regular file, that group
- * or others may read, write or execute (like ssh with a private key), or
- * whose size is not exactly 32 bytes. Errors: GUTS_EIO (cannot open or
- * read), GUTS_EINVAL (refused as above). */
+/* Largest key file read: 8 keys with a comment line each fit easily. */
+#define GUTS_SEAL_KEYFILE_MAX 4096
+
+/** Read a key file's ring into keys (room for max keys), *n the count.
+ * Refuses a file that is not a regular file, that group or others may read,
+ * write or execute (like ssh with a private key), over
+ * GUTS_SEAL_KEYFILE_MAX bytes, with a line that is not 64 hex digits, with
+ * no key, or with more than max. Errors: GUTS_EIO (cannot open or read),
+ * GUTS_EINVAL (refused as above). */
+int guts_seal_keys_load(const char *path, uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t max,
+                        size_t *n, char *err, size_t errlen);
+/** Read a key file's first (sealing) key: guts_seal_keys_load's rules. */
 int guts_seal_key_load(const char *path, uint8_t key[GUTS_SEAL_KEY_LEN], char *err, size_t errlen);
-
 /** Create a new key file with mode 0600 (never replacing an existing one)
- * holding 32 random bytes, synced to disk. Errors: GUTS_EEXIST (the path
- * exists), GUTS_EIO (cannot create or write: nothing is left behind). */
+ * holding one new random key as a line of 64 hex digits, synced to disk.
+ * Errors: GUTS_EEXIST (the path exists), GUTS_EIO (cannot create or write:
+ * nothing is left behind). */
 int guts_seal_key_generate(const char *path, char *err, size_t errlen);
 
 #endif

@@ -97,6 +97,7 @@ static const char usage_main[] =
     "  conflicts [OWNER/NAME]         divergent updates kept under refs/guts/conflicts/\n"
     "  resolve OWNER/NAME REF (--take COMMIT | --merge)  settle a ref's conflicts everywhere\n"
     "  keygen FILE                    write a new cluster key for guts-node --key-file\n"
+    "  keys (list | reload)           the running node's cluster keys; reread its key file\n"
     "  doctor [--json]                why nodes do not find each other: checks\n"
     "  help [COMMAND]                 this text, or a command's\n"
     "\n"
@@ -230,12 +231,14 @@ static const char usage_doctor[] =
 static const char usage_keygen[] =
     "usage: guts keygen FILE\n"
     "\n"
-    "Write a new cluster key: 32 random bytes in FILE, created with mode 0600\n"
-    "(an existing FILE is never replaced). Copy it to every node of the\n"
-    "cluster and start each with guts-node --key-file FILE: their datagrams\n"
-    "and streams are then encrypted and authenticated, and nodes without it\n"
-    "are ignored. Prints the key id (8 hex digits), the same on every node\n"
-    "that holds the same key.\n";
+    "Write a new cluster key: one line of 64 hex digits (32 random bytes) in\n"
+    "FILE, created with mode 0600 (an existing FILE is never replaced). Copy\n"
+    "it to every node of the cluster and start each with guts-node --key-file\n"
+    "FILE: their datagrams and streams are then encrypted and authenticated,\n"
+    "and nodes without it are ignored. Prints the key id (8 hex digits), the\n"
+    "same on every node that holds the same key. A key file may hold several\n"
+    "keys, a line each: the first seals, all open (see guts keys --help for\n"
+    "rotating a key without downtime).\n";
 
 static int wants_help(int argc, char **argv)
 {
@@ -283,7 +286,7 @@ int check_key(const char *cmd, const char *key)
 /* ---- Data dir ----------------------------------------------------------- */
 
 /* The data dir's path, without touching it: --data, $GUTS_DATA, ~/.local/share/guts. */
-static int data_path(const char *cmd, const char *opt, const char **out)
+int data_path(const char *cmd, const char *opt, const char **out)
 {
     static char path[4096];
     const char *env = getenv("GUTS_DATA"), *home = getenv("HOME");
@@ -473,26 +476,8 @@ out:
 
 /* ---- A running node: DATA/node/status.json ------------------------------ */
 
-/* guts-node rewrites its status file every second (GUTS_NET_STATUS_S); one
- * older than this is from a node that is stopped (SIGSTOP), stuck, or gone
- * while another process took its pid. */
-#define NODE_FRESH_MS 5000
-
-enum { NODE_ABSENT, NODE_DEAD, NODE_STALE, NODE_RUNNING, NODE_BAD };
 static const char *const node_state_names[] = {"not_running", "not_running", "stale", "running",
                                                "unreadable"};
-
-/* What the status file says, once read and checked. The file is untrusted
- * input: any process able to write DATA/node could have written it. */
-typedef struct node_run {
-    int state;
-    long pid;        /* DEAD, STALE, RUNNING */
-    uint64_t age_ms; /* since the file was last written */
-    char path[4200];
-    char why[256]; /* BAD: one line */
-    guts_json j;
-    const guts_json_val *root;
-} node_run;
 
 static uint64_t wall_ms(void)
 {
@@ -501,8 +486,7 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Read DATA/node/status.json into nr (release with node_run_free()). */
-static void node_read(const char *data, node_run *nr)
+void node_read(const char *data, node_run *nr)
 {
     memset(nr, 0, sizeof *nr);
     snprintf(nr->path, sizeof nr->path, "%s/node/status.json", data);
@@ -589,7 +573,7 @@ out:
     close(fd);
 }
 
-static void node_run_free(node_run *nr)
+void node_run_free(node_run *nr)
 {
     guts_json_free(&nr->j);
 }
@@ -2444,6 +2428,7 @@ static const command commands[] = {
     {"doctor", cmd_doctor, usage_doctor, 0},
     {"conflicts", cmd_conflicts, usage_conflicts, 1},
     {"resolve", cmd_resolve, usage_resolve, 1},
+    {"keys", cmd_keys, usage_keys, 0},
 };
 
 /* Bytes kept of LMDB's assertion text: one line of file, line, expression

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/guts_json.h"
 #include "guts/store.h"
 
 #define EXIT_OP 1    /* operational error */
@@ -23,6 +24,10 @@ int unknown_option(const char *cmd, const char *opt);
 
 /** 0 when key is a valid OWNER/NAME, else EXIT_USAGE with the rule. */
 int check_key(const char *cmd, const char *key);
+
+/** The data dir's path (--data opt, $GUTS_DATA, ~/.local/share/guts),
+ * without touching it; 0 or EXIT_USAGE after one line. */
+int data_path(const char *cmd, const char *opt, const char **out);
 
 /** The store's cause for rc, or rc's name. */
 const char *store_why(int rc);
@@ -47,10 +52,37 @@ void put_json_str(const char *s);
  * peeled. On failure *why says what went wrong. */
 int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why);
 
+/* ---- A running node: DATA/node/status.json ---- */
+
+/* guts-node rewrites its status file every second (GUTS_NET_STATUS_S); one
+ * older than this is from a node that is stopped (SIGSTOP), stuck, or gone
+ * while another process took its pid. */
+#define NODE_FRESH_MS 5000
+
+enum { NODE_ABSENT, NODE_DEAD, NODE_STALE, NODE_RUNNING, NODE_BAD };
+
+/* What the status file says, once read and checked. The file is untrusted
+ * input: any process able to write DATA/node could have written it. */
+typedef struct node_run {
+    int state;
+    long pid;        /* DEAD, STALE, RUNNING */
+    uint64_t age_ms; /* since the file was last written */
+    char path[4200];
+    char why[256]; /* BAD: one line */
+    guts_json j;
+    const guts_json_val *root;
+} node_run;
+
+/** Read DATA/node/status.json of data dir path data into nr (release with
+ * node_run_free). */
+void node_read(const char *data, node_run *nr);
+void node_run_free(node_run *nr);
+
 /* Commands in their own files (guts_conflicts.c). */
 int cmd_conflicts(const char *data_opt, int argc, char **argv);
 int cmd_resolve(const char *data_opt, int argc, char **argv);
-extern const char usage_conflicts[], usage_resolve[];
+int cmd_keys(const char *data_opt, int argc, char **argv);
+extern const char usage_conflicts[], usage_resolve[], usage_keys[];
 
 /** The number of live conflict records of r (refs under
  * refs/guts/conflicts/). Errors: store errors. */

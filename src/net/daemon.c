@@ -293,6 +293,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
             seal_refused(n, "datagram", from, why);
             return;
         }
+        guts_net_keys_note(n, &a, buf + 2); /* the key id, in clear after magic and version */
         guts_core_on_datagram(n->core, guts_net_now_ms(), &a, via, pt, plen);
     } else if (len && buf[0] == GUTS_SEAL_MAGIC) {
         /* sealed traffic on an open node: it would only count as
@@ -330,9 +331,12 @@ static void on_open(guts_net_tcp *t, guts_net_conn *c)
         stream_ready(n, c);
         return;
     }
+    /* The initiator's hello goes first and names the connection's key; a
+     * responder answers once it has checked that hello (on_frame), naming
+     * the same key, which its ring holds but need not seal with. */
     uint8_t hello[GUTS_SEAL_HELLO_LEN];
     if (guts_seal_stream_init(&c->seal, n->seal, c->outgoing, NULL, hello) != 0 ||
-        guts_net_tcp_send_raw(t, c, hello, sizeof hello) != 0)
+        (c->outgoing && guts_net_tcp_send_raw(t, c, hello, sizeof hello) != 0))
         guts_net_tcp_close(t, c, 1);
 }
 
@@ -342,8 +346,14 @@ static void on_frame(guts_net_tcp *t, guts_net_conn *c, uint8_t *buf, size_t len
     if (n->seal) {
         int why = GUTS_SEAL_R_OK;
         if (c->seal.state == GUTS_SEAL_ST_HELLO) {
+            uint8_t hello[GUTS_SEAL_HELLO_LEN];
             if (guts_seal_stream_on_hello(&c->seal, buf, len, &why) != 0) {
                 seal_refused(n, "stream", &c->addr, why);
+                guts_net_tcp_close(t, c, 1);
+                return;
+            }
+            if (!c->outgoing && (guts_seal_stream_hello(&c->seal, hello) != 0 ||
+                                 guts_net_tcp_send_raw(t, c, hello, sizeof hello) != 0)) {
                 guts_net_tcp_close(t, c, 1);
                 return;
             }
@@ -604,11 +614,14 @@ static void write_status(guts_net_node *n)
         fprintf(f,
                 "%s\n    {\"id\": \"%s\", \"address\": \"%s\", \"port\": %u, "
                 "\"incarnation\": %llu, \"last_heard_ms_ago\": %llu, \"repos\": %u, "
-                "\"via\": \"%s\"}",
+                "\"via\": \"%s\"",
                 i ? "," : "", ph, as, (unsigned)p.port, (unsigned long long)p.incarnation,
                 (unsigned long long)(now > p.last_heard ? now - p.last_heard : 0),
                 (unsigned)p.repos,
                 p.via_group && p.via_unicast ? "both" : p.via_unicast ? "unicast" : "multicast");
+        const uint8_t *kid = n->seal ? guts_net_keys_of(n, &p.addr) : NULL;
+        if (kid) fprintf(f, ", \"key_id\": \"%02x%02x%02x%02x\"", kid[0], kid[1], kid[2], kid[3]);
+        fputc('}', f);
     }
     fprintf(f, "%s],\n  \"refused\": [", np ? "\n  " : "");
     size_t nr = 0;
@@ -715,8 +728,10 @@ static void write_status(guts_net_node *n)
         fprintf(f, ", \"key_id\": \"");
         for (size_t i = 0; i < sizeof id; i++)
             fprintf(f, "%02x", id[i]);
+        fputc('"', f);
+        guts_net_keys_status(n, f);
         fprintf(f,
-                "\", \"dgrams_sealed\": %llu, \"dgrams_opened\": %llu, \"frames_sealed\": %llu, "
+                ", \"dgrams_sealed\": %llu, \"dgrams_opened\": %llu, \"frames_sealed\": %llu, "
                 "\"frames_opened\": %llu, \"streams_ready\": %llu",
                 (unsigned long long)sc.dgrams_sealed, (unsigned long long)sc.dgrams_opened,
                 (unsigned long long)sc.frames_sealed, (unsigned long long)sc.frames_opened,
@@ -1142,10 +1157,12 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     if (n->seal) {
         uint8_t id[GUTS_SEAL_KEYID_LEN];
         guts_seal_key_id(n->seal, id);
+        size_t more = guts_seal_key_ids(n->seal, NULL, 0) - 1;
         guts_net_logf(&n->log, GUTS_LOG_INFO,
-                      "keyed: cluster key %02x%02x%02x%02x from %s; datagrams and streams are "
+                      "keyed: cluster key %02x%02x%02x%02x from %s%s; datagrams and streams are "
                       "encrypted and authenticated, nodes without this key are ignored",
-                      id[0], id[1], id[2], id[3], opts->key_file);
+                      id[0], id[1], id[2], id[3], opts->key_file,
+                      more ? " (its other keys open too: a rotation)" : "");
     } else {
         guts_net_logf(&n->log, GUTS_LOG_WARN,
                       "running open: no --key-file, so datagrams and streams are neither "
@@ -1165,6 +1182,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_signal_start(loop, &n->sigint);
     ev_signal_init(&n->sigterm, sigterm_cb, SIGTERM);
     ev_signal_start(loop, &n->sigterm);
+    guts_net_keys_start(n);
 
     poll_local(n); /* prime: the core scans the store itself at start */
     guts_core_on_timer(n->core, guts_net_now_ms());
@@ -1189,6 +1207,7 @@ void guts_net_node_close(guts_net_node *n)
         ev_timer_stop(n->loop, &n->remember_timer);
         ev_signal_stop(n->loop, &n->sigint);
         ev_signal_stop(n->loop, &n->sigterm);
+        guts_net_keys_stop(n);
     }
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */

@@ -27,13 +27,14 @@ int main(int argc, char **argv)
     }
     guts_seal *seal = NULL;
     if (opts.key_file[0]) {
-        uint8_t key[GUTS_SEAL_KEY_LEN];
-        rc = guts_seal_key_load(opts.key_file, key, err, sizeof err);
+        uint8_t ring[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEY_LEN];
+        size_t nkeys = 0;
+        rc = guts_seal_keys_load(opts.key_file, ring, GUTS_SEAL_KEYS_MAX, &nkeys, err, sizeof err);
         if (rc == 0) {
-            rc = guts_seal_new(key, &seal);
+            rc = guts_seal_new_ring(ring, nkeys, &seal);
             if (rc != 0) snprintf(err, sizeof err, "%s", guts_strerror(rc));
         }
-        memset(key, 0, sizeof key);
+        memset(ring, 0, sizeof ring);
         if (rc != 0) {
             fprintf(stderr, "guts-node: --key-file: %s\n", err);
             return 2;

@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "guts/core.h"
 #include "guts/guts.h"
@@ -198,6 +199,16 @@ void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_
 int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
 
 /* ---- Refused sources -------------------------------------------------------- */
+
+/* Sources whose key is remembered (keys.c): more than a LAN's live peers. */
+#define GUTS_NET_PEER_KEYS_MAX 256
+
+/* The key a source's last datagram that opened was sealed with. */
+typedef struct guts_net_peer_key {
+    guts_addr addr;
+    uint8_t id[GUTS_SEAL_KEYID_LEN];
+    uint64_t heard_ms; /* 0: a free slot */
+} guts_net_peer_key;
 
 /* Sources whose datagrams were refused (another cluster key, unsealed on a
  * keyed node, sealed on an open one), each counted: a LAN has a handful of
@@ -504,7 +515,7 @@ typedef struct guts_net_node {
     size_t nremembered;
     char peers_path[PATH_MAX + 32];
     guts_net_tty tty;
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
     guts_net_watch *watch;
     size_t nwatch, capwatch;
     size_t watch_next; /* where watch_find looks first: after the last found */
@@ -524,6 +535,7 @@ typedef struct guts_net_node {
     size_t sealcap;
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
     guts_net_refused refused; /* datagrams refused, per source */
+    guts_net_peer_key peer_keys[GUTS_NET_PEER_KEYS_MAX]; /* keys.c */
     uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
     int lonely_logged;        /* the "no peer heard" line is out */
     unsigned rejoin_ticks;    /* status ticks since the last join attempt */
@@ -532,6 +544,18 @@ typedef struct guts_net_node {
     guts_net_damaged *damaged; /* most recent last, at most GUTS_NET_DAMAGED_MAX */
     size_t ndamaged;
 } guts_net_node;
+
+/* ---- keys.c: the key ring of a running node ---- */
+
+/** Remember that a datagram from `from` opened with key id kid. */
+void guts_net_keys_note(guts_net_node *n, const guts_addr *from, const uint8_t *kid);
+/** The key id a's datagrams were last sealed with, or NULL if unknown. */
+const uint8_t *guts_net_keys_of(const guts_net_node *n, const guts_addr *a);
+/** status.json's ring: `, "keys": [...], "key_file": "..."` (keyed nodes). */
+void guts_net_keys_status(const guts_net_node *n, FILE *f);
+/** Reread the key file on SIGHUP (start), or stop doing so. */
+void guts_net_keys_start(guts_net_node *n);
+void guts_net_keys_stop(guts_net_node *n);
 
 /** The store adapter's hook (guts_core_lmdbstore_on_damaged; arg: the
  * node): log the damage once, move the repository to

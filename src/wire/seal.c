@@ -54,8 +54,9 @@ typedef struct replay_bucket {
 } replay_bucket;
 
 struct guts_seal {
-    uint8_t key[GUTS_SEAL_KEY_LEN];
-    uint8_t key_id[GUTS_SEAL_KEYID_LEN];
+    uint8_t key[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEY_LEN]; /* [0] seals; all open */
+    uint8_t key_id[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEYID_LEN];
+    size_t nkeys;
     uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* spreads nonces over buckets */
     guts_seal_counters ctr;
     replay_bucket buckets[GUTS_SEAL_REPLAY_BUCKETS];
@@ -87,25 +88,49 @@ const char *guts_seal_reason(int reason)
     }
 }
 
-int guts_seal_new(const uint8_t key[GUTS_SEAL_KEY_LEN], guts_seal **out)
+static void key_id_of(const uint8_t key[GUTS_SEAL_KEY_LEN], uint8_t id[GUTS_SEAL_KEYID_LEN])
 {
-    if (!key || !out) return GUTS_EINVAL;
-    *out = NULL;
-    if (sodium_init() < 0) return GUTS_EIO;
-    guts_seal *s = calloc(1, sizeof(*s));
-    if (!s) return GUTS_ENOMEM;
-    memcpy(s->key, key, GUTS_SEAL_KEY_LEN);
     uint8_t h[crypto_generichash_BYTES];
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, NULL, 0, sizeof(h));
     crypto_generichash_update(&hs, (const uint8_t *)KEYID_LABEL, sizeof(KEYID_LABEL) - 1);
     crypto_generichash_update(&hs, key, GUTS_SEAL_KEY_LEN);
     crypto_generichash_final(&hs, h, sizeof(h));
-    memcpy(s->key_id, h, GUTS_SEAL_KEYID_LEN);
+    memcpy(id, h, GUTS_SEAL_KEYID_LEN);
+}
+
+int guts_seal_rekey(guts_seal *s, const uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t n)
+{
+    if (!s || !keys || n == 0 || n > GUTS_SEAL_KEYS_MAX) return GUTS_EINVAL;
+    sodium_memzero(s->key, sizeof(s->key));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(s->key[i], keys[i], GUTS_SEAL_KEY_LEN);
+        key_id_of(keys[i], s->key_id[i]);
+    }
+    s->nkeys = n;
+    return 0;
+}
+
+int guts_seal_new_ring(const uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t n, guts_seal **out)
+{
+    if (!keys || !out || n == 0 || n > GUTS_SEAL_KEYS_MAX) return GUTS_EINVAL;
+    *out = NULL;
+    if (sodium_init() < 0) return GUTS_EIO;
+    guts_seal *s = calloc(1, sizeof(*s));
+    if (!s) return GUTS_ENOMEM;
+    guts_seal_rekey(s, keys, n);
+    /* The replay cache's spreading key stays for the context's life: a
+     * rekey keeps the nonces already accepted where they are. */
     crypto_generichash(s->hash_key, sizeof(s->hash_key), (const uint8_t *)REPLAY_LABEL,
-                       sizeof(REPLAY_LABEL) - 1, key, GUTS_SEAL_KEY_LEN);
+                       sizeof(REPLAY_LABEL) - 1, keys[0], GUTS_SEAL_KEY_LEN);
     *out = s;
     return 0;
+}
+
+int guts_seal_new(const uint8_t key[GUTS_SEAL_KEY_LEN], guts_seal **out)
+{
+    if (!key) return GUTS_EINVAL;
+    return guts_seal_new_ring((const uint8_t(*)[GUTS_SEAL_KEY_LEN])key, 1, out);
 }
 
 void guts_seal_free(guts_seal *s)
@@ -118,7 +143,22 @@ void guts_seal_free(guts_seal *s)
 
 void guts_seal_key_id(const guts_seal *s, uint8_t id[GUTS_SEAL_KEYID_LEN])
 {
-    memcpy(id, s->key_id, GUTS_SEAL_KEYID_LEN);
+    memcpy(id, s->key_id[0], GUTS_SEAL_KEYID_LEN);
+}
+
+size_t guts_seal_key_ids(const guts_seal *s, uint8_t ids[][GUTS_SEAL_KEYID_LEN], size_t max)
+{
+    for (size_t i = 0; i < s->nkeys && i < max; i++)
+        memcpy(ids[i], s->key_id[i], GUTS_SEAL_KEYID_LEN);
+    return s->nkeys;
+}
+
+/* The ring's index of the key with this id, or -1. */
+static int key_find(const guts_seal *s, const uint8_t *id)
+{
+    for (size_t i = 0; i < s->nkeys; i++)
+        if (memcmp(s->key_id[i], id, GUTS_SEAL_KEYID_LEN) == 0) return (int)i;
+    return -1;
 }
 
 void guts_seal_counters_get(const guts_seal *s, guts_seal_counters *out)
@@ -196,7 +236,7 @@ int guts_seal_dgram(guts_seal *s, uint64_t now_ms, const uint8_t *nonce, const u
     uint8_t *p = out;
     p[0] = GUTS_SEAL_MAGIC;
     p[1] = GUTS_SEAL_VERSION;
-    memcpy(p + 2, s->key_id, GUTS_SEAL_KEYID_LEN);
+    memcpy(p + 2, s->key_id[0], GUTS_SEAL_KEYID_LEN);
     put_be64(p + 2 + GUTS_SEAL_KEYID_LEN, now_ms);
     uint8_t *n = p + GUTS_SEAL_DGRAM_AD_LEN;
     if (nonce)
@@ -205,7 +245,7 @@ int guts_seal_dgram(guts_seal *s, uint64_t now_ms, const uint8_t *nonce, const u
         randombytes_buf(n, GUTS_SEAL_NONCE_LEN);
     unsigned long long clen = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(n + GUTS_SEAL_NONCE_LEN, &clen, pt, len, p,
-                                               GUTS_SEAL_DGRAM_AD_LEN, NULL, n, s->key);
+                                               GUTS_SEAL_DGRAM_AD_LEN, NULL, n, s->key[0]);
     *olen = GUTS_SEAL_DGRAM_AD_LEN + GUTS_SEAL_NONCE_LEN + (size_t)clen;
     s->ctr.dgrams_sealed++;
     return 0;
@@ -220,8 +260,8 @@ int guts_seal_dgram_open(guts_seal *s, uint64_t now_ms, const uint8_t *in, size_
     if (len < 2) return refuse(s, GUTS_SEAL_R_SHORT, reason);
     if (in[1] != GUTS_SEAL_VERSION) return refuse(s, GUTS_SEAL_R_VERSION, reason);
     if (len < GUTS_SEAL_DGRAM_OVERHEAD) return refuse(s, GUTS_SEAL_R_SHORT, reason);
-    if (memcmp(in + 2, s->key_id, GUTS_SEAL_KEYID_LEN) != 0)
-        return refuse(s, GUTS_SEAL_R_KEY_MISMATCH, reason);
+    int k = key_find(s, in + 2);
+    if (k < 0) return refuse(s, GUTS_SEAL_R_KEY_MISMATCH, reason);
     uint64_t ts = get_be64(in + 2 + GUTS_SEAL_KEYID_LEN);
     uint64_t skew = ts > now_ms ? ts - now_ms : now_ms - ts;
     if (skew > GUTS_SEAL_WINDOW_MS) return refuse(s, GUTS_SEAL_R_STALE, reason);
@@ -232,7 +272,7 @@ int guts_seal_dgram_open(guts_seal *s, uint64_t now_ms, const uint8_t *in, size_
     if (cap < clen - GUTS_SEAL_TAG_LEN) return GUTS_ETOOBIG;
     unsigned long long mlen = 0;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &mlen, NULL, n + GUTS_SEAL_NONCE_LEN, clen,
-                                                   in, GUTS_SEAL_DGRAM_AD_LEN, n, s->key) != 0)
+                                                   in, GUTS_SEAL_DGRAM_AD_LEN, n, s->key[k]) != 0)
         return refuse(s, GUTS_SEAL_R_FORGED, reason);
     replay_add(b, n, ts);
     *plen = (size_t)mlen;
@@ -250,11 +290,11 @@ static void frame_nonce(uint64_t seq, uint8_t n[GUTS_SEAL_NONCE_LEN])
 }
 
 /* Key of one direction: 1 initiator -> responder, 2 the other way. */
-static void stream_key(const guts_seal *s, const uint8_t *ni, const uint8_t *nr, uint8_t dir,
+static void stream_key(const uint8_t *key, const uint8_t *ni, const uint8_t *nr, uint8_t dir,
                        uint8_t out[GUTS_SEAL_KEY_LEN])
 {
     crypto_generichash_state hs;
-    crypto_generichash_init(&hs, s->key, GUTS_SEAL_KEY_LEN, GUTS_SEAL_KEY_LEN);
+    crypto_generichash_init(&hs, key, GUTS_SEAL_KEY_LEN, GUTS_SEAL_KEY_LEN);
     crypto_generichash_update(&hs, (const uint8_t *)STREAM_LABEL, sizeof(STREAM_LABEL) - 1);
     crypto_generichash_update(&hs, ni, GUTS_SEAL_NONCE_LEN);
     crypto_generichash_update(&hs, nr, GUTS_SEAL_NONCE_LEN);
@@ -274,10 +314,17 @@ int guts_seal_stream_init(guts_seal_stream *st, guts_seal *s, int outgoing, cons
         memcpy(st->nonce, nonce, GUTS_SEAL_NONCE_LEN);
     else
         randombytes_buf(st->nonce, GUTS_SEAL_NONCE_LEN);
+    memcpy(st->key_id, s->key_id[0], GUTS_SEAL_KEYID_LEN);
+    return guts_seal_stream_hello(st, hello);
+}
+
+int guts_seal_stream_hello(const guts_seal_stream *st, uint8_t hello[GUTS_SEAL_HELLO_LEN])
+{
+    if (!st || !hello) return GUTS_EINVAL;
     guts_wire_frame_hdr(GUTS_SEAL_HELLO_BODY, hello);
     hello[4] = GUTS_SEAL_MAGIC;
     hello[5] = GUTS_SEAL_VERSION;
-    memcpy(hello + 6, s->key_id, GUTS_SEAL_KEYID_LEN);
+    memcpy(hello + 6, st->key_id, GUTS_SEAL_KEYID_LEN);
     memcpy(hello + 6 + GUTS_SEAL_KEYID_LEN, st->nonce, GUTS_SEAL_NONCE_LEN);
     return 0;
 }
@@ -300,8 +347,13 @@ int guts_seal_stream_on_hello(guts_seal_stream *st, const uint8_t *body, size_t 
     if (len < 2) return stream_fail(st, GUTS_SEAL_R_SHORT, reason);
     if (body[1] != GUTS_SEAL_VERSION) return stream_fail(st, GUTS_SEAL_R_VERSION, reason);
     if (len != GUTS_SEAL_HELLO_BODY) return stream_fail(st, GUTS_SEAL_R_SHORT, reason);
-    if (memcmp(body + 2, st->seal->key_id, GUTS_SEAL_KEYID_LEN) != 0)
+    /* The initiator names the connection's key; the responder takes it
+     * when its ring holds it and names it back in its own hello, so nodes
+     * whose first keys differ in the middle of a rotation still connect. */
+    int k = key_find(st->seal, body + 2);
+    if (k < 0 || (st->outgoing && memcmp(body + 2, st->key_id, GUTS_SEAL_KEYID_LEN) != 0))
         return stream_fail(st, GUTS_SEAL_R_KEY_MISMATCH, reason);
+    memcpy(st->key_id, body + 2, GUTS_SEAL_KEYID_LEN);
     const uint8_t *peer = body + 2 + GUTS_SEAL_KEYID_LEN;
     /* Our own hello sent back: its keys would differ per direction anyway,
      * but nothing honest does this. */
@@ -309,8 +361,8 @@ int guts_seal_stream_on_hello(guts_seal_stream *st, const uint8_t *body, size_t 
         return stream_fail(st, GUTS_SEAL_R_REPLAY, reason);
     const uint8_t *ni = st->outgoing ? st->nonce : peer;
     const uint8_t *nr = st->outgoing ? peer : st->nonce;
-    stream_key(st->seal, ni, nr, st->outgoing ? 1 : 2, st->tx);
-    stream_key(st->seal, ni, nr, st->outgoing ? 2 : 1, st->rx);
+    stream_key(st->seal->key[k], ni, nr, st->outgoing ? 1 : 2, st->tx);
+    stream_key(st->seal->key[k], ni, nr, st->outgoing ? 2 : 1, st->rx);
     st->state = GUTS_SEAL_ST_READY;
     st->seal->ctr.streams_ready++;
     return 0;
@@ -374,18 +426,79 @@ static void say(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-int guts_seal_key_load(const char *path, uint8_t key[GUTS_SEAL_KEY_LEN], char *err, size_t errlen)
+static int hexval(int c)
 {
-    if (!path || !key) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Parse the text form: one key of 64 hex digits per line. */
+static int keys_parse(const char *path, const uint8_t *buf, size_t len,
+                      uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t max, size_t *n, char *err,
+                      size_t errlen)
+{
+    size_t line = 0;
+    *n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t j = i;
+        while (j < len && buf[j] != '\n')
+            j++;
+        size_t e = j;
+        line++;
+        while (e > i && (buf[e - 1] == ' ' || buf[e - 1] == '\t' || buf[e - 1] == '\r'))
+            e--;
+        if (e > i && buf[i] != '#') {
+            if (e - i != 2 * GUTS_SEAL_KEY_LEN) {
+                say(err, errlen,
+                    "key file %s: line %zu is not a key (64 hex digits): make one with guts "
+                    "keygen",
+                    path, line);
+                return GUTS_EINVAL;
+            }
+            if (*n == max) {
+                say(err, errlen, "key file %s holds more than %zu keys", path, max);
+                return GUTS_EINVAL;
+            }
+            for (size_t k = 0; k < GUTS_SEAL_KEY_LEN; k++) {
+                int hi = hexval(buf[i + 2 * k]), lo = hexval(buf[i + 2 * k + 1]);
+                if (hi < 0 || lo < 0) {
+                    say(err, errlen,
+                        "key file %s: line %zu is not a key (64 hex digits): make one with "
+                        "guts keygen",
+                        path, line);
+                    return GUTS_EINVAL;
+                }
+                keys[*n][k] = (uint8_t)(hi << 4 | lo);
+            }
+            ++*n;
+        }
+        i = j + 1;
+    }
+    if (*n == 0) {
+        say(err, errlen, "key file %s holds no key: make one with guts keygen", path);
+        return GUTS_EINVAL;
+    }
+    return 0;
+}
+
+int guts_seal_keys_load(const char *path, uint8_t keys[][GUTS_SEAL_KEY_LEN], size_t max,
+                        size_t *n, char *err, size_t errlen)
+{
+    if (!path || !keys || !n || max == 0) {
         say(err, errlen, "no key file given");
         return GUTS_EINVAL;
     }
+    *n = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         say(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
         return GUTS_EIO;
     }
     struct stat sb;
+    uint8_t buf[GUTS_SEAL_KEYFILE_MAX + 1];
+    size_t got = 0;
     int rc = 0;
     if (fstat(fd, &sb) != 0) {
         say(err, errlen, "cannot stat key file %s: %s", path, strerror(errno));
@@ -399,26 +512,59 @@ int guts_seal_key_load(const char *path, uint8_t key[GUTS_SEAL_KEY_LEN], char *e
             "run chmod 600 %s",
             path, (unsigned)(sb.st_mode & 07777), path);
         rc = GUTS_EINVAL;
-    } else if (sb.st_size != GUTS_SEAL_KEY_LEN) {
-        say(err, errlen, "key file %s has %lld bytes, not %d: make one with guts keygen", path,
-            (long long)sb.st_size, GUTS_SEAL_KEY_LEN);
-        rc = GUTS_EINVAL;
     } else {
-        size_t got = 0;
-        while (got < GUTS_SEAL_KEY_LEN) {
-            ssize_t r = read(fd, key + got, GUTS_SEAL_KEY_LEN - got);
+        /* Read up to one byte past the cap: a file that grew since fstat is
+         * still bounded. */
+        while (got < sizeof(buf)) {
+            ssize_t r = read(fd, buf + got, sizeof(buf) - got);
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                say(err, errlen, "cannot read key file %s: %s", path,
-                    r < 0 ? strerror(errno) : "file shrank");
+            if (r < 0) {
+                say(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
                 rc = GUTS_EIO;
-                break;
             }
+            if (r <= 0) break;
             got += (size_t)r;
         }
-        if (rc) sodium_memzero(key, GUTS_SEAL_KEY_LEN);
+        if (!rc && got > GUTS_SEAL_KEYFILE_MAX) {
+            say(err, errlen, "key file %s is over %d bytes: not a key file", path,
+                GUTS_SEAL_KEYFILE_MAX);
+            rc = GUTS_EINVAL;
+        }
     }
     close(fd);
+    if (!rc) {
+        int text = got > 0;
+        for (size_t i = 0; i < got && text; i++)
+            text = buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t' ||
+                   (buf[i] >= 0x20 && buf[i] < 0x7f);
+        if (text) {
+            rc = keys_parse(path, buf, got, keys, max, n, err, errlen);
+        } else if (got == GUTS_SEAL_KEY_LEN) { /* a key file from before key rings */
+            memcpy(keys[0], buf, GUTS_SEAL_KEY_LEN);
+            *n = 1;
+        } else {
+            say(err, errlen,
+                "key file %s has %zu bytes and holds neither 32 raw bytes nor lines of 64 "
+                "hex digits: make one with guts keygen",
+                path, got);
+            rc = GUTS_EINVAL;
+        }
+    }
+    sodium_memzero(buf, sizeof(buf));
+    if (rc) {
+        sodium_memzero(keys, max * GUTS_SEAL_KEY_LEN);
+        *n = 0;
+    }
+    return rc;
+}
+
+int guts_seal_key_load(const char *path, uint8_t key[GUTS_SEAL_KEY_LEN], char *err, size_t errlen)
+{
+    uint8_t ring[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEY_LEN];
+    size_t n;
+    int rc = guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, errlen);
+    if (!rc) memcpy(key, ring[0], GUTS_SEAL_KEY_LEN);
+    sodium_memzero(ring, sizeof(ring));
     return rc;
 }
 
@@ -438,8 +584,12 @@ int guts_seal_key_generate(const char *path, char *err, size_t errlen)
         say(err, errlen, "cannot create key file %s: %s", path, strerror(e));
         return e == EEXIST ? GUTS_EEXIST : GUTS_EIO;
     }
-    uint8_t key[GUTS_SEAL_KEY_LEN];
-    randombytes_buf(key, sizeof(key));
+    uint8_t raw[GUTS_SEAL_KEY_LEN];
+    char key[2 * GUTS_SEAL_KEY_LEN + 1];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(key, sizeof(key), raw, sizeof(raw));
+    sodium_memzero(raw, sizeof(raw));
+    key[2 * GUTS_SEAL_KEY_LEN] = '\n'; /* a line of its own: rings are lines */
     size_t done = 0;
     int rc = 0;
     /* The umask cannot widen 0600, but a hostile one could narrow it to

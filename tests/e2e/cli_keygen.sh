@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# guts keygen FILE: writes a 32-byte key with mode 0600 and prints its id;
+# guts keygen FILE: writes a key (one line of 64 hex digits) with mode 0600
+# and prints its id;
 # never replaces an existing file (exit 1, file untouched); usage errors exit
 # 2 with one line; two keys differ; guts-node accepts the key with
 # --key-file and refuses one whose mode lets others read it (exit 2).
@@ -10,7 +11,8 @@ k="$TMP/cluster.key"
 expect 0 "$GUTS" keygen "$k"
 grep -Eq "^wrote .*cluster.key \(key id [0-9a-f]{8}\)$" "$TMP/out" || fail "keygen output: $(cat "$TMP/out")"
 [ "$(stat -c %a "$k")" = 600 ] || fail "mode $(stat -c %a "$k"), want 600"
-[ "$(stat -c %s "$k")" = 32 ] || fail "size $(stat -c %s "$k"), want 32"
+[ "$(stat -c %s "$k")" = 65 ] || fail "size $(stat -c %s "$k"), want 65"
+grep -Eqx "[0-9a-f]{64}" "$k" || fail "not a line of 64 hex digits"
 id1=$(sed -E 's/.*key id ([0-9a-f]{8}).*/\1/' "$TMP/out")
 sum=$(sha256sum "$k")
 

@@ -646,7 +646,7 @@ static void path_in(const char *name, char *out)
     snprintf(out, 128, "%s/%s", tmpdir, name);
 }
 
-START_TEST(test_key_generate_writes_32_bytes_with_mode_0600)
+START_TEST(test_key_generate_writes_one_hex_line_with_mode_0600)
 {
     tmp_setup();
     char path[128], err[256];
@@ -657,7 +657,7 @@ START_TEST(test_key_generate_writes_32_bytes_with_mode_0600)
     struct stat sb;
     ck_assert_int_eq(stat(path, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 07777, 0600);
-    ck_assert_int_eq(sb.st_size, GUTS_SEAL_KEY_LEN);
+    ck_assert_int_eq(sb.st_size, 2 * GUTS_SEAL_KEY_LEN + 1);
     uint8_t k1[GUTS_SEAL_KEY_LEN], k2[GUTS_SEAL_KEY_LEN];
     ck_assert_int_eq(guts_seal_key_load(path, k1, err, sizeof(err)), 0);
     char path2[128];
@@ -704,10 +704,10 @@ START_TEST(test_key_load_refuses_bad_files)
         {0640, 32, GUTS_EINVAL, "chmod 600"},
         {0604, 32, GUTS_EINVAL, "chmod 600"},
         {0610, 32, GUTS_EINVAL, "chmod 600"},
-        {0600, 31, GUTS_EINVAL, "not 32"},
-        {0600, 33, GUTS_EINVAL, "not 32"},
-        {0600, 0, GUTS_EINVAL, "not 32"},
-        {0600, 64, GUTS_EINVAL, "not 32"},
+        {0600, 31, GUTS_EINVAL, "neither 32 raw bytes"},
+        {0600, 33, GUTS_EINVAL, "neither 32 raw bytes"},
+        {0600, 0, GUTS_EINVAL, "neither 32 raw bytes"},
+        {0600, 64, GUTS_EINVAL, "neither 32 raw bytes"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[128], err[256] = "";
@@ -729,6 +729,191 @@ START_TEST(test_key_load_refuses_bad_files)
     ck_assert_ptr_nonnull(strstr(err, "missing"));
     ck_assert_int_eq(guts_seal_key_load(tmpdir, key, err, sizeof(err)), GUTS_EINVAL);
     tmp_teardown();
+}
+END_TEST
+
+/* write_file: mode 0600 text in tmpdir/name. */
+static void write_file(const char *name, const char *text, char *path)
+{
+    path_in(name, path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+START_TEST(test_key_file_ring_and_the_raw_form_load)
+{
+    tmp_setup();
+    char path[128], err[256] = "";
+    uint8_t ring[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEY_LEN];
+    size_t n = 0;
+    const char *k1 = "0101010101010101010101010101010101010101010101010101010101010101";
+    const char *k2 = "ABCDEFabcdef0123456789012345678901234567890123456789012345678901";
+    char text[1024];
+    snprintf(text, sizeof text, "# new key, sealing\n%s\n\n  \n%s \r\n", k2, k1);
+    write_file("ring", text, path);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(ring[0][0], 0xab);
+    ck_assert_uint_eq(ring[0][5], 0xef);
+    ck_assert_uint_eq(ring[1][31], 0x01);
+    uint8_t first[GUTS_SEAL_KEY_LEN];
+    ck_assert_int_eq(guts_seal_key_load(path, first, err, sizeof err), 0);
+    ck_assert_mem_eq(first, ring[0], GUTS_SEAL_KEY_LEN);
+    /* One key more than the ring holds, a short line, a bad digit, nothing. */
+    text[0] = 0;
+    for (int i = 0; i <= GUTS_SEAL_KEYS_MAX; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s\n", k1);
+    write_file("nine", text, path);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err),
+                     GUTS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "more than 8 keys"));
+    snprintf(text, sizeof text, "%s\n%.63s\n", k1, k1);
+    write_file("short", text, path);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err),
+                     GUTS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "line 2 is not a key"));
+    snprintf(text, sizeof text, "%.63sg\n", k1);
+    write_file("digit", text, path);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err),
+                     GUTS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "line 1 is not a key"));
+    write_file("empty", "# nothing yet\n\n", path);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err),
+                     GUTS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "holds no key"));
+    /* 32 raw bytes: a key file from before rings, one key. */
+    path_in("raw", path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, KEY_A, sizeof KEY_A), (ssize_t)sizeof KEY_A);
+    close(fd);
+    ck_assert_int_eq(guts_seal_keys_load(path, ring, GUTS_SEAL_KEYS_MAX, &n, err, sizeof err), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_mem_eq(ring[0], KEY_A, GUTS_SEAL_KEY_LEN);
+    tmp_teardown();
+}
+END_TEST
+
+/* A ring of keys made from KEY_A with these first bytes. */
+static guts_seal *ring_with(const uint8_t *firsts, size_t n)
+{
+    uint8_t ring[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEY_LEN];
+    for (size_t i = 0; i < n; i++) {
+        memcpy(ring[i], KEY_A, GUTS_SEAL_KEY_LEN);
+        ring[i][0] = firsts[i];
+    }
+    guts_seal *s = NULL;
+    ck_assert_int_eq(guts_seal_new_ring(ring, n, &s), 0);
+    return s;
+}
+
+START_TEST(test_ring_opens_datagrams_of_every_key_and_seals_with_the_first)
+{
+    guts_seal *old = seal_with(1), *neu = seal_with(2), *both = ring_with((uint8_t[]){2, 1}, 2);
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(old, NOW, "from the old key", out);
+    ck_assert_int_eq(open_reason(both, NOW, out, len), GUTS_SEAL_R_OK);
+    len = seal_text(neu, NOW, "from the new key", out);
+    ck_assert_int_eq(open_reason(both, NOW, out, len), GUTS_SEAL_R_OK);
+    len = seal_text(both, NOW, "from the ring", out);
+    ck_assert_int_eq(open_reason(neu, NOW, out, len), GUTS_SEAL_R_OK);
+    ck_assert_int_eq(open_reason(old, NOW, out, len), GUTS_SEAL_R_KEY_MISMATCH);
+    uint8_t ids[GUTS_SEAL_KEYS_MAX][GUTS_SEAL_KEYID_LEN], id[GUTS_SEAL_KEYID_LEN];
+    ck_assert_uint_eq(guts_seal_key_ids(both, ids, GUTS_SEAL_KEYS_MAX), 2);
+    guts_seal_key_id(neu, id);
+    ck_assert_mem_eq(ids[0], id, GUTS_SEAL_KEYID_LEN);
+    guts_seal_key_id(old, id);
+    ck_assert_mem_eq(ids[1], id, GUTS_SEAL_KEYID_LEN);
+    guts_seal_free(old);
+    guts_seal_free(neu);
+    guts_seal_free(both);
+}
+END_TEST
+
+/* Connect initiator a to responder b as the daemon does: a's hello first,
+ * b's hello (naming the key a chose) only after b took a's. 0 when both
+ * sides are ready, else the reason the one that failed gave. */
+static int connect_as_daemon(guts_seal *sa, guts_seal *sb, guts_seal_stream *a,
+                             guts_seal_stream *b)
+{
+    uint8_t ha[GUTS_SEAL_HELLO_LEN], hb[GUTS_SEAL_HELLO_LEN];
+    int r = -1;
+    ck_assert_int_eq(guts_seal_stream_init(a, sa, 1, NULL, ha), 0);
+    ck_assert_int_eq(guts_seal_stream_init(b, sb, 0, NULL, hb), 0);
+    if (guts_seal_stream_on_hello(b, ha + 4, sizeof ha - 4, &r) != 0) return r;
+    ck_assert_int_eq(guts_seal_stream_hello(b, hb), 0);
+    if (guts_seal_stream_on_hello(a, hb + 4, sizeof hb - 4, &r) != 0) return r;
+    return 0;
+}
+
+/* One frame a -> b and one b -> a go through. */
+static void frames_pass(guts_seal_stream *a, guts_seal_stream *b)
+{
+    uint8_t f[5 + 3] = {0, 0, 0, 3, 'a', 'b', 'c'}, out[64];
+    size_t olen, plen;
+    int r;
+    for (int dir = 0; dir < 2; dir++) {
+        guts_seal_stream *tx = dir ? b : a, *rx = dir ? a : b;
+        ck_assert_int_eq(guts_seal_stream_seal(tx, f, 7, out, sizeof out, &olen), 0);
+        ck_assert_int_eq(guts_seal_stream_open(rx, out, out + 4, olen - 4, &plen, &r), 0);
+        ck_assert_uint_eq(plen, 3);
+        ck_assert_mem_eq(out + 4, "abc", 3);
+    }
+}
+
+START_TEST(test_streams_connect_across_a_rotation_on_the_initiators_key)
+{
+    /* Step 1: b added the new key second; step 2: a made it first; step 3:
+     * c dropped the old one. Every pair that shares a key connects. */
+    guts_seal *old = seal_with(1), *add = ring_with((uint8_t[]){1, 2}, 2),
+              *first = ring_with((uint8_t[]){2, 1}, 2), *neu = seal_with(2);
+    guts_seal *pairs[][2] = {{old, add}, {add, old}, {add, first}, {first, add},
+                             {first, neu}, {neu, first}, {old, first}};
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        guts_seal_stream a, b;
+        ck_assert_msg(connect_as_daemon(pairs[i][0], pairs[i][1], &a, &b) == 0, "pair %zu", i);
+        frames_pass(&a, &b);
+        guts_seal_stream_clear(&a);
+        guts_seal_stream_clear(&b);
+    }
+    /* Nodes that share no key fail at the hello, named as a key mismatch. */
+    guts_seal_stream a, b;
+    ck_assert_int_eq(connect_as_daemon(old, neu, &a, &b), GUTS_SEAL_R_KEY_MISMATCH);
+    ck_assert_int_eq(connect_as_daemon(neu, old, &a, &b), GUTS_SEAL_R_KEY_MISMATCH);
+    /* Nor does a node that made the new key first before every node had
+     * it (step 2 before step 1 was done) reach one that lacks it. */
+    ck_assert_int_eq(connect_as_daemon(first, old, &a, &b), GUTS_SEAL_R_KEY_MISMATCH);
+    guts_seal_free(old);
+    guts_seal_free(add);
+    guts_seal_free(first);
+    guts_seal_free(neu);
+}
+END_TEST
+
+START_TEST(test_rekey_keeps_open_streams_and_changes_what_opens)
+{
+    guts_seal *a = seal_with(1), *b = seal_with(1), *neu = seal_with(2);
+    guts_seal_stream sa, sb;
+    ck_assert_int_eq(connect_as_daemon(a, b, &sa, &sb), 0);
+    uint8_t ring[1][GUTS_SEAL_KEY_LEN];
+    memcpy(ring[0], KEY_A, GUTS_SEAL_KEY_LEN);
+    ring[0][0] = 2;
+    ck_assert_int_eq(guts_seal_rekey(b, ring, 1), 0);
+    frames_pass(&sa, &sb); /* open before the rekey: still works */
+    uint8_t out[GUTS_DGRAM_MAX];
+    size_t len = seal_text(a, NOW, "old key", out);
+    ck_assert_int_eq(open_reason(b, NOW, out, len), GUTS_SEAL_R_KEY_MISMATCH);
+    len = seal_text(neu, NOW, "new key", out);
+    ck_assert_int_eq(open_reason(b, NOW, out, len), GUTS_SEAL_R_OK);
+    ck_assert_int_eq(guts_seal_rekey(b, ring, 0), GUTS_EINVAL);
+    ck_assert_int_eq(guts_seal_rekey(b, ring, GUTS_SEAL_KEYS_MAX + 1), GUTS_EINVAL);
+    guts_seal_stream_clear(&sa);
+    guts_seal_stream_clear(&sb);
+    guts_seal_free(a);
+    guts_seal_free(b);
+    guts_seal_free(neu);
 }
 END_TEST
 
@@ -1092,7 +1277,11 @@ static Suite *seal_suite(void)
     tcase_add_test(tc, test_nodes_with_another_key_or_none_store_nothing_from_the_cluster);
     suite_add_tcase(s, tc);
     tc = tcase_create("keyfile");
-    tcase_add_test(tc, test_key_generate_writes_32_bytes_with_mode_0600);
+    tcase_add_test(tc, test_key_generate_writes_one_hex_line_with_mode_0600);
+    tcase_add_test(tc, test_key_file_ring_and_the_raw_form_load);
+    tcase_add_test(tc, test_ring_opens_datagrams_of_every_key_and_seals_with_the_first);
+    tcase_add_test(tc, test_streams_connect_across_a_rotation_on_the_initiators_key);
+    tcase_add_test(tc, test_rekey_keeps_open_streams_and_changes_what_opens);
     tcase_add_test(tc, test_key_generate_never_replaces_a_file);
     tcase_add_test(tc, test_key_load_refuses_bad_files);
     suite_add_tcase(s, tc);
