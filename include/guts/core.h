@@ -264,7 +264,43 @@ enum {
     GUTS_ACT_CLOSE_STREAM,   /* close stream; no on_stream_closed follows */
     GUTS_ACT_SET_TIMER,      /* call on_timer at or after `at` (replaces earlier) */
     GUTS_ACT_LOG,            /* level, text: one line worth logging */
+    GUTS_ACT_EVENT,          /* data: one guts_core_event (hooks, /events) */
 };
+
+/* What the node did that an operator may want to act on (guts-node's
+ * --on-event hooks). Peers leave by LEAVE or by expiry (detail says). */
+enum {
+    GUTS_EV_PEER_JOINED = 1,
+    GUTS_EV_PEER_LEFT,
+    GUTS_EV_REPO_ADDED,   /* a repository first stored here (from a peer) */
+    GUTS_EV_REF_UPDATED,  /* a ref a peer's record moved, made or deleted */
+    GUTS_EV_CONFLICT,     /* a divergent update kept as a conflict record */
+    GUTS_EV_PULL_FAILED,  /* a pull ended in failure (not busy, not full) */
+    GUTS_EV_COUNT
+};
+
+/* Ref updates made into events per apply pass; beyond, one event with an
+ * empty ref and "N more" in detail (a first pull of 1,500 refs is one
+ * pass: hooks should not run 1,500 times). */
+#define GUTS_CORE_REF_EVENTS_MAX 64
+
+typedef struct guts_core_event {
+    int type;                        /* GUTS_EV_* */
+    char repo[GUTS_KEY_MAX + 1];     /* all but PEER_*: "" */
+    char ref[GUTS_REFNAME_MAX + 1];  /* REF_UPDATED, CONFLICT */
+    guts_id old_id, new_id;          /* REF_UPDATED: before and after (zero: absent,
+                                      * deleted or symbolic); CONFLICT: the kept
+                                      * (losing) commit and the winner */
+    guts_node_id peer;               /* PEER_*, PULL_FAILED: the peer; REF_UPDATED,
+                                      * CONFLICT: the writer of the new record */
+    char detail[GUTS_REFNAME_MAX + 1]; /* PEER_*: how (multicast, expired, ...);
+                                        * PULL_FAILED: why; CONFLICT: the record's
+                                        * name (refs/guts/conflicts/...) */
+} guts_core_event;
+
+/** "peer_joined", "peer_left", "repo_added", "ref_updated", "conflict",
+ * "pull_failed", or "?". */
+const char *guts_core_event_name(int type);
 
 enum { GUTS_LOG_ERROR = 0, GUTS_LOG_WARN, GUTS_LOG_INFO, GUTS_LOG_DEBUG };
 

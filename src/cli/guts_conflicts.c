@@ -86,30 +86,6 @@ typedef struct conflicts {
     int rc; /* GUTS_ENOMEM or GUTS_ETOOBIG from the callback */
 } conflicts;
 
-static int is_hex(const char *s, size_t n)
-{
-    return strspn(s, "0123456789abcdef") >= n;
-}
-
-/* The ref a conflict record lost on, from its name: prefix, writer hex, then
- * the commit's hex (older records lack it), then the ref without "refs/".
- * A name cut to fit (ending in '-' and 16 hex digits of a hash) does not
- * say: "" then. */
-static void conflict_ref(const char *name, char *ref)
-{
-    const char *p = name + strlen(GUTS_CONFLICT_PREFIX);
-    size_t len = strlen(name);
-    ref[0] = 0;
-    if (!is_hex(p, 2 * GUTS_NODE_ID_LEN) || p[2 * GUTS_NODE_ID_LEN] != '/') return;
-    p += 2 * GUTS_NODE_ID_LEN + 1;
-    if (is_hex(p, GUTS_HEX_LEN) && p[GUTS_HEX_LEN] == '/') p += GUTS_HEX_LEN + 1;
-    if (len == GUTS_REFNAME_MAX && name[len - 17] == '-' && is_hex(name + len - 16, 16)) return;
-    if (strcmp(p, "HEAD") == 0)
-        strcpy(ref, "HEAD");
-    else
-        snprintf(ref, GUTS_REFNAME_MAX + 1, "refs/%s", p);
-}
-
 /* 1 when conflict record c was made for ref name (cut names included). */
 static int conflict_of(const conflict *c, const char *name)
 {
@@ -134,7 +110,7 @@ static int collect_one(const guts_ref *ref, void *arg)
     }
     conflict *c = &cs->v[cs->n++];
     c->rec = *ref;
-    conflict_ref(ref->name, c->ref);
+    if (guts_ref_conflict_ref(ref->name, c->ref) != GUTS_OK) c->ref[0] = 0; /* cut to fit */
     return 0;
 }
 

@@ -513,6 +513,9 @@ uint64_t core_rand(guts_core *c);
 /* uniform in [0, n) (n > 0) */
 uint64_t core_rand_below(guts_core *c, uint64_t n);
 int core_push(guts_core *c, const guts_core_action *a);
+/* Queue a GUTS_ACT_EVENT (any pointer may be NULL). */
+void core_event(guts_core *c, int type, const char *repo, const char *ref, const guts_id *old_id,
+                const guts_id *new_id, const guts_node_id *peer, const char *detail);
 void core_log(guts_core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Encode msg as a frame and queue it on stream. */
 int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg);

@@ -137,6 +137,29 @@ void core_log(guts_core *c, int level, const char *fmt, ...)
     core_push(c, &a);
 }
 
+const char *guts_core_event_name(int type)
+{
+    static const char *const names[GUTS_EV_COUNT] = {
+        "?", "peer_joined", "peer_left", "repo_added", "ref_updated", "conflict", "pull_failed"};
+    return type > 0 && type < GUTS_EV_COUNT ? names[type] : "?";
+}
+
+void core_event(guts_core *c, int type, const char *repo, const char *ref, const guts_id *old_id,
+                const guts_id *new_id, const guts_node_id *peer, const char *detail)
+{
+    guts_core_event *e = calloc(1, sizeof *e);
+    if (!e) return;
+    e->type = type;
+    if (repo) snprintf(e->repo, sizeof e->repo, "%s", repo);
+    if (ref) snprintf(e->ref, sizeof e->ref, "%s", ref);
+    if (old_id) e->old_id = *old_id;
+    if (new_id) e->new_id = *new_id;
+    if (peer) e->peer = *peer;
+    if (detail) snprintf(e->detail, sizeof e->detail, "%s", detail);
+    guts_core_action a = {.kind = GUTS_ACT_EVENT, .len = sizeof *e};
+    push_owned(c, &a, (uint8_t *)e);
+}
+
 void core_msg_init(guts_core *c, guts_msg *m, int type)
 {
     memset(m, 0, sizeof(*m));
@@ -421,6 +444,7 @@ static int materialize(guts_core *c, const char *key)
     if (rc) return rc;
     remote_release(c, r);
     core_log(c, GUTS_LOG_INFO, "new repository %s", key);
+    core_event(c, GUTS_EV_REPO_ADDED, key, NULL, NULL, NULL, NULL, NULL);
     return GUTS_OK;
 }
 

@@ -121,6 +121,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(&p->id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s %s", hex, why);
+        core_event(c, GUTS_EV_PEER_LEFT, NULL, NULL, NULL, NULL, &p->id, why);
         c->ctr.peers_left++;
     }
     peer_clear_repos(p);
@@ -340,6 +341,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         char hex[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex, reach_path(c, addr, via));
+        core_event(c, GUTS_EV_PEER_JOINED, NULL, NULL, NULL, NULL, id, reach_path(c, addr, via));
         c->ctr.peers_joined++;
     }
     p->addr = *addr;

@@ -20,6 +20,7 @@
  * and a divergent loser is written as a conflict record, itself merged with
  * any conflict record already under that name.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -606,10 +607,65 @@ static int is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
  * would stall the node for seconds. Lookups scan the batch linearly. */
 #define REFS_BATCH 256
 
+/* What a queued record is, for the event made once it is written. */
+enum { BATCH_QUIET = 0, BATCH_REF, BATCH_CONFLICT };
+
 typedef struct batch {
     guts_ref *recs;
+    guts_id *aux;  /* BATCH_REF: the old target */
+    uint8_t *what; /* BATCH_* */
     size_t n;
+    size_t ref_events, ref_more; /* this pass: REF_UPDATED events made, and not */
 } batch;
+
+/* A conflict record new on this node (made here or received), once
+ * written: one line with what settles it, and the count. ref: "" when the
+ * name was cut. */
+static void conflict_note(guts_core *c, lrepo *r, const char *ref, const guts_ref *conf,
+                          const guts_id *winner)
+{
+    char lost[GUTS_HEX_LEN + 1], won[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&conf->target, lost);
+    guts_id_to_hex(winner, won);
+    c->ctr.conflicts++;
+    core_log(c, GUTS_LOG_WARN,
+             "conflict on %s in %s: %.12s lost to %.12s and is kept as %s (guts conflicts %s; "
+             "guts resolve settles it)",
+             ref[0] ? ref : "a ref", r->key, lost, guts_id_is_zero(winner) ? "a delete" : won,
+             conf->name, r->key);
+}
+
+/* The events of written records: conflicts always, ref updates up to
+ * GUTS_CORE_REF_EVENTS_MAX a pass (the rest counted in ref_more). */
+static void batch_events(guts_core *c, lrepo *r, batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const guts_ref *rec = &b->recs[i];
+        if (b->what[i] == BATCH_CONFLICT) {
+            /* The winner as stored now: later records of this batch (the
+             * ref's own, when the conflict record came first) are in. */
+            char ref[GUTS_REFNAME_MAX + 1]; /* "" when the record's name was cut */
+            guts_ref win;
+            guts_id winner = {{0}};
+            if (guts_ref_conflict_ref(rec->name, ref) == GUTS_OK &&
+                c->st.ref_get(c->st.ctx, r->key, ref, &win) == GUTS_OK && !win.symref[0])
+                winner = win.target;
+            conflict_note(c, r, ref, rec, &winner);
+            core_event(c, GUTS_EV_CONFLICT, r->key, ref, &rec->target, &winner, &rec->writer,
+                       rec->name);
+        } else if (b->what[i] == BATCH_REF) {
+            if (b->ref_events == GUTS_CORE_REF_EVENTS_MAX) {
+                b->ref_more++;
+                continue;
+            }
+            b->ref_events++;
+            guts_id now = {{0}};
+            if (!rec->symref[0]) now = rec->target;
+            core_event(c, GUTS_EV_REF_UPDATED, r->key, rec->name, &b->aux[i], &now, &rec->writer,
+                       NULL);
+        }
+    }
+}
 
 static int batch_flush(guts_core *c, lrepo *r, batch *b)
 {
@@ -621,6 +677,7 @@ static int batch_flush(guts_core *c, lrepo *r, batch *b)
         for (size_t i = 0; i < b->n; i++)
             if (!b->recs[i].symref[0] && !guts_id_is_zero(&b->recs[i].target))
                 idset_add(&r->complete, &b->recs[i].target);
+        batch_events(c, r, b);
     }
     b->n = 0;
     return rc;
@@ -638,12 +695,15 @@ static int lookup(guts_core *c, lrepo *r, const batch *b, const char *name, guts
     return c->st.ref_get(c->st.ctx, r->key, name, out);
 }
 
-/* Queue rec, replacing a queued record of the same name. */
-static int batch_put(guts_core *c, lrepo *r, batch *b, const guts_ref *rec)
+/* Queue rec, replacing a queued record of the same name (whose event
+ * keeps its first old target). what and aux: for its event (batch). */
+static int batch_put(guts_core *c, lrepo *r, batch *b, const guts_ref *rec, int what,
+                     const guts_id *aux)
 {
     for (size_t i = 0; i < b->n; i++) {
         if (strcmp(b->recs[i].name, rec->name) == 0) {
             b->recs[i] = *rec;
+            if (what != BATCH_QUIET) b->what[i] = (uint8_t)what;
             return GUTS_OK;
         }
     }
@@ -652,6 +712,9 @@ static int batch_put(guts_core *c, lrepo *r, batch *b, const guts_ref *rec)
         if (rc)
             return rc;
     }
+    b->what[b->n] = (uint8_t)what;
+    memset(&b->aux[b->n], 0, sizeof b->aux[b->n]);
+    if (aux) b->aux[b->n] = *aux;
     b->recs[b->n++] = *rec;
     return GUTS_OK;
 }
@@ -687,8 +750,22 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const 
         goto out;
     }
     rc = GUTS_OK;
-    if (!have || guts_ref_cmp(res, cur) != 0)
-        rc = batch_put(c, r, b, res);
+    if (!have || guts_ref_cmp(res, cur) != 0) {
+        /* an event when what the ref names changes (not for a clock bump);
+         * a conflict record made elsewhere is a conflict here when it is
+         * new here (each node says so once, whichever node made it) */
+        guts_id was = {{0}}, now = {{0}};
+        if (have && !cur->symref[0]) was = cur->target;
+        if (!res->symref[0]) now = res->target;
+        int moved = !have || memcmp(&was, &now, sizeof was) != 0 ||
+                    strcmp(cur->symref, res->symref) != 0;
+        int what = moved ? BATCH_REF : BATCH_QUIET;
+        if (guts_ref_is_conflict_name(res->name)) {
+            what = BATCH_QUIET;
+            if (!have && !guts_id_is_zero(&now)) what = BATCH_CONFLICT;
+        }
+        rc = batch_put(c, r, b, res, what, &was);
+    }
     if (!rc && has_conf) {
         /* a conflict record merges with one already under its name */
         int hj = 0;
@@ -696,18 +773,9 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const 
         if (lookup(c, r, b, conf->name, old) == GUTS_OK) {
             if (guts_ref_merge(old, conf, NULL, NULL, m, junk, &hj) == GUTS_OK &&
                 guts_ref_cmp(m, old) != 0)
-                rc = batch_put(c, r, b, m);
-        } else if ((rc = batch_put(c, r, b, conf)) == GUTS_OK) {
-            /* a new divergence: one line, with what settles it */
-            char lost[GUTS_HEX_LEN + 1], won[GUTS_HEX_LEN + 1];
-            guts_id_to_hex(&conf->target, lost);
-            guts_id_to_hex(&res->target, won);
-            c->ctr.conflicts++;
-            core_log(c, GUTS_LOG_WARN,
-                     "conflict on %s in %s: %.12s lost to %.12s and is kept as %s (guts "
-                     "conflicts %s; guts resolve settles it)",
-                     in->name, r->key, lost, guts_id_is_zero(&res->target) ? "a delete" : won,
-                     conf->name, r->key);
+                rc = batch_put(c, r, b, m, BATCH_QUIET, NULL);
+        } else {
+            rc = batch_put(c, r, b, conf, BATCH_CONFLICT, NULL);
         }
     }
     if (!rc)
@@ -724,9 +792,15 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     size_t w = 0;
     int changed = 0;
     idset incomplete = {0};
-    batch b = {malloc(REFS_BATCH * sizeof(guts_ref)), 0};
-    if (!b.recs)
+    batch b = {.recs = malloc(REFS_BATCH * sizeof(guts_ref)),
+               .aux = malloc(REFS_BATCH * sizeof(guts_id)),
+               .what = malloc(REFS_BATCH)};
+    if (!b.recs || !b.aux || !b.what) {
+        free(b.recs);
+        free(b.aux);
+        free(b.what);
         return GUTS_ENOMEM;
+    }
     for (size_t i = 0; i < r->npending; i++) {
         int rc = apply_one(c, r, &incomplete, &b, &r->pending[i], want, cap, nwant);
         if (rc == 1) {
@@ -749,7 +823,14 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     int frc = batch_flush(c, r, &b);
     if (frc)
         core_log(c, GUTS_LOG_WARN, "refs of %s not written: %s", r->key, guts_strerror(frc));
+    if (b.ref_more) {
+        char more[48];
+        snprintf(more, sizeof more, "and %zu more refs updated", b.ref_more);
+        core_event(c, GUTS_EV_REF_UPDATED, r->key, "", NULL, NULL, NULL, more);
+    }
     free(b.recs);
+    free(b.aux);
+    free(b.what);
     idset_clear(&incomplete);
     if (changed)
         core_repo_refresh(c, r);

@@ -166,6 +166,9 @@ static void sync_log(guts_core *c, const session *s, int ok, const char *hex, co
              ok ? "finished" : "failed", (unsigned long long)s->got_objects,
              (unsigned long long)s->got_bytes, (unsigned long long)s->got_refs,
              (unsigned long long)(c->now - s->started), why ? ": " : "", why ? why : "");
+    if (!ok && !c->full && !s->busy && s->kind == SESS_PULL)
+        core_event(c, GUTS_EV_PULL_FAILED, s->key, NULL, NULL, NULL, &s->peer_id,
+                   why ? why : "failed");
 }
 
 /* When to pull r again after a busy answer: the server's retry-after (or

@@ -51,6 +51,43 @@ int guts_ref_is_conflict_name(const char *name)
     return strncmp(name, GUTS_CONFLICT_PREFIX, strlen(GUTS_CONFLICT_PREFIX)) == 0;
 }
 
+/* How far below GUTS_REFNAME_MAX a cut name may end: the cut drops the
+ * '/' and '.' it lands on, never more than a handful. */
+#define CONFLICT_CUT_SLACK 32
+
+static int all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+int guts_ref_conflict_ref(const char *name, char ref[GUTS_REFNAME_MAX + 1])
+{
+    size_t len = strnlen(name, GUTS_REFNAME_MAX + 1), plen = strlen(GUTS_CONFLICT_PREFIX);
+    ref[0] = 0;
+    if (len > GUTS_REFNAME_MAX || !guts_ref_is_conflict_name(name)) return GUTS_EINVAL;
+    const char *p = name + plen;
+    size_t w = 2 * GUTS_NODE_ID_LEN;
+    if (len < plen + w + 2 || !all_hex(p, w) || p[w] != '/') return GUTS_EINVAL;
+    p += w + 1;
+    if (strlen(p) > GUTS_HEX_LEN + 1 && all_hex(p, GUTS_HEX_LEN) && p[GUTS_HEX_LEN] == '/')
+        p += GUTS_HEX_LEN + 1; /* the lost commit (records from before it lack it) */
+    if (strcmp(p, "HEAD") == 0)
+        strcpy(ref, "HEAD");
+    else if (snprintf(ref, GUTS_REFNAME_MAX + 1, "refs/%s", p) > GUTS_REFNAME_MAX)
+        return GUTS_EINVAL;
+    /* A name cut to fit (guts_ref_conflict_name) ends in '-' and 16 hex
+     * digits of a hash, within a few bytes of the limit: its end is not the
+     * ref's. (A ref that long ending so is taken for a cut one.) */
+    if (len >= GUTS_REFNAME_MAX - CONFLICT_CUT_SLACK && name[len - 17] == '-' &&
+        all_hex(name + len - 16, 16)) {
+        ref[0] = 0;
+        return GUTS_EINVAL;
+    }
+    return GUTS_OK;
+}
+
 int guts_ref_conflict_name(const char *name, const guts_node_id *writer, const guts_id *target,
                            char out[GUTS_REFNAME_MAX + 1])
 {

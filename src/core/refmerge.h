@@ -70,6 +70,13 @@ int guts_ref_merge(const guts_ref *cur, const guts_ref *in, guts_ref_ancestor_fn
 int guts_ref_conflict_name(const char *name, const guts_node_id *writer, const guts_id *target,
                            char out[GUTS_REFNAME_MAX + 1]);
 
+/** The ref a conflict record was made for, from its name: prefix, writer
+ * hex, the commit's hex (records from before it lack it), then the ref
+ * without "refs/" ("HEAD" stays). GUTS_OK with ref filled, or GUTS_EINVAL
+ * when name is not a conflict name or was cut to fit (it ends in '-' and
+ * 16 hex digits of a hash: the ref is not in it). */
+int guts_ref_conflict_ref(const char *name, char ref[GUTS_REFNAME_MAX + 1]);
+
 /** 1 if name lies under GUTS_CONFLICT_PREFIX. */
 int guts_ref_is_conflict_name(const char *name);
 

@@ -244,6 +244,10 @@ static void perform(guts_net_node *n, const guts_core_action *a)
     case GUTS_ACT_LOG:
         guts_net_logf(&n->log, a->level, "%s", a->text ? a->text : "");
         break;
+    case GUTS_ACT_EVENT:
+        if (a->data && a->len == sizeof(guts_core_event))
+            guts_net_hooks_event(n, (const guts_core_event *)(const void *)a->data);
+        break;
     default:
         break;
     }
@@ -740,7 +744,9 @@ static void write_status(guts_net_node *n)
             fprintf(f, ", \"rejected_%s\": %llu", seal_reason_keys[r],
                     (unsigned long long)sc.rejected[r]);
     }
-    fprintf(f, "}\n}\n");
+    fputc('}', f);
+    guts_net_hooks_status(n, f);
+    fprintf(f, "\n}\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         unlink(tmp);
@@ -1183,6 +1189,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     ev_signal_init(&n->sigterm, sigterm_cb, SIGTERM);
     ev_signal_start(loop, &n->sigterm);
     guts_net_keys_start(n);
+    if ((rc = guts_net_hooks_start(n))) return rc;
 
     poll_local(n); /* prime: the core scans the store itself at start */
     guts_core_on_timer(n->core, guts_net_now_ms());
@@ -1208,6 +1215,7 @@ void guts_net_node_close(guts_net_node *n)
         ev_signal_stop(n->loop, &n->sigint);
         ev_signal_stop(n->loop, &n->sigterm);
         guts_net_keys_stop(n);
+        guts_net_hooks_stop(n);
     }
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "guts/core.h"
 #include "guts/guts.h"
@@ -60,6 +61,11 @@
 /* A pattern may escape every character of the longest key. */
 #define GUTS_NET_REPO_PATTERN_MAX (2 * GUTS_KEY_MAX)
 
+/* --on-event hooks: a handful of commands; a command line fits a path
+ * and a few arguments. */
+#define GUTS_NET_HOOKS_MAX 8
+#define GUTS_NET_HOOK_CMD_MAX 1024
+
 typedef struct guts_net_opts {
     char data[PATH_MAX];       /* data dir */
     char iface[IF_NAMESIZE];   /* "" : let the kernel choose */
@@ -82,6 +88,8 @@ typedef struct guts_net_opts {
     unsigned max_remote_repos; /* --max-remote-repos: remote-only keys tracked */
     unsigned max_peer_repos;   /* --max-peer-repos: of those, per announcing peer */
     unsigned max_learned;      /* --max-learned-peers: addresses kept from peer exchange */
+    char hooks[GUTS_NET_HOOKS_MAX][GUTS_NET_HOOK_CMD_MAX]; /* --on-event CMD */
+    size_t nhooks;
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -199,6 +207,37 @@ void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_
 int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
 
 /* ---- Refused sources -------------------------------------------------------- */
+
+/* ---- hooks.c: --on-event ---- */
+
+/* Events waiting per hook, a hook's time to run, its arguments, one JSON
+ * record's room, and how often a failing hook may say so. */
+#define GUTS_NET_HOOK_QUEUE 64
+#define GUTS_NET_HOOK_TIMEOUT_S 10.
+#define GUTS_NET_HOOK_ARGS_MAX 32
+#define GUTS_NET_HOOK_LINE_MAX 2560
+#define GUTS_NET_HOOK_WARN_MS 60000
+
+typedef struct guts_net_hook_item {
+    guts_core_event e;
+    uint64_t wall_ms;
+} guts_net_hook_item;
+
+struct guts_net_node;
+typedef struct guts_net_hook {
+    struct guts_net_node *node;
+    char cmd[GUTS_NET_HOOK_CMD_MAX];   /* as given */
+    char words[GUTS_NET_HOOK_CMD_MAX]; /* split in place: argv points here */
+    char *argv[GUTS_NET_HOOK_ARGS_MAX + 1];
+    guts_net_hook_item queue[GUTS_NET_HOOK_QUEUE];
+    size_t head, nq;
+    pid_t pid; /* the child running, 0: none */
+    int timed_out;
+    ev_child child;
+    ev_timer timeout;
+    uint64_t run, failed, timeouts, dropped;
+    uint64_t last_warn_ms;
+} guts_net_hook;
 
 /* Sources whose key is remembered (keys.c): more than a LAN's live peers. */
 #define GUTS_NET_PEER_KEYS_MAX 256
@@ -536,6 +575,8 @@ typedef struct guts_net_node {
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
     guts_net_refused refused; /* datagrams refused, per source */
     guts_net_peer_key peer_keys[GUTS_NET_PEER_KEYS_MAX]; /* keys.c */
+    guts_net_hook *hooks; /* hooks.c: one per --on-event */
+    size_t nhooks;
     uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
     int lonely_logged;        /* the "no peer heard" line is out */
     unsigned rejoin_ticks;    /* status ticks since the last join attempt */
@@ -556,6 +597,22 @@ void guts_net_keys_status(const guts_net_node *n, FILE *f);
 /** Reread the key file on SIGHUP (start), or stop doing so. */
 void guts_net_keys_start(guts_net_node *n);
 void guts_net_keys_stop(guts_net_node *n);
+
+/* ---- hooks.c ---- */
+
+/** One event as a JSON object (no newline) in out (n bytes); its length.
+ * The record hooks get on stdin. */
+size_t guts_net_event_json(const guts_core_event *e, const char *node_hex, uint64_t wall_ms,
+                           char *out, size_t n);
+/** Queue e for every hook and start the idle ones. */
+void guts_net_hooks_event(guts_net_node *n, const guts_core_event *e);
+/** Set up the --on-event hooks (after the log is open). Errors: GUTS_ENOMEM,
+ * GUTS_EINVAL (an empty command; logged). */
+int guts_net_hooks_start(guts_net_node *n);
+/** Kill running hooks (their process groups) and free them. */
+void guts_net_hooks_stop(guts_net_node *n);
+/** status.json's `,\n  "hooks": [...]`. */
+void guts_net_hooks_status(const guts_net_node *n, FILE *f);
 
 /** The store adapter's hook (guts_core_lmdbstore_on_damaged; arg: the
  * node): log the damage once, move the repository to

@@ -25,7 +25,7 @@ const char *guts_net_usage(void)
            "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
            "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
-           "                 [--max-learned-peers N]\n"
+           "                 [--max-learned-peers N] [--on-event CMD]...\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -50,7 +50,12 @@ const char *guts_net_usage(void)
            "                     that the node tracks (default 4096; 1..65536)\n"
            "  --max-peer-repos N of those, announced by one peer (default 1024; 1..65536)\n"
            "  --max-learned-peers N  addresses kept from peer exchange (default 32;\n"
-           "                     1..1024)\n";
+           "                     1..1024)\n"
+           "  --on-event CMD     run CMD (a program and its arguments split at spaces, no\n"
+           "                     shell) for each event: peer_joined, peer_left,\n"
+           "                     repo_added, ref_updated, conflict, pull_failed; the event\n"
+           "                     in GUTS_* variables and as a JSON line on stdin; one at\n"
+           "                     a time, 10 s each, 64 queued (repeatable, up to 8)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -170,6 +175,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_REMOTE_REPOS,
         O_PEER_REPOS,
         O_LEARNED,
+        O_HOOK,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -190,6 +196,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"max-remote-repos", required_argument, NULL, O_REMOTE_REPOS},
         {"max-peer-repos", required_argument, NULL, O_PEER_REPOS},
         {"max-learned-peers", required_argument, NULL, O_LEARNED},
+        {"on-event", required_argument, NULL, O_HOOK},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -267,6 +274,13 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (!*v || strlen(v) >= sizeof out->key_file)
                 return fail(err, errlen, "--key-file: bad path '%s'%s", v, "");
             strcpy(out->key_file, v);
+            break;
+        case O_HOOK:
+            if (out->nhooks == GUTS_NET_HOOKS_MAX)
+                return fail(err, errlen, "--on-event: at most 8 hooks (at '%s')%s", v, "");
+            if (!*v || *v == ' ' || strlen(v) >= GUTS_NET_HOOK_CMD_MAX)
+                return fail(err, errlen, "--on-event: bad command '%s'%s", v, "");
+            strcpy(out->hooks[out->nhooks++], v);
             break;
         case O_REPOS:
             if (out->nrepos == GUTS_NET_REPOS_MAX)

@@ -580,6 +580,24 @@ START_TEST(test_refmerge_conflict_names)
     ck_assert_str_eq(oa, oa2);
     ck_assert_str_ne(oa, ob);
     ck_assert_str_ne(oa, oau); /* another lost commit: another name */
+    /* Back from a name to its ref: whole names give it, cut ones do not
+     * (their end is a hash), nor does anything outside the prefix. */
+    char ref[GUTS_REFNAME_MAX + 1];
+    ck_assert_int_eq(guts_ref_conflict_name("refs/tags/v1.0", &w, &t, out), 0);
+    ck_assert_int_eq(guts_ref_conflict_ref(out, ref), GUTS_OK);
+    ck_assert_str_eq(ref, "refs/tags/v1.0");
+    ck_assert_int_eq(guts_ref_conflict_name("HEAD", &w, &t, out), 0);
+    ck_assert_int_eq(guts_ref_conflict_ref(out, ref), GUTS_OK);
+    ck_assert_str_eq(ref, "HEAD");
+    ck_assert_int_eq(guts_ref_conflict_ref(oa, ref), GUTS_EINVAL);
+    ck_assert_str_eq(ref, "");
+    ck_assert_int_eq(guts_ref_conflict_ref("refs/heads/main", ref), GUTS_EINVAL);
+    ck_assert_int_eq(guts_ref_conflict_ref("refs/guts/conflicts/zz/heads/x", ref), GUTS_EINVAL);
+    /* the name before commits were in it: writer, then the ref */
+    ck_assert_int_eq(
+        guts_ref_conflict_ref("refs/guts/conflicts/a0a1a2a3a4a5a6a7a8a9aaabacadaeaf/heads/x", ref),
+        GUTS_OK);
+    ck_assert_str_eq(ref, "refs/heads/x");
     ck_assert_int_eq(guts_refname_check(oa), GUTS_OK);
     ck_assert_int_eq(guts_refname_check(ob), GUTS_OK);
     ck_assert_int_eq(guts_refname_check(oau), GUTS_OK);
