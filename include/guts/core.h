@@ -198,6 +198,10 @@ typedef struct guts_core_config {
      * patterns here; the core stays free of policy and of I/O. */
     int (*repo_wanted)(void *arg, const char *key);
     void *repo_wanted_arg;
+    /* Emit GUTS_ACT_EVENT actions (a driver with hooks or an event stream
+     * sets it; without, none is made: the simulator's thousands of nodes
+     * pay nothing for them). */
+    int events;
 } guts_core_config;
 
 /* ---- Lifecycle and events ------------------------------------------------- */
