@@ -18,10 +18,11 @@
  *  - store_env_walk() in a child process, when the caller asks for it
  *    (GUTS_REPO_VERIFY), or store_env_walk_many() for many envs in one
  *    child (a node at start: a fork per env would copy the page tables of
- *    every env already open, a cost growing with their number): every database of the env, the free list included,
- *    is read with a cursor, which visits every branch and leaf page, and
- *    every key and value must lie inside the file; each database's entry
- *    count must match its header. A child that dies by a signal, or that
+ *    every env already open, a cost growing with their number): every
+ *    database of the env, the free list included, is read with a cursor,
+ *    which visits every branch and leaf page, and every key and value must
+ *    lie inside the file; each database's entry count must match its
+ *    header. A child that dies by a signal, or that
  *    LMDB answers with MDB_CORRUPTED or MDB_PAGE_NOTFOUND, means damage
  *    (of the env it was reading: the next child goes on after it);
  *    the cause (LMDB's assertion text included: the child's stderr is the
