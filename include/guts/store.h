@@ -87,15 +87,6 @@ void guts_data_set_max_mapsize(guts_data *d, size_t bytes);
  * delta chains of an export; a process keeping many repositories open may
  * want less. */
 void guts_data_set_cache_bytes(guts_data *d, size_t bytes);
-/** With on, repository environments opened after this call sync their data
- * pages at each commit but not the meta page that makes it current
- * (LMDB's MDB_NOMETASYNC): one disk flush per commit instead of two. The
- * env stays whole after a system crash, which may undo the last commit of
- * each env (the next commit, or the system's writeback, makes it durable).
- * For a process whose writes can be fetched again (the node's pulls); a
- * commit a user was told about (import, push) wants the default, off.
- * The data dir's own env (incarnation) always syncs both. */
-void guts_data_set_lazy_meta(guts_data *d, int on);
 
 /** Call cb(key, ctx) for every repository env under DATA/repos whose key is
  * valid, in sorted order. A non-zero return from cb stops the walk and is

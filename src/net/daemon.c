@@ -1053,12 +1053,6 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
      * decodes every delta it receives against its base, and the node keeps
      * under issue 5's 64 MB of RssAnon with a few repositories syncing. */
     guts_data_set_cache_bytes(n->data, NET_STORE_CACHE_BYTES);
-    /* Everything the node writes to a repository came from a peer, which
-     * still has it: one flush per commit, not two (a pull of a small
-     * repository is three commits, and its flushes were most of the time
-     * 1,000 of them took; docs/performance.md). Pushes and imports are
-     * other processes, with both flushes. */
-    guts_data_set_lazy_meta(n->data, 1);
     rc = guts_data_incarnation_next(n->data, &n->incarnation);
     if (rc != 0) {
         guts_net_logf(&n->log, GUTS_LOG_ERROR, "incarnation: %s %s", guts_strerror(rc),

@@ -295,11 +295,6 @@ void guts_data_set_cache_bytes(guts_data *d, size_t bytes)
     d->cache_bytes = bytes;
 }
 
-void guts_data_set_lazy_meta(guts_data *d, int on)
-{
-    d->lazy_meta = on != 0;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -565,8 +560,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     if ((mrc = mdb_env_set_assert(se->env, store_assert)) ||
         (mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
         (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
-        (mrc = mdb_env_open(se->env, dir, MDB_NOTLS | (d->lazy_meta ? MDB_NOMETASYNC : 0),
-                            0600))) {
+        (mrc = mdb_env_open(se->env, dir, MDB_NOTLS, 0600))) {
         mdb_env_close(se->env);
         free(se);
         rc = store_mdb_err(mrc, "open env");

@@ -85,7 +85,6 @@ struct guts_data {
     size_t initial_mapsize;
     size_t max_mapsize;
     size_t cache_bytes;
-    int lazy_meta;        /* repo envs opened MDB_NOMETASYNC */
     int refs;             /* 1 for the caller + one per open repo handle */
     pthread_mutex_t lock; /* guards envs and refs */
     store_env *envs;      /* one per repo env open in this process */

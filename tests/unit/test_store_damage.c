@@ -348,26 +348,6 @@ START_TEST(test_damaged_record_fails_verify_and_drop_keeps_count_and_fingerprint
 }
 END_TEST
 
-/* The node's envs flush the meta page lazily (MDB_NOMETASYNC): what it
- * commits is whole for another process (the full check's child reads
- * every page) and when opened again. */
-START_TEST(test_lazy_meta_commits_are_whole_for_other_processes)
-{
-    guts_data_set_lazy_meta(data, 1);
-    char file[512];
-    make_repo("o/z", 20, file, sizeof file);
-    guts_repo *r = NULL;
-    guts_repo_info info;
-    ck_assert_int_eq(guts_repo_open(data, "o/z", GUTS_REPO_VERIFY, &r), GUTS_OK);
-    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
-    ck_assert_uint_eq(info.objects, 20);
-    guts_id id;
-    made_id(7, &id);
-    ck_assert_int_eq(guts_repo_verify(r, &id), GUTS_OK);
-    guts_repo_close(r);
-}
-END_TEST
-
 static Suite *damage_suite(void)
 {
     Suite *s = suite_create("store_damage");
@@ -383,7 +363,6 @@ static Suite *damage_suite(void)
     tcase_add_test(t, test_env_missing_some_of_its_databases_is_damaged_not_recreated);
     tcase_add_test(t, test_set_aside_moves_the_env_and_keeps_every_file);
     tcase_add_test(t, test_damaged_record_fails_verify_and_drop_keeps_count_and_fingerprint);
-    tcase_add_test(t, test_lazy_meta_commits_are_whole_for_other_processes);
     suite_add_tcase(s, t);
     return s;
 }
