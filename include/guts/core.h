@@ -130,6 +130,15 @@ typedef int (*guts_core_lmdbstore_damaged_fn)(const char *key, const char *why, 
 void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_damaged_fn fn,
                                     void *arg);
 
+/** Check every repository under DATA/repos now, all in one child process
+ * (guts_repo_verify_many), before any is opened: a damaged one goes to the
+ * hook (or is refused) at once, a healthy one is opened later without a
+ * check of its own. Without this call each first open forks its own child,
+ * and each fork costs more with every env already open. The counts of
+ * repositories checked and found damaged go to checked and ndamaged (each
+ * may be NULL). Errors: GUTS_EIO (DATA/repos unreadable), GUTS_ENOMEM. */
+int guts_core_lmdbstore_verify_all(guts_core_lmdbstore *s, size_t *checked, size_t *ndamaged);
+
 /* ---- Configuration -------------------------------------------------------- */
 
 #define GUTS_CORE_INTERVAL_DEFAULT 1000 /* ms: memberlist's LAN probe interval */

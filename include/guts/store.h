@@ -113,6 +113,19 @@ typedef struct guts_repo guts_repo;
  * GUTS_EDAMAGED (damaged: guts_store_errmsg() says how),
  * GUTS_EVERSION (newer schema), GUTS_EIO, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **out);
+/** The result for keys[i] of guts_repo_verify_many: GUTS_OK, GUTS_EDAMAGED
+ * (why says how), GUTS_EINVAL (bad key) or GUTS_EIO (not checked: why
+ * says why); why is "" with GUTS_OK. */
+typedef void (*guts_repo_verify_fn)(size_t i, int rc, const char *why, void *ctx);
+/** GUTS_REPO_VERIFY's checks of the existing repositories keys[0..n), in
+ * order, in one child process rather than one per open: a fork copies the
+ * caller's page tables, so forks with many envs open cost more each
+ * (call this before opening them). A child killed inside one env has that
+ * env damaged, and another child goes on with the next. cb gets every
+ * result as it comes. An env checked here and opened soon after may be
+ * opened without GUTS_REPO_VERIFY. Errors: GUTS_EINVAL, GUTS_ENOMEM. */
+int guts_repo_verify_many(guts_data *d, const char *const *keys, size_t n, guts_repo_verify_fn cb,
+                          void *ctx);
 void guts_repo_close(guts_repo *r);
 const char *guts_repo_key(const guts_repo *r);
 

@@ -8,7 +8,10 @@
  *
  * The first open of each repository verifies it (GUTS_REPO_VERIFY: every
  * page read by a child process), once per process: this is what lets a
- * node serve a data dir holding a damaged file. A damaged repository goes
+ * node serve a data dir holding a damaged file. A fork copies the page
+ * tables of every env open, so at start the owner checks every repository
+ * in one child before any is open (guts_core_lmdbstore_verify_all); those
+ * found healthy are then opened without a check of their own. A damaged repository goes
  * to the owner's hook, which sets it aside (it then reads as absent and is
  * pulled afresh from peers), or is remembered and refused from then on.
  */
@@ -30,6 +33,8 @@ struct guts_core_lmdbstore {
     void *damaged_arg;
     char **refused; /* damaged and still in place: never opened again */
     size_t nrefused;
+    char **verified; /* checked by verify_all, not yet opened; sorted */
+    size_t nverified;
 };
 
 int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out)
@@ -56,6 +61,9 @@ void guts_core_lmdbstore_free(guts_core_lmdbstore *s)
     for (size_t i = 0; i < s->nrefused; i++)
         free(s->refused[i]);
     free(s->refused);
+    for (size_t i = 0; i < s->nverified; i++)
+        free(s->verified[i]);
+    free(s->verified);
     free(s);
 }
 
@@ -75,9 +83,9 @@ static int refused(const guts_core_lmdbstore *s, const char *key)
 
 /* key's env is damaged: the hook sets it aside (then it is absent), or it
  * is refused for the life of this store. */
-static int damaged(guts_core_lmdbstore *s, const char *key)
+static int damaged(guts_core_lmdbstore *s, const char *key, const char *why)
 {
-    if (s->on_damaged && s->on_damaged(key, guts_store_errmsg(), s->damaged_arg) == 0)
+    if (s->on_damaged && s->on_damaged(key, why, s->damaged_arg) == 0)
         return GUTS_ENOTFOUND;
     char **p = realloc(s->refused, (s->nrefused + 1) * sizeof(char *));
     if (p) {
@@ -118,6 +126,88 @@ void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key)
     s->n--;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 if verify_all found key healthy (and it is not yet opened); it then
+ * leaves the set: the check is once per process. */
+static int take_verified(guts_core_lmdbstore *s, const char *key)
+{
+    char **p = s->nverified ? bsearch(&key, s->verified, s->nverified, sizeof(char *), cmp_key)
+                            : NULL;
+    if (!p) return 0;
+    free(*p);
+    size_t i = (size_t)(p - s->verified);
+    memmove(p, p + 1, (s->nverified - i - 1) * sizeof(char *));
+    s->nverified--;
+    return 1;
+}
+
+/* verify_all's list of keys and what their check found. */
+typedef struct verify_all {
+    guts_core_lmdbstore *s;
+    char **keys;
+    size_t n, cap;
+    unsigned char *ok;
+    size_t ndamaged;
+} verify_all;
+
+static int list_key(const char *key, void *arg)
+{
+    verify_all *v = arg;
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? 2 * v->cap : 64;
+        char **p = realloc(v->keys, nc * sizeof(char *));
+        if (!p) return GUTS_ENOMEM;
+        v->keys = p;
+        v->cap = nc;
+    }
+    if (!(v->keys[v->n] = strdup(key))) return GUTS_ENOMEM;
+    v->n++;
+    return 0;
+}
+
+static void verified_one(size_t i, int rc, const char *why, void *arg)
+{
+    verify_all *v = arg;
+    if (rc == GUTS_OK) {
+        v->ok[i] = 1;
+    } else if (rc == GUTS_EDAMAGED) {
+        /* The set-aside key is absent from now on; a refused one too. */
+        damaged(v->s, v->keys[i], why);
+        v->ndamaged++;
+    }
+    /* Not checked (GUTS_EIO): its first open checks it alone. */
+}
+
+int guts_core_lmdbstore_verify_all(guts_core_lmdbstore *s, size_t *checked, size_t *ndamaged)
+{
+    verify_all v = {.s = s};
+    int rc = guts_data_repos(s->data, list_key, &v);
+    if (rc == GUTS_OK && !(v.ok = calloc(v.n ? v.n : 1, 1))) rc = GUTS_ENOMEM;
+    if (rc == GUTS_OK)
+        rc = guts_repo_verify_many(s->data, (const char *const *)v.keys, v.n, verified_one, &v);
+    size_t nok = 0;
+    for (size_t i = 0; i < v.n; i++)
+        nok += rc == GUTS_OK && v.ok[i];
+    char **set = nok ? realloc(s->verified, (s->nverified + nok) * sizeof(char *)) : NULL;
+    if (set) s->verified = set;
+    for (size_t i = 0; i < v.n; i++) {
+        if (set && rc == GUTS_OK && v.ok[i])
+            s->verified[s->nverified++] = v.keys[i];
+        else
+            free(v.keys[i]);
+    }
+    if (set) qsort(s->verified, s->nverified, sizeof(char *), cmp_key);
+    free(v.keys);
+    free(v.ok);
+    if (checked) *checked = v.n;
+    if (ndamaged) *ndamaged = v.ndamaged;
+    return rc;
+}
+
 /* The open handle of key, opening (and with create, creating) it. */
 static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_repo **out)
 {
@@ -140,9 +230,10 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     if (!k)
         return GUTS_ENOMEM;
     guts_repo *r;
-    int rc = guts_repo_open(s->data, key, GUTS_REPO_VERIFY | (create ? GUTS_REPO_CREATE : 0), &r);
+    unsigned verify = take_verified(s, key) ? 0 : GUTS_REPO_VERIFY;
+    int rc = guts_repo_open(s->data, key, verify | (create ? GUTS_REPO_CREATE : 0), &r);
     if (rc == GUTS_EDAMAGED) {
-        rc = damaged(s, key);
+        rc = damaged(s, key, guts_store_errmsg());
         /* Set aside: a create makes a fresh env in its place. */
         if (rc == GUTS_ENOTFOUND && create) rc = guts_repo_open(s->data, key, GUTS_REPO_CREATE, &r);
     }

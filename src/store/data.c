@@ -386,6 +386,46 @@ static int repo_path(const guts_data *d, const char *key, char **out)
     return GUTS_OK;
 }
 
+/* guts_repo_verify_many's map from the dirs checked back to the keys. */
+typedef struct verify_many {
+    const size_t *at; /* dirs[j] is keys[at[j]] */
+    guts_repo_verify_fn cb;
+    void *ctx;
+} verify_many;
+
+static void verify_many_cb(size_t j, int rc, const char *why, void *ctx)
+{
+    verify_many *v = ctx;
+    v->cb(v->at[j], rc, why, v->ctx);
+}
+
+int guts_repo_verify_many(guts_data *d, const char *const *keys, size_t n, guts_repo_verify_fn cb,
+                          void *ctx)
+{
+    if (!d || (!keys && n) || !cb) return GUTS_EINVAL;
+    char **dirs = calloc(n ? n : 1, sizeof *dirs);
+    size_t *at = calloc(n ? n : 1, sizeof *at);
+    int rc = dirs && at ? GUTS_OK : GUTS_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n && rc == GUTS_OK; i++) {
+        if (guts_repo_key_check(keys[i]) != GUTS_OK) {
+            cb(i, GUTS_EINVAL, "not a repository key", ctx);
+            continue;
+        }
+        rc = repo_path(d, keys[i], &dirs[m]);
+        if (rc == GUTS_OK) at[m++] = i;
+    }
+    if (rc == GUTS_OK) {
+        verify_many v = {.at = at, .cb = cb, .ctx = ctx};
+        store_env_walk_many((const char *const *)dirs, m, d->initial_mapsize, verify_many_cb, &v);
+    }
+    for (size_t j = 0; j < m; j++)
+        free(dirs[j]);
+    free(dirs);
+    free(at);
+    return rc;
+}
+
 /* Open the named dbs and check the schema. The first try is a read txn, so
  * opening an existing repository never waits for another process's long
  * write; only a new env (or one missing a db) takes a write txn to create

@@ -16,11 +16,15 @@
  *    (it is creating the env this instant): that one is waited for. Costs
  *    two small reads.
  *  - store_env_walk() in a child process, when the caller asks for it
- *    (GUTS_REPO_VERIFY): every database of the env, the free list included,
- *    is read with a cursor, which visits every branch and leaf page, and
- *    every key and value must lie inside the file; each database's entry
- *    count must match its header. A child that dies by a signal, or that
- *    LMDB answers with MDB_CORRUPTED or MDB_PAGE_NOTFOUND, means damage;
+ *    (GUTS_REPO_VERIFY), or store_env_walk_many() for many envs in one
+ *    child (a node at start: a fork per env would copy the page tables of
+ *    every env already open, a cost growing with their number): every
+ *    database of the env, the free list included, is read with a cursor,
+ *    which visits every branch and leaf page, and every key and value must
+ *    lie inside the file; each database's entry count must match its
+ *    header. A child that dies by a signal, or that
+ *    LMDB answers with MDB_CORRUPTED or MDB_PAGE_NOTFOUND, means damage
+ *    (of the env it was reading: the next child goes on after it);
  *    the cause (LMDB's assertion text included: the child's stderr is the
  *    pipe) comes back to the parent. Costs a fork and a read of every branch
  *    and leaf page, not of overflow pages where the large values live
@@ -350,23 +354,16 @@ static int map_of(int fd, const uint8_t **start)
     return rc;
 }
 
-/* Open dir and read every database; the child's whole job. */
-static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
+/* Every database of the env open in txn: WALK_OK, WALK_DAMAGED or
+ * WALK_ERROR, the cause in why. */
+static int walk_txn(MDB_env *env, MDB_txn *txn, char *why, size_t whylen)
 {
-    MDB_env *env;
-    MDB_txn *txn;
     MDB_envinfo info;
     MDB_stat st;
     int rc;
-    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_assert(env, store_assert)) ||
-        (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
-        (rc = mdb_env_set_mapsize(env, mapsize)) ||
-        (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
-        (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) || (rc = mdb_env_info(env, &info)) ||
-        (rc = mdb_env_stat(env, &st))) {
+    if ((rc = mdb_env_info(env, &info)) || (rc = mdb_env_stat(env, &st))) {
         snprintf(why, whylen, "open: %s", mdb_strerror(rc));
-        return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ? WALK_DAMAGED
-                                                                                   : WALK_ERROR;
+        return WALK_ERROR;
     }
     mdb_filehandle_t fd;
     const uint8_t *map;
@@ -414,81 +411,179 @@ static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
         }
         res = walk_db(&w, txn, dbi, name);
     }
+    if (cur) mdb_cursor_close(cur);
     return res;
+}
+
+/* Check dir's file, open its env and read every database, then close it
+ * (one child checks many envs: nothing may stay open). */
+static int walk_env(const char *dir, size_t mapsize, char *why, size_t whylen)
+{
+    int rc = store_env_check_file(dir, why, whylen);
+    if (rc == GUTS_EDAMAGED) return WALK_DAMAGED;
+    if (rc != GUTS_OK) return WALK_ERROR;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_assert(env, store_assert)) ||
+        (rc = mdb_env_set_maxdbs(env, STORE_REPO_MAXDBS)) ||
+        (rc = mdb_env_set_mapsize(env, mapsize)) ||
+        (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) ||
+        (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) {
+        snprintf(why, whylen, "open: %s", mdb_strerror(rc));
+        if (env) mdb_env_close(env);
+        return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ? WALK_DAMAGED
+                                                                                   : WALK_ERROR;
+    }
+    int res = walk_txn(env, txn, why, whylen);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return res;
+}
+
+/* The child: check dirs[from..n) in order, one result line each on fd
+ * ("=INDEX RES CAUSE"), then exit. Its stderr is the same pipe, so an LMDB
+ * assertion's text (or a sanitizer's report) reaches the parent as the
+ * cause for the env being read. _exit: nothing of the parent's (stdio
+ * buffers, atexit handlers) runs here. */
+static _Noreturn void walk_child(int fd, const char *const *dirs, size_t from, size_t n,
+                                 size_t mapsize)
+{
+    signal(SIGPIPE, SIG_IGN);
+    guts_store_crash_note(NULL, 0);
+    if (dup2(fd, STDERR_FILENO) < 0) _exit(WALK_ERROR);
+    for (size_t i = from; i < n; i++) {
+        char msg[WALK_REPORT_MAX], line[WALK_REPORT_MAX + 32];
+        msg[0] = 0;
+        int res = walk_env(dirs[i], mapsize, msg, sizeof msg);
+        for (char *p = msg; *p; p++)
+            if (*p == '\n') *p = ' ';
+        int len = snprintf(line, sizeof line, "=%zu %d %s\n", i, res, msg);
+        if (len < 0 || (size_t)len >= sizeof line) len = (int)sizeof line - 1, line[len - 1] = '\n';
+        if (write(STDERR_FILENO, line, (size_t)len) != len) _exit(WALK_ERROR);
+    }
+    _exit(WALK_OK);
+}
+
+/* One line of the child's output, NUL-terminated without its newline:
+ * a result for dirs[*next] goes to cb and moves *next on; any other line
+ * is kept in note (the first since the last result) as the cause of a
+ * death that may follow. */
+static void walk_line(char *line, size_t *next, char *note, size_t notelen, store_env_walk_fn cb,
+                      void *ctx)
+{
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
+    size_t i;
+    int res, off = 0;
+    if (sscanf(line, "=%zu %d %n", &i, &res, &off) == 2 && off > 0 && i == *next) {
+        const char *why = line + off;
+        char buf[WALK_REPORT_MAX + 32];
+        int rc = GUTS_OK;
+        if (res == WALK_DAMAGED) {
+            rc = GUTS_EDAMAGED;
+        } else if (res != WALK_OK) {
+            snprintf(buf, sizeof buf, "checking it failed: %s", why);
+            why = buf;
+            rc = GUTS_EIO;
+        }
+        cb(i, rc, rc ? why : "", ctx);
+        ++*next;
+        note[0] = 0;
+    } else if (!note[0]) {
+        snprintf(note, notelen, "%s", line);
+    }
+}
+
+int store_env_walk_many(const char *const *dirs, size_t n, size_t mapsize, store_env_walk_fn cb,
+                        void *ctx)
+{
+    size_t next = 0;
+    while (next < n) {
+        int fds[2];
+        char why[STORE_WHY_MAX];
+        if (pipe2(fds, O_CLOEXEC) != 0) {
+            snprintf(why, sizeof why, "pipe: %s", strerror(errno));
+            goto fail;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            snprintf(why, sizeof why, "fork: %s", strerror(errno));
+            close(fds[0]);
+            close(fds[1]);
+            goto fail;
+        }
+        if (pid == 0) {
+            close(fds[0]);
+            walk_child(fds[1], dirs, next, n, mapsize);
+        }
+        close(fds[1]);
+        /* Lines as they come: a long one is cut at the buffer's end. */
+        char line[WALK_REPORT_MAX + 64], note[WALK_REPORT_MAX];
+        size_t have = 0;
+        note[0] = 0;
+        for (;;) {
+            char buf[4096];
+            ssize_t k = read(fds[0], buf, sizeof buf);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) break;
+            for (ssize_t j = 0; j < k; j++) {
+                if (buf[j] != '\n' && have < sizeof line - 1) line[have++] = buf[j];
+                if (buf[j] != '\n') continue;
+                line[have] = 0;
+                walk_line(line, &next, note, sizeof note, cb, ctx);
+                have = 0;
+            }
+        }
+        if (have) {
+            line[have] = 0;
+            walk_line(line, &next, note, sizeof note, cb, ctx);
+        }
+        close(fds[0]);
+        int status;
+        pid_t w;
+        while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+        }
+        if (w < 0) {
+            snprintf(why, sizeof why, "waitpid: %s", strerror(errno));
+            goto fail;
+        }
+        if (next == n) break;
+        /* The child ended inside dirs[next]: reading it killed the child. */
+        if (WIFSIGNALED(status))
+            snprintf(why, sizeof why, "reading it killed a checking process (%s)%s%s",
+                     strsignal(WTERMSIG(status)), note[0] ? ": " : "", note);
+        else
+            snprintf(why, sizeof why, "a checking process failed (exit %d)%s%s",
+                     WEXITSTATUS(status), note[0] ? ": " : "", note);
+        cb(next++, GUTS_EDAMAGED, why, ctx);
+        continue;
+    fail:
+        /* No child: the rest is not checked. */
+        for (; next < n; next++)
+            cb(next, GUTS_EIO, why, ctx);
+    }
+    return GUTS_OK;
+}
+
+/* store_env_walk's result, from its one callback. */
+typedef struct walk_one {
+    int rc;
+    char *why;
+    size_t whylen;
+} walk_one;
+
+static void walk_one_cb(size_t i, int rc, const char *why, void *ctx)
+{
+    (void)i;
+    walk_one *o = ctx;
+    o->rc = rc;
+    snprintf(o->why, o->whylen, "%s", why);
 }
 
 int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen)
 {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        snprintf(why, whylen, "pipe: %s", strerror(errno));
-        return GUTS_EIO;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(why, whylen, "fork: %s", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        return GUTS_EIO;
-    }
-    if (pid == 0) {
-        /* The child: its stderr is the pipe, so an LMDB assertion's text
-         * reaches the parent as the cause. _exit: nothing of the parent's
-         * (stdio buffers, atexit handlers) runs here. */
-        close(fds[0]);
-        signal(SIGPIPE, SIG_IGN);
-        guts_store_crash_note(NULL, 0);
-        if (dup2(fds[1], STDERR_FILENO) < 0) _exit(WALK_ERROR);
-        char msg[WALK_REPORT_MAX];
-        msg[0] = 0;
-        int res = walk_env(dir, mapsize, msg, sizeof msg - 1);
-        if (res != WALK_OK) {
-            size_t n = strlen(msg);
-            msg[n++] = '\n';
-            ssize_t wr = write(STDERR_FILENO, msg, n);
-            (void)wr;
-        }
-        _exit(res);
-    }
-    close(fds[1]);
-    char rep[WALK_REPORT_MAX];
-    size_t have = 0;
-    for (;;) {
-        char buf[4096];
-        ssize_t k = read(fds[0], buf, sizeof buf);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        size_t take = (size_t)k < sizeof rep - 1 - have ? (size_t)k : sizeof rep - 1 - have;
-        memcpy(rep + have, buf, take);
-        have += take;
-    }
-    close(fds[0]);
-    rep[have] = 0;
-    /* The first line is the cause; nothing unprintable is passed on. */
-    char *nl = strchr(rep, '\n');
-    if (nl) *nl = 0;
-    for (char *p = rep; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
-    int status;
-    pid_t w;
-    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
-    }
-    if (w < 0) {
-        snprintf(why, whylen, "waitpid: %s", strerror(errno));
-        return GUTS_EIO;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == WALK_OK) return GUTS_OK;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == WALK_ERROR) {
-        snprintf(why, whylen, "checking it failed: %s", rep);
-        return GUTS_EIO;
-    }
-    if (WIFSIGNALED(status))
-        snprintf(why, whylen, "reading it killed a checking process (%s)%s%s",
-                 strsignal(WTERMSIG(status)), rep[0] ? ": " : "", rep);
-    else if (WEXITSTATUS(status) == WALK_DAMAGED)
-        snprintf(why, whylen, "%s", rep);
-    else
-        snprintf(why, whylen, "a checking process failed (exit %d)%s%s", WEXITSTATUS(status),
-                 rep[0] ? ": " : "", rep);
-    return GUTS_EDAMAGED;
+    walk_one o = {.rc = GUTS_EIO, .why = why, .whylen = whylen};
+    snprintf(why, whylen, "no result from the checking process");
+    store_env_walk_many(&dir, 1, mapsize, walk_one_cb, &o);
+    return o.rc;
 }

@@ -157,6 +157,15 @@ int store_env_check_file(const char *dir, char *why, size_t whylen);
  * bytes). GUTS_OK; GUTS_EDAMAGED (the child died, or LMDB found its pages
  * broken) or GUTS_EIO (it could not check) with the cause in why. */
 int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen);
+/* The result for dirs[i] of store_env_walk_many: GUTS_OK, GUTS_EDAMAGED
+ * or GUTS_EIO (not checked), the cause in why ("" when GUTS_OK). */
+typedef void (*store_env_walk_fn)(size_t i, int rc, const char *why, void *ctx);
+/* store_env_check_file and store_env_walk of dirs[0..n) in order, in one
+ * child process: cb gets each result as it comes. A child that dies
+ * inside one env has that env damaged; another child goes on with the
+ * next. Always GUTS_OK: every dir gets its result. */
+int store_env_walk_many(const char *const *dirs, size_t n, size_t mapsize, store_env_walk_fn cb,
+                        void *ctx);
 
 /* Map an LMDB or errno code to GUTS_E*, recording a message. */
 int store_mdb_err(int rc, const char *what);

@@ -126,16 +126,10 @@ START_TEST(test_truncated_env_is_refused_with_its_length)
 }
 END_TEST
 
-/* Every leaf page's header inverted (flags, lower and upper bounds): LMDB
- * aborts or faults on them; the plain open does not read them, the full
- * check does, in a child, and this process lives on. */
-START_TEST(test_verify_reads_every_page_in_a_child_and_survives_damage)
+/* Invert every leaf page's header (flags, lower and upper bounds): LMDB
+ * aborts or faults on them. */
+static void flip_leaves(const char *file)
 {
-    char file[512];
-    make_repo("o/l", 200, file, sizeof file);
-    guts_repo *r = NULL;
-    ck_assert_int_eq(guts_repo_open(data, "o/l", GUTS_REPO_VERIFY, &r), GUTS_OK);
-    guts_repo_close(r);
     off_t size = file_size(file);
     int fd = open(file, O_RDWR);
     ck_assert_int_ge(fd, 0);
@@ -151,8 +145,72 @@ START_TEST(test_verify_reads_every_page_in_a_child_and_survives_damage)
     }
     close(fd);
     ck_assert_int_gt(flipped, 0);
+}
+
+/* Every leaf page's header inverted (flags, lower and upper bounds): LMDB
+ * aborts or faults on them; the plain open does not read them, the full
+ * check does, in a child, and this process lives on. */
+START_TEST(test_verify_reads_every_page_in_a_child_and_survives_damage)
+{
+    char file[512];
+    make_repo("o/l", 200, file, sizeof file);
+    guts_repo *r = NULL;
+    ck_assert_int_eq(guts_repo_open(data, "o/l", GUTS_REPO_VERIFY, &r), GUTS_OK);
+    guts_repo_close(r);
+    flip_leaves(file);
     refused_as("o/l", GUTS_REPO_VERIFY, "");
     ck_assert_str_ne(guts_store_errmsg(), "");
+}
+END_TEST
+
+/* What guts_repo_verify_many said of each key. */
+typedef struct many_result {
+    int calls[8];
+    int rc[8];
+    char why[8][700];
+} many_result;
+
+static void many_cb(size_t i, int rc, const char *why, void *ctx)
+{
+    many_result *m = ctx;
+    ck_assert_uint_lt(i, 8);
+    m->calls[i]++;
+    m->rc[i] = rc;
+    snprintf(m->why[i], sizeof m->why[i], "%s", why);
+}
+
+/* Many repositories in one child: each key gets its one result, in order,
+ * and a damaged env in the middle (even one that kills the child) does not
+ * keep the ones after it from being checked. */
+START_TEST(test_verify_many_checks_each_key_once_past_damaged_ones)
+{
+    char file[512];
+    make_repo("o/a", 3, file, sizeof file);
+    make_repo("o/b", 200, file, sizeof file);
+    flip_leaves(file);
+    make_repo("o/c", 200, file, sizeof file);
+    ck_assert_int_eq(truncate(file, file_size(file) / 2), 0);
+    make_repo("o/d", 3, file, sizeof file);
+    const char *keys[] = {"o/a", "o/b", "o/c", "../x", "o/absent", "o/d"};
+    const int want[] = {GUTS_OK, GUTS_EDAMAGED, GUTS_EDAMAGED, GUTS_EINVAL, GUTS_EIO, GUTS_OK};
+    many_result m;
+    memset(&m, 0, sizeof m);
+    ck_assert_int_eq(guts_repo_verify_many(data, keys, 6, many_cb, &m), GUTS_OK);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_msg(m.calls[i] == 1, "%s: %d results", keys[i], m.calls[i]);
+        ck_assert_msg(m.rc[i] == want[i], "%s: %d (%s), want %d", keys[i], m.rc[i], m.why[i],
+                      want[i]);
+        ck_assert_int_eq(m.why[i][0] == 0, want[i] == GUTS_OK);
+    }
+    ck_assert_ptr_nonnull(strstr(m.why[2], "names page"));
+    /* Nothing was changed: the healthy ones open, the damaged are refused. */
+    guts_repo *r = NULL;
+    ck_assert_int_eq(guts_repo_open(data, "o/d", 0, &r), GUTS_OK);
+    guts_repo_close(r);
+    refused_as("o/b", GUTS_REPO_VERIFY, "");
+    memset(&m, 0, sizeof m);
+    ck_assert_int_eq(guts_repo_verify_many(data, keys, 0, many_cb, &m), GUTS_OK);
+    ck_assert_int_eq(m.calls[0], 0);
 }
 END_TEST
 
@@ -301,6 +359,7 @@ static Suite *damage_suite(void)
                         (int)(sizeof meta_damage / sizeof *meta_damage));
     tcase_add_test(t, test_truncated_env_is_refused_with_its_length);
     tcase_add_test(t, test_verify_reads_every_page_in_a_child_and_survives_damage);
+    tcase_add_test(t, test_verify_many_checks_each_key_once_past_damaged_ones);
     tcase_add_test(t, test_env_missing_some_of_its_databases_is_damaged_not_recreated);
     tcase_add_test(t, test_set_aside_moves_the_env_and_keeps_every_file);
     tcase_add_test(t, test_damaged_record_fails_verify_and_drop_keeps_count_and_fingerprint);
