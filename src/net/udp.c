@@ -86,7 +86,10 @@ static void drain(guts_net_udp *u, int k)
             u->stats.rx_oversize++;
             continue;
         }
-        if (from.sa.sa_family != want || mh.msg_namelen < guts_net_sa_len(&from)) continue;
+        /* no reply could reach an unspecified source */
+        if (from.sa.sa_family != want || mh.msg_namelen < guts_net_sa_len(&from) ||
+            guts_net_sa_any(&from))
+            continue;
         if (want == AF_INET6) from.in6.sin6_flowinfo = 0;
         u->stats.rx++;
         u->stats.rx_bytes += (uint64_t)n;
