@@ -11,7 +11,9 @@
  * datagram, group datagrams included, leaves from the node's own unicast
  * socket of its family, bound to the same port number as its TCP listener.
  * The source address a peer sees is then unique per node and is where
- * replies and --peer announces go. IPv6 sockets are IPV6_V6ONLY: each
+ * replies and --peer announces go. (A unicast IPv6 datagram to the group
+ * port itself lands on a group socket and counts as heard by the group;
+ * the node's own port differs.) IPv6 sockets are IPV6_V6ONLY: each
  * family has its own pair, and a host without IPv6 (no kernel support, or
  * disabled) runs IPv4 alone after one warning.
  *
