@@ -15,7 +15,7 @@
  * port itself lands on a group socket and counts as heard by the group;
  * the node's own port differs.) IPv6 sockets are IPV6_V6ONLY: each
  * family has its own pair, and a host without IPv6 (no kernel support, or
- * disabled) runs IPv4 alone after one warning.
+ * net.ipv6.conf.all.disable_ipv6) runs IPv4 alone after one warning.
  *
  * Interfaces. The groups are joined on every interface that is up and has
  * the MULTICAST flag and an address of the family: IPv4 on loopback only
@@ -67,6 +67,17 @@
 #define UDP_BURST_MAX 64
 
 enum { FAM4 = 1, FAM6 = 2 };
+
+/* 1 when IPv6 is switched off for the whole host (the socket calls still
+ * work then, but no interface has an IPv6 address and nothing gets out). */
+static int ipv6_disabled(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv6/conf/all/disable_ipv6", "re");
+    if (!f) return 0; /* no such file: no IPv6 in the kernel, socket() will say */
+    int ch = fgetc(f);
+    fclose(f);
+    return ch == '1';
+}
 
 static void drain(guts_net_udp *u, int k)
 {
@@ -371,7 +382,10 @@ int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const guts_net_sa *
         }
         if (ucast_open(u, &at) != 0) goto fail;
     }
-    if (any || ucast_addr->sa.sa_family == AF_INET6) {
+    if (any && ipv6_disabled()) {
+        guts_net_logf(log, GUTS_LOG_WARN,
+                      "no IPv6 on this host (net.ipv6.conf.all.disable_ipv6 is 1): IPv4 only");
+    } else if (any || ucast_addr->sa.sa_family == AF_INET6) {
         at = *ucast_addr;
         if (any) {
             memset(&at, 0, sizeof at);
