@@ -11,9 +11,7 @@
  * datagram, group datagrams included, leaves from the node's own unicast
  * socket of its family, bound to the same port number as its TCP listener.
  * The source address a peer sees is then unique per node and is where
- * replies and --peer announces go. (A unicast IPv6 datagram to the group
- * port itself lands on a group socket and counts as heard by the group;
- * the node's own port differs.) IPv6 sockets are IPV6_V6ONLY: each
+ * replies and --peer announces go. IPv6 sockets are IPV6_V6ONLY: each
  * family has its own pair, and a host without IPv6 (no kernel support, or
  * net.ipv6.conf.all.disable_ipv6) runs IPv4 alone after one warning.
  *
@@ -79,6 +77,27 @@ static int ipv6_disabled(void)
     return ch == '1';
 }
 
+/* Whether a datagram on the IPv6 group socket was sent to the group and
+ * came in on an interface the group is joined on here. Linux delivers a
+ * group to every socket that joined it on any interface (IPv4 checks the
+ * interface, IPv6 does not), so without this a node narrowed by --iface
+ * would hear the group on interfaces another node on the host joined;
+ * and the socket is bound to [::]:PORT, so unicast to that port lands on
+ * it too. */
+static int group6_here(const guts_net_udp *u, struct msghdr *mh)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_PKTINFO) continue;
+        struct in6_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        if (memcmp(&pi.ipi6_addr, &u->group6.in6.sin6_addr, sizeof pi.ipi6_addr) != 0) return 0;
+        for (size_t i = 0; i < u->nifs; i++)
+            if (u->ifs[i].index == pi.ipi6_ifindex) return (u->ifs[i].joined & FAM6) != 0;
+        return 0;
+    }
+    return 0;
+}
+
 static void drain(guts_net_udp *u, int k)
 {
     int fd = u->fd[k];
@@ -87,8 +106,16 @@ static void drain(guts_net_udp *u, int k)
         guts_net_sa from;
         memset(&from, 0, sizeof from);
         struct iovec iov = {.iov_base = u->buf, .iov_len = sizeof u->buf};
-        struct msghdr mh = {
-            .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
+        union {
+            struct cmsghdr h;
+            uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        } ctl;
+        struct msghdr mh = {.msg_name = &from,
+                            .msg_namelen = sizeof from,
+                            .msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = k == GUTS_UDP_MCAST6 ? ctl.b : NULL,
+                            .msg_controllen = k == GUTS_UDP_MCAST6 ? sizeof ctl.b : 0};
         ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -103,6 +130,7 @@ static void drain(guts_net_udp *u, int k)
         if (from.sa.sa_family != want || mh.msg_namelen < guts_net_sa_len(&from) ||
             guts_net_sa_any(&from))
             continue;
+        if (k == GUTS_UDP_MCAST6 && !group6_here(u, &mh)) continue;
         if (want == AF_INET6) from.in6.sin6_flowinfo = 0;
         u->stats.rx++;
         u->stats.rx_bytes += (uint64_t)n;
@@ -176,6 +204,8 @@ static void mcast_open(guts_net_udp *u, int v6)
         goto fail;
     /* without it (before Linux 4.20) only other nodes' groups could leak in */
     if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, &zero, sizeof zero);
+    what = "IPV6_RECVPKTINFO"; /* the arrival interface and destination: group6_here */
+    if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0) goto fail;
     what = "bind";
     if (bind(fd, &at.sa, guts_net_sa_len(&at)) < 0) goto fail;
     u->fd[v6 ? GUTS_UDP_MCAST6 : GUTS_UDP_MCAST4] = fd;

@@ -8,7 +8,8 @@
 # segments (ip_forward stays 0, a and c have no route off their link), so
 # a's repository can reach c only through b, by b's copy. Then a third leg
 # gsi3 to S3 (node d, 10.72.3.0/24) is made while b runs: b must join the
-# group on it, hear d, and carry d's repository to a and c.
+# group on it, hear d, and carry d's repository to a and c. A node e beside
+# b with --iface gsi1 --iface lo joins those only.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -67,6 +68,17 @@ import json, sys
 ps = json.load(open(sys.argv[1]))["peers"]
 sys.exit(1 if any(p["id"] == sys.argv[2] for p in ps) else 0)' \
   "$TMP/a/node/status.json" "$(node_id c)" || fail "a hears c directly: the segments are joined"
+
+# --iface narrows: e, on b's host, named gsi1 (and lo) only: it hears a
+# (and b, whose gsi1 copies loop back to it) by multicast, never c.
+NODE_IFACE=gsi1 node_start e --iface lo
+wait_until 20 "e writes its status" test -s "$TMP/e/node/status.json"
+grep -q 'joined group .* on .*gsi1' "$TMP/e.log" || fail "e's start line: $(grep 'listening on' "$TMP/e.log")"
+grep -q 'joined group .* on .*gsi2' "$TMP/e.log" && fail "e joined on gsi2, which it did not name"
+wait_until 30 "e hears a by multicast" hears e a
+wait_until 30 "e hears b by multicast" hears e b
+hears e c && fail "e hears c, on an interface it did not name"
+node_stop e
 
 # A third interface comes up while b runs.
 segment 3 "$S3"
