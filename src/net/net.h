@@ -7,8 +7,9 @@
  *   opts.c    command line, data dir resolution
  *   log.c     one line per event on stderr, timestamped, levelled; on a
  *             terminal the live progress lines of the pulls stay under them
- *   udp.c     the multicast socket (receive group traffic) and the node's
- *             unicast socket (send everything, receive unicast)
+ *   udp.c     per IP family a group socket (receive group traffic) and the
+ *             node's unicast socket (send everything, receive unicast); the
+ *             groups joined on every multicast-capable interface
  *   tcp.c     listener and streams: length-prefixed frames, bounded read
  *             buffer and write queue with high/low water marks, timeouts
  *   daemon.c  the loop: feeds events to the core, performs its actions,
