@@ -856,7 +856,7 @@ static void remembered_load(guts_net_node *n)
         const char *why;
         guts_net_remembered r;
         memset(&r, 0, sizeof r);
-        if (sscanf(line, "%95[0-9a-fA-F.:[]] %20llu%c", addr, &seen, &end) != 3 || end != '\n' ||
+        if (sscanf(line, "%95[]0-9a-fA-F.:[] %20llu%c", addr, &seen, &end) != 3 || end != '\n' ||
             (addr[0] != '[' && strspn(addr, "0123456789.:") != strlen(addr)) ||
             guts_net_parse_addr(addr, 0, &r.addr, &why) != 0 ||
             (r.addr.sa.sa_family == AF_INET6 && r.addr.in6.sin6_scope_id) ||
