@@ -958,7 +958,11 @@ static void progress_draw(guts_net_node *n)
             const guts_core_pull_info *p = &pulls[i];
             guts_net_sa sin;
             char what[GUTS_KEY_MAX + 32 + GUTS_NET_ADDRSTRLEN], ip[GUTS_NET_ADDRSTRLEN] = "?";
-            if (addr_to_sa(&p->addr, &sin) == 0) guts_net_addr_str(&sin, ip, sizeof ip);
+            if (addr_to_sa(&p->addr, &sin) == 0) { /* the host alone, as the CLI shows it */
+                guts_net_addr_str(&sin, ip, sizeof ip);
+                char *colon = strrchr(ip, ':');
+                if (colon) *colon = 0;
+            }
             snprintf(what, sizeof what, "pull %.*s from %s", GUTS_KEY_MAX, p->key, ip);
             /* A peer may give more than it announced beyond us: then the
              * count says nothing and no total is shown. */
