@@ -1,7 +1,8 @@
 /* ratelimit.c - per-source token buckets for datagrams and new connections.
  *
- * A source (an IPv4 address) gets a bucket of `burst` tokens refilled at
- * `rate` per second; each datagram or accepted connection takes one, and
+ * A source (an IPv4 address, or an IPv6 address with its zone: the key of
+ * guts_net_sa_key) gets a bucket of `burst` tokens refilled at `rate` per
+ * second; each datagram or accepted connection takes one, and
  * with none left it is dropped and counted. Memory is fixed: a table of
  * GUTS_NET_RATE_SETS sets of GUTS_NET_RATE_WAYS buckets, the set chosen by a
  * keyed hash of the address (the key is random per table, so a sender cannot
