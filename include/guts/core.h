@@ -200,6 +200,11 @@ typedef struct guts_core_config {
     /* Addresses learned from peers' PEERS datagrams kept at once; 0:
      * GUTS_CORE_LEARNED_DEFAULT, at most GUTS_CORE_LEARNED_MAX. */
     uint32_t learned_max;
+    /* Address lengths a learned address may have, bit n for n bytes (the
+     * driver's forms it can send to: guts-node sets 6, IPv4, and 18, IPv6,
+     * for the families it has sockets of). 0: only the length of the
+     * PEERS datagram's own source address. */
+    uint32_t learned_lens;
     const guts_core_store *store; /* copied */
     /* Whether to take a repository a peer announced and we lack (create it
      * and pull it): non-zero to take it. NULL: take every one. Repositories

@@ -2158,44 +2158,82 @@ static void doc_report(doctor *d, const char *check, int status, const char *det
 
 #define DOC_HINT_PEER "add --peer HOST:PORT of one node (its --listen address) to guts-node"
 
-/* Interfaces that are up with the MULTICAST flag and an IPv4 address. */
+/* The interface guts-node would join the IPv4 group on first: up with the
+ * MULTICAST flag and an IPv4 address, loopback only when no other is.
+ * 0 when there is none. */
+static unsigned doc_iface4(char name[IF_NAMESIZE], struct in_addr *addr)
+{
+    struct ifaddrs *ifa = NULL;
+    unsigned best = 0;
+    int best_lo = 1;
+    if (getifaddrs(&ifa) != 0) return 0;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next) {
+        if (!p->ifa_addr || p->ifa_addr->sa_family != AF_INET) continue;
+        if (!(p->ifa_flags & IFF_UP) || !(p->ifa_flags & IFF_MULTICAST)) continue;
+        int lo = (p->ifa_flags & IFF_LOOPBACK) != 0;
+        if (best && (lo || !best_lo)) continue;
+        unsigned ix = if_nametoindex(p->ifa_name);
+        if (!ix || strlen(p->ifa_name) >= IF_NAMESIZE) continue;
+        best = ix;
+        best_lo = lo;
+        strcpy(name, p->ifa_name);
+        *addr = ((struct sockaddr_in *)p->ifa_addr)->sin_addr;
+    }
+    freeifaddrs(ifa);
+    return best;
+}
+
+/* Interfaces that are up with the MULTICAST flag, with their addresses of
+ * each family (guts-node joins the IPv4 group where there is an IPv4
+ * address, the IPv6 group where there is an IPv6 one, not on loopback). */
 static void doc_interfaces(doctor *d)
 {
     struct ifaddrs *ifa = NULL;
-    char names[512] = "";
+    char names[2][512] = {"", ""};
     int good = 0, lo = 0;
     if (getifaddrs(&ifa) != 0) {
         doc_report(d, "interfaces", DOC_WARN, "getifaddrs failed", NULL);
         return;
     }
     for (struct ifaddrs *p = ifa; p; p = p->ifa_next) {
-        if (!p->ifa_addr || p->ifa_addr->sa_family != AF_INET) continue;
+        if (!p->ifa_addr || (p->ifa_addr->sa_family != AF_INET && p->ifa_addr->sa_family != AF_INET6))
+            continue;
         if (!(p->ifa_flags & IFF_UP) || !(p->ifa_flags & IFF_MULTICAST)) continue;
-        char ip[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &((struct sockaddr_in *)p->ifa_addr)->sin_addr, ip, sizeof ip);
-        size_t used = strlen(names);
-        snprintf(names + used, sizeof names - used, "%s%s %s", used ? ", " : "", p->ifa_name, ip);
+        int v6 = p->ifa_addr->sa_family == AF_INET6;
+        if (v6 && (p->ifa_flags & IFF_LOOPBACK)) continue;
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(p->ifa_addr->sa_family,
+                  v6 ? (const void *)&((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr
+                     : (const void *)&((struct sockaddr_in *)p->ifa_addr)->sin_addr,
+                  ip, sizeof ip);
+        char *list = names[v6];
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof names[0] - used, "%s%s %s", used ? ", " : "", p->ifa_name, ip);
         if (p->ifa_flags & IFF_LOOPBACK)
             lo++;
         else
             good++;
     }
     freeifaddrs(ifa);
-    char detail[640];
+    char detail[1100];
+    snprintf(detail, sizeof detail, "up with MULTICAST: IPv4 %s; IPv6 %s",
+             names[0][0] ? names[0] : "none", names[1][0] ? names[1] : "none");
     if (good) {
-        snprintf(detail, sizeof detail, "up with MULTICAST: %s", names);
         doc_report(d, "interfaces", DOC_OK, detail, NULL);
     } else if (lo) {
-        snprintf(detail, sizeof detail, "only loopback can carry multicast: %s", names);
+        snprintf(detail, sizeof detail, "only loopback can carry multicast: %s", names[0]);
         doc_report(d, "interfaces", DOC_WARN, detail,
                    "nodes on other machines are reachable by unicast only: " DOC_HINT_PEER);
     } else {
-        doc_report(d, "interfaces", DOC_FAIL, "no interface is up with the MULTICAST flag and an IPv4 address",
+        doc_report(d, "interfaces", DOC_FAIL,
+                   "no interface is up with the MULTICAST flag and an address",
                    "bring one up (ip link set IFACE up multicast on), or " DOC_HINT_PEER);
     }
 }
 
-/* A route for the group: connect(2) a UDP socket to it (no datagram). */
+/* A route for the group: connect(2) a UDP socket to it (no datagram).
+ * guts-node needs none (it joins and sends on each interface by name);
+ * other tools and the kernel's default choice do. */
 static void doc_route(doctor *d, const struct sockaddr_in *group)
 {
     char g[INET_ADDRSTRLEN], detail[256];
@@ -2206,10 +2244,11 @@ static void doc_route(doctor *d, const struct sockaddr_in *group)
         return;
     }
     if (connect(fd, (const struct sockaddr *)group, sizeof *group) != 0) {
-        snprintf(detail, sizeof detail, "no route for %s: %s", g, strerror(errno));
-        doc_report(d, "multicast route", DOC_FAIL, detail,
-                   "guts-node runs by unicast only here: add a route (ip route add 224.0.0.0/4 "
-                   "dev IFACE) or " DOC_HINT_PEER);
+        snprintf(detail, sizeof detail,
+                 "no route for %s (%s): none needed, guts-node joins and sends on each "
+                 "interface by name",
+                 g, strerror(errno));
+        doc_report(d, "multicast route", DOC_OK, detail, NULL);
     } else {
         struct sockaddr_in me;
         socklen_t ml = sizeof me;
@@ -2223,16 +2262,24 @@ static void doc_route(doctor *d, const struct sockaddr_in *group)
 }
 
 /* This host's own multicast comes back to it: a socket joins the group on
- * an ephemeral port (no node listens there) and sends itself a datagram. */
+ * the interface guts-node would use first, on an ephemeral port (no node
+ * listens there), and sends itself a datagram out of that interface. */
 static void doc_loopback(doctor *d, const struct sockaddr_in *group)
 {
-    char detail[256];
-    const char *what = "socket";
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ok = 0;
+    char detail[256], ifname[IF_NAMESIZE] = "";
+    const char *what = "no interface up with MULTICAST and an IPv4 address";
+    int fd = -1, ok = 0;
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t al = sizeof a;
-    struct ip_mreqn mreq = {.imr_multiaddr = group->sin_addr};
+    struct in_addr ifaddr;
+    unsigned ix = doc_iface4(ifname, &ifaddr);
+    struct ip_mreqn mreq = {.imr_multiaddr = group->sin_addr, .imr_ifindex = (int)ix};
+    struct ip_mreqn mif = {.imr_address = ifaddr, .imr_ifindex = (int)ix};
     unsigned char one = 1;
+    errno = ENODEV;
+    if (!ix) goto out;
+    what = "socket";
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) goto out;
     what = "bind";
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
@@ -2241,6 +2288,7 @@ static void doc_loopback(doctor *d, const struct sockaddr_in *group)
     what = "join";
     if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) goto out;
     setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mif, sizeof mif);
     struct sockaddr_in to = *group;
     to.sin_port = a.sin_port;
     what = "send";
@@ -2255,13 +2303,15 @@ static void doc_loopback(doctor *d, const struct sockaddr_in *group)
         errno = ETIMEDOUT;
 out:
     if (ok) {
-        doc_report(d, "multicast loopback", DOC_OK, "a datagram to the group came back to this host",
-                   NULL);
+        snprintf(detail, sizeof detail, "a datagram to the group on %s came back to this host",
+                 ifname);
+        doc_report(d, "multicast loopback", DOC_OK, detail, NULL);
     } else {
-        snprintf(detail, sizeof detail, "%s: %s", what, strerror(errno));
+        snprintf(detail, sizeof detail, "%s%s%s: %s", what, ix ? " on " : "", ifname,
+                 strerror(errno));
         doc_report(d, "multicast loopback", DOC_FAIL, detail,
-                   "multicast does not work on this host (no route, or a firewall drops "
-                   "224.0.0.0/4): " DOC_HINT_PEER);
+                   "multicast does not work on this host (no interface can carry it, or a "
+                   "firewall drops 224.0.0.0/4): " DOC_HINT_PEER);
     }
     if (fd >= 0) close(fd);
 }
@@ -2282,6 +2332,29 @@ static void doc_node(doctor *d, const node_run *nr)
     field_u(j, nr->root, "uptime_ms", &up);
     snprintf(detail, sizeof detail, "guts-node pid %ld, up %" PRIu64 " s", nr->pid, up / 1000);
     doc_report(d, "node", DOC_OK, detail, NULL);
+    const guts_json_val *ifs = guts_json_get(j, nr->root, "interfaces");
+    if (ifs && ifs->type == GUTS_JSON_ARRAY) {
+        int nif = 0;
+        detail[0] = 0;
+        for (const guts_json_val *f = guts_json_child(j, ifs); f; f = guts_json_next(j, f)) {
+            const guts_json_val *nm = guts_json_get(j, f, "name");
+            const guts_json_val *v4 = guts_json_get(j, f, "ipv4"), *v6 = guts_json_get(j, f, "ipv6");
+            if (!nm || nm->type != GUTS_JSON_STRING) continue;
+            int has4 = v4 && v4->type == GUTS_JSON_TRUE, has6 = v6 && v6->type == GUTS_JSON_TRUE;
+            size_t used = strlen(detail);
+            if (used < sizeof detail - 64)
+                snprintf(detail + used, sizeof detail - used, "%s%.*s (%s)", nif ? ", " : "joined on ",
+                         (int)(nm->slen < IF_NAMESIZE ? nm->slen : IF_NAMESIZE), nm->str,
+                         has4 && has6 ? "IPv4, IPv6" : has6 ? "IPv6" : "IPv4");
+            nif++;
+        }
+        if (nif)
+            doc_report(d, "node interfaces", DOC_OK, detail, NULL);
+        else
+            doc_report(d, "node interfaces", DOC_FAIL,
+                       "the node joined the groups on no interface (its log says why)",
+                       "bring an interface up with multicast, check --iface, or " DOC_HINT_PEER);
+    }
     const guts_json_val *peers = guts_json_get(j, nr->root, "peers");
     int bym = 0, byu = 0, n = 0;
     for (const guts_json_val *p = peers && peers->type == GUTS_JSON_ARRAY ? guts_json_child(j, peers) : NULL;

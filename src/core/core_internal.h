@@ -292,6 +292,7 @@ typedef struct peer {
     uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
     uint64_t group_heard; /* last datagram by multicast, 0: never */
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
+    uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
     uint32_t interval;
     /* repository entries sorted by key: `one` while caprepos <= 1, else
      * the `repos` array (node_members.c, prepos) */

@@ -309,6 +309,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         sync_abort_peer(c, &p->addr);
         peer_clear_repos(p);
         p->inc = inc;
+        p->addr_heard = 0; /* it may have moved */
     }
     if (!p) {
         if (c->npeers >= CORE_VIEW_MAX) {
@@ -344,7 +345,16 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         core_event(c, GUTS_EV_PEER_JOINED, NULL, NULL, NULL, NULL, id, reach_path(c, addr, via));
         c->ctr.peers_joined++;
     }
-    p->addr = *addr;
+    /* A node heard at several addresses (both IP families, two interfaces
+     * on one link) keeps the one it has while datagrams still come from
+     * it (within two of its intervals): streams and unicast copies go to
+     * one place and the view does not flap; a node that moved is followed
+     * once its old address falls silent. */
+    uint64_t keep = (uint64_t)2 * (interval > c->cfg.interval_ms ? interval : c->cfg.interval_ms);
+    if (guts_addr_eq(&p->addr, addr) || !p->addr_heard || c->now >= p->addr_heard + keep) {
+        p->addr = *addr;
+        p->addr_heard = c->now;
+    }
     p->port = port;
     p->interval = interval;
     p->last_heard = c->now;

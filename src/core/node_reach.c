@@ -25,8 +25,8 @@
  * live peers of our view, each a node id and the address its datagrams come
  * from. A node takes PEERS only from a live member of its view, and keeps
  * at most learned_max addresses (not itself, not a seed, not the sender,
- * not a node it already hears, not of another address form than the
- * sender's). A learned address gets one announce per interval until its
+ * not a node it already hears, not of a length the driver cannot send to:
+ * cfg.learned_lens, else the sender's own). A learned address gets one announce per interval until its
  * node answers (then it is a unicast peer like any other) or it stayed
  * silent for CORE_LEARNED_TRIES announces: then it is given up and not
  * tried for CORE_LEARNED_QUIET intervals, even if named again. Addresses
@@ -198,8 +198,11 @@ void reach_on_peers(guts_core *c, const guts_msg *m, const guts_addr *from)
         memset(&a, 0, sizeof(a));
         a.len = w->addr_len;
         memcpy(a.b, w->addr, w->addr_len);
-        /* another driver's address form is of no use to ours */
-        if (a.len != from->len || guts_addr_eq(&a, from) || is_seed(c, &a)) continue;
+        /* another driver's address form (or a family we have no socket
+         * of) is of no use to ours */
+        int usable = c->cfg.learned_lens ? a.len < 32 && (c->cfg.learned_lens >> a.len & 1)
+                                         : a.len == from->len;
+        if (!usable || guts_addr_eq(&a, from) || is_seed(c, &a)) continue;
         if (memcmp(&w->id, &c->cfg.node_id, sizeof(w->id)) == 0) continue;
         const peer *known = members_find(c, &w->id);
         if (known && members_live_since(c, known, known->last_heard)) continue;

@@ -77,10 +77,10 @@ static uint64_t wall_ms(void)
 /* A refusal by the seal: the first of each reason gets an info line (a
  * node with another key, or an open one, on the group is worth knowing
  * about); the rest only count (status.json), so a flood can't fill the log. */
-static void seal_refused(guts_net_node *n, const char *what, const struct sockaddr_in *from,
+static void seal_refused(guts_net_node *n, const char *what, const guts_net_sa *from,
                          int why)
 {
-    char as[32];
+    char as[GUTS_NET_ADDRSTRLEN];
     /* datagrams: warn once per source, then count it (status.json) */
     if (strcmp(what, "datagram") == 0) {
         if (guts_net_refused_note(&n->refused, from, why, guts_net_now_ms()))
@@ -105,25 +105,52 @@ static void seal_refused(guts_net_node *n, const char *what, const struct sockad
 }
 
 /* The core's addresses are the daemon's wire form (peer exchange carries
- * them as they are, docs/protocol.md "PEERS"): 4 bytes of IPv4 address
- * and 2 of port, both in network order. */
+ * them as they are, docs/protocol.md "PEERS"), address then port, both in
+ * network order: 6 bytes for IPv4, 18 for IPv6, and 22 for a link-local
+ * IPv6 address, its zone (the interface index) appended. The core never
+ * puts the 22-byte form in PEERS (over GUTS_WIRE_ADDR_MAX): a link-local
+ * address means nothing off its link, where the group reaches anyway. */
 #define NET_ADDR4_LEN 6
+#define NET_ADDR6_LEN 18
+#define NET_ADDR6Z_LEN 22
 
-static void addr_from_sin(const struct sockaddr_in *sin, guts_addr *out)
+static void addr_from_sa(const guts_net_sa *sa, guts_addr *out)
 {
     memset(out, 0, sizeof *out);
+    if (sa->sa.sa_family == AF_INET6) {
+        memcpy(out->b, sa->in6.sin6_addr.s6_addr, 16);
+        memcpy(out->b + 16, &sa->in6.sin6_port, 2);
+        out->len = NET_ADDR6_LEN;
+        if (sa->in6.sin6_scope_id) {
+            uint32_t z = htonl(sa->in6.sin6_scope_id);
+            memcpy(out->b + 18, &z, 4);
+            out->len = NET_ADDR6Z_LEN;
+        }
+        return;
+    }
     out->len = NET_ADDR4_LEN;
-    memcpy(out->b, &sin->sin_addr.s_addr, 4);
-    memcpy(out->b + 4, &sin->sin_port, 2);
+    memcpy(out->b, &sa->in.sin_addr.s_addr, 4);
+    memcpy(out->b + 4, &sa->in.sin_port, 2);
 }
 
-static int addr_to_sin(const guts_addr *a, struct sockaddr_in *out)
+static int addr_to_sa(const guts_addr *a, guts_net_sa *out)
 {
-    if (a->len != NET_ADDR4_LEN) return GUTS_EINVAL;
     memset(out, 0, sizeof *out);
-    out->sin_family = AF_INET;
-    memcpy(&out->sin_addr.s_addr, a->b, 4);
-    memcpy(&out->sin_port, a->b + 4, 2);
+    if (a->len == NET_ADDR6_LEN || a->len == NET_ADDR6Z_LEN) {
+        out->in6.sin6_family = AF_INET6;
+        memcpy(out->in6.sin6_addr.s6_addr, a->b, 16);
+        memcpy(&out->in6.sin6_port, a->b + 16, 2);
+        if (a->len == NET_ADDR6Z_LEN) {
+            uint32_t z;
+            memcpy(&z, a->b + 18, 4);
+            out->in6.sin6_scope_id = ntohl(z);
+        }
+        return 0;
+    }
+    if (a->len != NET_ADDR4_LEN) return GUTS_EINVAL;
+    out->in.sin_family = AF_INET;
+    memcpy(&out->in.sin_addr.s_addr, a->b, 4);
+    memcpy(&out->in.sin_port, a->b + 4, 2);
     return 0;
 }
 
@@ -137,13 +164,13 @@ static void defer_closed(guts_net_node *n, uint32_t stream)
 
 static void do_open_stream(guts_net_node *n, const guts_core_action *a)
 {
-    struct sockaddr_in sin;
-    char as[32];
-    if (addr_to_sin(&a->addr, &sin) != 0) {
+    guts_net_sa sin;
+    char as[GUTS_NET_ADDRSTRLEN];
+    if (addr_to_sa(&a->addr, &sin) != 0) {
         defer_closed(n, a->stream);
         return;
     }
-    sin.sin_port = htons(a->port);
+    guts_net_sa_set_port(&sin, htons(a->port));
     int rc = guts_net_tcp_connect(&n->tcp, a->stream, &sin, NULL);
     if (rc != 0) {
         guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u to %s: %s", a->stream,
@@ -155,7 +182,7 @@ static void do_open_stream(guts_net_node *n, const guts_core_action *a)
 /* One datagram to one destination (NULL: the group). Keyed, each copy is
  * sealed on its own: a peer that gets both the group's copy and a --peer
  * copy then sees two datagrams, not a replay. */
-static void send_dgram(guts_net_node *n, const struct sockaddr_in *to, const uint8_t *data,
+static void send_dgram(guts_net_node *n, const guts_net_sa *to, const uint8_t *data,
                        size_t len)
 {
     if (!n->seal) {
@@ -213,8 +240,8 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         if (a->to_group) {
             send_dgram(n, NULL, a->data, a->len);
         } else {
-            struct sockaddr_in sin;
-            if (addr_to_sin(&a->addr, &sin) == 0) send_dgram(n, &sin, a->data, a->len);
+            guts_net_sa sin;
+            if (addr_to_sa(&a->addr, &sin) == 0) send_dgram(n, &sin, a->data, a->len);
         }
         break;
     case GUTS_ACT_OPEN_STREAM:
@@ -280,14 +307,14 @@ static void drain(guts_net_node *n)
 /* ---- Network events ----------------------------------------------------- */
 
 static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
-                     const struct sockaddr_in *from)
+                     const guts_net_sa *from)
 {
     guts_net_node *n = container_of(u, guts_net_node, udp);
     /* Before the seal and the decoder: a flooding source costs a table
      * lookup per datagram, not a decrypt or a decode. */
-    if (!guts_net_rate_allow(&n->dgram_rate, from->sin_addr.s_addr, guts_net_now_ms())) return;
+    if (!guts_net_rate_allow(&n->dgram_rate, guts_net_sa_key(from), guts_net_now_ms())) return;
     guts_addr a;
-    addr_from_sin(from, &a);
+    addr_from_sa(from, &a);
     int via = u->via_unicast ? GUTS_VIA_UNICAST : GUTS_VIA_GROUP;
     if (n->seal) {
         uint8_t pt[GUTS_DGRAM_DROP];
@@ -302,7 +329,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
     } else if (len && buf[0] == GUTS_SEAL_MAGIC) {
         /* sealed traffic on an open node: it would only count as
          * malformed; say once per source what it is */
-        char as[32];
+        char as[GUTS_NET_ADDRSTRLEN];
         if (guts_net_refused_note(&n->refused, from, GUTS_NET_REFUSED_SEALED, guts_net_now_ms()))
             guts_net_logf(&n->log, GUTS_LOG_WARN,
                           "datagram from %s is sealed with a cluster key and this node runs "
@@ -320,7 +347,7 @@ static void on_dgram(guts_net_udp *u, const uint8_t *buf, size_t len,
 static void stream_ready(guts_net_node *n, guts_net_conn *c)
 {
     guts_addr a;
-    addr_from_sin(&c->addr, &a);
+    addr_from_sa(&c->addr, &a);
     guts_core_on_stream_open(n->core, guts_net_now_ms(), c->id, &a, c->outgoing);
     drain(n);
 }
@@ -328,7 +355,7 @@ static void stream_ready(guts_net_node *n, guts_net_conn *c)
 static void on_open(guts_net_tcp *t, guts_net_conn *c)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
-    char as[32];
+    char as[GUTS_NET_ADDRSTRLEN];
     guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s %s", c->id, c->outgoing ? "to" : "from",
                   guts_net_addr_str(&c->addr, as, sizeof as));
     if (!n->seal) {
@@ -393,7 +420,7 @@ static void on_writable(guts_net_tcp *t, guts_net_conn *c)
 static void on_closed(guts_net_tcp *t, guts_net_conn *c, int err)
 {
     guts_net_node *n = container_of(t, guts_net_node, tcp);
-    char as[32];
+    char as[GUTS_NET_ADDRSTRLEN];
     guts_net_logf(&n->log, GUTS_LOG_DEBUG, "stream %u %s closed%s%s (in %llu B, out %llu B)", c->id,
                   guts_net_addr_str(&c->addr, as, sizeof as), err ? ": " : "",
                   err ? guts_strerror(err) : "", (unsigned long long)c->rx_bytes,
@@ -589,7 +616,7 @@ static void write_status(guts_net_node *n)
     uint64_t now = guts_net_now_ms();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
-    char hex[2 * GUTS_NODE_ID_LEN + 1], as[32];
+    char hex[2 * GUTS_NODE_ID_LEN + 1], as[GUTS_NET_ADDRSTRLEN];
     guts_node_id_to_hex(guts_data_node_id(n->data), hex);
     size_t pulls = 0, serves = 0;
     guts_core_sessions(n->core, &pulls, &serves);
@@ -600,7 +627,17 @@ static void write_status(guts_net_node *n)
             (unsigned long long)wall.tv_sec * 1000ull + (unsigned long long)wall.tv_nsec / 1000000u,
             (unsigned long long)(now - n->start_ms));
     fprintf(f, "  \"listen\": \"%s\",\n", guts_net_addr_str(&n->tcp.local, as, sizeof as));
-    fprintf(f, "  \"group\": \"%s\",\n", guts_net_addr_str(&n->opts.group, as, sizeof as));
+    fprintf(f, "  \"group\": \"%s\",\n", guts_net_addr_str(&n->opts.group4, as, sizeof as));
+    fprintf(f, "  \"group6\": \"%s\",\n", guts_net_addr_str(&n->opts.group6, as, sizeof as));
+    fprintf(f, "  \"interfaces\": [");
+    for (size_t i = 0; i < n->udp.nifs; i++) {
+        const guts_net_iface *fi = &n->udp.ifs[i];
+        fprintf(f, "%s{\"name\": ", i ? ", " : "");
+        json_str(f, fi->name);
+        fprintf(f, ", \"ipv4\": %s, \"ipv6\": %s}", fi->joined & 1 ? "true" : "false",
+                fi->joined & 2 ? "true" : "false");
+    }
+    fprintf(f, "],\n");
     fprintf(f, "  \"interval_ms\": %u,\n", (unsigned)guts_core_interval(n->core));
     fprintf(f, "  \"sessions\": {\"pulls\": %zu, \"serves\": %zu},\n", pulls, serves);
     fprintf(f, "  \"peers\": [");
@@ -608,10 +645,10 @@ static void write_status(guts_net_node *n)
     for (size_t i = 0; i < np; i++) {
         guts_core_peer_info p;
         if (guts_core_peer(n->core, i, &p) != 0) continue;
-        struct sockaddr_in sin;
+        guts_net_sa sin;
         char ph[2 * GUTS_NODE_ID_LEN + 1];
         guts_node_id_to_hex(&p.id, ph);
-        if (addr_to_sin(&p.addr, &sin) == 0)
+        if (addr_to_sa(&p.addr, &sin) == 0)
             guts_net_addr_str(&sin, as, sizeof as);
         else
             snprintf(as, sizeof as, "?");
@@ -773,13 +810,13 @@ static void lonely_check(guts_net_node *n)
     if (!n->lonely_since) n->lonely_since = now;
     if (n->lonely_logged || now - n->lonely_since < GUTS_NET_LONELY_MS) return;
     n->lonely_logged = 1;
-    char as[32];
+    char as[GUTS_NET_ADDRSTRLEN];
     if (n->refused.total)
         guts_net_logf(&n->log, GUTS_LOG_WARN,
                       "no peer heard for %u s, but datagrams were refused (another key, or "
                       "sealed/open mismatch): see guts status",
                       GUTS_NET_LONELY_MS / 1000);
-    else if (n->udp.mcast_fd < 0)
+    else if (!n->udp.nifs)
         guts_net_logf(&n->log, GUTS_LOG_WARN,
                       "no peer heard for %u s and no multicast here: %s",
                       GUTS_NET_LONELY_MS / 1000,
@@ -787,11 +824,10 @@ static void lonely_check(guts_net_node *n)
                                      : "add --peer HOST:PORT of one node");
     else
         guts_net_logf(&n->log, GUTS_LOG_WARN,
-                      "no peer heard for %u s on group %s: alone, or the network blocks "
-                      "multicast (client isolation, IGMP snooping without a querier, a "
-                      "firewall): %s",
-                      GUTS_NET_LONELY_MS / 1000,
-                      guts_net_addr_str(&n->opts.group, as, sizeof as),
+                      "no peer heard for %u s on the groups (joined on %s): alone, or the "
+                      "network blocks multicast (client isolation, IGMP snooping without a "
+                      "querier, a firewall): %s",
+                      GUTS_NET_LONELY_MS / 1000, guts_net_udp_ifaces(&n->udp, as, sizeof as),
                       n->opts.npeers ? "the --peer addresses do not answer either"
                                      : "add --peer HOST:PORT of one node");
 }
@@ -800,13 +836,15 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, status_timer);
-    if (n->udp.mcast_fd < 0 && ++n->rejoin_ticks >= GUTS_NET_REJOIN_TICKS) {
-        n->rejoin_ticks = 0;
-        char as[32];
-        if (guts_net_udp_rejoin(&n->udp))
-            guts_net_logf(&n->log, GUTS_LOG_INFO, "multicast available now: joined group %s on %s",
-                          guts_net_addr_str(&n->opts.group, as, sizeof as),
-                          n->opts.iface[0] ? n->opts.iface : "the default interface");
+    if (++n->scan_ticks >= GUTS_NET_IFSCAN_TICKS) {
+        /* interfaces that came or went since: joined or left (logged) */
+        n->scan_ticks = 0;
+        size_t was = n->udp.nifs;
+        if (guts_net_udp_scan(&n->udp) && !was)
+            guts_net_logf(&n->log, GUTS_LOG_INFO, "multicast available now");
+        else if (was && !n->udp.nifs)
+            guts_net_logf(&n->log, GUTS_LOG_WARN, "no multicast now (%s): unicast only",
+                          n->udp.mcast_off);
     }
     lonely_check(n);
     write_status(n);
@@ -831,18 +869,20 @@ static void remembered_load(guts_net_node *n)
             }
             continue;
         }
-        char ip[INET_ADDRSTRLEN];
-        unsigned port;
+        /* "A.B.C.D:PORT SECONDS" or "[IPV6]:PORT SECONDS": literals only,
+         * so a damaged line never reaches the resolver */
+        char addr[GUTS_NET_REMEMBER_LINE];
         unsigned long long seen;
         char end;
+        const char *why;
         guts_net_remembered r;
         memset(&r, 0, sizeof r);
-        if (sscanf(line, "%15[0-9.]:%5u %20llu%c", ip, &port, &seen, &end) != 4 || end != '\n' ||
-            port == 0 || port > 65535 || inet_pton(AF_INET, ip, &r.addr.sin_addr) != 1 ||
+        if (sscanf(line, "%95[]0-9a-fA-F.:[] %20llu%c", addr, &seen, &end) != 3 || end != '\n' ||
+            (addr[0] != '[' && strspn(addr, "0123456789.:") != strlen(addr)) ||
+            guts_net_parse_addr(addr, 0, &r.addr, &why) != 0 ||
+            (r.addr.sa.sa_family == AF_INET6 && r.addr.in6.sin6_scope_id) ||
             seen + GUTS_NET_REMEMBER_AGE_S < now || seen > now + GUTS_NET_REMEMBER_AGE_S)
             continue;
-        r.addr.sin_family = AF_INET;
-        r.addr.sin_port = htons((uint16_t)port);
         r.seen = seen;
         n->remembered[n->nremembered++] = r;
     }
@@ -863,13 +903,14 @@ static void remembered_save(guts_net_node *n)
     size_t np = guts_core_peer_count(n->core);
     for (size_t i = 0; i < np; i++) {
         guts_core_peer_info p;
-        struct sockaddr_in sin;
-        if (guts_core_peer(n->core, i, &p) != 0 || addr_to_sin(&p.addr, &sin) != 0) continue;
+        guts_net_sa sin;
+        /* a link-local address's zone may name another interface next time */
+        if (guts_core_peer(n->core, i, &p) != 0 || addr_to_sa(&p.addr, &sin) != 0 ||
+            (sin.sa.sa_family == AF_INET6 && sin.in6.sin6_scope_id))
+            continue;
         guts_net_remembered *r = NULL;
         for (size_t j = 0; j < n->nremembered && !r; j++)
-            if (n->remembered[j].addr.sin_addr.s_addr == sin.sin_addr.s_addr &&
-                n->remembered[j].addr.sin_port == sin.sin_port)
-                r = &n->remembered[j];
+            if (guts_net_sa_eq(&n->remembered[j].addr, &sin)) r = &n->remembered[j];
         if (!r) {
             if (n->nremembered == GUTS_NET_REMEMBER_MAX) {
                 /* the oldest makes room */
@@ -893,7 +934,7 @@ static void remembered_save(guts_net_node *n)
         return;
     }
     for (size_t i = 0; i < n->nremembered; i++) {
-        char as[32];
+        char as[GUTS_NET_ADDRSTRLEN];
         fprintf(f, "%s %llu\n", guts_net_addr_str(&n->remembered[i].addr, as, sizeof as),
                 (unsigned long long)n->remembered[i].seen);
     }
@@ -936,9 +977,13 @@ static void progress_draw(guts_net_node *n)
             snprintf(line, sizeof line, "(%zu more pulls)", total - shown);
         } else {
             const guts_core_pull_info *p = &pulls[i];
-            struct sockaddr_in sin;
-            char what[GUTS_KEY_MAX + 32], ip[INET_ADDRSTRLEN] = "?";
-            if (addr_to_sin(&p->addr, &sin) == 0) inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof ip);
+            guts_net_sa sin;
+            char what[GUTS_KEY_MAX + 32 + GUTS_NET_ADDRSTRLEN], ip[GUTS_NET_ADDRSTRLEN] = "?";
+            if (addr_to_sa(&p->addr, &sin) == 0) { /* the host alone, as the CLI shows it */
+                guts_net_addr_str(&sin, ip, sizeof ip);
+                char *colon = strrchr(ip, ':');
+                if (colon) *colon = 0;
+            }
             snprintf(what, sizeof what, "pull %.*s from %s", GUTS_KEY_MAX, p->key, ip);
             /* A peer may give more than it announced beyond us: then the
              * count says nothing and no total is shown. */
@@ -998,22 +1043,23 @@ static int open_sockets(guts_net_node *n)
                                          .on_frame = on_frame,
                                          .on_writable = on_writable,
                                          .on_closed = on_closed};
-    int tries = n->opts.listen.sin_port ? 1 : PORT_TRIES;
+    int tries = guts_net_sa_port(&n->opts.listen) ? 1 : PORT_TRIES;
     for (int i = 0; i < tries; i++) {
         /* keyed, a frame on the wire carries the seal's tag as well */
         size_t frame_max = n->opts.max_frame + (n->seal ? GUTS_SEAL_FRAME_OVERHEAD : 0);
         int rc = guts_net_tcp_open(&n->tcp, n->loop, &n->opts.listen, frame_max, &cbs, &n->log);
         if (rc != 0) return rc;
-        struct sockaddr_in u = n->opts.listen;
-        u.sin_port = n->tcp.local.sin_port;
-        rc = guts_net_udp_open(&n->udp, n->loop, &n->opts.group, n->opts.iface, &u, on_dgram,
-                               &n->log);
+        guts_net_sa u = n->opts.listen;
+        guts_net_sa_set_port(&u, guts_net_sa_port(&n->tcp.local));
+        rc = guts_net_udp_open(&n->udp, n->loop, &n->opts.group4, &n->opts.group6,
+                               (const char(*)[IF_NAMESIZE])n->opts.ifaces, n->opts.nifaces, &u,
+                               on_dgram, &n->log);
         if (rc == 0) return 0;
         guts_net_tcp_shutdown(&n->tcp);
     }
-    char as[32];
-    guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open UDP sockets for group %s",
-                  guts_net_addr_str(&n->opts.group, as, sizeof as));
+    char as[GUTS_NET_ADDRSTRLEN];
+    guts_net_logf(&n->log, GUTS_LOG_ERROR, "cannot open UDP sockets on %s",
+                  guts_net_addr_str(&n->opts.listen, as, sizeof as));
     return GUTS_EIO;
 }
 
@@ -1042,10 +1088,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->log.tty = &n->tty;
     n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
-    n->udp.mcast_fd = n->udp.ucast_fd = -1;
+    for (int k = 0; k < GUTS_UDP_NFD; k++)
+        n->udp.fd[k] = -1;
     n->start_ms = guts_net_now_ms();
     raise_fd_limit(n);
-    char as[32], as2[32];
+    char as[GUTS_NET_ADDRSTRLEN], as2[GUTS_NET_ADDRSTRLEN];
 
     int rc = guts_data_open(opts->data, GUTS_DATA_CREATE, &n->data);
     if (rc != 0) {
@@ -1111,7 +1158,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     memset(&cfg, 0, sizeof cfg);
     cfg.node_id = *guts_data_node_id(n->data);
     cfg.incarnation = n->incarnation;
-    cfg.tcp_port = ntohs(n->tcp.local.sin_port);
+    cfg.tcp_port = ntohs(guts_net_sa_port(&n->tcp.local));
     cfg.interval_ms = opts->interval_ms;
     cfg.frame_max = opts->max_frame;
     cfg.obj_max = opts->max_object;
@@ -1126,10 +1173,13 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     /* --peer: seeds the core copies every group datagram to */
     guts_addr seeds[GUTS_NET_PEERS_MAX];
     for (size_t i = 0; i < opts->npeers; i++)
-        addr_from_sin(&opts->peers[i], &seeds[i]);
+        addr_from_sa(&opts->peers[i], &seeds[i]);
     cfg.seeds = seeds;
     cfg.nseeds = (uint32_t)opts->npeers;
     cfg.learned_max = opts->max_learned;
+    /* learned addresses of the families this node can send to */
+    cfg.learned_lens = (n->udp.fd[GUTS_UDP_UCAST4] >= 0 ? 1u << NET_ADDR4_LEN : 0) |
+                       (n->udp.fd[GUTS_UDP_UCAST6] >= 0 ? 1u << NET_ADDR6_LEN : 0);
     if (getrandom(&cfg.seed, sizeof cfg.seed, 0) != sizeof cfg.seed)
         cfg.seed = guts_net_now_ms() ^ ((uint64_t)getpid() << 32);
     guts_net_rate_init(&n->dgram_rate, opts->max_dgram_rate,
@@ -1148,25 +1198,28 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     size_t tried = 0;
     for (size_t i = 0; i < n->nremembered; i++) {
         guts_addr a;
-        addr_from_sin(&n->remembered[i].addr, &a);
+        addr_from_sa(&n->remembered[i].addr, &a);
         tried += guts_core_remember(n->core, guts_net_now_ms(), &a) == 0;
     }
 
     char hex[2 * GUTS_NODE_ID_LEN + 1];
     guts_node_id_to_hex(&cfg.node_id, hex);
-    if (n->udp.mcast_fd >= 0)
+    if (n->udp.nifs) {
+        char as3[GUTS_NET_ADDRSTRLEN], ifs[GUTS_NET_IFACES_MAX * (IF_NAMESIZE + 10)];
         guts_net_logf(&n->log, GUTS_LOG_INFO,
-                      "node %s incarnation %llu data %s: listening on %s, joined group %s on %s",
+                      "node %s incarnation %llu data %s: listening on %s, joined group %s / %s "
+                      "on %s",
                       hex, (unsigned long long)n->incarnation, opts->data,
                       guts_net_addr_str(&n->tcp.local, as, sizeof as),
-                      guts_net_addr_str(&opts->group, as2, sizeof as2),
-                      opts->iface[0] ? opts->iface : "the default interface");
-    else
+                      guts_net_addr_str(&opts->group4, as2, sizeof as2),
+                      guts_net_addr_str(&opts->group6, as3, sizeof as3),
+                      guts_net_udp_ifaces(&n->udp, ifs, sizeof ifs));
+    } else
         guts_net_logf(&n->log, GUTS_LOG_INFO,
                       "node %s incarnation %llu data %s: listening on %s, no multicast", hex,
                       (unsigned long long)n->incarnation, opts->data,
                       guts_net_addr_str(&n->tcp.local, as, sizeof as));
-    if (n->udp.mcast_fd < 0)
+    if (!n->udp.nifs)
         guts_net_logf(&n->log, GUTS_LOG_WARN,
                       "no multicast (%s): working by unicast only, %s", n->udp.mcast_off,
                       opts->npeers || tried

@@ -7,8 +7,9 @@
  *   opts.c    command line, data dir resolution
  *   log.c     one line per event on stderr, timestamped, levelled; on a
  *             terminal the live progress lines of the pulls stay under them
- *   udp.c     the multicast socket (receive group traffic) and the node's
- *             unicast socket (send everything, receive unicast)
+ *   udp.c     per IP family a group socket (receive group traffic) and the
+ *             node's unicast socket (send everything, receive unicast); the
+ *             groups joined on every multicast-capable interface
  *   tcp.c     listener and streams: length-prefixed frames, bounded read
  *             buffer and write queue with high/low water marks, timeouts
  *   daemon.c  the loop: feeds events to the core, performs its actions,
@@ -45,6 +46,9 @@
  * "IPv4 Local Scope"), so routers never forward it; 71 is ASCII 'G'. */
 #define GUTS_NET_GROUP_DEFAULT "239.255.71.71"
 #define GUTS_NET_GROUP_PORT_DEFAULT 7171
+/* The IPv6 group beside it: ff12:: is a transient group of link-local
+ * scope (RFC 4291), so it never leaves the link; 7171 as above. */
+#define GUTS_NET_GROUP6_DEFAULT "ff12::7171"
 /* Announce interval when not given: the core adapts it to the group size;
  * this is the base for a small group (memberlist probes every 1 s). */
 #define GUTS_NET_INTERVAL_DEFAULT_MS 1000
@@ -66,13 +70,32 @@
 #define GUTS_NET_HOOKS_MAX 8
 #define GUTS_NET_HOOK_CMD_MAX 1024
 
+/* --iface may repeat; interfaces joined at once (each one membership per
+ * family; Linux allows 20 per socket by default, igmp_max_memberships). */
+#define GUTS_NET_IFACES_MAX 16
+
+/* An IPv4 or IPv6 socket address; sa.sa_family tells which. */
+typedef union guts_net_sa {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} guts_net_sa;
+
+/* "[ffff:...:ffff%ifname]:65535" fits with room to spare. */
+#define GUTS_NET_ADDRSTRLEN 80
+
 typedef struct guts_net_opts {
-    char data[PATH_MAX];       /* data dir */
-    char iface[IF_NAMESIZE];   /* "" : let the kernel choose */
-    struct sockaddr_in group;  /* multicast group and port */
-    struct sockaddr_in listen; /* TCP listen (and unicast UDP) address */
+    char data[PATH_MAX]; /* data dir */
+    /* --iface: join only on these; none: every interface that is up and
+     * multicast-capable (udp.c) */
+    char ifaces[GUTS_NET_IFACES_MAX][IF_NAMESIZE];
+    size_t nifaces;
+    guts_net_sa group4, group6; /* multicast groups and ports, one per family */
+    /* TCP listen (and unicast UDP) address; a wildcard of either family
+     * (the default) listens on both */
+    guts_net_sa listen;
     unsigned interval_ms;
-    struct sockaddr_in peers[GUTS_NET_PEERS_MAX];
+    guts_net_sa peers[GUTS_NET_PEERS_MAX];
     size_t npeers;
     int log_level;           /* GUTS_LOG_* of core.h */
     char key_file[PATH_MAX]; /* --key-file; "": run open */
@@ -107,14 +130,35 @@ int guts_net_repo_wanted(void *opts, const char *key);
 /** The usage text. */
 const char *guts_net_usage(void);
 
-/** Parse "A.B.C.D:PORT" or "HOST:PORT" (IPv4, resolved with getaddrinfo).
+/** Parse "A.B.C.D:PORT", "[IPV6]:PORT", "[IPV6%ZONE]:PORT" (ZONE an
+ * interface name or index, for link-local addresses) or "HOST:PORT"
+ * (resolved with getaddrinfo, the first address of either family).
  * port_zero_ok allows port 0 (ephemeral).
  * @param[out] why NULL, or with GUTS_ENOTFOUND the resolver's text (static)
- * Errors: GUTS_EINVAL (not HOST:PORT), GUTS_ENOTFOUND (HOST did not resolve). */
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out, const char **why);
+ * Errors: GUTS_EINVAL (not of these forms, or an unknown zone),
+ * GUTS_ENOTFOUND (HOST did not resolve). */
+int guts_net_parse_addr(const char *s, int port_zero_ok, guts_net_sa *out, const char **why);
 
-/** Format addr as "A.B.C.D:PORT" into buf (at least 22 bytes). */
-const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len);
+/** Format addr as "A.B.C.D:PORT" or "[IPV6%ZONE]:PORT" into buf (room:
+ * GUTS_NET_ADDRSTRLEN). */
+const char *guts_net_addr_str(const guts_net_sa *addr, char *buf, size_t len);
+/** The length of addr for bind, connect, sendto. */
+socklen_t guts_net_sa_len(const guts_net_sa *addr);
+/** 1 when a and b are the same family, address, port (and IPv6 zone). */
+int guts_net_sa_eq(const guts_net_sa *a, const guts_net_sa *b);
+/** A source's key for the rate limit: the IPv4 address, or a hash of the
+ * IPv6 address and zone (never equal to an IPv4 key). */
+uint64_t guts_net_sa_key(const guts_net_sa *addr);
+/** addr's port, network order. */
+uint16_t guts_net_sa_port(const guts_net_sa *addr);
+/** Set addr's port (network order). */
+void guts_net_sa_set_port(guts_net_sa *addr, uint16_t port);
+/** 1 for the wildcard address (0.0.0.0 or ::) of either family. */
+int guts_net_sa_any(const guts_net_sa *addr);
+/** An IPv4-mapped IPv6 address (::ffff:A.B.C.D, what a dual-stack socket
+ * reports for IPv4 peers) becomes the IPv4 address it maps; anything else
+ * is left as is. */
+void guts_net_sa_unmap(guts_net_sa *addr);
 
 /** CLOCK_MONOTONIC in ms: every duration in the daemon (timeouts, rate
  * limits, the core's `now`) is measured with it, never with the wall
@@ -185,7 +229,7 @@ size_t guts_net_tty_erase(guts_net_tty *tty, char *buf, size_t len, size_t cap);
 #define GUTS_NET_REPOS_FLAG_MAX 65536
 
 typedef struct guts_net_rate_bucket {
-    uint32_t addr;    /* IPv4, network order */
+    uint64_t key;     /* guts_net_sa_key of the source */
     uint32_t used;    /* 0: free slot */
     uint64_t tokens;  /* thousandths of a token */
     uint64_t last_ms; /* last refill (and use: the LRU order) */
@@ -202,9 +246,9 @@ typedef struct guts_net_rate {
 /** Reset t to rate tokens/s per source (0: off) and burst tokens (at least 1);
  * seed keys the set hash (random per process). */
 void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_t seed);
-/** Take a token for source addr at now_ms: 1 if allowed, 0 if the source is
- * over its rate (counted in t->limited). */
-int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms);
+/** Take a token for the source of key (guts_net_sa_key) at now_ms: 1 if
+ * allowed, 0 if the source is over its rate (counted in t->limited). */
+int guts_net_rate_allow(guts_net_rate *t, uint64_t key, uint64_t now_ms);
 
 /* ---- Refused sources -------------------------------------------------------- */
 
@@ -258,7 +302,7 @@ typedef struct guts_net_peer_key {
 #define GUTS_NET_REFUSED_SEALED 100
 
 typedef struct guts_net_refused_src {
-    struct sockaddr_in addr;
+    guts_net_sa addr;
     int why; /* GUTS_SEAL_R_* or GUTS_NET_REFUSED_SEALED */
     uint64_t count, last_ms;
 } guts_net_refused_src;
@@ -271,7 +315,7 @@ typedef struct guts_net_refused {
 /** Count a datagram from `from` refused for why at now_ms. Returns 1 when
  * the source is new to the table (or refused for another reason than
  * before): the caller logs it once at warn. */
-int guts_net_refused_note(guts_net_refused *t, const struct sockaddr_in *from, int why,
+int guts_net_refused_note(guts_net_refused *t, const guts_net_sa *from, int why,
                           uint64_t now_ms);
 
 /* ---- UDP ------------------------------------------------------------------ */
@@ -286,46 +330,68 @@ typedef struct guts_net_udp_stats {
 
 typedef struct guts_net_udp guts_net_udp;
 typedef void guts_net_udp_cb(guts_net_udp *u, const uint8_t *buf, size_t len,
-                             const struct sockaddr_in *from);
+                             const guts_net_sa *from);
 
-/* Two sockets: mcast is bound to the group address and port (shared by every
- * node on the host through SO_REUSEPORT) and only receives; ucast is bound
- * to this node's own port (the TCP listener's number) and sends everything,
- * multicast included, so a datagram's source address is unique per node and
+/* The sockets, by role and family. */
+enum { GUTS_UDP_UCAST4, GUTS_UDP_UCAST6, GUTS_UDP_MCAST4, GUTS_UDP_MCAST6, GUTS_UDP_NFD };
+
+/* Interfaces are looked at again this often (in status ticks of
+ * GUTS_NET_STATUS_S): a laptop joining Wi-Fi or a VPN coming up is joined
+ * within seconds, and a scan is one getifaddrs. */
+#define GUTS_NET_IFSCAN_TICKS 2
+
+/* An interface the group is joined on. */
+typedef struct guts_net_iface {
+    char name[IF_NAMESIZE];
+    unsigned index;
+    struct in_addr addr4; /* its first IPv4 address: the source of group datagrams */
+    int joined;           /* bit 0: the IPv4 group, bit 1: the IPv6 group */
+} guts_net_iface;
+
+/* Sockets: the group sockets (one per family, bound to the group port and
+ * shared by every node on the host through SO_REUSEPORT) only receive; the
+ * unicast ones are bound to this node's own port (the TCP listener's
+ * number) and send everything, group datagrams included (once per joined
+ * interface), so a datagram's source address is unique per node and
  * unicast replies to it reach this node and no other. */
 struct guts_net_udp {
-    ev_io mcast_io;
-    ev_io ucast_io;
-    int mcast_fd; /* -1: no multicast (mcast_off says why); unicast only */
-    int ucast_fd;
-    char mcast_off[160]; /* "" while the group is joined */
-    int via_unicast;     /* the datagram being handed to on_dgram came to ucast_fd */
+    ev_io io[GUTS_UDP_NFD];
+    int fd[GUTS_UDP_NFD]; /* -1: not open */
+    int via_unicast;      /* the datagram being handed to on_dgram came to a unicast socket */
     struct ev_loop *loop;
-    struct ip_mreqn mreq;   /* the join, kept to try again */
-    char iface[IF_NAMESIZE];
-    struct sockaddr_in group;
+    guts_net_sa group4, group6;
+    const char (*only)[IF_NAMESIZE]; /* --iface names (not owned); nonly 0: every interface */
+    size_t nonly;
+    guts_net_iface ifs[GUTS_NET_IFACES_MAX]; /* joined on at least one family */
+    size_t nifs;
+    char mcast_off[160]; /* why no group is joined anywhere ("" while one is) */
     guts_net_udp_cb *on_dgram;
     const guts_net_log *log;
     guts_net_udp_stats stats;
     uint8_t buf[GUTS_DGRAM_DROP + 1]; /* one more to detect oversize */
 };
 
-/** Open both sockets and join the group on iface ("" : kernel's choice).
- * ucast_addr gives the unicast bind address and port (port must be set).
- * A group that cannot be joined (no multicast route, an iface without the
- * MULTICAST flag) is no error: u->mcast_fd stays -1, u->mcast_off names the
- * cause, and the node works by unicast alone.
- * Errors: GUTS_EIO (the unicast socket failed; logged with errno). */
-int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const struct sockaddr_in *group,
-                      const char *iface, const struct sockaddr_in *ucast_addr, guts_net_udp_cb *cb,
-                      const guts_net_log *log);
-/** Without the group (u->mcast_fd -1): try to join it again (a network that
- * came up since). Returns 1 when joined now, else 0 (u->mcast_off updated). */
-int guts_net_udp_rejoin(guts_net_udp *u);
+/** Open the unicast sockets on ucast_addr (port set; a wildcard of either
+ * family opens both families, IPv6 only if the host has it, with a warning
+ * if not) and the group sockets of the families open, then join the groups
+ * on the interfaces (guts_net_udp_scan). only[0..nonly) narrows the
+ * interfaces (--iface). Groups that cannot be joined anywhere are no
+ * error: u->mcast_off names the cause and the node works by unicast.
+ * Errors: GUTS_EIO (a unicast socket asked for failed; logged with errno). */
+int guts_net_udp_open(guts_net_udp *u, struct ev_loop *loop, const guts_net_sa *group4,
+                      const guts_net_sa *group6, const char (*only)[IF_NAMESIZE], size_t nonly,
+                      const guts_net_sa *ucast_addr, guts_net_udp_cb *cb, const guts_net_log *log);
+/** Look at the interfaces again: join the groups on every one that is up
+ * and multicast-capable (with an address of the family; loopback only when
+ * no other is, or when named by --iface) and leave those gone or down. Each
+ * change is logged at info. Returns the number of interfaces joined now. */
+size_t guts_net_udp_scan(guts_net_udp *u);
 /** Send one datagram without blocking; dropped (and counted) on EAGAIN.
- * to NULL: the group. Returns 0 or GUTS_EIO. */
-int guts_net_udp_send(guts_net_udp *u, const struct sockaddr_in *to, const void *buf, size_t len);
-/** Stop watchers, leave the group, close sockets. */
+ * to NULL: the groups, out of every joined interface. Returns 0 or GUTS_EIO. */
+int guts_net_udp_send(guts_net_udp *u, const guts_net_sa *to, const void *buf, size_t len);
+/** Names of the joined interfaces ("v0, wlan0"; "" when none) into buf. */
+const char *guts_net_udp_ifaces(const guts_net_udp *u, char *buf, size_t len);
+/** Stop watchers, leave the groups, close sockets. */
 void guts_net_udp_close(guts_net_udp *u, struct ev_loop *loop);
 
 /* ---- TCP ------------------------------------------------------------------ */
@@ -383,7 +449,7 @@ struct guts_net_conn {
     int owner_closed;  /* the owner asked: don't report the close */
     int proven;        /* outgoing, or a first valid frame came in time */
     uint32_t id;       /* the stream id the core knows */
-    struct sockaddr_in addr;
+    guts_net_sa addr;
     uint64_t last_active; /* monotonic ms (guts_net_now_ms) */
     /* read: header, then exactly one frame */
     uint8_t hdr[GUTS_FRAME_HDR];
@@ -422,7 +488,7 @@ struct guts_net_tcp {
     ev_io lio;
     struct ev_loop *loop;
     int lfd;
-    struct sockaddr_in local; /* bound listen address, port resolved */
+    guts_net_sa local; /* bound listen address, port resolved */
     size_t frame_max;
     guts_net_conn *conns;
     size_t nconns;
@@ -435,12 +501,14 @@ struct guts_net_tcp {
 };
 
 /** Open a non-blocking listener on addr (port 0: ephemeral; tcp->local gets
- * the real one). Errors: GUTS_EIO. */
-int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockaddr_in *addr,
+ * the real one). A wildcard of either family listens on both: one IPv6
+ * socket with IPV6_V6ONLY off (IPv4 peers show as IPv4 addresses), or
+ * IPv4 alone where the host has no IPv6. Errors: GUTS_EIO. */
+int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const guts_net_sa *addr,
                       size_t frame_max, const guts_net_tcp_cbs *cbs, const guts_net_log *log);
 /** Start a non-blocking connect to addr for stream id. on_open or on_closed
  * follows. Errors: GUTS_EAGAIN (too many connections), GUTS_EIO, GUTS_ENOMEM. */
-int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
+int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const guts_net_sa *addr,
                          guts_net_conn **out);
 /** Queue one frame: a header for len bytes then buf. Returns 0, or an
  * error after which the connection is closed (its on_closed callback has
@@ -512,18 +580,16 @@ typedef struct guts_net_damaged {
  * well past a peer's expiry at the default interval (7.5 s), short enough
  * that a user watching the log sees it while still at the machine. */
 #define GUTS_NET_LONELY_MS 30000
-/* Without the group, the join is tried again this often (in status ticks
- * of GUTS_NET_STATUS_S): a network coming up is noticed within seconds, and
- * a failed join is one setsockopt. */
-#define GUTS_NET_REJOIN_TICKS 5
 #define GUTS_NET_REMEMBER_AGE_S (7 * 24 * 3600)
 #define GUTS_NET_REMEMBER_S 30.0
-/* A line of the file is "A.B.C.D:PORT UNIX_SECONDS": 32 bytes at most;
- * longer lines are damage and skipped. */
-#define GUTS_NET_REMEMBER_LINE 64
+/* A line of the file is "A.B.C.D:PORT UNIX_SECONDS" or "[IPV6]:PORT
+ * UNIX_SECONDS": 71 bytes at most; longer lines are damage and skipped.
+ * Link-local addresses are not kept: their zone (an interface index) may
+ * name another interface after a restart. */
+#define GUTS_NET_REMEMBER_LINE 96
 
 typedef struct guts_net_remembered {
-    struct sockaddr_in addr;
+    guts_net_sa addr;
     uint64_t seen; /* unix seconds when last live */
 } guts_net_remembered;
 
@@ -579,7 +645,7 @@ typedef struct guts_net_node {
     size_t nhooks;
     uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
     int lonely_logged;        /* the "no peer heard" line is out */
-    unsigned rejoin_ticks;    /* status ticks since the last join attempt */
+    unsigned scan_ticks;      /* status ticks since the last interface scan */
     guts_net_rate dgram_rate; /* datagrams per source */
     guts_net_rate conn_rate;  /* accepted connections per source */
     guts_net_damaged *damaged; /* most recent last, at most GUTS_NET_DAMAGED_MAX */

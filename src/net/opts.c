@@ -3,8 +3,10 @@
  * Strict: every option is known, every value is checked, and the first
  * problem is reported as one line naming the option, so a typo in a service
  * file fails at start instead of silently running with defaults. Addresses
- * are IPv4: the group is an IPv4 multicast group and the rest of the LAN
- * tooling (nftables rules in tests, git daemon in the benchmark) is too.
+ * are IPv4 (A.B.C.D:PORT) or IPv6 in brackets ([ADDR]:PORT), a link-local
+ * one with its interface ([fe80::1%eth0]:PORT); a host name resolves to its
+ * first address. --group is given per family: each replaces the default
+ * group of its own family.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,7 +21,7 @@
 
 const char *guts_net_usage(void)
 {
-    return "usage: guts-node [--data DIR] [--iface NAME] [--group ADDR:PORT]\n"
+    return "usage: guts-node [--data DIR] [--iface NAME]... [--group ADDR:PORT]...\n"
            "                 [--listen ADDR:PORT] [--interval-ms N] [--peer HOST:PORT]...\n"
            "                 [--log-level error|warn|info|debug] [--key-file FILE]\n"
            "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
@@ -27,9 +29,13 @@ const char *guts_net_usage(void)
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
            "                 [--max-learned-peers N] [--on-event CMD]...\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
-           "  --iface NAME       interface to join the group on (default: kernel's route)\n"
-           "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
-           "  --listen ADDR:PORT TCP streams and unicast datagrams (default 0.0.0.0:0)\n"
+           "  --iface NAME       join the groups only on this interface (repeatable;\n"
+           "                     default: every one up with MULTICAST, loopback only\n"
+           "                     when no other is; followed as they come and go)\n"
+           "  --group ADDR:PORT  multicast group of its family (defaults " GUTS_NET_GROUP_DEFAULT ":7171\n"
+           "                     and [" GUTS_NET_GROUP6_DEFAULT "]:7171, both joined)\n"
+           "  --listen ADDR:PORT TCP streams and unicast datagrams (default [::]:0: both\n"
+           "                     families; IPv6 as [ADDR]:PORT, [fe80::1%IFACE]:PORT)\n"
            "  --interval-ms N    base announce interval (default 1000)\n"
            "  --peer HOST:PORT   also announce by unicast to a peer's --listen address\n"
            "  --log-level L      error, warn, info (default) or debug\n"
@@ -58,21 +64,92 @@ const char *guts_net_usage(void)
            "                     a time, 10 s each, 64 queued (repeatable, up to 8)\n";
 }
 
-const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
+const char *guts_net_addr_str(const guts_net_sa *addr, char *buf, size_t len)
 {
-    char ip[INET_ADDRSTRLEN];
-    if (!inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof ip)) snprintf(ip, sizeof ip, "?");
-    snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(addr->sin_port));
+    char ip[INET6_ADDRSTRLEN] = "?", zone[IF_NAMESIZE + 2] = "";
+    if (addr->sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &addr->in6.sin6_addr, ip, sizeof ip);
+        char name[IF_NAMESIZE];
+        if (addr->in6.sin6_scope_id) {
+            if (if_indextoname(addr->in6.sin6_scope_id, name))
+                snprintf(zone, sizeof zone, "%%%s", name);
+            else
+                snprintf(zone, sizeof zone, "%%%u", (unsigned)addr->in6.sin6_scope_id);
+        }
+        snprintf(buf, len, "[%s%s]:%u", ip, zone, (unsigned)ntohs(addr->in6.sin6_port));
+        return buf;
+    }
+    inet_ntop(AF_INET, &addr->in.sin_addr, ip, sizeof ip);
+    snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(addr->in.sin_port));
     return buf;
 }
 
-int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out, const char **why)
+socklen_t guts_net_sa_len(const guts_net_sa *addr)
+{
+    return addr->sa.sa_family == AF_INET6 ? sizeof addr->in6 : sizeof addr->in;
+}
+
+int guts_net_sa_eq(const guts_net_sa *a, const guts_net_sa *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family) return 0;
+    if (a->sa.sa_family == AF_INET6)
+        return a->in6.sin6_port == b->in6.sin6_port &&
+               a->in6.sin6_scope_id == b->in6.sin6_scope_id &&
+               memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
+    return a->in.sin_port == b->in.sin_port && a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+}
+
+uint64_t guts_net_sa_key(const guts_net_sa *addr)
+{
+    if (addr->sa.sa_family != AF_INET6) return addr->in.sin_addr.s_addr;
+    /* FNV-1a over the address and zone, top bit set: IPv4 keys are < 2^32 */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const uint8_t *p = addr->in6.sin6_addr.s6_addr;
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    h = (h ^ addr->in6.sin6_scope_id) * 0x100000001b3ULL;
+    return h | (1ULL << 63);
+}
+
+uint16_t guts_net_sa_port(const guts_net_sa *addr)
+{
+    return addr->sa.sa_family == AF_INET6 ? addr->in6.sin6_port : addr->in.sin_port;
+}
+
+void guts_net_sa_set_port(guts_net_sa *addr, uint16_t port)
+{
+    *(addr->sa.sa_family == AF_INET6 ? &addr->in6.sin6_port : &addr->in.sin_port) = port;
+}
+
+int guts_net_sa_any(const guts_net_sa *addr)
+{
+    if (addr->sa.sa_family == AF_INET6) return IN6_IS_ADDR_UNSPECIFIED(&addr->in6.sin6_addr);
+    return addr->in.sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+void guts_net_sa_unmap(guts_net_sa *addr)
+{
+    if (addr->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&addr->in6.sin6_addr)) return;
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = addr->in6.sin6_port};
+    memcpy(&in.sin_addr, addr->in6.sin6_addr.s6_addr + 12, 4);
+    memset(addr, 0, sizeof *addr);
+    addr->in = in;
+}
+
+int guts_net_parse_addr(const char *s, int port_zero_ok, guts_net_sa *out, const char **why)
 {
     *why = NULL;
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s || colon[1] == '\0') return GUTS_EINVAL;
     char host[256];
     size_t hl = (size_t)(colon - s);
+    int bracket = s[0] == '[';
+    if (bracket) {
+        /* [IPV6]:PORT: the brackets close right before the port's colon */
+        if (hl < 3 || s[hl - 1] != ']') return GUTS_EINVAL;
+        s++;
+        hl -= 2;
+    }
     if (hl >= sizeof host) return GUTS_EINVAL;
     memcpy(host, s, hl);
     host[hl] = '\0';
@@ -83,18 +160,45 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, struct sockaddr_in *out
         (port == 0 && !port_zero_ok))
         return GUTS_EINVAL;
     memset(out, 0, sizeof *out);
-    out->sin_family = AF_INET;
-    out->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &out->sin_addr) == 1) return 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM};
+    if (bracket) {
+        char *pct = strchr(host, '%');
+        unsigned zone = 0;
+        if (pct) {
+            *pct++ = '\0';
+            unsigned long z = strtoul(pct, &end, 10);
+            if (*pct && !*end && pct[0] != '-' && pct[0] != '+' && z <= UINT32_MAX)
+                zone = (unsigned)z;
+            else
+                zone = if_nametoindex(pct);
+            if (!*pct || zone == 0) return GUTS_EINVAL;
+        }
+        out->in6.sin6_family = AF_INET6;
+        out->in6.sin6_port = htons((uint16_t)port);
+        out->in6.sin6_scope_id = zone;
+        if (inet_pton(AF_INET6, host, &out->in6.sin6_addr) != 1) return GUTS_EINVAL;
+        /* a link-local address means nothing without its interface */
+        if (IN6_IS_ADDR_LINKLOCAL(&out->in6.sin6_addr) && !zone) return GUTS_EINVAL;
+        return 0;
+    }
+    if (strchr(host, ':')) return GUTS_EINVAL; /* IPv6 needs the brackets */
+    out->in.sin_family = AF_INET;
+    out->in.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &out->in.sin_addr) == 1) return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host, NULL, &hints, &res);
     if (g != 0 || !res) {
-        *why = g != 0 ? gai_strerror(g) : "no IPv4 address";
+        *why = g != 0 ? gai_strerror(g) : "no address";
         return GUTS_ENOTFOUND;
     }
-    out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    if (res->ai_family == AF_INET6 && res->ai_addrlen <= sizeof out->in6) {
+        memcpy(&out->in6, res->ai_addr, res->ai_addrlen);
+        out->in6.sin6_port = htons((uint16_t)port);
+    } else {
+        out->in.sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    }
     freeaddrinfo(res);
+    guts_net_sa_unmap(out);
     return 0;
 }
 
@@ -201,11 +305,13 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {NULL, 0, NULL, 0},
     };
     memset(out, 0, sizeof *out);
-    out->group.sin_family = AF_INET;
-    out->group.sin_port = htons(GUTS_NET_GROUP_PORT_DEFAULT);
-    inet_pton(AF_INET, GUTS_NET_GROUP_DEFAULT, &out->group.sin_addr);
-    out->listen.sin_family = AF_INET;
-    out->listen.sin_addr.s_addr = htonl(INADDR_ANY);
+    out->group4.in.sin_family = AF_INET;
+    out->group4.in.sin_port = htons(GUTS_NET_GROUP_PORT_DEFAULT);
+    inet_pton(AF_INET, GUTS_NET_GROUP_DEFAULT, &out->group4.in.sin_addr);
+    out->group6.in6.sin6_family = AF_INET6;
+    out->group6.in6.sin6_port = htons(GUTS_NET_GROUP_PORT_DEFAULT);
+    inet_pton(AF_INET6, GUTS_NET_GROUP6_DEFAULT, &out->group6.in6.sin6_addr);
+    out->listen.in6.sin6_family = AF_INET6; /* [::]:0, both families */
     out->interval_ms = GUTS_NET_INTERVAL_DEFAULT_MS;
     out->log_level = GUTS_LOG_INFO;
     out->max_dgram_rate = GUTS_NET_DGRAM_RATE_DEFAULT;
@@ -231,21 +337,32 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             have_data = 1;
             break;
         case O_IFACE:
-            if (!*v || strlen(v) >= sizeof out->iface)
+            if (out->nifaces == GUTS_NET_IFACES_MAX)
+                return fail(err, errlen, "--iface: at most 16 interfaces (at '%s')%s", v, "");
+            if (!*v || strlen(v) >= sizeof out->ifaces[0])
                 return fail(err, errlen, "--iface: bad interface name '%s'%s", v, "");
+            /* a typo fails here; one that goes away later is left, and
+             * joined again when it comes back */
             if (if_nametoindex(v) == 0)
                 return fail(err, errlen, "--iface: no interface '%s'%s", v, "");
-            strcpy(out->iface, v);
+            strcpy(out->ifaces[out->nifaces++], v);
             break;
-        case O_GROUP:
-            if (guts_net_parse_addr(v, 0, &out->group, &why) != 0 ||
-                !IN_MULTICAST(ntohl(out->group.sin_addr.s_addr)))
-                return fail_addr(err, errlen, "--group", "MULTICAST-ADDR:PORT", v, why);
+        case O_GROUP: {
+            guts_net_sa g;
+            if (guts_net_parse_addr(v, 0, &g, &why) != 0 ||
+                (g.sa.sa_family == AF_INET ? !IN_MULTICAST(ntohl(g.in.sin_addr.s_addr))
+                                           : !IN6_IS_ADDR_MULTICAST(&g.in6.sin6_addr)))
+                return fail_addr(err, errlen, "--group", "MULTICAST-ADDR:PORT or [ADDR]:PORT",
+                                 v, why);
+            *(g.sa.sa_family == AF_INET ? &out->group4 : &out->group6) = g;
             break;
+        }
         case O_LISTEN:
             if (guts_net_parse_addr(v, 1, &out->listen, &why) != 0 ||
-                IN_MULTICAST(ntohl(out->listen.sin_addr.s_addr)))
-                return fail_addr(err, errlen, "--listen", "ADDR:PORT", v, why);
+                (out->listen.sa.sa_family == AF_INET
+                     ? IN_MULTICAST(ntohl(out->listen.in.sin_addr.s_addr))
+                     : IN6_IS_ADDR_MULTICAST(&out->listen.in6.sin6_addr)))
+                return fail_addr(err, errlen, "--listen", "ADDR:PORT or [ADDR]:PORT", v, why);
             break;
         case O_INTERVAL: {
             char *end;
@@ -261,7 +378,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (out->npeers == GUTS_NET_PEERS_MAX)
                 return fail(err, errlen, "--peer: at most 64 peers (at '%s')%s", v, "");
             if (guts_net_parse_addr(v, 0, &out->peers[out->npeers], &why) != 0)
-                return fail_addr(err, errlen, "--peer", "HOST:PORT", v, why);
+                return fail_addr(err, errlen, "--peer", "HOST:PORT or [ADDR]:PORT", v, why);
             out->npeers++;
             break;
         case O_LOG:

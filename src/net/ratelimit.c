@@ -1,7 +1,8 @@
 /* ratelimit.c - per-source token buckets for datagrams and new connections.
  *
- * A source (an IPv4 address) gets a bucket of `burst` tokens refilled at
- * `rate` per second; each datagram or accepted connection takes one, and
+ * A source (an IPv4 address, or an IPv6 address with its zone: the key of
+ * guts_net_sa_key) gets a bucket of `burst` tokens refilled at `rate` per
+ * second; each datagram or accepted connection takes one, and
  * with none left it is dropped and counted. Memory is fixed: a table of
  * GUTS_NET_RATE_SETS sets of GUTS_NET_RATE_WAYS buckets, the set chosen by a
  * keyed hash of the address (the key is random per table, so a sender cannot
@@ -29,22 +30,22 @@ void guts_net_rate_init(guts_net_rate *t, uint32_t rate, uint32_t burst, uint64_
     t->seed = seed | 1;
 }
 
-static uint32_t set_of(const guts_net_rate *t, uint32_t addr)
+static uint32_t set_of(const guts_net_rate *t, uint64_t key)
 {
-    uint64_t h = (addr ^ t->seed) * 0x9E3779B97F4A7C15ull;
+    uint64_t h = (key ^ t->seed) * 0x9E3779B97F4A7C15ull;
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
     h ^= h >> 32;
     return (uint32_t)(h % GUTS_NET_RATE_SETS);
 }
 
-int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms)
+int guts_net_rate_allow(guts_net_rate *t, uint64_t key, uint64_t now_ms)
 {
     if (t->rate == 0) return 1;
-    guts_net_rate_bucket *set = t->b[set_of(t, addr)];
+    guts_net_rate_bucket *set = t->b[set_of(t, key)];
     guts_net_rate_bucket *b = NULL, *lru = &set[0];
     for (size_t i = 0; i < GUTS_NET_RATE_WAYS; i++) {
-        if (set[i].used && set[i].addr == addr) {
+        if (set[i].used && set[i].key == key) {
             b = &set[i];
             break;
         }
@@ -54,7 +55,7 @@ int guts_net_rate_allow(guts_net_rate *t, uint32_t addr, uint64_t now_ms)
     if (!b) {
         b = lru;
         b->used = 1;
-        b->addr = addr;
+        b->key = key;
         b->tokens = cap;
         b->last_ms = now_ms;
     }

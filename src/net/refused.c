@@ -14,14 +14,13 @@
 
 #include "net/net.h"
 
-int guts_net_refused_note(guts_net_refused *t, const struct sockaddr_in *from, int why,
+int guts_net_refused_note(guts_net_refused *t, const guts_net_sa *from, int why,
                           uint64_t now_ms)
 {
     guts_net_refused_src *slot = NULL, *old = &t->src[0];
     for (size_t i = 0; i < GUTS_NET_REFUSED_MAX; i++) {
         guts_net_refused_src *s = &t->src[i];
-        if (s->count && s->addr.sin_addr.s_addr == from->sin_addr.s_addr &&
-            s->addr.sin_port == from->sin_port) {
+        if (s->count && guts_net_sa_eq(&s->addr, from)) {
             slot = s;
             break;
         }

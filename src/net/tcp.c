@@ -182,7 +182,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->last_active = guts_net_now_ms();
         int rc = deliver(t, c);
         if (rc) {
-            char a[32];
+            char a[GUTS_NET_ADDRSTRLEN];
             guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: bad frame: %s",
                           guts_net_addr_str(&c->addr, a, sizeof a), guts_strerror(rc));
             teardown(t, c, rc);
@@ -230,7 +230,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t el = sizeof err;
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) err = errno;
         if (err) {
-            char a[32];
+            char a[GUTS_NET_ADDRSTRLEN];
             guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: %s",
                           guts_net_addr_str(&c->addr, a, sizeof a), strerror(err));
             t->stats.refused++;
@@ -277,7 +277,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     guts_net_conn *c = container_of(w, guts_net_conn, timer);
     guts_net_tcp *t = c->tcp;
-    char a[32];
+    char a[GUTS_NET_ADDRSTRLEN];
     if (c->state == GUTS_CONN_CONNECTING) {
         guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: timed out",
                       guts_net_addr_str(&c->addr, a, sizeof a));
@@ -306,7 +306,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     time_out(t, c, &t->stats.timeouts);
 }
 
-static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in *addr, uint32_t id,
+static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const guts_net_sa *addr, uint32_t id,
                                int outgoing)
 {
     guts_net_conn *c = calloc(1, sizeof *c);
@@ -335,12 +335,12 @@ static guts_net_conn *conn_new(guts_net_tcp *t, int fd, const struct sockaddr_in
     return c;
 }
 
-/* Connections accepted from addr and open now. */
-static size_t source_conns(const guts_net_tcp *t, uint32_t addr)
+/* Connections accepted from the source of key (guts_net_sa_key) and open now. */
+static size_t source_conns(const guts_net_tcp *t, uint64_t key)
 {
     size_t n = 0;
     for (const guts_net_conn *c = t->conns; c; c = c->next)
-        n += !c->outgoing && c->addr.sin_addr.s_addr == addr;
+        n += !c->outgoing && guts_net_sa_key(&c->addr) == key;
     return n;
 }
 
@@ -374,27 +374,30 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop, (void)revents;
     guts_net_tcp *t = container_of(w, guts_net_tcp, lio);
     for (;;) {
-        struct sockaddr_in from;
+        guts_net_sa from;
         socklen_t fl = sizeof from;
-        int fd = accept4(t->lfd, (struct sockaddr *)&from, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        memset(&from, 0, sizeof from);
+        int fd = accept4(t->lfd, &from.sa, &fl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: accept: %s", strerror(errno));
             return;
         }
-        if (from.sin_family != AF_INET) {
+        if (from.sa.sa_family != AF_INET && from.sa.sa_family != AF_INET6) {
             t->stats.refused++;
             close(fd);
             continue;
         }
-        if (source_conns(t, from.sin_addr.s_addr) >= GUTS_NET_CONN_PER_SOURCE) {
+        guts_net_sa_unmap(&from); /* IPv4 peers of the dual-stack listener */
+        uint64_t key = guts_net_sa_key(&from);
+        if (source_conns(t, key) >= GUTS_NET_CONN_PER_SOURCE) {
             t->stats.refused_source++;
             close(fd);
             continue;
         }
         if (t->conn_rate &&
-            !guts_net_rate_allow(t->conn_rate, from.sin_addr.s_addr, guts_net_now_ms())) {
+            !guts_net_rate_allow(t->conn_rate, key, guts_net_now_ms())) {
             close(fd); /* counted in conn_rate->limited */
             continue;
         }
@@ -421,7 +424,26 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockaddr_in *addr,
+/* A listening socket on addr, or -1 with errno set. v6only: for IPv6, 1
+ * takes IPv6 alone, 0 IPv4 as well. */
+static int listen_on(const guts_net_sa *addr, int v6only)
+{
+    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if ((addr->sa.sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) ||
+        bind(fd, &addr->sa, guts_net_sa_len(addr)) < 0 || listen(fd, TCP_BACKLOG) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const guts_net_sa *addr,
                       size_t frame_max, const guts_net_tcp_cbs *cbs, const guts_net_log *log)
 {
     memset(t, 0, sizeof *t);
@@ -429,21 +451,28 @@ int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockad
     t->frame_max = frame_max;
     t->cbs = *cbs;
     t->log = log;
-    char a[32];
-    t->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (t->lfd < 0) {
-        guts_net_logf(log, GUTS_LOG_ERROR, "tcp: socket: %s", strerror(errno));
-        return GUTS_EIO;
+    char a[GUTS_NET_ADDRSTRLEN];
+    guts_net_sa at = *addr;
+    if (guts_net_sa_any(addr)) {
+        /* both families: [::] with IPv4 mapped in, or 0.0.0.0 without IPv6 */
+        memset(&at, 0, sizeof at);
+        at.in6.sin6_family = AF_INET6;
+        at.in6.sin6_port = guts_net_sa_port(addr);
+        t->lfd = listen_on(&at, 0);
+        if (t->lfd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+            memset(&at, 0, sizeof at);
+            at.in.sin_family = AF_INET;
+            at.in.sin_port = guts_net_sa_port(addr);
+            t->lfd = listen_on(&at, 0);
+        }
+    } else {
+        t->lfd = listen_on(&at, 1);
     }
-    int one = 1;
-    setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     socklen_t sl = sizeof t->local;
-    if (bind(t->lfd, (const struct sockaddr *)addr, sizeof *addr) < 0 ||
-        listen(t->lfd, TCP_BACKLOG) < 0 ||
-        getsockname(t->lfd, (struct sockaddr *)&t->local, &sl) < 0) {
+    if (t->lfd < 0 || getsockname(t->lfd, &t->local.sa, &sl) < 0) {
         guts_net_logf(log, GUTS_LOG_ERROR, "tcp: listen %s: %s",
-                      guts_net_addr_str(addr, a, sizeof a), strerror(errno));
-        close(t->lfd);
+                      guts_net_addr_str(&at, a, sizeof a), strerror(errno));
+        if (t->lfd >= 0) close(t->lfd);
         t->lfd = -1;
         return GUTS_EIO;
     }
@@ -452,15 +481,15 @@ int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const struct sockad
     return 0;
 }
 
-int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const struct sockaddr_in *addr,
+int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const guts_net_sa *addr,
                          guts_net_conn **out)
 {
     if (t->nconns >= GUTS_NET_CONN_MAX && !evict_unproven(t)) return GUTS_EAGAIN;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return GUTS_EIO;
-    int rc = connect(fd, (const struct sockaddr *)addr, sizeof *addr);
+    int rc = connect(fd, &addr->sa, guts_net_sa_len(addr));
     if (rc < 0 && errno != EINPROGRESS) {
-        char a[32];
+        char a[GUTS_NET_ADDRSTRLEN];
         guts_net_logf(t->log, GUTS_LOG_INFO, "tcp: connect %s: %s",
                       guts_net_addr_str(addr, a, sizeof a), strerror(errno));
         close(fd);
@@ -488,7 +517,7 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
     size_t hl = hdr ? GUTS_FRAME_HDR : 0;
     if (c->closed) return GUTS_EIO;
     if (pending(c) + hl + len > GUTS_NET_WQ_HARD(t->frame_max)) {
-        char a[32];
+        char a[GUTS_NET_ADDRSTRLEN];
         guts_net_logf(t->log, GUTS_LOG_WARN, "tcp: %s: write queue over %zu bytes: closing",
                       guts_net_addr_str(&c->addr, a, sizeof a), GUTS_NET_WQ_HARD(t->frame_max));
         teardown(t, c, GUTS_ETOOBIG);
@@ -508,7 +537,7 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
             if (!nb) {
                 /* A dropped frame would leave the peer waiting for it until
                  * its idle timeout: end the stream now, and say so. */
-                char a[32];
+                char a[GUTS_NET_ADDRSTRLEN];
                 guts_net_logf(t->log, GUTS_LOG_WARN,
                               "tcp: %s: no memory to queue a frame of %zu bytes: closing",
                               guts_net_addr_str(&c->addr, a, sizeof a), len);

@@ -29,6 +29,29 @@ done <<'TABLE'
 --peer 127.0.0.1|--peer
 --peer 127.0.0.1:0|--peer
 --iface no-such-if0|--iface
+--group [fd00::1]:7171|--group
+--group [ff12::1]|--group
+--listen [ff02::1]:5|--listen
+--listen fd00::1:5|expected ADDR:PORT or \[ADDR\]:PORT
+--peer [fe80::1]:7171|--peer
+--peer [fe80::1%no-such-if0]:7171|--peer
+--peer [fd00::1:7171|--peer
+--peer [zz::1]:7171|--peer
+TABLE
+# IPv6 forms that parse: only the usage error after them fails
+while IFS='|' read -r args want; do
+  # shellcheck disable=SC2086
+  expect 2 "$NODE" $args extra-arg
+  grep -q -- "$want" "$TMP/err" || fail "'$args' was refused: $(cat "$TMP/err")"
+done <<'TABLE'
+--group [ff12::7171]:7171|unexpected argument
+--group 239.255.1.1:7171 --group [ff15::1]:7000|unexpected argument
+--listen [::]:0|unexpected argument
+--listen [fd00::5]:7172|unexpected argument
+--peer [fe80::1%lo]:7171|unexpected argument
+--peer [fe80::1%1]:7171|unexpected argument
+--peer [2001:db8::1]:7171 --peer 10.0.0.1:7171|unexpected argument
+--iface lo --iface lo|unexpected argument
 --log-level loud|--log-level
 extra-arg|unexpected argument
 TABLE

@@ -24,11 +24,16 @@ for ns in "$A" "$B"; do
   i=$((i + 1))
 done
 
+# partition NS OTHER OTHER_NS: NS drops what comes from OTHER, and from
+# OTHER_NS's IPv6 (link-local) addresses: the nodes speak both families
 partition() {
-  local ns=$1 other=$2
+  local ns=$1 other=$2 a6
   ip netns exec "$ns" nft add table inet gutspart
   ip netns exec "$ns" nft add chain inet gutspart in '{ type filter hook input priority 0; }'
   ip netns exec "$ns" nft add rule inet gutspart in ip saddr "$other" counter drop
+  for a6 in $(ip -n "$3" -6 -o addr show dev v0 | awk '{print $4}' | cut -d/ -f1); do
+    ip netns exec "$ns" nft add rule inet gutspart in ip6 saddr "$a6" counter drop
+  done
 }
 heal() { ip netns exec "$1" nft delete table inet gutspart; }
 
@@ -41,8 +46,8 @@ node_start_ns "$A" v0 a2
 node_start_ns "$B" v0 b1
 wait_until 60 "alice/repo on all three" repos_equal alice/repo "$TMP/a1" "$TMP/a2" "$TMP/b1"
 
-partition "$A" 10.77.0.2
-partition "$B" 10.77.0.1
+partition "$A" 10.77.0.2 "$B"
+partition "$B" 10.77.0.1 "$A"
 add_commit "$src" "written during the partition"
 expect 0 "$GUTS" --data "$TMP/a1" import alice/repo "$src"
 expect 0 "$GUTS" --data "$TMP/b1" import bob/side "$srcb"

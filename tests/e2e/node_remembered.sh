@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Remembered peers: on a network without multicast (no route for the group)
+# Remembered peers: on a network without multicast (lo lacks the flag)
 # b finds a through --peer, and both keep each other's address in
 # DATA/node/peers. b restarted with no --peer at all finds a again from
 # that file and catches up with what a got meanwhile. A damaged file (junk
@@ -8,6 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
 ip route del 224.0.0.0/4 dev lo
+ip link set lo multicast off
 NODE_IFACE=
 
 make_repo "$TMP/src" 3
@@ -23,6 +24,8 @@ grep -q '^127.0.0.1:7201 [0-9]*$' "$TMP/b/node/peers" || fail "b did not remembe
   echo 'junk'
   head -c 200 /dev/zero | tr '\0' x; echo
   echo '10.9.9.9:7000 1'
+  echo "[::1]:7999 $(date +%s)" # an IPv6 entry (nobody there): tried as well
+  echo "[fe80::1%lo]:7999 $(date +%s)" # link-local: never kept, skipped
   cat "$TMP/b/node/peers"
 } >"$TMP/b/node/peers.new"
 mv "$TMP/b/node/peers.new" "$TMP/b/node/peers"
@@ -34,7 +37,7 @@ expect 0 "$GUTS" --data "$TMP/a" import alice/second "$TMP/src2"
 node_start b --listen 127.0.0.1:7202
 wait_until 60 "b, restarted with no flags, gets what a imported meanwhile" \
   repos_equal alice/second "$TMP/a" "$TMP/b"
-grep -q 'trying 1 remembered peer from' "$TMP/b.log" || fail "b did not say it tried its remembered peer"
+grep -q 'trying 2 remembered peers from' "$TMP/b.log" || fail "b did not say it tried its 2 remembered peers"
 export_check b alice/second "$TMP/src2"
 node_stop a
 node_stop b

@@ -180,9 +180,11 @@ static void peer_addr(int n, guts_addr *a)
     a->b[3] = (uint8_t)n;
 }
 
-/* Feed an ANNOUNCE from fake peer n with the given repositories. */
-static void feed_announce_via(solo *s, uint64_t now, int n, uint64_t inc,
-                              const guts_announce_repo *repos, uint32_t nrepos, int via)
+/* Feed an ANNOUNCE from fake peer n with the given repositories, sent
+ * from address from (NULL: peer_addr(n)). */
+static void feed_announce_from(solo *s, uint64_t now, int n, uint64_t inc,
+                               const guts_announce_repo *repos, uint32_t nrepos, int via,
+                               const guts_addr *from)
 {
     guts_msg m;
     memset(&m, 0, sizeof(m));
@@ -201,8 +203,14 @@ static void feed_announce_via(solo *s, uint64_t now, int n, uint64_t inc,
     ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
     guts_addr a;
     peer_addr(n, &a);
-    guts_core_on_datagram(s->core, now, &a, via, buf, len);
+    guts_core_on_datagram(s->core, now, from ? from : &a, via, buf, len);
     solo_drain(s);
+}
+
+static void feed_announce_via(solo *s, uint64_t now, int n, uint64_t inc,
+                              const guts_announce_repo *repos, uint32_t nrepos, int via)
+{
+    feed_announce_from(s, now, n, inc, repos, nrepos, via, NULL);
 }
 
 static void feed_announce(solo *s, uint64_t now, int n, uint64_t inc,
@@ -405,6 +413,89 @@ START_TEST(test_learned_address_gets_one_announce_per_interval_then_is_given_up)
     ck_assert_uint_ge(s.pex, 1); /* peer 1, heard by unicast, was told of peer 2 */
     ck_assert_uint_eq(k.pex_out, s.pex);
     solo_free(&s);
+}
+END_TEST
+
+
+/* A node heard at two addresses (both IP families, two interfaces on one
+ * link) keeps the first while datagrams still come from it, and follows
+ * the second once the first falls silent for two intervals. */
+START_TEST(test_peer_heard_at_two_addresses_keeps_the_first_while_in_use)
+{
+    solo s;
+    solo_init(&s, 4);
+    solo_start(&s);
+    guts_addr first, second;
+    peer_addr(1, &first);
+    memset(&second, 0, sizeof(second));
+    second.len = 18;
+    second.b[0] = 0xfd;
+    second.b[15] = 1;
+    guts_core_peer_info pi;
+    for (uint64_t t = 100; t <= 5100; t += 500) {
+        feed_announce_from(&s, t, 1, 1, NULL, 0, GUTS_VIA_GROUP, &first);
+        feed_announce_from(&s, t + 10, 1, 1, NULL, 0, GUTS_VIA_GROUP, &second);
+        ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+        ck_assert_int_eq(guts_core_peer(s.core, 0, &pi), 0);
+        ck_assert(guts_addr_eq(&pi.addr, &first));
+    }
+    /* the first address falls silent: within a few intervals the second
+     * is taken */
+    for (uint64_t t = 5600; t <= 9600; t += 500)
+        feed_announce_from(&s, t, 1, 1, NULL, 0, GUTS_VIA_GROUP, &second);
+    ck_assert_int_eq(guts_core_peer(s.core, 0, &pi), 0);
+    ck_assert(guts_addr_eq(&pi.addr, &second));
+    solo_free(&s);
+}
+END_TEST
+
+/* learned_lens: PEERS entries of a length the driver can send to are
+ * learned even when the sender's own address is of another length (an
+ * IPv6 peer named by an IPv4 one); without it only the sender's length. */
+START_TEST(test_learned_lens_take_addresses_of_another_length)
+{
+    for (int lens = 0; lens < 2; lens++) {
+        solo s;
+        solo_init(&s, 5);
+        guts_core_free(s.core);
+        guts_core_config cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.node_id = s.id;
+        cfg.incarnation = 1;
+        cfg.tcp_port = 7000;
+        cfg.seed = 5;
+        cfg.store = &s.iface;
+        cfg.learned_lens = lens ? (1u << 4) | (1u << 18) : 0;
+        ck_assert_int_eq(guts_core_new(&cfg, &s.core), 0);
+        solo_start(&s);
+        feed_announce_via(&s, 100, 1, 1, NULL, 0, GUTS_VIA_UNICAST);
+        guts_wire_peer w[2];
+        memset(w, 0, sizeof(w));
+        peer_id(60, &w[0].id);
+        w[0].addr_len = 18; /* an IPv6 address and port */
+        w[0].addr[0] = 0xfd;
+        w[0].addr[15] = 60;
+        peer_id(61, &w[1].id);
+        w[1].addr_len = 7; /* a length nobody sends to */
+        guts_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = GUTS_MSG_PEERS;
+        peer_id(1, &m.sender);
+        m.u.peers.npeers = 2;
+        m.u.peers.peers = w;
+        uint8_t buf[GUTS_DGRAM_MAX];
+        size_t len;
+        ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+        guts_addr from;
+        peer_addr(1, &from);
+        guts_core_on_datagram(s.core, 200, &from, GUTS_VIA_UNICAST, buf, len);
+        solo_drain(&s);
+        guts_core_counters k;
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.pex_in, 1);
+        ck_assert_uint_eq(k.learned, lens ? 1 : 0);
+        solo_free(&s);
+    }
 }
 END_TEST
 
@@ -2141,6 +2232,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_peer_heard_by_unicast_is_answered_by_unicast_until_it_expires);
     tcase_add_test(t, test_learned_address_gets_one_announce_per_interval_then_is_given_up);
+    tcase_add_test(t, test_peer_heard_at_two_addresses_keeps_the_first_while_in_use);
+    tcase_add_test(t, test_learned_lens_take_addresses_of_another_length);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t,
                    test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);

@@ -100,10 +100,10 @@ START_TEST(test_frame_that_cannot_be_queued_closes_the_stream_at_once)
     end server, client;
     memset(&server, 0, sizeof server);
     memset(&client, 0, sizeof client);
-    struct sockaddr_in a;
+    guts_net_sa a;
     memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.in.sin_family = AF_INET;
+    a.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(guts_net_tcp_open(&server.tcp, loop, &a, 1 << 20, &cbs, &log), 0);
     ck_assert_int_eq(guts_net_tcp_open(&client.tcp, loop, &a, 1 << 20, &cbs, &log), 0);
     guts_net_conn *cc;
