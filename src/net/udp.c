@@ -77,22 +77,34 @@ static int ipv6_disabled(void)
     return ch == '1';
 }
 
-/* Whether a datagram on the IPv6 group socket was sent to the group and
- * came in on an interface the group is joined on here. Linux delivers a
- * group to every socket that joined it on any interface (IPv4 checks the
- * interface, IPv6 does not), so without this a node narrowed by --iface
- * would hear the group on interfaces another node on the host joined;
- * and the socket is bound to [::]:PORT, so unicast to that port lands on
- * it too. */
-static int group6_here(const guts_net_udp *u, struct msghdr *mh)
+/* Whether a datagram on a group socket was sent to the group and came in
+ * on an interface the group is joined on here, from the arrival interface
+ * and destination the kernel reports (IP_PKTINFO, IPV6_PKTINFO). Linux
+ * delivers a group to sockets that joined it on another interface (IPv6
+ * always; IPv4 too on kernels seen in the field), so without this a node
+ * narrowed by --iface would hear the group on interfaces another node on
+ * the host joined; and the IPv6 socket is bound to [::]:PORT, so unicast
+ * to that port lands on it too. */
+static int group_here(const guts_net_udp *u, struct msghdr *mh, int v6)
 {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-        if (c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_PKTINFO) continue;
-        struct in6_pktinfo pi;
-        memcpy(&pi, CMSG_DATA(c), sizeof pi);
-        if (memcmp(&pi.ipi6_addr, &u->group6.in6.sin6_addr, sizeof pi.ipi6_addr) != 0) return 0;
+        unsigned index;
+        if (v6 && c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            if (memcmp(&pi.ipi6_addr, &u->group6.in6.sin6_addr, sizeof pi.ipi6_addr) != 0)
+                return 0;
+            index = pi.ipi6_ifindex;
+        } else if (!v6 && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+            if (pi.ipi_addr.s_addr != u->group4.in.sin_addr.s_addr) return 0;
+            index = (unsigned)pi.ipi_ifindex;
+        } else {
+            continue;
+        }
         for (size_t i = 0; i < u->nifs; i++)
-            if (u->ifs[i].index == pi.ipi6_ifindex) return (u->ifs[i].joined & FAM6) != 0;
+            if (u->ifs[i].index == index) return (u->ifs[i].joined & (v6 ? FAM6 : FAM4)) != 0;
         return 0;
     }
     return 0;
@@ -108,14 +120,15 @@ static void drain(guts_net_udp *u, int k)
         struct iovec iov = {.iov_base = u->buf, .iov_len = sizeof u->buf};
         union {
             struct cmsghdr h;
-            uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+            uint8_t b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
         } ctl;
+        int group = k == GUTS_UDP_MCAST4 || k == GUTS_UDP_MCAST6;
         struct msghdr mh = {.msg_name = &from,
                             .msg_namelen = sizeof from,
                             .msg_iov = &iov,
                             .msg_iovlen = 1,
-                            .msg_control = k == GUTS_UDP_MCAST6 ? ctl.b : NULL,
-                            .msg_controllen = k == GUTS_UDP_MCAST6 ? sizeof ctl.b : 0};
+                            .msg_control = group ? ctl.b : NULL,
+                            .msg_controllen = group ? sizeof ctl.b : 0};
         ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -130,7 +143,7 @@ static void drain(guts_net_udp *u, int k)
         if (from.sa.sa_family != want || mh.msg_namelen < guts_net_sa_len(&from) ||
             guts_net_sa_any(&from))
             continue;
-        if (k == GUTS_UDP_MCAST6 && !group6_here(u, &mh)) continue;
+        if (group && !group_here(u, &mh, k == GUTS_UDP_MCAST6)) continue;
         if (want == AF_INET6) from.in6.sin6_flowinfo = 0;
         u->stats.rx++;
         u->stats.rx_bytes += (uint64_t)n;
@@ -204,8 +217,10 @@ static void mcast_open(guts_net_udp *u, int v6)
         goto fail;
     /* without it (before Linux 4.20) only other nodes' groups could leak in */
     if (v6) setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, &zero, sizeof zero);
-    what = "IPV6_RECVPKTINFO"; /* the arrival interface and destination: group6_here */
-    if (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0) goto fail;
+    what = v6 ? "IPV6_RECVPKTINFO" : "IP_PKTINFO"; /* arrival interface, destination: group_here */
+    if (v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one)
+           : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one))
+        goto fail;
     what = "bind";
     if (bind(fd, &at.sa, guts_net_sa_len(&at)) < 0) goto fail;
     u->fd[v6 ? GUTS_UDP_MCAST6 : GUTS_UDP_MCAST4] = fd;

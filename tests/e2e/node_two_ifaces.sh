@@ -77,7 +77,7 @@ grep -q 'joined group .* on .*gsi1' "$TMP/e.log" || fail "e's start line: $(grep
 grep -q 'joined group .* on .*gsi2' "$TMP/e.log" && fail "e joined on gsi2, which it did not name"
 wait_until 30 "e hears a by multicast" hears e a
 wait_until 30 "e hears b by multicast" hears e b
-hears e c && fail "e hears c, on an interface it did not name"
+hears e c && { cat "$TMP/e/node/status.json" >&2; fail "e hears c, on an interface it did not name"; }
 node_stop e
 
 # A third interface comes up while b runs.
