@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "cli/guts_progress.h"
+#include "core/refmerge.h"
 #include "net/net.h"
 
 /* 16 MiB: the deltas of a pull mostly sit on recently received bases. */
@@ -425,6 +426,12 @@ static guts_net_watch *watch_find(guts_net_node *n, const char *key)
     return NULL;
 }
 
+static int count_conflict(const guts_ref *ref, void *arg)
+{
+    if (guts_ref_is_conflict_name(ref->name)) ++*(uint64_t *)arg;
+    return 0;
+}
+
 static int poll_repo(const char *key, void *arg)
 {
     guts_net_node *n = arg;
@@ -457,8 +464,15 @@ static int poll_repo(const char *key, void *arg)
                 !guts_fp_eq(info.refs_digest, w->refs_digest))) {
         changed = 1;
     }
+    if (changed || !guts_fp_eq(info.refs_digest, w->refs_digest)) {
+        uint64_t conflicts = 0;
+        if (n->store.refs(n->store.ctx, key, 0, count_conflict, &conflicts) == 0)
+            w->conflicts = conflicts;
+    }
     w->txnid = info.txnid;
     w->objects = info.objects;
+    w->refs = info.refs;
+    w->stored_bytes = info.stored_bytes;
     w->fp = info.fp;
     w->refs_digest = info.refs_digest;
     w->seen = 1;
@@ -560,18 +574,8 @@ static const char *const seal_reason_keys[] = {
 _Static_assert(sizeof seal_reason_keys / sizeof *seal_reason_keys == GUTS_SEAL_R_COUNT,
                "a status.json name for every seal refusal reason");
 
-static void write_status(guts_net_node *n)
+void guts_net_node_status(guts_net_node *n, FILE *f)
 {
-    char tmp[sizeof n->status_path + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    fchmod(fd, 0600);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        return;
-    }
     uint64_t now = guts_net_now_ms();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -587,6 +591,8 @@ static void write_status(guts_net_node *n)
             (unsigned long long)(now - n->start_ms));
     fprintf(f, "  \"listen\": \"%s\",\n", guts_net_addr_str(&n->tcp.local, as, sizeof as));
     fprintf(f, "  \"group\": \"%s\",\n", guts_net_addr_str(&n->opts.group, as, sizeof as));
+    if (n->http.d)
+        fprintf(f, "  \"http\": \"%s\",\n", guts_net_addr_str(&n->http.local, as, sizeof as));
     fprintf(f, "  \"interval_ms\": %u,\n", (unsigned)guts_core_interval(n->core));
     fprintf(f, "  \"sessions\": {\"pulls\": %zu, \"serves\": %zu},\n", pulls, serves);
     fprintf(f, "  \"peers\": [");
@@ -629,12 +635,54 @@ static void write_status(guts_net_node *n)
         guts_core_repo_state(n->core, n->watch[i].key, &st);
         fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
         json_str(f, n->watch[i].key);
-        fprintf(f, ", \"objects\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\"}",
-                (unsigned long long)n->watch[i].objects, (unsigned long long)n->watch[i].fp.hi,
-                (unsigned long long)n->watch[i].fp.lo,
-                st >= 0 && st <= 2 ? sync_names[st] : "unknown");
+        const guts_net_watch *w = &n->watch[i];
+        fprintf(f,
+                ", \"objects\": %llu, \"refs\": %llu, \"stored_bytes\": %llu, "
+                "\"conflicts\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\", "
+                "\"behind_ms\": %llu}",
+                (unsigned long long)w->objects, (unsigned long long)w->refs,
+                (unsigned long long)w->stored_bytes, (unsigned long long)w->conflicts,
+                (unsigned long long)w->fp.hi, (unsigned long long)w->fp.lo,
+                st >= 0 && st <= 2 ? sync_names[st] : "unknown",
+                (unsigned long long)(w->behind_since && now > w->behind_since
+                                         ? now - w->behind_since
+                                         : 0));
     }
-    fprintf(f, "%s],\n  \"damaged\": [", n->nwatch ? "\n  " : "");
+    /* pulls in progress: the core's session counters */
+    guts_core_pull_info pl[GUTS_NET_STATUS_PULLS];
+    size_t npl = guts_core_pulls(n->core, pl, GUTS_NET_STATUS_PULLS);
+    if (npl > GUTS_NET_STATUS_PULLS) npl = GUTS_NET_STATUS_PULLS;
+    fprintf(f, "%s],\n  \"pulls\": [", n->nwatch ? "\n  " : "");
+    for (size_t i = 0; i < npl; i++) {
+        struct sockaddr_in sin;
+        char ph[2 * GUTS_NODE_ID_LEN + 1];
+        guts_node_id_to_hex(&pl[i].peer, ph);
+        if (addr_to_sin(&pl[i].addr, &sin) == 0)
+            guts_net_addr_str(&sin, as, sizeof as);
+        else
+            snprintf(as, sizeof as, "?");
+        fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
+        json_str(f, pl[i].key);
+        fprintf(f,
+                ", \"peer\": \"%s\", \"address\": \"%s\", \"objects\": %llu, \"expected\": %llu, "
+                "\"bytes\": %llu, \"elapsed_ms\": %llu}",
+                ph, as, (unsigned long long)pl[i].objects,
+                (unsigned long long)(pl[i].objects <= pl[i].expected ? pl[i].expected : 0),
+                (unsigned long long)pl[i].bytes,
+                (unsigned long long)(now > pl[i].started ? now - pl[i].started : 0));
+    }
+    /* the last log lines at info and above, oldest first */
+    fprintf(f, "%s],\n  \"events\": [", npl ? "\n  " : "");
+    uint64_t first = n->recent.total > GUTS_NET_RECENT_MAX ? n->recent.total - GUTS_NET_RECENT_MAX : 0;
+    for (uint64_t i = first; i < n->recent.total; i++) {
+        const guts_net_recent_line *l = &n->recent.line[i % GUTS_NET_RECENT_MAX];
+        fprintf(f, "%s\n    {\"unix_ms\": %llu, \"level\": \"%s\", \"text\": ", i > first ? "," : "",
+                (unsigned long long)l->unix_ms,
+                l->level == GUTS_LOG_ERROR ? "error" : l->level == GUTS_LOG_WARN ? "warn" : "info");
+        json_str(f, l->text);
+        fputc('}', f);
+    }
+    fprintf(f, "%s],\n  \"damaged\": [", n->recent.total ? "\n  " : "");
     for (size_t i = 0; i < n->ndamaged; i++) {
         const guts_net_damaged *dm = &n->damaged[i];
         fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
@@ -726,6 +774,21 @@ static void write_status(guts_net_node *n)
                     (unsigned long long)sc.rejected[r]);
     }
     fprintf(f, "}\n}\n");
+}
+
+static void write_status(guts_net_node *n)
+{
+    char tmp[sizeof n->status_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    fchmod(fd, 0600);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    guts_net_node_status(n, f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         unlink(tmp);
@@ -788,6 +851,17 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
                           n->opts.iface[0] ? n->opts.iface : "the default interface");
     }
     lonely_check(n);
+    /* replication lag: since when a live peer's state of each repository
+     * differs from ours (seen at this tick's resolution) */
+    uint64_t now = guts_net_now_ms();
+    for (size_t i = 0; i < n->nwatch; i++) {
+        int st = GUTS_SYNC_IN_SYNC;
+        guts_core_repo_state(n->core, n->watch[i].key, &st);
+        if (st == GUTS_SYNC_IN_SYNC)
+            n->watch[i].behind_since = 0;
+        else if (!n->watch[i].behind_since)
+            n->watch[i].behind_since = now;
+    }
     write_status(n);
 }
 
@@ -1019,6 +1093,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->opts = *opts;
     n->log.level = opts->log_level;
     n->log.tty = &n->tty;
+    n->log.recent = &n->recent;
     n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
     n->udp.mcast_fd = n->udp.ucast_fd = -1;
@@ -1104,6 +1179,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     if (rc != 0) {
         guts_net_logf(&n->log, GUTS_LOG_ERROR, "core: %s", guts_strerror(rc));
         return rc;
+    }
+    if (opts->http_on) {
+        rc = guts_net_http_open(&n->http, loop, &opts->http, &n->log, cfg.seed ^ 0x68747470u);
+        if (rc == 0) rc = guts_net_web_routes(n);
+        if (rc != 0) return rc;
     }
     /* remembered peers are tried like learned ones (given up if silent) */
     snprintf(n->peers_path, sizeof n->peers_path, "%s/node/peers", opts->data);
@@ -1193,6 +1273,7 @@ void guts_net_node_close(guts_net_node *n)
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */
     if (n->core && n->peers_path[0]) remembered_save(n);
+    guts_net_http_close(&n->http); /* its handlers read the core */
     guts_core *core = n->core;
     n->core = NULL;
     if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);

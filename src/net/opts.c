@@ -25,7 +25,7 @@ const char *guts_net_usage(void)
            "                 [--repos PATTERN]... [--max-dgram-rate N] [--max-conn-rate N]\n"
            "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
-           "                 [--max-learned-peers N]\n"
+           "                 [--max-learned-peers N] [--http ADDR:PORT|off]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       interface to join the group on (default: kernel's route)\n"
            "  --group ADDR:PORT  multicast group (default " GUTS_NET_GROUP_DEFAULT ":7171)\n"
@@ -50,7 +50,9 @@ const char *guts_net_usage(void)
            "                     that the node tracks (default 4096; 1..65536)\n"
            "  --max-peer-repos N of those, announced by one peer (default 1024; 1..65536)\n"
            "  --max-learned-peers N  addresses kept from peer exchange (default 32;\n"
-           "                     1..1024)\n";
+           "                     1..1024)\n"
+           "  --http ADDR:PORT   status page, /api/status and /metrics (default\n"
+           "                     " GUTS_NET_HTTP_DEFAULT "; port 0: any free one; off: none)\n";
 }
 
 const char *guts_net_addr_str(const struct sockaddr_in *addr, char *buf, size_t len)
@@ -170,6 +172,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_REMOTE_REPOS,
         O_PEER_REPOS,
         O_LEARNED,
+        O_HTTP,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -190,6 +193,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"max-remote-repos", required_argument, NULL, O_REMOTE_REPOS},
         {"max-peer-repos", required_argument, NULL, O_PEER_REPOS},
         {"max-learned-peers", required_argument, NULL, O_LEARNED},
+        {"http", required_argument, NULL, O_HTTP},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -209,6 +213,9 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
     out->max_remote_repos = GUTS_CORE_REMOTE_REPOS_DEFAULT;
     out->max_peer_repos = GUTS_CORE_PEER_REPOS_DEFAULT;
     out->max_learned = GUTS_CORE_LEARNED_DEFAULT;
+    out->http_on = 1;
+    if (guts_net_parse_addr(GUTS_NET_HTTP_DEFAULT, 0, &out->http, &why) != 0)
+        return fail(err, errlen, "--http: bad default%s%s", "", "");
     int have_data = 0;
 
     opterr = 0;
@@ -311,6 +318,12 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
                                         : &out->max_learned) = (unsigned)n;
             break;
         }
+        case O_HTTP:
+            out->http_on = strcmp(v, "off") != 0;
+            if (out->http_on && (guts_net_parse_addr(v, 1, &out->http, &why) != 0 ||
+                                 IN_MULTICAST(ntohl(out->http.sin_addr.s_addr))))
+                return fail_addr(err, errlen, "--http", "ADDR:PORT or off", v, why);
+            break;
         case O_HELP:
             return 1;
         case ':':
