@@ -234,17 +234,23 @@ void guts_net_node_metrics(guts_net_node *n, FILE *f)
 
 /* ---- Routes --------------------------------------------------------------------- */
 
-/* GET and HEAD only; anything else is 405 at once (its body unread). */
+/* GET and HEAD without a body only: anything else is answered at once
+ * (405, or 413 for a body), its body never read. */
 static int get_only(struct MHD_Connection *conn, const char *method)
 {
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return 1;
-    static const char msg[] = "only GET and HEAD here\n";
+    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    int body = (clen && strcmp(clen, "0") != 0) ||
+               MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (get && !body) return 1;
+    body = get; /* a GET with a body: 413; any other method: 405 */
+    const char *msg = body ? "no request body is taken here\n" : "only GET and HEAD here\n";
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer(strlen(msg), (void *)msg, MHD_RESPMEM_PERSISTENT);
     if (!r) return 0;
     MHD_add_response_header(r, "Allow", "GET, HEAD");
     MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
-    MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+    MHD_queue_response(conn, body ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_METHOD_NOT_ALLOWED, r);
     MHD_destroy_response(r);
     return 0;
 }
