@@ -851,6 +851,7 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
                           n->opts.iface[0] ? n->opts.iface : "the default interface");
     }
     lonely_check(n);
+    if (n->nsse) guts_net_web_wake(n, 0); /* /events: a ping when due */
     /* replication lag: since when a live peer's state of each repository
      * differs from ours (seen at this tick's resolution) */
     uint64_t now = guts_net_now_ms();
@@ -1273,6 +1274,7 @@ void guts_net_node_close(guts_net_node *n)
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */
     if (n->core && n->peers_path[0]) remembered_save(n);
+    guts_net_web_wake(n, 1); /* /events streams end: none may stay suspended */
     guts_net_http_close(&n->http); /* its handlers read the core */
     guts_core *core = n->core;
     n->core = NULL;

@@ -19,7 +19,10 @@
  * user's explicit choice) any Host is taken.
  *
  * Routes are a small table: the node adds its pages (web.c); another
- * surface (git smart HTTP) adds its prefix the same way.
+ * surface (git smart HTTP) adds its prefix the same way. A streamed answer
+ * (/events) suspends its connection while it has nothing to send; resuming
+ * it is followed by guts_net_http_kick, since in external mode only a run
+ * picks a resumed connection up.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -130,6 +133,14 @@ static void http_run(guts_net_http *h)
     }
 }
 
+void guts_net_http_kick(guts_net_http *h)
+{
+    if (!h->d) return;
+    ev_timer_stop(h->loop, &h->timer);
+    ev_timer_set(&h->timer, 0., 0.);
+    ev_timer_start(h->loop, &h->timer);
+}
+
 static void http_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
@@ -152,7 +163,7 @@ int guts_net_http_open(guts_net_http *h, struct ev_loop *loop, const struct sock
     guts_net_rate_init(&h->rate, GUTS_NET_HTTP_RATE, 2 * GUTS_NET_HTTP_RATE, seed);
     struct sockaddr_in sin = *addr;
     h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, ntohs(sin.sin_port), http_accept, h, http_request, h,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, ntohs(sin.sin_port), http_accept, h, http_request, h,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin, MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)GUTS_NET_HTTP_CONN_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)GUTS_NET_HTTP_PER_SOURCE,
@@ -215,6 +226,7 @@ void guts_net_http_close(guts_net_http *h)
     if (!h->d) return;
     ev_io_stop(h->loop, &h->io);
     ev_timer_stop(h->loop, &h->timer);
+    MHD_run(h->d); /* takes back connections resumed for closing */
     MHD_stop_daemon(h->d);
     h->d = NULL;
 }

@@ -71,6 +71,7 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
         l->unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
         l->level = level;
         snprintf(l->text, sizeof l->text, "%s", line + n);
+        if (r->on_line) r->on_line(r->on_line_arg);
     }
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';

@@ -16,7 +16,7 @@
  *             polls the store for other processes' writes, writes status
  *   http.c    the --http listener: GNU libmicrohttpd driven from the loop,
  *             bounded, with a table of routes other handlers join
- *   web.c     the node's routes: the page, /api/status, /metrics
+ *   web.c     the node's routes: the page, /api/status, /metrics, /events
  *   main.c    main()
  *
  * Every libev watcher lives inside the struct that owns it; callbacks get
@@ -142,6 +142,8 @@ typedef struct guts_net_recent_line {
 typedef struct guts_net_recent {
     guts_net_recent_line line[GUTS_NET_RECENT_MAX]; /* ring: line[total % MAX] is next */
     uint64_t total;                                 /* lines ever kept */
+    void (*on_line)(void *arg); /* NULL, or told after each line kept (/events) */
+    void *on_line_arg;
 } guts_net_recent;
 
 typedef struct guts_net_log {
@@ -457,8 +459,14 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
 #define GUTS_NET_HTTP_MEMORY (16u << 10)
 /* A connection idle this long (no byte either way) is closed. */
 #define GUTS_NET_HTTP_TIMEOUT_S 10
-/* Routes: the node's three and room for other surfaces (git smart HTTP). */
+/* Routes: the node's four and room for other surfaces (git smart HTTP). */
 #define GUTS_NET_HTTP_ROUTES_MAX 8
+/* /events streams at once (each holds a connection for as long as its
+ * client listens); more get 503. */
+#define GUTS_NET_HTTP_EVENTS_MAX 8
+/* An /events stream with nothing to say sends a comment this often, so a
+ * client that went away is noticed and the idle timeout never hits. */
+#define GUTS_NET_HTTP_PING_S 5
 
 struct MHD_Connection;
 
@@ -518,6 +526,9 @@ int guts_net_http_reply(struct MHD_Connection *conn, unsigned status, const char
                         const void *body, size_t len);
 /** Connections open now. */
 size_t guts_net_http_conns(const guts_net_http *h);
+/** Run libmicrohttpd at the loop's next turn: after MHD_resume_connection
+ * (external mode needs a run to pick the connection up again). */
+void guts_net_http_kick(guts_net_http *h);
 /** Stop serving and close every connection. */
 void guts_net_http_close(guts_net_http *h);
 
@@ -643,6 +654,8 @@ typedef struct guts_net_node {
     size_t ndamaged;
     guts_net_recent recent; /* last log lines (log.recent points here) */
     guts_net_http http;     /* --http; http.d NULL when off */
+    struct guts_net_sse *sse; /* /events streams open (web.c) */
+    size_t nsse;
 } guts_net_node;
 
 /** The store adapter's hook (guts_core_lmdbstore_on_damaged; arg: the
@@ -672,8 +685,12 @@ void guts_net_node_status(guts_net_node *n, FILE *f);
 void guts_net_node_metrics(guts_net_node *n, FILE *f);
 /** The status page served at / (page.c): one self-contained HTML document. */
 extern const char guts_net_page_html[];
-/** Add the node's routes (/, /api/status, /metrics) to n->http (web.c).
- * Errors: as guts_net_http_route_add. */
+/** Add the node's routes (/, /api/status, /metrics, /events) to n->http
+ * (web.c). Errors: as guts_net_http_route_add. */
 int guts_net_web_routes(guts_net_node *n);
+/** Wake every /events stream: it sends what is new, or a ping when due.
+ * closing: end them instead (before guts_net_http_close, which must not
+ * find a connection suspended). */
+void guts_net_web_wake(guts_net_node *n, int closing);
 
 #endif

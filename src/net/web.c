@@ -1,4 +1,5 @@
-/* web.c - the node's routes on the --http listener: /, /api/status, /metrics.
+/* web.c - the node's routes on the --http listener: /, /api/status, /metrics,
+ * /events.
  *
  * /api/status is the status document guts-node writes to
  * DATA/node/status.json (daemon.c, guts_net_node_status: one generator),
@@ -9,9 +10,15 @@
  * (no other request than /api/status, which it polls every 2 s): it works
  * offline and on a phone.
  *
- * Every answer is built whole in memory (a status document is about 200
- * bytes per repository) and queued at once; the routes take GET and HEAD
- * only, and never read a body.
+ * Every answer but /events is built whole in memory (a status document is
+ * about 200 bytes per repository) and queued at once; the routes take GET
+ * and HEAD only, and never read a body. /events is a server-sent event
+ * stream of the node's log lines at info and above (the ring the status
+ * document's "events" shows): the ring's lines first, then each new one as
+ * it is logged; a stream with nothing to send is suspended (it costs no
+ * loop turn) and woken by the next line, or by the status tick for a ping
+ * every GUTS_NET_HTTP_PING_S. A client too slow for the ring is told how
+ * many lines it missed.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -302,10 +309,153 @@ static int route_page(void *arg, struct MHD_Connection *conn, const char *url, c
                                strlen(guts_net_page_html));
 }
 
+/* ---- /events: server-sent events ------------------------------------------------ */
+
+/* One /events stream: it sends the ring's lines from `next` on, one event
+ * each ("event: log", data a JSON object), then waits suspended until
+ * the log keeps a line or the status tick wakes it for a ping. */
+typedef struct guts_net_sse {
+    guts_net_node *n;
+    struct MHD_Connection *conn;
+    struct guts_net_sse *next;
+    uint64_t line;     /* next ring line to send */
+    uint64_t last_ms;  /* last bytes queued (monotonic) */
+    int suspended;
+    int closing;
+    size_t plen, poff; /* pending bytes of buf not handed to the library yet */
+    char buf[GUTS_NET_RECENT_TEXT * 6 + 128]; /* one event, the text escaped */
+} guts_net_sse;
+
+/* Format ring line i as one event into s->buf. */
+static void sse_format(guts_net_sse *s, const guts_net_recent_line *l)
+{
+    size_t n = (size_t)snprintf(s->buf, sizeof s->buf,
+                                "event: log\ndata: {\"unix_ms\": %llu, \"level\": \"%s\", \"text\": \"",
+                                (unsigned long long)l->unix_ms,
+                                l->level == GUTS_LOG_ERROR  ? "error"
+                                : l->level == GUTS_LOG_WARN ? "warn"
+                                                            : "info");
+    for (const char *t = l->text; *t && n + 8 < sizeof s->buf; t++) {
+        unsigned char c = (unsigned char)*t;
+        if (c == '"' || c == '\\')
+            n += (size_t)snprintf(s->buf + n, sizeof s->buf - n, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(s->buf + n, sizeof s->buf - n, "\\u%04x", c);
+        else
+            s->buf[n++] = (char)c;
+    }
+    n += (size_t)snprintf(s->buf + n, sizeof s->buf - n, "\"}\n\n");
+    s->plen = n < sizeof s->buf ? n : sizeof s->buf - 1;
+    s->poff = 0;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    guts_net_sse *s = cls;
+    guts_net_node *n = s->n;
+    (void)pos;
+    s->suspended = 0;
+    if (s->plen == s->poff) {
+        if (s->closing) return MHD_CONTENT_READER_END_OF_STREAM;
+        const guts_net_recent *r = &n->recent;
+        uint64_t oldest = r->total > GUTS_NET_RECENT_MAX ? r->total - GUTS_NET_RECENT_MAX : 0;
+        if (s->line < oldest) { /* the ring moved past this client: say how much */
+            s->plen = (size_t)snprintf(s->buf, sizeof s->buf, ": %llu lines missed\n\n",
+                                       (unsigned long long)(oldest - s->line));
+            s->poff = 0;
+            s->line = oldest;
+        } else if (s->line < r->total) {
+            sse_format(s, &r->line[s->line++ % GUTS_NET_RECENT_MAX]);
+        } else if (guts_net_now_ms() - s->last_ms >= GUTS_NET_HTTP_PING_S * 1000u) {
+            s->plen = (size_t)snprintf(s->buf, sizeof s->buf, ": ping\n\n");
+            s->poff = 0;
+        } else {
+            /* nothing to say: wait for the next line or ping (web_wake) */
+            s->suspended = 1;
+            MHD_suspend_connection(s->conn);
+            return 0;
+        }
+    }
+    size_t k = s->plen - s->poff < max ? s->plen - s->poff : max;
+    memcpy(out, s->buf + s->poff, k);
+    s->poff += k;
+    s->last_ms = guts_net_now_ms();
+    return (ssize_t)k;
+}
+
+static void sse_free(void *cls)
+{
+    guts_net_sse *s = cls;
+    guts_net_node *n = s->n;
+    for (guts_net_sse **p = &n->sse; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            n->nsse--;
+            break;
+        }
+    free(s);
+}
+
+void guts_net_web_wake(guts_net_node *n, int closing)
+{
+    int woke = 0;
+    for (guts_net_sse *s = n->sse; s; s = s->next) {
+        s->closing |= closing;
+        if (!s->suspended) continue;
+        s->suspended = 0;
+        MHD_resume_connection(s->conn);
+        woke = 1;
+    }
+    if (woke) guts_net_http_kick(&n->http);
+}
+
+static void sse_on_line(void *arg)
+{
+    guts_net_web_wake(arg, 0);
+}
+
+static int route_events(void *arg, struct MHD_Connection *conn, const char *url,
+                        const char *method, const char *upload_data, size_t *upload_data_size,
+                        void **req_ctx)
+{
+    guts_net_node *n = arg;
+    (void)url, (void)upload_data, (void)upload_data_size, (void)req_ctx;
+    if (!get_only(conn, method)) return MHD_YES;
+    if (n->nsse >= GUTS_NET_HTTP_EVENTS_MAX) {
+        static const char busy[] = "too many /events streams open\n";
+        return guts_net_http_reply(conn, 503, "text/plain; charset=utf-8", busy, sizeof busy - 1);
+    }
+    guts_net_sse *s = calloc(1, sizeof *s);
+    if (!s) return MHD_NO;
+    s->n = n;
+    s->conn = conn;
+    s->last_ms = guts_net_now_ms();
+    /* the lines already in the ring first: what happened lately */
+    s->line = n->recent.total > GUTS_NET_RECENT_MAX ? n->recent.total - GUTS_NET_RECENT_MAX : 0;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+    if (!r) {
+        free(s);
+        return MHD_NO;
+    }
+    s->next = n->sse;
+    n->sse = s;
+    n->nsse++;
+    MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result rc = MHD_queue_response(conn, 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 int guts_net_web_routes(guts_net_node *n)
 {
+    n->recent.on_line = sse_on_line;
+    n->recent.on_line_arg = n;
     int rc = guts_net_http_route_add(&n->http, "/api/status", 0, route_status, n);
     if (rc == 0) rc = guts_net_http_route_add(&n->http, "/metrics", 0, route_metrics, n);
+    if (rc == 0) rc = guts_net_http_route_add(&n->http, "/events", 0, route_events, n);
     if (rc == 0) rc = guts_net_http_route_add(&n->http, "/", 0, route_page, n);
     return rc;
 }

@@ -7,6 +7,8 @@
 #     objects with mdb_stat's count of the store's "objects" table;
 #   - /metrics passes `promtool check metrics` (or, without promtool, the
 #     strict format check lib/promcheck.py) and its numbers match;
+#   - /events streams b's log lines as server-sent events, the earlier
+#     ones first, then a repository b takes, live, and pings when idle;
 #   - a loopback listener refuses a foreign Host (421), a POST (405), an
 #     unknown path (404), garbage (400), an oversized header (431) and an
 #     oversized body; 200 idle connections and a slow client: the nodes
@@ -104,6 +106,30 @@ objects=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["repos
 peers=$(awk '/^guts_peers\{/ {s += $2} END {print s}' "$TMP/metrics-b.txt")
 [ "$peers" = 1 ] || fail "guts_peers sums to $peers, want 1"
 [ "$(metric "$TMP/metrics-b.txt" guts_store_disk_bytes)" -gt 0 ] || fail "guts_store_disk_bytes is 0"
+
+# ---- /events: the ring's lines at once, then what b does next, live
+curl -sS -N --max-time 120 "$B/events" >"$TMP/events-b.txt" 2>"$TMP/events-b.err" &
+EVENTS_PID=$!
+EXTRA_PIDS+=("$EVENTS_PID")
+wait_until 20 "/events sends b's earlier lines" grep -q '^data: {.*"text": "peer .* joined' "$TMP/events-b.txt"
+grep -q '^event: log$' "$TMP/events-b.txt" || fail "/events: no 'event: log' line"
+make_repo "$TMP/src2" 2
+expect 0 "$GUTS" --data "$TMP/a" import bob/other "$TMP/src2"
+wait_until 60 "/events tells b took bob/other" grep -q '"text": "new repository bob/other' "$TMP/events-b.txt"
+wait_until 60 "bob/other replicated to b" repos_equal bob/other "$TMP/a" "$TMP/b"
+wait_until 30 "/events pings an idle stream" grep -q '^: ping$' "$TMP/events-b.txt"
+kill "$EVENTS_PID" 2>/dev/null || true
+wait "$EVENTS_PID" 2>/dev/null || true
+python3 - "$TMP/events-b.txt" <<'PY' || fail "/events data lines are not JSON"
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    if line.startswith("data: "):
+        d = json.loads(line[6:]); assert set(d) == {"unix_ms", "level", "text"}, d; n += 1
+assert n >= 2, n
+PY
+# the stream's end is noticed: a new one still fits (streams are capped)
+status_is 200 "$B/api/status"
 
 # ---- bad requests, each answered, none fatal
 status_is 421 -H 'Host: attacker.example' "$A/api/status"
