@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # guts-node --http (issue 17), in a private network namespace: two nodes
 # with a repository each serve their page, /api/status and /metrics;
-#   - / is one self-contained HTML page (no external asset);
+#   - / is one self-contained HTML page (no external asset) whose script,
+#     run by node.js with a stand-in DOM, draws the repository and the peer;
 #   - /api/status agrees with `guts status --json` (node id, peers, each
 #     repository's objects, refs, stored bytes, fingerprint) and the
 #     objects with mdb_stat's count of the store's "objects" table;
@@ -80,6 +81,21 @@ for k in cr:
     assert ar[k]["conflicts"] == 0 and ar[k]["state"] == "in_sync", ar[k]
 PY
 done
+
+# The page's script, run by node.js against b's live document with a
+# stand-in DOM (no browser here), draws the repository and the peer.
+if command -v node >/dev/null; then
+  status_is 200 "$B/"
+  cp "$TMP/body" "$TMP/page.html"
+  node "$NETNS_LIB_DIR/page_render.js" "$TMP/page.html" "$TMP/api-b.json" >"$TMP/rendered" ||
+    fail "the page's script failed: $(cat "$TMP/rendered")"
+  a_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_id"][:12])' "$TMP/api-a.json")
+  grep -q "^repos: alice/repo [0-9]* [0-9]* .* in sync" "$TMP/rendered" || fail "the page shows no alice/repo in sync: $(cat "$TMP/rendered")"
+  grep -q "^peers: $a_id 127.0.0.1:[0-9]* " "$TMP/rendered" || fail "the page shows no peer $a_id: $(cat "$TMP/rendered")"
+  grep -q "^summary: 1 peer, 1 repository" "$TMP/rendered" || fail "the page's summary: $(cat "$TMP/rendered")"
+else
+  echo "no node.js: the page's script is not run"
+fi
 
 # ---- /metrics: the format, and the numbers
 check_metrics() {
