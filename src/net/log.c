@@ -71,6 +71,10 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
         l->unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
         l->level = level;
         snprintf(l->text, sizeof l->text, "%s", line + n);
+        /* printable ASCII only: the ring goes into JSON documents that
+         * `guts status` parses strictly, and a peer's bytes may be in it */
+        for (char *t = l->text; *t; t++)
+            if ((unsigned char)*t < 0x20 || (unsigned char)*t >= 0x7f) *t = '?';
         if (r->on_line) r->on_line(r->on_line_arg);
     }
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
