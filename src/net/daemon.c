@@ -464,10 +464,19 @@ static int poll_repo(const char *key, void *arg)
                 !guts_fp_eq(info.refs_digest, w->refs_digest))) {
         changed = 1;
     }
-    if (changed || !guts_fp_eq(info.refs_digest, w->refs_digest)) {
+    /* Conflict records change only with the refs: they are counted when the
+     * refs digest moved since the last count, and not while a pull runs
+     * (reading every ref at each poll of a pull slowed it until peers
+     * expired); the pull's end brings the count up to date. */
+    int st = GUTS_SYNC_IN_SYNC;
+    if ((!w->counted || !guts_fp_eq(info.refs_digest, w->conflicts_at)) &&
+        (guts_core_repo_state(n->core, key, &st) != 0 || st != GUTS_SYNC_PULLING)) {
         uint64_t conflicts = 0;
-        if (n->store.refs(n->store.ctx, key, 0, count_conflict, &conflicts) == 0)
+        if (n->store.refs(n->store.ctx, key, 0, count_conflict, &conflicts) == 0) {
             w->conflicts = conflicts;
+            w->conflicts_at = info.refs_digest;
+            w->counted = 1;
+        }
     }
     w->txnid = info.txnid;
     w->objects = info.objects;

@@ -600,7 +600,9 @@ typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
     uint64_t objects, refs, stored_bytes;
-    uint64_t conflicts; /* refs under refs/guts/conflicts/, counted when the refs change */
+    uint64_t conflicts; /* refs under refs/guts/conflicts/ (daemon.c, poll_repo) */
+    guts_fp conflicts_at; /* the refs digest they were counted at */
+    int counted;          /* conflicts is a count, conflicts_at valid */
     guts_fp fp, refs_digest;
     uint64_t behind_since; /* ms: first status tick that saw a peer differ; 0: in sync */
     int seen; /* found by the current scan */

@@ -208,7 +208,11 @@ wait "$IDLE_PID" 2>/dev/null || true
 wait_until 30 "a's page answers again" curl -sf --max-time 5 -o /dev/null "$A/api/status"
 node_alive a
 
-# ---- a taken port, --http off, a non-loopback bind
+# ---- bad --http values, a taken port, --http off, a non-loopback bind
+for bad in nonsense 127.0.0.1 127.0.0.1:99999 224.0.0.1:7175 ''; do
+  expect 2 "$GUTS_NODE" --data "$TMP/x" --http "$bad"
+  grep -q -- "^guts-node: --http: expected ADDR:PORT or off, got '$bad' (see guts-node --help)$" "$TMP/err" || fail "--http '$bad': $(cat "$TMP/err")"
+done
 rc=0
 timeout 30 "$GUTS_NODE" --data "$TMP/c" --iface lo --http 127.0.0.1:7173 >"$TMP/c.out" 2>"$TMP/c.err" || rc=$?
 [ $rc -eq 1 ] || fail "a node on a taken --http port exited $rc, want 1"
