@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "cli/guts_progress.h"
+#include "core/refmerge.h"
 #include "net/net.h"
 
 /* 16 MiB: the deltas of a pull mostly sit on recently received bases. */
@@ -272,8 +273,10 @@ static void perform(guts_net_node *n, const guts_core_action *a)
         guts_net_logf(&n->log, a->level, "%s", a->text ? a->text : "");
         break;
     case GUTS_ACT_EVENT:
-        if (a->data && a->len == sizeof(guts_core_event))
+        if (a->data && a->len == sizeof(guts_core_event)) {
             guts_net_hooks_event(n, (const guts_core_event *)(const void *)a->data);
+            if (n->http.d) guts_net_web_wake(n, 0);
+        }
         break;
     default:
         break;
@@ -466,6 +469,12 @@ static guts_net_watch *watch_find(guts_net_node *n, const char *key)
     return NULL;
 }
 
+static int count_conflict(const guts_ref *ref, void *arg)
+{
+    if (guts_ref_is_conflict_name(ref->name)) ++*(uint64_t *)arg;
+    return 0;
+}
+
 static int poll_repo(const char *key, void *arg)
 {
     guts_net_node *n = arg;
@@ -498,8 +507,24 @@ static int poll_repo(const char *key, void *arg)
                 !guts_fp_eq(info.refs_digest, w->refs_digest))) {
         changed = 1;
     }
+    /* Conflict records change only with the refs: they are counted when the
+     * refs digest moved since the last count, and not while a pull runs
+     * (reading every ref at each poll of a pull slowed it until peers
+     * expired); the pull's end brings the count up to date. */
+    int st = GUTS_SYNC_IN_SYNC;
+    if ((!w->counted || !guts_fp_eq(info.refs_digest, w->conflicts_at)) &&
+        (guts_core_repo_state(n->core, key, &st) != 0 || st != GUTS_SYNC_PULLING)) {
+        uint64_t conflicts = 0;
+        if (n->store.refs(n->store.ctx, key, 0, count_conflict, &conflicts) == 0) {
+            w->conflicts = conflicts;
+            w->conflicts_at = info.refs_digest;
+            w->counted = 1;
+        }
+    }
     w->txnid = info.txnid;
     w->objects = info.objects;
+    w->refs = info.refs;
+    w->stored_bytes = info.stored_bytes;
     w->fp = info.fp;
     w->refs_digest = info.refs_digest;
     w->seen = 1;
@@ -601,18 +626,8 @@ static const char *const seal_reason_keys[] = {
 _Static_assert(sizeof seal_reason_keys / sizeof *seal_reason_keys == GUTS_SEAL_R_COUNT,
                "a status.json name for every seal refusal reason");
 
-static void write_status(guts_net_node *n)
+void guts_net_node_status(guts_net_node *n, FILE *f)
 {
-    char tmp[sizeof n->status_path + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    fchmod(fd, 0600);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        return;
-    }
     uint64_t now = guts_net_now_ms();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -638,6 +653,8 @@ static void write_status(guts_net_node *n)
                 fi->joined & 2 ? "true" : "false");
     }
     fprintf(f, "],\n");
+    if (n->http.d)
+        fprintf(f, "  \"http\": \"%s\",\n", guts_net_addr_str(&n->http.local, as, sizeof as));
     fprintf(f, "  \"interval_ms\": %u,\n", (unsigned)guts_core_interval(n->core));
     fprintf(f, "  \"sessions\": {\"pulls\": %zu, \"serves\": %zu},\n", pulls, serves);
     fprintf(f, "  \"peers\": [");
@@ -683,12 +700,54 @@ static void write_status(guts_net_node *n)
         guts_core_repo_state(n->core, n->watch[i].key, &st);
         fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
         json_str(f, n->watch[i].key);
-        fprintf(f, ", \"objects\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\"}",
-                (unsigned long long)n->watch[i].objects, (unsigned long long)n->watch[i].fp.hi,
-                (unsigned long long)n->watch[i].fp.lo,
-                st >= 0 && st <= 2 ? sync_names[st] : "unknown");
+        const guts_net_watch *w = &n->watch[i];
+        fprintf(f,
+                ", \"objects\": %llu, \"refs\": %llu, \"stored_bytes\": %llu, "
+                "\"conflicts\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\", "
+                "\"behind_ms\": %llu}",
+                (unsigned long long)w->objects, (unsigned long long)w->refs,
+                (unsigned long long)w->stored_bytes, (unsigned long long)w->conflicts,
+                (unsigned long long)w->fp.hi, (unsigned long long)w->fp.lo,
+                st >= 0 && st <= 2 ? sync_names[st] : "unknown",
+                (unsigned long long)(w->behind_since && now > w->behind_since
+                                         ? now - w->behind_since
+                                         : 0));
     }
-    fprintf(f, "%s],\n  \"damaged\": [", n->nwatch ? "\n  " : "");
+    /* pulls in progress: the core's session counters */
+    guts_core_pull_info pl[GUTS_NET_STATUS_PULLS];
+    size_t npl = guts_core_pulls(n->core, pl, GUTS_NET_STATUS_PULLS);
+    if (npl > GUTS_NET_STATUS_PULLS) npl = GUTS_NET_STATUS_PULLS;
+    fprintf(f, "%s],\n  \"pulls\": [", n->nwatch ? "\n  " : "");
+    for (size_t i = 0; i < npl; i++) {
+        guts_net_sa sin;
+        char ph[2 * GUTS_NODE_ID_LEN + 1];
+        guts_node_id_to_hex(&pl[i].peer, ph);
+        if (addr_to_sa(&pl[i].addr, &sin) == 0)
+            guts_net_addr_str(&sin, as, sizeof as);
+        else
+            snprintf(as, sizeof as, "?");
+        fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
+        json_str(f, pl[i].key);
+        fprintf(f,
+                ", \"peer\": \"%s\", \"address\": \"%s\", \"objects\": %llu, \"expected\": %llu, "
+                "\"bytes\": %llu, \"elapsed_ms\": %llu}",
+                ph, as, (unsigned long long)pl[i].objects,
+                (unsigned long long)(pl[i].objects <= pl[i].expected ? pl[i].expected : 0),
+                (unsigned long long)pl[i].bytes,
+                (unsigned long long)(now > pl[i].started ? now - pl[i].started : 0));
+    }
+    /* the last log lines at info and above, oldest first */
+    fprintf(f, "%s],\n  \"events\": [", npl ? "\n  " : "");
+    uint64_t first = n->recent.total > GUTS_NET_RECENT_MAX ? n->recent.total - GUTS_NET_RECENT_MAX : 0;
+    for (uint64_t i = first; i < n->recent.total; i++) {
+        const guts_net_recent_line *l = &n->recent.line[i % GUTS_NET_RECENT_MAX];
+        fprintf(f, "%s\n    {\"unix_ms\": %llu, \"level\": \"%s\", \"text\": ", i > first ? "," : "",
+                (unsigned long long)l->unix_ms,
+                l->level == GUTS_LOG_ERROR ? "error" : l->level == GUTS_LOG_WARN ? "warn" : "info");
+        json_str(f, l->text);
+        fputc('}', f);
+    }
+    fprintf(f, "%s],\n  \"damaged\": [", n->recent.total ? "\n  " : "");
     for (size_t i = 0; i < n->ndamaged; i++) {
         const guts_net_damaged *dm = &n->damaged[i];
         fprintf(f, "%s\n    {\"key\": ", i ? "," : "");
@@ -784,6 +843,21 @@ static void write_status(guts_net_node *n)
     fputc('}', f);
     guts_net_hooks_status(n, f);
     fprintf(f, "\n}\n");
+}
+
+static void write_status(guts_net_node *n)
+{
+    char tmp[sizeof n->status_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", n->status_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    fchmod(fd, 0600);
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    guts_net_node_status(n, f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         unlink(tmp);
@@ -847,6 +921,18 @@ static void status_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
                           n->udp.mcast_off);
     }
     lonely_check(n);
+    if (n->nsse) guts_net_web_wake(n, 0); /* /events: a ping when due */
+    /* replication lag: since when a live peer's state of each repository
+     * differs from ours (seen at this tick's resolution) */
+    uint64_t now = guts_net_now_ms();
+    for (size_t i = 0; i < n->nwatch; i++) {
+        int st = GUTS_SYNC_IN_SYNC;
+        guts_core_repo_state(n->core, n->watch[i].key, &st);
+        if (st == GUTS_SYNC_IN_SYNC)
+            n->watch[i].behind_since = 0;
+        else if (!n->watch[i].behind_since)
+            n->watch[i].behind_since = now;
+    }
     write_status(n);
 }
 
@@ -1086,6 +1172,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     n->opts = *opts;
     n->log.level = opts->log_level;
     n->log.tty = &n->tty;
+    n->log.recent = &n->recent;
     n->tty.on = isatty(STDERR_FILENO);
     n->tcp.lfd = -1;
     for (int k = 0; k < GUTS_UDP_NFD; k++)
@@ -1169,7 +1256,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.store = &n->store;
     cfg.repo_wanted = guts_net_repo_wanted;
     cfg.repo_wanted_arg = &n->opts;
-    cfg.events = opts->nhooks > 0;
+    cfg.events = opts->nhooks > 0 || opts->http_on; /* hooks, /events */
     /* --peer: seeds the core copies every group datagram to */
     guts_addr seeds[GUTS_NET_PEERS_MAX];
     for (size_t i = 0; i < opts->npeers; i++)
@@ -1191,6 +1278,11 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     if (rc != 0) {
         guts_net_logf(&n->log, GUTS_LOG_ERROR, "core: %s", guts_strerror(rc));
         return rc;
+    }
+    if (opts->http_on) {
+        rc = guts_net_http_open(&n->http, loop, &opts->http, &n->log, cfg.seed ^ 0x68747470u);
+        if (rc == 0) rc = guts_net_web_routes(n);
+        if (rc != 0) return rc;
     }
     /* remembered peers are tried like learned ones (given up if silent) */
     snprintf(n->peers_path, sizeof n->peers_path, "%s/node/peers", opts->data);
@@ -1289,6 +1381,8 @@ void guts_net_node_close(guts_net_node *n)
     /* The core asked for every stream to close when it left; the rest go now
      * without telling it (it is about to be freed). */
     if (n->core && n->peers_path[0]) remembered_save(n);
+    guts_net_web_wake(n, 1); /* /events streams end: none may stay suspended */
+    guts_net_http_close(&n->http); /* its handlers read the core */
     guts_core *core = n->core;
     n->core = NULL;
     if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);

@@ -224,6 +224,11 @@ static void hook_next(guts_net_hook *h)
 void guts_net_hooks_event(guts_net_node *n, const guts_core_event *e)
 {
     uint64_t wall = wall_ms();
+    if (n->http.d) {
+        guts_net_hook_item *r = &n->events[n->nevents++ % GUTS_NET_EVENTS_RING];
+        r->e = *e;
+        r->wall_ms = wall;
+    }
     for (size_t i = 0; i < n->nhooks; i++) {
         guts_net_hook *h = &n->hooks[i];
         if (h->nq == GUTS_NET_HOOK_QUEUE) {

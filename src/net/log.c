@@ -6,7 +6,8 @@
  * lines from several nodes sharing a terminal or file don't interleave.
  * On a terminal the daemon keeps live progress lines under the log: a log
  * line first erases them (in the same write), and they are drawn again
- * below it at the next redraw.
+ * below it at the next redraw. Lines at info and above are also kept in a
+ * small ring (log->recent) for the status page's "last events".
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +65,17 @@ void guts_net_logf(const guts_net_log *log, int level, const char *fmt, ...)
     int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
     va_end(ap);
     if (m < 0) m = 0;
+    if (log->recent && level <= GUTS_LOG_INFO) {
+        guts_net_recent *r = log->recent;
+        guts_net_recent_line *l = &r->line[r->total++ % GUTS_NET_RECENT_MAX];
+        l->unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        l->level = level;
+        snprintf(l->text, sizeof l->text, "%s", line + n);
+        /* printable ASCII only: the ring goes into JSON documents that
+         * `guts status` parses strictly, and a peer's bytes may be in it */
+        for (char *t = l->text; *t; t++)
+            if ((unsigned char)*t < 0x20 || (unsigned char)*t >= 0x7f) *t = '?';
+    }
     n += (size_t)m < sizeof line - n - 1 ? (size_t)m : sizeof line - n - 2;
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, n);

@@ -15,6 +15,9 @@
  *   daemon.c  the loop: feeds events to the core, performs its actions,
  *             seals and opens everything with the cluster key when keyed,
  *             polls the store for other processes' writes, writes status
+ *   http.c    the --http listener: GNU libmicrohttpd driven from the loop,
+ *             bounded, with a table of routes other handlers join
+ *   web.c     the node's routes: the page, /api/status, /metrics, /events
  *   main.c    main()
  *
  * Every libev watcher lives inside the struct that owns it; callbacks get
@@ -113,6 +116,8 @@ typedef struct guts_net_opts {
     unsigned max_learned;      /* --max-learned-peers: addresses kept from peer exchange */
     char hooks[GUTS_NET_HOOKS_MAX][GUTS_NET_HOOK_CMD_MAX]; /* --on-event CMD */
     size_t nhooks;
+    int http_on;               /* --http: 0 after `--http off` */
+    guts_net_sa http;          /* --http ADDR:PORT (port 0: ephemeral) */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -175,9 +180,26 @@ typedef struct guts_net_tty {
     size_t pulls; /* pulls at the last redraw: a change redraws at once */
 } guts_net_tty;
 
+/* The last log lines at info and above, kept for the status page and
+ * /api/status ("events"): enough to see what happened lately, a few KiB. */
+#define GUTS_NET_RECENT_MAX 32
+#define GUTS_NET_RECENT_TEXT 240
+
+typedef struct guts_net_recent_line {
+    uint64_t unix_ms;
+    int level;
+    char text[GUTS_NET_RECENT_TEXT]; /* the message, cut; no timestamp */
+} guts_net_recent_line;
+
+typedef struct guts_net_recent {
+    guts_net_recent_line line[GUTS_NET_RECENT_MAX]; /* ring: line[total % MAX] is next */
+    uint64_t total;                                 /* lines ever kept */
+} guts_net_recent;
+
 typedef struct guts_net_log {
     int level;         /* lines above this level are dropped */
     guts_net_tty *tty; /* NULL: never any progress lines */
+    guts_net_recent *recent; /* NULL: none kept */
 } guts_net_log;
 
 /** Write one line "2026-01-01T00:00:00.000Z LEVEL message" to stderr when
@@ -266,6 +288,10 @@ typedef struct guts_net_hook_item {
     guts_core_event e;
     uint64_t wall_ms;
 } guts_net_hook_item;
+
+/* The last events, for /events (web.c): a stream joining late gets these
+ * first, and one that falls this far behind is told how many it missed. */
+#define GUTS_NET_EVENTS_RING 32
 
 struct guts_net_node;
 typedef struct guts_net_hook {
@@ -533,6 +559,98 @@ guts_net_conn *guts_net_tcp_find(guts_net_tcp *t, uint32_t id);
 /** Close every connection at once and the listener. */
 void guts_net_tcp_shutdown(guts_net_tcp *t);
 
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/* The status page's listener (--http). Loopback by default: the page shows
+ * repository names and peers to whoever can connect. 7172 is the port after
+ * the group's 7171. */
+#define GUTS_NET_HTTP_DEFAULT "127.0.0.1:7172"
+/* Connections at once, all sources: a few browsers and a scraper need a
+ * handful; each pins at most GUTS_NET_HTTP_MEMORY. */
+#define GUTS_NET_HTTP_CONN_MAX 64
+/* Connections at once from one address: a browser opens about six. */
+#define GUTS_NET_HTTP_PER_SOURCE 8
+/* New connections per second from one address (burst 2x): a page refresh
+ * reuses its connection; a scraper opens one per scrape. */
+#define GUTS_NET_HTTP_RATE 20
+/* Per connection: request line, headers and any body buffered, 16 KiB.
+ * A longer request is answered 431 or 413 by libmicrohttpd and closed. */
+#define GUTS_NET_HTTP_MEMORY (16u << 10)
+/* A connection idle this long (no byte either way) is closed. */
+#define GUTS_NET_HTTP_TIMEOUT_S 10
+/* Routes: the node's four and room for other surfaces (git smart HTTP). */
+#define GUTS_NET_HTTP_ROUTES_MAX 8
+/* /events streams at once (each holds a connection for as long as its
+ * client listens); more get 503. */
+#define GUTS_NET_HTTP_EVENTS_MAX 8
+/* An /events stream with nothing to say sends a comment this often, so a
+ * client that went away is noticed and the idle timeout never hits. */
+#define GUTS_NET_HTTP_PING_S 5
+
+struct MHD_Connection;
+
+/** A route's handler: libmicrohttpd's access handler (MHD_AccessHandlerCallback,
+ * microhttpd.h) with the route's arg first, so a handler may take a body
+ * or stream an answer; it returns MHD_YES (1) or MHD_NO (0). Simple GET
+ * routes answer at once with guts_net_http_reply. Handlers run on the loop:
+ * they must not block. */
+typedef int guts_net_http_handler(void *arg, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *upload_data,
+                                  size_t *upload_data_size, void **req_ctx);
+
+typedef struct guts_net_http_route {
+    char path[64]; /* "/metrics"; with prefix set, "/repos/" matches below it */
+    int prefix;
+    guts_net_http_handler *fn;
+    void *arg;
+} guts_net_http_route;
+
+typedef struct guts_net_http_stats {
+    uint64_t requests;     /* handed to a route or answered 404/421 */
+    uint64_t not_found;    /* no route */
+    uint64_t bad_host;     /* loopback listener, Host header not loopback */
+    uint64_t rate_limited; /* connections refused over GUTS_NET_HTTP_RATE */
+} guts_net_http_stats;
+
+typedef struct guts_net_http {
+    ev_io io;       /* libmicrohttpd's epoll descriptor: readable, run it */
+    ev_timer timer; /* its next timeout (MHD_get_timeout) */
+    struct ev_loop *loop;
+    struct MHD_Daemon *d; /* NULL: --http off */
+    guts_net_sa local;        /* bound, port resolved */
+    int loopback;             /* bound to 127.0.0.0/8: Host must be loopback too */
+    guts_net_http_route routes[GUTS_NET_HTTP_ROUTES_MAX];
+    size_t nroutes;
+    const guts_net_log *log;
+    char why[160]; /* libmicrohttpd's last error line */
+    guts_net_http_stats stats;
+    guts_net_rate rate; /* new connections per source */
+} guts_net_http;
+
+/** Start serving on addr from loop (libmicrohttpd in its external-loop
+ * epoll mode: no thread; its one epoll descriptor is an ev_io, its timeout
+ * an ev_timer). seed keys the rate table. A non-loopback addr is logged
+ * as the user's choice. Errors: GUTS_EIO (cannot bind: logged with the cause). */
+int guts_net_http_open(guts_net_http *h, struct ev_loop *loop, const guts_net_sa *addr,
+                       const guts_net_log *log, uint64_t seed);
+/** Add a route: requests whose path is path (or, with prefix, starts with
+ * it) go to fn(arg, ...). The first route that matches wins.
+ * Errors: GUTS_EINVAL (path too long), GUTS_EAGAIN (table full). */
+int guts_net_http_route_add(guts_net_http *h, const char *path, int prefix,
+                            guts_net_http_handler *fn, void *arg);
+/** Queue a whole answer (copied) with its Content-Type; the headers every
+ * answer carries (no caching, no sniffing, a strict content policy) are
+ * added. Returns the MHD_Result of MHD_queue_response. */
+int guts_net_http_reply(struct MHD_Connection *conn, unsigned status, const char *ctype,
+                        const void *body, size_t len);
+/** Connections open now. */
+size_t guts_net_http_conns(const guts_net_http *h);
+/** Run libmicrohttpd at the loop's next turn: after MHD_resume_connection
+ * (external mode needs a run to pick the connection up again). */
+void guts_net_http_kick(guts_net_http *h);
+/** Stop serving and close every connection. */
+void guts_net_http_close(guts_net_http *h);
+
 /* ---- The node ------------------------------------------------------------- */
 
 /* Other processes' writes (guts import) are noticed by polling each
@@ -558,6 +676,8 @@ void guts_net_tcp_shutdown(guts_net_tcp *t);
  * found); past this the oldest is dropped: a data dir where so many are
  * damaged has one problem, not 64. */
 #define GUTS_NET_DAMAGED_MAX 64
+/* Pulls listed in the status document: every one (at most --max-sessions). */
+#define GUTS_NET_STATUS_PULLS GUTS_NET_SESSIONS_FLAG_MAX
 
 /* A repository found damaged and set aside (damaged.c). */
 typedef struct guts_net_damaged {
@@ -596,8 +716,12 @@ typedef struct guts_net_remembered {
 typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
-    uint64_t objects;
+    uint64_t objects, refs, stored_bytes;
+    uint64_t conflicts; /* refs under refs/guts/conflicts/ (daemon.c, poll_repo) */
+    guts_fp conflicts_at; /* the refs digest they were counted at */
+    int counted;          /* conflicts is a count, conflicts_at valid */
     guts_fp fp, refs_digest;
+    uint64_t behind_since; /* ms: first status tick that saw a peer differ; 0: in sync */
     int seen; /* found by the current scan */
 } guts_net_watch;
 
@@ -650,6 +774,12 @@ typedef struct guts_net_node {
     guts_net_rate conn_rate;  /* accepted connections per source */
     guts_net_damaged *damaged; /* most recent last, at most GUTS_NET_DAMAGED_MAX */
     size_t ndamaged;
+    guts_net_recent recent; /* last log lines (log.recent points here) */
+    guts_net_hook_item events[GUTS_NET_EVENTS_RING]; /* ring: events[nevents % RING] is next */
+    uint64_t nevents;                                /* events kept (--http on) */
+    guts_net_http http;     /* --http; http.d NULL when off */
+    struct guts_net_sse *sse; /* /events streams open (web.c) */
+    size_t nsse;
 } guts_net_node;
 
 /* ---- keys.c: the key ring of a running node ---- */
@@ -699,5 +829,20 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
 int guts_net_node_run(guts_net_node *n);
 /** Close everything opened by guts_net_node_open. */
 void guts_net_node_close(guts_net_node *n);
+
+/** Write the node's status document (DATA/node/status.json, /api/status:
+ * one generator) to f. */
+void guts_net_node_status(guts_net_node *n, FILE *f);
+/** Write the node's metrics in Prometheus' text format to f (web.c). */
+void guts_net_node_metrics(guts_net_node *n, FILE *f);
+/** The status page served at / (page.c): one self-contained HTML document. */
+extern const char guts_net_page_html[];
+/** Add the node's routes (/, /api/status, /metrics, /events) to n->http
+ * (web.c). Errors: as guts_net_http_route_add. */
+int guts_net_web_routes(guts_net_node *n);
+/** Wake every /events stream: it sends what is new, or a ping when due.
+ * closing: end them instead (before guts_net_http_close, which must not
+ * find a connection suspended). */
+void guts_net_web_wake(guts_net_node *n, int closing);
 
 #endif

@@ -28,6 +28,7 @@ const char *guts_net_usage(void)
            "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
            "                 [--max-learned-peers N] [--on-event CMD]...\n"
+           "                 [--http ADDR:PORT|off]\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       join the groups only on this interface (repeatable;\n"
            "                     default: every one up with MULTICAST, loopback only\n"
@@ -61,7 +62,9 @@ const char *guts_net_usage(void)
            "                     shell) for each event: peer_joined, peer_left,\n"
            "                     repo_added, ref_updated, conflict, pull_failed; the event\n"
            "                     in GUTS_* variables and as a JSON line on stdin; one at\n"
-           "                     a time, 10 s each, 64 queued (repeatable, up to 8)\n";
+           "                     a time, 10 s each, 64 queued (repeatable, up to 8)\n"
+           "  --http ADDR:PORT   status page, /api/status and /metrics (default\n"
+           "                     " GUTS_NET_HTTP_DEFAULT "; port 0: any free one; off: none)\n";
 }
 
 const char *guts_net_addr_str(const guts_net_sa *addr, char *buf, size_t len)
@@ -280,6 +283,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_PEER_REPOS,
         O_LEARNED,
         O_HOOK,
+        O_HTTP,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -301,6 +305,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"max-peer-repos", required_argument, NULL, O_PEER_REPOS},
         {"max-learned-peers", required_argument, NULL, O_LEARNED},
         {"on-event", required_argument, NULL, O_HOOK},
+        {"http", required_argument, NULL, O_HTTP},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -322,6 +327,9 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
     out->max_remote_repos = GUTS_CORE_REMOTE_REPOS_DEFAULT;
     out->max_peer_repos = GUTS_CORE_PEER_REPOS_DEFAULT;
     out->max_learned = GUTS_CORE_LEARNED_DEFAULT;
+    out->http_on = 1;
+    if (guts_net_parse_addr(GUTS_NET_HTTP_DEFAULT, 0, &out->http, &why) != 0)
+        return fail(err, errlen, "--http: bad default%s%s", "", "");
     int have_data = 0;
 
     opterr = 0;
@@ -442,6 +450,14 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
                                         : &out->max_learned) = (unsigned)n;
             break;
         }
+        case O_HTTP:
+            out->http_on = strcmp(v, "off") != 0;
+            if (out->http_on && (guts_net_parse_addr(v, 1, &out->http, &why) != 0 ||
+                                 (out->http.sa.sa_family == AF_INET
+                                      ? IN_MULTICAST(ntohl(out->http.in.sin_addr.s_addr))
+                                      : IN6_IS_ADDR_MULTICAST(&out->http.in6.sin6_addr))))
+                return fail_addr(err, errlen, "--http", "ADDR:PORT or off", v, why);
+            break;
         case O_HELP:
             return 1;
         case ':':

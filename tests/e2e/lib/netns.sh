@@ -101,14 +101,16 @@ NODE_INTERVAL_MS=${NODE_INTERVAL_MS:-200}
 NODE_IFACE=${NODE_IFACE-lo}
 
 # node_start NAME [ARGS...]: start a node on data dir $TMP/NAME, log in
-# $TMP/NAME.log; ARGS are remembered for node_restart.
+# $TMP/NAME.log; ARGS are remembered for node_restart. Nodes start with
+# --http off (several nodes in one namespace would all want 127.0.0.1:7172);
+# a test that wants the page passes its own --http, which comes later and wins.
 node_start() {
   local name=$1; shift
   NODE_ARGS[$name]="$*"
   local ifarg=()
   [ -z "$NODE_IFACE" ] || ifarg=(--iface "$NODE_IFACE")
   "$GUTS_NODE" --data "$TMP/$name" "${ifarg[@]}" --interval-ms "$NODE_INTERVAL_MS" \
-    --log-level "${NODE_LOG_LEVEL:-info}" "$@" 2>>"$TMP/$name.log" &
+    --log-level "${NODE_LOG_LEVEL:-info}" --http off "$@" 2>>"$TMP/$name.log" &
   NODE_PID[$name]=$!
 }
 
@@ -119,7 +121,8 @@ node_start_ns() {
   NODE_NS[$name]="$ns $iface"
   NODE_ARGS[$name]="$*"
   ip netns exec "$ns" "$GUTS_NODE" --data "$TMP/$name" --iface "$iface" \
-    --interval-ms "$NODE_INTERVAL_MS" --log-level "${NODE_LOG_LEVEL:-info}" "$@" 2>>"$TMP/$name.log" &
+    --interval-ms "$NODE_INTERVAL_MS" --log-level "${NODE_LOG_LEVEL:-info}" --http off "$@" \
+    2>>"$TMP/$name.log" &
   NODE_PID[$name]=$!
 }
 
