@@ -83,6 +83,10 @@ static session *sess_new(guts_core *c, uint32_t stream, int kind, const guts_add
     session *s = calloc(1, sizeof(session));
     if (!s)
         return NULL;
+    if (kind == SESS_SERVE && !(s->ahead = malloc(CORE_AHEAD_MAX * sizeof(sent_rec)))) {
+        free(s);
+        return NULL;
+    }
     s->core = c;
     s->stream = stream;
     s->kind = kind;
@@ -123,6 +127,7 @@ static void sess_free(session *s)
     free(s->chunk);
     for (size_t i = s->headahead; i < s->nahead; i++)
         free(s->ahead[i].buf);
+    free(s->ahead);
     idset_clear(&s->early);
     pend_free(s->core, s);
     jobs_free(s);
