@@ -203,6 +203,7 @@
  * past this the rest go in walk order and the receiver holds what comes
  * before its base. */
 #define CORE_AHEAD_MAX 64
+#define CORE_AHEAD_MIN 4
 /* Ids a whole-repository walk remembers as sent ahead (~42 bytes each at
  * load 1/2): past this, bases go in walk order (the receiver holds what
  * comes early), so a huge repository costs the server at most ~11 MB. */
@@ -442,11 +443,11 @@ typedef struct session {
     guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
     size_t nresume;
     /* Records read but not sent yet, in send order: one that did not fit
-     * the last frame, or a delta's bases read ahead of it. CORE_AHEAD_MAX
-     * entries, allocated for a serving session only (6.6 KB a session,
-     * which parked and pulling ones do not need). */
+     * the last frame, or a delta's bases read ahead of it. Serving
+     * sessions only: CORE_AHEAD_MIN entries, CORE_AHEAD_MAX once a delta
+     * is read (7.7 KB, which a session sending whole objects never needs). */
     sent_rec *ahead;
-    size_t headahead, nahead;
+    size_t headahead, nahead, capahead;
     idset early; /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent; /* elements sent for the request being answered */
