@@ -20,10 +20,11 @@
 #include "guts/core.h"
 #include "guts/wire.h"
 
-/* Cores in one process. Each core's view is bounded (256 peers), so memory
- * grows with N: ~100 KB per node, 1 GB at 10,000. 50,000 only catches
- * typos. */
-#define SIM_NODES_MAX 50000
+/* Cores in one process. Each core's view is bounded (64 peers), so memory
+ * grows with N: ~40-50 KB per node with one small repository (docs/
+ * performance.md, "Simulator"). 200,000 fits this machine's 24 GB with room;
+ * the bound only catches typos. */
+#define SIM_NODES_MAX 200000
 /* Repositories and writers: a workload knob, not a protocol limit; the
  * announce pager copes with any number, the report lists each one. */
 #define SIM_REPOS_MAX 1000

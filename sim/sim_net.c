@@ -249,8 +249,26 @@ static sbuf *corrupt_copy(sim *s, const sbuf *b)
     return c;
 }
 
-/* One copy of a datagram towards j: loss, duplication, latency. */
-static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep, uint32_t via)
+/* Room for one more copy in the fan-out scratch. */
+static int scr_reserve(sim *s)
+{
+    if (s->nscr < s->capscr) return GUTS_OK;
+    size_t nc = s->capscr ? 2 * s->capscr : 1024;
+    sfan_ent *e = realloc(s->scr, nc * sizeof(*e));
+    if (!e) return GUTS_ENOMEM;
+    s->scr = e;
+    uint32_t *l = realloc(s->scr_lat, nc * sizeof(*l));
+    if (!l) return GUTS_ENOMEM;
+    s->scr_lat = l;
+    s->capscr = nc;
+    return GUTS_OK;
+}
+
+/* One copy of a datagram towards j: loss, duplication, latency. With fan
+ * set the copy goes to the fan-out scratch (fan_commit), else (and when it
+ * is corrupted: a private buffer) into the heap. */
+static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep, uint32_t via,
+                       int fan)
 {
     snode *to = &s->nodes[j];
     if (to->state != NODE_UP || !reachable(s, from, j)) return;
@@ -274,8 +292,77 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep,
                  .buf = b};
         sbuf *bad = corrupt_copy(s, b);
         if (bad) e.buf = bad;
+        if (fan && !bad && scr_reserve(s) == GUTS_OK) {
+            s->scr[s->nscr] = (sfan_ent){j, to->gen};
+            s->scr_lat[s->nscr++] = (uint32_t)(e.t - dep);
+            continue;
+        }
         push(s, &e);
     }
+}
+
+/* Turn the scratch copies of the multicast b (sent at dep) into a fan-out:
+ * counting sort by latency, stable, so each bucket is in recipient order. */
+static void fan_commit(sim *s, sbuf *b, uint32_t from, uint32_t via, uint64_t dep)
+{
+    size_t n = s->nscr;
+    s->nscr = 0;
+    if (n == 0) return;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (s->scr_lat[k] < lo) lo = s->scr_lat[k];
+        if (s->scr_lat[k] > hi) hi = s->scr_lat[k];
+    }
+    uint32_t nb = hi - lo + 1;
+    if (nb + 1 > s->capcnt) {
+        uint32_t *c = realloc(s->scr_cnt, (nb + 1) * sizeof(*c));
+        if (!c) return;
+        s->scr_cnt = c;
+        s->capcnt = nb + 1;
+    }
+    if (!s->fan_free) {
+        size_t nc = s->capfans ? 2 * s->capfans : 16;
+        sfan *p = realloc(s->fans, nc * sizeof(*p));
+        if (!p) return;
+        s->fans = p;
+        for (size_t k = s->capfans; k < nc; k++) {
+            memset(&p[k], 0, sizeof(p[k]));
+            p[k].next_free = k + 1 < nc ? (uint32_t)k + 2 : 0;
+        }
+        s->fan_free = (uint32_t)s->capfans + 1;
+        s->capfans = nc;
+    }
+    uint32_t idx = s->fan_free - 1;
+    sfan *f = &s->fans[idx];
+    f->ent = malloc(n * sizeof(sfan_ent));
+    f->start = malloc((nb + 1) * sizeof(uint32_t));
+    if (!f->ent || !f->start) {
+        free(f->ent);
+        free(f->start);
+        f->ent = NULL;
+        f->start = NULL;
+        return;
+    }
+    s->fan_free = f->next_free;
+    f->next_free = 0;
+    uint32_t *cnt = s->scr_cnt;
+    memset(cnt, 0, (nb + 1) * sizeof(*cnt));
+    for (size_t k = 0; k < n; k++)
+        cnt[s->scr_lat[k] - lo + 1]++;
+    for (uint32_t k = 0; k < nb; k++)
+        cnt[k + 1] += cnt[k];
+    memcpy(f->start, cnt, (nb + 1) * sizeof(*cnt));
+    for (size_t k = 0; k < n; k++)
+        f->ent[cnt[s->scr_lat[k] - lo]++] = s->scr[k];
+    f->buf = b;
+    b->refs++;
+    f->from = from;
+    f->via = via;
+    f->t0 = dep + lo;
+    f->nb = nb;
+    f->cur = 0;
+    sev e = {.t = f->t0, .kind = EV_FANOUT, .node = from, .link = LINK_NONE, .aux = idx};
+    push(s, &e);
 }
 
 /* ---- actions from a core ------------------------------------------------------ */
@@ -370,7 +457,8 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         if (a->to_group) {
             uint32_t d = s->cfg.domains, N = s->cfg.nodes;
             for (uint32_t j = i % d; j < N; j += d)
-                if (j != i) dgram_copy(s, i, j, b, dep, GUTS_VIA_GROUP);
+                if (j != i) dgram_copy(s, i, j, b, dep, GUTS_VIA_GROUP, 1);
+            fan_commit(s, b, i, GUTS_VIA_GROUP, dep);
             /* gateways: node d of domain d has --peer set to both
              * neighbouring domains' gateways */
             for (uint32_t k = 0; d > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
@@ -378,12 +466,12 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
                 nd->tr.ucast_msgs++;
                 nd->tr.ucast_bytes += a->len;
                 /* as --peer on both gateways: already both ways */
-                dgram_copy(s, i, g, b, dep, GUTS_VIA_GROUP);
+                dgram_copy(s, i, g, b, dep, GUTS_VIA_GROUP, 0);
             }
         } else {
             uint32_t j;
             if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i)
-                dgram_copy(s, i, j, b, dep, GUTS_VIA_UNICAST);
+                dgram_copy(s, i, j, b, dep, GUTS_VIA_UNICAST, 0);
         }
         sbuf_drop(b);
         break;
@@ -521,6 +609,7 @@ static int start_core(sim *s, uint32_t i)
     cfg.interval_ms = s->cfg.interval_ms;
     cfg.seed = rnd(s);
     cfg.store = &nd->iface;
+    cfg.no_log = !s->cfg.verbose;
     int rc = guts_core_new(&cfg, &nd->core);
     if (rc) return rc;
     nd->state = NODE_UP;
@@ -549,6 +638,77 @@ static void stop_core(sim *s, uint32_t i, int state)
 
 /* ---- events ------------------------------------------------------------------------ */
 
+static void dgram_deliver(sim *s, snode *nd, uint32_t from, uint32_t via, sbuf *b)
+{
+    guts_addr a;
+    addr_of(from, &a);
+    nd->tr.recv_msgs++;
+    nd->tr.recv_bytes += b->len;
+    s->dgram_deliveries++;
+    if (!b->decoded && b->len <= GUTS_DGRAM_DROP) {
+        b->rc = guts_msg_decode(b->data, b->len, &b->msg);
+        b->decoded = 1;
+    }
+    if (b->decoded && b->rc == GUTS_OK)
+        guts_core_on_msg(nd->core, s->now, &a, (int)via, &b->msg, b->len);
+    else /* the core counts what fails to decode */
+        guts_core_on_datagram(nd->core, s->now, &a, (int)via, b->data, b->len);
+}
+
+/* How far ahead (in copies) a fan-out prefetches: a recipient's node,
+ * then its core in three stages (guts_core_prefetch), FAN_STEP apart. */
+#define FAN_STEP 5
+#define FAN_PREFETCH (4 * FAN_STEP)
+
+/* Deliver the current bucket of fan idx, then schedule its next one or
+ * free it. Every copy counts as an event. */
+static void fan_run(sim *s, uint32_t idx)
+{
+    sfan *f = &s->fans[idx];
+    uint32_t b = f->cur, from = f->from, via = f->via;
+    sbuf *buf = f->buf;
+    if (!buf->decoded && buf->len <= GUTS_DGRAM_DROP) {
+        buf->rc = guts_msg_decode(buf->data, buf->len, &buf->msg);
+        buf->decoded = 1;
+    }
+    const guts_node_id *sender = buf->decoded && buf->rc == GUTS_OK ? &buf->msg.sender : NULL;
+    for (uint32_t k = f->start[b], end = f->start[b + 1]; k < end; k++) {
+        f = &s->fans[idx]; /* a delivery may send, and grow s->fans */
+        for (int st = 0; st < 4; st++) {
+            uint32_t ahead = k + FAN_PREFETCH - (uint32_t)st * FAN_STEP;
+            if (ahead >= end) continue;
+            const snode *pn = &s->nodes[f->ent[ahead].node];
+            if (st == 0)
+                __builtin_prefetch(pn);
+            else if (pn->core)
+                guts_core_prefetch(pn->core, st - 1, sender);
+        }
+        sfan_ent en = f->ent[k];
+        snode *nd = &s->nodes[en.node];
+        s->events++;
+        if (en.gen != nd->gen || !nd->core) continue;
+        dgram_deliver(s, nd, from, via, buf);
+        drain(s, en.node);
+    }
+    f = &s->fans[idx];
+    do
+        f->cur++;
+    while (f->cur < f->nb && f->start[f->cur] == f->start[f->cur + 1]);
+    if (f->cur < f->nb) {
+        sev e = {.t = f->t0 + f->cur, .kind = EV_FANOUT, .node = from, .link = LINK_NONE,
+                 .aux = idx};
+        push(s, &e);
+        return;
+    }
+    free(f->ent);
+    free(f->start);
+    f->ent = NULL;
+    f->start = NULL;
+    f->next_free = s->fan_free;
+    s->fan_free = idx + 1;
+    sbuf_drop(buf);
+}
+
 static void dispatch(sim *s, sev *e)
 {
     snode *nd = &s->nodes[e->node];
@@ -557,23 +717,9 @@ static void dispatch(sim *s, sev *e)
     /* a link joins two different nodes: the end here is the one naming it */
     int side = l && l->n[1] == e->node ? 1 : 0;
     switch (e->kind) {
-    case EV_DGRAM: {
-        guts_addr a;
-        addr_of(e->from, &a);
-        nd->tr.recv_msgs++;
-        nd->tr.recv_bytes += e->buf->len;
-        s->dgram_deliveries++;
-        sbuf *b = e->buf;
-        if (!b->decoded && b->len <= GUTS_DGRAM_DROP) {
-            b->rc = guts_msg_decode(b->data, b->len, &b->msg);
-            b->decoded = 1;
-        }
-        if (b->decoded && b->rc == GUTS_OK)
-            guts_core_on_msg(nd->core, s->now, &a, (int)e->aux, &b->msg, b->len);
-        else /* the core counts what fails to decode */
-            guts_core_on_datagram(nd->core, s->now, &a, (int)e->aux, b->data, b->len);
+    case EV_DGRAM:
+        dgram_deliver(s, nd, e->from, e->aux, e->buf);
         break;
-    }
     case EV_OPEN: {
         if (l->closed[side]) return;
         if (l->closed[1 - side] && !l->inflight[side]) {
@@ -930,6 +1076,16 @@ void sim_free(sim *s)
     }
     for (size_t i = 0; i < s->nheap; i++)
         sbuf_drop(s->heap[i].buf);
+    for (size_t k = 0; k < s->capfans; k++) {
+        if (!s->fans[k].ent) continue;
+        free(s->fans[k].ent);
+        free(s->fans[k].start);
+        sbuf_drop(s->fans[k].buf);
+    }
+    free(s->fans);
+    free(s->scr);
+    free(s->scr_lat);
+    free(s->scr_cnt);
     for (size_t k = 0; k < s->nsched; k++)
         free(s->sched[k].group);
     free(s->sched);
@@ -979,6 +1135,10 @@ static void run_events(sim *s, uint64_t t)
         sev e;
         pop(s, &e);
         if (e.t > s->now) s->now = e.t;
+        if (e.kind == EV_FANOUT) {
+            fan_run(s, e.aux);
+            continue;
+        }
         s->events++;
         dispatch(s, &e);
         sbuf_drop(e.buf);

@@ -216,6 +216,10 @@ typedef struct guts_core_config {
      * sets it; without, none is made: the simulator's thousands of nodes
      * pay nothing for them). */
     int events;
+    /* Non-zero: no GUTS_ACT_LOG actions (nothing formatted or copied); a
+     * driver that drops every line (guts-sim without --verbose) saves the
+     * work. Behaviour is otherwise the same. */
+    int no_log;
 } guts_core_config;
 
 /* ---- Lifecycle and events ------------------------------------------------- */
@@ -227,6 +231,12 @@ typedef struct guts_core guts_core;
 int guts_core_new(const guts_core_config *cfg, guts_core **out);
 /** Free a core; streams it had are forgotten (the driver closes them). */
 void guts_core_free(guts_core *c);
+/** A hint, changing nothing: a datagram from sender (may be NULL) comes to
+ * c soon. Stage 0 starts loading the core's most used fields, stage 1 what
+ * they point to, stage 2 the sender's view entry; a driver with many cores
+ * in one process (guts-sim) calls them a few events apart, in that order,
+ * so the loads overlap instead of stalling one after another. */
+void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sender);
 
 /* How a datagram reached the node: sent to the group (multicast), or
  * addressed to this node (unicast). A peer heard by unicast is answered by

@@ -30,13 +30,19 @@
  * churns the view. When it is full, a new sender enters only if its
  * announce is useful (it has a repository state we would pull), in place
  * of the least useful, stalest entry. */
-#define CORE_VIEW_MAX 256
+#define CORE_VIEW_MAX 64
 /* Peers sampled for eviction from a full view (see view_evict). */
 #define CORE_VIEW_SAMPLE 8
 /* Group-size sketch: the k smallest hashes of sender ids heard (k minimum
  * values, Bar-Yossef et al. 2002), in two epochs. Exact below k senders;
  * above, standard error ~1/sqrt(k-2): 6.3% at 256 (4 KiB per core). */
 #define CORE_KMV_K 256
+/* Once the current epoch's sketch is full, each insertion moves the
+ * estimate by ~1/k: it is recomputed (a merge of both epochs) after this
+ * many insertions, not after each (at 10,000 nodes a core inserts ~800
+ * times an epoch, and the merges were 4% of guts-sim's time). Error
+ * added: at most ~8/k = 3%, under the sketch's own 6%. */
+#define CORE_KMV_STALE 8
 /* Longest sketch epoch: twice the longest announce interval (10 min). */
 #define CORE_EPOCH_MAX_MS 1200000
 /* Announces of the whole group per second, at most (with the byte budget,
@@ -197,6 +203,7 @@
  * past this the rest go in walk order and the receiver holds what comes
  * before its base. */
 #define CORE_AHEAD_MAX 64
+#define CORE_AHEAD_MIN 4
 /* Ids a whole-repository walk remembers as sent ahead (~42 bytes each at
  * load 1/2): past this, bases go in walk order (the receiver holds what
  * comes early), so a huge repository costs the server at most ~11 MB. */
@@ -262,7 +269,6 @@ typedef struct peer_repo {
     uint64_t objects;
     guts_fp fp;
     uint64_t rdigest;
-    uint64_t heard; /* when announced */
     /* A hash of the state (fp, rdigest) it announced when a pull from it
      * brought nothing, 0 if none: a peer that is merely behind us, or holds
      * nothing we lack, keeps announcing a state that differs from ours;
@@ -283,23 +289,26 @@ typedef struct learned {
     uint32_t unanswered;  /* announces sent since it was last heard */
 } learned;
 
+/* 160 bytes: every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
     uint16_t port;
+    uint32_t interval;
+    uint16_t nrepos, caprepos; /* at most CORE_PEER_REPOS_MAX */
+    uint32_t taken; /* remote-only repositories tracked because it announced them */
     uint64_t inc;
     uint64_t last_heard;
     uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
     uint64_t group_heard; /* last datagram by multicast, 0: never */
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
-    uint32_t interval;
     /* repository entries sorted by key: `one` while caprepos <= 1, else
      * the `repos` array (node_members.c, prepos) */
-    peer_repo one;
-    peer_repo *repos;
-    size_t nrepos, caprepos;
-    uint32_t taken; /* remote-only repositories tracked because it announced them */
+    union {
+        peer_repo one;
+        peer_repo *repos;
+    };
 } peer;
 
 /* A compact ref record (guts_ref is 2 KiB of fixed arrays). */
@@ -435,9 +444,11 @@ typedef struct session {
     guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
     size_t nresume;
     /* Records read but not sent yet, in send order: one that did not fit
-     * the last frame, or a delta's bases read ahead of it. */
-    sent_rec ahead[CORE_AHEAD_MAX];
-    size_t headahead, nahead;
+     * the last frame, or a delta's bases read ahead of it. Serving
+     * sessions only: CORE_AHEAD_MIN entries, CORE_AHEAD_MAX once a delta
+     * is read (7.7 KB, which a session sending whole objects never needs). */
+    sent_rec *ahead;
+    size_t headahead, nahead, capahead;
     idset early; /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent; /* elements sent for the request being answered */
@@ -493,18 +504,21 @@ struct guts_core {
     idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
     idset damaged;                 /* stored objects found failing their hash: logged once */
     /* group-size sketch (node_members.c): per epoch the sorted distinct
-     * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last */
-    uint64_t kmv[2][CORE_KMV_K];
+     * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last
+     * (the arrays themselves are below: the fields up to kmv are what most
+     * events touch, guts_core_prefetch loads them) */
     size_t nkmv[2];
     int kmv_cur;
     uint64_t kmv_seed;      /* keyed: a sender cannot pick small hashes */
     uint64_t kmv_epoch_end; /* 0: not started */
     uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
+    uint32_t kmv_stale;     /* insertions into a full sketch since kmv_est */
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_counters ctr;
+    uint64_t kmv[2][CORE_KMV_K];
     uint8_t dgram[GUTS_DGRAM_MAX];
-    guts_addr seeds[GUTS_CORE_SEEDS_MAX]; /* cfg.seeds, copied (node_reach.c) */
-    uint64_t seed_sent[GUTS_CORE_SEEDS_MAX]; /* last datagram to an unheard seed */
+    guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
+    uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned; /* at most cfg.learned_max */
     size_t nlearned;
 };
@@ -549,9 +563,10 @@ uint32_t core_frame_payload(const guts_core *c);
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);
 /* Record that a datagram from id/addr/inc arrived; NULL when ignored. A new
- * sender enters a full view only when useful (see CORE_VIEW_MAX). */
+ * sender enters a full view only when useful (see CORE_VIEW_MAX). *fresh
+ * is set when id was not in the view. */
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, int via,
-                    uint64_t inc, uint16_t port, uint32_t interval, int useful);
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful, int *fresh);
 /* 1 while a datagram heard at `at` (0: never) keeps p live: p's expiry
  * counted from then. */
 int members_live_since(guts_core *c, const peer *p, uint64_t at);
@@ -570,7 +585,7 @@ void members_forget_repo(guts_core *c, const lrepo *r);
 /* Record p's announced state of key; r: our entry for key, if any (lrepo
  * entries live as long as the core, so peers may share their key). */
 int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
-                     uint64_t rdigest, uint64_t now);
+                     uint64_t rdigest);
 uint64_t members_next_expiry(const guts_core *c);
 /* pr still announces the state at which a pull from it brought nothing. */
 int members_repo_exhausted(const peer_repo *pr);

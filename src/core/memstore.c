@@ -9,7 +9,10 @@
  *
  * Objects live in one array per repository kept sorted by id (a batch is
  * sorted and merged in, O(n + b log b)), so range walks for reconciliation
- * are a binary search and a scan. Refs are a small array sorted by name.
+ * are a binary search and a scan. Refs are a small array sorted by name,
+ * each record compact (a guts_ref is 2 KiB of fixed arrays: guts-sim keeps
+ * one store per node, and 16 of those per repository were a third of a
+ * node's memory); it is expanded into a guts_ref when read.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,16 @@ typedef struct mstage {
     uint64_t touched;
 } mstage;
 
+/* A ref record as stored: names on the heap, the digest term kept. */
+typedef struct mref {
+    char *name;
+    char *symref; /* NULL unless symbolic */
+    guts_id target;
+    uint64_t clock;
+    guts_node_id writer;
+    guts_fp term; /* guts_ref_digest_term() of the record */
+} mref;
+
 typedef struct mrepo {
     char key[GUTS_KEY_MAX + 1];
     mstage stage[GUTS_STAGE_MAX];
@@ -38,7 +51,7 @@ typedef struct mrepo {
     size_t nobjs, capobjs;
     guts_id *log; /* insertion order */
     size_t nlog, caplog;
-    guts_ref *refs; /* sorted by name; tombstones included */
+    mref *refs; /* sorted by name; tombstones included */
     size_t nrefs, caprefs;
     guts_fp fp, rdigest;
     uint64_t txnid, clock, bytes, tombstones;
@@ -67,6 +80,10 @@ void guts_memstore_free(guts_memstore *m)
         for (size_t j = 0; j < r->nstage; j++)
             free(r->stage[j].data);
         free(r->log);
+        for (size_t j = 0; j < r->nrefs; j++) {
+            free(r->refs[j].name);
+            free(r->refs[j].symref);
+        }
         free(r->refs);
         free(r);
     }
@@ -388,9 +405,19 @@ static size_t ref_pos(const mrepo *r, const char *name, int *found)
     return lo;
 }
 
-static int is_tombstone(const guts_ref *ref)
+static int is_tombstone(const mref *ref)
 {
-    return ref->symref[0] == 0 && guts_id_is_zero(&ref->target);
+    return ref->symref == NULL && guts_id_is_zero(&ref->target);
+}
+
+static void ref_expand(const mref *m, guts_ref *out)
+{
+    memset(out, 0, sizeof(*out));
+    strcpy(out->name, m->name);
+    if (m->symref) strcpy(out->symref, m->symref);
+    out->target = m->target;
+    out->clock = m->clock;
+    out->writer = m->writer;
 }
 
 static int m_refs(void *ctx, const char *key, int with_tombstones,
@@ -399,10 +426,12 @@ static int m_refs(void *ctx, const char *key, int with_tombstones,
     const mrepo *r = repo_find(ctx, key);
     if (!r)
         return GUTS_ENOTFOUND;
+    guts_ref ref;
     for (size_t i = 0; i < r->nrefs; i++) {
         if (!with_tombstones && is_tombstone(&r->refs[i]))
             continue;
-        int rc = cb(&r->refs[i], arg);
+        ref_expand(&r->refs[i], &ref);
+        int rc = cb(&ref, arg);
         if (rc)
             return rc;
     }
@@ -418,7 +447,7 @@ static int m_ref_get(void *ctx, const char *key, const char *name, guts_ref *out
     size_t i = ref_pos(r, name, &found);
     if (!found)
         return GUTS_ENOTFOUND;
-    *out = r->refs[i];
+    ref_expand(&r->refs[i], out);
     return GUTS_OK;
 }
 
@@ -431,26 +460,46 @@ static int m_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
         if (guts_refname_check(refs[i].name) != GUTS_OK)
             return GUTS_EINVAL;
     for (size_t i = 0; i < n; i++) {
+        /* the new record, built first: nothing changes when memory runs out */
+        mref nr;
+        memset(&nr, 0, sizeof(nr));
+        guts_ref full = refs[i];
+        if (full.symref[0]) /* as the LMDB store: symbolic refs have no target */
+            memset(&full.target, 0, sizeof(guts_id));
+        nr.name = strdup(full.name);
+        nr.symref = full.symref[0] ? strdup(full.symref) : NULL;
+        if (!nr.name || (full.symref[0] && !nr.symref)) {
+            free(nr.name);
+            free(nr.symref);
+            return GUTS_ENOMEM;
+        }
+        nr.target = full.target;
+        nr.clock = full.clock;
+        nr.writer = full.writer;
+        nr.term = guts_ref_digest_term(&full);
         int found;
-        size_t pos = ref_pos(r, refs[i].name, &found);
+        size_t pos = ref_pos(r, full.name, &found);
         if (found) {
-            guts_fp_sub(&r->rdigest, guts_ref_digest_term(&r->refs[pos]));
+            guts_fp_sub(&r->rdigest, r->refs[pos].term);
             if (is_tombstone(&r->refs[pos]))
                 r->tombstones--;
+            free(r->refs[pos].name);
+            free(r->refs[pos].symref);
         } else {
-            if (grow((void **)&r->refs, &r->caprefs, r->nrefs + 1, sizeof(guts_ref)))
+            if (grow((void **)&r->refs, &r->caprefs, r->nrefs + 1, sizeof(mref))) {
+                free(nr.name);
+                free(nr.symref);
                 return GUTS_ENOMEM;
-            memmove(r->refs + pos + 1, r->refs + pos, (r->nrefs - pos) * sizeof(guts_ref));
+            }
+            memmove(r->refs + pos + 1, r->refs + pos, (r->nrefs - pos) * sizeof(mref));
             r->nrefs++;
         }
-        r->refs[pos] = refs[i];
-        if (r->refs[pos].symref[0]) /* as the LMDB store: symbolic refs have no target */
-            memset(&r->refs[pos].target, 0, sizeof(guts_id));
-        guts_fp_add(&r->rdigest, guts_ref_digest_term(&r->refs[pos]));
-        if (is_tombstone(&r->refs[pos]))
+        r->refs[pos] = nr;
+        guts_fp_add(&r->rdigest, nr.term);
+        if (is_tombstone(&nr))
             r->tombstones++;
-        if (refs[i].clock > r->clock)
-            r->clock = refs[i].clock;
+        if (nr.clock > r->clock)
+            r->clock = nr.clock;
     }
     if (n)
         r->txnid++;

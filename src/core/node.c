@@ -69,13 +69,18 @@ static void acts_release(guts_core *c)
     memmove(c->acts, c->acts + c->headact, (c->nacts - c->headact) * sizeof(core_act));
     c->nacts -= c->headact;
     c->headact = 0;
+    if (c->nacts == 0 && c->capacts > 32) { /* a burst's queue is not kept */
+        free(c->acts);
+        c->acts = NULL;
+        c->capacts = 0;
+    }
 }
 
 int core_push(guts_core *c, const guts_core_action *a)
 {
     if (c->nacts >= CORE_ACTIONS_MAX) return GUTS_EFULL;
     if (c->nacts == c->capacts) {
-        size_t nc = c->capacts ? 2 * c->capacts : 64;
+        size_t nc = c->capacts ? 2 * c->capacts : 8;
         core_act *p = realloc(c->acts, nc * sizeof(core_act));
         if (!p) return GUTS_ENOMEM;
         c->acts = p;
@@ -128,6 +133,7 @@ int guts_core_next_action(guts_core *c, guts_core_action *out)
 
 void core_log(guts_core *c, int level, const char *fmt, ...)
 {
+    if (c->cfg.no_log) return;
     char line[GUTS_CORE_LOG_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -730,7 +736,17 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
         free(c);
         return GUTS_EINVAL;
     }
-    if (cfg->nseeds) memcpy(c->seeds, cfg->seeds, cfg->nseeds * sizeof(guts_addr));
+    if (cfg->nseeds) {
+        c->seeds = malloc(cfg->nseeds * sizeof(guts_addr));
+        c->seed_sent = calloc(cfg->nseeds, sizeof(uint64_t));
+        if (!c->seeds || !c->seed_sent) {
+            free(c->seeds);
+            free(c->seed_sent);
+            free(c);
+            return GUTS_ENOMEM;
+        }
+        memcpy(c->seeds, cfg->seeds, cfg->nseeds * sizeof(guts_addr));
+    }
     c->cfg.seeds = NULL; /* copied: c->seeds */
     if (!c->cfg.learned_max) c->cfg.learned_max = GUTS_CORE_LEARNED_DEFAULT;
     if (c->cfg.learned_max > GUTS_CORE_LEARNED_MAX) c->cfg.learned_max = GUTS_CORE_LEARNED_MAX;
@@ -779,6 +795,8 @@ void guts_core_free(guts_core *c)
     free(c->sess);
     idset_clear(&c->refused);
     idset_clear(&c->damaged);
+    free(c->seeds);
+    free(c->seed_sent);
     free(c);
 }
 

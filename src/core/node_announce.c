@@ -451,16 +451,17 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
             useful |= !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key);
         }
     }
-    int fresh = members_find(c, &m->sender) == NULL;
-    peer *p =
-        members_heard(c, &m->sender, from, via, a->incarnation, a->port, a->interval_ms, useful);
+    int fresh;
+    peer *p = members_heard(c, &m->sender, from, via, a->incarnation, a->port, a->interval_ms,
+                            useful, &fresh);
     if (!p) return;
     if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
         if (guts_repo_key_check(e->key) != GUTS_OK) continue;
         lrepo *r = core_repo_find(c, e->key);
-        members_repo_set(p, e->key, r, e->objects, e->fp, e->refs_digest, c->now);
+        /* r's own key: the peer's entry shares it, found without a strcmp */
+        members_repo_set(p, r ? r->key : e->key, r, e->objects, e->fp, e->refs_digest);
         if (!r) {
             if (c->cfg.repo_wanted && !c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key))
                 continue; /* not ours to take (the --repos allowlist) */
@@ -486,7 +487,7 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
         }
         if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo) continue;
         if (e->objects == 0 && e->refs_digest == 0) continue; /* it has nothing to give */
-        peer_repo *pr = members_repo(p, e->key);
+        peer_repo *pr = members_repo(p, r->key);
         int urgent = !(pr && members_repo_exhausted(pr)) &&
                      (e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||
                       bloom_evidence(c, r, e));

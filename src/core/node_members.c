@@ -26,6 +26,7 @@
  * (up to CORE_EPOCH_MAX_MS), so departed members fade out within two
  * epochs.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -166,6 +167,7 @@ static void sketch_tick(guts_core *c)
         c->kmv_cur ^= 1;
         c->nkmv[c->kmv_cur] = 0;
         c->kmv_est = 0;
+        c->kmv_stale = 0;
     }
     if (!c->kmv_epoch_end) c->kmv_since = c->now;
     /* at least two intervals, and while the group starts up (each member's
@@ -195,11 +197,15 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
         else
             hi = mid;
     }
-    if (n == CORE_KMV_K) n--; /* the largest makes room */
+    int full = n == CORE_KMV_K;
+    if (full) n--; /* the largest makes room */
     memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
     a[lo] = h;
-    c->kmv_est = 0;
     c->nkmv[c->kmv_cur] = n + 1;
+    if (!full || ++c->kmv_stale >= CORE_KMV_STALE) {
+        c->kmv_est = 0;
+        c->kmv_stale = 0;
+    }
 }
 
 /* Estimate from both epochs, without the view (cached until they change). */
@@ -297,9 +303,10 @@ int members_live_since(guts_core *c, const peer *p, uint64_t at)
 }
 
 peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr, int via,
-                    uint64_t inc, uint16_t port, uint32_t interval, int useful)
+                    uint64_t inc, uint16_t port, uint32_t interval, int useful, int *fresh)
 {
     peer *p = members_find(c, id);
+    *fresh = p == NULL;
     if (p && inc < p->inc) return NULL; /* a datagram from before its restart */
     if (p && inc > p->inc) {
         char hex[2 * GUTS_NODE_ID_LEN + 1];
@@ -339,9 +346,11 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
             c->pindex[j] = (uint32_t)c->npeers;
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
-        char hex[2 * GUTS_NODE_ID_LEN + 1];
-        guts_node_id_to_hex(id, hex);
-        core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex, reach_path(c, addr, via));
+        if (!c->cfg.no_log) {
+            char hex[2 * GUTS_NODE_ID_LEN + 1];
+            guts_node_id_to_hex(id, hex);
+            core_log(c, GUTS_LOG_INFO, "peer %s joined (%s)", hex, reach_path(c, addr, via));
+        }
         core_event(c, GUTS_EV_PEER_JOINED, NULL, NULL, NULL, NULL, id, reach_path(c, addr, via));
         c->ctr.peers_joined++;
     }
@@ -411,7 +420,7 @@ void members_forget_repo(guts_core *c, const lrepo *r)
 }
 
 int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects, guts_fp fp,
-                     uint64_t rdigest, uint64_t now)
+                     uint64_t rdigest)
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
@@ -423,7 +432,7 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX) return GUTS_EFULL;
         if (p->nrepos == p->caprepos) {
-            size_t nc = p->caprepos ? 2 * p->caprepos : 1;
+            uint16_t nc = p->caprepos ? (uint16_t)(2 * p->caprepos) : 1;
             if (nc > 1) {
                 peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
                 if (!np) return GUTS_ENOMEM;
@@ -445,7 +454,6 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
     e->objects = objects;
     e->fp = fp;
     e->rdigest = rdigest;
-    e->heard = now;
     return GUTS_OK;
 }
 
@@ -476,4 +484,29 @@ void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int e
     peer_repo *pr = p ? members_repo(p, key) : NULL;
     if (!pr) return;
     pr->empty_sig = empty ? state_sig(pr) : 0;
+}
+
+void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sender)
+{
+    if (stage == 0) {
+        const char *p = (const char *)c;
+        for (size_t off = 0; off < offsetof(guts_core, kmv); off += 64)
+            __builtin_prefetch(p + off);
+    } else if (stage == 1) {
+        if (c->nrepos) __builtin_prefetch(c->repos[0]);
+        if (c->nsess) __builtin_prefetch(c->sess[0]);
+        if (c->acts) __builtin_prefetch(c->acts);
+        size_t n = c->nkmv[c->kmv_cur];
+        if (n) __builtin_prefetch(&c->kmv[c->kmv_cur][n - 1]);
+        if (sender && c->pindex_cap)
+            __builtin_prefetch(&c->pindex[nid_hash(sender) & (c->pindex_cap - 1)]);
+    } else if (sender && c->pindex_cap) {
+        uint32_t k = c->pindex[nid_hash(sender) & (c->pindex_cap - 1)];
+        if (k) {
+            const char *p = (const char *)&c->peers[k - 1];
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + 64);
+            __builtin_prefetch(p + sizeof(peer) - 1);
+        }
+    }
 }

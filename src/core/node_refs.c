@@ -38,7 +38,7 @@ static size_t id_hash(const guts_id *id)
 
 static int idset_grow(idset *s)
 {
-    size_t nc = s->cap ? 2 * s->cap : 256;
+    size_t nc = s->cap ? 2 * s->cap : 32;
     guts_id *slots = calloc(nc, sizeof(guts_id));
     uint8_t *used = calloc(nc, 1);
     if (!slots || !used) {

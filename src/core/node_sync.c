@@ -83,6 +83,13 @@ static session *sess_new(guts_core *c, uint32_t stream, int kind, const guts_add
     session *s = calloc(1, sizeof(session));
     if (!s)
         return NULL;
+    if (kind == SESS_SERVE) {
+        if (!(s->ahead = malloc(CORE_AHEAD_MIN * sizeof(sent_rec)))) {
+            free(s);
+            return NULL;
+        }
+        s->capahead = CORE_AHEAD_MIN;
+    }
     s->core = c;
     s->stream = stream;
     s->kind = kind;
@@ -123,6 +130,7 @@ static void sess_free(session *s)
     free(s->chunk);
     for (size_t i = s->headahead; i < s->nahead; i++)
         free(s->ahead[i].buf);
+    free(s->ahead);
     idset_clear(&s->early);
     pend_free(s->core, s);
     jobs_free(s);
@@ -1564,11 +1572,20 @@ static int cmp_out(const void *a, const void *b)
 static void read_ahead(guts_core *c, session *s, const guts_id *x, const guts_rec *rec,
                        void *buf)
 {
+    if (rec->enc == GUTS_REC_DELTA && s->capahead < CORE_AHEAD_MAX) {
+        /* room for its bases (without it: sent as it comes, as a plain
+         * record would be) */
+        sent_rec *p = realloc(s->ahead, CORE_AHEAD_MAX * sizeof(sent_rec));
+        if (p) {
+            s->ahead = p;
+            s->capahead = CORE_AHEAD_MAX;
+        }
+    }
     sent_rec ch[CORE_AHEAD_MAX];
     size_t k = 0;
     ch[k].rec = *rec;
     ch[k++].buf = buf;
-    while (k < CORE_AHEAD_MAX - s->nahead && ch[k - 1].rec.enc == GUTS_REC_DELTA &&
+    while (k < s->capahead - s->nahead && ch[k - 1].rec.enc == GUTS_REC_DELTA &&
            s->early.n < CORE_EARLY_MAX) {
         const guts_id *b = &ch[k - 1].rec.base;
         if (guts_id_cmp(b, x) <= 0 || idset_has(&s->early, b))
