@@ -7,7 +7,7 @@ set -euo pipefail
 
 one_line() { [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "want one line: $(cat "$TMP/err")"; }
 
-for args in "--bogus" "--nodes" "--nodes 0" "--nodes x" "--nodes 10x" "--nodes 50001" \
+for args in "--bogus" "--nodes" "--nodes 0" "--nodes x" "--nodes 10x" "--nodes 200001" \
             "--seed -1" "--loss 1.5" "--loss 1" "--dup -0.1" "--latency 5" \
             "--latency 20ms..1ms" "--latency 1ms.." "--partition 60s-30s" "--partition 30s" \
             "--crash-rate 2" "--duration 300" "--duration 0s" "--duration 5h" \
