@@ -364,6 +364,9 @@ typedef struct guts_core_peer_info {
     int via_unicast;      /* heard by unicast within its expiry: answered by unicast */
 } guts_core_peer_info;
 
+/* Datagram message types counted apart (GUTS_MSG_ANNOUNCE..GUTS_MSG_PEERS). */
+#define GUTS_CORE_DGRAM_KINDS 4
+
 typedef struct guts_core_counters {
     uint64_t dgrams_in, dgrams_out, dgram_bytes_out, dgram_max_out;
     uint64_t dgrams_dropped;   /* over GUTS_DGRAM_DROP */
@@ -401,6 +404,12 @@ typedef struct guts_core_counters {
     uint64_t learned_dropped; /* addresses not kept: the table was full of newer ones */
     uint64_t learned_given_up; /* addresses that never answered CORE_LEARNED_TRIES announces */
     uint64_t conflicts;        /* conflict records a divergent update made here (refmerge.h) */
+    uint64_t serves_failed;    /* of sessions_served, those that ended in an error */
+    /* Datagrams by message type, index GUTS_MSG_ANNOUNCE, _LEAVE or _PEERS
+     * (0: none yet uses it): received ones that decoded, and every one sent,
+     * group and unicast copies alike. */
+    uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
+    uint64_t kind_out[GUTS_CORE_DGRAM_KINDS], kind_bytes_out[GUTS_CORE_DGRAM_KINDS];
 } guts_core_counters;
 
 /** Number of live peers. */

@@ -527,6 +527,9 @@ struct guts_core {
 uint64_t core_rand(guts_core *c);
 /* uniform in [0, n) (n > 0) */
 uint64_t core_rand_below(guts_core *c, uint64_t n);
+/* Offset of the message type in an envelope this core encoded: fixarray,
+ * uint32 magic (5 bytes), a one-byte version (docs/protocol.md). */
+#define CORE_ENVELOPE_TYPE_AT 7
 int core_push(guts_core *c, const guts_core_action *a);
 /* Queue a GUTS_ACT_EVENT (any pointer may be NULL). */
 void core_event(guts_core *c, int type, const char *repo, const char *ref, const guts_id *old_id,

@@ -86,6 +86,13 @@ int core_push(guts_core *c, const guts_core_action *a)
         c->acts = p;
         c->capacts = nc;
     }
+    if (a->kind == GUTS_ACT_SEND_DGRAM && a->len > CORE_ENVELOPE_TYPE_AT) {
+        /* our own encoding: the type is a positive fixint at a fixed place */
+        uint8_t t = a->data[CORE_ENVELOPE_TYPE_AT];
+        size_t k = t < GUTS_CORE_DGRAM_KINDS ? t : 0;
+        c->ctr.kind_out[k]++;
+        c->ctr.kind_bytes_out[k] += a->len;
+    }
     core_act *e = &c->acts[c->nacts];
     memset(e, 0, sizeof(*e));
     e->a = *a;
@@ -807,6 +814,9 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
 {
     if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
         return; /* our own, looped back */
+    size_t k = m->type < GUTS_CORE_DGRAM_KINDS ? (size_t)m->type : 0;
+    c->ctr.kind_in[k]++;
+    c->ctr.kind_bytes_in[k] += len;
     if (m->type == GUTS_MSG_ANNOUNCE) {
         c->ann_bytes += len;
         c->ann_count++;

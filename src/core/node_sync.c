@@ -254,8 +254,10 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         }
         sync_log(c, s, ok, hex, why);
     } else {
-        if (s->key[0]) /* a stream that asked for nothing served nothing */
+        if (s->key[0]) { /* a stream that asked for nothing served nothing */
             c->ctr.sessions_served++;
+            c->ctr.serves_failed += !ok;
+        }
         if (!ok)
             core_log(c, GUTS_LOG_DEBUG, "serving %s to %s ended: %s", s->key, hex,
                      why ? why : "failed");

@@ -77,6 +77,18 @@ static void labelled(FILE *f, const char *name, const char *label, const char *v
     fprintf(f, "} %llu\n", (unsigned long long)v);
 }
 
+/* A counter family with a sample per datagram message type. */
+static void by_kind(FILE *f, const char *name, const char *help,
+                    const uint64_t v[GUTS_CORE_DGRAM_KINDS])
+{
+    static const char *const kinds[GUTS_CORE_DGRAM_KINDS] = {
+        [0] = "other", [GUTS_MSG_ANNOUNCE] = "announce", [GUTS_MSG_LEAVE] = "leave",
+        [GUTS_MSG_PEERS] = "peers"};
+    family(f, name, "counter", help);
+    for (size_t i = 0; i < GUTS_CORE_DGRAM_KINDS; i++)
+        labelled(f, name, "kind", kinds[i], v[i]);
+}
+
 /* Per repository: one family, a sample per watched repository. */
 enum { REPO_OBJECTS, REPO_REFS, REPO_CONFLICTS, REPO_STORED, REPO_LAG, REPO_IN_SYNC };
 
@@ -152,10 +164,16 @@ void guts_net_node_metrics(guts_net_node *n, FILE *f)
             n->udp.stats.rx_bytes);
     counter(f, "guts_datagram_sent_bytes_total", "Bytes of the datagrams sent.",
             n->udp.stats.tx_bytes);
-    counter(f, "guts_peer_exchange_datagrams_sent_total",
-            "PEERS datagrams sent (also in guts_datagrams_sent_total).", k.pex_out);
-    counter(f, "guts_peer_exchange_datagrams_received_total", "PEERS datagrams taken from live peers.",
-            k.pex_in);
+    by_kind(f, "guts_messages_received_total",
+            "Datagrams received that decoded, by message type (not our own looped back).",
+            k.kind_in);
+    by_kind(f, "guts_message_received_bytes_total", "Their bytes, by message type.",
+            k.kind_bytes_in);
+    by_kind(f, "guts_messages_sent_total",
+            "Datagrams sent by the protocol, group and unicast copies, by message type.",
+            k.kind_out);
+    by_kind(f, "guts_message_sent_bytes_total", "Their bytes, by message type.",
+            k.kind_bytes_out);
     counter(f, "guts_datagram_send_failures_total",
             "Datagrams not sent (socket full or error); the next announce replaces them.",
             n->udp.stats.tx_dropped);
@@ -202,7 +220,15 @@ void guts_net_node_metrics(guts_net_node *n, FILE *f)
             k.objects_fetched);
     counter(f, "guts_refs_applied_total", "Ref updates received and applied.", k.refs_applied);
     gauge(f, "guts_serves_in_progress", "Serves (incoming sessions) running now.", serves);
-    counter(f, "guts_serves_started_total", "Serves started.", k.sessions_served);
+    counter(f, "guts_serves_started_total", "Serves started (ended and running).",
+            k.sessions_served + serves);
+    counter(f, "guts_serves_completed_total", "Serves that ended well.",
+            k.sessions_served - k.serves_failed);
+    counter(f, "guts_serves_failed_total", "Serves that ended in an error.", k.serves_failed);
+    counter(f, "guts_served_object_bytes_total",
+            "Stream bytes of objects sent (the rest of guts_stream_sent_bytes_total is digests, "
+            "requests and framing).",
+            k.frame_bytes_out - k.digest_bytes_out);
     counter(f, "guts_objects_rejected_total",
             "Objects from peers whose content failed its hash (never stored).", k.bad_objects);
     counter(f, "guts_objects_damaged_total",

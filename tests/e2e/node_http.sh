@@ -146,6 +146,9 @@ objects=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["repos
 [ "$(metric "$TMP/metrics-b.txt" guts_repositories)" = 1 ] || fail "guts_repositories is not 1"
 peers=$(awk '/^guts_peers\{/ {s += $2} END {print s}' "$TMP/metrics-b.txt")
 [ "$peers" = 1 ] || fail "guts_peers sums to $peers, want 1"
+ann_in=$(awk '/^guts_messages_received_total\{kind="announce"\}/ {print $2}' "$TMP/metrics-b.txt")
+ann_out=$(awk '/^guts_messages_sent_total\{kind="announce"\}/ {print $2}' "$TMP/metrics-b.txt")
+[ "${ann_in:-0}" -gt 0 ] && [ "${ann_out:-0}" -gt 0 ] || fail "announces by kind: in ${ann_in:-none}, out ${ann_out:-none}"
 [ "$(metric "$TMP/metrics-b.txt" guts_store_disk_bytes)" -gt 0 ] || fail "guts_store_disk_bytes is 0"
 
 # ---- /events: the ring's events at once, then what b does next, live

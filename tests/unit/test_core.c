@@ -395,6 +395,12 @@ START_TEST(test_learned_address_gets_one_announce_per_interval_then_is_given_up)
     guts_core_counters_get(s.core, &k);
     ck_assert_uint_eq(k.pex_in, 1);
     ck_assert_uint_eq(k.learned, 1);
+    /* by type: two announces and both PEERS decoded; our announces went out */
+    ck_assert_uint_eq(k.kind_in[GUTS_MSG_ANNOUNCE], 2);
+    ck_assert_uint_eq(k.kind_in[GUTS_MSG_PEERS], 2);
+    ck_assert_uint_eq(k.kind_in[0] + k.kind_in[GUTS_MSG_LEAVE], 0);
+    ck_assert_uint_gt(k.kind_out[GUTS_MSG_ANNOUNCE], 0);
+    ck_assert_uint_gt(k.kind_bytes_out[GUTS_MSG_ANNOUNCE], 26 * k.kind_out[GUTS_MSG_ANNOUNCE]);
     for (uint64_t t = 250; t <= 20000; t += 10) {
         s.now = t;
         guts_core_on_timer(s.core, t);
