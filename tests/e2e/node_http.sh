@@ -13,7 +13,7 @@
 #     refs, live, and pings when idle;
 #   - a loopback listener refuses a foreign Host (421), a POST (405), an
 #     unknown path (404), garbage (400), an oversized header (431) and an
-#     oversized body; 200 idle connections and a slow client: the nodes
+#     oversized body; 1,000 idle connections and a slow client: the nodes
 #     keep replicating, the page answers again once they are gone;
 #   - --http on a taken port fails at start with one line; --http off
 #     serves nothing; a non-loopback bind is logged as the user's choice.
@@ -209,14 +209,19 @@ ask(b"\x00\xff\x16\x03\x01" * 100, ["400", None])  # no line end: closed at the 
 PY
 node_alive a
 
-# ---- 200 idle connections and a slow client against a, while a change
+# ---- 1,000 idle connections and a slow client against a, while a change
 # made on a must still reach b
 cat >"$TMP/idle.py" <<'PY'
-import socket, sys, time
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 held = []
-for i in range(200):
+deadline = time.monotonic() + 40
+for i in range(1000):
+    if time.monotonic() > deadline:
+        break
     try:
-        s = socket.create_connection(("127.0.0.1", 7172), timeout=2)
+        s = socket.create_connection(("127.0.0.1", 7172), timeout=1)
         if i == 0:
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
         held.append(s)
