@@ -362,6 +362,8 @@ typedef struct guts_core_peer_info {
     uint32_t repos;       /* repositories it announced */
     int via_group;        /* heard by multicast within its expiry */
     int via_unicast;      /* heard by unicast within its expiry: answered by unicast */
+    uint32_t repos_common; /* of those, repositories this node holds too */
+    uint32_t repos_same;   /* of those, in the same state as here (fingerprint, refs) */
 } guts_core_peer_info;
 
 /* Datagram message types counted apart (GUTS_MSG_ANNOUNCE..GUTS_MSG_PEERS). */
@@ -447,5 +449,11 @@ enum { GUTS_SYNC_IN_SYNC = 0, GUTS_SYNC_BEHIND, GUTS_SYNC_PULLING };
 /** Sync state of a repository against the live peers: IN_SYNC when every
  * peer that announced it agrees on fingerprint and refs digest. */
 int guts_core_repo_state(const guts_core *c, const char *key, int *state);
+/** Of the live peers, how many announced repository key (*have) and how
+ * many of those agree with this node on its fingerprint and refs digest
+ * (*same); the ids of the first max that agree go to out (NULL when max
+ * is 0). Errors: GUTS_ENOTFOUND (not held here). */
+int guts_core_repo_peers(const guts_core *c, const char *key, size_t *have, size_t *same,
+                         guts_node_id *out, size_t max);
 
 #endif

@@ -978,6 +978,13 @@ int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
     out->repos = (uint32_t)p->nrepos;
     out->via_group = members_live_since((guts_core *)c, p, p->group_heard);
     out->via_unicast = members_live_since((guts_core *)c, p, p->ucast_heard);
+    for (size_t k = 0; k < c->nrepos; k++) {
+        const lrepo *r = c->repos[k];
+        const peer_repo *pr = members_repo((peer *)p, r->key);
+        if (!pr) continue;
+        out->repos_common++;
+        out->repos_same += guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo;
+    }
     return GUTS_OK;
 }
 
@@ -1050,6 +1057,23 @@ int guts_core_repo_state(const guts_core *c, const char *key, int *state)
         peer_repo *pr = members_repo(&c->peers[i], key);
         if (pr && (!guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo))
             *state = GUTS_SYNC_BEHIND;
+    }
+    return GUTS_OK;
+}
+
+int guts_core_repo_peers(const guts_core *c, const char *key, size_t *have, size_t *same,
+                         guts_node_id *out, size_t max)
+{
+    lrepo *r = core_repo_find((guts_core *)c, key);
+    *have = *same = 0;
+    if (!r) return GUTS_ENOTFOUND;
+    for (size_t i = 0; i < c->npeers; i++) {
+        const peer_repo *pr = members_repo(&c->peers[i], key);
+        if (!pr) continue;
+        ++*have;
+        if (!guts_fp_eq(pr->fp, r->info.fp) || pr->rdigest != r->info.refs_digest.lo) continue;
+        if (*same < max) out[*same] = c->peers[i].id;
+        ++*same;
     }
     return GUTS_OK;
 }

@@ -672,10 +672,10 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
         fprintf(f,
                 "%s\n    {\"id\": \"%s\", \"address\": \"%s\", \"port\": %u, "
                 "\"incarnation\": %llu, \"last_heard_ms_ago\": %llu, \"repos\": %u, "
-                "\"via\": \"%s\"",
+                "\"repos_common\": %u, \"repos_in_sync\": %u, \"via\": \"%s\"",
                 i ? "," : "", ph, as, (unsigned)p.port, (unsigned long long)p.incarnation,
                 (unsigned long long)(now > p.last_heard ? now - p.last_heard : 0),
-                (unsigned)p.repos,
+                (unsigned)p.repos, (unsigned)p.repos_common, (unsigned)p.repos_same,
                 p.via_group && p.via_unicast ? "both" : p.via_unicast ? "unicast" : "multicast");
         const uint8_t *kid = n->seal ? guts_net_keys_of(n, &p.addr) : NULL;
         if (kid) fprintf(f, ", \"key_id\": \"%02x%02x%02x%02x\"", kid[0], kid[1], kid[2], kid[3]);
@@ -704,7 +704,7 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
         fprintf(f,
                 ", \"objects\": %llu, \"refs\": %llu, \"stored_bytes\": %llu, "
                 "\"conflicts\": %llu, \"fingerprint\": \"%016llx%016llx\", \"state\": \"%s\", "
-                "\"behind_ms\": %llu}",
+                "\"behind_ms\": %llu",
                 (unsigned long long)w->objects, (unsigned long long)w->refs,
                 (unsigned long long)w->stored_bytes, (unsigned long long)w->conflicts,
                 (unsigned long long)w->fp.hi, (unsigned long long)w->fp.lo,
@@ -712,6 +712,16 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
                 (unsigned long long)(w->behind_since && now > w->behind_since
                                          ? now - w->behind_since
                                          : 0));
+        guts_node_id same[GUTS_NET_STATUS_SYNCED_WITH];
+        size_t have = 0, nsame = 0;
+        guts_core_repo_peers(n->core, w->key, &have, &nsame, same, GUTS_NET_STATUS_SYNCED_WITH);
+        fprintf(f, ", \"peers\": %zu, \"in_sync_with\": [", have);
+        for (size_t k = 0; k < nsame && k < GUTS_NET_STATUS_SYNCED_WITH; k++) {
+            char ph[2 * GUTS_NODE_ID_LEN + 1];
+            guts_node_id_to_hex(&same[k], ph);
+            fprintf(f, "%s\"%s\"", k ? ", " : "", ph);
+        }
+        fprintf(f, "], \"in_sync_peers\": %zu}", nsame);
     }
     /* pulls in progress: the core's session counters */
     guts_core_pull_info pl[GUTS_NET_STATUS_PULLS];

@@ -677,6 +677,10 @@ void guts_net_http_close(guts_net_http *h);
  * damaged has one problem, not 64. */
 #define GUTS_NET_DAMAGED_MAX 64
 /* Pulls listed in the status document: every one (at most --max-sessions). */
+/* Peer ids listed per repository as "in_sync_with" in status.json (the
+ * count of all is "in_sync_peers"): enough to name a small office's nodes
+ * without making a 1,000-repository status document megabytes long. */
+#define GUTS_NET_STATUS_SYNCED_WITH 4
 #define GUTS_NET_STATUS_PULLS GUTS_NET_SESSIONS_FLAG_MAX
 
 /* A repository found damaged and set aside (damaged.c). */

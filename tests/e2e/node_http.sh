@@ -113,6 +113,8 @@ summary = p.text.get("summary", "")
 assert summary.startswith("1 peer, 1 repository"), ("summary", summary)
 assert "alice/repo" in p.cells and "in sync" in " ".join(p.cells), "no alice/repo in sync"
 assert any(c.startswith(sys.argv[2]) for c in p.cells), ("no peer", sys.argv[2])
+# alice/repo in sync with a, named by its short id: "ID (1 of 1)"
+assert any(c == sys.argv[2] + " (1 of 1)" for c in p.cells), ("in sync with", p.cells)
 PY
   chrome --hide-scrollbars --window-size=1000,900 --screenshot="$TMP/page.png" "$B/" >/dev/null ||
     fail "chromium took no screenshot: $(tail -3 "$TMP/chrome.err")"
