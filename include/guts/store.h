@@ -183,11 +183,11 @@ int guts_repo_is_nosync(const guts_repo *r);
 int guts_repo_sync_on(guts_repo *r);
 
 /** Flush every transaction committed in r's env so far to the disk
- * (mdb_env_sync, forced); *txnid (may be NULL) gets the last transaction
- * id the flush covers. Safe on another thread than the writer's while the
- * handle stays open: the one call of this file that is; it sets no error
- * message. Errors: GUTS_EINVAL, GUTS_EIO. */
-int guts_repo_sync(guts_repo *r, uint64_t *txnid);
+ * (mdb_env_sync, forced). Safe on another thread than the writer's while
+ * the handle stays open: it reads nothing of the map (the writer may grow
+ * it meanwhile), only flushes the file, and sets no error message.
+ * Errors: GUTS_EINVAL, GUTS_EIO. */
+int guts_repo_sync(guts_repo *r);
 
 /** Open one read transaction that every read through r then uses, until
  * guts_repo_read_release(): a consistent snapshot, and a walk that reads

@@ -44,20 +44,24 @@
  * N / threads waits; more buys little on one disk. */
 #define LMDBSTORE_FLUSHERS_MAX 16
 
-typedef struct open_repo {
-    char *key;
-    guts_repo *repo;
-    int queued; /* a flush job for it is waiting or running */
-} open_repo;
-
-/* A flush asked of the pool, and then its result. */
+/* A flush asked of the pool, and then its result. A write through the
+ * repository while the job waits or runs counts in `asked`; a thread that
+ * starts the flush copies it to `covered` (both under the pool's mutex):
+ * every commit counted by then has written its pages, so the flush covers
+ * it, and asked == covered at the end means nothing was left out. */
 typedef struct flush_job {
     guts_repo *repo;
     char *key;
     int rc;
-    uint64_t txnid;
+    uint64_t asked, covered;
     struct flush_job *next;
 } flush_job;
+
+typedef struct open_repo {
+    char *key;
+    guts_repo *repo;
+    flush_job *job; /* its flush waiting, running or done, not yet taken back */
+} open_repo;
 
 typedef struct flusher {
     pthread_t th[LMDBSTORE_FLUSHERS_MAX];
@@ -173,7 +177,7 @@ void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key)
     size_t i = pos_of(s, key, &found);
     if (!found)
         return;
-    if (s->open[i].queued) flush_cancel(s, s->open[i].repo);
+    if (s->open[i].job) flush_cancel(s, s->open[i].repo);
     /* (closing the last handle of a pinned env flushes it: data.c) */
     guts_repo_close(s->open[i].repo);
     free(s->open[i].key);
@@ -301,7 +305,7 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     memmove(s->open + i + 1, s->open + i, (s->n - i) * sizeof(open_repo));
     s->open[i].key = k;
     s->open[i].repo = r;
-    s->open[i].queued = 0;
+    s->open[i].job = NULL;
     s->n++;
     *out = r;
     return GUTS_OK;
@@ -338,8 +342,9 @@ static void *flusher_main(void *arg)
         f->todo = j->next;
         if (!f->todo) f->todo_tail = NULL;
         f->busy[me] = j->repo;
+        j->covered = j->asked;
         pthread_mutex_unlock(&f->mu);
-        j->rc = guts_repo_sync(j->repo, &j->txnid);
+        j->rc = guts_repo_sync(j->repo);
         pthread_mutex_lock(&f->mu);
         f->busy[me] = NULL;
         j->next = f->done;
@@ -351,7 +356,7 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-/* Queue a flush of r (the loop thread, r's entry not queued). */
+/* Queue a flush of e's repository (the owner's thread, e->job NULL). */
 static void flush_ask(guts_core_lmdbstore *s, open_repo *e)
 {
     flush_job *j = calloc(1, sizeof *j);
@@ -360,7 +365,8 @@ static void flush_ask(guts_core_lmdbstore *s, open_repo *e)
         return; /* no memory: it stays unflushed and unannounced; the next write asks again */
     }
     j->repo = e->repo;
-    e->queued = 1;
+    j->asked = 1;
+    e->job = j;
     flusher *f = s->fl;
     pthread_mutex_lock(&f->mu);
     if (f->todo_tail)
@@ -379,7 +385,14 @@ static int wrote(void *ctx, guts_repo *r, int rc)
     guts_core_lmdbstore *s = ctx;
     if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     open_repo *e = entry_of(s, guts_repo_key(r));
-    if (e && !e->queued) flush_ask(s, e);
+    if (!e) return rc;
+    if (!e->job) {
+        flush_ask(s, e);
+    } else {
+        pthread_mutex_lock(&s->fl->mu);
+        e->job->asked++;
+        pthread_mutex_unlock(&s->fl->mu);
+    }
     return rc;
 }
 
@@ -480,11 +493,9 @@ size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char
     for (flush_job *j = list, *next; j; j = next) {
         next = j->next;
         open_repo *e = j->repo ? entry_of(s, j->key) : NULL;
-        uint64_t now = 0;
-        if (e && e->repo == j->repo) {
-            e->queued = 0;
-            if (j->rc == GUTS_OK && guts_repo_txnid(e->repo, &now) == GUTS_OK && now == j->txnid &&
-                guts_repo_sync_on(e->repo) == GUTS_OK) {
+        if (e && e->job == j) {
+            e->job = NULL;
+            if (j->rc == GUTS_OK && j->covered == j->asked && guts_repo_sync_on(e->repo) == GUTS_OK) {
                 /* durable up to its last commit, which flushes from now on */
                 durable++;
                 if (cb) cb(j->key, arg);

@@ -580,6 +580,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         free(se);
         goto out;
     }
+    atomic_store(&se->commits, created); /* env_init's commit, unflushed when NOSYNC */
     if (created && nosync && (mrc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, &se->pin))) {
         /* no pin, no commits without flushes */
         se->pin = NULL;

@@ -80,6 +80,10 @@ struct store_env {
      * new one, and a system crash cannot leave an old page's content
      * under a newer tree. NULL otherwise. Not counted in readers. */
     MDB_txn *pin;
+    /* Commits through this process (store_write, the writer's thread), and
+     * how many of them the last guts_repo_sync covered (any thread): equal,
+     * store_pin_drop needs no flush of its own. */
+    atomic_uint_fast64_t commits, synced;
     store_env *next;
 };
 

@@ -32,7 +32,8 @@ int store_pin_drop(store_env *se)
     if (!se->pin) return GUTS_OK;
     /* Flush first: once the pin is gone a commit may reuse pages, which
      * is only safe over a tree that is on the disk. */
-    int rc = mdb_env_sync(se->env, 1);
+    int rc = 0;
+    if (atomic_load(&se->synced) != atomic_load(&se->commits)) rc = mdb_env_sync(se->env, 1);
     if (rc) return store_mdb_err(rc, "flush before ending no-flush commits");
     if ((rc = mdb_env_set_flags(se->env, MDB_NOSYNC, 0))) return store_mdb_err(rc, "set sync flag");
     mdb_txn_abort(se->pin);
@@ -165,6 +166,7 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
         rc = fn(r, txn, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn);
+            if (rc == 0) atomic_fetch_add(&se->commits, 1);
         } else {
             mdb_txn_abort(txn);
         }
@@ -336,14 +338,15 @@ int guts_repo_sync_on(guts_repo *r)
     return rc ? rc : store_pin_drop(r->se);
 }
 
-int guts_repo_sync(guts_repo *r, uint64_t *txnid)
+int guts_repo_sync(guts_repo *r)
 {
     if (!r) return GUTS_EINVAL;
-    /* No store_seterr here: this runs on a flusher thread. The id is read
-     * before the flush: every commit up to it has written its pages. */
-    MDB_envinfo info;
-    if (atomic_load(&r->se->broken) || mdb_env_info(r->se->env, &info) != 0) return GUTS_EIO;
-    if (mdb_env_sync(r->se->env, 1) != 0) return GUTS_EIO;
-    if (txnid) *txnid = info.me_last_txnid;
+    /* No store_seterr, no mdb_env_info (it reads the meta pages, which a
+     * remap on the writer's thread may move): this runs on a flusher. */
+    store_env *se = r->se;
+    if (atomic_load(&se->broken)) return GUTS_EIO;
+    uint64_t n = atomic_load(&se->commits); /* these have written their pages */
+    if (mdb_env_sync(se->env, 1) != 0) return GUTS_EIO;
+    atomic_store(&se->synced, n);
     return GUTS_OK;
 }
