@@ -28,7 +28,8 @@
  * flushed, which no peer was told about: the start check (every env's
  * pages walked) finds it damaged or it reads as older, and it is pulled
  * again. Envs that existed before keep flushing every commit, so data a
- * user imported is never behind a flush of ours. The threads touch only
+ * user imported is never behind a flush of ours (but for an import into
+ * the same key during its first pull: docs/storage.md). The threads touch only
  * the handle of a job and the queue under its mutex; every other field
  * is the loop thread's.
  */
