@@ -86,6 +86,12 @@ typedef struct guts_core_store {
      * is dropped, so this node pulls a good copy like any missing object. */
     int (*verify)(void *ctx, const char *key, const guts_id *id);
     int (*drop)(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped);
+    /* Optional: 1 while the repository holds writes not yet on the disk
+     * (a replica committed without a flush, the flush still to come). The
+     * core does not announce such a repository; the driver reports its
+     * flush with guts_core_on_local_change(key). NULL: every write is
+     * durable when it returns. */
+    int (*unsynced)(void *ctx, const char *key);
 } guts_core_store;
 
 /* ---- In-memory store (tests, simulator) ----------------------------------- */
@@ -138,6 +144,25 @@ void guts_core_lmdbstore_on_damaged(guts_core_lmdbstore *s, guts_core_lmdbstore_
  * repositories checked and found damaged go to checked and ndamaged (each
  * may be NULL). Errors: GUTS_EIO (DATA/repos unreadable), GUTS_ENOMEM. */
 int guts_core_lmdbstore_verify_all(guts_core_lmdbstore *s, size_t *checked, size_t *ndamaged);
+
+/** Flush replicas off the caller's thread: from now on an env this adapter
+ * creates commits without a flush (GUTS_REPO_NOSYNC) and threads (1 to
+ * 16) flush it after its writes; the store's unsynced() says 1 for it
+ * until a flush covers its last commit. notify(arg) runs on a flusher
+ * thread after each flush (e.g. ev_async_send); the owner's thread then
+ * calls guts_core_lmdbstore_flushed. Envs that existed before, or were
+ * opened without creating them, flush every commit as before. Freeing the
+ * adapter stops the threads and flushes what is left.
+ * Errors: GUTS_EINVAL (started already, threads out of range), GUTS_ENOMEM. */
+int guts_core_lmdbstore_flush_start(guts_core_lmdbstore *s, size_t threads,
+                                    void (*notify)(void *arg), void *arg);
+/** Take the flushes finished since the last call (owner's thread): a
+ * repository whose flush covered its last commit flushes every commit from
+ * now on and goes to cb (durable: announce it); one written again
+ * meanwhile, or whose flush failed, is flushed again. Returns how many
+ * went to cb. */
+size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char *key, void *arg),
+                                   void *arg);
 
 /* ---- Configuration -------------------------------------------------------- */
 

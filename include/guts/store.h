@@ -99,6 +99,11 @@ typedef struct guts_repo guts_repo;
 
 #define GUTS_REPO_CREATE 0x1 /* create the env if absent */
 #define GUTS_REPO_VERIFY 0x2 /* read every page of an existing env first */
+/* Create a new env whose commits do not flush (MDB_NOSYNC) until
+ * guts_repo_sync_on(), a remap or its close: for a replica that can be
+ * pulled again. Ignored for an env that exists or is already open in this
+ * process. */
+#define GUTS_REPO_NOSYNC 0x4
 
 /** Open the repository env DATA/repos/OWNER/NAME. The key is checked with
  * guts_repo_key_check() before any path is built. An existing env's file is
@@ -162,6 +167,27 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
 /** The env's last committed transaction id, without a transaction: cheap to
  * poll for writes by other processes. */
 int guts_repo_txnid(guts_repo *r, uint64_t *out);
+
+/** Whether r's env commits without flushing (GUTS_REPO_NOSYNC): 1 or 0. */
+int guts_repo_is_nosync(const guts_repo *r);
+
+/** End GUTS_REPO_NOSYNC: flush the env, then flush every commit from now
+ * on (nothing to do for an env that does). Until then a crash of the
+ * process loses nothing (the writes are in the kernel's page cache); a
+ * crash of the system may take back or damage what the env holds: LMDB
+ * keeps its integrity without flushes only on a filesystem that keeps
+ * write order. The store narrows that (no page is reused until this
+ * call, docs/storage.md), and the map's first growth ends it too. Call
+ * it on the thread that writes, between transactions.
+ * Errors: GUTS_EIO, GUTS_ESTORE, GUTS_EINVAL. */
+int guts_repo_sync_on(guts_repo *r);
+
+/** Flush every transaction committed in r's env so far to the disk
+ * (mdb_env_sync, forced). Safe on another thread than the writer's while
+ * the handle stays open: it reads nothing of the map (the writer may grow
+ * it meanwhile), only flushes the file, and sets no error message.
+ * Errors: GUTS_EINVAL, GUTS_EIO. */
+int guts_repo_sync(guts_repo *r);
 
 /** Open one read transaction that every read through r then uses, until
  * guts_repo_read_release(): a consistent snapshot, and a walk that reads

@@ -2271,7 +2271,7 @@ static void doc_loopback(doctor *d, const struct sockaddr_in *group)
     int fd = -1, ok = 0;
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t al = sizeof a;
-    struct in_addr ifaddr;
+    struct in_addr ifaddr = {0}; /* doc_iface4 sets it only when it finds one */
     unsigned ix = doc_iface4(ifname, &ifaddr);
     struct ip_mreqn mreq = {.imr_multiaddr = group->sin_addr, .imr_ifindex = (int)ix};
     struct ip_mreqn mif = {.imr_address = ifaddr, .imr_ifindex = (int)ix};

@@ -14,16 +14,68 @@
  * found healthy are then opened without a check of their own. A damaged repository goes
  * to the owner's hook, which sets it aside (it then reads as absent and is
  * pulled afresh from peers), or is remembered and refused from then on.
+ *
+ * Flushes off the loop (guts_core_lmdbstore_flush_start, issue 20). A
+ * fresh node pulling many small repositories spent its time in the disk
+ * flushes of their commits, several per repository, one after another on
+ * the event loop's thread. With the flusher started, an env this adapter
+ * creates is created GUTS_REPO_NOSYNC: its commits only write to the page
+ * cache, and a pool of threads flushes it (guts_repo_sync), many envs at
+ * once. Only when a flush covers the env's last commit does it go back to
+ * flushing every commit, and only then does unsynced() let the core
+ * announce it. So what a process crash leaves is always whole (the kernel
+ * holds the writes), and what a system crash can cost is a replica never
+ * flushed, which no peer was told about: the start check (every env's
+ * pages walked) finds it damaged or it reads as older, and it is pulled
+ * again. Envs that existed before keep flushing every commit, so data a
+ * user imported is never behind a flush of ours (but for an import into
+ * the same key during its first pull: docs/storage.md). The threads touch only
+ * the handle of a job and the queue under its mutex; every other field
+ * is the loop thread's.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guts/core.h"
 
+/* Flusher threads: flushes of different files overlap in the disk's
+ * queue and the filesystem's journal commits (ext4 joins concurrent
+ * fsyncs into one), so a handful of threads turns N flushes into about
+ * N / threads waits; more buys little on one disk. */
+#define LMDBSTORE_FLUSHERS_MAX 16
+
+/* A flush asked of the pool, and then its result. A write through the
+ * repository while the job waits or runs counts in `asked`; a thread that
+ * starts the flush copies it to `covered` (both under the pool's mutex):
+ * every commit counted by then has written its pages, so the flush covers
+ * it, and asked == covered at the end means nothing was left out. */
+typedef struct flush_job {
+    guts_repo *repo;
+    char *key;
+    int rc;
+    uint64_t asked, covered;
+    struct flush_job *next;
+} flush_job;
+
 typedef struct open_repo {
     char *key;
     guts_repo *repo;
+    flush_job *job; /* its flush waiting, running or done, not yet taken back */
 } open_repo;
+
+typedef struct flusher {
+    pthread_t th[LMDBSTORE_FLUSHERS_MAX];
+    size_t nth;
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    flush_job *todo, *todo_tail; /* FIFO */
+    flush_job *done;             /* any order */
+    guts_repo *busy[LMDBSTORE_FLUSHERS_MAX];
+    int stop;
+    void (*notify)(void *arg);
+    void *arg;
+} flusher;
 
 struct guts_core_lmdbstore {
     guts_data *data;
@@ -35,6 +87,7 @@ struct guts_core_lmdbstore {
     size_t nrefused;
     char **verified; /* checked by verify_all, not yet opened; sorted */
     size_t nverified;
+    flusher *fl; /* NULL: every commit flushes, as the store does alone */
 };
 
 int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out)
@@ -49,10 +102,13 @@ int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out)
     return GUTS_OK;
 }
 
+static void flush_stop(guts_core_lmdbstore *s);
+
 void guts_core_lmdbstore_free(guts_core_lmdbstore *s)
 {
     if (!s)
         return;
+    flush_stop(s);
     for (size_t i = 0; i < s->n; i++) {
         guts_repo_close(s->open[i].repo);
         free(s->open[i].key);
@@ -114,12 +170,16 @@ static size_t pos_of(const guts_core_lmdbstore *s, const char *key, int *found)
     return lo;
 }
 
+static void flush_cancel(guts_core_lmdbstore *s, guts_repo *r);
+
 void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key)
 {
     int found;
     size_t i = pos_of(s, key, &found);
     if (!found)
         return;
+    if (s->open[i].job) flush_cancel(s, s->open[i].repo);
+    /* (closing the last handle of a pinned env flushes it: data.c) */
     guts_repo_close(s->open[i].repo);
     free(s->open[i].key);
     memmove(s->open + i, s->open + i + 1, (s->n - i - 1) * sizeof(open_repo));
@@ -231,11 +291,13 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
         return GUTS_ENOMEM;
     guts_repo *r;
     unsigned verify = take_verified(s, key) ? 0 : GUTS_REPO_VERIFY;
-    int rc = guts_repo_open(s->data, key, verify | (create ? GUTS_REPO_CREATE : 0), &r);
+    /* An env made here is a replica: it may wait for the flusher. */
+    unsigned mk = create ? GUTS_REPO_CREATE | (s->fl ? GUTS_REPO_NOSYNC : 0) : 0;
+    int rc = guts_repo_open(s->data, key, verify | mk, &r);
     if (rc == GUTS_EDAMAGED) {
         rc = damaged(s, key, guts_store_errmsg());
         /* Set aside: a create makes a fresh env in its place. */
-        if (rc == GUTS_ENOTFOUND && create) rc = guts_repo_open(s->data, key, GUTS_REPO_CREATE, &r);
+        if (rc == GUTS_ENOTFOUND && create) rc = guts_repo_open(s->data, key, mk, &r);
     }
     if (rc) {
         free(k);
@@ -244,6 +306,7 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     memmove(s->open + i + 1, s->open + i, (s->n - i) * sizeof(open_repo));
     s->open[i].key = k;
     s->open[i].repo = r;
+    s->open[i].job = NULL;
     s->n++;
     *out = r;
     return GUTS_OK;
@@ -256,12 +319,217 @@ int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t 
     return rc ? rc : guts_repo_txnid(r, out);
 }
 
+/* ---- The flusher ------------------------------------------------------------ */
+
+static open_repo *entry_of(guts_core_lmdbstore *s, const char *key)
+{
+    int found;
+    size_t i = pos_of(s, key, &found);
+    return found ? &s->open[i] : NULL;
+}
+
+static void *flusher_main(void *arg)
+{
+    flusher *f = arg;
+    pthread_mutex_lock(&f->mu);
+    size_t me = 0;
+    while (me < f->nth && !pthread_equal(f->th[me], pthread_self()))
+        me++;
+    for (;;) {
+        while (!f->stop && !f->todo)
+            pthread_cond_wait(&f->work, &f->mu);
+        if (f->stop) break;
+        flush_job *j = f->todo;
+        f->todo = j->next;
+        if (!f->todo) f->todo_tail = NULL;
+        f->busy[me] = j->repo;
+        j->covered = j->asked;
+        pthread_mutex_unlock(&f->mu);
+        j->rc = guts_repo_sync(j->repo);
+        pthread_mutex_lock(&f->mu);
+        f->busy[me] = NULL;
+        j->next = f->done;
+        f->done = j;
+        pthread_cond_broadcast(&f->idle);
+        if (f->notify) f->notify(f->arg);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* Queue a flush of e's repository (the owner's thread, e->job NULL). */
+static void flush_ask(guts_core_lmdbstore *s, open_repo *e)
+{
+    flush_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->key = strdup(e->key))) {
+        free(j);
+        return; /* no memory: it stays unflushed and unannounced; the next write asks again */
+    }
+    j->repo = e->repo;
+    j->asked = 1;
+    e->job = j;
+    flusher *f = s->fl;
+    pthread_mutex_lock(&f->mu);
+    if (f->todo_tail)
+        f->todo_tail->next = j;
+    else
+        f->todo = j;
+    f->todo_tail = j;
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* After a write through r: an env that commits without flushing needs a
+ * flush (one job at a time per env; its result asks again if needed). */
+static int wrote(void *ctx, guts_repo *r, int rc)
+{
+    guts_core_lmdbstore *s = ctx;
+    if (!s->fl || !guts_repo_is_nosync(r)) return rc;
+    open_repo *e = entry_of(s, guts_repo_key(r));
+    if (!e) return rc;
+    if (!e->job) {
+        flush_ask(s, e);
+    } else {
+        pthread_mutex_lock(&s->fl->mu);
+        e->job->asked++;
+        pthread_mutex_unlock(&s->fl->mu);
+    }
+    return rc;
+}
+
+/* r is about to be closed: take its waiting job back, wait out a running
+ * one. Its finished job stays on the done list; flushed() finds no entry. */
+static void flush_cancel(guts_core_lmdbstore *s, guts_repo *r)
+{
+    flusher *f = s->fl;
+    pthread_mutex_lock(&f->mu);
+    for (flush_job **pp = &f->todo, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
+        if ((*pp)->repo != r) continue;
+        flush_job *j = *pp;
+        *pp = j->next;
+        if (f->todo_tail == j) f->todo_tail = prev;
+        free(j->key);
+        free(j);
+        break;
+    }
+    for (;;) {
+        int running = 0;
+        for (size_t i = 0; i < f->nth; i++)
+            running |= f->busy[i] == r;
+        if (!running) break;
+        pthread_cond_wait(&f->idle, &f->mu);
+    }
+    for (flush_job *j = f->done; j; j = j->next)
+        if (j->repo == r) j->repo = NULL; /* closed: only the key is left */
+    pthread_mutex_unlock(&f->mu);
+}
+
+int guts_core_lmdbstore_flush_start(guts_core_lmdbstore *s, size_t threads,
+                                    void (*notify)(void *arg), void *arg)
+{
+    if (!s || s->fl || threads == 0 || threads > LMDBSTORE_FLUSHERS_MAX) return GUTS_EINVAL;
+    flusher *f = calloc(1, sizeof *f);
+    if (!f) return GUTS_ENOMEM;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->work, NULL);
+    pthread_cond_init(&f->idle, NULL);
+    f->notify = notify;
+    f->arg = arg;
+    /* Under the mutex: a thread finds its own slot in th[] only once all
+     * are started. */
+    pthread_mutex_lock(&f->mu);
+    for (; f->nth < threads; f->nth++)
+        if (pthread_create(&f->th[f->nth], NULL, flusher_main, f) != 0) break;
+    pthread_mutex_unlock(&f->mu);
+    s->fl = f;
+    if (f->nth == 0) {
+        flush_stop(s);
+        return GUTS_ENOMEM;
+    }
+    return GUTS_OK;
+}
+
+/* Join the threads, then flush what is left on this thread: a node that
+ * stops leaves nothing unflushed behind. */
+static void flush_stop(guts_core_lmdbstore *s)
+{
+    flusher *f = s->fl;
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    f->stop = 1;
+    pthread_cond_broadcast(&f->work);
+    pthread_mutex_unlock(&f->mu);
+    for (size_t i = 0; i < f->nth; i++)
+        pthread_join(f->th[i], NULL);
+    for (flush_job *j = f->todo, *next; j; j = next) {
+        next = j->next;
+        free(j->key);
+        free(j);
+    }
+    for (flush_job *j = f->done, *next; j; j = next) {
+        next = j->next;
+        free(j->key);
+        free(j);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (guts_repo_is_nosync(s->open[i].repo)) guts_repo_sync_on(s->open[i].repo);
+    }
+    pthread_cond_destroy(&f->work);
+    pthread_cond_destroy(&f->idle);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    s->fl = NULL;
+}
+
+size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char *key, void *arg),
+                                   void *arg)
+{
+    flusher *f = s ? s->fl : NULL;
+    if (!f) return 0;
+    pthread_mutex_lock(&f->mu);
+    flush_job *list = f->done;
+    f->done = NULL;
+    pthread_mutex_unlock(&f->mu);
+    size_t durable = 0;
+    for (flush_job *j = list, *next; j; j = next) {
+        next = j->next;
+        open_repo *e = j->repo ? entry_of(s, j->key) : NULL;
+        if (e && e->job == j) {
+            e->job = NULL;
+            if (j->rc == GUTS_OK && j->covered == j->asked && guts_repo_sync_on(e->repo) == GUTS_OK) {
+                /* durable up to its last commit, which flushes from now on */
+                durable++;
+                if (cb) cb(j->key, arg);
+            } else {
+                /* written again meanwhile, or the flush failed: once more
+                 * (a failing disk fails the next synchronous write too) */
+                flush_ask(s, e);
+            }
+        }
+        free(j->key);
+        free(j);
+    }
+    return durable;
+}
+
+static int l_unsynced(void *ctx, const char *key)
+{
+    guts_core_lmdbstore *s = ctx;
+    if (!s->fl) return 0;
+    open_repo *e = entry_of(s, key);
+    return e && guts_repo_is_nosync(e->repo);
+}
+
+/* ---- The core's store interface ---------------------------------------------- */
+
 static int l_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
 {
     guts_core_lmdbstore *s = ctx;
     return guts_data_repos(s->data, cb, arg);
 }
 
+/* No flush asked here: the core creates a repository right before its
+ * first write, whose flush covers the creation too. */
 static int l_create(void *ctx, const char *key)
 {
     guts_repo *r;
@@ -303,7 +571,7 @@ static int l_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_put(r, objs, n, added, bad);
+    return rc ? rc : wrote(ctx, r, guts_repo_put(r, objs, n, added, bad));
 }
 
 static int l_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
@@ -333,7 +601,7 @@ static int l_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_refs_put(r, refs, n);
+    return rc ? rc : wrote(ctx, r, guts_repo_refs_put(r, refs, n));
 }
 
 static int l_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
@@ -348,7 +616,7 @@ static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_rec_put(r, recs, n, nobase, added, bad);
+    return rc ? rc : wrote(ctx, r, guts_repo_rec_put(r, recs, n, nobase, added, bad));
 }
 
 static int l_verify(void *ctx, const char *key, const guts_id *id)
@@ -363,7 +631,7 @@ static int l_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
     guts_repo *r;
     *dropped = 0;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_drop(r, ids, n, dropped);
+    return rc ? rc : wrote(ctx, r, guts_repo_drop(r, ids, n, dropped));
 }
 
 static int l_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
@@ -379,7 +647,8 @@ static int l_stage_write(void *ctx, const char *key, const guts_id *id, int type
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_stage_write(r, id, type, size, off, data, len, stored);
+    return rc ? rc
+              : wrote(ctx, r, guts_repo_stage_write(r, id, type, size, off, data, len, stored));
 }
 
 static int l_stage_list(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n)
@@ -394,7 +663,7 @@ static int l_stage_drop(void *ctx, const char *key, const guts_id *id)
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : guts_repo_stage_drop(r, id);
+    return rc ? rc : wrote(ctx, r, guts_repo_stage_drop(r, id));
 }
 
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
@@ -420,4 +689,5 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out)
     out->stage_write = l_stage_write;
     out->stage_list = l_stage_list;
     out->stage_drop = l_stage_drop;
+    out->unsynced = l_unsynced;
 }

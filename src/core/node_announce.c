@@ -134,6 +134,14 @@ static int worth(const guts_core *c, const lrepo *r)
     return heard_same(r) < CORE_ANNOUNCE_REDUNDANT && !heard_ahead(c, r);
 }
 
+/* r holds writes not yet on the disk (the driver's flusher has them): it
+ * is not announced until they are, so no peer counts on a state a crash
+ * of this machine could take back. Its changed mark waits meanwhile. */
+static int unsynced(const guts_core *c, const lrepo *r)
+{
+    return c->real.unsynced && c->real.unsynced(c->real.ctx, r->key) == 1;
+}
+
 int announce_due(guts_core *c)
 {
     /* news no one announced yet (what a node holds at start, before it
@@ -141,7 +149,7 @@ int announce_due(guts_core *c)
     for (size_t i = 0; i < c->nrepos; i++) {
         const lrepo *r = c->repos[i];
         if (r->changed && !r->unstored && (r->info.objects || r->info.refs_digest.lo) &&
-            worth(c, r))
+            worth(c, r) && !unsynced(c, r))
             return 1;
     }
     uint64_t iv = announce_interval(c);
@@ -180,8 +188,8 @@ int announce_soon_due(guts_core *c)
         return 0;
     if (c->reply_soon || c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
-        if (c->repos[i]->changed && worth(c, c->repos[i])) return 1;
-    c->announce_soon = 0; /* others said it all meanwhile */
+        if (c->repos[i]->changed && worth(c, c->repos[i]) && !unsynced(c, c->repos[i])) return 1;
+    c->announce_soon = 0; /* others said it all meanwhile (or it waits for its flush) */
     return 0;
 }
 
@@ -265,7 +273,7 @@ void announce_send(guts_core *c)
         for (size_t i = 0; i < c->nrepos && n < GUTS_ANNOUNCE_REPOS_MAX; i++) {
             size_t idx = pass == 0 ? i : (start + i) % c->nrepos;
             lrepo *r = c->repos[idx];
-            if (r->unstored || (pass == 0 && !r->changed)) continue;
+            if (r->unstored || (pass == 0 && !r->changed) || unsynced(c, r)) continue;
             int dup = 0;
             for (size_t j = 0; j < n; j++)
                 dup |= ens[j].r == r;

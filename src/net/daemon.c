@@ -594,6 +594,29 @@ static void poll_local(guts_net_node *n)
     n->watch_primed = 1;
 }
 
+/* A replica's flush covered its last commit: now the core may announce it. */
+static void durable_cb(const char *key, void *arg)
+{
+    guts_net_node *n = arg;
+    guts_core_on_local_change(n->core, guts_net_now_ms(), key);
+}
+
+static void flushed_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    guts_net_node *n = container_of(w, guts_net_node, flushed);
+    if (!n->core) return;
+    if (guts_core_lmdbstore_flushed(n->lstore, durable_cb, n)) drain(n);
+}
+
+/* On a flusher thread: wake the loop (ev_async_send is thread-safe). */
+static void flush_notify(void *arg)
+{
+    guts_net_node *n = arg;
+    ev_async_send(n->loop, &n->flushed);
+}
+
 static void poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
@@ -1347,6 +1370,14 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     }
 
     ev_init(&n->core_timer, core_timer_cb);
+    ev_async_init(&n->flushed, flushed_cb);
+    ev_async_start(loop, &n->flushed);
+    /* Replicas made from here on are flushed off the loop; without the
+     * threads every commit flushes on it, slower but as safe. */
+    rc = guts_core_lmdbstore_flush_start(n->lstore, GUTS_NET_FLUSHERS, flush_notify, n);
+    if (rc != 0)
+        guts_net_logf(&n->log, GUTS_LOG_WARN, "flusher threads: %s; flushing on the loop",
+                      guts_strerror(rc));
     ev_timer_init(&n->poll_timer, poll_timer_cb, GUTS_NET_POLL_S, GUTS_NET_POLL_S);
     ev_timer_start(loop, &n->poll_timer);
     ev_timer_init(&n->status_timer, status_timer_cb, GUTS_NET_STATUS_S, GUTS_NET_STATUS_S);
@@ -1380,6 +1411,7 @@ void guts_net_node_close(guts_net_node *n)
     if (n->loop) {
         ev_timer_stop(n->loop, &n->core_timer);
         ev_timer_stop(n->loop, &n->poll_timer);
+        ev_async_stop(n->loop, &n->flushed);
         ev_timer_stop(n->loop, &n->status_timer);
         ev_timer_stop(n->loop, &n->progress_timer);
         ev_timer_stop(n->loop, &n->remember_timer);

@@ -657,6 +657,11 @@ void guts_net_http_close(guts_net_http *h);
  * repository's counters this often: well within the one second a user
  * waits, and a read transaction per repository is microseconds. */
 #define GUTS_NET_POLL_S 0.3
+/* Threads that flush the replicas this node creates (lmdbstore.c's
+ * flusher): a fresh node pulling 1,000 small repositories waited on one
+ * flush after another on the loop's thread; 4 flushes in flight let the
+ * disk and ext4's journal take them together (docs/performance.md). */
+#define GUTS_NET_FLUSHERS 4
 /* status.json is rewritten this often: fresh enough for `guts status`. */
 #define GUTS_NET_STATUS_S 1.0
 /* Progress lines on a terminal are redrawn this often (as the CLI's). */
@@ -741,6 +746,7 @@ typedef struct guts_net_node {
     guts_net_tcp tcp;
     ev_timer core_timer;   /* armed by SET_TIMER */
     ev_timer poll_timer;   /* local writes */
+    ev_async flushed;      /* a flusher thread finished a flush */
     ev_timer status_timer; /* status.json */
     ev_timer progress_timer; /* progress lines, when stderr is a terminal */
     ev_timer remember_timer; /* DATA/node/peers */

@@ -338,9 +338,11 @@ static size_t scan(guts_net_udp *u, int log_joins)
         for (int fam = FAM4; fam <= FAM6; fam <<= 1) {
             if (!(c[i].f.joined & fam) || (f && (f->joined & fam))) continue;
             if (membership(u, &c[i].f, fam, 1) != 0) {
-                snprintf(why, sizeof why, "joining %s on %s: %s",
+                /* the name is NUL-terminated within IF_NAMESIZE, but gcc -O2
+                 * cannot tell and -Wformat-truncation fails the build: bound it */
+                snprintf(why, sizeof why, "joining %s on %.*s: %s",
                          guts_net_addr_str(fam == FAM4 ? &u->group4 : &u->group6, g, sizeof g),
-                         c[i].f.name, strerror(errno));
+                         (int)sizeof c[i].f.name, c[i].f.name, strerror(errno));
                 guts_net_logf(u->log, GUTS_LOG_DEBUG, "udp: %s", why);
                 continue;
             }

@@ -524,7 +524,12 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         return GUTS_ENOMEM;
     }
     struct stat st;
+    /* GUTS_REPO_NOSYNC only for an env made now: one with a flushed past
+     * keeps flushing every commit. */
+    int created = 0;
+    const unsigned nosync = (flags & GUTS_REPO_NOSYNC) ? MDB_NOSYNC : 0;
     if (stat(file, &st) != 0) {
+        created = 1;
         if (!(flags & GUTS_REPO_CREATE)) {
             store_seterr("repository %s not found", key);
             rc = GUTS_ENOTFOUND;
@@ -560,7 +565,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     if ((mrc = mdb_env_set_assert(se->env, store_assert)) ||
         (mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
         (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
-        (mrc = mdb_env_open(se->env, dir, MDB_NOTLS, 0600))) {
+        (mrc = mdb_env_open(se->env, dir, MDB_NOTLS | (created ? nosync : 0), 0600))) {
         mdb_env_close(se->env);
         free(se);
         rc = store_mdb_err(mrc, "open env");
@@ -574,6 +579,13 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         mdb_env_close(se->env);
         free(se);
         goto out;
+    }
+    atomic_store(&se->commits, created); /* env_init's commit, unflushed when NOSYNC */
+    if (created && nosync && (mrc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, &se->pin))) {
+        /* no pin, no commits without flushes */
+        se->pin = NULL;
+        mdb_env_set_flags(se->env, MDB_NOSYNC, 0);
+        mdb_env_sync(se->env, 1);
     }
     *out = se;
 out:
@@ -656,6 +668,13 @@ void guts_repo_close(guts_repo *r)
                 *pp = se->next;
                 break;
             }
+        }
+        /* A pinned env is flushed before it closes; a failing flush
+         * leaves its last commits to the kernel (a replica, pulled again
+         * should a system crash take them). */
+        if (se->pin && store_pin_drop(se) != GUTS_OK) {
+            mdb_txn_abort(se->pin);
+            se->pin = NULL;
         }
         mdb_env_close(se->env);
         free(se);

@@ -74,6 +74,16 @@ struct store_env {
     int users;          /* guts_repo handles sharing this env */
     atomic_int readers; /* read txns open now: the map cannot be moved */
     atomic_int broken;  /* a failed remap left no map: every call fails */
+    /* GUTS_REPO_NOSYNC's pin: a read txn held from the env's creation
+     * until its commits flush again (store_pin_drop), so that no commit
+     * meanwhile reuses a page: every page written before the flush is a
+     * new one, and a system crash cannot leave an old page's content
+     * under a newer tree. NULL otherwise. Not counted in readers. */
+    MDB_txn *pin;
+    /* Commits through this process (store_write, the writer's thread), and
+     * how many of them the last guts_repo_sync covered (any thread): equal,
+     * store_pin_drop needs no flush of its own. */
+    atomic_uint_fast64_t commits, synced;
     store_env *next;
 };
 
@@ -207,6 +217,9 @@ int store_read_cursor(guts_repo *r, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur
  * and runs fn again from scratch, so fn must not keep state across calls. */
 int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn *txn, void *arg),
                 void *arg);
+/* Flush se, end its commits without flushes and drop its pin (txn.c);
+ * before a remap, a close, or guts_repo_nosync(r, 0). The writer's thread. */
+int store_pin_drop(store_env *se);
 /* meta helpers inside a txn: a missing key reads as zero. */
 int store_meta_get_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t *v);
 int store_meta_put_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t v);

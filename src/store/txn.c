@@ -27,8 +27,24 @@
  * round at least doubles the map, so 64 rounds exceed any address space. */
 #define STORE_WRITE_ROUNDS_MAX 64
 
+int store_pin_drop(store_env *se)
+{
+    if (!se->pin) return GUTS_OK;
+    /* Flush first: once the pin is gone a commit may reuse pages, which
+     * is only safe over a tree that is on the disk. */
+    int rc = 0;
+    if (atomic_load(&se->synced) != atomic_load(&se->commits)) rc = mdb_env_sync(se->env, 1);
+    if (rc) return store_mdb_err(rc, "flush before ending no-flush commits");
+    if ((rc = mdb_env_set_flags(se->env, MDB_NOSYNC, 0))) return store_mdb_err(rc, "set sync flag");
+    mdb_txn_abort(se->pin);
+    se->pin = NULL;
+    return GUTS_OK;
+}
+
 static int adopt_resize(store_env *se)
 {
+    int prc = store_pin_drop(se); /* no remap under a txn of ours */
+    if (prc) return prc;
     if (atomic_load(&se->readers) > 0) {
         store_seterr("map resized by another process while a read is open here");
         return GUTS_EAGAIN;
@@ -105,6 +121,9 @@ static int grow(store_env *se, size_t hint)
      * room for itself in one step instead of several replays. */
     size_t next = cur > max / 2 ? max : cur * 2;
     if (hint > cur) next = hint > max - cur ? max : cur + hint;
+    /* A replica big enough to grow the map goes back to flushing each
+     * commit: the pin cannot stay over a remap. */
+    if ((rc = store_pin_drop(se))) return rc;
     if (atomic_load(&se->readers) > 0) {
         store_seterr("map full while a read txn is open in this process");
         return GUTS_EAGAIN;
@@ -147,6 +166,7 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
         rc = fn(r, txn, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn);
+            if (rc == 0) atomic_fetch_add(&se->commits, 1);
         } else {
             mdb_txn_abort(txn);
         }
@@ -302,5 +322,31 @@ int guts_repo_txnid(guts_repo *r, uint64_t *out)
     rc = mdb_env_info(r->se->env, &info);
     if (rc) return store_mdb_err(rc, "env info");
     *out = info.me_last_txnid;
+    return GUTS_OK;
+}
+
+int guts_repo_is_nosync(const guts_repo *r)
+{
+    unsigned fl = 0;
+    return r && mdb_env_get_flags(r->se->env, &fl) == 0 && (fl & MDB_NOSYNC) ? 1 : 0;
+}
+
+int guts_repo_sync_on(guts_repo *r)
+{
+    if (!r) return GUTS_EINVAL;
+    int rc = check_broken(r->se);
+    return rc ? rc : store_pin_drop(r->se);
+}
+
+int guts_repo_sync(guts_repo *r)
+{
+    if (!r) return GUTS_EINVAL;
+    /* No store_seterr, no mdb_env_info (it reads the meta pages, which a
+     * remap on the writer's thread may move): this runs on a flusher. */
+    store_env *se = r->se;
+    if (atomic_load(&se->broken)) return GUTS_EIO;
+    uint64_t n = atomic_load(&se->commits); /* these have written their pages */
+    if (mdb_env_sync(se->env, 1) != 0) return GUTS_EIO;
+    atomic_store(&se->synced, n);
     return GUTS_OK;
 }

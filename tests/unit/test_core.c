@@ -2005,6 +2005,84 @@ static uint64_t digest_bytes_for(size_t n, size_t d, uint64_t seed)
     return bytes;
 }
 
+/* The store's flusher, as test_a_repository_is_announced_only_once_its_
+ * writes_are_flushed drives it: 1 while the repository's writes are not
+ * on the disk yet. */
+static int flush_pending;
+
+static int pending_unsynced(void *ctx, const char *key)
+{
+    (void)ctx;
+    (void)key;
+    return flush_pending;
+}
+
+/* Perform c's actions and timers from *now until `until`: the number of
+ * ANNOUNCEs sent (to *sent) and of those naming key (returned). */
+static size_t announces_naming(guts_core *c, uint64_t *now, uint64_t until, const char *key,
+                               size_t *sent)
+{
+    size_t named = 0;
+    *sent = 0;
+    while (*now < until) {
+        guts_core_action a;
+        uint64_t next = *now + 100;
+        while (guts_core_next_action(c, &a)) {
+            if (a.kind == GUTS_ACT_SET_TIMER && a.at < next) next = a.at;
+            if (a.kind != GUTS_ACT_SEND_DGRAM) continue;
+            guts_msg m;
+            ck_assert_int_eq(guts_msg_decode(a.data, a.len, &m), 0);
+            if (m.type == GUTS_MSG_ANNOUNCE) {
+                (*sent)++;
+                for (uint32_t i = 0; i < m.u.announce.nrepos; i++)
+                    named += strcmp(m.u.announce.repos[i].key, key) == 0;
+            }
+            guts_msg_free(&m);
+        }
+        *now = next > *now ? next : *now + 1;
+        guts_core_on_timer(c, *now);
+    }
+    return named;
+}
+
+/* A replica committed without a flush is not announced: a crash of the
+ * machine could take it back, and peers would count on it. Once the
+ * driver reports the flush (as a local change) it is announced at once,
+ * not an interval later. */
+START_TEST(test_a_repository_is_announced_only_once_its_writes_are_flushed)
+{
+    guts_memstore *mem;
+    ck_assert_int_eq(guts_memstore_new(&mem), 0);
+    guts_core_store st;
+    guts_memstore_iface(mem, &st);
+    st.unsynced = pending_unsynced;
+    flush_pending = 1;
+    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
+    history(&st, 3, "unflushed");
+    ck_assert_int_eq(st.create(st.ctx, "alice/other"), 0);
+    guts_core_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id.b[0] = 0x56;
+    cfg.incarnation = 1;
+    cfg.tcp_port = 7000;
+    cfg.seed = 5;
+    cfg.store = &st;
+    guts_core *c;
+    ck_assert_int_eq(guts_core_new(&cfg, &c), 0);
+    uint64_t now = 0;
+    size_t sent;
+    guts_core_on_timer(c, now);
+    guts_core_on_local_change(c, now, KEY);
+    ck_assert_uint_eq(announces_naming(c, &now, 5000, KEY, &sent), 0);
+    ck_assert_uint_ge(sent, 3); /* the node still announces, without it */
+    flush_pending = 0;
+    guts_core_on_local_change(c, now, KEY);
+    ck_assert_uint_gt(announces_naming(c, &now, now + 300, KEY, &sent), 0);
+    guts_core_free(c);
+    guts_memstore_free(mem);
+}
+END_TEST
+
 START_TEST(test_digest_bytes_stay_within_issue_bounds)
 {
     ck_assert_uint_le(digest_bytes_for(100000, 10, 21), 16000);
@@ -2281,6 +2359,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_only_requests_take_serve_slots_and_busy_carries_a_retry_after);
     tcase_add_test(t, test_busy_answers_back_off_with_seeded_jitter);
     tcase_add_test(t, test_many_repositories_share_few_streams);
+    tcase_add_test(t, test_a_repository_is_announced_only_once_its_writes_are_flushed);
     suite_add_tcase(s, t);
     return s;
 }

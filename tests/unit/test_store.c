@@ -1269,6 +1269,65 @@ static int count_refs(const guts_ref *ref, void *ctx)
     return 0;
 }
 
+/* Bytes of key's data.mdb in the test's data dir. */
+static off_t env_file_size(const char *key)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/repos/%s/data.mdb", tmpdir, key);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* The same ref written n times through r, the file size after each write
+ * compared with the one before: how many writes grew the file. */
+static int writes_that_grow(guts_repo *r, const char *key, uint64_t clock0, int n)
+{
+    int grew = 0;
+    off_t last = env_file_size(key);
+    for (int i = 0; i < n; i++) {
+        guts_ref ref = mkref("refs/heads/main", i % 2 ? ID_A : ID_B, NULL, clock0 + (uint64_t)i, 1);
+        ck_assert_int_eq(guts_repo_refs_put(r, &ref, 1), GUTS_OK);
+        off_t now = env_file_size(key);
+        grew += now > last;
+        last = now;
+    }
+    return grew;
+}
+
+/* A replica made GUTS_REPO_NOSYNC commits without flushes and reuses no
+ * page until guts_repo_sync_on(), so every commit before the flush lands
+ * on new pages (each grows the file); after it, commits recycle the pages
+ * of older trees again. */
+START_TEST(test_nosync_replica_reuses_no_page_until_its_flush)
+{
+    const char *key = "o/nosync";
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, key, GUTS_REPO_CREATE | GUTS_REPO_NOSYNC, &r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_is_nosync(r), 1);
+    ck_assert_int_eq(writes_that_grow(r, key, 1, 20), 20);
+    ck_assert_int_eq(guts_repo_sync(r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_is_nosync(r), 1); /* a flush alone changes nothing */
+    ck_assert_int_eq(guts_repo_sync_on(r), GUTS_OK);
+    ck_assert_int_eq(guts_repo_is_nosync(r), 0);
+    ck_assert_int_le(writes_that_grow(r, key, 21, 20), 5);
+    guts_repo_close(r);
+}
+END_TEST
+
+/* Only a new env commits without flushes: one that exists (it may hold
+ * what a user imported) flushes every commit whatever the flag asks. */
+START_TEST(test_nosync_is_ignored_for_an_existing_env)
+{
+    guts_repo *r = open_repo("o/old");
+    guts_repo_close(r);
+    ck_assert_int_eq(guts_repo_open(data, "o/old", GUTS_REPO_CREATE | GUTS_REPO_NOSYNC, &r),
+                     GUTS_OK);
+    ck_assert_int_eq(guts_repo_is_nosync(r), 0);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_refs_put_get_and_tombstone)
 {
     guts_repo *r = open_repo("o/refs");
@@ -1767,6 +1826,8 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_large_similar_objects_delta_beyond_default_window);
     tcase_add_test(t, test_get_inside_ids_callback_rehashes_everything);
     tcase_add_test(t, test_refs_put_get_and_tombstone);
+    tcase_add_test(t, test_nosync_replica_reuses_no_page_until_its_flush);
+    tcase_add_test(t, test_nosync_is_ignored_for_an_existing_env);
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
     tcase_add_test(t, test_import_marks_are_per_source_local_and_written_with_the_refs_they_decided_on);
