@@ -104,7 +104,12 @@ int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nob
     w->buf = malloc(GUTS_PACK_BUF);
     w->sha = EVP_MD_CTX_new();
     if (!w->buf || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1) return GUTS_ENOMEM;
-    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
+    /* Level 0 only stores: its hash table is never read, but deflateReset
+     * clears it for every entry (64 KiB at the default memLevel, most of
+     * the cost of a small entry). The smallest table makes the same bytes. */
+    int mem_level = level == 0 ? 1 : 8;
+    if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return GUTS_ENOMEM;
     w->zinit = 1;
     uint8_t head[12] = {'P', 'A', 'C', 'K'};
     guts_pack_be32(head + 4, 2);
