@@ -27,7 +27,8 @@
  * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
  * read from the store is hashed before it is written: a damaged store fails
- * the fetch instead of handing git a wrong object.
+ * the fetch instead of handing git a wrong object. A large pack's entries
+ * are encoded on several threads (see "encoders" below).
  */
 #include <errno.h>
 #include <pthread.h>

@@ -11,7 +11,8 @@
  *   idset.c   an open-addressing set of object ids with small per-id state
  *   fetch.c   `fetch`: a commit walk in the store that stops at what the
  *             local repository has, then one packfile streamed into
- *             `git index-pack --stdin` (or `git unpack-objects` when small)
+ *             `git index-pack --stdin` (or `git unpack-objects` when small),
+ *             a large one encoded by one thread per CPU
  *   push.c    `push`: rules (fast-forward, tags, deletion) decided for all
  *             commands by two git processes at most, objects stored
  *             by the import's path (cli/guts_gitio.c) from what
