@@ -496,12 +496,18 @@ static int phints_swap(phints *t, uint64_t key, uint32_t i, uint32_t *prev)
 static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
                       const guts_id *exclude, size_t nexclude, proc *rl, proc *p, char *err)
 {
-    char *all_argv[] = {"git",         "-C",          (char *)gitdir,      "--no-replace-objects",
-                        "cat-file",    "--batch-all-objects", "--unordered", GITIO_CHECK_FORMAT,
-                        NULL};
-    char *check_argv[] = {"git",      "-C",  (char *)gitdir, "--no-replace-objects",
-                          "cat-file", gitio_check_path_format, NULL};
-    char *rl_argv[] = {"git",      "-C",      (char *)gitdir,     "--no-replace-objects",
+    /* --buffer: without it cat-file writes (and wakes us) once per object;
+     * nothing here waits for an answer before asking the next. */
+    char *all_argv[] = {"git",          "-C",
+                        (char *)gitdir, "--no-replace-objects",
+                        "cat-file",     "--batch-all-objects",
+                        "--unordered",  GITIO_CHECK_FORMAT,
+                        "--buffer",     NULL};
+    char *check_argv[] = {"git",          "-C",
+                          (char *)gitdir, "--no-replace-objects",
+                          "cat-file",     gitio_check_path_format,
+                          "--buffer",     NULL};
+    char *rl_argv[] = {"git",      "-C",        (char *)gitdir,     "--no-replace-objects",
                        "rev-list", "--objects", "--ignore-missing", "--stdin",
                        NULL};
     memset(rl, 0, sizeof *rl);
@@ -600,7 +606,7 @@ static void prev_hints(const char *gitdir, ilist *L, const pfirst *f, const guts
                        size_t nprev)
 {
     char *argv[] = {"git",      "-C", (char *)gitdir, "--no-replace-objects", "cat-file",
-                    "--batch-check=%(objectname) %(objecttype)", NULL};
+                    "--batch-check=%(objectname) %(objecttype)", "--buffer", NULL};
     char line[GITIO_PATH_LINE_MAX], hex[GUTS_HEX_LEN + 1], ignore[GUTS_GITIO_ERR_MAX];
     uint8_t *buf = malloc(GITIO_IOBUF);
     /* The queries go through a memory file: cat-file's answers can then be

@@ -43,19 +43,32 @@ static int flush(guts_packw *w)
     return rc;
 }
 
+/* Room for need more bytes: a file writer writes out what it holds, an
+ * in-memory one grows (its entries must stay whole until taken). */
+static int make_room(guts_packw *w, size_t need)
+{
+    if (w->len + need <= w->cap) return GUTS_OK;
+    if (!w->mem) return flush(w);
+    size_t c = w->cap;
+    while (c < w->len + need)
+        c *= 2;
+    uint8_t *nb = realloc(w->buf, c);
+    if (!nb) return GUTS_ENOMEM;
+    w->buf = nb;
+    w->cap = c;
+    return GUTS_OK;
+}
+
 static int put(guts_packw *w, const void *p, size_t n)
 {
-    if (w->len + n > GUTS_PACK_BUF) {
-        int rc = flush(w);
-        if (rc) return rc;
-    }
+    int rc = make_room(w, n);
+    if (rc) return rc;
     memcpy(w->buf + w->len, p, n);
     w->len += n;
     if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, p, (uInt)n);
     return GUTS_OK;
 }
 
-/* An entry's type-and-size header; starts the entry's CRC-32. */
 static int begin(guts_packw *w, int type, uint64_t size)
 {
     uint8_t hdr[16];
@@ -82,12 +95,13 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     w->z.next_in = (Bytef *)(uintptr_t)data;
     w->z.avail_in = (uInt)len;
     for (;;) {
-        if (w->len == GUTS_PACK_BUF && (rc = flush(w))) return rc;
-        size_t before = w->len;
+        if (w->len == w->cap && (rc = make_room(w, w->mem ? w->cap : 1))) return rc;
+        size_t before = w->len, room = w->cap - w->len;
+        if (room > UINT_MAX) room = UINT_MAX;
         w->z.next_out = w->buf + w->len;
-        w->z.avail_out = (uInt)(GUTS_PACK_BUF - w->len);
+        w->z.avail_out = (uInt)room;
         int zr = deflate(&w->z, mode);
-        w->len = GUTS_PACK_BUF - w->z.avail_out;
+        w->len = before + (room - w->z.avail_out);
         if (w->with_crc)
             w->crc = (uint32_t)crc32(w->crc, w->buf + before, (uInt)(w->len - before));
         if (mode == Z_FINISH ? zr == Z_STREAM_END : w->z.avail_in == 0 && w->z.avail_out > 0)
@@ -101,15 +115,58 @@ int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nob
     memset(w, 0, sizeof *w);
     w->fd = fd;
     w->with_crc = with_crc;
-    w->buf = malloc(GUTS_PACK_BUF);
+    w->cap = GUTS_PACK_BUF;
+    w->buf = malloc(w->cap);
     w->sha = EVP_MD_CTX_new();
     if (!w->buf || !w->sha || EVP_DigestInit_ex(w->sha, EVP_sha1(), NULL) != 1) return GUTS_ENOMEM;
-    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
+    /* Level 0 only stores: its hash table is never read, but deflateReset
+     * clears it for every entry (64 KiB at the default memLevel, most of
+     * the cost of a small entry). The smallest table makes the same bytes. */
+    int mem_level = level == 0 ? 1 : 8;
+    if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return GUTS_ENOMEM;
     w->zinit = 1;
     uint8_t head[12] = {'P', 'A', 'C', 'K'};
     guts_pack_be32(head + 4, 2);
     guts_pack_be32(head + 8, nobjects);
     return put(w, head, sizeof head);
+}
+
+int guts_packw_open_mem(guts_packw *w, int level)
+{
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    w->mem = 1;
+    w->cap = GUTS_PACK_MEM_START;
+    w->buf = malloc(w->cap);
+    if (!w->buf) return GUTS_ENOMEM;
+    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
+    w->zinit = 1;
+    return GUTS_OK;
+}
+
+int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len)
+{
+    uint8_t *fresh = malloc(GUTS_PACK_MEM_START);
+    if (!fresh) return GUTS_ENOMEM;
+    *buf = w->buf;
+    *len = w->len;
+    w->buf = fresh;
+    w->cap = GUTS_PACK_MEM_START;
+    w->len = 0;
+    return GUTS_OK;
+}
+
+int guts_packw_append(guts_packw *w, const void *data, size_t len)
+{
+    if (w->mem) return GUTS_EINVAL;
+    if (w->len + len <= w->cap) return put(w, data, len);
+    int rc = flush(w);
+    if (rc) return rc;
+    if (EVP_DigestUpdate(w->sha, data, len) != 1) return GUTS_ENOMEM;
+    if ((rc = guts_write_all(w->fd, data, len))) return rc;
+    w->total += len;
+    return GUTS_OK;
 }
 
 uint64_t guts_packw_offset(const guts_packw *w)
@@ -144,6 +201,7 @@ int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, 
 
 int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 {
+    if (w->mem) return GUTS_EINVAL;
     unsigned sl = 0;
     int rc = flush(w);
     if (rc) return rc;

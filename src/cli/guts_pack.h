@@ -38,11 +38,16 @@ static inline void guts_pack_be32(uint8_t *p, uint32_t v)
 
 /* Output buffer: large writes, one SHA-1 update each. */
 #define GUTS_PACK_BUF (1u << 20)
+/* First buffer of an in-memory writer (guts_packw_open_mem): it doubles as
+ * an entry needs, so one of these holds a few hundred small entries. */
+#define GUTS_PACK_MEM_START (256u << 10)
 
 typedef struct guts_packw {
-    int fd;         /* the caller's; never closed here */
+    int fd;         /* the caller's; never closed here; -1 in memory */
+    int mem;        /* entries collected in buf for guts_packw_take */
     uint8_t *buf;
     size_t len;     /* buffered, not yet written */
+    size_t cap;     /* of buf */
     uint64_t total; /* bytes written to fd */
     uint32_t crc;   /* CRC-32 of the entry being written, if with_crc */
     int with_crc;
@@ -60,6 +65,24 @@ int guts_write_all(int fd, const void *buf, size_t n);
  * it; index-pack computes its own). Errors: GUTS_ENOMEM, GUTS_EIO (a write
  * failed: errno says why). */
 int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects);
+
+/** Start an in-memory writer of whole entries at zlib level: no pack
+ * header, no trailer, no SHA-1. Entries written to it (guts_packw_object,
+ * guts_packw_ref_delta; not _stream, which would hold a large object whole)
+ * stay in w->buf, which grows, until guts_packw_take hands them over: so
+ * several threads can each encode entries that one pack writer appends
+ * whole (guts_packw_append). Errors: GUTS_ENOMEM. */
+int guts_packw_open_mem(guts_packw *w, int level);
+
+/** Hand over the entries an in-memory writer holds: *buf (malloc'd, the
+ * caller frees) and *len; the writer goes on with an empty buffer.
+ * Errors: GUTS_ENOMEM (nothing handed over). */
+int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len);
+
+/** Append len bytes of whole entries (from guts_packw_take) to a pack
+ * writer on a file. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_EINVAL (w is in
+ * memory). */
+int guts_packw_append(guts_packw *w, const void *data, size_t len);
 
 /** Offset in the pack at which the next entry starts. */
 uint64_t guts_packw_offset(const guts_packw *w);

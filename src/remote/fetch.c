@@ -27,9 +27,11 @@
  * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
  * read from the store is hashed before it is written: a damaged store fails
- * the fetch instead of handing git a wrong object.
+ * the fetch instead of handing git a wrong object. A large pack's entries
+ * are encoded on several threads (see "encoders" below).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,6 @@
  * most a few levels in practice. */
 #define TAG_DEPTH_MAX 32
 
-
 /* zlib level of a pack under REMOTE_UNPACK_LIMIT objects: zlib's default,
  * which is git's too. */
 #define REMOTE_SMALL_PACK_LEVEL 6
@@ -77,6 +78,9 @@ typedef struct heap_ent {
 
 typedef struct walk {
     guts_repo *r;
+    guts_data *data; /* with key: for the encoders' own handles (may be NULL) */
+    const char *key;
+    int zlevel;
     char *err;
     remote_idset commits; /* value: index into ci */
     commit_info *ci;
@@ -91,6 +95,9 @@ typedef struct walk {
     remote_idset objs;
     guts_id *send; /* the pack, in order */
     size_t nsend, capsend;
+    uint32_t *send_key; /* per entry of send: a hash of the name it was met under */
+    size_t capkey;
+    uint32_t name_key; /* of the tree entry being marked, else 0 */
     guts_id *stack;
     size_t nstack, capstack;
     guts_id *roots; /* trees wanted directly (a tag of a tree) */
@@ -117,23 +124,34 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
          ? remote_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                         \
          : ((w)->arr[(w)->n++] = (val), GUTS_OK))
 
-static int corrupt(walk *w, const guts_id *id, const char *what)
+static int corrupt_err(char *err, const guts_id *id, const char *what)
 {
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(id, hex);
-    return remote_errf(w->err, GUTS_ECORRUPT, "stored object %s: %s", hex, what);
+    return remote_errf(err, GUTS_ECORRUPT, "stored object %s: %s", hex, what);
+}
+
+static int corrupt(walk *w, const guts_id *id, const char *what)
+{
+    return corrupt_err(w->err, id, what);
+}
+
+static int get_obj_r(guts_repo *r, char *err, const guts_id *id, int *type, void **data,
+                     size_t *len)
+{
+    int rc = guts_repo_get(r, id, type, data, len);
+    if (rc && rc != GUTS_ENOTFOUND) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        return remote_errf(err, rc, "read %s from the store: %s (%s)", hex, guts_strerror(rc),
+                           guts_store_errmsg());
+    }
+    return rc;
 }
 
 static int get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *len)
 {
-    int rc = guts_repo_get(w->r, id, type, data, len);
-    if (rc && rc != GUTS_ENOTFOUND) {
-        char hex[GUTS_HEX_LEN + 1];
-        guts_id_to_hex(id, hex);
-        return remote_errf(w->err, rc, "read %s from the store: %s (%s)", hex, guts_strerror(rc),
-                           guts_store_errmsg());
-    }
-    return rc;
+    return get_obj_r(w->r, w->err, id, type, data, len);
 }
 
 /* ---- commits ------------------------------------------------------------- */
@@ -307,7 +325,14 @@ static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
     int rc;
     while ((rc = guts_tree_entry_next((const uint8_t *)p, len, &pos, &e)) == 1) {
         if (e.type == GUTS_OBJ_COMMIT) continue;
-        if ((rc = cb(w, &e.id, e.type == GUTS_OBJ_TREE))) return rc;
+        /* FNV-1a of the name: the versions of one file share it. */
+        uint32_t h = 2166136261u;
+        for (size_t i = 0; i < e.name_len; i++)
+            h = (h ^ (uint8_t)e.name[i]) * 16777619u;
+        w->name_key = h;
+        rc = cb(w, &e.id, e.type == GUTS_OBJ_TREE);
+        w->name_key = 0;
+        if (rc) return rc;
     }
     return rc ? corrupt(w, tid, "malformed tree entry") : GUTS_OK;
 }
@@ -334,6 +359,9 @@ static int mark_send(walk *w, const guts_id *id, int is_tree)
     w->objs.flags[slot] |= O_SEND;
     if (w->nsend >= PACK_OBJECTS_MAX)
         return remote_errf(w->err, GUTS_ETOOBIG, "more objects than a pack can hold");
+    if (grow((void **)&w->send_key, &w->capkey, w->nsend + 1, sizeof *w->send_key))
+        return remote_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+    w->send_key[w->nsend] = w->name_key;
     rc = PUSH(w, send, nsend, capsend, *id);
     if (rc) return rc;
     if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
@@ -445,7 +473,7 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
     return GUTS_OK;
 }
 
-/* ---- pack ------------------------------------------------------------------ */
+/* ---- pack entries ------------------------------------------------------------ */
 
 /* May an object go as a git delta against base (guts_pack_delta_of)? When
  * the base goes in the same pack, if index-pack reads it (unpack-objects
@@ -453,22 +481,378 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
  * repository has the base (a tree or blob of an edge commit): git's own
  * fetch does the same and `index-pack --fix-thin` (or unpack-objects, which
  * reads bases from the repository) completes it. A one-line change to a
- * large file then costs a delta, not the file. */
+ * large file then costs a delta, not the file. Only reads the walk's sets,
+ * so encoders on several threads may ask at once. */
 static int base_ok(const guts_id *base, void *ctx)
 {
-    walk *w = ctx;
+    const walk *w = ctx;
     size_t slot = remote_idset_find(&w->objs, base);
     if (slot == SIZE_MAX) return 0;
     uint8_t f = w->objs.flags[slot];
     return (f & O_SEND) ? w->indexed : (f & O_KNOWN) != 0;
 }
 
+/* encode_one's answer for a large object and an in-memory writer: the
+ * pack writer streams it itself. */
+#define ENC_LARGE 1
+
+static int pack_err(char *err, int rc)
+{
+    if (rc == GUTS_EIO) return remote_errf(err, rc, "writing the pack: %s", strerror(errno));
+    return remote_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
+}
+
+/* Send entry i of the pack, read from r (the walk's handle or an encoder's
+ * own), into p: as a git delta where the store keeps a delta against a
+ * base that may be used (base_ok), else whole. The content is hashed first:
+ * a damaged store fails the fetch instead of handing git a wrong object.
+ * *bytes gets the content's size. ENC_LARGE: a large object and p is in
+ * memory (the caller streams it). */
+static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *bytes, char *err)
+{
+    const guts_id *id = &w->send[i];
+    int type;
+    void *data;
+    size_t len;
+    uint64_t size;
+    int rc;
+    if (guts_repo_stat(r, id, &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
+        if (p->mem) return ENC_LARGE;
+        /* piece by piece, rehashed by the store */
+        rc = guts_packw_stream(p, r, id, type, size);
+        if (rc == GUTS_EIO) return pack_err(err, rc);
+        if (rc) return corrupt_err(err, id, guts_store_errmsg());
+        *bytes = size;
+        return GUTS_OK;
+    }
+    rc = get_obj_r(r, err, id, &type, &data, &len);
+    if (rc == GUTS_ENOTFOUND) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(id, hex);
+        rc = remote_errf(err, rc, "object %s is not in the store", hex);
+    }
+    if (rc) return rc;
+    guts_id h;
+    if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id)) {
+        free(data);
+        return corrupt_err(err, id, "content does not hash to its id");
+    }
+    uint8_t *delta = NULL;
+    size_t dlen = 0;
+    guts_id base;
+    if (guts_pack_delta_of(r, id, type, data, len, base_ok, w, &base, &delta, &dlen) == GUTS_OK) {
+        rc = guts_packw_ref_delta(p, &base, delta, dlen);
+        free(delta);
+    } else {
+        rc = guts_packw_object(p, type, data, len);
+    }
+    free(data);
+    if (rc) return pack_err(err, rc);
+    *bytes = len;
+    return GUTS_OK;
+}
+
+/* ---- encoders on several threads ---------------------------------------------- */
+
+/* Most of a clone's time is the helper reading, hashing and re-deltifying
+ * objects while index-pack waits for them, so a large pack is encoded by
+ * several threads: the objects are split into parts by the name they were
+ * met under (a blob's file name, a subtree's directory name; commits, tags
+ * and root trees are part 0), so the versions of one file, which the store
+ * keeps as delta chains, land in one part and its encoder's cache decodes
+ * each chain once. Each encoder reads through its own repository handle
+ * (handles are single-threaded; the env is shared) and collects whole
+ * entries in memory; the pack writer, the calling thread, appends each
+ * collection whole as it comes, encodes part 0 itself between them, and
+ * streams large objects. A pack's entries may come in any order (index-pack
+ * resolves a REF_DELTA wherever its base is), so no encoder waits for
+ * another. */
+
+/* Encoders at most: past a few, index-pack (which hashes every object) and
+ * the writer are the limit. */
+#define FETCH_ENCODERS_MAX 4
+/* Fewer objects than this are encoded by the calling thread alone: threads
+ * and cold caches would cost more than they save. */
+#define FETCH_PARALLEL_MIN 1024
+/* An encoder hands over what it collected once it passes this. */
+#define FETCH_CHUNK_BYTES (256u << 10)
+/* Collections waiting for the writer: with FETCH_CHUNK_BYTES, each waiting
+ * encoder holds at most this many MiB / 4, and blocks after. */
+#define FETCH_QUEUE_MAX 16
+
+/* A collection of whole entries, or one large object the writer streams. */
+typedef struct chunk {
+    uint8_t *buf; /* malloc'd, or NULL */
+    size_t len;
+    size_t large; /* index into send of a large object, or SIZE_MAX */
+    uint64_t objects, bytes;
+} chunk;
+
+typedef struct encoders {
+    walk *w;
+    unsigned nparts;
+    pthread_mutex_t mu;
+    pthread_cond_t ready, room;
+    chunk q[FETCH_QUEUE_MAX];
+    size_t qhead, qn;
+    unsigned running; /* encoder threads not finished */
+    int stop;         /* the writer failed: encoders give up */
+} encoders;
+
+typedef struct encoder {
+    encoders *e;
+    guts_repo *r;
+    unsigned part;
+    int rc;
+    char err[REMOTE_ERR_MAX];
+    pthread_t t;
+} encoder;
+
+static int queue_put(encoders *e, chunk *c)
+{
+    pthread_mutex_lock(&e->mu);
+    while (e->qn == FETCH_QUEUE_MAX && !e->stop)
+        pthread_cond_wait(&e->room, &e->mu);
+    int stopped = e->stop;
+    if (!stopped) {
+        e->q[(e->qhead + e->qn) % FETCH_QUEUE_MAX] = *c;
+        e->qn++;
+        pthread_cond_signal(&e->ready);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (stopped) free(c->buf);
+    memset(c, 0, sizeof *c);
+    c->large = SIZE_MAX;
+    return stopped ? GUTS_EIO : GUTS_OK;
+}
+
+/* The next collection; wait: block until one comes or every encoder is done.
+ * 0: none (and with wait, none will come). */
+static int queue_get(encoders *e, chunk *c, int wait)
+{
+    pthread_mutex_lock(&e->mu);
+    while (wait && e->qn == 0 && e->running > 0)
+        pthread_cond_wait(&e->ready, &e->mu);
+    int got = e->qn > 0;
+    if (got) {
+        *c = e->q[e->qhead];
+        e->qhead = (e->qhead + 1) % FETCH_QUEUE_MAX;
+        e->qn--;
+        pthread_cond_signal(&e->room);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return got;
+}
+
+static void encoders_stop(encoders *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_cond_broadcast(&e->room);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The part an object goes to. */
+static unsigned part_of(const walk *w, size_t i, unsigned nparts)
+{
+    return w->send_key[i] % nparts;
+}
+
+/* Encode part k of the pack with r into p (in memory), handing each
+ * collection to give(ctx, chunk). */
+static int encode_part(walk *w, guts_repo *r, unsigned k, unsigned nparts, guts_packw *p,
+                       int (*give)(void *ctx, chunk *c), void *ctx, char *err)
+{
+    chunk c = {.large = SIZE_MAX};
+    int rc = GUTS_OK, held = 0;
+    for (size_t i = 0; i < w->nsend && !rc; i++) {
+        if (part_of(w, i, nparts) != k) continue;
+        /* One read transaction per collection, not per object. */
+        if (!held && (rc = guts_repo_read_hold(r))) {
+            rc = remote_errf(err, rc, "reading the store: %s (%s)", guts_strerror(rc),
+                             guts_store_errmsg());
+            break;
+        }
+        held = 1;
+        uint64_t bytes = 0;
+        rc = encode_one(w, r, p, i, &bytes, err);
+        if (rc == ENC_LARGE) {
+            rc = GUTS_OK;
+            chunk big = {.large = i};
+            if (p->len && (rc = guts_packw_take(p, &c.buf, &c.len)))
+                rc = remote_errf(err, rc, "out of memory");
+            if (!rc && c.objects) rc = give(ctx, &c);
+            if (!rc) rc = give(ctx, &big);
+        } else if (!rc) {
+            c.objects++;
+            c.bytes += bytes;
+            if (p->len < FETCH_CHUNK_BYTES) continue;
+            if ((rc = guts_packw_take(p, &c.buf, &c.len)))
+                rc = remote_errf(err, rc, "out of memory");
+            else
+                rc = give(ctx, &c);
+        }
+        guts_repo_read_release(r);
+        held = 0;
+    }
+    if (held) guts_repo_read_release(r);
+    if (!rc && c.objects) {
+        if ((rc = guts_packw_take(p, &c.buf, &c.len)))
+            rc = remote_errf(err, rc, "out of memory");
+        else
+            rc = give(ctx, &c);
+    }
+    free(c.buf);
+    return rc;
+}
+
+static int give_queue(void *ctx, chunk *c)
+{
+    return queue_put(ctx, c);
+}
+
+static void *encoder_main(void *arg)
+{
+    encoder *k = arg;
+    encoders *e = k->e;
+    guts_packw p;
+    k->rc = guts_packw_open_mem(&p, e->w->zlevel);
+    if (k->rc)
+        k->rc = remote_errf(k->err, k->rc, "out of memory");
+    else
+        k->rc = encode_part(e->w, k->r, k->part, e->nparts, &p, give_queue, e, k->err);
+    guts_packw_free(&p);
+    if (k->rc) encoders_stop(e); /* the fetch fails: no use going on */
+    pthread_mutex_lock(&e->mu);
+    e->running--;
+    pthread_cond_signal(&e->ready);
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* The writer's side: the pack on its file and what has gone into it. */
+typedef struct writer {
+    walk *w;
+    encoders *e;
+    guts_packw *p;
+    remote_fetch_stats *st;
+    char *err;
+} writer;
+
+/* Append one collection (or stream its large object) to the pack. */
+static int write_chunk(writer *wr, chunk *c)
+{
+    walk *w = wr->w;
+    int rc = GUTS_OK;
+    if (c->large != SIZE_MAX) {
+        uint64_t bytes = 0;
+        rc = encode_one(w, w->r, wr->p, c->large, &bytes, wr->err);
+        c->objects = 1;
+        c->bytes = bytes;
+    } else if ((rc = guts_packw_append(wr->p, c->buf, c->len))) {
+        rc = pack_err(wr->err, rc);
+    }
+    free(c->buf);
+    if (!rc) {
+        wr->st->objects += c->objects;
+        wr->st->bytes += c->bytes;
+        guts_progress_show(&w->writing, wr->st->objects, w->nsend, wr->st->bytes, 0);
+    }
+    memset(c, 0, sizeof *c);
+    c->large = SIZE_MAX;
+    return rc;
+}
+
+/* The writer's own part: each collection is written at once, then whatever
+ * the other encoders have ready. */
+static int give_write(void *ctx, chunk *c)
+{
+    writer *wr = ctx;
+    int rc = write_chunk(wr, c);
+    chunk q;
+    while (!rc && queue_get(wr->e, &q, 0))
+        rc = write_chunk(wr, &q);
+    return rc;
+}
+
+/* Every entry of the pack into p, by nparts encoders (this thread is part
+ * 0), each but this one on its own thread and repository handle. */
+static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, remote_fetch_stats *st)
+{
+    encoders e = {.w = w, .nparts = nparts};
+    encoder k[FETCH_ENCODERS_MAX];
+    writer wr = {.w = w, .e = &e, .p = p, .st = st, .err = w->err};
+    unsigned started = 0;
+    int rc = GUTS_OK;
+    memset(k, 0, sizeof k);
+    pthread_mutex_init(&e.mu, NULL);
+    pthread_cond_init(&e.ready, NULL);
+    pthread_cond_init(&e.room, NULL);
+    for (unsigned i = 1; i < nparts && !rc; i++) {
+        k[i].e = &e;
+        k[i].part = i;
+        if ((rc = guts_repo_open(w->data, w->key, 0, &k[i].r))) {
+            rc = remote_errf(w->err, rc, "opening %s again: %s (%s)", w->key, guts_strerror(rc),
+                             guts_store_errmsg());
+            break;
+        }
+        pthread_mutex_lock(&e.mu);
+        e.running++;
+        pthread_mutex_unlock(&e.mu);
+        if (pthread_create(&k[i].t, NULL, encoder_main, &k[i]) != 0) {
+            pthread_mutex_lock(&e.mu);
+            e.running--;
+            pthread_mutex_unlock(&e.mu);
+            rc = remote_errf(w->err, GUTS_ENOMEM, "cannot start an encoder thread");
+            break;
+        }
+        started = i;
+    }
+    guts_packw own;
+    int orc = guts_packw_open_mem(&own, w->zlevel);
+    if (!rc && orc) rc = remote_errf(w->err, orc, "out of memory");
+    if (!rc) rc = encode_part(w, w->r, 0, nparts, &own, give_write, &wr, w->err);
+    chunk c;
+    while (!rc && queue_get(&e, &c, 1))
+        rc = write_chunk(&wr, &c);
+    if (rc) encoders_stop(&e);
+    for (unsigned i = 1; i <= started; i++)
+        pthread_join(k[i].t, NULL);
+    while (queue_get(&e, &c, 0)) /* left by a failure */
+        free(c.buf);
+    /* The encoder that failed, not one that stopped for it (no message). */
+    for (int pass = 0; pass < 2 && !rc; pass++)
+        for (unsigned i = 1; i <= started && !rc; i++)
+            if (k[i].rc && (k[i].err[0] || pass == 1)) {
+                rc = k[i].rc;
+                memcpy(w->err, k[i].err, REMOTE_ERR_MAX);
+                if (!w->err[0]) remote_errf(w->err, rc, "an encoder stopped");
+            }
+    for (unsigned i = 1; i < nparts; i++)
+        if (k[i].r) guts_repo_close(k[i].r);
+    guts_packw_free(&own);
+    pthread_cond_destroy(&e.ready);
+    pthread_cond_destroy(&e.room);
+    pthread_mutex_destroy(&e.mu);
+    return rc;
+}
+
+/* How many encoders for this pack: one per CPU, within the limits. */
+static unsigned encoders_for(const walk *w)
+{
+    if (w->nsend < FETCH_PARALLEL_MIN || !w->data || !w->key) return 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 2) return 1;
+    return cpus > FETCH_ENCODERS_MAX ? FETCH_ENCODERS_MAX : (unsigned)cpus;
+}
+
+/* ---- pack ------------------------------------------------------------------ */
+
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
  * can check that as it indexes, which spares git its own connectivity walk
  * afterwards. A fetch's pack leaves out what the local repository has, so
  * it is not self-contained and is not checked here. */
-static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
-                      remote_fetch_stats *st)
+static int write_pack(walk *w, int self_contained, int *connected, remote_fetch_stats *st)
 {
     char *argv_index[] = {"git", "index-pack", "--stdin", "--keep=fetched by git-remote-guts",
                           NULL,  NULL};
@@ -487,56 +871,29 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
     /* A pack of fewer than REMOTE_UNPACK_LIMIT objects (a fetch of a few
      * commits) is deflated as git would: costing nothing measurable, level 0
      * would leave it several times git's size. */
-    int level = indexed || zlevel > REMOTE_SMALL_PACK_LEVEL ? zlevel : REMOTE_SMALL_PACK_LEVEL;
-    if ((rc = guts_packw_open(&p, proc.in, level, 0, (uint32_t)w->nsend))) goto io;
-    for (size_t i = 0; i < w->nsend; i++) {
-        int type;
-        void *data;
-        size_t len;
-        uint64_t size;
-        if (guts_repo_stat(w->r, &w->send[i], &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
-            /* a large object: piece by piece, rehashed by the store */
-            rc = guts_packw_stream(&p, w->r, &w->send[i], type, size);
-            if (rc == GUTS_EIO) goto io;
-            if (rc) {
-                rc = corrupt(w, &w->send[i], guts_store_errmsg());
-                goto out;
-            }
-            st->bytes += size;
-            st->objects++;
-            continue;
-        }
-        rc = get_obj(w, &w->send[i], &type, &data, &len);
-        if (rc == GUTS_ENOTFOUND) {
-            char hex[GUTS_HEX_LEN + 1];
-            guts_id_to_hex(&w->send[i], hex);
-            rc = remote_errf(w->err, rc, "object %s is not in the store", hex);
-        }
-        if (rc) goto out;
-        guts_id h;
-        if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, &w->send[i])) {
-            free(data);
-            rc = corrupt(w, &w->send[i], "content does not hash to its id");
-            goto out;
-        }
-        uint8_t *delta = NULL;
-        size_t dlen = 0;
-        guts_id base;
-        if (guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_ok, w, &base, &delta,
-                               &dlen) == GUTS_OK) {
-            rc = guts_packw_ref_delta(&p, &base, delta, dlen);
-            free(delta);
-        } else {
-            rc = guts_packw_object(&p, type, data, len);
-        }
-        free(data);
-        if (rc) goto io;
-        st->bytes += len;
-        st->objects++;
-        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
+    if (!indexed && w->zlevel < REMOTE_SMALL_PACK_LEVEL) w->zlevel = REMOTE_SMALL_PACK_LEVEL;
+    if ((rc = guts_packw_open(&p, proc.in, w->zlevel, 0, (uint32_t)w->nsend))) {
+        rc = pack_err(w->err, rc);
+        goto out;
     }
+    unsigned nparts = encoders_for(w);
+    if (nparts > 1) {
+        rc = encode_parallel(w, &p, nparts, st);
+    } else {
+        for (size_t i = 0; i < w->nsend && !rc; i++) {
+            uint64_t bytes = 0;
+            if ((rc = encode_one(w, w->r, &p, i, &bytes, w->err))) break;
+            st->bytes += bytes;
+            st->objects++;
+            guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
+        }
+    }
+    if (rc) goto out;
     uint8_t sum[GUTS_ID_LEN];
-    if ((rc = guts_packw_finish(&p, sum))) goto io;
+    if ((rc = guts_packw_finish(&p, sum))) {
+        rc = pack_err(w->err, rc);
+        goto out;
+    }
     st->pack_bytes = p.total;
     guts_progress_show(&w->writing, w->nsend, w->nsend, st->bytes, 1);
     /* index-pack names the pack it kept ("keep\t<hash>") once its input
@@ -563,12 +920,6 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
             memcpy(st->keep, line + 5, GUTS_HEX_LEN);
     }
     if (!rc) *connected = indexed && self_contained;
-    goto out;
-io:
-    if (rc == GUTS_EIO)
-        rc = remote_errf(w->err, rc, "writing the pack to %s: %s", proc.what, strerror(errno));
-    else
-        rc = remote_errf(w->err, rc, "writing the pack: %s", guts_strerror(rc));
 out:
     if (proc.pid > 0) {
         int status;
@@ -590,6 +941,7 @@ static void walk_free(walk *w)
     free(w->heap);
     free(w->sent);
     free(w->send);
+    free(w->send_key);
     free(w->stack);
     free(w->roots);
 }
@@ -636,18 +988,18 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     return GUTS_OK;
 }
 
-int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
-                 size_t nhaves, int zlevel, int progress, int *connected, remote_fetch_stats *st,
-                 char *err)
+int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
+                 const guts_id *haves, size_t nhaves, int zlevel, int progress, int *connected,
+                 remote_fetch_stats *st, char *err)
 {
     *connected = 0;
-    walk w = {.r = r, .err = err};
+    walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
-    if (!rc && w.nsend > 0) rc = write_pack(&w, zlevel, nhaves == 0, connected, st);
+    if (!rc && w.nsend > 0) rc = write_pack(&w, nhaves == 0, connected, st);
     walk_free(&w);
     return rc;
 }

@@ -259,7 +259,7 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
     remote_fetch_stats st;
     char err[REMOTE_ERR_MAX];
     int connected = 0;
-    int rc = remote_fetch(r, wants.v, wants.n, haves.v, haves.n, h->pack_level, h->progress,
+    int rc = remote_fetch(r, h->data, h->key, wants.v, wants.n, haves.v, haves.n, h->pack_level, h->progress,
                           &connected, &st, err);
     if (rc) {
         say("fetch from %s failed: %s", h->key, err);

@@ -171,7 +171,10 @@ static int check_line(const char *line, guts_id *id)
  * a ref name or an id resolves as `git rev-parse --verify` would. */
 static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
 {
-    char *argv[] = {"git", "cat-file", "--batch-check=%(objectname) %(objecttype)", NULL};
+    /* --buffer: one write of all answers, not one per ref (the queries
+     * are all in the memory file before it starts). */
+    char *argv[] = {"git", "cat-file", "--batch-check=%(objectname) %(objecttype)", "--buffer",
+                    NULL};
     size_t nq = 0;
     int rc = GUTS_OK;
     for (size_t i = 0; i < n; i++)

@@ -11,7 +11,8 @@
  *   idset.c   an open-addressing set of object ids with small per-id state
  *   fetch.c   `fetch`: a commit walk in the store that stops at what the
  *             local repository has, then one packfile streamed into
- *             `git index-pack --stdin` (or `git unpack-objects` when small)
+ *             `git index-pack --stdin` (or `git unpack-objects` when small),
+ *             a large one encoded by one thread per CPU
  *   push.c    `push`: rules (fast-forward, tags, deletion) decided for all
  *             commands by two git processes at most, objects stored
  *             by the import's path (cli/guts_gitio.c) from what
@@ -126,6 +127,8 @@ typedef struct remote_fetch_stats {
  * fetch reads the new history only; trees and blobs of the boundary commits
  * are known and not sent. Clock skew can only make the pack larger, never
  * incomplete.
+ * @param d, key where r was opened from: a large pack is encoded by several
+ *        threads, each reading through a handle of its own (d NULL: one)
  * @param zlevel zlib level of pack entries (0-9)
  * @param progress nonzero: a progress line on stderr
  * @param[out] connected 1 when git itself verified the result connected: no
@@ -134,7 +137,7 @@ typedef struct remote_fetch_stats {
  * Errors: GUTS_ENOTFOUND (a want or an object it needs is not stored),
  * GUTS_ECORRUPT (a stored object fails its hash or does not parse),
  * GUTS_EIO (git index-pack failed), GUTS_ETOOBIG, GUTS_ENOMEM, store errors. */
-int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
+int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants, const guts_id *haves,
                  size_t nhaves, int zlevel, int progress, int *connected, remote_fetch_stats *st,
                  char *err);
 

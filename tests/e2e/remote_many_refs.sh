@@ -7,7 +7,10 @@
 # (the helper used to start one `git rev-parse` per ref: 12 s for 1,496
 # refs). Processes are counted by a `git` wrapper that logs what guts or
 # the helper start (see below). After each step the result is compared
-# with git's refs exactly.
+# with git's refs exactly. The later clone and fetch are over the helper's
+# threshold for encoding the pack on several threads (fetch.c), one of them
+# with a large object the pack writer streams itself: both must come out
+# whole (git fsck --strict).
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 HELPER="$GUTS_BUILD/git-remote-guts"
@@ -90,11 +93,16 @@ w = sys.stdout.buffer
 for i in range(int(sys.argv[1])):
     w.write(b"commit refs/heads/b%04d\ncommitter T <t@guts.invalid> 1800000000 +0000\n" % i)
     w.write(b"data 3\nff\nfrom refs/heads/b%04d^0\n" % i)
-    w.write(b"M 100644 inline ff.txt\ndata 8\nff %04d\n\n" % i)
+    w.write(b"M 100644 inline ff.txt\ndata 8\nff %04d\n" % i)
+    if i == 0:  # over GUTS_LARGE_MIN (8 MiB): stored and sent piece by piece
+        big = b"".join(b"large line %08d\n" % k for k in range(9 << 16))
+        w.write(b"M 100644 inline big.txt\ndata %d\n" % len(big) + big + b"\n")
+    w.write(b"\n")
 PY
 counted "push --all (600 fast-forwards)" "$REALGIT" -C "$src" push -q --all guts://alice/repo
 counted "fetch of 600 updated refs" "$REALGIT" -C "$TMP/m1" fetch -q
 diff <(refs_of "$src") <(refs_of "$TMP/m1") >"$TMP/diff" || { head "$TMP/diff" >&2; fail "refs differ after the fast-forwards"; }
+"$REALGIT" -C "$TMP/m1" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck after the fetch"
 counted "guts export" "$GUTS" export alice/repo "$TMP/exported"
 diff <(refs_of "$src") <(refs_of "$TMP/exported") >/dev/null || fail "the export's refs differ"
 
@@ -118,4 +126,7 @@ n=$(wc -l <"$TMP/git.log")
 rm -rf "$TMP/m1"
 expect 0 "$REALGIT" clone -q --mirror guts://alice/repo "$TMP/m1"
 diff <(refs_of "$src") <(refs_of "$TMP/m1") >/dev/null || fail "a refused update changed the store"
+"$REALGIT" -C "$TMP/m1" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of the last clone"
+[ "$("$REALGIT" -C "$TMP/m1" cat-file -s refs/heads/b0000:big.txt)" -ge $((8 << 20)) ] ||
+  fail "the last clone lacks the large file"
 echo "ok"

@@ -2,7 +2,9 @@
  * here from git's pack-format documentation: every delta must rebuild its
  * target exactly, stay within the size asked for, and use both instruction
  * kinds with the encodings' corner cases (a copy of exactly 0x10000 bytes
- * has no size bytes; offset 0 has no offset bytes).
+ * has no size bytes; offset 0 has no offset bytes). Also the pack writer's
+ * entries collected in memory (the helper's encoder threads), read back
+ * with zlib.
  */
 #include <check.h>
 #include <stdint.h>
@@ -213,6 +215,134 @@ START_TEST(test_no_delta_when_nothing_matches_or_too_long)
 }
 END_TEST
 
+/* Bytes of the file behind fd, from its start (malloc'd). */
+static uint8_t *file_bytes(FILE *f, size_t *n)
+{
+    long end = ftell(f);
+    ck_assert_int_ge(end, 0);
+    uint8_t *b = malloc((size_t)end + 1);
+    ck_assert_ptr_nonnull(b);
+    rewind(f);
+    ck_assert_uint_eq(fread(b, 1, (size_t)end, f), (size_t)end);
+    *n = (size_t)end;
+    return b;
+}
+
+/* One entry of the pack at *pos: its type, size, the REF_DELTA base and
+ * the inflated content (malloc'd), as gitformat-pack describes them. */
+static uint8_t *read_entry(const uint8_t *p, size_t n, size_t *pos, int *type, size_t *size,
+                           uint8_t base[20])
+{
+    size_t i = *pos;
+    ck_assert_uint_lt(i, n);
+    *type = (p[i] >> 4) & 7;
+    uint64_t sz = p[i] & 15;
+    int shift = 4;
+    while (p[i++] & 0x80) {
+        ck_assert_uint_lt(i, n);
+        sz |= (uint64_t)(p[i] & 0x7f) << shift;
+        shift += 7;
+    }
+    if (*type == GUTS_PACK_REF_DELTA) {
+        ck_assert_uint_le(i + 20, n);
+        memcpy(base, p + i, 20);
+        i += 20;
+    }
+    uint8_t *out = malloc(sz + 1);
+    ck_assert_ptr_nonnull(out);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    ck_assert_int_eq(inflateInit(&z), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)(p + i);
+    z.avail_in = (uInt)(n - i);
+    z.next_out = out;
+    z.avail_out = (uInt)sz + 1;
+    ck_assert_int_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+    ck_assert_uint_eq(z.total_out, sz);
+    *pos = i + z.total_in;
+    inflateEnd(&z);
+    *size = (size_t)sz;
+    return out;
+}
+
+/* The helper's encoders collect whole entries in memory (guts_packw_open_mem)
+ * and the pack writer appends them: the pack must hold the entries written
+ * directly, an entry larger than the first buffer included, under a right
+ * trailer. (Not the same bytes: zlib's stored blocks end where its output
+ * space did.) */
+START_TEST(test_entries_collected_in_memory_make_the_same_pack)
+{
+    enum { BIG = GUTS_PACK_MEM_START * 3 + 5 };
+    uint8_t *big = malloc(BIG), small[100], delta[40];
+    ck_assert_ptr_nonnull(big);
+    fill(big, BIG, 3);
+    fill(small, sizeof small, 4);
+    fill(delta, sizeof delta, 5);
+    guts_id base;
+    memset(base.b, 0xab, sizeof base.b);
+    const struct {
+        int type;
+        const uint8_t *data;
+        size_t len;
+    } want[] = {{3, small, sizeof small}, {3, big, BIG}, {GUTS_PACK_REF_DELTA, delta, sizeof delta},
+                {1, small, 10}};
+    for (int level = 0; level <= 1; level++) {
+        FILE *f = tmpfile();
+        ck_assert_ptr_nonnull(f);
+        guts_packw w, m;
+        uint8_t sum[20], *buf;
+        size_t len;
+        ck_assert_int_eq(guts_packw_open(&w, fileno(f), level, 0, 4), GUTS_OK);
+        ck_assert_int_eq(guts_packw_open_mem(&m, level), GUTS_OK);
+        ck_assert_int_eq(guts_packw_finish(&m, sum), GUTS_EINVAL); /* no trailer in memory */
+        ck_assert_int_eq(guts_packw_object(&m, 3, small, sizeof small), GUTS_OK);
+        ck_assert_int_eq(guts_packw_object(&m, 3, big, BIG), GUTS_OK); /* grows */
+        ck_assert_int_eq(guts_packw_take(&m, &buf, &len), GUTS_OK);
+        ck_assert_int_eq(guts_packw_append(&w, buf, len), GUTS_OK); /* past w's buffer */
+        free(buf);
+        ck_assert_uint_eq(m.len, 0);
+        ck_assert_int_eq(guts_packw_ref_delta(&m, &base, delta, sizeof delta), GUTS_OK);
+        ck_assert_int_eq(guts_packw_object(&m, 1, small, 10), GUTS_OK);
+        ck_assert_int_eq(guts_packw_take(&m, &buf, &len), GUTS_OK);
+        ck_assert_int_eq(guts_packw_append(&w, buf, len), GUTS_OK); /* within it */
+        free(buf);
+        ck_assert_int_eq(guts_packw_finish(&w, sum), GUTS_OK);
+
+        size_t n, pos = 12;
+        uint8_t *p = file_bytes(f, &n);
+        ck_assert_uint_eq(n, w.total);
+        ck_assert_mem_eq(p, "PACK\0\0\0\2\0\0\0\4", 12);
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+            int type;
+            size_t size;
+            uint8_t b[20];
+            uint8_t *got = read_entry(p, n, &pos, &type, &size, b);
+            ck_assert_int_eq(type, want[k].type);
+            ck_assert_uint_eq(size, want[k].len);
+            ck_assert_mem_eq(got, want[k].data, size);
+            if (type == GUTS_PACK_REF_DELTA) ck_assert_mem_eq(b, base.b, 20);
+            free(got);
+        }
+        ck_assert_uint_eq(pos + 20, n);
+        uint8_t check[20];
+        unsigned sl = 0;
+        EVP_MD_CTX *sha = EVP_MD_CTX_new();
+        ck_assert_ptr_nonnull(sha);
+        ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha1(), NULL), 1);
+        ck_assert_int_eq(EVP_DigestUpdate(sha, p, pos), 1);
+        ck_assert_int_eq(EVP_DigestFinal_ex(sha, check, &sl), 1);
+        EVP_MD_CTX_free(sha);
+        ck_assert_mem_eq(check, sum, 20);
+        ck_assert_mem_eq(p + pos, sum, 20);
+        free(p);
+        guts_packw_free(&w);
+        guts_packw_free(&m);
+        fclose(f);
+    }
+    free(big);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pack");
@@ -221,6 +351,7 @@ int main(void)
     tcase_add_test(t, test_one_line_change_in_repetitive_text_is_a_small_delta);
     tcase_add_test(t, test_corner_encodings);
     tcase_add_test(t, test_no_delta_when_nothing_matches_or_too_long);
+    tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
