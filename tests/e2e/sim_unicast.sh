@@ -4,7 +4,8 @@
 # core's own reach code: seeds, symmetric unicast answers, PEERS and
 # learned peers. A commit at one node of the settled cluster reaches all of
 # them within 3 virtual seconds (the multicast target of sim_spread.sh),
-# and a run with loss, crashes and writers converges after its faults.
+# and a 100-node run with loss, crashes and writers converges after its
+# faults.
 set -euo pipefail
 . "$(dirname "$0")/sim_lib.bash"
 
@@ -31,7 +32,7 @@ grep -q '"quiet_ms": 30000' "$TMP/out" || fail "the update did not come last"
 
 # every fault the engine has, with multicast off: a restarted node has only
 # its seed (remembered peers are the daemon's, not the core's)
-expect 0 "$SIM" --nodes 200 --seed 5 --loss 0.1 --dup 0.01 --latency 1ms..20ms --repos 2 \
+expect 0 "$SIM" --nodes 100 --seed 5 --loss 0.1 --dup 0.01 --latency 1ms..20ms --repos 2 \
   --objects 60 --writers 2 --crash-rate 0.005 --duration 90s --faults-until 40s \
   --no-multicast --until-converged --json
 check "$TMP/out" 30000
