@@ -40,6 +40,9 @@
 /* The daemon's connect timeout (src/net): a connect across a cut or to a
  * node that is down fails after this long. */
 #define SIM_CONNECT_TIMEOUT_MS 5000
+/* Seeds per node (--seeds): the core takes at most GUTS_CORE_SEEDS_MAX,
+ * and a segment's bridge node needs one more slot. */
+#define SIM_SEEDS_MAX (GUTS_CORE_SEEDS_MAX - 1)
 /* Datagrams wait at most this long in a node's egress queue when a
  * bandwidth limit is set; later ones are dropped (a full socket buffer). */
 #define SIM_EGRESS_QUEUE_MS 1000
@@ -87,6 +90,10 @@ typedef struct sim_config {
     uint64_t faults_until;       /* random faults and writes stop here (ms) */
     uint64_t write_every;        /* ms between one writer's writes */
     uint32_t domains;            /* multicast domains; 1: one LAN */
+    int no_multicast;            /* group datagrams reach nobody (unicast only) */
+    uint32_t seeds;              /* seeds per node: earlier nodes of its segment */
+    int star;                    /* the seeds are the segment's first nodes */
+    uint32_t segments;           /* multicast segments joined by one seed each; 1: one LAN */
     uint64_t bandwidth;          /* bytes/s per node egress; 0: unlimited */
     uint32_t interval_ms;        /* cores' base announce interval; 0: default */
     uint64_t ramp;               /* nodes start spread over [0, ramp) ms */

@@ -79,6 +79,8 @@ typedef struct snode {
     uint64_t egress_free;
     uint64_t writes;
     int ever_started;
+    uint32_t *seeds; /* nodes this one is configured with (guts-node --peer) */
+    uint32_t nseeds;
     sim_traffic tr;
 } snode;
 

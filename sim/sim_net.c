@@ -15,6 +15,11 @@
  *    gateways, as guts-node --peer does between networks without a
  *    multicast route.
  *    A copy towards a node that is down or absent when it is sent is lost.
+ *  - Without multicast (--no-multicast) group datagrams reach nobody; each
+ *    node's core gets seeds (--peers, the daemon's --peer) and the core's
+ *    own reach code (symmetric answers, PEERS, learned peers) does the rest.
+ *    Segments (--segments) split the group like domains, but their only
+ *    bridge is one seed: node s of segment s knows node s - 1.
  *  - Streams are TCP-like: reliable and ordered per direction; a frame is
  *    delivered no earlier than the one before it; when the last frame in
  *    flight towards a node arrives, the sender hears on_stream_writable.
@@ -442,6 +447,12 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             sim_violation_note(&s->viol, i, "datagram of %zu bytes (limit %d)", a->len,
                                GUTS_DGRAM_MAX);
         }
+        if (a->to_group && s->cfg.no_multicast) {
+            /* no multicast route: the datagram never leaves the node (the
+             * core's unicast copies to its peers come as their own
+             * actions) */
+            break;
+        }
         if (a->to_group) {
             nd->tr.mcast_msgs++;
             nd->tr.mcast_bytes += a->len;
@@ -455,13 +466,15 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         if (!b) break;
         b->refs = 1; /* held while the copies are pushed */
         if (a->to_group) {
-            uint32_t d = s->cfg.domains, N = s->cfg.nodes;
+            /* domains and segments both split the group by node number
+             * mod their count (sim_new keeps one of them at 1) */
+            uint32_t d = s->cfg.domains * s->cfg.segments, N = s->cfg.nodes;
             for (uint32_t j = i % d; j < N; j += d)
                 if (j != i) dgram_copy(s, i, j, b, dep, GUTS_VIA_GROUP, 1);
             fan_commit(s, b, i, GUTS_VIA_GROUP, dep);
             /* gateways: node d of domain d has --peer set to both
              * neighbouring domains' gateways */
-            for (uint32_t k = 0; d > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
+            for (uint32_t k = 0; s->cfg.domains > 1 && i < d && k < (d > 2 ? 2u : 1u); k++) {
                 uint32_t g = k == 0 ? (i + 1) % d : (i + d - 1) % d;
                 nd->tr.ucast_msgs++;
                 nd->tr.ucast_bytes += a->len;
@@ -610,6 +623,13 @@ static int start_core(sim *s, uint32_t i)
     cfg.seed = rnd(s);
     cfg.store = &nd->iface;
     cfg.no_log = !s->cfg.verbose;
+    /* the --peer addresses guts-node would pass: the same code paths
+     * (seeds, symmetric answers, peer exchange, learned peers) */
+    guts_addr seeds[GUTS_CORE_SEEDS_MAX];
+    for (uint32_t k = 0; k < nd->nseeds; k++)
+        addr_of(nd->seeds[k], &seeds[k]);
+    cfg.seeds = seeds;
+    cfg.nseeds = nd->nseeds;
     int rc = guts_core_new(&cfg, &nd->core);
     if (rc) return rc;
     nd->state = NODE_UP;
@@ -979,6 +999,43 @@ static int build_schedule(sim *s)
     return GUTS_OK;
 }
 
+/* ---- seeds ---------------------------------------------------------------------------------- */
+
+/* Each node's seed list, what a user gives guts-node as --peer: --peers K
+ * distinct nodes drawn among the earlier nodes of its own segment (all of
+ * them when there are fewer; the segment's first node knows nobody), so
+ * the seeds form a connected graph in which every node was pointed at a
+ * node already running, as people add machines to a network. With --star
+ * they are the segment's first K nodes instead: every node names the same
+ * hubs, as a configuration management tool would write it. With
+ * --segments S, node s (1 <= s < S, the second segment's first node and
+ * so on) also knows node s - 1 of the segment before: one address across
+ * each cut, in one direction. */
+static int choose_seeds(sim *s)
+{
+    uint32_t N = s->cfg.nodes, S = s->cfg.segments, K = s->cfg.seeds;
+    if (K == 0 && S == 1) return GUTS_OK; /* no draw: runs without seeds unchanged */
+    for (uint32_t i = 0; i < N; i++) {
+        snode *nd = &s->nodes[i];
+        uint32_t before = i / S; /* earlier nodes of i's segment: i % S + m S, m < before */
+        uint32_t k = before < K ? before : K;
+        int bridge = S > 1 && i > 0 && i < S;
+        if (k + (uint32_t)bridge == 0) continue;
+        nd->seeds = malloc((k + (uint32_t)bridge) * sizeof(uint32_t));
+        if (!nd->seeds) return GUTS_ENOMEM;
+        /* Floyd's sample of k distinct m in [0, before) */
+        for (uint32_t j = before - k; j < before; j++) {
+            uint32_t m = s->cfg.star ? j - (before - k) : (uint32_t)rnd_below(s, (uint64_t)j + 1);
+            uint32_t node = i % S + m * S;
+            for (uint32_t q = 0; q < nd->nseeds; q++)
+                if (nd->seeds[q] == node) node = i % S + j * S;
+            nd->seeds[nd->nseeds++] = node;
+        }
+        if (bridge) nd->seeds[nd->nseeds++] = i - 1;
+    }
+    return GUTS_OK;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static int node_store(sim *s, uint32_t i)
@@ -1016,6 +1073,7 @@ int sim_new(const sim_config *cfg, sim **out)
     s->viol.now = &s->now;
     s->end = cfg->duration;
     if (s->cfg.domains == 0) s->cfg.domains = 1;
+    if (s->cfg.segments == 0 || s->cfg.domains > 1) s->cfg.segments = 1;
     sim_broken_merge_set(cfg->broken_merge);
     s->nodes = calloc(cfg->nodes, sizeof(snode));
     if (!s->nodes) return GUTS_ENOMEM;
@@ -1045,6 +1103,7 @@ int sim_new(const sim_config *cfg, sim **out)
         s->nodes[i].dirty = 1;
         note_change(s, i);
     }
+    if ((rc = choose_seeds(s))) return rc;
     if ((rc = build_schedule(s))) return rc;
     s->steady_from = s->end - s->end / 4;
     return GUTS_OK;
@@ -1072,6 +1131,7 @@ void sim_free(sim *s)
             guts_core_lmdbstore_free(nd->lst);
             if (nd->data) guts_data_close(nd->data);
             free(nd->links);
+            free(nd->seeds);
         }
     }
     for (size_t i = 0; i < s->nheap; i++)

@@ -405,7 +405,8 @@ void sim_opts_usage(FILE *out)
           "                [--latency 1ms..20ms]\n"
           "                [--repos R] [--objects K] [--writers W] [--partition 30s-60s]\n"
           "                [--crash-rate P] [--duration 300s] [--faults-until T]\n"
-          "                [--write-every T] [--domains D] [--bandwidth BYTES/s]\n"
+          "                [--write-every T] [--domains D] [--segments S] [--no-multicast]\n"
+          "                [--peers K] [--star] [--bandwidth BYTES/s]\n"
           "                [--interval T] [--ramp T] [--scenario FILE] [--lmdb] [--json]\n"
           "                [--broken-merge] [--until-converged] [--verbose] [--progress]\n"
           "Runs N guts protocol cores on a virtual clock and network; see docs/simulator.md.\n"
@@ -414,10 +415,10 @@ void sim_opts_usage(FILE *out)
 }
 
 static const char *const flags_with_value[] = {
-    "--nodes",      "--seed",     "--loss",         "--dup",         "--corrupt",
-    "--latency",    "--repos",    "--objects",      "--writers",     "--partition",
-    "--crash-rate", "--duration", "--faults-until", "--write-every", "--domains",
-    "--bandwidth",  "--interval", "--ramp",         "--scenario",    NULL};
+    "--nodes",        "--seed",        "--loss",     "--dup",       "--corrupt",    "--latency",
+    "--repos",        "--objects",     "--writers",  "--partition", "--crash-rate", "--duration",
+    "--faults-until", "--write-every", "--domains",  "--bandwidth", "--interval",   "--ramp",
+    "--scenario",     "--peers",       "--segments", NULL};
 
 int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
 {
@@ -434,7 +435,8 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
     cfg->write_every = 5000;
     cfg->domains = 1;
     cfg->ramp = 1000;
-    int duration_given = 0, faults_given = 0, ramp_given = 0;
+    cfg->segments = 1;
+    int duration_given = 0, faults_given = 0, ramp_given = 0, seeds_given = 0;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i], *val = NULL;
         char name[32];
@@ -497,6 +499,15 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
             bad = sim_parse_duration(val, &cfg->write_every) || cfg->write_every < 10;
         else if (!strcmp(name, "--domains"))
             bad = parse_u32(val, SIM_NODES_MAX, &cfg->domains) || cfg->domains == 0;
+        else if (!strcmp(name, "--segments"))
+            bad = parse_u32(val, SIM_NODES_MAX, &cfg->segments) || cfg->segments == 0;
+        else if (!strcmp(name, "--peers")) {
+            bad = parse_u32(val, SIM_SEEDS_MAX, &cfg->seeds);
+            seeds_given = 1;
+        } else if (!strcmp(name, "--star"))
+            cfg->star = 1;
+        else if (!strcmp(name, "--no-multicast"))
+            cfg->no_multicast = 1;
         else if (!strcmp(name, "--bandwidth"))
             bad = parse_rate(val, &cfg->bandwidth);
         else if (!strcmp(name, "--interval")) {
@@ -536,6 +547,15 @@ int sim_opts_parse(int argc, char **argv, sim_config *cfg, int *help, FILE *err)
         return fail(err, "--partition heals after the end of the run");
     if (cfg->ramp >= cfg->duration) return fail(err, "--ramp must end before the run does");
     if (cfg->domains > cfg->nodes) return fail(err, "--domains exceeds --nodes");
+    if (cfg->segments > cfg->nodes) return fail(err, "--segments exceeds --nodes");
+    if (cfg->segments > 1 && cfg->domains > 1)
+        return fail(err, "--segments and --domains are two topologies: choose one");
+    /* without multicast a node knows the group only through its seeds: one
+     * each, as a user would give guts-node one --peer */
+    if (!seeds_given) cfg->seeds = cfg->no_multicast ? 1 : 0;
+    if (cfg->no_multicast && cfg->seeds == 0)
+        return fail(err, "--no-multicast needs --peers of at least 1 (nodes would know nobody)");
+    if (cfg->star && cfg->seeds == 0) return fail(err, "--star needs --peers of at least 1");
     if (cfg->lmdb && cfg->nodes > SIM_LMDB_NODES_MAX)
         return fail(err, "--lmdb is for small clusters (at most %d nodes)", SIM_LMDB_NODES_MAX);
     if (cfg->writers && cfg->repos == 0) return fail(err, "--writers needs --repos of at least 1");
@@ -594,6 +614,10 @@ void sim_opts_replay(const sim_config *c, FILE *out)
     put_dur(out, "--write-every", c->write_every);
     put_dur(out, "--ramp", c->ramp);
     if (c->domains > 1) fprintf(out, " --domains %" PRIu32, c->domains);
+    if (c->segments > 1) fprintf(out, " --segments %" PRIu32, c->segments);
+    if (c->no_multicast) fputs(" --no-multicast", out);
+    if (c->seeds || c->no_multicast) fprintf(out, " --peers %" PRIu32, c->seeds);
+    if (c->star) fputs(" --star", out);
     if (c->bandwidth) fprintf(out, " --bandwidth %" PRIu64, c->bandwidth);
     if (c->interval_ms) put_dur(out, "--interval", c->interval_ms);
     if (c->scenario) fprintf(out, " --scenario %s", c->scenario);

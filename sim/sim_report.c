@@ -260,6 +260,13 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         tot.dgrams_malformed += k.dgrams_malformed;
         tot.frames_malformed += k.frames_malformed;
         tot.dgrams_dropped += k.dgrams_dropped;
+        tot.dgrams_unicast += k.dgrams_unicast;
+        tot.peers_unicast += k.peers_unicast;
+        tot.pex_out += k.pex_out;
+        tot.pex_in += k.pex_in;
+        tot.learned += k.learned;
+        tot.learned_dropped += k.learned_dropped;
+        tot.learned_given_up += k.learned_given_up;
     }
     /* distinct final states and the largest group sharing one */
     size_t states = 0, majority = 0;
@@ -311,11 +318,14 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         json_str(out, cmd);
         fprintf(out,
                 ",\n  \"nodes\": %" PRIu32 ",\n  \"seed\": %" PRIu64 ",\n"
+                "  \"multicast\": %s,\n  \"peers\": %" PRIu32 ",\n  \"star\": %s,\n"
+                "  \"segments\": %" PRIu32 ",\n"
                 "  \"duration_ms\": %" PRIu64 ",\n  \"stopped_ms\": %" PRIu64 ",\n"
                 "  \"quiet_ms\": %" PRIu64 ",\n  \"converged\": %s,\n"
                 "  \"live_nodes\": %zu,\n  \"final_states\": %zu,\n  \"largest_agreeing\": %zu,\n",
-                N, c->seed, c->duration, s->stopped_at, s->t_quiet, converged ? "true" : "false",
-                live, states, majority);
+                N, c->seed, c->no_multicast ? "false" : "true", c->seeds,
+                c->star ? "true" : "false", c->segments, c->duration, s->stopped_at, s->t_quiet,
+                converged ? "true" : "false", live, states, majority);
         if (converged)
             fprintf(out,
                     "  \"convergence_ms\": {\"p50\": %" PRIu64 ", \"p99\": %" PRIu64
@@ -344,15 +354,19 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 s->writes_done, s->crashes, s->restarts, s->joins, s->leaves);
         fprintf(out,
                 "  \"cores\": {\"sessions_ok\": %" PRIu64 ", \"sessions_failed\": %" PRIu64
-                ", \"sessions_empty\": %" PRIu64
-                ", \"objects_fetched\": %" PRIu64 ", \"refs_applied\": %" PRIu64
-                ", \"refs_pending\": %" PRIu64 ", \"refs_dropped\": %" PRIu64
-                ", \"peers_expired\": %" PRIu64 ", \"peers_evicted\": %" PRIu64
-                ", \"bad_objects\": %" PRIu64 ", \"dgrams_malformed\": %" PRIu64
-                ", \"frames_malformed\": %" PRIu64 "},\n",
-                tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched, tot.refs_applied,
-                tot.refs_pending, tot.refs_dropped, tot.peers_expired, tot.peers_evicted, tot.bad_objects, tot.dgrams_malformed,
-                tot.frames_malformed);
+                ", \"sessions_empty\": %" PRIu64 ", \"objects_fetched\": %" PRIu64
+                ", \"refs_applied\": %" PRIu64 ", \"refs_pending\": %" PRIu64
+                ", \"refs_dropped\": %" PRIu64 ", \"peers_expired\": %" PRIu64
+                ", \"peers_evicted\": %" PRIu64 ", \"bad_objects\": %" PRIu64
+                ", \"dgrams_malformed\": %" PRIu64 ", \"frames_malformed\": %" PRIu64
+                ", \"dgrams_unicast\": %" PRIu64 ", \"peers_unicast\": %" PRIu64
+                ", \"pex_out\": %" PRIu64 ", \"pex_in\": %" PRIu64 ", \"learned\": %" PRIu64
+                ", \"learned_dropped\": %" PRIu64 ", \"learned_given_up\": %" PRIu64 "},\n",
+                tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched,
+                tot.refs_applied, tot.refs_pending, tot.refs_dropped, tot.peers_expired,
+                tot.peers_evicted, tot.bad_objects, tot.dgrams_malformed, tot.frames_malformed,
+                tot.dgrams_unicast, tot.peers_unicast, tot.pex_out, tot.pex_in, tot.learned,
+                tot.learned_dropped, tot.learned_given_up);
         fprintf(out,
                 "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64
                 ", \"open_closure\": %" PRIu64 ", \"big_dgram\": %" PRIu64
@@ -372,6 +386,10 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
     } else {
         fprintf(out, "guts-sim: %" PRIu32 " nodes, seed %" PRIu64 ", %.1f virtual s", N, c->seed,
                 secs);
+        if (c->no_multicast || c->seeds || c->segments > 1)
+            fprintf(out, ", multicast %s, %" PRIu32 " %speers each, %" PRIu32 " segment%s",
+                    c->no_multicast ? "off" : "on", c->seeds, c->star ? "hub " : "",
+                    c->segments, c->segments == 1 ? "" : "s");
         fprintf(out,
                 " (%" PRIu64 " writes, %" PRIu64 " crashes, %" PRIu64 " joins, %" PRIu64
                 " leaves)\n",

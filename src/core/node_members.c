@@ -13,7 +13,8 @@
  *
  * The view holds at most CORE_VIEW_MAX peers. Once full, a sender not in it
  * enters only when its announce is useful (a repository state we would
- * pull: the writer of an update always gets in), evicting the peer that is
+ * pull: the writer of an update always gets in; or, heard by unicast, it
+ * lacks what we hold: announce_on decides), evicting the peer that is
  * least useful (no state we would pull), stalest first. Eviction sends
  * nothing and aborts nothing: a session with an evicted peer runs on.
  *

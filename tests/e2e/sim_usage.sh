@@ -13,7 +13,9 @@ for args in "--bogus" "--nodes" "--nodes 0" "--nodes x" "--nodes 10x" "--nodes 2
             "--crash-rate 2" "--duration 300" "--duration 0s" "--duration 5h" \
             "--repos 1001" "--json=yes" "--nodes=5 --domains 6" "--repos 0 --writers 1" \
             "--duration 10s --partition 5s-20s" "--lmdb --nodes 201" "--scenario /no/such" \
-            "--bandwidth 0" "--interval 0s" "extra"; do
+            "--bandwidth 0" "--interval 0s" "extra" "--peers 64" "--peers x" "--peers" \
+            "--no-multicast --peers 0" "--no-multicast=yes" "--star" "--segments 0" \
+            "--segments 2 --domains 2" "--nodes 3 --segments 4"; do
   # shellcheck disable=SC2086
   expect 2 "$SIM" $args
   one_line
@@ -33,4 +35,7 @@ expect 0 "$SIM" --help
 grep -q '^usage: guts-sim' "$TMP/out" || fail "--help"
 # durations take ms, s or m, and --flag=value works like --flag value
 expect 0 "$SIM" --nodes=3 --duration 1m --latency 2ms --ramp 500ms --write-every 2s
+# the canonical command spells out the unicast topology, defaults included
+expect 0 "$SIM" --nodes 4 --duration 10s --no-multicast --star --segments 2 --json
+grep -q -- '--segments 2 --no-multicast --peers 1 --star ' "$TMP/out" || fail "replay: $(head -2 "$TMP/out")"
 echo ok

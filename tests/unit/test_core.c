@@ -524,6 +524,108 @@ static size_t announce_and_wait(solo *s, const char *key)
     return s->opens;
 }
 
+/* Trickle counts what the group heard (issue 14): a state 40 peers already
+ * announced by multicast waits for the regular announce when it becomes
+ * ours, but the same 40 heard by unicast (each copy reached only its
+ * sender's unicast peers) do not silence ours: without multicast it may be
+ * the only way our own unicast peers hear of it. */
+START_TEST(test_only_announces_heard_by_multicast_make_a_change_redundant)
+{
+    for (int via = GUTS_VIA_GROUP; via <= GUTS_VIA_UNICAST; via++) {
+        solo s;
+        solo_init(&s, 7);
+        guts_core_free(s.core);
+        guts_core_config cfg;
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.node_id = s.id;
+        cfg.incarnation = 1;
+        cfg.tcp_port = 7000;
+        cfg.seed = 7;
+        cfg.store = &s.iface;
+        cfg.interval_ms = 60000; /* no regular announce in the window below */
+        ck_assert_int_eq(guts_core_new(&cfg, &s.core), 0);
+        ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+        tu_blob(&s.iface, KEY, "one");
+        solo_start(&s);
+        for (uint64_t t = 0; t <= 1000; t += 10) { /* the hello goes out */
+            guts_core_on_timer(s.core, t);
+            solo_drain(&s);
+        }
+        /* a second object arrives unseen by the core; 40 peers announce
+         * the state it makes */
+        tu_blob(&s.iface, KEY, "two");
+        guts_repo_info info;
+        ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
+        guts_announce_repo e;
+        memset(&e, 0, sizeof(e));
+        e.key = KEY;
+        e.objects = info.objects;
+        e.fp = info.fp;
+        e.refs_digest = info.refs_digest.lo;
+        for (int n = 1; n <= 40; n++)
+            feed_announce_via(&s, 2000 + (uint64_t)n, n, 1, &e, 1, via);
+        size_t before = s.dgrams - s.ucast - s.pex;
+        guts_core_on_local_change(s.core, 2100, KEY);
+        solo_drain(&s);
+        for (uint64_t t = 2100; t <= 2500; t += 10) {
+            guts_core_on_timer(s.core, t);
+            solo_drain(&s);
+        }
+        size_t announced = s.dgrams - s.ucast - s.pex - before;
+        if (via == GUTS_VIA_GROUP)
+            ck_assert_uint_eq(announced, 0);
+        else
+            ck_assert_uint_eq(announced, 1);
+        solo_free(&s);
+    }
+}
+END_TEST
+
+/* A full view (issue 14) admits a sender heard by unicast that lacks what
+ * we hold, though it brings nothing: without multicast we may be the one
+ * address it knows, and only a member of the view is answered. The same
+ * announce by multicast, and a unicast sender as complete as we are, stay
+ * out as before. */
+START_TEST(test_full_view_admits_a_unicast_sender_that_lacks_what_we_hold)
+{
+    solo s;
+    solo_init(&s, 3);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    tu_blob(&s.iface, KEY, "one");
+    solo_start(&s);
+    guts_repo_info info;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
+    guts_announce_repo same;
+    memset(&same, 0, sizeof(same));
+    same.key = KEY;
+    same.objects = info.objects;
+    same.fp = info.fp;
+    same.refs_digest = info.refs_digest.lo;
+    for (int n = 1; n <= 64; n++)
+        feed_announce(&s, 100, n, 1, &same, 1);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 64);
+    feed_announce_via(&s, 200, 100, 1, NULL, 0, GUTS_VIA_GROUP);    /* empty, multicast */
+    feed_announce_via(&s, 200, 101, 1, &same, 1, GUTS_VIA_UNICAST); /* complete, unicast */
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_evicted, 0);
+    feed_announce_via(&s, 200, 102, 1, NULL, 0, GUTS_VIA_UNICAST); /* empty, unicast */
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_evicted, 1);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 64);
+    guts_addr want;
+    peer_addr(102, &want);
+    int found = 0;
+    for (size_t i = 0; i < 64; i++) {
+        guts_core_peer_info pi;
+        ck_assert_int_eq(guts_core_peer(s.core, i, &pi), 0);
+        found |= guts_addr_eq(&pi.addr, &want) && pi.via_unicast;
+    }
+    ck_assert(found);
+    solo_free(&s);
+}
+END_TEST
+
 START_TEST(test_announced_repo_outside_allowlist_is_never_created_or_pulled)
 {
     solo s;
@@ -2319,6 +2421,8 @@ static Suite *suite(void)
     tcase_add_test(t, test_learned_address_gets_one_announce_per_interval_then_is_given_up);
     tcase_add_test(t, test_peer_heard_at_two_addresses_keeps_the_first_while_in_use);
     tcase_add_test(t, test_learned_lens_take_addresses_of_another_length);
+    tcase_add_test(t, test_only_announces_heard_by_multicast_make_a_change_redundant);
+    tcase_add_test(t, test_full_view_admits_a_unicast_sender_that_lacks_what_we_hold);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t,
                    test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);
