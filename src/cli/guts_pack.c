@@ -37,7 +37,7 @@ static int flush(guts_packw *w)
 {
     if (!w->len) return GUTS_OK;
     if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_ENOMEM;
-    int rc = guts_write_all(w->fd, w->buf, w->len);
+    int rc = w->sink ? w->sink(w->sink_ctx, w->buf, w->len) : guts_write_all(w->fd, w->buf, w->len);
     w->total += w->len;
     w->len = 0;
     return rc;
@@ -148,7 +148,7 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
     int rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
-    rc = guts_write_all(w->fd, sum, 20);
+    rc = w->sink ? w->sink(w->sink_ctx, sum, 20) : guts_write_all(w->fd, sum, 20);
     if (!rc) w->total += 20;
     return rc;
 }
