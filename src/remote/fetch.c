@@ -97,6 +97,9 @@ typedef struct walk {
     size_t nroots, caproots;
     guts_progress counting, writing;
     int indexed; /* the pack goes to index-pack (else unpack-objects) */
+    int thin;    /* deltas may name bases the receiver has and the pack lacks */
+    uint64_t blob_limit; /* blobs under trees larger than this stay out
+                          * (a partial clone's filter); UINT64_MAX: none */
 } walk;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -340,6 +343,20 @@ static int mark_send(walk *w, const guts_id *id, int is_tree)
     return GUTS_OK;
 }
 
+/* mark_send for a tree's entries: a blob over the filter's limit stays out
+ * (the client fetches it when it needs it, by id). */
+static int mark_send_filtered(walk *w, const guts_id *id, int is_tree)
+{
+    if (!is_tree && w->blob_limit != UINT64_MAX) {
+        int type;
+        uint64_t size;
+        if (w->blob_limit == 0) return GUTS_OK;
+        if (guts_repo_stat(w->r, id, &type, &size) == GUTS_OK && size > w->blob_limit)
+            return GUTS_OK;
+    }
+    return mark_send(w, id, is_tree);
+}
+
 /* Drain the tree stack: read each tree and apply cb to its entries. A tree
  * the store lacks is fatal when sending (git would get an incomplete pack)
  * and ignored when marking (that only costs a larger pack). */
@@ -460,7 +477,62 @@ static int base_ok(const guts_id *base, void *ctx)
     size_t slot = remote_idset_find(&w->objs, base);
     if (slot == SIZE_MAX) return 0;
     uint8_t f = w->objs.flags[slot];
-    return (f & O_SEND) ? w->indexed : (f & O_KNOWN) != 0;
+    return (f & O_SEND) ? w->indexed : w->thin && (f & O_KNOWN) != 0;
+}
+
+/* Write every selected object into p, in order. On an error *wfail says
+ * whose: 1 the writer's (err not filled: the caller names where it was
+ * writing; GUTS_EIO has errno), 0 the store's (err filled). */
+static int pack_entries(walk *w, guts_packw *p, remote_fetch_stats *st, int *wfail)
+{
+    *wfail = 1;
+    int rc;
+    for (size_t i = 0; i < w->nsend; i++) {
+        int type;
+        void *data;
+        size_t len;
+        uint64_t size;
+        if (guts_repo_stat(w->r, &w->send[i], &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
+            /* a large object: piece by piece, rehashed by the store */
+            rc = guts_packw_stream(p, w->r, &w->send[i], type, size);
+            if (rc == GUTS_EIO) return rc;
+            *wfail = 0;
+            if (rc) return corrupt(w, &w->send[i], guts_store_errmsg());
+            st->bytes += size;
+            st->objects++;
+            continue;
+        }
+        *wfail = 0;
+        rc = get_obj(w, &w->send[i], &type, &data, &len);
+        if (rc == GUTS_ENOTFOUND) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(&w->send[i], hex);
+            rc = remote_errf(w->err, rc, "object %s is not in the store", hex);
+        }
+        if (rc) return rc;
+        guts_id h;
+        if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, &w->send[i])) {
+            free(data);
+            return corrupt(w, &w->send[i], "content does not hash to its id");
+        }
+        uint8_t *delta = NULL;
+        size_t dlen = 0;
+        guts_id base;
+        if (guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_ok, w, &base, &delta,
+                               &dlen) == GUTS_OK) {
+            rc = guts_packw_ref_delta(p, &base, delta, dlen);
+            free(delta);
+        } else {
+            rc = guts_packw_object(p, type, data, len);
+        }
+        free(data);
+        *wfail = 1;
+        if (rc) return rc;
+        st->bytes += len;
+        st->objects++;
+        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
+    }
+    return GUTS_OK;
 }
 
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
@@ -489,52 +561,10 @@ static int write_pack(walk *w, int zlevel, int self_contained, int *connected,
      * would leave it several times git's size. */
     int level = indexed || zlevel > REMOTE_SMALL_PACK_LEVEL ? zlevel : REMOTE_SMALL_PACK_LEVEL;
     if ((rc = guts_packw_open(&p, proc.in, level, 0, (uint32_t)w->nsend))) goto io;
-    for (size_t i = 0; i < w->nsend; i++) {
-        int type;
-        void *data;
-        size_t len;
-        uint64_t size;
-        if (guts_repo_stat(w->r, &w->send[i], &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
-            /* a large object: piece by piece, rehashed by the store */
-            rc = guts_packw_stream(&p, w->r, &w->send[i], type, size);
-            if (rc == GUTS_EIO) goto io;
-            if (rc) {
-                rc = corrupt(w, &w->send[i], guts_store_errmsg());
-                goto out;
-            }
-            st->bytes += size;
-            st->objects++;
-            continue;
-        }
-        rc = get_obj(w, &w->send[i], &type, &data, &len);
-        if (rc == GUTS_ENOTFOUND) {
-            char hex[GUTS_HEX_LEN + 1];
-            guts_id_to_hex(&w->send[i], hex);
-            rc = remote_errf(w->err, rc, "object %s is not in the store", hex);
-        }
-        if (rc) goto out;
-        guts_id h;
-        if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, &w->send[i])) {
-            free(data);
-            rc = corrupt(w, &w->send[i], "content does not hash to its id");
-            goto out;
-        }
-        uint8_t *delta = NULL;
-        size_t dlen = 0;
-        guts_id base;
-        if (guts_pack_delta_of(w->r, &w->send[i], type, data, len, base_ok, w, &base, &delta,
-                               &dlen) == GUTS_OK) {
-            rc = guts_packw_ref_delta(&p, &base, delta, dlen);
-            free(delta);
-        } else {
-            rc = guts_packw_object(&p, type, data, len);
-        }
-        free(data);
-        if (rc) goto io;
-        st->bytes += len;
-        st->objects++;
-        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
-    }
+    int wfail;
+    rc = pack_entries(w, &p, st, &wfail);
+    if (rc && wfail) goto io;
+    if (rc) goto out;
     uint8_t sum[GUTS_ID_LEN];
     if ((rc = guts_packw_finish(&p, sum))) goto io;
     st->pack_bytes = p.total;
@@ -627,11 +657,12 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     }
     for (size_t i = 0; i < w->nsent; i++) {
         guts_id tree = w->ci[w->sent[i]].tree;
-        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send, 1))) return rc;
+        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send_filtered, 1))) return rc;
         guts_progress_show(&w->counting, w->nsend, 0, 0, 0);
     }
     for (size_t i = 0; i < w->nroots; i++)
-        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send, 1))) return rc;
+        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send_filtered, 1)))
+            return rc;
     guts_progress_show(&w->counting, w->nsend, 0, 0, 1);
     return GUTS_OK;
 }
@@ -641,13 +672,68 @@ int remote_fetch(guts_repo *r, const guts_id *wants, size_t nwants, const guts_i
                  char *err)
 {
     *connected = 0;
-    walk w = {.r = r, .err = err};
+    walk w = {.r = r, .err = err, .thin = 1, .blob_limit = UINT64_MAX};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
     if (!rc && w.nsend > 0) rc = write_pack(&w, zlevel, nhaves == 0, connected, st);
+    walk_free(&w);
+    return rc;
+}
+
+/* peel's on_tag that does nothing: only the target is wanted. */
+static int tag_seen(walk *w, const guts_id *id, int is_tree)
+{
+    (void)w, (void)id, (void)is_tree;
+    return GUTS_OK;
+}
+
+/* include-tag: each annotated tag whose (peeled) object goes in the pack
+ * goes too, with the tags it passes through. */
+static int add_tags(walk *w, const guts_id *tags, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (remote_idset_find(&w->objs, &tags[i]) != SIZE_MAX) continue;
+        int type;
+        guts_id t;
+        int rc = peel(w, &tags[i], &type, &t, tag_seen);
+        if (rc == GUTS_ENOTFOUND) continue;
+        if (rc) return rc;
+        size_t slot = remote_idset_find(&w->objs, &t);
+        if (slot == SIZE_MAX || !(w->objs.flags[slot] & O_SEND)) continue;
+        if ((rc = peel(w, &tags[i], &type, &t, mark_send))) return rc;
+    }
+    return GUTS_OK;
+}
+
+int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_stats *st,
+                       char *err)
+{
+    walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit};
+    guts_progress_start(&w.counting, "counting objects", 0);
+    guts_progress_start(&w.writing, "writing objects", 0);
+    memset(st, 0, sizeof *st);
+    int rc = select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
+    if (!rc) rc = add_tags(&w, q->tags, q->ntags);
+    guts_packw p = {.fd = -1};
+    int wfail = 0;
+    if (!rc && (rc = guts_packw_open(&p, -1, q->zlevel, 0, (uint32_t)w.nsend)))
+        rc = remote_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
+    else if (!rc) {
+        p.sink = q->sink;
+        p.sink_ctx = q->sink_ctx;
+        rc = pack_entries(&w, &p, st, &wfail);
+        uint8_t sum[GUTS_ID_LEN];
+        if (!rc) rc = guts_packw_finish(&p, sum);
+        else if (!wfail) goto out;
+        if (!rc) st->pack_bytes = p.total;
+        else wfail = 1;
+    }
+    if (rc && wfail) rc = remote_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
+out:
+    guts_packw_free(&p);
     walk_free(&w);
     return rc;
 }
