@@ -663,6 +663,7 @@ static void reader_free(void *cls)
             break;
         }
     free(rd);
+    (void)uploads_reap(g); /* its thread has likely finished: count its bytes */
 }
 
 /* Start a pack thread for u and queue the answer that streams its pipe.
@@ -1036,6 +1037,7 @@ static int route_git(void *arg, struct MHD_Connection *conn, const char *url, co
     git_req *q = *req_ctx;
     if (!parse_path(url, key, &ep)) {
         if (q) *upload_data_size = 0; /* cannot happen: q is made only for git paths */
+        g->n->http.stats.not_found++;
         return reply_text(conn, 404, "not found\n");
     }
     if (ep == EP_INFO_REFS) return info_refs(g, conn, key, method);

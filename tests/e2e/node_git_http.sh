@@ -21,6 +21,8 @@ export PATH="$GUTS_BUILD:$PATH" # git-remote-guts, for the push through guts://
 B=http://127.0.0.1:7173
 src="$TMP/src"
 make_repo "$src" 6
+# enough refs that git gzips its fetch request (over 1 KiB of wants)
+for i in $(seq 1 40); do git -C "$src" tag "t$i" "main~$((i % 6))"; done
 expect 0 "$GUTS" --data "$TMP/a" import alice/repo "$src"
 expect 0 "$GUTS" --data "$TMP/a" import alice/hidden "$src"
 node_start a
@@ -114,6 +116,11 @@ TABLE
 # still serving
 git ls-remote "$B/alice/repo" >"$TMP/ls" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "ls-remote after the bad requests"; }
 grep -q "refs/tags/v1^{}" "$TMP/ls" || fail "ls-remote does not peel tags"
+curl -sS --max-time 10 "$B/metrics" >"$TMP/metrics" || fail "/metrics"
+for m in guts_git_info_refs_total guts_git_ls_refs_total guts_git_packs_total guts_git_refused_total guts_git_bad_requests_total; do
+  v=$(awk -v m="$m" '$1 == m {print $2}' "$TMP/metrics")
+  [ -n "$v" ] && [ "$v" -gt 0 ] || fail "/metrics: $m is '${v}', want > 0"
+done
 node_alive b
 node_stop b
 node_stop a
