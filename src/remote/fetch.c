@@ -719,7 +719,12 @@ int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_sta
     if (!rc) rc = add_tags(&w, q->tags, q->ntags);
     guts_packw p = {.fd = -1};
     int wfail = 0;
-    if (!rc && (rc = guts_packw_open(&p, -1, q->zlevel, 0, (uint32_t)w.nsend)))
+    /* a small pack (a fetch of a few commits) at zlib's default, as
+     * write_pack does: bytes matter more than the milliseconds */
+    int level = w.nsend < REMOTE_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
+                    ? REMOTE_SMALL_PACK_LEVEL
+                    : q->zlevel;
+    if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)w.nsend)))
         rc = remote_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
     else if (!rc) {
         p.sink = q->sink;
