@@ -124,6 +124,9 @@ typedef struct git_upload {
     size_t nwants, nhaves;
     int thin, include_tag;
     uint64_t blob_limit;
+    uint32_t depth;          /* deepen N; 0: none */
+    guts_id *client_shallow; /* the client's "shallow" lines */
+    size_t nclient_shallow;
     int header_sent; /* "packfile" went out: errors go on band 3 now */
     uint64_t pack_bytes;
 } git_upload;
@@ -312,7 +315,7 @@ static int info_refs(guts_net_git *g, struct MHD_Connection *conn, const char *k
     buf_pkt(&b, "version 2\n");
     buf_pkt(&b, "agent=guts\n");
     buf_pkt(&b, "ls-refs\n");
-    buf_pkt(&b, "fetch=filter\n");
+    buf_pkt(&b, "fetch=shallow filter\n");
     buf_pkt(&b, "object-format=sha1\n");
     buf_put(&b, "0000", 4);
     rc = b.oom ? reply_text(conn, 500, "guts: out of memory\n")
@@ -499,6 +502,28 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
     return GUTS_OK;
 }
 
+/* deepen: the shallow-info section, before the packfile section. */
+static int shallow_info(void *ctx, const guts_id *shallow, size_t nshallow,
+                        const guts_id *unshallow, size_t nunshallow)
+{
+    git_upload *u = ctx;
+    git_buf b = {0};
+    char hex[GUTS_HEX_LEN + 1];
+    buf_pkt(&b, "shallow-info\n");
+    for (size_t i = 0; i < nshallow; i++) {
+        guts_id_to_hex(&shallow[i], hex);
+        buf_pkt(&b, "shallow %s\n", hex);
+    }
+    for (size_t i = 0; i < nunshallow; i++) {
+        guts_id_to_hex(&unshallow[i], hex);
+        buf_pkt(&b, "unshallow %s\n", hex);
+    }
+    buf_put(&b, "0001", 4);
+    int rc = b.oom ? GUTS_ENOMEM : pipe_write(u, b.p, b.len);
+    buf_free(&b);
+    return rc;
+}
+
 typedef struct tag_list {
     guts_repo *r;
     guts_id *v;
@@ -571,6 +596,10 @@ static void *upload_main(void *arg)
                           .thin = u->thin,
                           .blob_limit = u->blob_limit,
                           .zlevel = GUTS_NET_GIT_ZLEVEL,
+                          .depth = u->depth,
+                          .client_shallow = u->client_shallow,
+                          .nclient_shallow = u->nclient_shallow,
+                          .on_shallow = shallow_info,
                           .sink = band1_sink,
                           .sink_ctx = u};
     remote_fetch_stats st;
@@ -597,6 +626,7 @@ static void upload_free(git_upload *u)
     buf_free(&u->prefix);
     free(u->wants);
     free(u->haves);
+    free(u->client_shallow);
     free(u);
 }
 
@@ -779,8 +809,9 @@ static int parse_filter(const uint8_t *s, size_t n, uint64_t *limit)
 static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const char *key,
                  const uint8_t *body, size_t len, size_t pos)
 {
-    id_vec wants = {0}, haves = {0}, common = {0};
+    id_vec wants = {0}, haves = {0}, common = {0}, shallow = {0};
     int done = 0, thin = 0, include_tag = 0, rc;
+    uint32_t depth = 0;
     uint64_t blob_limit = UINT64_MAX;
     guts_pkt p;
     char hex[GUTS_HEX_LEN + 1];
@@ -817,6 +848,30 @@ static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, con
             if (guts_repo_stat(r, &id, &type, &size) == GUTS_OK && type == GUTS_OBJ_COMMIT &&
                 ids_push(&common, &id))
                 goto oom;
+        } else if (guts_pkt_is(&p, "shallow", &arg, &alen) && arg) {
+            if (guts_id_from_hex((const char *)arg, alen, &id)) {
+                rc = reply_err(g, conn, 400, "fetch: bad shallow line");
+                goto out;
+            }
+            if (ids_push(&shallow, &id)) goto oom;
+        } else if (guts_pkt_is(&p, "deepen", &arg, &alen) && arg && p.data[6] == ' ') {
+            uint64_t v = 0;
+            size_t i = 0;
+            for (; i < alen && i < 10 && arg[i] >= '0' && arg[i] <= '9'; i++)
+                v = v * 10 + (uint64_t)(arg[i] - '0');
+            if (i == 0 || i != alen || v == 0 || v > GUTS_NET_GIT_DEPTH_MAX) {
+                rc = reply_err(g, conn, 400, "fetch: deepen takes 1..%u",
+                               (unsigned)GUTS_NET_GIT_DEPTH_MAX);
+                goto out;
+            }
+            depth = (uint32_t)v;
+        } else if (guts_pkt_is(&p, "deepen-since", &arg, &alen) ||
+                   guts_pkt_is(&p, "deepen-not", &arg, &alen) ||
+                   guts_pkt_is(&p, "deepen-relative", &arg, &alen)) {
+            rc = reply_err(g, conn, 400,
+                           "fetch: only --depth N is served here (not --shallow-since, "
+                           "--shallow-exclude or --deepen)");
+            goto out;
         } else if (guts_pkt_is(&p, "done", &arg, &alen) && !arg) {
             done = 1;
         } else if (guts_pkt_is(&p, "thin-pack", &arg, &alen) && !arg) {
@@ -887,7 +942,10 @@ static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, con
     u->thin = thin;
     u->include_tag = include_tag;
     u->blob_limit = blob_limit;
-    wants.v = haves.v = NULL;
+    u->depth = depth;
+    u->client_shallow = shallow.v;
+    u->nclient_shallow = shallow.n;
+    wants.v = haves.v = shallow.v = NULL;
     free(common.v);
     return upload_start(g, conn, u);
 oom:
@@ -897,6 +955,7 @@ out:
     free(wants.v);
     free(haves.v);
     free(common.v);
+    free(shallow.v);
     return rc;
 }
 

@@ -812,6 +812,9 @@ typedef struct guts_net_node {
  * in a round (it sends haves 16 to 256 at a time and the wants of every
  * ref once). Larger is refused with 413. */
 #define GUTS_NET_GIT_REQUEST_MAX (4u << 20)
+/* deepen N: git's own limit is INT_MAX; a depth past any history is a
+ * full clone, so a larger number only makes the walk's bookkeeping wider. */
+#define GUTS_NET_GIT_DEPTH_MAX 0x7fffffffu
 /* ref-prefix arguments of one ls-refs: git sends one per refspec. */
 #define GUTS_NET_GIT_PREFIXES_MAX 256
 /* The pipe from a pack thread to the loop: large enough that the loop

@@ -708,6 +708,139 @@ static int add_tags(walk *w, const guts_id *tags, size_t n)
     return GUTS_OK;
 }
 
+static int is_client_shallow(const remote_serve_req *q, const guts_id *id)
+{
+    for (size_t i = 0; i < q->nclient_shallow; i++)
+        if (guts_id_cmp(&q->client_shallow[i], id) == 0) return 1;
+    return 0;
+}
+
+/* In select_deepen's depths set: the client has this commit (a have that
+ * is one of its shallow commits: walked, so its parents can go, not sent). */
+#define D_HAVE 0x01
+
+/* deepen: the commits at most depth deep from the wants, breadth first
+ * (depth 1: the wants themselves), not past a have; a commit at the limit
+ * that has parents is a new shallow boundary. Trees of the haves are
+ * marked known first, so what the client has is not sent again. */
+static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depths,
+                         remote_ids *shallow, remote_ids *unshallow)
+{
+    int rc;
+    remote_idset haveset = {0};
+    size_t slot;
+    int added;
+    for (size_t i = 0; i < q->nhaves; i++) {
+        if ((rc = remote_idset_add(&haveset, &q->haves[i], &slot, &added))) goto oom;
+        int type;
+        void *data;
+        size_t len;
+        if (get_obj(w, &q->haves[i], &type, &data, &len) != GUTS_OK) continue;
+        commit_info ci = {.id = q->haves[i]};
+        if (type == GUTS_OBJ_COMMIT && parse_commit(w, &q->haves[i], data, len, &ci) == GUTS_OK) {
+            guts_id tree = ci.tree;
+            free(data);
+            if ((rc = mark_known(w, &tree, 1)) || (rc = drain(w, mark_known, 0))) goto out;
+        } else {
+            free(data);
+        }
+    }
+    /* the FIFO: w->sent holds ci indexes in the order found; depths maps a
+     * commit to its depth */
+    size_t head = 0;
+    for (size_t i = 0; i < q->nwants; i++) {
+        int type;
+        guts_id t;
+        if ((rc = peel(w, &q->wants[i], &type, &t, mark_send))) goto out;
+        if (type != GUTS_OBJ_COMMIT) {
+            rc = type == GUTS_OBJ_TREE ? PUSH(w, roots, nroots, caproots, t) : mark_send(w, &t, 0);
+            if (rc) goto out;
+            continue;
+        }
+        if ((rc = remote_idset_add(depths, &t, &slot, &added))) goto oom;
+        if (!added) continue;
+        depths->vals[slot] = 1;
+        if (remote_idset_find(&haveset, &t) != SIZE_MAX) {
+            if (!is_client_shallow(q, &t)) continue;
+            depths->flags[slot] |= D_HAVE;
+        }
+        int ctype;
+        void *data;
+        size_t len;
+        if ((rc = get_obj(w, &t, &ctype, &data, &len))) goto out;
+        commit_info ci = {.id = t};
+        rc = parse_commit(w, &t, data, len, &ci);
+        free(data);
+        if (rc || (rc = PUSH(w, ci, nci, capci, ci)) ||
+            (rc = PUSH(w, sent, nsent, capsent, (uint32_t)(w->nci - 1))))
+            goto out;
+    }
+    while (head < w->nsent) {
+        commit_info c = w->ci[w->sent[head++]];
+        uint32_t d = depths->vals[remote_idset_find(depths, &c.id)];
+        if (c.nparents == 0) continue;
+        if (d >= q->depth) {
+            if (remote_ids_push(shallow, &c.id)) goto oom;
+            continue;
+        }
+        if (is_client_shallow(q, &c.id) && remote_ids_push(unshallow, &c.id)) goto oom;
+        for (uint32_t j = 0; j < c.nparents; j++) {
+            guts_id par = w->parents[c.parent_off + j];
+            if ((rc = remote_idset_add(depths, &par, &slot, &added))) goto oom;
+            if (!added) continue;
+            depths->vals[slot] = d + 1;
+            if (remote_idset_find(&haveset, &par) != SIZE_MAX) {
+                if (!is_client_shallow(q, &par)) continue;
+                depths->flags[slot] |= D_HAVE;
+            }
+            int ctype;
+            void *data;
+            size_t len;
+            rc = get_obj(w, &par, &ctype, &data, &len);
+            if (rc == GUTS_ENOTFOUND) {
+                char hex[GUTS_HEX_LEN + 1];
+                guts_id_to_hex(&par, hex);
+                rc = remote_errf(w->err, rc, "commit %s is not in the store", hex);
+            }
+            if (rc) goto out;
+            if (ctype != GUTS_OBJ_COMMIT) {
+                free(data);
+                rc = corrupt(w, &par, "expected a commit");
+                goto out;
+            }
+            commit_info pc = {.id = par};
+            rc = parse_commit(w, &par, data, len, &pc);
+            free(data);
+            if (rc || (rc = PUSH(w, ci, nci, capci, pc)) ||
+                (rc = PUSH(w, sent, nsent, capsent, (uint32_t)(w->nci - 1))))
+                goto out;
+        }
+    }
+    size_t k = 0; /* the commits the client has stay home */
+    for (size_t i = 0; i < w->nsent; i++)
+        if (!(depths->flags[remote_idset_find(depths, &w->ci[w->sent[i]].id)] & D_HAVE))
+            w->sent[k++] = w->sent[i];
+    w->nsent = k;
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id id = w->ci[w->sent[i]].id;
+        if ((rc = mark_send(w, &id, 0))) goto out;
+    }
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id tree = w->ci[w->sent[i]].tree;
+        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send_filtered, 1))) goto out;
+    }
+    for (size_t i = 0; i < w->nroots; i++)
+        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send_filtered, 1)))
+            goto out;
+    rc = GUTS_OK;
+    goto out;
+oom:
+    rc = remote_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+out:
+    remote_idset_free(&haveset);
+    return rc;
+}
+
 int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_stats *st,
                        char *err)
 {
@@ -715,7 +848,19 @@ int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_sta
     guts_progress_start(&w.counting, "counting objects", 0);
     guts_progress_start(&w.writing, "writing objects", 0);
     memset(st, 0, sizeof *st);
-    int rc = select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
+    int rc;
+    if (q->depth) {
+        remote_idset depths = {0};
+        remote_ids shallow = {0}, unshallow = {0};
+        rc = select_deepen(&w, q, &depths, &shallow, &unshallow);
+        if (!rc && q->on_shallow)
+            rc = q->on_shallow(q->sink_ctx, shallow.v, shallow.n, unshallow.v, unshallow.n);
+        remote_idset_free(&depths);
+        free(shallow.v);
+        free(unshallow.v);
+    } else {
+        rc = select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
+    }
     if (!rc) rc = add_tags(&w, q->tags, q->ntags);
     guts_packw p = {.fd = -1};
     int wfail = 0;

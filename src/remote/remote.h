@@ -146,6 +146,17 @@ typedef struct remote_serve_req {
     int thin;            /* deltas may name bases the client has */
     uint64_t blob_limit; /* filter blob:limit=N (0: blob:none); UINT64_MAX: none */
     int zlevel;          /* zlib level of pack entries (0-9) */
+    /* deepen N (a shallow clone or fetch): commits N deep from the wants
+     * at most; 0: the whole history. client_shallow: the client's own
+     * shallow commits ("shallow" lines). */
+    uint32_t depth;
+    const guts_id *client_shallow;
+    size_t nclient_shallow;
+    /* With depth, called once the objects are chosen and before the pack:
+     * the new boundary commits (shallow) and the client's shallow commits
+     * whose parents now go (unshallow). Its error ends the fetch. */
+    int (*on_shallow)(void *ctx, const guts_id *shallow, size_t nshallow,
+                      const guts_id *unshallow, size_t nunshallow);
     /* where the pack's bytes go, in order (guts_packw.sink) */
     int (*sink)(void *ctx, const void *buf, size_t n);
     void *sink_ctx;

@@ -58,6 +58,24 @@ git clone -q --filter=blob:none "$B/alice/repo" "$TMP/partial" 2>"$TMP/err" || {
 [ "$(cat "$TMP/partial/README")" = "$(cat "$src/README")" ] || fail "partial clone's checkout differs"
 git -C "$TMP/partial" fsck --no-progress >/dev/null 2>&1 || fail "git fsck of the partial clone"
 
+# ---- shallow: --depth 1, then deeper, then a new commit into the shallow clone
+git clone -q --depth 1 "$B/alice/repo" "$TMP/shallow" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "clone --depth 1"; }
+[ "$(git -C "$TMP/shallow" rev-list --count HEAD)" = 1 ] || fail "a --depth 1 clone has $(git -C "$TMP/shallow" rev-list --count HEAD) commits"
+[ -s "$TMP/shallow/.git/shallow" ] || fail "the --depth 1 clone is not shallow"
+git -C "$TMP/shallow" fsck --no-progress >/dev/null 2>&1 || fail "git fsck of the shallow clone"
+git -C "$TMP/shallow" fetch -q --depth 3 origin main 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "fetch --depth 3"; }
+[ "$(git -C "$TMP/shallow" rev-list --count origin/main)" = 3 ] || fail "after fetch --depth 3: $(git -C "$TMP/shallow" rev-list --count origin/main) commits"
+git -C "$TMP/shallow" fsck --no-progress >/dev/null 2>&1 || fail "git fsck of the deepened clone"
+add_commit "$src" "for the shallow clone"
+GUTS_DATA="$TMP/a" git -C "$src" push -q guts://alice/repo main 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "second push to a"; }
+wait_until 60 "the second push replicated to b" repos_equal alice/repo "$TMP/a" "$TMP/b"
+git -C "$TMP/shallow" fetch -q origin 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "fetch into the shallow clone"; }
+[ "$(git -C "$TMP/shallow" rev-parse origin/main)" = "$(git -C "$src" rev-parse main)" ] || fail "the shallow clone did not get the new main"
+[ "$(git -C "$TMP/shallow" rev-list --count origin/main)" = 4 ] || fail "the shallow clone has $(git -C "$TMP/shallow" rev-list --count origin/main) commits, want 4"
+git -C "$TMP/shallow" fsck --no-progress >/dev/null 2>&1 || fail "git fsck of the shallow clone after a fetch"
+git -C "$TMP/mirror" fetch -q 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "mirror fetch after the second push"; }
+same_repo "$src" "$TMP/mirror"
+
 # ---- protocol v0 and push: refused with a message that says why
 if git -c protocol.version=0 clone -q "$B/alice/repo" "$TMP/v0" 2>"$TMP/err"; then fail "a v0 clone was served"; fi
 grep -q "protocol version 2" "$TMP/err" || { cat "$TMP/err" >&2; fail "v0 refusal does not name protocol version 2"; }
@@ -82,7 +100,9 @@ post() { # post BODY-FILE
 { printf 'zzzzcommand=fetch'; } >"$TMP/nonhex"
 { pkt "command=push"; printf 0001; printf 0000; } >"$TMP/unknown"
 { pkt "command=fetch"; printf 0001; pkt "want nothex"; printf 0000; } >"$TMP/badwant"
-{ pkt "command=fetch"; printf 0001; pkt "deepen-not x"; printf 0000; } >"$TMP/badarg"
+{ pkt "command=fetch"; printf 0001; pkt "frobnicate"; printf 0000; } >"$TMP/badarg"
+{ pkt "command=fetch"; printf 0001; pkt "deepen-not x"; printf 0000; } >"$TMP/deepennot"
+{ pkt "command=fetch"; printf 0001; pkt "deepen 0"; printf 0000; } >"$TMP/deepen0"
 head -c 5000000 /dev/zero >"$TMP/oversized"
 while read -r file status words; do
   got=$(post "$TMP/$file" || true)
@@ -96,6 +116,8 @@ nonhex 400 malformed
 unknown 400 unknown command
 badwant 400 bad want
 badarg 400 unexpected argument
+deepennot 400 only --depth
+deepen0 400 deepen takes
 oversized 413 over
 TABLE
 get() { curl -sS --max-time 10 -o "$TMP/body" -w '%{http_code}' "$@" || true; }
