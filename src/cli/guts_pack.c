@@ -33,11 +33,17 @@ int guts_write_all(int fd, const void *buf, size_t n)
     return GUTS_OK;
 }
 
+/* Hand bytes to the sink, or the fd. */
+static int emit(guts_packw *w, const void *data, size_t len)
+{
+    return w->sink ? w->sink(w->sink_ctx, data, len) : guts_write_all(w->fd, data, len);
+}
+
 static int flush(guts_packw *w)
 {
     if (!w->len) return GUTS_OK;
     if (EVP_DigestUpdate(w->sha, w->buf, w->len) != 1) return GUTS_ENOMEM;
-    int rc = guts_write_all(w->fd, w->buf, w->len);
+    int rc = emit(w, w->buf, w->len);
     w->total += w->len;
     w->len = 0;
     return rc;
@@ -164,7 +170,7 @@ int guts_packw_append(guts_packw *w, const void *data, size_t len)
     int rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestUpdate(w->sha, data, len) != 1) return GUTS_ENOMEM;
-    if ((rc = guts_write_all(w->fd, data, len))) return rc;
+    if ((rc = emit(w, data, len))) return rc;
     w->total += len;
     return GUTS_OK;
 }
@@ -206,7 +212,7 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
     int rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
-    rc = guts_write_all(w->fd, sum, 20);
+    rc = emit(w, sum, 20);
     if (!rc) w->total += 20;
     return rc;
 }

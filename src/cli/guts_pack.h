@@ -45,6 +45,12 @@ static inline void guts_pack_be32(uint8_t *p, uint32_t v)
 typedef struct guts_packw {
     int fd;         /* the caller's; never closed here; -1 in memory */
     int mem;        /* entries collected in buf for guts_packw_take */
+    /* NULL: bytes go to fd. Else every write goes to sink instead: git's
+     * smart HTTP wraps the pack in side-band pkt-lines. Set it after
+     * guts_packw_open (which zeroes the writer and only buffers the
+     * header). Returns GUTS_OK or an error code, which the writer returns. */
+    int (*sink)(void *ctx, const void *buf, size_t n);
+    void *sink_ctx;
     uint8_t *buf;
     size_t len;     /* buffered, not yet written */
     size_t cap;     /* of buf */

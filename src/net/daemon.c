@@ -1315,6 +1315,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     if (opts->http_on) {
         rc = guts_net_http_open(&n->http, loop, &opts->http, &n->log, cfg.seed ^ 0x68747470u);
         if (rc == 0) rc = guts_net_web_routes(n);
+        if (rc == 0) rc = guts_net_git_open(n);
         if (rc != 0) return rc;
     }
     /* remembered peers are tried like learned ones (given up if silent) */
@@ -1424,7 +1425,9 @@ void guts_net_node_close(guts_net_node *n)
      * without telling it (it is about to be freed). */
     if (n->core && n->peers_path[0]) remembered_save(n);
     guts_net_web_wake(n, 1); /* /events streams end: none may stay suspended */
+    guts_net_git_stop(n);    /* and pack streams */
     guts_net_http_close(&n->http); /* its handlers read the core */
+    guts_net_git_close(n);   /* its threads, once nothing reads their pipes */
     guts_core *core = n->core;
     n->core = NULL;
     if (n->tcp.lfd >= 0 || n->tcp.conns) guts_net_tcp_shutdown(&n->tcp);

@@ -126,6 +126,15 @@ static enum MHD_Result http_request(void *cls, struct MHD_Connection *conn, cons
     return (enum MHD_Result)reply_text(conn, 404, "not found\n");
 }
 
+static void http_completed(void *cls, struct MHD_Connection *conn, void **req_ctx,
+                           enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn, (void)toe;
+    guts_net_http_ctx *c = *req_ctx;
+    *req_ctx = NULL;
+    if (c && c->free) c->free(c);
+}
+
 /* Let libmicrohttpd work, then arm the timer for its next deadline. */
 static void http_run(guts_net_http *h)
 {
@@ -175,7 +184,8 @@ int guts_net_http_open(guts_net_http *h, struct ev_loop *loop, const guts_net_sa
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)GUTS_NET_HTTP_CONN_MAX,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)GUTS_NET_HTTP_PER_SOURCE,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)GUTS_NET_HTTP_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)GUTS_NET_HTTP_TIMEOUT_S, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)GUTS_NET_HTTP_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_END);
     if (!h->d) {
         guts_net_logf(log, GUTS_LOG_ERROR,
                       "--http %s: cannot serve there (%s): give another --http ADDR:PORT, or "

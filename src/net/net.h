@@ -118,6 +118,10 @@ typedef struct guts_net_opts {
     size_t nhooks;
     int http_on;               /* --http: 0 after `--http off` */
     guts_net_sa http;          /* --http ADDR:PORT (port 0: ephemeral) */
+    /* --http-repos: fnmatch(3) patterns over OWNER/NAME; git clients get
+     * only matching repositories. None: every one the node holds. */
+    char http_repos[GUTS_NET_REPOS_MAX][GUTS_NET_REPO_PATTERN_MAX + 1];
+    size_t nhttp_repos;
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,
@@ -131,6 +135,9 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
 /** Whether opts' --repos patterns take repository key (1) or not (0); with
  * no pattern every key is taken. Fits guts_core_config.repo_wanted. */
 int guts_net_repo_wanted(void *opts, const char *key);
+
+/** Whether --http-repos lets git clients have repository key (1) or not (0). */
+int guts_net_http_repo_served(const guts_net_opts *o, const char *key);
 
 /** The usage text. */
 const char *guts_net_usage(void);
@@ -598,6 +605,13 @@ typedef int guts_net_http_handler(void *arg, struct MHD_Connection *conn, const 
                                   const char *method, const char *upload_data,
                                   size_t *upload_data_size, void **req_ctx);
 
+/* A handler that keeps state across the calls of one request (a body in
+ * pieces) sets *req_ctx to a struct that begins with this; http.c calls
+ * free when the request ends, however it ends. */
+typedef struct guts_net_http_ctx {
+    void (*free)(struct guts_net_http_ctx *c);
+} guts_net_http_ctx;
+
 typedef struct guts_net_http_route {
     char path[64]; /* "/metrics"; with prefix set, "/repos/" matches below it */
     int prefix;
@@ -789,8 +803,54 @@ typedef struct guts_net_node {
     uint64_t nevents;                                /* events kept (--http on) */
     guts_net_http http;     /* --http; http.d NULL when off */
     struct guts_net_sse *sse; /* /events streams open (web.c) */
+    struct guts_net_git *git; /* git smart HTTP (git.c); NULL when --http is off */
     size_t nsse;
 } guts_net_node;
+
+/* ---- git.c: git smart HTTP (protocol v2 upload-pack) ---- */
+
+/* Packs written at once, each by a thread of its own that reads the store
+ * and deflates (about one core each): twice the two cores of a small
+ * server; one more clone is told to come back (an ERR git prints). */
+#define GUTS_NET_GIT_UPLOADS_MAX 4
+/* A request body (an ls-refs or fetch command: wants and haves of 50 bytes
+ * each), after gunzip: 4 MiB holds 80,000 of them, far more than git sends
+ * in a round (it sends haves 16 to 256 at a time and the wants of every
+ * ref once). Larger is refused with 413. */
+#define GUTS_NET_GIT_REQUEST_MAX (4u << 20)
+/* deepen N: git's own limit is INT_MAX; a depth past any history is a
+ * full clone, so a larger number only makes the walk's bookkeeping wider. */
+#define GUTS_NET_GIT_DEPTH_MAX 0x7fffffffu
+/* ref-prefix arguments of one ls-refs: git sends one per refspec. */
+#define GUTS_NET_GIT_PREFIXES_MAX 256
+/* The pipe from a pack thread to the loop: large enough that the loop
+ * reads big blocks and the thread rarely waits. */
+#define GUTS_NET_GIT_PIPE_BYTES (1u << 20)
+/* What the loop hands libmicrohttpd per read from that pipe. */
+#define GUTS_NET_GIT_BLOCK (64u << 10)
+/* zlib level of pack entries: git's own server reuses compressed data from
+ * its packs; ours deflates every object, and level 1 deflates several
+ * times faster than git's default 6 for a pack a few percent larger. */
+#define GUTS_NET_GIT_ZLEVEL 1
+
+typedef struct guts_net_git_stats {
+    uint64_t info_refs, ls_refs, fetches, packs; /* requests served */
+    uint64_t refused;    /* push, protocol v0/v1, busy, --http-repos, unknown */
+    uint64_t bad;        /* malformed requests */
+    uint64_t pack_bytes; /* bytes of packs written */
+} guts_net_git_stats;
+
+/** Serve git clients on the node's --http listener (after guts_net_web_routes,
+ * whose exact "/" stays the page). Errors: GUTS_ENOMEM, those of
+ * guts_net_http_route_add. */
+int guts_net_git_open(guts_net_node *n);
+/** Before guts_net_http_close: end every pack stream (none may stay
+ * suspended). */
+void guts_net_git_stop(guts_net_node *n);
+/** After guts_net_http_close: wait for the pack threads and free. */
+void guts_net_git_close(guts_net_node *n);
+/** Counters, for /metrics and status (zero when off). */
+guts_net_git_stats guts_net_git_stats_of(const guts_net_node *n);
 
 /* ---- keys.c: the key ring of a running node ---- */
 

@@ -28,7 +28,7 @@ const char *guts_net_usage(void)
            "                 [--max-frame BYTES] [--max-object BYTES] [--max-sessions N]\n"
            "                 [--max-remote-repos N] [--max-peer-repos N]\n"
            "                 [--max-learned-peers N] [--on-event CMD]...\n"
-           "                 [--http ADDR:PORT|off]\n"
+           "                 [--http ADDR:PORT|off] [--http-repos PATTERN]...\n"
            "  --data DIR         data dir (default $GUTS_DATA, else ~/.local/share/guts)\n"
            "  --iface NAME       join the groups only on this interface (repeatable;\n"
            "                     default: every one up with MULTICAST, loopback only\n"
@@ -64,7 +64,11 @@ const char *guts_net_usage(void)
            "                     in GUTS_* variables and as a JSON line on stdin; one at\n"
            "                     a time, 10 s each, 64 queued (repeatable, up to 8)\n"
            "  --http ADDR:PORT   status page, /api/status and /metrics (default\n"
-           "                     " GUTS_NET_HTTP_DEFAULT "; port 0: any free one; off: none)\n";
+           "                     " GUTS_NET_HTTP_DEFAULT "; port 0: any free one; off: none); git\n"
+           "                     clients clone and fetch http://ADDR:PORT/OWNER/NAME there\n"
+           "  --http-repos PATTERN  serve to git clients only the repositories whose\n"
+           "                     OWNER/NAME matches this shell glob (repeatable;\n"
+           "                     default: every one the node holds)\n";
 }
 
 const char *guts_net_addr_str(const guts_net_sa *addr, char *buf, size_t len)
@@ -205,6 +209,14 @@ int guts_net_parse_addr(const char *s, int port_zero_ok, guts_net_sa *out, const
     return 0;
 }
 
+int guts_net_http_repo_served(const guts_net_opts *o, const char *key)
+{
+    if (o->nhttp_repos == 0) return 1;
+    for (size_t i = 0; i < o->nhttp_repos; i++)
+        if (fnmatch(o->http_repos[i], key, 0) == 0) return 1;
+    return 0;
+}
+
 int guts_net_repo_wanted(void *opts, const char *key)
 {
     const guts_net_opts *o = opts;
@@ -284,6 +296,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_LEARNED,
         O_HOOK,
         O_HTTP,
+        O_HTTP_REPOS,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -306,6 +319,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"max-learned-peers", required_argument, NULL, O_LEARNED},
         {"on-event", required_argument, NULL, O_HOOK},
         {"http", required_argument, NULL, O_HTTP},
+        {"http-repos", required_argument, NULL, O_HTTP_REPOS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -413,6 +427,13 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             if (!*v || strlen(v) > GUTS_NET_REPO_PATTERN_MAX)
                 return fail(err, errlen, "--repos: bad pattern '%s'%s", v, "");
             strcpy(out->repos[out->nrepos++], v);
+            break;
+        case O_HTTP_REPOS:
+            if (out->nhttp_repos == GUTS_NET_REPOS_MAX)
+                return fail(err, errlen, "--http-repos: at most 64 patterns (at '%s')%s", v, "");
+            if (!*v || strlen(v) > GUTS_NET_REPO_PATTERN_MAX)
+                return fail(err, errlen, "--http-repos: bad pattern '%s'%s", v, "");
+            strcpy(out->http_repos[out->nhttp_repos++], v);
             break;
         case O_DGRAM_RATE:
         case O_CONN_RATE: {

@@ -265,6 +265,19 @@ void guts_net_node_metrics(guts_net_node *n, FILE *f)
     counter(f, "guts_http_connections_rate_limited_total",
             "Connections to the --http listener refused over the per-address rate.",
             n->http.stats.rate_limited);
+    guts_net_git_stats g = guts_net_git_stats_of(n);
+    counter(f, "guts_git_info_refs_total", "git capability advertisements served (info/refs).",
+            g.info_refs);
+    counter(f, "guts_git_ls_refs_total", "git ls-refs commands answered.", g.ls_refs);
+    counter(f, "guts_git_fetches_total", "git fetch commands taken (each negotiation round).",
+            g.fetches);
+    counter(f, "guts_git_packs_total", "git packs started.", g.packs);
+    counter(f, "guts_git_refused_total",
+            "git requests refused: push, protocol v0/v1, busy, --http-repos, unknown repository.",
+            g.refused);
+    counter(f, "guts_git_bad_requests_total", "Malformed git requests.", g.bad);
+    counter(f, "guts_git_pack_bytes_total", "Bytes of git packs written (finished threads).",
+            g.pack_bytes);
 }
 
 /* ---- Routes --------------------------------------------------------------------- */

@@ -104,6 +104,9 @@ typedef struct walk {
     size_t nroots, caproots;
     guts_progress counting, writing;
     int indexed; /* the pack goes to index-pack (else unpack-objects) */
+    int thin;    /* deltas may name bases the receiver has and the pack lacks */
+    uint64_t blob_limit; /* blobs under trees larger than this stay out
+                          * (a partial clone's filter); UINT64_MAX: none */
 } walk;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -368,6 +371,20 @@ static int mark_send(walk *w, const guts_id *id, int is_tree)
     return GUTS_OK;
 }
 
+/* mark_send for a tree's entries: a blob over the filter's limit stays out
+ * (the client fetches it when it needs it, by id). */
+static int mark_send_filtered(walk *w, const guts_id *id, int is_tree)
+{
+    if (!is_tree && w->blob_limit != UINT64_MAX) {
+        int type;
+        uint64_t size;
+        if (w->blob_limit == 0) return GUTS_OK;
+        if (guts_repo_stat(w->r, id, &type, &size) == GUTS_OK && size > w->blob_limit)
+            return GUTS_OK;
+    }
+    return mark_send(w, id, is_tree);
+}
+
 /* Drain the tree stack: read each tree and apply cb to its entries. A tree
  * the store lacks is fatal when sending (git would get an incomplete pack)
  * and ignored when marking (that only costs a larger pack). */
@@ -489,7 +506,7 @@ static int base_ok(const guts_id *base, void *ctx)
     size_t slot = remote_idset_find(&w->objs, base);
     if (slot == SIZE_MAX) return 0;
     uint8_t f = w->objs.flags[slot];
-    return (f & O_SEND) ? w->indexed : (f & O_KNOWN) != 0;
+    return (f & O_SEND) ? w->indexed : w->thin && (f & O_KNOWN) != 0;
 }
 
 /* encode_one's answer for a large object and an in-memory writer: the
@@ -549,6 +566,21 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     free(data);
     if (rc) return pack_err(err, rc);
     *bytes = len;
+    return GUTS_OK;
+}
+
+/* Write every selected object into p, in order, on this thread (a pack
+ * whose writer is a sink: git smart HTTP's side-band). err is filled. */
+static int pack_entries(walk *w, guts_packw *p, remote_fetch_stats *st)
+{
+    for (size_t i = 0; i < w->nsend; i++) {
+        uint64_t bytes = 0;
+        int rc = encode_one(w, w->r, p, i, &bytes, w->err);
+        if (rc) return rc;
+        st->bytes += bytes;
+        st->objects++;
+        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
+    }
     return GUTS_OK;
 }
 
@@ -979,11 +1011,12 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     }
     for (size_t i = 0; i < w->nsent; i++) {
         guts_id tree = w->ci[w->sent[i]].tree;
-        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send, 1))) return rc;
+        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send_filtered, 1))) return rc;
         guts_progress_show(&w->counting, w->nsend, 0, 0, 0);
     }
     for (size_t i = 0; i < w->nroots; i++)
-        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send, 1))) return rc;
+        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send_filtered, 1)))
+            return rc;
     guts_progress_show(&w->counting, w->nsend, 0, 0, 1);
     return GUTS_OK;
 }
@@ -993,13 +1026,215 @@ int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wan
                  remote_fetch_stats *st, char *err)
 {
     *connected = 0;
-    walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err};
+    walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1,
+              .blob_limit = UINT64_MAX};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
     if (!rc && w.nsend > 0) rc = write_pack(&w, nhaves == 0, connected, st);
+    walk_free(&w);
+    return rc;
+}
+
+/* peel's on_tag that does nothing: only the target is wanted. */
+static int tag_seen(walk *w, const guts_id *id, int is_tree)
+{
+    (void)w, (void)id, (void)is_tree;
+    return GUTS_OK;
+}
+
+/* include-tag: each annotated tag whose (peeled) object goes in the pack
+ * goes too, with the tags it passes through. */
+static int add_tags(walk *w, const guts_id *tags, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (remote_idset_find(&w->objs, &tags[i]) != SIZE_MAX) continue;
+        int type;
+        guts_id t;
+        int rc = peel(w, &tags[i], &type, &t, tag_seen);
+        if (rc == GUTS_ENOTFOUND) continue;
+        if (rc) return rc;
+        size_t slot = remote_idset_find(&w->objs, &t);
+        if (slot == SIZE_MAX || !(w->objs.flags[slot] & O_SEND)) continue;
+        if ((rc = peel(w, &tags[i], &type, &t, mark_send))) return rc;
+    }
+    return GUTS_OK;
+}
+
+static int is_client_shallow(const remote_serve_req *q, const guts_id *id)
+{
+    for (size_t i = 0; i < q->nclient_shallow; i++)
+        if (guts_id_cmp(&q->client_shallow[i], id) == 0) return 1;
+    return 0;
+}
+
+/* In select_deepen's depths set: the client has this commit (a have that
+ * is one of its shallow commits: walked, so its parents can go, not sent). */
+#define D_HAVE 0x01
+
+/* deepen: the commits at most depth deep from the wants, breadth first
+ * (depth 1: the wants themselves), not past a have; a commit at the limit
+ * that has parents is a new shallow boundary. Trees of the haves are
+ * marked known first, so what the client has is not sent again. */
+static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depths,
+                         remote_ids *shallow, remote_ids *unshallow)
+{
+    int rc;
+    remote_idset haveset = {0};
+    size_t slot;
+    int added;
+    for (size_t i = 0; i < q->nhaves; i++) {
+        if ((rc = remote_idset_add(&haveset, &q->haves[i], &slot, &added))) goto oom;
+        int type;
+        void *data;
+        size_t len;
+        if (get_obj(w, &q->haves[i], &type, &data, &len) != GUTS_OK) continue;
+        commit_info ci = {.id = q->haves[i]};
+        if (type == GUTS_OBJ_COMMIT && parse_commit(w, &q->haves[i], data, len, &ci) == GUTS_OK) {
+            guts_id tree = ci.tree;
+            free(data);
+            if ((rc = mark_known(w, &tree, 1)) || (rc = drain(w, mark_known, 0))) goto out;
+        } else {
+            free(data);
+        }
+    }
+    /* the FIFO: w->sent holds ci indexes in the order found; depths maps a
+     * commit to its depth */
+    size_t head = 0;
+    for (size_t i = 0; i < q->nwants; i++) {
+        int type;
+        guts_id t;
+        if ((rc = peel(w, &q->wants[i], &type, &t, mark_send))) goto out;
+        if (type != GUTS_OBJ_COMMIT) {
+            rc = type == GUTS_OBJ_TREE ? PUSH(w, roots, nroots, caproots, t) : mark_send(w, &t, 0);
+            if (rc) goto out;
+            continue;
+        }
+        if ((rc = remote_idset_add(depths, &t, &slot, &added))) goto oom;
+        if (!added) continue;
+        depths->vals[slot] = 1;
+        if (remote_idset_find(&haveset, &t) != SIZE_MAX) {
+            if (!is_client_shallow(q, &t)) continue;
+            depths->flags[slot] |= D_HAVE;
+        }
+        int ctype;
+        void *data;
+        size_t len;
+        if ((rc = get_obj(w, &t, &ctype, &data, &len))) goto out;
+        commit_info ci = {.id = t};
+        rc = parse_commit(w, &t, data, len, &ci);
+        free(data);
+        if (rc || (rc = PUSH(w, ci, nci, capci, ci)) ||
+            (rc = PUSH(w, sent, nsent, capsent, (uint32_t)(w->nci - 1))))
+            goto out;
+    }
+    while (head < w->nsent) {
+        commit_info c = w->ci[w->sent[head++]];
+        uint32_t d = depths->vals[remote_idset_find(depths, &c.id)];
+        if (c.nparents == 0) continue;
+        if (d >= q->depth) {
+            if (remote_ids_push(shallow, &c.id)) goto oom;
+            continue;
+        }
+        if (is_client_shallow(q, &c.id) && remote_ids_push(unshallow, &c.id)) goto oom;
+        for (uint32_t j = 0; j < c.nparents; j++) {
+            guts_id par = w->parents[c.parent_off + j];
+            if ((rc = remote_idset_add(depths, &par, &slot, &added))) goto oom;
+            if (!added) continue;
+            depths->vals[slot] = d + 1;
+            if (remote_idset_find(&haveset, &par) != SIZE_MAX) {
+                if (!is_client_shallow(q, &par)) continue;
+                depths->flags[slot] |= D_HAVE;
+            }
+            int ctype;
+            void *data;
+            size_t len;
+            rc = get_obj(w, &par, &ctype, &data, &len);
+            if (rc == GUTS_ENOTFOUND) {
+                char hex[GUTS_HEX_LEN + 1];
+                guts_id_to_hex(&par, hex);
+                rc = remote_errf(w->err, rc, "commit %s is not in the store", hex);
+            }
+            if (rc) goto out;
+            if (ctype != GUTS_OBJ_COMMIT) {
+                free(data);
+                rc = corrupt(w, &par, "expected a commit");
+                goto out;
+            }
+            commit_info pc = {.id = par};
+            rc = parse_commit(w, &par, data, len, &pc);
+            free(data);
+            if (rc || (rc = PUSH(w, ci, nci, capci, pc)) ||
+                (rc = PUSH(w, sent, nsent, capsent, (uint32_t)(w->nci - 1))))
+                goto out;
+        }
+    }
+    size_t k = 0; /* the commits the client has stay home */
+    for (size_t i = 0; i < w->nsent; i++)
+        if (!(depths->flags[remote_idset_find(depths, &w->ci[w->sent[i]].id)] & D_HAVE))
+            w->sent[k++] = w->sent[i];
+    w->nsent = k;
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id id = w->ci[w->sent[i]].id;
+        if ((rc = mark_send(w, &id, 0))) goto out;
+    }
+    for (size_t i = 0; i < w->nsent; i++) {
+        guts_id tree = w->ci[w->sent[i]].tree;
+        if ((rc = mark_send(w, &tree, 1)) || (rc = drain(w, mark_send_filtered, 1))) goto out;
+    }
+    for (size_t i = 0; i < w->nroots; i++)
+        if ((rc = mark_send(w, &w->roots[i], 1)) || (rc = drain(w, mark_send_filtered, 1)))
+            goto out;
+    rc = GUTS_OK;
+    goto out;
+oom:
+    rc = remote_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+out:
+    remote_idset_free(&haveset);
+    return rc;
+}
+
+int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_stats *st,
+                       char *err)
+{
+    walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit};
+    guts_progress_start(&w.counting, "counting objects", 0);
+    guts_progress_start(&w.writing, "writing objects", 0);
+    memset(st, 0, sizeof *st);
+    int rc;
+    if (q->depth) {
+        remote_idset depths = {0};
+        remote_ids shallow = {0}, unshallow = {0};
+        rc = select_deepen(&w, q, &depths, &shallow, &unshallow);
+        if (!rc && q->on_shallow)
+            rc = q->on_shallow(q->sink_ctx, shallow.v, shallow.n, unshallow.v, unshallow.n);
+        remote_idset_free(&depths);
+        free(shallow.v);
+        free(unshallow.v);
+    } else {
+        rc = select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
+    }
+    if (!rc) rc = add_tags(&w, q->tags, q->ntags);
+    guts_packw p = {.fd = -1};
+    /* a small pack (a fetch of a few commits) at zlib's default, as
+     * write_pack does: bytes matter more than the milliseconds */
+    int level = w.nsend < REMOTE_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
+                    ? REMOTE_SMALL_PACK_LEVEL
+                    : q->zlevel;
+    if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)w.nsend)))
+        rc = remote_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
+    else if (!rc) {
+        p.sink = q->sink;
+        p.sink_ctx = q->sink_ctx;
+        rc = pack_entries(&w, &p, st);
+        uint8_t sum[GUTS_ID_LEN];
+        if (!rc && (rc = guts_packw_finish(&p, sum)) != GUTS_OK)
+            rc = remote_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
+        if (!rc) st->pack_bytes = p.total;
+    }
+    guts_packw_free(&p);
     walk_free(&w);
     return rc;
 }

@@ -141,6 +141,39 @@ int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wan
                  size_t nhaves, int zlevel, int progress, int *connected, remote_fetch_stats *st,
                  char *err);
 
+/* What a git smart HTTP fetch asks for (the node's upload-pack, net/git.c). */
+typedef struct remote_serve_req {
+    const guts_id *wants, *haves, *tags; /* tags: annotated tag ids the refs
+                                          * name, for include-tag (none: 0) */
+    size_t nwants, nhaves, ntags;
+    int thin;            /* deltas may name bases the client has */
+    uint64_t blob_limit; /* filter blob:limit=N (0: blob:none); UINT64_MAX: none */
+    int zlevel;          /* zlib level of pack entries (0-9) */
+    /* deepen N (a shallow clone or fetch): commits N deep from the wants
+     * at most; 0: the whole history. client_shallow: the client's own
+     * shallow commits ("shallow" lines). */
+    uint32_t depth;
+    const guts_id *client_shallow;
+    size_t nclient_shallow;
+    /* With depth, called once the objects are chosen and before the pack:
+     * the new boundary commits (shallow) and the client's shallow commits
+     * whose parents now go (unshallow). Its error ends the fetch. */
+    int (*on_shallow)(void *ctx, const guts_id *shallow, size_t nshallow,
+                      const guts_id *unshallow, size_t nunshallow);
+    /* where the pack's bytes go, in order (guts_packw.sink) */
+    int (*sink)(void *ctx, const void *buf, size_t n);
+    void *sink_ctx;
+} remote_serve_req;
+
+/** Select what q's wants reach and its haves do not (remote_fetch's walk)
+ * and write it as one pack to q->sink, whole objects and REF_DELTAs against
+ * bases in the pack (or, thin, the client's). Never holds the pack: each
+ * object is read, hashed and written in turn.
+ * Errors: as remote_fetch; a sink's error is returned as is (err says
+ * "writing the pack"). */
+int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_stats *st,
+                       char *err);
+
 /* ---- push.c ---------------------------------------------------------------- */
 
 /* Status of one push command after remote_push. */
