@@ -241,8 +241,8 @@ static int verify_discard(const void *data, size_t len, void *ctx)
 
 int guts_repo_verify(guts_repo *r, const guts_id *id)
 {
-    int type;
-    uint64_t size;
+    int type = 0;
+    uint64_t size = 0; /* set on success; gcc -O3 cannot tell */
     int rc = guts_repo_stat(r, id, &type, &size);
     if (rc) return rc;
     if (size >= GUTS_LARGE_MIN) return guts_repo_stream(r, id, verify_discard, NULL);
