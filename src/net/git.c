@@ -759,24 +759,6 @@ static int upload_start(guts_net_git *g, struct MHD_Connection *conn, git_upload
 
 /* ---- fetch ---------------------------------------------------------------------- */
 
-typedef struct id_vec {
-    guts_id *v;
-    size_t n, cap;
-} id_vec;
-
-static int ids_push(id_vec *a, const guts_id *id)
-{
-    if (a->n == a->cap) {
-        size_t c = a->cap ? 2 * a->cap : 64;
-        guts_id *nv = realloc(a->v, c * sizeof *nv);
-        if (!nv) return GUTS_ENOMEM;
-        a->v = nv;
-        a->cap = c;
-    }
-    a->v[a->n++] = *id;
-    return GUTS_OK;
-}
-
 /* "blob:none" or "blob:limit=N[kmg]": *limit; GUTS_EINVAL otherwise. */
 static int parse_filter(const uint8_t *s, size_t n, uint64_t *limit)
 {
@@ -809,7 +791,7 @@ static int parse_filter(const uint8_t *s, size_t n, uint64_t *limit)
 static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const char *key,
                  const uint8_t *body, size_t len, size_t pos)
 {
-    id_vec wants = {0}, haves = {0}, common = {0}, shallow = {0};
+    remote_ids wants = {0}, haves = {0}, common = {0}, shallow = {0};
     int done = 0, thin = 0, include_tag = 0, rc;
     uint32_t depth = 0;
     uint64_t blob_limit = UINT64_MAX;
@@ -835,25 +817,25 @@ static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, con
                                key);
                 goto out;
             }
-            if (ids_push(&wants, &id)) goto oom;
+            if (remote_ids_push(&wants, &id)) goto oom;
         } else if (guts_pkt_is(&p, "have", &arg, &alen) && arg) {
             if (guts_id_from_hex((const char *)arg, alen, &id)) {
                 rc = reply_err(g, conn, 400, "fetch: bad have '%.*s'", (int)(alen < 64 ? alen : 64),
                                (const char *)arg);
                 goto out;
             }
-            if (ids_push(&haves, &id)) goto oom;
+            if (remote_ids_push(&haves, &id)) goto oom;
             int type;
             uint64_t size;
             if (guts_repo_stat(r, &id, &type, &size) == GUTS_OK && type == GUTS_OBJ_COMMIT &&
-                ids_push(&common, &id))
+                remote_ids_push(&common, &id))
                 goto oom;
         } else if (guts_pkt_is(&p, "shallow", &arg, &alen) && arg) {
             if (guts_id_from_hex((const char *)arg, alen, &id)) {
                 rc = reply_err(g, conn, 400, "fetch: bad shallow line");
                 goto out;
             }
-            if (ids_push(&shallow, &id)) goto oom;
+            if (remote_ids_push(&shallow, &id)) goto oom;
         } else if (guts_pkt_is(&p, "deepen", &arg, &alen) && arg && p.data[6] == ' ') {
             uint64_t v = 0;
             size_t i = 0;
