@@ -10,7 +10,9 @@
  * disk that cannot overlap flushes at all (the worst case; ext4 joins
  * concurrent fsyncs into one journal commit, which the default models).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>

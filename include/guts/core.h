@@ -119,8 +119,6 @@ int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out);
 /** Close every repository opened through it and free it. */
 void guts_core_lmdbstore_free(guts_core_lmdbstore *s);
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
-/** Close the repository handle of key if open (e.g. before removing it). */
-void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key);
 /** The last committed transaction id of key's env (guts_repo_txnid: no
  * transaction, no system call once open): what a poll for writes by other
  * processes compares before reading anything. */

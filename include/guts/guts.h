@@ -21,7 +21,7 @@
 #define GUTS_ETOOBIG (-7)   /* a length or count exceeds its limit */
 #define GUTS_EPROTO (-8)    /* malformed wire message */
 #define GUTS_EVERSION (-9)  /* unknown protocol or schema version */
-#define GUTS_ESTORE (-10)   /* LMDB failed (see log for mdb_strerror) */
+#define GUTS_ESTORE (-10)   /* LMDB failed with no closer code; guts_store_errmsg() has its text */
 #define GUTS_EFULL (-11)    /* disk or map cannot grow */
 #define GUTS_ECONFLICT (-12) /* compare-and-swap on a ref lost */
 #define GUTS_EEXIST (-13)   /* already exists */

@@ -566,7 +566,6 @@ void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);
 /* 1 while no pull may start because the store is full. */
 int core_store_full(const guts_core *c);
 void core_repo_refresh(guts_core *c, lrepo *r);
-uint32_t core_frame_payload(const guts_core *c);
 
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);

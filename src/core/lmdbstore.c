@@ -170,22 +170,6 @@ static size_t pos_of(const guts_core_lmdbstore *s, const char *key, int *found)
     return lo;
 }
 
-static void flush_cancel(guts_core_lmdbstore *s, guts_repo *r);
-
-void guts_core_lmdbstore_forget(guts_core_lmdbstore *s, const char *key)
-{
-    int found;
-    size_t i = pos_of(s, key, &found);
-    if (!found)
-        return;
-    if (s->open[i].job) flush_cancel(s, s->open[i].repo);
-    /* (closing the last handle of a pinned env flushes it: data.c) */
-    guts_repo_close(s->open[i].repo);
-    free(s->open[i].key);
-    memmove(s->open + i, s->open + i + 1, (s->n - i - 1) * sizeof(open_repo));
-    s->n--;
-}
-
 static int cmp_key(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -395,33 +379,6 @@ static int wrote(void *ctx, guts_repo *r, int rc)
         pthread_mutex_unlock(&s->fl->mu);
     }
     return rc;
-}
-
-/* r is about to be closed: take its waiting job back, wait out a running
- * one. Its finished job stays on the done list; flushed() finds no entry. */
-static void flush_cancel(guts_core_lmdbstore *s, guts_repo *r)
-{
-    flusher *f = s->fl;
-    pthread_mutex_lock(&f->mu);
-    for (flush_job **pp = &f->todo, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
-        if ((*pp)->repo != r) continue;
-        flush_job *j = *pp;
-        *pp = j->next;
-        if (f->todo_tail == j) f->todo_tail = prev;
-        free(j->key);
-        free(j);
-        break;
-    }
-    for (;;) {
-        int running = 0;
-        for (size_t i = 0; i < f->nth; i++)
-            running |= f->busy[i] == r;
-        if (!running) break;
-        pthread_cond_wait(&f->idle, &f->mu);
-    }
-    for (flush_job *j = f->done; j; j = j->next)
-        if (j->repo == r) j->repo = NULL; /* closed: only the key is left */
-    pthread_mutex_unlock(&f->mu);
 }
 
 int guts_core_lmdbstore_flush_start(guts_core_lmdbstore *s, size_t threads,

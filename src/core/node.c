@@ -182,11 +182,6 @@ void core_msg_init(guts_core *c, guts_msg *m, int type)
     m->sender = c->cfg.node_id;
 }
 
-uint32_t core_frame_payload(const guts_core *c)
-{
-    return c->cfg.frame_max;
-}
-
 int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg)
 {
     size_t sz;

@@ -543,15 +543,13 @@ int guts_net_tcp_open(guts_net_tcp *t, struct ev_loop *loop, const guts_net_sa *
  * follows. Errors: GUTS_EAGAIN (too many connections), GUTS_EIO, GUTS_ENOMEM. */
 int guts_net_tcp_connect(guts_net_tcp *t, uint32_t id, const guts_net_sa *addr,
                          guts_net_conn **out);
-/** Queue one frame: a header for len bytes then buf. Returns 0, or an
+/** Queue one frame, already framed (header included). Returns 0, or an
  * error after which the connection is closed (its on_closed callback has
  * run with that error; c may be freed unless inside a callback of it): a
  * frame that cannot be queued must never be dropped silently, or the peer
- * would wait for it until its idle timeout. Errors: GUTS_ETOOBIG (len over
- * frame_max, or the queue would pass its hard bound), GUTS_ENOMEM (no
- * memory for the queue), GUTS_EIO (already closed). */
-int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
-/** Queue an already framed buffer (header included). Same errors. */
+ * would wait for it until its idle timeout. Errors: GUTS_ETOOBIG (a
+ * payload over frame_max, or the queue would pass its hard bound),
+ * GUTS_ENOMEM (no memory for the queue), GUTS_EIO (already closed). */
 int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len);
 /** 1 when c's write queue is above the high-water mark: don't produce more. */
 int guts_net_tcp_congested(const guts_net_conn *c);

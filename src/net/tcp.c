@@ -559,17 +559,6 @@ static int queue(guts_net_tcp *t, guts_net_conn *c, const uint8_t *hdr, const ui
     return 0;
 }
 
-int guts_net_tcp_send(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
-{
-    if (len == 0 || len > t->frame_max) {
-        teardown(t, c, GUTS_ETOOBIG);
-        return GUTS_ETOOBIG;
-    }
-    uint8_t hdr[GUTS_FRAME_HDR];
-    guts_wire_frame_hdr((uint32_t)len, hdr);
-    return queue(t, c, hdr, buf, len);
-}
-
 int guts_net_tcp_send_raw(guts_net_tcp *t, guts_net_conn *c, const uint8_t *buf, size_t len)
 {
     if (len < GUTS_FRAME_HDR || len > t->frame_max + GUTS_FRAME_HDR) {
