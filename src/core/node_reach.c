@@ -26,8 +26,9 @@
  * from. A node takes PEERS only from a live member of its view, and keeps
  * at most learned_max addresses (not itself, not a seed, not the sender,
  * not a node it already hears, not of a length the driver cannot send to:
- * cfg.learned_lens, else the sender's own). A learned address gets one announce per interval until its
- * node answers (then it is a unicast peer like any other) or it stayed
+ * cfg.learned_lens, else the sender's own). A learned address gets one
+ * announce per interval until its node answers (then it is a unicast peer
+ * like any other) or it stayed
  * silent for CORE_LEARNED_TRIES announces: then it is given up and not
  * tried for CORE_LEARNED_QUIET intervals, even if named again. Addresses
  * no peer named for CORE_LEARNED_TTL intervals are forgotten. So what a

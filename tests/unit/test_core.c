@@ -661,7 +661,8 @@ START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
     feed_announce_via(&s, 3002, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* empty, unicast */
     ck_assert_uint_eq(ANSWERS(), 1);
     ck_assert_uint_eq(s.watched, 1);
-    ck_assert_uint_eq(s.pex, pex + 1); /* told of peers 1 and 3 */
+    /* and told of peers 1 and 3 */
+    ck_assert_uint_eq(s.pex, pex + 1);
     feed_announce_via(&s, 3003, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* within the interval */
     ck_assert_uint_eq(ANSWERS(), 1);
     feed_announce_via(&s, 4010, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* an interval later */
