@@ -421,6 +421,7 @@ typedef struct guts_core_counters {
     uint64_t hellos;          /* first announces sent at start (0 or 1) */
     uint64_t answers;         /* announces sent to answer a newcomer */
     uint64_t dgrams_unicast;  /* unicast copies of group datagrams (seeds, answers) */
+    uint64_t unicast_answers; /* of them, prompt answers to a sender lacking what we hold */
     uint64_t peers_unicast;   /* now: live peers heard by unicast */
     uint64_t pex_out, pex_in; /* PEERS datagrams sent, and taken from live peers */
     uint64_t pex_bytes_out;   /* their bytes (also in dgram_bytes_out) */

@@ -123,6 +123,13 @@
 /* A learned address no peer has named for this many intervals is
  * forgotten (unless its node is live: then the view keeps it). */
 #define CORE_LEARNED_TTL 30
+/* Prompt unicast answers (node_reach.c, reach_answer): announces sent, in
+ * all, per base interval to peers heard by unicast that lack what we hold,
+ * at most one per peer per announce interval. A hub that a few hundred
+ * nodes name with --peer meets each in seconds, not in one of its (long)
+ * announce intervals; and an open node fed forged sources reflects at most
+ * this many announces a second (24 KB/s at the default interval). */
+#define CORE_ANSWER_MAX 20
 /* Repositories remembered per peer: bounds memory per peer; a node carrying
  * more is still served, we just track only the first ones it announced. */
 #define CORE_PEER_REPOS_MAX 4096
@@ -293,7 +300,7 @@ typedef struct learned {
     uint32_t unanswered;  /* announces sent since it was last heard */
 } learned;
 
-/* 160 bytes: every node holds up to CORE_VIEW_MAX of them. */
+/* 168 bytes: every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
@@ -307,6 +314,7 @@ typedef struct peer {
     uint64_t group_heard; /* last datagram by multicast, 0: never */
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
+    uint64_t answered;    /* last prompt unicast answer to it, 0: never (node_reach.c) */
     /* repository entries sorted by key: `one` while caprepos <= 1, else
      * the `repos` array (node_members.c, prepos) */
     union {
@@ -526,6 +534,8 @@ struct guts_core {
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned; /* at most cfg.learned_max */
     size_t nlearned;
+    uint64_t answer_refill; /* prompt answers: the budget refills at this time */
+    uint32_t answers_left;  /* ... and until then this many may go */
 };
 
 /* node.c */
@@ -613,6 +623,12 @@ int announce_hello_due(guts_core *c);
 /* A member not in our view announced (fresh: its first datagram to us). */
 void announce_newcomer(guts_core *c);
 void announce_send(guts_core *c);
+/* An announce (as the next regular one would be, scheduling untouched) to
+ * one address by unicast: a prompt answer (node_reach.c). */
+void announce_answer(guts_core *c, const guts_addr *to);
+/* The sender of a lacks something we hold (a repository it announces fewer
+ * objects of, or, when a is its one page, one it does not name). */
+int announce_behind(const guts_core *c, const guts_msg_announce *a);
 /* Least time between two immediate announces: CORE_ANNOUNCE_GAP_MS, or
  * CORE_SWEEP_GAP_MS while a newcomer's sweep runs. */
 uint64_t announce_gap(const guts_core *c);
@@ -632,6 +648,10 @@ int announce_soon_due(guts_core *c);
 void reach_copies(guts_core *c, const uint8_t *data, size_t len, int announce);
 /* A PEERS datagram m arrived from addr. */
 void reach_on_peers(guts_core *c, const guts_msg *m, const guts_addr *from);
+/* p's announce a came by unicast from `from` (p admitted to the view):
+ * answer at once if it lacks what we hold, within the budget
+ * (CORE_ANSWER_MAX), with PEERS when due. */
+void reach_answer(guts_core *c, peer *p, const guts_msg_announce *a, const guts_addr *from);
 void reach_free(guts_core *c);
 /* How a datagram from a by way of via came: "multicast", "unicast" or,
  * for a seed or a learned address, which one (for the join log line). */

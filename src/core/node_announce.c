@@ -254,14 +254,18 @@ static void add_bloom(guts_core *c, guts_announce_repo *e, entry *en, size_t roo
     }
 }
 
-void announce_send(guts_core *c)
+/* Encode an announce into c->dgram: changed repositories first, then the
+ * round robin from c->rr, blooms in the room left. commit: this is the
+ * regular announce (the cursor moves on, the changed marks are cleared);
+ * else an answer, which leaves both as they were. Returns its length, 0
+ * when not encoded; *pages: the pages it names. */
+static size_t announce_build(guts_core *c, uint32_t iv, int commit, uint16_t *pages)
 {
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_ANNOUNCE);
     guts_msg_announce *a = &m.u.announce;
     a->incarnation = c->cfg.incarnation;
     a->port = c->cfg.tcp_port;
-    uint32_t iv = announce_interval(c);
     a->interval_ms = iv;
 
     guts_announce_repo reps[GUTS_ANNOUNCE_REPOS_MAX];
@@ -269,7 +273,7 @@ void announce_send(guts_core *c)
     size_t n = 0, used = GUTS_ANNOUNCE_HEAD_MAX;
     memset(ens, 0, sizeof(ens));
     /* changed repositories first, then round robin */
-    size_t start = c->rr;
+    size_t start = c->rr, rr = c->rr;
     for (int pass = 0; pass < 2 && n < GUTS_ANNOUNCE_REPOS_MAX; pass++) {
         for (size_t i = 0; i < c->nrepos && n < GUTS_ANNOUNCE_REPOS_MAX; i++) {
             size_t idx = pass == 0 ? i : (start + i) % c->nrepos;
@@ -284,7 +288,7 @@ void announce_send(guts_core *c)
             if (used + sz > c->cfg.dgram_max) goto full;
             used += sz;
             ens[n].r = r;
-            if (pass == 1) c->rr = (idx + 1) % c->nrepos;
+            if (pass == 1) rr = (idx + 1) % c->nrepos;
             n++;
         }
     }
@@ -301,7 +305,9 @@ full:
     a->repos = reps;
     size_t per = n ? n : 1;
     a->pages = (uint16_t)(c->nrepos ? (c->nrepos + per - 1) / per : 1);
-    a->page = (uint16_t)(c->nrepos ? (c->rr / per) % a->pages : 0);
+    a->page = (uint16_t)(c->nrepos ? (rr / per) % a->pages : 0);
+    *pages = a->pages;
+    if (commit) c->rr = rr;
     size_t len = 0;
     int rc = guts_msg_encode(&m, c->dgram, c->cfg.dgram_max, &len);
     if (rc == GUTS_ETOOBIG) { /* cannot happen with exact sizes; be safe */
@@ -314,11 +320,23 @@ full:
     }
     for (size_t i = 0; i < n; i++)
         guts_bloom_free(&ens[i].bloom);
-    if (rc == GUTS_OK && len <= c->cfg.dgram_max) {
-        for (size_t i = 0; i < n; i++) {
-            ens[i].r->changed = 0;
-            ens[i].r->ann_fp = ens[i].r->info.fp;
-        }
+    if (rc != GUTS_OK || len > c->cfg.dgram_max) {
+        core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
+        return 0;
+    }
+    for (size_t i = 0; commit && i < n; i++) {
+        ens[i].r->changed = 0;
+        ens[i].r->ann_fp = ens[i].r->info.fp;
+    }
+    return len;
+}
+
+void announce_send(guts_core *c)
+{
+    uint32_t iv = announce_interval(c);
+    uint16_t pages = 1;
+    size_t len = announce_build(c, iv, 1, &pages);
+    if (len) {
         guts_core_action act = {
             .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram, .len = len};
         if (core_push(c, &act) == GUTS_OK) {
@@ -329,8 +347,6 @@ full:
             if (len > c->ctr.dgram_max_out) c->ctr.dgram_max_out = len;
             reach_copies(c, c->dgram, len, 1);
         }
-    } else {
-        core_log(c, GUTS_LOG_ERROR, "announce not encoded: %s", guts_strerror(rc));
     }
     c->last_announce = c->ann_base = c->now;
     jitter(c);
@@ -338,8 +354,8 @@ full:
     c->ctr.answers += (uint64_t)c->reply_soon;
     /* a newcomer hears every page of ours soon (CORE_REPLY_*): the
      * answer starts a sweep of the others; any announce is one page of it */
-    if (c->reply_soon && a->pages > 1)
-        c->sweep_left = (uint32_t)a->pages - 1;
+    if (c->reply_soon && pages > 1)
+        c->sweep_left = (uint32_t)pages - 1;
     else if (c->sweep_left)
         c->sweep_left--;
     c->announce_soon = c->reply_soon = 0;
@@ -348,6 +364,19 @@ full:
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i])) c->announce_soon = 1; /* did not fit */
     if (c->sweep_left) c->announce_soon = 1;
+}
+
+void announce_answer(guts_core *c, const guts_addr *to)
+{
+    uint16_t pages;
+    size_t len = announce_build(c, announce_interval(c), 0, &pages);
+    if (!len) return;
+    guts_core_action act = {
+        .kind = GUTS_ACT_SEND_DGRAM, .to_group = 0, .addr = *to, .data = c->dgram, .len = len};
+    if (core_push(c, &act) != GUTS_OK) return;
+    c->ctr.dgrams_unicast++;
+    c->ctr.unicast_answers++;
+    c->ctr.dgram_bytes_out += len;
 }
 
 /* Schedule a pull of r: urgent ones after a short random stagger (with
@@ -445,10 +474,7 @@ static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e, int 
     old->at = c->now;
 }
 
-/* The sender of a lacks something we hold: a repository it announces
- * fewer objects of, or (when a is its whole list, one page) one it does
- * not name at all. */
-static int announce_behind(const guts_core *c, const guts_msg_announce *a)
+int announce_behind(const guts_core *c, const guts_msg_announce *a)
 {
     for (size_t i = 0; i < c->nrepos; i++) {
         const lrepo *r = c->repos[i];
@@ -532,4 +558,5 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
                       bloom_evidence(c, r, e));
         schedule(c, r, urgent);
     }
+    if (via == GUTS_VIA_UNICAST) reach_answer(c, p, a, from);
 }

@@ -26,14 +26,32 @@
  * from. A node takes PEERS only from a live member of its view, and keeps
  * at most learned_max addresses (not itself, not a seed, not the sender,
  * not a node it already hears, not of a length the driver cannot send to:
- * cfg.learned_lens, else the sender's own). A learned address gets one announce per interval until its
- * node answers (then it is a unicast peer like any other) or it stayed
+ * cfg.learned_lens, else the sender's own). A learned address gets one
+ * announce per interval until its node answers (then it is a unicast peer
+ * like any other) or it stayed
  * silent for CORE_LEARNED_TRIES announces: then it is given up and not
  * tried for CORE_LEARNED_QUIET intervals, even if named again. Addresses
  * no peer named for CORE_LEARNED_TTL intervals are forgotten. So what a
  * node sends to an address that never spoke to it is at most one announce
  * per interval, CORE_LEARNED_TRIES in a row, whoever names it: no
  * amplification, and no reflection beyond that at a victim.
+ *
+ * Prompt answers. Those copies go with our own announces, and a large
+ * group's interval is long (members / CORE_GROUP_RATE: 50 s at 1,000): a
+ * hub that hundreds of nodes name with --peer, and no multicast, would
+ * tell each spoke what it holds once per 50 s, and only the 64 of its view
+ * at the time (guts-sim --star: 730 s to converge at 1,000 nodes). So an
+ * announce heard by unicast from a sender that lacks what we hold (fewer
+ * objects of one of our repositories, or none of it) is answered at once,
+ * by unicast to the address it came from, with an announce as our next one
+ * would be, and with PEERS when that peer is due them (first answer, then
+ * every CORE_PEX_EVERY intervals): the spokes learn each other and the
+ * star becomes a mesh. Bounded twice: one answer per peer per announce
+ * interval, and CORE_ANSWER_MAX answers in all per base interval, whatever
+ * the number of senders (forged ones included: see docs/security.md,
+ * "Amplification"). Only admitted members are answered (a full view takes
+ * such a sender in: announce_on). With multicast and no seeds nothing comes
+ * by unicast and nothing changes.
  *
  * Nothing here is remembered across a restart (the driver keeps remembered
  * peers and hands them back as seeds).
@@ -155,6 +173,24 @@ void reach_copies(guts_core *c, const uint8_t *data, size_t len, int announce)
         push_copy(c, &l->addr, data, len);
     }
     c->nlearned = keep;
+}
+
+void reach_answer(guts_core *c, peer *p, const guts_msg_announce *a, const guts_addr *from)
+{
+    uint32_t iv = announce_interval(c);
+    if (p->answered && c->now < p->answered + iv) return;
+    if (c->now >= c->answer_refill) {
+        c->answer_refill = c->now + c->cfg.interval_ms;
+        c->answers_left = CORE_ANSWER_MAX;
+    }
+    if (!c->answers_left || !announce_behind(c, a)) return;
+    c->answers_left--;
+    p->answered = c->now;
+    announce_answer(c, from);
+    if (!p->pex_sent || c->now >= p->pex_sent + (uint64_t)iv * CORE_PEX_EVERY) {
+        p->pex_sent = c->now;
+        send_peers(c, p);
+    }
 }
 
 /* The entry for address a, added (zeroed, with id unknown) when absent

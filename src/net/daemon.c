@@ -808,7 +808,7 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
             "\"repos_remote\": %llu, \"repos_refused\": %llu, "
             "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, "
             "\"dgrams_unicast\": %llu, \"peers_unicast\": %llu, \"pex_out\": %llu, "
-            "\"pex_bytes_out\": %llu, "
+            "\"pex_bytes_out\": %llu, \"unicast_answers\": %llu, "
             "\"pex_in\": %llu, \"pex_ignored\": %llu, \"learned\": %llu, "
             "\"learned_dropped\": %llu, \"learned_given_up\": %llu, \"conflicts\": %llu, ",
             (unsigned long long)k.dgrams_in, (unsigned long long)k.dgrams_out,
@@ -829,7 +829,7 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
             (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
             (unsigned long long)k.writes_full, (unsigned long long)k.dgrams_unicast,
             (unsigned long long)k.peers_unicast, (unsigned long long)k.pex_out,
-            (unsigned long long)k.pex_bytes_out,
+            (unsigned long long)k.pex_bytes_out, (unsigned long long)k.unicast_answers,
             (unsigned long long)k.pex_in, (unsigned long long)k.pex_ignored,
             (unsigned long long)k.learned, (unsigned long long)k.learned_dropped,
             (unsigned long long)k.learned_given_up, (unsigned long long)k.conflicts);

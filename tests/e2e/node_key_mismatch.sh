@@ -4,7 +4,7 @@
 # datagram refused from each source is logged at warn, the rest are counted
 # per source in status.json ("refused"); the open node says it hears sealed
 # traffic. With no peer at all for 30 s, a says refusals are the likely
-# cause.
+# cause; when a node with its key comes, a says it hears a peer again.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -39,6 +39,12 @@ grep -Eq '^refused datagrams from 127.0.0.1:7202: key mismatch \([0-9]+\)$' "$TM
   fail "guts status does not show b refused: $(cat "$TMP/out")"
 wait_until 60 "a says it is alone because of refusals" \
   grep -q 'no peer heard for 30 s, but datagrams were refused' "$TMP/a.log"
+# a node with a's key: a says it hears a peer again, and by which path
+node_start d --listen 127.0.0.1:7204 --key-file "$TMP/k1"
+wait_until 30 "a says it hears a peer again" \
+  grep -Eq 'hearing 1 peer again after [0-9]+ s alone' "$TMP/a.log"
+grep -q 'joined (multicast)' "$TMP/a.log" || fail "a: no 'joined (multicast)' line for d"
+node_stop d
 node_stop a
 node_stop b
 node_stop c

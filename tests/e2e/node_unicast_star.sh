@@ -38,6 +38,12 @@ wait_until 60 "alice/repo reaches every node of the star" \
 # spokes come to hear each other too, by unicast only: peer exchange
 # (PEERS from the hub), never multicast, which the firewall drops
 for i in 1 2 3; do wait_until 30 "s$i hears every node by unicast" peers_via "s$i" 3 unicast; done
+# the join lines name the path: the hub heard the spokes by unicast, a
+# spoke its --peer as a seed
+grep -q 'joined (unicast)' "$TMP/h.log" || fail "h: no 'joined (unicast)' line"
+for i in 1 2 3; do
+  grep -q 'joined (unicast, a seed (--peer))' "$TMP/s$i.log" || fail "s$i: no seed join line"
+done
 
 # A push on s2 comes back to s1.
 git clone -q "$src" "$TMP/work"

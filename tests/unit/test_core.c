@@ -20,6 +20,7 @@
 #define KEY "alice/proj"
 /* CORE_LEARNED_TRIES of src/core/core_internal.h (not a public header) */
 #define CORE_LEARNED_TRIES_TEST 5
+#define CORE_ANSWER_MAX_TEST 20 /* CORE_ANSWER_MAX */
 
 /* ---- A single core driven by hand ---------------------------------------- */
 
@@ -622,6 +623,60 @@ START_TEST(test_full_view_admits_a_unicast_sender_that_lacks_what_we_hold)
         found |= guts_addr_eq(&pi.addr, &want) && pi.via_unicast;
     }
     ck_assert(found);
+    solo_free(&s);
+}
+END_TEST
+
+/* Prompt answers (issue 14, the star without multicast): an announce heard
+ * by unicast from a sender that lacks what we hold is answered at once by
+ * unicast, with PEERS the first time; one answer per peer per announce
+ * interval, CORE_ANSWER_MAX (20) in all per base interval; a complete
+ * sender, and any sender heard by multicast, get no answer. */
+START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
+{
+    solo s;
+    solo_init(&s, 6);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    tu_blob(&s.iface, KEY, "one");
+    solo_start(&s);
+    for (uint64_t t = 10; t <= 3000; t += 10) {
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+    }
+    guts_repo_info info;
+    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
+    guts_announce_repo same;
+    memset(&same, 0, sizeof(same));
+    same.key = KEY;
+    same.objects = info.objects;
+    same.fp = info.fp;
+    same.refs_digest = info.refs_digest.lo;
+    guts_core_counters k;
+#define ANSWERS() (guts_core_counters_get(s.core, &k), k.unicast_answers)
+    feed_announce_via(&s, 3001, 1, 1, &same, 1, GUTS_VIA_UNICAST); /* complete */
+    feed_announce_via(&s, 3001, 3, 1, NULL, 0, GUTS_VIA_GROUP);    /* empty, multicast */
+    ck_assert_uint_eq(ANSWERS(), 0);
+    peer_addr(2, &s.watch);
+    size_t pex = s.pex;
+    feed_announce_via(&s, 3002, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* empty, unicast */
+    ck_assert_uint_eq(ANSWERS(), 1);
+    ck_assert_uint_eq(s.watched, 1);
+    /* and told of peers 1 and 3 */
+    ck_assert_uint_eq(s.pex, pex + 1);
+    feed_announce_via(&s, 3003, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* within the interval */
+    ck_assert_uint_eq(ANSWERS(), 1);
+    feed_announce_via(&s, 4010, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* an interval later */
+    ck_assert_uint_eq(ANSWERS(), 2);
+    ck_assert_uint_ge(s.watched, 2); /* a regular announce may have come due too */
+    /* 30 lacking senders at once: the 19 left of this interval's budget */
+    for (int n = 10; n < 40; n++)
+        feed_announce_via(&s, 4020, n, 1, NULL, 0, GUTS_VIA_UNICAST);
+    ck_assert_uint_eq(ANSWERS(), 2 + CORE_ANSWER_MAX_TEST - 1);
+    /* the next base interval: the 11 not answered yet, and only them */
+    for (int n = 10; n < 40; n++)
+        feed_announce_via(&s, 5020, n, 1, NULL, 0, GUTS_VIA_UNICAST);
+    ck_assert_uint_eq(ANSWERS(), 2 + 30);
+#undef ANSWERS
     solo_free(&s);
 }
 END_TEST
@@ -2423,6 +2478,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_learned_lens_take_addresses_of_another_length);
     tcase_add_test(t, test_only_announces_heard_by_multicast_make_a_change_redundant);
     tcase_add_test(t, test_full_view_admits_a_unicast_sender_that_lacks_what_we_hold);
+    tcase_add_test(t, test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget);
     tcase_add_test(t, test_announced_repo_outside_allowlist_is_never_created_or_pulled);
     tcase_add_test(t,
                    test_announced_repo_inside_allowlist_is_pulled_but_not_created_by_the_announce);
