@@ -2,7 +2,7 @@
  * peers, fsck, keygen.
  *
  * A thin front end over the store (include/guts/store.h) and the git bridge
- * (guts_gitio.c). It is the only place that reads the environment ($GUTS_DATA,
+ * (src/git/). It is the only place that reads the environment ($GUTS_DATA,
  * $HOME) and the only place that turns an error code into an exit status:
  * 0 success, 1 an operational error, 2 a usage error. Every error is one line
  * on stderr that names the input at fault, so scripts can show it as is.
@@ -36,9 +36,9 @@
 #include <unistd.h>
 
 #include "cli/guts_cli.h"
-#include "cli/guts_gitio.h"
+#include "git/gitio.h"
 #include "cli/guts_json.h"
-#include "cli/guts_walk.h"
+#include "git/walk.h"
 #include "guts/gitobj.h"
 #include "guts/seal.h"
 #include "guts/store.h"

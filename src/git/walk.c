@@ -1,9 +1,9 @@
-/* guts_walk.c - a store's commits newest first by committer date (see
- * guts_walk.h). Commit texts come from a git repository or a peer: every
+/* walk.c - a store's commits newest first by committer date (see
+ * walk.h). Commit texts come from a git repository or a peer: every
  * header line is parsed within its bounds, and a malformed parent or date
  * only costs that link or that ordering, never a read past the text.
  */
-#include "cli/guts_walk.h"
+#include "git/walk.h"
 
 #include <stdio.h>
 #include <stdlib.h>

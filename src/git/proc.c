@@ -17,13 +17,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "remote/remote.h"
+#include "git/proc.h"
 
-int remote_errf(char *err, int code, const char *fmt, ...)
+int guts_git_errf(char *err, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, REMOTE_ERR_MAX, fmt, ap);
+    vsnprintf(err, GUTS_GIT_ERR_MAX, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -31,25 +31,25 @@ int remote_errf(char *err, int code, const char *fmt, ...)
 /* In the child: make fd the standard stream target, or /dev/null. */
 static void child_stream(int fd, int target, int flags)
 {
-    if (fd == REMOTE_FD_NULL) fd = open("/dev/null", flags);
+    if (fd == GUTS_PROC_NULL) fd = open("/dev/null", flags);
     if (fd < 0 || dup2(fd, target) < 0) _exit(127);
 }
 
-int remote_proc_start(remote_proc *p, char *const argv[], int in, int out, char *err)
+int guts_proc_start(guts_proc *p, char *const argv[], int in, int out, char *err)
 {
     int ip[2] = {-1, -1}, op[2] = {-1, -1};
     snprintf(p->what, sizeof p->what, "%s%s%s", argv[0], argv[1] ? " " : "",
              argv[1] ? argv[1] : "");
     p->pid = -1;
     p->in = p->out = -1;
-    if ((in == REMOTE_FD_PIPE && pipe2(ip, O_CLOEXEC) != 0) ||
-        (out == REMOTE_FD_PIPE && pipe2(op, O_CLOEXEC) != 0)) {
+    if ((in == GUTS_PROC_PIPE && pipe2(ip, O_CLOEXEC) != 0) ||
+        (out == GUTS_PROC_PIPE && pipe2(op, O_CLOEXEC) != 0)) {
         int e = errno;
         for (int i = 0; i < 2; i++) {
             if (ip[i] >= 0) close(ip[i]);
             if (op[i] >= 0) close(op[i]);
         }
-        return remote_errf(err, GUTS_EIO, "pipe for %s: %s", p->what, strerror(e));
+        return guts_git_errf(err, GUTS_EIO, "pipe for %s: %s", p->what, strerror(e));
     }
     /* A pack streams through stdin: a 1 MiB pipe (best effort; the default
      * cap is 1 MiB) lets one write carry a whole buffer, so the two
@@ -62,30 +62,30 @@ int remote_proc_start(remote_proc *p, char *const argv[], int in, int out, char 
             if (ip[i] >= 0) close(ip[i]);
             if (op[i] >= 0) close(op[i]);
         }
-        return remote_errf(err, GUTS_EIO, "fork for %s: %s", p->what, strerror(e));
+        return guts_git_errf(err, GUTS_EIO, "fork for %s: %s", p->what, strerror(e));
     }
     if (pid == 0) {
         /* Default SIGPIPE for git: it must not inherit our SIG_IGN. */
         signal(SIGPIPE, SIG_DFL);
-        child_stream(in == REMOTE_FD_PIPE ? ip[0] : in, 0, O_RDONLY);
-        child_stream(out == REMOTE_FD_PIPE ? op[1] : out, 1, O_WRONLY);
+        child_stream(in == GUTS_PROC_PIPE ? ip[0] : in, 0, O_RDONLY);
+        child_stream(out == GUTS_PROC_PIPE ? op[1] : out, 1, O_WRONLY);
         execvp(argv[0], argv);
         fprintf(stderr, "git-remote-guts: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     p->pid = pid;
-    if (in == REMOTE_FD_PIPE) {
+    if (in == GUTS_PROC_PIPE) {
         close(ip[0]);
         p->in = ip[1];
     }
-    if (out == REMOTE_FD_PIPE) {
+    if (out == GUTS_PROC_PIPE) {
         close(op[1]);
         p->out = op[0];
     }
     return GUTS_OK;
 }
 
-int remote_proc_wait(remote_proc *p, int *status, char *err)
+int guts_proc_wait(guts_proc *p, int *status, char *err)
 {
     int st = 0;
     if (p->in >= 0) close(p->in);
@@ -98,32 +98,32 @@ int remote_proc_wait(remote_proc *p, int *status, char *err)
     while (waitpid(p->pid, &st, 0) < 0) {
         if (errno == EINTR) continue;
         p->pid = -1;
-        return remote_errf(err, GUTS_EIO, "waitpid %s: %s", p->what, strerror(errno));
+        return guts_git_errf(err, GUTS_EIO, "waitpid %s: %s", p->what, strerror(errno));
     }
     p->pid = -1;
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     return GUTS_OK;
 }
 
-int remote_run(char *const argv[], char **out, size_t *len, int *status, char *err)
+int guts_proc_run(char *const argv[], char **out, size_t *len, int *status, char *err)
 {
-    remote_proc p;
-    int rc = remote_proc_start(&p, argv, REMOTE_FD_NULL, REMOTE_FD_PIPE, err);
+    guts_proc p;
+    int rc = guts_proc_start(&p, argv, GUTS_PROC_NULL, GUTS_PROC_PIPE, err);
     if (rc) return rc;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     int code = GUTS_OK;
-    if (!buf) code = remote_errf(err, GUTS_ENOMEM, "out of memory reading %s", p.what);
+    if (!buf) code = guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", p.what);
     while (!code) {
         if (n + 1 == cap) {
-            if (cap >= REMOTE_CAPTURE_MAX) {
-                code = remote_errf(err, GUTS_ETOOBIG, "%s: output over %u bytes", p.what,
-                                   REMOTE_CAPTURE_MAX);
+            if (cap >= GUTS_PROC_CAPTURE_MAX) {
+                code = guts_git_errf(err, GUTS_ETOOBIG, "%s: output over %u bytes", p.what,
+                                   GUTS_PROC_CAPTURE_MAX);
                 break;
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
-                code = remote_errf(err, GUTS_ENOMEM, "out of memory reading %s", p.what);
+                code = guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", p.what);
                 break;
             }
             buf = nb;
@@ -131,12 +131,12 @@ int remote_run(char *const argv[], char **out, size_t *len, int *status, char *e
         }
         ssize_t r = read(p.out, buf + n, cap - 1 - n);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) code = remote_errf(err, GUTS_EIO, "read from %s: %s", p.what, strerror(errno));
+        if (r < 0) code = guts_git_errf(err, GUTS_EIO, "read from %s: %s", p.what, strerror(errno));
         if (r <= 0) break;
         n += (size_t)r;
     }
     int st;
-    rc = remote_proc_wait(&p, &st, err);
+    rc = guts_proc_wait(&p, &st, err);
     if (!code) code = rc;
     if (code) {
         free(buf);

@@ -1,4 +1,4 @@
-/* guts_gitio.h - the bridge between a git repository and a guts repository.
+/* gitio.h - the bridge between a git repository and a guts repository.
  *
  * Import reads a git repository through git's own plumbing (one
  * `git cat-file --batch-all-objects --batch-check` to list, one
@@ -10,8 +10,8 @@
  * Errors come back as a GUTS_E* code plus one line of text in the caller's
  * buffer naming what was at fault (an id, a ref, a path, a git command).
  */
-#ifndef GUTS_CLI_GITIO_H
-#define GUTS_CLI_GITIO_H
+#ifndef GUTS_GIT_GITIO_H
+#define GUTS_GIT_GITIO_H
 
 #include <stdint.h>
 

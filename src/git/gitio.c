@@ -1,4 +1,4 @@
-/* guts_gitio.c - import from and export to git repositories.
+/* gitio.c - import from and export to git repositories.
  *
  * Import asks git for everything through two long-lived processes: one
  * `cat-file --batch-all-objects --batch-check` lists every object with its
@@ -12,7 +12,7 @@
  * batches bounded both in count and in bytes, which bounds memory too: only
  * the id list (about 70 bytes an object) is held for the whole run.
  *
- * Export writes one version-2 packfile (guts_pack.c: whole objects, and git
+ * Export writes one version-2 packfile (pack.c: whole objects, and git
  * deltas where the store keeps a delta against a base) and its
  * version-2 index itself, then packed-refs and HEAD: what `git clone` leaves
  * behind. Writing the index here instead of running `git index-pack` saves a
@@ -35,10 +35,10 @@
  * git's stderr is captured in a memory file so that a failure becomes one
  * line of error naming the command, not a screenful.
  */
-#include "cli/guts_gitio.h"
-#include "cli/guts_pack.h"
-#include "cli/guts_progress.h"
-#include "cli/guts_walk.h"
+#include "git/gitio.h"
+#include "git/pack.h"
+#include "git/progress.h"
+#include "git/walk.h"
 #include "core/refmerge.h"
 
 #include <dirent.h>

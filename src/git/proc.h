@@ -1,0 +1,56 @@
+/* proc.h - running git plumbing: the one process spawner of every front
+ * end, and the one error-line formatter of the git library.
+ *
+ * No child ever inherits a descriptor it was not given: every pipe end we
+ * keep is close-on-exec, so a second child started while the first runs
+ * holds none of the first one's ends and EOF arrives when it should. A
+ * child's stdout is a pipe to us, another child's stdin, or /dev/null,
+ * never ours (the remote helper's stdout is its protocol channel to git).
+ */
+#ifndef GUTS_GIT_PROC_H
+#define GUTS_GIT_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "guts/guts.h"
+
+/* Room for one error line: a ref name is at most 1 KiB, plus a git message. */
+#define GUTS_GIT_ERR_MAX 1536
+
+/** Format one error line into err and return code. */
+int guts_git_errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Standard stream choices for guts_proc_start (any fd >= 0 is used as is). */
+#define GUTS_PROC_NULL (-1) /* /dev/null */
+#define GUTS_PROC_PIPE (-2) /* a new pipe to or from us */
+
+typedef struct guts_proc {
+    pid_t pid;
+    int in;        /* our write end of the child's stdin pipe, or -1 */
+    int out;       /* our read end of the child's stdout pipe, or -1 */
+    char what[64]; /* "git index-pack", for messages */
+} guts_proc;
+
+/** Start argv (argv[0] looked up in PATH) with stdin and stdout as chosen
+ * (GUTS_PROC_NULL, GUTS_PROC_PIPE or an fd, which the caller still owns and
+ * closes); stderr is inherited: git's messages reach the user. Pipe ends are
+ * close-on-exec, so no other child inherits them.
+ * Errors: GUTS_EIO (pipe, fork). */
+int guts_proc_start(guts_proc *p, char *const argv[], int in, int out, char *err);
+
+/** Close our pipe ends and wait for the child. *status is its exit code
+ * (128 + signal when killed). Errors: GUTS_EIO (waitpid). */
+int guts_proc_wait(guts_proc *p, int *status, char *err);
+
+/** Run argv with stdin from /dev/null and capture its stdout: *out is
+ * malloc()ed for the caller, NUL-terminated, *len bytes (may be NULL).
+ * *status is the exit code. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_ETOOBIG
+ * (more than GUTS_PROC_CAPTURE_MAX bytes). */
+int guts_proc_run(char *const argv[], char **out, size_t *len, int *status, char *err);
+
+/* A captured output larger than this is a bug or an attack, not refs: 1 GiB
+ * holds ten million ref lines. */
+#define GUTS_PROC_CAPTURE_MAX (1u << 30)
+
+#endif
