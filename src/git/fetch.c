@@ -165,28 +165,34 @@ static int get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *l
  * committer's time (0 when absent or malformed: it only orders the walk). */
 static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, commit_info *ci)
 {
-    const char *end = p + len;
-    int have_tree = 0;
+    const uint8_t *d = (const uint8_t *)p;
+    size_t pos = 0;
+    int kind, rc, have_tree = 0;
+    guts_id link;
     ci->time = 0;
     ci->parent_off = (uint32_t)w->npar;
     ci->nparents = 0;
+    while ((rc = guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &link)) != 0) {
+        if (kind == GUTS_LINK_TREE && have_tree) continue; /* git reads the first */
+        if (kind == GUTS_LINK_TREE || !have_tree) {
+            if (rc != 1 || kind != GUTS_LINK_TREE) return corrupt(w, id, "commit without a tree line");
+            ci->tree = link;
+            have_tree = 1;
+            continue;
+        }
+        if (rc != 1) return corrupt(w, id, "bad parent line");
+        if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
+        int e = PUSH(w, parents, npar, cappar, link);
+        if (e) return e;
+        ci->nparents++;
+    }
+    if (!have_tree) return corrupt(w, id, "commit without a tree line");
+    /* The committer's time orders the walk only: 0 when absent or bad. */
+    const char *end = p + len;
     while (p < end && *p != '\n') {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) nl = end;
-        if (!have_tree) {
-            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 ||
-                guts_id_from_hex(p + 5, (size_t)(nl - p) - 5, &ci->tree))
-                return corrupt(w, id, "commit without a tree line");
-            have_tree = 1;
-        } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {
-            guts_id par;
-            if (guts_id_from_hex(p + 7, (size_t)(nl - p) - 7, &par))
-                return corrupt(w, id, "bad parent line");
-            if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
-            int rc = PUSH(w, parents, npar, cappar, par);
-            if (rc) return rc;
-            ci->nparents++;
-        } else if (nl - p >= 10 && memcmp(p, "committer ", 10) == 0) {
+        if (nl - p >= 10 && memcmp(p, "committer ", 10) == 0) {
             const char *gt = NULL;
             for (const char *q = p; q < nl; q++)
                 if (*q == '>') gt = q;
@@ -197,7 +203,6 @@ static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, c
         }
         p = nl + 1;
     }
-    if (!have_tree) return corrupt(w, id, "commit without a tree line");
     return GUTS_OK;
 }
 
@@ -441,9 +446,7 @@ static int peel(walk *w, const guts_id *id, int *type, guts_id *target,
         rc = get_obj(w, &cur, &t, &data, &len);
         if (rc) return rc;
         guts_id next;
-        const char *nl = memchr(data, '\n', len);
-        int ok = nl && nl - (char *)data >= 7 && memcmp(data, "object ", 7) == 0 &&
-                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, &next) == 0;
+        int ok = guts_tag_target(data, len, &next) == GUTS_OK;
         free(data);
         if (!ok) return corrupt(w, &cur, "tag without an object line");
         cur = next;

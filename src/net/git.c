@@ -49,6 +49,7 @@
 #include "git/fetch.h"
 #include "git/idset.h"
 #include "git/pack.h"
+#include "guts/gitobj.h"
 #include "net/net.h"
 #include "net/pktline.h"
 
@@ -395,9 +396,7 @@ static int peel(guts_repo *r, const guts_id *id, guts_id *out)
         void *data;
         size_t len;
         if ((rc = guts_repo_get(r, &cur, &type, &data, &len))) return rc;
-        const char *nl = memchr(data, '\n', len);
-        int ok = nl && nl - (char *)data >= 7 && memcmp(data, "object ", 7) == 0 &&
-                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, &cur) == 0;
+        int ok = guts_tag_target(data, len, &cur) == GUTS_OK;
         free(data);
         if (!ok) return GUTS_ECORRUPT;
     }

@@ -37,6 +37,7 @@
 #include "git/gitio.h"
 #include "git/pack.h"
 #include "core/refmerge.h"
+#include "guts/gitobj.h"
 #include "remote/remote.h"
 
 /* ---- the store's records ----------------------------------------------------- */
@@ -329,14 +330,6 @@ static int anc_read(anc *a, const guts_id *id, int *type, size_t *len)
     return GUTS_OK;
 }
 
-/* The id after "prefix " at line p, or nonzero. */
-static int header_id(const char *p, const char *prefix, guts_id *id)
-{
-    size_t k = strlen(prefix);
-    if (strncmp(p, prefix, k) != 0 || strlen(p + k) < GUTS_HEX_LEN) return -1;
-    return guts_id_from_hex(p + k, GUTS_HEX_LEN, id);
-}
-
 /* Peel id through tags to a commit: *commit, or *ok 0 (not a commit). */
 static int anc_peel(anc *a, const guts_id *id, guts_id *commit, int *ok)
 {
@@ -351,7 +344,7 @@ static int anc_peel(anc *a, const guts_id *id, guts_id *commit, int *ok)
             *commit = cur;
             return rc;
         }
-        if (header_id(a->buf, "object ", &cur)) return GUTS_OK;
+        if (guts_tag_target((const uint8_t *)a->buf, len, &cur)) return GUTS_OK;
     }
     return GUTS_OK;
 }
@@ -379,18 +372,17 @@ static int anc_node_of(anc *a, const guts_id *id, uint32_t *idx)
     int type;
     size_t len;
     if ((rc = anc_read(a, id, &type, &len)) || type != GUTS_OBJ_COMMIT) return rc;
-    /* Headers until the blank line; parents follow the tree line. */
-    for (char *p = a->buf; *p && *p != '\n';) {
-        char *nl = strchr(p, '\n');
-        guts_id par;
-        if (header_id(p, "parent ", &par) == 0) {
-            if ((rc = anc_grow((void **)&a->par, &a->cappar, a->npar + 1, sizeof *a->par, a->err)))
-                return rc;
-            a->par[a->npar++] = par;
-            a->nodes[*idx].npar++;
-        }
-        if (!nl) break;
-        p = nl + 1;
+    /* Headers until the blank line (guts_obj_link_next). */
+    size_t pos = 0;
+    int kind, k;
+    guts_id par;
+    while ((k = guts_obj_link_next(GUTS_OBJ_COMMIT, (const uint8_t *)a->buf, len, &pos, &kind,
+                                   &par)) != 0) {
+        if (k != 1 || kind != GUTS_LINK_PARENT) continue;
+        if ((rc = anc_grow((void **)&a->par, &a->cappar, a->npar + 1, sizeof *a->par, a->err)))
+            return rc;
+        a->par[a->npar++] = par;
+        a->nodes[*idx].npar++;
     }
     return GUTS_OK;
 }
