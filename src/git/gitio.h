@@ -15,10 +15,11 @@
 
 #include <stdint.h>
 
+#include "git/proc.h"
 #include "guts/store.h"
 
-/* Room for one error line: a path, an id and a git message fit easily. */
-#define GUTS_GITIO_ERR_MAX 512
+/* Room for one error line (guts_git_errf's). */
+#define GUTS_GITIO_ERR_MAX GUTS_GIT_ERR_MAX
 
 typedef struct guts_gitio_stats {
     uint64_t objects_total; /* objects in the git repository (import) or store (export) */

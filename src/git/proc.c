@@ -25,6 +25,9 @@ int guts_git_errf(char *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, GUTS_GIT_ERR_MAX, fmt, ap);
     va_end(ap);
+    /* One line: a git message may carry its own newline. */
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
     return code;
 }
 

@@ -18,7 +18,9 @@
 /* Room for one error line: a ref name is at most 1 KiB, plus a git message. */
 #define GUTS_GIT_ERR_MAX 1536
 
-/** Format one error line into err and return code. */
+/** Format one error line into err (GUTS_GIT_ERR_MAX bytes; newlines in it
+ * become spaces) and return code: the one formatter of the git library and
+ * its front ends. */
 int guts_git_errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Standard stream choices for guts_proc_start (any fd >= 0 is used as is). */
@@ -39,13 +41,14 @@ typedef struct guts_proc {
  * Errors: GUTS_EIO (pipe, fork). */
 int guts_proc_start(guts_proc *p, char *const argv[], int in, int out, char *err);
 
-/** Close our pipe ends and wait for the child. *status is its exit code
- * (128 + signal when killed). Errors: GUTS_EIO (waitpid). */
+/** Close our pipe ends and wait for the child. *status is its exit code,
+ * or 128 + the signal when it was killed (so any non-zero *status is a
+ * failure for the caller to report). Errors: GUTS_EIO (waitpid). */
 int guts_proc_wait(guts_proc *p, int *status, char *err);
 
 /** Run argv with stdin from /dev/null and capture its stdout: *out is
  * malloc()ed for the caller, NUL-terminated, *len bytes (may be NULL).
- * *status is the exit code. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_ETOOBIG
+ * *status is as guts_proc_wait's: the exit code, 128 + signal if killed. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_ETOOBIG
  * (more than GUTS_PROC_CAPTURE_MAX bytes). */
 int guts_proc_run(char *const argv[], char **out, size_t *len, int *status, char *err);
 
