@@ -50,7 +50,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +64,6 @@
 #include <xxhash.h>
 #include <zlib.h>
 
-extern char **environ;
 
 /* Objects per guts_repo_put: thousands per write transaction amortise the
  * commit's fsync while keeping a failed batch cheap to retry. */
@@ -91,9 +89,8 @@ extern char **environ;
 /* A listing line with its path (push): a longer path is cut there, which
  * only weakens its delta hint. */
 #define GITIO_PATH_LINE_MAX 4352
-/* Pipe and buffer sizes for the streams to and from git: large enough that
- * a system call moves many small objects at once. */
-#define GITIO_PIPE_SIZE (1u << 20)
+/* Buffer size for the streams from git (whose pipes are 1 MiB, proc.c):
+ * large enough that a system call moves many small objects at once. */
 #define GITIO_IOBUF (1u << 20)
 /* A read shorter than this is followed by a GITIO_READ_NAP_NS pause. At
  * git's pace (about 250 MB/s of cat-file output) the pause fills 125 KB of
@@ -105,106 +102,30 @@ extern char **environ;
 
 /* ---- Child processes ---------------------------------------------------- */
 
-typedef struct proc {
-    pid_t pid;
-    int in;    /* write end of the child's stdin, or -1 */
-    int out;   /* read end of the child's stdout, or -1 */
-    int errfd; /* memory file holding the child's stderr */
-    char what[64];
-} proc;
+typedef guts_proc proc;
 
 /* Choices of stdin for proc_start besides a descriptor of the caller's
  * (which the caller still owns and closes). */
-#define PROC_NULL (-1) /* /dev/null */
-#define PROC_PIPE (-2) /* a new pipe: p->in is its write end */
+#define PROC_NULL GUTS_PROC_NULL /* /dev/null */
+#define PROC_PIPE GUTS_PROC_PIPE /* a new pipe: p->in is its write end */
 
 /* Start argv with stdin as chosen, stdout a pipe when asked (else
- * /dev/null) and stderr captured. Every descriptor we keep is close-on-exec,
- * so a child never holds the write end of another child's stdin open. */
+ * /dev/null) and stderr captured (guts_proc_spawn). */
 static int proc_start(proc *p, const char *what, char *const argv[], int in, int want_out,
                       char *err)
 {
-    int want_in = in == PROC_PIPE;
-    int inp[2] = {-1, -1}, outp[2] = {-1, -1}, devnull = -1, rc = GUTS_EIO;
-    posix_spawn_file_actions_t fa;
-    memset(p, 0, sizeof *p);
-    p->in = p->out = p->errfd = -1;
-    snprintf(p->what, sizeof p->what, "%s", what);
-    if (posix_spawn_file_actions_init(&fa) != 0) return guts_git_errf(err, GUTS_ENOMEM, "out of memory");
-    p->errfd = memfd_create("git-stderr", MFD_CLOEXEC);
-    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (p->errfd < 0 || devnull < 0) goto out;
-    if (want_in && pipe2(inp, O_CLOEXEC) != 0) goto out;
-    if (want_out && pipe2(outp, O_CLOEXEC) != 0) goto out;
-    if (want_in) fcntl(inp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
-    if (want_out) fcntl(outp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
-    posix_spawn_file_actions_adddup2(&fa, want_in ? inp[0] : in >= 0 ? in : devnull, 0);
-    posix_spawn_file_actions_adddup2(&fa, want_out ? outp[1] : devnull, 1);
-    posix_spawn_file_actions_adddup2(&fa, p->errfd, 2);
-    if (posix_spawnp(&p->pid, argv[0], &fa, NULL, argv, environ) != 0) {
-        p->pid = 0;
-        goto out;
-    }
-    rc = GUTS_OK;
-out:
-    if (rc != GUTS_OK) guts_git_errf(err, rc, "cannot start %s: %s", p->what, strerror(errno));
-    posix_spawn_file_actions_destroy(&fa);
-    if (devnull >= 0) close(devnull);
-    if (inp[0] >= 0) close(inp[0]);
-    if (outp[1] >= 0) close(outp[1]);
-    if (rc == GUTS_OK) {
-        p->in = inp[1];
-        p->out = outp[0];
-    } else {
-        if (inp[1] >= 0) close(inp[1]);
-        if (outp[0] >= 0) close(outp[0]);
-        if (p->errfd >= 0) close(p->errfd);
-        p->errfd = -1;
-    }
-    return rc;
+    return guts_proc_spawn(p, what, argv, in, want_out ? GUTS_PROC_PIPE : GUTS_PROC_NULL,
+                           GUTS_PROC_STDERR, err);
 }
 
-/* Wait for the child; on a non-zero exit fill err with the command and the
- * first line of what it said on stderr. Returns 0 or GUTS_EIO. When code is
- * not NULL, an exit with a status of 1 to 125 is no error: *code holds it. */
 static int proc_wait_code(proc *p, int *code, char *err)
 {
-    int status = 0, rc = GUTS_OK;
-    if (code) *code = 0;
-    if (p->in >= 0) close(p->in);
-    if (p->out >= 0) close(p->out);
-    p->in = p->out = -1;
-    if (p->pid > 0) {
-        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        p->pid = 0;
-        if (code && WIFEXITED(status) && WEXITSTATUS(status) > 0 && WEXITSTATUS(status) < 126) {
-            *code = WEXITSTATUS(status);
-        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            char msg[200] = "";
-            ssize_t k = pread(p->errfd, msg, sizeof msg - 1, 0);
-            if (k > 0) {
-                msg[k] = 0;
-                msg[strcspn(msg, "\n")] = 0;
-            }
-            if (err) {
-                if (WIFEXITED(status))
-                    guts_git_errf(err, GUTS_EIO, "%s failed (exit %d): %s", p->what, WEXITSTATUS(status),
-                         msg[0] ? msg : "no message");
-                else
-                    guts_git_errf(err, GUTS_EIO, "%s killed by signal %d", p->what, WTERMSIG(status));
-            }
-            rc = GUTS_EIO;
-        }
-    }
-    if (p->errfd >= 0) close(p->errfd);
-    p->errfd = -1;
-    return rc;
+    return guts_proc_finish(p, code, err);
 }
 
 static int proc_wait(proc *p, char *err)
 {
-    return proc_wait_code(p, NULL, err);
+    return guts_proc_finish(p, NULL, err);
 }
 
 /* Run argv to completion, capturing stdout (at most GITIO_CAPTURE_MAX, NUL

@@ -31,14 +31,30 @@ typedef struct guts_proc {
     pid_t pid;
     int in;        /* our write end of the child's stdin pipe, or -1 */
     int out;       /* our read end of the child's stdout pipe, or -1 */
+    int errfd;     /* memory file holding the child's stderr, or -1: inherited */
     char what[64]; /* "git index-pack", for messages */
 } guts_proc;
 
-/** Start argv (argv[0] looked up in PATH) with stdin and stdout as chosen
- * (GUTS_PROC_NULL, GUTS_PROC_PIPE or an fd, which the caller still owns and
- * closes); stderr is inherited: git's messages reach the user. Pipe ends are
- * close-on-exec, so no other child inherits them.
- * Errors: GUTS_EIO (pipe, fork). */
+/* guts_proc_spawn flag: the child's stderr goes to a memory file, so a
+ * failure is one error line quoting it (guts_proc_finish), not a screenful. */
+#define GUTS_PROC_STDERR 0x1
+
+/** Start argv (argv[0] looked up in PATH, posix_spawnp, SIGPIPE at its
+ * default) with stdin and stdout as chosen (GUTS_PROC_NULL, GUTS_PROC_PIPE
+ * or an fd, which the caller still owns and closes); stderr inherited, or
+ * captured with GUTS_PROC_STDERR. what names it in messages (NULL: argv[0]
+ * and argv[1]). Errors: GUTS_EIO (pipe, spawn), GUTS_ENOMEM. */
+int guts_proc_spawn(guts_proc *p, const char *what, char *const argv[], int in, int out,
+                    unsigned flags, char *err);
+
+/** guts_proc_wait, then a verdict: GUTS_OK on exit 0; else GUTS_EIO with
+ * err naming the command, its exit status (or signal) and the first line
+ * of its captured stderr. With code not NULL, an exit status of 1 to 125
+ * is no error: *code holds it (126 and up, "cannot run", and signals stay
+ * errors). err may be NULL. */
+int guts_proc_finish(guts_proc *p, int *code, char *err);
+
+/** guts_proc_spawn with stderr inherited (git's messages reach the user). */
 int guts_proc_start(guts_proc *p, char *const argv[], int in, int out, char *err);
 
 /** Close our pipe ends and wait for the child. *status is its exit code,
