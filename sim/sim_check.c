@@ -264,22 +264,9 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
     int rc = GUTS_OK;
     if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) {
         size_t pos = 0;
-        while (pos < len && !rc) {
-            const uint8_t *nl = memchr(d + pos, '\n', len - pos);
-            size_t ll = nl ? (size_t)(nl - (d + pos)) : len - pos;
-            if (ll == 0) break;
-            const uint8_t *l = d + pos;
-            if (type == GUTS_OBJ_COMMIT && ll > 5 && !memcmp(l, "tree ", 5) &&
-                !guts_id_from_hex((const char *)l + 5, ll - 5, &id))
-                rc = spush(s, &id);
-            else if (type == GUTS_OBJ_COMMIT && ll > 7 && !memcmp(l, "parent ", 7) &&
-                     !guts_id_from_hex((const char *)l + 7, ll - 7, &id))
-                rc = spush(s, &id);
-            else if (type == GUTS_OBJ_TAG && ll > 7 && !memcmp(l, "object ", 7) &&
-                     !guts_id_from_hex((const char *)l + 7, ll - 7, &id))
-                rc = spush(s, &id);
-            pos += ll + 1;
-        }
+        int kind, k;
+        while (!rc && (k = guts_obj_link_next(type, d, len, &pos, &kind, &id)) != 0)
+            if (k == 1) rc = spush(s, &id);
     } else if (type == GUTS_OBJ_TREE) {
         size_t pos = 0;
         guts_tree_entry e;

@@ -1,4 +1,5 @@
-/* gitobj.h - the one parser of git's tree format.
+/* gitobj.h - the one parser of git's object formats: tree entries, and the
+ * links (tree, parent, object) in the headers of commits and tags.
  *
  * Every reader of trees (the core's closure check, the remote helper's
  * fetch walk, `guts fsck`, the simulator's checker) walks entries with
@@ -39,5 +40,25 @@ int guts_tree_mode_type(unsigned mode);
  * or not followed by a space; an empty or unterminated name; fewer than 20
  * id bytes after the name. */
 int guts_tree_entry_next(const uint8_t *data, size_t len, size_t *pos, guts_tree_entry *e);
+
+/* Kinds of link a commit's or a tag's header names. */
+#define GUTS_LINK_TREE 1   /* a commit's "tree <hex>" */
+#define GUTS_LINK_PARENT 2 /* a commit's "parent <hex>" */
+#define GUTS_LINK_OBJECT 3 /* a tag's "object <hex>" */
+
+/** The next link in the headers (up to the first empty line) of a commit
+ * (type GUTS_OBJ_COMMIT: tree, parent) or a tag (GUTS_OBJ_TAG: object):
+ * a line "<word> <40 hex digits>". Other header lines are skipped.
+ * @param[in,out] pos offset to go on from (0 at first); past the line read
+ * @param[out] kind GUTS_LINK_*
+ * Returns 1 and a link, 0 at the end of the headers, or GUTS_EINVAL for a
+ * link line whose value is not exactly 40 hex digits (*kind says which;
+ * *pos is past it, so a lenient caller may go on). */
+int guts_obj_link_next(int type, const uint8_t *data, size_t len, size_t *pos, int *kind,
+                       guts_id *id);
+
+/** The object a tag names (its "object" line), as guts_obj_link_next.
+ * Errors: GUTS_EINVAL (no well-formed object line). */
+int guts_tag_target(const uint8_t *data, size_t len, guts_id *id);
 
 #endif

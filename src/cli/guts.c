@@ -2,7 +2,7 @@
  * peers, fsck, keygen.
  *
  * A thin front end over the store (include/guts/store.h) and the git bridge
- * (guts_gitio.c). It is the only place that reads the environment ($GUTS_DATA,
+ * (src/git/). It is the only place that reads the environment ($GUTS_DATA,
  * $HOME) and the only place that turns an error code into an exit status:
  * 0 success, 1 an operational error, 2 a usage error. Every error is one line
  * on stderr that names the input at fault, so scripts can show it as is.
@@ -36,9 +36,9 @@
 #include <unistd.h>
 
 #include "cli/guts_cli.h"
-#include "cli/guts_gitio.h"
+#include "git/gitio.h"
 #include "cli/guts_json.h"
-#include "cli/guts_walk.h"
+#include "git/walk.h"
 #include "guts/gitobj.h"
 #include "guts/seal.h"
 #include "guts/store.h"
@@ -1301,10 +1301,7 @@ int log_resolve(guts_repo *r, const char *ref, guts_id *out, const char **why)
             free(data);
             return GUTS_OK;
         }
-        const char *nl = type == GUTS_OBJ_TAG ? memchr(data, '\n', len) : NULL;
-        int ok =
-            nl && nl - (char *)data > 7 && memcmp(data, "object ", 7) == 0 &&
-            guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, out) == GUTS_OK;
+        int ok = type == GUTS_OBJ_TAG && guts_tag_target(data, len, out) == GUTS_OK;
         free(data);
         if (!ok) {
             *why = "it names no commit";
@@ -1658,28 +1655,19 @@ static void fsck_link(fsck *f, const char *from, const char *what, const guts_id
     }
 }
 
-/* Links named by "<word> <hex>\n" header lines of a commit or a tag (up to
- * the blank line that starts the message). */
-static void fsck_headers(fsck *f, const char *from, const char *data, size_t len)
+/* Links named by the header lines of a commit or a tag (guts_obj_link_next:
+ * tree and parent lines of a commit, the object line of a tag). */
+static void fsck_headers(fsck *f, const char *from, int type, const uint8_t *data, size_t len)
 {
-    const char *p = data, *end = data + len;
-    while (p < end && *p != '\n') {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        const char *word = NULL;
-        if (ll == 5 + GUTS_HEX_LEN && memcmp(p, "tree ", 5) == 0) word = "tree";
-        if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) word = "parent";
-        if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "object ", 7) == 0) word = "object";
-        if (word) {
-            guts_id id;
-            if (guts_id_from_hex(p + ll - GUTS_HEX_LEN, GUTS_HEX_LEN, &id) != GUTS_OK) {
-                if (f->pass == 1) fault(f, "%s has a malformed %s line", from, word);
-            } else {
-                fsck_link(f, from, word, &id);
-            }
-        }
-        if (!nl) break;
-        p = nl + 1;
+    static const char *const words[] = {"", "tree", "parent", "object"};
+    size_t pos = 0;
+    int kind, rc;
+    guts_id id;
+    while ((rc = guts_obj_link_next(type, data, len, &pos, &kind, &id)) != 0) {
+        if (rc == 1)
+            fsck_link(f, from, words[kind], &id);
+        else if (f->pass == 1)
+            fault(f, "%s has a malformed %s line", from, words[kind]);
     }
 }
 
@@ -1701,7 +1689,7 @@ static void fsck_links(fsck *f, int type, const guts_id *id, const void *data, s
     char hex[GUTS_HEX_LEN + 1], from[GUTS_HEX_LEN + 16];
     guts_id_to_hex(id, hex);
     snprintf(from, sizeof from, "%s %s", guts_otype_name(type), hex);
-    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) fsck_headers(f, from, data, len);
+    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) fsck_headers(f, from, type, data, len);
     if (type == GUTS_OBJ_TREE) fsck_tree(f, from, data, len);
 }
 

@@ -26,8 +26,8 @@
 #include <time.h>
 
 #include "cli/guts_cli.h"
-#include "cli/guts_gitio.h"
-#include "cli/guts_walk.h"
+#include "git/gitio.h"
+#include "git/walk.h"
 #include "core/refmerge.h"
 #include "guts/store.h"
 

@@ -253,23 +253,9 @@ static void children_of(walk *w, int type, const uint8_t *d, size_t len, int par
     guts_id id;
     if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) {
         size_t pos = 0;
-        while (pos < len) {
-            const uint8_t *nl = memchr(d + pos, '\n', len - pos);
-            size_t ll = nl ? (size_t)(nl - (d + pos)) : len - pos;
-            if (ll == 0)
-                break; /* end of headers */
-            const uint8_t *l = d + pos;
-            if (type == GUTS_OBJ_COMMIT && !parents_only && ll >= 5 && memcmp(l, "tree ", 5) == 0 &&
-                guts_id_from_hex((const char *)l + 5, ll - 5, &id) == GUTS_OK)
-                wpush(w, &id, 0);
-            else if (type == GUTS_OBJ_COMMIT && ll >= 7 && memcmp(l, "parent ", 7) == 0 &&
-                     guts_id_from_hex((const char *)l + 7, ll - 7, &id) == GUTS_OK)
-                wpush(w, &id, 0);
-            else if (type == GUTS_OBJ_TAG && ll >= 7 && memcmp(l, "object ", 7) == 0 &&
-                     guts_id_from_hex((const char *)l + 7, ll - 7, &id) == GUTS_OK)
-                wpush(w, &id, 0);
-            pos += ll + 1;
-        }
+        int kind, rc;
+        while ((rc = guts_obj_link_next(type, d, len, &pos, &kind, &id)) != 0)
+            if (rc == 1 && !(parents_only && kind == GUTS_LINK_TREE)) wpush(w, &id, 0);
     } else if (type == GUTS_OBJ_TREE) {
         size_t pos = 0;
         guts_tree_entry e;

@@ -57,7 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/guts_progress.h"
+#include "git/progress.h"
 #include "core/refmerge.h"
 #include "net/net.h"
 

@@ -20,7 +20,7 @@
  * thread (at most GUTS_NET_GIT_UPLOADS_MAX at once) opens its own handle
  * on the repository (the store's envs are MDB_NOTLS and shared), selects
  * the objects and writes the pack with the remote helper's walk and the
- * pack writer (remote_fetch_serve: the store's deltas as git REF_DELTAs),
+ * pack writer (guts_git_serve: the store's deltas as git REF_DELTAs),
  * framed as side-band-64k pkt-lines, into a pipe. The loop reads that
  * pipe without blocking from libmicrohttpd's content reader; when it is
  * empty the connection is suspended and an ev_io on the pipe resumes it.
@@ -46,10 +46,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "cli/guts_pack.h"
+#include "git/fetch.h"
+#include "git/idset.h"
+#include "git/pack.h"
+#include "guts/gitobj.h"
 #include "net/net.h"
 #include "net/pktline.h"
-#include "remote/remote.h"
 
 #define CT_ADVERT "application/x-git-upload-pack-advertisement"
 #define CT_RESULT "application/x-git-upload-pack-result"
@@ -394,9 +396,7 @@ static int peel(guts_repo *r, const guts_id *id, guts_id *out)
         void *data;
         size_t len;
         if ((rc = guts_repo_get(r, &cur, &type, &data, &len))) return rc;
-        const char *nl = memchr(data, '\n', len);
-        int ok = nl && nl - (char *)data >= 7 && memcmp(data, "object ", 7) == 0 &&
-                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, &cur) == 0;
+        int ok = guts_tag_target(data, len, &cur) == GUTS_OK;
         free(data);
         if (!ok) return GUTS_ECORRUPT;
     }
@@ -552,9 +552,9 @@ static int collect_tag(const guts_ref *ref, void *ctx)
  * inside it, band 3 (git prints both as "remote error"). */
 static void upload_fail(git_upload *u, const char *msg)
 {
-    char line[REMOTE_ERR_MAX + 16];
+    char line[GUTS_GIT_ERR_MAX + 16];
     size_t n = strlen(msg);
-    if (n > REMOTE_ERR_MAX) n = REMOTE_ERR_MAX;
+    if (n > GUTS_GIT_ERR_MAX) n = GUTS_GIT_ERR_MAX;
     size_t at = 4;
     if (u->header_sent) {
         line[at++] = 3;
@@ -572,7 +572,7 @@ static void upload_fail(git_upload *u, const char *msg)
 static void *upload_main(void *arg)
 {
     git_upload *u = arg;
-    char err[REMOTE_ERR_MAX] = "";
+    char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
     int rc = pipe_write(u, u->prefix.p, u->prefix.len);
@@ -587,7 +587,7 @@ static void *upload_main(void *arg)
         snprintf(err, sizeof err, "upload-pack: reading tags: %s", guts_strerror(rc));
         goto fail;
     }
-    remote_serve_req q = {.wants = u->wants,
+    guts_git_serve_req q = {.wants = u->wants,
                           .nwants = u->nwants,
                           .haves = u->haves,
                           .nhaves = u->nhaves,
@@ -602,8 +602,8 @@ static void *upload_main(void *arg)
                           .on_shallow = shallow_info,
                           .sink = band1_sink,
                           .sink_ctx = u};
-    remote_fetch_stats st;
-    rc = remote_fetch_serve(r, &q, &st, err);
+    guts_git_fetch_stats st;
+    rc = guts_git_serve(r, &q, &st, err);
     if (rc == GUTS_EIO && u->header_sent) goto out; /* most likely the client went away */
     if (rc) goto fail;
     if (!u->header_sent) rc = band1_sink(u, NULL, 0); /* cannot happen: a pack has a header */
@@ -791,7 +791,7 @@ static int parse_filter(const uint8_t *s, size_t n, uint64_t *limit)
 static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const char *key,
                  const uint8_t *body, size_t len, size_t pos)
 {
-    remote_ids wants = {0}, haves = {0}, common = {0}, shallow = {0};
+    guts_ids wants = {0}, haves = {0}, common = {0}, shallow = {0};
     int done = 0, thin = 0, include_tag = 0, rc;
     uint32_t depth = 0;
     uint64_t blob_limit = UINT64_MAX;
@@ -817,25 +817,25 @@ static int fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, con
                                key);
                 goto out;
             }
-            if (remote_ids_push(&wants, &id)) goto oom;
+            if (guts_ids_push(&wants, &id)) goto oom;
         } else if (guts_pkt_is(&p, "have", &arg, &alen) && arg) {
             if (guts_id_from_hex((const char *)arg, alen, &id)) {
                 rc = reply_err(g, conn, 400, "fetch: bad have '%.*s'", (int)(alen < 64 ? alen : 64),
                                (const char *)arg);
                 goto out;
             }
-            if (remote_ids_push(&haves, &id)) goto oom;
+            if (guts_ids_push(&haves, &id)) goto oom;
             int type;
             uint64_t size;
             if (guts_repo_stat(r, &id, &type, &size) == GUTS_OK && type == GUTS_OBJ_COMMIT &&
-                remote_ids_push(&common, &id))
+                guts_ids_push(&common, &id))
                 goto oom;
         } else if (guts_pkt_is(&p, "shallow", &arg, &alen) && arg) {
             if (guts_id_from_hex((const char *)arg, alen, &id)) {
                 rc = reply_err(g, conn, 400, "fetch: bad shallow line");
                 goto out;
             }
-            if (remote_ids_push(&shallow, &id)) goto oom;
+            if (guts_ids_push(&shallow, &id)) goto oom;
         } else if (guts_pkt_is(&p, "deepen", &arg, &alen) && arg && p.data[6] == ' ') {
             uint64_t v = 0;
             size_t i = 0;

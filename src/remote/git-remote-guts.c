@@ -3,7 +3,7 @@
  * git runs `git-remote-guts REMOTE URL` with $GIT_DIR set when a URL starts
  * with guts:// (or guts::) and speaks gitremote-helpers(7) on our stdin and
  * stdout: we offer `fetch`, `push` and `option`. Objects cross as packs in
- * both directions (fetch.c, push.c); the store is the local data dir, found
+ * both directions (src/git/fetch.c, push.c); the store is the local data dir, found
  * as the CLI finds it ($GUTS_DATA, else ~/.local/share/guts: git offers no
  * way to pass --data). Nothing here talks to a node: a running node sees the
  * store change within a second and announces it.
@@ -197,11 +197,11 @@ static void cmd_option(helper *h, const char *args)
 /* ---- fetch ----------------------------------------------------------------- */
 
 /* The local repository's ref targets: what it has. */
-static int local_haves(remote_ids *haves)
+static int local_haves(guts_ids *haves)
 {
     char *argv[] = {"git", "for-each-ref", "--format=%(objectname)", NULL};
-    char *out = NULL, err[REMOTE_ERR_MAX];
-    int status, rc = remote_run(argv, &out, NULL, &status, err);
+    char *out = NULL, err[GUTS_GIT_ERR_MAX];
+    int status, rc = guts_proc_run(argv, &out, NULL, &status, err);
     if (rc) {
         say("%s", err);
         return -1;
@@ -216,7 +216,7 @@ static int local_haves(remote_ids *haves)
         if (!nl) break;
         *nl = 0;
         guts_id id;
-        if (guts_id_from_hex(p, strlen(p), &id) == 0 && remote_ids_push(haves, &id)) {
+        if (guts_id_from_hex(p, strlen(p), &id) == 0 && guts_ids_push(haves, &id)) {
             free(out);
             say("out of memory");
             return -1;
@@ -228,7 +228,7 @@ static int local_haves(remote_ids *haves)
 
 static int cmd_fetch(helper *h, char **line, size_t *cap)
 {
-    remote_ids wants = {0}, haves = {0};
+    guts_ids wants = {0}, haves = {0};
     int ret = -1;
     guts_repo *r = NULL;
     for (;;) {
@@ -241,7 +241,7 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
         }
         l[6 + GUTS_HEX_LEN] = 0;
         if (guts_id_from_hex(l + 6, GUTS_HEX_LEN, &id) || wants.n >= BATCH_MAX ||
-            remote_ids_push(&wants, &id)) {
+            guts_ids_push(&wants, &id)) {
             say("bad fetch line or too many: %.80s", l);
             goto out;
         }
@@ -256,10 +256,10 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
         goto out;
     }
     if (local_haves(&haves)) goto out;
-    remote_fetch_stats st;
-    char err[REMOTE_ERR_MAX];
+    guts_git_fetch_stats st;
+    char err[GUTS_GIT_ERR_MAX];
     int connected = 0;
-    int rc = remote_fetch(r, h->data, h->key, wants.v, wants.n, haves.v, haves.n, h->pack_level, h->progress,
+    int rc = guts_git_fetch(r, h->data, h->key, wants.v, wants.n, haves.v, haves.n, h->pack_level, h->progress,
                           &connected, &st, err);
     if (rc) {
         say("fetch from %s failed: %s", h->key, err);
@@ -335,7 +335,7 @@ static int cmd_push(helper *h, char **line, size_t *cap)
     }
     if (open_data(h, GUTS_DATA_CREATE)) goto out;
     remote_push_stats st;
-    char err[REMOTE_ERR_MAX];
+    char err[GUTS_GIT_ERR_MAX];
     int rc = remote_push(h->data, h->key, cmds, n, h->dry_run, h->progress, &st, err);
     if (rc) say("push to %s failed: %s", h->key, err);
     for (size_t i = 0; i < n; i++) {

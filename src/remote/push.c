@@ -34,9 +34,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "cli/guts_gitio.h"
-#include "cli/guts_pack.h"
+#include "git/gitio.h"
+#include "git/pack.h"
 #include "core/refmerge.h"
+#include "guts/gitobj.h"
 #include "remote/remote.h"
 
 /* ---- the store's records ----------------------------------------------------- */
@@ -54,7 +55,7 @@ typedef struct ref_scan {
     int recheck;
     guts_ref head; /* HEAD's record, when head_found */
     int head_found;
-    remote_ids have; /* first scan: every live ref's target (the store has
+    guts_ids have; /* first scan: every live ref's target (the store has
                       * their closures: rev-list's walk stops there) */
 } ref_scan;
 
@@ -90,7 +91,7 @@ static int scan_one(const guts_ref *ref, void *ctx)
     }
     int live = !guts_ref_is_tombstone(ref);
     if (!s->recheck && live && !ref->symref[0]) {
-        int rc = remote_ids_push(&s->have, &ref->target);
+        int rc = guts_ids_push(&s->have, &ref->target);
         if (rc) return rc;
     }
     for (; lo < s->n && strcmp(s->cmds[s->by_dst[lo]].dst, ref->name) == 0; lo++) {
@@ -114,9 +115,9 @@ static int scan_refs(guts_repo *r, ref_scan *s, char *err)
     s->head_found = 0;
     s->have.n = 0;
     int rc = r ? guts_repo_refs(r, 1, scan_one, s) : GUTS_OK;
-    if (rc == GUTS_ENOMEM) return remote_errf(err, rc, "out of memory reading refs");
+    if (rc == GUTS_ENOMEM) return guts_git_errf(err, rc, "out of memory reading refs");
     if (rc)
-        return remote_errf(err, rc, "reading refs: %s (%s)", guts_strerror(rc),
+        return guts_git_errf(err, rc, "reading refs: %s (%s)", guts_strerror(rc),
                            guts_store_errmsg());
     for (size_t i = 0; i < s->n; i++) {
         if (s->seen[i]) continue;
@@ -183,7 +184,7 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
     FILE *q = in >= 0 ? fdopen(dup(in), "w") : NULL;
     if (!q) {
         if (in >= 0) close(in);
-        return remote_errf(err, GUTS_EIO, "memory file for git cat-file: %s", strerror(errno));
+        return guts_git_errf(err, GUTS_EIO, "memory file for git cat-file: %s", strerror(errno));
     }
     for (size_t i = 0; i < n; i++) {
         remote_push_cmd *c = &cmds[i];
@@ -199,21 +200,21 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
     }
     if (fclose(q) != 0 || lseek(in, 0, SEEK_SET) != 0) {
         close(in);
-        return remote_errf(err, GUTS_EIO, "memory file for git cat-file: %s", strerror(errno));
+        return guts_git_errf(err, GUTS_EIO, "memory file for git cat-file: %s", strerror(errno));
     }
     if (nq == 0) {
         close(in);
         return GUTS_OK;
     }
-    remote_proc p;
-    rc = remote_proc_start(&p, argv, in, REMOTE_FD_PIPE, err);
+    guts_proc p;
+    rc = guts_proc_start(&p, argv, in, GUTS_PROC_PIPE, err);
     close(in);
     if (rc) return rc;
     FILE *out = fdopen(p.out, "r");
     if (!out) {
         int st;
-        remote_proc_wait(&p, &st, err);
-        return remote_errf(err, GUTS_ENOMEM, "out of memory");
+        guts_proc_wait(&p, &st, err);
+        return guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     }
     p.out = -1;
     /* A ref name is at most GUTS_REFNAME_MAX bytes, plus " ambiguous". */
@@ -223,11 +224,11 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
         if (c->del || c->status == REMOTE_PUSH_ERROR) continue;
         for (int k = 0; k < 1 + needs_ancestry(c) && !rc; k++) {
             if (!fgets(line, sizeof line, out)) {
-                rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check ended early");
+                rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch-check ended early");
                 break;
             }
             if (!strchr(line, '\n')) { /* the answers would no longer match the questions */
-                rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check: line too long");
+                rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch-check: line too long");
                 break;
             }
             guts_id id;
@@ -242,10 +243,10 @@ static int resolve(remote_push_cmd *cmds, size_t n, local_ids *li, char *err)
     }
     fclose(out);
     int st;
-    int wrc = remote_proc_wait(&p, &st, rc ? NULL : err);
+    int wrc = guts_proc_wait(&p, &st, rc ? NULL : err);
     if (!rc && wrc) rc = wrc;
     if (!rc && st)
-        rc = remote_errf(err, GUTS_EIO, "git cat-file --batch-check failed (exit %d)", st);
+        rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch-check failed (exit %d)", st);
     return rc;
 }
 
@@ -268,9 +269,9 @@ typedef struct anc_node {
 } anc_node;
 
 typedef struct anc {
-    remote_proc p;
+    guts_proc p;
     FILE *out;
-    remote_idset seen; /* commits read: value = index into nodes */
+    guts_idset seen; /* commits read: value = index into nodes */
     anc_node *nodes;
     size_t nnodes, capnodes;
     guts_id *par;
@@ -289,7 +290,7 @@ static int anc_grow(void **v, size_t *cap, size_t need, size_t elem, char *err)
     while (c < need)
         c *= 2;
     void *nv = realloc(*v, c * elem);
-    if (!nv) return remote_errf(err, GUTS_ENOMEM, "out of memory in the ancestry walk");
+    if (!nv) return guts_git_errf(err, GUTS_ENOMEM, "out of memory in the ancestry walk");
     *v = nv;
     *cap = c;
     return GUTS_OK;
@@ -303,11 +304,11 @@ static int anc_read(anc *a, const guts_id *id, int *type, size_t *len)
     guts_id_to_hex(id, req);
     req[GUTS_HEX_LEN] = '\n';
     if (guts_write_all(a->p.in, req, GUTS_HEX_LEN + 1))
-        return remote_errf(a->err, GUTS_EIO, "writing to git cat-file: %s", strerror(errno));
+        return guts_git_errf(a->err, GUTS_EIO, "writing to git cat-file: %s", strerror(errno));
     if (!fgets(line, sizeof line, a->out))
-        return remote_errf(a->err, GUTS_EIO, "git cat-file --batch ended early");
+        return guts_git_errf(a->err, GUTS_EIO, "git cat-file --batch ended early");
     if (!strchr(line, '\n'))
-        return remote_errf(a->err, GUTS_EIO, "git cat-file --batch: header too long");
+        return guts_git_errf(a->err, GUTS_EIO, "git cat-file --batch: header too long");
     *len = 0;
     char *sp = strchr(line, ' ');
     if (!sp || strncmp(sp + 1, "missing", 7) == 0) {
@@ -315,26 +316,18 @@ static int anc_read(anc *a, const guts_id *id, int *type, size_t *len)
         return GUTS_OK;
     }
     char *sp2 = strchr(sp + 1, ' ');
-    if (!sp2) return remote_errf(a->err, GUTS_EIO, "git cat-file said \"%.60s\"", line);
+    if (!sp2) return guts_git_errf(a->err, GUTS_EIO, "git cat-file said \"%.60s\"", line);
     *type = guts_otype_parse(sp + 1, (size_t)(sp2 - sp - 1));
     unsigned long long size = strtoull(sp2 + 1, NULL, 10);
     if (*type <= 0 || size > ANC_OBJECT_MAX)
-        return remote_errf(a->err, GUTS_ETOOBIG, "git cat-file said \"%.60s\"", line);
+        return guts_git_errf(a->err, GUTS_ETOOBIG, "git cat-file said \"%.60s\"", line);
     int rc = anc_grow((void **)&a->buf, &a->capbuf, (size_t)size + 2, 1, a->err);
     if (rc) return rc;
     if (fread(a->buf, 1, (size_t)size + 1, a->out) != (size_t)size + 1)
-        return remote_errf(a->err, GUTS_EIO, "git cat-file --batch ended early");
+        return guts_git_errf(a->err, GUTS_EIO, "git cat-file --batch ended early");
     a->buf[size] = 0;
     *len = (size_t)size;
     return GUTS_OK;
-}
-
-/* The id after "prefix " at line p, or nonzero. */
-static int header_id(const char *p, const char *prefix, guts_id *id)
-{
-    size_t k = strlen(prefix);
-    if (strncmp(p, prefix, k) != 0 || strlen(p + k) < GUTS_HEX_LEN) return -1;
-    return guts_id_from_hex(p + k, GUTS_HEX_LEN, id);
 }
 
 /* Peel id through tags to a commit: *commit, or *ok 0 (not a commit). */
@@ -351,7 +344,7 @@ static int anc_peel(anc *a, const guts_id *id, guts_id *commit, int *ok)
             *commit = cur;
             return rc;
         }
-        if (header_id(a->buf, "object ", &cur)) return GUTS_OK;
+        if (guts_tag_target((const uint8_t *)a->buf, len, &cur)) return GUTS_OK;
     }
     return GUTS_OK;
 }
@@ -361,13 +354,13 @@ static int anc_peel(anc *a, const guts_id *id, guts_id *commit, int *ok)
 static int anc_node_of(anc *a, const guts_id *id, uint32_t *idx)
 {
     size_t slot;
-    int added, rc = remote_idset_add(&a->seen, id, &slot, &added);
-    if (rc) return remote_errf(a->err, rc, "out of memory in the ancestry walk");
+    int added, rc = guts_idset_add(&a->seen, id, &slot, &added);
+    if (rc) return guts_git_errf(a->err, rc, "out of memory in the ancestry walk");
     if (!added) {
         *idx = a->seen.vals[slot];
         return GUTS_OK;
     }
-    if (a->nnodes >= UINT32_MAX) return remote_errf(a->err, GUTS_ETOOBIG, "too many commits");
+    if (a->nnodes >= UINT32_MAX) return guts_git_errf(a->err, GUTS_ETOOBIG, "too many commits");
     *idx = (uint32_t)a->nnodes;
     a->seen.vals[slot] = *idx;
     if ((rc = anc_grow((void **)&a->nodes, &a->capnodes, a->nnodes + 1, sizeof *a->nodes, a->err)))
@@ -379,18 +372,17 @@ static int anc_node_of(anc *a, const guts_id *id, uint32_t *idx)
     int type;
     size_t len;
     if ((rc = anc_read(a, id, &type, &len)) || type != GUTS_OBJ_COMMIT) return rc;
-    /* Headers until the blank line; parents follow the tree line. */
-    for (char *p = a->buf; *p && *p != '\n';) {
-        char *nl = strchr(p, '\n');
-        guts_id par;
-        if (header_id(p, "parent ", &par) == 0) {
-            if ((rc = anc_grow((void **)&a->par, &a->cappar, a->npar + 1, sizeof *a->par, a->err)))
-                return rc;
-            a->par[a->npar++] = par;
-            a->nodes[*idx].npar++;
-        }
-        if (!nl) break;
-        p = nl + 1;
+    /* Headers until the blank line (guts_obj_link_next). */
+    size_t pos = 0;
+    int kind, k;
+    guts_id par;
+    while ((k = guts_obj_link_next(GUTS_OBJ_COMMIT, (const uint8_t *)a->buf, len, &pos, &kind,
+                                   &par)) != 0) {
+        if (k != 1 || kind != GUTS_LINK_PARENT) continue;
+        if ((rc = anc_grow((void **)&a->par, &a->cappar, a->npar + 1, sizeof *a->par, a->err)))
+            return rc;
+        a->par[a->npar++] = par;
+        a->nodes[*idx].npar++;
     }
     return GUTS_OK;
 }
@@ -436,11 +428,11 @@ static int check_ancestry(remote_push_cmd *cmds, size_t n, const uint8_t *ask, c
     if (nask == 0) return GUTS_OK;
     char *argv[] = {"git", "cat-file", "--batch", NULL};
     anc a = {.err = err};
-    int rc = remote_proc_start(&a.p, argv, REMOTE_FD_PIPE, REMOTE_FD_PIPE, err);
+    int rc = guts_proc_start(&a.p, argv, GUTS_PROC_PIPE, GUTS_PROC_PIPE, err);
     if (rc) return rc;
     a.out = fdopen(a.p.out, "r");
     if (!a.out)
-        rc = remote_errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     else
         a.p.out = -1;
     uint32_t q = 0;
@@ -456,10 +448,10 @@ static int check_ancestry(remote_push_cmd *cmds, size_t n, const uint8_t *ask, c
     }
     if (a.out) fclose(a.out);
     int st;
-    int wrc = remote_proc_wait(&a.p, &st, rc ? NULL : err);
+    int wrc = guts_proc_wait(&a.p, &st, rc ? NULL : err);
     if (!rc && wrc) rc = wrc;
-    if (!rc && st) rc = remote_errf(err, GUTS_EIO, "git cat-file --batch failed (exit %d)", st);
-    remote_idset_free(&a.seen);
+    if (!rc && st) rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch failed (exit %d)", st);
+    guts_idset_free(&a.seen);
     free(a.nodes);
     free(a.par);
     free(a.queue);
@@ -477,7 +469,7 @@ static int decide_all(remote_push_cmd *cmds, size_t n, uint8_t *write, char *err
 {
     local_ids *li = calloc(n ? n : 1, sizeof *li);
     uint8_t *ask = calloc(n ? n : 1, 1);
-    int rc = li && ask ? GUTS_OK : remote_errf(err, GUTS_ENOMEM, "out of memory");
+    int rc = li && ask ? GUTS_OK : guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
         remote_push_cmd *c = &cmds[i];
         if (strncmp(c->dst, "refs/", 5) != 0 || guts_refname_check(c->dst) != 0)
@@ -543,16 +535,16 @@ static int write_refs(guts_repo *r, const guts_node_id *node, ref_scan *s, uint8
     remote_push_cmd *cmds = s->cmds;
     size_t n = s->n;
     guts_ref *recs = calloc(n + 1, sizeof *recs);
-    if (!recs) return remote_errf(err, GUTS_ENOMEM, "out of memory");
+    if (!recs) return guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     guts_repo_info info;
     int rc = guts_repo_info_get(r, &info);
     uint64_t clock = 0;
     if (rc) {
-        rc = remote_errf(err, rc, "reading the repository clock: %s", guts_strerror(rc));
+        rc = guts_git_errf(err, rc, "reading the repository clock: %s", guts_strerror(rc));
         goto out;
     }
     if ((rc = guts_ref_clock_next(info.clock, 0, &clock))) {
-        rc = remote_errf(err, rc, "the repository clock is exhausted");
+        rc = guts_git_errf(err, rc, "the repository clock is exhausted");
         goto out;
     }
     s->recheck = 1;
@@ -582,7 +574,7 @@ static int write_refs(guts_repo *r, const guts_node_id *node, ref_scan *s, uint8
         rec->writer = *node;
     }
     if (m && (rc = guts_repo_refs_put(r, recs, m))) {
-        rc = remote_errf(err, rc, "writing %zu refs: %s (%s)", m, guts_strerror(rc),
+        rc = guts_git_errf(err, rc, "writing %zu refs: %s (%s)", m, guts_strerror(rc),
                          guts_store_errmsg());
         goto out;
     }
@@ -634,11 +626,11 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
                   .n = n,
                   .seen = malloc(n ? n : 1),
                   .stale = calloc(n ? n : 1, 1)};
-    remote_ids tips = {0};
+    guts_ids tips = {0};
     memset(st, 0, sizeof *st);
     int rc = GUTS_OK;
     if (!write || !by_dst || !s.seen || !s.stale) {
-        rc = remote_errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -652,17 +644,17 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
         r = NULL;
         rc = GUTS_OK;
     } else if (rc) {
-        rc = remote_errf(err, rc, "opening %s: %s", key, guts_strerror(rc));
+        rc = guts_git_errf(err, rc, "opening %s: %s", key, guts_strerror(rc));
         goto out;
     }
     if ((rc = scan_refs(r, &s, err)) || (rc = decide_all(cmds, n, write, err))) goto out;
     size_t nwrite = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         nwrite += write[i];
-        if (write[i] && !cmds[i].del) rc = remote_ids_push(&tips, &cmds[i].new_id);
+        if (write[i] && !cmds[i].del) rc = guts_ids_push(&tips, &cmds[i].new_id);
     }
     if (rc) {
-        rc = remote_errf(err, rc, "out of memory");
+        rc = guts_git_errf(err, rc, "out of memory");
         goto out;
     }
     if (dry_run || nwrite == 0) {
@@ -671,7 +663,7 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
         goto out;
     }
     if (!r && (rc = guts_repo_open(d, key, GUTS_REPO_CREATE, &r))) {
-        rc = remote_errf(err, rc, "creating %s: %s (%s)", key, guts_strerror(rc),
+        rc = guts_git_errf(err, rc, "creating %s: %s (%s)", key, guts_strerror(rc),
                          guts_store_errmsg());
         goto out;
     }
@@ -686,7 +678,7 @@ int remote_push(guts_data *d, const char *key, remote_push_cmd *cmds, size_t n, 
         st->added = gs.objects_added;
         st->bytes = gs.bytes;
         if (rc) {
-            rc = remote_errf(err, rc, "%s", gerr);
+            rc = guts_git_errf(err, rc, "%s", gerr);
             goto out;
         }
     }

@@ -1,4 +1,5 @@
-/* gitobj.c - git's tree entry format, parsed in one place (gitobj.h).
+/* gitobj.c - git's object formats, parsed in one place (gitobj.h): tree
+ * entries, and the link lines of commit and tag headers.
  *
  * git writes "40000" for a directory but reads the mode as an octal number,
  * so a tree written with "040000" (by another tool, or on purpose) is a
@@ -46,4 +47,38 @@ int guts_tree_entry_next(const uint8_t *data, size_t len, size_t *pos, guts_tree
     memcpy(e->id.b, data + name_end + 1, GUTS_ID_LEN);
     *pos = name_end + 1 + GUTS_ID_LEN;
     return 1;
+}
+
+int guts_obj_link_next(int type, const uint8_t *data, size_t len, size_t *pos, int *kind,
+                       guts_id *id)
+{
+    while (*pos < len) {
+        const uint8_t *l = data + *pos, *nl = memchr(l, '\n', len - *pos);
+        size_t ll = nl ? (size_t)(nl - l) : len - *pos;
+        if (ll == 0) return 0; /* the empty line before the message */
+        *pos += ll + (nl ? 1 : 0);
+        size_t k = 0;
+        if (type == GUTS_OBJ_COMMIT && ll >= 5 && memcmp(l, "tree ", 5) == 0) {
+            *kind = GUTS_LINK_TREE;
+            k = 5;
+        } else if (type == GUTS_OBJ_COMMIT && ll >= 7 && memcmp(l, "parent ", 7) == 0) {
+            *kind = GUTS_LINK_PARENT;
+            k = 7;
+        } else if (type == GUTS_OBJ_TAG && ll >= 7 && memcmp(l, "object ", 7) == 0) {
+            *kind = GUTS_LINK_OBJECT;
+            k = 7;
+        } else {
+            continue;
+        }
+        return guts_id_from_hex((const char *)l + k, ll - k, id) == GUTS_OK ? 1 : GUTS_EINVAL;
+    }
+    return 0;
+}
+
+int guts_tag_target(const uint8_t *data, size_t len, guts_id *id)
+{
+    size_t pos = 0;
+    int kind, rc;
+    rc = guts_obj_link_next(GUTS_OBJ_TAG, data, len, &pos, &kind, id);
+    return rc == 1 ? GUTS_OK : GUTS_EINVAL;
 }

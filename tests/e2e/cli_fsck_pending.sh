@@ -10,7 +10,10 @@
 #     tree: the commit's own link is stored), exit 0, no fault line;
 #   - referenced: a branch at such a commit: its missing links are faults,
 #     exit 1, the first 100 shown and the rest counted on one line;
-#   - --json gives the same counts.
+#   - --json gives the same counts;
+#   - a tree whose subtree entry has the zero-padded mode "040000" (git
+#     hash-object -t tree --literally) and whose subtree is absent: the
+#     missing subtree is a fault (the mode is read as octal, a directory).
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
 
@@ -57,4 +60,21 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["faults"] == 150 and len(d["shown"]) == 100 and d["not_shown"] == 50, d
 assert d["not_yet_referenced"] == 0, d' "$TMP/out" || fail "fsck --json: $(head -c 600 "$TMP/out")"
+
+# A zero-padded "040000" subtree entry naming a subtree never stored.
+subtree=$(printf 'absent subtree' | git -C "$src" hash-object --stdin)
+blob=$(printf 'top' | git -C "$src" hash-object -w --stdin)
+padded=$(/usr/bin/python3 -c '
+import sys
+b = bytes.fromhex
+sys.stdout.buffer.write(b"100644 f\0" + b(sys.argv[1]) + b"040000 sub\0" + b(sys.argv[2]))' "$blob" "$subtree" |
+  git -C "$src" hash-object -t tree --literally -w --stdin)
+pcommit=$(printf 'tree %s\nauthor A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n\npadded\n' "$padded" |
+  git -C "$src" hash-object -t commit --literally -w --stdin)
+git -C "$src" update-ref -d refs/heads/broken
+git -C "$src" update-ref refs/heads/padded "$pcommit"
+expect 0 "$GUTS" import p/z "$src"
+expect 1 "$GUTS" fsck p/z
+grep -q "tree $padded links to missing entry $subtree" "$TMP/out" ||
+  fail "the missing 040000 subtree is not a fault: $(cat "$TMP/out")"
 echo "ok"

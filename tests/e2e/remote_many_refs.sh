@@ -8,7 +8,7 @@
 # refs). Processes are counted by a `git` wrapper that logs what guts or
 # the helper start (see below). After each step the result is compared
 # with git's refs exactly. The later clone and fetch are over the helper's
-# threshold for encoding the pack on several threads (fetch.c), one of them
+# threshold for encoding the pack on several threads (src/git/fetch.c), one of them
 # with a large object the pack writer streams itself: both must come out
 # whole (git fsck --strict).
 set -euo pipefail

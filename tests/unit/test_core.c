@@ -1556,6 +1556,65 @@ START_TEST(test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_its_entries)
 }
 END_TEST
 
+/* The same tree with its zero-padded subtree absent altogether (hand-built
+ * bytes, as `git hash-object -t tree --literally` writes them): the closure
+ * check reads "040000" as a subtree, so the ref waits for the subtree and
+ * then for the blob the subtree names, and applies only once both are in. */
+START_TEST(test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_a_missing_subtree)
+{
+    guts_memstore *src;
+    guts_core_store from;
+    ck_assert_int_eq(guts_memstore_new(&src), 0);
+    guts_memstore_iface(src, &from);
+    ck_assert_int_eq(from.create(from.ctx, KEY), 0);
+    guts_id inner = tu_blob(&from, KEY, "inside the missing subtree");
+    guts_id sub = tu_tree(&from, KEY, &inner, NULL);
+
+    solo s;
+    solo_init(&s, 14);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    guts_id outer = tu_blob(&s.iface, KEY, "top");
+    uint8_t buf[128];
+    size_t n = 0;
+    n += (size_t)sprintf((char *)buf, "100644 f") + 1;
+    memcpy(buf + n, outer.b, GUTS_ID_LEN);
+    n += GUTS_ID_LEN;
+    n += (size_t)sprintf((char *)buf + n, "040000 sub") + 1;
+    memcpy(buf + n, sub.b, GUTS_ID_LEN);
+    n += GUTS_ID_LEN;
+    guts_id tree = tu_put(&s.iface, KEY, GUTS_OBJ_TREE, buf, n);
+    guts_id commit = tu_commit(&s.iface, KEY, &tree, NULL, 0, "padded, subtree absent");
+    solo_start(&s);
+
+    guts_wire_ref wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.name = "refs/heads/main";
+    wr.target = commit;
+    wr.clock = 1;
+    peer_id(1, &wr.writer);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 6;
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    uint32_t st = pull_offering_refs(&s, 510, &wr, 1);
+    guts_ref got;
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
+    expect_want(&s, &sub);
+    feed_object(&s, 520, st, &from, &sub);
+    /* the subtree is in, the blob it names is not: still waiting */
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
+    expect_want(&s, &inner);
+    feed_object(&s, 530, st, &from, &inner);
+    ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), 0);
+    ck_assert_int_eq(guts_id_cmp(&got.target, &commit), 0);
+    solo_free(&s);
+    guts_memstore_free(src);
+}
+END_TEST
+
 /* A peer offers two records of one ref: a greater one whose target never
  * arrives (corrupted in transit or forged) and a valid lesser one whose
  * closure is here. The valid one is applied at once - the unverifiable one
@@ -2501,6 +2560,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_pulls_list_a_running_pull_with_its_counters);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_its_entries);
+    tcase_add_test(t, test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_a_missing_subtree);
     tcase_add_test(t, test_unverifiable_ref_never_shadows_a_valid_one);
     tcase_add_test(t, test_want_round_that_brings_nothing_ends_the_session);
     tcase_add_test(t, test_peer_that_gave_nothing_is_not_pulled_again_until_it_changes);

@@ -2,7 +2,7 @@
  * pack entry header and its zlib stream, the pack index (including the
  * 64-bit offset table no end-to-end test can reach without a 2 GiB pack),
  * the parsing of cat-file's lines, and the import order that puts every
- * delta base before the objects built on it. guts_gitio.c is compiled into
+ * delta base before the objects built on it. gitio.c is compiled into
  * this test so its static helpers can be checked one by one.
  */
 #include <check.h>
@@ -12,8 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/guts_gitio.c"
-#include "cli/guts_progress.c"
+#include "git/gitio.c"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits

@@ -1,4 +1,4 @@
-/* test_pack.c - git deltas written for packs (src/cli/guts_pack.c), checked by applying them with a decoder written
+/* test_pack.c - git deltas written for packs (src/git/pack.c), checked by applying them with a decoder written
  * here from git's pack-format documentation: every delta must rebuild its
  * target exactly, stay within the size asked for, and use both instruction
  * kinds with the encodings' corner cases (a copy of exactly 0x10000 bytes
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/guts_pack.h"
+#include "git/pack.h"
 
 static uint64_t rng(uint64_t *s)
 {

@@ -213,6 +213,40 @@ START_TEST(test_malformed_tree_entries_are_rejected)
 }
 END_TEST
 
+/* Commit and tag links (guts_obj_link_next): tree and parent lines of a
+ * commit, the object line of a tag, up to the empty line; a link whose
+ * value is not exactly 40 hex digits (trailing bytes included) is an error
+ * that names its kind; other headers and the message are not links. */
+START_TEST(test_commit_and_tag_links_are_parsed_strictly)
+{
+    const char *a = "0123456789abcdef0123456789abcdef01234567";
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "tree %s\nparent %s\nauthor A <a@b> 1 +0000\nparent %sx\nobject %s\n\nparent %s\n", a,
+             a, a, a, a);
+    const uint8_t *d = (const uint8_t *)buf;
+    size_t len = strlen(buf), pos = 0;
+    int kind;
+    guts_id id, want;
+    ck_assert_int_eq(guts_id_from_hex(a, 40, &want), GUTS_OK);
+    ck_assert_int_eq(guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &id), 1);
+    ck_assert_int_eq(kind, GUTS_LINK_TREE);
+    ck_assert_int_eq(guts_id_cmp(&id, &want), 0);
+    ck_assert_int_eq(guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &id), 1);
+    ck_assert_int_eq(kind, GUTS_LINK_PARENT);
+    ck_assert_int_eq(guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &id), GUTS_EINVAL);
+    ck_assert_int_eq(kind, GUTS_LINK_PARENT);
+    /* "object" is not a commit's link; the message's "parent" is no header */
+    ck_assert_int_eq(guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &id), 0);
+    snprintf(buf, sizeof buf, "object %s\ntype commit\n\nmsg\n", a);
+    ck_assert_int_eq(guts_tag_target((const uint8_t *)buf, strlen(buf), &id), GUTS_OK);
+    ck_assert_int_eq(guts_id_cmp(&id, &want), 0);
+    snprintf(buf, sizeof buf, "object %s \ntype commit\n", a);
+    ck_assert_int_eq(guts_tag_target((const uint8_t *)buf, strlen(buf), &id), GUTS_EINVAL);
+    ck_assert_int_eq(guts_tag_target((const uint8_t *)"", 0, &id), GUTS_EINVAL);
+}
+END_TEST
+
 START_TEST(test_fp_add_then_sub_carries_across_halves)
 {
     guts_fp acc = {UINT64_MAX, 0};
@@ -1794,6 +1828,7 @@ static Suite *store_suite(void)
     tcase_add_test(names, test_hex_parse_takes_exactly_40_hex_digits);
     tcase_add_test(names, test_tree_entries_read_modes_as_octal);
     tcase_add_test(names, test_malformed_tree_entries_are_rejected);
+    tcase_add_test(names, test_commit_and_tag_links_are_parsed_strictly);
     tcase_add_test(names, test_fp_add_then_sub_carries_across_halves);
     tcase_add_test(names, test_bad_ref_names_rejected);
     suite_add_tcase(s, names);

@@ -1,4 +1,4 @@
-/* guts_pack.c - git packfiles from the store (guts_pack.h).
+/* pack.c - git packfiles from the store (pack.h).
  *
  * Deltas: git's format (gitformat-pack) is the base's and the result's
  * sizes as little-endian base-128 varints, then instructions: a byte with
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/guts_pack.h"
+#include "git/pack.h"
 
 /* ---- Writing ---------------------------------------------------------------- */
 

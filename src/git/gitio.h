@@ -1,4 +1,4 @@
-/* guts_gitio.h - the bridge between a git repository and a guts repository.
+/* gitio.h - the bridge between a git repository and a guts repository.
  *
  * Import reads a git repository through git's own plumbing (one
  * `git cat-file --batch-all-objects --batch-check` to list, one
@@ -10,15 +10,16 @@
  * Errors come back as a GUTS_E* code plus one line of text in the caller's
  * buffer naming what was at fault (an id, a ref, a path, a git command).
  */
-#ifndef GUTS_CLI_GITIO_H
-#define GUTS_CLI_GITIO_H
+#ifndef GUTS_GIT_GITIO_H
+#define GUTS_GIT_GITIO_H
 
 #include <stdint.h>
 
+#include "git/proc.h"
 #include "guts/store.h"
 
-/* Room for one error line: a path, an id and a git message fit easily. */
-#define GUTS_GITIO_ERR_MAX 512
+/* Room for one error line (guts_git_errf's). */
+#define GUTS_GITIO_ERR_MAX GUTS_GIT_ERR_MAX
 
 typedef struct guts_gitio_stats {
     uint64_t objects_total; /* objects in the git repository (import) or store (export) */

@@ -1,4 +1,4 @@
-/* guts_pack.h - writing git packfiles from the store: one writer for
+/* pack.h - writing git packfiles from the store: one writer for
  * `guts export` (which indexes the pack itself) and the remote helper's
  * fetch (which streams it into `git index-pack`).
  *
@@ -13,8 +13,8 @@
  * builds one from the two contents), so a pack carries roughly the store's
  * compression instead of whole objects.
  */
-#ifndef GUTS_CLI_PACK_H
-#define GUTS_CLI_PACK_H
+#ifndef GUTS_GIT_PACK_H
+#define GUTS_GIT_PACK_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -21,10 +21,10 @@
  * The pack holds whole objects, each deflated at the caller's level, except
  * where the store keeps an object as a zstd delta against a base that goes
  * in the same pack, or that the local repository has (a thin pack, as git's
- * own fetch sends): that object goes as a git delta (REF_DELTA, guts_pack.c)
+ * own fetch sends): that object goes as a git delta (REF_DELTA, pack.c)
  * against the same base. It streams straight into
  * `git index-pack --stdin --fix-thin`, which runs in parallel with us on another
- * core and writes the .pack and .idx; under REMOTE_UNPACK_LIMIT objects it
+ * core and writes the .pack and .idx; under GUTS_GIT_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
  * read from the store is hashed before it is written: a damaged store fails
  * the fetch instead of handing git a wrong object. A large pack's entries
@@ -37,9 +37,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/guts_pack.h"
+#include "git/fetch.h"
+#include "git/idset.h"
+#include "git/pack.h"
+#include "git/progress.h"
 #include "guts/gitobj.h"
-#include "remote/remote.h"
 
 /* Commit states (the "commits" set). */
 #define C_UNINT 0x01   /* reachable from a have: the local repository has it */
@@ -56,7 +58,7 @@
  * most a few levels in practice. */
 #define TAG_DEPTH_MAX 32
 
-/* zlib level of a pack under REMOTE_UNPACK_LIMIT objects: zlib's default,
+/* zlib level of a pack under GUTS_GIT_UNPACK_LIMIT objects: zlib's default,
  * which is git's too. */
 #define REMOTE_SMALL_PACK_LEVEL 6
 
@@ -82,7 +84,7 @@ typedef struct walk {
     const char *key;
     int zlevel;
     char *err;
-    remote_idset commits; /* value: index into ci */
+    guts_idset commits; /* value: index into ci */
     commit_info *ci;
     size_t nci, capci;
     guts_id *parents;
@@ -92,7 +94,7 @@ typedef struct walk {
     size_t nint; /* interesting entries queued */
     uint32_t *sent;
     size_t nsent, capsent;
-    remote_idset objs;
+    guts_idset objs;
     guts_id *send; /* the pack, in order */
     size_t nsend, capsend;
     uint32_t *send_key; /* per entry of send: a hash of the name it was met under */
@@ -124,14 +126,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 
 #define PUSH(w, arr, n, cap, val)                                                                  \
     (grow((void **)&(w)->arr, &(w)->cap, (w)->n + 1, sizeof *(w)->arr)                             \
-         ? remote_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                         \
+         ? guts_git_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                         \
          : ((w)->arr[(w)->n++] = (val), GUTS_OK))
 
 static int corrupt_err(char *err, const guts_id *id, const char *what)
 {
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(id, hex);
-    return remote_errf(err, GUTS_ECORRUPT, "stored object %s: %s", hex, what);
+    return guts_git_errf(err, GUTS_ECORRUPT, "stored object %s: %s", hex, what);
 }
 
 static int corrupt(walk *w, const guts_id *id, const char *what)
@@ -146,7 +148,7 @@ static int get_obj_r(guts_repo *r, char *err, const guts_id *id, int *type, void
     if (rc && rc != GUTS_ENOTFOUND) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
-        return remote_errf(err, rc, "read %s from the store: %s (%s)", hex, guts_strerror(rc),
+        return guts_git_errf(err, rc, "read %s from the store: %s (%s)", hex, guts_strerror(rc),
                            guts_store_errmsg());
     }
     return rc;
@@ -163,28 +165,34 @@ static int get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *l
  * committer's time (0 when absent or malformed: it only orders the walk). */
 static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, commit_info *ci)
 {
-    const char *end = p + len;
-    int have_tree = 0;
+    const uint8_t *d = (const uint8_t *)p;
+    size_t pos = 0;
+    int kind, rc, have_tree = 0;
+    guts_id link;
     ci->time = 0;
     ci->parent_off = (uint32_t)w->npar;
     ci->nparents = 0;
+    while ((rc = guts_obj_link_next(GUTS_OBJ_COMMIT, d, len, &pos, &kind, &link)) != 0) {
+        if (kind == GUTS_LINK_TREE && have_tree) continue; /* git reads the first */
+        if (kind == GUTS_LINK_TREE || !have_tree) {
+            if (rc != 1 || kind != GUTS_LINK_TREE) return corrupt(w, id, "commit without a tree line");
+            ci->tree = link;
+            have_tree = 1;
+            continue;
+        }
+        if (rc != 1) return corrupt(w, id, "bad parent line");
+        if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
+        int e = PUSH(w, parents, npar, cappar, link);
+        if (e) return e;
+        ci->nparents++;
+    }
+    if (!have_tree) return corrupt(w, id, "commit without a tree line");
+    /* The committer's time orders the walk only: 0 when absent or bad. */
+    const char *end = p + len;
     while (p < end && *p != '\n') {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl) nl = end;
-        if (!have_tree) {
-            if (nl - p < 5 || memcmp(p, "tree ", 5) != 0 ||
-                guts_id_from_hex(p + 5, (size_t)(nl - p) - 5, &ci->tree))
-                return corrupt(w, id, "commit without a tree line");
-            have_tree = 1;
-        } else if (nl - p >= 7 && memcmp(p, "parent ", 7) == 0) {
-            guts_id par;
-            if (guts_id_from_hex(p + 7, (size_t)(nl - p) - 7, &par))
-                return corrupt(w, id, "bad parent line");
-            if (w->npar >= UINT32_MAX) return corrupt(w, id, "too many parents");
-            int rc = PUSH(w, parents, npar, cappar, par);
-            if (rc) return rc;
-            ci->nparents++;
-        } else if (nl - p >= 10 && memcmp(p, "committer ", 10) == 0) {
+        if (nl - p >= 10 && memcmp(p, "committer ", 10) == 0) {
             const char *gt = NULL;
             for (const char *q = p; q < nl; q++)
                 if (*q == '>') gt = q;
@@ -195,7 +203,6 @@ static int parse_commit(walk *w, const guts_id *id, const char *p, size_t len, c
         }
         p = nl + 1;
     }
-    if (!have_tree) return corrupt(w, id, "commit without a tree line");
     return GUTS_OK;
 }
 
@@ -243,8 +250,8 @@ static heap_ent heap_pop(walk *w)
 static int queue_commit(walk *w, const guts_id *id, int unint)
 {
     size_t slot;
-    int added, rc = remote_idset_add(&w->commits, id, &slot, &added);
-    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    int added, rc = guts_idset_add(&w->commits, id, &slot, &added);
+    if (rc) return guts_git_errf(w->err, rc, "out of memory in the walk");
     if (!added) {
         uint8_t f = w->commits.flags[slot];
         if ((f & C_MISSING) || !unint || (f & C_UNINT)) return GUTS_OK;
@@ -268,7 +275,7 @@ static int queue_commit(walk *w, const guts_id *id, int unint)
     if (rc == GUTS_ENOTFOUND) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
-        return remote_errf(w->err, rc, "commit %s is not in the store", hex);
+        return guts_git_errf(w->err, rc, "commit %s is not in the store", hex);
     }
     if (rc) return rc;
     if (type != GUTS_OBJ_COMMIT) {
@@ -283,7 +290,7 @@ static int queue_commit(walk *w, const guts_id *id, int unint)
     rc = parse_commit(w, id, data, len, &ci);
     free(data);
     if (rc) return rc;
-    if (w->nci >= UINT32_MAX) return remote_errf(w->err, GUTS_ETOOBIG, "too many commits");
+    if (w->nci >= UINT32_MAX) return guts_git_errf(w->err, GUTS_ETOOBIG, "too many commits");
     rc = PUSH(w, ci, nci, capci, ci);
     if (rc) return rc;
     w->commits.vals[slot] = (uint32_t)(w->nci - 1);
@@ -296,7 +303,7 @@ static int walk_commits(walk *w)
 {
     while (w->nint > 0) {
         heap_ent e = heap_pop(w);
-        size_t slot = remote_idset_find(&w->commits, &w->ci[e.ci].id);
+        size_t slot = guts_idset_find(&w->commits, &w->ci[e.ci].id);
         uint8_t f = w->commits.flags[slot];
         w->commits.flags[slot] &= (uint8_t)~C_INHEAP;
         int unint = (f & C_UNINT) != 0;
@@ -344,8 +351,8 @@ static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
 static int mark_known(walk *w, const guts_id *id, int is_tree)
 {
     size_t slot;
-    int added, rc = remote_idset_add(&w->objs, id, &slot, &added);
-    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    int added, rc = guts_idset_add(&w->objs, id, &slot, &added);
+    if (rc) return guts_git_errf(w->err, rc, "out of memory in the walk");
     if (w->objs.flags[slot] & O_KNOWN) return GUTS_OK;
     w->objs.flags[slot] |= O_KNOWN;
     if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
@@ -356,14 +363,14 @@ static int mark_known(walk *w, const guts_id *id, int is_tree)
 static int mark_send(walk *w, const guts_id *id, int is_tree)
 {
     size_t slot;
-    int added, rc = remote_idset_add(&w->objs, id, &slot, &added);
-    if (rc) return remote_errf(w->err, rc, "out of memory in the walk");
+    int added, rc = guts_idset_add(&w->objs, id, &slot, &added);
+    if (rc) return guts_git_errf(w->err, rc, "out of memory in the walk");
     if (!added) return GUTS_OK;
     w->objs.flags[slot] |= O_SEND;
     if (w->nsend >= PACK_OBJECTS_MAX)
-        return remote_errf(w->err, GUTS_ETOOBIG, "more objects than a pack can hold");
+        return guts_git_errf(w->err, GUTS_ETOOBIG, "more objects than a pack can hold");
     if (grow((void **)&w->send_key, &w->capkey, w->nsend + 1, sizeof *w->send_key))
-        return remote_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+        return guts_git_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
     w->send_key[w->nsend] = w->name_key;
     rc = PUSH(w, send, nsend, capsend, *id);
     if (rc) return rc;
@@ -400,7 +407,7 @@ static int drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), in
         if (rc == GUTS_ENOTFOUND) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(&tid, hex);
-            return remote_errf(w->err, rc, "tree %s is not in the store", hex);
+            return guts_git_errf(w->err, rc, "tree %s is not in the store", hex);
         }
         if (rc) return rc;
         if (type != GUTS_OBJ_TREE) {
@@ -439,9 +446,7 @@ static int peel(walk *w, const guts_id *id, int *type, guts_id *target,
         rc = get_obj(w, &cur, &t, &data, &len);
         if (rc) return rc;
         guts_id next;
-        const char *nl = memchr(data, '\n', len);
-        int ok = nl && nl - (char *)data >= 7 && memcmp(data, "object ", 7) == 0 &&
-                 guts_id_from_hex((char *)data + 7, (size_t)(nl - (char *)data) - 7, &next) == 0;
+        int ok = guts_tag_target(data, len, &next) == GUTS_OK;
         free(data);
         if (!ok) return corrupt(w, &cur, "tag without an object line");
         cur = next;
@@ -476,7 +481,7 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
         if (rc == GUTS_ENOTFOUND) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(&wants[i], hex);
-            return remote_errf(w->err, rc, "%s (or an object it tags) is not in the store", hex);
+            return guts_git_errf(w->err, rc, "%s (or an object it tags) is not in the store", hex);
         }
         if (rc) return rc;
         if (type == GUTS_OBJ_COMMIT)
@@ -503,7 +508,7 @@ static int add_wants(walk *w, const guts_id *wants, size_t n)
 static int base_ok(const guts_id *base, void *ctx)
 {
     const walk *w = ctx;
-    size_t slot = remote_idset_find(&w->objs, base);
+    size_t slot = guts_idset_find(&w->objs, base);
     if (slot == SIZE_MAX) return 0;
     uint8_t f = w->objs.flags[slot];
     return (f & O_SEND) ? w->indexed : w->thin && (f & O_KNOWN) != 0;
@@ -515,8 +520,8 @@ static int base_ok(const guts_id *base, void *ctx)
 
 static int pack_err(char *err, int rc)
 {
-    if (rc == GUTS_EIO) return remote_errf(err, rc, "writing the pack: %s", strerror(errno));
-    return remote_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
+    if (rc == GUTS_EIO) return guts_git_errf(err, rc, "writing the pack: %s", strerror(errno));
+    return guts_git_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
 }
 
 /* Send entry i of the pack, read from r (the walk's handle or an encoder's
@@ -546,7 +551,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     if (rc == GUTS_ENOTFOUND) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
-        rc = remote_errf(err, rc, "object %s is not in the store", hex);
+        rc = guts_git_errf(err, rc, "object %s is not in the store", hex);
     }
     if (rc) return rc;
     guts_id h;
@@ -571,7 +576,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
 
 /* Write every selected object into p, in order, on this thread (a pack
  * whose writer is a sink: git smart HTTP's side-band). err is filled. */
-static int pack_entries(walk *w, guts_packw *p, remote_fetch_stats *st)
+static int pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
 {
     for (size_t i = 0; i < w->nsend; i++) {
         uint64_t bytes = 0;
@@ -636,7 +641,7 @@ typedef struct encoder {
     guts_repo *r;
     unsigned part;
     int rc;
-    char err[REMOTE_ERR_MAX];
+    char err[GUTS_GIT_ERR_MAX];
     pthread_t t;
 } encoder;
 
@@ -701,7 +706,7 @@ static int encode_part(walk *w, guts_repo *r, unsigned k, unsigned nparts, guts_
         if (part_of(w, i, nparts) != k) continue;
         /* One read transaction per collection, not per object. */
         if (!held && (rc = guts_repo_read_hold(r))) {
-            rc = remote_errf(err, rc, "reading the store: %s (%s)", guts_strerror(rc),
+            rc = guts_git_errf(err, rc, "reading the store: %s (%s)", guts_strerror(rc),
                              guts_store_errmsg());
             break;
         }
@@ -712,7 +717,7 @@ static int encode_part(walk *w, guts_repo *r, unsigned k, unsigned nparts, guts_
             rc = GUTS_OK;
             chunk big = {.large = i};
             if (p->len && (rc = guts_packw_take(p, &c.buf, &c.len)))
-                rc = remote_errf(err, rc, "out of memory");
+                rc = guts_git_errf(err, rc, "out of memory");
             if (!rc && c.objects) rc = give(ctx, &c);
             if (!rc) rc = give(ctx, &big);
         } else if (!rc) {
@@ -720,7 +725,7 @@ static int encode_part(walk *w, guts_repo *r, unsigned k, unsigned nparts, guts_
             c.bytes += bytes;
             if (p->len < FETCH_CHUNK_BYTES) continue;
             if ((rc = guts_packw_take(p, &c.buf, &c.len)))
-                rc = remote_errf(err, rc, "out of memory");
+                rc = guts_git_errf(err, rc, "out of memory");
             else
                 rc = give(ctx, &c);
         }
@@ -730,7 +735,7 @@ static int encode_part(walk *w, guts_repo *r, unsigned k, unsigned nparts, guts_
     if (held) guts_repo_read_release(r);
     if (!rc && c.objects) {
         if ((rc = guts_packw_take(p, &c.buf, &c.len)))
-            rc = remote_errf(err, rc, "out of memory");
+            rc = guts_git_errf(err, rc, "out of memory");
         else
             rc = give(ctx, &c);
     }
@@ -750,7 +755,7 @@ static void *encoder_main(void *arg)
     guts_packw p;
     k->rc = guts_packw_open_mem(&p, e->w->zlevel);
     if (k->rc)
-        k->rc = remote_errf(k->err, k->rc, "out of memory");
+        k->rc = guts_git_errf(k->err, k->rc, "out of memory");
     else
         k->rc = encode_part(e->w, k->r, k->part, e->nparts, &p, give_queue, e, k->err);
     guts_packw_free(&p);
@@ -767,7 +772,7 @@ typedef struct writer {
     walk *w;
     encoders *e;
     guts_packw *p;
-    remote_fetch_stats *st;
+    guts_git_fetch_stats *st;
     char *err;
 } writer;
 
@@ -809,7 +814,7 @@ static int give_write(void *ctx, chunk *c)
 
 /* Every entry of the pack into p, by nparts encoders (this thread is part
  * 0), each but this one on its own thread and repository handle. */
-static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, remote_fetch_stats *st)
+static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, guts_git_fetch_stats *st)
 {
     encoders e = {.w = w, .nparts = nparts};
     encoder k[FETCH_ENCODERS_MAX];
@@ -824,7 +829,7 @@ static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, remote_fetch
         k[i].e = &e;
         k[i].part = i;
         if ((rc = guts_repo_open(w->data, w->key, 0, &k[i].r))) {
-            rc = remote_errf(w->err, rc, "opening %s again: %s (%s)", w->key, guts_strerror(rc),
+            rc = guts_git_errf(w->err, rc, "opening %s again: %s (%s)", w->key, guts_strerror(rc),
                              guts_store_errmsg());
             break;
         }
@@ -835,14 +840,14 @@ static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, remote_fetch
             pthread_mutex_lock(&e.mu);
             e.running--;
             pthread_mutex_unlock(&e.mu);
-            rc = remote_errf(w->err, GUTS_ENOMEM, "cannot start an encoder thread");
+            rc = guts_git_errf(w->err, GUTS_ENOMEM, "cannot start an encoder thread");
             break;
         }
         started = i;
     }
     guts_packw own;
     int orc = guts_packw_open_mem(&own, w->zlevel);
-    if (!rc && orc) rc = remote_errf(w->err, orc, "out of memory");
+    if (!rc && orc) rc = guts_git_errf(w->err, orc, "out of memory");
     if (!rc) rc = encode_part(w, w->r, 0, nparts, &own, give_write, &wr, w->err);
     chunk c;
     while (!rc && queue_get(&e, &c, 1))
@@ -857,8 +862,8 @@ static int encode_parallel(walk *w, guts_packw *p, unsigned nparts, remote_fetch
         for (unsigned i = 1; i <= started && !rc; i++)
             if (k[i].rc && (k[i].err[0] || pass == 1)) {
                 rc = k[i].rc;
-                memcpy(w->err, k[i].err, REMOTE_ERR_MAX);
-                if (!w->err[0]) remote_errf(w->err, rc, "an encoder stopped");
+                memcpy(w->err, k[i].err, GUTS_GIT_ERR_MAX);
+                if (!w->err[0]) guts_git_errf(w->err, rc, "an encoder stopped");
             }
     for (unsigned i = 1; i < nparts; i++)
         if (k[i].r) guts_repo_close(k[i].r);
@@ -884,23 +889,23 @@ static unsigned encoders_for(const walk *w)
  * can check that as it indexes, which spares git its own connectivity walk
  * afterwards. A fetch's pack leaves out what the local repository has, so
  * it is not self-contained and is not checked here. */
-static int write_pack(walk *w, int self_contained, int *connected, remote_fetch_stats *st)
+static int write_pack(walk *w, int self_contained, int *connected, guts_git_fetch_stats *st)
 {
     char *argv_index[] = {"git", "index-pack", "--stdin", "--keep=fetched by git-remote-guts",
                           NULL,  NULL};
     char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
-    int indexed = w->indexed = w->nsend >= REMOTE_UNPACK_LIMIT;
+    int indexed = w->indexed = w->nsend >= GUTS_GIT_UNPACK_LIMIT;
     char **argv = indexed ? argv_index : argv_unpack;
     /* A clone's pack is whole; a fetch's may be thin (base_ok). */
     if (indexed)
         argv_index[4] = self_contained ? "--check-self-contained-and-connected" : "--fix-thin";
     guts_packw p = {.fd = -1};
     int rc;
-    remote_proc proc = {.pid = -1, .in = -1, .out = -1};
-    rc = remote_proc_start(&proc, argv, REMOTE_FD_PIPE, indexed ? REMOTE_FD_PIPE : REMOTE_FD_NULL,
+    guts_proc proc = {.pid = -1, .in = -1, .out = -1};
+    rc = guts_proc_start(&proc, argv, GUTS_PROC_PIPE, indexed ? GUTS_PROC_PIPE : GUTS_PROC_NULL,
                            w->err);
     if (rc) goto out;
-    /* A pack of fewer than REMOTE_UNPACK_LIMIT objects (a fetch of a few
+    /* A pack of fewer than GUTS_GIT_UNPACK_LIMIT objects (a fetch of a few
      * commits) is deflated as git would: costing nothing measurable, level 0
      * would leave it several times git's size. */
     if (!indexed && w->zlevel < REMOTE_SMALL_PACK_LEVEL) w->zlevel = REMOTE_SMALL_PACK_LEVEL;
@@ -942,11 +947,11 @@ static int write_pack(walk *w, int self_contained, int *connected, remote_fetch_
     }
     line[ll] = 0;
     int status;
-    rc = remote_proc_wait(&proc, &status, w->err);
-    if (!rc && status) rc = remote_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
+    rc = guts_proc_wait(&proc, &status, w->err);
+    if (!rc && status) rc = guts_git_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
     if (!rc && indexed) {
         if (strncmp(line, "keep\t", 5) != 0 || ll < 5 + GUTS_HEX_LEN)
-            rc = remote_errf(w->err, GUTS_EIO, "%s said \"%.60s\", not keep\\t<hash>", proc.what,
+            rc = guts_git_errf(w->err, GUTS_EIO, "%s said \"%.60s\", not keep\\t<hash>", proc.what,
                              line);
         else
             memcpy(st->keep, line + 5, GUTS_HEX_LEN);
@@ -955,8 +960,8 @@ static int write_pack(walk *w, int self_contained, int *connected, remote_fetch_
 out:
     if (proc.pid > 0) {
         int status;
-        char ignore[REMOTE_ERR_MAX];
-        remote_proc_wait(&proc, &status, ignore);
+        char ignore[GUTS_GIT_ERR_MAX];
+        guts_proc_wait(&proc, &status, ignore);
     }
     guts_packw_free(&p);
     return rc;
@@ -966,8 +971,8 @@ out:
 
 static void walk_free(walk *w)
 {
-    remote_idset_free(&w->commits);
-    remote_idset_free(&w->objs);
+    guts_idset_free(&w->commits);
+    guts_idset_free(&w->objs);
     free(w->ci);
     free(w->parents);
     free(w->heap);
@@ -979,7 +984,7 @@ static void walk_free(walk *w)
 }
 
 static int select_objects(walk *w, const guts_id *wants, size_t nwants, const guts_id *haves,
-                          size_t nhaves, remote_fetch_stats *st)
+                          size_t nhaves, guts_git_fetch_stats *st)
 {
     int rc;
     if ((rc = add_haves(w, haves, nhaves))) return rc;
@@ -989,7 +994,7 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     /* Sent commits that later turned out reachable from a have stay home. */
     size_t k = 0;
     for (size_t i = 0; i < w->nsent; i++) {
-        size_t slot = remote_idset_find(&w->commits, &w->ci[w->sent[i]].id);
+        size_t slot = guts_idset_find(&w->commits, &w->ci[w->sent[i]].id);
         if (!(w->commits.flags[slot] & C_UNINT)) w->sent[k++] = w->sent[i];
     }
     w->nsent = k;
@@ -997,7 +1002,7 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     for (size_t i = 0; i < w->nsent; i++) {
         const commit_info *c = &w->ci[w->sent[i]];
         for (uint32_t j = 0; j < c->nparents; j++) {
-            size_t slot = remote_idset_find(&w->commits, &w->parents[c->parent_off + j]);
+            size_t slot = guts_idset_find(&w->commits, &w->parents[c->parent_off + j]);
             uint8_t f = w->commits.flags[slot];
             if (!(f & C_UNINT) || (f & (C_MISSING | C_EDGE))) continue;
             w->commits.flags[slot] |= C_EDGE;
@@ -1021,9 +1026,9 @@ static int select_objects(walk *w, const guts_id *wants, size_t nwants, const gu
     return GUTS_OK;
 }
 
-int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
+int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
                  const guts_id *haves, size_t nhaves, int zlevel, int progress, int *connected,
-                 remote_fetch_stats *st, char *err)
+                 guts_git_fetch_stats *st, char *err)
 {
     *connected = 0;
     walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1,
@@ -1031,7 +1036,7 @@ int remote_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wan
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
-    if (zlevel < 0 || zlevel > 9) return remote_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
+    if (zlevel < 0 || zlevel > 9) return guts_git_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
     int rc = select_objects(&w, wants, nwants, haves, nhaves, st);
     if (!rc && w.nsend > 0) rc = write_pack(&w, nhaves == 0, connected, st);
     walk_free(&w);
@@ -1050,20 +1055,20 @@ static int tag_seen(walk *w, const guts_id *id, int is_tree)
 static int add_tags(walk *w, const guts_id *tags, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (remote_idset_find(&w->objs, &tags[i]) != SIZE_MAX) continue;
+        if (guts_idset_find(&w->objs, &tags[i]) != SIZE_MAX) continue;
         int type;
         guts_id t;
         int rc = peel(w, &tags[i], &type, &t, tag_seen);
         if (rc == GUTS_ENOTFOUND) continue;
         if (rc) return rc;
-        size_t slot = remote_idset_find(&w->objs, &t);
+        size_t slot = guts_idset_find(&w->objs, &t);
         if (slot == SIZE_MAX || !(w->objs.flags[slot] & O_SEND)) continue;
         if ((rc = peel(w, &tags[i], &type, &t, mark_send))) return rc;
     }
     return GUTS_OK;
 }
 
-static int is_client_shallow(const remote_serve_req *q, const guts_id *id)
+static int is_client_shallow(const guts_git_serve_req *q, const guts_id *id)
 {
     for (size_t i = 0; i < q->nclient_shallow; i++)
         if (guts_id_cmp(&q->client_shallow[i], id) == 0) return 1;
@@ -1078,15 +1083,15 @@ static int is_client_shallow(const remote_serve_req *q, const guts_id *id)
  * (depth 1: the wants themselves), not past a have; a commit at the limit
  * that has parents is a new shallow boundary. Trees of the haves are
  * marked known first, so what the client has is not sent again. */
-static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depths,
-                         remote_ids *shallow, remote_ids *unshallow)
+static int select_deepen(walk *w, const guts_git_serve_req *q, guts_idset *depths,
+                         guts_ids *shallow, guts_ids *unshallow)
 {
     int rc;
-    remote_idset haveset = {0};
+    guts_idset haveset = {0};
     size_t slot;
     int added;
     for (size_t i = 0; i < q->nhaves; i++) {
-        if ((rc = remote_idset_add(&haveset, &q->haves[i], &slot, &added))) goto oom;
+        if ((rc = guts_idset_add(&haveset, &q->haves[i], &slot, &added))) goto oom;
         int type;
         void *data;
         size_t len;
@@ -1112,10 +1117,10 @@ static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depth
             if (rc) goto out;
             continue;
         }
-        if ((rc = remote_idset_add(depths, &t, &slot, &added))) goto oom;
+        if ((rc = guts_idset_add(depths, &t, &slot, &added))) goto oom;
         if (!added) continue;
         depths->vals[slot] = 1;
-        if (remote_idset_find(&haveset, &t) != SIZE_MAX) {
+        if (guts_idset_find(&haveset, &t) != SIZE_MAX) {
             if (!is_client_shallow(q, &t)) continue;
             depths->flags[slot] |= D_HAVE;
         }
@@ -1132,19 +1137,19 @@ static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depth
     }
     while (head < w->nsent) {
         commit_info c = w->ci[w->sent[head++]];
-        uint32_t d = depths->vals[remote_idset_find(depths, &c.id)];
+        uint32_t d = depths->vals[guts_idset_find(depths, &c.id)];
         if (c.nparents == 0) continue;
         if (d >= q->depth) {
-            if (remote_ids_push(shallow, &c.id)) goto oom;
+            if (guts_ids_push(shallow, &c.id)) goto oom;
             continue;
         }
-        if (is_client_shallow(q, &c.id) && remote_ids_push(unshallow, &c.id)) goto oom;
+        if (is_client_shallow(q, &c.id) && guts_ids_push(unshallow, &c.id)) goto oom;
         for (uint32_t j = 0; j < c.nparents; j++) {
             guts_id par = w->parents[c.parent_off + j];
-            if ((rc = remote_idset_add(depths, &par, &slot, &added))) goto oom;
+            if ((rc = guts_idset_add(depths, &par, &slot, &added))) goto oom;
             if (!added) continue;
             depths->vals[slot] = d + 1;
-            if (remote_idset_find(&haveset, &par) != SIZE_MAX) {
+            if (guts_idset_find(&haveset, &par) != SIZE_MAX) {
                 if (!is_client_shallow(q, &par)) continue;
                 depths->flags[slot] |= D_HAVE;
             }
@@ -1155,7 +1160,7 @@ static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depth
             if (rc == GUTS_ENOTFOUND) {
                 char hex[GUTS_HEX_LEN + 1];
                 guts_id_to_hex(&par, hex);
-                rc = remote_errf(w->err, rc, "commit %s is not in the store", hex);
+                rc = guts_git_errf(w->err, rc, "commit %s is not in the store", hex);
             }
             if (rc) goto out;
             if (ctype != GUTS_OBJ_COMMIT) {
@@ -1173,7 +1178,7 @@ static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depth
     }
     size_t k = 0; /* the commits the client has stay home */
     for (size_t i = 0; i < w->nsent; i++)
-        if (!(depths->flags[remote_idset_find(depths, &w->ci[w->sent[i]].id)] & D_HAVE))
+        if (!(depths->flags[guts_idset_find(depths, &w->ci[w->sent[i]].id)] & D_HAVE))
             w->sent[k++] = w->sent[i];
     w->nsent = k;
     for (size_t i = 0; i < w->nsent; i++) {
@@ -1190,13 +1195,13 @@ static int select_deepen(walk *w, const remote_serve_req *q, remote_idset *depth
     rc = GUTS_OK;
     goto out;
 oom:
-    rc = remote_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+    rc = guts_git_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
 out:
-    remote_idset_free(&haveset);
+    guts_idset_free(&haveset);
     return rc;
 }
 
-int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_stats *st,
+int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_stats *st,
                        char *err)
 {
     walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit};
@@ -1205,12 +1210,12 @@ int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_sta
     memset(st, 0, sizeof *st);
     int rc;
     if (q->depth) {
-        remote_idset depths = {0};
-        remote_ids shallow = {0}, unshallow = {0};
+        guts_idset depths = {0};
+        guts_ids shallow = {0}, unshallow = {0};
         rc = select_deepen(&w, q, &depths, &shallow, &unshallow);
         if (!rc && q->on_shallow)
             rc = q->on_shallow(q->sink_ctx, shallow.v, shallow.n, unshallow.v, unshallow.n);
-        remote_idset_free(&depths);
+        guts_idset_free(&depths);
         free(shallow.v);
         free(unshallow.v);
     } else {
@@ -1220,18 +1225,18 @@ int remote_fetch_serve(guts_repo *r, const remote_serve_req *q, remote_fetch_sta
     guts_packw p = {.fd = -1};
     /* a small pack (a fetch of a few commits) at zlib's default, as
      * write_pack does: bytes matter more than the milliseconds */
-    int level = w.nsend < REMOTE_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
+    int level = w.nsend < GUTS_GIT_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
                     ? REMOTE_SMALL_PACK_LEVEL
                     : q->zlevel;
     if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)w.nsend)))
-        rc = remote_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
+        rc = guts_git_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
     else if (!rc) {
         p.sink = q->sink;
         p.sink_ctx = q->sink_ctx;
         rc = pack_entries(&w, &p, st);
         uint8_t sum[GUTS_ID_LEN];
         if (!rc && (rc = guts_packw_finish(&p, sum)) != GUTS_OK)
-            rc = remote_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
+            rc = guts_git_errf(err, rc, "writing the pack: %s", guts_strerror(rc));
         if (!rc) st->pack_bytes = p.total;
     }
     guts_packw_free(&p);

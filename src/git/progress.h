@@ -1,4 +1,4 @@
-/* guts_progress.h - the one progress line of every front end: guts import
+/* progress.h - the one progress line of every front end: guts import
  * and export, git-remote-guts push and clone, guts-node's pulls.
  *
  * A line reads  "WHAT: DONE/TOTAL objects, X MB, Y MB/s, ETA M:SS"  (the
@@ -8,8 +8,8 @@
  * escape sequences. The ETA is the object rate so far applied to what is
  * left: objects are what the totals count (sizes are not known up front).
  */
-#ifndef GUTS_CLI_PROGRESS_H
-#define GUTS_CLI_PROGRESS_H
+#ifndef GUTS_GIT_PROGRESS_H
+#define GUTS_GIT_PROGRESS_H
 
 #include <stddef.h>
 #include <stdint.h>

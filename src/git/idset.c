@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "remote/remote.h"
+#include "git/idset.h"
 
 #define USED 0x80 /* slot holds a key; the low 7 bits are the caller's */
 #define INITIAL_CAP 1024
@@ -20,7 +20,7 @@ static size_t slot_of(const guts_id *id, size_t mask)
     return (size_t)h & mask;
 }
 
-static size_t probe(const remote_idset *s, const guts_id *id)
+static size_t probe(const guts_idset *s, const guts_id *id)
 {
     size_t mask = s->cap - 1, i = slot_of(id, mask);
     while ((s->flags[i] & USED) && memcmp(s->keys[i].b, id->b, GUTS_ID_LEN) != 0)
@@ -28,15 +28,15 @@ static size_t probe(const remote_idset *s, const guts_id *id)
     return i;
 }
 
-static int grow(remote_idset *s)
+static int grow(guts_idset *s)
 {
     size_t cap = s->cap ? s->cap * 2 : INITIAL_CAP;
-    remote_idset t = {.cap = cap, .n = s->n};
+    guts_idset t = {.cap = cap, .n = s->n};
     t.keys = malloc(cap * sizeof *t.keys);
     t.vals = malloc(cap * sizeof *t.vals);
     t.flags = calloc(cap, 1);
     if (!t.keys || !t.vals || !t.flags) {
-        remote_idset_free(&t);
+        guts_idset_free(&t);
         return GUTS_ENOMEM;
     }
     for (size_t i = 0; i < s->cap; i++) {
@@ -46,12 +46,12 @@ static int grow(remote_idset *s)
         t.vals[j] = s->vals[i];
         t.flags[j] = s->flags[i];
     }
-    remote_idset_free(s);
+    guts_idset_free(s);
     *s = t;
     return GUTS_OK;
 }
 
-int remote_idset_add(remote_idset *s, const guts_id *id, size_t *slot, int *added)
+int guts_idset_add(guts_idset *s, const guts_id *id, size_t *slot, int *added)
 {
     if ((s->n + 1) * 2 > s->cap) {
         int rc = grow(s);
@@ -69,14 +69,14 @@ int remote_idset_add(remote_idset *s, const guts_id *id, size_t *slot, int *adde
     return GUTS_OK;
 }
 
-size_t remote_idset_find(const remote_idset *s, const guts_id *id)
+size_t guts_idset_find(const guts_idset *s, const guts_id *id)
 {
     if (!s->cap) return SIZE_MAX;
     size_t i = probe(s, id);
     return (s->flags[i] & USED) ? i : SIZE_MAX;
 }
 
-void remote_idset_free(remote_idset *s)
+void guts_idset_free(guts_idset *s)
 {
     free(s->keys);
     free(s->vals);
@@ -84,7 +84,7 @@ void remote_idset_free(remote_idset *s)
     memset(s, 0, sizeof *s);
 }
 
-int remote_ids_push(remote_ids *a, const guts_id *id)
+int guts_ids_push(guts_ids *a, const guts_id *id)
 {
     if (a->n == a->cap) {
         size_t c = a->cap ? a->cap * 2 : 64;

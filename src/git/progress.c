@@ -1,5 +1,5 @@
-/* guts_progress.c - see guts_progress.h. */
-#include "cli/guts_progress.h"
+/* progress.c - see progress.h. */
+#include "git/progress.h"
 
 #include <stdio.h>
 #include <time.h>

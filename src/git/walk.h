@@ -1,12 +1,12 @@
-/* guts_walk.h - a store's commits newest first by committer date.
+/* walk.h - a store's commits newest first by committer date.
  *
  * The walk of `guts log` and of import's fast-forward test: a max-heap of
  * the frontier ordered by committer date (ties: the commit queued first)
  * and a hash set of the commits already queued, so each commit is read
  * once. Both grow with the commits visited, never with the history.
  */
-#ifndef GUTS_CLI_WALK_H
-#define GUTS_CLI_WALK_H
+#ifndef GUTS_GIT_WALK_H
+#define GUTS_GIT_WALK_H
 
 #include <stdint.h>
 

@@ -1,9 +1,10 @@
-/* guts_walk.c - a store's commits newest first by committer date (see
- * guts_walk.h). Commit texts come from a git repository or a peer: every
+/* walk.c - a store's commits newest first by committer date (see
+ * walk.h). Commit texts come from a git repository or a peer: every
  * header line is parsed within its bounds, and a malformed parent or date
  * only costs that link or that ordering, never a read past the text.
  */
-#include "cli/guts_walk.h"
+#include "git/walk.h"
+#include "guts/gitobj.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,19 +125,13 @@ int guts_walk_pop(guts_walk *w, guts_walk_item *out)
 
 int guts_walk_push_parents(guts_walk *w, const void *data, size_t len)
 {
-    const char *p = data, *end = p + len;
-    while (p < end && *p != '\n') {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (ll == 7 + GUTS_HEX_LEN && memcmp(p, "parent ", 7) == 0) {
-            guts_id pid;
-            if (guts_id_from_hex(p + 7, GUTS_HEX_LEN, &pid) == GUTS_OK) {
-                int e = guts_walk_push(w, &pid);
-                if (e) return e;
-            }
-        }
-        if (!nl) break;
-        p = nl + 1;
+    size_t pos = 0;
+    int kind, rc;
+    guts_id pid;
+    while ((rc = guts_obj_link_next(GUTS_OBJ_COMMIT, data, len, &pos, &kind, &pid)) != 0) {
+        if (rc != 1 || kind != GUTS_LINK_PARENT) continue;
+        int e = guts_walk_push(w, &pid);
+        if (e) return e;
     }
     return 0;
 }

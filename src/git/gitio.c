@@ -1,4 +1,4 @@
-/* guts_gitio.c - import from and export to git repositories.
+/* gitio.c - import from and export to git repositories.
  *
  * Import asks git for everything through two long-lived processes: one
  * `cat-file --batch-all-objects --batch-check` lists every object with its
@@ -12,7 +12,7 @@
  * batches bounded both in count and in bytes, which bounds memory too: only
  * the id list (about 70 bytes an object) is held for the whole run.
  *
- * Export writes one version-2 packfile (guts_pack.c: whole objects, and git
+ * Export writes one version-2 packfile (pack.c: whole objects, and git
  * deltas where the store keeps a delta against a base) and its
  * version-2 index itself, then packed-refs and HEAD: what `git clone` leaves
  * behind. Writing the index here instead of running `git index-pack` saves a
@@ -35,10 +35,11 @@
  * git's stderr is captured in a memory file so that a failure becomes one
  * line of error naming the command, not a screenful.
  */
-#include "cli/guts_gitio.h"
-#include "cli/guts_pack.h"
-#include "cli/guts_progress.h"
-#include "cli/guts_walk.h"
+#include "git/gitio.h"
+#include "git/proc.h"
+#include "git/pack.h"
+#include "git/progress.h"
+#include "git/walk.h"
 #include "core/refmerge.h"
 
 #include <dirent.h>
@@ -49,7 +50,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +64,6 @@
 #include <xxhash.h>
 #include <zlib.h>
 
-extern char **environ;
 
 /* Objects per guts_repo_put: thousands per write transaction amortise the
  * commit's fsync while keeping a failed batch cheap to retry. */
@@ -90,9 +89,8 @@ extern char **environ;
 /* A listing line with its path (push): a longer path is cut there, which
  * only weakens its delta hint. */
 #define GITIO_PATH_LINE_MAX 4352
-/* Pipe and buffer sizes for the streams to and from git: large enough that
- * a system call moves many small objects at once. */
-#define GITIO_PIPE_SIZE (1u << 20)
+/* Buffer size for the streams from git (whose pipes are 1 MiB, proc.c):
+ * large enough that a system call moves many small objects at once. */
 #define GITIO_IOBUF (1u << 20)
 /* A read shorter than this is followed by a GITIO_READ_NAP_NS pause. At
  * git's pace (about 250 MB/s of cat-file output) the pause fills 125 KB of
@@ -102,129 +100,39 @@ extern char **environ;
 #define GITIO_READ_NAP_NS 500000
 #define NONE UINT32_MAX
 
-/* ---- Errors ------------------------------------------------------------- */
-
-static int errf(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int errf(char *err, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, GUTS_GITIO_ERR_MAX, fmt, ap);
-    va_end(ap);
-    /* One line: a git message may carry its own newline. */
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    return code;
-}
-
 /* ---- Child processes ---------------------------------------------------- */
 
-typedef struct proc {
-    pid_t pid;
-    int in;    /* write end of the child's stdin, or -1 */
-    int out;   /* read end of the child's stdout, or -1 */
-    int errfd; /* memory file holding the child's stderr */
-    char what[64];
-} proc;
+typedef guts_proc proc;
 
 /* Choices of stdin for proc_start besides a descriptor of the caller's
  * (which the caller still owns and closes). */
-#define PROC_NULL (-1) /* /dev/null */
-#define PROC_PIPE (-2) /* a new pipe: p->in is its write end */
+#define PROC_NULL GUTS_PROC_NULL /* /dev/null */
+#define PROC_PIPE GUTS_PROC_PIPE /* a new pipe: p->in is its write end */
 
 /* Start argv with stdin as chosen, stdout a pipe when asked (else
- * /dev/null) and stderr captured. Every descriptor we keep is close-on-exec,
- * so a child never holds the write end of another child's stdin open. */
+ * /dev/null) and stderr captured (guts_proc_spawn). */
 static int proc_start(proc *p, const char *what, char *const argv[], int in, int want_out,
                       char *err)
 {
-    int want_in = in == PROC_PIPE;
-    int inp[2] = {-1, -1}, outp[2] = {-1, -1}, devnull = -1, rc = GUTS_EIO;
-    posix_spawn_file_actions_t fa;
-    memset(p, 0, sizeof *p);
-    p->in = p->out = p->errfd = -1;
-    snprintf(p->what, sizeof p->what, "%s", what);
-    if (posix_spawn_file_actions_init(&fa) != 0) return errf(err, GUTS_ENOMEM, "out of memory");
-    p->errfd = memfd_create("git-stderr", MFD_CLOEXEC);
-    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (p->errfd < 0 || devnull < 0) goto out;
-    if (want_in && pipe2(inp, O_CLOEXEC) != 0) goto out;
-    if (want_out && pipe2(outp, O_CLOEXEC) != 0) goto out;
-    if (want_in) fcntl(inp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
-    if (want_out) fcntl(outp[1], F_SETPIPE_SZ, (int)GITIO_PIPE_SIZE);
-    posix_spawn_file_actions_adddup2(&fa, want_in ? inp[0] : in >= 0 ? in : devnull, 0);
-    posix_spawn_file_actions_adddup2(&fa, want_out ? outp[1] : devnull, 1);
-    posix_spawn_file_actions_adddup2(&fa, p->errfd, 2);
-    if (posix_spawnp(&p->pid, argv[0], &fa, NULL, argv, environ) != 0) {
-        p->pid = 0;
-        goto out;
-    }
-    rc = GUTS_OK;
-out:
-    if (rc != GUTS_OK) errf(err, rc, "cannot start %s: %s", p->what, strerror(errno));
-    posix_spawn_file_actions_destroy(&fa);
-    if (devnull >= 0) close(devnull);
-    if (inp[0] >= 0) close(inp[0]);
-    if (outp[1] >= 0) close(outp[1]);
-    if (rc == GUTS_OK) {
-        p->in = inp[1];
-        p->out = outp[0];
-    } else {
-        if (inp[1] >= 0) close(inp[1]);
-        if (outp[0] >= 0) close(outp[0]);
-        if (p->errfd >= 0) close(p->errfd);
-        p->errfd = -1;
-    }
-    return rc;
+    return guts_proc_spawn(p, what, argv, in, want_out ? GUTS_PROC_PIPE : GUTS_PROC_NULL,
+                           GUTS_PROC_STDERR, err);
 }
 
-/* Wait for the child; on a non-zero exit fill err with the command and the
- * first line of what it said on stderr. Returns 0 or GUTS_EIO. When code is
- * not NULL, an exit with a status of 1 to 125 is no error: *code holds it. */
 static int proc_wait_code(proc *p, int *code, char *err)
 {
-    int status = 0, rc = GUTS_OK;
-    if (code) *code = 0;
-    if (p->in >= 0) close(p->in);
-    if (p->out >= 0) close(p->out);
-    p->in = p->out = -1;
-    if (p->pid > 0) {
-        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        p->pid = 0;
-        if (code && WIFEXITED(status) && WEXITSTATUS(status) > 0 && WEXITSTATUS(status) < 126) {
-            *code = WEXITSTATUS(status);
-        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            char msg[200] = "";
-            ssize_t k = pread(p->errfd, msg, sizeof msg - 1, 0);
-            if (k > 0) {
-                msg[k] = 0;
-                msg[strcspn(msg, "\n")] = 0;
-            }
-            if (err) {
-                if (WIFEXITED(status))
-                    errf(err, GUTS_EIO, "%s failed (exit %d): %s", p->what, WEXITSTATUS(status),
-                         msg[0] ? msg : "no message");
-                else
-                    errf(err, GUTS_EIO, "%s killed by signal %d", p->what, WTERMSIG(status));
-            }
-            rc = GUTS_EIO;
-        }
-    }
-    if (p->errfd >= 0) close(p->errfd);
-    p->errfd = -1;
-    return rc;
+    return guts_proc_finish(p, code, err);
 }
 
 static int proc_wait(proc *p, char *err)
 {
-    return proc_wait_code(p, NULL, err);
+    return guts_proc_finish(p, NULL, err);
 }
 
 /* Run argv to completion, capturing stdout (at most GITIO_CAPTURE_MAX, NUL
- * terminated). A non-zero exit is GUTS_EIO with err filled, unless code is
- * not NULL (see proc_wait_code): then the output is kept and *code says. */
+ * terminated). A non-zero exit is GUTS_EIO with err filled, except, when
+ * code is not NULL, an exit status of 1 to 125: then the output is kept and
+ * *code holds the status (a signal or 126 and up, which the shell uses for
+ * "cannot run", stay errors; see proc_wait_code). */
 static int run_capture_code(const char *what, char *const argv[], char **out, size_t *outlen,
                             int *code, char *err)
 {
@@ -232,7 +140,7 @@ static int run_capture_code(const char *what, char *const argv[], char **out, si
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     int rc;
-    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory");
+    if (!buf) return guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     rc = proc_start(&p, what, argv, PROC_NULL, 1, err);
     if (rc) {
         free(buf);
@@ -241,13 +149,13 @@ static int run_capture_code(const char *what, char *const argv[], char **out, si
     for (;;) {
         if (len + 1 >= cap) {
             if (cap >= GITIO_CAPTURE_MAX) {
-                rc = errf(err, GUTS_ETOOBIG, "%s: output over %u MiB", p.what,
+                rc = guts_git_errf(err, GUTS_ETOOBIG, "%s: output over %u MiB", p.what,
                           GITIO_CAPTURE_MAX >> 20);
                 break;
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
-                rc = errf(err, GUTS_ENOMEM, "out of memory");
+                rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
                 break;
             }
             buf = nb;
@@ -256,7 +164,7 @@ static int run_capture_code(const char *what, char *const argv[], char **out, si
         ssize_t k = read(p.out, buf + len, cap - 1 - len);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) {
-            rc = errf(err, GUTS_EIO, "reading from %s: %s", p.what, strerror(errno));
+            rc = guts_git_errf(err, GUTS_EIO, "reading from %s: %s", p.what, strerror(errno));
             break;
         }
         if (k == 0) break;
@@ -526,7 +434,7 @@ static int list_start(const char *gitdir, const guts_id *tips, size_t ntips,
         k += GUTS_HEX_LEN;
         line[k++] = '\n';
         if (guts_write_all(rl->in, line, k))
-            rc = errf(err, GUTS_EIO, "writing to git rev-list: %s", strerror(errno));
+            rc = guts_git_errf(err, GUTS_EIO, "writing to git rev-list: %s", strerror(errno));
     }
     close(rl->in);
     rl->in = -1;
@@ -682,13 +590,13 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
     int rc = list_start(gitdir, tips, ntips, exclude, nexclude, &rl, &p, err);
     if (rc) return rc;
     rd r = {.fd = p.out, .buf = malloc(GITIO_IOBUF)};
-    if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (!r.buf) rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     while (!rc) {
         int k = rd_line_cut(&r, line, ntips ? sizeof line : GITIO_LINE_MAX, ntips != 0);
         if (k == 0) break;
         if (k < 0) {
             rc =
-                errf(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
+                guts_git_errf(err, k == GUTS_ETOOBIG ? GUTS_EINVAL : GUTS_EIO,
                      "git cat-file --batch-check in %s: %s", gitdir,
                      k == GUTS_ETOOBIG ? "line too long (not a SHA-1 repository?)" : "read failed");
             break;
@@ -697,12 +605,12 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
             size_t nc = L->cap ? L->cap * 2 : 4096;
             if (nc > GITIO_OBJECTS_MAX) nc = GITIO_OBJECTS_MAX;
             if (L->n >= nc) {
-                rc = errf(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir, GITIO_OBJECTS_MAX);
+                rc = guts_git_errf(err, GUTS_ETOOBIG, "%s: more than %u objects", gitdir, GITIO_OBJECTS_MAX);
                 break;
             }
             iobj *no = realloc(L->o, nc * sizeof *no);
             if (!no) {
-                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
                 break;
             }
             L->o = no;
@@ -714,18 +622,18 @@ static int list_objects(const char *gitdir, const guts_id *tips, size_t ntips,
         copy[cl] = 0;
         iobj *o = &L->o[L->n];
         if (parse_check_line(line, o, ntips ? &path : NULL) != GUTS_OK) {
-            rc = errf(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%s\"", gitdir, copy);
+            rc = guts_git_errf(err, GUTS_EINVAL, "%s: unexpected cat-file line \"%s\"", gitdir, copy);
             break;
         }
         if (ntips && (o->type == GUTS_OBJ_TREE || o->type == GUTS_OBJ_BLOB)) {
             uint32_t prev;
             if (hint_at_path(&hints, L, (uint32_t)L->n, path, &prev)) {
-                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
                 break;
             }
             if (prev == NONE && guts_id_is_zero(&o->base_id) && firsts &&
                 pfirst_add(firsts, (uint32_t)L->n, path)) {
-                rc = errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
+                rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory listing %zu objects", L->n);
                 break;
             }
         }
@@ -802,7 +710,7 @@ static int plan_import(guts_repo *repo, ilist *L, const uint32_t *perm, uint32_t
         o[i].child = NONE;
     for (size_t i = 0; i < n; i++) {
         int h = guts_repo_has(repo, &o[i].id);
-        if (h < 0) return errf(err, h, "store lookup failed: %s", guts_strerror(h));
+        if (h < 0) return guts_git_errf(err, h, "store lookup failed: %s", guts_strerror(h));
         o[i].need = h == 0;
         nneed += o[i].need;
     }
@@ -817,7 +725,7 @@ static int plan_import(guts_repo *repo, ilist *L, const uint32_t *perm, uint32_t
     stack = malloc((nneed ? nneed : 1) * sizeof *stack);
     uint8_t *done = calloc(n ? n : 1, 1);
     if (!order || !stack || !done) {
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
         goto out;
     }
     /* Roots in git's pack order, each followed depth-first by its chain. */
@@ -922,9 +830,9 @@ static int batch_store(guts_repo *repo, batch *b, uint64_t *added_total, char *e
             char hex[GUTS_HEX_LEN + 1] = "?";
             if (bad < b->n) guts_id_to_hex(&b->objs[bad].id, hex);
             if (rc == GUTS_EHASH)
-                errf(err, rc, "object %s from git does not hash to its id", hex);
+                guts_git_errf(err, rc, "object %s from git does not hash to its id", hex);
             else
-                errf(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
+                guts_git_errf(err, rc, "storing a batch of %zu objects (near %s): %s", b->n, hex,
                      guts_strerror(rc));
         }
         *added_total += added;
@@ -1021,26 +929,26 @@ static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdi
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(&o->id, hex);
     uint8_t *buf = malloc(GITIO_LARGE_STEP);
-    if (!buf) return errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+    if (!buf) return guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
     int rc = GUTS_OK, stored = 0;
     char nl = 0;
     for (uint64_t off = 0; off < o->size && !rc; off += GITIO_LARGE_STEP) {
         size_t k = o->size - off < GITIO_LARGE_STEP ? (size_t)(o->size - off) : GITIO_LARGE_STEP;
         if (rd_exact(r, buf, k)) {
             rc =
-                errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+                guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
             break;
         }
         rc = guts_repo_stage_write(repo, &o->id, o->type, o->size, off, buf, k, &stored);
         if (rc == GUTS_EHASH)
-            errf(err, rc, "object %s from git does not hash to its id", hex);
+            guts_git_errf(err, rc, "object %s from git does not hash to its id", hex);
         else if (rc)
-            errf(err, rc, "storing object %s: %s (%s)", hex, guts_strerror(rc),
+            guts_git_errf(err, rc, "storing object %s: %s (%s)", hex, guts_strerror(rc),
                  guts_store_errmsg());
     }
     free(buf);
     if (!rc && (rd_exact(r, &nl, 1) || nl != '\n'))
-        rc = errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+        rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
     if (!rc) *added += (uint64_t)stored;
     return rc;
 }
@@ -1068,20 +976,20 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
     for (int i = 0; i < 2; i++)
         if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = malloc(GITIO_BATCH_BYTES);
     if (!r.buf || !bs[0] || !bs[1] || !bs[0]->arena || !bs[1]->arena) {
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
         close(f.fd);
         goto out;
     }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     if (pthread_create(&feed_th, NULL, feed_ids, &f) != 0) {
-        rc = errf(err, GUTS_ENOMEM, "cannot start a thread");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "cannot start a thread");
         close(f.fd);
         goto out;
     }
     fed = 1;
     if (pthread_create(&store_th, NULL, store_batches, &s) != 0) {
-        rc = errf(err, GUTS_ENOMEM, "cannot start a thread");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "cannot start a thread");
         goto out;
     }
     stored = 1;
@@ -1091,18 +999,18 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         guts_id_to_hex(&o->id, hex);
         int k = rd_line(&r, line, sizeof line);
         if (k <= 0) {
-            rc = errf(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
+            rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
                       hex);
             break;
         }
         if (check_header(line, o) != GUTS_OK) {
-            rc = errf(err, GUTS_EIO, "git cat-file --batch in %s: for %s it said \"%.100s\"",
+            rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s: for %s it said \"%.100s\"",
                       gitdir, hex, line);
             break;
         }
         if (o->size > GUTS_OBJ_MAX_DEFAULT || o->size > SIZE_MAX - 1) {
             rc =
-                errf(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
+                guts_git_errf(err, GUTS_ETOOBIG, "object %s in %s is %llu bytes, over the %llu limit", hex,
                      gitdir, (unsigned long long)o->size, (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
             break;
         }
@@ -1127,7 +1035,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         void *data = batch_slot(b, (size_t)o->size);
         char nl = 0;
         if (!data) {
-            rc = errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+            rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
             break;
         }
         b->objs[b->n] = (guts_obj){.id = o->id,
@@ -1138,7 +1046,7 @@ static int stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const u
         b->n++;
         if (rd_exact(&r, data, o->size) || rd_exact(&r, &nl, 1) || nl != '\n') {
             rc =
-                errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
+                guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s: object %s truncated", gitdir, hex);
             break;
         }
         b->bytes += o->size;
@@ -1173,14 +1081,14 @@ out:
     {
         char werr[GUTS_GITIO_ERR_MAX], mine[GUTS_GITIO_ERR_MAX];
         int wrc = proc_wait(&p, werr);
-        if (!rc && wrc) rc = errf(err, wrc, "%s", werr);
+        if (!rc && wrc) rc = guts_git_errf(err, wrc, "%s", werr);
         /* A short read usually means git gave up: say why, not just where. */
         else if (rc == GUTS_EIO && wrc && !strstr(werr, "killed by signal")) {
             memcpy(mine, err, sizeof mine);
-            errf(err, rc, "%.200s; %.250s", mine, werr);
+            guts_git_errf(err, rc, "%.200s; %.250s", mine, werr);
         }
     }
-    if (!rc && fed && f.rc) rc = errf(err, f.rc, "writing ids to git cat-file --batch failed");
+    if (!rc && fed && f.rc) rc = guts_git_errf(err, f.rc, "writing ids to git cat-file --batch failed");
     return rc;
 }
 
@@ -1274,15 +1182,15 @@ static int git_refs(const char *gitdir, nrefs *out, char *err)
         char *sp = strchr(line, ' ');
         if (!sp || guts_id_from_hex(line, (size_t)(sp - line), &id)) {
             rc =
-                errf(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
+                guts_git_errf(err, GUTS_EINVAL, "%s: unexpected for-each-ref line \"%.100s\"", gitdir, line);
             break;
         }
         if (guts_refname_check(sp + 1) != GUTS_OK) {
-            rc = errf(err, GUTS_EINVAL, "%s: ref name \"%.200s\" is not valid", gitdir, sp + 1);
+            rc = guts_git_errf(err, GUTS_EINVAL, "%s: ref name \"%.200s\" is not valid", gitdir, sp + 1);
             break;
         }
         rc = nrefs_add(out, sp + 1, &id, NULL, 0);
-        if (rc) errf(err, rc, "out of memory reading refs");
+        if (rc) guts_git_errf(err, rc, "out of memory reading refs");
     }
     free(buf);
     return rc;
@@ -1303,15 +1211,15 @@ static int git_head(const char *gitdir, char *symref, guts_id *id, char *err)
         int ok = strlen(buf) <= GUTS_REFNAME_MAX && guts_refname_check(buf) == GUTS_OK;
         if (ok) strcpy(symref, buf);
         free(buf);
-        if (!ok) return errf(err, GUTS_EINVAL, "%s: HEAD points at an invalid ref name", gitdir);
+        if (!ok) return guts_git_errf(err, GUTS_EINVAL, "%s: HEAD points at an invalid ref name", gitdir);
         return GUTS_OK;
     }
     int rc = run_capture("git rev-parse", rev, &buf, &len, err);
-    if (rc) return errf(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
+    if (rc) return guts_git_errf(err, rc, "%s: HEAD is neither a symbolic ref nor an object", gitdir);
     buf[strcspn(buf, "\n")] = 0;
     rc = guts_id_from_hex(buf, strlen(buf), id);
     free(buf);
-    if (rc) return errf(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
+    if (rc) return guts_git_errf(err, GUTS_EINVAL, "%s: cannot parse HEAD", gitdir);
     return GUTS_OK;
 }
 
@@ -1325,14 +1233,14 @@ static int git_source(const char *gitdir, char *path, uint8_t src[GUTS_IMPORT_SR
     size_t len;
     if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
         if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
-        return errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+        return guts_git_errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
     }
     buf[strcspn(buf, "\n")] = 0;
     char *real = realpath(buf, path);
     int e = errno;
     free(buf);
     if (!real)
-        return errf(err, GUTS_EIO, "%s: cannot resolve its git directory: %s", gitdir, strerror(e));
+        return guts_git_errf(err, GUTS_EIO, "%s: cannot resolve its git directory: %s", gitdir, strerror(e));
     XXH128_hash_t h = XXH3_128bits(path, strlen(path));
     for (int i = 0; i < 8; i++) {
         src[i] = (uint8_t)(h.high64 >> (56 - 8 * i));
@@ -1539,7 +1447,7 @@ static int imp_flush(imp_out *o, char *err)
         o->st->refs_changed += o->changed;
         o->st->refs_deleted += o->deleted;
     } else if (rc != GUTS_ECONFLICT) {
-        errf(err, rc, "writing %zu refs and %zu import marks: %s (%s)", o->nrec, o->nmark,
+        guts_git_errf(err, rc, "writing %zu refs and %zu import marks: %s (%s)", o->nrec, o->nmark,
              guts_strerror(rc), guts_store_errmsg());
     }
     o->nrec = o->nmark = 0;
@@ -1577,15 +1485,15 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
      * the digest matches the refs read, and the walks cost one read
      * transaction, not one per commit. Released before the writes. */
     int rc = guts_repo_read_hold(repo);
-    if (rc) errf(err, rc, "reading the repository: %s (%s)", guts_strerror(rc), guts_store_errmsg());
+    if (rc) guts_git_errf(err, rc, "reading the repository: %s (%s)", guts_strerror(rc), guts_store_errmsg());
     if (!rc && (rc = guts_repo_info_get(repo, &info)))
-        errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
+        guts_git_errf(err, rc, "reading repository counters: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_refs(repo, 1, collect_store_ref, &s)))
-        errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
+        guts_git_errf(err, rc, "reading stored refs: %s", guts_strerror(rc));
     if (!rc && (rc = guts_repo_import_marks(repo, o->src, collect_mark, &m)))
-        errf(err, rc, "reading import marks: %s (%s)", guts_strerror(rc), guts_store_errmsg());
+        guts_git_errf(err, rc, "reading import marks: %s (%s)", guts_strerror(rc), guts_store_errmsg());
     if (!rc && !(items = calloc(g->n + s.n + m.n, sizeof *items)))
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     if (rc) goto out;
     o->digest = info.refs_digest;
     if (s.n) qsort(s.r, s.n, sizeof *s.r, cmp_nref);
@@ -1610,7 +1518,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         imp_item *it = &items[i];
         if (it->act != IMP_ASK_FF) continue;
         if ((rc = ff_test(repo, &it->s->id, &it->g->id, &budget, &it->c.ff))) {
-            errf(err, rc, "fast-forward test of %.200s: %s (%s)", it->g->name, guts_strerror(rc),
+            guts_git_errf(err, rc, "fast-forward test of %.200s: %s (%s)", it->g->name, guts_strerror(rc),
                  guts_store_errmsg());
             goto out;
         }
@@ -1621,7 +1529,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         imp_item *it = &items[i];
         if (it->act != IMP_SET && it->act != IMP_DELETE) continue;
         if ((rc = guts_ref_clock_next(info.clock, 0, &clock))) {
-            errf(err, rc,
+            guts_git_errf(err, rc,
                  "the repository's ref clock is at its limit (%" PRIu64
                  "): no record can be newer, no ref was written",
                  info.clock);
@@ -1692,10 +1600,10 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
     imp_out o = {.repo = repo, .src = src, .path = path, .st = st};
     int rc = git_refs(gitdir, &g, err);
     if (!rc) rc = git_head(gitdir, head_sym, &head_id, err);
-    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) errf(err, rc, "out of memory");
+    if (!rc && (rc = nrefs_add(&g, "HEAD", &head_id, head_sym, 0))) guts_git_errf(err, rc, "out of memory");
     if (!rc && (!(o.recs = calloc(GITIO_REFS_BATCH, sizeof *o.recs)) ||
                 !(o.marks = calloc(GITIO_REFS_BATCH, sizeof *o.marks))))
-        rc = errf(err, GUTS_ENOMEM, "out of memory");
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     if (!rc) {
         qsort(g.r, g.n, sizeof *g.r, cmp_nref);
         st->refs_total = g.n;
@@ -1703,7 +1611,7 @@ static int import_refs(guts_repo *repo, const guts_node_id *node, const char *gi
         for (int pass = 0; pass < IMPORT_REFS_PASSES && rc == GUTS_ECONFLICT; pass++)
             rc = import_refs_pass(repo, node, &g, &o, opts, err);
         if (rc == GUTS_ECONFLICT)
-            errf(err, rc, "the repository's refs changed during each of %d tries; import again",
+            guts_git_errf(err, rc, "the repository's refs changed during each of %d tries; import again",
                  IMPORT_REFS_PASSES);
     }
     free(o.recs);
@@ -1731,7 +1639,7 @@ static int import_hints(ilist *L, const uint32_t *perm, proc *rl, char *err)
     uint32_t prev;
     int rc = GUTS_OK;
     rd r = {.fd = rl->out, .buf = malloc(GITIO_IOBUF)};
-    if (!r.buf) rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (!r.buf) rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     while (!rc) {
         int k = rd_line_cut(&r, line, sizeof line, 1);
         if (k <= 0) break; /* the end, or a failed read: fewer hints */
@@ -1741,7 +1649,7 @@ static int import_hints(ilist *L, const uint32_t *perm, proc *rl, char *err)
             guts_id_from_hex(line, GUTS_HEX_LEN, &id) || (i = list_find(L, perm, &id)) == NONE)
             continue; /* a commit (no name), or not listed: no hint */
         if (hint_at_path(&hints, L, i, line + GUTS_HEX_LEN + 1, &prev))
-            rc = errf(err, GUTS_ENOMEM, "out of memory reading names");
+            rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory reading names");
     }
     free(hints.key);
     free(hints.idx);
@@ -1768,7 +1676,7 @@ static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, 
         rc = list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL, err);
     if (!rc && firsts.n) prev_hints(gitdir, &L, &firsts, prev, nprev);
     pfirst_free(&firsts);
-    if (!rc && !(perm = list_index(&L))) rc = errf(err, GUTS_ENOMEM, "out of memory");
+    if (!rc && !(perm = list_index(&L))) rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
     if (names.pid > 0) {
         if (rc) kill(names.pid, SIGTERM);
         int hrc = rc ? proc_wait(&names, NULL) : import_hints(&L, perm, &names, err);
@@ -1792,7 +1700,7 @@ int guts_gitio_check_repo(const char *gitdir, char *err)
     err[0] = 0;
     if (run_capture("git rev-parse", argv, &buf, &len, err) != GUTS_OK) {
         if (strncmp(err, "cannot start", 12) == 0) return GUTS_EIO; /* no git at all */
-        return errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
+        return guts_git_errf(err, GUTS_EINVAL, "\"%s\" is not a git repository", gitdir);
     }
     free(buf);
     return GUTS_OK;
@@ -1903,14 +1811,14 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
         large += e[i].off >= 0x80000000u;
     len = 8 + 256 * 4 + n * (GUTS_ID_LEN + 4 + 4) + large * 8 + 2 * 20;
     uint8_t *b = malloc(len);
-    if (!b) return errf(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
+    if (!b) return guts_git_errf(err, GUTS_ENOMEM, "out of memory for a pack index of %zu objects", n);
     if (n) qsort(e, n, sizeof *e, cmp_pentry);
     for (size_t i = 1; i < n; i++)
         if (guts_id_cmp(&e[i - 1].id, &e[i].id) == 0) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(&e[i].id, hex);
             free(b);
-            return errf(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
+            return guts_git_errf(err, GUTS_ECORRUPT, "the store listed object %s twice", hex);
         }
     memcpy(b, "\377tOc", 4);
     guts_pack_be32(b + 4, 2);
@@ -1940,13 +1848,13 @@ static int write_idx(const char *path, pentry *e, size_t n, const uint8_t packsu
     unsigned sl = 0;
     if (EVP_Digest(b, pos, b + pos, &sl, EVP_sha1(), NULL) != 1 || sl != 20) {
         free(b);
-        return errf(err, GUTS_EIO, "SHA-1 failed");
+        return guts_git_errf(err, GUTS_EIO, "SHA-1 failed");
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444), rc = GUTS_OK;
     if (fd < 0 || guts_write_all(fd, b, len) != GUTS_OK)
-        rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
+        rc = guts_git_errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
     if (fd >= 0 && close(fd) != 0 && !rc)
-        rc = errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
+        rc = guts_git_errf(err, GUTS_EIO, "writing %s: %s", path, strerror(errno));
     free(b);
     return rc;
 }
@@ -1962,15 +1870,15 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
     int fd = -1, rc = GUTS_OK;
     char hex[GUTS_HEX_LEN + 1], tmp[PATH_MAX], final[PATH_MAX];
     uint8_t sum[GUTS_ID_LEN];
-    if (n > UINT32_MAX) return errf(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
+    if (n > UINT32_MAX) return guts_git_errf(err, GUTS_ETOOBIG, "%zu objects do not fit in a pack", n);
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/objects/pack/tmp_guts_XXXXXX", outdir) >= sizeof tmp)
-        return errf(err, GUTS_EINVAL, "path too long: %s", outdir);
+        return guts_git_errf(err, GUTS_EINVAL, "path too long: %s", outdir);
     fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) return errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
+    if (fd < 0) return guts_git_errf(err, GUTS_EIO, "creating %s: %s", tmp, strerror(errno));
     e = malloc((n ? n : 1) * sizeof *e);
     rc = e ? guts_packw_open(&w, fd, level, 1, (uint32_t)n) : GUTS_ENOMEM;
     if (rc) {
-        errf(err, rc, "starting %s: %s", tmp, rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
+        guts_git_errf(err, rc, "starting %s: %s", tmp, rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
         goto out;
     }
     for (size_t i = 0; i < n && !rc; i++) {
@@ -1989,7 +1897,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
             rc = guts_packw_stream(&w, repo, &ids[i], type, size);
             e[i].crc = w.crc;
             if (rc) {
-                errf(err, rc, "object %s: %s (%s)", hex, guts_strerror(rc),
+                guts_git_errf(err, rc, "object %s: %s (%s)", hex, guts_strerror(rc),
                      rc == GUTS_EIO ? strerror(errno) : guts_store_errmsg());
                 break;
             }
@@ -2000,12 +1908,12 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         }
         if (!rc) rc = guts_repo_get(repo, &ids[i], &type, &data, &len);
         if (rc) {
-            errf(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
+            guts_git_errf(err, rc, "reading object %s from the store: %s", hex, guts_strerror(rc));
             break;
         }
         if (guts_obj_hash(type, data, len, &h) != GUTS_OK || guts_id_cmp(&h, &ids[i])) {
             free(data);
-            rc = errf(err, GUTS_ECORRUPT, "stored object %s does not hash to its id", hex);
+            rc = guts_git_errf(err, GUTS_ECORRUPT, "stored object %s does not hash to its id", hex);
             break;
         }
         /* Every stored object goes in this pack, so every base is in it. */
@@ -2019,7 +1927,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         e[i].crc = w.crc;
         free(data);
         if (rc) {
-            errf(err, rc, "writing object %s to %s: %s", hex, tmp,
+            guts_git_errf(err, rc, "writing object %s to %s: %s", hex, tmp,
                  rc == GUTS_EIO ? strerror(errno) : guts_strerror(rc));
             break;
         }
@@ -2028,10 +1936,10 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         guts_progress_show(pg, i + 1, n, st->bytes, 0);
     }
     if (!rc && (rc = guts_packw_finish(&w, sum)))
-        errf(err, rc, "writing %s: %s", tmp, strerror(errno));
+        guts_git_errf(err, rc, "writing %s: %s", tmp, strerror(errno));
     st->pack_bytes = w.total;
     if (!rc && (fchmod(fd, 0444) != 0 || close(fd) != 0))
-        rc = errf(err, GUTS_EIO, "writing %s: %s", tmp, strerror(errno));
+        rc = guts_git_errf(err, GUTS_EIO, "writing %s: %s", tmp, strerror(errno));
     if (!rc) fd = -1;
     if (!rc) {
         /* The pack under its final name first: git finds packs by their .idx. */
@@ -2040,7 +1948,7 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         guts_id_to_hex(&packid, hex);
         snprintf(final, sizeof final, "%s/objects/pack/pack-%s.pack", outdir, hex);
         if (rename(tmp, final) != 0)
-            rc = errf(err, GUTS_EIO, "renaming %s: %s", tmp, strerror(errno));
+            rc = guts_git_errf(err, GUTS_EIO, "renaming %s: %s", tmp, strerror(errno));
         else
             tmp[0] = 0;
         snprintf(final, sizeof final, "%s/objects/pack/pack-%s.idx", outdir, hex);
@@ -2095,13 +2003,13 @@ static int write_file(const char *path, const void *data, size_t len, char *err)
 {
     char tmp[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.guts-tmp", path) >= sizeof tmp)
-        return errf(err, GUTS_EINVAL, "path too long: %s", path);
+        return guts_git_errf(err, GUTS_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = GUTS_OK;
     if (fd < 0 || guts_write_all(fd, data, len) != GUTS_OK) rc = GUTS_EIO;
     if (fd >= 0 && close(fd) != 0) rc = GUTS_EIO;
     if (!rc && rename(tmp, path) != 0) rc = GUTS_EIO;
     if (rc) {
-        errf(err, rc, "writing %s: %s", path, strerror(errno));
+        guts_git_errf(err, rc, "writing %s: %s", path, strerror(errno));
         unlink(tmp);
     }
     return rc;
@@ -2118,7 +2026,7 @@ static int export_refs(const refbuf *b, const char *outdir, guts_gitio_stats *st
     if (b->len) {
         snprintf(path, sizeof path, "%s/packed-refs", outdir);
         char *all = malloc(sizeof header + b->len);
-        if (!all) return errf(err, GUTS_ENOMEM, "out of memory");
+        if (!all) return guts_git_errf(err, GUTS_ENOMEM, "out of memory");
         memcpy(all, header, sizeof header - 1);
         memcpy(all + sizeof header - 1, b->s, b->len);
         rc = write_file(path, all, sizeof header - 1 + b->len, err);
@@ -2217,10 +2125,10 @@ static int export_into(guts_repo *r, const char *outdir, int level, guts_progres
     rc = guts_repo_refs(r, 0, collect_export_ref, &b);
     if (rc) {
         free(b.s);
-        return errf(err, rc, "reading refs from the store: %s", guts_strerror(rc));
+        return guts_git_errf(err, rc, "reading refs from the store: %s", guts_strerror(rc));
     }
     rc = guts_gitio_read_order(r, &ids, &n);
-    if (rc) errf(err, rc, "listing stored objects: %s", guts_strerror(rc));
+    if (rc) guts_git_errf(err, rc, "listing stored objects: %s", guts_strerror(rc));
     st->objects_total = n;
     if (!rc && n) rc = write_pack(r, outdir, ids, n, level, pg, st, err);
     free(ids);
@@ -2239,13 +2147,13 @@ int guts_gitio_export(guts_repo *r, const char *outdir, int level, int progress_
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
     err[0] = 0;
-    if (level < 0 || level > 9) return errf(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
+    if (level < 0 || level > 9) return guts_git_errf(err, GUTS_EINVAL, "zlib level %d is not 0-9", level);
     if (!dir_is_empty_or_absent(outdir))
-        return errf(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
+        return guts_git_errf(err, GUTS_EEXIST, "\"%s\" exists and is not an empty directory", outdir);
     char made[PATH_MAX];
     int keep;
     if (export_made(outdir, made, sizeof made, &keep))
-        return errf(err, GUTS_ETOOBIG, "\"%.100s...\": path too long", outdir);
+        return guts_git_errf(err, GUTS_ETOOBIG, "\"%.100s...\": path too long", outdir);
     int rc = export_into(r, outdir, level, &pg, st, err);
     /* A half-written repository is worse than none: git would take it for
      * a repository, and the retry would be refused as "not empty". */
@@ -2300,12 +2208,12 @@ static int merge_one(const char *dir, const guts_id *ours, const guts_id *theirs
         char paths[300];
         conflicted_paths(o, paths, sizeof paths);
         free(o);
-        return errf(err, GUTS_ECONFLICT, "merging %.12s into %.12s conflicts in %s", b, a,
+        return guts_git_errf(err, GUTS_ECONFLICT, "merging %.12s into %.12s conflicts in %s", b, a,
                     paths[0] ? paths : "some paths");
     }
-    rc = code ? errf(err, GUTS_EIO, "git merge-tree failed (exit %d)", code)
+    rc = code ? guts_git_errf(err, GUTS_EIO, "git merge-tree failed (exit %d)", code)
          : first_line_id(o, &tree)
-             ? errf(err, GUTS_EIO, "git merge-tree printed no tree id: \"%.60s\"", o)
+             ? guts_git_errf(err, GUTS_EIO, "git merge-tree printed no tree id: \"%.60s\"", o)
              : GUTS_OK;
     free(o);
     if (rc) return rc;
@@ -2319,7 +2227,7 @@ static int merge_one(const char *dir, const guts_id *ours, const guts_id *theirs
     rc = run_capture("git commit-tree", anon ? ct_anon : ct_named, &o, &ol, err);
     if (rc) return rc;
     if (first_line_id(o, out))
-        rc = errf(err, GUTS_EIO, "git commit-tree printed no commit id: \"%.60s\"", o);
+        rc = guts_git_errf(err, GUTS_EIO, "git commit-tree printed no commit id: \"%.60s\"", o);
     free(o);
     return rc;
 }
@@ -2331,11 +2239,11 @@ int guts_gitio_merge(guts_repo *r, const guts_id *ours, const guts_id *theirs, s
     char dir[PATH_MAX];
     err[0] = 0;
     if (ntheirs == 0 || ntheirs > GUTS_GITIO_MERGE_MAX)
-        return errf(err, GUTS_EINVAL, "%zu commits to merge: 1 to %d", ntheirs,
+        return guts_git_errf(err, GUTS_EINVAL, "%zu commits to merge: 1 to %d", ntheirs,
                     GUTS_GITIO_MERGE_MAX);
     int n = snprintf(dir, sizeof dir, "%s/guts-merge.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (n < 0 || (size_t)n >= sizeof dir) return errf(err, GUTS_ETOOBIG, "TMPDIR is too long");
-    if (!mkdtemp(dir)) return errf(err, GUTS_EIO, "cannot make %s: %s", dir, strerror(errno));
+    if (n < 0 || (size_t)n >= sizeof dir) return guts_git_errf(err, GUTS_ETOOBIG, "TMPDIR is too long");
+    if (!mkdtemp(dir)) return guts_git_errf(err, GUTS_EIO, "cannot make %s: %s", dir, strerror(errno));
     guts_gitio_stats st = {0};
     guts_progress pg;
     guts_progress_start(&pg, "merge", 0);
