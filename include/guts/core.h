@@ -443,6 +443,8 @@ typedef struct guts_core_counters {
 size_t guts_core_peer_count(const guts_core *c);
 /** Peer i (0 <= i < guts_core_peer_count). Errors: GUTS_ENOTFOUND. */
 int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out);
+/** 1 when id is in the view (a live peer), else 0. */
+int guts_core_has_peer(const guts_core *c, const guts_node_id *id);
 /** Counters since creation. */
 void guts_core_counters_get(const guts_core *c, guts_core_counters *out);
 /** The current announce interval in ms (before jitter). */

@@ -988,6 +988,11 @@ int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
     return GUTS_OK;
 }
 
+int guts_core_has_peer(const guts_core *c, const guts_node_id *id)
+{
+    return members_find((guts_core *)c, id) != NULL; /* a lookup: no change */
+}
+
 void guts_core_counters_get(const guts_core *c, guts_core_counters *out)
 {
     *out = c->ctr;
