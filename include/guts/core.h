@@ -437,6 +437,9 @@ typedef struct guts_core_counters {
      * group and unicast copies alike. */
     uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
     uint64_t kind_out[GUTS_CORE_DGRAM_KINDS], kind_bytes_out[GUTS_CORE_DGRAM_KINDS];
+    /* failure detection: PROBEs, ACKs and DEAD notices sent, peers dropped
+     * as dead (found so, or told), DEAD notices about us answered */
+    uint64_t probes_out, acks_out, dead_out, peers_dead, refutes;
 } guts_core_counters;
 
 /** Number of live peers. */

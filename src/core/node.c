@@ -387,6 +387,8 @@ static uint64_t next_deadline(guts_core *c)
     }
     uint64_t e = members_next_expiry(c);
     if (e && e < t) t = e;
+    e = probe_next(c);
+    if (e && e < t) t = e;
     /* With every pull slot taken, a due pull waits for a pull to end (an
      * event, which settles again), not for a timer: arming one at now + 1
      * woke a node syncing 1,000 repositories every millisecond. */
@@ -413,6 +415,7 @@ static void settle(guts_core *c)
 {
     if (c->left) return;
     members_expire(c);
+    probe_tick(c);
     sync_idle(c);
     int due = c->now >= c->next_announce && announce_due(c);
     if (due || announce_hello_due(c) || announce_soon_due(c)) announce_send(c);
@@ -814,6 +817,7 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
 {
     if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
         return; /* our own, looped back */
+    c->last_rx = c->now;
     size_t k = m->type < GUTS_CORE_DGRAM_KINDS ? (size_t)m->type : 0;
     c->ctr.kind_in[k]++;
     c->ctr.kind_bytes_in[k] += len;
@@ -829,6 +833,9 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
         announce_on(c, m, from, via);
     } else if (m->type == GUTS_MSG_PEERS) {
         reach_on_peers(c, m, from);
+    } else if (m->type == GUTS_MSG_PROBE || m->type == GUTS_MSG_ACK ||
+               m->type == GUTS_MSG_DEAD) {
+        probe_on(c, m, from);
     } else if (m->type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m->sender);
         if (p && m->u.leave.incarnation >= p->inc) {
