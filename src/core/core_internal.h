@@ -114,7 +114,7 @@
 #define CORE_PROBE_FIRST_MS 8000
 #define CORE_PROBE_SPACING_MS 250
 #define CORE_PROBE_DOWN_MAX 8
-#define CORE_PROBE_MAX_MS 3600000
+#define CORE_PROBE_MAX_MS 120000
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 15 with 2e-7. */

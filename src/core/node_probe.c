@@ -5,7 +5,8 @@
  * nodes). So every node probes the peers of its own view by unicast, SWIM
  * style (Das et al. 2002): a round sends PROBE, and again every
  * CORE_PROBE_RETRY_MS while no ACK came, CORE_PROBE_TRIES times in all;
- * a peer that answered none of them is dead, provided this node itself
+ * a peer that answered none of them and sent nothing meanwhile is dead,
+ * provided this node itself
  * heard some datagram during the round (Lifeguard's local health, Dadgar
  * et al. 2018: a node cut off from the network declares nobody dead). The
  * prober drops it and multicasts DEAD CORE_DEAD_COPIES times; a node that
@@ -30,6 +31,20 @@
 #include <string.h>
 
 #include "core/core_internal.h"
+
+/* Uniform in [0, n) for p's schedule: a hash of the core's secret seed,
+ * p and the time, not core_rand, so probing leaves the sequence every
+ * other random choice of the core draws from as it was. */
+static uint64_t jitter_below(const guts_core *c, const peer *p, uint64_t n)
+{
+    uint64_t x;
+    memcpy(&x, p->id.b, sizeof(x));
+    x ^= c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return n ? x % n : 0;
+}
 
 static void push_dgram(guts_core *c, const guts_msg *m, const guts_addr *to)
 {
@@ -69,7 +84,7 @@ static void next_round(guts_core *c, peer *p)
 {
     p->probe_round = 0;
     p->probe_tries = 0;
-    p->probe_at = c->now + p->probe_period / 2 + core_rand_below(c, p->probe_period + 1);
+    p->probe_at = c->now + p->probe_period / 2 + jitter_below(c, p, p->probe_period + 1);
 }
 
 static void dead_queue(guts_core *c, const peer *p)
@@ -99,7 +114,7 @@ void probe_tick(guts_core *c)
         peer *p = &c->peers[i];
         if (!p->probe_at) { /* a new entry */
             p->probe_period = CORE_PROBE_FIRST_MS;
-            p->probe_at = c->now + 1 + core_rand_below(c, CORE_PROBE_FIRST_MS);
+            p->probe_at = c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS);
         }
         if (c->now >= p->probe_at) {
             if (!p->probe_round) {
@@ -107,6 +122,8 @@ void probe_tick(guts_core *c)
                 send_probe(c, p);
             } else if (p->probe_tries < CORE_PROBE_TRIES) {
                 send_probe(c, p);
+            } else if (p->last_heard >= p->probe_round) {
+                next_round(c, p); /* it announced meanwhile: alive */
             } else if (c->last_rx > p->probe_round) {
                 declare_dead(c, i);
                 continue;
