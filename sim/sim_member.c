@@ -249,7 +249,7 @@ static uint64_t pct(const u64v *a, unsigned p)
 
 static void dist(FILE *out, const char *name, u64v *a, int json)
 {
-    qsort(a->v, a->n, sizeof(uint64_t), cmp64);
+    if (a->n) qsort(a->v, a->n, sizeof(uint64_t), cmp64);
     if (json)
         fprintf(out, "\"%s\": {\"n\": %zu, \"p50\": %llu, \"p99\": %llu, \"max\": %llu}", name,
                 a->n, (unsigned long long)pct(a, 50), (unsigned long long)pct(a, 99),
