@@ -121,10 +121,24 @@ struct sim {
     int steady_taken;
     sim_traffic steady0;
     uint32_t steady_nodes;
+    struct sim_member *member; /* sim_member.c; NULL until needed */
 };
 
 /* sim_net.c, for the report */
 void sim_traffic_sum(const sim *s, sim_traffic *t);
 int sim_all_equal(const sim *s);
+/* sim_member.c: failure detection and join measurements (see there) */
+typedef struct sim_member sim_member;
+void sim_member_started(sim *s, uint32_t i, int scenario_join);
+/* Before node i's core is stopped by a crash. */
+void sim_member_crash(sim *s, uint32_t i);
+/* When sim_member_tick wants to run next (0: nothing pending). */
+uint64_t sim_member_next(const sim *s);
+void sim_member_tick(sim *s);
+void sim_member_event(sim *s, const guts_core_event *e);
+/* The report's failure_detection and join members (json) or lines;
+ * major: the digest of the largest agreeing group. */
+void sim_member_report(sim *s, FILE *out, uint64_t major, int json);
+void sim_member_free(sim *s);
 
 #endif

@@ -536,6 +536,10 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         push(s, &e);
         break;
     }
+    case GUTS_ACT_EVENT:
+        if (a->data && a->len == sizeof(guts_core_event))
+            sim_member_event(s, (const guts_core_event *)a->data);
+        break;
     case GUTS_ACT_LOG:
         if (s->cfg.verbose) fprintf(stderr, "%10" PRIu64 " n%u: %s\n", s->now, i, a->text);
         break;
@@ -623,6 +627,7 @@ static int start_core(sim *s, uint32_t i)
     cfg.seed = rnd(s);
     cfg.store = &nd->iface;
     cfg.no_log = !s->cfg.verbose;
+    cfg.events = 1; /* PEER_LEFT: sim_member's false positives */
     /* the --peer addresses guts-node would pass: the same code paths
      * (seeds, symmetric answers, peer exchange, learned peers) */
     guts_addr seeds[GUTS_CORE_SEEDS_MAX];
@@ -884,15 +889,22 @@ static void run_action(sim *s, const sim_action *a)
     switch (a->kind) {
     case SA_CRASH:
         if (nd && nd->state == NODE_UP) {
+            sim_member_crash(s, i);
             stop_core(s, i, NODE_DOWN);
             s->crashes++;
         }
         break;
     case SA_RESTART:
-        if (nd && nd->state == NODE_DOWN && start_core(s, i) == GUTS_OK) s->restarts++;
+        if (nd && nd->state == NODE_DOWN && start_core(s, i) == GUTS_OK) {
+            s->restarts++;
+            sim_member_started(s, i, 0);
+        }
         break;
     case SA_JOIN:
-        if (nd && nd->state == NODE_ABSENT && start_core(s, i) == GUTS_OK) s->joins++;
+        if (nd && nd->state == NODE_ABSENT && start_core(s, i) == GUTS_OK) {
+            s->joins++;
+            sim_member_started(s, i, a->t >= s->cfg.ramp);
+        }
         break;
     case SA_LEAVE:
         if (nd && nd->state == NODE_UP) {
@@ -1122,6 +1134,7 @@ static void rm_tree(const char *dir)
 void sim_free(sim *s)
 {
     if (!s) return;
+    sim_member_free(s);
     if (s->nodes) {
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {
             snode *nd = &s->nodes[i];
@@ -1220,6 +1233,8 @@ int sim_run(sim *s)
         if (s->pos < s->nsched && s->sched[s->pos].t < t) t = s->sched[s->pos].t;
         if (!s->steady_taken && s->steady_from < t) t = s->steady_from;
         if (s->cfg.until_converged && next_check < t) t = next_check;
+        uint64_t mt = sim_member_next(s);
+        if (mt && mt < t) t = mt;
         /* actions run after the events of earlier instants, before their own */
         run_events(s, t > 0 && s->pos < s->nsched && s->sched[s->pos].t == t ? t - 1 : t);
         if (s->now < t) s->now = t;
@@ -1229,6 +1244,7 @@ int sim_run(sim *s)
         }
         while (s->pos < s->nsched && s->sched[s->pos].t <= s->now)
             run_action(s, &s->sched[s->pos++]);
+        sim_member_tick(s);
         if (s->cfg.progress && s->now >= next_progress) {
             fprintf(stderr,
                     "guts-sim: %" PRIu64 " virtual s, %" PRIu64 " events, %" PRIu64 " deliveries\n",

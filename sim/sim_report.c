@@ -338,6 +338,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
             fprintf(out, "%s{\"node\": %u, \"ms\": %" PRIu64 "}", k ? ", " : "", slow[k],
                     slow_ms[k]);
         fprintf(out, "],\n");
+        sim_member_report(s, out, major, 1);
         json_rates(out, "per_node_per_s", &whole);
         fprintf(out, "  \"steady_from_ms\": %" PRIu64 ",\n", have_steady ? s->steady_from : 0);
         json_rates(out, "steady_per_node_per_s", &steady);
@@ -411,6 +412,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                     states, majority);
             divergence(s, major, out);
         }
+        sim_member_report(s, out, major, 0);
         fprintf(out,
                 "per node per s: multicast %.2f msgs %.0f B, unicast %.2f msgs %.0f B, "
                 "streams %.2f frames %.0f B, received %.1f dgrams\n",

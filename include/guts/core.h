@@ -436,12 +436,17 @@ typedef struct guts_core_counters {
      * group and unicast copies alike. */
     uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
     uint64_t kind_out[GUTS_CORE_DGRAM_KINDS], kind_bytes_out[GUTS_CORE_DGRAM_KINDS];
+    /* failure detection: PROBEs, ACKs and DEAD notices sent, peers dropped
+     * as dead (found so, or told), DEAD notices about us answered */
+    uint64_t probes_out, acks_out, dead_out, peers_dead, refutes;
 } guts_core_counters;
 
 /** Number of live peers. */
 size_t guts_core_peer_count(const guts_core *c);
 /** Peer i (0 <= i < guts_core_peer_count). Errors: GUTS_ENOTFOUND. */
 int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out);
+/** 1 when id is in the view (a live peer), else 0. */
+int guts_core_has_peer(const guts_core *c, const guts_node_id *id);
 /** Counters since creation. */
 void guts_core_counters_get(const guts_core *c, guts_core_counters *out);
 /** The current announce interval in ms (before jitter). */

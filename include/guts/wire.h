@@ -62,6 +62,9 @@ enum {
     GUTS_MSG_ANNOUNCE = 1,  /* datagram */
     GUTS_MSG_LEAVE = 2,     /* datagram */
     GUTS_MSG_PEERS = 3,     /* datagram, unicast only: a sample of live peers */
+    GUTS_MSG_PROBE = 4,     /* datagram, unicast only: are you alive? */
+    GUTS_MSG_ACK = 5,       /* datagram, unicast only: the answer to a PROBE */
+    GUTS_MSG_DEAD = 6,      /* datagram: a member found dead by probing */
     GUTS_MSG_HELLO = 10,    /* stream: first frame each way */
     GUTS_MSG_RECON = 11,    /* stream: range reconciliation items */
     GUTS_MSG_WANT = 12,     /* stream: explicit ids wanted */
@@ -98,6 +101,23 @@ typedef struct guts_msg_announce {
 typedef struct guts_msg_leave {
     uint64_t incarnation;
 } guts_msg_leave;
+
+/* PROBE and ACK (failure detection, docs/protocol.md): the same fields,
+ * encoded at fixed widths so an ACK is never larger than its PROBE. */
+typedef struct guts_msg_probe {
+    uint64_t incarnation; /* the sender's */
+    uint32_t seq;         /* chosen by the prober, echoed by the ACK */
+    uint32_t load;        /* ACK: PROBEs the sender received in the last
+                           * GUTS_PROBE_LOAD_MS; PROBE: 0 */
+} guts_msg_probe;
+/* The window an ACK's load counts over. */
+#define GUTS_PROBE_LOAD_MS 10000
+
+/* DEAD: node, at incarnation, did not answer its prober. */
+typedef struct guts_msg_dead {
+    guts_node_id node;
+    uint64_t incarnation;
+} guts_msg_dead;
 
 /* PEERS: live peers of the sender, each a node id and the address its
  * datagrams come from (peer exchange, docs/protocol.md). */
@@ -225,6 +245,8 @@ typedef struct guts_msg {
         guts_msg_announce announce;
         guts_msg_leave leave;
         guts_msg_peers peers;
+        guts_msg_probe probe; /* PROBE and ACK */
+        guts_msg_dead dead;
         guts_msg_hello hello;
         guts_msg_recon recon;
         guts_msg_want want;

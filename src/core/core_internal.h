@@ -104,6 +104,30 @@
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
 #define CORE_EXPIRY_SLACK_DIV 2
+/* Failure detection (node_probe.c). The holders of a peer together probe
+ * it about once per CORE_PROBE_TARGET_MS (each spaces its rounds by the
+ * load the peer reports in its ACKs); a new view entry is first probed
+ * within CORE_PROBE_FIRST_MS; a period shrinks at most
+ * CORE_PROBE_DOWN_MAX-fold per ACK and stays within [max(target, npeers x
+ * CORE_PROBE_SPACING_MS), CORE_PROBE_MAX_MS]. */
+#define CORE_PROBE_TARGET_MS 1000
+#define CORE_PROBE_FIRST_MS 8000
+#define CORE_PROBE_SPACING_MS 250
+#define CORE_PROBE_DOWN_MAX 8
+#define CORE_PROBE_MAX_MS 120000
+/* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
+ * a live peer at 20% loss misses a PROBE or its ACK with probability
+ * 0.36, all 15 with 2e-7. */
+#define CORE_PROBE_RETRY_MS 200
+#define CORE_PROBE_TRIES 15
+/* ACKs sent per GUTS_PROBE_LOAD_MS at most (a forged PROBE flood costs
+ * one ACK each, never more bytes, and only this many). */
+#define CORE_PROBE_ANSWERS_MAX 20000
+/* A DEAD notice is multicast this many times, this many ms apart: a
+ * holder misses all 8 at 20% loss with probability 3e-6. */
+#define CORE_DEAD_COPIES 8
+#define CORE_DEAD_GAP_MS 150
+#define CORE_DEAD_QUEUE 8
 /* Peer exchange (node_reach.c). A PEERS datagram carries a random sample
  * of this many live peers: enough that a node hearing one learns a few
  * ways into another segment, small enough (~250 bytes with IPv4) to cost
@@ -300,7 +324,14 @@ typedef struct learned {
     uint32_t unanswered;  /* announces sent since it was last heard */
 } learned;
 
-/* 168 bytes: every node holds up to CORE_VIEW_MAX of them. */
+/* A DEAD notice still to be sent (node_probe.c). */
+typedef struct dead_note {
+    guts_node_id node;
+    uint64_t inc, at;
+    uint32_t left;
+} dead_note;
+
+/* 200 bytes: every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
@@ -315,6 +346,10 @@ typedef struct peer {
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
     uint64_t answered;    /* last prompt unicast answer to it, 0: never (node_reach.c) */
+    uint64_t probe_at;     /* next PROBE (or round's end), 0: not scheduled (node_probe.c) */
+    uint64_t probe_round;  /* start of the running round, 0: none */
+    uint32_t probe_period; /* ms between rounds */
+    uint32_t probe_tries;  /* PROBEs sent in this round */
     /* repository entries sorted by key: `one` while caprepos <= 1, else
      * the `repos` array (node_members.c, prepos) */
     union {
@@ -536,6 +571,15 @@ struct guts_core {
     size_t nlearned;
     uint64_t answer_refill; /* prompt answers: the budget refills at this time */
     uint32_t answers_left;  /* ... and until then this many may go */
+    /* failure detection (node_probe.c) */
+    uint64_t probe_next; /* earliest probe or notice due */
+    uint32_t probe_seq;
+    uint64_t last_rx; /* last datagram received (local health) */
+    uint64_t load_start;
+    uint32_t load_cur, load_prev; /* PROBEs received this and last window */
+    int load_full;                /* load_prev counts a whole window */
+    dead_note dead[CORE_DEAD_QUEUE];
+    size_t ndead;
 };
 
 /* node.c */
@@ -656,6 +700,14 @@ void reach_free(guts_core *c);
 /* How a datagram from a by way of via came: "multicast", "unicast" or,
  * for a seed or a learned address, which one (for the join log line). */
 const char *reach_path(const guts_core *c, const guts_addr *a, int via);
+
+/* node_probe.c */
+/* Due rounds, retries, deaths and DEAD notices. */
+void probe_tick(guts_core *c);
+/* When probe_tick wants to run next (0: nothing). */
+uint64_t probe_next(const guts_core *c);
+/* A PROBE, ACK or DEAD datagram m arrived from addr. */
+void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);

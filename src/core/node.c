@@ -382,6 +382,8 @@ static uint64_t next_deadline(guts_core *c)
     }
     uint64_t e = members_next_expiry(c);
     if (e && e < t) t = e;
+    e = probe_next(c);
+    if (e && e < t) t = e;
     /* With every pull slot taken, a due pull waits for a pull to end (an
      * event, which settles again), not for a timer: arming one at now + 1
      * woke a node syncing 1,000 repositories every millisecond. */
@@ -408,6 +410,7 @@ static void settle(guts_core *c)
 {
     if (c->left) return;
     members_expire(c);
+    probe_tick(c);
     sync_idle(c);
     int due = c->now >= c->next_announce && announce_due(c);
     if (due || announce_hello_due(c) || announce_soon_due(c)) announce_send(c);
@@ -809,6 +812,7 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
 {
     if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
         return; /* our own, looped back */
+    c->last_rx = c->now;
     size_t k = m->type < GUTS_CORE_DGRAM_KINDS ? (size_t)m->type : 0;
     c->ctr.kind_in[k]++;
     c->ctr.kind_bytes_in[k] += len;
@@ -824,6 +828,9 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
         announce_on(c, m, from, via);
     } else if (m->type == GUTS_MSG_PEERS) {
         reach_on_peers(c, m, from);
+    } else if (m->type == GUTS_MSG_PROBE || m->type == GUTS_MSG_ACK ||
+               m->type == GUTS_MSG_DEAD) {
+        probe_on(c, m, from);
     } else if (m->type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m->sender);
         if (p && m->u.leave.incarnation >= p->inc) {
@@ -981,6 +988,11 @@ int guts_core_peer(const guts_core *c, size_t i, guts_core_peer_info *out)
         out->repos_same += guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo;
     }
     return GUTS_OK;
+}
+
+int guts_core_has_peer(const guts_core *c, const guts_node_id *id)
+{
+    return members_find((guts_core *)c, id) != NULL; /* a lookup: no change */
 }
 
 void guts_core_counters_get(const guts_core *c, guts_core_counters *out)

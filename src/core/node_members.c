@@ -347,6 +347,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
             c->pindex[j] = (uint32_t)c->npeers;
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
+        c->probe_next = c->now; /* its first round is scheduled (node_probe.c) */
         if (!c->cfg.no_log) {
             char hex[2 * GUTS_NODE_ID_LEN + 1];
             guts_node_id_to_hex(id, hex);

@@ -325,6 +325,16 @@ static int dec_body(dec *d, guts_msg *msg)
         return get_u64(d, &msg->u.leave.incarnation);
     case GUTS_MSG_PEERS:
         return dec_peers(d, &msg->u.peers);
+    case GUTS_MSG_PROBE:
+    case GUTS_MSG_ACK:
+        TRY(guts_mpr_array_n(&d->r, 3));
+        TRY(get_u64(d, &msg->u.probe.incarnation));
+        TRY(get_u32(d, UINT32_MAX, &msg->u.probe.seq));
+        return get_u32(d, UINT32_MAX, &msg->u.probe.load);
+    case GUTS_MSG_DEAD:
+        TRY(guts_mpr_array_n(&d->r, 2));
+        TRY(guts_mpr_bin_copy(&d->r, GUTS_NODE_ID_LEN, msg->u.dead.node.b));
+        return get_u64(d, &msg->u.dead.incarnation);
     case GUTS_MSG_HELLO:
         TRY(guts_mpr_array_n(&d->r, 2));
         TRY(get_u64(d, &msg->u.hello.incarnation));
@@ -365,7 +375,7 @@ static int dec_body(dec *d, guts_msg *msg)
 
 static int known_type(uint64_t t)
 {
-    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_PEERS) ||
+    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_DEAD) ||
            (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_ERROR);
 }
 
@@ -381,6 +391,9 @@ static int arena_alloc(dec *d, guts_msg *msg)
         break;
     case GUTS_MSG_LEAVE:
     case GUTS_MSG_PEERS:
+    case GUTS_MSG_PROBE:
+    case GUTS_MSG_ACK:
+    case GUTS_MSG_DEAD:
     case GUTS_MSG_HELLO:
         return 0;
     default:

@@ -286,6 +286,18 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         P(msgpack_pack_array(pk, 1));
         P(msgpack_pack_uint64(pk, msg->u.leave.incarnation));
         return 0;
+    case GUTS_MSG_PROBE:
+    case GUTS_MSG_ACK:
+        P(msgpack_pack_array(pk, 3));
+        P(msgpack_pack_fix_uint64(pk, msg->u.probe.incarnation));
+        P(msgpack_pack_fix_uint32(pk, msg->u.probe.seq));
+        P(msgpack_pack_fix_uint32(pk, msg->u.probe.load));
+        return 0;
+    case GUTS_MSG_DEAD:
+        P(msgpack_pack_array(pk, 2));
+        TRY(put_bin(pk, msg->u.dead.node.b, GUTS_NODE_ID_LEN));
+        P(msgpack_pack_uint64(pk, msg->u.dead.incarnation));
+        return 0;
     case GUTS_MSG_PEERS: {
         const guts_msg_peers *m = &msg->u.peers;
         CHECK(m->npeers <= GUTS_PEERS_MAX && (m->npeers == 0 || m->peers));
@@ -421,6 +433,9 @@ const char *guts_msg_name(int type)
     case GUTS_MSG_ANNOUNCE: return "ANNOUNCE";
     case GUTS_MSG_LEAVE: return "LEAVE";
     case GUTS_MSG_PEERS: return "PEERS";
+    case GUTS_MSG_PROBE: return "PROBE";
+    case GUTS_MSG_ACK: return "ACK";
+    case GUTS_MSG_DEAD: return "DEAD";
     case GUTS_MSG_HELLO: return "HELLO";
     case GUTS_MSG_RECON: return "RECON";
     case GUTS_MSG_WANT: return "WANT";

@@ -1,0 +1,317 @@
+/* sim_member.c - membership measurements: failure detection and joins.
+ *
+ * Failure detection. When a node crashes, the live nodes whose view holds
+ * it (guts_core_has_peer) are its holders; every SIM_MEMBER_TICK_MS the
+ * engine asks each remaining holder again, and the first time one no
+ * longer holds it, the time since the crash is one sample (a holder that
+ * crashes itself meanwhile is no sample). A crash is detected when its
+ * last holder dropped it; a node that restarts first ends its tracking
+ * (its holders then meet the new incarnation). Samples are per holder
+ * (holder_ms) and per crash (all_ms, the time until the last holder); a
+ * holder still holding at the end of the run is counted as undetected.
+ *
+ * False positives: a core that drops a peer as expired or dead
+ * (GUTS_EV_PEER_LEFT, detail "expired" or "dead") while that node is up and
+ * has been up for SIM_MEMBER_GRACE_MS (its previous life's entry may
+ * rightly go while its new announces are on their way).
+ *
+ * Joins: a node started by a scenario `join` after the start-up ramp
+ * holds the group's state at the time its store last changed; the report
+ * gives that minus the join time for the joiners that agree with the
+ * largest group at the end (a write after the join would count too: the
+ * join scenarios write nothing after their joins).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_engine.h"
+
+/* How often pending holders are asked (ms): the resolution of the samples. */
+#define SIM_MEMBER_TICK_MS 100
+#define SIM_MEMBER_GRACE_MS 10000
+
+typedef struct fd_crash {
+    uint32_t node, gen; /* the crashed node and its generation after the crash */
+    guts_node_id id;
+    uint64_t t;
+    uint32_t *holder, *hgen; /* remaining holders and their generations */
+    size_t n;
+    uint64_t last; /* when the last holder so far dropped it */
+} fd_crash;
+
+typedef struct u64v {
+    uint64_t *v;
+    size_t n, cap;
+} u64v;
+
+typedef struct id_ix {
+    guts_node_id id;
+    uint32_t node;
+} id_ix;
+
+struct sim_member {
+    fd_crash *cr;
+    size_t ncr, capcr;
+    size_t pending; /* crashes with holders left */
+    u64v holder_ms, all_ms, join_ms;
+    uint64_t holders, undetected, restarted, false_pos, fp_expired, fp_dead;
+    uint64_t next_tick;
+    uint64_t *started; /* per node: when its core last started (0: never) */
+    uint64_t *joined;  /* per node: a scenario join's time (0: none) */
+    id_ix *ix;         /* node ids, sorted (built at the first false-positive check) */
+};
+
+static int u64v_add(u64v *a, uint64_t x)
+{
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? 2 * a->cap : 64;
+        uint64_t *p = realloc(a->v, nc * sizeof(*p));
+        if (!p) return GUTS_ENOMEM;
+        a->v = p;
+        a->cap = nc;
+    }
+    a->v[a->n++] = x;
+    return GUTS_OK;
+}
+
+static sim_member *get(sim *s)
+{
+    if (s->member) return s->member;
+    sim_member *m = calloc(1, sizeof(*m));
+    if (!m) return NULL;
+    m->started = calloc(s->cfg.nodes, sizeof(uint64_t));
+    m->joined = calloc(s->cfg.nodes, sizeof(uint64_t));
+    if (!m->started || !m->joined) {
+        free(m->started);
+        free(m->joined);
+        free(m);
+        return NULL;
+    }
+    s->member = m;
+    return m;
+}
+
+void sim_member_free(sim *s)
+{
+    sim_member *m = s->member;
+    if (!m) return;
+    for (size_t k = 0; k < m->ncr; k++) {
+        free(m->cr[k].holder);
+        free(m->cr[k].hgen);
+    }
+    free(m->cr);
+    free(m->holder_ms.v);
+    free(m->all_ms.v);
+    free(m->join_ms.v);
+    free(m->started);
+    free(m->joined);
+    free(m->ix);
+    free(m);
+    s->member = NULL;
+}
+
+void sim_member_started(sim *s, uint32_t i, int scenario_join)
+{
+    sim_member *m = get(s);
+    if (!m) return;
+    m->started[i] = s->now ? s->now : 1;
+    if (scenario_join) m->joined[i] = s->now ? s->now : 1;
+}
+
+void sim_member_crash(sim *s, uint32_t i)
+{
+    sim_member *m = get(s);
+    if (!m) return;
+    if (m->ncr == m->capcr) {
+        size_t nc = m->capcr ? 2 * m->capcr : 16;
+        fd_crash *p = realloc(m->cr, nc * sizeof(*p));
+        if (!p) return;
+        m->cr = p;
+        m->capcr = nc;
+    }
+    fd_crash *c = &m->cr[m->ncr];
+    memset(c, 0, sizeof(*c));
+    c->node = i;
+    c->gen = s->nodes[i].gen + 1; /* stop_core bumps it */
+    c->id = s->nodes[i].id;
+    c->t = s->now;
+    size_t cap = 0;
+    for (uint32_t j = 0; j < s->cfg.nodes; j++) {
+        const snode *h = &s->nodes[j];
+        if (j == i || h->state != NODE_UP || !guts_core_has_peer(h->core, &c->id)) continue;
+        if (c->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            uint32_t *a = realloc(c->holder, cap * sizeof(uint32_t));
+            if (a) c->holder = a;
+            uint32_t *b = realloc(c->hgen, cap * sizeof(uint32_t));
+            if (b) c->hgen = b;
+            if (!a || !b) break;
+        }
+        c->holder[c->n] = j;
+        c->hgen[c->n++] = h->gen;
+    }
+    m->holders += c->n;
+    m->ncr++;
+    if (c->n) {
+        m->pending++;
+        if (!m->next_tick) m->next_tick = s->now + SIM_MEMBER_TICK_MS;
+    } else {
+        u64v_add(&m->all_ms, 0); /* nobody held it */
+    }
+}
+
+uint64_t sim_member_next(const sim *s)
+{
+    return s->member && s->member->pending ? s->member->next_tick : 0;
+}
+
+static void crash_done(sim_member *m, fd_crash *c, int detected)
+{
+    if (detected) u64v_add(&m->all_ms, c->last - c->t);
+    free(c->holder);
+    free(c->hgen);
+    c->holder = c->hgen = NULL;
+    c->n = 0;
+    m->pending--;
+}
+
+void sim_member_tick(sim *s)
+{
+    sim_member *m = s->member;
+    if (!m || !m->pending || s->now < m->next_tick) return;
+    m->next_tick = s->now + SIM_MEMBER_TICK_MS;
+    for (size_t k = 0; k < m->ncr; k++) {
+        fd_crash *c = &m->cr[k];
+        if (!c->n) continue;
+        if (s->nodes[c->node].gen != c->gen) { /* it came back first */
+            m->restarted += c->n;
+            crash_done(m, c, 0);
+            continue;
+        }
+        for (size_t j = c->n; j-- > 0;) {
+            const snode *h = &s->nodes[c->holder[j]];
+            int gone = h->gen != c->hgen[j] || h->state != NODE_UP;
+            if (!gone && guts_core_has_peer(h->core, &c->id)) continue;
+            if (!gone) {
+                u64v_add(&m->holder_ms, s->now - c->t);
+                c->last = s->now;
+            }
+            c->holder[j] = c->holder[--c->n];
+            c->hgen[j] = c->hgen[c->n];
+        }
+        if (!c->n) crash_done(m, c, 1);
+    }
+}
+
+static int ix_cmp(const void *a, const void *b)
+{
+    return memcmp(&((const id_ix *)a)->id, &((const id_ix *)b)->id, sizeof(guts_node_id));
+}
+
+void sim_member_event(sim *s, const guts_core_event *e)
+{
+    if (e->type != GUTS_EV_PEER_LEFT) return;
+    int expired = strcmp(e->detail, "expired") == 0, dead = strcmp(e->detail, "dead") == 0;
+    if (!expired && !dead) return;
+    sim_member *m = get(s);
+    if (!m) return;
+    if (!m->ix) {
+        m->ix = malloc((size_t)s->cfg.nodes * sizeof(id_ix));
+        if (!m->ix) return;
+        for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+            m->ix[i].id = s->nodes[i].id;
+            m->ix[i].node = i;
+        }
+        qsort(m->ix, s->cfg.nodes, sizeof(id_ix), ix_cmp);
+    }
+    id_ix key = {.id = e->peer};
+    const id_ix *f = bsearch(&key, m->ix, s->cfg.nodes, sizeof(id_ix), ix_cmp);
+    if (!f) return;
+    const snode *nd = &s->nodes[f->node];
+    if (nd->state != NODE_UP || m->started[f->node] + SIM_MEMBER_GRACE_MS > s->now) return;
+    m->false_pos++;
+    m->fp_expired += (uint64_t)expired;
+    m->fp_dead += (uint64_t)dead;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t pct(const u64v *a, unsigned p)
+{
+    if (!a->n) return 0;
+    size_t i = (size_t)((a->n - 1) * (uint64_t)p / 100);
+    return a->v[i];
+}
+
+static void dist(FILE *out, const char *name, u64v *a, int json)
+{
+    if (a->n) qsort(a->v, a->n, sizeof(uint64_t), cmp64);
+    if (json)
+        fprintf(out, "\"%s\": {\"n\": %zu, \"p50\": %llu, \"p99\": %llu, \"max\": %llu}", name,
+                a->n, (unsigned long long)pct(a, 50), (unsigned long long)pct(a, 99),
+                (unsigned long long)pct(a, 100));
+    else
+        fprintf(out, "%s %zu: p50 %.1f s, p99 %.1f s, max %.1f s", name, a->n,
+                (double)pct(a, 50) / 1000, (double)pct(a, 99) / 1000,
+                (double)pct(a, 100) / 1000);
+}
+
+void sim_member_report(sim *s, FILE *out, uint64_t major, int json)
+{
+    sim_member *m = s->member;
+    u64v none = {0};
+    uint64_t undetected = 0, not_joined = 0;
+    if (m) {
+        for (size_t k = 0; k < m->ncr; k++)
+            undetected += m->cr[k].n;
+        for (uint32_t i = 0; i < s->cfg.nodes; i++) {
+            const snode *nd = &s->nodes[i];
+            if (!m->joined[i] || nd->state != NODE_UP) continue;
+            if (nd->digest != major)
+                not_joined++;
+            else
+                u64v_add(&m->join_ms,
+                         nd->changed_at > m->joined[i] ? nd->changed_at - m->joined[i] : 0);
+        }
+    }
+    u64v *hm = m ? &m->holder_ms : &none, *am = m ? &m->all_ms : &none,
+         *jm = m ? &m->join_ms : &none;
+    if (json) {
+        fprintf(out, "  \"failure_detection\": {\"crashes\": %zu, \"holders\": %llu, ",
+                m ? m->ncr : 0, (unsigned long long)(m ? m->holders : 0));
+        dist(out, "holder_ms", hm, 1);
+        fputs(", ", out);
+        dist(out, "all_ms", am, 1);
+        fprintf(out,
+                ", \"undetected\": %llu, \"restarted_first\": %llu, \"false_positives\": %llu, "
+                "\"false_expired\": %llu, \"false_dead\": %llu},\n  \"join\": {",
+                (unsigned long long)undetected, (unsigned long long)(m ? m->restarted : 0),
+                (unsigned long long)(m ? m->false_pos : 0),
+                (unsigned long long)(m ? m->fp_expired : 0),
+                (unsigned long long)(m ? m->fp_dead : 0));
+        dist(out, "ms", jm, 1);
+        fprintf(out, ", \"not_joined\": %llu},\n", (unsigned long long)not_joined);
+    } else {
+        if (m && m->ncr) {
+            fprintf(out, "failure detection: %zu crashes, %llu holders; ", m->ncr,
+                    (unsigned long long)m->holders);
+            dist(out, "holders dropped it", hm, 0);
+            fputs("; ", out);
+            dist(out, "crashes", am, 0);
+            fprintf(out, "; undetected %llu\n", (unsigned long long)undetected);
+        }
+        if (m && m->false_pos)
+            fprintf(out, "false positives: %llu live nodes dropped as expired or dead\n",
+                    (unsigned long long)m->false_pos);
+        if (jm->n || not_joined) {
+            fputs("joins: ", out);
+            dist(out, "joined", jm, 0);
+            fprintf(out, "; not holding the group's state %llu\n",
+                    (unsigned long long)not_joined);
+        }
+    }
+}

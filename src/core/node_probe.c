@@ -1,0 +1,229 @@
+/* node_probe.c - failure detection: probing the view, DEAD notices.
+ *
+ * Announces alone notice a dead peer only after expiry_missed of its
+ * intervals, and the interval grows with the group (500 s at 10,000
+ * nodes). So every node probes the peers of its own view by unicast, SWIM
+ * style (Das et al. 2002): a round sends PROBE, and again every
+ * CORE_PROBE_RETRY_MS while no ACK came, CORE_PROBE_TRIES times in all;
+ * a peer that answered none of them and sent nothing meanwhile is dead,
+ * provided this node itself
+ * heard some datagram during the round (Lifeguard's local health, Dadgar
+ * et al. 2018: a node cut off from the network declares nobody dead). The
+ * prober drops it and multicasts DEAD CORE_DEAD_COPIES times; a node that
+ * holds the peer and heard nothing from it for a round's length drops it
+ * too; the peer itself, if alive after all, answers with an announce.
+ *
+ * Load. Views are partial and skewed: in a large group the first members
+ * heard are in almost every view, most members in none. Each peer is
+ * probed by every node that holds it, so a holder spaces its rounds by the
+ * ACK's load (the PROBEs the peer received in the last GUTS_PROBE_LOAD_MS):
+ * period x= load x CORE_PROBE_TARGET_MS / GUTS_PROBE_LOAD_MS, so that the
+ * holders of any peer together probe it about once per
+ * CORE_PROBE_TARGET_MS whatever their number. A new view entry is first
+ * probed within CORE_PROBE_FIRST_MS, and a node starts at most one round
+ * per CORE_PROBE_SPACING_MS on average (period >= npeers x spacing).
+ *
+ * Bounds: an ACK goes only to the address its PROBE came from, has the
+ * same fixed-width size (no amplification), and at most
+ * CORE_PROBE_ANSWERS_MAX are sent per load window. DEAD notices queued are
+ * at most CORE_DEAD_QUEUE.
+ */
+#include <string.h>
+
+#include "core/core_internal.h"
+
+/* Uniform in [0, n) for p's schedule: a hash of the core's secret seed,
+ * p and the time, not core_rand, so probing leaves the sequence every
+ * other random choice of the core draws from as it was. */
+static uint64_t jitter_below(const guts_core *c, const peer *p, uint64_t n)
+{
+    uint64_t x;
+    memcpy(&x, p->id.b, sizeof(x));
+    x ^= c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return n ? x % n : 0;
+}
+
+static void push_dgram(guts_core *c, const guts_msg *m, const guts_addr *to)
+{
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    if (guts_msg_encode(m, buf, c->cfg.dgram_max, &len) != GUTS_OK) return;
+    guts_core_action a = {.kind = GUTS_ACT_SEND_DGRAM, .to_group = to == NULL, .data = buf,
+                          .len = len};
+    if (to) a.addr = *to;
+    if (core_push(c, &a) != GUTS_OK) return;
+    c->ctr.dgrams_out++;
+    c->ctr.dgram_bytes_out += len;
+    if (!to) reach_copies(c, buf, len, 0);
+}
+
+static void send_probe(guts_core *c, peer *p)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_PROBE);
+    m.u.probe.incarnation = c->cfg.incarnation;
+    m.u.probe.seq = ++c->probe_seq;
+    p->probe_tries++;
+    p->probe_at = c->now + CORE_PROBE_RETRY_MS;
+    c->ctr.probes_out++;
+    push_dgram(c, &m, &p->addr);
+}
+
+/* Least period of a peer: one round per CORE_PROBE_SPACING_MS on average. */
+static uint64_t min_period(const guts_core *c)
+{
+    uint64_t m = (uint64_t)c->npeers * CORE_PROBE_SPACING_MS;
+    return m > CORE_PROBE_TARGET_MS ? m : CORE_PROBE_TARGET_MS;
+}
+
+/* The next round of p after one ended: its period, jittered x[0.5, 1.5]. */
+static void next_round(guts_core *c, peer *p)
+{
+    p->probe_round = 0;
+    p->probe_tries = 0;
+    p->probe_at = c->now + p->probe_period / 2 + jitter_below(c, p, p->probe_period + 1);
+}
+
+static void dead_queue(guts_core *c, const peer *p)
+{
+    if (c->ndead >= CORE_DEAD_QUEUE) return; /* deaths come one at a time */
+    dead_note *d = &c->dead[c->ndead++];
+    d->node = p->id;
+    d->inc = p->inc;
+    d->left = CORE_DEAD_COPIES;
+    d->at = c->now;
+}
+
+static void declare_dead(guts_core *c, size_t i)
+{
+    peer *p = &c->peers[i];
+    dead_queue(c, p);
+    c->ctr.peers_dead++;
+    sync_abort_peer(c, &p->addr);
+    members_remove(c, i, "dead");
+}
+
+void probe_tick(guts_core *c)
+{
+    if (c->now < c->probe_next || (!c->npeers && !c->ndead)) return;
+    uint64_t next = UINT64_MAX;
+    for (size_t i = c->npeers; i-- > 0;) {
+        peer *p = &c->peers[i];
+        if (!p->probe_at) { /* a new entry */
+            p->probe_period = CORE_PROBE_FIRST_MS;
+            p->probe_at = c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS);
+        }
+        if (c->now >= p->probe_at) {
+            if (!p->probe_round) {
+                p->probe_round = c->now;
+                send_probe(c, p);
+            } else if (p->probe_tries < CORE_PROBE_TRIES) {
+                send_probe(c, p);
+            } else if (p->last_heard >= p->probe_round) {
+                next_round(c, p); /* it announced meanwhile: alive */
+            } else if (c->last_rx > p->probe_round) {
+                declare_dead(c, i);
+                continue;
+            } else {
+                next_round(c, p); /* we heard nobody: it may be us */
+            }
+        }
+        if (p->probe_at < next) next = p->probe_at;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->ndead; i++) {
+        dead_note *d = &c->dead[i];
+        if (c->now >= d->at) {
+            guts_msg m;
+            core_msg_init(c, &m, GUTS_MSG_DEAD);
+            m.u.dead.node = d->node;
+            m.u.dead.incarnation = d->inc;
+            c->ctr.dead_out++;
+            push_dgram(c, &m, NULL);
+            d->left--;
+            d->at = c->now + CORE_DEAD_GAP_MS;
+        }
+        if (!d->left) continue;
+        if (d->at < next) next = d->at;
+        c->dead[k++] = *d;
+    }
+    c->ndead = k;
+    c->probe_next = next == UINT64_MAX ? 0 : next;
+}
+
+uint64_t probe_next(const guts_core *c)
+{
+    return c->npeers || c->ndead ? c->probe_next : 0;
+}
+
+/* PROBEs received in the last load window (or an estimate from the
+ * current one while there is no full last window). */
+static uint32_t load_of(guts_core *c)
+{
+    if (c->now >= c->load_start + GUTS_PROBE_LOAD_MS) {
+        c->load_prev = c->now < c->load_start + 2 * GUTS_PROBE_LOAD_MS ? c->load_cur : 0;
+        c->load_full = c->load_start != 0;
+        c->load_cur = 0;
+        c->load_start = c->now;
+    }
+    if (c->load_full) return c->load_prev;
+    uint64_t span = c->now - c->load_start;
+    if (span < 1000) span = 1000;
+    return (uint32_t)((uint64_t)c->load_cur * GUTS_PROBE_LOAD_MS / span);
+}
+
+void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
+{
+    if (m->type == GUTS_MSG_PROBE) {
+        uint32_t load = load_of(c);
+        if (c->load_cur >= CORE_PROBE_ANSWERS_MAX) return;
+        c->load_cur++;
+        guts_msg a;
+        core_msg_init(c, &a, GUTS_MSG_ACK);
+        a.u.probe.incarnation = c->cfg.incarnation;
+        a.u.probe.seq = m->u.probe.seq;
+        a.u.probe.load = load + 1; /* this one included */
+        c->ctr.acks_out++;
+        push_dgram(c, &a, from);
+        return;
+    }
+    if (m->type == GUTS_MSG_ACK) {
+        peer *p = members_find(c, &m->sender);
+        if (!p || !p->probe_round || m->u.probe.incarnation != p->inc ||
+            m->u.probe.seq > c->probe_seq)
+            return;
+        p->last_heard = c->now;
+        /* holders together: one PROBE per CORE_PROBE_TARGET_MS */
+        uint64_t want = (uint64_t)p->probe_period * m->u.probe.load * CORE_PROBE_TARGET_MS /
+                        GUTS_PROBE_LOAD_MS;
+        uint64_t lo = p->probe_period / CORE_PROBE_DOWN_MAX, hi = (uint64_t)p->probe_period * 64;
+        if (want < lo) want = lo;
+        if (want > hi) want = hi;
+        if (want < min_period(c)) want = min_period(c);
+        if (want > CORE_PROBE_MAX_MS) want = CORE_PROBE_MAX_MS;
+        p->probe_period = (uint32_t)want;
+        next_round(c, p);
+        if (!c->probe_next || p->probe_at < c->probe_next) c->probe_next = p->probe_at;
+        return;
+    }
+    /* DEAD */
+    const guts_msg_dead *d = &m->u.dead;
+    if (memcmp(&d->node, &c->cfg.node_id, sizeof(d->node)) == 0) {
+        if (d->incarnation != c->cfg.incarnation) return;
+        /* alive after all: say so to the group at once */
+        c->ctr.refutes++;
+        c->reply_soon = c->announce_soon = 1;
+        c->soon_at = c->now;
+        return;
+    }
+    peer *p = members_find(c, &d->node);
+    if (!p || d->incarnation < p->inc ||
+        c->now < p->last_heard + (uint64_t)CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS)
+        return;
+    c->ctr.peers_dead++;
+    sync_abort_peer(c, &p->addr);
+    members_remove(c, (size_t)(p - c->peers), "dead");
+}

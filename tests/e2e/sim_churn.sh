@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Churn and failure detection (issue 19): 300 nodes at 10% loss, 10% of
+# them going from 20 s to 40 s (half by LEAVE, half by crashing for good)
+# while as many fresh nodes join: the run converges, every joiner holds
+# the group's state, every crashed node is dropped by every view that held
+# it within 20 virtual s (the target is 10: not met yet, docs/simulator.md),
+# no live node is declared dead; and a settled
+# 300-node group at 20% loss with five crashes has no false positive.
+set -euo pipefail
+. "$(dirname "$0")/sim_lib.bash"
+
+SCN="$(dirname "$0")/../../docs/sim/runs/churn-n300.scn"
+expect 0 "$SIM" --nodes 300 --seed 1 --loss 0.1 --repos 2 --objects 300 --writers 0 \
+  --scenario "$SCN" --json
+python3 - "$TMP/out" <<'PY' || fail "churn: $(grep -E 'converged|failure_detection|join' "$TMP/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["ok"] and d["converged"], "not converged"
+assert d["faults"]["leaves"] == 15 and d["faults"]["crashes"] == 15, d["faults"]
+fd, j = d["failure_detection"], d["join"]
+assert fd["holders"] > 0 and fd["undetected"] == 0, fd
+assert fd["all_ms"]["max"] <= 20000, fd
+assert fd["false_positives"] == 0, fd
+assert j["ms"]["n"] == 30 and j["not_joined"] == 0 and j["ms"]["max"] <= 3000, j
+PY
+
+printf 'absent 299\nat 30s crash 3,50,100,150,200\nat 40s join 299\nend 60s\n' >"$TMP/m.scn"
+expect 0 "$SIM" --nodes 300 --seed 2 --loss 0.2 --repos 1 --objects 1000 --writers 0 \
+  --scenario "$TMP/m.scn" --json
+python3 - "$TMP/out" <<'PY' || fail "members: $(grep -E 'failure_detection|join' "$TMP/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+fd, j = d["failure_detection"], d["join"]
+assert d["ok"] and fd["false_positives"] == 0 and fd["undetected"] == 0, fd
+assert fd["all_ms"]["max"] <= 20000, fd
+assert j["not_joined"] == 0 and j["ms"]["max"] <= 3000, j
+PY
+echo ok

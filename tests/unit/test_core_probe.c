@@ -1,0 +1,327 @@
+/* test_core_probe.c - failure detection: the PROBE, ACK and DEAD codec and
+ * the core's rules (node_probe.c), one core driven by hand.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guts/core.h"
+#include "guts/wire.h"
+
+typedef struct fx {
+    guts_memstore *mem;
+    guts_core_store iface;
+    guts_core *core;
+    guts_node_id id;
+    /* datagrams sent since the last drain, by type; the last PROBE's seq and
+     * destination, the last ACK's bytes */
+    size_t n[8], to_group[8];
+    uint32_t probe_seq;
+    guts_addr probe_to, ack_to;
+    size_t probe_len, ack_len;
+} fx;
+
+static void fx_drain(fx *f)
+{
+    guts_core_action a;
+    while (guts_core_next_action(f->core, &a)) {
+        if (a.kind != GUTS_ACT_SEND_DGRAM) continue;
+        guts_msg m;
+        if (guts_msg_decode(a.data, a.len, &m) != GUTS_OK) continue;
+        if (m.type < 8) {
+            f->n[m.type]++;
+            f->to_group[m.type] += a.to_group != 0;
+        }
+        if (m.type == GUTS_MSG_PROBE) {
+            f->probe_seq = m.u.probe.seq;
+            f->probe_to = a.addr;
+            f->probe_len = a.len;
+        }
+        if (m.type == GUTS_MSG_ACK) {
+            f->ack_to = a.addr;
+            f->ack_len = a.len;
+        }
+        guts_msg_free(&m);
+    }
+}
+
+static void fx_init(fx *f)
+{
+    memset(f, 0, sizeof(*f));
+    ck_assert_int_eq(guts_memstore_new(&f->mem), 0);
+    guts_memstore_iface(f->mem, &f->iface);
+    f->id.b[0] = 0x55;
+    guts_core_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.node_id = f->id;
+    cfg.incarnation = 1;
+    cfg.tcp_port = 7000;
+    cfg.seed = 1;
+    cfg.store = &f->iface;
+    cfg.no_log = 1;
+    ck_assert_int_eq(guts_core_new(&cfg, &f->core), 0);
+    guts_core_on_timer(f->core, 1);
+    fx_drain(f);
+}
+
+static void fx_free(fx *f)
+{
+    guts_core_free(f->core);
+    guts_memstore_free(f->mem);
+}
+
+static void pid(int n, guts_node_id *id)
+{
+    memset(id, 0, sizeof(*id));
+    id->b[0] = (uint8_t)n;
+    id->b[1] = 0xa0;
+}
+
+static void paddr(int n, guts_addr *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->len = 4;
+    a->b[0] = 10;
+    a->b[3] = (uint8_t)n;
+}
+
+static void feed(fx *f, uint64_t now, int n, const guts_msg *m)
+{
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    paddr(n, &a);
+    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_GROUP, buf, len);
+    fx_drain(f);
+}
+
+static void msg_of(guts_msg *m, int type, int n)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = (uint8_t)type;
+    m->version = GUTS_WIRE_VERSION;
+    pid(n, &m->sender);
+}
+
+static void announce(fx *f, uint64_t now, int n)
+{
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_ANNOUNCE, n);
+    m.u.announce.incarnation = 1;
+    m.u.announce.port = 7000;
+    m.u.announce.interval_ms = 600000; /* no expiry in these tests: probing decides */
+    m.u.announce.pages = 1;
+    feed(f, now, n, &m);
+}
+
+static void ack(fx *f, uint64_t now, int n, uint32_t seq, uint32_t load)
+{
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_ACK, n);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = seq;
+    m.u.probe.load = load;
+    feed(f, now, n, &m);
+}
+
+static int has(fx *f, int n)
+{
+    guts_node_id id;
+    pid(n, &id);
+    return guts_core_has_peer(f->core, &id);
+}
+
+START_TEST(test_codec_probe_ack_dead)
+{
+    guts_msg m, d;
+    msg_of(&m, GUTS_MSG_PROBE, 1);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = 7;
+    uint8_t a[64], b[64];
+    size_t la, lb;
+    ck_assert_int_eq(guts_msg_encode(&m, a, sizeof(a), &la), 0);
+    /* an ACK with the largest values is no larger than the smallest PROBE */
+    msg_of(&m, GUTS_MSG_ACK, 1);
+    m.u.probe.incarnation = UINT64_MAX;
+    m.u.probe.seq = UINT32_MAX;
+    m.u.probe.load = UINT32_MAX;
+    ck_assert_int_eq(guts_msg_encode(&m, b, sizeof(b), &lb), 0);
+    ck_assert_uint_eq(la, lb);
+    ck_assert_int_eq(guts_msg_decode(b, lb, &d), 0);
+    ck_assert_uint_eq(d.type, GUTS_MSG_ACK);
+    ck_assert_uint_eq(d.u.probe.incarnation, UINT64_MAX);
+    ck_assert_uint_eq(d.u.probe.seq, UINT32_MAX);
+    ck_assert_uint_eq(d.u.probe.load, UINT32_MAX);
+    guts_msg_free(&d);
+    msg_of(&m, GUTS_MSG_DEAD, 1);
+    pid(9, &m.u.dead.node);
+    m.u.dead.incarnation = 3;
+    ck_assert_int_eq(guts_msg_encode(&m, a, sizeof(a), &la), 0);
+    ck_assert_int_eq(guts_msg_decode(a, la, &d), 0);
+    ck_assert_uint_eq(d.type, GUTS_MSG_DEAD);
+    ck_assert_mem_eq(d.u.dead.node.b, m.u.dead.node.b, GUTS_NODE_ID_LEN);
+    ck_assert_uint_eq(d.u.dead.incarnation, 3);
+    guts_msg_free(&d);
+    /* every truncation is refused, never read past */
+    for (size_t k = 1; k < la; k++)
+        ck_assert_int_ne(guts_msg_decode(a, k, &d), 0);
+}
+END_TEST
+
+/* A silent peer is found dead within its first round, while the node hears
+ * others (local health); the group is told by DEAD notices. */
+START_TEST(test_silent_peer_declared_dead)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    announce(&f, 10, 2);
+    ck_assert(has(&f, 1) && has(&f, 2));
+    uint64_t t = 10, dead_at = 0;
+    for (; t < 20000 && !dead_at; t += 50) {
+        if (t % 1000 == 10) announce(&f, t, 2); /* the node hears the group */
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        /* peer 2 answers every PROBE sent to it; peer 1 answers none */
+        guts_addr a2;
+        paddr(2, &a2);
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a2)) {
+            ack(&f, t + 1, 2, f.probe_seq, 1);
+            f.n[GUTS_MSG_PROBE] = 0;
+        }
+        if (!has(&f, 1)) dead_at = t;
+    }
+    ck_assert_uint_gt(dead_at, 0);
+    ck_assert_uint_le(dead_at, 8000 + 3000 + 500);
+    ck_assert(has(&f, 2));
+    for (; t < dead_at + 2000; t += 50) {
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+    }
+    ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 8);
+    guts_core_counters k;
+    guts_core_counters_get(f.core, &k);
+    ck_assert_uint_eq(k.peers_dead, 1);
+    fx_free(&f);
+}
+END_TEST
+
+/* Cut off (nothing heard during the round), a node declares nobody dead. */
+START_TEST(test_isolated_node_declares_nobody)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    for (uint64_t t = 10; t < 30000; t += 50) {
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+    }
+    ck_assert_uint_gt(f.n[GUTS_MSG_PROBE], 15);
+    ck_assert(has(&f, 1));
+    ck_assert_uint_eq(f.n[GUTS_MSG_DEAD], 0);
+    fx_free(&f);
+}
+END_TEST
+
+/* A PROBE is answered by one ACK to its source address, of the same size,
+ * with the load counted; from anyone (views are not symmetric). */
+START_TEST(test_probe_answered_to_source)
+{
+    fx f;
+    fx_init(&f);
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_PROBE, 7);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = 42;
+    uint8_t buf[64];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    paddr(7, &a);
+    guts_core_on_datagram(f.core, 100, &a, GUTS_VIA_UNICAST, buf, len);
+    fx_drain(&f);
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], 1);
+    ck_assert_uint_eq(f.to_group[GUTS_MSG_ACK], 0);
+    ck_assert(guts_addr_eq(&f.ack_to, &a));
+    ck_assert_uint_le(f.ack_len, len);
+    ck_assert_uint_eq(guts_core_peer_count(f.core), 0); /* a PROBE admits nobody */
+    fx_free(&f);
+}
+END_TEST
+
+/* DEAD: a holder that heard the peer lately keeps it, one that did not
+ * drops it; a DEAD about ourselves is answered with an announce. */
+START_TEST(test_dead_notice_rules)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    announce(&f, 10, 2);
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_DEAD, 2);
+    pid(1, &m.u.dead.node);
+    m.u.dead.incarnation = 1;
+    feed(&f, 500, 2, &m); /* peer 1 spoke 0.5 s ago: kept */
+    ck_assert(has(&f, 1));
+    feed(&f, 5000, 2, &m);
+    ck_assert(!has(&f, 1));
+    memset(f.n, 0, sizeof(f.n));
+    m.u.dead.node = f.id;
+    feed(&f, 5100, 2, &m);
+    for (uint64_t t = 5100; t < 6000; t += 50) {
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+    }
+    ck_assert_uint_ge(f.to_group[GUTS_MSG_ANNOUNCE], 1);
+    guts_core_counters k;
+    guts_core_counters_get(f.core, &k);
+    ck_assert_uint_eq(k.refutes, 1);
+    fx_free(&f);
+}
+END_TEST
+
+/* A heavily probed peer's load stretches its holder's period. */
+START_TEST(test_load_stretches_period)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    size_t probes = 0;
+    guts_node_id id1;
+    pid(1, &id1);
+    for (uint64_t t = 10; t < 120000; t += 50) {
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        if (f.n[GUTS_MSG_PROBE]) {
+            probes += f.n[GUTS_MSG_PROBE];
+            f.n[GUTS_MSG_PROBE] = 0;
+            ack(&f, t + 1, 1, f.probe_seq, 1000); /* 100 a second */
+        }
+    }
+    /* first within 8 s, then ever longer periods: a handful in 2 minutes */
+    ck_assert_uint_ge(probes, 1);
+    ck_assert_uint_le(probes, 4);
+    ck_assert(has(&f, 1));
+    fx_free(&f);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("core_probe");
+    TCase *tc = tcase_create("probe");
+    tcase_add_test(tc, test_codec_probe_ack_dead);
+    tcase_add_test(tc, test_silent_peer_declared_dead);
+    tcase_add_test(tc, test_isolated_node_declares_nobody);
+    tcase_add_test(tc, test_probe_answered_to_source);
+    tcase_add_test(tc, test_dead_notice_rules);
+    tcase_add_test(tc, test_load_stretches_period);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
