@@ -11,26 +11,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "sim.h"
-
-/* Transparent huge pages for the heap. A delivery touches one core's memory,
- * and 10,000 cores are ~400 MB spread over the heap: with 4 KiB pages nearly
- * every delivery also misses the TLB (-25% CPU at 3,000 nodes with huge
- * pages, more at 10,000; docs/performance.md). glibc (2.35 and later) asks
- * the kernel for them (madvise) when the tunable glibc.malloc.hugetlb=1 is
- * set, and reads it only when a process starts: so start again, once, with
- * it set. A GLIBC_TUNABLES already set is left alone (the second start, or
- * a user's choice: glibc.malloc.hugetlb=0 under valgrind, which does not
- * follow the exec). Nothing in a run depends on it but its speed. */
-static void huge_pages(char **argv)
-{
-    if (getenv("GLIBC_TUNABLES")) return;
-    if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    unsetenv("GLIBC_TUNABLES"); /* no /proc: run as we are */
-}
 
 /* Peak resident set of this process, bytes (VmHWM), or 0 if unknown. */
 static uint64_t peak_rss(void)
@@ -64,7 +46,6 @@ static double wall_now(void)
 
 int main(int argc, char **argv)
 {
-    huge_pages(argv);
     sim_config cfg;
     int help;
     if (sim_opts_parse(argc, argv, &cfg, &help, stderr) != GUTS_OK) {
