@@ -87,6 +87,7 @@ typedef struct snode {
 struct sim {
     sim_config cfg;
     snode *nodes;
+    guts_mempool *pool; /* object contents shared by the nodes' memstores */
     sev *heap;
     size_t nheap, capheap;
     uint64_t seq, now, rng;

@@ -1063,7 +1063,8 @@ static int node_store(sim *s, uint32_t i)
         if ((rc = guts_core_lmdbstore_new(nd->data, &nd->lst))) return rc;
         guts_core_lmdbstore_iface(nd->lst, &nd->inner);
     } else {
-        if ((rc = guts_memstore_new(&nd->mem))) return rc;
+        if (!s->pool && (rc = guts_mempool_new(&s->pool))) return rc;
+        if ((rc = guts_memstore_new_pooled(s->pool, &nd->mem))) return rc;
         guts_memstore_iface(nd->mem, &nd->inner);
     }
     if ((rc = sim_cstore_new(&nd->inner, i, &s->viol, &nd->dirty, &nd->cs))) return rc;
@@ -1165,6 +1166,7 @@ void sim_free(sim *s)
     free(s->heap);
     free(s->links);
     free(s->nodes);
+    guts_mempool_free(s->pool); /* after the stores using it */
     if (s->tmpdir[0]) rm_tree(s->tmpdir);
     free(s);
 }

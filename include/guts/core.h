@@ -104,6 +104,14 @@ int guts_memstore_new(guts_memstore **out);
 void guts_memstore_free(guts_memstore *m);
 /** Fill *out with the vtable over m (valid while m lives). */
 void guts_memstore_iface(guts_memstore *m, guts_core_store *out);
+/** A pool of object contents shared by memstores (one copy per object id
+ * for all of them; guts-sim). Not thread-safe. Free it after every store
+ * made with it. Errors: GUTS_ENOMEM. */
+typedef struct guts_mempool guts_mempool;
+int guts_mempool_new(guts_mempool **out);
+void guts_mempool_free(guts_mempool *p);
+/** As guts_memstore_new, the contents of stored objects kept in pool. */
+int guts_memstore_new_pooled(guts_mempool *pool, guts_memstore **out);
 /** Test hook: flip the first content byte of a stored object, so that it
  * no longer hashes to its id (what a damaged disk record looks like).
  * Errors: GUTS_ENOTFOUND, GUTS_EINVAL (an empty object). */

@@ -564,7 +564,6 @@ struct guts_core {
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_counters ctr;
     uint64_t kmv[2][CORE_KMV_K];
-    uint8_t dgram[GUTS_DGRAM_MAX];
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned; /* at most cfg.learned_max */

@@ -13,6 +13,13 @@
  * each record compact (a guts_ref is 2 KiB of fixed arrays: guts-sim keeps
  * one store per node, and 16 of those per repository were a third of a
  * node's memory); it is expanded into a guts_ref when read.
+ *
+ * Stores made with a pool (guts_memstore_new_pooled) keep object contents
+ * there, one copy per id for all of them: contents are immutable and named
+ * by their hash, so sharing them is invisible to every caller (guts-sim's
+ * nodes all hold the same objects: ~4 KB per node of 45). Such a store owns
+ * only the contents it damaged (guts_memstore_damage copies before it
+ * flips), listed in `owned`.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,12 +67,112 @@ typedef struct mrepo {
 struct guts_memstore {
     mrepo **repos; /* sorted by key */
     size_t n, cap;
+    guts_mempool *pool; /* NULL: every object's contents owned */
+    uint8_t **owned;    /* pooled store: the contents it owns (damaged copies) */
+    size_t nowned;
 };
+
+/* One object's contents in a pool. */
+typedef struct pent {
+    guts_id id;
+    size_t len;
+    uint8_t data[];
+} pent;
+
+/* Open addressing by id, never shrinking: entries live as long as the
+ * pool (a simulation creates few distinct objects, and every node has
+ * them). */
+struct guts_mempool {
+    pent **slots;
+    size_t n, cap;
+};
+
+int guts_mempool_new(guts_mempool **out)
+{
+    *out = calloc(1, sizeof(guts_mempool));
+    return *out ? GUTS_OK : GUTS_ENOMEM;
+}
+
+void guts_mempool_free(guts_mempool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->cap; i++)
+        free(p->slots[i]);
+    free(p->slots);
+    free(p);
+}
+
+static size_t pool_home(const guts_id *id, size_t cap)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof(h)); /* hash bytes are uniform already */
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* The pool's copy of (id, data, len), added if new; NULL without memory. */
+static uint8_t *pool_get(guts_mempool *p, const guts_id *id, const void *data, size_t len)
+{
+    if (2 * (p->n + 1) > p->cap) {
+        size_t nc = p->cap ? 2 * p->cap : 1024;
+        pent **ns = calloc(nc, sizeof(*ns));
+        if (!ns)
+            return NULL;
+        for (size_t i = 0; i < p->cap; i++) {
+            if (!p->slots[i])
+                continue;
+            size_t j = pool_home(&p->slots[i]->id, nc);
+            while (ns[j])
+                j = (j + 1) & (nc - 1);
+            ns[j] = p->slots[i];
+        }
+        free(p->slots);
+        p->slots = ns;
+        p->cap = nc;
+    }
+    size_t j = pool_home(id, p->cap);
+    for (; p->slots[j]; j = (j + 1) & (p->cap - 1))
+        if (guts_id_cmp(&p->slots[j]->id, id) == 0)
+            return p->slots[j]->data;
+    pent *e = malloc(sizeof(pent) + (len ? len : 1));
+    if (!e)
+        return NULL;
+    e->id = *id;
+    e->len = len;
+    memcpy(e->data, data, len);
+    p->slots[j] = e;
+    p->n++;
+    return e->data;
+}
+
+/* Free contents d of a store's object: only what the store owns. */
+static void obj_data_free(guts_memstore *m, uint8_t *d)
+{
+    if (!m->pool) {
+        free(d);
+        return;
+    }
+    for (size_t i = 0; i < m->nowned; i++) {
+        if (m->owned[i] == d) {
+            free(d);
+            m->owned[i] = m->owned[--m->nowned];
+            return;
+        }
+    }
+}
 
 int guts_memstore_new(guts_memstore **out)
 {
     *out = calloc(1, sizeof(guts_memstore));
     return *out ? GUTS_OK : GUTS_ENOMEM;
+}
+
+int guts_memstore_new_pooled(guts_mempool *pool, guts_memstore **out)
+{
+    int rc = guts_memstore_new(out);
+    if (rc == GUTS_OK)
+        (*out)->pool = pool;
+    return rc;
 }
 
 void guts_memstore_free(guts_memstore *m)
@@ -75,7 +182,7 @@ void guts_memstore_free(guts_memstore *m)
     for (size_t i = 0; i < m->n; i++) {
         mrepo *r = m->repos[i];
         for (size_t j = 0; j < r->nobjs; j++)
-            free(r->objs[j].data);
+            obj_data_free(m, r->objs[j].data);
         free(r->objs);
         for (size_t j = 0; j < r->nstage; j++)
             free(r->stage[j].data);
@@ -88,6 +195,7 @@ void guts_memstore_free(guts_memstore *m)
         free(r);
     }
     free(m->repos);
+    free(m->owned);
     free(m);
 }
 
@@ -297,17 +405,23 @@ static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         mobj *f = bsearch(&probe, fresh, nf, sizeof(mobj), cmp_mobj);
         if (!f || f->data)
             continue;
-        f->data = malloc(objs[j].len ? objs[j].len : 1);
+        guts_memstore *m = ctx;
+        if (m->pool) {
+            f->data = pool_get(m->pool, &f->id, objs[j].data, objs[j].len);
+        } else {
+            f->data = malloc(objs[j].len ? objs[j].len : 1);
+            if (f->data)
+                memcpy(f->data, objs[j].data, objs[j].len);
+        }
         if (!f->data) {
             rc = GUTS_ENOMEM;
             break;
         }
-        memcpy(f->data, objs[j].data, objs[j].len);
         r->log[nlog++] = f->id;
     }
     if (rc) {
         for (size_t i = 0; i < nf; i++)
-            free(fresh[i].data);
+            obj_data_free(ctx, fresh[i].data);
         free(fresh);
         return rc;
     }
@@ -367,7 +481,7 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
         size_t i = (size_t)(o - r->objs);
         guts_fp_sub(&r->fp, guts_fp_of_id(&o->id));
         r->bytes = r->bytes > o->len ? r->bytes - o->len : 0;
-        free(o->data);
+        obj_data_free(ctx, o->data);
         memmove(r->objs + i, r->objs + i + 1, (r->nobjs - i - 1) * sizeof(mobj));
         r->nobjs--;
         r->txnid++;
@@ -379,9 +493,27 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
 int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
 {
     const mrepo *r = repo_find(m, key);
-    const mobj *o = r ? obj_find(r, id) : NULL;
+    mobj *o = r ? (mobj *)obj_find(r, id) : NULL;
     if (!o) return GUTS_ENOTFOUND;
     if (o->len == 0) return GUTS_EINVAL;
+    if (m->pool) { /* the pool's copy is every store's: damage a copy of our own */
+        int own = 0;
+        for (size_t i = 0; i < m->nowned && !own; i++)
+            own = m->owned[i] == o->data;
+        if (!own) {
+            uint8_t **no = realloc(m->owned, (m->nowned + 1) * sizeof(*no));
+            uint8_t *d = malloc(o->len);
+            if (!no || !d) {
+                if (no) m->owned = no;
+                free(d);
+                return GUTS_ENOMEM;
+            }
+            m->owned = no;
+            memcpy(d, o->data, o->len);
+            o->data = d;
+            m->owned[m->nowned++] = d;
+        }
+    }
     o->data[0] ^= 0xff;
     return GUTS_OK;
 }

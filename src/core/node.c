@@ -947,13 +947,14 @@ void guts_core_leave(guts_core *c, uint64_t now)
     core_msg_init(c, &m, GUTS_MSG_LEAVE);
     m.u.leave.incarnation = c->cfg.incarnation;
     size_t len;
-    if (guts_msg_encode(&m, c->dgram, sizeof(c->dgram), &len) == GUTS_OK) {
+    uint8_t dgram[GUTS_DGRAM_MAX]; /* core_push copies it */
+    if (guts_msg_encode(&m, dgram, sizeof(dgram), &len) == GUTS_OK) {
         guts_core_action a = {
-            .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = c->dgram, .len = len};
+            .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = dgram, .len = len};
         core_push(c, &a);
         c->ctr.dgrams_out++;
         c->ctr.dgram_bytes_out += len;
-        reach_copies(c, c->dgram, len, 0);
+        reach_copies(c, dgram, len, 0);
     }
     sync_free_all(c);
     c->left = 1;
