@@ -254,12 +254,13 @@ static void add_bloom(guts_core *c, guts_announce_repo *e, entry *en, size_t roo
     }
 }
 
-/* Encode an announce into c->dgram: changed repositories first, then the
+/* Encode an announce into dgram (GUTS_DGRAM_MAX bytes): changed repositories first, then the
  * round robin from c->rr, blooms in the room left. commit: this is the
  * regular announce (the cursor moves on, the changed marks are cleared);
  * else an answer, which leaves both as they were. Returns its length, 0
  * when not encoded; *pages: the pages it names. */
-static size_t announce_build(guts_core *c, uint32_t iv, int commit, uint16_t *pages)
+static size_t announce_build(guts_core *c, uint32_t iv, int commit, uint16_t *pages,
+                             uint8_t *dgram)
 {
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_ANNOUNCE);
@@ -309,9 +310,6 @@ full:
     *pages = a->pages;
     if (commit) c->rr = rr;
     size_t len = 0;
-    /* on the stack, not in the core: core_push copies it, and most members
-     * of a large group never send (1.2 KB per core in guts-sim) */
-    uint8_t dgram[GUTS_DGRAM_MAX];
     int rc = guts_msg_encode(&m, dgram, c->cfg.dgram_max, &len);
     if (rc == GUTS_ETOOBIG) { /* cannot happen with exact sizes; be safe */
         for (size_t i = 0; i < n; i++) {
@@ -338,7 +336,10 @@ void announce_send(guts_core *c)
 {
     uint32_t iv = announce_interval(c);
     uint16_t pages = 1;
-    size_t len = announce_build(c, iv, 1, &pages);
+    /* on the stack, not in the core: core_push copies it, and most members
+     * of a large group never send (1.2 KB per core in guts-sim) */
+    uint8_t dgram[GUTS_DGRAM_MAX];
+    size_t len = announce_build(c, iv, 1, &pages, dgram);
     if (len) {
         guts_core_action act = {
             .kind = GUTS_ACT_SEND_DGRAM, .to_group = 1, .data = dgram, .len = len};
@@ -372,10 +373,11 @@ void announce_send(guts_core *c)
 void announce_answer(guts_core *c, const guts_addr *to)
 {
     uint16_t pages;
-    size_t len = announce_build(c, announce_interval(c), 0, &pages);
+    uint8_t dgram[GUTS_DGRAM_MAX];
+    size_t len = announce_build(c, announce_interval(c), 0, &pages, dgram);
     if (!len) return;
     guts_core_action act = {
-        .kind = GUTS_ACT_SEND_DGRAM, .to_group = 0, .addr = *to, .data = c->dgram, .len = len};
+        .kind = GUTS_ACT_SEND_DGRAM, .to_group = 0, .addr = *to, .data = dgram, .len = len};
     if (core_push(c, &act) != GUTS_OK) return;
     c->ctr.dgrams_unicast++;
     c->ctr.unicast_answers++;
