@@ -529,6 +529,18 @@ static size_t announce_and_wait(solo *s, const char *key)
     return s->opens;
 }
 
+/* *out: an announce entry of s's repository KEY as s holds it now. */
+static void ours_announced(solo *s, guts_announce_repo *out)
+{
+    guts_repo_info info;
+    ck_assert_int_eq(s->iface.info(s->iface.ctx, KEY, &info), 0);
+    memset(out, 0, sizeof(*out));
+    out->key = KEY;
+    out->objects = info.objects;
+    out->fp = info.fp;
+    out->refs_digest = info.refs_digest.lo;
+}
+
 /* Trickle counts what the group heard (issue 14): a state 40 peers already
  * announced by multicast waits for the regular announce when it becomes
  * ours, but the same 40 heard by unicast (each copy reached only its
@@ -559,14 +571,8 @@ START_TEST(test_only_announces_heard_by_multicast_make_a_change_redundant)
         /* a second object arrives unseen by the core; 40 peers announce
          * the state it makes */
         tu_blob(&s.iface, KEY, "two");
-        guts_repo_info info;
-        ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
         guts_announce_repo e;
-        memset(&e, 0, sizeof(e));
-        e.key = KEY;
-        e.objects = info.objects;
-        e.fp = info.fp;
-        e.refs_digest = info.refs_digest.lo;
+        ours_announced(&s, &e);
         for (int n = 1; n <= 40; n++)
             feed_announce_via(&s, 2000 + (uint64_t)n, n, 1, &e, 1, via);
         size_t before = s.dgrams - s.ucast - s.pex;
@@ -598,14 +604,8 @@ START_TEST(test_full_view_admits_a_unicast_sender_that_lacks_what_we_hold)
     ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
     tu_blob(&s.iface, KEY, "one");
     solo_start(&s);
-    guts_repo_info info;
-    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
     guts_announce_repo same;
-    memset(&same, 0, sizeof(same));
-    same.key = KEY;
-    same.objects = info.objects;
-    same.fp = info.fp;
-    same.refs_digest = info.refs_digest.lo;
+    ours_announced(&s, &same);
     for (int n = 1; n <= 64; n++)
         feed_announce(&s, 100, n, 1, &same, 1);
     ck_assert_uint_eq(guts_core_peer_count(s.core), 64);
@@ -647,14 +647,8 @@ START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
         guts_core_on_timer(s.core, t);
         solo_drain(&s);
     }
-    guts_repo_info info;
-    ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
     guts_announce_repo same;
-    memset(&same, 0, sizeof(same));
-    same.key = KEY;
-    same.objects = info.objects;
-    same.fp = info.fp;
-    same.refs_digest = info.refs_digest.lo;
+    ours_announced(&s, &same);
     guts_core_counters k;
 #define ANSWERS() (guts_core_counters_get(s.core, &k), k.unicast_answers)
     feed_announce_via(&s, 3001, 1, 1, &same, 1, GUTS_VIA_UNICAST); /* complete */
@@ -1504,6 +1498,49 @@ static void starve_wants(solo *s, uint64_t now, uint32_t st)
     solo_drain(s);
 }
 
+/* A solo node (seed) holding blob "top" and a tree naming it and, with the
+ * zero-padded mode "040000", the subtree sub that names inner (the node
+ * holds that subtree when sub_here, never inner), a commit of that tree,
+ * and a pull from a peer offering refs/heads/main at that commit.
+ * *commit: the commit; returns the pull's stream. */
+static uint32_t padded_subtree_offer(solo *s, int seed, const guts_id *inner, int sub_here,
+                                     const guts_id *sub, guts_id *commit)
+{
+    solo_init(s, seed);
+    ck_assert_int_eq(s->iface.create(s->iface.ctx, KEY), 0);
+    guts_id outer = tu_blob(&s->iface, KEY, "top");
+    if (sub_here) {
+        guts_id here = tu_tree(&s->iface, KEY, inner, NULL);
+        ck_assert_int_eq(guts_id_cmp(&here, sub), 0);
+    }
+    uint8_t buf[128];
+    size_t n = 0;
+    n += (size_t)sprintf((char *)buf, "100644 f") + 1;
+    memcpy(buf + n, outer.b, GUTS_ID_LEN);
+    n += GUTS_ID_LEN;
+    n += (size_t)sprintf((char *)buf + n, "040000 sub") + 1;
+    memcpy(buf + n, sub->b, GUTS_ID_LEN);
+    n += GUTS_ID_LEN;
+    guts_id tree = tu_put(&s->iface, KEY, GUTS_OBJ_TREE, buf, n);
+    *commit = tu_commit(&s->iface, KEY, &tree, NULL, 0, "padded");
+    solo_start(s);
+
+    guts_wire_ref wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.name = "refs/heads/main";
+    wr.target = *commit;
+    wr.clock = 1;
+    peer_id(1, &wr.writer);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 6;
+    r.fp.lo = 1;
+    r.refs_digest = 2;
+    feed_announce(s, 10, 1, 1, &r, 1);
+    return pull_offering_refs(s, 510, &wr, 1);
+}
+
 /* git reads tree modes as octal numbers, so "040000" names a subtree as
  * "40000" does. A tree written with the zero-padded mode must not let a ref
  * apply while the subtree's own entries are missing: the subtree is read,
@@ -1518,37 +1555,10 @@ START_TEST(test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_its_entries)
     guts_id inner = tu_blob(&from, KEY, "inside the subtree");
 
     solo s;
-    solo_init(&s, 13);
-    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
-    guts_id outer = tu_blob(&s.iface, KEY, "top");
+    guts_id commit;
     /* the subtree is here, the blob it names is not */
-    guts_id sub = tu_tree(&s.iface, KEY, &inner, NULL);
-    uint8_t buf[128];
-    size_t n = 0;
-    n += (size_t)sprintf((char *)buf, "100644 f") + 1;
-    memcpy(buf + n, outer.b, GUTS_ID_LEN);
-    n += GUTS_ID_LEN;
-    n += (size_t)sprintf((char *)buf + n, "040000 sub") + 1;
-    memcpy(buf + n, sub.b, GUTS_ID_LEN);
-    n += GUTS_ID_LEN;
-    guts_id tree = tu_put(&s.iface, KEY, GUTS_OBJ_TREE, buf, n);
-    guts_id commit = tu_commit(&s.iface, KEY, &tree, NULL, 0, "padded");
-    solo_start(&s);
-
-    guts_wire_ref wr;
-    memset(&wr, 0, sizeof(wr));
-    wr.name = "refs/heads/main";
-    wr.target = commit;
-    wr.clock = 1;
-    peer_id(1, &wr.writer);
-    guts_announce_repo r;
-    memset(&r, 0, sizeof(r));
-    r.key = KEY;
-    r.objects = 6;
-    r.fp.lo = 1;
-    r.refs_digest = 2;
-    feed_announce(&s, 10, 1, 1, &r, 1);
-    uint32_t st = pull_offering_refs(&s, 510, &wr, 1);
+    guts_id sub = tu_tree(&from, KEY, &inner, NULL);
+    uint32_t st = padded_subtree_offer(&s, 13, &inner, 1, &sub, &commit);
     guts_ref got;
     ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
     expect_want(&s, &inner);
@@ -1575,35 +1585,8 @@ START_TEST(test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_a_missing_sub
     guts_id sub = tu_tree(&from, KEY, &inner, NULL);
 
     solo s;
-    solo_init(&s, 14);
-    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
-    guts_id outer = tu_blob(&s.iface, KEY, "top");
-    uint8_t buf[128];
-    size_t n = 0;
-    n += (size_t)sprintf((char *)buf, "100644 f") + 1;
-    memcpy(buf + n, outer.b, GUTS_ID_LEN);
-    n += GUTS_ID_LEN;
-    n += (size_t)sprintf((char *)buf + n, "040000 sub") + 1;
-    memcpy(buf + n, sub.b, GUTS_ID_LEN);
-    n += GUTS_ID_LEN;
-    guts_id tree = tu_put(&s.iface, KEY, GUTS_OBJ_TREE, buf, n);
-    guts_id commit = tu_commit(&s.iface, KEY, &tree, NULL, 0, "padded, subtree absent");
-    solo_start(&s);
-
-    guts_wire_ref wr;
-    memset(&wr, 0, sizeof(wr));
-    wr.name = "refs/heads/main";
-    wr.target = commit;
-    wr.clock = 1;
-    peer_id(1, &wr.writer);
-    guts_announce_repo r;
-    memset(&r, 0, sizeof(r));
-    r.key = KEY;
-    r.objects = 6;
-    r.fp.lo = 1;
-    r.refs_digest = 2;
-    feed_announce(&s, 10, 1, 1, &r, 1);
-    uint32_t st = pull_offering_refs(&s, 510, &wr, 1);
+    guts_id commit;
+    uint32_t st = padded_subtree_offer(&s, 14, &inner, 0, &sub, &commit);
     guts_ref got;
     ck_assert_int_eq(s.iface.ref_get(s.iface.ctx, KEY, "refs/heads/main", &got), GUTS_ENOTFOUND);
     expect_want(&s, &sub);
