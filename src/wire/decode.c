@@ -88,6 +88,15 @@ static int get_u32(dec *d, uint32_t max, uint32_t *v)
     return 0;
 }
 
+/* A fixed-width uint (marker 0xcf: 8 bytes, 0xce: 4), as PROBE and ACK
+ * carry them so that an ACK is exactly its PROBE's size: any other form
+ * would re-encode to other bytes. */
+static int get_fixed(dec *d, uint8_t marker, uint64_t max, uint64_t *v)
+{
+    REQUIRE(guts_mpr_left(&d->r) >= 1 && d->r.p[0] == marker);
+    return guts_mpr_uint(&d->r, max, v);
+}
+
 static int get_u16(dec *d, uint16_t *v)
 {
     uint64_t u;
@@ -328,9 +337,15 @@ static int dec_body(dec *d, guts_msg *msg)
     case GUTS_MSG_PROBE:
     case GUTS_MSG_ACK:
         TRY(guts_mpr_array_n(&d->r, 3));
-        TRY(get_u64(d, &msg->u.probe.incarnation));
-        TRY(get_u32(d, UINT32_MAX, &msg->u.probe.seq));
-        return get_u32(d, UINT32_MAX, &msg->u.probe.load);
+    {
+        uint64_t seq, load;
+        TRY(get_fixed(d, 0xcf, UINT64_MAX, &msg->u.probe.incarnation));
+        TRY(get_fixed(d, 0xce, UINT32_MAX, &seq));
+        TRY(get_fixed(d, 0xce, UINT32_MAX, &load));
+        msg->u.probe.seq = (uint32_t)seq;
+        msg->u.probe.load = (uint32_t)load;
+        return 0;
+    }
     case GUTS_MSG_DEAD:
         TRY(guts_mpr_array_n(&d->r, 2));
         TRY(guts_mpr_bin_copy(&d->r, GUTS_NODE_ID_LEN, msg->u.dead.node.b));

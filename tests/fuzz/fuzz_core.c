@@ -21,9 +21,10 @@
  *
  * Actions are drained after every event and checked against invariants a
  * hostile peer must not be able to break: every datagram is sent to the
- * group, or by unicast to B, the one address heard by unicast, or to an
- * address B named in PEERS no more than once per (1 s) interval: an
- * attacker cannot aim more at an address it is not sending from; and it
+ * group, or by unicast to an address heard from (B by unicast; A, by
+ * multicast, gets PROBEs and ACKs: failure detection), or to an address B
+ * named in PEERS no more than once per (1 s) interval: an attacker cannot
+ * aim more at an address it is not sending from; and it
  * fits in GUTS_DGRAM_MAX; every frame has a correct header and respects the
  * frame max; streams named in actions are ones the core opened or was
  * given.
@@ -66,6 +67,7 @@ typedef struct fuzz_state {
     uint32_t next_in;
     uint32_t refused[FUZZ_STREAMS]; /* connects to report failed after a drain */
     guts_addr ucast_peer;           /* the only address heard by unicast */
+    guts_addr group_peer;           /* the only address heard by multicast */
     guts_addr other[64];            /* other unicast destinations (learned) ... */
     uint64_t other_at[64];          /* ... and when each last got a datagram */
     size_t nother;
@@ -167,7 +169,8 @@ again:
     while (guts_core_next_action(st->core, &a)) {
         switch (a.kind) {
         case GUTS_ACT_SEND_DGRAM:
-            if (!a.to_group && !guts_addr_eq(&a.addr, &st->ucast_peer)) {
+            if (!a.to_group && !guts_addr_eq(&a.addr, &st->ucast_peer) &&
+                !guts_addr_eq(&a.addr, &st->group_peer)) {
                 size_t i = 0;
                 while (i < st->nother && !guts_addr_eq(&st->other[i], &a.addr))
                     i++;
@@ -289,6 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         peer[i].b[3] = (uint8_t)(1 + i);
     }
     st.ucast_peer = peer[1];
+    st.group_peer = peer[0];
 
     size_t off = 0;
     for (int ev = 0; ev < FUZZ_EVENTS && off < size; ev++) {
