@@ -115,7 +115,7 @@ static uint8_t *pool_get(guts_mempool *p, const guts_id *id, const void *data, s
 {
     if (2 * (p->n + 1) > p->cap) {
         size_t nc = p->cap ? 2 * p->cap : 1024;
-        pent **ns = calloc(nc, sizeof(*ns));
+        pent **ns = calloc(nc, sizeof(pent *));
         if (!ns)
             return NULL;
         for (size_t i = 0; i < p->cap; i++) {
