@@ -718,6 +718,9 @@ void sync_on_closed(guts_core *c, uint32_t stream);
 /* End session s: close its stream (when close_stream), free it. */
 void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *why);
 void sync_abort_peer(guts_core *c, const guts_addr *addr);
+/* 1 when a pull from peer id is running: its session's idle deadline, not
+ * announce expiry or probing, decides whether the peer is gone. */
+int sync_pulling_from(const guts_core *c, const guts_node_id *id);
 void sync_idle(guts_core *c);
 void sync_free_all(guts_core *c);
 

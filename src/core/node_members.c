@@ -250,7 +250,7 @@ void members_expire(guts_core *c)
     uint32_t iv = announce_interval(c);
     for (size_t i = c->npeers; i-- > 0;) {
         uint64_t e = expiry_of(c, &c->peers[i], iv);
-        if (c->now >= e) {
+        if (c->now >= e && !sync_pulling_from(c, &c->peers[i].id)) {
             c->ctr.peers_expired++;
             sync_abort_peer(c, &c->peers[i].addr);
             members_remove(c, i, "expired");

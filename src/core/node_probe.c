@@ -122,8 +122,8 @@ void probe_tick(guts_core *c)
                 send_probe(c, p);
             } else if (p->probe_tries < CORE_PROBE_TRIES) {
                 send_probe(c, p);
-            } else if (p->last_heard >= p->probe_round) {
-                next_round(c, p); /* it announced meanwhile: alive */
+            } else if (p->last_heard >= p->probe_round || sync_pulling_from(c, &p->id)) {
+                next_round(c, p); /* it announced or served meanwhile: alive */
             } else if (c->last_rx > p->probe_round) {
                 declare_dead(c, i);
                 continue;

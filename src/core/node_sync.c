@@ -287,6 +287,15 @@ void sync_abort_peer(guts_core *c, const guts_addr *addr)
     }
 }
 
+int sync_pulling_from(const guts_core *c, const guts_node_id *id)
+{
+    for (size_t i = 0; i < c->nsess; i++) {
+        const session *s = c->sess[i];
+        if (s->kind == SESS_PULL && memcmp(&s->peer_id, id, sizeof(*id)) == 0) return 1;
+    }
+    return 0;
+}
+
 void sync_idle(guts_core *c)
 {
     for (size_t i = c->nsess; i-- > 0;) {
@@ -1881,6 +1890,12 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         return;
     }
     s->last_active = c->now;
+    if (s->kind == SESS_PULL) {
+        /* a server sending on our pull is alive, whether or not its
+         * announces get through (or our loop read them in time) */
+        peer *p = members_find(c, &s->peer_id);
+        if (p) p->last_heard = c->now;
+    }
     const char *key = NULL;
     switch (m.type) {
     case GUTS_MSG_RECON: key = m.u.recon.key; break;

@@ -163,6 +163,10 @@ static void watch(guts_net_udp *u, int k)
 {
     ev_io_init(&u->io[k], io_cb, u->fd[k], EV_READ);
     u->io[k].data = u;
+    /* Datagrams before timers: after a stall (a loaded machine, a long
+     * callback) the announces queued meanwhile are read before the core's
+     * timer can expire their senders. */
+    ev_set_priority(&u->io[k], EV_MAXPRI);
     ev_io_start(u->loop, &u->io[k]);
 }
 

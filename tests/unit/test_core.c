@@ -2443,6 +2443,63 @@ static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
     return *now - at;
 }
 
+/* A server we are pulling from is not expired or found dead while the pull
+ * runs, even when none of its announces reach us (a loaded node, a lossy
+ * group): the pull's own idle deadline decides. Frames refresh it too.
+ * Once the pull has ended, it expires as usual. */
+START_TEST(test_frames_on_a_pull_keep_its_server_live)
+{
+    solo s;
+    solo_init(&s, 9);
+    solo_start(&s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = 5;
+    r.fp.lo = 42;
+    r.refs_digest = 7;
+    feed_announce(&s, 10, 1, 1, &r, 1);
+    uint64_t now = 10;
+    until_open(&s, &now);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    uint32_t st = s.last_open;
+    guts_core_on_stream_open(s.core, now, st, &pa, 1);
+    solo_drain(&s);
+    /* 12 s of frames and no announce: 5 missed intervals are 7.5 s */
+    for (uint64_t t = now + 500; t <= now + 12000; t += 500) {
+        guts_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = GUTS_MSG_HELLO;
+        m.u.hello.incarnation = 1;
+        m.u.hello.port = 9000;
+        feed_frame(&s, t, st, &m);
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+    }
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    guts_core_counters k;
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_expired, 0);
+    ck_assert_uint_eq(k.sessions_failed, 0);
+    ck_assert_uint_eq(s.closes, 0);
+    /* silence: the pull's idle deadline (30 s) decides, not expiry ... */
+    guts_core_on_timer(s.core, now + 12000 + 20000);
+    solo_drain(&s);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1);
+    /* ... and once the pull has ended, the peer expires */
+    for (uint64_t t = now + 12000 + 20000; t <= now + 12000 + 40000; t += 500) {
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+    }
+    ck_assert_uint_eq(s.closes, 1);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 0);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.peers_expired, 1);
+    solo_free(&s);
+}
+END_TEST
+
 /* A busy answer is a deferral, not a failure: no warn line, no failure
  * counted; the pull waits the server's retry-after times [0.5, 1.5),
  * doubling for each busy answer in a row, and the jitter comes from the
@@ -2565,6 +2622,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);
     tcase_add_test(t, test_only_requests_take_serve_slots_and_busy_carries_a_retry_after);
     tcase_add_test(t, test_busy_answers_back_off_with_seeded_jitter);
+    tcase_add_test(t, test_frames_on_a_pull_keep_its_server_live);
     tcase_add_test(t, test_many_repositories_share_few_streams);
     tcase_add_test(t, test_a_repository_is_announced_only_once_its_writes_are_flushed);
     suite_add_tcase(s, t);
