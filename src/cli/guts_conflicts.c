@@ -25,10 +25,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/guts_cli.h"
-#include "git/gitio.h"
-#include "git/walk.h"
-#include "core/refmerge.h"
+#include "guts_cli.h"
+#include "gitio.h"
+#include "walk.h"
+#include "guts/refmerge.h"
 #include "guts/store.h"
 
 /* Commits walked from one side to count what the other lacks; beyond it

@@ -7,7 +7,7 @@
  * size need not be a power of two, so announce blooms can use every byte of
  * the room they have.
  */
-#include "core/bloom.h"
+#include "bloom.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * str, bin and arrays. Maps, floats, booleans and extensions never appear in
  * a guts message, so they are rejected wherever they are met.
  */
-#include "wire/reader.h"
+#include "reader.h"
 
 #include <string.h>
 

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "guts/guts.h"
-#include "guts/store.h"
+#include "guts/record.h"
 
 /* Where conflict records live; guts never writes under it otherwise. */
 #define GUTS_CONFLICT_PREFIX "refs/guts/conflicts/"
