@@ -5,7 +5,9 @@
  * arrive before their bases (small frames) and are held until the base is
  * stored. Either way nothing is dropped and the receiver ends with the same
  * set and the records stored compressed, without compressing them again; a
- * large object resumes where the receiver's staging stopped. */
+ * large object resumes where the receiver's staging stopped. And the whole
+ * protocol over two LMDB stores: the one core test that links the store
+ * (the LMDB adapter, src/store/lmdbstore.c); the others use memory. */
 #include <check.h>
 #include <ftw.h>
 #include <stdio.h>
