@@ -6,6 +6,7 @@
  * and the memory store (src/core/memstore.c) keeps the decoded content, so
  * both agree byte for byte on what a record means.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ int guts_rec_decode_with(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *ba
     const uint8_t *content = rec->data;
     uint8_t *buf = NULL;
     *out = NULL;
+    /* guts_rec_check passed: a known encoding, a raw payload of the size */
+    assert(rec->enc >= GUTS_REC_RAW && rec->enc <= GUTS_REC_DELTA);
+    assert(rec->enc != GUTS_REC_RAW || rec->len == rec->size);
     if (rec->enc != GUTS_REC_RAW) {
         if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
         int delta = rec->enc == GUTS_REC_DELTA;
@@ -122,6 +126,7 @@ guts_fp guts_ref_digest_term(const guts_ref *ref)
     n += 8;
     memcpy(buf + n, ref->writer.b, GUTS_NODE_ID_LEN);
     n += GUTS_NODE_ID_LEN;
+    assert(n <= sizeof(buf)); /* names are at most GUTS_REFNAME_MAX (strnlen) */
     XXH128_hash_t h = XXH3_128bits(buf, n);
     guts_fp fp = {h.low64, h.high64};
     return fp;

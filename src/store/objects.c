@@ -22,6 +22,7 @@
  * against the recorded size, so a damaged record reads as GUTS_ECORRUPT and
  * never as wrong content (a full SHA-1 rehash is fsck's job).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -565,6 +566,7 @@ static size_t encode(ZSTD_CCtx *cctx, const guts_obj *o, put_item *it, uint8_t *
         }
     }
     p[1] = ENC_RAW;
+    assert(REC_HDR + o->len <= cap); /* callers size p for the raw form at least */
     if (o->len) memcpy(p + REC_HDR, o->data, o->len);
     return REC_HDR + o->len;
 }

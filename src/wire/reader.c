@@ -7,10 +7,12 @@
  */
 #include "reader.h"
 
+#include <assert.h>
 #include <string.h>
 
 size_t guts_mpr_left(const guts_mpr *r)
 {
+    assert(r->p <= r->end); /* no read ever passes the end */
     return (size_t)(r->end - r->p);
 }
 
