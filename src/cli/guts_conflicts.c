@@ -2,7 +2,7 @@
  * of one ref, shown and settled.
  *
  * When two nodes move a ref to commits neither of which contains the other,
- * the ref merge (src/core/refmerge.h) keeps the winner under the ref's name
+ * the ref merge (include/guts/refmerge.h) keeps the winner under the ref's name
  * and the loser as a conflict record,
  * refs/guts/conflicts/<writer>/<commit>/<ref without refs/>. The record is an
  * ordinary ref, so nothing is lost and it replicates; these commands make it
