@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/bloom.h"
+#include "bloom.h"
 #include "recon_pair.h"
 
 static void die(const char *what, int rc)

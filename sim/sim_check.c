@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/refmerge.h"
+#include "guts/refmerge.h"
 #include "guts/gitobj.h"
 #include "sim.h"
 

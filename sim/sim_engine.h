@@ -4,6 +4,7 @@
 #ifndef GUTS_SIM_ENGINE_H
 #define GUTS_SIM_ENGINE_H
 
+#include "guts/lmdbstore.h"
 #include "sim.h"
 
 /* A delivered payload, shared by reference: one multicast is one buffer

@@ -31,6 +31,15 @@
 /** Return a short static description of a GUTS_E* code. */
 const char *guts_strerror(int err);
 
+/** A one-line description of the last store failure in this thread (e.g. the
+ * LMDB error and the operation, or why a record did not decode), for
+ * messages next to guts_strerror(); empty if none. Points to a thread-local
+ * buffer overwritten by the next failure. */
+const char *guts_store_errmsg(void);
+/** Set this thread's guts_store_errmsg() text (printf format): what the
+ * store and the record codec call when they fail. */
+void guts_errmsg_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Object ids are git's: SHA-1 of "<type> <size>\0<content>". */
 #define GUTS_ID_LEN 20
 #define GUTS_HEX_LEN 40

@@ -26,11 +26,7 @@
 #define GUTS_STORE_H
 
 #include "guts/guts.h"
-
-/** A one-line description of the last store failure in this thread (e.g. the
- * LMDB error and the operation), for messages next to guts_strerror(); empty
- * if none. Points to a thread-local buffer overwritten by the next failure. */
-const char *guts_store_errmsg(void);
+#include "guts/record.h"
 
 /** Where the text of a failed LMDB assertion goes (len bytes at buf,
  * NUL-terminated) before the process aborts, instead of stderr: a program
@@ -149,19 +145,6 @@ int guts_repo_remove(guts_data *d, const char *key);
  * GUTS_EEXIST (99 copies already set aside under that suffix). */
 int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen);
 
-typedef struct guts_repo_info {
-    uint64_t objects;   /* entries in "objects" */
-    uint64_t refs;      /* entries in "refs" (live refs, HEAD included) */
-    uint64_t tombstones; /* deleted refs remembered in "refclock" */
-    guts_fp fp;         /* set fingerprint of the object ids */
-    guts_fp refs_digest; /* order-independent digest of every ref record */
-    uint64_t clock;     /* highest Lamport clock of any ref record */
-    uint64_t txnid;     /* env's last committed transaction: changes on any write */
-    uint64_t stored_bytes; /* sum of stored object record sizes */
-    uint64_t staged;       /* large objects partly received (not objects yet) */
-    uint64_t staged_bytes; /* content bytes held for them */
-} guts_repo_info;
-
 /** Read the counters of a repository (one read transaction). */
 int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
 /** The env's last committed transaction id, without a transaction: cheap to
@@ -200,16 +183,6 @@ int guts_repo_read_hold(guts_repo *r);
 void guts_repo_read_release(guts_repo *r);
 
 /* ---- Objects ------------------------------------------------------------- */
-
-typedef struct guts_obj {
-    guts_id id;        /* the claimed id: verified against type and data */
-    int type;          /* GUTS_OBJ_COMMIT .. GUTS_OBJ_TAG */
-    const void *data;  /* content, len bytes (no git header) */
-    size_t len;
-    const guts_id *base; /* optional: a similar object (e.g. git's delta base)
-                          * to compress against if it is stored or earlier in
-                          * the same batch; NULL for none */
-} guts_obj;
 
 /** Store a batch of objects in one write transaction. Every id is verified
  * first; on a mismatch nothing is stored, *bad is the index of the first bad
@@ -285,18 +258,6 @@ int guts_repo_read(guts_repo *r, const guts_id *id, uint64_t off, void *buf, siz
 int guts_repo_stream(guts_repo *r, const guts_id *id,
                      int (*cb)(const void *data, size_t len, void *ctx), void *ctx);
 
-/* A large object partly received: what guts_repo_stage_list reports. */
-typedef struct guts_stage {
-    guts_id id;
-    int type;
-    uint64_t size; /* the whole object's content size */
-    uint64_t have; /* bytes staged: the next write starts here */
-} guts_stage;
-
-/* Staged objects per repository: starting another drops the one written
- * least recently (a sender that vanished must not pin disk for ever). */
-#define GUTS_STAGE_MAX 8
-
 /** Stage len bytes at offset off of object id (type, size bytes in all),
  * committed before the call returns. off 0 starts the object over; any
  * other off must equal the bytes staged so far (what guts_repo_stage_list
@@ -320,28 +281,6 @@ int guts_repo_stage_list(guts_repo *r, guts_stage *out, size_t max, size_t *n);
 int guts_repo_stage_drop(guts_repo *r, const guts_id *id);
 
 /* ---- Records: objects as stored, for replication ------------------------- */
-
-/* Encodings of a record's payload (the "objects" database's encoding byte;
- * docs/storage.md). */
-#define GUTS_REC_RAW 0   /* the content */
-#define GUTS_REC_ZSTD 1  /* one zstd frame of the content */
-#define GUTS_REC_DELTA 2 /* a zstd frame made with base's full content as prefix */
-#define GUTS_REC_PIECES 3 /* a large object: no payload here (read it with
-                           * guts_repo_read); never accepted by rec_put */
-
-/* One object's record: what guts_repo_rec_get() reads without decompressing
- * and guts_repo_rec_put() stores from another node. */
-typedef struct guts_rec {
-    guts_id id;
-    int type;          /* GUTS_OBJ_COMMIT .. GUTS_OBJ_TAG */
-    int enc;           /* GUTS_REC_* */
-    uint64_t size;     /* content size, <= GUTS_OBJ_MAX_DEFAULT */
-    guts_id base;      /* GUTS_REC_DELTA only */
-    unsigned depth;    /* GUTS_REC_DELTA: chain depth where it was read
-                        * (1..50); ignored by guts_repo_rec_put() */
-    const void *data;  /* payload, len bytes */
-    size_t len;
-} guts_rec;
 
 /** Read an object's record as stored (no decompression). *buf is malloc()ed
  * for the caller (free() it) and out's data points into it. A large object
@@ -368,22 +307,8 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
 int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
                       size_t *added, size_t *bad);
 
-/** Decode a record without a store (for other stores): base is the base's
- * content for a delta (NULL otherwise). The content is verified against the
- * record's id. *out is malloc()ed for the caller.
- * Errors: GUTS_EHASH (undecodable or another id), GUTS_EINVAL, GUTS_ETOOBIG,
- * GUTS_ENOMEM. */
-int guts_rec_decode(const guts_rec *rec, const void *base, size_t blen, void **out);
 
 /* ---- Refs ---------------------------------------------------------------- */
-
-typedef struct guts_ref {
-    char name[GUTS_REFNAME_MAX + 1]; /* "refs/..." or "HEAD" */
-    guts_id target;                  /* zero: deleted (a tombstone) */
-    char symref[GUTS_REFNAME_MAX + 1]; /* non-empty: symbolic (only HEAD) */
-    uint64_t clock;                  /* Lamport clock of the update */
-    guts_node_id writer;             /* node that made the update */
-} guts_ref;
 
 /** Look up one ref record, tombstones included (target zero).
  * Errors: GUTS_ENOTFOUND, GUTS_EINVAL (bad name), GUTS_ECORRUPT. */
@@ -438,9 +363,5 @@ int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
 int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], const char *path,
                          guts_fp *digest, const guts_ref *refs, size_t n,
                          const guts_import_mark *marks, size_t nmarks);
-
-/** Digest term of one ref record (XXH3-128 of name, target, symref, clock and
- * writer): the refs digest is their sum mod 2^128, like guts_fp. */
-guts_fp guts_ref_digest_term(const guts_ref *ref);
 
 #endif

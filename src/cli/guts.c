@@ -35,10 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/guts_cli.h"
-#include "git/gitio.h"
-#include "cli/guts_json.h"
-#include "git/walk.h"
+#include "guts_cli.h"
+#include "gitio.h"
+#include "guts_json.h"
+#include "walk.h"
 #include "guts/gitobj.h"
 #include "guts/seal.h"
 #include "guts/store.h"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli/guts_json.h"
+#include "guts_json.h"
 #include "guts/store.h"
 
 #define EXIT_OP 1    /* operational error */

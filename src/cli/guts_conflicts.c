@@ -2,7 +2,7 @@
  * of one ref, shown and settled.
  *
  * When two nodes move a ref to commits neither of which contains the other,
- * the ref merge (src/core/refmerge.h) keeps the winner under the ref's name
+ * the ref merge (include/guts/refmerge.h) keeps the winner under the ref's name
  * and the loser as a conflict record,
  * refs/guts/conflicts/<writer>/<commit>/<ref without refs/>. The record is an
  * ordinary ref, so nothing is lost and it replicates; these commands make it
@@ -25,10 +25,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/guts_cli.h"
-#include "git/gitio.h"
-#include "git/walk.h"
-#include "core/refmerge.h"
+#include "guts_cli.h"
+#include "gitio.h"
+#include "walk.h"
+#include "guts/refmerge.h"
 #include "guts/store.h"
 
 /* Commits walked from one side to count what the other lacks; beyond it

@@ -5,7 +5,7 @@
  * sized once from the input: a decoded string plus its NUL is never longer
  * than its quoted source, so the buffer cannot overflow and never moves.
  */
-#include "cli/guts_json.h"
+#include "guts_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/guts_cli.h"
+#include "guts_cli.h"
 #include "guts/seal.h"
 
 /* How long reload waits for the node's next status file (it writes one a

@@ -7,8 +7,9 @@
  * size need not be a power of two, so announce blooms can use every byte of
  * the room they have.
  */
-#include "core/bloom.h"
+#include "bloom.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -61,7 +62,9 @@ static uint32_t reduce(uint64_t x, uint32_t n)
     /* (x * n) >> 64 computed from 32-bit halves: portable C11, no __int128. */
     uint64_t xl = x & 0xffffffffu, xh = x >> 32;
     uint64_t lo = xl * n, hi = xh * n;
-    return (uint32_t)((hi + (lo >> 32)) >> 32);
+    uint32_t j = (uint32_t)((hi + (lo >> 32)) >> 32);
+    assert(j < n); /* every probe is a bit of the filter */
+    return j;
 }
 
 static void probes_init(const guts_bloom *b, const void *key, size_t len, uint64_t *h1,

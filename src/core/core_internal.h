@@ -15,9 +15,9 @@
 
 #include <stdarg.h>
 
-#include "core/bloom.h"
-#include "core/recon.h"
-#include "core/refmerge.h"
+#include "bloom.h"
+#include "recon.h"
+#include "guts/refmerge.h"
 #include "guts/core.h"
 #include "guts/wire.h"
 

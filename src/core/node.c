@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 int guts_addr_eq(const guts_addr *a, const guts_addr *b)
 {

@@ -44,7 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 /* Our own ids tested against a peer's bloom for the evidence rule: beyond
  * this count the rule is skipped (anti-entropy covers it). */

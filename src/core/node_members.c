@@ -32,7 +32,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 static size_t nid_hash(const guts_node_id *id)
 {

@@ -30,7 +30,7 @@
  */
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 /* Uniform in [0, n) for p's schedule: a hash of the core's secret seed,
  * p and the time, not core_rand, so probing leaves the sequence every

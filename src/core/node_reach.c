@@ -59,7 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 static void push_copy(guts_core *c, const guts_addr *to, const uint8_t *data, size_t len)
 {

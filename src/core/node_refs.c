@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 #include "guts/gitobj.h"
 
 /* ---- idset: open addressing on the id's first bytes ---------------------- */

@@ -51,7 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 /* Object bytes per OBJECTS frame and per OBJECT_CHUNK: CORE_CHUNK, or a
  * quarter of a small configured frame cap (an OBJECTS frame may hold that

@@ -15,13 +15,13 @@
  * twice, so one round costs it at most GUTS_RECON_DEPTH_MAX + 1 visits per
  * element (one per depth at which the element's range can appear).
  */
-#include "core/recon.h"
+#include "recon.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "core/bloom.h"
+#include "bloom.h"
 
 struct guts_recon_split {
     uint32_t prefix;

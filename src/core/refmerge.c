@@ -24,7 +24,7 @@
  * written elsewhere; guts_ref_conflict_obsolete() does not apply (a tombstone
  * has no history), so the user deletes it.
  */
-#include "core/refmerge.h"
+#include "guts/refmerge.h"
 
 #include <stdio.h>
 #include <string.h>

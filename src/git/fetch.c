@@ -37,10 +37,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git/fetch.h"
-#include "git/idset.h"
-#include "git/pack.h"
-#include "git/progress.h"
+#include "fetch.h"
+#include "idset.h"
+#include "pack.h"
+#include "progress.h"
 #include "guts/gitobj.h"
 
 /* Commit states (the "commits" set). */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "git/proc.h"
+#include "proc.h"
 #include "guts/store.h"
 
 

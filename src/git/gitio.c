@@ -35,12 +35,12 @@
  * git's stderr is captured in a memory file so that a failure becomes one
  * line of error naming the command, not a screenful.
  */
-#include "git/gitio.h"
-#include "git/proc.h"
-#include "git/pack.h"
-#include "git/progress.h"
-#include "git/walk.h"
-#include "core/refmerge.h"
+#include "gitio.h"
+#include "proc.h"
+#include "pack.h"
+#include "progress.h"
+#include "walk.h"
+#include "guts/refmerge.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "git/proc.h"
+#include "proc.h"
 #include "guts/store.h"
 
 /* Room for one error line (guts_git_errf's). */

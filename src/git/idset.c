@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "git/idset.h"
+#include "idset.h"
 
 #define USED 0x80 /* slot holds a key; the low 7 bits are the caller's */
 #define INITIAL_CAP 1024

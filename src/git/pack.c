@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git/pack.h"
+#include "pack.h"
 
 /* ---- Writing ---------------------------------------------------------------- */
 

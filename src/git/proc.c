@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "git/proc.h"
+#include "proc.h"
 
 int guts_git_errf(char *err, int code, const char *fmt, ...)
 {

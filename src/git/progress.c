@@ -1,5 +1,5 @@
 /* progress.c - see progress.h. */
-#include "git/progress.h"
+#include "progress.h"
 
 #include <stdio.h>
 #include <time.h>

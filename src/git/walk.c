@@ -3,7 +3,7 @@
  * header line is parsed within its bounds, and a malformed parent or date
  * only costs that link or that ordering, never a read past the text.
  */
-#include "git/walk.h"
+#include "walk.h"
 #include "guts/gitobj.h"
 
 #include <stdio.h>

@@ -57,9 +57,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "git/progress.h"
-#include "core/refmerge.h"
-#include "net/net.h"
+#include "progress.h"
+#include "guts/refmerge.h"
+#include "net.h"
 
 /* 16 MiB: the deltas of a pull mostly sit on recently received bases. */
 #define NET_STORE_CACHE_BYTES ((size_t)16 << 20)

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "net/net.h"
+#include "net.h"
 
 int guts_net_damaged_hook(const char *key, const char *why, void *arg)
 {

@@ -46,12 +46,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "git/fetch.h"
-#include "git/idset.h"
-#include "git/pack.h"
+#include "fetch.h"
+#include "idset.h"
+#include "pack.h"
 #include "guts/gitobj.h"
-#include "net/net.h"
-#include "net/pktline.h"
+#include "net.h"
+#include "pktline.h"
 
 #define CT_ADVERT "application/x-git-upload-pack-advertisement"
 #define CT_RESULT "application/x-git-upload-pack-result"

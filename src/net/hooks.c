@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/net.h"
+#include "net.h"
 
 extern char **environ;
 

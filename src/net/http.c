@@ -31,7 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "net/net.h"
+#include "net.h"
 
 static void http_log(void *cls, const char *fmt, va_list ap)
 {

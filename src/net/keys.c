@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "net/net.h"
+#include "net.h"
 
 static void hex4(const uint8_t *id, char out[2 * GUTS_SEAL_KEYID_LEN + 1])
 {

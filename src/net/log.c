@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "net/net.h"
+#include "net.h"
 
 /* Longer messages are cut: a log line is for a human, not a data dump. */
 #define LOG_LINE_MAX 1024

@@ -38,6 +38,7 @@
 #include "guts/core.h"
 #include "guts/guts.h"
 #include "guts/seal.h"
+#include "guts/lmdbstore.h"
 #include "guts/store.h"
 #include "guts/wire.h"
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net/net.h"
+#include "net.h"
 
 const char *guts_net_usage(void)
 {

@@ -7,7 +7,7 @@
  * goes in through textContent, never as markup. Narrow screens get the
  * same tables, each scrolling sideways on its own.
  */
-#include "net/net.h"
+#include "net.h"
 
 const char guts_net_page_html[] =
     "<!DOCTYPE html>\n"

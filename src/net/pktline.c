@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "guts/guts.h"
-#include "net/pktline.h"
+#include "pktline.h"
 
 static int hexval(uint8_t c)
 {

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "net/net.h"
+#include "net.h"
 
 #define MILLI 1000u
 

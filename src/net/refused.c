@@ -12,7 +12,7 @@
  */
 #include <string.h>
 
-#include "net/net.h"
+#include "net.h"
 
 int guts_net_refused_note(guts_net_refused *t, const guts_net_sa *from, int why,
                           uint64_t now_ms)

@@ -38,7 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net/net.h"
+#include "net.h"
 
 /* Listen backlog: a LAN has few peers; connects beyond it are retried. */
 #define TCP_BACKLOG 64

@@ -54,7 +54,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net/net.h"
+#include "net.h"
 
 #ifndef IPV6_MULTICAST_ALL
 #define IPV6_MULTICAST_ALL 29 /* Linux 4.20; older headers lack the name */

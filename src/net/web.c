@@ -29,7 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "net/net.h"
+#include "net.h"
 
 /* ---- Metrics ------------------------------------------------------------------ */
 

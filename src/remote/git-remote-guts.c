@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "remote/remote.h"
+#include "remote.h"
 
 /* zlib level of fetched packs, unless $GUTS_PACK_LEVEL (0-9) says otherwise.
  * Measured on 21k objects (docs/performance.md): deflate is most of the

@@ -34,11 +34,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "git/gitio.h"
-#include "git/pack.h"
-#include "core/refmerge.h"
+#include "gitio.h"
+#include "pack.h"
+#include "guts/refmerge.h"
 #include "guts/gitobj.h"
-#include "remote/remote.h"
+#include "remote.h"
 
 /* ---- the store's records ----------------------------------------------------- */
 

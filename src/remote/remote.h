@@ -26,10 +26,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "git/fetch.h"
-#include "git/idset.h"
-#include "git/proc.h"
-#include "git/progress.h"
+#include "fetch.h"
+#include "idset.h"
+#include "proc.h"
+#include "progress.h"
 #include "guts/guts.h"
 #include "guts/store.h"
 

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 int store_mdb_err(int rc, const char *what)
 {

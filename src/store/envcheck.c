@@ -45,7 +45,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* LMDB 0.9's meta page on a 64-bit host: a 16-byte page header (page
  * number 8, pad 2, flags 2, lower/upper 4), then MDB_meta: magic 4,

@@ -50,11 +50,8 @@
 /* Longest chain of zstd deltas (object -> base -> base ...): git's default
  * --depth is 50, and reading cost grows with depth, so the same bound. */
 #define STORE_DELTA_DEPTH_MAX 50
-/* zstd window when compressing against a base: the base and the object must
- * fit in it for the base to help. 2^27 (128 MiB) is zstd's default decoder
- * limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT), so decoders need no special setting;
- * pairs larger than this are compressed without a base. */
-#define STORE_DELTA_WINDOWLOG 27
+/* zstd window when compressing against a base (record.h). */
+#define STORE_DELTA_WINDOWLOG GUTS_REC_WINDOWLOG
 /* zstd level: 3 (zstd's default) measured as the best speed/size point for
  * git objects; see docs/storage.md. */
 #ifndef STORE_ZSTD_LEVEL
@@ -152,7 +149,8 @@ typedef struct rec_hdr {
     size_t plen;
 } rec_hdr;
 
-void store_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The store's failure text: guts_store_errmsg() (guts.h). */
+#define store_seterr guts_errmsg_set
 
 /* LMDB's assertion callback for every env: the text to the crash note
  * (guts_store_crash_note) or stderr, then abort(). */

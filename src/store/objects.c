@@ -22,11 +22,12 @@
  * against the recorded size, so a damaged record reads as GUTS_ECORRUPT and
  * never as wrong content (a full SHA-1 rehash is fsck's job).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* Objects shorter than this are stored raw without trying zstd: a frame
  * with its checksum costs 13+ bytes, more than such an object can save. */
@@ -565,6 +566,7 @@ static size_t encode(ZSTD_CCtx *cctx, const guts_obj *o, put_item *it, uint8_t *
         }
     }
     p[1] = ENC_RAW;
+    assert(REC_HDR + o->len <= cap); /* callers size p for the raw form at least */
     if (o->len) memcpy(p + REC_HDR, o->data, o->len);
     return REC_HDR + o->len;
 }
@@ -775,93 +777,6 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
     return rc;
 }
 
-/* Shape checks that need no store: type, encoding and the size bound (before
- * anything is allocated for the content). */
-static int rec_check(const guts_rec *rec)
-{
-    char hex[GUTS_HEX_LEN + 1];
-    guts_id_to_hex(&rec->id, hex);
-    if (!guts_otype_name(rec->type) || rec->enc < GUTS_REC_RAW || rec->enc > GUTS_REC_DELTA ||
-        (!rec->data && rec->len)) {
-        store_seterr("record %s: invalid type %d or encoding %d", hex, rec->type, rec->enc);
-        return GUTS_EINVAL;
-    }
-    if (rec->size > GUTS_OBJ_MAX_DEFAULT) {
-        store_seterr("record %s: %llu bytes is over the limit", hex, (unsigned long long)rec->size);
-        return GUTS_ETOOBIG;
-    }
-    if (rec->enc == GUTS_REC_RAW && rec->len != rec->size) {
-        store_seterr("record %s: raw payload of %zu bytes for size %llu", hex, rec->len,
-                     (unsigned long long)rec->size);
-        return GUTS_EHASH;
-    }
-    return GUTS_OK;
-}
-
-/* Decode rec (base: the base's content for a delta) with dctx and verify
- * its id. A raw record is not copied: *out is NULL and the content is the
- * payload. Returns 0 or GUTS_EHASH / GUTS_ENOMEM. */
-static int rec_decode_verify(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base, size_t blen,
-                             uint8_t **out)
-{
-    char hex[GUTS_HEX_LEN + 1];
-    const uint8_t *content = rec->data;
-    uint8_t *buf = NULL;
-    *out = NULL;
-    if (rec->enc != GUTS_REC_RAW) {
-        if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
-        int delta = rec->enc == GUTS_REC_DELTA;
-        size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
-        if (!ZSTD_isError(zr)) zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
-        if (ZSTD_isError(zr) || zr != rec->size) {
-            ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
-            ZSTD_DCtx_refPrefix(dctx, NULL, 0);
-            free(buf);
-            guts_id_to_hex(&rec->id, hex);
-            store_seterr("record %s: payload does not decode to %llu bytes", hex,
-                         (unsigned long long)rec->size);
-            return GUTS_EHASH;
-        }
-        content = buf;
-    }
-    guts_id got;
-    int rc = guts_obj_hash(rec->type, content, (size_t)rec->size, &got);
-    if (rc == GUTS_OK && guts_id_cmp(&got, &rec->id) != 0) {
-        guts_id_to_hex(&rec->id, hex);
-        store_seterr("record %s: content does not hash to its id", hex);
-        rc = GUTS_EHASH;
-    }
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    return GUTS_OK;
-}
-
-int guts_rec_decode(const guts_rec *rec, const void *base, size_t blen, void **out)
-{
-    if (!rec || !out || (rec->enc == GUTS_REC_DELTA && !base && blen)) return GUTS_EINVAL;
-    int rc = rec_check(rec);
-    if (rc) return rc;
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
-    if (!dctx) return GUTS_ENOMEM;
-    if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, STORE_DELTA_WINDOWLOG))) {
-        ZSTD_freeDCtx(dctx);
-        return GUTS_ENOMEM;
-    }
-    uint8_t *buf;
-    rc = rec_decode_verify(dctx, rec, base, blen, &buf);
-    ZSTD_freeDCtx(dctx);
-    if (rc) return rc;
-    if (!buf) { /* raw: the caller gets a copy */
-        if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
-        if (rec->size) memcpy(buf, rec->data, (size_t)rec->size);
-    }
-    *out = buf;
-    return GUTS_OK;
-}
-
 typedef struct rput_ctx {
     const guts_rec *recs;
     size_t n;
@@ -934,7 +849,7 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
             }
         }
         uint8_t *content;
-        rc = rec_decode_verify(r->dctx, rec, base, blen, &content);
+        rc = guts_rec_decode_with(r->dctx, rec, base, blen, &content);
         /* The base is likely the base of the next record too. */
         if (owned_base) cache_give(&r->cache, &rec->base, owned_base, blen);
         if (rc) {
@@ -997,7 +912,7 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
     if (n == 0) return GUTS_OK;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        int rc = rec_check(&recs[i]);
+        int rc = guts_rec_check(&recs[i]);
         if (rc) {
             if (bad) *bad = i;
             return rc;

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 #define PIECE_KEY_LEN (GUTS_ID_LEN + 4)
 /* Piece value: encoding(1) then the bytes. */

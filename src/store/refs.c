@@ -20,36 +20,11 @@
 
 #include <xxhash.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 #define SYMREF_PREFIX "ref: "
 #define SYMREF_PREFIX_LEN 5
 #define REFCLOCK_LEN (8 + GUTS_NODE_ID_LEN)
-
-guts_fp guts_ref_digest_term(const guts_ref *ref)
-{
-    /* name NUL target(20) symref NUL clock(8, BE) writer(16): the NULs keep
-     * (name, symref) pairs from running into each other. */
-    uint8_t buf[2 * (GUTS_REFNAME_MAX + 1) + GUTS_ID_LEN + 8 + GUTS_NODE_ID_LEN];
-    size_t n = 0;
-    size_t nl = strnlen(ref->name, GUTS_REFNAME_MAX);
-    memcpy(buf + n, ref->name, nl);
-    n += nl;
-    buf[n++] = 0;
-    memcpy(buf + n, ref->target.b, GUTS_ID_LEN);
-    n += GUTS_ID_LEN;
-    size_t sl = strnlen(ref->symref, GUTS_REFNAME_MAX);
-    memcpy(buf + n, ref->symref, sl);
-    n += sl;
-    buf[n++] = 0;
-    be64_put(buf + n, ref->clock);
-    n += 8;
-    memcpy(buf + n, ref->writer.b, GUTS_NODE_ID_LEN);
-    n += GUTS_NODE_ID_LEN;
-    XXH128_hash_t h = XXH3_128bits(buf, n);
-    guts_fp fp = {h.low64, h.high64};
-    return fp;
-}
 
 /* Fill out from the two databases; name must already be checked. Returns
  * GUTS_ENOTFOUND when no record exists, or a raw LMDB code. */

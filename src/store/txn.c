@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "store/internal.h"
+#include "internal.h"
 
 /* A failing map growth or resize is retried a bounded number of times: each
  * round at least doubles the map, so 64 rounds exceed any address space. */

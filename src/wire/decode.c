@@ -20,7 +20,7 @@
  * the caller can count and ignore them.
  */
 #include "guts/wire.h"
-#include "wire/reader.h"
+#include "reader.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,12 +5,14 @@
  * str, bin and arrays. Maps, floats, booleans and extensions never appear in
  * a guts message, so they are rejected wherever they are met.
  */
-#include "wire/reader.h"
+#include "reader.h"
 
+#include <assert.h>
 #include <string.h>
 
 size_t guts_mpr_left(const guts_mpr *r)
 {
+    assert(r->p <= r->end); /* no read ever passes the end */
     return (size_t)(r->end - r->p);
 }
 

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/recon.h"
+#include "recon.h"
 #include "guts/wire.h"
 
 /** Next value of a splitmix64 stream. */

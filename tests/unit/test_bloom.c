@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/bloom.h"
+#include "bloom.h"
 
 /* splitmix64: a deterministic stream of keys for every test. */
 static uint64_t rng_next(uint64_t *s)

@@ -6,13 +6,12 @@
  */
 #include <check.h>
 #include <fnmatch.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster.h"
-#include "core/refmerge.h"
+#include "guts/refmerge.h"
 #include "guts/core.h"
 #include "guts/wire.h"
 #include "test_core_util.h"
@@ -2120,50 +2119,6 @@ START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
 }
 END_TEST
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* The same protocol over the LMDB store: two data dirs replicate. */
-START_TEST(test_lmdb_stores_replicate)
-{
-    char dir[] = "/tmp/guts-core-lmdb-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    guts_data *d[2];
-    guts_core_lmdbstore *ls[2];
-    guts_core_store st[2];
-    for (int i = 0; i < 2; i++)
-        tu_lmdb_open(dir, i, &d[i], &ls[i], &st[i]);
-    ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
-    history(&st[0], 20, "lmdb");
-    guts_cluster_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.nodes = 2;
-    cfg.seed = 16;
-    cfg.latency_min = 1;
-    cfg.latency_max = 4;
-    cfg.stores = st;
-    guts_cluster *cl;
-    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
-    guts_cluster_run_until(cl, 10000);
-    ck_assert(guts_cluster_converged(cl));
-    guts_repo_info b;
-    ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &b), 0);
-    ck_assert_uint_eq(b.objects, 60);
-    ck_assert_uint_eq(b.refs, 1);
-    guts_cluster_free(cl);
-    for (int i = 0; i < 2; i++) {
-        guts_core_lmdbstore_free(ls[i]);
-        guts_data_close(d[i]);
-    }
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-END_TEST
-
 /* Digest bytes (every stream byte but OBJECTS frames, both directions) to
  * pull d missing objects of n: issue 4 asks for at most 16 KB at d=10 and
  * 64 KB at d=1000 for n=100,000. */
@@ -2617,7 +2572,6 @@ static Suite *suite(void)
     tcase_add_test(t, test_object_over_the_limit_is_skipped_and_the_rest_arrives);
     tcase_add_test(t, test_full_store_stops_pulls_and_resumes_when_space_returns);
     tcase_add_test(t, test_hostile_chunks_store_nothing);
-    tcase_add_test(t, test_lmdb_stores_replicate);
     tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);
     tcase_add_test(t, test_one_changed_ref_of_1500_costs_under_2kb);
     tcase_add_test(t, test_only_requests_take_serve_slots_and_busy_carries_a_retry_after);

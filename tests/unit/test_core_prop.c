@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "cluster.h"
-#include "core/refmerge.h"
+#include "guts/refmerge.h"
 #include "guts/core.h"
 #include "guts/gitobj.h"
 #include "guts/wire.h"

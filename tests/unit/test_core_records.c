@@ -5,7 +5,9 @@
  * arrive before their bases (small frames) and are held until the base is
  * stored. Either way nothing is dropped and the receiver ends with the same
  * set and the records stored compressed, without compressing them again; a
- * large object resumes where the receiver's staging stopped. */
+ * large object resumes where the receiver's staging stopped. And the whole
+ * protocol over two LMDB stores: the one core test that links the store
+ * (the LMDB adapter, src/store/lmdbstore.c); the others use memory. */
 #include <check.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -15,7 +17,7 @@
 
 #include "cluster.h"
 #include "guts/core.h"
-#include "guts/store.h"
+#include "guts/lmdbstore.h"
 #include "test_core_util.h"
 
 #define KEY "o/records"
@@ -26,6 +28,17 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     (void)flag;
     (void)ftw;
     return remove(path);
+}
+
+/* Node i's store on LMDB, in dir/n<i>: *d, *ls and the table *st. */
+static void tu_lmdb_open(const char *dir, int i, guts_data **d, guts_core_lmdbstore **ls,
+                                guts_core_store *st)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/n%d", dir, i);
+    ck_assert_int_eq(guts_data_open(path, GUTS_DATA_CREATE, d), 0);
+    ck_assert_int_eq(guts_core_lmdbstore_new(*d, ls), 0);
+    guts_core_lmdbstore_iface(*ls, st);
 }
 
 static void fill(uint8_t *p, size_t n, uint64_t seed)
@@ -220,6 +233,47 @@ START_TEST(test_large_object_resumes_between_memory_stores)
 }
 END_TEST
 
+/* The same protocol over the LMDB store: two data dirs replicate. */
+START_TEST(test_lmdb_stores_replicate)
+{
+    char dir[] = "/tmp/guts-core-lmdb-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    guts_data *d[2];
+    guts_core_lmdbstore *ls[2];
+    guts_core_store st[2];
+    for (int i = 0; i < 2; i++)
+        tu_lmdb_open(dir, i, &d[i], &ls[i], &st[i]);
+    ck_assert_int_eq(st[0].create(st[0].ctx, KEY), 0);
+    char text[64];
+    for (int i = 0; i < 20; i++) {
+        snprintf(text, sizeof(text), "lmdb commit %d", i);
+        tu_write_commit(&st[0], KEY, "refs/heads/main", 0, text);
+    }
+    guts_cluster_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.nodes = 2;
+    cfg.seed = 16;
+    cfg.latency_min = 1;
+    cfg.latency_max = 4;
+    cfg.stores = st;
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    guts_cluster_run_until(cl, 10000);
+    ck_assert(guts_cluster_converged(cl));
+    guts_repo_info b;
+    ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &b), 0);
+    ck_assert_uint_eq(b.objects, 60);
+    ck_assert_uint_eq(b.refs, 1);
+    guts_cluster_free(cl);
+    for (int i = 0; i < 2; i++) {
+        guts_core_lmdbstore_free(ls[i]);
+        guts_data_close(d[i]);
+    }
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+
 int main(void)
 {
     Suite *s = suite_create("core_records");
@@ -229,6 +283,7 @@ int main(void)
     tcase_add_test(t, test_delta_records_before_their_base_are_held_then_stored);
     tcase_add_test(t, test_large_object_resumes_at_the_staged_length);
     tcase_add_test(t, test_large_object_resumes_between_memory_stores);
+    tcase_add_test(t, test_lmdb_stores_replicate);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,19 +13,7 @@
 #include <string.h>
 
 #include "guts/core.h"
-#include "guts/store.h"
 #include "guts/wire.h"
-
-/* Node i's store on LMDB, in dir/n<i>: *d, *ls and the table *st. */
-static inline void tu_lmdb_open(const char *dir, int i, guts_data **d, guts_core_lmdbstore **ls,
-                                guts_core_store *st)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "%s/n%d", dir, i);
-    ck_assert_int_eq(guts_data_open(path, GUTS_DATA_CREATE, d), 0);
-    ck_assert_int_eq(guts_core_lmdbstore_new(*d, ls), 0);
-    guts_core_lmdbstore_iface(*ls, st);
-}
 
 static inline guts_id tu_put(const guts_core_store *s, const char *key, int type, const void *data,
                              size_t len)

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git/gitio.c"
+#include "gitio.c"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits

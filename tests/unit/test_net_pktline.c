@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "guts/guts.h"
-#include "net/pktline.h"
+#include "pktline.h"
 
 static int next(const char *s, size_t len, size_t *pos, guts_pkt *p)
 {

@@ -5,7 +5,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "net/net.h"
+#include "net.h"
 
 static guts_net_rate *rate_new(uint32_t rate, uint32_t burst)
 {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "guts/wire.h"
-#include "net/net.h"
+#include "net.h"
 
 /* realloc fails for any size over this while it is non-zero. */
 static size_t fail_realloc_over;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "git/pack.h"
+#include "pack.h"
 
 static uint64_t rng(uint64_t *s)
 {

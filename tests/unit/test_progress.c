@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "git/progress.h"
+#include "progress.h"
 
 START_TEST(test_line_with_a_total_has_count_bytes_rate_and_eta)
 {

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/bloom.h"
-#include "core/recon.h"
-#include "guts/store.h"
+#include "bloom.h"
+#include "recon.h"
+#include "guts/record.h"
 #include "guts/wire.h"
 
 #include "recon_pair.h"

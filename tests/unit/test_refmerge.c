@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/refmerge.h"
+#include "guts/refmerge.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

@@ -37,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guts/core.h"
+#include "guts/lmdbstore.h"
 
 /* Flusher threads: flushes of different files overlap in the disk's
  * queue and the filesystem's journal commits (ext4 joins concurrent

@@ -19,14 +19,18 @@
  * into a conflict name never makes a conflict of a conflict). A tombstone (zero
  * target, no symref) that wins stays a tombstone: an older update arriving
  * after a delete never resurrects the ref.
+ *
+ * Part of the core's library (src/core/refmerge.c), public because every
+ * writer of ref records applies the same rule: the CLI, the daemon, the
+ * remote helper, the git library and the simulator's checker.
  */
-#ifndef GUTS_CORE_REFMERGE_H
-#define GUTS_CORE_REFMERGE_H
+#ifndef GUTS_REFMERGE_H
+#define GUTS_REFMERGE_H
 
 #include <stdint.h>
 
 #include "guts/guts.h"
-#include "guts/store.h"
+#include "guts/record.h"
 
 /* Where conflict records live; guts never writes under it otherwise. */
 #define GUTS_CONFLICT_PREFIX "refs/guts/conflicts/"

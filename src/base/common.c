@@ -9,6 +9,7 @@
  * before any path or database key is built from them, so they are strict
  * whitelists rather than blacklists wherever git allows it.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +17,6 @@
 #include <xxhash.h>
 
 #include "guts/guts.h"
-#include "store/internal.h"
 
 const char *guts_strerror(int err)
 {
@@ -237,7 +237,7 @@ int guts_refname_check(const char *name)
  * other's message; the CLI prints it next to the GUTS_E* code. */
 static _Thread_local char errmsg[256];
 
-void store_seterr(const char *fmt, ...)
+void guts_errmsg_set(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
