@@ -4,9 +4,14 @@
  * view (bounded peer table) and group-size sketch, a cache of local
  * repository counters, and the sync sessions.
  * Files split by concern: node.c (lifecycle, PRNG, actions, dispatch,
- * timers, status), node_members.c (view and sketch), node_announce.c (announce
- * building and the pull decision), node_sync.c (sessions: reconciliation
- * and object streaming), node_refs.c (closure checks and ref application).
+ * timers), node_repos.c (the local repository cache), node_store.c (the
+ * store as the core sees it), node_status.c (status for the driver),
+ * node_members.c (view and sketch), node_announce.c (announce
+ * building and the pull decision), node_reach.c (unicast reach),
+ * node_probe.c (failure detection), node_sync.c (sessions: lifecycle and
+ * frame dispatch), node_pull.c and node_pull_recv.c (the puller),
+ * node_serve.c and node_serve_pump.c (the server), node_refs.c (closure
+ * checks and ref application).
  * Everything here is lost on restart by design: the store is the only
  * durable state, and a fresh core rebuilds the rest from announces.
  */
@@ -397,7 +402,7 @@ typedef struct lrepo {
     uint32_t busy_streak;              /* consecutive busy answers: back-off */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
-                          * brings an object or a ref (node.c, "Lazy creation") */
+                          * brings an object or a ref (node_store.c, "Lazy creation") */
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
     cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
@@ -597,6 +602,8 @@ void core_log(guts_core *c, int level, const char *fmt, ...) __attribute__((form
 int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg);
 void core_close_stream(guts_core *c, uint32_t stream);
 void core_msg_init(guts_core *c, guts_msg *m, int type);
+
+/* node_repos.c */
 lrepo *core_repo_find(guts_core *c, const char *key);
 /* Find or add the cache entry; refreshes its counters from the store. */
 int core_repo_load(guts_core *c, const char *key, lrepo **out);
@@ -606,6 +613,15 @@ int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out);
 /* Drop the remote-only repositories no live peer vouches for (their
  * announcer is gone) and no pull is using. */
 void core_repo_evict_orphans(guts_core *c);
+/* r stops being remote-only (stored, or dropped): release its counts. */
+void core_repo_remote_release(guts_core *c, lrepo *r);
+/* Store walk callback (arg: the core): load the repository key. */
+int core_repo_rescan_cb(const char *key, void *arg);
+void core_repo_refresh(guts_core *c, lrepo *r);
+
+/* node_store.c */
+/* Point c->st at the wrappers of c->real (lazy creation, full store). */
+void core_store_wrap(guts_core *c);
 /* Object id of key, size bytes, from a peer: 1 (counted, logged once per
  * id) when it is over obj_max and must be skipped, else 0. */
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size);
@@ -618,7 +634,6 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id);
 void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);
 /* 1 while no pull may start because the store is full. */
 int core_store_full(const guts_core *c);
-void core_repo_refresh(guts_core *c, lrepo *r);
 
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);
@@ -720,6 +735,51 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
 void sync_abort_peer(guts_core *c, const guts_addr *addr);
 void sync_idle(guts_core *c);
 void sync_free_all(guts_core *c);
+/* A new session on stream (kind SESS_*) with the peer at addr, or NULL. */
+session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr);
+/* Keep a finished pull's stream for the next pull from the same peer. */
+void sync_park(guts_core *c, uint32_t stream, const guts_addr *addr, const guts_node_id *peer_id);
+/* Send HELLO on s's stream (either side). */
+void sync_send_hello(guts_core *c, session *s);
+/* A parked stream to peer p, or NULL. */
+session *sync_parked_to(guts_core *c, const peer *p);
+/* The first id of recon key k (k in its top 32 bits). */
+void sync_key_to_id(uint32_t k, guts_id *id);
+/* The two sets the reconciliation engine sees (ctx: the session). */
+int sync_objects_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
+int sync_refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
+
+/* node_pull.c (and sync_start_pulls above) */
+/* Move the puller on when a phase is complete. */
+void pull_advance(guts_core *c, session *s);
+/* The pull's stream is open (new or parked): HELLO, resumes, the first phase. */
+void pull_open(guts_core *c, session *s);
+void pull_recon(guts_core *c, session *s, const guts_msg_recon *m);
+
+/* node_pull_recv.c */
+void pull_pend_free(guts_core *c, session *s);
+void pull_log_bad(guts_core *c, session *s, const guts_id *id);
+/* Bases of held deltas, not asked for before and not stored: appended to a
+ * WANT list of *n ids (up to max). */
+void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
+void pull_objects(guts_core *c, session *s, const guts_msg_objects *m);
+/* Stage the buffered chunks (one write transaction). */
+int pull_chunk_flush(guts_core *c, session *s);
+void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m);
+void pull_refs(guts_core *c, session *s, const guts_msg_refs *m);
+
+/* node_serve.c */
+void serve_error(guts_core *c, session *s, int code, const char *text);
+void serve_recon(guts_core *c, session *s, const guts_msg_recon *m);
+/* An empty OBJECT_CHUNK from the puller: it holds a prefix of an object. */
+void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m);
+void serve_want(guts_core *c, session *s, const guts_msg_want *m);
+
+/* node_serve_pump.c */
+/* Free what job j holds (not j itself). */
+void serve_job_free(job *j);
+/* Send queued jobs up to CORE_SEND_BUDGET bytes, then wait for writable. */
+void serve_pump(guts_core *c, session *s);
 
 /* node_refs.c */
 void cref_free(cref *r);
