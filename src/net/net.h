@@ -12,9 +12,11 @@
  *             groups joined on every multicast-capable interface
  *   tcp.c     listener and streams: length-prefixed frames, bounded read
  *             buffer and write queue with high/low water marks, timeouts
- *   daemon.c  the loop: feeds events to the core, performs its actions,
- *             seals and opens everything with the cluster key when keyed,
- *             polls the store for other processes' writes, writes status
+ *   daemon.c  the node's lifecycle; daemon_io.c the loop: feeds events to
+ *             the core, performs its actions, seals and opens everything
+ *             with the cluster key when keyed; daemon_local.c polls the
+ *             store for other processes' writes; daemon_status.c writes
+ *             status; daemon_peers.c remembers peers (daemon.h: shared)
  *   http.c    the --http listener: GNU libmicrohttpd driven from the loop,
  *             bounded, with a table of routes other handlers join
  *   web.c     the node's routes: the page, /api/status, /metrics, /events
@@ -179,7 +181,7 @@ uint64_t guts_net_now_ms(void);
 
 /* ---- Logging ------------------------------------------------------------- */
 
-/* Progress lines drawn under the log on a terminal (daemon.c draws them,
+/* Progress lines drawn under the log on a terminal (daemon_status.c draws them,
  * log.c erases them before a log line; the next redraw brings them back). */
 typedef struct guts_net_tty {
     int on;       /* stderr is a terminal */
@@ -738,7 +740,7 @@ typedef struct guts_net_watch {
     char key[GUTS_KEY_MAX + 1];
     uint64_t txnid;
     uint64_t objects, refs, stored_bytes;
-    uint64_t conflicts; /* refs under refs/guts/conflicts/ (daemon.c, poll_repo) */
+    uint64_t conflicts; /* refs under refs/guts/conflicts/ (daemon_local.c, poll_repo) */
     guts_fp conflicts_at; /* the refs digest they were counted at */
     int counted;          /* conflicts is a count, conflicts_at valid */
     guts_fp fp, refs_digest;
