@@ -10,8 +10,8 @@
  * building and the pull decision), node_reach.c (unicast reach),
  * node_probe.c (failure detection), node_sync.c (sessions: lifecycle and
  * frame dispatch), node_pull.c and node_pull_recv.c (the puller),
- * node_serve.c and node_serve_pump.c (the server), node_refs.c (closure
- * checks and ref application).
+ * node_serve.c and node_serve_pump.c (the server), node_refs.c (ref
+ * application), node_closure.c (closure checks, ancestry).
  * Everything here is lost on restart by design: the store is the only
  * durable state, and a fresh core rebuilds the rest from announces.
  */
@@ -781,6 +781,19 @@ void serve_job_free(job *j);
 /* Send queued jobs up to CORE_SEND_BUDGET bytes, then wait for writable. */
 void serve_pump(guts_core *c, session *s);
 
+/* node_closure.c */
+/* Is target's closure in the store? *complete says; missing ids go into
+ * want (at most cap), ids found incomplete into incomplete. */
+int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
+                 guts_id *want, size_t cap, size_t *nwant, int *complete);
+/* The ancestry oracle of guts_ref_merge (ctx: a refs_anc_ctx): is anc an
+ * ancestor of desc? At most CORE_ANCESTRY_MAX objects are read (0 past). */
+typedef struct refs_anc_ctx {
+    guts_core *c;
+    lrepo *r;
+} refs_anc_ctx;
+int refs_is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc);
+
 /* node_refs.c */
 void cref_free(cref *r);
 int cref_from_wire(cref *out, const guts_wire_ref *w);
@@ -793,7 +806,9 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);
 
-/* idset */
+/* idset (node_refs.c) */
+/* Hash of an id for open addressing (from its bytes 4..11). */
+size_t idset_hash(const guts_id *id);
 int idset_add(idset *s, const guts_id *id);
 int idset_has(const idset *s, const guts_id *id);
 void idset_clear(idset *s);
