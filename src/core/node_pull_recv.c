@@ -101,6 +101,7 @@ static void pend_add(guts_core *c, session *s, const guts_rec *rec)
 
 static void pend_kill(session *s, pend_rec *e)
 {
+    assert(e->buf && s->live_pend > 0);
     free(e->buf);
     e->buf = NULL;
     s->live_pend--;

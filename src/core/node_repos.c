@@ -3,6 +3,7 @@
  * writes), and the remote-only ones tracked because peers announce them,
  * bounded by CORE_REPOS_MAX.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,7 @@ void core_repo_evict_orphans(guts_core *c)
 static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_repo_info *info,
                        lrepo **out)
 {
+    assert(pos <= c->nrepos);
     if (c->nrepos == c->caprepos) {
         size_t nc = c->caprepos ? 2 * c->caprepos : 16;
         lrepo **p = realloc(c->repos, nc * sizeof(lrepo *));

@@ -47,6 +47,11 @@
  * with the offset it holds) and the server starts that object there. An
  * object over the configured obj_max is followed but not kept (counted,
  * logged once) and the session goes on.
+ *
+ * This file holds what both sides share: sessions (new, parked, ended),
+ * the two sets the reconciliation engine scans, and the events that
+ * dispatch frames. The puller is node_pull.c and node_pull_recv.c, the
+ * server node_serve.c and node_serve_pump.c.
  */
 #include <assert.h>
 #include <stdlib.h>
