@@ -4,9 +4,15 @@
  * view (bounded peer table) and group-size sketch, a cache of local
  * repository counters, and the sync sessions.
  * Files split by concern: node.c (lifecycle, PRNG, actions, dispatch,
- * timers, status), node_members.c (view and sketch), node_announce.c (announce
- * building and the pull decision), node_sync.c (sessions: reconciliation
- * and object streaming), node_refs.c (closure checks and ref application).
+ * timers), node_repos.c (the local repository cache), node_store.c (the
+ * store as the core sees it), node_status.c (status for the driver),
+ * node_members.c (view and sketch), node_announce.c (announce
+ * building and the pull decision), node_reach.c (unicast reach),
+ * node_probe.c (failure detection), node_sync.c (sessions: lifecycle and
+ * frame dispatch), node_pull.c and node_pull_recv.c (the puller),
+ * node_serve.c and node_serve_pump.c (the server), node_refs.c (ref
+ * application), node_closure.c (closure checks, ancestry).
+ * Every limit, with its reason, is in core_limits.h (included here).
  * Everything here is lost on restart by design: the store is the only
  * durable state, and a fresh core rebuilds the rest from announces.
  */
@@ -16,276 +22,11 @@
 #include <stdarg.h>
 
 #include "bloom.h"
+#include "core_limits.h"
 #include "recon.h"
 #include "guts/refmerge.h"
 #include "guts/core.h"
 #include "guts/wire.h"
-
-/* ---- Limits (each with why) ---------------------------------------------- */
-
-/* Peers kept in the view (partial membership, docs/architecture.md
- * "Membership"): a node needs a few sources per repository, not the whole
- * group; 256 entries (~250 bytes each with one repository) bound a core's
- * memory whatever the group size, and a flood of forged node ids only
- * churns the view. When it is full, a new sender enters only if its
- * announce is useful (it has a repository state we would pull), in place
- * of the least useful, stalest entry. */
-#define CORE_VIEW_MAX 64
-/* Peers sampled for eviction from a full view (see view_evict). */
-#define CORE_VIEW_SAMPLE 8
-/* Group-size sketch: the k smallest hashes of sender ids heard (k minimum
- * values, Bar-Yossef et al. 2002), in two epochs. Exact below k senders;
- * above, standard error ~1/sqrt(k-2): 6.3% at 256 (4 KiB per core). */
-#define CORE_KMV_K 256
-/* Once the current epoch's sketch is full, each insertion moves the
- * estimate by ~1/k: it is recomputed (a merge of both epochs) after this
- * many insertions, not after each (at 10,000 nodes a core inserts ~800
- * times an epoch, and the merges were 4% of guts-sim's time). Error
- * added: at most ~8/k = 3%, under the sketch's own 6%. */
-#define CORE_KMV_STALE 8
-/* Longest sketch epoch: twice the longest announce interval (10 min). */
-#define CORE_EPOCH_MAX_MS 1200000
-/* Announces of the whole group per second, at most (with the byte budget,
- * the tighter wins): a receiver's cost is per datagram more than per byte,
- * so small announces must not raise the rate it pays. 20 a second is what
- * a memberlist node receives (gossip to 3 every 200 ms, plus probes). */
-#define CORE_GROUP_RATE 20
-/* A change is announced at once unless this many announces of the same
- * state were heard already by multicast (Trickle's redundancy constant,
- * RFC 6206): they are sources enough, and every extra announce reaches the
- * whole group. Announces heard by unicast do not count: each reached only
- * its sender's unicast peers, and ours may be the only path to our own
- * (without multicast, guts-sim seed 2 at 1,000 nodes: an update stalled
- * for 1.5 s at a quarter of the nodes until the regular announces). */
-#define CORE_ANNOUNCE_REDUNDANT 32
-/* A change others already announced goes out after a random wait of up to
- * this, ms, and only if still not redundant then (Trickle's listen period):
- * nodes that fetched an update at the same moment do not all announce it. */
-#define CORE_ANNOUNCE_LISTEN_MS 200
-/* A node's first announce (its hello) goes out at a random time within
- * this many ms of its start, so a node joining a small group is heard at
- * once, not after a whole interval; unless by then it has heard
- * CORE_HELLO_GROUP - 1 other members, who told it what they hold. While a
- * large group starts, hellos then settle at about CORE_HELLO_GROUP per
- * CORE_HELLO_MS (a node's window hears that many): ~40 a second, ~60 in
- * all when 10,000 nodes start within a second (16 gave ~270, +12% of that
- * run's deliveries). */
-#define CORE_HELLO_MS 100
-#define CORE_HELLO_GROUP 4
-/* A member of a small group (at most CORE_REPLY_GROUP estimated members)
- * that has run one base interval answers a newcomer's first announce with
- * its own, with probability min(1, CORE_REPLY_K / members), after a random
- * delay of up to CORE_REPLY_MS (mDNS answers a query after 20-120 ms, RFC
- * 6762 section 6): the newcomer learns who holds what in tens of ms. In a
- * larger group someone announces every 1 / CORE_GROUP_RATE s anyway, so no
- * one answers, and a group starting at once (nobody has run an interval)
- * triggers no answers. */
-#define CORE_REPLY_GROUP 20
-/* ... and only while the group is quiet: fewer than this many announces
- * heard in the current and the previous second. A group that sends more
- * tells a newcomer what it needs within ~100 ms anyway, and a large group
- * starting (its size not yet known to anyone) is never quiet. */
-#define CORE_REPLY_QUIET 10
-#define CORE_REPLY_K 3
-#define CORE_REPLY_MS 20
-/* The answer to a newcomer is followed by the rest of the node's pages, one
- * per CORE_SWEEP_GAP_MS, so a fresh node learns 1,000 repositories (~36
- * pages) in ~2 s instead of ~36 base intervals. 50 ms is the whole group's
- * announce rate (CORE_GROUP_RATE, 20/s), and only a small quiet group
- * answers newcomers at all; the round-robin cursor moves on as for any
- * announce, so the sweep costs a group nothing but sending the same pages
- * sooner. */
-#define CORE_SWEEP_GAP_MS (1000 / CORE_GROUP_RATE)
-/* States counted per repository for that: a new state, the one before it,
- * intermediate ones (objects fetched, refs not yet) and a concurrent write;
- * the least recently heard makes room. */
-#define CORE_SEEN_STATES 4
-/* Expiry is checked at most once per this fraction of the base interval:
- * a peer may outlive its deadline by that much, and the O(peers) scan
- * stays rare in large groups. */
-#define CORE_EXPIRY_SLACK_DIV 2
-/* Failure detection (node_probe.c). The holders of a peer together probe
- * it about once per CORE_PROBE_TARGET_MS (each spaces its rounds by the
- * load the peer reports in its ACKs); a new view entry is first probed
- * within CORE_PROBE_FIRST_MS; a period shrinks at most
- * CORE_PROBE_DOWN_MAX-fold per ACK and stays within [max(target, npeers x
- * CORE_PROBE_SPACING_MS), CORE_PROBE_MAX_MS]. */
-#define CORE_PROBE_TARGET_MS 1000
-#define CORE_PROBE_FIRST_MS 8000
-#define CORE_PROBE_SPACING_MS 250
-#define CORE_PROBE_DOWN_MAX 8
-#define CORE_PROBE_MAX_MS 120000
-/* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
- * a live peer at 20% loss misses a PROBE or its ACK with probability
- * 0.36, all 15 with 2e-7. */
-#define CORE_PROBE_RETRY_MS 200
-#define CORE_PROBE_TRIES 15
-/* ACKs sent per GUTS_PROBE_LOAD_MS at most (a forged PROBE flood costs
- * one ACK each, never more bytes, and only this many). */
-#define CORE_PROBE_ANSWERS_MAX 20000
-/* A DEAD notice is multicast this many times, this many ms apart: a
- * holder misses all 8 at 20% loss with probability 3e-6. */
-#define CORE_DEAD_COPIES 8
-#define CORE_DEAD_GAP_MS 150
-#define CORE_DEAD_QUEUE 8
-/* Peer exchange (node_reach.c). A PEERS datagram carries a random sample
- * of this many live peers: enough that a node hearing one learns a few
- * ways into another segment, small enough (~250 bytes with IPv4) to cost
- * less than an announce. */
-#define CORE_PEX_SAMPLE 8
-/* A peer heard by unicast gets PEERS when first heard that way and then
- * once every this many announce intervals: membership changes slowly, and
- * peers the sample missed come in the next one. */
-#define CORE_PEX_EVERY 8
-/* A learned address that has not answered this many announces (one per
- * interval) is given up ... */
-#define CORE_LEARNED_TRIES 5
-/* ... and not tried again, even when named again, for this many intervals:
- * a hostile member naming a victim over and over gets it at most
- * CORE_LEARNED_TRIES announces per CORE_LEARNED_QUIET intervals per node. */
-#define CORE_LEARNED_QUIET 60
-/* A learned address no peer has named for this many intervals is
- * forgotten (unless its node is live: then the view keeps it). */
-#define CORE_LEARNED_TTL 30
-/* Prompt unicast answers (node_reach.c, reach_answer): announces sent, in
- * all, per base interval to peers heard by unicast that lack what we hold,
- * at most one per peer per announce interval. A hub that a few hundred
- * nodes name with --peer meets each in seconds, not in one of its (long)
- * announce intervals; and an open node fed forged sources reflects at most
- * this many announces a second (24 KB/s at the default interval). */
-#define CORE_ANSWER_MAX 20
-/* Repositories remembered per peer: bounds memory per peer; a node carrying
- * more is still served, we just track only the first ones it announced. */
-#define CORE_PEER_REPOS_MAX 4096
-/* Repositories the core tracks locally (one cache entry each). */
-#define CORE_REPOS_MAX 65536
-/* Immediate announces after a change are at most one per this many ms (mDNS
- * sends a record at most once a second; 150 ms keeps propagation fast while
- * a burst of 100 imports costs at most ~7 datagrams a second). */
-#define CORE_ANNOUNCE_GAP_MS 150
-/* Random delay before an urgent pull, ms: spreads the herd of nodes that
- * heard the same announce (mDNS waits 20-120 ms before answering). The herd
- * is at most the peers we know, so the window is this many ms per peer, up
- * to CORE_PULL_STAGGER_MS: a node alone with one peer (a fresh node joining,
- * two machines) pulls within 5 ms instead of 50 on average. */
-#define CORE_PULL_STAGGER_MS 100
-#define CORE_PULL_STAGGER_PER_PEER_MS 5
-/* Anti-entropy: a repository that differs from a peer without evidence that
- * the peer has more is pulled anyway after this many base intervals
- * (randomised x[1,2]) - Demers' backstop, so convergence never depends on
- * the heuristic. */
-#define CORE_ANTI_ENTROPY_INTERVALS 3
-/* Each anti-entropy pull that brings nothing doubles the next delay, up to
- * 2^this: a peer that is merely behind costs ~1 idle session a minute. */
-#define CORE_ANTI_ENTROPY_BACKOFF 5
-/* A session with no frame for this long is abandoned (a stuck peer must not
- * hold a session slot forever). */
-#define CORE_SESSION_IDLE_MS 30000
-/* A pull that ended well leaves its stream open ("parked") for the next
- * pull from the same peer: hundreds of repositories then travel over
- * max_sessions connections instead of one connection each, which the
- * server's per-source connection rate (10/s) would throttle to 10 pulls a
- * second. The next pull usually follows within milliseconds; 2 s keeps a
- * server's keyless session and connection slot far below its 30 s idle. */
-#define CORE_PARK_MS 2000
-/* What a server at its session limit asks the puller to wait (ERROR busy,
- * retry-after): a small repository's session lasts milliseconds, so a slot
- * is likely free by then; a puller doubles it for each busy answer in a
- * row, up to 2^CORE_BUSY_BACKOFF_MAX times, and spreads it by [0.5, 1.5)
- * with the core's seeded RNG so the pullers it turned away don't return
- * together. */
-#define CORE_BUSY_RETRY_MS 100
-#define CORE_BUSY_BACKOFF_MAX 4
-/* Bytes the core queues on one stream per call before waiting for
- * on_stream_writable: bounds the driver's buffers (backpressure). */
-#define CORE_SEND_BUDGET (1u << 20)
-/* Objects per OBJECTS frame: a frame also stays under the frame cap; many
- * small objects amortise the envelope. */
-#define CORE_OBJS_PER_FRAME 1024
-/* Records per OBJECTS frame (stores that read records): each frame costs the
- * receiver one write transaction (two fsyncs), so frames carry up to
- * 2 x CORE_CHUNK of records; zlib's average ~600 bytes fill that at ~3500.
- * (16384 for small objects cut 202,000 small objects from 47 commits to 13
- * but not the time, and raised the receiver's memory.) */
-#define CORE_RECS_PER_FRAME 4096
-/* Encoded bytes of one record-form object besides its payload, at most:
- * array 1, id 22, type 1, enc 1, size 9, base 22, bin header 5 (61). */
-#define CORE_REC_OVERHEAD 64
-/* Objects larger than this go as OBJECT_CHUNK frames of this size. 1 MiB
- * leaves room under the 4 MiB default frame cap and bounds per-frame memory. */
-#define CORE_CHUNK (1u << 20)
-/* Chunk bytes a puller gathers before one staging write (one write
- * transaction, two fsyncs): 4 MiB keeps the commits of a 500 MB object at
- * ~125 while the buffer and LMDB's dirty pages stay a few MiB. At most this
- * much is fetched again after a crash. */
-#define CORE_STAGE_BATCH (4u << 20)
-/* Content bytes that the compressed records of one OBJECTS frame may decode
- * to: bounds the receiver's work per frame (a zstd frame can expand ~30000x)
- * while leaving room for well-compressed objects; the sender keeps under it
- * and sends a larger object alone, as chunks of its content. */
-#define CORE_FRAME_DECODED_MAX (64u << 20)
-/* Delta records held by a puller until their base arrives (bytes of
- * payload plus the entry's own, CORE_PEND_ENTRY_COST; records are
- * compressed, zlib's whole history is 7 MB): over
- * this, further ones are dropped (counted) and fetched by a later session.
- * Small enough for the daemon's 64 MB RssAnon bound. */
-#define CORE_PENDING_BYTES_MAX (16u << 20)
-/* Memory of one held record besides its payload: the entry, its index slot
- * (2 per entry) and malloc's header. */
-#define CORE_PEND_ENTRY_COST (sizeof(pend_rec) + 2 * sizeof(size_t) + 16)
-/* Records a server reads ahead of the id it is at: a delta and its bases
- * not sent yet. The store bounds a chain at 50 deltas (docs/storage.md);
- * past this the rest go in walk order and the receiver holds what comes
- * before its base. */
-#define CORE_AHEAD_MAX 64
-#define CORE_AHEAD_MIN 4
-/* Ids a whole-repository walk remembers as sent ahead (~42 bytes each at
- * load 1/2): past this, bases go in walk order (the receiver holds what
- * comes early), so a huge repository costs the server at most ~11 MB. */
-#define CORE_EARLY_MAX (256u << 10)
-/* Ids a RANGE job reads from the store at once: one read
- * transaction per this many objects sent, 5 KiB per job being sent. */
-#define CORE_JOB_BATCH 256
-/* Ids queued on one serving stream (BLOOM answers and WANTs): 20 bytes
- * each, so at most 40 MiB per session in the worst case; ALL ranges are
- * walked lazily and take no queue. */
-#define CORE_SERVE_QUEUE_MAX (2u << 20)
-/* WANT exchanges in one session for missing closure pieces: a commit's
- * closure is found level by level; past this, refs stay pending for the
- * next session. A round that brings no object ends the session at once
- * (advance): an honest server holds the closure of every ref it sends, so
- * only a broken or hostile peer, or a record damaged in transit, asks for
- * more rounds than progress. */
-#define CORE_WANT_ROUNDS_MAX 64
-/* Ref records received in one session / pending per repository: bounds
- * memory (~100 bytes each); more arrive in the next session. */
-#define CORE_REFS_PENDING_MAX 65536
-/* Distinct pending records per ref name: a record whose closure never
- * completes (a corrupted or forged target) must not shadow a valid one of
- * the same name, so records are kept per (name, record); past this, the
- * record tried most often makes room (a forged flood of one name stays
- * bounded). */
-#define CORE_REFS_PER_NAME_MAX 4
-/* Sessions a pending record may end with its closure still incomplete
- * before it is dropped (only the pass at the end of a session that reached
- * its refs phase counts, not those between WANT rounds): a deep but honest closure is filled over
- * at most a few sessions of up to CORE_WANT_ROUNDS_MAX levels each. Dropping is safe: a peer that
- * has the record applied still differs in its refs digest, so the record comes back with the next
- * pull, with a fresh count. */
-#define CORE_REF_TRIES_MAX 4
-/* Commits walked when asking whether one is an ancestor of another: past
- * this the answer is "no", which keeps a conflict record: safe. */
-#define CORE_ANCESTRY_MAX 100000
-/* Ids remembered as "closure complete" per repository before the cache is
- * dropped and rebuilt (24 bytes each: ~50 MiB at most). */
-#define CORE_COMPLETE_MAX (2u << 20)
-/* Objects remembered as refused for their size (20 bytes each), so each is
- * logged once and not asked for again by WANTs; past this the set starts
- * over (at worst a line more per object). */
-#define CORE_REFUSED_MAX 1024
-/* Actions waiting in the queue: every event produces a bounded number; this
- * is only a guard against a bug turning into unbounded memory. */
-#define CORE_ACTIONS_MAX 100000
 
 /* ---- Structures ----------------------------------------------------------- */
 
@@ -397,7 +138,7 @@ typedef struct lrepo {
     uint32_t busy_streak;              /* consecutive busy answers: back-off */
     uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;        /* heard in an announce, not in the store until a pull
-                          * brings an object or a ref (node.c, "Lazy creation") */
+                          * brings an object or a ref (node_store.c, "Lazy creation") */
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
     cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
@@ -597,6 +338,8 @@ void core_log(guts_core *c, int level, const char *fmt, ...) __attribute__((form
 int core_send_frame(guts_core *c, uint32_t stream, const guts_msg *msg);
 void core_close_stream(guts_core *c, uint32_t stream);
 void core_msg_init(guts_core *c, guts_msg *m, int type);
+
+/* node_repos.c */
 lrepo *core_repo_find(guts_core *c, const char *key);
 /* Find or add the cache entry; refreshes its counters from the store. */
 int core_repo_load(guts_core *c, const char *key, lrepo **out);
@@ -606,6 +349,15 @@ int core_repo_announced(guts_core *c, const char *key, peer *from, lrepo **out);
 /* Drop the remote-only repositories no live peer vouches for (their
  * announcer is gone) and no pull is using. */
 void core_repo_evict_orphans(guts_core *c);
+/* r stops being remote-only (stored, or dropped): release its counts. */
+void core_repo_remote_release(guts_core *c, lrepo *r);
+/* Store walk callback (arg: the core): load the repository key. */
+int core_repo_rescan_cb(const char *key, void *arg);
+void core_repo_refresh(guts_core *c, lrepo *r);
+
+/* node_store.c */
+/* Point c->st at the wrappers of c->real (lazy creation, full store). */
+void core_store_wrap(guts_core *c);
 /* Object id of key, size bytes, from a peer: 1 (counted, logged once per
  * id) when it is over obj_max and must be skipped, else 0. */
 int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t size);
@@ -618,7 +370,6 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id);
 void core_wants_trim(guts_core *c, guts_id *ids, size_t *n);
 /* 1 while no pull may start because the store is full. */
 int core_store_full(const guts_core *c);
-void core_repo_refresh(guts_core *c, lrepo *r);
 
 /* node_members.c */
 peer *members_find(guts_core *c, const guts_node_id *id);
@@ -723,6 +474,64 @@ void sync_abort_peer(guts_core *c, const guts_addr *addr);
 int sync_pulling_from(const guts_core *c, const guts_node_id *id);
 void sync_idle(guts_core *c);
 void sync_free_all(guts_core *c);
+/* A new session on stream (kind SESS_*) with the peer at addr, or NULL. */
+session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr);
+/* Keep a finished pull's stream for the next pull from the same peer. */
+void sync_park(guts_core *c, uint32_t stream, const guts_addr *addr, const guts_node_id *peer_id);
+/* Send HELLO on s's stream (either side). */
+void sync_send_hello(guts_core *c, session *s);
+/* A parked stream to peer p, or NULL. */
+session *sync_parked_to(guts_core *c, const peer *p);
+/* The first id of recon key k (k in its top 32 bits). */
+void sync_key_to_id(uint32_t k, guts_id *id);
+/* The two sets the reconciliation engine sees (ctx: the session). */
+int sync_objects_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
+int sync_refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
+
+/* node_pull.c (and sync_start_pulls above) */
+/* Move the puller on when a phase is complete. */
+void pull_advance(guts_core *c, session *s);
+/* The pull's stream is open (new or parked): HELLO, resumes, the first phase. */
+void pull_open(guts_core *c, session *s);
+void pull_recon(guts_core *c, session *s, const guts_msg_recon *m);
+
+/* node_pull_recv.c */
+void pull_pend_free(guts_core *c, session *s);
+void pull_log_bad(guts_core *c, session *s, const guts_id *id);
+/* Bases of held deltas, not asked for before and not stored: appended to a
+ * WANT list of *n ids (up to max). */
+void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
+void pull_objects(guts_core *c, session *s, const guts_msg_objects *m);
+/* Stage the buffered chunks (one write transaction). */
+int pull_chunk_flush(guts_core *c, session *s);
+void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m);
+void pull_refs(guts_core *c, session *s, const guts_msg_refs *m);
+
+/* node_serve.c */
+void serve_error(guts_core *c, session *s, int code, const char *text);
+void serve_recon(guts_core *c, session *s, const guts_msg_recon *m);
+/* An empty OBJECT_CHUNK from the puller: it holds a prefix of an object. */
+void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m);
+void serve_want(guts_core *c, session *s, const guts_msg_want *m);
+
+/* node_serve_pump.c */
+/* Free what job j holds (not j itself). */
+void serve_job_free(job *j);
+/* Send queued jobs up to CORE_SEND_BUDGET bytes, then wait for writable. */
+void serve_pump(guts_core *c, session *s);
+
+/* node_closure.c */
+/* Is target's closure in the store? *complete says; missing ids go into
+ * want (at most cap), ids found incomplete into incomplete. */
+int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
+                 guts_id *want, size_t cap, size_t *nwant, int *complete);
+/* The ancestry oracle of guts_ref_merge (ctx: a refs_anc_ctx): is anc an
+ * ancestor of desc? At most CORE_ANCESTRY_MAX objects are read (0 past). */
+typedef struct refs_anc_ctx {
+    guts_core *c;
+    lrepo *r;
+} refs_anc_ctx;
+int refs_is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc);
 
 /* node_refs.c */
 void cref_free(cref *r);
@@ -736,7 +545,9 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);
 
-/* idset */
+/* idset (node_refs.c) */
+/* Hash of an id for open addressing (from its bytes 4..11). */
+size_t idset_hash(const guts_id *id);
 int idset_add(idset *s, const guts_id *id);
 int idset_has(const idset *s, const guts_id *id);
 void idset_clear(idset *s);

@@ -27,7 +27,7 @@
  *  - we lack the repository: if cfg.repo_wanted takes it (default: all)
  *    and the peer has something, track it and pull soon (the puller then
  *    asks for everything with one ALL item); it is created in the store
- *    only when the pull brings an object or a ref (node.c, "Lazy
+ *    only when the pull brings an object or a ref (node_store.c, "Lazy
  *    creation"). Otherwise ignore it, so a peer cannot make us store what
  *    the operator did not ask for;
  *  - fingerprints equal and refs digests equal: in sync, nothing happens;

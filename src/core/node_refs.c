@@ -7,15 +7,6 @@
  * session asks its peer for the missing ids with WANT and retries as they
  * arrive, and every later session end retries too.
  *
- * The walk is costly on a first sync (it reads every commit and tree once),
- * so ids found complete are remembered per repository (the "complete"
- * cache), seeded with the targets of the refs already stored: an applied
- * ref's closure is complete by this very rule, and objects are never
- * removed. A fast-forward then walks only the new commits. Blobs are never
- * read: a tree entry's mode says it is a blob, and presence is enough (the
- * mode is read as git reads it, an octal number, by guts_tree_entry_next:
- * "040000" is a subtree as much as "40000" is).
- *
  * The merge itself is h4's CRDT rule (refmerge.h): the winner is written,
  * and a divergent loser is written as a conflict record, itself merged with
  * any conflict record already under that name.
@@ -29,7 +20,7 @@
 
 /* ---- idset: open addressing on the id's first bytes ---------------------- */
 
-static size_t id_hash(const guts_id *id)
+size_t idset_hash(const guts_id *id)
 {
     uint64_t h;
     memcpy(&h, id->b + 4, sizeof(h));
@@ -49,7 +40,7 @@ static int idset_grow(idset *s)
     for (size_t i = 0; i < s->cap; i++) {
         if (!s->used[i])
             continue;
-        size_t j = id_hash(&s->slots[i]) & (nc - 1);
+        size_t j = idset_hash(&s->slots[i]) & (nc - 1);
         while (used[j])
             j = (j + 1) & (nc - 1);
         used[j] = 1;
@@ -67,7 +58,7 @@ int idset_has(const idset *s, const guts_id *id)
 {
     if (!s->cap)
         return 0;
-    size_t j = id_hash(id) & (s->cap - 1);
+    size_t j = idset_hash(id) & (s->cap - 1);
     while (s->used[j]) {
         if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
             return 1;
@@ -81,7 +72,7 @@ int idset_add(idset *s, const guts_id *id)
 {
     if ((s->n + 1) * 2 > s->cap && idset_grow(s))
         return GUTS_ENOMEM;
-    size_t j = id_hash(id) & (s->cap - 1);
+    size_t j = idset_hash(id) & (s->cap - 1);
     while (s->used[j]) {
         if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
             return 0;
@@ -213,377 +204,6 @@ void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
         }
         r->pending[r->npending++] = refs[i];
     }
-}
-
-/* ---- Object parsing ------------------------------------------------------ */
-
-/* A walk item: an id and whether a tree entry told us it is a blob. */
-typedef struct witem {
-    guts_id id;
-    int blob;
-} witem;
-
-typedef struct walk {
-    witem *stack;
-    size_t n, cap;
-    int err;
-} walk;
-
-static void wpush(walk *w, const guts_id *id, int blob)
-{
-    if (w->n == w->cap) {
-        size_t nc = w->cap ? 2 * w->cap : 64;
-        witem *p = realloc(w->stack, nc * sizeof(witem));
-        if (!p) {
-            w->err = GUTS_ENOMEM;
-            return;
-        }
-        w->stack = p;
-        w->cap = nc;
-    }
-    w->stack[w->n].id = *id;
-    w->stack[w->n].blob = blob;
-    w->n++;
-}
-
-/* Push the ids an object refers to. Malformed content refers to nothing
- * (its hash was verified; git fsck would judge its format). */
-static void children_of(walk *w, int type, const uint8_t *d, size_t len, int parents_only)
-{
-    guts_id id;
-    if (type == GUTS_OBJ_COMMIT || type == GUTS_OBJ_TAG) {
-        size_t pos = 0;
-        int kind, rc;
-        while ((rc = guts_obj_link_next(type, d, len, &pos, &kind, &id)) != 0)
-            if (rc == 1 && !(parents_only && kind == GUTS_LINK_TREE)) wpush(w, &id, 0);
-    } else if (type == GUTS_OBJ_TREE) {
-        size_t pos = 0;
-        guts_tree_entry e;
-        while (guts_tree_entry_next(d, len, &pos, &e) == 1)
-            if (e.type != GUTS_OBJ_COMMIT) /* a gitlink is another repository's */
-                wpush(w, &e.id, e.type == GUTS_OBJ_BLOB);
-    }
-}
-
-static void children(walk *w, int type, const uint8_t *d, size_t len)
-{
-    children_of(w, type, d, len, 0);
-}
-
-static int seed_cb(const guts_ref *ref, void *arg)
-{
-    lrepo *r = arg;
-    if (!guts_id_is_zero(&ref->target) && !ref->symref[0])
-        idset_add(&r->complete, &ref->target);
-    return 0;
-}
-
-/* id -> index map for one walk: open addressing over indexes into the
- * walk's own node array (slot = index + 1, 0 empty), so a node costs 8
- * bytes here at load 1/2 instead of a second copy of its id (a walk of
- * 200,000 objects took ~10 MB more with copies). */
-typedef struct idmap {
-    uint32_t *slots;
-    size_t n, cap;
-} idmap;
-
-static int idmap_grow(idmap *m, const guts_id *nodes)
-{
-    size_t nc = m->cap ? 2 * m->cap : 256;
-    uint32_t *sl = calloc(nc, sizeof(uint32_t));
-    if (!sl)
-        return GUTS_ENOMEM;
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->slots[i])
-            continue;
-        size_t j = id_hash(&nodes[m->slots[i] - 1]) & (nc - 1);
-        while (sl[j])
-            j = (j + 1) & (nc - 1);
-        sl[j] = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = sl;
-    m->cap = nc;
-    return GUTS_OK;
-}
-
-/* Index of id among nodes, or -1. */
-static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
-{
-    if (!m->cap)
-        return -1;
-    size_t j = id_hash(id) & (m->cap - 1);
-    while (m->slots[j]) {
-        if (memcmp(&nodes[m->slots[j] - 1], id, sizeof(*id)) == 0)
-            return (long)m->slots[j] - 1;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
-}
-
-/* Add nodes[idx] (not present). */
-static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
-{
-    if ((m->n + 1) * 2 > m->cap && idmap_grow(m, nodes))
-        return GUTS_ENOMEM;
-    size_t j = id_hash(&nodes[idx]) & (m->cap - 1);
-    while (m->slots[j])
-        j = (j + 1) & (m->cap - 1);
-    m->slots[j] = idx + 1;
-    m->n++;
-    return GUTS_OK;
-}
-
-static void idmap_free(idmap *m)
-{
-    free(m->slots);
-    memset(m, 0, sizeof(*m));
-}
-
-/* Walk target's closure, down to ids already known complete.
- *
- * Every object reached is a node; "bad" nodes are missing ones and ones an
- * earlier walk of this pass found incomplete (not walked again: a pass over
- * many refs sharing history costs one walk of that history, not one per
- * ref). Badness then flows from children to parents over the reversed
- * edges; every node left good has a complete closure and joins the
- * repository's complete cache, bad ones join the pass's incomplete set.
- * Missing ids go into want (deduplicated, at most cap). */
-static int closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
-                   guts_id *want, size_t cap, size_t *nwant, int *complete)
-{
-    if (r->complete.n == 0)
-        c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
-    *complete = 1;
-    if (idset_has(&r->complete, target))
-        return GUTS_OK;
-    walk w = {0};
-    idmap map = {0};
-    guts_id *nodes = NULL;
-    enum { N_BAD = 1, N_BLOB = 2 };
-    uint8_t *bad = NULL; /* N_BAD, N_BLOB per node */
-    size_t nnodes = 0, capnodes = 0;
-    uint32_t (*edges)[2] = NULL; /* parent index, child index */
-    size_t nedges = 0, capedges = 0;
-    /* children pushed from a node are tagged with its index + 1 */
-    uint32_t *from = NULL;
-    size_t capfrom = 0;
-    int rc = GUTS_OK;
-    wpush(&w, target, 0);
-    if (!w.err && (from = malloc(64 * sizeof(uint32_t))) != NULL) {
-        capfrom = 64;
-        from[0] = 0;
-    } else {
-        rc = GUTS_ENOMEM;
-    }
-    while (!rc && w.n && !w.err) {
-        w.n--;
-        witem it = w.stack[w.n];
-        uint32_t parent = from[w.n];
-        if (idset_has(&r->complete, &it.id))
-            continue;
-        long idx = idmap_get(&map, nodes, &it.id);
-        int isnew = idx < 0;
-        if (isnew) {
-            if (nnodes == capnodes) {
-                size_t nc = capnodes ? 2 * capnodes : 256;
-                guts_id *nn = realloc(nodes, nc * sizeof(guts_id));
-                uint8_t *nb = nn ? realloc(bad, nc) : NULL;
-                if (nn)
-                    nodes = nn;
-                if (!nb) {
-                    rc = GUTS_ENOMEM;
-                    break;
-                }
-                bad = nb;
-                capnodes = nc;
-            }
-            idx = (long)nnodes;
-            nodes[nnodes] = it.id;
-            bad[nnodes] = it.blob ? N_BLOB : 0;
-            nnodes++;
-            if (idmap_put(&map, nodes, (uint32_t)idx)) {
-                rc = GUTS_ENOMEM;
-                break;
-            }
-        }
-        if (parent) {
-            if (nedges == capedges) {
-                size_t nc = capedges ? 2 * capedges : 256;
-                uint32_t(*ne)[2] = realloc(edges, nc * sizeof(*edges));
-                if (!ne) {
-                    rc = GUTS_ENOMEM;
-                    break;
-                }
-                edges = ne;
-                capedges = nc;
-            }
-            edges[nedges][0] = parent - 1;
-            edges[nedges][1] = (uint32_t)idx;
-            nedges++;
-        }
-        if (!isnew)
-            continue; /* seen before in this walk */
-        if (idset_has(incomplete, &it.id)) {
-            bad[idx] |= N_BAD;
-            *complete = 0;
-            continue;
-        }
-        /* a blob needs only a lookup; anything else is read (and a read
-         * that finds nothing is the lookup: one store call per object) */
-        int type, grc = GUTS_OK;
-        void *data = NULL;
-        size_t len;
-        int has = it.blob ? c->st.has(c->st.ctx, r->key, &it.id)
-                          : (grc = c->st.get(c->st.ctx, r->key, &it.id, &type, &data, &len)) ==
-                                GUTS_OK;
-        if (has < 0) {
-            rc = has;
-            break;
-        }
-        if (!has && grc != GUTS_OK && grc != GUTS_ENOTFOUND) {
-            bad[idx] |= N_BAD; /* unreadable: never complete, never wanted */
-            *complete = 0;
-            continue;
-        }
-        if (!has) {
-            bad[idx] |= N_BAD;
-            *complete = 0;
-            int dup = 0;
-            for (size_t i = 0; i < *nwant; i++)
-                dup |= guts_id_cmp(&want[i], &it.id) == 0;
-            if (!dup && *nwant < cap)
-                want[(*nwant)++] = it.id;
-            continue;
-        }
-        if (it.blob)
-            continue;
-        size_t before = w.n;
-        children(&w, type, data, len);
-        free(data);
-        if (w.err)
-            break;
-        if (w.cap > capfrom) {
-            uint32_t *nf = realloc(from, w.cap * sizeof(uint32_t));
-            if (!nf) {
-                rc = GUTS_ENOMEM;
-                break;
-            }
-            from = nf;
-            capfrom = w.cap;
-        }
-        for (size_t i = before; i < w.n; i++)
-            from[i] = (uint32_t)idx + 1;
-    }
-    if (!rc && w.err)
-        rc = w.err;
-    if (!rc && !*complete) {
-        /* reversed edges (CSR): parents of each child, then a BFS from the
-         * bad nodes up to every ancestor */
-        uint32_t *start = calloc(nnodes + 1, sizeof(uint32_t));
-        uint32_t *par = malloc((nedges ? nedges : 1) * sizeof(uint32_t));
-        uint32_t *queue = malloc((nnodes ? nnodes : 1) * sizeof(uint32_t));
-        if (!start || !par || !queue) {
-            rc = GUTS_ENOMEM;
-        } else {
-            for (size_t e = 0; e < nedges; e++)
-                start[edges[e][1] + 1]++;
-            for (size_t i = 0; i < nnodes; i++)
-                start[i + 1] += start[i];
-            uint32_t *fill = calloc(nnodes ? nnodes : 1, sizeof(uint32_t));
-            if (!fill) {
-                rc = GUTS_ENOMEM;
-            } else {
-                for (size_t e = 0; e < nedges; e++) {
-                    uint32_t ch = edges[e][1];
-                    par[start[ch] + fill[ch]++] = edges[e][0];
-                }
-                free(fill);
-                size_t qh = 0, qt = 0;
-                for (size_t i = 0; i < nnodes; i++)
-                    if (bad[i] & N_BAD)
-                        queue[qt++] = (uint32_t)i;
-                while (qh < qt) {
-                    uint32_t n = queue[qh++];
-                    for (uint32_t k = start[n]; k < start[n + 1]; k++) {
-                        if (!(bad[par[k]] & N_BAD)) {
-                            bad[par[k]] |= N_BAD;
-                            queue[qt++] = par[k];
-                        }
-                    }
-                }
-            }
-        }
-        free(start);
-        free(par);
-        free(queue);
-    }
-    if (!rc) {
-        size_t good = 0;
-        for (size_t i = 0; i < nnodes; i++)
-            good += !(bad[i] & (N_BAD | N_BLOB));
-        if (r->complete.n + good > CORE_COMPLETE_MAX)
-            idset_clear(&r->complete);
-        /* Blobs stay out of the complete cache: a blob is a leaf, checked
-         * by one lookup whenever a walk meets it again, so caching it saves
-         * little and would double the cache (half the objects of a
-         * repository are blobs; 21 bytes each at load 1/2). */
-        for (size_t i = 0; i < nnodes; i++) {
-            if (bad[i] & N_BAD)
-                idset_add(incomplete, &nodes[i]);
-            else if (!(bad[i] & N_BLOB))
-                idset_add(&r->complete, &nodes[i]);
-        }
-    }
-    free(w.stack);
-    free(from);
-    free(nodes);
-    free(bad);
-    free(edges);
-    idmap_free(&map);
-    return rc;
-}
-
-/* ---- Ancestry oracle for the merge --------------------------------------- */
-
-typedef struct anc_ctx {
-    guts_core *c;
-    lrepo *r;
-} anc_ctx;
-
-static int is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
-{
-    anc_ctx *x = ctx;
-    walk w = {0};
-    idset seen = {0};
-    int found = 0;
-    size_t steps = 0;
-    wpush(&w, desc, 0);
-    while (w.n && !w.err && !found && steps < CORE_ANCESTRY_MAX) {
-        witem it = w.stack[--w.n];
-        if (idset_add(&seen, &it.id) <= 0)
-            continue;
-        steps++;
-        int type;
-        void *data;
-        size_t len;
-        if (x->c->st.get(x->c->st.ctx, x->r->key, &it.id, &type, &data, &len) != GUTS_OK)
-            continue; /* unknown: treat as not an ancestor (a conflict is kept) */
-        if (type == GUTS_OBJ_COMMIT) {
-            walk p = {0};
-            children_of(&p, type, data, len, 1);
-            for (size_t i = 0; i < p.n; i++) {
-                if (guts_id_cmp(&p.stack[i].id, anc) == 0)
-                    found = 1;
-                wpush(&w, &p.stack[i].id, 0);
-            }
-            free(p.stack);
-        }
-        free(data);
-    }
-    free(w.stack);
-    idset_clear(&seen);
-    return found;
 }
 
 /* ---- Applying ------------------------------------------------------------ */
@@ -720,7 +340,7 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const 
         goto out; /* already applied */
     if (!in->symref[0] && !guts_id_is_zero(&in->target)) {
         int complete;
-        rc = closure(c, r, incomplete, &in->target, want, cap, nwant, &complete);
+        rc = refs_closure(c, r, incomplete, &in->target, want, cap, nwant, &complete);
         if (rc)
             goto out;
         if (!complete) {
@@ -728,9 +348,9 @@ static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const 
             goto out;
         }
     }
-    anc_ctx ax = {c, r};
+    refs_anc_ctx ax = {c, r};
     int has_conf = 0;
-    rc = guts_ref_merge(have ? cur : NULL, in, is_ancestor, &ax, res, conf, &has_conf);
+    rc = guts_ref_merge(have ? cur : NULL, in, refs_is_ancestor, &ax, res, conf, &has_conf);
     if (rc < 0) {
         rc = 0;
         goto out;

@@ -2,7 +2,7 @@
  * /events.
  *
  * /api/status is the status document guts-node writes to
- * DATA/node/status.json (daemon.c, guts_net_node_status: one generator),
+ * DATA/node/status.json (daemon_status.c, guts_net_node_status: one generator),
  * made afresh for each request. /metrics says the same numbers in
  * Prometheus' text exposition format (version 0.0.4): names guts_*, the
  * unit in the name, counters ending in _total; every family is documented

@@ -177,6 +177,12 @@ int store_env_walk_many(const char *const *dirs, size_t n, size_t mapsize, store
 
 /* Map an LMDB or errno code to GUTS_E*, recording a message. */
 int store_mdb_err(int rc, const char *what);
+/* data.c: mkdir -p with mode 0700 (failures name `shown`, NULL: the data
+ * dir); a + "/" + b, malloc'd (NULL: no memory); free d once its last
+ * user (the guts_data or a repository handle) is gone. */
+int store_mkdirs(const char *path, const char *shown);
+char *store_path_join(const char *a, const char *b);
+void store_data_free(guts_data *d);
 
 /* Byte order helpers: every integer on disk is big-endian. */
 static inline void be64_put(uint8_t *p, uint64_t v)

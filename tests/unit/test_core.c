@@ -17,7 +17,7 @@
 #include "test_core_util.h"
 
 #define KEY "alice/proj"
-/* CORE_LEARNED_TRIES of src/core/core_internal.h (not a public header) */
+/* CORE_LEARNED_TRIES of src/core/core_limits.h (not a public header) */
 #define CORE_LEARNED_TRIES_TEST 5
 #define CORE_ANSWER_MAX_TEST 20 /* CORE_ANSWER_MAX */
 

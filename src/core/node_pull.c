@@ -1,0 +1,276 @@
+/* node_pull.c - the puller: which peer to pull a repository from, and the
+ * phases of a pull (objects, refs, wants) driven by the reconciliation
+ * engine. What it receives is stored by node_pull_recv.c; the session
+ * lifecycle and the frame dispatch are in node_sync.c.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core_internal.h"
+
+/* Pick the peer to pull r from: among peers whose state differs, those with
+ * the most objects (the newest state), at random among equals. A peer still
+ * announcing the state at which it last gave us nothing is skipped, except
+ * by an anti-entropy pull when no other peer differs (Demers' backstop). */
+static peer *choose_peer(guts_core *c, lrepo *r)
+{
+    peer *best = NULL;
+    uint64_t best_n = 0, ties = 0;
+    int best_ex = 1;
+    for (size_t i = 0; i < c->npeers; i++) {
+        peer_repo *pr = members_repo(&c->peers[i], r->key);
+        if (!pr || (guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo))
+            continue;
+        if (pr->objects == 0 && pr->rdigest == 0)
+            continue; /* nothing to give */
+        int ex = members_repo_exhausted(pr);
+        if (ex && (r->urgent || !best_ex))
+            continue;
+        if (best_ex && !ex) { /* a fresh peer beats any exhausted one */
+            best = NULL;
+            best_ex = 0;
+        }
+        if (!best || pr->objects > best_n) {
+            best = &c->peers[i];
+            best_n = pr->objects;
+            ties = 1;
+        } else if (pr->objects == best_n && core_rand_below(c, ++ties) == 0) {
+            best = &c->peers[i];
+        }
+    }
+    return best;
+}
+
+void sync_start_pulls(guts_core *c)
+{
+    if (c->nrepos == 0 || core_store_full(c))
+        return;
+    size_t pulls, serves;
+    guts_core_sessions(c, &pulls, &serves);
+    size_t off = (size_t)core_rand_below(c, c->nrepos);
+    for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
+        lrepo *r = c->repos[(off + i) % c->nrepos];
+        if (!r->next_pull || r->next_pull > c->now || r->pulling)
+            continue;
+        r->next_pull = 0;
+        peer *p = choose_peer(c, r);
+        if (!p)
+            continue;
+        session *s = sync_parked_to(c, p);
+        int reused = s != NULL;
+        if (s) { /* open already, its HELLO sent when it was parked */
+            s->kind = SESS_PULL;
+            s->started = s->last_active = c->now;
+        } else {
+            uint32_t id = c->next_stream;
+            c->next_stream = (c->next_stream + 1) & ~GUTS_CORE_STREAM_DRIVER;
+            if (c->next_stream == 0)
+                c->next_stream = 1;
+            s = sync_sess_new(c, id, SESS_PULL, &p->addr);
+            if (!s)
+                return;
+        }
+        s->peer_id = p->id;
+        s->applied0 = c->ctr.refs_applied;
+        strcpy(s->key, r->key);
+        s->phase = PHASE_CONNECTING;
+        peer_repo *pr = members_repo(p, r->key);
+        if (pr && pr->objects > r->info.objects)
+            s->expected = pr->objects - r->info.objects;
+        /* objects agree: only refs differ */
+        if (pr && guts_fp_eq(pr->fp, r->info.fp))
+            s->recon_done = 2;
+        r->pulling = 1;
+        pulls++;
+        c->ctr.sessions_started++;
+        if (reused) {
+            pull_open(c, s);
+            continue;
+        }
+        guts_core_action a = {.kind = GUTS_ACT_OPEN_STREAM, .stream = s->stream, .addr = p->addr,
+                              .port = p->port};
+        core_push(c, &a);
+    }
+}
+
+static int send_recon(guts_core *c, session *s, uint8_t space, const guts_recon_item *items,
+                      size_t n)
+{
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_RECON);
+    m.u.recon.key = s->key;
+    m.u.recon.space = space;
+    m.u.recon.seed = s->seed;
+    m.u.recon.round = s->round;
+    m.u.recon.nitems = (uint32_t)n;
+    m.u.recon.items = (guts_recon_item *)items;
+    return core_send_frame(c, s->stream, &m);
+}
+
+/* Start reconciliation of one space. */
+static int phase_start(guts_core *c, session *s, int phase)
+{
+    guts_recon_puller_free(&s->recon);
+    memset(&s->recon, 0, sizeof(s->recon));
+    s->phase = phase;
+    s->round = 0;
+    s->recon_done = 0;
+    s->seed = core_rand(c);
+    guts_recon_set set = {s, phase == PHASE_OBJECTS ? sync_objects_scan : sync_refs_scan};
+    const guts_recon_item *items;
+    size_t n;
+    int rc = guts_recon_puller_start(&s->recon, &set, s->seed, &items, &n);
+    if (rc)
+        return rc;
+    rc = send_recon(c, s, phase == PHASE_OBJECTS ? GUTS_SPACE_OBJECTS : GUTS_SPACE_REFS, items,
+                    n);
+    if (rc)
+        return rc;
+    s->outstanding++;
+    return GUTS_OK;
+}
+
+/* Move the puller on when a phase is complete. */
+void pull_advance(guts_core *c, session *s)
+{
+    assert(s->kind == SESS_PULL);
+    if (!s->recon_done || s->outstanding)
+        return;
+    lrepo *r = core_repo_find(c, s->key);
+    if (!r) {
+        sync_end(c, s, 0, 1, "repository vanished");
+        return;
+    }
+    if (s->phase == PHASE_OBJECTS) {
+        int rc = phase_start(c, s, PHASE_REFS);
+        if (rc)
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    /* A WANT that brought nothing (no object stored or held) would bring
+     * nothing again: a peer that cannot give a closure it advertised is
+     * broken or hostile, and must not hold the session for 64 rounds. */
+    if (s->phase == PHASE_WANTS && s->got_objects + s->npend == s->want_mark) {
+        sync_end(c, s, 0, 1, "WANT round brought nothing");
+        return;
+    }
+    /* refs phase or a WANT answered: apply what is complete, ask for more */
+    if (s->ninrefs) {
+        refs_take(c, r, s->inrefs, s->ninrefs);
+        free(s->inrefs);
+        s->inrefs = NULL;
+        s->ninrefs = s->capinrefs = 0;
+    }
+    guts_id *want = malloc(GUTS_WANT_MAX * sizeof(guts_id));
+    size_t nwant = 0;
+    if (want) {
+        refs_apply_pending(c, r, want, GUTS_WANT_MAX, &nwant, 0);
+        pull_pend_wants(c, s, want, GUTS_WANT_MAX, &nwant);
+        core_wants_trim(c, want, &nwant);
+    }
+    if (nwant && s->want_rounds < CORE_WANT_ROUNDS_MAX) {
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_WANT);
+        m.u.want.key = s->key;
+        m.u.want.nids = (uint32_t)nwant;
+        m.u.want.ids = want;
+        if (core_send_frame(c, s->stream, &m) == GUTS_OK) {
+            s->want_rounds++;
+            s->want_mark = s->got_objects + s->npend;
+            s->outstanding++;
+            s->phase = PHASE_WANTS;
+            free(want);
+            return;
+        }
+    }
+    free(want);
+    s->phase = PHASE_DONE;
+    /* the stream stays open for the next pull from this peer, if it
+     * answered our HELLO (it speaks the protocol that reuses streams) */
+    uint32_t stream = s->stream;
+    guts_addr addr = s->addr;
+    guts_node_id peer_id = s->peer_id;
+    int reuse = s->got_hello && !c->left;
+    sync_end(c, s, 1, !reuse, NULL);
+    if (reuse)
+        sync_park(c, stream, &addr, &peer_id);
+}
+
+/* Tell the server which large objects we hold a staged prefix of (an empty
+ * OBJECT_CHUNK at the offset we hold): it starts them there. Staging of
+ * objects stored meanwhile (from another peer) is dropped here. */
+static void send_resumes(guts_core *c, session *s)
+{
+    guts_stage st[GUTS_STAGE_MAX];
+    size_t n = 0;
+    if (c->st.stage_list(c->st.ctx, s->key, st, GUTS_STAGE_MAX, &n) != GUTS_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (c->st.has(c->st.ctx, s->key, &st[i].id) == 1) {
+            c->st.stage_drop(c->st.ctx, s->key, &st[i].id);
+            continue;
+        }
+        if (st[i].have == 0)
+            continue;
+        guts_msg m;
+        core_msg_init(c, &m, GUTS_MSG_OBJECT_CHUNK);
+        m.u.chunk.key = s->key;
+        m.u.chunk.id = st[i].id;
+        m.u.chunk.type = (uint8_t)st[i].type;
+        m.u.chunk.total = st[i].size;
+        m.u.chunk.offset = st[i].have;
+        m.u.chunk.data = NULL;
+        m.u.chunk.len = 0;
+        core_send_frame(c, s->stream, &m);
+    }
+}
+
+void pull_open(guts_core *c, session *s)
+{
+    assert(s->kind == SESS_PULL && s->phase == PHASE_CONNECTING);
+    if (!s->said_hello) /* a parked stream said it when the last pull ended */
+        sync_send_hello(c, s);
+    send_resumes(c, s);
+    int rc;
+    if (s->recon_done == 2) {
+        s->phase = PHASE_OBJECTS;
+        s->recon_done = 1;
+        rc = phase_start(c, s, PHASE_REFS);
+    } else {
+        rc = phase_start(c, s, PHASE_OBJECTS);
+    }
+    if (rc)
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+}
+
+void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
+{
+    assert(s->kind == SESS_PULL);
+    int want_space = s->phase == PHASE_OBJECTS ? GUTS_SPACE_OBJECTS : GUTS_SPACE_REFS;
+    if ((s->phase != PHASE_OBJECTS && s->phase != PHASE_REFS) || s->recon_done ||
+        m->space != want_space || m->round != s->round || m->seed != s->seed) {
+        sync_end(c, s, 0, 1, "unexpected RECON");
+        return;
+    }
+    const guts_recon_item *out;
+    size_t n;
+    int done = 0;
+    int rc = guts_recon_puller_step(&s->recon, m->items, m->nitems, &out, &n, &done);
+    if (rc) {
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return;
+    }
+    if (n) {
+        s->round++;
+        rc = send_recon(c, s, (uint8_t)want_space, out, n);
+        if (rc) {
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+            return;
+        }
+        s->outstanding++;
+    }
+    if (done || n == 0)
+        s->recon_done = 1;
+    pull_advance(c, s);
+}
