@@ -31,7 +31,7 @@ int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out)
                      .obj_max = cfg->obj_max,
                      .core_logs = 1};
     sim *s = &cl->s;
-    int rc = sim_net_init(s, &sc);
+    int rc = sim_engine_init(s, &sc);
     for (uint32_t i = 0; i < sc.nodes && !rc; i++) {
         snode *nd = &s->nodes[i];
         if (cfg->stores) {
@@ -53,7 +53,7 @@ int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out)
 void guts_cluster_free(guts_cluster *cl)
 {
     if (!cl) return;
-    sim_net_fini(&cl->s);
+    sim_engine_fini(&cl->s);
     free(cl);
 }
 

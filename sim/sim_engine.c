@@ -12,7 +12,7 @@
 
 /* ---- building and freeing ---------------------------------------------------- */
 
-int sim_net_init(sim *s, const sim_config *cfg)
+int sim_engine_init(sim *s, const sim_config *cfg)
 {
     s->cfg = *cfg; /* the scenario's actions stay the caller's */
     s->rng = cfg->seed ^ 0x67757473253173ull;
@@ -36,7 +36,7 @@ int sim_net_init(sim *s, const sim_config *cfg)
     return GUTS_OK;
 }
 
-void sim_net_fini(sim *s)
+void sim_engine_fini(sim *s)
 {
     if (s->nodes) {
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {

@@ -157,12 +157,12 @@ static inline uint64_t sim_rnd_below(sim *s, uint64_t n)
 
 /** Set up s (zeroed by the caller) for cfg: the nodes, absent, with ids drawn
  * from the seed and no store. The caller then gives each node its iface
- * (and mem, lst or data when sim_net_fini should free them) before starting
+ * (and mem, lst or data when sim_engine_fini should free them) before starting
  * its core. Errors: GUTS_ENOMEM. */
-int sim_net_init(sim *s, const sim_config *cfg);
+int sim_engine_init(sim *s, const sim_config *cfg);
 /** Free what s holds (cores, the stores in mem/lst/data, events, links,
  * fan-outs), not s itself. */
-void sim_net_fini(sim *s);
+void sim_engine_fini(sim *s);
 /** Start node i's core (a higher incarnation) over its store, at s->now. */
 int sim_core_start(sim *s, uint32_t i);
 /** Node i's core goes away (state: NODE_DOWN or NODE_ABSENT): its streams

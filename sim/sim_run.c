@@ -324,7 +324,7 @@ int sim_new(const sim_config *cfg, sim **out)
     s->changed = note_change;
     s->event = sim_member_event;
     sim_broken_merge_set(cfg->broken_merge);
-    int rc = sim_net_init(s, cfg);
+    int rc = sim_engine_init(s, cfg);
     if (rc) return rc;
     if (cfg->lmdb) {
         const char *tmp = getenv("TMPDIR");
@@ -374,7 +374,7 @@ void sim_free(sim *s)
     for (size_t k = 0; k < s->nsched; k++)
         free(s->sched[k].group);
     free(s->sched);
-    sim_net_fini(s);
+    sim_engine_fini(s);
     if (s->tmpdir[0]) rm_tree(s->tmpdir);
     free(s);
 }
