@@ -1,26 +1,29 @@
 /* cluster.h - many guts cores in one process on a virtual clock and network.
  *
- * The fixture the core's property tests use, and the seed of guts-sim
- * (issue 6). Like canonical/raft's fixture, it drives a whole cluster one
- * event at a time: events (datagram and frame deliveries, stream opens and
- * closes, timers) sit in one queue ordered by (virtual time, sequence number),
- * so a run is a pure function of its configuration and seed.
+ * The fixture the core's unit and property tests use: a thin layer over
+ * guts-sim's engine (sim_engine.h), so the tests and guts-sim run the same
+ * network model. Like canonical/raft's fixture, it drives a whole cluster
+ * one event at a time: events (datagram and frame deliveries, stream opens
+ * and closes, timers) sit in one queue ordered by (virtual time, sequence
+ * number), so a run is a pure function of its configuration and seed.
  *
- * Network model: datagrams go to every other node (multicast) or one node,
- * each copy independently lost, duplicated and delayed by a latency drawn
- * in [latency_min, latency_max] (so they reorder). Streams are reliable and
- * ordered like TCP; a frame is delivered no earlier than the previous frame
- * of the same direction. A restart loses the core's state, keeps its store
- * (durable) and closes its streams: the other side sees them closed.
- * Addresses are 2-byte node indices; a node's TCP port is its index too.
+ * Network model (docs/simulator.md): a multicast goes to every other node,
+ * a unicast to one; each copy is independently lost, duplicated and delayed
+ * by the pair's base latency plus per-packet jitter, all in [latency_min,
+ * latency_max] (so copies reorder). Streams are reliable and ordered like
+ * TCP; a frame is delivered no earlier than the previous frame of the same
+ * direction, and the sender hears on_stream_writable when a direction
+ * drains. A restart loses the core's state, keeps its store (durable) and
+ * resets its streams: the other side sees them closed. Addresses are 4-byte
+ * node indices.
  */
 #ifndef GUTS_SIM_CLUSTER_H
 #define GUTS_SIM_CLUSTER_H
 
 #include "guts/core.h"
 
-/* A cluster is small and in one process: 64 nodes is plenty for property
- * tests; guts-sim's scale runs will lift this with their own structures. */
+/* The tests use 2-5 nodes; the engine holds many more (guts-sim's
+ * SIM_NODES_MAX): this bound only catches a bad count. */
 #define GUTS_CLUSTER_NODES_MAX 4096
 
 typedef struct guts_cluster_config {
@@ -49,15 +52,13 @@ typedef struct guts_cluster_stats {
 
 typedef struct guts_cluster guts_cluster;
 
-/** Create a cluster of cfg->nodes cores, each on its own memstore, and start
- * them at time 0. Errors: GUTS_EINVAL, GUTS_ENOMEM. */
+/** Create a cluster of cfg->nodes cores, each on its own memstore (or
+ * cfg->stores), and start them at time 0. Errors: GUTS_EINVAL, GUTS_ENOMEM. */
 int guts_cluster_new(const guts_cluster_config *cfg, guts_cluster **out);
 void guts_cluster_free(guts_cluster *cl);
 
 /** Process every event up to and including virtual time t (ms). */
 int guts_cluster_run_until(guts_cluster *cl, uint64_t t);
-/** Virtual time now. */
-uint64_t guts_cluster_now(const guts_cluster *cl);
 
 /** Change the network faults from now on. */
 void guts_cluster_set_faults(guts_cluster *cl, double loss, double dup, uint32_t latency_min,
@@ -71,7 +72,6 @@ int guts_cluster_restart(guts_cluster *cl, size_t i);
  * write by a test); NULL: rescan. */
 void guts_cluster_local_change(guts_cluster *cl, size_t i, const char *key);
 
-size_t guts_cluster_size(const guts_cluster *cl);
 guts_core *guts_cluster_core(guts_cluster *cl, size_t i);
 /** Node i's memstore; NULL when the cluster was given its stores. */
 guts_memstore *guts_cluster_store(guts_cluster *cl, size_t i);

@@ -2,14 +2,16 @@
  * store, the workload and the report.
  *
  * guts-sim runs N real protocol cores (include/guts/core.h) in one thread on
- * a virtual clock. It has its own engine rather than sim/cluster.c's because
- * scale needs what a property-test fixture does not: multicast datagrams
- * shared by reference between recipients, stream lookup per node instead of
- * over every stream ever opened, partitions, domains, bandwidth, joins and
- * leaves, and a store wrapper that checks invariants on every write. The
- * event order is (virtual time, sequence number) from one binary heap and
- * every random draw comes from one seeded generator, so a run is a pure
- * function of its options: the same command prints the same bytes.
+ * a virtual clock. Its engine (sim_engine.h: sim_net.c, sim_engine.c) is
+ * also the one under the core's test fixture (cluster.h), so every core
+ * test and every guts-sim run use the same network model: multicast
+ * datagrams shared by reference between recipients, stream lookup per
+ * node, partitions, domains, bandwidth. guts-sim adds joins and leaves, a
+ * schedule of faults and writes, and a store wrapper that checks invariants
+ * on every write. The event order is (virtual time, sequence number) from
+ * one binary heap and every random draw comes from one seeded generator, so
+ * a run is a pure function of its options: the same command prints the
+ * same bytes.
  */
 #ifndef GUTS_SIM_H
 #define GUTS_SIM_H
@@ -99,6 +101,10 @@ typedef struct sim_config {
     uint64_t ramp;               /* nodes start spread over [0, ramp) ms */
     int lmdb, json, broken_merge, verbose, until_converged, progress;
     const char *scenario; /* path or NULL */
+    /* set by the core's test fixture (cluster.c); 0 in guts-sim */
+    uint32_t max_sessions, frame_max; /* 0: the core's defaults */
+    uint64_t obj_max;                 /* 0: the core's default */
+    int core_logs; /* cores log without verbose (the fixture may turn it on later) */
     /* from the scenario file */
     sim_action *acts;
     size_t nacts, capacts;

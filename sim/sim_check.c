@@ -20,29 +20,12 @@
  * (-Wl,--wrap=guts_ref_merge, guts-sim only), and the wrapper lets the
  * incoming record win when the switch is on. No core code knows about it.
  */
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guts/refmerge.h"
 #include "guts/gitobj.h"
 #include "sim.h"
-
-/* ---- Violation lines ------------------------------------------------------ */
-
-void sim_violation_note(sim_violations *v, uint32_t node, const char *fmt, ...)
-{
-    if (v->nlines >= SIM_VIOLATION_LINES) return;
-    char *line = v->lines[v->nlines++];
-    int n =
-        snprintf(line, SIM_VIOLATION_LINE_MAX,
-                 "t=%llums node %u: ", (unsigned long long)(v->now ? *v->now : 0), (unsigned)node);
-    if (n < 0 || n >= SIM_VIOLATION_LINE_MAX) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + n, SIM_VIOLATION_LINE_MAX - (size_t)n, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- An id set (open addressing) ------------------------------------------ */
 

@@ -1,5 +1,10 @@
-/* sim_engine.h - the engine's state, shared by sim_net.c (running) and
- * sim_report.c (measuring). Not a public interface: see sim.h.
+/* sim_engine.h - the simulation engine: its state and interface.
+ *
+ * One engine for guts-sim and the core's test fixture: sim_net.c (events,
+ * datagrams, streams, partitions) and sim_engine.c (building it, starting
+ * and stopping cores). guts-sim drives it from sim_run.c and measures it in
+ * sim_report.c and sim_member.c; cluster.c makes the fixture's API
+ * (cluster.h) of it. Not a public interface: see sim.h.
  */
 #ifndef GUTS_SIM_ENGINE_H
 #define GUTS_SIM_ENGINE_H
@@ -124,10 +129,68 @@ struct sim {
     sim_traffic steady0;
     uint32_t steady_nodes;
     struct sim_member *member; /* sim_member.c; NULL until needed */
+    /* the driver's hooks, NULL for none */
+    void (*changed)(sim *s, uint32_t i); /* after a drain of node i that set its dirty */
+    void (*event)(sim *s, const guts_core_event *e); /* set: the cores report events */
 };
 
-/* sim_net.c, for the report */
+/* ---- randomness: one splitmix64 stream per engine ---------------------------- */
+
+static inline uint64_t sim_rnd(sim *s)
+{
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline double sim_rnd01(sim *s)
+{
+    return (double)(sim_rnd(s) >> 11) / 9007199254740992.0;
+}
+
+static inline uint64_t sim_rnd_below(sim *s, uint64_t n)
+{
+    return n ? sim_rnd(s) % n : 0;
+}
+
+/* ---- sim_engine.c: building the engine, cores ------------------------------------ */
+
+/** Set up s (zeroed by the caller) for cfg: the nodes, absent, with ids drawn
+ * from the seed and no store. The caller then gives each node its iface
+ * (and mem, lst or data when sim_engine_fini should free them) before starting
+ * its core. Errors: GUTS_ENOMEM. */
+int sim_engine_init(sim *s, const sim_config *cfg);
+/** Free what s holds (cores, the stores in mem/lst/data, events, links,
+ * fan-outs), not s itself. */
+void sim_engine_fini(sim *s);
+/** Start node i's core (a higher incarnation) over its store, at s->now. */
+int sim_core_start(sim *s, uint32_t i);
+/** Node i's core goes away (state: NODE_DOWN or NODE_ABSENT): its streams
+ * reset at their other ends, its pending events die with its generation. */
+void sim_core_stop(sim *s, uint32_t i, int state);
+
+/* ---- sim_net.c: the network ----------------------------------------------------- */
+
+/** Latency of one packet from a to b (ms): the pair's base plus jitter. */
+uint64_t sim_latency(sim *s, uint32_t a, uint32_t b);
+/** Node i's address (4 bytes, its index). */
+void sim_addr_of(uint32_t i, guts_addr *a);
+void sim_sbuf_drop(sbuf *b);
+/** End side of link li closes without telling its own core; the other end
+ * hears EV_CLOSED after delay, and not before the frames in flight. */
+void sim_link_close(sim *s, uint32_t li, int side, uint64_t delay);
+/** Perform every action node i's core has queued; then the changed hook. */
+void sim_drain(sim *s, uint32_t i);
+/** Process every event up to and including virtual time t; now becomes t. */
+void sim_events_run(sim *s, uint64_t t);
+/** Nodes into groups (group[i] for node i; NULL heals): streams across a
+ * cut are reset at both ends. */
+void sim_partition(sim *s, const uint32_t *group);
+
+/* sim_engine.c: traffic of every node summed */
 void sim_traffic_sum(const sim *s, sim_traffic *t);
+/* sim_run.c, for the report */
 int sim_all_equal(const sim *s);
 /* sim_member.c: failure detection and join measurements (see there) */
 typedef struct sim_member sim_member;

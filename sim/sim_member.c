@@ -132,7 +132,7 @@ void sim_member_crash(sim *s, uint32_t i)
     fd_crash *c = &m->cr[m->ncr];
     memset(c, 0, sizeof(*c));
     c->node = i;
-    c->gen = s->nodes[i].gen + 1; /* stop_core bumps it */
+    c->gen = s->nodes[i].gen + 1; /* sim_core_stop bumps it */
     c->id = s->nodes[i].id;
     c->t = s->now;
     size_t cap = 0;
