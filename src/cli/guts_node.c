@@ -6,6 +6,7 @@
  * file is untrusted input, parsed by a bounded reader (guts_json.c), and
  * every string from it is printed through put_safe.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -404,6 +405,7 @@ void node_print(const node_run *nr, const char *data, int json)
 {
     const guts_json *j = &nr->j;
     int live = nr->state == NODE_RUNNING || nr->state == NODE_STALE;
+    assert(nr->state >= NODE_ABSENT && nr->state <= NODE_BAD); /* names node_state_names */
     if (json) {
         printf(",\n \"daemon\": {\"state\": \"%s\"", node_state_names[nr->state]);
         if (nr->state == NODE_BAD) {

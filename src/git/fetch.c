@@ -22,6 +22,7 @@
  * upload-pack (fetch_serve.c) runs the same walk with include-tag, shallow
  * and deepen. fetch_int.h is what the three share.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,7 @@ static int heap_push(walk *w, uint64_t time, uint32_t ci)
 
 static heap_ent heap_pop(walk *w)
 {
+    assert(w->nheap > 0);
     heap_ent top = w->heap[0];
     w->heap[0] = w->heap[--w->nheap];
     size_t i = 0;

@@ -13,6 +13,7 @@
  * the fetch instead of handing git a wrong object. A large pack's entries
  * are encoded on several threads (see "encoders" below).
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -218,6 +219,7 @@ static void encoders_stop(encoders *e)
 /* The part an object goes to. */
 static unsigned part_of(const walk *w, size_t i, unsigned nparts)
 {
+    assert(nparts > 0 && i < w->nsend);
     return w->send_key[i] % nparts;
 }
 

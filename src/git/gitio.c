@@ -18,6 +18,7 @@
  * (gitio_export.c) and merge commits (gitio_merge.c); gitio_int.h is what
  * they share. This file is import's entry points.
  */
+#include "git/gitio.h"
 #include "git/gitio_int.h"
 
 #include <limits.h>

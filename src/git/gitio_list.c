@@ -6,6 +6,7 @@
 #include "git/gitio_int.h"
 #include "git/pack.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -428,6 +429,7 @@ int gitio_plan_import(guts_repo *repo, ilist *L, const uint32_t *perm, uint32_t 
             uint32_t x = stack[--sp];
             if (done[x]) continue;
             done[x] = 1;
+            assert(k < nneed); /* children are needed objects, each visited once */
             order[k++] = x;
             for (uint32_t c = o[x].child; c != NONE; c = o[c].sib)
                 if (!done[c] && sp < nneed) stack[sp++] = c;
@@ -436,6 +438,7 @@ int gitio_plan_import(guts_repo *repo, ilist *L, const uint32_t *perm, uint32_t 
     /* A delta cycle cannot happen in git; if one did, store those anyway. */
     for (size_t i = 0; i < n && k < nneed; i++)
         if (o[i].need && !done[i]) order[k++] = (uint32_t)i;
+    assert(k == nneed);
     *order_out = order;
     *nneed_out = nneed;
     order = NULL;

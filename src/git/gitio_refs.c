@@ -14,6 +14,7 @@
 #include "git/walk.h"
 #include "core/refmerge.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -198,6 +199,8 @@ const char *const gitio_imp_why_text[] = {
 
 int gitio_imp_decide(const imp_case *c, int *why)
 {
+    assert(c->store == IMP_ABSENT || c->store == IMP_TOMB || c->store == IMP_LIVE);
+    assert(c->kind >= IMP_BRANCH && c->kind <= IMP_GUTS);
     *why = WHY_NONE;
     if (c->git && c->store == IMP_LIVE && c->same) return IMP_NOTHING;
     if (!c->git && c->store != IMP_LIVE) return IMP_NOTHING;
@@ -461,6 +464,7 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         const imp_item *it = &items[i];
         if (it->act != IMP_KEEP) continue;
         st->refs_kept++;
+        assert(it->why > WHY_NONE && it->why <= WHY_DELETED); /* a kept ref says why */
         if (opts->kept)
             opts->kept(opts->ctx, it->name, gitio_imp_why_text[it->why]);
     }

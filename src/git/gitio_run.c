@@ -8,6 +8,7 @@
  */
 #include "git/gitio_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -125,6 +126,7 @@ static int rd_fill(rd *r)
  * 1: a line; 0: clean end of file; GUTS_ETOOBIG: too long; GUTS_EIO. */
 int gitio_rd_line_cut(rd *r, char *line, size_t max, int cut)
 {
+    assert(max > 1); /* room for a byte and the NUL: take = max - 1 - n */
     size_t n = 0;
     for (;;) {
         int f = rd_fill(r);

@@ -11,6 +11,7 @@
 #include "git/gitio_int.h"
 #include "git/pack.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -63,6 +64,7 @@ typedef struct batch {
  * fits, else a buffer of its own (recorded to be freed). NULL: no memory. */
 static void *batch_slot(batch *b, size_t size)
 {
+    assert(b->n < GITIO_BATCH_OBJECTS); /* the caller flushes a full batch first */
     if (b->used + size <= GITIO_BATCH_BYTES) {
         void *p = b->arena + b->used;
         b->used += size;

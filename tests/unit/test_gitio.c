@@ -8,10 +8,16 @@
 #include <check.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
 
 #include "git/gitio_int.h"
 #include "git/pack.h"
-
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits
