@@ -2,17 +2,22 @@
  * pack entry header and its zlib stream, the pack index (including the
  * 64-bit offset table no end-to-end test can reach without a 2 GiB pack),
  * the parsing of cat-file's lines, and the import order that puts every
- * delta base before the objects built on it. gitio.c is compiled into
- * this test so its static helpers can be checked one by one.
+ * delta base before the objects built on it. The helpers it checks one by
+ * one are declared in the git bridge's private header, git/gitio_int.h.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "gitio.c"
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#include "gitio_int.h"
+#include "pack.h"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits
@@ -148,7 +153,7 @@ START_TEST(test_idx_is_sorted_with_fanout_crcs_and_64_bit_offsets)
     char path[128], err[GUTS_GITIO_ERR_MAX];
     memset(packsum, 0x5a, sizeof packsum);
     snprintf(path, sizeof path, "%s/pack.idx", dir);
-    ck_assert_int_eq(write_idx(path, e, 4, packsum, err), GUTS_OK);
+    ck_assert_int_eq(gitio_write_idx(path, e, 4, packsum, err), GUTS_OK);
 
     FILE *f = fopen(path, "rb");
     uint8_t b[4096];
@@ -191,7 +196,7 @@ START_TEST(test_idx_refuses_a_duplicate_id)
     uint8_t packsum[20] = {0};
     char path[128], err[GUTS_GITIO_ERR_MAX];
     snprintf(path, sizeof path, "%s/dup.idx", dir);
-    ck_assert_int_eq(write_idx(path, e, 2, packsum, err), GUTS_ECORRUPT);
+    ck_assert_int_eq(gitio_write_idx(path, e, 2, packsum, err), GUTS_ECORRUPT);
     ck_assert_ptr_nonnull(strstr(err, "twice"));
     ck_assert_int_ne(access(path, F_OK), 0);
 }
@@ -206,7 +211,7 @@ START_TEST(test_check_line_parses_id_type_size_and_delta_base)
 {
     char line[] = HEX_A " blob 123 " HEX_A;
     iobj o;
-    ck_assert_int_eq(parse_check_line(line, &o, NULL), GUTS_OK);
+    ck_assert_int_eq(gitio_parse_check_line(line, &o, NULL), GUTS_OK);
     ck_assert_int_eq(o.type, GUTS_OBJ_BLOB);
     ck_assert_uint_eq(o.size, 123);
     ck_assert_int_eq(guts_id_cmp(&o.id, &o.base_id), 0);
@@ -234,7 +239,7 @@ START_TEST(test_check_line_rejects_malformed_lines)
         char line[256];
         iobj o;
         snprintf(line, sizeof line, "%s", bad[i]);
-        ck_assert_msg(parse_check_line(line, &o, NULL) != GUTS_OK, "accepted \"%s\"", bad[i]);
+        ck_assert_msg(gitio_parse_check_line(line, &o, NULL) != GUTS_OK, "accepted \"%s\"", bad[i]);
     }
 }
 END_TEST
@@ -244,14 +249,14 @@ START_TEST(test_check_line_with_a_path_takes_the_rest_of_the_line)
     char *path = NULL;
     iobj o;
     char spaced[] = HEX_A " blob 7 " HEX_0 " src/a file  with spaces.txt";
-    ck_assert_int_eq(parse_check_line(spaced, &o, &path), GUTS_OK);
+    ck_assert_int_eq(gitio_parse_check_line(spaced, &o, &path), GUTS_OK);
     ck_assert_str_eq(path, "src/a file  with spaces.txt");
     ck_assert(guts_id_is_zero(&o.base_id));
     char root[] = HEX_A " tree 7 " HEX_0 " ";
-    ck_assert_int_eq(parse_check_line(root, &o, &path), GUTS_OK);
+    ck_assert_int_eq(gitio_parse_check_line(root, &o, &path), GUTS_OK);
     ck_assert_str_eq(path, "");
     char none[] = HEX_A " commit 7 " HEX_0; /* the path field is required */
-    ck_assert_int_ne(parse_check_line(none, &o, &path), GUTS_OK);
+    ck_assert_int_ne(gitio_parse_check_line(none, &o, &path), GUTS_OK);
 }
 END_TEST
 
@@ -263,13 +268,16 @@ START_TEST(test_path_hints_chain_each_path_and_keep_types_apart)
     for (uint32_t i = 0; i < 20000; i++) {
         char path[32];
         snprintf(path, sizeof path, "d/f%u", i % 5000);
-        ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_BLOB, path), i, &prev), GUTS_OK);
+        ck_assert_int_eq(gitio_phints_swap(&t, gitio_path_hash(GUTS_OBJ_BLOB, path), i, &prev),
+                         GUTS_OK);
         ck_assert_uint_eq(prev, i < 5000 ? NONE : i - 5000);
     }
     ck_assert_uint_eq(t.n, 5000);
-    ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_TREE, "d/f1"), 7, &prev), GUTS_OK);
+    ck_assert_int_eq(gitio_phints_swap(&t, gitio_path_hash(GUTS_OBJ_TREE, "d/f1"), 7, &prev),
+                     GUTS_OK);
     ck_assert_uint_eq(prev, NONE);
-    ck_assert_int_eq(phints_swap(&t, path_hash(GUTS_OBJ_BLOB, "d/f1"), 8, &prev), GUTS_OK);
+    ck_assert_int_eq(gitio_phints_swap(&t, gitio_path_hash(GUTS_OBJ_BLOB, "d/f1"), 8, &prev),
+                     GUTS_OK);
     ck_assert_uint_eq(prev, 15001);
     free(t.key);
     free(t.idx);
@@ -280,15 +288,15 @@ START_TEST(test_batch_header_must_match_the_listing)
 {
     iobj o;
     char ok[] = HEX_A " blob 0 " HEX_0;
-    ck_assert_int_eq(parse_check_line(ok, &o, NULL), GUTS_OK);
+    ck_assert_int_eq(gitio_parse_check_line(ok, &o, NULL), GUTS_OK);
     char same[] = HEX_A " blob 0";
-    ck_assert_int_eq(check_header(same, &o), GUTS_OK);
+    ck_assert_int_eq(gitio_check_header(same, &o), GUTS_OK);
     static const char *bad[] = {HEX_0 " blob 0", HEX_A " tree 0", HEX_A " blob 1", HEX_A " missing",
                                 HEX_A " blob 0 extra"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char line[128];
         snprintf(line, sizeof line, "%s", bad[i]);
-        ck_assert_msg(check_header(line, &o) != GUTS_OK, "accepted \"%s\"", bad[i]);
+        ck_assert_msg(gitio_check_header(line, &o) != GUTS_OK, "accepted \"%s\"", bad[i]);
     }
 }
 END_TEST
@@ -341,13 +349,13 @@ static guts_repo *plan_repo(const char *key, guts_data **d)
     return r;
 }
 
-/* plan_import over L, which must succeed; the order, *n entries long. */
+/* gitio_plan_import over L, which must succeed; the order, *n entries long. */
 static uint32_t *plan(guts_repo *r, ilist *L, size_t *n)
 {
     char err[GUTS_GITIO_ERR_MAX];
-    uint32_t *order, *perm = list_index(L);
+    uint32_t *order, *perm = gitio_list_index(L);
     ck_assert_ptr_nonnull(perm);
-    ck_assert_int_eq(plan_import(r, L, perm, &order, n, err), GUTS_OK);
+    ck_assert_int_eq(gitio_plan_import(r, L, perm, &order, n, err), GUTS_OK);
     free(perm);
     return order;
 }
@@ -474,10 +482,10 @@ START_TEST(test_import_rule_follows_git_and_keeps_what_others_changed)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int why = -1;
-        int act = imp_decide(&cases[i].c, &why);
+        int act = gitio_imp_decide(&cases[i].c, &why);
         ck_assert_msg(act == cases[i].act && why == cases[i].why, "%s: action %d why %d",
                       cases[i].what, act, why);
-        if (act == IMP_KEEP) ck_assert(imp_why_text[why][0] != 0);
+        if (act == IMP_KEEP) ck_assert(gitio_imp_why_text[why][0] != 0);
     }
 }
 END_TEST
@@ -506,7 +514,7 @@ static guts_id put_commit(guts_repo *r, const guts_id *parents, size_t n, int64_
 static int ff_of(guts_repo *r, const guts_id *old, const guts_id *new, uint64_t *budget)
 {
     int ff = 42;
-    ck_assert_int_eq(ff_test(r, old, new, budget, &ff), GUTS_OK);
+    ck_assert_int_eq(gitio_ff_test(r, old, new, budget, &ff), GUTS_OK);
     return ff;
 }
 

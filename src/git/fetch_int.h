@@ -1,0 +1,160 @@
+/* fetch_int.h - what the files of the fetch walk and pack (fetch*.c)
+ * share: the walk's state and its object flags. Private to src/git/.
+ */
+#ifndef GUTS_FETCH_INT_H
+#define GUTS_FETCH_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fetch.h"
+#include "idset.h"
+#include "pack.h"
+#include "progress.h"
+
+/* Commit states (the "commits" set). */
+#define C_UNINT 0x01   /* reachable from a have: the local repository has it */
+#define C_INHEAP 0x02  /* queued */
+#define C_SENT 0x04    /* popped while interesting */
+#define C_EDGE 0x08    /* an uninteresting parent of a sent commit; trees marked */
+#define C_MISSING 0x10 /* not in the store (a have we never had) */
+
+/* Tree/blob/tag states (the "objs" set). */
+#define O_KNOWN 0x01 /* the local repository has it (and, for a tree, all below) */
+#define O_SEND 0x02  /* selected for the pack */
+
+/* Tag chains longer than this are malformed or hostile: git itself peels at
+ * most a few levels in practice. */
+#define TAG_DEPTH_MAX 32
+
+/* zlib level of a pack under GUTS_GIT_UNPACK_LIMIT objects: zlib's default,
+ * which is git's too. */
+#define REMOTE_SMALL_PACK_LEVEL 6
+
+/* A git pack counts its objects in 32 bits. */
+#define PACK_OBJECTS_MAX 0xffffffffu
+
+typedef struct commit_info {
+    guts_id id;
+    guts_id tree;
+    uint64_t time;
+    uint32_t parent_off; /* into walk.parents */
+    uint32_t nparents;
+} commit_info;
+
+typedef struct heap_ent {
+    uint64_t time;
+    uint32_t ci; /* index into walk.ci */
+} heap_ent;
+
+typedef struct walk {
+    guts_repo *r;
+    guts_data *data; /* with key: for the encoders' own handles (may be NULL) */
+    const char *key;
+    int zlevel;
+    char *err;
+    guts_idset commits; /* value: index into ci */
+    commit_info *ci;
+    size_t nci, capci;
+    guts_id *parents;
+    size_t npar, cappar;
+    heap_ent *heap;
+    size_t nheap, capheap;
+    size_t nint; /* interesting entries queued */
+    uint32_t *sent;
+    size_t nsent, capsent;
+    guts_idset objs;
+    guts_id *send; /* the pack, in order */
+    size_t nsend, capsend;
+    uint32_t *send_key; /* per entry of send: a hash of the name it was met under */
+    size_t capkey;
+    uint32_t name_key; /* of the tree entry being marked, else 0 */
+    guts_id *stack;
+    size_t nstack, capstack;
+    guts_id *roots; /* trees wanted directly (a tag of a tree) */
+    size_t nroots, caproots;
+    guts_progress counting, writing;
+    int indexed;         /* the pack goes to index-pack (else unpack-objects) */
+    int thin;            /* deltas may name bases the receiver has and the pack lacks */
+    uint64_t blob_limit; /* blobs under trees larger than this stay out
+                          * (a partial clone's filter); UINT64_MAX: none */
+} walk;
+
+/* Append val to w's array arr (count n, capacity cap), growing it
+ * (fetch_grow); GUTS_ENOMEM with w->err filled. */
+#define PUSH(w, arr, n, cap, val)                                                                  \
+    (fetch_grow((void **)&(w)->arr, &(w)->cap, (w)->n + 1, sizeof *(w)->arr)                       \
+         ? guts_git_errf((w)->err, GUTS_ENOMEM, "out of memory in the walk")                       \
+         : ((w)->arr[(w)->n++] = (val), GUTS_OK))
+
+/* ---- fetch.c ---- */
+
+/* Grow *p (*cap elements of elem bytes) to hold need: capacity doubles.
+ * GUTS_ENOMEM leaves *p as it was. */
+int fetch_grow(void **p, size_t *cap, size_t need, size_t elem);
+
+/* GUTS_ECORRUPT with err naming stored object id and what is wrong. */
+int fetch_corrupt_err(char *err, const guts_id *id, const char *what);
+
+/* fetch_corrupt_err into w->err. */
+int fetch_corrupt(walk *w, const guts_id *id, const char *what);
+
+/* Read object id of r, whole (caller frees *data); GUTS_ENOTFOUND, or err
+ * filled for any other error. */
+int fetch_get_obj_r(guts_repo *r, char *err, const guts_id *id, int *type, void **data,
+                    size_t *len);
+
+/* fetch_get_obj_r on w's repository and error buffer. */
+int fetch_get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *len);
+
+/* Parse a commit's headers: tree, parents (appended to w->parents), and the
+ * committer's time (0 when absent or malformed: it only orders the walk). */
+int fetch_parse_commit(walk *w, const guts_id *id, const char *p, size_t len, commit_info *ci);
+
+/* Mark: the local repository has this tree and everything below it. */
+int fetch_mark_known(walk *w, const guts_id *id, int is_tree);
+
+/* Select for the pack unless known or selected already. */
+int fetch_mark_send(walk *w, const guts_id *id, int is_tree);
+
+/* fetch_mark_send for a tree's entries: a blob over the filter's limit stays out
+ * (the client fetches it when it needs it, by id). */
+int fetch_mark_send_filtered(walk *w, const guts_id *id, int is_tree);
+
+/* Drain the tree stack: read each tree and apply cb to its entries. A tree
+ * the store lacks is fatal when sending (git would get an incomplete pack)
+ * and ignored when marking (that only costs a larger pack). */
+int fetch_drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int sending);
+
+/* Follow tags from id to a non-tag: *type and *target. With each tag object
+ * seen, apply on_tag (mark known or select). ENOTFOUND when an object on
+ * the way is not stored. */
+int fetch_peel(walk *w, const guts_id *id, int *type, guts_id *target,
+               int (*on_tag)(walk *w, const guts_id *id, int is_tree));
+
+/* Select the sent commits (w->sent), then their trees and everything below
+ * them not known or selected already (fetch_mark_send_filtered), then the
+ * trees wanted directly (w->roots). Shows the counting progress. */
+int fetch_send_sent(walk *w);
+
+/* Release what the walk holds (not w itself). */
+void fetch_walk_free(walk *w);
+
+/* Select what wants reach and haves do not into w->send (the pack's
+ * order): the commit walk, then trees and blobs. */
+int fetch_select_objects(walk *w, const guts_id *wants, size_t nwants, const guts_id *haves,
+                         size_t nhaves, guts_git_fetch_stats *st);
+
+/* ---- fetch_pack.c ---- */
+
+/* Write every selected object into p, in order, on this thread (a pack
+ * whose writer is a sink: git smart HTTP's side-band). err is filled. */
+int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st);
+
+/* A clone's pack (no haves) holds the whole closure of the wants: index-pack
+ * can check that as it indexes, which spares git its own connectivity walk
+ * afterwards. A fetch's pack leaves out what the local repository has, so
+ * it is not self-contained and is not checked here. */
+int fetch_write_pack(walk *w, int self_contained, int *connected, guts_git_fetch_stats *st);
+
+#endif

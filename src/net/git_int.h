@@ -1,0 +1,118 @@
+/* git_int.h - what the files of git smart HTTP (git*.c) share: the
+ * service's state, one pack upload, the answer buffer and the replies.
+ * Private to src/net/.
+ */
+#ifndef GUTS_NET_GIT_INT_H
+#define GUTS_NET_GIT_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net.h"
+
+#define CT_ADVERT "application/x-git-upload-pack-advertisement"
+#define CT_RESULT "application/x-git-upload-pack-result"
+#define CT_TEXT "text/plain; charset=utf-8"
+
+/* Tag chains longer than this are malformed (as fetch.c). */
+#define PEEL_DEPTH_MAX 32
+
+typedef struct git_buf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} git_buf;
+
+struct git_reader;
+
+/* One pack being written: the thread's job. */
+typedef struct git_upload {
+    struct guts_net_git *g;
+    pthread_t th;
+    atomic_int done; /* the thread has finished: join it */
+    int wfd;         /* the pipe's write end (the thread closes it) */
+    char key[GUTS_KEY_MAX + 1];
+    git_buf prefix; /* sent before the pack: the acknowledgments section */
+    guts_id *wants, *haves;
+    size_t nwants, nhaves;
+    int thin, include_tag;
+    uint64_t blob_limit;
+    uint32_t depth;          /* deepen N; 0: none */
+    guts_id *client_shallow; /* the client's "shallow" lines */
+    size_t nclient_shallow;
+    int header_sent; /* "packfile" went out: errors go on band 3 now */
+    uint64_t pack_bytes;
+} git_upload;
+
+/* The answer's side of one pack: the pipe's read end. */
+typedef struct git_reader {
+    struct guts_net_git *g;
+    struct MHD_Connection *conn;
+    int fd;
+    ev_io io;
+    int suspended, closing;
+    struct git_reader *next;
+} git_reader;
+
+typedef struct guts_net_git {
+    guts_net_node *n;
+    git_upload *ups[GUTS_NET_GIT_UPLOADS_MAX];
+    git_reader *readers;
+    guts_net_git_stats stats;
+} guts_net_git;
+
+/* A POST's body, gathered across the handler's calls. */
+typedef struct git_req {
+    guts_net_http_ctx base;
+    git_buf body;
+    int too_big;
+} git_req;
+
+/* ---- git.c ---- */
+
+/* Append n bytes of d to b; out of memory sets b->oom (checked once, when
+ * the answer is sent: git_reply_buf). */
+void git_buf_put(git_buf *b, const void *d, size_t n);
+
+/* One data pkt-line of printf text (which ends with its own LF). */
+void git_buf_pkt(git_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Release b's bytes and empty it. */
+void git_buf_free(git_buf *b);
+
+/* A protocol error as git shows it: one "ERR" pkt-line ("remote error: ..."). */
+int git_reply_err(guts_net_git *g, struct MHD_Connection *conn, unsigned status, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
+
+/* Queue b as a 200 upload-pack result (500 when building it ran out of
+ * memory). */
+int git_reply_buf(guts_net_git *g, struct MHD_Connection *conn, git_buf *b);
+
+/* ---- git_refs.c ---- */
+
+/* Answer command=ls-refs of r; its arguments are body[pos..len). */
+int git_ls_refs(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const uint8_t *body,
+                size_t len, size_t pos);
+
+/* ---- git_upload.c ---- */
+
+/* Release u and what it holds (after its thread, if any, was joined). */
+void git_upload_free(git_upload *u);
+
+/* Join the threads that finished; the number still running. */
+size_t git_uploads_reap(guts_net_git *g);
+
+/* Start a pack thread for u and queue the answer that streams its pipe.
+ * u is the thread's from here (or freed on failure). */
+int git_upload_start(guts_net_git *g, struct MHD_Connection *conn, git_upload *u);
+
+/* ---- git_fetch.c ---- */
+
+/* Answer command=fetch of r (key); its arguments are body[pos..len). */
+int git_fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const char *key,
+              const uint8_t *body, size_t len, size_t pos);
+
+#endif
