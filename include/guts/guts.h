@@ -63,6 +63,25 @@ void guts_id_to_hex(const guts_id *id, char out[GUTS_HEX_LEN + 1]);
 int guts_id_is_zero(const guts_id *id);
 /** memcmp order of two ids. */
 int guts_id_cmp(const guts_id *a, const guts_id *b);
+/** Binary search over n sorted elements, the one of every module: cmp(ctx,
+ * i) is the sign of element i against the key sought. Returns the first
+ * index whose element is not below the key (n when none) and sets *found
+ * (when not NULL) to whether that element equals it. Inline, so that a
+ * constant cmp is inlined too. */
+static inline size_t guts_lower_bound(size_t n, int (*cmp)(const void *ctx, size_t i),
+                                      const void *ctx, int *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp(ctx, mid) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (found) *found = lo < n && cmp(ctx, lo) == 0;
+    return lo;
+}
 /** Write 32 lowercase hex digits of a node id and a NUL. */
 void guts_node_id_to_hex(const guts_node_id *id, char out[2 * GUTS_NODE_ID_LEN + 1]);
 

@@ -123,20 +123,24 @@ static void notice(fsck *f, const char *fmt, ...)
     if ((nn[f->nnotes] = strdup(line))) f->nnotes++;
 }
 
+typedef struct fsck_key {
+    const fsck *f;
+    const guts_id *id;
+} fsck_key;
+
+static int fsck_cmp(const void *ctx, size_t i)
+{
+    const fsck_key *k = ctx;
+    return guts_id_cmp(&k->f->sorted[i], k->id);
+}
+
 /* The index of id in f->sorted, or SIZE_MAX when it is not stored. */
 static size_t fsck_find(const fsck *f, const guts_id *id)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = guts_id_cmp(&f->sorted[mid], id);
-        if (c == 0) return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return SIZE_MAX;
+    fsck_key k = {f, id};
+    int found;
+    size_t i = guts_lower_bound(f->n, fsck_cmp, &k, &found);
+    return found ? i : SIZE_MAX;
 }
 
 static void fsck_link(fsck *f, const char *from, const char *what, const guts_id *id)

@@ -183,21 +183,27 @@ static void sketch_tick(guts_core *c)
     c->kmv_epoch_end = c->now + len;
 }
 
+typedef struct kmv_key {
+    const uint64_t *a;
+    uint64_t h;
+} kmv_key;
+
+static int kmv_cmp(const void *ctx, size_t i)
+{
+    const kmv_key *k = ctx;
+    return (k->a[i] > k->h) - (k->a[i] < k->h);
+}
+
 void members_sketch_add(guts_core *c, const guts_node_id *id)
 {
     uint64_t h = XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed);
     uint64_t *a = c->kmv[c->kmv_cur];
     size_t n = c->nkmv[c->kmv_cur];
     if (n == CORE_KMV_K && h >= a[n - 1]) return;
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (a[mid] == h) return;
-        if (a[mid] < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    kmv_key k = {a, h};
+    int found;
+    size_t lo = guts_lower_bound(n, kmv_cmp, &k, &found);
+    if (found) return;
     int full = n == CORE_KMV_K;
     if (full) n--; /* the largest makes room */
     memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
@@ -380,24 +386,21 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
     return p;
 }
 
+typedef struct prepo_key {
+    const peer_repo *a;
+    const char *key;
+} prepo_key;
+
+static int prepo_cmp(const void *ctx, size_t i)
+{
+    const prepo_key *k = ctx;
+    return k->a[i].key == k->key ? 0 : strcmp(k->a[i].key, k->key);
+}
+
 static size_t prepo_pos(const peer *p, const char *key, int *found)
 {
-    size_t lo = 0, hi = p->nrepos;
-    const peer_repo *a = prepos(p);
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = a[mid].key == key ? 0 : strcmp(a[mid].key, key);
-        if (r == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    prepo_key k = {prepos(p), key};
+    return guts_lower_bound(p->nrepos, prepo_cmp, &k, found);
 }
 
 peer_repo *members_repo(peer *p, const char *key)

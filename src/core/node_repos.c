@@ -10,23 +10,21 @@
 
 #include "core_internal.h"
 
+typedef struct repo_key {
+    const guts_core *c;
+    const char *key;
+} repo_key;
+
+static int repo_cmp(const void *ctx, size_t i)
+{
+    const repo_key *k = ctx;
+    return strcmp(k->c->repos[i]->key, k->key);
+}
+
 static size_t repo_pos(const guts_core *c, const char *key, int *found)
 {
-    size_t lo = 0, hi = c->nrepos;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(c->repos[mid]->key, key);
-        if (r == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    repo_key k = {c, key};
+    return guts_lower_bound(c->nrepos, repo_cmp, &k, found);
 }
 
 lrepo *core_repo_find(guts_core *c, const char *key)

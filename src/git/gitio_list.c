@@ -361,20 +361,25 @@ uint32_t *gitio_list_index(const ilist *L)
     return perm;
 }
 
+typedef struct list_key {
+    const ilist *L;
+    const uint32_t *perm;
+    const guts_id *id;
+} list_key;
+
+static int list_cmp(const void *ctx, size_t i)
+{
+    const list_key *k = ctx;
+    return guts_id_cmp(&k->L->o[k->perm[i]].id, k->id);
+}
+
 /* The index of id in the list, or NONE. */
 static uint32_t list_find(const ilist *L, const uint32_t *perm, const guts_id *id)
 {
-    size_t lo = 0, hi = L->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = guts_id_cmp(&L->o[perm[mid]].id, id);
-        if (c == 0) return perm[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NONE;
+    list_key k = {L, perm, id};
+    int found;
+    size_t i = guts_lower_bound(L->n, list_cmp, &k, &found);
+    return found ? perm[i] : NONE;
 }
 
 /* Resolve every delta base to an index (perm: gitio_list_index), take the hints

@@ -73,6 +73,17 @@ static int same_record(const guts_ref *a, int alive, const guts_ref *b, int bliv
     return guts_ref_cmp(a, b) == 0;
 }
 
+typedef struct dst_key {
+    const ref_scan *s;
+    const char *name;
+} dst_key;
+
+static int dst_cmp(const void *ctx, size_t i)
+{
+    const dst_key *k = ctx;
+    return strcmp(k->s->cmds[k->s->by_dst[i]].dst, k->name);
+}
+
 static int scan_one(const guts_ref *ref, void *ctx)
 {
     ref_scan *s = ctx;
@@ -81,14 +92,8 @@ static int scan_one(const guts_ref *ref, void *ctx)
         s->head_found = 1;
         return 0;
     }
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) { /* first command whose dst is not below the name */
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(s->cmds[s->by_dst[mid]].dst, ref->name) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    dst_key k = {s, ref->name}; /* first command whose dst is not below the name */
+    size_t lo = guts_lower_bound(s->n, dst_cmp, &k, NULL);
     int live = !guts_ref_is_tombstone(ref);
     if (!s->recheck && live && !ref->symref[0]) {
         int rc = guts_ids_push(&s->have, &ref->target);

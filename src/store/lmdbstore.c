@@ -151,23 +151,21 @@ static int damaged(guts_core_lmdbstore *s, const char *key, const char *why)
     return GUTS_EDAMAGED;
 }
 
+typedef struct open_key {
+    const guts_core_lmdbstore *s;
+    const char *key;
+} open_key;
+
+static int open_cmp(const void *ctx, size_t i)
+{
+    const open_key *k = ctx;
+    return strcmp(k->s->open[i].key, k->key);
+}
+
 static size_t pos_of(const guts_core_lmdbstore *s, const char *key, int *found)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(s->open[mid].key, key);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    open_key k = {s, key};
+    return guts_lower_bound(s->n, open_cmp, &k, found);
 }
 
 static int cmp_key(const void *a, const void *b)
