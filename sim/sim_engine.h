@@ -138,10 +138,7 @@ struct sim {
 
 static inline uint64_t sim_rnd(sim *s)
 {
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return guts_splitmix64(&s->rng);
 }
 
 static inline double sim_rnd01(sim *s)

@@ -25,14 +25,6 @@ int guts_addr_eq(const guts_addr *a, const guts_addr *b)
 
 /* ---- PRNG: splitmix64 seeding xoshiro256** ------------------------------- */
 
-static uint64_t splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t rotl(uint64_t x, int k)
 {
     return (x << k) | (x >> (64 - k));
@@ -324,7 +316,7 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
     if (c->cfg.dgram_max < 512) c->cfg.dgram_max = 512;
     uint64_t x = cfg->seed ^ 0x6775747363307265ull;
     for (int i = 0; i < 4; i++)
-        c->rng[i] = splitmix(&x);
+        c->rng[i] = guts_splitmix64(&x);
     c->next_stream = 1;
     c->kmv_seed = core_rand(c);
     c->st.repos(c->st.ctx, core_repo_rescan_cb, c);

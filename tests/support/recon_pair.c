@@ -6,10 +6,7 @@
 
 uint64_t rp_rng(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return guts_splitmix64(s);
 }
 
 void rp_mkid(uint64_t *s, guts_id *id)

@@ -37,10 +37,7 @@ static const char *const branches[] = {"refs/heads/main", "refs/heads/dev"};
 
 static uint64_t prng(uint64_t *x)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return guts_splitmix64(x);
 }
 
 typedef struct written {
