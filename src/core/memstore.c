@@ -1,4 +1,7 @@
-/* memstore.c - an in-memory store behind the core's store interface.
+/* memstore.c - an in-memory store behind the core's store interface: its
+ * pool, repositories and objects, and the interface table. Refs are
+ * memstore_refs.c, records and large objects memstore_recs.c; the shared
+ * structures are in memstore_int.h.
  *
  * Tests and the simulator run many cores in one process; giving each an
  * LMDB env would make thousands of nodes impossible. This store keeps the
@@ -24,53 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guts/core.h"
-
-typedef struct mobj {
-    guts_id id;
-    int type;
-    size_t len;
-    uint8_t *data;
-} mobj;
-
-/* A large object being received (memory: the bytes so far). */
-typedef struct mstage {
-    guts_stage st;
-    uint8_t *data;
-    uint64_t touched;
-} mstage;
-
-/* A ref record as stored: names on the heap, the digest term kept. */
-typedef struct mref {
-    char *name;
-    char *symref; /* NULL unless symbolic */
-    guts_id target;
-    uint64_t clock;
-    guts_node_id writer;
-    guts_fp term; /* guts_ref_digest_term() of the record */
-} mref;
-
-typedef struct mrepo {
-    char key[GUTS_KEY_MAX + 1];
-    mstage stage[GUTS_STAGE_MAX];
-    size_t nstage;
-    mobj *objs; /* sorted by id */
-    size_t nobjs, capobjs;
-    guts_id *log; /* insertion order */
-    size_t nlog, caplog;
-    mref *refs; /* sorted by name; tombstones included */
-    size_t nrefs, caprefs;
-    guts_fp fp, rdigest;
-    uint64_t txnid, clock, bytes, tombstones;
-} mrepo;
-
-struct guts_memstore {
-    mrepo **repos; /* sorted by key */
-    size_t n, cap;
-    guts_mempool *pool; /* NULL: every object's contents owned */
-    uint8_t **owned;    /* pooled store: the contents it owns (damaged copies) */
-    size_t nowned;
-};
+#include "memstore_int.h"
 
 /* One object's contents in a pool. */
 typedef struct pent {
@@ -199,7 +156,7 @@ void guts_memstore_free(guts_memstore *m)
     free(m);
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return GUTS_OK;
@@ -234,7 +191,7 @@ static size_t repo_pos(const guts_memstore *m, const char *key, int *found)
     return lo;
 }
 
-static mrepo *repo_find(const guts_memstore *m, const char *key)
+mrepo *memstore_repo_find(const guts_memstore *m, const char *key)
 {
     int found;
     size_t i = repo_pos(m, key, &found);
@@ -255,7 +212,7 @@ static size_t obj_lower(const mrepo *r, const guts_id *id)
     return lo;
 }
 
-static const mobj *obj_find(const mrepo *r, const guts_id *id)
+const mobj *memstore_obj_find(const mrepo *r, const guts_id *id)
 {
     size_t i = obj_lower(r, id);
     if (i < r->nobjs && guts_id_cmp(&r->objs[i].id, id) == 0)
@@ -283,7 +240,7 @@ static int m_create(void *ctx, const char *key)
     size_t pos = repo_pos(m, key, &found);
     if (found)
         return GUTS_OK;
-    if (grow((void **)&m->repos, &m->cap, m->n + 1, sizeof(mrepo *)))
+    if (memstore_grow((void **)&m->repos, &m->cap, m->n + 1, sizeof(mrepo *)))
         return GUTS_ENOMEM;
     mrepo *r = calloc(1, sizeof(mrepo));
     if (!r)
@@ -297,7 +254,7 @@ static int m_create(void *ctx, const char *key)
 
 static int m_info(void *ctx, const char *key, guts_repo_info *out)
 {
-    const mrepo *r = repo_find(ctx, key);
+    const mrepo *r = memstore_repo_find(ctx, key);
     if (!r)
         return GUTS_ENOTFOUND;
     memset(out, 0, sizeof(*out));
@@ -315,7 +272,7 @@ static int m_info(void *ctx, const char *key, guts_repo_info *out)
 static int m_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
                  int (*cb)(const guts_id *id, void *arg), void *arg)
 {
-    const mrepo *r = repo_find(ctx, key);
+    const mrepo *r = memstore_repo_find(ctx, key);
     if (!r)
         return GUTS_ENOTFOUND;
     size_t i = from ? obj_lower(r, from) : 0;
@@ -331,19 +288,19 @@ static int m_ids(void *ctx, const char *key, const guts_id *from, const guts_id 
 
 static int m_has(void *ctx, const char *key, const guts_id *id)
 {
-    const mrepo *r = repo_find(ctx, key);
+    const mrepo *r = memstore_repo_find(ctx, key);
     if (!r)
         return GUTS_ENOTFOUND;
-    return obj_find(r, id) != NULL;
+    return memstore_obj_find(r, id) != NULL;
 }
 
-static int m_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+int memstore_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
                  size_t *len)
 {
-    const mrepo *r = repo_find(ctx, key);
+    const mrepo *r = memstore_repo_find(ctx, key);
     if (!r)
         return GUTS_ENOTFOUND;
-    const mobj *o = obj_find(r, id);
+    const mobj *o = memstore_obj_find(r, id);
     if (!o)
         return GUTS_ENOTFOUND;
     *data = malloc(o->len ? o->len : 1);
@@ -360,10 +317,10 @@ static int cmp_mobj(const void *a, const void *b)
     return guts_id_cmp(&((const mobj *)a)->id, &((const mobj *)b)->id);
 }
 
-static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
+int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
                  size_t *bad)
 {
-    mrepo *r = repo_find(ctx, key);
+    mrepo *r = memstore_repo_find(ctx, key);
     if (added)
         *added = 0;
     if (!r)
@@ -382,7 +339,7 @@ static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         return GUTS_ENOMEM;
     size_t nf = 0;
     for (size_t i = 0; i < n; i++) {
-        if (obj_find(r, &objs[i].id))
+        if (memstore_obj_find(r, &objs[i].id))
             continue;
         fresh[nf].id = objs[i].id;
         fresh[nf].type = objs[i].type;
@@ -395,9 +352,9 @@ static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         if (w == 0 || guts_id_cmp(&fresh[w - 1].id, &fresh[i].id) != 0)
             fresh[w++] = fresh[i];
     nf = w;
-    int rc = grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj));
+    int rc = memstore_grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj));
     if (!rc)
-        rc = grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(guts_id));
+        rc = memstore_grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(guts_id));
     size_t nlog = r->nlog;
     /* copy contents and log in batch order, like the LMDB store */
     for (size_t j = 0; !rc && j < n; j++) {
@@ -449,20 +406,20 @@ static int m_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
 
 static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
 {
-    const mrepo *r = repo_find(ctx, key);
+    const mrepo *r = memstore_repo_find(ctx, key);
     *n = 0;
     if (!r)
         return GUTS_ENOTFOUND;
     for (size_t i = 0; *n < max && i < r->nlog; i++)
-        if (obj_find(r, &r->log[r->nlog - 1 - i])) /* not dropped */
+        if (memstore_obj_find(r, &r->log[r->nlog - 1 - i])) /* not dropped */
             out[(*n)++] = r->log[r->nlog - 1 - i];
     return GUTS_OK;
 }
 
 static int m_verify(void *ctx, const char *key, const guts_id *id)
 {
-    const mrepo *r = repo_find(ctx, key);
-    const mobj *o = r ? obj_find(r, id) : NULL;
+    const mrepo *r = memstore_repo_find(ctx, key);
+    const mobj *o = r ? memstore_obj_find(r, id) : NULL;
     if (!o) return GUTS_ENOTFOUND;
     guts_id got;
     int rc = guts_obj_hash(o->type, o->data, o->len, &got);
@@ -472,11 +429,11 @@ static int m_verify(void *ctx, const char *key, const guts_id *id)
 
 static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size_t *dropped)
 {
-    mrepo *r = repo_find(ctx, key);
+    mrepo *r = memstore_repo_find(ctx, key);
     *dropped = 0;
     if (!r) return GUTS_ENOTFOUND;
     for (size_t k = 0; k < n; k++) {
-        mobj *o = (mobj *)obj_find(r, &ids[k]);
+        mobj *o = (mobj *)memstore_obj_find(r, &ids[k]);
         if (!o) continue;
         size_t i = (size_t)(o - r->objs);
         guts_fp_sub(&r->fp, guts_fp_of_id(&o->id));
@@ -492,8 +449,8 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
 
 int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
 {
-    const mrepo *r = repo_find(m, key);
-    mobj *o = r ? (mobj *)obj_find(r, id) : NULL;
+    const mrepo *r = memstore_repo_find(m, key);
+    mobj *o = r ? (mobj *)memstore_obj_find(r, id) : NULL;
     if (!o) return GUTS_ENOTFOUND;
     if (o->len == 0) return GUTS_EINVAL;
     if (m->pool) { /* the pool's copy is every store's: damage a copy of our own */
@@ -518,324 +475,6 @@ int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
     return GUTS_OK;
 }
 
-static size_t ref_pos(const mrepo *r, const char *name, int *found)
-{
-    size_t lo = 0, hi = r->nrefs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(r->refs[mid].name, name);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
-}
-
-static int is_tombstone(const mref *ref)
-{
-    return ref->symref == NULL && guts_id_is_zero(&ref->target);
-}
-
-static void ref_expand(const mref *m, guts_ref *out)
-{
-    memset(out, 0, sizeof(*out));
-    strcpy(out->name, m->name);
-    if (m->symref) strcpy(out->symref, m->symref);
-    out->target = m->target;
-    out->clock = m->clock;
-    out->writer = m->writer;
-}
-
-static int m_refs(void *ctx, const char *key, int with_tombstones,
-                  int (*cb)(const guts_ref *ref, void *arg), void *arg)
-{
-    const mrepo *r = repo_find(ctx, key);
-    if (!r)
-        return GUTS_ENOTFOUND;
-    guts_ref ref;
-    for (size_t i = 0; i < r->nrefs; i++) {
-        if (!with_tombstones && is_tombstone(&r->refs[i]))
-            continue;
-        ref_expand(&r->refs[i], &ref);
-        int rc = cb(&ref, arg);
-        if (rc)
-            return rc;
-    }
-    return GUTS_OK;
-}
-
-static int m_ref_get(void *ctx, const char *key, const char *name, guts_ref *out)
-{
-    const mrepo *r = repo_find(ctx, key);
-    if (!r)
-        return GUTS_ENOTFOUND;
-    int found;
-    size_t i = ref_pos(r, name, &found);
-    if (!found)
-        return GUTS_ENOTFOUND;
-    ref_expand(&r->refs[i], out);
-    return GUTS_OK;
-}
-
-static int m_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
-{
-    mrepo *r = repo_find(ctx, key);
-    if (!r)
-        return GUTS_ENOTFOUND;
-    for (size_t i = 0; i < n; i++)
-        if (guts_refname_check(refs[i].name) != GUTS_OK)
-            return GUTS_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        /* the new record, built first: nothing changes when memory runs out */
-        mref nr;
-        memset(&nr, 0, sizeof(nr));
-        guts_ref full = refs[i];
-        if (full.symref[0]) /* as the LMDB store: symbolic refs have no target */
-            memset(&full.target, 0, sizeof(guts_id));
-        nr.name = strdup(full.name);
-        nr.symref = full.symref[0] ? strdup(full.symref) : NULL;
-        if (!nr.name || (full.symref[0] && !nr.symref)) {
-            free(nr.name);
-            free(nr.symref);
-            return GUTS_ENOMEM;
-        }
-        nr.target = full.target;
-        nr.clock = full.clock;
-        nr.writer = full.writer;
-        nr.term = guts_ref_digest_term(&full);
-        int found;
-        size_t pos = ref_pos(r, full.name, &found);
-        if (found) {
-            guts_fp_sub(&r->rdigest, r->refs[pos].term);
-            if (is_tombstone(&r->refs[pos]))
-                r->tombstones--;
-            free(r->refs[pos].name);
-            free(r->refs[pos].symref);
-        } else {
-            if (grow((void **)&r->refs, &r->caprefs, r->nrefs + 1, sizeof(mref))) {
-                free(nr.name);
-                free(nr.symref);
-                return GUTS_ENOMEM;
-            }
-            memmove(r->refs + pos + 1, r->refs + pos, (r->nrefs - pos) * sizeof(mref));
-            r->nrefs++;
-        }
-        r->refs[pos] = nr;
-        guts_fp_add(&r->rdigest, nr.term);
-        if (is_tombstone(&nr))
-            r->tombstones++;
-        if (nr.clock > r->clock)
-            r->clock = nr.clock;
-    }
-    if (n)
-        r->txnid++;
-    return GUTS_OK;
-}
-
-/* Records: this store keeps raw content, so it reads every object as a raw
- * record, and decodes what it is given (zstd, or a delta against a base
- * stored here or earlier in the call) into content for m_put. */
-static int m_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)
-{
-    int type;
-    size_t len;
-    int rc = m_get(ctx, key, id, &type, buf, &len);
-    if (rc)
-        return rc;
-    memset(out, 0, sizeof(*out));
-    out->id = *id;
-    out->type = type;
-    out->enc = GUTS_REC_RAW;
-    out->size = len;
-    out->data = *buf;
-    out->len = len;
-    return GUTS_OK;
-}
-
-static int m_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                     size_t *added, size_t *bad)
-{
-    mrepo *r = repo_find(ctx, key);
-    if (added)
-        *added = 0;
-    if (!r)
-        return GUTS_ENOTFOUND;
-    guts_obj *objs = calloc(n ? n : 1, sizeof(guts_obj));
-    void **bufs = calloc(n ? n : 1, sizeof(void *));
-    size_t *from = calloc(n ? n : 1, sizeof(size_t)); /* record index of objs[k] */
-    int rc = objs && bufs && from ? GUTS_OK : GUTS_ENOMEM;
-    size_t no = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
-        const guts_rec *rec = &recs[i];
-        if (nobase)
-            nobase[i] = 0;
-        const void *base = NULL;
-        size_t blen = 0;
-        if (rec->enc == GUTS_REC_DELTA) {
-            const mobj *b = obj_find(r, &rec->base);
-            if (b) {
-                base = b->data;
-                blen = b->len;
-            }
-            for (size_t k = 0; !base && k < no; k++) {
-                if (guts_id_cmp(&objs[k].id, &rec->base) == 0) {
-                    base = objs[k].data;
-                    blen = objs[k].len;
-                }
-            }
-            if (!base) {
-                if (nobase)
-                    nobase[i] = 1;
-                continue;
-            }
-        }
-        rc = guts_rec_decode(rec, base, blen, &bufs[no]);
-        if (rc) {
-            if (bad)
-                *bad = i;
-            break;
-        }
-        objs[no].id = rec->id;
-        objs[no].type = rec->type;
-        objs[no].data = bufs[no];
-        objs[no].len = (size_t)rec->size;
-        from[no] = i;
-        no++;
-    }
-    if (!rc) {
-        size_t b = 0;
-        rc = m_put(ctx, key, objs, no, added, &b);
-        if (rc && bad)
-            *bad = from[b];
-    }
-    for (size_t k = 0; bufs && k < no; k++)
-        free(bufs[k]);
-    free(objs);
-    free(bufs);
-    free(from);
-    return rc;
-}
-
-/* ---- Large objects: the same contract as store.h's staging, in memory ---- */
-
-static int m_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
-                  size_t len, size_t *got)
-{
-    const mrepo *r = repo_find(ctx, key);
-    const mobj *o = r ? obj_find(r, id) : NULL;
-    *got = 0;
-    if (!o)
-        return GUTS_ENOTFOUND;
-    if (off > o->len)
-        return GUTS_EINVAL;
-    size_t n = o->len - off < len ? (size_t)(o->len - off) : len;
-    if (n)
-        memcpy(buf, o->data + off, n);
-    *got = n;
-    return GUTS_OK;
-}
-
-static mstage *stage_find(mrepo *r, const guts_id *id)
-{
-    for (size_t i = 0; i < r->nstage; i++)
-        if (guts_id_cmp(&r->stage[i].st.id, id) == 0)
-            return &r->stage[i];
-    return NULL;
-}
-
-static void stage_remove(mrepo *r, mstage *m)
-{
-    free(m->data);
-    *m = r->stage[--r->nstage];
-}
-
-static int m_stage_drop(void *ctx, const char *key, const guts_id *id)
-{
-    mrepo *r = repo_find(ctx, key);
-    mstage *m = r ? stage_find(r, id) : NULL;
-    if (m)
-        stage_remove(r, m);
-    return GUTS_OK;
-}
-
-static int m_stage_write(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,
-                         uint64_t off, const void *data, size_t len, int *stored)
-{
-    mrepo *r = repo_find(ctx, key);
-    *stored = 0;
-    if (!r)
-        return GUTS_ENOTFOUND;
-    if (!guts_otype_name(type))
-        return GUTS_EINVAL;
-    if (size > GUTS_OBJ_MAX_DEFAULT || off > size || len > size - off)
-        return GUTS_ETOOBIG;
-    mstage *m = stage_find(r, id);
-    if (obj_find(r, id)) {
-        if (m)
-            stage_remove(r, m);
-        return GUTS_OK;
-    }
-    if (off == 0) {
-        if (m)
-            stage_remove(r, m);
-        if (r->nstage == GUTS_STAGE_MAX) { /* drop the least recently written */
-            mstage *old = &r->stage[0];
-            for (size_t i = 1; i < r->nstage; i++)
-                if (r->stage[i].touched < old->touched)
-                    old = &r->stage[i];
-            stage_remove(r, old);
-        }
-        m = &r->stage[r->nstage++];
-        memset(m, 0, sizeof(*m));
-        m->st = (guts_stage){.id = *id, .type = type, .size = size};
-    } else if (!m || m->st.have != off || m->st.type != type || m->st.size != size) {
-        return GUTS_EINVAL;
-    }
-    uint8_t *p = realloc(m->data, (size_t)(off + len) ? (size_t)(off + len) : 1);
-    if (!p)
-        return GUTS_ENOMEM;
-    m->data = p;
-    if (len)
-        memcpy(p + off, data, len);
-    m->st.have = off + len;
-    m->touched = ++r->txnid;
-    if (m->st.have < size)
-        return GUTS_OK;
-    guts_obj o = {.id = *id, .type = type, .data = m->data, .len = (size_t)size};
-    size_t added = 0;
-    int rc = m_put(ctx, key, &o, 1, &added, NULL);
-    stage_remove(r, m);
-    if (rc == GUTS_OK)
-        *stored = added == 1;
-    return rc;
-}
-
-static int m_stage_list(void *ctx, const char *key, guts_stage *out, size_t max, size_t *n)
-{
-    mrepo *r = repo_find(ctx, key);
-    *n = 0;
-    if (!r)
-        return GUTS_OK;
-    uint64_t last = 0;
-    while (*n < max) { /* least recently written first */
-        const mstage *next = NULL;
-        for (size_t i = 0; i < r->nstage; i++)
-            if (r->stage[i].touched > last && (!next || r->stage[i].touched < next->touched))
-                next = &r->stage[i];
-        if (!next)
-            break;
-        out[(*n)++] = next->st;
-        last = next->touched;
-    }
-    return GUTS_OK;
-}
-
 void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
 {
     memset(out, 0, sizeof(*out));
@@ -845,18 +484,18 @@ void guts_memstore_iface(guts_memstore *m, guts_core_store *out)
     out->info = m_info;
     out->ids = m_ids;
     out->has = m_has;
-    out->get = m_get;
-    out->put = m_put;
+    out->get = memstore_get;
+    out->put = memstore_put;
     out->recent = m_recent;
-    out->refs = m_refs;
-    out->ref_get = m_ref_get;
-    out->refs_put = m_refs_put;
-    out->rec_get = m_rec_get;
-    out->rec_put = m_rec_put;
-    out->read = m_read;
-    out->stage_write = m_stage_write;
-    out->stage_list = m_stage_list;
-    out->stage_drop = m_stage_drop;
+    out->refs = memstore_refs;
+    out->ref_get = memstore_ref_get;
+    out->refs_put = memstore_refs_put;
+    out->rec_get = memstore_rec_get;
+    out->rec_put = memstore_rec_put;
+    out->read = memstore_read;
+    out->stage_write = memstore_stage_write;
+    out->stage_list = memstore_stage_list;
+    out->stage_drop = memstore_stage_drop;
     out->verify = m_verify;
     out->drop = m_drop;
 }

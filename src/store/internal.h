@@ -244,9 +244,12 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
 /* Write the counters back; nothing when no object was added. */
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
-/* Object records (objects.c). */
+/* Object records (objects.c; writing them is objects_put.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);
 int store_corrupt(const guts_id *id, const char *why);
+/* Full content of a stored object, read in txn, into a new buffer. */
+int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
+                     size_t *len);
 
 /* Large objects (pieces.c): the whole content of a large object read in
  * txn into a new buffer (for guts_repo_get and delta bases). */
