@@ -172,23 +172,21 @@ int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem)
 }
 
 /* Index of key, or of where it would go (with *found 0). */
+typedef struct repo_key {
+    const guts_memstore *m;
+    const char *key;
+} repo_key;
+
+static int repo_cmp(const void *ctx, size_t i)
+{
+    const repo_key *k = ctx;
+    return strcmp(k->m->repos[i]->key, k->key);
+}
+
 static size_t repo_pos(const guts_memstore *m, const char *key, int *found)
 {
-    size_t lo = 0, hi = m->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(m->repos[mid]->key, key);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    repo_key k = {m, key};
+    return guts_lower_bound(m->n, repo_cmp, &k, found);
 }
 
 mrepo *memstore_repo_find(const guts_memstore *m, const char *key)
@@ -199,25 +197,29 @@ mrepo *memstore_repo_find(const guts_memstore *m, const char *key)
 }
 
 /* First object index with id >= *id. */
+typedef struct obj_key {
+    const mrepo *r;
+    const guts_id *id;
+} obj_key;
+
+static int obj_cmp(const void *ctx, size_t i)
+{
+    const obj_key *k = ctx;
+    return guts_id_cmp(&k->r->objs[i].id, k->id);
+}
+
 static size_t obj_lower(const mrepo *r, const guts_id *id)
 {
-    size_t lo = 0, hi = r->nobjs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (guts_id_cmp(&r->objs[mid].id, id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    obj_key k = {r, id};
+    return guts_lower_bound(r->nobjs, obj_cmp, &k, NULL);
 }
 
 const mobj *memstore_obj_find(const mrepo *r, const guts_id *id)
 {
-    size_t i = obj_lower(r, id);
-    if (i < r->nobjs && guts_id_cmp(&r->objs[i].id, id) == 0)
-        return &r->objs[i];
-    return NULL;
+    obj_key k = {r, id};
+    int found;
+    size_t i = guts_lower_bound(r->nobjs, obj_cmp, &k, &found);
+    return found ? &r->objs[i] : NULL;
 }
 
 static int m_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)

@@ -7,23 +7,21 @@
 
 #include "memstore_int.h"
 
+typedef struct ref_key {
+    const mrepo *r;
+    const char *name;
+} ref_key;
+
+static int ref_cmp(const void *ctx, size_t i)
+{
+    const ref_key *k = ctx;
+    return strcmp(k->r->refs[i].name, k->name);
+}
+
 static size_t ref_pos(const mrepo *r, const char *name, int *found)
 {
-    size_t lo = 0, hi = r->nrefs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(r->refs[mid].name, name);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    ref_key k = {r, name};
+    return guts_lower_bound(r->nrefs, ref_cmp, &k, found);
 }
 
 static int is_tombstone(const mref *ref)
