@@ -246,6 +246,10 @@ int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
 /* Object records (objects.c; writing them is objects_put.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);
+/* The record of id in txn, parsed: *v its bytes (valid while txn lives), *h
+ * its header. GUTS_ENOTFOUND, a storage error, or GUTS_ECORRUPT for a
+ * malformed record (the error text names id). */
+int store_rec_find(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, rec_hdr *h);
 int store_corrupt(const guts_id *id, const char *why);
 /* Full content of a stored object, read in txn, into a new buffer. */
 int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,

@@ -87,6 +87,16 @@ int store_corrupt(const guts_id *id, const char *why)
     return GUTS_ECORRUPT;
 }
 
+int store_rec_find(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, rec_hdr *h)
+{
+    MDB_val k = {GUTS_ID_LEN, (void *)id->b};
+    int rc = mdb_get(txn, r->se->objects, &k, v);
+    if (rc == MDB_NOTFOUND) return GUTS_ENOTFOUND;
+    if (rc) return store_mdb_err(rc, "read object");
+    if (rec_parse(v, h)) return store_corrupt(id, "malformed record");
+    return GUTS_OK;
+}
+
 /* Decode one record into a new buffer; prefix is the base content for a
  * delta and must be NULL otherwise. */
 static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const uint8_t *prefix,
@@ -130,10 +140,8 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
     rec_hdr chain[STORE_DELTA_DEPTH_MAX + 1];
     guts_id ids[STORE_DELTA_DEPTH_MAX + 1];
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
-    int rc = mdb_get(txn, r->se->objects, &k, &v);
-    if (rc == MDB_NOTFOUND) return GUTS_ENOTFOUND;
-    if (rc) return store_mdb_err(rc, "read object");
-    if ((rc = rec_parse(&v, &chain[0]))) return store_corrupt(id, "malformed record");
+    int rc = store_rec_find(r, txn, id, &v, &chain[0]);
+    if (rc) return rc;
     ids[0] = *id;
     *type = chain[0].type;
     size_t clen;
@@ -296,19 +304,12 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
-    rc = mdb_get(txn, r->se->objects, &k, &v);
-    if (rc == 0) {
-        rec_hdr h;
-        rc = rec_parse(&v, &h);
-        if (rc == 0) {
-            if (type) *type = h.type;
-            if (size) *size = h.size;
-        } else {
-            store_corrupt(id, "malformed record");
-        }
-    } else {
-        rc = rc == MDB_NOTFOUND ? GUTS_ENOTFOUND : store_mdb_err(rc, "read object");
+    MDB_val v;
+    rec_hdr h;
+    rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc == GUTS_OK) {
+        if (type) *type = h.type;
+        if (size) *size = h.size;
     }
     store_read_end(r, txn);
     return rc;
@@ -328,16 +329,12 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
-    rc = mdb_get(txn, r->se->objects, &k, &v);
+    MDB_val v;
     rec_hdr h;
     uint8_t *copy = NULL;
-    if (rc == MDB_NOTFOUND) {
-        rc = GUTS_ENOTFOUND;
-    } else if (rc) {
-        rc = store_mdb_err(rc, "read object");
-    } else if (rec_parse(&v, &h)) {
-        rc = store_corrupt(id, "malformed record");
+    rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc) {
+        /* not found, unreadable or malformed: rc says which */
     } else if (h.enc == ENC_PIECES) {
         memset(out, 0, sizeof *out);
         out->id = *id;

@@ -142,15 +142,11 @@ int guts_repo_read(guts_repo *r, const guts_id *id, uint64_t off, void *buf, siz
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    MDB_val v;
     rec_hdr h;
-    rc = mdb_get(txn, r->se->objects, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        rc = GUTS_ENOTFOUND;
-    } else if (rc) {
-        rc = store_mdb_err(rc, "read object");
-    } else if (rec_parse(&v, &h)) {
-        rc = store_corrupt(id, "malformed record");
+    rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc) {
+        /* not found, unreadable or malformed: rc says which */
     } else if (off > h.size) {
         store_seterr("read at %llu past the end of a %llu-byte object", (unsigned long long)off,
                      (unsigned long long)h.size);
@@ -231,14 +227,8 @@ static int obj_head(guts_repo *r, const guts_id *id, rec_hdr *h)
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
-    rc = mdb_get(txn, r->se->objects, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        rc = GUTS_ENOTFOUND;
-    else if (rc)
-        rc = store_mdb_err(rc, "read object");
-    else if (rec_parse(&v, h))
-        rc = store_corrupt(id, "malformed record");
+    MDB_val v;
+    rc = store_rec_find(r, txn, id, &v, h);
     store_read_end(r, txn);
     return rc;
 }
