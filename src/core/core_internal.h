@@ -26,6 +26,7 @@
 #include "recon.h"
 #include "guts/refmerge.h"
 #include "guts/core.h"
+#include "guts/idset.h"
 #include "guts/wire.h"
 
 /* ---- Structures ----------------------------------------------------------- */
@@ -109,12 +110,6 @@ typedef struct cref {
     uint32_t tries; /* pending: sessions that ended with its closure incomplete */
 } cref;
 
-/* A small open-addressing set of ids (closure walks, complete cache). */
-typedef struct idset {
-    guts_id *slots;
-    uint8_t *used;
-    size_t n, cap;
-} idset;
 
 /* A repository state peers announced, how many times, and when last. */
 typedef struct seen_state {
@@ -142,7 +137,7 @@ typedef struct lrepo {
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
     cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
-    idset complete; /* ids whose closure is known complete */
+    guts_idset complete; /* ids whose closure is known complete */
 } lrepo;
 
 /* SESS_PARKED: a puller's stream between two pulls from the same peer
@@ -238,7 +233,7 @@ typedef struct session {
      * is read (7.7 KB, which a session sending whole objects never needs). */
     sent_rec *ahead;
     size_t headahead, nahead, capahead;
-    idset early; /* ids sent ahead of a whole-repository walk */
+    guts_idset early; /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent; /* elements sent for the request being answered */
     int said_hello;
@@ -290,8 +285,8 @@ struct guts_core {
     int refused_logged;            /* a remote-only cap refused a key: said once */
     int full;                      /* the store refused a write as full (GUTS_EFULL) */
     uint64_t full_retry;           /* while full: no pull starts before this */
-    idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
-    idset damaged;                 /* stored objects found failing their hash: logged once */
+    guts_idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
+    guts_idset damaged;                 /* stored objects found failing their hash: logged once */
     /* group-size sketch (node_members.c): per epoch the sorted distinct
      * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last
      * (the arrays themselves are below: the fields up to kmv are what most
@@ -523,7 +518,7 @@ void serve_pump(guts_core *c, session *s);
 /* node_closure.c */
 /* Is target's closure in the store? *complete says; missing ids go into
  * want (at most cap), ids found incomplete into incomplete. */
-int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
+int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *target,
                  guts_id *want, size_t cap, size_t *nwant, int *complete);
 /* The ancestry oracle of guts_ref_merge (ctx: a refs_anc_ctx): is anc an
  * ancestor of desc? At most CORE_ANCESTRY_MAX objects are read (0 past). */
@@ -545,11 +540,5 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n);
 void repo_free_state(lrepo *r);
 
-/* idset (node_refs.c) */
-/* Hash of an id for open addressing (from its bytes 4..11). */
-size_t idset_hash(const guts_id *id);
-int idset_add(idset *s, const guts_id *id);
-int idset_has(const idset *s, const guts_id *id);
-void idset_clear(idset *s);
 
 #endif

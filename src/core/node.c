@@ -342,8 +342,8 @@ void guts_core_free(guts_core *c)
     }
     free(c->repos);
     free(c->sess);
-    idset_clear(&c->refused);
-    idset_clear(&c->damaged);
+    guts_idset_free(&c->refused);
+    guts_idset_free(&c->damaged);
     free(c->seeds);
     free(c->seed_sent);
     free(c);

@@ -74,7 +74,7 @@ static int seed_cb(const guts_ref *ref, void *arg)
 {
     lrepo *r = arg;
     if (!guts_id_is_zero(&ref->target) && !ref->symref[0])
-        idset_add(&r->complete, &ref->target);
+        guts_idset_insert(&r->complete, &ref->target);
     return 0;
 }
 
@@ -96,7 +96,7 @@ static int idmap_grow(idmap *m, const guts_id *nodes)
     for (size_t i = 0; i < m->cap; i++) {
         if (!m->slots[i])
             continue;
-        size_t j = idset_hash(&nodes[m->slots[i] - 1]) & (nc - 1);
+        size_t j = guts_id_hash(&nodes[m->slots[i] - 1]) & (nc - 1);
         while (sl[j])
             j = (j + 1) & (nc - 1);
         sl[j] = m->slots[i];
@@ -112,7 +112,7 @@ static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
 {
     if (!m->cap)
         return -1;
-    size_t j = idset_hash(id) & (m->cap - 1);
+    size_t j = guts_id_hash(id) & (m->cap - 1);
     while (m->slots[j]) {
         if (memcmp(&nodes[m->slots[j] - 1], id, sizeof(*id)) == 0)
             return (long)m->slots[j] - 1;
@@ -126,7 +126,7 @@ static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
 {
     if ((m->n + 1) * 2 > m->cap && idmap_grow(m, nodes))
         return GUTS_ENOMEM;
-    size_t j = idset_hash(&nodes[idx]) & (m->cap - 1);
+    size_t j = guts_id_hash(&nodes[idx]) & (m->cap - 1);
     while (m->slots[j])
         j = (j + 1) & (m->cap - 1);
     m->slots[j] = idx + 1;
@@ -149,13 +149,13 @@ static void idmap_free(idmap *m)
  * edges; every node left good has a complete closure and joins the
  * repository's complete cache, bad ones join the pass's incomplete set.
  * Missing ids go into want (deduplicated, at most cap). */
-int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *target,
+int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *target,
                  guts_id *want, size_t cap, size_t *nwant, int *complete)
 {
     if (r->complete.n == 0)
         c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
     *complete = 1;
-    if (idset_has(&r->complete, target))
+    if (guts_idset_has(&r->complete, target))
         return GUTS_OK;
     walk w = {0};
     idmap map = {0};
@@ -180,7 +180,7 @@ int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *targe
         w.n--;
         witem it = w.stack[w.n];
         uint32_t parent = from[w.n];
-        if (idset_has(&r->complete, &it.id))
+        if (guts_idset_has(&r->complete, &it.id))
             continue;
         long idx = idmap_get(&map, nodes, &it.id);
         int isnew = idx < 0;
@@ -224,7 +224,7 @@ int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *targe
         }
         if (!isnew)
             continue; /* seen before in this walk */
-        if (idset_has(incomplete, &it.id)) {
+        if (guts_idset_has(incomplete, &it.id)) {
             bad[idx] |= N_BAD;
             *complete = 0;
             continue;
@@ -323,16 +323,16 @@ int refs_closure(guts_core *c, lrepo *r, idset *incomplete, const guts_id *targe
         for (size_t i = 0; i < nnodes; i++)
             good += !(bad[i] & (N_BAD | N_BLOB));
         if (r->complete.n + good > CORE_COMPLETE_MAX)
-            idset_clear(&r->complete);
+            guts_idset_free(&r->complete);
         /* Blobs stay out of the complete cache: a blob is a leaf, checked
          * by one lookup whenever a walk meets it again, so caching it saves
          * little and would double the cache (half the objects of a
          * repository are blobs; 21 bytes each at load 1/2). */
         for (size_t i = 0; i < nnodes; i++) {
             if (bad[i] & N_BAD)
-                idset_add(incomplete, &nodes[i]);
+                guts_idset_insert(incomplete, &nodes[i]);
             else if (!(bad[i] & N_BLOB))
-                idset_add(&r->complete, &nodes[i]);
+                guts_idset_insert(&r->complete, &nodes[i]);
         }
     }
     free(w.stack);
@@ -350,13 +350,13 @@ int refs_is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
 {
     refs_anc_ctx *x = ctx;
     walk w = {0};
-    idset seen = {0};
+    guts_idset seen = {0};
     int found = 0;
     size_t steps = 0;
     wpush(&w, desc, 0);
     while (w.n && !w.err && !found && steps < CORE_ANCESTRY_MAX) {
         witem it = w.stack[--w.n];
-        if (idset_add(&seen, &it.id) <= 0)
+        if (guts_idset_insert(&seen, &it.id) <= 0)
             continue;
         steps++;
         int type;
@@ -377,6 +377,6 @@ int refs_is_ancestor(void *ctx, const guts_id *anc, const guts_id *desc)
         free(data);
     }
     free(w.stack);
-    idset_clear(&seen);
+    guts_idset_free(&seen);
     return found;
 }

@@ -18,79 +18,6 @@
 #include "core_internal.h"
 #include "guts/gitobj.h"
 
-/* ---- idset: open addressing on the id's first bytes ---------------------- */
-
-size_t idset_hash(const guts_id *id)
-{
-    uint64_t h;
-    memcpy(&h, id->b + 4, sizeof(h));
-    return (size_t)(h * 0x9e3779b97f4a7c15ull >> 7);
-}
-
-static int idset_grow(idset *s)
-{
-    size_t nc = s->cap ? 2 * s->cap : 32;
-    guts_id *slots = calloc(nc, sizeof(guts_id));
-    uint8_t *used = calloc(nc, 1);
-    if (!slots || !used) {
-        free(slots);
-        free(used);
-        return GUTS_ENOMEM;
-    }
-    for (size_t i = 0; i < s->cap; i++) {
-        if (!s->used[i])
-            continue;
-        size_t j = idset_hash(&s->slots[i]) & (nc - 1);
-        while (used[j])
-            j = (j + 1) & (nc - 1);
-        used[j] = 1;
-        slots[j] = s->slots[i];
-    }
-    free(s->slots);
-    free(s->used);
-    s->slots = slots;
-    s->used = used;
-    s->cap = nc;
-    return GUTS_OK;
-}
-
-int idset_has(const idset *s, const guts_id *id)
-{
-    if (!s->cap)
-        return 0;
-    size_t j = idset_hash(id) & (s->cap - 1);
-    while (s->used[j]) {
-        if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
-            return 1;
-        j = (j + 1) & (s->cap - 1);
-    }
-    return 0;
-}
-
-/* 1 added, 0 already there, <0 error. */
-int idset_add(idset *s, const guts_id *id)
-{
-    if ((s->n + 1) * 2 > s->cap && idset_grow(s))
-        return GUTS_ENOMEM;
-    size_t j = idset_hash(id) & (s->cap - 1);
-    while (s->used[j]) {
-        if (memcmp(&s->slots[j], id, sizeof(*id)) == 0)
-            return 0;
-        j = (j + 1) & (s->cap - 1);
-    }
-    s->used[j] = 1;
-    s->slots[j] = *id;
-    s->n++;
-    return 1;
-}
-
-void idset_clear(idset *s)
-{
-    free(s->slots);
-    free(s->used);
-    memset(s, 0, sizeof(*s));
-}
-
 /* ---- Compact ref records ------------------------------------------------- */
 
 void cref_free(cref *r)
@@ -138,7 +65,7 @@ void repo_free_state(lrepo *r)
     free(r->pending);
     r->pending = NULL;
     r->npending = r->cappending = 0;
-    idset_clear(&r->complete);
+    guts_idset_free(&r->complete);
 }
 
 static int cref_cmp(const cref *x, const cref *y)
@@ -282,7 +209,7 @@ static int batch_flush(guts_core *c, lrepo *r, batch *b)
         c->ctr.refs_applied += b->n;
         for (size_t i = 0; i < b->n; i++)
             if (!b->recs[i].symref[0] && !guts_id_is_zero(&b->recs[i].target))
-                idset_add(&r->complete, &b->recs[i].target);
+                guts_idset_insert(&r->complete, &b->recs[i].target);
         batch_events(c, r, b);
     }
     b->n = 0;
@@ -326,7 +253,7 @@ static int batch_put(guts_core *c, lrepo *r, batch *b, const guts_ref *rec, int 
 }
 
 /* Merge one incoming record; 1 applied (or obsolete), 0 wait, <0 error. */
-static int apply_one(guts_core *c, lrepo *r, idset *incomplete, batch *b, const cref *p,
+static int apply_one(guts_core *c, lrepo *r, guts_idset *incomplete, batch *b, const cref *p,
                      guts_id *want, size_t cap, size_t *nwant)
 {
     guts_ref *in = malloc(6 * sizeof(guts_ref));
@@ -397,7 +324,7 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     *nwant = 0;
     size_t w = 0;
     int changed = 0;
-    idset incomplete = {0};
+    guts_idset incomplete = {0};
     batch b = {.recs = malloc(REFS_BATCH * sizeof(guts_ref)),
                .aux = malloc(REFS_BATCH * sizeof(guts_id)),
                .what = malloc(REFS_BATCH)};
@@ -437,7 +364,7 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
     free(b.recs);
     free(b.aux);
     free(b.what);
-    idset_clear(&incomplete);
+    guts_idset_free(&incomplete);
     if (changed)
         core_repo_refresh(c, r);
     return GUTS_OK;

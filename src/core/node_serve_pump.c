@@ -258,13 +258,13 @@ static void read_ahead(guts_core *c, session *s, const guts_id *x, const guts_re
     while (k < s->capahead - s->nahead && ch[k - 1].rec.enc == GUTS_REC_DELTA &&
            s->early.n < CORE_EARLY_MAX) {
         const guts_id *b = &ch[k - 1].rec.base;
-        if (guts_id_cmp(b, x) <= 0 || idset_has(&s->early, b))
+        if (guts_id_cmp(b, x) <= 0 || guts_idset_has(&s->early, b))
             break; /* sent already */
         if (core_obj_damaged(c, s->key, b))
             break; /* sent without it: the puller holds the delta until a peer sends a good base */
         if (c->st.rec_get(c->st.ctx, s->key, b, &ch[k].rec, &ch[k].buf) != GUTS_OK)
             break;
-        if (idset_add(&s->early, b) < 0) {
+        if (guts_idset_insert(&s->early, b) < 0) {
             free(ch[k].buf);
             break;
         }
@@ -322,7 +322,7 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
                 rc = got;
                 break;
             }
-            if (j->whole && idset_has(&s->early, &id))
+            if (j->whole && guts_idset_has(&s->early, &id))
                 continue; /* sent ahead of its place */
             if (core_obj_damaged(c, s->key, &id)) continue;
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)

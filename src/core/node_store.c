@@ -86,8 +86,8 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
     c->ctr.objects_damaged++;
     lrepo *r = core_repo_find(c, key);
     if (rc == GUTS_OK && dropped && r) core_repo_refresh(c, r); /* announce the new fingerprint */
-    if (c->damaged.n >= CORE_REFUSED_MAX) idset_clear(&c->damaged);
-    if (idset_add(&c->damaged, id) == 1) {
+    if (c->damaged.n >= CORE_REFUSED_MAX) guts_idset_free(&c->damaged);
+    if (guts_idset_insert(&c->damaged, id) == 1) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
         if (rc == GUTS_OK)
@@ -110,8 +110,8 @@ int core_obj_refused(guts_core *c, const char *key, const guts_id *id, uint64_t 
 {
     if (size <= c->cfg.obj_max) return 0;
     c->ctr.objects_too_big++;
-    if (c->refused.n >= CORE_REFUSED_MAX) idset_clear(&c->refused);
-    if (idset_add(&c->refused, id) == 1) {
+    if (c->refused.n >= CORE_REFUSED_MAX) guts_idset_free(&c->refused);
+    if (guts_idset_insert(&c->refused, id) == 1) {
         char hex[GUTS_HEX_LEN + 1];
         guts_id_to_hex(id, hex);
         core_log(c, GUTS_LOG_WARN,
@@ -126,7 +126,7 @@ void core_wants_trim(guts_core *c, guts_id *ids, size_t *n)
 {
     size_t k = 0;
     for (size_t i = 0; i < *n; i++)
-        if (!idset_has(&c->refused, &ids[i])) ids[k++] = ids[i];
+        if (!guts_idset_has(&c->refused, &ids[i])) ids[k++] = ids[i];
     *n = k;
 }
 

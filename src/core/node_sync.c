@@ -116,7 +116,7 @@ static void sess_free(session *s)
     for (size_t i = s->headahead; i < s->nahead; i++)
         free(s->ahead[i].buf);
     free(s->ahead);
-    idset_clear(&s->early);
+    guts_idset_free(&s->early);
     pull_pend_free(s->core, s);
     jobs_free(s);
     free(s);

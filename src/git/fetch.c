@@ -490,6 +490,7 @@ int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *w
 {
     *connected = 0;
     walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1,
+              .commits = {.with_vals = 1},
               .blob_limit = UINT64_MAX};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "fetch.h"
-#include "idset.h"
+#include "guts/idset.h"
 #include "pack.h"
 #include "progress.h"
 

@@ -162,13 +162,14 @@ out:
 int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_stats *st,
                        char *err)
 {
-    walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit};
+    walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit,
+              .commits = {.with_vals = 1}};
     guts_progress_start(&w.counting, "counting objects", 0);
     guts_progress_start(&w.writing, "writing objects", 0);
     memset(st, 0, sizeof *st);
     int rc;
     if (q->depth) {
-        guts_idset depths = {0};
+        guts_idset depths = {.with_vals = 1};
         guts_ids shallow = {0}, unshallow = {0};
         rc = select_deepen(&w, q, &depths, &shallow, &unshallow);
         if (!rc && q->on_shallow)

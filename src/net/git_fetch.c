@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fetch.h"
-#include "idset.h"
+#include "guts/idset.h"
 #include "git_int.h"
 #include "pktline.h"
 

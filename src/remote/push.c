@@ -432,7 +432,7 @@ static int check_ancestry(remote_push_cmd *cmds, size_t n, const uint8_t *ask, c
         nask += ask[i];
     if (nask == 0) return GUTS_OK;
     char *argv[] = {"git", "cat-file", "--batch", NULL};
-    anc a = {.err = err};
+    anc a = {.err = err, .seen = {.with_vals = 1}};
     int rc = guts_proc_start(&a.p, argv, GUTS_PROC_PIPE, GUTS_PROC_PIPE, err);
     if (rc) return rc;
     a.out = fdopen(a.p.out, "r");

@@ -27,7 +27,7 @@
 #include <sys/types.h>
 
 #include "fetch.h"
-#include "idset.h"
+#include "guts/idset.h"
 #include "proc.h"
 #include "progress.h"
 #include "guts/guts.h"

@@ -1,23 +1,21 @@
-/* idset.c - a set of object ids with a value and flags per id.
+/* idset.c - the set of object ids (guts/idset.h), with flags and an
+ * optional value per id.
  *
  * Open addressing with linear probing, kept at most half full. Ids are SHA-1
- * digests, so their first eight bytes are already a uniform hash. The walk
- * in fetch.c keeps every commit it reads and every tree and blob it selects
- * here: one probe per object, no allocation per entry.
+ * digests, so eight of their bytes are already a uniform hash
+ * (guts_id_hash). One probe per object, no allocation per entry.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "idset.h"
+#include "guts/idset.h"
 
 #define USED 0x80 /* slot holds a key; the low 7 bits are the caller's */
-#define INITIAL_CAP 1024
+#define INITIAL_CAP 32 /* the core keeps one set per repository */
 
 static size_t slot_of(const guts_id *id, size_t mask)
 {
-    uint64_t h;
-    memcpy(&h, id->b, sizeof h);
-    return (size_t)h & mask;
+    return guts_id_hash(id) & mask;
 }
 
 static size_t probe(const guts_idset *s, const guts_id *id)
@@ -31,11 +29,11 @@ static size_t probe(const guts_idset *s, const guts_id *id)
 static int grow(guts_idset *s)
 {
     size_t cap = s->cap ? s->cap * 2 : INITIAL_CAP;
-    guts_idset t = {.cap = cap, .n = s->n};
+    guts_idset t = {.cap = cap, .n = s->n, .with_vals = s->with_vals};
     t.keys = malloc(cap * sizeof *t.keys);
-    t.vals = malloc(cap * sizeof *t.vals);
+    t.vals = s->with_vals ? malloc(cap * sizeof *t.vals) : NULL;
     t.flags = calloc(cap, 1);
-    if (!t.keys || !t.vals || !t.flags) {
+    if (!t.keys || (s->with_vals && !t.vals) || !t.flags) {
         guts_idset_free(&t);
         return GUTS_ENOMEM;
     }
@@ -43,7 +41,7 @@ static int grow(guts_idset *s)
         if (!(s->flags[i] & USED)) continue;
         size_t j = probe(&t, &s->keys[i]);
         t.keys[j] = s->keys[i];
-        t.vals[j] = s->vals[i];
+        if (t.vals) t.vals[j] = s->vals[i];
         t.flags[j] = s->flags[i];
     }
     guts_idset_free(s);
@@ -61,7 +59,7 @@ int guts_idset_add(guts_idset *s, const guts_id *id, size_t *slot, int *added)
     *added = !(s->flags[i] & USED);
     if (*added) {
         s->keys[i] = *id;
-        s->vals[i] = 0;
+        if (s->vals) s->vals[i] = 0;
         s->flags[i] = USED;
         s->n++;
     }
@@ -76,12 +74,26 @@ size_t guts_idset_find(const guts_idset *s, const guts_id *id)
     return (s->flags[i] & USED) ? i : SIZE_MAX;
 }
 
+int guts_idset_insert(guts_idset *s, const guts_id *id)
+{
+    size_t slot;
+    int added, rc = guts_idset_add(s, id, &slot, &added);
+    return rc ? rc : added;
+}
+
+int guts_idset_has(const guts_idset *s, const guts_id *id)
+{
+    return guts_idset_find(s, id) != SIZE_MAX;
+}
+
 void guts_idset_free(guts_idset *s)
 {
+    int with_vals = s->with_vals;
     free(s->keys);
     free(s->vals);
     free(s->flags);
     memset(s, 0, sizeof *s);
+    s->with_vals = with_vals;
 }
 
 int guts_ids_push(guts_ids *a, const guts_id *id)
