@@ -307,6 +307,65 @@ START_TEST(test_load_stretches_period)
 }
 END_TEST
 
+/* Every PROBE the core sent since the last call is ACKed at once with
+ * `load`; round[n] counts the rounds peer n saw (a round's first PROBE:
+ * with every one ACKed, each PROBE starts a round). */
+static size_t ack_all(fx *f, uint64_t now, uint32_t load, size_t *round)
+{
+    guts_core_action a;
+    uint32_t seq[256];
+    int to[256];
+    size_t k = 0;
+    while (guts_core_next_action(f->core, &a)) {
+        if (a.kind != GUTS_ACT_SEND_DGRAM) continue;
+        guts_msg m;
+        if (guts_msg_decode(a.data, a.len, &m) != GUTS_OK) continue;
+        if (m.type == GUTS_MSG_PROBE && k < 256) {
+            seq[k] = m.u.probe.seq;
+            to[k++] = a.addr.b[3];
+        }
+        guts_msg_free(&m);
+    }
+    for (size_t i = 0; i < k; i++) {
+        round[to[i]]++;
+        ack(f, now, to[i], seq[i], load);
+    }
+    return k;
+}
+
+/* Holders that ran their rounds together (a start-up: every first round
+ * within 8 s, each ACK reporting the burst's load) probe again from the
+ * next moment on, not all half a period later: one core holding 60 peers
+ * stands for the holders of one peer (each peer's schedule is its own
+ * hash). Over 10 minutes the rate is the periods' (traffic unchanged). */
+START_TEST(test_synchronised_rounds_spread_at_once)
+{
+    enum { N = 60 };
+    fx f;
+    fx_init(&f);
+    for (int n = 1; n <= N; n++)
+        announce(&f, 10, n);
+    size_t round[256] = {0}, early = 0, total = 0;
+    for (uint64_t t = 20; t < 610000; t += 20) {
+        guts_core_on_timer(f.core, t);
+        size_t r = ack_all(&f, t + 1, 2000, round); /* periods at the cap, 120 s */
+        total += r;
+        if (t > 8100 && t < 60000) early += r;
+    }
+    for (int n = 1; n <= N; n++)
+        ck_assert_uint_ge(round[n], 1);
+    /* rounds uniform over 240 s: ~13 between 8 s and 60 s (with the
+     * period jittered x[0.5, 1.5]: none before 60 s) */
+    ck_assert_uint_ge(early, 6);
+    /* N first rounds and ~N x 600 / 120 = 300 more */
+    ck_assert_uint_ge(total, N + 200);
+    ck_assert_uint_le(total, N + 400);
+    for (int n = 1; n <= N; n++)
+        ck_assert(has(&f, n));
+    fx_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core_probe");
@@ -317,6 +376,7 @@ int main(void)
     tcase_add_test(tc, test_probe_answered_to_source);
     tcase_add_test(tc, test_dead_notice_rules);
     tcase_add_test(tc, test_load_stretches_period);
+    tcase_add_test(tc, test_synchronised_rounds_spread_at_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
