@@ -1104,20 +1104,27 @@ START_TEST(test_malformed_datagrams_are_counted_not_fatal)
 }
 END_TEST
 
+/* A started core (seed) to which fake peer 1 has announced KEY with
+ * objects objects at 10 ms: it will pull. */
+static void solo_offered(solo *s, uint64_t seed, uint64_t objects)
+{
+    solo_init(s, seed);
+    solo_start(s);
+    guts_announce_repo r;
+    memset(&r, 0, sizeof(r));
+    r.key = KEY;
+    r.objects = objects;
+    r.fp.lo = 42;
+    r.refs_digest = 7;
+    feed_announce(s, 10, 1, 1, &r, 1);
+}
+
 /* A peer that answers a pull with an object whose content does not match
  * its id is dropped from the session, counted, and nothing is stored. */
 START_TEST(test_bad_object_drops_the_peer)
 {
     solo s;
-    solo_init(&s, 8);
-    solo_start(&s);
-    guts_announce_repo r;
-    memset(&r, 0, sizeof(r));
-    r.key = KEY;
-    r.objects = 1;
-    r.fp.lo = 42;
-    r.refs_digest = 7;
-    feed_announce(&s, 10, 1, 1, &r, 1);
+    solo_offered(&s, 8, 1);
     /* the repository is created and a pull scheduled within the stagger */
     guts_core_on_timer(s.core, 500);
     solo_drain(&s);
@@ -1169,15 +1176,7 @@ END_TEST
 START_TEST(test_pulls_list_a_running_pull_with_its_counters)
 {
     solo s;
-    solo_init(&s, 8);
-    solo_start(&s);
-    guts_announce_repo r;
-    memset(&r, 0, sizeof(r));
-    r.key = KEY;
-    r.objects = 5;
-    r.fp.lo = 42;
-    r.refs_digest = 7;
-    feed_announce(&s, 10, 1, 1, &r, 1);
+    solo_offered(&s, 8, 5);
     guts_core_on_timer(s.core, 500);
     solo_drain(&s);
     ck_assert_uint_eq(s.opens, 1);
@@ -1302,15 +1301,7 @@ START_TEST(test_hostile_chunks_store_nothing)
     guts_obj_hash(GUTS_OBJ_BLOB, "another content", 15, &id);
     for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
         solo s;
-        solo_init(&s, 8);
-        solo_start(&s);
-        guts_announce_repo r;
-        memset(&r, 0, sizeof(r));
-        r.key = KEY;
-        r.objects = 1;
-        r.fp.lo = 42;
-        r.refs_digest = 7;
-        feed_announce(&s, 10, 1, 1, &r, 1);
+        solo_offered(&s, 8, 1);
         guts_core_on_timer(s.core, 500);
         solo_drain(&s);
         guts_addr pa;
@@ -2409,15 +2400,7 @@ static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
 START_TEST(test_frames_on_a_pull_keep_its_server_live)
 {
     solo s;
-    solo_init(&s, 9);
-    solo_start(&s);
-    guts_announce_repo r;
-    memset(&r, 0, sizeof(r));
-    r.key = KEY;
-    r.objects = 5;
-    r.fp.lo = 42;
-    r.refs_digest = 7;
-    feed_announce(&s, 10, 1, 1, &r, 1);
+    solo_offered(&s, 9, 5);
     uint64_t now = 10;
     until_open(&s, &now);
     guts_addr pa;
@@ -2468,15 +2451,7 @@ START_TEST(test_busy_answers_back_off_with_seeded_jitter)
     uint64_t first[6];
     for (uint64_t seed = 0; seed < 6; seed++) {
         solo s;
-        solo_init(&s, 100 + seed % 3);
-        solo_start(&s);
-        guts_announce_repo r;
-        memset(&r, 0, sizeof(r));
-        r.key = KEY;
-        r.objects = 5;
-        r.fp.lo = 42;
-        r.refs_digest = 7;
-        feed_announce(&s, 10, 1, 1, &r, 1);
+        solo_offered(&s, 100 + seed % 3, 5);
         uint64_t now = 10;
         until_open(&s, &now);
         uint64_t d1 = busy_then_reopen(&s, &now, 1000);
