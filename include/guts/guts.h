@@ -63,15 +63,20 @@ void guts_id_to_hex(const guts_id *id, char out[GUTS_HEX_LEN + 1]);
 int guts_id_is_zero(const guts_id *id);
 /** memcmp order of two ids. */
 int guts_id_cmp(const guts_id *a, const guts_id *b);
+/** splitmix64's output function: a bijective mix of all 64 bits, also a
+ * hash of a value that is not itself uniform. */
+static inline uint64_t guts_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 /** splitmix64 (Steele, Lea and Flood 2014): the next of the sequence whose
  * state is *x. The one seeded generator of the core's seeding, the
  * simulator and the tests. */
 static inline uint64_t guts_splitmix64(uint64_t *x)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return guts_mix64(*x += 0x9e3779b97f4a7c15ull);
 }
 /** Binary search over n sorted elements, the one of every module: cmp(ctx,
  * i) is the sign of element i against the key sought. Returns the first

@@ -50,10 +50,7 @@ static uint64_t jitter_below(const guts_core *c, const peer *p, uint64_t n)
 {
     uint64_t x;
     memcpy(&x, p->id.b, sizeof(x));
-    x ^= c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    x ^= x >> 31;
+    x = guts_mix64(x ^ (c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull));
     return n ? x % n : 0;
 }
 
