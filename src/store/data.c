@@ -25,7 +25,7 @@ int store_mdb_err(int rc, const char *what)
 {
     if (rc == 0) return GUTS_OK;
     if (rc < 0 && rc >= GUTS_EDAMAGED) return rc; /* already a GUTS_E* code */
-    store_seterr("%s: %s", what, mdb_strerror(rc));
+    guts_errmsg_set("%s: %s", what, mdb_strerror(rc));
     if (rc == ENOSPC || rc == MDB_MAP_FULL || rc == EDQUOT) return GUTS_EFULL;
     if (rc == ENOMEM) return GUTS_ENOMEM;
     /* LMDB's own structure is broken: the env, not one record. */
@@ -45,17 +45,17 @@ static int dir_present(const char *path, const char *shown)
     int e = stat(path, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
     if (e == 0) return GUTS_OK;
     if (e == ENOENT && !shown) {
-        store_seterr("it does not exist");
+        guts_errmsg_set("it does not exist");
         return GUTS_ENOTFOUND;
     }
     if (e == ENOENT) {
-        store_seterr("not a guts data directory (it has no %s/)", shown);
+        guts_errmsg_set("not a guts data directory (it has no %s/)", shown);
         return GUTS_EINVAL;
     }
     if (shown)
-        store_seterr("%s: %s", shown, strerror(e));
+        guts_errmsg_set("%s: %s", shown, strerror(e));
     else
-        store_seterr("%s", strerror(e));
+        guts_errmsg_set("%s", strerror(e));
     return GUTS_EIO;
 }
 
@@ -73,11 +73,11 @@ int store_mkdirs(const char *path, const char *shown)
             *s = '\0';
             if (mkdir(p, 0700) != 0 && errno != EEXIST) {
                 if (c != '\0')
-                    store_seterr("cannot create %s: %s", p, strerror(errno));
+                    guts_errmsg_set("cannot create %s: %s", p, strerror(errno));
                 else if (shown)
-                    store_seterr("%s: %s", shown, strerror(errno));
+                    guts_errmsg_set("%s: %s", shown, strerror(errno));
                 else
-                    store_seterr("%s", strerror(errno));
+                    guts_errmsg_set("%s", strerror(errno));
                 rc = GUTS_EIO;
                 break;
             }
@@ -108,7 +108,7 @@ static int fill_random(uint8_t *b, size_t n)
         ssize_t k = getrandom(b + got, n - got, 0);
         if (k < 0) {
             if (errno == EINTR) continue;
-            store_seterr("getrandom: %s", strerror(errno));
+            guts_errmsg_set("getrandom: %s", strerror(errno));
             return GUTS_EIO;
         }
         got += (size_t)k;
@@ -130,7 +130,7 @@ static int node_init(guts_data *d)
     if (rc == 0) {
         if (v.mv_size != GUTS_NODE_ID_LEN) {
             mdb_txn_abort(txn);
-            store_seterr("node id has %zu bytes", v.mv_size);
+            guts_errmsg_set("node id has %zu bytes", v.mv_size);
             return GUTS_ECORRUPT;
         }
         memcpy(d->node_id.b, v.mv_data, GUTS_NODE_ID_LEN);
@@ -251,7 +251,7 @@ int guts_data_incarnation_next(guts_data *d, uint64_t *out)
         inc = be64_get(v.mv_data);
     } else if (rc == 0) {
         mdb_txn_abort(txn);
-        store_seterr("incarnation has %zu bytes", v.mv_size);
+        guts_errmsg_set("incarnation has %zu bytes", v.mv_size);
         return GUTS_ECORRUPT;
     } else if (rc != MDB_NOTFOUND) {
         mdb_txn_abort(txn);
@@ -332,7 +332,7 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
     int rc = GUTS_OK;
     DIR *top = opendir(repos);
     if (!top) {
-        store_seterr("opendir %s: %s", repos, strerror(errno));
+        guts_errmsg_set("opendir %s: %s", repos, strerror(errno));
         free(repos);
         return GUTS_EIO;
     }
@@ -384,7 +384,7 @@ int guts_data_lock(guts_data *d, long *holder)
     if (!file) return GUTS_ENOMEM;
     int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        store_seterr("%s: %s", file, strerror(errno));
+        guts_errmsg_set("%s: %s", file, strerror(errno));
         free(file);
         return GUTS_EIO;
     }
@@ -401,9 +401,9 @@ int guts_data_lock(guts_data *d, long *holder)
                 long pid = strtol(buf, &end, 10);
                 if (end != buf && (*end == '\n' || *end == 0) && pid > 0) *holder = pid;
             }
-            store_seterr("%s is locked by pid %ld", file, *holder);
+            guts_errmsg_set("%s is locked by pid %ld", file, *holder);
         } else {
-            store_seterr("flock %s: %s", file, strerror(e));
+            guts_errmsg_set("flock %s: %s", file, strerror(e));
         }
         close(fd);
         free(file);
@@ -412,7 +412,7 @@ int guts_data_lock(guts_data *d, long *holder)
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-        store_seterr("%s: %s", file, strerror(errno));
+        guts_errmsg_set("%s: %s", file, strerror(errno));
         close(fd);
         free(file);
         return GUTS_EIO;

@@ -149,9 +149,6 @@ typedef struct rec_hdr {
     size_t plen;
 } rec_hdr;
 
-/* The store's failure text: guts_store_errmsg() (guts.h). */
-#define store_seterr guts_errmsg_set
-
 /* LMDB's assertion callback for every env: the text to the crash note
  * (guts_store_crash_note) or stderr, then abort(). */
 void store_assert(MDB_env *env, const char *msg);

@@ -75,7 +75,7 @@ int rec_parse(const MDB_val *v, rec_hdr *h)
         goto bad;
     }
 bad:
-    store_seterr("malformed object record (%zu bytes)", n);
+    guts_errmsg_set("malformed object record (%zu bytes)", n);
     return GUTS_ECORRUPT;
 }
 
@@ -83,7 +83,7 @@ int store_corrupt(const guts_id *id, const char *why)
 {
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(id, hex);
-    store_seterr("object %s: %s", hex, why);
+    guts_errmsg_set("object %s: %s", hex, why);
     return GUTS_ECORRUPT;
 }
 
@@ -331,31 +331,28 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
     if (rc) return rc;
     MDB_val v;
     rec_hdr h;
-    uint8_t *copy = NULL;
     rc = store_rec_find(r, txn, id, &v, &h);
-    if (rc) {
-        /* not found, unreadable or malformed: rc says which */
-    } else if (h.enc == ENC_PIECES) {
+    if (rc == GUTS_OK) {
         memset(out, 0, sizeof *out);
         out->id = *id;
         out->type = h.type;
         out->enc = h.enc;
         out->size = h.size;
         *buf = NULL;
-    } else if (!(copy = malloc(v.mv_size))) {
-        rc = GUTS_ENOMEM;
-    } else {
-        memcpy(copy, v.mv_data, v.mv_size);
-        memset(out, 0, sizeof *out);
-        out->id = *id;
-        out->type = h.type;
-        out->enc = h.enc;
-        out->size = h.size;
-        out->base = h.base;
-        out->depth = (unsigned)h.depth;
-        out->data = copy + (h.payload - (const uint8_t *)v.mv_data);
-        out->len = h.plen;
-        *buf = copy;
+    }
+    /* a large object's record is its head only: no payload to copy */
+    if (rc == GUTS_OK && h.enc != ENC_PIECES) {
+        uint8_t *copy = malloc(v.mv_size);
+        if (!copy) {
+            rc = GUTS_ENOMEM;
+        } else {
+            memcpy(copy, v.mv_data, v.mv_size);
+            out->base = h.base;
+            out->depth = (unsigned)h.depth;
+            out->data = copy + (h.payload - (const uint8_t *)v.mv_data);
+            out->len = h.plen;
+            *buf = copy;
+        }
     }
     store_read_end(r, txn);
     return rc;
@@ -383,7 +380,7 @@ int guts_repo_ids(guts_repo *r, const guts_id *from, const guts_id *to,
         op = MDB_NEXT;
         if (k.mv_size != GUTS_ID_LEN) {
             out = GUTS_ECORRUPT;
-            store_seterr("object key of %zu bytes", k.mv_size);
+            guts_errmsg_set("object key of %zu bytes", k.mv_size);
             break;
         }
         guts_id id;
@@ -413,7 +410,7 @@ int guts_repo_recent(guts_repo *r, size_t max, guts_id *out, size_t *n)
         op = MDB_PREV;
         if (v.mv_size != GUTS_ID_LEN) {
             res = GUTS_ECORRUPT;
-            store_seterr("log entry of %zu bytes", v.mv_size);
+            guts_errmsg_set("log entry of %zu bytes", v.mv_size);
             break;
         }
         MDB_val ok = {GUTS_ID_LEN, v.mv_data}, ov;

@@ -351,12 +351,12 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
         guts_id_to_hex(&o->id, hex);
         if (!guts_otype_name(o->type) || (!o->data && o->len)) {
             if (bad) *bad = i;
-            store_seterr("object %s: invalid type %d or data", hex, o->type);
+            guts_errmsg_set("object %s: invalid type %d or data", hex, o->type);
             return GUTS_EINVAL;
         }
         if (o->len > GUTS_OBJ_MAX_DEFAULT) {
             if (bad) *bad = i;
-            store_seterr("object %s: %zu bytes is over the limit", hex, o->len);
+            guts_errmsg_set("object %s: %zu bytes is over the limit", hex, o->len);
             return GUTS_ETOOBIG;
         }
         guts_id got;
@@ -367,7 +367,7 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
         }
         if (guts_id_cmp(&got, &o->id) != 0) {
             if (bad) *bad = i;
-            store_seterr("object %s: content does not hash to its id", hex);
+            guts_errmsg_set("object %s: content does not hash to its id", hex);
             return GUTS_EHASH;
         }
         total += o->len;
@@ -475,7 +475,7 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
         if (rec->enc == GUTS_REC_DELTA) {
             if (guts_id_cmp(&rec->base, &rec->id) == 0) {
                 c->bad = i;
-                store_seterr("record is a delta against itself");
+                guts_errmsg_set("record is a delta against itself");
                 return GUTS_EHASH;
             }
             k.mv_data = (void *)rec->base.b;
@@ -492,7 +492,7 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
                 /* No store makes such a delta (window bound): refuse to
                  * assemble a huge base for it. */
                 c->bad = i;
-                store_seterr("record is a delta against a large object");
+                guts_errmsg_set("record is a delta against a large object");
                 return GUTS_EHASH;
             }
             depth = (unsigned)bh.depth + 1;

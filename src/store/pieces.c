@@ -145,10 +145,8 @@ int guts_repo_read(guts_repo *r, const guts_id *id, uint64_t off, void *buf, siz
     MDB_val v;
     rec_hdr h;
     rc = store_rec_find(r, txn, id, &v, &h);
-    if (rc) {
-        /* not found, unreadable or malformed: rc says which */
-    } else if (off > h.size) {
-        store_seterr("read at %llu past the end of a %llu-byte object", (unsigned long long)off,
+    if (rc == GUTS_OK && off > h.size) {
+        guts_errmsg_set("read at %llu past the end of a %llu-byte object", (unsigned long long)off,
                      (unsigned long long)h.size);
         rc = GUTS_EINVAL;
     }
@@ -500,7 +498,7 @@ static int stage_fn(guts_repo *r, MDB_txn *txn, void *arg)
             return GUTS_EIO;
     } else {
         if (!have_row || s.have != w->off || s.type != w->type || s.size != w->size) {
-            store_seterr("object %s: %llu bytes staged, a write at %llu cannot continue them", hex,
+            guts_errmsg_set("object %s: %llu bytes staged, a write at %llu cannot continue them", hex,
                          have_row ? (unsigned long long)s.have : 0ull, (unsigned long long)w->off);
             return GUTS_EINVAL;
         }
@@ -531,7 +529,7 @@ static int stage_fn(guts_repo *r, MDB_txn *txn, void *arg)
     if (!ok) return GUTS_EIO;
     if (guts_id_cmp(&got, w->id) != 0) {
         w->bad = 1;
-        store_seterr("object %s: content does not hash to its id", hex);
+        guts_errmsg_set("object %s: content does not hash to its id", hex);
         return GUTS_EHASH;
     }
     if ((rc = stage_finish(r, txn, w->id, &s))) return rc;
@@ -563,7 +561,7 @@ int guts_repo_stage_write(guts_repo *r, const guts_id *id, int type, uint64_t si
     char hex[GUTS_HEX_LEN + 1];
     guts_id_to_hex(id, hex);
     if (size > GUTS_OBJ_MAX_DEFAULT || off > size || len > size - off) {
-        store_seterr("object %s: %zu bytes at %llu do not fit a %llu-byte object (limit %llu)", hex,
+        guts_errmsg_set("object %s: %zu bytes at %llu do not fit a %llu-byte object (limit %llu)", hex,
                      len, (unsigned long long)off, (unsigned long long)size,
                      (unsigned long long)GUTS_OBJ_MAX_DEFAULT);
         return GUTS_ETOOBIG;
@@ -589,7 +587,7 @@ int guts_repo_stage_write(guts_repo *r, const guts_id *id, int type, uint64_t si
         char keep[256];
         snprintf(keep, sizeof keep, "%s", msg);
         guts_repo_stage_drop(r, id);
-        store_seterr("%s", keep);
+        guts_errmsg_set("%s", keep);
     }
     if (rc == GUTS_OK && stored) *stored = w.stored;
     return rc;

@@ -37,7 +37,7 @@ static int ref_load(guts_repo *r, MDB_txn *txn, const char *name, size_t nlen, g
     memset(out, 0, sizeof *out);
     memcpy(out->name, name, nlen);
     if (v.mv_size != REFCLOCK_LEN) {
-        store_seterr("ref %s: clock record of %zu bytes", out->name, v.mv_size);
+        guts_errmsg_set("ref %s: clock record of %zu bytes", out->name, v.mv_size);
         return GUTS_ECORRUPT;
     }
     out->clock = be64_get(v.mv_data);
@@ -60,14 +60,14 @@ static int ref_load(guts_repo *r, MDB_txn *txn, const char *name, size_t nlen, g
         memcpy(out->target.b, p, GUTS_ID_LEN);
         if (!guts_id_is_zero(&out->target)) return GUTS_OK;
     }
-    store_seterr("ref %s: malformed value of %zu bytes", out->name, v.mv_size);
+    guts_errmsg_set("ref %s: malformed value of %zu bytes", out->name, v.mv_size);
     return GUTS_ECORRUPT;
 }
 
 static int name_len(const char *name, size_t *len)
 {
     if (guts_refname_check(name) != GUTS_OK) {
-        store_seterr("invalid ref name");
+        guts_errmsg_set("invalid ref name");
         return GUTS_EINVAL;
     }
     *len = strlen(name);
@@ -103,14 +103,14 @@ int guts_repo_refs(guts_repo *r, int with_tombstones, int (*cb)(const guts_ref *
         op = MDB_NEXT;
         char name[GUTS_REFNAME_MAX + 1];
         if (k.mv_size == 0 || k.mv_size > GUTS_REFNAME_MAX) {
-            store_seterr("ref key of %zu bytes", k.mv_size);
+            guts_errmsg_set("ref key of %zu bytes", k.mv_size);
             out = GUTS_ECORRUPT;
             break;
         }
         memcpy(name, k.mv_data, k.mv_size);
         name[k.mv_size] = '\0';
         if (guts_refname_check(name) != GUTS_OK || strlen(name) != k.mv_size) {
-            store_seterr("malformed ref key");
+            guts_errmsg_set("malformed ref key");
             out = GUTS_ECORRUPT;
             break;
         }
@@ -205,12 +205,12 @@ static int refs_check(const guts_ref *refs, size_t n)
         if (strnlen(f->name, sizeof f->name) > GUTS_REFNAME_MAX ||
             strnlen(f->symref, sizeof f->symref) > GUTS_REFNAME_MAX ||
             guts_refname_check(f->name) != GUTS_OK) {
-            store_seterr("invalid ref name");
+            guts_errmsg_set("invalid ref name");
             return GUTS_EINVAL;
         }
         if (f->symref[0] && (strcmp(f->name, "HEAD") != 0 || strncmp(f->symref, "refs/", 5) != 0 ||
                              guts_refname_check(f->symref) != GUTS_OK)) {
-            store_seterr("ref %s: only HEAD may be symbolic, to a refs/ name", f->name);
+            guts_errmsg_set("ref %s: only HEAD may be symbolic, to a refs/ name", f->name);
             return GUTS_EINVAL;
         }
     }
@@ -269,7 +269,7 @@ int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
         if (k.mv_size == GUTS_IMPORT_SRC_LEN) continue; /* the source's path */
         size_t nl = v.mv_size - MARK_HDR;
         if (k.mv_size != MARK_KEY_LEN || v.mv_size <= MARK_HDR || nl > GUTS_REFNAME_MAX) {
-            store_seterr("import mark of %zu bytes under a %zu-byte key", v.mv_size, k.mv_size);
+            guts_errmsg_set("import mark of %zu bytes under a %zu-byte key", v.mv_size, k.mv_size);
             out = GUTS_ECORRUPT;
             break;
         }
@@ -277,7 +277,7 @@ int guts_repo_import_marks(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN],
         memset(m, 0, sizeof *m);
         memcpy(m->name, p + MARK_HDR, nl);
         if (strlen(m->name) != nl || guts_refname_check(m->name) != GUTS_OK) {
-            store_seterr("import mark with a malformed ref name");
+            guts_errmsg_set("import mark with a malformed ref name");
             out = GUTS_ECORRUPT;
             break;
         }
@@ -309,7 +309,7 @@ static int import_fn(guts_repo *r, MDB_txn *txn, void *arg)
     int rc = store_meta_get_fp(r, txn, "refs_digest", &now);
     if (rc) return rc;
     if (!guts_fp_eq(now, *c->digest)) {
-        store_seterr("refs changed since they were read");
+        guts_errmsg_set("refs changed since they were read");
         return GUTS_ECONFLICT;
     }
     if (c->refs.n && (rc = refs_fn(r, txn, &c->refs))) return rc;
@@ -347,14 +347,14 @@ int guts_repo_import_put(guts_repo *r, const uint8_t src[GUTS_IMPORT_SRC_LEN], c
 {
     if (!r || !src || !path || !digest || (!refs && n) || (!marks && nmarks)) return GUTS_EINVAL;
     if (strnlen(path, MARK_PATH_MAX + 1) > MARK_PATH_MAX) {
-        store_seterr("import source path over %d bytes", MARK_PATH_MAX);
+        guts_errmsg_set("import source path over %d bytes", MARK_PATH_MAX);
         return GUTS_EINVAL;
     }
     int rc = refs_check(refs, n);
     for (size_t i = 0; i < nmarks && !rc; i++) {
         if (strnlen(marks[i].name, sizeof marks[i].name) > GUTS_REFNAME_MAX ||
             guts_refname_check(marks[i].name) != GUTS_OK) {
-            store_seterr("invalid ref name in an import mark");
+            guts_errmsg_set("invalid ref name in an import mark");
             rc = GUTS_EINVAL;
         }
     }

@@ -108,7 +108,7 @@ static int env_init_txn(store_env *se, int readonly)
         /* None of the five: a new env (or one whose creation was cut
          * short), created now. Some of them: the others were lost. */
         if (found > 0 && missing < 5) {
-            store_seterr("database %s is missing", names[missing]);
+            guts_errmsg_set("database %s is missing", names[missing]);
             return GUTS_EDAMAGED;
         }
         return MDB_NOTFOUND;
@@ -118,14 +118,14 @@ static int env_init_txn(store_env *se, int readonly)
     if (rc == 0) {
         if (v.mv_size != 4) {
             mdb_txn_abort(txn);
-            store_seterr("meta schema has %zu bytes", v.mv_size);
+            guts_errmsg_set("meta schema has %zu bytes", v.mv_size);
             return GUTS_ECORRUPT;
         }
         const uint8_t *p = v.mv_data;
         uint32_t schema = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
         if (schema > STORE_SCHEMA_PIECES) {
             mdb_txn_abort(txn);
-            store_seterr("schema %u is newer than %u", schema, STORE_SCHEMA_PIECES);
+            guts_errmsg_set("schema %u is newer than %u", schema, STORE_SCHEMA_PIECES);
             return GUTS_EVERSION;
         }
     } else if (rc == MDB_NOTFOUND && readonly) {
@@ -174,7 +174,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     if (stat(file, &st) != 0) {
         created = 1;
         if (!(flags & GUTS_REPO_CREATE)) {
-            store_seterr("repository %s not found", key);
+            guts_errmsg_set("repository %s not found", key);
             rc = GUTS_ENOTFOUND;
             goto out;
         }
@@ -186,7 +186,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         if (rc == GUTS_OK && (flags & GUTS_REPO_VERIFY))
             rc = store_env_walk(dir, d->initial_mapsize, why, sizeof why);
         if (rc) {
-            store_seterr("%s", why);
+            guts_errmsg_set("%s", why);
             goto out;
         }
     }
@@ -242,7 +242,7 @@ int guts_repo_open(guts_data *d, const char *key, unsigned flags, guts_repo **ou
     if (!d || !out) return GUTS_EINVAL;
     *out = NULL;
     if (guts_repo_key_check(key) != GUTS_OK) {
-        store_seterr("invalid repository key");
+        guts_errmsg_set("invalid repository key");
         return GUTS_EINVAL;
     }
     guts_repo *r = calloc(1, sizeof *r);
@@ -354,11 +354,11 @@ static int env_in_use(guts_data *d, const char *key)
 static int key_not_in_use(guts_data *d, const char *key)
 {
     if (guts_repo_key_check(key) != GUTS_OK) {
-        store_seterr("invalid repository key");
+        guts_errmsg_set("invalid repository key");
         return GUTS_EINVAL;
     }
     if (env_in_use(d, key)) {
-        store_seterr("repository %s is open in this process", key);
+        guts_errmsg_set("repository %s is open in this process", key);
         return GUTS_EAGAIN;
     }
     return GUTS_OK;
@@ -375,7 +375,7 @@ int guts_repo_remove(guts_data *d, const char *key)
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         free(dir);
-        store_seterr("repository %s not found", key);
+        guts_errmsg_set("repository %s not found", key);
         return GUTS_ENOTFOUND;
     }
     static const char *const files[] = {"data.mdb", "lock.mdb"};
@@ -386,13 +386,13 @@ int guts_repo_remove(guts_data *d, const char *key)
             break;
         }
         if (unlink(f) != 0 && errno != ENOENT) {
-            store_seterr("unlink %s: %s", f, strerror(errno));
+            guts_errmsg_set("unlink %s: %s", f, strerror(errno));
             rc = GUTS_EIO;
         }
         free(f);
     }
     if (rc == GUTS_OK && rmdir(dir) != 0) {
-        store_seterr("rmdir %s: %s", dir, strerror(errno));
+        guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
         rc = GUTS_EIO;
     }
     if (rc == GUTS_OK) {
@@ -400,7 +400,7 @@ int guts_repo_remove(guts_data *d, const char *key)
         char *slash = strrchr(dir, '/');
         *slash = '\0';
         if (rmdir(dir) != 0 && errno != ENOTEMPTY && errno != EEXIST) {
-            store_seterr("rmdir %s: %s", dir, strerror(errno));
+            guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
             rc = GUTS_EIO;
         }
     }
@@ -419,7 +419,7 @@ int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char 
     snprintf(from, sizeof from, "%s/repos/%s", d->path, key);
     if (snprintf(owner, sizeof owner, "%s/damaged/%.*s", d->path, (int)(slash - key), key) >=
         (int)sizeof owner - GUTS_KEY_PART_MAX - 80) {
-        store_seterr("data dir path too long");
+        guts_errmsg_set("data dir path too long");
         return GUTS_EINVAL;
     }
     int rc = store_mkdirs(owner, owner);
@@ -432,10 +432,10 @@ int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char 
         if (lstat(dst, &st) == 0) continue;
         if (rename(from, dst) != 0) {
             if (errno == ENOENT) {
-                store_seterr("repository %s not found", key);
+                guts_errmsg_set("repository %s not found", key);
                 return GUTS_ENOTFOUND;
             }
-            store_seterr("rename %s to %s: %s", from, dst, strerror(errno));
+            guts_errmsg_set("rename %s to %s: %s", from, dst, strerror(errno));
             return GUTS_EIO;
         }
         if (to) snprintf(to, tolen, "%s", dst);
@@ -445,6 +445,6 @@ int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char 
         rmdir(from);
         return GUTS_OK;
     }
-    store_seterr("%s: too many damaged copies set aside", owner);
+    guts_errmsg_set("%s: too many damaged copies set aside", owner);
     return GUTS_EEXIST;
 }

@@ -46,7 +46,7 @@ static int adopt_resize(store_env *se)
     int prc = store_pin_drop(se); /* no remap under a txn of ours */
     if (prc) return prc;
     if (atomic_load(&se->readers) > 0) {
-        store_seterr("map resized by another process while a read is open here");
+        guts_errmsg_set("map resized by another process while a read is open here");
         return GUTS_EAGAIN;
     }
     int rc = mdb_env_set_mapsize(se->env, 0);
@@ -57,7 +57,7 @@ static int adopt_resize(store_env *se)
 static int check_broken(store_env *se)
 {
     if (!atomic_load(&se->broken)) return GUTS_OK;
-    store_seterr("environment %s lost its map after a failed resize; reopen it", se->key);
+    guts_errmsg_set("environment %s lost its map after a failed resize; reopen it", se->key);
     return GUTS_ESTORE;
 }
 
@@ -79,7 +79,7 @@ int store_read_begin(guts_repo *r, MDB_txn **txn)
         if (rc != MDB_MAP_RESIZED) return store_mdb_err(rc, "begin read txn");
         if ((rc = adopt_resize(se))) return rc;
     }
-    store_seterr("map keeps being resized");
+    guts_errmsg_set("map keeps being resized");
     return GUTS_EAGAIN;
 }
 
@@ -114,7 +114,7 @@ static int grow(store_env *se, size_t hint)
     if (rc) return store_mdb_err(rc, "env info");
     size_t cur = info.me_mapsize, max = se->max_mapsize;
     if (cur >= max) {
-        store_seterr("map of %zu bytes is at its limit", cur);
+        guts_errmsg_set("map of %zu bytes is at its limit", cur);
         return GUTS_EFULL;
     }
     /* max(2 * cur, cur + hint), clamped: a batch bigger than the map gets
@@ -125,7 +125,7 @@ static int grow(store_env *se, size_t hint)
      * commit: the pin cannot stay over a remap. */
     if ((rc = store_pin_drop(se))) return rc;
     if (atomic_load(&se->readers) > 0) {
-        store_seterr("map full while a read txn is open in this process");
+        guts_errmsg_set("map full while a read txn is open in this process");
         return GUTS_EAGAIN;
     }
     rc = mdb_env_set_mapsize(se->env, next);
@@ -133,7 +133,7 @@ static int grow(store_env *se, size_t hint)
         /* LMDB has unmapped the old map already: map the old size again,
          * or the env is unusable for the rest of this process. */
         if (mdb_env_set_mapsize(se->env, cur) != 0) atomic_store(&se->broken, 1);
-        store_seterr("grow map to %zu bytes: %s", next, mdb_strerror(rc));
+        guts_errmsg_set("grow map to %zu bytes: %s", next, mdb_strerror(rc));
         return GUTS_EFULL;
     }
     return GUTS_OK;
@@ -177,7 +177,7 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
         if (rc == EIO && fs_short(se, grow_hint)) rc = ENOSPC;
         return store_mdb_err(rc, "write txn");
     }
-    store_seterr("write retried too often");
+    guts_errmsg_set("write retried too often");
     return GUTS_EFULL;
 }
 
@@ -191,7 +191,7 @@ static int meta_get(guts_repo *r, MDB_txn *txn, const char *k, size_t want, uint
     }
     if (rc) return rc;
     if (v.mv_size != want) {
-        store_seterr("meta %s has %zu bytes, not %zu", k, v.mv_size, want);
+        guts_errmsg_set("meta %s has %zu bytes, not %zu", k, v.mv_size, want);
         return GUTS_ECORRUPT;
     }
     memcpy(out, v.mv_data, want);
@@ -341,7 +341,7 @@ int guts_repo_sync_on(guts_repo *r)
 int guts_repo_sync(guts_repo *r)
 {
     if (!r) return GUTS_EINVAL;
-    /* No store_seterr, no mdb_env_info (it reads the meta pages, which a
+    /* No guts_errmsg_set, no mdb_env_info (it reads the meta pages, which a
      * remap on the writer's thread may move): this runs on a flusher. */
     store_env *se = r->se;
     if (atomic_load(&se->broken)) return GUTS_EIO;
