@@ -249,18 +249,58 @@ static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
     size_t pos = 0;
     guts_tree_entry e;
     int rc;
+    uint32_t dir = w->dir_key;
     while ((rc = guts_tree_entry_next((const uint8_t *)p, len, &pos, &e)) == 1) {
         if (e.type == GUTS_OBJ_COMMIT) continue;
-        /* FNV-1a of the name: the versions of one file share it. */
-        uint32_t h = 2166136261u;
-        for (size_t i = 0; i < e.name_len; i++)
-            h = (h ^ (uint8_t)e.name[i]) * 16777619u;
-        w->name_key = h;
+        w->name_key = fetch_path_key(dir, e.name, e.name_len);
         rc = cb(w, &e.id, e.type == GUTS_OBJ_TREE);
         w->name_key = 0;
         if (rc) return rc;
     }
     return rc ? fetch_corrupt(w, tid, "malformed tree entry") : GUTS_OK;
+}
+
+uint32_t fetch_path_key(uint32_t dir, const char *name, size_t len)
+{
+    uint32_t h = dir ? (dir ^ '/') * 16777619u : 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    return h ? h : 1; /* 0 is the root's */
+}
+
+/* by_path's key for a path key: an id whose bytes 4..8 (those
+ * guts_id_hash reads) hold the key and whether it names a tree. */
+static guts_id path_slot(uint32_t key, int is_tree)
+{
+    guts_id k;
+    memset(&k, 0, sizeof k);
+    memcpy(k.b + 4, &key, sizeof key);
+    k.b[8] = (uint8_t)(is_tree != 0);
+    return k;
+}
+
+const guts_id *fetch_base_by_path(const walk *w, uint32_t key, int is_tree)
+{
+    guts_id k = path_slot(key, is_tree);
+    size_t slot = guts_idset_find(&w->by_path, &k);
+    return slot == SIZE_MAX ? NULL : &w->path_bases.v[w->by_path.vals[slot]];
+}
+
+/* Remember a tree or blob the receiver has under the path being marked, for
+ * fetch_base_by_path: in a thin pack only, and no blob for a partial clone
+ * (its client may lack the blobs of the commits it has). */
+static int remember_path(walk *w, const guts_id *id, int is_tree)
+{
+    if (!w->thin || (!is_tree && (w->name_key == 0 || w->blob_limit != UINT64_MAX)))
+        return GUTS_OK; /* a tag seen from a have has key 0: no path */
+    guts_id k = path_slot(w->name_key, is_tree);
+    size_t slot;
+    int added;
+    if (guts_idset_add(&w->by_path, &k, &slot, &added) ||
+        (added && guts_ids_push(&w->path_bases, id)))
+        return guts_git_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
+    if (added) w->by_path.vals[slot] = (uint32_t)(w->path_bases.n - 1);
+    return GUTS_OK;
 }
 
 /* Mark: the local repository has this tree and everything below it. */
@@ -271,7 +311,8 @@ int fetch_mark_known(walk *w, const guts_id *id, int is_tree)
     if (rc) return guts_git_errf(w->err, rc, "out of memory in the walk");
     if (w->objs.flags[slot] & O_KNOWN) return GUTS_OK;
     w->objs.flags[slot] |= O_KNOWN;
-    if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
+    if ((rc = remember_path(w, id, is_tree))) return rc;
+    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, w->name_key}));
     return GUTS_OK;
 }
 
@@ -290,7 +331,7 @@ int fetch_mark_send(walk *w, const guts_id *id, int is_tree)
     w->send_key[w->nsend] = w->name_key;
     rc = PUSH(w, send, nsend, capsend, *id);
     if (rc) return rc;
-    if (is_tree) return PUSH(w, stack, nstack, capstack, *id);
+    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, w->name_key}));
     return GUTS_OK;
 }
 
@@ -314,7 +355,9 @@ int fetch_mark_send_filtered(walk *w, const guts_id *id, int is_tree)
 int fetch_drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int sending)
 {
     while (w->nstack > 0) {
-        guts_id tid = w->stack[--w->nstack];
+        tree_ref t = w->stack[--w->nstack];
+        guts_id tid = t.id;
+        w->dir_key = t.key;
         int type;
         void *data;
         size_t len;
@@ -424,6 +467,8 @@ void fetch_walk_free(walk *w)
     free(w->send);
     free(w->send_key);
     free(w->stack);
+    guts_idset_free(&w->by_path);
+    free(w->path_bases.v);
     free(w->roots);
 }
 
@@ -490,7 +535,7 @@ int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *w
 {
     *connected = 0;
     walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1,
-              .commits = {.with_vals = 1},
+              .commits = {.with_vals = 1}, .by_path = {.with_vals = 1},
               .blob_limit = UINT64_MAX};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);

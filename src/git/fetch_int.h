@@ -47,6 +47,13 @@ typedef struct heap_ent {
     uint32_t ci; /* index into walk.ci */
 } heap_ent;
 
+/* A tree waiting in the walk's stack, with the path key it was met under
+ * (fetch_path_key; 0 for a commit's root tree). */
+typedef struct tree_ref {
+    guts_id id;
+    uint32_t key;
+} tree_ref;
+
 typedef struct walk {
     guts_repo *r;
     guts_data *data; /* with key: for the encoders' own handles (may be NULL) */
@@ -66,11 +73,16 @@ typedef struct walk {
     guts_idset objs;
     guts_id *send; /* the pack, in order */
     size_t nsend, capsend;
-    uint32_t *send_key; /* per entry of send: a hash of the name it was met under */
+    uint32_t *send_key; /* per entry of send: the path key it was met under */
     size_t capkey;
-    uint32_t name_key; /* of the tree entry being marked, else 0 */
-    guts_id *stack;
+    uint32_t name_key; /* path key of the tree entry being marked, else 0 */
+    uint32_t dir_key;  /* path key of the tree being drained */
+    tree_ref *stack;
     size_t nstack, capstack;
+    /* Thin packs: a tree or blob the receiver has, by the path it was met
+     * under in a have's tree (fetch_base_by_path), the first one met. */
+    guts_idset by_path; /* value: index into path_bases */
+    guts_ids path_bases;
     guts_id *roots; /* trees wanted directly (a tag of a tree) */
     size_t nroots, caproots;
     guts_progress counting, writing;
@@ -110,6 +122,16 @@ int fetch_get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *le
 /* Parse a commit's headers: tree, parents (appended to w->parents), and the
  * committer's time (0 when absent or malformed: it only orders the walk). */
 int fetch_parse_commit(walk *w, const guts_id *id, const char *p, size_t len, commit_info *ci);
+
+/* The path key of entry name (len bytes) of a tree met under dir: an
+ * FNV-1a hash of the whole path from the root (dir 0), so the versions of
+ * one file share it, in any commit. */
+uint32_t fetch_path_key(uint32_t dir, const char *name, size_t len);
+
+/* A tree (is_tree) or blob the receiver has that was met under path key,
+ * to delta a sent object of that path against when the store has no
+ * usable base for it; NULL when none. */
+const guts_id *fetch_base_by_path(const walk *w, uint32_t key, int is_tree);
 
 /* Mark: the local repository has this tree and everything below it. */
 int fetch_mark_known(walk *w, const guts_id *id, int is_tree);

@@ -5,7 +5,9 @@
  * where the store keeps an object as a zstd delta against a base that goes
  * in the same pack, or that the local repository has (a thin pack, as git's
  * own fetch sends): that object goes as a git delta (REF_DELTA, pack.c)
- * against the same base. It streams straight into
+ * against the same base. Else, in a thin pack, a tree or blob whose path
+ * the local repository has a version of (in a have's tree) goes as a delta
+ * against that version (path_delta). It streams straight into
  * `git index-pack --stdin --fix-thin`, which runs in parallel with us on another
  * core and writes the .pack and .idx; under GUTS_GIT_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
@@ -39,6 +41,28 @@ static int base_ok(const guts_id *base, void *ctx)
     if (slot == SIZE_MAX) return 0;
     uint8_t f = w->objs.flags[slot];
     return (f & O_SEND) ? w->indexed : w->thin && (f & O_KNOWN) != 0;
+}
+
+/* A git delta for entry i (type, data/len) against the receiver's version
+ * of the same path (fetch_base_by_path), read through r: for an object the
+ * store keeps whole or against a base that may not be used, as git deltas
+ * a changed tree against the one it replaces. The base is known, never in
+ * the pack, so no chain can close a cycle. GUTS_ENOTFOUND: none (or no
+ * shorter than half the object). */
+static int path_delta(walk *w, guts_repo *r, size_t i, int type, const void *data, size_t len,
+                      guts_id *base, uint8_t **delta, size_t *dlen)
+{
+    if (type != GUTS_OBJ_TREE && type != GUTS_OBJ_BLOB) return GUTS_ENOTFOUND;
+    const guts_id *b = fetch_base_by_path(w, w->send_key[i], type == GUTS_OBJ_TREE);
+    int btype;
+    void *bdata;
+    size_t blen;
+    if (!b || guts_repo_get(r, b, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
+    int rc = btype == type ? guts_pack_delta(bdata, blen, data, len, len / 2, delta, dlen)
+                           : GUTS_ENOTFOUND;
+    free(bdata);
+    *base = *b;
+    return rc;
 }
 
 /* encode_one's answer for a large object and an in-memory writer: the
@@ -89,7 +113,8 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     uint8_t *delta = NULL;
     size_t dlen = 0;
     guts_id base;
-    if (guts_pack_delta_of(r, id, type, data, len, base_ok, w, &base, &delta, &dlen) == GUTS_OK) {
+    if (guts_pack_delta_of(r, id, type, data, len, base_ok, w, &base, &delta, &dlen) == GUTS_OK ||
+        path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
         rc = guts_packw_ref_delta(p, &base, delta, dlen);
         free(delta);
     } else {
@@ -120,9 +145,9 @@ int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
 
 /* Most of a clone's time is the helper reading, hashing and re-deltifying
  * objects while index-pack waits for them, so a large pack is encoded by
- * several threads: the objects are split into parts by the name they were
- * met under (a blob's file name, a subtree's directory name; commits, tags
- * and root trees are part 0), so the versions of one file, which the store
+ * several threads: the objects are split into parts by the path they were
+ * met under (fetch_path_key; commits, tags and root trees are part 0), so
+ * the versions of one file, which the store
  * keeps as delta chains, land in one part and its encoder's cache decodes
  * each chain once. Each encoder reads through its own repository handle
  * (handles are single-threaded; the env is shared) and collects whole

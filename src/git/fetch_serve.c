@@ -163,7 +163,7 @@ int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_sta
                        char *err)
 {
     walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit,
-              .commits = {.with_vals = 1}};
+              .commits = {.with_vals = 1}, .by_path = {.with_vals = 1}};
     guts_progress_start(&w.counting, "counting objects", 0);
     guts_progress_start(&w.writing, "writing objects", 0);
     memset(st, 0, sizeof *st);

@@ -1,0 +1,250 @@
+/* test_fetch.c - the base a thin pack's object goes against (src/git/
+ * fetch_pack.c): a tree or blob the store keeps whole goes as a delta
+ * against the version of the same path in the client's have, found by the
+ * walk; never so in a full pack, and a partial clone's client (which may
+ * lack the blobs of what it has) gets blobs whole. The pack is written by
+ * guts_git_serve from a store made here and read back entry by entry.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define STORE_TEST_NAME "fetch"
+#include "test_store_util.h"
+
+#include "fetch.h"
+#include "fetch_int.h"
+
+/* ---- objects ------------------------------------------------------------ */
+
+typedef struct buf {
+    uint8_t *p;
+    size_t n;
+} buf;
+
+static void bput(buf *b, const void *d, size_t n)
+{
+    b->p = realloc(b->p, b->n + n);
+    ck_assert_ptr_nonnull(b->p);
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+static guts_id store(guts_repo *r, int type, const buf *b)
+{
+    guts_obj o = {.type = type, .data = b->p, .len = b->n};
+    ck_assert_int_eq(guts_obj_hash(type, b->p, b->n, &o.id), GUTS_OK);
+    ck_assert_int_eq(guts_repo_put(r, &o, 1, NULL, NULL), GUTS_OK);
+    return o.id;
+}
+
+static void entry(buf *t, const char *mode, const char *name, const guts_id *id)
+{
+    bput(t, mode, strlen(mode));
+    bput(t, " ", 1);
+    bput(t, name, strlen(name) + 1);
+    bput(t, id->b, GUTS_ID_LEN);
+}
+
+/* A blob of many lines; extra: one more line at the end. */
+static guts_id big_blob(guts_repo *r, int extra)
+{
+    buf b = {0};
+    char line[64];
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(line, sizeof line, "line %d of a file that changes at its end\n", i);
+        bput(&b, line, (size_t)n);
+    }
+    if (extra) bput(&b, "one more line\n", 14);
+    guts_id id = store(r, GUTS_OBJ_BLOB, &b);
+    free(b.p);
+    return id;
+}
+
+/* Commit of version v (0 or 1): sub/big.txt changes between the two; the
+ * root's files f00..f29 and sub's s00..s19 do not. *root, *sub, *big get
+ * its trees and that blob. */
+static guts_id version(guts_repo *r, int v, const guts_id *parent, guts_id *root, guts_id *sub,
+                       guts_id *big)
+{
+    char name[16], text[32];
+    buf s = {0}, t = {0}, c = {0};
+    *big = big_blob(r, v);
+    entry(&s, "100644", "big.txt", big);
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "s%02d", i);
+        snprintf(text, sizeof text, "sub file %d\n", i);
+        buf f = {(uint8_t *)text, strlen(text)};
+        guts_id id = store(r, GUTS_OBJ_BLOB, &f);
+        entry(&s, "100644", name, &id);
+    }
+    *sub = store(r, GUTS_OBJ_TREE, &s);
+    for (int i = 0; i < 30; i++) {
+        snprintf(name, sizeof name, "f%02d", i);
+        snprintf(text, sizeof text, "root file %d\n", i);
+        buf f = {(uint8_t *)text, strlen(text)};
+        guts_id id = store(r, GUTS_OBJ_BLOB, &f);
+        entry(&t, "100644", name, &id);
+    }
+    entry(&t, "40000", "sub", sub);
+    *root = store(r, GUTS_OBJ_TREE, &t);
+    char hex[GUTS_HEX_LEN + 1], line[128];
+    guts_id_to_hex(root, hex);
+    bput(&c, line, (size_t)snprintf(line, sizeof line, "tree %s\n", hex));
+    if (parent) {
+        guts_id_to_hex(parent, hex);
+        bput(&c, line, (size_t)snprintf(line, sizeof line, "parent %s\n", hex));
+    }
+    const char *rest = "author A <a@example.com> 1 +0000\ncommitter A <a@example.com> 1 +0000\n\nv\n";
+    bput(&c, rest, strlen(rest));
+    guts_id id = store(r, GUTS_OBJ_COMMIT, &c);
+    free(s.p);
+    free(t.p);
+    free(c.p);
+    return id;
+}
+
+/* ---- the pack, read back ------------------------------------------------ */
+
+#define MAX_ENTRIES 16
+
+typedef struct entry_info {
+    int type;       /* pack entry type: 1..4, or 7 (REF_DELTA) */
+    guts_id base;   /* a REF_DELTA's */
+    size_t content; /* inflated bytes */
+} entry_info;
+
+static int sink(void *ctx, const void *d, size_t n)
+{
+    bput(ctx, d, n);
+    return GUTS_OK;
+}
+
+/* Parse the pack's entries into e; returns how many. */
+static size_t read_pack(const buf *p, entry_info *e)
+{
+    ck_assert_uint_ge(p->n, 32);
+    ck_assert_int_eq(memcmp(p->p, "PACK", 4), 0);
+    size_t count = (size_t)p->p[8] << 24 | (size_t)p->p[9] << 16 | (size_t)p->p[10] << 8 | p->p[11];
+    ck_assert_uint_le(count, MAX_ENTRIES);
+    size_t pos = 12;
+    for (size_t k = 0; k < count; k++) {
+        uint8_t c = p->p[pos++];
+        e[k].type = (c >> 4) & 7;
+        uint64_t size = c & 0x0f;
+        for (int shift = 4; c & 0x80; shift += 7) {
+            c = p->p[pos++];
+            size |= (uint64_t)(c & 0x7f) << shift;
+        }
+        if (e[k].type == GUTS_PACK_REF_DELTA) {
+            memcpy(e[k].base.b, p->p + pos, GUTS_ID_LEN);
+            pos += GUTS_ID_LEN;
+        }
+        uint8_t *out = malloc(size + 1);
+        z_stream z = {0};
+        ck_assert_int_eq(inflateInit(&z), Z_OK);
+        z.next_in = p->p + pos;
+        z.avail_in = (uInt)(p->n - 20 - pos);
+        z.next_out = out;
+        z.avail_out = (uInt)size + 1;
+        ck_assert_int_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+        ck_assert_uint_eq(z.total_out, size);
+        pos += z.total_in;
+        e[k].content = size;
+        inflateEnd(&z);
+        free(out);
+    }
+    ck_assert_uint_eq(pos + 20, p->n);
+    return count;
+}
+
+/* Serve want from r to a client that has have; the pack's entries in e. */
+static size_t serve(guts_repo *r, const guts_id *want, const guts_id *have, int thin,
+                    uint64_t blob_limit, entry_info *e)
+{
+    buf p = {0};
+    guts_git_serve_req q = {.wants = want, .nwants = 1, .haves = have, .nhaves = 1,
+                            .thin = thin, .blob_limit = blob_limit, .zlevel = 1,
+                            .sink = sink, .sink_ctx = &p};
+    guts_git_fetch_stats st;
+    char err[GUTS_GIT_ERR_MAX] = "";
+    ck_assert_msg(guts_git_serve(r, &q, &st, err) == GUTS_OK, "%s", err);
+    size_t n = read_pack(&p, e);
+    free(p.p);
+    return n;
+}
+
+/* The entry whose delta names base, or NULL. */
+static const entry_info *delta_on(const entry_info *e, size_t n, const guts_id *base)
+{
+    for (size_t k = 0; k < n; k++)
+        if (e[k].type == GUTS_PACK_REF_DELTA && guts_id_cmp(&e[k].base, base) == 0) return &e[k];
+    return NULL;
+}
+
+START_TEST(test_changed_trees_and_blob_go_against_the_haves_same_path)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, "o/fetch", GUTS_REPO_CREATE, &r), GUTS_OK);
+    guts_id root0, sub0, big0, root1, sub1, big1;
+    guts_id c0 = version(r, 0, NULL, &root0, &sub0, &big0);
+    guts_id c1 = version(r, 1, &c0, &root1, &sub1, &big1);
+    entry_info e[MAX_ENTRIES];
+    /* the commit, both trees and the blob: nothing else changed */
+    size_t n = serve(r, &c1, &c0, 1, UINT64_MAX, e);
+    ck_assert_uint_eq(n, 4);
+    const entry_info *d;
+    ck_assert_ptr_nonnull(d = delta_on(e, n, &root0));
+    ck_assert_uint_lt(d->content, 100); /* one entry's id changed */
+    ck_assert_ptr_nonnull(d = delta_on(e, n, &sub0));
+    ck_assert_uint_lt(d->content, 100);
+    ck_assert_ptr_nonnull(d = delta_on(e, n, &big0));
+    ck_assert_uint_lt(d->content, 100);
+    /* a full pack: nothing against what the client has */
+    n = serve(r, &c1, &c0, 0, UINT64_MAX, e);
+    ck_assert_uint_eq(n, 4);
+    for (size_t k = 0; k < n; k++)
+        ck_assert_int_ne(e[k].type, GUTS_PACK_REF_DELTA);
+    /* a partial clone's client: trees against its own, the blob whole */
+    n = serve(r, &c1, &c0, 1, 1u << 20, e);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_ptr_nonnull(delta_on(e, n, &root0));
+    ck_assert_ptr_nonnull(delta_on(e, n, &sub0));
+    ck_assert_ptr_null(delta_on(e, n, &big0));
+    guts_repo_close(r);
+}
+END_TEST
+
+START_TEST(test_path_keys_tell_paths_apart)
+{
+    uint32_t a = fetch_path_key(0, "a", 1), ab = fetch_path_key(a, "b", 1);
+    ck_assert_uint_ne(a, 0);
+    ck_assert_uint_ne(ab, fetch_path_key(0, "ab", 2));
+    ck_assert_uint_eq(ab, fetch_path_key(0, "a/b", 3)); /* the whole path's hash */
+    ck_assert_uint_ne(fetch_path_key(ab, "c", 1), fetch_path_key(a, "c", 1));
+}
+END_TEST
+
+static Suite *fetch_suite(void)
+{
+    Suite *s = suite_create("fetch");
+    TCase *t = tcase_create("thin");
+    tcase_add_unchecked_fixture(t, base_setup, base_teardown);
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_changed_trees_and_blob_go_against_the_haves_same_path);
+    tcase_add_test(t, test_path_keys_tell_paths_apart);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(fetch_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
