@@ -1,65 +1,88 @@
 #!/usr/bin/env bash
 # bench/git_http.sh - git smart HTTP from guts-node against git's own
 # server (git daemon, git://, serving the same repository from a packed
-# mirror), in a private network namespace: clone --mirror of zlib and a
-# fetch of a few new commits, RUNS alternating runs each (median), and the
-# node's RssAnon sampled while it serves.
+# mirror), in a private network namespace: clone --mirror and a fetch of a
+# few new commits, RUNS alternating runs each (median), the servers' CPU
+# (guts-node's; git daemon's with the upload-pack children it reaped) and
+# the node's RssAnon sampled while it serves.
 #   GUTS_BUILD=build ./bench/git_http.sh [RUNS]    (a release build: not ASan)
+#   BUNDLE=file.bundle ...   the repository (default ../shared/data/zlib.bundle)
+#   GEN=1 ...                a generated one instead (scripts/bench-repo;
+#                            COMMITS, TOUCH, FILES, REFS shape it)
 set -euo pipefail
 RUNS=${1:-5}
 export GUTS_BUILD=${GUTS_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
 export GUTS_SRC=${GUTS_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$GUTS_SRC/tests/e2e/lib/netns.sh"
 netns_enter "$0" "$@"
-bundle="$GUTS_SRC/../shared/data/zlib.bundle"
-[ -f "$bundle" ] || { echo "no $bundle: skipped" >&2; exit 77; }
 export PATH="$GUTS_BUILD:$PATH"
 
-git clone -q --mirror "$bundle" "$TMP/srv/zlib.git"
+if [ -n "${GEN:-}" ]; then
+  "$GUTS_SRC/scripts/bench-repo" "$TMP/srv/zlib.git"
+else
+  bundle=${BUNDLE:-$GUTS_SRC/../shared/data/zlib.bundle}
+  [ -f "$bundle" ] || { echo "no $bundle: skipped" >&2; exit 77; }
+  git clone -q --mirror "$bundle" "$TMP/srv/zlib.git"
+fi
 git -C "$TMP/srv/zlib.git" repack -adq
+git -C "$TMP/srv/zlib.git" pack-refs --all
 expect 0 "$GUTS" --data "$TMP/a" import madler/zlib "$TMP/srv/zlib.git"
 node_start a --http 127.0.0.1:7172
-git daemon --export-all --base-path="$TMP/srv" --reuseaddr --listen=127.0.0.1 --port=9418 \
-  2>"$TMP/daemon.log" &
-EXTRA_PIDS+=("$!")
+# git-daemon itself, not the git wrapper that would wait for it: its CPU
+# counts the upload-packs it reaped
+"$(git --exec-path)/git-daemon" --export-all --base-path="$TMP/srv" --reuseaddr \
+  --listen=127.0.0.1 --port=9418 2>"$TMP/daemon.log" &
+daemon_pid=$!
+EXTRA_PIDS+=("$daemon_pid")
 wait_until 10 "git daemon listens" git ls-remote git://127.0.0.1:9418/zlib.git
 wait_until 10 "the node serves" git ls-remote http://127.0.0.1:7172/madler/zlib
 objects=$(git -C "$TMP/srv/zlib.git" count-objects -v | awk '/in-pack/ {print $2}')
 refs=$(git -C "$TMP/srv/zlib.git" for-each-ref | wc -l)
 
 rss_peak=0
-# sample the node's RssAnon every 100 ms while CMD runs; keep the peak
-# (kB). Read with bash builtins: a process per sample would cost the
-# clone being measured a share of the CPU.
-sampled() {
-  local pid=${NODE_PID[a]} peak=0 k v _
-  "$@" &
+hz=$(getconf CLK_TCK)
+# CPU ticks of process PID so far, with the children it has reaped
+# (git daemon's upload-packs and their pack-objects).
+ticks() { local f; read -ra f <"/proc/$1/stat"; echo $((f[13] + f[14] + f[15] + f[16])); }
+# timed SERVER_PID CMD...: run CMD; append "wall_ms server_cpu_ms" to $out.
+# With SAMPLE set, the node's RssAnon is sampled every 100 ms meanwhile
+# (bash builtins: a process per sample would take the clone's CPU); the
+# wall time is the command's own, not the sampler's.
+timed() {
+  local spid=$1 c0 peak=0 k v _
+  shift
+  c0=$(ticks "$spid")
+  ( t0=$(date +%s%N); "$@"; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)) >"$TMP/wall" ) &
   local cpid=$!
-  while kill -0 "$cpid" 2>/dev/null; do
+  while [ -n "${SAMPLE:-}" ] && kill -0 "$cpid" 2>/dev/null; do
     while read -r k v _; do
       [ "$k" != RssAnon: ] || [ "$v" -le "$peak" ] || peak=$v
-    done <"/proc/$pid/status"
+    done <"/proc/${NODE_PID[a]}/status"
     sleep 0.1
   done
   wait "$cpid"
   [ "$peak" -le "$rss_peak" ] || rss_peak=$peak
+  echo "$(cat "$TMP/wall") $((($(ticks "$spid") - c0) * 1000 / hz))" >>"$out"
 }
-secs() { local t0 t1; t0=$(date +%s%N); "$@"; t1=$(date +%s%N); echo "scale=3; ($t1 - $t0) / 1000000000" | bc; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+# median of column COL (1: wall ms, 2: server CPU ms) of a file
+median() { sort -n -k"$2" "$1" | awk -v c="$2" '{a[NR]=$c} END {print a[int((NR + 1) / 2)]}'; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
 
 : >"$TMP/t-guts"
 : >"$TMP/t-git"
 for i in $(seq 1 "$RUNS"); do
   rm -rf "$TMP/c1" "$TMP/c2"
-  secs sampled git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c1" >>"$TMP/t-guts"
-  secs git clone -q --mirror git://127.0.0.1:9418/zlib.git "$TMP/c2" >>"$TMP/t-git"
+  out="$TMP/t-guts" SAMPLE=1 timed "${NODE_PID[a]}" git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c1"
+  out="$TMP/t-git" timed "$daemon_pid" git clone -q --mirror git://127.0.0.1:9418/zlib.git "$TMP/c2"
 done
 git -C "$TMP/c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node"
 pack_guts=$(du -b "$TMP"/c1/objects/pack/*.pack | awk '{s += $1} END {print s}')
 pack_git=$(du -b "$TMP"/c2/objects/pack/*.pack | awk '{s += $1} END {print s}')
-cg=$(median <"$TMP/t-guts")
-cd=$(median <"$TMP/t-git")
-echo "clone --mirror zlib ($objects objects, $refs refs): guts-node ${cg}s, git daemon ${cd}s (ratio $(echo "scale=2; $cg / $cd" | bc)); packs $pack_guts vs $pack_git bytes; node RssAnon peak ${rss_peak} kB"
+cg=$(median "$TMP/t-guts" 1) cd=$(median "$TMP/t-git" 1)
+sg=$(median "$TMP/t-guts" 2) sd=$(median "$TMP/t-git" 2)
+echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "clone --mirror ($objects objects, $refs refs): guts-node ${cg} ms, git daemon ${cd} ms (ratio $(ratio "$cg" "$cd")); server CPU ${sg} vs ${sd} ms; packs $pack_guts vs $pack_git bytes; node RssAnon peak ${rss_peak} kB"
+echo "  per run (wall ms, server CPU ms): guts $(tr '\n' ' ' <"$TMP/t-guts")/ git $(tr '\n' ' ' <"$TMP/t-git")"
 
 # a fetch of three new commits, each side from a clone made before them
 : >"$TMP/f-guts"
@@ -83,8 +106,8 @@ for i in $(seq 1 "$RUNS"); do
     "git ls-remote http://127.0.0.1:7172/madler/zlib | grep -q $(git -C "$work" rev-parse HEAD)"
   before1=$(ls "$TMP"/f1/objects/pack/*.pack)
   before2=$(ls "$TMP"/f2/objects/pack/*.pack)
-  secs git -C "$TMP/f1" -c fetch.unpackLimit=1 fetch -q >>"$TMP/f-guts"
-  secs git -C "$TMP/f2" -c fetch.unpackLimit=1 fetch -q >>"$TMP/f-git"
+  out="$TMP/f-guts" timed "${NODE_PID[a]}" git -C "$TMP/f1" -c fetch.unpackLimit=1 fetch -q
+  out="$TMP/f-git" timed "$daemon_pid" git -C "$TMP/f2" -c fetch.unpackLimit=1 fetch -q
   for s in 1 2; do
     b=$(eval "echo \$before$s")
     for p in "$TMP"/f$s/objects/pack/*.pack; do
@@ -92,9 +115,9 @@ for i in $(seq 1 "$RUNS"); do
     done
   done
 done
-fg=$(median <"$TMP/f-guts")
-fd=$(median <"$TMP/f-git")
-bg=$(median <"$TMP/b-guts")
-bd=$(median <"$TMP/b-git")
-echo "fetch of 3 new commits: guts-node ${fg}s, git daemon ${fd}s (ratio $(echo "scale=2; $fg / $fd" | bc)); pack $bg vs $bd bytes (ratio $(echo "scale=2; $bg / $bd" | bc))"
+fg=$(median "$TMP/f-guts" 1) fd=$(median "$TMP/f-git" 1)
+bg=$(sort -n "$TMP/b-guts" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
+bd=$(sort -n "$TMP/b-git" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
+echo "fetch of 3 new commits: guts-node ${fg} ms, git daemon ${fd} ms (ratio $(ratio "$fg" "$fd")); pack $bg vs $bd bytes (ratio $(ratio "$bg" "$bd"))"
+echo "  packs per run: guts $(tr '\n' ' ' <"$TMP/b-guts")/ git $(tr '\n' ' ' <"$TMP/b-git")"
 node_stop a
