@@ -223,6 +223,11 @@ static int walk_commits(walk *w)
         uint8_t f = w->commits.flags[slot];
         w->commits.flags[slot] &= (uint8_t)~C_INHEAP;
         int unint = (f & C_UNINT) != 0;
+        if (!unint && e.time < w->cutoff) {
+            w->too_old = 1; /* guts_git_ready's answer: no have below it */
+            return GUTS_OK;
+        }
+        if (w->cutoff && w->nci >= FETCH_READY_COMMITS) return GUTS_OK; /* ready, a guess */
         if (!unint) {
             w->nint--;
             w->commits.flags[slot] |= C_SENT;
@@ -527,6 +532,24 @@ int fetch_select_objects(walk *w, const guts_id *wants, size_t nwants, const gut
     if ((rc = fetch_send_sent(w))) return rc;
     guts_progress_show(&w->counting, w->nsend, 0, 0, 1);
     return GUTS_OK;
+}
+
+int guts_git_ready(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
+                   size_t nhaves)
+{
+    char err[GUTS_GIT_ERR_MAX];
+    walk w = {.r = r, .err = err, .commits = {.with_vals = 1}, .blob_limit = UINT64_MAX};
+    int rc = add_haves(&w, haves, nhaves);
+    uint64_t oldest = UINT64_MAX;
+    for (size_t i = 0; i < w.nci; i++)
+        if (w.ci[i].time < oldest) oldest = w.ci[i].time;
+    if (!rc && w.nci == 0) rc = GUTS_ENOTFOUND; /* no have is a stored commit */
+    w.cutoff = oldest;
+    if (!rc) rc = add_wants(&w, wants, nwants);
+    if (!rc) rc = walk_commits(&w);
+    int ready = !rc && !w.too_old;
+    fetch_walk_free(&w);
+    return ready;
 }
 
 int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,

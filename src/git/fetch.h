@@ -53,6 +53,17 @@ int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *w
                  size_t nhaves, int zlevel, int progress, int *connected, guts_git_fetch_stats *st,
                  char *err);
 
+/** May a fetch's negotiation end here ("ready", git's upload-pack): the
+ * commit walk from the wants, with the haves (the commits the client said
+ * it has, stored here) uninteresting, ends without an interesting commit
+ * older than the oldest have, which no have can be an ancestor of. So a
+ * client whose newest haves are not yet those its wants descend from is
+ * asked for more (it sends older ones), instead of getting a pack of what
+ * it has. 0 also when no have is a stored commit or a read fails (the fetch
+ * itself then reports what is wrong). */
+int guts_git_ready(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
+                   size_t nhaves);
+
 /* What a git smart HTTP fetch asks for (the node's upload-pack, net/git.c). */
 typedef struct guts_git_serve_req {
     const guts_id *wants, *haves, *tags; /* tags: annotated tag ids the refs

@@ -31,6 +31,10 @@
  * which is git's too. */
 #define REMOTE_SMALL_PACK_LEVEL 6
 
+/* guts_git_ready reads at most this many commits (it runs on guts-node's
+ * loop, once per negotiation round); past them it answers ready. */
+#define FETCH_READY_COMMITS 4096
+
 /* A git pack counts its objects in 32 bits. */
 #define PACK_OBJECTS_MAX 0xffffffffu
 
@@ -86,6 +90,9 @@ typedef struct walk {
     guts_id *roots; /* trees wanted directly (a tag of a tree) */
     size_t nroots, caproots;
     guts_progress counting, writing;
+    uint64_t cutoff;     /* guts_git_ready: an interesting commit older than
+                          * this ends the walk, too_old set (0: none) */
+    int too_old;
     int indexed;         /* the pack goes to index-pack (else unpack-objects) */
     int thin;            /* deltas may name bases the receiver has and the pack lacks */
     uint64_t blob_limit; /* blobs under trees larger than this stay out

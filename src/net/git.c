@@ -10,11 +10,13 @@
  * is stateless: every fetch request carries its wants and all the haves
  * the client still sends, so the node keeps nothing between requests.
  *
- * Negotiation: the haves the store holds as commits are acknowledged; as
- * soon as one is, the node says "ready" and sends the pack in the same
- * answer (its walk leaves out everything reachable from any have, so an
- * early "ready" costs at most a larger pack, never a wrong one); with none
- * it answers NAK and the client sends older haves, or "done".
+ * Negotiation: the haves the store holds as commits are acknowledged; once
+ * the wants' commit walk stops at them without passing below the oldest
+ * (guts_git_ready: a commit older than every have cannot descend from
+ * one), the node says "ready" and sends the pack in the same answer. Until
+ * then the client sends older haves, or "done" (with none acknowledged:
+ * NAK). An early "ready" costs at most a larger pack, never a wrong one:
+ * the walk leaves out everything reachable from any have.
  *
  * The pack is never built in memory and never written on the loop: a pack
  * thread (at most GUTS_NET_GIT_UPLOADS_MAX at once) opens its own handle

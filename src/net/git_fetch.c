@@ -149,9 +149,10 @@ int git_fetch(guts_net_git *g, struct MHD_Connection *conn, guts_repo *r, const 
             guts_id_to_hex(&common.v[i], hex);
             git_buf_pkt(&u->prefix, "ACK %s\n", hex);
         }
-        if (common.n == 0) {
-            /* nothing in common yet: the client sends older haves, or done */
-            git_buf_pkt(&u->prefix, "NAK\n");
+        if (common.n == 0 || !guts_git_ready(r, wants.v, wants.n, common.v, common.n)) {
+            /* nothing in common yet, or not what the wants descend from:
+             * the client sends older haves, or done */
+            if (common.n == 0) git_buf_pkt(&u->prefix, "NAK\n");
             git_buf_put(&u->prefix, "0000", 4);
             rc = git_reply_buf(g, conn, &u->prefix);
             goto out;

@@ -64,11 +64,11 @@ static guts_id big_blob(guts_repo *r, int extra)
     return id;
 }
 
-/* Commit of version v (0 or 1): sub/big.txt changes between the two; the
- * root's files f00..f29 and sub's s00..s19 do not. *root, *sub, *big get
- * its trees and that blob. */
-static guts_id version(guts_repo *r, int v, const guts_id *parent, guts_id *root, guts_id *sub,
-                       guts_id *big)
+/* Commit of version v (0 or 1) at time when: sub/big.txt changes between
+ * the two; the root's files f00..f29 and sub's s00..s19 do not. *root,
+ * *sub, *big get its trees and that blob. */
+static guts_id version(guts_repo *r, int v, const guts_id *parent, unsigned when, guts_id *root,
+                       guts_id *sub, guts_id *big)
 {
     char name[16], text[32];
     buf s = {0}, t = {0}, c = {0};
@@ -98,8 +98,11 @@ static guts_id version(guts_repo *r, int v, const guts_id *parent, guts_id *root
         guts_id_to_hex(parent, hex);
         bput(&c, line, (size_t)snprintf(line, sizeof line, "parent %s\n", hex));
     }
-    const char *rest = "author A <a@example.com> 1 +0000\ncommitter A <a@example.com> 1 +0000\n\nv\n";
-    bput(&c, rest, strlen(rest));
+    bput(&c, line,
+         (size_t)snprintf(line, sizeof line,
+                          "author A <a@example.com> %u +0000\ncommitter A <a@example.com> %u "
+                          "+0000\n\nv\n",
+                          when, when));
     guts_id id = store(r, GUTS_OBJ_COMMIT, &c);
     free(s.p);
     free(t.p);
@@ -190,8 +193,8 @@ START_TEST(test_changed_trees_and_blob_go_against_the_haves_same_path)
     guts_repo *r;
     ck_assert_int_eq(guts_repo_open(data, "o/fetch", GUTS_REPO_CREATE, &r), GUTS_OK);
     guts_id root0, sub0, big0, root1, sub1, big1;
-    guts_id c0 = version(r, 0, NULL, &root0, &sub0, &big0);
-    guts_id c1 = version(r, 1, &c0, &root1, &sub1, &big1);
+    guts_id c0 = version(r, 0, NULL, 1, &root0, &sub0, &big0);
+    guts_id c1 = version(r, 1, &c0, 1, &root1, &sub1, &big1);
     entry_info e[MAX_ENTRIES];
     /* the commit, both trees and the blob: nothing else changed */
     size_t n = serve(r, &c1, &c0, 1, UINT64_MAX, e);
@@ -218,6 +221,29 @@ START_TEST(test_changed_trees_and_blob_go_against_the_haves_same_path)
 }
 END_TEST
 
+/* ready: the wants' walk stops at the haves above the oldest of them */
+START_TEST(test_ready_once_a_have_the_wants_descend_from_is_sent)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, "o/ready", GUTS_REPO_CREATE, &r), GUTS_OK);
+    guts_id t, s, b;
+    guts_id c0 = version(r, 0, NULL, 100, &t, &s, &b);
+    guts_id c1 = version(r, 1, &c0, 200, &t, &s, &b);
+    guts_id c2 = version(r, 0, &c1, 300, &t, &s, &b);
+    guts_id side = version(r, 1, &c0, 400, &t, &s, &b); /* a newer branch */
+    guts_id absent;
+    memset(&absent, 0xab, sizeof absent);
+    ck_assert_int_eq(guts_git_ready(r, &c2, 1, &c1, 1), 1);
+    ck_assert_int_eq(guts_git_ready(r, &c2, 1, &c0, 1), 1);
+    /* the client's newest commit is elsewhere: c2 and c1 are older */
+    ck_assert_int_eq(guts_git_ready(r, &c2, 1, &side, 1), 0);
+    guts_id both[2] = {side, c1};
+    ck_assert_int_eq(guts_git_ready(r, &c2, 1, both, 2), 1);
+    ck_assert_int_eq(guts_git_ready(r, &c2, 1, &absent, 1), 0);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_path_keys_tell_paths_apart)
 {
     uint32_t a = fetch_path_key(0, "a", 1), ab = fetch_path_key(a, "b", 1);
@@ -235,6 +261,7 @@ static Suite *fetch_suite(void)
     tcase_add_unchecked_fixture(t, base_setup, base_teardown);
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_changed_trees_and_blob_go_against_the_haves_same_path);
+    tcase_add_test(t, test_ready_once_a_have_the_wants_descend_from_is_sent);
     tcase_add_test(t, test_path_keys_tell_paths_apart);
     suite_add_tcase(s, t);
     return s;
