@@ -557,7 +557,7 @@ int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *w
                  guts_git_fetch_stats *st, char *err)
 {
     *connected = 0;
-    walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1,
+    walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1, .rehash = 1,
               .commits = {.with_vals = 1}, .by_path = {.with_vals = 1},
               .blob_limit = UINT64_MAX};
     guts_progress_start(&w.counting, "guts: counting objects", progress);

@@ -93,6 +93,7 @@ typedef struct walk {
     uint64_t cutoff;     /* guts_git_ready: an interesting commit older than
                           * this ends the walk, too_old set (0: none) */
     int too_old;
+    int rehash;          /* each object's content is hashed before it goes */
     int indexed;         /* the pack goes to index-pack (else unpack-objects) */
     int thin;            /* deltas may name bases the receiver has and the pack lacks */
     uint64_t blob_limit; /* blobs under trees larger than this stay out
@@ -176,8 +177,9 @@ int fetch_select_objects(walk *w, const guts_id *wants, size_t nwants, const gut
 
 /* ---- fetch_pack.c ---- */
 
-/* Write every selected object into p, in order, on this thread (a pack
- * whose writer is a sink: git smart HTTP's side-band). err is filled. */
+/* Write every selected object into p (on a file or a sink), in order or,
+ * for a large pack with w->data and w->key, by several encoder threads.
+ * err is filled. */
 int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st);
 
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack

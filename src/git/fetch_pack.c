@@ -12,7 +12,8 @@
  * core and writes the .pack and .idx; under GUTS_GIT_UNPACK_LIMIT objects it
  * goes to `git unpack-objects` instead, as git's own fetch does. Each object
  * read from the store is hashed before it is written: a damaged store fails
- * the fetch instead of handing git a wrong object. A large pack's entries
+ * the fetch instead of handing git a wrong object (guts-node's upload-pack
+ * skips that: see guts_git_serve). A large pack's entries
  * are encoded on several threads (see "encoders" below).
  */
 #include <assert.h>
@@ -106,7 +107,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     }
     if (rc) return rc;
     guts_id h;
-    if (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id)) {
+    if (w->rehash && (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id))) {
         free(data);
         return fetch_corrupt_err(err, id, "content does not hash to its id");
     }
@@ -126,20 +127,6 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     return GUTS_OK;
 }
 
-/* Write every selected object into p, in order, on this thread (a pack
- * whose writer is a sink: git smart HTTP's side-band). err is filled. */
-int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
-{
-    for (size_t i = 0; i < w->nsend; i++) {
-        uint64_t bytes = 0;
-        int rc = encode_one(w, w->r, p, i, &bytes, w->err);
-        if (rc) return rc;
-        st->bytes += bytes;
-        st->objects++;
-        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
-    }
-    return GUTS_OK;
-}
 
 /* ---- encoders on several threads ---------------------------------------------- */
 
@@ -438,6 +425,21 @@ static unsigned encoders_for(const walk *w)
 
 /* ---- pack ------------------------------------------------------------------ */
 
+int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
+{
+    unsigned nparts = encoders_for(w);
+    if (nparts > 1) return encode_parallel(w, p, nparts, st);
+    for (size_t i = 0; i < w->nsend; i++) {
+        uint64_t bytes = 0;
+        int rc = encode_one(w, w->r, p, i, &bytes, w->err);
+        if (rc) return rc;
+        st->bytes += bytes;
+        st->objects++;
+        guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
+    }
+    return GUTS_OK;
+}
+
 /* A clone's pack (no haves) holds the whole closure of the wants: index-pack
  * can check that as it indexes, which spares git its own connectivity walk
  * afterwards. A fetch's pack leaves out what the local repository has, so
@@ -466,19 +468,7 @@ int fetch_write_pack(walk *w, int self_contained, int *connected, guts_git_fetch
         rc = pack_err(w->err, rc);
         goto out;
     }
-    unsigned nparts = encoders_for(w);
-    if (nparts > 1) {
-        rc = encode_parallel(w, &p, nparts, st);
-    } else {
-        for (size_t i = 0; i < w->nsend && !rc; i++) {
-            uint64_t bytes = 0;
-            if ((rc = encode_one(w, w->r, &p, i, &bytes, w->err))) break;
-            st->bytes += bytes;
-            st->objects++;
-            guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
-        }
-    }
-    if (rc) goto out;
+    if ((rc = fetch_pack_entries(w, &p, st))) goto out;
     uint8_t sum[GUTS_ID_LEN];
     if ((rc = guts_packw_finish(&p, sum))) {
         rc = pack_err(w->err, rc);

@@ -162,7 +162,12 @@ out:
 int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_stats *st,
                        char *err)
 {
-    walk w = {.r = r, .err = err, .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit,
+    /* No rehash: git's index-pack hashes every object it receives and the
+     * clone or fetch then checks the result is connected, so an object
+     * that does not hash to its id fails the client's fetch anyway (the
+     * store's zstd frames carry checksums against damage on disk). */
+    walk w = {.r = r, .zlevel = q->zlevel, .err = err,
+              .thin = q->thin, .indexed = 1, .blob_limit = q->blob_limit,
               .commits = {.with_vals = 1}, .by_path = {.with_vals = 1}};
     guts_progress_start(&w.counting, "counting objects", 0);
     guts_progress_start(&w.writing, "writing objects", 0);
