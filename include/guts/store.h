@@ -200,6 +200,10 @@ int guts_repo_has(guts_repo *r, const guts_id *id);
 /** Type and size of a stored object without reading its content.
  * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE. */
 int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size);
+/** guts_repo_stat, and *base (may be NULL): the object its record is a
+ * delta against, or id itself when it is stored whole (one lookup: the
+ * pack writer's per object). */
+int guts_repo_head(guts_repo *r, const guts_id *id, int *type, uint64_t *size, guts_id *base);
 
 /** Read an object's content. *data is allocated with malloc() for the caller
  * (free() it); it is verified to decompress to *len bytes. Reading many

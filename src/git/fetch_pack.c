@@ -89,8 +89,9 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     void *data;
     size_t len;
     uint64_t size;
+    guts_id stored_base = *id;
     int rc;
-    if (guts_repo_stat(r, id, &type, &size) == GUTS_OK && size >= GUTS_LARGE_MIN) {
+    if (guts_repo_head(r, id, &type, &size, &stored_base) == GUTS_OK && size >= GUTS_LARGE_MIN) {
         if (p->mem) return ENC_LARGE;
         /* piece by piece, rehashed by the store */
         rc = guts_packw_stream(p, r, id, type, size);
@@ -114,7 +115,8 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     uint8_t *delta = NULL;
     size_t dlen = 0;
     guts_id base;
-    if (guts_pack_delta_of(r, id, type, data, len, base_ok, w, &base, &delta, &dlen) == GUTS_OK ||
+    if (guts_pack_delta_of(r, id, &stored_base, type, data, len, base_ok, w, &base, &delta,
+                           &dlen) == GUTS_OK ||
         path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
         rc = guts_packw_ref_delta(p, &base, delta, dlen);
         free(delta);

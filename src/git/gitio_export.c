@@ -166,13 +166,13 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
         void *data;
         size_t len;
         uint64_t size;
-        guts_id h, base;
+        guts_id h, base, stored_base;
         uint8_t *delta;
         size_t dlen;
         guts_id_to_hex(&ids[i], hex);
         e[i].id = ids[i];
         e[i].off = guts_packw_offset(&w);
-        rc = guts_repo_stat(repo, &ids[i], &type, &size);
+        rc = guts_repo_head(repo, &ids[i], &type, &size, &stored_base);
         if (rc == GUTS_OK && size >= GUTS_LARGE_MIN) {
             rc = guts_packw_stream(&w, repo, &ids[i], type, size);
             e[i].crc = w.crc;
@@ -197,8 +197,8 @@ static int write_pack(guts_repo *repo, const char *outdir, const guts_id *ids, s
             break;
         }
         /* Every stored object goes in this pack, so every base is in it. */
-        if (guts_pack_delta_of(repo, &ids[i], type, data, len, NULL, NULL, &base, &delta, &dlen) ==
-            GUTS_OK) {
+        if (guts_pack_delta_of(repo, &ids[i], &stored_base, type, data, len, NULL, NULL, &base,
+                               &delta, &dlen) == GUTS_OK) {
             rc = guts_packw_ref_delta(&w, &base, delta, dlen);
             free(delta);
         } else {

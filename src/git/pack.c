@@ -227,24 +227,20 @@ void guts_packw_free(guts_packw *w)
     w->sha = NULL;
 }
 
-int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *data, size_t len,
-                       int (*in_pack)(const guts_id *base, void *ctx), void *ctx, guts_id *base,
-                       uint8_t **delta, size_t *dlen)
+int guts_pack_delta_of(guts_repo *r, const guts_id *id, const guts_id *stored_base, int type,
+                       const void *data, size_t len, int (*in_pack)(const guts_id *base, void *ctx),
+                       void *ctx, guts_id *base, uint8_t **delta, size_t *dlen)
 {
-    guts_rec rec;
-    void *rbuf;
-    if (guts_repo_rec_get(r, id, &rec, &rbuf) != GUTS_OK) return GUTS_ENOTFOUND;
-    free(rbuf);
-    if (rec.enc != GUTS_REC_DELTA || guts_id_cmp(&rec.base, id) == 0) return GUTS_ENOTFOUND;
-    if (in_pack && !in_pack(&rec.base, ctx)) return GUTS_ENOTFOUND;
+    if (guts_id_cmp(stored_base, id) == 0) return GUTS_ENOTFOUND;
+    if (in_pack && !in_pack(stored_base, ctx)) return GUTS_ENOTFOUND;
     int btype;
     void *bdata;
     size_t blen;
-    if (guts_repo_get(r, &rec.base, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
+    if (guts_repo_get(r, stored_base, &btype, &bdata, &blen) != GUTS_OK) return GUTS_ENOTFOUND;
     int rc = btype == type ? guts_pack_delta(bdata, blen, data, len, len / 2, delta, dlen)
                            : GUTS_ENOTFOUND;
     free(bdata);
-    *base = rec.base;
+    *base = *stored_base;
     return rc;
 }
 

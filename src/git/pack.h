@@ -118,15 +118,16 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
                     uint8_t **out, size_t *outlen);
 
 /** The git delta for object id (type, its content data/len) against the
- * base the store compressed it against, when in_pack(base, ctx) says the
+ * base the store compressed it against (stored_base, from guts_repo_head:
+ * id itself when stored whole), when in_pack(base, ctx) says the
  * base goes in the same pack (NULL: every object does), the base has the
  * same type (a REF_DELTA takes its base's type) and the delta is under
  * half the object: *base, *delta (malloc'd) and *dlen. index-pack and pack
  * readers resolve it wherever the base stands in the pack; the store's
  * chains have no cycles, so neither do these. GUTS_ENOTFOUND when there is
  * none. */
-int guts_pack_delta_of(guts_repo *r, const guts_id *id, int type, const void *data, size_t len,
-                       int (*in_pack)(const guts_id *base, void *ctx), void *ctx, guts_id *base,
-                       uint8_t **delta, size_t *dlen);
+int guts_pack_delta_of(guts_repo *r, const guts_id *id, const guts_id *stored_base, int type,
+                       const void *data, size_t len, int (*in_pack)(const guts_id *base, void *ctx),
+                       void *ctx, guts_id *base, uint8_t **delta, size_t *dlen);
 
 #endif

@@ -298,7 +298,7 @@ int guts_repo_has(guts_repo *r, const guts_id *id)
     return store_mdb_err(rc, "read object");
 }
 
-int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
+int guts_repo_head(guts_repo *r, const guts_id *id, int *type, uint64_t *size, guts_id *base)
 {
     if (!r || !id) return GUTS_EINVAL;
     MDB_txn *txn;
@@ -310,9 +310,15 @@ int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
     if (rc == GUTS_OK) {
         if (type) *type = h.type;
         if (size) *size = h.size;
+        if (base) *base = h.enc == ENC_ZSTD_DELTA ? h.base : *id;
     }
     store_read_end(r, txn);
     return rc;
+}
+
+int guts_repo_stat(guts_repo *r, const guts_id *id, int *type, uint64_t *size)
+{
+    return guts_repo_head(r, id, type, size, NULL);
 }
 
 /* ---- records (replication) ------------------------------------------------ */
