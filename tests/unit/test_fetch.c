@@ -64,31 +64,31 @@ static guts_id big_blob(guts_repo *r, int extra)
     return id;
 }
 
+/* n blobs "PREFIX%02d" (text "WHAT %d\n") stored and entered into tree t. */
+static void small_files(guts_repo *r, buf *t, int n, const char *prefix, const char *what)
+{
+    char name[16], text[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s%02d", prefix, i);
+        snprintf(text, sizeof text, "%s %d\n", what, i);
+        buf f = {(uint8_t *)text, strlen(text)};
+        guts_id id = store(r, GUTS_OBJ_BLOB, &f);
+        entry(t, "100644", name, &id);
+    }
+}
+
 /* Commit of version v (0 or 1) at time when: sub/big.txt changes between
  * the two; the root's files f00..f29 and sub's s00..s19 do not. *root,
  * *sub, *big get its trees and that blob. */
 static guts_id version(guts_repo *r, int v, const guts_id *parent, unsigned when, guts_id *root,
                        guts_id *sub, guts_id *big)
 {
-    char name[16], text[32];
     buf s = {0}, t = {0}, c = {0};
     *big = big_blob(r, v);
     entry(&s, "100644", "big.txt", big);
-    for (int i = 0; i < 20; i++) {
-        snprintf(name, sizeof name, "s%02d", i);
-        snprintf(text, sizeof text, "sub file %d\n", i);
-        buf f = {(uint8_t *)text, strlen(text)};
-        guts_id id = store(r, GUTS_OBJ_BLOB, &f);
-        entry(&s, "100644", name, &id);
-    }
+    small_files(r, &s, 20, "s", "sub file");
     *sub = store(r, GUTS_OBJ_TREE, &s);
-    for (int i = 0; i < 30; i++) {
-        snprintf(name, sizeof name, "f%02d", i);
-        snprintf(text, sizeof text, "root file %d\n", i);
-        buf f = {(uint8_t *)text, strlen(text)};
-        guts_id id = store(r, GUTS_OBJ_BLOB, &f);
-        entry(&t, "100644", name, &id);
-    }
+    small_files(r, &t, 30, "f", "root file");
     entry(&t, "40000", "sub", sub);
     *root = store(r, GUTS_OBJ_TREE, &t);
     char hex[GUTS_HEX_LEN + 1], line[128];
