@@ -21,6 +21,8 @@
  * is a batch of its own). 16 MiB imported zlib as fast as 64 MiB with
  * fewer fresh pages to fault in, and a commit per 16 MiB costs little. */
 #define GITIO_BATCH_BYTES (16u << 20)
+/* Alignment of a batch arena: a huge page on x86-64 and arm64 (4 KiB base). */
+#define GITIO_ARENA_ALIGN ((size_t)2 << 20)
 /* Bytes of a large object read from git per store write (guts_repo_stage_write):
  * four pieces, so memory stays a few MiB whatever the object's size. */
 #define GITIO_LARGE_STEP (4u << 20)

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct feeder {
@@ -73,6 +74,22 @@ static void *batch_slot(batch *b, size_t size)
     }
     b->own[b->n] = malloc(size ? size : 1);
     return b->own[b->n];
+}
+
+/* A batch arena, in huge pages where the kernel offers them: filling
+ * 2 x 16 MiB of fresh 4 KiB pages cost an import of zlib 8,192 page faults,
+ * about 4% of its CPU on this VM; huge pages need 16. */
+static uint8_t *arena_new(void)
+{
+    void *p = NULL;
+#ifdef MADV_HUGEPAGE
+    if (posix_memalign(&p, GITIO_ARENA_ALIGN, GITIO_BATCH_BYTES) == 0) {
+        (void)madvise(p, GITIO_BATCH_BYTES, MADV_HUGEPAGE); /* only a hint */
+        return p;
+    }
+#endif
+    p = malloc(GITIO_BATCH_BYTES);
+    return p;
 }
 
 static void batch_clear(batch *b)
@@ -236,7 +253,7 @@ int gitio_stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const ui
     r.fd = p.out;
     r.buf = malloc(GITIO_IOBUF);
     for (int i = 0; i < 2; i++)
-        if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = malloc(GITIO_BATCH_BYTES);
+        if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = arena_new();
     if (!r.buf || !bs[0] || !bs[1] || !bs[0]->arena || !bs[1]->arena) {
         rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
         close(f.fd);
