@@ -539,6 +539,7 @@ void sim_drain(sim *s, uint32_t i)
     guts_core_action a;
     while (s->nodes[i].core && guts_core_next_action(s->nodes[i].core, &a))
         perform(s, i, &a);
+    if (s->nodes[i].core) guts_core_release_actions(s->nodes[i].core); /* perform copied them */
     if (s->nodes[i].dirty && s->changed) s->changed(s, i);
 }
 
@@ -548,8 +549,8 @@ static void dgram_deliver(sim *s, snode *nd, uint32_t from, uint32_t via, sbuf *
 {
     guts_addr a;
     sim_addr_of(from, &a);
-    nd->tr.recv_msgs++;
-    nd->tr.recv_bytes += b->len;
+    nd->recv_msgs++;
+    nd->recv_bytes += b->len;
     s->dgram_deliveries++;
     if (!b->decoded && b->len <= GUTS_DGRAM_DROP) {
         b->rc = guts_msg_decode(b->data, b->len, &b->msg);

@@ -123,6 +123,11 @@ static int push_owned(guts_core *c, guts_core_action *a, uint8_t *buf)
     return GUTS_OK;
 }
 
+void guts_core_release_actions(guts_core *c)
+{
+    acts_release(c);
+}
+
 int guts_core_next_action(guts_core *c, guts_core_action *out)
 {
     if (c->headact >= c->nacts) return 0;

@@ -491,22 +491,39 @@ void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int e
     pr->empty_sig = empty ? state_sig(pr) : 0;
 }
 
+/* How many of a core's sessions a delivery's prefetch loads (settle scans
+ * them all; most cores have none or a few). */
+#define PREFETCH_SESSIONS 4
+
 void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sender)
 {
     if (stage == 0) {
+        /* the hot part (struct guts_core: up to the counters), and the
+         * counters a datagram bumps */
         const char *p = (const char *)c;
-        for (size_t off = 0; off < offsetof(guts_core, kmv); off += 64)
+        for (size_t off = 0; off < offsetof(guts_core, ctr); off += 64)
             __builtin_prefetch(p + off);
+        __builtin_prefetch(&c->ctr.dgrams_in);
+        __builtin_prefetch(&c->ctr.kind_in[GUTS_MSG_ANNOUNCE]);
+        __builtin_prefetch(&c->ctr.kind_bytes_in[GUTS_MSG_ANNOUNCE]);
     } else if (stage == 1) {
-        if (c->nrepos) __builtin_prefetch(c->repos[0]);
-        if (c->nsess) __builtin_prefetch(c->sess[0]);
+        /* the arrays of pointers, so stage 2 reads them without a miss */
+        if (c->nrepos) __builtin_prefetch(c->repos);
+        if (c->nsess) __builtin_prefetch(c->sess);
         if (c->acts) __builtin_prefetch(c->acts);
         size_t n = c->nkmv[c->kmv_cur];
         if (n) __builtin_prefetch(&c->kmv[c->kmv_cur][n - 1]);
         if (sender && c->pindex_cap)
             __builtin_prefetch(&c->pindex[nid_hash(sender) & (c->pindex_cap - 1)]);
-    } else if (sender && c->pindex_cap) {
-        uint32_t k = c->pindex[nid_hash(sender) & (c->pindex_cap - 1)];
+    } else {
+        if (c->nrepos) { /* what an announce of it reads (struct lrepo's hot part) */
+            const char *r = (const char *)c->repos[0];
+            for (size_t off = 0; off < offsetof(lrepo, key) + 64; off += 64)
+                __builtin_prefetch(r + off);
+        }
+        for (size_t i = 0; i < c->nsess && i < PREFETCH_SESSIONS; i++)
+            __builtin_prefetch(c->sess[i]);
+        uint32_t k = sender && c->pindex_cap ? c->pindex[nid_hash(sender) & (c->pindex_cap - 1)] : 0;
         if (k) {
             const char *p = (const char *)&c->peers[k - 1];
             __builtin_prefetch(p);
