@@ -267,6 +267,11 @@ struct guts_core {
 
     session **sess;
     size_t nsess, capsess;
+    /* the sessions at a glance (node_sync.c, sync_glance): valid while
+     * sess_clean, which adding, removing or changing a session clears */
+    int sess_clean;
+    uint32_t sess_pulls, sess_serves;
+    uint64_t sess_idle_at; /* earliest idle deadline, UINT64_MAX: none */
 
     uint64_t next_announce, last_announce;
     uint64_t ann_base;   /* start of the current interval (the last announce, or start) */
@@ -476,6 +481,16 @@ void sync_abort_peer(guts_core *c, const guts_addr *addr);
  * announce expiry or probing, decides whether the peer is gone. */
 int sync_pulling_from(const guts_core *c, const guts_node_id *id);
 void sync_idle(guts_core *c);
+/* Pulls and serves (as guts_core_sessions counts them) and the earliest
+ * idle deadline of any session (UINT64_MAX: none), from one scan of the
+ * sessions after one changed, and from the core's own fields otherwise:
+ * settle asks on every event, and most events touch no session. */
+void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at);
+/* A session's kind, last_active or key changed, or one came or went. */
+static inline void sync_touched(guts_core *c)
+{
+    c->sess_clean = 0;
+}
 void sync_free_all(guts_core *c);
 /* A new session on stream (kind SESS_*) with the peer at addr, or NULL. */
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr);
