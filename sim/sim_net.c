@@ -727,6 +727,8 @@ void sim_events_run(sim *s, uint64_t t)
     while (s->nheap && s->heap[0].t <= t) {
         sev e;
         pop(s, &e);
+        /* the next event's node, loaded while this one runs */
+        if (s->nheap) __builtin_prefetch(&s->nodes[s->heap[0].node]);
         if (e.t > s->now) s->now = e.t;
         if (e.kind == EV_FANOUT) {
             fan_run(s, e.aux);
