@@ -722,13 +722,25 @@ void sim_partition(sim *s, const uint32_t *group)
     }
 }
 
+/* Timers and frames come one heap event each, in no order a fan-out's
+ * lookahead could use: while an event runs, load the hot part of the next
+ * one's core (its node was loaded one event earlier) and the nodes of the
+ * events that may follow it (the root's children). */
+static void prefetch_next(const sim *s)
+{
+    if (!s->nheap) return;
+    const snode *nd = &s->nodes[s->heap[0].node];
+    if (s->heap[0].kind != EV_FANOUT && nd->core) guts_core_prefetch(nd->core, 0, NULL);
+    for (size_t k = 1; k <= HEAP_ARITY && k < s->nheap; k++)
+        __builtin_prefetch(&s->nodes[s->heap[k].node]);
+}
+
 void sim_events_run(sim *s, uint64_t t)
 {
     while (s->nheap && s->heap[0].t <= t) {
         sev e;
         pop(s, &e);
-        /* the next event's node, loaded while this one runs */
-        if (s->nheap) __builtin_prefetch(&s->nodes[s->heap[0].node]);
+        prefetch_next(s);
         if (e.t > s->now) s->now = e.t;
         if (e.kind == EV_FANOUT) {
             fan_run(s, e.aux);
