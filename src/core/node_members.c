@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+/* inlined: the sketch hashes every sender of every announce per recipient */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core_internal.h"
