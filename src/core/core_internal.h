@@ -125,16 +125,16 @@ typedef struct lrepo {
      * loads up to the key's first cache line); the key's 200 bytes come
      * after, most keys are short */
     guts_repo_info info;
-    int changed;                       /* to be announced first */
-    guts_fp ann_fp;                    /* the fingerprint our last announce of it carried */
-    uint64_t next_pull;                /* 0: none scheduled */
-    int urgent;                        /* next_pull was set by evidence, not anti-entropy */
-    int pulling;                       /* an outgoing session runs for it */
-    uint32_t failures;                 /* consecutive failed pulls: backoff */
-    uint32_t busy_streak;              /* consecutive busy answers: back-off */
-    uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
-    int unstored;        /* heard in an announce, not in the store until a pull
-                          * brings an object or a ref (node_store.c, "Lazy creation") */
+    int changed;          /* to be announced first */
+    guts_fp ann_fp;       /* the fingerprint our last announce of it carried */
+    uint64_t next_pull;   /* 0: none scheduled */
+    int urgent;           /* next_pull was set by evidence, not anti-entropy */
+    int pulling;          /* an outgoing session runs for it */
+    uint32_t failures;    /* consecutive failed pulls: backoff */
+    uint32_t busy_streak; /* consecutive busy answers: back-off */
+    uint32_t idle_pulls;  /* consecutive pulls that brought nothing: slower anti-entropy */
+    int unstored;         /* heard in an announce, not in the store until a pull
+                           * brings an object or a ref (node_store.c, "Lazy creation") */
     seen_state seen[CORE_SEEN_STATES]; /* states announced lately, how often */
     char key[GUTS_KEY_MAX + 1];
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
@@ -284,9 +284,9 @@ struct guts_core {
     uint64_t heard_sec;             /* start of the current second of heard_now */
     uint32_t heard_now, heard_prev; /* announces heard this and last second */
     uint64_t next_timer_sent;
-    uint64_t next_expiry_check; /* earliest time any peer can expire */
-    uint64_t probe_next;        /* earliest probe or notice due (node_probe.c) */
-    size_t ndead;               /* DEAD notices queued (dead, below) */
+    uint64_t next_expiry_check;    /* earliest time any peer can expire */
+    uint64_t probe_next;           /* earliest probe or notice due (node_probe.c) */
+    size_t ndead;                  /* DEAD notices queued (dead, below) */
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
     uint64_t last_rx;              /* last datagram received (local health) */
     int full;                      /* the store refused a write as full (GUTS_EFULL) */
@@ -310,14 +310,14 @@ struct guts_core {
 
     size_t rr; /* round-robin cursor of the announce pager */
     uint32_t next_stream;
-    uint64_t up_since;             /* the first event's time */
-    size_t nremote;                /* unstored repositories (remote-only keys) */
-    int refused_logged;            /* a remote-only cap refused a key: said once */
-    guts_idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
-    guts_idset damaged;                 /* stored objects found failing their hash: logged once */
+    uint64_t up_since;   /* the first event's time */
+    size_t nremote;      /* unstored repositories (remote-only keys) */
+    int refused_logged;  /* a remote-only cap refused a key: said once */
+    guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
+    guts_idset damaged;  /* stored objects found failing their hash: logged once */
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
-    learned *learned; /* at most cfg.learned_max */
+    learned *learned;    /* at most cfg.learned_max */
     size_t nlearned;
     uint64_t answer_refill; /* prompt answers: the budget refills at this time */
     uint32_t answers_left;  /* ... and until then this many may go */
