@@ -130,8 +130,8 @@ void sim_traffic_sum(const sim *s, sim_traffic *t)
         t->ucast_bytes += n->ucast_bytes;
         t->frame_msgs += n->frame_msgs;
         t->frame_bytes += n->frame_bytes;
-        t->recv_msgs += n->recv_msgs;
-        t->recv_bytes += n->recv_bytes;
+        t->recv_msgs += s->nodes[i].recv_msgs;
+        t->recv_bytes += s->nodes[i].recv_bytes;
     }
 }
 

@@ -67,9 +67,12 @@ typedef struct slink {
 enum { NODE_ABSENT = 0, NODE_UP, NODE_DOWN };
 
 typedef struct snode {
+    /* first: what a delivery reads and writes (one cache line) */
     guts_core *core;
     int state;
     uint32_t gen, tseq;
+    int dirty;
+    uint64_t recv_msgs, recv_bytes; /* datagrams delivered to it (tr's) */
     uint64_t inc;
     guts_node_id id;
     guts_memstore *mem;
@@ -77,7 +80,6 @@ typedef struct snode {
     guts_core_lmdbstore *lst;
     guts_core_store inner, iface;
     sim_cstore *cs;
-    int dirty;
     uint64_t digest, changed_at;
     uint32_t *links; /* links with an open end here */
     size_t nlinks, caplinks;
@@ -87,7 +89,7 @@ typedef struct snode {
     int ever_started;
     uint32_t *seeds; /* nodes this one is configured with (guts-node --peer) */
     uint32_t nseeds;
-    sim_traffic tr;
+    sim_traffic tr; /* sent (its recv_msgs and recv_bytes stay 0: see above) */
 } snode;
 
 struct sim {

@@ -328,6 +328,10 @@ typedef struct guts_core_action {
 
 /** Take the next action. Returns 1 and fills *out, or 0 when none is left. */
 int guts_core_next_action(guts_core *c, guts_core_action *out);
+/** Free the buffers of the actions taken so far (the next event would):
+ * a driver done with their data calls it while they are still in its
+ * cache (guts-sim, after each drain). */
+void guts_core_release_actions(guts_core *c);
 
 /* ---- Status --------------------------------------------------------------- */
 

@@ -121,19 +121,22 @@ typedef struct seen_state {
 } seen_state;
 
 typedef struct lrepo {
-    char key[GUTS_KEY_MAX + 1];
+    /* what an announce of it and settle read first (guts_core_prefetch
+     * loads up to the key's first cache line); the key's 200 bytes come
+     * after, most keys are short */
     guts_repo_info info;
-    int changed;                       /* to be announced first */
-    guts_fp ann_fp;                    /* the fingerprint our last announce of it carried */
+    int changed;          /* to be announced first */
+    guts_fp ann_fp;       /* the fingerprint our last announce of it carried */
+    uint64_t next_pull;   /* 0: none scheduled */
+    int urgent;           /* next_pull was set by evidence, not anti-entropy */
+    int pulling;          /* an outgoing session runs for it */
+    uint32_t failures;    /* consecutive failed pulls: backoff */
+    uint32_t busy_streak; /* consecutive busy answers: back-off */
+    uint32_t idle_pulls;  /* consecutive pulls that brought nothing: slower anti-entropy */
+    int unstored;         /* heard in an announce, not in the store until a pull
+                           * brings an object or a ref (node_store.c, "Lazy creation") */
     seen_state seen[CORE_SEEN_STATES]; /* states announced lately, how often */
-    uint64_t next_pull;                /* 0: none scheduled */
-    int urgent;                        /* next_pull was set by evidence, not anti-entropy */
-    int pulling;                       /* an outgoing session runs for it */
-    uint32_t failures;                 /* consecutive failed pulls: backoff */
-    uint32_t busy_streak;              /* consecutive busy answers: back-off */
-    uint32_t idle_pulls; /* consecutive pulls that brought nothing: slower anti-entropy */
-    int unstored;        /* heard in an announce, not in the store until a pull
-                          * brings an object or a ref (node_store.c, "Lazy creation") */
+    char key[GUTS_KEY_MAX + 1];
     guts_node_id origin; /* unstored: the peer whose announce made us track it */
     cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
@@ -181,14 +184,17 @@ typedef struct pend_rec {
 } pend_rec;
 
 typedef struct session {
-    guts_core *core;
-    uint32_t stream;
+    /* first: what settle reads of every session on every event (kind,
+     * last_active, key[0]), in one cache line */
     int kind;
     int phase;
+    uint64_t last_active;
+    char key[GUTS_KEY_MAX + 1];
+    guts_core *core;
+    uint32_t stream;
     guts_addr addr;
     guts_node_id peer_id;
-    char key[GUTS_KEY_MAX + 1];
-    uint64_t started, last_active;
+    uint64_t started;
     int got_hello;
     /* puller */
     guts_recon_puller recon;
@@ -242,13 +248,12 @@ typedef struct session {
 } session;
 
 struct guts_core {
-    guts_core_config cfg;
-    guts_core_store st;   /* what the core calls: st_* wrappers over real */
-    guts_core_store real; /* the driver's store */
-    uint64_t rng[4];
+    /* Hot: what every delivery reads or writes (enter, on_msg, announce_on,
+     * settle), first and together, so an event touches few cache lines of
+     * a core and guts_core_prefetch loads them all (up to cfg's end). */
     uint64_t now;
     int left;
-
+    int started; /* the first event came (first announce scheduled) */
     core_act *acts;
     size_t nacts, capacts, headact;
 
@@ -259,11 +264,14 @@ struct guts_core {
 
     lrepo **repos; /* sorted by key */
     size_t nrepos, caprepos;
-    size_t rr; /* round-robin cursor of the announce pager */
 
     session **sess;
     size_t nsess, capsess;
-    uint32_t next_stream;
+    /* the sessions at a glance (node_sync.c, sync_glance): valid while
+     * sess_clean, which adding, removing or changing a session clears */
+    int sess_clean;
+    uint32_t sess_pulls, sess_serves;
+    uint64_t sess_idle_at; /* earliest idle deadline, UINT64_MAX: none */
 
     uint64_t next_announce, last_announce;
     uint64_t ann_base;   /* start of the current interval (the last announce, or start) */
@@ -273,24 +281,20 @@ struct guts_core {
     int reply_soon;                 /* with announce_soon: an answer to a newcomer */
     uint32_t sweep_left;            /* pages still to send of a newcomer's full round */
     uint64_t hello_at;              /* the first announce, 0 once sent or dropped */
-    uint64_t up_since;              /* the first event's time */
     uint64_t heard_sec;             /* start of the current second of heard_now */
     uint32_t heard_now, heard_prev; /* announces heard this and last second */
-    int started;                    /* the first event came (first announce scheduled) */
     uint64_t next_timer_sent;
-    uint64_t next_expiry_check; /* earliest time any peer can expire */
-
+    uint64_t next_expiry_check;    /* earliest time any peer can expire */
+    uint64_t probe_next;           /* earliest probe or notice due (node_probe.c) */
+    size_t ndead;                  /* DEAD notices queued (dead, below) */
     uint64_t ann_bytes, ann_count; /* announces sent and heard: average size */
-    size_t nremote;                /* unstored repositories (remote-only keys) */
-    int refused_logged;            /* a remote-only cap refused a key: said once */
+    uint64_t last_rx;              /* last datagram received (local health) */
     int full;                      /* the store refused a write as full (GUTS_EFULL) */
     uint64_t full_retry;           /* while full: no pull starts before this */
-    guts_idset refused;                 /* objects refused as over obj_max: logged once, not wanted */
-    guts_idset damaged;                 /* stored objects found failing their hash: logged once */
+    uint64_t rng[4];
     /* group-size sketch (node_members.c): per epoch the sorted distinct
      * smallest hashes of sender ids; kmv[cur] fills, kmv[!cur] is the last
-     * (the arrays themselves are below: the fields up to kmv are what most
-     * events touch, guts_core_prefetch loads them) */
+     * (the arrays themselves are at the end) */
     size_t nkmv[2];
     int kmv_cur;
     uint64_t kmv_seed;      /* keyed: a sender cannot pick small hashes */
@@ -298,23 +302,32 @@ struct guts_core {
     uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
     uint32_t kmv_stale;     /* insertions into a full sketch since kmv_est */
     uint64_t kmv_since;     /* when the first epoch began */
+    guts_core_config cfg;
+    /* end of the hot part; below, what fewer events touch */
     guts_core_counters ctr;
-    uint64_t kmv[2][CORE_KMV_K];
+    guts_core_store st;   /* what the core calls: st_* wrappers over real */
+    guts_core_store real; /* the driver's store */
+
+    size_t rr; /* round-robin cursor of the announce pager */
+    uint32_t next_stream;
+    uint64_t up_since;   /* the first event's time */
+    size_t nremote;      /* unstored repositories (remote-only keys) */
+    int refused_logged;  /* a remote-only cap refused a key: said once */
+    guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
+    guts_idset damaged;  /* stored objects found failing their hash: logged once */
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
-    learned *learned; /* at most cfg.learned_max */
+    learned *learned;    /* at most cfg.learned_max */
     size_t nlearned;
     uint64_t answer_refill; /* prompt answers: the budget refills at this time */
     uint32_t answers_left;  /* ... and until then this many may go */
     /* failure detection (node_probe.c) */
-    uint64_t probe_next; /* earliest probe or notice due */
     uint32_t probe_seq;
-    uint64_t last_rx; /* last datagram received (local health) */
     uint64_t load_start;
     uint32_t load_cur, load_prev; /* PROBEs received this and last window */
     int load_full;                /* load_prev counts a whole window */
     dead_note dead[CORE_DEAD_QUEUE];
-    size_t ndead;
+    uint64_t kmv[2][CORE_KMV_K];
 };
 
 /* node.c */
@@ -468,6 +481,16 @@ void sync_abort_peer(guts_core *c, const guts_addr *addr);
  * announce expiry or probing, decides whether the peer is gone. */
 int sync_pulling_from(const guts_core *c, const guts_node_id *id);
 void sync_idle(guts_core *c);
+/* Pulls and serves (as guts_core_sessions counts them) and the earliest
+ * idle deadline of any session (UINT64_MAX: none), from one scan of the
+ * sessions after one changed, and from the core's own fields otherwise:
+ * settle asks on every event, and most events touch no session. */
+void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at);
+/* A session's kind, last_active or key changed, or one came or went. */
+static inline void sync_touched(guts_core *c)
+{
+    c->sess_clean = 0;
+}
 void sync_free_all(guts_core *c);
 /* A new session on stream (kind SESS_*) with the peer at addr, or NULL. */
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr);

@@ -123,6 +123,11 @@ static int push_owned(guts_core *c, guts_core_action *a, uint8_t *buf)
     return GUTS_OK;
 }
 
+void guts_core_release_actions(guts_core *c)
+{
+    acts_release(c);
+}
+
 int guts_core_next_action(guts_core *c, guts_core_action *out)
 {
     if (c->headact >= c->nacts) return 0;
@@ -221,18 +226,14 @@ static uint64_t next_deadline(guts_core *c)
      * event, which settles again), not for a timer: arming one at now + 1
      * woke a node syncing 1,000 repositories every millisecond. */
     size_t pulls, serves;
-    guts_core_sessions(c, &pulls, &serves);
+    uint64_t idle;
+    sync_glance(c, &pulls, &serves, &idle);
+    if (idle < t) t = idle;
     for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         uint64_t p = c->repos[i]->next_pull;
         if (p && core_store_full(c) && p < c->full_retry)
             p = c->full_retry; /* no pull starts before */
         if (p && !c->repos[i]->pulling && p < t) t = p;
-    }
-    for (size_t i = 0; i < c->nsess; i++) {
-        const session *x = c->sess[i];
-        uint64_t idle =
-            x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
-        if (idle < t) t = idle;
     }
     if (t <= c->now) t = c->now + 1;
     return t;

@@ -41,6 +41,7 @@
  *    anti-entropy pull after a few intervals (Demers et al. 1987), so
  *    convergence never rests on the heuristic alone.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -499,12 +500,14 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
 {
     const guts_msg_announce *a = &m->u.announce;
     members_sketch_add(c, &m->sender);
-    /* useful: a state we would pull at once (what a full view admits) */
+    /* useful: a state we would pull at once (what a full view admits).
+     * m came from guts_msg_decode, which refuses an invalid key: the keys
+     * are not checked again per recipient. */
     int useful = 0;
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
-        if ((e->objects == 0 && e->refs_digest == 0) || guts_repo_key_check(e->key) != GUTS_OK)
-            continue;
+        assert(guts_repo_key_check(e->key) == GUTS_OK);
+        if (e->objects == 0 && e->refs_digest == 0) continue;
         lrepo *r = core_repo_find(c, e->key);
         if (r) {
             note_state(c, r, e, via);
@@ -528,7 +531,6 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
     if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
-        if (guts_repo_key_check(e->key) != GUTS_OK) continue;
         lrepo *r = core_repo_find(c, e->key);
         /* r's own key: the peer's entry shares it, found without a strcmp */
         members_repo_set(p, r ? r->key : e->key, r, e->objects, e->fp, e->refs_digest);

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+/* inlined: the sketch hashes every sender of every announce per recipient */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core_internal.h"
@@ -41,6 +43,34 @@ static size_t nid_hash(const guts_node_id *id)
     return (size_t)((h ^ (h >> 29)) * 0x9e3779b97f4a7c15ull >> 3);
 }
 
+/* An index slot: the peer's index + 1 in its low PINDEX_IDX_BITS bits (0:
+ * empty), and above them the low bits of the id's hash, which pick the
+ * slot: a lookup compares those before it reads a peer's id (a cache miss
+ * per entry of the cluster otherwise: most senders of a large group are
+ * not in the view), and a deletion finds an entry's home slot without
+ * reading its peer. So the index holds at most 2^(32 - PINDEX_IDX_BITS)
+ * slots, and the view fewer than 2^PINDEX_IDX_BITS - 1 peers. */
+#define PINDEX_IDX_BITS 8
+#define PINDEX_IDX_MASK ((1u << PINDEX_IDX_BITS) - 1)
+#define PINDEX_TAG_MASK ((size_t)UINT32_MAX >> PINDEX_IDX_BITS)
+_Static_assert(CORE_VIEW_MAX < PINDEX_IDX_MASK, "a peer's index + 1 fits an index slot");
+
+static uint32_t slot_make(size_t h, size_t i)
+{
+    return (uint32_t)((h & PINDEX_TAG_MASK) << PINDEX_IDX_BITS) | (uint32_t)(i + 1);
+}
+
+/* The peer index + 1 in slot e (0: empty). */
+static size_t slot_peer(uint32_t e)
+{
+    return e & PINDEX_IDX_MASK;
+}
+
+static size_t slot_tag(uint32_t e)
+{
+    return e >> PINDEX_IDX_BITS;
+}
+
 /* Rebuild the id index (after growth or a removal, which is rare). */
 static int pindex_rebuild(guts_core *c, size_t want_cap)
 {
@@ -50,10 +80,11 @@ static int pindex_rebuild(guts_core *c, size_t want_cap)
     uint32_t *ix = calloc(cap, sizeof(uint32_t));
     if (!ix) return GUTS_ENOMEM;
     for (size_t i = 0; i < c->npeers; i++) {
-        size_t j = nid_hash(&c->peers[i].id) & (cap - 1);
+        size_t h = nid_hash(&c->peers[i].id);
+        size_t j = h & (cap - 1);
         while (ix[j])
             j = (j + 1) & (cap - 1);
-        ix[j] = (uint32_t)i + 1;
+        ix[j] = slot_make(h, i);
     }
     free(c->pindex);
     c->pindex = ix;
@@ -64,11 +95,11 @@ static int pindex_rebuild(guts_core *c, size_t want_cap)
 peer *members_find(guts_core *c, const guts_node_id *id)
 {
     if (!c->pindex_cap) return NULL;
-    size_t j = nid_hash(id) & (c->pindex_cap - 1);
-    while (c->pindex[j]) {
-        peer *p = &c->peers[c->pindex[j] - 1];
+    size_t h = nid_hash(id), j = h & (c->pindex_cap - 1);
+    for (uint32_t e; (e = c->pindex[j]) != 0; j = (j + 1) & (c->pindex_cap - 1)) {
+        if (slot_tag(e) != (h & PINDEX_TAG_MASK)) continue;
+        peer *p = &c->peers[slot_peer(e) - 1];
         if (memcmp(&p->id, id, sizeof(*id)) == 0) return p;
-        j = (j + 1) & (c->pindex_cap - 1);
     }
     return NULL;
 }
@@ -95,7 +126,7 @@ static void peer_clear_repos(peer *p)
 static size_t pindex_slot(const guts_core *c, size_t i)
 {
     size_t j = nid_hash(&c->peers[i].id) & (c->pindex_cap - 1);
-    while (c->pindex[j] != i + 1)
+    while (slot_peer(c->pindex[j]) != i + 1)
         j = (j + 1) & (c->pindex_cap - 1);
     return j;
 }
@@ -106,7 +137,7 @@ static void pindex_delete(guts_core *c, size_t j)
 {
     size_t mask = c->pindex_cap - 1;
     for (size_t k = (j + 1) & mask; c->pindex[k]; k = (k + 1) & mask) {
-        size_t home = nid_hash(&c->peers[c->pindex[k] - 1].id) & mask;
+        size_t home = slot_tag(c->pindex[k]) & mask;
         /* entry k may fill j unless its home lies cyclically in (j, k] */
         if (((k - home) & mask) >= ((k - j) & mask)) {
             c->pindex[j] = c->pindex[k];
@@ -129,8 +160,10 @@ void members_remove(guts_core *c, size_t i, const char *why)
     peer_clear_repos(p);
     if (c->pindex) {
         pindex_delete(c, pindex_slot(c, i));
-        if (i != c->npeers - 1) /* the last entry moves to i */
-            c->pindex[pindex_slot(c, c->npeers - 1)] = (uint32_t)i + 1;
+        if (i != c->npeers - 1) { /* the last entry moves to i */
+            uint32_t *e = &c->pindex[pindex_slot(c, c->npeers - 1)];
+            *e = (*e & ~PINDEX_IDX_MASK) | (uint32_t)(i + 1);
+        }
     }
     c->peers[i] = c->peers[c->npeers - 1];
     c->npeers--;
@@ -288,8 +321,17 @@ static void view_evict(guts_core *c)
     size_t victim = 0;
     int vu = 2;
     uint64_t vt = 0;
+    /* the draws first, so the samples' cache misses overlap */
+    size_t pick[CORE_VIEW_SAMPLE];
     for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
-        size_t i = (size_t)core_rand_below(c, c->npeers);
+        pick[k] = (size_t)core_rand_below(c, c->npeers);
+        const char *p = (const char *)&c->peers[pick[k]];
+        __builtin_prefetch(p + offsetof(peer, nrepos));
+        __builtin_prefetch(p + offsetof(peer, last_heard));
+        __builtin_prefetch(p + offsetof(peer, one) + sizeof(peer_repo) - 1);
+    }
+    for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
+        size_t i = pick[k];
         int u = peer_useful(c, &c->peers[i]);
         if (u < vu || (u == vu && c->peers[i].last_heard < vt)) {
             victim = i;
@@ -347,10 +389,10 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
                 return NULL;
             }
         } else {
-            size_t j = nid_hash(id) & (c->pindex_cap - 1);
+            size_t h = nid_hash(id), j = h & (c->pindex_cap - 1);
             while (c->pindex[j])
                 j = (j + 1) & (c->pindex_cap - 1);
-            c->pindex[j] = (uint32_t)c->npeers;
+            c->pindex[j] = slot_make(h, c->npeers - 1);
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
         c->probe_next = c->now; /* its first round is scheduled (node_probe.c) */
@@ -491,24 +533,43 @@ void members_pulled(guts_core *c, const guts_node_id *id, const char *key, int e
     pr->empty_sig = empty ? state_sig(pr) : 0;
 }
 
+/* How many of a core's sessions a delivery's prefetch loads (settle scans
+ * them all; most cores have none or a few). */
+#define PREFETCH_SESSIONS 4
+
 void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sender)
 {
     if (stage == 0) {
+        /* the hot part (struct guts_core: up to the counters), and the
+         * counters a datagram bumps */
         const char *p = (const char *)c;
-        for (size_t off = 0; off < offsetof(guts_core, kmv); off += 64)
+        for (size_t off = 0; off < offsetof(guts_core, ctr); off += 64)
             __builtin_prefetch(p + off);
+        __builtin_prefetch(&c->ctr.dgrams_in);
+        __builtin_prefetch(&c->ctr.kind_in[GUTS_MSG_ANNOUNCE]);
+        __builtin_prefetch(&c->ctr.kind_bytes_in[GUTS_MSG_ANNOUNCE]);
     } else if (stage == 1) {
-        if (c->nrepos) __builtin_prefetch(c->repos[0]);
-        if (c->nsess) __builtin_prefetch(c->sess[0]);
+        /* the arrays of pointers, so stage 2 reads them without a miss */
+        if (c->nrepos) __builtin_prefetch(c->repos);
+        if (c->nsess) __builtin_prefetch(c->sess);
         if (c->acts) __builtin_prefetch(c->acts);
         size_t n = c->nkmv[c->kmv_cur];
         if (n) __builtin_prefetch(&c->kmv[c->kmv_cur][n - 1]);
         if (sender && c->pindex_cap)
             __builtin_prefetch(&c->pindex[nid_hash(sender) & (c->pindex_cap - 1)]);
-    } else if (sender && c->pindex_cap) {
-        uint32_t k = c->pindex[nid_hash(sender) & (c->pindex_cap - 1)];
-        if (k) {
-            const char *p = (const char *)&c->peers[k - 1];
+    } else {
+        if (c->nrepos) { /* what an announce of it reads (struct lrepo's hot part) */
+            const char *r = (const char *)c->repos[0];
+            for (size_t off = 0; off < offsetof(lrepo, key) + 64; off += 64)
+                __builtin_prefetch(r + off);
+        }
+        for (size_t i = 0; i < c->nsess && i < PREFETCH_SESSIONS; i++)
+            __builtin_prefetch(c->sess[i]);
+        if (!sender || !c->pindex_cap) return;
+        size_t h = nid_hash(sender);
+        uint32_t e = c->pindex[h & (c->pindex_cap - 1)];
+        if (e && slot_tag(e) == (h & PINDEX_TAG_MASK)) {
+            const char *p = (const char *)&c->peers[slot_peer(e) - 1];
             __builtin_prefetch(p);
             __builtin_prefetch(p + 64);
             __builtin_prefetch(p + sizeof(peer) - 1);

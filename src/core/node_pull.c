@@ -47,7 +47,8 @@ void sync_start_pulls(guts_core *c)
     if (c->nrepos == 0 || core_store_full(c))
         return;
     size_t pulls, serves;
-    guts_core_sessions(c, &pulls, &serves);
+    uint64_t idle_at;
+    sync_glance(c, &pulls, &serves, &idle_at);
     size_t off = (size_t)core_rand_below(c, c->nrepos);
     for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         lrepo *r = c->repos[(off + i) % c->nrepos];
@@ -62,6 +63,7 @@ void sync_start_pulls(guts_core *c)
         if (s) { /* open already, its HELLO sent when it was parked */
             s->kind = SESS_PULL;
             s->started = s->last_active = c->now;
+            sync_touched(c);
         } else {
             uint32_t id = c->next_stream;
             c->next_stream = (c->next_stream + 1) & ~GUTS_CORE_STREAM_DRIVER;

@@ -88,6 +88,7 @@ static int serve_key(guts_core *c, session *s, const char *key)
         if (serves >= c->cfg.max_sessions)
             return GUTS_EAGAIN;
         strcpy(s->key, key);
+        sync_touched(c);
         return GUTS_OK;
     }
     return strcmp(s->key, key) == 0 ? GUTS_OK : GUTS_EPROTO;

@@ -94,6 +94,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->addr = *addr;
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
+    sync_touched(c);
     return s;
 }
 
@@ -130,6 +131,7 @@ static void sess_remove(guts_core *c, session *s)
             break;
         }
     }
+    sync_touched(c);
     sess_free(s);
 }
 
@@ -281,8 +283,35 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
     return 0;
 }
 
+void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
+{
+    if (!c->sess_clean) {
+        size_t np, ns;
+        guts_core_sessions(c, &np, &ns);
+        uint64_t t = UINT64_MAX;
+        for (size_t i = 0; i < c->nsess; i++) {
+            const session *x = c->sess[i];
+            uint64_t idle =
+                x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+            if (idle < t) t = idle;
+        }
+        c->sess_pulls = (uint32_t)np;
+        c->sess_serves = (uint32_t)ns;
+        c->sess_idle_at = t;
+        c->sess_clean = 1;
+    }
+    *pulls = c->sess_pulls;
+    *serves = c->sess_serves;
+    *idle_at = c->sess_idle_at;
+}
+
 void sync_idle(guts_core *c)
 {
+    size_t pulls, serves;
+    uint64_t idle_at;
+    sync_glance(c, &pulls, &serves, &idle_at);
+    if (c->now < idle_at)
+        return; /* no session is idle yet */
     for (size_t i = c->nsess; i-- > 0;) {
         if (i >= c->nsess)
             continue;
@@ -405,6 +434,7 @@ void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *addr, int outg
             return;
         }
         s->last_active = c->now;
+        sync_touched(c);
         pull_open(c, s);
         return;
     }
@@ -439,6 +469,7 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         return;
     }
     s->last_active = c->now;
+    sync_touched(c);
     if (s->kind == SESS_PULL) {
         /* a server sending on our pull is alive, whether or not its
          * announces get through (or our loop read them in time) */
@@ -531,6 +562,7 @@ void sync_on_writable(guts_core *c, uint32_t stream)
     if (!s || s->kind != SESS_SERVE)
         return;
     s->last_active = c->now;
+    sync_touched(c);
     s->blocked = 0;
     serve_pump(c, s);
 }
