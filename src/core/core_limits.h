@@ -45,13 +45,18 @@
  * nodes that fetched an update at the same moment do not all announce it. */
 #define CORE_ANNOUNCE_LISTEN_MS 200
 /* A node's first announce (its hello) goes out at a random time within
- * this many ms of its start, so a node joining a small group is heard at
- * once, not after a whole interval; unless by then it has heard
- * CORE_HELLO_GROUP - 1 other members, who told it what they hold. While a
- * large group starts, hellos then settle at about CORE_HELLO_GROUP per
- * CORE_HELLO_MS (a node's window hears that many): ~40 a second, ~60 in
- * all when 10,000 nodes start within a second (16 gave ~270, +12% of that
- * run's deliveries). */
+ * [CORE_HELLO_MS / 2, CORE_HELLO_MS) of its start, so a node joining a
+ * small group is heard at once, not after a whole interval; unless by then
+ * it has heard CORE_HELLO_GROUP - 1 other members, who told it what they
+ * hold. The window's lower bound is what limits a large group's start-up:
+ * once hellos come faster than CORE_HELLO_GROUP per CORE_HELLO_MS / 2,
+ * every starting node has heard that many when its own is due, whatever the
+ * start rate. Windows from 0 ms let the nodes with the shortest ones always
+ * speak: hellos grew as sqrt(CORE_HELLO_GROUP x start rate / window) (188
+ * when 1,000 nodes start within a second, ~590 at 10,000, ~2,000 at
+ * 100,000, each to every started node: the 100,000-node start-up did not
+ * end in 15 minutes); now 61, 129 and 218 at 1,000, 10,000 and 30,000
+ * (guts-sim, issue 19). */
 #define CORE_HELLO_MS 100
 #define CORE_HELLO_GROUP 4
 /* A member of a small group (at most CORE_REPLY_GROUP estimated members)

@@ -75,7 +75,7 @@ void announce_start(guts_core *c)
     jitter(c);
     c->ann_base = c->up_since = c->now;
     c->next_announce = c->now + (uint64_t)c->cfg.interval_ms * c->ann_factor / 1000;
-    c->hello_at = c->now + 1 + core_rand_below(c, CORE_HELLO_MS);
+    c->hello_at = c->now + CORE_HELLO_MS / 2 + core_rand_below(c, CORE_HELLO_MS / 2);
 }
 
 int announce_hello_due(guts_core *c)
