@@ -794,6 +794,33 @@ static size_t sent_between(solo *s, uint64_t from, uint64_t to)
     return s->dgrams - d0;
 }
 
+/* The hello goes 50-100 ms after the start, never sooner (the floor keeps
+ * a large group's start-up to a bounded number of hellos, issue 19), and
+ * not at all once 3 other members were heard. */
+START_TEST(test_hello_window_and_suppression)
+{
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        solo s;
+        solo_init(&s, seed);
+        solo_start(&s);
+        ck_assert_uint_eq(sent_between(&s, 1, 49), 0);
+        ck_assert_uint_eq(sent_between(&s, 50, 100), 1);
+        guts_core_counters k;
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.hellos, 1);
+        solo_free(&s);
+        solo_init(&s, seed);
+        solo_start(&s);
+        for (int n = 1; n <= 3; n++)
+            feed_announce(&s, 10 * (uint64_t)n, n, 1, NULL, 0);
+        ck_assert_uint_eq(sent_between(&s, 31, 100), 0);
+        guts_core_counters_get(s.core, &k);
+        ck_assert_uint_eq(k.hellos, 0);
+        solo_free(&s);
+    }
+}
+END_TEST
+
 /* Joining fast (docs/architecture.md): a starting node says hello within
  * 100 ms, long before its first regular announce (half an interval at the
  * earliest); a node that has run an interval answers a member's first
@@ -2508,6 +2535,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("membership");
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
     tcase_add_test(t, test_hello_and_answer_to_a_newcomer);
+    tcase_add_test(t, test_hello_window_and_suppression);
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_peer_heard_by_unicast_is_answered_by_unicast_until_it_expires);
     tcase_add_test(t, test_learned_address_gets_one_announce_per_interval_then_is_given_up);
