@@ -267,6 +267,8 @@ struct guts_core {
 
     session **sess;
     size_t nsess, capsess;
+    session **sidx;  /* open addressing by stream id (NULL: empty) */
+    size_t sidx_cap; /* a power of two, at least twice nsess */
     /* the sessions at a glance (node_sync.c, sync_glance): valid while
      * sess_clean, which adding, removing or changing a session clears */
     int sess_clean;

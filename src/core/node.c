@@ -343,6 +343,7 @@ void guts_core_free(guts_core *c)
     }
     free(c->repos);
     free(c->sess);
+    free(c->sidx);
     guts_idset_free(&c->refused);
     guts_idset_free(&c->damaged);
     free(c->seeds);

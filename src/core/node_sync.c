@@ -59,17 +59,79 @@
 
 #include "core_internal.h"
 
+/* Sessions by stream id: a server the start-up's herd connects to holds
+ * thousands, and every frame looked its session up by a scan. */
+static size_t sidx_home(uint32_t stream, size_t cap)
+{
+    return (size_t)(stream * 2654435761u) & (cap - 1);
+}
+
+static void sidx_put(session **t, size_t cap, session *s)
+{
+    size_t i = sidx_home(s->stream, cap);
+    while (t[i])
+        i = (i + 1) & (cap - 1);
+    t[i] = s;
+}
+
+static int sidx_grow(guts_core *c)
+{
+    if ((c->nsess + 1) * 2 <= c->sidx_cap)
+        return 0;
+    size_t cap = c->sidx_cap ? 2 * c->sidx_cap : 16;
+    session **t = calloc(cap, sizeof(*t));
+    if (!t)
+        return -1;
+    for (size_t i = 0; i < c->nsess; i++)
+        sidx_put(t, cap, c->sess[i]);
+    free(c->sidx);
+    c->sidx = t;
+    c->sidx_cap = cap;
+    return 0;
+}
+
+/* Linear probing, deleted by shifting the rest of the cluster back. */
+static void sidx_del(guts_core *c, const session *s)
+{
+    size_t mask = c->sidx_cap - 1, i = sidx_home(s->stream, c->sidx_cap);
+    while (c->sidx[i] != s)
+        i = (i + 1) & mask;
+    for (size_t j = (i + 1) & mask; c->sidx[j]; j = (j + 1) & mask) {
+        size_t k = sidx_home(c->sidx[j]->stream, c->sidx_cap);
+        /* move j back to i unless its home lies cyclically in (i, j] */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        c->sidx[i] = c->sidx[j];
+        i = j;
+    }
+    c->sidx[i] = NULL;
+}
+
 session *sync_find(guts_core *c, uint32_t stream)
 {
-    for (size_t i = 0; i < c->nsess; i++)
-        if (c->sess[i]->stream == stream)
-            return c->sess[i];
-    return NULL;
+    if (!c->sidx_cap)
+        return NULL;
+    session *hit = NULL;
+    size_t mask = c->sidx_cap - 1;
+    for (size_t i = sidx_home(stream, c->sidx_cap); c->sidx[i]; i = (i + 1) & mask) {
+        if (c->sidx[i]->stream != stream)
+            continue;
+        if (hit) { /* two on one stream (a pull being parked): the first in sess */
+            for (size_t k = 0; k < c->nsess; k++)
+                if (c->sess[k]->stream == stream)
+                    return c->sess[k];
+        }
+        hit = c->sidx[i];
+    }
+    return hit;
 }
 
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
 {
     assert(kind == SESS_PULL || kind == SESS_SERVE || kind == SESS_PARKED);
+    if (sidx_grow(c))
+        return NULL;
     if (c->nsess == c->capsess) {
         size_t nc = c->capsess ? 2 * c->capsess : 8;
         session **p = realloc(c->sess, nc * sizeof(session *));
@@ -94,6 +156,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->addr = *addr;
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
+    sidx_put(c->sidx, c->sidx_cap, s);
     sync_touched(c);
     return s;
 }
@@ -125,6 +188,7 @@ static void sess_free(session *s)
 
 static void sess_remove(guts_core *c, session *s)
 {
+    sidx_del(c, s);
     for (size_t i = 0; i < c->nsess; i++) {
         if (c->sess[i] == s) {
             c->sess[i] = c->sess[--c->nsess];
