@@ -79,7 +79,7 @@ static int sidx_grow(guts_core *c)
     if ((c->nsess + 1) * 2 <= c->sidx_cap)
         return 0;
     size_t cap = c->sidx_cap ? 2 * c->sidx_cap : 16;
-    session **t = calloc(cap, sizeof(*t));
+    session **t = calloc(cap, sizeof(session *));
     if (!t)
         return -1;
     for (size_t i = 0; i < c->nsess; i++)
