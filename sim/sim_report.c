@@ -264,6 +264,7 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         tot.peers_unicast += k.peers_unicast;
         tot.pex_out += k.pex_out;
         tot.pex_in += k.pex_in;
+        tot.pex_ignored += k.pex_ignored;
         tot.learned += k.learned;
         tot.learned_dropped += k.learned_dropped;
         tot.learned_given_up += k.learned_given_up;
@@ -361,12 +362,14 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 ", \"peers_evicted\": %" PRIu64 ", \"bad_objects\": %" PRIu64
                 ", \"dgrams_malformed\": %" PRIu64 ", \"frames_malformed\": %" PRIu64
                 ", \"dgrams_unicast\": %" PRIu64 ", \"peers_unicast\": %" PRIu64
-                ", \"pex_out\": %" PRIu64 ", \"pex_in\": %" PRIu64 ", \"learned\": %" PRIu64
+                ", \"pex_out\": %" PRIu64 ", \"pex_in\": %" PRIu64 ", \"pex_ignored\": %" PRIu64
+                ", \"learned\": %" PRIu64
                 ", \"learned_dropped\": %" PRIu64 ", \"learned_given_up\": %" PRIu64 "},\n",
                 tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched,
                 tot.refs_applied, tot.refs_pending, tot.refs_dropped, tot.peers_expired,
                 tot.peers_evicted, tot.bad_objects, tot.dgrams_malformed, tot.frames_malformed,
-                tot.dgrams_unicast, tot.peers_unicast, tot.pex_out, tot.pex_in, tot.learned,
+                tot.dgrams_unicast, tot.peers_unicast, tot.pex_out, tot.pex_in,
+                tot.pex_ignored, tot.learned,
                 tot.learned_dropped, tot.learned_given_up);
         fprintf(out,
                 "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64
