@@ -78,6 +78,7 @@ typedef struct peer {
     guts_node_id id;
     guts_addr addr;
     uint16_t port;
+    uint8_t pex_again; /* the first PEERS is to be repeated once (node_reach.c) */
     uint32_t interval;
     uint16_t nrepos, caprepos; /* at most CORE_PEER_REPOS_MAX */
     uint32_t taken; /* remote-only repositories tracked because it announced them */

@@ -20,8 +20,10 @@
  *
  * Peer exchange. A peer heard by unicast is one the group may not reach,
  * and so may be one that cannot hear the rest of our segment: with the
- * first announce after it is heard that way, and then every CORE_PEX_EVERY
- * intervals, it gets a PEERS datagram: a random sample of CORE_PEX_SAMPLE
+ * first announce after it is heard that way, again with the next one (the
+ * first can overtake the announce that makes us a member there, and is then
+ * ignored), and then every CORE_PEX_EVERY intervals, it gets a PEERS
+ * datagram: a random sample of CORE_PEX_SAMPLE
  * live peers of our view, each a node id and the address its datagrams come
  * from. A node takes PEERS only from a live member of its view, and keeps
  * at most learned_max addresses (not itself, not a seed, not the sender,
@@ -44,8 +46,8 @@
  * announce heard by unicast from a sender that lacks what we hold (fewer
  * objects of one of our repositories, or none of it) is answered at once,
  * by unicast to the address it came from, with an announce as our next one
- * would be, and with PEERS when that peer is due them (first answer, then
- * every CORE_PEX_EVERY intervals): the spokes learn each other and the
+ * would be, and with PEERS when that peer is due them (pex_maybe: first
+ * answer, next contact, then every CORE_PEX_EVERY intervals): the spokes learn each other and the
  * star becomes a mesh. Bounded twice: one answer per peer per announce
  * interval, and CORE_ANSWER_MAX answers in all per base interval, whatever
  * the number of senders (forged ones included: see docs/security.md,
@@ -122,6 +124,22 @@ static void send_peers(guts_core *c, const peer *to)
     c->ctr.dgram_bytes_out += len;
 }
 
+/* PEERS for p when it is due them: first contact, once more at the next
+ * contact of a later instant (the first went out with the announce that
+ * makes us a member there, and a reordered or lost datagram gets it
+ * ignored: reach_on_peers), then every CORE_PEX_EVERY intervals. */
+static void pex_maybe(guts_core *c, peer *p, uint32_t iv)
+{
+    if (!p->pex_sent)
+        p->pex_again = 1;
+    else if (p->pex_again && c->now > p->pex_sent)
+        p->pex_again = 0;
+    else if (c->now < p->pex_sent + (uint64_t)iv * CORE_PEX_EVERY)
+        return;
+    p->pex_sent = c->now;
+    send_peers(c, p);
+}
+
 /* One announce per interval to an address nothing came from yet. */
 static int unheard_due(guts_core *c, uint64_t sent, uint32_t iv)
 {
@@ -135,10 +153,7 @@ void reach_copies(guts_core *c, const uint8_t *data, size_t len, int announce)
         peer *p = &c->peers[i];
         if (!members_live_since(c, p, p->ucast_heard)) continue;
         push_copy(c, &p->addr, data, len);
-        if (announce && (!p->pex_sent || c->now >= p->pex_sent + (uint64_t)iv * CORE_PEX_EVERY)) {
-            p->pex_sent = c->now;
-            send_peers(c, p);
-        }
+        if (announce) pex_maybe(c, p, iv);
     }
     for (uint32_t i = 0; i < c->cfg.nseeds; i++) {
         if (heard_at(c, &c->seeds[i])) continue; /* sent above */
@@ -187,10 +202,7 @@ void reach_answer(guts_core *c, peer *p, const guts_msg_announce *a, const guts_
     c->answers_left--;
     p->answered = c->now;
     announce_answer(c, from);
-    if (!p->pex_sent || c->now >= p->pex_sent + (uint64_t)iv * CORE_PEX_EVERY) {
-        p->pex_sent = c->now;
-        send_peers(c, p);
-    }
+    pex_maybe(c, p, iv);
 }
 
 /* The entry for address a, added (zeroed, with id unknown) when absent

@@ -156,6 +156,57 @@ static int env_init(store_env *se)
     return rc;
 }
 
+/* Removes the files LMDB makes in dir, then dir. */
+static void env_files_remove(const char *dir)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    char f[4096];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) < (int)sizeof f) unlink(f);
+    rmdir(dir);
+}
+
+/* A new env is made whole (meta pages, schema, flushed) in a directory of
+ * a temporary name beside dir, a dot name that listings skip, and renamed
+ * into place: a kill at any moment leaves no repository or one that
+ * opens, never a directory or a data.mdb without its meta pages. When
+ * another process made dir first, its env is kept and ours discarded. */
+static int env_create(guts_data *d, const char *dir)
+{
+    static atomic_uint seq;
+    char tmp[4096];
+    const char *slash = strrchr(dir, '/');
+    int n = snprintf(tmp, sizeof tmp, "%.*s/.%s.new-%ld-%u", (int)(slash - dir), dir, slash + 1,
+                     (long)getpid(), atomic_fetch_add(&seq, 1));
+    if (n < 0 || n >= (int)sizeof tmp) {
+        guts_errmsg_set("data dir path too long");
+        return GUTS_EINVAL;
+    }
+    int rc = store_mkdirs(tmp, tmp);
+    if (rc) return rc;
+    store_env *se = calloc(1, sizeof *se);
+    int mrc = se ? mdb_env_create(&se->env) : ENOMEM;
+    if (mrc) {
+        free(se);
+        env_files_remove(tmp);
+        return store_mdb_err(mrc, "create env");
+    }
+    if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
+        (mrc = mdb_env_set_mapsize(se->env, d->initial_mapsize)) ||
+        (mrc = mdb_env_open(se->env, tmp, MDB_NOTLS, 0600)))
+        rc = store_mdb_err(mrc, "open env");
+    else
+        rc = env_init(se);
+    mdb_env_close(se->env);
+    free(se);
+    if (rc == GUTS_OK && rename(tmp, dir) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
+        guts_errmsg_set("rename %s to %s: %s", tmp, dir, strerror(errno));
+        rc = GUTS_EIO;
+    }
+    env_files_remove(tmp); /* nothing left there once renamed */
+    return rc;
+}
+
 static int env_open(guts_data *d, const char *key, unsigned flags, store_env **out)
 {
     char *dir = NULL, *file = NULL;
@@ -178,7 +229,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
             rc = GUTS_ENOTFOUND;
             goto out;
         }
-        if ((rc = store_mkdirs(dir, dir))) goto out;
+        if ((rc = env_create(d, dir))) goto out;
     } else {
         /* An existing env is checked before LMDB maps it (envcheck.c). */
         char why[STORE_WHY_MAX];

@@ -40,6 +40,7 @@ typedef struct solo {
     size_t ucast; /* datagrams sent by unicast (not to the group) */
     guts_addr ucast_to[8]; /* the first ones' destinations */
     size_t pex;            /* PEERS datagrams sent (by unicast) */
+    size_t pex_watched;    /* of them to `watch` */
     guts_addr watch;       /* datagrams sent to this address are counted */
     size_t watched;
     uint64_t watched_at[16]; /* when (the `now` of solo_drain_at) */
@@ -64,6 +65,7 @@ static void solo_drain(solo *s)
             if (a.len > s->dgram_max) s->dgram_max = a.len;
             if (!a.to_group && a.len > 7 && a.data[7] == GUTS_MSG_PEERS) {
                 s->pex++;
+                s->pex_watched += guts_addr_eq(&a.addr, &s->watch);
                 break;
             }
             if (a.len > 7 && (a.data[7] == GUTS_MSG_PROBE || a.data[7] == GUTS_MSG_DEAD)) {
@@ -632,7 +634,7 @@ END_TEST
 
 /* Prompt answers (issue 14, the star without multicast): an announce heard
  * by unicast from a sender that lacks what we hold is answered at once by
- * unicast, with PEERS the first time; one answer per peer per announce
+ * unicast, with PEERS the first two times; one answer per peer per announce
  * interval, CORE_ANSWER_MAX (20) in all per base interval; a complete
  * sender, and any sender heard by multicast, get no answer. */
 START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
@@ -665,6 +667,10 @@ START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
     feed_announce_via(&s, 4010, 2, 1, NULL, 0, GUTS_VIA_UNICAST); /* an interval later */
     ck_assert_uint_eq(ANSWERS(), 2);
     ck_assert_uint_ge(s.watched, 2); /* a regular announce may have come due too */
+    /* the first PEERS repeated once at the next contact (it may have
+     * overtaken the answer that makes us a member there), then not before
+     * CORE_PEX_EVERY intervals */
+    ck_assert_uint_eq(s.pex_watched, 2);
     /* 30 lacking senders at once: the 19 left of this interval's budget */
     for (int n = 10; n < 40; n++)
         feed_announce_via(&s, 4020, n, 1, NULL, 0, GUTS_VIA_UNICAST);
@@ -673,6 +679,9 @@ START_TEST(test_unicast_sender_lacking_what_we_hold_is_answered_within_a_budget)
     for (int n = 10; n < 40; n++)
         feed_announce_via(&s, 5020, n, 1, NULL, 0, GUTS_VIA_UNICAST);
     ck_assert_uint_eq(ANSWERS(), 2 + 30);
+    feed_announce_via(&s, 6030, 2, 1, NULL, 0, GUTS_VIA_UNICAST);
+    ck_assert_uint_eq(ANSWERS(), 2 + 30 + 1);
+    ck_assert_uint_eq(s.pex_watched, 2); /* answered, no third PEERS yet */
 #undef ANSWERS
     solo_free(&s);
 }
