@@ -182,6 +182,31 @@ int guts_repo_read_hold(guts_repo *r);
 /** End guts_repo_read_hold's transaction (nothing if none is held). */
 void guts_repo_read_release(guts_repo *r);
 
+/** Group the puts of r (guts_repo_put) from now on, for a bulk load such
+ * as guts import: a put then only reads the store (no write transaction)
+ * and keeps its records in memory; they are written in one transaction,
+ * sorted by id, once the group holds bytes of records (GUTS_GROUP_BYTES is
+ * the import's), by guts_repo_group_commit(), by ending the group
+ * (bytes = 0), or first thing by any other write through r. One commit
+ * per group instead of one per batch keeps LMDB from copying most of the
+ * tree's leaves for every batch (a copy of the tree left in free pages),
+ * and writing in id order fills the leaves. guts_repo_put, _get, _has and
+ * _head through r see the group's objects; counters, listings and other
+ * handles or processes see them once committed, and a crash loses what
+ * the group holds (never anything committed). Closing r discards it. If
+ * another writer stored some of the group's objects meanwhile, the commit
+ * skips them and sets again the depth of the records built on them;
+ * should a chain then pass the depth bound, the group is dropped and the
+ * commit fails with GUTS_EAGAIN (importing again resumes). A failed commit
+ * drops the group too. Errors of a commit: as guts_repo_put's, GUTS_EAGAIN. */
+int guts_repo_group(guts_repo *r, size_t bytes);
+/** Commit what the open group holds (nothing if it holds nothing);
+ * grouping stays on. Errors: as guts_repo_group's. */
+int guts_repo_group_commit(guts_repo *r);
+/** guts import's group: 64 MiB of records (its memory bound: the records,
+ * then LMDB's dirty pages while they commit). */
+#define GUTS_GROUP_BYTES ((size_t)64 << 20)
+
 /* ---- Objects ------------------------------------------------------------- */
 
 /** Store a batch of objects in one write transaction. Every id is verified

@@ -74,7 +74,8 @@ int guts_gitio_import(guts_repo *r, const guts_node_id *node, const char *gitdir
 /** Store the objects of the git repository at gitdir that tips reach and
  * exclude does not (`git rev-list --objects TIPS ^EXCLUDE`; an exclude git
  * does not have is ignored), as import stores objects: what r has is
- * skipped, delta bases go first, batches are committed as they fill. No
+ * skipped, delta bases go first, batches are committed in groups of
+ * GUTS_GROUP_BYTES of records (guts_repo_group) and at the end. No
  * refs are written. gitdir "." means the repository of $GIT_DIR (what a
  * remote helper gets). An object git keeps whole is compressed against the
  * previous version of its path: listed before it, else at the same path in

@@ -118,6 +118,26 @@ typedef struct store_arena {
     size_t used, cap;
 } store_arena;
 
+/* guts_repo_group's records, held in memory until the group commits
+ * (group.c). Entries in put order (a delta's base before it); records in
+ * chunks that never move, so a record found stays valid while the group
+ * lives. */
+typedef struct group_ent {
+    guts_id id;
+    uint8_t *rec;
+    size_t len;
+} group_ent;
+typedef struct store_group {
+    group_ent *ents;
+    size_t n, cap;
+    size_t *map; /* open addressing over ents: index + 1, 0 free */
+    size_t mask;
+    uint8_t **chunks; /* chunks[nchunks - 1] is being filled */
+    size_t nchunks, chunk_used, chunk_cap;
+    size_t bytes;   /* record bytes held */
+    uint64_t txnid; /* snapshot the group's first put read */
+} store_group;
+
 struct guts_repo {
     guts_data *d;
     store_env *se;
@@ -133,6 +153,9 @@ struct guts_repo {
     /* guts_repo_read_hold's read txn: every read of this handle uses it
      * (store_read_begin hands it out, store_read_end leaves it open). */
     MDB_txn *held;
+    /* guts_repo_group: its bound (0: puts are not grouped), what it holds. */
+    size_t grouped;
+    store_group grp;
 };
 
 /* A compression context with the store's parameters (NULL: no memory). */
@@ -240,6 +263,20 @@ int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s);
 int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, size_t rowlen);
 /* Write the counters back; nothing when no object was added. */
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
+
+/* Groups (group.c). Add a record (copied) to g; GUTS_ENOMEM. */
+int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len);
+/* The entry of id in g, or NULL. */
+group_ent *group_find(const store_group *g, const guts_id *id);
+/* Drop the entries from index n on (a failed put's). */
+void group_truncate(store_group *g, size_t n);
+void group_free(store_group *g);
+/* Write what r's group holds in one transaction and empty it (emptied on
+ * failure too). Every write through r but a grouped put calls it first. */
+int store_group_commit(guts_repo *r);
+/* The record of id as r sees it: its group's, else txn's. 0, MDB_NOTFOUND
+ * or another LMDB code. */
+int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v);
 
 /* Object records (objects.c; writing them is objects_put.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);

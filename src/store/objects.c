@@ -89,8 +89,7 @@ int store_corrupt(const guts_id *id, const char *why)
 
 int store_rec_find(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, rec_hdr *h)
 {
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b};
-    int rc = mdb_get(txn, r->se->objects, &k, v);
+    int rc = store_obj_lookup(r, txn, id, v);
     if (rc == MDB_NOTFOUND) return GUTS_ENOTFOUND;
     if (rc) return store_mdb_err(rc, "read object");
     if (rec_parse(v, h)) return store_corrupt(id, "malformed record");
@@ -139,7 +138,7 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
 {
     rec_hdr chain[STORE_DELTA_DEPTH_MAX + 1];
     guts_id ids[STORE_DELTA_DEPTH_MAX + 1];
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
+    MDB_val v;
     int rc = store_rec_find(r, txn, id, &v, &chain[0]);
     if (rc) return rc;
     ids[0] = *id;
@@ -162,8 +161,7 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
         const guts_id *bid = &chain[top].base;
         if ((base = cache_get(&r->cache, bid, &blen))) break;
         if (top == STORE_DELTA_DEPTH_MAX) return store_corrupt(id, "delta chain too deep");
-        k.mv_data = (void *)bid->b;
-        rc = mdb_get(txn, r->se->objects, &k, &v);
+        rc = store_obj_lookup(r, txn, bid, &v);
         if (rc == MDB_NOTFOUND) return store_corrupt(&ids[top], "delta base missing");
         if (rc) return store_mdb_err(rc, "read delta base");
         top++;
@@ -290,8 +288,8 @@ int guts_repo_has(guts_repo *r, const guts_id *id)
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v;
-    rc = mdb_get(txn, r->se->objects, &k, &v);
+    MDB_val v;
+    rc = store_obj_lookup(r, txn, id, &v);
     store_read_end(r, txn);
     if (rc == 0) return 1;
     if (rc == MDB_NOTFOUND) return 0;

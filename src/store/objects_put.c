@@ -154,7 +154,6 @@ static int pool_fetch(put_ctx *c, MDB_txn *txn, const guts_id *bid, const uint8_
 /* Phase A. Returns 0, a GUTS_E* code or a raw LMDB code. */
 static int put_plan(put_ctx *c, MDB_txn *txn)
 {
-    store_env *se = c->r->se;
     for (size_t i = 0; i < c->n; i++) {
         put_item *it = &c->items[i];
         const guts_obj *o = &c->objs[i];
@@ -164,8 +163,8 @@ static int put_plan(put_ctx *c, MDB_txn *txn)
             it->skip = 1;
             continue;
         }
-        MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v;
-        int rc = mdb_get(txn, se->objects, &k, &v);
+        MDB_val v;
+        int rc = store_obj_lookup(c->r, txn, &o->id, &v);
         if (rc == 0) {
             it->skip = 1;
             continue;
@@ -184,8 +183,7 @@ static int put_plan(put_ctx *c, MDB_txn *txn)
             it->base = c->objs[j].data;
             it->blen = c->objs[j].len;
         } else {
-            k.mv_data = (void *)bid->b;
-            rc = mdb_get(txn, se->objects, &k, &v);
+            rc = store_obj_lookup(c->r, txn, bid, &v);
             if (rc == MDB_NOTFOUND) continue; /* not stored (or later in the batch) */
             if (rc) return rc;
             rec_hdr bh;
@@ -318,6 +316,20 @@ static void put_cache_tail(put_ctx *c)
     }
 }
 
+/* Record i of phase C, its delta depth set from its base's actual record
+ * (in batch order, a base's depth is set before its deltas'). */
+static uint8_t *put_record(put_ctx *c, size_t i)
+{
+    put_item *it = &c->items[i];
+    uint8_t *rec = c->r->arena.buf + it->off;
+    if (it->delta) {
+        unsigned bd = it->base_idx != NO_INDEX ? c->items[it->base_idx].depth : it->base_depth;
+        it->depth = (uint8_t)(bd + 1); /* <= planned <= STORE_DELTA_DEPTH_MAX */
+        rec[REC_HDR + GUTS_ID_LEN] = it->depth;
+    }
+    return rec;
+}
+
 /* Phase C. Returns 0, a GUTS_E* code or a raw LMDB code. */
 static int put_write(put_ctx *c, MDB_txn *txn)
 {
@@ -330,12 +342,7 @@ static int put_write(put_ctx *c, MDB_txn *txn)
         put_item *it = &c->items[i];
         if (it->skip) continue;
         const guts_obj *o = &c->objs[i];
-        uint8_t *rec = r->arena.buf + it->off;
-        if (it->delta) {
-            unsigned bd = it->base_idx != NO_INDEX ? c->items[it->base_idx].depth : it->base_depth;
-            it->depth = (uint8_t)(bd + 1); /* <= planned <= STORE_DELTA_DEPTH_MAX */
-            rec[REC_HDR + GUTS_ID_LEN] = it->depth;
-        }
+        uint8_t *rec = put_record(c, i);
         MDB_val k = {GUTS_ID_LEN, (void *)o->id.b}, v = {it->len, rec};
         if ((rc = mdb_put(txn, se->objects, &k, &v, 0)) ||
             (rc = store_set_add(r, txn, &set, &o->id, it->len)))
@@ -356,6 +363,34 @@ static int put_fn(guts_repo *r, MDB_txn *txn, void *arg)
     if (rc == 0) rc = put_write(c, txn);
     pool_release(c, c->r);
     return rc;
+}
+
+/* A grouped put (guts_repo_group): phases A and B in a read transaction,
+ * and phase C into the group instead of the store. */
+static int put_grouped(put_ctx *c)
+{
+    guts_repo *r = c->r;
+    store_group *g = &r->grp;
+    size_t n0 = g->n;
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    if (g->n == 0) g->txnid = mdb_txn_id(txn);
+    c->added = 0;
+    rc = put_plan(c, txn);
+    if (rc == 0) rc = put_compress(c);
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
+        if (c->items[i].skip) continue;
+        if ((rc = group_add(g, &c->objs[i].id, put_record(c, i), c->items[i].len)) == 0) c->added++;
+    }
+    if (rc == 0) put_cache_tail(c);
+    pool_release(c, r);
+    store_read_end(r, txn);
+    if (rc) {
+        group_truncate(g, n0);
+        return store_mdb_err(rc, "grouped put");
+    }
+    return g->bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
 }
 
 int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, size_t *bad)
@@ -430,7 +465,7 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
     }
     /* If the map fills, grow by at least what this batch could take: raw
      * size plus per-record and B-tree overhead (generous: ~2x). */
-    rc = store_write(r, 2 * total + 256 * n, put_fn, &c);
+    rc = r->grouped ? put_grouped(&c) : store_write(r, 2 * total + 256 * n, put_fn, &c);
 out:
     free(c.map);
     free(c.pmap);

@@ -153,6 +153,8 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
                 void *arg)
 {
     store_env *se = r->se;
+    int grc = store_group_commit(r); /* writes keep their order */
+    if (grc) return grc;
     for (int round = 0; round < STORE_WRITE_ROUNDS_MAX; round++) {
         MDB_txn *txn;
         int rc = check_broken(se);

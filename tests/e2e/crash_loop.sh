@@ -3,7 +3,10 @@
 #
 # Part A, import: GUTS_CRASH_IMPORTS (12) rounds each start `guts import` of
 # a real repository into a new key, sample the store from another process
-# while it runs, and kill -9 the import at a random moment. Part B,
+# while it runs, and kill -9 the import at a random moment (even rounds
+# commit every 1 MB of records, GUTS_IMPORT_GROUP_BYTES, so that kills find
+# imports committed in part; odd rounds the default, one commit for zlib's
+# objects). Part B,
 # replication: GUTS_CRASH_SYNCS (10) rounds start node b next to node s
 # (which holds the repository) and kill -9 b, or every third round the
 # server s, at a random moment of the transfer. After every kill:
@@ -66,6 +69,7 @@ echo "one import of $total objects takes ${import_ms} ms"
 rm -rf "$TMP/probe"
 for i in $(seq 1 "$IMPORTS"); do
   key="crash/i$i"
+  if [ $((i % 2)) -eq 0 ]; then export GUTS_IMPORT_GROUP_BYTES=1000000; else unset GUTS_IMPORT_GROUP_BYTES; fi
   "$GUTS" --data "$TMP/a" import "$key" "$src" >"$TMP/import.out" 2>&1 &
   ipid=$!
   EXTRA_PIDS+=("$ipid")
@@ -97,6 +101,7 @@ for i in $(seq 1 "$IMPORTS"); do
   [ "$(objects_of "$TMP/a" "$key")" -eq "$total" ] || fail "round $i: re-import incomplete"
   fsck_clean "$TMP/a" "$key"
 done
+unset GUTS_IMPORT_GROUP_BYTES
 export_check a "crash/i$IMPORTS" "$src"
 
 # ---- Part B: kill -9 during replication --------------------------------------

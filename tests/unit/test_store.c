@@ -1028,6 +1028,152 @@ START_TEST(test_bad_records_are_rejected_and_nothing_stored)
 }
 END_TEST
 
+/* ---- grouped puts (guts_repo_group) --------------------------------------- */
+
+static uint64_t objects_of(guts_repo *r)
+{
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
+    return info.objects;
+}
+
+START_TEST(test_grouped_puts_are_written_by_one_commit)
+{
+    enum { N = 12 };
+    guts_repo *r = open_repo("o/g"), *other = open_repo("o/g");
+    guts_obj objs[N];
+    char *v = rec_chain(NULL, objs, N, 11);
+    uint64_t txn0, txn1;
+    ck_assert_int_eq(guts_repo_txnid(r, &txn0), GUTS_OK);
+    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    /* Three batches, each chain link's base in an earlier one; one id twice. */
+    put_ok(r, objs, 4, 4);
+    put_ok(r, objs + 3, 5, 4);
+    put_ok(r, objs + 8, 4, 4);
+    ck_assert_int_eq(guts_repo_txnid(r, &txn1), GUTS_OK);
+    ck_assert_uint_eq(txn1, txn0); /* nothing written yet */
+    ck_assert_int_eq(guts_repo_has(r, &objs[N - 1].id), 1);
+    check_get(r, &objs[N - 1]); /* decoded through the group's records */
+    ck_assert_int_eq(guts_repo_has(other, &objs[0].id), 0);
+    ck_assert_uint_eq(objects_of(other), 0);
+    ck_assert_int_eq(guts_repo_group(r, 0), GUTS_OK);
+    ck_assert_int_eq(guts_repo_txnid(r, &txn1), GUTS_OK);
+    ck_assert_uint_eq(txn1, txn0 + 1);
+    ck_assert_uint_eq(objects_of(other), N);
+    guts_fp want = {0, 0};
+    for (int i = 0; i < N; i++) {
+        guts_fp_add(&want, guts_fp_of_id(&objs[i].id));
+        check_get(other, &objs[i]);
+        ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
+        guts_rec rec;
+        void *buf;
+        ck_assert_int_eq(guts_repo_rec_get(other, &objs[i].id, &rec, &buf), GUTS_OK);
+        ck_assert_uint_eq(rec.depth, (unsigned)i);
+        free(buf);
+    }
+    guts_repo_info info;
+    ck_assert_int_eq(guts_repo_info_get(other, &info), GUTS_OK);
+    ck_assert(guts_fp_eq(info.fp, want));
+    /* The log holds each object once. */
+    guts_id recent[2 * N];
+    size_t n = 0;
+    ck_assert_int_eq(guts_repo_recent(other, 2 * N, recent, &n), GUTS_OK);
+    ck_assert_uint_eq(n, N);
+    guts_repo_close(r);
+    guts_repo_close(other);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_grouped_commit_grows_the_map)
+{
+    guts_data_set_initial_mapsize(data, 1 << 20);
+    guts_repo *r = open_repo("o/gbig");
+    enum { N = 24, SZ = 128 * 1024 };
+    uint8_t *bufs = malloc((size_t)N * SZ);
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        fill(bufs + (size_t)i * SZ, SZ, (uint64_t)i + 300); /* incompressible */
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * SZ, SZ);
+    }
+    /* A bound of 1 MiB: every second put of 512 KiB commits the group. */
+    ck_assert_int_eq(guts_repo_group(r, 1 << 20), GUTS_OK);
+    put_ok(r, objs, 4, 4);
+    ck_assert_uint_eq(objects_of(r), 0);
+    put_ok(r, objs + 4, 4, 4);
+    ck_assert_uint_eq(objects_of(r), 8); /* 1 MiB into a 1 MiB map */
+    for (int i = 8; i < N; i += 4)
+        put_ok(r, objs + i, 4, 4);
+    ck_assert_int_eq(guts_repo_group_commit(r), GUTS_OK);
+    ck_assert_uint_eq(objects_of(r), N);
+    for (int i = 0; i < N; i++)
+        check_get(r, &objs[i]);
+    ck_assert_int_eq(guts_repo_group(r, 0), GUTS_OK);
+    guts_repo_close(r);
+    free(bufs);
+}
+END_TEST
+
+START_TEST(test_grouped_commit_skips_what_another_writer_stored)
+{
+    /* The group holds v0 <- v1 <- v2 (depths 0, 1, 2); meanwhile another
+     * handle stores v1 whole. The commit keeps that record, skips the
+     * group's, and stores v2 at depth 1 against it. */
+    enum { N = 3 };
+    guts_repo *r = open_repo("o/gw"), *other = open_repo("o/gw");
+    guts_obj objs[N];
+    char *v = rec_chain(NULL, objs, N, 13);
+    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    put_ok(r, objs, N, N);
+    guts_obj whole = objs[1];
+    whole.base = NULL;
+    put_ok(other, &whole, 1, 1);
+    ck_assert_int_eq(guts_repo_group(r, 0), GUTS_OK);
+    ck_assert_uint_eq(objects_of(other), N);
+    guts_rec rec;
+    void *buf;
+    ck_assert_int_eq(guts_repo_rec_get(other, &objs[1].id, &rec, &buf), GUTS_OK);
+    ck_assert_int_ne(rec.enc, GUTS_REC_DELTA);
+    free(buf);
+    ck_assert_int_eq(guts_repo_rec_get(other, &objs[2].id, &rec, &buf), GUTS_OK);
+    ck_assert_uint_eq(rec.depth, 1);
+    free(buf);
+    for (int i = 0; i < N; i++)
+        check_get(other, &objs[i]);
+    guts_id recent[2 * N];
+    size_t n = 0;
+    ck_assert_int_eq(guts_repo_recent(other, 2 * N, recent, &n), GUTS_OK);
+    ck_assert_uint_eq(n, N);
+    guts_repo_close(r);
+    guts_repo_close(other);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_group_not_committed_is_discarded_by_close)
+{
+    guts_repo *r = open_repo("o/gd");
+    guts_obj o = mkobj(GUTS_OBJ_BLOB, "grouped\n", 8);
+    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    put_ok(r, &o, 1, 1);
+    guts_repo_close(r);
+    r = open_repo("o/gd");
+    ck_assert_int_eq(guts_repo_has(r, &o.id), 0);
+    ck_assert_uint_eq(objects_of(r), 0);
+    /* Any other write through a grouping handle commits the group first. */
+    guts_repo *other = open_repo("o/gd");
+    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    put_ok(r, &o, 1, 1);
+    guts_obj absent = mkobj(GUTS_OBJ_BLOB, "absent\n", 7);
+    size_t dropped = 9;
+    ck_assert_int_eq(guts_repo_drop(r, &absent.id, 1, &dropped), GUTS_OK);
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_int_eq(guts_repo_has(other, &o.id), 1);
+    guts_repo_close(r);
+    guts_repo_close(other);
+}
+END_TEST
+
 START_TEST(test_record_past_the_depth_bound_is_stored_whole)
 {
     /* b holds a chain of 51 (depths 0..50); a holds its last two and a next
@@ -1855,6 +2001,10 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_records_do_not_depend_on_batching_or_threads);
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
+    tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
+    tcase_add_test(t, test_grouped_commit_grows_the_map);
+    tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
+    tcase_add_test(t, test_group_not_committed_is_discarded_by_close);
     tcase_add_test(t, test_reads_without_cache_decode_whole_chains);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
     tcase_add_test(t, test_damaged_records_never_read_as_wrong_content);
