@@ -23,16 +23,9 @@
 /* Records are copied into chunks of this size (or one of their own). */
 #define GROUP_CHUNK ((size_t)4 << 20)
 
-static size_t id_slot(const guts_id *id)
-{
-    uint64_t h;
-    memcpy(&h, id->b + 4, sizeof h);
-    return (size_t)h;
-}
-
 static void map_insert(store_group *g, size_t i)
 {
-    size_t s = id_slot(&g->ents[i].id) & g->mask;
+    size_t s = store_id_slot(&g->ents[i].id) & g->mask;
     while (g->map[s])
         s = (s + 1) & g->mask;
     g->map[s] = i + 1;
@@ -54,7 +47,7 @@ static int map_build(store_group *g, size_t cap)
 group_ent *group_find(const store_group *g, const guts_id *id)
 {
     if (!g->map) return NULL;
-    for (size_t s = id_slot(id) & g->mask; g->map[s]; s = (s + 1) & g->mask) {
+    for (size_t s = store_id_slot(id) & g->mask; g->map[s]; s = (s + 1) & g->mask) {
         group_ent *e = &g->ents[g->map[s] - 1];
         if (memcmp(e->id.b, id->b, GUTS_ID_LEN) == 0) return e;
     }

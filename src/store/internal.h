@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lmdb.h>
 #include <openssl/evp.h>
@@ -117,6 +118,15 @@ typedef struct store_arena {
     uint8_t *buf;
     size_t used, cap;
 } store_arena;
+
+/* An id's start slot in an open-addressing table (ids are SHA-1: any 8 of
+ * their bytes hash well). */
+static inline size_t store_id_slot(const guts_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b + 4, sizeof h);
+    return (size_t)h;
+}
 
 /* guts_repo_group's records, held in memory until the group commits
  * (group.c). Entries in put order (a delta's base before it); records in

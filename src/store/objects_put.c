@@ -82,17 +82,10 @@ typedef struct put_ctx {
     size_t added;
 } put_ctx;
 
-static size_t map_slot(const guts_id *id)
-{
-    uint64_t h;
-    memcpy(&h, id->b + 4, sizeof h);
-    return (size_t)h;
-}
-
 /* Index of the first object in the batch with this id, or NO_INDEX. */
 static size_t batch_first(const put_ctx *c, const guts_id *id)
 {
-    for (size_t s = map_slot(id) & c->mask;; s = (s + 1) & c->mask) {
+    for (size_t s = store_id_slot(id) & c->mask;; s = (s + 1) & c->mask) {
         if (!c->map[s]) return NO_INDEX;
         size_t i = c->map[s] - 1;
         if (memcmp(c->objs[i].id.b, id->b, GUTS_ID_LEN) == 0) return i;
@@ -102,7 +95,7 @@ static size_t batch_first(const put_ctx *c, const guts_id *id)
 /* The pool slot of id: its index + 1 in *slot, 0 if free. */
 static size_t *pool_slot(put_ctx *c, const guts_id *id)
 {
-    for (size_t s = map_slot(id) & c->mask;; s = (s + 1) & c->mask) {
+    for (size_t s = store_id_slot(id) & c->mask;; s = (s + 1) & c->mask) {
         if (!c->pmap[s] || memcmp(c->pool_ids[c->pmap[s] - 1].b, id->b, GUTS_ID_LEN) == 0)
             return &c->pmap[s];
     }
@@ -458,7 +451,7 @@ int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, s
     int rc = GUTS_ENOMEM;
     if (!c.map || !c.pmap || !c.items || !c.pool_ids || !c.pool || !c.pool_lens) goto out;
     for (size_t i = 0; i < n; i++) {
-        size_t s = map_slot(&objs[i].id) & c.mask;
+        size_t s = store_id_slot(&objs[i].id) & c.mask;
         while (c.map[s] && memcmp(objs[c.map[s] - 1].id.b, objs[i].id.b, GUTS_ID_LEN) != 0)
             s = (s + 1) & c.mask;
         if (!c.map[s]) c.map[s] = i + 1;

@@ -69,6 +69,19 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
+/* n incompressible blobs of sz bytes (seeds seed, seed + 1, ...) in one
+ * buffer, returned for the caller to free. */
+static uint8_t *random_blobs(guts_obj *objs, int n, size_t sz, uint64_t seed)
+{
+    uint8_t *bufs = malloc((size_t)n * sz);
+    ck_assert_ptr_nonnull(bufs);
+    for (int i = 0; i < n; i++) {
+        fill(bufs + (size_t)i * sz, sz, seed + (uint64_t)i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * sz, sz);
+    }
+    return bufs;
+}
+
 /* Text-like, compressible content: words from a small vocabulary. */
 static void fill_text(char *p, size_t n, uint64_t seed)
 {
@@ -621,12 +634,8 @@ START_TEST(test_map_grows_past_small_initial_size)
     guts_data_set_initial_mapsize(data, 1 << 20);
     guts_repo *r = open_repo("o/big");
     enum { N = 48, SZ = 128 * 1024 };
-    uint8_t *bufs = malloc((size_t)N * SZ);
     guts_obj objs[N];
-    for (int i = 0; i < N; i++) {
-        fill(bufs + (size_t)i * SZ, SZ, (uint64_t)i + 100); /* incompressible */
-        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * SZ, SZ);
-    }
+    uint8_t *bufs = random_blobs(objs, N, SZ, 100);
     put_ok(r, objs, N / 2, N / 2); /* one batch of 3 MiB into a 1 MiB map */
     for (int i = N / 2; i < N; i++)
         put_ok(r, &objs[i], 1, 1); /* and one by one */
@@ -1090,12 +1099,8 @@ START_TEST(test_grouped_commit_grows_the_map)
     guts_data_set_initial_mapsize(data, 1 << 20);
     guts_repo *r = open_repo("o/gbig");
     enum { N = 24, SZ = 128 * 1024 };
-    uint8_t *bufs = malloc((size_t)N * SZ);
     guts_obj objs[N];
-    for (int i = 0; i < N; i++) {
-        fill(bufs + (size_t)i * SZ, SZ, (uint64_t)i + 300); /* incompressible */
-        objs[i] = mkobj(GUTS_OBJ_BLOB, bufs + (size_t)i * SZ, SZ);
-    }
+    uint8_t *bufs = random_blobs(objs, N, SZ, 300);
     /* A bound of 1 MiB: every second put of 512 KiB commits the group. */
     ck_assert_int_eq(guts_repo_group(r, 1 << 20), GUTS_OK);
     put_ok(r, objs, 4, 4);
