@@ -209,7 +209,8 @@ int guts_repo_group_commit(guts_repo *r);
 
 /* ---- Objects ------------------------------------------------------------- */
 
-/** Store a batch of objects in one write transaction. Every id is verified
+/** Store a batch of objects in one write transaction (into r's group
+ * instead when r groups its puts: guts_repo_group). Every id is verified
  * first; on a mismatch nothing is stored, *bad is the index of the first bad
  * object and GUTS_EHASH is returned. Objects already present are skipped
  * without rewriting. When the map is full it is grown and the batch retried.

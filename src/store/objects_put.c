@@ -2,7 +2,9 @@
  * planner (guts_repo_put) and replicated records (guts_repo_rec_put).
  *
  * The record format and the read path are objects.c. A put is one write
- * transaction for the whole batch: ids are verified
+ * transaction for the whole batch (or, on a handle that groups its puts,
+ * a read transaction, its records going to the group: group.c): ids are
+ * verified
  * before it starts, existing ids are skipped with one lookup before any
  * compression, and count, fingerprint, log, sequence and stored bytes are
  * written at the end of the same transaction. (Compressing on up to four
