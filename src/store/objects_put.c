@@ -4,10 +4,9 @@
  * The record format and the read path are objects.c. A put is one write
  * transaction for the whole batch (or, on a handle that groups its puts,
  * a read transaction, its records going to the group: group.c): ids are
- * verified
- * before it starts, existing ids are skipped with one lookup before any
- * compression, and count, fingerprint, log, sequence and stored bytes are
- * written at the end of the same transaction. (Compressing on up to four
+ * verified before it starts, existing ids are skipped with one lookup
+ * before any compression, and count, fingerprint, log, sequence and stored
+ * bytes are written at the end of the same transaction. (Compressing on up to four
  * threads gained nothing measurable on 2 cores - zlib's import 0.7-1.1 s
  * either way, 202,000 small objects 3.8 s on one thread, 4.8-5.3 s on
  * two - and was removed.)
