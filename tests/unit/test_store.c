@@ -1155,6 +1155,34 @@ START_TEST(test_grouped_commit_skips_what_another_writer_stored)
 }
 END_TEST
 
+START_TEST(test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group)
+{
+    /* The group holds v50 whole and v51 against it (depth 1); meanwhile
+     * another handle stores v0..v50, v50 at depth 50: v51 would be at 51.
+     * The commit fails, writes nothing; the put done again stores v51. */
+    enum { N = 52 };
+    guts_repo *r = open_repo("o/gx"), *other = open_repo("o/gx");
+    guts_obj objs[N];
+    char *v = rec_chain(NULL, objs, N, 17);
+    guts_obj tail[2] = {objs[N - 2], objs[N - 1]};
+    tail[0].base = NULL;
+    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    put_ok(r, tail, 2, 2);
+    put_ok(other, objs, N - 1, N - 1);
+    ck_assert_int_eq(guts_repo_group_commit(r), GUTS_EAGAIN);
+    ck_assert_int_eq(guts_repo_has(other, &objs[N - 1].id), 0);
+    ck_assert_int_eq(guts_repo_has(r, &objs[N - 1].id), 0); /* the group is gone */
+    ck_assert_uint_eq(objects_of(other), N - 1);
+    put_ok(r, &tail[1], 1, 1);
+    ck_assert_int_eq(guts_repo_group(r, 0), GUTS_OK);
+    check_get(other, &objs[N - 1]);
+    ck_assert_uint_eq(objects_of(other), N);
+    guts_repo_close(r);
+    guts_repo_close(other);
+    free(v);
+}
+END_TEST
+
 START_TEST(test_group_not_committed_is_discarded_by_close)
 {
     guts_repo *r = open_repo("o/gd");
@@ -2009,6 +2037,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
+    tcase_add_test(t, test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group);
     tcase_add_test(t, test_group_not_committed_is_discarded_by_close);
     tcase_add_test(t, test_reads_without_cache_decode_whole_chains);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
