@@ -1046,15 +1046,35 @@ static uint64_t objects_of(guts_repo *r)
     return info.objects;
 }
 
+/* Two handles on key, *r grouping its puts, and a chain of n versions in
+ * objs (rec_chain: the buffer returned, for the caller to free). */
+static char *group_setup(const char *key, guts_repo **r, guts_repo **other, guts_obj *objs, int n,
+                         uint64_t seed)
+{
+    *r = open_repo(key);
+    *other = open_repo(key);
+    ck_assert_int_eq(guts_repo_group(*r, GUTS_GROUP_BYTES), GUTS_OK);
+    return rec_chain(NULL, objs, n, seed);
+}
+
+/* The insertion log of r holds n ids: each object once. */
+static void check_logged(guts_repo *r, size_t n)
+{
+    guts_id recent[64];
+    size_t got = 0;
+    ck_assert_uint_lt(n, 64);
+    ck_assert_int_eq(guts_repo_recent(r, 64, recent, &got), GUTS_OK);
+    ck_assert_uint_eq(got, n);
+}
+
 START_TEST(test_grouped_puts_are_written_by_one_commit)
 {
     enum { N = 12 };
-    guts_repo *r = open_repo("o/g"), *other = open_repo("o/g");
+    guts_repo *r, *other;
     guts_obj objs[N];
-    char *v = rec_chain(NULL, objs, N, 11);
+    char *v = group_setup("o/g", &r, &other, objs, N, 11);
     uint64_t txn0, txn1;
     ck_assert_int_eq(guts_repo_txnid(r, &txn0), GUTS_OK);
-    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
     /* Three batches, each chain link's base in an earlier one; one id twice. */
     put_ok(r, objs, 4, 4);
     put_ok(r, objs + 3, 5, 4);
@@ -1083,11 +1103,7 @@ START_TEST(test_grouped_puts_are_written_by_one_commit)
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(other, &info), GUTS_OK);
     ck_assert(guts_fp_eq(info.fp, want));
-    /* The log holds each object once. */
-    guts_id recent[2 * N];
-    size_t n = 0;
-    ck_assert_int_eq(guts_repo_recent(other, 2 * N, recent, &n), GUTS_OK);
-    ck_assert_uint_eq(n, N);
+    check_logged(other, N);
     guts_repo_close(r);
     guts_repo_close(other);
     free(v);
@@ -1125,10 +1141,9 @@ START_TEST(test_grouped_commit_skips_what_another_writer_stored)
      * handle stores v1 whole. The commit keeps that record, skips the
      * group's, and stores v2 at depth 1 against it. */
     enum { N = 3 };
-    guts_repo *r = open_repo("o/gw"), *other = open_repo("o/gw");
+    guts_repo *r, *other;
     guts_obj objs[N];
-    char *v = rec_chain(NULL, objs, N, 13);
-    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+    char *v = group_setup("o/gw", &r, &other, objs, N, 13);
     put_ok(r, objs, N, N);
     guts_obj whole = objs[1];
     whole.base = NULL;
@@ -1145,10 +1160,7 @@ START_TEST(test_grouped_commit_skips_what_another_writer_stored)
     free(buf);
     for (int i = 0; i < N; i++)
         check_get(other, &objs[i]);
-    guts_id recent[2 * N];
-    size_t n = 0;
-    ck_assert_int_eq(guts_repo_recent(other, 2 * N, recent, &n), GUTS_OK);
-    ck_assert_uint_eq(n, N);
+    check_logged(other, N);
     guts_repo_close(r);
     guts_repo_close(other);
     free(v);
@@ -1161,12 +1173,11 @@ START_TEST(test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group)
      * another handle stores v0..v50, v50 at depth 50: v51 would be at 51.
      * The commit fails, writes nothing; the put done again stores v51. */
     enum { N = 52 };
-    guts_repo *r = open_repo("o/gx"), *other = open_repo("o/gx");
+    guts_repo *r, *other;
     guts_obj objs[N];
-    char *v = rec_chain(NULL, objs, N, 17);
+    char *v = group_setup("o/gx", &r, &other, objs, N, 17);
     guts_obj tail[2] = {objs[N - 2], objs[N - 1]};
     tail[0].base = NULL;
-    ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
     put_ok(r, tail, 2, 2);
     put_ok(other, objs, N - 1, N - 1);
     ck_assert_int_eq(guts_repo_group_commit(r), GUTS_EAGAIN);
