@@ -9,6 +9,8 @@
 #   BUNDLE=file.bundle ...   the repository (default ../shared/data/zlib.bundle)
 #   GEN=1 ...                a generated one instead (scripts/bench-repo;
 #                            COMMITS, TOUCH, FILES, REFS shape it)
+#   PERF=FILE ...            after the timed clones, one more clone from the
+#                            node under `perf record -g` of the node, into FILE
 set -euo pipefail
 RUNS=${1:-5}
 export GUTS_BUILD=${GUTS_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
@@ -75,6 +77,15 @@ for i in $(seq 1 "$RUNS"); do
   out="$TMP/t-guts" SAMPLE=1 timed "${NODE_PID[a]}" git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c1"
   out="$TMP/t-git" timed "$daemon_pid" git clone -q --mirror git://127.0.0.1:9418/zlib.git "$TMP/c2"
 done
+if [ -n "${PERF:-}" ]; then
+  rm -rf "$TMP/c3"
+  perf record -q -F 4000 -g -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
+  perf_pid=$!
+  wait_until 10 "perf attached" grep -q . "$PERF"
+  git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c3"
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+fi
 git -C "$TMP/c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node"
 pack_guts=$(du -b "$TMP"/c1/objects/pack/*.pack | awk '{s += $1} END {print s}')
 pack_git=$(du -b "$TMP"/c2/objects/pack/*.pack | awk '{s += $1} END {print s}')

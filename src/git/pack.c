@@ -88,12 +88,11 @@ static int begin(guts_packw *w, int type, uint64_t size)
         sz >>= 7;
     }
     w->crc = (uint32_t)crc32(0, NULL, 0);
-    if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
     return put(w, hdr, h);
 }
 
-/* Deflate len more bytes of the entry straight into the buffer; Z_FINISH
- * ends it. */
+/* Deflate len more bytes of the entry straight into the buffer with zlib
+ * (after deflateReset at the entry's start); Z_FINISH ends it. */
 static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
 {
     int rc;
@@ -116,6 +115,35 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     }
 }
 
+/* The whole content of an entry, deflated into the buffer: by libdeflate
+ * where its bound fits (a file writer's buffer is flushed first), else by
+ * zlib. */
+static int deflate_whole(guts_packw *w, const void *data, size_t len)
+{
+    size_t bound = libdeflate_zlib_compress_bound(w->ld, len);
+    int rc;
+    if (bound > w->cap && !w->mem) {
+        if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
+        return deflate_more(w, data, len, Z_FINISH);
+    }
+    if ((rc = make_room(w, bound))) return rc;
+    size_t n = libdeflate_zlib_compress(w->ld, data, len, w->buf + w->len, w->cap - w->len);
+    if (n == 0) return GUTS_ENOMEM; /* not within its own bound: cannot happen */
+    if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
+    w->len += n;
+    return GUTS_OK;
+}
+
+/* Both compressors at level (zlib's 0-9 are libdeflate's too). */
+static int compressors_init(guts_packw *w, int level, int mem_level)
+{
+    w->ld = libdeflate_alloc_compressor(level);
+    if (!w->ld || deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return GUTS_ENOMEM;
+    w->zinit = 1;
+    return GUTS_OK;
+}
+
 int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects)
 {
     memset(w, 0, sizeof *w);
@@ -128,10 +156,8 @@ int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nob
     /* Level 0 only stores: its hash table is never read, but deflateReset
      * clears it for every entry (64 KiB at the default memLevel, most of
      * the cost of a small entry). The smallest table makes the same bytes. */
-    int mem_level = level == 0 ? 1 : 8;
-    if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
-        return GUTS_ENOMEM;
-    w->zinit = 1;
+    int rc = compressors_init(w, level, level == 0 ? 1 : 8);
+    if (rc) return rc;
     uint8_t head[12] = {'P', 'A', 'C', 'K'};
     guts_pack_be32(head + 4, 2);
     guts_pack_be32(head + 8, nobjects);
@@ -146,9 +172,7 @@ int guts_packw_open_mem(guts_packw *w, int level)
     w->cap = GUTS_PACK_MEM_START;
     w->buf = malloc(w->cap);
     if (!w->buf) return GUTS_ENOMEM;
-    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
-    w->zinit = 1;
-    return GUTS_OK;
+    return compressors_init(w, level, 8);
 }
 
 int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len)
@@ -183,14 +207,14 @@ uint64_t guts_packw_offset(const guts_packw *w)
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
     int rc = begin(w, type, len);
-    return rc ? rc : deflate_more(w, data, len, Z_FINISH);
+    return rc ? rc : deflate_whole(w, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
     int rc = begin(w, GUTS_PACK_REF_DELTA, len);
     if (!rc) rc = put(w, base->b, GUTS_ID_LEN);
-    return rc ? rc : deflate_more(w, delta, len, Z_FINISH);
+    return rc ? rc : deflate_whole(w, delta, len);
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)
@@ -201,6 +225,7 @@ static int stream_cb(const void *data, size_t len, void *ctx)
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size)
 {
     int rc = begin(w, type, size);
+    if (!rc && deflateReset(&w->z) != Z_OK) rc = GUTS_ENOMEM;
     if (!rc) rc = guts_repo_stream(r, id, stream_cb, w);
     return rc ? rc : deflate_more(w, NULL, 0, Z_FINISH);
 }
@@ -220,6 +245,8 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 void guts_packw_free(guts_packw *w)
 {
     if (w->zinit) deflateEnd(&w->z);
+    if (w->ld) libdeflate_free_compressor(w->ld);
+    w->ld = NULL;
     free(w->buf);
     EVP_MD_CTX_free(w->sha);
     w->zinit = 0;
@@ -329,6 +356,29 @@ static uint32_t block_hash(const uint8_t *p, unsigned bits)
     return (uint32_t)((h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull >> (64 - bits));
 }
 
+/* How many bytes a and b have in common from their start, up to n: eight
+ * at a time (the copies of a delta are most of its target). */
+static size_t match_len(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y) {
+            x ^= y;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + (size_t)__builtin_ctzll(x) / 8;
+#else
+            return k + (size_t)__builtin_clzll(x) / 8;
+#endif
+        }
+    }
+    while (k < n && a[k] == b[k])
+        k++;
+    return k;
+}
+
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
                     uint8_t **out, size_t *outlen)
 {
@@ -375,9 +425,8 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
                 blk = chain[blk];
             }
             if (at + BLOCK > bn || memcmp(base + at, dst + i, BLOCK) != 0) continue;
-            size_t k = BLOCK;
-            while (at + k < bn && i + k < dn && base[at + k] == dst[i + k])
-                k++;
+            size_t room = bn - at < dn - i ? bn - at : dn - i;
+            size_t k = BLOCK + match_len(base + at + BLOCK, dst + i + BLOCK, room - BLOCK);
             if (k > n) {
                 s = at;
                 n = k;

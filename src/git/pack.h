@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libdeflate.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -58,6 +59,10 @@ typedef struct guts_packw {
     uint32_t crc;   /* CRC-32 of the entry being written, if with_crc */
     int with_crc;
     EVP_MD_CTX *sha;
+    /* Entries given whole go through libdeflate (about twice zlib's speed
+     * at level 1, and smaller); a streamed large object, or an entry whose
+     * bound passes a file writer's buffer, through zlib. */
+    struct libdeflate_compressor *ld;
     z_stream z;
     int zinit;
 } guts_packw;
