@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fetch.h"
 #include "fetch_int.h"
@@ -197,7 +198,12 @@ int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_sta
     else if (!rc) {
         p.sink = q->sink;
         p.sink_ctx = q->sink_ctx;
-        rc = fetch_pack_entries(&w, &p, st);
+        /* A clone's pack: deflated and written on a second thread while
+         * this one reads and deltifies (with one CPU that only costs). */
+        if (w.nsend >= GUTS_GIT_UNPACK_LIMIT && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+            (rc = guts_packw_async(&p)))
+            rc = guts_git_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
+        if (!rc) rc = fetch_pack_entries(&w, &p, st);
         uint8_t sum[GUTS_ID_LEN];
         if (!rc && (rc = guts_packw_finish(&p, sum)) != GUTS_OK)
             rc = guts_git_errf(err, rc, "writing the pack: %s", guts_strerror(rc));

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,6 +145,146 @@ static int compressors_init(guts_packw *w, int level, int mem_level)
     return GUTS_OK;
 }
 
+/* ---- The deflater thread (guts_packw_async) ----------------------------------- */
+
+/* An entry waiting for the thread: a whole object, or a REF_DELTA. */
+typedef struct packw_job {
+    struct packw_job *next;
+    int type;
+    guts_id base;
+    size_t len;
+    uint8_t data[];
+} packw_job;
+
+struct packw_async {
+    pthread_t t;
+    pthread_mutex_t mu;
+    pthread_cond_t more; /* a job came, or stop */
+    pthread_cond_t less; /* a job was done */
+    packw_job *head, *tail;
+    size_t queued; /* bytes of content in the queue */
+    int busy;      /* the thread is writing a job */
+    int stop;
+    int rc;        /* the first write error */
+};
+
+static int write_whole(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+{
+    int rc = begin(w, type, len);
+    if (!rc && type == GUTS_PACK_REF_DELTA) rc = put(w, base->b, GUTS_ID_LEN);
+    return rc ? rc : deflate_whole(w, data, len);
+}
+
+static void *async_main(void *arg)
+{
+    guts_packw *w = arg;
+    struct packw_async *a = w->async;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->head && !a->stop)
+            pthread_cond_wait(&a->more, &a->mu);
+        packw_job *j = a->head;
+        if (!j) break;
+        if (!(a->head = j->next)) a->tail = NULL;
+        a->busy = 1;
+        int failed = a->rc;
+        pthread_mutex_unlock(&a->mu);
+        int rc = failed ? GUTS_OK : write_whole(w, j->type, &j->base, j->data, j->len);
+        pthread_mutex_lock(&a->mu);
+        if (rc) a->rc = rc;
+        a->queued -= j->len;
+        a->busy = 0;
+        free(j);
+        pthread_cond_broadcast(&a->less);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* Wait until the thread has written everything queued; its error, if any.
+ * GUTS_OK at once when there is no thread. */
+static int async_drain(guts_packw *w)
+{
+    struct packw_async *a = w->async;
+    if (!a) return GUTS_OK;
+    pthread_mutex_lock(&a->mu);
+    while (a->head || a->busy)
+        pthread_cond_wait(&a->less, &a->mu);
+    int rc = a->rc;
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+/* Queue an entry for the thread, waiting while the queue is full. */
+static int async_put(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+{
+    struct packw_async *a = w->async;
+    packw_job *j = malloc(sizeof *j + len);
+    if (!j) return GUTS_ENOMEM;
+    j->next = NULL;
+    j->type = type;
+    if (base) j->base = *base;
+    j->len = len;
+    memcpy(j->data, data, len);
+    pthread_mutex_lock(&a->mu);
+    while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc)
+        pthread_cond_wait(&a->less, &a->mu);
+    int rc = a->rc;
+    if (!rc) {
+        if (a->tail)
+            a->tail->next = j;
+        else
+            a->head = j;
+        a->tail = j;
+        a->queued += len;
+        pthread_cond_signal(&a->more);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (rc) free(j);
+    return rc;
+}
+
+int guts_packw_async(guts_packw *w)
+{
+    if (w->mem) return GUTS_EINVAL;
+    if (w->async) return GUTS_OK;
+    struct packw_async *a = calloc(1, sizeof *a);
+    if (!a) return GUTS_ENOMEM;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->more, NULL);
+    pthread_cond_init(&a->less, NULL);
+    w->async = a;
+    if (pthread_create(&a->t, NULL, async_main, w) != 0) {
+        w->async = NULL;
+        pthread_cond_destroy(&a->more);
+        pthread_cond_destroy(&a->less);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return GUTS_ENOMEM;
+    }
+    return GUTS_OK;
+}
+
+/* Stop and join the thread; entries still queued are dropped. */
+static void async_stop(guts_packw *w)
+{
+    struct packw_async *a = w->async;
+    if (!a) return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    a->rc = a->rc ? a->rc : GUTS_EIO; /* nothing more is written */
+    pthread_cond_signal(&a->more);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->t, NULL);
+    w->async = NULL;
+    pthread_cond_destroy(&a->more);
+    pthread_cond_destroy(&a->less);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* ---- Entries ------------------------------------------------------------------ */
+
 int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects)
 {
     memset(w, 0, sizeof *w);
@@ -190,8 +331,10 @@ int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len)
 int guts_packw_append(guts_packw *w, const void *data, size_t len)
 {
     if (w->mem) return GUTS_EINVAL;
+    int rc = async_drain(w);
+    if (rc) return rc;
     if (w->len + len <= w->cap) return put(w, data, len);
-    int rc = flush(w);
+    rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestUpdate(w->sha, data, len) != 1) return GUTS_ENOMEM;
     if ((rc = emit(w, data, len))) return rc;
@@ -206,15 +349,13 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    int rc = begin(w, type, len);
-    return rc ? rc : deflate_whole(w, data, len);
+    return w->async ? async_put(w, type, NULL, data, len) : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    int rc = begin(w, GUTS_PACK_REF_DELTA, len);
-    if (!rc) rc = put(w, base->b, GUTS_ID_LEN);
-    return rc ? rc : deflate_whole(w, delta, len);
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, delta, len)
+                    : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)
@@ -224,7 +365,8 @@ static int stream_cb(const void *data, size_t len, void *ctx)
 
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size)
 {
-    int rc = begin(w, type, size);
+    int rc = async_drain(w);
+    if (!rc) rc = begin(w, type, size);
     if (!rc && deflateReset(&w->z) != Z_OK) rc = GUTS_ENOMEM;
     if (!rc) rc = guts_repo_stream(r, id, stream_cb, w);
     return rc ? rc : deflate_more(w, NULL, 0, Z_FINISH);
@@ -234,7 +376,8 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 {
     if (w->mem) return GUTS_EINVAL;
     unsigned sl = 0;
-    int rc = flush(w);
+    int rc = async_drain(w);
+    if (!rc) rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
     rc = emit(w, sum, 20);
@@ -244,6 +387,7 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 
 void guts_packw_free(guts_packw *w)
 {
+    async_stop(w);
     if (w->zinit) deflateEnd(&w->z);
     if (w->ld) libdeflate_free_compressor(w->ld);
     w->ld = NULL;

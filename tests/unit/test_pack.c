@@ -4,7 +4,7 @@
  * kinds with the encodings' corner cases (a copy of exactly 0x10000 bytes
  * has no size bytes; offset 0 has no offset bytes). Also the pack writer's
  * entries collected in memory (the helper's encoder threads), read back
- * with zlib.
+ * with zlib, and the same pack written through the deflater thread.
  */
 #include <check.h>
 #include <stdint.h>
@@ -340,6 +340,75 @@ START_TEST(test_entries_collected_in_memory_make_the_same_pack)
 }
 END_TEST
 
+/* A sink collecting what a writer writes; fail_after: refuse writes once
+ * it holds this many bytes. */
+typedef struct collect {
+    uint8_t *p;
+    size_t n, fail_after;
+} collect;
+
+static int collect_sink(void *ctx, const void *buf, size_t n)
+{
+    collect *c = ctx;
+    if (c->n + n > c->fail_after) return GUTS_EIO;
+    c->p = realloc(c->p, c->n + n);
+    ck_assert_ptr_nonnull(c->p);
+    memcpy(c->p + c->n, buf, n);
+    c->n += n;
+    return GUTS_OK;
+}
+
+/* Write entries of every size (one larger than the async queue alone, many
+ * that fill it) to a writer on a sink, async or not; the pack's bytes. */
+static collect write_entries(int async, size_t fail_after, int *rc)
+{
+    enum { N = 200, BIG = GUTS_PACK_ASYNC_MAX + 4096 };
+    uint8_t *big = malloc(BIG + 2 * N); /* entry i starts at most 2i in */
+    ck_assert_ptr_nonnull(big);
+    fill(big, BIG + 2 * N, 6);
+    guts_id base;
+    memset(base.b, 0x5a, sizeof base.b);
+    collect c = {.fail_after = fail_after};
+    guts_packw w;
+    ck_assert_int_eq(guts_packw_open(&w, -1, 1, 0, N), GUTS_OK);
+    w.sink = collect_sink;
+    w.sink_ctx = &c;
+    if (async) ck_assert_int_eq(guts_packw_async(&w), GUTS_OK);
+    *rc = GUTS_OK;
+    for (int i = 0; i < N && !*rc; i++) {
+        size_t len = i == 7 ? BIG : (size_t)(i * 7919) % (GUTS_PACK_ASYNC_MAX / 16);
+        *rc = i % 3 ? guts_packw_object(&w, 1 + i % 4, big + i, len)
+                    : guts_packw_ref_delta(&w, &base, big + 2 * i, len);
+    }
+    uint8_t sum[20];
+    if (!*rc) *rc = guts_packw_finish(&w, sum);
+    if (!*rc) ck_assert_mem_eq(c.p + c.n - 20, sum, 20);
+    guts_packw_free(&w);
+    free(big);
+    return c;
+}
+
+/* guts_packw_async: the same bytes as written in turn; a sink that fails
+ * fails a later call, and the writer is freed cleanly with entries queued. */
+START_TEST(test_async_writer_writes_the_same_pack)
+{
+    int rc;
+    collect sync = write_entries(0, SIZE_MAX, &rc);
+    ck_assert_int_eq(rc, GUTS_OK);
+    collect async = write_entries(1, SIZE_MAX, &rc);
+    ck_assert_int_eq(rc, GUTS_OK);
+    ck_assert_uint_eq(async.n, sync.n);
+    ck_assert_mem_eq(async.p, sync.p, sync.n);
+    free(async.p);
+    collect failed = write_entries(1, sync.n / 2, &rc);
+    ck_assert_int_eq(rc, GUTS_EIO);
+    ck_assert_uint_le(failed.n, sync.n / 2);
+    ck_assert_mem_eq(failed.p, sync.p, failed.n);
+    free(failed.p);
+    free(sync.p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pack");
@@ -349,6 +418,7 @@ int main(void)
     tcase_add_test(t, test_corner_encodings);
     tcase_add_test(t, test_no_delta_when_nothing_matches_or_too_long);
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
+    tcase_add_test(t, test_async_writer_writes_the_same_pack);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
