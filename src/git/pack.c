@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,6 +524,29 @@ static size_t match_len(const uint8_t *a, const uint8_t *b, size_t n)
     return k;
 }
 
+/* How many bytes the n before a_end and b_end have in common, counted
+ * back from the ends. */
+static size_t match_len_back(const uint8_t *a_end, const uint8_t *b_end, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a_end - k - 8, 8);
+        memcpy(&y, b_end - k - 8, 8);
+        if (x != y) {
+            x ^= y;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + (size_t)__builtin_clzll(x) / 8;
+#else
+            return k + (size_t)__builtin_ctzll(x) / 8;
+#endif
+        }
+    }
+    while (k < n && a_end[-(ptrdiff_t)k - 1] == b_end[-(ptrdiff_t)k - 1])
+        k++;
+    return k;
+}
+
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
                     uint8_t **out, size_t *outlen)
 {
@@ -530,10 +554,22 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
     *outlen = 0;
     /* offsets fit 4 bytes, sizes of objects this small never need more */
     if (bn < BLOCK || dn < BLOCK || bn > 0xffffffffu || max == 0) return GUTS_ENOTFOUND;
+    /* What both start and end with is one copy each (an edit in the
+     * middle), and only the base's middle is indexed for the rest: most of
+     * the cost of a small edit to a large file was indexing all of it. A
+     * block moved out of the common start or end is not found (the delta
+     * is longer, never wrong). Under a block, no trimming. */
+    size_t common = bn < dn ? bn : dn;
+    size_t pre = match_len(base, dst, common);
+    size_t suf = match_len_back(base + bn, dst + dn, common - pre);
+    if (pre < BLOCK) pre = 0;
+    if (suf < BLOCK) suf = 0;
+    const uint8_t *mid = base + pre; /* indexed: the base's middle */
+    size_t nblocks = (bn - pre - suf) / BLOCK;
+    size_t dend = dn - suf; /* scanned: dst[pre, dend) */
     unsigned bits = 4;
-    while ((1ull << bits) < 2 * (bn / BLOCK) && bits < 24)
+    while ((1ull << bits) < 2 * nblocks && bits < 24)
         bits++;
-    size_t nblocks = bn / BLOCK;
     uint32_t *tab = malloc(((size_t)1 << bits) * sizeof *tab);
     uint32_t *chain = malloc((nblocks ? nblocks : 1) * sizeof *chain);
     dbuf b = {malloc(max), 0, max};
@@ -548,14 +584,14 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
      * that matches longest. */
     memset(tab, 0xff, ((size_t)1 << bits) * sizeof *tab);
     for (size_t k = 0; k < nblocks; k++) {
-        uint32_t h = block_hash(base + k * BLOCK, bits);
+        uint32_t h = block_hash(mid + k * BLOCK, bits);
         chain[k] = tab[h];
         tab[h] = (uint32_t)k;
     }
-    int bad = put_varint(&b, bn) || put_varint(&b, dn);
-    size_t i = 0, lit = 0; /* dst[lit, i) waits to be inserted */
-    size_t next = 0;       /* where the last copy ended in base */
-    while (!bad && i + BLOCK <= dn) {
+    int bad = put_varint(&b, bn) || put_varint(&b, dn) || (pre && put_copy(&b, 0, pre));
+    size_t i = pre, lit = pre; /* dst[lit, i) waits to be inserted */
+    size_t next = pre;         /* where the last copy ended in base */
+    while (!bad && i + BLOCK <= dend) {
         /* Candidates: the place right after the last copy, shifted by what
          * was inserted since (where an edited file goes on); when that does
          * not match well, up to DELTA_CHAIN_MAX blocks of the bucket, the
@@ -565,11 +601,11 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
         for (int c = 0; c <= DELTA_CHAIN_MAX; c++) {
             if (c > 0) {
                 if (n >= DELTA_GOOD_MATCH || blk == UINT32_MAX) break; /* going on */
-                at = (size_t)blk * BLOCK;
+                at = pre + (size_t)blk * BLOCK;
                 blk = chain[blk];
             }
             if (at + BLOCK > bn || memcmp(base + at, dst + i, BLOCK) != 0) continue;
-            size_t room = bn - at < dn - i ? bn - at : dn - i;
+            size_t room = bn - at < dend - i ? bn - at : dend - i;
             size_t k = BLOCK + match_len(base + at + BLOCK, dst + i + BLOCK, room - BLOCK);
             if (k > n) {
                 s = at;
@@ -590,7 +626,7 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
         lit = i;
         next = s + n;
     }
-    if (!bad) bad = put_insert(&b, dst + lit, dn - lit);
+    if (!bad) bad = put_insert(&b, dst + lit, dend - lit) || (suf && put_copy(&b, bn - suf, suf));
     free(tab);
     free(chain);
     if (bad) {
