@@ -143,11 +143,10 @@ for i in $(seq 1 "$RUNS"); do
   done
 done
 if [ -n "${PERF:-}" ]; then
-  rm -rf "$TMP/c3"
   perf record -q -F 4000 -g -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
   perf_pid=$!
   wait_until 10 "perf attached" grep -q . "$PERF"
-  git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c3"
+  git clone -q --mirror "${url[1]}" "$TMP/c-perf"
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
 fi

@@ -157,6 +157,9 @@ typedef struct packw_job {
     uint8_t data[];
 } packw_job;
 
+/* Content queued before the thread is woken (it then writes all there is). */
+#define PACKW_ASYNC_BATCH (256u << 10)
+
 struct packw_async {
     pthread_t t;
     pthread_mutex_t mu;
@@ -209,6 +212,7 @@ static int async_drain(guts_packw *w)
     struct packw_async *a = w->async;
     if (!a) return GUTS_OK;
     pthread_mutex_lock(&a->mu);
+    pthread_cond_signal(&a->more);
     while (a->head || a->busy)
         pthread_cond_wait(&a->less, &a->mu);
     int rc = a->rc;
@@ -228,8 +232,10 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *d
     j->len = len;
     memcpy(j->data, data, len);
     pthread_mutex_lock(&a->mu);
-    while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc)
+    while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
+        pthread_cond_signal(&a->more);
         pthread_cond_wait(&a->less, &a->mu);
+    }
     int rc = a->rc;
     if (!rc) {
         if (a->tail)
@@ -238,7 +244,9 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *d
             a->head = j;
         a->tail = j;
         a->queued += len;
-        pthread_cond_signal(&a->more);
+        /* woken by the batch, not by each entry: a wake-up per small
+         * entry cost more than deflating it */
+        if (a->queued >= PACKW_ASYNC_BATCH) pthread_cond_signal(&a->more);
     }
     pthread_mutex_unlock(&a->mu);
     if (rc) free(j);
