@@ -129,20 +129,26 @@ timed() {
 median() { sort -n -k"$2" "$1" | awk -v c="$2" '{a[NR]=$c} END {print a[int((NR + 1) / 2)]}'; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
-# The three servers: guts-node, git daemon, git http-backend (CGI).
-url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git)
-spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid")
-side=([1]=guts git cgi)
+# The servers: guts-node, git daemon, git http-backend (CGI); 4 is
+# guts-node again with its pack cache emptied first (DATA/git-packs: a
+# clone of refs it has not served whole before), 1 right after it (the
+# pack it cached).
+url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git
+     http://127.0.0.1:7172/madler/zlib)
+spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}")
+side=([1]=guts git cgi cold)
 
-for s in 1 2 3; do : >"$TMP/t-${side[$s]}"; done
+for s in 1 2 3 4; do : >"$TMP/t-${side[$s]}"; done
 for i in $(seq 1 "$RUNS"); do
-  for s in 1 2 3; do
+  for s in 4 1 2 3; do
     rm -rf "$TMP/c$s"
-    out="$TMP/t-${side[$s]}" SAMPLE=$([ $s = 1 ] && echo 1) timed "${spid[$s]}" \
+    [ $s != 4 ] || rm -rf "$TMP/a/git-packs"
+    out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] && echo 1) timed "${spid[$s]}" \
       git clone -q --mirror "${url[$s]}" "$TMP/c$s"
   done
 done
 if [ -n "${PERF:-}" ]; then
+  rm -rf "$TMP/a/git-packs"
   perf record -q -F 4000 -g -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
   perf_pid=$!
   wait_until 10 "perf attached" grep -q . "$PERF"
@@ -150,12 +156,14 @@ if [ -n "${PERF:-}" ]; then
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
 fi
-git -C "$TMP/c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node"
+for s in 1 4; do
+  git -C "$TMP/c$s" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node ($s)"
+done
 # refs and objects: the same in the three clones (last run's)
 same() {
   local what=$1 s
   shift
-  for s in 2 3; do
+  for s in 2 3 4; do
     [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
   done
 }
@@ -164,12 +172,12 @@ objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectn
 same refs refs_of
 same objects objects_of
 pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }
-cg=$(median "$TMP/t-guts" 1) cd=$(median "$TMP/t-git" 1) cc=$(median "$TMP/t-cgi" 1)
-sg=$(median "$TMP/t-guts" 2) sd=$(median "$TMP/t-git" 2) sc=$(median "$TMP/t-cgi" 2)
+m() { median "$TMP/t-$1" "$2"; }
 echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "clone --mirror ($objects objects, $refs refs): guts-node ${cg} ms, git daemon ${cd} ms (ratio $(ratio "$cg" "$cd")), git http-backend ${cc} ms (ratio $(ratio "$cg" "$cc"))"
-echo "  server CPU ${sg} / ${sd} / ${sc} ms; packs $(pack 1) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
-for s in 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
+echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1) ms (pack cached), $(m cold 1) ms (cache empty), git daemon $(m git 1) ms, git http-backend $(m cgi 1) ms"
+echo "  ratios to git daemon: $(ratio "$(m guts 1)" "$(m git 1)") cached, $(ratio "$(m cold 1)" "$(m git 1)") cache empty; to git http-backend: $(ratio "$(m guts 1)" "$(m cgi 1)") cached, $(ratio "$(m cold 1)" "$(m cgi 1)") cache empty"
+echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2) / $(m cgi 2) ms; packs $(pack 1) / $(pack 4) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
+for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 
 # a fetch of three new commits, each side from a clone made before them
 for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; done

@@ -19,6 +19,7 @@
 
 #include "fetch.h"
 #include "pack.h"
+#include "packcache.h"
 #include "git_int.h"
 #include "pktline.h"
 
@@ -33,6 +34,7 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
 {
     git_upload *u = ctx;
     int rc;
+    if (u->cache && n) guts_packcache_write(u->cache, buf, n);
     if (!u->header_sent) {
         u->header_sent = 1;
         if ((rc = pipe_write(u, "000dpackfile\n", 13))) return rc;
@@ -124,6 +126,7 @@ static void *upload_main(void *arg)
     char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
+    guts_packcache pc = {.fd = -1};
     int rc = pipe_write(u, u->prefix.p, u->prefix.len);
     if (rc) goto out; /* the client went away */
     rc = guts_repo_open(u->g->n->data, u->key, 0, &r);
@@ -135,6 +138,23 @@ static void *upload_main(void *arg)
     if (u->include_tag && (rc = guts_repo_refs(r, 0, collect_tag, &tags))) {
         snprintf(err, sizeof err, "upload-pack: reading tags: %s", guts_strerror(rc));
         goto fail;
+    }
+    /* A clone (no haves, depth, shallow or filter): from the pack cache,
+     * or written to it as it goes out. */
+    if (!u->nhaves && !u->depth && !u->nclient_shallow && u->blob_limit == UINT64_MAX &&
+        guts_packcache_init(&pc, guts_data_path(u->g->n->data), u->key, u->wants, u->nwants,
+                            tags.v, tags.n) == GUTS_OK) {
+        rc = guts_packcache_send(&pc, band1_sink, u);
+        if (rc == GUTS_OK) {
+            (void)pipe_write(u, "0000", 4);
+            goto out;
+        }
+        if (rc == GUTS_ECORRUPT) {
+            snprintf(err, sizeof err, "upload-pack: a cached pack was damaged (removed): try again");
+            goto fail;
+        }
+        if (u->header_sent) goto out; /* the client went away */
+        if (guts_packcache_begin(&pc) == GUTS_OK) u->cache = &pc;
     }
     guts_git_serve_req q = {.wants = u->wants,
                           .nwants = u->nwants,
@@ -156,11 +176,14 @@ static void *upload_main(void *arg)
     if (rc == GUTS_EIO && u->header_sent) goto out; /* most likely the client went away */
     if (rc) goto fail;
     if (!u->header_sent) rc = band1_sink(u, NULL, 0); /* cannot happen: a pack has a header */
+    if (!rc && u->cache) guts_packcache_commit(u->cache);
     if (!rc) (void)pipe_write(u, "0000", 4);
     goto out;
 fail:
     upload_fail(u, err[0] ? err : "upload-pack: failed");
 out:
+    guts_packcache_free(&pc);
+    u->cache = NULL;
     free(tags.v);
     if (r) guts_repo_close(r);
     close(u->wfd);

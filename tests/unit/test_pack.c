@@ -4,15 +4,21 @@
  * kinds with the encodings' corner cases (a copy of exactly 0x10000 bytes
  * has no size bytes; offset 0 has no offset bytes). Also the pack writer's
  * entries collected in memory (the helper's encoder threads), read back
- * with zlib, and the same pack written through the deflater thread.
+ * with zlib, and the same pack written through the deflater thread; the
+ * clone pack cache (packcache.h).
  */
 #include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pack.h"
+#include "packcache.h"
 
 static uint64_t rng(uint64_t *s)
 {
@@ -412,6 +418,111 @@ START_TEST(test_async_writer_writes_the_same_pack)
 }
 END_TEST
 
+/* Names in dir (not . and ..), sorted, joined by spaces. */
+static void list_dir(const char *dir, char *out, size_t cap)
+{
+    struct dirent **v;
+    int n = scandir(dir, &v, NULL, alphasort);
+    ck_assert_int_ge(n, 0);
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (v[i]->d_name[0] != '.' || (strcmp(v[i]->d_name, ".") && strcmp(v[i]->d_name, ".."))) {
+            if (out[0]) strncat(out, " ", cap - strlen(out) - 1);
+            strncat(out, v[i]->d_name, cap - strlen(out) - 1);
+        }
+        free(v[i]);
+    }
+    free(v);
+}
+
+/* packcache.h: a pack filed under its request (the sets' order does not
+ * matter, their content and the repository do) comes back byte for byte;
+ * a damaged one is refused and removed; an abandoned one leaves nothing;
+ * past two per repository the oldest goes. */
+START_TEST(test_pack_cache)
+{
+    char data[] = "/tmp/guts-packcache-XXXXXX", dir[64], names[1024];
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    snprintf(dir, sizeof dir, "%s/git-packs", data);
+    guts_id ids[3];
+    for (int i = 0; i < 3; i++)
+        memset(ids[i].b, 0x10 * (i + 1), sizeof ids[i].b);
+    guts_id rev[2] = {ids[1], ids[0]};
+    guts_packcache a, b, c, d;
+    ck_assert_int_eq(guts_packcache_init(&a, data, "o/r", ids, 2, ids + 2, 1), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_init(&b, data, "o/r", rev, 2, ids + 2, 1), GUTS_OK);
+    ck_assert_str_eq(a.name, b.name);
+    ck_assert_int_eq(guts_packcache_init(&b, data, "o/r", ids, 2, NULL, 0), GUTS_OK);
+    ck_assert_str_ne(a.name, b.name);
+    ck_assert_int_eq(strncmp(a.name, b.name, 17), 0); /* the same repository */
+    ck_assert_int_eq(guts_packcache_init(&d, data, "o/s", ids, 2, ids + 2, 1), GUTS_OK);
+    ck_assert_int_ne(strncmp(a.name, d.name, 16), 0);
+    collect got = {.fail_after = SIZE_MAX};
+    ck_assert_int_eq(guts_packcache_send(&a, collect_sink, &got), GUTS_ENOTFOUND);
+
+    int rc;
+    collect pack = write_entries(0, SIZE_MAX, &rc);
+    ck_assert_int_eq(rc, GUTS_OK);
+    ck_assert_int_eq(guts_packcache_begin(&a), GUTS_OK);
+    guts_packcache_write(&a, pack.p, pack.n / 3);
+    guts_packcache_write(&a, pack.p + pack.n / 3, pack.n - pack.n / 3);
+    guts_packcache_commit(&a);
+    ck_assert_int_eq(guts_packcache_send(&a, collect_sink, &got), GUTS_OK);
+    ck_assert_uint_eq(got.n, pack.n);
+    ck_assert_mem_eq(got.p, pack.p, pack.n);
+    free(got.p);
+
+    /* abandoned: no file, no temporary */
+    ck_assert_int_eq(guts_packcache_begin(&b), GUTS_OK);
+    guts_packcache_write(&b, pack.p, 100);
+    guts_packcache_free(&b);
+    list_dir(dir, names, sizeof names);
+    ck_assert_str_eq(names, a.name);
+
+    /* damaged: refused before its trailer goes, and removed */
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, a.name);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 40, SEEK_SET);
+    fputc(pack.p[40] ^ 1, f);
+    fclose(f);
+    got = (collect){.fail_after = SIZE_MAX};
+    ck_assert_int_eq(guts_packcache_send(&a, collect_sink, &got), GUTS_ECORRUPT);
+    ck_assert_uint_eq(got.n, pack.n - 20);
+    free(got.p);
+    ck_assert_int_eq(access(path, F_OK), -1);
+
+    /* three packs of o/r and one of o/s: the oldest of o/r goes */
+    guts_packcache *all[] = {&a, &b, &d};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(guts_packcache_begin(all[i]), GUTS_OK);
+        guts_packcache_write(all[i], pack.p, pack.n);
+        guts_packcache_commit(all[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, all[i]->name);
+        struct timespec t[2] = {{.tv_sec = 1000 + i}, {.tv_sec = 1000 + i}};
+        ck_assert_int_eq(utimensat(AT_FDCWD, path, t, 0), 0);
+    }
+    ck_assert_int_eq(guts_packcache_init(&c, data, "o/r", ids + 1, 2, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_begin(&c), GUTS_OK);
+    guts_packcache_write(&c, pack.p, pack.n);
+    guts_packcache_commit(&c);
+    list_dir(dir, names, sizeof names);
+    ck_assert_ptr_null(strstr(names, a.name));
+    ck_assert_ptr_nonnull(strstr(names, b.name));
+    ck_assert_ptr_nonnull(strstr(names, c.name));
+    ck_assert_ptr_nonnull(strstr(names, d.name));
+    guts_packcache *left[] = {&b, &c, &d};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, left[i]->name);
+        ck_assert_int_eq(unlink(path), 0);
+    }
+    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(rmdir(data), 0);
+    free(pack.p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pack");
@@ -422,6 +533,7 @@ int main(void)
     tcase_add_test(t, test_no_delta_when_nothing_matches_or_too_long);
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
+    tcase_add_test(t, test_pack_cache);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

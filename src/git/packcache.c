@@ -1,0 +1,212 @@
+/* packcache.c - whole clone packs on disk (packcache.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "pack.h"
+#include "packcache.h"
+
+static int id_order(const void *a, const void *b)
+{
+    return guts_id_cmp(a, b);
+}
+
+/* Hash a set of ids, sorted, with its count first (so that no two
+ * different requests hash the same bytes). */
+static int hash_set(EVP_MD_CTX *sha, const guts_id *ids, size_t n)
+{
+    guts_id *s = malloc((n ? n : 1) * sizeof *s);
+    if (!s) return GUTS_ENOMEM;
+    if (n) memcpy(s, ids, n * sizeof *s);
+    qsort(s, n, sizeof *s, id_order);
+    uint64_t count = n;
+    int ok = EVP_DigestUpdate(sha, &count, sizeof count) == 1 &&
+             (!n || EVP_DigestUpdate(sha, s, n * sizeof *s) == 1);
+    free(s);
+    return ok ? GUTS_OK : GUTS_ENOMEM;
+}
+
+int guts_packcache_init(guts_packcache *c, const char *data_path, const char *key,
+                        const guts_id *wants, size_t nwants, const guts_id *tags, size_t ntags)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    int n = snprintf(c->dir, sizeof c->dir, "%s/git-packs", data_path);
+    if (n < 0 || (size_t)n >= sizeof c->dir) return GUTS_EINVAL;
+    guts_id rsum, ksum;
+    unsigned sl = 0;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    int rc = sha && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
+                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1 &&
+                     EVP_DigestFinal_ex(sha, rsum.b, &sl) == 1 &&
+                     EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
+                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1
+                 ? GUTS_OK
+                 : GUTS_ENOMEM;
+    if (!rc) rc = hash_set(sha, wants, nwants);
+    if (!rc) rc = hash_set(sha, tags, ntags);
+    if (!rc && EVP_DigestFinal_ex(sha, ksum.b, &sl) != 1) rc = GUTS_ENOMEM;
+    EVP_MD_CTX_free(sha);
+    if (rc) return rc;
+    char r[GUTS_HEX_LEN + 1], k[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&rsum, r);
+    guts_id_to_hex(&ksum, k);
+    snprintf(c->name, sizeof c->name, "%.16s-%s.pack", r, k);
+    return GUTS_OK;
+}
+
+int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *buf, size_t n),
+                        void *ctx)
+{
+    char path[sizeof c->dir + sizeof c->name + 1];
+    snprintf(path, sizeof path, "%s/%s", c->dir, c->name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? GUTS_ENOTFOUND : GUTS_EIO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < 12 + 20) {
+        close(fd);
+        return GUTS_ENOTFOUND;
+    }
+    (void)utimensat(AT_FDCWD, path, NULL, 0); /* recently used: pruned last */
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    if (!sha || EVP_DigestInit_ex(sha, EVP_sha1(), NULL) != 1) {
+        EVP_MD_CTX_free(sha);
+        close(fd);
+        return GUTS_ENOMEM;
+    }
+    /* Everything but the trailer is hashed and sent as read; the trailer
+     * goes only if it is the hash of what went before. */
+    uint64_t body = (uint64_t)st.st_size - 20, done = 0;
+    uint8_t tail[20];
+    size_t ntail = 0;
+    uint8_t *buf = malloc(1u << 16);
+    int rc = buf ? GUTS_OK : GUTS_ENOMEM;
+    while (!rc && done < (uint64_t)st.st_size) {
+        ssize_t k = read(fd, buf, 1u << 16);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            rc = GUTS_EIO;
+            break;
+        }
+        size_t n = (size_t)k;
+        if (done + n > (uint64_t)st.st_size) n = (size_t)((uint64_t)st.st_size - done);
+        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
+        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
+        if (!rc && hashed) rc = sink(ctx, buf, hashed);
+        /* the trailer's bytes, kept until all are read */
+        for (size_t i = hashed; !rc && i < n; i++)
+            tail[ntail++] = buf[i];
+        done += n;
+    }
+    if (!rc) {
+        uint8_t sum[20];
+        unsigned sl = 0;
+        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20)) {
+            rc = GUTS_ECORRUPT;
+            (void)unlink(path);
+        } else {
+            rc = sink(ctx, tail, 20);
+        }
+    }
+    free(buf);
+    EVP_MD_CTX_free(sha);
+    close(fd);
+    return rc;
+}
+
+int guts_packcache_begin(guts_packcache *c)
+{
+    static atomic_uint seq;
+    if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) return GUTS_EIO;
+    snprintf(c->tmp, sizeof c->tmp, "%s/.%.*s.%ld-%u", c->dir, (int)(strlen(c->name) - 5), c->name,
+             (long)getpid(), atomic_fetch_add(&seq, 1));
+    c->fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (c->fd < 0) {
+        c->tmp[0] = 0;
+        return GUTS_EIO;
+    }
+    return GUTS_OK;
+}
+
+void guts_packcache_write(guts_packcache *c, const void *buf, size_t n)
+{
+    if (c->fd < 0 || !c->tmp[0]) return;
+    if (guts_write_all(c->fd, buf, n) != GUTS_OK) guts_packcache_free(c);
+}
+
+/* A cached pack of the same repository (its name's first 17 bytes) and
+ * its age, for pruning. */
+typedef struct cached {
+    char name[80];
+    struct timespec mtime;
+} cached;
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct timespec *x = &((const cached *)a)->mtime, *y = &((const cached *)b)->mtime;
+    if (x->tv_sec != y->tv_sec) return x->tv_sec < y->tv_sec ? 1 : -1;
+    return x->tv_nsec < y->tv_nsec ? 1 : x->tv_nsec > y->tv_nsec ? -1 : 0;
+}
+
+/* Remove the repository's packs past the newest GUTS_PACKCACHE_PER_REPO. */
+static void prune(const guts_packcache *c)
+{
+    DIR *d = opendir(c->dir);
+    if (!d) return;
+    cached *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len >= sizeof v->name || strncmp(e->d_name, c->name, 17) != 0 ||
+            len < 5 || strcmp(e->d_name + len - 5, ".pack") != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            cached *nv = realloc(v, cap * sizeof *v);
+            if (!nv) break;
+            v = nv;
+        }
+        memcpy(v[n].name, e->d_name, len + 1);
+        v[n++].mtime = st.st_mtim;
+    }
+    if (n > GUTS_PACKCACHE_PER_REPO) {
+        qsort(v, n, sizeof *v, newest_first);
+        for (size_t i = GUTS_PACKCACHE_PER_REPO; i < n; i++)
+            (void)unlinkat(dirfd(d), v[i].name, 0);
+    }
+    free(v);
+    closedir(d);
+}
+
+void guts_packcache_commit(guts_packcache *c)
+{
+    if (c->fd < 0 || !c->tmp[0]) return;
+    char path[sizeof c->dir + sizeof c->name + 1];
+    snprintf(path, sizeof path, "%s/%s", c->dir, c->name);
+    int ok = close(c->fd) == 0;
+    c->fd = -1;
+    if (ok && rename(c->tmp, path) == 0) {
+        c->tmp[0] = 0;
+        prune(c);
+    }
+    guts_packcache_free(c);
+}
+
+void guts_packcache_free(guts_packcache *c)
+{
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    if (c->tmp[0]) (void)unlink(c->tmp);
+    c->tmp[0] = 0;
+}
