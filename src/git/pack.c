@@ -12,8 +12,8 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stddef.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -169,7 +169,7 @@ struct packw_async {
     size_t queued; /* bytes of content in the queue */
     int busy;      /* the thread is writing a job */
     int stop;
-    int rc;        /* the first write error */
+    int rc; /* the first write error */
 };
 
 static int write_whole(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)

@@ -109,7 +109,7 @@ int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *bu
     if (!rc) {
         uint8_t sum[20];
         unsigned sl = 0;
-        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20)) {
+        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0) {
             rc = GUTS_ECORRUPT;
             (void)unlink(path);
         } else {
@@ -166,8 +166,8 @@ static void prune(const guts_packcache *c)
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
-        if (len >= sizeof v->name || strncmp(e->d_name, c->name, 17) != 0 ||
-            len < 5 || strcmp(e->d_name + len - 5, ".pack") != 0)
+        if (len >= sizeof v->name || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
+            strcmp(e->d_name + len - 5, ".pack") != 0)
             continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;

@@ -25,10 +25,10 @@
 #define GUTS_PACKCACHE_PER_REPO 2
 
 typedef struct guts_packcache {
-    char dir[4096];  /* DATA/git-packs */
-    char name[80];   /* R-K.pack */
-    char tmp[4200];  /* the file being written, or "" */
-    int fd;          /* the file being written, or -1 */
+    char dir[4096]; /* DATA/git-packs */
+    char name[80];  /* R-K.pack */
+    char tmp[4200]; /* the file being written, or "" */
+    int fd;         /* the file being written, or -1 */
 } guts_packcache;
 
 /** The cache entry of a request (wants, and tags when include_tag) on

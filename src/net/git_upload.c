@@ -142,15 +142,16 @@ static void *upload_main(void *arg)
     /* A clone (no haves, depth, shallow or filter): from the pack cache,
      * or written to it as it goes out. */
     if (!u->nhaves && !u->depth && !u->nclient_shallow && u->blob_limit == UINT64_MAX &&
-        guts_packcache_init(&pc, guts_data_path(u->g->n->data), u->key, u->wants, u->nwants,
-                            tags.v, tags.n) == GUTS_OK) {
+        guts_packcache_init(&pc, guts_data_path(u->g->n->data), u->key, u->wants, u->nwants, tags.v,
+                            tags.n) == GUTS_OK) {
         rc = guts_packcache_send(&pc, band1_sink, u);
         if (rc == GUTS_OK) {
             (void)pipe_write(u, "0000", 4);
             goto out;
         }
         if (rc == GUTS_ECORRUPT) {
-            snprintf(err, sizeof err, "upload-pack: a cached pack was damaged (removed): try again");
+            snprintf(err, sizeof err,
+                     "upload-pack: a cached pack was damaged (removed): try again");
             goto fail;
         }
         if (u->header_sent) goto out; /* the client went away */
