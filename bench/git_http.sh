@@ -3,8 +3,9 @@
 # servers on the same repository (a packed mirror), in a private network
 # namespace: git daemon (git://) and `git http-backend` (smart HTTP, run as
 # CGI by a small Python HTTP server that passes Git-Protocol on, so both
-# HTTP sides speak protocol v2). clone --mirror and a fetch of a few new
-# commits, RUNS alternating runs each (median), the servers' CPU
+# HTTP sides speak protocol v2). clone --mirror (from guts-node twice a
+# run: its pack cache emptied first, then the pack it cached) and a fetch
+# of a few new commits, RUNS alternating runs each (median), the servers' CPU
 # (guts-node's; git daemon's and the CGI server's with the children they
 # reaped) and the node's RssAnon sampled while it serves.
 #   GUTS_BUILD=build ./bench/git_http.sh [RUNS]    (a release build: not ASan)
