@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -156,7 +157,8 @@ static int newest_first(const void *a, const void *b)
     return x->tv_nsec < y->tv_nsec ? 1 : x->tv_nsec > y->tv_nsec ? -1 : 0;
 }
 
-/* Remove the repository's packs past the newest GUTS_PACKCACHE_PER_REPO. */
+/* Remove the repository's packs past the newest GUTS_PACKCACHE_PER_REPO,
+ * and its stale half-written files. */
 static void prune(const guts_packcache *c)
 {
     DIR *d = opendir(c->dir);
@@ -164,12 +166,21 @@ static void prune(const guts_packcache *c)
     cached *v = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
+    time_t now = time(NULL);
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
+        struct stat st;
+        /* a file of this repository left half written by a process that
+         * was killed (one being written is younger: its writes touch it) */
+        if (e->d_name[0] == '.' && strncmp(e->d_name + 1, c->name, 17) == 0 &&
+            fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+            st.st_mtime < now - GUTS_PACKCACHE_STALE_SECS) {
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
         if (len >= sizeof v->name || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
             strcmp(e->d_name + len - 5, ".pack") != 0)
             continue;
-        struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 8;

@@ -11,7 +11,8 @@
  * cached: those packs depend on nothing else. Files:
  * DATA/git-packs/R-K.pack (R: 16 hex digits of the repository key's hash,
  * K: the key), written as .R-K.PID-N and renamed into place; at most
- * GUTS_PACKCACHE_PER_REPO per repository, the oldest removed.
+ * GUTS_PACKCACHE_PER_REPO per repository, the least recently served
+ * removed, and half-written files of dead processes with them.
  */
 #ifndef GUTS_GIT_PACKCACHE_H
 #define GUTS_GIT_PACKCACHE_H
@@ -23,6 +24,9 @@
 
 /* Cached packs kept per repository (a mirror clone's and a plain clone's). */
 #define GUTS_PACKCACHE_PER_REPO 2
+/* A file being written and untouched this long was left by a process that
+ * died: the next commit for the repository removes it. */
+#define GUTS_PACKCACHE_STALE_SECS 3600
 
 typedef struct guts_packcache {
     char dir[4096]; /* DATA/git-packs */

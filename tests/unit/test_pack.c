@@ -438,7 +438,7 @@ static void list_dir(const char *dir, char *out, size_t cap)
 /* packcache.h: a pack filed under its request (the sets' order does not
  * matter, their content and the repository do) comes back byte for byte;
  * a damaged one is refused and removed; an abandoned one leaves nothing;
- * past two per repository the oldest goes. */
+ * past two per repository the oldest goes, with stale half-written ones. */
 START_TEST(test_pack_cache)
 {
     char data[] = "/tmp/guts-packcache-XXXXXX", dir[64], names[1024];
@@ -503,6 +503,14 @@ START_TEST(test_pack_cache)
         struct timespec t[2] = {{.tv_sec = 1000 + i}, {.tv_sec = 1000 + i}};
         ck_assert_int_eq(utimensat(AT_FDCWD, path, t, 0), 0);
     }
+    /* left by a dead writer: an old one of o/r goes, a fresh one stays */
+    char stale[256], fresh[256];
+    snprintf(stale, sizeof stale, "%s/.%.17sdead.1-0", dir, a.name);
+    snprintf(fresh, sizeof fresh, "%s/.%.17slive.2-0", dir, a.name);
+    fclose(fopen(stale, "w"));
+    fclose(fopen(fresh, "w"));
+    struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, stale, old, 0), 0);
     ck_assert_int_eq(guts_packcache_init(&c, data, "o/r", ids + 1, 2, NULL, 0), GUTS_OK);
     ck_assert_int_eq(guts_packcache_begin(&c), GUTS_OK);
     guts_packcache_write(&c, pack.p, pack.n);
@@ -512,6 +520,8 @@ START_TEST(test_pack_cache)
     ck_assert_ptr_nonnull(strstr(names, b.name));
     ck_assert_ptr_nonnull(strstr(names, c.name));
     ck_assert_ptr_nonnull(strstr(names, d.name));
+    ck_assert_int_eq(access(stale, F_OK), -1);
+    ck_assert_int_eq(unlink(fresh), 0);
     guts_packcache *left[] = {&b, &c, &d};
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, left[i]->name);
