@@ -2,8 +2,10 @@
  * fetch_pack.c): a tree or blob the store keeps whole goes as a delta
  * against the version of the same path in the client's have, found by the
  * walk; never so in a full pack, and a partial clone's client (which may
- * lack the blobs of what it has) gets blobs whole. The pack is written by
- * guts_git_serve from a store made here and read back entry by entry.
+ * lack the blobs of what it has) gets blobs whole. A clone large enough
+ * for the writer's deflater thread, with a streamed large object, comes
+ * whole. The pack is written by guts_git_serve from a store made here and
+ * read back entry by entry.
  */
 #include <check.h>
 #include <stdint.h>
@@ -112,7 +114,7 @@ static guts_id version(guts_repo *r, int v, const guts_id *parent, unsigned when
 
 /* ---- the pack, read back ------------------------------------------------ */
 
-#define MAX_ENTRIES 16
+#define MAX_ENTRIES 256
 
 typedef struct entry_info {
     int type;       /* pack entry type: 1..4, or 7 (REF_DELTA) */
@@ -244,6 +246,60 @@ START_TEST(test_ready_once_a_have_the_wants_descend_from_is_sent)
 }
 END_TEST
 
+/* A clone of 100 objects or more is deflated on the writer's second thread
+ * (guts_packw_async); a large object among them is streamed by the pack
+ * thread once the queue before it is written: every entry comes whole and
+ * in order, the large one at its full size. */
+START_TEST(test_a_clone_with_a_large_object_is_whole)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, "o/clone", GUTS_REPO_CREATE, &r), GUTS_OK);
+    buf t = {0}, c = {0}, large = {0};
+    small_files(r, &t, 70, "a", "before the large one");
+    size_t big_len = (size_t)GUTS_LARGE_MIN + 4096;
+    large.p = malloc(big_len);
+    ck_assert_ptr_nonnull(large.p);
+    large.n = big_len;
+    uint64_t seed = 5;
+    for (size_t i = 0; i < big_len; i += 8) {
+        uint64_t v = guts_splitmix64(&seed);
+        memcpy(large.p + i, &v, 8);
+    }
+    guts_id big = store(r, GUTS_OBJ_BLOB, &large);
+    entry(&t, "100644", "large.bin", &big);
+    small_files(r, &t, 70, "z", "after the large one");
+    guts_id root = store(r, GUTS_OBJ_TREE, &t);
+    char hex[GUTS_HEX_LEN + 1], line[160];
+    guts_id_to_hex(&root, hex);
+    bput(&c, line,
+         (size_t)snprintf(line, sizeof line,
+                          "tree %s\nauthor A <a@example.com> 1 +0000\ncommitter A "
+                          "<a@example.com> 1 +0000\n\nc\n",
+                          hex));
+    guts_id commit = store(r, GUTS_OBJ_COMMIT, &c);
+    buf p = {0};
+    guts_git_serve_req q = {.wants = &commit, .nwants = 1, .blob_limit = UINT64_MAX,
+                            .zlevel = 1, .sink = sink, .sink_ctx = &p};
+    guts_git_fetch_stats st;
+    char err[GUTS_GIT_ERR_MAX] = "";
+    ck_assert_msg(guts_git_serve(r, &q, &st, err) == GUTS_OK, "%s", err);
+    entry_info e[MAX_ENTRIES];
+    size_t n = read_pack(&p, e);
+    ck_assert_uint_eq(n, 1 + 1 + 140 + 1); /* commit, tree, small blobs, large */
+    size_t larges = 0;
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_ne(e[k].type, GUTS_PACK_REF_DELTA);
+        if (e[k].content == big_len) larges++;
+    }
+    ck_assert_uint_eq(larges, 1);
+    free(p.p);
+    free(t.p);
+    free(c.p);
+    free(large.p);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_path_keys_tell_paths_apart)
 {
     uint32_t a = fetch_path_key(0, "a", 1), ab = fetch_path_key(a, "b", 1);
@@ -263,6 +319,7 @@ static Suite *fetch_suite(void)
     tcase_add_test(t, test_changed_trees_and_blob_go_against_the_haves_same_path);
     tcase_add_test(t, test_ready_once_a_have_the_wants_descend_from_is_sent);
     tcase_add_test(t, test_path_keys_tell_paths_apart);
+    tcase_add_test(t, test_a_clone_with_a_large_object_is_whole);
     suite_add_tcase(s, t);
     return s;
 }
