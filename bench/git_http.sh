@@ -181,13 +181,16 @@ echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2)
 for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 
 # a fetch of three new commits, each side from a clone made before them
-for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; done
+# (from the second run on, each side's clone before the fetch is the first
+# clone after a push: the node's pack cache has the previous refs' pack)
+for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; : >"$TMP/p-${side[$s]}"; done
 work="$TMP/work"
 git clone -q "$TMP/srv/zlib.git" "$work"
 for i in $(seq 1 "$RUNS"); do
   for s in 1 2 3; do
     rm -rf "$TMP/f$s"
-    git clone -q --mirror "${url[$s]}" "$TMP/f$s"
+    out=$([ "$i" = 1 ] && echo /dev/null || echo "$TMP/p-${side[$s]}") \
+      SAMPLE=$([ $s = 1 ] && echo 1) timed "${spid[$s]}" git clone -q --mirror "${url[$s]}" "$TMP/f$s"
   done
   for k in 1 2 3; do
     printf 'bench %s %s\n' "$i" "$k" >>"$work/README"
@@ -206,6 +209,13 @@ for i in $(seq 1 "$RUNS"); do
     done
   done
 done
+git -C "$TMP/f1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the last clone from the node after a push"
+[ "$(objects_of "$TMP/f1")" = "$(objects_of "$TMP/f2")" ] || fail "objects of the last clones after a push differ"
+if [ "$RUNS" -gt 1 ]; then
+  pm() { median "$TMP/p-$1" "$2"; }
+  echo "clone --mirror right after a push of 3 commits: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
+  for s in 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/p-${side[$s]}")"; done
+fi
 fm() { median "$TMP/f-$1" 1; }
 bm() { sort -n "$TMP/b-$1" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
 echo "fetch of 3 new commits: guts-node $(fm guts) ms, git daemon $(fm git) ms (ratio $(ratio "$(fm guts)" "$(fm git)")), git http-backend $(fm cgi) ms (ratio $(ratio "$(fm guts)" "$(fm cgi)"))"

@@ -35,6 +35,22 @@ static int hash_set(EVP_MD_CTX *sha, const guts_id *ids, size_t n)
     return ok ? GUTS_OK : GUTS_ENOMEM;
 }
 
+/* The object list's path beside pack name (R-K.pack): prefix, R-K.ids. */
+static void ids_name(const char *name, const char *prefix, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%.*s.ids", prefix, (int)(strlen(name) - 5), name);
+}
+
+/* Remove pack name in dir and its object list (a damaged one). */
+static void remove_pack(const char *dir, const char *name)
+{
+    char path[4096 + 96];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    (void)unlink(path);
+    snprintf(path, sizeof path, "%s/%.*s.ids", dir, (int)(strlen(name) - 5), name);
+    (void)unlink(path);
+}
+
 int guts_packcache_init(guts_packcache *c, const char *data_path, const char *key,
                         const guts_id *wants, size_t nwants, const guts_id *tags, size_t ntags)
 {
@@ -112,7 +128,7 @@ int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *bu
         unsigned sl = 0;
         if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0) {
             rc = GUTS_ECORRUPT;
-            (void)unlink(path);
+            remove_pack(c->dir, c->name);
         } else {
             rc = sink(ctx, tail, 20);
         }
@@ -193,8 +209,12 @@ static void prune(const guts_packcache *c)
     }
     if (n > GUTS_PACKCACHE_PER_REPO) {
         qsort(v, n, sizeof *v, newest_first);
-        for (size_t i = GUTS_PACKCACHE_PER_REPO; i < n; i++)
+        for (size_t i = GUTS_PACKCACHE_PER_REPO; i < n; i++) {
+            char ids[96];
+            ids_name(v[i].name, "", ids, sizeof ids);
+            (void)unlinkat(dirfd(d), ids, 0);
             (void)unlinkat(dirfd(d), v[i].name, 0);
+        }
     }
     free(v);
     closedir(d);
@@ -207,6 +227,13 @@ void guts_packcache_commit(guts_packcache *c)
     snprintf(path, sizeof path, "%s/%s", c->dir, c->name);
     int ok = close(c->fd) == 0;
     c->fd = -1;
+    if (ok && c->ids_tmp[0]) {
+        char dir[sizeof c->dir + 1], ids[sizeof path];
+        snprintf(dir, sizeof dir, "%s/", c->dir);
+        ids_name(c->name, dir, ids, sizeof ids);
+        ok = rename(c->ids_tmp, ids) == 0;
+        if (ok) c->ids_tmp[0] = 0;
+    }
     if (ok && rename(c->tmp, path) == 0) {
         c->tmp[0] = 0;
         prune(c);
@@ -220,4 +247,147 @@ void guts_packcache_free(guts_packcache *c)
     c->fd = -1;
     if (c->tmp[0]) (void)unlink(c->tmp);
     c->tmp[0] = 0;
+    if (c->ids_tmp[0]) (void)unlink(c->ids_tmp);
+    c->ids_tmp[0] = 0;
+    free(c->base_ids);
+    c->base_ids = NULL;
+    c->nbase = 0;
+    c->base[0] = 0;
+}
+
+/* ---- a pack's objects, and an earlier pack as the start of a new one ------------ */
+
+void guts_packcache_objects(guts_packcache *c, const guts_id *ids, size_t n)
+{
+    if (c->fd < 0 || !c->tmp[0]) return;
+    guts_id *s = malloc((n ? n : 1) * sizeof *s);
+    int ok = s != NULL;
+    if (ok) {
+        if (n) memcpy(s, ids, n * sizeof *s);
+        qsort(s, n, sizeof *s, id_order);
+        snprintf(c->ids_tmp, sizeof c->ids_tmp, "%s.ids", c->tmp);
+        int fd = open(c->ids_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) c->ids_tmp[0] = 0;
+        ok = fd >= 0 && guts_write_all(fd, s, n * sizeof *s) == GUTS_OK;
+        if (fd >= 0 && close(fd) != 0) ok = 0;
+    }
+    free(s);
+    if (!ok) guts_packcache_free(c);
+}
+
+int guts_packcache_find_base(guts_packcache *c)
+{
+    DIR *d = opendir(c->dir);
+    if (!d) return GUTS_ENOTFOUND;
+    struct timespec best = {0};
+    struct dirent *e;
+    char ids[96];
+    c->base[0] = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        if (len >= sizeof c->base || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
+            strcmp(e->d_name + len - 5, ".pack") != 0 || strcmp(e->d_name, c->name) == 0 ||
+            fstatat(dirfd(d), e->d_name, &st, 0) != 0)
+            continue;
+        ids_name(e->d_name, "", ids, sizeof ids);
+        if (faccessat(dirfd(d), ids, R_OK, 0) != 0) continue;
+        if (c->base[0] && (st.st_mtim.tv_sec < best.tv_sec || (st.st_mtim.tv_sec == best.tv_sec &&
+                                                               st.st_mtim.tv_nsec <= best.tv_nsec)))
+            continue;
+        memcpy(c->base, e->d_name, len + 1);
+        best = st.st_mtim;
+    }
+    closedir(d);
+    if (!c->base[0]) return GUTS_ENOTFOUND;
+    /* its list, and its header's count must agree */
+    char path[sizeof c->dir + sizeof c->base + 8];
+    snprintf(path, sizeof path, "%s/%.*s.ids", c->dir, (int)(strlen(c->base) - 5), c->base);
+    int rc = GUTS_ENOTFOUND;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size % GUTS_ID_LEN == 0 && st.st_size > 0) {
+        c->nbase = (size_t)st.st_size / GUTS_ID_LEN;
+        c->base_ids = malloc((size_t)st.st_size);
+        rc = c->base_ids ? GUTS_OK : GUTS_ENOMEM;
+        size_t got = 0;
+        while (!rc && got < (size_t)st.st_size) {
+            ssize_t k = read(fd, (uint8_t *)c->base_ids + got, (size_t)st.st_size - got);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0)
+                rc = GUTS_ENOTFOUND;
+            else
+                got += (size_t)k;
+        }
+    }
+    if (fd >= 0) close(fd);
+    uint8_t head[12];
+    snprintf(path, sizeof path, "%s/%s", c->dir, c->base);
+    fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (!rc && (fd < 0 || read(fd, head, sizeof head) != (ssize_t)sizeof head ||
+                memcmp(head, "PACK\0\0\0\2", 8) != 0 ||
+                ((size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 |
+                 head[11]) != c->nbase))
+        rc = GUTS_ENOTFOUND;
+    if (fd >= 0) close(fd);
+    if (rc) {
+        free(c->base_ids);
+        c->base_ids = NULL;
+        c->nbase = 0;
+        c->base[0] = 0;
+    }
+    return rc;
+}
+
+int guts_packcache_base_has(const guts_packcache *c, const guts_id *id)
+{
+    return c->nbase && bsearch(id, c->base_ids, c->nbase, sizeof *c->base_ids, id_order) != NULL;
+}
+
+int guts_packcache_base_entries(guts_packcache *c, guts_packw *p)
+{
+    char path[sizeof c->dir + sizeof c->base + 1];
+    snprintf(path, sizeof path, "%s/%s", c->dir, c->base);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 12 + 20) {
+        if (fd >= 0) close(fd);
+        return GUTS_EIO;
+    }
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    uint8_t *buf = malloc(1u << 16);
+    int rc = sha && buf && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 ? GUTS_OK : GUTS_ENOMEM;
+    uint64_t body = (uint64_t)st.st_size - 20, done = 0;
+    uint8_t tail[20];
+    size_t ntail = 0;
+    while (!rc && done < (uint64_t)st.st_size) {
+        ssize_t k = read(fd, buf, 1u << 16);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            rc = GUTS_EIO;
+            break;
+        }
+        size_t n = (size_t)k;
+        if (done + n > (uint64_t)st.st_size) n = (size_t)((uint64_t)st.st_size - done);
+        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
+        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
+        /* the entries: past the 12-byte header, before the trailer */
+        size_t skip = done < 12 ? (size_t)(12 - done) : 0;
+        if (!rc && hashed > skip) rc = guts_packw_append(p, buf + skip, hashed - skip);
+        for (size_t i = hashed; !rc && i < n; i++)
+            tail[ntail++] = buf[i];
+        done += n;
+    }
+    if (!rc) {
+        uint8_t sum[20];
+        unsigned sl = 0;
+        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0) {
+            rc = GUTS_ECORRUPT;
+            remove_pack(c->dir, c->base);
+        }
+    }
+    free(buf);
+    EVP_MD_CTX_free(sha);
+    close(fd);
+    return rc;
 }

@@ -120,6 +120,22 @@ static void upload_fail(git_upload *u, const char *msg)
     (void)pipe_write(u, line, at);
 }
 
+/* The pack cache's side of guts_git_serve (ctx: the request's entry). */
+static void cache_objects(void *ctx, const guts_id *ids, size_t n)
+{
+    guts_packcache_objects(ctx, ids, n);
+}
+
+static int base_has(const void *ctx, const guts_id *id)
+{
+    return guts_packcache_base_has(ctx, id);
+}
+
+static int base_entries(void *ctx, guts_packw *p)
+{
+    return guts_packcache_base_entries(ctx, p);
+}
+
 static void *upload_main(void *arg)
 {
     git_upload *u = arg;
@@ -156,6 +172,7 @@ static void *upload_main(void *arg)
         }
         if (u->header_sent) goto out; /* the client went away */
         if (guts_packcache_begin(&pc) == GUTS_OK) u->cache = &pc;
+        (void)guts_packcache_find_base(&pc); /* the refs moved: start from the last pack */
     }
     guts_git_serve_req q = {.wants = u->wants,
                           .nwants = u->nwants,
@@ -171,7 +188,12 @@ static void *upload_main(void *arg)
                           .nclient_shallow = u->nclient_shallow,
                           .on_shallow = shallow_info,
                           .sink = band1_sink,
-                          .sink_ctx = u};
+                          .sink_ctx = u,
+                          .on_objects = cache_objects,
+                          .base_has = base_has,
+                          .nbase = pc.nbase,
+                          .base_entries = base_entries,
+                          .base_ctx = &pc};
     guts_git_fetch_stats st;
     rc = guts_git_serve(r, &q, &st, err);
     if (rc == GUTS_EIO && u->header_sent) goto out; /* most likely the client went away */

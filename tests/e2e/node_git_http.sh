@@ -13,7 +13,8 @@
 #   - a table of bad requests (crafted with curl) is each answered with an
 #     HTTP error and a message, and the node serves on;
 #   - a second clone is read from the node's pack cache; a damaged cached
-#     pack fails one clone with a message and is made again by the next.
+#     pack fails one clone with a message and is made again by the next; a
+#     clone after a push starts with the cached pack's entries.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -71,6 +72,15 @@ git -C "$TMP/clone" fetch -q origin 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "
 git -C "$TMP/clone" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict after the fetch"
 git -C "$TMP/mirror" fetch -q 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "mirror fetch"; }
 same_repo "$src" "$TMP/mirror"
+# a mirror clone after the push starts with the last mirror clone's cached
+# pack, its entries byte for byte, then the new objects
+cp "$cached" "$TMP/old.pack"
+git clone -q --mirror "$B/alice/repo" "$TMP/mirror4" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "a mirror clone after the push"; }
+git -C "$TMP/mirror4" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict of the mirror clone after the push"
+same_repo "$src" "$TMP/mirror4"
+old_entries=$(($(stat -c %s "$TMP/old.pack") - 32))
+cmp -s -n "$old_entries" <(tail -c +13 "$TMP/old.pack") <(tail -c +13 "$TMP"/mirror4/objects/pack/*.pack) ||
+  fail "the clone after the push did not start with the cached pack's entries"
 
 # ---- partial clone: blobs come by id on checkout
 git clone -q --filter=blob:none "$B/alice/repo" "$TMP/partial" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "partial clone"; }

@@ -533,6 +533,77 @@ START_TEST(test_pack_cache)
 }
 END_TEST
 
+/* A cached pack with its object list is the base of another request's
+ * pack of the same repository: found, asked, its entries appended as they
+ * are; a damaged one is refused and removed. */
+START_TEST(test_pack_cache_base)
+{
+    char data[] = "/tmp/guts-packbase-XXXXXX", path[256], names[1024];
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    int rc;
+    collect pack = write_entries(0, SIZE_MAX, &rc); /* 200 entries */
+    ck_assert_int_eq(rc, GUTS_OK);
+    guts_id ids[200], want[2];
+    for (int i = 0; i < 200; i++) {
+        memset(ids[i].b, 0, GUTS_ID_LEN);
+        ids[i].b[0] = (uint8_t)(i * 7);
+        ids[i].b[1] = (uint8_t)i;
+    }
+    memset(want, 0x33, sizeof want);
+    want[1].b[0] = 1;
+    guts_packcache a, b;
+    ck_assert_int_eq(guts_packcache_init(&a, data, "o/r", want, 1, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_find_base(&a), GUTS_ENOTFOUND); /* no directory yet */
+    ck_assert_int_eq(guts_packcache_begin(&a), GUTS_OK);
+    guts_packcache_objects(&a, ids, 200);
+    guts_packcache_write(&a, pack.p, pack.n);
+    guts_packcache_commit(&a);
+    ck_assert_int_eq(guts_packcache_find_base(&a), GUTS_ENOTFOUND); /* not its own */
+    ck_assert_int_eq(guts_packcache_init(&b, data, "o/r", want + 1, 1, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_find_base(&b), GUTS_OK);
+    ck_assert_str_eq(b.base, a.name);
+    ck_assert_uint_eq(b.nbase, 200);
+    ck_assert(guts_packcache_base_has(&b, &ids[123]));
+    ck_assert(!guts_packcache_base_has(&b, &want[0]));
+    collect got = {.fail_after = SIZE_MAX};
+    guts_packw w;
+    ck_assert_int_eq(guts_packw_open(&w, -1, 1, 0, 201), GUTS_OK);
+    w.sink = collect_sink;
+    w.sink_ctx = &got;
+    ck_assert_int_eq(guts_packcache_base_entries(&b, &w), GUTS_OK);
+    ck_assert_int_eq(guts_packw_object(&w, 3, "new", 3), GUTS_OK);
+    uint8_t sum[20];
+    ck_assert_int_eq(guts_packw_finish(&w, sum), GUTS_OK);
+    guts_packw_free(&w);
+    ck_assert_mem_eq(got.p, "PACK\0\0\0\2\0\0\0\xc9", 12);
+    ck_assert_mem_eq(got.p + 12, pack.p + 12, pack.n - 32);
+    free(got.p);
+    /* damaged: refused, removed */
+    snprintf(path, sizeof path, "%s/git-packs/%s", data, a.name);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 100, SEEK_SET);
+    fputc(pack.p[100] ^ 1, f);
+    fclose(f);
+    got = (collect){.fail_after = SIZE_MAX};
+    ck_assert_int_eq(guts_packw_open(&w, -1, 1, 0, 201), GUTS_OK);
+    w.sink = collect_sink;
+    w.sink_ctx = &got;
+    ck_assert_int_eq(guts_packcache_base_entries(&b, &w), GUTS_ECORRUPT);
+    guts_packw_free(&w);
+    free(got.p);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    guts_packcache_free(&b);
+    /* and its list with it */
+    snprintf(path, sizeof path, "%s/git-packs", data);
+    list_dir(path, names, sizeof names);
+    ck_assert_str_eq(names, "");
+    ck_assert_int_eq(rmdir(path), 0);
+    ck_assert_int_eq(rmdir(data), 0);
+    free(pack.p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("pack");
@@ -544,6 +615,7 @@ int main(void)
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_pack_cache);
+    tcase_add_test(t, test_pack_cache_base);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
