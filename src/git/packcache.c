@@ -55,7 +55,7 @@ int guts_packcache_init(guts_packcache *c, const char *data_path, const char *ke
                         const guts_id *wants, size_t nwants, const guts_id *tags, size_t ntags)
 {
     memset(c, 0, sizeof *c);
-    c->fd = -1;
+    c->fd = c->base_fd = -1;
     int n = snprintf(c->dir, sizeof c->dir, "%s/git-packs", data_path);
     if (n < 0 || (size_t)n >= sizeof c->dir) return GUTS_EINVAL;
     guts_id rsum, ksum;
@@ -252,6 +252,8 @@ void guts_packcache_free(guts_packcache *c)
     free(c->base_ids);
     c->base_ids = NULL;
     c->nbase = 0;
+    if (c->base[0] && c->base_fd >= 0) close(c->base_fd);
+    c->base_fd = -1;
     c->base[0] = 0;
 }
 
@@ -329,12 +331,14 @@ int guts_packcache_find_base(guts_packcache *c)
                 ((size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 |
                  head[11]) != c->nbase))
         rc = GUTS_ENOTFOUND;
-    if (fd >= 0) close(fd);
     if (rc) {
+        if (fd >= 0) close(fd);
         free(c->base_ids);
         c->base_ids = NULL;
         c->nbase = 0;
         c->base[0] = 0;
+    } else {
+        c->base_fd = fd;
     }
     return rc;
 }
@@ -346,14 +350,10 @@ int guts_packcache_base_has(const guts_packcache *c, const guts_id *id)
 
 int guts_packcache_base_entries(guts_packcache *c, guts_packw *p)
 {
-    char path[sizeof c->dir + sizeof c->base + 1];
-    snprintf(path, sizeof path, "%s/%s", c->dir, c->base);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = c->base[0] ? c->base_fd : -1;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 12 + 20) {
-        if (fd >= 0) close(fd);
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 12 + 20 || lseek(fd, 0, SEEK_SET) != 0)
         return GUTS_EIO;
-    }
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     uint8_t *buf = malloc(1u << 16);
     int rc = sha && buf && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 ? GUTS_OK : GUTS_ENOMEM;
@@ -388,6 +388,5 @@ int guts_packcache_base_entries(guts_packcache *c, guts_packw *p)
     }
     free(buf);
     EVP_MD_CTX_free(sha);
-    close(fd);
     return rc;
 }

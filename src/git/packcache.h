@@ -40,6 +40,7 @@ typedef struct guts_packcache {
     int fd;             /* the file being written, or -1 */
     /* an earlier pack of the repository (guts_packcache_find_base) */
     char base[80];     /* its name, or "" */
+    int base_fd;       /* open from the start: a prune cannot take it away */
     guts_id *base_ids; /* its objects, sorted */
     size_t nbase;
 } guts_packcache;

@@ -142,7 +142,7 @@ static void *upload_main(void *arg)
     char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
-    guts_packcache pc = {.fd = -1};
+    guts_packcache pc = {.fd = -1, .base_fd = -1};
     int rc = pipe_write(u, u->prefix.p, u->prefix.len);
     if (rc) goto out; /* the client went away */
     rc = guts_repo_open(u->g->n->data, u->key, 0, &r);
