@@ -80,6 +80,50 @@ int guts_packcache_init(guts_packcache *c, const char *data_path, const char *ke
     return GUTS_OK;
 }
 
+/* Read the pack on fd (size bytes) from its start, handing out(ctx, ...)
+ * its bytes from offset from up to its trailer and, with_trailer, the
+ * trailer too once it is the SHA-1 of everything before it. GUTS_ECORRUPT
+ * when it is not, GUTS_EIO, GUTS_ENOMEM, or out's error. */
+static int read_checked(int fd, uint64_t size, uint64_t from, int with_trailer,
+                        int (*out)(void *ctx, const void *buf, size_t n), void *ctx)
+{
+    if (size < 12 + 20 || lseek(fd, 0, SEEK_SET) != 0) return GUTS_EIO;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    uint8_t *buf = malloc(1u << 16);
+    int rc = sha && buf && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 ? GUTS_OK : GUTS_ENOMEM;
+    uint64_t body = size - 20, done = 0;
+    uint8_t tail[20];
+    size_t ntail = 0;
+    while (!rc && done < size) {
+        ssize_t k = read(fd, buf, 1u << 16);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            rc = GUTS_EIO;
+            break;
+        }
+        size_t n = (size_t)k;
+        if (done + n > size) n = (size_t)(size - done);
+        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
+        size_t skip = done < from ? (size_t)(from - done) : 0;
+        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
+        if (!rc && hashed > skip) rc = out(ctx, buf + skip, hashed - skip);
+        for (size_t i = hashed; !rc && i < n; i++) /* the trailer, kept until checked */
+            tail[ntail++] = buf[i];
+        done += n;
+    }
+    if (!rc) {
+        uint8_t sum[20];
+        unsigned sl = 0;
+        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0)
+            rc = GUTS_ECORRUPT;
+        else if (with_trailer)
+            rc = out(ctx, tail, 20);
+    }
+    free(buf);
+    EVP_MD_CTX_free(sha);
+    return rc;
+}
+
 int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *buf, size_t n),
                         void *ctx)
 {
@@ -93,48 +137,8 @@ int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *bu
         return GUTS_ENOTFOUND;
     }
     (void)utimensat(AT_FDCWD, path, NULL, 0); /* recently used: pruned last */
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    if (!sha || EVP_DigestInit_ex(sha, EVP_sha1(), NULL) != 1) {
-        EVP_MD_CTX_free(sha);
-        close(fd);
-        return GUTS_ENOMEM;
-    }
-    /* Everything but the trailer is hashed and sent as read; the trailer
-     * goes only if it is the hash of what went before. */
-    uint64_t body = (uint64_t)st.st_size - 20, done = 0;
-    uint8_t tail[20];
-    size_t ntail = 0;
-    uint8_t *buf = malloc(1u << 16);
-    int rc = buf ? GUTS_OK : GUTS_ENOMEM;
-    while (!rc && done < (uint64_t)st.st_size) {
-        ssize_t k = read(fd, buf, 1u << 16);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            rc = GUTS_EIO;
-            break;
-        }
-        size_t n = (size_t)k;
-        if (done + n > (uint64_t)st.st_size) n = (size_t)((uint64_t)st.st_size - done);
-        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
-        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
-        if (!rc && hashed) rc = sink(ctx, buf, hashed);
-        /* the trailer's bytes, kept until all are read */
-        for (size_t i = hashed; !rc && i < n; i++)
-            tail[ntail++] = buf[i];
-        done += n;
-    }
-    if (!rc) {
-        uint8_t sum[20];
-        unsigned sl = 0;
-        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0) {
-            rc = GUTS_ECORRUPT;
-            remove_pack(c->dir, c->name);
-        } else {
-            rc = sink(ctx, tail, 20);
-        }
-    }
-    free(buf);
-    EVP_MD_CTX_free(sha);
+    int rc = read_checked(fd, (uint64_t)st.st_size, 0, 1, sink, ctx);
+    if (rc == GUTS_ECORRUPT) remove_pack(c->dir, c->name);
     close(fd);
     return rc;
 }
@@ -348,45 +352,17 @@ int guts_packcache_base_has(const guts_packcache *c, const guts_id *id)
     return c->nbase && bsearch(id, c->base_ids, c->nbase, sizeof *c->base_ids, id_order) != NULL;
 }
 
+static int append(void *ctx, const void *buf, size_t n)
+{
+    return guts_packw_append(ctx, buf, n);
+}
+
 int guts_packcache_base_entries(guts_packcache *c, guts_packw *p)
 {
-    int fd = c->base[0] ? c->base_fd : -1;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 12 + 20 || lseek(fd, 0, SEEK_SET) != 0)
-        return GUTS_EIO;
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    uint8_t *buf = malloc(1u << 16);
-    int rc = sha && buf && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 ? GUTS_OK : GUTS_ENOMEM;
-    uint64_t body = (uint64_t)st.st_size - 20, done = 0;
-    uint8_t tail[20];
-    size_t ntail = 0;
-    while (!rc && done < (uint64_t)st.st_size) {
-        ssize_t k = read(fd, buf, 1u << 16);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            rc = GUTS_EIO;
-            break;
-        }
-        size_t n = (size_t)k;
-        if (done + n > (uint64_t)st.st_size) n = (size_t)((uint64_t)st.st_size - done);
-        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
-        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
-        /* the entries: past the 12-byte header, before the trailer */
-        size_t skip = done < 12 ? (size_t)(12 - done) : 0;
-        if (!rc && hashed > skip) rc = guts_packw_append(p, buf + skip, hashed - skip);
-        for (size_t i = hashed; !rc && i < n; i++)
-            tail[ntail++] = buf[i];
-        done += n;
-    }
-    if (!rc) {
-        uint8_t sum[20];
-        unsigned sl = 0;
-        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0) {
-            rc = GUTS_ECORRUPT;
-            remove_pack(c->dir, c->base);
-        }
-    }
-    free(buf);
-    EVP_MD_CTX_free(sha);
+    if (!c->base[0] || c->base_fd < 0 || fstat(c->base_fd, &st) != 0) return GUTS_EIO;
+    /* the entries: past the 12-byte header, not the trailer */
+    int rc = read_checked(c->base_fd, (uint64_t)st.st_size, 12, 0, append, p);
+    if (rc == GUTS_ECORRUPT) remove_pack(c->dir, c->base);
     return rc;
 }
