@@ -435,6 +435,19 @@ static void list_dir(const char *dir, char *out, size_t cap)
     free(v);
 }
 
+/* Damage the file at path: one bit of byte at flipped. */
+static void flip_byte(const char *path, long at)
+{
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_ne(c, EOF);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c ^ 1, f);
+    fclose(f);
+}
+
 /* packcache.h: a pack filed under its request (the sets' order does not
  * matter, their content and the repository do) comes back byte for byte;
  * a damaged one is refused and removed; an abandoned one leaves nothing;
@@ -482,11 +495,7 @@ START_TEST(test_pack_cache)
     /* damaged: refused before its trailer goes, and removed */
     char path[256];
     snprintf(path, sizeof path, "%s/%s", dir, a.name);
-    FILE *f = fopen(path, "r+b");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 40, SEEK_SET);
-    fputc(pack.p[40] ^ 1, f);
-    fclose(f);
+    flip_byte(path, 40);
     got = (collect){.fail_after = SIZE_MAX};
     ck_assert_int_eq(guts_packcache_send(&a, collect_sink, &got), GUTS_ECORRUPT);
     ck_assert_uint_eq(got.n, pack.n - 20);
@@ -580,11 +589,7 @@ START_TEST(test_pack_cache_base)
     free(got.p);
     /* damaged: refused, removed */
     snprintf(path, sizeof path, "%s/git-packs/%s", data, a.name);
-    FILE *f = fopen(path, "r+b");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 100, SEEK_SET);
-    fputc(pack.p[100] ^ 1, f);
-    fclose(f);
+    flip_byte(path, 100);
     got = (collect){.fail_after = SIZE_MAX};
     ck_assert_int_eq(guts_packw_open(&w, -1, 1, 0, 201), GUTS_OK);
     w.sink = collect_sink;
