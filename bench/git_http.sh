@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # bench/git_http.sh - git smart HTTP from guts-node against git's own
-# server (git daemon, git://, serving the same repository from a packed
-# mirror), in a private network namespace: clone --mirror and a fetch of a
-# few new commits, RUNS alternating runs each (median), the servers' CPU
-# (guts-node's; git daemon's with the upload-pack children it reaped) and
-# the node's RssAnon sampled while it serves.
+# servers on the same repository (a packed mirror), in a private network
+# namespace: git daemon (git://) and `git http-backend` (smart HTTP, run as
+# CGI by a small Python HTTP server that passes Git-Protocol on, so both
+# HTTP sides speak protocol v2). clone --mirror (from guts-node twice a
+# run: its pack cache emptied first, then the pack it cached) and a fetch
+# of a few new commits, RUNS alternating runs each (median), the servers' CPU
+# (guts-node's; git daemon's and the CGI server's with the children they
+# reaped) and the node's RssAnon sampled while it serves.
 #   GUTS_BUILD=build ./bench/git_http.sh [RUNS]    (a release build: not ASan)
 #   BUNDLE=file.bundle ...   the repository (default ../shared/data/zlib.bundle)
 #   GEN=1 ...                a generated one instead (scripts/bench-repo;
 #                            COMMITS, TOUCH, FILES, REFS shape it)
+#   PERF=FILE ...            after the timed clones, one more clone from the
+#                            node under `perf record -g` of the node, into FILE
 set -euo pipefail
 RUNS=${1:-5}
 export GUTS_BUILD=${GUTS_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
@@ -34,7 +39,64 @@ node_start a --http 127.0.0.1:7172
   --listen=127.0.0.1 --port=9418 2>"$TMP/daemon.log" &
 daemon_pid=$!
 EXTRA_PIDS+=("$daemon_pid")
+# git http-backend as CGI: one process per request, as under a web
+# server; the request's body handed over whole (git sends it with a length,
+# or chunked past http.postBuffer), the answer streamed back.
+/usr/bin/python3 - "$TMP/srv" 8080 2>"$TMP/cgi.log" <<'PY' &
+import http.server, os, subprocess, sys, threading
+root, port = sys.argv[1], int(sys.argv[2])
+class Cgi(http.server.BaseHTTPRequestHandler):
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        out = b""
+        while True:
+            n = int(self.rfile.readline().split(b";")[0], 16)
+            out += self.rfile.read(n)
+            self.rfile.readline()
+            if n == 0:
+                return out
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        data = self.body() if self.command == "POST" else b""
+        env = {"PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": root, "GIT_HTTP_EXPORT_ALL": "1",
+               "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+               "CONTENT_LENGTH": str(len(data)), "REMOTE_ADDR": self.client_address[0]}
+        for h, v in (("Content-Type", "CONTENT_TYPE"), ("Git-Protocol", "HTTP_GIT_PROTOCOL"),
+                     ("Content-Encoding", "HTTP_CONTENT_ENCODING")):
+            if self.headers.get(h):
+                env[v] = self.headers[h]
+        p = subprocess.Popen(["git", "http-backend"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=env)
+        def feed():
+            p.stdin.write(data)
+            p.stdin.close()
+        t = threading.Thread(target=feed)
+        t.start()
+        status, head = "200 OK", []
+        for line in iter(p.stdout.readline, b""):
+            line = line.decode().rstrip("\r\n")
+            if not line:
+                break
+            k, _, v = line.partition(":")
+            if k.lower() == "status":
+                status = v.strip()
+            else:
+                head.append(line)
+        self.wfile.write(("HTTP/1.0 %s\r\n%s\r\n\r\n" % (status, "\r\n".join(head))).encode())
+        while chunk := p.stdout.read1(65536):
+            self.wfile.write(chunk)
+        t.join()
+        p.wait()
+    do_POST = do_GET
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Cgi).serve_forever()
+PY
+cgi_pid=$!
+EXTRA_PIDS+=("$cgi_pid")
 wait_until 10 "git daemon listens" git ls-remote git://127.0.0.1:9418/zlib.git
+wait_until 10 "git http-backend serves" git ls-remote http://127.0.0.1:8080/zlib.git
 wait_until 10 "the node serves" git ls-remote http://127.0.0.1:7172/madler/zlib
 objects=$(git -C "$TMP/srv/zlib.git" count-objects -v | awk '/in-pack/ {print $2}')
 refs=$(git -C "$TMP/srv/zlib.git" for-each-ref | wc -l)
@@ -68,33 +130,68 @@ timed() {
 median() { sort -n -k"$2" "$1" | awk -v c="$2" '{a[NR]=$c} END {print a[int((NR + 1) / 2)]}'; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
-: >"$TMP/t-guts"
-: >"$TMP/t-git"
+# The servers: guts-node, git daemon, git http-backend (CGI); 4 is
+# guts-node again with its pack cache emptied first (DATA/git-packs: a
+# clone of refs it has not served whole before), 1 right after it (the
+# pack it cached).
+url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git
+     http://127.0.0.1:7172/madler/zlib)
+spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}")
+side=([1]=guts git cgi cold)
+
+for s in 1 2 3 4; do : >"$TMP/t-${side[$s]}"; done
 for i in $(seq 1 "$RUNS"); do
-  rm -rf "$TMP/c1" "$TMP/c2"
-  out="$TMP/t-guts" SAMPLE=1 timed "${NODE_PID[a]}" git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/c1"
-  out="$TMP/t-git" timed "$daemon_pid" git clone -q --mirror git://127.0.0.1:9418/zlib.git "$TMP/c2"
+  for s in 4 1 2 3; do
+    rm -rf "$TMP/c$s"
+    [ $s != 4 ] || rm -rf "$TMP/a/git-packs"
+    out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] && echo 1) timed "${spid[$s]}" \
+      git clone -q --mirror "${url[$s]}" "$TMP/c$s"
+  done
 done
-git -C "$TMP/c1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node"
-pack_guts=$(du -b "$TMP"/c1/objects/pack/*.pack | awk '{s += $1} END {print s}')
-pack_git=$(du -b "$TMP"/c2/objects/pack/*.pack | awk '{s += $1} END {print s}')
-cg=$(median "$TMP/t-guts" 1) cd=$(median "$TMP/t-git" 1)
-sg=$(median "$TMP/t-guts" 2) sd=$(median "$TMP/t-git" 2)
+if [ -n "${PERF:-}" ]; then
+  rm -rf "$TMP/a/git-packs"
+  perf record -q -F 4000 -g -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
+  perf_pid=$!
+  wait_until 10 "perf attached" grep -q . "$PERF"
+  git clone -q --mirror "${url[1]}" "$TMP/c-perf"
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+fi
+for s in 1 4; do
+  git -C "$TMP/c$s" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node ($s)"
+done
+# refs and objects: the same in the three clones (last run's)
+same() {
+  local what=$1 s
+  shift
+  for s in 2 3 4; do
+    [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
+  done
+}
+refs_of() { git -C "$1" for-each-ref; }
+objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectname)'; }
+same refs refs_of
+same objects objects_of
+pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }
+m() { median "$TMP/t-$1" "$2"; }
 echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "clone --mirror ($objects objects, $refs refs): guts-node ${cg} ms, git daemon ${cd} ms (ratio $(ratio "$cg" "$cd")); server CPU ${sg} vs ${sd} ms; packs $pack_guts vs $pack_git bytes; node RssAnon peak ${rss_peak} kB"
-echo "  per run (wall ms, server CPU ms): guts $(tr '\n' ' ' <"$TMP/t-guts")/ git $(tr '\n' ' ' <"$TMP/t-git")"
+echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1) ms (pack cached), $(m cold 1) ms (cache empty), git daemon $(m git 1) ms, git http-backend $(m cgi 1) ms"
+echo "  ratios to git daemon: $(ratio "$(m guts 1)" "$(m git 1)") cached, $(ratio "$(m cold 1)" "$(m git 1)") cache empty; to git http-backend: $(ratio "$(m guts 1)" "$(m cgi 1)") cached, $(ratio "$(m cold 1)" "$(m cgi 1)") cache empty"
+echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2) / $(m cgi 2) ms; packs $(pack 1) / $(pack 4) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
+for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 
 # a fetch of three new commits, each side from a clone made before them
-: >"$TMP/f-guts"
-: >"$TMP/f-git"
-: >"$TMP/b-guts"
-: >"$TMP/b-git"
+# (from the second run on, each side's clone before the fetch is the first
+# clone after a push: the node's pack cache has the previous refs' pack)
+for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; : >"$TMP/p-${side[$s]}"; done
 work="$TMP/work"
 git clone -q "$TMP/srv/zlib.git" "$work"
 for i in $(seq 1 "$RUNS"); do
-  rm -rf "$TMP/f1" "$TMP/f2"
-  git clone -q --mirror http://127.0.0.1:7172/madler/zlib "$TMP/f1"
-  git clone -q --mirror git://127.0.0.1:9418/zlib.git "$TMP/f2"
+  for s in 1 2 3; do
+    rm -rf "$TMP/f$s"
+    out=$([ "$i" = 1 ] && echo /dev/null || echo "$TMP/p-${side[$s]}") \
+      SAMPLE=$([ $s = 1 ] && echo 1) timed "${spid[$s]}" git clone -q --mirror "${url[$s]}" "$TMP/f$s"
+  done
   for k in 1 2 3; do
     printf 'bench %s %s\n' "$i" "$k" >>"$work/README"
     seq 1 $((k * 100)) >"$work/bench-$k.txt"
@@ -103,21 +200,25 @@ for i in $(seq 1 "$RUNS"); do
   git -C "$work" push -q origin HEAD
   expect 0 "$GUTS" --data "$TMP/a" import madler/zlib "$TMP/srv/zlib.git"
   wait_until 10 "the node has the new commits" sh -c \
-    "git ls-remote http://127.0.0.1:7172/madler/zlib | grep -q $(git -C "$work" rev-parse HEAD)"
-  before1=$(ls "$TMP"/f1/objects/pack/*.pack)
-  before2=$(ls "$TMP"/f2/objects/pack/*.pack)
-  out="$TMP/f-guts" timed "${NODE_PID[a]}" git -C "$TMP/f1" -c fetch.unpackLimit=1 fetch -q
-  out="$TMP/f-git" timed "$daemon_pid" git -C "$TMP/f2" -c fetch.unpackLimit=1 fetch -q
-  for s in 1 2; do
-    b=$(eval "echo \$before$s")
+    "git ls-remote ${url[1]} | grep -q $(git -C "$work" rev-parse HEAD)"
+  for s in 1 2 3; do
+    before=$(ls "$TMP"/f$s/objects/pack/*.pack)
+    out="$TMP/f-${side[$s]}" timed "${spid[$s]}" git -C "$TMP/f$s" -c fetch.unpackLimit=1 fetch -q
     for p in "$TMP"/f$s/objects/pack/*.pack; do
-      case " $b " in *" $p "*) ;; *) du -b "$p" | awk '{print $1}' >>"$TMP/b-$([ $s = 1 ] && echo guts || echo git)";; esac
+      case " $before " in *" $p "*) ;; *) du -b "$p" | awk '{print $1}' >>"$TMP/b-${side[$s]}" ;; esac
     done
   done
 done
-fg=$(median "$TMP/f-guts" 1) fd=$(median "$TMP/f-git" 1)
-bg=$(sort -n "$TMP/b-guts" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
-bd=$(sort -n "$TMP/b-git" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
-echo "fetch of 3 new commits: guts-node ${fg} ms, git daemon ${fd} ms (ratio $(ratio "$fg" "$fd")); pack $bg vs $bd bytes (ratio $(ratio "$bg" "$bd"))"
-echo "  packs per run: guts $(tr '\n' ' ' <"$TMP/b-guts")/ git $(tr '\n' ' ' <"$TMP/b-git")"
+git -C "$TMP/f1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the last clone from the node after a push"
+[ "$(objects_of "$TMP/f1")" = "$(objects_of "$TMP/f2")" ] || fail "objects of the last clones after a push differ"
+if [ "$RUNS" -gt 1 ]; then
+  pm() { median "$TMP/p-$1" "$2"; }
+  echo "clone --mirror right after a push of 3 commits: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
+  for s in 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/p-${side[$s]}")"; done
+fi
+fm() { median "$TMP/f-$1" 1; }
+bm() { sort -n "$TMP/b-$1" | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+echo "fetch of 3 new commits: guts-node $(fm guts) ms, git daemon $(fm git) ms (ratio $(ratio "$(fm guts)" "$(fm git)")), git http-backend $(fm cgi) ms (ratio $(ratio "$(fm guts)" "$(fm cgi)"))"
+echo "  packs $(bm guts) / $(bm git) / $(bm cgi) bytes (ratios $(ratio "$(bm guts)" "$(bm git)"), $(ratio "$(bm guts)" "$(bm cgi)"))"
+for s in 1 2 3; do echo "  packs per run ${side[$s]}: $(tr '\n' ' ' <"$TMP/b-${side[$s]}")"; done
 node_stop a

@@ -64,6 +64,8 @@ int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *w
 int guts_git_ready(guts_repo *r, const guts_id *wants, size_t nwants, const guts_id *haves,
                    size_t nhaves);
 
+struct guts_packw;
+
 /* What a git smart HTTP fetch asks for (the node's upload-pack, net/git.c). */
 typedef struct guts_git_serve_req {
     const guts_id *wants, *haves, *tags; /* tags: annotated tag ids the refs
@@ -86,6 +88,17 @@ typedef struct guts_git_serve_req {
     /* where the pack's bytes go, in order (guts_packw.sink) */
     int (*sink)(void *ctx, const void *buf, size_t n);
     void *sink_ctx;
+    /* Optional, with base_ctx (the pack cache, packcache.h). on_objects:
+     * the pack's objects once chosen. base_has: the nbase objects of an
+     * earlier pack; when every one of them goes in this pack too, they are
+     * not encoded and base_entries appends that pack's entries first, as
+     * they are (whole or deltas among themselves), and the rest may be
+     * deltas against them. Their errors end the fetch. */
+    void (*on_objects)(void *ctx, const guts_id *ids, size_t n);
+    int (*base_has)(const void *ctx, const guts_id *id);
+    size_t nbase;
+    int (*base_entries)(void *ctx, struct guts_packw *p);
+    void *base_ctx;
 } guts_git_serve_req;
 
 /** Select what q's wants reach and its haves do not (guts_git_fetch's walk)

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fetch.h"
 #include "fetch_int.h"
@@ -159,6 +160,27 @@ out:
     return rc;
 }
 
+/* When every object of q's base pack is in w's pack, take them out of
+ * w->send (their flags stay: deltas may name them) and return how many;
+ * else 0 and w unchanged. The base then holds nothing the client did not
+ * ask for: no object of a deleted ref goes out. */
+static size_t leave_out_base(walk *w, const guts_git_serve_req *q)
+{
+    size_t hits = 0;
+    for (size_t i = 0; i < w->nsend; i++)
+        hits += q->base_has(q->base_ctx, &w->send[i]) != 0;
+    if (hits != q->nbase) return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < w->nsend; i++) {
+        if (q->base_has(q->base_ctx, &w->send[i])) continue;
+        w->send[k] = w->send[i];
+        w->send_key[k] = w->send_key[i];
+        k++;
+    }
+    w->nsend = k;
+    return hits;
+}
+
 int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_stats *st,
                        char *err)
 {
@@ -186,18 +208,32 @@ int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_sta
         rc = fetch_select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
     }
     if (!rc) rc = add_tags(&w, q->tags, q->ntags);
+    if (!rc && q->on_objects) q->on_objects(q->base_ctx, w.send, w.nsend);
+    size_t from_base = 0;
+    if (!rc && q->base_has && q->nbase && !q->depth && q->nbase <= w.nsend)
+        from_base = leave_out_base(&w, q);
     guts_packw p = {.fd = -1};
     /* a small pack (a fetch of a few commits) at zlib's default, as
      * fetch_write_pack does: bytes matter more than the milliseconds */
     int level = w.nsend < GUTS_GIT_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
                     ? REMOTE_SMALL_PACK_LEVEL
                     : q->zlevel;
-    if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)w.nsend)))
+    if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)(w.nsend + from_base))))
         rc = guts_git_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
     else if (!rc) {
         p.sink = q->sink;
         p.sink_ctx = q->sink_ctx;
-        rc = fetch_pack_entries(&w, &p, st);
+        if (from_base && (rc = q->base_entries(q->base_ctx, &p)))
+            rc =
+                guts_git_errf(err, rc, "%s",
+                              rc == GUTS_ECORRUPT ? "a cached pack was damaged (removed): try again"
+                                                  : "writing the pack from a cached one");
+        /* A clone's pack: deflated and written on a second thread while
+         * this one reads and deltifies (with one CPU that only costs). */
+        if (!rc && w.nsend >= GUTS_GIT_UNPACK_LIMIT && sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+            (rc = guts_packw_async(&p)))
+            rc = guts_git_errf(err, rc, "starting the pack: %s", guts_strerror(rc));
+        if (!rc) rc = fetch_pack_entries(&w, &p, st);
         uint8_t sum[GUTS_ID_LEN];
         if (!rc && (rc = guts_packw_finish(&p, sum)) != GUTS_OK)
             rc = guts_git_errf(err, rc, "writing the pack: %s", guts_strerror(rc));

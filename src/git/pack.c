@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -88,12 +90,11 @@ static int begin(guts_packw *w, int type, uint64_t size)
         sz >>= 7;
     }
     w->crc = (uint32_t)crc32(0, NULL, 0);
-    if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
     return put(w, hdr, h);
 }
 
-/* Deflate len more bytes of the entry straight into the buffer; Z_FINISH
- * ends it. */
+/* Deflate len more bytes of the entry straight into the buffer with zlib
+ * (after deflateReset at the entry's start); Z_FINISH ends it. */
 static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
 {
     int rc;
@@ -116,6 +117,183 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     }
 }
 
+/* The whole content of an entry, deflated into the buffer: by libdeflate
+ * where its bound fits (a file writer's buffer is flushed first), else by
+ * zlib. */
+static int deflate_whole(guts_packw *w, const void *data, size_t len)
+{
+    size_t bound = libdeflate_zlib_compress_bound(w->ld, len);
+    int rc;
+    if (bound > w->cap && !w->mem) {
+        if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
+        return deflate_more(w, data, len, Z_FINISH);
+    }
+    if ((rc = make_room(w, bound))) return rc;
+    size_t n = libdeflate_zlib_compress(w->ld, data, len, w->buf + w->len, w->cap - w->len);
+    if (n == 0) return GUTS_ENOMEM; /* not within its own bound: cannot happen */
+    if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
+    w->len += n;
+    return GUTS_OK;
+}
+
+/* Both compressors at level (zlib's 0-9 are libdeflate's too). */
+static int compressors_init(guts_packw *w, int level, int mem_level)
+{
+    w->ld = libdeflate_alloc_compressor(level);
+    if (!w->ld || deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+        return GUTS_ENOMEM;
+    w->zinit = 1;
+    return GUTS_OK;
+}
+
+/* ---- The deflater thread (guts_packw_async) ----------------------------------- */
+
+/* An entry waiting for the thread: a whole object, or a REF_DELTA. */
+typedef struct packw_job {
+    struct packw_job *next;
+    int type;
+    guts_id base;
+    size_t len;
+    uint8_t data[];
+} packw_job;
+
+/* Content queued before the thread is woken (it then writes all there is). */
+#define PACKW_ASYNC_BATCH (256u << 10)
+
+struct packw_async {
+    pthread_t t;
+    pthread_mutex_t mu;
+    pthread_cond_t more; /* a job came, or stop */
+    pthread_cond_t less; /* a job was done */
+    packw_job *head, *tail;
+    size_t queued; /* bytes of content in the queue */
+    int busy;      /* the thread is writing a job */
+    int stop;
+    int rc; /* the first write error */
+};
+
+static int write_whole(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+{
+    int rc = begin(w, type, len);
+    if (!rc && type == GUTS_PACK_REF_DELTA) rc = put(w, base->b, GUTS_ID_LEN);
+    return rc ? rc : deflate_whole(w, data, len);
+}
+
+static void *async_main(void *arg)
+{
+    guts_packw *w = arg;
+    struct packw_async *a = w->async;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->head && !a->stop)
+            pthread_cond_wait(&a->more, &a->mu);
+        packw_job *j = a->head;
+        if (!j) break;
+        if (!(a->head = j->next)) a->tail = NULL;
+        a->busy = 1;
+        int failed = a->rc;
+        pthread_mutex_unlock(&a->mu);
+        int rc = failed ? GUTS_OK : write_whole(w, j->type, &j->base, j->data, j->len);
+        pthread_mutex_lock(&a->mu);
+        if (rc) a->rc = rc;
+        a->queued -= j->len;
+        a->busy = 0;
+        free(j);
+        pthread_cond_broadcast(&a->less);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* Wait until the thread has written everything queued; its error, if any.
+ * GUTS_OK at once when there is no thread. */
+static int async_drain(guts_packw *w)
+{
+    struct packw_async *a = w->async;
+    if (!a) return GUTS_OK;
+    pthread_mutex_lock(&a->mu);
+    pthread_cond_signal(&a->more);
+    while (a->head || a->busy)
+        pthread_cond_wait(&a->less, &a->mu);
+    int rc = a->rc;
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+/* Queue an entry for the thread, waiting while the queue is full. */
+static int async_put(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+{
+    struct packw_async *a = w->async;
+    packw_job *j = malloc(sizeof *j + len);
+    if (!j) return GUTS_ENOMEM;
+    j->next = NULL;
+    j->type = type;
+    if (base) j->base = *base;
+    j->len = len;
+    memcpy(j->data, data, len);
+    pthread_mutex_lock(&a->mu);
+    while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
+        pthread_cond_signal(&a->more);
+        pthread_cond_wait(&a->less, &a->mu);
+    }
+    int rc = a->rc;
+    if (!rc) {
+        if (a->tail)
+            a->tail->next = j;
+        else
+            a->head = j;
+        a->tail = j;
+        a->queued += len;
+        /* woken by the batch, not by each entry: a wake-up per small
+         * entry cost more than deflating it */
+        if (a->queued >= PACKW_ASYNC_BATCH) pthread_cond_signal(&a->more);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (rc) free(j);
+    return rc;
+}
+
+int guts_packw_async(guts_packw *w)
+{
+    if (w->mem) return GUTS_EINVAL;
+    if (w->async) return GUTS_OK;
+    struct packw_async *a = calloc(1, sizeof *a);
+    if (!a) return GUTS_ENOMEM;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->more, NULL);
+    pthread_cond_init(&a->less, NULL);
+    w->async = a;
+    if (pthread_create(&a->t, NULL, async_main, w) != 0) {
+        w->async = NULL;
+        pthread_cond_destroy(&a->more);
+        pthread_cond_destroy(&a->less);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
+        return GUTS_ENOMEM;
+    }
+    return GUTS_OK;
+}
+
+/* Stop and join the thread; entries still queued are dropped. */
+static void async_stop(guts_packw *w)
+{
+    struct packw_async *a = w->async;
+    if (!a) return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    a->rc = a->rc ? a->rc : GUTS_EIO; /* nothing more is written */
+    pthread_cond_signal(&a->more);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->t, NULL);
+    w->async = NULL;
+    pthread_cond_destroy(&a->more);
+    pthread_cond_destroy(&a->less);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* ---- Entries ------------------------------------------------------------------ */
+
 int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects)
 {
     memset(w, 0, sizeof *w);
@@ -128,10 +306,8 @@ int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nob
     /* Level 0 only stores: its hash table is never read, but deflateReset
      * clears it for every entry (64 KiB at the default memLevel, most of
      * the cost of a small entry). The smallest table makes the same bytes. */
-    int mem_level = level == 0 ? 1 : 8;
-    if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
-        return GUTS_ENOMEM;
-    w->zinit = 1;
+    int rc = compressors_init(w, level, level == 0 ? 1 : 8);
+    if (rc) return rc;
     uint8_t head[12] = {'P', 'A', 'C', 'K'};
     guts_pack_be32(head + 4, 2);
     guts_pack_be32(head + 8, nobjects);
@@ -146,9 +322,7 @@ int guts_packw_open_mem(guts_packw *w, int level)
     w->cap = GUTS_PACK_MEM_START;
     w->buf = malloc(w->cap);
     if (!w->buf) return GUTS_ENOMEM;
-    if (deflateInit(&w->z, level) != Z_OK) return GUTS_ENOMEM;
-    w->zinit = 1;
-    return GUTS_OK;
+    return compressors_init(w, level, 8);
 }
 
 int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len)
@@ -166,8 +340,10 @@ int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len)
 int guts_packw_append(guts_packw *w, const void *data, size_t len)
 {
     if (w->mem) return GUTS_EINVAL;
+    int rc = async_drain(w);
+    if (rc) return rc;
     if (w->len + len <= w->cap) return put(w, data, len);
-    int rc = flush(w);
+    rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestUpdate(w->sha, data, len) != 1) return GUTS_ENOMEM;
     if ((rc = emit(w, data, len))) return rc;
@@ -182,15 +358,13 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    int rc = begin(w, type, len);
-    return rc ? rc : deflate_more(w, data, len, Z_FINISH);
+    return w->async ? async_put(w, type, NULL, data, len) : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    int rc = begin(w, GUTS_PACK_REF_DELTA, len);
-    if (!rc) rc = put(w, base->b, GUTS_ID_LEN);
-    return rc ? rc : deflate_more(w, delta, len, Z_FINISH);
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, delta, len)
+                    : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)
@@ -200,7 +374,9 @@ static int stream_cb(const void *data, size_t len, void *ctx)
 
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size)
 {
-    int rc = begin(w, type, size);
+    int rc = async_drain(w);
+    if (!rc) rc = begin(w, type, size);
+    if (!rc && deflateReset(&w->z) != Z_OK) rc = GUTS_ENOMEM;
     if (!rc) rc = guts_repo_stream(r, id, stream_cb, w);
     return rc ? rc : deflate_more(w, NULL, 0, Z_FINISH);
 }
@@ -209,7 +385,8 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 {
     if (w->mem) return GUTS_EINVAL;
     unsigned sl = 0;
-    int rc = flush(w);
+    int rc = async_drain(w);
+    if (!rc) rc = flush(w);
     if (rc) return rc;
     if (EVP_DigestFinal_ex(w->sha, sum, &sl) != 1 || sl != 20) return GUTS_ENOMEM;
     rc = emit(w, sum, 20);
@@ -219,7 +396,10 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20])
 
 void guts_packw_free(guts_packw *w)
 {
+    async_stop(w);
     if (w->zinit) deflateEnd(&w->z);
+    if (w->ld) libdeflate_free_compressor(w->ld);
+    w->ld = NULL;
     free(w->buf);
     EVP_MD_CTX_free(w->sha);
     w->zinit = 0;
@@ -329,6 +509,52 @@ static uint32_t block_hash(const uint8_t *p, unsigned bits)
     return (uint32_t)((h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull >> (64 - bits));
 }
 
+/* How many bytes a and b have in common from their start, up to n: eight
+ * at a time (the copies of a delta are most of its target). */
+static size_t match_len(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y) {
+            x ^= y;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + (size_t)__builtin_ctzll(x) / 8;
+#else
+            return k + (size_t)__builtin_clzll(x) / 8;
+#endif
+        }
+    }
+    while (k < n && a[k] == b[k])
+        k++;
+    return k;
+}
+
+/* How many bytes the n before a_end and b_end have in common, counted
+ * back from the ends. */
+static size_t match_len_back(const uint8_t *a_end, const uint8_t *b_end, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, a_end - k - 8, 8);
+        memcpy(&y, b_end - k - 8, 8);
+        if (x != y) {
+            x ^= y;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + (size_t)__builtin_clzll(x) / 8;
+#else
+            return k + (size_t)__builtin_ctzll(x) / 8;
+#endif
+        }
+    }
+    while (k < n && a_end[-(ptrdiff_t)k - 1] == b_end[-(ptrdiff_t)k - 1])
+        k++;
+    return k;
+}
+
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
                     uint8_t **out, size_t *outlen)
 {
@@ -336,10 +562,22 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
     *outlen = 0;
     /* offsets fit 4 bytes, sizes of objects this small never need more */
     if (bn < BLOCK || dn < BLOCK || bn > 0xffffffffu || max == 0) return GUTS_ENOTFOUND;
+    /* What both start and end with is one copy each (an edit in the
+     * middle), and only the base's middle is indexed for the rest: most of
+     * the cost of a small edit to a large file was indexing all of it. A
+     * block moved out of the common start or end is not found (the delta
+     * is longer, never wrong). Under a block, no trimming. */
+    size_t common = bn < dn ? bn : dn;
+    size_t pre = match_len(base, dst, common);
+    size_t suf = match_len_back(base + bn, dst + dn, common - pre);
+    if (pre < BLOCK) pre = 0;
+    if (suf < BLOCK) suf = 0;
+    const uint8_t *mid = base + pre; /* indexed: the base's middle */
+    size_t nblocks = (bn - pre - suf) / BLOCK;
+    size_t dend = dn - suf; /* scanned: dst[pre, dend) */
     unsigned bits = 4;
-    while ((1ull << bits) < 2 * (bn / BLOCK) && bits < 24)
+    while ((1ull << bits) < 2 * nblocks && bits < 24)
         bits++;
-    size_t nblocks = bn / BLOCK;
     uint32_t *tab = malloc(((size_t)1 << bits) * sizeof *tab);
     uint32_t *chain = malloc((nblocks ? nblocks : 1) * sizeof *chain);
     dbuf b = {malloc(max), 0, max};
@@ -354,14 +592,14 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
      * that matches longest. */
     memset(tab, 0xff, ((size_t)1 << bits) * sizeof *tab);
     for (size_t k = 0; k < nblocks; k++) {
-        uint32_t h = block_hash(base + k * BLOCK, bits);
+        uint32_t h = block_hash(mid + k * BLOCK, bits);
         chain[k] = tab[h];
         tab[h] = (uint32_t)k;
     }
-    int bad = put_varint(&b, bn) || put_varint(&b, dn);
-    size_t i = 0, lit = 0; /* dst[lit, i) waits to be inserted */
-    size_t next = 0;       /* where the last copy ended in base */
-    while (!bad && i + BLOCK <= dn) {
+    int bad = put_varint(&b, bn) || put_varint(&b, dn) || (pre && put_copy(&b, 0, pre));
+    size_t i = pre, lit = pre; /* dst[lit, i) waits to be inserted */
+    size_t next = pre;         /* where the last copy ended in base */
+    while (!bad && i + BLOCK <= dend) {
         /* Candidates: the place right after the last copy, shifted by what
          * was inserted since (where an edited file goes on); when that does
          * not match well, up to DELTA_CHAIN_MAX blocks of the bucket, the
@@ -371,13 +609,12 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
         for (int c = 0; c <= DELTA_CHAIN_MAX; c++) {
             if (c > 0) {
                 if (n >= DELTA_GOOD_MATCH || blk == UINT32_MAX) break; /* going on */
-                at = (size_t)blk * BLOCK;
+                at = pre + (size_t)blk * BLOCK;
                 blk = chain[blk];
             }
             if (at + BLOCK > bn || memcmp(base + at, dst + i, BLOCK) != 0) continue;
-            size_t k = BLOCK;
-            while (at + k < bn && i + k < dn && base[at + k] == dst[i + k])
-                k++;
+            size_t room = bn - at < dend - i ? bn - at : dend - i;
+            size_t k = BLOCK + match_len(base + at + BLOCK, dst + i + BLOCK, room - BLOCK);
             if (k > n) {
                 s = at;
                 n = k;
@@ -397,7 +634,7 @@ int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
         lit = i;
         next = s + n;
     }
-    if (!bad) bad = put_insert(&b, dst + lit, dn - lit);
+    if (!bad) bad = put_insert(&b, dst + lit, dend - lit) || (suf && put_copy(&b, bn - suf, suf));
     free(tab);
     free(chain);
     if (bad) {

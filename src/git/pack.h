@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libdeflate.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -58,8 +59,13 @@ typedef struct guts_packw {
     uint32_t crc;   /* CRC-32 of the entry being written, if with_crc */
     int with_crc;
     EVP_MD_CTX *sha;
+    /* Entries given whole go through libdeflate (about twice zlib's speed
+     * at level 1, and smaller); a streamed large object, or an entry whose
+     * bound passes a file writer's buffer, through zlib. */
+    struct libdeflate_compressor *ld;
     z_stream z;
     int zinit;
+    struct packw_async *async; /* guts_packw_async's deflater thread, or NULL */
 } guts_packw;
 
 /** Write all n bytes to fd, retrying short writes and EINTR (the git
@@ -90,7 +96,24 @@ int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len);
  * memory). */
 int guts_packw_append(guts_packw *w, const void *data, size_t len);
 
-/** Offset in the pack at which the next entry starts. */
+/** Deflate and write entries on a thread of this writer's own from now on
+ * (a file writer or one with a sink; not in memory): guts_packw_object and
+ * guts_packw_ref_delta copy the content into a queue of at most
+ * GUTS_PACK_ASYNC_MAX bytes (more only for one entry alone) and return,
+ * the thread deflates and writes the entries in the order given, and the
+ * calls that write anything else (_stream, _append, _finish) wait for the
+ * queue to empty first. So with two CPUs the caller reads and deltifies the
+ * next objects while the last ones are deflated: the entries are the same,
+ * in the same order. A write error is returned by a later call. The sink,
+ * if any, is called from the thread. guts_packw_free stops it. Errors:
+ * GUTS_ENOMEM, GUTS_EINVAL (in memory). */
+int guts_packw_async(guts_packw *w);
+
+/* Bytes of content an async writer's queue holds at most. */
+#define GUTS_PACK_ASYNC_MAX (2u << 20)
+
+/** Offset in the pack at which the next entry starts (not on an async
+ * writer: the thread moves it). */
 uint64_t guts_packw_offset(const guts_packw *w);
 
 /** One whole object. Errors: GUTS_EIO, GUTS_ENOMEM, GUTS_ETOOBIG. */

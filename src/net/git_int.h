@@ -45,6 +45,7 @@ typedef struct git_upload {
     size_t nclient_shallow;
     int header_sent; /* "packfile" went out: errors go on band 3 now */
     uint64_t pack_bytes;
+    struct guts_packcache *cache; /* the pack is written there too, or NULL */
 } git_upload;
 
 /* The answer's side of one pack: the pipe's read end. */

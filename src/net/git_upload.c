@@ -19,6 +19,7 @@
 
 #include "fetch.h"
 #include "pack.h"
+#include "packcache.h"
 #include "git_int.h"
 #include "pktline.h"
 
@@ -33,6 +34,7 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
 {
     git_upload *u = ctx;
     int rc;
+    if (u->cache && n) guts_packcache_write(u->cache, buf, n);
     if (!u->header_sent) {
         u->header_sent = 1;
         if ((rc = pipe_write(u, "000dpackfile\n", 13))) return rc;
@@ -118,12 +120,29 @@ static void upload_fail(git_upload *u, const char *msg)
     (void)pipe_write(u, line, at);
 }
 
+/* The pack cache's side of guts_git_serve (ctx: the request's entry). */
+static void cache_objects(void *ctx, const guts_id *ids, size_t n)
+{
+    guts_packcache_objects(ctx, ids, n);
+}
+
+static int base_has(const void *ctx, const guts_id *id)
+{
+    return guts_packcache_base_has(ctx, id);
+}
+
+static int base_entries(void *ctx, guts_packw *p)
+{
+    return guts_packcache_base_entries(ctx, p);
+}
+
 static void *upload_main(void *arg)
 {
     git_upload *u = arg;
     char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
+    guts_packcache pc = {.fd = -1, .base_fd = -1};
     int rc = pipe_write(u, u->prefix.p, u->prefix.len);
     if (rc) goto out; /* the client went away */
     rc = guts_repo_open(u->g->n->data, u->key, 0, &r);
@@ -135,6 +154,25 @@ static void *upload_main(void *arg)
     if (u->include_tag && (rc = guts_repo_refs(r, 0, collect_tag, &tags))) {
         snprintf(err, sizeof err, "upload-pack: reading tags: %s", guts_strerror(rc));
         goto fail;
+    }
+    /* A clone (no haves, depth, shallow or filter): from the pack cache,
+     * or written to it as it goes out. */
+    if (!u->nhaves && !u->depth && !u->nclient_shallow && u->blob_limit == UINT64_MAX &&
+        guts_packcache_init(&pc, guts_data_path(u->g->n->data), u->key, u->wants, u->nwants, tags.v,
+                            tags.n) == GUTS_OK) {
+        rc = guts_packcache_send(&pc, band1_sink, u);
+        if (rc == GUTS_OK) {
+            (void)pipe_write(u, "0000", 4);
+            goto out;
+        }
+        if (rc == GUTS_ECORRUPT) {
+            snprintf(err, sizeof err,
+                     "upload-pack: a cached pack was damaged (removed): try again");
+            goto fail;
+        }
+        if (u->header_sent) goto out; /* the client went away */
+        if (guts_packcache_begin(&pc) == GUTS_OK) u->cache = &pc;
+        (void)guts_packcache_find_base(&pc); /* the refs moved: start from the last pack */
     }
     guts_git_serve_req q = {.wants = u->wants,
                           .nwants = u->nwants,
@@ -150,17 +188,25 @@ static void *upload_main(void *arg)
                           .nclient_shallow = u->nclient_shallow,
                           .on_shallow = shallow_info,
                           .sink = band1_sink,
-                          .sink_ctx = u};
+                          .sink_ctx = u,
+                          .on_objects = cache_objects,
+                          .base_has = base_has,
+                          .nbase = pc.nbase,
+                          .base_entries = base_entries,
+                          .base_ctx = &pc};
     guts_git_fetch_stats st;
     rc = guts_git_serve(r, &q, &st, err);
     if (rc == GUTS_EIO && u->header_sent) goto out; /* most likely the client went away */
     if (rc) goto fail;
     if (!u->header_sent) rc = band1_sink(u, NULL, 0); /* cannot happen: a pack has a header */
+    if (!rc && u->cache) guts_packcache_commit(u->cache);
     if (!rc) (void)pipe_write(u, "0000", 4);
     goto out;
 fail:
     upload_fail(u, err[0] ? err : "upload-pack: failed");
 out:
+    guts_packcache_free(&pc);
+    u->cache = NULL;
     free(tags.v);
     if (r) guts_repo_close(r);
     close(u->wfd);

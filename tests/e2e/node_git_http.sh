@@ -11,7 +11,10 @@
 #     protocol v2 and guts:// respectively;
 #   - --http-repos hides what it does not match;
 #   - a table of bad requests (crafted with curl) is each answered with an
-#     HTTP error and a message, and the node serves on.
+#     HTTP error and a message, and the node serves on;
+#   - a second clone is read from the node's pack cache; a damaged cached
+#     pack fails one clone with a message and is made again by the next; a
+#     clone after a push starts with the cached pack's entries.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -42,6 +45,23 @@ same_repo "$src" "$TMP/mirror"
 git -C "$TMP/clone" rev-parse -q --verify refs/tags/v1 >/dev/null || fail "clone has no tag v1"
 git -C "$TMP/clone" rev-parse -q --verify refs/remotes/origin/feature >/dev/null || fail "clone has no origin/feature"
 
+# ---- the pack cache: the clones left their packs in b's DATA/git-packs; a
+# second mirror clone is read from there; a damaged pack is refused with a
+# message and removed, and the next clone writes it again
+ls "$TMP"/b/git-packs/*.pack >/dev/null 2>&1 || fail "b cached no pack"
+git clone -q --mirror "$B/alice/repo" "$TMP/mirror2" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "a mirror clone from the cache"; }
+git -C "$TMP/mirror2" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict of the mirror from the cache"
+same_repo "$src" "$TMP/mirror2"
+cached=$(ls -t "$TMP"/b/git-packs/*.pack | head -1)
+printf 'damaged!' | dd of="$cached" bs=1 seek=30 conv=notrunc 2>/dev/null
+git clone -q --mirror "$B/alice/repo" "$TMP/mirror3" 2>"$TMP/err" && fail "a clone of a damaged cached pack succeeded"
+grep -q "cached pack was damaged" "$TMP/err" || { cat "$TMP/err" >&2; fail "no message naming the damaged cached pack"; }
+[ ! -e "$cached" ] || fail "the damaged cached pack was kept"
+rm -rf "$TMP/mirror3"
+git clone -q --mirror "$B/alice/repo" "$TMP/mirror3" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "a mirror clone after the damaged pack"; }
+same_repo "$src" "$TMP/mirror3"
+[ -e "$cached" ] || fail "the pack was not cached again"
+
 # ---- new commits: pushed to a through guts://, replicated, fetched from b
 add_commit "$src" "after the clone"
 add_commit "$src" "and another"
@@ -52,6 +72,15 @@ git -C "$TMP/clone" fetch -q origin 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "
 git -C "$TMP/clone" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict after the fetch"
 git -C "$TMP/mirror" fetch -q 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "mirror fetch"; }
 same_repo "$src" "$TMP/mirror"
+# a mirror clone after the push starts with the last mirror clone's cached
+# pack, its entries byte for byte, then the new objects
+cp "$cached" "$TMP/old.pack"
+git clone -q --mirror "$B/alice/repo" "$TMP/mirror4" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "a mirror clone after the push"; }
+git -C "$TMP/mirror4" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict of the mirror clone after the push"
+same_repo "$src" "$TMP/mirror4"
+old_entries=$(($(stat -c %s "$TMP/old.pack") - 32))
+cmp -s -n "$old_entries" <(tail -c +13 "$TMP/old.pack") <(tail -c +13 "$TMP"/mirror4/objects/pack/*.pack) ||
+  fail "the clone after the push did not start with the cached pack's entries"
 
 # ---- partial clone: blobs come by id on checkout
 git clone -q --filter=blob:none "$B/alice/repo" "$TMP/partial" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "partial clone"; }

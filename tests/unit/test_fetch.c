@@ -2,8 +2,11 @@
  * fetch_pack.c): a tree or blob the store keeps whole goes as a delta
  * against the version of the same path in the client's have, found by the
  * walk; never so in a full pack, and a partial clone's client (which may
- * lack the blobs of what it has) gets blobs whole. The pack is written by
- * guts_git_serve from a store made here and read back entry by entry.
+ * lack the blobs of what it has) gets blobs whole. A clone large enough
+ * for the writer's deflater thread, with a streamed large object, comes
+ * whole; a clone may start with an earlier clone's pack it contains. The
+ * pack is written by guts_git_serve from a store made here and
+ * read back entry by entry.
  */
 #include <check.h>
 #include <stdint.h>
@@ -112,7 +115,7 @@ static guts_id version(guts_repo *r, int v, const guts_id *parent, unsigned when
 
 /* ---- the pack, read back ------------------------------------------------ */
 
-#define MAX_ENTRIES 16
+#define MAX_ENTRIES 256
 
 typedef struct entry_info {
     int type;       /* pack entry type: 1..4, or 7 (REF_DELTA) */
@@ -244,6 +247,151 @@ START_TEST(test_ready_once_a_have_the_wants_descend_from_is_sent)
 }
 END_TEST
 
+/* A clone of 100 objects or more is deflated on the writer's second thread
+ * (guts_packw_async); a large object among them is streamed by the pack
+ * thread once the queue before it is written: every entry comes whole and
+ * in order, the large one at its full size. */
+START_TEST(test_a_clone_with_a_large_object_is_whole)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, "o/clone", GUTS_REPO_CREATE, &r), GUTS_OK);
+    buf t = {0}, c = {0}, large = {0};
+    small_files(r, &t, 70, "a", "before the large one");
+    size_t big_len = (size_t)GUTS_LARGE_MIN + 4096;
+    large.p = malloc(big_len);
+    ck_assert_ptr_nonnull(large.p);
+    large.n = big_len;
+    uint64_t seed = 5;
+    for (size_t i = 0; i < big_len; i += 8) {
+        uint64_t v = guts_splitmix64(&seed);
+        memcpy(large.p + i, &v, 8);
+    }
+    guts_id big = store(r, GUTS_OBJ_BLOB, &large);
+    entry(&t, "100644", "large.bin", &big);
+    small_files(r, &t, 70, "z", "after the large one");
+    guts_id root = store(r, GUTS_OBJ_TREE, &t);
+    char hex[GUTS_HEX_LEN + 1], line[160];
+    guts_id_to_hex(&root, hex);
+    bput(&c, line,
+         (size_t)snprintf(line, sizeof line,
+                          "tree %s\nauthor A <a@example.com> 1 +0000\ncommitter A "
+                          "<a@example.com> 1 +0000\n\nc\n",
+                          hex));
+    guts_id commit = store(r, GUTS_OBJ_COMMIT, &c);
+    buf p = {0};
+    guts_git_serve_req q = {.wants = &commit, .nwants = 1, .blob_limit = UINT64_MAX,
+                            .zlevel = 1, .sink = sink, .sink_ctx = &p};
+    guts_git_fetch_stats st;
+    char err[GUTS_GIT_ERR_MAX] = "";
+    ck_assert_msg(guts_git_serve(r, &q, &st, err) == GUTS_OK, "%s", err);
+    entry_info e[MAX_ENTRIES];
+    size_t n = read_pack(&p, e);
+    ck_assert_uint_eq(n, 1 + 1 + 140 + 1); /* commit, tree, small blobs, large */
+    size_t larges = 0;
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_int_ne(e[k].type, GUTS_PACK_REF_DELTA);
+        if (e[k].content == big_len) larges++;
+    }
+    ck_assert_uint_eq(larges, 1);
+    free(p.p);
+    free(t.p);
+    free(c.p);
+    free(large.p);
+    guts_repo_close(r);
+}
+END_TEST
+
+/* An earlier pack as the start of a clone's (the pack cache's base): its
+ * objects and its bytes. */
+typedef struct base_pack {
+    guts_id ids[MAX_ENTRIES];
+    size_t n;
+    buf pack;
+} base_pack;
+
+static void keep_objects(void *ctx, const guts_id *ids, size_t n)
+{
+    base_pack *b = ctx;
+    ck_assert_uint_le(n, MAX_ENTRIES);
+    memcpy(b->ids, ids, n * sizeof *ids);
+    b->n = n;
+}
+
+static int in_base(const void *ctx, const guts_id *id)
+{
+    const base_pack *b = ctx;
+    for (size_t i = 0; i < b->n; i++)
+        if (guts_id_cmp(&b->ids[i], id) == 0) return 1;
+    return 0;
+}
+
+static int base_entries(void *ctx, guts_packw *p)
+{
+    base_pack *b = ctx;
+    return guts_packw_append(p, b->pack.p + 12, b->pack.n - 12 - 20);
+}
+
+/* Clone want; with base (its objects, its pack) offered as the start. */
+static buf clone_from(guts_repo *r, const guts_id *want, base_pack *keep, base_pack *base)
+{
+    buf p = {0};
+    guts_git_serve_req q = {.wants = want, .nwants = 1, .blob_limit = UINT64_MAX, .zlevel = 1,
+                            .sink = sink, .sink_ctx = &p, .on_objects = keep_objects,
+                            .base_ctx = keep};
+    if (base) { /* one context for both: base's list stays as it is */
+        q.on_objects = NULL;
+        q.base_has = in_base;
+        q.nbase = base->n;
+        q.base_entries = base_entries;
+        q.base_ctx = base;
+    }
+    guts_git_fetch_stats st;
+    char err[GUTS_GIT_ERR_MAX] = "";
+    ck_assert_msg(guts_git_serve(r, &q, &st, err) == GUTS_OK, "%s", err);
+    return p;
+}
+
+/* A clone after a push starts with the last clone's entries as they were
+ * and encodes only the new objects; a base holding an object the new
+ * clone does not want (a deleted ref's) is not used. */
+START_TEST(test_a_clone_starts_with_an_earlier_pack_it_contains)
+{
+    guts_repo *r;
+    ck_assert_int_eq(guts_repo_open(data, "o/base", GUTS_REPO_CREATE, &r), GUTS_OK);
+    guts_id t, sb, b;
+    guts_id c0 = version(r, 0, NULL, 1, &t, &sb, &b);
+    guts_id c1 = version(r, 1, &c0, 2, &t, &sb, &b);
+    base_pack *old = calloc(1, sizeof *old), *now = calloc(1, sizeof *now);
+    ck_assert_ptr_nonnull(old);
+    ck_assert_ptr_nonnull(now);
+    old->pack = clone_from(r, &c0, old, NULL);
+    entry_info e[MAX_ENTRIES];
+    size_t n0 = read_pack(&old->pack, e);
+    ck_assert_uint_eq(n0, old->n);
+    buf whole = clone_from(r, &c1, now, NULL);
+    size_t n1 = read_pack(&whole, e);
+    ck_assert_uint_eq(n1, now->n);
+    buf p = clone_from(r, &c1, now, old);
+    ck_assert_uint_eq(read_pack(&p, e), n1); /* every object once */
+    ck_assert_uint_eq(now->n, n1);
+    ck_assert_mem_eq(p.p + 12, old->pack.p + 12, old->pack.n - 32); /* the old entries first */
+    ck_assert_uint_lt(p.n, old->pack.n + whole.n - 32);
+    free(p.p);
+    /* an object c1's clone does not reach: the base is not used */
+    memset(old->ids[old->n].b, 0xee, GUTS_ID_LEN);
+    old->n++;
+    p = clone_from(r, &c1, now, old);
+    ck_assert_uint_eq(read_pack(&p, e), n1);
+    ck_assert_uint_eq(p.n, whole.n);
+    free(p.p);
+    free(whole.p);
+    free(old->pack.p);
+    free(old);
+    free(now);
+    guts_repo_close(r);
+}
+END_TEST
+
 START_TEST(test_path_keys_tell_paths_apart)
 {
     uint32_t a = fetch_path_key(0, "a", 1), ab = fetch_path_key(a, "b", 1);
@@ -263,6 +411,8 @@ static Suite *fetch_suite(void)
     tcase_add_test(t, test_changed_trees_and_blob_go_against_the_haves_same_path);
     tcase_add_test(t, test_ready_once_a_have_the_wants_descend_from_is_sent);
     tcase_add_test(t, test_path_keys_tell_paths_apart);
+    tcase_add_test(t, test_a_clone_with_a_large_object_is_whole);
+    tcase_add_test(t, test_a_clone_starts_with_an_earlier_pack_it_contains);
     suite_add_tcase(s, t);
     return s;
 }
