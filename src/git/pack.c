@@ -117,30 +117,17 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     }
 }
 
-/* The whole content of an entry, deflated into the buffer: by libdeflate
- * where its bound fits (a file writer's buffer is flushed first), else by
- * zlib. */
+/* The whole content of an entry, deflated into the buffer. */
 static int deflate_whole(guts_packw *w, const void *data, size_t len)
 {
-    size_t bound = libdeflate_zlib_compress_bound(w->ld, len);
-    int rc;
-    if (bound > w->cap && !w->mem) {
-        if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
-        return deflate_more(w, data, len, Z_FINISH);
-    }
-    if ((rc = make_room(w, bound))) return rc;
-    size_t n = libdeflate_zlib_compress(w->ld, data, len, w->buf + w->len, w->cap - w->len);
-    if (n == 0) return GUTS_ENOMEM; /* not within its own bound: cannot happen */
-    if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
-    w->len += n;
-    return GUTS_OK;
+    if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
+    return deflate_more(w, data, len, Z_FINISH);
 }
 
-/* Both compressors at level (zlib's 0-9 are libdeflate's too). */
+/* The compressor at level. */
 static int compressors_init(guts_packw *w, int level, int mem_level)
 {
-    w->ld = libdeflate_alloc_compressor(level);
-    if (!w->ld || deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
         return GUTS_ENOMEM;
     w->zinit = 1;
     return GUTS_OK;
@@ -398,8 +385,6 @@ void guts_packw_free(guts_packw *w)
 {
     async_stop(w);
     if (w->zinit) deflateEnd(&w->z);
-    if (w->ld) libdeflate_free_compressor(w->ld);
-    w->ld = NULL;
     free(w->buf);
     EVP_MD_CTX_free(w->sha);
     w->zinit = 0;

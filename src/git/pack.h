@@ -19,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libdeflate.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -59,10 +58,6 @@ typedef struct guts_packw {
     uint32_t crc;   /* CRC-32 of the entry being written, if with_crc */
     int with_crc;
     EVP_MD_CTX *sha;
-    /* Entries given whole go through libdeflate (about twice zlib's speed
-     * at level 1, and smaller); a streamed large object, or an entry whose
-     * bound passes a file writer's buffer, through zlib. */
-    struct libdeflate_compressor *ld;
     z_stream z;
     int zinit;
     struct packw_async *async; /* guts_packw_async's deflater thread, or NULL */
