@@ -73,7 +73,7 @@ typedef struct dead_note {
     uint32_t left;
 } dead_note;
 
-/* 200 bytes: every node holds up to CORE_VIEW_MAX of them. */
+/* 192 bytes: every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
@@ -89,7 +89,7 @@ typedef struct peer {
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
     uint64_t answered;    /* last prompt unicast answer to it, 0: never (node_reach.c) */
-    uint64_t probe_at;     /* next PROBE (or round's end), 0: not scheduled (node_probe.c) */
+    /* failure detection (node_probe.c); its next PROBE is c->probe_at[i] */
     uint64_t probe_round;  /* start of the running round, 0: none */
     uint32_t probe_period; /* ms between rounds */
     uint32_t probe_tries;  /* PROBEs sent in this round */
@@ -330,6 +330,10 @@ struct guts_core {
     uint32_t load_cur, load_prev; /* PROBEs received this and last window */
     int load_full;                /* load_prev counts a whole window */
     dead_note dead[CORE_DEAD_QUEUE];
+    /* peer i's next PROBE (or its round's end), 0: not scheduled yet. Beside
+     * the view, not in its entries: probe_tick reads every one whenever a
+     * probe is due, 8 cache lines instead of one per peer. */
+    uint64_t probe_at[CORE_VIEW_MAX];
     uint64_t kmv[2][CORE_KMV_K];
 };
 

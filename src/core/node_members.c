@@ -166,6 +166,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
         }
     }
     c->peers[i] = c->peers[c->npeers - 1];
+    c->probe_at[i] = c->probe_at[c->npeers - 1];
     c->npeers--;
     if (c->npeers == 0) {
         free(c->pindex);
@@ -395,6 +396,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
             c->pindex[j] = slot_make(h, c->npeers - 1);
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
+        c->probe_at[c->npeers - 1] = 0;
         c->probe_next = c->now; /* its first round is scheduled (node_probe.c) */
         if (!c->cfg.no_log) {
             char hex[2 * GUTS_NODE_ID_LEN + 1];

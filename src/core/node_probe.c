@@ -68,14 +68,15 @@ static void push_dgram(guts_core *c, const guts_msg *m, const guts_addr *to)
     if (!to) reach_copies(c, buf, len, 0);
 }
 
-static void send_probe(guts_core *c, peer *p)
+static void send_probe(guts_core *c, size_t i)
 {
+    peer *p = &c->peers[i];
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_PROBE);
     m.u.probe.incarnation = c->cfg.incarnation;
     m.u.probe.seq = ++c->probe_seq;
     p->probe_tries++;
-    p->probe_at = c->now + CORE_PROBE_RETRY_MS;
+    c->probe_at[i] = c->now + CORE_PROBE_RETRY_MS;
     c->ctr.probes_out++;
     push_dgram(c, &m, &p->addr);
 }
@@ -89,11 +90,12 @@ static uint64_t min_period(const guts_core *c)
 
 /* The next round of p after one ended: uniform within twice its period
  * (see "Phase" above). */
-static void next_round(guts_core *c, peer *p)
+static void next_round(guts_core *c, size_t i)
 {
+    peer *p = &c->peers[i];
     p->probe_round = 0;
     p->probe_tries = 0;
-    p->probe_at = c->now + 1 + jitter_below(c, p, 2 * (uint64_t)p->probe_period);
+    c->probe_at[i] = c->now + 1 + jitter_below(c, p, 2 * (uint64_t)p->probe_period);
 }
 
 static void dead_queue(guts_core *c, const peer *p)
@@ -119,28 +121,30 @@ void probe_tick(guts_core *c)
 {
     if (c->now < c->probe_next || (!c->npeers && !c->ndead)) return;
     uint64_t next = UINT64_MAX;
+    /* only c->probe_at is read of a peer that is neither new nor due */
     for (size_t i = c->npeers; i-- > 0;) {
-        peer *p = &c->peers[i];
-        if (!p->probe_at) { /* a new entry */
+        if (!c->probe_at[i]) { /* a new entry */
+            peer *p = &c->peers[i];
             p->probe_period = CORE_PROBE_FIRST_MS;
-            p->probe_at = c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS);
+            c->probe_at[i] = c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS);
         }
-        if (c->now >= p->probe_at) {
+        if (c->now >= c->probe_at[i]) {
+            peer *p = &c->peers[i];
             if (!p->probe_round) {
                 p->probe_round = c->now;
-                send_probe(c, p);
+                send_probe(c, i);
             } else if (p->probe_tries < CORE_PROBE_TRIES) {
-                send_probe(c, p);
+                send_probe(c, i);
             } else if (p->last_heard >= p->probe_round || sync_pulling_from(c, &p->id)) {
-                next_round(c, p); /* it announced or served meanwhile: alive */
+                next_round(c, i); /* it announced or served meanwhile: alive */
             } else if (c->last_rx > p->probe_round) {
                 declare_dead(c, i);
                 continue;
             } else {
-                next_round(c, p); /* we heard nobody: it may be us */
+                next_round(c, i); /* we heard nobody: it may be us */
             }
         }
-        if (p->probe_at < next) next = p->probe_at;
+        if (c->probe_at[i] < next) next = c->probe_at[i];
     }
     size_t k = 0;
     for (size_t i = 0; i < c->ndead; i++) {
@@ -214,8 +218,9 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         if (want < min_period(c)) want = min_period(c);
         if (want > CORE_PROBE_MAX_MS) want = CORE_PROBE_MAX_MS;
         p->probe_period = (uint32_t)want;
-        next_round(c, p);
-        if (!c->probe_next || p->probe_at < c->probe_next) c->probe_next = p->probe_at;
+        size_t i = (size_t)(p - c->peers);
+        next_round(c, i);
+        if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
         return;
     }
     /* DEAD */
