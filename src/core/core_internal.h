@@ -330,9 +330,12 @@ struct guts_core {
     uint32_t load_cur, load_prev; /* PROBEs received this and last window */
     int load_full;                /* load_prev counts a whole window */
     dead_note dead[CORE_DEAD_QUEUE];
-    /* peer i's next PROBE (or its round's end), 0: not scheduled yet. Beside
-     * the view, not in its entries: probe_tick reads every one whenever a
-     * probe is due, 8 cache lines instead of one per peer. */
+    /* The probe schedule (node_probe.c), beside the view, not in its
+     * entries: peer i's next PROBE (or its round's end) is probe_at[i],
+     * UINT64_MAX while it is new (its bit in probe_new) or past npeers;
+     * probe_min[g] is the least of probe_at[8g .. 8g + 7]. */
+    uint64_t probe_new;
+    uint64_t probe_min[CORE_VIEW_MAX / 8];
     uint64_t probe_at[CORE_VIEW_MAX];
     uint64_t kmv[2][CORE_KMV_K];
 };
@@ -471,6 +474,10 @@ const char *reach_path(const guts_core *c, const guts_addr *a, int via);
 void probe_tick(guts_core *c);
 /* When probe_tick wants to run next (0: nothing). */
 uint64_t probe_next(const guts_core *c);
+/* Peer i entered the view (its first round is scheduled at the next tick). */
+void probe_added(guts_core *c, size_t i);
+/* Peer i leaves the view and the last one, `last`, takes its place. */
+void probe_removed(guts_core *c, size_t i, size_t last);
 /* A PROBE, ACK or DEAD datagram m arrived from addr. */
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 

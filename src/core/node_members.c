@@ -165,8 +165,8 @@ void members_remove(guts_core *c, size_t i, const char *why)
             *e = (*e & ~PINDEX_IDX_MASK) | (uint32_t)(i + 1);
         }
     }
+    probe_removed(c, i, c->npeers - 1);
     c->peers[i] = c->peers[c->npeers - 1];
-    c->probe_at[i] = c->probe_at[c->npeers - 1];
     c->npeers--;
     if (c->npeers == 0) {
         free(c->pindex);
@@ -408,8 +408,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
             c->pindex[j] = slot_make(h, c->npeers - 1);
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
-        c->probe_at[c->npeers - 1] = 0;
-        c->probe_next = c->now; /* its first round is scheduled (node_probe.c) */
+        probe_added(c, c->npeers - 1);
         if (!c->cfg.no_log) {
             char hex[2 * GUTS_NODE_ID_LEN + 1];
             guts_node_id_to_hex(id, hex);
