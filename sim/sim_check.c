@@ -42,14 +42,6 @@ static size_t cset_hash(const guts_id *id)
     return (size_t)(h ^ (h >> 29));
 }
 
-static int cset_has(const cset *s, const guts_id *id)
-{
-    if (!s->cap) return 0;
-    for (size_t j = cset_hash(id) & (s->cap - 1); s->used[j]; j = (j + 1) & (s->cap - 1))
-        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0) return 1;
-    return 0;
-}
-
 static int cset_add(cset *s, const guts_id *id)
 {
     if ((s->n + 1) * 2 > s->cap) {
@@ -93,9 +85,43 @@ static void cset_free(cset *s)
 
 /* ---- The wrapper ----------------------------------------------------------- */
 
+/* Ids known complete, sorted, in an array of exactly their number: every
+ * node keeps one per repository (a hash set at half load took 2.7 KB a
+ * node for the ~50 ids of guts-sim's default repository, this 1 KB). */
+typedef struct idvec {
+    guts_id *ids;
+    size_t n;
+} idvec;
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(guts_id));
+}
+
+static int idvec_has(const idvec *v, const guts_id *id)
+{
+    return v->n && bsearch(id, v->ids, v->n, sizeof(guts_id), id_cmp) != NULL;
+}
+
+/* Add the k ids of add[] (none of them held; sorted here) to v. */
+static int idvec_merge(idvec *v, guts_id *add, size_t k)
+{
+    if (!k) return GUTS_OK;
+    qsort(add, k, sizeof(*add), id_cmp);
+    guts_id *m = malloc((v->n + k) * sizeof(*m));
+    if (!m) return GUTS_ENOMEM;
+    size_t i = 0, j = 0, o = 0;
+    while (i < v->n || j < k)
+        m[o++] = j >= k || (i < v->n && id_cmp(&v->ids[i], &add[j]) < 0) ? v->ids[i++] : add[j++];
+    free(v->ids);
+    v->ids = m;
+    v->n = o;
+    return GUTS_OK;
+}
+
 typedef struct crepo {
-    char key[GUTS_KEY_MAX + 1];
-    cset complete;
+    char *key;
+    idvec complete;
 } crepo;
 
 struct sim_cstore {
@@ -112,15 +138,16 @@ static crepo *crepo_get(sim_cstore *cs, const char *key)
     for (size_t i = 0; i < cs->nrepos; i++)
         if (strcmp(cs->repos[i].key, key) == 0) return &cs->repos[i];
     if (cs->nrepos == cs->caprepos) {
-        size_t nc = cs->caprepos ? 2 * cs->caprepos : 4;
+        size_t nc = cs->caprepos ? 2 * cs->caprepos : 1; /* most runs have one */
         crepo *p = realloc(cs->repos, nc * sizeof(crepo));
         if (!p) return NULL;
         cs->repos = p;
         cs->caprepos = nc;
     }
-    crepo *r = &cs->repos[cs->nrepos++];
+    crepo *r = &cs->repos[cs->nrepos];
     memset(r, 0, sizeof(*r));
-    snprintf(r->key, sizeof(r->key), "%s", key);
+    if (!(r->key = strdup(key))) return NULL;
+    cs->nrepos++;
     return r;
 }
 
@@ -263,13 +290,13 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
 static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const guts_id *target,
                             guts_id *missing)
 {
-    if (cset_has(&cr->complete, target)) return 1;
+    if (idvec_has(&cr->complete, target)) return 1;
     stack st = {0};
     cset seen = {0};
     int rc = spush(&st, target), complete = 1;
     while (!rc && st.n) {
         guts_id id = st.ids[--st.n];
-        if (cset_has(&cr->complete, &id)) continue;
+        if (idvec_has(&cr->complete, &id)) continue;
         int added = cset_add(&seen, &id);
         if (added <= 0) {
             rc = added;
@@ -291,9 +318,12 @@ static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const gu
         rc = refs_of(&st, type, data, len);
         free(data);
     }
-    if (!rc && complete)
-        for (size_t i = 0; i < seen.cap && !rc; i++)
-            if (seen.used[i] && cset_add(&cr->complete, &seen.slot[i]) < 0) rc = GUTS_ENOMEM;
+    if (!rc && complete) { /* what the walk saw is complete too */
+        size_t k = 0;
+        for (size_t i = 0; i < seen.cap; i++)
+            if (seen.used[i]) seen.slot[k++] = seen.slot[i];
+        rc = idvec_merge(&cr->complete, seen.slot, k);
+    }
     free(st.ids);
     cset_free(&seen);
     return rc ? rc : complete;
@@ -396,8 +426,10 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
 void sim_cstore_free(sim_cstore *cs)
 {
     if (!cs) return;
-    for (size_t i = 0; i < cs->nrepos; i++)
-        cset_free(&cs->repos[i].complete);
+    for (size_t i = 0; i < cs->nrepos; i++) {
+        free(cs->repos[i].key);
+        free(cs->repos[i].complete.ids);
+    }
     free(cs->repos);
     free(cs);
 }
