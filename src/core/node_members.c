@@ -107,9 +107,17 @@ peer *members_find(guts_core *c, const guts_node_id *id)
 /* p's repository entries: inline while there is one (most peers carry one
  * or a few, and scans of the view then touch no other memory), else an
  * array. */
+/* The capacity of p's repository entries (a power of two, or 0: kept as
+ * a shift, a byte in a hole of struct peer). */
+static size_t pcap(const peer *p)
+{
+    return p->capshift ? (size_t)1 << (p->capshift - 1) : 0;
+}
+_Static_assert(CORE_PEER_REPOS_MAX <= 1u << 15, "the capacity's shift fits a byte");
+
 static peer_repo *prepos(const peer *p)
 {
-    return p->caprepos > 1 ? p->repos : (peer_repo *)&p->one;
+    return pcap(p) > 1 ? p->repos : (peer_repo *)&p->one;
 }
 
 static void peer_clear_repos(peer *p)
@@ -117,9 +125,10 @@ static void peer_clear_repos(peer *p)
     peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
         if (!pr[i].shared) free((void *)pr[i].key);
-    if (p->caprepos > 1) free(p->repos);
+    if (pcap(p) > 1) free(p->repos);
     p->repos = NULL;
-    p->nrepos = p->caprepos = 0;
+    p->nrepos = 0;
+    p->capshift = 0;
 }
 
 /* The index slot holding peer i + 1. */
@@ -491,15 +500,15 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
     }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX) return GUTS_EFULL;
-        if (p->nrepos == p->caprepos) {
-            uint16_t nc = p->caprepos ? (uint16_t)(2 * p->caprepos) : 1;
-            if (nc > 1) {
-                peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
+        size_t cap = pcap(p);
+        if (p->nrepos == cap) {
+            if (cap) { /* to 2 x cap entries, in an array */
+                peer_repo *np = realloc(cap > 1 ? p->repos : NULL, 2 * cap * sizeof(peer_repo));
                 if (!np) return GUTS_ENOMEM;
-                if (p->caprepos == 1) np[0] = p->one;
+                if (cap == 1) np[0] = p->one;
                 p->repos = np;
             }
-            p->caprepos = nc;
+            p->capshift++;
         }
         char *k = r ? NULL : strdup(key);
         if (!r && !k) return GUTS_ENOMEM;
@@ -583,8 +592,8 @@ void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sende
         uint32_t e = c->pindex[h & (c->pindex_cap - 1)];
         if (e && slot_tag(e) == (h & PINDEX_TAG_MASK)) {
             const char *p = (const char *)&c->peers[slot_peer(e) - 1];
-            __builtin_prefetch(p);
-            __builtin_prefetch(p + 64);
+            for (size_t off = 0; off < sizeof(peer); off += 64) /* up to 4 lines */
+                __builtin_prefetch(p + off);
             __builtin_prefetch(p + sizeof(peer) - 1);
         }
     }

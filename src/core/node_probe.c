@@ -111,6 +111,8 @@ void probe_removed(guts_core *c, size_t i, size_t last)
     set_at(c, i, t);
 }
 
+_Static_assert(CORE_PROBE_TRIES < 256, "peer.probe_tries is a byte");
+
 static void send_probe(guts_core *c, size_t i)
 {
     peer *p = &c->peers[i];
