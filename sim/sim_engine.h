@@ -56,11 +56,14 @@ typedef struct sfan {
     uint32_t next_free; /* free list (index + 1), 0: in use or last */
 } sfan;
 
-/* A stream between two nodes, one id at each end (0 opener, 1 acceptor). */
+/* A stream between two nodes, one id at each end (0 opener, 1 acceptor).
+ * Its slot is reused once both ends are closed and no pending event names
+ * it (refs): a run opens ~45 streams a node, few at a time. */
 typedef struct slink {
-    uint32_t n[2], id[2], gen[2];
+    uint32_t n[2], id[2], gen[2]; /* free: n[0] is the next free slot + 1 */
     uint8_t closed[2];
     uint32_t inflight[2]; /* frames in flight towards end i */
+    uint32_t refs;        /* events in the heap that name it */
     uint64_t last[2];     /* latest delivery time towards end i (TCP order) */
 } slink;
 
@@ -103,6 +106,7 @@ struct sim {
     uint32_t lat_min, lat_max;
     slink *links;
     size_t nlinks, caplinks;
+    uint32_t link_free; /* index + 1 of a free link slot, 0: none */
     sfan *fans; /* in use while one of their buckets is pending */
     size_t nfans, capfans;
     uint32_t fan_free; /* index + 1 of a free fan, 0: none */
