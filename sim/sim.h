@@ -183,6 +183,8 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
                    sim_cstore **out);
 void sim_cstore_free(sim_cstore *cs);
 void sim_cstore_iface(sim_cstore *cs, guts_core_store *out);
+/* The store it wraps (its own copy of the interface). */
+const guts_core_store *sim_cstore_inner(const sim_cstore *cs);
 
 /** Test-only: make the ref merge non-commutative (the incoming record always
  * wins) for every core in the process. guts-sim --broken-merge. */

@@ -434,6 +434,11 @@ void sim_cstore_free(sim_cstore *cs)
     free(cs);
 }
 
+const guts_core_store *sim_cstore_inner(const sim_cstore *cs)
+{
+    return &cs->in;
+}
+
 void sim_cstore_iface(sim_cstore *cs, guts_core_store *out)
 {
     out->ctx = cs;

@@ -81,8 +81,8 @@ typedef struct snode {
     guts_memstore *mem;
     guts_data *data;
     guts_core_lmdbstore *lst;
-    guts_core_store inner, iface;
-    sim_cstore *cs;
+    guts_core_store iface; /* what its core is given: cs's, or the fixture's */
+    sim_cstore *cs;        /* guts-sim: the checker, over the node's own store */
     uint64_t digest, changed_at;
     uint32_t *links; /* links with an open end here */
     size_t nlinks, caplinks;
