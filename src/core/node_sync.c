@@ -347,6 +347,22 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
     return 0;
 }
 
+/* When s is idle. */
+static uint64_t idle_deadline(const session *s)
+{
+    return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+}
+
+/* s is active now (a frame, a writable stream). Its deadline only moves
+ * later, so the glance stays exact unless s had the earliest one: on a
+ * server that a large group pulls from, every frame rescanned all of its
+ * sessions. */
+static void sess_active(guts_core *c, session *s)
+{
+    if (c->sess_clean && idle_deadline(s) == c->sess_idle_at) sync_touched(c);
+    s->last_active = c->now;
+}
+
 void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
 {
     if (!c->sess_clean) {
@@ -354,9 +370,7 @@ void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
         guts_core_sessions(c, &np, &ns);
         uint64_t t = UINT64_MAX;
         for (size_t i = 0; i < c->nsess; i++) {
-            const session *x = c->sess[i];
-            uint64_t idle =
-                x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+            uint64_t idle = idle_deadline(c->sess[i]);
             if (idle < t) t = idle;
         }
         c->sess_pulls = (uint32_t)np;
@@ -380,8 +394,7 @@ void sync_idle(guts_core *c)
         if (i >= c->nsess)
             continue;
         session *s = c->sess[i];
-        uint64_t idle = s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS;
-        if (c->now >= s->last_active + idle)
+        if (c->now >= idle_deadline(s))
             sync_end(c, s, 0, 1, "idle");
     }
 }
@@ -497,8 +510,7 @@ void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *addr, int outg
             core_close_stream(c, stream);
             return;
         }
-        s->last_active = c->now;
-        sync_touched(c);
+        sess_active(c, s);
         pull_open(c, s);
         return;
     }
@@ -532,8 +544,7 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         sync_end(c, s, 0, 1, guts_strerror(rc));
         return;
     }
-    s->last_active = c->now;
-    sync_touched(c);
+    sess_active(c, s);
     if (s->kind == SESS_PULL) {
         /* a server sending on our pull is alive, whether or not its
          * announces get through (or our loop read them in time) */
@@ -625,8 +636,7 @@ void sync_on_writable(guts_core *c, uint32_t stream)
     session *s = sync_find(c, stream);
     if (!s || s->kind != SESS_SERVE)
         return;
-    s->last_active = c->now;
-    sync_touched(c);
+    sess_active(c, s);
     s->blocked = 0;
     serve_pump(c, s);
 }
