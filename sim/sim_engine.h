@@ -99,6 +99,7 @@ struct sim {
     sim_config cfg;
     snode *nodes;
     guts_mempool *pool; /* object contents shared by the nodes' memstores */
+    sim_idpool *ids;    /* the checkers' caches (guts-sim; sim_run.c) */
     sev *heap;
     size_t nheap, capheap;
     uint64_t seq, now, rng;

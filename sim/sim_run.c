@@ -312,7 +312,8 @@ static int node_store(sim *s, uint32_t i)
         if ((rc = guts_memstore_new_pooled(s->pool, &nd->mem))) return rc;
         guts_memstore_iface(nd->mem, &inner);
     }
-    if ((rc = sim_cstore_new(&inner, i, &s->viol, &nd->dirty, &nd->cs))) return rc;
+    if (!s->ids && (rc = sim_idpool_new(&s->ids))) return rc;
+    if ((rc = sim_cstore_new(&inner, i, &s->viol, &nd->dirty, s->ids, &nd->cs))) return rc;
     sim_cstore_iface(nd->cs, &nd->iface);
     return GUTS_OK;
 }
@@ -376,6 +377,7 @@ void sim_free(sim *s)
         if (nd->data) guts_data_close(nd->data);
         nd->data = NULL;
     }
+    sim_idpool_free(s->ids); /* after the checkers */
     for (size_t k = 0; k < s->nsched; k++)
         free(s->sched[k].group);
     free(s->sched);
