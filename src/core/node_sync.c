@@ -127,6 +127,25 @@ session *sync_find(guts_core *c, uint32_t stream)
     return hit;
 }
 
+/* When s is idle. */
+static uint64_t idle_deadline(const session *s)
+{
+    return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+}
+
+/* The glance (sync_glance) kept exact as s comes or goes, without a scan
+ * of every session while it is valid: a server that many nodes pull
+ * from adds and drops sessions all the time. */
+static void glance_add(guts_core *c, const session *s, int sign)
+{
+    if (!c->sess_clean) return;
+    if (s->kind == SESS_PULL) c->sess_pulls += (uint32_t)sign;
+    if (s->kind == SESS_SERVE && s->key[0]) c->sess_serves += (uint32_t)sign;
+    uint64_t idle = idle_deadline(s);
+    if (sign > 0 && idle < c->sess_idle_at) c->sess_idle_at = idle;
+    if (sign < 0 && idle == c->sess_idle_at) sync_touched(c); /* the earliest goes */
+}
+
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
 {
     assert(kind == SESS_PULL || kind == SESS_SERVE || kind == SESS_PARKED);
@@ -157,7 +176,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
     sidx_put(c->sidx, c->sidx_cap, s);
-    sync_touched(c);
+    glance_add(c, s, 1);
     return s;
 }
 
@@ -195,7 +214,7 @@ static void sess_remove(guts_core *c, session *s)
             break;
         }
     }
-    sync_touched(c);
+    glance_add(c, s, -1);
     sess_free(s);
 }
 
@@ -345,12 +364,6 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
         if (s->kind == SESS_PULL && memcmp(&s->peer_id, id, sizeof(*id)) == 0) return 1;
     }
     return 0;
-}
-
-/* When s is idle. */
-static uint64_t idle_deadline(const session *s)
-{
-    return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
 /* s is active now (a frame, a writable stream). Its deadline only moves
