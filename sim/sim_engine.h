@@ -67,6 +67,12 @@ typedef struct slink {
     uint64_t last[2];     /* latest delivery time towards end i (TCP order) */
 } slink;
 
+/* A link with an open end at a node, and that end's stream id: a frame
+ * sent finds its link in the node's list without reading every link. */
+typedef struct snode_link {
+    uint32_t link, stream;
+} snode_link;
+
 enum { NODE_ABSENT = 0, NODE_UP, NODE_DOWN };
 
 typedef struct snode {
@@ -84,7 +90,7 @@ typedef struct snode {
     guts_core_store iface; /* what its core is given: cs's, or the fixture's */
     sim_cstore *cs;        /* guts-sim: the checker, over the node's own store */
     uint64_t digest, changed_at;
-    uint32_t *links; /* links with an open end here */
+    snode_link *links; /* links with an open end here */
     size_t nlinks, caplinks;
     uint32_t group; /* partition group; all 0 when healed */
     uint64_t egress_free;

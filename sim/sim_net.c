@@ -156,23 +156,23 @@ static int addr_node(const sim *s, const guts_addr *a, uint32_t *i)
 
 /* ---- links ------------------------------------------------------------------ */
 
-static int node_link_add(snode *nd, uint32_t l)
+static int node_link_add(snode *nd, uint32_t l, uint32_t stream)
 {
     if (nd->nlinks == nd->caplinks) {
         size_t nc = nd->caplinks ? 2 * nd->caplinks : 8;
-        uint32_t *p = realloc(nd->links, nc * sizeof(uint32_t));
+        snode_link *p = realloc(nd->links, nc * sizeof(*p));
         if (!p) return GUTS_ENOMEM;
         nd->links = p;
         nd->caplinks = nc;
     }
-    nd->links[nd->nlinks++] = l;
+    nd->links[nd->nlinks++] = (snode_link){l, stream};
     return GUTS_OK;
 }
 
 static void node_link_del(snode *nd, uint32_t l)
 {
     for (size_t k = 0; k < nd->nlinks; k++) {
-        if (nd->links[k] == l) {
+        if (nd->links[k].link == l) {
             nd->links[k] = nd->links[--nd->nlinks];
             return;
         }
@@ -192,7 +192,8 @@ static slink *link_find(sim *s, uint32_t i, uint32_t stream, int *side)
 {
     snode *nd = &s->nodes[i];
     for (size_t k = 0; k < nd->nlinks; k++) {
-        slink *l = &s->links[nd->links[k]];
+        if (nd->links[k].stream != stream) continue; /* l->id[e], below */
+        slink *l = &s->links[nd->links[k].link];
         int e = l->n[1] == i ? 1 : 0;
         if (l->id[e] == stream && !l->closed[e] && l->gen[e] == nd->gen) {
             *side = e;
@@ -422,8 +423,8 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
     l->id[1] = GUTS_CORE_STREAM_DRIVER | (s->next_accept++ & ~GUTS_CORE_STREAM_DRIVER);
     l->gen[0] = nd->gen;
     l->gen[1] = s->nodes[j].gen;
-    node_link_add(nd, li);
-    node_link_add(&s->nodes[j], li);
+    node_link_add(nd, li, l->id[0]);
+    node_link_add(&s->nodes[j], li, l->id[1]);
     uint64_t lat = sim_latency(s, i, j);
     sev acc = {.t = s->now + lat,
                .kind = EV_OPEN,
@@ -718,7 +719,7 @@ void sim_partition(sim *s, const uint32_t *group)
     for (uint32_t i = 0; i < N; i++) {
         snode *nd = &s->nodes[i];
         for (size_t k = 0; k < nd->nlinks;) {
-            uint32_t li = nd->links[k];
+            uint32_t li = nd->links[k].link;
             slink *l = &s->links[li];
             if (reachable(s, l->n[0], l->n[1])) {
                 k++;
