@@ -153,7 +153,7 @@ static void idvec_drop(sim_idpool *p, idvec *v)
 static int idpool_grow(sim_idpool *p)
 {
     size_t nc = 2 * p->cap;
-    idvec **b = calloc(nc, sizeof(*b));
+    idvec **b = calloc(nc, sizeof(idvec *));
     if (!b) return GUTS_ENOMEM;
     for (size_t i = 0; i < p->cap; i++)
         for (idvec *v = p->bucket[i], *next; v; v = next) {
