@@ -174,15 +174,23 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
 /* ---- Checking store (sim_check.c) ------------------------------------------ */
 
 typedef struct sim_cstore sim_cstore;
+/* The checkers' caches of ids known complete, shared by content. */
+typedef struct sim_idpool sim_idpool;
+int sim_idpool_new(sim_idpool **out);
+/* After every checker using it. */
+void sim_idpool_free(sim_idpool *p);
 
 /** Wrap inner (copied) for node: every put is hashed, every ref record
  * checked for a complete closure and for never going backwards in the
  * merge order; violations go to *v. *dirty is set on every write that
- * changed something. Errors: GUTS_ENOMEM. */
+ * changed something. ids: the pool its caches live in. Errors:
+ * GUTS_ENOMEM. */
 int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *v, int *dirty,
-                   sim_cstore **out);
+                   sim_idpool *ids, sim_cstore **out);
 void sim_cstore_free(sim_cstore *cs);
 void sim_cstore_iface(sim_cstore *cs, guts_core_store *out);
+/* The store it wraps (its own copy of the interface). */
+const guts_core_store *sim_cstore_inner(const sim_cstore *cs);
 
 /** Test-only: make the ref merge non-commutative (the incoming record always
  * wins) for every core in the process. guts-sim --broken-merge. */

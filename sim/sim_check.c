@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "guts/refmerge.h"
 #include "guts/gitobj.h"
 #include "sim.h"
@@ -40,14 +42,6 @@ static size_t cset_hash(const guts_id *id)
     uint64_t h;
     memcpy(&h, id->b, sizeof(h)); /* SHA-1 bytes are already uniform */
     return (size_t)(h ^ (h >> 29));
-}
-
-static int cset_has(const cset *s, const guts_id *id)
-{
-    if (!s->cap) return 0;
-    for (size_t j = cset_hash(id) & (s->cap - 1); s->used[j]; j = (j + 1) & (s->cap - 1))
-        if (memcmp(&s->slot[j], id, sizeof(*id)) == 0) return 1;
-    return 0;
 }
 
 static int cset_add(cset *s, const guts_id *id)
@@ -93,9 +87,123 @@ static void cset_free(cset *s)
 
 /* ---- The wrapper ----------------------------------------------------------- */
 
+/* Ids known complete, sorted: one immutable array per distinct content,
+ * counted, shared by every node whose cache for a repository holds exactly
+ * those ids (the nodes of a run converge to the same ones). Per node a
+ * hash set at half load took 2.7 KB for the ~50 ids of guts-sim's default
+ * repository, 27 MB at 10,000 nodes. */
+typedef struct idvec {
+    struct idvec *next; /* in its pool bucket */
+    uint64_t hash;
+    size_t n;
+    uint32_t refs;
+    guts_id ids[];
+} idvec;
+
+struct sim_idpool {
+    idvec **bucket;
+    size_t cap, n; /* cap: a power of two */
+};
+
+int sim_idpool_new(sim_idpool **out)
+{
+    sim_idpool *p = calloc(1, sizeof(*p));
+    if (!p || !(p->bucket = calloc(64, sizeof(idvec *)))) {
+        free(p);
+        return GUTS_ENOMEM;
+    }
+    p->cap = 64;
+    *out = p;
+    return GUTS_OK;
+}
+
+void sim_idpool_free(sim_idpool *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->cap; i++)
+        for (idvec *v = p->bucket[i], *next; v; v = next) {
+            next = v->next;
+            free(v);
+        }
+    free(p->bucket);
+    free(p);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(guts_id));
+}
+
+static int idvec_has(const idvec *v, const guts_id *id)
+{
+    return v && bsearch(id, v->ids, v->n, sizeof(guts_id), id_cmp) != NULL;
+}
+
+static void idvec_drop(sim_idpool *p, idvec *v)
+{
+    if (!v || --v->refs) return;
+    idvec **pp = &p->bucket[v->hash & (p->cap - 1)];
+    while (*pp != v)
+        pp = &(*pp)->next;
+    *pp = v->next;
+    p->n--;
+    free(v);
+}
+
+static int idpool_grow(sim_idpool *p)
+{
+    size_t nc = 2 * p->cap;
+    idvec **b = calloc(nc, sizeof(idvec *));
+    if (!b) return GUTS_ENOMEM;
+    for (size_t i = 0; i < p->cap; i++)
+        for (idvec *v = p->bucket[i], *next; v; v = next) {
+            next = v->next;
+            v->next = b[v->hash & (nc - 1)];
+            b[v->hash & (nc - 1)] = v;
+        }
+    free(p->bucket);
+    p->bucket = b;
+    p->cap = nc;
+    return GUTS_OK;
+}
+
+/* *cur becomes the pooled array of its ids and add[0..k) (none of them in
+ * *cur; sorted here). */
+static int idvec_merge(sim_idpool *p, idvec **cur, guts_id *add, size_t k)
+{
+    if (!k) return GUTS_OK;
+    if (p->n >= p->cap && idpool_grow(p)) return GUTS_ENOMEM;
+    qsort(add, k, sizeof(*add), id_cmp);
+    const idvec *o = *cur;
+    size_t no = o ? o->n : 0, i = 0, j = 0, n = 0;
+    idvec *v = malloc(sizeof(*v) + (no + k) * sizeof(guts_id));
+    if (!v) return GUTS_ENOMEM;
+    while (i < no || j < k)
+        v->ids[n++] = j >= k || (i < no && id_cmp(&o->ids[i], &add[j]) < 0) ? o->ids[i++] : add[j++];
+    v->n = n;
+    v->hash = XXH3_64bits(v->ids, n * sizeof(guts_id));
+    idvec **b = &p->bucket[v->hash & (p->cap - 1)], *e = *b;
+    while (e && !(e->hash == v->hash && e->n == n &&
+                  memcmp(e->ids, v->ids, n * sizeof(guts_id)) == 0))
+        e = e->next;
+    if (e) { /* another node holds the same ids */
+        free(v);
+        v = e;
+    } else {
+        v->refs = 0;
+        v->next = *b;
+        *b = v;
+        p->n++;
+    }
+    v->refs++;
+    idvec_drop(p, *cur);
+    *cur = v;
+    return GUTS_OK;
+}
+
 typedef struct crepo {
-    char key[GUTS_KEY_MAX + 1];
-    cset complete;
+    char *key;
+    idvec *complete; /* pooled, NULL: none yet */
 } crepo;
 
 struct sim_cstore {
@@ -103,6 +211,7 @@ struct sim_cstore {
     uint32_t node;
     sim_violations *v;
     int *dirty;
+    sim_idpool *ids;
     crepo *repos;
     size_t nrepos, caprepos;
 };
@@ -112,15 +221,16 @@ static crepo *crepo_get(sim_cstore *cs, const char *key)
     for (size_t i = 0; i < cs->nrepos; i++)
         if (strcmp(cs->repos[i].key, key) == 0) return &cs->repos[i];
     if (cs->nrepos == cs->caprepos) {
-        size_t nc = cs->caprepos ? 2 * cs->caprepos : 4;
+        size_t nc = cs->caprepos ? 2 * cs->caprepos : 1; /* most runs have one */
         crepo *p = realloc(cs->repos, nc * sizeof(crepo));
         if (!p) return NULL;
         cs->repos = p;
         cs->caprepos = nc;
     }
-    crepo *r = &cs->repos[cs->nrepos++];
+    crepo *r = &cs->repos[cs->nrepos];
     memset(r, 0, sizeof(*r));
-    snprintf(r->key, sizeof(r->key), "%s", key);
+    if (!(r->key = strdup(key))) return NULL;
+    cs->nrepos++;
     return r;
 }
 
@@ -263,13 +373,13 @@ static int refs_of(stack *s, int type, const uint8_t *d, size_t len)
 static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const guts_id *target,
                             guts_id *missing)
 {
-    if (cset_has(&cr->complete, target)) return 1;
+    if (idvec_has(cr->complete, target)) return 1;
     stack st = {0};
     cset seen = {0};
     int rc = spush(&st, target), complete = 1;
     while (!rc && st.n) {
         guts_id id = st.ids[--st.n];
-        if (cset_has(&cr->complete, &id)) continue;
+        if (idvec_has(cr->complete, &id)) continue;
         int added = cset_add(&seen, &id);
         if (added <= 0) {
             rc = added;
@@ -291,9 +401,12 @@ static int closure_complete(sim_cstore *cs, crepo *cr, const char *key, const gu
         rc = refs_of(&st, type, data, len);
         free(data);
     }
-    if (!rc && complete)
-        for (size_t i = 0; i < seen.cap && !rc; i++)
-            if (seen.used[i] && cset_add(&cr->complete, &seen.slot[i]) < 0) rc = GUTS_ENOMEM;
+    if (!rc && complete) { /* what the walk saw is complete too */
+        size_t k = 0;
+        for (size_t i = 0; i < seen.cap; i++)
+            if (seen.used[i]) seen.slot[k++] = seen.slot[i];
+        rc = idvec_merge(cs->ids, &cr->complete, seen.slot, k);
+    }
     free(st.ids);
     cset_free(&seen);
     return rc ? rc : complete;
@@ -381,7 +494,7 @@ static int w_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
 }
 
 int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *v, int *dirty,
-                   sim_cstore **out)
+                   sim_idpool *ids, sim_cstore **out)
 {
     sim_cstore *cs = calloc(1, sizeof(*cs));
     if (!cs) return GUTS_ENOMEM;
@@ -389,6 +502,7 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
     cs->node = node;
     cs->v = v;
     cs->dirty = dirty;
+    cs->ids = ids;
     *out = cs;
     return GUTS_OK;
 }
@@ -396,10 +510,17 @@ int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *
 void sim_cstore_free(sim_cstore *cs)
 {
     if (!cs) return;
-    for (size_t i = 0; i < cs->nrepos; i++)
-        cset_free(&cs->repos[i].complete);
+    for (size_t i = 0; i < cs->nrepos; i++) {
+        free(cs->repos[i].key);
+        idvec_drop(cs->ids, cs->repos[i].complete);
+    }
     free(cs->repos);
     free(cs);
+}
+
+const guts_core_store *sim_cstore_inner(const sim_cstore *cs)
+{
+    return &cs->in;
 }
 
 void sim_cstore_iface(sim_cstore *cs, guts_core_store *out)

@@ -109,7 +109,7 @@ void sim_core_stop(sim *s, uint32_t i, int state)
     guts_core_free(nd->core);
     nd->core = NULL;
     while (nd->nlinks) {
-        uint32_t li = nd->links[nd->nlinks - 1];
+        uint32_t li = nd->links[nd->nlinks - 1].link;
         slink *l = &s->links[li];
         sim_link_close(s, li, l->n[1] == i ? 1 : 0, sim_latency(s, l->n[0], l->n[1]));
     }

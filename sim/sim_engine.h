@@ -56,13 +56,22 @@ typedef struct sfan {
     uint32_t next_free; /* free list (index + 1), 0: in use or last */
 } sfan;
 
-/* A stream between two nodes, one id at each end (0 opener, 1 acceptor). */
+/* A stream between two nodes, one id at each end (0 opener, 1 acceptor).
+ * Its slot is reused once both ends are closed and no pending event names
+ * it (refs): a run opens ~45 streams a node, few at a time. */
 typedef struct slink {
-    uint32_t n[2], id[2], gen[2];
+    uint32_t n[2], id[2], gen[2]; /* free: n[0] is the next free slot + 1 */
     uint8_t closed[2];
     uint32_t inflight[2]; /* frames in flight towards end i */
+    uint32_t refs;        /* events in the heap that name it */
     uint64_t last[2];     /* latest delivery time towards end i (TCP order) */
 } slink;
+
+/* A link with an open end at a node, and that end's stream id: a frame
+ * sent finds its link in the node's list without reading every link. */
+typedef struct snode_link {
+    uint32_t link, stream;
+} snode_link;
 
 enum { NODE_ABSENT = 0, NODE_UP, NODE_DOWN };
 
@@ -78,10 +87,10 @@ typedef struct snode {
     guts_memstore *mem;
     guts_data *data;
     guts_core_lmdbstore *lst;
-    guts_core_store inner, iface;
-    sim_cstore *cs;
+    guts_core_store iface; /* what its core is given: cs's, or the fixture's */
+    sim_cstore *cs;        /* guts-sim: the checker, over the node's own store */
     uint64_t digest, changed_at;
-    uint32_t *links; /* links with an open end here */
+    snode_link *links; /* links with an open end here */
     size_t nlinks, caplinks;
     uint32_t group; /* partition group; all 0 when healed */
     uint64_t egress_free;
@@ -96,6 +105,7 @@ struct sim {
     sim_config cfg;
     snode *nodes;
     guts_mempool *pool; /* object contents shared by the nodes' memstores */
+    sim_idpool *ids;    /* the checkers' caches (guts-sim; sim_run.c) */
     sev *heap;
     size_t nheap, capheap;
     uint64_t seq, now, rng;
@@ -103,6 +113,7 @@ struct sim {
     uint32_t lat_min, lat_max;
     slink *links;
     size_t nlinks, caplinks;
+    uint32_t link_free; /* index + 1 of a free link slot, 0: none */
     sfan *fans; /* in use while one of their buckets is pending */
     size_t nfans, capfans;
     uint32_t fan_free; /* index + 1 of a free fan, 0: none */

@@ -99,6 +99,7 @@ static int push(sim *s, sev *e)
     }
     assert(e->t >= s->now); /* nothing is scheduled in the past */
     if (e->buf) e->buf->refs++;
+    if (e->link != LINK_NONE) s->links[e->link].refs++;
     e->seq = s->seq++;
     size_t i = s->nheap++;
     while (i > 0) {
@@ -155,34 +156,44 @@ static int addr_node(const sim *s, const guts_addr *a, uint32_t *i)
 
 /* ---- links ------------------------------------------------------------------ */
 
-static int node_link_add(snode *nd, uint32_t l)
+static int node_link_add(snode *nd, uint32_t l, uint32_t stream)
 {
     if (nd->nlinks == nd->caplinks) {
         size_t nc = nd->caplinks ? 2 * nd->caplinks : 8;
-        uint32_t *p = realloc(nd->links, nc * sizeof(uint32_t));
+        snode_link *p = realloc(nd->links, nc * sizeof(*p));
         if (!p) return GUTS_ENOMEM;
         nd->links = p;
         nd->caplinks = nc;
     }
-    nd->links[nd->nlinks++] = l;
+    nd->links[nd->nlinks++] = (snode_link){l, stream};
     return GUTS_OK;
 }
 
 static void node_link_del(snode *nd, uint32_t l)
 {
     for (size_t k = 0; k < nd->nlinks; k++) {
-        if (nd->links[k] == l) {
+        if (nd->links[k].link == l) {
             nd->links[k] = nd->links[--nd->nlinks];
             return;
         }
     }
 }
 
+/* Free link li's slot if nothing refers to it any more. */
+static void link_release(sim *s, uint32_t li)
+{
+    slink *l = &s->links[li];
+    if (l->refs || !l->closed[0] || !l->closed[1]) return;
+    l->n[0] = s->link_free;
+    s->link_free = li + 1;
+}
+
 static slink *link_find(sim *s, uint32_t i, uint32_t stream, int *side)
 {
     snode *nd = &s->nodes[i];
     for (size_t k = 0; k < nd->nlinks; k++) {
-        slink *l = &s->links[nd->links[k]];
+        if (nd->links[k].stream != stream) continue; /* l->id[e], below */
+        slink *l = &s->links[nd->links[k].link];
         int e = l->n[1] == i ? 1 : 0;
         if (l->id[e] == stream && !l->closed[e] && l->gen[e] == nd->gen) {
             *side = e;
@@ -202,7 +213,10 @@ void sim_link_close(sim *s, uint32_t li, int side, uint64_t delay)
     l->closed[side] = 1;
     node_link_del(&s->nodes[l->n[side]], li);
     int o = 1 - side;
-    if (l->closed[o]) return;
+    if (l->closed[o]) {
+        link_release(s, li);
+        return;
+    }
     uint64_t t = s->now + delay;
     if (t < l->last[o]) t = l->last[o];
     sev e = {.t = t, .kind = EV_CLOSED, .node = l->n[o], .gen = l->gen[o], .link = li};
@@ -374,7 +388,7 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
         fail = SIM_CONNECT_TIMEOUT_MS; /* SYNs vanish into the cut */
     else if (s->nodes[j].state != NODE_UP)
         fail = 2 * sim_latency(s, i, j); /* the host answers with a reset */
-    if (!fail && s->nlinks == s->caplinks) {
+    if (!fail && !s->link_free && s->nlinks == s->caplinks) {
         size_t nc = s->caplinks ? 2 * s->caplinks : 256;
         slink *p = nc < UINT32_MAX ? realloc(s->links, nc * sizeof(slink)) : NULL;
         if (!p)
@@ -394,7 +408,13 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
         push(s, &e);
         return;
     }
-    uint32_t li = (uint32_t)s->nlinks++;
+    uint32_t li;
+    if (s->link_free) {
+        li = s->link_free - 1;
+        s->link_free = s->links[li].n[0];
+    } else {
+        li = (uint32_t)s->nlinks++;
+    }
     slink *l = &s->links[li];
     memset(l, 0, sizeof(*l));
     l->n[0] = i;
@@ -403,8 +423,8 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
     l->id[1] = GUTS_CORE_STREAM_DRIVER | (s->next_accept++ & ~GUTS_CORE_STREAM_DRIVER);
     l->gen[0] = nd->gen;
     l->gen[1] = s->nodes[j].gen;
-    node_link_add(nd, li);
-    node_link_add(&s->nodes[j], li);
+    node_link_add(nd, li, l->id[0]);
+    node_link_add(&s->nodes[j], li, l->id[1]);
     uint64_t lat = sim_latency(s, i, j);
     sev acc = {.t = s->now + lat,
                .kind = EV_OPEN,
@@ -699,7 +719,7 @@ void sim_partition(sim *s, const uint32_t *group)
     for (uint32_t i = 0; i < N; i++) {
         snode *nd = &s->nodes[i];
         for (size_t k = 0; k < nd->nlinks;) {
-            uint32_t li = nd->links[k];
+            uint32_t li = nd->links[k].link;
             slink *l = &s->links[li];
             if (reachable(s, l->n[0], l->n[1])) {
                 k++;
@@ -718,6 +738,7 @@ void sim_partition(sim *s, const uint32_t *group)
                           .aux = l->id[e]};
                 push(s, &ev);
             }
+            link_release(s, li);
         }
     }
 }
@@ -749,6 +770,7 @@ void sim_events_run(sim *s, uint64_t t)
         s->events++;
         dispatch(s, &e);
         sim_sbuf_drop(e.buf);
+        if (e.link != LINK_NONE && !--s->links[e.link].refs) link_release(s, e.link);
     }
     if (t > s->now) s->now = t;
 }

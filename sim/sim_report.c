@@ -166,7 +166,7 @@ static void divergence(sim *s, uint64_t major, FILE *out)
     for (uint32_t i = 0; i < N && ref == N; i++)
         if (s->nodes[i].state == NODE_UP && s->nodes[i].digest == major) ref = i;
     if (ref == N) return;
-    const guts_core_store *b = &s->nodes[ref].inner;
+    const guts_core_store *b = sim_cstore_inner(s->nodes[ref].cs);
     size_t shown = 0;
     for (uint32_t i = 0; i < N && shown < DIVERGE_NODES; i++) {
         snode *nd = &s->nodes[i];
@@ -176,7 +176,7 @@ static void divergence(sim *s, uint64_t major, FILE *out)
         guts_core_counters_get(nd->core, &k);
         fprintf(out, "  node %u differs from node %u (refs pending %" PRIu64 "):\n", i, ref,
                 k.refs_pending);
-        const guts_core_store *a = &nd->inner;
+        const guts_core_store *a = sim_cstore_inner(nd->cs);
         klist keys = {0};
         a->repos(a->ctx, klist_cb, &keys);
         b->repos(b->ctx, klist_cb, &keys);

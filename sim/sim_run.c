@@ -51,7 +51,7 @@ static uint64_t node_digest(sim *s, uint32_t i)
     XXH3_state_t *h = XXH3_createState();
     if (!h) return 0;
     XXH3_64bits_reset(h);
-    digest_ctx d = {&s->nodes[i].inner, h, 0};
+    digest_ctx d = {sim_cstore_inner(s->nodes[i].cs), h, 0};
     d.st->repos(d.st->ctx, digest_cb, &d);
     uint64_t v = XXH3_64bits_digest(h);
     XXH3_freeState(h);
@@ -297,6 +297,7 @@ static int choose_seeds(sim *s)
 static int node_store(sim *s, uint32_t i)
 {
     snode *nd = &s->nodes[i];
+    guts_core_store inner; /* the checker keeps a copy */
     int rc;
     if (s->cfg.lmdb) {
         char path[320];
@@ -305,13 +306,14 @@ static int node_store(sim *s, uint32_t i)
         /* small maps: many envs in one process, and growth gets exercised */
         guts_data_set_initial_mapsize(nd->data, 1u << 20);
         if ((rc = guts_core_lmdbstore_new(nd->data, &nd->lst))) return rc;
-        guts_core_lmdbstore_iface(nd->lst, &nd->inner);
+        guts_core_lmdbstore_iface(nd->lst, &inner);
     } else {
         if (!s->pool && (rc = guts_mempool_new(&s->pool))) return rc;
         if ((rc = guts_memstore_new_pooled(s->pool, &nd->mem))) return rc;
-        guts_memstore_iface(nd->mem, &nd->inner);
+        guts_memstore_iface(nd->mem, &inner);
     }
-    if ((rc = sim_cstore_new(&nd->inner, i, &s->viol, &nd->dirty, &nd->cs))) return rc;
+    if (!s->ids && (rc = sim_idpool_new(&s->ids))) return rc;
+    if ((rc = sim_cstore_new(&inner, i, &s->viol, &nd->dirty, s->ids, &nd->cs))) return rc;
     sim_cstore_iface(nd->cs, &nd->iface);
     return GUTS_OK;
 }
@@ -375,6 +377,7 @@ void sim_free(sim *s)
         if (nd->data) guts_data_close(nd->data);
         nd->data = NULL;
     }
+    sim_idpool_free(s->ids); /* after the checkers */
     for (size_t k = 0; k < s->nsched; k++)
         free(s->sched[k].group);
     free(s->sched);

@@ -73,15 +73,20 @@ typedef struct dead_note {
     uint32_t left;
 } dead_note;
 
-/* 200 bytes: every node holds up to CORE_VIEW_MAX of them. */
+/* 184 bytes on 64-bit hosts (the small fields fill the holes after addr):
+ * every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
     guts_addr addr;
+    /* capacity of repos: 0, or 1 << (capshift - 1) (node_members.c, pcap) */
+    uint8_t capshift;
     uint16_t port;
-    uint8_t pex_again; /* the first PEERS is to be repeated once (node_reach.c) */
+    uint8_t pex_again;   /* the first PEERS is to be repeated once (node_reach.c) */
+    uint8_t probe_tries; /* PROBEs sent in this round (node_probe.c) */
+    uint16_t nrepos;     /* at most CORE_PEER_REPOS_MAX */
     uint32_t interval;
-    uint16_t nrepos, caprepos; /* at most CORE_PEER_REPOS_MAX */
-    uint32_t taken; /* remote-only repositories tracked because it announced them */
+    uint32_t taken;        /* remote-only repositories tracked because it announced them */
+    uint32_t probe_period; /* ms between probe rounds */
     uint64_t inc;
     uint64_t last_heard;
     uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
@@ -89,11 +94,10 @@ typedef struct peer {
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
     uint64_t answered;    /* last prompt unicast answer to it, 0: never (node_reach.c) */
-    uint64_t probe_at;     /* next PROBE (or round's end), 0: not scheduled (node_probe.c) */
-    uint64_t probe_round;  /* start of the running round, 0: none */
-    uint32_t probe_period; /* ms between rounds */
-    uint32_t probe_tries;  /* PROBEs sent in this round */
-    /* repository entries sorted by key: `one` while caprepos <= 1, else
+    /* start of the running probe round, 0: none; its next PROBE is
+     * c->probe_at[i] (node_probe.c) */
+    uint64_t probe_round;
+    /* repository entries sorted by key: `one` while the capacity is <= 1, else
      * the `repos` array (node_members.c, prepos) */
     union {
         peer_repo one;
@@ -330,6 +334,13 @@ struct guts_core {
     uint32_t load_cur, load_prev; /* PROBEs received this and last window */
     int load_full;                /* load_prev counts a whole window */
     dead_note dead[CORE_DEAD_QUEUE];
+    /* The probe schedule (node_probe.c), beside the view, not in its
+     * entries: peer i's next PROBE (or its round's end) is probe_at[i],
+     * UINT64_MAX while it is new (its bit in probe_new) or past npeers;
+     * probe_min[g] is the least of probe_at[8g .. 8g + 7]. */
+    uint64_t probe_new;
+    uint64_t probe_min[CORE_VIEW_MAX / 8];
+    uint64_t probe_at[CORE_VIEW_MAX];
     uint64_t kmv[2][CORE_KMV_K];
 };
 
@@ -467,6 +478,10 @@ const char *reach_path(const guts_core *c, const guts_addr *a, int via);
 void probe_tick(guts_core *c);
 /* When probe_tick wants to run next (0: nothing). */
 uint64_t probe_next(const guts_core *c);
+/* Peer i entered the view (its first round is scheduled at the next tick). */
+void probe_added(guts_core *c, size_t i);
+/* Peer i leaves the view and the last one, `last`, takes its place. */
+void probe_removed(guts_core *c, size_t i, size_t last);
 /* A PROBE, ACK or DEAD datagram m arrived from addr. */
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 

@@ -107,9 +107,17 @@ peer *members_find(guts_core *c, const guts_node_id *id)
 /* p's repository entries: inline while there is one (most peers carry one
  * or a few, and scans of the view then touch no other memory), else an
  * array. */
+/* The capacity of p's repository entries (a power of two, or 0: kept as
+ * a shift, a byte in a hole of struct peer). */
+static size_t pcap(const peer *p)
+{
+    return p->capshift ? (size_t)1 << (p->capshift - 1) : 0;
+}
+_Static_assert(CORE_PEER_REPOS_MAX <= 1u << 15, "the capacity's shift fits a byte");
+
 static peer_repo *prepos(const peer *p)
 {
-    return p->caprepos > 1 ? p->repos : (peer_repo *)&p->one;
+    return pcap(p) > 1 ? p->repos : (peer_repo *)&p->one;
 }
 
 static void peer_clear_repos(peer *p)
@@ -117,9 +125,10 @@ static void peer_clear_repos(peer *p)
     peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
         if (!pr[i].shared) free((void *)pr[i].key);
-    if (p->caprepos > 1) free(p->repos);
+    if (pcap(p) > 1) free(p->repos);
     p->repos = NULL;
-    p->nrepos = p->caprepos = 0;
+    p->nrepos = 0;
+    p->capshift = 0;
 }
 
 /* The index slot holding peer i + 1. */
@@ -165,6 +174,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
             *e = (*e & ~PINDEX_IDX_MASK) | (uint32_t)(i + 1);
         }
     }
+    probe_removed(c, i, c->npeers - 1);
     c->peers[i] = c->peers[c->npeers - 1];
     c->npeers--;
     if (c->npeers == 0) {
@@ -216,15 +226,21 @@ static void sketch_tick(guts_core *c)
     c->kmv_epoch_end = c->now + len;
 }
 
-typedef struct kmv_key {
-    const uint64_t *a;
-    uint64_t h;
-} kmv_key;
-
-static int kmv_cmp(const void *ctx, size_t i)
+/* The first of the n sorted hashes a[] that is >= h. They are uniform
+ * keyed hashes, so h's place is about n x h / a[n - 1]: the search starts
+ * there and walks a few entries, most often within one cache line (a
+ * binary search over the 2 KiB took five or six misses, one after the
+ * other, on every announce of a sender with a small hash). */
+static size_t kmv_pos(const uint64_t *a, size_t n, uint64_t h)
 {
-    const kmv_key *k = ctx;
-    return (k->a[i] > k->h) - (k->a[i] < k->h);
+    if (!n) return 0;
+    double guess = (double)h / ((double)a[n - 1] + 1.0) * (double)n;
+    size_t i = guess < (double)n ? (size_t)guess : n;
+    while (i > 0 && a[i - 1] >= h)
+        i--;
+    while (i < n && a[i] < h)
+        i++;
+    return i;
 }
 
 void members_sketch_add(guts_core *c, const guts_node_id *id)
@@ -233,10 +249,8 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
     uint64_t *a = c->kmv[c->kmv_cur];
     size_t n = c->nkmv[c->kmv_cur];
     if (n == CORE_KMV_K && h >= a[n - 1]) return;
-    kmv_key k = {a, h};
-    int found;
-    size_t lo = guts_lower_bound(n, kmv_cmp, &k, &found);
-    if (found) return;
+    size_t lo = kmv_pos(a, n, h);
+    if (lo < n && a[lo] == h) return;
     int full = n == CORE_KMV_K;
     if (full) n--; /* the largest makes room */
     memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
@@ -252,19 +266,27 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
 static uint64_t sketch_estimate(guts_core *c)
 {
     if (c->kmv_est) return c->kmv_est;
-    /* merge both epochs' sorted hashes: distinct ones, up to k */
+    /* merge both epochs' sorted hashes: distinct ones, up to k. Each array
+     * is strictly increasing (members_sketch_add adds no duplicate), so a
+     * hash is repeated only across the two, and then both advance; without
+     * branches on the data, which are a coin toss per step. */
     const uint64_t *a = c->kmv[0], *b = c->kmv[1];
     size_t na = c->nkmv[0], nb = c->nkmv[1], i = 0, j = 0, n = 0;
     uint64_t last = 0;
-    while (n < CORE_KMV_K && (i < na || j < nb)) {
-        uint64_t v;
-        if (j >= nb || (i < na && a[i] <= b[j]))
-            v = a[i++];
-        else
-            v = b[j++];
-        if (n && v == last) continue;
-        last = v;
+    while (n < CORE_KMV_K && i < na && j < nb) {
+        uint64_t x = a[i], y = b[j];
+        last = x < y ? x : y;
+        i += x <= y;
+        j += y <= x;
         n++;
+    }
+    /* the rest of one array: all above last */
+    const uint64_t *rest = i < na ? a + i : b + j;
+    size_t left = i < na ? na - i : nb - j;
+    if (left > CORE_KMV_K - n) left = CORE_KMV_K - n;
+    if (left) {
+        last = rest[left - 1];
+        n += left;
     }
     uint64_t est = n;
     if (n == CORE_KMV_K && last)
@@ -395,7 +417,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
             c->pindex[j] = slot_make(h, c->npeers - 1);
         }
         if (c->npeers == 1) c->next_expiry_check = 0; /* set below */
-        c->probe_next = c->now; /* its first round is scheduled (node_probe.c) */
+        probe_added(c, c->npeers - 1);
         if (!c->cfg.no_log) {
             char hex[2 * GUTS_NODE_ID_LEN + 1];
             guts_node_id_to_hex(id, hex);
@@ -478,15 +500,15 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
     }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX) return GUTS_EFULL;
-        if (p->nrepos == p->caprepos) {
-            uint16_t nc = p->caprepos ? (uint16_t)(2 * p->caprepos) : 1;
-            if (nc > 1) {
-                peer_repo *np = realloc(p->caprepos > 1 ? p->repos : NULL, nc * sizeof(peer_repo));
+        size_t cap = pcap(p);
+        if (p->nrepos == cap) {
+            if (cap) { /* to 2 x cap entries, in an array */
+                peer_repo *np = realloc(cap > 1 ? p->repos : NULL, 2 * cap * sizeof(peer_repo));
                 if (!np) return GUTS_ENOMEM;
-                if (p->caprepos == 1) np[0] = p->one;
+                if (cap == 1) np[0] = p->one;
                 p->repos = np;
             }
-            p->caprepos = nc;
+            p->capshift++;
         }
         char *k = r ? NULL : strdup(key);
         if (!r && !k) return GUTS_ENOMEM;
@@ -570,8 +592,8 @@ void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sende
         uint32_t e = c->pindex[h & (c->pindex_cap - 1)];
         if (e && slot_tag(e) == (h & PINDEX_TAG_MASK)) {
             const char *p = (const char *)&c->peers[slot_peer(e) - 1];
-            __builtin_prefetch(p);
-            __builtin_prefetch(p + 64);
+            for (size_t off = 0; off < sizeof(peer); off += 64) /* up to 4 lines */
+                __builtin_prefetch(p + off);
             __builtin_prefetch(p + sizeof(peer) - 1);
         }
     }

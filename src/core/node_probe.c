@@ -68,14 +68,60 @@ static void push_dgram(guts_core *c, const guts_msg *m, const guts_addr *to)
     if (!to) reach_copies(c, buf, len, 0);
 }
 
-static void send_probe(guts_core *c, peer *p)
+/* Recompute probe_min of the group holding entry i. */
+static void group_min(guts_core *c, size_t i)
 {
+    const uint64_t *a = &c->probe_at[i & ~(size_t)7];
+    uint64_t m = a[0];
+    for (size_t k = 1; k < 8; k++)
+        m = a[k] < m ? a[k] : m;
+    c->probe_min[i / 8] = m;
+}
+
+static void set_at(guts_core *c, size_t i, uint64_t t)
+{
+    uint64_t old = c->probe_at[i];
+    c->probe_at[i] = t;
+    if (t < c->probe_min[i / 8])
+        c->probe_min[i / 8] = t;
+    else if (old == c->probe_min[i / 8])
+        group_min(c, i);
+}
+
+void probe_added(guts_core *c, size_t i)
+{
+    if (i == 0) { /* the view was empty: a clean schedule */
+        for (size_t k = 0; k < CORE_VIEW_MAX; k++)
+            c->probe_at[k] = UINT64_MAX;
+        for (size_t g = 0; g < CORE_VIEW_MAX / 8; g++)
+            c->probe_min[g] = UINT64_MAX;
+        c->probe_new = 0;
+    }
+    c->probe_new |= 1ull << i;
+    c->probe_next = c->now; /* its first round is scheduled at the next tick */
+}
+
+void probe_removed(guts_core *c, size_t i, size_t last)
+{
+    uint64_t t = c->probe_at[last], fresh = c->probe_new >> last & 1;
+    c->probe_new &= ~(1ull << last);
+    set_at(c, last, UINT64_MAX);
+    if (i == last) return;
+    c->probe_new = (c->probe_new & ~(1ull << i)) | fresh << i;
+    set_at(c, i, t);
+}
+
+_Static_assert(CORE_PROBE_TRIES < 256, "peer.probe_tries is a byte");
+
+static void send_probe(guts_core *c, size_t i)
+{
+    peer *p = &c->peers[i];
     guts_msg m;
     core_msg_init(c, &m, GUTS_MSG_PROBE);
     m.u.probe.incarnation = c->cfg.incarnation;
     m.u.probe.seq = ++c->probe_seq;
     p->probe_tries++;
-    p->probe_at = c->now + CORE_PROBE_RETRY_MS;
+    set_at(c, i, c->now + CORE_PROBE_RETRY_MS);
     c->ctr.probes_out++;
     push_dgram(c, &m, &p->addr);
 }
@@ -89,11 +135,12 @@ static uint64_t min_period(const guts_core *c)
 
 /* The next round of p after one ended: uniform within twice its period
  * (see "Phase" above). */
-static void next_round(guts_core *c, peer *p)
+static void next_round(guts_core *c, size_t i)
 {
+    peer *p = &c->peers[i];
     p->probe_round = 0;
     p->probe_tries = 0;
-    p->probe_at = c->now + 1 + jitter_below(c, p, 2 * (uint64_t)p->probe_period);
+    set_at(c, i, c->now + 1 + jitter_below(c, p, 2 * (uint64_t)p->probe_period));
 }
 
 static void dead_queue(guts_core *c, const peer *p)
@@ -118,30 +165,40 @@ static void declare_dead(guts_core *c, size_t i)
 void probe_tick(guts_core *c)
 {
     if (c->now < c->probe_next || (!c->npeers && !c->ndead)) return;
-    uint64_t next = UINT64_MAX;
-    for (size_t i = c->npeers; i-- > 0;) {
+    /* new entries: a first round within CORE_PROBE_FIRST_MS (never due now) */
+    for (uint64_t m = c->probe_new; m; m &= m - 1) {
+        size_t i = (size_t)__builtin_ctzll(m);
         peer *p = &c->peers[i];
-        if (!p->probe_at) { /* a new entry */
-            p->probe_period = CORE_PROBE_FIRST_MS;
-            p->probe_at = c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS);
-        }
-        if (c->now >= p->probe_at) {
+        p->probe_period = CORE_PROBE_FIRST_MS;
+        set_at(c, i, c->now + 1 + jitter_below(c, p, CORE_PROBE_FIRST_MS));
+    }
+    c->probe_new = 0;
+    /* the due ones, last first (a dead one's place goes to the last peer,
+     * already seen), in the groups whose least time has come */
+    size_t ngroups = (c->npeers + 7) / 8;
+    for (size_t g = ngroups; g-- > 0;) {
+        if (c->now < c->probe_min[g]) continue;
+        size_t end = 8 * g + 8 < c->npeers ? 8 * g + 8 : c->npeers;
+        for (size_t i = end; i-- > 8 * g;) {
+            if (c->now < c->probe_at[i]) continue;
+            peer *p = &c->peers[i];
             if (!p->probe_round) {
                 p->probe_round = c->now;
-                send_probe(c, p);
+                send_probe(c, i);
             } else if (p->probe_tries < CORE_PROBE_TRIES) {
-                send_probe(c, p);
+                send_probe(c, i);
             } else if (p->last_heard >= p->probe_round || sync_pulling_from(c, &p->id)) {
-                next_round(c, p); /* it announced or served meanwhile: alive */
+                next_round(c, i); /* it announced or served meanwhile: alive */
             } else if (c->last_rx > p->probe_round) {
                 declare_dead(c, i);
-                continue;
             } else {
-                next_round(c, p); /* we heard nobody: it may be us */
+                next_round(c, i); /* we heard nobody: it may be us */
             }
         }
-        if (p->probe_at < next) next = p->probe_at;
     }
+    uint64_t next = UINT64_MAX;
+    for (size_t g = 0; g < (c->npeers + 7) / 8; g++)
+        next = c->probe_min[g] < next ? c->probe_min[g] : next;
     size_t k = 0;
     for (size_t i = 0; i < c->ndead; i++) {
         dead_note *d = &c->dead[i];
@@ -214,8 +271,9 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         if (want < min_period(c)) want = min_period(c);
         if (want > CORE_PROBE_MAX_MS) want = CORE_PROBE_MAX_MS;
         p->probe_period = (uint32_t)want;
-        next_round(c, p);
-        if (!c->probe_next || p->probe_at < c->probe_next) c->probe_next = p->probe_at;
+        size_t i = (size_t)(p - c->peers);
+        next_round(c, i);
+        if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
         return;
     }
     /* DEAD */

@@ -127,6 +127,25 @@ session *sync_find(guts_core *c, uint32_t stream)
     return hit;
 }
 
+/* When s is idle. */
+static uint64_t idle_deadline(const session *s)
+{
+    return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+}
+
+/* The glance (sync_glance) kept exact as s comes or goes, without a scan
+ * of every session while it is valid: a server that many nodes pull
+ * from adds and drops sessions all the time. */
+static void glance_add(guts_core *c, const session *s, int sign)
+{
+    if (!c->sess_clean) return;
+    if (s->kind == SESS_PULL) c->sess_pulls += (uint32_t)sign;
+    if (s->kind == SESS_SERVE && s->key[0]) c->sess_serves += (uint32_t)sign;
+    uint64_t idle = idle_deadline(s);
+    if (sign > 0 && idle < c->sess_idle_at) c->sess_idle_at = idle;
+    if (sign < 0 && idle == c->sess_idle_at) sync_touched(c); /* the earliest goes */
+}
+
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
 {
     assert(kind == SESS_PULL || kind == SESS_SERVE || kind == SESS_PARKED);
@@ -157,7 +176,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
     sidx_put(c->sidx, c->sidx_cap, s);
-    sync_touched(c);
+    glance_add(c, s, 1);
     return s;
 }
 
@@ -195,7 +214,7 @@ static void sess_remove(guts_core *c, session *s)
             break;
         }
     }
-    sync_touched(c);
+    glance_add(c, s, -1);
     sess_free(s);
 }
 
@@ -347,6 +366,16 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
     return 0;
 }
 
+/* s is active now (a frame, a writable stream). Its deadline only moves
+ * later, so the glance stays exact unless s had the earliest one: on a
+ * server that a large group pulls from, every frame rescanned all of its
+ * sessions. */
+static void sess_active(guts_core *c, session *s)
+{
+    if (c->sess_clean && idle_deadline(s) == c->sess_idle_at) sync_touched(c);
+    s->last_active = c->now;
+}
+
 void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
 {
     if (!c->sess_clean) {
@@ -354,9 +383,7 @@ void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
         guts_core_sessions(c, &np, &ns);
         uint64_t t = UINT64_MAX;
         for (size_t i = 0; i < c->nsess; i++) {
-            const session *x = c->sess[i];
-            uint64_t idle =
-                x->last_active + (x->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
+            uint64_t idle = idle_deadline(c->sess[i]);
             if (idle < t) t = idle;
         }
         c->sess_pulls = (uint32_t)np;
@@ -380,8 +407,7 @@ void sync_idle(guts_core *c)
         if (i >= c->nsess)
             continue;
         session *s = c->sess[i];
-        uint64_t idle = s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS;
-        if (c->now >= s->last_active + idle)
+        if (c->now >= idle_deadline(s))
             sync_end(c, s, 0, 1, "idle");
     }
 }
@@ -497,8 +523,7 @@ void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *addr, int outg
             core_close_stream(c, stream);
             return;
         }
-        s->last_active = c->now;
-        sync_touched(c);
+        sess_active(c, s);
         pull_open(c, s);
         return;
     }
@@ -532,8 +557,7 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         sync_end(c, s, 0, 1, guts_strerror(rc));
         return;
     }
-    s->last_active = c->now;
-    sync_touched(c);
+    sess_active(c, s);
     if (s->kind == SESS_PULL) {
         /* a server sending on our pull is alive, whether or not its
          * announces get through (or our loop read them in time) */
@@ -625,8 +649,7 @@ void sync_on_writable(guts_core *c, uint32_t stream)
     session *s = sync_find(c, stream);
     if (!s || s->kind != SESS_SERVE)
         return;
-    s->last_active = c->now;
-    sync_touched(c);
+    sess_active(c, s);
     s->blocked = 0;
     serve_pump(c, s);
 }
