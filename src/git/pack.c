@@ -162,7 +162,7 @@ struct packw_async {
 static int write_whole(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
 {
     int rc = begin(w, type, len);
-    if (!rc && type == GUTS_PACK_REF_DELTA) rc = put(w, base->b, GUTS_ID_LEN);
+    if (!rc && type == GUTS_PACK_REF_DELTA && base) rc = put(w, base->b, GUTS_ID_LEN);
     return rc ? rc : deflate_whole(w, data, len);
 }
 
