@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real git drives git-remote-guts (build dir on PATH, GUTS_DATA a temp dir):
 # clone of an imported repository (refs, tags, HEAD, one pack when large),
+# the same clone again from the helper's pack cache (and a damaged one),
 # fetch after new commits sends only the new objects, pull, push of a new
 # branch and an annotated tag, deletion (a tombstone), a refused
 # non-fast-forward, a forced push, a push that creates a repository. After
@@ -68,6 +69,28 @@ diff <(git_objects "$src") <(git -C "$c1" cat-file --batch-all-objects --batch-c
 [ "$(loose_count "$c1")" -eq 0 ] || fail "clone left $(loose_count "$c1") loose objects, want one pack"
 [ "$(find "$c1/.git/objects/pack" -name '*.pack' | wc -l)" -eq 1 ] || fail "clone: want exactly one pack"
 [ -z "$(find "$c1/.git/objects/pack" -name '*.keep')" ] || fail "clone left a .keep (git removes the lock)"
+
+# The clone's pack was kept (DATA/git-packs): the same clone again is that
+# file as it is, and gives the same repository. A damaged cached pack fails
+# the clone (its trailer is checked before it goes) and is removed; the
+# clone after it makes the pack again.
+packs() { find "$GUTS_DATA/git-packs" -name '*.pack' 2>/dev/null; }
+[ "$(packs | wc -l)" -eq 1 ] || fail "the clone left $(packs | wc -l) cached packs, want 1"
+cached=$(packs)
+expect 0 git clone -q guts://alice/repo "$TMP/c1b"
+git -C "$TMP/c1b" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of the cached clone"
+cmp "$cached" "$TMP"/c1b/.git/objects/pack/*.pack || fail "the second clone's pack is not the cached one"
+diff <(git -C "$c1" for-each-ref --format='%(objectname) %(refname)') \
+     <(git -C "$TMP/c1b" for-each-ref --format='%(objectname) %(refname)') >/dev/null ||
+  fail "refs differ between the clone and the cached clone"
+printf 'X' | dd of="$cached" bs=1 seek=100 conv=notrunc status=none
+expect 128 git clone -q guts://alice/repo "$TMP/c1c"
+grep -q 'cached pack was damaged' "$TMP/err" || fail "damaged cached pack: $(cat "$TMP/err")"
+[ ! -e "$cached" ] || fail "the damaged cached pack was not removed"
+expect 0 git clone -q guts://alice/repo "$TMP/c1d"
+git -C "$TMP/c1d" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of the clone after a damaged cache"
+[ "$(packs | wc -l)" -eq 1 ] || fail "the clone after a damaged cache did not cache its pack"
+rm -rf "$TMP/c1b" "$TMP/c1c" "$TMP/c1d"
 
 # A repository that does not exist: git fails, with our one-line reason.
 expect 128 git clone -q guts://alice/nope "$TMP/nope"
