@@ -587,8 +587,9 @@ int guts_git_ready(guts_repo *r, const guts_id *wants, size_t nwants, const guts
 }
 
 int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
-                 const guts_id *haves, size_t nhaves, int zlevel, int progress,
-                 struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st, char *err)
+                   const guts_id *haves, size_t nhaves, int zlevel, int progress,
+                   struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st,
+                   char *err)
 {
     *connected = 0;
     walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1, .rehash = 1,

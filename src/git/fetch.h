@@ -54,9 +54,10 @@ typedef struct guts_git_fetch_stats {
  * GUTS_ECORRUPT (a stored object fails its hash or does not parse),
  * GUTS_EIO (git index-pack failed), GUTS_ETOOBIG, GUTS_ENOMEM, store errors. */
 struct guts_packcache;
-int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants, const guts_id *haves,
-                 size_t nhaves, int zlevel, int progress, struct guts_packcache *cache,
-                 int *connected, guts_git_fetch_stats *st, char *err);
+int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
+                   const guts_id *haves, size_t nhaves, int zlevel, int progress,
+                   struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st,
+                   char *err);
 
 /** May a fetch's negotiation end here ("ready", git's upload-pack): the
  * commit walk from the wants, with the haves (the commits the client said
