@@ -2,6 +2,7 @@
 # Real git drives git-remote-guts (build dir on PATH, GUTS_DATA a temp dir):
 # clone of an imported repository (refs, tags, HEAD, one pack when large),
 # the same clone again from the helper's pack cache (and a damaged one),
+# a clone of a store with a damaged object failing,
 # fetch after new commits sends only the new objects, pull, push of a new
 # branch and an annotated tag, deletion (a tombstone), a refused
 # non-fast-forward, a forced push, a push that creates a repository. After
@@ -245,4 +246,20 @@ expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone2.git"
 git verify-pack -v "$TMP"/whole-clone2.git/objects/pack/*.idx |
   awk -v b="$(git -C "$work" rev-parse main:a.txt)" '$1 == b && NF >= 7 {f = 1} END {exit !f}' ||
   fail "a pushed loose blob is not a delta in a fresh clone"
+
+# A clone's entries are not rehashed by the helper (index-pack hashes them):
+# a damaged stored object still fails the clone, naming it, and leaves
+# neither a clone nor a cached pack.
+dsrc="$TMP/dsrc"
+make_repo "$dsrc" 2
+(cd "$dsrc" && mkdir many && for i in $(seq 1 120); do echo "d$i" >"many/f$i"; done &&
+  printf 'damage-me 0123456789\n' >bad && git add -A && git commit -q -m bad)
+expect 0 "$GUTS" import dave/damaged "$dsrc"
+damage_record "$GUTS_DATA/repos/dave/damaged" 'damage-me 0123456789'
+before=$(find "$GUTS_DATA/git-packs" -type f | wc -l)
+expect 128 git clone -q --mirror guts://dave/damaged "$TMP/dclone"
+grep -q "$(git -C "$dsrc" rev-parse HEAD:bad)" "$TMP/err" || fail "damaged object: $(cat "$TMP/err")"
+[ ! -e "$TMP/dclone" ] || fail "a clone of a damaged store was left behind"
+[ "$(find "$GUTS_DATA/git-packs" -type f | wc -l)" -eq "$before" ] ||
+  fail "a clone of a damaged store left files in git-packs"
 echo "ok"
