@@ -527,17 +527,21 @@ static void pack_proc_end(guts_proc *proc)
     }
 }
 
-/* The pack's bytes to index-pack and, for the pack cache, to its file. */
+/* The pack's bytes to index-pack and, for the pack cache, to its file.
+ * A cached pack's index-pack starts with its first bytes (proc.pid < 0
+ * until then): when there is no such pack, none was started. */
 typedef struct tee {
-    int fd;
+    guts_proc proc;
     guts_packcache *cache; /* or NULL */
     uint64_t bytes;
+    char *err;
 } tee;
 
 static int tee_sink(void *ctx, const void *buf, size_t n)
 {
     tee *t = ctx;
-    int rc = guts_write_all(t->fd, buf, n);
+    int rc = t->proc.pid < 0 ? pack_proc_start(&t->proc, 1, 1, t->err) : GUTS_OK;
+    if (!rc) rc = guts_write_all(t->proc.in, buf, n);
     if (!rc && t->cache) guts_packcache_write(t->cache, buf, n);
     t->bytes += n;
     return rc;
@@ -545,24 +549,19 @@ static int tee_sink(void *ctx, const void *buf, size_t n)
 
 int fetch_send_cached(guts_packcache *cache, int *connected, guts_git_fetch_stats *st, char *err)
 {
-    char path[sizeof cache->dir + sizeof cache->name + 1];
-    snprintf(path, sizeof path, "%s/%s", cache->dir, cache->name);
-    if (access(path, R_OK) != 0) return GUTS_ENOTFOUND;
-    guts_proc proc = {.pid = -1, .in = -1, .out = -1};
-    int rc = pack_proc_start(&proc, 1, 1, err);
-    if (rc) return rc;
-    tee t = {.fd = proc.in};
-    rc = guts_packcache_send(cache, tee_sink, &t);
+    tee t = {.proc = {.pid = -1, .in = -1, .out = -1}, .err = err};
+    err[0] = 0;
+    int rc = guts_packcache_send(cache, tee_sink, &t);
     if (rc == GUTS_OK) {
         st->pack_bytes = t.bytes;
-        rc = pack_proc_finish(&proc, 1, st, err);
+        rc = pack_proc_finish(&t.proc, 1, st, err);
         if (!rc) *connected = 1;
-    } else if (rc != GUTS_ENOTFOUND || t.bytes) { /* ENOTFOUND: removed since access() */
-        rc = guts_git_errf(err, rc == GUTS_ENOTFOUND ? GUTS_EIO : rc, "%s",
-                           rc == GUTS_ECORRUPT ? "a cached pack was damaged (removed): try again"
-                                               : "sending a cached pack failed");
+    } else if (rc == GUTS_ECORRUPT) {
+        rc = guts_git_errf(err, rc, "a cached pack was damaged (removed): try again");
+    } else if (rc != GUTS_ENOTFOUND && !err[0]) {
+        rc = guts_git_errf(err, rc, "sending a cached pack: %s", guts_strerror(rc));
     }
-    pack_proc_end(&proc);
+    pack_proc_end(&t.proc);
     return rc;
 }
 
@@ -580,14 +579,13 @@ int fetch_write_pack(walk *w, int self_contained, int *connected, guts_packcache
      * of content less for a clone of zlib */
     if (indexed && self_contained) w->rehash = 0;
     guts_packw p = {.fd = -1};
-    guts_proc proc = {.pid = -1, .in = -1, .out = -1};
-    int rc = pack_proc_start(&proc, indexed, self_contained, w->err);
+    tee t = {.proc = {.pid = -1, .in = -1, .out = -1}, .err = w->err};
+    int rc = pack_proc_start(&t.proc, indexed, self_contained, w->err);
     if (rc) goto out;
     /* A pack of fewer than GUTS_GIT_UNPACK_LIMIT objects (a fetch of a few
      * commits) is deflated as git would: costing nothing measurable, level 0
      * would leave it several times git's size. */
     if (!indexed && w->zlevel < REMOTE_SMALL_PACK_LEVEL) w->zlevel = REMOTE_SMALL_PACK_LEVEL;
-    tee t = {.fd = proc.in};
     if (indexed && self_contained && cache && guts_packcache_begin(cache) == GUTS_OK) {
         t.cache = cache;
         guts_packcache_objects(cache, w->send, w->nsend);
@@ -606,11 +604,11 @@ int fetch_write_pack(walk *w, int self_contained, int *connected, guts_packcache
     }
     st->pack_bytes = p.total;
     guts_progress_show(&w->writing, w->nsend, w->nsend, st->bytes, 1);
-    rc = pack_proc_finish(&proc, indexed, st, w->err);
+    rc = pack_proc_finish(&t.proc, indexed, st, w->err);
     if (!rc) *connected = indexed && self_contained;
     if (!rc && t.cache) guts_packcache_commit(t.cache);
 out:
-    pack_proc_end(&proc);
+    pack_proc_end(&t.proc);
     guts_packw_free(&p);
     return rc;
 }
