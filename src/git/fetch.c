@@ -74,7 +74,7 @@ static void keep_or_free(walk *w, const guts_id *id, int type, void *data, size_
 {
     size_t slot;
     int added;
-    if (w->kept_bytes + len <= w->keep_max && w->nkept < UINT32_MAX &&
+    if (w->keep_max && w->kept_bytes + len <= w->keep_max && w->nkept < UINT32_MAX &&
         fetch_grow((void **)&w->keptv, &w->capkept, w->nkept + 1, sizeof *w->keptv) == GUTS_OK &&
         guts_idset_add(&w->kept, id, &slot, &added) == GUTS_OK && added) {
         w->kept.vals[slot] = (uint32_t)w->nkept;
