@@ -68,6 +68,30 @@ int fetch_get_obj_r(guts_repo *r, char *err, const guts_id *id, int *type, void 
     return rc;
 }
 
+/* Keep data (id's decoded content, malloc'd) for the pack writer while
+ * w->keep_max allows (walk.kept), else free it. */
+static void keep_or_free(walk *w, const guts_id *id, int type, void *data, size_t len)
+{
+    size_t slot;
+    int added;
+    if (w->keep_max && w->kept_bytes + len <= w->keep_max && w->nkept < UINT32_MAX &&
+        fetch_grow((void **)&w->keptv, &w->capkept, w->nkept + 1, sizeof *w->keptv) == GUTS_OK &&
+        guts_idset_add(&w->kept, id, &slot, &added) == GUTS_OK && added) {
+        w->kept.vals[slot] = (uint32_t)w->nkept;
+        w->keptv[w->nkept++] = (kept_obj){.data = data, .len = len, .type = type};
+        w->kept_bytes += len;
+        return;
+    }
+    free(data);
+}
+
+const kept_obj *fetch_kept(const walk *w, const guts_id *id)
+{
+    if (!w->nkept) return NULL;
+    size_t slot = guts_idset_find(&w->kept, id);
+    return slot == SIZE_MAX ? NULL : &w->keptv[w->kept.vals[slot]];
+}
+
 int fetch_get_obj(walk *w, const guts_id *id, int *type, void **data, size_t *len)
 {
     return fetch_get_obj_r(w->r, w->err, id, type, data, len);
@@ -204,7 +228,10 @@ static int queue_commit(walk *w, const guts_id *id, int unint)
     }
     commit_info ci = {.id = *id};
     rc = fetch_parse_commit(w, id, data, len, &ci);
-    free(data);
+    if (rc || unint)
+        free(data);
+    else
+        keep_or_free(w, id, type, data, len);
     if (rc) return rc;
     if (w->nci >= UINT32_MAX) return guts_git_errf(w->err, GUTS_ETOOBIG, "too many commits");
     rc = PUSH(w, ci, nci, capci, ci);
@@ -379,7 +406,10 @@ int fetch_drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int
             return fetch_corrupt(w, &tid, "expected a tree");
         }
         rc = tree_entries(w, &tid, data, len, cb);
-        free(data);
+        if (rc || !sending)
+            free(data);
+        else
+            keep_or_free(w, &tid, type, data, len);
         if (rc) return rc;
     }
     return GUTS_OK;
@@ -475,6 +505,10 @@ void fetch_walk_free(walk *w)
     guts_idset_free(&w->by_path);
     free(w->path_bases.v);
     free(w->roots);
+    for (size_t i = 0; i < w->nkept; i++)
+        free(w->keptv[i].data);
+    free(w->keptv);
+    guts_idset_free(&w->kept);
 }
 
 /* Select the sent commits (w->sent), then their trees and everything below
@@ -553,19 +587,26 @@ int guts_git_ready(guts_repo *r, const guts_id *wants, size_t nwants, const guts
 }
 
 int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
-                 const guts_id *haves, size_t nhaves, int zlevel, int progress, int *connected,
-                 guts_git_fetch_stats *st, char *err)
+                   const guts_id *haves, size_t nhaves, int zlevel, int progress,
+                   struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st,
+                   char *err)
 {
     *connected = 0;
     walk w = {.r = r, .data = d, .key = key, .zlevel = zlevel, .err = err, .thin = 1, .rehash = 1,
               .commits = {.with_vals = 1}, .by_path = {.with_vals = 1},
-              .blob_limit = UINT64_MAX};
+              .blob_limit = UINT64_MAX, .kept = {.with_vals = 1}, .keep_max = FETCH_KEEP_BYTES};
     guts_progress_start(&w.counting, "guts: counting objects", progress);
     guts_progress_start(&w.writing, "guts: writing objects", progress);
     memset(st, 0, sizeof *st);
     if (zlevel < 0 || zlevel > 9) return guts_git_errf(err, GUTS_EINVAL, "zlib level %d", zlevel);
-    int rc = fetch_select_objects(&w, wants, nwants, haves, nhaves, st);
-    if (!rc && w.nsend > 0) rc = fetch_write_pack(&w, nhaves == 0, connected, st);
+    int rc = cache && nhaves == 0 ? fetch_send_cached(cache, connected, st, err) : GUTS_ENOTFOUND;
+    if (rc != GUTS_ENOTFOUND) return rc;
+    rc = fetch_select_objects(&w, wants, nwants, haves, nhaves, st);
+    for (size_t i = 0; !rc && i < nwants; i++) {
+        size_t slot = guts_idset_find(&w.objs, &wants[i]);
+        if (slot != SIZE_MAX) w.objs.flags[slot] |= O_TIP;
+    }
+    if (!rc && w.nsend > 0) rc = fetch_write_pack(&w, nhaves == 0, connected, cache, st);
     fetch_walk_free(&w);
     return rc;
 }

@@ -43,15 +43,21 @@ typedef struct guts_git_fetch_stats {
  *        threads, each reading through a handle of its own (d NULL: one)
  * @param zlevel zlib level of pack entries (0-9)
  * @param progress nonzero: a progress line on stderr
+ * @param cache NULL, or the pack cache entry of these wants (packcache.h):
+ *        a clone (no haves) sends its pack when there is one, without a
+ *        walk, else writes the pack it makes there too (a pack of
+ *        GUTS_GIT_UNPACK_LIMIT objects or more); the caller frees it
  * @param[out] connected 1 when git itself verified the result connected: no
  *        haves (a clone) and `git index-pack --check-self-contained-and-
  *        connected` accepted the pack; 0 otherwise
  * Errors: GUTS_ENOTFOUND (a want or an object it needs is not stored),
  * GUTS_ECORRUPT (a stored object fails its hash or does not parse),
  * GUTS_EIO (git index-pack failed), GUTS_ETOOBIG, GUTS_ENOMEM, store errors. */
-int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants, const guts_id *haves,
-                 size_t nhaves, int zlevel, int progress, int *connected, guts_git_fetch_stats *st,
-                 char *err);
+struct guts_packcache;
+int guts_git_fetch(guts_repo *r, guts_data *d, const char *key, const guts_id *wants, size_t nwants,
+                   const guts_id *haves, size_t nhaves, int zlevel, int progress,
+                   struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st,
+                   char *err);
 
 /** May a fetch's negotiation end here ("ready", git's upload-pack): the
  * commit walk from the wants, with the haves (the commits the client said

@@ -22,6 +22,7 @@
 /* Tree/blob/tag states (the "objs" set). */
 #define O_KNOWN 0x01 /* the local repository has it (and, for a tree, all below) */
 #define O_SEND 0x02  /* selected for the pack */
+#define O_TIP 0x04   /* a want: rehashed even when the walk's rehash is off */
 
 /* Tag chains longer than this are malformed or hostile: git itself peels at
  * most a few levels in practice. */
@@ -34,6 +35,11 @@
 /* guts_git_ready reads at most this many commits (it runs on guts-node's
  * loop, once per negotiation round); past them it answers ready. */
 #define FETCH_READY_COMMITS 4096
+
+/* The helper's walk keeps this many bytes of decoded commits and trees for
+ * its pack writer (walk.kept): zlib's are 5.9 MB, the generated 1,502-ref
+ * repository's 12.2 MB (docs/performance.md). guts-node keeps none. */
+#define FETCH_KEEP_BYTES ((size_t)64 << 20)
 
 /* A git pack counts its objects in 32 bits. */
 #define PACK_OBJECTS_MAX 0xffffffffu
@@ -57,6 +63,13 @@ typedef struct tree_ref {
     guts_id id;
     uint32_t key;
 } tree_ref;
+
+/* A commit or tree the walk decoded, kept for the pack writer. */
+typedef struct kept_obj {
+    void *data;
+    size_t len;
+    int type;
+} kept_obj;
 
 typedef struct walk {
     guts_repo *r;
@@ -93,11 +106,18 @@ typedef struct walk {
     uint64_t cutoff;     /* guts_git_ready: an interesting commit older than
                           * this ends the walk, too_old set (0: none) */
     int too_old;
-    int rehash;          /* each object's content is hashed before it goes */
+    int rehash;          /* each object's content is hashed before it goes (else only
+                          * the wants, O_TIP: fetch_write_pack) */
     int indexed;         /* the pack goes to index-pack (else unpack-objects) */
     int thin;            /* deltas may name bases the receiver has and the pack lacks */
     uint64_t blob_limit; /* blobs under trees larger than this stay out
                           * (a partial clone's filter); UINT64_MAX: none */
+    /* The commits and trees the walk read for the pack, kept decoded for the
+     * writer up to keep_max bytes (0: none), so that it does not read them
+     * from the store again (fetch_kept). Read-only once the walk is done. */
+    guts_idset kept; /* with_vals: index into keptv */
+    kept_obj *keptv;
+    size_t nkept, capkept, kept_bytes, keep_max;
 } walk;
 
 /* Append val to w's array arr (count n, capacity cap), growing it
@@ -112,6 +132,9 @@ typedef struct walk {
 /* Grow *p (*cap elements of elem bytes) to hold need: capacity doubles.
  * GUTS_ENOMEM leaves *p as it was. */
 int fetch_grow(void **p, size_t *cap, size_t need, size_t elem);
+
+/* The walk's decoded copy of id (walk.kept), or NULL. */
+const kept_obj *fetch_kept(const walk *w, const guts_id *id);
 
 /* GUTS_ECORRUPT with err naming stored object id and what is wrong. */
 int fetch_corrupt_err(char *err, const guts_id *id, const char *what);
@@ -186,6 +209,12 @@ int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st);
  * can check that as it indexes, which spares git its own connectivity walk
  * afterwards. A fetch's pack leaves out what the local repository has, so
  * it is not self-contained and is not checked here. */
-int fetch_write_pack(walk *w, int self_contained, int *connected, guts_git_fetch_stats *st);
+int fetch_write_pack(walk *w, int self_contained, int *connected, struct guts_packcache *cache,
+                     guts_git_fetch_stats *st);
+
+/* A clone from cache's pack as it is, into index-pack: GUTS_OK, or
+ * GUTS_ENOTFOUND (no such pack: nothing done), or an error (err). */
+int fetch_send_cached(struct guts_packcache *cache, int *connected, guts_git_fetch_stats *st,
+                      char *err);
 
 #endif

@@ -26,6 +26,7 @@
 #include "fetch.h"
 #include "fetch_int.h"
 #include "pack.h"
+#include "packcache.h"
 
 /* May an object go as a git delta against base (guts_pack_delta_of)? When
  * the base goes in the same pack, if index-pack reads it (unpack-objects
@@ -66,6 +67,33 @@ static int path_delta(walk *w, guts_repo *r, size_t i, int type, const void *dat
     return rc;
 }
 
+/* Is id's content hashed before it goes? Every object's in a fetch; in a
+ * clone (w->rehash off: fetch_write_pack) only the wants': index-pack
+ * --check-self-contained-and-connected hashes every entry and dies when an
+ * object some entry names is not in the pack, so a damaged object (which
+ * would arrive under another id) fails the clone there, except one no
+ * entry names: a ref's own target. */
+static int is_rehashed(const walk *w, const guts_id *id)
+{
+    if (w->rehash) return 1;
+    size_t slot = guts_idset_find(&w->objs, id);
+    return slot != SIZE_MAX && (w->objs.flags[slot] & O_TIP);
+}
+
+/* guts_pack_delta_of, from the walk's decoded base when it kept one. */
+static int stored_delta(walk *w, guts_repo *r, const guts_id *id, const guts_id *stored_base,
+                        int type, const void *data, size_t len, guts_id *base, uint8_t **delta,
+                        size_t *dlen)
+{
+    const kept_obj *b = guts_id_cmp(stored_base, id) ? fetch_kept(w, stored_base) : NULL;
+    if (!b)
+        return guts_pack_delta_of(r, id, stored_base, type, data, len, base_ok, w, base, delta,
+                                  dlen);
+    if (b->type != type || !base_ok(stored_base, w)) return GUTS_ENOTFOUND;
+    *base = *stored_base;
+    return guts_pack_delta(b->data, b->len, data, len, len / 2, delta, dlen);
+}
+
 /* encode_one's answer for a large object and an in-memory writer: the
  * pack writer streams it itself. */
 #define ENC_LARGE 1
@@ -100,30 +128,36 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         *bytes = size;
         return GUTS_OK;
     }
-    rc = fetch_get_obj_r(r, err, id, &type, &data, &len);
-    if (rc == GUTS_ENOTFOUND) {
-        char hex[GUTS_HEX_LEN + 1];
-        guts_id_to_hex(id, hex);
-        rc = guts_git_errf(err, rc, "object %s is not in the store", hex);
+    const kept_obj *k = fetch_kept(w, id);
+    if (k) {
+        type = k->type;
+        data = k->data;
+        len = k->len;
+    } else {
+        rc = fetch_get_obj_r(r, err, id, &type, &data, &len);
+        if (rc == GUTS_ENOTFOUND) {
+            char hex[GUTS_HEX_LEN + 1];
+            guts_id_to_hex(id, hex);
+            rc = guts_git_errf(err, rc, "object %s is not in the store", hex);
+        }
+        if (rc) return rc;
     }
-    if (rc) return rc;
     guts_id h;
-    if (w->rehash && (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id))) {
-        free(data);
+    if (is_rehashed(w, id) && (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id))) {
+        if (!k) free(data);
         return fetch_corrupt_err(err, id, "content does not hash to its id");
     }
     uint8_t *delta = NULL;
     size_t dlen = 0;
     guts_id base;
-    if (guts_pack_delta_of(r, id, &stored_base, type, data, len, base_ok, w, &base, &delta,
-                           &dlen) == GUTS_OK ||
+    if (stored_delta(w, r, id, &stored_base, type, data, len, &base, &delta, &dlen) == GUTS_OK ||
         path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
         rc = guts_packw_ref_delta(p, &base, delta, dlen);
         free(delta);
     } else {
         rc = guts_packw_object(p, type, data, len);
     }
-    free(data);
+    if (!k) free(data);
     if (rc) return pack_err(err, rc);
     *bytes = len;
     return GUTS_OK;
@@ -442,34 +476,126 @@ int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
     return GUTS_OK;
 }
 
-/* A clone's pack (no haves) holds the whole closure of the wants: index-pack
- * can check that as it indexes, which spares git its own connectivity walk
- * afterwards. A fetch's pack leaves out what the local repository has, so
- * it is not self-contained and is not checked here. */
-int fetch_write_pack(walk *w, int self_contained, int *connected, guts_git_fetch_stats *st)
+/* git index-pack --stdin for a pack (a clone's checked self-contained and
+ * connected, a fetch's completed if thin), or, unindexed, unpack-objects. */
+static int pack_proc_start(guts_proc *proc, int indexed, int self_contained, char *err)
 {
     char *argv_index[] = {"git", "index-pack", "--stdin", "--keep=fetched by git-remote-guts",
                           NULL,  NULL};
     char *argv_unpack[] = {"git", "unpack-objects", "-q", NULL};
-    int indexed = w->indexed = w->nsend >= GUTS_GIT_UNPACK_LIMIT;
-    char **argv = indexed ? argv_index : argv_unpack;
-    /* A clone's pack is whole; a fetch's may be thin (base_ok). */
     if (indexed)
         argv_index[4] = self_contained ? "--check-self-contained-and-connected" : "--fix-thin";
+    return guts_proc_start(proc, indexed ? argv_index : argv_unpack, GUTS_PROC_PIPE,
+                           indexed ? GUTS_PROC_PIPE : GUTS_PROC_NULL, err);
+}
+
+/* The pack has gone in whole: end its input and wait for the process. */
+static int pack_proc_finish(guts_proc *proc, int indexed, guts_git_fetch_stats *st, char *err)
+{
+    /* index-pack names the pack it kept ("keep\t<hash>") once its input
+     * ends: only then is its stdout read, and it is one short line. */
+    char line[128] = "";
+    size_t ll = 0;
+    close(proc->in);
+    proc->in = -1;
+    while (indexed && ll + 1 < sizeof line) {
+        ssize_t n = read(proc->out, line + ll, sizeof line - 1 - ll);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        ll += (size_t)n;
+    }
+    line[ll] = 0;
+    int status;
+    int rc = guts_proc_wait(proc, &status, err);
+    if (!rc && status) rc = guts_git_errf(err, GUTS_EIO, "%s failed (exit %d)", proc->what, status);
+    if (!rc && indexed) {
+        if (strncmp(line, "keep\t", 5) != 0 || ll < 5 + GUTS_HEX_LEN)
+            rc = guts_git_errf(err, GUTS_EIO, "%s said \"%.60s\", not keep\\t<hash>", proc->what,
+                               line);
+        else
+            memcpy(st->keep, line + 5, GUTS_HEX_LEN);
+    }
+    return rc;
+}
+
+static void pack_proc_end(guts_proc *proc)
+{
+    if (proc->pid > 0) {
+        int status;
+        char ignore[GUTS_GIT_ERR_MAX];
+        guts_proc_wait(proc, &status, ignore);
+    }
+}
+
+/* The pack's bytes to index-pack and, for the pack cache, to its file.
+ * A cached pack's index-pack starts with its first bytes (proc.pid < 0
+ * until then): when there is no such pack, none was started. */
+typedef struct tee {
+    guts_proc proc;
+    guts_packcache *cache; /* or NULL */
+    uint64_t bytes;
+    char *err;
+} tee;
+
+static int tee_sink(void *ctx, const void *buf, size_t n)
+{
+    tee *t = ctx;
+    int rc = t->proc.pid < 0 ? pack_proc_start(&t->proc, 1, 1, t->err) : GUTS_OK;
+    if (!rc) rc = guts_write_all(t->proc.in, buf, n);
+    if (!rc && t->cache) guts_packcache_write(t->cache, buf, n);
+    t->bytes += n;
+    return rc;
+}
+
+int fetch_send_cached(guts_packcache *cache, int *connected, guts_git_fetch_stats *st, char *err)
+{
+    tee t = {.proc = {.pid = -1, .in = -1, .out = -1}, .err = err};
+    err[0] = 0;
+    int rc = guts_packcache_send(cache, tee_sink, &t);
+    if (rc == GUTS_OK) {
+        st->pack_bytes = t.bytes;
+        rc = pack_proc_finish(&t.proc, 1, st, err);
+        if (!rc) *connected = 1;
+    } else if (rc == GUTS_ECORRUPT) {
+        rc = guts_git_errf(err, rc, "a cached pack was damaged (removed): try again");
+    } else if (rc != GUTS_ENOTFOUND && !err[0]) {
+        rc = guts_git_errf(err, rc, "sending a cached pack: %s", guts_strerror(rc));
+    }
+    pack_proc_end(&t.proc);
+    return rc;
+}
+
+/* A clone's pack (no haves) holds the whole closure of the wants: index-pack
+ * can check that as it indexes, which spares git its own connectivity walk
+ * afterwards. A fetch's pack leaves out what the local repository has, so
+ * it is not self-contained and is not checked here. A clone's pack of
+ * GUTS_GIT_UNPACK_LIMIT objects or more also goes to cache, if any: the
+ * next clone of the same wants sends that file (fetch_send_cached). */
+int fetch_write_pack(walk *w, int self_contained, int *connected, guts_packcache *cache,
+                     guts_git_fetch_stats *st)
+{
+    int indexed = w->indexed = w->nsend >= GUTS_GIT_UNPACK_LIMIT;
+    /* index-pack checks a whole pack's links (is_rehashed): SHA-1 of 125 MB
+     * of content less for a clone of zlib */
+    if (indexed && self_contained) w->rehash = 0;
     guts_packw p = {.fd = -1};
-    int rc;
-    guts_proc proc = {.pid = -1, .in = -1, .out = -1};
-    rc = guts_proc_start(&proc, argv, GUTS_PROC_PIPE, indexed ? GUTS_PROC_PIPE : GUTS_PROC_NULL,
-                           w->err);
+    tee t = {.proc = {.pid = -1, .in = -1, .out = -1}, .err = w->err};
+    int rc = pack_proc_start(&t.proc, indexed, self_contained, w->err);
     if (rc) goto out;
     /* A pack of fewer than GUTS_GIT_UNPACK_LIMIT objects (a fetch of a few
      * commits) is deflated as git would: costing nothing measurable, level 0
      * would leave it several times git's size. */
     if (!indexed && w->zlevel < REMOTE_SMALL_PACK_LEVEL) w->zlevel = REMOTE_SMALL_PACK_LEVEL;
-    if ((rc = guts_packw_open(&p, proc.in, w->zlevel, 0, (uint32_t)w->nsend))) {
+    if (indexed && self_contained && cache && guts_packcache_begin(cache) == GUTS_OK) {
+        t.cache = cache;
+        guts_packcache_objects(cache, w->send, w->nsend);
+    }
+    if ((rc = guts_packw_open(&p, -1, w->zlevel, 0, (uint32_t)w->nsend))) {
         rc = pack_err(w->err, rc);
         goto out;
     }
+    p.sink = tee_sink;
+    p.sink_ctx = &t;
     if ((rc = fetch_pack_entries(w, &p, st))) goto out;
     uint8_t sum[GUTS_ID_LEN];
     if ((rc = guts_packw_finish(&p, sum))) {
@@ -478,36 +604,11 @@ int fetch_write_pack(walk *w, int self_contained, int *connected, guts_git_fetch
     }
     st->pack_bytes = p.total;
     guts_progress_show(&w->writing, w->nsend, w->nsend, st->bytes, 1);
-    /* index-pack names the pack it kept ("keep\t<hash>") once its input
-     * ends: only then is its stdout read, and it is one short line. */
-    char line[128] = "";
-    size_t ll = 0;
-    close(proc.in);
-    proc.in = p.fd = -1;
-    while (indexed && ll + 1 < sizeof line) {
-        ssize_t n = read(proc.out, line + ll, sizeof line - 1 - ll);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        ll += (size_t)n;
-    }
-    line[ll] = 0;
-    int status;
-    rc = guts_proc_wait(&proc, &status, w->err);
-    if (!rc && status) rc = guts_git_errf(w->err, GUTS_EIO, "%s failed (exit %d)", proc.what, status);
-    if (!rc && indexed) {
-        if (strncmp(line, "keep\t", 5) != 0 || ll < 5 + GUTS_HEX_LEN)
-            rc = guts_git_errf(w->err, GUTS_EIO, "%s said \"%.60s\", not keep\\t<hash>", proc.what,
-                             line);
-        else
-            memcpy(st->keep, line + 5, GUTS_HEX_LEN);
-    }
+    rc = pack_proc_finish(&t.proc, indexed, st, w->err);
     if (!rc) *connected = indexed && self_contained;
+    if (!rc && t.cache) guts_packcache_commit(t.cache);
 out:
-    if (proc.pid > 0) {
-        int status;
-        char ignore[GUTS_GIT_ERR_MAX];
-        guts_proc_wait(&proc, &status, ignore);
-    }
+    pack_proc_end(&t.proc);
     guts_packw_free(&p);
     return rc;
 }

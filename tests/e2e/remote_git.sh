@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Real git drives git-remote-guts (build dir on PATH, GUTS_DATA a temp dir):
 # clone of an imported repository (refs, tags, HEAD, one pack when large),
+# the same clone again from the helper's pack cache (and a damaged one),
+# a clone of a store with a damaged object failing,
 # fetch after new commits sends only the new objects, pull, push of a new
 # branch and an annotated tag, deletion (a tombstone), a refused
 # non-fast-forward, a forced push, a push that creates a repository. After
@@ -68,6 +70,28 @@ diff <(git_objects "$src") <(git -C "$c1" cat-file --batch-all-objects --batch-c
 [ "$(loose_count "$c1")" -eq 0 ] || fail "clone left $(loose_count "$c1") loose objects, want one pack"
 [ "$(find "$c1/.git/objects/pack" -name '*.pack' | wc -l)" -eq 1 ] || fail "clone: want exactly one pack"
 [ -z "$(find "$c1/.git/objects/pack" -name '*.keep')" ] || fail "clone left a .keep (git removes the lock)"
+
+# The clone's pack was kept (DATA/git-packs): the same clone again is that
+# file as it is, and gives the same repository. A damaged cached pack fails
+# the clone (its trailer is checked before it goes) and is removed; the
+# clone after it makes the pack again.
+packs() { find "$GUTS_DATA/git-packs" -name '*.pack' 2>/dev/null; }
+[ "$(packs | wc -l)" -eq 1 ] || fail "the clone left $(packs | wc -l) cached packs, want 1"
+cached=$(packs)
+expect 0 git clone -q guts://alice/repo "$TMP/c1b"
+git -C "$TMP/c1b" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of the cached clone"
+cmp "$cached" "$TMP"/c1b/.git/objects/pack/*.pack || fail "the second clone's pack is not the cached one"
+diff <(git -C "$c1" for-each-ref --format='%(objectname) %(refname)') \
+     <(git -C "$TMP/c1b" for-each-ref --format='%(objectname) %(refname)') >/dev/null ||
+  fail "refs differ between the clone and the cached clone"
+printf 'X' | dd of="$cached" bs=1 seek=100 conv=notrunc status=none
+expect 128 git clone -q guts://alice/repo "$TMP/c1c"
+grep -q 'cached pack was damaged' "$TMP/err" || fail "damaged cached pack: $(cat "$TMP/err")"
+[ ! -e "$cached" ] || fail "the damaged cached pack was not removed"
+expect 0 git clone -q guts://alice/repo "$TMP/c1d"
+git -C "$TMP/c1d" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck of the clone after a damaged cache"
+[ "$(packs | wc -l)" -eq 1 ] || fail "the clone after a damaged cache did not cache its pack"
+rm -rf "$TMP/c1b" "$TMP/c1c" "$TMP/c1d"
 
 # A repository that does not exist: git fails, with our one-line reason.
 expect 128 git clone -q guts://alice/nope "$TMP/nope"
@@ -222,4 +246,20 @@ expect 0 git clone -q --bare guts://carol/whole "$TMP/whole-clone2.git"
 git verify-pack -v "$TMP"/whole-clone2.git/objects/pack/*.idx |
   awk -v b="$(git -C "$work" rev-parse main:a.txt)" '$1 == b && NF >= 7 {f = 1} END {exit !f}' ||
   fail "a pushed loose blob is not a delta in a fresh clone"
+
+# A clone's entries are not rehashed by the helper (index-pack hashes them):
+# a damaged stored object still fails the clone, naming it, and leaves
+# neither a clone nor a cached pack.
+dsrc="$TMP/dsrc"
+make_repo "$dsrc" 2
+(cd "$dsrc" && mkdir many && for i in $(seq 1 120); do echo "d$i" >"many/f$i"; done &&
+  printf 'damage-me 0123456789\n' >bad && git add -A && git commit -q -m bad)
+expect 0 "$GUTS" import dave/damaged "$dsrc"
+damage_record "$GUTS_DATA/repos/dave/damaged" 'damage-me 0123456789'
+before=$(find "$GUTS_DATA/git-packs" -type f | wc -l)
+expect 128 git clone -q --mirror guts://dave/damaged "$TMP/dclone"
+grep -q "$(git -C "$dsrc" rev-parse HEAD:bad)" "$TMP/err" || fail "damaged object: $(cat "$TMP/err")"
+[ ! -e "$TMP/dclone" ] || fail "a clone of a damaged store was left behind"
+[ "$(find "$GUTS_DATA/git-packs" -type f | wc -l)" -eq "$before" ] ||
+  fail "a clone of a damaged store left files in git-packs"
 echo "ok"
