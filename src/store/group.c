@@ -72,7 +72,8 @@ static uint8_t *chunk_room(store_group *g, size_t len)
     return nc[g->nchunks - 1];
 }
 
-int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len)
+int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
+              const uint8_t *tail, size_t tlen)
 {
     if (g->n == g->cap) {
         size_t cap = g->cap ? 2 * g->cap : 4096;
@@ -85,12 +86,13 @@ int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len)
         size_t cap = g->map ? 2 * (g->mask + 1) : 8192;
         if (map_build(g, cap)) return GUTS_ENOMEM;
     }
-    uint8_t *p = chunk_room(g, len ? len : 1);
+    uint8_t *p = chunk_room(g, len + tlen ? len + tlen : 1);
     if (!p) return GUTS_ENOMEM;
     memcpy(p, rec, len);
-    g->ents[g->n] = (group_ent){.id = *id, .rec = p, .len = len};
+    if (tlen) memcpy(p + len, tail, tlen);
+    g->ents[g->n] = (group_ent){.id = *id, .rec = p, .len = len + tlen};
     map_insert(g, g->n++);
-    g->bytes += len;
+    g->bytes += len + tlen;
     return GUTS_OK;
 }
 

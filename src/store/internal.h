@@ -274,8 +274,10 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
 /* Write the counters back; nothing when no object was added. */
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
-/* Groups (group.c). Add a record (copied) to g; GUTS_ENOMEM. */
-int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len);
+/* Groups (group.c). Add a record (copied: rec, then tail) to g;
+ * GUTS_ENOMEM. */
+int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
+              const uint8_t *tail, size_t tlen);
 /* The entry of id in g, or NULL. */
 group_ent *group_find(const store_group *g, const guts_id *id);
 /* Drop the entries from index n on (a failed put's). */
