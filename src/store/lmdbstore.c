@@ -74,6 +74,7 @@ typedef struct open_repo {
     char *key;
     guts_repo *repo;
     flush_job *job; /* its flush waiting, running or done, not yet taken back */
+    int ungrouped;  /* full: puts write at once, until a write succeeds */
 } open_repo;
 
 typedef struct flusher {
@@ -303,6 +304,7 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     s->open[i].key = k;
     s->open[i].repo = r;
     s->open[i].job = NULL;
+    s->open[i].ungrouped = 0;
     s->n++;
     guts_repo_group(r, LMDBSTORE_GROUP_BYTES);
     *out = r;
@@ -376,13 +378,30 @@ static void flush_ask(guts_core_lmdbstore *s, open_repo *e)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* After a write through r that failed or committed: a full store (a
+ * group's commit failed and dropped it) stops grouping, so that each put
+ * fails or succeeds as it did without groups (the core's full state and
+ * its probe go by what a put returns), and the first write that succeeds
+ * starts it again. */
+static void regroup(open_repo *e, int rc)
+{
+    if (rc == GUTS_EFULL && !e->ungrouped) {
+        e->ungrouped = 1;
+        guts_repo_group(e->repo, 0);
+    } else if (rc == GUTS_OK && e->ungrouped) {
+        e->ungrouped = 0;
+        guts_repo_group(e->repo, LMDBSTORE_GROUP_BYTES);
+    }
+}
+
 /* After a write through r: an env that commits without flushing needs a
  * flush (one job at a time per env; its result asks again if needed). */
 static int wrote(void *ctx, guts_repo *r, int rc)
 {
     guts_core_lmdbstore *s = ctx;
-    if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     open_repo *e = entry_of(s, guts_repo_key(r));
+    if (e) regroup(e, rc);
+    if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     if (!e) return rc;
     if (!e->job) {
         flush_ask(s, e);
@@ -514,7 +533,8 @@ static int l_create(void *ctx, const char *key)
 static int wrote_since(void *ctx, guts_repo *r, uint64_t t0, int rc)
 {
     uint64_t t1;
-    return guts_repo_txnid(r, &t1) || t1 == t0 ? rc : wrote(ctx, r, rc);
+    if (rc == GUTS_OK && (guts_repo_txnid(r, &t1) || t1 == t0)) return rc;
+    return wrote(ctx, r, rc);
 }
 
 static int committed(void *ctx, const char *key, guts_repo **r)
