@@ -49,7 +49,7 @@
  * up to 1024 small records cost a replica of 202,000 objects ~14% of its
  * CPU (docs/performance.md). What a group holds is lost to a crash of
  * the process; nothing refers to it yet, and the next pull fetches it. */
-#define LMDBSTORE_GROUP_BYTES ((size_t)8 << 20)
+#define LMDBSTORE_GROUP_BYTES ((size_t)2 << 20)
 
 /* Flusher threads: flushes of different files overlap in the disk's
  * queue and the filesystem's journal commits (ext4 joins concurrent
