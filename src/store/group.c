@@ -239,6 +239,24 @@ int store_group_commit(guts_repo *r)
     return rc;
 }
 
+int group_put_begin(guts_repo *r, MDB_txn **txn, size_t *n0)
+{
+    *n0 = r->grp.n;
+    int rc = store_read_begin(r, txn);
+    if (rc == 0 && r->grp.n == 0) r->grp.txnid = mdb_txn_id(*txn);
+    return rc;
+}
+
+int group_put_end(guts_repo *r, MDB_txn *txn, size_t n0, int rc, const char *what)
+{
+    store_read_end(r, txn);
+    if (rc) {
+        group_truncate(&r->grp, n0);
+        return store_mdb_err(rc, what);
+    }
+    return r->grp.bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
+}
+
 int guts_repo_group(guts_repo *r, size_t bytes)
 {
     if (!r) return GUTS_EINVAL;

@@ -365,11 +365,10 @@ static int put_grouped(put_ctx *c)
 {
     guts_repo *r = c->r;
     store_group *g = &r->grp;
-    size_t n0 = g->n;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
+    size_t n0;
+    int rc = group_put_begin(r, &txn, &n0);
     if (rc) return rc;
-    if (g->n == 0) g->txnid = mdb_txn_id(txn);
     c->added = 0;
     rc = put_plan(c, txn);
     if (rc == 0) rc = put_compress(c);
@@ -380,12 +379,7 @@ static int put_grouped(put_ctx *c)
     }
     if (rc == 0) put_cache_tail(c);
     pool_release(c, r);
-    store_read_end(r, txn);
-    if (rc) {
-        group_truncate(g, n0);
-        return store_mdb_err(rc, "grouped put");
-    }
-    return g->bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
+    return group_put_end(r, txn, n0, rc, "grouped put");
 }
 
 int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, size_t *bad)
@@ -617,25 +611,19 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
  * transaction and go to the group, as put_grouped's. */
 static int rput_grouped(guts_repo *r, rput_ctx *c)
 {
-    store_group *g = &r->grp;
-    size_t n0 = g->n;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
-    if (g->n == 0) g->txnid = mdb_txn_id(txn);
+    size_t n0;
     c->added = 0;
+    int rc = group_put_begin(r, &txn, &n0);
+    if (rc) return rc;
     for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST); i++) {
-        size_t before = g->n;
+        size_t before = r->grp.n;
         rc = rput_one(r, txn, NULL, c, i);
-        c->added += g->n - before;
+        c->added += r->grp.n - before;
     }
-    store_read_end(r, txn);
-    if (rc && rc != MDB_KEYEXIST) {
-        group_truncate(g, n0);
-        c->added = 0;
-        return store_mdb_err(rc, "grouped record put");
-    }
-    return g->bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
+    if (rc == MDB_KEYEXIST) rc = 0;
+    if (rc) c->added = 0;
+    return group_put_end(r, txn, n0, rc, "grouped record put");
 }
 
 int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase, size_t *added,
