@@ -11,9 +11,12 @@
 typedef struct guts_core_lmdbstore guts_core_lmdbstore;
 
 /** Wrap an open data dir (not owned) as a core store; repositories are
- * opened on first use and kept open. Errors: GUTS_ENOMEM. */
+ * opened on first use and kept open, each grouping its puts (2 MiB of
+ * records a commit; committed before any other write and before info, ids
+ * and recent read counters or listings). Errors: GUTS_ENOMEM. */
 int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out);
-/** Close every repository opened through it and free it. */
+/** Commit every group, close every repository opened through it and
+ * free it. */
 void guts_core_lmdbstore_free(guts_core_lmdbstore *s);
 void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
 /** The last committed transaction id of key's env (guts_repo_txnid: no

@@ -182,16 +182,18 @@ int guts_repo_read_hold(guts_repo *r);
 /** End guts_repo_read_hold's transaction (nothing if none is held). */
 void guts_repo_read_release(guts_repo *r);
 
-/** Group the puts of r (guts_repo_put) from now on, for a bulk load such
- * as guts import: a put then only reads the store (no write transaction)
+/** Group the puts of r (guts_repo_put and guts_repo_rec_put) from now on,
+ * for a bulk load such as guts import or a node's pull (lmdbstore.h): a
+ * put then only reads the store (no write transaction)
  * and keeps its records in memory; they are written in one transaction,
  * sorted by id, once the group holds bytes of records (GUTS_GROUP_BYTES is
  * the import's), by guts_repo_group_commit(), by ending the group
  * (bytes = 0), or first thing by any other write through r. One commit
  * per group instead of one per batch keeps LMDB from copying most of the
  * tree's leaves for every batch (a copy of the tree left in free pages),
- * and writing in id order fills the leaves. guts_repo_put, _get, _has and
- * _head through r see the group's objects; counters, listings and other
+ * and writing in id order fills the leaves. guts_repo_put, _rec_put,
+ * _get, _rec_get, _has and _head through r see the group's objects;
+ * counters, listings and other
  * handles or processes see them once committed, and a crash loses what
  * the group holds (never anything committed). Closing r discards it. If
  * another writer stored some of the group's objects meanwhile, the commit
@@ -318,7 +320,8 @@ int guts_repo_stage_drop(guts_repo *r, const guts_id *id);
  * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf);
 
-/** Store objects received as records, in one write transaction, in order.
+/** Store objects received as records, in one write transaction (into r's
+ * group instead when r groups its puts), in order.
  * Each record is decoded (a delta against its base: stored before this call
  * or earlier in it) and its id verified from the decoded content before
  * anything is written; then its payload is stored as received (a delta

@@ -72,7 +72,8 @@ static uint8_t *chunk_room(store_group *g, size_t len)
     return nc[g->nchunks - 1];
 }
 
-int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len)
+int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
+              const uint8_t *tail, size_t tlen)
 {
     if (g->n == g->cap) {
         size_t cap = g->cap ? 2 * g->cap : 4096;
@@ -85,12 +86,13 @@ int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len)
         size_t cap = g->map ? 2 * (g->mask + 1) : 8192;
         if (map_build(g, cap)) return GUTS_ENOMEM;
     }
-    uint8_t *p = chunk_room(g, len ? len : 1);
+    uint8_t *p = chunk_room(g, len + tlen ? len + tlen : 1);
     if (!p) return GUTS_ENOMEM;
     memcpy(p, rec, len);
-    g->ents[g->n] = (group_ent){.id = *id, .rec = p, .len = len};
+    if (tlen) memcpy(p + len, tail, tlen);
+    g->ents[g->n] = (group_ent){.id = *id, .rec = p, .len = len + tlen};
     map_insert(g, g->n++);
-    g->bytes += len;
+    g->bytes += len + tlen;
     return GUTS_OK;
 }
 
@@ -235,6 +237,24 @@ int store_group_commit(guts_repo *r)
     free(c.order);
     group_free(&g);
     return rc;
+}
+
+int group_put_begin(guts_repo *r, MDB_txn **txn, size_t *n0)
+{
+    *n0 = r->grp.n;
+    int rc = store_read_begin(r, txn);
+    if (rc == 0 && r->grp.n == 0) r->grp.txnid = mdb_txn_id(*txn);
+    return rc;
+}
+
+int group_put_end(guts_repo *r, MDB_txn *txn, size_t n0, int rc, const char *what)
+{
+    store_read_end(r, txn);
+    if (rc) {
+        group_truncate(&r->grp, n0);
+        return store_mdb_err(rc, what);
+    }
+    return r->grp.bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
 }
 
 int guts_repo_group(guts_repo *r, size_t bytes)

@@ -274,13 +274,23 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
 /* Write the counters back; nothing when no object was added. */
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
-/* Groups (group.c). Add a record (copied) to g; GUTS_ENOMEM. */
-int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len);
+/* Groups (group.c). Add a record (copied: rec, then tail) to g;
+ * GUTS_ENOMEM. */
+int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
+              const uint8_t *tail, size_t tlen);
 /* The entry of id in g, or NULL. */
 group_ent *group_find(const store_group *g, const guts_id *id);
 /* Drop the entries from index n on (a failed put's). */
 void group_truncate(store_group *g, size_t n);
 void group_free(store_group *g);
+/* A grouped put (put or rec_put) reads in a read transaction, which the
+ * group's first put notes (its commit then knows whether another writer
+ * came between), and *n0 is the group's size before it; its end closes
+ * the transaction and, when rc is an error, drops the entries added from
+ * n0 on (returning rc as a GUTS_E* code, what naming the put), else
+ * commits a group that reached its bound. */
+int group_put_begin(guts_repo *r, MDB_txn **txn, size_t *n0);
+int group_put_end(guts_repo *r, MDB_txn *txn, size_t n0, int rc, const char *what);
 /* Write what r's group holds in one transaction and empty it (emptied on
  * failure too). Every write through r but a grouped put calls it first. */
 int store_group_commit(guts_repo *r);

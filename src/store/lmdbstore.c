@@ -39,6 +39,18 @@
 
 #include "guts/lmdbstore.h"
 
+/* Grouped puts (guts_repo_group): a pull's records are held and committed
+ * together, per this many bytes of records, before any other write (the
+ * refs a pull applies: so a ref never lands before its closure), and
+ * before anything reads counters or listings (l_info, l_ids, l_recent:
+ * the core refreshes a repository at every session's end, the daemon's
+ * poll reads info), so the core and other processes see what they saw
+ * before, only committed in fewer transactions. One commit per frame of
+ * up to 1024 small records cost a replica of 202,000 objects ~14% of its
+ * CPU (docs/performance.md). What a group holds is lost to a crash of
+ * the process; nothing refers to it yet, and the next pull fetches it. */
+#define LMDBSTORE_GROUP_BYTES ((size_t)2 << 20)
+
 /* Flusher threads: flushes of different files overlap in the disk's
  * queue and the filesystem's journal commits (ext4 joins concurrent
  * fsyncs into one), so a handful of threads turns N flushes into about
@@ -62,6 +74,7 @@ typedef struct open_repo {
     char *key;
     guts_repo *repo;
     flush_job *job; /* its flush waiting, running or done, not yet taken back */
+    int ungrouped;  /* full: puts write at once, until a write succeeds */
 } open_repo;
 
 typedef struct flusher {
@@ -108,6 +121,8 @@ void guts_core_lmdbstore_free(guts_core_lmdbstore *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; i < s->n; i++)
+        guts_repo_group_commit(s->open[i].repo);
     flush_stop(s);
     for (size_t i = 0; i < s->n; i++) {
         guts_repo_close(s->open[i].repo);
@@ -289,7 +304,9 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     s->open[i].key = k;
     s->open[i].repo = r;
     s->open[i].job = NULL;
+    s->open[i].ungrouped = 0;
     s->n++;
+    guts_repo_group(r, LMDBSTORE_GROUP_BYTES);
     *out = r;
     return GUTS_OK;
 }
@@ -361,13 +378,30 @@ static void flush_ask(guts_core_lmdbstore *s, open_repo *e)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* After a write through r that failed or committed: a full store (a
+ * group's commit failed and dropped it) stops grouping, so that each put
+ * fails or succeeds as it did without groups (the core's full state and
+ * its probe go by what a put returns), and the first write that succeeds
+ * starts it again. */
+static void regroup(open_repo *e, int rc)
+{
+    if (rc == GUTS_EFULL && !e->ungrouped) {
+        e->ungrouped = 1;
+        guts_repo_group(e->repo, 0);
+    } else if (rc == GUTS_OK && e->ungrouped) {
+        e->ungrouped = 0;
+        guts_repo_group(e->repo, LMDBSTORE_GROUP_BYTES);
+    }
+}
+
 /* After a write through r: an env that commits without flushing needs a
  * flush (one job at a time per env; its result asks again if needed). */
 static int wrote(void *ctx, guts_repo *r, int rc)
 {
     guts_core_lmdbstore *s = ctx;
-    if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     open_repo *e = entry_of(s, guts_repo_key(r));
+    if (e) regroup(e, rc);
+    if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     if (!e) return rc;
     if (!e->job) {
         flush_ask(s, e);
@@ -491,10 +525,30 @@ static int l_create(void *ctx, const char *key)
     return get_repo(ctx, key, 1, &r);
 }
 
+/* key's handle, its group committed: for reads of counters and listings,
+ * which see only what is committed. */
+/* wrote(), for a write that may only have gone to r's group: a flush is
+ * asked only when the env committed since t0 (asking for none would let
+ * the flusher end the env's unflushed state before its commits). */
+static int wrote_since(void *ctx, guts_repo *r, uint64_t t0, int rc)
+{
+    uint64_t t1;
+    if (rc == GUTS_OK && (guts_repo_txnid(r, &t1) || t1 == t0)) return rc;
+    return wrote(ctx, r, rc);
+}
+
+static int committed(void *ctx, const char *key, guts_repo **r)
+{
+    uint64_t t0;
+    int rc = get_repo(ctx, key, 0, r);
+    if (rc || (rc = guts_repo_txnid(*r, &t0))) return rc;
+    return wrote_since(ctx, *r, t0, guts_repo_group_commit(*r));
+}
+
 static int l_info(void *ctx, const char *key, guts_repo_info *out)
 {
     guts_repo *r;
-    int rc = get_repo(ctx, key, 0, &r);
+    int rc = committed(ctx, key, &r);
     return rc ? rc : guts_repo_info_get(r, out);
 }
 
@@ -502,7 +556,7 @@ static int l_ids(void *ctx, const char *key, const guts_id *from, const guts_id 
                  int (*cb)(const guts_id *id, void *arg), void *arg)
 {
     guts_repo *r;
-    int rc = get_repo(ctx, key, 0, &r);
+    int rc = committed(ctx, key, &r);
     return rc ? rc : guts_repo_ids(r, from, to, cb, arg);
 }
 
@@ -525,15 +579,17 @@ static int l_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
                  size_t *bad)
 {
     guts_repo *r;
+    uint64_t t0;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : wrote(ctx, r, guts_repo_put(r, objs, n, added, bad));
+    if (rc || (rc = guts_repo_txnid(r, &t0))) return rc;
+    return wrote_since(ctx, r, t0, guts_repo_put(r, objs, n, added, bad));
 }
 
 static int l_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t *n)
 {
     guts_repo *r;
     *n = 0;
-    int rc = get_repo(ctx, key, 0, &r);
+    int rc = committed(ctx, key, &r);
     return rc ? rc : guts_repo_recent(r, max, out, n);
 }
 
@@ -570,8 +626,10 @@ static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
                      size_t *added, size_t *bad)
 {
     guts_repo *r;
+    uint64_t t0;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : wrote(ctx, r, guts_repo_rec_put(r, recs, n, nobase, added, bad));
+    if (rc || (rc = guts_repo_txnid(r, &t0))) return rc;
+    return wrote_since(ctx, r, t0, guts_repo_rec_put(r, recs, n, nobase, added, bad));
 }
 
 static int l_verify(void *ctx, const char *key, const guts_id *id)

@@ -365,26 +365,21 @@ static int put_grouped(put_ctx *c)
 {
     guts_repo *r = c->r;
     store_group *g = &r->grp;
-    size_t n0 = g->n;
     MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
+    size_t n0;
+    int rc = group_put_begin(r, &txn, &n0);
     if (rc) return rc;
-    if (g->n == 0) g->txnid = mdb_txn_id(txn);
     c->added = 0;
     rc = put_plan(c, txn);
     if (rc == 0) rc = put_compress(c);
     for (size_t i = 0; i < c->n && rc == 0; i++) {
         if (c->items[i].skip) continue;
-        if ((rc = group_add(g, &c->objs[i].id, put_record(c, i), c->items[i].len)) == 0) c->added++;
+        if ((rc = group_add(g, &c->objs[i].id, put_record(c, i), c->items[i].len, NULL, 0)) == 0)
+            c->added++;
     }
     if (rc == 0) put_cache_tail(c);
     pool_release(c, r);
-    store_read_end(r, txn);
-    if (rc) {
-        group_truncate(g, n0);
-        return store_mdb_err(rc, "grouped put");
-    }
-    return g->bytes >= r->grouped ? store_group_commit(r) : GUTS_OK;
+    return group_put_end(r, txn, n0, rc, "grouped put");
 }
 
 int guts_repo_put(guts_repo *r, const guts_obj *objs, size_t n, size_t *added, size_t *bad)
@@ -486,124 +481,149 @@ typedef struct rput_ctx {
     size_t added, bad;
 } rput_ctx;
 
-/* Write one record (hdr + optional delta header + payload) and its log
- * entry; counters are updated by the caller. MDB_KEYEXIST (nothing
- * written) when the id is stored already: the put is the lookup. */
-static int rput_write(guts_repo *r, MDB_txn *txn, const guts_id *id, const uint8_t *head,
-                      size_t hlen, const void *payload, size_t plen)
+/* Write one record (hdr + optional delta header + payload): into the
+ * write transaction txn, or into r's group when set is NULL (a grouped
+ * handle; txn is then a read transaction). MDB_KEYEXIST (nothing written)
+ * when the id is stored already: in a transaction the put is the lookup. */
+static int rput_write(guts_repo *r, MDB_txn *txn, store_set *set, const guts_id *id,
+                      const uint8_t *head, size_t hlen, const void *payload, size_t plen)
 {
+    if (!set) return group_add(&r->grp, id, head, hlen, payload, plen);
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
     int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
     if (rc) return rc;
     memcpy(v.mv_data, head, hlen);
     if (plen) memcpy((uint8_t *)v.mv_data + hlen, payload, plen);
-    return 0;
+    return store_set_add(r, txn, set, id, hlen + plen);
+}
+
+/* Record i of c: verified (decoded and hashed) and written by rput_write.
+ * Returns 0 (stored, or skipped: c->nobase[i] set when its base is
+ * missing), MDB_KEYEXIST (stored already), a GUTS_E* code (c->bad = i) or
+ * a raw LMDB code. */
+static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, size_t i)
+{
+    const guts_rec *rec = &c->recs[i];
+    if (c->nobase) c->nobase[i] = 0;
+    MDB_val v;
+    int rc;
+    /* In a transaction no lookup of the id first: records that are stored
+     * already are rare in a pull (reconciliation asked for missing ones),
+     * and the put finds them (MDB_NOOVERWRITE) at the price of one wasted
+     * decode, where a lookup cost every record a B-tree search. A group
+     * has no such put: it looks up, mostly in its own table. */
+    if (!set && (rc = store_obj_lookup(r, txn, &rec->id, &v)) != MDB_NOTFOUND)
+        return rc ? rc : MDB_KEYEXIST;
+    const uint8_t *base = NULL;
+    size_t blen = 0;
+    uint8_t *owned_base = NULL;
+    unsigned depth = 0;
+    if (rec->enc == GUTS_REC_DELTA) {
+        if (guts_id_cmp(&rec->base, &rec->id) == 0) {
+            c->bad = i;
+            guts_errmsg_set("record is a delta against itself");
+            return GUTS_EHASH;
+        }
+        rc = store_obj_lookup(r, txn, &rec->base, &v);
+        if (rc == MDB_NOTFOUND) {
+            if (c->nobase) c->nobase[i] = 1;
+            return 0;
+        }
+        if (rc) return rc;
+        rec_hdr bh;
+        if (rec_parse(&v, &bh)) return store_corrupt(&rec->base, "malformed record");
+        if (bh.enc == ENC_PIECES && bh.size + rec->size > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) {
+            /* No store makes such a delta (window bound): refuse to
+             * assemble a huge base for it. */
+            c->bad = i;
+            guts_errmsg_set("record is a delta against a large object");
+            return GUTS_EHASH;
+        }
+        depth = (unsigned)bh.depth + 1;
+        if (!(base = cache_get(&r->cache, &rec->base, &blen))) {
+            int t;
+            if ((rc = store_obj_decode(r, txn, &rec->base, &t, &owned_base, &blen))) return rc;
+            base = owned_base;
+        }
+    }
+    uint8_t *content;
+    rc = guts_rec_decode_with(r->dctx, rec, base, blen, &content);
+    /* The base is likely the base of the next record too. */
+    if (owned_base) cache_give(&r->cache, &rec->base, owned_base, blen);
+    if (rc) {
+        free(content);
+        c->bad = i;
+        return rc;
+    }
+    uint8_t head[REC_DELTA_HDR];
+    head[0] = (uint8_t)rec->type;
+    head[1] = (uint8_t)rec->enc;
+    be64_put(head + 2, rec->size);
+    if (rec->enc != GUTS_REC_DELTA || depth <= STORE_DELTA_DEPTH_MAX) {
+        size_t hlen = REC_HDR;
+        if (rec->enc == GUTS_REC_DELTA) {
+            memcpy(head + REC_HDR, rec->base.b, GUTS_ID_LEN);
+            head[REC_HDR + GUTS_ID_LEN] = (uint8_t)depth;
+            hlen = REC_DELTA_HDR;
+        }
+        rc = rput_write(r, txn, set, &rec->id, head, hlen, rec->data, rec->len);
+    } else {
+        /* Too deep here: store the content on its own, as put does. */
+        guts_obj o = {.id = rec->id, .type = rec->type, .data = content, .len = (size_t)rec->size};
+        put_item it = {0};
+        size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
+        uint8_t *p = malloc(cap);
+        if (!p) {
+            free(content);
+            return GUTS_ENOMEM;
+        }
+        size_t reclen = encode(r->cctx, &o, &it, p, cap);
+        rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0);
+        free(p);
+    }
+    /* A base of the next records, likely; small contents are cheaper to
+     * decode again than to keep (many tiny entries cost the cache more
+     * than they save). */
+    if (rc == 0 && content && rec->size >= STORE_REC_CACHE_MIN)
+        cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
+    else
+        free(content);
+    return rc;
 }
 
 static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
 {
     rput_ctx *c = arg;
-    store_env *se = r->se;
     store_set set;
     int rc;
     c->added = 0;
     if ((rc = store_set_load(r, txn, &set))) return rc;
     for (size_t i = 0; i < c->n; i++) {
-        const guts_rec *rec = &c->recs[i];
-        if (c->nobase) c->nobase[i] = 0;
-        /* No lookup of the id first: records that are stored already are
-         * rare in a pull (reconciliation asked for missing ones), and the
-         * put below finds them (MDB_NOOVERWRITE) at the price of one
-         * wasted decode, where a lookup cost every record a B-tree search. */
-        MDB_val k = {GUTS_ID_LEN, NULL}, v;
-        const uint8_t *base = NULL;
-        size_t blen = 0;
-        uint8_t *owned_base = NULL;
-        unsigned depth = 0;
-        if (rec->enc == GUTS_REC_DELTA) {
-            if (guts_id_cmp(&rec->base, &rec->id) == 0) {
-                c->bad = i;
-                guts_errmsg_set("record is a delta against itself");
-                return GUTS_EHASH;
-            }
-            k.mv_data = (void *)rec->base.b;
-            rc = mdb_get(txn, se->objects, &k, &v);
-            if (rc == MDB_NOTFOUND) {
-                if (c->nobase) c->nobase[i] = 1;
-                continue;
-            }
-            if (rc) return rc;
-            rec_hdr bh;
-            if (rec_parse(&v, &bh)) return store_corrupt(&rec->base, "malformed record");
-            if (bh.enc == ENC_PIECES &&
-                bh.size + rec->size > ((uint64_t)1 << STORE_DELTA_WINDOWLOG)) {
-                /* No store makes such a delta (window bound): refuse to
-                 * assemble a huge base for it. */
-                c->bad = i;
-                guts_errmsg_set("record is a delta against a large object");
-                return GUTS_EHASH;
-            }
-            depth = (unsigned)bh.depth + 1;
-            if (!(base = cache_get(&r->cache, &rec->base, &blen))) {
-                int t;
-                if ((rc = store_obj_decode(r, txn, &rec->base, &t, &owned_base, &blen))) return rc;
-                base = owned_base;
-            }
-        }
-        uint8_t *content;
-        rc = guts_rec_decode_with(r->dctx, rec, base, blen, &content);
-        /* The base is likely the base of the next record too. */
-        if (owned_base) cache_give(&r->cache, &rec->base, owned_base, blen);
-        if (rc) {
-            free(content);
-            c->bad = i;
-            return rc;
-        }
-        uint8_t head[REC_DELTA_HDR];
-        head[0] = (uint8_t)rec->type;
-        head[1] = (uint8_t)rec->enc;
-        be64_put(head + 2, rec->size);
-        size_t reclen;
-        if (rec->enc != GUTS_REC_DELTA || depth <= STORE_DELTA_DEPTH_MAX) {
-            size_t hlen = REC_HDR;
-            if (rec->enc == GUTS_REC_DELTA) {
-                memcpy(head + REC_HDR, rec->base.b, GUTS_ID_LEN);
-                head[REC_HDR + GUTS_ID_LEN] = (uint8_t)depth;
-                hlen = REC_DELTA_HDR;
-            }
-            rc = rput_write(r, txn, &rec->id, head, hlen, rec->data, rec->len);
-            reclen = hlen + rec->len;
-        } else {
-            /* Too deep here: store the content on its own, as put does. */
-            guts_obj o = {
-                .id = rec->id, .type = rec->type, .data = content, .len = (size_t)rec->size};
-            put_item it = {0};
-            size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
-            uint8_t *p = malloc(cap);
-            if (!p) {
-                free(content);
-                return GUTS_ENOMEM;
-            }
-            reclen = encode(r->cctx, &o, &it, p, cap);
-            rc = rput_write(r, txn, &rec->id, p, reclen, NULL, 0);
-            free(p);
-        }
-        if (rc) {
-            free(content);
-            if (rc == MDB_KEYEXIST) continue;
-            return rc;
-        }
-        /* A base of the next records, likely; small contents are cheaper to
-         * decode again than to keep (many tiny entries cost the cache more
-         * than they save). */
-        if (content && rec->size >= STORE_REC_CACHE_MIN)
-            cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
-        else
-            free(content);
-        if ((rc = store_set_add(r, txn, &set, &rec->id, reclen))) return rc;
+        rc = rput_one(r, txn, &set, c, i);
+        if (rc == MDB_KEYEXIST) continue;
+        if (rc) return rc;
         c->added = set.added;
     }
     return store_set_save(r, txn, &set);
+}
+
+/* A grouped handle (guts_repo_group): the records are verified in a read
+ * transaction and go to the group, as put_grouped's. */
+static int rput_grouped(guts_repo *r, rput_ctx *c)
+{
+    MDB_txn *txn;
+    size_t n0;
+    c->added = 0;
+    int rc = group_put_begin(r, &txn, &n0);
+    if (rc) return rc;
+    for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST); i++) {
+        size_t before = r->grp.n;
+        rc = rput_one(r, txn, NULL, c, i);
+        c->added += r->grp.n - before;
+    }
+    if (rc == MDB_KEYEXIST) rc = 0;
+    if (rc) c->added = 0;
+    return group_put_end(r, txn, n0, rc, "grouped record put");
 }
 
 int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase, size_t *added,
@@ -625,7 +645,7 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
     /* The map grows by at least this batch's records plus B-tree overhead;
      * a rare too-deep delta stored whole may need more, which a retry
      * with a bigger map covers. */
-    int rc = store_write(r, 2 * total + 256 * n, rput_fn, &c);
+    int rc = r->grouped ? rput_grouped(r, &c) : store_write(r, 2 * total + 256 * n, rput_fn, &c);
     if (rc && bad) *bad = c.bad;
     if (rc == GUTS_OK && added) *added = c.added;
     return rc;

@@ -1110,6 +1110,71 @@ START_TEST(test_grouped_puts_are_written_by_one_commit)
 }
 END_TEST
 
+/* Replicated records into a grouping handle: verified, held by the group
+ * (deltas decoded against bases in it), written by one commit as a
+ * transaction per batch writes them. */
+START_TEST(test_grouped_record_puts_are_written_by_one_commit)
+{
+    guts_repo *a = open_repo("o/gra"), *b, *other;
+    guts_obj objs[RV];
+    char *v = group_setup("o/grb", &b, &other, objs, RV, 19);
+    put_ok(a, objs, RV, RV);
+    guts_rec recs[RV];
+    void *bufs[RV];
+    for (int i = 0; i < RV; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    uint64_t txn0, txn1;
+    ck_assert_int_eq(guts_repo_txnid(b, &txn0), GUTS_OK);
+    uint8_t nobase[RV];
+    size_t added = 9, bad = 0;
+    /* The last delta first: its base is not there yet. */
+    ck_assert_int_eq(guts_repo_rec_put(b, recs + RV - 1, 1, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, 0);
+    ck_assert_uint_eq(nobase[0], 1);
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, 3, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, 3);
+    /* one again (skipped), and the rest, built on the group's records */
+    ck_assert_int_eq(guts_repo_rec_put(b, recs + 2, RV - 2, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, RV - 3);
+    for (int i = 0; i < RV - 2; i++)
+        ck_assert_uint_eq(nobase[i], 0);
+    ck_assert_int_eq(guts_repo_txnid(b, &txn1), GUTS_OK);
+    ck_assert_uint_eq(txn1, txn0); /* nothing written yet */
+    check_get(b, &objs[RV - 1]);
+    ck_assert_int_eq(guts_repo_has(other, &objs[0].id), 0);
+    /* A bad record fails the put and leaves the group as it was. */
+    ck_assert_int_eq(guts_repo_has(b, &objs[0].id), 1);
+    guts_rec two[2] = {recs[0], recs[1]};
+    two[1].id.b[0] ^= 1; /* content no longer hashes to it */
+    ck_assert_int_ne(guts_repo_rec_put(b, two, 2, nobase, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(bad, 1);
+    ck_assert_int_eq(guts_repo_has(b, &two[1].id), 0);
+    ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+    ck_assert_int_eq(guts_repo_txnid(b, &txn1), GUTS_OK);
+    ck_assert_uint_eq(txn1, txn0 + 1);
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
+    ck_assert_uint_eq(ib.objects, RV);
+    ck_assert(guts_fp_eq(ia.fp, ib.fp));
+    ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
+    check_logged(other, RV);
+    for (int i = 0; i < RV; i++) {
+        guts_rec rec;
+        void *buf;
+        ck_assert_int_eq(guts_repo_rec_get(other, &objs[i].id, &rec, &buf), GUTS_OK);
+        ck_assert_uint_eq(rec.depth, recs[i].depth);
+        ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
+        free(buf);
+        free(bufs[i]);
+    }
+    guts_repo_close(a);
+    guts_repo_close(b);
+    guts_repo_close(other);
+    free(v);
+}
+END_TEST
+
 START_TEST(test_grouped_commit_grows_the_map)
 {
     guts_data_set_initial_mapsize(data, 1 << 20);
@@ -2046,6 +2111,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_base_hint_that_is_absent_or_later_is_ignored);
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
+    tcase_add_test(t, test_grouped_record_puts_are_written_by_one_commit);
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
     tcase_add_test(t, test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group);
