@@ -156,14 +156,26 @@ static int env_init(store_env *se)
     return rc;
 }
 
-/* Removes the files LMDB makes in dir, then dir. */
-static void env_files_remove(const char *dir)
+/* Removes the files LMDB makes in dir (absent ones are fine), then dir. */
+static int env_files_remove(const char *dir)
 {
     static const char *const files[] = {"data.mdb", "lock.mdb"};
     char f[4096];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) < (int)sizeof f) unlink(f);
-    rmdir(dir);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) >= (int)sizeof f) {
+            guts_errmsg_set("path too long: %s", dir);
+            return GUTS_EINVAL;
+        }
+        if (unlink(f) != 0 && errno != ENOENT) {
+            guts_errmsg_set("unlink %s: %s", f, strerror(errno));
+            return GUTS_EIO;
+        }
+    }
+    if (rmdir(dir) != 0) {
+        guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
+        return GUTS_EIO;
+    }
+    return GUTS_OK;
 }
 
 /* A new env is made whole (meta pages, schema, flushed) in a directory of
@@ -188,7 +200,7 @@ static int env_create(guts_data *d, const char *dir)
     int mrc = se ? mdb_env_create(&se->env) : ENOMEM;
     if (mrc) {
         free(se);
-        env_files_remove(tmp);
+        (void)env_files_remove(tmp);
         return store_mdb_err(mrc, "create env");
     }
     if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
@@ -199,11 +211,16 @@ static int env_create(guts_data *d, const char *dir)
         rc = env_init(se);
     mdb_env_close(se->env);
     free(se);
-    if (rc == GUTS_OK && rename(tmp, dir) != 0 && errno != EEXIST && errno != ENOTEMPTY) {
-        guts_errmsg_set("rename %s to %s: %s", tmp, dir, strerror(errno));
-        rc = GUTS_EIO;
+    if (rc == GUTS_OK && rename(tmp, dir) == 0) return GUTS_OK;
+    /* not renamed: ours is removed (another process's env is in place, or
+     * the error says why), before the error is set */
+    int err = rc == GUTS_OK ? errno : 0;
+    (void)env_files_remove(tmp);
+    if (err == EEXIST || err == ENOTEMPTY) return GUTS_OK;
+    if (err) {
+        guts_errmsg_set("rename %s to %s: %s", tmp, dir, strerror(err));
+        return GUTS_EIO;
     }
-    env_files_remove(tmp); /* nothing left there once renamed */
     return rc;
 }
 
@@ -274,7 +291,9 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         free(se);
         goto out;
     }
-    atomic_store(&se->commits, created); /* env_init's commit, unflushed when NOSYNC */
+    /* env_init may have written the schema unflushed (into a directory
+     * env_create could not replace): at worst one flush too many */
+    atomic_store(&se->commits, created);
     if (created && nosync && (mrc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, &se->pin))) {
         /* no pin, no commits without flushes */
         se->pin = NULL;
@@ -430,23 +449,7 @@ int guts_repo_remove(guts_data *d, const char *key)
         guts_errmsg_set("repository %s not found", key);
         return GUTS_ENOTFOUND;
     }
-    static const char *const files[] = {"data.mdb", "lock.mdb"};
-    for (size_t i = 0; i < sizeof files / sizeof *files && rc == GUTS_OK; i++) {
-        char *f = store_path_join(dir, files[i]);
-        if (!f) {
-            rc = GUTS_ENOMEM;
-            break;
-        }
-        if (unlink(f) != 0 && errno != ENOENT) {
-            guts_errmsg_set("unlink %s: %s", f, strerror(errno));
-            rc = GUTS_EIO;
-        }
-        free(f);
-    }
-    if (rc == GUTS_OK && rmdir(dir) != 0) {
-        guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
-        rc = GUTS_EIO;
-    }
+    rc = env_files_remove(dir);
     if (rc == GUTS_OK) {
         /* The owner dir goes when it is empty; another repo keeps it. */
         char *slash = strrchr(dir, '/');

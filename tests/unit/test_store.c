@@ -319,6 +319,26 @@ START_TEST(test_bad_repo_keys_rejected_and_nothing_created)
 }
 END_TEST
 
+/* A new repository's env is made under a dot name and renamed into place:
+ * nothing of the temporary name is left, an empty directory left by a
+ * crash inside the old mkdir-then-open window is replaced, and the env
+ * opens from another handle. */
+START_TEST(test_created_env_is_renamed_into_place)
+{
+    char owner[512], left[600];
+    snprintf(owner, sizeof owner, "%s/repos/made", tmpdir);
+    snprintf(left, sizeof left, "%s/empty", owner);
+    ck_assert_int_eq(mkdir(owner, 0700), 0);
+    ck_assert_int_eq(mkdir(left, 0700), 0); /* a crash's leftover */
+    guts_repo *a = open_repo("made/new"), *b = open_repo("made/empty");
+    guts_repo_close(a);
+    guts_repo_close(b);
+    ck_assert_int_eq(count_entries(owner), 2); /* new, empty: no .NAME.new-* */
+    ck_assert_int_eq(guts_repo_open(data, "made/empty", 0, &b), GUTS_OK);
+    guts_repo_close(b);
+}
+END_TEST
+
 START_TEST(test_bad_ref_names_rejected)
 {
     char too_long[GUTS_REFNAME_MAX + 2];
@@ -2093,6 +2113,7 @@ static Suite *store_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_bad_repo_keys_rejected_and_nothing_created);
+    tcase_add_test(t, test_created_env_is_renamed_into_place);
     tcase_add_test(t, test_node_id_is_made_once_and_incarnation_increments);
     tcase_add_test(t, test_repos_walk_of_empty_data_dir_calls_nothing);
     tcase_add_test(t, test_repos_walk_is_sorted_and_skips_non_repos);
