@@ -558,6 +558,9 @@ int fetch_send_cached(guts_packcache *cache, int *connected, guts_git_fetch_stat
         if (!rc) *connected = 1;
     } else if (rc == GUTS_ECORRUPT) {
         rc = guts_git_errf(err, rc, "a cached pack was damaged (removed): try again");
+    } else if (rc != GUTS_ENOTFOUND && t.proc.pid < 0) {
+        rc = GUTS_ENOTFOUND; /* not a byte went out: the cache is best effort */
+        err[0] = 0;
     } else if (rc != GUTS_ENOTFOUND && !err[0]) {
         rc = guts_git_errf(err, rc, "sending a cached pack: %s", guts_strerror(rc));
     }
@@ -586,10 +589,10 @@ int fetch_write_pack(walk *w, int self_contained, int *connected, guts_packcache
      * commits) is deflated as git would: costing nothing measurable, level 0
      * would leave it several times git's size. */
     if (!indexed && w->zlevel < REMOTE_SMALL_PACK_LEVEL) w->zlevel = REMOTE_SMALL_PACK_LEVEL;
-    if (indexed && self_contained && cache && guts_packcache_begin(cache) == GUTS_OK) {
+    /* no object list beside it: only guts-node starts a pack from an
+     * earlier one (guts_packcache_find_base) */
+    if (indexed && self_contained && cache && guts_packcache_begin(cache) == GUTS_OK)
         t.cache = cache;
-        guts_packcache_objects(cache, w->send, w->nsend);
-    }
     if ((rc = guts_packw_open(&p, -1, w->zlevel, 0, (uint32_t)w->nsend))) {
         rc = pack_err(w->err, rc);
         goto out;

@@ -47,7 +47,9 @@ static void remove_pack(const char *dir, const char *name)
     char path[4096 + 96];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     (void)unlink(path);
-    snprintf(path, sizeof path, "%s/%.*s.ids", dir, (int)(strlen(name) - 5), name);
+    char prefix[4096 + 2];
+    snprintf(prefix, sizeof prefix, "%s/", dir);
+    ids_name(name, prefix, path, sizeof path);
     (void)unlink(path);
 }
 
@@ -157,10 +159,22 @@ int guts_packcache_begin(guts_packcache *c)
     return GUTS_OK;
 }
 
+/* Give up the pack being written (its files removed), leaving the base
+ * pack, which may be being read, to guts_packcache_free. */
+static void abandon(guts_packcache *c)
+{
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    if (c->tmp[0]) (void)unlink(c->tmp);
+    c->tmp[0] = 0;
+    if (c->ids_tmp[0]) (void)unlink(c->ids_tmp);
+    c->ids_tmp[0] = 0;
+}
+
 void guts_packcache_write(guts_packcache *c, const void *buf, size_t n)
 {
     if (c->fd < 0 || !c->tmp[0]) return;
-    if (guts_write_all(c->fd, buf, n) != GUTS_OK) guts_packcache_free(c);
+    if (guts_write_all(c->fd, buf, n) != GUTS_OK) abandon(c);
 }
 
 /* A cached pack of the same repository (its name's first 17 bytes) and
@@ -247,12 +261,7 @@ void guts_packcache_commit(guts_packcache *c)
 
 void guts_packcache_free(guts_packcache *c)
 {
-    if (c->fd >= 0) close(c->fd);
-    c->fd = -1;
-    if (c->tmp[0]) (void)unlink(c->tmp);
-    c->tmp[0] = 0;
-    if (c->ids_tmp[0]) (void)unlink(c->ids_tmp);
-    c->ids_tmp[0] = 0;
+    abandon(c);
     free(c->base_ids);
     c->base_ids = NULL;
     c->nbase = 0;
@@ -278,7 +287,7 @@ void guts_packcache_objects(guts_packcache *c, const guts_id *ids, size_t n)
         if (fd >= 0 && close(fd) != 0) ok = 0;
     }
     free(s);
-    if (!ok) guts_packcache_free(c);
+    if (!ok) abandon(c);
 }
 
 int guts_packcache_find_base(guts_packcache *c)
@@ -306,35 +315,41 @@ int guts_packcache_find_base(guts_packcache *c)
     }
     closedir(d);
     if (!c->base[0]) return GUTS_ENOTFOUND;
-    /* its list, and its header's count must agree */
+    /* its header's count, then a list of exactly that many ids */
     char path[sizeof c->dir + sizeof c->base + 8];
-    snprintf(path, sizeof path, "%s/%.*s.ids", c->dir, (int)(strlen(c->base) - 5), c->base);
-    int rc = GUTS_ENOTFOUND;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size % GUTS_ID_LEN == 0 && st.st_size > 0) {
-        c->nbase = (size_t)st.st_size / GUTS_ID_LEN;
-        c->base_ids = malloc((size_t)st.st_size);
-        rc = c->base_ids ? GUTS_OK : GUTS_ENOMEM;
-        size_t got = 0;
-        while (!rc && got < (size_t)st.st_size) {
-            ssize_t k = read(fd, (uint8_t *)c->base_ids + got, (size_t)st.st_size - got);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0)
-                rc = GUTS_ENOTFOUND;
-            else
-                got += (size_t)k;
-        }
-    }
-    if (fd >= 0) close(fd);
-    uint8_t head[12];
     snprintf(path, sizeof path, "%s/%s", c->dir, c->base);
-    fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
-    if (!rc && (fd < 0 || read(fd, head, sizeof head) != (ssize_t)sizeof head ||
-                memcmp(head, "PACK\0\0\0\2", 8) != 0 ||
-                ((size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 |
-                 head[11]) != c->nbase))
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t head[12];
+    size_t count = 0;
+    int rc = fd >= 0 && read(fd, head, sizeof head) == (ssize_t)sizeof head &&
+                     memcmp(head, "PACK\0\0\0\2", 8) == 0
+                 ? GUTS_OK
+                 : GUTS_ENOTFOUND;
+    if (!rc)
+        count = (size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 | head[11];
+    char dir[sizeof c->dir + 1];
+    snprintf(dir, sizeof dir, "%s/", c->dir);
+    ids_name(c->base, dir, path, sizeof path);
+    int ifd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (!rc && (count == 0 || ifd < 0 || fstat(ifd, &st) != 0 ||
+                (uint64_t)st.st_size != (uint64_t)count * GUTS_ID_LEN))
         rc = GUTS_ENOTFOUND;
+    if (!rc) {
+        c->base_ids = malloc(count * GUTS_ID_LEN);
+        rc = c->base_ids ? GUTS_OK : GUTS_ENOMEM;
+        c->nbase = count;
+    }
+    size_t got = 0, want = count * GUTS_ID_LEN;
+    while (!rc && got < want) {
+        ssize_t k = read(ifd, (uint8_t *)c->base_ids + got, want - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            rc = GUTS_ENOTFOUND;
+        else
+            got += (size_t)k;
+    }
+    if (ifd >= 0) close(ifd);
     if (rc) {
         if (fd >= 0) close(fd);
         free(c->base_ids);

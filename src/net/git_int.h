@@ -44,6 +44,7 @@ typedef struct git_upload {
     guts_id *client_shallow; /* the client's "shallow" lines */
     size_t nclient_shallow;
     int header_sent; /* "packfile" went out: errors go on band 3 now */
+    int client_gone; /* a write to the client failed */
     uint64_t pack_bytes;
     struct guts_packcache *cache; /* the pack is written there too, or NULL */
 } git_upload;

@@ -37,7 +37,10 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
     if (u->cache && n) guts_packcache_write(u->cache, buf, n);
     if (!u->header_sent) {
         u->header_sent = 1;
-        if ((rc = pipe_write(u, "000dpackfile\n", 13))) return rc;
+        if ((rc = pipe_write(u, "000dpackfile\n", 13))) {
+            u->client_gone = 1;
+            return rc;
+        }
     }
     const uint8_t *p = buf;
     while (n) {
@@ -45,7 +48,10 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
         char head[5];
         guts_pkt_header(head, k + 1);
         head[4] = 1;
-        if ((rc = pipe_write(u, head, 5)) || (rc = pipe_write(u, p, k))) return rc;
+        if ((rc = pipe_write(u, head, 5)) || (rc = pipe_write(u, p, k))) {
+            u->client_gone = 1;
+            return rc;
+        }
         u->pack_bytes += k;
         p += k;
         n -= k;
@@ -170,7 +176,11 @@ static void *upload_main(void *arg)
                      "upload-pack: a cached pack was damaged (removed): try again");
             goto fail;
         }
-        if (u->header_sent) goto out; /* the client went away */
+        if (u->client_gone) goto out;
+        if (u->header_sent) { /* the file failed part-way: say so on band 3 */
+            snprintf(err, sizeof err, "upload-pack: reading a cached pack: %s", guts_strerror(rc));
+            goto fail;
+        }
         if (guts_packcache_begin(&pc) == GUTS_OK) u->cache = &pc;
         (void)guts_packcache_find_base(&pc); /* the refs moved: start from the last pack */
     }

@@ -587,6 +587,20 @@ START_TEST(test_pack_cache_base)
     ck_assert_mem_eq(got.p, "PACK\0\0\0\2\0\0\0\xc9", 12);
     ck_assert_mem_eq(got.p + 12, pack.p + 12, pack.n - 32);
     free(got.p);
+    /* an object list that disagrees with its pack's count is not read
+     * (its size is checked before anything is allocated) */
+    char ids_path[300];
+    snprintf(ids_path, sizeof ids_path, "%s/git-packs/%.*s.ids", data,
+             (int)(strlen(a.name) - 5), a.name);
+    ck_assert_int_eq(truncate(ids_path, (off_t)GUTS_ID_LEN << 39), 0); /* sparse: 10 TiB */
+    guts_packcache e;
+    ck_assert_int_eq(guts_packcache_init(&e, data, "o/r", want + 1, 1, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_find_base(&e), GUTS_ENOTFOUND);
+    ck_assert_uint_eq(e.nbase, 0);
+    ck_assert_int_eq(truncate(ids_path, 200 * GUTS_ID_LEN), 0);
+    ck_assert_int_eq(guts_packcache_find_base(&e), GUTS_OK);
+    ck_assert_uint_eq(e.nbase, 200);
+    guts_packcache_free(&e);
     /* damaged: refused, removed */
     snprintf(path, sizeof path, "%s/git-packs/%s", data, a.name);
     flip_byte(path, 100);
