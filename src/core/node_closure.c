@@ -5,8 +5,11 @@
  * The walk is costly on a first sync (it reads every commit and tree once),
  * so ids found complete are remembered per repository (the "complete"
  * cache), seeded with the targets of the refs already stored: an applied
- * ref's closure is complete by this very rule, and objects are never
- * removed. A fast-forward then walks only the new commits. Blobs are never
+ * ref's closure is complete by this very rule, and objects are not
+ * removed behind the core's back: a damaged object dropped, or a store
+ * write that failed (a grouping store then drops puts that returned
+ * GUTS_OK), empties the cache (node_store.c). A fast-forward then walks
+ * only the new commits. Blobs are never
  * read: a tree entry's mode says it is a blob, and presence is enough (the
  * mode is read as git reads it, an octal number, by guts_tree_entry_next:
  * "040000" is a subtree as much as "40000" is).

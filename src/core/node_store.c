@@ -52,8 +52,24 @@ int core_store_full(const guts_core *c)
     return c->full && c->now < c->full_retry;
 }
 
+/* A store that groups puts (lmdbstore: guts_repo_group) drops a group whose
+ * commit fails, and that commit runs in whatever call comes next: a write,
+ * or a read of counters or listings. Puts that returned GUTS_OK may then be
+ * gone, so what the closure cache says of key's repository is forgotten
+ * (else a ref could be written over objects that are not there). */
+static int store_failed(guts_core *c, const char *key, int rc)
+{
+    if (rc == GUTS_EFULL || rc == GUTS_EAGAIN || rc == GUTS_ENOMEM || rc == GUTS_EIO ||
+        rc == GUTS_ESTORE) {
+        lrepo *r = core_repo_find(c, key);
+        if (r) guts_idset_free(&r->complete);
+    }
+    return rc;
+}
+
 static int wrote(guts_core *c, const char *key, int rc, size_t n)
 {
+    store_failed(c, key, rc);
     if (rc == GUTS_EFULL) {
         c->ctr.writes_full++;
         c->full_retry = c->now + GUTS_CORE_FULL_RETRY_MS;
@@ -85,7 +101,10 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
     int rc = c->st.drop(c->st.ctx, key, id, 1, &dropped);
     c->ctr.objects_damaged++;
     lrepo *r = core_repo_find(c, key);
-    if (rc == GUTS_OK && dropped && r) core_repo_refresh(c, r); /* announce the new fingerprint */
+    if (rc == GUTS_OK && dropped && r) {
+        core_repo_refresh(c, r);        /* announce the new fingerprint */
+        guts_idset_free(&r->complete); /* closures it was in are not whole now */
+    }
     if (c->damaged.n >= CORE_REFUSED_MAX) guts_idset_free(&c->damaged);
     if (guts_idset_insert(&c->damaged, id) == 1) {
         char hex[GUTS_HEX_LEN + 1];
@@ -145,7 +164,7 @@ static int st_create(void *ctx, const char *key)
 static int st_info(void *ctx, const char *key, guts_repo_info *out)
 {
     guts_core *c = ctx;
-    return c->real.info(c->real.ctx, key, out);
+    return store_failed(c, key, c->real.info(c->real.ctx, key, out));
 }
 
 static int st_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
@@ -153,7 +172,7 @@ static int st_ids(void *ctx, const char *key, const guts_id *from, const guts_id
 {
     guts_core *c = ctx;
     if (unstored(c, key)) return GUTS_OK;
-    return c->real.ids(c->real.ctx, key, from, to, cb, arg);
+    return store_failed(c, key, c->real.ids(c->real.ctx, key, from, to, cb, arg));
 }
 
 static int st_has(void *ctx, const char *key, const guts_id *id)
@@ -186,7 +205,7 @@ static int st_recent(void *ctx, const char *key, size_t max, guts_id *out, size_
         *n = 0;
         return GUTS_OK;
     }
-    return c->real.recent(c->real.ctx, key, max, out, n);
+    return store_failed(c, key, c->real.recent(c->real.ctx, key, max, out, n));
 }
 
 static int st_refs(void *ctx, const char *key, int with_tombstones,
