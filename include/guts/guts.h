@@ -114,6 +114,12 @@ const char *guts_otype_name(int type);
 /** Parse a type name of len bytes; GUTS_OBJ_NONE if unknown. */
 int guts_otype_parse(const char *name, size_t len);
 
+/** Room for git's object header "<type> <size>\0" (any 64-bit size). */
+#define GUTS_OBJ_HEADER_MAX 32
+/** Write that header into out (GUTS_OBJ_HEADER_MAX bytes): its length with
+ * the NUL, or 0 for an unknown type. */
+size_t guts_obj_header(int type, uint64_t size, char *out);
+
 /** Compute the git id of an object: SHA-1 of "<type> <len>\0" + data.
  * Returns GUTS_EINVAL for an unknown type. */
 int guts_obj_hash(int type, const void *data, size_t len, guts_id *out);

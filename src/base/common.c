@@ -150,23 +150,30 @@ static const EVP_MD *sha1(void)
     return md;
 }
 
-int guts_obj_hash(int type, const void *data, size_t len, guts_id *out)
+size_t guts_obj_header(int type, uint64_t size, char *out)
 {
     const char *name = guts_otype_name(type);
-    if (!name || !out || (!data && len)) return GUTS_EINVAL;
-    /* "TYPE SIZE\0", as git hashes it, written without printf. */
-    char hdr[32], digits[24];
+    if (!name) return 0;
+    /* written without printf: it runs once per object hashed */
+    char digits[24];
     size_t nl = strlen(name), nd = 0, hl;
-    size_t v = len;
     do {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(hdr, name, nl);
-    hdr[nl] = ' ';
+        digits[nd++] = (char)('0' + size % 10);
+        size /= 10;
+    } while (size);
+    memcpy(out, name, nl);
+    out[nl] = ' ';
     for (hl = nl + 1; nd;)
-        hdr[hl++] = digits[--nd];
-    hdr[hl++] = 0;
+        out[hl++] = digits[--nd];
+    out[hl++] = 0;
+    return hl;
+}
+
+int guts_obj_hash(int type, const void *data, size_t len, guts_id *out)
+{
+    char hdr[GUTS_OBJ_HEADER_MAX];
+    size_t hl = out && (data || !len) ? guts_obj_header(type, len, hdr) : 0;
+    if (!hl) return GUTS_EINVAL;
     const EVP_MD *md = sha1();
     EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
     if (!ctx) return GUTS_ENOMEM;

@@ -102,12 +102,11 @@ void group_truncate(store_group *g, size_t n)
     for (size_t i = n; i < g->n; i++)
         g->bytes -= g->ents[i].len;
     g->n = n; /* their chunk bytes stay until the group is freed */
-    if (map_build(g, g->mask + 1)) { /* no memory: forget the lookups too */
-        free(g->map);
-        g->map = NULL;
-        g->n = 0;
-        g->bytes = 0;
-    }
+    /* the map rebuilt in place: no allocation, so the earlier puts'
+     * entries (already answered GUTS_OK) cannot be lost here */
+    memset(g->map, 0, (g->mask + 1) * sizeof *g->map);
+    for (size_t i = 0; i < g->n; i++)
+        map_insert(g, i);
 }
 
 void group_free(store_group *g)

@@ -525,8 +525,6 @@ static int l_create(void *ctx, const char *key)
     return get_repo(ctx, key, 1, &r);
 }
 
-/* key's handle, its group committed: for reads of counters and listings,
- * which see only what is committed. */
 /* wrote(), for a write that may only have gone to r's group: a flush is
  * asked only when the env committed since t0 (asking for none would let
  * the flusher end the env's unflushed state before its commits). */
@@ -537,6 +535,8 @@ static int wrote_since(void *ctx, guts_repo *r, uint64_t t0, int rc)
     return wrote(ctx, r, rc);
 }
 
+/* key's handle, its group committed: for reads of counters and listings,
+ * which see only what is committed. */
 static int committed(void *ctx, const char *key, guts_repo **r)
 {
     uint64_t t0;

@@ -204,19 +204,15 @@ int guts_repo_read(guts_repo *r, const guts_id *id, uint64_t off, void *buf, siz
 }
 
 typedef struct sha_hdr {
-    char b[32];
+    char b[GUTS_OBJ_HEADER_MAX];
     size_t len;
 } sha_hdr;
 
 /* git's object header "<type> <size>\0" (the NUL included). */
 static int obj_header(int type, uint64_t size, sha_hdr *h)
 {
-    const char *name = guts_otype_name(type);
-    if (!name) return GUTS_EINVAL;
-    int n = snprintf(h->b, sizeof h->b, "%s %llu", name, (unsigned long long)size);
-    if (n < 0 || (size_t)n >= sizeof h->b) return GUTS_EINVAL;
-    h->len = (size_t)n + 1;
-    return GUTS_OK;
+    h->len = guts_obj_header(type, size, h->b);
+    return h->len ? GUTS_OK : GUTS_EINVAL;
 }
 
 /* Type, size and encoding of a stored object. */
