@@ -2076,6 +2076,16 @@ START_TEST(test_object_over_the_limit_is_skipped_and_the_rest_arrives)
 }
 END_TEST
 
+/* Two memstores and their interfaces, for a cluster whose second store a
+ * test wraps. */
+static void mem_pair(guts_memstore *m[2], guts_core_store st[2])
+{
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(guts_memstore_new(&m[i]), 0);
+        guts_memstore_iface(m[i], &st[i]);
+    }
+}
+
 /* A store whose writes fail GUTS_EFULL while full_now is set, as LMDB's
  * do when the disk or the map cannot grow. */
 static int full_now;
@@ -2107,10 +2117,7 @@ START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
 {
     guts_memstore *m[2];
     guts_core_store st[2];
-    for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(guts_memstore_new(&m[i]), 0);
-        guts_memstore_iface(m[i], &st[i]);
-    }
+    mem_pair(m, st);
     full_inner = st[1];
     st[1].create = full_create;
     st[1].put = full_put;
@@ -2206,10 +2213,7 @@ START_TEST(test_a_lost_group_of_puts_is_pulled_again_before_its_refs)
 {
     guts_memstore *m[2];
     guts_core_store st[2];
-    for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(guts_memstore_new(&m[i]), 0);
-        guts_memstore_iface(m[i], &st[i]);
-    }
+    mem_pair(m, st);
     lose_inner = st[1];
     st[1].put = lose_put;
     st[1].refs_put = lose_refs_put;
