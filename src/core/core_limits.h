@@ -168,6 +168,19 @@
 /* A session with no frame for this long is abandoned (a stuck peer must not
  * hold a session slot forever). */
 #define CORE_SESSION_IDLE_MS 30000
+/* A first copy is split between peers (pull_plan.h) when at least
+ * CORE_SPLIT_MIN objects are missing: below that, one session's start-up
+ * (a few round trips) is most of the time, and more peers only add them.
+ * From CORE_SPLIT_MANY missing objects on, the plan has 256 parts instead of
+ * 16, so a slow peer's part is small and the last part ends soon after the
+ * others. Other peers holding the repository join a running plan, one at a
+ * time, every CORE_SPLIT_JOIN_MS. A session on a part that hears no frame
+ * for CORE_SPLIT_STALL_MS is stalled: it ends and its part goes to another
+ * peer (a whole pull waits CORE_SESSION_IDLE_MS: it has nowhere to go). */
+#define CORE_SPLIT_MIN 1024
+#define CORE_SPLIT_MANY 4096
+#define CORE_SPLIT_JOIN_MS 250
+#define CORE_SPLIT_STALL_MS 5000
 /* A pull that ended well leaves its stream open ("parked") for the next
  * pull from the same peer: hundreds of repositories then travel over
  * max_sessions connections instead of one connection each, which the

@@ -127,9 +127,12 @@ session *sync_find(guts_core *c, uint32_t stream)
     return hit;
 }
 
-/* When s is idle. */
+/* When s is idle; a pull on a plan's part is stalled sooner (its part
+ * goes to another peer). */
 static uint64_t idle_deadline(const session *s)
 {
+    if (s->kind == SESS_PULL && s->part >= 0)
+        return s->last_active + CORE_SPLIT_STALL_MS;
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
@@ -172,6 +175,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->core = c;
     s->stream = stream;
     s->kind = kind;
+    s->part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
@@ -284,7 +288,14 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         else
             c->ctr.sessions_failed++;
         if (r) {
-            r->pulling = 0;
+            if (r->pulling)
+                r->pulling--;
+            if (r->plan && s->part >= 0) { /* unfinished: another peer takes it */
+                pull_plan_give_back(r->plan, s->part, s->busy ? NULL : &s->peer_id);
+                c->ctr.split_given_back++;
+                s->part = -1;
+                sync_touched(c); /* its idle deadline was the stall's */
+            }
             /* a busy server is load shedding, not failing, and a full
              * store is ours to fix: no backoff */
             if (!s->busy && !c->full)
@@ -301,7 +312,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             size_t nw;
             /* a try counts for a session that asked for closures: one
              * that ended before its refs phase tried nothing */
-            refs_apply_pending(c, r, NULL, 0, &nw, !s->busy && s->phase >= PHASE_REFS);
+            refs_apply_pending(c, r, NULL, 0, &nw,
+                               !s->busy && !s->norefs && s->phase >= PHASE_REFS);
             sync_log(c, s, ok, hex, why); /* after the last refs are applied */
             if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
@@ -342,8 +354,8 @@ void sync_free_all(guts_core *c)
         core_close_stream(c, s->stream);
         if (s->kind == SESS_PULL) {
             lrepo *r = core_repo_find(c, s->key);
-            if (r)
-                r->pulling = 0;
+            if (r && r->pulling)
+                r->pulling--;
         }
         sess_remove(c, s);
     }
@@ -407,8 +419,11 @@ void sync_idle(guts_core *c)
         if (i >= c->nsess)
             continue;
         session *s = c->sess[i];
-        if (c->now >= idle_deadline(s))
-            sync_end(c, s, 0, 1, "idle");
+        if (c->now < idle_deadline(s))
+            continue;
+        int stalled = s->kind == SESS_PULL && s->part >= 0;
+        c->ctr.split_stalls += (uint64_t)stalled;
+        sync_end(c, s, 0, 1, stalled ? "stalled" : "idle");
     }
 }
 
