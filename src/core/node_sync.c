@@ -315,7 +315,11 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             refs_apply_pending(c, r, NULL, 0, &nw,
                                !s->busy && !s->norefs && s->phase >= PHASE_REFS);
             sync_log(c, s, ok, hex, why); /* after the last refs are applied */
-            if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
+            /* a part's pull that brought nothing says nothing of the peer's
+             * other parts: it is not an empty pull */
+            if (ok && s->norefs) {
+                members_pulled(c, &s->peer_id, r->key, 0);
+            } else if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
                 c->ctr.sessions_empty++;
                 members_pulled(c, &s->peer_id, r->key, 1);
