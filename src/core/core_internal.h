@@ -529,8 +529,8 @@ int sync_objects_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, 
 int sync_refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
 
 /* node_pull.c (and sync_start_pulls above) */
-/* 1 when r's running plan takes another peer now (every CORE_SPLIT_JOIN_MS
- * while parts are free). */
+/* 1 when r's running plan takes another peer now (parts are free; right
+ * after a session started on it, else every CORE_SPLIT_JOIN_MS). */
 int pull_join_due(const guts_core *c, const lrepo *r);
 /* Move the puller on when a phase is complete. */
 void pull_advance(guts_core *c, session *s);

@@ -173,8 +173,9 @@
  * (a few round trips) is most of the time, and more peers only add them.
  * From CORE_SPLIT_MANY missing objects on, the plan has 256 parts instead of
  * 16, so a slow peer's part is small and the last part ends soon after the
- * others. Other peers holding the repository join a running plan, one at a
- * time, every CORE_SPLIT_JOIN_MS. A session on a part that hears no frame
+ * others. Other peers holding the repository join a running plan at once,
+ * one per event; when none is free, one is looked for every
+ * CORE_SPLIT_JOIN_MS while parts are free. A session on a part that hears no frame
  * for CORE_SPLIT_STALL_MS is stalled: it ends and its part goes to another
  * peer (a whole pull waits CORE_SESSION_IDLE_MS: it has nowhere to go). */
 #define CORE_SPLIT_MIN 1024

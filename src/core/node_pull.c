@@ -5,8 +5,8 @@
  *
  * A first copy (CORE_SPLIT_MIN objects missing or more) is split between
  * peers (pull_plan.h): its first session takes a part of the id space,
- * and every CORE_SPLIT_JOIN_MS another peer holding the repository joins
- * with a session of its own while parts are free. A session reconciles its
+ * and the other peers holding the repository join with sessions of their
+ * own while parts are free (at once, then every CORE_SPLIT_JOIN_MS). A session reconciles its
  * part's range, then takes the next free part; with none free it asks for
  * its held deltas' bases and ends without the refs phase, unless it
  * finished the last part: that one pulls the refs, as a whole pull does.
@@ -66,7 +66,8 @@ static peer *choose_peer(guts_core *c, lrepo *r)
     return best;
 }
 
-/* 1 when r's running plan takes another peer now. */
+/* 1 when r's running plan takes another peer now: right after a session
+ * started on it, then every CORE_SPLIT_JOIN_MS while no peer was free. */
 int pull_join_due(const guts_core *c, const lrepo *r)
 {
     return r->plan && r->pulling && c->now >= r->plan->join_at && pull_plan_free_parts(r->plan);
@@ -101,8 +102,8 @@ void sync_start_pulls(guts_core *c)
             else
                 c->ctr.split_pulls++;
         }
-        if (r->plan)
-            r->plan->join_at = c->now + CORE_SPLIT_JOIN_MS;
+        if (r->plan) /* the next peer may join at once (the next event) */
+            r->plan->join_at = c->now;
         session *s = sync_parked_to(c, p);
         int reused = s != NULL;
         if (s) { /* open already, its HELLO sent when it was parked */
