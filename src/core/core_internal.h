@@ -211,6 +211,8 @@ typedef struct session {
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
     int part;   /* the plan's part this pull reconciles, -1: the whole set */
+    int prev_part;      /* the part before, its objects still coming, or -1 */
+    uint32_t prev_left; /* DONEs still due for prev_part's requests */
     int norefs; /* a part's pull that ends without the refs phase */
     uint32_t want_rounds;
     uint64_t want_mark; /* got_objects + npend when the last WANT was sent */
@@ -537,6 +539,8 @@ void pull_advance(guts_core *c, session *s);
 /* The pull's stream is open (new or parked): HELLO, resumes, the first phase. */
 void pull_open(guts_core *c, session *s);
 void pull_recon(guts_core *c, session *s, const guts_msg_recon *m);
+/* A DONE arrived: the request's elements are all in. */
+void pull_done(guts_core *c, session *s);
 
 /* node_pull_recv.c */
 void pull_pend_free(guts_core *c, session *s);

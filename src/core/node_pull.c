@@ -329,6 +329,30 @@ void pull_open(guts_core *c, session *s)
         sync_end(c, s, 0, 1, guts_strerror(rc));
 }
 
+/* A part's reconciliation is over but its objects still stream: ask for
+ * the next free part now, so the peer's upload never waits for a round
+ * trip between parts (requests are answered in order: the DONEs of the
+ * part before come first). Returns -1 when s ended. */
+static int part_ahead(guts_core *c, session *s)
+{
+    lrepo *r = core_repo_find(c, s->key);
+    if (s->phase != PHASE_OBJECTS || s->part < 0 || s->prev_part >= 0 || !s->outstanding ||
+        !r || !r->plan)
+        return 0;
+    int next = pull_plan_take(r->plan, s->stream);
+    if (next < 0)
+        return 0;
+    s->prev_part = s->part;
+    s->prev_left = s->outstanding;
+    s->part = next;
+    int rc = phase_start(c, s, PHASE_OBJECTS);
+    if (rc) {
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
 {
     assert(s->kind == SESS_PULL);
@@ -355,7 +379,23 @@ void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
         }
         s->outstanding++;
     }
-    if (done || n == 0)
+    if (done || n == 0) {
         s->recon_done = 1;
+        if (part_ahead(c, s) < 0)
+            return;
+    }
+    pull_advance(c, s);
+}
+
+void pull_done(guts_core *c, session *s)
+{
+    s->outstanding--;
+    if (s->prev_part >= 0 && --s->prev_left == 0) {
+        lrepo *r = core_repo_find(c, s->key);
+        if (r && r->plan)
+            pull_plan_done(r->plan, s->prev_part);
+        s->prev_part = -1;
+        pull_pend_retry(c, s); /* bases another session stored meanwhile */
+    }
     pull_advance(c, s);
 }

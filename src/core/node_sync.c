@@ -175,7 +175,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->core = c;
     s->stream = stream;
     s->kind = kind;
-    s->part = -1;
+    s->part = s->prev_part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
@@ -290,10 +290,13 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         if (r) {
             if (r->pulling)
                 r->pulling--;
-            if (r->plan && s->part >= 0) { /* unfinished: another peer takes it */
-                pull_plan_give_back(r->plan, s->part, s->busy ? NULL : &s->peer_id);
+            for (int k = 0; r->plan && k < 2; k++) { /* unfinished: another peer takes them */
+                int *part = k ? &s->prev_part : &s->part;
+                if (*part < 0)
+                    continue;
+                pull_plan_give_back(r->plan, *part, s->busy ? NULL : &s->peer_id);
                 c->ctr.split_given_back++;
-                s->part = -1;
+                *part = -1;
                 sync_touched(c); /* its idle deadline was the stall's */
             }
             /* a busy server is load shedding, not failing, and a full
@@ -612,12 +615,10 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         } else if (m.type == GUTS_MSG_REFS) {
             pull_refs(c, s, &m.u.refs);
         } else if (m.type == GUTS_MSG_DONE) {
-            if (!s->outstanding) {
+            if (!s->outstanding)
                 sync_end(c, s, 0, 1, "unexpected DONE");
-            } else {
-                s->outstanding--;
-                pull_advance(c, s);
-            }
+            else
+                pull_done(c, s);
         } else if (m.type == GUTS_MSG_ERROR) {
             s->busy = m.u.error.code == GUTS_EAGAIN;
             s->retry_after = m.u.error.retry_after_ms;

@@ -271,11 +271,12 @@ START_TEST(test_three_seeds_share_a_first_copy)
     ck_assert_uint_eq(k.split_given_back, 0);
     ck_assert_uint_eq(k.objects_fetched, 3900);
     ck_assert_uint_le(k.objects_dup, 100); /* a bounded overlap */
-    /* each seed served a part */
+    /* each seed sent objects (a serve is counted when its parked stream
+     * closes: its bytes now) */
     for (size_t i = 0; i < 3; i++) {
         guts_core_counters ks;
         guts_core_counters_get(guts_cluster_core(cl, i), &ks);
-        ck_assert_uint_ge(ks.sessions_served, 1);
+        ck_assert_uint_ge(ks.frame_bytes_out - ks.digest_bytes_out, 20000);
     }
     guts_cluster_free(cl);
 }
