@@ -6,10 +6,11 @@
  * A first copy (CORE_SPLIT_MIN objects missing or more) is split between
  * peers (pull_plan.h): its first session takes a part of the id space,
  * and the other peers holding the repository join with sessions of their
- * own while parts are free (at once, then every CORE_SPLIT_JOIN_MS). A session reconciles its
- * part's range, then takes the next free part; with none free it asks for
- * its held deltas' bases and ends without the refs phase, unless it
- * finished the last part: that one pulls the refs, as a whole pull does.
+ * own while parts are free (at once, then every CORE_SPLIT_JOIN_MS). A
+ * session reconciles its part's range and takes the next free part when
+ * that reconciliation is over; with none free it asks for its held
+ * deltas' bases and ends without the refs phase, unless it finished the
+ * last part: that one pulls the refs, as a whole pull does.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -124,18 +125,21 @@ void sync_start_pulls(guts_core *c)
         strcpy(s->key, r->key);
         s->phase = PHASE_CONNECTING;
         s->expected = missing;
-        if (r->plan) {
+        /* objects agree: only refs differ */
+        int agree = pr && guts_fp_eq(pr->fp, r->info.fp);
+        if (agree) {
+            s->recon_done = 2;
+        } else if (r->plan) {
+            /* no session holds a part unless it is a join: none is free
+             * only when every part is done */
             s->part = pull_plan_take(r->plan, s->stream);
-            if (s->part < 0) { /* every part is taken or done: the refs */
+            if (s->part < 0) {
                 pull_plan_free(r->plan);
                 r->plan = NULL;
             }
             c->ctr.split_joins += (uint64_t)join;
             sync_touched(c); /* its idle deadline is the stall's */
         }
-        /* objects agree: only refs differ */
-        if (pr && guts_fp_eq(pr->fp, r->info.fp))
-            s->recon_done = 2;
         r->pulling++;
         pulls++;
         c->ctr.sessions_started++;
