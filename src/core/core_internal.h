@@ -213,6 +213,7 @@ typedef struct session {
     int part;   /* the plan's part this pull reconciles, -1: the whole set */
     int prev_part;      /* the part before, its objects still coming, or -1 */
     uint32_t prev_left; /* DONEs still due for prev_part's requests */
+    uint32_t stall_ms;  /* with a part: the plan's stall_ms when it began */
     int norefs; /* a part's pull that ends without the refs phase */
     uint32_t want_rounds;
     uint64_t want_mark; /* got_objects + npend when the last WANT was sent */

@@ -177,7 +177,11 @@
  * one per event; when none is free, one is looked for every
  * CORE_SPLIT_JOIN_MS while parts are free. A session on a part that hears no frame
  * for CORE_SPLIT_STALL_MS is stalled: it ends and its part goes to another
- * peer (a whole pull waits CORE_SESSION_IDLE_MS: it has nowhere to go). */
+ * peer (a whole pull waits CORE_SESSION_IDLE_MS: it has nowhere to go).
+ * Each stall doubles the wait of the plan's next sessions, up to
+ * CORE_SESSION_IDLE_MS: the core sees whole frames only, and on a slow
+ * link one frame (up to 2 MiB) may take longer than 5 s; without the
+ * doubling, every session would stall on the same frame. */
 #define CORE_SPLIT_MIN 1024
 #define CORE_SPLIT_MANY 4096
 #define CORE_SPLIT_JOIN_MS 250

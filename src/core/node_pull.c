@@ -98,10 +98,12 @@ void sync_start_pulls(guts_core *c)
         peer_repo *pr = members_repo(p, r->key);
         uint64_t missing = pr && pr->objects > r->info.objects ? pr->objects - r->info.objects : 0;
         if (!r->plan && missing >= CORE_SPLIT_MIN) {
-            if (pull_plan_new(missing, CORE_SPLIT_MANY, &r->plan) != GUTS_OK)
+            if (pull_plan_new(missing, CORE_SPLIT_MANY, &r->plan) != GUTS_OK) {
                 r->plan = NULL; /* a whole pull then */
-            else
+            } else {
+                r->plan->stall_ms = CORE_SPLIT_STALL_MS;
                 c->ctr.split_pulls++;
+            }
         }
         if (r->plan) /* the next peer may join at once (the next event) */
             r->plan->join_at = c->now;
@@ -138,6 +140,7 @@ void sync_start_pulls(guts_core *c)
                 r->plan = NULL;
             }
             c->ctr.split_joins += (uint64_t)join;
+            s->stall_ms = r->plan ? r->plan->stall_ms : 0;
             sync_touched(c); /* its idle deadline is the stall's */
         }
         r->pulling++;

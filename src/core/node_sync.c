@@ -132,7 +132,7 @@ session *sync_find(guts_core *c, uint32_t stream)
 static uint64_t idle_deadline(const session *s)
 {
     if (s->kind == SESS_PULL && s->part >= 0)
-        return s->last_active + CORE_SPLIT_STALL_MS;
+        return s->last_active + s->stall_ms;
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
@@ -430,6 +430,11 @@ void sync_idle(guts_core *c)
             continue;
         int stalled = s->kind == SESS_PULL && s->part >= 0;
         c->ctr.split_stalls += (uint64_t)stalled;
+        lrepo *r = stalled ? core_repo_find(c, s->key) : NULL;
+        if (r && r->plan) /* a slow link, maybe: the next sessions wait longer */
+            r->plan->stall_ms = 2 * r->plan->stall_ms < CORE_SESSION_IDLE_MS
+                                    ? 2 * r->plan->stall_ms
+                                    : CORE_SESSION_IDLE_MS;
         sync_end(c, s, 0, 1, stalled ? "stalled" : "idle");
     }
 }

@@ -33,6 +33,7 @@ typedef struct pull_plan {
     uint32_t ndone;   /* parts finished */
     uint32_t ntaken;  /* parts held by a session */
     uint64_t join_at; /* another peer may join from this time on */
+    uint32_t stall_ms; /* a part's session without a frame this long is stalled */
     uint8_t *state;   /* per part: PART_* */
     uint32_t *owner;  /* per part: the stream pulling it (PART_TAKEN) */
     guts_node_id avoid[PULL_PLAN_AVOID]; /* peers whose session failed on it */

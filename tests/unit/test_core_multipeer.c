@@ -197,6 +197,8 @@ START_TEST(test_stalled_peer_gives_its_part_back)
     ck_assert_ptr_nonnull(r->plan); /* kept for the next pull */
     ck_assert_uint_eq(r->plan->ndone, 0);
     ck_assert_uint_eq(r->plan->ntaken, r->pulling);
+    /* each stall doubled the next sessions' wait (a slow link, maybe) */
+    ck_assert_uint_eq(r->plan->stall_ms, CORE_SESSION_IDLE_MS);
     guts_core_free(l.core);
     guts_memstore_free(l.mem);
 }
