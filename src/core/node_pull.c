@@ -68,7 +68,8 @@ static peer *choose_peer(guts_core *c, lrepo *r)
 }
 
 /* 1 when r's running plan takes another peer now: right after a session
- * started on it, then every CORE_SPLIT_JOIN_MS while no peer was free. */
+ * started on it or an announce of r was heard (announce_consider), then
+ * every CORE_SPLIT_JOIN_MS while no peer was free. */
 int pull_join_due(const guts_core *c, const lrepo *r)
 {
     return r->plan && r->pulling && c->now >= r->plan->join_at && pull_plan_free_parts(r->plan);
