@@ -399,6 +399,11 @@ typedef struct guts_core_counters {
     /* failure detection: PROBEs, ACKs and DEAD notices sent, peers dropped
      * as dead (found so, or told), DEAD notices about us answered */
     uint64_t probes_out, acks_out, dead_out, peers_dead, refutes;
+    /* pulls split between peers (node_pull.c): first copies split, pulls
+     * that joined a split one, parts given back by a session that ended
+     * before finishing them, of those the stalled ones, and objects
+     * received that the store already held (fetched twice) */
+    uint64_t split_pulls, split_joins, split_given_back, split_stalls, objects_dup;
 } guts_core_counters;
 
 /** Number of live peers. */

@@ -23,6 +23,7 @@
 
 #include "bloom.h"
 #include "core_limits.h"
+#include "pull_plan.h"
 #include "recon.h"
 #include "guts/refmerge.h"
 #include "guts/core.h"
@@ -134,7 +135,8 @@ typedef struct lrepo {
     guts_fp ann_fp;       /* the fingerprint our last announce of it carried */
     uint64_t next_pull;   /* 0: none scheduled */
     int urgent;           /* next_pull was set by evidence, not anti-entropy */
-    int pulling;          /* an outgoing session runs for it */
+    uint32_t pulling;     /* outgoing sessions running for it */
+    pull_plan *plan;      /* a first copy split between peers, NULL: none */
     uint32_t failures;    /* consecutive failed pulls: backoff */
     uint32_t busy_streak; /* consecutive busy answers: back-off */
     uint32_t idle_pulls;  /* consecutive pulls that brought nothing: slower anti-entropy */
@@ -208,6 +210,11 @@ typedef struct session {
     uint32_t round;
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
+    int part;   /* the plan's part this pull reconciles, -1: the whole set */
+    int prev_part;      /* the part before, its objects still coming, or -1 */
+    uint32_t prev_left; /* DONEs still due for prev_part's requests */
+    uint32_t stall_ms;  /* with a part: the plan's stall_ms when it began */
+    int norefs; /* a part's pull that ends without the refs phase */
     uint32_t want_rounds;
     uint64_t want_mark; /* got_objects + npend when the last WANT was sent */
     cref *inrefs;       /* refs received this session */
@@ -525,11 +532,16 @@ int sync_objects_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, 
 int sync_refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, void *cbctx);
 
 /* node_pull.c (and sync_start_pulls above) */
+/* 1 when r's running plan takes another peer now (parts are free; right
+ * after a session started on it, else every CORE_SPLIT_JOIN_MS). */
+int pull_join_due(const guts_core *c, const lrepo *r);
 /* Move the puller on when a phase is complete. */
 void pull_advance(guts_core *c, session *s);
 /* The pull's stream is open (new or parked): HELLO, resumes, the first phase. */
 void pull_open(guts_core *c, session *s);
 void pull_recon(guts_core *c, session *s, const guts_msg_recon *m);
+/* A DONE arrived: the request's elements are all in. */
+void pull_done(guts_core *c, session *s);
 
 /* node_pull_recv.c */
 void pull_pend_free(guts_core *c, session *s);
@@ -538,6 +550,9 @@ void pull_log_bad(guts_core *c, session *s, const guts_id *id);
  * WANT list of *n ids (up to max). */
 void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
 void pull_objects(guts_core *c, session *s, const guts_msg_objects *m);
+/* Store the held deltas whose base is in the store now (another session
+ * of the same plan brought it). */
+void pull_pend_retry(guts_core *c, session *s);
 /* Stage the buffered chunks (one write transaction). */
 int pull_chunk_flush(guts_core *c, session *s);
 void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m);

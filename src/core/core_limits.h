@@ -168,6 +168,24 @@
 /* A session with no frame for this long is abandoned (a stuck peer must not
  * hold a session slot forever). */
 #define CORE_SESSION_IDLE_MS 30000
+/* A first copy is split between peers (pull_plan.h) when at least
+ * CORE_SPLIT_MIN objects are missing: below that, one session's start-up
+ * (a few round trips) is most of the time, and more peers only add them.
+ * From CORE_SPLIT_MANY missing objects on, the plan has 256 parts instead of
+ * 16, so a slow peer's part is small and the last part ends soon after the
+ * others. Other peers holding the repository join a running plan at once,
+ * one per event; when none is free, one is looked for every
+ * CORE_SPLIT_JOIN_MS while parts are free. A session on a part that hears no frame
+ * for CORE_SPLIT_STALL_MS is stalled: it ends and its part goes to another
+ * peer (a whole pull waits CORE_SESSION_IDLE_MS: it has nowhere to go).
+ * Each stall doubles the wait of the plan's next sessions, up to
+ * CORE_SESSION_IDLE_MS: the core sees whole frames only, and on a slow
+ * link one frame (up to 2 MiB) may take longer than 5 s; without the
+ * doubling, every session would stall on the same frame. */
+#define CORE_SPLIT_MIN 1024
+#define CORE_SPLIT_MANY 4096
+#define CORE_SPLIT_JOIN_MS 250
+#define CORE_SPLIT_STALL_MS 5000
 /* A pull that ended well leaves its stream open ("parked") for the next
  * pull from the same peer: hundreds of repositories then travel over
  * max_sessions connections instead of one connection each, which the

@@ -234,6 +234,9 @@ static uint64_t next_deadline(guts_core *c)
         if (p && core_store_full(c) && p < c->full_retry)
             p = c->full_retry; /* no pull starts before */
         if (p && !c->repos[i]->pulling && p < t) t = p;
+        if (c->repos[i]->plan && c->repos[i]->pulling && pull_plan_free_parts(c->repos[i]->plan) &&
+            c->repos[i]->plan->join_at < t)
+            t = c->repos[i]->plan->join_at;
     }
     if (t <= c->now) t = c->now + 1;
     return t;

@@ -419,6 +419,8 @@ static int differs(const lrepo *r, const peer_repo *pr)
 
 void announce_consider(guts_core *c, lrepo *r)
 {
+    if (r->plan) /* a peer that announced it may join a split pull at once */
+        r->plan->join_at = c->now;
     int any = 0, urgent = 0;
     for (size_t i = 0; i < c->npeers; i++) {
         peer_repo *pr = members_repo(&c->peers[i], r->key);

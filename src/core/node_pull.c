@@ -2,12 +2,33 @@
  * phases of a pull (objects, refs, wants) driven by the reconciliation
  * engine. What it receives is stored by node_pull_recv.c; the session
  * lifecycle and the frame dispatch are in node_sync.c.
+ *
+ * A first copy (CORE_SPLIT_MIN objects missing or more) is split between
+ * peers (pull_plan.h): its first session takes a part of the id space,
+ * and the other peers holding the repository join with sessions of their
+ * own while parts are free (at once, then every CORE_SPLIT_JOIN_MS). A
+ * session reconciles its part's range and takes the next free part when
+ * that reconciliation is over; with none free it asks for its held
+ * deltas' bases and ends without the refs phase, unless it finished the
+ * last part: that one pulls the refs, as a whole pull does.
  */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core_internal.h"
+
+/* A pull of r from peer id runs. */
+static int pulling_from(const guts_core *c, const lrepo *r, const guts_node_id *id)
+{
+    for (size_t i = 0; i < c->nsess; i++) {
+        const session *s = c->sess[i];
+        if (s->kind == SESS_PULL && memcmp(&s->peer_id, id, sizeof *id) == 0 &&
+            strcmp(s->key, r->key) == 0)
+            return 1;
+    }
+    return 0;
+}
 
 /* Pick the peer to pull r from: among peers whose state differs, those with
  * the most objects (the newest state), at random among equals. A peer still
@@ -19,6 +40,10 @@ static peer *choose_peer(guts_core *c, lrepo *r)
     uint64_t best_n = 0, ties = 0;
     int best_ex = 1;
     for (size_t i = 0; i < c->npeers; i++) {
+        /* a plan's pulls each go to their own peer, a failed one last */
+        if (r->plan && (pulling_from(c, r, &c->peers[i].id) ||
+                        (r->pulling && pull_plan_avoids(r->plan, &c->peers[i].id))))
+            continue;
         peer_repo *pr = members_repo(&c->peers[i], r->key);
         if (!pr || (guts_fp_eq(pr->fp, r->info.fp) && pr->rdigest == r->info.refs_digest.lo))
             continue;
@@ -42,6 +67,14 @@ static peer *choose_peer(guts_core *c, lrepo *r)
     return best;
 }
 
+/* 1 when r's running plan takes another peer now: right after a session
+ * started on it or an announce of r was heard (announce_consider), then
+ * every CORE_SPLIT_JOIN_MS while no peer was free. */
+int pull_join_due(const guts_core *c, const lrepo *r)
+{
+    return r->plan && r->pulling && c->now >= r->plan->join_at && pull_plan_free_parts(r->plan);
+}
+
 void sync_start_pulls(guts_core *c)
 {
     if (c->nrepos == 0 || core_store_full(c))
@@ -52,12 +85,29 @@ void sync_start_pulls(guts_core *c)
     size_t off = (size_t)core_rand_below(c, c->nrepos);
     for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         lrepo *r = c->repos[(off + i) % c->nrepos];
-        if (!r->next_pull || r->next_pull > c->now || r->pulling)
-            continue;
-        r->next_pull = 0;
+        int join = pull_join_due(c, r);
+        if (join) {
+            r->plan->join_at = c->now + CORE_SPLIT_JOIN_MS;
+        } else {
+            if (!r->next_pull || r->next_pull > c->now || r->pulling)
+                continue;
+            r->next_pull = 0;
+        }
         peer *p = choose_peer(c, r);
         if (!p)
             continue;
+        peer_repo *pr = members_repo(p, r->key);
+        uint64_t missing = pr && pr->objects > r->info.objects ? pr->objects - r->info.objects : 0;
+        if (!r->plan && missing >= CORE_SPLIT_MIN) {
+            if (pull_plan_new(missing, CORE_SPLIT_MANY, &r->plan) != GUTS_OK) {
+                r->plan = NULL; /* a whole pull then */
+            } else {
+                r->plan->stall_ms = CORE_SPLIT_STALL_MS;
+                c->ctr.split_pulls++;
+            }
+        }
+        if (r->plan) /* the next peer may join at once (the next event) */
+            r->plan->join_at = c->now;
         session *s = sync_parked_to(c, p);
         int reused = s != NULL;
         if (s) { /* open already, its HELLO sent when it was parked */
@@ -77,13 +127,24 @@ void sync_start_pulls(guts_core *c)
         s->applied0 = c->ctr.refs_applied;
         strcpy(s->key, r->key);
         s->phase = PHASE_CONNECTING;
-        peer_repo *pr = members_repo(p, r->key);
-        if (pr && pr->objects > r->info.objects)
-            s->expected = pr->objects - r->info.objects;
+        s->expected = missing;
         /* objects agree: only refs differ */
-        if (pr && guts_fp_eq(pr->fp, r->info.fp))
+        int agree = pr && guts_fp_eq(pr->fp, r->info.fp);
+        if (agree) {
             s->recon_done = 2;
-        r->pulling = 1;
+        } else if (r->plan) {
+            /* no session holds a part unless it is a join: none is free
+             * only when every part is done */
+            s->part = pull_plan_take(r->plan, s->stream);
+            if (s->part < 0) {
+                pull_plan_free(r->plan);
+                r->plan = NULL;
+            }
+            c->ctr.split_joins += (uint64_t)join;
+            s->stall_ms = r->plan ? r->plan->stall_ms : 0;
+            sync_touched(c); /* its idle deadline is the stall's */
+        }
+        r->pulling++;
         pulls++;
         c->ctr.sessions_started++;
         if (reused) {
@@ -122,7 +183,13 @@ static int phase_start(guts_core *c, session *s, int phase)
     guts_recon_set set = {s, phase == PHASE_OBJECTS ? sync_objects_scan : sync_refs_scan};
     const guts_recon_item *items;
     size_t n;
-    int rc = guts_recon_puller_start(&s->recon, &set, s->seed, &items, &n);
+    lrepo *r = core_repo_find(c, s->key);
+    int rc;
+    if (phase == PHASE_OBJECTS && s->part >= 0 && r && r->plan)
+        rc = guts_recon_puller_start_range(&s->recon, &set, s->seed, r->plan->depth,
+                                           (uint32_t)s->part, &items, &n);
+    else
+        rc = guts_recon_puller_start(&s->recon, &set, s->seed, &items, &n);
     if (rc)
         return rc;
     rc = send_recon(c, s, phase == PHASE_OBJECTS ? GUTS_SPACE_OBJECTS : GUTS_SPACE_REFS, items,
@@ -144,6 +211,30 @@ void pull_advance(guts_core *c, session *s)
         sync_end(c, s, 0, 1, "repository vanished");
         return;
     }
+    if (s->phase == PHASE_OBJECTS && s->part >= 0 && r->plan) {
+        pull_plan_done(r->plan, s->part);
+        s->part = -1;
+        pull_pend_retry(c, s); /* bases another session stored meanwhile */
+        if (!pull_plan_complete(r->plan)) {
+            s->part = pull_plan_take(r->plan, s->stream);
+            if (s->part >= 0) {
+                int rc = phase_start(c, s, PHASE_OBJECTS);
+                if (rc)
+                    sync_end(c, s, 0, 1, guts_strerror(rc));
+                return;
+            }
+            /* the other parts are being pulled: the held deltas' bases
+             * (WANT), then this session ends; the last part's pulls the refs */
+            sync_touched(c); /* no part: the whole pull's idle deadline */
+            s->norefs = 1;
+            s->phase = PHASE_WANTS;
+            s->want_mark = UINT64_MAX;
+        } else {
+            pull_plan_free(r->plan); /* every part is in: the refs, as a whole pull */
+            r->plan = NULL;
+            sync_touched(c);
+        }
+    }
     if (s->phase == PHASE_OBJECTS) {
         int rc = phase_start(c, s, PHASE_REFS);
         if (rc)
@@ -153,7 +244,7 @@ void pull_advance(guts_core *c, session *s)
     /* A WANT that brought nothing (no object stored or held) would bring
      * nothing again: a peer that cannot give a closure it advertised is
      * broken or hostile, and must not hold the session for 64 rounds. */
-    if (s->phase == PHASE_WANTS && s->got_objects + s->npend == s->want_mark) {
+    if (s->phase == PHASE_WANTS && s->got_objects + s->npend == s->want_mark && !s->norefs) {
         sync_end(c, s, 0, 1, "WANT round brought nothing");
         return;
     }
@@ -246,6 +337,30 @@ void pull_open(guts_core *c, session *s)
         sync_end(c, s, 0, 1, guts_strerror(rc));
 }
 
+/* A part's reconciliation is over but its objects still stream: ask for
+ * the next free part now, so the peer's upload never waits for a round
+ * trip between parts (requests are answered in order: the DONEs of the
+ * part before come first). Returns -1 when s ended. */
+static int part_ahead(guts_core *c, session *s)
+{
+    lrepo *r = core_repo_find(c, s->key);
+    if (s->phase != PHASE_OBJECTS || s->part < 0 || s->prev_part >= 0 || !s->outstanding ||
+        !r || !r->plan)
+        return 0;
+    int next = pull_plan_take(r->plan, s->stream);
+    if (next < 0)
+        return 0;
+    s->prev_part = s->part;
+    s->prev_left = s->outstanding;
+    s->part = next;
+    int rc = phase_start(c, s, PHASE_OBJECTS);
+    if (rc) {
+        sync_end(c, s, 0, 1, guts_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
 {
     assert(s->kind == SESS_PULL);
@@ -272,7 +387,23 @@ void pull_recon(guts_core *c, session *s, const guts_msg_recon *m)
         }
         s->outstanding++;
     }
-    if (done || n == 0)
+    if (done || n == 0) {
         s->recon_done = 1;
+        if (part_ahead(c, s) < 0)
+            return;
+    }
+    pull_advance(c, s);
+}
+
+void pull_done(guts_core *c, session *s)
+{
+    s->outstanding--;
+    if (s->prev_part >= 0 && --s->prev_left == 0) {
+        lrepo *r = core_repo_find(c, s->key);
+        if (r && r->plan)
+            pull_plan_done(r->plan, s->prev_part);
+        s->prev_part = -1;
+        pull_pend_retry(c, s); /* bases another session stored meanwhile */
+    }
     pull_advance(c, s);
 }

@@ -160,6 +160,10 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
         } else if (rc == GUTS_OK) {
             s->got_objects += added;
             c->ctr.objects_fetched += added;
+            size_t kept = 0; /* stored or held already: the rest came twice */
+            for (size_t i = 0; i < n + np; i++)
+                kept += !nobase[i];
+            c->ctr.objects_dup += kept > added ? kept - added : 0;
         }
     }
     for (size_t q = 0; q < np; q++) {
@@ -213,6 +217,25 @@ void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t
     }
 }
 
+void pull_pend_retry(guts_core *c, session *s)
+{
+    if (!s->live_pend)
+        return;
+    guts_id *ids = malloc(s->live_pend * sizeof(guts_id));
+    if (!ids)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < s->npend && n < s->live_pend; i++) {
+        pend_rec *e = &s->pend[i];
+        int dup = n && guts_id_cmp(&ids[n - 1], &e->rec.base) == 0;
+        if (e->buf && !dup && c->st.has(c->st.ctx, s->key, &e->rec.base) == 1)
+            ids[n++] = e->rec.base;
+    }
+    if (n && store_recs(c, s, NULL, 0, ids, n) != GUTS_OK)
+        core_log(c, GUTS_LOG_DEBUG, "held deltas of %s not stored yet", s->key);
+    free(ids);
+}
+
 /* Store raw objects: the store verifies every id (once) before storing. */
 static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t n)
 {
@@ -227,6 +250,7 @@ static int store_objects(guts_core *c, session *s, const guts_obj *objs, size_t 
     }
     s->got_objects += added;
     c->ctr.objects_fetched += added;
+    c->ctr.objects_dup += n > added ? n - added : 0;
     for (size_t i = 0; i < n; i++)
         s->got_bytes += objs[i].len;
     if (s->live_pend && n) { /* a raw object may be a held delta's base */

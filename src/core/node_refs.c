@@ -66,6 +66,8 @@ void repo_free_state(lrepo *r)
     r->pending = NULL;
     r->npending = r->cappending = 0;
     guts_idset_free(&r->complete);
+    pull_plan_free(r->plan);
+    r->plan = NULL;
 }
 
 static int cref_cmp(const cref *x, const cref *y)

@@ -127,9 +127,12 @@ session *sync_find(guts_core *c, uint32_t stream)
     return hit;
 }
 
-/* When s is idle. */
+/* When s is idle; a pull on a plan's part is stalled sooner (its part
+ * goes to another peer). */
 static uint64_t idle_deadline(const session *s)
 {
+    if (s->kind == SESS_PULL && s->part >= 0)
+        return s->last_active + s->stall_ms;
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
@@ -172,6 +175,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->core = c;
     s->stream = stream;
     s->kind = kind;
+    s->part = s->prev_part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
     c->sess[c->nsess++] = s;
@@ -284,7 +288,17 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         else
             c->ctr.sessions_failed++;
         if (r) {
-            r->pulling = 0;
+            if (r->pulling)
+                r->pulling--;
+            for (int k = 0; r->plan && k < 2; k++) { /* unfinished: another peer takes them */
+                int *part = k ? &s->prev_part : &s->part;
+                if (*part < 0)
+                    continue;
+                pull_plan_give_back(r->plan, *part, s->busy ? NULL : &s->peer_id);
+                c->ctr.split_given_back++;
+                *part = -1;
+                sync_touched(c); /* its idle deadline was the stall's */
+            }
             /* a busy server is load shedding, not failing, and a full
              * store is ours to fix: no backoff */
             if (!s->busy && !c->full)
@@ -301,9 +315,14 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             size_t nw;
             /* a try counts for a session that asked for closures: one
              * that ended before its refs phase tried nothing */
-            refs_apply_pending(c, r, NULL, 0, &nw, !s->busy && s->phase >= PHASE_REFS);
+            refs_apply_pending(c, r, NULL, 0, &nw,
+                               !s->busy && !s->norefs && s->phase >= PHASE_REFS);
             sync_log(c, s, ok, hex, why); /* after the last refs are applied */
-            if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
+            /* a part's pull that brought nothing says nothing of the peer's
+             * other parts: it is not an empty pull */
+            if (ok && s->norefs) {
+                members_pulled(c, &s->peer_id, r->key, 0);
+            } else if (ok && s->got_objects == 0 && c->ctr.refs_applied == s->applied0) {
                 r->idle_pulls++;
                 c->ctr.sessions_empty++;
                 members_pulled(c, &s->peer_id, r->key, 1);
@@ -342,8 +361,8 @@ void sync_free_all(guts_core *c)
         core_close_stream(c, s->stream);
         if (s->kind == SESS_PULL) {
             lrepo *r = core_repo_find(c, s->key);
-            if (r)
-                r->pulling = 0;
+            if (r && r->pulling)
+                r->pulling--;
         }
         sess_remove(c, s);
     }
@@ -407,8 +426,16 @@ void sync_idle(guts_core *c)
         if (i >= c->nsess)
             continue;
         session *s = c->sess[i];
-        if (c->now >= idle_deadline(s))
-            sync_end(c, s, 0, 1, "idle");
+        if (c->now < idle_deadline(s))
+            continue;
+        int stalled = s->kind == SESS_PULL && s->part >= 0;
+        c->ctr.split_stalls += (uint64_t)stalled;
+        lrepo *r = stalled ? core_repo_find(c, s->key) : NULL;
+        if (r && r->plan) /* a slow link, maybe: the next sessions wait longer */
+            r->plan->stall_ms = 2 * r->plan->stall_ms < CORE_SESSION_IDLE_MS
+                                    ? 2 * r->plan->stall_ms
+                                    : CORE_SESSION_IDLE_MS;
+        sync_end(c, s, 0, 1, stalled ? "stalled" : "idle");
     }
 }
 
@@ -593,12 +620,10 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
         } else if (m.type == GUTS_MSG_REFS) {
             pull_refs(c, s, &m.u.refs);
         } else if (m.type == GUTS_MSG_DONE) {
-            if (!s->outstanding) {
+            if (!s->outstanding)
                 sync_end(c, s, 0, 1, "unexpected DONE");
-            } else {
-                s->outstanding--;
-                pull_advance(c, s);
-            }
+            else
+                pull_done(c, s);
         } else if (m.type == GUTS_MSG_ERROR) {
             s->busy = m.u.error.code == GUTS_EAGAIN;
             s->retry_after = m.u.error.retry_after_ms;

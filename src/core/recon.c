@@ -324,15 +324,24 @@ out:
 int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
                             const guts_recon_item **out, size_t *n_out)
 {
+    return guts_recon_puller_start_range(p, set, seed, 0, 0, out, n_out);
+}
+
+int guts_recon_puller_start_range(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
+                                  uint8_t depth, uint32_t prefix, const guts_recon_item **out,
+                                  size_t *n_out)
+{
     memset(p, 0, sizeof *p);
     p->set = *set;
     p->seed = seed;
     p->bloom_bpe = GUTS_BLOOM_BITS_PER_ELEM;
     *out = NULL;
     *n_out = 0;
-    /* The root is decided like any child: ALL when empty, BLOOM when small,
-     * else SPLIT. */
-    int rc = push_work(p, 0, 0);
+    /* The first range is decided like any child: ALL when empty, BLOOM
+     * when small, else SPLIT. */
+    int rc = guts_recon_range_check(depth, prefix);
+    if (!rc && depth == GUTS_RECON_DEPTH_MAX) rc = GUTS_EINVAL;
+    if (!rc) rc = push_work(p, depth, prefix);
     if (!rc) rc = build_round(p);
     if (rc) {
         guts_recon_puller_free(p);

@@ -228,6 +228,12 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
             (unsigned long long)k.learned, (unsigned long long)k.learned_dropped,
             (unsigned long long)k.learned_given_up, (unsigned long long)k.conflicts);
     fprintf(f,
+            "\"split_pulls\": %llu, \"split_joins\": %llu, \"split_given_back\": %llu, "
+            "\"split_stalls\": %llu, \"objects_dup\": %llu, ",
+            (unsigned long long)k.split_pulls, (unsigned long long)k.split_joins,
+            (unsigned long long)k.split_given_back, (unsigned long long)k.split_stalls,
+            (unsigned long long)k.objects_dup);
+    fprintf(f,
             "\"udp_rx\": %llu, \"udp_tx\": %llu, \"udp_rx_bytes\": %llu, \"udp_tx_bytes\": %llu, "
             "\"udp_rx_oversize\": %llu, \"udp_tx_dropped\": %llu, \"tcp_accepted\": %llu, "
             "\"tcp_connected\": %llu, \"tcp_refused\": %llu, \"tcp_timeouts\": %llu, "

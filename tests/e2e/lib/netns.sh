@@ -146,6 +146,50 @@ netns_add() {
   ip -n "$1" link set lo up
 }
 
+# seed_leg I NS [RATE]: a named namespace NS joined to this one by a veth
+# pair, gspI here (10.74.I.1/24) and v0 there (10.74.I.2/24); with RATE
+# (a tc rate, e.g. 10mbit), what NS sends on v0 (its upload) is capped by a
+# token bucket. Nothing forwards between two legs: each NS sees only us.
+seed_leg() {
+  local i=$1 ns=$2 rate=${3:-}
+  netns_add "$ns"
+  ip link add "gsp$i" type veth peer name v0 netns "$ns" || { echo "no veth: skipped" >&2; exit 77; }
+  ip addr add "10.74.$i.1/24" dev "gsp$i"
+  ip link set "gsp$i" up multicast on
+  ip -n "$ns" addr add "10.74.$i.2/24" dev v0
+  ip -n "$ns" link set v0 up multicast on
+  [ -z "$rate" ] || ip netns exec "$ns" tc qdisc add dev v0 root tbf rate "$rate" burst 32kb latency 400ms ||
+    { echo "tc cannot cap v0 in $ns: skipped" >&2; exit 77; }
+}
+
+# gen_repo DIR COMMITS FILES BYTES: a bare repository made by git
+# fast-import: COMMITS commits, each adding FILES files of BYTES random
+# (incompressible, seeded) bytes in a directory of its own; an annotated
+# tag on the last commit and a branch at the middle one.
+gen_repo() {
+  git init -q --bare "$1"
+  /usr/bin/python3 - "$2" "$3" "$4" <<'PY' | git -C "$1" fast-import --quiet
+import random, sys
+commits, files, size = map(int, sys.argv[1:4])
+rng = random.Random(7)
+out = sys.stdout.buffer
+for c in range(1, commits + 1):
+    out.write(b"commit refs/heads/main\nmark :%d\n" % c)
+    out.write(b"committer T <t@example.com> %d +0000\n" % (1700000000 + c))
+    msg = b"commit %d\n" % c
+    out.write(b"data %d\n%s" % (len(msg), msg))
+    if c > 1:
+        out.write(b"from :%d\n" % (c - 1))
+    for f in range(files):
+        data = rng.randbytes(size)
+        out.write(b"M 100644 inline c%d/f%d\ndata %d\n%s\n" % (c, f, len(data), data))
+    out.write(b"\n")
+out.write(b"reset refs/heads/half\nfrom :%d\n\n" % max(1, commits // 2))
+out.write(b"tag v1\nfrom :%d\ntagger T <t@example.com> 1800000000 +0000\ndata 3\nv1\n" % commits)
+PY
+  git -C "$1" symbolic-ref HEAD refs/heads/main
+}
+
 # node_stop NAME: SIGTERM, wait (bounded), require exit status 0.
 node_stop() {
   local name=$1 pid=${NODE_PID[$1]} rc=0 deadline=$((SECONDS + NETNS_STOP_TIMEOUT))
