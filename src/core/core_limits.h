@@ -91,25 +91,32 @@
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
 #define CORE_EXPIRY_SLACK_DIV 2
-/* Failure detection (node_probe.c). The holders of a peer together probe
- * it about once per CORE_PROBE_TARGET_MS (each spaces its rounds by the
- * load the peer reports in its ACKs); a new view entry is first probed
- * within CORE_PROBE_FIRST_MS; a period shrinks at most
- * CORE_PROBE_DOWN_MAX-fold per ACK and stays within [max(target, npeers x
- * CORE_PROBE_SPACING_MS), CORE_PROBE_MAX_MS]. */
+/* Failure detection (node_probe.c). A member paces its probers: its ACKs
+ * hand out turns CORE_PROBE_TARGET_MS apart, the first free one at least a
+ * target ahead, so the holders of a member together probe it once per
+ * target, whatever their number; never more than CORE_PROBE_MAX_MS ahead.
+ * A new view entry is first probed within CORE_PROBE_FIRST_MS; a holder
+ * waits at least max(target, npeers x CORE_PROBE_SPACING_MS) between two
+ * rounds of one peer, and says so in its PROBE: with a full view, 5.8 s,
+ * so a member held by one node is still found within 10 s (at 250 ms,
+ * 16 s: a member with fewer than 16 holders was probed less than once a
+ * second). A node's own rounds are then at most 11 a second, and the
+ * turns keep the average far below: 0.15 a second per node at 10,000
+ * nodes (guts-sim churn, issue 19). */
 #define CORE_PROBE_TARGET_MS 1000
 #define CORE_PROBE_FIRST_MS 8000
-#define CORE_PROBE_SPACING_MS 250
-#define CORE_PROBE_DOWN_MAX 8
+#define CORE_PROBE_SPACING_MS 90
 #define CORE_PROBE_MAX_MS 120000
+_Static_assert(CORE_PROBE_MAX_MS / CORE_PROBE_TARGET_MS < 128, "a core's turns fit 128 bits");
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 15 with 2e-7. */
 #define CORE_PROBE_RETRY_MS 200
 #define CORE_PROBE_TRIES 15
-/* ACKs sent per GUTS_PROBE_LOAD_MS at most (a forged PROBE flood costs
+/* ACKs sent per CORE_PROBE_ANSWERS_MS at most (a forged PROBE flood costs
  * one ACK each, never more bytes, and only this many). */
 #define CORE_PROBE_ANSWERS_MAX 20000
+#define CORE_PROBE_ANSWERS_MS 10000
 /* A DEAD notice is multicast this many times, this many ms apart: a
  * holder misses all 8 at 20% loss with probability 3e-6. */
 #define CORE_DEAD_COPIES 8
