@@ -93,8 +93,12 @@
 #define CORE_EXPIRY_SLACK_DIV 2
 /* Failure detection (node_probe.c). A member paces its probers: its ACKs
  * hand out turns CORE_PROBE_TARGET_MS apart, the first free one at least a
- * target ahead, so the holders of a member together probe it once per
- * target, whatever their number; never more than CORE_PROBE_MAX_MS ahead.
+ * target ahead and at most CORE_PROBE_TURNS ahead, so the holders of a
+ * member together probe it once per target, whatever their number. A
+ * holder without a turn (more holders than turns) is sent a random time up
+ * to CORE_PROBE_MAX_MS: 2 minutes on average, as long as the load-scaled
+ * periods of before (issue 19), so the holders of a member in thousands of
+ * views cost what they cost then.
  * A new view entry is first probed within CORE_PROBE_FIRST_MS; a holder
  * waits at least max(target, npeers x CORE_PROBE_SPACING_MS) between two
  * rounds of one peer, and says so in its PROBE: with a full view, 5.8 s,
@@ -103,11 +107,12 @@
  * second). A node's own rounds are then at most 11 a second, and the
  * turns keep the average far below: 0.15 a second per node at 10,000
  * nodes (guts-sim churn, issue 19). */
-#define CORE_PROBE_TARGET_MS 1000
+#define CORE_PROBE_TARGET_MS 2000
 #define CORE_PROBE_FIRST_MS 8000
 #define CORE_PROBE_SPACING_MS 90
-#define CORE_PROBE_MAX_MS 120000
-_Static_assert(CORE_PROBE_MAX_MS / CORE_PROBE_TARGET_MS < 128, "a core's turns fit 128 bits");
+#define CORE_PROBE_TURNS 60
+#define CORE_PROBE_MAX_MS 240000
+_Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 15 with 2e-7. */
@@ -118,9 +123,13 @@ _Static_assert(CORE_PROBE_MAX_MS / CORE_PROBE_TARGET_MS < 128, "a core's turns f
 #define CORE_PROBE_ANSWERS_MAX 20000
 #define CORE_PROBE_ANSWERS_MS 10000
 /* A DEAD notice is multicast this many times, this many ms apart: a
- * holder misses all 8 at 20% loss with probability 3e-6. */
+ * holder misses all 8 at 20% loss with probability 3e-6. Close together,
+ * because most holders of a popular member probe it only every minute or
+ * two and learn of its death from the notice alone: a prober that left
+ * or crashed 0.2 s after its first copy (churn) left 4% of them holding a
+ * dead member for 12 s more at 150 ms (guts-sim, issue 19). */
 #define CORE_DEAD_COPIES 8
-#define CORE_DEAD_GAP_MS 150
+#define CORE_DEAD_GAP_MS 50
 #define CORE_DEAD_QUEUE 8
 /* Peer exchange (node_reach.c). A PEERS datagram carries a random sample
  * of this many live peers: enough that a node hearing one learns a few

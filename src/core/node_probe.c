@@ -26,7 +26,12 @@
  * and the next PROBE takes the first free turn, so the turns shrink to the
  * live holders within one cycle (a turn only counted forward, not reused,
  * kept the start-up's holders in the cycle after they left the view:
- * guts-sim saw rounds 3 s apart and one gap of 7 s).
+ * guts-sim saw rounds 3 s apart and one gap of 7 s). More holders than
+ * turns (a member in thousands of views): those without a turn come back
+ * at a random time up to CORE_PROBE_MAX_MS (4 minutes). Sent to the last turn, they
+ * came back together 2 minutes later, and the holders of the 120 turns a
+ * start-up handed out in its first seconds left the views one by one:
+ * guts-sim saw a member in 4,546 views probed once in 8 s at 30 s.
  * Before the turns each holder set its own period from the load the ACKs
  * reported: the holders' rounds were independent, the wait for the next
  * round after a crash was exponential with a mean of the target, and one
@@ -230,13 +235,14 @@ uint64_t probe_next(const guts_core *c)
 
 /* When our ACK to a PROBE asks for the prober's next round (ms from now):
  * the first free turn, at least `least` (the prober's own bound) and one
- * target from now, at most CORE_PROBE_MAX_MS. Turns are CORE_PROBE_TARGET_MS
+ * target from now, at most CORE_PROBE_TURNS turns ahead. Turns are CORE_PROBE_TARGET_MS
  * apart; pace_slots has a bit per turn from pace_base on, set when an ACK
  * hands it out. A holder that left or died leaves its turn free once its
  * time has passed, and the next PROBE takes the first free turn, so the
  * turns stay about as many as the live holders. All taken (more holders
- * than turns): the last turn, not marked. */
-static uint64_t pace_next(guts_core *c, uint32_t least)
+ * than turns): a time drawn for the prober (from its id and now) between
+ * its least wait and CORE_PROBE_MAX_MS, so such holders spread out. */
+static uint64_t pace_next(guts_core *c, uint32_t least, const guts_node_id *prober)
 {
     const uint64_t T = CORE_PROBE_TARGET_MS;
     uint64_t base = c->now - c->now % T, shift = (base - c->pace_base) / T;
@@ -250,15 +256,20 @@ static uint64_t pace_next(guts_core *c, uint32_t least)
         c->pace_slots[1] >>= shift;
     }
     c->pace_base = base;
-    uint64_t wait = least > T ? least : T, last = CORE_PROBE_MAX_MS / T;
+    uint64_t wait = least > T ? least : T, last = CORE_PROBE_TURNS;
     if (wait > CORE_PROBE_MAX_MS) wait = CORE_PROBE_MAX_MS;
-    for (uint64_t k = (c->now + wait - base + T - 1) / T; k <= last; k++) {
+    /* turn k is [base + k T, base + (k + 1) T): the one holding now + wait
+     * may be taken at that time */
+    for (uint64_t k = (c->now + wait - base) / T; k <= last; k++) {
         uint64_t *w = &c->pace_slots[k / 64], bit = 1ull << (k % 64);
         if (*w & bit) continue;
         *w |= bit;
-        return base + k * T - c->now;
+        return base + k * T > c->now + wait ? base + k * T - c->now : wait;
     }
-    return base + last * T - c->now;
+    uint64_t x;
+    memcpy(&x, prober->b, sizeof(x));
+    x = guts_mix64(x ^ (c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull));
+    return wait + x % (CORE_PROBE_MAX_MS - wait + 1);
 }
 
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
@@ -274,7 +285,7 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         core_msg_init(c, &a, GUTS_MSG_ACK);
         a.u.probe.incarnation = c->cfg.incarnation;
         a.u.probe.seq = m->u.probe.seq;
-        a.u.probe.pace = (uint32_t)pace_next(c, m->u.probe.pace);
+        a.u.probe.pace = (uint32_t)pace_next(c, m->u.probe.pace, &m->sender);
         c->ctr.acks_out++;
         push_dgram(c, &a, from);
         return;

@@ -297,7 +297,7 @@ START_TEST(test_ack_names_next_round)
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
         if (f.n[GUTS_MSG_PROBE]) {
-            ck_assert_uint_eq(f.probe_pace, 1000); /* one peer: the target is its bound */
+            ck_assert_uint_eq(f.probe_pace, 2000); /* one peer: the target is its bound */
             if (probes < 16) at[probes] = t;
             probes += f.n[GUTS_MSG_PROBE];
             f.n[GUTS_MSG_PROBE] = 0;
@@ -325,33 +325,35 @@ static void probe_from(fx *f, uint64_t now, int n, uint32_t least)
     feed(f, now, n, &m);
 }
 
-/* The probed node hands out turns: its holders' rounds one target (1 s)
+/* The probed node hands out turns: its holders' rounds one target (2 s)
  * apart however many probe it at once; a holder that cannot come that soon
  * gets the first free turn after its bound; turns of holders that do not
  * come back are given again, so the holders that remain probe more often;
- * a flood never pushes a holder past CORE_PROBE_MAX_MS (120 s). */
+ * with all 60 turns taken, a holder comes at a random time up to
+ * CORE_PROBE_MAX_MS (240 s), never later, whatever the flood. */
 START_TEST(test_probers_take_turns)
 {
     fx f;
     fx_init(&f);
-    for (int n = 1; n <= 10; n++) { /* turns at 2 s .. 11 s */
-        probe_from(&f, 1000, n, 0);
-        ck_assert_uint_eq(f.ack_pace, 1000u * (uint32_t)n);
+    for (int n = 1; n <= 10; n++) { /* turns at 4 s .. 22 s */
+        probe_from(&f, 2000, n, 0);
+        ck_assert_uint_eq(f.ack_pace, 2000u * (uint32_t)n);
     }
-    probe_from(&f, 1600, 11, 16000); /* the first turn from 17,600 on */
-    ck_assert_uint_eq(f.ack_pace, 17000 - 600);
-    probe_from(&f, 1600, 12, 1000); /* 12 s, after the ten */
-    ck_assert_uint_eq(f.ack_pace, 12000 - 1600);
-    /* holders 1-6 never come back; 7-10 come at their turns (8-11 s) and
-     * take the first free ones, 13-16 s: every 5 s, as many turns as live
-     * holders (7-10 and 12), not 10 */
+    probe_from(&f, 3200, 11, 16000); /* the first free turn after 19.2 s: 24 s */
+    ck_assert_uint_eq(f.ack_pace, 24000 - 3200);
+    probe_from(&f, 3200, 12, 2000); /* 26 s, after the others */
+    ck_assert_uint_eq(f.ack_pace, 26000 - 3200);
+    /* holders 1-6 never come back; 7-10 come at their turns (16-22 s) and
+     * take the first free ones, 28-34 s: every 12 s, as many turns as live
+     * holders (7-12), not 10 */
     for (int n = 7; n <= 10; n++) {
-        probe_from(&f, 1000 + 1000u * (uint64_t)n, n, 1000);
-        ck_assert_uint_eq(f.ack_pace, 5000);
+        probe_from(&f, 2000 + 2000u * (uint64_t)n, n, 2000);
+        ck_assert_uint_eq(f.ack_pace, 12000);
     }
-    for (int k = 0; k < 500; k++)
-        probe_from(&f, 20000, 3, 0);
-    ck_assert_uint_eq(f.ack_pace, 120000);
+    for (int k = 0; k < 500; k++) {
+        probe_from(&f, 40000 + (uint64_t)k, 3 + k % 100, 0);
+        if (k >= 60) ck_assert(f.ack_pace >= 2000 && f.ack_pace <= 240000);
+    }
     fx_free(&f);
 }
 END_TEST
