@@ -81,7 +81,9 @@ typedef struct peer {
     /* capacity of repos: 0, or 1 << (capshift - 1) (node_members.c, pcap) */
     uint8_t capshift;
     uint16_t port;
-    uint8_t pex_again;   /* the first PEERS is to be repeated once (node_reach.c) */
+    uint8_t pex_again : 1; /* the first PEERS is to be repeated once (node_reach.c) */
+    /* a DEAD notice named it: the running round confirms (node_probe.c) */
+    uint8_t probe_suspect : 1;
     uint8_t probe_tries; /* PROBEs sent in this round (node_probe.c) */
     uint16_t nrepos;     /* at most CORE_PEER_REPOS_MAX */
     uint32_t interval;

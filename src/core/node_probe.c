@@ -10,8 +10,9 @@
  * heard some datagram during the round (Lifeguard's local health, Dadgar
  * et al. 2018: a node cut off from the network declares nobody dead). The
  * prober drops it and multicasts DEAD CORE_DEAD_COPIES times; a node that
- * holds the peer and heard nothing from it for a round's length drops it
- * too; the peer itself, if alive after all, answers with an announce.
+ * holds the peer confirms it with a quick round of its own (PROBEs CORE_PROBE_CONFIRM_MS apart)
+ * and drops it if that goes unanswered too, sending no notice; the peer
+ * itself, if alive after all, answers with an announce.
  *
  * Pace. Views are partial and skewed: in a large group the first members
  * heard are in almost every view, most members in none. Each peer is
@@ -136,7 +137,7 @@ static void send_probe(guts_core *c, size_t i)
     m.u.probe.seq = ++c->probe_seq;
     m.u.probe.pace = (uint32_t)min_period(c);
     p->probe_tries++;
-    set_at(c, i, c->now + CORE_PROBE_RETRY_MS);
+    set_at(c, i, c->now + (p->probe_suspect ? CORE_PROBE_CONFIRM_MS : CORE_PROBE_RETRY_MS));
     c->ctr.probes_out++;
     push_dgram(c, &m, &p->addr);
 }
@@ -148,6 +149,7 @@ static void next_round(guts_core *c, size_t i)
     peer *p = &c->peers[i];
     p->probe_round = 0;
     p->probe_tries = 0;
+    p->probe_suspect = 0;
     set_at(c, i, c->now + p->probe_period);
 }
 
@@ -161,10 +163,12 @@ static void dead_queue(guts_core *c, const peer *p)
     d->at = c->now;
 }
 
+/* p answered no round: dead. Told so by a DEAD notice (suspect), the group
+ * was told already: no notice of ours. */
 static void declare_dead(guts_core *c, size_t i)
 {
     peer *p = &c->peers[i];
-    dead_queue(c, p);
+    if (!p->probe_suspect) dead_queue(c, p);
     c->ctr.peers_dead++;
     sync_abort_peer(c, &p->addr);
     members_remove(c, i, "dead");
@@ -318,10 +322,24 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         return;
     }
     peer *p = members_find(c, &d->node);
-    if (!p || d->incarnation < p->inc ||
-        c->now < p->last_heard + (uint64_t)CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS)
+    /* heard within CORE_PROBE_CONFIRM_QUIET_MS: alive after the accuser's
+     * round had run for 2 s at least (and a forged notice repeated costs
+     * each holder one PROBE a second to the member named, at most) */
+    if (!p || d->incarnation < p->inc || c->now < p->last_heard + CORE_PROBE_CONFIRM_QUIET_MS)
         return;
-    c->ctr.peers_dead++;
-    sync_abort_peer(c, &p->addr);
-    members_remove(c, (size_t)(p - c->peers), "dead");
+    /* confirm it first: a round of our own from now (or the running one),
+     * which drops it if unanswered. Even when we heard it 1-3 s ago: the
+     * accuser's round may have begun before it died (ignoring notices about
+     * a member heard in the last 3 s left holders that had its last ACK
+     * holding it until their next turn, 16 s on) */
+    size_t i = (size_t)(p - c->peers);
+    p->probe_suspect = 1;
+    if (p->probe_round) return;
+    if (c->probe_new >> i & 1) { /* not scheduled yet */
+        c->probe_new &= ~(1ull << i);
+        p->probe_period = CORE_PROBE_FIRST_MS;
+    }
+    p->probe_round = c->now;
+    send_probe(c, i);
+    if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
 }

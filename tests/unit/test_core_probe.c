@@ -253,8 +253,10 @@ START_TEST(test_probe_answered_to_source)
 }
 END_TEST
 
-/* DEAD: a holder that heard the peer lately keeps it, one that did not
- * drops it; a DEAD about ourselves is answered with an announce. */
+/* DEAD: a holder that heard the peer in the last second ignores it; else it
+ * confirms with a round of its own, and drops the peer only if that goes
+ * unanswered, sending no notice itself; a DEAD about ourselves is answered
+ * with an announce. */
 START_TEST(test_dead_notice_rules)
 {
     fx f;
@@ -265,14 +267,26 @@ START_TEST(test_dead_notice_rules)
     msg_of(&m, GUTS_MSG_DEAD, 2);
     pid(1, &m.u.dead.node);
     m.u.dead.incarnation = 1;
-    feed(&f, 500, 2, &m); /* peer 1 spoke 0.5 s ago: kept */
+    memset(f.n, 0, sizeof(f.n));
+    feed(&f, 500, 2, &m); /* peer 1 spoke 0.49 s ago: not even suspected */
     ck_assert(has(&f, 1));
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 0);
     feed(&f, 5000, 2, &m);
+    ck_assert(has(&f, 1)); /* suspected: its round starts at once */
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 1);
+    uint64_t t = 5000;
+    for (; t < 7000 && has(&f, 1); t += 50) {
+        if (t == 5500) announce(&f, t, 2); /* the node hears the group */
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+    }
     ck_assert(!has(&f, 1));
+    ck_assert_uint_le(t, 5000 + 15 * 100 + 100);
+    ck_assert_uint_eq(f.n[GUTS_MSG_DEAD], 0); /* the accuser told the group */
     memset(f.n, 0, sizeof(f.n));
     m.u.dead.node = f.id;
-    feed(&f, 5100, 2, &m);
-    for (uint64_t t = 5100; t < 6000; t += 50) {
+    feed(&f, 7100, 2, &m);
+    for (t = 7100; t < 8000; t += 50) {
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
     }
@@ -280,6 +294,43 @@ START_TEST(test_dead_notice_rules)
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
     ck_assert_uint_eq(k.refutes, 1);
+    fx_free(&f);
+}
+END_TEST
+
+/* A DEAD notice about a live peer (its accuser's round lost every PROBE or
+ * ACK) costs no drop: the confirming round is answered, and the peer is
+ * probed again at the time its ACK named. */
+START_TEST(test_dead_notice_refuted_by_ack)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    announce(&f, 10, 2);
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_DEAD, 2);
+    pid(1, &m.u.dead.node);
+    m.u.dead.incarnation = 1;
+    memset(f.n, 0, sizeof(f.n));
+    feed(&f, 5000, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 1);
+    guts_addr a1;
+    paddr(1, &a1);
+    ck_assert(guts_addr_eq(&f.probe_to, &a1));
+    ack(&f, 5030, 1, f.probe_seq, 20000);
+    size_t probes = 0;
+    for (uint64_t t = 5050; t < 24000; t += 50) {
+        if (t % 1000 == 0) announce(&f, t, 2);
+        f.n[GUTS_MSG_PROBE] = 0;
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a1)) probes++;
+    }
+    ck_assert(has(&f, 1));
+    ck_assert_uint_eq(probes, 0); /* next round at 25 s, as the ACK said */
+    guts_core_counters k;
+    guts_core_counters_get(f.core, &k);
+    ck_assert_uint_eq(k.peers_dead, 0);
     fx_free(&f);
 }
 END_TEST
@@ -367,6 +418,7 @@ int main(void)
     tcase_add_test(tc, test_isolated_node_declares_nobody);
     tcase_add_test(tc, test_probe_answered_to_source);
     tcase_add_test(tc, test_dead_notice_rules);
+    tcase_add_test(tc, test_dead_notice_refuted_by_ack);
     tcase_add_test(tc, test_ack_names_next_round);
     tcase_add_test(tc, test_probers_take_turns);
     suite_add_tcase(s, tc);
