@@ -103,9 +103,9 @@
  * waits at least max(target, npeers x CORE_PROBE_SPACING_MS) between two
  * rounds of one peer, and says so in its PROBE: with a full view, 5.8 s,
  * so a member held by one node is still found within 10 s (at 250 ms,
- * 16 s: a member with fewer than 16 holders was probed less than once a
- * second). A node's own rounds are then at most 11 a second, and the
- * turns keep the average far below: 0.15 a second per node at 10,000
+ * 16 s: members with few holders were found after 12-13 s in guts-sim
+ * churn at 1,000 nodes). A node's own rounds are then at most 11 a second, and the
+ * turns keep the average far below: about 0.35 a second per node at 10,000
  * nodes (guts-sim churn, issue 19). */
 #define CORE_PROBE_TARGET_MS 2000
 #define CORE_PROBE_FIRST_MS 8000
