@@ -199,7 +199,7 @@ void sim_member_tick(sim *s)
             c->holder[j] = c->holder[--c->n];
             c->hgen[j] = c->hgen[c->n];
         }
-        if (!c->n) crash_done(m, c, 1);
+        if (!c->n) crash_done(m, c, c->last != 0); /* 0: its holders all went first */
     }
 }
 

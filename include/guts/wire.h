@@ -107,11 +107,11 @@ typedef struct guts_msg_leave {
 typedef struct guts_msg_probe {
     uint64_t incarnation; /* the sender's */
     uint32_t seq;         /* chosen by the prober, echoed by the ACK */
-    uint32_t load;        /* ACK: PROBEs the sender received in the last
-                           * GUTS_PROBE_LOAD_MS; PROBE: 0 */
+    uint32_t pace;        /* ms. PROBE: the least the prober waits before its
+                           * next round of this peer (0: not said); ACK: when,
+                           * from now, the sender wants that round (it spaces
+                           * its probers' rounds itself) */
 } guts_msg_probe;
-/* The window an ACK's load counts over. */
-#define GUTS_PROBE_LOAD_MS 10000
 
 /* DEAD: node, at incarnation, did not answer its prober. */
 typedef struct guts_msg_dead {

@@ -82,12 +82,14 @@ typedef struct peer {
     /* capacity of repos: 0, or 1 << (capshift - 1) (node_members.c, pcap) */
     uint8_t capshift;
     uint16_t port;
-    uint8_t pex_again;   /* the first PEERS is to be repeated once (node_reach.c) */
+    uint8_t pex_again : 1; /* the first PEERS is to be repeated once (node_reach.c) */
+    /* a DEAD notice named it: the running round confirms (node_probe.c) */
+    uint8_t probe_suspect : 1;
     uint8_t probe_tries; /* PROBEs sent in this round (node_probe.c) */
     uint16_t nrepos;     /* at most CORE_PEER_REPOS_MAX */
     uint32_t interval;
     uint32_t taken;        /* remote-only repositories tracked because it announced them */
-    uint32_t probe_period; /* ms between probe rounds */
+    uint32_t probe_period; /* ms to its next round, as its last ACK said */
     uint64_t inc;
     uint64_t last_heard;
     uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
@@ -337,9 +339,10 @@ struct guts_core {
     uint32_t answers_left;  /* ... and until then this many may go */
     /* failure detection (node_probe.c) */
     uint32_t probe_seq;
-    uint64_t load_start;
-    uint32_t load_cur, load_prev; /* PROBEs received this and last window */
-    int load_full;                /* load_prev counts a whole window */
+    uint64_t answers_start;  /* the current CORE_PROBE_ANSWERS_MS window */
+    uint32_t answers;        /* ACKs sent in it */
+    uint64_t pace_base;      /* the turns our ACKs hand out (node_probe.c) */
+    uint64_t pace_slots[2];
     dead_note dead[CORE_DEAD_QUEUE];
     /* The probe schedule (node_probe.c), beside the view, not in its
      * entries: peer i's next PROBE (or its round's end) is probe_at[i],

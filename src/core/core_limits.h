@@ -91,29 +91,57 @@
  * a peer may outlive its deadline by that much, and the O(peers) scan
  * stays rare in large groups. */
 #define CORE_EXPIRY_SLACK_DIV 2
-/* Failure detection (node_probe.c). The holders of a peer together probe
- * it about once per CORE_PROBE_TARGET_MS (each spaces its rounds by the
- * load the peer reports in its ACKs); a new view entry is first probed
- * within CORE_PROBE_FIRST_MS; a period shrinks at most
- * CORE_PROBE_DOWN_MAX-fold per ACK and stays within [max(target, npeers x
- * CORE_PROBE_SPACING_MS), CORE_PROBE_MAX_MS]. */
-#define CORE_PROBE_TARGET_MS 1000
+/* Failure detection (node_probe.c). A member paces its probers: its ACKs
+ * hand out turns CORE_PROBE_TARGET_MS apart, the first free one at least a
+ * target ahead and at most CORE_PROBE_TURNS ahead, so the holders of a
+ * member together probe it once per target, whatever their number. A
+ * holder without a turn (more holders than turns) is sent a random time up
+ * to CORE_PROBE_MAX_MS: 2 minutes on average, as long as the load-scaled
+ * periods of before (issue 19), so the holders of a member in thousands of
+ * views cost what they cost then.
+ * A new view entry is first probed within CORE_PROBE_FIRST_MS; a holder
+ * waits at least max(target, npeers x CORE_PROBE_SPACING_MS) between two
+ * rounds of one peer, and says so in its PROBE: with a full view, 5.8 s,
+ * so a member held by one node is still found within 10 s (at 250 ms,
+ * 16 s: members with few holders were found after 12-13 s in guts-sim
+ * churn at 1,000 nodes). A node's own rounds are then at most 11 a second, and the
+ * turns keep the average far below: about 0.35 a second per node at 10,000
+ * nodes (guts-sim churn, issue 19). */
+#define CORE_PROBE_TARGET_MS 2000
 #define CORE_PROBE_FIRST_MS 8000
-#define CORE_PROBE_SPACING_MS 250
-#define CORE_PROBE_DOWN_MAX 8
-#define CORE_PROBE_MAX_MS 120000
+#define CORE_PROBE_SPACING_MS 90
+#define CORE_PROBE_TURNS 60
+#define CORE_PROBE_MAX_MS 240000
+_Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
- * 0.36, all 15 with 2e-7. */
-#define CORE_PROBE_RETRY_MS 200
-#define CORE_PROBE_TRIES 15
-/* ACKs sent per GUTS_PROBE_LOAD_MS at most (a forged PROBE flood costs
+ * 0.36, all 20 with 1.3e-9 (15 tries 200 ms apart, 2e-7, left one live
+ * node dropped by one view in a 60 s run of 10,000 nodes at 20% loss,
+ * ~3e5 rounds; guts-sim, issue 19). A live peer answers the first: the
+ * tries cost only rounds that go unanswered. */
+#define CORE_PROBE_RETRY_MS 150
+#define CORE_PROBE_TRIES 20
+/* A holder told of a death by a DEAD notice confirms it with a round of its
+ * own, PROBEs this many ms apart (1.5 s: the accuser already waited 3 s),
+ * before it drops the member: one prober's failed round (all 20 tries
+ * lost, 1.3e-9 at 20% loss) then drops a live member from one view, not
+ * from every view that did not hear it for 3 s (6,293 of them once, in a
+ * guts-sim run at 10,000 nodes and 20% loss, issue 19). */
+#define CORE_PROBE_CONFIRM_MS 75
+/* ... unless it heard the member within this many ms. */
+#define CORE_PROBE_CONFIRM_QUIET_MS 1000
+/* ACKs sent per CORE_PROBE_ANSWERS_MS at most (a forged PROBE flood costs
  * one ACK each, never more bytes, and only this many). */
 #define CORE_PROBE_ANSWERS_MAX 20000
+#define CORE_PROBE_ANSWERS_MS 10000
 /* A DEAD notice is multicast this many times, this many ms apart: a
- * holder misses all 8 at 20% loss with probability 3e-6. */
+ * holder misses all 8 at 20% loss with probability 3e-6. Close together,
+ * because most holders of a popular member probe it only every minute or
+ * two and learn of its death from the notice alone: a prober that left
+ * or crashed 0.2 s after its first copy (churn) left 4% of them holding a
+ * dead member for 12 s more at 150 ms (guts-sim, issue 19). */
 #define CORE_DEAD_COPIES 8
-#define CORE_DEAD_GAP_MS 150
+#define CORE_DEAD_GAP_MS 50
 #define CORE_DEAD_QUEUE 8
 /* Peer exchange (node_reach.c). A PEERS datagram carries a random sample
  * of this many live peers: enough that a node hearing one learns a few

@@ -10,34 +10,42 @@
  * heard some datagram during the round (Lifeguard's local health, Dadgar
  * et al. 2018: a node cut off from the network declares nobody dead). The
  * prober drops it and multicasts DEAD CORE_DEAD_COPIES times; a node that
- * holds the peer and heard nothing from it for a round's length drops it
- * too; the peer itself, if alive after all, answers with an announce.
+ * holds the peer confirms it with a quick round of its own (PROBEs CORE_PROBE_CONFIRM_MS apart)
+ * and drops it if that goes unanswered too, sending no notice; the peer
+ * itself, if alive after all, answers with an announce.
  *
- * Load. Views are partial and skewed: in a large group the first members
+ * Pace. Views are partial and skewed: in a large group the first members
  * heard are in almost every view, most members in none. Each peer is
- * probed by every node that holds it, so a holder spaces its rounds by the
- * ACK's load (the PROBEs the peer received in the last GUTS_PROBE_LOAD_MS):
- * period x= load x CORE_PROBE_TARGET_MS / GUTS_PROBE_LOAD_MS, so that the
- * holders of any peer together probe it about once per
- * CORE_PROBE_TARGET_MS whatever their number. A new view entry is first
- * probed within CORE_PROBE_FIRST_MS, and a node starts at most one round
- * per CORE_PROBE_SPACING_MS on average (period >= npeers x spacing).
- *
- * Phase. The next round comes uniformly within twice the period (mean:
- * the period), not at the period jittered x[0.5, 1.5]: holders that ran
- * rounds together probe again from the next moment on, at half their
- * joint rate at first. With the jitter, the first rounds of a start-up
- * (all within CORE_PROBE_FIRST_MS, each ACK reporting the burst's load,
- * periods up to CORE_PROBE_MAX_MS) put every holder's next round half a
- * period or more away: at 1,000 nodes a peer held by 210 views was probed
- * by nobody from 8 s to 45 s, and its crash at 31 s was found at 48 s
- * (issue 19). Exponential times (a Poisson process, the joint rate at
- * once) left a single holder of a 16 s period 28 s without a round.
+ * probed by every node that holds it, so the peer itself spaces their
+ * rounds: it hands out turns CORE_PROBE_TARGET_MS apart, and its ACK tells
+ * the prober to start its next round at the first free turn at least one
+ * target ahead, or past the least wait the prober put in its PROBE (its
+ * own bound: at most one round per CORE_PROBE_SPACING_MS on average over
+ * its view). The holders then take turns, one round per target in all,
+ * however many they are, and after a crash the next round is due within
+ * about one target: a holder that left or died leaves its turn empty once,
+ * and the next PROBE takes the first free turn, so the turns shrink to the
+ * live holders within one cycle (a turn only counted forward, not reused,
+ * kept the start-up's holders in the cycle after they left the view:
+ * guts-sim saw rounds 3 s apart and one gap of 7 s). More holders than
+ * turns (a member in thousands of views): those without a turn come back
+ * at a random time up to CORE_PROBE_MAX_MS (4 minutes). Sent to the last turn, they
+ * came back together 2 minutes later, and the holders of the 120 turns a
+ * start-up handed out in its first seconds left the views one by one:
+ * guts-sim saw a member in 4,546 views probed once in 8 s at 30 s.
+ * Before the turns each holder set its own period from the load the ACKs
+ * reported: the holders' rounds were independent, the wait for the next
+ * round after a crash was exponential with a mean of the target, and one
+ * crash in ~700 waited over 6.5 s (issue 19: 12.1 s to find a crash in a
+ * 10,000-node churn). A new view entry is first probed within
+ * CORE_PROBE_FIRST_MS.
  *
  * Bounds: an ACK goes only to the address its PROBE came from, has the
  * same fixed-width size (no amplification), and at most
- * CORE_PROBE_ANSWERS_MAX are sent per load window. DEAD notices queued are
- * at most CORE_DEAD_QUEUE.
+ * CORE_PROBE_ANSWERS_MAX are sent per CORE_PROBE_ANSWERS_MS; the time it
+ * names is at most CORE_PROBE_MAX_MS ahead (a PROBE flood delays the
+ * holders' rounds by that much at most). DEAD notices queued are at most
+ * CORE_DEAD_QUEUE.
  */
 #include <string.h>
 
@@ -113,19 +121,6 @@ void probe_removed(guts_core *c, size_t i, size_t last)
 
 _Static_assert(CORE_PROBE_TRIES < 256, "peer.probe_tries is a byte");
 
-static void send_probe(guts_core *c, size_t i)
-{
-    peer *p = &c->peers[i];
-    guts_msg m;
-    core_msg_init(c, &m, GUTS_MSG_PROBE);
-    m.u.probe.incarnation = c->cfg.incarnation;
-    m.u.probe.seq = ++c->probe_seq;
-    p->probe_tries++;
-    set_at(c, i, c->now + CORE_PROBE_RETRY_MS);
-    c->ctr.probes_out++;
-    push_dgram(c, &m, &p->addr);
-}
-
 /* Least period of a peer: one round per CORE_PROBE_SPACING_MS on average. */
 static uint64_t min_period(const guts_core *c)
 {
@@ -133,14 +128,29 @@ static uint64_t min_period(const guts_core *c)
     return m > CORE_PROBE_TARGET_MS ? m : CORE_PROBE_TARGET_MS;
 }
 
-/* The next round of p after one ended: uniform within twice its period
- * (see "Phase" above). */
+static void send_probe(guts_core *c, size_t i)
+{
+    peer *p = &c->peers[i];
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_PROBE);
+    m.u.probe.incarnation = c->cfg.incarnation;
+    m.u.probe.seq = ++c->probe_seq;
+    m.u.probe.pace = (uint32_t)min_period(c);
+    p->probe_tries++;
+    set_at(c, i, c->now + (p->probe_suspect ? CORE_PROBE_CONFIRM_MS : CORE_PROBE_RETRY_MS));
+    c->ctr.probes_out++;
+    push_dgram(c, &m, &p->addr);
+}
+
+/* The next round of p after one ended: when its last ACK asked (see
+ * "Pace" above). */
 static void next_round(guts_core *c, size_t i)
 {
     peer *p = &c->peers[i];
     p->probe_round = 0;
     p->probe_tries = 0;
-    set_at(c, i, c->now + 1 + jitter_below(c, p, 2 * (uint64_t)p->probe_period));
+    p->probe_suspect = 0;
+    set_at(c, i, c->now + p->probe_period);
 }
 
 static void dead_queue(guts_core *c, const peer *p)
@@ -153,10 +163,12 @@ static void dead_queue(guts_core *c, const peer *p)
     d->at = c->now;
 }
 
+/* p answered no round: dead. Told so by a DEAD notice (suspect), the group
+ * was told already: no notice of ours. */
 static void declare_dead(guts_core *c, size_t i)
 {
     peer *p = &c->peers[i];
-    dead_queue(c, p);
+    if (!p->probe_suspect) dead_queue(c, p);
     c->ctr.peers_dead++;
     sync_abort_peer(c, &p->addr);
     members_remove(c, i, "dead");
@@ -225,33 +237,59 @@ uint64_t probe_next(const guts_core *c)
     return c->npeers || c->ndead ? c->probe_next : 0;
 }
 
-/* PROBEs received in the last load window (or an estimate from the
- * current one while there is no full last window). */
-static uint32_t load_of(guts_core *c)
+/* When our ACK to a PROBE asks for the prober's next round (ms from now):
+ * the first free turn, at least `least` (the prober's own bound) and one
+ * target from now, at most CORE_PROBE_TURNS turns ahead. Turns are CORE_PROBE_TARGET_MS
+ * apart; pace_slots has a bit per turn from pace_base on, set when an ACK
+ * hands it out. A holder that left or died leaves its turn free once its
+ * time has passed, and the next PROBE takes the first free turn, so the
+ * turns stay about as many as the live holders. All taken (more holders
+ * than turns): a time drawn for the prober (from its id and now) between
+ * its least wait and CORE_PROBE_MAX_MS, so such holders spread out. */
+static uint64_t pace_next(guts_core *c, uint32_t least, const guts_node_id *prober)
 {
-    if (c->now >= c->load_start + GUTS_PROBE_LOAD_MS) {
-        c->load_prev = c->now < c->load_start + 2 * GUTS_PROBE_LOAD_MS ? c->load_cur : 0;
-        c->load_full = c->load_start != 0;
-        c->load_cur = 0;
-        c->load_start = c->now;
+    const uint64_t T = CORE_PROBE_TARGET_MS;
+    uint64_t base = c->now - c->now % T, shift = (base - c->pace_base) / T;
+    if (!c->pace_base || shift >= 128) {
+        c->pace_slots[0] = c->pace_slots[1] = 0;
+    } else if (shift >= 64) {
+        c->pace_slots[0] = c->pace_slots[1] >> (shift - 64);
+        c->pace_slots[1] = 0;
+    } else if (shift) {
+        c->pace_slots[0] = c->pace_slots[0] >> shift | c->pace_slots[1] << (64 - shift);
+        c->pace_slots[1] >>= shift;
     }
-    if (c->load_full) return c->load_prev;
-    uint64_t span = c->now - c->load_start;
-    if (span < 1000) span = 1000;
-    return (uint32_t)((uint64_t)c->load_cur * GUTS_PROBE_LOAD_MS / span);
+    c->pace_base = base;
+    uint64_t wait = least > T ? least : T, last = CORE_PROBE_TURNS;
+    if (wait > CORE_PROBE_MAX_MS) wait = CORE_PROBE_MAX_MS;
+    /* turn k is [base + k T, base + (k + 1) T): the one holding now + wait
+     * may be taken at that time */
+    for (uint64_t k = (c->now + wait - base) / T; k <= last; k++) {
+        uint64_t *w = &c->pace_slots[k / 64], bit = 1ull << (k % 64);
+        if (*w & bit) continue;
+        *w |= bit;
+        return base + k * T > c->now + wait ? base + k * T - c->now : wait;
+    }
+    uint64_t x;
+    memcpy(&x, prober->b, sizeof(x));
+    x = guts_mix64(x ^ (c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull));
+    return wait + x % (CORE_PROBE_MAX_MS - wait + 1);
 }
 
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
     if (m->type == GUTS_MSG_PROBE) {
-        uint32_t load = load_of(c);
-        if (c->load_cur >= CORE_PROBE_ANSWERS_MAX) return;
-        c->load_cur++;
+        if (c->now >= c->answers_start + CORE_PROBE_ANSWERS_MS) {
+            c->answers_start = c->now;
+            c->answers = 0;
+        }
+        if (c->answers >= CORE_PROBE_ANSWERS_MAX) return;
+        c->answers++;
         guts_msg a;
         core_msg_init(c, &a, GUTS_MSG_ACK);
         a.u.probe.incarnation = c->cfg.incarnation;
         a.u.probe.seq = m->u.probe.seq;
-        a.u.probe.load = load + 1; /* this one included */
+        a.u.probe.pace = (uint32_t)pace_next(c, m->u.probe.pace, &m->sender);
         c->ctr.acks_out++;
         push_dgram(c, &a, from);
         return;
@@ -262,15 +300,12 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
             m->u.probe.seq > c->probe_seq)
             return;
         p->last_heard = c->now;
-        /* holders together: one PROBE per CORE_PROBE_TARGET_MS */
-        uint64_t want = (uint64_t)p->probe_period * m->u.probe.load * CORE_PROBE_TARGET_MS /
-                        GUTS_PROBE_LOAD_MS;
-        uint64_t lo = p->probe_period / CORE_PROBE_DOWN_MAX, hi = (uint64_t)p->probe_period * 64;
-        if (want < lo) want = lo;
-        if (want > hi) want = hi;
-        if (want < min_period(c)) want = min_period(c);
-        if (want > CORE_PROBE_MAX_MS) want = CORE_PROBE_MAX_MS;
-        p->probe_period = (uint32_t)want;
+        /* at the time the peer named, within our own bounds (an older
+         * node's ACK carries a count here: the bound keeps it sane) */
+        uint64_t next = m->u.probe.pace;
+        if (next < min_period(c)) next = min_period(c);
+        if (next > CORE_PROBE_MAX_MS) next = CORE_PROBE_MAX_MS;
+        p->probe_period = (uint32_t)next;
         size_t i = (size_t)(p - c->peers);
         next_round(c, i);
         if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
@@ -287,10 +322,24 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         return;
     }
     peer *p = members_find(c, &d->node);
-    if (!p || d->incarnation < p->inc ||
-        c->now < p->last_heard + (uint64_t)CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS)
+    /* heard within CORE_PROBE_CONFIRM_QUIET_MS: alive after the accuser's
+     * round had run for 2 s at least (and a forged notice repeated costs
+     * each holder one PROBE a second to the member named, at most) */
+    if (!p || d->incarnation < p->inc || c->now < p->last_heard + CORE_PROBE_CONFIRM_QUIET_MS)
         return;
-    c->ctr.peers_dead++;
-    sync_abort_peer(c, &p->addr);
-    members_remove(c, (size_t)(p - c->peers), "dead");
+    /* confirm it first: a round of our own from now (or the running one),
+     * which drops it if unanswered. Even when we heard it 1-3 s ago: the
+     * accuser's round may have begun before it died (ignoring notices about
+     * a member heard in the last 3 s left holders that had its last ACK
+     * holding it until their next turn, 16 s on) */
+    size_t i = (size_t)(p - c->peers);
+    p->probe_suspect = 1;
+    if (p->probe_round) return;
+    if (c->probe_new >> i & 1) { /* not scheduled yet */
+        c->probe_new &= ~(1ull << i);
+        p->probe_period = CORE_PROBE_FIRST_MS;
+    }
+    p->probe_round = c->now;
+    send_probe(c, i);
+    if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
 }

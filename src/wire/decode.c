@@ -338,12 +338,12 @@ static int dec_body(dec *d, guts_msg *msg)
     case GUTS_MSG_ACK:
         TRY(guts_mpr_array_n(&d->r, 3));
     {
-        uint64_t seq, load;
+        uint64_t seq, pace;
         TRY(get_fixed(d, 0xcf, UINT64_MAX, &msg->u.probe.incarnation));
         TRY(get_fixed(d, 0xce, UINT32_MAX, &seq));
-        TRY(get_fixed(d, 0xce, UINT32_MAX, &load));
+        TRY(get_fixed(d, 0xce, UINT32_MAX, &pace));
         msg->u.probe.seq = (uint32_t)seq;
-        msg->u.probe.load = (uint32_t)load;
+        msg->u.probe.pace = (uint32_t)pace;
         return 0;
     }
     case GUTS_MSG_DEAD:

@@ -291,7 +291,7 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         P(msgpack_pack_array(pk, 3));
         P(msgpack_pack_fix_uint64(pk, msg->u.probe.incarnation));
         P(msgpack_pack_fix_uint32(pk, msg->u.probe.seq));
-        P(msgpack_pack_fix_uint32(pk, msg->u.probe.load));
+        P(msgpack_pack_fix_uint32(pk, msg->u.probe.pace));
         return 0;
     case GUTS_MSG_DEAD:
         P(msgpack_pack_array(pk, 2));

@@ -19,6 +19,7 @@ typedef struct fx {
     uint32_t probe_seq;
     guts_addr probe_to, ack_to;
     size_t probe_len, ack_len;
+    uint32_t probe_pace, ack_pace;
 } fx;
 
 static void fx_drain(fx *f)
@@ -36,10 +37,12 @@ static void fx_drain(fx *f)
             f->probe_seq = m.u.probe.seq;
             f->probe_to = a.addr;
             f->probe_len = a.len;
+            f->probe_pace = m.u.probe.pace;
         }
         if (m.type == GUTS_MSG_ACK) {
             f->ack_to = a.addr;
             f->ack_len = a.len;
+            f->ack_pace = m.u.probe.pace;
         }
         guts_msg_free(&m);
     }
@@ -115,13 +118,13 @@ static void announce(fx *f, uint64_t now, int n)
     feed(f, now, n, &m);
 }
 
-static void ack(fx *f, uint64_t now, int n, uint32_t seq, uint32_t load)
+static void ack(fx *f, uint64_t now, int n, uint32_t seq, uint32_t pace)
 {
     guts_msg m;
     msg_of(&m, GUTS_MSG_ACK, n);
     m.u.probe.incarnation = 1;
     m.u.probe.seq = seq;
-    m.u.probe.load = load;
+    m.u.probe.pace = pace;
     feed(f, now, n, &m);
 }
 
@@ -145,14 +148,14 @@ START_TEST(test_codec_probe_ack_dead)
     msg_of(&m, GUTS_MSG_ACK, 1);
     m.u.probe.incarnation = UINT64_MAX;
     m.u.probe.seq = UINT32_MAX;
-    m.u.probe.load = UINT32_MAX;
+    m.u.probe.pace = UINT32_MAX;
     ck_assert_int_eq(guts_msg_encode(&m, b, sizeof(b), &lb), 0);
     ck_assert_uint_eq(la, lb);
     ck_assert_int_eq(guts_msg_decode(b, lb, &d), 0);
     ck_assert_uint_eq(d.type, GUTS_MSG_ACK);
     ck_assert_uint_eq(d.u.probe.incarnation, UINT64_MAX);
     ck_assert_uint_eq(d.u.probe.seq, UINT32_MAX);
-    ck_assert_uint_eq(d.u.probe.load, UINT32_MAX);
+    ck_assert_uint_eq(d.u.probe.pace, UINT32_MAX);
     guts_msg_free(&d);
     msg_of(&m, GUTS_MSG_DEAD, 1);
     pid(9, &m.u.dead.node);
@@ -250,8 +253,10 @@ START_TEST(test_probe_answered_to_source)
 }
 END_TEST
 
-/* DEAD: a holder that heard the peer lately keeps it, one that did not
- * drops it; a DEAD about ourselves is answered with an announce. */
+/* DEAD: a holder that heard the peer in the last second ignores it; else it
+ * confirms with a round of its own, and drops the peer only if that goes
+ * unanswered, sending no notice itself; a DEAD about ourselves is answered
+ * with an announce. */
 START_TEST(test_dead_notice_rules)
 {
     fx f;
@@ -262,14 +267,26 @@ START_TEST(test_dead_notice_rules)
     msg_of(&m, GUTS_MSG_DEAD, 2);
     pid(1, &m.u.dead.node);
     m.u.dead.incarnation = 1;
-    feed(&f, 500, 2, &m); /* peer 1 spoke 0.5 s ago: kept */
+    memset(f.n, 0, sizeof(f.n));
+    feed(&f, 500, 2, &m); /* peer 1 spoke 0.49 s ago: not even suspected */
     ck_assert(has(&f, 1));
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 0);
     feed(&f, 5000, 2, &m);
+    ck_assert(has(&f, 1)); /* suspected: its round starts at once */
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 1);
+    uint64_t t = 5000;
+    for (; t < 8000 && has(&f, 1); t += 50) {
+        if (t == 5500) announce(&f, t, 2); /* the node hears the group */
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+    }
     ck_assert(!has(&f, 1));
+    ck_assert_uint_le(t, 5000 + 20 * 100 + 100); /* 75 ms tries, on 50 ms ticks */
+    ck_assert_uint_eq(f.n[GUTS_MSG_DEAD], 0); /* the accuser told the group */
     memset(f.n, 0, sizeof(f.n));
     m.u.dead.node = f.id;
-    feed(&f, 5100, 2, &m);
-    for (uint64_t t = 5100; t < 6000; t += 50) {
+    feed(&f, 8100, 2, &m);
+    for (t = 8100; t < 9000; t += 50) {
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
     }
@@ -281,87 +298,113 @@ START_TEST(test_dead_notice_rules)
 }
 END_TEST
 
-/* A heavily probed peer's load stretches its holder's period. */
-START_TEST(test_load_stretches_period)
+/* A DEAD notice about a live peer (its accuser's round lost every PROBE or
+ * ACK) costs no drop: the confirming round is answered, and the peer is
+ * probed again at the time its ACK named. */
+START_TEST(test_dead_notice_refuted_by_ack)
 {
     fx f;
     fx_init(&f);
     announce(&f, 10, 1);
+    announce(&f, 10, 2);
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_DEAD, 2);
+    pid(1, &m.u.dead.node);
+    m.u.dead.incarnation = 1;
+    memset(f.n, 0, sizeof(f.n));
+    feed(&f, 5000, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_PROBE], 1);
+    guts_addr a1;
+    paddr(1, &a1);
+    ck_assert(guts_addr_eq(&f.probe_to, &a1));
+    ack(&f, 5030, 1, f.probe_seq, 20000);
     size_t probes = 0;
-    guts_node_id id1;
-    pid(1, &id1);
-    for (uint64_t t = 10; t < 120000; t += 50) {
+    for (uint64_t t = 5050; t < 24000; t += 50) {
+        if (t % 1000 == 0) announce(&f, t, 2);
+        f.n[GUTS_MSG_PROBE] = 0;
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a1)) probes++;
+    }
+    ck_assert(has(&f, 1));
+    ck_assert_uint_eq(probes, 0); /* next round at 25 s, as the ACK said */
+    guts_core_counters k;
+    guts_core_counters_get(f.core, &k);
+    ck_assert_uint_eq(k.peers_dead, 0);
+    fx_free(&f);
+}
+END_TEST
+
+/* A holder starts its next round when the peer's ACK asked, within its
+ * own bounds, and says its bound in its PROBEs. */
+START_TEST(test_ack_names_next_round)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    uint64_t at[16];
+    size_t probes = 0;
+    for (uint64_t t = 10; t < 120000; t += 10) {
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
         if (f.n[GUTS_MSG_PROBE]) {
+            ck_assert_uint_eq(f.probe_pace, 2000); /* one peer: the target is its bound */
+            if (probes < 16) at[probes] = t;
             probes += f.n[GUTS_MSG_PROBE];
             f.n[GUTS_MSG_PROBE] = 0;
-            ack(&f, t + 1, 1, f.probe_seq, 1000); /* 100 a second */
+            ack(&f, t, 1, f.probe_seq, 30000);
         }
     }
-    /* first within 8 s, then ever longer periods: a handful in 2 minutes */
-    ck_assert_uint_ge(probes, 1);
-    ck_assert_uint_le(probes, 4);
+    /* first within 8 s, then every 30 s */
+    ck_assert_uint_le(at[0], 8010);
+    ck_assert_uint_ge(probes, 4);
+    ck_assert_uint_le(probes, 5);
+    for (size_t k = 1; k < probes; k++)
+        ck_assert_uint_eq(at[k] - at[k - 1], 30000);
     ck_assert(has(&f, 1));
     fx_free(&f);
 }
 END_TEST
 
-/* Every PROBE the core sent since the last call is ACKed at once with
- * `load`; round[n] counts the rounds peer n saw (a round's first PROBE:
- * with every one ACKed, each PROBE starts a round). */
-static size_t ack_all(fx *f, uint64_t now, uint32_t load, size_t *round)
+static void probe_from(fx *f, uint64_t now, int n, uint32_t least)
 {
-    guts_core_action a;
-    uint32_t seq[256];
-    int to[256];
-    size_t k = 0;
-    while (guts_core_next_action(f->core, &a)) {
-        if (a.kind != GUTS_ACT_SEND_DGRAM) continue;
-        guts_msg m;
-        if (guts_msg_decode(a.data, a.len, &m) != GUTS_OK) continue;
-        if (m.type == GUTS_MSG_PROBE && k < 256) {
-            seq[k] = m.u.probe.seq;
-            to[k++] = a.addr.b[3];
-        }
-        guts_msg_free(&m);
-    }
-    for (size_t i = 0; i < k; i++) {
-        round[to[i]]++;
-        ack(f, now, to[i], seq[i], load);
-    }
-    return k;
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_PROBE, n);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = 1;
+    m.u.probe.pace = least;
+    feed(f, now, n, &m);
 }
 
-/* Holders that ran their rounds together (a start-up: every first round
- * within 8 s, each ACK reporting the burst's load) probe again from the
- * next moment on, not all half a period later: one core holding 60 peers
- * stands for the holders of one peer (each peer's schedule is its own
- * hash). Over 10 minutes the rate is the periods' (traffic unchanged). */
-START_TEST(test_synchronised_rounds_spread_at_once)
+/* The probed node hands out turns: its holders' rounds one target (2 s)
+ * apart however many probe it at once; a holder that cannot come that soon
+ * gets the first free turn after its bound; turns of holders that do not
+ * come back are given again, so the holders that remain probe more often;
+ * with all 60 turns taken, a holder comes at a random time up to
+ * CORE_PROBE_MAX_MS (240 s), never later, whatever the flood. */
+START_TEST(test_probers_take_turns)
 {
-    enum { N = 60 };
     fx f;
     fx_init(&f);
-    for (int n = 1; n <= N; n++)
-        announce(&f, 10, n);
-    size_t round[256] = {0}, early = 0, total = 0;
-    for (uint64_t t = 20; t < 610000; t += 20) {
-        guts_core_on_timer(f.core, t);
-        size_t r = ack_all(&f, t + 1, 2000, round); /* periods at the cap, 120 s */
-        total += r;
-        if (t > 8100 && t < 60000) early += r;
+    for (int n = 1; n <= 10; n++) { /* turns at 4 s .. 22 s */
+        probe_from(&f, 2000, n, 0);
+        ck_assert_uint_eq(f.ack_pace, 2000u * (uint32_t)n);
     }
-    for (int n = 1; n <= N; n++)
-        ck_assert_uint_ge(round[n], 1);
-    /* rounds uniform over 240 s: ~13 between 8 s and 60 s (with the
-     * period jittered x[0.5, 1.5]: none before 60 s) */
-    ck_assert_uint_ge(early, 6);
-    /* N first rounds and ~N x 600 / 120 = 300 more */
-    ck_assert_uint_ge(total, N + 200);
-    ck_assert_uint_le(total, N + 400);
-    for (int n = 1; n <= N; n++)
-        ck_assert(has(&f, n));
+    probe_from(&f, 3200, 11, 16000); /* the first free turn after 19.2 s: 24 s */
+    ck_assert_uint_eq(f.ack_pace, 24000 - 3200);
+    probe_from(&f, 3200, 12, 2000); /* 26 s, after the others */
+    ck_assert_uint_eq(f.ack_pace, 26000 - 3200);
+    /* holders 1-6 never come back; 7-10 come at their turns (16-22 s) and
+     * take the first free ones, 28-34 s: every 12 s, as many turns as live
+     * holders (7-12), not 10 */
+    for (int n = 7; n <= 10; n++) {
+        probe_from(&f, 2000 + 2000u * (uint64_t)n, n, 2000);
+        ck_assert_uint_eq(f.ack_pace, 12000);
+    }
+    for (int k = 0; k < 500; k++) {
+        probe_from(&f, 40000 + (uint64_t)k, 3 + k % 100, 0);
+        if (k >= 60) ck_assert(f.ack_pace >= 2000 && f.ack_pace <= 240000);
+    }
     fx_free(&f);
 }
 END_TEST
@@ -375,8 +418,9 @@ int main(void)
     tcase_add_test(tc, test_isolated_node_declares_nobody);
     tcase_add_test(tc, test_probe_answered_to_source);
     tcase_add_test(tc, test_dead_notice_rules);
-    tcase_add_test(tc, test_load_stretches_period);
-    tcase_add_test(tc, test_synchronised_rounds_spread_at_once);
+    tcase_add_test(tc, test_dead_notice_refuted_by_ack);
+    tcase_add_test(tc, test_ack_names_next_round);
+    tcase_add_test(tc, test_probers_take_turns);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
