@@ -8,8 +8,9 @@
  * datagrams shared by reference between recipients, stream lookup per
  * node, partitions, domains, bandwidth. guts-sim adds joins and leaves, a
  * schedule of faults and writes, and a store wrapper that checks invariants
- * on every write. The event order is (virtual time, sequence number) from
- * one binary heap and every random draw comes from one seeded generator, so
+ * on every write. The event order is (virtual time, sequence number) (an
+ * event wheel, then a heap: sim_net.c) and every random draw comes from
+ * one seeded generator, so
  * a run is a pure function of its options: the same command prints the
  * same bytes.
  */
