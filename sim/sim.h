@@ -8,8 +8,9 @@
  * datagrams shared by reference between recipients, stream lookup per
  * node, partitions, domains, bandwidth. guts-sim adds joins and leaves, a
  * schedule of faults and writes, and a store wrapper that checks invariants
- * on every write. The event order is (virtual time, sequence number) from
- * one binary heap and every random draw comes from one seeded generator, so
+ * on every write. The event order is (virtual time, sequence number) (an
+ * event wheel, then a heap: sim_net.c) and every random draw comes from
+ * one seeded generator, so
  * a run is a pure function of its options: the same command prints the
  * same bytes.
  */
@@ -183,10 +184,11 @@ void sim_idpool_free(sim_idpool *p);
 /** Wrap inner (copied) for node: every put is hashed, every ref record
  * checked for a complete closure and for never going backwards in the
  * merge order; violations go to *v. *dirty is set on every write that
- * changed something. ids: the pool its caches live in. Errors:
- * GUTS_ENOMEM. */
-int sim_cstore_new(const guts_core_store *inner, uint32_t node, sim_violations *v, int *dirty,
-                   sim_idpool *ids, sim_cstore **out);
+ * changed something. ids: the pool its caches live in. pool (or NULL):
+ * the memstores' pool; an object it holds byte for byte needs no hash
+ * (guts_mempool_proves). Errors: GUTS_ENOMEM. */
+int sim_cstore_new(const guts_core_store *inner, const guts_mempool *pool, uint32_t node,
+                   sim_violations *v, int *dirty, sim_idpool *ids, sim_cstore **out);
 void sim_cstore_free(sim_cstore *cs);
 void sim_cstore_iface(sim_cstore *cs, guts_core_store *out);
 /* The store it wraps (its own copy of the interface). */

@@ -49,6 +49,12 @@ void sim_engine_fini(sim *s)
     }
     for (size_t i = 0; i < s->nheap; i++)
         sim_sbuf_drop(s->heap[i].buf);
+    for (size_t b = 0; s->wheel && b < SIM_WHEEL_MS; b++)
+        for (uint32_t k = s->wheel[b].head; k; k = s->enext[k - 1])
+            sim_sbuf_drop(s->ev[k - 1].buf);
+    free(s->wheel);
+    free(s->ev);
+    free(s->enext);
     for (size_t k = 0; k < s->capfans; k++) {
         if (!s->fans[k].ent) continue;
         free(s->fans[k].ent);

@@ -27,6 +27,10 @@ enum { EV_DGRAM = 1, EV_OPEN, EV_FRAME, EV_CLOSED, EV_WRITABLE, EV_TIMER, EV_FAN
 
 #define LINK_NONE UINT32_MAX
 
+/* The event wheel's span (ms, a power of 2): latencies, frames and most
+ * timers fall within it. */
+#define SIM_WHEEL_MS 4096
+
 /* 48 bytes: the heap holds every datagram copy in flight. */
 typedef struct sev {
     uint64_t t, seq;
@@ -101,11 +105,26 @@ typedef struct snode {
     sim_traffic tr; /* sent (its recv_msgs and recv_bytes stay 0: see above) */
 } snode;
 
+/* A time wheel bucket: a FIFO of events due at one virtual ms, linked
+ * through sim.enext (index + 1; 0 ends it). */
+typedef struct sbucket {
+    uint32_t head, tail;
+} sbucket;
+
 struct sim {
     sim_config cfg;
     snode *nodes;
     guts_mempool *pool; /* object contents shared by the nodes' memstores */
     sim_idpool *ids;    /* the checkers' caches (guts-sim; sim_run.c) */
+    /* pending events (sim_net.c): those due before wheel_base + SIM_WHEEL_MS
+     * in the wheel, one bucket per ms, in push (so seq) order; later ones
+     * in the heap, moved to the wheel as it turns */
+    sbucket *wheel;
+    uint64_t wheel_base; /* <= now; nothing pending is due before it */
+    sev *ev;             /* the wheel's events, a free list through enext */
+    uint32_t *enext;
+    size_t nwheel, capev;
+    uint32_t ev_free;
     sev *heap;
     size_t nheap, capheap;
     uint64_t seq, now, rng;

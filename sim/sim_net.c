@@ -1,6 +1,7 @@
 /* sim_net.c - the simulation engine's network: events, datagrams, streams.
  *
- * One binary heap of events ordered by (virtual time, sequence number).
+ * Events run in (virtual time, sequence number) order: a wheel of
+ * one-ms FIFOs for the next SIM_WHEEL_MS ms, a 4-ary heap beyond.
  * Nothing reads a real clock: every choice comes from one splitmix64 stream
  * seeded by the run's seed (sim_engine.h), so a run is reproducible byte for
  * byte. guts-sim (sim_run.c adds its schedule of faults and writes) and the
@@ -36,6 +37,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+/* inlined: a latency per datagram copy */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "sim_engine.h"
@@ -88,7 +91,38 @@ static int ev_less(const sev *a, const sev *b)
     return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
-static int push(sim *s, sev *e)
+/* Append e (seq already set) to its bucket of the wheel. */
+static int wheel_add(sim *s, const sev *e)
+{
+    if (!s->wheel && !(s->wheel = calloc(SIM_WHEEL_MS, sizeof(sbucket)))) return GUTS_ENOMEM;
+    if (!s->ev_free) {
+        size_t nc = s->capev ? 2 * s->capev : 1024;
+        sev *p = nc < UINT32_MAX ? realloc(s->ev, nc * sizeof(sev)) : NULL;
+        if (!p) return GUTS_ENOMEM;
+        s->ev = p;
+        uint32_t *q = realloc(s->enext, nc * sizeof(uint32_t));
+        if (!q) return GUTS_ENOMEM;
+        s->enext = q;
+        for (size_t k = s->capev; k < nc; k++)
+            q[k] = k + 1 < nc ? (uint32_t)k + 2 : 0;
+        s->ev_free = (uint32_t)s->capev + 1;
+        s->capev = nc;
+    }
+    uint32_t k = s->ev_free;
+    s->ev_free = s->enext[k - 1];
+    s->ev[k - 1] = *e;
+    s->enext[k - 1] = 0;
+    sbucket *b = &s->wheel[e->t & (SIM_WHEEL_MS - 1)];
+    if (b->tail)
+        s->enext[b->tail - 1] = k;
+    else
+        b->head = k;
+    b->tail = k;
+    s->nwheel++;
+    return GUTS_OK;
+}
+
+static int heap_add(sim *s, const sev *e)
 {
     if (s->nheap == s->capheap) {
         size_t nc = s->capheap ? 2 * s->capheap : 1024;
@@ -97,10 +131,6 @@ static int push(sim *s, sev *e)
         s->heap = p;
         s->capheap = nc;
     }
-    assert(e->t >= s->now); /* nothing is scheduled in the past */
-    if (e->buf) e->buf->refs++;
-    if (e->link != LINK_NONE) s->links[e->link].refs++;
-    e->seq = s->seq++;
     size_t i = s->nheap++;
     while (i > 0) {
         size_t p = (i - 1) / HEAP_ARITY;
@@ -112,7 +142,18 @@ static int push(sim *s, sev *e)
     return GUTS_OK;
 }
 
-static void pop(sim *s, sev *out)
+static int push(sim *s, sev *e)
+{
+    assert(e->t >= s->now); /* nothing is scheduled in the past */
+    e->seq = s->seq++;
+    int rc = e->t < s->wheel_base + SIM_WHEEL_MS ? wheel_add(s, e) : heap_add(s, e);
+    if (rc) return rc;
+    if (e->buf) e->buf->refs++;
+    if (e->link != LINK_NONE) s->links[e->link].refs++;
+    return GUTS_OK;
+}
+
+static void heap_pop(sim *s, sev *out)
 {
     *out = s->heap[0];
     sev last = s->heap[--s->nheap];
@@ -743,25 +784,62 @@ void sim_partition(sim *s, const uint32_t *group)
     }
 }
 
-/* Timers and frames come one heap event each, in no order a fan-out's
+/* The wheel turns to base (<= now): the heap's events now within its span
+ * move into it, in (t, seq) order, so each bucket stays in seq order (its
+ * bucket was empty: its previous time has passed). */
+static void wheel_turn(sim *s, uint64_t base)
+{
+    s->wheel_base = base;
+    while (s->nheap && s->heap[0].t < base + SIM_WHEEL_MS) {
+        sev e;
+        heap_pop(s, &e);
+        if (wheel_add(s, &e) != GUTS_OK) abort(); /* a pending event lost */
+    }
+}
+
+/* The wheel index + 1 of the next event if it is due by t, else 0 (the
+ * heap's: the wheel turned to it). */
+static uint32_t next_due(sim *s, uint64_t t)
+{
+    for (;;) {
+        if (s->nwheel) {
+            for (uint64_t u = s->wheel_base; u <= t && u < s->wheel_base + SIM_WHEEL_MS; u++) {
+                uint32_t k = s->wheel[u & (SIM_WHEEL_MS - 1)].head;
+                if (k) return k;
+            }
+            return 0;
+        }
+        if (!s->nheap || s->heap[0].t > t) return 0;
+        wheel_turn(s, s->heap[0].t);
+    }
+}
+
+/* Timers and frames come one event each, in no order a fan-out's
  * lookahead could use: while an event runs, load the hot part of the next
  * one's core (its node was loaded one event earlier) and the nodes of the
- * events that may follow it (the root's children). */
-static void prefetch_next(const sim *s)
+ * events after it in its bucket. */
+static void prefetch_next(const sim *s, uint32_t k)
 {
-    if (!s->nheap) return;
-    const snode *nd = &s->nodes[s->heap[0].node];
-    if (s->heap[0].kind != EV_FANOUT && nd->core) guts_core_prefetch(nd->core, 0, NULL);
-    for (size_t k = 1; k <= HEAP_ARITY && k < s->nheap; k++)
-        __builtin_prefetch(&s->nodes[s->heap[k].node]);
+    if (!k) return;
+    const snode *nd = &s->nodes[s->ev[k - 1].node];
+    if (s->ev[k - 1].kind != EV_FANOUT && nd->core) guts_core_prefetch(nd->core, 0, NULL);
+    k = s->enext[k - 1];
+    for (int n = 0; n < 4 && k; n++, k = s->enext[k - 1])
+        __builtin_prefetch(&s->nodes[s->ev[k - 1].node]);
 }
 
 void sim_events_run(sim *s, uint64_t t)
 {
-    while (s->nheap && s->heap[0].t <= t) {
-        sev e;
-        pop(s, &e);
-        prefetch_next(s);
+    for (uint32_t k; (k = next_due(s, t));) {
+        sev e = s->ev[k - 1];
+        sbucket *b = &s->wheel[e.t & (SIM_WHEEL_MS - 1)];
+        b->head = s->enext[k - 1];
+        if (!b->head) b->tail = 0;
+        s->enext[k - 1] = s->ev_free;
+        s->ev_free = k;
+        s->nwheel--;
+        if (e.t > s->wheel_base) wheel_turn(s, e.t);
+        prefetch_next(s, b->head);
         if (e.t > s->now) s->now = e.t;
         if (e.kind == EV_FANOUT) {
             fan_run(s, e.aux);
@@ -773,4 +851,5 @@ void sim_events_run(sim *s, uint64_t t)
         if (e.link != LINK_NONE && !--s->links[e.link].refs) link_release(s, e.link);
     }
     if (t > s->now) s->now = t;
+    if (s->now > s->wheel_base) wheel_turn(s, s->now); /* nothing is due before now */
 }

@@ -313,7 +313,7 @@ static int node_store(sim *s, uint32_t i)
         guts_memstore_iface(nd->mem, &inner);
     }
     if (!s->ids && (rc = sim_idpool_new(&s->ids))) return rc;
-    if ((rc = sim_cstore_new(&inner, i, &s->viol, &nd->dirty, s->ids, &nd->cs))) return rc;
+    if ((rc = sim_cstore_new(&inner, s->pool, i, &s->viol, &nd->dirty, s->ids, &nd->cs))) return rc;
     sim_cstore_iface(nd->cs, &nd->iface);
     return GUTS_OK;
 }

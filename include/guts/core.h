@@ -113,6 +113,11 @@ int guts_mempool_new(guts_mempool **out);
 void guts_mempool_free(guts_mempool *p);
 /** As guts_memstore_new, the contents of stored objects kept in pool. */
 int guts_memstore_new_pooled(guts_mempool *pool, guts_memstore **out);
+/** 1 when pool holds id with exactly this type and content, else 0. The
+ * pool takes only objects whose hash was checked, so 1 means the content
+ * hashes to id: a memcmp instead of a SHA-1 (guts-sim's checker). */
+int guts_mempool_proves(const guts_mempool *pool, const guts_id *id, int type, const void *data,
+                        size_t len);
 /** Test hook: flip the first content byte of a stored object, so that it
  * no longer hashes to its id (what a damaged disk record looks like).
  * Errors: GUTS_ENOTFOUND, GUTS_EINVAL (an empty object). */

@@ -22,7 +22,9 @@
  * by their hash, so sharing them is invisible to every caller (guts-sim's
  * nodes all hold the same objects: ~4 KB per node of 45). Such a store owns
  * only the contents it damaged (guts_memstore_damage copies before it
- * flips), listed in `owned`.
+ * flips), listed in `owned`. The pool takes only objects whose hash a put
+ * checked, so a put of an object the pool holds byte for byte skips the
+ * hash (guts_mempool_proves: the nodes of a run store the same objects).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@
 /* One object's contents in a pool. */
 typedef struct pent {
     guts_id id;
+    int type;
     size_t len;
     uint8_t data[];
 } pent;
@@ -67,8 +70,27 @@ static size_t pool_home(const guts_id *id, size_t cap)
     return (size_t)(h ^ (h >> 29)) & (cap - 1);
 }
 
-/* The pool's copy of (id, data, len), added if new; NULL without memory. */
-static uint8_t *pool_get(guts_mempool *p, const guts_id *id, const void *data, size_t len)
+static const pent *pool_find(const guts_mempool *p, const guts_id *id)
+{
+    if (!p->cap)
+        return NULL;
+    for (size_t j = pool_home(id, p->cap); p->slots[j]; j = (j + 1) & (p->cap - 1))
+        if (guts_id_cmp(&p->slots[j]->id, id) == 0)
+            return p->slots[j];
+    return NULL;
+}
+
+int guts_mempool_proves(const guts_mempool *pool, const guts_id *id, int type, const void *data,
+                        size_t len)
+{
+    const pent *e = pool ? pool_find(pool, id) : NULL;
+    return e && e->type == type && e->len == len && (!len || memcmp(e->data, data, len) == 0);
+}
+
+/* The pool's copy of (id, type, data, len), added if new; NULL without
+ * memory. Only for an object whose hash was checked. */
+static uint8_t *pool_get(guts_mempool *p, const guts_id *id, int type, const void *data,
+                         size_t len)
 {
     if (2 * (p->n + 1) > p->cap) {
         size_t nc = p->cap ? 2 * p->cap : 1024;
@@ -95,6 +117,7 @@ static uint8_t *pool_get(guts_mempool *p, const guts_id *id, const void *data, s
     if (!e)
         return NULL;
     e->id = *id;
+    e->type = type;
     e->len = len;
     memcpy(e->data, data, len);
     p->slots[j] = e;
@@ -327,7 +350,10 @@ int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         *added = 0;
     if (!r)
         return GUTS_ENOTFOUND;
+    guts_memstore *m = ctx;
     for (size_t i = 0; i < n; i++) {
+        if (guts_mempool_proves(m->pool, &objs[i].id, objs[i].type, objs[i].data, objs[i].len))
+            continue;
         guts_id h;
         int rc = guts_obj_hash(objs[i].type, objs[i].data, objs[i].len, &h);
         if (rc != GUTS_OK || guts_id_cmp(&h, &objs[i].id) != 0) {
@@ -364,9 +390,8 @@ int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         mobj *f = bsearch(&probe, fresh, nf, sizeof(mobj), cmp_mobj);
         if (!f || f->data)
             continue;
-        guts_memstore *m = ctx;
         if (m->pool) {
-            f->data = pool_get(m->pool, &f->id, objs[j].data, objs[j].len);
+            f->data = pool_get(m->pool, &f->id, objs[j].type, objs[j].data, objs[j].len);
         } else {
             f->data = malloc(objs[j].len ? objs[j].len : 1);
             if (f->data)

@@ -84,7 +84,8 @@ static int serve_key(guts_core *c, session *s, const char *key)
             return GUTS_ENOTFOUND;
         /* a serve slot is taken here, by a request, not by a connection */
         size_t pulls, serves;
-        guts_core_sessions(c, &pulls, &serves);
+        uint64_t idle_at;
+        sync_glance(c, &pulls, &serves, &idle_at); /* no scan of a busy server's sessions */
         if (serves >= c->cfg.max_sessions)
             return GUTS_EAGAIN;
         strcpy(s->key, key);

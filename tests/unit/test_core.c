@@ -2363,6 +2363,44 @@ static size_t announces_naming(guts_core *c, uint64_t *now, uint64_t until, cons
  * machine could take it back, and peers would count on it. Once the
  * driver reports the flush (as a local change) it is announced at once,
  * not an interval later. */
+START_TEST(test_pooled_put_skips_the_hash_only_for_contents_the_pool_holds)
+{
+    guts_mempool *pool;
+    ck_assert_int_eq(guts_mempool_new(&pool), 0);
+    guts_memstore *a, *b;
+    ck_assert_int_eq(guts_memstore_new_pooled(pool, &a), 0);
+    ck_assert_int_eq(guts_memstore_new_pooled(pool, &b), 0);
+    guts_core_store sa, sb;
+    guts_memstore_iface(a, &sa);
+    guts_memstore_iface(b, &sb);
+    ck_assert_int_eq(sa.create(sa.ctx, KEY), 0);
+    ck_assert_int_eq(sb.create(sb.ctx, KEY), 0);
+    guts_obj o = {.type = GUTS_OBJ_BLOB, .data = "pooled", .len = 6};
+    guts_obj_hash(o.type, o.data, o.len, &o.id);
+    ck_assert_int_eq(guts_mempool_proves(pool, &o.id, o.type, o.data, o.len), 0);
+    size_t added = 0, bad = 0;
+    ck_assert_int_eq(sa.put(sa.ctx, KEY, &o, 1, &added, &bad), 0);
+    ck_assert_uint_eq(added, 1);
+    ck_assert_int_eq(guts_mempool_proves(pool, &o.id, o.type, o.data, o.len), 1);
+    ck_assert_int_eq(guts_mempool_proves(NULL, &o.id, o.type, o.data, o.len), 0);
+    /* the same id with other bytes, or another type, is hashed and refused */
+    guts_obj forged = o;
+    forged.data = "pooleD";
+    ck_assert_int_eq(guts_mempool_proves(pool, &o.id, o.type, forged.data, forged.len), 0);
+    ck_assert_int_eq(sb.put(sb.ctx, KEY, &forged, 1, &added, &bad), GUTS_EHASH);
+    forged = o;
+    forged.type = GUTS_OBJ_COMMIT;
+    ck_assert_int_eq(guts_mempool_proves(pool, &o.id, forged.type, o.data, o.len), 0);
+    ck_assert_int_eq(sb.put(sb.ctx, KEY, &forged, 1, &added, &bad), GUTS_EHASH);
+    ck_assert_int_eq(sb.has(sb.ctx, KEY, &o.id), 0);
+    ck_assert_int_eq(sb.put(sb.ctx, KEY, &o, 1, &added, &bad), 0);
+    ck_assert_uint_eq(added, 1);
+    guts_memstore_free(a);
+    guts_memstore_free(b);
+    guts_mempool_free(pool);
+}
+END_TEST
+
 START_TEST(test_a_repository_is_announced_only_once_its_writes_are_flushed)
 {
     guts_memstore *mem;
@@ -2722,6 +2760,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_frames_on_a_pull_keep_its_server_live);
     tcase_add_test(t, test_many_repositories_share_few_streams);
     tcase_add_test(t, test_a_repository_is_announced_only_once_its_writes_are_flushed);
+    tcase_add_test(t, test_pooled_put_skips_the_hash_only_for_contents_the_pool_holds);
     suite_add_tcase(s, t);
     return s;
 }
