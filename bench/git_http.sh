@@ -4,8 +4,10 @@
 # namespace: git daemon (git://) and `git http-backend` (smart HTTP, run as
 # CGI by a small Python HTTP server that passes Git-Protocol on, so both
 # HTTP sides speak protocol v2). clone --mirror (from guts-node twice a
-# run: its pack cache emptied first, then the pack it cached) and a fetch
-# of a few new commits, RUNS alternating runs each (median), the servers' CPU
+# run: its pack cache emptied first, then the pack it cached), a clone
+# while the node prepares the pack of refs just pushed (with a second
+# clone beside it), a clone once that pack is ready, and a fetch of a few
+# new commits, RUNS alternating runs each (median), the servers' CPU
 # (guts-node's; git daemon's and the CGI server's with the children they
 # reaped) and the node's RssAnon sampled while it serves.
 #   GUTS_BUILD=build ./bench/git_http.sh [RUNS]    (a release build: not ASan)
@@ -184,6 +186,11 @@ for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr 
 # (from the second run on, each side's clone before the fetch is the first
 # clone after a push: the node's pack cache has the previous refs' pack)
 for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; : >"$TMP/p-${side[$s]}"; done
+: >"$TMP/d-guts"
+prepared_packs() { curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_prepared_total/ {print $2}'; }
+prepared_more() { [ "$(prepared_packs)" != "$1" ]; }
+# a pack being written (.R-K.PID-N) or one prepared since
+preparing() { ls -a "$TMP/a/git-packs" | grep -q '^\..*-' || prepared_more "$1"; }
 work="$TMP/work"
 git clone -q "$TMP/srv/zlib.git" "$work"
 for i in $(seq 1 "$RUNS"); do
@@ -198,9 +205,20 @@ for i in $(seq 1 "$RUNS"); do
     git -C "$work" add -A && git -C "$work" commit -qm "bench $i $k"
   done
   git -C "$work" push -q origin HEAD
+  prepared=$(prepared_packs)
   expect 0 "$GUTS" --data "$TMP/a" import madler/zlib "$TMP/srv/zlib.git"
   wait_until 10 "the node has the new commits" sh -c \
     "git ls-remote ${url[1]} | grep -q $(git -C "$work" rev-parse HEAD)"
+  # the node prepares the new refs' pack once the repository is quiet for
+  # 2 s: two clones as it starts (one timed, RssAnon sampled), then the
+  # next run's clones once it is ready
+  wait_until 30 "the node starts preparing" preparing "$prepared"
+  rm -rf "$TMP/d1" "$TMP/d2"
+  git clone -q --mirror "${url[1]}" "$TMP/d2" &
+  other=$!
+  out="$TMP/d-guts" SAMPLE=1 timed "${spid[1]}" git clone -q --mirror "${url[1]}" "$TMP/d1"
+  wait "$other" || fail "the second clone during the prepare"
+  wait_until 60 "the node prepared the new refs' pack" prepared_more "$prepared"
   for s in 1 2 3; do
     before=$(ls "$TMP"/f$s/objects/pack/*.pack)
     out="$TMP/f-${side[$s]}" timed "${spid[$s]}" git -C "$TMP/f$s" -c fetch.unpackLimit=1 fetch -q
@@ -210,10 +228,17 @@ for i in $(seq 1 "$RUNS"); do
   done
 done
 git -C "$TMP/f1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the last clone from the node after a push"
+for d in d1 d2; do
+  git -C "$TMP/$d" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of a clone during the prepare ($d)"
+  [ "$(objects_of "$TMP/$d")" = "$(objects_of "$TMP/f2")" ] || fail "objects of a clone during the prepare ($d) differ"
+done
 [ "$(objects_of "$TMP/f1")" = "$(objects_of "$TMP/f2")" ] || fail "objects of the last clones after a push differ"
 if [ "$RUNS" -gt 1 ]; then
   pm() { median "$TMP/p-$1" "$2"; }
-  echo "clone --mirror right after a push of 3 commits: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
+  dm=$(median "$TMP/d-guts" 1)
+  echo "clone --mirror as the node starts preparing a push's pack (beside a second clone): guts-node $dm ms (ratio to the clones below: $(ratio "$dm" "$(pm git 1)") git daemon, $(ratio "$dm" "$(pm cgi 1)") git http-backend); server CPU $(median "$TMP/d-guts" 2) ms; node RssAnon peak ${rss_peak} kB"
+  echo "  per run (wall ms, server CPU ms): $(tr '\n' ' ' <"$TMP/d-guts")"
+  echo "clone --mirror once the node prepared a push's pack: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
   for s in 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/p-${side[$s]}")"; done
 fi
 fm() { median "$TMP/f-$1" 1; }
