@@ -12,8 +12,13 @@
  * key is a set of wants, and a tag offered for include-tag that is also
  * wanted is left out of it). The loop notices changes (daemon_local.c's
  * poll, guts_net_git_changed); the thread waits for quiet, reads the refs
- * and builds at nice +10 what the cache lacks, one pack at a time, so that
- * serving clients keeps its CPU. A pack of the repository's earlier refs
+ * and builds what the cache lacks, one pack at a time, pausing between
+ * its 1 MiB writes while a pack thread serves a client with a pack of its
+ * own, so that serving keeps the CPU. Not at a lower priority (nice +10
+ * was tried): a clone that arrives during the build follows it, and on a
+ * busy machine a niced build made that clone wait 2-3x as long as
+ * encoding its own pack (docs/performance.md); a thread cannot take its
+ * priority back without CAP_SYS_NICE. A pack of the repository's earlier refs
  * is the start of the next one (guts_packcache_find_base): after a push
  * only the new objects are encoded.
  *
@@ -29,8 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,7 +110,7 @@ static void leave_locked(guts_net_git *g, int slot)
     if (--b->users == 0) b->name[0] = 0;
 }
 
-int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n)
+int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield)
 {
     pthread_mutex_lock(&g->lock);
     git_build *b = &g->builds[slot];
@@ -115,8 +118,10 @@ int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n)
         b->state = -1;
     else
         b->size += n;
-    int stop = g->stop;
     pthread_cond_broadcast(&g->cond);
+    while (yield && g->serving && b->users == 1 && !g->stop)
+        pthread_cond_wait(&g->cond, &g->lock);
+    int stop = g->stop;
     pthread_mutex_unlock(&g->lock);
     return stop;
 }
@@ -171,6 +176,7 @@ void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects)
     }
     if (p) {
         p->changed_ms = mono_ms();
+        g->stats.preparing += !p->pending;
         p->pending = 1;
         pthread_cond_broadcast(&g->cond);
     }
@@ -261,16 +267,17 @@ static void prepare_repo(guts_net_git *g, const char *key)
 static void *prepare_main(void *arg)
 {
     guts_net_git *g = arg;
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10); /* this thread only */
     pthread_mutex_lock(&g->lock);
     while (!g->stop) {
         uint64_t now = mono_ms(), due = UINT64_MAX;
         git_prep *p = NULL;
-        for (size_t i = 0; i < g->npreps && !p; i++) {
+        g->stats.preparing = 0;
+        for (size_t i = 0; i < g->npreps; i++) {
             git_prep *c = &g->preps[i];
             if (!c->pending) continue;
+            g->stats.preparing++;
             uint64_t at = c->changed_ms + GUTS_NET_GIT_PREPARE_QUIET_MS;
-            if (at <= now)
+            if (at <= now && !p)
                 p = c;
             else if (at < due)
                 due = at;
@@ -278,7 +285,7 @@ static void *prepare_main(void *arg)
         if (p) {
             char key[GUTS_KEY_MAX + 1];
             snprintf(key, sizeof key, "%s", p->key);
-            p->pending = 0;
+            p->pending = 0; /* still counted in preparing until it is done */
             pthread_mutex_unlock(&g->lock);
             prepare_repo(g, key);
             pthread_mutex_lock(&g->lock);

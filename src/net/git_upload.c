@@ -154,7 +154,7 @@ static int tee_sink(void *ctx, const void *buf, size_t n)
 {
     cache_tee *t = ctx;
     guts_packcache_write(t->pc, buf, n);
-    int stop = git_build_wrote(t->g, t->slot, t->pc, n);
+    int stop = git_build_wrote(t->g, t->slot, t->pc, n, !t->sink);
     if (t->sink) return t->sink(t->sink_ctx, buf, n);
     return stop ? GUTS_EIO : GUTS_OK; /* the prepare thread's: the node stops */
 }
@@ -173,9 +173,21 @@ int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_pa
         q->base_entries = base_entries;
         q->base_ctx = pc;
     }
+    int client = t.sink != NULL; /* else the prepare thread's: it yields to this one */
+    if (client) {
+        pthread_mutex_lock(&g->lock);
+        g->serving++;
+        pthread_mutex_unlock(&g->lock);
+    }
     guts_git_fetch_stats st;
     int rc = guts_git_serve(r, q, &st, err);
     if (pc) git_build_done(g, slot, pc, rc == GUTS_OK);
+    if (client) {
+        pthread_mutex_lock(&g->lock);
+        g->serving--;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+    }
     return rc;
 }
 

@@ -298,8 +298,8 @@ typedef struct guts_net_node {
  * times faster than git's default 6 for a pack a few percent larger. */
 #define GUTS_NET_GIT_ZLEVEL 1
 /* Prepared clone packs (git_prepare.c): a repository's full-clone packs
- * are built this long after its last change, by one thread at nice +10,
- * for repositories of at least this many objects (a smaller one is
+ * are built this long after its last change, by one thread that yields to
+ * clients' packs, for repositories of at least this many objects (a smaller one is
  * written faster than a client starts index-pack). */
 #define GUTS_NET_GIT_PREPARE_QUIET_MS 2000
 #define GUTS_NET_GIT_PREPARE_MIN_OBJECTS 500
@@ -313,6 +313,7 @@ typedef struct guts_net_git_stats {
     uint64_t pack_bytes; /* bytes of packs written */
     uint64_t prepared;   /* clone packs the prepare thread wrote */
     uint64_t followed;   /* clones that streamed a pack another thread was writing */
+    uint64_t preparing;  /* repositories pending or being prepared */
 } guts_net_git_stats;
 
 /** Serve git clients on the node's --http listener (after guts_net_web_routes,
