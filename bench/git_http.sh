@@ -137,17 +137,19 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # clone of refs it has not served whole before), 1 right after it (the
 # pack it cached).
 url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git
-     http://127.0.0.1:7172/madler/zlib)
-spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}")
-side=([1]=guts git cgi cold)
+     http://127.0.0.1:7172/madler/zlib guts://madler/zlib "file://$TMP/srv/zlib.git")
+spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}" "${NODE_PID[a]}" "${NODE_PID[a]}")
+side=([1]=guts git cgi cold helper file)
+# 5 and 6: git-remote-guts on the node's data dir (the node's cached pack,
+# guts_packcache_also) against file:// of the served repository (wall only)
 
-for s in 1 2 3 4; do : >"$TMP/t-${side[$s]}"; done
+for s in 1 2 3 4 5 6; do : >"$TMP/t-${side[$s]}"; done
 for i in $(seq 1 "$RUNS"); do
-  for s in 4 1 2 3; do
+  for s in 4 1 2 3 5 6; do
     rm -rf "$TMP/c$s"
     [ $s != 4 ] || rm -rf "$TMP/a/git-packs"
     out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] && echo 1) timed "${spid[$s]}" \
-      git clone -q --mirror "${url[$s]}" "$TMP/c$s"
+      env GUTS_DATA="$TMP/a" git clone -q --mirror "${url[$s]}" "$TMP/c$s"
   done
 done
 if [ -n "${PERF:-}" ]; then
@@ -166,7 +168,7 @@ done
 same() {
   local what=$1 s
   shift
-  for s in 2 3 4; do
+  for s in 2 3 4 5 6; do
     [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
   done
 }
@@ -181,6 +183,8 @@ echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1)
 echo "  ratios to git daemon: $(ratio "$(m guts 1)" "$(m git 1)") cached, $(ratio "$(m cold 1)" "$(m git 1)") cache empty; to git http-backend: $(ratio "$(m guts 1)" "$(m cgi 1)") cached, $(ratio "$(m cold 1)" "$(m cgi 1)") cache empty"
 echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2) / $(m cgi 2) ms; packs $(pack 1) / $(pack 4) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
 for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
+echo "clone --mirror guts:// (git-remote-guts, the node's pack) $(m helper 1) ms, file:// $(m file 1) ms: ratio $(ratio "$(m helper 1)" "$(m file 1)")"
+for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-${side[$s]}" | tr '\n' ' ')"; done
 
 # a fetch of three new commits, each side from a clone made before them
 # (from the second run on, each side's clone before the fetch is the first

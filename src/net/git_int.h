@@ -94,7 +94,7 @@ typedef struct guts_net_git {
     git_prep *preps;
     size_t npreps, cappreps;
     int stop;
-    unsigned serving; /* pack threads writing a pack of their own (not following) */
+    unsigned serving; /* pack threads running (a follower of a build among them) */
     pthread_t prep_th;
     int prep_running;
 } guts_net_git;
@@ -171,8 +171,8 @@ int git_build_grow(void *ctx, uint64_t have, uint64_t *size, int *whole);
 
 /* n more bytes were written to build slot's file (pc: is it still being
  * written?); 1 when the node stops. With yield (the prepare thread's
- * build), it waits meanwhile while pack threads serve clients, unless a
- * clone follows this build. With done, the pack ended (ok: whole) and the
+ * build), it waits meanwhile while a pack thread serves a client another
+ * pack than this one (one that follows this build is not waited for). With done, the pack ended (ok: whole) and the
  * writer leaves. */
 int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield);
 void git_build_done(guts_net_git *g, int slot, guts_packcache *pc, int ok);

@@ -13,8 +13,8 @@
  * wanted is left out of it). The loop notices changes (daemon_local.c's
  * poll, guts_net_git_changed); the thread waits for quiet, reads the refs
  * and builds what the cache lacks, one pack at a time, pausing between
- * its 1 MiB writes while a pack thread serves a client with a pack of its
- * own, so that serving keeps the CPU. Not at a lower priority (nice +10
+ * its 1 MiB writes while a pack thread serves a client any other pack
+ * (a cached one, a fetch's), so that serving keeps the CPU. Not at a lower priority (nice +10
  * was tried): a clone that arrives during the build follows it, and on a
  * busy machine a niced build made that clone wait 2-3x as long as
  * encoding its own pack (docs/performance.md); a thread cannot take its
@@ -119,7 +119,7 @@ int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int
     else
         b->size += n;
     pthread_cond_broadcast(&g->cond);
-    while (yield && g->serving && b->users == 1 && !g->stop)
+    while (yield && g->serving > b->users - 1 && !g->stop)
         pthread_cond_wait(&g->cond, &g->lock);
     int stop = g->stop;
     pthread_mutex_unlock(&g->lock);

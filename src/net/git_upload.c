@@ -173,21 +173,9 @@ int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_pa
         q->base_entries = base_entries;
         q->base_ctx = pc;
     }
-    int client = t.sink != NULL; /* else the prepare thread's: it yields to this one */
-    if (client) {
-        pthread_mutex_lock(&g->lock);
-        g->serving++;
-        pthread_mutex_unlock(&g->lock);
-    }
     guts_git_fetch_stats st;
     int rc = guts_git_serve(r, q, &st, err);
     if (pc) git_build_done(g, slot, pc, rc == GUTS_OK);
-    if (client) {
-        pthread_mutex_lock(&g->lock);
-        g->serving--;
-        pthread_cond_broadcast(&g->cond);
-        pthread_mutex_unlock(&g->lock);
-    }
     return rc;
 }
 
@@ -215,9 +203,19 @@ static int clone_cached(git_upload *u, guts_packcache *pc, int *slot)
     }
 }
 
+/* The pack threads at work, for the prepare thread to yield to them. */
+static void serving(guts_net_git *g, int d)
+{
+    pthread_mutex_lock(&g->lock);
+    g->serving += (unsigned)d;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
 static void *upload_main(void *arg)
 {
     git_upload *u = arg;
+    serving(u->g, 1);
     char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
@@ -286,6 +284,7 @@ out:
     if (r) guts_repo_close(r);
     close(u->wfd);
     u->wfd = -1;
+    serving(u->g, -1);
     atomic_store(&u->done, 1);
     return NULL;
 }
