@@ -170,11 +170,13 @@ typedef struct git_follow {
 int git_build_grow(void *ctx, uint64_t have, uint64_t *size, int *whole);
 
 /* n more bytes were written to build slot's file (pc: is it still being
- * written?); 1 when the node stops. With yield (the prepare thread's
- * build), it waits meanwhile while a pack thread serves a client another
- * pack than this one (one that follows this build is not waited for). With done, the pack ended (ok: whole) and the
+ * written?); 1 when the node stops; *users: its writer and followers. With
+ * yield (the prepare thread's build), it waits meanwhile while a pack
+ * thread serves a client another pack than this one (one that follows
+ * this build is not waited for). With done, the pack ended (ok: whole) and the
  * writer leaves. */
-int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield);
+int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield,
+                    int *users);
 void git_build_done(guts_net_git *g, int slot, guts_packcache *pc, int ok);
 
 /* A follower is done with slot. */

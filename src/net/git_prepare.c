@@ -110,7 +110,8 @@ static void leave_locked(guts_net_git *g, int slot)
     if (--b->users == 0) b->name[0] = 0;
 }
 
-int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield)
+int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield,
+                    int *users)
 {
     pthread_mutex_lock(&g->lock);
     git_build *b = &g->builds[slot];
@@ -122,6 +123,7 @@ int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int
     while (yield && g->serving > b->users - 1 && !g->stop)
         pthread_cond_wait(&g->cond, &g->lock);
     int stop = g->stop;
+    *users = (int)b->users;
     pthread_mutex_unlock(&g->lock);
     return stop;
 }
@@ -248,8 +250,12 @@ static void prepare_repo(guts_net_git *g, const char *key)
         rc = git_serve_pack(g, r, &q, &pc, slot, err);
         guts_packcache_free(&pc);
         if (rc) {
-            guts_net_logf(&g->n->log, GUTS_LOG_WARN, "preparing a clone pack of %s: %s", key,
-                          err[0] ? err : guts_strerror(rc));
+            /* debug: lines at info and above go to the loop's ring too */
+            guts_net_logf(&g->n->log, GUTS_LOG_DEBUG, "preparing a clone pack of %s failed: %s",
+                          key, err[0] ? err : guts_strerror(rc));
+            pthread_mutex_lock(&g->lock);
+            g->stats.prepare_failed++;
+            pthread_mutex_unlock(&g->lock);
             break;
         }
         pthread_mutex_lock(&g->lock);

@@ -141,28 +141,41 @@ static int base_entries(void *ctx, guts_packw *p)
     return guts_packcache_base_entries(ctx, p);
 }
 
-/* A pack written to its client (sink, if any) and to the cache. */
+/* A pack written to its client (sink; none for the prepare thread, which
+ * yields to the pack threads) and to the cache. */
 typedef struct cache_tee {
     guts_net_git *g;
     guts_packcache *pc;
-    int slot;
+    int slot, yield;
     int (*sink)(void *ctx, const void *buf, size_t n);
     void *sink_ctx;
+    int sink_rc; /* the client's error, once it went away while others follow */
 } cache_tee;
 
 static int tee_sink(void *ctx, const void *buf, size_t n)
 {
     cache_tee *t = ctx;
     guts_packcache_write(t->pc, buf, n);
-    int stop = git_build_wrote(t->g, t->slot, t->pc, n, !t->sink);
-    if (t->sink) return t->sink(t->sink_ctx, buf, n);
-    return stop ? GUTS_EIO : GUTS_OK; /* the prepare thread's: the node stops */
+    int users = 0, stop = git_build_wrote(t->g, t->slot, t->pc, n, t->yield, &users);
+    if (!t->sink) return stop ? GUTS_EIO : GUTS_OK; /* the node stops */
+    int rc = t->sink(t->sink_ctx, buf, n);
+    if (rc && users > 1) { /* its client left; the clones following it get it whole */
+        t->sink_rc = rc;
+        t->sink = NULL;
+        rc = GUTS_OK;
+    }
+    return rc;
 }
 
 int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_packcache *pc,
                    int slot, char *err)
 {
-    cache_tee t = {.g = g, .pc = pc, .slot = slot, .sink = q->sink, .sink_ctx = q->sink_ctx};
+    cache_tee t = {.g = g,
+                   .pc = pc,
+                   .slot = slot,
+                   .yield = !q->sink,
+                   .sink = q->sink,
+                   .sink_ctx = q->sink_ctx};
     if (pc) {
         (void)guts_packcache_find_base(pc); /* the refs moved: start from the last pack */
         q->sink = tee_sink;
@@ -176,7 +189,7 @@ int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_pa
     guts_git_fetch_stats st;
     int rc = guts_git_serve(r, q, &st, err);
     if (pc) git_build_done(g, slot, pc, rc == GUTS_OK);
-    return rc;
+    return rc ? rc : t.sink_rc;
 }
 
 /* A clone's pack from the cache (pc), or from another thread writing it.

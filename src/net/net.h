@@ -314,6 +314,7 @@ typedef struct guts_net_git_stats {
     uint64_t prepared;   /* clone packs the prepare thread wrote */
     uint64_t followed;   /* clones that streamed a pack another thread was writing */
     uint64_t preparing;  /* repositories pending or being prepared */
+    uint64_t prepare_failed; /* clone packs the prepare thread could not write */
 } guts_net_git_stats;
 
 /** Serve git clients on the node's --http listener (after guts_net_web_routes,
