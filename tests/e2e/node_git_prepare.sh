@@ -9,7 +9,8 @@
 #     which the next clone is;
 #   - with the cache emptied, a clone that reads slowly writes the pack
 #     while a second clone of the same refs streams that build as it grows
-#     (guts_git_packs_followed_total), both whole and checked.
+#     (guts_git_packs_followed_total), both whole and checked; when the
+#     writer's client leaves, the build goes on for the follower.
 set -euo pipefail
 . "$(dirname "$0")/lib/netns.sh"
 netns_enter "$0" "$@"
@@ -68,11 +69,14 @@ pkt() { printf '%04x%s' $((${#1} + 4)) "$1"; }
 { pkt "command=fetch"; printf 0001; for w in $wants; do pkt "want $w"; done; pkt "no-progress"; pkt done; printf 0000; } >"$TMP/fetch"
 # a slow reader (18 MB at 1 MB/s): the pack thread waits on its pipe, the
 # build stays open
-curl -sS --max-time 120 --limit-rate 1M -o "$TMP/slow" -H 'Git-Protocol: version=2' \
-  -H 'Content-Type: application/x-git-upload-pack-request' --data-binary @"$TMP/fetch" \
-  "$B/alice/big/git-upload-pack" &
-slow=$!
-EXTRA_PIDS+=("$slow")
+slow_clone() {
+  curl -sS --max-time 120 --limit-rate 1M -o "$TMP/slow" -H 'Git-Protocol: version=2' \
+    -H 'Content-Type: application/x-git-upload-pack-request' --data-binary @"$TMP/fetch" \
+    "$B/alice/big/git-upload-pack" &
+  slow=$!
+  EXTRA_PIDS+=("$slow")
+}
+slow_clone
 building() { ls "$TMP"/a/git-packs/.*-* >/dev/null 2>&1; }
 wait_until 30 "the slow clone writes the pack" building
 followed0=$(metric guts_git_packs_followed_total)
@@ -85,4 +89,21 @@ wait "$slow" || fail "the slow clone failed"
 [ "$(stat -c %s "$TMP/slow")" -gt 18000000 ] || fail "the slow clone's answer is short"
 one_pack || fail "not one cached pack after the two clones"
 cmp -s "$(packs)" "$TMP"/m3/objects/pack/*.pack || fail "the followed clone is not the cached pack"
+
+# ---- the writer's client leaves: the build goes on for the clone that follows it
+rm -rf "$TMP/a/git-packs"
+slow_clone
+wait_until 30 "the slow clone writes the pack again" building
+git clone -q --mirror "$B/alice/big" "$TMP/m4" 2>"$TMP/err4" &
+m4=$!
+EXTRA_PIDS+=("$m4")
+follows() { [ "$(metric guts_git_packs_followed_total)" = $((followed0 + 2)) ]; }
+wait_until 30 "a second clone follows the build" follows
+kill "$slow"
+wait "$slow" || true
+wait "$m4" || { cat "$TMP/err4" >&2; fail "the follower failed when the writer's client left"; }
+git -C "$TMP/m4" fsck --strict --no-progress >/dev/null 2>&1 || fail "git fsck --strict of the follower"
+same_repo "$src" "$TMP/m4"
+wait_until 10 "the pack cached" one_pack
+cmp -s "$(packs)" "$TMP"/m4/objects/pack/*.pack || fail "the follower is not the cached pack"
 echo "node_git_prepare: ok"
