@@ -148,8 +148,8 @@ int git_upload_start(guts_net_git *g, struct MHD_Connection *conn, git_upload *u
  * whose build slot git_build_claim gave this thread, the pack is written
  * there too (started from the repository's last cached pack), followers
  * see it grow, and it is committed or given up at the end. */
-int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_packcache *pc,
-                   int slot, char *err);
+int git_serve_pack(guts_net_git *g, guts_repo *r, const guts_git_serve_req *q,
+                   guts_packcache *pc, int slot, char *err);
 
 /* ---- git_prepare.c ---- */
 

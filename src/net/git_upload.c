@@ -167,8 +167,8 @@ static int tee_sink(void *ctx, const void *buf, size_t n)
     return rc;
 }
 
-int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_packcache *pc,
-                   int slot, char *err)
+int git_serve_pack(guts_net_git *g, guts_repo *r, const guts_git_serve_req *q,
+                   guts_packcache *pc, int slot, char *err)
 {
     cache_tee t = {.g = g,
                    .pc = pc,
@@ -176,18 +176,19 @@ int git_serve_pack(guts_net_git *g, guts_repo *r, guts_git_serve_req *q, guts_pa
                    .yield = !q->sink,
                    .sink = q->sink,
                    .sink_ctx = q->sink_ctx};
+    guts_git_serve_req tq = *q;
     if (pc) {
         (void)guts_packcache_find_base(pc); /* the refs moved: start from the last pack */
-        q->sink = tee_sink;
-        q->sink_ctx = &t;
-        q->on_objects = cache_objects;
-        q->base_has = base_has;
-        q->nbase = pc->nbase;
-        q->base_entries = base_entries;
-        q->base_ctx = pc;
+        tq.sink = tee_sink;
+        tq.sink_ctx = &t;
+        tq.on_objects = cache_objects;
+        tq.base_has = base_has;
+        tq.nbase = pc->nbase;
+        tq.base_entries = base_entries;
+        tq.base_ctx = pc;
     }
     guts_git_fetch_stats st;
-    int rc = guts_git_serve(r, q, &st, err);
+    int rc = guts_git_serve(r, &tq, &st, err);
     if (pc) git_build_done(g, slot, pc, rc == GUTS_OK);
     return rc ? rc : t.sink_rc;
 }
