@@ -218,9 +218,11 @@ static int collect_want(const guts_ref *ref, void *ctx)
     return w->oom ? GUTS_ENOMEM : 0;
 }
 
-/* Write what the cache lacks of key's clone packs. */
-static void prepare_repo(guts_net_git *g, const char *key)
+/* Write what the cache lacks of key's clone packs. 1: try again later (a
+ * clone's build of one was under way, or no build slot was free). */
+static int prepare_repo(guts_net_git *g, const char *key)
 {
+    int again = 0;
     guts_repo *r = NULL;
     want_sets w = {0};
     char done[80] = "", err[GUTS_GIT_ERR_MAX] = "";
@@ -237,10 +239,11 @@ static void prepare_repo(guts_net_git *g, const char *key)
         snprintf(done, sizeof done, "%s", pc.name);
         int slot, fd;
         int claim = git_build_claim(g, &pc, &slot, &fd);
-        if (claim == GIT_CLAIM_FOLLOW) { /* a clone is writing it */
+        if (claim == GIT_CLAIM_FOLLOW) { /* a clone is writing it: it may not finish */
             close(fd);
             git_build_leave(g, slot);
         }
+        again |= claim == GIT_CLAIM_FOLLOW || claim == GIT_CLAIM_NONE;
         if (claim != GIT_CLAIM_BUILD) continue;
         guts_git_serve_req q = {.wants = w.v[set],
                                 .nwants = w.n[set],
@@ -267,6 +270,7 @@ static void prepare_repo(guts_net_git *g, const char *key)
     free(w.v[0]);
     free(w.v[1]);
     if (r) guts_repo_close(r);
+    return again;
 }
 
 /* A pack's bytes go nowhere but the cache (tee_sink); stop ends a build. */
@@ -293,8 +297,13 @@ static void *prepare_main(void *arg)
             snprintf(key, sizeof key, "%s", p->key);
             p->pending = 0; /* still counted in preparing until it is done */
             pthread_mutex_unlock(&g->lock);
-            prepare_repo(g, key);
+            int again = prepare_repo(g, key);
             pthread_mutex_lock(&g->lock);
+            for (size_t i = 0; again && i < g->npreps; i++) /* the table may have moved */
+                if (strcmp(g->preps[i].key, key) == 0 && !g->preps[i].pending) {
+                    g->preps[i].pending = 1;
+                    g->preps[i].changed_ms = mono_ms();
+                }
         } else if (due == UINT64_MAX) {
             pthread_cond_wait(&g->cond, &g->lock);
         } else {
