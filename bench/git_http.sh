@@ -4,8 +4,10 @@
 # namespace: git daemon (git://) and `git http-backend` (smart HTTP, run as
 # CGI by a small Python HTTP server that passes Git-Protocol on, so both
 # HTTP sides speak protocol v2). clone --mirror (from guts-node twice a
-# run: its pack cache emptied first, then the pack it cached) and a fetch
-# of a few new commits, RUNS alternating runs each (median), the servers' CPU
+# run: its pack cache emptied first, then the pack it cached), a clone
+# while the node prepares the pack of refs just pushed (with a second
+# clone beside it in the last run), a clone once that pack is ready, and a fetch of a few
+# new commits, RUNS alternating runs each (median), the servers' CPU
 # (guts-node's; git daemon's and the CGI server's with the children they
 # reaped) and the node's RssAnon sampled while it serves.
 #   GUTS_BUILD=build ./bench/git_http.sh [RUNS]    (a release build: not ASan)
@@ -135,17 +137,19 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # clone of refs it has not served whole before), 1 right after it (the
 # pack it cached).
 url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git
-     http://127.0.0.1:7172/madler/zlib)
-spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}")
-side=([1]=guts git cgi cold)
+     http://127.0.0.1:7172/madler/zlib guts://madler/zlib "file://$TMP/srv/zlib.git")
+spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}" "${NODE_PID[a]}" "${NODE_PID[a]}")
+side=([1]=guts git cgi cold helper file)
+# 5 and 6: git-remote-guts on the node's data dir (the node's cached pack,
+# guts_packcache_also) against file:// of the served repository (wall only)
 
-for s in 1 2 3 4; do : >"$TMP/t-${side[$s]}"; done
+for s in 1 2 3 4 5 6; do : >"$TMP/t-${side[$s]}"; done
 for i in $(seq 1 "$RUNS"); do
-  for s in 4 1 2 3; do
+  for s in 4 1 2 3 5 6; do
     rm -rf "$TMP/c$s"
     [ $s != 4 ] || rm -rf "$TMP/a/git-packs"
     out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] && echo 1) timed "${spid[$s]}" \
-      git clone -q --mirror "${url[$s]}" "$TMP/c$s"
+      env GUTS_DATA="$TMP/a" git clone -q --mirror "${url[$s]}" "$TMP/c$s"
   done
 done
 if [ -n "${PERF:-}" ]; then
@@ -164,7 +168,7 @@ done
 same() {
   local what=$1 s
   shift
-  for s in 2 3 4; do
+  for s in 2 3 4 5 6; do
     [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
   done
 }
@@ -179,11 +183,23 @@ echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1)
 echo "  ratios to git daemon: $(ratio "$(m guts 1)" "$(m git 1)") cached, $(ratio "$(m cold 1)" "$(m git 1)") cache empty; to git http-backend: $(ratio "$(m guts 1)" "$(m cgi 1)") cached, $(ratio "$(m cold 1)" "$(m cgi 1)") cache empty"
 echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2) / $(m cgi 2) ms; packs $(pack 1) / $(pack 4) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
 for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
+echo "clone --mirror guts:// (git-remote-guts, the node's pack) $(m helper 1) ms, file:// $(m file 1) ms: ratio $(ratio "$(m helper 1)" "$(m file 1)")"
+for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-${side[$s]}" | tr '\n' ' ')"; done
 
 # a fetch of three new commits, each side from a clone made before them
 # (from the second run on, each side's clone before the fetch is the first
 # clone after a push: the node's pack cache has the previous refs' pack)
 for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; : >"$TMP/p-${side[$s]}"; done
+: >"$TMP/d-guts"
+prepared_packs() { curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_prepared_total/ {print $2}'; }
+prepared_more() { [ "$(prepared_packs)" != "$1" ]; }
+# every clone pack prepared (zlib's mirror and plain clones differ: two)
+prepared_all() {
+  prepared_more "$1" &&
+    [ "$(curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_preparing/ {print $2}')" = 0 ]
+}
+# a pack being written (.R-K.PID-N) or one prepared since
+preparing() { ls -a "$TMP/a/git-packs" | grep -q '^\..*-' || prepared_more "$1"; }
 work="$TMP/work"
 git clone -q "$TMP/srv/zlib.git" "$work"
 for i in $(seq 1 "$RUNS"); do
@@ -198,9 +214,24 @@ for i in $(seq 1 "$RUNS"); do
     git -C "$work" add -A && git -C "$work" commit -qm "bench $i $k"
   done
   git -C "$work" push -q origin HEAD
+  rm -rf "$TMP/a/git-packs" # the prepare encodes every object: no earlier pack to start from
+  prepared=$(prepared_packs)
   expect 0 "$GUTS" --data "$TMP/a" import madler/zlib "$TMP/srv/zlib.git"
   wait_until 10 "the node has the new commits" sh -c \
     "git ls-remote ${url[1]} | grep -q $(git -C "$work" rev-parse HEAD)"
+  # the node prepares the new refs' pack once the repository is quiet for
+  # 2 s: a clone as it starts (from the last run on, a second one beside
+  # it, for RssAnon), then the next run's clones once it is ready
+  wait_until 30 "the node starts preparing" preparing "$prepared"
+  rm -rf "$TMP/d1" "$TMP/d2"
+  other=
+  if [ "$i" = "$RUNS" ]; then
+    git clone -q --mirror "${url[1]}" "$TMP/d2" &
+    other=$!
+  fi
+  out="$TMP/d-guts" SAMPLE=1 timed "${spid[1]}" git clone -q --mirror "${url[1]}" "$TMP/d1"
+  [ -z "$other" ] || wait "$other" || fail "the second clone during the prepare"
+  wait_until 60 "the node prepared the new refs' packs" prepared_all "$prepared"
   for s in 1 2 3; do
     before=$(ls "$TMP"/f$s/objects/pack/*.pack)
     out="$TMP/f-${side[$s]}" timed "${spid[$s]}" git -C "$TMP/f$s" -c fetch.unpackLimit=1 fetch -q
@@ -210,10 +241,17 @@ for i in $(seq 1 "$RUNS"); do
   done
 done
 git -C "$TMP/f1" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the last clone from the node after a push"
+for d in d1 $([ "$RUNS" -gt 1 ] && echo d2); do
+  git -C "$TMP/$d" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of a clone during the prepare ($d)"
+  [ "$(objects_of "$TMP/$d")" = "$(objects_of "$TMP/f2")" ] || fail "objects of a clone during the prepare ($d) differ"
+done
 [ "$(objects_of "$TMP/f1")" = "$(objects_of "$TMP/f2")" ] || fail "objects of the last clones after a push differ"
 if [ "$RUNS" -gt 1 ]; then
   pm() { median "$TMP/p-$1" "$2"; }
-  echo "clone --mirror right after a push of 3 commits: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
+  dm=$(median "$TMP/d-guts" 1)
+  echo "clone --mirror as the node starts preparing a push's pack (from no earlier pack; the last run beside a second clone): guts-node $dm ms (ratio to the clones below: $(ratio "$dm" "$(pm git 1)") git daemon, $(ratio "$dm" "$(pm cgi 1)") git http-backend); server CPU $(median "$TMP/d-guts" 2) ms; node RssAnon peak ${rss_peak} kB"
+  echo "  per run (wall ms, server CPU ms): $(tr '\n' ' ' <"$TMP/d-guts")"
+  echo "clone --mirror once the node prepared a push's pack: guts-node $(pm guts 1) ms, git daemon $(pm git 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm git 1)")), git http-backend $(pm cgi 1) ms (ratio $(ratio "$(pm guts 1)" "$(pm cgi 1)")); server CPU $(pm guts 2) / $(pm git 2) / $(pm cgi 2) ms"
   for s in 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/p-${side[$s]}")"; done
 fi
 fm() { median "$TMP/f-$1" 1; }

@@ -20,19 +20,60 @@ static int id_order(const void *a, const void *b)
     return guts_id_cmp(a, b);
 }
 
-/* Hash a set of ids, sorted, with its count first (so that no two
- * different requests hash the same bytes). */
-static int hash_set(EVP_MD_CTX *sha, const guts_id *ids, size_t n)
+/* Hash a set of ids, sorted and without repeats, with its count first (so
+ * that no two different requests hash the same bytes); with `minus`
+ * (sorted, nminus), the ids in it are left out. */
+static int hash_set(EVP_MD_CTX *sha, const guts_id *ids, size_t n, const guts_id *minus,
+                    size_t nminus)
 {
     guts_id *s = malloc((n ? n : 1) * sizeof *s);
     if (!s) return GUTS_ENOMEM;
     if (n) memcpy(s, ids, n * sizeof *s);
     qsort(s, n, sizeof *s, id_order);
-    uint64_t count = n;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((!k || guts_id_cmp(&s[k - 1], &s[i]) != 0) &&
+            (!nminus || !bsearch(&s[i], minus, nminus, sizeof *minus, id_order)))
+            s[k++] = s[i];
+    uint64_t count = k;
     int ok = EVP_DigestUpdate(sha, &count, sizeof count) == 1 &&
-             (!n || EVP_DigestUpdate(sha, s, n * sizeof *s) == 1);
+             (!k || EVP_DigestUpdate(sha, s, k * sizeof *s) == 1);
     free(s);
     return ok ? GUTS_OK : GUTS_ENOMEM;
+}
+
+/* name: R-K.pack of a request (packcache.h). The wants are a set (a
+ * mirror clone names one commit once per ref that points at it), and a
+ * tag offered for include-tag that is also wanted changes nothing. */
+static int key_name(const char *key, const guts_id *wants, size_t nwants, const guts_id *tags,
+                    size_t ntags, char name[80])
+{
+    guts_id rsum, ksum;
+    unsigned sl = 0;
+    guts_id *w = malloc((nwants ? nwants : 1) * sizeof *w);
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    int rc = w && sha && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
+                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1 &&
+                     EVP_DigestFinal_ex(sha, rsum.b, &sl) == 1 &&
+                     EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
+                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1
+                 ? GUTS_OK
+                 : GUTS_ENOMEM;
+    if (!rc) {
+        if (nwants) memcpy(w, wants, nwants * sizeof *w);
+        qsort(w, nwants, sizeof *w, id_order);
+        rc = hash_set(sha, wants, nwants, NULL, 0);
+    }
+    if (!rc) rc = hash_set(sha, tags, ntags, w, nwants);
+    if (!rc && EVP_DigestFinal_ex(sha, ksum.b, &sl) != 1) rc = GUTS_ENOMEM;
+    EVP_MD_CTX_free(sha);
+    free(w);
+    if (rc) return rc;
+    char r[GUTS_HEX_LEN + 1], k[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&rsum, r);
+    guts_id_to_hex(&ksum, k);
+    snprintf(name, 80, "%.16s-%s.pack", r, k);
+    return GUTS_OK;
 }
 
 /* The object list's path beside pack name (R-K.pack): prefix, R-K.ids. */
@@ -58,65 +99,59 @@ int guts_packcache_init(guts_packcache *c, const char *data_path, const char *ke
 {
     memset(c, 0, sizeof *c);
     c->fd = c->base_fd = -1;
+    c->budget = GUTS_PACKCACHE_BUDGET;
     int n = snprintf(c->dir, sizeof c->dir, "%s/git-packs", data_path);
     if (n < 0 || (size_t)n >= sizeof c->dir) return GUTS_EINVAL;
-    guts_id rsum, ksum;
-    unsigned sl = 0;
-    EVP_MD_CTX *sha = EVP_MD_CTX_new();
-    int rc = sha && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
-                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1 &&
-                     EVP_DigestFinal_ex(sha, rsum.b, &sl) == 1 &&
-                     EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 &&
-                     EVP_DigestUpdate(sha, key, strlen(key) + 1) == 1
-                 ? GUTS_OK
-                 : GUTS_ENOMEM;
-    if (!rc) rc = hash_set(sha, wants, nwants);
-    if (!rc) rc = hash_set(sha, tags, ntags);
-    if (!rc && EVP_DigestFinal_ex(sha, ksum.b, &sl) != 1) rc = GUTS_ENOMEM;
-    EVP_MD_CTX_free(sha);
-    if (rc) return rc;
-    char r[GUTS_HEX_LEN + 1], k[GUTS_HEX_LEN + 1];
-    guts_id_to_hex(&rsum, r);
-    guts_id_to_hex(&ksum, k);
-    snprintf(c->name, sizeof c->name, "%.16s-%s.pack", r, k);
-    return GUTS_OK;
+    return key_name(key, wants, nwants, tags, ntags, c->name);
 }
 
-/* Read the pack on fd (size bytes) from its start, handing out(ctx, ...)
- * its bytes from offset from up to its trailer and, with_trailer, the
- * trailer too once it is the SHA-1 of everything before it. GUTS_ECORRUPT
- * when it is not, GUTS_EIO, GUTS_ENOMEM, or out's error. */
-static int read_checked(int fd, uint64_t size, uint64_t from, int with_trailer,
-                        int (*out)(void *ctx, const void *buf, size_t n), void *ctx)
+int guts_packcache_also(guts_packcache *c, const char *key, const guts_id *wants, size_t nwants,
+                        const guts_id *tags, size_t ntags)
 {
-    if (size < 12 + 20 || lseek(fd, 0, SEEK_SET) != 0) return GUTS_EIO;
+    return key_name(key, wants, nwants, tags, ntags, c->also);
+}
+
+/* Read the pack on fd from its start as it grows (grow says how long it is
+ * now and whether it is whole; a finished file is whole at once), handing
+ * out(ctx, ...) its bytes from offset `from` up to its trailer, held back
+ * by 20 bytes until the end is known, and, with_trailer, the trailer too
+ * once it is the SHA-1 of everything before it. GUTS_ECORRUPT when it is
+ * not, GUTS_EIO, GUTS_ENOMEM, or grow's or out's error. */
+static int read_checked(int fd, guts_packcache_grow_fn grow, void *gctx, uint64_t from,
+                        int with_trailer, int (*out)(void *ctx, const void *buf, size_t n),
+                        void *ctx)
+{
     EVP_MD_CTX *sha = EVP_MD_CTX_new();
     uint8_t *buf = malloc(1u << 16);
     int rc = sha && buf && EVP_DigestInit_ex(sha, EVP_sha1(), NULL) == 1 ? GUTS_OK : GUTS_ENOMEM;
-    uint64_t body = size - 20, done = 0;
-    uint8_t tail[20];
-    size_t ntail = 0;
-    while (!rc && done < size) {
-        ssize_t k = read(fd, buf, 1u << 16);
+    uint64_t size = 0, done = 0;
+    int whole = 0;
+    while (!rc) {
+        uint64_t body = size < 20 ? 0 : size - 20;
+        if (done == body) {
+            if (whole) break;
+            rc = grow(gctx, size, &size, &whole);
+            continue;
+        }
+        size_t want = body - done < (1u << 16) ? (size_t)(body - done) : 1u << 16;
+        ssize_t k = pread(fd, buf, want, (off_t)done);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
             rc = GUTS_EIO;
             break;
         }
-        size_t n = (size_t)k;
-        if (done + n > size) n = (size_t)(size - done);
-        size_t hashed = done >= body ? 0 : (size_t)(body - done < n ? body - done : n);
-        size_t skip = done < from ? (size_t)(from - done) : 0;
-        if (hashed && EVP_DigestUpdate(sha, buf, hashed) != 1) rc = GUTS_ENOMEM;
-        if (!rc && hashed > skip) rc = out(ctx, buf + skip, hashed - skip);
-        for (size_t i = hashed; !rc && i < n; i++) /* the trailer, kept until checked */
-            tail[ntail++] = buf[i];
+        size_t n = (size_t)k, skip = done < from ? (size_t)(from - done < n ? from - done : n) : 0;
+        if (EVP_DigestUpdate(sha, buf, n) != 1) rc = GUTS_ENOMEM;
+        if (!rc && n > skip) rc = out(ctx, buf + skip, n - skip);
         done += n;
     }
+    if (!rc && size < 12 + 20) rc = GUTS_EIO;
     if (!rc) {
-        uint8_t sum[20];
+        uint8_t sum[20], tail[20];
         unsigned sl = 0;
-        if (ntail != 20 || EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0)
+        if (pread(fd, tail, 20, (off_t)(size - 20)) != 20)
+            rc = GUTS_EIO;
+        else if (EVP_DigestFinal_ex(sha, sum, &sl) != 1 || memcmp(sum, tail, 20) != 0)
             rc = GUTS_ECORRUPT;
         else if (with_trailer)
             rc = out(ctx, tail, 20);
@@ -126,11 +161,23 @@ static int read_checked(int fd, uint64_t size, uint64_t from, int with_trailer,
     return rc;
 }
 
-int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *buf, size_t n),
-                        void *ctx)
+/* A finished file: as long as fstat says, whole. */
+static int grow_done(void *ctx, uint64_t have, uint64_t *size, int *whole)
+{
+    struct stat st;
+    (void)have;
+    if (fstat(*(int *)ctx, &st) != 0) return GUTS_EIO;
+    *size = (uint64_t)st.st_size;
+    *whole = 1;
+    return GUTS_OK;
+}
+
+/* Send pack `name` of c's directory (packcache_send). */
+static int send_named(guts_packcache *c, const char *name,
+                      int (*sink)(void *ctx, const void *buf, size_t n), void *ctx)
 {
     char path[sizeof c->dir + sizeof c->name + 1];
-    snprintf(path, sizeof path, "%s/%s", c->dir, c->name);
+    snprintf(path, sizeof path, "%s/%s", c->dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? GUTS_ENOTFOUND : GUTS_EIO;
     struct stat st;
@@ -139,10 +186,24 @@ int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *bu
         return GUTS_ENOTFOUND;
     }
     (void)utimensat(AT_FDCWD, path, NULL, 0); /* recently used: pruned last */
-    int rc = read_checked(fd, (uint64_t)st.st_size, 0, 1, sink, ctx);
-    if (rc == GUTS_ECORRUPT) remove_pack(c->dir, c->name);
+    int rc = read_checked(fd, grow_done, &fd, 0, 1, sink, ctx);
+    if (rc == GUTS_ECORRUPT) remove_pack(c->dir, name);
     close(fd);
     return rc;
+}
+
+int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *buf, size_t n),
+                        void *ctx)
+{
+    int rc = send_named(c, c->name, sink, ctx);
+    if (rc == GUTS_ENOTFOUND && c->also[0]) rc = send_named(c, c->also, sink, ctx);
+    return rc;
+}
+
+int guts_packcache_follow(int fd, guts_packcache_grow_fn grow, void *gctx,
+                          int (*sink)(void *ctx, const void *buf, size_t n), void *ctx)
+{
+    return read_checked(fd, grow, gctx, 0, 1, sink, ctx);
 }
 
 int guts_packcache_begin(guts_packcache *c)
@@ -177,11 +238,11 @@ void guts_packcache_write(guts_packcache *c, const void *buf, size_t n)
     if (guts_write_all(c->fd, buf, n) != GUTS_OK) abandon(c);
 }
 
-/* A cached pack of the same repository (its name's first 17 bytes) and
- * its age, for pruning. */
+/* A cached pack and its age and size (with its object list), for pruning. */
 typedef struct cached {
     char name[80];
     struct timespec mtime;
+    uint64_t bytes;
 } cached;
 
 static int newest_first(const void *a, const void *b)
@@ -191,8 +252,10 @@ static int newest_first(const void *a, const void *b)
     return x->tv_nsec < y->tv_nsec ? 1 : x->tv_nsec > y->tv_nsec ? -1 : 0;
 }
 
-/* Remove the repository's packs past the newest GUTS_PACKCACHE_PER_REPO,
- * and its stale half-written files. */
+/* After c's pack was committed: keep it, then the most recently served
+ * packs while they fit c->budget, at most GUTS_PACKCACHE_PER_REPO of c's
+ * repository; remove the rest, and the repository's stale half-written
+ * files. */
 static void prune(const guts_packcache *c)
 {
     DIR *d = opendir(c->dir);
@@ -212,28 +275,42 @@ static void prune(const guts_packcache *c)
             (void)unlinkat(dirfd(d), e->d_name, 0);
             continue;
         }
-        if (len >= sizeof v->name || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
+        if (len >= sizeof v->name || len < 5 || e->d_name[0] == '.' ||
             strcmp(e->d_name + len - 5, ".pack") != 0)
             continue;
         if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 8;
-            cached *nv = realloc(v, cap * sizeof *v);
+            cached *nv = realloc(v, cap * sizeof *nv);
             if (!nv) break;
             v = nv;
         }
         memcpy(v[n].name, e->d_name, len + 1);
-        v[n++].mtime = st.st_mtim;
+        v[n].mtime = st.st_mtim;
+        v[n].bytes = (uint64_t)st.st_size;
+        char ids[96];
+        ids_name(e->d_name, "", ids, sizeof ids);
+        if (fstatat(dirfd(d), ids, &st, 0) == 0) v[n].bytes += (uint64_t)st.st_size;
+        n++;
     }
-    if (n > GUTS_PACKCACHE_PER_REPO) {
-        qsort(v, n, sizeof *v, newest_first);
-        for (size_t i = GUTS_PACKCACHE_PER_REPO; i < n; i++) {
+    qsort(v, n, sizeof *v, newest_first);
+    uint64_t total = 0;
+    size_t mine = 0;
+    for (int self = 1; self >= 0; self--) /* c's own pack first, whatever its time */
+        for (size_t i = 0; i < n; i++) {
+            if ((strcmp(v[i].name, c->name) == 0) != self) continue;
+            int same = strncmp(v[i].name, c->name, 17) == 0;
+            if (self || ((!same || mine < GUTS_PACKCACHE_PER_REPO) &&
+                         total + v[i].bytes <= c->budget)) {
+                total += v[i].bytes;
+                mine += (size_t)same;
+                continue;
+            }
             char ids[96];
             ids_name(v[i].name, "", ids, sizeof ids);
             (void)unlinkat(dirfd(d), ids, 0);
             (void)unlinkat(dirfd(d), v[i].name, 0);
         }
-    }
     free(v);
     closedir(d);
 }
@@ -374,10 +451,9 @@ static int append(void *ctx, const void *buf, size_t n)
 
 int guts_packcache_base_entries(guts_packcache *c, guts_packw *p)
 {
-    struct stat st;
-    if (!c->base[0] || c->base_fd < 0 || fstat(c->base_fd, &st) != 0) return GUTS_EIO;
+    if (!c->base[0] || c->base_fd < 0) return GUTS_EIO;
     /* the entries: past the 12-byte header, not the trailer */
-    int rc = read_checked(c->base_fd, (uint64_t)st.st_size, 12, 0, append, p);
+    int rc = read_checked(c->base_fd, grow_done, &c->base_fd, 12, 0, append, p);
     if (rc == GUTS_ECORRUPT) remove_pack(c->dir, c->base);
     return rc;
 }

@@ -14,8 +14,9 @@
  * R-K.ids, its objects' ids (sorted, 20 bytes each), so that the first
  * clone after a push can send the last pack's entries as they are and
  * encode only the objects that are new (guts_git_serve_req.base_has); at most
- * GUTS_PACKCACHE_PER_REPO per repository, the least recently served
- * removed, and half-written files of dead processes with them.
+ * GUTS_PACKCACHE_PER_REPO per repository and budget bytes in all (1 GiB
+ * unless the caller sets another), the least recently served removed, and
+ * half-written files of dead processes with them.
  */
 #ifndef GUTS_GIT_PACKCACHE_H
 #define GUTS_GIT_PACKCACHE_H
@@ -31,10 +32,14 @@
 /* A file being written and untouched this long was left by a process that
  * died: the next commit for the repository removes it. */
 #define GUTS_PACKCACHE_STALE_SECS 3600
+/* What DATA/git-packs may hold (packs and object lists), by default. */
+#define GUTS_PACKCACHE_BUDGET (1ull << 30)
 
 typedef struct guts_packcache {
     char dir[4096];     /* DATA/git-packs */
     char name[80];      /* R-K.pack */
+    char also[80];      /* sent when name is absent (guts_packcache_also), or "" */
+    uint64_t budget;    /* bytes of the directory kept at a commit (prune) */
     char tmp[4200];     /* the file being written, or "" */
     char ids_tmp[4208]; /* its object list being written, or "" */
     int fd;             /* the file being written, or -1 */
@@ -51,6 +56,12 @@ typedef struct guts_packcache {
 int guts_packcache_init(guts_packcache *c, const char *data_path, const char *key,
                         const guts_id *wants, size_t nwants, const guts_id *tags, size_t ntags);
 
+/** Another request whose pack serves this one as well (the helper sends
+ * guts-node's prepared pack when it has none of its own): guts_packcache_send
+ * tries it when c's own is absent. GUTS_ENOMEM. */
+int guts_packcache_also(guts_packcache *c, const char *key, const guts_id *wants, size_t nwants,
+                        const guts_id *tags, size_t ntags);
+
 /** Stream the cached pack, if there is one, to sink in pieces of at most
  * 64 KiB, checking its SHA-1 trailer before the trailer goes out.
  * GUTS_OK: sent whole. GUTS_ENOTFOUND: no such pack (nothing sent).
@@ -58,6 +69,18 @@ int guts_packcache_init(guts_packcache *c, const char *data_path, const char *ke
  * GUTS_EIO: reading it failed. Else the sink's error. */
 int guts_packcache_send(guts_packcache *c, int (*sink)(void *ctx, const void *buf, size_t n),
                         void *ctx);
+
+/** How long a pack being written is: block until it is longer than have
+ * bytes or whole (*whole set; *size is then its final length). GUTS_OK, or
+ * an error when its writer gave up. */
+typedef int (*guts_packcache_grow_fn)(void *ctx, uint64_t have, uint64_t *size, int *whole);
+
+/** Stream the pack another thread is writing on fd (opened before it was
+ * renamed or removed) as it grows, as guts_packcache_send does: the
+ * trailer checked before it goes out (GUTS_ECORRUPT), grow's error when
+ * the writer gave up part-way (what was sent is then incomplete). */
+int guts_packcache_follow(int fd, guts_packcache_grow_fn grow, void *gctx,
+                          int (*sink)(void *ctx, const void *buf, size_t n), void *ctx);
 
 /** Start writing the pack for this entry (guts_packcache_write what goes
  * to the client, then _commit or _abort). GUTS_EIO: no file (errno says

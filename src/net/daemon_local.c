@@ -93,6 +93,7 @@ static int poll_repo(const char *key, void *arg)
     w->fp = info.fp;
     w->refs_digest = info.refs_digest;
     w->seen = 1;
+    if (changed) guts_net_git_changed(n, key, info.objects);
     if (changed && n->watch_primed) {
         guts_net_logf(&n->log, GUTS_LOG_DEBUG, "local change in %s (%llu objects)", key,
                       (unsigned long long)info.objects);

@@ -438,8 +438,15 @@ int guts_net_git_open(guts_net_node *n)
     guts_net_git *g = calloc(1, sizeof *g);
     if (!g) return GUTS_ENOMEM;
     g->n = n;
-    int rc = guts_net_http_route_add(&n->http, "/", 1, route_git, g);
+    int rc = git_prepare_start(g);
     if (rc) {
+        free(g);
+        return rc;
+    }
+    rc = guts_net_http_route_add(&n->http, "/", 1, route_git, g);
+    if (rc) {
+        git_prepare_stop(g);
+        git_prepare_free(g);
         free(g);
         return rc;
     }
@@ -464,6 +471,7 @@ void guts_net_git_close(guts_net_node *n)
 {
     guts_net_git *g = n->git;
     if (!g) return;
+    git_prepare_stop(g); /* and the pack threads following a build end */
     /* the answers are gone (their pipes closed): each thread ends at its
      * next write, or once its walk is done */
     for (size_t i = 0; i < GUTS_NET_GIT_UPLOADS_MAX; i++) {
@@ -472,6 +480,7 @@ void guts_net_git_close(guts_net_node *n)
         git_upload_free(g->ups[i]);
         g->ups[i] = NULL;
     }
+    git_prepare_free(g);
     free(g);
     n->git = NULL;
 }
@@ -479,6 +488,9 @@ void guts_net_git_close(guts_net_node *n)
 guts_net_git_stats guts_net_git_stats_of(const guts_net_node *n)
 {
     guts_net_git_stats s = {0};
-    if (n->git) s = n->git->stats;
+    if (!n->git) return s;
+    pthread_mutex_lock(&n->git->lock);
+    s = n->git->stats;
+    pthread_mutex_unlock(&n->git->lock);
     return s;
 }

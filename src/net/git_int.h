@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch.h"
 #include "net.h"
+#include "packcache.h"
 
 #define CT_ADVERT "application/x-git-upload-pack-advertisement"
 #define CT_RESULT "application/x-git-upload-pack-result"
@@ -46,8 +48,29 @@ typedef struct git_upload {
     int header_sent; /* "packfile" went out: errors go on band 3 now */
     int client_gone; /* a write to the client failed */
     uint64_t pack_bytes;
-    struct guts_packcache *cache; /* the pack is written there too, or NULL */
 } git_upload;
+
+/* Clone packs being written into DATA/git-packs at once: one per pack
+ * thread and the prepare thread's. */
+#define GIT_BUILDS_MAX (GUTS_NET_GIT_UPLOADS_MAX + 1)
+
+/* A clone pack being written into the cache (by a pack thread or the
+ * prepare thread): a clone of the same request that arrives meanwhile
+ * streams the file as it grows instead of building it a second time. */
+typedef struct git_build {
+    char name[80];  /* its cache entry (guts_packcache.name) */
+    char tmp[4200]; /* the file being written */
+    uint64_t size;  /* bytes written so far */
+    int state;      /* 0 writing, 1 whole, -1 given up */
+    unsigned users; /* its writer and followers; 0: a free slot */
+} git_build;
+
+/* A repository whose clone packs are to be prepared. */
+typedef struct git_prep {
+    char key[GUTS_KEY_MAX + 1];
+    uint64_t changed_ms; /* CLOCK_MONOTONIC ms of its last change */
+    int pending;
+} git_prep;
 
 /* The answer's side of one pack: the pipe's read end. */
 typedef struct git_reader {
@@ -63,7 +86,17 @@ typedef struct guts_net_git {
     guts_net_node *n;
     git_upload *ups[GUTS_NET_GIT_UPLOADS_MAX];
     git_reader *readers;
-    guts_net_git_stats stats;
+    guts_net_git_stats stats; /* prepared, followed: under lock */
+    /* shared with the pack and prepare threads, under lock: */
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a build grew or ended, a repository changed, stop */
+    git_build builds[GIT_BUILDS_MAX];
+    git_prep *preps;
+    size_t npreps, cappreps;
+    int stop;
+    unsigned serving; /* pack threads running (a follower of a build among them) */
+    pthread_t prep_th;
+    int prep_running;
 } guts_net_git;
 
 /* A POST's body, gathered across the handler's calls. */
@@ -110,6 +143,50 @@ size_t git_uploads_reap(guts_net_git *g);
 /* Start a pack thread for u and queue the answer that streams its pipe.
  * u is the thread's from here (or freed on failure). */
 int git_upload_start(guts_net_git *g, struct MHD_Connection *conn, git_upload *u);
+
+/* Write q's pack on r (guts_git_serve). With pc, a clone's cache entry
+ * whose build slot git_build_claim gave this thread, the pack is written
+ * there too (started from the repository's last cached pack), followers
+ * see it grow, and it is committed or given up at the end. */
+int git_serve_pack(guts_net_git *g, guts_repo *r, const guts_git_serve_req *q,
+                   guts_packcache *pc, int slot, char *err);
+
+/* ---- git_prepare.c ---- */
+
+enum { GIT_CLAIM_NONE, GIT_CLAIM_CACHED, GIT_CLAIM_FOLLOW, GIT_CLAIM_BUILD };
+
+/* Who writes pc's pack: GIT_CLAIM_CACHED, it is in the cache now;
+ * GIT_CLAIM_FOLLOW, another thread is writing it: *fd reads it, *slot is
+ * its build (git_build_grow, then git_build_leave); GIT_CLAIM_BUILD, this
+ * thread (pc is begun, *slot its build: git_serve_pack); GIT_CLAIM_NONE,
+ * nobody (no free slot or no file: build without caching). */
+int git_build_claim(guts_net_git *g, guts_packcache *pc, int *slot, int *fd);
+
+/* A follower's guts_packcache_grow_fn; ctx is a git_follow. */
+typedef struct git_follow {
+    guts_net_git *g;
+    int slot;
+} git_follow;
+int git_build_grow(void *ctx, uint64_t have, uint64_t *size, int *whole);
+
+/* n more bytes were written to build slot's file (pc: is it still being
+ * written?); 1 when the node stops; *users: its writer and followers. With
+ * yield (the prepare thread's build), it waits meanwhile while a pack
+ * thread serves a client another pack than this one (one that follows
+ * this build is not waited for). With done, the pack ended (ok: whole) and the
+ * writer leaves. */
+int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield,
+                    int *users);
+void git_build_done(guts_net_git *g, int slot, guts_packcache *pc, int ok);
+
+/* A follower is done with slot. */
+void git_build_leave(guts_net_git *g, int slot);
+
+/* Start and stop the prepare thread (with guts_net_git_open / _close). */
+int git_prepare_start(guts_net_git *g);
+void git_prepare_stop(guts_net_git *g);
+/* Its table, lock and condition, after every thread was joined. */
+void git_prepare_free(guts_net_git *g);
 
 /* ---- git_fetch.c ---- */
 

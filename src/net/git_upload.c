@@ -34,7 +34,6 @@ static int band1_sink(void *ctx, const void *buf, size_t n)
 {
     git_upload *u = ctx;
     int rc;
-    if (u->cache && n) guts_packcache_write(u->cache, buf, n);
     if (!u->header_sent) {
         u->header_sent = 1;
         if ((rc = pipe_write(u, "000dpackfile\n", 13))) {
@@ -142,13 +141,100 @@ static int base_entries(void *ctx, guts_packw *p)
     return guts_packcache_base_entries(ctx, p);
 }
 
+/* A pack written to its client (sink; none for the prepare thread, which
+ * yields to the pack threads) and to the cache. */
+typedef struct cache_tee {
+    guts_net_git *g;
+    guts_packcache *pc;
+    int slot, yield;
+    int (*sink)(void *ctx, const void *buf, size_t n);
+    void *sink_ctx;
+    int sink_rc; /* the client's error, once it went away while others follow */
+} cache_tee;
+
+static int tee_sink(void *ctx, const void *buf, size_t n)
+{
+    cache_tee *t = ctx;
+    guts_packcache_write(t->pc, buf, n);
+    int users = 0, stop = git_build_wrote(t->g, t->slot, t->pc, n, t->yield, &users);
+    if (!t->sink) return stop ? GUTS_EIO : GUTS_OK; /* the node stops */
+    int rc = t->sink(t->sink_ctx, buf, n);
+    if (rc && users > 1) { /* its client left; the clones following it get it whole */
+        t->sink_rc = rc;
+        t->sink = NULL;
+        rc = GUTS_OK;
+    }
+    return rc;
+}
+
+int git_serve_pack(guts_net_git *g, guts_repo *r, const guts_git_serve_req *q,
+                   guts_packcache *pc, int slot, char *err)
+{
+    cache_tee t = {.g = g,
+                   .pc = pc,
+                   .slot = slot,
+                   .yield = !q->sink,
+                   .sink = q->sink,
+                   .sink_ctx = q->sink_ctx};
+    guts_git_serve_req tq = *q;
+    if (pc) {
+        (void)guts_packcache_find_base(pc); /* the refs moved: start from the last pack */
+        tq.sink = tee_sink;
+        tq.sink_ctx = &t;
+        tq.on_objects = cache_objects;
+        tq.base_has = base_has;
+        tq.nbase = pc->nbase;
+        tq.base_entries = base_entries;
+        tq.base_ctx = pc;
+    }
+    guts_git_fetch_stats st;
+    int rc = guts_git_serve(r, &tq, &st, err);
+    if (pc) git_build_done(g, slot, pc, rc == GUTS_OK);
+    return rc ? rc : t.sink_rc;
+}
+
+/* A clone's pack from the cache (pc), or from another thread writing it.
+ * GUTS_OK: sent. GUTS_ENOTFOUND: to be built here, into the cache when
+ * *slot >= 0 (git_serve_pack). Else an error (part may have been sent). */
+static int clone_cached(git_upload *u, guts_packcache *pc, int *slot)
+{
+    *slot = -1;
+    int rc = guts_packcache_send(pc, band1_sink, u);
+    if (rc != GUTS_ENOTFOUND) return rc;
+    int fd = -1, s = -1;
+    switch (git_build_claim(u->g, pc, &s, &fd)) {
+    case GIT_CLAIM_CACHED: return guts_packcache_send(pc, band1_sink, u);
+    case GIT_CLAIM_FOLLOW: {
+        git_follow f = {.g = u->g, .slot = s};
+        rc = guts_packcache_follow(fd, git_build_grow, &f, band1_sink, u);
+        close(fd);
+        git_build_leave(u->g, s);
+        /* its writer gave up before a byte went out: build it here */
+        return rc && !u->header_sent && !u->client_gone ? GUTS_ENOTFOUND : rc;
+    }
+    case GIT_CLAIM_BUILD: *slot = s; return GUTS_ENOTFOUND;
+    default: return GUTS_ENOTFOUND;
+    }
+}
+
+/* The pack threads at work, for the prepare thread to yield to them. */
+static void serving(guts_net_git *g, int d)
+{
+    pthread_mutex_lock(&g->lock);
+    g->serving += (unsigned)d;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
 static void *upload_main(void *arg)
 {
     git_upload *u = arg;
+    serving(u->g, 1);
     char err[GUTS_GIT_ERR_MAX] = "";
     guts_repo *r = NULL;
     tag_list tags = {0};
     guts_packcache pc = {.fd = -1, .base_fd = -1};
+    int slot = -1;
     int rc = pipe_write(u, u->prefix.p, u->prefix.len);
     if (rc) goto out; /* the client went away */
     rc = guts_repo_open(u->g->n->data, u->key, 0, &r);
@@ -161,12 +247,13 @@ static void *upload_main(void *arg)
         snprintf(err, sizeof err, "upload-pack: reading tags: %s", guts_strerror(rc));
         goto fail;
     }
-    /* A clone (no haves, depth, shallow or filter): from the pack cache,
-     * or written to it as it goes out. */
+    /* A clone (no haves, depth, shallow or filter): from the pack cache, or
+     * from the thread writing it there, or written to it as it goes out. */
     if (!u->nhaves && !u->depth && !u->nclient_shallow && u->blob_limit == UINT64_MAX &&
         guts_packcache_init(&pc, guts_data_path(u->g->n->data), u->key, u->wants, u->nwants, tags.v,
                             tags.n) == GUTS_OK) {
-        rc = guts_packcache_send(&pc, band1_sink, u);
+        if (u->g->n->opts.git_packs_max) pc.budget = u->g->n->opts.git_packs_max;
+        rc = clone_cached(u, &pc, &slot);
         if (rc == GUTS_OK) {
             (void)pipe_write(u, "0000", 4);
             goto out;
@@ -181,8 +268,6 @@ static void *upload_main(void *arg)
             snprintf(err, sizeof err, "upload-pack: reading a cached pack: %s", guts_strerror(rc));
             goto fail;
         }
-        if (guts_packcache_begin(&pc) == GUTS_OK) u->cache = &pc;
-        (void)guts_packcache_find_base(&pc); /* the refs moved: start from the last pack */
     }
     guts_git_serve_req q = {.wants = u->wants,
                           .nwants = u->nwants,
@@ -198,29 +283,22 @@ static void *upload_main(void *arg)
                           .nclient_shallow = u->nclient_shallow,
                           .on_shallow = shallow_info,
                           .sink = band1_sink,
-                          .sink_ctx = u,
-                          .on_objects = cache_objects,
-                          .base_has = base_has,
-                          .nbase = pc.nbase,
-                          .base_entries = base_entries,
-                          .base_ctx = &pc};
-    guts_git_fetch_stats st;
-    rc = guts_git_serve(r, &q, &st, err);
+                          .sink_ctx = u};
+    rc = git_serve_pack(u->g, r, &q, slot >= 0 ? &pc : NULL, slot, err);
     if (rc == GUTS_EIO && u->header_sent) goto out; /* most likely the client went away */
     if (rc) goto fail;
     if (!u->header_sent) rc = band1_sink(u, NULL, 0); /* cannot happen: a pack has a header */
-    if (!rc && u->cache) guts_packcache_commit(u->cache);
     if (!rc) (void)pipe_write(u, "0000", 4);
     goto out;
 fail:
     upload_fail(u, err[0] ? err : "upload-pack: failed");
 out:
     guts_packcache_free(&pc);
-    u->cache = NULL;
     free(tags.v);
     if (r) guts_repo_close(r);
     close(u->wfd);
     u->wfd = -1;
+    serving(u->g, -1);
     atomic_store(&u->done, 1);
     return NULL;
 }

@@ -297,12 +297,24 @@ typedef struct guts_net_node {
  * its packs; ours deflates every object, and level 1 deflates several
  * times faster than git's default 6 for a pack a few percent larger. */
 #define GUTS_NET_GIT_ZLEVEL 1
+/* Prepared clone packs (git_prepare.c): a repository's full-clone packs
+ * are built this long after its last change, by one thread that yields to
+ * clients' packs, for repositories of at least this many objects (a smaller one is
+ * written faster than a client starts index-pack). */
+#define GUTS_NET_GIT_PREPARE_QUIET_MS 2000
+#define GUTS_NET_GIT_PREPARE_MIN_OBJECTS 500
+/* --git-packs-max, MiB: at most 1 TiB. */
+#define GUTS_NET_GIT_PACKS_FLAG_MAX (1ull << 20)
 
 typedef struct guts_net_git_stats {
     uint64_t info_refs, ls_refs, fetches, packs; /* requests served */
     uint64_t refused;    /* push, protocol v0/v1, busy, --http-repos, unknown */
     uint64_t bad;        /* malformed requests */
     uint64_t pack_bytes; /* bytes of packs written */
+    uint64_t prepared;   /* clone packs the prepare thread wrote */
+    uint64_t followed;   /* clones that streamed a pack another thread was writing */
+    uint64_t preparing;  /* repositories pending or being prepared */
+    uint64_t prepare_failed; /* clone packs the prepare thread could not write */
 } guts_net_git_stats;
 
 /** Serve git clients on the node's --http listener (after guts_net_web_routes,
@@ -314,6 +326,10 @@ int guts_net_git_open(guts_net_node *n);
 void guts_net_git_stop(guts_net_node *n);
 /** After guts_net_http_close: wait for the pack threads and free. */
 void guts_net_git_close(guts_net_node *n);
+/** Repository key changed (refs or objects; it now has `objects`): its
+ * clone packs are prepared once it has been quiet for
+ * GUTS_NET_GIT_PREPARE_QUIET_MS (git_prepare.c). Nothing when --http is off. */
+void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects);
 /** Counters, for /metrics and status (zero when off). */
 guts_net_git_stats guts_net_git_stats_of(const guts_net_node *n);
 

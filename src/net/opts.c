@@ -68,7 +68,9 @@ const char *guts_net_usage(void)
            "                     clients clone and fetch http://ADDR:PORT/OWNER/NAME there\n"
            "  --http-repos PATTERN  serve to git clients only the repositories whose\n"
            "                     OWNER/NAME matches this shell glob (repeatable;\n"
-           "                     default: every one the node holds)\n";
+           "                     default: every one the node holds)\n"
+           "  --git-packs-max MIB  disk kept for clone packs in DATA/git-packs, the least\n"
+           "                     recently served removed first (default 1024)\n";
 }
 
 const char *guts_net_addr_str(const guts_net_sa *addr, char *buf, size_t len)
@@ -251,6 +253,7 @@ static const struct range ranges[] = {
     {"--max-remote-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
     {"--max-peer-repos", 1, GUTS_NET_REPOS_FLAG_MAX},
     {"--max-learned-peers", 1, GUTS_CORE_LEARNED_MAX},
+    {"--git-packs-max", 1, GUTS_NET_GIT_PACKS_FLAG_MAX},
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -294,6 +297,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         O_REMOTE_REPOS,
         O_PEER_REPOS,
         O_LEARNED,
+        O_GIT_PACKS,
         O_HOOK,
         O_HTTP,
         O_HTTP_REPOS,
@@ -320,6 +324,7 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         {"on-event", required_argument, NULL, O_HOOK},
         {"http", required_argument, NULL, O_HTTP},
         {"http-repos", required_argument, NULL, O_HTTP_REPOS},
+        {"git-packs-max", required_argument, NULL, O_GIT_PACKS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -451,8 +456,9 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
         case O_SESSIONS:
         case O_REMOTE_REPOS:
         case O_PEER_REPOS:
-        case O_LEARNED: {
-            _Static_assert(O_LEARNED - O_FRAME + 1 == sizeof ranges / sizeof ranges[0],
+        case O_LEARNED:
+        case O_GIT_PACKS: {
+            _Static_assert(O_GIT_PACKS - O_FRAME + 1 == sizeof ranges / sizeof ranges[0],
                            "a range per limit option");
             const struct range *r = &ranges[c - O_FRAME];
             unsigned long long n;
@@ -463,6 +469,8 @@ int guts_net_opts_parse(int argc, char **argv, const char *env_data, const char 
             }
             if (c == O_OBJECT)
                 out->max_object = n;
+            else if (c == O_GIT_PACKS)
+                out->git_packs_max = n << 20;
             else
                 *(c == O_FRAME          ? &out->max_frame
                   : c == O_SESSIONS     ? &out->max_sessions

@@ -91,6 +91,7 @@ typedef struct guts_net_opts {
      * only matching repositories. None: every one the node holds. */
     char http_repos[GUTS_NET_REPOS_MAX][GUTS_NET_REPO_PATTERN_MAX + 1];
     size_t nhttp_repos;
+    uint64_t git_packs_max; /* --git-packs-max in bytes; 0: GUTS_PACKCACHE_BUDGET */
 } guts_net_opts;
 
 /** Parse guts-node's command line into *out. The data dir comes from --data,

@@ -278,6 +278,16 @@ void guts_net_node_metrics(guts_net_node *n, FILE *f)
     counter(f, "guts_git_bad_requests_total", "Malformed git requests.", g.bad);
     counter(f, "guts_git_pack_bytes_total", "Bytes of git packs written (finished threads).",
             g.pack_bytes);
+    counter(f, "guts_git_packs_prepared_total",
+            "Clone packs written ahead of clones into DATA/git-packs.", g.prepared);
+    counter(f, "guts_git_packs_followed_total",
+            "Clones that streamed a clone pack another thread was writing.", g.followed);
+    counter(f, "guts_git_packs_prepare_failed_total",
+            "Clone packs the prepare thread could not write (debug log says why).",
+            g.prepare_failed);
+    gauge(f, "guts_git_packs_preparing",
+          "Repositories whose clone packs are waiting to be prepared or being prepared.",
+          g.preparing);
 }
 
 /* ---- Routes --------------------------------------------------------------------- */

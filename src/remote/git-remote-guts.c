@@ -263,12 +263,14 @@ static int cmd_fetch(helper *h, char **line, size_t *cap)
     /* A clone's pack is kept in DATA/git-packs (packcache.h) for the next
      * clone of the same refs. Its entries are stored at level 0, so it is
      * filed under a key of its own: guts-node never sends it over the
-     * network, nor the helper one of the node's. */
+     * network. Without one, the pack guts-node prepared for the same wants
+     * (git_prepare.c: deflated at level 1, still a file read) is sent. */
     guts_packcache pc = {.fd = -1, .base_fd = -1};
     char ckey[GUTS_KEY_MAX + 32];
     snprintf(ckey, sizeof ckey, "%s\ngit-remote-guts level %d", h->key, h->pack_level);
     int cached = haves.n == 0 &&
-                 guts_packcache_init(&pc, h->datadir, ckey, wants.v, wants.n, NULL, 0) == GUTS_OK;
+                 guts_packcache_init(&pc, h->datadir, ckey, wants.v, wants.n, NULL, 0) == GUTS_OK &&
+                 guts_packcache_also(&pc, h->key, wants.v, wants.n, NULL, 0) == GUTS_OK;
     int rc = guts_git_fetch(r, h->data, h->key, wants.v, wants.n, haves.v, haves.n, h->pack_level,
                             h->progress, cached ? &pc : NULL, &connected, &st, err);
     guts_packcache_free(&pc);

@@ -542,6 +542,101 @@ START_TEST(test_pack_cache)
 }
 END_TEST
 
+/* A request's key is its sets: a want named twice, or a tag offered for
+ * include-tag that is also wanted, changes nothing. Another request's
+ * pack is sent when the entry's own is absent (guts_packcache_also). Past
+ * the budget the least recently served packs go, whatever their
+ * repository, never the one just written; a follower of a pack being
+ * written gets it as it grows, checked. */
+static int grow_whole(void *ctx, uint64_t have, uint64_t *size, int *whole)
+{
+    uint64_t *steps = ctx; /* steps[0]: the file's length; two steps */
+    *size = have ? steps[0] : steps[0] / 2;
+    *whole = have != 0;
+    return GUTS_OK;
+}
+
+START_TEST(test_pack_cache_keys_and_budget)
+{
+    char data[] = "/tmp/guts-packbudget-XXXXXX", dir[64], names[1024], path[256];
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    snprintf(dir, sizeof dir, "%s/git-packs", data);
+    guts_id x, y, z;
+    memset(x.b, 1, sizeof x.b);
+    memset(y.b, 2, sizeof y.b);
+    memset(z.b, 3, sizeof z.b);
+    guts_id w3[3] = {x, y, x}, w2[2] = {y, x};
+    guts_packcache a, b, c;
+    ck_assert_int_eq(guts_packcache_init(&a, data, "o/r", w3, 3, &y, 1), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_init(&b, data, "o/r", w2, 2, NULL, 0), GUTS_OK);
+    ck_assert_str_eq(a.name, b.name);
+    ck_assert_int_eq(guts_packcache_init(&c, data, "o/r", w2, 2, &z, 1), GUTS_OK);
+    ck_assert_str_ne(a.name, c.name);
+
+    int rc;
+    collect pack = write_entries(0, SIZE_MAX, &rc);
+    ck_assert_int_eq(rc, GUTS_OK);
+    /* also: c has no pack, a's is sent for it */
+    ck_assert_int_eq(guts_packcache_begin(&a), GUTS_OK);
+    guts_packcache_write(&a, pack.p, pack.n);
+    guts_packcache_commit(&a);
+    collect got = {.fail_after = SIZE_MAX};
+    ck_assert_int_eq(guts_packcache_send(&c, collect_sink, &got), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_packcache_also(&c, "o/r", &x, 1, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_send(&c, collect_sink, &got), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_packcache_also(&c, "o/r", w3, 3, NULL, 0), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_send(&c, collect_sink, &got), GUTS_OK);
+    ck_assert_uint_eq(got.n, pack.n);
+    free(got.p);
+
+    /* a follower: the file in two steps, the whole pack out, checked */
+    snprintf(path, sizeof path, "%s/%s", dir, a.name);
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    uint64_t len = pack.n;
+    got = (collect){.fail_after = SIZE_MAX};
+    ck_assert_int_eq(guts_packcache_follow(fd, grow_whole, &len, collect_sink, &got), GUTS_OK);
+    ck_assert_uint_eq(got.n, pack.n);
+    ck_assert_mem_eq(got.p, pack.p, pack.n);
+    free(got.p);
+    close(fd);
+    ck_assert_int_eq(unlink(path), 0);
+
+    /* budget: room for two packs and a half; repositories o/1..o/4 */
+    guts_packcache r[4];
+    for (int i = 0; i < 4; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "o/%d", i + 1);
+        ck_assert_int_eq(guts_packcache_init(&r[i], data, key, &x, 1, NULL, 0), GUTS_OK);
+        r[i].budget = pack.n * 5 / 2;
+        if (i == 3) { /* o/2 served: the most recently used now */
+            got = (collect){.fail_after = SIZE_MAX};
+            ck_assert_int_eq(guts_packcache_send(&r[1], collect_sink, &got), GUTS_OK);
+            free(got.p);
+        }
+        ck_assert_int_eq(guts_packcache_begin(&r[i]), GUTS_OK);
+        guts_packcache_write(&r[i], pack.p, pack.n);
+        guts_packcache_commit(&r[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, r[i].name);
+        struct timespec t[2] = {{.tv_sec = 1000 + i}, {.tv_sec = 1000 + i}};
+        if (i < 3) ck_assert_int_eq(utimensat(AT_FDCWD, path, t, 0), 0);
+        list_dir(dir, names, sizeof names);
+        ck_assert_ptr_nonnull(strstr(names, r[i].name)); /* the one just written stays */
+    }
+    /* after o/3: o/1 went; after o/4: o/3 went (o/2 was served since) */
+    ck_assert_ptr_null(strstr(names, r[0].name));
+    ck_assert_ptr_nonnull(strstr(names, r[1].name));
+    ck_assert_ptr_null(strstr(names, r[2].name));
+    for (int i = 1; i < 4; i += 2) {
+        snprintf(path, sizeof path, "%s/%s", dir, r[i].name);
+        ck_assert_int_eq(unlink(path), 0);
+    }
+    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(rmdir(data), 0);
+    free(pack.p);
+}
+END_TEST
+
 /* A cached pack with its object list is the base of another request's
  * pack of the same repository: found, asked, its entries appended as they
  * are; a damaged one is refused and removed. */
@@ -635,6 +730,7 @@ int main(void)
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
+    tcase_add_test(t, test_pack_cache_keys_and_budget);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

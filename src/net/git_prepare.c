@@ -1,0 +1,359 @@
+/* git_prepare.c - clone packs ready before the clone: a thread writes each
+ * served repository's full-clone packs into the pack cache
+ * (DATA/git-packs, packcache.h) once it has been quiet for
+ * GUTS_NET_GIT_PREPARE_QUIET_MS, and the clone packs being written (by
+ * that thread or a pack thread) are shared with clones of the same
+ * request that arrive meanwhile.
+ *
+ * A clone from guts-node otherwise reads, deltifies and deflates every
+ * object (git's own server copies its stored pack entries): prepared, it
+ * is a file read. Which packs: a mirror clone's (every ref) and a plain
+ * clone's (refs/heads/ and refs/tags/), often the same request (the cache
+ * key is a set of wants, and a tag offered for include-tag that is also
+ * wanted is left out of it). The loop notices changes (daemon_local.c's
+ * poll, guts_net_git_changed); the thread waits for quiet, reads the refs
+ * and builds what the cache lacks, one pack at a time, pausing between
+ * its 1 MiB writes while a pack thread serves a client any other pack
+ * (a cached one, a fetch's), so that serving keeps the CPU. Not at a lower priority (nice +10
+ * was tried): a clone that arrives during the build follows it, and on a
+ * busy machine a niced build made that clone wait 2-3x as long as
+ * encoding its own pack (docs/performance.md); a thread cannot take its
+ * priority back without CAP_SYS_NICE. A pack of the repository's earlier refs
+ * is the start of the next one (guts_packcache_find_base): after a push
+ * only the new objects are encoded.
+ *
+ * Builds in progress (g->builds, under g->lock): the writer counts the
+ * bytes it wrote; a clone that finds its request being written opens the
+ * file and streams it as it grows (guts_packcache_follow, the trailer
+ * checked before it goes), instead of building a second one on a CPU the
+ * first needs. The git_upload threads and this one share that table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "git_int.h"
+
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* ---- builds in progress ------------------------------------------------------------ */
+
+int git_build_claim(guts_net_git *g, guts_packcache *pc, int *slot, int *fd)
+{
+    int rc = GIT_CLAIM_NONE, free_slot = -1;
+    *slot = -1;
+    *fd = -1;
+    pthread_mutex_lock(&g->lock);
+    for (int i = 0; i < GIT_BUILDS_MAX; i++) {
+        git_build *b = &g->builds[i];
+        if (!b->users) {
+            free_slot = i;
+            continue;
+        }
+        if (b->state != 0 || strcmp(b->name, pc->name) != 0) continue;
+        if ((*fd = open(b->tmp, O_RDONLY | O_CLOEXEC)) < 0) continue;
+        b->users++;
+        g->stats.followed++;
+        *slot = i;
+        rc = GIT_CLAIM_FOLLOW;
+        goto out;
+    }
+    /* committed between the caller's look and now (a writer commits under
+     * the lock) */
+    char path[sizeof pc->dir + sizeof pc->name + 1];
+    snprintf(path, sizeof path, "%s/%s", pc->dir, pc->name);
+    if (access(path, F_OK) == 0) {
+        rc = GIT_CLAIM_CACHED;
+    } else if (free_slot >= 0 && guts_packcache_begin(pc) == GUTS_OK) {
+        git_build *b = &g->builds[free_slot];
+        snprintf(b->name, sizeof b->name, "%s", pc->name);
+        snprintf(b->tmp, sizeof b->tmp, "%s", pc->tmp);
+        b->size = 0;
+        b->state = 0;
+        b->users = 1;
+        *slot = free_slot;
+        rc = GIT_CLAIM_BUILD;
+    }
+out:
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+int git_build_grow(void *ctx, uint64_t have, uint64_t *size, int *whole)
+{
+    git_follow *f = ctx;
+    guts_net_git *g = f->g;
+    git_build *b = &g->builds[f->slot];
+    pthread_mutex_lock(&g->lock);
+    while (b->state == 0 && b->size <= have && !g->stop)
+        pthread_cond_wait(&g->cond, &g->lock);
+    *size = b->size;
+    *whole = b->state == 1;
+    int rc = b->state < 0 || (b->state == 0 && g->stop) ? GUTS_EIO : GUTS_OK;
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+static void leave_locked(guts_net_git *g, int slot)
+{
+    git_build *b = &g->builds[slot];
+    if (--b->users == 0) b->name[0] = 0;
+}
+
+int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield,
+                    int *users)
+{
+    pthread_mutex_lock(&g->lock);
+    git_build *b = &g->builds[slot];
+    if (pc->fd < 0) /* the cache's write failed: the file is gone */
+        b->state = -1;
+    else
+        b->size += n;
+    pthread_cond_broadcast(&g->cond);
+    while (yield && g->serving > b->users - 1 && !g->stop)
+        pthread_cond_wait(&g->cond, &g->lock);
+    int stop = g->stop;
+    *users = (int)b->users;
+    pthread_mutex_unlock(&g->lock);
+    return stop;
+}
+
+void git_build_done(guts_net_git *g, int slot, guts_packcache *pc, int ok)
+{
+    pthread_mutex_lock(&g->lock);
+    git_build *b = &g->builds[slot];
+    ok = ok && b->state == 0 && pc->fd >= 0;
+    if (ok)
+        guts_packcache_commit(pc); /* under the lock: git_build_claim looks for the file */
+    else
+        guts_packcache_free(pc);
+    b->state = ok ? 1 : -1;
+    leave_locked(g, slot);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void git_build_leave(guts_net_git *g, int slot)
+{
+    pthread_mutex_lock(&g->lock);
+    leave_locked(g, slot);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- the prepare thread ------------------------------------------------------------ */
+
+void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects)
+{
+    guts_net_git *g = n->git;
+    if (!g || !g->prep_running || objects < GUTS_NET_GIT_PREPARE_MIN_OBJECTS ||
+        !guts_net_http_repo_served(&n->opts, key))
+        return;
+    pthread_mutex_lock(&g->lock);
+    git_prep *p = NULL;
+    for (size_t i = 0; i < g->npreps && !p; i++)
+        if (strcmp(g->preps[i].key, key) == 0) p = &g->preps[i];
+    if (!p && g->npreps < GUTS_NET_WATCH_MAX) {
+        if (g->npreps == g->cappreps) {
+            size_t cap = g->cappreps ? 2 * g->cappreps : 16;
+            git_prep *nv = realloc(g->preps, cap * sizeof *nv);
+            if (nv) {
+                g->preps = nv;
+                g->cappreps = cap;
+            }
+        }
+        if (g->npreps < g->cappreps) {
+            p = &g->preps[g->npreps++];
+            snprintf(p->key, sizeof p->key, "%s", key);
+        }
+    }
+    if (p) {
+        p->changed_ms = mono_ms();
+        g->stats.preparing += !p->pending;
+        p->pending = 1;
+        pthread_cond_broadcast(&g->cond);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* The wants of a mirror clone (every ref) and of a plain one (branches
+ * and tags): ref targets, symrefs left out. */
+typedef struct want_sets {
+    guts_id *v[2];
+    size_t n[2], cap[2];
+    int oom;
+} want_sets;
+
+static void want_push(want_sets *w, int set, const guts_id *id)
+{
+    if (w->n[set] == w->cap[set]) {
+        size_t c = w->cap[set] ? 2 * w->cap[set] : 256;
+        guts_id *nv = realloc(w->v[set], c * sizeof *nv);
+        if (!nv) {
+            w->oom = 1;
+            return;
+        }
+        w->v[set] = nv;
+        w->cap[set] = c;
+    }
+    w->v[set][w->n[set]++] = *id;
+}
+
+static int collect_want(const guts_ref *ref, void *ctx)
+{
+    want_sets *w = ctx;
+    if (ref->symref[0]) return 0;
+    want_push(w, 0, &ref->target);
+    if (strncmp(ref->name, "refs/heads/", 11) == 0 || strncmp(ref->name, "refs/tags/", 10) == 0)
+        want_push(w, 1, &ref->target);
+    return w->oom ? GUTS_ENOMEM : 0;
+}
+
+/* Write what the cache lacks of key's clone packs. 1: try again later (a
+ * clone's build of one was under way, or no build slot was free). */
+static int prepare_repo(guts_net_git *g, const char *key)
+{
+    int again = 0;
+    guts_repo *r = NULL;
+    want_sets w = {0};
+    char done[80] = "", err[GUTS_GIT_ERR_MAX] = "";
+    int rc = guts_repo_open(g->n->data, key, 0, &r);
+    if (!rc) rc = guts_repo_refs(r, 0, collect_want, &w);
+    for (int set = 0; !rc && set < 2 && !g->stop; set++) {
+        guts_packcache pc;
+        if (!w.n[set] ||
+            guts_packcache_init(&pc, guts_data_path(g->n->data), key, w.v[set], w.n[set], NULL,
+                                0) != GUTS_OK ||
+            strcmp(pc.name, done) == 0)
+            continue;
+        if (g->n->opts.git_packs_max) pc.budget = g->n->opts.git_packs_max;
+        snprintf(done, sizeof done, "%s", pc.name);
+        int slot, fd;
+        int claim = git_build_claim(g, &pc, &slot, &fd);
+        if (claim == GIT_CLAIM_FOLLOW) { /* a clone is writing it: it may not finish */
+            close(fd);
+            git_build_leave(g, slot);
+        }
+        again |= claim == GIT_CLAIM_FOLLOW || claim == GIT_CLAIM_NONE;
+        if (claim != GIT_CLAIM_BUILD) continue;
+        guts_git_serve_req q = {.wants = w.v[set],
+                                .nwants = w.n[set],
+                                .blob_limit = UINT64_MAX,
+                                .zlevel = GUTS_NET_GIT_ZLEVEL};
+        uint64_t t0 = mono_ms();
+        rc = git_serve_pack(g, r, &q, &pc, slot, err);
+        guts_packcache_free(&pc);
+        if (rc) {
+            /* debug: lines at info and above go to the loop's ring too */
+            guts_net_logf(&g->n->log, GUTS_LOG_DEBUG, "preparing a clone pack of %s failed: %s",
+                          key, err[0] ? err : guts_strerror(rc));
+            pthread_mutex_lock(&g->lock);
+            g->stats.prepare_failed++;
+            pthread_mutex_unlock(&g->lock);
+            break;
+        }
+        pthread_mutex_lock(&g->lock);
+        g->stats.prepared++;
+        pthread_mutex_unlock(&g->lock);
+        guts_net_logf(&g->n->log, GUTS_LOG_DEBUG, "prepared a clone pack of %s (%zu wants, %llu ms)",
+                      key, w.n[set], (unsigned long long)(mono_ms() - t0));
+    }
+    free(w.v[0]);
+    free(w.v[1]);
+    if (r) guts_repo_close(r);
+    return again;
+}
+
+/* A pack's bytes go nowhere but the cache (tee_sink); stop ends a build. */
+static void *prepare_main(void *arg)
+{
+    guts_net_git *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->stop) {
+        uint64_t now = mono_ms(), due = UINT64_MAX;
+        git_prep *p = NULL;
+        g->stats.preparing = 0;
+        for (size_t i = 0; i < g->npreps; i++) {
+            git_prep *c = &g->preps[i];
+            if (!c->pending) continue;
+            g->stats.preparing++;
+            uint64_t at = c->changed_ms + GUTS_NET_GIT_PREPARE_QUIET_MS;
+            if (at <= now && !p)
+                p = c;
+            else if (at < due)
+                due = at;
+        }
+        if (p) {
+            char key[GUTS_KEY_MAX + 1];
+            snprintf(key, sizeof key, "%s", p->key);
+            p->pending = 0; /* still counted in preparing until it is done */
+            pthread_mutex_unlock(&g->lock);
+            int again = prepare_repo(g, key);
+            pthread_mutex_lock(&g->lock);
+            for (size_t i = 0; again && i < g->npreps; i++) /* the table may have moved */
+                if (strcmp(g->preps[i].key, key) == 0 && !g->preps[i].pending) {
+                    g->preps[i].pending = 1;
+                    g->preps[i].changed_ms = mono_ms();
+                }
+        } else if (due == UINT64_MAX) {
+            pthread_cond_wait(&g->cond, &g->lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000;
+            ts.tv_sec += (time_t)(ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            (void)pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+int git_prepare_start(guts_net_git *g)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return GUTS_ENOMEM;
+    (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&g->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) return GUTS_ENOMEM;
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        pthread_cond_destroy(&g->cond);
+        return GUTS_ENOMEM;
+    }
+    /* The thread takes no signal: the loop's ev_signal watchers get them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    g->prep_running = pthread_create(&g->prep_th, NULL, prepare_main, g) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return GUTS_OK; /* without the thread clones are built as they come */
+}
+
+void git_prepare_stop(guts_net_git *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->stop = 1;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+    if (g->prep_running) pthread_join(g->prep_th, NULL);
+    g->prep_running = 0;
+}
+
+/* After every thread was joined. */
+void git_prepare_free(guts_net_git *g)
+{
+    free(g->preps);
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->lock);
+}
