@@ -205,6 +205,10 @@ int guts_repo_group(guts_repo *r, size_t bytes);
 /** Commit what the open group holds (nothing if it holds nothing);
  * grouping stays on. Errors: as guts_repo_group's. */
 int guts_repo_group_commit(guts_repo *r);
+/** Whether r's group holds an id in [from, to) (NULL: no bound on that
+ * side), a scan of what it holds: a listing of a range it holds nothing
+ * of needs no commit first. */
+int guts_repo_group_holds(const guts_repo *r, const guts_id *from, const guts_id *to);
 /** guts import's group: 64 MiB of records (its memory bound: the records,
  * then LMDB's dirty pages while they commit). */
 #define GUTS_GROUP_BYTES ((size_t)64 << 20)

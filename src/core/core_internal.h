@@ -222,6 +222,7 @@ typedef struct session {
     cref *inrefs;       /* refs received this session */
     size_t ninrefs, capinrefs;
     uint64_t got_objects, got_bytes, got_refs;
+    uint64_t pend_others; /* objects other sessions had stored at the last pull_pend_retry */
     uint64_t expected; /* objects the peer announced beyond ours at the start */
     uint64_t applied0; /* refs_applied counter when the session started */
     uint8_t *chunk;    /* chunks of the large object being received, not yet staged */
@@ -554,8 +555,11 @@ void pull_log_bad(guts_core *c, session *s, const guts_id *id);
 void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
 void pull_objects(guts_core *c, session *s, const guts_msg_objects *m);
 /* Store the held deltas whose base is in the store now (another session
- * of the same plan brought it). */
-void pull_pend_retry(guts_core *c, session *s);
+ * of the same plan brought it). Without force, only when some other
+ * session stored objects since the last call: a lookup of every held
+ * delta's base per finished part was most of a fresh node's CPU on many
+ * small objects (256 parts, tens of thousands held). */
+void pull_pend_retry(guts_core *c, session *s, int force);
 /* Stage the buffered chunks (one write transaction). */
 int pull_chunk_flush(guts_core *c, session *s);
 void pull_chunk(guts_core *c, session *s, const guts_msg_chunk *m);

@@ -214,7 +214,7 @@ void pull_advance(guts_core *c, session *s)
     if (s->phase == PHASE_OBJECTS && s->part >= 0 && r->plan) {
         pull_plan_done(r->plan, s->part);
         s->part = -1;
-        pull_pend_retry(c, s); /* bases another session stored meanwhile */
+        pull_pend_retry(c, s, 0); /* bases another session stored meanwhile */
         if (!pull_plan_complete(r->plan)) {
             s->part = pull_plan_take(r->plan, s->stream);
             if (s->part >= 0) {
@@ -226,12 +226,14 @@ void pull_advance(guts_core *c, session *s)
             /* the other parts are being pulled: the held deltas' bases
              * (WANT), then this session ends; the last part's pulls the refs */
             sync_touched(c); /* no part: the whole pull's idle deadline */
+            pull_pend_retry(c, s, 1); /* bases stored any other way */
             s->norefs = 1;
             s->phase = PHASE_WANTS;
             s->want_mark = UINT64_MAX;
         } else {
             pull_plan_free(r->plan); /* every part is in: the refs, as a whole pull */
             r->plan = NULL;
+            pull_pend_retry(c, s, 1); /* bases stored any other way */
             sync_touched(c);
         }
     }
@@ -403,7 +405,7 @@ void pull_done(guts_core *c, session *s)
         if (r && r->plan)
             pull_plan_done(r->plan, s->prev_part);
         s->prev_part = -1;
-        pull_pend_retry(c, s); /* bases another session stored meanwhile */
+        pull_pend_retry(c, s, 0); /* bases another session stored meanwhile */
     }
     pull_advance(c, s);
 }

@@ -123,17 +123,19 @@ void pull_log_bad(guts_core *c, session *s, const guts_id *id)
 static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
                       const guts_id *extra, size_t nextra)
 {
-    size_t cap = n + s->live_pend;
+    /* sized for what this call picks, not for every held delta: a frame
+     * of a first copy split in parts may meet tens of thousands held */
+    size_t cap = n + (s->live_pend < 64 ? s->live_pend : 64);
     guts_rec *all = malloc((cap ? cap : 1) * sizeof(guts_rec));
     guts_id *work = malloc((nextra + cap ? nextra + cap : 1) * sizeof(guts_id));
-    size_t *from = malloc((s->live_pend ? s->live_pend : 1) * sizeof(size_t));
-    uint8_t *nobase = calloc(cap ? cap : 1, 1);
+    size_t *from = malloc((cap ? cap : 1) * sizeof(size_t));
+    uint8_t *nobase = NULL;
+    size_t nwork = 0, np = 0;
     int rc = GUTS_ENOMEM;
-    if (!all || !work || !from || !nobase)
+    if (!all || !work || !from)
         goto out;
     if (n)
         memcpy(all, recs, n * sizeof(guts_rec));
-    size_t nwork = 0, np = 0;
     for (size_t i = 0; i < nextra; i++)
         work[nwork++] = extra[i];
     for (size_t i = 0; i < n; i++)
@@ -142,14 +144,30 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
         for (size_t i = s->pend_heads[pend_hash(&work[k], s->pend_mask)]; i != SIZE_MAX;
              i = s->pend[i].next) {
             pend_rec *e = &s->pend[i];
-            if (e->buf && !e->picked && guts_id_cmp(&e->rec.base, &work[k]) == 0) {
-                e->picked = 1; /* an id may be listed twice */
-                from[np] = i;
-                all[n + np++] = e->rec;
-                work[nwork++] = e->rec.id;
+            if (!e->buf || e->picked || guts_id_cmp(&e->rec.base, &work[k]) != 0)
+                continue;
+            if (n + np == cap) {
+                size_t nc = 2 * cap;
+                guts_rec *na = realloc(all, nc * sizeof(guts_rec));
+                if (na)
+                    all = na;
+                guts_id *nw = na ? realloc(work, (nextra + nc) * sizeof(guts_id)) : NULL;
+                if (nw)
+                    work = nw;
+                size_t *nf = nw ? realloc(from, nc * sizeof(size_t)) : NULL;
+                if (!nf)
+                    goto out_unpick;
+                from = nf;
+                cap = nc;
             }
+            e->picked = 1; /* an id may be listed twice */
+            from[np] = i;
+            all[n + np++] = e->rec;
+            work[nwork++] = e->rec.id;
         }
     }
+    if (!(nobase = calloc(n + np ? n + np : 1, 1)))
+        goto out_unpick;
     rc = GUTS_OK;
     if (n + np) {
         size_t added = 0, bad = 0;
@@ -192,6 +210,10 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
         if (nstored)
             rc = store_recs(c, s, NULL, 0, work, nstored);
     }
+    goto out;
+out_unpick:
+    for (size_t q = 0; q < np; q++)
+        s->pend[from[q]].picked = 0;
 out:
     free(all);
     free(work);
@@ -217,10 +239,12 @@ void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t
     }
 }
 
-void pull_pend_retry(guts_core *c, session *s)
+void pull_pend_retry(guts_core *c, session *s, int force)
 {
-    if (!s->live_pend)
+    uint64_t others = c->ctr.objects_fetched - s->got_objects;
+    if (!s->live_pend || (!force && others == s->pend_others))
         return;
+    s->pend_others = others;
     guts_id *ids = malloc(s->live_pend * sizeof(guts_id));
     if (!ids)
         return;

@@ -267,3 +267,13 @@ int guts_repo_group_commit(guts_repo *r)
 {
     return r ? store_group_commit(r) : GUTS_EINVAL;
 }
+
+int guts_repo_group_holds(const guts_repo *r, const guts_id *from, const guts_id *to)
+{
+    if (!r) return 0;
+    for (size_t i = 0; i < r->grp.n; i++) {
+        const guts_id *id = &r->grp.ents[i].id;
+        if ((!from || guts_id_cmp(id, from) >= 0) && (!to || guts_id_cmp(id, to) < 0)) return 1;
+    }
+    return 0;
+}

@@ -48,8 +48,11 @@
  * before, only committed in fewer transactions. One commit per frame of
  * up to 1024 small records cost a replica of 202,000 objects ~14% of its
  * CPU (docs/performance.md). What a group holds is lost to a crash of
- * the process; nothing refers to it yet, and the next pull fetches it. */
-#define LMDBSTORE_GROUP_BYTES ((size_t)2 << 20)
+ * the process; nothing refers to it yet, and the next pull fetches it.
+ * 1 MiB, not 2: with a split pull's held deltas beside it, a 2 MiB group
+ * and its commit's dirty pages took a fresh node of 202,000 small objects
+ * to 60-64 MB of RssAnon (54 MB with 1 MiB, for the same time). */
+#define LMDBSTORE_GROUP_BYTES ((size_t)1 << 20)
 
 /* Flusher threads: flushes of different files overlap in the disk's
  * queue and the filesystem's journal commits (ext4 joins concurrent
@@ -552,11 +555,16 @@ static int l_info(void *ctx, const char *key, guts_repo_info *out)
     return rc ? rc : guts_repo_info_get(r, out);
 }
 
+/* A listing of a range the group holds nothing of needs no commit: each
+ * part of a split first copy starts with the listing of its range, and a
+ * commit (and its flush) per part, 256 of them, was most of a fresh
+ * node's wall time on many small objects (docs/performance.md). */
 static int l_ids(void *ctx, const char *key, const guts_id *from, const guts_id *to,
                  int (*cb)(const guts_id *id, void *arg), void *arg)
 {
     guts_repo *r;
-    int rc = committed(ctx, key, &r);
+    int rc = get_repo(ctx, key, 0, &r);
+    if (!rc && guts_repo_group_holds(r, from, to)) rc = committed(ctx, key, &r);
     return rc ? rc : guts_repo_ids(r, from, to, cb, arg);
 }
 

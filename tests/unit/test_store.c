@@ -1105,7 +1105,19 @@ START_TEST(test_grouped_puts_are_written_by_one_commit)
     check_get(r, &objs[N - 1]); /* decoded through the group's records */
     ck_assert_int_eq(guts_repo_has(other, &objs[0].id), 0);
     ck_assert_uint_eq(objects_of(other), 0);
+    /* the group's ids by range: [from, to), NULL unbounded */
+    guts_id lo = objs[0].id, hi = objs[0].id;
+    for (int i = 1; i < N; i++) {
+        if (guts_id_cmp(&objs[i].id, &lo) < 0) lo = objs[i].id;
+        if (guts_id_cmp(&objs[i].id, &hi) > 0) hi = objs[i].id;
+    }
+    ck_assert_int_eq(guts_repo_group_holds(r, NULL, NULL), 1);
+    ck_assert_int_eq(guts_repo_group_holds(r, &lo, &lo), 0);
+    ck_assert_int_eq(guts_repo_group_holds(r, NULL, &lo), 0);
+    ck_assert_int_eq(guts_repo_group_holds(r, &hi, NULL), 1);
+    ck_assert_int_eq(guts_repo_group_holds(other, NULL, NULL), 0);
     ck_assert_int_eq(guts_repo_group(r, 0), GUTS_OK);
+    ck_assert_int_eq(guts_repo_group_holds(r, NULL, NULL), 0);
     ck_assert_int_eq(guts_repo_txnid(r, &txn1), GUTS_OK);
     ck_assert_uint_eq(txn1, txn0 + 1);
     ck_assert_uint_eq(objects_of(other), N);
