@@ -290,12 +290,15 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         if (r) {
             if (r->pulling)
                 r->pulling--;
+            int gave = 0;
             for (int k = 0; r->plan && k < 2; k++) { /* unfinished: another peer takes them */
                 int *part = k ? &s->prev_part : &s->part;
                 if (*part < 0)
                     continue;
-                pull_plan_give_back(r->plan, *part, s->busy ? NULL : &s->peer_id);
-                c->ctr.split_given_back++;
+                uint32_t n = k ? s->prev_nrun : s->nrun;
+                pull_plan_give_back(r->plan, *part, n, s->busy ? NULL : &s->peer_id);
+                c->ctr.split_given_back += n;
+                gave = 1;
                 *part = -1;
                 sync_touched(c); /* its idle deadline was the stall's */
             }
@@ -335,6 +338,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             int busy = s->busy;
             uint32_t retry_after = s->retry_after;
             sess_remove(c, s);
+            if (gave) /* a session waiting for parts takes them first */
+                pull_parts_kick(c, r);
             if (busy) /* later, maybe from another peer (none: no pull) */
                 r->next_pull = c->now + 1 + busy_delay(c, r, retry_after);
             else
