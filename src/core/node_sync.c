@@ -133,6 +133,8 @@ static uint64_t idle_deadline(const session *s)
 {
     if (s->kind == SESS_PULL && s->part >= 0)
         return s->last_active + s->stall_ms;
+    if (s->kind == SESS_PULL && s->part_wait)
+        return s->last_active + CORE_SPLIT_WAIT_MS;
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
@@ -433,6 +435,12 @@ void sync_idle(guts_core *c)
         session *s = c->sess[i];
         if (c->now < idle_deadline(s))
             continue;
+        if (s->kind == SESS_PULL && s->part_wait) { /* waited long enough: the bases now */
+            s->part_wait = 0;
+            sync_touched(c);
+            pull_advance(c, s);
+            continue;
+        }
         int stalled = s->kind == SESS_PULL && s->part >= 0;
         c->ctr.split_stalls += (uint64_t)stalled;
         lrepo *r = stalled ? core_repo_find(c, s->key) : NULL;
