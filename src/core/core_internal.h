@@ -212,11 +212,14 @@ typedef struct session {
     uint32_t round;
     uint32_t outstanding; /* requests (RECON/WANT) without their DONE */
     int recon_done;
-    int part;   /* the plan's part this pull reconciles, -1: the whole set */
-    int prev_part;      /* the part before, its objects still coming, or -1 */
+    int part;   /* the plan's first part this pull reconciles, -1: the whole set */
+    uint32_t nrun;      /* parts part .. part+nrun-1 (pull_plan_take's run) */
+    int prev_part;      /* the run before, its objects still coming, or -1 */
+    uint32_t prev_nrun; /* its length */
     uint32_t prev_left; /* DONEs still due for prev_part's requests */
     uint32_t stall_ms;  /* with a part: the plan's stall_ms when it began */
     int norefs; /* a part's pull that ends without the refs phase */
+    int part_wait; /* no part free: waits for the plan's other sessions (pull_parts_kick) */
     uint32_t want_rounds;
     uint64_t want_mark; /* got_objects + npend when the last WANT was sent */
     cref *inrefs;       /* refs received this session */
@@ -541,6 +544,7 @@ int sync_refs_scan(void *ctx, uint32_t lo, uint32_t hi, guts_recon_visit cb, voi
 int pull_join_due(const guts_core *c, const lrepo *r);
 /* Move the puller on when a phase is complete. */
 void pull_advance(guts_core *c, session *s);
+void pull_parts_kick(guts_core *c, lrepo *r);
 /* The pull's stream is open (new or parked): HELLO, resumes, the first phase. */
 void pull_open(guts_core *c, session *s);
 void pull_recon(guts_core *c, session *s, const guts_msg_recon *m);

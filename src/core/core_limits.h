@@ -214,6 +214,11 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 #define CORE_SPLIT_MANY 4096
 #define CORE_SPLIT_JOIN_MS 250
 #define CORE_SPLIT_STALL_MS 5000
+/* A session with no part free waits for the plan's other sessions (their
+ * objects are the bases of deltas it holds) at most this long after its
+ * last frame, well under a server's CORE_SESSION_IDLE_MS; then it asks its
+ * peer for the bases still missing (some may then come twice). */
+#define CORE_SPLIT_WAIT_MS 15000
 /* A pull that ended well leaves its stream open ("parked") for the next
  * pull from the same peer: hundreds of repositories then travel over
  * max_sessions connections instead of one connection each, which the

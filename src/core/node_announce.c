@@ -561,6 +561,8 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
         }
         if (guts_fp_eq(e->fp, r->info.fp) && e->refs_digest == r->info.refs_digest.lo) continue;
         if (e->objects == 0 && e->refs_digest == 0) continue; /* it has nothing to give */
+        if (r->plan) /* it may join a split pull at once (pull_join_due) */
+            r->plan->join_at = c->now;
         peer_repo *pr = members_repo(p, r->key);
         int urgent = !(pr && members_repo_exhausted(pr)) &&
                      (e->objects > r->info.objects || guts_fp_eq(e->fp, r->info.fp) ||

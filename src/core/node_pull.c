@@ -135,7 +135,7 @@ void sync_start_pulls(guts_core *c)
         } else if (r->plan) {
             /* no session holds a part unless it is a join: none is free
              * only when every part is done */
-            s->part = pull_plan_take(r->plan, s->stream);
+            s->part = pull_plan_take(r->plan, s->stream, &s->nrun);
             if (s->part < 0) {
                 pull_plan_free(r->plan);
                 r->plan = NULL;
@@ -187,7 +187,7 @@ static int phase_start(guts_core *c, session *s, int phase)
     int rc;
     if (phase == PHASE_OBJECTS && s->part >= 0 && r && r->plan)
         rc = guts_recon_puller_start_range(&s->recon, &set, s->seed, r->plan->depth,
-                                           (uint32_t)s->part, &items, &n);
+                                           (uint32_t)s->part, s->nrun, &items, &n);
     else
         rc = guts_recon_puller_start(&s->recon, &set, s->seed, &items, &n);
     if (rc)
@@ -198,6 +198,62 @@ static int phase_start(guts_core *c, session *s, int phase)
         return rc;
     s->outstanding++;
     return GUTS_OK;
+}
+
+/* s has no part of r's plan left: it takes the next free run; with none
+ * free, it waits (part_wait) while the plan's other sessions pull theirs:
+ * their objects are the bases of most deltas s holds, and asking s's peer
+ * for them now would bring them twice. pull_parts_kick moves it on: to a
+ * run given back, or to the held deltas' bases still missing (WANT) once
+ * every part is in, after which it ends without the refs phase (the
+ * session that finishes the last part pulls them). Returns 1 when s took a
+ * run (or ended) or waits. */
+static int part_next(guts_core *c, session *s, lrepo *r)
+{
+    s->part_wait = 0;
+    s->part = r->plan ? pull_plan_take(r->plan, s->stream, &s->nrun) : -1;
+    if (s->part >= 0) {
+        s->norefs = 0;
+        int rc = phase_start(c, s, PHASE_OBJECTS);
+        if (rc)
+            sync_end(c, s, 0, 1, guts_strerror(rc));
+        return 1;
+    }
+    sync_touched(c); /* no part: the whole pull's idle deadline */
+    s->norefs = 1;
+    s->phase = PHASE_WANTS;
+    s->want_mark = UINT64_MAX;
+    s->part_wait = r->plan != NULL;
+    return s->part_wait;
+}
+
+void pull_parts_kick(guts_core *c, lrepo *r)
+{
+    uint32_t *streams = malloc((c->nsess ? c->nsess : 1) * sizeof *streams);
+    size_t n = 0;
+    if (!streams)
+        return; /* they wait for their idle deadline */
+    /* every part in: the deltas each session holds whose bases are stored,
+     * over and over (a base may be a delta another session holds), before
+     * anyone asks a peer for a base another session brought */
+    for (uint64_t got = UINT64_MAX; !r->plan && got != c->ctr.objects_fetched;) {
+        got = c->ctr.objects_fetched;
+        for (size_t i = 0; i < c->nsess; i++)
+            if (c->sess[i]->kind == SESS_PULL && strcmp(c->sess[i]->key, r->key) == 0)
+                pull_pend_retry(c, c->sess[i], 1);
+    }
+    for (size_t i = 0; i < c->nsess; i++)
+        if (c->sess[i]->kind == SESS_PULL && c->sess[i]->part_wait &&
+            strcmp(c->sess[i]->key, r->key) == 0)
+            streams[n++] = c->sess[i]->stream;
+    for (size_t i = 0; i < n; i++) {
+        session *s = sync_find(c, streams[i]); /* a kick before may have ended it */
+        if (!s || !s->part_wait)
+            continue;
+        if (!part_next(c, s, r))
+            pull_advance(c, s);
+    }
+    free(streams);
 }
 
 /* Move the puller on when a phase is complete. */
@@ -212,29 +268,18 @@ void pull_advance(guts_core *c, session *s)
         return;
     }
     if (s->phase == PHASE_OBJECTS && s->part >= 0 && r->plan) {
-        pull_plan_done(r->plan, s->part);
+        pull_plan_done(r->plan, s->part, s->nrun);
         s->part = -1;
         pull_pend_retry(c, s, 0); /* bases another session stored meanwhile */
         if (!pull_plan_complete(r->plan)) {
-            s->part = pull_plan_take(r->plan, s->stream);
-            if (s->part >= 0) {
-                int rc = phase_start(c, s, PHASE_OBJECTS);
-                if (rc)
-                    sync_end(c, s, 0, 1, guts_strerror(rc));
+            if (part_next(c, s, r))
                 return;
-            }
-            /* the other parts are being pulled: the held deltas' bases
-             * (WANT), then this session ends; the last part's pulls the refs */
-            sync_touched(c); /* no part: the whole pull's idle deadline */
-            pull_pend_retry(c, s, 1); /* bases stored any other way */
-            s->norefs = 1;
-            s->phase = PHASE_WANTS;
-            s->want_mark = UINT64_MAX;
         } else {
             pull_plan_free(r->plan); /* every part is in: the refs, as a whole pull */
             r->plan = NULL;
             pull_pend_retry(c, s, 1); /* bases stored any other way */
             sync_touched(c);
+            pull_parts_kick(c, r); /* the sessions that waited: their held deltas */
         }
     }
     if (s->phase == PHASE_OBJECTS) {
@@ -349,12 +394,15 @@ static int part_ahead(guts_core *c, session *s)
     if (s->phase != PHASE_OBJECTS || s->part < 0 || s->prev_part >= 0 || !s->outstanding ||
         !r || !r->plan)
         return 0;
-    int next = pull_plan_take(r->plan, s->stream);
+    uint32_t nrun;
+    int next = pull_plan_take(r->plan, s->stream, &nrun);
     if (next < 0)
         return 0;
     s->prev_part = s->part;
+    s->prev_nrun = s->nrun;
     s->prev_left = s->outstanding;
     s->part = next;
+    s->nrun = nrun;
     int rc = phase_start(c, s, PHASE_OBJECTS);
     if (rc) {
         sync_end(c, s, 0, 1, guts_strerror(rc));
@@ -403,7 +451,7 @@ void pull_done(guts_core *c, session *s)
     if (s->prev_part >= 0 && --s->prev_left == 0) {
         lrepo *r = core_repo_find(c, s->key);
         if (r && r->plan)
-            pull_plan_done(r->plan, s->prev_part);
+            pull_plan_done(r->plan, s->prev_part, s->prev_nrun);
         s->prev_part = -1;
         pull_pend_retry(c, s, 0); /* bases another session stored meanwhile */
     }

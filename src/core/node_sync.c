@@ -133,6 +133,8 @@ static uint64_t idle_deadline(const session *s)
 {
     if (s->kind == SESS_PULL && s->part >= 0)
         return s->last_active + s->stall_ms;
+    if (s->kind == SESS_PULL && s->part_wait)
+        return s->last_active + CORE_SPLIT_WAIT_MS;
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
@@ -290,12 +292,15 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
         if (r) {
             if (r->pulling)
                 r->pulling--;
+            int gave = 0;
             for (int k = 0; r->plan && k < 2; k++) { /* unfinished: another peer takes them */
                 int *part = k ? &s->prev_part : &s->part;
                 if (*part < 0)
                     continue;
-                pull_plan_give_back(r->plan, *part, s->busy ? NULL : &s->peer_id);
-                c->ctr.split_given_back++;
+                uint32_t n = k ? s->prev_nrun : s->nrun;
+                pull_plan_give_back(r->plan, *part, n, s->busy ? NULL : &s->peer_id);
+                c->ctr.split_given_back += n;
+                gave = 1;
                 *part = -1;
                 sync_touched(c); /* its idle deadline was the stall's */
             }
@@ -335,6 +340,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             int busy = s->busy;
             uint32_t retry_after = s->retry_after;
             sess_remove(c, s);
+            if (gave) /* a session waiting for parts takes them first */
+                pull_parts_kick(c, r);
             if (busy) /* later, maybe from another peer (none: no pull) */
                 r->next_pull = c->now + 1 + busy_delay(c, r, retry_after);
             else
@@ -428,6 +435,12 @@ void sync_idle(guts_core *c)
         session *s = c->sess[i];
         if (c->now < idle_deadline(s))
             continue;
+        if (s->kind == SESS_PULL && s->part_wait) { /* waited long enough: the bases now */
+            s->part_wait = 0;
+            sync_touched(c);
+            pull_advance(c, s);
+            continue;
+        }
         int stalled = s->kind == SESS_PULL && s->part >= 0;
         c->ctr.split_stalls += (uint64_t)stalled;
         lrepo *r = stalled ? core_repo_find(c, s->key) : NULL;

@@ -29,31 +29,43 @@ void pull_plan_free(pull_plan *p)
     free(p);
 }
 
-int pull_plan_take(pull_plan *p, uint32_t stream)
+int pull_plan_take(pull_plan *p, uint32_t stream, uint32_t *count)
 {
+    uint32_t run = pull_plan_free_parts(p) / PULL_PLAN_RUN_DIV;
+    run = run < 1 ? 1 : run > PULL_PLAN_RUN_MAX ? PULL_PLAN_RUN_MAX : run;
+    *count = 0;
     for (uint32_t i = 0; i < p->nparts; i++) {
         if (p->state[i] != PART_FREE) continue;
-        p->state[i] = PART_TAKEN;
-        p->owner[i] = stream;
-        p->ntaken++;
+        uint32_t n = 0;
+        while (n < run && i + n < p->nparts && p->state[i + n] == PART_FREE) {
+            p->state[i + n] = PART_TAKEN;
+            p->owner[i + n] = stream;
+            n++;
+        }
+        p->ntaken += n;
+        *count = n;
         return (int)i;
     }
     return -1;
 }
 
-void pull_plan_done(pull_plan *p, int i)
+void pull_plan_done(pull_plan *p, int i, uint32_t count)
 {
-    assert(i >= 0 && (uint32_t)i < p->nparts && p->state[i] == PART_TAKEN);
-    p->state[i] = PART_DONE;
-    p->ntaken--;
-    p->ndone++;
+    for (uint32_t k = 0; k < count; k++) {
+        assert(i >= 0 && (uint32_t)i + k < p->nparts && p->state[i + k] == PART_TAKEN);
+        p->state[i + k] = PART_DONE;
+    }
+    p->ntaken -= count;
+    p->ndone += count;
 }
 
-void pull_plan_give_back(pull_plan *p, int i, const guts_node_id *peer)
+void pull_plan_give_back(pull_plan *p, int i, uint32_t count, const guts_node_id *peer)
 {
-    assert(i >= 0 && (uint32_t)i < p->nparts && p->state[i] == PART_TAKEN);
-    p->state[i] = PART_FREE;
-    p->ntaken--;
+    for (uint32_t k = 0; k < count; k++) {
+        assert(i >= 0 && (uint32_t)i + k < p->nparts && p->state[i + k] == PART_TAKEN);
+        p->state[i + k] = PART_FREE;
+    }
+    p->ntaken -= count;
     if (peer && !pull_plan_avoids(p, peer))
         p->avoid[p->navoid++ % PULL_PLAN_AVOID] = *peer;
 }

@@ -24,6 +24,9 @@
 
 /* Peers a plan remembers as failed on it (tried last when joining). */
 #define PULL_PLAN_AVOID 4
+/* A run taken at once: 1/8 of the free parts, at most 32 (pull_plan_take). */
+#define PULL_PLAN_RUN_DIV 8
+#define PULL_PLAN_RUN_MAX 32
 
 enum { PART_FREE = 0, PART_TAKEN, PART_DONE };
 
@@ -44,12 +47,19 @@ typedef struct pull_plan {
  * Errors: GUTS_ENOMEM. */
 int pull_plan_new(uint64_t missing, uint64_t many, pull_plan **out);
 void pull_plan_free(pull_plan *p);
-/** The lowest free part, now owned by stream; -1 when none is free. */
-int pull_plan_take(pull_plan *p, uint32_t stream);
-/** Part i, taken, is finished. */
-void pull_plan_done(pull_plan *p, int i);
-/** Part i, taken, goes back (free again); peer (may be NULL) is avoided. */
-void pull_plan_give_back(pull_plan *p, int i, const guts_node_id *peer);
+/** The lowest free part and the free parts right after it, a run of at
+ * most 1/PULL_PLAN_RUN_DIV of the free parts (at least 1, at most
+ * PULL_PLAN_RUN_MAX), now owned by stream: its first part, the run's
+ * length in *count; -1 when none is free. Long runs while many parts are
+ * free keep a peer's upload busy (the next run is asked for only when a
+ * run's reconciliation is over, and its answer comes behind the run's
+ * objects); short ones at the end let the peers finish together. */
+int pull_plan_take(pull_plan *p, uint32_t stream, uint32_t *count);
+/** Parts i .. i+count-1, taken, are finished. */
+void pull_plan_done(pull_plan *p, int i, uint32_t count);
+/** Parts i .. i+count-1, taken, go back (free again); peer (may be NULL)
+ * is avoided. */
+void pull_plan_give_back(pull_plan *p, int i, uint32_t count, const guts_node_id *peer);
 /** 1 when peer's session failed on this plan. */
 int pull_plan_avoids(const pull_plan *p, const guts_node_id *peer);
 /** Every part finished. */

@@ -324,12 +324,12 @@ out:
 int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
                             const guts_recon_item **out, size_t *n_out)
 {
-    return guts_recon_puller_start_range(p, set, seed, 0, 0, out, n_out);
+    return guts_recon_puller_start_range(p, set, seed, 0, 0, 1, out, n_out);
 }
 
 int guts_recon_puller_start_range(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
-                                  uint8_t depth, uint32_t prefix, const guts_recon_item **out,
-                                  size_t *n_out)
+                                  uint8_t depth, uint32_t prefix, uint32_t count,
+                                  const guts_recon_item **out, size_t *n_out)
 {
     memset(p, 0, sizeof *p);
     p->set = *set;
@@ -339,9 +339,12 @@ int guts_recon_puller_start_range(guts_recon_puller *p, const guts_recon_set *se
     *n_out = 0;
     /* The first range is decided like any child: ALL when empty, BLOOM
      * when small, else SPLIT. */
-    int rc = guts_recon_range_check(depth, prefix);
-    if (!rc && depth == GUTS_RECON_DEPTH_MAX) rc = GUTS_EINVAL;
-    if (!rc) rc = push_work(p, depth, prefix);
+    int rc = count ? GUTS_OK : GUTS_EINVAL;
+    for (uint32_t i = 0; !rc && i < count; i++) {
+        rc = guts_recon_range_check(depth, prefix + i);
+        if (!rc && (depth == GUTS_RECON_DEPTH_MAX || prefix + i < prefix)) rc = GUTS_EINVAL;
+        if (!rc) rc = push_work(p, depth, prefix + i);
+    }
     if (!rc) rc = build_round(p);
     if (rc) {
         guts_recon_puller_free(p);

@@ -135,14 +135,16 @@ typedef struct guts_recon_puller {
 int guts_recon_puller_start(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
                             const guts_recon_item **out, size_t *n_out);
 
-/** Start a session over one range only, (depth, prefix) (depth below
- * GUTS_RECON_DEPTH_MAX): the session never names a key outside it, so
- * sessions over disjoint ranges (with different servers) pull disjoint
- * parts of the set. guts_recon_puller_start is this over the root (0, 0).
- * Errors: those of guts_recon_puller_start, and GUTS_EINVAL for a bad range. */
+/** Start a session over count consecutive ranges only, (depth, prefix)
+ * to (depth, prefix + count - 1) (depth below GUTS_RECON_DEPTH_MAX): the
+ * session never names a key outside them, so sessions over disjoint ranges
+ * (with different servers) pull disjoint parts of the set.
+ * guts_recon_puller_start is this over the root (0, 0, 1).
+ * Errors: those of guts_recon_puller_start, and GUTS_EINVAL for a bad range
+ * or a count of 0 or past the last range of that depth. */
 int guts_recon_puller_start_range(guts_recon_puller *p, const guts_recon_set *set, uint64_t seed,
-                                  uint8_t depth, uint32_t prefix, const guts_recon_item **out,
-                                  size_t *n_out);
+                                  uint8_t depth, uint32_t prefix, uint32_t count,
+                                  const guts_recon_item **out, size_t *n_out);
 
 /** Feed the server's answer to the last round (its MASK items; n_in may be 0
  * when nothing differed) and produce the next round. Items that are not MASKs
