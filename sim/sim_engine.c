@@ -89,7 +89,7 @@ int sim_core_start(sim *s, uint32_t i)
     cfg.frame_max = s->cfg.frame_max;
     cfg.obj_max = s->cfg.obj_max;
     cfg.no_log = !s->cfg.verbose && !s->cfg.core_logs;
-    cfg.events = s->event != NULL; /* PEER_LEFT: sim_member's false positives */
+    cfg.events = s->event ? 1u << GUTS_EV_PEER_LEFT : 0; /* sim_member's false positives */
     /* the --peer addresses guts-node would pass: the same code paths
      * (seeds, symmetric answers, peer exchange, learned peers) */
     guts_addr seeds[GUTS_CORE_SEEDS_MAX];

@@ -196,10 +196,12 @@ typedef struct guts_core_config {
      * patterns here; the core stays free of policy and of I/O. */
     int (*repo_wanted)(void *arg, const char *key);
     void *repo_wanted_arg;
-    /* Emit GUTS_ACT_EVENT actions (a driver with hooks or an event stream
-     * sets it; without, none is made: the simulator's thousands of nodes
-     * pay nothing for them). */
-    int events;
+    /* Emit GUTS_ACT_EVENT actions of the types whose bit (1u << GUTS_EV_*)
+     * is set: GUTS_CORE_EVENTS_ALL for a driver with hooks or an event
+     * stream; without, none is made. The simulator asks for PEER_LEFT
+     * only, so its thousands of nodes do not pay for an event (an
+     * allocation and its copy) on every view entry they admit. */
+    unsigned events;
     /* Non-zero: no GUTS_ACT_LOG actions (nothing formatted or copied); a
      * driver that drops every line (guts-sim without --verbose) saves the
      * work. Behaviour is otherwise the same. */
@@ -295,6 +297,8 @@ enum {
  * empty ref and "N more" in detail (a first pull of 1,500 refs is one
  * pass: hooks should not run 1,500 times). */
 #define GUTS_CORE_REF_EVENTS_MAX 64
+
+#define GUTS_CORE_EVENTS_ALL (~0u) /* guts_core_config.events: every type */
 
 typedef struct guts_core_event {
     int type;                        /* GUTS_EV_* */

@@ -321,6 +321,7 @@ struct guts_core {
     uint64_t kmv_epoch_end; /* 0: not started */
     uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
     uint32_t kmv_stale;     /* insertions into a full sketch since kmv_est */
+    uint64_t kmv_exact;     /* the estimate of the epochs as they are, 0: unknown */
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_config cfg;
     /* end of the hot part; below, what fewer events touch */

@@ -157,7 +157,7 @@ const char *guts_core_event_name(int type)
 void core_event(guts_core *c, int type, const char *repo, const char *ref, const guts_id *old_id,
                 const guts_id *new_id, const guts_node_id *peer, const char *detail)
 {
-    if (!c->cfg.events) return;
+    if (!(c->cfg.events >> type & 1)) return;
     guts_core_event *e = calloc(1, sizeof *e);
     if (!e) return;
     e->type = type;

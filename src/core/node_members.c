@@ -210,7 +210,7 @@ static void sketch_tick(guts_core *c)
     if (c->kmv_epoch_end) {
         c->kmv_cur ^= 1;
         c->nkmv[c->kmv_cur] = 0;
-        c->kmv_est = 0;
+        c->kmv_est = c->kmv_exact = 0;
         c->kmv_stale = 0;
     }
     if (!c->kmv_epoch_end) c->kmv_since = c->now;
@@ -256,6 +256,11 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
     memmove(a + lo + 1, a + lo, (n - lo) * sizeof(*a));
     a[lo] = h;
     c->nkmv[c->kmv_cur] = n + 1;
+    /* a sender the last epoch holds (most of them while an epoch fills in
+     * a steady group) leaves the union of the two as it was */
+    const uint64_t *b = c->kmv[c->kmv_cur ^ 1];
+    size_t nb = c->nkmv[c->kmv_cur ^ 1], j = full ? nb : kmv_pos(b, nb, h);
+    if (j == nb || b[j] != h) c->kmv_exact = 0;
     if (!full || ++c->kmv_stale >= CORE_KMV_STALE) {
         c->kmv_est = 0;
         c->kmv_stale = 0;
@@ -266,6 +271,7 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
 static uint64_t sketch_estimate(guts_core *c)
 {
     if (c->kmv_est) return c->kmv_est;
+    if (c->kmv_exact) return c->kmv_est = c->kmv_exact;
     /* merge both epochs' sorted hashes: distinct ones, up to k. Each array
      * is strictly increasing (members_sketch_add adds no duplicate), so a
      * hash is repeated only across the two, and then both advance; without
@@ -291,7 +297,7 @@ static uint64_t sketch_estimate(guts_core *c)
     uint64_t est = n;
     if (n == CORE_KMV_K && last)
         est = (uint64_t)((CORE_KMV_K - 1) * 18446744073709551616.0 / (double)last);
-    c->kmv_est = est + 1;
+    c->kmv_est = c->kmv_exact = est + 1;
     return c->kmv_est;
 }
 

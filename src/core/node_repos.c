@@ -18,7 +18,8 @@ typedef struct repo_key {
 static int repo_cmp(const void *ctx, size_t i)
 {
     const repo_key *k = ctx;
-    return strcmp(k->c->repos[i]->key, k->key);
+    const char *key = k->c->repos[i]->key;
+    return key == k->key ? 0 : strcmp(key, k->key); /* a peer's entry shares its key */
 }
 
 static size_t repo_pos(const guts_core *c, const char *key, int *found)

@@ -249,7 +249,7 @@ int guts_net_node_open(guts_net_node *n, struct ev_loop *loop, const guts_net_op
     cfg.store = &n->store;
     cfg.repo_wanted = guts_net_repo_wanted;
     cfg.repo_wanted_arg = &n->opts;
-    cfg.events = opts->nhooks > 0 || opts->http_on; /* hooks, /events */
+    cfg.events = opts->nhooks > 0 || opts->http_on ? GUTS_CORE_EVENTS_ALL : 0; /* hooks, /events */
     /* --peer: seeds the core copies every group datagram to */
     guts_addr seeds[GUTS_NET_PEERS_MAX];
     for (size_t i = 0; i < opts->npeers; i++)
