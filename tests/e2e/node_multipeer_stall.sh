@@ -22,27 +22,9 @@ stopped=
 trap 'rc=$?; [ -z "$stopped" ] || kill -CONT "$stopped" 2>/dev/null; (exit $rc); netns_cleanup' EXIT
 
 KEY=multi/repo
-gen_repo "$TMP/src.git" 100 15 2048
-expect 0 "$GUTS" --data "$TMP/s1" import "$KEY" "$TMP/src.git"
-for i in 1 2 3; do
-  seed_leg "$i" "guts-e2e-$$-s$i" 2mbit
-  [ "$i" = 1 ] || { mkdir -p "$TMP/s$i" && cp -a "$TMP/s1/repos" "$TMP/s$i/"; }
-done
-for i in 1 2 3; do node_start_ns "guts-e2e-$$-s$i" v0 "s$i"; done
-for i in 1 2 3; do wait_until 20 "s$i writes its status" test -s "$TMP/s$i/node/status.json"; done
-NODE_IFACE= node_start f
-
-connected() { [ -n "$(ss -Htn state established dst "10.74.$1.2")" ]; }
-victim=
-deadline=$((SECONDS + 60))
-while [ -z "$victim" ]; do
-  node_alive f
-  [ $SECONDS -lt $deadline ] || fail "f did not pull from two seeds within 60 s"
-  n=0 last=
-  for i in 1 2 3; do if connected "$i"; then n=$((n + 1)); last=$i; fi; done
-  [ "$n" -ge 2 ] && victim=$last
-  sleep 0.05
-done
+three_seeds "$KEY" 2mbit
+seed_pulled_from
+victim=$VICTIM n=$NPULL
 stopped=${NODE_PID[s$victim]}
 kill -STOP "$stopped"
 echo "stopped s$victim (pid $stopped) while f pulled from $n seeds"

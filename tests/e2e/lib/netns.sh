@@ -190,6 +190,42 @@ PY
   git -C "$1" symbolic-ref HEAD refs/heads/main
 }
 
+# three_seeds KEY RATE: the split-pull tests' cluster. A repository (1,801
+# objects, about 3 MB) imported once into s1 and copied to s2 and s3 (the
+# seeds hold the same ref records), each seed a node in a namespace of its
+# own behind a capped leg (seed_leg), and a fresh node f on every
+# interface here. Leaves the source in $TMP/src.git.
+three_seeds() {
+  local key=$1 rate=$2 i
+  gen_repo "$TMP/src.git" 100 15 2048
+  expect 0 "$GUTS" --data "$TMP/s1" import "$key" "$TMP/src.git"
+  for i in 1 2 3; do
+    seed_leg "$i" "guts-e2e-$$-s$i" "$rate"
+    [ "$i" = 1 ] || { mkdir -p "$TMP/s$i" && cp -a "$TMP/s1/repos" "$TMP/s$i/"; }
+  done
+  for i in 1 2 3; do node_start_ns "guts-e2e-$$-s$i" v0 "s$i"; done
+  for i in 1 2 3; do wait_until 20 "s$i writes its status" test -s "$TMP/s$i/node/status.json"; done
+  NODE_IFACE= node_start f
+}
+
+# seed_pulled_from: waits (60 s at most) until f holds connections to two
+# of three_seeds' seeds; sets VICTIM to the last of them and NPULL to how
+# many f pulls from.
+seed_pulled_from() {
+  local deadline=$((SECONDS + 60)) i last
+  VICTIM=
+  while [ -z "$VICTIM" ]; do
+    node_alive f
+    [ $SECONDS -lt $deadline ] || fail "f did not pull from two seeds within 60 s"
+    NPULL=0 last=
+    for i in 1 2 3; do
+      if [ -n "$(ss -Htn state established dst "10.74.$i.2")" ]; then NPULL=$((NPULL + 1)); last=$i; fi
+    done
+    [ "$NPULL" -ge 2 ] && VICTIM=$last
+    sleep 0.05
+  done
+}
+
 # node_stop NAME: SIGTERM, wait (bounded), require exit status 0.
 node_stop() {
   local name=$1 pid=${NODE_PID[$1]} rc=0 deadline=$((SECONDS + NETNS_STOP_TIMEOUT))
