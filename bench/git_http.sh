@@ -14,6 +14,7 @@
 #   BUNDLE=file.bundle ...   the repository (default ../shared/data/zlib.bundle)
 #   GEN=1 ...                a generated one instead (scripts/bench-repo;
 #                            COMMITS, TOUCH, FILES, REFS shape it)
+#   CLONES_ONLY=1 ...        the clones alone, no push, prepare or fetch
 #   PERF=FILE ...            after the timed clones, one more clone from the
 #                            node under `perf record -g` of the node, into FILE
 set -euo pipefail
@@ -185,6 +186,7 @@ echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2)
 for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 echo "clone --mirror guts:// (git-remote-guts, the node's pack) $(m helper 1) ms, file:// $(m file 1) ms: ratio $(ratio "$(m helper 1)" "$(m file 1)")"
 for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-${side[$s]}" | tr '\n' ' ')"; done
+[ -z "${CLONES_ONLY:-}" ] || { node_stop a; exit 0; }
 
 # a fetch of three new commits, each side from a clone made before them
 # (from the second run on, each side's clone before the fetch is the first

@@ -117,16 +117,33 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     }
 }
 
-/* The whole content of an entry, deflated into the buffer. */
+/* The whole content of an entry, deflated into the buffer: by the fast
+ * encoder at GUTS_PACK_FAST when the buffer can hold its bound. */
 static int deflate_whole(guts_packw *w, const void *data, size_t len)
 {
+    size_t need = guts_deflate_bound(len);
+    if (w->fast.tab && len < GUTS_PACK_BUF) {
+        int rc = make_room(w, need);
+        if (rc) return rc;
+    }
+    if (w->fast.tab && w->len + need <= w->cap) {
+        size_t n = guts_deflate_fast(&w->fast, data, len, w->buf + w->len);
+        if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
+        w->len += n;
+        return GUTS_OK;
+    }
     if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
     return deflate_more(w, data, len, Z_FINISH);
 }
 
-/* The compressor at level. */
+/* The compressor at level (GUTS_PACK_FAST: the fast encoder, and zlib at
+ * level 1 for what it does not take). */
 static int compressors_init(guts_packw *w, int level, int mem_level)
 {
+    if (level == GUTS_PACK_FAST) {
+        if (guts_deflate_init(&w->fast)) return GUTS_ENOMEM;
+        level = 1;
+    }
     if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
         return GUTS_ENOMEM;
     w->zinit = 1;
@@ -385,6 +402,7 @@ void guts_packw_free(guts_packw *w)
 {
     async_stop(w);
     if (w->zinit) deflateEnd(&w->z);
+    guts_deflate_free(&w->fast);
     free(w->buf);
     EVP_MD_CTX_free(w->sha);
     w->zinit = 0;
