@@ -152,12 +152,14 @@ static int compressors_init(guts_packw *w, int level, int mem_level)
 
 /* ---- The deflater thread (guts_packw_async) ----------------------------------- */
 
-/* An entry waiting for the thread: a whole object, or a REF_DELTA. */
+/* An entry waiting for the thread: a whole object, a REF_DELTA, or an
+ * object with its base's content (blen bytes before its own in data) for
+ * the thread to try a delta against. */
 typedef struct packw_job {
     struct packw_job *next;
     int type;
     guts_id base;
-    size_t len;
+    size_t len, blen;
     uint8_t data[];
 } packw_job;
 
@@ -183,6 +185,21 @@ static int write_whole(guts_packw *w, int type, const guts_id *base, const void 
     return rc ? rc : deflate_whole(w, data, len);
 }
 
+/* A REF_DELTA against base when guts_pack_delta finds one under half of
+ * len (blen: the base's content is there), else whole. */
+static int write_entry(guts_packw *w, int type, const guts_id *base, const uint8_t *bdata,
+                       size_t blen, const uint8_t *data, size_t len)
+{
+    uint8_t *delta;
+    size_t dlen;
+    if (blen && guts_pack_delta(bdata, blen, data, len, len / 2, &delta, &dlen) == GUTS_OK) {
+        int rc = write_whole(w, GUTS_PACK_REF_DELTA, base, delta, dlen);
+        free(delta);
+        return rc;
+    }
+    return write_whole(w, type, base, data, len);
+}
+
 static void *async_main(void *arg)
 {
     guts_packw *w = arg;
@@ -197,10 +214,12 @@ static void *async_main(void *arg)
         a->busy = 1;
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
-        int rc = failed ? GUTS_OK : write_whole(w, j->type, &j->base, j->data, j->len);
+        int rc = failed ? GUTS_OK
+                        : write_entry(w, j->type, &j->base, j->data, j->blen, j->data + j->blen,
+                                      j->len);
         pthread_mutex_lock(&a->mu);
         if (rc) a->rc = rc;
-        a->queued -= j->len;
+        a->queued -= j->len + j->blen;
         a->busy = 0;
         free(j);
         pthread_cond_broadcast(&a->less);
@@ -224,17 +243,22 @@ static int async_drain(guts_packw *w)
     return rc;
 }
 
-/* Queue an entry for the thread, waiting while the queue is full. */
-static int async_put(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+/* Queue an entry for the thread (write_entry's), waiting while the queue
+ * is full. */
+static int async_put(guts_packw *w, int type, const guts_id *base, const void *bdata, size_t blen,
+                     const void *data, size_t len)
 {
     struct packw_async *a = w->async;
-    packw_job *j = malloc(sizeof *j + len);
+    packw_job *j = malloc(sizeof *j + blen + len);
     if (!j) return GUTS_ENOMEM;
     j->next = NULL;
     j->type = type;
     if (base) j->base = *base;
     j->len = len;
-    memcpy(j->data, data, len);
+    j->blen = blen;
+    if (blen) memcpy(j->data, bdata, blen);
+    memcpy(j->data + blen, data, len);
+    len += blen;
     pthread_mutex_lock(&a->mu);
     while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
         pthread_cond_signal(&a->more);
@@ -362,13 +386,21 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    return w->async ? async_put(w, type, NULL, data, len) : write_whole(w, type, NULL, data, len);
+    return w->async ? async_put(w, type, NULL, NULL, 0, data, len)
+                    : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, delta, len)
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len)
                     : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
+}
+
+int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
+                              size_t blen, const void *data, size_t len)
+{
+    return w->async ? async_put(w, type, base, bdata, blen, data, len)
+                    : write_entry(w, type, base, bdata, blen, data, len);
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)

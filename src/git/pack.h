@@ -100,13 +100,13 @@ int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len);
 int guts_packw_append(guts_packw *w, const void *data, size_t len);
 
 /** Deflate and write entries on a thread of this writer's own from now on
- * (a file writer or one with a sink; not in memory): guts_packw_object and
- * guts_packw_ref_delta copy the content into a queue of at most
+ * (a file writer or one with a sink; not in memory): guts_packw_object,
+ * _ref_delta and _delta_or_whole copy the content into a queue of at most
  * GUTS_PACK_ASYNC_MAX bytes (more only for one entry alone) and return,
  * the thread deflates and writes the entries in the order given, and the
  * calls that write anything else (_stream, _append, _finish) wait for the
- * queue to empty first. So with two CPUs the caller reads and deltifies the
- * next objects while the last ones are deflated: the entries are the same,
+ * queue to empty first. So with two CPUs the caller reads the next objects
+ * while the last ones are deltified and deflated: the entries are the same,
  * in the same order. A write error is returned by a later call. The sink,
  * if any, is called from the thread. guts_packw_free stops it. Errors:
  * GUTS_ENOMEM, GUTS_EINVAL (in memory). */
@@ -124,6 +124,15 @@ int guts_packw_object(guts_packw *w, int type, const void *data, size_t len);
 
 /** One REF_DELTA entry: delta (guts_pack_delta) against base. */
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len);
+
+/** One entry of type (data, len): a REF_DELTA against base when
+ * guts_pack_delta finds one under half of len against the base's content
+ * (bdata, blen; of the same type; blen 0: none), else whole. With the
+ * thread (guts_packw_async) the delta is built there, both contents
+ * copied into the queue: the caller reads the next objects meanwhile.
+ * Errors as guts_packw_object. */
+int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
+                              size_t blen, const void *data, size_t len);
 
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */
