@@ -104,9 +104,11 @@ static int has_path_base(const walk *w, size_t i, int type)
 
 /* The entry against its stored base by the writer's deflater thread
  * (guts_packw_delta_or_whole: the delta is built there), or whole: the
- * base's content is read here, from the walk's kept copy or the store. */
+ * base's content is read here, from the walk's kept copy or the store.
+ * take: GUTS_PACKW_TAKE_DATA when data is the caller's to hand over. */
 static int delta_on_writer(walk *w, guts_repo *r, guts_packw *p, const guts_id *id,
-                           const guts_id *stored_base, int type, const void *data, size_t len)
+                           const guts_id *stored_base, int type, const void *data, size_t len,
+                           int take)
 {
     const void *bdata = NULL;
     void *got = NULL;
@@ -122,10 +124,13 @@ static int delta_on_writer(walk *w, guts_repo *r, guts_packw *p, const guts_id *
             bdata = got;
         }
     }
-    if (btype != type) blen = 0;
-    int rc = guts_packw_delta_or_whole(p, type, stored_base, bdata, blen, data, len);
-    free(got);
-    return rc;
+    if (btype != type) {
+        free(got);
+        got = NULL;
+        blen = 0;
+    }
+    return guts_packw_delta_or_whole(p, type, stored_base, bdata, blen, data, len,
+                                     take | (got ? GUTS_PACKW_TAKE_BASE : 0));
 }
 
 /* encode_one's answer for a large object and an in-memory writer: the
@@ -184,11 +189,15 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     uint8_t *delta = NULL;
     size_t dlen = 0;
     guts_id base;
-    if (p->async && !has_path_base(w, i, type)) {
-        rc = delta_on_writer(w, r, p, id, &stored_base, type, data, len);
-    } else if (stored_delta(w, r, id, &stored_base, type, data, len, &base, &delta, &dlen) ==
-                   GUTS_OK ||
-               path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
+    if (p->async && !has_path_base(w, i, type)) { /* the writer's thread frees data */
+        rc = delta_on_writer(w, r, p, id, &stored_base, type, data, len,
+                             k ? 0 : GUTS_PACKW_TAKE_DATA);
+        if (rc) return pack_err(err, rc);
+        *bytes = len;
+        return GUTS_OK;
+    }
+    if (stored_delta(w, r, id, &stored_base, type, data, len, &base, &delta, &dlen) == GUTS_OK ||
+        path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
         rc = guts_packw_ref_delta(p, &base, delta, dlen);
         free(delta);
     } else {

@@ -153,15 +153,25 @@ static int compressors_init(guts_packw *w, int level, int mem_level)
 /* ---- The deflater thread (guts_packw_async) ----------------------------------- */
 
 /* An entry waiting for the thread: a whole object, a REF_DELTA, or an
- * object with its base's content (blen bytes before its own in data) for
- * the thread to try a delta against. */
+ * object with its base's content (blen bytes; else 0) for the thread to
+ * try a delta against. The contents are the caller's buffers it handed
+ * over (taken, freed with the job) or copies (in copy). */
 typedef struct packw_job {
     struct packw_job *next;
     int type;
     guts_id base;
+    const uint8_t *bdata, *data;
     size_t len, blen;
-    uint8_t data[];
+    void *taken[2];
+    uint8_t copy[];
 } packw_job;
+
+static void job_free(packw_job *j)
+{
+    free(j->taken[0]);
+    free(j->taken[1]);
+    free(j);
+}
 
 /* Content queued before the thread is woken (it then writes all there is). */
 #define PACKW_ASYNC_BATCH (256u << 10)
@@ -215,13 +225,12 @@ static void *async_main(void *arg)
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
         int rc = failed ? GUTS_OK
-                        : write_entry(w, j->type, &j->base, j->data, j->blen, j->data + j->blen,
-                                      j->len);
+                        : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data, j->len);
         pthread_mutex_lock(&a->mu);
         if (rc) a->rc = rc;
         a->queued -= j->len + j->blen;
         a->busy = 0;
-        free(j);
+        job_free(j);
         pthread_cond_broadcast(&a->less);
     }
     pthread_mutex_unlock(&a->mu);
@@ -244,20 +253,28 @@ static int async_drain(guts_packw *w)
 }
 
 /* Queue an entry for the thread (write_entry's), waiting while the queue
- * is full. */
+ * is full; take as guts_packw_delta_or_whole's. */
 static int async_put(guts_packw *w, int type, const guts_id *base, const void *bdata, size_t blen,
-                     const void *data, size_t len)
+                     const void *data, size_t len, int take)
 {
     struct packw_async *a = w->async;
-    packw_job *j = malloc(sizeof *j + blen + len);
-    if (!j) return GUTS_ENOMEM;
-    j->next = NULL;
+    size_t bcopy = (take & GUTS_PACKW_TAKE_BASE) ? 0 : blen;
+    size_t dcopy = (take & GUTS_PACKW_TAKE_DATA) ? 0 : len;
+    packw_job *j = malloc(sizeof *j + bcopy + dcopy);
+    if (!j) {
+        if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
+        if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+        return GUTS_ENOMEM;
+    }
+    memset(j, 0, sizeof *j);
     j->type = type;
     if (base) j->base = *base;
     j->len = len;
     j->blen = blen;
-    if (blen) memcpy(j->data, bdata, blen);
-    memcpy(j->data + blen, data, len);
+    j->bdata = bcopy ? memcpy(j->copy, bdata, bcopy) : bdata;
+    j->data = dcopy ? memcpy(j->copy + bcopy, data, dcopy) : data;
+    if (take & GUTS_PACKW_TAKE_BASE) j->taken[0] = (void *)(uintptr_t)bdata;
+    if (take & GUTS_PACKW_TAKE_DATA) j->taken[1] = (void *)(uintptr_t)data;
     len += blen;
     pthread_mutex_lock(&a->mu);
     while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
@@ -277,7 +294,7 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
         if (a->queued >= PACKW_ASYNC_BATCH) pthread_cond_signal(&a->more);
     }
     pthread_mutex_unlock(&a->mu);
-    if (rc) free(j);
+    if (rc) job_free(j);
     return rc;
 }
 
@@ -386,21 +403,24 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    return w->async ? async_put(w, type, NULL, NULL, 0, data, len)
+    return w->async ? async_put(w, type, NULL, NULL, 0, data, len, 0)
                     : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len)
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len, 0)
                     : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
 }
 
 int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
-                              size_t blen, const void *data, size_t len)
+                              size_t blen, const void *data, size_t len, int take)
 {
-    return w->async ? async_put(w, type, base, bdata, blen, data, len)
-                    : write_entry(w, type, base, bdata, blen, data, len);
+    if (w->async) return async_put(w, type, base, bdata, blen, data, len, take);
+    int rc = write_entry(w, type, base, bdata, blen, data, len);
+    if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
+    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+    return rc;
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)

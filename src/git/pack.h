@@ -128,11 +128,15 @@ int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, 
 /** One entry of type (data, len): a REF_DELTA against base when
  * guts_pack_delta finds one under half of len against the base's content
  * (bdata, blen; of the same type; blen 0: none), else whole. With the
- * thread (guts_packw_async) the delta is built there, both contents
- * copied into the queue: the caller reads the next objects meanwhile.
- * Errors as guts_packw_object. */
+ * thread (guts_packw_async) the delta is built there: the caller reads the
+ * next objects meanwhile. take: GUTS_PACKW_TAKE_BASE, _DATA or both, the
+ * buffers (malloc'd) the writer frees when done with them, whatever the
+ * result; it copies those it does not take into its queue. Errors as
+ * guts_packw_object. */
 int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
-                              size_t blen, const void *data, size_t len);
+                              size_t blen, const void *data, size_t len, int take);
+#define GUTS_PACKW_TAKE_BASE 1
+#define GUTS_PACKW_TAKE_DATA 2
 
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */

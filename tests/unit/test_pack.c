@@ -370,7 +370,9 @@ static int collect_sink(void *ctx, const void *buf, size_t n)
 }
 
 /* Write entries of every size (one larger than the async queue alone, many
- * that fill it) to a writer on a sink, async or not; the pack's bytes. */
+ * that fill it; some with a base to try a delta against, their buffers
+ * handed to the writer or not) to a writer on a sink, async or not; the
+ * pack's bytes. */
 static collect write_entries(int async, size_t fail_after, int *rc)
 {
     enum { N = 200, BIG = GUTS_PACK_ASYNC_MAX + 4096 };
@@ -388,6 +390,20 @@ static collect write_entries(int async, size_t fail_after, int *rc)
     *rc = GUTS_OK;
     for (int i = 0; i < N && !*rc; i++) {
         size_t len = i == 7 ? BIG : (size_t)(i * 7919) % (GUTS_PACK_ASYNC_MAX / 16);
+        if (i % 5 == 0) { /* with a base one byte away: a delta, the buffers handed over or not */
+            int take = i % 10 ? GUTS_PACKW_TAKE_BASE | GUTS_PACKW_TAKE_DATA : 0;
+            uint8_t *b = malloc(len + 1), *d = malloc(len + 1);
+            ck_assert(b && d);
+            memcpy(b, big + i, len);
+            memcpy(d, big + i, len);
+            if (len) d[len / 2] ^= 1;
+            *rc = guts_packw_delta_or_whole(&w, 3, &base, b, len, d, len, take);
+            if (!take) {
+                free(b);
+                free(d);
+            }
+            continue;
+        }
         *rc = i % 3 ? guts_packw_object(&w, 1 + i % 4, big + i, len)
                     : guts_packw_ref_delta(&w, &base, big + 2 * i, len);
     }
