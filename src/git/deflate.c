@@ -203,7 +203,7 @@ size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out
     size_t stored = 5 * (n / STORED_MAX + 1) + n;
     if ((size_t)(end - out - 2) > stored) end = stored_blocks(in, n, out + 2);
     uLong sum = adler32(0, NULL, 0);
-    for (const uint8_t *p = in; n; ) { /* uInt pieces */
+    for (const uint8_t *p = in; n;) { /* uInt pieces */
         size_t k = n < UINT_MAX ? n : UINT_MAX;
         sum = adler32(sum, p, (uInt)k);
         p += k;
