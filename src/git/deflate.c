@@ -10,6 +10,7 @@
  * time). Huffman codes go out least significant bit first, so the fixed
  * codes are kept bit-reversed.
  */
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@
 #define MATCH_MIN 4u
 #define MATCH_MAX 258u
 #define STORED_MAX 65535u
-/* base goes back to 1 (the table cleared) past this */
+/* base goes back to 1 (the table cleared) past this: with an entry of
+ * GUTS_DEFLATE_MAX, positions stay under 2^32 */
 #define BASE_WRAP 0x7fffffffu
 
 /* The fixed literal/length codes (RFC 1951 3.2.6), bit-reversed. */
@@ -144,7 +146,8 @@ static void put_be32(uint8_t *o, uint32_t v)
 /* The block's codes for in (n bytes) from out; returns where they end. */
 static uint8_t *fixed_block(guts_deflate *d, const uint8_t *in, size_t n, uint8_t *out)
 {
-    if (n > BASE_WRAP || d->base > BASE_WRAP - n) {
+    assert(n <= GUTS_DEFLATE_MAX);
+    if (d->base > BASE_WRAP - n) {
         memset(d->tab, 0, ((size_t)1 << GUTS_DEFLATE_HASH_BITS) * sizeof *d->tab);
         d->base = 1;
     }

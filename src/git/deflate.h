@@ -27,6 +27,10 @@ typedef struct guts_deflate {
     uint32_t base;
 } guts_deflate;
 
+/* The largest entry: its positions plus the table's base stay within 32
+ * bits (the pack writer gives it entries under GUTS_PACK_BUF). */
+#define GUTS_DEFLATE_MAX ((size_t)1 << 30)
+
 /** The most bytes guts_deflate_fast writes for an entry of n bytes. */
 static inline size_t guts_deflate_bound(size_t n)
 {
@@ -38,9 +42,9 @@ static inline size_t guts_deflate_bound(size_t n)
 /** Set up d. GUTS_ENOMEM. */
 int guts_deflate_init(guts_deflate *d);
 
-/** Deflate in (n bytes) into out, which has room for guts_deflate_bound(n):
- * one zlib stream, stored blocks when matches would not make it smaller.
- * Returns the bytes written. */
+/** Deflate in (n bytes, at most GUTS_DEFLATE_MAX) into out, which has room
+ * for guts_deflate_bound(n): one zlib stream, stored blocks when matches
+ * would not make it smaller. Returns the bytes written. */
 size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out);
 
 void guts_deflate_free(guts_deflate *d);

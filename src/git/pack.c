@@ -121,16 +121,16 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
  * encoder at GUTS_PACK_FAST when the buffer can hold its bound. */
 static int deflate_whole(guts_packw *w, const void *data, size_t len)
 {
-    size_t need = guts_deflate_bound(len);
     if (w->fast.tab && len < GUTS_PACK_BUF) {
+        size_t need = guts_deflate_bound(len);
         int rc = make_room(w, need);
         if (rc) return rc;
-    }
-    if (w->fast.tab && w->len + need <= w->cap) {
-        size_t n = guts_deflate_fast(&w->fast, data, len, w->buf + w->len);
-        if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
-        w->len += n;
-        return GUTS_OK;
+        if (w->len + need <= w->cap) {
+            size_t n = guts_deflate_fast(&w->fast, data, len, w->buf + w->len);
+            if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
+            w->len += n;
+            return GUTS_OK;
+        }
     }
     if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
     return deflate_more(w, data, len, Z_FINISH);
