@@ -14,6 +14,7 @@
 #   BUNDLE=file.bundle ...   the repository (default ../shared/data/zlib.bundle)
 #   GEN=1 ...                a generated one instead (scripts/bench-repo;
 #                            COMMITS, TOUCH, FILES, REFS shape it)
+#   CLONES_ONLY=1 ...        the clones alone, no push, prepare or fetch
 #   PERF=FILE ...            after the timed clones, one more clone from the
 #                            node under `perf record -g` of the node, into FILE
 set -euo pipefail
@@ -116,7 +117,7 @@ timed() {
   local spid=$1 c0 peak=0 k v _
   shift
   c0=$(ticks "$spid")
-  ( t0=$(date +%s%N); "$@"; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)) >"$TMP/wall" ) &
+  ( t0=$(date +%s%N); "$@"; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)) >"$TMP/wall"; times >"$TMP/times" ) &
   local cpid=$!
   while [ -n "${SAMPLE:-}" ] && kill -0 "$cpid" 2>/dev/null; do
     while read -r k v _; do
@@ -126,7 +127,10 @@ timed() {
   done
   wait "$cpid"
   [ "$peak" -le "$rss_peak" ] || rss_peak=$peak
-  echo "$(cat "$TMP/wall") $((($(ticks "$spid") - c0) * 1000 / hz))" >>"$out"
+  # the client's CPU (git and its children): times' second line, "XmY.YYYs XmY.YYYs"
+  local cpu
+  cpu=$(sed -n 2p "$TMP/times" | awk '{ms = 0; for (i = 1; i <= 2; i++) {split($i, a, /[ms]/); ms += (a[1] * 60 + a[2]) * 1000}; printf "%d", ms}')
+  echo "$(cat "$TMP/wall") $((($(ticks "$spid") - c0) * 1000 / hz)) $cpu" >>"$out"
 }
 # median of column COL (1: wall ms, 2: server CPU ms) of a file
 median() { sort -n -k"$2" "$1" | awk -v c="$2" '{a[NR]=$c} END {print a[int((NR + 1) / 2)]}'; }
@@ -181,10 +185,12 @@ m() { median "$TMP/t-$1" "$2"; }
 echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1) ms (pack cached), $(m cold 1) ms (cache empty), git daemon $(m git 1) ms, git http-backend $(m cgi 1) ms"
 echo "  ratios to git daemon: $(ratio "$(m guts 1)" "$(m git 1)") cached, $(ratio "$(m cold 1)" "$(m git 1)") cache empty; to git http-backend: $(ratio "$(m guts 1)" "$(m cgi 1)") cached, $(ratio "$(m cold 1)" "$(m cgi 1)") cache empty"
+echo "  client CPU $(m guts 3) (cached) / $(m cold 3) (cache empty) / $(m git 3) / $(m cgi 3) ms"
 echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2) / $(m cgi 2) ms; packs $(pack 1) / $(pack 4) / $(pack 2) / $(pack 3) bytes; node RssAnon peak ${rss_peak} kB"
-for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
+for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms, client CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 echo "clone --mirror guts:// (git-remote-guts, the node's pack) $(m helper 1) ms, file:// $(m file 1) ms: ratio $(ratio "$(m helper 1)" "$(m file 1)")"
 for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-${side[$s]}" | tr '\n' ' ')"; done
+[ -z "${CLONES_ONLY:-}" ] || { node_stop a; exit 0; }
 
 # a fetch of three new commits, each side from a clone made before them
 # (from the second run on, each side's clone before the fetch is the first

@@ -79,7 +79,7 @@ typedef struct guts_git_serve_req {
     size_t nwants, nhaves, ntags;
     int thin;            /* deltas may name bases the client has */
     uint64_t blob_limit; /* filter blob:limit=N (0: blob:none); UINT64_MAX: none */
-    int zlevel;          /* zlib level of pack entries (0-9) */
+    int zlevel;          /* zlib level of pack entries (0-9), or GUTS_PACK_FAST */
     /* deepen N (a shallow clone or fetch): commits N deep from the wants
      * at most; 0: the whole history. client_shallow: the client's own
      * shallow commits ("shallow" lines). */

@@ -94,6 +94,45 @@ static int stored_delta(walk *w, guts_repo *r, const guts_id *id, const guts_id 
     return guts_pack_delta(b->data, b->len, data, len, len / 2, delta, dlen);
 }
 
+/* Might the entry go against the receiver's version of its path
+ * (path_delta)? Only in a fetch with haves: never in a clone. */
+static int has_path_base(const walk *w, size_t i, int type)
+{
+    return (type == GUTS_OBJ_TREE || type == GUTS_OBJ_BLOB) &&
+           fetch_base_by_path(w, w->send_key[i], type == GUTS_OBJ_TREE) != NULL;
+}
+
+/* The entry against its stored base by the writer's deflater thread
+ * (guts_packw_delta_or_whole: the delta is built there), or whole: the
+ * base's content is read here, from the walk's kept copy or the store.
+ * take: GUTS_PACKW_TAKE_DATA when data is the caller's to hand over. */
+static int delta_on_writer(walk *w, guts_repo *r, guts_packw *p, const guts_id *id,
+                           const guts_id *stored_base, int type, const void *data, size_t len,
+                           int take)
+{
+    const void *bdata = NULL;
+    void *got = NULL;
+    size_t blen = 0;
+    int btype = -1;
+    if (guts_id_cmp(stored_base, id) != 0 && base_ok(stored_base, w)) {
+        const kept_obj *b = fetch_kept(w, stored_base);
+        if (b) {
+            btype = b->type;
+            bdata = b->data;
+            blen = b->len;
+        } else if (guts_repo_get(r, stored_base, &btype, &got, &blen) == GUTS_OK) {
+            bdata = got;
+        }
+    }
+    if (btype != type) {
+        free(got);
+        got = NULL;
+        blen = 0;
+    }
+    return guts_packw_delta_or_whole(p, type, stored_base, bdata, blen, data, len,
+                                     take | (got ? GUTS_PACKW_TAKE_BASE : 0));
+}
+
 /* encode_one's answer for a large object and an in-memory writer: the
  * pack writer streams it itself. */
 #define ENC_LARGE 1
@@ -150,6 +189,13 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     uint8_t *delta = NULL;
     size_t dlen = 0;
     guts_id base;
+    if (p->async && !has_path_base(w, i, type)) { /* the writer's thread frees data */
+        rc = delta_on_writer(w, r, p, id, &stored_base, type, data, len,
+                             k ? 0 : GUTS_PACKW_TAKE_DATA);
+        if (rc) return pack_err(err, rc);
+        *bytes = len;
+        return GUTS_OK;
+    }
     if (stored_delta(w, r, id, &stored_base, type, data, len, &base, &delta, &dlen) == GUTS_OK ||
         path_delta(w, r, i, type, data, len, &base, &delta, &dlen) == GUTS_OK) {
         rc = guts_packw_ref_delta(p, &base, delta, dlen);

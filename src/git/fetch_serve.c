@@ -215,7 +215,8 @@ int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_sta
     guts_packw p = {.fd = -1};
     /* a small pack (a fetch of a few commits) at zlib's default, as
      * fetch_write_pack does: bytes matter more than the milliseconds */
-    int level = w.nsend < GUTS_GIT_UNPACK_LIMIT && q->zlevel < REMOTE_SMALL_PACK_LEVEL
+    int level = w.nsend < GUTS_GIT_UNPACK_LIMIT &&
+                        (q->zlevel < REMOTE_SMALL_PACK_LEVEL || q->zlevel == GUTS_PACK_FAST)
                     ? REMOTE_SMALL_PACK_LEVEL
                     : q->zlevel;
     if (!rc && (rc = guts_packw_open(&p, -1, level, 0, (uint32_t)(w.nsend + from_base))))

@@ -117,16 +117,33 @@ static int deflate_more(guts_packw *w, const void *data, size_t len, int mode)
     }
 }
 
-/* The whole content of an entry, deflated into the buffer. */
+/* The whole content of an entry, deflated into the buffer: by the fast
+ * encoder at GUTS_PACK_FAST when the buffer can hold its bound. */
 static int deflate_whole(guts_packw *w, const void *data, size_t len)
 {
+    if (w->fast.tab && len < GUTS_PACK_BUF) {
+        size_t need = guts_deflate_bound(len);
+        int rc = make_room(w, need);
+        if (rc) return rc;
+        if (w->len + need <= w->cap) {
+            size_t n = guts_deflate_fast(&w->fast, data, len, w->buf + w->len);
+            if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)n);
+            w->len += n;
+            return GUTS_OK;
+        }
+    }
     if (deflateReset(&w->z) != Z_OK) return GUTS_ENOMEM;
     return deflate_more(w, data, len, Z_FINISH);
 }
 
-/* The compressor at level. */
+/* The compressor at level (GUTS_PACK_FAST: the fast encoder, and zlib at
+ * level 1 for what it does not take). */
 static int compressors_init(guts_packw *w, int level, int mem_level)
 {
+    if (level == GUTS_PACK_FAST) {
+        if (guts_deflate_init(&w->fast)) return GUTS_ENOMEM;
+        level = 1;
+    }
     if (deflateInit2(&w->z, level, Z_DEFLATED, 15, mem_level, Z_DEFAULT_STRATEGY) != Z_OK)
         return GUTS_ENOMEM;
     w->zinit = 1;
@@ -135,14 +152,26 @@ static int compressors_init(guts_packw *w, int level, int mem_level)
 
 /* ---- The deflater thread (guts_packw_async) ----------------------------------- */
 
-/* An entry waiting for the thread: a whole object, or a REF_DELTA. */
+/* An entry waiting for the thread: a whole object, a REF_DELTA, or an
+ * object with its base's content (blen bytes; else 0) for the thread to
+ * try a delta against. The contents are the caller's buffers it handed
+ * over (taken, freed with the job) or copies (in copy). */
 typedef struct packw_job {
     struct packw_job *next;
     int type;
     guts_id base;
-    size_t len;
-    uint8_t data[];
+    const uint8_t *bdata, *data;
+    size_t len, blen;
+    void *taken[2];
+    uint8_t copy[];
 } packw_job;
+
+static void job_free(packw_job *j)
+{
+    free(j->taken[0]);
+    free(j->taken[1]);
+    free(j);
+}
 
 /* Content queued before the thread is woken (it then writes all there is). */
 #define PACKW_ASYNC_BATCH (256u << 10)
@@ -166,6 +195,21 @@ static int write_whole(guts_packw *w, int type, const guts_id *base, const void 
     return rc ? rc : deflate_whole(w, data, len);
 }
 
+/* A REF_DELTA against base when guts_pack_delta finds one under half of
+ * len (blen: the base's content is there), else whole. */
+static int write_entry(guts_packw *w, int type, const guts_id *base, const uint8_t *bdata,
+                       size_t blen, const uint8_t *data, size_t len)
+{
+    uint8_t *delta;
+    size_t dlen;
+    if (blen && guts_pack_delta(bdata, blen, data, len, len / 2, &delta, &dlen) == GUTS_OK) {
+        int rc = write_whole(w, GUTS_PACK_REF_DELTA, base, delta, dlen);
+        free(delta);
+        return rc;
+    }
+    return write_whole(w, type, base, data, len);
+}
+
 static void *async_main(void *arg)
 {
     guts_packw *w = arg;
@@ -180,12 +224,13 @@ static void *async_main(void *arg)
         a->busy = 1;
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
-        int rc = failed ? GUTS_OK : write_whole(w, j->type, &j->base, j->data, j->len);
+        int rc = failed ? GUTS_OK
+                        : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data, j->len);
         pthread_mutex_lock(&a->mu);
         if (rc) a->rc = rc;
-        a->queued -= j->len;
+        a->queued -= j->len + j->blen;
         a->busy = 0;
-        free(j);
+        job_free(j);
         pthread_cond_broadcast(&a->less);
     }
     pthread_mutex_unlock(&a->mu);
@@ -207,17 +252,30 @@ static int async_drain(guts_packw *w)
     return rc;
 }
 
-/* Queue an entry for the thread, waiting while the queue is full. */
-static int async_put(guts_packw *w, int type, const guts_id *base, const void *data, size_t len)
+/* Queue an entry for the thread (write_entry's), waiting while the queue
+ * is full; take as guts_packw_delta_or_whole's. */
+static int async_put(guts_packw *w, int type, const guts_id *base, const void *bdata, size_t blen,
+                     const void *data, size_t len, int take)
 {
     struct packw_async *a = w->async;
-    packw_job *j = malloc(sizeof *j + len);
-    if (!j) return GUTS_ENOMEM;
-    j->next = NULL;
+    size_t bcopy = (take & GUTS_PACKW_TAKE_BASE) ? 0 : blen;
+    size_t dcopy = (take & GUTS_PACKW_TAKE_DATA) ? 0 : len;
+    packw_job *j = malloc(sizeof *j + bcopy + dcopy);
+    if (!j) {
+        if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
+        if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+        return GUTS_ENOMEM;
+    }
+    memset(j, 0, sizeof *j);
     j->type = type;
     if (base) j->base = *base;
     j->len = len;
-    memcpy(j->data, data, len);
+    j->blen = blen;
+    j->bdata = bcopy ? memcpy(j->copy, bdata, bcopy) : bdata;
+    j->data = dcopy ? memcpy(j->copy + bcopy, data, dcopy) : data;
+    if (take & GUTS_PACKW_TAKE_BASE) j->taken[0] = (void *)(uintptr_t)bdata;
+    if (take & GUTS_PACKW_TAKE_DATA) j->taken[1] = (void *)(uintptr_t)data;
+    len += blen;
     pthread_mutex_lock(&a->mu);
     while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
         pthread_cond_signal(&a->more);
@@ -236,7 +294,7 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *d
         if (a->queued >= PACKW_ASYNC_BATCH) pthread_cond_signal(&a->more);
     }
     pthread_mutex_unlock(&a->mu);
-    if (rc) free(j);
+    if (rc) job_free(j);
     return rc;
 }
 
@@ -345,13 +403,24 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    return w->async ? async_put(w, type, NULL, data, len) : write_whole(w, type, NULL, data, len);
+    return w->async ? async_put(w, type, NULL, NULL, 0, data, len, 0)
+                    : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, delta, len)
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len, 0)
                     : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
+}
+
+int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
+                              size_t blen, const void *data, size_t len, int take)
+{
+    if (w->async) return async_put(w, type, base, bdata, blen, data, len, take);
+    int rc = write_entry(w, type, base, bdata, blen, data, len);
+    if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
+    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+    return rc;
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)
@@ -385,6 +454,7 @@ void guts_packw_free(guts_packw *w)
 {
     async_stop(w);
     if (w->zinit) deflateEnd(&w->z);
+    guts_deflate_free(&w->fast);
     free(w->buf);
     EVP_MD_CTX_free(w->sha);
     w->zinit = 0;

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "deflate.h"
 #include "guts/store.h"
 
 /* A big-endian 32-bit word, as packs and pack indexes store them. */
@@ -38,6 +39,11 @@ static inline void guts_pack_be32(uint8_t *p, uint32_t v)
 
 /* Output buffer: large writes, one SHA-1 update each. */
 #define GUTS_PACK_BUF (1u << 20)
+/* A writer's level (in place of zlib's 0-9) for entries deflated by
+ * deflate.c's fast encoder: about 4x less CPU than zlib's level 1 for
+ * 1.12x its bytes. An entry larger than GUTS_PACK_BUF, and a large object
+ * streamed (guts_packw_stream), is deflated by zlib at level 1. */
+#define GUTS_PACK_FAST 10
 /* First buffer of an in-memory writer (guts_packw_open_mem): it doubles as
  * an entry needs, so one of these holds a few hundred small entries. */
 #define GUTS_PACK_MEM_START (256u << 10)
@@ -60,6 +66,7 @@ typedef struct guts_packw {
     EVP_MD_CTX *sha;
     z_stream z;
     int zinit;
+    guts_deflate fast; /* level GUTS_PACK_FAST's entries; else tab NULL */
     struct packw_async *async; /* guts_packw_async's deflater thread, or NULL */
 } guts_packw;
 
@@ -68,12 +75,13 @@ typedef struct guts_packw {
 int guts_write_all(int fd, const void *buf, size_t n);
 
 /** Start a pack of nobjects entries on fd, deflating at zlib level
- * (0-9); with_crc: keep each entry's CRC-32 in w->crc (a pack index wants
+ * (0-9) or GUTS_PACK_FAST; with_crc: keep each entry's CRC-32 in w->crc (a pack index wants
  * it; index-pack computes its own). Errors: GUTS_ENOMEM, GUTS_EIO (a write
  * failed: errno says why). */
 int guts_packw_open(guts_packw *w, int fd, int level, int with_crc, uint32_t nobjects);
 
-/** Start an in-memory writer of whole entries at zlib level: no pack
+/** Start an in-memory writer of whole entries at zlib level (or
+ * GUTS_PACK_FAST): no pack
  * header, no trailer, no SHA-1. Entries written to it (guts_packw_object,
  * guts_packw_ref_delta; not _stream, which would hold a large object whole)
  * stay in w->buf, which grows, until guts_packw_take hands them over: so
@@ -92,13 +100,13 @@ int guts_packw_take(guts_packw *w, uint8_t **buf, size_t *len);
 int guts_packw_append(guts_packw *w, const void *data, size_t len);
 
 /** Deflate and write entries on a thread of this writer's own from now on
- * (a file writer or one with a sink; not in memory): guts_packw_object and
- * guts_packw_ref_delta copy the content into a queue of at most
+ * (a file writer or one with a sink; not in memory): guts_packw_object,
+ * _ref_delta and _delta_or_whole copy the content into a queue of at most
  * GUTS_PACK_ASYNC_MAX bytes (more only for one entry alone) and return,
  * the thread deflates and writes the entries in the order given, and the
  * calls that write anything else (_stream, _append, _finish) wait for the
- * queue to empty first. So with two CPUs the caller reads and deltifies the
- * next objects while the last ones are deflated: the entries are the same,
+ * queue to empty first. So with two CPUs the caller reads the next objects
+ * while the last ones are deltified and deflated: the entries are the same,
  * in the same order. A write error is returned by a later call. The sink,
  * if any, is called from the thread. guts_packw_free stops it. Errors:
  * GUTS_ENOMEM, GUTS_EINVAL (in memory). */
@@ -116,6 +124,19 @@ int guts_packw_object(guts_packw *w, int type, const void *data, size_t len);
 
 /** One REF_DELTA entry: delta (guts_pack_delta) against base. */
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len);
+
+/** One entry of type (data, len): a REF_DELTA against base when
+ * guts_pack_delta finds one under half of len against the base's content
+ * (bdata, blen; of the same type; blen 0: none), else whole. With the
+ * thread (guts_packw_async) the delta is built there: the caller reads the
+ * next objects meanwhile. take: GUTS_PACKW_TAKE_BASE, _DATA or both, the
+ * buffers (malloc'd) the writer frees when done with them, whatever the
+ * result; it copies those it does not take into its queue. Errors as
+ * guts_packw_object. */
+int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
+                              size_t blen, const void *data, size_t len, int take);
+#define GUTS_PACKW_TAKE_BASE 1
+#define GUTS_PACKW_TAKE_DATA 2
 
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */

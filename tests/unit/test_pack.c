@@ -292,7 +292,9 @@ START_TEST(test_entries_collected_in_memory_make_the_same_pack)
         size_t len;
     } want[] = {{3, small, sizeof small}, {3, big, BIG}, {GUTS_PACK_REF_DELTA, delta, sizeof delta},
                 {1, small, 10}};
-    for (int level = 0; level <= 1; level++) {
+    const int levels[] = {0, 1, GUTS_PACK_FAST};
+    for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++) {
+        int level = levels[li];
         FILE *f = tmpfile();
         ck_assert_ptr_nonnull(f);
         guts_packw w, m;
@@ -368,7 +370,9 @@ static int collect_sink(void *ctx, const void *buf, size_t n)
 }
 
 /* Write entries of every size (one larger than the async queue alone, many
- * that fill it) to a writer on a sink, async or not; the pack's bytes. */
+ * that fill it; some with a base to try a delta against, their buffers
+ * handed to the writer or not) to a writer on a sink, async or not; the
+ * pack's bytes. */
 static collect write_entries(int async, size_t fail_after, int *rc)
 {
     enum { N = 200, BIG = GUTS_PACK_ASYNC_MAX + 4096 };
@@ -386,6 +390,20 @@ static collect write_entries(int async, size_t fail_after, int *rc)
     *rc = GUTS_OK;
     for (int i = 0; i < N && !*rc; i++) {
         size_t len = i == 7 ? BIG : (size_t)(i * 7919) % (GUTS_PACK_ASYNC_MAX / 16);
+        if (i % 5 == 0) { /* with a base one byte away: a delta, the buffers handed over or not */
+            int take = i % 10 ? GUTS_PACKW_TAKE_BASE | GUTS_PACKW_TAKE_DATA : 0;
+            uint8_t *b = malloc(len + 1), *d = malloc(len + 1);
+            ck_assert(b && d);
+            memcpy(b, big + i, len);
+            memcpy(d, big + i, len);
+            if (len) d[len / 2] ^= 1;
+            *rc = guts_packw_delta_or_whole(&w, 3, &base, b, len, d, len, take);
+            if (!take) {
+                free(b);
+                free(d);
+            }
+            continue;
+        }
         *rc = i % 3 ? guts_packw_object(&w, 1 + i % 4, big + i, len)
                     : guts_packw_ref_delta(&w, &base, big + 2 * i, len);
     }
@@ -415,6 +433,78 @@ START_TEST(test_async_writer_writes_the_same_pack)
     ck_assert_mem_eq(failed.p, sync.p, failed.n);
     free(failed.p);
     free(sync.p);
+}
+END_TEST
+
+/* Inflate a zlib stream of n bytes that must hold exactly want (wn bytes):
+ * any inflater reads the fast encoder's output, checksum included. */
+static void inflates_to(const uint8_t *z, size_t n, const uint8_t *want, size_t wn)
+{
+    uint8_t *out = malloc(wn + 1);
+    ck_assert_ptr_nonnull(out);
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(inflateInit(&s), Z_OK);
+    s.next_in = (Bytef *)(uintptr_t)z;
+    s.avail_in = (uInt)n;
+    s.next_out = out;
+    s.avail_out = (uInt)wn + 1;
+    ck_assert_int_eq(inflate(&s, Z_FINISH), Z_STREAM_END);
+    ck_assert_uint_eq(s.total_out, wn);
+    ck_assert_uint_eq(s.total_in, n); /* nothing after the checksum */
+    if (wn) ck_assert_mem_eq(out, want, wn);
+    inflateEnd(&s);
+    free(out);
+}
+
+/* deflate.h: lengths and distances from the shortest to the longest (the
+ * 32 KiB window's edge), stored blocks for bytes that do not compress
+ * (several past 64 KiB), and one table for many entries (an earlier
+ * entry's positions are never matched): each a zlib stream within
+ * guts_deflate_bound that inflates to its input. */
+START_TEST(test_fast_deflate_inflates_back_to_its_input)
+{
+    enum { N = 200000 };
+    uint8_t *text = malloc(N), *noise = malloc(N), *mixed = malloc(N);
+    ck_assert(text && noise && mixed);
+    uint64_t seed = 7;
+    for (size_t i = 0; i < N;) { /* words from a small vocabulary: every match length */
+        static const char *const words[] = {"int ", "deflate", "(",       ")",
+                                            "; ",   "\n",      "window ", "a"};
+        const char *wd = words[rng(&seed) % 8];
+        for (size_t j = 0; wd[j] && i < N; j++)
+            text[i++] = (uint8_t)wd[j];
+    }
+    fill(noise, N, 8);
+    memcpy(mixed, noise, N);
+    memcpy(mixed + 40000, noise, 300);                 /* 40,000 back: too far */
+    memcpy(mixed + 70000, mixed + 70000 - 32768, 500); /* exactly 32 KiB back */
+    memset(mixed + 100000, 'x', 1000);                 /* runs: distance 1, length 258 */
+    const struct {
+        const uint8_t *p;
+        size_t n;
+        int smaller; /* must come out under half its size */
+    } cases[] = {{text, 0, 0},   {text, 1, 0},      {text, 3, 0},      {text, 4, 0},
+                 {text, 100, 0}, {text, N, 1},      {noise, 10, 0},    {noise, N, 0},
+                 {mixed, N, 0},  {noise, 65535, 0}, {noise, 65536, 0}, {text, 5000, 1}};
+    guts_deflate d;
+    ck_assert_int_eq(guts_deflate_init(&d), GUTS_OK);
+    for (int round = 0; round < 2; round++) /* the second: a table full of old entries */
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            size_t bound = guts_deflate_bound(cases[k].n);
+            uint8_t *out = malloc(bound);
+            ck_assert_ptr_nonnull(out);
+            size_t n = guts_deflate_fast(&d, cases[k].p, cases[k].n, out);
+            ck_assert_uint_le(n, bound);
+            ck_assert_uint_le(n, cases[k].n + 5 * (cases[k].n / 65535 + 1) + 6);
+            if (cases[k].smaller) ck_assert_uint_lt(n, cases[k].n / 2);
+            inflates_to(out, n, cases[k].p, cases[k].n);
+            free(out);
+        }
+    guts_deflate_free(&d);
+    free(text);
+    free(noise);
+    free(mixed);
 }
 END_TEST
 
@@ -728,6 +818,7 @@ int main(void)
     tcase_add_test(t, test_no_delta_when_nothing_matches_or_too_long);
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
+    tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
     tcase_add_test(t, test_pack_cache_keys_and_budget);
