@@ -478,6 +478,7 @@ typedef struct rput_ctx {
     const guts_rec *recs;
     size_t n;
     uint8_t *nobase;
+    const guts_rec_seen *seen;
     size_t added, bad;
 } rput_ctx;
 
@@ -581,6 +582,8 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0);
         free(p);
     }
+    if (rc == 0 && c->seen) /* a raw record's content is its payload */
+        c->seen->fn(c->seen->arg, &rec->id, rec->type, content ? content : rec->data, rec->size);
     /* A base of the next records, likely; small contents are cheaper to
      * decode again than to keep (many tiny entries cost the cache more
      * than they save). */
@@ -626,8 +629,8 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
     return group_put_end(r, txn, n0, rc, "grouped record put");
 }
 
-int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase, size_t *added,
-                      size_t *bad)
+int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
+                      const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     if (added) *added = 0;
     if (!r || (!recs && n)) return GUTS_EINVAL;
@@ -641,7 +644,7 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
         }
         total += recs[i].len;
     }
-    rput_ctx c = {.recs = recs, .n = n, .nobase = nobase};
+    rput_ctx c = {.recs = recs, .n = n, .nobase = nobase, .seen = seen};
     /* The map grows by at least this batch's records plus B-tree overhead;
      * a rare too-deep delta stored whole may need more, which a retry
      * with a bigger map covers. */
