@@ -112,7 +112,7 @@ struct ctrack {
     uint32_t *head;    /* first edge of the parents waiting on node i */
     uint8_t *blob;     /* a blob, or in the complete cache already: not put in it */
     size_t n, cap;
-    uint32_t *slots; /* open addressing: node index + 1, 0 empty */
+    uint64_t *slots; /* open addressing: node index + 1 | id tag << 32, 0 empty */
     size_t mask;
     uint32_t (*edges)[2]; /* waiting parent, next edge of the same child */
     size_t nedges, capedges;
@@ -146,14 +146,26 @@ static void track_off(lrepo *r)
     r->track_off = 1;
 }
 
+/* Bits of id beside those of guts_id_hash, kept in a slot: a probe reads
+ * a node's id (a cache miss in a large table) only when they match. */
+static uint64_t track_tag(const guts_id *id)
+{
+    uint32_t t;
+    memcpy(&t, id->b + 12, sizeof(t));
+    return (uint64_t)t << 32;
+}
+
 /* Node of id, added (not stored, nothing waiting) when new; -1 past the
  * bound or without memory. */
 static long track_node(ctrack *t, const guts_id *id)
 {
+    uint64_t tag = track_tag(id);
     if (t->slots) {
-        for (size_t j = guts_id_hash(id) & t->mask; t->slots[j]; j = (j + 1) & t->mask)
-            if (memcmp(&t->ids[t->slots[j] - 1], id, sizeof(*id)) == 0)
-                return (long)t->slots[j] - 1;
+        for (size_t j = guts_id_hash(id) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
+            uint32_t i = (uint32_t)t->slots[j] - 1;
+            if ((t->slots[j] >> 32 << 32) == tag && memcmp(&t->ids[i], id, sizeof(*id)) == 0)
+                return (long)i;
+        }
     }
     if (t->n >= CORE_TRACK_MAX)
         return -1;
@@ -176,14 +188,14 @@ static long track_node(ctrack *t, const guts_id *id)
     }
     if (2 * (t->n + 1) > (t->slots ? t->mask + 1 : 0)) {
         size_t nc = t->slots ? 2 * (t->mask + 1) : 8192;
-        uint32_t *sl = calloc(nc, sizeof(*sl));
+        uint64_t *sl = calloc(nc, sizeof(*sl));
         if (!sl)
             return -1;
         for (size_t i = 0; i < t->n; i++) {
             size_t j = guts_id_hash(&t->ids[i]) & (nc - 1);
             while (sl[j])
                 j = (j + 1) & (nc - 1);
-            sl[j] = (uint32_t)i + 1;
+            sl[j] = track_tag(&t->ids[i]) | (i + 1);
         }
         free(t->slots);
         t->slots = sl;
@@ -197,7 +209,7 @@ static long track_node(ctrack *t, const guts_id *id)
     size_t j = guts_id_hash(id) & t->mask;
     while (t->slots[j])
         j = (j + 1) & t->mask;
-    t->slots[j] = (uint32_t)i + 1;
+    t->slots[j] = tag | (i + 1);
     return (long)i;
 }
 
