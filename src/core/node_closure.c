@@ -170,7 +170,7 @@ static long track_node(ctrack *t, const guts_id *id)
     if (t->n >= CORE_TRACK_MAX)
         return -1;
     if (t->n == t->cap) {
-        size_t nc = t->cap ? 2 * t->cap : 4096;
+        size_t nc = t->cap ? 2 * t->cap : 256;
         guts_id *ni = realloc(t->ids, nc * sizeof(*ni));
         if (ni)
             t->ids = ni;
@@ -187,7 +187,7 @@ static long track_node(ctrack *t, const guts_id *id)
         t->cap = nc;
     }
     if (2 * (t->n + 1) > (t->slots ? t->mask + 1 : 0)) {
-        size_t nc = t->slots ? 2 * (t->mask + 1) : 8192;
+        size_t nc = t->slots ? 2 * (t->mask + 1) : 512;
         uint64_t *sl = calloc(nc, sizeof(*sl));
         if (!sl)
             return -1;
@@ -275,7 +275,7 @@ static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const 
         if (t->missing[ki] == 0)
             continue;
         if (t->nedges == t->capedges) {
-            size_t nc = t->capedges ? 2 * t->capedges : 4096;
+            size_t nc = t->capedges ? 2 * t->capedges : 256;
             if (nc > 2 * (size_t)CORE_TRACK_MAX)
                 return GUTS_ENOMEM;
             uint32_t(*ne)[2] = realloc(t->edges, nc * sizeof(*ne));
