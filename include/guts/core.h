@@ -72,7 +72,7 @@ typedef struct guts_core_store {
      * *buf is malloc()ed for the caller and out points into it. */
     int (*rec_get)(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf);
     int (*rec_put)(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                   size_t *added, size_t *bad);
+                   const guts_rec_seen *seen, size_t *added, size_t *bad);
     /* Large objects, as guts_repo_read, guts_repo_stage_write,
      * guts_repo_stage_list and guts_repo_stage_drop: objects sent as
      * OBJECT_CHUNK are read by range and staged as they arrive. */

@@ -72,6 +72,15 @@ typedef struct guts_rec {
     size_t len;
 } guts_rec;
 
+/* Told of each record a rec_put verified and stored, with its decoded
+ * content (valid during the call only): a puller learns an object's links
+ * without reading it back (node_closure.c). A record found stored already
+ * may or may not be told. */
+typedef struct guts_rec_seen {
+    void (*fn)(void *arg, const guts_id *id, int type, const void *data, size_t len);
+    void *arg;
+} guts_rec_seen;
+
 /* zstd window of a delta record: the base and the object must fit in it
  * for the base to help. 2^27 (128 MiB) is zstd's default decoder limit
  * (ZSTD_WINDOWLOG_LIMIT_DEFAULT), so decoders need no special setting;

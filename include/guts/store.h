@@ -336,13 +336,14 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
  * already present are skipped. A size over GUTS_OBJ_MAX_DEFAULT is rejected
  * before anything is allocated.
  * @param nobase n flags, or NULL
+ * @param seen told of each record stored, with its content (may be NULL)
  * @param[out] added number of new objects (may be NULL)
  * @param[out] bad index of the first rejected record (may be NULL)
  * Errors: GUTS_EHASH (does not decode, or decodes to another id: nothing
  * stored), GUTS_EINVAL (bad type or encoding), GUTS_ETOOBIG, GUTS_EFULL,
  * GUTS_ECORRUPT (a stored base does not decode), GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
-                      size_t *added, size_t *bad);
+                      const guts_rec_seen *seen, size_t *added, size_t *bad);
 
 
 /* ---- Refs ---------------------------------------------------------------- */

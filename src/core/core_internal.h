@@ -150,6 +150,8 @@ typedef struct lrepo {
     cref *pending;       /* refs waiting for their closure */
     size_t npending, cappending;
     guts_idset complete; /* ids whose closure is known complete */
+    struct ctrack *track; /* closures counted as a pull stores (node_closure.c) */
+    int track_off;        /* tracking given up until the pulls end */
 } lrepo;
 
 /* SESS_PARKED: a puller's stream between two pulls from the same peer
@@ -584,6 +586,14 @@ void serve_job_free(job *j);
 void serve_pump(guts_core *c, session *s);
 
 /* node_closure.c */
+typedef struct ctrack ctrack;
+/* The guts_rec_seen of a pull's rec_put: counts the closures of what it
+ * stores (arg: the lrepo). */
+void closure_seen(void *arg, const guts_id *id, int type, const void *data, size_t len);
+/* Before a pull's rec_put: r's tracker, made if none (1), or none (0). */
+int closure_track_begin(guts_core *c, lrepo *r);
+/* Free r's tracker (its pulls ended, or the complete cache was emptied). */
+void closure_track_free(lrepo *r);
 /* Is target's closure in the store? *complete says; missing ids go into
  * want (at most cap), ids found incomplete into incomplete. */
 int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *target,

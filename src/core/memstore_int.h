@@ -77,7 +77,7 @@ int memstore_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
 /* memstore_recs.c: */
 int memstore_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf);
 int memstore_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                     size_t *added, size_t *bad);
+                     const guts_rec_seen *seen, size_t *added, size_t *bad);
 int memstore_read(void *ctx, const char *key, const guts_id *id, uint64_t off, void *buf,
                   size_t len, size_t *got);
 int memstore_stage_write(void *ctx, const char *key, const guts_id *id, int type, uint64_t size,

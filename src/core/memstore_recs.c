@@ -28,7 +28,7 @@ int memstore_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *ou
 }
 
 int memstore_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                     size_t *added, size_t *bad)
+                     const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     mrepo *r = memstore_repo_find(ctx, key);
     if (added)
@@ -82,6 +82,8 @@ int memstore_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
         rc = memstore_put(ctx, key, objs, no, added, &b);
         if (rc && bad)
             *bad = from[b];
+        for (size_t k = 0; !rc && seen && k < no; k++)
+            seen->fn(seen->arg, &objs[k].id, objs[k].type, objs[k].data, objs[k].len);
     }
     for (size_t k = 0; bufs && k < no; k++)
         free(bufs[k]);

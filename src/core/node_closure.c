@@ -81,6 +81,234 @@ static int seed_cb(const guts_ref *ref, void *arg)
     return 0;
 }
 
+static void complete_seed(guts_core *c, lrepo *r)
+{
+    if (r->complete.n == 0)
+        c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
+}
+
+/* ---- The closure learnt as objects arrive ---------------------------------
+ *
+ * A pull stores objects in the server's order (by id), not bottom-up, and
+ * the walk below would then read back every tree and commit the pull has
+ * just verified (half of a fresh node's time on many small objects). The
+ * store tells the core of each object it stores, with its content
+ * (guts_rec_seen), so the links are counted as they arrive instead: an
+ * object is complete once stored with every child complete, each child
+ * that is not yet keeps a list of the parents waiting on it, and a child
+ * completing counts its parents down (bottom-up, whatever the order of
+ * arrival). Complete trees, commits and tags join the complete cache, so
+ * the walk of a ref whose whole history came in the pull stops at once.
+ * Only what this tracker saw counts: a child stored before it (an earlier
+ * pull) leaves its parents waiting, and the walk settles them as before.
+ * Bounded by CORE_TRACK_MAX objects (then dropped until the pulls of the
+ * repository end); freed when they end, or with the complete cache. */
+
+#define TRACK_NONE UINT32_MAX
+
+struct ctrack {
+    guts_id *ids;      /* node i's id */
+    uint32_t *missing; /* children not known complete; TRACK_NONE: not stored */
+    uint32_t *head;    /* first edge of the parents waiting on node i */
+    uint8_t *blob;     /* a blob, or in the complete cache already: not put in it */
+    size_t n, cap;
+    uint64_t *slots; /* open addressing: node index + 1 | id tag << 32, 0 empty */
+    size_t mask;
+    uint32_t (*edges)[2]; /* waiting parent, next edge of the same child */
+    size_t nedges, capedges;
+    walk kids;      /* the children of one object */
+    uint32_t *todo; /* nodes completed, their parents not yet counted down */
+    size_t ntodo, captodo;
+};
+
+void closure_track_free(lrepo *r)
+{
+    ctrack *t = r->track;
+    if (t) {
+        free(t->ids);
+        free(t->missing);
+        free(t->head);
+        free(t->blob);
+        free(t->slots);
+        free(t->edges);
+        free(t->kids.stack);
+        free(t->todo);
+        free(t);
+    }
+    r->track = NULL;
+    r->track_off = 0;
+}
+
+/* Give up on tracking until the repository's pulls end (the walk does it). */
+static void track_off(lrepo *r)
+{
+    closure_track_free(r);
+    r->track_off = 1;
+}
+
+/* Bits of id beside those of guts_id_hash, kept in a slot: a probe reads
+ * a node's id (a cache miss in a large table) only when they match. */
+static uint64_t track_tag(const guts_id *id)
+{
+    uint32_t t;
+    memcpy(&t, id->b + 12, sizeof(t));
+    return (uint64_t)t << 32;
+}
+
+/* Node of id, added (not stored, nothing waiting) when new; -1 past the
+ * bound or without memory. */
+static long track_node(ctrack *t, const guts_id *id)
+{
+    uint64_t tag = track_tag(id);
+    if (t->slots) {
+        for (size_t j = guts_id_hash(id) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
+            uint32_t i = (uint32_t)t->slots[j] - 1;
+            if ((t->slots[j] >> 32 << 32) == tag && memcmp(&t->ids[i], id, sizeof(*id)) == 0)
+                return (long)i;
+        }
+    }
+    if (t->n >= CORE_TRACK_MAX)
+        return -1;
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 256;
+        guts_id *ni = realloc(t->ids, nc * sizeof(*ni));
+        if (ni)
+            t->ids = ni;
+        uint32_t *nm = ni ? realloc(t->missing, nc * sizeof(*nm)) : NULL;
+        if (nm)
+            t->missing = nm;
+        uint32_t *nh = nm ? realloc(t->head, nc * sizeof(*nh)) : NULL;
+        if (nh)
+            t->head = nh;
+        uint8_t *nb = nh ? realloc(t->blob, nc) : NULL;
+        if (!nb)
+            return -1;
+        t->blob = nb;
+        t->cap = nc;
+    }
+    if (2 * (t->n + 1) > (t->slots ? t->mask + 1 : 0)) {
+        size_t nc = t->slots ? 2 * (t->mask + 1) : 512;
+        uint64_t *sl = calloc(nc, sizeof(*sl));
+        if (!sl)
+            return -1;
+        for (size_t i = 0; i < t->n; i++) {
+            size_t j = guts_id_hash(&t->ids[i]) & (nc - 1);
+            while (sl[j])
+                j = (j + 1) & (nc - 1);
+            sl[j] = track_tag(&t->ids[i]) | (i + 1);
+        }
+        free(t->slots);
+        t->slots = sl;
+        t->mask = nc - 1;
+    }
+    size_t i = t->n++;
+    t->ids[i] = *id;
+    t->missing[i] = TRACK_NONE;
+    t->head[i] = TRACK_NONE;
+    t->blob[i] = 0;
+    size_t j = guts_id_hash(id) & t->mask;
+    while (t->slots[j])
+        j = (j + 1) & t->mask;
+    t->slots[j] = tag | (i + 1);
+    return (long)i;
+}
+
+static int track_todo(ctrack *t, uint32_t i)
+{
+    if (t->ntodo == t->captodo) {
+        size_t nc = t->captodo ? 2 * t->captodo : 256;
+        uint32_t *p = realloc(t->todo, nc * sizeof(*p));
+        if (!p)
+            return GUTS_ENOMEM;
+        t->todo = p;
+        t->captodo = nc;
+    }
+    t->todo[t->ntodo++] = i;
+    return GUTS_OK;
+}
+
+/* Node i (stored, nothing missing) is complete: so are the parents it was
+ * the last missing child of, transitively. */
+static int track_complete(lrepo *r, ctrack *t, uint32_t i)
+{
+    if (track_todo(t, i))
+        return GUTS_ENOMEM;
+    while (t->ntodo) {
+        uint32_t k = t->todo[--t->ntodo];
+        if (!t->blob[k] && r->complete.n < CORE_COMPLETE_MAX &&
+            guts_idset_insert(&r->complete, &t->ids[k]) < 0)
+            return GUTS_ENOMEM;
+        for (uint32_t e = t->head[k]; e != TRACK_NONE; e = t->edges[e][1]) {
+            uint32_t p = t->edges[e][0];
+            if (--t->missing[p] == 0 && track_todo(t, p))
+                return GUTS_ENOMEM;
+        }
+        t->head[k] = TRACK_NONE;
+    }
+    return GUTS_OK;
+}
+
+static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const void *data,
+                        size_t len)
+{
+    long i = track_node(t, id);
+    if (i < 0)
+        return GUTS_ENOMEM;
+    if (t->missing[i] != TRACK_NONE)
+        return GUTS_OK; /* told twice */
+    t->blob[i] = type == GUTS_OBJ_BLOB;
+    uint32_t missing = 0;
+    t->kids.n = 0;
+    if (type != GUTS_OBJ_BLOB)
+        children(&t->kids, type, data, len);
+    if (t->kids.err)
+        return t->kids.err;
+    for (size_t k = 0; k < t->kids.n; k++) {
+        size_t n0 = t->n;
+        long ki = track_node(t, &t->kids.stack[k].id);
+        if (ki < 0)
+            return GUTS_ENOMEM;
+        if ((size_t)ki == n0 && guts_idset_has(&r->complete, &t->ids[ki])) {
+            t->missing[ki] = 0; /* complete before the tracker began */
+            t->blob[ki] = 1;    /* (in the cache already) */
+        }
+        if (t->missing[ki] == 0)
+            continue;
+        if (t->nedges == t->capedges) {
+            size_t nc = t->capedges ? 2 * t->capedges : 256;
+            if (nc > 2 * (size_t)CORE_TRACK_MAX)
+                return GUTS_ENOMEM;
+            uint32_t(*ne)[2] = realloc(t->edges, nc * sizeof(*ne));
+            if (!ne)
+                return GUTS_ENOMEM;
+            t->edges = ne;
+            t->capedges = nc;
+        }
+        t->edges[t->nedges][0] = (uint32_t)i;
+        t->edges[t->nedges][1] = t->head[ki];
+        t->head[ki] = (uint32_t)t->nedges++;
+        missing++;
+    }
+    t->missing[i] = missing;
+    return missing ? GUTS_OK : track_complete(r, t, (uint32_t)i);
+}
+
+int closure_track_begin(guts_core *c, lrepo *r)
+{
+    if (!r->track && !r->track_off) {
+        complete_seed(c, r); /* not from closure_seen: the store is busy then */
+        r->track = calloc(1, sizeof(ctrack));
+    }
+    return r->track != NULL;
+}
+
+void closure_seen(void *arg, const guts_id *id, int type, const void *data, size_t len)
+{
+    lrepo *r = arg;
+    if (r->track && track_stored(r, r->track, id, type, data, len) != GUTS_OK)
+        track_off(r);
+}
+
 /* id -> index map for one walk: open addressing over indexes into the
  * walk's own node array (slot = index + 1, 0 empty), so a node costs 8
  * bytes here at load 1/2 instead of a second copy of its id (a walk of
@@ -155,8 +383,7 @@ static void idmap_free(idmap *m)
 int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *target,
                  guts_id *want, size_t cap, size_t *nwant, int *complete)
 {
-    if (r->complete.n == 0)
-        c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
+    complete_seed(c, r);
     *complete = 1;
     if (guts_idset_has(&r->complete, target))
         return GUTS_OK;

@@ -103,6 +103,7 @@ void sync_start_pulls(guts_core *c)
                 r->plan = NULL; /* a whole pull then */
             } else {
                 r->plan->stall_ms = CORE_SPLIT_STALL_MS;
+                r->plan->first = r->info.objects == 0;
                 c->ctr.split_pulls++;
             }
         }

@@ -171,7 +171,15 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
     rc = GUTS_OK;
     if (n + np) {
         size_t added = 0, bad = 0;
-        rc = c->st.rec_put(c->st.ctx, s->key, all, n + np, nobase, &added, &bad);
+        lrepo *r = core_repo_find(c, s->key);
+        guts_rec_seen seen = {closure_seen, r};
+        rc = c->st.rec_put(c->st.ctx, s->key, all, n + np, nobase,
+                           r && closure_track_begin(c, r) ? &seen : NULL, &added, &bad);
+        /* what it was told of may not be stored after all */
+        if (rc != GUTS_OK && r && r->track) {
+            closure_track_free(r);
+            guts_idset_free(&r->complete);
+        }
         if (rc == GUTS_EHASH) {
             c->ctr.bad_objects++;
             pull_log_bad(c, s, &all[bad < n + np ? bad : 0].id);
@@ -376,6 +384,10 @@ int pull_chunk_flush(guts_core *c, session *s)
         return GUTS_OK;
     s->got_objects++;
     c->ctr.objects_fetched++;
+    lrepo *r = core_repo_find(c, s->key);
+    if (r && s->chunk_type == GUTS_OBJ_BLOB && closure_track_begin(c, r)) { /* itself */
+        closure_seen(r, &s->chunk_id, GUTS_OBJ_BLOB, NULL, 0);
+    }
     /* it may be a held delta's base */
     return s->live_pend ? store_recs(c, s, NULL, 0, &s->chunk_id, 1) : GUTS_OK;
 }

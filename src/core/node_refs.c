@@ -66,6 +66,7 @@ void repo_free_state(lrepo *r)
     r->pending = NULL;
     r->npending = r->cappending = 0;
     guts_idset_free(&r->complete);
+    closure_track_free(r);
     pull_plan_free(r->plan);
     r->plan = NULL;
 }

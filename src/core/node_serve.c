@@ -82,6 +82,12 @@ static int serve_key(guts_core *c, session *s, const char *key)
         lrepo *r = core_repo_find(c, key);
         if (!r || r->unstored)
             return GUTS_ENOTFOUND;
+        /* A first copy under way holds nothing its peers lack (it began
+         * from nothing; what is written to it meanwhile is served once the
+         * copy is in): a peer pulling it because their announces differ
+         * would cost both a scan of the partial copy per pull. */
+        if (r->plan && r->plan->first)
+            return GUTS_EAGAIN;
         /* a serve slot is taken here, by a request, not by a connection */
         size_t pulls, serves;
         uint64_t idle_at;

@@ -62,7 +62,10 @@ static int store_failed(guts_core *c, const char *key, int rc)
     if (rc == GUTS_EFULL || rc == GUTS_EAGAIN || rc == GUTS_ENOMEM || rc == GUTS_EIO ||
         rc == GUTS_ESTORE) {
         lrepo *r = core_repo_find(c, key);
-        if (r) guts_idset_free(&r->complete);
+        if (r) {
+            guts_idset_free(&r->complete);
+            closure_track_free(r);
+        }
     }
     return rc;
 }
@@ -104,6 +107,7 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
     if (rc == GUTS_OK && dropped && r) {
         core_repo_refresh(c, r);        /* announce the new fingerprint */
         guts_idset_free(&r->complete); /* closures it was in are not whole now */
+        closure_track_free(r);
     }
     if (c->damaged.n >= CORE_REFUSED_MAX) guts_idset_free(&c->damaged);
     if (guts_idset_insert(&c->damaged, id) == 1) {
@@ -238,11 +242,12 @@ static int st_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *o
 }
 
 static int st_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                      size_t *added, size_t *bad)
+                      const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     guts_core *c = ctx;
     int rc = n ? materialize(c, key) : GUTS_OK;
-    return wrote(c, key, rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, added, bad),
+    return wrote(c, key,
+                 rc ? rc : c->real.rec_put(c->real.ctx, key, recs, n, nobase, seen, added, bad),
                  n);
 }
 

@@ -337,6 +337,8 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
             else if (s->got_objects || c->ctr.refs_applied != s->applied0)
                 r->idle_pulls = 0;
             core_repo_refresh(c, r);
+            if (!r->pulling) /* what it counted is in the complete cache */
+                closure_track_free(r);
             int busy = s->busy;
             uint32_t retry_after = s->retry_after;
             sess_remove(c, s);
@@ -368,8 +370,8 @@ void sync_free_all(guts_core *c)
         core_close_stream(c, s->stream);
         if (s->kind == SESS_PULL) {
             lrepo *r = core_repo_find(c, s->key);
-            if (r && r->pulling)
-                r->pulling--;
+            if (r && r->pulling && !--r->pulling)
+                closure_track_free(r);
         }
         sess_remove(c, s);
     }

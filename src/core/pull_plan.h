@@ -41,6 +41,8 @@ typedef struct pull_plan {
     uint32_t *owner;  /* per part: the stream pulling it (PART_TAKEN) */
     guts_node_id avoid[PULL_PLAN_AVOID]; /* peers whose session failed on it */
     uint32_t navoid;
+    uint8_t first; /* a first copy (the repository held nothing): a serve of
+                    * it answers busy until the plan ends (node_serve.c) */
 } pull_plan;
 
 /** A plan for `missing` objects: 16 parts, or 256 from `many` on.

@@ -631,13 +631,13 @@ static int l_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *ou
 }
 
 static int l_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                     size_t *added, size_t *bad)
+                     const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     guts_repo *r;
     uint64_t t0;
     int rc = get_repo(ctx, key, 0, &r);
     if (rc || (rc = guts_repo_txnid(r, &t0))) return rc;
-    return wrote_since(ctx, r, t0, guts_repo_rec_put(r, recs, n, nobase, added, bad));
+    return wrote_since(ctx, r, t0, guts_repo_rec_put(r, recs, n, nobase, seen, added, bad));
 }
 
 static int l_verify(void *ctx, const char *key, const guts_id *id)

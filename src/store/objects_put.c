@@ -478,6 +478,9 @@ typedef struct rput_ctx {
     const guts_rec *recs;
     size_t n;
     uint8_t *nobase;
+    const guts_rec_seen *seen;
+    guts_id last; /* grouped: the objects tree's last id in the read snapshot */
+    int empty;    /* grouped: that tree is empty */
     size_t added, bad;
 } rput_ctx;
 
@@ -512,8 +515,15 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
      * and the put finds them (MDB_NOOVERWRITE) at the price of one wasted
      * decode, where a lookup cost every record a B-tree search. A group
      * has no such put: it looks up, mostly in its own table. */
-    if (!set && (rc = store_obj_lookup(r, txn, &rec->id, &v)) != MDB_NOTFOUND)
-        return rc ? rc : MDB_KEYEXIST;
+    if (!set) {
+        /* past the tree's last id only the group can hold it: a pull's
+         * records mostly come in id order onto a tree they extend */
+        if (c->empty || guts_id_cmp(&rec->id, &c->last) > 0)
+            rc = group_find(&r->grp, &rec->id) ? 0 : MDB_NOTFOUND;
+        else
+            rc = store_obj_lookup(r, txn, &rec->id, &v);
+        if (rc != MDB_NOTFOUND) return rc ? rc : MDB_KEYEXIST;
+    }
     const uint8_t *base = NULL;
     size_t blen = 0;
     uint8_t *owned_base = NULL;
@@ -581,6 +591,8 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0);
         free(p);
     }
+    if (rc == 0 && c->seen) /* a raw record's content is its payload */
+        c->seen->fn(c->seen->arg, &rec->id, rec->type, content ? content : rec->data, rec->size);
     /* A base of the next records, likely; small contents are cheaper to
      * decode again than to keep (many tiny entries cost the cache more
      * than they save). */
@@ -616,6 +628,15 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
     c->added = 0;
     int rc = group_put_begin(r, &txn, &n0);
     if (rc) return rc;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(txn, r->se->objects, &cur)) == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        c->empty = rc == MDB_NOTFOUND;
+        if (rc == 0) memcpy(c->last.b, k.mv_data, GUTS_ID_LEN);
+        rc = c->empty ? 0 : rc;
+        mdb_cursor_close(cur);
+    }
     for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST); i++) {
         size_t before = r->grp.n;
         rc = rput_one(r, txn, NULL, c, i);
@@ -626,8 +647,8 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
     return group_put_end(r, txn, n0, rc, "grouped record put");
 }
 
-int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase, size_t *added,
-                      size_t *bad)
+int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nobase,
+                      const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     if (added) *added = 0;
     if (!r || (!recs && n)) return GUTS_EINVAL;
@@ -641,7 +662,7 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
         }
         total += recs[i].len;
     }
-    rput_ctx c = {.recs = recs, .n = n, .nobase = nobase};
+    rput_ctx c = {.recs = recs, .n = n, .nobase = nobase, .seen = seen};
     /* The map grows by at least this batch's records plus B-tree overhead;
      * a rare too-deep delta stored whole may need more, which a retry
      * with a bigger map covers. */

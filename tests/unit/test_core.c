@@ -2141,9 +2141,9 @@ static int full_refs_put(void *ctx, const char *key, const guts_ref *refs, size_
 }
 
 static int full_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n, uint8_t *nobase,
-                        size_t *added, size_t *bad)
+                        const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
-    return full_now ? GUTS_EFULL : full_inner.rec_put(ctx, key, recs, n, nobase, added, bad);
+    return full_now ? GUTS_EFULL : full_inner.rec_put(ctx, key, recs, n, nobase, seen, added, bad);
 }
 
 START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
@@ -2190,6 +2190,51 @@ START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
 }
 END_TEST
 
+/* A first copy counts the closures of the objects as they arrive
+ * (node_closure.c, the tracker): its refs apply without the walk reading
+ * back one tree or commit the pull has just stored. */
+static guts_core_store reads_inner;
+static size_t reads_n;
+
+static int reads_get(void *ctx, const char *key, const guts_id *id, int *type, void **data,
+                     size_t *len)
+{
+    reads_n++;
+    return reads_inner.get(ctx, key, id, type, data, len);
+}
+
+START_TEST(test_first_copy_reads_nothing_back)
+{
+    guts_memstore *m[2];
+    guts_core_store st[2];
+    mem_pair(m, st);
+    reads_inner = st[1];
+    st[1].get = reads_get;
+    reads_n = 0;
+    guts_cluster_config cfg = {
+        .nodes = 2, .seed = 23, .latency_min = 1, .latency_max = 5, .stores = st};
+    guts_cluster *cl;
+    ck_assert_int_eq(guts_cluster_new(&cfg, &cl), 0);
+    const guts_core_store *s0 = guts_cluster_iface(cl, 0);
+    ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
+    history(s0, 40, "copy");
+    guts_cluster_local_change(cl, 0, KEY);
+    uint64_t t = 0;
+    while (t < 60000 && !guts_cluster_converged(cl)) {
+        t += 100;
+        guts_cluster_run_until(cl, t);
+    }
+    ck_assert(guts_cluster_converged(cl));
+    guts_repo_info info;
+    ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &info), 0);
+    ck_assert_uint_eq(info.objects, 3 * 40);
+    ck_assert_uint_eq(reads_n, 0);
+    guts_cluster_free(cl);
+    for (int i = 0; i < 2; i++)
+        guts_memstore_free(m[i]);
+}
+END_TEST
+
 /* A store that groups puts and loses its group when the commit fails (as
  * lmdbstore's does when another writer's objects make a delta chain too
  * deep: GUTS_EAGAIN): the objects a pull put are dropped and the first
@@ -2217,11 +2262,11 @@ static int lose_put(void *ctx, const char *key, const guts_obj *objs, size_t n, 
 }
 
 static int lose_rec_put(void *ctx, const char *key, const guts_rec *recs, size_t n,
-                        uint8_t *nobase, size_t *added, size_t *bad)
+                        uint8_t *nobase, const guts_rec_seen *seen, size_t *added, size_t *bad)
 {
     for (size_t i = 0; i < n; i++)
         lose_note(&recs[i].id);
-    return lose_inner.rec_put(ctx, key, recs, n, nobase, added, bad);
+    return lose_inner.rec_put(ctx, key, recs, n, nobase, seen, added, bad);
 }
 
 static int lose_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n)
@@ -2751,6 +2796,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_large_object_travels_in_chunks);
     tcase_add_test(t, test_object_over_the_limit_is_skipped_and_the_rest_arrives);
     tcase_add_test(t, test_full_store_stops_pulls_and_resumes_when_space_returns);
+    tcase_add_test(t, test_first_copy_reads_nothing_back);
     tcase_add_test(t, test_a_lost_group_of_puts_is_pulled_again_before_its_refs);
     tcase_add_test(t, test_hostile_chunks_store_nothing);
     tcase_add_test(t, test_digest_bytes_stay_within_issue_bounds);

@@ -954,12 +954,12 @@ START_TEST(test_records_copy_to_another_repo_as_stored)
     for (int i = 0; i < RV; i++)
         rev[i] = recs[RV - 1 - i];
     size_t added = 9, bad = 0;
-    ck_assert_int_eq(guts_repo_rec_put(b, rev, RV, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, rev, RV, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(added, 1);
     for (int i = 0; i < RV; i++)
         ck_assert_uint_eq(nobase[i], i < RV - 1);
     /* In order: the rest go in, byte for byte as in a. */
-    ck_assert_int_eq(guts_repo_rec_put(b, recs, RV, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, RV, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(added, RV - 1);
     guts_repo_info ia, ib;
     ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
@@ -1041,7 +1041,7 @@ START_TEST(test_bad_records_are_rejected_and_nothing_stored)
         /* a good record first in the same call: it must not be kept either */
         guts_rec batch[3] = {first, good[0], cases[i].r};
         size_t added = 0, bad = 9;
-        int rc = guts_repo_rec_put(b, batch, 3, NULL, &added, &bad);
+        int rc = guts_repo_rec_put(b, batch, 3, NULL, NULL, &added, &bad);
         ck_assert_msg(rc == cases[i].want, "%s: %d", cases[i].what, rc);
         ck_assert_msg(bad == 2, "%s: bad %zu", cases[i].what, bad);
         guts_repo_info ib;
@@ -1160,13 +1160,13 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
     uint8_t nobase[RV];
     size_t added = 9, bad = 0;
     /* The last delta first: its base is not there yet. */
-    ck_assert_int_eq(guts_repo_rec_put(b, recs + RV - 1, 1, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, recs + RV - 1, 1, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(added, 0);
     ck_assert_uint_eq(nobase[0], 1);
-    ck_assert_int_eq(guts_repo_rec_put(b, recs, 3, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, 3, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(added, 3);
     /* one again (skipped), and the rest, built on the group's records */
-    ck_assert_int_eq(guts_repo_rec_put(b, recs + 2, RV - 2, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, recs + 2, RV - 2, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(added, RV - 3);
     for (int i = 0; i < RV - 2; i++)
         ck_assert_uint_eq(nobase[i], 0);
@@ -1178,7 +1178,7 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
     ck_assert_int_eq(guts_repo_has(b, &objs[0].id), 1);
     guts_rec two[2] = {recs[0], recs[1]};
     two[1].id.b[0] ^= 1; /* content no longer hashes to it */
-    ck_assert_int_ne(guts_repo_rec_put(b, two, 2, nobase, &added, &bad), GUTS_OK);
+    ck_assert_int_ne(guts_repo_rec_put(b, two, 2, nobase, NULL, &added, &bad), GUTS_OK);
     ck_assert_uint_eq(bad, 1);
     ck_assert_int_eq(guts_repo_has(b, &two[1].id), 0);
     ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
@@ -1339,7 +1339,7 @@ START_TEST(test_record_past_the_depth_bound_is_stored_whole)
     ck_assert_uint_eq(got.depth, 50);
     free(buf2);
     size_t added = 0;
-    ck_assert_int_eq(guts_repo_rec_put(b, &rec, 1, NULL, &added, NULL), GUTS_OK);
+    ck_assert_int_eq(guts_repo_rec_put(b, &rec, 1, NULL, NULL, &added, NULL), GUTS_OK);
     ck_assert_uint_eq(added, 1);
     ck_assert_int_eq(guts_repo_rec_get(b, &objs[N - 1].id, &got, &buf2), GUTS_OK);
     ck_assert_int_ne(got.enc, GUTS_REC_DELTA);
