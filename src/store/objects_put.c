@@ -32,12 +32,11 @@
 /* A delta given to zstd as sequences (delta_by_sequences) may leave at most
  * 1/STORE_SEQ_LITS_DIV of the object as literals; past that, zstd's own
  * match finder (which also finds short matches, and matches within the
- * object) is run instead. At 16 zlib's store stays the size it was with
- * zstd's matcher alone (2,317 pages against 2,303; 2,759 with git's
- * deltas taken whatever they insert), for about the same CPU. */
-#ifndef STORE_SEQ_LITS_DIV
-#define STORE_SEQ_LITS_DIV 16
-#endif
+ * object) is run instead, at the cost of indexing the base. zlib's store
+ * in pages and the import's CPU (10 alternating runs): 2 2,765; 4 2,581,
+ * 0.527 s; 8 2,396, 0.528 s; 16 2,318, 0.558 s (2,303 with zstd's matcher
+ * alone, 2,759 with git's deltas taken whatever they insert). */
+#define STORE_SEQ_LITS_DIV 8
 /* A put's record arena is kept between puts up to this size (the
  * compressed output of a 16 MiB import batch fits) and released above it,
  * so a huge blob pins nothing and a node with many repositories open keeps
