@@ -14,7 +14,6 @@
 #include "gitio_int.h"
 #include "pack.h"
 #include "packread.h"
-#include "guts/delta.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -281,7 +280,7 @@ static int read_packed(guts_packs *ps, batch *b, const iobj *o, char *err)
         return guts_git_errf(err, GUTS_ECORRUPT, "object %s: its pack and git cat-file disagree",
                              hex);
     int base = !guts_id_is_zero(&o->base_id);
-    if (!base || len < GUTS_DELTA_BLOCK) gdlen = 0, gd = NULL;
+    if (!base) gdlen = 0, gd = NULL;
     uint8_t *slot = batch_slot(b, len + gdlen);
     if (!slot) return guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
     memcpy(slot, data, len);
