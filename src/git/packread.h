@@ -31,8 +31,11 @@
 #define GUTS_PACKREAD_CHAIN_MAX 10000
 /* Decoded contents kept as bases for the next objects: an import reads
  * each delta family base first, so the base a delta needs was read just
- * before it, or a few objects before. */
-#define GUTS_PACKREAD_CACHE_BYTES ((size_t)16 << 20)
+ * before it, or a few objects before. zlib's pack inflated 18.8 MB for
+ * 17.4 MB of entries with 4 MiB (17.4 MB with 16 MiB, 21.6 MB with 1 MiB;
+ * 3,600 fewer page faults than 16 MiB); the synthetic repository's
+ * entries are each inflated once at any of these sizes. */
+#define GUTS_PACKREAD_CACHE_BYTES ((size_t)4 << 20)
 #define GUTS_PACKREAD_CACHE_SLOTS 1024u
 
 typedef struct guts_pack_file {
