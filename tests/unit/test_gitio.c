@@ -556,6 +556,26 @@ START_TEST(test_check_line_with_a_path_takes_the_rest_of_the_line)
 }
 END_TEST
 
+START_TEST(test_path_hints_only_when_git_left_many_trees_and_blobs_whole)
+{
+    iobj o[8];
+    ilist L = {.o = o, .n = 8, .cap = 8};
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 8; i++) {
+        o[i].type = i < 2 ? GUTS_OBJ_COMMIT : GUTS_OBJ_BLOB; /* 6 blobs */
+        o[i].base_id = id_of_byte(0x10, (uint8_t)i);
+    }
+    ck_assert(!gitio_hints_pay(&L)); /* every blob a git delta */
+    memset(&o[2].base_id, 0, sizeof o[2].base_id);
+    ck_assert(!gitio_hints_pay(&L)); /* 1 of 6 whole */
+    memset(&o[3].base_id, 0, sizeof o[3].base_id);
+    ck_assert(gitio_hints_pay(&L)); /* 2 of 6: at least a quarter */
+    memset(&o[0].base_id, 0, sizeof o[0].base_id); /* commits do not count */
+    L.n = 2;
+    ck_assert(!gitio_hints_pay(&L)); /* no tree or blob */
+}
+END_TEST
+
 START_TEST(test_path_hints_chain_each_path_and_keep_types_apart)
 {
     phints t = {0};
@@ -901,6 +921,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_check_line_rejects_malformed_lines);
     tcase_add_test(tc, test_check_line_with_a_path_takes_the_rest_of_the_line);
     tcase_add_test(tc, test_path_hints_chain_each_path_and_keep_types_apart);
+    tcase_add_test(tc, test_path_hints_only_when_git_left_many_trees_and_blobs_whole);
     tcase_add_test(tc, test_batch_header_must_match_the_listing);
     tcase_add_test(tc, test_plan_puts_every_delta_base_before_its_dependents);
     tcase_add_test(tc, test_plan_skips_stored_objects_and_starts_chains_at_them);
