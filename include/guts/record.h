@@ -21,6 +21,11 @@ typedef struct guts_obj {
     const guts_id *base; /* optional: a similar object (e.g. git's delta base)
                           * to compress against if it is stored or earlier in
                           * the same batch; NULL for none */
+    const void *gdelta;  /* optional, with base: a git delta turning base's
+                          * content into data (as git's pack holds it), whose
+                          * copies the store takes, each checked, instead of
+                          * searching for its own; NULL for none */
+    size_t gdlen;
 } guts_obj;
 
 typedef struct guts_repo_info {

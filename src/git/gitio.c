@@ -1,9 +1,10 @@
 /* gitio.c - import from and export to git repositories.
  *
- * Import asks git for everything through two long-lived processes: one
- * `cat-file --batch-all-objects --batch-check` lists every object with its
- * type, size and git's own delta base, and one `cat-file --batch` returns the
- * contents of the objects the store lacks. The ids are ordered so a delta base
+ * Import lists every object with one `cat-file --batch-all-objects
+ * --batch-check` (type, size and git's own delta base; path hints from
+ * `rev-list --objects --all` when git left many objects whole), reads the
+ * contents of the objects the store lacks from the repository's packs
+ * (packread.c) and the rest from one `cat-file --batch`. The ids are ordered so a delta base
  * comes before every object built on it (depth-first from each chain's root,
  * roots in pack order), because the store compresses an object against its
  * base only when the base is already stored or earlier in the same batch. A
@@ -38,14 +39,13 @@ static int store_objects(guts_repo *r, const char *gitdir, const guts_id *tips, 
     uint32_t *order = NULL, *perm = NULL;
     size_t nneed = 0;
     proc names = {.pid = 0};
-    int rc = ntips ? GUTS_OK : gitio_import_hints_start(gitdir, &names, err);
-    if (!rc)
-        rc = gitio_list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL,
+    int rc = gitio_list_objects(gitdir, tips, ntips, exclude, nexclude, &L, nprev ? &firsts : NULL,
                                 err);
     if (!rc && firsts.n) gitio_prev_hints(gitdir, &L, &firsts, prev, nprev);
     gitio_pfirst_free(&firsts);
     if (!rc && !(perm = gitio_list_index(&L)))
         rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
+    if (!rc && !ntips && gitio_hints_pay(&L)) rc = gitio_import_hints_start(gitdir, &names, err);
     if (names.pid > 0) {
         if (rc) kill(names.pid, SIGTERM);
         int hrc = rc ? gitio_proc_wait(&names, NULL) : gitio_import_hints(&L, perm, &names, err);

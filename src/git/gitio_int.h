@@ -257,6 +257,16 @@ int gitio_import_hints_start(const char *gitdir, proc *rl, char *err);
 /* Give L's objects the hints of rl's listing (gitio_import_hints_start). */
 int gitio_import_hints(ilist *L, const uint32_t *perm, proc *rl, char *err);
 
+/* Are path hints worth their `rev-list --objects --all` (about a tenth of
+ * an import's CPU)? When git left at least 1/GITIO_HINTS_WHOLE_DIV of the
+ * trees and blobs whole (no delta base): fast-import output, the synthetic
+ * repository of scripts/bench-store (60% whole: its store is 3x larger
+ * without hints). zlib's pack leaves 17% whole; without hints its store is
+ * 5.5% larger (1.40x its pack instead of 1.33x) and the import 10% cheaper
+ * (docs/performance.md). */
+#define GITIO_HINTS_WHOLE_DIV 4
+int gitio_hints_pay(const ilist *L);
+
 /* ---- gitio_stream.c ---- */
 
 /* Parse "<id> <type> <size>" of a --batch header and check it against what

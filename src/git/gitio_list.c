@@ -461,9 +461,20 @@ out:
     return rc;
 }
 
+int gitio_hints_pay(const ilist *L)
+{
+    size_t n = 0, whole = 0;
+    for (size_t i = 0; i < L->n; i++)
+        if (L->o[i].type == GUTS_OBJ_TREE || L->o[i].type == GUTS_OBJ_BLOB) {
+            n++;
+            whole += guts_id_is_zero(&L->o[i].base_id);
+        }
+    return n && whole * GITIO_HINTS_WHOLE_DIV >= n;
+}
+
 /* Import lists every object with `cat-file --batch-all-objects` (which has
  * no names: unreachable objects are stored too), so the names for the path
- * hints come from a `git rev-list --objects --all` run beside it; each of
+ * hints come from a `git rev-list --objects --all` run after it; each of
  * its lines is looked up in the list by id. Its order (newest first) is
  * the order the hints follow, as in a push. */
 int gitio_import_hints_start(const char *gitdir, proc *rl, char *err)

@@ -1,5 +1,8 @@
 /* gitio_stream.c - the import's contents: the planned objects read from
- * one `git cat-file --batch` and written to the store.
+ * the repository's packs (packread.c), each with git's delta when its pack
+ * holds one, and the rest (loose objects, objects of GUTS_LARGE_MIN bytes
+ * and more, packs the reader skips) from one `git cat-file --batch`; all
+ * written to the store.
  *
  * A feeder thread writes ids to cat-file while this thread reads the
  * contents, so neither side can block the other on a full pipe; a storer
@@ -10,6 +13,7 @@
  */
 #include "gitio_int.h"
 #include "pack.h"
+#include "packread.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -259,12 +263,49 @@ static int stream_large(guts_repo *repo, rd *r, const iobj *o, const char *gitdi
     return rc;
 }
 
+/* Object o from the packs into batch b (room for it checked by the
+ * caller), with its git delta when its pack holds one against the base the
+ * listing named: the store turns that delta's copies into its own zstd
+ * delta (objects_put.c) instead of finding them again. */
+static int read_packed(guts_packs *ps, batch *b, const iobj *o, char *err)
+{
+    char hex[GUTS_HEX_LEN + 1];
+    int type;
+    const uint8_t *data, *gd;
+    size_t len, gdlen;
+    int rc = guts_packs_read(ps, &o->id, &type, &data, &len, &gd, &gdlen, err);
+    if (rc) return rc;
+    guts_id_to_hex(&o->id, hex);
+    if (type != o->type || len != o->size)
+        return guts_git_errf(err, GUTS_ECORRUPT, "object %s: its pack and git cat-file disagree",
+                             hex);
+    int base = !guts_id_is_zero(&o->base_id);
+    if (!base) gdlen = 0, gd = NULL;
+    uint8_t *slot = batch_slot(b, len + gdlen);
+    if (!slot) return guts_git_errf(err, GUTS_ENOMEM, "out of memory reading %s", hex);
+    memcpy(slot, data, len);
+    if (gd) memcpy(slot + len, gd, gdlen);
+    b->objs[b->n++] = (guts_obj){.id = o->id,
+                                 .type = o->type,
+                                 .data = slot,
+                                 .len = len,
+                                 .base = base ? &o->base_id : NULL,
+                                 .gdelta = gd ? slot + len : NULL,
+                                 .gdlen = gdlen};
+    b->bytes += len + gdlen;
+    return GUTS_OK;
+}
+
 int gitio_stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const uint32_t *order,
                          size_t nneed, guts_progress *pg, guts_gitio_stats *st, char *err)
 {
     char *argv[] = {"git",      "-C",      (char *)gitdir, "--no-replace-objects",
                     "cat-file", "--batch", "--buffer",     NULL};
-    proc p;
+    proc p = {.pid = -1, .in = -1, .out = -1, .errfd = -1};
+    guts_packs packs;
+    uint8_t *from_pack = NULL; /* per planned object: read from a pack */
+    uint32_t *rest = NULL;     /* the others, in plan order: cat-file's */
+    size_t nrest = 0;
     pthread_t feed_th, store_th;
     feeder f;
     storer s = {.repo = repo};
@@ -273,23 +314,38 @@ int gitio_stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const ui
     char line[GITIO_LINE_MAX], hex[GUTS_HEX_LEN + 1];
     int rc, fed = 0, stored = 0, cur = 0;
     if (nneed == 0) return GUTS_OK;
-    rc = gitio_proc_start(&p, "git cat-file --batch", argv, PROC_PIPE, 1, err);
-    if (rc) return rc;
-    f = (feeder){.fd = p.in, .o = L->o, .order = order, .n = nneed};
-    p.in = -1; /* the feeder closes it */
-    r.fd = p.out;
+    if ((rc = guts_packs_open(&packs, gitdir, err))) return rc;
+    from_pack = calloc(nneed, 1);
+    rest = malloc(nneed * sizeof *rest);
+    if (!from_pack || !rest) {
+        rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
+        goto early;
+    }
+    for (size_t i = 0; i < nneed; i++) {
+        const iobj *o = &L->o[order[i]];
+        if (o->size < GUTS_LARGE_MIN && guts_packs_has(&packs, &o->id)) from_pack[i] = 1;
+        else rest[nrest++] = order[i];
+    }
+    f = (feeder){.fd = -1, .o = L->o, .order = rest, .n = nrest};
+    if (nrest) {
+        rc = gitio_proc_start(&p, "git cat-file --batch", argv, PROC_PIPE, 1, err);
+        if (rc) goto early;
+        f.fd = p.in;
+        p.in = -1; /* the feeder closes it */
+        r.fd = p.out;
+    }
     r.buf = malloc(GITIO_IOBUF);
     for (int i = 0; i < 2; i++)
         if ((bs[i] = calloc(1, sizeof *bs[i]))) bs[i]->arena = arena_new();
     if (!r.buf || !bs[0] || !bs[1] || !bs[0]->arena || !bs[1]->arena) {
         rc = guts_git_errf(err, GUTS_ENOMEM, "out of memory");
-        close(f.fd);
+        if (f.fd >= 0) close(f.fd);
         goto out;
     }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     guts_repo_group(repo, group_bytes());
-    if (pthread_create(&feed_th, NULL, feed_ids, &f) != 0) {
+    if (nrest && pthread_create(&feed_th, NULL, feed_ids, &f) != 0) {
         rc = guts_git_errf(err, GUTS_ENOMEM, "cannot start a thread");
         close(f.fd);
         goto out;
@@ -304,6 +360,17 @@ int gitio_stream_objects(guts_repo *repo, const char *gitdir, ilist *L, const ui
     for (size_t i = 0; i < nneed && !rc; i++) {
         const iobj *o = &L->o[order[i]];
         guts_id_to_hex(&o->id, hex);
+        if (from_pack[i]) {
+            if (b->n == GITIO_BATCH_OBJECTS || (b->n && b->bytes + o->size > GITIO_BATCH_BYTES)) {
+                if ((rc = storer_submit(&s, b, err))) break;
+                cur ^= 1;
+                b = bs[cur];
+            }
+            if ((rc = read_packed(&packs, b, o, err))) break;
+            st->bytes += o->size;
+            guts_progress_show(pg, i + 1, nneed, st->bytes, 0);
+            continue;
+        }
         int k = gitio_rd_line(&r, line, sizeof line);
         if (k <= 0) {
             rc = guts_git_errf(err, GUTS_EIO, "git cat-file --batch in %s stopped before object %s", gitdir,
@@ -391,12 +458,12 @@ out:
             free(bs[i]);
         }
     free(r.buf);
-    if (fed) pthread_join(feed_th, NULL);
+    if (fed && nrest) pthread_join(feed_th, NULL);
     if (fed) {
         pthread_mutex_destroy(&s.mu);
         pthread_cond_destroy(&s.cv);
     }
-    {
+    if (nrest) {
         char werr[GUTS_GITIO_ERR_MAX], mine[GUTS_GITIO_ERR_MAX];
         int wrc = gitio_proc_wait(&p, werr);
         if (!rc && wrc) rc = guts_git_errf(err, wrc, "%s", werr);
@@ -406,6 +473,11 @@ out:
             guts_git_errf(err, rc, "%.200s; %.250s", mine, werr);
         }
     }
-    if (!rc && fed && f.rc) rc = guts_git_errf(err, f.rc, "writing ids to git cat-file --batch failed");
+    if (!rc && fed && nrest && f.rc)
+        rc = guts_git_errf(err, f.rc, "writing ids to git cat-file --batch failed");
+early:
+    guts_packs_close(&packs);
+    free(from_pack);
+    free(rest);
     return rc;
 }

@@ -17,6 +17,9 @@
 
 #include <lmdb.h>
 #include <openssl/evp.h>
+/* ZSTD_compressSequences (objects_put.c): in zstd.h's static section, but
+ * exported by the shared library since zstd 1.5.0. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "guts/store.h"
@@ -154,6 +157,8 @@ struct guts_repo {
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
     store_arena arena;
+    ZSTD_Sequence *seqs; /* a delta's copies for zstd (objects_put.c), kept */
+    size_t seqcap;
     store_cache cache;
     /* SHA-1 of the staging last written through this handle, as committed:
      * the next write of the same object continues it (pieces.c). */

@@ -398,6 +398,7 @@ void guts_repo_close(guts_repo *r)
     if (last) store_data_free(d);
     ZSTD_freeCCtx(r->cctx);
     free(r->arena.buf);
+    free(r->seqs);
     ZSTD_freeDCtx(r->dctx);
     EVP_MD_CTX_free(r->stage_sha);
     cache_free(&r->cache);

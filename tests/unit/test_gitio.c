@@ -2,11 +2,13 @@
  * pack entry header and its zlib stream, the pack index (including the
  * 64-bit offset table no end-to-end test can reach without a 2 GiB pack),
  * the parsing of cat-file's lines, and the import order that puts every
- * delta base before the objects built on it. The helpers it checks one by
+ * delta base before the objects built on it; the import's pack reader,
+ * on packs made here and damaged every way a byte can be. The helpers it checks one by
  * one are declared in the git bridge's private header, git/gitio_int.h.
  */
 #include <check.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 
 #include "gitio_int.h"
 #include "pack.h"
+#include "packread.h"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits
@@ -139,6 +142,299 @@ START_TEST(test_pack_entry_inflates_to_the_content_and_crc_covers_the_entry)
 }
 END_TEST
 
+/* ---- Reading packs (packread.c) -------------------------------------------- */
+
+/* A pack built here byte by byte: a whole blob, a REF_DELTA on it, an
+ * OFS_DELTA on that (a chain of two), a whole commit; and its index from
+ * gitio_write_idx. */
+typedef struct tpack {
+    uint8_t pack[8192], idx[4096];
+    size_t plen, ilen;
+    guts_id ids[4];
+    uint8_t *content[4];
+    size_t clen[4];
+    int types[4];
+    uint8_t *delta[4]; /* git delta of entries 1 and 2 */
+    size_t dlen[4];
+} tpack;
+
+static size_t entry_hdr(uint8_t *p, int type, size_t size)
+{
+    size_t k = 0;
+    uint8_t c = (uint8_t)(type << 4 | (size & 15));
+    size >>= 4;
+    while (size) {
+        p[k++] = c | 0x80;
+        c = size & 0x7f;
+        size >>= 7;
+    }
+    p[k++] = c;
+    return k;
+}
+
+static void tpack_entry(tpack *t, const uint8_t *pre, size_t prelen, const uint8_t *data,
+                        size_t len)
+{
+    memcpy(t->pack + t->plen, pre, prelen);
+    t->plen += prelen;
+    uLongf zl = sizeof t->pack - t->plen - 20;
+    ck_assert_int_eq(compress2(t->pack + t->plen, &zl, data, len, 6), Z_OK);
+    t->plen += zl;
+}
+
+static void tpack_make(tpack *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *base = "static int unchanged_line_one(void) { return 1; }\n"
+                       "static int unchanged_line_two(void) { return 2; }\n"
+                       "static int unchanged_line_three(void) { return 3; }\n";
+    const char *mid = "static int unchanged_line_one(void) { return 1; }\n"
+                      "static int a_new_line(void) { return 42; }\n"
+                      "static int unchanged_line_two(void) { return 2; }\n"
+                      "static int unchanged_line_three(void) { return 3; }\n";
+    const char *top = "static int unchanged_line_one(void) { return 1; }\n"
+                      "static int a_new_line(void) { return 42; }\n"
+                      "static int unchanged_line_two(void) { return 2; }\n";
+    const char *commit = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+                         "author A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n\nm\n";
+    const char *texts[4] = {base, mid, top, commit};
+    int types[4] = {GUTS_OBJ_BLOB, GUTS_OBJ_BLOB, GUTS_OBJ_BLOB, GUTS_OBJ_COMMIT};
+    for (int i = 0; i < 4; i++) {
+        t->types[i] = types[i];
+        t->clen[i] = strlen(texts[i]);
+        t->content[i] = (uint8_t *)strdup(texts[i]);
+        ck_assert_int_eq(guts_obj_hash(types[i], texts[i], t->clen[i], &t->ids[i]), 0);
+    }
+    for (int i = 1; i <= 2; i++)
+        ck_assert_int_eq(guts_pack_delta(t->content[i - 1], t->clen[i - 1], t->content[i],
+                                         t->clen[i], t->clen[i], &t->delta[i], &t->dlen[i]),
+                         GUTS_OK);
+    memcpy(t->pack, "PACK\0\0\0\x02\0\0\0\x04", 12);
+    t->plen = 12;
+    pentry e[4];
+    uint8_t pre[64];
+    size_t k;
+    e[0].off = t->plen;
+    k = entry_hdr(pre, GUTS_OBJ_BLOB, t->clen[0]);
+    tpack_entry(t, pre, k, t->content[0], t->clen[0]);
+    e[1].off = t->plen;
+    k = entry_hdr(pre, 7, t->dlen[1]);
+    memcpy(pre + k, t->ids[0].b, GUTS_ID_LEN);
+    tpack_entry(t, pre, k + GUTS_ID_LEN, t->delta[1], t->dlen[1]);
+    e[2].off = t->plen;
+    k = entry_hdr(pre, 6, t->dlen[2]);
+    uint64_t rel = e[2].off - e[1].off; /* one byte: the pack is small */
+    ck_assert_uint_lt(rel, 128);
+    pre[k++] = (uint8_t)rel;
+    tpack_entry(t, pre, k, t->delta[2], t->dlen[2]);
+    e[3].off = t->plen;
+    k = entry_hdr(pre, GUTS_OBJ_COMMIT, t->clen[3]);
+    tpack_entry(t, pre, k, t->content[3], t->clen[3]);
+    memset(t->pack + t->plen, 0x77, 20); /* the trailer: not checked */
+    t->plen += 20;
+    for (int i = 0; i < 4; i++) {
+        e[i].id = t->ids[i];
+        e[i].crc = 0;
+    }
+    char path[128], err[GUTS_GITIO_ERR_MAX];
+    uint8_t sum[20] = {0};
+    snprintf(path, sizeof path, "%s/t.idx", dir);
+    unlink(path); /* another test's: gitio_write_idx makes a new file */
+    ck_assert_int_eq(gitio_write_idx(path, e, 4, sum, err), GUTS_OK);
+    FILE *f = fopen(path, "rb");
+    t->ilen = fread(t->idx, 1, sizeof t->idx, f);
+    fclose(f);
+    ck_assert_uint_gt(t->ilen, 1072);
+}
+
+static void tpack_free(tpack *t)
+{
+    for (int i = 0; i < 4; i++) {
+        free(t->content[i]);
+        free(t->delta[i]);
+    }
+}
+
+START_TEST(test_packread_reads_whole_objects_and_delta_chains)
+{
+    tpack t;
+    tpack_make(&t);
+    guts_packs ps;
+    char err[GUTS_GITIO_ERR_MAX];
+    memset(&ps, 0, sizeof ps);
+    ck_assert_int_eq(guts_packs_add(&ps, "t.pack", t.idx, t.ilen, t.pack, t.plen, err), GUTS_OK);
+    /* Twice in two orders: from the files, then from the cache. */
+    static const int orders[2][4] = {{2, 0, 1, 3}, {0, 1, 2, 3}};
+    for (int round = 0; round < 2; round++)
+        for (int j = 0; j < 4; j++) {
+            int i = orders[round][j], type;
+            const uint8_t *d, *gd;
+            size_t len, gdl;
+            ck_assert(guts_packs_has(&ps, &t.ids[i]));
+            ck_assert_int_eq(guts_packs_read(&ps, &t.ids[i], &type, &d, &len, &gd, &gdl, err), GUTS_OK);
+            ck_assert_int_eq(type, t.types[i]);
+            ck_assert_uint_eq(len, t.clen[i]);
+            ck_assert_mem_eq(d, t.content[i], len);
+            if (round == 0 && (i == 1 || i == 2) && gd) { /* read from its entry: its delta */
+                ck_assert_uint_eq(gdl, t.dlen[i]);
+                ck_assert_mem_eq(gd, t.delta[i], gdl);
+            }
+            if (i == 0 || i == 3) ck_assert_ptr_null(gd);
+        }
+    guts_id absent = id_of_byte(0x42, 0x42);
+    int type;
+    const uint8_t *d;
+    size_t len;
+    ck_assert(!guts_packs_has(&ps, &absent));
+    ck_assert_int_eq(guts_packs_read(&ps, &absent, &type, &d, &len, NULL, NULL, err), GUTS_ENOTFOUND);
+    guts_packs_close(&ps);
+    tpack_free(&t);
+}
+END_TEST
+
+/* Whatever a damaged pack or index holds, reading it fails cleanly (under
+ * ASan: no read outside the files) or gives content the store will hash:
+ * every truncation of both files and every single byte changed. */
+static void read_all_damaged(const tpack *t, const uint8_t *idx, size_t ilen, const uint8_t *pack,
+                             size_t plen)
+{
+    guts_packs ps;
+    char err[GUTS_GITIO_ERR_MAX];
+    memset(&ps, 0, sizeof ps);
+    err[0] = 0;
+    int rc = guts_packs_add(&ps, "bad.pack", idx, ilen, pack, plen, err);
+    if (rc) {
+        ck_assert(rc == GUTS_ECORRUPT || rc == GUTS_ENOTFOUND);
+        ck_assert_ptr_nonnull(strstr(err, "bad.pack"));
+        guts_packs_close(&ps);
+        return;
+    }
+    for (int i = 0; i < 4; i++) {
+        int type;
+        const uint8_t *d, *gd;
+        size_t len, gdl;
+        err[0] = 0;
+        rc = guts_packs_read(&ps, &t->ids[i], &type, &d, &len, &gd, &gdl, err);
+        ck_assert(rc == GUTS_OK || rc == GUTS_ECORRUPT || rc == GUTS_ETOOBIG || rc == GUTS_ENOTFOUND);
+        if (rc == GUTS_ECORRUPT || rc == GUTS_ETOOBIG) ck_assert_ptr_nonnull(strstr(err, "bad.pack"));
+        if (rc == GUTS_OK && len) ck_assert_uint_ne(d[len - 1] + 1, 0); /* readable */
+    }
+    guts_packs_close(&ps);
+}
+
+START_TEST(test_packread_damaged_or_truncated_files_fail_cleanly)
+{
+    tpack t;
+    tpack_make(&t);
+    for (size_t n = 0; n < t.ilen; n++) {
+        uint8_t *cut = malloc(n ? n : 1); /* exactly n bytes: ASan sees past them */
+        memcpy(cut, t.idx, n);
+        read_all_damaged(&t, cut, n, t.pack, t.plen);
+        free(cut);
+    }
+    for (size_t n = 0; n < t.plen; n++) {
+        uint8_t *cut = malloc(n ? n : 1);
+        memcpy(cut, t.pack, n);
+        read_all_damaged(&t, t.idx, t.ilen, cut, n);
+        free(cut);
+    }
+    static const uint8_t flips[] = {0x01, 0x80, 0xff};
+    for (size_t k = 0; k < sizeof flips; k++) {
+        for (size_t pos = 0; pos < t.plen; pos++) {
+            uint8_t *bad = malloc(t.plen);
+            memcpy(bad, t.pack, t.plen);
+            bad[pos] ^= flips[k];
+            read_all_damaged(&t, t.idx, t.ilen, bad, t.plen);
+            free(bad);
+        }
+        for (size_t pos = 0; pos < t.ilen; pos++) {
+            uint8_t *bad = malloc(t.ilen);
+            memcpy(bad, t.idx, t.ilen);
+            bad[pos] ^= flips[k];
+            read_all_damaged(&t, bad, t.ilen, t.pack, t.plen);
+            free(bad);
+        }
+    }
+    tpack_free(&t);
+}
+END_TEST
+
+START_TEST(test_packread_ref_delta_loop_ends_with_an_error)
+{
+    tpack t;
+    tpack_make(&t);
+    /* Entry 1 (a REF_DELTA on entry 0) made a delta on itself. */
+    uint8_t *p = t.pack;
+    size_t at = 12;
+    while (at < t.plen) { /* find entry 1's base id, which names entry 0 */
+        if (memcmp(p + at, t.ids[0].b, GUTS_ID_LEN) == 0) break;
+        at++;
+    }
+    ck_assert_uint_lt(at, t.plen);
+    memcpy(p + at, t.ids[1].b, GUTS_ID_LEN);
+    guts_packs ps;
+    char err[GUTS_GITIO_ERR_MAX];
+    memset(&ps, 0, sizeof ps);
+    ck_assert_int_eq(guts_packs_add(&ps, "loop.pack", t.idx, t.ilen, t.pack, t.plen, err), GUTS_OK);
+    int type;
+    const uint8_t *d;
+    size_t len;
+    ck_assert_int_eq(guts_packs_read(&ps, &t.ids[1], &type, &d, &len, NULL, NULL, err), GUTS_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "loop.pack"));
+    ck_assert_ptr_nonnull(strstr(err, "chain"));
+    guts_packs_close(&ps);
+    tpack_free(&t);
+}
+END_TEST
+
+START_TEST(test_packread_opens_a_repositorys_packs)
+{
+    tpack t;
+    tpack_make(&t);
+    char path[256], err[GUTS_GITIO_ERR_MAX];
+    snprintf(path, sizeof path, "%s/repo", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/repo/objects", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/repo/objects/pack", dir);
+    mkdir(path, 0700);
+    const char *names[2] = {"pack-1.idx", "pack-1.pack"};
+    const uint8_t *bytes[2] = {t.idx, t.pack};
+    size_t lens[2] = {t.ilen, t.plen};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/repo/objects/pack/%s", dir, names[i]);
+        FILE *f = fopen(path, "wb");
+        ck_assert_uint_eq(fwrite(bytes[i], 1, lens[i], f), lens[i]);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/repo", dir);
+    guts_packs ps;
+    ck_assert_int_eq(guts_packs_open(&ps, path, err), GUTS_OK);
+    ck_assert_uint_eq(ps.n, 1);
+    int type;
+    const uint8_t *d;
+    size_t len;
+    ck_assert_int_eq(guts_packs_read(&ps, &t.ids[2], &type, &d, &len, NULL, NULL, err), GUTS_OK);
+    ck_assert_mem_eq(d, t.content[2], len);
+    guts_packs_close(&ps);
+    /* A damaged index: one line naming the file. */
+    snprintf(path, sizeof path, "%s/repo/objects/pack/pack-1.idx", dir);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 8 + 4 * 255, SEEK_SET);
+    fputc(0x7f, f); /* the count */
+    fclose(f);
+    snprintf(path, sizeof path, "%s/repo", dir);
+    ck_assert_int_eq(guts_packs_open(&ps, path, err), GUTS_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "pack-1.pack"));
+    ck_assert_ptr_null(strchr(err, '\n'));
+    /* No pack directory: no packs, no error. */
+    ck_assert_int_eq(guts_packs_open(&ps, dir, err), GUTS_OK);
+    ck_assert_uint_eq(ps.n, 0);
+    guts_packs_close(&ps);
+    tpack_free(&t);
+}
+END_TEST
+
 /* ---- Pack index ---------------------------------------------------------- */
 
 START_TEST(test_idx_is_sorted_with_fanout_crcs_and_64_bit_offsets)
@@ -257,6 +553,26 @@ START_TEST(test_check_line_with_a_path_takes_the_rest_of_the_line)
     ck_assert_str_eq(path, "");
     char none[] = HEX_A " commit 7 " HEX_0; /* the path field is required */
     ck_assert_int_ne(gitio_parse_check_line(none, &o, &path), GUTS_OK);
+}
+END_TEST
+
+START_TEST(test_path_hints_only_when_git_left_many_trees_and_blobs_whole)
+{
+    iobj o[8];
+    ilist L = {.o = o, .n = 8, .cap = 8};
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 8; i++) {
+        o[i].type = i < 2 ? GUTS_OBJ_COMMIT : GUTS_OBJ_BLOB; /* 6 blobs */
+        o[i].base_id = id_of_byte(0x10, (uint8_t)i);
+    }
+    ck_assert(!gitio_hints_pay(&L)); /* every blob a git delta */
+    memset(&o[2].base_id, 0, sizeof o[2].base_id);
+    ck_assert(!gitio_hints_pay(&L)); /* 1 of 6 whole */
+    memset(&o[3].base_id, 0, sizeof o[3].base_id);
+    ck_assert(gitio_hints_pay(&L)); /* 2 of 6: at least a quarter */
+    memset(&o[0].base_id, 0, sizeof o[0].base_id); /* commits do not count */
+    L.n = 2;
+    ck_assert(!gitio_hints_pay(&L)); /* no tree or blob */
 }
 END_TEST
 
@@ -597,10 +913,15 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pack_entry_inflates_to_the_content_and_crc_covers_the_entry);
     tcase_add_test(tc, test_idx_is_sorted_with_fanout_crcs_and_64_bit_offsets);
     tcase_add_test(tc, test_idx_refuses_a_duplicate_id);
+    tcase_add_test(tc, test_packread_reads_whole_objects_and_delta_chains);
+    tcase_add_test(tc, test_packread_damaged_or_truncated_files_fail_cleanly);
+    tcase_add_test(tc, test_packread_ref_delta_loop_ends_with_an_error);
+    tcase_add_test(tc, test_packread_opens_a_repositorys_packs);
     tcase_add_test(tc, test_check_line_parses_id_type_size_and_delta_base);
     tcase_add_test(tc, test_check_line_rejects_malformed_lines);
     tcase_add_test(tc, test_check_line_with_a_path_takes_the_rest_of_the_line);
     tcase_add_test(tc, test_path_hints_chain_each_path_and_keep_types_apart);
+    tcase_add_test(tc, test_path_hints_only_when_git_left_many_trees_and_blobs_whole);
     tcase_add_test(tc, test_batch_header_must_match_the_listing);
     tcase_add_test(tc, test_plan_puts_every_delta_base_before_its_dependents);
     tcase_add_test(tc, test_plan_skips_stored_objects_and_starts_chains_at_them);
