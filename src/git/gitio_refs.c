@@ -415,6 +415,23 @@ static int import_refs_pass(guts_repo *repo, const guts_node_id *node, const nre
         }
         it->act = gitio_imp_decide(&it->c, &it->why);
     }
+    /* A ref is written only if its target is stored: git's listing skips
+     * what it cannot read (a damaged .idx, a lost loose object) and the
+     * refs would then name missing objects on every node. */
+    for (size_t i = 0; i < nitems; i++) {
+        const imp_item *it = &items[i];
+        if (it->act != IMP_SET || !it->g || it->g->symref) continue;
+        int has = guts_repo_has(repo, &it->g->id);
+        if (has == 1) continue;
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&it->g->id, hex);
+        rc = has < 0 ? guts_git_errf(err, has, "looking up %.200s's target: %s", it->name, guts_strerror(has))
+                     : guts_git_errf(err, GUTS_EINVAL,
+                                     "%.200s points at %s, which git did not list: the repository "
+                                     "is damaged (git fsck it); no ref was written",
+                                     it->name, hex);
+        goto out;
+    }
     uint64_t clock = 0;
     for (size_t i = 0; i < nitems; i++) {
         imp_item *it = &items[i];

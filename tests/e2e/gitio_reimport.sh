@@ -7,7 +7,8 @@
 # deletes, a repeated import changes nothing, the directory's own changes
 # (a fast-forward, a deleted branch nobody else touched) still arrive, a
 # first import into a repository made by a push only adds, and a ref clock
-# at its limit stops the import before any record is written.
+# at its limit stops the import before any record is written, and a ref
+# whose object git cannot read (a lost loose object) stops it too.
 # One process at a time touches the store: no node, no namespace.
 set -euo pipefail
 . "$(dirname "$0")/lib.bash"
@@ -132,4 +133,16 @@ expect 1 "$GUTS" import alice/repo "$src"
 one_line_error
 grep -q 'clock is at its limit' "$TMP/err" || fail "clock overflow: $(cat "$TMP/err")"
 [ -z "$(store_ref alice/repo refs/heads/beyond)" ] || fail "a ref was written past the clock's limit"
+# --- a source whose ref names an object git cannot read: no ref is written -------------
+# (git's listing skips a lost loose object or a damaged .idx; the refs would
+# name missing objects on every node)
+lost="$TMP/lost"
+git init -q "$lost"
+(cd "$lost" && echo one >a && git add a && git -c user.name=t -c user.email=t@t commit -qm one)
+tip=$(git -C "$lost" rev-parse HEAD)
+rm "$lost/.git/objects/${tip:0:2}/${tip:2}"
+expect 1 "$GUTS" import alice/lost "$lost"
+one_line_error
+grep -q "refs/heads/[a-z]* points at $tip, which git did not list" "$TMP/err" || fail "lost tip: $(cat "$TMP/err")"
+[ -z "$("$GUTS" refs alice/lost 2>/dev/null)" ] || fail "refs written for a lost tip: $("$GUTS" refs alice/lost)"
 echo "ok"
