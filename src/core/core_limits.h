@@ -247,7 +247,7 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
  * each, an update reached ~10,000 nodes a second in guts-sim at 10,000 to
  * 100,000 nodes (the rest answered busy, backing off up to 1.6 s), 10 s
  * for 100,000; with 16, ~40,000 a second at 30,000 nodes (convergence p99
- * 3.5 s -> 1.2 s, 9% fewer events; issue 19). Serving a small repository
+ * 3.5 s -> 1.2 s, 13% fewer events; issue 19). Serving a small repository
  * pins little; a large one keeps the lower cap. */
 #define CORE_SMALL_SERVE_OBJECTS 1024
 #define CORE_SMALL_SERVES 4
