@@ -246,6 +246,7 @@ typedef struct session {
     job *jobs;
     size_t njobs, capjobs, headjob;
     size_t queued_ids;
+    size_t queue_max; /* serving: CORE_SERVE_QUEUE_MAX, less on a small serve's slot */
     int blocked;    /* waiting for on_stream_writable */
     int big_active; /* a large object is being sent in chunks */
     uint64_t big_len, big_off;

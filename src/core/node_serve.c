@@ -41,7 +41,7 @@ static int emit_id(void *ctx, uint32_t key, const void *elem)
 {
     (void)key;
     emit_ctx *e = ctx;
-    if (e->s->queued_ids + e->n >= CORE_SERVE_QUEUE_MAX)
+    if (e->s->queued_ids + e->n >= e->s->queue_max)
         return GUTS_EFULL;
     if (e->n == e->cap) {
         size_t nc = e->cap ? 2 * e->cap : 64;
@@ -92,8 +92,12 @@ static int serve_key(guts_core *c, session *s, const char *key)
         size_t pulls, serves;
         uint64_t idle_at;
         sync_glance(c, &pulls, &serves, &idle_at); /* no scan of a busy server's sessions */
-        if (serves >= c->cfg.max_sessions)
+        size_t cap = c->cfg.max_sessions;
+        if (r->info.objects <= CORE_SMALL_SERVE_OBJECTS)
+            cap *= CORE_SMALL_SERVES; /* see core_limits.h */
+        if (serves >= cap)
             return GUTS_EAGAIN;
+        s->queue_max = serves >= c->cfg.max_sessions ? CORE_SMALL_SERVE_QUEUE : CORE_SERVE_QUEUE_MAX;
         strcpy(s->key, key);
         sync_touched(c);
         return GUTS_OK;
@@ -266,7 +270,7 @@ void serve_want(guts_core *c, session *s, const guts_msg_want *m)
         serve_error(c, s, rc, "no such repository");
         return;
     }
-    if (s->queued_ids + m->nids > CORE_SERVE_QUEUE_MAX) {
+    if (s->queued_ids + m->nids > s->queue_max) {
         serve_error(c, s, GUTS_ETOOBIG, "too many ids queued");
         return;
     }

@@ -2565,8 +2565,9 @@ static void feed_recon(solo *s, uint64_t now, uint32_t st)
     feed_frame(s, now, st, &m);
 }
 
-/* Connections that ask for nothing take no serve slot; the fifth request
- * over max_sessions (4) is answered busy with a retry-after. */
+/* Connections that ask for nothing take no serve slot; the request over
+ * the cap (a small repository: 4 x max_sessions, 16) is answered busy
+ * with a retry-after. */
 START_TEST(test_only_requests_take_serve_slots_and_busy_carries_a_retry_after)
 {
     solo s;
@@ -2578,19 +2579,19 @@ START_TEST(test_only_requests_take_serve_slots_and_busy_carries_a_retry_after)
     solo_drain(&s);
     guts_addr pa;
     peer_addr(1, &pa);
-    for (uint32_t i = 0; i < 8; i++) /* silent connections */
+    for (uint32_t i = 0; i < 20; i++) /* silent connections */
         guts_core_on_stream_open(s.core, 10, GUTS_CORE_STREAM_DRIVER | i, &pa, 0);
     solo_drain(&s);
     size_t pulls, serves;
     guts_core_sessions(s.core, &pulls, &serves);
     ck_assert_uint_eq(serves, 0);
     ck_assert_uint_eq(s.frames, 0);
-    for (uint32_t i = 0; i < 4; i++)
+    for (uint32_t i = 0; i < 16; i++)
         feed_recon(&s, 20, GUTS_CORE_STREAM_DRIVER | i);
     guts_core_sessions(s.core, &pulls, &serves);
-    ck_assert_uint_eq(serves, 4);
+    ck_assert_uint_eq(serves, 16);
     solo_frames_clear(&s);
-    feed_recon(&s, 30, GUTS_CORE_STREAM_DRIVER | 4);
+    feed_recon(&s, 30, GUTS_CORE_STREAM_DRIVER | 16);
     guts_msg m;
     last_msg(&s, &m);
     ck_assert_int_eq(m.type, GUTS_MSG_ERROR);
@@ -2599,7 +2600,7 @@ START_TEST(test_only_requests_take_serve_slots_and_busy_carries_a_retry_after)
     ck_assert_uint_le(m.u.error.retry_after_ms, GUTS_RETRY_AFTER_MAX_MS);
     guts_msg_free(&m);
     guts_core_sessions(s.core, &pulls, &serves);
-    ck_assert_uint_eq(serves, 4);
+    ck_assert_uint_eq(serves, 16);
     solo_free(&s);
 }
 END_TEST
