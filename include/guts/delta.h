@@ -27,4 +27,25 @@ typedef int (*guts_delta_copy_fn)(void *ctx, size_t at, size_t from, size_t len)
 int guts_delta_scan(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn,
                     guts_delta_copy_fn copy, void *ctx);
 
+/* Reading a git delta (src/git/pack.c describes the format). The one
+ * decoder of its instructions: the pack reader applies them, the store
+ * turns them into zstd sequences. Neither checks an instruction against a
+ * base or a result: the caller does, since only it knows their sizes. */
+
+/** The base and result sizes a git delta starts with; *pos is left after
+ * them. GUTS_EINVAL when either is truncated or over 2^63. */
+int guts_gd_sizes(const uint8_t *d, size_t n, size_t *pos, uint64_t *src, uint64_t *dst);
+
+/* One instruction: copy base[off, off + len), or insert the len bytes at
+ * d[off]. */
+typedef struct guts_gd_op {
+    int copy;
+    size_t off, len;
+} guts_gd_op;
+
+/** The instruction at d[*pos] (*pos < n); *pos is left after it (after an
+ * insert's bytes too). GUTS_EINVAL when it is truncated or is the reserved
+ * opcode 0. */
+int guts_gd_next(const uint8_t *d, size_t n, size_t *pos, guts_gd_op *op);
+
 #endif

@@ -156,3 +156,47 @@ int guts_delta_scan(const uint8_t *base, size_t bn, const uint8_t *dst, size_t d
     free(chain);
     return stop ? GUTS_ENOTFOUND : GUTS_OK;
 }
+
+static int gd_varint(const uint8_t *d, size_t n, size_t *pos, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift <= 56; shift += 7) { /* at most 9 bytes: under 2^63 */
+        if (*pos >= n) return GUTS_EINVAL;
+        uint8_t c = d[(*pos)++];
+        *v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return GUTS_OK;
+    }
+    return GUTS_EINVAL;
+}
+
+int guts_gd_sizes(const uint8_t *d, size_t n, size_t *pos, uint64_t *src, uint64_t *dst)
+{
+    int rc = gd_varint(d, n, pos, src);
+    return rc ? rc : gd_varint(d, n, pos, dst);
+}
+
+int guts_gd_next(const uint8_t *d, size_t n, size_t *pos, guts_gd_op *op)
+{
+    size_t p = *pos;
+    uint8_t c = d[p++];
+    if (c & 0x80) { /* copy: bits 0-3 say which offset bytes follow, 4-6 which size bytes */
+        size_t off = 0, len = 0;
+        for (int i = 0; i < 7; i++) {
+            if (!(c & (1 << i))) continue;
+            if (p >= n) return GUTS_EINVAL;
+            if (i < 4)
+                off |= (size_t)d[p++] << (8 * i);
+            else
+                len |= (size_t)d[p++] << (8 * (i - 4));
+        }
+        *op = (guts_gd_op){.copy = 1, .off = off, .len = len ? len : 0x10000};
+    } else if (c) { /* insert: c bytes follow */
+        if (c > n - p) return GUTS_EINVAL;
+        *op = (guts_gd_op){.copy = 0, .off = p, .len = c};
+        p += c;
+    } else {
+        return GUTS_EINVAL; /* reserved */
+    }
+    *pos = p;
+    return GUTS_OK;
+}

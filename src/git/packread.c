@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "guts/delta.h"
 #include "packread.h"
 #include "proc.h"
 
@@ -280,58 +281,23 @@ static int inflate_entry(guts_packs *ps, uint32_t pi, uint64_t off, const entry 
     return GUTS_OK;
 }
 
-static uint64_t delta_varint(const uint8_t *d, size_t n, size_t *pos, int *bad)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        if (*pos >= n || shift > 57) {
-            *bad = 1;
-            return 0;
-        }
-        uint8_t c = d[(*pos)++];
-        v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) return v;
-    }
-}
-
 /* Apply git delta d (n bytes) to base; *out malloc'd. -1 when it does not
  * fit its base or its result. */
 static int apply(const uint8_t *base, size_t blen, const uint8_t *d, size_t n, uint8_t **out,
                  size_t *outlen)
 {
     size_t pos = 0;
-    int bad = 0;
-    uint64_t src = delta_varint(d, n, &pos, &bad), dst = delta_varint(d, n, &pos, &bad);
-    if (bad || src != blen || dst > GUTS_OBJ_MAX_DEFAULT) return -1;
+    uint64_t src, dst;
+    if (guts_gd_sizes(d, n, &pos, &src, &dst) || src != blen || dst > GUTS_OBJ_MAX_DEFAULT) return -1;
     uint8_t *r = malloc(dst ? dst : 1);
     if (!r) return -1;
     size_t o = 0;
+    guts_gd_op op;
     while (pos < n) {
-        uint8_t op = d[pos++];
-        if (op & 0x80) {
-            size_t off = 0, sz = 0;
-            for (int i = 0; i < 4; i++)
-                if (op & (1 << i)) {
-                    if (pos >= n) goto bad;
-                    off |= (size_t)d[pos++] << (8 * i);
-                }
-            for (int i = 0; i < 3; i++)
-                if (op & (0x10 << i)) {
-                    if (pos >= n) goto bad;
-                    sz |= (size_t)d[pos++] << (8 * i);
-                }
-            if (sz == 0) sz = 0x10000;
-            if (off > blen || sz > blen - off || sz > dst - o) goto bad;
-            memcpy(r + o, base + off, sz);
-            o += sz;
-        } else if (op) {
-            if (op > n - pos || op > dst - o) goto bad;
-            memcpy(r + o, d + pos, op);
-            pos += op;
-            o += op;
-        } else {
-            goto bad; /* reserved */
-        }
+        if (guts_gd_next(d, n, &pos, &op) || op.len > dst - o) goto bad;
+        if (op.copy && (op.off > blen || op.len > blen - op.off)) goto bad;
+        memcpy(r + o, (op.copy ? base : d) + op.off, op.len);
+        o += op.len;
     }
     if (o != dst) goto bad;
     *out = r;

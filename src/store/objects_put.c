@@ -251,20 +251,6 @@ static int seq_copy(void *ctx, size_t at, size_t from, size_t len)
     return 0;
 }
 
-static uint64_t gd_varint(const uint8_t *d, size_t n, size_t *pos, int *bad)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        if (*pos >= n || shift > 57) {
-            *bad = 1;
-            return 0;
-        }
-        uint8_t c = d[(*pos)++];
-        v |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) return v;
-    }
-}
-
 /* The sequences of o->gdelta, a git delta (src/git/pack.c describes the
  * format) from base: every copy is checked against o's content and the
  * base (the delta comes from a file, and the base the store holds need not
@@ -276,43 +262,24 @@ static int seqs_of_git_delta(seq_ctx *q, const uint8_t *base, const guts_obj *o)
 {
     const uint8_t *d = o->gdelta, *data = o->data;
     size_t n = o->gdlen, pos = 0, at = 0;
-    int bad = 0;
-    uint64_t src = gd_varint(d, n, &pos, &bad), dst = gd_varint(d, n, &pos, &bad);
-    if (bad || src != q->bn || dst != o->len) return GUTS_EINVAL;
+    uint64_t src, dst;
+    if (guts_gd_sizes(d, n, &pos, &src, &dst) || src != q->bn || dst != o->len) return GUTS_EINVAL;
+    guts_gd_op op;
     while (pos < n) {
-        uint8_t op = d[pos++];
-        if (op & 0x80) {
-            size_t off = 0, sz = 0;
-            for (int i = 0; i < 4; i++)
-                if (op & (1 << i)) {
-                    if (pos >= n) return GUTS_EINVAL;
-                    off |= (size_t)d[pos++] << (8 * i);
-                }
-            for (int i = 0; i < 3; i++)
-                if (op & (0x10 << i)) {
-                    if (pos >= n) return GUTS_EINVAL;
-                    sz |= (size_t)d[pos++] << (8 * i);
-                }
-            if (sz == 0) sz = 0x10000;
-            if (off > q->bn || sz > q->bn - off || sz > o->len - at ||
-                memcmp(base + off, data + at, sz) != 0)
+        if (guts_gd_next(d, n, &pos, &op) || op.len > o->len - at) return GUTS_EINVAL;
+        if (op.copy) {
+            if (op.off > q->bn || op.len > q->bn - op.off || memcmp(base + op.off, data + at, op.len) != 0)
                 return GUTS_EINVAL;
-            if (sz >= GUTS_GD_MIN_COPY) {
+            if (op.len >= GUTS_GD_MIN_COPY) {
                 if (q->n == q->cap) return GUTS_EINVAL;
                 q->lits += at - q->lit;
-                q->s[q->n++] = (ZSTD_Sequence){.offset = (unsigned)(q->bn + at - off),
+                q->s[q->n++] = (ZSTD_Sequence){.offset = (unsigned)(q->bn + at - op.off),
                                                .litLength = (unsigned)(at - q->lit),
-                                               .matchLength = (unsigned)sz};
-                q->lit = at + sz;
+                                               .matchLength = (unsigned)op.len};
+                q->lit = at + op.len;
             }
-            at += sz;
-        } else if (op) {
-            if (op > n - pos || op > o->len - at) return GUTS_EINVAL;
-            pos += op; /* literals: zstd takes them from o's content */
-            at += op;
-        } else {
-            return GUTS_EINVAL;
-        }
+        } /* an insert's bytes: zstd takes them from o's content */
+        at += op.len;
     }
     return at == o->len ? GUTS_OK : GUTS_EINVAL;
 }
