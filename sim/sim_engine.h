@@ -221,11 +221,15 @@ void sim_partition(sim *s, const uint32_t *group);
 void sim_traffic_sum(const sim *s, sim_traffic *t);
 /* sim_run.c, for the report */
 int sim_all_equal(const sim *s);
+/* Objects node i holds, over its repositories. */
+uint64_t sim_node_objects(sim *s, uint32_t i);
 /* sim_member.c: failure detection and join measurements (see there) */
 typedef struct sim_member sim_member;
 void sim_member_started(sim *s, uint32_t i, int scenario_join);
 /* Before node i's core is stopped by a crash. */
 void sim_member_crash(sim *s, uint32_t i);
+/* Node i's store changed; it now holds objects (the join curve). */
+void sim_member_progress(sim *s, uint32_t i, uint64_t objects);
 /* When sim_member_tick wants to run next (0: nothing pending). */
 uint64_t sim_member_next(const sim *s);
 void sim_member_tick(sim *s);

@@ -23,6 +23,7 @@ typedef struct digest_ctx {
     const guts_core_store *st;
     XXH3_state_t *h;
     int err;
+    uint64_t objects;
 } digest_ctx;
 
 static int digest_cb(const char *key, void *arg)
@@ -37,6 +38,7 @@ static int digest_cb(const char *key, void *arg)
      * key in an announce makes one at its receivers, and the others learn
      * of it only from their announces (guts-sim --corrupt, seed 10). */
     if (info.objects == 0 && info.refs == 0 && info.tombstones == 0) return 0;
+    d->objects += info.objects;
     XXH3_64bits_update(d->h, key, strlen(key) + 1);
     XXH3_64bits_update(d->h, &info.objects, sizeof(info.objects));
     XXH3_64bits_update(d->h, &info.fp, sizeof(info.fp));
@@ -46,13 +48,14 @@ static int digest_cb(const char *key, void *arg)
 
 /* Digest of what a node holds: every non-empty repository's key, object
  * count, set fingerprint and refs digest, in key order. */
-static uint64_t node_digest(sim *s, uint32_t i)
+static uint64_t node_digest(sim *s, uint32_t i, uint64_t *objects)
 {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return 0;
     XXH3_64bits_reset(h);
-    digest_ctx d = {sim_cstore_inner(s->nodes[i].cs), h, 0};
+    digest_ctx d = {sim_cstore_inner(s->nodes[i].cs), h, 0, 0};
     d.st->repos(d.st->ctx, digest_cb, &d);
+    *objects = d.objects;
     uint64_t v = XXH3_64bits_digest(h);
     XXH3_freeState(h);
     if (d.err) {
@@ -67,11 +70,19 @@ static void note_change(sim *s, uint32_t i)
     snode *nd = &s->nodes[i];
     if (!nd->dirty) return;
     nd->dirty = 0;
-    uint64_t d = node_digest(s, i);
+    uint64_t objects, d = node_digest(s, i, &objects);
     if (d != nd->digest) {
         nd->digest = d;
         nd->changed_at = s->now;
+        sim_member_progress(s, i, objects);
     }
+}
+
+uint64_t sim_node_objects(sim *s, uint32_t i)
+{
+    uint64_t objects;
+    node_digest(s, i, &objects);
+    return objects;
 }
 
 /* ---- scheduled actions ---------------------------------------------------------------- */
