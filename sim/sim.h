@@ -63,6 +63,7 @@ enum {
     SA_LOSS,      /* value */
     SA_DUP,       /* value */
     SA_LATENCY,   /* lat_min, lat_max */
+    SA_CRASH_HELD, /* node: that many nodes held by views crash (see sim_run.c) */
 };
 
 typedef struct sim_action {

@@ -234,6 +234,8 @@ void sim_member_progress(sim *s, uint32_t i, uint64_t objects);
 uint64_t sim_member_next(const sim *s);
 void sim_member_tick(sim *s);
 void sim_member_event(sim *s, const guts_core_event *e);
+/* The node whose id is id. Errors: GUTS_ENOTFOUND, GUTS_ENOMEM. */
+int sim_member_node_of(sim *s, const guts_node_id *id, uint32_t *node);
 /* The report's failure_detection and join members (json) or lines;
  * major: the digest of the largest agreeing group. */
 void sim_member_report(sim *s, FILE *out, uint64_t major, int json);

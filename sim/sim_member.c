@@ -233,27 +233,36 @@ static int ix_cmp(const void *a, const void *b)
     return memcmp(&((const id_ix *)a)->id, &((const id_ix *)b)->id, sizeof(guts_node_id));
 }
 
-void sim_member_event(sim *s, const guts_core_event *e)
+int sim_member_node_of(sim *s, const guts_node_id *id, uint32_t *node)
 {
-    if (e->type != GUTS_EV_PEER_LEFT) return;
-    int expired = strcmp(e->detail, "expired") == 0, dead = strcmp(e->detail, "dead") == 0;
-    if (!expired && !dead) return;
     sim_member *m = get(s);
-    if (!m) return;
-    if (!m->ix) {
+    if (!m) return GUTS_ENOMEM;
+    if (!m->ix) { /* node ids, sorted */
         m->ix = malloc((size_t)s->cfg.nodes * sizeof(id_ix));
-        if (!m->ix) return;
+        if (!m->ix) return GUTS_ENOMEM;
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {
             m->ix[i].id = s->nodes[i].id;
             m->ix[i].node = i;
         }
         qsort(m->ix, s->cfg.nodes, sizeof(id_ix), ix_cmp);
     }
-    id_ix key = {.id = e->peer};
+    id_ix key = {.id = *id};
     const id_ix *f = bsearch(&key, m->ix, s->cfg.nodes, sizeof(id_ix), ix_cmp);
-    if (!f) return;
-    const snode *nd = &s->nodes[f->node];
-    if (nd->state != NODE_UP || m->started[f->node] + SIM_MEMBER_GRACE_MS > s->now) return;
+    if (!f) return GUTS_ENOTFOUND;
+    *node = f->node;
+    return GUTS_OK;
+}
+
+void sim_member_event(sim *s, const guts_core_event *e)
+{
+    if (e->type != GUTS_EV_PEER_LEFT) return;
+    int expired = strcmp(e->detail, "expired") == 0, dead = strcmp(e->detail, "dead") == 0;
+    if (!expired && !dead) return;
+    sim_member *m = get(s);
+    uint32_t i;
+    if (!m || sim_member_node_of(s, &e->peer, &i) != GUTS_OK) return;
+    const snode *nd = &s->nodes[i];
+    if (nd->state != NODE_UP || m->started[i] + SIM_MEMBER_GRACE_MS > s->now) return;
     m->false_pos++;
     m->fp_expired += (uint64_t)expired;
     m->fp_dead += (uint64_t)dead;
