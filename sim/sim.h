@@ -63,7 +63,8 @@ enum {
     SA_LOSS,      /* value */
     SA_DUP,       /* value */
     SA_LATENCY,   /* lat_min, lat_max */
-    SA_CRASH_HELD, /* node: that many nodes held by views crash (see sim_run.c) */
+    /* node: that many nodes that views hold crash (sim_run.c) */
+    SA_CRASH_HELD,
 };
 
 typedef struct sim_action {
