@@ -29,6 +29,9 @@
 /* How often pending holders are asked (ms): the resolution of the samples. */
 #define SIM_MEMBER_TICK_MS 100
 #define SIM_MEMBER_GRACE_MS 10000
+/* False positives kept to see, at the end, whether the accuser holds the
+ * node again: far more than a run that passes has. */
+#define SIM_MEMBER_FP_MAX 100000
 
 typedef struct fd_crash {
     uint32_t node, gen; /* the crashed node and its generation after the crash */
@@ -43,6 +46,11 @@ typedef struct u64v {
     uint64_t *v;
     size_t n, cap;
 } u64v;
+
+/* A false positive: node by (generation gen) dropped live node node. */
+typedef struct fp_drop {
+    uint32_t by, gen, node;
+} fp_drop;
 
 /* A joiner's store changed: dt ms after its join it held objects. */
 typedef struct join_pt {
@@ -68,6 +76,8 @@ struct sim_member {
     id_ix *ix;         /* node ids, sorted (built at the first false-positive check) */
     join_pt *jp;       /* joiners' store changes, in time order */
     size_t njp, capjp;
+    fp_drop *fp; /* false positives, the first SIM_MEMBER_FP_MAX */
+    size_t nfp, capfp;
 };
 
 static int u64v_add(u64v *a, uint64_t x)
@@ -116,6 +126,7 @@ void sim_member_free(sim *s)
     free(m->joined);
     free(m->ix);
     free(m->jp);
+    free(m->fp);
     free(m);
     s->member = NULL;
 }
@@ -253,7 +264,7 @@ int sim_member_node_of(sim *s, const guts_node_id *id, uint32_t *node)
     return GUTS_OK;
 }
 
-void sim_member_event(sim *s, const guts_core_event *e)
+void sim_member_event(sim *s, uint32_t by, const guts_core_event *e)
 {
     if (e->type != GUTS_EV_PEER_LEFT) return;
     int expired = strcmp(e->detail, "expired") == 0, dead = strcmp(e->detail, "dead") == 0;
@@ -263,6 +274,15 @@ void sim_member_event(sim *s, const guts_core_event *e)
     if (!m || sim_member_node_of(s, &e->peer, &i) != GUTS_OK) return;
     const snode *nd = &s->nodes[i];
     if (nd->state != NODE_UP || m->started[i] + SIM_MEMBER_GRACE_MS > s->now) return;
+    if (m->nfp == m->capfp && m->capfp < SIM_MEMBER_FP_MAX) {
+        size_t nc = m->capfp ? 2 * m->capfp : 64;
+        fp_drop *p = realloc(m->fp, nc * sizeof(*p));
+        if (p) {
+            m->fp = p;
+            m->capfp = nc;
+        }
+    }
+    if (m->nfp < m->capfp) m->fp[m->nfp++] = (fp_drop){by, s->nodes[by].gen, i};
     m->false_pos++;
     m->fp_expired += (uint64_t)expired;
     m->fp_dead += (uint64_t)dead;
@@ -374,8 +394,14 @@ void sim_member_report(sim *s, FILE *out, uint64_t major, int json)
 {
     sim_member *m = s->member;
     u64v none = {0};
-    uint64_t undetected = 0, not_joined = 0;
+    uint64_t undetected = 0, not_joined = 0, held_again = 0;
     if (m) {
+        for (size_t k = 0; k < m->nfp; k++) { /* the accuser holds it again */
+            const fp_drop *f = &m->fp[k];
+            const snode *a = &s->nodes[f->by], *nd = &s->nodes[f->node];
+            held_again += a->state == NODE_UP && a->gen == f->gen && nd->state == NODE_UP &&
+                          guts_core_has_peer(a->core, &nd->id);
+        }
         for (size_t k = 0; k < m->ncr; k++)
             undetected += m->cr[k].n;
         for (uint32_t i = 0; i < s->cfg.nodes; i++) {
@@ -400,11 +426,12 @@ void sim_member_report(sim *s, FILE *out, uint64_t major, int json)
         detect_curve(out, hm, undetected);
         fprintf(out,
                 ", \"undetected\": %llu, \"restarted_first\": %llu, \"false_positives\": %llu, "
-                "\"false_expired\": %llu, \"false_dead\": %llu},\n  \"join\": {",
+                "\"false_expired\": %llu, \"false_dead\": %llu, \"false_held_again\": %llu},\n"
+                "  \"join\": {",
                 (unsigned long long)undetected, (unsigned long long)(m ? m->restarted : 0),
                 (unsigned long long)(m ? m->false_pos : 0),
                 (unsigned long long)(m ? m->fp_expired : 0),
-                (unsigned long long)(m ? m->fp_dead : 0));
+                (unsigned long long)(m ? m->fp_dead : 0), (unsigned long long)held_again);
         dist(out, "ms", jm, 1);
         fputs(", ", out);
         join_curve(s, out, major);
@@ -419,8 +446,10 @@ void sim_member_report(sim *s, FILE *out, uint64_t major, int json)
             fprintf(out, "; undetected %llu\n", (unsigned long long)undetected);
         }
         if (m && m->false_pos)
-            fprintf(out, "false positives: %llu live nodes dropped as expired or dead\n",
-                    (unsigned long long)m->false_pos);
+            fprintf(out,
+                    "false positives: %llu live nodes dropped as expired or dead (%llu held "
+                    "again at the end)\n",
+                    (unsigned long long)m->false_pos, (unsigned long long)held_again);
         if (jm->n || not_joined) {
             fputs("joins: ", out);
             dist(out, "joined", jm, 0);
