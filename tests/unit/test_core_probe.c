@@ -202,7 +202,7 @@ START_TEST(test_silent_peer_declared_dead)
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
     }
-    ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 8);
+    ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 16); /* CORE_DEAD_COPIES */
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
     ck_assert_uint_eq(k.peers_dead, 1);
