@@ -63,6 +63,8 @@ enum {
     SA_LOSS,      /* value */
     SA_DUP,       /* value */
     SA_LATENCY,   /* lat_min, lat_max */
+    /* node: that many nodes that views hold crash (sim_run.c) */
+    SA_CRASH_HELD,
 };
 
 typedef struct sim_action {

@@ -163,7 +163,8 @@ struct sim {
     struct sim_member *member; /* sim_member.c; NULL until needed */
     /* the driver's hooks, NULL for none */
     void (*changed)(sim *s, uint32_t i); /* after a drain of node i that set its dirty */
-    void (*event)(sim *s, const guts_core_event *e); /* set: the cores report events */
+    /* set: the cores report events (i: the reporting node) */
+    void (*event)(sim *s, uint32_t i, const guts_core_event *e);
 };
 
 /* ---- randomness: one splitmix64 stream per engine ---------------------------- */
@@ -221,15 +222,21 @@ void sim_partition(sim *s, const uint32_t *group);
 void sim_traffic_sum(const sim *s, sim_traffic *t);
 /* sim_run.c, for the report */
 int sim_all_equal(const sim *s);
+/* Objects node i holds, over its repositories. */
+uint64_t sim_node_objects(sim *s, uint32_t i);
 /* sim_member.c: failure detection and join measurements (see there) */
 typedef struct sim_member sim_member;
 void sim_member_started(sim *s, uint32_t i, int scenario_join);
 /* Before node i's core is stopped by a crash. */
 void sim_member_crash(sim *s, uint32_t i);
+/* Node i's store changed; it now holds objects (the join curve). */
+void sim_member_progress(sim *s, uint32_t i, uint64_t objects);
 /* When sim_member_tick wants to run next (0: nothing pending). */
 uint64_t sim_member_next(const sim *s);
 void sim_member_tick(sim *s);
-void sim_member_event(sim *s, const guts_core_event *e);
+void sim_member_event(sim *s, uint32_t i, const guts_core_event *e);
+/* The node whose id is id. Errors: GUTS_ENOTFOUND, GUTS_ENOMEM. */
+int sim_member_node_of(sim *s, const guts_node_id *id, uint32_t *node);
 /* The report's failure_detection and join members (json) or lines;
  * major: the digest of the largest agreeing group. */
 void sim_member_report(sim *s, FILE *out, uint64_t major, int json);

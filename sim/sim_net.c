@@ -590,7 +590,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
     }
     case GUTS_ACT_EVENT:
         if (s->event && a->data && a->len == sizeof(guts_core_event))
-            s->event(s, (const guts_core_event *)a->data);
+            s->event(s, i, (const guts_core_event *)a->data);
         break;
     case GUTS_ACT_LOG:
         if (s->cfg.verbose) fprintf(stderr, "%10" PRIu64 " n%u: %s\n", s->now, i, a->text);

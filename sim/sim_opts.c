@@ -12,6 +12,7 @@
  *     end 300s
  *     absent 900-999
  *     at 10s crash 17          at 12s restart 17
+ *     at 10s crash-held 50
  *     at 20s join 950,951      at 40s leave 3-5
  *     at 30s partition 0-499 | 500-999
  *     at 60s heal
@@ -261,6 +262,14 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
         free(l.v);
         return rc;
     }
+    if (!strcmp(k, "crash-held")) {
+        a.kind = SA_CRASH_HELD;
+        if (n != 2 || parse_u32(w[1], cfg->nodes, &a.node) || a.node == 0) {
+            *why = "expected a number of nodes, 1 to --nodes";
+            return GUTS_EINVAL;
+        }
+        return sim_opts_add_action(cfg, &a);
+    }
     if (!strcmp(k, "partition")) {
         a.kind = SA_PARTITION;
         a.group = calloc(cfg->nodes, sizeof(uint32_t));
@@ -325,7 +334,8 @@ static int scenario_at(sim_config *cfg, uint64_t t, char **w, size_t n, uint32_t
         }
         return sim_opts_add_action(cfg, &a);
     }
-    *why = "unknown action (crash restart join leave partition heal write loss dup latency)";
+    *why = "unknown action (crash crash-held restart join leave partition heal write loss dup "
+           "latency)";
     return GUTS_EINVAL;
 }
 

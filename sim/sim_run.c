@@ -23,6 +23,7 @@ typedef struct digest_ctx {
     const guts_core_store *st;
     XXH3_state_t *h;
     int err;
+    uint64_t objects;
 } digest_ctx;
 
 static int digest_cb(const char *key, void *arg)
@@ -37,6 +38,7 @@ static int digest_cb(const char *key, void *arg)
      * key in an announce makes one at its receivers, and the others learn
      * of it only from their announces (guts-sim --corrupt, seed 10). */
     if (info.objects == 0 && info.refs == 0 && info.tombstones == 0) return 0;
+    d->objects += info.objects;
     XXH3_64bits_update(d->h, key, strlen(key) + 1);
     XXH3_64bits_update(d->h, &info.objects, sizeof(info.objects));
     XXH3_64bits_update(d->h, &info.fp, sizeof(info.fp));
@@ -46,13 +48,14 @@ static int digest_cb(const char *key, void *arg)
 
 /* Digest of what a node holds: every non-empty repository's key, object
  * count, set fingerprint and refs digest, in key order. */
-static uint64_t node_digest(sim *s, uint32_t i)
+static uint64_t node_digest(sim *s, uint32_t i, uint64_t *objects)
 {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return 0;
     XXH3_64bits_reset(h);
-    digest_ctx d = {sim_cstore_inner(s->nodes[i].cs), h, 0};
+    digest_ctx d = {sim_cstore_inner(s->nodes[i].cs), h, 0, 0};
     d.st->repos(d.st->ctx, digest_cb, &d);
+    *objects = d.objects;
     uint64_t v = XXH3_64bits_digest(h);
     XXH3_freeState(h);
     if (d.err) {
@@ -67,11 +70,19 @@ static void note_change(sim *s, uint32_t i)
     snode *nd = &s->nodes[i];
     if (!nd->dirty) return;
     nd->dirty = 0;
-    uint64_t d = node_digest(s, i);
+    uint64_t objects, d = node_digest(s, i, &objects);
     if (d != nd->digest) {
         nd->digest = d;
         nd->changed_at = s->now;
+        sim_member_progress(s, i, objects);
     }
+}
+
+uint64_t sim_node_objects(sim *s, uint32_t i)
+{
+    uint64_t objects;
+    node_digest(s, i, &objects);
+    return objects;
 }
 
 /* ---- scheduled actions ---------------------------------------------------------------- */
@@ -127,17 +138,42 @@ static void do_write(sim *s, uint32_t i, uint32_t repo, uint32_t wn)
     }
 }
 
+static void crash(sim *s, uint32_t i)
+{
+    sim_member_crash(s, i);
+    sim_core_stop(s, i, NODE_DOWN);
+    s->crashes++;
+}
+
+/* Scenario "crash-held K": K distinct live nodes that views hold crash, for
+ * good. Each is a random view entry of a random live node, so a node is
+ * drawn about as often as views hold it (a plain node list at 100,000 nodes
+ * names nodes no view holds: nothing to detect). At most 64 K draws. */
+static void crash_held(sim *s, uint32_t k)
+{
+    for (uint64_t tries = 64 * (uint64_t)k; k && tries; tries--) {
+        const snode *h = &s->nodes[sim_rnd_below(s, s->cfg.nodes)];
+        size_t n = h->state == NODE_UP ? guts_core_peer_count(h->core) : 0;
+        guts_core_peer_info info;
+        uint32_t j;
+        if (!n || guts_core_peer(h->core, (size_t)sim_rnd_below(s, n), &info) != GUTS_OK ||
+            sim_member_node_of(s, &info.id, &j) != GUTS_OK || s->nodes[j].state != NODE_UP)
+            continue;
+        crash(s, j);
+        k--;
+    }
+}
+
 static void run_action(sim *s, const sim_action *a)
 {
     uint32_t i = a->node;
     snode *nd = i < s->cfg.nodes ? &s->nodes[i] : NULL;
     switch (a->kind) {
     case SA_CRASH:
-        if (nd && nd->state == NODE_UP) {
-            sim_member_crash(s, i);
-            sim_core_stop(s, i, NODE_DOWN);
-            s->crashes++;
-        }
+        if (nd && nd->state == NODE_UP) crash(s, i);
+        break;
+    case SA_CRASH_HELD:
+        crash_held(s, a->node);
         break;
     case SA_RESTART:
         if (nd && nd->state == NODE_DOWN && sim_core_start(s, i) == GUTS_OK) {

@@ -140,12 +140,15 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 #define CORE_PROBE_ANSWERS_MAX 200000
 #define CORE_PROBE_ANSWERS_MS 10000
 /* A DEAD notice is multicast this many times, this many ms apart: a
- * holder misses all 8 at 20% loss with probability 3e-6. Close together,
+ * holder misses all 16 at 20% loss with probability 7e-12. At 8 (3e-6)
+ * a 100,000-node group missed: 50 members in ~44,000 views each, 2.2
+ * million holders, 6 missed every copy and held the dead member until
+ * their own next round, minutes later (guts-sim, issue 19). Close together,
  * because most holders of a popular member probe it only every minute or
  * two and learn of its death from the notice alone: a prober that left
  * or crashed 0.2 s after its first copy (churn) left 4% of them holding a
  * dead member for 12 s more at 150 ms (guts-sim, issue 19). */
-#define CORE_DEAD_COPIES 8
+#define CORE_DEAD_COPIES 16
 #define CORE_DEAD_GAP_MS 50
 #define CORE_DEAD_QUEUE 8
 /* Peer exchange (node_reach.c). A PEERS datagram carries a random sample

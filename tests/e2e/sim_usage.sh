@@ -24,7 +24,8 @@ done
 
 scn="$TMP/bad.scn"
 for line in "at 5s explode 3" "at 5s crash 99" "at 5 crash 1" "at 5s partition 0-3" \
-            "at 5s write repo7 node 1" "at 5s loss 2" "end" "absent" "frobnicate"; do
+            "at 5s write repo7 node 1" "at 5s loss 2" "end" "absent" "frobnicate" \
+            "at 5s crash-held 0" "at 5s crash-held 11" "at 5s crash-held"; do
   printf '# a comment\n\n%s\n' "$line" >"$scn"
   expect 2 "$SIM" --nodes 10 --scenario "$scn"
   one_line

@@ -202,7 +202,55 @@ START_TEST(test_silent_peer_declared_dead)
         guts_core_on_timer(f.core, t);
         fx_drain(&f);
     }
-    ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 8);
+    ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 16); /* CORE_DEAD_COPIES */
+    guts_core_counters k;
+    guts_core_counters_get(f.core, &k);
+    ck_assert_uint_eq(k.peers_dead, 1);
+    fx_free(&f);
+}
+END_TEST
+
+/* A live peer wrongly found dead (every ACK of its round lost) clears
+ * itself without a new incarnation: its announce, the answer to the DEAD
+ * naming it, puts it back in the accuser's view, where it is probed again
+ * and, answering, stays. */
+START_TEST(test_false_dead_cleared_by_announce)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    announce(&f, 10, 2);
+    guts_addr a1, a2;
+    paddr(1, &a1);
+    paddr(2, &a2);
+    uint64_t t = 10, dead_at = 0;
+    for (; t < 20000 && !dead_at; t += 50) { /* peer 1's ACKs are all lost */
+        if (t % 1000 == 10) announce(&f, t, 2);
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a2))
+            ack(&f, t + 1, 2, f.probe_seq, 1);
+        f.n[GUTS_MSG_PROBE] = 0;
+        if (!has(&f, 1)) dead_at = t;
+    }
+    ck_assert_uint_gt(dead_at, 0);
+    announce(&f, t, 1); /* its refutation: same incarnation */
+    ck_assert(has(&f, 1));
+    size_t probed = 0;
+    for (uint64_t end = t + 30000; t < end; t += 50) { /* now its ACKs arrive */
+        if (t % 1000 == 10) announce(&f, t, 2);
+        guts_core_on_timer(f.core, t);
+        fx_drain(&f);
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a1)) {
+            probed++;
+            ack(&f, t + 1, 1, f.probe_seq, 1);
+        }
+        if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a2))
+            ack(&f, t + 1, 2, f.probe_seq, 1);
+        f.n[GUTS_MSG_PROBE] = 0;
+    }
+    ck_assert(has(&f, 1));
+    ck_assert_uint_ge(probed, 1);
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
     ck_assert_uint_eq(k.peers_dead, 1);
@@ -419,6 +467,7 @@ int main(void)
     tcase_add_test(tc, test_probe_answered_to_source);
     tcase_add_test(tc, test_dead_notice_rules);
     tcase_add_test(tc, test_dead_notice_refuted_by_ack);
+    tcase_add_test(tc, test_false_dead_cleared_by_announce);
     tcase_add_test(tc, test_ack_names_next_round);
     tcase_add_test(tc, test_probers_take_turns);
     suite_add_tcase(s, tc);
