@@ -254,6 +254,9 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
  * pins little; a large one keeps the lower cap. */
 #define CORE_SMALL_SERVE_OBJECTS 1024
 #define CORE_SMALL_SERVES 4
+/* ... and at most this many in all (but max_sessions): the daemon's
+ * connection table holds 2 x 16 sessions (--max-sessions' maximum) */
+#define CORE_SMALL_SERVES_MAX 16
 #define CORE_SMALL_SERVE_QUEUE (4 * CORE_SMALL_SERVE_OBJECTS)
 #define CORE_BUSY_BACKOFF_MAX 4
 /* Bytes the core queues on one stream per call before waiting for

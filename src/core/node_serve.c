@@ -93,8 +93,11 @@ static int serve_key(guts_core *c, session *s, const char *key)
         uint64_t idle_at;
         sync_glance(c, &pulls, &serves, &idle_at); /* no scan of a busy server's sessions */
         size_t cap = c->cfg.max_sessions;
-        if (r->info.objects <= CORE_SMALL_SERVE_OBJECTS)
-            cap *= CORE_SMALL_SERVES; /* see core_limits.h */
+        if (r->info.objects <= CORE_SMALL_SERVE_OBJECTS) { /* see core_limits.h */
+            size_t small = cap * CORE_SMALL_SERVES;
+            if (small > CORE_SMALL_SERVES_MAX) small = CORE_SMALL_SERVES_MAX;
+            if (small > cap) cap = small;
+        }
         if (serves >= cap)
             return GUTS_EAGAIN;
         s->queue_max = serves >= c->cfg.max_sessions ? CORE_SMALL_SERVE_QUEUE : CORE_SERVE_QUEUE_MAX;
