@@ -56,7 +56,6 @@ void sim_engine_fini(sim *s)
     free(s->ev);
     free(s->enext);
     for (size_t k = 0; k < s->capfans; k++) {
-        if (!s->fans[k].ent) continue;
         free(s->fans[k].ent);
         free(s->fans[k].start);
         sim_sbuf_drop(s->fans[k].buf);

@@ -51,12 +51,16 @@ typedef struct sfan_ent {
  * multicast to 100,000 nodes is 800 KB here, not 4.8 MB of heap entries,
  * and the recipients come in node order (the engine prefetches ahead). */
 typedef struct sfan {
-    sbuf *buf; /* one reference, dropped with the fan */
+    sbuf *buf; /* one reference, dropped with the fan; NULL: slot free */
     uint32_t from, via;
     uint64_t t0;      /* delivery time of bucket 0 */
     uint32_t nb, cur; /* buckets, next bucket to deliver */
     uint32_t *start;  /* nb + 1 offsets into ent */
     sfan_ent *ent;
+    /* ent and start outlive the fan in its free slot, for the next one
+     * (a multicast at 10,000 nodes is an 80 KB ent: a malloc and free of
+     * that size per multicast made glibc consolidate its free lists) */
+    uint32_t capent, capstart;
     uint32_t next_free; /* free list (index + 1), 0: in use or last */
 } sfan;
 

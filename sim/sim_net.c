@@ -385,14 +385,17 @@ static void fan_commit(sim *s, sbuf *b, uint32_t from, uint32_t via, uint64_t de
     }
     uint32_t idx = s->fan_free - 1;
     sfan *f = &s->fans[idx];
-    f->ent = malloc(n * sizeof(sfan_ent));
-    f->start = malloc((nb + 1) * sizeof(uint32_t));
-    if (!f->ent || !f->start) {
-        free(f->ent);
-        free(f->start);
-        f->ent = NULL;
-        f->start = NULL;
-        return;
+    if (n > f->capent) {
+        sfan_ent *p = realloc(f->ent, n * sizeof(sfan_ent));
+        if (!p) return;
+        f->ent = p;
+        f->capent = (uint32_t)n;
+    }
+    if (nb + 1 > f->capstart) {
+        uint32_t *p = realloc(f->start, (nb + 1) * sizeof(uint32_t));
+        if (!p) return;
+        f->start = p;
+        f->capstart = nb + 1;
     }
     s->fan_free = f->next_free;
     f->next_free = 0;
@@ -676,10 +679,7 @@ static void fan_run(sim *s, uint32_t idx)
         push(s, &e);
         return;
     }
-    free(f->ent);
-    free(f->start);
-    f->ent = NULL;
-    f->start = NULL;
+    f->buf = NULL;
     f->next_free = s->fan_free;
     s->fan_free = idx + 1;
     sim_sbuf_drop(buf);
