@@ -498,9 +498,6 @@ int announce_behind(const guts_core *c, const guts_msg_announce *a)
     return 0;
 }
 
-/* How many of an announce's entries announce_on remembers the lookup of. */
-#define ANNOUNCE_FOUND 8
-
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via)
 {
     const guts_msg_announce *a = &m->u.announce;
@@ -509,17 +506,11 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
      * m came from guts_msg_decode, which refuses an invalid key: the keys
      * are not checked again per recipient. */
     int useful = 0;
-    /* the first entries' repositories found here: nothing below frees an
-     * lrepo (only core_repo_evict_orphans does, not reached from here), so
-     * the second loop reuses them instead of searching again */
-    lrepo *found[ANNOUNCE_FOUND];
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
         assert(guts_repo_key_check(e->key) == GUTS_OK);
-        if (i < ANNOUNCE_FOUND) found[i] = NULL;
         if (e->objects == 0 && e->refs_digest == 0) continue;
         lrepo *r = core_repo_find(c, e->key);
-        if (i < ANNOUNCE_FOUND) found[i] = r;
         if (r) {
             note_state(c, r, e, via);
             useful |= announce_ahead(r, e->objects, e->fp, e->refs_digest);
@@ -542,7 +533,7 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
     if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
-        lrepo *r = i < ANNOUNCE_FOUND && found[i] ? found[i] : core_repo_find(c, e->key);
+        lrepo *r = core_repo_find(c, e->key);
         /* r's own key: the peer's entry shares it, found without a strcmp */
         members_repo_set(p, r ? r->key : e->key, r, e->objects, e->fp, e->refs_digest);
         if (!r) {
