@@ -362,13 +362,7 @@ typedef struct guts_core_peer_info {
 #define GUTS_CORE_DGRAM_KINDS 4
 
 typedef struct guts_core_counters {
-    uint64_t dgrams_in;
-    /* Datagrams by message type, index GUTS_MSG_ANNOUNCE, _LEAVE or _PEERS
-     * (0: none yet uses it): received ones that decoded, and every one sent,
-     * group and unicast copies alike. The received ones come first, beside
-     * dgrams_in: the three counters a delivery bumps share a cache line. */
-    uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
-    uint64_t dgrams_out, dgram_bytes_out, dgram_max_out;
+    uint64_t dgrams_in, dgrams_out, dgram_bytes_out, dgram_max_out;
     uint64_t dgrams_dropped;   /* over GUTS_DGRAM_DROP */
     uint64_t dgrams_malformed; /* failed to decode */
     uint64_t dgrams_unknown;   /* unknown message type */
@@ -406,6 +400,10 @@ typedef struct guts_core_counters {
     uint64_t learned_given_up; /* addresses that never answered CORE_LEARNED_TRIES announces */
     uint64_t conflicts;        /* conflict records a divergent update made here (refmerge.h) */
     uint64_t serves_failed;    /* of sessions_served, those that ended in an error */
+    /* Datagrams by message type, index GUTS_MSG_ANNOUNCE, _LEAVE or _PEERS
+     * (0: none yet uses it): received ones that decoded, and every one sent,
+     * group and unicast copies alike. */
+    uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
     uint64_t kind_out[GUTS_CORE_DGRAM_KINDS], kind_bytes_out[GUTS_CORE_DGRAM_KINDS];
     /* failure detection: PROBEs, ACKs and DEAD notices sent, peers dropped
      * as dead (found so, or told), DEAD notices about us answered */

@@ -268,9 +268,6 @@ typedef struct session {
     uint32_t retry_after; /* busy: the server's retry-after, ms (0: none) */
 } session;
 
-/* A cache line: a core is aligned to it (guts_core_new). */
-#define CORE_LINE 64
-
 struct guts_core {
     /* Hot: what every delivery reads or writes (enter, on_msg, announce_on,
      * settle), first and together, so an event touches few cache lines of
@@ -331,7 +328,7 @@ struct guts_core {
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_config cfg;
     /* end of the hot part; below, what fewer events touch */
-    _Alignas(CORE_LINE) guts_core_counters ctr; /* on a line of its own */
+    guts_core_counters ctr;
     guts_core_store st;   /* what the core calls: st_* wrappers over real */
     guts_core_store real; /* the driver's store */
 

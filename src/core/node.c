@@ -279,12 +279,8 @@ int guts_core_new(const guts_core_config *cfg, guts_core **out)
         !s->recent || !s->refs || !s->ref_get || !s->refs_put || !s->read || !s->stage_write ||
         !s->stage_list || !s->stage_drop)
         return GUTS_EINVAL;
-    /* on a cache line, as its counters are (the hot part takes its first
-     * lines, a datagram's counters one more: guts_core_prefetch); its
-     * size is a multiple of the alignment, as aligned_alloc wants */
-    guts_core *c = aligned_alloc(_Alignof(guts_core), sizeof(guts_core));
+    guts_core *c = calloc(1, sizeof(guts_core));
     if (!c) return GUTS_ENOMEM;
-    memset(c, 0, sizeof(guts_core));
     c->cfg = *cfg;
     c->real = *cfg->store;
     core_store_wrap(c);

@@ -569,11 +569,13 @@ void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sende
 {
     if (stage == 0) {
         /* the hot part (struct guts_core: up to the counters), and the
-         * counters a datagram bumps (one line: the counters' first) */
+         * counters a datagram bumps */
         const char *p = (const char *)c;
         for (size_t off = 0; off < offsetof(guts_core, ctr); off += 64)
             __builtin_prefetch(p + off);
-        __builtin_prefetch(&c->ctr.dgrams_in); /* and kind_in, kind_bytes_in */
+        __builtin_prefetch(&c->ctr.dgrams_in);
+        __builtin_prefetch(&c->ctr.kind_in[GUTS_MSG_ANNOUNCE]);
+        __builtin_prefetch(&c->ctr.kind_bytes_in[GUTS_MSG_ANNOUNCE]);
     } else if (stage == 1) {
         /* the arrays of pointers, so stage 2 reads them without a miss */
         if (c->nrepos) __builtin_prefetch(c->repos);
