@@ -260,7 +260,16 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
      * a steady group) leaves the union of the two as it was */
     const uint64_t *b = c->kmv[c->kmv_cur ^ 1];
     size_t nb = c->nkmv[c->kmv_cur ^ 1], j = full ? nb : kmv_pos(b, nb, h);
-    if (j == nb || b[j] != h) c->kmv_exact = 0;
+    if (j == nb || b[j] != h) {
+        /* a sender new to both: below k distinct the estimate is their
+         * count (+ 1, ourselves), one more now; no merge of the two
+         * epochs per new sender while a large group starts up */
+        if (!full && c->kmv_exact && c->kmv_exact < CORE_KMV_K) {
+            c->kmv_est = ++c->kmv_exact;
+            return;
+        }
+        c->kmv_exact = 0;
+    }
     if (!full || ++c->kmv_stale >= CORE_KMV_STALE) {
         c->kmv_est = 0;
         c->kmv_stale = 0;
