@@ -335,6 +335,7 @@ struct guts_core {
     size_t rr; /* round-robin cursor of the announce pager */
     uint32_t next_stream;
     uint64_t up_since;   /* the first event's time */
+    int ann_settled;     /* a regular announce went out (node_announce.c, jitter) */
     size_t nremote;      /* unstored repositories (remote-only keys) */
     int refused_logged;  /* a remote-only cap refused a key: said once */
     guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
@@ -456,7 +457,9 @@ void announce_start(guts_core *c);
 int announce_hello_due(guts_core *c);
 /* A member not in our view announced (fresh: its first datagram to us). */
 void announce_newcomer(guts_core *c);
-void announce_send(guts_core *c);
+/* Send an announce now; regular: its interval had ended (not a hello,
+ * news or an answer). */
+void announce_send(guts_core *c, int regular);
 /* An announce (as the next regular one would be, scheduling untouched) to
  * one address by unicast: a prompt answer (node_reach.c). */
 void announce_answer(guts_core *c, const guts_addr *to);

@@ -250,7 +250,7 @@ static void settle(guts_core *c)
     probe_tick(c);
     sync_idle(c);
     int due = c->now >= c->next_announce && announce_due(c);
-    if (due || announce_hello_due(c) || announce_soon_due(c)) announce_send(c);
+    if (due || announce_hello_due(c) || announce_soon_due(c)) announce_send(c, due);
     sync_start_pulls(c);
     uint64_t t = next_deadline(c);
     if (t != c->next_timer_sent) {

@@ -830,8 +830,38 @@ START_TEST(test_hello_window_and_suppression)
 }
 END_TEST
 
+/* The first interval (node_announce.c): until its first regular announce a
+ * node draws its interval's jitter from [1, 1.5] (a group starting
+ * together then announces at its rate, not twice it), after it from
+ * [0.5, 1.5]. A lone core: its interval is the base one (1 s). */
+START_TEST(test_first_interval_is_not_shortened)
+{
+    int short_later = 0;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        solo s;
+        solo_init(&s, seed);
+        solo_start(&s);
+        uint64_t at[10];
+        size_t n = 0;
+        for (uint64_t t = 1; t <= 20000 && n < 10; t++)
+            if (sent_between(&s, t, t)) at[n++] = t;
+        ck_assert_uint_eq(n, 10);
+        ck_assert_uint_le(at[0], 100); /* the hello */
+        ck_assert_uint_ge(at[1] - at[0], GUTS_CORE_INTERVAL_DEFAULT);
+        ck_assert_uint_le(at[1] - at[0], GUTS_CORE_INTERVAL_DEFAULT * 3 / 2 + 1);
+        for (size_t i = 2; i < n; i++) {
+            ck_assert_uint_ge(at[i] - at[i - 1], GUTS_CORE_INTERVAL_DEFAULT / 2);
+            ck_assert_uint_le(at[i] - at[i - 1], GUTS_CORE_INTERVAL_DEFAULT * 3 / 2 + 1);
+            short_later |= at[i] - at[i - 1] < GUTS_CORE_INTERVAL_DEFAULT * 3 / 4;
+        }
+        solo_free(&s);
+    }
+    ck_assert(short_later);
+}
+END_TEST
+
 /* Joining fast (docs/architecture.md): a starting node says hello within
- * 100 ms, long before its first regular announce (half an interval at the
+ * 100 ms, long before its first regular announce (an interval at the
  * earliest); a node that has run an interval answers a member's first
  * announce within 20 ms, not a member it knows; a node that has just
  * started answers nobody. */
@@ -2754,6 +2784,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_peer_joins_on_announce_and_expires_after_missed_intervals);
     tcase_add_test(t, test_hello_and_answer_to_a_newcomer);
     tcase_add_test(t, test_hello_window_and_suppression);
+    tcase_add_test(t, test_first_interval_is_not_shortened);
     tcase_add_test(t, test_leave_removes_peer_at_once);
     tcase_add_test(t, test_peer_heard_by_unicast_is_answered_by_unicast_until_it_expires);
     tcase_add_test(t, test_learned_address_gets_one_announce_per_interval_then_is_given_up);
