@@ -380,7 +380,9 @@ typedef struct guts_core_counters {
     uint64_t refs_dropped; /* pending records whose closure never completed */
     uint64_t peers_joined, peers_left, peers_expired;
     uint64_t objects_too_big; /* skipped: over obj_max */
-    uint64_t objects_damaged; /* stored objects that failed their hash when served: dropped */
+    uint64_t objects_damaged; /* stored objects found failing their hash (a puller's
+                               * DAMAGED, checked): dropped */
+    uint64_t damage_reports;  /* DAMAGED messages received from pullers */
     uint64_t repos_remote;    /* now: remote-only keys tracked */
     uint64_t repos_refused;   /* announced keys not tracked: a remote-only cap */
     uint64_t repos_evicted;   /* remote-only keys dropped when their peer left */

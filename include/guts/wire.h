@@ -73,6 +73,7 @@ enum {
     GUTS_MSG_REFS = 15,     /* stream: ref records */
     GUTS_MSG_DONE = 16,     /* stream: the sender finished answering a request */
     GUTS_MSG_ERROR = 17,    /* stream: the sender gives up on a request */
+    GUTS_MSG_DAMAGED = 18,  /* stream, puller to server: an object sent fails its hash */
 };
 
 /* ANNOUNCE: one page of this node's repositories. */
@@ -230,6 +231,13 @@ typedef struct guts_msg_done {
     uint64_t sent;          /* objects or refs the sender sent for the request */
 } guts_msg_done;
 
+/* DAMAGED: the object id of repository key, as the server sent it, does
+ * not hash to its id (docs/protocol.md); the server checks its copy. */
+typedef struct guts_msg_damaged {
+    const char *key;        /* borrowed */
+    guts_id id;
+} guts_msg_damaged;
+
 typedef struct guts_msg_error {
     int32_t code;           /* GUTS_E* */
     const char *text;       /* borrowed */
@@ -255,6 +263,7 @@ typedef struct guts_msg {
         guts_msg_refs refs;
         guts_msg_done done;
         guts_msg_error error;
+        guts_msg_damaged damaged;
     } u;
     void *arena;            /* decoder-owned string copies; NULL when encoding */
 } guts_msg;

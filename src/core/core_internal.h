@@ -266,6 +266,11 @@ typedef struct session {
     int said_hello;
     int busy; /* the server said EAGAIN: retry soon, elsewhere */
     uint32_t retry_after; /* busy: the server's retry-after, ms (0: none) */
+    /* puller: an object of this session failed its hash (the first:
+     * reported to the server, the session goes on without it); server:
+     * the puller reported one (a second ends the session) */
+    int damaged;
+    guts_id bad_id; /* puller: the last object that failed its hash */
 } session;
 
 struct guts_core {
@@ -340,6 +345,7 @@ struct guts_core {
     int refused_logged;  /* a remote-only cap refused a key: said once */
     guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
     guts_idset damaged;  /* stored objects found failing their hash: logged once */
+    uint64_t damaged_check_at; /* no puller's DAMAGED is checked before then */
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned;    /* at most cfg.learned_max */
@@ -561,6 +567,10 @@ void pull_done(guts_core *c, session *s);
 /* node_pull_recv.c */
 void pull_pend_free(guts_core *c, session *s);
 void pull_log_bad(guts_core *c, session *s, const guts_id *id);
+/* An object of s failed its hash (s->bad_id): the first of the session is
+ * reported to the server (DAMAGED) and 1 returned, the caller then goes on
+ * without it; 0 for a second (the session ends). */
+int pull_report_bad(guts_core *c, session *s);
 /* Bases of held deltas, not asked for before and not stored: appended to a
  * WANT list of *n ids (up to max). */
 void pull_pend_wants(guts_core *c, session *s, guts_id *want, size_t max, size_t *n);
@@ -582,6 +592,7 @@ void serve_recon(guts_core *c, session *s, const guts_msg_recon *m);
 /* An empty OBJECT_CHUNK from the puller: it holds a prefix of an object. */
 void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m);
 void serve_want(guts_core *c, session *s, const guts_msg_want *m);
+void serve_damaged(guts_core *c, session *s, const guts_msg_damaged *m);
 
 /* node_serve_pump.c */
 /* Free what job j holds (not j itself). */

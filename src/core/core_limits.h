@@ -350,6 +350,14 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
  * logged once and not asked for again by WANTs; past this the set starts
  * over (at worst a line more per object). */
 #define CORE_REFUSED_MAX 1024
+/* A server checks a puller's claim that an object it sent is damaged
+ * (DAMAGED) at most once per this many ms, plus one ms per this many bytes
+ * of the object checked (a 1 GiB object: 16 s more), node-wide: a lying
+ * puller costs at most about a tenth of a CPU (a check decodes and hashes
+ * some 650 MB/s). A claim in between is not checked (an honest puller
+ * meets the object again and says it again). */
+#define CORE_DAMAGED_CHECK_MS 100
+#define CORE_DAMAGED_CHECK_BYTES_PER_MS (64u << 10)
 /* Actions waiting in the queue: every event produces a bounded number; this
  * is only a guard against a bug turning into unbounded memory. */
 #define CORE_ACTIONS_MAX 100000

@@ -87,6 +87,73 @@ static void complete_seed(guts_core *c, lrepo *r)
         c->st.refs(c->st.ctx, r->key, 0, seed_cb, r);
 }
 
+/* id -> index map over a caller's node array (the tracker's and each
+ * walk's): open addressing, a slot holding index + 1 (0 empty) and, in its
+ * high half, bits of the id beside those of guts_id_hash, so a probe reads
+ * a node's id (a cache miss in a large array) only when they match. 16
+ * bytes a node at load 1/2, not a second copy of its id. */
+typedef struct idmap {
+    uint64_t *slots;
+    size_t n, mask; /* mask + 1 slots; 0 with none */
+} idmap;
+
+static uint64_t idmap_tag(const guts_id *id)
+{
+    uint32_t t;
+    memcpy(&t, id->b + 12, sizeof(t));
+    return (uint64_t)t << 32;
+}
+
+static void idmap_place(uint64_t *slots, size_t mask, const guts_id *id, uint32_t idx)
+{
+    size_t j = guts_id_hash(id) & mask;
+    while (slots[j])
+        j = (j + 1) & mask;
+    slots[j] = idmap_tag(id) | ((uint64_t)idx + 1);
+}
+
+/* Index of id among nodes, or -1. */
+static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
+{
+    if (!m->slots)
+        return -1;
+    uint64_t tag = idmap_tag(id);
+    for (size_t j = guts_id_hash(id) & m->mask; m->slots[j]; j = (j + 1) & m->mask) {
+        uint32_t i = (uint32_t)m->slots[j] - 1;
+        if ((m->slots[j] >> 32 << 32) == tag && memcmp(&nodes[i], id, sizeof(*id)) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Add nodes[idx] (not present). */
+static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
+{
+    if (2 * (m->n + 1) > (m->slots ? m->mask + 1 : 0)) {
+        size_t nc = m->slots ? 2 * (m->mask + 1) : 512;
+        uint64_t *sl = calloc(nc, sizeof(*sl));
+        if (!sl)
+            return GUTS_ENOMEM;
+        for (size_t j = 0; m->slots && j <= m->mask; j++)
+            if (m->slots[j]) {
+                uint32_t i = (uint32_t)m->slots[j] - 1;
+                idmap_place(sl, nc - 1, &nodes[i], i);
+            }
+        free(m->slots);
+        m->slots = sl;
+        m->mask = nc - 1;
+    }
+    idmap_place(m->slots, m->mask, &nodes[idx], idx);
+    m->n++;
+    return GUTS_OK;
+}
+
+static void idmap_free(idmap *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
 /* ---- The closure learnt as objects arrive ---------------------------------
  *
  * A pull stores objects in the server's order (by id), not bottom-up, and
@@ -112,8 +179,7 @@ struct ctrack {
     uint32_t *head;    /* first edge of the parents waiting on node i */
     uint8_t *blob;     /* a blob, or in the complete cache already: not put in it */
     size_t n, cap;
-    uint64_t *slots; /* open addressing: node index + 1 | id tag << 32, 0 empty */
-    size_t mask;
+    idmap map;
     uint32_t (*edges)[2]; /* waiting parent, next edge of the same child */
     size_t nedges, capedges;
     walk kids;      /* the children of one object */
@@ -129,7 +195,7 @@ void closure_track_free(lrepo *r)
         free(t->missing);
         free(t->head);
         free(t->blob);
-        free(t->slots);
+        idmap_free(&t->map);
         free(t->edges);
         free(t->kids.stack);
         free(t->todo);
@@ -146,27 +212,13 @@ static void track_off(lrepo *r)
     r->track_off = 1;
 }
 
-/* Bits of id beside those of guts_id_hash, kept in a slot: a probe reads
- * a node's id (a cache miss in a large table) only when they match. */
-static uint64_t track_tag(const guts_id *id)
-{
-    uint32_t t;
-    memcpy(&t, id->b + 12, sizeof(t));
-    return (uint64_t)t << 32;
-}
-
 /* Node of id, added (not stored, nothing waiting) when new; -1 past the
  * bound or without memory. */
 static long track_node(ctrack *t, const guts_id *id)
 {
-    uint64_t tag = track_tag(id);
-    if (t->slots) {
-        for (size_t j = guts_id_hash(id) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
-            uint32_t i = (uint32_t)t->slots[j] - 1;
-            if ((t->slots[j] >> 32 << 32) == tag && memcmp(&t->ids[i], id, sizeof(*id)) == 0)
-                return (long)i;
-        }
-    }
+    long found = idmap_get(&t->map, t->ids, id);
+    if (found >= 0)
+        return found;
     if (t->n >= CORE_TRACK_MAX)
         return -1;
     if (t->n == t->cap) {
@@ -186,30 +238,15 @@ static long track_node(ctrack *t, const guts_id *id)
         t->blob = nb;
         t->cap = nc;
     }
-    if (2 * (t->n + 1) > (t->slots ? t->mask + 1 : 0)) {
-        size_t nc = t->slots ? 2 * (t->mask + 1) : 512;
-        uint64_t *sl = calloc(nc, sizeof(*sl));
-        if (!sl)
-            return -1;
-        for (size_t i = 0; i < t->n; i++) {
-            size_t j = guts_id_hash(&t->ids[i]) & (nc - 1);
-            while (sl[j])
-                j = (j + 1) & (nc - 1);
-            sl[j] = track_tag(&t->ids[i]) | (i + 1);
-        }
-        free(t->slots);
-        t->slots = sl;
-        t->mask = nc - 1;
-    }
     size_t i = t->n++;
     t->ids[i] = *id;
     t->missing[i] = TRACK_NONE;
     t->head[i] = TRACK_NONE;
     t->blob[i] = 0;
-    size_t j = guts_id_hash(id) & t->mask;
-    while (t->slots[j])
-        j = (j + 1) & t->mask;
-    t->slots[j] = tag | (i + 1);
+    if (idmap_put(&t->map, t->ids, (uint32_t)i)) {
+        t->n--;
+        return -1;
+    }
     return (long)i;
 }
 
@@ -307,68 +344,6 @@ void closure_seen(void *arg, const guts_id *id, int type, const void *data, size
     lrepo *r = arg;
     if (r->track && track_stored(r, r->track, id, type, data, len) != GUTS_OK)
         track_off(r);
-}
-
-/* id -> index map for one walk: open addressing over indexes into the
- * walk's own node array (slot = index + 1, 0 empty), so a node costs 8
- * bytes here at load 1/2 instead of a second copy of its id (a walk of
- * 200,000 objects took ~10 MB more with copies). */
-typedef struct idmap {
-    uint32_t *slots;
-    size_t n, cap;
-} idmap;
-
-static int idmap_grow(idmap *m, const guts_id *nodes)
-{
-    size_t nc = m->cap ? 2 * m->cap : 256;
-    uint32_t *sl = calloc(nc, sizeof(uint32_t));
-    if (!sl)
-        return GUTS_ENOMEM;
-    for (size_t i = 0; i < m->cap; i++) {
-        if (!m->slots[i])
-            continue;
-        size_t j = guts_id_hash(&nodes[m->slots[i] - 1]) & (nc - 1);
-        while (sl[j])
-            j = (j + 1) & (nc - 1);
-        sl[j] = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = sl;
-    m->cap = nc;
-    return GUTS_OK;
-}
-
-/* Index of id among nodes, or -1. */
-static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
-{
-    if (!m->cap)
-        return -1;
-    size_t j = guts_id_hash(id) & (m->cap - 1);
-    while (m->slots[j]) {
-        if (memcmp(&nodes[m->slots[j] - 1], id, sizeof(*id)) == 0)
-            return (long)m->slots[j] - 1;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
-}
-
-/* Add nodes[idx] (not present). */
-static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
-{
-    if ((m->n + 1) * 2 > m->cap && idmap_grow(m, nodes))
-        return GUTS_ENOMEM;
-    size_t j = guts_id_hash(&nodes[idx]) & (m->cap - 1);
-    while (m->slots[j])
-        j = (j + 1) & (m->cap - 1);
-    m->slots[j] = idx + 1;
-    m->n++;
-    return GUTS_OK;
-}
-
-static void idmap_free(idmap *m)
-{
-    free(m->slots);
-    memset(m, 0, sizeof(*m));
 }
 
 /* Walk target's closure, down to ids already known complete.

@@ -265,6 +265,42 @@ void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m)
             (guts_stage){.id = m->id, .type = m->type, .size = m->total, .have = m->offset};
 }
 
+/* The puller says an object we sent fails its hash (DAMAGED): check that
+ * one object, and drop it if it is damaged (core_obj_damaged), so this
+ * node pulls a good copy; the session goes on. One claim per session (a
+ * second is a protocol error) and, node-wide, one check per
+ * CORE_DAMAGED_CHECK_MS plus the object's size at
+ * CORE_DAMAGED_CHECK_BYTES_PER_MS: a claim in between is not checked (the
+ * puller meets the object again and says it again), so a lying puller
+ * costs a bounded share of a CPU. */
+void serve_damaged(guts_core *c, session *s, const guts_msg_damaged *m)
+{
+    assert(s->kind == SESS_SERVE);
+    c->ctr.damage_reports++;
+    if (s->damaged || !s->key[0] || strcmp(s->key, m->key) != 0) {
+        serve_error(c, s, GUTS_EPROTO, "unexpected DAMAGED");
+        return;
+    }
+    s->damaged = 1;
+    char hex[GUTS_HEX_LEN + 1];
+    guts_id_to_hex(&m->id, hex);
+    if (c->now < c->damaged_check_at) {
+        core_log(c, GUTS_LOG_DEBUG, "object %s in %s said damaged by a peer: not checked (rate)",
+                 hex, s->key);
+        return;
+    }
+    uint64_t size = 0;
+    guts_rec rec;
+    void *buf = NULL;
+    if (c->st.rec_get && c->st.rec_get(c->st.ctx, s->key, &m->id, &rec, &buf) == GUTS_OK)
+        size = rec.size;
+    free(buf);
+    c->damaged_check_at = c->now + CORE_DAMAGED_CHECK_MS + size / CORE_DAMAGED_CHECK_BYTES_PER_MS;
+    if (!core_obj_damaged(c, s->key, &m->id))
+        core_log(c, GUTS_LOG_INFO, "object %s in %s said damaged by a peer: it hashes right here",
+                 hex, s->key);
+}
+
 void serve_want(guts_core *c, session *s, const guts_msg_want *m)
 {
     assert(s->kind == SESS_SERVE);

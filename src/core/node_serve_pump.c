@@ -186,7 +186,6 @@ static int send_objects_raw(guts_core *c, session *s, job *j, size_t *budget)
         int type;
         void *data;
         size_t len;
-        if (core_obj_damaged(c, s->key, &id)) continue;
         if (c->st.get(c->st.ctx, s->key, &id, &type, &data, &len) != GUTS_OK)
             continue; /* not ours (a stale WANT): skip */
         if (len > cap) {
@@ -260,8 +259,6 @@ static void read_ahead(guts_core *c, session *s, const guts_id *x, const guts_re
         const guts_id *b = &ch[k - 1].rec.base;
         if (guts_id_cmp(b, x) <= 0 || guts_idset_has(&s->early, b))
             break; /* sent already */
-        if (core_obj_damaged(c, s->key, b))
-            break; /* sent without it: the puller holds the delta until a peer sends a good base */
         if (c->st.rec_get(c->st.ctx, s->key, b, &ch[k].rec, &ch[k].buf) != GUTS_OK)
             break;
         if (guts_idset_insert(&s->early, b) < 0) {
@@ -324,7 +321,6 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             }
             if (j->whole && guts_idset_has(&s->early, &id))
                 continue; /* sent ahead of its place */
-            if (core_obj_damaged(c, s->key, &id)) continue;
             if (c->st.rec_get(c->st.ctx, s->key, &id, &rec, &buf) != GUTS_OK)
                 continue; /* not ours (a stale WANT): skip */
             if (!j->whole || rec.enc != GUTS_REC_DELTA) {

@@ -92,11 +92,12 @@ static int wrote(guts_core *c, const char *key, int rc, size_t n)
 /* ---- Damaged stored objects ---------------------------------------------- */
 
 /* A record that no longer hashes to its id (a damaged disk) would reach
- * every puller and end each session at the same object. It is skipped and
- * dropped instead: the repository's count and fingerprint then stop
- * claiming it, so the next announce differs from a healthy peer's and the
- * ordinary pull fetches a verified copy. Only a hash failure drops; any
- * other error (store busy, no memory) just skips the object this time. */
+ * every puller forever. A puller that finds one says so (DAMAGED,
+ * serve_damaged) and it is checked here and dropped: the repository's
+ * count and fingerprint then stop claiming it, so the next announce
+ * differs from a healthy peer's and the ordinary pull fetches a verified
+ * copy. Only a hash failure drops; any other error (store busy, no
+ * memory) leaves the object. */
 int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
 {
     if (!c->st.verify || c->st.verify(c->st.ctx, key, id) != GUTS_ECORRUPT) return 0;
@@ -115,12 +116,12 @@ int core_obj_damaged(guts_core *c, const char *key, const guts_id *id)
         guts_id_to_hex(id, hex);
         if (rc == GUTS_OK)
             core_log(c, GUTS_LOG_WARN,
-                     "object %s in %s is damaged (fails its hash): not served, dropped, to be "
-                     "fetched again from a peer",
+                     "object %s in %s is damaged (fails its hash, as a peer said): dropped, to "
+                     "be fetched again from a peer",
                      hex, key);
         else
             core_log(c, GUTS_LOG_WARN,
-                     "object %s in %s is damaged (fails its hash): not served; dropping it "
+                     "object %s in %s is damaged (fails its hash, as a peer said); dropping it "
                      "failed: %s",
                      hex, key, guts_strerror(rc));
     }

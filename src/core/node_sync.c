@@ -32,14 +32,15 @@
  * sent up to CORE_SEND_BUDGET bytes per event, then the session waits for
  * on_stream_writable (backpressure).
  *
- * Every received object is hashed before it is stored; one bad object ends
- * the session (stream closed, counted) and the repository backs off from
- * pulling. So a server checks each stored object before sending it
- * (core_obj_damaged): one that fails its hash is skipped and dropped from
- * its store, and the session goes on; the puller gets it from another peer
- * and the server fetches it back like any object it lacks. A delta whose
- * base is damaged fails too (its content cannot be rebuilt) and is treated
- * the same way. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames:
+ * Every received object is hashed before it is stored, and the server does
+ * not hash what it sends (the receiver does, once). The first bad object
+ * of a session is counted, not stored, and named to the server in a
+ * DAMAGED frame; the session goes on without it. The server checks that
+ * one object (serve_damaged, rate-limited) and drops it from its store if
+ * it fails its hash, so the puller gets it from another peer and the
+ * server fetches it back like any object it lacks. A second bad object
+ * ends the session (stream closed) and the repository backs off from
+ * pulling. Objects larger than CORE_CHUNK travel as OBJECT_CHUNK frames:
  * the server reads them from the store chunk by chunk, the puller stages
  * them in the store every CORE_STAGE_BATCH bytes (the store verifies the
  * SHA-1 when the last byte is in, and only then is it an object). A
@@ -675,6 +676,8 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
             serve_want(c, s, &m.u.want);
         } else if (m.type == GUTS_MSG_OBJECT_CHUNK) {
             serve_resume(c, s, &m.u.chunk);
+        } else if (m.type == GUTS_MSG_DAMAGED) {
+            serve_damaged(c, s, &m.u.damaged);
         } else if (m.type == GUTS_MSG_ERROR) {
             sync_end(c, s, 0, 1, "peer error");
         } else {

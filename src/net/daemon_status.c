@@ -198,7 +198,7 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
             "\"objects_fetched\": %llu, \"objects_nobase\": %llu, \"objects_dropped\": %llu, "
             "\"refs_applied\": %llu, \"refs_pending\": %llu, "
             "\"peers_joined\": %llu, \"peers_left\": %llu, \"peers_expired\": %llu, "
-            "\"objects_too_big\": %llu, \"objects_damaged\": %llu, "
+            "\"objects_too_big\": %llu, \"objects_damaged\": %llu, \"damage_reports\": %llu, "
             "\"repos_remote\": %llu, \"repos_refused\": %llu, "
             "\"repos_evicted\": %llu, \"store_full\": %llu, \"writes_full\": %llu, "
             "\"dgrams_unicast\": %llu, \"peers_unicast\": %llu, \"pex_out\": %llu, "
@@ -218,7 +218,7 @@ void guts_net_node_status(guts_net_node *n, FILE *f)
             (unsigned long long)k.refs_applied, (unsigned long long)k.refs_pending,
             (unsigned long long)k.peers_joined, (unsigned long long)k.peers_left,
             (unsigned long long)k.peers_expired, (unsigned long long)k.objects_too_big,
-            (unsigned long long)k.objects_damaged,
+            (unsigned long long)k.objects_damaged, (unsigned long long)k.damage_reports,
             (unsigned long long)k.repos_remote, (unsigned long long)k.repos_refused,
             (unsigned long long)k.repos_evicted, (unsigned long long)k.store_full,
             (unsigned long long)k.writes_full, (unsigned long long)k.dgrams_unicast,

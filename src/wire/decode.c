@@ -369,6 +369,10 @@ static int dec_body(dec *d, guts_msg *msg)
         TRY(get_key(d, &msg->u.done.key));
         TRY(get_u8(d, GUTS_SPACE_OBJECTS, GUTS_SPACE_REFS, &msg->u.done.space));
         return get_u64(d, &msg->u.done.sent);
+    case GUTS_MSG_DAMAGED:
+        TRY(guts_mpr_array_n(&d->r, 2));
+        TRY(get_key(d, &msg->u.damaged.key));
+        return guts_mpr_bin_copy(&d->r, GUTS_ID_LEN, msg->u.damaged.id.b);
     case GUTS_MSG_ERROR: {
         int64_t code;
         uint32_t n;
@@ -391,7 +395,7 @@ static int dec_body(dec *d, guts_msg *msg)
 static int known_type(uint64_t t)
 {
     return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_DEAD) ||
-           (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_ERROR);
+           (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_DAMAGED);
 }
 
 /* Room for the strings of a message of this type: its whole length can be

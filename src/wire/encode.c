@@ -334,6 +334,10 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         P(msgpack_pack_uint8(pk, msg->u.done.space));
         P(msgpack_pack_uint64(pk, msg->u.done.sent));
         return 0;
+    case GUTS_MSG_DAMAGED:
+        P(msgpack_pack_array(pk, 2));
+        TRY(put_key(pk, msg->u.damaged.key));
+        return put_bin(pk, msg->u.damaged.id.b, GUTS_ID_LEN);
     case GUTS_MSG_ERROR:
         /* the third element only when there is a retry-after: an error
          * without one is the same bytes as before it existed */
@@ -444,6 +448,7 @@ const char *guts_msg_name(int type)
     case GUTS_MSG_REFS: return "REFS";
     case GUTS_MSG_DONE: return "DONE";
     case GUTS_MSG_ERROR: return "ERROR";
+    case GUTS_MSG_DAMAGED: return "DAMAGED";
     default: return "?";
     }
 }

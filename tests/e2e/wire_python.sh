@@ -35,7 +35,7 @@ MAGIC = 0x47555453
 SENDER = bytes((0xa0 + 0x11 * i) & 0xff for i in range(16))
 d = sys.argv[1]
 files = sorted(glob.glob(os.path.join(d, "*.msgpack")))
-assert len(files) == 11, "expected 11 vectors in %s, found %d" % (d, len(files))
+assert len(files) == 12, "expected 12 vectors in %s, found %d" % (d, len(files))
 seen = set()
 
 def u64be(b):
@@ -117,7 +117,10 @@ for path in files:
         assert body == ["alice/guts", 1, 1500]
     elif mtype == 17:  # ERROR
         assert body == [-6, "no such repository"]
-assert seen == {1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17}, seen
+    elif mtype == 18:  # DAMAGED
+        key, oid = body
+        assert key == "alice/guts" and oid == bytes(0x70 + i for i in range(20)), body
+assert seen == {1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18}, seen
 print("ok: %d vectors in %s" % (len(files), d))
 EOF
 done

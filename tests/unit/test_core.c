@@ -17,6 +17,8 @@
 #include "test_core_util.h"
 
 #define KEY "alice/proj"
+/* CORE_DAMAGED_CHECK_MS of src/core/core_limits.h (not a public header) */
+#define DAMAGED_CHECK_MS 100
 /* CORE_LEARNED_TRIES of src/core/core_limits.h (not a public header) */
 #define CORE_LEARNED_TRIES_TEST 5
 #define CORE_ANSWER_MAX_TEST 20 /* CORE_ANSWER_MAX */
@@ -160,6 +162,12 @@ static void solo_start(solo *s)
 {
     guts_core_on_timer(s->core, 0);
     solo_drain(s);
+}
+
+static void last_msg(solo *s, guts_msg *m)
+{
+    ck_assert_uint_gt(s->nfr, 0);
+    ck_assert_int_eq(guts_msg_decode(s->fr[s->nfr - 1], s->frlen[s->nfr - 1], m), 0);
 }
 
 static void solo_free(solo *s)
@@ -1186,8 +1194,10 @@ static void solo_offered(solo *s, uint64_t seed, uint64_t objects)
 }
 
 /* A peer that answers a pull with an object whose content does not match
- * its id is dropped from the session, counted, and nothing is stored. */
-START_TEST(test_bad_object_drops_the_peer)
+ * its id: the first is counted, not stored, and named back to the peer
+ * (DAMAGED), the session goes on; a second ends the session. Nothing is
+ * stored. */
+START_TEST(test_bad_object_is_reported_and_a_second_drops_the_peer)
 {
     solo s;
     solo_offered(&s, 8, 1);
@@ -1219,12 +1229,25 @@ START_TEST(test_bad_object_drops_the_peer)
     uint8_t buf[256];
     size_t len;
     ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    solo_frames_clear(&s);
     guts_core_on_frame(s.core, 510, s.last_open, buf, len);
     solo_drain(&s);
-    ck_assert_uint_eq(s.closes, 1);
+    ck_assert_uint_eq(s.closes, 0);
+    guts_msg d;
+    last_msg(&s, &d);
+    ck_assert_int_eq(d.type, GUTS_MSG_DAMAGED);
+    ck_assert_str_eq(d.u.damaged.key, KEY);
+    ck_assert_int_eq(guts_id_cmp(&d.u.damaged.id, &o.id), 0);
+    guts_msg_free(&d);
     guts_core_counters k;
     guts_core_counters_get(s.core, &k);
     ck_assert_uint_eq(k.bad_objects, 1);
+    ck_assert_uint_eq(k.sessions_failed, 0);
+    guts_core_on_frame(s.core, 520, s.last_open, buf, len);
+    solo_drain(&s);
+    ck_assert_uint_eq(s.closes, 1);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.bad_objects, 2);
     ck_assert_uint_eq(k.sessions_failed, 1);
     guts_repo_info info;
     ck_assert_int_eq(s.iface.info(s.iface.ctx, KEY, &info), 0);
@@ -1346,8 +1369,9 @@ static void feed_object(solo *s, uint64_t now, uint32_t st, const guts_core_stor
 }
 
 /* Chunks from a peer are bounded and checked: a first chunk at an offset we
- * do not hold staged, a gap, a change of total, or content that does not
- * hash to the id each end the session, and nothing becomes an object. */
+ * do not hold staged, a gap, or a change of total each end the session;
+ * content that does not hash to the id is named back (DAMAGED) the first
+ * time and ends the session the second; nothing becomes an object. */
 START_TEST(test_hostile_chunks_store_nothing)
 {
     enum { TOTAL = 3000 };
@@ -1374,6 +1398,7 @@ START_TEST(test_hostile_chunks_store_nothing)
         peer_addr(1, &pa);
         guts_core_on_stream_open(s.core, 500, s.last_open, &pa, 1);
         solo_drain(&s);
+        solo_frames_clear(&s);
         for (int k = 0; k < cases[c].n; k++) {
             guts_msg m;
             memset(&m, 0, sizeof(m));
@@ -1386,11 +1411,19 @@ START_TEST(test_hostile_chunks_store_nothing)
             m.u.chunk.data = content;
             m.u.chunk.len = cases[c].len[k];
             feed_frame(&s, 510, s.last_open, &m);
+            if (cases[c].bad && k + 1 == cases[c].n && s.closes == 0) { /* once more */
+                guts_msg d;
+                last_msg(&s, &d);
+                ck_assert_int_eq(d.type, GUTS_MSG_DAMAGED);
+                ck_assert_int_eq(guts_id_cmp(&d.u.damaged.id, &id), 0);
+                guts_msg_free(&d);
+                k = -1;
+            }
         }
         ck_assert_msg(s.closes == 1, "%s: session not ended", cases[c].what);
         guts_core_counters k;
         guts_core_counters_get(s.core, &k);
-        ck_assert_msg(k.bad_objects == (uint64_t)cases[c].bad, "%s: bad objects", cases[c].what);
+        ck_assert_msg(k.bad_objects == 2 * (uint64_t)cases[c].bad, "%s: bad objects", cases[c].what);
         guts_repo_info info;
         memset(&info, 0, sizeof(info));
         s.iface.info(s.iface.ctx, KEY, &info);
@@ -1934,10 +1967,12 @@ END_TEST
 /* Issue 20, item 2: node 0's copy of the head commit is damaged (its bytes
  * no longer hash to its id). Node 2, empty, pulls from node 0 (the only
  * holder for the first 10 s, so the test does not hang on which peer the
- * network favours) and later from node 1: node 0 skips the damaged record
- * instead of ending every session at it, counts it once, and drops it, so
- * node 2 completes (the commit from node 1) and node 0 itself fetches a
- * good copy back. */
+ * network favours) and later from node 1. Node 0 does not check what it
+ * sends (issue 16): node 2 finds the bad commit, once, and names it back
+ * (DAMAGED); node 0 checks it, counts it once, and drops it, so node 2
+ * completes (the commit from node 1) and node 0 itself fetches a good
+ * copy back. Without the report node 0 would keep its damaged copy (same
+ * ids, same fingerprint: nothing to pull). */
 START_TEST(test_damaged_record_is_skipped_and_fetched_again)
 {
     guts_cluster_config cfg;
@@ -1985,8 +2020,9 @@ START_TEST(test_damaged_record_is_skipped_and_fetched_again)
     guts_core_counters k;
     guts_core_counters_get(guts_cluster_core(cl, 0), &k);
     ck_assert_uint_eq(k.objects_damaged, 1);
+    ck_assert_uint_ge(k.damage_reports, 1);
     guts_core_counters_get(guts_cluster_core(cl, 2), &k);
-    ck_assert_uint_eq(k.bad_objects, 0);
+    ck_assert_uint_eq(k.bad_objects, 1);
     guts_cluster_free(cl);
 }
 END_TEST
@@ -2578,12 +2614,6 @@ END_TEST
 /* ---- Serve slots, busy answers, reused streams (issue 20) ------------------ */
 
 /* The last frame sent, decoded (the caller frees it). */
-static void last_msg(solo *s, guts_msg *m)
-{
-    ck_assert_uint_gt(s->nfr, 0);
-    ck_assert_int_eq(guts_msg_decode(s->fr[s->nfr - 1], s->frlen[s->nfr - 1], m), 0);
-}
-
 static void feed_recon(solo *s, uint64_t now, uint32_t st)
 {
     guts_msg m;
@@ -2631,6 +2661,75 @@ START_TEST(test_only_requests_take_serve_slots_and_busy_carries_a_retry_after)
     guts_msg_free(&m);
     guts_core_sessions(s.core, &pulls, &serves);
     ck_assert_uint_eq(serves, 16);
+    solo_free(&s);
+}
+END_TEST
+
+static void feed_damaged(solo *s, uint64_t now, uint32_t st, const guts_id *id)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_DAMAGED;
+    m.u.damaged.key = KEY;
+    m.u.damaged.id = *id;
+    feed_frame(s, now, st, &m);
+}
+
+/* A puller's DAMAGED (docs/security.md): the server checks that one
+ * object and drops it only when it fails its hash. A claim on a good
+ * object drops nothing; a second claim in a session ends it; a claim
+ * sooner than CORE_DAMAGED_CHECK_MS after the last check is not checked. */
+START_TEST(test_damaged_claims_are_checked_bounded_and_rate_limited)
+{
+    solo s;
+    solo_init(&s, 23);
+    ck_assert_int_eq(s.iface.create(s.iface.ctx, KEY), 0);
+    guts_id good = tu_blob(&s.iface, KEY, "good content");
+    guts_id bad = tu_blob(&s.iface, KEY, "content to damage");
+    ck_assert_int_eq(guts_memstore_damage(s.mem, KEY, &bad), 0);
+    solo_start(&s);
+    guts_core_on_local_change(s.core, 1, KEY);
+    solo_drain(&s);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    const uint32_t st = GUTS_CORE_STREAM_DRIVER;
+    for (uint32_t i = 0; i < 3; i++)
+        guts_core_on_stream_open(s.core, 10, st | i, &pa, 0);
+    solo_drain(&s);
+    guts_core_counters k;
+
+    feed_recon(&s, 20, st); /* a lie: the object hashes right */
+    feed_damaged(&s, 30, st, &good);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.damage_reports, 1);
+    ck_assert_uint_eq(k.objects_damaged, 0);
+    ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &good), 1);
+    ck_assert_uint_eq(s.closes, 0);
+    solo_frames_clear(&s);
+    feed_damaged(&s, 40, st, &bad); /* a second claim in the session */
+    ck_assert_uint_eq(s.closes, 1);
+    guts_msg m;
+    last_msg(&s, &m);
+    ck_assert_int_eq(m.type, GUTS_MSG_ERROR);
+    ck_assert_int_eq(m.u.error.code, GUTS_EPROTO);
+    guts_msg_free(&m);
+    ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &bad), 1);
+
+    feed_recon(&s, 50, st | 1); /* within DAMAGED_CHECK_MS of the check */
+    feed_damaged(&s, 60, st | 1, &bad);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.damage_reports, 3);
+    ck_assert_uint_eq(k.objects_damaged, 0);
+    ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &bad), 1);
+
+    size_t warns = s.warns;
+    feed_recon(&s, 30 + DAMAGED_CHECK_MS, st | 2);
+    feed_damaged(&s, 30 + DAMAGED_CHECK_MS, st | 2, &bad);
+    guts_core_counters_get(s.core, &k);
+    ck_assert_uint_eq(k.objects_damaged, 1);
+    ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &bad), 0);
+    ck_assert_int_eq(s.iface.has(s.iface.ctx, KEY, &good), 1);
+    ck_assert_uint_eq(s.warns, warns + 1); /* logged once */
     solo_free(&s);
 }
 END_TEST
@@ -2811,7 +2910,7 @@ static Suite *suite(void)
     suite_add_tcase(s, t);
     t = tcase_create("sessions");
     tcase_set_timeout(t, 120);
-    tcase_add_test(t, test_bad_object_drops_the_peer);
+    tcase_add_test(t, test_bad_object_is_reported_and_a_second_drops_the_peer);
     tcase_add_test(t, test_pulls_list_a_running_pull_with_its_counters);
     tcase_add_test(t, test_ref_waits_for_its_closure_and_wants_the_pieces);
     tcase_add_test(t, test_zero_padded_subtree_mode_keeps_the_ref_waiting_for_its_entries);
@@ -2823,6 +2922,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_no_false_dead_at_20pct_loss);
     tcase_add_test(t, test_lacking_node_pulls_everything);
     tcase_add_test(t, test_damaged_record_is_skipped_and_fetched_again);
+    tcase_add_test(t, test_damaged_claims_are_checked_bounded_and_rate_limited);
     tcase_add_test(t, test_both_sides_exchange_new_commits);
     tcase_add_test(t, test_concurrent_updates_keep_the_loser_as_conflict);
     tcase_add_test(t, test_large_object_travels_in_chunks);

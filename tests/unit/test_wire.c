@@ -22,11 +22,11 @@
 
 /* ---- Sample messages ----------------------------------------------------- */
 
-#define NSAMPLES 11
+#define NSAMPLES 12
 static const int sample_types[NSAMPLES] = {
     GUTS_MSG_ANNOUNCE, GUTS_MSG_LEAVE, GUTS_MSG_PEERS, GUTS_MSG_HELLO, GUTS_MSG_RECON,
     GUTS_MSG_WANT, GUTS_MSG_OBJECTS, GUTS_MSG_OBJECT_CHUNK, GUTS_MSG_REFS,
-    GUTS_MSG_DONE, GUTS_MSG_ERROR};
+    GUTS_MSG_DONE, GUTS_MSG_ERROR, GUTS_MSG_DAMAGED};
 
 static uint8_t bloom8[8] = {0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0};
 static uint8_t bloom_big[300];
@@ -200,6 +200,10 @@ static void sample(int type, guts_msg *m)
         m->u.error.code = GUTS_ENOTFOUND;
         m->u.error.text = "no such repository";
         break;
+    case GUTS_MSG_DAMAGED:
+        m->u.damaged.key = "alice/guts";
+        fill_id(&m->u.damaged.id, 0x70);
+        break;
     }
 }
 
@@ -354,6 +358,10 @@ static void assert_same(const guts_msg *a, const guts_msg *b)
         ck_assert_uint_eq(a->u.done.space, b->u.done.space);
         ck_assert_uint_eq(a->u.done.sent, b->u.done.sent);
         break;
+    case GUTS_MSG_DAMAGED:
+        ck_assert_str_eq(a->u.damaged.key, b->u.damaged.key);
+        ck_assert_mem_eq(a->u.damaged.id.b, b->u.damaged.id.b, GUTS_ID_LEN);
+        break;
     case GUTS_MSG_ERROR:
         ck_assert_int_eq(a->u.error.code, b->u.error.code);
         ck_assert_uint_eq(a->u.error.retry_after_ms, b->u.error.retry_after_ms);
@@ -453,6 +461,32 @@ START_TEST(test_busy_error_carries_its_retry_after_as_a_third_element)
     ck_assert_int_eq(guts_msg_decode(buf, len, &d), 0);
     ck_assert_uint_eq(d.u.error.retry_after_ms, 0);
     guts_msg_free(&d);
+}
+END_TEST
+
+/* docs/protocol.md's bytes for DAMAGED: the key and the id, 60 bytes. */
+START_TEST(test_damaged_is_a_key_and_an_id)
+{
+    guts_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = GUTS_MSG_DAMAGED;
+    m.u.damaged.key = "alice/repo";
+    memset(m.u.damaged.id.b, 0x3f, GUTS_ID_LEN);
+    uint8_t buf[64];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(len, 60);
+    static const uint8_t head[] = {0x92, 0xaa, 'a', 'l', 'i', 'c', 'e', '/', 'r', 'e', 'p', 'o',
+                                   0xc4, 0x14, 0x3f};
+    ck_assert_mem_eq(buf + 26, head, sizeof(head));
+    ck_assert_uint_eq(buf[7], GUTS_MSG_DAMAGED);
+    guts_msg d;
+    ck_assert_int_eq(guts_msg_decode(buf, len, &d), 0);
+    ck_assert_str_eq(d.u.damaged.key, "alice/repo");
+    ck_assert_mem_eq(d.u.damaged.id.b, m.u.damaged.id.b, GUTS_ID_LEN);
+    guts_msg_free(&d);
+    buf[26] = 0x93; /* a third element is malformed */
+    ck_assert_int_eq(guts_msg_decode(buf, len, &d), GUTS_EPROTO);
 }
 END_TEST
 
@@ -1461,6 +1495,10 @@ static void rand_msg(guts_msg *m)
         m->u.error.retry_after_ms =
             rng() % 2 ? (uint32_t)(rng() % (GUTS_RETRY_AFTER_MAX_MS + 1)) : 0;
         break;
+    case GUTS_MSG_DAMAGED:
+        m->u.damaged.key = rand_key();
+        fill_id(&m->u.damaged.id, (uint8_t)rng());
+        break;
     }
 }
 
@@ -1816,6 +1854,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_recon_with_depth_zero_item_round_trips);
     tcase_add_test(tc, test_empty_lists_and_nil_error_text_round_trip);
     tcase_add_test(tc, test_busy_error_carries_its_retry_after_as_a_third_element);
+    tcase_add_test(tc, test_damaged_is_a_key_and_an_id);
     tcase_add_test(tc, test_decoded_strings_are_nul_terminated_copies);
     tcase_add_test(tc, test_free_is_safe_on_a_zeroed_message);
     tcase_add_test(tc, test_fingerprint_bytes_are_lo_then_hi_big_endian);
