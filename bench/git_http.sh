@@ -148,6 +148,17 @@ side=([1]=guts git cgi cold helper file)
 # guts_packcache_also) against file:// of the served repository (wall only)
 
 for s in 1 2 3 4 5 6; do : >"$TMP/t-${side[$s]}"; done
+prepared_packs() { curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_prepared_total/ {print $2}'; }
+prepared_more() { [ "$(prepared_packs)" != "$1" ]; }
+# every clone pack prepared (zlib's mirror and plain clones differ: two)
+prepared_all() {
+  prepared_more "$1" &&
+    [ "$(curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_preparing/ {print $2}')" = 0 ]
+}
+# The node prepares the imported repository's clone packs once it is quiet
+# after its start: done before the first run, so that no "cold" clone
+# (cache emptied first) shares the CPU with that build or follows it.
+wait_until 60 "the node prepared its clone packs" prepared_all 0
 for i in $(seq 1 "$RUNS"); do
   for s in 4 1 2 3 5 6; do
     rm -rf "$TMP/c$s"
@@ -197,13 +208,6 @@ for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-
 # clone after a push: the node's pack cache has the previous refs' pack)
 for s in 1 2 3; do : >"$TMP/f-${side[$s]}"; : >"$TMP/b-${side[$s]}"; : >"$TMP/p-${side[$s]}"; done
 : >"$TMP/d-guts"
-prepared_packs() { curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_prepared_total/ {print $2}'; }
-prepared_more() { [ "$(prepared_packs)" != "$1" ]; }
-# every clone pack prepared (zlib's mirror and plain clones differ: two)
-prepared_all() {
-  prepared_more "$1" &&
-    [ "$(curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_preparing/ {print $2}')" = 0 ]
-}
 # a pack being written (.R-K.PID-N) or one prepared since
 preparing() { ls -a "$TMP/a/git-packs" | grep -q '^\..*-' || prepared_more "$1"; }
 work="$TMP/work"
