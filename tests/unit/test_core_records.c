@@ -273,11 +273,9 @@ START_TEST(test_lmdb_stores_replicate)
 }
 END_TEST
 
-
 /* unsynced(key) of node ls while its flushes are taken for up to ms (a
  * bounded poll): 1 if it stayed 1 throughout, 0 once it reads 0. */
-static int unsynced_for(guts_core_lmdbstore *ls, const guts_core_store *st, const char *key,
-                        int ms)
+static int unsynced_for(guts_core_lmdbstore *ls, const guts_core_store *st, const char *key, int ms)
 {
     for (int i = 0; i < ms; i++) {
         guts_core_lmdbstore_flushed(ls, NULL, NULL);
@@ -322,7 +320,6 @@ START_TEST(test_lmdb_replica_unflushed_until_its_refs)
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
-
 
 int main(void)
 {
