@@ -61,11 +61,5 @@ int guts_core_lmdbstore_flush_start(guts_core_lmdbstore *s, size_t threads,
  * went to cb. */
 size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char *key, void *arg),
                                    void *arg);
-/** Call every few hundred ms (owner's thread). A replica's first copy
- * stays unflushed (flushed by the threads after each commit, but never
- * one flush per commit on the caller's thread) until its refs are written
- * or it is not written between two ticks; then a flush that covers its
- * last commit ends the mode as above. */
-void guts_core_lmdbstore_tick(guts_core_lmdbstore *s);
 
 #endif

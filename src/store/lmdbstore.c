@@ -78,8 +78,6 @@ typedef struct open_repo {
     guts_repo *repo;
     flush_job *job; /* its flush waiting, running or done, not yet taken back */
     int ungrouped;  /* full: puts write at once, until a write succeeds */
-    int filling;    /* a replica's first copy: unflushed commits until it ends */
-    int wrote_tick; /* committed since the last guts_core_lmdbstore_tick */
 } open_repo;
 
 typedef struct flusher {
@@ -310,8 +308,6 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     s->open[i].repo = r;
     s->open[i].job = NULL;
     s->open[i].ungrouped = 0;
-    s->open[i].filling = (mk & GUTS_REPO_NOSYNC) != 0;
-    s->open[i].wrote_tick = 0;
     s->n++;
     guts_repo_group(r, LMDBSTORE_GROUP_BYTES);
     *out = r;
@@ -410,7 +406,6 @@ static int wrote(void *ctx, guts_repo *r, int rc)
     if (e) regroup(e, rc);
     if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     if (!e) return rc;
-    e->wrote_tick = 1;
     if (!e->job) {
         flush_ask(s, e);
     } else {
@@ -493,11 +488,7 @@ size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char
         open_repo *e = j->repo ? entry_of(s, j->key) : NULL;
         if (e && e->job == j) {
             e->job = NULL;
-            if (j->rc == GUTS_OK && j->covered == j->asked && e->filling) {
-                /* flushed so far, but the first copy goes on: its next
-                 * commit asks again (no fdatasync on the loop per group) */
-            } else if (j->rc == GUTS_OK && j->covered == j->asked &&
-                       guts_repo_sync_on(e->repo) == GUTS_OK) {
+            if (j->rc == GUTS_OK && j->covered == j->asked && guts_repo_sync_on(e->repo) == GUTS_OK) {
                 /* durable up to its last commit, which flushes from now on */
                 durable++;
                 if (cb) cb(j->key, arg);
@@ -511,19 +502,6 @@ size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char
         free(j);
     }
     return durable;
-}
-
-void guts_core_lmdbstore_tick(guts_core_lmdbstore *s)
-{
-    if (!s || !s->fl) return;
-    for (size_t i = 0; i < s->n; i++) {
-        open_repo *e = &s->open[i];
-        if (e->filling && !e->wrote_tick) {
-            e->filling = 0; /* a copy without refs, or one that stopped */
-            if (!e->job) flush_ask(s, e);
-        }
-        e->wrote_tick = 0;
-    }
 }
 
 static int l_unsynced(void *ctx, const char *key)
@@ -642,10 +620,7 @@ static int l_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    if (rc) return rc;
-    open_repo *e = entry_of(ctx, key);
-    if (e) e->filling = 0; /* refs come last: the first copy is over */
-    return wrote(ctx, r, guts_repo_refs_put(r, refs, n));
+    return rc ? rc : wrote(ctx, r, guts_repo_refs_put(r, refs, n));
 }
 
 static int l_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)

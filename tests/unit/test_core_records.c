@@ -273,53 +273,6 @@ START_TEST(test_lmdb_stores_replicate)
 }
 END_TEST
 
-/* unsynced(key) of node ls while its flushes are taken for up to ms (a
- * bounded poll): 1 if it stayed 1 throughout, 0 once it reads 0. */
-static int unsynced_for(guts_core_lmdbstore *ls, const guts_core_store *st, const char *key, int ms)
-{
-    for (int i = 0; i < ms; i++) {
-        guts_core_lmdbstore_flushed(ls, NULL, NULL);
-        if (st->unsynced(st->ctx, key) == 0) return 0;
-        usleep(1000);
-    }
-    return 1;
-}
-
-/* A replica's first copy commits without a flush on the caller's thread
- * until its refs are written: a flush that catches up with its commits
- * meanwhile no longer ends the mode (every later group commit of the pull
- * then waited for an fdatasync on the loop). A copy that gets no refs
- * ends it at the first tick without a commit since the previous one. */
-START_TEST(test_lmdb_replica_unflushed_until_its_refs)
-{
-    char dir[] = "/tmp/guts-core-fill-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    guts_data *d;
-    guts_core_lmdbstore *ls;
-    guts_core_store st;
-    tu_lmdb_open(dir, 0, &d, &ls, &st);
-    ck_assert_int_eq(guts_core_lmdbstore_flush_start(ls, 1, NULL, NULL), 0);
-    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
-    ck_assert_int_eq(st.create(st.ctx, "o/norefs"), 0);
-    guts_id blob = tu_blob(&st, KEY, "first copy");
-    tu_blob(&st, "o/norefs", "no refs");
-    guts_repo_info info;
-    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0); /* commits the group */
-    ck_assert_int_eq(st.info(st.ctx, "o/norefs", &info), 0);
-    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 200), 1);
-    guts_core_lmdbstore_tick(ls); /* both written since the start */
-    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 50), 1);
-    guts_node_id w;
-    tu_writer(0, &w);
-    tu_set_ref(&st, KEY, "refs/heads/main", &blob, &w);
-    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 10000), 0);
-    guts_core_lmdbstore_tick(ls); /* nothing since the last: over */
-    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 10000), 0);
-    guts_core_lmdbstore_free(ls);
-    guts_data_close(d);
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-END_TEST
 
 int main(void)
 {
@@ -331,7 +284,6 @@ int main(void)
     tcase_add_test(t, test_large_object_resumes_at_the_staged_length);
     tcase_add_test(t, test_large_object_resumes_between_memory_stores);
     tcase_add_test(t, test_lmdb_stores_replicate);
-    tcase_add_test(t, test_lmdb_replica_unflushed_until_its_refs);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
