@@ -352,12 +352,20 @@ static int peer_useful(guts_core *c, const peer *p)
 
 /* Make room in a full view: of CORE_VIEW_SAMPLE peers drawn at random,
  * evict the least useful, stalest first (a full scan per newcomer would cost
- * O(view) during every update's spread; d random choices keep it O(1)). */
+ * O(view) during every update's spread; d random choices keep it O(1)).
+ * A peer whose probe round is due within CORE_PROBE_FIRST_MS goes last,
+ * before usefulness counts: we hold one of its next probe turns
+ * (node_probe.c), and a turn whose holder left stays empty. Among the
+ * rest, the one probed last (the next round furthest off) goes first.
+ * With writes, the news announcers taken in turned whole views over in
+ * ~15 s, the holders of a member's near turns left, and a crash waited for
+ * a holder with a far turn: found after 21-32 s at 1,000 nodes, by some
+ * holders never (issue 19, docs/performance.md). */
 static void view_evict(guts_core *c)
 {
     size_t victim = 0;
-    int vu = 2;
-    uint64_t vt = 0;
+    int vu = 3;
+    uint64_t vt = 0, vp = 0;
     /* the draws first, so the samples' cache misses overlap */
     size_t pick[CORE_VIEW_SAMPLE];
     for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
@@ -369,11 +377,13 @@ static void view_evict(guts_core *c)
     }
     for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
         size_t i = pick[k];
-        int u = peer_useful(c, &c->peers[i]);
-        if (u < vu || (u == vu && c->peers[i].last_heard < vt)) {
+        uint64_t pa = c->probe_at[i];
+        int u = pa <= c->now + CORE_PROBE_FIRST_MS ? 2 : peer_useful(c, &c->peers[i]);
+        if (u < vu || (u == vu && (pa > vp || (pa == vp && c->peers[i].last_heard < vt)))) {
             victim = i;
             vu = u;
             vt = c->peers[i].last_heard;
+            vp = pa;
         }
     }
     c->ctr.peers_evicted++;
