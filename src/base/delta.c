@@ -31,6 +31,19 @@ static uint32_t block_hash(const uint8_t *p, unsigned bits)
     return (uint32_t)((h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull >> (64 - bits));
 }
 
+/* x: the xor of two unequal 8-byte words read from memory. How many of
+ * their bytes are equal, counted from the lowest address (back: from the
+ * highest). */
+static size_t same_bytes(uint64_t x, int back)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int n = back ? __builtin_clzll(x) : __builtin_ctzll(x);
+#else
+    int n = back ? __builtin_ctzll(x) : __builtin_clzll(x);
+#endif
+    return (size_t)n / 8;
+}
+
 /* How many bytes a and b have in common from their start, up to n: eight
  * at a time (the copies of a delta are most of its target). */
 static size_t match_len(const uint8_t *a, const uint8_t *b, size_t n)
@@ -40,14 +53,7 @@ static size_t match_len(const uint8_t *a, const uint8_t *b, size_t n)
         uint64_t x, y;
         memcpy(&x, a + k, 8);
         memcpy(&y, b + k, 8);
-        if (x != y) {
-            x ^= y;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            return k + (size_t)__builtin_ctzll(x) / 8;
-#else
-            return k + (size_t)__builtin_clzll(x) / 8;
-#endif
-        }
+        if (x != y) return k + same_bytes(x ^ y, 0);
     }
     while (k < n && a[k] == b[k])
         k++;
@@ -63,14 +69,7 @@ static size_t match_len_back(const uint8_t *a_end, const uint8_t *b_end, size_t 
         uint64_t x, y;
         memcpy(&x, a_end - k - 8, 8);
         memcpy(&y, b_end - k - 8, 8);
-        if (x != y) {
-            x ^= y;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            return k + (size_t)__builtin_clzll(x) / 8;
-#else
-            return k + (size_t)__builtin_ctzll(x) / 8;
-#endif
-        }
+        if (x != y) return k + same_bytes(x ^ y, 1);
     }
     while (k < n && a_end[-(ptrdiff_t)k - 1] == b_end[-(ptrdiff_t)k - 1])
         k++;
