@@ -2242,11 +2242,7 @@ START_TEST(test_full_store_stops_pulls_and_resumes_when_space_returns)
     guts_repo_info info;
     ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &info), GUTS_ENOTFOUND);
     full_now = 0; /* space came back */
-    uint64_t t = 60000;
-    while (t < 60000 + 3 * GUTS_CORE_FULL_RETRY_MS && !guts_cluster_converged(cl)) {
-        t += 100;
-        guts_cluster_run_until(cl, t);
-    }
+    tu_run_converged(cl, 60000, 60000 + 3 * GUTS_CORE_FULL_RETRY_MS, 100);
     ck_assert(guts_cluster_converged(cl));
     guts_core_counters_get(guts_cluster_core(cl, 1), &k);
     ck_assert_uint_eq(k.store_full, 0);
@@ -2285,11 +2281,7 @@ START_TEST(test_first_copy_reads_nothing_back)
     ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
     history(s0, 40, "copy");
     guts_cluster_local_change(cl, 0, KEY);
-    uint64_t t = 0;
-    while (t < 60000 && !guts_cluster_converged(cl)) {
-        t += 100;
-        guts_cluster_run_until(cl, t);
-    }
+    tu_run_converged(cl, 0, 60000, 100);
     ck_assert(guts_cluster_converged(cl));
     guts_repo_info info;
     ck_assert_int_eq(st[1].info(st[1].ctx, KEY, &info), 0);
@@ -2372,11 +2364,7 @@ START_TEST(test_a_lost_group_of_puts_is_pulled_again_before_its_refs)
     ck_assert_int_eq(s0->create(s0->ctx, KEY), 0);
     history(s0, 5, "lost");
     guts_cluster_local_change(cl, 0, KEY);
-    uint64_t t = 0;
-    while (t < 4 * GUTS_CORE_FULL_RETRY_MS && !guts_cluster_converged(cl)) {
-        t += 100;
-        guts_cluster_run_until(cl, t);
-    }
+    tu_run_converged(cl, 0, 4 * GUTS_CORE_FULL_RETRY_MS, 100);
     ck_assert_int_eq(lose_once, 0); /* the group was lost */
     ck_assert(guts_cluster_converged(cl));
     ck_assert_uint_eq(lose_ref_without_target, 0);
@@ -2411,11 +2399,7 @@ static uint64_t digest_bytes_for(size_t n, size_t d, uint64_t seed)
     free(txt);
     guts_cluster_local_change(cl, 0, KEY);
     guts_cluster_local_change(cl, 1, KEY);
-    uint64_t t = 0;
-    while (t < 60000 && !guts_cluster_converged(cl)) {
-        t += 250;
-        guts_cluster_run_until(cl, t);
-    }
+    uint64_t t = tu_run_converged(cl, 0, 60000, 250);
     ck_assert(guts_cluster_converged(cl));
     guts_core_counters a, b;
     guts_core_counters_get(guts_cluster_core(cl, 0), &a);
@@ -2590,11 +2574,7 @@ START_TEST(test_one_changed_ref_of_1500_costs_under_2kb)
     ck_assert_uint_eq(a0.digest_bytes_out + b0.digest_bytes_out, 0);
     tu_set_ref(s0, KEY, "refs/heads/branch-0777", &c2, &w);
     guts_cluster_local_change(cl, 0, KEY);
-    uint64_t t = 5000;
-    while (t < 30000 && !guts_cluster_converged(cl)) {
-        t += 100;
-        guts_cluster_run_until(cl, t);
-    }
+    tu_run_converged(cl, 5000, 30000, 100);
     ck_assert(guts_cluster_converged(cl));
     guts_core_counters a, b;
     guts_core_counters_get(guts_cluster_core(cl, 0), &a);

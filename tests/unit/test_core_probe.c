@@ -48,6 +48,13 @@ static void fx_drain(fx *f)
     }
 }
 
+/* The core's timer at t, then its actions counted. */
+static void fx_at(fx *f, uint64_t t)
+{
+    guts_core_on_timer(f->core, t);
+    fx_drain(f);
+}
+
 static void fx_init(fx *f)
 {
     memset(f, 0, sizeof(*f));
@@ -63,8 +70,7 @@ static void fx_init(fx *f)
     cfg.store = &f->iface;
     cfg.no_log = 1;
     ck_assert_int_eq(guts_core_new(&cfg, &f->core), 0);
-    guts_core_on_timer(f->core, 1);
-    fx_drain(f);
+    fx_at(f, 1);
 }
 
 static void fx_free(fx *f)
@@ -184,8 +190,7 @@ START_TEST(test_silent_peer_declared_dead)
     uint64_t t = 10, dead_at = 0;
     for (; t < 20000 && !dead_at; t += 50) {
         if (t % 1000 == 10) announce(&f, t, 2); /* the node hears the group */
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
         /* peer 2 answers every PROBE sent to it; peer 1 answers none */
         guts_addr a2;
         paddr(2, &a2);
@@ -198,10 +203,8 @@ START_TEST(test_silent_peer_declared_dead)
     ck_assert_uint_gt(dead_at, 0);
     ck_assert_uint_le(dead_at, 8000 + 3000 + 500);
     ck_assert(has(&f, 2));
-    for (; t < dead_at + 2000; t += 50) {
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
-    }
+    for (; t < dead_at + 2000; t += 50)
+        fx_at(&f, t);
     ck_assert_uint_eq(f.to_group[GUTS_MSG_DEAD], 16); /* CORE_DEAD_COPIES */
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
@@ -226,8 +229,7 @@ START_TEST(test_false_dead_cleared_by_announce)
     uint64_t t = 10, dead_at = 0;
     for (; t < 20000 && !dead_at; t += 50) { /* peer 1's ACKs are all lost */
         if (t % 1000 == 10) announce(&f, t, 2);
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
         if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a2))
             ack(&f, t + 1, 2, f.probe_seq, 1);
         f.n[GUTS_MSG_PROBE] = 0;
@@ -239,8 +241,7 @@ START_TEST(test_false_dead_cleared_by_announce)
     size_t probed = 0;
     for (uint64_t end = t + 30000; t < end; t += 50) { /* now its ACKs arrive */
         if (t % 1000 == 10) announce(&f, t, 2);
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
         if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a1)) {
             probed++;
             ack(&f, t + 1, 1, f.probe_seq, 1);
@@ -264,10 +265,8 @@ START_TEST(test_isolated_node_declares_nobody)
     fx f;
     fx_init(&f);
     announce(&f, 10, 1);
-    for (uint64_t t = 10; t < 30000; t += 50) {
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
-    }
+    for (uint64_t t = 10; t < 30000; t += 50)
+        fx_at(&f, t);
     ck_assert_uint_gt(f.n[GUTS_MSG_PROBE], 15);
     ck_assert(has(&f, 1));
     ck_assert_uint_eq(f.n[GUTS_MSG_DEAD], 0);
@@ -325,8 +324,7 @@ START_TEST(test_dead_notice_rules)
     uint64_t t = 5000;
     for (; t < 8000 && has(&f, 1); t += 50) {
         if (t == 5500) announce(&f, t, 2); /* the node hears the group */
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
     }
     ck_assert(!has(&f, 1));
     ck_assert_uint_le(t, 5000 + 20 * 100 + 100); /* 75 ms tries, on 50 ms ticks */
@@ -334,10 +332,8 @@ START_TEST(test_dead_notice_rules)
     memset(f.n, 0, sizeof(f.n));
     m.u.dead.node = f.id;
     feed(&f, 8100, 2, &m);
-    for (t = 8100; t < 9000; t += 50) {
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
-    }
+    for (t = 8100; t < 9000; t += 50)
+        fx_at(&f, t);
     ck_assert_uint_ge(f.to_group[GUTS_MSG_ANNOUNCE], 1);
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
@@ -370,8 +366,7 @@ START_TEST(test_dead_notice_refuted_by_ack)
     for (uint64_t t = 5050; t < 24000; t += 50) {
         if (t % 1000 == 0) announce(&f, t, 2);
         f.n[GUTS_MSG_PROBE] = 0;
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
         if (f.n[GUTS_MSG_PROBE] && guts_addr_eq(&f.probe_to, &a1)) probes++;
     }
     ck_assert(has(&f, 1));
@@ -393,8 +388,7 @@ START_TEST(test_ack_names_next_round)
     uint64_t at[16];
     size_t probes = 0;
     for (uint64_t t = 10; t < 120000; t += 10) {
-        guts_core_on_timer(f.core, t);
-        fx_drain(&f);
+        fx_at(&f, t);
         if (f.n[GUTS_MSG_PROBE]) {
             ck_assert_uint_eq(f.probe_pace, 2000); /* one peer: the target is its bound */
             if (probes < 16) at[probes] = t;

@@ -416,11 +416,7 @@ START_TEST(test_bloom_false_positives_still_converge_exactly)
     }
     guts_cluster_local_change(cl, 0, keys[0]);
     guts_cluster_local_change(cl, 1, keys[0]);
-    uint64_t t = 0;
-    while (t < 120000 && !guts_cluster_converged(cl)) {
-        t += 500;
-        guts_cluster_run_until(cl, t);
-    }
+    uint64_t t = tu_run_converged(cl, 0, 120000, 500);
     ck_assert(guts_cluster_converged(cl));
     guts_repo_info a, b;
     ck_assert_int_eq(s0->info(s0->ctx, keys[0], &a), 0);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "guts/core.h"
 #include "guts/wire.h"
 
@@ -110,6 +111,18 @@ static inline guts_id tu_write_commit(const guts_core_store *s, const char *key,
     free(cur);
     tu_set_ref(s, key, name, &c, &w);
     return c;
+}
+
+/* Run cl from t in steps of step ms until it converges or reaches until;
+ * returns the time reached (a deadline, not a sleep). */
+static inline uint64_t tu_run_converged(guts_cluster *cl, uint64_t t, uint64_t until,
+                                        uint64_t step)
+{
+    while (t < until && !guts_cluster_converged(cl)) {
+        t += step;
+        guts_cluster_run_until(cl, t);
+    }
+    return t;
 }
 
 #endif
