@@ -15,6 +15,9 @@
 #   GEN=1 ...                a generated one instead (scripts/bench-repo;
 #                            COMMITS, TOUCH, FILES, REFS shape it)
 #   CLONES_ONLY=1 ...        the clones alone, no push, prepare or fetch
+#   REPLICA=1 ...            instead, clones from a fresh node right after it
+#                            replicated the repository, at once and once its
+#                            clone packs are prepared
 #   PERF=FILE ...            after the timed clones, one more clone from the
 #                            node under `perf record -g` of the node, into FILE
 set -euo pipefail
@@ -158,7 +161,71 @@ prepared_all() {
 # The node prepares the imported repository's clone packs once it is quiet
 # after its start: done before the first run, so that no "cold" clone
 # (cache emptied first) shares the CPU with that build or follows it.
+refs_of() { git -C "$1" for-each-ref; }
+objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectname)'; }
 wait_until 60 "the node prepared its clone packs" prepared_all 0
+
+if [ -n "${REPLICA:-}" ]; then
+  # What a user meets on a node that has just replicated the repository:
+  # a fresh node b (its own data dir, HTTP on 7173) pulls it from a; the
+  # moment b's store holds a's objects and refs ("in sync", `guts status`
+  # polled every 20 ms), either (odd turns) a clone from b at once, or
+  # (even turns) the time until b's clone packs are prepared, then a
+  # clone; git daemon's and http-backend's clones alternate with them.
+  state() { "$GUTS" --data "$1" status 2>/dev/null | awk '$1 == "madler/zlib" && NF >= 5 {print $2, $4, $5; exit}'; }
+  want=$(state "$TMP/a")
+  [ -n "$want" ] || fail "no state of madler/zlib on a"
+  burl=http://127.0.0.1:7173/madler/zlib
+  b_metric() { curl -s "${burl%/madler/zlib}/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+  b_prepared() { [ "$(b_metric guts_git_packs_prepared_total)" -ge 1 ] && [ "$(b_metric guts_git_packs_preparing)" = 0 ]; }
+  for f in now ready window sync git cgi; do : >"$TMP/r-$f"; done
+  # fresh_b: start node b on an empty data dir and wait until it holds
+  # the repository; "start-to-sync ms" appended to r-sync
+  fresh_b() {
+    rm -rf "$TMP/b"
+    local t0 deadline=$((SECONDS + 120))
+    t0=$(date +%s%N)
+    node_start b --http 127.0.0.1:7173
+    until [ "$(state "$TMP/b")" = "$want" ]; do
+      node_alive b
+      [ $SECONDS -lt $deadline ] || fail "node b did not replicate the repository"
+      sleep 0.02
+    done
+    T_SYNC=$(date +%s%N)
+    echo $(((T_SYNC - t0) / 1000000)) >>"$TMP/r-sync"
+  }
+  for i in $(seq 1 "$RUNS"); do
+    for turn in now ready; do
+      fresh_b
+      if [ $turn = ready ]; then
+        wait_until 60 "node b prepared its clone packs" b_prepared
+        echo $((($(date +%s%N) - T_SYNC) / 1000000)) >>"$TMP/r-window"
+      fi
+      rm -rf "$TMP/r-c"
+      out="$TMP/r-$turn" timed "${NODE_PID[b]}" git clone -q --mirror "$burl" "$TMP/r-c"
+      git -C "$TMP/r-c" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from node b ($turn)"
+      node_stop b
+      mv "$TMP/r-c" "$TMP/r-c-$turn"
+      s=2 && [ $turn = ready ] && s=3
+      rm -rf "$TMP/c$s"
+      out="$TMP/r-${side[$s]}" timed "${spid[$s]}" git clone -q --mirror "${url[$s]}" "$TMP/c$s"
+    done
+    for turn in now ready; do
+      [ "$(refs_of "$TMP/r-c-$turn")" = "$(refs_of "$TMP/c2")" ] || fail "refs of the clone from node b ($turn) and git daemon's differ"
+      [ "$(objects_of "$TMP/r-c-$turn")" = "$(objects_of "$TMP/c2")" ] || fail "objects of the clone from node b ($turn) and git daemon's differ"
+      rm -rf "$TMP/r-c-$turn"
+    done
+  done
+  m() { median "$TMP/r-$1" "$2"; }
+  echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "fresh node b ($objects objects, $refs refs): in sync $(m sync 1) ms after its start; its clone packs prepared $(m window 1) ms after that"
+  echo "clone --mirror from b, wall (server CPU, client CPU) ms: at once $(m now 1) ($(m now 2), $(m now 3)), once prepared $(m ready 1) ($(m ready 2), $(m ready 3)); git daemon $(m git 1) ($(m git 2), $(m git 3)), git http-backend $(m cgi 1) ($(m cgi 2), $(m cgi 3))"
+  echo "  ratios to git daemon / http-backend: at once $(ratio "$(m now 1)" "$(m git 1)") / $(ratio "$(m now 1)" "$(m cgi 1)"), once prepared $(ratio "$(m ready 1)" "$(m git 1)") / $(ratio "$(m ready 1)" "$(m cgi 1)")"
+  for f in sync window; do echo "  per run ($f ms): $(tr '\n' ' ' <"$TMP/r-$f")"; done
+  for f in now ready git cgi; do echo "  per run (wall ms, server CPU ms, client CPU ms) $f: $(tr '\n' ' ' <"$TMP/r-$f")"; done
+  node_stop a
+  exit 0
+fi
 for i in $(seq 1 "$RUNS"); do
   for s in 4 1 2 3 5 6; do
     rm -rf "$TMP/c$s"
@@ -187,8 +254,6 @@ same() {
     [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
   done
 }
-refs_of() { git -C "$1" for-each-ref; }
-objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectname)'; }
 same refs refs_of
 same objects objects_of
 pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }

@@ -95,14 +95,14 @@ typedef struct guts_git_serve_req {
     int (*sink)(void *ctx, const void *buf, size_t n);
     void *sink_ctx;
     /* Optional, with base_ctx (the pack cache, packcache.h). on_objects:
-     * the pack's objects once chosen. base_has: the nbase objects of an
-     * earlier pack; when every one of them goes in this pack too, they are
-     * not encoded and base_entries appends that pack's entries first, as
-     * they are (whole or deltas among themselves), and the rest may be
-     * deltas against them. Their errors end the fetch. */
-    void (*on_objects)(void *ctx, const guts_id *ids, size_t n);
+     * the pack's objects once chosen; it returns how many objects an
+     * earlier pack has (base_has says which; 0: none) that all go in this
+     * pack too: they are then not encoded and base_entries appends that
+     * pack's entries first, as they are (whole or deltas among
+     * themselves), and the rest may be deltas against them. Their errors
+     * end the fetch. */
+    size_t (*on_objects)(void *ctx, const guts_id *ids, size_t n);
     int (*base_has)(const void *ctx, const guts_id *id);
-    size_t nbase;
     int (*base_entries)(void *ctx, struct guts_packw *p);
     void *base_ctx;
 } guts_git_serve_req;

@@ -164,12 +164,12 @@ out:
  * w->send (their flags stay: deltas may name them) and return how many;
  * else 0 and w unchanged. The base then holds nothing the client did not
  * ask for: no object of a deleted ref goes out. */
-static size_t leave_out_base(walk *w, const guts_git_serve_req *q)
+static size_t leave_out_base(walk *w, const guts_git_serve_req *q, size_t nbase)
 {
     size_t hits = 0;
     for (size_t i = 0; i < w->nsend; i++)
         hits += q->base_has(q->base_ctx, &w->send[i]) != 0;
-    if (hits != q->nbase) return 0;
+    if (hits != nbase) return 0;
     size_t k = 0;
     for (size_t i = 0; i < w->nsend; i++) {
         if (q->base_has(q->base_ctx, &w->send[i])) continue;
@@ -208,10 +208,10 @@ int guts_git_serve(guts_repo *r, const guts_git_serve_req *q, guts_git_fetch_sta
         rc = fetch_select_objects(&w, q->wants, q->nwants, q->haves, q->nhaves, st);
     }
     if (!rc) rc = add_tags(&w, q->tags, q->ntags);
-    if (!rc && q->on_objects) q->on_objects(q->base_ctx, w.send, w.nsend);
-    size_t from_base = 0;
-    if (!rc && q->base_has && q->nbase && !q->depth && q->nbase <= w.nsend)
-        from_base = leave_out_base(&w, q);
+    size_t nbase = 0, from_base = 0;
+    if (!rc && q->on_objects) nbase = q->on_objects(q->base_ctx, w.send, w.nsend);
+    if (!rc && q->base_has && nbase && !q->depth && nbase <= w.nsend)
+        from_base = leave_out_base(&w, q, nbase);
     guts_packw p = {.fd = -1};
     /* a small pack (a fetch of a few commits) at zlib's default, as
      * fetch_write_pack does: bytes matter more than the milliseconds */

@@ -339,6 +339,11 @@ void guts_packcache_commit(guts_packcache *c)
 void guts_packcache_free(guts_packcache *c)
 {
     abandon(c);
+    guts_packcache_free_base(c);
+}
+
+void guts_packcache_free_base(guts_packcache *c)
+{
     free(c->base_ids);
     c->base_ids = NULL;
     c->nbase = 0;
@@ -367,59 +372,38 @@ void guts_packcache_objects(guts_packcache *c, const guts_id *ids, size_t n)
     if (!ok) abandon(c);
 }
 
-int guts_packcache_find_base(guts_packcache *c)
+/* Pack name's object list in dir (d open on it), if its length agrees
+ * with the pack's header count and every id is in sel (sorted, nsel):
+ * *ids (malloc'd), *count and the pack open on *fd. GUTS_ENOTFOUND
+ * otherwise (nothing held), GUTS_ENOMEM. */
+static int load_subset(DIR *d, const char *dir, const char *name, const guts_id *sel, size_t nsel,
+                       guts_id **ids, size_t *count, int *fd)
 {
-    DIR *d = opendir(c->dir);
-    if (!d) return GUTS_ENOTFOUND;
-    struct timespec best = {0};
-    struct dirent *e;
-    char ids[96];
-    c->base[0] = 0;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        struct stat st;
-        if (len >= sizeof c->base || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
-            strcmp(e->d_name + len - 5, ".pack") != 0 || strcmp(e->d_name, c->name) == 0 ||
-            fstatat(dirfd(d), e->d_name, &st, 0) != 0)
-            continue;
-        ids_name(e->d_name, "", ids, sizeof ids);
-        if (faccessat(dirfd(d), ids, R_OK, 0) != 0) continue;
-        if (c->base[0] && (st.st_mtim.tv_sec < best.tv_sec || (st.st_mtim.tv_sec == best.tv_sec &&
-                                                               st.st_mtim.tv_nsec <= best.tv_nsec)))
-            continue;
-        memcpy(c->base, e->d_name, len + 1);
-        best = st.st_mtim;
-    }
-    closedir(d);
-    if (!c->base[0]) return GUTS_ENOTFOUND;
-    /* its header's count, then a list of exactly that many ids */
-    char path[sizeof c->dir + sizeof c->base + 8];
-    snprintf(path, sizeof path, "%s/%s", c->dir, c->base);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char path[4096 + 96];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *ids = NULL;
+    *count = 0;
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
     uint8_t head[12];
-    size_t count = 0;
-    int rc = fd >= 0 && read(fd, head, sizeof head) == (ssize_t)sizeof head &&
+    size_t n = 0;
+    int rc = *fd >= 0 && read(*fd, head, sizeof head) == (ssize_t)sizeof head &&
                      memcmp(head, "PACK\0\0\0\2", 8) == 0
                  ? GUTS_OK
                  : GUTS_ENOTFOUND;
-    if (!rc)
-        count = (size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 | head[11];
-    char dir[sizeof c->dir + 1];
-    snprintf(dir, sizeof dir, "%s/", c->dir);
-    ids_name(c->base, dir, path, sizeof path);
-    int ifd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (!rc) n = (size_t)head[8] << 24 | (size_t)head[9] << 16 | (size_t)head[10] << 8 | head[11];
+    char idsn[96];
+    ids_name(name, "", idsn, sizeof idsn);
+    int ifd = rc ? -1 : openat(dirfd(d), idsn, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (!rc && (count == 0 || ifd < 0 || fstat(ifd, &st) != 0 ||
-                (uint64_t)st.st_size != (uint64_t)count * GUTS_ID_LEN))
+    /* the list's size is checked before anything is allocated; a pack
+     * larger than the selection cannot be in it */
+    if (!rc && (n == 0 || n > nsel || ifd < 0 || fstat(ifd, &st) != 0 ||
+                (uint64_t)st.st_size != (uint64_t)n * GUTS_ID_LEN))
         rc = GUTS_ENOTFOUND;
-    if (!rc) {
-        c->base_ids = malloc(count * GUTS_ID_LEN);
-        rc = c->base_ids ? GUTS_OK : GUTS_ENOMEM;
-        c->nbase = count;
-    }
-    size_t got = 0, want = count * GUTS_ID_LEN;
+    if (!rc) rc = (*ids = malloc(n * GUTS_ID_LEN)) ? GUTS_OK : GUTS_ENOMEM;
+    size_t got = 0, want = n * GUTS_ID_LEN;
     while (!rc && got < want) {
-        ssize_t k = read(ifd, (uint8_t *)c->base_ids + got, want - got);
+        ssize_t k = read(ifd, (uint8_t *)*ids + got, want - got);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0)
             rc = GUTS_ENOTFOUND;
@@ -427,16 +411,62 @@ int guts_packcache_find_base(guts_packcache *c)
             got += (size_t)k;
     }
     if (ifd >= 0) close(ifd);
+    /* both sorted: one pass */
+    for (size_t i = 0, j = 0; !rc && i < n; i++) {
+        while (j < nsel && guts_id_cmp(&sel[j], &(*ids)[i]) < 0)
+            j++;
+        if (j == nsel || guts_id_cmp(&sel[j], &(*ids)[i]) != 0) rc = GUTS_ENOTFOUND;
+    }
     if (rc) {
-        if (fd >= 0) close(fd);
-        free(c->base_ids);
-        c->base_ids = NULL;
-        c->nbase = 0;
-        c->base[0] = 0;
+        if (*fd >= 0) close(*fd);
+        *fd = -1;
+        free(*ids);
+        *ids = NULL;
     } else {
-        c->base_fd = fd;
+        *count = n;
     }
     return rc;
+}
+
+int guts_packcache_find_base(guts_packcache *c, const guts_id *ids, size_t n)
+{
+    guts_packcache_free_base(c);
+    guts_id *sel = malloc((n ? n : 1) * sizeof *sel);
+    if (!sel) return GUTS_ENOMEM;
+    if (n) memcpy(sel, ids, n * sizeof *sel);
+    qsort(sel, n, sizeof *sel, id_order);
+    DIR *d = opendir(c->dir);
+    int rc = d ? GUTS_OK : GUTS_ENOTFOUND;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len >= sizeof c->base || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
+            strcmp(e->d_name + len - 5, ".pack") != 0 || strcmp(e->d_name, c->name) == 0)
+            continue;
+        guts_id *got;
+        size_t count;
+        int fd;
+        rc = load_subset(d, c->dir, e->d_name, sel, n, &got, &count, &fd);
+        if (rc == GUTS_ENOTFOUND) {
+            rc = GUTS_OK;
+            continue;
+        }
+        if (rc) break;
+        if (count <= c->nbase) {
+            close(fd);
+            free(got);
+            continue;
+        }
+        guts_packcache_free_base(c);
+        memcpy(c->base, e->d_name, len + 1);
+        c->base_fd = fd;
+        c->base_ids = got;
+        c->nbase = count;
+    }
+    if (d) closedir(d);
+    free(sel);
+    if (rc) guts_packcache_free_base(c);
+    return rc ? rc : c->nbase ? GUTS_OK : GUTS_ENOTFOUND;
 }
 
 int guts_packcache_base_has(const guts_packcache *c, const guts_id *id)

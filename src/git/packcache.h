@@ -11,9 +11,11 @@
  * cached: those packs depend on nothing else. Files:
  * DATA/git-packs/R-K.pack (R: 16 hex digits of the repository key's hash,
  * K: the key), written as .R-K.PID-N and renamed into place, with
- * R-K.ids, its objects' ids (sorted, 20 bytes each), so that the first
- * clone after a push can send the last pack's entries as they are and
- * encode only the objects that are new (guts_git_serve_req.base_has); at most
+ * R-K.ids, its objects' ids (sorted, 20 bytes each), so that a clone of
+ * refs that reach all of an earlier pack's objects (the first after a push,
+ * a mirror clone after a plain one) can send that pack's entries as they
+ * are and encode only the objects that are not in it
+ * (guts_git_serve_req.base_has); at most
  * GUTS_PACKCACHE_PER_REPO per repository and budget bytes in all (1 GiB
  * unless the caller sets another), the least recently served removed, and
  * half-written files of dead processes with them.
@@ -101,11 +103,16 @@ void guts_packcache_commit(guts_packcache *c);
  * failure the entry is abandoned. */
 void guts_packcache_objects(guts_packcache *c, const guts_id *ids, size_t n);
 
-/** A clone after a push wants what an earlier clone got and more: find the
- * repository's most recently served pack that has its object list, and
- * load that list (c->base_ids, c->nbase). GUTS_ENOTFOUND: none (or its
- * list does not match its header); GUTS_ENOMEM. */
-int guts_packcache_find_base(guts_packcache *c);
+/** A clone after a push wants what an earlier clone got and more, and a
+ * mirror clone what a plain one got: among the repository's other packs
+ * with an object list, find the one with the most objects that are all
+ * among ids (the new pack's objects, any order), and load its list
+ * (c->base_ids, c->nbase) with the pack open. GUTS_ENOTFOUND: none (a
+ * list that does not match its header is not read); GUTS_ENOMEM. */
+int guts_packcache_find_base(guts_packcache *c, const guts_id *ids, size_t n);
+
+/** Let go of the base (guts_packcache_find_base), if any. */
+void guts_packcache_free_base(guts_packcache *c);
 
 /** Is id one of the base pack's objects? */
 int guts_packcache_base_has(const guts_packcache *c, const guts_id *id);

@@ -40,6 +40,18 @@ static int count_conflict(const guts_ref *ref, void *arg)
     return 0;
 }
 
+/* The git service hears of each change, and of the end of a pull that
+ * left the repository in sync (a fresh node's first copy, a push from a
+ * peer): then its clone packs need not wait for quiet. */
+static void pull_watch(guts_net_node *n, guts_net_watch *w, int changed)
+{
+    int st = -1;
+    int pulling = guts_core_repo_state(n->core, w->key, &st) == 0 && st == GUTS_SYNC_PULLING;
+    int settled = w->pulling && !pulling && st == GUTS_SYNC_IN_SYNC;
+    w->pulling = pulling;
+    if (changed || settled) guts_net_git_changed(n, w->key, w->objects, settled);
+}
+
 static int poll_repo(const char *key, void *arg)
 {
     guts_net_node *n = arg;
@@ -49,6 +61,7 @@ static int poll_repo(const char *key, void *arg)
     uint64_t txnid;
     if (w && guts_core_lmdbstore_txnid(n->lstore, key, &txnid) == 0 && txnid == w->txnid) {
         w->seen = 1;
+        if (w->pulling) pull_watch(n, w, 0);
         return 0;
     }
     guts_repo_info info;
@@ -93,7 +106,7 @@ static int poll_repo(const char *key, void *arg)
     w->fp = info.fp;
     w->refs_digest = info.refs_digest;
     w->seen = 1;
-    if (changed) guts_net_git_changed(n, key, info.objects);
+    pull_watch(n, w, changed);
     if (changed && n->watch_primed) {
         guts_net_logf(&n->log, GUTS_LOG_DEBUG, "local change in %s (%llu objects)", key,
                       (unsigned long long)info.objects);

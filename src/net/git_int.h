@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "fetch.h"
 #include "net.h"
@@ -69,6 +70,7 @@ typedef struct git_build {
 typedef struct git_prep {
     char key[GUTS_KEY_MAX + 1];
     uint64_t changed_ms; /* CLOCK_MONOTONIC ms of its last change */
+    uint64_t quiet_ms;   /* prepared this long after it */
     int pending;
 } git_prep;
 
@@ -95,9 +97,18 @@ typedef struct guts_net_git {
     size_t npreps, cappreps;
     int stop;
     unsigned serving; /* pack threads running (a follower of a build among them) */
+    uint64_t served_ms; /* git_mono_ms when the last one ended; 0: none yet */
     pthread_t prep_th;
     int prep_running;
 } guts_net_git;
+
+/* CLOCK_MONOTONIC in ms (the pack and prepare threads). */
+static inline uint64_t git_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
 
 /* A POST's body, gathered across the handler's calls. */
 typedef struct git_req {

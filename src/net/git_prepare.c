@@ -1,7 +1,9 @@
 /* git_prepare.c - clone packs ready before the clone: a thread writes each
  * served repository's full-clone packs into the pack cache
  * (DATA/git-packs, packcache.h) once it has been quiet for
- * GUTS_NET_GIT_PREPARE_QUIET_MS, and the clone packs being written (by
+ * GUTS_NET_GIT_PREPARE_QUIET_MS, or as soon as a pull of it ended in sync
+ * (a freshly replicated repository: its first clone should not be the one
+ * that pays for encoding it), and the clone packs being written (by
  * that thread or a pack thread) are shared with clones of the same
  * request that arrive meanwhile.
  *
@@ -18,9 +20,10 @@
  * was tried): a clone that arrives during the build follows it, and on a
  * busy machine a niced build made that clone wait 2-3x as long as
  * encoding its own pack (docs/performance.md); a thread cannot take its
- * priority back without CAP_SYS_NICE. A pack of the repository's earlier refs
- * is the start of the next one (guts_packcache_find_base): after a push
- * only the new objects are encoded.
+ * priority back without CAP_SYS_NICE. A pack whose objects all go in the
+ * next one is its start (guts_packcache_find_base): after a push only the
+ * new objects are encoded, and the plain clone's pack, written first, is
+ * the start of the mirror clone's (which adds, say, GitHub's pull request refs).
  *
  * Builds in progress (g->builds, under g->lock): the writer counts the
  * bytes it wrote; a clone that finds its request being written opens the
@@ -38,13 +41,6 @@
 #include <unistd.h>
 
 #include "git_int.h"
-
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 /* ---- builds in progress ------------------------------------------------------------ */
 
@@ -64,6 +60,7 @@ int git_build_claim(guts_net_git *g, guts_packcache *pc, int *slot, int *fd)
         if ((*fd = open(b->tmp, O_RDONLY | O_CLOEXEC)) < 0) continue;
         b->users++;
         g->stats.followed++;
+        pthread_cond_broadcast(&g->cond); /* a paused build: it has a client now */
         *slot = i;
         rc = GIT_CLAIM_FOLLOW;
         goto out;
@@ -110,6 +107,27 @@ static void leave_locked(guts_net_git *g, int slot)
     if (--b->users == 0) b->name[0] = 0;
 }
 
+/* Wait on g->cond for at most ms (g->lock held). */
+static void wait_ms_locked(guts_net_git *g, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    (void)pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+}
+
+/* How long until no client was served for GUTS_NET_GIT_PREPARE_QUIET_MS
+ * (g->lock held; 0: now): that client's index-pack is likely still at
+ * work, on the CPUs a build would take. */
+static uint64_t client_quiet_left_locked(const guts_net_git *g)
+{
+    uint64_t now = git_mono_ms();
+    if (!g->served_ms || now - g->served_ms >= GUTS_NET_GIT_PREPARE_QUIET_MS) return 0;
+    return g->served_ms + GUTS_NET_GIT_PREPARE_QUIET_MS - now;
+}
+
 int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int yield,
                     int *users)
 {
@@ -120,8 +138,18 @@ int git_build_wrote(guts_net_git *g, int slot, guts_packcache *pc, size_t n, int
     else
         b->size += n;
     pthread_cond_broadcast(&g->cond);
-    while (yield && g->serving > b->users - 1 && !g->stop)
-        pthread_cond_wait(&g->cond, &g->lock);
+    /* the prepare thread pauses while a pack thread serves a client
+     * another pack, and, while no clone follows it, until that client's
+     * index-pack is likely done */
+    while (yield && !g->stop) {
+        if (g->serving > b->users - 1) {
+            pthread_cond_wait(&g->cond, &g->lock);
+            continue;
+        }
+        uint64_t left = b->users == 1 ? client_quiet_left_locked(g) : 0;
+        if (!left) break;
+        wait_ms_locked(g, left);
+    }
     int stop = g->stop;
     *users = (int)b->users;
     pthread_mutex_unlock(&g->lock);
@@ -152,7 +180,7 @@ void git_build_leave(guts_net_git *g, int slot)
 
 /* ---- the prepare thread ------------------------------------------------------------ */
 
-void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects)
+void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects, int settled)
 {
     guts_net_git *g = n->git;
     if (!g || !g->prep_running || objects < GUTS_NET_GIT_PREPARE_MIN_OBJECTS ||
@@ -177,7 +205,8 @@ void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects)
         }
     }
     if (p) {
-        p->changed_ms = mono_ms();
+        p->changed_ms = git_mono_ms();
+        p->quiet_ms = settled ? 0 : GUTS_NET_GIT_PREPARE_QUIET_MS;
         g->stats.preparing += !p->pending;
         p->pending = 1;
         pthread_cond_broadcast(&g->cond);
@@ -218,8 +247,21 @@ static int collect_want(const guts_ref *ref, void *ctx)
     return w->oom ? GUTS_ENOMEM : 0;
 }
 
+/* A pack thread is serving a client, or one ended lately
+ * (client_quiet_left_locked): a clone right after a pull ended, which
+ * builds or follows one clone pack, would otherwise share the CPUs with
+ * the build of the other. */
+static int client_lately(guts_net_git *g)
+{
+    pthread_mutex_lock(&g->lock);
+    int lately = g->serving || client_quiet_left_locked(g);
+    pthread_mutex_unlock(&g->lock);
+    return lately;
+}
+
 /* Write what the cache lacks of key's clone packs. 1: try again later (a
- * clone's build of one was under way, or no build slot was free). */
+ * clone's build of one was under way, a client was served lately, or no
+ * build slot was free). */
 static int prepare_repo(guts_net_git *g, const char *key)
 {
     int again = 0;
@@ -228,7 +270,8 @@ static int prepare_repo(guts_net_git *g, const char *key)
     char done[80] = "", err[GUTS_GIT_ERR_MAX] = "";
     int rc = guts_repo_open(g->n->data, key, 0, &r);
     if (!rc) rc = guts_repo_refs(r, 0, collect_want, &w);
-    for (int set = 0; !rc && set < 2 && !g->stop; set++) {
+    for (int k = 0; !rc && k < 2 && !g->stop; k++) {
+        int set = 1 - k; /* the plain clone's first: it is in the mirror clone's */
         guts_packcache pc;
         if (!w.n[set] ||
             guts_packcache_init(&pc, guts_data_path(g->n->data), key, w.v[set], w.n[set], NULL,
@@ -237,6 +280,11 @@ static int prepare_repo(guts_net_git *g, const char *key)
             continue;
         if (g->n->opts.git_packs_max) pc.budget = g->n->opts.git_packs_max;
         snprintf(done, sizeof done, "%s", pc.name);
+        if (client_lately(g)) { /* not beside a client's index-pack: later */
+            again = 1;
+            guts_packcache_free(&pc);
+            break;
+        }
         int slot, fd;
         int claim = git_build_claim(g, &pc, &slot, &fd);
         if (claim == GIT_CLAIM_FOLLOW) { /* a clone is writing it: it may not finish */
@@ -249,7 +297,7 @@ static int prepare_repo(guts_net_git *g, const char *key)
                                 .nwants = w.n[set],
                                 .blob_limit = UINT64_MAX,
                                 .zlevel = GUTS_NET_GIT_ZLEVEL};
-        uint64_t t0 = mono_ms();
+        uint64_t t0 = git_mono_ms();
         rc = git_serve_pack(g, r, &q, &pc, slot, err);
         guts_packcache_free(&pc);
         if (rc) {
@@ -264,8 +312,9 @@ static int prepare_repo(guts_net_git *g, const char *key)
         pthread_mutex_lock(&g->lock);
         g->stats.prepared++;
         pthread_mutex_unlock(&g->lock);
-        guts_net_logf(&g->n->log, GUTS_LOG_DEBUG, "prepared a clone pack of %s (%zu wants, %llu ms)",
-                      key, w.n[set], (unsigned long long)(mono_ms() - t0));
+        guts_net_logf(&g->n->log, GUTS_LOG_DEBUG,
+                      "prepared a clone pack of %s (%zu wants, %llu ms)", key, w.n[set],
+                      (unsigned long long)(git_mono_ms() - t0));
     }
     free(w.v[0]);
     free(w.v[1]);
@@ -279,14 +328,14 @@ static void *prepare_main(void *arg)
     guts_net_git *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stop) {
-        uint64_t now = mono_ms(), due = UINT64_MAX;
+        uint64_t now = git_mono_ms(), due = UINT64_MAX;
         git_prep *p = NULL;
         g->stats.preparing = 0;
         for (size_t i = 0; i < g->npreps; i++) {
             git_prep *c = &g->preps[i];
             if (!c->pending) continue;
             g->stats.preparing++;
-            uint64_t at = c->changed_ms + GUTS_NET_GIT_PREPARE_QUIET_MS;
+            uint64_t at = c->changed_ms + c->quiet_ms;
             if (at <= now && !p)
                 p = c;
             else if (at < due)
@@ -302,17 +351,13 @@ static void *prepare_main(void *arg)
             for (size_t i = 0; again && i < g->npreps; i++) /* the table may have moved */
                 if (strcmp(g->preps[i].key, key) == 0 && !g->preps[i].pending) {
                     g->preps[i].pending = 1;
-                    g->preps[i].changed_ms = mono_ms();
+                    g->preps[i].changed_ms = git_mono_ms();
+                    g->preps[i].quiet_ms = GUTS_NET_GIT_PREPARE_QUIET_MS;
                 }
         } else if (due == UINT64_MAX) {
             pthread_cond_wait(&g->cond, &g->lock);
         } else {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000;
-            ts.tv_sec += (time_t)(ns / 1000000000);
-            ts.tv_nsec = (long)(ns % 1000000000);
-            (void)pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+            wait_ms_locked(g, due - now);
         }
     }
     pthread_mutex_unlock(&g->lock);

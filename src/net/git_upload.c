@@ -125,10 +125,14 @@ static void upload_fail(git_upload *u, const char *msg)
     (void)pipe_write(u, line, at);
 }
 
-/* The pack cache's side of guts_git_serve (ctx: the request's entry). */
-static void cache_objects(void *ctx, const guts_id *ids, size_t n)
+/* The pack cache's side of guts_git_serve (ctx: the request's entry): the
+ * new pack's object list, and an earlier pack whose objects are all among
+ * them (the refs moved on: start from it). */
+static size_t cache_objects(void *ctx, const guts_id *ids, size_t n)
 {
-    guts_packcache_objects(ctx, ids, n);
+    guts_packcache *pc = ctx;
+    guts_packcache_objects(pc, ids, n);
+    return guts_packcache_find_base(pc, ids, n) == GUTS_OK ? pc->nbase : 0;
 }
 
 static int base_has(const void *ctx, const guts_id *id)
@@ -178,12 +182,10 @@ int git_serve_pack(guts_net_git *g, guts_repo *r, const guts_git_serve_req *q,
                    .sink_ctx = q->sink_ctx};
     guts_git_serve_req tq = *q;
     if (pc) {
-        (void)guts_packcache_find_base(pc); /* the refs moved: start from the last pack */
         tq.sink = tee_sink;
         tq.sink_ctx = &t;
         tq.on_objects = cache_objects;
         tq.base_has = base_has;
-        tq.nbase = pc->nbase;
         tq.base_entries = base_entries;
         tq.base_ctx = pc;
     }
@@ -222,6 +224,7 @@ static void serving(guts_net_git *g, int d)
 {
     pthread_mutex_lock(&g->lock);
     g->serving += (unsigned)d;
+    if (d < 0) g->served_ms = git_mono_ms();
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
 }

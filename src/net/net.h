@@ -210,7 +210,8 @@ typedef struct guts_net_watch {
     int counted;          /* conflicts is a count, conflicts_at valid */
     guts_fp fp, refs_digest;
     uint64_t behind_since; /* ms: first status tick that saw a peer differ; 0: in sync */
-    int seen; /* found by the current scan */
+    int seen;              /* found by the current scan */
+    int pulling;           /* the core was pulling it at the last look (daemon_local.c) */
 } guts_net_watch;
 
 typedef struct guts_net_node {
@@ -299,7 +300,8 @@ typedef struct guts_net_node {
  * CPU in a clone with nothing prepared, for 1.12x its bytes). */
 #define GUTS_NET_GIT_ZLEVEL GUTS_PACK_FAST
 /* Prepared clone packs (git_prepare.c): a repository's full-clone packs
- * are built this long after its last change, by one thread that yields to
+ * are built this long after its last change (at once when the change is
+ * the end of a pull that left it in sync), by one thread that yields to
  * clients' packs, for repositories of at least this many objects (a smaller one is
  * written faster than a client starts index-pack). */
 #define GUTS_NET_GIT_PREPARE_QUIET_MS 2000
@@ -327,10 +329,12 @@ int guts_net_git_open(guts_net_node *n);
 void guts_net_git_stop(guts_net_node *n);
 /** After guts_net_http_close: wait for the pack threads and free. */
 void guts_net_git_close(guts_net_node *n);
-/** Repository key changed (refs or objects; it now has `objects`): its
- * clone packs are prepared once it has been quiet for
- * GUTS_NET_GIT_PREPARE_QUIET_MS (git_prepare.c). Nothing when --http is off. */
-void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects);
+/** Repository key changed (refs or objects; it now has `objects`), or a
+ * pull of it ended: its clone packs are prepared once it has been quiet
+ * for GUTS_NET_GIT_PREPARE_QUIET_MS, or at once when `settled` (a pull
+ * ended with the repository in sync: nothing more is on its way)
+ * (git_prepare.c). Nothing when --http is off. */
+void guts_net_git_changed(guts_net_node *n, const char *key, uint64_t objects, int settled);
 /** Counters, for /metrics and status (zero when off). */
 guts_net_git_stats guts_net_git_stats_of(const guts_net_node *n);
 

@@ -7,6 +7,8 @@
 #     through the helper on the node's data dir;
 #   - a push through guts:// makes the node prepare the new refs' pack,
 #     which the next clone is;
+#   - with a ref outside branches and tags, the plain clone's pack is
+#     prepared first and is the start of the mirror clone's;
 #   - with the cache emptied, a clone that reads slowly writes the pack
 #     while a second clone of the same refs streams that build as it grows
 #     (guts_git_packs_followed_total), both whole and checked; when the
@@ -61,6 +63,25 @@ wait_until 120 "the node prepared the pushed refs' pack" newer
 second=$(ls -t "$TMP"/a/git-packs/*.pack | head -1)
 [ "$second" != "$prepared" ] || fail "no new pack after the push"
 clone_is "$B/alice/big" "$TMP/m2" "$second"
+
+# ---- a ref outside branches and tags (as GitHub's refs/pull/*): with no
+# pack cached, the plain clone's pack is prepared first and the mirror
+# clone's starts with its entries byte for byte, then the ref's objects
+rm -rf "$TMP/a/git-packs"
+printf 'a pull request\n' >>"$TMP/work/random2.bin"
+git -C "$TMP/work" commit -q -am "a pull request"
+git -C "$TMP/work" push -q "$src" HEAD:refs/pull/1/head
+GUTS_DATA="$TMP/a" git -C "$src" push -q guts://alice/big refs/pull/1/head 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "push of refs/pull/1/head through guts://"; }
+both() { [ "$(metric guts_git_packs_prepared_total)" = 4 ] && [ "$(metric guts_git_packs_preparing)" = 0 ]; }
+wait_until 120 "the node prepared the plain and the mirror clones' packs" both
+git clone -q "$B/alice/big" "$TMP/plain2" 2>"$TMP/err" || { cat "$TMP/err" >&2; fail "a plain clone"; }
+clone_is "$B/alice/big" "$TMP/m5" "$(ls -S "$TMP"/a/git-packs/*.pack | head -1)" # the larger
+plain_pack=$(ls "$TMP"/plain2/.git/objects/pack/*.pack)
+mirror_pack=$(ls "$TMP"/m5/objects/pack/*.pack)
+[ "$(stat -c %s "$mirror_pack")" -gt "$(stat -c %s "$plain_pack")" ] || fail "the mirror clone's pack is not larger than the plain clone's"
+cmp -s -n $(($(stat -c %s "$plain_pack") - 32)) <(tail -c +13 "$plain_pack") <(tail -c +13 "$mirror_pack") ||
+  fail "the mirror clone's pack does not start with the plain clone's entries"
+[ "$(metric guts_git_packs_prepared_total)" = 4 ] || fail "the clones prepared more packs"
 
 # ---- a clone arriving while another writes its pack follows that build
 rm -rf "$TMP/a/git-packs"

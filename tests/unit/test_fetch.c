@@ -309,12 +309,20 @@ typedef struct base_pack {
     buf pack;
 } base_pack;
 
-static void keep_objects(void *ctx, const guts_id *ids, size_t n)
+static size_t keep_objects(void *ctx, const guts_id *ids, size_t n)
 {
     base_pack *b = ctx;
     ck_assert_uint_le(n, MAX_ENTRIES);
     memcpy(b->ids, ids, n * sizeof *ids);
     b->n = n;
+    return 0;
+}
+
+/* base's objects, offered whatever the new pack's are */
+static size_t offer_base(void *ctx, const guts_id *ids, size_t n)
+{
+    (void)ids, (void)n;
+    return ((const base_pack *)ctx)->n;
 }
 
 static int in_base(const void *ctx, const guts_id *id)
@@ -339,9 +347,8 @@ static buf clone_from(guts_repo *r, const guts_id *want, base_pack *keep, base_p
                             .sink = sink, .sink_ctx = &p, .on_objects = keep_objects,
                             .base_ctx = keep};
     if (base) { /* one context for both: base's list stays as it is */
-        q.on_objects = NULL;
+        q.on_objects = offer_base;
         q.base_has = in_base;
-        q.nbase = base->n;
         q.base_entries = base_entries;
         q.base_ctx = base;
     }

@@ -737,7 +737,7 @@ START_TEST(test_pack_cache_base)
     int rc;
     collect pack = write_entries(0, SIZE_MAX, &rc); /* 200 entries */
     ck_assert_int_eq(rc, GUTS_OK);
-    guts_id ids[200], want[2];
+    guts_id ids[200], want[2], sel[201];
     for (int i = 0; i < 200; i++) {
         memset(ids[i].b, 0, GUTS_ID_LEN);
         ids[i].b[0] = (uint8_t)(i * 7);
@@ -745,20 +745,60 @@ START_TEST(test_pack_cache_base)
     }
     memset(want, 0x33, sizeof want);
     want[1].b[0] = 1;
+    /* the next pack's objects: want[0] and a's, in another order */
+    sel[0] = want[0];
+    for (int i = 0; i < 200; i++)
+        sel[1 + i] = ids[199 - i];
     guts_packcache a, b;
     ck_assert_int_eq(guts_packcache_init(&a, data, "o/r", want, 1, NULL, 0), GUTS_OK);
-    ck_assert_int_eq(guts_packcache_find_base(&a), GUTS_ENOTFOUND); /* no directory yet */
+    ck_assert_int_eq(guts_packcache_find_base(&a, sel, 201), GUTS_ENOTFOUND); /* no directory yet */
     ck_assert_int_eq(guts_packcache_begin(&a), GUTS_OK);
     guts_packcache_objects(&a, ids, 200);
     guts_packcache_write(&a, pack.p, pack.n);
     guts_packcache_commit(&a);
-    ck_assert_int_eq(guts_packcache_find_base(&a), GUTS_ENOTFOUND); /* not its own */
+    ck_assert_int_eq(guts_packcache_find_base(&a, sel, 201), GUTS_ENOTFOUND); /* not its own */
     ck_assert_int_eq(guts_packcache_init(&b, data, "o/r", want + 1, 1, NULL, 0), GUTS_OK);
-    ck_assert_int_eq(guts_packcache_find_base(&b), GUTS_OK);
+    /* not when one of its objects is not in the new pack (a deleted ref's) */
+    ck_assert_int_eq(guts_packcache_find_base(&b, sel, 200), GUTS_ENOTFOUND);
+    ck_assert_uint_eq(b.nbase, 0);
+    ck_assert_int_eq(guts_packcache_find_base(&b, sel, 201), GUTS_OK);
     ck_assert_str_eq(b.base, a.name);
     ck_assert_uint_eq(b.nbase, 200);
     ck_assert(guts_packcache_base_has(&b, &ids[123]));
     ck_assert(!guts_packcache_base_has(&b, &want[0]));
+    /* of two packs whose objects are all in the new one, the larger: a
+     * pack x of a's first 100 objects is chosen only when a's are not all
+     * in (x's header says 100, as its list) */
+    {
+        guts_packcache x, f;
+        guts_id xw = want[0];
+        xw.b[1] = 2;
+        ck_assert_int_eq(guts_packcache_init(&x, data, "o/r", &xw, 1, NULL, 0), GUTS_OK);
+        ck_assert_int_eq(guts_packcache_begin(&x), GUTS_OK);
+        guts_packcache_objects(&x, ids, 100);
+        uint8_t head[12];
+        memcpy(head, pack.p, 12);
+        head[10] = 0, head[11] = 100;
+        guts_packcache_write(&x, head, 12);
+        guts_packcache_write(&x, pack.p + 12, pack.n - 12);
+        guts_packcache_commit(&x);
+        ck_assert_int_eq(guts_packcache_init(&f, data, "o/r", want + 1, 1, NULL, 0), GUTS_OK);
+        ck_assert_int_eq(guts_packcache_find_base(&f, sel, 201), GUTS_OK);
+        ck_assert_str_eq(f.base, a.name);
+        ck_assert_uint_eq(f.nbase, 200);
+        guts_id part[101];
+        part[0] = want[0];
+        memcpy(part + 1, ids, 100 * sizeof *ids);
+        ck_assert_int_eq(guts_packcache_find_base(&f, part, 101), GUTS_OK);
+        ck_assert_str_eq(f.base, x.name);
+        ck_assert_uint_eq(f.nbase, 100);
+        guts_packcache_free(&f);
+        snprintf(path, sizeof path, "%s/git-packs/%s", data, x.name);
+        ck_assert_int_eq(unlink(path), 0);
+        snprintf(path, sizeof path, "%s/git-packs/%.*s.ids", data, (int)(strlen(x.name) - 5),
+                 x.name);
+        ck_assert_int_eq(unlink(path), 0);
+    }
     collect got = {.fail_after = SIZE_MAX};
     guts_packw w;
     ck_assert_int_eq(guts_packw_open(&w, -1, 1, 0, 201), GUTS_OK);
@@ -780,10 +820,10 @@ START_TEST(test_pack_cache_base)
     ck_assert_int_eq(truncate(ids_path, (off_t)GUTS_ID_LEN << 39), 0); /* sparse: 10 TiB */
     guts_packcache e;
     ck_assert_int_eq(guts_packcache_init(&e, data, "o/r", want + 1, 1, NULL, 0), GUTS_OK);
-    ck_assert_int_eq(guts_packcache_find_base(&e), GUTS_ENOTFOUND);
+    ck_assert_int_eq(guts_packcache_find_base(&e, sel, 201), GUTS_ENOTFOUND);
     ck_assert_uint_eq(e.nbase, 0);
     ck_assert_int_eq(truncate(ids_path, 200 * GUTS_ID_LEN), 0);
-    ck_assert_int_eq(guts_packcache_find_base(&e), GUTS_OK);
+    ck_assert_int_eq(guts_packcache_find_base(&e, sel, 201), GUTS_OK);
     ck_assert_uint_eq(e.nbase, 200);
     guts_packcache_free(&e);
     /* damaged: refused, removed */
