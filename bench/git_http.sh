@@ -163,6 +163,7 @@ prepared_all() {
 # (cache emptied first) shares the CPU with that build or follows it.
 refs_of() { git -C "$1" for-each-ref; }
 objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectname)'; }
+pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }
 wait_until 60 "the node prepared its clone packs" prepared_all 0
 
 if [ -n "${REPLICA:-}" ]; then
@@ -206,6 +207,7 @@ if [ -n "${REPLICA:-}" ]; then
       git -C "$TMP/r-c" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from node b ($turn)"
       node_stop b
       mv "$TMP/r-c" "$TMP/r-c-$turn"
+      du -b "$TMP"/r-c-$turn/objects/pack/*.pack | awk '{print $1}' >"$TMP/r-pack-$turn"
       s=2 && [ $turn = ready ] && s=3
       rm -rf "$TMP/c$s"
       out="$TMP/r-${side[$s]}" timed "${spid[$s]}" git clone -q --mirror "${url[$s]}" "$TMP/c$s"
@@ -221,6 +223,7 @@ if [ -n "${REPLICA:-}" ]; then
   echo "fresh node b ($objects objects, $refs refs): in sync $(m sync 1) ms after its start; its clone packs prepared $(m window 1) ms after that"
   echo "clone --mirror from b, wall (server CPU, client CPU) ms: at once $(m now 1) ($(m now 2), $(m now 3)), once prepared $(m ready 1) ($(m ready 2), $(m ready 3)); git daemon $(m git 1) ($(m git 2), $(m git 3)), git http-backend $(m cgi 1) ($(m cgi 2), $(m cgi 3))"
   echo "  ratios to git daemon / http-backend: at once $(ratio "$(m now 1)" "$(m git 1)") / $(ratio "$(m now 1)" "$(m cgi 1)"), once prepared $(ratio "$(m ready 1)" "$(m git 1)") / $(ratio "$(m ready 1)" "$(m cgi 1)")"
+  echo "  packs (last run): at once $(cat "$TMP/r-pack-now") B, once prepared $(cat "$TMP/r-pack-ready") B, git's $(pack 2) B"
   for f in sync window; do echo "  per run ($f ms): $(tr '\n' ' ' <"$TMP/r-$f")"; done
   for f in now ready git cgi; do echo "  per run (wall ms, server CPU ms, client CPU ms) $f: $(tr '\n' ' ' <"$TMP/r-$f")"; done
   node_stop a
@@ -256,7 +259,6 @@ same() {
 }
 same refs refs_of
 same objects objects_of
-pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }
 m() { median "$TMP/t-$1" "$2"; }
 echo "$(nproc) CPUs, $(git --version), $RUNS alternating runs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "clone --mirror ($objects objects, $refs refs), wall: guts-node $(m guts 1) ms (pack cached), $(m cold 1) ms (cache empty), git daemon $(m git 1) ms, git http-backend $(m cgi 1) ms"

@@ -16,7 +16,11 @@
  * poll, guts_net_git_changed); the thread waits for quiet, reads the refs
  * and builds what the cache lacks, one pack at a time, pausing between
  * its 1 MiB writes while a pack thread serves a client any other pack
- * (a cached one, a fetch's), so that serving keeps the CPU. Not at a lower priority (nice +10
+ * (a cached one, a fetch's), so that serving keeps the CPU, and, while no
+ * clone follows the build, until GUTS_NET_GIT_PREPARE_QUIET_MS after the
+ * last one ended (that client's index-pack still needs the CPU: a clone
+ * right after a pull ended paid for the other clone pack's build beside
+ * it, 560 against 380 ms of node CPU). Not at a lower priority (nice +10
  * was tried): a clone that arrives during the build follows it, and on a
  * busy machine a niced build made that clone wait 2-3x as long as
  * encoding its own pack (docs/performance.md); a thread cannot take its
