@@ -125,7 +125,7 @@ timed() {
   while [ -n "${SAMPLE:-}" ] && kill -0 "$cpid" 2>/dev/null; do
     while read -r k v _; do
       [ "$k" != RssAnon: ] || [ "$v" -le "$peak" ] || peak=$v
-    done <"/proc/${NODE_PID[a]}/status"
+    done <"/proc/${SAMPLE_PID:-${NODE_PID[a]}}/status"
     sleep 0.1
   done
   wait "$cpid"
@@ -203,7 +203,10 @@ if [ -n "${REPLICA:-}" ]; then
         echo $((($(date +%s%N) - T_SYNC) / 1000000)) >>"$TMP/r-window"
       fi
       rm -rf "$TMP/r-c"
-      out="$TMP/r-$turn" timed "${NODE_PID[b]}" git clone -q --mirror "$burl" "$TMP/r-c"
+      peak0=$rss_peak rss_peak=0
+      out="$TMP/r-$turn" SAMPLE=1 SAMPLE_PID="${NODE_PID[b]}" timed "${NODE_PID[b]}" git clone -q --mirror "$burl" "$TMP/r-c"
+      echo "$rss_peak" >>"$TMP/r-rss-$turn"
+      [ "$rss_peak" -ge "$peak0" ] || rss_peak=$peak0
       git -C "$TMP/r-c" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from node b ($turn)"
       node_stop b
       mv "$TMP/r-c" "$TMP/r-c-$turn"
@@ -223,7 +226,7 @@ if [ -n "${REPLICA:-}" ]; then
   echo "fresh node b ($objects objects, $refs refs): in sync $(m sync 1) ms after its start; its clone packs prepared $(m window 1) ms after that"
   echo "clone --mirror from b, wall (server CPU, client CPU) ms: at once $(m now 1) ($(m now 2), $(m now 3)), once prepared $(m ready 1) ($(m ready 2), $(m ready 3)); git daemon $(m git 1) ($(m git 2), $(m git 3)), git http-backend $(m cgi 1) ($(m cgi 2), $(m cgi 3))"
   echo "  ratios to git daemon / http-backend: at once $(ratio "$(m now 1)" "$(m git 1)") / $(ratio "$(m now 1)" "$(m cgi 1)"), once prepared $(ratio "$(m ready 1)" "$(m git 1)") / $(ratio "$(m ready 1)" "$(m cgi 1)")"
-  echo "  packs (last run): at once $(cat "$TMP/r-pack-now") B, once prepared $(cat "$TMP/r-pack-ready") B, git's $(pack 2) B"
+  echo "  packs (last run): at once $(cat "$TMP/r-pack-now") B, once prepared $(cat "$TMP/r-pack-ready") B, git's $(pack 2) B; node b RssAnon peak ${rss_peak} kB (per run, at once: $(tr '\n' ' ' <"$TMP/r-rss-now"); once prepared: $(tr '\n' ' ' <"$TMP/r-rss-ready"))"
   for f in sync window; do echo "  per run ($f ms): $(tr '\n' ' ' <"$TMP/r-$f")"; done
   for f in now ready git cgi; do echo "  per run (wall ms, server CPU ms, client CPU ms) $f: $(tr '\n' ' ' <"$TMP/r-$f")"; done
   node_stop a

@@ -98,6 +98,7 @@ typedef struct guts_net_git {
     int stop;
     unsigned serving; /* pack threads running (a follower of a build among them) */
     uint64_t served_ms; /* git_mono_ms when the last one ended; 0: none yet */
+    int prep_gave_way;  /* the prepare thread's build ended for a client's (git_build_wrote) */
     pthread_t prep_th;
     int prep_running;
 } guts_net_git;
