@@ -85,6 +85,7 @@ int git_build_claim(guts_net_git *g, guts_packcache *pc, int *slot, int *fd)
         b->users = 1;
         *slot = free_slot;
         rc = GIT_CLAIM_BUILD;
+        pthread_cond_broadcast(&g->cond); /* a paused prepare build gives way to it */
     }
 out:
     pthread_mutex_unlock(&g->lock);
