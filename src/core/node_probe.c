@@ -199,8 +199,13 @@ void probe_tick(guts_core *c)
                 send_probe(c, i);
             } else if (p->probe_tries < CORE_PROBE_TRIES) {
                 send_probe(c, i);
-            } else if (p->last_heard >= p->probe_round || sync_pulling_from(c, &p->id)) {
-                next_round(c, i); /* it announced or served meanwhile: alive */
+            } else if (p->last_heard >= p->probe_round) {
+                /* it announced or sent on our pull meanwhile: alive (a pull
+                 * merely open is no sign: one from a member that crashed
+                 * mid-transfer waits CORE_SESSION_IDLE_MS, and the holder
+                 * kept it until its next turn, past the run: guts-sim
+                 * churn with a writer, issue 19) */
+                next_round(c, i);
             } else if (c->last_rx > p->probe_round) {
                 declare_dead(c, i);
             } else {
