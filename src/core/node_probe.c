@@ -346,7 +346,7 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
     }
     peer *p = members_find(c, &d->node);
     /* heard within CORE_PROBE_CONFIRM_QUIET_MS: alive after the accuser's
-     * round had run for 2 s at least (and a forged notice repeated costs
+     * round had run for 1 s at least (and a forged notice repeated costs
      * each holder one PROBE a second to the member named, at most) */
     if (!p || d->incarnation < p->inc || c->now < p->last_heard + CORE_PROBE_CONFIRM_QUIET_MS)
         return;

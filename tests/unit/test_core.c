@@ -2821,8 +2821,8 @@ START_TEST(test_silent_server_of_an_open_pull_is_found_dead)
         if (k.peers_dead) break;
     }
     ck_assert_uint_eq(k.peers_dead, 1);
-    /* the first round within 8 s (CORE_PROBE_FIRST_MS), 20 tries 150 ms apart */
-    ck_assert_uint_le(t, now + 8000 + 3000 + 100);
+    /* the first round within 8 s (CORE_PROBE_FIRST_MS), 20 tries 100 ms apart */
+    ck_assert_uint_le(t, now + 8000 + 2000 + 100);
     ck_assert_uint_eq(guts_core_peer_count(s.core), 1); /* peer 2 stays */
     solo_free(&s);
 }
