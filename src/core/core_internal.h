@@ -358,6 +358,9 @@ struct guts_core {
     uint32_t answers;        /* ACKs sent in it */
     uint64_t pace_base;      /* the turns our ACKs hand out (node_probe.c) */
     uint64_t pace_slots[2];
+    guts_node_id pace_last;  /* the last prober handed a turn ... */
+    uint64_t pace_last_at;   /* ... when, 0: none ... */
+    uint64_t pace_last_turn; /* ... and the time handed */
     dead_note dead[CORE_DEAD_QUEUE];
     /* The probe schedule (node_probe.c), beside the view, not in its
      * entries: peer i's next PROBE (or its round's end) is probe_at[i],

@@ -113,21 +113,26 @@
 #define CORE_PROBE_TURNS 60
 #define CORE_PROBE_MAX_MS 240000
 _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
-/* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (3 s):
+/* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (2 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 20 with 1.3e-9 (15 tries 200 ms apart, 2e-7, left one live
  * node dropped by one view in a 60 s run of 10,000 nodes at 20% loss,
  * ~3e5 rounds; guts-sim, issue 19). A live peer answers the first: the
- * tries cost only rounds that go unanswered. */
-#define CORE_PROBE_RETRY_MS 150
+ * tries cost only rounds that go unanswered, and their spacing costs
+ * nothing. A crash is dropped by its last holder after the wait for the
+ * first round, this round and the confirming one below: with 150 ms and
+ * 75 ms (3 + 1.5 s), writes going on, the wait alone left 5.4 s of the
+ * 10 s target and crashes were found after 10-11 s (guts-sim churn at
+ * 1,000 and 10,000 nodes, issue 19). */
+#define CORE_PROBE_RETRY_MS 100
 #define CORE_PROBE_TRIES 20
 /* A holder told of a death by a DEAD notice confirms it with a round of its
- * own, PROBEs this many ms apart (1.5 s: the accuser already waited 3 s),
+ * own, PROBEs this many ms apart (1 s: the accuser already waited 2 s),
  * before it drops the member: one prober's failed round (all 20 tries
  * lost, 1.3e-9 at 20% loss) then drops a live member from one view, not
  * from every view that did not hear it for 3 s (6,293 of them once, in a
  * guts-sim run at 10,000 nodes and 20% loss, issue 19). */
-#define CORE_PROBE_CONFIRM_MS 75
+#define CORE_PROBE_CONFIRM_MS 50
 /* ... unless it heard the member within this many ms. */
 #define CORE_PROBE_CONFIRM_QUIET_MS 1000
 /* ACKs sent per CORE_PROBE_ANSWERS_MS at most (a forged PROBE flood costs

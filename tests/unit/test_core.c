@@ -2796,6 +2796,38 @@ START_TEST(test_frames_on_a_pull_keep_its_server_live)
 }
 END_TEST
 
+/* ... but an open pull alone is no sign of life: a server that crashed
+ * mid-transfer sends nothing more, and its probe round finds it dead while
+ * the node hears the group (before, the pull counted as an answer until its
+ * 30 s idle deadline, and a holder whose next turn was a minute away kept
+ * the dead member past a guts-sim run: issue 19). */
+START_TEST(test_silent_server_of_an_open_pull_is_found_dead)
+{
+    solo s;
+    solo_offered(&s, 9, 5);
+    uint64_t now = 10;
+    until_open(&s, &now);
+    guts_addr pa;
+    peer_addr(1, &pa);
+    guts_core_on_stream_open(s.core, now, s.last_open, &pa, 1);
+    solo_drain(&s);
+    guts_core_counters k;
+    uint64_t t = now;
+    for (; t < now + 20000; t += 50) {
+        if (t % 1000 < 50) feed_announce(&s, t, 2, 1, NULL, 0); /* the group, heard */
+        guts_core_on_timer(s.core, t);
+        solo_drain(&s);
+        guts_core_counters_get(s.core, &k);
+        if (k.peers_dead) break;
+    }
+    ck_assert_uint_eq(k.peers_dead, 1);
+    /* the first round within 8 s (CORE_PROBE_FIRST_MS), 20 tries 100 ms apart */
+    ck_assert_uint_le(t, now + 8000 + 2000 + 100);
+    ck_assert_uint_eq(guts_core_peer_count(s.core), 1); /* peer 2 stays */
+    solo_free(&s);
+}
+END_TEST
+
 /* A busy answer is a deferral, not a failure: no warn line, no failure
  * counted; the pull waits the server's retry-after times [0.5, 1.5),
  * doubling for each busy answer in a row, and the jitter comes from the
@@ -2916,6 +2948,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_only_requests_take_serve_slots_and_busy_carries_a_retry_after);
     tcase_add_test(t, test_busy_answers_back_off_with_seeded_jitter);
     tcase_add_test(t, test_frames_on_a_pull_keep_its_server_live);
+    tcase_add_test(t, test_silent_server_of_an_open_pull_is_found_dead);
     tcase_add_test(t, test_many_repositories_share_few_streams);
     tcase_add_test(t, test_a_repository_is_announced_only_once_its_writes_are_flushed);
     tcase_add_test(t, test_pooled_put_skips_the_hash_only_for_contents_the_pool_holds);
