@@ -603,7 +603,7 @@ int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen)
  * the old one did: a tree that reads as whole and is not. The mark rules
  * that out: STORE_NOSYNC_MARK in the env's directory, holding the boot id
  * of the system and the pid of the process that writes so, is on the disk
- * (file and directory entry flushed) before the first such commit and
+ * (its directory entry flushed) before the first such commit and
  * goes only after a flush that follows the last one. An env found with
  * the mark of another boot went through a system crash or restart in that
  * window: it is damage (set aside, pulled again). With this boot's mark
@@ -644,9 +644,11 @@ int store_mark_write(const char *dir)
     char path[4096], id[64], text[96];
     if (mark_path(dir, path, sizeof path) || boot_id(id, sizeof id)) return GUTS_EIO;
     int n = snprintf(text, sizeof text, "%s %ld\n", id, (long)getpid());
+    /* Only its name must be on the disk: a mark that lost its content in
+     * a crash reads as another boot's, which is what it then is. */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return GUTS_EIO;
-    int ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+    int ok = write(fd, text, (size_t)n) == n;
     close(fd);
     if (ok && dir_flush(dir) == 0) return GUTS_OK;
     unlink(path);

@@ -199,7 +199,7 @@ void store_assert(MDB_env *env, const char *msg);
 int store_env_check_file(const char *dir, char *why, size_t whylen);
 /* A replica's unflushed mark (envcheck.c): the file, in the env's
  * directory, present from before its first commit without a flush until
- * a flush after its last. Write it (file and entry flushed), clear it
+ * a flush after its last. Write it (its entry flushed), clear it
  * (removal flushed): GUTS_OK or GUTS_EIO. Check it: GUTS_OK without one,
  * 1 with this boot's (*pid: the process that writes without flushes),
  * GUTS_EDAMAGED with another's (a system crash may have torn the env),
