@@ -30,8 +30,8 @@
  * cost is a replica never flushed, which no peer was told about: its
  * unflushed mark has the next open take it for damage (set aside, pulled
  * again). Envs that existed before keep flushing every commit, so data a
- * user imported is never behind a flush of ours (but for an import into
- * the same key during its first pull: docs/storage.md). The threads touch only
+ * user imported is never behind a flush of ours (an import into the same
+ * key during its first pull ends the mode: docs/storage.md). The threads touch only
  * the handle of a job and the queue under its mutex; every other field
  * is the loop thread's.
  */

@@ -38,7 +38,8 @@ int store_nosync_end(store_env *se)
     se->nosync = 0;
     if (store_mark_clear(se->dir) != GUTS_OK) {
         /* left behind, the mark would have a later boot set the env
-         * aside: flushed from now on, it is cleared at the node's next open */
+         * aside: flushed from now on, it goes at the first open after this
+         * process, or with a write from another one */
         guts_errmsg_set("%s: cannot remove %s: %s", se->key, STORE_NOSYNC_MARK, strerror(errno));
         return GUTS_EIO;
     }
