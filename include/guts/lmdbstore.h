@@ -46,7 +46,8 @@ int guts_core_lmdbstore_verify_all(guts_core_lmdbstore *s, size_t *checked, size
 /** Flush replicas off the caller's thread: from now on an env this adapter
  * creates commits without a flush (GUTS_REPO_NOSYNC) and threads (1 to
  * 16) flush it after its writes; the store's unsynced() says 1 for it
- * until a flush covers its last commit. notify(arg) runs on a flusher
+ * until its first copy is over (guts_core_lmdbstore_tick) and a flush
+ * covers its last commit. notify(arg) runs on a flusher
  * thread after each flush (e.g. ev_async_send); the owner's thread then
  * calls guts_core_lmdbstore_flushed. Envs that existed before, or were
  * opened without creating them, flush every commit as before. Freeing the
@@ -61,5 +62,11 @@ int guts_core_lmdbstore_flush_start(guts_core_lmdbstore *s, size_t threads,
  * went to cb. */
 size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char *key, void *arg),
                                    void *arg);
+/** Call every few hundred ms (owner's thread). A replica's first copy
+ * stays unflushed (flushed by the threads after each commit, but never
+ * one flush per commit on the caller's thread) until its refs are written
+ * or it is not written between two ticks; then a flush that covers its
+ * last commit ends the mode as above. */
+void guts_core_lmdbstore_tick(guts_core_lmdbstore *s);
 
 #endif

@@ -96,9 +96,11 @@ typedef struct guts_repo guts_repo;
 #define GUTS_REPO_CREATE 0x1 /* create the env if absent */
 #define GUTS_REPO_VERIFY 0x2 /* read every page of an existing env first */
 /* Create a new env whose commits do not flush (MDB_NOSYNC) until
- * guts_repo_sync_on(), a remap or its close: for a replica that can be
- * pulled again. Ignored for an env that exists or is already open in this
- * process. */
+ * guts_repo_sync_on() or its close: for a replica that can be pulled
+ * again. Meanwhile the env carries a mark on the disk, so that an env
+ * found with it after a system crash is damage, and another process's
+ * write into it returns once the mode is over (docs/storage.md). Ignored
+ * for an env that exists or is already open in this process. */
 #define GUTS_REPO_NOSYNC 0x4
 
 /** Open the repository env DATA/repos/OWNER/NAME. The key is checked with
@@ -155,13 +157,13 @@ int guts_repo_txnid(guts_repo *r, uint64_t *out);
 int guts_repo_is_nosync(const guts_repo *r);
 
 /** End GUTS_REPO_NOSYNC: flush the env, then flush every commit from now
- * on (nothing to do for an env that does). Until then a crash of the
- * process loses nothing (the writes are in the kernel's page cache); a
- * crash of the system may take back or damage what the env holds: LMDB
- * keeps its integrity without flushes only on a filesystem that keeps
- * write order. The store narrows that (no page is reused until this
- * call, docs/storage.md), and the map's first growth ends it too. Call
- * it on the thread that writes, between transactions.
+ * on, and clear its mark (nothing to do for an env that does). Until then
+ * a crash of the process loses nothing (the writes are in the kernel's
+ * page cache); a crash of the system may take back or tear what the env
+ * holds (LMDB keeps its integrity without flushes only on a filesystem
+ * that keeps write order), and the mark has the env set aside as damaged
+ * at the next open (docs/storage.md). Call it on the thread that writes,
+ * between transactions.
  * Errors: GUTS_EIO, GUTS_ESTORE, GUTS_EINVAL. */
 int guts_repo_sync_on(guts_repo *r);
 

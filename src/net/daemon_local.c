@@ -200,5 +200,6 @@ void guts_net_node_poll_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
     guts_net_node *n = container_of(w, guts_net_node, poll_timer);
+    guts_core_lmdbstore_tick(n->lstore);
     guts_net_node_poll_local(n);
 }

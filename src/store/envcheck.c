@@ -14,7 +14,8 @@
  *    which LMDB would silently initialise as a new empty environment, is
  *    damage too, unless another process holds LMDB's exclusive lock on it
  *    (it is creating the env this instant): that one is waited for. Costs
- *    two small reads.
+ *    two small reads. An env that carries the unflushed mark of another
+ *    boot (below) is damage too.
  *  - store_env_walk() in a child process, when the caller asks for it
  *    (GUTS_REPO_VERIFY), or store_env_walk_many() for many envs in one
  *    child (a node at start: a fork per env would copy the page tables of
@@ -40,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -249,10 +251,15 @@ int store_env_check_file(const char *dir, char *why, size_t whylen)
         return GUTS_EINVAL;
     }
     int rc = check_file_once(file, why, whylen);
-    if (rc != GUTS_EDAMAGED) return rc;
-    /* Empty or short may be an env another process is creating right now. */
-    wait_creator(lock);
-    return check_file_once(file, why, whylen);
+    if (rc == GUTS_EDAMAGED) {
+        /* Empty or short may be an env another process is creating right now. */
+        wait_creator(lock);
+        rc = check_file_once(file, why, whylen);
+    }
+    if (rc) return rc;
+    long pid;
+    rc = store_mark_check(dir, &pid, why, whylen);
+    return rc == 1 ? GUTS_OK : rc;
 }
 
 /* ---- The walk -------------------------------------------------------------- */
@@ -586,4 +593,131 @@ int store_env_walk(const char *dir, size_t mapsize, char *why, size_t whylen)
     snprintf(why, whylen, "no result from the checking process");
     store_env_walk_many(&dir, 1, mapsize, walk_one_cb, &o);
     return o.rc;
+}
+
+/* ---- A replica's unflushed mark ----------------------------------------------
+ *
+ * A replica whose first copy commits without flushes (GUTS_REPO_NOSYNC)
+ * reuses pages like any env, so a system crash could leave its newest
+ * meta page naming a page whose new content never reached the disk while
+ * the old one did: a tree that reads as whole and is not. The mark rules
+ * that out: STORE_NOSYNC_MARK in the env's directory, holding the boot id
+ * of the system and the pid of the process that writes so, is on the disk
+ * (its directory entry flushed) before the first such commit and
+ * goes only after a flush that follows the last one. An env found with
+ * the mark of another boot went through a system crash or restart in that
+ * window: it is damage (set aside, pulled again). With this boot's mark
+ * and its process gone, only a process died: the kernel holds every write
+ * it made, and one flush makes the env whole on the disk. */
+
+/* The running system's boot id into out (36 characters); 0, or -1. */
+static int boot_id(char *out, size_t len)
+{
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = pread_full(fd, out, len - 1, 0);
+    close(fd);
+    if (n < 8) return -1;
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        n--;
+    out[n] = 0;
+    return 0;
+}
+
+static int mark_path(const char *dir, char *path, size_t len)
+{
+    return snprintf(path, len, "%s/%s", dir, STORE_NOSYNC_MARK) >= (int)len ? -1 : 0;
+}
+
+/* Flush the directory entry of a file created or removed in dir. */
+static int dir_flush(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int store_mark_write(const char *dir)
+{
+    char path[4096], id[64], text[96];
+    if (mark_path(dir, path, sizeof path) || boot_id(id, sizeof id)) return GUTS_EIO;
+    int n = snprintf(text, sizeof text, "%s %ld\n", id, (long)getpid());
+    /* Only its name must be on the disk: a mark that lost its content in
+     * a crash reads as another boot's, which is what it then is. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return GUTS_EIO;
+    int ok = write(fd, text, (size_t)n) == n;
+    close(fd);
+    if (ok && dir_flush(dir) == 0) return GUTS_OK;
+    unlink(path);
+    return GUTS_EIO;
+}
+
+int store_mark_clear(const char *dir)
+{
+    char path[4096];
+    if (mark_path(dir, path, sizeof path)) return GUTS_EIO;
+    if (unlink(path) != 0) return errno == ENOENT ? GUTS_OK : GUTS_EIO;
+    return dir_flush(dir) == 0 ? GUTS_OK : GUTS_EIO;
+}
+
+int store_mark_check(const char *dir, long *pid, char *why, size_t whylen)
+{
+    char path[4096], had[96], id[64];
+    *pid = 0;
+    if (mark_path(dir, path, sizeof path)) {
+        snprintf(why, whylen, "path too long");
+        return GUTS_EINVAL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return GUTS_OK;
+        snprintf(why, whylen, "open %s: %s", path, strerror(errno));
+        return GUTS_EIO;
+    }
+    ssize_t n = pread_full(fd, had, sizeof had - 1, 0);
+    close(fd);
+    had[n > 0 ? n : 0] = 0;
+    size_t idlen = strcspn(had, " \n");
+    if (boot_id(id, sizeof id) == 0 && idlen == strlen(id) && memcmp(had, id, idlen) == 0) {
+        *pid = strtol(had + idlen, NULL, 10);
+        return 1;
+    }
+    snprintf(why, whylen,
+             "a first copy without flushes was under way when the system stopped (%s)",
+             STORE_NOSYNC_MARK);
+    return GUTS_EDAMAGED;
+}
+
+int store_mark_gone(long pid)
+{
+    if (pid <= 0 || pid == (long)getpid()) return 1;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* The node ends its mode at its next commit, or at its next poll tick
+ * without one (~0.3 s), then flushes: a few seconds cover a loaded box. */
+#define MARK_SETTLE_MS 10000
+#define MARK_SETTLE_STEP_MS 5
+
+int store_mark_settle(const char *dir)
+{
+    char why[STORE_WHY_MAX];
+    long pid;
+    for (int waited = 0; store_mark_check(dir, &pid, why, sizeof why) == 1;
+         waited += MARK_SETTLE_STEP_MS) {
+        /* its writer gone (or us, past the mode): our commit flushed the
+         * file with every write it made */
+        if (store_mark_gone(pid)) return store_mark_clear(dir) == GUTS_OK ? GUTS_OK : GUTS_EIO;
+        if (waited >= MARK_SETTLE_MS) {
+            guts_errmsg_set("committed, but the node is still making its first copy of this "
+                            "repository without flushes; a system crash now would set it aside");
+            return GUTS_EAGAIN;
+        }
+        struct timespec ts = {0, MARK_SETTLE_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return GUTS_OK;
 }

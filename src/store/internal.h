@@ -75,15 +75,16 @@ struct store_env {
     int users;          /* guts_repo handles sharing this env */
     atomic_int readers; /* read txns open now: the map cannot be moved */
     atomic_int broken;  /* a failed remap left no map: every call fails */
-    /* GUTS_REPO_NOSYNC's pin: a read txn held from the env's creation
-     * until its commits flush again (store_pin_drop), so that no commit
-     * meanwhile reuses a page: every page written before the flush is a
-     * new one, and a system crash cannot leave an old page's content
-     * under a newer tree. NULL otherwise. Not counted in readers. */
-    MDB_txn *pin;
+    char *dir; /* the env's directory */
+    /* GUTS_REPO_NOSYNC: commits without flushes, the env's directory
+     * holding its unflushed mark until they flush again
+     * (store_nosync_end), and the id of our last commit: one by another
+     * process (an import, a push) ends the mode before ours. */
+    int nosync;
+    uint64_t own_txnid;
     /* Commits through this process (store_write, the writer's thread), and
      * how many of them the last guts_repo_sync covered (any thread): equal,
-     * store_pin_drop needs no flush of its own. */
+     * store_nosync_end needs no flush of its own. */
     atomic_uint_fast64_t commits, synced;
     store_env *next;
 };
@@ -196,6 +197,26 @@ void store_assert(MDB_env *env, const char *msg);
 /* Check dir/data.mdb against its LMDB meta pages without mapping it.
  * GUTS_OK; GUTS_EDAMAGED or GUTS_EIO with the cause in why (envcheck.c). */
 int store_env_check_file(const char *dir, char *why, size_t whylen);
+/* A replica's unflushed mark (envcheck.c): the file, in the env's
+ * directory, present from before its first commit without a flush until
+ * a flush after its last. Write it (its entry flushed), clear it
+ * (removal flushed): GUTS_OK or GUTS_EIO. Check it: GUTS_OK without one,
+ * 1 with this boot's (*pid: the process that writes without flushes),
+ * GUTS_EDAMAGED with another's (a system crash may have torn the env),
+ * GUTS_EIO, cause in why. store_mark_gone(pid): that process is gone, or
+ * is us. */
+#define STORE_NOSYNC_MARK "unflushed"
+int store_mark_write(const char *dir);
+int store_mark_clear(const char *dir);
+int store_mark_check(const char *dir, long *pid, char *why, size_t whylen);
+int store_mark_gone(long pid);
+/* After a flushed commit of ours into dir's env while it carries this
+ * boot's mark: a node's first copy is under way without flushes. Wait,
+ * bounded, until the node has ended that mode and cleared the mark (it
+ * does at its next commit or poll, having seen ours); clear it when its
+ * process is gone. So what a user wrote is not set aside with the replica
+ * after a system crash. GUTS_OK; GUTS_EAGAIN when the mark stayed. */
+int store_mark_settle(const char *dir);
 /* Read every database of the env at dir in a child process (map of mapsize
  * bytes). GUTS_OK; GUTS_EDAMAGED (the child died, or LMDB found its pages
  * broken) or GUTS_EIO (it could not check) with the cause in why. */
@@ -256,9 +277,9 @@ int store_read_cursor(guts_repo *r, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur
  * and runs fn again from scratch, so fn must not keep state across calls. */
 int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn *txn, void *arg),
                 void *arg);
-/* Flush se, end its commits without flushes and drop its pin (txn.c);
- * before a remap, a close, or guts_repo_nosync(r, 0). The writer's thread. */
-int store_pin_drop(store_env *se);
+/* Flush se, end its commits without flushes and clear its mark (txn.c);
+ * before a close, or for guts_repo_sync_on. The writer's thread. */
+int store_nosync_end(store_env *se);
 /* meta helpers inside a txn: a missing key reads as zero. */
 int store_meta_get_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t *v);
 int store_meta_put_u64(guts_repo *r, MDB_txn *txn, const char *k, uint64_t v);

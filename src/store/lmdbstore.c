@@ -20,16 +20,18 @@
  * flushes of their commits, several per repository, one after another on
  * the event loop's thread. With the flusher started, an env this adapter
  * creates is created GUTS_REPO_NOSYNC: its commits only write to the page
- * cache, and a pool of threads flushes it (guts_repo_sync), many envs at
- * once. Only when a flush covers the env's last commit does it go back to
- * flushing every commit, and only then does unsynced() let the core
- * announce it. So what a process crash leaves is always whole (the kernel
- * holds the writes), and what a system crash can cost is a replica never
- * flushed, which no peer was told about: the start check (every env's
- * pages walked) finds it damaged or it reads as older, and it is pulled
- * again. Envs that existed before keep flushing every commit, so data a
- * user imported is never behind a flush of ours (but for an import into
- * the same key during its first pull: docs/storage.md). The threads touch only
+ * cache, and a pool of threads flushes it (guts_repo_sync) after each
+ * commit, many envs at once, while the loop goes on. Its whole first copy
+ * is written so (until its refs, which come last, or a poll tick without
+ * a write: guts_core_lmdbstore_tick); then, once a flush covers the env's
+ * last commit, it goes back to flushing every commit, and only then does
+ * unsynced() let the core announce it. So what a process crash leaves is
+ * always whole (the kernel holds the writes), and what a system crash can
+ * cost is a replica never flushed, which no peer was told about: its
+ * unflushed mark has the next open take it for damage (set aside, pulled
+ * again). Envs that existed before keep flushing every commit, so data a
+ * user imported is never behind a flush of ours (an import into the same
+ * key during its first pull ends the mode: docs/storage.md). The threads touch only
  * the handle of a job and the queue under its mutex; every other field
  * is the loop thread's.
  */
@@ -78,6 +80,8 @@ typedef struct open_repo {
     guts_repo *repo;
     flush_job *job; /* its flush waiting, running or done, not yet taken back */
     int ungrouped;  /* full: puts write at once, until a write succeeds */
+    int filling;    /* a replica's first copy: unflushed commits until it ends */
+    int wrote_tick; /* committed since the last guts_core_lmdbstore_tick */
 } open_repo;
 
 typedef struct flusher {
@@ -308,6 +312,8 @@ static int get_repo(guts_core_lmdbstore *s, const char *key, int create, guts_re
     s->open[i].repo = r;
     s->open[i].job = NULL;
     s->open[i].ungrouped = 0;
+    s->open[i].filling = guts_repo_is_nosync(r); /* made now, marked */
+    s->open[i].wrote_tick = 0;
     s->n++;
     guts_repo_group(r, LMDBSTORE_GROUP_BYTES);
     *out = r;
@@ -406,6 +412,7 @@ static int wrote(void *ctx, guts_repo *r, int rc)
     if (e) regroup(e, rc);
     if (!s->fl || !guts_repo_is_nosync(r)) return rc;
     if (!e) return rc;
+    e->wrote_tick = 1;
     if (!e->job) {
         flush_ask(s, e);
     } else {
@@ -488,7 +495,12 @@ size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char
         open_repo *e = j->repo ? entry_of(s, j->key) : NULL;
         if (e && e->job == j) {
             e->job = NULL;
-            if (j->rc == GUTS_OK && j->covered == j->asked && guts_repo_sync_on(e->repo) == GUTS_OK) {
+            if (j->rc == GUTS_OK && j->covered == j->asked && e->filling &&
+                guts_repo_is_nosync(e->repo)) {
+                /* flushed so far, but the first copy goes on: its next
+                 * commit asks again (no fdatasync on the loop per group) */
+            } else if (j->rc == GUTS_OK && j->covered == j->asked &&
+                       guts_repo_sync_on(e->repo) == GUTS_OK) {
                 /* durable up to its last commit, which flushes from now on */
                 durable++;
                 if (cb) cb(j->key, arg);
@@ -502,6 +514,19 @@ size_t guts_core_lmdbstore_flushed(guts_core_lmdbstore *s, void (*cb)(const char
         free(j);
     }
     return durable;
+}
+
+void guts_core_lmdbstore_tick(guts_core_lmdbstore *s)
+{
+    if (!s || !s->fl) return;
+    for (size_t i = 0; i < s->n; i++) {
+        open_repo *e = &s->open[i];
+        if (e->filling && !e->wrote_tick) {
+            e->filling = 0; /* a copy without refs, or one that stopped */
+            if (!e->job) flush_ask(s, e);
+        }
+        e->wrote_tick = 0;
+    }
 }
 
 static int l_unsynced(void *ctx, const char *key)
@@ -620,7 +645,10 @@ static int l_refs_put(void *ctx, const char *key, const guts_ref *refs, size_t n
 {
     guts_repo *r;
     int rc = get_repo(ctx, key, 0, &r);
-    return rc ? rc : wrote(ctx, r, guts_repo_refs_put(r, refs, n));
+    if (rc) return rc;
+    open_repo *e = entry_of(ctx, key);
+    if (e) e->filling = 0; /* refs come last: the first copy is over */
+    return wrote(ctx, r, guts_repo_refs_put(r, refs, n));
 }
 
 static int l_rec_get(void *ctx, const char *key, const guts_id *id, guts_rec *out, void **buf)

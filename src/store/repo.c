@@ -159,7 +159,7 @@ static int env_init(store_env *se)
 /* Removes the files LMDB makes in dir (absent ones are fine), then dir. */
 static int env_files_remove(const char *dir)
 {
-    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    static const char *const files[] = {"data.mdb", "lock.mdb", STORE_NOSYNC_MARK};
     char f[4096];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) >= (int)sizeof f) {
@@ -237,7 +237,8 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     struct stat st;
     /* GUTS_REPO_NOSYNC only for an env made now: one with a flushed past
      * keeps flushing every commit. */
-    int created = 0;
+    int created = 0, marked = 0;
+    long marker = 0;
     const unsigned nosync = (flags & GUTS_REPO_NOSYNC) ? MDB_NOSYNC : 0;
     if (stat(file, &st) != 0) {
         created = 1;
@@ -251,6 +252,7 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
         /* An existing env is checked before LMDB maps it (envcheck.c). */
         char why[STORE_WHY_MAX];
         rc = store_env_check_file(dir, why, sizeof why);
+        if (rc == GUTS_OK) marked = store_mark_check(dir, &marker, why, sizeof why);
         if (rc == GUTS_OK && (flags & GUTS_REPO_VERIFY))
             rc = store_env_walk(dir, d->initial_mapsize, why, sizeof why);
         if (rc) {
@@ -294,11 +296,24 @@ static int env_open(guts_data *d, const char *key, unsigned flags, store_env **o
     /* env_init may have written the schema unflushed (into a directory
      * env_create could not replace): at worst one flush too many */
     atomic_store(&se->commits, created);
-    if (created && nosync && (mrc = mdb_txn_begin(se->env, NULL, MDB_RDONLY, &se->pin))) {
-        /* no pin, no commits without flushes */
-        se->pin = NULL;
-        mdb_env_set_flags(se->env, MDB_NOSYNC, 0);
-        mdb_env_sync(se->env, 1);
+    se->dir = dir;
+    dir = NULL;
+    MDB_envinfo info;
+    if (created && nosync) {
+        /* the mark on the disk before any commit without a flush; without
+         * it, none */
+        se->nosync = store_mark_write(se->dir) == GUTS_OK &&
+                     mdb_env_info(se->env, &info) == 0;
+        se->own_txnid = se->nosync ? (uint64_t)info.me_last_txnid : 0;
+        if (!se->nosync) {
+            mdb_env_set_flags(se->env, MDB_NOSYNC, 0);
+            mdb_env_sync(se->env, 1);
+            (void)store_mark_clear(se->dir);
+        }
+    } else if (marked == 1 && store_mark_gone(marker)) {
+        /* this boot's mark, left by a process that died in a first copy:
+         * the kernel holds its writes; flushed, the env needs no mark */
+        if (mdb_env_sync(se->env, 1) == 0) (void)store_mark_clear(se->dir);
     }
     *out = se;
 out:
@@ -383,13 +398,12 @@ void guts_repo_close(guts_repo *r)
                 break;
             }
         }
-        /* A pinned env is flushed before it closes; a failing flush
-         * leaves its last commits to the kernel (a replica, pulled again
-         * should a system crash take them). */
-        if (se->pin && store_pin_drop(se) != GUTS_OK) {
-            mdb_txn_abort(se->pin);
-            se->pin = NULL;
-        }
+        /* An env without flushes is flushed before it closes; a failing
+         * flush leaves its last commits to the kernel and its mark (a
+         * replica, set aside and pulled again should a system crash come
+         * first). */
+        (void)store_nosync_end(se);
+        free(se->dir);
         mdb_env_close(se->env);
         free(se);
     }

@@ -27,24 +27,27 @@
  * round at least doubles the map, so 64 rounds exceed any address space. */
 #define STORE_WRITE_ROUNDS_MAX 64
 
-int store_pin_drop(store_env *se)
+int store_nosync_end(store_env *se)
 {
-    if (!se->pin) return GUTS_OK;
-    /* Flush first: once the pin is gone a commit may reuse pages, which
-     * is only safe over a tree that is on the disk. */
+    if (!se->nosync) return GUTS_OK;
+    /* Flush first: the mark goes only once every commit is on the disk. */
     int rc = 0;
     if (atomic_load(&se->synced) != atomic_load(&se->commits)) rc = mdb_env_sync(se->env, 1);
     if (rc) return store_mdb_err(rc, "flush before ending no-flush commits");
     if ((rc = mdb_env_set_flags(se->env, MDB_NOSYNC, 0))) return store_mdb_err(rc, "set sync flag");
-    mdb_txn_abort(se->pin);
-    se->pin = NULL;
+    se->nosync = 0;
+    if (store_mark_clear(se->dir) != GUTS_OK) {
+        /* left behind, the mark would have a later boot set the env
+         * aside: flushed from now on, it goes at the first open after this
+         * process, or with a write from another one */
+        guts_errmsg_set("%s: cannot remove %s: %s", se->key, STORE_NOSYNC_MARK, strerror(errno));
+        return GUTS_EIO;
+    }
     return GUTS_OK;
 }
 
 static int adopt_resize(store_env *se)
 {
-    int prc = store_pin_drop(se); /* no remap under a txn of ours */
-    if (prc) return prc;
     if (atomic_load(&se->readers) > 0) {
         guts_errmsg_set("map resized by another process while a read is open here");
         return GUTS_EAGAIN;
@@ -121,9 +124,6 @@ static int grow(store_env *se, size_t hint)
      * room for itself in one step instead of several replays. */
     size_t next = cur > max / 2 ? max : cur * 2;
     if (hint > cur) next = hint > max - cur ? max : cur + hint;
-    /* A replica big enough to grow the map goes back to flushing each
-     * commit: the pin cannot stay over a remap. */
-    if ((rc = store_pin_drop(se))) return rc;
     if (atomic_load(&se->readers) > 0) {
         guts_errmsg_set("map full while a read txn is open in this process");
         return GUTS_EAGAIN;
@@ -165,10 +165,24 @@ int store_write(guts_repo *r, size_t grow_hint, int (*fn)(guts_repo *r, MDB_txn 
             continue;
         }
         if (rc) return store_mdb_err(rc, "begin write txn");
+        uint64_t id = mdb_txn_id(txn);
+        if (se->nosync && id != se->own_txnid + 1) {
+            /* another process committed since our last commit (an import
+             * or a push into the replica): its commit is flushed, and
+             * ours flush from now on, so that what it wrote is never
+             * under pages of ours not on the disk, nor under the mark */
+            mdb_txn_abort(txn);
+            if ((rc = store_nosync_end(se))) return rc;
+            continue;
+        }
         rc = fn(r, txn, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn);
-            if (rc == 0) atomic_fetch_add(&se->commits, 1);
+            if (rc == 0) {
+                atomic_fetch_add(&se->commits, 1);
+                se->own_txnid = id;
+                if (!se->nosync) return store_mark_settle(se->dir);
+            }
         } else {
             mdb_txn_abort(txn);
         }
@@ -337,7 +351,7 @@ int guts_repo_sync_on(guts_repo *r)
 {
     if (!r) return GUTS_EINVAL;
     int rc = check_broken(r->se);
-    return rc ? rc : store_pin_drop(r->se);
+    return rc ? rc : store_nosync_end(r->se);
 }
 
 int guts_repo_sync(guts_repo *r)

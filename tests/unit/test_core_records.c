@@ -10,9 +10,11 @@
  * (the LMDB adapter, src/store/lmdbstore.c); the others use memory. */
 #include <check.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -274,6 +276,132 @@ START_TEST(test_lmdb_stores_replicate)
 END_TEST
 
 
+/* unsynced(key) of node ls while its flushes are taken for up to ms (a
+ * bounded poll): 1 if it stayed 1 throughout, 0 once it reads 0. */
+static int unsynced_for(guts_core_lmdbstore *ls, const guts_core_store *st, const char *key,
+                        int ms)
+{
+    for (int i = 0; i < ms; i++) {
+        guts_core_lmdbstore_flushed(ls, NULL, NULL);
+        if (st->unsynced(st->ctx, key) == 0) return 0;
+        usleep(1000);
+    }
+    return 1;
+}
+
+static int marked(const char *dir, const char *key)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/repos/%s/unflushed", dir, key);
+    return access(path, F_OK) == 0;
+}
+
+/* A replica's first copy commits without a flush on the caller's thread
+ * until its refs are written: a flush that catches up with its commits
+ * meanwhile does not end the mode (every later group commit of the pull
+ * would wait for an fdatasync on the loop), and the repository is not
+ * announceable (unsynced) meanwhile, its unflushed mark on the disk. A
+ * copy that gets no refs ends it at the first tick without a commit since
+ * the previous one. Then a flush covering the last commit ends the mode
+ * and clears the mark. */
+START_TEST(test_lmdb_replica_unflushed_until_its_refs)
+{
+    char dir[] = "/tmp/guts-core-fill-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    guts_data *d;
+    guts_core_lmdbstore *ls;
+    guts_core_store st;
+    tu_lmdb_open(dir, 0, &d, &ls, &st);
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s/n0", dir);
+    ck_assert_int_eq(guts_core_lmdbstore_flush_start(ls, 1, NULL, NULL), 0);
+    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
+    ck_assert_int_eq(st.create(st.ctx, "o/norefs"), 0);
+    guts_id blob = tu_blob(&st, KEY, "first copy");
+    tu_blob(&st, "o/norefs", "no refs");
+    guts_repo_info info;
+    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0); /* commits the group */
+    ck_assert_int_eq(st.info(st.ctx, "o/norefs", &info), 0);
+    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 200), 1);
+    ck_assert(marked(sub, KEY));
+    guts_core_lmdbstore_tick(ls); /* both written since the start */
+    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 50), 1);
+    guts_node_id w;
+    tu_writer(0, &w);
+    tu_set_ref(&st, KEY, "refs/heads/main", &blob, &w);
+    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 10000), 0);
+    ck_assert(!marked(sub, KEY));
+    ck_assert(marked(sub, "o/norefs"));
+    guts_core_lmdbstore_tick(ls); /* nothing since the last: over */
+    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 10000), 0);
+    ck_assert(!marked(sub, "o/norefs"));
+    guts_core_lmdbstore_free(ls);
+    guts_data_close(d);
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+
+/* A user's write (an import, a push: another process) into a replica a
+ * running node is first-copying without flushes returns only once the
+ * node ended that mode and cleared the mark (it sees a commit not its
+ * own, or a tick without a write of its own), so a system crash after it
+ * cannot have the replica, and the user's write with it, set aside. */
+START_TEST(test_lmdb_user_write_waits_for_the_node_flush)
+{
+    char dir[] = "/tmp/guts-core-push-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    guts_data *d;
+    guts_core_lmdbstore *ls;
+    guts_core_store st;
+    tu_lmdb_open(dir, 0, &d, &ls, &st);
+    long holder;
+    ck_assert_int_eq(guts_data_lock(d, &holder), 0); /* the node's */
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s/n0", dir);
+    ck_assert_int_eq(guts_core_lmdbstore_flush_start(ls, 1, NULL, NULL), 0);
+    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
+    tu_blob(&st, KEY, "first copy");
+    guts_repo_info info;
+    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0);
+    ck_assert(marked(sub, KEY));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        guts_data *other;
+        guts_repo *user;
+        guts_node_id w;
+        tu_writer(1, &w);
+        guts_ref ref = {0};
+        snprintf(ref.name, sizeof ref.name, "refs/heads/user");
+        ref.writer = w;
+        ref.clock = 1;
+        int rc = guts_data_open(sub, 0, &other);
+        if (rc == 0) rc = guts_repo_open(other, KEY, 0, &user);
+        if (rc == 0) rc = guts_repo_refs_put(user, &ref, 1);
+        _exit(rc == 0 && !marked(sub, KEY) ? 0 : 1);
+    }
+    int status = 0, done = 0;
+    for (int i = 0; i < 2000 && !done; i++) { /* 10 s at most */
+        guts_core_lmdbstore_flushed(ls, NULL, NULL);
+        if (i % 20 == 0) guts_core_lmdbstore_tick(ls);
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        if (!done) usleep(5000);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    ck_assert(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(!marked(sub, KEY));
+    ck_assert_int_eq(st.unsynced(st.ctx, KEY), 0);
+    guts_core_lmdbstore_free(ls);
+    guts_data_close(d);
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+
 int main(void)
 {
     Suite *s = suite_create("core_records");
@@ -284,6 +412,8 @@ int main(void)
     tcase_add_test(t, test_large_object_resumes_at_the_staged_length);
     tcase_add_test(t, test_large_object_resumes_between_memory_stores);
     tcase_add_test(t, test_lmdb_stores_replicate);
+    tcase_add_test(t, test_lmdb_replica_unflushed_until_its_refs);
+    tcase_add_test(t, test_lmdb_user_write_waits_for_the_node_flush);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1765,23 +1766,130 @@ static int writes_that_grow(guts_repo *r, const char *key, uint64_t clock0, int 
     return grew;
 }
 
-/* A replica made GUTS_REPO_NOSYNC commits without flushes and reuses no
- * page until guts_repo_sync_on(), so every commit before the flush lands
- * on new pages (each grows the file); after it, commits recycle the pages
- * of older trees again. */
-START_TEST(test_nosync_replica_reuses_no_page_until_its_flush)
+/* The path of key's unflushed mark in the test's data dir. */
+static void mark_path(const char *key, char *path, size_t len)
+{
+    snprintf(path, len, "%s/repos/%s/unflushed", tmpdir, key);
+}
+
+static int mark_exists(const char *key)
+{
+    char path[256];
+    mark_path(key, path, sizeof path);
+    return access(path, F_OK) == 0;
+}
+
+/* Write key's mark by hand, as process pid of another boot (boot not
+ * NULL) or of this one would have left it. */
+static void mark_put(const char *key, const char *boot, long pid)
+{
+    char path[256], id[64] = "";
+    mark_path(key, path, sizeof path);
+    if (!boot) {
+        FILE *b = fopen("/proc/sys/kernel/random/boot_id", "r");
+        ck_assert_ptr_nonnull(b);
+        ck_assert_ptr_nonnull(fgets(id, sizeof id, b));
+        fclose(b);
+        id[strcspn(id, "\n")] = 0;
+        boot = id;
+    }
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s %ld\n", boot, pid);
+    fclose(f);
+}
+
+/* A replica made GUTS_REPO_NOSYNC commits without flushes, carrying its
+ * unflushed mark on the disk from its creation until
+ * guts_repo_sync_on(); its commits reuse pages as any env's do (the
+ * file does not grow with each), and a flush alone ends nothing. */
+START_TEST(test_nosync_replica_is_marked_until_its_flush)
 {
     const char *key = "o/nosync";
     guts_repo *r;
     ck_assert_int_eq(guts_repo_open(data, key, GUTS_REPO_CREATE | GUTS_REPO_NOSYNC, &r), GUTS_OK);
     ck_assert_int_eq(guts_repo_is_nosync(r), 1);
-    ck_assert_int_eq(writes_that_grow(r, key, 1, 20), 20);
+    ck_assert(mark_exists(key));
+    ck_assert_int_le(writes_that_grow(r, key, 1, 20), 5);
     ck_assert_int_eq(guts_repo_sync(r), GUTS_OK);
     ck_assert_int_eq(guts_repo_is_nosync(r), 1); /* a flush alone changes nothing */
+    ck_assert(mark_exists(key));
     ck_assert_int_eq(guts_repo_sync_on(r), GUTS_OK);
     ck_assert_int_eq(guts_repo_is_nosync(r), 0);
+    ck_assert(!mark_exists(key));
     ck_assert_int_le(writes_that_grow(r, key, 21, 20), 5);
     guts_repo_close(r);
+}
+END_TEST
+
+/* A mark of another boot: a system crash or restart came while the env
+ * committed without flushes, so its tree may be torn: the env is damage
+ * to every open (the node sets it aside and pulls it again). A mark of
+ * this boot whose process runs: its first copy goes on, the mark stays.
+ * One whose process is gone: only a process died, the kernel holds its
+ * writes; the next open flushes the env and clears the mark. */
+START_TEST(test_unflushed_mark_of_another_boot_is_damage)
+{
+    const char *key = "o/marked";
+    guts_repo *r = open_repo(key);
+    guts_repo_close(r);
+    mark_put(key, "00000000-0000-0000-0000-000000000000", (long)getpid());
+    ck_assert_int_eq(guts_repo_open(data, key, 0, &r), GUTS_EDAMAGED);
+    ck_assert_ptr_nonnull(strstr(guts_store_errmsg(), "system stopped"));
+    mark_put(key, NULL, (long)getppid());
+    ck_assert_int_eq(guts_repo_open(data, key, 0, &r), GUTS_OK);
+    guts_repo_close(r);
+    ck_assert(mark_exists(key));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) _exit(0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    mark_put(key, NULL, (long)pid);
+    ck_assert_int_eq(guts_repo_open(data, key, 0, &r), GUTS_OK);
+    ck_assert(!mark_exists(key));
+    guts_repo_close(r);
+}
+END_TEST
+
+/* A user's write into a replica whose first copy commits without flushes
+ * (an import or a push: another process) returns only once the mark is
+ * gone: the replica's next commit sees a commit not its own, flushes and
+ * ends its mode, so nothing it writes later lies unflushed over the
+ * user's data, and a system crash then sets nothing aside. */
+START_TEST(test_user_write_into_unflushed_replica_is_durable)
+{
+    const char *key = "o/shared";
+    guts_repo *rep;
+    ck_assert_int_eq(guts_repo_open(data, key, GUTS_REPO_CREATE | GUTS_REPO_NOSYNC, &rep), GUTS_OK);
+    ck_assert_int_ge(writes_that_grow(rep, key, 1, 3), 0);
+    ck_assert(mark_exists(key));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        guts_data *other;
+        guts_repo *user;
+        guts_ref ref = mkref("refs/heads/user", ID_A, NULL, 100, 1);
+        int rc = guts_data_open(tmpdir, 0, &other);
+        if (rc == GUTS_OK) rc = guts_repo_open(other, key, 0, &user);
+        if (rc == GUTS_OK) rc = guts_repo_is_nosync(user) ? 99 : guts_repo_refs_put(user, &ref, 1);
+        _exit(rc == GUTS_OK && !mark_exists(key) ? 0 : 1);
+    }
+    /* the replica goes on writing, bounded: 10 s */
+    int status = 0, done = 0;
+    for (int i = 0; i < 2000 && !done; i++) {
+        guts_ref ref = mkref("refs/heads/main", i % 2 ? ID_A : ID_B, NULL, 200 + (uint64_t)i, 1);
+        ck_assert_int_eq(guts_repo_refs_put(rep, &ref, 1), GUTS_OK);
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        if (!done) usleep(5000);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    ck_assert(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(guts_repo_is_nosync(rep), 0); /* the user's commit ended it */
+    ck_assert(!mark_exists(key));
+    guts_repo_close(rep);
 }
 END_TEST
 
@@ -2306,7 +2414,9 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_large_similar_objects_delta_beyond_default_window);
     tcase_add_test(t, test_get_inside_ids_callback_rehashes_everything);
     tcase_add_test(t, test_refs_put_get_and_tombstone);
-    tcase_add_test(t, test_nosync_replica_reuses_no_page_until_its_flush);
+    tcase_add_test(t, test_nosync_replica_is_marked_until_its_flush);
+    tcase_add_test(t, test_unflushed_mark_of_another_boot_is_damage);
+    tcase_add_test(t, test_user_write_into_unflushed_replica_is_durable);
     tcase_add_test(t, test_nosync_is_ignored_for_an_existing_env);
     tcase_add_test(t, test_refs_put_rejects_bad_names_and_symrefs);
     tcase_add_test(t, test_refs_digest_independent_of_order_and_history);
