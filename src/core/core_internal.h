@@ -346,6 +346,11 @@ struct guts_core {
     guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
     guts_idset damaged;  /* stored objects found failing their hash: logged once */
     uint64_t damaged_check_at; /* no puller's DAMAGED is checked before then */
+    /* while sess_clean: the nlow smallest idle deadlines of the sessions,
+     * ascending (sess_low[0] is sess_idle_at), so the glance survives the
+     * earliest session going or becoming active without a rescan */
+    uint64_t sess_low[CORE_GLANCE_LOW];
+    uint32_t nlow;
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned;    /* at most cfg.learned_max */

@@ -139,6 +139,44 @@ static uint64_t idle_deadline(const session *s)
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
+/* The glance's kept deadlines (sess_low): one more session, due idle at d,
+ * with n sessions before it. They stay the nlow smallest of all: d goes in
+ * below the largest kept, or anywhere while every session is kept. */
+static void low_insert(guts_core *c, uint64_t d, size_t n)
+{
+    uint32_t m = c->nlow;
+    if (m && (m < n || m == CORE_GLANCE_LOW) && d >= c->sess_low[m - 1]) return;
+    if (m == CORE_GLANCE_LOW) m--; /* the largest kept goes */
+    uint32_t i = m;
+    for (; i > 0 && c->sess_low[i - 1] > d; i--)
+        c->sess_low[i] = c->sess_low[i - 1];
+    c->sess_low[i] = d;
+    c->nlow = m + 1;
+    c->sess_idle_at = c->sess_low[0];
+}
+
+/* A session due idle at d goes, n sessions left. Once the kept ones have
+ * all gone, only a scan knows the next (sync_glance). */
+static void low_remove(guts_core *c, uint64_t d, size_t n)
+{
+    uint32_t m = c->nlow, i = 0;
+    if (!m || d > c->sess_low[m - 1]) return; /* not among the kept */
+    while (i < m && c->sess_low[i] != d)
+        i++;
+    if (i == m) { /* cannot be: the kept are the smallest */
+        sync_touched(c);
+        return;
+    }
+    memmove(&c->sess_low[i], &c->sess_low[i + 1], (m - 1 - i) * sizeof(uint64_t));
+    c->nlow = --m;
+    if (m)
+        c->sess_idle_at = c->sess_low[0];
+    else if (n)
+        sync_touched(c);
+    else
+        c->sess_idle_at = UINT64_MAX;
+}
+
 /* The glance (sync_glance) kept exact as s comes or goes, without a scan
  * of every session while it is valid: a server that many nodes pull
  * from adds and drops sessions all the time. */
@@ -147,9 +185,10 @@ static void glance_add(guts_core *c, const session *s, int sign)
     if (!c->sess_clean) return;
     if (s->kind == SESS_PULL) c->sess_pulls += (uint32_t)sign;
     if (s->kind == SESS_SERVE && s->key[0]) c->sess_serves += (uint32_t)sign;
-    uint64_t idle = idle_deadline(s);
-    if (sign > 0 && idle < c->sess_idle_at) c->sess_idle_at = idle;
-    if (sign < 0 && idle == c->sess_idle_at) sync_touched(c); /* the earliest goes */
+    if (sign > 0)
+        low_insert(c, idle_deadline(s), c->nsess - 1); /* s is in c->sess */
+    else
+        low_remove(c, idle_deadline(s), c->nsess); /* s has left it */
 }
 
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
@@ -395,14 +434,14 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
     return 0;
 }
 
-/* s is active now (a frame, a writable stream). Its deadline only moves
- * later, so the glance stays exact unless s had the earliest one: on a
- * server that a large group pulls from, every frame rescanned all of its
- * sessions. */
+/* s is active now (a frame, a writable stream): its deadline moves later,
+ * among the glance's kept ones or past them (on a server that a large
+ * group pulls from, every frame rescanned all of its sessions). */
 static void sess_active(guts_core *c, session *s)
 {
-    if (c->sess_clean && idle_deadline(s) == c->sess_idle_at) sync_touched(c);
+    if (c->sess_clean) low_remove(c, idle_deadline(s), c->nsess - 1);
     s->last_active = c->now;
+    if (c->sess_clean) low_insert(c, idle_deadline(s), c->nsess - 1);
 }
 
 void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
@@ -410,14 +449,12 @@ void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
     if (!c->sess_clean) {
         size_t np, ns;
         guts_core_sessions(c, &np, &ns);
-        uint64_t t = UINT64_MAX;
-        for (size_t i = 0; i < c->nsess; i++) {
-            uint64_t idle = idle_deadline(c->sess[i]);
-            if (idle < t) t = idle;
-        }
+        c->nlow = 0;
+        c->sess_idle_at = UINT64_MAX;
+        for (size_t i = 0; i < c->nsess; i++)
+            low_insert(c, idle_deadline(c->sess[i]), i);
         c->sess_pulls = (uint32_t)np;
         c->sess_serves = (uint32_t)ns;
-        c->sess_idle_at = t;
         c->sess_clean = 1;
     }
     *pulls = c->sess_pulls;
