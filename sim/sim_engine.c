@@ -48,19 +48,24 @@ void sim_engine_fini(sim *s)
         }
     }
     for (size_t i = 0; i < s->nheap; i++)
-        sim_sbuf_drop(s->heap[i].buf);
+        sim_sbuf_drop(s, s->heap[i].buf);
     for (size_t b = 0; s->wheel && b < SIM_WHEEL_MS; b++)
         for (uint32_t k = s->wheel[b].head; k; k = s->enext[k - 1])
-            sim_sbuf_drop(s->ev[k - 1].buf);
+            sim_sbuf_drop(s, s->ev[k - 1].buf);
     free(s->wheel);
     free(s->ev);
     free(s->enext);
     for (size_t k = 0; k < s->capfans; k++) {
         free(s->fans[k].ent);
         free(s->fans[k].start);
-        sim_sbuf_drop(s->fans[k].buf);
+        sim_sbuf_drop(s, s->fans[k].buf);
     }
     free(s->fans);
+    for (int k = 0; k < SBUF_CLASSES; k++)
+        for (sbuf *b; (b = s->sbuf_free[k]);) {
+            s->sbuf_free[k] = b->next;
+            free(b);
+        }
     free(s->scr);
     free(s->scr_lat);
     free(s->scr_cnt);

@@ -60,10 +60,18 @@ uint64_t sim_latency(sim *s, uint32_t a, uint32_t b)
 
 /* ---- buffers and heap ------------------------------------------------------ */
 
-static sbuf *sbuf_new(const uint8_t *data, size_t len)
+static sbuf *sbuf_new(sim *s, const uint8_t *data, size_t len)
 {
-    sbuf *b = malloc(sizeof(sbuf) + (len ? len : 1));
-    if (!b) return NULL;
+    size_t need = sizeof(sbuf) + (len ? len : 1);
+    uint32_t k = 0;
+    while (k < SBUF_CLASSES && (size_t)SBUF_MIN << k < need)
+        k++;
+    sbuf *b = k < SBUF_CLASSES ? s->sbuf_free[k] : NULL;
+    if (b)
+        s->sbuf_free[k] = b->next;
+    else if (!(b = malloc(k < SBUF_CLASSES ? (size_t)SBUF_MIN << k : need)))
+        return NULL;
+    b->cls = k;
     b->refs = 0;
     b->len = (uint32_t)len;
     b->decoded = 0;
@@ -71,13 +79,22 @@ static sbuf *sbuf_new(const uint8_t *data, size_t len)
     return b;
 }
 
-void sim_sbuf_drop(sbuf *b)
+/* b, unreferenced, back to its class (or to malloc). */
+static void sbuf_put(sim *s, sbuf *b)
+{
+    if (b->decoded) guts_msg_free(&b->msg);
+    if (b->cls == SBUF_CLASSES) {
+        free(b);
+        return;
+    }
+    b->next = s->sbuf_free[b->cls];
+    s->sbuf_free[b->cls] = b;
+}
+
+void sim_sbuf_drop(sim *s, sbuf *b)
 {
     assert(!b || b->refs > 0);
-    if (b && --b->refs == 0) {
-        if (b->decoded) guts_msg_free(&b->msg);
-        free(b);
-    }
+    if (b && --b->refs == 0) sbuf_put(s, b);
 }
 
 /* The event heap is 4-ary: half the levels of a binary heap, and a node's
@@ -293,7 +310,7 @@ static int reachable(const sim *s, uint32_t a, uint32_t b)
 static sbuf *corrupt_copy(sim *s, const sbuf *b)
 {
     if (s->cfg.corrupt <= 0 || b->len == 0 || sim_rnd01(s) >= s->cfg.corrupt) return NULL;
-    sbuf *c = sbuf_new(b->data, b->len);
+    sbuf *c = sbuf_new(s, b->data, b->len);
     if (!c) return NULL;
     c->data[sim_rnd_below(s, b->len)] ^= (uint8_t)(1 + sim_rnd_below(s, 255));
     s->corrupted++;
@@ -517,7 +534,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         }
         uint64_t dep = egress(s, i, a->len, 1);
         if (dep == UINT64_MAX) break;
-        sbuf *b = sbuf_new(a->data, a->len);
+        sbuf *b = sbuf_new(s, a->data, a->len);
         if (!b) break;
         b->refs = 1; /* held while the copies are pushed */
         if (a->to_group) {
@@ -541,7 +558,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i)
                 dgram_copy(s, i, j, b, dep, GUTS_VIA_UNICAST, 0);
         }
-        sim_sbuf_drop(b);
+        sim_sbuf_drop(s, b);
         break;
     }
     case GUTS_ACT_OPEN_STREAM:
@@ -558,11 +575,11 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         if (t < l->last[o]) t = l->last[o];
         l->last[o] = t;
         l->inflight[o]++;
-        sbuf *b = sbuf_new(a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
+        sbuf *b = sbuf_new(s, a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
         if (!b) break;
         sbuf *bad = corrupt_copy(s, b);
         if (bad) {
-            free(b);
+            sbuf_put(s, b);
             b = bad;
         }
         sev e = {.t = t,
@@ -682,7 +699,7 @@ static void fan_run(sim *s, uint32_t idx)
     f->buf = NULL;
     f->next_free = s->fan_free;
     s->fan_free = idx + 1;
-    sim_sbuf_drop(buf);
+    sim_sbuf_drop(s, buf);
 }
 
 static void dispatch(sim *s, sev *e)
@@ -847,7 +864,7 @@ void sim_events_run(sim *s, uint64_t t)
         }
         s->events++;
         dispatch(s, &e);
-        sim_sbuf_drop(e.buf);
+        sim_sbuf_drop(s, e.buf);
         if (e.link != LINK_NONE && !--s->links[e.link].refs) link_release(s, e.link);
     }
     if (t > s->now) s->now = t;
