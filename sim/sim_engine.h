@@ -154,7 +154,6 @@ struct sim {
     size_t nscr, capscr;
     uint32_t *scr_cnt;
     size_t capcnt;
-    uint32_t next_accept;
     /* free buffers by size class (sim_net.c, sbuf_new): a datagram or a
      * frame each, a malloc and free each before */
     sbuf *sbuf_free[SBUF_CLASSES];

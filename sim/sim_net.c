@@ -249,6 +249,14 @@ static void link_release(sim *s, uint32_t li)
 static slink *link_find(sim *s, uint32_t i, uint32_t stream, int *side)
 {
     snode *nd = &s->nodes[i];
+    if (stream & GUTS_CORE_STREAM_DRIVER) { /* accepted here: named by its link */
+        uint32_t li = stream & ~GUTS_CORE_STREAM_DRIVER;
+        slink *l = li < s->nlinks ? &s->links[li] : NULL;
+        if (!l || l->n[1] != i || l->id[1] != stream || l->closed[1] || l->gen[1] != nd->gen)
+            return NULL;
+        *side = 1;
+        return l;
+    }
     for (size_t k = 0; k < nd->nlinks; k++) {
         if (nd->links[k].stream != stream) continue; /* l->id[e], below */
         slink *l = &s->links[nd->links[k].link];
@@ -451,7 +459,7 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
         fail = 2 * sim_latency(s, i, j); /* the host answers with a reset */
     if (!fail && !s->link_free && s->nlinks == s->caplinks) {
         size_t nc = s->caplinks ? 2 * s->caplinks : 256;
-        slink *p = nc < UINT32_MAX ? realloc(s->links, nc * sizeof(slink)) : NULL;
+        slink *p = nc <= GUTS_CORE_STREAM_DRIVER ? realloc(s->links, nc * sizeof(slink)) : NULL;
         if (!p)
             fail = 1;
         else {
@@ -481,7 +489,10 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
     l->n[0] = i;
     l->n[1] = j;
     l->id[0] = a->stream;
-    l->id[1] = GUTS_CORE_STREAM_DRIVER | (s->next_accept++ & ~GUTS_CORE_STREAM_DRIVER);
+    /* the accepting end's id names the link: link_find without a scan of
+     * a server's thousands of links (a slot is reused only once both ends
+     * have closed, so no live id names two links) */
+    l->id[1] = GUTS_CORE_STREAM_DRIVER | li;
     l->gen[0] = nd->gen;
     l->gen[1] = s->nodes[j].gen;
     node_link_add(nd, li, l->id[0]);
