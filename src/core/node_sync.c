@@ -67,12 +67,12 @@ static size_t sidx_home(uint32_t stream, size_t cap)
     return (size_t)(stream * 2654435761u) & (cap - 1);
 }
 
-static void sidx_put(session **t, size_t cap, session *s)
+static void sidx_put(sidx_ent *t, size_t cap, session *s)
 {
     size_t i = sidx_home(s->stream, cap);
-    while (t[i])
+    while (t[i].s)
         i = (i + 1) & (cap - 1);
-    t[i] = s;
+    t[i] = (sidx_ent){s, s->stream};
 }
 
 static int sidx_grow(guts_core *c)
@@ -80,7 +80,7 @@ static int sidx_grow(guts_core *c)
     if ((c->nsess + 1) * 2 <= c->sidx_cap)
         return 0;
     size_t cap = c->sidx_cap ? 2 * c->sidx_cap : 16;
-    session **t = calloc(cap, sizeof(session *));
+    sidx_ent *t = calloc(cap, sizeof(sidx_ent));
     if (!t)
         return -1;
     for (size_t i = 0; i < c->nsess; i++)
@@ -95,10 +95,10 @@ static int sidx_grow(guts_core *c)
 static void sidx_del(guts_core *c, const session *s)
 {
     size_t mask = c->sidx_cap - 1, i = sidx_home(s->stream, c->sidx_cap);
-    while (c->sidx[i] != s)
+    while (c->sidx[i].s != s)
         i = (i + 1) & mask;
-    for (size_t j = (i + 1) & mask; c->sidx[j]; j = (j + 1) & mask) {
-        size_t k = sidx_home(c->sidx[j]->stream, c->sidx_cap);
+    for (size_t j = (i + 1) & mask; c->sidx[j].s; j = (j + 1) & mask) {
+        size_t k = sidx_home(c->sidx[j].stream, c->sidx_cap);
         /* move j back to i unless its home lies cyclically in (i, j] */
         int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
@@ -106,7 +106,7 @@ static void sidx_del(guts_core *c, const session *s)
         c->sidx[i] = c->sidx[j];
         i = j;
     }
-    c->sidx[i] = NULL;
+    c->sidx[i].s = NULL;
 }
 
 session *sync_find(guts_core *c, uint32_t stream)
@@ -115,15 +115,11 @@ session *sync_find(guts_core *c, uint32_t stream)
         return NULL;
     session *hit = NULL;
     size_t mask = c->sidx_cap - 1;
-    for (size_t i = sidx_home(stream, c->sidx_cap); c->sidx[i]; i = (i + 1) & mask) {
-        if (c->sidx[i]->stream != stream)
-            continue;
-        if (hit) { /* two on one stream (a pull being parked): the first in sess */
-            for (size_t k = 0; k < c->nsess; k++)
-                if (c->sess[k]->stream == stream)
-                    return c->sess[k];
-        }
-        hit = c->sidx[i];
+    for (size_t i = sidx_home(stream, c->sidx_cap); c->sidx[i].s; i = (i + 1) & mask) {
+        session *x = c->sidx[i].s;
+        /* two on one stream (a pull being parked): the first in sess */
+        if (c->sidx[i].stream == stream && (!hit || x->at < hit->at))
+            hit = x;
     }
     return hit;
 }
@@ -220,6 +216,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->part = s->prev_part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
+    s->at = (uint32_t)c->nsess;
     c->sess[c->nsess++] = s;
     sidx_put(c->sidx, c->sidx_cap, s);
     glance_add(c, s, 1);
@@ -254,12 +251,8 @@ static void sess_free(session *s)
 static void sess_remove(guts_core *c, session *s)
 {
     sidx_del(c, s);
-    for (size_t i = 0; i < c->nsess; i++) {
-        if (c->sess[i] == s) {
-            c->sess[i] = c->sess[--c->nsess];
-            break;
-        }
-    }
+    c->sess[s->at] = c->sess[--c->nsess]; /* the last takes its place */
+    c->sess[s->at]->at = s->at;
     glance_add(c, s, -1);
     sess_free(s);
 }
