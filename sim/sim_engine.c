@@ -25,9 +25,11 @@ int sim_engine_init(sim *s, const sim_config *cfg)
     if (s->cfg.domains == 0) s->cfg.domains = 1;
     if (s->cfg.segments == 0 || s->cfg.domains > 1) s->cfg.segments = 1;
     s->nodes = calloc(cfg->nodes, sizeof(snode));
-    if (!s->nodes) return GUTS_ENOMEM;
+    s->upgen = malloc(cfg->nodes * sizeof(uint32_t));
+    if (!s->nodes || !s->upgen) return GUTS_ENOMEM;
     for (uint32_t i = 0; i < cfg->nodes; i++) {
         snode *nd = &s->nodes[i];
+        s->upgen[i] = SIM_NOT_UP;
         for (size_t k = 0; k < GUTS_NODE_ID_LEN; k += 8) {
             uint64_t r = sim_rnd(s);
             memcpy(nd->id.b + k, &r, 8);
@@ -72,6 +74,7 @@ void sim_engine_fini(sim *s)
     free(s->heap);
     free(s->links);
     free(s->nodes);
+    free(s->upgen);
     guts_mempool_free(s->pool); /* after the stores using it */
 }
 
@@ -104,6 +107,7 @@ int sim_core_start(sim *s, uint32_t i)
     int rc = guts_core_new(&cfg, &nd->core);
     if (rc) return rc;
     nd->state = NODE_UP;
+    s->upgen[i] = nd->gen;
     nd->ever_started = 1;
     guts_core_on_timer(nd->core, s->now);
     sim_drain(s, i);
@@ -125,6 +129,7 @@ void sim_core_stop(sim *s, uint32_t i, int state)
     }
     nd->gen++;
     nd->state = state;
+    s->upgen[i] = SIM_NOT_UP;
 }
 
 /* ---- totals ------------------------------------------------------------------------ */

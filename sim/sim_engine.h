@@ -34,6 +34,7 @@ typedef struct sbuf {
 enum { EV_DGRAM = 1, EV_OPEN, EV_FRAME, EV_CLOSED, EV_WRITABLE, EV_TIMER, EV_FANOUT };
 
 #define LINK_NONE UINT32_MAX
+#define SIM_NOT_UP UINT32_MAX
 
 /* The event wheel's span (ms, a power of 2): latencies, frames and most
  * timers fall within it. */
@@ -163,6 +164,10 @@ struct sim {
     uint64_t end;     /* when the run stops */
     uint64_t stopped_at;
     int partitioned;
+    /* per node: its generation while it is up, else SIM_NOT_UP: what a
+     * multicast's copies read, 4 bytes a node where the nodes' own first
+     * cache lines were 13 MB a multicast at 100,000 nodes */
+    uint32_t *upgen;
     char tmpdir[256];
     sim_violations viol;
     /* totals */

@@ -346,8 +346,8 @@ static int scr_reserve(sim *s)
 static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep, uint32_t via,
                        int fan)
 {
-    snode *to = &s->nodes[j];
-    if (to->state != NODE_UP || !reachable(s, from, j)) return;
+    uint32_t gen = s->upgen[j];
+    if (gen == SIM_NOT_UP || (s->partitioned && !reachable(s, from, j))) return;
     if (s->loss > 0 && sim_rnd01(s) < s->loss) {
         s->dgrams_lost++;
         return;
@@ -361,7 +361,7 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep,
         sev e = {.t = dep + sim_latency(s, from, j),
                  .kind = EV_DGRAM,
                  .node = j,
-                 .gen = to->gen,
+                 .gen = gen,
                  .from = from,
                  .link = LINK_NONE,
                  .aux = via,
@@ -369,7 +369,7 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep,
         sbuf *bad = corrupt_copy(s, b);
         if (bad) e.buf = bad;
         if (fan && !bad && scr_reserve(s) == GUTS_OK) {
-            s->scr[s->nscr] = (sfan_ent){j, to->gen};
+            s->scr[s->nscr] = (sfan_ent){j, gen};
             s->scr_lat[s->nscr++] = (uint32_t)(e.t - dep);
             continue;
         }
