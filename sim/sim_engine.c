@@ -25,9 +25,11 @@ int sim_engine_init(sim *s, const sim_config *cfg)
     if (s->cfg.domains == 0) s->cfg.domains = 1;
     if (s->cfg.segments == 0 || s->cfg.domains > 1) s->cfg.segments = 1;
     s->nodes = calloc(cfg->nodes, sizeof(snode));
-    if (!s->nodes) return GUTS_ENOMEM;
+    s->upgen = malloc(cfg->nodes * sizeof(uint32_t));
+    if (!s->nodes || !s->upgen) return GUTS_ENOMEM;
     for (uint32_t i = 0; i < cfg->nodes; i++) {
         snode *nd = &s->nodes[i];
+        s->upgen[i] = SIM_NOT_UP;
         for (size_t k = 0; k < GUTS_NODE_ID_LEN; k += 8) {
             uint64_t r = sim_rnd(s);
             memcpy(nd->id.b + k, &r, 8);
@@ -48,25 +50,31 @@ void sim_engine_fini(sim *s)
         }
     }
     for (size_t i = 0; i < s->nheap; i++)
-        sim_sbuf_drop(s->heap[i].buf);
+        sim_sbuf_drop(s, s->heap[i].buf);
     for (size_t b = 0; s->wheel && b < SIM_WHEEL_MS; b++)
         for (uint32_t k = s->wheel[b].head; k; k = s->enext[k - 1])
-            sim_sbuf_drop(s->ev[k - 1].buf);
+            sim_sbuf_drop(s, s->ev[k - 1].buf);
     free(s->wheel);
     free(s->ev);
     free(s->enext);
     for (size_t k = 0; k < s->capfans; k++) {
         free(s->fans[k].ent);
         free(s->fans[k].start);
-        sim_sbuf_drop(s->fans[k].buf);
+        sim_sbuf_drop(s, s->fans[k].buf);
     }
     free(s->fans);
+    for (int k = 0; k < SBUF_CLASSES; k++)
+        for (sbuf *b; (b = s->sbuf_free[k]);) {
+            s->sbuf_free[k] = b->next;
+            free(b);
+        }
     free(s->scr);
     free(s->scr_lat);
     free(s->scr_cnt);
     free(s->heap);
     free(s->links);
     free(s->nodes);
+    free(s->upgen);
     guts_mempool_free(s->pool); /* after the stores using it */
 }
 
@@ -99,6 +107,7 @@ int sim_core_start(sim *s, uint32_t i)
     int rc = guts_core_new(&cfg, &nd->core);
     if (rc) return rc;
     nd->state = NODE_UP;
+    s->upgen[i] = nd->gen;
     nd->ever_started = 1;
     guts_core_on_timer(nd->core, s->now);
     sim_drain(s, i);
@@ -120,6 +129,7 @@ void sim_core_stop(sim *s, uint32_t i, int state)
     }
     nd->gen++;
     nd->state = state;
+    s->upgen[i] = SIM_NOT_UP;
 }
 
 /* ---- totals ------------------------------------------------------------------------ */

@@ -60,10 +60,18 @@ uint64_t sim_latency(sim *s, uint32_t a, uint32_t b)
 
 /* ---- buffers and heap ------------------------------------------------------ */
 
-static sbuf *sbuf_new(const uint8_t *data, size_t len)
+static sbuf *sbuf_new(sim *s, const uint8_t *data, size_t len)
 {
-    sbuf *b = malloc(sizeof(sbuf) + (len ? len : 1));
-    if (!b) return NULL;
+    size_t need = sizeof(sbuf) + (len ? len : 1);
+    uint32_t k = 0;
+    while (k < SBUF_CLASSES && (size_t)SBUF_MIN << k < need)
+        k++;
+    sbuf *b = k < SBUF_CLASSES ? s->sbuf_free[k] : NULL;
+    if (b)
+        s->sbuf_free[k] = b->next;
+    else if (!(b = malloc(k < SBUF_CLASSES ? (size_t)SBUF_MIN << k : need)))
+        return NULL;
+    b->cls = k;
     b->refs = 0;
     b->len = (uint32_t)len;
     b->decoded = 0;
@@ -71,13 +79,22 @@ static sbuf *sbuf_new(const uint8_t *data, size_t len)
     return b;
 }
 
-void sim_sbuf_drop(sbuf *b)
+/* b, unreferenced, back to its class (or to malloc). */
+static void sbuf_put(sim *s, sbuf *b)
+{
+    if (b->decoded) guts_msg_free(&b->msg);
+    if (b->cls == SBUF_CLASSES) {
+        free(b);
+        return;
+    }
+    b->next = s->sbuf_free[b->cls];
+    s->sbuf_free[b->cls] = b;
+}
+
+void sim_sbuf_drop(sim *s, sbuf *b)
 {
     assert(!b || b->refs > 0);
-    if (b && --b->refs == 0) {
-        if (b->decoded) guts_msg_free(&b->msg);
-        free(b);
-    }
+    if (b && --b->refs == 0) sbuf_put(s, b);
 }
 
 /* The event heap is 4-ary: half the levels of a binary heap, and a node's
@@ -232,6 +249,14 @@ static void link_release(sim *s, uint32_t li)
 static slink *link_find(sim *s, uint32_t i, uint32_t stream, int *side)
 {
     snode *nd = &s->nodes[i];
+    if (stream & GUTS_CORE_STREAM_DRIVER) { /* accepted here: named by its link */
+        uint32_t li = stream & ~GUTS_CORE_STREAM_DRIVER;
+        slink *l = li < s->nlinks ? &s->links[li] : NULL;
+        if (!l || l->n[1] != i || l->id[1] != stream || l->closed[1] || l->gen[1] != nd->gen)
+            return NULL;
+        *side = 1;
+        return l;
+    }
     for (size_t k = 0; k < nd->nlinks; k++) {
         if (nd->links[k].stream != stream) continue; /* l->id[e], below */
         slink *l = &s->links[nd->links[k].link];
@@ -293,7 +318,7 @@ static int reachable(const sim *s, uint32_t a, uint32_t b)
 static sbuf *corrupt_copy(sim *s, const sbuf *b)
 {
     if (s->cfg.corrupt <= 0 || b->len == 0 || sim_rnd01(s) >= s->cfg.corrupt) return NULL;
-    sbuf *c = sbuf_new(b->data, b->len);
+    sbuf *c = sbuf_new(s, b->data, b->len);
     if (!c) return NULL;
     c->data[sim_rnd_below(s, b->len)] ^= (uint8_t)(1 + sim_rnd_below(s, 255));
     s->corrupted++;
@@ -321,8 +346,8 @@ static int scr_reserve(sim *s)
 static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep, uint32_t via,
                        int fan)
 {
-    snode *to = &s->nodes[j];
-    if (to->state != NODE_UP || !reachable(s, from, j)) return;
+    uint32_t gen = s->upgen[j];
+    if (gen == SIM_NOT_UP || (s->partitioned && !reachable(s, from, j))) return;
     if (s->loss > 0 && sim_rnd01(s) < s->loss) {
         s->dgrams_lost++;
         return;
@@ -336,7 +361,7 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep,
         sev e = {.t = dep + sim_latency(s, from, j),
                  .kind = EV_DGRAM,
                  .node = j,
-                 .gen = to->gen,
+                 .gen = gen,
                  .from = from,
                  .link = LINK_NONE,
                  .aux = via,
@@ -344,7 +369,7 @@ static void dgram_copy(sim *s, uint32_t from, uint32_t j, sbuf *b, uint64_t dep,
         sbuf *bad = corrupt_copy(s, b);
         if (bad) e.buf = bad;
         if (fan && !bad && scr_reserve(s) == GUTS_OK) {
-            s->scr[s->nscr] = (sfan_ent){j, to->gen};
+            s->scr[s->nscr] = (sfan_ent){j, gen};
             s->scr_lat[s->nscr++] = (uint32_t)(e.t - dep);
             continue;
         }
@@ -434,7 +459,7 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
         fail = 2 * sim_latency(s, i, j); /* the host answers with a reset */
     if (!fail && !s->link_free && s->nlinks == s->caplinks) {
         size_t nc = s->caplinks ? 2 * s->caplinks : 256;
-        slink *p = nc < UINT32_MAX ? realloc(s->links, nc * sizeof(slink)) : NULL;
+        slink *p = nc <= GUTS_CORE_STREAM_DRIVER ? realloc(s->links, nc * sizeof(slink)) : NULL;
         if (!p)
             fail = 1;
         else {
@@ -464,7 +489,10 @@ static void open_stream(sim *s, uint32_t i, const guts_core_action *a)
     l->n[0] = i;
     l->n[1] = j;
     l->id[0] = a->stream;
-    l->id[1] = GUTS_CORE_STREAM_DRIVER | (s->next_accept++ & ~GUTS_CORE_STREAM_DRIVER);
+    /* the accepting end's id names the link: link_find without a scan of
+     * a server's thousands of links (a slot is reused only once both ends
+     * have closed, so no live id names two links) */
+    l->id[1] = GUTS_CORE_STREAM_DRIVER | li;
     l->gen[0] = nd->gen;
     l->gen[1] = s->nodes[j].gen;
     node_link_add(nd, li, l->id[0]);
@@ -517,7 +545,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         }
         uint64_t dep = egress(s, i, a->len, 1);
         if (dep == UINT64_MAX) break;
-        sbuf *b = sbuf_new(a->data, a->len);
+        sbuf *b = sbuf_new(s, a->data, a->len);
         if (!b) break;
         b->refs = 1; /* held while the copies are pushed */
         if (a->to_group) {
@@ -541,7 +569,7 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
             if (addr_node(s, &a->addr, &j) == GUTS_OK && j != i)
                 dgram_copy(s, i, j, b, dep, GUTS_VIA_UNICAST, 0);
         }
-        sim_sbuf_drop(b);
+        sim_sbuf_drop(s, b);
         break;
     }
     case GUTS_ACT_OPEN_STREAM:
@@ -558,11 +586,11 @@ static void perform(sim *s, uint32_t i, const guts_core_action *a)
         if (t < l->last[o]) t = l->last[o];
         l->last[o] = t;
         l->inflight[o]++;
-        sbuf *b = sbuf_new(a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
+        sbuf *b = sbuf_new(s, a->data + GUTS_FRAME_HDR, a->len - GUTS_FRAME_HDR);
         if (!b) break;
         sbuf *bad = corrupt_copy(s, b);
         if (bad) {
-            free(b);
+            sbuf_put(s, b);
             b = bad;
         }
         sev e = {.t = t,
@@ -682,7 +710,7 @@ static void fan_run(sim *s, uint32_t idx)
     f->buf = NULL;
     f->next_free = s->fan_free;
     s->fan_free = idx + 1;
-    sim_sbuf_drop(buf);
+    sim_sbuf_drop(s, buf);
 }
 
 static void dispatch(sim *s, sev *e)
@@ -847,7 +875,7 @@ void sim_events_run(sim *s, uint64_t t)
         }
         s->events++;
         dispatch(s, &e);
-        sim_sbuf_drop(e.buf);
+        sim_sbuf_drop(s, e.buf);
         if (e.link != LINK_NONE && !--s->links[e.link].refs) link_release(s, e.link);
     }
     if (t > s->now) s->now = t;

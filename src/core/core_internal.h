@@ -194,6 +194,14 @@ typedef struct pend_rec {
     size_t next;  /* next entry with the same base hash, or SIZE_MAX */
 } pend_rec;
 
+typedef struct session session;
+/* A slot of the sessions by stream id (node_sync.c): the id kept beside
+ * the pointer, so a lookup reads no other session on its way. */
+typedef struct sidx_ent {
+    session *s;
+    uint32_t stream;
+} sidx_ent;
+
 typedef struct session {
     /* first: what settle reads of every session on every event (kind,
      * last_active, key[0]), in one cache line */
@@ -203,6 +211,7 @@ typedef struct session {
     char key[GUTS_KEY_MAX + 1];
     guts_core *core;
     uint32_t stream;
+    uint32_t at; /* its index in core->sess */
     guts_addr addr;
     guts_node_id peer_id;
     uint64_t started;
@@ -293,7 +302,7 @@ struct guts_core {
 
     session **sess;
     size_t nsess, capsess;
-    session **sidx;  /* open addressing by stream id (NULL: empty) */
+    sidx_ent *sidx;  /* open addressing by stream id (s NULL: empty) */
     size_t sidx_cap; /* a power of two, at least twice nsess */
     /* the sessions at a glance (node_sync.c, sync_glance): valid while
      * sess_clean, which adding, removing or changing a session clears */
@@ -346,6 +355,11 @@ struct guts_core {
     guts_idset refused;  /* objects refused as over obj_max: logged once, not wanted */
     guts_idset damaged;  /* stored objects found failing their hash: logged once */
     uint64_t damaged_check_at; /* no puller's DAMAGED is checked before then */
+    /* while sess_clean: the nlow smallest idle deadlines of the sessions,
+     * ascending (sess_low[0] is sess_idle_at), so the glance survives the
+     * earliest session going or becoming active without a rescan */
+    uint64_t sess_low[CORE_GLANCE_LOW];
+    uint32_t nlow;
     guts_addr *seeds;    /* cfg.seeds, copied (node_reach.c); NULL without seeds */
     uint64_t *seed_sent; /* per seed: last datagram to it while unheard */
     learned *learned;    /* at most cfg.learned_max */

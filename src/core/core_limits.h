@@ -239,6 +239,12 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
  * second. The next pull usually follows within milliseconds; 2 s keeps a
  * server's keyless session and connection slot far below its 30 s idle. */
 #define CORE_PARK_MS 2000
+
+/* How many of the smallest session idle deadlines the glance keeps
+ * (node_sync.c): a server that thousands pull from rescanned its thousands
+ * of sessions whenever the one with the earliest deadline went or became
+ * active; with the next ones kept, once per this many such changes. */
+#define CORE_GLANCE_LOW 16
 /* What a server at its session limit asks the puller to wait (ERROR busy,
  * retry-after): a small repository's session lasts milliseconds, so a slot
  * is likely free by then; a puller doubles it for each busy answer in a

@@ -67,12 +67,12 @@ static size_t sidx_home(uint32_t stream, size_t cap)
     return (size_t)(stream * 2654435761u) & (cap - 1);
 }
 
-static void sidx_put(session **t, size_t cap, session *s)
+static void sidx_put(sidx_ent *t, size_t cap, session *s)
 {
     size_t i = sidx_home(s->stream, cap);
-    while (t[i])
+    while (t[i].s)
         i = (i + 1) & (cap - 1);
-    t[i] = s;
+    t[i] = (sidx_ent){s, s->stream};
 }
 
 static int sidx_grow(guts_core *c)
@@ -80,7 +80,7 @@ static int sidx_grow(guts_core *c)
     if ((c->nsess + 1) * 2 <= c->sidx_cap)
         return 0;
     size_t cap = c->sidx_cap ? 2 * c->sidx_cap : 16;
-    session **t = calloc(cap, sizeof(session *));
+    sidx_ent *t = calloc(cap, sizeof(sidx_ent));
     if (!t)
         return -1;
     for (size_t i = 0; i < c->nsess; i++)
@@ -95,10 +95,10 @@ static int sidx_grow(guts_core *c)
 static void sidx_del(guts_core *c, const session *s)
 {
     size_t mask = c->sidx_cap - 1, i = sidx_home(s->stream, c->sidx_cap);
-    while (c->sidx[i] != s)
+    while (c->sidx[i].s != s)
         i = (i + 1) & mask;
-    for (size_t j = (i + 1) & mask; c->sidx[j]; j = (j + 1) & mask) {
-        size_t k = sidx_home(c->sidx[j]->stream, c->sidx_cap);
+    for (size_t j = (i + 1) & mask; c->sidx[j].s; j = (j + 1) & mask) {
+        size_t k = sidx_home(c->sidx[j].stream, c->sidx_cap);
         /* move j back to i unless its home lies cyclically in (i, j] */
         int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
@@ -106,7 +106,7 @@ static void sidx_del(guts_core *c, const session *s)
         c->sidx[i] = c->sidx[j];
         i = j;
     }
-    c->sidx[i] = NULL;
+    c->sidx[i].s = NULL;
 }
 
 session *sync_find(guts_core *c, uint32_t stream)
@@ -115,15 +115,11 @@ session *sync_find(guts_core *c, uint32_t stream)
         return NULL;
     session *hit = NULL;
     size_t mask = c->sidx_cap - 1;
-    for (size_t i = sidx_home(stream, c->sidx_cap); c->sidx[i]; i = (i + 1) & mask) {
-        if (c->sidx[i]->stream != stream)
-            continue;
-        if (hit) { /* two on one stream (a pull being parked): the first in sess */
-            for (size_t k = 0; k < c->nsess; k++)
-                if (c->sess[k]->stream == stream)
-                    return c->sess[k];
-        }
-        hit = c->sidx[i];
+    for (size_t i = sidx_home(stream, c->sidx_cap); c->sidx[i].s; i = (i + 1) & mask) {
+        session *x = c->sidx[i].s;
+        /* two on one stream (a pull being parked): the first in sess */
+        if (c->sidx[i].stream == stream && (!hit || x->at < hit->at))
+            hit = x;
     }
     return hit;
 }
@@ -139,6 +135,44 @@ static uint64_t idle_deadline(const session *s)
     return s->last_active + (s->kind == SESS_PARKED ? CORE_PARK_MS : CORE_SESSION_IDLE_MS);
 }
 
+/* The glance's kept deadlines (sess_low): one more session, due idle at d,
+ * with n sessions before it. They stay the nlow smallest of all: d goes in
+ * below the largest kept, or anywhere while every session is kept. */
+static void low_insert(guts_core *c, uint64_t d, size_t n)
+{
+    uint32_t m = c->nlow;
+    if (m && (m < n || m == CORE_GLANCE_LOW) && d >= c->sess_low[m - 1]) return;
+    if (m == CORE_GLANCE_LOW) m--; /* the largest kept goes */
+    uint32_t i = m;
+    for (; i > 0 && c->sess_low[i - 1] > d; i--)
+        c->sess_low[i] = c->sess_low[i - 1];
+    c->sess_low[i] = d;
+    c->nlow = m + 1;
+    c->sess_idle_at = c->sess_low[0];
+}
+
+/* A session due idle at d goes, n sessions left. Once the kept ones have
+ * all gone, only a scan knows the next (sync_glance). */
+static void low_remove(guts_core *c, uint64_t d, size_t n)
+{
+    uint32_t m = c->nlow, i = 0;
+    if (!m || d > c->sess_low[m - 1]) return; /* not among the kept */
+    while (i < m && c->sess_low[i] != d)
+        i++;
+    if (i == m) { /* cannot be: the kept are the smallest */
+        sync_touched(c);
+        return;
+    }
+    memmove(&c->sess_low[i], &c->sess_low[i + 1], (m - 1 - i) * sizeof(uint64_t));
+    c->nlow = --m;
+    if (m)
+        c->sess_idle_at = c->sess_low[0];
+    else if (n)
+        sync_touched(c);
+    else
+        c->sess_idle_at = UINT64_MAX;
+}
+
 /* The glance (sync_glance) kept exact as s comes or goes, without a scan
  * of every session while it is valid: a server that many nodes pull
  * from adds and drops sessions all the time. */
@@ -147,9 +181,10 @@ static void glance_add(guts_core *c, const session *s, int sign)
     if (!c->sess_clean) return;
     if (s->kind == SESS_PULL) c->sess_pulls += (uint32_t)sign;
     if (s->kind == SESS_SERVE && s->key[0]) c->sess_serves += (uint32_t)sign;
-    uint64_t idle = idle_deadline(s);
-    if (sign > 0 && idle < c->sess_idle_at) c->sess_idle_at = idle;
-    if (sign < 0 && idle == c->sess_idle_at) sync_touched(c); /* the earliest goes */
+    if (sign > 0)
+        low_insert(c, idle_deadline(s), c->nsess - 1); /* s is in c->sess */
+    else
+        low_remove(c, idle_deadline(s), c->nsess); /* s has left it */
 }
 
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr)
@@ -181,6 +216,7 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     s->part = s->prev_part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
+    s->at = (uint32_t)c->nsess;
     c->sess[c->nsess++] = s;
     sidx_put(c->sidx, c->sidx_cap, s);
     glance_add(c, s, 1);
@@ -215,12 +251,8 @@ static void sess_free(session *s)
 static void sess_remove(guts_core *c, session *s)
 {
     sidx_del(c, s);
-    for (size_t i = 0; i < c->nsess; i++) {
-        if (c->sess[i] == s) {
-            c->sess[i] = c->sess[--c->nsess];
-            break;
-        }
-    }
+    c->sess[s->at] = c->sess[--c->nsess]; /* the last takes its place */
+    c->sess[s->at]->at = s->at;
     glance_add(c, s, -1);
     sess_free(s);
 }
@@ -395,14 +427,14 @@ int sync_pulling_from(const guts_core *c, const guts_node_id *id)
     return 0;
 }
 
-/* s is active now (a frame, a writable stream). Its deadline only moves
- * later, so the glance stays exact unless s had the earliest one: on a
- * server that a large group pulls from, every frame rescanned all of its
- * sessions. */
+/* s is active now (a frame, a writable stream): its deadline moves later,
+ * among the glance's kept ones or past them (on a server that a large
+ * group pulls from, every frame rescanned all of its sessions). */
 static void sess_active(guts_core *c, session *s)
 {
-    if (c->sess_clean && idle_deadline(s) == c->sess_idle_at) sync_touched(c);
+    if (c->sess_clean) low_remove(c, idle_deadline(s), c->nsess - 1);
     s->last_active = c->now;
+    if (c->sess_clean) low_insert(c, idle_deadline(s), c->nsess - 1);
 }
 
 void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
@@ -410,14 +442,12 @@ void sync_glance(guts_core *c, size_t *pulls, size_t *serves, uint64_t *idle_at)
     if (!c->sess_clean) {
         size_t np, ns;
         guts_core_sessions(c, &np, &ns);
-        uint64_t t = UINT64_MAX;
-        for (size_t i = 0; i < c->nsess; i++) {
-            uint64_t idle = idle_deadline(c->sess[i]);
-            if (idle < t) t = idle;
-        }
+        c->nlow = 0;
+        c->sess_idle_at = UINT64_MAX;
+        for (size_t i = 0; i < c->nsess; i++)
+            low_insert(c, idle_deadline(c->sess[i]), i);
         c->sess_pulls = (uint32_t)np;
         c->sess_serves = (uint32_t)ns;
-        c->sess_idle_at = t;
         c->sess_clean = 1;
     }
     *pulls = c->sess_pulls;
