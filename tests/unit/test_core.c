@@ -2726,15 +2726,23 @@ static void until_open(solo *s, uint64_t *now)
     ck_assert_uint_eq(s->opens, opens + 1);
 }
 
-/* The pull's stream (the last opened) opens and the server answers busy
- * with retry_after ms: returns the ms until the pull opens a stream again. */
-static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
+/* pull_stream_opens: the pull's stream (the last opened) to peer 1 opens
+ * at now; returns its id. */
+static uint32_t pull_stream_opens(solo *s, uint64_t now)
 {
     guts_addr pa;
     peer_addr(1, &pa);
     uint32_t st = s->last_open;
-    guts_core_on_stream_open(s->core, *now, st, &pa, 1);
+    guts_core_on_stream_open(s->core, now, st, &pa, 1);
     solo_drain(s);
+    return st;
+}
+
+/* The pull's stream (the last opened) opens and the server answers busy
+ * with retry_after ms: returns the ms until the pull opens a stream again. */
+static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
+{
+    uint32_t st = pull_stream_opens(s, *now);
     guts_msg m;
     memset(&m, 0, sizeof(m));
     m.type = GUTS_MSG_ERROR;
@@ -2747,6 +2755,15 @@ static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
     return *now - at;
 }
 
+/* solo_pulling: a node offered 5 objects by peer 1 (seed 9), its pull
+ * stream to peer 1 open at *now; returns the stream's id. */
+static uint32_t solo_pulling(solo *s, uint64_t *now)
+{
+    solo_offered(s, 9, 5);
+    until_open(s, now);
+    return pull_stream_opens(s, *now);
+}
+
 /* A server we are pulling from is not expired or found dead while the pull
  * runs, even when none of its announces reach us (a loaded node, a lossy
  * group): the pull's own idle deadline decides. Frames refresh it too.
@@ -2754,14 +2771,8 @@ static uint64_t busy_then_reopen(solo *s, uint64_t *now, uint32_t retry_after)
 START_TEST(test_frames_on_a_pull_keep_its_server_live)
 {
     solo s;
-    solo_offered(&s, 9, 5);
     uint64_t now = 10;
-    until_open(&s, &now);
-    guts_addr pa;
-    peer_addr(1, &pa);
-    uint32_t st = s.last_open;
-    guts_core_on_stream_open(s.core, now, st, &pa, 1);
-    solo_drain(&s);
+    uint32_t st = solo_pulling(&s, &now);
     /* 12 s of frames and no announce: 5 missed intervals are 7.5 s */
     for (uint64_t t = now + 500; t <= now + 12000; t += 500) {
         guts_msg m;
@@ -2804,13 +2815,8 @@ END_TEST
 START_TEST(test_silent_server_of_an_open_pull_is_found_dead)
 {
     solo s;
-    solo_offered(&s, 9, 5);
     uint64_t now = 10;
-    until_open(&s, &now);
-    guts_addr pa;
-    peer_addr(1, &pa);
-    guts_core_on_stream_open(s.core, now, s.last_open, &pa, 1);
-    solo_drain(&s);
+    (void)solo_pulling(&s, &now);
     guts_core_counters k;
     uint64_t t = now;
     for (; t < now + 20000; t += 50) {

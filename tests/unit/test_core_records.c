@@ -20,6 +20,7 @@
 #include "cluster.h"
 #include "guts/core.h"
 #include "guts/lmdbstore.h"
+#include "test_child.h"
 #include "test_core_util.h"
 
 #define KEY "o/records"
@@ -296,6 +297,24 @@ static int marked(const char *dir, const char *key)
     return access(path, F_OK) == 0;
 }
 
+/* A store in a new directory (its data dir, sub, is dir/n0), its flusher
+ * thread started: flushing_open(f, "name") makes /tmp/guts-core-name-*. */
+typedef struct {
+    char dir[48], sub[64];
+    guts_data *d;
+    guts_core_lmdbstore *ls;
+    guts_core_store st;
+} flushing;
+
+static void flushing_open(flushing *f, const char *name)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/guts-core-%s-XXXXXX", name);
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    tu_lmdb_open(f->dir, 0, &f->d, &f->ls, &f->st);
+    snprintf(f->sub, sizeof f->sub, "%s/n0", f->dir);
+    ck_assert_int_eq(guts_core_lmdbstore_flush_start(f->ls, 1, NULL, NULL), 0);
+}
+
 /* A replica's first copy commits without a flush on the caller's thread
  * until its refs are written: a flush that catches up with its commits
  * meanwhile does not end the mode (every later group commit of the pull
@@ -306,41 +325,42 @@ static int marked(const char *dir, const char *key)
  * and clears the mark. */
 START_TEST(test_lmdb_replica_unflushed_until_its_refs)
 {
-    char dir[] = "/tmp/guts-core-fill-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    guts_data *d;
-    guts_core_lmdbstore *ls;
-    guts_core_store st;
-    tu_lmdb_open(dir, 0, &d, &ls, &st);
-    char sub[64];
-    snprintf(sub, sizeof sub, "%s/n0", dir);
-    ck_assert_int_eq(guts_core_lmdbstore_flush_start(ls, 1, NULL, NULL), 0);
-    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
-    ck_assert_int_eq(st.create(st.ctx, "o/norefs"), 0);
-    guts_id blob = tu_blob(&st, KEY, "first copy");
-    tu_blob(&st, "o/norefs", "no refs");
+    flushing f;
+    flushing_open(&f, "fill");
+    ck_assert_int_eq(f.st.create(f.st.ctx, KEY), 0);
+    ck_assert_int_eq(f.st.create(f.st.ctx, "o/norefs"), 0);
+    guts_id blob = tu_blob(&f.st, KEY, "first copy");
+    tu_blob(&f.st, "o/norefs", "no refs");
     guts_repo_info info;
-    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0); /* commits the group */
-    ck_assert_int_eq(st.info(st.ctx, "o/norefs", &info), 0);
-    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 200), 1);
-    ck_assert(marked(sub, KEY));
-    guts_core_lmdbstore_tick(ls); /* both written since the start */
-    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 50), 1);
+    ck_assert_int_eq(f.st.info(f.st.ctx, KEY, &info), 0); /* commits the group */
+    ck_assert_int_eq(f.st.info(f.st.ctx, "o/norefs", &info), 0);
+    ck_assert_int_eq(unsynced_for(f.ls, &f.st, KEY, 200), 1);
+    ck_assert(marked(f.sub, KEY));
+    guts_core_lmdbstore_tick(f.ls); /* both written since the start */
+    ck_assert_int_eq(unsynced_for(f.ls, &f.st, "o/norefs", 50), 1);
     guts_node_id w;
     tu_writer(0, &w);
-    tu_set_ref(&st, KEY, "refs/heads/main", &blob, &w);
-    ck_assert_int_eq(unsynced_for(ls, &st, KEY, 10000), 0);
-    ck_assert(!marked(sub, KEY));
-    ck_assert(marked(sub, "o/norefs"));
-    guts_core_lmdbstore_tick(ls); /* nothing since the last: over */
-    ck_assert_int_eq(unsynced_for(ls, &st, "o/norefs", 10000), 0);
-    ck_assert(!marked(sub, "o/norefs"));
-    guts_core_lmdbstore_free(ls);
-    guts_data_close(d);
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    tu_set_ref(&f.st, KEY, "refs/heads/main", &blob, &w);
+    ck_assert_int_eq(unsynced_for(f.ls, &f.st, KEY, 10000), 0);
+    ck_assert(!marked(f.sub, KEY));
+    ck_assert(marked(f.sub, "o/norefs"));
+    guts_core_lmdbstore_tick(f.ls); /* nothing since the last: over */
+    ck_assert_int_eq(unsynced_for(f.ls, &f.st, "o/norefs", 10000), 0);
+    ck_assert(!marked(f.sub, "o/norefs"));
+    guts_core_lmdbstore_free(f.ls);
+    guts_data_close(f.d);
+    nftw(f.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
 
+
+/* node_loop_turn: what the node's loop does for its store meanwhile:
+ * collects finished flushes, and ticks every 20th turn (100 ms). */
+static void node_loop_turn(void *ctx, int i)
+{
+    guts_core_lmdbstore_flushed(ctx, NULL, NULL);
+    if (i % 20 == 0) guts_core_lmdbstore_tick(ctx);
+}
 
 /* A user's write (an import, a push: another process) into a replica a
  * running node is first-copying without flushes returns only once the
@@ -349,22 +369,15 @@ END_TEST
  * cannot have the replica, and the user's write with it, set aside. */
 START_TEST(test_lmdb_user_write_waits_for_the_node_flush)
 {
-    char dir[] = "/tmp/guts-core-push-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    guts_data *d;
-    guts_core_lmdbstore *ls;
-    guts_core_store st;
-    tu_lmdb_open(dir, 0, &d, &ls, &st);
+    flushing f;
+    flushing_open(&f, "push");
     long holder;
-    ck_assert_int_eq(guts_data_lock(d, &holder), 0); /* the node's */
-    char sub[64];
-    snprintf(sub, sizeof sub, "%s/n0", dir);
-    ck_assert_int_eq(guts_core_lmdbstore_flush_start(ls, 1, NULL, NULL), 0);
-    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
-    tu_blob(&st, KEY, "first copy");
+    ck_assert_int_eq(guts_data_lock(f.d, &holder), 0); /* the node's */
+    ck_assert_int_eq(f.st.create(f.st.ctx, KEY), 0);
+    tu_blob(&f.st, KEY, "first copy");
     guts_repo_info info;
-    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0);
-    ck_assert(marked(sub, KEY));
+    ck_assert_int_eq(f.st.info(f.st.ctx, KEY, &info), 0);
+    ck_assert(marked(f.sub, KEY));
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -376,28 +389,17 @@ START_TEST(test_lmdb_user_write_waits_for_the_node_flush)
         snprintf(ref.name, sizeof ref.name, "refs/heads/user");
         ref.writer = w;
         ref.clock = 1;
-        int rc = guts_data_open(sub, 0, &other);
+        int rc = guts_data_open(f.sub, 0, &other);
         if (rc == 0) rc = guts_repo_open(other, KEY, 0, &user);
         if (rc == 0) rc = guts_repo_refs_put(user, &ref, 1);
-        _exit(rc == 0 && !marked(sub, KEY) ? 0 : 1);
+        _exit(rc == 0 && !marked(f.sub, KEY) ? 0 : 1);
     }
-    int status = 0, done = 0;
-    for (int i = 0; i < 2000 && !done; i++) { /* 10 s at most */
-        guts_core_lmdbstore_flushed(ls, NULL, NULL);
-        if (i % 20 == 0) guts_core_lmdbstore_tick(ls);
-        done = waitpid(pid, &status, WNOHANG) == pid;
-        if (!done) usleep(5000);
-    }
-    if (!done) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
-    ck_assert(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert(!marked(sub, KEY));
-    ck_assert_int_eq(st.unsynced(st.ctx, KEY), 0);
-    guts_core_lmdbstore_free(ls);
-    guts_data_close(d);
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ck_assert(tu_child_ok(pid, node_loop_turn, f.ls));
+    ck_assert(!marked(f.sub, KEY));
+    ck_assert_int_eq(f.st.unsynced(f.st.ctx, KEY), 0);
+    guts_core_lmdbstore_free(f.ls);
+    guts_data_close(f.d);
+    nftw(f.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
 

@@ -22,6 +22,7 @@
 #include "guts/store.h"
 
 #define STORE_TEST_NAME "store"
+#include "test_child.h"
 #include "test_store_util.h"
 
 static guts_repo *open_repo(const char *key)
@@ -1851,6 +1852,13 @@ START_TEST(test_unflushed_mark_of_another_boot_is_damage)
 }
 END_TEST
 
+/* replica_writes: one more ref write of the replica, step i of a wait. */
+static void replica_writes(void *ctx, int i)
+{
+    guts_ref ref = mkref("refs/heads/main", i % 2 ? ID_A : ID_B, NULL, 200 + (uint64_t)i, 1);
+    ck_assert_int_eq(guts_repo_refs_put(ctx, &ref, 1), GUTS_OK);
+}
+
 /* A user's write into a replica whose first copy commits without flushes
  * (an import or a push: another process) returns only once the mark is
  * gone: the replica's next commit sees a commit not its own, flushes and
@@ -1875,18 +1883,7 @@ START_TEST(test_user_write_into_unflushed_replica_is_durable)
         _exit(rc == GUTS_OK && !mark_exists(key) ? 0 : 1);
     }
     /* the replica goes on writing, bounded: 10 s */
-    int status = 0, done = 0;
-    for (int i = 0; i < 2000 && !done; i++) {
-        guts_ref ref = mkref("refs/heads/main", i % 2 ? ID_A : ID_B, NULL, 200 + (uint64_t)i, 1);
-        ck_assert_int_eq(guts_repo_refs_put(rep, &ref, 1), GUTS_OK);
-        done = waitpid(pid, &status, WNOHANG) == pid;
-        if (!done) usleep(5000);
-    }
-    if (!done) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-    }
-    ck_assert(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(tu_child_ok(pid, replica_writes, rep));
     ck_assert_int_eq(guts_repo_is_nosync(rep), 0); /* the user's commit ended it */
     ck_assert(!mark_exists(key));
     guts_repo_close(rep);
