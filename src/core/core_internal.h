@@ -383,7 +383,7 @@ struct guts_core {
     uint64_t probe_new;
     uint64_t probe_min[CORE_VIEW_MAX / 8];
     uint64_t probe_at[CORE_VIEW_MAX];
-    uint64_t kmv[2][CORE_KMV_K];
+    uint32_t kmv[2][CORE_KMV_K]; /* the top 32 bits of each hash */
 };
 
 /* node.c */

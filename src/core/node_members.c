@@ -229,9 +229,9 @@ static void sketch_tick(guts_core *c)
 /* The first of the n sorted hashes a[] that is >= h. They are uniform
  * keyed hashes, so h's place is about n x h / a[n - 1]: the search starts
  * there and walks a few entries, most often within one cache line (a
- * binary search over the 2 KiB took five or six misses, one after the
+ * binary search over the array took five or six misses, one after the
  * other, on every announce of a sender with a small hash). */
-static size_t kmv_pos(const uint64_t *a, size_t n, uint64_t h)
+static size_t kmv_pos(const uint32_t *a, size_t n, uint32_t h)
 {
     if (!n) return 0;
     double guess = (double)h / ((double)a[n - 1] + 1.0) * (double)n;
@@ -245,8 +245,8 @@ static size_t kmv_pos(const uint64_t *a, size_t n, uint64_t h)
 
 void members_sketch_add(guts_core *c, const guts_node_id *id)
 {
-    uint64_t h = XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed);
-    uint64_t *a = c->kmv[c->kmv_cur];
+    uint32_t h = (uint32_t)(XXH3_64bits_withSeed(id->b, sizeof(id->b), c->kmv_seed) >> 32);
+    uint32_t *a = c->kmv[c->kmv_cur];
     size_t n = c->nkmv[c->kmv_cur];
     if (n == CORE_KMV_K && h >= a[n - 1]) return;
     size_t lo = kmv_pos(a, n, h);
@@ -258,7 +258,7 @@ void members_sketch_add(guts_core *c, const guts_node_id *id)
     c->nkmv[c->kmv_cur] = n + 1;
     /* a sender the last epoch holds (most of them while an epoch fills in
      * a steady group) leaves the union of the two as it was */
-    const uint64_t *b = c->kmv[c->kmv_cur ^ 1];
+    const uint32_t *b = c->kmv[c->kmv_cur ^ 1];
     size_t nb = c->nkmv[c->kmv_cur ^ 1], j = full ? nb : kmv_pos(b, nb, h);
     if (j == nb || b[j] != h) {
         /* a sender new to both: below k distinct the estimate is their
@@ -285,18 +285,18 @@ static uint64_t sketch_estimate(guts_core *c)
      * is strictly increasing (members_sketch_add adds no duplicate), so a
      * hash is repeated only across the two, and then both advance; without
      * branches on the data, which are a coin toss per step. */
-    const uint64_t *a = c->kmv[0], *b = c->kmv[1];
+    const uint32_t *a = c->kmv[0], *b = c->kmv[1];
     size_t na = c->nkmv[0], nb = c->nkmv[1], i = 0, j = 0, n = 0;
-    uint64_t last = 0;
+    uint32_t last = 0;
     while (n < CORE_KMV_K && i < na && j < nb) {
-        uint64_t x = a[i], y = b[j];
+        uint32_t x = a[i], y = b[j];
         last = x < y ? x : y;
         i += x <= y;
         j += y <= x;
         n++;
     }
     /* the rest of one array: all above last */
-    const uint64_t *rest = i < na ? a + i : b + j;
+    const uint32_t *rest = i < na ? a + i : b + j;
     size_t left = i < na ? na - i : nb - j;
     if (left > CORE_KMV_K - n) left = CORE_KMV_K - n;
     if (left) {
@@ -305,7 +305,7 @@ static uint64_t sketch_estimate(guts_core *c)
     }
     uint64_t est = n;
     if (n == CORE_KMV_K && last)
-        est = (uint64_t)((CORE_KMV_K - 1) * 18446744073709551616.0 / (double)last);
+        est = (uint64_t)((CORE_KMV_K - 1) * 4294967296.0 / (double)last);
     c->kmv_est = c->kmv_exact = est + 1;
     return c->kmv_est;
 }
