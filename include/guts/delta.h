@@ -27,6 +27,19 @@ typedef int (*guts_delta_copy_fn)(void *ctx, size_t at, size_t from, size_t len)
 int guts_delta_scan(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn,
                     guts_delta_copy_fn copy, void *ctx);
 
+/** The copies from base (bn bytes) that a zstd frame (n bytes) made with
+ * base as its prefix takes, read from the frame's sequences instead of
+ * found again; dst[0..dn) is the frame's content, already decoded (and so
+ * checked) by zstd. Calls copy as guts_delta_scan does: increasing at, not
+ * overlapping, each at least GUTS_DELTA_BLOCK long, the ends of each
+ * compared with base and dst first. GUTS_OK; GUTS_ENOTFOUND when copy
+ * stopped or more than max_inserts bytes of dst are left to inserts (the
+ * frame's matches are too few for a delta worth sending); GUTS_ECORRUPT
+ * when the frame is not read so (the caller scans instead). */
+int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
+                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
+                     void *ctx);
+
 /* Reading a git delta (src/git/pack.c describes the format). The one
  * decoder of its instructions: the pack reader applies them, the store
  * turns them into zstd sequences. Neither checks an instruction against a

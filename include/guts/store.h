@@ -245,6 +245,25 @@ int guts_repo_head(guts_repo *r, const guts_id *id, int *type, uint64_t *size, g
  * Errors: GUTS_ENOTFOUND, GUTS_ECORRUPT, GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len);
 
+/* A copy from a delta's base: the object's bytes [at, at + len) are the
+ * base's [from, from + len). */
+typedef struct guts_copy {
+    size_t at, from, len;
+} guts_copy;
+
+/** guts_repo_get, and when the object's record is a zstd delta that this
+ * call decodes from its base (or finds in the cache with its base), the
+ * copies from that base the frame holds (guts_zstd_copies): *copies
+ * (malloc'd, the caller frees), *ncopies and the base's size *blen; only
+ * when they leave at most *len / inserts_div bytes to inserts (0: any).
+ * The record's base is guts_repo_head's. *copies is NULL when there are
+ * none to give: the object stored whole, a base of another type or not
+ * cached, a frame not read so, too few copies; a git delta is then found
+ * again. Errors as guts_repo_get. */
+int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
+                         void **data, size_t *len, guts_copy **copies, size_t *ncopies,
+                         size_t *blen);
+
 /** Check that a stored object's content hashes to its id: the record (and
  * its delta chain) is decoded and rehashed, a large object piece by piece.
  * Errors: GUTS_ECORRUPT (it does not: guts_store_errmsg() says how),

@@ -160,12 +160,16 @@ typedef struct packw_job {
     guts_id base;
     const uint8_t *bdata, *data;
     size_t len, blen;
+    guts_copy *copies; /* or, with copied set, the delta's copies (freed with it) */
+    size_t ncopies, cbase;
+    int copied;
     void *taken[2];
     uint8_t copy[];
 } packw_job;
 
 static void job_free(packw_job *j)
 {
+    free(j->copies);
     free(j->taken[0]);
     free(j->taken[1]);
     free(j);
@@ -208,6 +212,21 @@ static int write_entry(guts_packw *w, int type, const guts_id *base, const uint8
     return write_whole(w, type, base, data, len);
 }
 
+/* A REF_DELTA against base made of the given copies when under half of
+ * len, else whole. */
+static int write_copies(guts_packw *w, int type, const guts_id *base, size_t blen,
+                        const uint8_t *data, size_t len, const guts_copy *c, size_t n)
+{
+    uint8_t *delta;
+    size_t dlen;
+    if (guts_pack_delta_copies(blen, data, len, c, n, len / 2, &delta, &dlen) == GUTS_OK) {
+        int rc = write_whole(w, GUTS_PACK_REF_DELTA, base, delta, dlen);
+        free(delta);
+        return rc;
+    }
+    return write_whole(w, type, NULL, data, len);
+}
+
 static void *async_main(void *arg)
 {
     guts_packw *w = arg;
@@ -222,8 +241,11 @@ static void *async_main(void *arg)
         a->busy = 1;
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
-        int rc = failed ? GUTS_OK
-                        : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data, j->len);
+        int rc = failed     ? GUTS_OK
+                 : j->copied ? write_copies(w, j->type, &j->base, j->cbase, j->data, j->len,
+                                            j->copies, j->ncopies)
+                             : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data,
+                                           j->len);
         pthread_mutex_lock(&a->mu);
         if (rc) a->rc = rc;
         a->queued -= j->len + j->blen;
@@ -253,7 +275,7 @@ static int async_drain(guts_packw *w)
 /* Queue an entry for the thread (write_entry's), waiting while the queue
  * is full; take as guts_packw_delta_or_whole's. */
 static int async_put(guts_packw *w, int type, const guts_id *base, const void *bdata, size_t blen,
-                     const void *data, size_t len, int take)
+                     const void *data, size_t len, int take, packw_job *with)
 {
     struct packw_async *a = w->async;
     size_t bcopy = (take & GUTS_PACKW_TAKE_BASE) ? 0 : blen;
@@ -262,9 +284,16 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
     if (!j) {
         if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
         if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+        if (with) free(with->copies);
         return GUTS_ENOMEM;
     }
     memset(j, 0, sizeof *j);
+    if (with) {
+        j->copies = with->copies;
+        j->ncopies = with->ncopies;
+        j->cbase = with->cbase;
+        j->copied = 1;
+    }
     j->type = type;
     if (base) j->base = *base;
     j->len = len;
@@ -401,22 +430,36 @@ uint64_t guts_packw_offset(const guts_packw *w)
 
 int guts_packw_object(guts_packw *w, int type, const void *data, size_t len)
 {
-    return w->async ? async_put(w, type, NULL, NULL, 0, data, len, 0)
+    return w->async ? async_put(w, type, NULL, NULL, 0, data, len, 0, NULL)
                     : write_whole(w, type, NULL, data, len);
 }
 
 int guts_packw_ref_delta(guts_packw *w, const guts_id *base, const void *delta, size_t len)
 {
-    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len, 0)
+    return w->async ? async_put(w, GUTS_PACK_REF_DELTA, base, NULL, 0, delta, len, 0, NULL)
                     : write_whole(w, GUTS_PACK_REF_DELTA, base, delta, len);
 }
 
 int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, const void *bdata,
                               size_t blen, const void *data, size_t len, int take)
 {
-    if (w->async) return async_put(w, type, base, bdata, blen, data, len, take);
+    if (w->async) return async_put(w, type, base, bdata, blen, data, len, take, NULL);
     int rc = write_entry(w, type, base, bdata, blen, data, len);
     if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
+    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+    return rc;
+}
+
+int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, size_t blen,
+                               const void *data, size_t len, guts_copy *copies, size_t ncopies,
+                               int take)
+{
+    if (w->async) {
+        packw_job with = {.copies = copies, .ncopies = ncopies, .cbase = blen};
+        return async_put(w, type, base, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
+    }
+    int rc = write_copies(w, type, base, blen, data, len, copies, ncopies);
+    free(copies);
     if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
     return rc;
 }
@@ -558,6 +601,28 @@ static int git_copy(void *ctx, size_t at, size_t from, size_t len)
     if (put_insert(&g->b, g->dst + g->lit, at - g->lit) || put_copy(&g->b, from, len)) return -1;
     g->lit = at + len;
     return 0;
+}
+
+int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_copy *copies,
+                           size_t ncopies, size_t max, uint8_t **out, size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    if (max == 0) return GUTS_ENOTFOUND;
+    gitdelta g = {{malloc(max), 0, max}, dst, 0};
+    if (!g.b.p) return GUTS_ENOMEM;
+    int bad = put_varint(&g.b, bn) || put_varint(&g.b, dn);
+    for (size_t i = 0; i < ncopies && !bad; i++)
+        bad = copies[i].at < g.lit || copies[i].at + copies[i].len > dn ||
+              copies[i].from + copies[i].len > bn ||
+              git_copy(&g, copies[i].at, copies[i].from, copies[i].len);
+    if (bad || put_insert(&g.b, dst + g.lit, dn - g.lit)) {
+        free(g.b.p);
+        return GUTS_ENOTFOUND;
+    }
+    *out = g.b.p;
+    *outlen = g.b.n;
+    return GUTS_OK;
 }
 
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,

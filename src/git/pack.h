@@ -138,6 +138,16 @@ int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, cons
 #define GUTS_PACKW_TAKE_BASE 1
 #define GUTS_PACKW_TAKE_DATA 2
 
+/** One entry of type (data, len): a REF_DELTA against base (blen bytes)
+ * made of the copies the store read from the object's zstd frame
+ * (guts_repo_get_copies; the bytes between them inserted) when that is
+ * under half of len, else whole: no match is searched for. The writer
+ * frees copies; take as guts_packw_delta_or_whole's (_DATA only). Errors
+ * as guts_packw_object. */
+int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, size_t blen,
+                               const void *data, size_t len, guts_copy *copies, size_t ncopies,
+                               int take);
+
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size);
@@ -148,6 +158,12 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20]);
 
 /** Free the writer's buffers (not fd). Safe on a zeroed or failed writer. */
 void guts_packw_free(guts_packw *w);
+
+/** A git delta turning a base of bn bytes into dst[0..dn) with the given
+ * copies from the base (guts_copy: increasing, not overlapping), dst's
+ * other bytes inserted, in at most max bytes; as guts_pack_delta. */
+int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_copy *copies,
+                           size_t ncopies, size_t max, uint8_t **out, size_t *outlen);
 
 /** A git delta turning base[0..bn) into dst[0..dn), in at most max bytes:
  * *out (malloc'd, the caller frees) and *outlen. GUTS_ENOTFOUND when no

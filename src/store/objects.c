@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guts/delta.h"
 #include "internal.h"
 
 /* Raw records up to this size are rehashed (SHA-1) on every read, since
@@ -130,11 +131,58 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
     return GUTS_OK;
 }
 
+/* The copies guts_repo_get_copies gives, collected. */
+typedef struct copies_out {
+    guts_copy *v;
+    size_t n, cap, blen;
+    unsigned div; /* given only when at most size / div bytes are inserts */
+} copies_out;
+
+static int copies_add(void *ctx, size_t at, size_t from, size_t len)
+{
+    copies_out *c = ctx;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        guts_copy *v = realloc(c->v, cap * sizeof *v);
+        if (!v) return 1;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = (guts_copy){at, from, len};
+    return 0;
+}
+
+/* The copies of id's delta record h (decoded into cur from base) into cc
+ * when its base has the object's type (base_type: -1, not known yet); else
+ * cc->v stays NULL. */
+static void copies_of(guts_repo *r, MDB_txn *txn, const rec_hdr *h, int base_type,
+                      const uint8_t *base, size_t blen, const uint8_t *cur, copies_out *cc)
+{
+    if (base_type < 0) {
+        MDB_val v;
+        rec_hdr bh;
+        if (store_rec_find(r, txn, &h->base, &v, &bh)) return;
+        base_type = bh.type;
+    }
+    if (base_type != h->type ||
+        guts_zstd_copies(h->payload, h->plen, base, blen, cur, h->size,
+                         cc->div ? h->size / cc->div : h->size, copies_add, cc)) {
+        free(cc->v);
+        cc->v = NULL;
+        cc->n = 0;
+        return;
+    }
+    if (!cc->v) cc->v = malloc(sizeof *cc->v); /* no copy: still known */
+    cc->blen = blen;
+}
+
 /* Full content of a stored object, read in txn. Delta chains are walked
  * iteratively up to the first cached base (or a full record), then decoded
- * back down; intermediate contents go into the cache as they are bases. */
-int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
-                     size_t *len)
+ * back down; intermediate contents go into the cache as they are bases.
+ * cc (may be NULL): the copies of id's own record, when decoded here or
+ * when both it and its base are cached. */
+static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
+                      size_t *len, copies_out *cc)
 {
     rec_hdr chain[STORE_DELTA_DEPTH_MAX + 1];
     guts_id ids[STORE_DELTA_DEPTH_MAX + 1];
@@ -152,6 +200,11 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
         memcpy(copy, cached, clen);
         *out = copy;
         *len = clen;
+        const uint8_t *base;
+        size_t blen;
+        if (cc && chain[0].enc == ENC_ZSTD_DELTA &&
+            (base = cache_get(&r->cache, &chain[0].base, &blen)))
+            copies_of(r, txn, &chain[0], -1, base, blen, copy, cc);
         return GUTS_OK;
     }
     const uint8_t *base = NULL;
@@ -182,6 +235,8 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
     for (; j >= 0; j--) {
         uint8_t *cur;
         rc = rec_decode(r, &ids[j], &chain[j], base, blen, &cur);
+        if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD_DELTA)
+            copies_of(r, txn, &chain[0], top > 0 ? chain[1].type : -1, base, blen, cur, cc);
         if (owned) cache_give(&r->cache, &ids[j + 1], owned, blen);
         owned = NULL;
         if (rc) return rc;
@@ -191,6 +246,38 @@ int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, u
     }
     *out = owned;
     *len = blen;
+    return GUTS_OK;
+}
+
+int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
+                     size_t *len)
+{
+    return obj_decode(r, txn, id, type, out, len, NULL);
+}
+
+int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
+                         void **data, size_t *len, guts_copy **copies, size_t *ncopies, size_t *blen)
+{
+    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen) return GUTS_EINVAL;
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int t = 0;
+    copies_out cc = {.div = inserts_div};
+    rc = obj_decode(r, txn, id, &t, &buf, &n, &cc);
+    store_read_end(r, txn);
+    if (rc) {
+        free(cc.v);
+        return rc;
+    }
+    *type = t;
+    *data = buf;
+    *len = n;
+    *copies = cc.v;
+    *ncopies = cc.n;
+    *blen = cc.blen;
     return GUTS_OK;
 }
 

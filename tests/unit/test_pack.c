@@ -10,6 +10,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -17,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
+#include "guts/delta.h"
 #include "pack.h"
 #include "packcache.h"
 
@@ -542,6 +546,206 @@ static void flip_byte(const char *path, long at)
  * matter, their content and the repository do) comes back byte for byte;
  * a damaged one is refused and removed; an abandoned one leaves nothing;
  * past two per repository the oldest goes, with stale half-written ones. */
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* guts_zstd_copies' callback: every copy kept, checked as it comes. */
+typedef struct zcopies {
+    guts_copy v[4096];
+    size_t n;
+    const uint8_t *base, *dst;
+    size_t bn, dn;
+} zcopies;
+
+static int zcopy(void *ctx, size_t at, size_t from, size_t len)
+{
+    zcopies *z = ctx;
+    ck_assert_uint_lt(z->n, 4096);
+    ck_assert_uint_ge(len, GUTS_DELTA_BLOCK);
+    ck_assert(z->n == 0 || at >= z->v[z->n - 1].at + z->v[z->n - 1].len);
+    ck_assert_uint_le(at + len, z->dn);
+    ck_assert_uint_le(from + len, z->bn);
+    ck_assert_mem_eq(z->dst + at, z->base + from, len);
+    z->v[z->n++] = (guts_copy){at, from, len};
+    return 0;
+}
+
+/* dst: base's lines with some changed, inserted and deleted (text, so that
+ * zstd's matcher uses repeat offsets and its own FSE tables) */
+static size_t edited_text(uint8_t *base, size_t bn, uint8_t *dst, size_t cap, uint64_t *s)
+{
+    static const char *words[] = {"inflate", "deflate", "window", "bits", "state", "crc32",
+                                  "adler", "length", "distance", "table", "stream", "block"};
+    size_t n = 0;
+    while (n + 80 < bn) {
+        int k = 3 + (int)(rng(s) % 8);
+        for (int i = 0; i < k; i++)
+            n += (size_t)sprintf((char *)base + n, "%s ", words[rng(s) % 12]);
+        n += (size_t)sprintf((char *)base + n, "%u;\n", (unsigned)(rng(s) % 1000));
+    }
+    memset(base + n, '\n', bn - n);
+    size_t dn = 0, i = 0;
+    while (i < bn && dn + 600 < cap) {
+        size_t run = 1 + rng(s) % 3000;
+        if (run > bn - i) run = bn - i;
+        memcpy(dst + dn, base + i, run);
+        dn += run;
+        i += run;
+        if (rng(s) % 2) dn += (size_t)sprintf((char *)dst + dn, "edit %u\n", (unsigned)rng(s));
+        else i += rng(s) % 100;
+    }
+    return dn;
+}
+
+START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
+{
+    enum { N = 400000 }; /* past zstd's 128 KiB blocks */
+    uint8_t *base = malloc(N), *dst = malloc(2 * N), *out = malloc(2 * N);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    size_t fcap = ZSTD_compressBound(2 * N);
+    uint8_t *frame = malloc(fcap);
+    uint64_t s = 11;
+    static const int levels[] = {1, 3, 9, 19};
+    for (int round = 0; round < 24; round++) {
+        size_t bn = round < 4 ? 100 + rng(&s) % 2000 : 1000 + rng(&s) % (N - 1000);
+        size_t dn;
+        if (round % 3 == 2) { /* random bytes, spans of the base among them */
+            fill(base, bn, rng(&s));
+            dn = 0;
+            while (dn + 5000 < 2 * (size_t)N && dn < bn) {
+                size_t k = 1 + rng(&s) % 4000, at = rng(&s) % bn;
+                if (k > bn - at) k = bn - at;
+                memcpy(dst + dn, base + at, k);
+                dn += k;
+                fill(dst + dn, 7, rng(&s));
+                dn += 7;
+            }
+        } else {
+            dn = edited_text(base, bn, dst, 2 * N, &s);
+        }
+        int level = levels[round % 4];
+        ck_assert(!ZSTD_isError(ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters)));
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, round % 2);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, round % 5 != 0);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 22);
+        ck_assert(!ZSTD_isError(ZSTD_CCtx_refPrefix(cc, base, bn)));
+        size_t fn = ZSTD_compress2(cc, frame, fcap, dst, dn);
+        ck_assert(!ZSTD_isError(fn));
+        /* the decoder reads it back against the same prefix */
+        ck_assert(!ZSTD_isError(ZSTD_DCtx_refPrefix(dc, base, bn)));
+        ck_assert_uint_eq(ZSTD_decompressDCtx(dc, out, 2 * N, frame, fn), dn);
+        zcopies *z = calloc(1, sizeof *z);
+        *z = (zcopies){.base = base, .dst = dst, .bn = bn, .dn = dn};
+        ck_assert_int_eq(guts_zstd_copies(frame, fn, base, bn, dst, dn, dn, zcopy, z), GUTS_OK);
+        size_t covered = 0;
+        for (size_t i = 0; i < z->n; i++)
+            covered += z->v[i].len;
+        /* most of dst is the base's: the frame's matches say so */
+        ck_assert_uint_gt(covered, dn / 2);
+        /* the git delta of those copies rebuilds dst */
+        uint8_t *d, *r;
+        size_t dl, rn;
+        int copies = 0, inserts = 0;
+        ck_assert_int_eq(guts_pack_delta_copies(bn, dst, dn, z->v, z->n, dn + 64, &d, &dl), GUTS_OK);
+        ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, &copies, &inserts), 0);
+        ck_assert_uint_eq(rn, dn);
+        ck_assert_mem_eq(r, dst, dn);
+        free(d);
+        free(r);
+        /* fewer inserts allowed than the frame leaves: none given */
+        z->n = 0;
+        if (dn - covered > 1)
+            ck_assert_int_eq(
+                guts_zstd_copies(frame, fn, base, bn, dst, dn, (dn - covered) / 2, zcopy, z),
+                GUTS_ENOTFOUND);
+        /* a cut frame, or another content, is not read */
+        z->n = 0;
+        ck_assert_int_eq(guts_zstd_copies(frame, fn - 1, base, bn, dst, dn, dn, zcopy, z),
+                         GUTS_ECORRUPT);
+        z->n = 0;
+        ck_assert_int_eq(guts_zstd_copies(frame, fn, base, bn, dst, dn - 1, dn, zcopy, z),
+                         GUTS_ECORRUPT);
+        free(z);
+    }
+    /* no zstd frame */
+    zcopies z0 = {.base = base, .dst = dst, .bn = 100, .dn = 100};
+    ck_assert_int_eq(guts_zstd_copies(base, 100, base, 100, dst, 100, 100, zcopy, &z0),
+                     GUTS_ECORRUPT);
+    ZSTD_freeCCtx(cc);
+    ZSTD_freeDCtx(dc);
+    free(frame);
+    free(base);
+    free(dst);
+    free(out);
+}
+END_TEST
+
+/* The store gives a delta record's copies from its base (its frame made
+ * from the put's hint), and none for an object stored whole. */
+START_TEST(test_store_gives_a_zstd_deltas_copies)
+{
+    char data[] = "/tmp/guts-zcopies-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    guts_data *d;
+    guts_repo *r;
+    ck_assert_int_eq(guts_data_open(data, GUTS_DATA_CREATE, &d), GUTS_OK);
+    ck_assert_int_eq(guts_repo_open(d, "o/zc", GUTS_REPO_CREATE, &r), GUTS_OK);
+    enum { N = 60000 };
+    uint8_t *base = malloc(N), *dst = malloc(2 * N);
+    uint64_t s = 3;
+    size_t dn = edited_text(base, N, dst, 2 * N, &s);
+    guts_obj o[2] = {{.type = GUTS_OBJ_BLOB, .data = base, .len = N},
+                     {.type = GUTS_OBJ_BLOB, .data = dst, .len = dn}};
+    ck_assert_int_eq(guts_obj_hash(o[0].type, base, N, &o[0].id), GUTS_OK);
+    ck_assert_int_eq(guts_obj_hash(o[1].type, dst, dn, &o[1].id), GUTS_OK);
+    o[1].base = &o[0].id;
+    ck_assert_int_eq(guts_repo_put(r, o, 2, NULL, NULL), GUTS_OK);
+    guts_id sb;
+    int type;
+    uint64_t size;
+    ck_assert_int_eq(guts_repo_head(r, &o[1].id, &type, &size, &sb), GUTS_OK);
+    ck_assert_int_eq(guts_id_cmp(&sb, &o[0].id), 0);
+    for (int pass = 0; pass < 2; pass++) { /* decoded, then with the base cached */
+        void *got;
+        size_t len, n, blen;
+        guts_copy *c;
+        ck_assert_int_eq(guts_repo_get_copies(r, &o[1].id, 8, &type, &got, &len, &c, &n, &blen),
+                         GUTS_OK);
+        ck_assert_uint_eq(len, dn);
+        ck_assert_mem_eq(got, dst, dn);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_uint_eq(blen, N);
+        uint8_t *delta, *back;
+        size_t dl, bl;
+        int copies = 0, inserts = 0;
+        ck_assert_int_eq(guts_pack_delta_copies(blen, got, len, c, n, len / 2, &delta, &dl), GUTS_OK);
+        ck_assert_int_eq(apply(base, N, delta, dl, &back, &bl, &copies, &inserts), 0);
+        ck_assert_uint_eq(bl, dn);
+        ck_assert_mem_eq(back, dst, dn);
+        free(delta);
+        free(back);
+        free(got);
+        free(c);
+    }
+    void *got;
+    size_t len, n, blen;
+    guts_copy *c;
+    ck_assert_int_eq(guts_repo_get_copies(r, &o[0].id, 8, &type, &got, &len, &c, &n, &blen), GUTS_OK);
+    ck_assert_ptr_null(c);
+    free(got);
+    guts_repo_close(r);
+    guts_data_close(d);
+    free(base);
+    free(dst);
+    nftw(data, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 START_TEST(test_pack_cache)
 {
     char data[] = "/tmp/guts-packcache-XXXXXX", dir[64], names[1024];
@@ -859,6 +1063,8 @@ int main(void)
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
+    tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
+    tcase_add_test(t, test_store_gives_a_zstd_deltas_copies);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
     tcase_add_test(t, test_pack_cache_keys_and_budget);

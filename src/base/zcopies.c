@@ -1,0 +1,433 @@
+/* zcopies.c - the copies a zstd frame made against a prefix, read from its
+ * sequences (guts_zstd_copies, delta.h) instead of found again.
+ *
+ * Only what places the copies is read (RFC 8878): the frame and block
+ * headers, each compressed block's literals header (for the number of
+ * literal bytes; the literals themselves are skipped), the sequences'
+ * FSE tables and bitstream, and the repeat offsets. A match whose source
+ * lies in the prefix is a copy from the base; a match inside the content
+ * itself, and any copy shorter than GUTS_DELTA_BLOCK, is left to the
+ * caller's inserts. A frame read wrong is refused, not turned into a wrong
+ * delta: the bitstream must end exactly where each block does, the sizes
+ * add up to the content's, and each copy starts and ends with the base's
+ * bytes.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "guts/delta.h"
+#include "guts/guts.h"
+
+#define MAX_LL 35
+#define MAX_ML 52
+#define MAX_OF 31
+#define LOG_LL 9
+#define LOG_ML 9
+#define LOG_OF 8
+
+static const int16_t ll_default[MAX_LL + 1] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+                                               2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+                                               2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
+static const int16_t ml_default[MAX_ML + 1] = {
+    1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
+static const int16_t of_default[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
+                                       1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
+
+static const uint32_t ll_base[MAX_LL + 1] = {
+    0,  1,  2,  3,  4,  5,  6,   7,   8,   9,   10,   11,   12,   13,   14,    15,    16,    18,
+    20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+static const uint8_t ll_bits[MAX_LL + 1] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  0,  0,
+                                            0, 0, 0, 0, 1, 1, 1, 1, 2, 2,  3,  3,
+                                            4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint32_t ml_base[MAX_ML + 1] = {
+    3,  4,  5,  6,  7,  8,  9,  10, 11, 12,  13,  14,  15,  16,   17,   18,   19,    20,
+    21, 22, 23, 24, 25, 26, 27, 28, 29, 30,  31,  32,  33,  34,   35,   37,   39,    41,
+    43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771, 65539};
+static const uint8_t ml_bits[MAX_ML + 1] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4,
+                                            5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+/* One state of an FSE decoding table. */
+typedef struct fse_cell {
+    uint16_t base;
+    uint8_t sym, bits;
+} fse_cell;
+
+typedef struct fse_table {
+    fse_cell c[1 << LOG_LL];
+    unsigned log;
+} fse_table;
+
+static unsigned highbit(uint32_t v)
+{
+    return 31u - (unsigned)__builtin_clz(v);
+}
+
+/* The decoding table of a normalized distribution (RFC 8878 4.1.1). */
+static int fse_build(fse_table *t, const int16_t *norm, unsigned nsym, unsigned log)
+{
+    unsigned size = 1u << log, high = size - 1, pos = 0;
+    unsigned step = (size >> 1) + (size >> 3) + 3;
+    uint16_t next[MAX_ML + 1];
+    for (unsigned s = 0; s < nsym; s++) {
+        if (norm[s] == -1) {
+            t->c[high--].sym = (uint8_t)s;
+            next[s] = 1;
+        } else {
+            next[s] = (uint16_t)norm[s];
+        }
+    }
+    for (unsigned s = 0; s < nsym; s++)
+        for (int i = 0; i < norm[s]; i++) {
+            t->c[pos].sym = (uint8_t)s;
+            do
+                pos = (pos + step) & (size - 1);
+            while (pos > high);
+        }
+    if (pos != 0) return -1;
+    for (unsigned u = 0; u < size; u++) {
+        unsigned ns = next[t->c[u].sym]++;
+        if (ns == 0) return -1;
+        unsigned nb = log - highbit(ns);
+        t->c[u].bits = (uint8_t)nb;
+        t->c[u].base = (uint16_t)((ns << nb) - size);
+    }
+    t->log = log;
+    return 0;
+}
+
+/* n bits of p (len bytes) from bit at, least significant first; bits past
+ * the end read as 0. */
+static uint64_t bits_at(const uint8_t *p, size_t len, size_t at, unsigned n)
+{
+    size_t byte = at >> 3;
+    uint64_t v = 0;
+    if (byte + 8 <= len)
+        memcpy(&v, p + byte, 8);
+    else if (byte < len)
+        memcpy(&v, p + byte, len - byte);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    v >>= at & 7;
+    return n ? v & (~0ull >> (64 - n)) : 0;
+}
+
+/* An FSE table description (RFC 8878 4.1.1) into t; bytes read, or -1. */
+static long fse_read(fse_table *t, const uint8_t *p, size_t len, unsigned nsym, unsigned maxlog)
+{
+    int16_t norm[MAX_ML + 1] = {0};
+    if (len == 0) return -1;
+    size_t at = 4;
+    unsigned log = (unsigned)bits_at(p, len, 0, 4) + 5;
+    if (log > maxlog) return -1;
+    int remaining = (1 << log) + 1, threshold = 1 << log;
+    unsigned nbits = log + 1, s = 0;
+    int prev0 = 0;
+    while (remaining > 1 && s < nsym) {
+        if (prev0) {
+            unsigned n0 = s;
+            for (;;) {
+                unsigned r = (unsigned)bits_at(p, len, at, 2);
+                at += 2;
+                n0 += r;
+                if (r != 3) break;
+                if (at > len * 8) return -1;
+            }
+            if (n0 >= nsym) return -1;
+            while (s < n0)
+                norm[s++] = 0;
+        }
+        int max = (2 * threshold - 1) - remaining;
+        int v = (int)bits_at(p, len, at, nbits), count;
+        if ((v & (threshold - 1)) < max) {
+            count = v & (threshold - 1);
+            at += nbits - 1;
+        } else {
+            count = v & (2 * threshold - 1);
+            if (count >= threshold) count -= max;
+            at += nbits;
+        }
+        count--;
+        remaining -= count < 0 ? -count : count;
+        norm[s++] = (int16_t)count;
+        prev0 = count == 0;
+        while (remaining < threshold && threshold > 1) {
+            nbits--;
+            threshold >>= 1;
+        }
+        if (at > len * 8) return -1;
+    }
+    if (remaining != 1 || at > len * 8) return -1;
+    if (fse_build(t, norm, nsym, log)) return -1;
+    return (long)((at + 7) >> 3);
+}
+
+/* The sequences' bitstream, read backwards from its last bit. */
+typedef struct bwd {
+    const uint8_t *p;
+    size_t len, pos; /* bits not yet read: [0, pos) */
+} bwd;
+
+static int bwd_read(bwd *b, unsigned n, uint32_t *v)
+{
+    if (n > b->pos) return -1;
+    b->pos -= n;
+    *v = (uint32_t)bits_at(b->p, b->len, b->pos, n);
+    return 0;
+}
+
+/* The three kinds of symbols a sequence has: literal lengths, offsets,
+ * match lengths. */
+enum { K_LL, K_OF, K_ML };
+
+/* The predefined tables (RFC 8878 3.1.1.3.2.2), built once. */
+static fse_table predefined[3];
+static pthread_once_t predefined_once = PTHREAD_ONCE_INIT;
+
+static void predefined_build(void)
+{
+    fse_build(&predefined[K_LL], ll_default, MAX_LL + 1, 6);
+    fse_build(&predefined[K_OF], of_default, 29, 5);
+    fse_build(&predefined[K_ML], ml_default, MAX_ML + 1, 6);
+}
+
+/* What guts_zstd_copies carries from block to block. */
+typedef struct zc {
+    fse_table *own;            /* [3]: tables a block described */
+    const fse_table *t[3];     /* each kind's table now: own or predefined */
+    uint32_t rep[3];
+    const uint8_t *base, *dst;
+    size_t bn, dn, pos; /* pos: dst bytes placed so far */
+    size_t at, from, len; /* the copy not yet reported (len 0: none) */
+    size_t inserts, max_inserts; /* dst bytes not copied: so far, at most */
+    guts_delta_copy_fn copy;
+    void *ctx;
+} zc;
+
+/* n more bytes of dst go as inserts: 1 once past max_inserts. */
+static int inserts(zc *z, size_t n)
+{
+    z->inserts += n;
+    return z->inserts > z->max_inserts;
+}
+
+/* Report the pending copy when long enough, after checking its first and
+ * last CHECK bytes (a frame read wrong puts its copies off, at their ends
+ * too; a full compare cost as much as reading the sequences). A shorter
+ * one goes as inserts. */
+#define CHECK 16
+static int flush_copy(zc *z)
+{
+    size_t n = z->len;
+    z->len = 0;
+    if (n < GUTS_DELTA_BLOCK) return inserts(z, n);
+    size_t k = n < CHECK ? n : CHECK;
+    if (memcmp(z->dst + z->at, z->base + z->from, k) ||
+        memcmp(z->dst + z->at + n - k, z->base + z->from + n - k, k))
+        return -1;
+    return z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
+}
+
+/* A match of n bytes at z->pos, off back in base + dst: its part in the
+ * base extends the pending copy or starts the next one, its part in dst
+ * goes as inserts. */
+static int match(zc *z, size_t off, size_t n)
+{
+    if (off == 0 || off > z->pos + z->bn || n > z->dn - z->pos) return -1;
+    size_t k = off > z->pos ? off - z->pos : 0; /* bytes from the base */
+    if (k > n) k = n;
+    if (k) {
+        size_t from = z->bn + z->pos - off;
+        if (z->len && z->at + z->len == z->pos && z->from + z->len == from) {
+            z->len += k;
+        } else {
+            int rc = flush_copy(z);
+            if (rc) return rc;
+            z->at = z->pos;
+            z->from = from;
+            z->len = k;
+        }
+    }
+    z->pos += n;
+    return inserts(z, n - k);
+}
+
+/* The table of kind k for a block: mode 0 predefined, 1 one symbol, 2
+ * described here, 3 the last block's. Bytes read, or -1. */
+static long table_for(zc *z, int k, unsigned mode, const uint8_t *p, size_t len)
+{
+    static const unsigned nsym[3] = {MAX_LL + 1, MAX_OF + 1, MAX_ML + 1};
+    static const unsigned maxlog[3] = {LOG_LL, LOG_OF, LOG_ML};
+    fse_table *own = &z->own[k];
+    long n;
+    switch (mode) {
+    case 0: z->t[k] = &predefined[k]; return 0;
+    case 1:
+        if (len < 1 || p[0] >= nsym[k]) return -1;
+        own->c[0] = (fse_cell){.base = 0, .sym = p[0], .bits = 0};
+        own->log = 0;
+        z->t[k] = own;
+        return 1;
+    case 2:
+        if ((n = fse_read(own, p, len, nsym[k], maxlog[k])) < 0) return -1;
+        z->t[k] = own;
+        return n;
+    default: return z->t[k] ? 0 : -1;
+    }
+}
+
+/* n bytes of literals alone. */
+static int lits_only(zc *z, size_t n)
+{
+    z->pos += n;
+    return inserts(z, n);
+}
+
+/* One compressed block (p, len): its literals and sequences. */
+static int block(zc *z, const uint8_t *p, size_t len)
+{
+    if (len < 1) return -1;
+    unsigned ltype = p[0] & 3, sf = (p[0] >> 2) & 3;
+    size_t lh, regen, lsize;
+    if (ltype <= 1) {
+        lh = sf == 1 ? 2 : sf == 3 ? 3 : 1;
+        if (len < lh) return -1;
+        regen = lh == 1 ? p[0] >> 3u
+                : lh == 2 ? (p[0] >> 4u) + ((size_t)p[1] << 4)
+                          : (p[0] >> 4u) + ((size_t)p[1] << 4) + ((size_t)p[2] << 12);
+        lsize = lh + (ltype == 0 ? regen : 1);
+    } else {
+        lh = sf <= 1 ? 3 : sf == 2 ? 4 : 5;
+        unsigned nb = sf <= 1 ? 10 : sf == 2 ? 14 : 18;
+        if (len < lh) return -1;
+        uint64_t v = bits_at(p, lh, 0, (unsigned)(8 * lh));
+        regen = (size_t)((v >> 4) & ((1u << nb) - 1));
+        lsize = lh + (size_t)((v >> (4 + nb)) & ((1u << nb) - 1));
+    }
+    if (lsize >= len) return lsize == len && regen <= z->dn - z->pos ? lits_only(z, regen) : -1;
+    const uint8_t *s = p + lsize;
+    size_t n = len - lsize, q;
+    uint32_t nseq;
+    if (s[0] < 128) {
+        nseq = s[0];
+        q = 1;
+    } else if (s[0] < 255) {
+        if (n < 2) return -1;
+        nseq = ((uint32_t)(s[0] - 128) << 8) + s[1];
+        q = 2;
+    } else {
+        if (n < 3) return -1;
+        nseq = s[1] + ((uint32_t)s[2] << 8) + 0x7f00;
+        q = 3;
+    }
+    if (nseq == 0) return q == n && regen <= z->dn - z->pos ? lits_only(z, regen) : -1;
+    if (q >= n) return -1;
+    unsigned modes = s[q++];
+    if (modes & 3) return -1;
+    for (int k = K_LL; k <= K_ML; k++) {
+        long used = table_for(z, k, (modes >> (6 - 2 * k)) & 3, s + q, n - q);
+        if (used < 0) return -1;
+        q += (size_t)used;
+    }
+    const fse_table *llt = z->t[K_LL], *oft = z->t[K_OF], *mlt = z->t[K_ML];
+    if (q >= n || s[n - 1] == 0) return -1;
+    bwd b = {s + q, n - q, 8 * (n - q - 1) + highbit(s[n - 1])};
+    uint32_t lls, ofs, mls, v;
+    if (bwd_read(&b, llt->log, &lls) || bwd_read(&b, oft->log, &ofs) ||
+        bwd_read(&b, mlt->log, &mls))
+        return -1;
+    size_t lits = 0;
+    for (uint32_t i = 0; i < nseq; i++) {
+        unsigned ofc = oft->c[ofs].sym, mlc = mlt->c[mls].sym, llc = llt->c[lls].sym;
+        if (ofc > MAX_OF || mlc > MAX_ML || llc > MAX_LL) return -1;
+        uint32_t ofv, mlx, llx;
+        if (bwd_read(&b, ofc, &ofv) || bwd_read(&b, ml_bits[mlc], &mlx) ||
+            bwd_read(&b, ll_bits[llc], &llx))
+            return -1;
+        uint64_t offval = ((uint64_t)1 << ofc) + ofv;
+        size_t ml = ml_base[mlc] + mlx, ll = ll_base[llc] + llx;
+        uint32_t off;
+        if (offval > 3) {
+            off = (uint32_t)(offval - 3);
+            z->rep[2] = z->rep[1];
+            z->rep[1] = z->rep[0];
+            z->rep[0] = off;
+        } else {
+            unsigned idx = (unsigned)offval - 1 + (ll == 0);
+            if (idx == 0) {
+                off = z->rep[0];
+            } else {
+                off = idx == 3 ? z->rep[0] - 1 : z->rep[idx];
+                if (idx != 1) z->rep[2] = z->rep[1];
+                z->rep[1] = z->rep[0];
+                z->rep[0] = off;
+            }
+        }
+        lits += ll;
+        if (lits > regen || ll > z->dn - z->pos) return -1;
+        z->pos += ll;
+        int rc = inserts(z, ll);
+        if (!rc) rc = match(z, off, ml);
+        if (rc) return rc;
+        if (i + 1 < nseq) {
+            const fse_cell *c;
+            c = &llt->c[lls];
+            if (bwd_read(&b, c->bits, &v)) return -1;
+            lls = c->base + v;
+            c = &mlt->c[mls];
+            if (bwd_read(&b, c->bits, &v)) return -1;
+            mls = c->base + v;
+            c = &oft->c[ofs];
+            if (bwd_read(&b, c->bits, &v)) return -1;
+            ofs = c->base + v;
+            if (lls >> llt->log || mls >> mlt->log || ofs >> oft->log) return -1;
+        }
+    }
+    if (b.pos != 0 || regen - lits > z->dn - z->pos) return -1;
+    z->pos += regen - lits;
+    return inserts(z, regen - lits);
+}
+
+int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
+                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
+                     void *ctx)
+{
+    static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    pthread_once(&predefined_once, predefined_build);
+    if (n < 6 || memcmp(frame, magic, 4) != 0) return GUTS_ECORRUPT;
+    unsigned fhd = frame[4], fcs = fhd >> 6, single = (fhd >> 5) & 1, did = fhd & 3;
+    if (fhd & 8) return GUTS_ECORRUPT;
+    size_t q = 5 + !single + (did == 3 ? 4 : did) +
+               (fcs == 0 ? single : fcs == 1 ? 2 : fcs == 2 ? 4 : 8);
+    fse_table own[3]; /* not cleared: each is written before it is read */
+    zc z = {.own = own, .rep = {1, 4, 8}, .base = base, .dst = dst, .bn = bn, .dn = dn,
+            .copy = copy, .ctx = ctx, .max_inserts = max_inserts};
+    for (int last = 0; !last;) {
+        if (q + 3 > n) return GUTS_ECORRUPT;
+        uint32_t h = frame[q] | (uint32_t)frame[q + 1] << 8 | (uint32_t)frame[q + 2] << 16;
+        size_t bsize = h >> 3;
+        last = h & 1;
+        q += 3;
+        int rc = 0;
+        switch ((h >> 1) & 3) {
+        case 0: /* raw */
+        case 1: /* one byte repeated */
+            if (bsize > dn - z.pos) return GUTS_ECORRUPT;
+            rc = lits_only(&z, bsize);
+            bsize = ((h >> 1) & 3) ? 1 : bsize;
+            break;
+        case 2: rc = q + bsize <= n ? block(&z, frame + q, bsize) : -1; break;
+        default: return GUTS_ECORRUPT;
+        }
+        if (rc > 0) return GUTS_ENOTFOUND;
+        if (rc < 0 || q + bsize > n) return GUTS_ECORRUPT;
+        q += bsize;
+    }
+    q += ((fhd >> 2) & 1) ? 4 : 0;
+    if (q != n || z.pos != dn) return GUTS_ECORRUPT;
+    int rc = flush_copy(&z);
+    return rc > 0 ? GUTS_ENOTFOUND : rc < 0 ? GUTS_ECORRUPT : GUTS_OK;
+}
