@@ -101,7 +101,7 @@ static int stored_delta(walk *w, guts_repo *r, const guts_id *id, const guts_id 
  * matches against a large prefix are short and few (a 646 KB file of
  * zlib: 137 KB covered, where the scan makes a delta of a few KB), and the
  * writer's thread scans the base as before. */
-#define COPIES_INSERTS_DIV 8
+#define COPIES_INSERTS_DIV 4
 
 /* Might the entry go against the receiver's version of its path
  * (path_delta)? Only in a fetch with haves: never in a clone. */
