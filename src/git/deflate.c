@@ -135,6 +135,29 @@ static inline uint32_t hash(uint32_t x)
     return (x * 2654435761u) >> (32 - GUTS_DEFLATE_HASH_BITS);
 }
 
+/* How many bytes a and b have in common from their start, at most max:
+ * eight at a time, then one. */
+static inline size_t same_run(const uint8_t *a, const uint8_t *b, size_t max)
+{
+    size_t k = 0;
+    while (k + 8 <= max) {
+        uint64_t x, y;
+        memcpy(&x, a + k, 8);
+        memcpy(&y, b + k, 8);
+        if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return k + ((unsigned)__builtin_ctzll(x ^ y) >> 3);
+#else
+            break;
+#endif
+        }
+        k += 8;
+    }
+    while (k < max && a[k] == b[k])
+        k++;
+    return k;
+}
+
 static void put_be32(uint8_t *o, uint32_t v)
 {
     o[0] = (uint8_t)(v >> 24);
@@ -165,8 +188,7 @@ static uint8_t *fixed_block(guts_deflate *d, const uint8_t *in, size_t n, uint8_
             continue;
         }
         size_t len = MATCH_MIN, max = n - i < MATCH_MAX ? n - i : MATCH_MAX;
-        while (len < max && in[at + len] == in[i + len])
-            len++;
+        len += same_run(in + at + len, in + i + len, max - len);
         match(&b, (unsigned)len, (unsigned)(i - at));
         for (size_t k = i + 1; k < i + len && k + MATCH_MIN <= n; k++)
             d->tab[hash(load32(in + k))] = base + (uint32_t)k;
