@@ -261,7 +261,9 @@ typedef struct session {
     uint64_t big_len, big_off;
     int big_type;
     guts_id big_id;
-    guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
+    /* what the puller holds staged: GUTS_STAGE_MAX entries once it says
+     * (most sessions never do), else NULL */
+    guts_stage *resume;
     size_t nresume;
     /* Records read but not sent yet, in send order: one that did not fit
      * the last frame, or a delta's bases read ahead of it. Serving

@@ -166,6 +166,7 @@ void guts_memstore_free(guts_memstore *m)
         free(r->objs);
         for (size_t j = 0; j < r->nstage; j++)
             free(r->stage[j].data);
+        free(r->stage);
         free(r->log);
         for (size_t j = 0; j < r->nrefs; j++) {
             free(r->refs[j].name);
@@ -183,7 +184,7 @@ int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return GUTS_OK;
-    size_t nc = *cap ? *cap : 16;
+    size_t nc = *cap ? *cap : 4;
     while (nc < need)
         nc *= 2;
     void *p = realloc(*arr, nc * elem);

@@ -37,7 +37,7 @@ typedef struct mref {
 
 typedef struct mrepo {
     char key[GUTS_KEY_MAX + 1];
-    mstage stage[GUTS_STAGE_MAX];
+    mstage *stage; /* GUTS_STAGE_MAX entries once an object is staged, else NULL */
     size_t nstage;
     mobj *objs; /* sorted by id */
     size_t nobjs, capobjs;
@@ -57,7 +57,8 @@ struct guts_memstore {
     size_t nowned;
 };
 
-/* Grow *arr (elements of elem bytes) to hold need, doubling from 16. */
+/* Grow *arr (elements of elem bytes) to hold need, doubling from 4 (a
+ * simulated node holds a few refs and some dozens of objects). */
 int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem);
 /* The repository named key, or NULL. */
 mrepo *memstore_repo_find(const guts_memstore *m, const char *key);

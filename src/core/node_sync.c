@@ -242,6 +242,7 @@ static void sess_free(session *s)
     for (size_t i = s->headahead; i < s->nahead; i++)
         free(s->ahead[i].buf);
     free(s->ahead);
+    free(s->resume);
     guts_idset_free(&s->early);
     pull_pend_free(s->core, s);
     jobs_free(s);
@@ -255,6 +256,11 @@ static void sess_remove(guts_core *c, session *s)
     c->sess[s->at]->at = s->at;
     glance_add(c, s, -1);
     sess_free(s);
+    if (c->nsess == 0) { /* idle most of the time: no index kept meanwhile */
+        free(c->sidx);
+        c->sidx = NULL;
+        c->sidx_cap = 0;
+    }
 }
 
 static void peer_hex(guts_core *c, const session *s, char *hex)
