@@ -11,11 +11,14 @@
 
 #include "guts/core.h"
 
+/* An object: id, type and length, then its contents, in one allocation.
+ * A pooled store's objects are the pool's (one for every store holding
+ * the id), except the copies it damaged; otherwise each is the store's. */
 typedef struct mobj {
     guts_id id;
     int type;
     size_t len;
-    uint8_t *data;
+    uint8_t data[];
 } mobj;
 
 /* A large object being received (memory: the bytes so far). */
@@ -39,7 +42,9 @@ typedef struct mrepo {
     char key[GUTS_KEY_MAX + 1];
     mstage *stage; /* GUTS_STAGE_MAX entries once an object is staged, else NULL */
     size_t nstage;
-    mobj *objs; /* sorted by id */
+    /* sorted by id; 8 bytes an object in each store (guts-sim's 10,000s of
+     * stores hold the same objects: the contents and ids are the pool's) */
+    mobj **objs;
     size_t nobjs, capobjs;
     guts_id *log; /* insertion order */
     size_t nlog, caplog;
@@ -53,7 +58,7 @@ struct guts_memstore {
     mrepo **repos; /* sorted by key */
     size_t n, cap;
     guts_mempool *pool; /* NULL: every object's contents owned */
-    uint8_t **owned;    /* pooled store: the contents it owns (damaged copies) */
+    mobj **owned;       /* pooled store: the objects it owns (damaged copies) */
     size_t nowned;
 };
 
