@@ -41,9 +41,10 @@ typedef struct core_act {
 typedef struct peer_repo {
     /* the key: the lrepo's own when we track the repository (shared: one
      * copy for every peer, and members_repo(p, r->key) matches it by
-     * address, without a strcmp per peer), else an owned copy */
+     * address, without a strcmp per peer), else an owned copy; which one
+     * is told by address (node_members.c, key_owned), not by a flag that
+     * took 8 bytes of every view entry */
     const char *key;
-    int shared;
     uint64_t objects;
     guts_fp fp;
     uint64_t rdigest;
@@ -74,7 +75,7 @@ typedef struct dead_note {
     uint32_t left;
 } dead_note;
 
-/* 184 bytes on 64-bit hosts (the small fields fill the holes after addr):
+/* 176 bytes on 64-bit hosts (the small fields fill the holes after addr):
  * every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
@@ -267,8 +268,10 @@ typedef struct session {
     size_t nresume;
     /* Records read but not sent yet, in send order: one that did not fit
      * the last frame, or a delta's bases read ahead of it. Serving
-     * sessions only: CORE_AHEAD_MIN entries, CORE_AHEAD_MAX once a delta
-     * is read (7.7 KB, which a session sending whole objects never needs). */
+     * sessions only, from their first OBJECTS frame (NULL before: a parked
+     * stream's idle server session holds none): CORE_AHEAD_MIN entries,
+     * CORE_AHEAD_MAX once a delta is read (7.7 KB, which a session sending
+     * whole objects never needs). */
     sent_rec *ahead;
     size_t headahead, nahead, capahead;
     guts_idset early; /* ids sent ahead of a whole-repository walk */

@@ -17,16 +17,19 @@
  * one store per node, and 16 of those per repository were a third of a
  * node's memory); it is expanded into a guts_ref when read.
  *
- * Stores made with a pool (guts_memstore_new_pooled) keep their objects
- * (id, type, length and contents in one allocation) there, one copy per id
- * for all of them: contents are immutable and named by their hash, so
- * sharing them is invisible to every caller (guts-sim's nodes all hold the
- * same objects: ~4 KB per node of 45), and a store's sorted array is 8
- * bytes an object (40 with the id and length inline: 2 KB a node). Such a
- * store owns only the objects it damaged (guts_memstore_damage copies
- * before it flips), listed in `owned`. The pool takes only objects whose hash a put
- * checked, so a put of an object the pool holds byte for byte skips the
- * hash (guts_mempool_proves: the nodes of a run store the same objects).
+ * Every store keeps its objects (id, type, length and contents in one
+ * allocation) in a pool: its own (guts_memstore_new) or one shared with
+ * other stores (guts_memstore_new_pooled), one copy per id for all of them:
+ * contents are immutable and named by their hash, so sharing them is
+ * invisible to every caller (guts-sim's nodes all hold the same objects:
+ * ~4 KB per node of 45). A store's sorted array and insertion log are 8
+ * bytes an object each (60 with the ids and lengths inline: 3 KB a
+ * simulated node); a pool's entries outlive a drop, so the log never
+ * dangles. A store owns only the objects it damaged (guts_memstore_damage
+ * copies before it flips), listed in `owned`. The pool takes only objects
+ * whose hash a put checked, so a put of an object the pool holds byte for
+ * byte skips the hash (guts_mempool_proves: the nodes of a run store the
+ * same objects).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -127,13 +130,10 @@ static mobj *pool_get(guts_mempool *p, const guts_id *id, int type, const void *
     return e;
 }
 
-/* Free a store's object d: only if the store owns it. */
+/* Free a store's object d if the store owns it (a damaged copy); the
+ * pool's stay. */
 static void obj_free(guts_memstore *m, mobj *d)
 {
-    if (!m->pool) {
-        free(d);
-        return;
-    }
     for (size_t i = 0; i < m->nowned; i++) {
         if (m->owned[i] == d) {
             free(d);
@@ -145,16 +145,24 @@ static void obj_free(guts_memstore *m, mobj *d)
 
 int guts_memstore_new(guts_memstore **out)
 {
-    *out = calloc(1, sizeof(guts_memstore));
-    return *out ? GUTS_OK : GUTS_ENOMEM;
+    guts_mempool *pool;
+    if (guts_mempool_new(&pool) != GUTS_OK)
+        return GUTS_ENOMEM;
+    if (guts_memstore_new_pooled(pool, out) != GUTS_OK) {
+        guts_mempool_free(pool);
+        return GUTS_ENOMEM;
+    }
+    (*out)->own_pool = 1;
+    return GUTS_OK;
 }
 
 int guts_memstore_new_pooled(guts_mempool *pool, guts_memstore **out)
 {
-    int rc = guts_memstore_new(out);
-    if (rc == GUTS_OK)
-        (*out)->pool = pool;
-    return rc;
+    *out = calloc(1, sizeof(guts_memstore));
+    if (!*out)
+        return GUTS_ENOMEM;
+    (*out)->pool = pool;
+    return GUTS_OK;
 }
 
 void guts_memstore_free(guts_memstore *m)
@@ -179,6 +187,8 @@ void guts_memstore_free(guts_memstore *m)
     }
     free(m->repos);
     free(m->owned);
+    if (m->own_pool)
+        guts_mempool_free(m->pool);
     free(m);
 }
 
@@ -396,7 +406,7 @@ int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
     nf = w;
     int rc = memstore_grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj *));
     if (!rc)
-        rc = memstore_grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(guts_id));
+        rc = memstore_grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(mobj *));
     size_t nlog = r->nlog;
     /* copy contents and log in batch order, like the LMDB store */
     for (size_t j = 0; !rc && j < n; j++) {
@@ -405,18 +415,14 @@ int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
         if (!f || f->e)
             continue;
         const guts_obj *o = &objs[j];
-        f->e = m->pool ? pool_get(m->pool, &o->id, o->type, o->data, o->len)
-                       : obj_new(&o->id, o->type, o->data, o->len);
+        f->e = pool_get(m->pool, &o->id, o->type, o->data, o->len);
         if (!f->e) {
             rc = GUTS_ENOMEM;
             break;
         }
-        r->log[nlog++] = o->id;
+        r->log[nlog++] = f->e;
     }
-    if (rc) {
-        for (size_t i = 0; i < nf; i++)
-            if (fresh[i].e)
-                obj_free(ctx, fresh[i].e);
+    if (rc) { /* what the pool took stays there */
         free(fresh);
         return rc;
     }
@@ -449,8 +455,8 @@ static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t
     if (!r)
         return GUTS_ENOTFOUND;
     for (size_t i = 0; *n < max && i < r->nlog; i++)
-        if (memstore_obj_find(r, &r->log[r->nlog - 1 - i])) /* not dropped */
-            out[(*n)++] = r->log[r->nlog - 1 - i];
+        if (memstore_obj_find(r, &r->log[r->nlog - 1 - i]->id)) /* not dropped */
+            out[(*n)++] = r->log[r->nlog - 1 - i]->id;
     return GUTS_OK;
 }
 
@@ -492,7 +498,7 @@ int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
     if (i == SIZE_MAX) return GUTS_ENOTFOUND;
     mobj *o = r->objs[i];
     if (o->len == 0) return GUTS_EINVAL;
-    if (m->pool) { /* the pool's copy is every store's: damage a copy of our own */
+    { /* the pool's copy may be other stores': damage a copy of our own */
         int own = 0;
         for (size_t k = 0; k < m->nowned && !own; k++)
             own = m->owned[k] == o;

@@ -12,8 +12,8 @@
 #include "guts/core.h"
 
 /* An object: id, type and length, then its contents, in one allocation.
- * A pooled store's objects are the pool's (one for every store holding
- * the id), except the copies it damaged; otherwise each is the store's. */
+ * A store's objects are its pool's (one for every store holding the id),
+ * except the copies it damaged. */
 typedef struct mobj {
     guts_id id;
     int type;
@@ -46,7 +46,7 @@ typedef struct mrepo {
      * stores hold the same objects: the contents and ids are the pool's) */
     mobj **objs;
     size_t nobjs, capobjs;
-    guts_id *log; /* insertion order */
+    const mobj **log; /* insertion order: the pool's entries, which outlive a drop */
     size_t nlog, caplog;
     mref *refs; /* sorted by name; tombstones included */
     size_t nrefs, caprefs;
@@ -57,8 +57,9 @@ typedef struct mrepo {
 struct guts_memstore {
     mrepo **repos; /* sorted by key */
     size_t n, cap;
-    guts_mempool *pool; /* NULL: every object's contents owned */
-    mobj **owned;       /* pooled store: the objects it owns (damaged copies) */
+    guts_mempool *pool; /* a store made by guts_memstore_new has its own */
+    int own_pool;
+    mobj **owned; /* the objects it owns (damaged copies) */
     size_t nowned;
 };
 

@@ -203,13 +203,6 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     session *s = calloc(1, sizeof(session));
     if (!s)
         return NULL;
-    if (kind == SESS_SERVE) {
-        if (!(s->ahead = malloc(CORE_AHEAD_MIN * sizeof(sent_rec)))) {
-            free(s);
-            return NULL;
-        }
-        s->capahead = CORE_AHEAD_MIN;
-    }
     s->core = c;
     s->stream = stream;
     s->kind = kind;
