@@ -12,7 +12,9 @@
  * call as an inline failure does (nothing of the call stays stored).
  *
  * The hand-off is a ring of jobs under one mutex; the thread is woken only
- * when it sleeps, takes the jobs in order, one at a time, and publishes
+ * when it sleeps and STORE_HASH_WAKE_BYTES wait (one wake-up per job cost
+ * more CPU than it saved on a repository of small files), takes the jobs
+ * in order, one at a time, and publishes
  * how many it has done (an atomic counter), so the loop knows which
  * handed-over contents it may free or report before the call ends. At the
  * call's end the loop hashes itself what the thread has not started, and
@@ -60,6 +62,7 @@ static void *hasher_main(void *arg)
         }
         if (h->claimed == h->submitted) break; /* stopped with nothing left */
         uint64_t k = h->claimed++;
+        h->bytes_claimed += h->ring[k % STORE_HASH_RING].len;
         pthread_mutex_unlock(&h->mu);
         /* The slot stays put until `done` passes it: the loop reuses a
          * slot only after that. */
@@ -123,7 +126,10 @@ int hasher_submit(store_hasher *h, size_t idx, int type, const void *data, size_
         (hash_job){.data = data, .len = len, .id = *id, .idx = idx, .type = type};
     *seq = ++h->submitted;
     h->bytes_submitted += len;
-    if (h->sleeping) pthread_cond_signal(&h->work);
+    /* Woken for a batch, not for each job: a wake-up costs both threads
+     * a few microseconds, the hash of a small content less. */
+    if (h->sleeping && h->bytes_submitted - h->bytes_claimed >= STORE_HASH_WAKE_BYTES)
+        pthread_cond_signal(&h->work);
     pthread_mutex_unlock(&h->mu);
     return 1;
 }
@@ -146,6 +152,7 @@ size_t hasher_wait(store_hasher *h)
     pthread_mutex_lock(&h->mu);
     uint64_t from = h->claimed, to = h->submitted;
     h->claimed = to;
+    h->bytes_claimed = h->bytes_submitted;
     pthread_mutex_unlock(&h->mu);
     for (uint64_t k = from; k < to; k++)
         job_hash(h, &h->ring[k % STORE_HASH_RING]);

@@ -154,6 +154,7 @@ typedef struct store_group {
     size_t nchunks, chunk_used, chunk_cap;
     size_t bytes;   /* record bytes held */
     uint64_t txnid; /* snapshot the group's first put read */
+    guts_id lo, hi; /* least and greatest id held (n > 0) */
 } store_group;
 
 struct guts_repo {
@@ -372,6 +373,9 @@ void cache_forget(store_cache *c, const guts_id *id);
  * waiting is ~2 ms of SHA-1 here, enough to ride out a frame's decode;
  * the contents are alive anyway (the cache's, or deferred frees). */
 #define STORE_HASH_RING 1024
+/* A sleeping hasher is woken once this much waits (~35 us of SHA-1, against
+ * a few microseconds of both threads for the wake-up). */
+#define STORE_HASH_WAKE_BYTES ((size_t)64 << 10)
 #define STORE_HASH_QUEUE_BYTES ((size_t)4 << 20)
 
 typedef struct hash_job {
@@ -389,6 +393,7 @@ typedef struct store_hasher {
     hash_job ring[STORE_HASH_RING];
     uint64_t submitted;       /* jobs handed over (loop; under mu) */
     uint64_t claimed;         /* jobs the thread (or a wait) took, under mu */
+    uint64_t bytes_claimed;   /* under mu */
     uint64_t bytes_submitted; /* loop's alone */
     _Atomic uint64_t done;    /* jobs hashed, in order (the thread's) */
     _Atomic uint64_t bytes_done;

@@ -1423,6 +1423,41 @@ END_TEST
 /* Replicated records into a grouping handle: verified, held by the group
  * (deltas decoded against bases in it), written by one commit as a
  * transaction per batch writes them. */
+static int by_obj_id(const void *a, const void *b)
+{
+    return guts_id_cmp(&((const guts_obj *)a)->id, &((const guts_obj *)b)->id);
+}
+
+START_TEST(test_grouped_puts_in_id_order_or_not_commit_every_object)
+{
+    enum { N = 40 };
+    char texts[N][32];
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "object number %d\n", i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, texts[i], strlen(texts[i]));
+    }
+    qsort(objs, N, sizeof *objs, by_obj_id);
+    /* in id order, then out of it (the last half backwards): the group's
+     * bounds answer guts_repo_group_holds either way */
+    for (int pass = 0; pass < 2; pass++) {
+        guts_repo *r = open_repo(pass ? "o/gsu" : "o/gss");
+        ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+        for (int i = 0; i < N; i++) {
+            int k = pass && i >= N / 2 ? N - 1 - (i - N / 2) : i;
+            put_ok(r, &objs[k], 1, 1);
+        }
+        ck_assert_int_eq(guts_repo_group_holds(r, &objs[N - 1].id, NULL), 1);
+        ck_assert_int_eq(guts_repo_group_holds(r, NULL, &objs[0].id), 0);
+        ck_assert_int_eq(guts_repo_group_commit(r), GUTS_OK);
+        ck_assert_uint_eq(objects_of(r), N);
+        for (int i = 0; i < N; i++)
+            check_get(r, &objs[i]);
+        guts_repo_close(r);
+    }
+}
+END_TEST
+
 START_TEST(test_grouped_record_puts_are_written_by_one_commit)
 {
     guts_repo *a = open_repo("o/gra"), *b, *other;
@@ -2528,6 +2563,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
     tcase_add_test(t, test_grouped_record_puts_are_written_by_one_commit);
+    tcase_add_test(t, test_grouped_puts_in_id_order_or_not_commit_every_object);
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
     tcase_add_test(t, test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group);
