@@ -11,18 +11,18 @@
  * waits for every hash it handed over, and a wrong one fails the whole
  * call as an inline failure does (nothing of the call stays stored).
  *
- * The hand-off is a ring of jobs under one mutex; the thread is woken only
- * when it sleeps and STORE_HASH_WAKE_BYTES wait (one wake-up per job cost
- * more CPU than it saved on a repository of small files), takes the jobs
- * in order, one at a time, and publishes
- * how many it has done (an atomic counter), so the loop knows which
- * handed-over contents it may free or report before the call ends. At the
- * call's end the loop hashes itself what the thread has not started, and
- * waits only for the one job the thread is in: no frame waits for a queue,
- * and a thread that gets no CPU (a busy machine) costs the loop only the
- * hand-off. A job is at least STORE_HASH_ASYNC_MIN bytes, so the lock and
- * the counter cost a few percent of its hash; with STORE_HASH_QUEUE_BYTES
- * waiting the loop hashes inline instead.
+ * The hand-off is a ring of jobs under one mutex. The thread is woken only
+ * when it sleeps and STORE_HASH_WAKE_BYTES wait (a wake-up per job cost
+ * more CPU than it saved on a repository of small files); it takes the
+ * jobs from the front, one at a time, and publishes how many it has done
+ * (an atomic counter), so the loop knows which handed-over contents it may
+ * free or report before the call ends. At the call's end the loop takes
+ * jobs from the back until the two meet, and then waits only for the job
+ * the thread is in: a frame's tail is hashed on both CPUs, and a thread
+ * that gets no CPU (a busy machine) costs the loop only the hand-off. A
+ * job is at least STORE_HASH_ASYNC_MIN bytes, so the lock and the counter
+ * cost a few percent of its hash; with STORE_HASH_QUEUE_BYTES waiting the
+ * loop hashes inline instead.
  *
  * One thread per repository handle that needs it, started by the first
  * call with STORE_HASH_CALL_MIN bytes to hand over, stopped when the
@@ -54,13 +54,13 @@ static void *hasher_main(void *arg)
     store_hasher *h = arg;
     pthread_mutex_lock(&h->mu);
     for (;;) {
-        while (!h->stop && h->claimed == h->submitted) {
+        while (!h->stop && h->claimed == h->limit) {
             if (h->waiting) pthread_cond_signal(&h->idle);
             h->sleeping = 1;
             pthread_cond_wait(&h->work, &h->mu);
             h->sleeping = 0;
         }
-        if (h->claimed == h->submitted) break; /* stopped with nothing left */
+        if (h->claimed == h->limit) break; /* stopped with nothing left */
         uint64_t k = h->claimed++;
         h->bytes_claimed += h->ring[k % STORE_HASH_RING].len;
         pthread_mutex_unlock(&h->mu);
@@ -125,6 +125,7 @@ int hasher_submit(store_hasher *h, size_t idx, int type, const void *data, size_
     h->ring[h->submitted % STORE_HASH_RING] =
         (hash_job){.data = data, .len = len, .id = *id, .idx = idx, .type = type};
     *seq = ++h->submitted;
+    h->limit = h->submitted;
     h->bytes_submitted += len;
     /* Woken for a batch, not for each job: a wake-up costs both threads
      * a few microseconds, the hash of a small content less. */
@@ -146,22 +147,26 @@ size_t hasher_bad(store_hasher *h)
 
 size_t hasher_wait(store_hasher *h)
 {
-    /* What the thread has not started is hashed here rather than waited
-     * for: the thread may have no CPU, and at a call's end the loop has
-     * nothing else to do. Then only the job it is in is waited for. */
+    /* The thread takes jobs from the front, this loop from the back, until
+     * they meet: the thread may have no CPU, and at a call's end the loop
+     * has nothing else to do. Then only the job the thread is in is
+     * waited for. */
     pthread_mutex_lock(&h->mu);
-    uint64_t from = h->claimed, to = h->submitted;
-    h->claimed = to;
-    h->bytes_claimed = h->bytes_submitted;
-    pthread_mutex_unlock(&h->mu);
-    for (uint64_t k = from; k < to; k++)
+    if (h->sleeping && h->limit - h->claimed > 1) pthread_cond_signal(&h->work);
+    while (h->limit > h->claimed) {
+        uint64_t k = --h->limit;
+        pthread_mutex_unlock(&h->mu);
         job_hash(h, &h->ring[k % STORE_HASH_RING]);
-    pthread_mutex_lock(&h->mu);
+        pthread_mutex_lock(&h->mu);
+    }
+    uint64_t upto = h->claimed; /* the thread's jobs end here */
     h->waiting = 1;
-    while (atomic_load_explicit(&h->done, memory_order_acquire) < from)
+    while (atomic_load_explicit(&h->done, memory_order_acquire) < upto)
         pthread_cond_wait(&h->idle, &h->mu);
     h->waiting = 0;
-    atomic_store_explicit(&h->done, to, memory_order_release);
+    h->claimed = h->limit = h->submitted;
+    h->bytes_claimed = h->bytes_submitted;
+    atomic_store_explicit(&h->done, h->submitted, memory_order_release);
     atomic_store_explicit(&h->bytes_done, h->bytes_submitted, memory_order_relaxed);
     pthread_mutex_unlock(&h->mu);
     return atomic_load_explicit(&h->bad, memory_order_relaxed);

@@ -392,7 +392,8 @@ typedef struct store_hasher {
     pthread_cond_t work, idle;
     hash_job ring[STORE_HASH_RING];
     uint64_t submitted;       /* jobs handed over (loop; under mu) */
-    uint64_t claimed;         /* jobs the thread (or a wait) took, under mu */
+    uint64_t claimed;         /* jobs the thread took from the front, under mu */
+    uint64_t limit;           /* jobs a wait has not taken from the back, under mu */
     uint64_t bytes_claimed;   /* under mu */
     uint64_t bytes_submitted; /* loop's alone */
     _Atomic uint64_t done;    /* jobs hashed, in order (the thread's) */
