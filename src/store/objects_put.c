@@ -818,7 +818,10 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
         uint8_t *p = malloc(cap);
         if (!p) {
-            free(content);
+            if (handed) /* the hasher may be reading it */
+                rput_defer(c, NULL, content, SIZE_MAX);
+            else
+                free(content);
             return GUTS_ENOMEM;
         }
         size_t reclen = encode(r, &o, &it, p, cap);
