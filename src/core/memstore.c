@@ -503,7 +503,7 @@ int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
         for (size_t k = 0; k < m->nowned && !own; k++)
             own = m->owned[k] == o;
         if (!own) {
-            mobj **no = realloc(m->owned, (m->nowned + 1) * sizeof(*no));
+            mobj **no = realloc(m->owned, (m->nowned + 1) * sizeof(mobj *));
             mobj *d = obj_new(&o->id, o->type, o->data, o->len);
             if (!no || !d) {
                 if (no) m->owned = no;
