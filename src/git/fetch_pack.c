@@ -95,7 +95,7 @@ static int stored_delta(walk *w, guts_repo *r, const guts_id *id, const guts_id 
 }
 
 /* The copies of a zstd frame make the git delta when they leave at most
- * an eighth of the object to inserts: the store's zstd deltas made from
+ * a quarter of the object to inserts: the store's zstd deltas made from
  * git's copies (an import's) or its own scan's (docs/storage.md, "Copies
  * found before zstd"). Else the frame is zstd's own matcher's, whose
  * matches against a large prefix are short and few (a 646 KB file of
