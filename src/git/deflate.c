@@ -8,7 +8,9 @@
  * bytes and sent as a length and a distance, and every position it covers
  * goes into the table (1.03x fewer bytes than skipping them, for 10% more
  * time). Huffman codes go out least significant bit first, so the fixed
- * codes are kept bit-reversed.
+ * codes are kept bit-reversed; after each literal or match the whole bytes
+ * go out as one 8-byte store, with no branch (8-10% less time than four
+ * bytes whenever 32 bits were due).
  */
 #include <assert.h>
 #include <limits.h>
@@ -86,15 +88,20 @@ static inline void put(bits *b, uint32_t v, unsigned n)
 {
     b->acc |= (uint64_t)v << b->n;
     b->n += n;
-    if (b->n >= 32) {
-        b->o[0] = (uint8_t)b->acc;
-        b->o[1] = (uint8_t)(b->acc >> 8);
-        b->o[2] = (uint8_t)(b->acc >> 16);
-        b->o[3] = (uint8_t)(b->acc >> 24);
-        b->o += 4;
-        b->acc >>= 32;
-        b->n -= 32;
-    }
+}
+
+/* The whole bytes of acc out: eight stored, n / 8 kept (the codes of one
+ * literal or match, at most 31 bits, leave it under 64). */
+static inline void flush(bits *b)
+{
+    uint64_t a = b->acc;
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    a = __builtin_bswap64(a);
+#endif
+    memcpy(b->o, &a, 8);
+    b->o += b->n >> 3;
+    b->acc >>= b->n & ~7u;
+    b->n &= 7;
 }
 
 static inline void literal(bits *b, unsigned s)
@@ -185,17 +192,21 @@ static uint8_t *fixed_block(guts_deflate *d, const uint8_t *in, size_t n, uint8_
         size_t at = c - base; /* meaningful when c >= base */
         if (c < base || i - at > WINDOW || load32(in + at) != x) {
             literal(&b, in[i++]);
+            flush(&b);
             continue;
         }
         size_t len = MATCH_MIN, max = n - i < MATCH_MAX ? n - i : MATCH_MAX;
         len += same_run(in + at + len, in + i + len, max - len);
         match(&b, (unsigned)len, (unsigned)(i - at));
+        flush(&b);
         for (size_t k = i + 1; k < i + len && k + MATCH_MIN <= n; k++)
             d->tab[hash(load32(in + k))] = base + (uint32_t)k;
         i += len;
     }
-    while (i < n)
+    while (i < n) {
         literal(&b, in[i++]);
+        flush(&b);
+    }
     literal(&b, 256);
     for (; b.n > 0; b.n = b.n > 8 ? b.n - 8 : 0, b.acc >>= 8)
         *b.o++ = (uint8_t)b.acc;

@@ -35,7 +35,9 @@ typedef struct guts_deflate {
 static inline size_t guts_deflate_bound(size_t n)
 {
     /* 9 bits for a literal, at most 8 per byte for a match, the block's
-     * bits, the zlib header and trailer; stored blocks are smaller */
+     * bits, the zlib header and trailer, and the 7 bytes past its last
+     * whole byte that the encoder's 8-byte stores reach; stored blocks
+     * are smaller */
     return n + n / 8 + 16;
 }
 
