@@ -12,7 +12,6 @@
  * add up to the content's, and each copy starts and ends with the base's
  * bytes.
  */
-#include <pthread.h>
 #include <string.h>
 
 #include "guts/delta.h"
@@ -24,15 +23,6 @@
 #define LOG_LL 9
 #define LOG_ML 9
 #define LOG_OF 8
-
-static const int16_t ll_default[MAX_LL + 1] = {4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-                                               2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
-                                               2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1};
-static const int16_t ml_default[MAX_ML + 1] = {
-    1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1};
-static const int16_t of_default[29] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1,
-                                       1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1};
 
 static const uint32_t ll_base[MAX_LL + 1] = {
     0,  1,  2,  3,  4,  5,  6,   7,   8,   9,   10,   11,   12,   13,   14,    15,    16,    18,
@@ -183,16 +173,49 @@ static int bwd_read(bwd *b, unsigned n, uint32_t *v)
  * match lengths. */
 enum { K_LL, K_OF, K_ML };
 
-/* The predefined tables (RFC 8878 3.1.1.3.2.2), built once. */
-static fse_table predefined[3];
-static pthread_once_t predefined_once = PTHREAD_ONCE_INIT;
-
-static void predefined_build(void)
-{
-    fse_build(&predefined[K_LL], ll_default, MAX_LL + 1, 6);
-    fse_build(&predefined[K_OF], of_default, 29, 5);
-    fse_build(&predefined[K_ML], ml_default, MAX_ML + 1, 6);
-}
+/* The predefined tables: what fse_build makes of RFC 8878's default
+ * distributions (3.1.1.3.2.2: literal lengths {4, 3, 2, 2, ...} at accuracy
+ * 6, offsets at 5, match lengths at 6), written out so the base keeps no
+ * state and takes no lock; zstd's own decoder holds the same states. */
+static const fse_table predefined[3] = {
+    {{
+         {0, 0, 4}, {16, 0, 4}, {32, 1, 5}, {0, 3, 5}, {0, 4, 5}, {0, 6, 5},
+         {0, 7, 5}, {0, 9, 5}, {0, 10, 5}, {0, 12, 5}, {0, 14, 6}, {0, 16, 5},
+         {0, 18, 5}, {0, 19, 5}, {0, 21, 5}, {0, 22, 5}, {0, 24, 5}, {32, 25, 5},
+         {0, 26, 5}, {0, 27, 6}, {0, 29, 6}, {0, 31, 6}, {32, 0, 4}, {0, 1, 4},
+         {0, 2, 5}, {32, 4, 5}, {0, 5, 5}, {32, 7, 5}, {0, 8, 5}, {32, 10, 5},
+         {0, 11, 5}, {0, 13, 6}, {32, 16, 5}, {0, 17, 5}, {32, 19, 5}, {0, 20, 5},
+         {32, 22, 5}, {0, 23, 5}, {0, 25, 4}, {16, 25, 4}, {32, 26, 5}, {0, 28, 6},
+         {0, 30, 6}, {48, 0, 4}, {16, 1, 4}, {32, 2, 5}, {32, 3, 5}, {32, 5, 5},
+         {32, 6, 5}, {32, 8, 5}, {32, 9, 5}, {32, 11, 5}, {32, 12, 5}, {0, 15, 6},
+         {32, 17, 5}, {32, 18, 5}, {32, 20, 5}, {32, 21, 5}, {32, 23, 5}, {32, 24, 5},
+         {0, 35, 6}, {0, 34, 6}, {0, 33, 6}, {0, 32, 6},
+     },
+     6},
+    {{
+         {0, 0, 5}, {0, 6, 4}, {0, 9, 5}, {0, 15, 5}, {0, 21, 5}, {0, 3, 5},
+         {0, 7, 4}, {0, 12, 5}, {0, 18, 5}, {0, 23, 5}, {0, 5, 5}, {0, 8, 4},
+         {0, 14, 5}, {0, 20, 5}, {0, 2, 5}, {16, 7, 4}, {0, 11, 5}, {0, 17, 5},
+         {0, 22, 5}, {0, 4, 5}, {16, 8, 4}, {0, 13, 5}, {0, 19, 5}, {0, 1, 5},
+         {16, 6, 4}, {0, 10, 5}, {0, 16, 5}, {0, 28, 5}, {0, 27, 5}, {0, 26, 5},
+         {0, 25, 5}, {0, 24, 5},
+     },
+     5},
+    {{
+         {0, 0, 6}, {0, 1, 4}, {32, 2, 5}, {0, 3, 5}, {0, 5, 5}, {0, 6, 5},
+         {0, 8, 5}, {0, 10, 6}, {0, 13, 6}, {0, 16, 6}, {0, 19, 6}, {0, 22, 6},
+         {0, 25, 6}, {0, 28, 6}, {0, 31, 6}, {0, 33, 6}, {0, 35, 6}, {0, 37, 6},
+         {0, 39, 6}, {0, 41, 6}, {0, 43, 6}, {0, 45, 6}, {16, 1, 4}, {0, 2, 4},
+         {32, 3, 5}, {0, 4, 5}, {32, 6, 5}, {0, 7, 5}, {0, 9, 6}, {0, 12, 6},
+         {0, 15, 6}, {0, 18, 6}, {0, 21, 6}, {0, 24, 6}, {0, 27, 6}, {0, 30, 6},
+         {0, 32, 6}, {0, 34, 6}, {0, 36, 6}, {0, 38, 6}, {0, 40, 6}, {0, 42, 6},
+         {0, 44, 6}, {32, 1, 4}, {48, 1, 4}, {16, 2, 4}, {32, 4, 5}, {32, 5, 5},
+         {32, 7, 5}, {32, 8, 5}, {0, 11, 6}, {0, 14, 6}, {0, 17, 6}, {0, 20, 6},
+         {0, 23, 6}, {0, 26, 6}, {0, 29, 6}, {0, 52, 6}, {0, 51, 6}, {0, 50, 6},
+         {0, 49, 6}, {0, 48, 6}, {0, 47, 6}, {0, 46, 6},
+     },
+     6},
+};
 
 /* What guts_zstd_copies carries from block to block. */
 typedef struct zc {
@@ -225,8 +248,8 @@ static int flush_copy(zc *z)
     z->len = 0;
     if (n < GUTS_DELTA_BLOCK) return inserts(z, n);
     size_t k = n < CHECK ? n : CHECK;
-    if (memcmp(z->dst + z->at, z->base + z->from, k) ||
-        memcmp(z->dst + z->at + n - k, z->base + z->from + n - k, k))
+    if (memcmp(z->dst + z->at, z->base + z->from, k) != 0 ||
+        memcmp(z->dst + z->at + n - k, z->base + z->from + n - k, k) != 0)
         return -1;
     return z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
 }
@@ -396,7 +419,6 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
                      void *ctx)
 {
     static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
-    pthread_once(&predefined_once, predefined_build);
     if (n < 6 || memcmp(frame, magic, 4) != 0) return GUTS_ECORRUPT;
     unsigned fhd = frame[4], fcs = fhd >> 6, single = (fhd >> 5) & 1, did = fhd & 3;
     if (fhd & 8) return GUTS_ECORRUPT;
