@@ -387,6 +387,7 @@ static void view_evict(guts_core *c)
         }
     }
     c->ctr.peers_evicted++;
+    probe_release(c, victim);
     members_remove(c, victim, NULL);
 }
 
