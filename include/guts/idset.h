@@ -23,6 +23,10 @@ typedef struct guts_idset {
     size_t cap; /* power of two, or 0 */
     size_t n;
     int with_vals; /* kept by guts_idset_free */
+    /* set before the first insertion, kept by guts_idset_free: grow at 3/4
+     * full instead of 1/2 (longer probes, 30% less memory: for the sets a
+     * core keeps per repository, looked up far less often than walks') */
+    int dense;
 } guts_idset;
 
 #define GUTS_IDSET_FLAGS 0x7f
@@ -46,7 +50,7 @@ int guts_idset_insert(guts_idset *s, const guts_id *id);
 size_t guts_idset_find(const guts_idset *s, const guts_id *id);
 /** 1 when id is in the set. */
 int guts_idset_has(const guts_idset *s, const guts_id *id);
-/** Free the arrays; the set is empty again (with_vals kept). */
+/** Free the arrays; the set is empty again (with_vals and dense kept). */
 void guts_idset_free(guts_idset *s);
 
 /* A growable list of ids (wants, haves, tips); free(v) when done. */

@@ -113,6 +113,17 @@ struct ZSTD_DCtx_s;
 int guts_rec_decode_with(struct ZSTD_DCtx_s *dctx, const guts_rec *rec, const uint8_t *base,
                          size_t blen, uint8_t **out);
 
+/** guts_rec_decode_with without the check of the id: for a caller that
+ * verifies the content later (guts_rec_verify, or the same hash on another
+ * thread) and stores nothing before it has. Errors: GUTS_EHASH (the
+ * payload does not decode to its size), GUTS_ENOMEM. */
+int guts_rec_unpack_with(struct ZSTD_DCtx_s *dctx, const guts_rec *rec, const uint8_t *base,
+                         size_t blen, uint8_t **out);
+
+/** Whether content (rec->size bytes) hashes to rec->id. Errors: GUTS_EHASH
+ * (another id; guts_store_errmsg() names the record), GUTS_EIO. */
+int guts_rec_verify(const guts_rec *rec, const void *content);
+
 /* ---- Ref records ------------------------------------------------------------ */
 
 typedef struct guts_ref {

@@ -1,9 +1,10 @@
 /* idset.c - the set of object ids (guts/idset.h), with flags and an
  * optional value per id.
  *
- * Open addressing with linear probing, kept at most half full. Ids are SHA-1
- * digests, so eight of their bytes are already a uniform hash
- * (guts_id_hash). One probe per object, no allocation per entry.
+ * Open addressing with linear probing, kept at most half full (3/4 for a
+ * dense set). Ids are SHA-1 digests, so eight of their bytes are already a
+ * uniform hash (guts_id_hash). One probe per object, no allocation per
+ * entry.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ static size_t probe(const guts_idset *s, const guts_id *id)
 static int grow(guts_idset *s)
 {
     size_t cap = s->cap ? s->cap * 2 : INITIAL_CAP;
-    guts_idset t = {.cap = cap, .n = s->n, .with_vals = s->with_vals};
+    guts_idset t = {.cap = cap, .n = s->n, .with_vals = s->with_vals, .dense = s->dense};
     t.keys = malloc(cap * sizeof *t.keys);
     t.vals = s->with_vals ? malloc(cap * sizeof *t.vals) : NULL;
     t.flags = calloc(cap, 1);
@@ -51,7 +52,7 @@ static int grow(guts_idset *s)
 
 int guts_idset_add(guts_idset *s, const guts_id *id, size_t *slot, int *added)
 {
-    if ((s->n + 1) * 2 > s->cap) {
+    if (s->dense ? (s->n + 1) * 4 > s->cap * 3 : (s->n + 1) * 2 > s->cap) {
         int rc = grow(s);
         if (rc) return rc;
     }
@@ -88,12 +89,13 @@ int guts_idset_has(const guts_idset *s, const guts_id *id)
 
 void guts_idset_free(guts_idset *s)
 {
-    int with_vals = s->with_vals;
+    int with_vals = s->with_vals, dense = s->dense;
     free(s->keys);
     free(s->vals);
     free(s->flags);
     memset(s, 0, sizeof *s);
     s->with_vals = with_vals;
+    s->dense = dense;
 }
 
 int guts_ids_push(guts_ids *a, const guts_id *id)

@@ -38,42 +38,55 @@ int guts_rec_check(const guts_rec *rec)
     return GUTS_OK;
 }
 
+int guts_rec_unpack_with(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base, size_t blen,
+                         uint8_t **out)
+{
+    *out = NULL;
+    /* guts_rec_check passed: a known encoding, a raw payload of the size */
+    assert(rec->enc >= GUTS_REC_RAW && rec->enc <= GUTS_REC_DELTA);
+    assert(rec->enc != GUTS_REC_RAW || rec->len == rec->size);
+    if (rec->enc == GUTS_REC_RAW) return GUTS_OK;
+    uint8_t *buf = malloc(rec->size ? rec->size : 1);
+    if (!buf) return GUTS_ENOMEM;
+    int delta = rec->enc == GUTS_REC_DELTA;
+    size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
+    if (!ZSTD_isError(zr)) zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
+    if (ZSTD_isError(zr) || zr != rec->size) {
+        ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+        ZSTD_DCtx_refPrefix(dctx, NULL, 0);
+        free(buf);
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&rec->id, hex);
+        guts_errmsg_set("record %s: payload does not decode to %llu bytes", hex,
+                        (unsigned long long)rec->size);
+        return GUTS_EHASH;
+    }
+    *out = buf;
+    return GUTS_OK;
+}
+
+int guts_rec_verify(const guts_rec *rec, const void *content)
+{
+    guts_id got;
+    int rc = guts_obj_hash(rec->type, content, (size_t)rec->size, &got);
+    if (rc == GUTS_OK && guts_id_cmp(&got, &rec->id) != 0) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&rec->id, hex);
+        guts_errmsg_set("record %s: content does not hash to its id", hex);
+        rc = GUTS_EHASH;
+    }
+    return rc;
+}
+
 /* Decode rec (base: the base's content for a delta) with dctx and verify
  * its id. A raw record is not copied: *out is NULL and the content is the
  * payload. Returns 0 or GUTS_EHASH / GUTS_ENOMEM. */
 int guts_rec_decode_with(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *base, size_t blen,
                          uint8_t **out)
 {
-    char hex[GUTS_HEX_LEN + 1];
-    const uint8_t *content = rec->data;
-    uint8_t *buf = NULL;
-    *out = NULL;
-    /* guts_rec_check passed: a known encoding, a raw payload of the size */
-    assert(rec->enc >= GUTS_REC_RAW && rec->enc <= GUTS_REC_DELTA);
-    assert(rec->enc != GUTS_REC_RAW || rec->len == rec->size);
-    if (rec->enc != GUTS_REC_RAW) {
-        if (!(buf = malloc(rec->size ? rec->size : 1))) return GUTS_ENOMEM;
-        int delta = rec->enc == GUTS_REC_DELTA;
-        size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
-        if (!ZSTD_isError(zr)) zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
-        if (ZSTD_isError(zr) || zr != rec->size) {
-            ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
-            ZSTD_DCtx_refPrefix(dctx, NULL, 0);
-            free(buf);
-            guts_id_to_hex(&rec->id, hex);
-            guts_errmsg_set("record %s: payload does not decode to %llu bytes", hex,
-                         (unsigned long long)rec->size);
-            return GUTS_EHASH;
-        }
-        content = buf;
-    }
-    guts_id got;
-    int rc = guts_obj_hash(rec->type, content, (size_t)rec->size, &got);
-    if (rc == GUTS_OK && guts_id_cmp(&got, &rec->id) != 0) {
-        guts_id_to_hex(&rec->id, hex);
-        guts_errmsg_set("record %s: content does not hash to its id", hex);
-        rc = GUTS_EHASH;
-    }
+    uint8_t *buf;
+    int rc = guts_rec_unpack_with(dctx, rec, base, blen, &buf);
+    if (rc == GUTS_OK) rc = guts_rec_verify(rec, buf ? buf : rec->data);
     if (rc) {
         free(buf);
         return rc;

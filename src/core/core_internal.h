@@ -20,6 +20,7 @@
 #define GUTS_CORE_INTERNAL_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "bloom.h"
 #include "core_limits.h"
@@ -41,9 +42,10 @@ typedef struct core_act {
 typedef struct peer_repo {
     /* the key: the lrepo's own when we track the repository (shared: one
      * copy for every peer, and members_repo(p, r->key) matches it by
-     * address, without a strcmp per peer), else an owned copy */
+     * address, without a strcmp per peer), else an owned copy; which one
+     * is told by address (node_members.c, key_owned), not by a flag that
+     * took 8 bytes of every view entry */
     const char *key;
-    int shared;
     uint64_t objects;
     guts_fp fp;
     uint64_t rdigest;
@@ -86,7 +88,7 @@ typedef struct pace_far {
     uint64_t at;     /* the round handed, 0: a free entry */
 } pace_far;
 
-/* 184 bytes on 64-bit hosts (the small fields fill the holes after addr):
+/* 176 bytes on 64-bit hosts (the small fields fill the holes after addr):
  * every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
     guts_node_id id;
@@ -230,6 +232,12 @@ typedef struct session {
     guts_node_id peer_id;
     uint64_t started;
     int got_hello;
+    int said_hello;
+    /* Up to here (SESS_SMALL bytes) only, while small: a parked stream's
+     * session and a server's until its first request (node_sync.c,
+     * sync_sess_full), which a large group holds thousands of at once
+     * after an update spread, for CORE_PARK_MS. */
+    int small;
     /* puller */
     guts_recon_puller recon;
     int recon_live;
@@ -275,18 +283,21 @@ typedef struct session {
     uint64_t big_len, big_off;
     int big_type;
     guts_id big_id;
-    guts_stage resume[GUTS_STAGE_MAX]; /* what the puller holds staged */
+    /* what the puller holds staged: GUTS_STAGE_MAX entries once it says
+     * (most sessions never do), else NULL */
+    guts_stage *resume;
     size_t nresume;
     /* Records read but not sent yet, in send order: one that did not fit
      * the last frame, or a delta's bases read ahead of it. Serving
-     * sessions only: CORE_AHEAD_MIN entries, CORE_AHEAD_MAX once a delta
-     * is read (7.7 KB, which a session sending whole objects never needs). */
+     * sessions only, from their first OBJECTS frame (NULL before: a parked
+     * stream's idle server session holds none): CORE_AHEAD_MIN entries,
+     * CORE_AHEAD_MAX once a delta is read (7.7 KB, which a session sending
+     * whole objects never needs). */
     sent_rec *ahead;
     size_t headahead, nahead, capahead;
     guts_idset early; /* ids sent ahead of a whole-repository walk */
     uint64_t sent_objects;
     uint64_t req_sent; /* elements sent for the request being answered */
-    int said_hello;
     int busy; /* the server said EAGAIN: retry soon, elsewhere */
     uint32_t retry_after; /* busy: the server's retry-after, ms (0: none) */
     /* puller: an object of this session failed its hash (the first:
@@ -295,6 +306,7 @@ typedef struct session {
     int damaged;
     guts_id bad_id; /* puller: the last object that failed its hash */
 } session;
+#define SESS_SMALL offsetof(session, recon)
 
 struct guts_core {
     /* Hot: what every delivery reads or writes (enter, on_msg, announce_on,
@@ -572,8 +584,13 @@ static inline void sync_touched(guts_core *c)
     c->sess_clean = 0;
 }
 void sync_free_all(guts_core *c);
-/* A new session on stream (kind SESS_*) with the peer at addr, or NULL. */
+/* A new session on stream (kind SESS_*) with the peer at addr, or NULL.
+ * A parked one, or a server's, is small (SESS_SMALL bytes) until
+ * sync_sess_full. */
 session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr *addr);
+/* s with all its fields (moved: s is then invalid), or NULL without
+ * memory (s unchanged). */
+session *sync_sess_full(guts_core *c, session *s);
 /* Keep a finished pull's stream for the next pull from the same peer. */
 void sync_park(guts_core *c, uint32_t stream, const guts_addr *addr, const guts_node_id *peer_id);
 /* Send HELLO on s's stream (either side). */

@@ -17,33 +17,30 @@
  * one store per node, and 16 of those per repository were a third of a
  * node's memory); it is expanded into a guts_ref when read.
  *
- * Stores made with a pool (guts_memstore_new_pooled) keep object contents
- * there, one copy per id for all of them: contents are immutable and named
- * by their hash, so sharing them is invisible to every caller (guts-sim's
- * nodes all hold the same objects: ~4 KB per node of 45). Such a store owns
- * only the contents it damaged (guts_memstore_damage copies before it
- * flips), listed in `owned`. The pool takes only objects whose hash a put
- * checked, so a put of an object the pool holds byte for byte skips the
- * hash (guts_mempool_proves: the nodes of a run store the same objects).
+ * Every store keeps its objects (id, type, length and contents in one
+ * allocation) in a pool: its own (guts_memstore_new) or one shared with
+ * other stores (guts_memstore_new_pooled), one copy per id for all of them:
+ * contents are immutable and named by their hash, so sharing them is
+ * invisible to every caller (guts-sim's nodes all hold the same objects:
+ * ~4 KB per node of 45). A store's sorted array and insertion log are 8
+ * bytes an object each (60 with the ids and lengths inline: 3 KB a
+ * simulated node); a pool's entries outlive a drop, so the log never
+ * dangles. A store owns only the objects it damaged (guts_memstore_damage
+ * copies before it flips), listed in `owned`. The pool takes only objects
+ * whose hash a put checked, so a put of an object the pool holds byte for
+ * byte skips the hash (guts_mempool_proves: the nodes of a run store the
+ * same objects).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "memstore_int.h"
 
-/* One object's contents in a pool. */
-typedef struct pent {
-    guts_id id;
-    int type;
-    size_t len;
-    uint8_t data[];
-} pent;
-
 /* Open addressing by id, never shrinking: entries live as long as the
  * pool (a simulation creates few distinct objects, and every node has
  * them). */
 struct guts_mempool {
-    pent **slots;
+    mobj **slots;
     size_t n, cap;
 };
 
@@ -70,7 +67,7 @@ static size_t pool_home(const guts_id *id, size_t cap)
     return (size_t)(h ^ (h >> 29)) & (cap - 1);
 }
 
-static const pent *pool_find(const guts_mempool *p, const guts_id *id)
+static const mobj *pool_find(const guts_mempool *p, const guts_id *id)
 {
     if (!p->cap)
         return NULL;
@@ -83,18 +80,30 @@ static const pent *pool_find(const guts_mempool *p, const guts_id *id)
 int guts_mempool_proves(const guts_mempool *pool, const guts_id *id, int type, const void *data,
                         size_t len)
 {
-    const pent *e = pool ? pool_find(pool, id) : NULL;
+    const mobj *e = pool ? pool_find(pool, id) : NULL;
     return e && e->type == type && e->len == len && (!len || memcmp(e->data, data, len) == 0);
+}
+
+/* A new object (id, type, data, len); NULL without memory. */
+static mobj *obj_new(const guts_id *id, int type, const void *data, size_t len)
+{
+    mobj *e = malloc(sizeof(mobj) + (len ? len : 1));
+    if (!e)
+        return NULL;
+    e->id = *id;
+    e->type = type;
+    e->len = len;
+    memcpy(e->data, data, len);
+    return e;
 }
 
 /* The pool's copy of (id, type, data, len), added if new; NULL without
  * memory. Only for an object whose hash was checked. */
-static uint8_t *pool_get(guts_mempool *p, const guts_id *id, int type, const void *data,
-                         size_t len)
+static mobj *pool_get(guts_mempool *p, const guts_id *id, int type, const void *data, size_t len)
 {
     if (2 * (p->n + 1) > p->cap) {
         size_t nc = p->cap ? 2 * p->cap : 1024;
-        pent **ns = calloc(nc, sizeof(pent *));
+        mobj **ns = calloc(nc, sizeof(mobj *));
         if (!ns)
             return NULL;
         for (size_t i = 0; i < p->cap; i++) {
@@ -112,26 +121,19 @@ static uint8_t *pool_get(guts_mempool *p, const guts_id *id, int type, const voi
     size_t j = pool_home(id, p->cap);
     for (; p->slots[j]; j = (j + 1) & (p->cap - 1))
         if (guts_id_cmp(&p->slots[j]->id, id) == 0)
-            return p->slots[j]->data;
-    pent *e = malloc(sizeof(pent) + (len ? len : 1));
+            return p->slots[j];
+    mobj *e = obj_new(id, type, data, len);
     if (!e)
         return NULL;
-    e->id = *id;
-    e->type = type;
-    e->len = len;
-    memcpy(e->data, data, len);
     p->slots[j] = e;
     p->n++;
-    return e->data;
+    return e;
 }
 
-/* Free contents d of a store's object: only what the store owns. */
-static void obj_data_free(guts_memstore *m, uint8_t *d)
+/* Free a store's object d if the store owns it (a damaged copy); the
+ * pool's stay. */
+static void obj_free(guts_memstore *m, mobj *d)
 {
-    if (!m->pool) {
-        free(d);
-        return;
-    }
     for (size_t i = 0; i < m->nowned; i++) {
         if (m->owned[i] == d) {
             free(d);
@@ -143,16 +145,24 @@ static void obj_data_free(guts_memstore *m, uint8_t *d)
 
 int guts_memstore_new(guts_memstore **out)
 {
-    *out = calloc(1, sizeof(guts_memstore));
-    return *out ? GUTS_OK : GUTS_ENOMEM;
+    guts_mempool *pool;
+    if (guts_mempool_new(&pool) != GUTS_OK)
+        return GUTS_ENOMEM;
+    if (guts_memstore_new_pooled(pool, out) != GUTS_OK) {
+        guts_mempool_free(pool);
+        return GUTS_ENOMEM;
+    }
+    (*out)->own_pool = 1;
+    return GUTS_OK;
 }
 
 int guts_memstore_new_pooled(guts_mempool *pool, guts_memstore **out)
 {
-    int rc = guts_memstore_new(out);
-    if (rc == GUTS_OK)
-        (*out)->pool = pool;
-    return rc;
+    *out = calloc(1, sizeof(guts_memstore));
+    if (!*out)
+        return GUTS_ENOMEM;
+    (*out)->pool = pool;
+    return GUTS_OK;
 }
 
 void guts_memstore_free(guts_memstore *m)
@@ -162,10 +172,11 @@ void guts_memstore_free(guts_memstore *m)
     for (size_t i = 0; i < m->n; i++) {
         mrepo *r = m->repos[i];
         for (size_t j = 0; j < r->nobjs; j++)
-            obj_data_free(m, r->objs[j].data);
+            obj_free(m, r->objs[j]);
         free(r->objs);
         for (size_t j = 0; j < r->nstage; j++)
             free(r->stage[j].data);
+        free(r->stage);
         free(r->log);
         for (size_t j = 0; j < r->nrefs; j++) {
             free(r->refs[j].name);
@@ -176,6 +187,8 @@ void guts_memstore_free(guts_memstore *m)
     }
     free(m->repos);
     free(m->owned);
+    if (m->own_pool)
+        guts_mempool_free(m->pool);
     free(m);
 }
 
@@ -183,7 +196,7 @@ int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return GUTS_OK;
-    size_t nc = *cap ? *cap : 16;
+    size_t nc = *cap ? *cap : 4;
     while (nc < need)
         nc *= 2;
     void *p = realloc(*arr, nc * elem);
@@ -228,7 +241,7 @@ typedef struct obj_key {
 static int obj_cmp(const void *ctx, size_t i)
 {
     const obj_key *k = ctx;
-    return guts_id_cmp(&k->r->objs[i].id, k->id);
+    return guts_id_cmp(&k->r->objs[i]->id, k->id);
 }
 
 static size_t obj_lower(const mrepo *r, const guts_id *id)
@@ -237,12 +250,19 @@ static size_t obj_lower(const mrepo *r, const guts_id *id)
     return guts_lower_bound(r->nobjs, obj_cmp, &k, NULL);
 }
 
-const mobj *memstore_obj_find(const mrepo *r, const guts_id *id)
+/* Index of id in r->objs, or SIZE_MAX. */
+static size_t obj_index(const mrepo *r, const guts_id *id)
 {
     obj_key k = {r, id};
     int found;
     size_t i = guts_lower_bound(r->nobjs, obj_cmp, &k, &found);
-    return found ? &r->objs[i] : NULL;
+    return found ? i : SIZE_MAX;
+}
+
+const mobj *memstore_obj_find(const mrepo *r, const guts_id *id)
+{
+    size_t i = obj_index(r, id);
+    return i != SIZE_MAX ? r->objs[i] : NULL;
 }
 
 static int m_repos(void *ctx, int (*cb)(const char *key, void *arg), void *arg)
@@ -302,9 +322,9 @@ static int m_ids(void *ctx, const char *key, const guts_id *from, const guts_id 
         return GUTS_ENOTFOUND;
     size_t i = from ? obj_lower(r, from) : 0;
     for (; i < r->nobjs; i++) {
-        if (to && guts_id_cmp(&r->objs[i].id, to) >= 0)
+        if (to && guts_id_cmp(&r->objs[i]->id, to) >= 0)
             break;
-        int rc = cb(&r->objs[i].id, arg);
+        int rc = cb(&r->objs[i]->id, arg);
         if (rc)
             return rc;
     }
@@ -337,9 +357,16 @@ int memstore_get(void *ctx, const char *key, const guts_id *id, int *type, void 
     return GUTS_OK;
 }
 
-static int cmp_mobj(const void *a, const void *b)
+/* An object of a put's batch not in the store yet, and the store's object
+ * made of it (NULL until made). */
+typedef struct fresh_obj {
+    const guts_obj *o;
+    mobj *e;
+} fresh_obj;
+
+static int cmp_fresh(const void *a, const void *b)
 {
-    return guts_id_cmp(&((const mobj *)a)->id, &((const mobj *)b)->id);
+    return guts_id_cmp(&((const fresh_obj *)a)->o->id, &((const fresh_obj *)b)->o->id);
 }
 
 int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, size_t *added,
@@ -362,65 +389,55 @@ int memstore_put(void *ctx, const char *key, const guts_obj *objs, size_t n, siz
             return rc != GUTS_OK ? rc : GUTS_EHASH;
         }
     }
-    mobj *fresh = calloc(n ? n : 1, sizeof(mobj));
+    fresh_obj *fresh = calloc(n ? n : 1, sizeof(fresh_obj));
     if (!fresh)
         return GUTS_ENOMEM;
     size_t nf = 0;
     for (size_t i = 0; i < n; i++) {
         if (memstore_obj_find(r, &objs[i].id))
             continue;
-        fresh[nf].id = objs[i].id;
-        fresh[nf].type = objs[i].type;
-        fresh[nf].len = objs[i].len;
-        nf++;
+        fresh[nf++].o = &objs[i];
     }
-    qsort(fresh, nf, sizeof(mobj), cmp_mobj);
+    qsort(fresh, nf, sizeof(fresh_obj), cmp_fresh);
     size_t w = 0; /* drop duplicates inside the batch */
     for (size_t i = 0; i < nf; i++)
-        if (w == 0 || guts_id_cmp(&fresh[w - 1].id, &fresh[i].id) != 0)
+        if (w == 0 || guts_id_cmp(&fresh[w - 1].o->id, &fresh[i].o->id) != 0)
             fresh[w++] = fresh[i];
     nf = w;
-    int rc = memstore_grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj));
+    int rc = memstore_grow((void **)&r->objs, &r->capobjs, r->nobjs + nf, sizeof(mobj *));
     if (!rc)
-        rc = memstore_grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(guts_id));
+        rc = memstore_grow((void **)&r->log, &r->caplog, r->nlog + nf, sizeof(mobj *));
     size_t nlog = r->nlog;
     /* copy contents and log in batch order, like the LMDB store */
     for (size_t j = 0; !rc && j < n; j++) {
-        mobj probe = {.id = objs[j].id};
-        mobj *f = bsearch(&probe, fresh, nf, sizeof(mobj), cmp_mobj);
-        if (!f || f->data)
+        fresh_obj probe = {.o = &objs[j]};
+        fresh_obj *f = bsearch(&probe, fresh, nf, sizeof(fresh_obj), cmp_fresh);
+        if (!f || f->e)
             continue;
-        if (m->pool) {
-            f->data = pool_get(m->pool, &f->id, objs[j].type, objs[j].data, objs[j].len);
-        } else {
-            f->data = malloc(objs[j].len ? objs[j].len : 1);
-            if (f->data)
-                memcpy(f->data, objs[j].data, objs[j].len);
-        }
-        if (!f->data) {
+        const guts_obj *o = &objs[j];
+        f->e = pool_get(m->pool, &o->id, o->type, o->data, o->len);
+        if (!f->e) {
             rc = GUTS_ENOMEM;
             break;
         }
-        r->log[nlog++] = f->id;
+        r->log[nlog++] = f->e;
     }
-    if (rc) {
-        for (size_t i = 0; i < nf; i++)
-            obj_data_free(ctx, fresh[i].data);
+    if (rc) { /* what the pool took stays there */
         free(fresh);
         return rc;
     }
     r->nlog = nlog;
     for (size_t i = 0; i < nf; i++) {
-        guts_fp_add(&r->fp, guts_fp_of_id(&fresh[i].id));
-        r->bytes += fresh[i].len;
+        guts_fp_add(&r->fp, guts_fp_of_id(&fresh[i].e->id));
+        r->bytes += fresh[i].e->len;
     }
     /* merge from the back */
     size_t a = r->nobjs, b = nf, d = r->nobjs + nf;
     while (b > 0) {
-        if (a > 0 && guts_id_cmp(&r->objs[a - 1].id, &fresh[b - 1].id) > 0)
+        if (a > 0 && guts_id_cmp(&r->objs[a - 1]->id, &fresh[b - 1].e->id) > 0)
             r->objs[--d] = r->objs[--a];
         else
-            r->objs[--d] = fresh[--b];
+            r->objs[--d] = fresh[--b].e;
     }
     r->nobjs += nf;
     free(fresh);
@@ -438,8 +455,8 @@ static int m_recent(void *ctx, const char *key, size_t max, guts_id *out, size_t
     if (!r)
         return GUTS_ENOTFOUND;
     for (size_t i = 0; *n < max && i < r->nlog; i++)
-        if (memstore_obj_find(r, &r->log[r->nlog - 1 - i])) /* not dropped */
-            out[(*n)++] = r->log[r->nlog - 1 - i];
+        if (memstore_obj_find(r, &r->log[r->nlog - 1 - i]->id)) /* not dropped */
+            out[(*n)++] = r->log[r->nlog - 1 - i]->id;
     return GUTS_OK;
 }
 
@@ -460,13 +477,13 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
     *dropped = 0;
     if (!r) return GUTS_ENOTFOUND;
     for (size_t k = 0; k < n; k++) {
-        mobj *o = (mobj *)memstore_obj_find(r, &ids[k]);
-        if (!o) continue;
-        size_t i = (size_t)(o - r->objs);
+        size_t i = obj_index(r, &ids[k]);
+        if (i == SIZE_MAX) continue;
+        mobj *o = r->objs[i];
         guts_fp_sub(&r->fp, guts_fp_of_id(&o->id));
         r->bytes = r->bytes > o->len ? r->bytes - o->len : 0;
-        obj_data_free(ctx, o->data);
-        memmove(r->objs + i, r->objs + i + 1, (r->nobjs - i - 1) * sizeof(mobj));
+        obj_free(ctx, o);
+        memmove(r->objs + i, r->objs + i + 1, (r->nobjs - i - 1) * sizeof(mobj *));
         r->nobjs--;
         r->txnid++;
         (*dropped)++;
@@ -477,24 +494,24 @@ static int m_drop(void *ctx, const char *key, const guts_id *ids, size_t n, size
 int guts_memstore_damage(guts_memstore *m, const char *key, const guts_id *id)
 {
     const mrepo *r = memstore_repo_find(m, key);
-    mobj *o = r ? (mobj *)memstore_obj_find(r, id) : NULL;
-    if (!o) return GUTS_ENOTFOUND;
+    size_t i = r ? obj_index(r, id) : SIZE_MAX;
+    if (i == SIZE_MAX) return GUTS_ENOTFOUND;
+    mobj *o = r->objs[i];
     if (o->len == 0) return GUTS_EINVAL;
-    if (m->pool) { /* the pool's copy is every store's: damage a copy of our own */
+    { /* the pool's copy may be other stores': damage a copy of our own */
         int own = 0;
-        for (size_t i = 0; i < m->nowned && !own; i++)
-            own = m->owned[i] == o->data;
+        for (size_t k = 0; k < m->nowned && !own; k++)
+            own = m->owned[k] == o;
         if (!own) {
-            uint8_t **no = realloc(m->owned, (m->nowned + 1) * sizeof(*no));
-            uint8_t *d = malloc(o->len);
+            mobj **no = realloc(m->owned, (m->nowned + 1) * sizeof(mobj *));
+            mobj *d = obj_new(&o->id, o->type, o->data, o->len);
             if (!no || !d) {
                 if (no) m->owned = no;
                 free(d);
                 return GUTS_ENOMEM;
             }
             m->owned = no;
-            memcpy(d, o->data, o->len);
-            o->data = d;
+            r->objs[i] = o = d;
             m->owned[m->nowned++] = d;
         }
     }

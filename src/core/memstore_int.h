@@ -11,11 +11,14 @@
 
 #include "guts/core.h"
 
+/* An object: id, type and length, then its contents, in one allocation.
+ * A store's objects are its pool's (one for every store holding the id),
+ * except the copies it damaged. */
 typedef struct mobj {
     guts_id id;
     int type;
     size_t len;
-    uint8_t *data;
+    uint8_t data[];
 } mobj;
 
 /* A large object being received (memory: the bytes so far). */
@@ -37,11 +40,13 @@ typedef struct mref {
 
 typedef struct mrepo {
     char key[GUTS_KEY_MAX + 1];
-    mstage stage[GUTS_STAGE_MAX];
+    mstage *stage; /* GUTS_STAGE_MAX entries once an object is staged, else NULL */
     size_t nstage;
-    mobj *objs; /* sorted by id */
+    /* sorted by id; 8 bytes an object in each store (guts-sim's 10,000s of
+     * stores hold the same objects: the contents and ids are the pool's) */
+    mobj **objs;
     size_t nobjs, capobjs;
-    guts_id *log; /* insertion order */
+    const mobj **log; /* insertion order: the pool's entries, which outlive a drop */
     size_t nlog, caplog;
     mref *refs; /* sorted by name; tombstones included */
     size_t nrefs, caprefs;
@@ -52,12 +57,14 @@ typedef struct mrepo {
 struct guts_memstore {
     mrepo **repos; /* sorted by key */
     size_t n, cap;
-    guts_mempool *pool; /* NULL: every object's contents owned */
-    uint8_t **owned;    /* pooled store: the contents it owns (damaged copies) */
+    guts_mempool *pool; /* a store made by guts_memstore_new has its own */
+    int own_pool;
+    mobj **owned; /* the objects it owns (damaged copies) */
     size_t nowned;
 };
 
-/* Grow *arr (elements of elem bytes) to hold need, doubling from 16. */
+/* Grow *arr (elements of elem bytes) to hold need, doubling from 4 (a
+ * simulated node holds a few refs and some dozens of objects). */
 int memstore_grow(void **arr, size_t *cap, size_t need, size_t elem);
 /* The repository named key, or NULL. */
 mrepo *memstore_repo_find(const guts_memstore *m, const char *key);

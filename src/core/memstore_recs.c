@@ -155,6 +155,8 @@ int memstore_stage_write(void *ctx, const char *key, const guts_id *id, int type
     if (off == 0) {
         if (m)
             stage_remove(r, m);
+        if (!r->stage && !(r->stage = malloc(GUTS_STAGE_MAX * sizeof(mstage))))
+            return GUTS_ENOMEM;
         if (r->nstage == GUTS_STAGE_MAX) { /* drop the least recently written */
             mstage *old = &r->stage[0];
             for (size_t i = 1; i < r->nstage; i++)

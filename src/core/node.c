@@ -72,7 +72,7 @@ int core_push(guts_core *c, const guts_core_action *a)
 {
     if (c->nacts >= CORE_ACTIONS_MAX) return GUTS_EFULL;
     if (c->nacts == c->capacts) {
-        size_t nc = c->capacts ? 2 * c->capacts : 8;
+        size_t nc = c->capacts ? 2 * c->capacts : 4;
         core_act *p = realloc(c->acts, nc * sizeof(core_act));
         if (!p) return GUTS_ENOMEM;
         c->acts = p;

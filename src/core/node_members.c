@@ -120,11 +120,19 @@ static peer_repo *prepos(const peer *p)
     return pcap(p) > 1 ? p->repos : (peer_repo *)&p->one;
 }
 
-static void peer_clear_repos(peer *p)
+/* pr's key is its own copy, not the lrepo's (shared keys point into the
+ * lrepo of that name, which members_forget_repo outlives). */
+static int key_owned(guts_core *c, const peer_repo *pr)
+{
+    const lrepo *r = core_repo_find(c, pr->key);
+    return !r || r->key != pr->key;
+}
+
+static void peer_clear_repos(guts_core *c, peer *p)
 {
     peer_repo *pr = prepos(p);
     for (size_t i = 0; i < p->nrepos; i++)
-        if (!pr[i].shared) free((void *)pr[i].key);
+        if (key_owned(c, &pr[i])) free((void *)pr[i].key);
     if (pcap(p) > 1) free(p->repos);
     p->repos = NULL;
     p->nrepos = 0;
@@ -166,7 +174,7 @@ void members_remove(guts_core *c, size_t i, const char *why)
         core_event(c, GUTS_EV_PEER_LEFT, NULL, NULL, NULL, NULL, &p->id, why);
         c->ctr.peers_left++;
     }
-    peer_clear_repos(p);
+    peer_clear_repos(c, p);
     if (c->pindex) {
         pindex_delete(c, pindex_slot(c, i));
         if (i != c->npeers - 1) { /* the last entry moves to i */
@@ -411,7 +419,7 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         core_log(c, GUTS_LOG_INFO, "peer %s restarted (incarnation %llu)", hex,
                  (unsigned long long)inc);
         sync_abort_peer(c, &p->addr);
-        peer_clear_repos(p);
+        peer_clear_repos(c, p);
         p->inc = inc;
         p->addr_heard = 0; /* it may have moved */
     }
@@ -508,7 +516,7 @@ void members_forget_repo(guts_core *c, const lrepo *r)
         size_t j = prepo_pos(p, r->key, &found);
         if (!found) continue;
         peer_repo *a = prepos(p);
-        if (!a[j].shared) free((void *)a[j].key);
+        if (a[j].key != r->key) free((void *)a[j].key);
         memmove(a + j, a + j + 1, (p->nrepos - j - 1) * sizeof(peer_repo));
         p->nrepos--;
     }
@@ -519,10 +527,9 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
 {
     int found;
     size_t i = prepo_pos(p, key, &found);
-    if (found && r && !prepos(p)[i].shared) { /* tracked since: share its key */
+    if (found && r && prepos(p)[i].key != r->key) { /* tracked since: share its key */
         free((void *)prepos(p)[i].key);
         prepos(p)[i].key = r->key;
-        prepos(p)[i].shared = 1;
     }
     if (!found) {
         if (p->nrepos >= CORE_PEER_REPOS_MAX) return GUTS_EFULL;
@@ -543,7 +550,6 @@ int members_repo_set(peer *p, const char *key, const lrepo *r, uint64_t objects,
         p->nrepos++;
         memset(&a[i], 0, sizeof(a[i]));
         a[i].key = r ? r->key : k;
-        a[i].shared = r != NULL;
     }
     peer_repo *e = &prepos(p)[i];
     e->objects = objects;

@@ -110,6 +110,8 @@ void sync_start_pulls(guts_core *c)
         if (r->plan) /* the next peer may join at once (the next event) */
             r->plan->join_at = c->now;
         session *s = sync_parked_to(c, p);
+        if (s && !(s = sync_sess_full(c, s)))
+            return;
         int reused = s != NULL;
         if (s) { /* open already, its HELLO sent when it was parked */
             s->kind = SESS_PULL;

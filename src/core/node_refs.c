@@ -123,7 +123,7 @@ void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
             continue;
         }
         if (r->npending == r->cappending) {
-            size_t nc = r->cappending ? 2 * r->cappending : 16;
+            size_t nc = r->cappending ? 2 * r->cappending : 4;
             cref *p = realloc(r->pending, nc * sizeof(cref));
             if (!p) {
                 cref_free(&refs[i]);
@@ -325,6 +325,8 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
                        int count)
 {
     *nwant = 0;
+    if (!r->npending) /* most calls (every pull's end): no 0.5 MB batch to allocate */
+        return GUTS_OK;
     size_t w = 0;
     int changed = 0;
     guts_idset incomplete = {0};
@@ -356,6 +358,11 @@ int refs_apply_pending(guts_core *c, lrepo *r, guts_id *want, size_t cap, size_t
         }
     }
     r->npending = w;
+    if (w == 0) { /* most of the time none wait: no array kept per repository */
+        free(r->pending);
+        r->pending = NULL;
+        r->cappending = 0;
+    }
     int frc = batch_flush(c, r, &b);
     if (frc)
         core_log(c, GUTS_LOG_WARN, "refs of %s not written: %s", r->key, guts_strerror(frc));

@@ -150,6 +150,7 @@ static int repo_insert(guts_core *c, size_t pos, const char *key, const guts_rep
     lrepo *r = calloc(1, sizeof(lrepo));
     if (!r) return GUTS_ENOMEM;
     strcpy(r->key, key);
+    r->complete.dense = 1; /* one per repository and node (guts-sim: 10,000s) */
     r->info = *info;
     r->changed = 1;
     memmove(c->repos + pos + 1, c->repos + pos, (c->nrepos - pos) * sizeof(lrepo *));

@@ -263,6 +263,10 @@ void serve_resume(guts_core *c, session *s, const guts_msg_chunk *m)
         serve_error(c, s, GUTS_EPROTO, "unexpected message");
         return;
     }
+    if (!s->resume && !(s->resume = malloc(GUTS_STAGE_MAX * sizeof(guts_stage)))) {
+        serve_error(c, s, GUTS_ENOMEM, "out of memory");
+        return;
+    }
     if (s->nresume < GUTS_STAGE_MAX)
         s->resume[s->nresume++] =
             (guts_stage){.id = m->id, .type = m->type, .size = m->total, .have = m->offset};

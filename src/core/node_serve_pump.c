@@ -295,13 +295,17 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
 {
     if (!c->st.rec_get)
         return send_objects_raw(c, s, j, budget);
-    out_rec *v = calloc(CORE_RECS_PER_FRAME, sizeof(out_rec));
-    guts_wire_obj *objs = calloc(CORE_RECS_PER_FRAME, sizeof(guts_wire_obj));
-    if (!v || !objs) {
-        free(v);
-        free(objs);
-        return GUTS_ENOMEM;
+    if (!s->ahead) { /* a serve's read-ahead, from its first objects on */
+        if (!(s->ahead = malloc(CORE_AHEAD_MIN * sizeof(sent_rec))))
+            return GUTS_ENOMEM;
+        s->capahead = CORE_AHEAD_MIN;
     }
+    /* the records grow with the frame: most frames carry a few (an update),
+     * and 4,096 zeroed entries (670 KB) a frame were most of a small
+     * serve's cost */
+    size_t capv = 0;
+    out_rec *v = NULL;
+    guts_wire_obj *objs = NULL;
     /* Up to 2 chunks of records (overhead counted) plus one more record of
      * up to a chunk: 3 chunks and an envelope, under frame_max with a
      * quarter to spare. */
@@ -358,12 +362,25 @@ static int send_objects(guts_core *c, session *s, job *j, size_t *budget)
             break;
         }
         decoded += dec;
+        if (n == capv) {
+            size_t nc = capv ? 2 * capv : 16;
+            out_rec *nv = realloc(v, nc * sizeof(out_rec));
+            if (!nv) {
+                unread(s, &rec, buf);
+                rc = GUTS_ENOMEM;
+                break;
+            }
+            v = nv;
+            capv = nc;
+        }
         v[n].r = rec;
         v[n].buf = buf;
         v[n].idx = n;
         n++;
         bytes += rec.len + CORE_REC_OVERHEAD;
     }
+    if (n && rc == GUTS_OK && !(objs = calloc(n, sizeof(guts_wire_obj))))
+        rc = GUTS_ENOMEM;
     if (n && rc == GUTS_OK) {
         qsort(v, n, sizeof(out_rec), cmp_out);
         for (size_t i = 0; i < n; i++) {
@@ -395,7 +412,10 @@ static size_t refs_per_frame(const guts_core *c)
 
 static int send_refs(guts_core *c, session *s, job *j, size_t *budget)
 {
+    assert(j->pos < j->nnames);
     size_t max = refs_per_frame(c);
+    if (max > j->nnames - j->pos) /* a repository's few refs: 2 KiB each, not 2 MiB a frame */
+        max = j->nnames - j->pos;
     guts_wire_ref *w = calloc(max, sizeof(guts_wire_ref));
     guts_ref *recs = malloc(max * sizeof(guts_ref));
     if (!w || !recs) {

@@ -200,20 +200,16 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
         c->sess = p;
         c->capsess = nc;
     }
-    session *s = calloc(1, sizeof(session));
+    int small = kind != SESS_PULL; /* no puller's or server's fields yet */
+    session *s = calloc(1, small ? SESS_SMALL : sizeof(session));
     if (!s)
         return NULL;
-    if (kind == SESS_SERVE) {
-        if (!(s->ahead = malloc(CORE_AHEAD_MIN * sizeof(sent_rec)))) {
-            free(s);
-            return NULL;
-        }
-        s->capahead = CORE_AHEAD_MIN;
-    }
     s->core = c;
     s->stream = stream;
     s->kind = kind;
-    s->part = s->prev_part = -1;
+    s->small = small;
+    if (!small)
+        s->part = s->prev_part = -1;
     s->addr = *addr;
     s->started = s->last_active = c->now;
     s->at = (uint32_t)c->nsess;
@@ -221,6 +217,26 @@ session *sync_sess_new(guts_core *c, uint32_t stream, int kind, const guts_addr 
     sidx_put(c->sidx, c->sidx_cap, s);
     glance_add(c, s, 1);
     return s;
+}
+
+session *sync_sess_full(guts_core *c, session *s)
+{
+    if (!s->small)
+        return s;
+    session *n = realloc(s, sizeof(session));
+    if (!n)
+        return NULL;
+    memset((char *)n + SESS_SMALL, 0, sizeof(session) - SESS_SMALL);
+    n->small = 0;
+    n->part = n->prev_part = -1;
+    if (n != s) { /* the session moved: its index slot and place in sess */
+        c->sess[n->at] = n;
+        size_t mask = c->sidx_cap - 1, i = sidx_home(n->stream, c->sidx_cap);
+        while (c->sidx[i].s != s)
+            i = (i + 1) & mask;
+        c->sidx[i].s = n;
+    }
+    return n;
 }
 
 static void jobs_free(session *s)
@@ -234,6 +250,10 @@ static void jobs_free(session *s)
 
 static void sess_free(session *s)
 {
+    if (s->small) { /* nothing allocated */
+        free(s);
+        return;
+    }
     guts_recon_puller_free(&s->recon);
     for (size_t i = 0; i < s->ninrefs; i++)
         cref_free(&s->inrefs[i]);
@@ -242,6 +262,7 @@ static void sess_free(session *s)
     for (size_t i = s->headahead; i < s->nahead; i++)
         free(s->ahead[i].buf);
     free(s->ahead);
+    free(s->resume);
     guts_idset_free(&s->early);
     pull_pend_free(s->core, s);
     jobs_free(s);
@@ -255,6 +276,11 @@ static void sess_remove(guts_core *c, session *s)
     c->sess[s->at]->at = s->at;
     glance_add(c, s, -1);
     sess_free(s);
+    if (c->nsess == 0) { /* idle most of the time: no index kept meanwhile */
+        free(c->sidx);
+        c->sidx = NULL;
+        c->sidx_cap = 0;
+    }
 }
 
 static void peer_hex(guts_core *c, const session *s, char *hex)
@@ -678,10 +704,19 @@ void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len
             sync_end(c, s, 0, 1, "unexpected message");
         }
     } else {
+        if (m.type != GUTS_MSG_HELLO && s->small) { /* a request: a whole session */
+            session *n = sync_sess_full(c, s);
+            if (!n) {
+                sync_end(c, s, 0, 1, "out of memory");
+                guts_msg_free(&m);
+                return;
+            }
+            s = n;
+        }
         if (m.type == GUTS_MSG_HELLO && s->got_hello) {
             /* the puller starts its next pull on this stream: the last one
              * must be fully answered (its DONEs all sent) */
-            if (s->headjob < s->njobs || s->big_active || s->headahead < s->nahead) {
+            if (!s->small && (s->headjob < s->njobs || s->big_active || s->headahead < s->nahead)) {
                 serve_error(c, s, GUTS_EPROTO, "HELLO before the last request was answered");
             } else {
                 uint32_t stream = s->stream;
@@ -723,6 +758,8 @@ void sync_on_writable(guts_core *c, uint32_t stream)
     if (!s || s->kind != SESS_SERVE)
         return;
     sess_active(c, s);
+    if (s->small) /* nothing asked, nothing to send */
+        return;
     s->blocked = 0;
     serve_pump(c, s);
 }

@@ -89,17 +89,37 @@ static cache_entry *find(store_cache *c, const guts_id *id, cache_entry ***slot)
     return *pp;
 }
 
+static void data_free(store_cache *c, uint8_t *data)
+{
+    if (c->drop)
+        c->drop(c->drop_arg, data);
+    else
+        free(data);
+}
+
+static void unlink_entry(store_cache *c, cache_entry *e, cache_entry **slot)
+{
+    *slot = e->hnext;
+    lru_unlink(c, e);
+    c->bytes -= entry_cost(e->len);
+    c->count--;
+    data_free(c, e->data);
+    free(e);
+}
+
 static void evict_one(store_cache *c)
 {
     cache_entry *e = c->tail;
     cache_entry **slot;
     find(c, &e->id, &slot);
-    *slot = e->hnext;
-    lru_unlink(c, e);
-    c->bytes -= entry_cost(e->len);
-    c->count--;
-    free(e->data);
-    free(e);
+    unlink_entry(c, e, slot);
+}
+
+void cache_forget(store_cache *c, const guts_id *id)
+{
+    cache_entry **slot;
+    cache_entry *e = c->buckets ? find(c, id, &slot) : NULL;
+    if (e) unlink_entry(c, e, slot);
 }
 
 static void rehash(store_cache *c)
@@ -135,17 +155,17 @@ void cache_give(store_cache *c, const guts_id *id, uint8_t *data, size_t len)
     /* One object may take at most a quarter of the budget, so a single huge
      * blob cannot flush every base that smaller objects are built on. */
     if (!c->buckets || entry_cost(len) > c->cap / 4) {
-        free(data);
+        data_free(c, data);
         return;
     }
     cache_entry **slot;
     if (find(c, id, &slot)) {
-        free(data);
+        data_free(c, data);
         return;
     }
     cache_entry *e = malloc(sizeof *e);
     if (!e) {
-        free(data);
+        data_free(c, data);
         return;
     }
     e->id = *id;

@@ -54,6 +54,14 @@ group_ent *group_find(const store_group *g, const guts_id *id)
     return NULL;
 }
 
+/* Entry i joins the group's lo and hi. */
+static void bounds_add(store_group *g, size_t i)
+{
+    const guts_id *id = &g->ents[i].id;
+    if (i == 0 || guts_id_cmp(id, &g->hi) > 0) g->hi = *id;
+    if (i == 0 || guts_id_cmp(id, &g->lo) < 0) g->lo = *id;
+}
+
 static uint8_t *chunk_room(store_group *g, size_t len)
 {
     if (g->nchunks && g->chunk_cap - g->chunk_used >= len) {
@@ -91,6 +99,7 @@ int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
     memcpy(p, rec, len);
     if (tlen) memcpy(p + len, tail, tlen);
     g->ents[g->n] = (group_ent){.id = *id, .rec = p, .len = len + tlen};
+    bounds_add(g, g->n);
     map_insert(g, g->n++);
     g->bytes += len + tlen;
     return GUTS_OK;
@@ -105,8 +114,10 @@ void group_truncate(store_group *g, size_t n)
     /* the map rebuilt in place: no allocation, so the earlier puts'
      * entries (already answered GUTS_OK) cannot be lost here */
     memset(g->map, 0, (g->mask + 1) * sizeof *g->map);
-    for (size_t i = 0; i < g->n; i++)
+    for (size_t i = 0; i < g->n; i++) {
+        bounds_add(g, i);
         map_insert(g, i);
+    }
 }
 
 void group_free(store_group *g)
@@ -270,7 +281,11 @@ int guts_repo_group_commit(guts_repo *r)
 
 int guts_repo_group_holds(const guts_repo *r, const guts_id *from, const guts_id *to)
 {
-    if (!r) return 0;
+    if (!r || !r->grp.n) return 0;
+    /* the parts of a split pull go up in id order: the group's ids lie
+     * below the next part's range, known without a scan */
+    if ((from && guts_id_cmp(&r->grp.hi, from) < 0) || (to && guts_id_cmp(&r->grp.lo, to) >= 0))
+        return 0;
     for (size_t i = 0; i < r->grp.n; i++) {
         const guts_id *id = &r->grp.ents[i].id;
         if ((!from || guts_id_cmp(id, from) >= 0) && (!to || guts_id_cmp(id, to) < 0)) return 1;

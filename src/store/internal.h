@@ -114,6 +114,10 @@ typedef struct store_cache {
     size_t bytes;
     size_t cap;
     cache_entry *head, *tail; /* most recently used first */
+    /* Set: what the cache would free goes here instead (a content the
+     * hasher may still be reading: objects_put.c). */
+    void (*drop)(void *arg, uint8_t *data);
+    void *drop_arg;
 } store_cache;
 
 /* Records compressed by a put, kept between puts (no page faults after the
@@ -150,6 +154,7 @@ typedef struct store_group {
     size_t nchunks, chunk_used, chunk_cap;
     size_t bytes;   /* record bytes held */
     uint64_t txnid; /* snapshot the group's first put read */
+    guts_id lo, hi; /* least and greatest id held (n > 0) */
 } store_group;
 
 struct guts_repo {
@@ -172,6 +177,7 @@ struct guts_repo {
     /* guts_repo_group: its bound (0: puts are not grouped), what it holds. */
     size_t grouped;
     store_group grp;
+    struct store_hasher *hasher; /* hasher.c: started by a large rec_put */
 };
 
 /* A compression context with the store's parameters (NULL: no memory). */
@@ -352,5 +358,69 @@ const uint8_t *cache_get(store_cache *c, const guts_id *id, size_t *len);
 void cache_give(store_cache *c, const guts_id *id, uint8_t *data, size_t len);
 /* Copies data when it is worth keeping. */
 void cache_copy(store_cache *c, const guts_id *id, const void *data, size_t len);
+/* Drops id's entry, if any (a content that failed its check). */
+void cache_forget(store_cache *c, const guts_id *id);
+
+/* Hasher (hasher.c): SHA-1 of received contents on a thread of its own.
+ * Contents of at least this size are handed over: below it the hand-off
+ * (a lock, a slot, a deferred free) costs about what the hash does. */
+#define STORE_HASH_ASYNC_MIN ((size_t)1 << 10)
+/* A call hands over only when its records hold this much to hash (a
+ * frame of a large repository's copy does; a small repository's pull
+ * never starts the thread). */
+#define STORE_HASH_CALL_MIN ((size_t)64 << 10)
+/* Jobs waiting at most: past either bound the loop hashes inline. 4 MiB
+ * waiting is ~2 ms of SHA-1 here, enough to ride out a frame's decode;
+ * the contents are alive anyway (the cache's, or deferred frees). */
+#define STORE_HASH_RING 1024
+/* A sleeping hasher is woken once this much waits (~35 us of SHA-1, against
+ * a few microseconds of both threads for the wake-up). */
+#define STORE_HASH_WAKE_BYTES ((size_t)64 << 10)
+#define STORE_HASH_QUEUE_BYTES ((size_t)4 << 20)
+
+typedef struct hash_job {
+    const void *data;
+    size_t len;
+    guts_id id;
+    size_t idx; /* the record's index in its call */
+    int type;
+} hash_job;
+
+typedef struct store_hasher {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    hash_job ring[STORE_HASH_RING];
+    uint64_t submitted;       /* jobs handed over (loop; under mu) */
+    uint64_t claimed;         /* jobs the thread took from the front, under mu */
+    uint64_t limit;           /* jobs a wait has not taken from the back, under mu */
+    uint64_t bytes_claimed;   /* under mu */
+    uint64_t bytes_submitted; /* loop's alone */
+    _Atomic uint64_t done;    /* jobs hashed, in order (the thread's) */
+    _Atomic uint64_t bytes_done;
+    _Atomic size_t bad;          /* least idx that failed since hasher_reset */
+    int sleeping, waiting, stop; /* under mu */
+} store_hasher;
+
+/* A started hasher (GUTS_ENOMEM: no thread). */
+int hasher_start(store_hasher **out);
+/* Stops and frees h after its jobs (NULL: nothing). */
+void hasher_stop(store_hasher *h);
+/* Hand over the hash of data (len bytes, type) expected to be id; idx is
+ * reported by hasher_wait if it fails. data must stay valid until
+ * hasher_done() reaches *seq. Returns 1, or 0 when the queue is full
+ * (nothing handed over: hash it inline). */
+int hasher_submit(store_hasher *h, size_t idx, int type, const void *data, size_t len,
+                  const guts_id *id, uint64_t *seq);
+/* Jobs done so far (every seq up to it); hasher_bad then covers them. */
+uint64_t hasher_done(store_hasher *h);
+/* Least idx of a job done so far that failed, or SIZE_MAX. */
+size_t hasher_bad(store_hasher *h);
+/* Finishes every job handed over (hashing on the caller's thread those
+ * the hasher has not started); returns the least idx that failed since
+ * hasher_reset (SIZE_MAX: none). */
+size_t hasher_wait(store_hasher *h);
+/* Forgets failures: with no job pending, before a new call's jobs. */
+void hasher_reset(store_hasher *h);
 
 #endif

@@ -585,6 +585,15 @@ out:
 
 /* objects.c has the sending side and why records travel as stored. */
 
+/* A content handed to the hasher, or one the cache let go of since: told
+ * to seen (idx set) and freed (own) once the hasher is past seq. */
+typedef struct rput_wait {
+    uint64_t seq;
+    const uint8_t *data; /* the content of record idx */
+    uint8_t *own;
+    size_t idx; /* SIZE_MAX: a free only */
+} rput_wait;
+
 typedef struct rput_ctx {
     const guts_rec *recs;
     size_t n;
@@ -593,7 +602,115 @@ typedef struct rput_ctx {
     guts_id last; /* grouped: the objects tree's last id in the read snapshot */
     int empty;    /* grouped: that tree is empty */
     size_t added, bad;
+    int big;         /* enough to hash to hand over (STORE_HASH_CALL_MIN) */
+    store_hasher *h; /* this call's hasher, or NULL: every hash inline */
+    rput_wait *w;    /* in seq order; w0 the first not yet done */
+    size_t w0, nw, wcap;
 } rput_ctx;
+
+/* Tell (when tell) and free what the hasher is done with: every entry up
+ * to seq done. */
+static void rput_reap(rput_ctx *c, uint64_t done, int tell)
+{
+    while (c->w0 < c->nw && c->w[c->w0].seq <= done) {
+        rput_wait *w = &c->w[c->w0++];
+        if (w->idx != SIZE_MAX && tell && c->seen) {
+            const guts_rec *rec = &c->recs[w->idx];
+            c->seen->fn(c->seen->arg, &rec->id, rec->type, w->data, (size_t)rec->size);
+        }
+        free(w->own);
+    }
+    if (c->w0 == c->nw) c->w0 = c->nw = 0;
+}
+
+/* Reap what the hasher has done so far. */
+static void rput_reap_done(rput_ctx *c)
+{
+    uint64_t done = hasher_done(c->h);
+    rput_reap(c, done, hasher_bad(c->h) == SIZE_MAX); /* bad covers up to done */
+}
+
+/* Defer telling record idx (data) and freeing own until the hasher has
+ * done everything handed over so far. No memory to remember it: wait for
+ * the hasher and do both now. */
+static void rput_defer(rput_ctx *c, const uint8_t *data, uint8_t *own, size_t idx)
+{
+    if (c->nw == c->wcap) {
+        size_t cap = c->wcap ? 2 * c->wcap : 256;
+        rput_wait *nw = realloc(c->w, cap * sizeof *nw);
+        if (!nw) {
+            int tell = hasher_wait(c->h) == SIZE_MAX;
+            rput_reap(c, UINT64_MAX, tell);
+            if (idx != SIZE_MAX && tell && c->seen) {
+                const guts_rec *rec = &c->recs[idx];
+                c->seen->fn(c->seen->arg, &rec->id, rec->type, data, (size_t)rec->size);
+            }
+            free(own);
+            return;
+        }
+        c->w = nw;
+        c->wcap = cap;
+    }
+    c->w[c->nw++] = (rput_wait){.seq = c->h->submitted, .data = data, .own = own, .idx = idx};
+}
+
+/* The cache's drop hook while a call hands contents over: what it evicts
+ * may be a content the hasher has yet to read. */
+static void rput_drop(void *arg, uint8_t *data)
+{
+    rput_ctx *c = arg;
+    if (c->w0 == c->nw && hasher_done(c->h) == c->h->submitted)
+        free(data);
+    else
+        rput_defer(c, NULL, data, SIZE_MAX);
+}
+
+/* Whether the hasher found a record of this call bad (the call fails:
+ * the rest need no decoding). */
+static int rput_failed(rput_ctx *c)
+{
+    return c->h && hasher_bad(c->h) != SIZE_MAX;
+}
+
+/* Before a call's records: its hasher, when it has enough to hand over. */
+static void rput_begin(guts_repo *r, rput_ctx *c)
+{
+    c->h = NULL;
+    if (!c->big || (!r->hasher && hasher_start(&r->hasher) != GUTS_OK)) return;
+    c->h = r->hasher;
+    hasher_reset(c->h);
+    r->cache.drop = rput_drop;
+    r->cache.drop_arg = c;
+}
+
+/* After a call's records (rc: the loop's result): wait for its hashes,
+ * tell and free what they held. A failed hash fails the call (what it
+ * wrote is undone by the caller, as for an inline failure), and every
+ * content the call cached is forgotten: it may be wrong, and a delta's
+ * base is read from the cache first. */
+static int rput_end(guts_repo *r, rput_ctx *c, int rc)
+{
+    if (!c->h) return rc;
+    size_t bad = hasher_wait(c->h);
+    rput_reap(c, UINT64_MAX, bad == SIZE_MAX);
+    r->cache.drop = NULL;
+    r->cache.drop_arg = NULL;
+    free(c->w);
+    c->w = NULL;
+    c->w0 = c->nw = c->wcap = 0;
+    c->h = NULL;
+    if (bad == SIZE_MAX) return rc;
+    for (size_t i = 0; i < c->n; i++)
+        cache_forget(&r->cache, &c->recs[i].id);
+    if (rc == 0 || bad < c->bad) {
+        char hex[GUTS_HEX_LEN + 1];
+        guts_id_to_hex(&c->recs[bad].id, hex);
+        guts_errmsg_set("record %s: content does not hash to its id", hex);
+        c->bad = bad;
+        rc = GUTS_EHASH;
+    }
+    return rc;
+}
 
 /* Write one record (hdr + optional delta header + payload): into the
  * write transaction txn, or into r's group when set is NULL (a grouped
@@ -621,6 +738,7 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
     if (c->nobase) c->nobase[i] = 0;
     MDB_val v;
     int rc;
+    if (c->h && c->nw > c->w0) rput_reap_done(c);
     /* In a transaction no lookup of the id first: records that are stored
      * already are rare in a pull (reconciliation asked for missing ones),
      * and the put finds them (MDB_NOOVERWRITE) at the price of one wasted
@@ -668,9 +786,14 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         }
     }
     uint8_t *content;
-    rc = guts_rec_decode_with(r->dctx, rec, base, blen, &content);
+    rc = guts_rec_unpack_with(r->dctx, rec, base, blen, &content);
     /* The base is likely the base of the next record too. */
     if (owned_base) cache_give(&r->cache, &rec->base, owned_base, blen);
+    const uint8_t *cdata = content ? content : rec->data; /* a raw record's is its payload */
+    uint64_t seq = 0;
+    int handed = rc == 0 && c->h && rec->size >= STORE_HASH_ASYNC_MIN &&
+                 hasher_submit(c->h, i, rec->type, cdata, (size_t)rec->size, &rec->id, &seq);
+    if (rc == 0 && !handed) rc = guts_rec_verify(rec, cdata);
     if (rc) {
         free(content);
         c->bad = i;
@@ -695,20 +818,32 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         size_t cap = REC_DELTA_HDR + ZSTD_compressBound(o.len);
         uint8_t *p = malloc(cap);
         if (!p) {
-            free(content);
+            if (handed) /* the hasher may be reading it */
+                rput_defer(c, NULL, content, SIZE_MAX);
+            else
+                free(content);
             return GUTS_ENOMEM;
         }
         size_t reclen = encode(r, &o, &it, p, cap);
         rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0);
         free(p);
     }
-    if (rc == 0 && c->seen) /* a raw record's content is its payload */
-        c->seen->fn(c->seen->arg, &rec->id, rec->type, content ? content : rec->data, rec->size);
+    /* seen is told only of verified contents: a handed-over one once the
+     * hasher is past it */
+    if (rc == 0 && c->seen) {
+        if (handed)
+            rput_defer(c, cdata, NULL, i);
+        else
+            c->seen->fn(c->seen->arg, &rec->id, rec->type, cdata, rec->size);
+    }
     /* A base of the next records, likely; small contents are cheaper to
      * decode again than to keep (many tiny entries cost the cache more
-     * than they save). */
+     * than they save). A handed-over content the cache lets go of is
+     * freed once hashed (rput_drop). */
     if (rc == 0 && content && rec->size >= STORE_REC_CACHE_MIN)
         cache_give(&r->cache, &rec->id, content, (size_t)rec->size);
+    else if (handed && content)
+        rput_defer(c, NULL, content, SIZE_MAX);
     else
         free(content);
     return rc;
@@ -721,12 +856,14 @@ static int rput_fn(guts_repo *r, MDB_txn *txn, void *arg)
     int rc;
     c->added = 0;
     if ((rc = store_set_load(r, txn, &set))) return rc;
-    for (size_t i = 0; i < c->n; i++) {
+    rput_begin(r, c);
+    for (size_t i = 0; i < c->n && !rput_failed(c); i++) {
         rc = rput_one(r, txn, &set, c, i);
-        if (rc == MDB_KEYEXIST) continue;
-        if (rc) return rc;
+        if (rc == MDB_KEYEXIST) rc = 0;
+        if (rc) break;
         c->added = set.added;
     }
+    if ((rc = rput_end(r, c, rc))) return rc;
     return store_set_save(r, txn, &set);
 }
 
@@ -748,12 +885,14 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
         rc = c->empty ? 0 : rc;
         mdb_cursor_close(cur);
     }
-    for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST); i++) {
+    if (rc == 0) rput_begin(r, c);
+    for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST) && !rput_failed(c); i++) {
         size_t before = r->grp.n;
         rc = rput_one(r, txn, NULL, c, i);
         c->added += r->grp.n - before;
     }
     if (rc == MDB_KEYEXIST) rc = 0;
+    rc = rput_end(r, c, rc);
     if (rc) c->added = 0;
     return group_put_end(r, txn, n0, rc, "grouped record put");
 }
@@ -765,6 +904,7 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
     if (!r || (!recs && n)) return GUTS_EINVAL;
     if (n == 0) return GUTS_OK;
     size_t total = 0;
+    uint64_t tohash = 0;
     for (size_t i = 0; i < n; i++) {
         int rc = guts_rec_check(&recs[i]);
         if (rc) {
@@ -772,13 +912,16 @@ int guts_repo_rec_put(guts_repo *r, const guts_rec *recs, size_t n, uint8_t *nob
             return rc;
         }
         total += recs[i].len;
+        if (recs[i].size >= STORE_HASH_ASYNC_MIN) tohash += recs[i].size;
     }
     rput_ctx c = {.recs = recs, .n = n, .nobase = nobase, .seen = seen};
+    c.bad = SIZE_MAX;
+    c.big = tohash >= STORE_HASH_CALL_MIN;
     /* The map grows by at least this batch's records plus B-tree overhead;
      * a rare too-deep delta stored whole may need more, which a retry
      * with a bigger map covers. */
     int rc = r->grouped ? rput_grouped(r, &c) : store_write(r, 2 * total + 256 * n, rput_fn, &c);
-    if (rc && bad) *bad = c.bad;
+    if (rc && bad) *bad = c.bad == SIZE_MAX ? 0 : c.bad;
     if (rc == GUTS_OK && added) *added = c.added;
     return rc;
 }

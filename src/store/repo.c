@@ -387,6 +387,7 @@ void guts_repo_close(guts_repo *r)
 {
     if (!r) return;
     guts_repo_read_release(r);
+    hasher_stop(r->hasher);
     group_free(&r->grp); /* a group not committed is discarded */
     guts_data *d = r->d;
     pthread_mutex_lock(&d->lock);

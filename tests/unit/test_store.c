@@ -1208,14 +1208,141 @@ START_TEST(test_bad_records_are_rejected_and_nothing_stored)
 }
 END_TEST
 
-/* ---- grouped puts (guts_repo_group) --------------------------------------- */
-
 static uint64_t objects_of(guts_repo *r)
 {
     guts_repo_info info;
     ck_assert_int_eq(guts_repo_info_get(r, &info), GUTS_OK);
     return info.objects;
 }
+
+/* ---- received records hashed on the hasher thread (hasher.c) ------------- */
+
+/* A seen callback that checks what it is told: each record of recs once,
+ * with a content that hashes to its id. */
+typedef struct seen_log {
+    const guts_rec *recs;
+    size_t n;
+    int told[64];
+    int wrong;
+} seen_log;
+
+static void seen_check(void *arg, const guts_id *id, int type, const void *data, size_t len)
+{
+    seen_log *l = arg;
+    guts_id got;
+    if (guts_obj_hash(type, data, len, &got) != GUTS_OK || guts_id_cmp(&got, id) != 0) l->wrong++;
+    for (size_t i = 0; i < l->n; i++)
+        if (guts_id_cmp(&l->recs[i].id, id) == 0) l->told[i]++;
+}
+
+/* n versions of a 16 KiB text in a, as records (bufs to free). Calls of
+ * at least STORE_HASH_CALL_MIN (64 KiB) of such contents hand their
+ * hashes to the thread. */
+static char *hasher_recs(guts_repo *a, guts_obj *objs, guts_rec *recs, void **bufs, int n,
+                         uint64_t seed)
+{
+    char *v = rec_chain(a, objs, n, seed);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    return v;
+}
+
+START_TEST(test_records_hashed_on_another_thread_are_told_once_after_their_check)
+{
+    /* A cache of 256 KiB: it lets go of contents the thread may still be
+     * reading (ASan would see a free too early). */
+    guts_data_set_cache_bytes(data, (size_t)256 << 10);
+    enum { N = 48 };
+    guts_repo *a = open_repo("o/ha");
+    guts_obj objs[N];
+    guts_rec recs[N];
+    void *bufs[N];
+    char *v = hasher_recs(a, objs, recs, bufs, N, 31);
+    guts_repo_info ia;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    for (int grouped = 0; grouped < 2; grouped++) {
+        guts_repo *b = open_repo(grouped ? "o/hb" : "o/hc");
+        if (grouped) ck_assert_int_eq(guts_repo_group(b, GUTS_GROUP_BYTES), GUTS_OK);
+        seen_log log = {.recs = recs, .n = N};
+        guts_rec_seen seen = {seen_check, &log};
+        uint8_t nobase[N];
+        size_t added = 0, bad = 9;
+        /* two calls: the thread is reused */
+        ck_assert_int_eq(guts_repo_rec_put(b, recs, N / 2, nobase, &seen, &added, &bad), GUTS_OK);
+        ck_assert_uint_eq(added, N / 2);
+        ck_assert_int_eq(guts_repo_rec_put(b, recs + N / 2, N - N / 2, nobase, &seen, &added, &bad),
+                         GUTS_OK);
+        ck_assert_uint_eq(added, N - N / 2);
+        ck_assert_int_eq(log.wrong, 0);
+        for (int i = 0; i < N; i++)
+            ck_assert_msg(log.told[i] == 1, "record %d told %d times", i, log.told[i]);
+        ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+        guts_repo_info ib;
+        ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
+        ck_assert_uint_eq(ib.objects, N);
+        ck_assert(guts_fp_eq(ia.fp, ib.fp));
+        for (int i = 0; i < N; i++)
+            check_get(b, &objs[i]);
+        guts_repo_close(b);
+    }
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+    guts_repo_close(a);
+    free(v);
+}
+END_TEST
+
+START_TEST(test_a_record_failing_on_the_hash_thread_fails_its_call_and_leaves_nothing)
+{
+    enum { N = 8, M = 12 };
+    guts_repo *a = open_repo("o/hfa");
+    guts_obj objs[N], pad[M];
+    guts_rec recs[N], precs[M + 1];
+    void *bufs[N], *pbufs[M];
+    char *v = hasher_recs(a, objs, recs, bufs, N, 41);
+    char *pv = hasher_recs(a, pad, precs, pbufs, M, 43);
+    /* After M good records (192 KiB: the thread hashes them), a delta that
+     * decodes well but names the chain's first object: the thread finds
+     * it. Its content, cached under that id, must not stay there: the
+     * chain's next delta would be decoded against it. */
+    precs[M] = precs[M - 1];
+    precs[M].id = objs[0].id;
+    for (int grouped = 0; grouped < 2; grouped++) {
+        guts_repo *b = open_repo(grouped ? "o/hfb" : "o/hfc");
+        if (grouped) ck_assert_int_eq(guts_repo_group(b, GUTS_GROUP_BYTES), GUTS_OK);
+        seen_log log = {.recs = precs, .n = M + 1};
+        guts_rec_seen seen = {seen_check, &log};
+        uint8_t nobase[M + 1];
+        size_t added = 9, bad = 0;
+        ck_assert_int_eq(guts_repo_rec_put(b, precs, M + 1, nobase, &seen, &added, &bad),
+                         GUTS_EHASH);
+        ck_assert_uint_eq(bad, M);
+        ck_assert_int_eq(log.told[M], 0); /* never told of what failed */
+        ck_assert_int_eq(log.wrong, 0);
+        ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+        ck_assert_uint_eq(objects_of(b), 0);
+        ck_assert_int_eq(guts_repo_has(b, &pad[0].id), 0);
+        /* the good chain after it: decoded against its real first version */
+        ck_assert_int_eq(guts_repo_rec_put(b, recs, N, nobase, NULL, &added, &bad), GUTS_OK);
+        ck_assert_uint_eq(added, N);
+        ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+        for (int i = 0; i < N; i++) {
+            check_get(b, &objs[i]);
+            ck_assert_int_eq(guts_repo_verify(b, &objs[i].id), GUTS_OK);
+        }
+        guts_repo_close(b);
+    }
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+    for (int i = 0; i < M; i++)
+        free(pbufs[i]);
+    guts_repo_close(a);
+    free(v);
+    free(pv);
+}
+END_TEST
+
+/* ---- grouped puts (guts_repo_group) --------------------------------------- */
 
 /* Two handles on key, *r grouping its puts, and a chain of n versions in
  * objs (rec_chain: the buffer returned, for the caller to free). */
@@ -1296,6 +1423,41 @@ END_TEST
 /* Replicated records into a grouping handle: verified, held by the group
  * (deltas decoded against bases in it), written by one commit as a
  * transaction per batch writes them. */
+static int by_obj_id(const void *a, const void *b)
+{
+    return guts_id_cmp(&((const guts_obj *)a)->id, &((const guts_obj *)b)->id);
+}
+
+START_TEST(test_grouped_puts_in_id_order_or_not_commit_every_object)
+{
+    enum { N = 40 };
+    char texts[N][32];
+    guts_obj objs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "object number %d\n", i);
+        objs[i] = mkobj(GUTS_OBJ_BLOB, texts[i], strlen(texts[i]));
+    }
+    qsort(objs, N, sizeof *objs, by_obj_id);
+    /* in id order, then out of it (the last half backwards): the group's
+     * bounds answer guts_repo_group_holds either way */
+    for (int pass = 0; pass < 2; pass++) {
+        guts_repo *r = open_repo(pass ? "o/gsu" : "o/gss");
+        ck_assert_int_eq(guts_repo_group(r, GUTS_GROUP_BYTES), GUTS_OK);
+        for (int i = 0; i < N; i++) {
+            int k = pass && i >= N / 2 ? N - 1 - (i - N / 2) : i;
+            put_ok(r, &objs[k], 1, 1);
+        }
+        ck_assert_int_eq(guts_repo_group_holds(r, &objs[N - 1].id, NULL), 1);
+        ck_assert_int_eq(guts_repo_group_holds(r, NULL, &objs[0].id), 0);
+        ck_assert_int_eq(guts_repo_group_commit(r), GUTS_OK);
+        ck_assert_uint_eq(objects_of(r), N);
+        for (int i = 0; i < N; i++)
+            check_get(r, &objs[i]);
+        guts_repo_close(r);
+    }
+}
+END_TEST
+
 START_TEST(test_grouped_record_puts_are_written_by_one_commit)
 {
     guts_repo *a = open_repo("o/gra"), *b, *other;
@@ -2401,6 +2563,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
     tcase_add_test(t, test_grouped_record_puts_are_written_by_one_commit);
+    tcase_add_test(t, test_grouped_puts_in_id_order_or_not_commit_every_object);
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
     tcase_add_test(t, test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group);
@@ -2429,6 +2592,8 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_newer_schema_refused);
     tcase_add_test(t, test_records_copy_to_another_repo_as_stored);
     tcase_add_test(t, test_bad_records_are_rejected_and_nothing_stored);
+    tcase_add_test(t, test_records_hashed_on_another_thread_are_told_once_after_their_check);
+    tcase_add_test(t, test_a_record_failing_on_the_hash_thread_fails_its_call_and_leaves_nothing);
     tcase_add_test(t, test_record_past_the_depth_bound_is_stored_whole);
     tcase_add_test(t, test_rec_decode_without_a_store_verifies_the_id);
     suite_add_tcase(s, t);
