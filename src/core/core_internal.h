@@ -399,10 +399,7 @@ struct guts_core {
     uint64_t pace_base;      /* the turns our ACKs hand out (node_probe.c) */
     uint64_t pace_slots[2];
     uint16_t pace_tag[64];   /* ... whom each was handed to (pace_tag_of) ... */
-    pace_far pace_far[CORE_PROBE_FAR]; /* ... the probers handed far rounds */
-    guts_node_id pace_last;  /* the last prober handed a turn ... */
-    uint64_t pace_last_at;   /* ... when, 0: none ... */
-    uint64_t pace_last_turn; /* ... and the time handed */
+    pace_far pace_far[CORE_PROBE_FAR]; /* ... the last probers handed a round */
     dead_note dead[CORE_DEAD_QUEUE];
     /* The probe schedule (node_probe.c), beside the view, not in its
      * entries: peer i's next PROBE (or its round's end) is probe_at[i],

@@ -358,18 +358,21 @@ static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prob
  * its least wait and CORE_PROBE_MAX_MS, so such holders spread out. */
 static uint64_t pace_next(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
-    const guts_node_id *prober = &m->sender;
-    /* a retry of the round just answered (our ACK or its PROBE lost):
-     * the same time again, not a second turn (at 20% loss ~16% of rounds
-     * booked one more, which then came due empty) */
-    if (c->pace_last_at && c->now < c->pace_last_at + CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS &&
-        c->pace_last_turn > c->now && memcmp(&c->pace_last, prober, sizeof(*prober)) == 0)
-        return c->pace_last_turn - c->now;
+    /* a retry of a round we answered (our ACK or its PROBE lost): the
+     * same time again, not a second turn (at 20% loss ~16% of rounds
+     * booked one more, which then came due empty). Any of the last
+     * CORE_PROBE_FAR probers handed a round, not only the last: a member
+     * in many views hears other PROBEs between one prober's tries. */
+    uint16_t tag = pace_tag_of(c, &m->sender);
+    for (size_t i = 0; i < CORE_PROBE_FAR; i++) {
+        const pace_far *e = &c->pace_far[i];
+        if (e->at > c->now && e->tag == tag &&
+            c->now < e->booked + CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS &&
+            guts_addr_eq(&e->addr, from))
+            return e->at - c->now;
+    }
     int turn = 0;
-    uint64_t when = pace_turn(c, m->u.probe.pace, prober, &turn);
-    c->pace_last = *prober;
-    c->pace_last_at = c->now;
-    c->pace_last_turn = c->now + when;
+    uint64_t when = pace_turn(c, m->u.probe.pace, &m->sender, &turn);
     pace_note(c, from, m, c->now + when, turn);
     return when;
 }

@@ -453,7 +453,8 @@ END_TEST
 
 /* A prober whose ACK was lost tries again within its round: it gets the
  * turn it was handed, not a second one that would come due empty (at 20%
- * loss ~16% of rounds booked two, and holders left got later turns). */
+ * loss ~16% of rounds booked two, and holders left got later turns), also
+ * when other probers came between its tries. */
 START_TEST(test_retry_keeps_its_turn)
 {
     fx f;
@@ -466,6 +467,15 @@ START_TEST(test_retry_keeps_its_turn)
     ck_assert_uint_eq(f.ack_pace, 6000 - 2300);
     probe_from(&f, 5200, 1, 0); /* a new round of prober 1: a new turn, 8 s */
     ck_assert_uint_eq(f.ack_pace, 8000 - 5200);
+    /* other probers between its tries (a member in many views): its retry
+     * still gets its turn */
+    probe_from(&f, 7000, 3, 0); /* 10 s */
+    probe_from(&f, 7050, 4, 0); /* 12 s */
+    probe_from(&f, 7100, 5, 0); /* 14 s */
+    probe_from(&f, 7150, 3, 0); /* 3's retry: 10 s again */
+    ck_assert_uint_eq(f.ack_pace, 10000 - 7150);
+    probe_from(&f, 7200, 6, 0); /* the next free turn: 16 s */
+    ck_assert_uint_eq(f.ack_pace, 16000 - 7200);
     fx_free(&f);
 }
 END_TEST
