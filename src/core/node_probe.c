@@ -435,6 +435,7 @@ static void pace_release(guts_core *c, const guts_msg *m, const guts_addr *from)
         return;
     c->pace_slots[0] &= ~(1ull << k);
     c->pace_tag[k] = 0;
+    c->ctr.turns_freed++;
     for (size_t i = 0; i < CORE_PROBE_FAR; i++)
         if (guts_addr_eq(&c->pace_far[i].addr, from)) c->pace_far[i].at = 0;
     pace_move(c, k);
