@@ -268,6 +268,10 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
         tot.learned += k.learned;
         tot.learned_dropped += k.learned_dropped;
         tot.learned_given_up += k.learned_given_up;
+        tot.turns_moved += k.turns_moved;
+        tot.turns_taken += k.turns_taken;
+        tot.turns_released += k.turns_released;
+        tot.turns_freed += k.turns_freed;
     }
     /* distinct final states and the largest group sharing one */
     size_t states = 0, majority = 0;
@@ -364,13 +368,16 @@ int sim_report(sim *s, FILE *out, double wall_s, double cpu_s, uint64_t rss_byte
                 ", \"dgrams_unicast\": %" PRIu64 ", \"peers_unicast\": %" PRIu64
                 ", \"pex_out\": %" PRIu64 ", \"pex_in\": %" PRIu64 ", \"pex_ignored\": %" PRIu64
                 ", \"learned\": %" PRIu64
-                ", \"learned_dropped\": %" PRIu64 ", \"learned_given_up\": %" PRIu64 "},\n",
+                ", \"learned_dropped\": %" PRIu64 ", \"learned_given_up\": %" PRIu64
+                ", \"turns_released\": %" PRIu64 ", \"turns_moved\": %" PRIu64
+                ", \"turns_taken\": %" PRIu64 ", \"turns_freed\": %" PRIu64 "},\n",
                 tot.sessions_ok, tot.sessions_failed, tot.sessions_empty, tot.objects_fetched,
                 tot.refs_applied, tot.refs_pending, tot.refs_dropped, tot.peers_expired,
                 tot.peers_evicted, tot.bad_objects, tot.dgrams_malformed, tot.frames_malformed,
                 tot.dgrams_unicast, tot.peers_unicast, tot.pex_out, tot.pex_in,
                 tot.pex_ignored, tot.learned,
-                tot.learned_dropped, tot.learned_given_up);
+                tot.learned_dropped, tot.learned_given_up, tot.turns_released, tot.turns_moved,
+                tot.turns_taken, tot.turns_freed);
         fprintf(out,
                 "  \"violations\": {\"total\": %" PRIu64 ", \"bad_object\": %" PRIu64
                 ", \"open_closure\": %" PRIu64 ", \"big_dgram\": %" PRIu64

@@ -408,8 +408,13 @@ typedef struct guts_core_counters {
     uint64_t kind_in[GUTS_CORE_DGRAM_KINDS], kind_bytes_in[GUTS_CORE_DGRAM_KINDS];
     uint64_t kind_out[GUTS_CORE_DGRAM_KINDS], kind_bytes_out[GUTS_CORE_DGRAM_KINDS];
     /* failure detection: PROBEs, ACKs and DEAD notices sent, peers dropped
-     * as dead (found so, or told), DEAD notices about us answered */
+     * as dead (found so, or told), DEAD notices about us answered; of the
+     * ACKs, those sent unasked to move a far prober into a turn that came
+     * due empty or was given back, such ACKs received that brought our
+     * round earlier, RELEASEs sent (turns given back) and RELEASEs
+     * received that freed a turn of ours */
     uint64_t probes_out, acks_out, dead_out, peers_dead, refutes;
+    uint64_t turns_moved, turns_taken, turns_released, turns_freed;
     /* pulls split between peers (node_pull.c): first copies split, pulls
      * that joined a split one, parts given back by a session that ended
      * before finishing them, of those the stalled ones, and objects

@@ -65,6 +65,7 @@ enum {
     GUTS_MSG_PROBE = 4,     /* datagram, unicast only: are you alive? */
     GUTS_MSG_ACK = 5,       /* datagram, unicast only: the answer to a PROBE */
     GUTS_MSG_DEAD = 6,      /* datagram: a member found dead by probing */
+    GUTS_MSG_RELEASE = 7,   /* datagram, unicast only: a prober gives back its turn */
     GUTS_MSG_HELLO = 10,    /* stream: first frame each way */
     GUTS_MSG_RECON = 11,    /* stream: range reconciliation items */
     GUTS_MSG_WANT = 12,     /* stream: explicit ids wanted */

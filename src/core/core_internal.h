@@ -76,6 +76,18 @@ typedef struct dead_note {
     uint32_t left;
 } dead_note;
 
+/* A prober we handed a round (node_probe.c, "Given-back turns"): where to
+ * reach it, what to echo, and when it may and will come. */
+typedef struct pace_far {
+    guts_addr addr;  /* its PROBE's source */
+    uint8_t turn;    /* `at` is a turn of pace_slots, not a random time */
+    uint16_t tag;    /* pace_tag of its id */
+    uint32_t seq;    /* its PROBE's seq, echoed */
+    uint32_t least;  /* its PROBE's pace: no round of it before booked + least */
+    uint64_t booked; /* when our ACK handed the round */
+    uint64_t at;     /* the round handed, 0: a free entry */
+} pace_far;
+
 /* 176 bytes on 64-bit hosts (the small fields fill the holes after addr):
  * every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
@@ -87,6 +99,8 @@ typedef struct peer {
     uint8_t pex_again : 1; /* the first PEERS is to be repeated once (node_reach.c) */
     /* a DEAD notice named it: the running round confirms (node_probe.c) */
     uint8_t probe_suspect : 1;
+    /* its next round is a turn its ACK handed us (node_probe.c) */
+    uint8_t probe_turn : 1;
     uint8_t probe_tries; /* PROBEs sent in this round (node_probe.c) */
     uint16_t nrepos;     /* at most CORE_PEER_REPOS_MAX */
     uint32_t interval;
@@ -384,9 +398,8 @@ struct guts_core {
     uint32_t answers;        /* ACKs sent in it */
     uint64_t pace_base;      /* the turns our ACKs hand out (node_probe.c) */
     uint64_t pace_slots[2];
-    guts_node_id pace_last;  /* the last prober handed a turn ... */
-    uint64_t pace_last_at;   /* ... when, 0: none ... */
-    uint64_t pace_last_turn; /* ... and the time handed */
+    uint16_t pace_tag[64];   /* ... whom each was handed to (pace_tag_of) ... */
+    pace_far pace_far[CORE_PROBE_FAR]; /* ... the last probers handed a round */
     dead_note dead[CORE_DEAD_QUEUE];
     /* The probe schedule (node_probe.c), beside the view, not in its
      * entries: peer i's next PROBE (or its round's end) is probe_at[i],
@@ -538,6 +551,8 @@ uint64_t probe_next(const guts_core *c);
 void probe_added(guts_core *c, size_t i);
 /* Peer i leaves the view and the last one, `last`, takes its place. */
 void probe_removed(guts_core *c, size_t i, size_t last);
+/* Peer i leaves the view though alive (evicted): its turn is given back. */
+void probe_release(guts_core *c, size_t i);
 /* A PROBE, ACK or DEAD datagram m arrived from addr. */
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 

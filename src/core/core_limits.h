@@ -118,6 +118,12 @@
 #define CORE_PROBE_TURNS 60
 #define CORE_PROBE_MAX_MS 240000
 _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
+/* A member remembers the last this many probers it handed a round (56
+ * bytes each): when a turn is given back, it moves the latest of them
+ * whose round is further off into it with an ACK of its own (node_probe.c,
+ * "Given-back turns"), and a PROBE from one of them within a round's
+ * length is a retry that gets the same time (pace_next). */
+#define CORE_PROBE_FAR 8
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (2 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 20 with 1.3e-9 (15 tries 200 ms apart, 2e-7, left one live

@@ -378,7 +378,7 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
     } else if (m->type == GUTS_MSG_PEERS) {
         reach_on_peers(c, m, from);
     } else if (m->type == GUTS_MSG_PROBE || m->type == GUTS_MSG_ACK ||
-               m->type == GUTS_MSG_DEAD) {
+               m->type == GUTS_MSG_DEAD || m->type == GUTS_MSG_RELEASE) {
         probe_on(c, m, from);
     } else if (m->type == GUTS_MSG_LEAVE) {
         peer *p = members_find(c, &m->sender);

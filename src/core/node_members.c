@@ -395,6 +395,7 @@ static void view_evict(guts_core *c)
         }
     }
     c->ctr.peers_evicted++;
+    probe_release(c, victim);
     members_remove(c, victim, NULL);
 }
 

@@ -33,6 +33,17 @@
  * came back together 2 minutes later, and the holders of the 120 turns a
  * start-up handed out in its first seconds left the views one by one:
  * guts-sim saw a member in 4,546 views probed once in 8 s at 30 s.
+ * Given-back turns. Under writes the news announcers turn views over in
+ * ~15 s, faster than the turns come round, so most turns ahead of a
+ * member in many views were held by probers that have evicted it since
+ * and its live holders had the last ones (guts-sim: crashes found after
+ * 13 s, or never within the run). A holder that evicts a live member
+ * gives its turn back (RELEASE, probe_release); the member frees the turn
+ * if it was handed to that prober (pace_tag) and moves into it, with an
+ * ACK outside any round, the prober it handed a round last among those
+ * due a turn or more later (pace_far, pace_move). The holder takes such an
+ * ACK only from the member's address, only to come earlier and never
+ * before its own bound (turn_taken).
  * Before the turns each holder set its own period from the load the ACKs
  * reported: the holders' rounds were independent, the wait for the next
  * round after a crash was exponential with a mean of the target, and one
@@ -150,6 +161,7 @@ static void next_round(guts_core *c, size_t i)
     p->probe_round = 0;
     p->probe_tries = 0;
     p->probe_suspect = 0;
+    p->probe_turn = 0;
     set_at(c, i, c->now + p->probe_period);
 }
 
@@ -242,7 +254,98 @@ uint64_t probe_next(const guts_core *c)
     return c->npeers || c->ndead ? c->probe_next : 0;
 }
 
-static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prober);
+/* 16 bits of a prober's id: whom a turn was handed to. */
+static uint16_t pace_tag_of(const guts_core *c, const guts_node_id *id)
+{
+    uint64_t x;
+    memcpy(&x, id->b, sizeof(x));
+    return (uint16_t)guts_mix64(x ^ c->kmv_seed);
+}
+
+/* The turns (pace_slots, pace_tag) moved to start at now's. */
+static void pace_shift(guts_core *c)
+{
+    const uint64_t T = CORE_PROBE_TARGET_MS;
+    uint64_t base = c->now - c->now % T, n = (base - c->pace_base) / T;
+    if (!c->pace_base || n >= 128) {
+        c->pace_slots[0] = c->pace_slots[1] = 0;
+    } else if (n >= 64) {
+        c->pace_slots[0] = c->pace_slots[1] >> (n - 64);
+        c->pace_slots[1] = 0;
+    } else if (n) {
+        c->pace_slots[0] = c->pace_slots[0] >> n | c->pace_slots[1] << (64 - n);
+        c->pace_slots[1] >>= n;
+    }
+    if (!c->pace_base || n >= 64)
+        memset(c->pace_tag, 0, sizeof(c->pace_tag));
+    else if (n) {
+        memmove(c->pace_tag, c->pace_tag + n, (64 - n) * sizeof(c->pace_tag[0]));
+        memset(c->pace_tag + 64 - n, 0, n * sizeof(c->pace_tag[0]));
+    }
+    c->pace_base = base;
+}
+
+/* Turn k was given back: of the probers handed a round at least a turn
+ * after it whose own bound (`least` from when it was handed) allows it,
+ * the one handed its round last (the likeliest to hold us still) comes
+ * at turn k instead, told by an ACK of ours (unasked: it is in no round
+ * of us). Its old turn is free. */
+static void pace_move(guts_core *c, uint64_t k)
+{
+    const uint64_t T = CORE_PROBE_TARGET_MS;
+    uint64_t t = c->pace_base + k * T;
+    if (t < c->now) t = c->now;
+    pace_far *best = NULL;
+    for (size_t i = 0; i < CORE_PROBE_FAR; i++) {
+        pace_far *e = &c->pace_far[i];
+        uint64_t least = e->least > T ? e->least : T;
+        if (e->at > t + T && e->booked + least <= t && (!best || e->booked > best->booked))
+            best = e;
+    }
+    if (!best) return;
+    if (best->turn && best->at >= c->pace_base) {
+        uint64_t old = (best->at - c->pace_base) / T;
+        if (old < 128) c->pace_slots[old / 64] &= ~(1ull << (old % 64));
+        if (old < 64) c->pace_tag[old] = 0;
+    }
+    c->pace_slots[k / 64] |= 1ull << (k % 64);
+    c->pace_tag[k] = best->tag;
+    best->at = t;
+    best->turn = 1;
+    guts_msg a;
+    core_msg_init(c, &a, GUTS_MSG_ACK);
+    a.u.probe.incarnation = c->cfg.incarnation;
+    a.u.probe.seq = best->seq;
+    a.u.probe.pace = (uint32_t)(t - c->now);
+    c->ctr.acks_out++;
+    c->ctr.turns_moved++;
+    push_dgram(c, &a, &best->addr);
+}
+
+/* A prober handed a round at `at`: remembered in place of the one handed
+ * its round longest ago (the likeliest to have left), or of its own
+ * entry. */
+static void pace_note(guts_core *c, const guts_addr *from, const guts_msg *m, uint64_t at, int turn)
+{
+    pace_far *e = NULL;
+    for (size_t i = 0; i < CORE_PROBE_FAR; i++) {
+        pace_far *x = &c->pace_far[i];
+        if (guts_addr_eq(&x->addr, from)) {
+            e = x;
+            break;
+        }
+        if (!e || x->booked < e->booked) e = x;
+    }
+    e->addr = *from;
+    e->turn = (uint8_t)turn;
+    e->tag = pace_tag_of(c, &m->sender);
+    e->seq = m->u.probe.seq;
+    e->least = m->u.probe.pace;
+    e->booked = c->now;
+    e->at = at;
+}
+
+static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prober, int *turn);
 
 /* When our ACK to a PROBE asks for the prober's next round (ms from now):
  * the first free turn, at least `least` (the prober's own bound) and one
@@ -253,36 +356,33 @@ static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prob
  * turns stay about as many as the live holders. All taken (more holders
  * than turns): a time drawn for the prober (from its id and now) between
  * its least wait and CORE_PROBE_MAX_MS, so such holders spread out. */
-static uint64_t pace_next(guts_core *c, uint32_t least, const guts_node_id *prober)
+static uint64_t pace_next(guts_core *c, const guts_msg *m, const guts_addr *from)
 {
-    /* a retry of the round just answered (our ACK or its PROBE lost):
-     * the same time again, not a second turn (at 20% loss ~16% of rounds
-     * booked one more, which then came due empty) */
-    if (c->pace_last_at && c->now < c->pace_last_at + CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS &&
-        c->pace_last_turn > c->now && memcmp(&c->pace_last, prober, sizeof(*prober)) == 0)
-        return c->pace_last_turn - c->now;
-    uint64_t when = pace_turn(c, least, prober);
-    c->pace_last = *prober;
-    c->pace_last_at = c->now;
-    c->pace_last_turn = c->now + when;
+    /* a retry of a round we answered (our ACK or its PROBE lost): the
+     * same time again, not a second turn (at 20% loss ~16% of rounds
+     * booked one more, which then came due empty). Any of the last
+     * CORE_PROBE_FAR probers handed a round, not only the last: a member
+     * in many views hears other PROBEs between one prober's tries. */
+    uint16_t tag = pace_tag_of(c, &m->sender);
+    for (size_t i = 0; i < CORE_PROBE_FAR; i++) {
+        const pace_far *e = &c->pace_far[i];
+        if (e->at > c->now && e->tag == tag &&
+            c->now < e->booked + CORE_PROBE_TRIES * CORE_PROBE_RETRY_MS &&
+            guts_addr_eq(&e->addr, from))
+            return e->at - c->now;
+    }
+    int turn = 0;
+    uint64_t when = pace_turn(c, m->u.probe.pace, &m->sender, &turn);
+    pace_note(c, from, m, c->now + when, turn);
     return when;
 }
 
 /* pace_next's choice for a new round. */
-static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prober)
+static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prober, int *turn)
 {
     const uint64_t T = CORE_PROBE_TARGET_MS;
-    uint64_t base = c->now - c->now % T, shift = (base - c->pace_base) / T;
-    if (!c->pace_base || shift >= 128) {
-        c->pace_slots[0] = c->pace_slots[1] = 0;
-    } else if (shift >= 64) {
-        c->pace_slots[0] = c->pace_slots[1] >> (shift - 64);
-        c->pace_slots[1] = 0;
-    } else if (shift) {
-        c->pace_slots[0] = c->pace_slots[0] >> shift | c->pace_slots[1] << (64 - shift);
-        c->pace_slots[1] >>= shift;
-    }
-    c->pace_base = base;
+    pace_shift(c);
+    uint64_t base = c->pace_base;
     uint64_t wait = least > T ? least : T, last = CORE_PROBE_TURNS;
     if (wait > CORE_PROBE_MAX_MS) wait = CORE_PROBE_MAX_MS;
     /* turn k is [base + k T, base + (k + 1) T): the one holding now + wait
@@ -291,12 +391,69 @@ static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prob
         uint64_t *w = &c->pace_slots[k / 64], bit = 1ull << (k % 64);
         if (*w & bit) continue;
         *w |= bit;
+        if (k < 64) c->pace_tag[k] = pace_tag_of(c, prober);
+        *turn = 1;
         return base + k * T > c->now + wait ? base + k * T - c->now : wait;
     }
     uint64_t x;
     memcpy(&x, prober->b, sizeof(x));
     x = guts_mix64(x ^ (c->kmv_seed + c->now * 0x9e3779b97f4a7c15ull));
     return wait + x % (CORE_PROBE_MAX_MS - wait + 1);
+}
+
+/* An ACK outside a round of ours: the member moving our next round in (a
+ * turn of it was given back, see "Given-back turns"). Taken only from the
+ * address we probe it at, only to come earlier, and never before our own
+ * bound (min_period) from the time our next round was set: no more than an
+ * ACK to our last PROBE could have asked. */
+static void turn_taken(guts_core *c, peer *p, uint32_t pace, const guts_addr *from)
+{
+    size_t i = (size_t)(p - c->peers);
+    if (!guts_addr_eq(from, &p->addr) || c->probe_new >> i & 1) return;
+    uint64_t at = c->probe_at[i], set = at > p->probe_period ? at - p->probe_period : 0;
+    uint64_t t = c->now + pace;
+    if (t < set + min_period(c)) t = set + min_period(c);
+    if (t >= at) return;
+    p->last_heard = c->now;
+    p->probe_period = (uint32_t)(t - set);
+    p->probe_turn = 1;
+    set_at(c, i, t);
+    c->ctr.turns_taken++;
+    if (!c->probe_next || t < c->probe_next) c->probe_next = t;
+}
+
+/* A prober gives back the turn it was handed (it dropped us from its view):
+ * only a turn handed to that prober's id, of our incarnation; a far prober
+ * moves into it. */
+static void pace_release(guts_core *c, const guts_msg *m, const guts_addr *from)
+{
+    const uint64_t T = CORE_PROBE_TARGET_MS;
+    if (m->u.probe.incarnation != c->cfg.incarnation || m->u.probe.pace > CORE_PROBE_MAX_MS) return;
+    pace_shift(c);
+    uint64_t at = c->now + m->u.probe.pace, k = (at - c->pace_base) / T;
+    if (k >= 64 || !(c->pace_slots[0] >> k & 1) || c->pace_tag[k] != pace_tag_of(c, &m->sender))
+        return;
+    c->pace_slots[0] &= ~(1ull << k);
+    c->pace_tag[k] = 0;
+    c->ctr.turns_freed++;
+    for (size_t i = 0; i < CORE_PROBE_FAR; i++)
+        if (guts_addr_eq(&c->pace_far[i].addr, from)) c->pace_far[i].at = 0;
+    pace_move(c, k);
+}
+
+void probe_release(guts_core *c, size_t i)
+{
+    peer *p = &c->peers[i];
+    uint64_t at = c->probe_at[i];
+    if (!p->probe_turn || p->probe_round || at <= c->now ||
+        at - c->now > (CORE_PROBE_TURNS + 1) * CORE_PROBE_TARGET_MS)
+        return;
+    guts_msg m;
+    core_msg_init(c, &m, GUTS_MSG_RELEASE);
+    m.u.probe.incarnation = p->inc;
+    m.u.probe.pace = (uint32_t)(at - c->now);
+    c->ctr.turns_released++;
+    push_dgram(c, &m, &p->addr);
 }
 
 void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
@@ -312,16 +469,18 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         core_msg_init(c, &a, GUTS_MSG_ACK);
         a.u.probe.incarnation = c->cfg.incarnation;
         a.u.probe.seq = m->u.probe.seq;
-        a.u.probe.pace = (uint32_t)pace_next(c, m->u.probe.pace, &m->sender);
+        a.u.probe.pace = (uint32_t)pace_next(c, m, from);
         c->ctr.acks_out++;
         push_dgram(c, &a, from);
         return;
     }
     if (m->type == GUTS_MSG_ACK) {
         peer *p = members_find(c, &m->sender);
-        if (!p || !p->probe_round || m->u.probe.incarnation != p->inc ||
-            m->u.probe.seq > c->probe_seq)
+        if (!p || m->u.probe.incarnation != p->inc || m->u.probe.seq > c->probe_seq) return;
+        if (!p->probe_round) {
+            turn_taken(c, p, m->u.probe.pace, from);
             return;
+        }
         p->last_heard = c->now;
         /* at the time the peer named, within our own bounds (an older
          * node's ACK carries a count here: the bound keeps it sane) */
@@ -331,7 +490,12 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
         p->probe_period = (uint32_t)next;
         size_t i = (size_t)(p - c->peers);
         next_round(c, i);
+        p->probe_turn = 1;
         if (!c->probe_next || c->probe_at[i] < c->probe_next) c->probe_next = c->probe_at[i];
+        return;
+    }
+    if (m->type == GUTS_MSG_RELEASE) {
+        pace_release(c, m, from);
         return;
     }
     /* DEAD */

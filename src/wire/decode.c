@@ -336,6 +336,7 @@ static int dec_body(dec *d, guts_msg *msg)
         return dec_peers(d, &msg->u.peers);
     case GUTS_MSG_PROBE:
     case GUTS_MSG_ACK:
+    case GUTS_MSG_RELEASE:
         TRY(guts_mpr_array_n(&d->r, 3));
     {
         uint64_t seq, pace;
@@ -394,7 +395,7 @@ static int dec_body(dec *d, guts_msg *msg)
 
 static int known_type(uint64_t t)
 {
-    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_DEAD) ||
+    return (t >= GUTS_MSG_ANNOUNCE && t <= GUTS_MSG_RELEASE) ||
            (t >= GUTS_MSG_HELLO && t <= GUTS_MSG_DAMAGED);
 }
 
@@ -413,6 +414,7 @@ static int arena_alloc(dec *d, guts_msg *msg)
     case GUTS_MSG_PROBE:
     case GUTS_MSG_ACK:
     case GUTS_MSG_DEAD:
+    case GUTS_MSG_RELEASE:
     case GUTS_MSG_HELLO:
         return 0;
     default:

@@ -288,6 +288,7 @@ static int enc_body(msgpack_packer *pk, const guts_msg *msg)
         return 0;
     case GUTS_MSG_PROBE:
     case GUTS_MSG_ACK:
+    case GUTS_MSG_RELEASE:
         P(msgpack_pack_array(pk, 3));
         P(msgpack_pack_fix_uint64(pk, msg->u.probe.incarnation));
         P(msgpack_pack_fix_uint32(pk, msg->u.probe.seq));
@@ -440,6 +441,7 @@ const char *guts_msg_name(int type)
     case GUTS_MSG_PROBE: return "PROBE";
     case GUTS_MSG_ACK: return "ACK";
     case GUTS_MSG_DEAD: return "DEAD";
+    case GUTS_MSG_RELEASE: return "RELEASE";
     case GUTS_MSG_HELLO: return "HELLO";
     case GUTS_MSG_RECON: return "RECON";
     case GUTS_MSG_WANT: return "WANT";

@@ -453,7 +453,8 @@ END_TEST
 
 /* A prober whose ACK was lost tries again within its round: it gets the
  * turn it was handed, not a second one that would come due empty (at 20%
- * loss ~16% of rounds booked two, and holders left got later turns). */
+ * loss ~16% of rounds booked two, and holders left got later turns), also
+ * when other probers came between its tries. */
 START_TEST(test_retry_keeps_its_turn)
 {
     fx f;
@@ -466,6 +467,130 @@ START_TEST(test_retry_keeps_its_turn)
     ck_assert_uint_eq(f.ack_pace, 6000 - 2300);
     probe_from(&f, 5200, 1, 0); /* a new round of prober 1: a new turn, 8 s */
     ck_assert_uint_eq(f.ack_pace, 8000 - 5200);
+    /* other probers between its tries (a member in many views): its retry
+     * still gets its turn */
+    probe_from(&f, 7000, 3, 0); /* 10 s */
+    probe_from(&f, 7050, 4, 0); /* 12 s */
+    probe_from(&f, 7100, 5, 0); /* 14 s */
+    probe_from(&f, 7150, 3, 0); /* 3's retry: 10 s again */
+    ck_assert_uint_eq(f.ack_pace, 10000 - 7150);
+    probe_from(&f, 7200, 6, 0); /* the next free turn: 16 s */
+    ck_assert_uint_eq(f.ack_pace, 16000 - 7200);
+    fx_free(&f);
+}
+END_TEST
+
+static void release(fx *f, uint64_t now, int n, int from, uint64_t inc, uint32_t pace)
+{
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_RELEASE, n);
+    m.u.probe.incarnation = inc;
+    m.u.probe.pace = pace;
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(len, 46); /* a PROBE's size */
+    guts_addr a;
+    paddr(from, &a);
+    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_UNICAST, buf, len);
+    fx_drain(f);
+}
+
+/* A prober gives its turn back (it dropped us from its view): the prober
+ * handed the latest round after it comes at that turn instead, told by an
+ * ACK of ours; its own turn is free again. A RELEASE naming a turn handed
+ * to another, or of another incarnation, moves nobody. */
+START_TEST(test_given_back_turn_moves_a_far_prober)
+{
+    fx f;
+    fx_init(&f);
+    for (int n = 1; n <= 5; n++) /* turns at 4 .. 12 s */
+        probe_from(&f, 2000, n, 0);
+    probe_from(&f, 3000, 6, 0); /* the first free turn after 5 s: 14 s */
+    ck_assert_uint_eq(f.ack_pace, 14000 - 3000);
+    size_t acks = f.n[GUTS_MSG_ACK];
+    release(&f, 3400, 9, 3, 1, 8000 - 3400); /* prober 3's turn, named by another */
+    release(&f, 3400, 3, 3, 2, 8000 - 3400); /* another incarnation */
+    release(&f, 3400, 3, 3, 1, 6000 - 3400); /* prober 2's turn */
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks);
+    release(&f, 3500, 3, 3, 1, 8000 - 3500); /* its own: 6 moves from 14 s to 8 s */
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 1);
+    guts_addr six;
+    paddr(6, &six);
+    ck_assert_mem_eq(&f.ack_to, &six, sizeof(six));
+    ck_assert_uint_eq(f.ack_pace, 8000 - 3500);
+    release(&f, 3600, 3, 3, 1, 8000 - 3600); /* again: the turn is 6's now */
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 1);
+    /* 14 s is free: the next prober gets it (16 s without the move) */
+    probe_from(&f, 9000, 7, 0);
+    ck_assert_uint_eq(f.ack_pace, 14000 - 9000);
+    fx_free(&f);
+}
+END_TEST
+
+/* Feed m as if from peer `from`'s address. */
+static void feed_from(fx *f, uint64_t now, int from, const guts_msg *m)
+{
+    uint8_t buf[GUTS_DGRAM_MAX];
+    size_t len;
+    ck_assert_int_eq(guts_msg_encode(m, buf, sizeof(buf), &len), 0);
+    guts_addr a;
+    paddr(from, &a);
+    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_UNICAST, buf, len);
+    fx_drain(f);
+}
+
+/* The time of our next PROBE to peer 1, stepping the timer from t by 10 ms
+ * up to `until` (0: none by then). */
+static uint64_t next_probe(fx *f, uint64_t t, uint64_t until)
+{
+    f->n[GUTS_MSG_PROBE] = 0;
+    for (; t <= until; t += 10) {
+        fx_at(f, t);
+        if (f->n[GUTS_MSG_PROBE]) return t;
+    }
+    return 0;
+}
+
+/* An ACK outside a round moves the next round of its sender in: only from
+ * the address we probe it at, only earlier, never before our own bound
+ * after the last ACK (2 s with one peer). */
+START_TEST(test_unasked_ack_brings_the_round_earlier)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    uint64_t t = next_probe(&f, 10, 9000);
+    ck_assert_uint_gt(t, 0);
+    ack(&f, t, 1, f.probe_seq, 30000); /* next round at t + 30 s */
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_ACK, 1);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = 0;
+    feed_from(&f, t + 100, 2, &m); /* another address: ignored */
+    m.u.probe.pace = 60000;
+    feed_from(&f, t + 200, 1, &m); /* later: ignored */
+    m.u.probe.incarnation = 2;
+    m.u.probe.pace = 0;
+    feed_from(&f, t + 300, 1, &m); /* another incarnation: ignored */
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq + 1;
+    feed_from(&f, t + 400, 1, &m); /* a seq never sent: ignored */
+    ck_assert_uint_eq(next_probe(&f, t + 500, t + 20000), 0);
+    /* from the member: at t + 21 s, or our bound (t + 2 s) if sooner */
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = 1000;
+    feed_from(&f, t + 20000, 1, &m);
+    ck_assert_uint_eq(next_probe(&f, t + 20010, t + 30000), t + 21000);
+    fx_free(&f);
+    fx_init(&f);
+    announce(&f, 10, 1);
+    t = next_probe(&f, 10, 9000);
+    ack(&f, t, 1, f.probe_seq, 30000);
+    m.u.probe.pace = 0;
+    feed_from(&f, t + 500, 1, &m); /* now: not before t + 2 s */
+    ck_assert_uint_eq(next_probe(&f, t + 510, t + 30000), t + 2000);
     fx_free(&f);
 }
 END_TEST
@@ -484,6 +609,8 @@ int main(void)
     tcase_add_test(tc, test_ack_names_next_round);
     tcase_add_test(tc, test_probers_take_turns);
     tcase_add_test(tc, test_retry_keeps_its_turn);
+    tcase_add_test(tc, test_given_back_turn_moves_a_far_prober);
+    tcase_add_test(tc, test_unasked_ack_brings_the_round_earlier);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

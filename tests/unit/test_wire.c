@@ -875,7 +875,7 @@ START_TEST(test_version_and_unknown_type_are_reported_for_counting)
     guts_msg_free(&d);
     msgpack_sbuffer_destroy(&c.sb);
 
-    craft_begin(&c, GUTS_WIRE_MAGIC, 1, 7); /* gap between DEAD and HELLO */
+    craft_begin(&c, GUTS_WIRE_MAGIC, 1, 8); /* gap between RELEASE and HELLO */
     msgpack_pack_array(&c.pk, 0);
     ck_assert_int_eq(craft_decode(&c), GUTS_ENOTFOUND);
     craft_begin(&c, GUTS_WIRE_MAGIC, 1, 1000);
