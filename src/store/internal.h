@@ -340,6 +340,11 @@ int store_corrupt(const guts_id *id, const char *why);
 /* Full content of a stored object, read in txn, into a new buffer. */
 int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
                      size_t *len);
+/* The same for a record the caller found and parsed already (h, from
+ * store_rec_find or rec_parse in txn) and whose content it did not find
+ * in the cache: no second lookup of id. */
+int store_obj_decode_found(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
+                           uint8_t **out, size_t *len);
 
 /* Large objects (pieces.c): the whole content of a large object read in
  * txn into a new buffer (for guts_repo_get and delta bases). */

@@ -136,24 +136,32 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
 int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
                      size_t *len)
 {
+    MDB_val v;
+    rec_hdr h;
+    int rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc) return rc;
+    *type = h.type;
+    size_t clen;
+    const uint8_t *cached = cache_get(&r->cache, id, &clen);
+    if (!cached) return store_obj_decode_found(r, txn, id, &h, out, len);
+    if (clen != h.size) return store_corrupt(id, "cached size differs");
+    uint8_t *copy = malloc(clen ? clen : 1);
+    if (!copy) return GUTS_ENOMEM;
+    memcpy(copy, cached, clen);
+    *out = copy;
+    *len = clen;
+    return GUTS_OK;
+}
+
+int store_obj_decode_found(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
+                           uint8_t **out, size_t *len)
+{
     rec_hdr chain[STORE_DELTA_DEPTH_MAX + 1];
     guts_id ids[STORE_DELTA_DEPTH_MAX + 1];
     MDB_val v;
-    int rc = store_rec_find(r, txn, id, &v, &chain[0]);
-    if (rc) return rc;
+    int rc;
+    chain[0] = *h;
     ids[0] = *id;
-    *type = chain[0].type;
-    size_t clen;
-    const uint8_t *cached = cache_get(&r->cache, id, &clen);
-    if (cached) {
-        if (clen != chain[0].size) return store_corrupt(id, "cached size differs");
-        uint8_t *copy = malloc(clen ? clen : 1);
-        if (!copy) return GUTS_ENOMEM;
-        memcpy(copy, cached, clen);
-        *out = copy;
-        *len = clen;
-        return GUTS_OK;
-    }
     const uint8_t *base = NULL;
     size_t blen = 0;
     int top = 0;
