@@ -228,8 +228,10 @@ static int commit_fn(guts_repo *r, MDB_txn *txn, void *arg)
     }
     mdb_cursor_close(cur);
     /* The log in put order, as ungrouped puts would have written it. */
+    if (rc == 0) rc = mdb_cursor_open(txn, se->log, &set.log);
     for (size_t i = 0; i < g->n && rc == 0; i++)
         if (!c->skip[i]) rc = store_set_add(r, txn, &set, &g->ents[i].id, g->ents[i].len);
+    if (set.log) mdb_cursor_close(set.log);
     return rc ? rc : store_set_save(r, txn, &set);
 }
 

@@ -298,6 +298,8 @@ typedef struct store_set {
     uint64_t count, seq, stored; /* meta "count", "seq", "stored_bytes" */
     guts_fp fp;                  /* meta "fp" */
     size_t added;                /* objects added by this write */
+    MDB_cursor *log; /* NULL, or a cursor on the log that store_set_add appends
+                      * with: no descent of the log per id (a group commit's) */
 } store_set;
 int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s);
 /* Log the new object id (its row of rowlen bytes is written) at s->seq and
