@@ -119,33 +119,6 @@ int guts_id_is_zero(const guts_id *id)
     return acc == 0;
 }
 
-/* Big-endian loads, so that words compare as memcmp compares bytes. */
-static uint64_t be64_at(const uint8_t *p)
-{
-    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
-           (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
-           (uint64_t)p[6] << 8 | p[7];
-}
-
-/* memcmp's order in three word compares, inlined where it is called (link-
- * time optimisation): a libc memcmp call per compare was 4-12% of a
- * receiving node's loop at 202,000 objects (group bounds, sorts, the
- * id-order checks of a pull; docs/performance.md). */
-int guts_id_cmp(const guts_id *a, const guts_id *b)
-{
-    _Static_assert(GUTS_ID_LEN == 20, "two words and the last four bytes");
-    uint64_t x = be64_at(a->b), y = be64_at(b->b);
-    if (x == y) {
-        x = be64_at(a->b + 8);
-        y = be64_at(b->b + 8);
-    }
-    if (x == y) {
-        x = (uint64_t)be64_at(a->b + 12) & 0xffffffffu;
-        y = (uint64_t)be64_at(b->b + 12) & 0xffffffffu;
-    }
-    return (x > y) - (x < y);
-}
-
 static const char *const otype_names[] = {NULL, "commit", "tree", "blob", "tag"};
 
 const char *guts_otype_name(int type)
