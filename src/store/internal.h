@@ -309,7 +309,7 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
 /* Groups (group.c). Add a record (copied: rec, then tail) to g;
- * GUTS_ENOMEM. */
+ * GUTS_ENOMEM. id is read after g's arrays may move: never one of g's. */
 int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
               const uint8_t *tail, size_t tlen);
 /* The entry of id in g, or NULL. */
