@@ -119,11 +119,6 @@ int guts_id_is_zero(const guts_id *id)
     return acc == 0;
 }
 
-int guts_id_cmp(const guts_id *a, const guts_id *b)
-{
-    return memcmp(a->b, b->b, GUTS_ID_LEN);
-}
-
 static const char *const otype_names[] = {NULL, "commit", "tree", "blob", "tag"};
 
 const char *guts_otype_name(int type)

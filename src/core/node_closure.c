@@ -88,14 +88,21 @@ static void complete_seed(guts_core *c, lrepo *r)
 }
 
 /* id -> index map over a caller's node array (the tracker's and each
- * walk's): open addressing, a slot holding index + 1 (0 empty) and, in its
- * high half, bits of the id beside those of guts_id_hash, so a probe reads
- * a node's id (a cache miss in a large array) only when they match. 16
- * bytes a node at load 1/2, not a second copy of its id. */
+ * walk's), whose nodes each begin with their id, stride bytes apart: open
+ * addressing, a slot holding index + 1 (0 empty) and, in its high half,
+ * bits of the id beside those of guts_id_hash, so a probe reads a node's
+ * id (a cache miss in a large array) only when they match. 16 bytes a
+ * node at load 1/2, not a second copy of its id. */
 typedef struct idmap {
     uint64_t *slots;
     size_t n, mask; /* mask + 1 slots; 0 with none */
+    size_t stride;
 } idmap;
+
+static const guts_id *idmap_id(const idmap *m, const void *nodes, uint32_t i)
+{
+    return (const guts_id *)((const char *)nodes + (size_t)i * m->stride);
+}
 
 static uint64_t idmap_tag(const guts_id *id)
 {
@@ -113,21 +120,23 @@ static void idmap_place(uint64_t *slots, size_t mask, const guts_id *id, uint32_
 }
 
 /* Index of id among nodes, or -1. */
-static long idmap_get(const idmap *m, const guts_id *nodes, const guts_id *id)
+static long idmap_get(const idmap *m, const void *nodes, const guts_id *id)
 {
     if (!m->slots)
         return -1;
     uint64_t tag = idmap_tag(id);
     for (size_t j = guts_id_hash(id) & m->mask; m->slots[j]; j = (j + 1) & m->mask) {
         uint32_t i = (uint32_t)m->slots[j] - 1;
-        if ((m->slots[j] >> 32 << 32) == tag && memcmp(&nodes[i], id, sizeof(*id)) == 0)
+        if ((m->slots[j] >> 32 << 32) == tag &&
+            memcmp(idmap_id(m, nodes, i), id, sizeof(*id)) == 0)
             return (long)i;
     }
     return -1;
 }
 
-/* Add nodes[idx] (not present). */
-static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
+/* Add the node at idx, of id (not present). id is the caller's copy, not
+ * read back from a node just written (map_insert in group.c says why). */
+static int idmap_put(idmap *m, const void *nodes, const guts_id *id, uint32_t idx)
 {
     if (2 * (m->n + 1) > (m->slots ? m->mask + 1 : 0)) {
         size_t nc = m->slots ? 2 * (m->mask + 1) : 512;
@@ -137,13 +146,13 @@ static int idmap_put(idmap *m, const guts_id *nodes, uint32_t idx)
         for (size_t j = 0; m->slots && j <= m->mask; j++)
             if (m->slots[j]) {
                 uint32_t i = (uint32_t)m->slots[j] - 1;
-                idmap_place(sl, nc - 1, &nodes[i], i);
+                idmap_place(sl, nc - 1, idmap_id(m, nodes, i), i);
             }
         free(m->slots);
         m->slots = sl;
         m->mask = nc - 1;
     }
-    idmap_place(m->slots, m->mask, &nodes[idx], idx);
+    idmap_place(m->slots, m->mask, id, idx);
     m->n++;
     return GUTS_OK;
 }
@@ -173,11 +182,18 @@ static void idmap_free(idmap *m)
 
 #define TRACK_NONE UINT32_MAX
 
+/* One object, its fields beside its id: a lookup's read of the id brings
+ * the rest into the cache with it (32 bytes, two to a cache line; 202,000
+ * nodes are 6.5 MB, far beyond the caches). */
+typedef struct tnode {
+    guts_id id;
+    uint32_t missing; /* children not known complete; TRACK_NONE: not stored */
+    uint32_t head;    /* first edge of the parents waiting on it */
+    uint8_t blob;     /* a blob, or in the complete cache already: not put in it */
+} tnode;
+
 struct ctrack {
-    guts_id *ids;      /* node i's id */
-    uint32_t *missing; /* children not known complete; TRACK_NONE: not stored */
-    uint32_t *head;    /* first edge of the parents waiting on node i */
-    uint8_t *blob;     /* a blob, or in the complete cache already: not put in it */
+    tnode *nodes;
     size_t n, cap;
     idmap map;
     uint32_t (*edges)[2]; /* waiting parent, next edge of the same child */
@@ -191,10 +207,7 @@ void closure_track_free(lrepo *r)
 {
     ctrack *t = r->track;
     if (t) {
-        free(t->ids);
-        free(t->missing);
-        free(t->head);
-        free(t->blob);
+        free(t->nodes);
         idmap_free(&t->map);
         free(t->edges);
         free(t->kids.stack);
@@ -216,34 +229,22 @@ static void track_off(lrepo *r)
  * bound or without memory. */
 static long track_node(ctrack *t, const guts_id *id)
 {
-    long found = idmap_get(&t->map, t->ids, id);
+    long found = idmap_get(&t->map, t->nodes, id);
     if (found >= 0)
         return found;
     if (t->n >= CORE_TRACK_MAX)
         return -1;
     if (t->n == t->cap) {
         size_t nc = t->cap ? 2 * t->cap : 256;
-        guts_id *ni = realloc(t->ids, nc * sizeof(*ni));
-        if (ni)
-            t->ids = ni;
-        uint32_t *nm = ni ? realloc(t->missing, nc * sizeof(*nm)) : NULL;
-        if (nm)
-            t->missing = nm;
-        uint32_t *nh = nm ? realloc(t->head, nc * sizeof(*nh)) : NULL;
-        if (nh)
-            t->head = nh;
-        uint8_t *nb = nh ? realloc(t->blob, nc) : NULL;
-        if (!nb)
+        tnode *nn = realloc(t->nodes, nc * sizeof(*nn));
+        if (!nn)
             return -1;
-        t->blob = nb;
+        t->nodes = nn;
         t->cap = nc;
     }
     size_t i = t->n++;
-    t->ids[i] = *id;
-    t->missing[i] = TRACK_NONE;
-    t->head[i] = TRACK_NONE;
-    t->blob[i] = 0;
-    if (idmap_put(&t->map, t->ids, (uint32_t)i)) {
+    t->nodes[i] = (tnode){.id = *id, .missing = TRACK_NONE, .head = TRACK_NONE};
+    if (idmap_put(&t->map, t->nodes, id, (uint32_t)i)) {
         t->n--;
         return -1;
     }
@@ -271,16 +272,16 @@ static int track_complete(lrepo *r, ctrack *t, uint32_t i)
     if (track_todo(t, i))
         return GUTS_ENOMEM;
     while (t->ntodo) {
-        uint32_t k = t->todo[--t->ntodo];
-        if (!t->blob[k] && r->complete.n < CORE_COMPLETE_MAX &&
-            guts_idset_insert(&r->complete, &t->ids[k]) < 0)
+        tnode *nk = &t->nodes[t->todo[--t->ntodo]];
+        if (!nk->blob && r->complete.n < CORE_COMPLETE_MAX &&
+            guts_idset_insert(&r->complete, &nk->id) < 0)
             return GUTS_ENOMEM;
-        for (uint32_t e = t->head[k]; e != TRACK_NONE; e = t->edges[e][1]) {
+        for (uint32_t e = nk->head; e != TRACK_NONE; e = t->edges[e][1]) {
             uint32_t p = t->edges[e][0];
-            if (--t->missing[p] == 0 && track_todo(t, p))
+            if (--t->nodes[p].missing == 0 && track_todo(t, p))
                 return GUTS_ENOMEM;
         }
-        t->head[k] = TRACK_NONE;
+        nk->head = TRACK_NONE;
     }
     return GUTS_OK;
 }
@@ -291,9 +292,9 @@ static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const 
     long i = track_node(t, id);
     if (i < 0)
         return GUTS_ENOMEM;
-    if (t->missing[i] != TRACK_NONE)
+    if (t->nodes[i].missing != TRACK_NONE)
         return GUTS_OK; /* told twice */
-    t->blob[i] = type == GUTS_OBJ_BLOB;
+    t->nodes[i].blob = type == GUTS_OBJ_BLOB;
     uint32_t missing = 0;
     t->kids.n = 0;
     if (type != GUTS_OBJ_BLOB)
@@ -305,11 +306,12 @@ static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const 
         long ki = track_node(t, &t->kids.stack[k].id);
         if (ki < 0)
             return GUTS_ENOMEM;
-        if ((size_t)ki == n0 && guts_idset_has(&r->complete, &t->ids[ki])) {
-            t->missing[ki] = 0; /* complete before the tracker began */
-            t->blob[ki] = 1;    /* (in the cache already) */
+        tnode *kn = &t->nodes[ki];
+        if ((size_t)ki == n0 && guts_idset_has(&r->complete, &t->kids.stack[k].id)) {
+            kn->missing = 0; /* complete before the tracker began */
+            kn->blob = 1;    /* (in the cache already) */
         }
-        if (t->missing[ki] == 0)
+        if (kn->missing == 0)
             continue;
         if (t->nedges == t->capedges) {
             size_t nc = t->capedges ? 2 * t->capedges : 256;
@@ -322,11 +324,11 @@ static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const 
             t->capedges = nc;
         }
         t->edges[t->nedges][0] = (uint32_t)i;
-        t->edges[t->nedges][1] = t->head[ki];
-        t->head[ki] = (uint32_t)t->nedges++;
+        t->edges[t->nedges][1] = kn->head;
+        kn->head = (uint32_t)t->nedges++;
         missing++;
     }
-    t->missing[i] = missing;
+    t->nodes[i].missing = missing;
     return missing ? GUTS_OK : track_complete(r, t, (uint32_t)i);
 }
 
@@ -335,6 +337,8 @@ int closure_track_begin(guts_core *c, lrepo *r)
     if (!r->track && !r->track_off) {
         complete_seed(c, r); /* not from closure_seen: the store is busy then */
         r->track = calloc(1, sizeof(ctrack));
+        if (r->track)
+            r->track->map.stride = sizeof(tnode);
     }
     return r->track != NULL;
 }
@@ -363,7 +367,7 @@ int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *
     if (guts_idset_has(&r->complete, target))
         return GUTS_OK;
     walk w = {0};
-    idmap map = {0};
+    idmap map = {.stride = sizeof(guts_id)};
     guts_id *nodes = NULL;
     enum { N_BAD = 1, N_BLOB = 2 };
     uint8_t *bad = NULL; /* N_BAD, N_BLOB per node */
@@ -407,7 +411,7 @@ int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *
             nodes[nnodes] = it.id;
             bad[nnodes] = it.blob ? N_BLOB : 0;
             nnodes++;
-            if (idmap_put(&map, nodes, (uint32_t)idx)) {
+            if (idmap_put(&map, nodes, &it.id, (uint32_t)idx)) {
                 rc = GUTS_ENOMEM;
                 break;
             }

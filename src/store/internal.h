@@ -298,6 +298,8 @@ typedef struct store_set {
     uint64_t count, seq, stored; /* meta "count", "seq", "stored_bytes" */
     guts_fp fp;                  /* meta "fp" */
     size_t added;                /* objects added by this write */
+    MDB_cursor *log; /* NULL, or a cursor on the log that store_set_add appends
+                      * with: no descent of the log per id (a group commit's) */
 } store_set;
 int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s);
 /* Log the new object id (its row of rowlen bytes is written) at s->seq and
@@ -307,7 +309,7 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
 int store_set_save(guts_repo *r, MDB_txn *txn, const store_set *s);
 
 /* Groups (group.c). Add a record (copied: rec, then tail) to g;
- * GUTS_ENOMEM. */
+ * GUTS_ENOMEM. id is read after g's arrays may move: never one of g's. */
 int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
               const uint8_t *tail, size_t tlen);
 /* The entry of id in g, or NULL. */
@@ -340,6 +342,11 @@ int store_corrupt(const guts_id *id, const char *why);
 /* Full content of a stored object, read in txn, into a new buffer. */
 int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
                      size_t *len);
+/* The same for a record the caller found and parsed already (h, from
+ * store_rec_find or rec_parse in txn) and whose content it did not find
+ * in the cache: no second lookup of id. */
+int store_obj_decode_found(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
+                           uint8_t **out, size_t *len);
 
 /* Large objects (pieces.c): the whole content of a large object read in
  * txn into a new buffer (for guts_repo_get and delta bases). */

@@ -176,37 +176,17 @@ static void copies_of(guts_repo *r, MDB_txn *txn, const rec_hdr *h, int base_typ
     cc->blen = blen;
 }
 
-/* Full content of a stored object, read in txn. Delta chains are walked
- * iteratively up to the first cached base (or a full record), then decoded
- * back down; intermediate contents go into the cache as they are bases.
- * cc (may be NULL): the copies of id's own record, when decoded here or
- * when both it and its base are cached. */
-static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
-                      size_t *len, copies_out *cc)
+/* The content of id, whose record h the caller has found, decoded down its
+ * delta chain (see obj_decode); cc as there. */
+static int chain_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
+                        uint8_t **out, size_t *len, copies_out *cc)
 {
     rec_hdr chain[STORE_DELTA_DEPTH_MAX + 1];
     guts_id ids[STORE_DELTA_DEPTH_MAX + 1];
     MDB_val v;
-    int rc = store_rec_find(r, txn, id, &v, &chain[0]);
-    if (rc) return rc;
+    int rc;
+    chain[0] = *h;
     ids[0] = *id;
-    *type = chain[0].type;
-    size_t clen;
-    const uint8_t *cached = cache_get(&r->cache, id, &clen);
-    if (cached) {
-        if (clen != chain[0].size) return store_corrupt(id, "cached size differs");
-        uint8_t *copy = malloc(clen ? clen : 1);
-        if (!copy) return GUTS_ENOMEM;
-        memcpy(copy, cached, clen);
-        *out = copy;
-        *len = clen;
-        const uint8_t *base;
-        size_t blen;
-        if (cc && chain[0].enc == ENC_ZSTD_DELTA &&
-            (base = cache_get(&r->cache, &chain[0].base, &blen)))
-            copies_of(r, txn, &chain[0], -1, base, blen, copy, cc);
-        return GUTS_OK;
-    }
     const uint8_t *base = NULL;
     size_t blen = 0;
     int top = 0;
@@ -249,10 +229,45 @@ static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, 
     return GUTS_OK;
 }
 
+/* Full content of a stored object, read in txn. Delta chains are walked
+ * iteratively up to the first cached base (or a full record), then decoded
+ * back down; intermediate contents go into the cache as they are bases.
+ * cc (may be NULL): the copies of id's own record, when decoded here or
+ * when both it and its base are cached. */
+static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
+                      size_t *len, copies_out *cc)
+{
+    MDB_val v;
+    rec_hdr h;
+    int rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc) return rc;
+    *type = h.type;
+    size_t clen;
+    const uint8_t *cached = cache_get(&r->cache, id, &clen);
+    if (!cached) return chain_decode(r, txn, id, &h, out, len, cc);
+    if (clen != h.size) return store_corrupt(id, "cached size differs");
+    uint8_t *copy = malloc(clen ? clen : 1);
+    if (!copy) return GUTS_ENOMEM;
+    memcpy(copy, cached, clen);
+    *out = copy;
+    *len = clen;
+    const uint8_t *base;
+    size_t blen;
+    if (cc && h.enc == ENC_ZSTD_DELTA && (base = cache_get(&r->cache, &h.base, &blen)))
+        copies_of(r, txn, &h, -1, base, blen, copy, cc);
+    return GUTS_OK;
+}
+
 int store_obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, uint8_t **out,
                      size_t *len)
 {
     return obj_decode(r, txn, id, type, out, len, NULL);
+}
+
+int store_obj_decode_found(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
+                           uint8_t **out, size_t *len)
+{
+    return chain_decode(r, txn, id, h, out, len, NULL);
 }
 
 int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,

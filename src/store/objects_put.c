@@ -780,8 +780,9 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
         }
         depth = (unsigned)bh.depth + 1;
         if (!(base = cache_get(&r->cache, &rec->base, &blen))) {
-            int t;
-            if ((rc = store_obj_decode(r, txn, &rec->base, &t, &owned_base, &blen))) return rc;
+            /* found above: no second lookup */
+            if ((rc = store_obj_decode_found(r, txn, &rec->base, &bh, &owned_base, &blen)))
+                return rc;
             base = owned_base;
         }
     }

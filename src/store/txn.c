@@ -265,6 +265,7 @@ int store_set_load(guts_repo *r, MDB_txn *txn, store_set *s)
 {
     int rc;
     s->added = 0;
+    s->log = NULL;
     if ((rc = store_meta_get_u64(r, txn, "count", &s->count)) ||
         (rc = store_meta_get_u64(r, txn, "seq", &s->seq)) ||
         (rc = store_meta_get_u64(r, txn, "stored_bytes", &s->stored)) ||
@@ -278,7 +279,8 @@ int store_set_add(guts_repo *r, MDB_txn *txn, store_set *s, const guts_id *id, s
     uint8_t sk[8];
     be64_put(sk, s->seq);
     MDB_val lk = {8, sk}, k = {GUTS_ID_LEN, (void *)id->b};
-    int rc = mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND);
+    int rc = s->log ? mdb_cursor_put(s->log, &lk, &k, MDB_APPEND)
+                    : mdb_put(txn, r->se->log, &lk, &k, MDB_APPEND);
     if (rc) return rc;
     s->seq++;
     s->count++;

@@ -110,6 +110,36 @@ START_TEST(test_splitmix64_is_the_published_sequence)
 }
 END_TEST
 
+START_TEST(test_id_cmp_orders_ids_as_memcmp_does_at_every_byte)
+{
+    /* a pair differing at each byte, both ways round, with the bytes
+     * before it equal and after it opposed (so a compare that looks past
+     * the first difference, or at bytes in the wrong order, fails) */
+    for (int i = 0; i < GUTS_ID_LEN; i++) {
+        guts_id a, b;
+        memset(a.b, 0x5a, sizeof a.b);
+        memset(b.b, 0x5a, sizeof b.b);
+        a.b[i] = 0x01;
+        b.b[i] = 0xfe;
+        for (int k = i + 1; k < GUTS_ID_LEN; k++) {
+            a.b[k] = 0xff;
+            b.b[k] = 0x00;
+        }
+        ck_assert_int_lt(guts_id_cmp(&a, &b), 0);
+        ck_assert_int_gt(guts_id_cmp(&b, &a), 0);
+        ck_assert_int_eq(guts_id_cmp(&a, &a), 0);
+    }
+    uint64_t rng = 7;
+    for (int n = 0; n < 1000; n++) {
+        guts_id a, b;
+        range_id(&rng, &a);
+        range_id(&rng, &b);
+        int want = memcmp(a.b, b.b, GUTS_ID_LEN), got = guts_id_cmp(&a, &b);
+        ck_assert_int_eq((want > 0) - (want < 0), got);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("base");
@@ -118,6 +148,7 @@ int main(void)
     tcase_add_test(t, test_idset_values_survive_growth_and_free_keeps_the_kind);
     tcase_add_test(t, test_lower_bound_finds_the_first_not_below);
     tcase_add_test(t, test_splitmix64_is_the_published_sequence);
+    tcase_add_test(t, test_id_cmp_orders_ids_as_memcmp_does_at_every_byte);
     suite_add_tcase(su, t);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
