@@ -270,26 +270,35 @@ int store_obj_decode_found(guts_repo *r, MDB_txn *txn, const guts_id *id, const 
     return chain_decode(r, txn, id, h, out, len, NULL);
 }
 
-int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                         void **data, size_t *len, guts_copy **copies, size_t *ncopies, size_t *blen)
+/* One read transaction around obj_decode (cc may be NULL). */
+static int repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len,
+                    copies_out *cc)
 {
-    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen) return GUTS_EINVAL;
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
     if (rc) return rc;
     uint8_t *buf = NULL;
     size_t n = 0;
     int t = 0;
-    copies_out cc = {.div = inserts_div};
-    rc = obj_decode(r, txn, id, &t, &buf, &n, &cc);
+    rc = obj_decode(r, txn, id, &t, &buf, &n, cc);
     store_read_end(r, txn);
+    if (rc) return rc;
+    *type = t;
+    *data = buf;
+    *len = n;
+    return GUTS_OK;
+}
+
+int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
+                         void **data, size_t *len, guts_copy **copies, size_t *ncopies, size_t *blen)
+{
+    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen) return GUTS_EINVAL;
+    copies_out cc = {.div = inserts_div};
+    int rc = repo_get(r, id, type, data, len, &cc);
     if (rc) {
         free(cc.v);
         return rc;
     }
-    *type = t;
-    *data = buf;
-    *len = n;
     *copies = cc.v;
     *ncopies = cc.n;
     *blen = cc.blen;
@@ -299,19 +308,7 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
 int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len)
 {
     if (!r || !id || !type || !data || !len) return GUTS_EINVAL;
-    MDB_txn *txn;
-    int rc = store_read_begin(r, &txn);
-    if (rc) return rc;
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    int t = 0;
-    rc = store_obj_decode(r, txn, id, &t, &buf, &n);
-    store_read_end(r, txn);
-    if (rc) return rc;
-    *type = t;
-    *data = buf;
-    *len = n;
-    return GUTS_OK;
+    return repo_get(r, id, type, data, len, NULL);
 }
 
 static int verify_discard(const void *data, size_t len, void *ctx)

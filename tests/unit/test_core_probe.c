@@ -94,15 +94,27 @@ static void paddr(int n, guts_addr *a)
     a->b[3] = (uint8_t)n;
 }
 
-static void feed(fx *f, uint64_t now, int n, const guts_msg *m)
+/* Feed m as if from peer n's address, by multicast or unicast (via). */
+static void feed_via(fx *f, uint64_t now, int n, int via, const guts_msg *m)
 {
     uint8_t buf[GUTS_DGRAM_MAX];
     size_t len;
     ck_assert_int_eq(guts_msg_encode(m, buf, sizeof(buf), &len), 0);
     guts_addr a;
     paddr(n, &a);
-    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_GROUP, buf, len);
+    guts_core_on_datagram(f->core, now, &a, via, buf, len);
     fx_drain(f);
+}
+
+static void feed(fx *f, uint64_t now, int n, const guts_msg *m)
+{
+    feed_via(f, now, n, GUTS_VIA_GROUP, m);
+}
+
+/* Feed m as if from peer `from`'s address, by unicast. */
+static void feed_from(fx *f, uint64_t now, int from, const guts_msg *m)
+{
+    feed_via(f, now, from, GUTS_VIA_UNICAST, m);
 }
 
 static void msg_of(guts_msg *m, int type, int n)
@@ -490,10 +502,7 @@ static void release(fx *f, uint64_t now, int n, int from, uint64_t inc, uint32_t
     size_t len;
     ck_assert_int_eq(guts_msg_encode(&m, buf, sizeof(buf), &len), 0);
     ck_assert_uint_eq(len, 46); /* a PROBE's size */
-    guts_addr a;
-    paddr(from, &a);
-    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_UNICAST, buf, len);
-    fx_drain(f);
+    feed_from(f, now, from, &m);
 }
 
 /* A prober gives its turn back (it dropped us from its view): the prober
@@ -527,18 +536,6 @@ START_TEST(test_given_back_turn_moves_a_far_prober)
     fx_free(&f);
 }
 END_TEST
-
-/* Feed m as if from peer `from`'s address. */
-static void feed_from(fx *f, uint64_t now, int from, const guts_msg *m)
-{
-    uint8_t buf[GUTS_DGRAM_MAX];
-    size_t len;
-    ck_assert_int_eq(guts_msg_encode(m, buf, sizeof(buf), &len), 0);
-    guts_addr a;
-    paddr(from, &a);
-    guts_core_on_datagram(f->core, now, &a, GUTS_VIA_UNICAST, buf, len);
-    fx_drain(f);
-}
 
 /* The time of our next PROBE to peer 1, stepping the timer from t by 10 ms
  * up to `until` (0: none by then). */
