@@ -66,9 +66,13 @@
 #define CORE_HELLO_GROUP 4
 /* A member of a small group (at most CORE_REPLY_GROUP estimated members)
  * that has run one base interval answers a newcomer's first announce with
- * its own, with probability min(1, CORE_REPLY_K / members), after a random
- * delay of up to CORE_REPLY_MS (mDNS answers a query after 20-120 ms, RFC
- * 6762 section 6): the newcomer learns who holds what in tens of ms. In a
+ * its own, with probability min(1, CORE_REPLY_K / members), at once and
+ * whatever its last announce: the newcomer, which pulls only once it knows
+ * who holds what, hears it in a round trip. (mDNS delays answers by 20-120
+ * ms, RFC 6762 section 6, to suppress duplicates; nothing here suppresses
+ * an answer, so a random delay of up to 20 ms and the 150 ms gap after the
+ * member's last announce only made the newcomer wait: ~10 ms and, one
+ * time in ~7, ~75 ms.) In a
  * larger group someone announces every 1 / CORE_GROUP_RATE s anyway, so no
  * one answers, and a group starting at once (nobody has run an interval)
  * triggers no answers. */
@@ -79,7 +83,6 @@
  * starting (its size not yet known to anyone) is never quiet. */
 #define CORE_REPLY_QUIET 10
 #define CORE_REPLY_K 3
-#define CORE_REPLY_MS 20
 /* The answer to a newcomer is followed by the rest of the node's pages, one
  * per CORE_SWEEP_GAP_MS, so a fresh node learns 1,000 repositories (~36
  * pages) in ~2 s instead of ~36 base intervals. 50 ms is the whole group's

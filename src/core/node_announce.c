@@ -109,8 +109,11 @@ void announce_newcomer(guts_core *c)
         c->heard_now + c->heard_prev > CORE_REPLY_QUIET ||
         core_rand_below(c, members) >= CORE_REPLY_K)
         return;
-    uint64_t at = c->now + 1 + core_rand_below(c, CORE_REPLY_MS);
-    if (!c->announce_soon || at < c->soon_at) c->soon_at = at;
+    /* at once, and not held back by the gap after our last announce: the
+     * newcomer waits for it to pull (its hello went out 50-100 ms after
+     * its start, CORE_HELLO_MS), and a quiet small group sends at most a
+     * few answers per newcomer (see CORE_REPLY_K) */
+    c->soon_at = c->now;
     c->announce_soon = c->reply_soon = 1;
 }
 
@@ -198,10 +201,10 @@ uint64_t announce_gap(const guts_core *c)
 
 int announce_soon_due(guts_core *c)
 {
-    if (!c->announce_soon || c->now < c->soon_at ||
-        (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)))
-        return 0;
-    if (c->reply_soon || c->sweep_left) return 1;
+    if (!c->announce_soon || c->now < c->soon_at) return 0;
+    if (c->reply_soon) return 1; /* an answer to a newcomer: no gap */
+    if (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)) return 0;
+    if (c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i]) && !unsynced(c, c->repos[i])) return 1;
     c->announce_soon = 0; /* others said it all meanwhile (or it waits for its flush) */
