@@ -124,6 +124,8 @@ typedef struct peer {
     };
 } peer;
 
+enum { REPLY_REFUTE = 1, REPLY_NEWCOMER = 2 };
+
 /* A compact ref record (guts_ref is 2 KiB of fixed arrays). */
 typedef struct cref {
     char *name;
@@ -341,7 +343,11 @@ struct guts_core {
     uint32_t ann_factor; /* per mille, [500, 1500]: this interval's jitter */
     int announce_soon;   /* a change to announce, at soon_at or later */
     uint64_t soon_at;
-    int reply_soon;                 /* with announce_soon: an answer to a newcomer */
+    /* with announce_soon: an answer, REPLY_NEWCOMER to a newcomer (at once,
+     * no gap after our last announce) or REPLY_REFUTE to a DEAD naming us
+     * (after the gap: a forged DEAD repeated must not make us multicast
+     * at its rate) */
+    int reply_soon;
     uint32_t sweep_left;            /* pages still to send of a newcomer's full round */
     uint64_t hello_at;              /* the first announce, 0 once sent or dropped */
     uint64_t heard_sec;             /* start of the current second of heard_now */

@@ -114,7 +114,8 @@ void announce_newcomer(guts_core *c)
      * its start, CORE_HELLO_MS), and a quiet small group sends at most a
      * few answers per newcomer (see CORE_REPLY_K) */
     c->soon_at = c->now;
-    c->announce_soon = c->reply_soon = 1;
+    c->announce_soon = 1;
+    c->reply_soon = REPLY_NEWCOMER;
 }
 
 /* Announces heard by multicast of r's current state (see
@@ -202,9 +203,9 @@ uint64_t announce_gap(const guts_core *c)
 int announce_soon_due(guts_core *c)
 {
     if (!c->announce_soon || c->now < c->soon_at) return 0;
-    if (c->reply_soon) return 1; /* an answer to a newcomer: no gap */
+    if (c->reply_soon == REPLY_NEWCOMER) return 1; /* no gap */
     if (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)) return 0;
-    if (c->sweep_left) return 1;
+    if (c->reply_soon || c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i]) && !unsynced(c, c->repos[i])) return 1;
     c->announce_soon = 0; /* others said it all meanwhile (or it waits for its flush) */
@@ -373,7 +374,7 @@ void announce_send(guts_core *c, int regular)
     c->last_announce = c->ann_base = c->now;
     jitter(c);
     c->next_announce = c->now + (uint64_t)iv * c->ann_factor / 1000;
-    c->ctr.answers += (uint64_t)c->reply_soon;
+    c->ctr.answers += (uint64_t)(c->reply_soon != 0);
     /* a newcomer hears every page of ours soon (CORE_REPLY_*): the
      * answer starts a sweep of the others; any announce is one page of it */
     if (c->reply_soon && pages > 1)

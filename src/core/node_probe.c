@@ -502,9 +502,12 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from)
     const guts_msg_dead *d = &m->u.dead;
     if (memcmp(&d->node, &c->cfg.node_id, sizeof(d->node)) == 0) {
         if (d->incarnation != c->cfg.incarnation) return;
-        /* alive after all: say so to the group at once */
+        /* alive after all: say so to the group, at once unless we announced
+         * within the gap (REPLY_REFUTE: a forged DEAD repeated is answered
+         * at most once a gap) */
         c->ctr.refutes++;
-        c->reply_soon = c->announce_soon = 1;
+        c->announce_soon = 1;
+        if (!c->reply_soon) c->reply_soon = REPLY_REFUTE;
         c->soon_at = c->now;
         return;
     }

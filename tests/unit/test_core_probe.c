@@ -350,6 +350,15 @@ START_TEST(test_dead_notice_rules)
     guts_core_counters k;
     guts_core_counters_get(f.core, &k);
     ck_assert_uint_eq(k.refutes, 1);
+    /* the notice forged and repeated every 10 ms for 1.5 s: refuted at
+     * most once per CORE_ANNOUNCE_GAP_MS (150 ms), not once per notice */
+    memset(f.to_group, 0, sizeof(f.to_group));
+    for (t = 9000; t < 10500; t += 10) {
+        feed(&f, t, 2, &m);
+        fx_at(&f, t);
+    }
+    ck_assert_uint_ge(f.to_group[GUTS_MSG_ANNOUNCE], 1);
+    ck_assert_uint_le(f.to_group[GUTS_MSG_ANNOUNCE], 1500 / 150 + 2);
     fx_free(&f);
 }
 END_TEST
