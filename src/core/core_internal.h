@@ -520,9 +520,10 @@ void announce_answer(guts_core *c, const guts_addr *to);
 /* The sender of a lacks something we hold (a repository it announces fewer
  * objects of, or, when a is its one page, one it does not name). */
 int announce_behind(const guts_core *c, const guts_msg_announce *a);
-/* Least time between two immediate announces: CORE_ANNOUNCE_GAP_MS, or
- * CORE_SWEEP_GAP_MS while a newcomer's sweep runs. */
-uint64_t announce_gap(const guts_core *c);
+/* The earliest time an immediate announce may go: CORE_ANNOUNCE_GAP_MS
+ * after our last one, or CORE_SWEEP_GAP_MS while a newcomer's sweep runs;
+ * 0 (no gap) before our first datagram and for an answer to a newcomer. */
+uint64_t announce_gap_end(const guts_core *c);
 void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);

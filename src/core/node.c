@@ -214,7 +214,7 @@ static uint64_t next_deadline(guts_core *c)
     uint64_t t = c->next_announce;
     if (c->hello_at && c->hello_at < t) t = c->hello_at;
     if (c->announce_soon) {
-        uint64_t s = c->ctr.dgrams_out && c->reply_soon != REPLY_NEWCOMER ? c->last_announce + announce_gap(c) : 0;
+        uint64_t s = announce_gap_end(c);
         if (s < c->soon_at) s = c->soon_at;
         if (s < t) t = s;
     }

@@ -195,16 +195,15 @@ void announce_changed(guts_core *c, lrepo *r)
     c->announce_soon = 1;
 }
 
-uint64_t announce_gap(const guts_core *c)
+uint64_t announce_gap_end(const guts_core *c)
 {
-    return c->sweep_left ? CORE_SWEEP_GAP_MS : CORE_ANNOUNCE_GAP_MS;
+    if (!c->ctr.dgrams_out || c->reply_soon == REPLY_NEWCOMER) return 0;
+    return c->last_announce + (c->sweep_left ? CORE_SWEEP_GAP_MS : CORE_ANNOUNCE_GAP_MS);
 }
 
 int announce_soon_due(guts_core *c)
 {
-    if (!c->announce_soon || c->now < c->soon_at) return 0;
-    if (c->reply_soon == REPLY_NEWCOMER) return 1; /* no gap */
-    if (c->ctr.dgrams_out && c->now < c->last_announce + announce_gap(c)) return 0;
+    if (!c->announce_soon || c->now < c->soon_at || c->now < announce_gap_end(c)) return 0;
     if (c->reply_soon || c->sweep_left) return 1;
     for (size_t i = 0; i < c->nrepos; i++)
         if (c->repos[i]->changed && worth(c, c->repos[i]) && !unsynced(c, c->repos[i])) return 1;
