@@ -40,6 +40,20 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
                      const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
                      void *ctx);
 
+/** The same frame read without its content: a frame (n bytes) of dn bytes
+ * made against a prefix of bn bytes gives its copies from the prefix (copy
+ * called as above, increasing at, contiguous matches merged, any length)
+ * and its literals, the content's bytes no copy covers, in order, written
+ * to lits (room for max_inserts bytes), *nlits of them. Nothing is compared
+ * or checksummed (the content is never made): the caller's reader must
+ * check what it is given (git's index-pack hashes every object).
+ * GUTS_OK; GUTS_ENOTFOUND when a match reaches inside the content (its
+ * bytes would be needed), more than max_inserts bytes are literals, or
+ * copy stopped; GUTS_ECORRUPT when the frame is not read so. */
+int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
+                          size_t max_inserts, uint8_t *lits, size_t *nlits,
+                          guts_delta_copy_fn copy, void *ctx);
+
 /* Reading a git delta (src/git/pack.c describes the format). The one
  * decoder of its instructions: the pack reader applies them, the store
  * turns them into zstd sequences. Neither checks an instruction against a

@@ -11,6 +11,14 @@
  * delta: the bitstream must end exactly where each block does, the sizes
  * add up to the content's, and each copy starts and ends with the base's
  * bytes.
+ *
+ * guts_zstd_lits_copies reads the same frame without its content: it
+ * decodes the literals too (their Huffman streams, RFC 8878 4.2), so a
+ * frame whose every match reaches into the base gives a git delta (its
+ * copies, its literals inserted) with none of its content decoded: no
+ * copy of the base's bytes, no checksum over them. A frame with a match
+ * inside the content itself is left to the caller (its bytes would be
+ * needed).
  */
 #include <string.h>
 
@@ -228,6 +236,13 @@ typedef struct zc {
     size_t inserts, max_inserts; /* dst bytes not copied: so far, at most */
     guts_delta_copy_fn copy;
     void *ctx;
+    /* dst NULL (guts_zstd_lits_copies): the literals go to lits (room for
+     * max_inserts), the Huffman table of the last block that described
+     * one in huf */
+    uint8_t *lits;
+    size_t nlits;
+    struct huf_table *huf;
+    int huf_ok;
 } zc;
 
 /* n more bytes of dst go as inserts: 1 once past max_inserts. */
@@ -246,6 +261,7 @@ static int flush_copy(zc *z)
 {
     size_t n = z->len;
     z->len = 0;
+    if (!z->dst) return n && z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
     if (n < GUTS_DELTA_BLOCK) return inserts(z, n);
     size_t k = n < CHECK ? n : CHECK;
     if (memcmp(z->dst + z->at, z->base + z->from, k) != 0 ||
@@ -262,6 +278,7 @@ static int match(zc *z, size_t off, size_t n)
     if (off == 0 || off > z->pos + z->bn || n > z->dn - z->pos) return -1;
     size_t k = off > z->pos ? off - z->pos : 0; /* bytes from the base */
     if (k > n) k = n;
+    if (!z->dst && k < n) return 1; /* bytes of dst: not decoded here */
     if (k) {
         size_t from = z->bn + z->pos - off;
         if (z->len && z->at + z->len == z->pos && z->from + z->len == from) {
@@ -309,6 +326,182 @@ static int lits_only(zc *z, size_t n)
     return inserts(z, n);
 }
 
+/* ---- literals, for guts_zstd_lits_copies (RFC 8878 4.2) ---- */
+
+/* Longest Huffman code a literals section may use (RFC 8878 4.2.1). */
+#define HUF_LOG_MAX 11
+/* Weights are 0..HUF_LOG_MAX; a table describes at most 255 of them. */
+#define HUF_WEIGHTS_MAX 255
+
+/* Indexed by the next log bits of a stream: the symbol and its code's
+ * length. */
+typedef struct huf_table {
+    uint8_t sym[1 << HUF_LOG_MAX], bits[1 << HUF_LOG_MAX];
+    unsigned log;
+} huf_table;
+
+/* Bits [pos - n, pos) of p as a number whose highest bit is at pos - 1
+ * (the backward streams' order); bits below 0 read as 0. */
+static uint32_t peek_back(const uint8_t *p, size_t len, long pos, unsigned n)
+{
+    if (pos >= (long)n) return (uint32_t)bits_at(p, len, (size_t)pos - n, n);
+    if (pos <= 0) return 0;
+    return (uint32_t)(bits_at(p, len, 0, (unsigned)pos) << (n - (unsigned)pos));
+}
+
+/* The start of a backward stream: the bit under its last byte's highest
+ * set bit (the padding marker); -1 when there is none. */
+static long back_start(const uint8_t *p, size_t len)
+{
+    return len && p[len - 1] ? 8 * (long)(len - 1) + (long)highbit(p[len - 1]) : -1;
+}
+
+/* n bits read backwards from *pos (peek_back's), which moves past them. */
+static uint32_t rd_back(const uint8_t *p, size_t len, long *pos, unsigned n)
+{
+    uint32_t v = peek_back(p, len, *pos, n);
+    *pos -= n;
+    return v;
+}
+
+/* Weights compressed with FSE (RFC 8878 4.2.1.2): two states over one
+ * table take turns until the stream is read past its start; then the
+ * other state gives the last weight. */
+static int huf_weights_fse(const uint8_t *p, size_t len, uint8_t *w, unsigned *nw)
+{
+    fse_table t;
+    long k = fse_read(&t, p, len, HUF_LOG_MAX + 1, 6);
+    if (k < 0 || (size_t)k >= len) return -1;
+    const uint8_t *s = p + k;
+    size_t m = len - (size_t)k;
+    long pos = back_start(s, m);
+    if (pos < 2 * (long)t.log) return -1;
+    uint32_t st[2];
+    st[0] = rd_back(s, m, &pos, t.log);
+    st[1] = rd_back(s, m, &pos, t.log);
+    unsigned n = 0;
+    for (int i = 0;; i ^= 1) {
+        if (n + 2 > HUF_WEIGHTS_MAX) return -1;
+        const fse_cell *c = &t.c[st[i]];
+        w[n++] = c->sym;
+        st[i] = c->base + rd_back(s, m, &pos, c->bits);
+        if (pos < 0) {
+            w[n++] = t.c[st[i ^ 1]].sym;
+            break;
+        }
+    }
+    *nw = n;
+    return 0;
+}
+
+/* A literals section's Huffman tree description (RFC 8878 4.2.1) into t:
+ * the bytes it took, or -1. */
+static long huf_read(huf_table *t, const uint8_t *p, size_t len)
+{
+    uint8_t w[HUF_WEIGHTS_MAX + 1];
+    unsigned nw;
+    size_t used;
+    if (len < 1) return -1;
+    if (p[0] >= 128) {
+        nw = p[0] - 127u;
+        used = 1 + (nw + 1) / 2;
+        if (used > len) return -1;
+        for (unsigned i = 0; i < nw; i++)
+            w[i] = (uint8_t)(i & 1 ? p[1 + i / 2] & 15 : p[1 + i / 2] >> 4);
+    } else {
+        used = 1 + (size_t)p[0];
+        if (p[0] == 0 || used > len || huf_weights_fse(p + 1, p[0], w, &nw)) return -1;
+    }
+    uint32_t total = 0, count[HUF_LOG_MAX + 1] = {0};
+    for (unsigned i = 0; i < nw; i++) {
+        if (w[i] > HUF_LOG_MAX) return -1;
+        if (w[i]) total += 1u << (w[i] - 1);
+    }
+    if (total == 0) return -1;
+    unsigned log = highbit(total) + 1;
+    uint32_t rest = (1u << log) - total; /* the last symbol's, implied */
+    if (log > HUF_LOG_MAX || (rest & (rest - 1))) return -1;
+    w[nw++] = (uint8_t)(highbit(rest) + 1);
+    for (unsigned i = 0; i < nw; i++)
+        count[w[i]]++;
+    /* codes from the lowest weight (longest code) up, by symbol within a
+     * weight: each weight's run of the table starts after the last's */
+    uint32_t start[HUF_LOG_MAX + 1], at = 0;
+    for (unsigned k = 1; k <= log; k++) {
+        start[k] = at;
+        at += count[k] << (k - 1);
+    }
+    if (at != 1u << log) return -1;
+    for (unsigned s = 0; s < nw; s++) {
+        if (!w[s]) continue;
+        uint32_t n = 1u << (w[s] - 1), from = start[w[s]];
+        memset(t->sym + from, (int)s, n);
+        memset(t->bits + from, (int)(log + 1 - w[s]), n);
+        start[w[s]] = from + n;
+    }
+    t->log = log;
+    return (long)used;
+}
+
+/* One Huffman stream (len bytes) into out[0..n): it must end exactly. */
+static int huf_stream(const huf_table *t, const uint8_t *p, size_t len, uint8_t *out, size_t n)
+{
+    long pos = back_start(p, len);
+    if (pos < 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = peek_back(p, len, pos, t->log);
+        out[i] = t->sym[v];
+        pos -= t->bits[v];
+        if (pos < 0) return -1;
+    }
+    return pos == 0 ? 0 : -1;
+}
+
+/* A block's literals (the section's type ltype and size format sf; lh
+ * header bytes, lsize in all, regen bytes regenerated) to z->lits: 1 when
+ * there is no room (more inserts than allowed), -1 when read wrong. */
+static int lits_decode(zc *z, const uint8_t *p, unsigned ltype, unsigned sf, size_t lh,
+                       size_t lsize, size_t regen)
+{
+    if (regen > z->max_inserts - z->nlits) return 1;
+    uint8_t *out = z->lits + z->nlits;
+    z->nlits += regen;
+    if (ltype == 0) {
+        memcpy(out, p + lh, regen);
+        return 0;
+    }
+    if (ltype == 1) {
+        memset(out, p[lh], regen);
+        return 0;
+    }
+    const uint8_t *c = p + lh;
+    size_t n = lsize - lh;
+    if (ltype == 2) {
+        long k = huf_read(z->huf, c, n);
+        if (k < 0) return -1;
+        z->huf_ok = 1;
+        c += k;
+        n -= (size_t)k;
+    } else if (!z->huf_ok) {
+        return -1;
+    }
+    if (sf == 0) return huf_stream(z->huf, c, n, out, regen);
+    size_t seg = (regen + 3) / 4;
+    if (n < 6 || 3 * seg > regen) return -1;
+    size_t sz[4] = {c[0] | (size_t)c[1] << 8, c[2] | (size_t)c[3] << 8, c[4] | (size_t)c[5] << 8};
+    c += 6;
+    n -= 6;
+    if (sz[0] + sz[1] + sz[2] > n) return -1;
+    sz[3] = n - sz[0] - sz[1] - sz[2];
+    for (int i = 0; i < 4; i++) {
+        size_t want = i < 3 ? seg : regen - 3 * seg;
+        if (huf_stream(z->huf, c, sz[i], out, want)) return -1;
+        c += sz[i];
+        out += want;
+    }
+    return 0;
+}
+
 /* One compressed block (p, len): its literals and sequences. */
 static int block(zc *z, const uint8_t *p, size_t len)
 {
@@ -329,6 +522,11 @@ static int block(zc *z, const uint8_t *p, size_t len)
         uint64_t v = bits_at(p, lh, 0, (unsigned)(8 * lh));
         regen = (size_t)((v >> 4) & ((1u << nb) - 1));
         lsize = lh + (size_t)((v >> (4 + nb)) & ((1u << nb) - 1));
+    }
+    if (!z->dst) {
+        if (lsize > len) return -1;
+        int rc = lits_decode(z, p, ltype, sf, lh, lsize, regen);
+        if (rc) return rc;
     }
     if (lsize >= len) return lsize == len && regen <= z->dn - z->pos ? lits_only(z, regen) : -1;
     const uint8_t *s = p + lsize;
@@ -414,9 +612,22 @@ static int block(zc *z, const uint8_t *p, size_t len)
     return inserts(z, regen - lits);
 }
 
-int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
-                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
-                     void *ctx)
+/* A raw (rle 0) or one-byte (rle 1) block of bsize bytes at p (len left
+ * in the frame) to z->lits: 1 when there is no room, -1 when cut. */
+static int raw_lits(zc *z, const uint8_t *p, size_t len, int rle, size_t bsize)
+{
+    if (len < (rle ? 1 : bsize)) return -1;
+    if (bsize > z->max_inserts - z->nlits) return 1;
+    if (rle)
+        memset(z->lits + z->nlits, p[0], bsize);
+    else
+        memcpy(z->lits + z->nlits, p, bsize);
+    z->nlits += bsize;
+    return 0;
+}
+
+/* The frame's blocks through z (set up by the caller). */
+static int frame_read(zc *z, const uint8_t *frame, size_t n)
 {
     static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
     if (n < 6 || memcmp(frame, magic, 4) != 0) return GUTS_ECORRUPT;
@@ -424,9 +635,6 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
     if (fhd & 8) return GUTS_ECORRUPT;
     size_t q = 5 + !single + (did == 3 ? 4 : did) +
                (fcs == 0 ? single : fcs == 1 ? 2 : fcs == 2 ? 4 : 8);
-    fse_table own[3]; /* not cleared: each is written before it is read */
-    zc z = {.own = own, .rep = {1, 4, 8}, .base = base, .dst = dst, .bn = bn, .dn = dn,
-            .copy = copy, .ctx = ctx, .max_inserts = max_inserts};
     for (int last = 0; !last;) {
         if (q + 3 > n) return GUTS_ECORRUPT;
         uint32_t h = frame[q] | (uint32_t)frame[q + 1] << 8 | (uint32_t)frame[q + 2] << 16;
@@ -437,11 +645,12 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
         switch ((h >> 1) & 3) {
         case 0: /* raw */
         case 1: /* one byte repeated */
-            if (bsize > dn - z.pos) return GUTS_ECORRUPT;
-            rc = lits_only(&z, bsize);
+            if (bsize > z->dn - z->pos) return GUTS_ECORRUPT;
+            if (!z->dst && (rc = raw_lits(z, frame + q, n - q, (h >> 1) & 3, bsize))) break;
+            rc = lits_only(z, bsize);
             bsize = ((h >> 1) & 3) ? 1 : bsize;
             break;
-        case 2: rc = q + bsize <= n ? block(&z, frame + q, bsize) : -1; break;
+        case 2: rc = q + bsize <= n ? block(z, frame + q, bsize) : -1; break;
         default: return GUTS_ECORRUPT;
         }
         if (rc > 0) return GUTS_ENOTFOUND;
@@ -449,7 +658,31 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
         q += bsize;
     }
     q += ((fhd >> 2) & 1) ? 4 : 0;
-    if (q != n || z.pos != dn) return GUTS_ECORRUPT;
-    int rc = flush_copy(&z);
+    if (q != n || z->pos != z->dn) return GUTS_ECORRUPT;
+    int rc = flush_copy(z);
     return rc > 0 ? GUTS_ENOTFOUND : rc < 0 ? GUTS_ECORRUPT : GUTS_OK;
+}
+
+int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
+                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
+                     void *ctx)
+{
+    if (!dst) return GUTS_EINVAL;
+    fse_table own[3]; /* not cleared: each is written before it is read */
+    zc z = {.own = own, .rep = {1, 4, 8}, .base = base, .dst = dst, .bn = bn, .dn = dn,
+            .copy = copy, .ctx = ctx, .max_inserts = max_inserts};
+    return frame_read(&z, frame, n);
+}
+
+int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
+                          size_t max_inserts, uint8_t *lits, size_t *nlits,
+                          guts_delta_copy_fn copy, void *ctx)
+{
+    fse_table own[3];
+    huf_table huf;
+    zc z = {.own = own, .rep = {1, 4, 8}, .bn = bn, .dn = dn, .copy = copy, .ctx = ctx,
+            .max_inserts = max_inserts, .lits = lits, .huf = &huf};
+    int rc = frame_read(&z, frame, n);
+    *nlits = z.nlits;
+    return rc;
 }

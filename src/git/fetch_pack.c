@@ -142,6 +142,33 @@ static int delta_on_writer(walk *w, guts_repo *r, guts_packw *p, const guts_id *
                                      take | (got ? GUTS_PACKW_TAKE_BASE : 0));
 }
 
+/* Entry id, a REF_DELTA against stored_base written from its zstd frame's
+ * copies and literals (guts_repo_get_lits): its content is never decoded,
+ * so nothing is copied from the base, checksummed or deflated but the
+ * delta. Only for an object not rehashed (is_rehashed): index-pack hashes
+ * what the delta makes. GUTS_ENOTFOUND when the record is not such a
+ * delta or the delta is not under half the object (encode_one decodes it
+ * instead); the writer's errors. *bytes gets the content's size. */
+static int lits_entry(guts_repo *r, guts_packw *p, const guts_id *id, const guts_id *stored_base,
+                      uint64_t *bytes)
+{
+    int type;
+    size_t len, blen, ncopies, nlits, dlen;
+    guts_copy *copies;
+    uint8_t *lits, *delta;
+    int rc = guts_repo_get_lits(r, id, COPIES_INSERTS_DIV, &type, &len, &blen, &copies, &ncopies,
+                                &lits, &nlits);
+    if (rc) return rc == GUTS_ENOMEM ? rc : GUTS_ENOTFOUND;
+    rc = guts_pack_delta_lits(blen, len, lits, nlits, copies, ncopies, len / 2, &delta, &dlen);
+    free(copies);
+    free(lits);
+    if (rc) return rc;
+    rc = guts_packw_ref_delta(p, stored_base, delta, dlen);
+    free(delta);
+    if (rc == GUTS_OK) *bytes = len;
+    return rc == GUTS_ENOTFOUND ? GUTS_EIO : rc;
+}
+
 /* encode_one's answer for a large object and an in-memory writer: the
  * pack writer streams it itself. */
 #define ENC_LARGE 1
@@ -177,6 +204,11 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         return GUTS_OK;
     }
     const kept_obj *k = fetch_kept(w, id);
+    if (!k && p->async && guts_id_cmp(&stored_base, id) != 0 && !is_rehashed(w, id) &&
+        base_ok(&stored_base, w)) {
+        rc = lits_entry(r, p, id, &stored_base, bytes);
+        if (rc != GUTS_ENOTFOUND) return rc ? pack_err(err, rc) : GUTS_OK;
+    }
     guts_copy *copies = NULL;
     size_t ncopies = 0, blen = 0;
     if (k) {

@@ -625,6 +625,35 @@ int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_
     return GUTS_OK;
 }
 
+int guts_pack_delta_lits(size_t bn, size_t dn, const uint8_t *lits, size_t nlits,
+                         const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
+                         size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    if (max == 0) return GUTS_ENOTFOUND;
+    dbuf b = {malloc(max), 0, max};
+    if (!b.p) return GUTS_ENOMEM;
+    size_t at = 0, used = 0; /* content placed, literals used */
+    int bad = put_varint(&b, bn) || put_varint(&b, dn);
+    for (size_t i = 0; i < ncopies && !bad; i++) {
+        const guts_copy *c = &copies[i];
+        size_t ins = c->at - at;
+        bad = c->at < at || c->at > dn || ins > nlits - used || c->len > dn - c->at || c->from > bn ||
+              c->len > bn - c->from || put_insert(&b, lits + used, ins) ||
+              put_copy(&b, c->from, c->len);
+        used += ins;
+        at = c->at + c->len;
+    }
+    if (bad || nlits - used != dn - at || put_insert(&b, lits + used, nlits - used)) {
+        free(b.p);
+        return GUTS_ENOTFOUND;
+    }
+    *out = b.p;
+    *outlen = b.n;
+    return GUTS_OK;
+}
+
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
                     uint8_t **out, size_t *outlen)
 {

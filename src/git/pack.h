@@ -165,6 +165,14 @@ void guts_packw_free(guts_packw *w);
 int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_copy *copies,
                            size_t ncopies, size_t max, uint8_t **out, size_t *outlen);
 
+/** The same from the content's literals alone (guts_zstd_lits_copies):
+ * lits[0..nlits) are dst's bytes the copies do not cover, in order; dst
+ * itself is never needed. GUTS_ENOTFOUND also when the copies and
+ * literals do not add up to dn bytes. */
+int guts_pack_delta_lits(size_t bn, size_t dn, const uint8_t *lits, size_t nlits,
+                         const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
+                         size_t *outlen);
+
 /** A git delta turning base[0..bn) into dst[0..dn), in at most max bytes:
  * *out (malloc'd, the caller frees) and *outlen. GUTS_ENOTFOUND when no
  * delta that short was found (or the inputs are under 16 bytes),

@@ -305,6 +305,45 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
     return GUTS_OK;
 }
 
+int guts_repo_get_lits(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
+                       size_t *len, size_t *blen, guts_copy **copies, size_t *ncopies,
+                       uint8_t **lits, size_t *nlits)
+{
+    if (!r || !id || !type || !len || !blen || !copies || !ncopies || !lits || !nlits)
+        return GUTS_EINVAL;
+    MDB_txn *txn;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
+    MDB_val v;
+    rec_hdr h, bh;
+    copies_out cc = {0};
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    rc = store_rec_find(r, txn, id, &v, &h);
+    if (rc == GUTS_OK && h.enc != ENC_ZSTD_DELTA) rc = GUTS_ENOTFOUND;
+    if (rc == GUTS_OK) rc = store_rec_find(r, txn, &h.base, &v, &bh);
+    if (rc == GUTS_OK && bh.type != h.type) rc = GUTS_ENOTFOUND;
+    size_t max = inserts_div ? (size_t)h.size / inserts_div : (size_t)h.size;
+    if (rc == GUTS_OK && !(buf = malloc(max ? max : 1))) rc = GUTS_ENOMEM;
+    if (rc == GUTS_OK)
+        rc = guts_zstd_lits_copies(h.payload, h.plen, (size_t)bh.size, (size_t)h.size, max, buf,
+                                   &n, copies_add, &cc);
+    store_read_end(r, txn);
+    if (rc) {
+        free(buf);
+        free(cc.v);
+        return rc == GUTS_ECORRUPT ? GUTS_ENOTFOUND : rc;
+    }
+    *type = h.type;
+    *len = (size_t)h.size;
+    *blen = (size_t)bh.size;
+    *copies = cc.v;
+    *ncopies = cc.n;
+    *lits = buf;
+    *nlits = n;
+    return GUTS_OK;
+}
+
 int guts_repo_get(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len)
 {
     if (!r || !id || !type || !data || !len) return GUTS_EINVAL;

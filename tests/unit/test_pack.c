@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ZSTD_compressSequences: the store's way of making a delta frame */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "guts/delta.h"
@@ -685,6 +687,125 @@ START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
 }
 END_TEST
 
+/* guts_delta_scan's copies as zstd sequences, as the store makes them */
+typedef struct zseqs {
+    ZSTD_Sequence v[8192];
+    size_t n, lit, bn;
+} zseqs;
+
+static int zseq(void *ctx, size_t at, size_t from, size_t len)
+{
+    zseqs *q = ctx;
+    ck_assert_uint_lt(q->n, 8192);
+    q->v[q->n++] = (ZSTD_Sequence){.offset = (unsigned)(q->bn + at - from),
+                                   .litLength = (unsigned)(at - q->lit),
+                                   .matchLength = (unsigned)len};
+    q->lit = at + len;
+    return 0;
+}
+
+/* guts_zstd_lits_copies' callback: copies kept, in order, in bounds */
+static int lcopy(void *ctx, size_t at, size_t from, size_t len)
+{
+    zcopies *z = ctx;
+    ck_assert_uint_lt(z->n, 4096);
+    ck_assert(z->n == 0 || at >= z->v[z->n - 1].at + z->v[z->n - 1].len);
+    ck_assert_uint_le(at + len, z->dn);
+    ck_assert_uint_le(from + len, z->bn);
+    z->v[z->n++] = (guts_copy){at, from, len};
+    return 0;
+}
+
+/* The git delta of a frame's copies and literals, read without its
+ * content, rebuilds the content; the frame of the store's sequences
+ * always reads so, zstd's own matcher's when it copies nothing from the
+ * content itself. */
+START_TEST(test_zstd_literals_and_copies_rebuild_the_content_undecoded)
+{
+    enum { N = 400000 };
+    uint8_t *base = malloc(N), *dst = malloc(2 * N), *lits = malloc(2 * N);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t fcap = ZSTD_compressBound(2 * N);
+    uint8_t *frame = malloc(fcap);
+    zseqs *q = malloc(sizeof *q);
+    zcopies *z = malloc(sizeof *z);
+    uint64_t s = 29;
+    int undecoded = 0;
+    for (int round = 0; round < 48; round++) {
+        size_t bn = round < 6 ? 100 + rng(&s) % 2000 : 1000 + rng(&s) % (N - 1000);
+        size_t dn;
+        if (round % 3 == 2) {
+            fill(base, bn, rng(&s));
+            dn = 0;
+            while (dn + 5000 < 2 * (size_t)N && dn < bn) {
+                size_t k = 20 + rng(&s) % 4000, at = rng(&s) % bn;
+                if (k > bn - at) k = bn - at;
+                memcpy(dst + dn, base + at, k);
+                dn += k;
+                fill(dst + dn, 7, rng(&s));
+                dn += 7;
+            }
+        } else {
+            dn = edited_text(base, bn, dst, 2 * N, &s);
+        }
+        int own = round % 4 == 3; /* zstd's matcher, not the store's sequences */
+        ck_assert(!ZSTD_isError(ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters)));
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1 + round % 19);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, round % 2);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 22);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_literalCompressionMode,
+                               round % 5 == 4 ? ZSTD_ps_disable : ZSTD_ps_auto);
+        size_t fn;
+        if (own) {
+            ck_assert(!ZSTD_isError(ZSTD_CCtx_refPrefix(cc, base, bn)));
+            fn = ZSTD_compress2(cc, frame, fcap, dst, dn);
+        } else {
+            q->n = q->lit = 0;
+            q->bn = bn;
+            ck_assert_int_eq(guts_delta_scan(base, bn, dst, dn, zseq, q), GUTS_OK);
+            fn = ZSTD_compressSequences(cc, frame, fcap, q->v, q->n, dst, dn);
+        }
+        ck_assert(!ZSTD_isError(fn));
+        *z = (zcopies){.base = base, .dst = dst, .bn = bn, .dn = dn};
+        size_t nl = 0;
+        int rc = guts_zstd_lits_copies(frame, fn, bn, dn, dn, lits, &nl, lcopy, z);
+        if (own && rc == GUTS_ENOTFOUND) continue; /* a match inside dst */
+        ck_assert_int_eq(rc, GUTS_OK);
+        undecoded++;
+        uint8_t *d, *r;
+        size_t dl, rn;
+        int copies = 0, inserts = 0;
+        ck_assert_int_eq(guts_pack_delta_lits(bn, dn, lits, nl, z->v, z->n, 2 * dn + 64, &d, &dl),
+                         GUTS_OK);
+        ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, &copies, &inserts), 0);
+        ck_assert_uint_eq(rn, dn);
+        ck_assert_mem_eq(r, dst, dn);
+        free(d);
+        free(r);
+        /* fewer literals allowed than the frame has: none given */
+        z->n = 0;
+        if (nl > 1)
+            ck_assert_int_eq(guts_zstd_lits_copies(frame, fn, bn, dn, nl / 2, lits, &nl, lcopy, z),
+                             GUTS_ENOTFOUND);
+        /* a cut frame, or another size, is not read */
+        z->n = 0;
+        ck_assert_int_eq(guts_zstd_lits_copies(frame, fn - 1, bn, dn, dn, lits, &nl, lcopy, z),
+                         GUTS_ECORRUPT);
+        z->n = 0;
+        ck_assert_int_ne(guts_zstd_lits_copies(frame, fn, bn, dn - 1, dn, lits, &nl, lcopy, z),
+                         GUTS_OK);
+    }
+    ck_assert_int_ge(undecoded, 36);
+    ZSTD_freeCCtx(cc);
+    free(frame);
+    free(base);
+    free(dst);
+    free(lits);
+    free(q);
+    free(z);
+}
+END_TEST
+
 /* The store gives a delta record's copies from its base (its frame made
  * from the put's hint), and none for an object stored whole. */
 START_TEST(test_store_gives_a_zstd_deltas_copies)
@@ -738,6 +859,26 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     ck_assert_int_eq(guts_repo_get_copies(r, &o[0].id, 8, &type, &got, &len, &c, &n, &blen), GUTS_OK);
     ck_assert_ptr_null(c);
     free(got);
+    /* the same delta read without decoding it: its literals and copies */
+    uint8_t *lits, *delta, *back;
+    size_t nl, dl, bl;
+    int copies = 0, inserts = 0;
+    ck_assert_int_eq(guts_repo_get_lits(r, &o[1].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
+                     GUTS_OK);
+    ck_assert_int_eq(type, GUTS_OBJ_BLOB);
+    ck_assert_uint_eq(len, dn);
+    ck_assert_uint_eq(blen, N);
+    ck_assert_int_eq(guts_pack_delta_lits(blen, len, lits, nl, c, n, len / 2, &delta, &dl), GUTS_OK);
+    ck_assert_int_eq(apply(base, N, delta, dl, &back, &bl, &copies, &inserts), 0);
+    ck_assert_uint_eq(bl, dn);
+    ck_assert_mem_eq(back, dst, dn);
+    free(delta);
+    free(back);
+    free(lits);
+    free(c);
+    /* an object stored whole has none */
+    ck_assert_int_eq(guts_repo_get_lits(r, &o[0].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
+                     GUTS_ENOTFOUND);
     guts_repo_close(r);
     guts_data_close(d);
     free(base);
@@ -1064,6 +1205,7 @@ int main(void)
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
+    tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
     tcase_add_test(t, test_store_gives_a_zstd_deltas_copies);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
