@@ -54,6 +54,17 @@ int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
                           size_t max_inserts, uint8_t *lits, size_t *nlits,
                           guts_delta_copy_fn copy, void *ctx);
 
+/** The matches a zstd frame (n bytes) made with no prefix, inside its own
+ * content dst[0..dn) (already decoded, and so checked, by zstd): copy is
+ * called for each in order, at the match's place, from its source earlier
+ * in dst (from < at; the two may overlap, as LZ77's do), any length of 3
+ * or more; the bytes between are literals. For a deflate stream made of
+ * the same matches (src/git/deflate.c) instead of found again. GUTS_OK;
+ * GUTS_ENOTFOUND when copy stopped; GUTS_ECORRUPT when the frame is not
+ * read so (or has a prefix). */
+int guts_zstd_self_copies(const uint8_t *frame, size_t n, const uint8_t *dst, size_t dn,
+                          guts_delta_copy_fn copy, void *ctx);
+
 /* Reading a git delta (src/git/pack.c describes the format). The one
  * decoder of its instructions: the pack reader applies them, the store
  * turns them into zstd sequences. Neither checks an instruction against a

@@ -256,10 +256,15 @@ typedef struct guts_copy {
  * copies from that base the frame holds (guts_zstd_copies): *copies
  * (malloc'd, the caller frees), *ncopies and the base's size *blen; only
  * when they leave at most *len / inserts_div bytes to inserts (0: any).
- * The record's base is guts_repo_head's. *copies is NULL when there are
- * none to give: the object stored whole, a base of another type or not
- * cached, a frame not read so, too few copies; a git delta is then found
- * again. Errors as guts_repo_get. */
+ * The record's base is guts_repo_head's. An object stored whole as one
+ * zstd frame and decoded here gives instead the matches that frame made
+ * inside it (guts_zstd_self_copies), *blen GUTS_COPIES_SELF: its deflate
+ * stream is made of them. *copies is NULL when there are none to give:
+ * the object stored raw or in pieces or found in the cache, a base of
+ * another type or not cached, a frame not read so, too few copies; a git
+ * delta (or deflate's matches) is then found again. Errors as
+ * guts_repo_get. */
+#define GUTS_COPIES_SELF SIZE_MAX
 int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
                          void **data, size_t *len, guts_copy **copies, size_t *ncopies,
                          size_t *blen);

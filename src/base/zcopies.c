@@ -243,6 +243,7 @@ typedef struct zc {
     size_t nlits;
     struct huf_table *huf;
     int huf_ok;
+    int self; /* guts_zstd_self_copies: no base, every match reported */
 } zc;
 
 /* n more bytes of dst go as inserts: 1 once past max_inserts. */
@@ -276,6 +277,11 @@ static int flush_copy(zc *z)
 static int match(zc *z, size_t off, size_t n)
 {
     if (off == 0 || off > z->pos + z->bn || n > z->dn - z->pos) return -1;
+    if (z->self) {
+        int rc = z->copy(z->ctx, z->pos, z->pos - off, n) ? 1 : 0;
+        z->pos += n;
+        return rc;
+    }
     size_t k = off > z->pos ? off - z->pos : 0; /* bytes from the base */
     if (k > n) k = n;
     if (!z->dst && k < n) return 1; /* bytes of dst: not decoded here */
@@ -685,4 +691,14 @@ int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
     int rc = frame_read(&z, frame, n);
     *nlits = z.nlits;
     return rc;
+}
+
+int guts_zstd_self_copies(const uint8_t *frame, size_t n, const uint8_t *dst, size_t dn,
+                          guts_delta_copy_fn copy, void *ctx)
+{
+    if (!dst) return GUTS_EINVAL;
+    fse_table own[3];
+    zc z = {.own = own, .rep = {1, 4, 8}, .dst = dst, .dn = dn, .copy = copy, .ctx = ctx,
+            .max_inserts = dn, .self = 1};
+    return frame_read(&z, frame, n);
 }

@@ -22,6 +22,7 @@
 
 #include "deflate.h"
 #include "guts/guts.h"
+#include "guts/store.h"
 
 #define WINDOW 32768u
 #define MATCH_MIN 4u
@@ -231,11 +232,12 @@ static uint8_t *stored_blocks(const uint8_t *in, size_t n, uint8_t *out)
     return out;
 }
 
-size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out)
+/* The zlib stream around a block (out + 2 to end, or stored blocks when
+ * those are smaller): header, Adler-32; its length. */
+static size_t zlib_wrap(const uint8_t *in, size_t n, uint8_t *out, uint8_t *end)
 {
     out[0] = 0x78; /* deflate, 32 KiB window */
     out[1] = 0x01; /* fastest; (0x78 << 8 | 0x01) % 31 == 0 */
-    uint8_t *end = fixed_block(d, in, n, out + 2);
     size_t stored = 5 * (n / STORED_MAX + 1) + n;
     if ((size_t)(end - out - 2) > stored) end = stored_blocks(in, n, out + 2);
     uLong sum = adler32(0, NULL, 0);
@@ -247,4 +249,41 @@ size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out
     }
     put_be32(end, (uint32_t)sum);
     return (size_t)(end - out) + 4;
+}
+
+size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out)
+{
+    return zlib_wrap(in, n, out, fixed_block(d, in, n, out + 2));
+}
+
+size_t guts_deflate_copies(const void *data, size_t n, const guts_copy *c, size_t nc, uint8_t *out)
+{
+    pthread_once(&codes_once, codes_init);
+    const uint8_t *in = data;
+    bits b = {.o = out + 2};
+    put(&b, 1 | 1 << 1, 3); /* the final block, fixed codes */
+    size_t i = 0;
+    for (size_t k = 0; k <= nc; k++) {
+        size_t at = k < nc ? c[k].at : n, len = k < nc ? c[k].len : 0;
+        size_t dist = k < nc ? at - c[k].from : 0;
+        if (at < i || at > n || len > n - at || (len && (dist == 0 || dist > at)))
+            return 0;
+        if (dist > WINDOW || len < 3) at += len, len = 0; /* as literals */
+        for (; i < at; i++) {
+            literal(&b, in[i]);
+            flush(&b);
+        }
+        while (len) { /* 258 at most, and no tail under 3 */
+            unsigned m = len > MATCH_MAX ? MATCH_MAX : (unsigned)len;
+            if (len - m && len - m < 3) m = (unsigned)len - 3;
+            match(&b, m, (unsigned)dist);
+            flush(&b);
+            len -= m;
+            i += m;
+        }
+    }
+    literal(&b, 256);
+    for (; b.n > 0; b.n = b.n > 8 ? b.n - 8 : 0, b.acc >>= 8)
+        *b.o++ = (uint8_t)b.acc;
+    return zlib_wrap(in, n, out, b.o);
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guts/store.h"
+
 /* Hash table of the match finder: 2^14 slots of 4 bytes (64 KiB) is
  * enough for entries, most of which are a few KiB. */
 #define GUTS_DEFLATE_HASH_BITS 14
@@ -48,6 +50,16 @@ int guts_deflate_init(guts_deflate *d);
  * for guts_deflate_bound(n): one zlib stream, stored blocks when matches
  * would not make it smaller. Returns the bytes written. */
 size_t guts_deflate_fast(guts_deflate *d, const void *in, size_t n, uint8_t *out);
+
+/** The same stream made of given matches instead of found ones: c[0..nc)
+ * are copies inside in itself (guts_copy: in[at, at + len) equals in[from,
+ * from + len), from < at, in increasing order of at, not overlapping one
+ * another; as guts_zstd_self_copies gives a zstd frame's), the bytes
+ * between them literals; a copy from further back than deflate's 32 KiB
+ * window, or under 3 bytes, goes as literals. No table: out has room for
+ * guts_deflate_bound(n). Returns the bytes written, 0 when the copies are
+ * not so. */
+size_t guts_deflate_copies(const void *in, size_t n, const guts_copy *c, size_t nc, uint8_t *out);
 
 void guts_deflate_free(guts_deflate *d);
 

@@ -242,8 +242,11 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     size_t dlen = 0;
     guts_id base;
     if (copies) { /* the writer's thread frees both */
-        rc = guts_packw_copies_or_whole(p, type, &stored_base, blen, data, len, copies, ncopies,
-                                        GUTS_PACKW_TAKE_DATA);
+        rc = blen == GUTS_COPIES_SELF
+                 ? guts_packw_object_copies(p, type, data, len, copies, ncopies,
+                                            GUTS_PACKW_TAKE_DATA)
+                 : guts_packw_copies_or_whole(p, type, &stored_base, blen, data, len, copies,
+                                              ncopies, GUTS_PACKW_TAKE_DATA);
         if (rc) return pack_err(err, rc);
         *bytes = len;
         return GUTS_OK;

@@ -162,7 +162,9 @@ typedef struct packw_job {
     size_t len, blen;
     guts_copy *copies; /* or, with copied set, the delta's copies (freed with it) */
     size_t ncopies, cbase;
-    int copied;
+    int copied; /* copies from the base (cbase bytes), or with self the
+                 * object's own matches */
+    int self;
     void *taken[2];
     uint8_t copy[];
 } packw_job;
@@ -227,6 +229,26 @@ static int write_copies(guts_packw *w, int type, const guts_id *base, size_t ble
     return write_whole(w, type, NULL, data, len);
 }
 
+/* A whole entry deflated from the object's own matches (c, n; its zstd
+ * frame's): guts_deflate_copies, else the fast encoder as any. */
+static int write_self(guts_packw *w, int type, const uint8_t *data, size_t len,
+                      const guts_copy *c, size_t n)
+{
+    int rc = begin(w, type, len);
+    if (rc) return rc;
+    if (w->fast.tab && len < GUTS_PACK_BUF) {
+        size_t need = guts_deflate_bound(len);
+        if ((rc = make_room(w, need))) return rc;
+        size_t k;
+        if (w->len + need <= w->cap && (k = guts_deflate_copies(data, len, c, n, w->buf + w->len))) {
+            if (w->with_crc) w->crc = (uint32_t)crc32(w->crc, w->buf + w->len, (uInt)k);
+            w->len += k;
+            return GUTS_OK;
+        }
+    }
+    return deflate_whole(w, data, len);
+}
+
 static void *async_main(void *arg)
 {
     guts_packw *w = arg;
@@ -242,6 +264,7 @@ static void *async_main(void *arg)
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
         int rc = failed     ? GUTS_OK
+                 : j->self   ? write_self(w, j->type, j->data, j->len, j->copies, j->ncopies)
                  : j->copied ? write_copies(w, j->type, &j->base, j->cbase, j->data, j->len,
                                             j->copies, j->ncopies)
                              : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data,
@@ -293,6 +316,7 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
         j->ncopies = with->ncopies;
         j->cbase = with->cbase;
         j->copied = 1;
+        j->self = with->self;
     }
     j->type = type;
     if (base) j->base = *base;
@@ -459,6 +483,19 @@ int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, siz
         return async_put(w, type, base, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
     }
     int rc = write_copies(w, type, base, blen, data, len, copies, ncopies);
+    free(copies);
+    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
+    return rc;
+}
+
+int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t len,
+                             guts_copy *copies, size_t ncopies, int take)
+{
+    if (w->async) {
+        packw_job with = {.copies = copies, .ncopies = ncopies, .self = 1};
+        return async_put(w, type, NULL, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
+    }
+    int rc = write_self(w, type, data, len, copies, ncopies);
     free(copies);
     if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
     return rc;

@@ -148,6 +148,14 @@ int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, siz
                                const void *data, size_t len, guts_copy *copies, size_t ncopies,
                                int take);
 
+/** One whole entry of type (data, len) deflated from the matches its
+ * zstd frame made inside it (guts_repo_get_copies with *blen
+ * GUTS_COPIES_SELF; guts_deflate_copies): no match is searched for. The
+ * writer frees copies; take as guts_packw_copies_or_whole's. Errors as
+ * guts_packw_object. */
+int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t len,
+                             guts_copy *copies, size_t ncopies, int take);
+
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size);

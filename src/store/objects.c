@@ -176,6 +176,20 @@ static void copies_of(guts_repo *r, MDB_txn *txn, const rec_hdr *h, int base_typ
     cc->blen = blen;
 }
 
+/* The matches of a record stored whole (h, decoded into cur) inside
+ * itself into cc, blen GUTS_COPIES_SELF; else cc->v stays NULL. */
+static void self_copies(const rec_hdr *h, const uint8_t *cur, copies_out *cc)
+{
+    if (guts_zstd_self_copies(h->payload, h->plen, cur, h->size, copies_add, cc)) {
+        free(cc->v);
+        cc->v = NULL;
+        cc->n = 0;
+        return;
+    }
+    if (!cc->v) cc->v = malloc(sizeof *cc->v); /* no match: still known */
+    cc->blen = GUTS_COPIES_SELF;
+}
+
 /* The content of id, whose record h the caller has found, decoded down its
  * delta chain (see obj_decode); cc as there. */
 static int chain_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec_hdr *h,
@@ -217,6 +231,8 @@ static int chain_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec
         rc = rec_decode(r, &ids[j], &chain[j], base, blen, &cur);
         if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD_DELTA)
             copies_of(r, txn, &chain[0], top > 0 ? chain[1].type : -1, base, blen, cur, cc);
+        else if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD)
+            self_copies(&chain[0], cur, cc);
         if (owned) cache_give(&r->cache, &ids[j + 1], owned, blen);
         owned = NULL;
         if (rc) return rc;
