@@ -806,6 +806,93 @@ START_TEST(test_zstd_literals_and_copies_rebuild_the_content_undecoded)
 }
 END_TEST
 
+/* guts_zstd_self_copies' callback: in order, each an earlier part of the
+ * content itself */
+typedef struct zself {
+    guts_copy v[100000];
+    size_t n;
+    const uint8_t *dst;
+    size_t dn;
+} zself;
+
+static int scopy(void *ctx, size_t at, size_t from, size_t len)
+{
+    zself *z = ctx;
+    ck_assert_uint_lt(z->n, 100000);
+    ck_assert_uint_lt(from, at);
+    ck_assert_uint_ge(len, 3);
+    ck_assert(z->n == 0 || at >= z->v[z->n - 1].at + z->v[z->n - 1].len);
+    ck_assert_uint_le(at + len, z->dn);
+    size_t i = 0; /* overlapping, as LZ77's: byte by byte */
+    while (i < len && z->dst[at + i] == z->dst[from + i])
+        i++;
+    ck_assert_uint_eq(i, len);
+    z->v[z->n++] = (guts_copy){at, from, len};
+    return 0;
+}
+
+/* A whole object's zstd frame gives its own matches, and a deflate stream
+ * made of them inflates back to it: text, noise, runs, past the 32 KiB
+ * window and zstd's 128 KiB blocks, zstd levels 1 to 19; copies out of
+ * order or from ahead are refused. */
+START_TEST(test_deflate_from_a_zstd_frames_own_matches_inflates_back)
+{
+    enum { N = 300000 };
+    uint8_t *src = malloc(N), *out = malloc(guts_deflate_bound(N)), *frame = malloc(ZSTD_compressBound(N));
+    zself *z = malloc(sizeof *z);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    uint64_t s = 5;
+    for (int round = 0; round < 24; round++) {
+        size_t n = round < 4 ? 1 + rng(&s) % 200 : 1000 + rng(&s) % (N - 1000);
+        if (round % 3 == 0) {
+            fill(src, n, rng(&s));
+            for (size_t k = 0; k + 2000 < n; k += 1 + rng(&s) % 5000) /* far and near repeats */
+                memcpy(src + k + rng(&s) % 1000, src + rng(&s) % (k + 1), 200);
+        } else if (round % 3 == 1) {
+            memset(src, 'a' + round, n); /* one long run */
+        } else {
+            uint8_t *tmp = malloc(2 * N);
+            size_t dn = edited_text(src, n, tmp, 2 * N, &s);
+            memcpy(src, tmp, dn < n ? dn : n);
+            free(tmp);
+        }
+        ck_assert(!ZSTD_isError(ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters)));
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1 + round % 19);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, round % 2);
+        size_t fn = ZSTD_compress2(cc, frame, ZSTD_compressBound(N), src, n);
+        ck_assert(!ZSTD_isError(fn));
+        z->n = 0;
+        z->dst = src;
+        z->dn = n;
+        ck_assert_int_eq(guts_zstd_self_copies(frame, fn, src, n, scopy, z), GUTS_OK);
+        size_t k = guts_deflate_copies(src, n, z->v, z->n, out);
+        ck_assert_uint_gt(k, 0);
+        ck_assert_uint_le(k, guts_deflate_bound(n));
+        inflates_to(out, k, src, n);
+        if (z->n) { /* a copy from ahead of itself, or out of order: refused */
+            guts_copy bad = z->v[0];
+            z->v[0].from = bad.at;
+            ck_assert_uint_eq(guts_deflate_copies(src, n, z->v, z->n, out), 0);
+            z->v[0] = bad;
+            if (z->n > 1) {
+                guts_copy t = z->v[0];
+                z->v[0] = z->v[1];
+                z->v[1] = t;
+                ck_assert_uint_eq(guts_deflate_copies(src, n, z->v, z->n, out), 0);
+            }
+        }
+        /* a cut frame is not read */
+        z->n = 0;
+        ck_assert_int_eq(guts_zstd_self_copies(frame, fn - 1, src, n, scopy, z), GUTS_ECORRUPT);
+    }
+    ZSTD_freeCCtx(cc);
+    free(src);
+    free(out);
+    free(frame);
+    free(z);
+}
+END_TEST
+
 /* The store gives a delta record's copies from its base (its frame made
  * from the put's hint), and none for an object stored whole. */
 START_TEST(test_store_gives_a_zstd_deltas_copies)
@@ -1206,6 +1293,7 @@ int main(void)
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
     tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
+    tcase_add_test(t, test_deflate_from_a_zstd_frames_own_matches_inflates_back);
     tcase_add_test(t, test_store_gives_a_zstd_deltas_copies);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
