@@ -50,9 +50,8 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
  * GUTS_OK; GUTS_ENOTFOUND when a match reaches inside the content (its
  * bytes would be needed), more than max_inserts bytes are literals, or
  * copy stopped; GUTS_ECORRUPT when the frame is not read so. */
-int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
-                          size_t max_inserts, uint8_t *lits, size_t *nlits,
-                          guts_delta_copy_fn copy, void *ctx);
+int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn, size_t max_inserts,
+                          uint8_t *lits, size_t *nlits, guts_delta_copy_fn copy, void *ctx);
 
 /** The matches a zstd frame (n bytes) made with no prefix, inside its own
  * content dst[0..dn) (already decoded, and so checked, by zstd): copy is

@@ -680,9 +680,8 @@ int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t
     return frame_read(&z, frame, n);
 }
 
-int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn,
-                          size_t max_inserts, uint8_t *lits, size_t *nlits,
-                          guts_delta_copy_fn copy, void *ctx)
+int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn, size_t max_inserts,
+                          uint8_t *lits, size_t *nlits, guts_delta_copy_fn copy, void *ctx)
 {
     fse_table own[3];
     huf_table huf;
