@@ -177,6 +177,9 @@ struct guts_repo {
     /* guts_repo_group: its bound (0: puts are not grouped), what it holds. */
     size_t grouped;
     store_group grp;
+    /* Records a group commit found below the objects tree's last id (a
+     * split pull's held deltas), held for one pass in id order (group.c). */
+    store_group low;
     struct store_hasher *hasher; /* hasher.c: started by a large rec_put */
 };
 
@@ -325,11 +328,12 @@ void group_free(store_group *g);
  * commits a group that reached its bound. */
 int group_put_begin(guts_repo *r, MDB_txn **txn, size_t *n0);
 int group_put_end(guts_repo *r, MDB_txn *txn, size_t n0, int rc, const char *what);
-/* Write what r's group holds in one transaction and empty it (emptied on
+/* Write what r's group and its low records hold (the low records first, in
+ * id order, then the group in one transaction) and empty both (emptied on
  * failure too). Every write through r but a grouped put calls it first. */
 int store_group_commit(guts_repo *r);
-/* The record of id as r sees it: its group's, else txn's. 0, MDB_NOTFOUND
- * or another LMDB code. */
+/* The record of id as r sees it: its group's or low records', else txn's.
+ * 0, MDB_NOTFOUND or another LMDB code. */
 int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v);
 
 /* Object records (objects.c; writing them is objects_put.c). */
