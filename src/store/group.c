@@ -435,8 +435,10 @@ static int group_write(guts_repo *r, store_group *g, store_group *low, int *stal
         rc = store_write(r, 2 * g->bytes + 256 * g->n, commit_fn, &c);
     if (rc == GUTS_OK && low) {
         for (size_t i = 0; i < g->n; i++)
-            if (!c.skip[i] && c.to_low[i])
+            if (!c.skip[i] && c.to_low[i]) {
                 group_add(low, &g->ents[i].id, g->ents[i].rec, g->ents[i].len, NULL, 0);
+                guts_fp_add(&low->fp, guts_fp_of_id(&g->ents[i].id));
+            }
         low->txnid = r->se->own_txnid; /* checked in that transaction */
     }
     *stale = c.stale;
@@ -472,6 +474,7 @@ int store_group_commit(guts_repo *r)
  * tree's last id joins the low records (see above). */
 static int group_commit_bound(guts_repo *r)
 {
+    if (!r->grp.n) return GUTS_OK;
     store_group g = r->grp, low = r->low;
     if (low.bytes + g.bytes > GROUP_LOW_BYTES || group_reserve(&r->low, g.n, g.bytes))
         return store_group_commit(r);
@@ -517,6 +520,11 @@ int guts_repo_group(guts_repo *r, size_t bytes)
 int guts_repo_group_commit(guts_repo *r)
 {
     return r ? store_group_commit(r) : GUTS_EINVAL;
+}
+
+int guts_repo_group_commit_appended(guts_repo *r)
+{
+    return r ? group_commit_bound(r) : GUTS_EINVAL;
 }
 
 static int holds(const store_group *g, const guts_id *from, const guts_id *to)

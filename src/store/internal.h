@@ -153,8 +153,10 @@ typedef struct store_group {
     uint8_t **chunks; /* chunks[nchunks - 1] is being filled */
     size_t nchunks, chunk_used, chunk_cap;
     size_t bytes;   /* record bytes held */
-    uint64_t txnid; /* snapshot the group's first put read */
+    uint64_t txnid; /* snapshot the group's first put read (low records:
+                     * the commit they were last checked in) */
     guts_id lo, hi; /* least and greatest id held (n > 0) */
+    guts_fp fp;     /* low records: the sum of their ids' */
 } store_group;
 
 struct guts_repo {
