@@ -133,17 +133,27 @@ void group_free(store_group *g)
     memset(g, 0, sizeof *g);
 }
 
-int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v)
+int store_obj_lookup_at(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, int *low)
 {
     const group_ent *e = r->grp.n ? group_find(&r->grp, id) : NULL;
-    if (!e && r->low.n) e = group_find(&r->low, id);
-    if (e) {
-        v->mv_data = e->rec;
-        v->mv_size = e->len;
-        return 0;
+    *low = 0;
+    if (!e) {
+        /* the tree before the low records: most lookups that miss the group
+         * are a delta's base in the tree */
+        MDB_val k = {GUTS_ID_LEN, (void *)id->b};
+        int rc = mdb_get(txn, r->se->objects, &k, v);
+        if (rc != MDB_NOTFOUND || !r->low.n || !(e = group_find(&r->low, id))) return rc;
+        *low = 1;
     }
-    MDB_val k = {GUTS_ID_LEN, (void *)id->b};
-    return mdb_get(txn, r->se->objects, &k, v);
+    v->mv_data = e->rec;
+    v->mv_size = e->len;
+    return 0;
+}
+
+int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v)
+{
+    int low;
+    return store_obj_lookup_at(r, txn, id, v, &low);
 }
 
 typedef struct sorted_ent {
@@ -399,8 +409,14 @@ static int commit_fn(guts_repo *r, MDB_txn *txn, void *arg)
             if (!empty && guts_id_cmp(&e->id, &last) < 0) {
                 c->to_low[i] = 1;
             } else if (ent_base(e, &bid)) {
+                /* a received delta's put found its base (GROUP_BASE_*) */
                 const group_ent *b = group_find(g, &bid);
-                c->to_low[i] = b ? c->to_low[b - g->ents] : low->n && group_find(low, &bid);
+                if (b)
+                    c->to_low[i] = c->to_low[b - g->ents];
+                else if (e->base & GROUP_BASE_KNOWN)
+                    c->to_low[i] = (e->base & GROUP_BASE_LOW) && low->n;
+                else
+                    c->to_low[i] = low->n && group_find(low, &bid);
             }
         }
     }

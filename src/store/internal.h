@@ -142,9 +142,12 @@ static inline size_t store_id_slot(const guts_id *id)
  * lives. */
 typedef struct group_ent {
     guts_id id;
+    uint8_t base; /* GROUP_BASE_*: where a received delta's base was found */
     uint8_t *rec;
     size_t len;
 } group_ent;
+#define GROUP_BASE_KNOWN 1 /* looked up at the put: GROUP_BASE_LOW says */
+#define GROUP_BASE_LOW 2   /* among the low records */
 typedef struct store_group {
     group_ent *ents;
     size_t n, cap;
@@ -337,6 +340,9 @@ int store_group_commit(guts_repo *r);
 /* The record of id as r sees it: its group's or low records', else txn's.
  * 0, MDB_NOTFOUND or another LMDB code. */
 int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v);
+/* store_obj_lookup telling whether the record is one of the low records
+ * (*low: 1 or 0). */
+int store_obj_lookup_at(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, int *low);
 
 /* Object records (objects.c; writing them is objects_put.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);
