@@ -147,9 +147,7 @@ int guts_repo_remove(guts_data *d, const char *key);
  * GUTS_EEXIST (99 copies already set aside under that suffix). */
 int guts_repo_set_aside(guts_data *d, const char *key, const char *suffix, char *to, size_t tolen);
 
-/** Read the counters of a repository (one read transaction), with the
- * records guts_repo_group_commit_appended left in memory (all of them are
- * written first when another writer committed since). */
+/** Read the counters of a repository (one read transaction). */
 int guts_repo_info_get(guts_repo *r, guts_repo_info *out);
 /** The env's last committed transaction id, without a transaction: cheap to
  * poll for writes by other processes. */
@@ -209,12 +207,6 @@ int guts_repo_group(guts_repo *r, size_t bytes);
 /** Commit what the open group holds (nothing if it holds nothing);
  * grouping stays on. Errors: as guts_repo_group's. */
 int guts_repo_group_commit(guts_repo *r);
-/** Commit the open group as its bound does: its records past the objects
- * tree's last id are appended, the others (a split pull's held deltas, and
- * the deltas built on them) stay in memory for one later pass in id order
- * (docs/storage.md), seen by reads through r as the group's are and
- * counted by guts_repo_info_get. Errors: as guts_repo_group's. */
-int guts_repo_group_commit_appended(guts_repo *r);
 /** Whether r's group holds an id in [from, to) (NULL: no bound on that
  * side), a scan of what it holds: a listing of a range it holds nothing
  * of needs no commit first. */

@@ -142,12 +142,9 @@ static inline size_t store_id_slot(const guts_id *id)
  * lives. */
 typedef struct group_ent {
     guts_id id;
-    uint8_t base; /* GROUP_BASE_*: where a received delta's base was found */
     uint8_t *rec;
     size_t len;
 } group_ent;
-#define GROUP_BASE_KNOWN 1 /* looked up at the put: GROUP_BASE_LOW says */
-#define GROUP_BASE_LOW 2   /* among the low records */
 typedef struct store_group {
     group_ent *ents;
     size_t n, cap;
@@ -156,10 +153,8 @@ typedef struct store_group {
     uint8_t **chunks; /* chunks[nchunks - 1] is being filled */
     size_t nchunks, chunk_used, chunk_cap;
     size_t bytes;   /* record bytes held */
-    uint64_t txnid; /* snapshot the group's first put read (low records:
-                     * the commit they were last checked in) */
+    uint64_t txnid; /* snapshot the group's first put read */
     guts_id lo, hi; /* least and greatest id held (n > 0) */
-    guts_fp fp;     /* low records: the sum of their ids' */
 } store_group;
 
 struct guts_repo {
@@ -182,9 +177,6 @@ struct guts_repo {
     /* guts_repo_group: its bound (0: puts are not grouped), what it holds. */
     size_t grouped;
     store_group grp;
-    /* Records a group commit found below the objects tree's last id (a
-     * split pull's held deltas), held for one pass in id order (group.c). */
-    store_group low;
     struct store_hasher *hasher; /* hasher.c: started by a large rec_put */
 };
 
@@ -333,16 +325,12 @@ void group_free(store_group *g);
  * commits a group that reached its bound. */
 int group_put_begin(guts_repo *r, MDB_txn **txn, size_t *n0);
 int group_put_end(guts_repo *r, MDB_txn *txn, size_t n0, int rc, const char *what);
-/* Write what r's group and its low records hold (the low records first, in
- * id order, then the group in one transaction) and empty both (emptied on
+/* Write what r's group holds in one transaction and empty it (emptied on
  * failure too). Every write through r but a grouped put calls it first. */
 int store_group_commit(guts_repo *r);
-/* The record of id as r sees it: its group's or low records', else txn's.
- * 0, MDB_NOTFOUND or another LMDB code. */
+/* The record of id as r sees it: its group's, else txn's. 0, MDB_NOTFOUND
+ * or another LMDB code. */
 int store_obj_lookup(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v);
-/* store_obj_lookup telling whether the record is one of the low records
- * (*low: 1 or 0). */
-int store_obj_lookup_at(guts_repo *r, MDB_txn *txn, const guts_id *id, MDB_val *v, int *low);
 
 /* Object records (objects.c; writing them is objects_put.c). */
 int rec_parse(const MDB_val *v, rec_hdr *h);

@@ -573,18 +573,11 @@ static int committed(void *ctx, const char *key, guts_repo **r)
     return wrote_since(ctx, *r, t0, guts_repo_group_commit(*r));
 }
 
-/* The group committed as at its bound: the daemon's poll reads info after
- * every commit of a pull, and a full commit each time would write a split
- * pull's held deltas in small random batches (group.c). */
 static int l_info(void *ctx, const char *key, guts_repo_info *out)
 {
     guts_repo *r;
-    uint64_t t0;
-    int rc = get_repo(ctx, key, 0, &r);
-    if (rc || (rc = guts_repo_txnid(r, &t0)) ||
-        (rc = wrote_since(ctx, r, t0, guts_repo_group_commit_appended(r))))
-        return rc;
-    return guts_repo_info_get(r, out);
+    int rc = committed(ctx, key, &r);
+    return rc ? rc : guts_repo_info_get(r, out);
 }
 
 /* A listing of a range the group holds nothing of needs no commit: each

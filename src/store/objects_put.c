@@ -714,17 +714,12 @@ static int rput_end(guts_repo *r, rput_ctx *c, int rc)
 
 /* Write one record (hdr + optional delta header + payload): into the
  * write transaction txn, or into r's group when set is NULL (a grouped
- * handle; txn is then a read transaction; base: its GROUP_BASE_*). MDB_KEYEXIST (nothing written)
+ * handle; txn is then a read transaction). MDB_KEYEXIST (nothing written)
  * when the id is stored already: in a transaction the put is the lookup. */
 static int rput_write(guts_repo *r, MDB_txn *txn, store_set *set, const guts_id *id,
-                      const uint8_t *head, size_t hlen, const void *payload, size_t plen,
-                      uint8_t base)
+                      const uint8_t *head, size_t hlen, const void *payload, size_t plen)
 {
-    if (!set) {
-        int rc = group_add(&r->grp, id, head, hlen, payload, plen);
-        if (rc == 0) r->grp.ents[r->grp.n - 1].base = base;
-        return rc;
-    }
+    if (!set) return group_add(&r->grp, id, head, hlen, payload, plen);
     MDB_val k = {GUTS_ID_LEN, (void *)id->b}, v = {hlen + plen, NULL};
     int rc = mdb_put(txn, r->se->objects, &k, &v, MDB_RESERVE | MDB_NOOVERWRITE);
     if (rc) return rc;
@@ -750,11 +745,9 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
      * decode, where a lookup cost every record a B-tree search. A group
      * has no such put: it looks up, mostly in its own table. */
     if (!set) {
-        /* past the tree's last id (and the low records', which a delta
-         * built on one may pass: group.c) only the group can hold it: a
-         * pull's records mostly come in id order onto a tree they extend */
-        if ((c->empty || guts_id_cmp(&rec->id, &c->last) > 0) &&
-            (!r->low.n || guts_id_cmp(&rec->id, &r->low.hi) > 0))
+        /* past the tree's last id only the group can hold it: a pull's
+         * records mostly come in id order onto a tree they extend */
+        if (c->empty || guts_id_cmp(&rec->id, &c->last) > 0)
             rc = group_find(&r->grp, &rec->id) ? 0 : MDB_NOTFOUND;
         else
             rc = store_obj_lookup(r, txn, &rec->id, &v);
@@ -764,16 +757,13 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
     size_t blen = 0;
     uint8_t *owned_base = NULL;
     unsigned depth = 0;
-    uint8_t gbase = 0;
     if (rec->enc == GUTS_REC_DELTA) {
         if (guts_id_cmp(&rec->base, &rec->id) == 0) {
             c->bad = i;
             guts_errmsg_set("record is a delta against itself");
             return GUTS_EHASH;
         }
-        int low;
-        rc = store_obj_lookup_at(r, txn, &rec->base, &v, &low);
-        gbase = (uint8_t)(GROUP_BASE_KNOWN | (low ? GROUP_BASE_LOW : 0));
+        rc = store_obj_lookup(r, txn, &rec->base, &v);
         if (rc == MDB_NOTFOUND) {
             if (c->nobase) c->nobase[i] = 1;
             return 0;
@@ -821,7 +811,7 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
             head[REC_HDR + GUTS_ID_LEN] = (uint8_t)depth;
             hlen = REC_DELTA_HDR;
         }
-        rc = rput_write(r, txn, set, &rec->id, head, hlen, rec->data, rec->len, gbase);
+        rc = rput_write(r, txn, set, &rec->id, head, hlen, rec->data, rec->len);
     } else {
         /* Too deep here: store the content on its own, as put does. */
         guts_obj o = {.id = rec->id, .type = rec->type, .data = content, .len = (size_t)rec->size};
@@ -836,7 +826,7 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
             return GUTS_ENOMEM;
         }
         size_t reclen = encode(r, &o, &it, p, cap);
-        rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0, 0);
+        rc = rput_write(r, txn, set, &rec->id, p, reclen, NULL, 0);
         free(p);
     }
     /* seen is told only of verified contents: a handed-over one once the

@@ -389,7 +389,6 @@ void guts_repo_close(guts_repo *r)
     guts_repo_read_release(r);
     hasher_stop(r->hasher);
     group_free(&r->grp); /* a group not committed is discarded */
-    group_free(&r->low);
     guts_data *d = r->d;
     pthread_mutex_lock(&d->lock);
     store_env *se = r->se;

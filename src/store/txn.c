@@ -307,13 +307,8 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
     if (!r || !out) return GUTS_EINVAL;
     memset(out, 0, sizeof *out);
     MDB_txn *txn;
-    uint64_t last;
-    int rc;
-    /* the low records are counted as checked against the last commit */
-    if (r->low.n && (guts_repo_txnid(r, &last) || last != r->low.txnid) &&
-        (rc = store_group_commit(r)))
-        return rc;
-    if ((rc = store_read_begin(r, &txn))) return rc;
+    int rc = store_read_begin(r, &txn);
+    if (rc) return rc;
     MDB_stat so, sr, sc;
     if ((rc = mdb_stat(txn, r->se->objects, &so)) || (rc = mdb_stat(txn, r->se->refs, &sr)) ||
         (rc = mdb_stat(txn, r->se->refclock, &sc)) ||
@@ -332,11 +327,6 @@ int guts_repo_info_get(guts_repo *r, guts_repo_info *out)
     out->refs = sr.ms_entries;
     out->tombstones = sc.ms_entries >= sr.ms_entries ? sc.ms_entries - sr.ms_entries : 0;
     out->txnid = mdb_txn_id(txn);
-    if (r->low.n && out->txnid == r->low.txnid) { /* else another commit came between */
-        out->objects += r->low.n;
-        out->stored_bytes += r->low.bytes;
-        guts_fp_add(&out->fp, r->low.fp);
-    }
     store_read_end(r, txn);
     return GUTS_OK;
 }

@@ -1604,87 +1604,6 @@ START_TEST(test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group)
 }
 END_TEST
 
-START_TEST(test_records_below_the_last_id_wait_for_one_pass_never_before_their_base)
-{
-    /* A grouped handle whose tree holds a chain's first version: at a
-     * commit of its bound, each later version below that id, and each
-     * built on one, stays in memory (a split pull's held deltas); the
-     * handle reads and counts them, other handles see only records whose
-     * bases they see, and the next full commit writes the rest. */
-    enum { N = 24 };
-    guts_repo *a = open_repo("o/la"), *b, *other;
-    guts_obj objs[N];
-    char *v = group_setup("o/lb", &b, &other, objs, N, 23);
-    put_ok(a, objs, N, N);
-    guts_rec recs[N];
-    void *bufs[N];
-    for (int i = 0; i < N; i++)
-        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
-    guts_repo_info ia, ib;
-    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
-    int below = 0;
-    for (int i = 1; i < N; i++)
-        below += guts_id_cmp(&objs[i].id, &objs[0].id) < 0;
-    ck_assert_int_gt(below, 0);
-    for (int round = 0; round < 2; round++) {
-        ck_assert_int_eq(guts_repo_group(b, 1), GUTS_OK); /* every put reaches the bound */
-        uint8_t nobase[N];
-        size_t added = 0, bad = 9;
-        ck_assert_int_eq(guts_repo_rec_put(b, recs, 1, nobase, NULL, &added, &bad), GUTS_OK);
-        ck_assert_uint_eq(objects_of(other), 1);
-        ck_assert_int_eq(guts_repo_rec_put(b, recs + 1, N - 1, nobase, NULL, &added, &bad),
-                         GUTS_OK);
-        ck_assert_uint_eq(added, N - 1);
-        ck_assert_int_eq(guts_repo_group_holds(b, NULL, NULL), 1);
-        uint64_t written = objects_of(other);
-        ck_assert_uint_lt(written, N);
-        for (int i = 0; i < N; i++)
-            if (guts_repo_has(other, &objs[i].id) == 1)
-                ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
-        if (round == 0) {
-            ck_assert_int_eq(guts_repo_info_get(b, &ib), GUTS_OK);
-            ck_assert_uint_eq(ib.objects, N);
-            ck_assert(guts_fp_eq(ia.fp, ib.fp));
-            ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
-            for (int i = 0; i < N; i++)
-                check_get(b, &objs[i]);
-            ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
-        } else {
-            /* another writer came: the count writes them all first */
-            guts_obj o = mkobj(GUTS_OBJ_BLOB, "another writer\n", 15);
-            put_ok(other, &o, 1, 1);
-            ck_assert_uint_eq(objects_of(b), N + 1);
-        }
-        ck_assert_int_eq(guts_repo_group_holds(b, NULL, NULL), 0);
-        ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
-        ck_assert_uint_eq(ib.objects, N + (uint64_t)round);
-        for (int i = 0; i < N; i++) {
-            guts_rec rec;
-            void *buf;
-            ck_assert_int_eq(guts_repo_rec_get(other, &objs[i].id, &rec, &buf), GUTS_OK);
-            ck_assert_uint_eq(rec.depth, recs[i].depth);
-            ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
-            free(buf);
-        }
-        if (round == 0) {
-            ck_assert(guts_fp_eq(ia.fp, ib.fp));
-            ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
-            check_logged(other, N);
-            /* the second round into a fresh repository */
-            guts_repo_close(b);
-            guts_repo_close(other);
-            free(group_setup("o/lc", &b, &other, objs, N, 23));
-        }
-    }
-    for (int i = 0; i < N; i++)
-        free(bufs[i]);
-    guts_repo_close(a);
-    guts_repo_close(b);
-    guts_repo_close(other);
-    free(v);
-}
-END_TEST
-
 START_TEST(test_group_not_committed_is_discarded_by_close)
 {
     guts_repo *r = open_repo("o/gd");
@@ -2648,7 +2567,6 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
     tcase_add_test(t, test_grouped_commit_past_the_depth_bound_fails_and_drops_the_group);
-    tcase_add_test(t, test_records_below_the_last_id_wait_for_one_pass_never_before_their_base);
     tcase_add_test(t, test_group_not_committed_is_discarded_by_close);
     tcase_add_test(t, test_reads_without_cache_decode_whole_chains);
     tcase_add_test(t, test_malformed_records_read_as_corrupt);
