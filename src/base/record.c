@@ -49,8 +49,8 @@ int guts_rec_unpack_with(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *ba
     uint8_t *buf = malloc(rec->size ? rec->size : 1);
     if (!buf) return GUTS_ENOMEM;
     int delta = rec->enc == GUTS_REC_DELTA;
-    size_t zr = ZSTD_DCtx_refPrefix(dctx, delta ? base : NULL, delta ? blen : 0);
-    if (!ZSTD_isError(zr)) zr = ZSTD_decompressDCtx(dctx, buf, rec->size, rec->data, rec->len);
+    size_t zr = guts_zstd_decode_prefixed(dctx, buf, rec->size, rec->data, rec->len,
+                                          delta ? base : NULL, delta ? blen : 0);
     if (ZSTD_isError(zr) || zr != rec->size) {
         ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
         ZSTD_DCtx_refPrefix(dctx, NULL, 0);
@@ -63,6 +63,27 @@ int guts_rec_unpack_with(ZSTD_DCtx *dctx, const guts_rec *rec, const uint8_t *ba
     }
     *out = buf;
     return GUTS_OK;
+}
+
+/* zstd's magic number of a dictionary (ZSTD_MAGIC_DICTIONARY in zstd.h's
+ * static section) */
+#define ZSTD_DICT_MAGIC 0xEC30A437u
+
+size_t guts_zstd_decode_prefixed(ZSTD_DCtx *dctx, void *dst, size_t cap, const void *src,
+                                 size_t len, const void *prefix, size_t plen)
+{
+    /* ZSTD_decompress_usingDict takes a dictionary of 8 bytes or more that
+     * opens with zstd's dictionary magic as a dictionary (entropy tables,
+     * an id), any other as raw content: such a base (an object's content
+     * may hold anything) goes through refPrefix, raw content always. */
+    const uint8_t *p = prefix;
+    if (!p || !plen ||
+        (plen >= 8 && ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                       (uint32_t)p[3] << 24) == ZSTD_DICT_MAGIC)) {
+        size_t zr = ZSTD_DCtx_refPrefix(dctx, prefix, plen);
+        return ZSTD_isError(zr) ? zr : ZSTD_decompressDCtx(dctx, dst, cap, src, len);
+    }
+    return ZSTD_decompress_usingDict(dctx, dst, cap, src, len, prefix, plen);
 }
 
 int guts_rec_verify(const guts_rec *rec, const void *content)

@@ -117,9 +117,9 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
         *out = buf;
         return GUTS_OK;
     }
-    size_t rc = ZSTD_DCtx_refPrefix(r->dctx, h->enc == ENC_ZSTD_DELTA ? prefix : NULL,
-                                    h->enc == ENC_ZSTD_DELTA ? prefix_len : 0);
-    if (!ZSTD_isError(rc)) rc = ZSTD_decompressDCtx(r->dctx, buf, h->size, h->payload, h->plen);
+    size_t rc = guts_zstd_decode_prefixed(r->dctx, buf, h->size, h->payload, h->plen,
+                                          h->enc == ENC_ZSTD_DELTA ? prefix : NULL,
+                                          h->enc == ENC_ZSTD_DELTA ? prefix_len : 0);
     if (ZSTD_isError(rc) || rc != h->size) {
         /* A failed frame may leave the prefix referenced: drop it. */
         ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);

@@ -1689,6 +1689,41 @@ START_TEST(test_rec_decode_without_a_store_verifies_the_id)
 }
 END_TEST
 
+START_TEST(test_a_delta_against_a_base_opening_with_zstds_dictionary_magic_decodes)
+{
+    /* zstd reads a dictionary that opens with its magic (37 a4 30 ec) as a
+     * dictionary, not as raw content: such a base must still be a prefix. */
+    guts_repo *a = open_repo("o/ma"), *b = open_repo("o/mb");
+    char *v = malloc(2 * RSZ);
+    fill_text(v, RSZ, 77);
+    memcpy(v, "\x37\xa4\x30\xec", 4);
+    memcpy(v + RSZ, v, RSZ);
+    v[RSZ + 1000] = '#';
+    guts_obj objs[2] = {mkobj(GUTS_OBJ_BLOB, v, RSZ), mkobj(GUTS_OBJ_BLOB, v + RSZ, RSZ)};
+    objs[1].base = &objs[0].id;
+    put_ok(a, objs, 2, 2);
+    check_get(a, &objs[1]);
+    guts_rec recs[2];
+    void *bufs[2], *out = NULL;
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    ck_assert_int_eq(recs[1].enc, GUTS_REC_DELTA);
+    ck_assert_int_eq(guts_rec_decode(&recs[1], v, RSZ, &out), GUTS_OK);
+    ck_assert_mem_eq(out, v + RSZ, RSZ);
+    free(out);
+    size_t added = 0;
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, 2, NULL, NULL, &added, NULL), GUTS_OK);
+    ck_assert_uint_eq(added, 2);
+    check_get(b, &objs[1]);
+    ck_assert_int_eq(guts_repo_verify(b, &objs[1].id), GUTS_OK);
+    for (int i = 0; i < 2; i++)
+        free(bufs[i]);
+    guts_repo_close(a);
+    guts_repo_close(b);
+    free(v);
+}
+END_TEST
+
 START_TEST(test_get_inside_ids_callback_rehashes_everything)
 {
     guts_repo *r = open_repo("o/fsck");
@@ -2596,6 +2631,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_a_record_failing_on_the_hash_thread_fails_its_call_and_leaves_nothing);
     tcase_add_test(t, test_record_past_the_depth_bound_is_stored_whole);
     tcase_add_test(t, test_rec_decode_without_a_store_verifies_the_id);
+    tcase_add_test(t, test_a_delta_against_a_base_opening_with_zstds_dictionary_magic_decodes);
     suite_add_tcase(s, t);
     return s;
 }
