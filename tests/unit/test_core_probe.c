@@ -704,6 +704,45 @@ START_TEST(test_unasked_ack_brings_the_round_earlier)
 }
 END_TEST
 
+/* A turn the prober will not come to goes back at once: an unasked ACK
+ * moving a round that comes sooner anyway, or an ACK handing a turn from
+ * a member no longer held (one RELEASE, as large as the ACK, to the
+ * address it came from). A drawn time (flag 0), or a seq never sent,
+ * gets nothing. */
+START_TEST(test_turn_not_taken_is_given_back)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    uint64_t t = next_probe(&f, 10, 9000);
+    ck_assert_uint_gt(t, 0);
+    ack(&f, t, 1, f.probe_seq, TURN(10000)); /* next round at t + 10 s */
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_ACK, 1);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = TURN(20000); /* later than ours: not taken */
+    f.n[GUTS_MSG_RELEASE] = 0;
+    feed_from(&f, t + 100, 1, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 1);
+    /* from a member we do not hold (2) */
+    msg_of(&m, GUTS_MSG_ACK, 2);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = 20000; /* a drawn time */
+    feed_from(&f, t + 200, 2, &m);
+    m.u.probe.pace = TURN(20000);
+    m.u.probe.seq = f.probe_seq + 1; /* never sent */
+    feed_from(&f, t + 300, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 1);
+    m.u.probe.seq = f.probe_seq;
+    feed_from(&f, t + 400, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 2);
+    ck_assert_uint_eq(next_probe(&f, t + 500, t + 9000), 0); /* ours unchanged */
+    fx_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core_probe");
@@ -723,6 +762,7 @@ int main(void)
     tcase_add_test(tc, test_ack_says_whether_it_hands_a_turn);
     tcase_add_test(tc, test_release_after_a_lost_move_frees_the_moved_turn);
     tcase_add_test(tc, test_moving_ack_is_repeated_under_loss);
+    tcase_add_test(tc, test_turn_not_taken_is_given_back);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
