@@ -402,6 +402,9 @@ struct guts_core {
     uint32_t probe_seq;
     uint64_t answers_start;  /* the current CORE_PROBE_ANSWERS_MS window */
     uint32_t answers;        /* ACKs sent in it */
+    /* a bit per round of ours answered lately, newest lowest: 1 if it took
+     * more than one PROBE (loss on our paths: node_probe.c, turn_copies) */
+    uint8_t probe_lossy;
     uint64_t pace_base;      /* the turns our ACKs hand out (node_probe.c) */
     uint64_t pace_slots[2];
     uint16_t pace_tag[64];   /* ... whom each was handed to (pace_tag_of) ... */

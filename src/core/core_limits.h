@@ -127,6 +127,12 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
  * "Given-back turns"), and a PROBE from one of them within a round's
  * length is a retry that gets the same time (pace_next). */
 #define CORE_PROBE_FAR 8
+/* A RELEASE, and the ACK that moves a prober into a given-back turn, are
+ * sent this many times while one of our last 8 answered rounds took a
+ * retry (once otherwise): a lost one leaves a turn nobody comes to, and
+ * at 20% loss 3 copies all go with probability 0.008 (node_probe.c,
+ * "Given-back turns"). Both are idempotent at the receiver. */
+#define CORE_TURN_COPIES 3
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (2 s):
  * a live peer at 20% loss misses a PROBE or its ACK with probability
  * 0.36, all 20 with 1.3e-9 (15 tries 200 ms apart, 2e-7, left one live

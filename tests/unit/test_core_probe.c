@@ -429,6 +429,10 @@ START_TEST(test_ack_names_next_round)
 }
 END_TEST
 
+/* An ACK's time naming a turn: its lowest bit set (node_probe.c,
+ * pace_flagged). */
+#define TURN(ms) (((uint32_t)(ms) & ~1u) | 1u)
+
 static void probe_from(fx *f, uint64_t now, int n, uint32_t least)
 {
     guts_msg m;
@@ -451,18 +455,18 @@ START_TEST(test_probers_take_turns)
     fx_init(&f);
     for (int n = 1; n <= 10; n++) { /* turns at 4 s .. 22 s */
         probe_from(&f, 2000, n, 0);
-        ck_assert_uint_eq(f.ack_pace, 2000u * (uint32_t)n);
+        ck_assert_uint_eq(f.ack_pace, TURN(2000u * (uint32_t)n));
     }
     probe_from(&f, 3200, 11, 16000); /* the first free turn after 19.2 s: 24 s */
-    ck_assert_uint_eq(f.ack_pace, 24000 - 3200);
+    ck_assert_uint_eq(f.ack_pace, TURN(24000 - 3200));
     probe_from(&f, 3200, 12, 2000); /* 26 s, after the others */
-    ck_assert_uint_eq(f.ack_pace, 26000 - 3200);
+    ck_assert_uint_eq(f.ack_pace, TURN(26000 - 3200));
     /* holders 1-6 never come back; 7-10 come at their turns (16-22 s) and
      * take the first free ones, 28-34 s: every 12 s, as many turns as live
      * holders (7-12), not 10 */
     for (int n = 7; n <= 10; n++) {
         probe_from(&f, 2000 + 2000u * (uint64_t)n, n, 2000);
-        ck_assert_uint_eq(f.ack_pace, 12000);
+        ck_assert_uint_eq(f.ack_pace, TURN(12000));
     }
     for (int k = 0; k < 500; k++) {
         probe_from(&f, 40000 + (uint64_t)k, 3 + k % 100, 0);
@@ -481,22 +485,22 @@ START_TEST(test_retry_keeps_its_turn)
     fx f;
     fx_init(&f);
     probe_from(&f, 2000, 1, 0);
-    ck_assert_uint_eq(f.ack_pace, 2000); /* the turn at 4 s */
+    ck_assert_uint_eq(f.ack_pace, TURN(2000)); /* the turn at 4 s */
     probe_from(&f, 2150, 1, 0);          /* its retry: the same turn */
-    ck_assert_uint_eq(f.ack_pace, 4000 - 2150);
+    ck_assert_uint_eq(f.ack_pace, TURN(4000 - 2150));
     probe_from(&f, 2300, 2, 0); /* the next prober: the next turn, 6 s */
-    ck_assert_uint_eq(f.ack_pace, 6000 - 2300);
+    ck_assert_uint_eq(f.ack_pace, TURN(6000 - 2300));
     probe_from(&f, 5200, 1, 0); /* a new round of prober 1: a new turn, 8 s */
-    ck_assert_uint_eq(f.ack_pace, 8000 - 5200);
+    ck_assert_uint_eq(f.ack_pace, TURN(8000 - 5200));
     /* other probers between its tries (a member in many views): its retry
      * still gets its turn */
     probe_from(&f, 7000, 3, 0); /* 10 s */
     probe_from(&f, 7050, 4, 0); /* 12 s */
     probe_from(&f, 7100, 5, 0); /* 14 s */
     probe_from(&f, 7150, 3, 0); /* 3's retry: 10 s again */
-    ck_assert_uint_eq(f.ack_pace, 10000 - 7150);
+    ck_assert_uint_eq(f.ack_pace, TURN(10000 - 7150));
     probe_from(&f, 7200, 6, 0); /* the next free turn: 16 s */
-    ck_assert_uint_eq(f.ack_pace, 16000 - 7200);
+    ck_assert_uint_eq(f.ack_pace, TURN(16000 - 7200));
     fx_free(&f);
 }
 END_TEST
@@ -516,8 +520,8 @@ static void release(fx *f, uint64_t now, int n, int from, uint64_t inc, uint32_t
 
 /* A prober gives its turn back (it dropped us from its view): the prober
  * handed the latest round after it comes at that turn instead, told by an
- * ACK of ours; its own turn is free again. A RELEASE naming a turn handed
- * to another, or of another incarnation, moves nobody. */
+ * ACK of ours; its own turn is free again. A RELEASE from a prober that
+ * holds no turn, or of another incarnation, moves nobody. */
 START_TEST(test_given_back_turn_moves_a_far_prober)
 {
     fx f;
@@ -525,24 +529,123 @@ START_TEST(test_given_back_turn_moves_a_far_prober)
     for (int n = 1; n <= 5; n++) /* turns at 4 .. 12 s */
         probe_from(&f, 2000, n, 0);
     probe_from(&f, 3000, 6, 0); /* the first free turn after 5 s: 14 s */
-    ck_assert_uint_eq(f.ack_pace, 14000 - 3000);
+    ck_assert_uint_eq(f.ack_pace, TURN(14000 - 3000));
     size_t acks = f.n[GUTS_MSG_ACK];
     release(&f, 3400, 9, 3, 1, 8000 - 3400); /* prober 3's turn, named by another */
     release(&f, 3400, 3, 3, 2, 8000 - 3400); /* another incarnation */
-    release(&f, 3400, 3, 3, 1, 6000 - 3400); /* prober 2's turn */
     ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks);
     release(&f, 3500, 3, 3, 1, 8000 - 3500); /* its own: 6 moves from 14 s to 8 s */
     ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 1);
     guts_addr six;
     paddr(6, &six);
     ck_assert_mem_eq(&f.ack_to, &six, sizeof(six));
-    ck_assert_uint_eq(f.ack_pace, 8000 - 3500);
+    ck_assert_uint_eq(f.ack_pace, TURN(8000 - 3500));
     release(&f, 3600, 3, 3, 1, 8000 - 3600); /* again: the turn is 6's now */
     ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 1);
     /* 14 s is free: the next prober gets it (16 s without the move) */
     probe_from(&f, 9000, 7, 0);
-    ck_assert_uint_eq(f.ack_pace, 14000 - 9000);
+    ck_assert_uint_eq(f.ack_pace, TURN(14000 - 9000));
     fx_free(&f);
+}
+END_TEST
+
+/* An ACK says by its time's lowest bit whether it hands out a turn: the
+ * 60 turns do, the random times past them do not (a holder gives back
+ * only a turn: node_probe.c, "Under loss"). A retry gets its flag again. */
+START_TEST(test_ack_says_whether_it_hands_a_turn)
+{
+    fx f;
+    fx_init(&f);
+    for (int n = 1; n <= 60; n++) { /* turns at 4 .. 122 s */
+        probe_from(&f, 2000 + (uint64_t)n, n, 0);
+        ck_assert_uint_eq(f.ack_pace & 1, 1);
+    }
+    probe_from(&f, 2061, 61, 0);
+    ck_assert_uint_eq(f.ack_pace & 1, 0);
+    uint32_t drawn = f.ack_pace;
+    probe_from(&f, 2100, 61, 0); /* its retry: the same time, no turn */
+    ck_assert_uint_eq(f.ack_pace & 1, 0);
+    ck_assert_uint_le(f.ack_pace, drawn - 39 + 1);
+    ck_assert_uint_ge(f.ack_pace, drawn - 39 - 1);
+    probe_from(&f, 2110, 60, 0); /* 60's retry: its turn again */
+    ck_assert_uint_eq(f.ack_pace, TURN(122000 - 2110));
+    fx_free(&f);
+}
+END_TEST
+
+/* The ACK moving a prober into a given-back turn was lost: the prober
+ * still comes at its old time, and gives back that one when it drops us.
+ * The member frees the turn it moved it into instead (else nobody would
+ * come to it) and moves the next far prober there; a prober that gave a
+ * turn back is not moved again. */
+START_TEST(test_release_after_a_lost_move_frees_the_moved_turn)
+{
+    fx f;
+    fx_init(&f);
+    for (int n = 1; n <= 5; n++) /* turns at 4 .. 12 s */
+        probe_from(&f, 2000, n, 0);
+    probe_from(&f, 3000, 6, 0); /* 14 s */
+    probe_from(&f, 3010, 7, 0); /* 16 s */
+    release(&f, 3500, 2, 2, 1, 6000 - 3500); /* 7 moves from 16 s to 6 s */
+    guts_addr a;
+    paddr(7, &a);
+    ck_assert_mem_eq(&f.ack_to, &a, sizeof(a));
+    ck_assert_uint_eq(f.ack_pace, TURN(6000 - 3500));
+    size_t acks = f.n[GUTS_MSG_ACK];
+    /* that ACK was lost: 7 gives back its old time, 16 s; 6 moves into 6 s */
+    release(&f, 3600, 7, 7, 1, 16000 - 3600);
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 1);
+    paddr(6, &a);
+    ck_assert_mem_eq(&f.ack_to, &a, sizeof(a));
+    ck_assert_uint_eq(f.ack_pace, TURN(6000 - 3600));
+    /* 3 gives back 8 s: 5 (12 s) moves in, not 7, which is gone */
+    release(&f, 3700, 3, 3, 1, 8000 - 3700);
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + 2);
+    paddr(5, &a);
+    ck_assert_mem_eq(&f.ack_to, &a, sizeof(a));
+    fx_free(&f);
+}
+END_TEST
+
+/* While the member's own rounds see loss (an ACK came only after a
+ * retry), a moving ACK goes CORE_TURN_COPIES (3) times; without loss once. */
+static void moving_acks(int lossy, size_t want)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 9);
+    uint64_t t = 0;
+    for (uint64_t u = 20; u < 9000 && !t; u += 10) {
+        f.n[GUTS_MSG_PROBE] = 0;
+        fx_at(&f, u);
+        if (f.n[GUTS_MSG_PROBE]) t = u;
+    }
+    ck_assert_uint_gt(t, 0);
+    if (lossy) { /* the first PROBE or its ACK lost: answered after the retry */
+        f.n[GUTS_MSG_PROBE] = 0;
+        for (uint64_t u = t + 10; !f.n[GUTS_MSG_PROBE]; u += 10)
+            fx_at(&f, u);
+    }
+    ack(&f, t + 150, 9, f.probe_seq, 30000);
+    uint64_t base = (t + 2000) / 2000 * 2000 + 500; /* turns at +1.5, 3.5, 5.5, 7.5 s */
+    probe_from(&f, base, 1, 0);
+    probe_from(&f, base + 1, 2, 0);
+    uint32_t second = f.ack_pace;
+    probe_from(&f, base + 2, 3, 0);
+    probe_from(&f, base + 3, 4, 0);
+    size_t acks = f.n[GUTS_MSG_ACK];
+    release(&f, base + 11, 2, 2, 1, second - 10); /* 4 moves into 2's turn */
+    ck_assert_uint_eq(f.n[GUTS_MSG_ACK], acks + want);
+    guts_addr a;
+    paddr(4, &a);
+    ck_assert_mem_eq(&f.ack_to, &a, sizeof(a));
+    fx_free(&f);
+}
+
+START_TEST(test_moving_ack_is_repeated_under_loss)
+{
+    moving_acks(0, 1);
+    moving_acks(1, 3);
 }
 END_TEST
 
@@ -601,6 +704,45 @@ START_TEST(test_unasked_ack_brings_the_round_earlier)
 }
 END_TEST
 
+/* A turn the prober will not come to goes back at once: an unasked ACK
+ * moving a round that comes sooner anyway, or an ACK handing a turn from
+ * a member no longer held (one RELEASE, as large as the ACK, to the
+ * address it came from). A drawn time (flag 0), or a seq never sent,
+ * gets nothing. */
+START_TEST(test_turn_not_taken_is_given_back)
+{
+    fx f;
+    fx_init(&f);
+    announce(&f, 10, 1);
+    uint64_t t = next_probe(&f, 10, 9000);
+    ck_assert_uint_gt(t, 0);
+    ack(&f, t, 1, f.probe_seq, TURN(10000)); /* next round at t + 10 s */
+    guts_msg m;
+    msg_of(&m, GUTS_MSG_ACK, 1);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = TURN(20000); /* later than ours: not taken */
+    f.n[GUTS_MSG_RELEASE] = 0;
+    feed_from(&f, t + 100, 1, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 1);
+    /* from a member we do not hold (2) */
+    msg_of(&m, GUTS_MSG_ACK, 2);
+    m.u.probe.incarnation = 1;
+    m.u.probe.seq = f.probe_seq;
+    m.u.probe.pace = 20000; /* a drawn time */
+    feed_from(&f, t + 200, 2, &m);
+    m.u.probe.pace = TURN(20000);
+    m.u.probe.seq = f.probe_seq + 1; /* never sent */
+    feed_from(&f, t + 300, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 1);
+    m.u.probe.seq = f.probe_seq;
+    feed_from(&f, t + 400, 2, &m);
+    ck_assert_uint_eq(f.n[GUTS_MSG_RELEASE], 2);
+    ck_assert_uint_eq(next_probe(&f, t + 500, t + 9000), 0); /* ours unchanged */
+    fx_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core_probe");
@@ -617,6 +759,10 @@ int main(void)
     tcase_add_test(tc, test_retry_keeps_its_turn);
     tcase_add_test(tc, test_given_back_turn_moves_a_far_prober);
     tcase_add_test(tc, test_unasked_ack_brings_the_round_earlier);
+    tcase_add_test(tc, test_ack_says_whether_it_hands_a_turn);
+    tcase_add_test(tc, test_release_after_a_lost_move_frees_the_moved_turn);
+    tcase_add_test(tc, test_moving_ack_is_repeated_under_loss);
+    tcase_add_test(tc, test_turn_not_taken_is_given_back);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
