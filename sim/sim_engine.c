@@ -16,11 +16,11 @@
 
 /* ---- memory: huge pages ------------------------------------------------------ */
 
-/* A delivery reads a dozen cache lines of one core (its hot part, the
+/* A delivery reads ~30 cache lines of one core (its hot part, the
  * sketch's tail, the sender's view entry, the repository, the queues),
- * each on a page of its own among the 280 MB that 10,000 cores hold (2.7 GB
- * at 100,000): with 4 KiB pages nearly every one of them also misses the
- * TLB, and the page walks grow with the group. The kernel backs a range
+ * spread over several pages among the 280 MB that 10,000 cores hold (2.7 GB
+ * at 100,000): with 4 KiB pages most of them also miss the TLB, and the
+ * page walks grow with the group. The kernel backs a range
  * with 2 MiB pages only where asked (transparent_hugepage "madvise", the
  * usual default), and glibc asks only under GLIBC_TUNABLES
  * glibc.malloc.hugetlb=1, which a process cannot set for itself. So the
