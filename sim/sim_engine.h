@@ -168,6 +168,7 @@ struct sim {
      * multicast's copies read, 4 bytes a node where the nodes' own first
      * cache lines were 13 MB a multicast at 100,000 nodes */
     uint32_t *upgen;
+    char *heap_end; /* where sim_heap_advise last found the malloc heap's end */
     char tmpdir[256];
     sim_violations viol;
     /* totals */
@@ -213,6 +214,11 @@ int sim_engine_init(sim *s, const sim_config *cfg);
 /** Free what s holds (cores, the stores in mem/lst/data, events, links,
  * fan-outs), not s itself. */
 void sim_engine_fini(sim *s);
+/** Ask the kernel for huge pages under [p, p + len) (a large array of the
+ * engine's; nothing for less than one). */
+void sim_huge(void *p, size_t len);
+/** The same for the malloc heap's growth since the last call. */
+void sim_heap_advise(sim *s);
 /** Start node i's core (a higher incarnation) over its store, at s->now. */
 int sim_core_start(sim *s, uint32_t i);
 /** Node i's core goes away (state: NODE_DOWN or NODE_ABSENT): its streams

@@ -37,6 +37,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 /* inlined: a latency per datagram copy */
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -117,9 +118,11 @@ static int wheel_add(sim *s, const sev *e)
         sev *p = nc < UINT32_MAX ? realloc(s->ev, nc * sizeof(sev)) : NULL;
         if (!p) return GUTS_ENOMEM;
         s->ev = p;
+        sim_huge(p, nc * sizeof(sev));
         uint32_t *q = realloc(s->enext, nc * sizeof(uint32_t));
         if (!q) return GUTS_ENOMEM;
         s->enext = q;
+        sim_huge(q, nc * sizeof(uint32_t));
         for (size_t k = s->capev; k < nc; k++)
             q[k] = k + 1 < nc ? (uint32_t)k + 2 : 0;
         s->ev_free = (uint32_t)s->capev + 1;
@@ -146,6 +149,7 @@ static int heap_add(sim *s, const sev *e)
         sev *p = realloc(s->heap, nc * sizeof(sev));
         if (!p) return GUTS_ENOMEM;
         s->heap = p;
+        sim_huge(p, nc * sizeof(sev));
         s->capheap = nc;
     }
     size_t i = s->nheap++;
@@ -694,6 +698,7 @@ static void fan_run(sim *s, uint32_t idx)
         assert(en.gen <= nd->gen); /* generations only grow */
         s->events++;
         if (en.gen != nd->gen || !nd->core) continue;
+        if ((char *)sbrk(0) > s->heap_end) sim_heap_advise(s); /* a multicast allocates */
         dgram_deliver(s, nd, from, via, buf);
         sim_drain(s, en.node);
     }
@@ -845,20 +850,27 @@ static uint32_t next_due(sim *s, uint64_t t)
 /* Timers and frames come one event each, in no order a fan-out's
  * lookahead could use: while an event runs, load the hot part of the next
  * one's core (its node was loaded one event earlier) and the nodes of the
- * events after it in its bucket. */
+ * three events after it in its bucket, and only prefetch the entry of the
+ * one after those (the pool's entries of a bucket are scattered: reading
+ * it here was a miss on every event, which the next event now finds in
+ * the cache). */
 static void prefetch_next(const sim *s, uint32_t k)
 {
     if (!k) return;
     const snode *nd = &s->nodes[s->ev[k - 1].node];
     if (s->ev[k - 1].kind != EV_FANOUT && nd->core) guts_core_prefetch(nd->core, 0, NULL);
     k = s->enext[k - 1];
-    for (int n = 0; n < 4 && k; n++, k = s->enext[k - 1])
+    for (int n = 0; n < 3 && k; n++, k = s->enext[k - 1])
         __builtin_prefetch(&s->nodes[s->ev[k - 1].node]);
+    if (!k) return;
+    __builtin_prefetch(&s->ev[k - 1].kind); /* kind and node: one line */
+    __builtin_prefetch(&s->enext[k - 1]);
 }
 
 void sim_events_run(sim *s, uint64_t t)
 {
     for (uint32_t k; (k = next_due(s, t));) {
+        if ((char *)sbrk(0) > s->heap_end) sim_heap_advise(s); /* sbrk(0): a load */
         sev e = s->ev[k - 1];
         sbucket *b = &s->wheel[e.t & (SIM_WHEEL_MS - 1)];
         b->head = s->enext[k - 1];
