@@ -130,7 +130,7 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 /* A RELEASE, and the ACK that moves a prober into a given-back turn, are
  * sent this many times while one of our last 8 answered rounds took a
  * retry (once otherwise): a lost one leaves a turn nobody comes to, and
- * at 20% loss 3 copies all go with probability 0.008 (node_probe.c,
+ * at 20% loss all 3 copies are lost with probability 0.008 (node_probe.c,
  * "Given-back turns"). Both are idempotent at the receiver. */
 #define CORE_TURN_COPIES 3
 /* A round: PROBE every CORE_PROBE_RETRY_MS, CORE_PROBE_TRIES in all (2 s):
