@@ -602,6 +602,24 @@ static size_t edited_text(uint8_t *base, size_t bn, uint8_t *dst, size_t cap, ui
     return dn;
 }
 
+/* Random bytes in base, and dst made of spans of them (min bytes and
+ * up) each followed by 7 random bytes, up to about bn; dst's length. */
+static size_t spliced(uint8_t *base, size_t bn, uint8_t *dst, size_t cap, size_t min,
+                      uint64_t *s)
+{
+    fill(base, bn, rng(s));
+    size_t dn = 0;
+    while (dn + 5000 < cap && dn < bn) {
+        size_t k = min + rng(s) % 4000, at = rng(s) % bn;
+        if (k > bn - at) k = bn - at;
+        memcpy(dst + dn, base + at, k);
+        dn += k;
+        fill(dst + dn, 7, rng(s));
+        dn += 7;
+    }
+    return dn;
+}
+
 START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
 {
     enum { N = 400000 }; /* past zstd's 128 KiB blocks */
@@ -616,16 +634,7 @@ START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
         size_t bn = round < 4 ? 100 + rng(&s) % 2000 : 1000 + rng(&s) % (N - 1000);
         size_t dn;
         if (round % 3 == 2) { /* random bytes, spans of the base among them */
-            fill(base, bn, rng(&s));
-            dn = 0;
-            while (dn + 5000 < 2 * (size_t)N && dn < bn) {
-                size_t k = 1 + rng(&s) % 4000, at = rng(&s) % bn;
-                if (k > bn - at) k = bn - at;
-                memcpy(dst + dn, base + at, k);
-                dn += k;
-                fill(dst + dn, 7, rng(&s));
-                dn += 7;
-            }
+            dn = spliced(base, bn, dst, 2 * (size_t)N, 1, &s);
         } else {
             dn = edited_text(base, bn, dst, 2 * N, &s);
         }
@@ -735,16 +744,7 @@ START_TEST(test_zstd_literals_and_copies_rebuild_the_content_undecoded)
         size_t bn = round < 6 ? 100 + rng(&s) % 2000 : 1000 + rng(&s) % (N - 1000);
         size_t dn;
         if (round % 3 == 2) {
-            fill(base, bn, rng(&s));
-            dn = 0;
-            while (dn + 5000 < 2 * (size_t)N && dn < bn) {
-                size_t k = 20 + rng(&s) % 4000, at = rng(&s) % bn;
-                if (k > bn - at) k = bn - at;
-                memcpy(dst + dn, base + at, k);
-                dn += k;
-                fill(dst + dn, 7, rng(&s));
-                dn += 7;
-            }
+            dn = spliced(base, bn, dst, 2 * (size_t)N, 20, &s);
         } else {
             dn = edited_text(base, bn, dst, 2 * N, &s);
         }
