@@ -43,14 +43,18 @@ else
 fi
 total=$(git -C "$src" cat-file --batch-all-objects --batch-check | wc -l)
 
-# envs_open DATA: mdb_stat opens every environment under DATA.
+# envs_open DATA: mdb_stat opens every repository's environment under
+# DATA. A dot directory is an env still being made (store/repo.c,
+# env_create: built under a temporary name, then renamed), not a
+# repository: a kill may leave it half made, or its maker may remove it
+# while we look, so it is not opened.
 envs_open() {
   local env n=0
   while IFS= read -r env; do
     mdb_stat "$(dirname "$env")" >/dev/null 2>"$TMP/mdb_err" ||
       fail "mdb_stat cannot open $(dirname "$env"): $(cat "$TMP/mdb_err")"
     n=$((n + 1))
-  done < <(find "$1" -name data.mdb)
+  done < <(find "$1" -name data.mdb -not -path '*/.*')
   echo "$n"
 }
 objects_of() { local s; s=$(repo_state "$1" "$2"); echo "${s%% *}"; }
