@@ -94,19 +94,28 @@ bad:
     return -1;
 }
 
-/* Delta base -> dst within max, apply it, compare; returns its length. */
-static size_t roundtrip(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
-                        int *copies, int *inserts)
+/* Delta d (freed here) applied to base rebuilds dst exactly. */
+static void rebuilds(const uint8_t *base, size_t bn, uint8_t *d, size_t dl, const uint8_t *dst,
+                     size_t dn, int *copies, int *inserts)
 {
-    uint8_t *d, *r;
-    size_t dl, rn;
-    ck_assert_int_eq(guts_pack_delta(base, bn, dst, dn, max, &d, &dl), GUTS_OK);
-    ck_assert_uint_le(dl, max);
+    uint8_t *r;
+    size_t rn;
     ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, copies, inserts), 0);
     ck_assert_uint_eq(rn, dn);
     ck_assert_mem_eq(r, dst, dn);
     free(d);
     free(r);
+}
+
+/* Delta base -> dst within max, apply it, compare; returns its length. */
+static size_t roundtrip(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,
+                        int *copies, int *inserts)
+{
+    uint8_t *d;
+    size_t dl;
+    ck_assert_int_eq(guts_pack_delta(base, bn, dst, dn, max, &d, &dl), GUTS_OK);
+    ck_assert_uint_le(dl, max);
+    rebuilds(base, bn, d, dl, dst, dn, copies, inserts);
     return dl;
 }
 
@@ -659,15 +668,11 @@ START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
         /* most of dst is the base's: the frame's matches say so */
         ck_assert_uint_gt(covered, dn / 2);
         /* the git delta of those copies rebuilds dst */
-        uint8_t *d, *r;
-        size_t dl, rn;
+        uint8_t *d;
+        size_t dl;
         int copies = 0, inserts = 0;
         ck_assert_int_eq(guts_pack_delta_copies(bn, dst, dn, z->v, z->n, dn + 64, &d, &dl), GUTS_OK);
-        ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, &copies, &inserts), 0);
-        ck_assert_uint_eq(rn, dn);
-        ck_assert_mem_eq(r, dst, dn);
-        free(d);
-        free(r);
+        rebuilds(base, bn, d, dl, dst, dn, &copies, &inserts);
         /* fewer inserts allowed than the frame leaves: none given */
         z->n = 0;
         if (dn - covered > 1)
@@ -772,16 +777,12 @@ START_TEST(test_zstd_literals_and_copies_rebuild_the_content_undecoded)
         if (own && rc == GUTS_ENOTFOUND) continue; /* a match inside dst */
         ck_assert_int_eq(rc, GUTS_OK);
         undecoded++;
-        uint8_t *d, *r;
-        size_t dl, rn;
+        uint8_t *d;
+        size_t dl;
         int copies = 0, inserts = 0;
         ck_assert_int_eq(guts_pack_delta_lits(bn, dn, lits, nl, z->v, z->n, 2 * dn + 64, &d, &dl),
                          GUTS_OK);
-        ck_assert_int_eq(apply(base, bn, d, dl, &r, &rn, &copies, &inserts), 0);
-        ck_assert_uint_eq(rn, dn);
-        ck_assert_mem_eq(r, dst, dn);
-        free(d);
-        free(r);
+        rebuilds(base, bn, d, dl, dst, dn, &copies, &inserts);
         /* fewer literals allowed than the frame has: none given */
         z->n = 0;
         if (nl > 1)
