@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -297,6 +298,55 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+int store_env_remove(const char *dir)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb", STORE_NOSYNC_MARK};
+    char f[4096];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) >= (int)sizeof f) {
+            guts_errmsg_set("path too long: %s", dir);
+            return GUTS_EINVAL;
+        }
+        if (unlink(f) != 0 && errno != ENOENT) {
+            guts_errmsg_set("unlink %s: %s", f, strerror(errno));
+            return GUTS_EIO;
+        }
+    }
+    if (rmdir(dir) != 0) {
+        guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
+        return GUTS_EIO;
+    }
+    return GUTS_OK;
+}
+
+/* A dot-named env left by a process killed while making it, between its
+ * mkdir and its rename (repo.c's env_create: OWNER/.NAME.new-PID-SEQ), is
+ * removed once its maker is gone and it is a minute old. The age guards
+ * a maker alive in another pid namespace sharing this data dir, for which
+ * kill() says ESRCH: a live maker renames its env within milliseconds. */
+#define STALE_NEW_ENV_S 60
+
+static void stale_new_env_remove(const char *owner, const char *name)
+{
+    const char *tail = NULL;
+    for (const char *p = strstr(name, ".new-"); p; p = strstr(p + 1, ".new-"))
+        tail = p + 5;
+    if (name[0] != '.' || !tail || tail - 5 < name + 2) return; /* NAME not empty */
+    char *end;
+    long pid = strtol(tail, &end, 10);
+    if (pid <= 0 || end == tail || *end != '-' || !end[1] ||
+        strspn(end + 1, "0123456789") != strlen(end + 1))
+        return;
+    if (pid == (long)getpid() || !store_mark_gone(pid)) return;
+    char dir[4096];
+    struct stat st;
+    if (snprintf(dir, sizeof dir, "%s/%s", owner, name) >= (int)sizeof dir ||
+        lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        time(NULL) - st.st_mtime < STALE_NEW_ENV_S)
+        return;
+    (void)store_env_remove(dir);
+}
+
 typedef struct strvec {
     char **v;
     size_t n, cap;
@@ -347,6 +397,7 @@ int guts_data_repos(guts_data *d, int (*cb)(const char *key, void *ctx), void *c
         DIR *od = opendir(owner);
         struct dirent *f;
         while (od && rc == GUTS_OK && (f = readdir(od))) {
+            if (f->d_name[0] == '.') stale_new_env_remove(owner, f->d_name);
             if (f->d_name[0] == '.' || strlen(f->d_name) > GUTS_KEY_PART_MAX) continue;
             char key[GUTS_KEY_MAX + 1], file[4096];
             if (snprintf(key, sizeof key, "%s/%s", e->d_name, f->d_name) >= (int)sizeof key ||

@@ -243,6 +243,9 @@ int store_mdb_err(int rc, const char *what);
  * dir); a + "/" + b, malloc'd (NULL: no memory); free d once its last
  * user (the guts_data or a repository handle) is gone. */
 int store_mkdirs(const char *path, const char *shown);
+/* Removes the files LMDB makes in dir (absent ones are fine), then dir:
+ * GUTS_OK, or GUTS_EIO/GUTS_EINVAL with the cause set. */
+int store_env_remove(const char *dir);
 char *store_path_join(const char *a, const char *b);
 void store_data_free(guts_data *d);
 

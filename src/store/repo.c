@@ -156,33 +156,13 @@ static int env_init(store_env *se)
     return rc;
 }
 
-/* Removes the files LMDB makes in dir (absent ones are fine), then dir. */
-static int env_files_remove(const char *dir)
-{
-    static const char *const files[] = {"data.mdb", "lock.mdb", STORE_NOSYNC_MARK};
-    char f[4096];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) >= (int)sizeof f) {
-            guts_errmsg_set("path too long: %s", dir);
-            return GUTS_EINVAL;
-        }
-        if (unlink(f) != 0 && errno != ENOENT) {
-            guts_errmsg_set("unlink %s: %s", f, strerror(errno));
-            return GUTS_EIO;
-        }
-    }
-    if (rmdir(dir) != 0) {
-        guts_errmsg_set("rmdir %s: %s", dir, strerror(errno));
-        return GUTS_EIO;
-    }
-    return GUTS_OK;
-}
-
 /* A new env is made whole (meta pages, schema, flushed) in a directory of
  * a temporary name beside dir, a dot name that listings skip, and renamed
  * into place: a kill at any moment leaves no repository or one that
  * opens, never a directory or a data.mdb without its meta pages. When
- * another process made dir first, its env is kept and ours discarded. */
+ * another process made dir first, its env is kept and ours discarded. A
+ * maker killed before its rename leaves the temporary directory behind:
+ * guts_data_repos removes it once its maker is gone. */
 static int env_create(guts_data *d, const char *dir)
 {
     static atomic_uint seq;
@@ -200,7 +180,7 @@ static int env_create(guts_data *d, const char *dir)
     int mrc = se ? mdb_env_create(&se->env) : ENOMEM;
     if (mrc) {
         free(se);
-        (void)env_files_remove(tmp);
+        (void)store_env_remove(tmp);
         return store_mdb_err(mrc, "create env");
     }
     if ((mrc = mdb_env_set_maxdbs(se->env, STORE_REPO_MAXDBS)) ||
@@ -215,7 +195,7 @@ static int env_create(guts_data *d, const char *dir)
     /* not renamed: ours is removed (another process's env is in place, or
      * the error says why), before the error is set */
     int err = rc == GUTS_OK ? errno : 0;
-    (void)env_files_remove(tmp);
+    (void)store_env_remove(tmp);
     if (err == EEXIST || err == ENOTEMPTY) return GUTS_OK;
     if (err) {
         guts_errmsg_set("rename %s to %s: %s", tmp, dir, strerror(err));
@@ -465,7 +445,7 @@ int guts_repo_remove(guts_data *d, const char *key)
         guts_errmsg_set("repository %s not found", key);
         return GUTS_ENOTFOUND;
     }
-    rc = env_files_remove(dir);
+    rc = store_env_remove(dir);
     if (rc == GUTS_OK) {
         /* The owner dir goes when it is empty; another repo keeps it. */
         char *slash = strrchr(dir, '/');

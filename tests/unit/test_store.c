@@ -6,6 +6,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -445,6 +446,47 @@ START_TEST(test_repos_walk_is_sorted_and_skips_non_repos)
     guts_repo *r = NULL;
     ck_assert_int_eq(guts_repo_open(data, "bob/empty", 0, &r), GUTS_ENOTFOUND);
     ck_assert_int_eq(guts_repo_open(data, "nobody/here", 0, &r), GUTS_ENOTFOUND);
+}
+END_TEST
+
+/* A dot-named env whose maker was killed before its rename is removed by
+ * the next listing once its maker is gone and it is a minute old; one of
+ * a live maker (this process), or a fresh one, is kept. */
+static void leftover_env(const char *owner, long pid, int aged, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s/.x.new-%ld-0", owner, pid);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    char f[700];
+    snprintf(f, sizeof f, "%s/data.mdb", dir);
+    FILE *fp = fopen(f, "w");
+    ck_assert_ptr_nonnull(fp);
+    fclose(fp);
+    if (aged) {
+        struct timespec ts[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+        ck_assert_int_eq(utimensat(AT_FDCWD, dir, ts, 0), 0);
+    }
+}
+
+START_TEST(test_repos_walk_removes_envs_left_by_killed_makers)
+{
+    guts_repo_close(open_repo("own/a"));
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) _exit(0);
+    ck_assert_int_eq(waitpid(child, NULL, 0), child); /* a pid that is gone */
+    char owner[512], dead[600], mine[600], fresh[600];
+    snprintf(owner, sizeof owner, "%s/repos/own", tmpdir);
+    leftover_env(owner, (long)child, 1, dead, sizeof dead);
+    leftover_env(owner, (long)getpid(), 1, mine, sizeof mine);
+    snprintf(fresh, sizeof fresh, "%s/repos/own/.y.new-%ld-1", tmpdir, (long)child);
+    ck_assert_int_eq(mkdir(fresh, 0700), 0);
+    char keys[256] = "";
+    ck_assert_int_eq(guts_data_repos(data, collect_key, keys), GUTS_OK);
+    ck_assert_str_eq(keys, "own/a;");
+    struct stat st;
+    ck_assert_int_ne(stat(dead, &st), 0);
+    ck_assert_int_eq(stat(mine, &st), 0);
+    ck_assert_int_eq(stat(fresh, &st), 0);
 }
 END_TEST
 
@@ -2580,6 +2622,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_node_id_is_made_once_and_incarnation_increments);
     tcase_add_test(t, test_repos_walk_of_empty_data_dir_calls_nothing);
     tcase_add_test(t, test_repos_walk_is_sorted_and_skips_non_repos);
+    tcase_add_test(t, test_repos_walk_removes_envs_left_by_killed_makers);
     tcase_add_test(t, test_remove_deletes_env_and_empty_owner_dir);
     tcase_add_test(t, test_put_get_has_stat_roundtrip);
     tcase_add_test(t, test_duplicates_in_one_batch_are_stored_once);
