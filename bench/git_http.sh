@@ -127,8 +127,9 @@ ticks() { local f; read -ra f <"/proc/$1/stat"; echo $((f[13] + f[14] + f[15] + 
 # With SAMPLE set, the node's RssAnon is sampled every 100 ms meanwhile
 # (bash builtins: a process per sample would take the clone's CPU; the
 # pause is a read that times out on a pipe nobody writes, not sleep(1),
-# whose process per sample had cost the sampled clones ~10% of their
-# wall time); the wall time is the command's own, not the sampler's.
+# a process per sample that may cost the sampled clones a few percent:
+# docs/performance.md, tenth pass); the wall time is the command's own,
+# not the sampler's.
 exec {nap_fd}<> <(:)
 timed() {
   local spid=$1 c0 peak=0 k v _

@@ -131,7 +131,7 @@ static int put_large(guts_packw *w, const uint8_t *p, size_t n)
 /* The whole content of an entry, deflated into the buffer: by the fast
  * encoder at GUTS_PACK_FAST, through a buffer of its own when the
  * writer's cannot hold its bound (zlib's level 1 took 3% of a cold zlib
- * clone's node CPU for its few entries of 0.9-1.2 MB). */
+ * clone's node CPU for its 3 entries of 1.0-1.2 MB). */
 static int deflate_whole(guts_packw *w, const void *data, size_t len)
 {
     if (w->fast.tab && len < GUTS_PACK_BUF) {
