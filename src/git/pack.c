@@ -146,8 +146,7 @@ static int deflate_whole(guts_packw *w, const void *data, size_t len)
         }
     }
     uint8_t *t;
-    if (w->fast.tab && len <= GUTS_DEFLATE_MAX && len <= UINT_MAX &&
-        (t = malloc(guts_deflate_bound(len)))) {
+    if (w->fast.tab && len <= GUTS_DEFLATE_MAX && (t = malloc(guts_deflate_bound(len)))) {
         int rc = put_large(w, t, guts_deflate_fast(&w->fast, data, len, t));
         free(t);
         return rc;
