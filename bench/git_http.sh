@@ -20,6 +20,11 @@
 #                            clone packs are prepared
 #   PERF=FILE ...            after the timed clones, one more clone from the
 #                            node under `perf record -g` of the node, into FILE
+#                            (PERF_CALLGRAPH="--call-graph dwarf": other stacks)
+#   BASE_BUILD=DIR ...       with CLONES_ONLY: a second node run from DIR's
+#                            build (its own import, HTTP on 7174, its own
+#                            multicast group) whose cold clones alternate
+#                            with the node's, to compare two builds in one run
 set -euo pipefail
 RUNS=${1:-5}
 export GUTS_BUILD=${GUTS_BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
@@ -39,6 +44,12 @@ git -C "$TMP/srv/zlib.git" repack -adq
 git -C "$TMP/srv/zlib.git" pack-refs --all
 expect 0 "$GUTS" --data "$TMP/a" import madler/zlib "$TMP/srv/zlib.git"
 node_start a --http 127.0.0.1:7172
+if [ -n "${BASE_BUILD:-}" ]; then
+  [ -n "${CLONES_ONLY:-}" ] || fail "BASE_BUILD needs CLONES_ONLY"
+  expect 0 "$BASE_BUILD/guts" --data "$TMP/m" import madler/zlib "$TMP/srv/zlib.git"
+  GUTS_NODE="$BASE_BUILD/guts-node" node_start m --http 127.0.0.1:7174 --group 239.255.71.99:7199 \
+    --group '[ff12::7199]:7199'
+fi
 # git-daemon itself, not the git wrapper that would wait for it: its CPU
 # counts the upload-packs it reaped
 "$(git --exec-path)/git-daemon" --export-all --base-path="$TMP/srv" --reuseaddr \
@@ -114,8 +125,12 @@ hz=$(getconf CLK_TCK)
 ticks() { local f; read -ra f <"/proc/$1/stat"; echo $((f[13] + f[14] + f[15] + f[16])); }
 # timed SERVER_PID CMD...: run CMD; append "wall_ms server_cpu_ms" to $out.
 # With SAMPLE set, the node's RssAnon is sampled every 100 ms meanwhile
-# (bash builtins: a process per sample would take the clone's CPU); the
-# wall time is the command's own, not the sampler's.
+# (bash builtins: a process per sample would take the clone's CPU; the
+# pause is a read that times out on a pipe nobody writes, not sleep(1),
+# a process per sample that may cost the sampled clones a few percent:
+# docs/performance.md, tenth pass); the wall time is the command's own,
+# not the sampler's.
+exec {nap_fd}<> <(:)
 timed() {
   local spid=$1 c0 peak=0 k v _
   shift
@@ -126,7 +141,7 @@ timed() {
     while read -r k v _; do
       [ "$k" != RssAnon: ] || [ "$v" -le "$peak" ] || peak=$v
     done <"/proc/${SAMPLE_PID:-${NODE_PID[a]}}/status"
-    sleep 0.1
+    read -rt 0.1 -u "$nap_fd" _ || :
   done
   wait "$cpid"
   [ "$peak" -le "$rss_peak" ] || rss_peak=$peak
@@ -144,13 +159,16 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 # clone of refs it has not served whole before), 1 right after it (the
 # pack it cached).
 url=([1]=http://127.0.0.1:7172/madler/zlib git://127.0.0.1:9418/zlib.git http://127.0.0.1:8080/zlib.git
-     http://127.0.0.1:7172/madler/zlib guts://madler/zlib "file://$TMP/srv/zlib.git")
-spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}" "${NODE_PID[a]}" "${NODE_PID[a]}")
-side=([1]=guts git cgi cold helper file)
+     http://127.0.0.1:7172/madler/zlib guts://madler/zlib "file://$TMP/srv/zlib.git"
+     http://127.0.0.1:7174/madler/zlib)
+spid=([1]="${NODE_PID[a]}" "$daemon_pid" "$cgi_pid" "${NODE_PID[a]}" "${NODE_PID[a]}" "${NODE_PID[a]}"
+      "${NODE_PID[m]:-}")
+side=([1]=guts git cgi cold helper file base)
+# 7: with BASE_BUILD, the second node's cold clone (its cache emptied first)
 # 5 and 6: git-remote-guts on the node's data dir (the node's cached pack,
 # guts_packcache_also) against file:// of the served repository (wall only)
 
-for s in 1 2 3 4 5 6; do : >"$TMP/t-${side[$s]}"; done
+for s in 1 2 3 4 5 6 7; do : >"$TMP/t-${side[$s]}"; done
 prepared_packs() { curl -s "${url[1]%/madler/zlib}/metrics" | awk '/^guts_git_packs_prepared_total/ {print $2}'; }
 prepared_more() { [ "$(prepared_packs)" != "$1" ]; }
 # every clone pack prepared (zlib's mirror and plain clones differ: two)
@@ -165,6 +183,13 @@ refs_of() { git -C "$1" for-each-ref; }
 objects_of() { git -C "$1" cat-file --batch-all-objects --batch-check='%(objectname)'; }
 pack() { du -b "$TMP"/c$1/objects/pack/*.pack | awk '{s += $1} END {print s}'; }
 wait_until 60 "the node prepared its clone packs" prepared_all 0
+if [ -n "${BASE_BUILD:-}" ]; then
+  base_prepared() {
+    [ "$(curl -s http://127.0.0.1:7174/metrics | awk '/^guts_git_packs_prepared_total/ {print $2}')" -ge 1 ] &&
+      [ "$(curl -s http://127.0.0.1:7174/metrics | awk '/^guts_git_packs_preparing/ {print $2}')" = 0 ]
+  }
+  wait_until 60 "the base node prepared its clone packs" base_prepared
+fi
 
 if [ -n "${REPLICA:-}" ]; then
   # What a user meets on a node that has just replicated the repository:
@@ -232,31 +257,39 @@ if [ -n "${REPLICA:-}" ]; then
   node_stop a
   exit 0
 fi
+order="4 1 2 3 5 6"
 for i in $(seq 1 "$RUNS"); do
-  for s in 4 1 2 3 5 6; do
+  # with BASE_BUILD, the two nodes' cold clones first, in turn
+  [ -z "${BASE_BUILD:-}" ] || order=$([ $((i % 2)) = 1 ] && echo "4 7 1 2 3 5 6" || echo "7 4 1 2 3 5 6")
+  for s in $order; do
     rm -rf "$TMP/c$s"
     [ $s != 4 ] || rm -rf "$TMP/a/git-packs"
-    out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] && echo 1) timed "${spid[$s]}" \
+    [ $s != 7 ] || { rm -rf "$TMP/m/git-packs"; peak0=$rss_peak rss_peak=${base_peak:-0}; }
+    # the node's clones are sampled (RssAnon), and so is the base node's:
+    # the sampler's own CPU then weighs on both builds alike
+    out="$TMP/t-${side[$s]}" SAMPLE=$([ "${spid[$s]}" = "${NODE_PID[a]}" ] || [ $s = 7 ] && echo 1) \
+      SAMPLE_PID=${spid[$s]} timed "${spid[$s]}" \
       env GUTS_DATA="$TMP/a" git clone -q --mirror "${url[$s]}" "$TMP/c$s"
+    [ $s != 7 ] || { base_peak=$rss_peak rss_peak=$peak0; }
   done
 done
 if [ -n "${PERF:-}" ]; then
   rm -rf "$TMP/a/git-packs"
-  perf record -q -F 4000 -g -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
+  perf record -q -F 4000 ${PERF_CALLGRAPH:--g} -o "$PERF" -p "${NODE_PID[a]}" 2>"$TMP/perf.log" &
   perf_pid=$!
   wait_until 10 "perf attached" grep -q . "$PERF"
   git clone -q --mirror "${url[1]}" "$TMP/c-perf"
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
 fi
-for s in 1 4; do
+for s in 1 4 $([ -z "${BASE_BUILD:-}" ] || echo 7); do
   git -C "$TMP/c$s" fsck --strict --no-progress >/dev/null 2>&1 || fail "fsck of the clone from the node ($s)"
 done
 # refs and objects: the same in the three clones (last run's)
 same() {
   local what=$1 s
   shift
-  for s in 2 3 4 5 6; do
+  for s in 2 3 4 5 6 $([ -z "${BASE_BUILD:-}" ] || echo 7); do
     [ "$("$@" "$TMP/c1")" = "$("$@" "$TMP/c$s")" ] || fail "$what of the clones from the node and ${side[$s]} differ"
   done
 }
@@ -271,6 +304,11 @@ echo "  server CPU $(m guts 2) (cached) / $(m cold 2) (cache empty) / $(m git 2)
 for s in 4 1 2 3; do echo "  per run (wall ms, server CPU ms, client CPU ms) ${side[$s]}: $(tr '\n' ' ' <"$TMP/t-${side[$s]}")"; done
 echo "clone --mirror guts:// (git-remote-guts, the node's pack) $(m helper 1) ms, file:// $(m file 1) ms: ratio $(ratio "$(m helper 1)" "$(m file 1)")"
 for s in 5 6; do echo "  per run (wall ms) ${side[$s]}: $(cut -d' ' -f1 "$TMP/t-${side[$s]}" | tr '\n' ' ')"; done
+if [ -n "${BASE_BUILD:-}" ]; then
+  echo "base build ($BASE_BUILD), cache empty: $(m base 1) ms (server CPU $(m base 2), client CPU $(m base 3); RssAnon peak ${base_peak:-0} kB); ratios to git daemon $(ratio "$(m base 1)" "$(m git 1)"), to http-backend $(ratio "$(m base 1)" "$(m cgi 1)"); this build / base $(ratio "$(m cold 1)" "$(m base 1)"); pack $(pack 7) bytes"
+  echo "  per run (wall ms, server CPU ms, client CPU ms) base: $(tr '\n' ' ' <"$TMP/t-base")"
+  node_stop m
+fi
 [ -z "${CLONES_ONLY:-}" ] || { node_stop a; exit 0; }
 
 # a fetch of three new commits, each side from a clone made before them

@@ -41,8 +41,8 @@ static inline void guts_pack_be32(uint8_t *p, uint32_t v)
 #define GUTS_PACK_BUF (1u << 20)
 /* A writer's level (in place of zlib's 0-9) for entries deflated by
  * deflate.c's fast encoder: about 4x less CPU than zlib's level 1 for
- * 1.12x its bytes. An entry larger than GUTS_PACK_BUF, and a large object
- * streamed (guts_packw_stream), is deflated by zlib at level 1. */
+ * 1.12x its bytes. A large object streamed (guts_packw_stream) is
+ * deflated by zlib at level 1. */
 #define GUTS_PACK_FAST 10
 /* First buffer of an in-memory writer (guts_packw_open_mem): it doubles as
  * an entry needs, so one of these holds a few hundred small entries. */

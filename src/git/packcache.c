@@ -431,10 +431,8 @@ static int load_subset(DIR *d, const char *dir, const char *name, const guts_id 
 int guts_packcache_find_base(guts_packcache *c, const guts_id *ids, size_t n)
 {
     guts_packcache_free_base(c);
-    guts_id *sel = malloc((n ? n : 1) * sizeof *sel);
-    if (!sel) return GUTS_ENOMEM;
-    if (n) memcpy(sel, ids, n * sizeof *sel);
-    qsort(sel, n, sizeof *sel, id_order);
+    guts_id *sel = NULL; /* ids sorted, once a pack of the repository is there: a clone
+                          * with none (a cold one) waits for no sort before its first byte */
     DIR *d = opendir(c->dir);
     int rc = d ? GUTS_OK : GUTS_ENOTFOUND;
     struct dirent *e;
@@ -443,6 +441,14 @@ int guts_packcache_find_base(guts_packcache *c, const guts_id *ids, size_t n)
         if (len >= sizeof c->base || strncmp(e->d_name, c->name, 17) != 0 || len < 5 ||
             strcmp(e->d_name + len - 5, ".pack") != 0 || strcmp(e->d_name, c->name) == 0)
             continue;
+        if (!sel) {
+            if (!(sel = malloc((n ? n : 1) * sizeof *sel))) {
+                rc = GUTS_ENOMEM;
+                break;
+            }
+            if (n) memcpy(sel, ids, n * sizeof *sel);
+            qsort(sel, n, sizeof *sel, id_order);
+        }
         guts_id *got;
         size_t count;
         int fd;

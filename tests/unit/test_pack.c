@@ -384,6 +384,92 @@ static int collect_sink(void *ctx, const void *buf, size_t n)
     return GUTS_OK;
 }
 
+/* An entry whose deflate bound passes the file writer's buffer
+ * (GUTS_PACK_BUF) is deflated by the fast encoder all the same (one final
+ * block of fixed codes: the byte after the zlib header ends in 0b011; zlib's
+ * level 1 would make dynamic blocks) through a buffer of its own, between
+ * entries that stay in the writer's: to a file, to a sink, and collected in
+ * memory; every entry inflates back and the trailer is the pack's SHA-1. */
+START_TEST(test_fast_entries_past_the_buffer_go_out_whole)
+{
+    enum { BIG = GUTS_PACK_BUF + 12345 };
+    uint8_t *big = malloc(BIG), small[300];
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < BIG; i++) /* text that repeats, some noise */
+        big[i] = (uint8_t)("the quick brown fox "[i % 20] ^ (i % 4093 == 0 ? 1 : 0));
+    fill(big + BIG / 2, 4096, 8);
+    fill(small, sizeof small, 9);
+    for (int how = 0; how < 3; how++) { /* file, sink, in memory then appended */
+        FILE *f = tmpfile();
+        ck_assert_ptr_nonnull(f);
+        guts_packw w, m;
+        uint8_t sum[20];
+        ck_assert_int_eq(guts_packw_open(&w, how == 1 ? -1 : fileno(f), GUTS_PACK_FAST, 0, 3),
+                         GUTS_OK);
+        collect c = {.fail_after = SIZE_MAX};
+        if (how == 1) {
+            w.sink = collect_sink;
+            w.sink_ctx = &c;
+        }
+        guts_packw *to = &w;
+        if (how == 2) {
+            ck_assert_int_eq(guts_packw_open_mem(&m, GUTS_PACK_FAST), GUTS_OK);
+            to = &m;
+        }
+        ck_assert_int_eq(guts_packw_object(to, 3, small, sizeof small), GUTS_OK);
+        ck_assert_int_eq(guts_packw_object(to, 3, big, BIG), GUTS_OK);
+        ck_assert_int_eq(guts_packw_object(to, 1, small, 10), GUTS_OK);
+        if (how == 2) {
+            uint8_t *buf;
+            size_t len;
+            ck_assert_int_eq(guts_packw_take(&m, &buf, &len), GUTS_OK);
+            ck_assert_int_eq(guts_packw_append(&w, buf, len), GUTS_OK);
+            free(buf);
+            guts_packw_free(&m);
+        }
+        ck_assert_int_eq(guts_packw_finish(&w, sum), GUTS_OK);
+        size_t n, pos = 12;
+        uint8_t *p = how == 1 ? c.p : file_bytes(f, &n);
+        if (how == 1) n = c.n;
+        ck_assert_uint_eq(n, w.total);
+        ck_assert_mem_eq(p, "PACK\0\0\0\2\0\0\0\3", 12);
+        const uint8_t *want[] = {small, big, small};
+        const size_t wlen[] = {sizeof small, BIG, 10};
+        for (int k = 0; k < 3; k++) {
+            int type;
+            size_t size, at = pos;
+            uint8_t b[20];
+            uint8_t *got = read_entry(p, n, &pos, &type, &size, b);
+            ck_assert_uint_eq(size, wlen[k]);
+            ck_assert_mem_eq(got, want[k], size);
+            free(got);
+            if (k == 1) {
+                while (p[at++] & 0x80) /* the entry's header */
+                    ;
+                ck_assert_uint_eq(p[at] & 0x0f, 8); /* zlib: deflate */
+                ck_assert_uint_eq(p[at + 2] & 7, 3);
+                ck_assert_uint_lt(pos - at, BIG / 4);
+            }
+        }
+        ck_assert_uint_eq(pos + 20, n);
+        uint8_t check[20];
+        unsigned sl = 0;
+        EVP_MD_CTX *sha = EVP_MD_CTX_new();
+        ck_assert_ptr_nonnull(sha);
+        ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha1(), NULL), 1);
+        ck_assert_int_eq(EVP_DigestUpdate(sha, p, pos), 1);
+        ck_assert_int_eq(EVP_DigestFinal_ex(sha, check, &sl), 1);
+        EVP_MD_CTX_free(sha);
+        ck_assert_mem_eq(check, sum, 20);
+        ck_assert_mem_eq(p + pos, sum, 20);
+        free(p);
+        guts_packw_free(&w);
+        fclose(f);
+    }
+    free(big);
+}
+END_TEST
+
 /* Write entries of every size (one larger than the async queue alone, many
  * that fill it; some with a base to try a delta against, their buffers
  * handed to the writer or not) to a writer on a sink, async or not; the
@@ -1290,6 +1376,7 @@ int main(void)
     tcase_add_test(t, test_corner_encodings);
     tcase_add_test(t, test_no_delta_when_nothing_matches_or_too_long);
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
+    tcase_add_test(t, test_fast_entries_past_the_buffer_go_out_whole);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
