@@ -14,6 +14,7 @@
  * mode is read as git reads it, an octal number, by guts_tree_entry_next:
  * "040000" is a subtree as much as "40000" is).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,19 +136,19 @@ static long idmap_get(const idmap *m, const void *nodes, const guts_id *id)
 }
 
 /* Add the node at idx, of id (not present). id is the caller's copy, not
- * read back from a node just written (map_insert in group.c says why). */
+ * read back from a node just written (map_insert in group.c says why).
+ * Nodes are added in order (idx is the count so far), so growing re-places
+ * nodes 0..n-1 reading them in order, not at random through the slots. */
 static int idmap_put(idmap *m, const void *nodes, const guts_id *id, uint32_t idx)
 {
+    assert(idx == m->n);
     if (2 * (m->n + 1) > (m->slots ? m->mask + 1 : 0)) {
         size_t nc = m->slots ? 2 * (m->mask + 1) : 512;
         uint64_t *sl = calloc(nc, sizeof(*sl));
         if (!sl)
             return GUTS_ENOMEM;
-        for (size_t j = 0; m->slots && j <= m->mask; j++)
-            if (m->slots[j]) {
-                uint32_t i = (uint32_t)m->slots[j] - 1;
-                idmap_place(sl, nc - 1, idmap_id(m, nodes, i), i);
-            }
+        for (uint32_t i = 0; i < m->n; i++)
+            idmap_place(sl, nc - 1, idmap_id(m, nodes, i), i);
         free(m->slots);
         m->slots = sl;
         m->mask = nc - 1;
@@ -212,7 +213,8 @@ struct ctrack {
     walk kids;      /* the children of the batch's objects */
     uint32_t *todo; /* nodes completed, their parents not yet counted down */
     size_t ntodo, captodo;
-    size_t own; /* ids this tracker put in the complete cache */
+    guts_ids done; /* the batch's complete trees, commits and tags */
+    size_t own;    /* ids this tracker put in the complete cache */
 };
 
 void closure_track_free(lrepo *r)
@@ -225,6 +227,7 @@ void closure_track_free(lrepo *r)
         free(t->seen);
         free(t->kids.stack);
         free(t->todo);
+        free(t->done.v);
         free(t);
     }
     r->track = NULL;
@@ -310,19 +313,16 @@ static int track_todo(ctrack *t, uint32_t i)
 }
 
 /* Node i (stored, nothing missing) is complete: so are the parents it was
- * the last missing child of, transitively. */
-static int track_complete(lrepo *r, ctrack *t, uint32_t i)
+ * the last missing child of, transitively. Trees, commits and tags among
+ * them go to done, for the complete cache (track_cache). */
+static int track_complete(ctrack *t, uint32_t i)
 {
     if (track_todo(t, i))
         return GUTS_ENOMEM;
     while (t->ntodo) {
         tnode *nk = &t->nodes[t->todo[--t->ntodo]];
-        if (!nk->blob && r->complete.n < CORE_COMPLETE_MAX) {
-            int added = guts_idset_insert(&r->complete, &nk->id);
-            if (added < 0)
-                return GUTS_ENOMEM;
-            t->own += (size_t)added;
-        }
+        if (!nk->blob && guts_ids_push(&t->done, &nk->id))
+            return GUTS_ENOMEM;
         for (uint32_t e = nk->head; e != TRACK_NONE; e = t->edges[e][1]) {
             uint32_t p = t->edges[e][0];
             if (--t->nodes[p].missing == 0 && track_todo(t, p))
@@ -350,6 +350,27 @@ static int track_edge(ctrack *t, uint32_t p, uint32_t ki)
     t->edges[t->nedges][1] = t->nodes[ki].head;
     t->nodes[ki].head = (uint32_t)t->nedges++;
     t->nodes[p].missing++;
+    return GUTS_OK;
+}
+
+/* Put the batch's complete trees, commits and tags in the complete cache
+ * (up to its bound), room made first so the prefetches hold. */
+static int track_cache(lrepo *r, ctrack *t)
+{
+    size_t n = t->done.n, room = CORE_COMPLETE_MAX - r->complete.n;
+    t->done.n = 0;
+    if (r->complete.n >= CORE_COMPLETE_MAX || !n)
+        return GUTS_OK;
+    if (guts_idset_reserve(&r->complete, r->complete.n + (n < room ? n : room)))
+        return GUTS_ENOMEM;
+    for (size_t k = 0; k < n && r->complete.n < CORE_COMPLETE_MAX; k++) {
+        if (k + TRACK_AHEAD < n)
+            guts_idset_prefetch(&r->complete, &t->done.v[k + TRACK_AHEAD]);
+        int added = guts_idset_insert(&r->complete, &t->done.v[k]);
+        if (added < 0)
+            return GUTS_ENOMEM;
+        t->own += (size_t)added;
+    }
     return GUTS_OK;
 }
 
@@ -413,10 +434,10 @@ static int track_count(lrepo *r, ctrack *t)
         if (j + TRACK_AHEAD / 2 < ns && t->seen[j + TRACK_AHEAD / 2].node != TRACK_NONE)
             __builtin_prefetch(&t->nodes[t->seen[j + TRACK_AHEAD / 2].node]);
         uint32_t i = t->seen[j].node;
-        if (i != TRACK_NONE && --t->nodes[i].missing == 0 && track_complete(r, t, i))
+        if (i != TRACK_NONE && --t->nodes[i].missing == 0 && track_complete(t, i))
             return GUTS_ENOMEM;
     }
-    return GUTS_OK;
+    return track_cache(r, t);
 }
 
 #undef SEEN_ID
