@@ -274,6 +274,10 @@ static long track_node(ctrack *t, const guts_id *id)
  * one at a time, the lookups waited for every miss in turn. */
 #define TRACK_AHEAD 16
 
+/* Objects told of before they are counted: a rec_put's records, bounded
+ * so the batch's children stay a few hundred KB. */
+#define TRACK_BATCH 4096
+
 static void track_prefetch_slot(const ctrack *t, const guts_id *id)
 {
     if (t->map.slots)
@@ -437,7 +441,12 @@ static int track_count(lrepo *r, ctrack *t)
         if (i != TRACK_NONE && --t->nodes[i].missing == 0 && track_complete(t, i))
             return GUTS_ENOMEM;
     }
-    return track_cache(r, t);
+    int rc = track_cache(r, t);
+    if (t->done.cap > TRACK_BATCH) { /* one object can complete a whole history: not kept */
+        free(t->done.v);
+        t->done = (guts_ids){0};
+    }
+    return rc;
 }
 
 #undef SEEN_ID
@@ -453,10 +462,6 @@ int closure_track_begin(guts_core *c, lrepo *r)
     }
     return r->track != NULL;
 }
-
-/* Objects told of before they are counted: a rec_put's records, bounded
- * so the batch's children stay a few hundred KB. */
-#define TRACK_BATCH 4096
 
 void closure_seen(void *arg, const guts_id *id, int type, const void *data, size_t len)
 {

@@ -250,7 +250,7 @@ static int by_id(const void *a, const void *b)
 START_TEST(test_every_closure_is_complete_whatever_the_order_and_batches)
 {
     graph g;
-    make_graph(&g, 120, 30); /* 120 x 63 + 1 = 7,561 objects */
+    make_graph(&g, 150, 30); /* 150 x 63 + 1 = 9,451 objects, 4,800 trees */
     size_t *order = malloc(g.n * sizeof(*order));
     ck_assert_ptr_nonnull(order);
     const size_t batches[] = {1, 7, 500, 0};
