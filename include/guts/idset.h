@@ -50,6 +50,22 @@ int guts_idset_insert(guts_idset *s, const guts_id *id);
 size_t guts_idset_find(const guts_idset *s, const guts_id *id);
 /** 1 when id is in the set. */
 int guts_idset_has(const guts_idset *s, const guts_id *id);
+/** Make room for n ids in all without growing again: a batch of insertions
+ * then neither rehashes midway nor loses what guts_idset_prefetch loaded.
+ * Errors: GUTS_ENOMEM (the set unchanged). */
+int guts_idset_reserve(guts_idset *s, size_t n);
+
+/** Start loading the slot a lookup or insertion of id reads first (a
+ * cache miss in a large set), so a batch can overlap its misses: call it a
+ * few ids ahead of the lookups. Only a hint: valid until the set grows. */
+static inline void guts_idset_prefetch(const guts_idset *s, const guts_id *id)
+{
+    if (s->cap) {
+        size_t i = guts_id_hash(id) & (s->cap - 1);
+        __builtin_prefetch(&s->flags[i]);
+        __builtin_prefetch(&s->keys[i]);
+    }
+}
 /** Free the arrays; the set is empty again (with_vals and dense kept). */
 void guts_idset_free(guts_idset *s);
 

@@ -27,9 +27,8 @@ static size_t probe(const guts_idset *s, const guts_id *id)
     return i;
 }
 
-static int grow(guts_idset *s)
+static int grow_to(guts_idset *s, size_t cap)
 {
-    size_t cap = s->cap ? s->cap * 2 : INITIAL_CAP;
     guts_idset t = {.cap = cap, .n = s->n, .with_vals = s->with_vals, .dense = s->dense};
     t.keys = malloc(cap * sizeof *t.keys);
     t.vals = s->with_vals ? malloc(cap * sizeof *t.vals) : NULL;
@@ -50,9 +49,29 @@ static int grow(guts_idset *s)
     return GUTS_OK;
 }
 
+static int grow(guts_idset *s)
+{
+    return grow_to(s, s->cap ? s->cap * 2 : INITIAL_CAP);
+}
+
+/* Whether n ids fit without growing (at most half full, 3/4 if dense). */
+static int fits(const guts_idset *s, size_t n)
+{
+    return s->dense ? n * 4 <= s->cap * 3 : n * 2 <= s->cap;
+}
+
+int guts_idset_reserve(guts_idset *s, size_t n)
+{
+    if (n > SIZE_MAX / 8) return GUTS_ENOMEM;
+    if (fits(s, n)) return GUTS_OK;
+    guts_idset t = {.cap = s->cap ? s->cap : INITIAL_CAP, .dense = s->dense};
+    while (!fits(&t, n)) t.cap *= 2;
+    return grow_to(s, t.cap);
+}
+
 int guts_idset_add(guts_idset *s, const guts_id *id, size_t *slot, int *added)
 {
-    if (s->dense ? (s->n + 1) * 4 > s->cap * 3 : (s->n + 1) * 2 > s->cap) {
+    if (!fits(s, s->n + 1)) {
         int rc = grow(s);
         if (rc) return rc;
     }

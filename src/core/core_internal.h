@@ -662,8 +662,11 @@ void serve_pump(guts_core *c, session *s);
 /* node_closure.c */
 typedef struct ctrack ctrack;
 /* The guts_rec_seen of a pull's rec_put: counts the closures of what it
- * stores (arg: the lrepo). */
+ * stores (arg: the lrepo), in batches: closure_track_count after the call. */
 void closure_seen(void *arg, const guts_id *id, int type, const void *data, size_t len);
+/* Count what closure_seen was told of since the last count (r's tracker,
+ * if any; given up without memory). refs_closure counts first. */
+void closure_track_count(lrepo *r);
 /* Before a pull's rec_put: r's tracker, made if none (1), or none (0). */
 int closure_track_begin(guts_core *c, lrepo *r);
 /* Free r's tracker (its pulls ended, or the complete cache was emptied). */

@@ -375,7 +375,8 @@ _Static_assert(CORE_PROBE_TURNS < 128, "a core's turns fit 128 bits");
 #define CORE_COMPLETE_MAX (2u << 20)
 /* Objects a pull's closure tracker counts (node_closure.c) before it gives
  * up and leaves the closures to the walk: ~45 bytes each with its index,
- * plus 8 per link waiting (~16 MiB at most). */
+ * plus 8 per link waiting (~16 MiB at most), and while a batch is counted
+ * 20 per tree, commit or tag it completes (~5 MiB at most, then freed). */
 #define CORE_TRACK_MAX (1u << 18)
 /* Objects remembered as refused for their size (20 bytes each), so each is
  * logged once and not asked for again by WANTs; past this the set starts

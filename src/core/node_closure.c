@@ -14,6 +14,7 @@
  * mode is read as git reads it, an octal number, by guts_tree_entry_next:
  * "040000" is a subtree as much as "40000" is).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,19 +136,19 @@ static long idmap_get(const idmap *m, const void *nodes, const guts_id *id)
 }
 
 /* Add the node at idx, of id (not present). id is the caller's copy, not
- * read back from a node just written (map_insert in group.c says why). */
+ * read back from a node just written (map_insert in group.c says why).
+ * Nodes are added in order (idx is the count so far), so growing re-places
+ * nodes 0..n-1 reading them in order, not at random through the slots. */
 static int idmap_put(idmap *m, const void *nodes, const guts_id *id, uint32_t idx)
 {
+    assert(idx == m->n);
     if (2 * (m->n + 1) > (m->slots ? m->mask + 1 : 0)) {
         size_t nc = m->slots ? 2 * (m->mask + 1) : 512;
         uint64_t *sl = calloc(nc, sizeof(*sl));
         if (!sl)
             return GUTS_ENOMEM;
-        for (size_t j = 0; m->slots && j <= m->mask; j++)
-            if (m->slots[j]) {
-                uint32_t i = (uint32_t)m->slots[j] - 1;
-                idmap_place(sl, nc - 1, idmap_id(m, nodes, i), i);
-            }
+        for (uint32_t i = 0; i < m->n; i++)
+            idmap_place(sl, nc - 1, idmap_id(m, nodes, i), i);
         free(m->slots);
         m->slots = sl;
         m->mask = nc - 1;
@@ -192,15 +193,28 @@ typedef struct tnode {
     uint8_t blob;     /* a blob, or in the complete cache already: not put in it */
 } tnode;
 
+/* An object told of and not yet counted: its children are kids.stack[k0,
+ * k0 + nk). */
+typedef struct tseen {
+    guts_id id;
+    uint32_t k0, nk;
+    uint32_t node; /* its node once looked up; TRACK_NONE: told twice */
+    uint8_t blob;
+} tseen;
+
 struct ctrack {
     tnode *nodes;
     size_t n, cap;
     idmap map;
     uint32_t (*edges)[2]; /* waiting parent, next edge of the same child */
     size_t nedges, capedges;
-    walk kids;      /* the children of one object */
+    tseen *seen;    /* the batch: objects told of since the last count */
+    size_t nseen, capseen;
+    walk kids;      /* the children of the batch's objects */
     uint32_t *todo; /* nodes completed, their parents not yet counted down */
     size_t ntodo, captodo;
+    guts_ids done; /* the batch's complete trees, commits and tags */
+    size_t own;    /* ids this tracker put in the complete cache */
 };
 
 void closure_track_free(lrepo *r)
@@ -210,8 +224,10 @@ void closure_track_free(lrepo *r)
         free(t->nodes);
         idmap_free(&t->map);
         free(t->edges);
+        free(t->seen);
         free(t->kids.stack);
         free(t->todo);
+        free(t->done.v);
         free(t);
     }
     r->track = NULL;
@@ -251,6 +267,41 @@ static long track_node(ctrack *t, const guts_id *id)
     return (long)i;
 }
 
+/* The lookups of a batch are independent, so each starts loading what a
+ * later one reads: its map slot TRACK_AHEAD lookups ahead, the node that
+ * slot names half as far ahead (by then the slot is in the cache). The map
+ * and the nodes are megabytes read at random, a cache and TLB miss each;
+ * one at a time, the lookups waited for every miss in turn. */
+#define TRACK_AHEAD 16
+
+/* Objects told of before they are counted: a rec_put's records, bounded
+ * so the batch's children stay a few hundred KB. */
+#define TRACK_BATCH 4096
+
+static void track_prefetch_slot(const ctrack *t, const guts_id *id)
+{
+    if (t->map.slots)
+        __builtin_prefetch(&t->map.slots[guts_id_hash(id) & t->map.mask]);
+}
+
+static void track_prefetch_node(const ctrack *t, const guts_id *id)
+{
+    if (!t->map.slots)
+        return;
+    uint64_t sl = t->map.slots[guts_id_hash(id) & t->map.mask];
+    if (sl && (sl >> 32 << 32) == idmap_tag(id))
+        __builtin_prefetch(&t->nodes[(uint32_t)sl - 1]);
+}
+
+/* Both prefetches for item k of a batch of n whose k-th id is idof(k). */
+#define TRACK_PREFETCH(t, k, n, idof)                                                              \
+    do {                                                                                           \
+        if ((k) + TRACK_AHEAD < (n))                                                               \
+            track_prefetch_slot((t), (idof((k) + TRACK_AHEAD)));                                   \
+        if ((k) + TRACK_AHEAD / 2 < (n))                                                           \
+            track_prefetch_node((t), (idof((k) + TRACK_AHEAD / 2)));                               \
+    } while (0)
+
 static int track_todo(ctrack *t, uint32_t i)
 {
     if (t->ntodo == t->captodo) {
@@ -266,15 +317,15 @@ static int track_todo(ctrack *t, uint32_t i)
 }
 
 /* Node i (stored, nothing missing) is complete: so are the parents it was
- * the last missing child of, transitively. */
-static int track_complete(lrepo *r, ctrack *t, uint32_t i)
+ * the last missing child of, transitively. Trees, commits and tags among
+ * them go to done, for the complete cache (track_cache). */
+static int track_complete(ctrack *t, uint32_t i)
 {
     if (track_todo(t, i))
         return GUTS_ENOMEM;
     while (t->ntodo) {
         tnode *nk = &t->nodes[t->todo[--t->ntodo]];
-        if (!nk->blob && r->complete.n < CORE_COMPLETE_MAX &&
-            guts_idset_insert(&r->complete, &nk->id) < 0)
+        if (!nk->blob && guts_ids_push(&t->done, &nk->id))
             return GUTS_ENOMEM;
         for (uint32_t e = nk->head; e != TRACK_NONE; e = t->edges[e][1]) {
             uint32_t p = t->edges[e][0];
@@ -286,51 +337,120 @@ static int track_complete(lrepo *r, ctrack *t, uint32_t i)
     return GUTS_OK;
 }
 
-static int track_stored(lrepo *r, ctrack *t, const guts_id *id, int type, const void *data,
-                        size_t len)
+/* Parent p waits on node ki. */
+static int track_edge(ctrack *t, uint32_t p, uint32_t ki)
 {
-    long i = track_node(t, id);
-    if (i < 0)
+    if (t->nedges == t->capedges) {
+        size_t nc = t->capedges ? 2 * t->capedges : 256;
+        if (nc > 2 * (size_t)CORE_TRACK_MAX)
+            return GUTS_ENOMEM;
+        uint32_t(*ne)[2] = realloc(t->edges, nc * sizeof(*ne));
+        if (!ne)
+            return GUTS_ENOMEM;
+        t->edges = ne;
+        t->capedges = nc;
+    }
+    t->edges[t->nedges][0] = p;
+    t->edges[t->nedges][1] = t->nodes[ki].head;
+    t->nodes[ki].head = (uint32_t)t->nedges++;
+    t->nodes[p].missing++;
+    return GUTS_OK;
+}
+
+/* Put the batch's complete trees, commits and tags in the complete cache
+ * (up to its bound), room made first so the prefetches hold. */
+static int track_cache(lrepo *r, ctrack *t)
+{
+    size_t n = t->done.n, room = CORE_COMPLETE_MAX - r->complete.n;
+    t->done.n = 0;
+    if (r->complete.n >= CORE_COMPLETE_MAX || !n)
+        return GUTS_OK;
+    if (guts_idset_reserve(&r->complete, r->complete.n + (n < room ? n : room)))
         return GUTS_ENOMEM;
-    if (t->nodes[i].missing != TRACK_NONE)
-        return GUTS_OK; /* told twice */
-    t->nodes[i].blob = type == GUTS_OBJ_BLOB;
-    uint32_t missing = 0;
+    for (size_t k = 0; k < n && r->complete.n < CORE_COMPLETE_MAX; k++) {
+        if (k + TRACK_AHEAD < n)
+            guts_idset_prefetch(&r->complete, &t->done.v[k + TRACK_AHEAD]);
+        int added = guts_idset_insert(&r->complete, &t->done.v[k]);
+        if (added < 0)
+            return GUTS_ENOMEM;
+        t->own += (size_t)added;
+    }
+    return GUTS_OK;
+}
+
+#define SEEN_ID(k) (&t->seen[k].id)
+#define KID_ID(k) (&t->kids.stack[k].id)
+
+/* Count the batch: the objects told of since the last count, in three
+ * passes whose lookups are each independent of the one before (so they
+ * can be prefetched, above). (1) Each object's node, marked stored and
+ * holding one count for itself, so nothing completes it before (3); told
+ * twice, it is skipped. (2) Each child's node: unless complete, its parent
+ * waits on it. (3) Each object drops its own count, and is complete when
+ * no child is missing. The result is that of counting the objects one by
+ * one: an object is complete once stored with every child complete. */
+static int track_count(lrepo *r, ctrack *t)
+{
+    size_t ns = t->nseen, nk = t->kids.n;
+    t->nseen = 0;
     t->kids.n = 0;
-    if (type != GUTS_OBJ_BLOB)
-        children(&t->kids, type, data, len);
     if (t->kids.err)
         return t->kids.err;
-    for (size_t k = 0; k < t->kids.n; k++) {
+    for (size_t j = 0; j < ns; j++) {
+        TRACK_PREFETCH(t, j, ns, SEEN_ID);
+        long i = track_node(t, &t->seen[j].id);
+        if (i < 0)
+            return GUTS_ENOMEM;
+        tnode *nd = &t->nodes[i];
+        if (nd->missing != TRACK_NONE) {
+            t->seen[j].node = TRACK_NONE; /* told twice */
+            continue;
+        }
+        nd->missing = 1;
+        nd->blob = t->seen[j].blob;
+        t->seen[j].node = (uint32_t)i;
+    }
+    /* A child new to the tracker may be complete from before it began (or
+     * from a walk since); the cache needs no probe while every id in it is
+     * one this tracker put there, all of them nodes. */
+    int others = r->complete.n != t->own;
+    size_t j = 0;
+    for (size_t k = 0; k < nk; k++) {
+        while (k >= (size_t)t->seen[j].k0 + t->seen[j].nk)
+            j++;
+        if (t->seen[j].node == TRACK_NONE)
+            continue;
+        TRACK_PREFETCH(t, k, nk, KID_ID);
+        const guts_id *kid = &t->kids.stack[k].id;
         size_t n0 = t->n;
-        long ki = track_node(t, &t->kids.stack[k].id);
+        long ki = track_node(t, kid);
         if (ki < 0)
             return GUTS_ENOMEM;
         tnode *kn = &t->nodes[ki];
-        if ((size_t)ki == n0 && guts_idset_has(&r->complete, &t->kids.stack[k].id)) {
+        if ((size_t)ki == n0 && others && guts_idset_has(&r->complete, kid)) {
             kn->missing = 0; /* complete before the tracker began */
             kn->blob = 1;    /* (in the cache already) */
         }
-        if (kn->missing == 0)
-            continue;
-        if (t->nedges == t->capedges) {
-            size_t nc = t->capedges ? 2 * t->capedges : 256;
-            if (nc > 2 * (size_t)CORE_TRACK_MAX)
-                return GUTS_ENOMEM;
-            uint32_t(*ne)[2] = realloc(t->edges, nc * sizeof(*ne));
-            if (!ne)
-                return GUTS_ENOMEM;
-            t->edges = ne;
-            t->capedges = nc;
-        }
-        t->edges[t->nedges][0] = (uint32_t)i;
-        t->edges[t->nedges][1] = kn->head;
-        kn->head = (uint32_t)t->nedges++;
-        missing++;
+        if (kn->missing != 0 && track_edge(t, t->seen[j].node, (uint32_t)ki))
+            return GUTS_ENOMEM;
     }
-    t->nodes[i].missing = missing;
-    return missing ? GUTS_OK : track_complete(r, t, (uint32_t)i);
+    for (j = 0; j < ns; j++) {
+        if (j + TRACK_AHEAD / 2 < ns && t->seen[j + TRACK_AHEAD / 2].node != TRACK_NONE)
+            __builtin_prefetch(&t->nodes[t->seen[j + TRACK_AHEAD / 2].node]);
+        uint32_t i = t->seen[j].node;
+        if (i != TRACK_NONE && --t->nodes[i].missing == 0 && track_complete(t, i))
+            return GUTS_ENOMEM;
+    }
+    int rc = track_cache(r, t);
+    if (t->done.cap > TRACK_BATCH) { /* one object can complete a whole history: not kept */
+        free(t->done.v);
+        t->done = (guts_ids){0};
+    }
+    return rc;
 }
+
+#undef SEEN_ID
+#undef KID_ID
 
 int closure_track_begin(guts_core *c, lrepo *r)
 {
@@ -346,7 +466,37 @@ int closure_track_begin(guts_core *c, lrepo *r)
 void closure_seen(void *arg, const guts_id *id, int type, const void *data, size_t len)
 {
     lrepo *r = arg;
-    if (r->track && track_stored(r, r->track, id, type, data, len) != GUTS_OK)
+    ctrack *t = r->track;
+    if (!t)
+        return;
+    if (t->nseen == t->capseen) {
+        size_t nc = t->capseen ? 2 * t->capseen : 256;
+        tseen *p = realloc(t->seen, nc * sizeof(*p));
+        if (!p) {
+            track_off(r);
+            return;
+        }
+        t->seen = p;
+        t->capseen = nc;
+    }
+    size_t k0 = t->kids.n;
+    if (type != GUTS_OBJ_BLOB)
+        children(&t->kids, type, data, len);
+    if (t->kids.n > UINT32_MAX) {
+        track_off(r);
+        return;
+    }
+    t->seen[t->nseen++] = (tseen){.id = *id,
+                                  .k0 = (uint32_t)k0,
+                                  .nk = (uint32_t)(t->kids.n - k0),
+                                  .blob = type == GUTS_OBJ_BLOB};
+    if (t->nseen >= TRACK_BATCH || t->kids.err)
+        closure_track_count(r);
+}
+
+void closure_track_count(lrepo *r)
+{
+    if (r->track && track_count(r, r->track) != GUTS_OK)
         track_off(r);
 }
 
@@ -362,6 +512,7 @@ void closure_seen(void *arg, const guts_id *id, int type, const void *data, size
 int refs_closure(guts_core *c, lrepo *r, guts_idset *incomplete, const guts_id *target,
                  guts_id *want, size_t cap, size_t *nwant, int *complete)
 {
+    closure_track_count(r);
     complete_seed(c, r);
     *complete = 1;
     if (guts_idset_has(&r->complete, target))

@@ -204,6 +204,8 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
         if (rc != GUTS_OK && r && r->track) {
             closure_track_free(r);
             guts_idset_free(&r->complete);
+        } else if (r) {
+            closure_track_count(r);
         }
         if (rc == GUTS_EHASH) {
             pull_log_bad(c, s, &all[bad < n + np ? bad : 0].id);
@@ -426,6 +428,7 @@ int pull_chunk_flush(guts_core *c, session *s)
     lrepo *r = core_repo_find(c, s->key);
     if (r && s->chunk_type == GUTS_OBJ_BLOB && closure_track_begin(c, r)) { /* itself */
         closure_seen(r, &s->chunk_id, GUTS_OBJ_BLOB, NULL, 0);
+        closure_track_count(r);
     }
     /* it may be a held delta's base */
     return s->live_pend ? store_recs(c, s, NULL, 0, &s->chunk_id, 1) : GUTS_OK;

@@ -77,6 +77,51 @@ START_TEST(test_idset_values_survive_growth_and_free_keeps_the_kind)
 }
 END_TEST
 
+/* Room made for a batch (guts_idset_reserve, dense and not): inserting
+ * that many ids then never grows the set (its arrays stay put, so slots a
+ * caller prefetched stay valid), what was in it before is kept, with its
+ * values and flags, and a reserve for fewer than it holds changes nothing. */
+START_TEST(test_idset_reserve_makes_room_for_a_batch_once)
+{
+    for (int dense = 0; dense < 2; dense++) {
+        guts_idset s = {.with_vals = 1, .dense = dense};
+        uint64_t rng = 21;
+        guts_id ids[2000];
+        for (uint32_t i = 0; i < 2000; i++)
+            range_id(&rng, &ids[i]);
+        for (uint32_t i = 0; i < 100; i++) {
+            size_t slot;
+            int added;
+            ck_assert_int_eq(guts_idset_add(&s, &ids[i], &slot, &added), 0);
+            s.vals[slot] = i;
+            s.flags[slot] |= (uint8_t)(i & GUTS_IDSET_FLAGS);
+        }
+        ck_assert_int_eq(guts_idset_reserve(&s, 2000), GUTS_OK);
+        size_t cap = s.cap;
+        const guts_id *keys = s.keys;
+        ck_assert_uint_ge(dense ? cap * 3 : cap, dense ? 2000 * 4 : 2000 * 2);
+        for (uint32_t i = 100; i < 2000; i++) {
+            guts_idset_prefetch(&s, &ids[i]);
+            ck_assert_int_eq(guts_idset_insert(&s, &ids[i]), 1);
+        }
+        ck_assert_uint_eq(s.cap, cap);
+        ck_assert_ptr_eq(s.keys, keys);
+        ck_assert_uint_eq(s.n, 2000);
+        for (uint32_t i = 0; i < 100; i++) {
+            size_t slot = guts_idset_find(&s, &ids[i]);
+            ck_assert_uint_ne(slot, SIZE_MAX);
+            ck_assert_uint_eq(s.vals[slot], i);
+            ck_assert_uint_eq(s.flags[slot] & GUTS_IDSET_FLAGS, i & GUTS_IDSET_FLAGS);
+        }
+        ck_assert_int_eq(guts_idset_reserve(&s, 10), GUTS_OK);
+        ck_assert_ptr_eq(s.keys, keys);
+        ck_assert_int_eq(guts_idset_reserve(&s, SIZE_MAX), GUTS_ENOMEM);
+        ck_assert_uint_eq(s.n, 2000);
+        guts_idset_free(&s);
+    }
+}
+END_TEST
+
 static int int_cmp(const void *ctx, size_t i)
 {
     const int *k = ctx;
@@ -145,6 +190,7 @@ int main(void)
     Suite *su = suite_create("base");
     TCase *t = tcase_create("utilities");
     tcase_add_test(t, test_idset_keys_only_holds_every_id_once);
+    tcase_add_test(t, test_idset_reserve_makes_room_for_a_batch_once);
     tcase_add_test(t, test_idset_values_survive_growth_and_free_keeps_the_kind);
     tcase_add_test(t, test_lower_bound_finds_the_first_not_below);
     tcase_add_test(t, test_splitmix64_is_the_published_sequence);
