@@ -159,7 +159,6 @@ typedef struct lrepo {
     pull_plan *plan;      /* a first copy split between peers, NULL: none */
     uint32_t failures;    /* consecutive failed pulls: backoff */
     uint32_t busy_streak; /* consecutive busy answers: back-off */
-    guts_node_id busy_peer; /* the last peer that answered busy, while busy_streak */
     uint32_t idle_pulls;  /* consecutive pulls that brought nothing: slower anti-entropy */
     int unstored;         /* heard in an announce, not in the store until a pull
                            * brings an object or a ref (node_store.c, "Lazy creation") */

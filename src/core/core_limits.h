@@ -45,19 +45,6 @@
  * (without multicast, guts-sim seed 2 at 1,000 nodes: an update stalled
  * for 1.5 s at a quarter of the nodes until the regular announces). */
 #define CORE_ANNOUNCE_REDUNDANT 32
-/* A full view takes in every sender of a state it would pull at once
- * (docs/architecture.md, "Membership") while that state is new to it (the
- * first CORE_NEWS_FIRST announces of it heard), then one sender in
- * CORE_NEWS_ADMIT, at random. An update's ~30-60 announcers (Trickle, above)
- * all entered every view that lacked it: each evicted a member, got a
- * first probe round from every view (node_probe.c), and thousands of
- * holders it never pulled from (guts-sim at 10,000 nodes: ~260 evictions
- * a node in 60 s, most of the probes; with this, ~70). A random quarter
- * keeps each puller several sources, different ones from node to node,
- * so the herd still spreads over every announcer; an announce not taken
- * in still brings the pull forward (node_announce.c). */
-#define CORE_NEWS_FIRST 2
-#define CORE_NEWS_ADMIT 4
 /* A change others already announced goes out after a random wait of up to
  * this, ms, and only if still not redundant then (Trickle's listen period):
  * nodes that fetched an update at the same moment do not all announce it. */

@@ -476,9 +476,8 @@ static int bloom_evidence(guts_core *c, const lrepo *r, const guts_announce_repo
 }
 
 /* Count an announce of a state of r (see CORE_ANNOUNCE_REDUNDANT): once we
- * have that state too, it says how many peers announced it already.
- * Returns how many announces of that state were heard, this one included. */
-static uint32_t note_state(guts_core *c, lrepo *r, const guts_announce_repo *e, int via)
+ * have that state too, it says how many peers announced it already. */
+static void note_state(guts_core *c, lrepo *r, const guts_announce_repo *e, int via)
 {
     uint32_t group = via == GUTS_VIA_GROUP;
     seen_state *old = &r->seen[0];
@@ -488,7 +487,7 @@ static uint32_t note_state(guts_core *c, lrepo *r, const guts_announce_repo *e, 
             x->n += x->n < UINT32_MAX;
             x->n_group += group && x->n_group < UINT32_MAX;
             x->at = c->now;
-            return x->n;
+            return;
         }
         if (x->at < old->at) old = x;
     }
@@ -498,7 +497,6 @@ static uint32_t note_state(guts_core *c, lrepo *r, const guts_announce_repo *e, 
     old->n = 1;
     old->n_group = group;
     old->at = c->now;
-    return 1;
 }
 
 int announce_behind(const guts_core *c, const guts_msg_announce *a)
@@ -524,40 +522,18 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
     /* useful: a state we would pull at once (what a full view admits).
      * m came from guts_msg_decode, which refuses an invalid key: the keys
      * are not checked again per recipient. */
-    int useful = 0, first = 0;
+    int useful = 0;
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
         assert(guts_repo_key_check(e->key) == GUTS_OK);
         if (e->objects == 0 && e->refs_digest == 0) continue;
         lrepo *r = core_repo_find(c, e->key);
         if (r) {
-            uint32_t n = note_state(c, r, e, via);
-            if (announce_ahead(r, e->objects, e->fp, e->refs_digest)) {
-                useful = 1;
-                first |= n <= CORE_NEWS_FIRST;
-            }
-        } else if (!c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key)) {
-            useful = first = 1;
+            note_state(c, r, e, via);
+            useful |= announce_ahead(r, e->objects, e->fp, e->refs_digest);
+        } else {
+            useful |= !c->cfg.repo_wanted || c->cfg.repo_wanted(c->cfg.repo_wanted_arg, e->key);
         }
-    }
-    /* A state others announced already, heard by multicast: the whole
-     * group heard the same announcers, so a full view takes one in
-     * CORE_NEWS_ADMIT (its own random share of them) and not every one:
-     * each admission evicts a member, and the newcomer gets a first probe
-     * round from every view that took it (see CORE_NEWS_ADMIT). */
-    if (useful && !first && via == GUTS_VIA_GROUP && c->npeers >= CORE_VIEW_MAX &&
-        !members_find(c, &m->sender) && core_rand_below(c, CORE_NEWS_ADMIT) != 0) {
-        /* not taken in, but news all the same: a pull from the sources
-         * the view holds comes as soon as if it had been */
-        for (uint32_t i = 0; i < a->nrepos; i++) {
-            const guts_announce_repo *e = &a->repos[i];
-            lrepo *r = core_repo_find(c, e->key);
-            if (r && announce_ahead(r, e->objects, e->fp, e->refs_digest)) {
-                if (r->plan) r->plan->join_at = c->now;
-                schedule(c, r, 1);
-            }
-        }
-        return;
     }
     /* A sender heard by unicast that lacks what we hold enters a full
      * view too: it may hear nobody else (no multicast, and we are the one

@@ -36,7 +36,7 @@ static int pulling_from(const guts_core *c, const lrepo *r, const guts_node_id *
  * by an anti-entropy pull when no other peer differs (Demers' backstop). */
 static peer *choose_peer(guts_core *c, lrepo *r)
 {
-    peer *best = NULL, *busy_peer = NULL;
+    peer *best = NULL;
     uint64_t best_n = 0, ties = 0;
     int best_ex = 1;
     for (size_t i = 0; i < c->npeers; i++) {
@@ -52,12 +52,6 @@ static peer *choose_peer(guts_core *c, lrepo *r)
         int ex = members_repo_exhausted(pr);
         if (ex && (r->urgent || !best_ex))
             continue;
-        /* the peer that just turned us away goes last: it is at its
-         * limit, and the whole herd that heard the same announces asks it */
-        if (r->busy_streak && !memcmp(&c->peers[i].id, &r->busy_peer, sizeof(guts_node_id))) {
-            busy_peer = &c->peers[i];
-            continue;
-        }
         if (best_ex && !ex) { /* a fresh peer beats any exhausted one */
             best = NULL;
             best_ex = 0;
@@ -70,7 +64,7 @@ static peer *choose_peer(guts_core *c, lrepo *r)
             best = &c->peers[i];
         }
     }
-    return best ? best : busy_peer;
+    return best;
 }
 
 /* 1 when r's running plan takes another peer now: right after a session

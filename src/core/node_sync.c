@@ -400,16 +400,13 @@ void sync_end(guts_core *c, session *s, int ok, int close_stream, const char *wh
                 closure_track_free(r);
             int busy = s->busy;
             uint32_t retry_after = s->retry_after;
-            guts_node_id peer_id = s->peer_id;
             sess_remove(c, s);
             if (gave) /* a session waiting for parts takes them first */
                 pull_parts_kick(c, r);
-            if (busy) { /* later, maybe from another peer (none: no pull) */
+            if (busy) /* later, maybe from another peer (none: no pull) */
                 r->next_pull = c->now + 1 + busy_delay(c, r, retry_after);
-                r->busy_peer = peer_id;
-            } else {
+            else
                 announce_consider(c, r);
-            }
             return;
         }
         sync_log(c, s, ok, hex, why);

@@ -1088,9 +1088,7 @@ END_TEST
  * senders keeps it at its cap, while the group size behind the interval is
  * estimated from all of them (k minimum values, k = 256: standard error
  * ~6%; asserted within 20%). Senders with nothing for us do not displace
- * anyone from a full view; a sender ahead of us gets in while its state is
- * new to us (a writer, the first to pass it on), then one in four
- * (CORE_NEWS_ADMIT): the 2,500 senders of one state ahead evict ~625. */
+ * anyone from a full view; a sender ahead of us (a writer) always gets in. */
 START_TEST(test_view_is_bounded_and_group_size_estimated)
 {
     solo s;
@@ -1120,8 +1118,7 @@ START_TEST(test_view_is_bounded_and_group_size_estimated)
     guts_core_counters k;
     guts_core_counters_get(s.core, &k);
     ck_assert_uint_eq(k.peers_joined, 64 + k.peers_evicted);
-    ck_assert_uint_gt(k.peers_evicted, 2500 / 4 * 8 / 10);
-    ck_assert_uint_lt(k.peers_evicted, 2500 / 4 * 12 / 10);
+    ck_assert_uint_gt(k.peers_evicted, 1000);
     /* interval = members * 1000 / 20 ms (the rate bound rules here) */
     uint64_t est = (uint64_t)guts_core_interval(s.core) * 20 / 1000;
     ck_assert_uint_ge(est, (senders + 1) * 8 / 10);
