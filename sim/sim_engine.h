@@ -175,6 +175,9 @@ struct sim {
     uint64_t events, dgram_max, dgrams_lost, dgrams_duped, egress_dropped;
     uint64_t streams_opened, writes_done, crashes, restarts, joins, leaves;
     uint64_t dgram_deliveries, corrupted;
+    /* events run, by kind (EV_*; a fan-out's copies under EV_FANOUT): what
+     * --progress breaks each interval's work into */
+    uint64_t ev_kinds[EV_FANOUT + 1];
     /* traffic snapshot at the start of the steady window */
     uint64_t steady_from;
     int steady_taken;
