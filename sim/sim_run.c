@@ -447,7 +447,8 @@ int sim_all_equal(const sim *s)
 /* The --progress line: totals, then what the last interval cost per node,
  * by kind (which per-node work grows with N shows here: issue 19, "what
  * grows"). Counts only: the line is the same on every run of a command. */
-static void progress_line(sim *s, uint64_t *prev_kinds, sim_traffic *prev_tr, uint64_t *prev_streams)
+static void progress_line(sim *s, uint64_t *prev_kinds, sim_traffic *prev_tr,
+                          uint64_t *prev_streams)
 {
     sim_traffic tr;
     sim_traffic_sum(s, &tr);
