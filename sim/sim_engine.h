@@ -185,6 +185,10 @@ struct sim {
     void (*changed)(sim *s, uint32_t i); /* after a drain of node i that set its dirty */
     /* set: the cores report events (i: the reporting node) */
     void (*event)(sim *s, uint32_t i, const guts_core_event *e);
+    /* events run, by kind (EV_*; a fan-out's copies under EV_FANOUT): what
+     * --progress breaks each interval's work into; last, so that the
+     * fields above keep main's layout */
+    uint64_t ev_kinds[EV_FANOUT + 1];
 };
 
 /* ---- randomness: one splitmix64 stream per engine ---------------------------- */

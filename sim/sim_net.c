@@ -697,6 +697,7 @@ static void fan_run(sim *s, uint32_t idx)
         snode *nd = &s->nodes[en.node];
         assert(en.gen <= nd->gen); /* generations only grow */
         s->events++;
+        s->ev_kinds[EV_FANOUT]++;
         if (en.gen != nd->gen || !nd->core) continue;
         if ((char *)sbrk(0) > s->heap_end) sim_heap_advise(s); /* a multicast allocates */
         dgram_deliver(s, nd, from, via, buf);
@@ -886,6 +887,7 @@ void sim_events_run(sim *s, uint64_t t)
             continue;
         }
         s->events++;
+        s->ev_kinds[e.kind]++;
         dispatch(s, &e);
         sim_sbuf_drop(s, e.buf);
         if (e.link != LINK_NONE && !--s->links[e.link].refs) link_release(s, e.link);

@@ -444,9 +444,39 @@ int sim_all_equal(const sim *s)
 /* --progress: a line on stderr every this many virtual ms. */
 #define SIM_PROGRESS_EVERY 10000
 
+/* The --progress line: totals, then what the last interval cost per node,
+ * by kind (which per-node work grows with N shows here: issue 19, "what
+ * grows"). Counts only: the line is the same on every run of a command. */
+static void progress_line(sim *s, uint64_t *prev_kinds, sim_traffic *prev_tr,
+                          uint64_t *prev_streams)
+{
+    sim_traffic tr;
+    sim_traffic_sum(s, &tr);
+    double n = s->cfg.nodes, k[EV_FANOUT + 1];
+    for (int i = 0; i <= EV_FANOUT; i++) {
+        k[i] = (double)(s->ev_kinds[i] - prev_kinds[i]) / n;
+        prev_kinds[i] = s->ev_kinds[i];
+    }
+    fprintf(stderr,
+            "guts-sim: %" PRIu64 " virtual s, %" PRIu64 " events, %" PRIu64
+            " deliveries; per node since the last line: %.1f multicast copies, %.1f "
+            "datagrams, %.1f frames, %.1f opens, %.1f closes, %.1f writable, %.1f timers; "
+            "sent %.2f multicast, %.2f unicast, %.1f frames; %.2f streams\n",
+            s->now / 1000, s->events, s->dgram_deliveries, k[EV_FANOUT], k[EV_DGRAM], k[EV_FRAME],
+            k[EV_OPEN], k[EV_CLOSED], k[EV_WRITABLE], k[EV_TIMER],
+            (double)(tr.mcast_msgs - prev_tr->mcast_msgs) / n,
+            (double)(tr.ucast_msgs - prev_tr->ucast_msgs) / n,
+            (double)(tr.frame_msgs - prev_tr->frame_msgs) / n,
+            (double)(s->streams_opened - *prev_streams) / n);
+    *prev_tr = tr;
+    *prev_streams = s->streams_opened;
+}
+
 int sim_run(sim *s)
 {
     uint64_t next_check = SIM_CHECK_EVERY, next_progress = SIM_PROGRESS_EVERY;
+    uint64_t prev_kinds[EV_FANOUT + 1] = {0}, prev_streams = 0;
+    sim_traffic prev_tr = {0};
     for (;;) {
         uint64_t t = s->end;
         if (s->cfg.progress && next_progress < t) t = next_progress;
@@ -466,9 +496,7 @@ int sim_run(sim *s)
             run_action(s, &s->sched[s->pos++]);
         sim_member_tick(s);
         if (s->cfg.progress && s->now >= next_progress) {
-            fprintf(stderr,
-                    "guts-sim: %" PRIu64 " virtual s, %" PRIu64 " events, %" PRIu64 " deliveries\n",
-                    s->now / 1000, s->events, s->dgram_deliveries);
+            progress_line(s, prev_kinds, &prev_tr, &prev_streams);
             next_progress = s->now + SIM_PROGRESS_EVERY;
         }
         if (s->cfg.until_converged && s->now >= next_check) {
