@@ -291,6 +291,23 @@ static uint8_t *read_entry(const uint8_t *p, size_t n, size_t *pos, int *type, s
  * directly, an entry larger than the first buffer included, under a right
  * trailer. (Not the same bytes: zlib's stored blocks end where its output
  * space did.) */
+/* The pack p of n bytes ends at pos with its trailer: the SHA-1 of what
+ * precedes it, which is also sum, the writer's. */
+static void trailer_is(const uint8_t *p, size_t pos, size_t n, const uint8_t *sum)
+{
+    ck_assert_uint_eq(pos + 20, n);
+    uint8_t check[20];
+    unsigned sl = 0;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    ck_assert_ptr_nonnull(sha);
+    ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha1(), NULL), 1);
+    ck_assert_int_eq(EVP_DigestUpdate(sha, p, pos), 1);
+    ck_assert_int_eq(EVP_DigestFinal_ex(sha, check, &sl), 1);
+    EVP_MD_CTX_free(sha);
+    ck_assert_mem_eq(check, sum, 20);
+    ck_assert_mem_eq(p + pos, sum, 20);
+}
+
 START_TEST(test_entries_collected_in_memory_make_the_same_pack)
 {
     enum { BIG = GUTS_PACK_MEM_START * 3 + 5 };
@@ -346,17 +363,7 @@ START_TEST(test_entries_collected_in_memory_make_the_same_pack)
             if (type == GUTS_PACK_REF_DELTA) ck_assert_mem_eq(b, base.b, 20);
             free(got);
         }
-        ck_assert_uint_eq(pos + 20, n);
-        uint8_t check[20];
-        unsigned sl = 0;
-        EVP_MD_CTX *sha = EVP_MD_CTX_new();
-        ck_assert_ptr_nonnull(sha);
-        ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha1(), NULL), 1);
-        ck_assert_int_eq(EVP_DigestUpdate(sha, p, pos), 1);
-        ck_assert_int_eq(EVP_DigestFinal_ex(sha, check, &sl), 1);
-        EVP_MD_CTX_free(sha);
-        ck_assert_mem_eq(check, sum, 20);
-        ck_assert_mem_eq(p + pos, sum, 20);
+        trailer_is(p, pos, n, sum);
         free(p);
         guts_packw_free(&w);
         guts_packw_free(&m);
@@ -451,17 +458,7 @@ START_TEST(test_fast_entries_past_the_buffer_go_out_whole)
                 ck_assert_uint_lt(pos - at, BIG / 4);
             }
         }
-        ck_assert_uint_eq(pos + 20, n);
-        uint8_t check[20];
-        unsigned sl = 0;
-        EVP_MD_CTX *sha = EVP_MD_CTX_new();
-        ck_assert_ptr_nonnull(sha);
-        ck_assert_int_eq(EVP_DigestInit_ex(sha, EVP_sha1(), NULL), 1);
-        ck_assert_int_eq(EVP_DigestUpdate(sha, p, pos), 1);
-        ck_assert_int_eq(EVP_DigestFinal_ex(sha, check, &sl), 1);
-        EVP_MD_CTX_free(sha);
-        ck_assert_mem_eq(check, sum, 20);
-        ck_assert_mem_eq(p + pos, sum, 20);
+        trailer_is(p, pos, n, sum);
         free(p);
         guts_packw_free(&w);
         fclose(f);
