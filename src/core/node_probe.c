@@ -377,9 +377,10 @@ static void pace_note(guts_core *c, const guts_addr *from, const guts_msg *m, ui
 static uint64_t pace_turn(guts_core *c, uint32_t least, const guts_node_id *prober, int *turn);
 
 /* When our ACK to a PROBE asks for the prober's next round (ms from now,
- * the lowest bit saying whether it is a turn: pace_flagged): the first free turn, at least `least` (the prober's own bound) and one
- * target from now, at most CORE_PROBE_TURNS turns ahead. Turns are CORE_PROBE_TARGET_MS
- * apart; pace_slots has a bit per turn from pace_base on, set when an ACK
+ * the lowest bit saying whether it is a turn: pace_flagged): the first
+ * free turn, at least `least` (the prober's own bound) and one target from
+ * now, at most CORE_PROBE_TURNS turns ahead. Turns are
+ * CORE_PROBE_TARGET_MS apart; pace_slots has a bit per turn from pace_base on, set when an ACK
  * hands it out. A holder that left or died leaves its turn free once its
  * time has passed, and the next PROBE takes the first free turn, so the
  * turns stay about as many as the live holders. All taken (more holders
