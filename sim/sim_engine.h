@@ -187,7 +187,7 @@ struct sim {
     void (*event)(sim *s, uint32_t i, const guts_core_event *e);
     /* events run, by kind (EV_*; a fan-out's copies under EV_FANOUT): what
      * --progress breaks each interval's work into; last, so that the
-     * fields above keep main's layout */
+     * hot fields above keep their offsets and cache lines */
     uint64_t ev_kinds[EV_FANOUT + 1];
 };
 
