@@ -19,30 +19,13 @@
 #include <time.h>
 
 #include "fetch.h"
+#include "guts/idset.h"
 #include "guts/store.h"
 #include "pack.h"
 
-typedef struct ids {
-    guts_id *v;
-    size_t n, cap;
-} ids;
-
-static int push(ids *s, const guts_id *id)
-{
-    if (s->n == s->cap) {
-        size_t c = s->cap ? 2 * s->cap : 256;
-        guts_id *nv = realloc(s->v, c * sizeof *nv);
-        if (!nv) return GUTS_ENOMEM;
-        s->v = nv;
-        s->cap = c;
-    }
-    s->v[s->n++] = *id;
-    return 0;
-}
-
 typedef struct refs_ctx {
     guts_repo *r;
-    ids wants, tags;
+    guts_ids wants, tags;
 } refs_ctx;
 
 static int on_ref(const guts_ref *ref, void *ctx)
@@ -53,9 +36,9 @@ static int on_ref(const guts_ref *ref, void *ctx)
     uint64_t size;
     if (strncmp(ref->name, "refs/tags/", 10) == 0 &&
         guts_repo_stat(c->r, &ref->target, &type, &size) == GUTS_OK && type == GUTS_OBJ_TAG &&
-        push(&c->tags, &ref->target))
+        guts_ids_push(&c->tags, &ref->target))
         return GUTS_ENOMEM;
-    return push(&c->wants, &ref->target);
+    return guts_ids_push(&c->wants, &ref->target);
 }
 
 static int count_sink(void *ctx, const void *buf, size_t n)
