@@ -480,6 +480,17 @@ START_TEST(test_repos_walk_removes_envs_left_by_killed_makers)
     leftover_env(owner, (long)getpid(), 1, mine, sizeof mine);
     snprintf(fresh, sizeof fresh, "%s/repos/own/.y.new-%ld-1", tmpdir, (long)child);
     ck_assert_int_eq(mkdir(fresh, 0700), 0);
+    /* names not of that form are not env_create's: never removed */
+    static const char *const odd[] = {".new-%ld-0", "..new-%ld-0", ".z.new-%ldx-0", ".z.new-%ld-",
+                                      ".z.new-%ld-2a"};
+    char other[5][600], name[64];
+    struct timespec old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, odd[i], (long)child); /* its maker gone, as dead's */
+        snprintf(other[i], sizeof other[i], "%s/%s", owner, name);
+        ck_assert_int_eq(mkdir(other[i], 0700), 0);
+        ck_assert_int_eq(utimensat(AT_FDCWD, other[i], old, 0), 0);
+    }
     char keys[256] = "";
     ck_assert_int_eq(guts_data_repos(data, collect_key, keys), GUTS_OK);
     ck_assert_str_eq(keys, "own/a;");
@@ -487,6 +498,8 @@ START_TEST(test_repos_walk_removes_envs_left_by_killed_makers)
     ck_assert_int_ne(stat(dead, &st), 0);
     ck_assert_int_eq(stat(mine, &st), 0);
     ck_assert_int_eq(stat(fresh, &st), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(stat(other[i], &st), 0);
 }
 END_TEST
 
