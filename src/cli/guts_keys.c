@@ -6,7 +6,7 @@
  * seals with into status.json; `list` shows them, so a rotation's progress
  * is visible: every peer on the new key, none left on the old one (such a
  * node is also in the refused list, as a key mismatch). `reload` sends the
- * node SIGHUP, waits for the status file it writes after the signal, and
+ * node SIGHUP, waits for the status file it writes after handling it, and
  * compares the ring there with the key file when it can read that file.
  */
 #include <errno.h>
@@ -14,14 +14,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "guts_cli.h"
 #include "guts/seal.h"
 
-/* How long reload waits for the node's next status file (it writes one a
- * second; a loaded machine may take a few). */
+/* How long reload waits for the node to handle SIGHUP (it writes its status
+ * file right after; a loaded machine may take a few seconds). */
 #define KEYS_RELOAD_WAIT_MS 10000
 
 const char usage_keys[] =
@@ -177,13 +176,6 @@ static int file_ring(const char *path, char *out, size_t n, char *err, size_t er
     return 1;
 }
 
-static uint64_t mtime_ms(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) return 0;
-    return (uint64_t)st.st_mtim.tv_sec * 1000u + (uint64_t)st.st_mtim.tv_nsec / 1000000u;
-}
-
 int cmd_keys(const char *data_opt, int argc, char **argv)
 {
     const char *cmd = "keys", *data;
@@ -210,32 +202,37 @@ int cmd_keys(const char *data_opt, int argc, char **argv)
         return rc;
     }
     if (reload) {
-        /* The status file written after the signal was handled carries the
-         * new ring: wait for one whose mtime is past the signal. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t sent = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-        if (kill((pid_t)nr.pid, SIGHUP) != 0) {
-            rc = die(EXIT_OP, cmd, "cannot signal the node (pid %ld): %s", nr.pid,
-                     strerror(errno));
+        /* The node counts the SIGHUPs it handled in status.json and writes
+         * the file after each: wait for the count to grow (a file written
+         * between the signal and its handling still has the old count). */
+        const guts_json_val *seal = guts_json_get(&nr.j, nr.root, "seal");
+        uint64_t before = 0, now = 0;
+        if (!seal || !field_u(&nr.j, seal, "reloads", &before)) {
+            rc = die(EXIT_OP, cmd, "the node runs open (no --key-file): nothing to reload");
             node_run_free(&nr);
             return rc;
         }
-        char path[4200];
-        snprintf(path, sizeof path, "%s", nr.path);
-        uint64_t waited = 0;
-        while (mtime_ms(path) <= sent && waited < KEYS_RELOAD_WAIT_MS) {
+        long pid = nr.pid;
+        if (kill((pid_t)pid, SIGHUP) != 0) {
+            rc = die(EXIT_OP, cmd, "cannot signal the node (pid %ld): %s", pid, strerror(errno));
+            node_run_free(&nr);
+            return rc;
+        }
+        for (int waited = 0;; waited += 50) {
+            node_run_free(&nr);
+            node_read(data, &nr);
+            seal = guts_json_get(&nr.j, nr.root, "seal");
+            if (nr.state == NODE_RUNNING && seal && field_u(&nr.j, seal, "reloads", &now) &&
+                now > before)
+                break;
+            if (waited >= KEYS_RELOAD_WAIT_MS) {
+                rc = die(EXIT_OP, cmd, "the node (pid %ld) wrote no status within %d s of SIGHUP",
+                         pid, KEYS_RELOAD_WAIT_MS / 1000);
+                node_run_free(&nr);
+                return rc;
+            }
             struct timespec nap = {0, 50 * 1000000L};
             nanosleep(&nap, NULL);
-            waited += 50;
-        }
-        node_run_free(&nr);
-        node_read(data, &nr);
-        if (nr.state != NODE_RUNNING || waited >= KEYS_RELOAD_WAIT_MS) {
-            rc = die(EXIT_OP, cmd, "the node (pid %ld) wrote no status within %d s of SIGHUP",
-                     nr.pid, KEYS_RELOAD_WAIT_MS / 1000);
-            node_run_free(&nr);
-            return rc;
         }
     }
     keys_print(&nr, json);
@@ -254,8 +251,6 @@ int cmd_keys(const char *data_opt, int argc, char **argv)
                      "the node's keys (%s) are not those of %s (%s): it kept its keys, its log "
                      "says why",
                      have, file, want);
-        else if (!file)
-            rc = die(EXIT_OP, cmd, "the node runs open (no --key-file): nothing to reload");
     }
     node_run_free(&nr);
     return rc;

@@ -255,6 +255,7 @@ typedef struct guts_net_node {
     unsigned seal_logged;     /* bit per GUTS_SEAL_R_* (streams: + 16): first logged */
     guts_net_refused refused; /* datagrams refused, per source */
     guts_net_peer_key peer_keys[GUTS_NET_PEER_KEYS_MAX]; /* keys.c */
+    uint64_t sighups; /* SIGHUPs handled (keys.c): status.json "reloads" */
     guts_net_hook *hooks; /* hooks.c: one per --on-event */
     size_t nhooks;
     uint64_t lonely_since;    /* no peer since then (ms), 0: some peer */
