@@ -96,5 +96,13 @@ grep -q "line 1 is not a key.*the node kept its keys ($k2id)" "$TMP/err" \
   || fail "bad reload: $(cat "$TMP/err")"
 grep -q "key file not reread: .*line 1 is not a key" "$TMP/a.log" || fail "a's log"
 step_repo c alice/six
-for n in a b c d; do node_stop $n; done
+
+# An open node has no key to reload: said at once, no signal sent.
+node_start e
+wait_until 30 "e writes its status" peers_at_least e 0
+expect 1 "$GUTS" --data "$TMP/e" keys reload
+grep -q "runs open (no --key-file): nothing to reload" "$TMP/err" \
+  || fail "open reload: $(cat "$TMP/err")"
+grep -q "SIGHUP" "$TMP/e.log" && fail "the open node was signalled"
+for n in a b c d e; do node_stop $n; done
 echo "ok"
