@@ -560,6 +560,34 @@ static void inflates_to(const uint8_t *z, size_t n, const uint8_t *want, size_t 
  * (several past 64 KiB), and one table for many entries (an earlier
  * entry's positions are never matched): each a zlib stream within
  * guts_deflate_bound that inflates to its input. */
+/* guts_adler32 against zlib's: every length up to two of its 5,552-byte
+ * runs from every alignment, any starting value, and 1 MB of 0xff (the
+ * largest sums before each reduction). */
+START_TEST(test_adler32_is_zlibs)
+{
+    size_t big = (size_t)1 << 20;
+    uint8_t *buf = malloc(big + 16);
+    ck_assert_ptr_nonnull(buf);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < big + 16; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t n = 0; n <= 2 * 5552 + 40; n += n < 100 ? 1 : 37)
+        for (size_t off = 0; off < 16; off += 5) {
+            uint32_t start = n % 3 == 0 ? 1 : (uint32_t)(n * 2654435761u) % 65521u << 16 | 7;
+            ck_assert_uint_eq(guts_adler32(start, buf + off, n),
+                              (uint32_t)adler32(start, buf + off, (uInt)n));
+        }
+    ck_assert_uint_eq(guts_adler32(1, buf + 3, big), (uint32_t)adler32(1, buf + 3, (uInt)big));
+    memset(buf, 0xff, big);
+    ck_assert_uint_eq(guts_adler32(1, buf, big), (uint32_t)adler32(1, buf, (uInt)big));
+    ck_assert_uint_eq(guts_adler32(0xfff0fff0u, buf, big),
+                      (uint32_t)adler32(0xfff0fff0u, buf, (uInt)big));
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_fast_deflate_inflates_back_to_its_input)
 {
     enum { N = 200000 };
@@ -1375,6 +1403,7 @@ int main(void)
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_fast_entries_past_the_buffer_go_out_whole);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
+    tcase_add_test(t, test_adler32_is_zlibs);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
     tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
