@@ -1062,8 +1062,11 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     uint8_t *lits, *delta, *back;
     size_t nl, dl, bl;
     int copies = 0, inserts = 0;
-    ck_assert_int_eq(guts_repo_get_lits(r, &o[1].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
-                     GUTS_OK);
+    guts_id lbase;
+    ck_assert_int_eq(
+        guts_repo_get_lits(r, &o[1].id, 8, &type, &len, &lbase, &blen, &c, &n, &lits, &nl),
+        GUTS_OK);
+    ck_assert_int_eq(guts_id_cmp(&lbase, &o[0].id), 0);
     ck_assert_int_eq(type, GUTS_OBJ_BLOB);
     ck_assert_uint_eq(len, dn);
     ck_assert_uint_eq(blen, N);
@@ -1076,8 +1079,9 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     free(lits);
     free(c);
     /* an object stored whole has none */
-    ck_assert_int_eq(guts_repo_get_lits(r, &o[0].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
-                     GUTS_ENOTFOUND);
+    ck_assert_int_eq(
+        guts_repo_get_lits(r, &o[0].id, 8, &type, &len, &lbase, &blen, &c, &n, &lits, &nl),
+        GUTS_ENOTFOUND);
     guts_repo_close(r);
     guts_data_close(d);
     free(base);
