@@ -41,10 +41,21 @@ static int on_ref(const guts_ref *ref, void *ctx)
     return guts_ids_push(&c->wants, &ref->target);
 }
 
+static double wall_ms(void);
+
+/* What the sink saw: the bytes, and when the first came (the client's
+ * index-pack starts then). */
+typedef struct sink_ctx {
+    uint64_t bytes;
+    double first; /* wall ms, 0 before any byte */
+} sink_ctx;
+
 static int count_sink(void *ctx, const void *buf, size_t n)
 {
+    sink_ctx *s = ctx;
     (void)buf;
-    *(uint64_t *)ctx += n;
+    if (!s->bytes && n) s->first = wall_ms();
+    s->bytes += n;
     return GUTS_OK;
 }
 
@@ -96,7 +107,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_serve: refs: %s\n", guts_strerror(rc));
             return 1;
         }
-        uint64_t bytes = 0;
+        sink_ctx sk = {0};
         guts_git_serve_req q = {.wants = c.wants.v,
                                 .nwants = c.wants.n,
                                 .tags = c.tags.v,
@@ -104,7 +115,7 @@ int main(int argc, char **argv)
                                 .blob_limit = UINT64_MAX,
                                 .zlevel = GUTS_PACK_FAST,
                                 .sink = count_sink,
-                                .sink_ctx = &bytes};
+                                .sink_ctx = &sk};
         guts_git_fetch_stats st;
         char err[GUTS_GIT_ERR_MAX] = "";
         double c0 = cpu_ms(), w0 = wall_ms();
@@ -118,8 +129,8 @@ int main(int argc, char **argv)
             return 1;
         }
         cpu[i] = c1 - c0;
-        printf("round %d: CPU %.1f ms, wall %.1f ms, pack %llu bytes\n", i + 1, cpu[i], w1 - w0,
-               (unsigned long long)bytes);
+        printf("round %d: CPU %.1f ms, wall %.1f ms, first byte at %.1f ms, pack %llu bytes\n",
+               i + 1, cpu[i], w1 - w0, sk.first - w0, (unsigned long long)sk.bytes);
     }
     qsort(cpu, (size_t)rounds, sizeof *cpu, cmp_double);
     printf("median CPU %.1f ms (min %.1f, max %.1f) over %d rounds\n", cpu[rounds / 2], cpu[0],

@@ -274,14 +274,18 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
  * literals, the bytes between them, when every match of its frame reaches
  * into the base, the base has its type, and at most size / inserts_div
  * bytes (0: any) are literals. *copies and *lits are malloc'd (the caller
- * frees), *type, *len (the object's size) and *blen (the base's) are set.
- * Nothing is checked against the object's id or the frame's checksum: for
- * a reader that hashes what it gets (git's index-pack). GUTS_ENOTFOUND
- * when the record is not such a delta (or its frame is not read so: the
- * caller decodes it, which reports damage), GUTS_ESTORE, GUTS_ENOMEM. */
+ * frees), *type, *len (the object's size), *base (the stored base, as
+ * guts_repo_head gives it) and *blen (its size) are set. One lookup of the
+ * object's record and one of its base's: a caller that tries this first
+ * needs no guts_repo_head for such an object. Nothing is checked against
+ * the object's id or the frame's checksum: for a reader that hashes what
+ * it gets (git's index-pack). GUTS_ENOTFOUND when the record is not such
+ * a delta, or the object is of GUTS_LARGE_MIN bytes or more (or its frame
+ * is not read so: the caller decodes it, which reports damage),
+ * GUTS_ESTORE, GUTS_ENOMEM. */
 int guts_repo_get_lits(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                       size_t *len, size_t *blen, guts_copy **copies, size_t *ncopies,
-                       uint8_t **lits, size_t *nlits);
+                       size_t *len, guts_id *base, size_t *blen, guts_copy **copies,
+                       size_t *ncopies, uint8_t **lits, size_t *nlits);
 
 /** Check that a stored object's content hashes to its id: the record (and
  * its delta chain) is decoded and rehashed, a large object piece by piece.

@@ -406,7 +406,7 @@ int fetch_drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int
             return fetch_corrupt(w, &tid, "expected a tree");
         }
         rc = tree_entries(w, &tid, data, len, cb);
-        if (rc || !sending)
+        if (rc || !sending || w->keep_commits_only)
             free(data);
         else
             keep_or_free(w, &tid, type, data, len);

@@ -118,6 +118,7 @@ typedef struct walk {
     guts_idset kept; /* with_vals: index into keptv */
     kept_obj *keptv;
     size_t nkept, capkept, kept_bytes, keep_max;
+    int keep_commits_only; /* trees are read again (guts_git_serve: see there) */
 } walk;
 
 /* Append val to w's array arr (count n, capacity cap), growing it

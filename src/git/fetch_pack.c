@@ -142,28 +142,31 @@ static int delta_on_writer(walk *w, guts_repo *r, guts_packw *p, const guts_id *
                                      take | (got ? GUTS_PACKW_TAKE_BASE : 0));
 }
 
-/* Entry id, a REF_DELTA against stored_base written from its zstd frame's
- * copies and literals (guts_repo_get_lits): its content is never decoded,
- * so nothing is copied from the base, checksummed or deflated but the
- * delta. Only for an object not rehashed (is_rehashed): index-pack hashes
- * what the delta makes. GUTS_ENOTFOUND when the record is not such a
- * delta or the delta is not under half the object (encode_one decodes it
+/* Entry id, a REF_DELTA against its stored base written from its zstd
+ * frame's copies and literals (guts_repo_get_lits): its content is never
+ * decoded, so nothing is copied from the base, checksummed or deflated
+ * but the delta. Only for an object not rehashed (is_rehashed): index-pack
+ * hashes what the delta makes; and a base that may be used (base_ok).
+ * GUTS_ENOTFOUND when the record is not such a delta, its base may not be
+ * used or the delta is not under half the object (encode_one decodes it
  * instead); the writer's errors. *bytes gets the content's size. */
-static int lits_entry(guts_repo *r, guts_packw *p, const guts_id *id, const guts_id *stored_base,
-                      uint64_t *bytes)
+static int lits_entry(walk *w, guts_repo *r, guts_packw *p, const guts_id *id, uint64_t *bytes)
 {
     int type;
     size_t len, blen, ncopies, nlits, dlen;
+    guts_id base;
     guts_copy *copies;
     uint8_t *lits, *delta;
-    int rc = guts_repo_get_lits(r, id, COPIES_INSERTS_DIV, &type, &len, &blen, &copies, &ncopies,
-                                &lits, &nlits);
+    int rc = guts_repo_get_lits(r, id, COPIES_INSERTS_DIV, &type, &len, &base, &blen, &copies,
+                                &ncopies, &lits, &nlits);
     if (rc) return rc == GUTS_ENOMEM ? rc : GUTS_ENOTFOUND;
-    rc = guts_pack_delta_lits(blen, len, lits, nlits, copies, ncopies, len / 2, &delta, &dlen);
+    rc = guts_id_cmp(&base, id) != 0 && base_ok(&base, w)
+             ? guts_pack_delta_lits(blen, len, lits, nlits, copies, ncopies, len / 2, &delta, &dlen)
+             : GUTS_ENOTFOUND;
     free(copies);
     free(lits);
     if (rc) return rc;
-    rc = guts_packw_ref_delta(p, stored_base, delta, dlen);
+    rc = guts_packw_ref_delta(p, &base, delta, dlen);
     free(delta);
     if (rc == GUTS_OK) *bytes = len;
     return rc == GUTS_ENOTFOUND ? GUTS_EIO : rc;
@@ -194,6 +197,14 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     uint64_t size;
     guts_id stored_base = *id;
     int rc;
+    const kept_obj *k = fetch_kept(w, id);
+    /* Tried before guts_repo_head: most of a clone's entries go this way,
+     * and it reads the record head would have read (one LMDB lookup less
+     * for each of them; one more for the objects it does not take). */
+    if (!k && p->async && !is_rehashed(w, id)) {
+        rc = lits_entry(w, r, p, id, bytes);
+        if (rc != GUTS_ENOTFOUND) return rc ? pack_err(err, rc) : GUTS_OK;
+    }
     if (guts_repo_head(r, id, &type, &size, &stored_base) == GUTS_OK && size >= GUTS_LARGE_MIN) {
         if (p->mem) return ENC_LARGE;
         /* piece by piece, rehashed by the store */
@@ -202,12 +213,6 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         if (rc) return fetch_corrupt_err(err, id, guts_store_errmsg());
         *bytes = size;
         return GUTS_OK;
-    }
-    const kept_obj *k = fetch_kept(w, id);
-    if (!k && p->async && guts_id_cmp(&stored_base, id) != 0 && !is_rehashed(w, id) &&
-        base_ok(&stored_base, w)) {
-        rc = lits_entry(r, p, id, &stored_base, bytes);
-        if (rc != GUTS_ENOTFOUND) return rc ? pack_err(err, rc) : GUTS_OK;
     }
     guts_copy *copies = NULL;
     size_t ncopies = 0, blen = 0;

@@ -88,6 +88,10 @@ static int begin(guts_packw *w, int type, uint64_t size)
         sz >>= 7;
     }
     w->crc = (uint32_t)crc32(0, NULL, 0);
+    if (!w->mem && w->len >= GUTS_PACK_FLUSH_BYTES) {
+        int rc = flush(w);
+        if (rc) return rc;
+    }
     return put(w, hdr, h);
 }
 

@@ -44,6 +44,8 @@ typedef struct guts_packcache {
     uint64_t budget;    /* bytes of the directory kept at a commit (prune) */
     char tmp[4200];     /* the file being written, or "" */
     char ids_tmp[4208]; /* its object list being written, or "" */
+    guts_id *ids;       /* its objects (guts_packcache_objects), written at the commit */
+    size_t nids;
     int fd;             /* the file being written, or -1 */
     /* an earlier pack of the repository (guts_packcache_find_base) */
     char base[80];     /* its name, or "" */
@@ -98,9 +100,9 @@ void guts_packcache_write(guts_packcache *c, const void *buf, size_t n);
 void guts_packcache_commit(guts_packcache *c);
 
 /** The objects of the pack being written (the walk's choice, any order):
- * kept beside it as R-K.ids, sorted, so that a later clone can start from
- * this pack (guts_packcache_find_base). Nothing when not writing; on a
- * failure the entry is abandoned. */
+ * copied, and at the commit kept beside it as R-K.ids, sorted, so that a
+ * later clone can start from this pack (guts_packcache_find_base).
+ * Nothing when not writing; on a failure the entry is abandoned. */
 void guts_packcache_objects(guts_packcache *c, const guts_id *ids, size_t n);
 
 /** A clone after a push wants what an earlier clone got and more, and a

@@ -322,10 +322,10 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
 }
 
 int guts_repo_get_lits(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                       size_t *len, size_t *blen, guts_copy **copies, size_t *ncopies,
-                       uint8_t **lits, size_t *nlits)
+                       size_t *len, guts_id *base, size_t *blen, guts_copy **copies,
+                       size_t *ncopies, uint8_t **lits, size_t *nlits)
 {
-    if (!r || !id || !type || !len || !blen || !copies || !ncopies || !lits || !nlits)
+    if (!r || !id || !type || !len || !base || !blen || !copies || !ncopies || !lits || !nlits)
         return GUTS_EINVAL;
     MDB_txn *txn;
     int rc = store_read_begin(r, &txn);
@@ -336,7 +336,7 @@ int guts_repo_get_lits(guts_repo *r, const guts_id *id, unsigned inserts_div, in
     uint8_t *buf = NULL;
     size_t n = 0;
     rc = store_rec_find(r, txn, id, &v, &h);
-    if (rc == GUTS_OK && h.enc != ENC_ZSTD_DELTA) rc = GUTS_ENOTFOUND;
+    if (rc == GUTS_OK && (h.enc != ENC_ZSTD_DELTA || h.size >= GUTS_LARGE_MIN)) rc = GUTS_ENOTFOUND;
     if (rc == GUTS_OK) rc = store_rec_find(r, txn, &h.base, &v, &bh);
     if (rc == GUTS_OK && bh.type != h.type) rc = GUTS_ENOTFOUND;
     size_t max = inserts_div ? (size_t)h.size / inserts_div : (size_t)h.size;
@@ -352,6 +352,7 @@ int guts_repo_get_lits(guts_repo *r, const guts_id *id, unsigned inserts_div, in
     }
     *type = h.type;
     *len = (size_t)h.size;
+    *base = h.base;
     *blen = (size_t)bh.size;
     *copies = cc.v;
     *ncopies = cc.n;

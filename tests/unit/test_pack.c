@@ -560,6 +560,34 @@ static void inflates_to(const uint8_t *z, size_t n, const uint8_t *want, size_t 
  * (several past 64 KiB), and one table for many entries (an earlier
  * entry's positions are never matched): each a zlib stream within
  * guts_deflate_bound that inflates to its input. */
+/* guts_adler32 against zlib's: every length up to two of its 5,552-byte
+ * runs from every alignment, any starting value, and 1 MB of 0xff (the
+ * largest sums before each reduction). */
+START_TEST(test_adler32_is_zlibs)
+{
+    size_t big = (size_t)1 << 20;
+    uint8_t *buf = malloc(big + 16);
+    ck_assert_ptr_nonnull(buf);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < big + 16; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t n = 0; n <= 2 * 5552 + 40; n += n < 100 ? 1 : 37)
+        for (size_t off = 0; off < 16; off += 5) {
+            uint32_t start = n % 3 == 0 ? 1 : (uint32_t)(n * 2654435761u) % 65521u << 16 | 7;
+            ck_assert_uint_eq(guts_adler32(start, buf + off, n),
+                              (uint32_t)adler32(start, buf + off, (uInt)n));
+        }
+    ck_assert_uint_eq(guts_adler32(1, buf + 3, big), (uint32_t)adler32(1, buf + 3, (uInt)big));
+    memset(buf, 0xff, big);
+    ck_assert_uint_eq(guts_adler32(1, buf, big), (uint32_t)adler32(1, buf, (uInt)big));
+    ck_assert_uint_eq(guts_adler32(0xfff0fff0u, buf, big),
+                      (uint32_t)adler32(0xfff0fff0u, buf, (uInt)big));
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_fast_deflate_inflates_back_to_its_input)
 {
     enum { N = 200000 };
@@ -1034,8 +1062,11 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     uint8_t *lits, *delta, *back;
     size_t nl, dl, bl;
     int copies = 0, inserts = 0;
-    ck_assert_int_eq(guts_repo_get_lits(r, &o[1].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
-                     GUTS_OK);
+    guts_id lbase;
+    ck_assert_int_eq(
+        guts_repo_get_lits(r, &o[1].id, 8, &type, &len, &lbase, &blen, &c, &n, &lits, &nl),
+        GUTS_OK);
+    ck_assert_int_eq(guts_id_cmp(&lbase, &o[0].id), 0);
     ck_assert_int_eq(type, GUTS_OBJ_BLOB);
     ck_assert_uint_eq(len, dn);
     ck_assert_uint_eq(blen, N);
@@ -1048,8 +1079,9 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     free(lits);
     free(c);
     /* an object stored whole has none */
-    ck_assert_int_eq(guts_repo_get_lits(r, &o[0].id, 8, &type, &len, &blen, &c, &n, &lits, &nl),
-                     GUTS_ENOTFOUND);
+    ck_assert_int_eq(
+        guts_repo_get_lits(r, &o[0].id, 8, &type, &len, &lbase, &blen, &c, &n, &lits, &nl),
+        GUTS_ENOTFOUND);
     guts_repo_close(r);
     guts_data_close(d);
     free(base);
@@ -1375,6 +1407,7 @@ int main(void)
     tcase_add_test(t, test_entries_collected_in_memory_make_the_same_pack);
     tcase_add_test(t, test_fast_entries_past_the_buffer_go_out_whole);
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
+    tcase_add_test(t, test_adler32_is_zlibs);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
     tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
