@@ -155,6 +155,31 @@ static int by_id(const void *a, const void *b)
     return guts_id_cmp(&((const sorted_ent *)a)->id, &((const sorted_ent *)b)->id);
 }
 
+/* order[0..n) by id. A pull's records come mostly in id order, so the
+ * put order is one long ascending run with a split pull's held deltas
+ * (ids below it) in between: the run is kept as it is, the rest (tmp,
+ * room for n) sorted and merged in from the back. qsort of the whole was
+ * ~4% of a receiving node's loop at 202,000 objects. */
+static void order_sort(sorted_ent *order, sorted_ent *tmp, size_t n)
+{
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (na == 0 || guts_id_cmp(&order[i].id, &order[na - 1].id) > 0)
+            order[na++] = order[i];
+        else
+            tmp[nb++] = order[i];
+    }
+    if (nb == 0) return;
+    qsort(tmp, nb, sizeof *tmp, by_id);
+    size_t k = n;
+    while (nb > 0) {
+        if (na > 0 && guts_id_cmp(&order[na - 1].id, &tmp[nb - 1].id) > 0)
+            order[--k] = order[--na];
+        else
+            order[--k] = tmp[--nb];
+    }
+}
+
 typedef struct commit_ctx {
     store_group *g;
     uint8_t *skip;     /* stored meanwhile by another writer */
@@ -241,13 +266,17 @@ int store_group_commit(guts_repo *r)
     store_group g = r->grp; /* the store_write below must not commit it again */
     memset(&r->grp, 0, sizeof r->grp);
     commit_ctx c = {.g = &g, .skip = malloc(g.n), .order = malloc(g.n * sizeof *c.order)};
+    sorted_ent *tmp = malloc(g.n * sizeof *tmp);
     int rc = GUTS_ENOMEM;
-    if (c.skip && c.order) {
+    if (c.skip && c.order && tmp) {
         for (size_t i = 0; i < g.n; i++)
             c.order[i] = (sorted_ent){.id = g.ents[i].id, .i = i};
-        qsort(c.order, g.n, sizeof *c.order, by_id);
+        order_sort(c.order, tmp, g.n);
+        free(tmp);
+        tmp = NULL;
         rc = store_write(r, 2 * g.bytes + 256 * g.n, commit_fn, &c);
     }
+    free(tmp);
     free(c.skip);
     free(c.order);
     group_free(&g);
