@@ -23,6 +23,17 @@
 /* Records are copied into chunks of this size (or one of their own). */
 #define GROUP_CHUNK ((size_t)4 << 20)
 
+/* A map slot's tag: id bytes the slot's hash (store_id_slot) does not
+ * use, so a probe reads an entry only when its id likely matches. Most
+ * probes of a pull miss (a new id, or a delta base stored before the
+ * group); each read of an entry there was a cache miss. */
+static uint64_t map_tag(const guts_id *id)
+{
+    uint32_t t;
+    memcpy(&t, id->b + 12, sizeof t);
+    return (uint64_t)t << 32;
+}
+
 /* Entry i, of id, joins the map. The id is the caller's copy: read back
  * from an entry just written to a fresh cache line, it would wait for that
  * line to arrive from memory (~4% of a receiving node's loop at 202,000
@@ -32,13 +43,13 @@ static void map_insert(store_group *g, const guts_id *id, size_t i)
     size_t s = store_id_slot(id) & g->mask;
     while (g->map[s])
         s = (s + 1) & g->mask;
-    g->map[s] = i + 1;
+    g->map[s] = map_tag(id) | (uint64_t)(i + 1);
 }
 
 /* A map of cap slots over the first g->n entries. */
 static int map_build(store_group *g, size_t cap)
 {
-    size_t *m = calloc(cap, sizeof *m);
+    uint64_t *m = calloc(cap, sizeof *m);
     if (!m) return GUTS_ENOMEM;
     free(g->map);
     g->map = m;
@@ -51,8 +62,10 @@ static int map_build(store_group *g, size_t cap)
 group_ent *group_find(const store_group *g, const guts_id *id)
 {
     if (!g->map) return NULL;
-    for (size_t s = store_id_slot(id) & g->mask; g->map[s]; s = (s + 1) & g->mask) {
-        group_ent *e = &g->ents[g->map[s] - 1];
+    uint64_t tag = map_tag(id), m;
+    for (size_t s = store_id_slot(id) & g->mask; (m = g->map[s]) != 0; s = (s + 1) & g->mask) {
+        if ((m >> 32 << 32) != tag) continue;
+        group_ent *e = &g->ents[(uint32_t)m - 1];
         if (memcmp(e->id.b, id->b, GUTS_ID_LEN) == 0) return e;
     }
     return NULL;
@@ -86,6 +99,7 @@ static uint8_t *chunk_room(store_group *g, size_t len)
 int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
               const uint8_t *tail, size_t tlen)
 {
+    if (g->n >= UINT32_MAX - 1) return GUTS_ENOMEM; /* a map slot names an entry in 32 bits */
     if (g->n == g->cap) {
         size_t cap = g->cap ? 2 * g->cap : 4096;
         group_ent *ne = realloc(g->ents, cap * sizeof *ne);

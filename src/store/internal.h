@@ -148,7 +148,7 @@ typedef struct group_ent {
 typedef struct store_group {
     group_ent *ents;
     size_t n, cap;
-    size_t *map; /* open addressing over ents: index + 1, 0 free */
+    uint64_t *map; /* open addressing over ents: tag << 32 | index + 1, 0 free */
     size_t mask;
     uint8_t **chunks; /* chunks[nchunks - 1] is being filled */
     size_t nchunks, chunk_used, chunk_cap;
