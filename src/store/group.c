@@ -71,6 +71,11 @@ group_ent *group_find(const store_group *g, const guts_id *id)
     return NULL;
 }
 
+void group_prefetch(const store_group *g, const guts_id *id)
+{
+    if (g->map) __builtin_prefetch(&g->map[store_id_slot(id) & g->mask]);
+}
+
 /* Entry i, of id, joins the group's lo and hi (id: as map_insert's). */
 static void bounds_add(store_group *g, const guts_id *id, size_t i)
 {

@@ -900,6 +900,19 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
     }
     if (rc == 0) rput_begin(r, c);
     for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST) && !rput_failed(c); i++) {
+        /* The next record's lookups: the group's map and the cache are
+         * too large to stay in a core's cache beside the rest of a pull's
+         * work, and each first probe was a miss (docs/performance.md). */
+        if (i + 2 < c->n && c->recs[i + 2].enc == GUTS_REC_DELTA)
+            cache_prefetch(&r->cache, &c->recs[i + 2].base, 0);
+        if (i + 1 < c->n) {
+            const guts_rec *next = &c->recs[i + 1];
+            group_prefetch(&r->grp, &next->id);
+            if (next->enc == GUTS_REC_DELTA) {
+                group_prefetch(&r->grp, &next->base);
+                cache_prefetch(&r->cache, &next->base, 1);
+            }
+        }
         size_t before = r->grp.n;
         rc = rput_one(r, txn, NULL, c, i);
         c->added += r->grp.n - before;
