@@ -234,6 +234,9 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
     }
     if (!(nobase = calloc(n + np ? n + np : 1, 1)))
         goto out_unpick;
+    /* the held deltas: their ids were not stored when they were held, so
+     * the store need not search its tree for them (guts_repo_rec_put) */
+    memset(nobase + n, 1, np);
     rc = GUTS_OK;
     if (n + np) {
         size_t added = 0, bad = 0;

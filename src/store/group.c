@@ -201,7 +201,7 @@ static void order_sort(sorted_ent *order, sorted_ent *tmp, size_t n)
 
 typedef struct commit_ctx {
     store_group *g;
-    uint8_t *skip;     /* stored meanwhile by another writer */
+    uint8_t *skip;     /* stored meanwhile (by another writer, or a held delta's id) */
     sorted_ent *order; /* the entries by id */
 } commit_ctx;
 
@@ -269,6 +269,10 @@ static int commit_fn(guts_repo *r, MDB_txn *txn, void *arg)
         k = (MDB_val){GUTS_ID_LEN, (void *)e->id.b};
         v = (MDB_val){e->len, e->rec};
         rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) { /* a held delta's id stored meanwhile (rput_one) */
+            c->skip[c->order[j].i] = 1;
+            rc = 0;
+        }
     }
     mdb_cursor_close(cur);
     /* The log in put order, as ungrouped puts would have written it. */
