@@ -378,8 +378,12 @@ int guts_repo_rec_get(guts_repo *r, const guts_id *id, guts_rec *out, void **buf
  * is absent is not stored: nobase[i] is set to 1 (0 for every other
  * record), so the caller can retry it when the base has arrived. Objects
  * already present are skipped. A size over GUTS_OBJ_MAX_DEFAULT is rejected
- * before anything is allocated.
- * @param nobase n flags, or NULL
+ * before anything is allocated. On input, nobase[i] set says record i is
+ * such a delta put again (its id was not stored when it was held): a
+ * grouped put then looks its id up in the group only, not in the objects
+ * tree (a search into a random leaf for each), and the group's commit
+ * skips it if something stored it meanwhile; it then counts in *added.
+ * @param nobase n flags, or NULL; in: 0 for a record not held before
  * @param seen told of each record stored, with its content (may be NULL)
  * @param[out] added number of new objects (may be NULL)
  * @param[out] bad index of the first rejected record (may be NULL)

@@ -209,7 +209,6 @@ typedef struct pend_rec {
     uint8_t *buf; /* NULL once stored or dropped */
     int asked;    /* its base was in a WANT */
     int picked;   /* in the batch being stored */
-    size_t next;  /* next entry with the same base hash, or SIZE_MAX */
 } pend_rec;
 
 typedef struct session session;
@@ -273,7 +272,7 @@ typedef struct session {
     uint64_t chunk_next; /* offset the next chunk must have */
     pend_rec *pend;      /* deltas waiting for their base */
     size_t npend, cappend, live_pend, pend_bytes;
-    size_t *pend_heads; /* base hash -> first entry, SIZE_MAX: none */
+    uint64_t *pend_slots; /* by base, linear probing: tag << 32 | entry + 1; 0 empty */
     size_t pend_mask;
     /* server */
     job *jobs;

@@ -24,6 +24,23 @@ static size_t pend_hash(const guts_id *id, size_t mask)
     return (size_t)h & mask;
 }
 
+/* A slot's tag: other bytes of the base id than the hash's, so a probe
+ * reads an entry only when its base matches (but once in 2^32). */
+static uint64_t pend_tag(const guts_id *id)
+{
+    uint32_t t;
+    memcpy(&t, id->b, sizeof(t));
+    return (uint64_t)t << 32;
+}
+
+static void pend_slot_add(uint64_t *slots, size_t mask, const guts_id *base, size_t i)
+{
+    size_t b = pend_hash(base, mask);
+    while (slots[b])
+        b = (b + 1) & mask;
+    slots[b] = pend_tag(base) | (uint64_t)(i + 1);
+}
+
 void pull_pend_free(guts_core *c, session *s)
 {
     for (size_t i = 0; i < s->npend; i++) {
@@ -33,26 +50,24 @@ void pull_pend_free(guts_core *c, session *s)
         }
     }
     free(s->pend);
-    free(s->pend_heads);
+    free(s->pend_slots);
     s->pend = NULL;
-    s->pend_heads = NULL;
+    s->pend_slots = NULL;
     s->npend = s->cappend = s->live_pend = s->pend_bytes = 0;
 }
 
+/* The index rebuilt with nb slots (a power of two, at least twice the
+ * entries), of the live entries only. */
 static int pend_rehash(session *s, size_t nb)
 {
-    size_t *h = malloc(nb * sizeof(size_t));
+    uint64_t *h = calloc(nb, sizeof(uint64_t));
     if (!h)
         return GUTS_ENOMEM;
-    for (size_t i = 0; i < nb; i++)
-        h[i] = SIZE_MAX;
-    for (size_t i = 0; i < s->npend; i++) {
-        size_t b = pend_hash(&s->pend[i].rec.base, nb - 1);
-        s->pend[i].next = h[b];
-        h[b] = i;
-    }
-    free(s->pend_heads);
-    s->pend_heads = h;
+    for (size_t i = 0; i < s->npend; i++)
+        if (s->pend[i].buf)
+            pend_slot_add(h, nb - 1, &s->pend[i].rec.base, i);
+    free(s->pend_slots);
+    s->pend_slots = h;
     s->pend_mask = nb - 1;
     return GUTS_OK;
 }
@@ -67,6 +82,10 @@ static void pend_add(guts_core *c, session *s, const guts_rec *rec)
     }
     if (s->npend == s->cappend) {
         size_t nc = s->cappend ? 2 * s->cappend : 64;
+        if (nc > UINT32_MAX) { /* a slot names an entry in 32 bits */
+            c->ctr.objects_dropped++;
+            return;
+        }
         pend_rec *p = realloc(s->pend, nc * sizeof(pend_rec));
         if (!p) {
             c->ctr.objects_dropped++;
@@ -74,7 +93,10 @@ static void pend_add(guts_core *c, session *s, const guts_rec *rec)
         }
         s->pend = p;
         s->cappend = nc;
-        if (pend_rehash(s, 2 * nc) != GUTS_OK) { /* the old index stays valid */
+    }
+    /* at most half the slots used, so every probe ends at an empty one */
+    if (!s->pend_slots || 2 * (s->npend + 1) > s->pend_mask + 1) {
+        if (pend_rehash(s, 2 * s->cappend) != GUTS_OK) { /* the old index stays valid */
             c->ctr.objects_dropped++;
             return;
         }
@@ -92,9 +114,7 @@ static void pend_add(guts_core *c, session *s, const guts_rec *rec)
     e->buf = buf;
     e->asked = 0;
     e->picked = 0;
-    size_t b = pend_hash(&rec->base, s->pend_mask);
-    e->next = s->pend_heads[b];
-    s->pend_heads[b] = s->npend++;
+    pend_slot_add(s->pend_slots, s->pend_mask, &rec->base, s->npend++);
     s->live_pend++;
     s->pend_bytes += rec->len + CORE_PEND_ENTRY_COST;
 }
@@ -140,6 +160,15 @@ int pull_report_bad(guts_core *c, session *s)
     return 1;
 }
 
+/* How far ahead store_recs starts loading the held deltas' index slot of
+ * an id it will look up (and of a delta it will hold), and the entry a
+ * matching slot names half as far ahead. A first copy split in parts holds tens of
+ * thousands of deltas, so every received id's slot is a cache miss; one
+ * after the other, with a chained index (a miss for the head and one for
+ * each entry it named), they were ~5% of a receiving node's loop at
+ * 202,000 objects (docs/performance.md). */
+#define PEND_AHEAD 16
+
 /* Store records (verified by the store, once) in one call, followed by the
  * held deltas whose base is among them or among the extra ids (just stored
  * another way), transitively, breadth first so that every base goes before
@@ -166,8 +195,20 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
     for (size_t i = 0; i < n; i++)
         work[nwork++] = recs[i].id;
     for (size_t k = 0; k < nwork && s->live_pend && np < s->live_pend; k++) {
-        for (size_t i = s->pend_heads[pend_hash(&work[k], s->pend_mask)]; i != SIZE_MAX;
-             i = s->pend[i].next) {
+        if (k + PEND_AHEAD < nwork)
+            __builtin_prefetch(&s->pend_slots[pend_hash(&work[k + PEND_AHEAD], s->pend_mask)]);
+        if (k + PEND_AHEAD / 2 < nwork) { /* the entry a matching slot names */
+            const guts_id *ahead = &work[k + PEND_AHEAD / 2];
+            uint64_t al = s->pend_slots[pend_hash(ahead, s->pend_mask)];
+            if (al && (al >> 32 << 32) == pend_tag(ahead))
+                __builtin_prefetch(&s->pend[(uint32_t)al - 1].buf);
+        }
+        uint64_t tag = pend_tag(&work[k]), sl;
+        for (size_t b = pend_hash(&work[k], s->pend_mask); (sl = s->pend_slots[b]) != 0;
+             b = (b + 1) & s->pend_mask) {
+            if ((sl >> 32 << 32) != tag)
+                continue;
+            size_t i = (size_t)(uint32_t)sl - 1;
             pend_rec *e = &s->pend[i];
             if (!e->buf || e->picked || guts_id_cmp(&e->rec.base, &work[k]) != 0)
                 continue;
@@ -193,6 +234,9 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
     }
     if (!(nobase = calloc(n + np ? n + np : 1, 1)))
         goto out_unpick;
+    /* the held deltas: their ids were not stored when they were held, so
+     * the store need not search its tree for them (guts_repo_rec_put) */
+    memset(nobase + n, 1, np);
     rc = GUTS_OK;
     if (n + np) {
         size_t added = 0, bad = 0;
@@ -228,6 +272,8 @@ static int store_recs(guts_core *c, session *s, const guts_rec *recs, size_t n,
     }
     size_t held = 0, nstored = 0;
     for (size_t i = 0; rc == GUTS_OK && i < n; i++) {
+        if (i + PEND_AHEAD < n && nobase[i + PEND_AHEAD] && s->pend_slots)
+            __builtin_prefetch(&s->pend_slots[pend_hash(&recs[i + PEND_AHEAD].base, s->pend_mask)]);
         if (nobase[i]) {
             pend_add(c, s, &recs[i]);
             held++;

@@ -83,19 +83,60 @@ static int cref_cmp(const cref *x, const cref *y)
     return rc;
 }
 
+/* refs_take's index of a repository's pending refs by name: open
+ * addressing, at most half full, each slot a pending index + 1 (0: free);
+ * a name's records (up to CORE_REFS_PER_NAME_MAX) lie on one probe run.
+ * A scan of every pending ref for each ref taken made a first copy's
+ * 1,502 refs cost ~1.1 million strcmp, and up to CORE_REFS_PENDING_MAX
+ * squared. */
+typedef struct name_index {
+    size_t *slot;
+    size_t mask;
+} name_index;
+
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+static void name_index_add(name_index *x, const char *name, size_t j)
+{
+    size_t b = name_hash(name) & x->mask;
+    while (x->slot[b])
+        b = (b + 1) & x->mask;
+    x->slot[b] = j + 1;
+}
+
 /* Pending records are kept per (name, record), not per name: keeping only
  * the greater record of a name let one whose target can never arrive (a
  * byte flipped in transit, or a forged record) shadow the valid record
  * behind it forever. Each record now waits on its own closure, the merge
  * rule orders whichever complete, and one that never completes is dropped
- * after CORE_REF_TRIES_MAX sessions (refs_apply_pending). */
+ * after CORE_REF_TRIES_MAX sessions (refs_apply_pending). Without memory
+ * for the index, the refs are dropped, as when the list cannot grow: the
+ * next session brings them again. */
 void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
 {
     (void)c;
+    size_t most = r->npending + n, cap = 16;
+    while (cap < 2 * most)
+        cap *= 2;
+    name_index x = {calloc(cap, sizeof(size_t)), cap - 1};
+    if (!x.slot) {
+        for (size_t i = 0; i < n; i++)
+            cref_free(&refs[i]);
+        return;
+    }
+    for (size_t j = 0; j < r->npending; j++)
+        name_index_add(&x, r->pending[j].name, j);
     for (size_t i = 0; i < n; i++) {
         size_t same = 0, worst = SIZE_MAX;
         int dup = 0;
-        for (size_t j = 0; j < r->npending && !dup; j++) {
+        for (size_t b = name_hash(refs[i].name) & x.mask; x.slot[b] && !dup; b = (b + 1) & x.mask) {
+            size_t j = x.slot[b] - 1;
             if (strcmp(r->pending[j].name, refs[i].name) != 0)
                 continue;
             if (cref_cmp(&r->pending[j], &refs[i]) == 0) {
@@ -115,7 +156,7 @@ void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
         }
         if (same >= CORE_REFS_PER_NAME_MAX) {
             cref_free(&r->pending[worst]);
-            r->pending[worst] = refs[i];
+            r->pending[worst] = refs[i]; /* same name: its slot stays */
             continue;
         }
         if (r->npending >= CORE_REFS_PENDING_MAX) {
@@ -132,8 +173,10 @@ void refs_take(guts_core *c, lrepo *r, cref *refs, size_t n)
             r->pending = p;
             r->cappending = nc;
         }
+        name_index_add(&x, refs[i].name, r->npending);
         r->pending[r->npending++] = refs[i];
     }
+    free(x.slot);
 }
 
 /* ---- Applying ------------------------------------------------------------ */

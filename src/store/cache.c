@@ -137,6 +137,17 @@ static void rehash(store_cache *c)
     }
 }
 
+void cache_prefetch(const store_cache *c, const guts_id *id, int entry)
+{
+    if (!c->buckets) return;
+    if (!entry) {
+        __builtin_prefetch(&c->buckets[bucket_of(c, id)]);
+    } else {
+        const cache_entry *e = c->buckets[bucket_of(c, id)];
+        if (e) __builtin_prefetch(e);
+    }
+}
+
 const uint8_t *cache_get(store_cache *c, const guts_id *id, size_t *len)
 {
     if (!c->buckets) return NULL;

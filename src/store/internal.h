@@ -148,7 +148,7 @@ typedef struct group_ent {
 typedef struct store_group {
     group_ent *ents;
     size_t n, cap;
-    size_t *map; /* open addressing over ents: index + 1, 0 free */
+    uint64_t *map; /* open addressing over ents: tag << 32 | index + 1, 0 free */
     size_t mask;
     uint8_t **chunks; /* chunks[nchunks - 1] is being filled */
     size_t nchunks, chunk_used, chunk_cap;
@@ -317,6 +317,8 @@ int group_add(store_group *g, const guts_id *id, const uint8_t *rec, size_t len,
               const uint8_t *tail, size_t tlen);
 /* The entry of id in g, or NULL. */
 group_ent *group_find(const store_group *g, const guts_id *id);
+/* Start loading the map slot group_find(g, id) reads first. */
+void group_prefetch(const store_group *g, const guts_id *id);
 /* Drop the entries from index n on (a failed put's). */
 void group_truncate(store_group *g, size_t n);
 void group_free(store_group *g);
@@ -364,6 +366,9 @@ int cache_init(store_cache *c, size_t cap);
 void cache_free(store_cache *c);
 /* Pointer valid until the next cache_put on the same cache. */
 const uint8_t *cache_get(store_cache *c, const guts_id *id, size_t *len);
+/* Start loading the bucket cache_get(c, id, ...) reads first, or (entry
+ * set) the bucket's first entry, once the bucket has arrived. */
+void cache_prefetch(const store_cache *c, const guts_id *id, int entry);
 /* Takes ownership of data (malloc'd) in every case: kept or freed. */
 void cache_give(store_cache *c, const guts_id *id, uint8_t *data, size_t len);
 /* Copies data when it is worth keeping. */

@@ -728,6 +728,23 @@ static int rput_write(guts_repo *r, MDB_txn *txn, store_set *set, const guts_id 
     return store_set_add(r, txn, set, id, hlen + plen);
 }
 
+/* id's record in a grouped call (rput_grouped): past the objects tree's
+ * last id in the call's snapshot only the group can hold it, so no B-tree
+ * search. A pull's records mostly come in id order onto a tree they
+ * extend, and so do the bases of a split pull's held deltas (in a later
+ * part): ~100,000 searches that found nothing at 202,000 objects
+ * (docs/performance.md). */
+static int rput_lookup(guts_repo *r, MDB_txn *txn, const rput_ctx *c, const guts_id *id,
+                       MDB_val *v)
+{
+    if (!c->empty && guts_id_cmp(id, &c->last) <= 0) return store_obj_lookup(r, txn, id, v);
+    const group_ent *e = group_find(&r->grp, id);
+    if (!e) return MDB_NOTFOUND;
+    v->mv_data = e->rec;
+    v->mv_size = e->len;
+    return 0;
+}
+
 /* Record i of c: verified (decoded and hashed) and written by rput_write.
  * Returns 0 (stored, or skipped: c->nobase[i] set when its base is
  * missing), MDB_KEYEXIST (stored already), a GUTS_E* code (c->bad = i) or
@@ -735,6 +752,7 @@ static int rput_write(guts_repo *r, MDB_txn *txn, store_set *set, const guts_id 
 static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, size_t i)
 {
     const guts_rec *rec = &c->recs[i];
+    int held = c->nobase && c->nobase[i]; /* absent when it was held */
     if (c->nobase) c->nobase[i] = 0;
     MDB_val v;
     int rc;
@@ -745,12 +763,14 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
      * decode, where a lookup cost every record a B-tree search. A group
      * has no such put: it looks up, mostly in its own table. */
     if (!set) {
-        /* past the tree's last id only the group can hold it: a pull's
-         * records mostly come in id order onto a tree they extend */
-        if (c->empty || guts_id_cmp(&rec->id, &c->last) > 0)
+        /* a held delta put again: only the group can hold it, but for a
+         * store meanwhile that the group's commit skips (the held deltas'
+         * ids lie below the tree's last id: ~50,000 searches into random
+         * leaves a first copy of 202,000 objects, docs/performance.md) */
+        if (held)
             rc = group_find(&r->grp, &rec->id) ? 0 : MDB_NOTFOUND;
         else
-            rc = store_obj_lookup(r, txn, &rec->id, &v);
+            rc = rput_lookup(r, txn, c, &rec->id, &v);
         if (rc != MDB_NOTFOUND) return rc ? rc : MDB_KEYEXIST;
     }
     const uint8_t *base = NULL;
@@ -763,7 +783,7 @@ static int rput_one(guts_repo *r, MDB_txn *txn, store_set *set, rput_ctx *c, siz
             guts_errmsg_set("record is a delta against itself");
             return GUTS_EHASH;
         }
-        rc = store_obj_lookup(r, txn, &rec->base, &v);
+        rc = set ? store_obj_lookup(r, txn, &rec->base, &v) : rput_lookup(r, txn, c, &rec->base, &v);
         if (rc == MDB_NOTFOUND) {
             if (c->nobase) c->nobase[i] = 1;
             return 0;
@@ -888,6 +908,19 @@ static int rput_grouped(guts_repo *r, rput_ctx *c)
     }
     if (rc == 0) rput_begin(r, c);
     for (size_t i = 0; i < c->n && (rc == 0 || rc == MDB_KEYEXIST) && !rput_failed(c); i++) {
+        /* The next record's lookups: the group's map and the cache are
+         * too large to stay in a core's cache beside the rest of a pull's
+         * work, and each first probe was a miss (docs/performance.md). */
+        if (i + 2 < c->n && c->recs[i + 2].enc == GUTS_REC_DELTA)
+            cache_prefetch(&r->cache, &c->recs[i + 2].base, 0);
+        if (i + 1 < c->n) {
+            const guts_rec *next = &c->recs[i + 1];
+            group_prefetch(&r->grp, &next->id);
+            if (next->enc == GUTS_REC_DELTA) {
+                group_prefetch(&r->grp, &next->base);
+                cache_prefetch(&r->cache, &next->base, 1);
+            }
+        }
         size_t before = r->grp.n;
         rc = rput_one(r, txn, NULL, c, i);
         c->added += r->grp.n - before;

@@ -1156,7 +1156,7 @@ START_TEST(test_records_copy_to_another_repo_as_stored)
     }
     /* Deepest first: every delta lacks its base, only the full one is stored. */
     guts_rec rev[RV];
-    uint8_t nobase[RV];
+    uint8_t nobase[RV] = {0};
     for (int i = 0; i < RV; i++)
         rev[i] = recs[RV - 1 - i];
     size_t added = 9, bad = 0;
@@ -1320,7 +1320,7 @@ START_TEST(test_records_hashed_on_another_thread_are_told_once_after_their_check
         if (grouped) ck_assert_int_eq(guts_repo_group(b, GUTS_GROUP_BYTES), GUTS_OK);
         seen_log log = {.recs = recs, .n = N};
         guts_rec_seen seen = {seen_check, &log};
-        uint8_t nobase[N];
+        uint8_t nobase[N] = {0};
         size_t added = 0, bad = 9;
         /* two calls: the thread is reused */
         ck_assert_int_eq(guts_repo_rec_put(b, recs, N / 2, nobase, &seen, &added, &bad), GUTS_OK);
@@ -1367,7 +1367,7 @@ START_TEST(test_a_record_failing_on_the_hash_thread_fails_its_call_and_leaves_no
         if (grouped) ck_assert_int_eq(guts_repo_group(b, GUTS_GROUP_BYTES), GUTS_OK);
         seen_log log = {.recs = precs, .n = M + 1};
         guts_rec_seen seen = {seen_check, &log};
-        uint8_t nobase[M + 1];
+        uint8_t nobase[M + 1] = {0};
         size_t added = 9, bad = 0;
         ck_assert_int_eq(guts_repo_rec_put(b, precs, M + 1, nobase, &seen, &added, &bad),
                          GUTS_EHASH);
@@ -1525,7 +1525,7 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
         ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
     uint64_t txn0, txn1;
     ck_assert_int_eq(guts_repo_txnid(b, &txn0), GUTS_OK);
-    uint8_t nobase[RV];
+    uint8_t nobase[RV] = {0};
     size_t added = 9, bad = 0;
     /* The last delta first: its base is not there yet. */
     ck_assert_int_eq(guts_repo_rec_put(b, recs + RV - 1, 1, nobase, NULL, &added, &bad), GUTS_OK);
@@ -1566,6 +1566,52 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
         ck_assert_uint_eq(rec.depth, recs[i].depth);
         ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
         free(buf);
+        free(bufs[i]);
+    }
+    guts_repo_close(a);
+    guts_repo_close(b);
+    guts_repo_close(other);
+    free(v);
+}
+END_TEST
+
+/* A held delta put again is flagged in nobase: the grouped put looks its
+ * id up in the group only. If it was stored meanwhile (here whole, by a
+ * put through the same handle), the group's commit skips it: no error,
+ * every object once, as the sender has them. */
+START_TEST(test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit)
+{
+    guts_repo *a = open_repo("o/gha"), *b, *other;
+    guts_obj objs[RV];
+    char *v = group_setup("o/ghb", &b, &other, objs, RV, 23);
+    put_ok(a, objs, RV, RV);
+    guts_rec recs[RV];
+    void *bufs[RV];
+    for (int i = 0; i < RV; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    ck_assert_int_eq(recs[RV - 1].enc, GUTS_REC_DELTA);
+    uint8_t nobase[RV] = {0};
+    size_t added = 9, bad = 0;
+    ck_assert_int_eq(guts_repo_rec_put(b, recs + RV - 1, 1, nobase, NULL, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(nobase[0], 1); /* held: its base is not there */
+    put_ok(b, &objs[RV - 1], 1, 1);  /* stored whole meanwhile */
+    ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+    memset(nobase, 0, sizeof nobase);
+    nobase[RV - 1] = 1; /* put again, flagged */
+    ck_assert_int_eq(guts_repo_rec_put(b, recs, RV, nobase, NULL, &added, &bad), GUTS_OK);
+    ck_assert_uint_eq(added, RV); /* the flagged one counts: not searched for */
+    for (int i = 0; i < RV; i++)
+        ck_assert_uint_eq(nobase[i], 0);
+    ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
+    ck_assert_uint_eq(ib.objects, RV);
+    ck_assert(guts_fp_eq(ia.fp, ib.fp));
+    check_logged(other, RV);
+    for (int i = 0; i < RV; i++) {
+        check_get(other, &objs[i]);
+        ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
         free(bufs[i]);
     }
     guts_repo_close(a);
@@ -2654,6 +2700,7 @@ static Suite *store_suite(void)
     tcase_add_test(t, test_delta_chain_depth_is_bounded);
     tcase_add_test(t, test_grouped_puts_are_written_by_one_commit);
     tcase_add_test(t, test_grouped_record_puts_are_written_by_one_commit);
+    tcase_add_test(t, test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit);
     tcase_add_test(t, test_grouped_puts_in_id_order_or_not_commit_every_object);
     tcase_add_test(t, test_grouped_commit_grows_the_map);
     tcase_add_test(t, test_grouped_commit_skips_what_another_writer_stored);
