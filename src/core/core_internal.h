@@ -574,6 +574,9 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);
+/* Start the pulls that are due. Draws from the core's random stream
+ * whenever the core has repositories and room in its store, due or not
+ * (node.c's quiet path draws the same). */
 void sync_start_pulls(guts_core *c);
 void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *peer, int outgoing);
 void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len);

@@ -267,14 +267,20 @@ static void settle(guts_core *c)
  * heard, and no deadline of settle's: before the earliest one the last
  * whole settle found, it would only tick the sketch's epoch (in
  * members_expire; the rest of its work is gated by those deadlines, and
- * the pulls waiting for a free slot wait for a session's event). Half of
- * guts-sim's events at 10,000 nodes were such settles (issue 19). */
+ * the pulls waiting for a free slot wait for a session's event), and
+ * draw its random start of the pulls. Half of guts-sim's events at
+ * 10,000 nodes were such settles (issue 19). */
 static void settle_quiet(guts_core *c)
 {
-    if (!c->left && c->settle_at && c->now < c->settle_at)
-        members_expire(c);
-    else
+    if (c->left || !c->settle_at || c->now >= c->settle_at) {
         settle(c);
+        return;
+    }
+    members_expire(c);
+    /* the draw sync_start_pulls makes on every settle, nothing due or
+     * not: the random stream, and so the run, stay what they were */
+    if (c->nrepos && !core_store_full(c))
+        (void)core_rand_below(c, c->nrepos);
 }
 
 static void enter(guts_core *c, uint64_t now)

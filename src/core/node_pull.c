@@ -75,12 +75,6 @@ int pull_join_due(const guts_core *c, const lrepo *r)
     return r->plan && r->pulling && c->now >= r->plan->join_at && pull_plan_free_parts(r->plan);
 }
 
-/* A pull of r (or a join of its plan) is due. */
-static int pull_due(const guts_core *c, const lrepo *r)
-{
-    return (r->next_pull && r->next_pull <= c->now && !r->pulling) || pull_join_due(c, r);
-}
-
 void sync_start_pulls(guts_core *c)
 {
     if (c->nrepos == 0 || core_store_full(c))
@@ -88,15 +82,6 @@ void sync_start_pulls(guts_core *c)
     size_t pulls, serves;
     uint64_t idle_at;
     sync_glance(c, &pulls, &serves, &idle_at);
-    if (pulls >= c->cfg.max_sessions)
-        return;
-    /* most events find nothing due: no draw for them, so that an event
-     * that changes nothing leaves the core's random stream alone too */
-    size_t due = 0;
-    while (due < c->nrepos && !pull_due(c, c->repos[due]))
-        due++;
-    if (due == c->nrepos)
-        return;
     size_t off = (size_t)core_rand_below(c, c->nrepos);
     for (size_t i = 0; i < c->nrepos && pulls < c->cfg.max_sessions; i++) {
         lrepo *r = c->repos[(off + i) % c->nrepos];
