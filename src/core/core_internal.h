@@ -352,6 +352,9 @@ struct guts_core {
     uint64_t heard_sec;             /* start of the current second of heard_now */
     uint32_t heard_now, heard_prev; /* announces heard this and last second */
     uint64_t next_timer_sent;
+    /* the earliest deadline the last whole settle found (0: none yet): no
+     * work of settle's is due before it (node.c, "Quiet announces") */
+    uint64_t settle_at;
     uint64_t next_expiry_check;    /* earliest time any peer can expire */
     uint64_t probe_next;           /* earliest probe or notice due (node_probe.c) */
     size_t ndead;                  /* DEAD notices queued (dead, below) */
@@ -526,7 +529,10 @@ int announce_behind(const guts_core *c, const guts_msg_announce *a);
  * after our last one, or CORE_SWEEP_GAP_MS while a newcomer's sweep runs;
  * 0 (no gap) before our first datagram and for an answer to a newcomer. */
 uint64_t announce_gap_end(const guts_core *c);
-void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via);
+/* An announce m arrived. Returns 1 when it was let go (a sender neither in
+ * the view nor taken in): it touched the sketch and the counts of states
+ * heard, nothing settle reads (node.c, "Quiet announces"). */
+int announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via);
 /* Decide whether r needs a pull given what peers announced. */
 void announce_consider(guts_core *c, lrepo *r);
 void announce_changed(guts_core *c, lrepo *r);
@@ -567,6 +573,9 @@ void probe_on(guts_core *c, const guts_msg *m, const guts_addr *from);
 
 /* node_sync.c */
 session *sync_find(guts_core *c, uint32_t stream);
+/* Start the pulls that are due. Draws from the core's random stream
+ * whenever the core has repositories and room in its store, due or not
+ * (node.c's quiet path draws the same). */
 void sync_start_pulls(guts_core *c);
 void sync_on_open(guts_core *c, uint32_t stream, const guts_addr *peer, int outgoing);
 void sync_on_frame(guts_core *c, uint32_t stream, const uint8_t *buf, size_t len);

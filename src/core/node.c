@@ -257,6 +257,30 @@ static void settle(guts_core *c)
         guts_core_action a = {.kind = GUTS_ACT_SET_TIMER, .at = t};
         if (core_push(c, &a) == GUTS_OK) c->next_timer_sent = t;
     }
+    c->settle_at = t == c->next_timer_sent ? t : 0; /* unarmed: the next settle is whole */
+}
+
+/* Quiet announces. Most datagrams a core of a large group receives are
+ * announces of senders outside its full view that it lets go (a regular
+ * announce every 1 / CORE_GROUP_RATE s, from anyone: at 10,000 nodes,
+ * 99% of them). They touch the group-size sketch and the counts of states
+ * heard, and no deadline of settle's: before the earliest one the last
+ * whole settle found, it would only tick the sketch's epoch (in
+ * members_expire; the rest of its work is gated by those deadlines, and
+ * the pulls waiting for a free slot wait for a session's event), and
+ * draw its random start of the pulls. Half of guts-sim's events at
+ * 10,000 nodes were such settles (issue 19). */
+static void settle_quiet(guts_core *c)
+{
+    if (c->left || !c->settle_at || c->now >= c->settle_at) {
+        settle(c);
+        return;
+    }
+    members_expire(c);
+    /* the draw sync_start_pulls makes on every settle, nothing due or
+     * not: the random stream, and so the run, stay what they were */
+    if (c->nrepos && !core_store_full(c))
+        (void)core_rand_below(c, c->nrepos);
 }
 
 static void enter(guts_core *c, uint64_t now)
@@ -356,11 +380,12 @@ void guts_core_free(guts_core *c)
 
 /* ---- Events -------------------------------------------------------------- */
 
-/* A decoded datagram of len bytes. */
-static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg *m, size_t len)
+/* A decoded datagram of len bytes. Returns 1 when it changed nothing
+ * settle reads (see settle_quiet). */
+static int on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg *m, size_t len)
 {
     if (memcmp(&m->sender, &c->cfg.node_id, sizeof(guts_node_id)) == 0)
-        return; /* our own, looped back */
+        return 1; /* our own, looped back */
     c->last_rx = c->now;
     size_t k = m->type < GUTS_CORE_DGRAM_KINDS ? (size_t)m->type : 0;
     c->ctr.kind_in[k]++;
@@ -374,7 +399,7 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
             c->heard_sec = c->now;
         }
         c->heard_now++;
-        announce_on(c, m, from, via);
+        return announce_on(c, m, from, via);
     } else if (m->type == GUTS_MSG_PEERS) {
         reach_on_peers(c, m, from);
     } else if (m->type == GUTS_MSG_PROBE || m->type == GUTS_MSG_ACK ||
@@ -388,7 +413,9 @@ static void on_msg(guts_core *c, const guts_addr *from, int via, const guts_msg 
         }
     } else {
         c->ctr.dgrams_unknown++; /* a stream message sent as a datagram */
+        return 1;
     }
+    return 0;
 }
 
 void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, int via,
@@ -396,6 +423,7 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, in
 {
     enter(c, now);
     c->ctr.dgrams_in++;
+    int quiet = 1; /* what is dropped is only counted */
     if (len > GUTS_DGRAM_DROP) {
         c->ctr.dgrams_dropped++;
         goto out;
@@ -415,10 +443,13 @@ void guts_core_on_datagram(guts_core *c, uint64_t now, const guts_addr *from, in
         c->ctr.dgrams_malformed++;
         goto out;
     }
-    on_msg(c, from, via, &m, len);
+    quiet = on_msg(c, from, via, &m, len);
     guts_msg_free(&m);
 out:
-    settle(c);
+    if (quiet)
+        settle_quiet(c);
+    else
+        settle(c);
 }
 
 void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, int via,
@@ -426,11 +457,15 @@ void guts_core_on_msg(guts_core *c, uint64_t now, const guts_addr *from, int via
 {
     enter(c, now);
     c->ctr.dgrams_in++;
+    int quiet = 1;
     if (len > GUTS_DGRAM_DROP)
         c->ctr.dgrams_dropped++;
     else if (!c->left)
-        on_msg(c, from, via, m, len);
-    settle(c);
+        quiet = on_msg(c, from, via, m, len);
+    if (quiet)
+        settle_quiet(c);
+    else
+        settle(c);
 }
 
 void guts_core_on_stream_open(guts_core *c, uint64_t now, uint32_t stream, const guts_addr *peer,

@@ -515,7 +515,7 @@ int announce_behind(const guts_core *c, const guts_msg_announce *a)
     return 0;
 }
 
-void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via)
+int announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via)
 {
     const guts_msg_announce *a = &m->u.announce;
     members_sketch_add(c, &m->sender);
@@ -546,7 +546,7 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
     int fresh;
     peer *p = members_heard(c, &m->sender, from, via, a->incarnation, a->port, a->interval_ms,
                             useful, &fresh);
-    if (!p) return;
+    if (!p) return !useful; /* let go; useful: it may have evicted before running out of memory */
     if (fresh) announce_newcomer(c);
     for (uint32_t i = 0; i < a->nrepos; i++) {
         const guts_announce_repo *e = &a->repos[i];
@@ -587,4 +587,5 @@ void announce_on(guts_core *c, const guts_msg *m, const guts_addr *from, int via
         schedule(c, r, urgent);
     }
     if (via == GUTS_VIA_UNICAST) reach_answer(c, p, a, from);
+    return 0;
 }
