@@ -28,14 +28,24 @@ int guts_tree_entry_next(const uint8_t *data, size_t len, size_t *pos, guts_tree
     size_t i = *pos;
     if (i >= len) return 0;
     unsigned mode = 0;
-    size_t digits = 0;
-    for (; i < len && data[i] != ' '; i++, digits++) {
-        if (data[i] < '0' || data[i] > '7') return GUTS_EINVAL;
-        mode = mode * 8 + (unsigned)(data[i] - '0');
-        if (mode > GUTS_TREE_MODE_MAX) return GUTS_EINVAL;
+    /* git's two usual modes first (a file, a directory): the same numbers
+     * the loop below reads, without its per-digit steps */
+    if (len - i >= 8 && memcmp(data + i, "100644 ", 7) == 0) {
+        mode = 0100644u;
+        i += 7;
+    } else if (len - i >= 8 && memcmp(data + i, "40000 ", 6) == 0) {
+        mode = 040000u;
+        i += 6;
+    } else {
+        size_t digits = 0;
+        for (; i < len && data[i] != ' '; i++, digits++) {
+            if (data[i] < '0' || data[i] > '7') return GUTS_EINVAL;
+            mode = mode * 8 + (unsigned)(data[i] - '0');
+            if (mode > GUTS_TREE_MODE_MAX) return GUTS_EINVAL;
+        }
+        if (digits == 0 || i >= len) return GUTS_EINVAL;
+        i++; /* the space */
     }
-    if (digits == 0 || i >= len) return GUTS_EINVAL;
-    i++; /* the space */
     const uint8_t *nul = memchr(data + i, 0, len - i);
     if (!nul || nul == data + i) return GUTS_EINVAL;
     size_t name_end = (size_t)(nul - data);

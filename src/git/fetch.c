@@ -281,15 +281,25 @@ static int tree_entries(walk *w, const guts_id *tid, const char *p, size_t len,
     size_t pos = 0;
     guts_tree_entry e;
     int rc;
-    uint32_t dir = w->dir_key;
     while ((rc = guts_tree_entry_next((const uint8_t *)p, len, &pos, &e)) == 1) {
         if (e.type == GUTS_OBJ_COMMIT) continue;
-        w->name_key = fetch_path_key(dir, e.name, e.name_len);
+        w->name = e.name; /* its key is computed if cb needs it */
+        w->name_len = e.name_len;
         rc = cb(w, &e.id, e.type == GUTS_OBJ_TREE);
+        w->name = NULL;
         w->name_key = 0;
         if (rc) return rc;
     }
     return rc ? fetch_corrupt(w, tid, "malformed tree entry") : GUTS_OK;
+}
+
+uint32_t fetch_name_key(walk *w)
+{
+    if (w->name) {
+        w->name_key = fetch_path_key(w->dir_key, w->name, w->name_len);
+        w->name = NULL;
+    }
+    return w->name_key;
 }
 
 uint32_t fetch_path_key(uint32_t dir, const char *name, size_t len)
@@ -323,9 +333,11 @@ const guts_id *fetch_base_by_path(const walk *w, uint32_t key, int is_tree)
  * (its client may lack the blobs of the commits it has). */
 static int remember_path(walk *w, const guts_id *id, int is_tree)
 {
-    if (!w->thin || (!is_tree && (w->name_key == 0 || w->blob_limit != UINT64_MAX)))
+    if (!w->thin) return GUTS_OK;
+    uint32_t key = fetch_name_key(w);
+    if (!is_tree && (key == 0 || w->blob_limit != UINT64_MAX))
         return GUTS_OK; /* a tag seen from a have has key 0: no path */
-    guts_id k = path_slot(w->name_key, is_tree);
+    guts_id k = path_slot(key, is_tree);
     size_t slot;
     int added;
     if (guts_idset_add(&w->by_path, &k, &slot, &added) ||
@@ -344,7 +356,7 @@ int fetch_mark_known(walk *w, const guts_id *id, int is_tree)
     if (w->objs.flags[slot] & O_KNOWN) return GUTS_OK;
     w->objs.flags[slot] |= O_KNOWN;
     if ((rc = remember_path(w, id, is_tree))) return rc;
-    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, w->name_key}));
+    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, fetch_name_key(w)}));
     return GUTS_OK;
 }
 
@@ -360,10 +372,10 @@ int fetch_mark_send(walk *w, const guts_id *id, int is_tree)
         return guts_git_errf(w->err, GUTS_ETOOBIG, "more objects than a pack can hold");
     if (fetch_grow((void **)&w->send_key, &w->capkey, w->nsend + 1, sizeof *w->send_key))
         return guts_git_errf(w->err, GUTS_ENOMEM, "out of memory in the walk");
-    w->send_key[w->nsend] = w->name_key;
+    w->send_key[w->nsend] = fetch_name_key(w);
     rc = PUSH(w, send, nsend, capsend, *id);
     if (rc) return rc;
-    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, w->name_key}));
+    if (is_tree) return PUSH(w, stack, nstack, capstack, ((tree_ref){*id, fetch_name_key(w)}));
     return GUTS_OK;
 }
 

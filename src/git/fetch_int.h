@@ -92,7 +92,10 @@ typedef struct walk {
     size_t nsend, capsend;
     uint32_t *send_key; /* per entry of send: the path key it was met under */
     size_t capkey;
-    uint32_t name_key; /* path key of the tree entry being marked, else 0 */
+    uint32_t name_key; /* path key of the tree entry being marked, else 0:
+                        * read it with fetch_name_key */
+    const char *name;  /* that entry's name while its key is not computed yet */
+    size_t name_len;
     uint32_t dir_key;  /* path key of the tree being drained */
     tree_ref *stack;
     size_t nstack, capstack;
@@ -178,6 +181,9 @@ int fetch_mark_send_filtered(walk *w, const guts_id *id, int is_tree);
 /* Drain the tree stack: read each tree and apply cb to its entries. A tree
  * the store lacks is fatal when sending (git would get an incomplete pack)
  * and ignored when marking (that only costs a larger pack). */
+/* The path key of the tree entry being marked (0 outside a tree), computed
+ * on first use: most entries a walk meets are marked already and need none. */
+uint32_t fetch_name_key(walk *w);
 int fetch_drain(walk *w, int (*cb)(walk *w, const guts_id *id, int is_tree), int sending);
 
 /* Follow tags from id to a non-tag: *type and *target. With each tag object

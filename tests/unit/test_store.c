@@ -217,6 +217,12 @@ START_TEST(test_malformed_tree_entries_are_rejected)
         {"200000 f\0aaaaaaaaaaaaaaaaaaaa", 29, "over 16 bits"},
         {"77777777777777777777777 f\0aaaaaaaaaaaaaaaaaaaa", 46, "would overflow"},
         {"100644", 6, "no space"},
+        /* the two modes read by fixed compares (git's file and directory) */
+        {"40000 f\0aaaaaaaaaaaaaaaaaaa", 27, "a directory's 19 id bytes"},
+        {"40000 \0aaaaaaaaaaaaaaaaaaaa", 27, "a directory's empty name"},
+        {"100644 ", 7, "a file's mode and nothing after"},
+        {"40000 f", 7, "a directory without a NUL"},
+        {"1006440 f\0aaaaaaaaaaaaaaaaaaaa", 30, "a file's mode with a digit more"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t pos = 0;
