@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "core_internal.h"
 #include "guts/gitobj.h"
 
@@ -96,10 +98,7 @@ typedef struct name_index {
 
 static size_t name_hash(const char *s)
 {
-    uint64_t h = 14695981039346656037ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 32));
+    return (size_t)XXH3_64bits(s, strlen(s));
 }
 
 static void name_index_add(name_index *x, const char *name, size_t j)
