@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "guts/idset.h"
+#include "test_run.h"
 
 /* Ids that share their first 4 bytes, as the ids of one reconciliation
  * range do; they differ in the bytes the set hashes. */
@@ -196,9 +197,5 @@ int main(void)
     tcase_add_test(t, test_splitmix64_is_the_published_sequence);
     tcase_add_test(t, test_id_cmp_orders_ids_as_memcmp_does_at_every_byte);
     suite_add_tcase(su, t);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(su, CK_FORK_GETENV);
 }

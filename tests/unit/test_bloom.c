@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bloom.h"
+#include "test_run.h"
 
 /* splitmix64: a deterministic stream of keys for every test. */
 static uint64_t rng_next(uint64_t *s)
@@ -253,9 +254,5 @@ int main(void)
     tcase_add_test(tc, test_bloom_k_is_optimal_for_density);
     tcase_add_test(tc, test_bloom_fit_covers_what_room_allows);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

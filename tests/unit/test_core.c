@@ -15,6 +15,7 @@
 #include "guts/core.h"
 #include "guts/wire.h"
 #include "test_core_util.h"
+#include "test_run.h"
 
 #define KEY "alice/proj"
 /* CORE_DAMAGED_CHECK_MS of src/core/core_limits.h (not a public header) */
@@ -2970,10 +2971,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run(suite(), CK_NOFORK);
 }

@@ -18,6 +18,7 @@
 #include "core_internal.h"
 #include "guts/guts.h"
 #include "guts/idset.h"
+#include "test_run.h"
 
 typedef struct tobj {
     guts_id id;
@@ -355,9 +356,5 @@ int main(void)
     tcase_add_test(tc, test_objects_told_twice_count_once);
     tcase_add_test(tc, test_children_complete_before_the_tracker_began_count_as_complete);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

@@ -16,6 +16,7 @@
 #include "guts/core.h"
 #include "guts/wire.h"
 #include "test_core_util.h"
+#include "test_run.h"
 
 #define KEY "alice/proj"
 
@@ -370,10 +371,5 @@ int main(void)
     tcase_add_test(tc, test_seed_restarted_midway_gives_its_part_to_another);
     tcase_add_test(tc, test_small_pull_is_not_split);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_NOFORK);
 }

@@ -7,6 +7,7 @@
 
 #include "guts/core.h"
 #include "guts/wire.h"
+#include "test_run.h"
 
 typedef struct fx {
     guts_memstore *mem;
@@ -764,10 +765,5 @@ int main(void)
     tcase_add_test(tc, test_moving_ack_is_repeated_under_loss);
     tcase_add_test(tc, test_turn_not_taken_is_given_back);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_NOFORK);
 }

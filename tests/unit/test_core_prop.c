@@ -27,6 +27,7 @@
 #include "guts/gitobj.h"
 #include "guts/wire.h"
 #include "test_core_util.h"
+#include "test_run.h"
 
 #define SEEDS 30
 #define FAULT_MS 30000     /* faults and writes for 30 virtual seconds */
@@ -501,10 +502,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run(suite(), CK_NOFORK);
 }

@@ -22,6 +22,7 @@
 #include "guts/lmdbstore.h"
 #include "test_child.h"
 #include "test_core_util.h"
+#include "test_run.h"
 
 #define KEY "o/records"
 
@@ -417,9 +418,5 @@ int main(void)
     tcase_add_test(t, test_lmdb_replica_unflushed_until_its_refs);
     tcase_add_test(t, test_lmdb_user_write_waits_for_the_node_flush);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run(s, CK_FORK_GETENV);
 }

@@ -14,6 +14,7 @@
 
 #include "core_internal.h"
 #include "core_limits.h"
+#include "test_run.h"
 
 static cref mkref(const char *name, uint64_t clock)
 {
@@ -106,9 +107,5 @@ int main(void)
     tcase_add_test(tc, test_every_new_record_is_kept_once_in_arrival_order);
     tcase_add_test(tc, test_one_name_keeps_at_most_its_bound_of_records);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

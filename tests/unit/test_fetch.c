@@ -20,6 +20,7 @@
 
 #include "fetch.h"
 #include "fetch_int.h"
+#include "test_run.h"
 
 /* ---- objects ------------------------------------------------------------ */
 
@@ -426,9 +427,5 @@ static Suite *fetch_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(fetch_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(fetch_suite(), CK_FORK_GETENV);
 }

@@ -21,6 +21,7 @@
 #include "gitio_int.h"
 #include "pack.h"
 #include "packread.h"
+#include "test_run.h"
 
 /* One directory for the test case, made and removed by the parent process
  * (an unchecked fixture), so a failing test, whose forked process exits
@@ -935,9 +936,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(suite(), CK_FORK_GETENV);
 }

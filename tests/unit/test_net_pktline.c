@@ -9,6 +9,7 @@
 
 #include "guts/guts.h"
 #include "pktline.h"
+#include "test_run.h"
 
 static int next(const char *s, size_t len, size_t *pos, guts_pkt *p)
 {
@@ -145,10 +146,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *r = srunner_create(suite());
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(suite(), CK_NOFORK);
 }

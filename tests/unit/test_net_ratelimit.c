@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "net.h"
+#include "test_run.h"
 
 static guts_net_rate *rate_new(uint32_t rate, uint32_t burst)
 {
@@ -93,10 +94,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *r = srunner_create(suite());
-    srunner_set_fork_status(r, CK_NOFORK);
-    srunner_run_all(r, CK_NORMAL);
-    int failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(suite(), CK_NOFORK);
 }

@@ -20,6 +20,7 @@
 
 #include "guts/wire.h"
 #include "net.h"
+#include "test_run.h"
 
 /* realloc fails for any size over this while it is non-zero. */
 static size_t fail_realloc_over;
@@ -146,9 +147,5 @@ static Suite *tcp_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(tcp_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(tcp_suite(), CK_FORK_GETENV);
 }

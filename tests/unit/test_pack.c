@@ -25,6 +25,7 @@
 #include "guts/delta.h"
 #include "pack.h"
 #include "packcache.h"
+#include "test_run.h"
 
 static uint64_t rng(uint64_t *s)
 {
@@ -1417,9 +1418,5 @@ int main(void)
     tcase_add_test(t, test_pack_cache_base);
     tcase_add_test(t, test_pack_cache_keys_and_budget);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return test_run(s, CK_FORK_GETENV);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "progress.h"
+#include "test_run.h"
 
 START_TEST(test_line_with_a_total_has_count_bytes_rate_and_eta)
 {
@@ -78,9 +79,5 @@ int main(void)
     tcase_add_test(tc, test_a_long_line_is_cut_to_the_buffer);
     tcase_add_test(tc, test_off_draws_nothing);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

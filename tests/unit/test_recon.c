@@ -20,6 +20,7 @@
 #include "guts/wire.h"
 
 #include "recon_pair.h"
+#include "test_run.h"
 
 static void make_pair(uint64_t seed, size_t common, size_t only_s, size_t only_p, rp_set *P,
                       rp_set *S)
@@ -547,9 +548,5 @@ int main(void)
     tcase_add_test(tc, test_recon_random_items_are_refused_or_ignored_safely);
     tcase_add_test(tc, test_recon_ranges_and_keys);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "guts/refmerge.h"
+#include "test_run.h"
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -655,9 +656,5 @@ int main(void)
     tcase_add_test(tc, test_refmerge_conflict_names);
     tcase_add_test(tc, test_refmerge_lamport_clock);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(s, CK_FORK_GETENV);
 }

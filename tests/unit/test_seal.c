@@ -927,6 +927,7 @@ END_TEST
  * synchronous through a FIFO, so the cores are never re-entered. */
 
 #include "guts/core.h"
+#include "test_run.h"
 
 #define XN 3        /* nodes */
 #define XSTREAMS 16 /* connection ends per node */
@@ -1290,10 +1291,5 @@ static Suite *seal_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(seal_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(seal_suite(), CK_NOFORK);
 }

@@ -19,6 +19,7 @@
 
 #define STORE_TEST_NAME "damage"
 #include "test_store_util.h"
+#include "test_run.h"
 
 /* LMDB 0.9's meta page on 64-bit: magic at 16, version at 20, page size at
  * 40, last page number at 136 (envcheck.c has the whole layout). */
@@ -369,9 +370,5 @@ static Suite *damage_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(damage_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(damage_suite(), CK_FORK_GETENV);
 }

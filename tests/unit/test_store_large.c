@@ -13,6 +13,7 @@
 
 #define STORE_TEST_NAME "large"
 #include "test_store_util.h"
+#include "test_run.h"
 
 static guts_repo *open_repo(void)
 {
@@ -258,9 +259,5 @@ static Suite *large_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(large_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(large_suite(), CK_FORK_GETENV);
 }

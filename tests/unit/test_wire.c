@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "test_run.h"
 
 /* ---- Sample messages ----------------------------------------------------- */
 
@@ -1908,13 +1909,7 @@ static Suite *wire_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(wire_suite());
     /* Without fork LeakSanitizer checks the whole run at exit; CK_FORK=yes
      * in the environment still wins for debugging. */
-    if (getenv("CK_FORK") == NULL)
-        srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(wire_suite(), getenv("CK_FORK") ? CK_FORK_GETENV : CK_NOFORK);
 }
