@@ -25,6 +25,7 @@
 #define STORE_TEST_NAME "store"
 #include "test_child.h"
 #include "test_store_util.h"
+#include "test_run.h"
 
 static guts_repo *open_repo(const char *key)
 {
@@ -1426,6 +1427,26 @@ static void check_logged(guts_repo *r, size_t n)
     ck_assert_uint_eq(got, n);
 }
 
+/* The n records of objs as repository a stores them (bufs: to free). */
+static void recs_of(guts_repo *a, const guts_obj *objs, guts_rec *recs, void **bufs, int n)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+}
+
+/* other holds the objects a holds, n of them, each logged once; with
+ * same_bytes, in records of the same sizes. */
+static void check_same_objects(guts_repo *a, guts_repo *other, size_t n, int same_bytes)
+{
+    guts_repo_info ia, ib;
+    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
+    ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
+    ck_assert_uint_eq(ib.objects, n);
+    ck_assert(guts_fp_eq(ia.fp, ib.fp));
+    if (same_bytes) ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
+    check_logged(other, n);
+}
+
 START_TEST(test_grouped_puts_are_written_by_one_commit)
 {
     enum { N = 12 };
@@ -1527,8 +1548,7 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
     put_ok(a, objs, RV, RV);
     guts_rec recs[RV];
     void *bufs[RV];
-    for (int i = 0; i < RV; i++)
-        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    recs_of(a, objs, recs, bufs, RV);
     uint64_t txn0, txn1;
     ck_assert_int_eq(guts_repo_txnid(b, &txn0), GUTS_OK);
     uint8_t nobase[RV] = {0};
@@ -1558,13 +1578,7 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
     ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
     ck_assert_int_eq(guts_repo_txnid(b, &txn1), GUTS_OK);
     ck_assert_uint_eq(txn1, txn0 + 1);
-    guts_repo_info ia, ib;
-    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
-    ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
-    ck_assert_uint_eq(ib.objects, RV);
-    ck_assert(guts_fp_eq(ia.fp, ib.fp));
-    ck_assert_uint_eq(ia.stored_bytes, ib.stored_bytes);
-    check_logged(other, RV);
+    check_same_objects(a, other, RV, 1);
     for (int i = 0; i < RV; i++) {
         guts_rec rec;
         void *buf;
@@ -1593,8 +1607,7 @@ START_TEST(test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit)
     put_ok(a, objs, RV, RV);
     guts_rec recs[RV];
     void *bufs[RV];
-    for (int i = 0; i < RV; i++)
-        ck_assert_int_eq(guts_repo_rec_get(a, &objs[i].id, &recs[i], &bufs[i]), GUTS_OK);
+    recs_of(a, objs, recs, bufs, RV);
     ck_assert_int_eq(recs[RV - 1].enc, GUTS_REC_DELTA);
     uint8_t nobase[RV] = {0};
     size_t added = 9, bad = 0;
@@ -1609,12 +1622,7 @@ START_TEST(test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit)
     for (int i = 0; i < RV; i++)
         ck_assert_uint_eq(nobase[i], 0);
     ck_assert_int_eq(guts_repo_group_commit(b), GUTS_OK);
-    guts_repo_info ia, ib;
-    ck_assert_int_eq(guts_repo_info_get(a, &ia), GUTS_OK);
-    ck_assert_int_eq(guts_repo_info_get(other, &ib), GUTS_OK);
-    ck_assert_uint_eq(ib.objects, RV);
-    ck_assert(guts_fp_eq(ia.fp, ib.fp));
-    check_logged(other, RV);
+    check_same_objects(a, other, RV, 0); /* one stored whole meanwhile */
     for (int i = 0; i < RV; i++) {
         check_get(other, &objs[i]);
         ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
@@ -2747,9 +2755,5 @@ static Suite *store_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(store_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run(store_suite(), CK_FORK_GETENV);
 }
