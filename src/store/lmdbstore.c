@@ -327,6 +327,14 @@ int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t 
     return rc ? rc : guts_repo_txnid(r, out);
 }
 
+int guts_core_lmdbstore_info_committed(guts_core_lmdbstore *s, const char *key,
+                                       guts_repo_info *out)
+{
+    guts_repo *r;
+    int rc = get_repo(s, key, 0, &r);
+    return rc ? rc : guts_repo_info_get(r, out);
+}
+
 /* ---- The flusher ------------------------------------------------------------ */
 
 static open_repo *entry_of(guts_core_lmdbstore *s, const char *key)
