@@ -11,7 +11,7 @@
 typedef struct guts_core_lmdbstore guts_core_lmdbstore;
 
 /** Wrap an open data dir (not owned) as a core store; repositories are
- * opened on first use and kept open, each grouping its puts (2 MiB of
+ * opened on first use and kept open, each grouping its puts (1 MiB of
  * records a commit; committed before any other write and before info, ids
  * and recent read counters or listings). Errors: GUTS_ENOMEM. */
 int guts_core_lmdbstore_new(guts_data *d, guts_core_lmdbstore **out);
@@ -23,6 +23,15 @@ void guts_core_lmdbstore_iface(guts_core_lmdbstore *s, guts_core_store *out);
  * transaction, no system call once open): what a poll for writes by other
  * processes compares before reading anything. */
 int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t *out);
+/** key's counters as last committed (guts_repo_info_get), without
+ * committing the records its open group holds, as the interface's info
+ * does: for the daemon's poll, whose status may lag a group (1 MiB of
+ * records), where a commit it forced in the
+ * middle of a pull cost that pull an extra transaction, its page copies
+ * and a flush (docs/performance.md, h-rep22). Errors: those of
+ * guts_repo_open and guts_repo_info_get. */
+int guts_core_lmdbstore_info_committed(guts_core_lmdbstore *s, const char *key,
+                                       guts_repo_info *out);
 /** What to do with a repository found damaged (GUTS_EDAMAGED, why from
  * guts_store_errmsg()) the first time it is opened. Return 0 once it is out
  * of the way (guts_repo_set_aside): the key then reads as absent and can be

@@ -45,9 +45,10 @@
  * together, per this many bytes of records, before any other write (the
  * refs a pull applies: so a ref never lands before its closure), and
  * before anything reads counters or listings (l_info, l_ids, l_recent:
- * the core refreshes a repository at every session's end, the daemon's
- * poll reads info), so the core and other processes see what they saw
- * before, only committed in fewer transactions. One commit per frame of
+ * the core refreshes a repository at every session's end), so the core
+ * and other processes see what they saw before, only committed in fewer
+ * transactions. The daemon's poll reads counters as committed
+ * (guts_core_lmdbstore_info_committed) and commits nothing. One commit per frame of
  * up to 1024 small records cost a replica of 202,000 objects ~14% of its
  * CPU (docs/performance.md). What a group holds is lost to a crash of
  * the process; nothing refers to it yet, and the next pull fetches it.
@@ -325,6 +326,14 @@ int guts_core_lmdbstore_txnid(guts_core_lmdbstore *s, const char *key, uint64_t 
     guts_repo *r;
     int rc = get_repo(s, key, 0, &r);
     return rc ? rc : guts_repo_txnid(r, out);
+}
+
+int guts_core_lmdbstore_info_committed(guts_core_lmdbstore *s, const char *key,
+                                       guts_repo_info *out)
+{
+    guts_repo *r;
+    int rc = get_repo(s, key, 0, &r);
+    return rc ? rc : guts_repo_info_get(r, out);
 }
 
 /* ---- The flusher ------------------------------------------------------------ */

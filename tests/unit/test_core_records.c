@@ -278,6 +278,41 @@ START_TEST(test_lmdb_stores_replicate)
 END_TEST
 
 
+/* The daemon's poll reads a repository's counters as committed
+ * (guts_core_lmdbstore_info_committed): what the open group holds is not
+ * counted and stays in the group (no commit: the env's txnid stays), where
+ * the interface's info commits the group first and counts it. */
+START_TEST(test_lmdb_info_committed_leaves_the_group_open)
+{
+    char dir[] = "/tmp/guts-core-info-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    guts_data *d;
+    guts_core_lmdbstore *ls;
+    guts_core_store st;
+    tu_lmdb_open(dir, 0, &d, &ls, &st);
+    ck_assert_int_eq(st.create(st.ctx, KEY), 0);
+    uint64_t t0, t1;
+    ck_assert_int_eq(guts_core_lmdbstore_txnid(ls, KEY, &t0), 0);
+    tu_blob(&st, KEY, "held by the group");
+    guts_repo_info info;
+    ck_assert_int_eq(guts_core_lmdbstore_info_committed(ls, KEY, &info), 0);
+    ck_assert_uint_eq(info.objects, 0);
+    ck_assert_uint_eq(info.txnid, t0);
+    ck_assert_int_eq(guts_core_lmdbstore_txnid(ls, KEY, &t1), 0);
+    ck_assert_uint_eq(t1, t0);
+    ck_assert_int_eq(st.info(st.ctx, KEY, &info), 0);
+    ck_assert_uint_eq(info.objects, 1);
+    ck_assert_uint_gt(info.txnid, t0);
+    ck_assert_int_eq(guts_core_lmdbstore_info_committed(ls, KEY, &info), 0);
+    ck_assert_uint_eq(info.objects, 1);
+    ck_assert_int_eq(guts_core_lmdbstore_info_committed(ls, "o/absent", &info), GUTS_ENOTFOUND);
+    guts_core_lmdbstore_free(ls);
+    guts_data_close(d);
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+
 /* unsynced(key) of node ls while its flushes are taken for up to ms (a
  * bounded poll): 1 if it stayed 1 throughout, 0 once it reads 0. */
 static int unsynced_for(guts_core_lmdbstore *ls, const guts_core_store *st, const char *key,
@@ -415,6 +450,7 @@ int main(void)
     tcase_add_test(t, test_large_object_resumes_at_the_staged_length);
     tcase_add_test(t, test_large_object_resumes_between_memory_stores);
     tcase_add_test(t, test_lmdb_stores_replicate);
+    tcase_add_test(t, test_lmdb_info_committed_leaves_the_group_open);
     tcase_add_test(t, test_lmdb_replica_unflushed_until_its_refs);
     tcase_add_test(t, test_lmdb_user_write_waits_for_the_node_flush);
     suite_add_tcase(s, t);
