@@ -597,26 +597,42 @@ static unsigned encoders_for(const walk *w)
  * cold clone's instructions (mdb_txn_begin, its reader slot, the abort). */
 #define FETCH_HOLD_ENTRIES 256
 
+/* The read transaction of fetch_pack_entries, dropped before the pack
+ * thread waits for the writer's (before_wait): a slow client must not
+ * keep it open (nor the map from growing). */
+typedef struct read_hold {
+    guts_repo *r;
+    int held;
+} read_hold;
+
+static void hold_drop(void *ctx)
+{
+    read_hold *h = ctx;
+    if (h->held) guts_repo_read_release(h->r);
+    h->held = 0;
+}
+
 int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
 {
     unsigned nparts = encoders_for(w);
     if (nparts > 1) return encode_parallel(w, p, nparts, st);
-    int held = 0; /* best effort: each read begins its own when not */
-    for (size_t i = 0; i < w->nsend; i++) {
+    read_hold h = {.r = w->r}; /* best effort: each read begins its own when not held */
+    p->before_wait = hold_drop;
+    p->before_wait_ctx = &h;
+    int rc = GUTS_OK;
+    for (size_t i = 0; i < w->nsend && !rc; i++) {
         uint64_t bytes = 0;
-        if (!held) held = guts_repo_read_hold(w->r) == GUTS_OK;
-        int rc = encode_one(w, w->r, p, i, &bytes, w->err);
-        if (held && ((i + 1) % FETCH_HOLD_ENTRIES == 0 || rc)) {
-            guts_repo_read_release(w->r);
-            held = 0;
-        }
-        if (rc) return rc;
+        if (!h.held) h.held = guts_repo_read_hold(w->r) == GUTS_OK;
+        rc = encode_one(w, w->r, p, i, &bytes, w->err);
+        if ((i + 1) % FETCH_HOLD_ENTRIES == 0 || rc) hold_drop(&h);
+        if (rc) break;
         st->bytes += bytes;
         st->objects++;
         guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
     }
-    if (held) guts_repo_read_release(w->r);
-    return GUTS_OK;
+    hold_drop(&h);
+    p->before_wait = NULL;
+    return rc;
 }
 
 /* git index-pack --stdin for a pack (a clone's checked self-contained and
