@@ -269,17 +269,6 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
                          void **data, size_t *len, guts_copy **copies, size_t *ncopies,
                          size_t *blen);
 
-/** guts_repo_get_copies, but an object stored whole as one zstd frame and
- * decoded here gives a copy of that frame instead of its matches: *frame
- * (malloc'd, the caller frees; guts_zstd_self_copies reads it), *flen,
- * *blen GUTS_COPIES_SELF, *copies NULL; so another thread can read the
- * matches (the pack writer's: guts_packw_object_frame). *frame is NULL
- * otherwise (and when its copy could not be allocated). frame and flen
- * both NULL: guts_repo_get_copies. Errors as guts_repo_get. */
-int guts_repo_get_frame(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                        void **data, size_t *len, guts_copy **copies, size_t *ncopies,
-                        size_t *blen, uint8_t **frame, size_t *flen);
-
 /** The object's zstd delta record read without decoding it
  * (guts_zstd_lits_copies): its copies from its stored base and its
  * literals, the bytes between them, when every match of its frame reaches

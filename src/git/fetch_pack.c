@@ -172,14 +172,6 @@ static int lits_entry(walk *w, guts_repo *r, guts_packw *p, const guts_id *id, u
     return rc == GUTS_ENOTFOUND ? GUTS_EIO : rc;
 }
 
-/* A whole zstd record's matches are read on the writer's thread, from a
- * copy of its frame (guts_packw_object_frame), while its queue holds less
- * than this: it would wait for work otherwise. On the generated
- * repository of bench/git_http.sh the pack thread did 605 M instructions
- * of a cold pack and the writer's 346 M, reading those matches ~130 M;
- * on zlib the two are even and the writer's queue is seldom this short. */
-#define FRAME_ON_WRITER_QUEUED (256u << 10)
-
 /* encode_one's answer for a large object and an in-memory writer: the
  * pack writer streams it itself. */
 #define ENC_LARGE 1
@@ -223,8 +215,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         return GUTS_OK;
     }
     guts_copy *copies = NULL;
-    size_t ncopies = 0, blen = 0, flen = 0;
-    uint8_t *frame = NULL;
+    size_t ncopies = 0, blen = 0;
     if (k) {
         type = k->type;
         data = k->data;
@@ -233,11 +224,9 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         /* On the writer's thread, an object decoded here from its stored
          * base comes with the copies its zstd frame holds: the thread need
          * not find them again (guts_packw_copies_or_whole). */
-        int defer = p->async && guts_packw_queued(p) < FRAME_ON_WRITER_QUEUED;
         rc = p->async && base_ok(&stored_base, w)
-                 ? guts_repo_get_frame(r, id, COPIES_INSERTS_DIV, &type, &data, &len, &copies,
-                                       &ncopies, &blen, defer ? &frame : NULL,
-                                       defer ? &flen : NULL)
+                 ? guts_repo_get_copies(r, id, COPIES_INSERTS_DIV, &type, &data, &len, &copies,
+                                        &ncopies, &blen)
                  : guts_repo_get(r, id, &type, &data, &len);
         if (rc) {
             char hex[GUTS_HEX_LEN + 1];
@@ -252,14 +241,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     if (is_rehashed(w, id) && (guts_obj_hash(type, data, len, &h) || guts_id_cmp(&h, id))) {
         if (!k) free(data);
         free(copies);
-        free(frame);
         return fetch_corrupt_err(err, id, "content does not hash to its id");
-    }
-    if (frame) { /* the writer's thread frees both */
-        rc = guts_packw_object_frame(p, type, data, len, frame, flen, GUTS_PACKW_TAKE_DATA);
-        if (rc) return pack_err(err, rc);
-        *bytes = len;
-        return GUTS_OK;
     }
     uint8_t *delta = NULL;
     size_t dlen = 0;

@@ -190,15 +190,12 @@ typedef struct packw_job {
     int copied; /* copies from the base (cbase bytes), or with self the
                  * object's own matches */
     int self;
-    uint8_t *frame; /* with self: the copies are read from it here (freed with it) */
-    size_t flen;
     void *taken[2];
     uint8_t copy[];
 } packw_job;
 
 static void job_free(packw_job *j)
 {
-    free(j->frame);
     free(j->copies);
     free(j->taken[0]);
     free(j->taken[1]);
@@ -277,39 +274,6 @@ static int write_self(guts_packw *w, int type, const uint8_t *data, size_t len,
     return deflate_whole(w, data, len);
 }
 
-/* The matches a whole object's zstd frame made, collected. */
-typedef struct self_list {
-    guts_copy *v;
-    size_t n, cap;
-} self_list;
-
-static int self_add(void *ctx, size_t at, size_t from, size_t len)
-{
-    self_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        guts_copy *v = realloc(l->v, cap * sizeof *v);
-        if (!v) return 1;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = (guts_copy){at, from, len};
-    return 0;
-}
-
-/* A whole entry deflated from the matches its zstd frame (frame, flen)
- * made: write_self with them read here, else the fast encoder. */
-static int write_frame(guts_packw *w, int type, const uint8_t *data, size_t len,
-                       const uint8_t *frame, size_t flen)
-{
-    self_list l = {0};
-    int rc = guts_zstd_self_copies(frame, flen, data, len, self_add, &l) == GUTS_OK
-                 ? write_self(w, type, data, len, l.v, l.n)
-                 : write_whole(w, type, NULL, data, len);
-    free(l.v);
-    return rc;
-}
-
 static void *async_main(void *arg)
 {
     guts_packw *w = arg;
@@ -325,7 +289,6 @@ static void *async_main(void *arg)
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
         int rc = failed     ? GUTS_OK
-                 : j->frame  ? write_frame(w, j->type, j->data, j->len, j->frame, j->flen)
                  : j->self   ? write_self(w, j->type, j->data, j->len, j->copies, j->ncopies)
                  : j->copied ? write_copies(w, j->type, &j->base, j->cbase, j->data, j->len,
                                             j->copies, j->ncopies)
@@ -371,13 +334,10 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
         if (take & GUTS_PACKW_TAKE_BASE) free((void *)(uintptr_t)bdata);
         if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
         if (with) free(with->copies);
-        if (with) free(with->frame);
         return GUTS_ENOMEM;
     }
     memset(j, 0, sizeof *j);
     if (with) {
-        j->frame = with->frame;
-        j->flen = with->flen;
         j->copies = with->copies;
         j->ncopies = with->ncopies;
         j->cbase = with->cbase;
@@ -567,29 +527,6 @@ int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t l
     free(copies);
     if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
     return rc;
-}
-
-int guts_packw_object_frame(guts_packw *w, int type, const void *data, size_t len,
-                            uint8_t *frame, size_t flen, int take)
-{
-    if (w->async) {
-        packw_job with = {.frame = frame, .flen = flen, .self = 1};
-        return async_put(w, type, NULL, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
-    }
-    int rc = write_frame(w, type, data, len, frame, flen);
-    free(frame);
-    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
-    return rc;
-}
-
-size_t guts_packw_queued(guts_packw *w)
-{
-    struct packw_async *a = w->async;
-    if (!a) return 0;
-    pthread_mutex_lock(&a->mu);
-    size_t n = a->queued;
-    pthread_mutex_unlock(&a->mu);
-    return n;
 }
 
 static int stream_cb(const void *data, size_t len, void *ctx)

@@ -169,18 +169,6 @@ int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, siz
 int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t len,
                              guts_copy *copies, size_t ncopies, int take);
 
-/** The same, with the matches read on the writer's thread from a copy of
- * the object's zstd frame (frame, flen; guts_repo_get_frame) by
- * guts_zstd_self_copies: the caller's thread only decodes it. A frame not
- * read so goes to the fast encoder. The writer frees frame; take as
- * guts_packw_object_copies'. Errors as guts_packw_object. */
-int guts_packw_object_frame(guts_packw *w, int type, const void *data, size_t len,
-                            uint8_t *frame, size_t flen, int take);
-
-/** Bytes of content an async writer's queue holds now: 0 when its thread
- * has nothing to do, or when there is no thread. */
-size_t guts_packw_queued(guts_packw *w);
-
 /** A large object, read piece by piece from the store (which rehashes it
  * on the way): never held whole. Errors: the store's, GUTS_EIO. */
 int guts_packw_stream(guts_packw *w, guts_repo *r, const guts_id *id, int type, uint64_t size);

@@ -136,9 +136,6 @@ typedef struct copies_out {
     guts_copy *v;
     size_t n, cap, blen;
     unsigned div; /* given only when at most size / div bytes are inserts */
-    int want_frame; /* a whole record's frame, copied, instead of its matches */
-    uint8_t *frame;
-    size_t flen;
 } copies_out;
 
 static int copies_add(void *ctx, size_t at, size_t from, size_t len)
@@ -183,14 +180,6 @@ static void copies_of(guts_repo *r, MDB_txn *txn, const rec_hdr *h, int base_typ
  * itself into cc, blen GUTS_COPIES_SELF; else cc->v stays NULL. */
 static void self_copies(const rec_hdr *h, const uint8_t *cur, copies_out *cc)
 {
-    if (cc->want_frame) {
-        if ((cc->frame = malloc(h->plen ? h->plen : 1))) {
-            memcpy(cc->frame, h->payload, h->plen);
-            cc->flen = h->plen;
-            cc->blen = GUTS_COPIES_SELF;
-        }
-        return;
-    }
     if (guts_zstd_self_copies(h->payload, h->plen, cur, h->size, copies_add, cc)) {
         free(cc->v);
         cc->v = NULL;
@@ -319,30 +308,16 @@ static int repo_get(guts_repo *r, const guts_id *id, int *type, void **data, siz
 int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
                          void **data, size_t *len, guts_copy **copies, size_t *ncopies, size_t *blen)
 {
-    return guts_repo_get_frame(r, id, inserts_div, type, data, len, copies, ncopies, blen, NULL,
-                               NULL);
-}
-
-int guts_repo_get_frame(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                        void **data, size_t *len, guts_copy **copies, size_t *ncopies,
-                        size_t *blen, uint8_t **frame, size_t *flen)
-{
-    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen || !frame != !flen)
-        return GUTS_EINVAL;
-    copies_out cc = {.div = inserts_div, .want_frame = frame != NULL};
+    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen) return GUTS_EINVAL;
+    copies_out cc = {.div = inserts_div};
     int rc = repo_get(r, id, type, data, len, &cc);
     if (rc) {
         free(cc.v);
-        free(cc.frame);
         return rc;
     }
     *copies = cc.v;
     *ncopies = cc.n;
     *blen = cc.blen;
-    if (frame) {
-        *frame = cc.frame;
-        *flen = cc.flen;
-    }
     return GUTS_OK;
 }
 

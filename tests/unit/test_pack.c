@@ -1006,89 +1006,6 @@ START_TEST(test_deflate_from_a_zstd_frames_own_matches_inflates_back)
 }
 END_TEST
 
-/* Whole entries from a copy of their zstd frame, whose matches the
- * writer's thread reads (guts_packw_object_frame), make the same pack as
- * the matches read by the caller (guts_packw_object_copies), on the thread
- * or not; a frame that is not read so (cut) still makes the entry, by the
- * fast encoder. */
-START_TEST(test_frames_read_on_the_writer_make_the_same_pack)
-{
-    enum { N = 12, LEN = 90000 };
-    uint8_t *src = malloc(LEN), *edits = malloc(2 * LEN);
-    ck_assert(src && edits);
-    uint64_t s = 17;
-    edited_text(src, LEN, edits, 2 * LEN, &s); /* text in src */
-    free(edits);
-    size_t fcap = ZSTD_compressBound(LEN);
-    collect out[3];
-    for (int how = 0; how < 3; how++) { /* copies here; frames, async; frames, not */
-        out[how] = (collect){.fail_after = SIZE_MAX};
-        guts_packw w;
-        ck_assert_int_eq(guts_packw_open(&w, -1, GUTS_PACK_FAST, 0, N), GUTS_OK);
-        w.sink = collect_sink;
-        w.sink_ctx = &out[how];
-        if (how < 2) ck_assert_int_eq(guts_packw_async(&w), GUTS_OK);
-        for (int i = 0; i < N; i++) {
-            size_t len = 1000 + (size_t)i * 7919 % (LEN - 1000);
-            uint8_t *frame = malloc(fcap), *data = malloc(len);
-            ck_assert(frame && data);
-            memcpy(data, src, len);
-            size_t fn = ZSTD_compress(frame, fcap, data, len, 1 + i % 9);
-            ck_assert(!ZSTD_isError(fn));
-            if (i == N - 1) fn--; /* cut: not read so */
-            if (how == 0) {
-                zself *z = malloc(sizeof *z);
-                ck_assert_ptr_nonnull(z);
-                z->n = 0;
-                z->dst = data;
-                z->dn = len;
-                guts_copy *c = NULL;
-                size_t nc = 0;
-                if (guts_zstd_self_copies(frame, fn, data, len, scopy, z) == GUTS_OK) {
-                    nc = z->n;
-                    c = malloc((nc ? nc : 1) * sizeof *c);
-                    ck_assert_ptr_nonnull(c);
-                    memcpy(c, z->v, nc * sizeof *c);
-                }
-                free(z);
-                free(frame);
-                ck_assert_int_eq(c ? guts_packw_object_copies(&w, GUTS_OBJ_BLOB, data, len, c, nc,
-                                                              GUTS_PACKW_TAKE_DATA)
-                                   : guts_packw_delta_or_whole(&w, GUTS_OBJ_BLOB, NULL, NULL, 0,
-                                                               data, len, GUTS_PACKW_TAKE_DATA),
-                                 GUTS_OK);
-            } else {
-                ck_assert_int_eq(guts_packw_object_frame(&w, GUTS_OBJ_BLOB, data, len, frame, fn,
-                                                         GUTS_PACKW_TAKE_DATA),
-                                 GUTS_OK);
-            }
-        }
-        uint8_t sum[20];
-        ck_assert_int_eq(guts_packw_finish(&w, sum), GUTS_OK);
-        guts_packw_free(&w);
-    }
-    for (int how = 1; how < 3; how++) {
-        ck_assert_uint_eq(out[how].n, out[0].n);
-        ck_assert_mem_eq(out[how].p, out[0].p, out[0].n);
-    }
-    /* and every entry reads back */
-    size_t pos = 12;
-    for (int i = 0; i < N; i++) {
-        size_t len = 1000 + (size_t)i * 7919 % (LEN - 1000);
-        int type;
-        size_t size;
-        uint8_t b[20];
-        uint8_t *got = read_entry(out[0].p, out[0].n, &pos, &type, &size, b);
-        ck_assert_uint_eq(size, len);
-        ck_assert_mem_eq(got, src, len);
-        free(got);
-    }
-    for (int how = 0; how < 3; how++)
-        free(out[how].p);
-    free(src);
-}
-END_TEST
-
 /* The store gives a delta record's copies from its base (its frame made
  * from the put's hint), and none for an object stored whole. */
 START_TEST(test_store_gives_a_zstd_deltas_copies)
@@ -1141,30 +1058,6 @@ START_TEST(test_store_gives_a_zstd_deltas_copies)
     guts_copy *c;
     ck_assert_int_eq(guts_repo_get_copies(r, &o[0].id, 8, &type, &got, &len, &c, &n, &blen), GUTS_OK);
     ck_assert_ptr_null(c);
-    free(got);
-    /* the whole record decoded afresh: a copy of its frame, whose matches
-     * guts_zstd_self_copies reads (for the pack writer's thread) */
-    guts_repo_close(r);
-    ck_assert_int_eq(guts_repo_open(d, "o/zc", 0, &r), GUTS_OK);
-    uint8_t *frame;
-    size_t flen;
-    ck_assert_int_eq(guts_repo_get_frame(r, &o[0].id, 8, &type, &got, &len, &c, &n, &blen, &frame,
-                                         &flen),
-                     GUTS_OK);
-    ck_assert_uint_eq(len, N);
-    ck_assert_mem_eq(got, base, N);
-    ck_assert_ptr_null(c);
-    ck_assert_ptr_nonnull(frame);
-    ck_assert_uint_eq(blen, GUTS_COPIES_SELF);
-    zself *zs = malloc(sizeof *zs);
-    ck_assert_ptr_nonnull(zs);
-    zs->n = 0;
-    zs->dst = got;
-    zs->dn = len;
-    ck_assert_int_eq(guts_zstd_self_copies(frame, flen, got, len, scopy, zs), GUTS_OK);
-    ck_assert_uint_gt(zs->n, 0);
-    free(zs);
-    free(frame);
     free(got);
     /* the same delta read without decoding it: its literals and copies */
     uint8_t *lits, *delta, *back;
@@ -1520,7 +1413,6 @@ int main(void)
     tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
     tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
     tcase_add_test(t, test_deflate_from_a_zstd_frames_own_matches_inflates_back);
-    tcase_add_test(t, test_frames_read_on_the_writer_make_the_same_pack);
     tcase_add_test(t, test_store_gives_a_zstd_deltas_copies);
     tcase_add_test(t, test_pack_cache);
     tcase_add_test(t, test_pack_cache_base);
