@@ -579,40 +579,36 @@ static unsigned encoders_for(const walk *w)
  * cold clone's instructions (mdb_txn_begin, its reader slot, the abort). */
 #define FETCH_HOLD_ENTRIES 256
 
-/* The read transaction of fetch_pack_entries, dropped before the pack
- * thread waits for the writer's (before_wait): a slow client must not
- * keep it open (nor the map from growing). */
-typedef struct read_hold {
-    guts_repo *r;
-    int held;
-} read_hold;
-
+/* The read transaction of fetch_pack_entries (the walk's w->holding, the
+ * walk being done), dropped before the pack thread waits for the
+ * writer's (before_wait): a slow client must not keep it open (nor the
+ * map from growing). */
 static void hold_drop(void *ctx)
 {
-    read_hold *h = ctx;
-    if (h->held) guts_repo_read_release(h->r);
-    h->held = 0;
+    walk *w = ctx;
+    if (w->holding) guts_repo_read_release(w->r);
+    w->holding = 0;
 }
 
 int fetch_pack_entries(walk *w, guts_packw *p, guts_git_fetch_stats *st)
 {
     unsigned nparts = encoders_for(w);
     if (nparts > 1) return encode_parallel(w, p, nparts, st);
-    read_hold h = {.r = w->r}; /* best effort: each read begins its own when not held */
+    /* best effort: each read begins its own when none is held */
     p->before_wait = hold_drop;
-    p->before_wait_ctx = &h;
+    p->before_wait_ctx = w;
     int rc = GUTS_OK;
     for (size_t i = 0; i < w->nsend && !rc; i++) {
         uint64_t bytes = 0;
-        if (!h.held) h.held = guts_repo_read_hold(w->r) == GUTS_OK;
+        if (!w->holding) w->holding = guts_repo_read_hold(w->r) == GUTS_OK;
         rc = encode_one(w, w->r, p, i, &bytes, w->err);
-        if ((i + 1) % FETCH_HOLD_ENTRIES == 0 || rc) hold_drop(&h);
+        if ((i + 1) % FETCH_HOLD_ENTRIES == 0 || rc) hold_drop(w);
         if (rc) break;
         st->bytes += bytes;
         st->objects++;
         guts_progress_show(&w->writing, i + 1, w->nsend, st->bytes, 0);
     }
-    hold_drop(&h);
+    hold_drop(w);
     p->before_wait = NULL;
     return rc;
 }
