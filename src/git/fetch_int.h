@@ -122,6 +122,11 @@ typedef struct walk {
     kept_obj *keptv;
     size_t nkept, capkept, kept_bytes, keep_max;
     int keep_commits_only; /* trees are read again (guts_git_serve: see there) */
+    /* fetch_select_objects' reads share a read transaction, renewed every
+     * FETCH_WALK_HOLD_READS reads (fetch_get_obj); then the pack's entries
+     * (fetch_pack_entries) */
+    int holding;
+    uint32_t hold_reads;
 } walk;
 
 /* Append val to w's array arr (count n, capacity cap), growing it

@@ -311,6 +311,7 @@ static int async_drain(guts_packw *w)
 {
     struct packw_async *a = w->async;
     if (!a) return GUTS_OK;
+    if (w->before_wait) w->before_wait(w->before_wait_ctx);
     pthread_mutex_lock(&a->mu);
     pthread_cond_signal(&a->more);
     while (a->head || a->busy)
@@ -353,6 +354,8 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
     if (take & GUTS_PACKW_TAKE_DATA) j->taken[1] = (void *)(uintptr_t)data;
     len += blen;
     pthread_mutex_lock(&a->mu);
+    if (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc && w->before_wait)
+        w->before_wait(w->before_wait_ctx);
     while (a->queued && a->queued + len > GUTS_PACK_ASYNC_MAX && !a->rc) {
         pthread_cond_signal(&a->more);
         pthread_cond_wait(&a->less, &a->mu);

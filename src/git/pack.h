@@ -75,6 +75,12 @@ typedef struct guts_packw {
     int zinit;
     guts_deflate fast; /* level GUTS_PACK_FAST's entries; else tab NULL */
     struct packw_async *async; /* guts_packw_async's deflater thread, or NULL */
+    /* With the thread: called on the caller's thread before it waits for
+     * the thread (a full queue, or _stream, _append, _finish), so that it
+     * holds nothing meanwhile (fetch_pack.c: its read transaction, which a
+     * slow client would otherwise keep open). NULL: none. */
+    void (*before_wait)(void *ctx);
+    void *before_wait_ctx;
 } guts_packw;
 
 /** Write all n bytes to fd, retrying short writes and EINTR (the git
