@@ -1540,15 +1540,42 @@ START_TEST(test_grouped_puts_in_id_order_or_not_commit_every_object)
 }
 END_TEST
 
-START_TEST(test_grouped_record_puts_are_written_by_one_commit)
-{
-    guts_repo *a = open_repo("o/gra"), *b, *other;
+/* A source a holding a chain of RV versions, and the records a stores them
+ * in, put into b (grouping its puts) and read through other (a second
+ * handle on b's key): group_setup, put_ok and recs_of in one. */
+typedef struct {
+    guts_repo *a, *b, *other;
     guts_obj objs[RV];
-    char *v = group_setup("o/grb", &b, &other, objs, RV, 19);
-    put_ok(a, objs, RV, RV);
     guts_rec recs[RV];
     void *bufs[RV];
-    recs_of(a, objs, recs, bufs, RV);
+    char *v;
+} rec_copy;
+
+static void rec_copy_open(rec_copy *f, const char *key_a, const char *key_b, uint64_t seed)
+{
+    f->a = open_repo(key_a);
+    f->v = group_setup(key_b, &f->b, &f->other, f->objs, RV, seed);
+    put_ok(f->a, f->objs, RV, RV);
+    recs_of(f->a, f->objs, f->recs, f->bufs, RV);
+}
+
+static void rec_copy_close(rec_copy *f)
+{
+    for (int i = 0; i < RV; i++)
+        free(f->bufs[i]);
+    guts_repo_close(f->a);
+    guts_repo_close(f->b);
+    guts_repo_close(f->other);
+    free(f->v);
+}
+
+START_TEST(test_grouped_record_puts_are_written_by_one_commit)
+{
+    rec_copy f;
+    rec_copy_open(&f, "o/gra", "o/grb", 19);
+    guts_repo *a = f.a, *b = f.b, *other = f.other;
+    const guts_obj *objs = f.objs;
+    const guts_rec *recs = f.recs;
     uint64_t txn0, txn1;
     ck_assert_int_eq(guts_repo_txnid(b, &txn0), GUTS_OK);
     uint8_t nobase[RV] = {0};
@@ -1586,12 +1613,8 @@ START_TEST(test_grouped_record_puts_are_written_by_one_commit)
         ck_assert_uint_eq(rec.depth, recs[i].depth);
         ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
         free(buf);
-        free(bufs[i]);
     }
-    guts_repo_close(a);
-    guts_repo_close(b);
-    guts_repo_close(other);
-    free(v);
+    rec_copy_close(&f);
 }
 END_TEST
 
@@ -1601,13 +1624,11 @@ END_TEST
  * every object once, as the sender has them. */
 START_TEST(test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit)
 {
-    guts_repo *a = open_repo("o/gha"), *b, *other;
-    guts_obj objs[RV];
-    char *v = group_setup("o/ghb", &b, &other, objs, RV, 23);
-    put_ok(a, objs, RV, RV);
-    guts_rec recs[RV];
-    void *bufs[RV];
-    recs_of(a, objs, recs, bufs, RV);
+    rec_copy f;
+    rec_copy_open(&f, "o/gha", "o/ghb", 23);
+    guts_repo *a = f.a, *b = f.b, *other = f.other;
+    const guts_obj *objs = f.objs;
+    const guts_rec *recs = f.recs;
     ck_assert_int_eq(recs[RV - 1].enc, GUTS_REC_DELTA);
     uint8_t nobase[RV] = {0};
     size_t added = 9, bad = 0;
@@ -1626,12 +1647,8 @@ START_TEST(test_a_held_delta_stored_meanwhile_is_skipped_by_the_group_commit)
     for (int i = 0; i < RV; i++) {
         check_get(other, &objs[i]);
         ck_assert_int_eq(guts_repo_verify(other, &objs[i].id), GUTS_OK);
-        free(bufs[i]);
     }
-    guts_repo_close(a);
-    guts_repo_close(b);
-    guts_repo_close(other);
-    free(v);
+    rec_copy_close(&f);
 }
 END_TEST
 
