@@ -2,6 +2,8 @@
  * HTTP around it.
  *
  *   bench_serve DATA OWNER/NAME [ROUNDS]
+ *   BENCH_SERVE_OUT=FILE bench_serve ...   the last round's pack kept in FILE
+ *                                          (to time a client's index-pack on it)
  *
  * Each round opens the repository afresh (as a pack thread of guts-node
  * does: a cold handle, no decoded object cached) and writes a mirror
@@ -48,15 +50,15 @@ static double wall_ms(void);
 typedef struct sink_ctx {
     uint64_t bytes;
     double first; /* wall ms, 0 before any byte */
+    FILE *out;    /* BENCH_SERVE_OUT's file in the last round, or NULL */
 } sink_ctx;
 
 static int count_sink(void *ctx, const void *buf, size_t n)
 {
     sink_ctx *s = ctx;
-    (void)buf;
     if (!s->bytes && n) s->first = wall_ms();
     s->bytes += n;
-    return GUTS_OK;
+    return !s->out || fwrite(buf, 1, n, s->out) == n ? GUTS_OK : GUTS_EIO;
 }
 
 static double cpu_ms(void)
@@ -107,7 +109,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_serve: refs: %s\n", guts_strerror(rc));
             return 1;
         }
-        sink_ctx sk = {0};
+        const char *path = getenv("BENCH_SERVE_OUT");
+        sink_ctx sk = {.out = path && i == rounds - 1 ? fopen(path, "wb") : NULL};
+        if (path && i == rounds - 1 && !sk.out) {
+            perror(path);
+            return 1;
+        }
         guts_git_serve_req q = {.wants = c.wants.v,
                                 .nwants = c.wants.n,
                                 .tags = c.tags.v,
@@ -121,6 +128,7 @@ int main(int argc, char **argv)
         double c0 = cpu_ms(), w0 = wall_ms();
         rc = guts_git_serve(r, &q, &st, err);
         double c1 = cpu_ms(), w1 = wall_ms();
+        if (sk.out && fclose(sk.out) && !rc) rc = GUTS_EIO;
         free(c.wants.v);
         free(c.tags.v);
         guts_repo_close(r);

@@ -251,23 +251,16 @@ typedef struct guts_copy {
     size_t at, from, len;
 } guts_copy;
 
-/** guts_repo_get, and when the object's record is a zstd delta that this
- * call decodes from its base (or finds in the cache with its base), the
- * copies from that base the frame holds (guts_zstd_copies): *copies
- * (malloc'd, the caller frees), *ncopies and the base's size *blen; only
- * when they leave at most *len / inserts_div bytes to inserts (0: any).
- * The record's base is guts_repo_head's. An object stored whole as one
- * zstd frame and decoded here gives instead the matches that frame made
- * inside it (guts_zstd_self_copies), *blen GUTS_COPIES_SELF: its deflate
- * stream is made of them. *copies is NULL when there are none to give:
- * the object stored raw or in pieces or found in the cache, a base of
- * another type or not cached, a frame not read so, too few copies; a git
- * delta (or deflate's matches) is then found again. Errors as
+/** guts_repo_get, and when the object is stored whole as one zstd frame
+ * and decoded here, the matches that frame made inside it
+ * (guts_zstd_self_copies): *copies (malloc'd, the caller frees) and
+ * *ncopies; its deflate stream is made of them. *copies is NULL when there
+ * are none to give: a delta record (a clone's pack sends it from its
+ * literals, guts_repo_get_lits, or scans it again), the object stored raw
+ * or in pieces or found in the cache, a frame not read so. Errors as
  * guts_repo_get. */
-#define GUTS_COPIES_SELF SIZE_MAX
-int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                         void **data, size_t *len, guts_copy **copies, size_t *ncopies,
-                         size_t *blen);
+int guts_repo_get_copies(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len,
+                         guts_copy **copies, size_t *ncopies);
 
 /** The object's zstd delta record read without decoding it
  * (guts_zstd_lits_copies): its copies from its stored base and its

@@ -100,7 +100,11 @@ static int stored_delta(walk *w, guts_repo *r, const guts_id *id, const guts_id 
  * found before zstd"). Else the frame is zstd's own matcher's, whose
  * matches against a large prefix are short and few (a 646 KB file of
  * zlib: 137 KB covered, where the scan makes a delta of a few KB), and the
- * writer's thread scans the base as before. */
+ * writer's thread scans the base as before. So does a frame with a match
+ * inside the object (its bytes are not in the literals): its copies from
+ * the base, read again from the decoded frame, made the git delta for a
+ * quarter of zlib's 893 such entries and were read in vain for the rest
+ * (performance.md, fourteenth pass). */
 #define COPIES_INSERTS_DIV 4
 
 /* Might the entry go against the receiver's version of its path
@@ -215,19 +219,17 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
         return GUTS_OK;
     }
     guts_copy *copies = NULL;
-    size_t ncopies = 0, blen = 0;
+    size_t ncopies = 0;
     if (k) {
         type = k->type;
         data = k->data;
         len = k->len;
     } else {
-        /* On the writer's thread, an object decoded here from its stored
-         * base comes with the copies its zstd frame holds: the thread need
-         * not find them again (guts_packw_copies_or_whole). */
-        rc = p->async && base_ok(&stored_base, w)
-                 ? guts_repo_get_copies(r, id, COPIES_INSERTS_DIV, &type, &data, &len, &copies,
-                                        &ncopies, &blen)
-                 : guts_repo_get(r, id, &type, &data, &len);
+        /* On the writer's thread, an object stored whole comes with the
+         * matches its zstd frame made inside it: its deflate stream is made
+         * of them (guts_packw_object_copies). */
+        rc = p->async ? guts_repo_get_copies(r, id, &type, &data, &len, &copies, &ncopies)
+                      : guts_repo_get(r, id, &type, &data, &len);
         if (rc) {
             char hex[GUTS_HEX_LEN + 1];
             guts_id_to_hex(id, hex);
@@ -247,11 +249,7 @@ static int encode_one(walk *w, guts_repo *r, guts_packw *p, size_t i, uint64_t *
     size_t dlen = 0;
     guts_id base;
     if (copies) { /* the writer's thread frees both */
-        rc = blen == GUTS_COPIES_SELF
-                 ? guts_packw_object_copies(p, type, data, len, copies, ncopies,
-                                            GUTS_PACKW_TAKE_DATA)
-                 : guts_packw_copies_or_whole(p, type, &stored_base, blen, data, len, copies,
-                                              ncopies, GUTS_PACKW_TAKE_DATA);
+        rc = guts_packw_object_copies(p, type, data, len, copies, ncopies, GUTS_PACKW_TAKE_DATA);
         if (rc) return pack_err(err, rc);
         *bytes = len;
         return GUTS_OK;

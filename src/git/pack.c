@@ -175,21 +175,19 @@ static int compressors_init(guts_packw *w, int level, int mem_level)
 
 /* ---- The deflater thread (guts_packw_async) ----------------------------------- */
 
-/* An entry waiting for the thread: a whole object, a REF_DELTA, or an
- * object with its base's content (blen bytes; else 0) for the thread to
- * try a delta against. The contents are the caller's buffers it handed
- * over (taken, freed with the job) or copies (in copy). */
+/* An entry waiting for the thread: a whole object (with its own matches
+ * when copies is set), a REF_DELTA, or an object with its base's content
+ * (blen bytes; else 0) for the thread to try a delta against. The
+ * contents are the caller's buffers it handed over (taken, freed with the
+ * job) or copies (in copy). */
 typedef struct packw_job {
     struct packw_job *next;
     int type;
     guts_id base;
     const uint8_t *bdata, *data;
     size_t len, blen;
-    guts_copy *copies; /* or, with copied set, the delta's copies (freed with it) */
-    size_t ncopies, cbase;
-    int copied; /* copies from the base (cbase bytes), or with self the
-                 * object's own matches */
-    int self;
+    guts_copy *copies; /* the object's own matches (freed with it), or NULL */
+    size_t ncopies;
     void *taken[2];
     uint8_t copy[];
 } packw_job;
@@ -239,21 +237,6 @@ static int write_entry(guts_packw *w, int type, const guts_id *base, const uint8
     return write_whole(w, type, base, data, len);
 }
 
-/* A REF_DELTA against base made of the given copies when under half of
- * len, else whole. */
-static int write_copies(guts_packw *w, int type, const guts_id *base, size_t blen,
-                        const uint8_t *data, size_t len, const guts_copy *c, size_t n)
-{
-    uint8_t *delta;
-    size_t dlen;
-    if (guts_pack_delta_copies(blen, data, len, c, n, len / 2, &delta, &dlen) == GUTS_OK) {
-        int rc = write_whole(w, GUTS_PACK_REF_DELTA, base, delta, dlen);
-        free(delta);
-        return rc;
-    }
-    return write_whole(w, type, NULL, data, len);
-}
-
 /* A whole entry deflated from the object's own matches (c, n; its zstd
  * frame's): guts_deflate_copies, else the fast encoder as any. */
 static int write_self(guts_packw *w, int type, const uint8_t *data, size_t len,
@@ -288,10 +271,8 @@ static void *async_main(void *arg)
         a->busy = 1;
         int failed = a->rc;
         pthread_mutex_unlock(&a->mu);
-        int rc = failed     ? GUTS_OK
-                 : j->self   ? write_self(w, j->type, j->data, j->len, j->copies, j->ncopies)
-                 : j->copied ? write_copies(w, j->type, &j->base, j->cbase, j->data, j->len,
-                                            j->copies, j->ncopies)
+        int rc = failed      ? GUTS_OK
+                 : j->copies ? write_self(w, j->type, j->data, j->len, j->copies, j->ncopies)
                              : write_entry(w, j->type, &j->base, j->bdata, j->blen, j->data,
                                            j->len);
         pthread_mutex_lock(&a->mu);
@@ -340,9 +321,6 @@ static int async_put(guts_packw *w, int type, const guts_id *base, const void *b
     if (with) {
         j->copies = with->copies;
         j->ncopies = with->ncopies;
-        j->cbase = with->cbase;
-        j->copied = 1;
-        j->self = with->self;
     }
     j->type = type;
     if (base) j->base = *base;
@@ -502,25 +480,11 @@ int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, cons
     return rc;
 }
 
-int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, size_t blen,
-                               const void *data, size_t len, guts_copy *copies, size_t ncopies,
-                               int take)
-{
-    if (w->async) {
-        packw_job with = {.copies = copies, .ncopies = ncopies, .cbase = blen};
-        return async_put(w, type, base, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
-    }
-    int rc = write_copies(w, type, base, blen, data, len, copies, ncopies);
-    free(copies);
-    if (take & GUTS_PACKW_TAKE_DATA) free((void *)(uintptr_t)data);
-    return rc;
-}
-
 int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t len,
                              guts_copy *copies, size_t ncopies, int take)
 {
     if (w->async) {
-        packw_job with = {.copies = copies, .ncopies = ncopies, .self = 1};
+        packw_job with = {.copies = copies, .ncopies = ncopies};
         return async_put(w, type, NULL, NULL, 0, data, len, take & GUTS_PACKW_TAKE_DATA, &with);
     }
     int rc = write_self(w, type, data, len, copies, ncopies);

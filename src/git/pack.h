@@ -151,21 +151,10 @@ int guts_packw_delta_or_whole(guts_packw *w, int type, const guts_id *base, cons
 #define GUTS_PACKW_TAKE_BASE 1
 #define GUTS_PACKW_TAKE_DATA 2
 
-/** One entry of type (data, len): a REF_DELTA against base (blen bytes)
- * made of the copies the store read from the object's zstd frame
- * (guts_repo_get_copies; the bytes between them inserted) when that is
- * under half of len, else whole: no match is searched for. The writer
- * frees copies; take as guts_packw_delta_or_whole's (_DATA only). Errors
- * as guts_packw_object. */
-int guts_packw_copies_or_whole(guts_packw *w, int type, const guts_id *base, size_t blen,
-                               const void *data, size_t len, guts_copy *copies, size_t ncopies,
-                               int take);
-
 /** One whole entry of type (data, len) deflated from the matches its
- * zstd frame made inside it (guts_repo_get_copies with *blen
- * GUTS_COPIES_SELF; guts_deflate_copies): no match is searched for. The
- * writer frees copies; take as guts_packw_copies_or_whole's. Errors as
- * guts_packw_object. */
+ * zstd frame made inside it (guts_repo_get_copies; guts_deflate_copies):
+ * no match is searched for. The writer frees copies; take as
+ * guts_packw_delta_or_whole's (_DATA only). Errors as guts_packw_object. */
 int guts_packw_object_copies(guts_packw *w, int type, const void *data, size_t len,
                              guts_copy *copies, size_t ncopies, int take);
 

@@ -131,11 +131,10 @@ static int rec_decode(guts_repo *r, const guts_id *id, const rec_hdr *h, const u
     return GUTS_OK;
 }
 
-/* The copies guts_repo_get_copies gives, collected. */
+/* The matches guts_repo_get_copies gives, collected. */
 typedef struct copies_out {
     guts_copy *v;
-    size_t n, cap, blen;
-    unsigned div; /* given only when at most size / div bytes are inserts */
+    size_t n, cap;
 } copies_out;
 
 static int copies_add(void *ctx, size_t at, size_t from, size_t len)
@@ -152,32 +151,8 @@ static int copies_add(void *ctx, size_t at, size_t from, size_t len)
     return 0;
 }
 
-/* The copies of id's delta record h (decoded into cur from base) into cc
- * when its base has the object's type (base_type: -1, not known yet); else
- * cc->v stays NULL. */
-static void copies_of(guts_repo *r, MDB_txn *txn, const rec_hdr *h, int base_type,
-                      const uint8_t *base, size_t blen, const uint8_t *cur, copies_out *cc)
-{
-    if (base_type < 0) {
-        MDB_val v;
-        rec_hdr bh;
-        if (store_rec_find(r, txn, &h->base, &v, &bh)) return;
-        base_type = bh.type;
-    }
-    if (base_type != h->type ||
-        guts_zstd_copies(h->payload, h->plen, base, blen, cur, h->size,
-                         cc->div ? h->size / cc->div : h->size, copies_add, cc)) {
-        free(cc->v);
-        cc->v = NULL;
-        cc->n = 0;
-        return;
-    }
-    if (!cc->v) cc->v = malloc(sizeof *cc->v); /* no copy: still known */
-    cc->blen = blen;
-}
-
 /* The matches of a record stored whole (h, decoded into cur) inside
- * itself into cc, blen GUTS_COPIES_SELF; else cc->v stays NULL. */
+ * itself into cc; else cc->v stays NULL. */
 static void self_copies(const rec_hdr *h, const uint8_t *cur, copies_out *cc)
 {
     if (guts_zstd_self_copies(h->payload, h->plen, cur, h->size, copies_add, cc)) {
@@ -187,7 +162,6 @@ static void self_copies(const rec_hdr *h, const uint8_t *cur, copies_out *cc)
         return;
     }
     if (!cc->v) cc->v = malloc(sizeof *cc->v); /* no match: still known */
-    cc->blen = GUTS_COPIES_SELF;
 }
 
 /* The content of id, whose record h the caller has found, decoded down its
@@ -229,10 +203,7 @@ static int chain_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, const rec
     for (; j >= 0; j--) {
         uint8_t *cur;
         rc = rec_decode(r, &ids[j], &chain[j], base, blen, &cur);
-        if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD_DELTA)
-            copies_of(r, txn, &chain[0], top > 0 ? chain[1].type : -1, base, blen, cur, cc);
-        else if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD)
-            self_copies(&chain[0], cur, cc);
+        if (!rc && j == 0 && cc && chain[0].enc == ENC_ZSTD) self_copies(&chain[0], cur, cc);
         if (owned) cache_give(&r->cache, &ids[j + 1], owned, blen);
         owned = NULL;
         if (rc) return rc;
@@ -267,10 +238,6 @@ static int obj_decode(guts_repo *r, MDB_txn *txn, const guts_id *id, int *type, 
     memcpy(copy, cached, clen);
     *out = copy;
     *len = clen;
-    const uint8_t *base;
-    size_t blen;
-    if (cc && h.enc == ENC_ZSTD_DELTA && (base = cache_get(&r->cache, &h.base, &blen)))
-        copies_of(r, txn, &h, -1, base, blen, copy, cc);
     return GUTS_OK;
 }
 
@@ -305,11 +272,11 @@ static int repo_get(guts_repo *r, const guts_id *id, int *type, void **data, siz
     return GUTS_OK;
 }
 
-int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, int *type,
-                         void **data, size_t *len, guts_copy **copies, size_t *ncopies, size_t *blen)
+int guts_repo_get_copies(guts_repo *r, const guts_id *id, int *type, void **data, size_t *len,
+                         guts_copy **copies, size_t *ncopies)
 {
-    if (!r || !id || !type || !data || !len || !copies || !ncopies || !blen) return GUTS_EINVAL;
-    copies_out cc = {.div = inserts_div};
+    if (!r || !id || !type || !data || !len || !copies || !ncopies) return GUTS_EINVAL;
+    copies_out cc = {0};
     int rc = repo_get(r, id, type, data, len, &cc);
     if (rc) {
         free(cc.v);
@@ -317,7 +284,6 @@ int guts_repo_get_copies(guts_repo *r, const guts_id *id, unsigned inserts_div, 
     }
     *copies = cc.v;
     *ncopies = cc.n;
-    *blen = cc.blen;
     return GUTS_OK;
 }
 
