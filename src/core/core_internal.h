@@ -59,9 +59,6 @@ typedef struct peer_repo {
     uint64_t empty_sig;
 } peer_repo;
 
-/* A cache line: struct peer's first holds what a scan of the view reads. */
-#define CORE_PEER_LINE 64
-
 /* An address learned from a peer's PEERS (node_reach.c). */
 typedef struct learned {
     guts_addr addr;
@@ -91,47 +88,41 @@ typedef struct pace_far {
     uint64_t at;     /* the round handed, 0: a free entry */
 } pace_far;
 
-/* Three cache lines (on a 64-bit host), the view's array allocated on a
- * line (node_members.c, peers_grow): every node holds up to CORE_VIEW_MAX
- * of them. The first line holds what a scan of the whole view reads of
- * each entry (choose_peer's pull source, view_evict's sample: the
- * repository entries and last_heard); a lookup by id reads the second.
- * In 176 unaligned bytes those scans read 2-3 lines an entry, a third of
- * guts-sim's last-level misses at 10,000 nodes (issue 19). */
+/* 176 bytes on 64-bit hosts (the small fields fill the holes after addr):
+ * every node holds up to CORE_VIEW_MAX of them. */
 typedef struct peer {
-    /* repository entries sorted by key: `one` while the capacity is <= 1, else
-     * the `repos` array (node_members.c, prepos) */
-    union {
-        peer_repo one;
-        peer_repo *repos;
-    };
-    uint64_t last_heard;
-    uint16_t nrepos; /* at most CORE_PEER_REPOS_MAX */
-    uint16_t port;
+    guts_node_id id;
+    guts_addr addr;
     /* capacity of repos: 0, or 1 << (capshift - 1) (node_members.c, pcap) */
     uint8_t capshift;
+    uint16_t port;
     uint8_t pex_again : 1; /* the first PEERS is to be repeated once (node_reach.c) */
     /* a DEAD notice named it: the running round confirms (node_probe.c) */
     uint8_t probe_suspect : 1;
     /* its next round is a turn its ACK handed us (node_probe.c) */
     uint8_t probe_turn : 1;
     uint8_t probe_tries; /* PROBEs sent in this round (node_probe.c) */
-    _Alignas(CORE_PEER_LINE) guts_node_id id;
-    guts_addr addr;
+    uint16_t nrepos;     /* at most CORE_PEER_REPOS_MAX */
     uint32_t interval;
-    uint64_t inc;
     uint32_t taken;        /* remote-only repositories tracked because it announced them */
     uint32_t probe_period; /* ms to its next round, as its last ACK said */
-    /* start of the running probe round, 0: none; its next PROBE is
-     * c->probe_at[i] (node_probe.c) */
-    uint64_t probe_round;
+    uint64_t inc;
+    uint64_t last_heard;
     uint64_t pex_sent;    /* last PEERS sent to it, 0: never */
     uint64_t group_heard; /* last datagram by multicast, 0: never */
     uint64_t ucast_heard; /* last datagram by unicast, 0: never (node_reach.c) */
     uint64_t addr_heard;  /* last datagram from addr, 0: take the next one's */
     uint64_t answered;    /* last prompt unicast answer to it, 0: never (node_reach.c) */
+    /* start of the running probe round, 0: none; its next PROBE is
+     * c->probe_at[i] (node_probe.c) */
+    uint64_t probe_round;
+    /* repository entries sorted by key: `one` while the capacity is <= 1, else
+     * the `repos` array (node_members.c, prepos) */
+    union {
+        peer_repo one;
+        peer_repo *repos;
+    };
 } peer;
-_Static_assert(offsetof(peer, id) == CORE_PEER_LINE, "a scan of the view reads one line an entry");
 
 enum { REPLY_REFUTE = 1, REPLY_NEWCOMER = 2 };
 

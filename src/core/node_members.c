@@ -92,19 +92,6 @@ static int pindex_rebuild(guts_core *c, size_t want_cap)
     return GUTS_OK;
 }
 
-/* Room for nc peers, on a cache line (struct peer: a line's alignment,
- * which realloc does not keep). */
-static int peers_grow(guts_core *c, size_t nc)
-{
-    peer *np = aligned_alloc(_Alignof(peer), nc * sizeof(peer));
-    if (!np) return GUTS_ENOMEM;
-    if (c->npeers) memcpy(np, c->peers, c->npeers * sizeof(peer));
-    free(c->peers);
-    c->peers = np;
-    c->cappeers = nc;
-    return GUTS_OK;
-}
-
 peer *members_find(guts_core *c, const guts_node_id *id)
 {
     if (!c->pindex_cap) return NULL;
@@ -421,7 +408,10 @@ static void view_evict(guts_core *c)
     size_t pick[CORE_VIEW_SAMPLE];
     for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
         pick[k] = (size_t)core_rand_below(c, c->npeers);
-        __builtin_prefetch(&c->peers[pick[k]]); /* the line peer_useful reads */
+        const char *p = (const char *)&c->peers[pick[k]];
+        __builtin_prefetch(p + offsetof(peer, nrepos));
+        __builtin_prefetch(p + offsetof(peer, last_heard));
+        __builtin_prefetch(p + offsetof(peer, one) + sizeof(peer_repo) - 1);
     }
     for (int k = 0; k < CORE_VIEW_SAMPLE; k++) {
         size_t i = pick[k];
@@ -470,7 +460,10 @@ peer *members_heard(guts_core *c, const guts_node_id *id, const guts_addr *addr,
         }
         if (c->npeers == c->cappeers) {
             size_t nc = c->cappeers ? 2 * c->cappeers : 8;
-            if (peers_grow(c, nc)) return NULL;
+            peer *np = realloc(c->peers, nc * sizeof(peer));
+            if (!np) return NULL;
+            c->peers = np;
+            c->cappeers = nc;
         }
         p = &c->peers[c->npeers++];
         memset(p, 0, sizeof(*p));
@@ -661,8 +654,9 @@ void guts_core_prefetch(const guts_core *c, int stage, const guts_node_id *sende
         uint32_t e = c->pindex[h & (c->pindex_cap - 1)];
         if (e && slot_tag(e) == (h & PINDEX_TAG_MASK)) {
             const char *p = (const char *)&c->peers[slot_peer(e) - 1];
-            for (size_t off = 0; off < sizeof(peer); off += CORE_PEER_LINE) /* 3 lines */
+            for (size_t off = 0; off < sizeof(peer); off += 64) /* up to 4 lines */
                 __builtin_prefetch(p + off);
+            __builtin_prefetch(p + sizeof(peer) - 1);
         }
     }
 }
