@@ -383,9 +383,10 @@ int guts_msg_size(const guts_msg *msg, size_t *len)
 
 /* Up to this capacity (a datagram's) guts_msg_encode packs once, into a
  * scratch buffer on the stack, and copies what fits: the size pass first
- * cost as much as the packing (sink_write's calls), for every datagram a
- * core sends (2.8% of guts-sim's instructions at 10,000 nodes, issue 19).
- * Larger ones (frames) are sized first and packed in place. */
+ * cost as much as the packing, for every datagram a core sends (sink_write,
+ * called by both passes of datagrams and frames, was 2.8% of guts-sim's
+ * instructions at 10,000 nodes: issue 19). Larger ones (frames) are sized
+ * first and packed in place. */
 #define ENCODE_SCRATCH 2048
 
 int guts_msg_encode(const guts_msg *msg, uint8_t *buf, size_t cap, size_t *len)
