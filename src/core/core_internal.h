@@ -373,6 +373,10 @@ struct guts_core {
     uint64_t kmv_est;       /* cached sketch estimate, 0: to compute */
     uint32_t kmv_stale;     /* insertions into a full sketch since kmv_est */
     uint64_t kmv_exact;     /* the estimate of the epochs as they are, 0: unknown */
+    /* asked for without its value since the epochs last changed: kmv_est
+     * (and kmv_exact) owe the merge of them as they are (node_members.c,
+     * members_estimate_touch) */
+    int kmv_owed;
     uint64_t kmv_since;     /* when the first epoch began */
     guts_core_config cfg;
     /* end of the hot part; below, what fewer events touch */
@@ -485,6 +489,9 @@ int members_live_since(guts_core *c, const peer *p, uint64_t at);
 void members_sketch_add(guts_core *c, const guts_node_id *id);
 /* Estimated members of the group, this node included. */
 uint64_t members_estimate(guts_core *c);
+/* members_estimate's effect on the sketch's cache, for a caller that does
+ * not need the value: the same later estimates, without the merge now. */
+void members_estimate_touch(guts_core *c);
 /* A hash of a repository state (fingerprint, refs digest), never 0. */
 uint64_t members_state_sig(guts_fp fp, uint64_t rdigest);
 void members_remove(guts_core *c, size_t i, const char *why);

@@ -100,11 +100,19 @@ int announce_hello_due(guts_core *c)
     return 1;
 }
 
+_Static_assert(CORE_REPLY_GROUP < CORE_VIEW_MAX, "a full view's group is not small");
+
 void announce_newcomer(guts_core *c)
 {
     /* a view that is not full holds the whole group: exact, and it
      * forgets members that left, where the sketch remembers an epoch */
-    uint64_t members = c->npeers < CORE_VIEW_MAX ? c->npeers + 1 : members_estimate(c);
+    if (c->npeers >= CORE_VIEW_MAX) {
+        /* members_estimate is over CORE_VIEW_MAX, so over CORE_REPLY_GROUP:
+         * no answer, and only what asking leaves in the sketch's cache */
+        members_estimate_touch(c);
+        return;
+    }
+    uint64_t members = c->npeers + 1;
     if (members > CORE_REPLY_GROUP || c->now < c->up_since + c->cfg.interval_ms ||
         c->heard_now + c->heard_prev > CORE_REPLY_QUIET ||
         core_rand_below(c, members) >= CORE_REPLY_K)
