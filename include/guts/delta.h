@@ -27,22 +27,11 @@ typedef int (*guts_delta_copy_fn)(void *ctx, size_t at, size_t from, size_t len)
 int guts_delta_scan(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn,
                     guts_delta_copy_fn copy, void *ctx);
 
-/** The copies from base (bn bytes) that a zstd frame (n bytes) made with
- * base as its prefix takes, read from the frame's sequences instead of
- * found again; dst[0..dn) is the frame's content, already decoded (and so
- * checked) by zstd. Calls copy as guts_delta_scan does: increasing at, not
- * overlapping, each at least GUTS_DELTA_BLOCK long, the ends of each
- * compared with base and dst first. GUTS_OK; GUTS_ENOTFOUND when copy
- * stopped or more than max_inserts bytes of dst are left to inserts (the
- * frame's matches are too few for a delta worth sending); GUTS_ECORRUPT
- * when the frame is not read so (the caller scans instead). */
-int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
-                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
-                     void *ctx);
-
-/** The same frame read without its content: a frame (n bytes) of dn bytes
- * made against a prefix of bn bytes gives its copies from the prefix (copy
- * called as above, increasing at, contiguous matches merged, any length)
+/** The copies a zstd frame made against a prefix, read from its sequences
+ * instead of found again, without its content: a frame (n bytes) of dn
+ * bytes made against a prefix of bn bytes gives its copies from the prefix
+ * (copy called in increasing order of at, not overlapping, contiguous
+ * matches merged, any length)
  * and its literals, the content's bytes no copy covers, in order, written
  * to lits (room for max_inserts bytes), *nlits of them. Nothing is compared
  * or checksummed (the content is never made): the caller's reader must

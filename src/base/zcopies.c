@@ -1,24 +1,19 @@
-/* zcopies.c - the copies a zstd frame made against a prefix, read from its
- * sequences (guts_zstd_copies, delta.h) instead of found again.
+/* zcopies.c - what a zstd frame's sequences say, read instead of found
+ * again (delta.h): the copies a frame made against a prefix, with its
+ * literals and without its content (guts_zstd_lits_copies), and the
+ * matches a frame with no prefix made inside its own content
+ * (guts_zstd_self_copies).
  *
- * Only what places the copies is read (RFC 8878): the frame and block
- * headers, each compressed block's literals header (for the number of
- * literal bytes; the literals themselves are skipped), the sequences'
- * FSE tables and bitstream, and the repeat offsets. A match whose source
- * lies in the prefix is a copy from the base; a match inside the content
- * itself, and any copy shorter than GUTS_DELTA_BLOCK, is left to the
- * caller's inserts. A frame read wrong is refused, not turned into a wrong
- * delta: the bitstream must end exactly where each block does, the sizes
- * add up to the content's, and each copy starts and ends with the base's
- * bytes.
- *
- * guts_zstd_lits_copies reads the same frame without its content: it
- * decodes the literals too (their Huffman streams, RFC 8878 4.2), so a
- * frame whose every match reaches into the base gives a git delta (its
- * copies, its literals inserted) with none of its content decoded: no
+ * What is read (RFC 8878): the frame and block headers, the sequences'
+ * FSE tables and bitstream, the repeat offsets, and for
+ * guts_zstd_lits_copies the literals too (their Huffman streams, RFC 8878
+ * 4.2): a frame whose every match reaches into the base gives a git delta
+ * (its copies, its literals inserted) with none of its content decoded: no
  * copy of the base's bytes, no checksum over them. A frame with a match
  * inside the content itself is left to the caller (its bytes would be
- * needed).
+ * needed). A frame read wrong is refused: the bitstream must end exactly
+ * where each block does and the sizes add up to the content's; the
+ * caller's reader checks the rest (git's index-pack hashes every object).
  */
 #include <assert.h>
 #include <string.h>
@@ -245,20 +240,19 @@ static const fse_table predefined[3] = {
      6},
 };
 
-/* What guts_zstd_copies carries from block to block. */
+/* What a read carries from block to block. */
 typedef struct zc {
     fse_table *own;            /* [3]: tables a block described */
     const fse_table *t[3];     /* each kind's table now: own or predefined */
     uint32_t rep[3];
-    const uint8_t *base, *dst;
-    size_t bn, dn, pos; /* pos: dst bytes placed so far */
+    size_t bn, dn, pos; /* pos: content bytes placed so far */
     size_t at, from, len; /* the copy not yet reported (len 0: none) */
-    size_t inserts, max_inserts; /* dst bytes not copied: so far, at most */
+    size_t inserts, max_inserts; /* content bytes not copied: so far, at most */
     guts_delta_copy_fn copy;
     void *ctx;
-    /* dst NULL (guts_zstd_lits_copies): the literals go to lits (room for
+    /* guts_zstd_lits_copies: the literals go to lits (room for
      * max_inserts), the Huffman table of the last block that described
-     * one in huf */
+     * one in huf; NULL: the literals are skipped */
     uint8_t *lits;
     size_t nlits;
     struct huf_table *huf;
@@ -266,34 +260,24 @@ typedef struct zc {
     int self; /* guts_zstd_self_copies: no base, every match reported */
 } zc;
 
-/* n more bytes of dst go as inserts: 1 once past max_inserts. */
+/* n more bytes of the content go as inserts: 1 once past max_inserts. */
 static int inserts(zc *z, size_t n)
 {
     z->inserts += n;
     return z->inserts > z->max_inserts;
 }
 
-/* Report the pending copy when long enough, after checking its first and
- * last CHECK bytes (a frame read wrong puts its copies off, at their ends
- * too; a full compare cost as much as reading the sequences). A shorter
- * one goes as inserts. */
-#define CHECK 16
+/* Report the pending copy, if any. */
 static int flush_copy(zc *z)
 {
     size_t n = z->len;
     z->len = 0;
-    if (!z->dst) return n && z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
-    if (n < GUTS_DELTA_BLOCK) return inserts(z, n);
-    size_t k = n < CHECK ? n : CHECK;
-    if (memcmp(z->dst + z->at, z->base + z->from, k) != 0 ||
-        memcmp(z->dst + z->at + n - k, z->base + z->from + n - k, k) != 0)
-        return -1;
-    return z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
+    return n && z->copy(z->ctx, z->at, z->from, n) ? 1 : 0;
 }
 
-/* A match of n bytes at z->pos, off back in base + dst: its part in the
- * base extends the pending copy or starts the next one, its part in dst
- * goes as inserts. */
+/* A match of n bytes at z->pos, off back in base + content: with self,
+ * reported as it is; else it must lie in the base, and extends the
+ * pending copy or starts the next one. */
 static int match(zc *z, size_t off, size_t n)
 {
     if (off == 0 || off > z->pos + z->bn || n > z->dn - z->pos) return -1;
@@ -302,23 +286,19 @@ static int match(zc *z, size_t off, size_t n)
         z->pos += n;
         return rc;
     }
-    size_t k = off > z->pos ? off - z->pos : 0; /* bytes from the base */
-    if (k > n) k = n;
-    if (!z->dst && k < n) return 1; /* bytes of dst: not decoded here */
-    if (k) {
-        size_t from = z->bn + z->pos - off;
-        if (z->len && z->at + z->len == z->pos && z->from + z->len == from) {
-            z->len += k;
-        } else {
-            int rc = flush_copy(z);
-            if (rc) return rc;
-            z->at = z->pos;
-            z->from = from;
-            z->len = k;
-        }
+    if (off < z->pos + n) return 1; /* bytes of the content: not decoded here */
+    size_t from = z->bn + z->pos - off;
+    if (z->len && z->at + z->len == z->pos && z->from + z->len == from) {
+        z->len += n;
+    } else {
+        int rc = flush_copy(z);
+        if (rc) return rc;
+        z->at = z->pos;
+        z->from = from;
+        z->len = n;
     }
     z->pos += n;
-    return inserts(z, n - k);
+    return 0;
 }
 
 /* The table of kind k for a block: mode 0 predefined, 1 one symbol, 2
@@ -549,7 +529,7 @@ static int block(zc *z, const uint8_t *p, size_t len)
         regen = (size_t)((v >> 4) & ((1u << nb) - 1));
         lsize = lh + (size_t)((v >> (4 + nb)) & ((1u << nb) - 1));
     }
-    if (!z->dst) {
+    if (z->lits) {
         if (lsize > len) return -1;
         int rc = lits_decode(z, p, ltype, sf, lh, lsize, regen);
         if (rc) return rc;
@@ -676,7 +656,7 @@ static int frame_read(zc *z, const uint8_t *frame, size_t n)
         case 0: /* raw */
         case 1: /* one byte repeated */
             if (bsize > z->dn - z->pos) return GUTS_ECORRUPT;
-            if (!z->dst && (rc = raw_lits(z, frame + q, n - q, (h >> 1) & 3, bsize))) break;
+            if (z->lits && (rc = raw_lits(z, frame + q, n - q, (h >> 1) & 3, bsize))) break;
             rc = lits_only(z, bsize);
             bsize = ((h >> 1) & 3) ? 1 : bsize;
             break;
@@ -691,17 +671,6 @@ static int frame_read(zc *z, const uint8_t *frame, size_t n)
     if (q != n || z->pos != z->dn) return GUTS_ECORRUPT;
     int rc = flush_copy(z);
     return rc > 0 ? GUTS_ENOTFOUND : rc < 0 ? GUTS_ECORRUPT : GUTS_OK;
-}
-
-int guts_zstd_copies(const uint8_t *frame, size_t n, const uint8_t *base, size_t bn,
-                     const uint8_t *dst, size_t dn, size_t max_inserts, guts_delta_copy_fn copy,
-                     void *ctx)
-{
-    if (!dst) return GUTS_EINVAL;
-    fse_table own[3]; /* not cleared: each is written before it is read */
-    zc z = {.own = own, .rep = {1, 4, 8}, .base = base, .dst = dst, .bn = bn, .dn = dn,
-            .copy = copy, .ctx = ctx, .max_inserts = max_inserts};
-    return frame_read(&z, frame, n);
 }
 
 int guts_zstd_lits_copies(const uint8_t *frame, size_t n, size_t bn, size_t dn, size_t max_inserts,
@@ -721,7 +690,7 @@ int guts_zstd_self_copies(const uint8_t *frame, size_t n, const uint8_t *dst, si
 {
     if (!dst) return GUTS_EINVAL;
     fse_table own[3];
-    zc z = {.own = own, .rep = {1, 4, 8}, .dst = dst, .dn = dn, .copy = copy, .ctx = ctx,
+    zc z = {.own = own, .rep = {1, 4, 8}, .dn = dn, .copy = copy, .ctx = ctx,
             .max_inserts = dn, .self = 1};
     return frame_read(&z, frame, n);
 }

@@ -632,12 +632,9 @@ static int git_copy(void *ctx, size_t at, size_t from, size_t len)
     return 0;
 }
 
-/* guts_pack_delta_copies (dst given: the bytes between copies are read
- * from it) and guts_pack_delta_lits (dst NULL: they are lits, in order):
- * one encoder, every copy checked against both sizes. */
-static int delta_given(size_t bn, size_t dn, const uint8_t *dst, const uint8_t *lits, size_t nlits,
-                       const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
-                       size_t *outlen)
+int guts_pack_delta_lits(size_t bn, size_t dn, const uint8_t *lits, size_t nlits,
+                         const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
+                         size_t *outlen)
 {
     *out = NULL;
     *outlen = 0;
@@ -645,40 +642,23 @@ static int delta_given(size_t bn, size_t dn, const uint8_t *dst, const uint8_t *
     dbuf b = {malloc(max), 0, max};
     if (!b.p) return GUTS_ENOMEM;
     size_t at = 0, used = 0; /* content placed, literals used */
-#define INS_FROM (dst ? dst + at : lits + used)
-#define INS_LEFT (dst ? dn - at : nlits - used)
     int bad = put_varint(&b, bn) || put_varint(&b, dn);
     for (size_t i = 0; i < ncopies && !bad; i++) {
         const guts_copy *c = &copies[i];
         size_t ins = c->at - at;
-        bad = c->at < at || c->at > dn || ins > INS_LEFT || c->len > dn - c->at || c->from > bn ||
-              c->len > bn - c->from || put_insert(&b, INS_FROM, ins) ||
+        bad = c->at < at || c->at > dn || ins > nlits - used || c->len > dn - c->at ||
+              c->from > bn || c->len > bn - c->from || put_insert(&b, lits + used, ins) ||
               put_copy(&b, c->from, c->len);
         used += ins;
         at = c->at + c->len;
     }
-    if (bad || INS_LEFT != dn - at || put_insert(&b, INS_FROM, dn - at)) {
+    if (bad || nlits - used != dn - at || put_insert(&b, lits + used, dn - at)) {
         free(b.p);
         return GUTS_ENOTFOUND;
     }
-#undef INS_FROM
-#undef INS_LEFT
     *out = b.p;
     *outlen = b.n;
     return GUTS_OK;
-}
-
-int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_copy *copies,
-                           size_t ncopies, size_t max, uint8_t **out, size_t *outlen)
-{
-    return delta_given(bn, dn, dst, NULL, 0, copies, ncopies, max, out, outlen);
-}
-
-int guts_pack_delta_lits(size_t bn, size_t dn, const uint8_t *lits, size_t nlits,
-                         const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
-                         size_t *outlen)
-{
-    return delta_given(bn, dn, NULL, lits, nlits, copies, ncopies, max, out, outlen);
 }
 
 int guts_pack_delta(const uint8_t *base, size_t bn, const uint8_t *dst, size_t dn, size_t max,

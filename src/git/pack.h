@@ -169,16 +169,13 @@ int guts_packw_finish(guts_packw *w, uint8_t sum[20]);
 /** Free the writer's buffers (not fd). Safe on a zeroed or failed writer. */
 void guts_packw_free(guts_packw *w);
 
-/** A git delta turning a base of bn bytes into dst[0..dn) with the given
- * copies from the base (guts_copy: increasing, not overlapping), dst's
- * other bytes inserted, in at most max bytes; as guts_pack_delta. */
-int guts_pack_delta_copies(size_t bn, const uint8_t *dst, size_t dn, const guts_copy *copies,
-                           size_t ncopies, size_t max, uint8_t **out, size_t *outlen);
-
-/** The same from the content's literals alone (guts_zstd_lits_copies):
- * lits[0..nlits) are dst's bytes the copies do not cover, in order; dst
- * itself is never needed. GUTS_ENOTFOUND also when the copies and
- * literals do not add up to dn bytes. */
+/** A git delta turning a base of bn bytes into a content of dn bytes made
+ * of the given copies from the base (guts_copy: increasing, not
+ * overlapping) and, between them, the content's literals (as
+ * guts_zstd_lits_copies gives them): lits[0..nlits) are its bytes the
+ * copies do not cover, in order; the content itself is never needed. In
+ * at most max bytes, as guts_pack_delta; GUTS_ENOTFOUND also when the
+ * copies and literals do not add up to dn bytes. */
 int guts_pack_delta_lits(size_t bn, size_t dn, const uint8_t *lits, size_t nlits,
                          const guts_copy *copies, size_t ncopies, size_t max, uint8_t **out,
                          size_t *outlen);

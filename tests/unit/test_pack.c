@@ -675,26 +675,12 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
-/* guts_zstd_copies' callback: every copy kept, checked as it comes. */
+/* The copies a reader of a zstd frame gave (lcopy) */
 typedef struct zcopies {
     guts_copy v[4096];
     size_t n;
-    const uint8_t *base, *dst;
     size_t bn, dn;
 } zcopies;
-
-static int zcopy(void *ctx, size_t at, size_t from, size_t len)
-{
-    zcopies *z = ctx;
-    ck_assert_uint_lt(z->n, 4096);
-    ck_assert_uint_ge(len, GUTS_DELTA_BLOCK);
-    ck_assert(z->n == 0 || at >= z->v[z->n - 1].at + z->v[z->n - 1].len);
-    ck_assert_uint_le(at + len, z->dn);
-    ck_assert_uint_le(from + len, z->bn);
-    ck_assert_mem_eq(z->dst + at, z->base + from, len);
-    z->v[z->n++] = (guts_copy){at, from, len};
-    return 0;
-}
 
 /* dst: base's lines with some changed, inserted and deleted (text, so that
  * zstd's matcher uses repeat offsets and its own FSE tables) */
@@ -740,78 +726,6 @@ static size_t spliced(uint8_t *base, size_t bn, uint8_t *dst, size_t cap, size_t
     }
     return dn;
 }
-
-START_TEST(test_zstd_copies_are_the_frames_matches_from_the_base)
-{
-    enum { N = 400000 }; /* past zstd's 128 KiB blocks */
-    uint8_t *base = malloc(N), *dst = malloc(2 * N), *out = malloc(2 * N);
-    ZSTD_CCtx *cc = ZSTD_createCCtx();
-    ZSTD_DCtx *dc = ZSTD_createDCtx();
-    size_t fcap = ZSTD_compressBound(2 * N);
-    uint8_t *frame = malloc(fcap);
-    uint64_t s = 11;
-    static const int levels[] = {1, 3, 9, 19};
-    for (int round = 0; round < 24; round++) {
-        size_t bn = round < 4 ? 100 + rng(&s) % 2000 : 1000 + rng(&s) % (N - 1000);
-        size_t dn;
-        if (round % 3 == 2) { /* random bytes, spans of the base among them */
-            dn = spliced(base, bn, dst, 2 * (size_t)N, 1, &s);
-        } else {
-            dn = edited_text(base, bn, dst, 2 * N, &s);
-        }
-        int level = levels[round % 4];
-        ck_assert(!ZSTD_isError(ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters)));
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, round % 2);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, round % 5 != 0);
-        ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 22);
-        ck_assert(!ZSTD_isError(ZSTD_CCtx_refPrefix(cc, base, bn)));
-        size_t fn = ZSTD_compress2(cc, frame, fcap, dst, dn);
-        ck_assert(!ZSTD_isError(fn));
-        /* the decoder reads it back against the same prefix */
-        ck_assert(!ZSTD_isError(ZSTD_DCtx_refPrefix(dc, base, bn)));
-        ck_assert_uint_eq(ZSTD_decompressDCtx(dc, out, 2 * N, frame, fn), dn);
-        zcopies *z = calloc(1, sizeof *z);
-        *z = (zcopies){.base = base, .dst = dst, .bn = bn, .dn = dn};
-        ck_assert_int_eq(guts_zstd_copies(frame, fn, base, bn, dst, dn, dn, zcopy, z), GUTS_OK);
-        size_t covered = 0;
-        for (size_t i = 0; i < z->n; i++)
-            covered += z->v[i].len;
-        /* most of dst is the base's: the frame's matches say so */
-        ck_assert_uint_gt(covered, dn / 2);
-        /* the git delta of those copies rebuilds dst */
-        uint8_t *d;
-        size_t dl;
-        int copies = 0, inserts = 0;
-        ck_assert_int_eq(guts_pack_delta_copies(bn, dst, dn, z->v, z->n, dn + 64, &d, &dl), GUTS_OK);
-        rebuilds(base, bn, d, dl, dst, dn, &copies, &inserts);
-        /* fewer inserts allowed than the frame leaves: none given */
-        z->n = 0;
-        if (dn - covered > 1)
-            ck_assert_int_eq(
-                guts_zstd_copies(frame, fn, base, bn, dst, dn, (dn - covered) / 2, zcopy, z),
-                GUTS_ENOTFOUND);
-        /* a cut frame, or another content, is not read */
-        z->n = 0;
-        ck_assert_int_eq(guts_zstd_copies(frame, fn - 1, base, bn, dst, dn, dn, zcopy, z),
-                         GUTS_ECORRUPT);
-        z->n = 0;
-        ck_assert_int_eq(guts_zstd_copies(frame, fn, base, bn, dst, dn - 1, dn, zcopy, z),
-                         GUTS_ECORRUPT);
-        free(z);
-    }
-    /* no zstd frame */
-    zcopies z0 = {.base = base, .dst = dst, .bn = 100, .dn = 100};
-    ck_assert_int_eq(guts_zstd_copies(base, 100, base, 100, dst, 100, 100, zcopy, &z0),
-                     GUTS_ECORRUPT);
-    ZSTD_freeCCtx(cc);
-    ZSTD_freeDCtx(dc);
-    free(frame);
-    free(base);
-    free(dst);
-    free(out);
-}
-END_TEST
 
 /* guts_delta_scan's copies as zstd sequences, as the store makes them */
 typedef struct zseqs {
@@ -883,7 +797,7 @@ START_TEST(test_zstd_literals_and_copies_rebuild_the_content_undecoded)
             fn = ZSTD_compressSequences(cc, frame, fcap, q->v, q->n, dst, dn);
         }
         ck_assert(!ZSTD_isError(fn));
-        *z = (zcopies){.base = base, .dst = dst, .bn = bn, .dn = dn};
+        *z = (zcopies){.bn = bn, .dn = dn};
         size_t nl = 0;
         int rc = guts_zstd_lits_copies(frame, fn, bn, dn, dn, lits, &nl, lcopy, z);
         if (own && rc == GUTS_ENOTFOUND) continue; /* a match inside dst */
@@ -1401,7 +1315,6 @@ int main(void)
     tcase_add_test(t, test_async_writer_writes_the_same_pack);
     tcase_add_test(t, test_adler32_is_zlibs);
     tcase_add_test(t, test_fast_deflate_inflates_back_to_its_input);
-    tcase_add_test(t, test_zstd_copies_are_the_frames_matches_from_the_base);
     tcase_add_test(t, test_zstd_literals_and_copies_rebuild_the_content_undecoded);
     tcase_add_test(t, test_deflate_from_a_zstd_frames_own_matches_inflates_back);
     tcase_add_test(t, test_store_gives_a_zstd_deltas_copies);
